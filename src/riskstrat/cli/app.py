@@ -1,0 +1,26 @@
+"""The one Typer app; every command lives in its own module and only parses and prints."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="riskstrat",
+    help=(
+        "Population health risk stratification from linked person-level records.\n\n"
+        "Start with `riskstrat demo`: it generates a synthetic population, trains and registers the "
+        "models and writes case-finding lists, all under the current folder."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an error a user can act on and exit non-zero."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)

@@ -1,0 +1,171 @@
+"""All file input and output: reading raw tables, atomic writers, data fingerprints.
+
+Every writer is atomic: it writes to a temporary sibling and renames it into place, so a crash
+never leaves a half-written file or folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskstrat.schema import TABLES, arrow_schema
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+
+
+class DataFileError(Exception):
+    """A data file is missing or cannot be read; the message names the file."""
+
+
+def find_table_file(data_dir: Path, table: str) -> Path | None:
+    """The file holding ``table`` in ``data_dir`` (Parquet preferred over CSV), or None."""
+    for suffix in TABLE_SUFFIXES:
+        path = data_dir / f"{table}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def read_table_file(path: Path) -> pd.DataFrame:
+    """Read one table file as it is: Parquet with its types, CSV with every column as text."""
+    try:
+        if path.name.endswith(".parquet"):
+            return pq.read_table(path).to_pandas()
+        # utf-8-sig strips a byte-order mark; keep everything as text and let validation parse.
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: cannot be read ({exc})") from exc
+
+
+def read_raw_tables(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
+    """Read every canonical table present in ``data_dir``; returns (tables, files)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataFileError(f"{data_dir}: no such data folder")
+    tables: dict[str, pd.DataFrame] = {}
+    files: dict[str, Path] = {}
+    for name in TABLES:
+        path = find_table_file(data_dir, name)
+        if path is not None:
+            tables[name] = read_table_file(path)
+            files[name] = path
+    return tables, files
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
+
+    On any exception the temporary path is removed and ``target`` is left untouched.
+    For a directory an existing ``target`` is replaced as a whole.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory and target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old.rmdir()
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        raise
+
+
+def canonical_to_arrow(name: str, df: pd.DataFrame) -> pa.Table:
+    """Convert a canonical table to Arrow with the schema's types (dates as date32)."""
+    columns = [c for c in TABLES[name].column_names if c in df.columns]
+    schema = arrow_schema(name, present=columns)
+    arrays = []
+    for f in schema:
+        values = df[f.name]
+        if pa.types.is_date32(f.type):
+            arrays.append(pa.array(values.dt.date if len(values) else [], type=pa.date32(), from_pandas=True))
+        elif pa.types.is_dictionary(f.type):
+            arrays.append(pa.array(values.astype("string").astype(object), type=pa.string(),
+                                   from_pandas=True).dictionary_encode())
+        else:
+            arrays.append(pa.array(values.astype(object) if f.type == pa.string() else values,
+                                   type=f.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path) -> Path:
+    """Write a DataFrame or Arrow table to Parquet atomically (deterministic bytes for equal data)."""
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def write_records_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path,
+                         *, extra_files: dict[str, str] | None = None) -> Path:
+    """Write canonical tables as ``<table>.parquet`` into ``out_dir``, atomically as a whole.
+
+    ``extra_files`` maps file names to text content written into the same folder (e.g. a summary).
+    """
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, directory=True) as tmp:
+        for name, df in tables.items():
+            pq.write_table(canonical_to_arrow(name, df), tmp / f"{name}.parquet", compression="zstd")
+        for fname, text in (extra_files or {}).items():
+            (tmp / fname).write_text(text)
+    return out_dir
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)
+
+
+def write_json(obj, path: str | Path) -> Path:
+    return write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())
+
+
+def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(data_dir: str | Path) -> dict:
+    """A fingerprint of a data folder: per-table file hash and size (never any rows)."""
+    data_dir = Path(data_dir)
+    files = {}
+    for name in TABLES:
+        path = find_table_file(data_dir, name)
+        if path is not None:
+            files[name] = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+    combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"data_dir": str(data_dir.resolve()), "sha256": combined, "tables": files}

@@ -1,0 +1,65 @@
+"""LinkedRecords: the in-memory linked data set (one DataFrame per canonical table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from riskstrat.schema import EVENT_TABLES, TABLES, empty_table
+
+
+@dataclass
+class LinkedRecords:
+    """A validated linked data set: ``tables`` maps table name to a DataFrame in canonical dtypes.
+
+    Absent optional tables are simply missing from ``tables``; :meth:`get` returns an empty table
+    with the right columns so that feature code need not special-case them.
+    """
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.tables) - set(TABLES)
+        if unknown:
+            raise ValueError(f"unknown tables {sorted(unknown)}; known: {sorted(TABLES)}")
+        if "persons" not in self.tables:
+            raise ValueError("a linked data set needs a 'persons' table")
+
+    @property
+    def persons(self) -> pd.DataFrame:
+        return self.tables["persons"]
+
+    def get(self, name: str) -> pd.DataFrame:
+        """Table ``name``, or an empty canonical table if this data set does not have it."""
+        if name not in TABLES:
+            raise KeyError(f"unknown table {name!r}")
+        return self.tables[name] if name in self.tables else empty_table(name)
+
+    def has(self, name: str) -> bool:
+        return name in self.tables
+
+    @property
+    def sources(self) -> list[str]:
+        """The event tables present, in canonical order."""
+        return [t for t in EVENT_TABLES if t in self.tables]
+
+    def without(self, *names: str) -> "LinkedRecords":
+        """A copy without the named optional tables (e.g. to switch off social care by config)."""
+        if "persons" in names:
+            raise ValueError("persons cannot be dropped")
+        return LinkedRecords({k: v for k, v in self.tables.items() if k not in names})
+
+    def row_counts(self) -> dict[str, int]:
+        return {name: len(df) for name, df in self.tables.items()}
+
+    def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """Earliest and latest event date over all event tables."""
+        lows, highs = [], []
+        for name in self.sources:
+            col = TABLES[name].event_date
+            dates = self.tables[name][col]
+            if len(dates) and dates.notna().any():
+                lows.append(dates.min())
+                highs.append(dates.max())
+        return (min(lows) if lows else None, max(highs) if highs else None)

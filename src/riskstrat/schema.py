@@ -1,0 +1,289 @@
+"""The canonical linked-records data model: the one place that knows tables, columns and dtypes.
+
+A linked data set is a folder with one Parquet (or CSV) file per table, named after the table
+(``persons.parquet``, ``inpatient_spells.parquet``, ...). ``persons`` is required; every other
+table is optional, and a model trained without a source simply lacks its features.
+
+In memory every table is a pandas DataFrame with the dtypes below: ids and free codes as
+``str``, reference-coded columns as ``category``, dates as ``datetime64[s]`` (midnight), costs as
+``float64``, flags as ``bool``, small integers as nullable ``Int8``/``Int16``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SCHEMA_VERSION = "1.0"
+
+ColumnKind = Literal["id", "str", "category", "date", "float", "int", "bool"]
+
+SEXES = ("female", "male", "unknown")
+ETHNICITY_GROUPS = ("white", "asian", "black", "mixed", "other", "unknown")
+ADMISSION_METHODS = ("emergency", "elective", "maternity", "transfer")
+SOCIAL_CARE_TYPES = ("home_care", "reablement", "day_care", "residential", "nursing", "direct_payment")
+# Long-term-condition register (QOF-like): code -> plain-English name.
+LONG_TERM_CONDITIONS = {
+    "hypertension": "high blood pressure",
+    "diabetes": "diabetes",
+    "asthma": "asthma",
+    "copd": "COPD",
+    "chd": "coronary heart disease",
+    "heart_failure": "heart failure",
+    "atrial_fibrillation": "atrial fibrillation",
+    "stroke": "stroke or TIA",
+    "ckd": "chronic kidney disease",
+    "cancer": "cancer",
+    "dementia": "dementia",
+    "depression": "depression",
+    "smi": "severe mental illness",
+    "epilepsy": "epilepsy",
+}
+# BNF chapters 1-15 as two-digit strings.
+BNF_CHAPTERS = {
+    "01": "gastro-intestinal",
+    "02": "cardiovascular",
+    "03": "respiratory",
+    "04": "central nervous system",
+    "05": "infections",
+    "06": "endocrine",
+    "07": "obstetrics, gynaecology and urinary tract",
+    "08": "malignant disease and immunosuppression",
+    "09": "nutrition and blood",
+    "10": "musculoskeletal and joint",
+    "11": "eye",
+    "12": "ear, nose and oropharynx",
+    "13": "skin",
+    "14": "immunological products and vaccines",
+    "15": "anaesthesia",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: ColumnKind
+    description: str
+    required: bool = True
+    nullable: bool = False
+    categories: tuple[str, ...] | None = None  # reference list for ``category`` columns
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    required: bool = False
+    # The date that places an event in time (used for index-date cuts and life-span checks).
+    event_date: str | None = None
+    # Pairs (start, end) where end must not precede start.
+    ordered_dates: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name!r} has no column {name!r}")
+
+    @property
+    def date_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.kind == "date"]
+
+
+def _person_id() -> Column:
+    return Column("person_id", "id", "Pseudonymised person key linking all tables.")
+
+
+def _cost(description: str = "Cost in pounds.") -> Column:
+    return Column("cost", "float", description, required=False, nullable=True, min_value=0.0)
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table(
+            "persons",
+            "One row per person: demographics, registered GP practice and death.",
+            (
+                _person_id(),
+                Column("birth_date", "date", "Date of birth (may be set to the 1st of the month)."),
+                Column("sex", "category", "Sex.", categories=SEXES),
+                Column(
+                    "deprivation_decile", "int", "Index of multiple deprivation decile, 1 = most deprived.",
+                    required=False, nullable=True, min_value=1, max_value=10,
+                ),
+                Column("ethnicity_group", "category", "Ethnicity group.", required=False, nullable=True,
+                       categories=ETHNICITY_GROUPS),
+                Column("practice_id", "str", "Registered GP practice (or care team) code."),
+                Column("registration_start", "date", "Start of registration / eligibility.",
+                       required=False, nullable=True),
+                Column("registration_end", "date", "End of registration / eligibility (blank if current).",
+                       required=False, nullable=True),
+                Column("death_date", "date", "Date of death (blank if alive).", required=False, nullable=True),
+            ),
+            required=True,
+            ordered_dates=(("birth_date", "death_date"), ("registration_start", "registration_end")),
+        ),
+        Table(
+            "inpatient_spells",
+            "Hospital inpatient spells.",
+            (
+                _person_id(),
+                Column("admission_date", "date", "Date of admission."),
+                Column("discharge_date", "date", "Date of discharge (blank if still in hospital).",
+                       nullable=True),
+                Column("admission_method", "category", "How the person was admitted.",
+                       categories=ADMISSION_METHODS),
+                Column("primary_diagnosis", "str", "Primary diagnosis, ICD-10 code.", required=False,
+                       nullable=True),
+                _cost("Cost of the spell in pounds."),
+            ),
+            event_date="admission_date",
+            ordered_dates=(("admission_date", "discharge_date"),),
+        ),
+        Table(
+            "ae_attendances",
+            "Accident and emergency (A&E / emergency department) attendances.",
+            (
+                _person_id(),
+                Column("arrival_date", "date", "Date of arrival."),
+                Column("admitted", "bool", "Whether the attendance ended in admission.", required=False,
+                       nullable=True),
+                _cost("Cost of the attendance in pounds."),
+            ),
+            event_date="arrival_date",
+        ),
+        Table(
+            "outpatient_appointments",
+            "Hospital outpatient appointments, attended or missed.",
+            (
+                _person_id(),
+                Column("appointment_date", "date", "Date of the appointment."),
+                Column("specialty", "str", "Treatment specialty.", required=False, nullable=True),
+                Column("attended", "bool", "True if attended, False if the person did not attend (DNA)."),
+                _cost("Cost of the appointment in pounds."),
+            ),
+            event_date="appointment_date",
+        ),
+        Table(
+            "gp_contacts",
+            "Primary care (GP practice) contacts.",
+            (
+                _person_id(),
+                Column("contact_date", "date", "Date of the contact."),
+                Column("contact_type", "str", "Face to face, telephone, home visit, ...", required=False,
+                       nullable=True),
+                _cost("Cost of the contact in pounds."),
+            ),
+            event_date="contact_date",
+        ),
+        Table(
+            "ltc_register",
+            "Long-term-condition register: one row per person and condition.",
+            (
+                _person_id(),
+                Column("condition", "category", "Long-term condition.",
+                       categories=tuple(LONG_TERM_CONDITIONS)),
+                Column("diagnosis_date", "date", "Date the condition was first recorded."),
+            ),
+            event_date="diagnosis_date",
+        ),
+        Table(
+            "prescriptions",
+            "Prescription items issued.",
+            (
+                _person_id(),
+                Column("issue_date", "date", "Date the item was issued."),
+                Column("bnf_chapter", "category", "BNF chapter (two digits).", categories=tuple(BNF_CHAPTERS)),
+                Column("drug_code", "str", "Drug code (BNF, dm+d or RxNorm).", required=False, nullable=True),
+                _cost("Cost of the item in pounds."),
+            ),
+            event_date="issue_date",
+        ),
+        Table(
+            "social_care",
+            "Adult social care services.",
+            (
+                _person_id(),
+                Column("service_type", "category", "Type of service.", categories=SOCIAL_CARE_TYPES),
+                Column("start_date", "date", "Date the service started."),
+                Column("end_date", "date", "Date the service ended (blank if ongoing).", nullable=True),
+                Column("weekly_cost", "float", "Weekly cost in pounds.", required=False, nullable=True,
+                       min_value=0.0),
+            ),
+            event_date="start_date",
+            ordered_dates=(("start_date", "end_date"),),
+        ),
+    )
+}
+
+EVENT_TABLES = tuple(name for name in TABLES if name != "persons")
+
+
+def empty_table(name: str) -> "pd.DataFrame":
+    """An empty DataFrame with the canonical columns and dtypes of table ``name``."""
+    import pandas as pd
+
+    table = TABLES[name]
+    return pd.DataFrame({c.name: pd.Series([], dtype=pandas_dtype(c)) for c in table.columns})
+
+
+def pandas_dtype(column: Column):
+    """The in-memory pandas dtype for a canonical column."""
+    import pandas as pd
+
+    if column.kind in ("id", "str"):
+        return pd.StringDtype(na_value=float("nan"))
+    if column.kind == "category":
+        return pd.CategoricalDtype(list(column.categories or ()), ordered=False)
+    if column.kind == "date":
+        return "datetime64[s]"
+    if column.kind == "float":
+        return "float64"
+    if column.kind == "int":
+        return "Int16"
+    if column.kind == "bool":
+        return "boolean" if column.nullable else "bool"
+    raise ValueError(f"unknown column kind {column.kind!r}")
+
+
+def arrow_schema(name: str, present: list[str] | None = None):
+    """The pyarrow schema used to write table ``name`` to Parquet (dates as date32)."""
+    import pyarrow as pa
+
+    types = {
+        "id": pa.string(),
+        "str": pa.string(),
+        "category": pa.dictionary(pa.int32(), pa.string()),
+        "date": pa.date32(),
+        "float": pa.float64(),
+        "int": pa.int16(),
+        "bool": pa.bool_(),
+    }
+    fields = [
+        pa.field(c.name, types[c.kind], nullable=True)
+        for c in TABLES[name].columns
+        if present is None or c.name in present
+    ]
+    return pa.schema(fields, metadata={"riskstrat_schema_version": SCHEMA_VERSION, "table": name})
+
+
+def describe_schema() -> str:
+    """A Markdown description of the data model (used by ``docs`` and the README)."""
+    lines = [f"# riskstrat linked-records schema, version {SCHEMA_VERSION}", ""]
+    for table in TABLES.values():
+        status = "required" if table.required else "optional"
+        lines += [f"## `{table.name}` ({status})", "", table.description, "",
+                  "| column | type | required | description |", "|---|---|---|---|"]
+        for c in table.columns:
+            kind = c.kind + (f" ({', '.join(c.categories)})" if c.categories else "")
+            lines.append(f"| `{c.name}` | {kind} | {'yes' if c.required else 'no'} | {c.description} |")
+        lines.append("")
+    return "\n".join(lines)
