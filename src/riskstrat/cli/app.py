@@ -24,3 +24,9 @@ def fail(message: str, code: int = 1) -> None:
     """Print an error a user can act on and exit non-zero."""
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+@app.callback()
+def _root() -> None:
+    # A callback keeps `riskstrat COMMAND` a command group even while it has a single command.
+    return None

@@ -1,0 +1,10 @@
+"""The built-in synthetic linked population (the embedded default data)."""
+
+from riskstrat.synth.generator import (
+    SynthResult,
+    default_truth_dates,
+    generate_population,
+    write_population,
+)
+
+__all__ = ["SynthResult", "default_truth_dates", "generate_population", "write_population"]

@@ -1,0 +1,591 @@
+"""A synthetic linked population with a latent, month-by-month health state and known truth.
+
+Each person has fixed traits (age, sex, deprivation, ethnicity, practice, an unobserved person
+effect) and a state that evolves monthly: long-term conditions accumulate (with multimorbidity
+clusters), frailty drifts up with age and conditions and jumps after emergency admissions, and a
+decaying recent-admission term raises near-term risk. Every source's events are drawn from hazards
+that depend on a latent severity built from that state. Nothing in the tables reveals the person
+effect or frailty directly, which keeps even a perfect model short of certainty.
+
+The truth for an index date T is estimated by simulating K independent futures from each person's
+state at T, with random streams separate from the observed data's.
+
+>>> result = generate_population(300, start="2021-01-01", years=1, seed=1, truth_dates=[])
+>>> sorted(result.tables)[:3]
+['ae_attendances', 'gp_contacts', 'inpatient_spells']
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from riskstrat.schema import TABLES, pandas_dtype
+from riskstrat.synth import params as P
+
+K_COND = len(P.CONDITION_NAMES)
+COND_INDEX = {c: i for i, c in enumerate(P.CONDITION_NAMES)}
+_A = np.array([v[0] for v in P.CONDITIONS.values()])
+_C = np.array([v[1] for v in P.CONDITIONS.values()])
+_D = np.array([v[2] for v in P.CONDITIONS.values()])
+_W = np.array([v[3] for v in P.CONDITIONS.values()])
+_ITEM_CHAPTERS = np.array(list(P.COST_ITEM))
+_ITEM_MEDIAN = np.array(list(P.COST_ITEM.values()))
+_CHAPTER = np.array([list(P.COST_ITEM).index(v[4]) for v in P.CONDITIONS.values()])
+_ACUTE = np.array([list(P.COST_ITEM).index(ch) for ch in P.ACUTE_CHAPTERS])
+_LOGNORMAL_MEAN = np.exp(0.5**2 / 2)
+_REPEAT_COST = P.REPEAT_ITEMS * _ITEM_MEDIAN[_CHAPTER] * _LOGNORMAL_MEAN
+_ACUTE_COST = _ITEM_MEDIAN[_ACUTE].mean() * _LOGNORMAL_MEAN
+_LINKS = np.zeros((K_COND, K_COND))
+for (_a, _b), _v in P.CONDITION_LINKS.items():
+    _LINKS[COND_INDEX[_a], COND_INDEX[_b]] = _v
+_LOG_A32, _C32, _D32, _LINKS32 = (np.log(_A).astype(np.float32), _C.astype(np.float32), _D.astype(np.float32),
+                                  _LINKS.astype(np.float32))
+_ICD_EMERGENCY = np.array([c for c, _ in P.EMERGENCY_DIAGNOSES])
+_ICD_COND = np.array([COND_INDEX[k] if k else -1 for _, k in P.EMERGENCY_DIAGNOSES])
+_EPOCH = np.datetime64("1970-01-01", "D")
+
+CARE_NONE, CARE_HOME, CARE_RESIDENTIAL, CARE_NURSING = 0, 1, 2, 3
+_CARE_TYPES = {CARE_HOME: "home_care", CARE_RESIDENTIAL: "residential", CARE_NURSING: "nursing"}
+
+
+@dataclass
+class SynthResult:
+    """Canonical tables plus the ground truth (kept apart: no training code reads it)."""
+
+    tables: dict[str, pd.DataFrame]
+    truth: pd.DataFrame
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    """The latent state of a group of people (arrays of length n), mutated month by month."""
+
+    birth: np.ndarray        # days since epoch
+    female: np.ndarray
+    dep: np.ndarray          # deprivation decile 1..10
+    fixed_h: np.ndarray      # practice effect + person effect (unobserved)
+    ltc: np.ndarray          # (n, K) bool
+    frailty: np.ndarray
+    recent: np.ndarray
+    alive: np.ndarray
+    care: np.ndarray         # CARE_* code
+    care_start: np.ndarray   # days since epoch
+    care_weekly: np.ndarray
+
+    def take(self, idx: np.ndarray) -> "_State":
+        return _State(**{k: v[idx].copy() for k, v in self.__dict__.items()})
+
+
+def _lognormal(rng: np.random.Generator, median_sigma: tuple[float, float], n: int) -> np.ndarray:
+    median, sigma = median_sigma
+    return np.round(median * np.exp(sigma * rng.standard_normal(n)), 2)
+
+
+def _age_years(state: _State, day: int) -> np.ndarray:
+    return (day - state.birth) / 365.25
+
+
+def _severity(state: _State, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(h, clinical part of h without the age term)."""
+    clinical = (P.DEP_EFFECT * (5.5 - state.dep) + state.ltc @ _W + P.FRAILTY_EFFECT * state.frailty
+                + state.fixed_h + state.recent + P.SOCIAL_CARE_EFFECT * (state.care == CARE_HOME))
+    age_term = P.AGE_SLOPE * (np.maximum(age, 18) - 50) + 1.0 * (age < 2)
+    return age_term + clinical, clinical
+
+
+def _frailty_target(age: np.ndarray, n_ltc: np.ndarray) -> np.ndarray:
+    return np.clip(P.FRAILTY_AGE * np.maximum(age - 55, 0) + P.FRAILTY_LTC * n_ltc, 0, 0.95)
+
+
+def _onset_hazard(state: _State, age: np.ndarray) -> np.ndarray:
+    """Annual onset hazard of each condition, (n, K), in float32 to keep the big array cheap."""
+    person = (0.5 * state.fixed_h).astype(np.float32)[:, None]
+    log_h = (_LOG_A32[None, :] + _C32[None, :] * (age.astype(np.float32)[:, None] - 60)
+             + _D32[None, :] * ((5.5 - state.dep) / 4.5).astype(np.float32)[:, None] + person
+             + state.ltc.astype(np.float32) @ _LINKS32)
+    adult = np.clip((age - 10) / 8, 0, 1).astype(np.float32)[:, None]  # little onset in children
+    return np.exp(log_h) * adult
+
+
+@dataclass
+class _MonthOut:
+    emergency: np.ndarray     # count per person
+    died: np.ndarray          # bool per person
+    death_day: np.ndarray     # day offset of death within the month (valid where died)
+    cost: np.ndarray          # total cost this month per person
+    records: dict[str, list[dict[str, np.ndarray]]] | None
+
+
+def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, record: bool,
+          person_idx: np.ndarray | None = None) -> _MonthOut:
+    """Advance everyone one month from day ``day0``; optionally return event records."""
+    n = state.birth.shape[0]
+    alive = state.alive
+    age = _age_years(state, day0)
+    h, clin = _severity(state, age)
+    cost = np.zeros(n)
+    recs: dict[str, list[dict[str, np.ndarray]]] | None = {} if record else None
+
+    def emit(table: str, who: np.ndarray, **cols: np.ndarray) -> None:
+        if recs is not None and who.size:
+            recs.setdefault(table, []).append({"person": person_idx[who], **cols})
+
+    # Death this month, with a death day; events of the month fall before it.
+    death_rate = np.exp(P.DEATH_LOG_A + P.DEATH_AGE * age + P.DEATH_H * (clin - state.fixed_h * 0.3)) / 12
+    died = alive & (rng.random(n) < 1 - np.exp(-death_rate))
+    last_day = np.full(n, ndays - 1)
+    last_day[died] = rng.integers(0, ndays, died.sum())
+
+    def days_for(who: np.ndarray) -> np.ndarray:
+        return day0 + np.floor(rng.random(who.size) * (last_day[who] + 1)).astype(np.int64)
+
+    # Emergency admissions (most through A&E).
+    em = np.where(alive, rng.poisson(P.EMERGENCY_RATE * np.exp(h)), 0)
+    em = np.minimum(em, 4)
+    who_em = np.repeat(np.arange(n), em)
+    if who_em.size:
+        los = np.floor(np.exp(0.5 + 0.02 * (age[who_em] - 50) + 1.0 * state.frailty[who_em]
+                              + 0.6 * rng.standard_normal(who_em.size))).astype(np.int64)
+        los = np.clip(los, 0, 90)
+        c_em = _lognormal(rng, P.COST_EMERGENCY, who_em.size) + P.COST_BED_DAY * los
+        np.add.at(cost, who_em, c_em)
+        through_ae = rng.random(who_em.size) < P.AE_BEFORE_ADMISSION
+        c_ae = _lognormal(rng, P.COST_AE, who_em.size) * through_ae
+        np.add.at(cost, who_em, c_ae)
+        if record:
+            adm = days_for(who_em)
+            # Diagnosis: condition-linked codes only for people with that condition.
+            has = np.where(_ICD_COND[None, :] >= 0, state.ltc[who_em][:, np.maximum(_ICD_COND, 0)], True)
+            weights = has * np.where(_ICD_COND >= 0, 3.0, 1.0)[None, :]
+            cum = np.cumsum(weights, axis=1)
+            pick = (cum < rng.random(who_em.size)[:, None] * cum[:, -1:]).sum(axis=1)
+            emit("inpatient_spells", who_em, admission_date=adm, discharge_date=adm + los,
+                 admission_method=np.full(who_em.size, "emergency"), primary_diagnosis=_ICD_EMERGENCY[pick],
+                 cost=c_em)
+            a = who_em[through_ae]
+            emit("ae_attendances", a, arrival_date=adm[through_ae], admitted=np.ones(a.size, bool),
+                 cost=c_ae[through_ae])
+
+    # A&E attendances that did not end in admission.
+    ae = np.where(alive, rng.poisson(P.AE_RATE * np.exp(0.55 * clin + 0.004 * (age - 50))), 0)
+    who = np.repeat(np.arange(n), ae)
+    c = _lognormal(rng, P.COST_AE, who.size)
+    np.add.at(cost, who, c)
+    if record:
+        emit("ae_attendances", who, arrival_date=days_for(who), admitted=np.zeros(who.size, bool), cost=c)
+
+    # Elective and maternity admissions.
+    el = np.where(alive, rng.poisson(P.ELECTIVE_RATE * np.exp(0.35 * clin + 0.02 * (np.minimum(age, 85) - 50))), 0)
+    who = np.repeat(np.arange(n), np.minimum(el, 2))
+    c = _lognormal(rng, P.COST_ELECTIVE, who.size)
+    np.add.at(cost, who, c)
+    if record and who.size:
+        adm = days_for(who)
+        emit("inpatient_spells", who, admission_date=adm, discharge_date=adm + rng.integers(0, 4, who.size),
+             admission_method=np.full(who.size, "elective"),
+             primary_diagnosis=rng.choice(P.ELECTIVE_DIAGNOSES, who.size), cost=c)
+    mat = alive & state.female & (age >= 18) & (age < 45) & (rng.random(n) < P.MATERNITY_RATE)
+    who = np.flatnonzero(mat)
+    c = _lognormal(rng, P.COST_MATERNITY, who.size)
+    np.add.at(cost, who, c)
+    if record and who.size:
+        adm = days_for(who)
+        emit("inpatient_spells", who, admission_date=adm, discharge_date=adm + rng.integers(1, 3, who.size),
+             admission_method=np.full(who.size, "maternity"), primary_diagnosis=np.full(who.size, "O80"), cost=c)
+
+    # Outpatients (missed appointments commoner in deprived areas and cost nothing here).
+    op = np.where(alive, rng.poisson(P.OUTPATIENT_RATE * np.exp(0.5 * clin + 0.01 * (np.minimum(age, 85) - 50))), 0)
+    who = np.repeat(np.arange(n), op)
+    attended = rng.random(who.size) >= 0.03 + 0.012 * (10 - state.dep[who])
+    c = _lognormal(rng, P.COST_OUTPATIENT, who.size) * attended
+    np.add.at(cost, who, c)
+    if record:
+        emit("outpatient_appointments", who, appointment_date=days_for(who),
+             specialty=rng.choice(P.SPECIALTIES, who.size), attended=attended, cost=c)
+
+    # GP contacts.
+    gp = np.where(alive, rng.poisson(P.GP_RATE * np.exp(0.4 * clin + 0.012 * (age - 50) + 0.3 * state.female)), 0)
+    who = np.repeat(np.arange(n), gp)
+    c = _lognormal(rng, P.COST_GP, who.size)
+    np.add.at(cost, who, c)
+    if record:
+        kinds = np.where(rng.random(who.size) < 0.6, "face to face", "telephone")
+        kinds[(age[who] > 80) & (rng.random(who.size) < 0.3)] = "home visit"
+        emit("gp_contacts", who, contact_date=days_for(who), contact_type=kinds, cost=c)
+
+    # Prescriptions: repeats for each condition held, plus acute items. Futures simulated for the
+    # truth need only their cost, so they use its expectation instead of drawing every item.
+    acute_rate = np.where(alive, P.ACUTE_ITEM_RATE * np.exp(0.3 * clin), 0)
+    if not record:
+        cost += np.where(alive, state.ltc @ _REPEAT_COST + acute_rate * _ACUTE_COST, 0)
+    else:
+        held_p, held_k = np.nonzero(state.ltc & alive[:, None])
+        n_items = rng.poisson(P.REPEAT_ITEMS, held_p.size)
+        rep_p, rep_k = np.repeat(held_p, n_items), np.repeat(held_k, n_items)
+        acute_p = np.repeat(np.arange(n), rng.poisson(acute_rate))
+        who = np.concatenate([rep_p, acute_p])
+        chapters = np.concatenate([_CHAPTER[rep_k], rng.choice(_ACUTE, acute_p.size)])
+        c = np.round(_ITEM_MEDIAN[chapters] * np.exp(0.5 * rng.standard_normal(who.size)), 2)
+        np.add.at(cost, who, c)
+        emit("prescriptions", who, issue_date=days_for(who), bnf_chapter=_ITEM_CHAPTERS[chapters], cost=c)
+
+    # Social care: ongoing cost, transitions, reablement after emergency admissions.
+    in_care = alive & (state.care != CARE_NONE)
+    care_days = np.where(died, last_day + 1, ndays)
+    cost += np.where(in_care, state.care_weekly * care_days / 7, 0)
+    older = alive & ~died & (age >= 18)
+    u = rng.random(n)
+    home_rate = P.HOME_CARE_RATE * np.exp(P.HOME_CARE_FRAILTY * state.frailty + 0.6 * state.ltc[:, COND_INDEX["dementia"]]
+                                          + 0.5 * (em > 0)) * np.clip((age - 50) / 20, 0.05, 1.5)
+    to_home = older & (state.care == CARE_NONE) & (u < 1 - np.exp(-home_rate))
+    res_rate = P.RESIDENTIAL_RATE * np.exp(2.5 * state.frailty + 1.2 * state.ltc[:, COND_INDEX["dementia"]])
+    to_res = older & (state.care == CARE_HOME) & (u < 1 - np.exp(-res_rate))
+    to_nursing = older & (state.care == CARE_RESIDENTIAL) & (u < 1 - np.exp(-P.NURSING_RATE * np.exp(2 * state.frailty)))
+    change = to_home | to_res | to_nursing
+    new_type = np.where(to_home, CARE_HOME, np.where(to_res, CARE_RESIDENTIAL, CARE_NURSING))
+    change_day = day0 + rng.integers(0, ndays, n)
+    # Close services that end (transition or death).
+    ending = (change & (state.care != CARE_NONE)) | (died & (state.care != CARE_NONE))
+    if record:
+        who = np.flatnonzero(ending)
+        end = np.where(died[who], day0 + last_day[who], change_day[who])
+        for code, name in _CARE_TYPES.items():
+            sel = state.care[who] == code
+            emit("social_care", who[sel], service_type=np.full(sel.sum(), name), start_date=state.care_start[who[sel]],
+                 end_date=end[sel], weekly_cost=state.care_weekly[who[sel]])
+    who = np.flatnonzero(change)
+    if who.size:
+        kinds = new_type[who]
+        base = np.select([kinds == CARE_HOME, kinds == CARE_RESIDENTIAL],
+                         [P.WEEKLY_COST["home_care"], P.WEEKLY_COST["residential"]], P.WEEKLY_COST["nursing"])
+        weekly = np.round(base * np.exp(0.3 * rng.standard_normal(who.size)), 2)
+        state.care[who] = kinds
+        state.care_start[who] = change_day[who]
+        state.care_weekly[who] = weekly
+        cost[who] += weekly * (day0 + ndays - change_day[who]) / 7
+    reable = older & (em > 0) & (age >= 65) & (state.care == CARE_NONE) & (rng.random(n) < P.REABLEMENT_PROB)
+    who = np.flatnonzero(reable)
+    if who.size:
+        weekly = np.round(P.WEEKLY_COST["reablement"] * np.exp(0.2 * rng.standard_normal(who.size)), 2)
+        cost[who] += weekly * 6
+        if record:
+            start = day0 + rng.integers(0, ndays, who.size)
+            emit("social_care", who, service_type=np.full(who.size, "reablement"), start_date=start,
+                 end_date=start + 42, weekly_cost=weekly)
+
+    # Long-term condition onsets, dated within the month.
+    onset_p = 1 - np.exp(-_onset_hazard(state, age) / 12)
+    new = (~state.ltc) & alive[:, None] & ~died[:, None] & (rng.random((n, K_COND)) < onset_p)
+    if record:
+        p_new, k_new = np.nonzero(new)
+        emit("ltc_register", p_new, condition=np.asarray(P.CONDITION_NAMES)[k_new],
+             diagnosis_date=day0 + rng.integers(0, ndays, p_new.size))
+    state.ltc |= new
+
+    # Frailty and the recent-admission term.
+    n_ltc = state.ltc.sum(axis=1)
+    target = _frailty_target(age, n_ltc)
+    state.frailty = np.clip(state.frailty + P.FRAILTY_PULL * (target - state.frailty) + P.FRAILTY_JUMP * em
+                            + 0.01 * rng.standard_normal(n), 0, 1)
+    state.recent = P.RECENT_DECAY * state.recent + P.RECENT_JUMP * em
+    state.alive = alive & ~died
+    return _MonthOut(emergency=em, died=died, death_day=last_day, cost=cost, records=recs)
+
+
+def _month_starts(start: np.datetime64, months: int) -> np.ndarray:
+    base = start.astype("datetime64[M]")
+    return (base + np.arange(months + 1)).astype("datetime64[D]")
+
+
+def _practices(n_people: int, seed: int, n_practices: int | None) -> pd.DataFrame:
+    """Practices of very different sizes, each with a deprivation level and a small effect."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7_000_001]))
+    k = n_practices or int(np.clip(n_people // 1500, 3, 2000))
+    size = rng.lognormal(0, 0.6, k)
+    return pd.DataFrame({
+        "practice_id": [f"P{81000 + i:05d}" for i in range(k)],
+        "weight": size / size.sum(),
+        "dep_mean": rng.uniform(1.5, 9.5, k),
+        "effect": rng.normal(0, P.PRACTICE_EFFECT_SD, k),
+    })
+
+
+def _person_ids(seed: int, first: int, n: int) -> np.ndarray:
+    return np.array([hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).hexdigest()
+                     for i in range(first, first + n)], dtype=object)
+
+
+def _initial_state(n: int, start_day: int, practices: pd.DataFrame, rng: np.random.Generator):
+    band = rng.choice(len(P.AGE_BAND_WEIGHTS), n, p=P.AGE_BAND_WEIGHTS / P.AGE_BAND_WEIGHTS.sum())
+    age = band * 5 + rng.random(n) * 5
+    birth = start_day - np.round(age * 365.25).astype(np.int64)
+    female = rng.random(n) < np.clip(0.5 + 0.004 * np.maximum(age - 60, 0), 0.5, 0.68)
+    prac = rng.choice(len(practices), n, p=practices["weight"].to_numpy())
+    dep = np.clip(np.round(practices["dep_mean"].to_numpy()[prac] + rng.normal(0, 1.8, n)), 1, 10).astype(np.int64)
+    eth = rng.choice(list(P.ETHNICITY_WEIGHTS), n, p=np.array(list(P.ETHNICITY_WEIGHTS.values())))
+    fixed_h = practices["effect"].to_numpy()[prac] + rng.normal(0, P.PERSON_EFFECT_SD, n)
+    state = _State(birth=birth, female=female, dep=dep, fixed_h=fixed_h, ltc=np.zeros((n, K_COND), bool),
+                   frailty=np.zeros(n), recent=np.zeros(n), alive=np.ones(n, bool),
+                   care=np.zeros(n, np.int64), care_start=np.zeros(n, np.int64), care_weekly=np.zeros(n))
+    # Prevalent conditions: integrate the onset hazard over life so far (links ignored), and date
+    # each diagnosis uniformly over the years it could have happened in.
+    haz = _onset_hazard(state, age) / np.exp(0.0)  # annual at current age
+    slope = np.where(_C > 0, _C, 1e-9)[None, :]
+    cum = haz * (1 - np.exp(-slope * np.maximum(age[:, None] - 10, 0))) / slope
+    state.ltc = rng.random((n, K_COND)) < 1 - np.exp(-cum)
+    years_back = rng.random((n, K_COND)) * np.minimum(np.maximum(age[:, None] - 12, 0.1), 25)
+    diag = start_day - np.round(years_back * 365.25).astype(np.int64) - 1
+    state.frailty = np.clip(_frailty_target(age, state.ltc.sum(1)) + rng.normal(0, 0.05, n), 0, 1)
+    # Some of the old and frail already receive care at the start.
+    p_care = np.clip(0.35 * state.frailty ** 2 * (age > 65), 0, 0.5)
+    in_care = rng.random(n) < p_care
+    kind = np.where(rng.random(n) < 0.7, CARE_HOME, np.where(rng.random(n) < 0.6, CARE_RESIDENTIAL, CARE_NURSING))
+    state.care = np.where(in_care, kind, CARE_NONE)
+    state.care_start = start_day - rng.integers(30, 900, n)
+    base = np.select([state.care == CARE_HOME, state.care == CARE_RESIDENTIAL],
+                     [P.WEEKLY_COST["home_care"], P.WEEKLY_COST["residential"]], P.WEEKLY_COST["nursing"])
+    state.care_weekly = np.where(in_care, np.round(base * np.exp(0.3 * rng.standard_normal(n)), 2), 0.0)
+    return state, prac, eth, diag
+
+
+def _simulate_truth(state: _State, months: np.ndarray, t_index: int, rng: np.random.Generator,
+                    n_futures: int) -> dict[str, np.ndarray]:
+    """Monte Carlo over ``n_futures`` futures of 12 months from the state at ``months[t_index]``."""
+    n = state.birth.shape[0]
+    tiled = state.take(np.tile(np.arange(n), n_futures))
+    any_em = np.zeros(n * n_futures, bool)
+    died = np.zeros(n * n_futures, bool)
+    cost = np.zeros(n * n_futures)
+    for t in range(t_index, t_index + 12):
+        day0 = int((months[t] - _EPOCH).astype(int))
+        ndays = int((months[t + 1] - months[t]).astype(int))
+        step = _step(tiled, day0, ndays, rng, record=False)
+        any_em |= step.emergency > 0
+        died |= step.died
+        cost += step.cost
+    shape = (n_futures, n)
+    return {"any_em": any_em.reshape(shape), "died": died.reshape(shape), "cost": cost.reshape(shape)}
+
+
+def _records_to_frames(recs: dict[str, list[dict[str, np.ndarray]]], ids: np.ndarray) -> dict[str, pd.DataFrame]:
+    frames = {}
+    for table, parts in recs.items():
+        cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        df = pd.DataFrame({"person_id": ids[cols.pop("person")]})
+        for k, v in cols.items():
+            if k.endswith("_date"):
+                v = (_EPOCH + v.astype("timedelta64[D]")).astype("datetime64[s]")
+            df[k] = v
+        frames[table] = df
+    return frames
+
+
+def _canonical(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for col in TABLES[table].columns:
+        values = df[col.name] if col.name in df else pd.Series(pd.NA, index=df.index)
+        out[col.name] = values.astype(pandas_dtype(col)) if col.kind != "int" else values.astype("Int16")
+    return pd.DataFrame(out)
+
+
+def _chunk(first: int, n: int, chunk_no: int, *, seed: int, start: np.datetime64, months: np.ndarray,
+           practices: pd.DataFrame, truth_steps: dict[int, str], n_futures: int):
+    """Simulate one chunk of people; returns (tables, truth frame, adult future costs per date)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, chunk_no, 0]))
+    start_day = int((months[0] - _EPOCH).astype(int))
+    state, prac, eth, diag = _initial_state(n, start_day, practices, rng)
+    ids = _person_ids(seed, first, n)
+    person_idx = np.arange(n)
+    recs: dict[str, list[dict[str, np.ndarray]]] = {}
+    p0, k0 = np.nonzero(state.ltc)
+    recs["ltc_register"] = [{"person": p0, "condition": np.asarray(P.CONDITION_NAMES)[k0], "diagnosis_date": diag[p0, k0]}]
+    death_day = np.full(n, -1, np.int64)
+    truth_parts, future_costs = [], {}
+    for t in range(len(months) - 1):
+        if t in truth_steps:
+            alive = np.flatnonzero(state.alive)
+            trng = np.random.default_rng(np.random.SeedSequence([seed, chunk_no, 1, t]))
+            sim = _simulate_truth(state.take(alive), months, t, trng, n_futures)
+            any_em, died = sim["any_em"].mean(0), sim["died"].mean(0)
+            truth_parts.append(pd.DataFrame({
+                "person_id": ids[alive], "index_date": pd.Timestamp(truth_steps[t]),
+                "p_emergency_admission": any_em, "p_death": died,
+                "p_emergency_or_death": (sim["any_em"] | sim["died"]).mean(0),
+                "expected_cost": sim["cost"].mean(0),
+                "_age": _age_years(state, int((months[t] - _EPOCH).astype(int)))[alive],
+            }))
+            future_costs[truth_steps[t]] = (sim["cost"], alive)
+        day0 = int((months[t] - _EPOCH).astype(int))
+        ndays = int((months[t + 1] - months[t]).astype(int))
+        step = _step(state, day0, ndays, rng, record=True, person_idx=person_idx)
+        for table, parts in step.records.items():
+            recs.setdefault(table, []).extend(parts)
+        dead_now = np.flatnonzero(step.died)
+        death_day[dead_now] = day0 + step.death_day[dead_now]
+    # Services still open at the end of the extract.
+    who = np.flatnonzero(state.alive & (state.care != CARE_NONE))
+    if who.size:
+        recs.setdefault("social_care", []).append({
+            "person": who, "service_type": np.array([_CARE_TYPES[c] for c in state.care[who]]),
+            "start_date": state.care_start[who], "end_date": np.full(who.size, -10**9, np.int64),
+            "weekly_cost": state.care_weekly[who]})
+    frames = _records_to_frames(recs, ids)
+    if "social_care" in frames:
+        sc = frames["social_care"]
+        sc.loc[sc["end_date"] < pd.Timestamp("1900-01-01"), "end_date"] = pd.NaT
+    persons = pd.DataFrame({
+        "person_id": ids,
+        "birth_date": (_EPOCH + state.birth.astype("timedelta64[D]")).astype("datetime64[s]"),
+        "sex": np.where(state.female, "female", "male"),
+        "deprivation_decile": state.dep,
+        "ethnicity_group": eth,
+        "practice_id": practices["practice_id"].to_numpy()[prac],
+        "registration_start": np.maximum(state.birth, start_day),
+        "registration_end": pd.NaT,
+        "death_date": pd.NaT,
+    })
+    persons["registration_start"] = (_EPOCH + persons["registration_start"].to_numpy().astype("timedelta64[D]")).astype("datetime64[s]")
+    persons["birth_date"] = persons["birth_date"].dt.floor("D")
+    dead = death_day >= 0
+    persons.loc[dead, "death_date"] = (_EPOCH + death_day[dead].astype("timedelta64[D]")).astype("datetime64[s]")
+    frames["persons"] = persons
+    tables = {name: _canonical(name, df) for name, df in frames.items()}
+    # Spells and services never run past death.
+    dd = pd.Series(persons["death_date"].to_numpy(), index=persons["person_id"].to_numpy())
+    for name, end_col in (("inpatient_spells", "discharge_date"), ("social_care", "end_date")):
+        if name in tables:
+            df = tables[name]
+            death = df["person_id"].map(dd).astype("datetime64[s]")
+            df[end_col] = df[end_col].where(~(df[end_col] > death), death)
+            if name == "social_care":
+                df[end_col] = df[end_col].where(df[end_col].isna() | (df[end_col] >= df["start_date"]), df["start_date"])
+    truth = pd.concat(truth_parts, ignore_index=True) if truth_parts else pd.DataFrame()
+    return tables, truth, future_costs
+
+
+def default_truth_dates(start: str, years: int) -> list[str]:
+    """Yearly index dates, back from the last one with a full 12-month horizon to start + 24 months."""
+    months = _month_starts(np.datetime64(start, "D"), 12 * years)
+    last = len(months) - 13
+    return sorted(str(months[i]) for i in range(last, 23, -12))
+
+
+def iter_population(n_people: int, *, start: str, years: int, seed: int, truth_dates: list[str] | None = None,
+                    n_futures: int = 20, chunk_size: int = 50_000, n_practices: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[dict, pd.DataFrame, dict]]:
+    """Generate the population chunk by chunk (bounded memory); yields (tables, truth, future costs)."""
+    start_d = np.datetime64(start, "D")
+    if start_d != start_d.astype("datetime64[M]").astype("datetime64[D]"):
+        raise ValueError(f"start must be the first of a month, got {start}")
+    months = _month_starts(start_d, 12 * years)
+    truth_dates = default_truth_dates(start, years) if truth_dates is None else list(truth_dates)
+    truth_steps = {}
+    for d in truth_dates:
+        pos = np.flatnonzero(months[:-12] == np.datetime64(d, "D"))
+        if pos.size == 0:
+            raise ValueError(f"truth date {d} must be the first of a month with 12 months of data after it "
+                             f"(between {months[0]} and {months[-13]})")
+        truth_steps[int(pos[0])] = str(np.datetime64(d, "D"))
+    practices = _practices(n_people, seed, n_practices)
+    done = 0
+    for chunk_no, first in enumerate(range(0, n_people, chunk_size)):
+        n = min(chunk_size, n_people - first)
+        yield _chunk(first, n, chunk_no, seed=seed, start=start_d, months=months, practices=practices,
+                     truth_steps=truth_steps, n_futures=n_futures)
+        done += n
+        if progress:
+            progress(done, n_people)
+
+
+def finish_truth(truth: pd.DataFrame, future_costs: list[dict], *, top_fraction: float = 0.05) -> pd.DataFrame:
+    """Add p_high_cost: the chance a person's next-12-month cost is in the top ``top_fraction`` of
+    adults alive at the index date (threshold from the pooled simulated futures)."""
+    if truth.empty:
+        return truth
+    out = []
+    for date, group in truth.groupby("index_date", sort=True):
+        key = str(pd.Timestamp(date).date())
+        costs = [fc[key][0] for fc in future_costs if key in fc]
+        adult = group["_age"].to_numpy() >= 18
+        pooled = np.concatenate([c for c in costs], axis=1)
+        threshold = np.quantile(pooled[:, adult], 1 - top_fraction)
+        g = group.copy()
+        g["p_high_cost"] = (pooled > threshold).mean(0)
+        out.append(g)
+    return pd.concat(out, ignore_index=True).drop(columns="_age")
+
+
+def generate_population(n_people: int, *, start: str = "2021-11-01", years: int = 5, seed: int = 42,
+                        truth_dates: list[str] | None = None, n_futures: int = 20, chunk_size: int = 50_000,
+                        n_practices: int | None = None) -> SynthResult:
+    """Generate a synthetic linked population in memory (use :func:`write_population` for large N)."""
+    parts, truths, costs = [], [], []
+    for tables, truth, fc in iter_population(n_people, start=start, years=years, seed=seed, truth_dates=truth_dates,
+                                             n_futures=n_futures, chunk_size=chunk_size, n_practices=n_practices):
+        parts.append(tables)
+        truths.append(truth)
+        costs.append(fc)
+    tables = {name: pd.concat([p[name] for p in parts if name in p], ignore_index=True)
+              for name in TABLES if any(name in p for p in parts)}
+    truth = finish_truth(pd.concat(truths, ignore_index=True), costs)
+    end = _month_starts(np.datetime64(start, "D"), 12 * years)[-1] - np.timedelta64(1, "D")
+    meta = {"generator": "riskstrat.synth", "n_people": n_people, "seed": seed, "start": start,
+            "extract_end": str(end), "years": years, "n_futures": n_futures,
+            "truth_dates": sorted({str(pd.Timestamp(d).date()) for d in truth["index_date"]}) if len(truth) else []}
+    return SynthResult(tables=tables, truth=truth, metadata=meta)
+
+
+def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years: int = 5, seed: int = 42,
+                     truth_dates: list[str] | None = None, n_futures: int = 20, chunk_size: int = 50_000,
+                     n_practices: int | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> dict:
+    """Generate and write a synthetic linked data set chunk by chunk (bounded memory), atomically.
+
+    Writes one Parquet file per canonical table, ``dataset.json`` (generator settings and the
+    extract end date) and the ground truth in ``ground_truth/truth.parquet``, apart from the tables.
+    Returns the metadata written to ``dataset.json``.
+    """
+    import json
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from riskstrat.io import atomic_path, canonical_to_arrow
+
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, directory=True) as tmp:
+        writers: dict[str, pq.ParquetWriter] = {}
+        truths, costs, counts = [], [], {}
+        try:
+            for tables, truth, fc in iter_population(n_people, start=start, years=years, seed=seed,
+                                                     truth_dates=truth_dates, n_futures=n_futures,
+                                                     chunk_size=chunk_size, n_practices=n_practices,
+                                                     progress=progress):
+                for name, df in tables.items():
+                    arrow = canonical_to_arrow(name, df)
+                    if name not in writers:
+                        writers[name] = pq.ParquetWriter(tmp / f"{name}.parquet", arrow.schema, compression="zstd")
+                    writers[name].write_table(arrow)
+                    counts[name] = counts.get(name, 0) + len(df)
+                truths.append(truth)
+                costs.append({k: (v[0].astype(np.float32), v[1]) for k, v in fc.items()})
+        finally:
+            for w in writers.values():
+                w.close()
+        truth = finish_truth(pd.concat(truths, ignore_index=True), costs)
+        end = _month_starts(np.datetime64(start, "D"), 12 * years)[-1] - np.timedelta64(1, "D")
+        meta = {"generator": "riskstrat.synth", "n_people": n_people, "seed": seed, "start": start,
+                "extract_end": str(end), "years": years, "n_futures": n_futures, "chunk_size": chunk_size,
+                "truth_dates": sorted({str(pd.Timestamp(d).date()) for d in truth["index_date"]}) if len(truth) else [],
+                "row_counts": counts}
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if len(truth):
+            (tmp / "ground_truth").mkdir()
+            truth.to_parquet(tmp / "ground_truth" / "truth.parquet", index=False)
+    return meta
