@@ -21,7 +21,7 @@ def synth(
     truth_dates: str = typer.Option(
         "", help="Comma-separated index dates (firsts of months) to write the true 12-month risks for; "
                  "default: yearly, back from the last date with a full year of follow-up."),
-    futures: int = typer.Option(20, min=2, max=500, help="Simulated futures per person for the ground truth."),
+    futures: int = typer.Option(12, min=2, max=500, help="Simulated futures per person for the ground truth."),
     chunk_size: int = typer.Option(50_000, min=1000, help="People generated per chunk (bounds memory)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:

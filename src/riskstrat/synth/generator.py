@@ -45,6 +45,7 @@ for (_a, _b), _v in P.CONDITION_LINKS.items():
     _LINKS[COND_INDEX[_a], COND_INDEX[_b]] = _v
 _LOG_A32, _C32, _D32, _LINKS32 = (np.log(_A).astype(np.float32), _C.astype(np.float32), _D.astype(np.float32),
                                   _LINKS.astype(np.float32))
+_SMI, _DEPRESSION, _DIABETES, _CKD = (COND_INDEX[c] for c in ("smi", "depression", "diabetes", "ckd"))
 _ICD_EMERGENCY = np.array([c for c, _ in P.EMERGENCY_DIAGNOSES])
 _ICD_COND = np.array([COND_INDEX[k] if k else -1 for _, k in P.EMERGENCY_DIAGNOSES])
 _EPOCH = np.datetime64("1970-01-01", "D")
@@ -93,9 +94,18 @@ def _age_years(state: _State, day: int) -> np.ndarray:
 
 def _severity(state: _State, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(h, clinical part of h without the age term)."""
-    clinical = (P.DEP_EFFECT * (5.5 - state.dep) + state.ltc @ _W + P.FRAILTY_EFFECT * state.frailty
-                + state.fixed_h + state.recent + P.SOCIAL_CARE_EFFECT * (state.care == CARE_HOME))
-    age_term = P.AGE_SLOPE * (np.maximum(age, 18) - 50) + 1.0 * (age < 2)
+    n_ltc = state.ltc.sum(axis=1)
+    # Deliberately not log-linear: deprivation matters most before old age, multimorbidity has a
+    # threshold, and frailty acts more strongly in the old, as in real data.
+    clinical = (P.DEP_EFFECT * (5.5 - state.dep) * (age < 75) + state.ltc @ _W + P.MULTIMORBIDITY * (n_ltc >= 3)
+                + P.FRAILTY_EFFECT * state.frailty * (1 + 0.5 * (age >= 75)) + state.fixed_h + state.recent
+                + P.SOCIAL_CARE_EFFECT * (state.care == CARE_HOME) + P.CARE_HOME_EFFECT * (state.care >= CARE_RESIDENTIAL)
+                # Mental-health crises in deprived areas; diabetes with kidney disease.
+                + P.MENTAL_HEALTH_DEPRIVED * ((state.ltc[:, _SMI] | state.ltc[:, _DEPRESSION]) & (state.dep <= 3))
+                + P.DIABETES_CKD * (state.ltc[:, _DIABETES] & state.ltc[:, _CKD]))
+    adult_age = np.maximum(age, 18)
+    age_term = (P.AGE_SLOPE * (adult_age - 50) + P.OLD_AGE_SLOPE * np.maximum(adult_age - 70, 0)
+                + P.YOUNG_ADULT * np.clip((25 - age) / 7, 0, 1) * (age >= 16) + 1.0 * (age < 2))
     return age_term + clinical, clinical
 
 
@@ -120,11 +130,18 @@ class _MonthOut:
     death_day: np.ndarray     # day offset of death within the month (valid where died)
     cost: np.ndarray          # total cost this month per person
     records: dict[str, list[dict[str, np.ndarray]]] | None
+    emergency_hazard: np.ndarray | None = None
+    death_hazard: np.ndarray | None = None
 
 
 def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, record: bool,
-          person_idx: np.ndarray | None = None) -> _MonthOut:
-    """Advance everyone one month from day ``day0``; optionally return event records."""
+          person_idx: np.ndarray | None = None, hazards_only: bool = False) -> _MonthOut:
+    """Advance everyone one month from day ``day0``; optionally return event records.
+
+    With ``hazards_only`` no emergency admission or death happens; their monthly hazards are
+    returned instead (``emergency_hazard``, ``death_hazard``), which lets the truth be computed as
+    an expectation of exp(-cumulative hazard) rather than from noisy event indicators.
+    """
     n = state.birth.shape[0]
     alive = state.alive
     age = _age_years(state, day0)
@@ -138,7 +155,7 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
 
     # Death this month, with a death day; events of the month fall before it.
     death_rate = np.exp(P.DEATH_LOG_A + P.DEATH_AGE * age + P.DEATH_H * (clin - state.fixed_h * 0.3)) / 12
-    died = alive & (rng.random(n) < 1 - np.exp(-death_rate))
+    died = alive & (rng.random(n) < 1 - np.exp(-death_rate)) & (not hazards_only)
     last_day = np.full(n, ndays - 1)
     last_day[died] = rng.integers(0, ndays, died.sum())
 
@@ -146,8 +163,9 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
         return day0 + np.floor(rng.random(who.size) * (last_day[who] + 1)).astype(np.int64)
 
     # Emergency admissions (most through A&E).
-    em = np.where(alive, rng.poisson(P.EMERGENCY_RATE * np.exp(h)), 0)
-    em = np.minimum(em, 4)
+    em_rate = P.EMERGENCY_RATE * np.exp(h)
+    em = np.where(alive & (not hazards_only), rng.poisson(em_rate), 0)
+    em = np.minimum(em, 3)
     who_em = np.repeat(np.arange(n), em)
     if who_em.size:
         los = np.floor(np.exp(0.5 + 0.02 * (age[who_em] - 50) + 1.0 * state.frailty[who_em]
@@ -291,11 +309,16 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
     # Frailty and the recent-admission term.
     n_ltc = state.ltc.sum(axis=1)
     target = _frailty_target(age, n_ltc)
-    state.frailty = np.clip(state.frailty + P.FRAILTY_PULL * (target - state.frailty) + P.FRAILTY_JUMP * em
+    state.frailty = np.clip(state.frailty + P.FRAILTY_PULL * (target - state.frailty) + P.FRAILTY_JUMP * np.minimum(em, 1)
                             + 0.01 * rng.standard_normal(n), 0, 1)
-    state.recent = P.RECENT_DECAY * state.recent + P.RECENT_JUMP * em
+    # Capped so that admissions cannot feed on themselves without bound.
+    state.recent = np.minimum(P.RECENT_DECAY * state.recent + P.RECENT_JUMP * np.minimum(em, 2), P.RECENT_MAX)
     state.alive = alive & ~died
-    return _MonthOut(emergency=em, died=died, death_day=last_day, cost=cost, records=recs)
+    out = _MonthOut(emergency=em, died=died, death_day=last_day, cost=cost, records=recs)
+    if hazards_only:
+        out.emergency_hazard = np.where(alive, em_rate, 0.0)
+        out.death_hazard = np.where(alive, death_rate, 0.0)
+    return out
 
 
 def _month_starts(start: np.datetime64, months: int) -> np.ndarray:
@@ -339,7 +362,7 @@ def _initial_state(n: int, start_day: int, practices: pd.DataFrame, rng: np.rand
     slope = np.where(_C > 0, _C, 1e-9)[None, :]
     cum = haz * (1 - np.exp(-slope * np.maximum(age[:, None] - 10, 0))) / slope
     state.ltc = rng.random((n, K_COND)) < 1 - np.exp(-cum)
-    years_back = rng.random((n, K_COND)) * np.minimum(np.maximum(age[:, None] - 12, 0.1), 25)
+    years_back = rng.random((n, K_COND)) * np.minimum(np.maximum(age[:, None] - 12, 0.1), 25) / (1 + 10 * _C)[None, :]
     diag = start_day - np.round(years_back * 365.25).astype(np.int64) - 1
     state.frailty = np.clip(_frailty_target(age, state.ltc.sum(1)) + rng.normal(0, 0.05, n), 0, 1)
     # Some of the old and frail already receive care at the start.
@@ -356,21 +379,34 @@ def _initial_state(n: int, start_day: int, practices: pd.DataFrame, rng: np.rand
 
 def _simulate_truth(state: _State, months: np.ndarray, t_index: int, rng: np.random.Generator,
                     n_futures: int) -> dict[str, np.ndarray]:
-    """Monte Carlo over ``n_futures`` futures of 12 months from the state at ``months[t_index]``."""
+    """Truth over the 12 months from ``months[t_index]`` by Monte Carlo over ``n_futures`` futures.
+
+    Emergency admission and death probabilities come from futures in which neither happens while
+    their hazards accumulate (the chance of the first event is then exact given the path, so the
+    estimate has little variance). Death alone and cost need the full futures, events included.
+    """
     n = state.birth.shape[0]
-    tiled = state.take(np.tile(np.arange(n), n_futures))
-    any_em = np.zeros(n * n_futures, bool)
-    died = np.zeros(n * n_futures, bool)
-    cost = np.zeros(n * n_futures)
+    quiet = state.take(np.tile(np.arange(n), n_futures))
+    full = state.take(np.tile(np.arange(n), n_futures))
+    m = n * n_futures
+    survive_both = np.ones(m)          # P(no emergency admission and no death so far | path)
+    p_em = np.zeros(m)                 # P(emergency admission before death | path)
+    died = np.zeros(m, bool)
+    cost = np.zeros(m)
     for t in range(t_index, t_index + 12):
         day0 = int((months[t] - _EPOCH).astype(int))
         ndays = int((months[t + 1] - months[t]).astype(int))
-        step = _step(tiled, day0, ndays, rng, record=False)
-        any_em |= step.emergency > 0
-        died |= step.died
-        cost += step.cost
+        q = _step(quiet, day0, ndays, rng, record=False, hazards_only=True)
+        total = q.emergency_hazard + q.death_hazard
+        event = 1 - np.exp(-total)
+        p_em += survive_both * event * np.divide(q.emergency_hazard, total, out=np.zeros(m), where=total > 0)
+        survive_both *= np.exp(-total)
+        f = _step(full, day0, ndays, rng, record=False)
+        died |= f.died
+        cost += f.cost
     shape = (n_futures, n)
-    return {"any_em": any_em.reshape(shape), "died": died.reshape(shape), "cost": cost.reshape(shape)}
+    return {"p_em": p_em.reshape(shape), "p_em_or_death": (1 - survive_both).reshape(shape),
+            "died": died.reshape(shape), "cost": cost.reshape(shape)}
 
 
 def _records_to_frames(recs: dict[str, list[dict[str, np.ndarray]]], ids: np.ndarray) -> dict[str, pd.DataFrame]:
@@ -412,11 +448,10 @@ def _chunk(first: int, n: int, chunk_no: int, *, seed: int, start: np.datetime64
             alive = np.flatnonzero(state.alive)
             trng = np.random.default_rng(np.random.SeedSequence([seed, chunk_no, 1, t]))
             sim = _simulate_truth(state.take(alive), months, t, trng, n_futures)
-            any_em, died = sim["any_em"].mean(0), sim["died"].mean(0)
             truth_parts.append(pd.DataFrame({
                 "person_id": ids[alive], "index_date": pd.Timestamp(truth_steps[t]),
-                "p_emergency_admission": any_em, "p_death": died,
-                "p_emergency_or_death": (sim["any_em"] | sim["died"]).mean(0),
+                "p_emergency_admission": sim["p_em"].mean(0), "p_death": sim["died"].mean(0),
+                "p_emergency_or_death": sim["p_em_or_death"].mean(0),
                 "expected_cost": sim["cost"].mean(0),
                 "_age": _age_years(state, int((months[t] - _EPOCH).astype(int)))[alive],
             }))
@@ -477,7 +512,7 @@ def default_truth_dates(start: str, years: int) -> list[str]:
 
 
 def iter_population(n_people: int, *, start: str, years: int, seed: int, truth_dates: list[str] | None = None,
-                    n_futures: int = 20, chunk_size: int = 50_000, n_practices: int | None = None,
+                    n_futures: int = 12, chunk_size: int = 50_000, n_practices: int | None = None,
                     progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[dict, pd.DataFrame, dict]]:
     """Generate the population chunk by chunk (bounded memory); yields (tables, truth, future costs)."""
     start_d = np.datetime64(start, "D")
@@ -522,7 +557,7 @@ def finish_truth(truth: pd.DataFrame, future_costs: list[dict], *, top_fraction:
 
 
 def generate_population(n_people: int, *, start: str = "2021-11-01", years: int = 5, seed: int = 42,
-                        truth_dates: list[str] | None = None, n_futures: int = 20, chunk_size: int = 50_000,
+                        truth_dates: list[str] | None = None, n_futures: int = 12, chunk_size: int = 50_000,
                         n_practices: int | None = None) -> SynthResult:
     """Generate a synthetic linked population in memory (use :func:`write_population` for large N)."""
     parts, truths, costs = [], [], []
@@ -542,7 +577,7 @@ def generate_population(n_people: int, *, start: str = "2021-11-01", years: int 
 
 
 def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years: int = 5, seed: int = 42,
-                     truth_dates: list[str] | None = None, n_futures: int = 20, chunk_size: int = 50_000,
+                     truth_dates: list[str] | None = None, n_futures: int = 12, chunk_size: int = 50_000,
                      n_practices: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate and write a synthetic linked data set chunk by chunk (bounded memory), atomically.

@@ -44,17 +44,24 @@ CONDITION_LINKS = {
 
 # Latent severity h = AGE_SLOPE*(age-50) + DEP*(5.5-decile) + sum(w_k LTC_k) + FRAILTY*f
 #                     + practice effect + person effect + recent-admission term.
-AGE_SLOPE = 0.030
+AGE_SLOPE = 0.008
+OLD_AGE_SLOPE = 0.035      # extra slope per year above 70
+MULTIMORBIDITY = 0.35      # extra severity with 3+ conditions
+YOUNG_ADULT = 0.5          # injuries and crises at 18-25, fading by 25
+CARE_HOME_EFFECT = -0.3    # care homes manage some crises without admission
+MENTAL_HEALTH_DEPRIVED = 0.8
+DIABETES_CKD = 0.6
 DEP_EFFECT = 0.06
 FRAILTY_EFFECT = 1.6
 PERSON_EFFECT_SD = 0.5
 PRACTICE_EFFECT_SD = 0.15
 RECENT_DECAY = 0.75          # monthly decay of the recent-admission term
-RECENT_JUMP = 0.9            # added per emergency admission
+RECENT_JUMP = 0.9            # added per emergency admission (two at most a month)
+RECENT_MAX = 1.8
 SOCIAL_CARE_EFFECT = 0.25    # receiving home care
 
 # Monthly event rates at h = 0.
-EMERGENCY_RATE = 0.0029
+EMERGENCY_RATE = 0.0025
 AE_RATE = 0.024              # A&E attendances not ending in admission
 AE_BEFORE_ADMISSION = 0.75   # share of emergency admissions arriving through A&E
 GP_RATE = 0.33
@@ -65,7 +72,7 @@ ACUTE_ITEM_RATE = 0.3
 REPEAT_ITEMS = 1.6           # mean repeat items per condition per month
 
 # Deaths: Gompertz in age times exp(DEATH_H * clinical severity).
-DEATH_LOG_A = -11.85
+DEATH_LOG_A = -11.75
 DEATH_AGE = 0.094
 DEATH_H = 0.55
 
@@ -76,16 +83,16 @@ FRAILTY_PULL = 0.03
 FRAILTY_JUMP = 0.07
 
 # Social care (monthly hazards).
-HOME_CARE_RATE = 0.0005
+HOME_CARE_RATE = 0.0004
 HOME_CARE_FRAILTY = 4.5
-RESIDENTIAL_RATE = 0.004
+RESIDENTIAL_RATE = 0.003
 NURSING_RATE = 0.008
 REABLEMENT_PROB = 0.12       # after an emergency admission, age 65+
 WEEKLY_COST = {"home_care": 180.0, "reablement": 300.0, "residential": 900.0, "nursing": 1100.0}
 
 # Costs (pounds; lognormal with these medians and sigma).
 COST_EMERGENCY = (2000.0, 0.35)
-COST_BED_DAY = 200.0
+COST_BED_DAY = 110.0
 COST_ELECTIVE = (1500.0, 0.7)
 COST_MATERNITY = (2800.0, 0.3)
 COST_AE = (190.0, 0.35)

@@ -1,0 +1,206 @@
+"""Run configuration: one validated object per run, read from YAML with dotted overrides.
+
+Unknown keys are rejected (``extra="forbid"``) so that a typo fails loudly instead of being ignored.
+
+>>> cfg = TrainConfig.model_validate({"target": {"name": "death"}})
+>>> cfg.target.horizon_days
+365
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from riskstrat.labels import TARGETS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    path: Path = Path("riskstrat-data/synthetic")
+    extract_end: dt.date | None = Field(None, description="Last day the extract covers; default from dataset.json "
+                                                          "or the latest event date.")
+    exclude_sources: list[str] = Field(default_factory=list,
+                                       description="Event tables to leave out, e.g. [social_care] without a legal basis.")
+    out_of_life_events: Literal["drop", "keep", "error"] = "drop"
+
+    @field_validator("exclude_sources")
+    @classmethod
+    def _known_sources(cls, v: list[str]) -> list[str]:
+        from riskstrat.schema import EVENT_TABLES
+
+        bad = [s for s in v if s not in EVENT_TABLES]
+        if bad:
+            raise ValueError(f"unknown sources {bad}; choose from {list(EVENT_TABLES)}")
+        return v
+
+
+class CohortConfig(_Strict):
+    min_age: float = Field(18, ge=0)
+    max_age: float = Field(120, le=130)
+
+
+class IndexDatesConfig(_Strict):
+    train: list[dt.date] = Field(default_factory=lambda: [dt.date(2023, 11, 1), dt.date(2024, 2, 1),
+                                                         dt.date(2024, 5, 1), dt.date(2024, 8, 1),
+                                                         dt.date(2024, 11, 1)])
+    test: dt.date = dt.date(2025, 11, 1)
+
+    @model_validator(mode="after")
+    def _test_after_train(self) -> "IndexDatesConfig":
+        if not self.train:
+            raise ValueError("index_dates.train needs at least one date")
+        if self.test <= max(self.train):
+            raise ValueError(f"index_dates.test ({self.test}) must come after every training date "
+                             f"(latest {max(self.train)}): validation is temporal")
+        return self
+
+
+class TargetConfig(_Strict):
+    name: str = "emergency_admission"
+    horizon_days: int = Field(365, ge=30, le=1095)
+    death: Literal["composite", "exclude", "negative"] = "composite"
+    top_fraction: float = Field(0.05, gt=0, lt=0.5, description="High-cost threshold: top fraction by cost.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_target(cls, v: str) -> str:
+        if v not in TARGETS:
+            raise ValueError(f"unknown target {v!r}; choose from {list(TARGETS)}")
+        return v
+
+
+class FeaturesConfig(_Strict):
+    include: list[str] | Literal["all"] = "all"
+    exclude: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_features(self) -> "FeaturesConfig":
+        from riskstrat.features import FEATURE_NAMES
+
+        names = ([] if self.include == "all" else list(self.include)) + list(self.exclude)
+        bad = [n for n in names if n not in FEATURE_NAMES]
+        if bad:
+            raise ValueError(f"unknown features {bad}; see `riskstrat features` for the list")
+        return self
+
+
+class SplitConfig(_Strict):
+    test_fraction: float = Field(0.3, gt=0, lt=0.9, description="People held out of training, scored at the test date.")
+    calibration_fraction: float = Field(0.15, gt=0, lt=0.5,
+                                        description="People used for early stopping and calibration only.")
+    seed: int = 42
+
+
+class LightGBMConfig(_Strict):
+    n_estimators: int = Field(1500, ge=10)
+    learning_rate: float = Field(0.03, gt=0, le=1)
+    num_leaves: int = Field(7, ge=2)
+    max_depth: int = Field(6, ge=-1, description="Caps tree depth, which also bounds SHAP cost.")
+    min_child_samples: int = Field(200, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    early_stopping_rounds: int = Field(100, ge=1)
+    n_jobs: int = 2
+
+
+class ModelConfig(_Strict):
+    lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    baselines: list[Literal["logistic", "prior_use"]] = Field(default_factory=lambda: ["logistic", "prior_use"])
+
+
+class EvaluationConfig(_Strict):
+    top_fractions: list[float] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
+    n_bootstrap: int = Field(200, ge=0)
+    truth_path: Path | None = Field(None, description="Ground truth of a synthetic data set; default "
+                                                      "<data.path>/ground_truth/truth.parquet when it exists.")
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db.")
+    experiment: str = "riskstrat"
+    registered_model: str | None = Field(None, description="Default riskstrat-<target with dashes>.")
+
+
+class TrainConfig(_Strict):
+    """Everything one training run needs."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    cohort: CohortConfig = Field(default_factory=CohortConfig)
+    index_dates: IndexDatesConfig = Field(default_factory=IndexDatesConfig)
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.tracking.registered_model or "riskstrat-" + self.target.name.replace("_", "-")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says where and why."""
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["model.lightgbm.learning_rate=0.05", ...]`` into a nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.subkey=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *, model=TrainConfig):
+    """Read a YAML config (or defaults when ``path`` is None), apply dotted overrides, validate."""
+    raw: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    raw = _merge(raw, parse_overrides(overrides or []))
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"{where}: invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def config_to_dict(cfg: BaseModel) -> dict:
+    """JSON-able dict of a config (dates and paths as strings), for logging with the run."""
+    return cfg.model_dump(mode="json")

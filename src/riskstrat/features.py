@@ -1,0 +1,441 @@
+"""Features as of an index date: the one place that defines them, with plain-English descriptions.
+
+Every feature uses only events strictly before the index date T (``date < T``). Windows are in
+days before T: ``0-3m`` = 1..91 days, ``3-12m`` = 92..365, ``12-24m`` = 366..730.
+
+The scorer turns a feature and a person's value into a reason with :func:`describe_value`
+("3 emergency admissions in the last 3 months").
+
+>>> [f.name for f in FEATURES][:3]
+['age', 'sex_female', 'deprivation_decile']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+from riskstrat.records import LinkedRecords
+from riskstrat.schema import BNF_CHAPTERS, LONG_TERM_CONDITIONS
+
+FeatureKind = Literal["count", "days", "flag", "years", "money", "number", "decile"]
+WINDOWS = {"0_3m": (1, 91), "3_12m": (92, 365), "12_24m": (366, 730), "12m": (1, 365), "3m": (1, 91)}
+_WINDOW_WORDS = {"0_3m": "in the last 3 months", "3_12m": "3 to 12 months ago", "12_24m": "1 to 2 years ago",
+                 "12m": "in the last 12 months", "3m": "in the last 3 months"}
+LOOKBACK_DAYS = 730
+NO_EVENT_DAYS = LOOKBACK_DAYS + 1  # value of days_since_* when nothing happened within the look-back
+RX_CHAPTERS = ("02", "03", "04", "06", "08", "09")
+CARE_HOME_TYPES = ("residential", "nursing")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A model input: its name, source table, kind, and what it means in words.
+
+    ``reason`` is a template for the scorer, filled with the person's ``value`` (and ``years`` for
+    condition flags); ``None`` means the feature is never shown as a reason (e.g. sex).
+    """
+
+    name: str
+    source: str
+    kind: FeatureKind
+    description: str
+    reason: str | None = None
+
+
+def _window_features() -> list[Feature]:
+    f: list[Feature] = []
+    for w in ("0_3m", "3_12m", "12_24m"):
+        words = _WINDOW_WORDS[w]
+        f.append(Feature(f"emergency_admissions_{w}", "inpatient_spells", "count",
+                         f"Emergency hospital admissions {words}.", f"{{value:g}} emergency admission{{s}} {words}"))
+    f += [
+        Feature("emergency_bed_days_12m", "inpatient_spells", "count",
+                "Bed days in emergency admissions in the last 12 months.", "{value:g} day{s} in hospital after emergency admissions in the last 12 months"),
+        Feature("elective_admissions_12m", "inpatient_spells", "count",
+                "Planned (elective) admissions in the last 12 months.", "{value:g} planned hospital admission{s} in the last 12 months"),
+        Feature("days_since_emergency_admission", "inpatient_spells", "days",
+                f"Days since the last emergency admission ({NO_EVENT_DAYS} if none in 2 years).",
+                "emergency admission {ago}"),
+    ]
+    for w in ("0_3m", "3_12m", "12_24m"):
+        words = _WINDOW_WORDS[w]
+        f.append(Feature(f"ae_attendances_{w}", "ae_attendances", "count", f"A&E attendances {words}.",
+                         f"{{value:g}} A&E visit{{s}} {words}"))
+    f += [
+        Feature("days_since_ae", "ae_attendances", "days",
+                f"Days since the last A&E attendance ({NO_EVENT_DAYS} if none in 2 years).", "A&E visit {ago}"),
+        Feature("outpatient_attended_12m", "outpatient_appointments", "count",
+                "Outpatient appointments attended in the last 12 months.", "{value:g} outpatient appointment{s} in the last 12 months"),
+        Feature("outpatient_missed_12m", "outpatient_appointments", "count",
+                "Outpatient appointments missed (did not attend) in the last 12 months.",
+                "{value:g} missed outpatient appointment{s} in the last 12 months"),
+        Feature("gp_contacts_0_3m", "gp_contacts", "count", "GP practice contacts in the last 3 months.",
+                "{value:g} GP contact{s} in the last 3 months"),
+        Feature("gp_contacts_3_12m", "gp_contacts", "count", "GP practice contacts 3 to 12 months ago.",
+                "{value:g} GP contact{s} 3 to 12 months ago"),
+    ]
+    return f
+
+
+def _ltc_features() -> list[Feature]:
+    f = [Feature(f"ltc_{code}", "ltc_register", "flag", f"Has {name} on the long-term-condition register.",
+                 f"{name}{{since}}") for code, name in LONG_TERM_CONDITIONS.items()]
+    f += [
+        Feature("ltc_count", "ltc_register", "count", "Number of long-term conditions.",
+                "{value:g} long-term conditions"),
+        Feature("years_since_first_ltc", "ltc_register", "years",
+                "Years since the first long-term condition was recorded (0 if none).", None),
+    ]
+    return f
+
+
+def _rx_features() -> list[Feature]:
+    f = [
+        Feature("rx_items_3m", "prescriptions", "count", "Prescription items issued in the last 3 months.",
+                "{value:g} prescription items in the last 3 months"),
+        Feature("rx_items_12m", "prescriptions", "count", "Prescription items issued in the last 12 months.",
+                "{value:g} prescription items in the last 12 months"),
+        Feature("rx_chapters_12m", "prescriptions", "count",
+                "Distinct BNF chapters prescribed in the last 12 months (polypharmacy).",
+                "medicines from {value:g} different BNF chapters in the last 12 months"),
+    ]
+    f += [Feature(f"rx_bnf{ch}_items_12m", "prescriptions", "count",
+                  f"Prescription items for {BNF_CHAPTERS[ch]} (BNF chapter {int(ch)}) in the last 12 months.",
+                  f"{{value:g}} {BNF_CHAPTERS[ch]} prescription{{s}} in the last 12 months") for ch in RX_CHAPTERS]
+    return f
+
+
+def _social_care_features() -> list[Feature]:
+    return [
+        Feature("home_care_at_index", "social_care", "flag", "Receiving home care on the index date.",
+                "receives home care{started}"),
+        Feature("care_home_at_index", "social_care", "flag",
+                "Living in a residential or nursing care home on the index date.", "lives in a care home{started}"),
+        Feature("reablement_12m", "social_care", "flag", "Had reablement in the last 12 months.",
+                "had reablement in the last 12 months"),
+        Feature("social_care_weekly_cost", "social_care", "money",
+                "Weekly cost of social care in place on the index date (pounds).", None),
+        Feature("days_since_social_care_start", "social_care", "days",
+                f"Days since the current social care service started ({NO_EVENT_DAYS} if none).", None),
+    ]
+
+
+def _cost_features() -> list[Feature]:
+    return [
+        Feature("cost_hospital_12m", "inpatient_spells", "money",
+                "Hospital cost (inpatient, A&E, outpatient) in the last 12 months (pounds).",
+                "hospital care costing £{value:,.0f} in the last 12 months"),
+        Feature("cost_primary_12m", "gp_contacts", "money",
+                "Primary care and prescribing cost in the last 12 months (pounds).", None),
+        Feature("cost_social_care_12m", "social_care", "money", "Social care cost in the last 12 months (pounds).",
+                "social care costing £{value:,.0f} in the last 12 months"),
+        Feature("cost_total_12m", "persons", "money", "Total health and social care cost in the last 12 months (pounds).",
+                None),
+    ]
+
+
+FEATURES: tuple[Feature, ...] = tuple(
+    [
+        Feature("age", "persons", "years", "Age in years on the index date.", "aged {value:.0f}"),
+        Feature("sex_female", "persons", "flag", "Female (1) or not (0).", None),
+        Feature("deprivation_decile", "persons", "decile",
+                "Index of multiple deprivation decile (1 = most deprived).", "lives in a deprived area (decile {value:.0f})"),
+    ]
+    + _window_features() + _ltc_features() + _rx_features() + _social_care_features() + _cost_features()
+    + [Feature("frailty_deficits", "persons", "count",
+               "Frailty deficits counted: dementia, stroke, heart failure, CKD, COPD, falls/fracture admission, "
+               "home care or care home, 10+ items in 3 months, emergency admission in 12 months, age 85+.",
+               "{value:g} frailty deficits")]
+)
+FEATURE_NAMES = tuple(f.name for f in FEATURES)
+_BY_NAME = {f.name: f for f in FEATURES}
+# Context columns carried next to the features for explanations, never model inputs.
+CONTEXT_COLUMNS = tuple(f"ltc_{code}_years" for code in LONG_TERM_CONDITIONS)
+
+
+def feature(name: str) -> Feature:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown feature {name!r}; see riskstrat.features.FEATURE_NAMES") from None
+
+
+def features_for_sources(sources: Iterable[str]) -> list[str]:
+    """Feature names available when only ``sources`` (event tables) are present."""
+    have = set(sources) | {"persons"}
+    return [f.name for f in FEATURES if f.source in have]
+
+
+def feature_table() -> pd.DataFrame:
+    """The documented feature list (name, source, kind, description)."""
+    return pd.DataFrame([{"name": f.name, "source": f.source, "kind": f.kind, "description": f.description}
+                         for f in FEATURES])
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+
+
+def eligible_persons(records: LinkedRecords, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
+    """Persons alive and registered on ``index_date`` within the age range, with their age."""
+    t = pd.Timestamp(index_date)
+    p = records.persons
+    age = (t - p["birth_date"]).dt.days / 365.25
+    alive = p["death_date"].isna() | (p["death_date"] >= t)
+    registered = (p["registration_start"].isna() | (p["registration_start"] <= t)) & (
+        p["registration_end"].isna() | (p["registration_end"] >= t))
+    keep = alive & registered & (p["birth_date"] < t) & (age >= min_age) & (age <= max_age)
+    out = p.loc[keep, ["person_id", "practice_id", "sex", "deprivation_decile", "ethnicity_group", "birth_date"]].copy()
+    out["age"] = age[keep].to_numpy()
+    return out
+
+
+def _before(df: pd.DataFrame, date_col: str, t: pd.Timestamp, ids: pd.Index) -> pd.DataFrame:
+    """Events strictly before ``t`` within the look-back, for eligible people, with ``days_before``."""
+    if not len(df):
+        return df.assign(days_before=pd.Series(dtype="int64"))
+    days = (t - df[date_col]).dt.days
+    keep = (days >= 1) & (days <= LOOKBACK_DAYS) & df["person_id"].isin(ids)
+    return df.loc[keep].assign(days_before=days[keep].astype("int64"))
+
+
+def _in(days: pd.Series, window: str) -> pd.Series:
+    lo, hi = WINDOWS[window]
+    return (days >= lo) & (days <= hi)
+
+
+def _sum_by_person(parts: dict[str, pd.Series], person: pd.Series, ids: pd.Index) -> pd.DataFrame:
+    frame = pd.DataFrame({k: v.to_numpy() for k, v in parts.items()}, index=person.to_numpy())
+    return frame.groupby(level=0).sum().reindex(ids, fill_value=0)
+
+
+def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
+    """One row per eligible person on ``index_date``: the features (FEATURE_NAMES order) plus context.
+
+    The index is ``person_id``; columns ``practice_id``, ``ethnicity_group`` and ``sex`` ride along
+    as metadata (``META_COLUMNS``) for lists and subgroup metrics; they are not model inputs.
+    Features of sources absent from ``records`` are all-missing (NaN).
+    """
+    t = pd.Timestamp(index_date).normalize()
+    people = eligible_persons(records, t, min_age=min_age, max_age=max_age).set_index("person_id")
+    ids = people.index
+    out = pd.DataFrame(index=ids)
+    out["age"] = people["age"].round(2)
+    out["sex_female"] = (people["sex"] == "female").astype(float)
+    out["deprivation_decile"] = people["deprivation_decile"].astype("float64")
+
+    # Hospital inpatient spells.
+    if records.has("inpatient_spells"):
+        ip = _before(records.get("inpatient_spells"), "admission_date", t, ids)
+        em = ip["admission_method"] == "emergency"
+        # Bed days count only the part of the stay before T.
+        end = ip["discharge_date"].where(ip["discharge_date"] < t, t).fillna(t)
+        beds = (end - ip["admission_date"]).dt.days.clip(lower=0)
+        d = ip["days_before"]
+        agg = _sum_by_person({
+            "emergency_admissions_0_3m": em & _in(d, "0_3m"),
+            "emergency_admissions_3_12m": em & _in(d, "3_12m"),
+            "emergency_admissions_12_24m": em & _in(d, "12_24m"),
+            "emergency_bed_days_12m": beds.where(em & _in(d, "12m"), 0),
+            "elective_admissions_12m": (ip["admission_method"] == "elective") & _in(d, "12m"),
+            "_ip_cost_12m": ip["cost"].fillna(0).where(_in(d, "12m"), 0),
+            "_fall_12m": ip["primary_diagnosis"].fillna("").str.match(r"^(S72|W[01])") & _in(d, "12m"),
+        }, ip["person_id"], ids)
+        out = out.join(agg.drop(columns=["_ip_cost_12m", "_fall_12m"]))
+        last = d.where(em).groupby(ip["person_id"].to_numpy()).min()
+        out["days_since_emergency_admission"] = last.reindex(ids).fillna(NO_EVENT_DAYS).to_numpy()
+        ip_cost, falls = agg["_ip_cost_12m"], agg["_fall_12m"]
+    else:
+        ip_cost = falls = None
+
+    if records.has("ae_attendances"):
+        ae = _before(records.get("ae_attendances"), "arrival_date", t, ids)
+        d = ae["days_before"]
+        agg = _sum_by_person({
+            "ae_attendances_0_3m": _in(d, "0_3m"), "ae_attendances_3_12m": _in(d, "3_12m"),
+            "ae_attendances_12_24m": _in(d, "12_24m"), "_cost": ae["cost"].fillna(0).where(_in(d, "12m"), 0),
+        }, ae["person_id"], ids)
+        out = out.join(agg.drop(columns="_cost"))
+        out["days_since_ae"] = d.groupby(ae["person_id"].to_numpy()).min().reindex(ids).fillna(NO_EVENT_DAYS).to_numpy()
+        ae_cost = agg["_cost"]
+    else:
+        ae_cost = None
+
+    if records.has("outpatient_appointments"):
+        op = _before(records.get("outpatient_appointments"), "appointment_date", t, ids)
+        d12 = _in(op["days_before"], "12m")
+        agg = _sum_by_person({
+            "outpatient_attended_12m": d12 & op["attended"], "outpatient_missed_12m": d12 & ~op["attended"],
+            "_cost": op["cost"].fillna(0).where(d12, 0)}, op["person_id"], ids)
+        out = out.join(agg.drop(columns="_cost"))
+        op_cost = agg["_cost"]
+    else:
+        op_cost = None
+
+    if records.has("gp_contacts"):
+        gp = _before(records.get("gp_contacts"), "contact_date", t, ids)
+        d = gp["days_before"]
+        agg = _sum_by_person({"gp_contacts_0_3m": _in(d, "0_3m"), "gp_contacts_3_12m": _in(d, "3_12m"),
+                              "_cost": gp["cost"].fillna(0).where(_in(d, "12m"), 0)}, gp["person_id"], ids)
+        out = out.join(agg.drop(columns="_cost"))
+        gp_cost = agg["_cost"]
+    else:
+        gp_cost = None
+
+    # Long-term conditions: everything diagnosed before T counts (no look-back limit).
+    if records.has("ltc_register"):
+        ltc = records.get("ltc_register")
+        ltc = ltc[(ltc["diagnosis_date"] < t) & ltc["person_id"].isin(ids)]
+        first = ltc.groupby(["person_id", "condition"], observed=True)["diagnosis_date"].min().reset_index()
+        first["years"] = (t - first["diagnosis_date"]).dt.days / 365.25
+        wide = first.pivot(index="person_id", columns="condition", values="years").reindex(ids)
+        for code in LONG_TERM_CONDITIONS:
+            years = wide[code] if code in wide.columns else pd.Series(np.nan, index=ids)
+            out[f"ltc_{code}"] = years.notna().astype(float).to_numpy()
+            out[f"ltc_{code}_years"] = years.round(1).to_numpy()
+        out["ltc_count"] = out[[f"ltc_{c}" for c in LONG_TERM_CONDITIONS]].sum(axis=1)
+        out["years_since_first_ltc"] = wide.max(axis=1).fillna(0).round(1).to_numpy()
+
+    if records.has("prescriptions"):
+        rx = _before(records.get("prescriptions"), "issue_date", t, ids)
+        d = rx["days_before"]
+        chapter = rx["bnf_chapter"].astype("string")
+        parts = {"rx_items_3m": _in(d, "3m"), "rx_items_12m": _in(d, "12m"),
+                 "_cost": rx["cost"].fillna(0).where(_in(d, "12m"), 0)}
+        for ch in RX_CHAPTERS:
+            parts[f"rx_bnf{ch}_items_12m"] = _in(d, "12m") & (chapter == ch)
+        agg = _sum_by_person(parts, rx["person_id"], ids)
+        rx12 = rx.loc[_in(d, "12m")]
+        chapters = rx12.groupby(rx12["person_id"].to_numpy())["bnf_chapter"].nunique()
+        out = out.join(agg.drop(columns="_cost"))
+        out["rx_chapters_12m"] = chapters.reindex(ids).fillna(0).to_numpy()
+        rx_cost = agg["_cost"]
+    else:
+        rx_cost = None
+
+    if records.has("social_care"):
+        sc = records.get("social_care")
+        sc = sc[sc["person_id"].isin(ids) & (sc["start_date"] < t)]
+        ongoing = sc["end_date"].isna() | (sc["end_date"] >= t)
+        at_t = sc[ongoing]
+        home = at_t[at_t["service_type"] == "home_care"]
+        care_home = at_t[at_t["service_type"].isin(CARE_HOME_TYPES)]
+        out["home_care_at_index"] = ids.isin(home["person_id"]).astype(float)
+        out["care_home_at_index"] = ids.isin(care_home["person_id"]).astype(float)
+        reab = sc[(sc["service_type"] == "reablement") & ((t - sc["start_date"]).dt.days <= 365)]
+        out["reablement_12m"] = ids.isin(reab["person_id"]).astype(float)
+        out["social_care_weekly_cost"] = at_t.groupby(at_t["person_id"].to_numpy())["weekly_cost"].sum() \
+            .reindex(ids).fillna(0).to_numpy()
+        since = (t - at_t["start_date"]).dt.days.groupby(at_t["person_id"].to_numpy()).min()
+        out["days_since_social_care_start"] = since.reindex(ids).fillna(NO_EVENT_DAYS).clip(upper=NO_EVENT_DAYS).to_numpy()
+        # Cost of the part of each service inside the 12 months before T.
+        lo = t - pd.Timedelta(days=365)
+        s = sc["start_date"].where(sc["start_date"] > lo, lo)
+        e = sc["end_date"].fillna(t).where(lambda x: x < t, t)
+        days = (e - s).dt.days.clip(lower=0)
+        sc_cost = (sc["weekly_cost"].fillna(0) * days / 7).groupby(sc["person_id"].to_numpy()).sum().reindex(ids).fillna(0)
+        out["cost_social_care_12m"] = sc_cost.round(2).to_numpy()
+    else:
+        sc_cost = None
+
+    hospital = [c for c in (ip_cost, ae_cost, op_cost) if c is not None]
+    primary = [c for c in (gp_cost, rx_cost) if c is not None]
+    if hospital:
+        out["cost_hospital_12m"] = sum(hospital).round(2).to_numpy()
+    if primary:
+        out["cost_primary_12m"] = sum(primary).round(2).to_numpy()
+    costs = [c for c in ("cost_hospital_12m", "cost_primary_12m", "cost_social_care_12m") if c in out]
+    out["cost_total_12m"] = out[costs].sum(axis=1) if costs else np.nan
+
+    deficits = pd.Series(0.0, index=ids)
+    for col in ("ltc_dementia", "ltc_stroke", "ltc_heart_failure", "ltc_ckd", "ltc_copd"):
+        if col in out:
+            deficits += out[col]
+    if falls is not None:
+        deficits += (falls > 0).astype(float)
+    for col in ("home_care_at_index", "care_home_at_index"):
+        if col in out:
+            deficits += out[col]
+    if "rx_items_3m" in out:
+        deficits += (out["rx_items_3m"] >= 10).astype(float)
+    if "emergency_admissions_0_3m" in out:
+        deficits += ((out["emergency_admissions_0_3m"] + out["emergency_admissions_3_12m"]) > 0).astype(float)
+    deficits += (out["age"] >= 85).astype(float)
+    out["frailty_deficits"] = deficits
+
+    # Canonical column order: all features (NaN for absent sources), then context, then metadata.
+    result = out.reindex(columns=list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)).astype("float64")
+    result["practice_id"] = people["practice_id"].astype("string")
+    result["sex"] = people["sex"]
+    result["ethnicity_group"] = people["ethnicity_group"]
+    result.index.name = "person_id"
+    return result
+
+
+META_COLUMNS = ("practice_id", "sex", "ethnicity_group")
+
+
+def build_feature_frames(records: LinkedRecords, index_dates: Iterable, *, min_age: float = 18,
+                         max_age: float = 120) -> pd.DataFrame:
+    """Stacked person x index-date rows (MultiIndex ``person_id``, ``index_date``)."""
+    frames = []
+    for d in index_dates:
+        f = build_features(records, d, min_age=min_age, max_age=max_age)
+        f["index_date"] = pd.Timestamp(d)
+        frames.append(f.set_index("index_date", append=True))
+    return pd.concat(frames)
+
+
+# --------------------------------------------------------------------------------------------
+# Words
+
+
+def _plural(value: float) -> str:
+    return "" if value == 1 else "s"
+
+
+def _ago(days: float) -> str:
+    if days <= 31:
+        return f"{days:.0f} day{_plural(round(days))} ago"
+    months = days / 30.44
+    if months < 24:
+        return f"{months:.0f} month{_plural(round(months))} ago"
+    return f"{days / 365.25:.0f} years ago"
+
+
+def describe_value(name: str, value: float, *, context: dict[str, float] | None = None) -> str | None:
+    """The plain-English reason for a feature at a person's value, or None if not expressible.
+
+    >>> describe_value("emergency_admissions_0_3m", 3)
+    '3 emergency admissions in the last 3 months'
+    >>> describe_value("ltc_heart_failure", 1, context={"ltc_heart_failure_years": 4.2})
+    'heart failure (diagnosed 4 years ago)'
+    """
+    f = feature(name)
+    if f.reason is None or value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    context = context or {}
+    if f.kind == "flag":
+        if value < 0.5:
+            return None
+        since = ""
+        if name.startswith("ltc_"):
+            years = context.get(f"{name}_years")
+            if years is not None and not np.isnan(years):
+                since = " (diagnosed this year)" if years < 1 else f" (diagnosed {years:.0f} year{_plural(round(years))} ago)"
+        started = ""
+        days = context.get("days_since_social_care_start")
+        if name in ("home_care_at_index", "care_home_at_index") and days is not None and days < NO_EVENT_DAYS:
+            started = f", started {_ago(days)}"
+        return f.reason.format(since=since, started=started)
+    if f.kind == "days":
+        if value >= NO_EVENT_DAYS:
+            return None
+        return f.reason.format(ago=_ago(value))
+    if f.kind == "count" and value <= 0:
+        return None
+    return f.reason.format(value=value, s=_plural(value))

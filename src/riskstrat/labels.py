@@ -1,0 +1,118 @@
+"""Outcome labels for an index date T, with the rules that keep them honest.
+
+Labels use only events on or after T and before T + horizon (``T <= date < T + horizon_days``);
+features use events before T, so no day is in both. People who died before T are not eligible and
+get no label. A person whose follow-up (the extract end, or the end of their registration) stops
+before T + horizon without the outcome having happened is censored (NaN), never negative.
+
+>>> TARGETS
+('emergency_admission', 'death', 'high_cost', 'social_care_entry')
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from riskstrat.records import LinkedRecords
+
+TARGETS = ("emergency_admission", "death", "high_cost", "social_care_entry")
+Target = Literal["emergency_admission", "death", "high_cost", "social_care_entry"]
+DeathHandling = Literal["composite", "exclude", "negative"]
+TARGET_WORDS = {
+    "emergency_admission": "an emergency admission",
+    "death": "death",
+    "high_cost": "being in the highest-cost group",
+    "social_care_entry": "a new home-care package or care-home admission",
+}
+
+
+class CensoredIndexDateError(ValueError):
+    """The extract does not cover the whole horizon after this index date."""
+
+
+def _events_in(df: pd.DataFrame, date_col: str, t: pd.Timestamp, end: pd.Timestamp, ids: pd.Index) -> pd.DataFrame:
+    d = df[date_col]
+    return df[(d >= t) & (d < end) & df["person_id"].isin(ids)]
+
+
+def future_cost(records: LinkedRecords, index_date, ids: pd.Index, *, horizon_days: int = 365) -> pd.Series:
+    """Total health and social care cost of each person in ``[T, T + horizon)`` (pounds)."""
+    t = pd.Timestamp(index_date)
+    end = t + pd.Timedelta(days=horizon_days)
+    total = pd.Series(0.0, index=ids)
+    for name, col in (("inpatient_spells", "admission_date"), ("ae_attendances", "arrival_date"),
+                      ("outpatient_appointments", "appointment_date"), ("gp_contacts", "contact_date"),
+                      ("prescriptions", "issue_date")):
+        if records.has(name):
+            ev = _events_in(records.get(name), col, t, end, ids)
+            total = total.add(ev.groupby(ev["person_id"].to_numpy())["cost"].sum(), fill_value=0)
+    if records.has("social_care"):
+        sc = records.get("social_care")
+        sc = sc[sc["person_id"].isin(ids)]
+        s = sc["start_date"].where(sc["start_date"] > t, t)
+        e = sc["end_date"].fillna(end).where(lambda x: x < end, end)
+        days = (e - s).dt.days.clip(lower=0)
+        total = total.add((sc["weekly_cost"].fillna(0) * days / 7).groupby(sc["person_id"].to_numpy()).sum(),
+                          fill_value=0)
+    return total.reindex(ids).fillna(0.0)
+
+
+def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: Target = "emergency_admission",
+                 horizon_days: int = 365, extract_end, death: DeathHandling = "composite",
+                 top_fraction: float = 0.05) -> pd.Series:
+    """The label (1.0 / 0.0 / NaN = no label) of ``target`` for the people ``ids`` eligible at T.
+
+    ``death`` (emergency admission only): ``composite`` counts death as an outcome (SPARRA v4),
+    ``exclude`` drops people who died in the horizon without an admission, ``negative`` counts
+    them as negatives. ``top_fraction`` sets the high-cost threshold among the labelled people.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    t = pd.Timestamp(index_date).normalize()
+    end = t + pd.Timedelta(days=horizon_days)
+    extract_end = pd.Timestamp(extract_end)
+    if end > extract_end + pd.Timedelta(days=1):
+        raise CensoredIndexDateError(
+            f"index date {t.date()} + {horizon_days} days runs past the end of the data ({extract_end.date()}): "
+            f"its labels would be censored; use an index date on or before "
+            f"{(extract_end + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()}")
+    persons = records.persons.set_index("person_id").reindex(ids)
+    died = persons["death_date"].between(t, end - pd.Timedelta(days=1))
+    # Follow-up ends at registration end (moved away); an outcome seen before then still counts.
+    reg_end = persons["registration_end"]
+    followed = reg_end.isna() | (reg_end >= end - pd.Timedelta(days=1)) | died
+
+    if target == "death":
+        y = died.astype(float)
+    elif target == "emergency_admission":
+        sp = records.get("inpatient_spells")
+        sp = _events_in(sp[sp["admission_method"] == "emergency"], "admission_date", t, end, ids)
+        admitted = pd.Series(ids.isin(sp["person_id"]), index=ids)
+        if death == "composite":
+            y = (admitted | died).astype(float)
+        elif death == "exclude":
+            y = admitted.astype(float).where(admitted | ~died)
+        else:
+            y = admitted.astype(float)
+        followed = followed | admitted
+    elif target == "high_cost":
+        cost = future_cost(records, t, ids, horizon_days=horizon_days)
+        observed = cost[followed]
+        threshold = np.quantile(observed, 1 - top_fraction) if len(observed) else np.inf
+        y = (cost > threshold).astype(float)
+    else:  # social_care_entry
+        sc = records.get("social_care")
+        sc = sc[sc["person_id"].isin(ids)]
+        types = ("home_care", "residential", "nursing")
+        in_care = sc[sc["service_type"].isin(types) & (sc["start_date"] < t)
+                     & (sc["end_date"].isna() | (sc["end_date"] >= t))]["person_id"]
+        new = _events_in(sc[sc["service_type"].isin(types)], "start_date", t, end, ids)["person_id"]
+        y = pd.Series(ids.isin(new), index=ids).astype(float)
+        y[ids.isin(in_care)] = np.nan  # already receiving care at T: not at risk of entry
+        followed = followed | ids.isin(new)
+    y = y.where(followed)
+    y.name = target
+    return y

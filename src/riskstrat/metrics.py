@@ -1,0 +1,413 @@
+"""Evaluation metrics for risk scores: discrimination, calibration, list performance, drift.
+
+Every metric is a plain function ``fn(y_true, y_score, *, ...)`` on arrays, so it plugs into
+:func:`bootstrap_ci` and :func:`subgroup_metrics` (and fairlearn's ``MetricFrame``) unchanged.
+``y_true`` is binary (0/1 or bool); ``y_score`` is any score where higher means riskier, and
+``y_prob`` a predicted probability in [0, 1]. Plotting lives in :mod:`riskstrat.plots`.
+
+scikit-learn 1.9 has no calibration slope/intercept and no PPV at the top k%, so they are here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special
+from sklearn import metrics as skm
+
+__all__ = [
+    "auprc",
+    "auroc",
+    "bootstrap_ci",
+    "brier",
+    "calibration_intercept",
+    "calibration_slope",
+    "net_benefit",
+    "observed_expected_by_decile",
+    "ppv_at_top",
+    "psi",
+    "sensitivity_at_top",
+    "subgroup_metrics",
+    "summarise",
+    "top_k_mask",
+]
+
+# Probabilities are clipped before taking logits so that 0 and 1 give finite values.
+_LOGIT_CLIP = 1e-6
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_scores(y_score, *, name: str = "y_score") -> np.ndarray:
+    score = np.asarray(y_score, dtype=float)
+    if score.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {score.shape}")
+    if score.size == 0:
+        raise ValueError(f"{name} is empty")
+    if np.isnan(score).any():
+        raise ValueError(f"{name} contains NaN")
+    return score
+
+
+def _check_inputs(
+    y_true, y_score, *, both_classes: bool = True, probability: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(y, score)``: same length, y binary 0/1 (optionally both present), no NaN."""
+    score = _check_scores(y_score, name="y_prob" if probability else "y_score")
+    y_raw = np.asarray(y_true)
+    if y_raw.ndim != 1:
+        raise ValueError(f"y_true must be one-dimensional, got shape {y_raw.shape}")
+    if len(y_raw) != len(score):
+        raise ValueError(
+            f"y_true and y_score have different lengths ({len(y_raw)} and {len(score)})"
+        )
+    try:
+        y_float = y_raw.astype(float)
+    except (TypeError, ValueError):
+        raise ValueError("y_true must be binary (0/1 or bool)") from None
+    if np.isnan(y_float).any():
+        raise ValueError("y_true contains NaN")
+    if not np.isin(y_float, (0.0, 1.0)).all():
+        found = np.unique(y_float)[:5]
+        raise ValueError(f"y_true must be binary (0/1 or bool), found values {found}")
+    y = y_float.astype(np.int64)
+    if both_classes and (y.min() == y.max()):
+        raise ValueError(f"y_true has only one class ({y[0]}); both 0 and 1 are needed")
+    if probability and ((score < 0).any() or (score > 1).any()):
+        raise ValueError("y_prob must lie in [0, 1]")
+    return y, score
+
+
+def _check_fraction(fraction: float) -> float:
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return float(fraction)
+
+
+def _logit(y_prob: np.ndarray) -> np.ndarray:
+    return special.logit(np.clip(y_prob, _LOGIT_CLIP, 1 - _LOGIT_CLIP))
+
+
+# ----------------------------------------------------------------------------- discrimination
+
+
+def auroc(y_true, y_score) -> float:
+    """Area under the ROC curve (the C statistic).
+
+    Example: ``auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])`` is 0.75 (3 of the 4 positive-negative
+    pairs are ranked correctly).
+    """
+    y, score = _check_inputs(y_true, y_score)
+    return float(skm.roc_auc_score(y, score))
+
+
+def auprc(y_true, y_score) -> float:
+    """Area under the precision-recall curve, as average precision (no interpolation).
+
+    Its chance level is the prevalence, so compare it with ``mean(y_true)``.
+    Example: ``auprc([0, 1], [0.2, 0.9])`` is 1.0.
+    """
+    y, score = _check_inputs(y_true, y_score)
+    return float(skm.average_precision_score(y, score))
+
+
+def brier(y_true, y_prob) -> float:
+    """Brier score: mean squared difference between predicted probability and outcome.
+
+    Example: ``brier([0, 1], [0.2, 0.6])`` is ``(0.04 + 0.16) / 2 = 0.1``.
+    """
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    return float(np.mean((prob - y) ** 2))
+
+
+def bootstrap_ci(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    y_true,
+    y_score,
+    *,
+    n_boot: int = 200,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap ``(low, high)`` interval of ``metric(y_true, y_score)``.
+
+    Rows are resampled with replacement ``n_boot`` times; resamples that hold only one class are
+    skipped (so fewer than ``n_boot`` values may enter the percentiles).
+    Example: ``bootstrap_ci(auroc, y, p, n_boot=500, seed=1)`` gives a 95% interval for the AUROC.
+    """
+    y, score = _check_inputs(y_true, y_score)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        y_b = y[idx]
+        if y_b.min() == y_b.max():
+            continue
+        values.append(metric(y_b, score[idx]))
+    if not values:
+        raise ValueError("every bootstrap resample held only one class; too few positives")
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def calibration_slope(y_true, y_prob) -> float:
+    """Calibration slope: the coefficient of logit(p) in a logistic regression of y on logit(p).
+
+    1 is ideal; below 1 the predictions are too extreme (over-fitted), above 1 too modest.
+    p is clipped to [1e-6, 1 - 1e-6] before the logit. Unpenalised maximum likelihood (scipy),
+    since scikit-learn 1.9 deprecates ``penalty=None``.
+    Example: outcomes drawn from p give a slope near 1; the same outcomes scored with
+    ``expit(2 * logit(p))`` give a slope near 0.5.
+    """
+    y, prob = _check_inputs(y_true, y_prob, probability=True)
+    x = _logit(prob)
+
+    def nll(beta):
+        eta = beta[0] + beta[1] * x
+        return float(np.sum(np.logaddexp(0.0, eta) - y * eta))
+
+    def grad(beta):
+        resid = special.expit(beta[0] + beta[1] * x) - y
+        return np.array([resid.sum(), resid @ x])
+
+    def hess(beta):
+        w = special.expit(beta[0] + beta[1] * x)
+        w = w * (1 - w)
+        return np.array([[w.sum(), w @ x], [w @ x, w @ (x * x)]])
+
+    fit = optimize.minimize(nll, x0=np.array([0.0, 1.0]), jac=grad, hess=hess, method="trust-exact")
+    return float(fit.x[1])
+
+
+def calibration_intercept(y_true, y_prob) -> float:
+    """Calibration-in-the-large: the intercept ``a`` of ``logit P(y=1) = a + logit(p)``.
+
+    logit(p) enters as a fixed offset, so ``a`` is the single shift that makes the expected number
+    of events match the observed number. 0 is ideal; above 0 the predictions are too low, below 0
+    too high. p is clipped to [1e-6, 1 - 1e-6] before the logit.
+    Example: if every p is 0.1 and 20% of people have the event, ``a = logit(0.2) - logit(0.1)``.
+    """
+    y, prob = _check_inputs(y_true, y_prob, probability=True)
+    offset = _logit(prob)
+    n_events = float(y.sum())
+
+    # Score equation of the 1-D likelihood; strictly decreasing in a, so one root.
+    def score_eq(a: float) -> float:
+        return n_events - float(special.expit(a + offset).sum())
+
+    lo, hi = -1.0, 1.0
+    while score_eq(lo) < 0:
+        lo *= 2
+    while score_eq(hi) > 0:
+        hi *= 2
+    return float(optimize.brentq(score_eq, lo, hi, xtol=1e-12))
+
+
+def _rank_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-size bins 1..n_bins by rank (lowest values in bin 1); ties broken by row order."""
+    n = len(values)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n)
+    return ranks * n_bins // n + 1
+
+
+def observed_expected_by_decile(y_true, y_prob, *, n_bins: int = 10) -> pd.DataFrame:
+    """Observed and expected events by risk group, one row per group (1 = lowest risk).
+
+    Groups are equal-size by rank of ``y_prob`` (sizes differ by at most one); tied
+    probabilities are split by row order, so the result is deterministic. Columns: ``decile``,
+    ``n``, ``observed`` (events), ``expected`` (sum of p), ``observed_rate``, ``expected_rate``
+    and ``o_e_ratio`` (NaN where nothing is expected).
+    Example: ``observed_expected_by_decile(y, p)["observed"].sum() == sum(y)``.
+    """
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    if len(y) < n_bins:
+        raise ValueError(f"need at least n_bins={n_bins} rows, got {len(y)}")
+    frame = pd.DataFrame({"decile": _rank_bins(prob, n_bins), "y": y, "p": prob})
+    table = (
+        frame.groupby("decile", sort=True)
+        .agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
+        .reset_index()
+    )
+    table["observed_rate"] = table["observed"] / table["n"]
+    table["expected_rate"] = table["expected"] / table["n"]
+    table["o_e_ratio"] = table["observed"] / table["expected"].where(table["expected"] > 0)
+    return table
+
+
+# ----------------------------------------------------------------------------- case-finding lists
+
+
+def top_k_mask(y_score, fraction: float) -> np.ndarray:
+    """Boolean mask of the ``ceil(fraction * n)`` highest scores: the people on a list.
+
+    Ties at the cut-off are broken by row order (earlier rows first), so the list always has
+    exactly k people and the same input always gives the same list.
+    Example: ``top_k_mask([0.1, 0.9, 0.5, 0.9], 0.5)`` is ``[False, True, False, True]``.
+    """
+    score = _check_scores(y_score)
+    fraction = _check_fraction(fraction)
+    n = len(score)
+    # The small tolerance stops float noise (0.07 * 100 = 7.000000000000001) adding a person.
+    k = min(n, max(1, math.ceil(fraction * n - 1e-9)))
+    order = np.argsort(-score, kind="stable")
+    mask = np.zeros(n, dtype=bool)
+    mask[order[:k]] = True
+    return mask
+
+
+def ppv_at_top(y_true, y_score, *, fraction: float) -> float:
+    """Positive predictive value of the list of the top ``fraction`` by score (:func:`top_k_mask`).
+
+    Example: with 10 people and ``fraction=0.2`` the list holds 2; if one has the event, PPV = 0.5.
+    """
+    y, score = _check_inputs(y_true, y_score, both_classes=False)
+    mask = top_k_mask(score, fraction)
+    return float(y[mask].mean())
+
+
+def sensitivity_at_top(y_true, y_score, *, fraction: float) -> float:
+    """Share of all events that fall on the list of the top ``fraction`` by score.
+
+    Example: 10 people, 3 events, a 2-person list holding one of them: sensitivity = 1/3.
+    """
+    y, score = _check_inputs(y_true, y_score, both_classes=False)
+    if y.sum() == 0:
+        raise ValueError("sensitivity needs at least one positive in y_true")
+    mask = top_k_mask(score, fraction)
+    return float(y[mask].sum() / y.sum())
+
+
+def net_benefit(y_true, y_prob, *, threshold: float) -> float:
+    """Net benefit of treating everyone with ``y_prob >= threshold``: TP/n - FP/n * pt/(1 - pt).
+
+    Example: treating nobody (threshold above every p) gives 0.
+    """
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    treat = prob >= threshold
+    n = len(y)
+    tp = np.sum(treat & (y == 1))
+    fp = np.sum(treat & (y == 0))
+    return float(tp / n - fp / n * threshold / (1 - threshold))
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def _pct_label(fraction: float) -> str:
+    return f"{fraction * 100:g}"
+
+
+def summarise(
+    y_true,
+    y_score,
+    *,
+    is_probability: bool = True,
+    top_fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05),
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The headline metrics of one model on one dataset, as a flat dict ready to log.
+
+    Keys: ``auroc``, ``auroc_ci_low``, ``auroc_ci_high`` (percentile bootstrap), ``auprc``,
+    ``prevalence``, ``n``, ``n_positive``; if ``is_probability``: ``brier``,
+    ``calibration_slope``, ``calibration_intercept``; and for each fraction
+    ``ppv_top_{pct}pct`` and ``sensitivity_top_{pct}pct`` with pct = fraction * 100
+    (0.005 -> ``ppv_top_0.5pct``, 0.05 -> ``ppv_top_5pct``).
+    Example: ``summarise(y, p)["ppv_top_1pct"]``.
+    """
+    y, score = _check_inputs(y_true, y_score, probability=is_probability)
+    for fraction in top_fractions:
+        _check_fraction(fraction)
+    out: dict[str, float] = {}
+    out["auroc"] = auroc(y, score)
+    out["auroc_ci_low"], out["auroc_ci_high"] = bootstrap_ci(
+        auroc, y, score, n_boot=n_boot, seed=seed
+    )
+    out["auprc"] = auprc(y, score)
+    out["prevalence"] = float(y.mean())
+    out["n"] = float(len(y))
+    out["n_positive"] = float(y.sum())
+    if is_probability:
+        out["brier"] = brier(y, score)
+        out["calibration_slope"] = calibration_slope(y, score)
+        out["calibration_intercept"] = calibration_intercept(y, score)
+    for fraction in top_fractions:
+        pct = _pct_label(fraction)
+        out[f"ppv_top_{pct}pct"] = ppv_at_top(y, score, fraction=fraction)
+        out[f"sensitivity_top_{pct}pct"] = sensitivity_at_top(y, score, fraction=fraction)
+    return out
+
+
+def psi(expected, actual, *, n_bins: int = 10) -> float:
+    """Population stability index of ``actual`` against the reference ``expected``.
+
+    Bins are the quantiles of ``expected`` (duplicate edges merged, open-ended outer bins);
+    PSI = sum((a - e) * ln(a / e)) over bin shares, with shares floored at 1e-6 so an empty
+    bin stays finite. Rule of thumb: < 0.1 stable, 0.1-0.25 some shift, > 0.25 large shift.
+    Example: ``psi(last_month_scores, this_month_scores)``; identical samples give 0.
+    """
+    ref = _check_scores(expected, name="expected")
+    new = _check_scores(actual, name="actual")
+    if n_bins < 2:
+        raise ValueError(f"n_bins must be at least 2, got {n_bins}")
+    inner_edges = np.unique(np.quantile(ref, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    n_cells = len(inner_edges) + 1
+    ref_share = np.bincount(np.searchsorted(inner_edges, ref, side="right"), minlength=n_cells)
+    new_share = np.bincount(np.searchsorted(inner_edges, new, side="right"), minlength=n_cells)
+    ref_share = np.clip(ref_share / len(ref), 1e-6, None)
+    new_share = np.clip(new_share / len(new), 1e-6, None)
+    return float(np.sum((new_share - ref_share) * np.log(new_share / ref_share)))
+
+
+def subgroup_metrics(
+    y_true,
+    y_score,
+    groups: pd.Series,
+    *,
+    metrics: dict[str, Callable[[np.ndarray, np.ndarray], float]],
+    min_n: int = 50,
+) -> pd.DataFrame:
+    """Each metric computed within each group: one row per group, indexed by group value.
+
+    Columns ``n``, ``n_positive`` and one per entry of ``metrics``. A metric is NaN when the
+    group has fewer than ``min_n`` rows or only one outcome class. ``groups`` is matched to the
+    rows by position; missing group values form their own group.
+    Example: ``subgroup_metrics(y, p, persons["age_band"], metrics={"auroc": auroc})``.
+    """
+    y, score = _check_inputs(y_true, y_score, both_classes=False)
+    groups = pd.Series(groups)
+    if len(groups) != len(y):
+        raise ValueError(f"groups has {len(groups)} rows, y_true has {len(y)}")
+    keys = groups.reset_index(drop=True)
+    rows = []
+    index = []
+    # Iterate the groups (not ``.indices``, which drops missing categorical keys).
+    for key, members in keys.groupby(keys, sort=True, dropna=False, observed=True):
+        positions = members.index.to_numpy()
+        y_g, score_g = y[positions], score[positions]
+        row: dict[str, float] = {"n": len(y_g), "n_positive": int(y_g.sum())}
+        usable = len(y_g) >= min_n and y_g.min() != y_g.max()
+        for name, metric in metrics.items():
+            row[name] = float(metric(y_g, score_g)) if usable else np.nan
+        rows.append(row)
+        index.append(key)
+    columns = ["n", "n_positive", *metrics]
+    return pd.DataFrame(rows, index=pd.Index(index, name=groups.name or "group"), columns=columns)

@@ -1,0 +1,181 @@
+"""Evaluation figures: ROC, precision-recall, calibration by decile, PPV by list size.
+
+Each function takes data, computes through :mod:`riskstrat.metrics` (or scikit-learn's curve
+functions) and returns a ``matplotlib.figure.Figure``; :func:`save_figure` writes it out.
+matplotlib is imported inside the functions so the core package does not need it loaded.
+Figures are drawn on an Agg canvas without going through pyplot, so building one neither
+opens a window nor changes the session's backend, and nothing accumulates in pyplot's registry.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from riskstrat import metrics
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["calibration_figure", "pr_figure", "roc_figure", "save_figure", "topk_ppv_figure"]
+
+_FIGSIZE = (6.0, 5.0)
+
+
+def _new_figure() -> tuple[Figure, Axes]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=_FIGSIZE, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _check_models(models: Mapping[str, object], what: str) -> None:
+    if not models:
+        raise ValueError(f"{what} is empty: give at least one model as {{name: array}}")
+
+
+def roc_figure(y_true, scores: Mapping[str, Sequence[float]]) -> Figure:
+    """ROC curves of several models on one axes, AUROC in the legend, chance diagonal dashed.
+
+    Lines: one per model plus the diagonal.
+    Example: ``roc_figure(y, {"logistic": p_lr, "lightgbm": p_gbm})``.
+    """
+    from sklearn.metrics import roc_curve
+
+    _check_models(scores, "scores")
+    fig, ax = _new_figure()
+    for name, score in scores.items():
+        value = metrics.auroc(y_true, score)
+        fpr, tpr, _ = roc_curve(np.asarray(y_true), np.asarray(score, dtype=float))
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {value:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
+    ax.set(xlabel="False positive rate (1 - specificity)",
+           ylabel="True positive rate (sensitivity)",
+           xlim=(0, 1), ylim=(0, 1.01), title="ROC curve")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def pr_figure(y_true, scores: Mapping[str, Sequence[float]]) -> Figure:
+    """Precision-recall curves of several models, AUPRC in the legend, prevalence line dashed.
+
+    Lines: one per model plus the prevalence (the precision of a random list).
+    Example: ``pr_figure(y, {"logistic": p_lr, "lightgbm": p_gbm})``.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    _check_models(scores, "scores")
+    fig, ax = _new_figure()
+    for name, score in scores.items():
+        value = metrics.auprc(y_true, score)
+        precision, recall, _ = precision_recall_curve(
+            np.asarray(y_true), np.asarray(score, dtype=float)
+        )
+        ax.plot(recall, precision, drawstyle="steps-post", label=f"{name} (AUPRC {value:.3f})")
+    prevalence = float(np.mean(np.asarray(y_true, dtype=float)))
+    ax.axhline(prevalence, linestyle="--", color="grey", linewidth=1,
+               label=f"prevalence ({prevalence:.1%})")
+    ax.set(xlabel="Recall (sensitivity)", ylabel="Precision (PPV)", xlim=(0, 1), ylim=(0, 1.01),
+           title="Precision-recall curve")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def calibration_figure(y_true, probs: Mapping[str, Sequence[float]], *, n_bins: int = 10) -> Figure:
+    """Observed against predicted event rate by risk decile for several models, with the diagonal.
+
+    Points are the mean predicted and observed rates in equal-size rank groups
+    (:func:`riskstrat.metrics.observed_expected_by_decile`); log axes would hide the low deciles
+    where most people are, so both axes are linear. Lines: one per model plus the diagonal.
+    Example: ``calibration_figure(y, {"raw": p_raw, "recalibrated": p_cal})``.
+    """
+    _check_models(probs, "probs")
+    fig, ax = _new_figure()
+    top = 0.0
+    for name, prob in probs.items():
+        table = metrics.observed_expected_by_decile(y_true, prob, n_bins=n_bins)
+        slope = metrics.calibration_slope(y_true, prob)
+        ax.plot(table["expected_rate"], table["observed_rate"], marker="o",
+                label=f"{name} (slope {slope:.2f})")
+        top = max(top, table["expected_rate"].max(), table["observed_rate"].max())
+    top = min(1.0, top * 1.05) if top > 0 else 1.0
+    ax.plot([0, top], [0, top], linestyle="--", color="grey", linewidth=1, label="perfect")
+    ax.set(xlabel="Predicted risk (mean in group)", ylabel="Observed rate (in group)",
+           xlim=(0, top), ylim=(0, top), title=f"Calibration by risk group ({n_bins} groups)")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def topk_ppv_figure(
+    y_true,
+    scores: Mapping[str, Sequence[float]],
+    *,
+    fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2),
+) -> Figure:
+    """PPV of a case-finding list against its size (% of the population listed), per model.
+
+    Lines: one per model plus the prevalence (the PPV of a random list of any size).
+    Example: ``topk_ppv_figure(y, {"lightgbm": p_gbm}, fractions=(0.01, 0.05))``.
+    """
+    _check_models(scores, "scores")
+    if not fractions:
+        raise ValueError("fractions is empty")
+    fractions = sorted(fractions)
+    percent = [f * 100 for f in fractions]
+    fig, ax = _new_figure()
+    for name, score in scores.items():
+        ppv = [metrics.ppv_at_top(y_true, score, fraction=f) for f in fractions]
+        ax.plot(percent, ppv, marker="o", label=name)
+    prevalence = float(np.mean(np.asarray(y_true, dtype=float)))
+    ax.axhline(prevalence, linestyle="--", color="grey", linewidth=1,
+               label=f"prevalence ({prevalence:.1%})")
+    ax.set_xscale("log")
+    ax.set_xticks(percent, labels=[f"{p:g}%" for p in percent])
+    ax.minorticks_off()
+    ax.set(xlabel="List size (top % of population by risk)", ylabel="PPV (share with the event)",
+           ylim=(0, 1.01), title="PPV by list size")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically and close it in pyplot; returns the path.
+
+    The PNG goes to a temporary file in the same directory and is renamed over ``path``, so a
+    reader never sees a half-written image.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    finally:
+        _close(fig)
+    return path
+
+
+def _close(fig: Figure) -> None:
+    # Figures made here are not registered with pyplot; ones made with plt.subplots() are, and
+    # must be released there or pyplot keeps them alive.
+    import sys
+
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)

@@ -1,0 +1,198 @@
+"""Training with a temporal, person-grouped design, and honest evaluation on the later test date.
+
+Design: people are split once, by a seeded hash of their pseudonym, into a training group, a
+calibration group (early stopping and probability calibration only) and a test group. Training
+rows are the training group at every training index date (person x date rows stacked); the test
+rows are the test group at the later test index date. A person is never in two groups, and every
+training label window ends on or before the test date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from riskstrat import metrics
+from riskstrat.config import TrainConfig
+from riskstrat.features import META_COLUMNS, build_features, features_for_sources
+from riskstrat.labels import build_labels
+from riskstrat.models import RiskModel, fit_lightgbm, fit_logistic, prior_use_score
+from riskstrat.records import LinkedRecords
+
+Stage = Callable[[str], None]
+
+TRUTH_COLUMN = {
+    ("emergency_admission", "composite"): "p_emergency_or_death",
+    ("emergency_admission", "exclude"): "p_emergency_admission",
+    ("emergency_admission", "negative"): "p_emergency_admission",
+    ("death", None): "p_death",
+    ("high_cost", None): "p_high_cost",
+}
+
+
+def person_groups(person_ids, *, test_fraction: float, calibration_fraction: float, seed: int) -> pd.Series:
+    """'train' / 'calibration' / 'test' for each person, from a seeded hash of the id (stable across runs)."""
+    ids = pd.Index(pd.unique(np.asarray(person_ids, dtype=object)))
+    u = np.array([int.from_bytes(hashlib.blake2b(f"{seed}:{p}".encode(), digest_size=8).digest(), "big")
+                  for p in ids], dtype=np.float64) / 2.0**64
+    group = np.where(u < test_fraction, "test",
+                     np.where(u < test_fraction + calibration_fraction, "calibration", "train"))
+    return pd.Series(group, index=ids, name="group")
+
+
+def selected_features(cfg: TrainConfig, sources: list[str]) -> list[str]:
+    """Features the run uses: those of the sources present, then the config's include/exclude."""
+    available = features_for_sources([s for s in sources if s not in cfg.data.exclude_sources])
+    chosen = available if cfg.features.include == "all" else [f for f in cfg.features.include if f in available]
+    return [f for f in chosen if f not in cfg.features.exclude]
+
+
+@dataclass
+class TrainingData:
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_cal: pd.DataFrame
+    y_cal: np.ndarray
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+    meta_test: pd.DataFrame
+    feature_names: list[str]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: None) -> TrainingData:
+    """Features and labels at every index date, split by person and by date."""
+    names = selected_features(cfg, records.sources)
+    groups = person_groups(records.persons["person_id"], test_fraction=cfg.split.test_fraction,
+                           calibration_fraction=cfg.split.calibration_fraction, seed=cfg.split.seed)
+    t = cfg.target
+    frames = []
+    for d in [*cfg.index_dates.train, cfg.index_dates.test]:
+        f = build_features(records, d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+        f["label"] = build_labels(records, d, f.index, target=t.name, horizon_days=t.horizon_days,
+                                  extract_end=extract_end, death=t.death, top_fraction=t.top_fraction).to_numpy()
+        f["index_date"] = pd.Timestamp(d)
+        f["group"] = groups.reindex(f.index).to_numpy()
+        frames.append(f)
+        stage(f"features and labels at {d}: {len(f):,} people, {int(f['label'].sum()):,} with the outcome, "
+              f"{int(f['label'].isna().sum()):,} without a label")
+    rows = pd.concat(frames)
+    rows = rows[rows["label"].notna()]
+    is_test_date = rows["index_date"] == pd.Timestamp(cfg.index_dates.test)
+    train = rows[~is_test_date & (rows["group"] == "train")]
+    cal = rows[~is_test_date & (rows["group"] == "calibration")]
+    test = rows[is_test_date & (rows["group"] == "test")]
+    for name, part in (("training", train), ("calibration", cal), ("test", test)):
+        if part["label"].nunique() < 2:
+            raise ValueError(f"the {name} rows have {len(part)} people and only one outcome class: "
+                             f"add people or index dates, or check the target")
+    meta = test[list(META_COLUMNS)].assign(age=test["age"], index_date=test["index_date"])
+    return TrainingData(
+        X_train=train[names], y_train=train["label"].to_numpy(int), X_cal=cal[names], y_cal=cal["label"].to_numpy(int),
+        X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names,
+        counts={"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
+                "train_positive": int(train["label"].sum()), "test_positive": int(test["label"].sum()),
+                "train_people": int(train.index.nunique()), "test_people": int(test.index.nunique())},
+    )
+
+
+def truth_scores(truth: pd.DataFrame | None, cfg: TrainConfig, test_index: pd.Index) -> np.ndarray | None:
+    """The oracle's risk for the test rows from a synthetic data set's ground truth, if it has one."""
+    if truth is None:
+        return None
+    key = (cfg.target.name, cfg.target.death if cfg.target.name == "emergency_admission" else None)
+    column = TRUTH_COLUMN.get(key)
+    if column is None or column not in truth:
+        return None
+    at = truth[truth["index_date"] == pd.Timestamp(cfg.index_dates.test)].set_index("person_id")[column]
+    if at.empty:
+        return None
+    values = at.reindex(test_index)
+    return None if values.isna().any() else values.to_numpy()
+
+
+@dataclass
+class TrainingResult:
+    model: RiskModel
+    baselines: dict[str, RiskModel]
+    scores: dict[str, np.ndarray]          # test-set score per model (probabilities, except prior_use)
+    metrics: dict[str, dict[str, float]]   # per model
+    oe_table: pd.DataFrame                 # observed/expected by decile of the primary model
+    subgroups: pd.DataFrame
+    data: TrainingData
+
+    def comparison(self) -> pd.DataFrame:
+        """One row per model: the headline metrics."""
+        cols = ["auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "calibration_slope",
+                "calibration_intercept", "ppv_top_1pct", "ppv_top_5pct", "sensitivity_top_5pct"]
+        return pd.DataFrame(self.metrics).T.reindex(columns=cols)
+
+
+def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *, top_fractions, n_boot: int,
+             seed: int) -> tuple[dict[str, dict[str, float]], pd.DataFrame, pd.DataFrame]:
+    """Metrics per model, the primary model's O/E table and its subgroup AUROCs."""
+    result = {}
+    for name, s in scores.items():
+        is_prob = name != "prior_use"
+        result[name] = metrics.summarise(y, s, is_probability=is_prob, top_fractions=tuple(top_fractions),
+                                         n_boot=n_boot, seed=seed)
+    primary = scores["lightgbm"]
+    oe = metrics.observed_expected_by_decile(y, primary)
+    age_band = pd.cut(meta["age"], [0, 40, 55, 65, 75, 85, 200], right=False,
+                      labels=["18-39", "40-54", "55-64", "65-74", "75-84", "85+"]).astype(str)
+    parts = []
+    for label, groups in (("sex", meta["sex"].astype(str)), ("age band", age_band),
+                          ("ethnicity", meta["ethnicity_group"].astype(str))):
+        sg = metrics.subgroup_metrics(y, primary, groups.reset_index(drop=True),
+                                      metrics={"auroc": metrics.auroc, "observed_rate": lambda yt, ys: float(np.mean(yt)),
+                                               "expected_rate": lambda yt, ys: float(np.mean(ys))})
+        parts.append(sg.assign(attribute=label))
+    return result, oe, pd.concat(parts)
+
+
+def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray | None = None,
+                     stage: Stage = lambda m: None) -> TrainingResult:
+    """Fit LightGBM and the baselines, score the temporal test set, compute the metrics."""
+    lgbm = fit_lightgbm(data.X_train, data.y_train, data.X_cal, data.y_cal, params=cfg.model.lightgbm,
+                        calibration=cfg.model.calibration, target=cfg.target.name, seed=cfg.split.seed)
+    stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
+          f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
+    scores = {"lightgbm": lgbm.predict_risk(data.X_test)}
+    baselines: dict[str, RiskModel] = {}
+    if "logistic" in cfg.model.baselines:
+        baselines["logistic"] = fit_logistic(data.X_train, data.y_train, target=cfg.target.name)
+        scores["logistic"] = baselines["logistic"].predict_risk(data.X_test)
+    if "prior_use" in cfg.model.baselines:
+        scores["prior_use"] = prior_use_score(data.X_test)
+    if truth is not None:
+        scores["oracle"] = truth
+    stage("baselines fitted; evaluating on the temporal test set")
+    result, oe, subgroups = evaluate(data.y_test, scores, data.meta_test, top_fractions=cfg.evaluation.top_fractions,
+                                     n_boot=cfg.evaluation.n_bootstrap, seed=cfg.split.seed)
+    if truth is not None:
+        for name in result:
+            if name != "oracle":
+                result[name]["auroc_gap_to_oracle"] = result["oracle"]["auroc"] - result[name]["auroc"]
+    return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data)
+
+
+def extract_end_of(data_dir: Path, records: LinkedRecords, configured=None) -> pd.Timestamp:
+    """The last day the extract covers: config, else the data set's dataset.json, else the latest event."""
+    from riskstrat.io import read_json
+
+    if configured is not None:
+        return pd.Timestamp(configured)
+    meta = Path(data_dir) / "dataset.json"
+    if meta.exists():
+        info = read_json(meta)
+        if info.get("extract_end"):
+            return pd.Timestamp(info["extract_end"])
+    latest = records.date_range()[1]
+    if latest is None:
+        raise ValueError("cannot tell where the extract ends: no events; set data.extract_end")
+    return pd.Timestamp(latest)
