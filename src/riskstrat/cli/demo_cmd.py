@@ -1,0 +1,43 @@
+"""`riskstrat demo`: the whole path on synthetic data, under the current folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from riskstrat.cli.app import app, out
+from riskstrat.cli.progress import Stage, progress_bar
+
+
+@app.command()
+def demo(
+    people: int = typer.Option(20_000, "--people", "-n", min=2000, help="Size of the synthetic population."),
+    seed: int = typer.Option(42, help="Seed of the synthetic population."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final tables."),
+) -> None:
+    """Run everything on a synthetic population: generate it, train and register the emergency-
+    admission and high-cost models (first versions become champion), compare them with the
+    logistic baseline, the prior-use rule and the true risk, then score the population into lists.
+
+    Writes riskstrat-data/, mlflow.db, mlartifacts/ and riskstrat-output/ in the current folder;
+    running it again reuses the data and registers new model versions.
+    """
+    from riskstrat.cli.train_cmd import print_comparison
+    from riskstrat.demo import DEMO_DATA, ensure_synthetic, run_demo_training
+    from riskstrat.tracking import tracking_uri
+
+    t0 = time.perf_counter()
+    stage = Stage(quiet=quiet)
+    with progress_bar("generating the synthetic population", quiet=quiet) as update:
+        meta, made = ensure_synthetic(DEMO_DATA, people=people, seed=seed, progress=update)
+    stage(("generated" if made else "reusing") + f" {meta['n_people']:,} synthetic people in {DEMO_DATA}")
+    result = run_demo_training(data_dir=DEMO_DATA, stage=stage)
+    for target, run in result.runs.items():
+        print_comparison(run.result, title=f"{target.replace('_', ' ')}: temporal test set")
+    for target, (name, version, new) in result.champions.items():
+        out.print(f"{name}@champion = version {version}" + (" (promoted now)" if new else " (kept; new version "
+                  f"{result.runs[target].logged.model_version} registered, promote it with riskstrat promote)"))
+    out.print(f"MLflow: {tracking_uri()}  (browse: mlflow ui --backend-store-uri {tracking_uri()})")
+    out.print(f"done in {time.perf_counter() - t0:.0f}s")

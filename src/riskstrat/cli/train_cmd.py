@@ -1,0 +1,96 @@
+"""`riskstrat train`, `riskstrat promote` and `riskstrat features`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.progress import Stage
+
+_CONFIG_HELP = "YAML run configuration (see configs/); defaults are used for anything it leaves out."
+_SET_HELP = "Override one setting, e.g. --set model.lightgbm.learning_rate=0.05 (repeatable)."
+
+
+def print_comparison(result, *, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("model", "AUROC (95% CI)", "AUPRC", "Brier", "cal. slope", "cal. int.", "PPV top 1%",
+                "PPV top 5%", "sens. top 5%", "gap to oracle"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for name, m in result.metrics.items():
+        def f(key: str, fmt: str = ".3f") -> str:
+            v = m.get(key)
+            return "–" if v is None or v != v else format(v, fmt)
+        table.add_row(name, f"{f('auroc')} ({f('auroc_ci_low')}–{f('auroc_ci_high')})", f("auprc"), f("brier", ".4f"),
+                      f("calibration_slope", ".2f"), f("calibration_intercept", ".2f"), f("ppv_top_1pct"),
+                      f("ppv_top_5pct"), f("sensitivity_top_5pct"), f("auroc_gap_to_oracle"))
+    out.print(table)
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
+    overrides: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    no_tracking: bool = typer.Option(False, "--no-tracking", help="Train and evaluate without logging to MLflow."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
+) -> None:
+    """Train a risk model (LightGBM + calibration) and its baselines, evaluate them on a later
+    index date, log everything to MLflow and register the model.
+
+    Example: riskstrat train --config configs/high_cost.yaml --set split.seed=7
+    """
+    from riskstrat.config import ConfigError, load_config
+    from riskstrat.io import DataFileError
+    from riskstrat.labels import CensoredIndexDateError
+    from riskstrat.pipelines import run_training
+    from riskstrat.validate import ValidationError
+
+    try:
+        cfg = load_config(config, overrides)
+        run = run_training(cfg, stage=Stage(quiet=quiet), log=not no_tracking)
+    except ValidationError as exc:
+        fail(f"the data failed validation; nothing was trained:\n{exc}")
+    except (ConfigError, DataFileError, CensoredIndexDateError, ValueError) as exc:
+        fail(str(exc))
+    if not quiet:
+        print_comparison(run.result, title=f"{cfg.target.name}: test set at {cfg.index_dates.test}")
+    if run.logged:
+        out.print(f"run {run.logged.run_id}  model {run.logged.model_name} version {run.logged.model_version}"
+                  f"  (make it live: riskstrat promote {run.logged.model_name} {run.logged.model_version})")
+
+
+@app.command()
+def promote(
+    name: str = typer.Argument(..., help="Registered model name, e.g. riskstrat-emergency-admission."),
+    version: str = typer.Argument(..., help="Model version to promote."),
+    alias: str = typer.Option("champion", help="Alias to move (the scorer loads models:/NAME@champion)."),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
+) -> None:
+    """Point an alias (default: champion) at a registered model version.
+
+    Example: riskstrat promote riskstrat-emergency-admission 3 --alias champion
+    """
+    from riskstrat.tracking import RegistryError, promote as do_promote
+
+    try:
+        moved = do_promote(name, version, alias=alias, uri=tracking_uri)
+    except RegistryError as exc:
+        fail(str(exc))
+    before = f" (was version {moved['previous_version']})" if moved["previous_version"] else ""
+    out.print(f"{name}@{alias} -> version {version}{before}")
+
+
+@app.command()
+def features() -> None:
+    """List the features riskstrat builds, with their sources and plain-English descriptions."""
+    from rich.table import Table
+
+    from riskstrat.features import feature_table
+
+    table = Table("feature", "source", "description")
+    for row in feature_table().itertuples():
+        table.add_row(row.name, row.source, row.description)
+    out.print(table)

@@ -1,0 +1,82 @@
+"""`riskstrat validate`: check a linked data folder against the schema and report every problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from enum import Enum
+
+import typer
+from rich.table import Table
+
+from riskstrat.cli.app import app, fail, out
+
+
+class OutOfLifeEvents(str, Enum):
+    drop = "drop"
+    keep = "keep"
+    error = "error"
+
+
+@app.command()
+def validate(
+    data_dir: Path = typer.Argument(..., help="Data folder with one file per table: persons.parquet or "
+                                              "persons.csv, inpatient_spells.parquet, ..."),
+    out_of_life_events: OutOfLifeEvents = typer.Option(
+        OutOfLifeEvents.drop, "--out-of-life-events",
+        help="Events dated before the person's birth or after their death: drop them (a warning), "
+             "keep them (a warning) or count them as errors."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Also write the report (counts, messages and up to 5 example values per "
+                             "issue) as JSON to this file."),
+) -> None:
+    """Check a linked data folder: tables, columns, types, codes, dates and links between tables.
+
+    Prints the rows per table and every issue found, and exits with status 1 if there are errors.
+    Nothing is written except the optional --json report.
+
+    Example: riskstrat validate riskstrat-data/synthetic --json validation.json
+    """
+    from riskstrat.io import DataFileError, write_json
+    from riskstrat.validate import validate_data_dir
+
+    try:
+        _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value)
+    except DataFileError as exc:
+        fail(str(exc))
+    _print_report(report)
+    if json_path is not None:
+        write_json(report.to_dict(), json_path)
+        out.print(f"Wrote the report to {json_path}", highlight=False)
+    n_errors, n_warnings = len(report.errors), len(report.warnings)
+    if n_errors:
+        fail(f"{data_dir} failed validation: {n_errors} error{'s' if n_errors != 1 else ''}, "
+             f"{n_warnings} warning{'s' if n_warnings != 1 else ''}")
+    out.print(f"[bold green]OK:[/] {data_dir} passed validation "
+              f"({n_warnings} warning{'s' if n_warnings != 1 else ''})", highlight=False)
+
+
+def _print_report(report) -> None:
+    counts = Table(show_edge=False, box=None, pad_edge=False)
+    counts.add_column("table")
+    counts.add_column("rows", justify="right")
+    counts.add_column("dropped", justify="right")
+    for name, n in report.row_counts.items():
+        dropped = report.dropped.get(name, 0)
+        counts.add_row(name, f"{n:,}", f"{dropped:,}" if dropped else "")
+    out.print(counts)
+    if not report.issues:
+        out.print("No issues found.")
+        return
+    issues = Table(show_edge=False, box=None, pad_edge=False, show_lines=False)
+    issues.add_column("severity")
+    issues.add_column("table")
+    issues.add_column("column")
+    issues.add_column("rows", justify="right")
+    issues.add_column("message", overflow="fold")
+    for issue in report.issues:
+        colour = "red" if issue.severity == "error" else "yellow"
+        issues.add_row(f"[{colour}]{issue.severity}[/]", issue.table, issue.column or "",
+                       f"{issue.n_rows:,}", issue.message)
+    out.print()
+    out.print(issues, highlight=False)

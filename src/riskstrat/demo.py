@@ -1,0 +1,61 @@
+"""The whole path on synthetic data: generate, train both models, register, promote, score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from riskstrat.config import TrainConfig, load_config
+
+DEMO_DATA = Path("riskstrat-data/synthetic")
+DEMO_TARGETS = ("emergency_admission", "high_cost")
+
+
+def demo_config(target: str, *, data_dir: Path = DEMO_DATA, overrides: list[str] | None = None) -> TrainConfig:
+    """The demo's config for a target: the defaults (as in configs/*.yaml) on the demo data."""
+    return load_config(None, [f"target.name={target}", f"data.path={data_dir}", *(overrides or [])])
+
+
+def ensure_synthetic(data_dir: Path, *, people: int, seed: int, progress=None) -> tuple[dict, bool]:
+    """Generate the synthetic data unless the same (people, seed) set is already there."""
+    from riskstrat.io import read_json
+    from riskstrat.synth import write_population
+
+    meta_path = data_dir / "dataset.json"
+    if meta_path.exists():
+        meta = read_json(meta_path)
+        if meta.get("n_people") == people and meta.get("seed") == seed and meta.get("generator") == "riskstrat.synth":
+            return meta, False
+    return write_population(data_dir, people, seed=seed, progress=progress), True
+
+
+@dataclass
+class DemoResult:
+    runs: dict = field(default_factory=dict)        # target -> pipelines.TrainingRun
+    champions: dict = field(default_factory=dict)   # target -> (name, version, newly promoted?)
+
+
+def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None], overrides: list[str] | None = None,
+                      ) -> DemoResult:
+    """Train and register both demo models; make a model champion if it has none yet."""
+    from riskstrat import tracking
+    from riskstrat.pipelines import load_data, run_training
+
+    result = DemoResult()
+    records = None
+    for target in DEMO_TARGETS:
+        cfg = demo_config(target, data_dir=data_dir, overrides=overrides)
+        if records is None:
+            records = load_data(cfg.data, stage=stage)
+        stage(f"training the {target.replace('_', ' ')} model")
+        run = run_training(cfg, stage=stage, records=records)
+        result.runs[target] = run
+        name, version = run.logged.model_name, run.logged.model_version
+        current = tracking.load_champion_version(name, uri=cfg.tracking.uri)
+        if current is None:
+            tracking.promote(name, version, alias="champion", uri=cfg.tracking.uri)
+            result.champions[target] = (name, version, True)
+        else:
+            result.champions[target] = (name, current, False)
+    return result

@@ -1,0 +1,240 @@
+"""Readers that turn public data formats into canonical linked-records tables.
+
+A reader is a pure function ``read_<kind>(src_dir, *, pseudonym_key, ...)`` that returns
+``(tables, summary)``: canonical tables (see :mod:`riskstrat.schema`) with pseudonymised person ids
+and an :class:`ImportSummary` that says what was read, what was made and what was dropped and why.
+:func:`import_dataset` adds validation and writes the canonical folder.
+
+>>> from riskstrat.readers import import_dataset              # doctest: +SKIP
+>>> summary, report = import_dataset("synthea", "synthea/csv", "data/linked")  # doctest: +SKIP
+
+Readers never copy names, addresses, identity numbers or free text about a person into the output:
+``persons`` holds only the schema columns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from riskstrat.io import DataFileError
+from riskstrat.schema import TABLES
+
+if TYPE_CHECKING:
+    from riskstrat.validate import ValidationReport
+
+__all__ = [
+    "ImportSummary",
+    "MissingSourceFileError",
+    "READERS",
+    "import_dataset",
+    "read_omop",
+    "read_synthea",
+]
+
+
+class MissingSourceFileError(DataFileError):
+    """A file or column the reader cannot do without is missing; the message names it."""
+
+
+@dataclass
+class ImportSummary:
+    """What a reader read, produced and dropped (counts only, never rows).
+
+    ``dropped`` maps a plain-English reason to a row count, e.g.
+    ``{"visits with unmapped visit_concept_id 0": 3}``; ``notes`` lists optional files or columns
+    that were absent and what the reader did instead. After :func:`import_dataset`, ``people``,
+    ``output_rows`` and ``date_range`` describe the validated tables that were written.
+    """
+
+    source: str
+    people: int = 0
+    source_rows: dict[str, int] = field(default_factory=dict)
+    output_rows: dict[str, int] = field(default_factory=dict)
+    date_range: tuple[str | None, str | None] = (None, None)
+    dropped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def drop(self, reason: str, n: int) -> None:
+        """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded)."""
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(n)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def finish(self, tables: dict[str, pd.DataFrame]) -> None:
+        """Fill ``people``, ``output_rows`` and ``date_range`` from the canonical tables."""
+        self.people = len(tables["persons"])
+        self.output_rows = {name: len(df) for name, df in tables.items()}
+        lows, highs = [], []
+        for name, df in tables.items():
+            col = TABLES[name].event_date
+            if col and len(df):
+                dates = pd.to_datetime(df[col], errors="coerce").dropna()
+                if len(dates):
+                    lows.append(dates.min())
+                    highs.append(dates.max())
+        self.date_range = (
+            min(lows).date().isoformat() if lows else None,
+            max(highs).date().isoformat() if highs else None,
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["date_range"] = list(self.date_range)
+        return d
+
+
+def _read_source_csv(path: Path, *, sep: str = ",") -> pd.DataFrame:
+    """Read a source CSV as text (a byte-order mark is stripped; empty cells become missing)."""
+    try:
+        return pd.read_csv(path, dtype=str, sep=sep, keep_default_na=False, na_values=[""],
+                           encoding="utf-8-sig")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: cannot be read ({exc})") from exc
+
+
+def _find_file(src_dir: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
+    """``src_dir/<stem><suffix>``, matching the file name case-insensitively."""
+    wanted = {f"{stem}{s}".lower() for s in suffixes}
+    for path in sorted(src_dir.iterdir()):
+        if path.is_file() and path.name.lower() in wanted:
+            return path
+    return None
+
+
+def _to_date(values: pd.Series) -> pd.Series:
+    """ISO dates or timestamps (``2020-05-01``, ``2020-05-01T10:00:00Z``) to midnight ``datetime64[s]``.
+
+    The date is the calendar date as written (the first ten characters), so a UTC timestamp is
+    not shifted into another day. ``20200501`` is accepted too; anything else becomes missing.
+    """
+    text = values.astype("string").str.strip()
+    dates = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    compact = dates.isna() & text.str.fullmatch(r"\d{8}").fillna(False)
+    if compact.any():
+        dates = dates.where(~compact, pd.to_datetime(text.where(compact), format="%Y%m%d", errors="coerce"))
+    return dates.astype("datetime64[s]")
+
+
+def _to_float(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def _first_present(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that is a column of ``df``."""
+    return next((n for n in names if n in df.columns), None)
+
+
+def _keep_known_persons(df: pd.DataFrame, column: str, known: pd.Index, summary: ImportSummary,
+                        what: str) -> pd.DataFrame:
+    """Rows whose source person id is in ``known``; the rest are dropped and counted."""
+    known_mask = df[column].isin(known)
+    summary.drop(f"{what} with a person id not in the person table", int((~known_mask).sum()))
+    return df[known_mask]
+
+
+def _nearest_within(left: pd.DataFrame, right: pd.DataFrame, *, by: str, on: str, direction: str,
+                    tolerance: pd.Timedelta) -> pd.Series:
+    """For each ``left`` row, the ``on`` time of a ``right`` row with the same ``by`` key at most
+    ``tolerance`` after (``direction="forward"``) or before (``"backward"``) it, else NaT.
+
+    Equal times match. Rows with a missing ``on`` never match.
+    """
+    result = pd.Series(pd.NaT, index=left.index, dtype="datetime64[us]")
+    lhs = left[[by, on]].reset_index(names="_row")
+    lhs = lhs[lhs[on].notna()]
+    rhs = right[[by, on]].rename(columns={on: "_match"})
+    rhs = rhs[rhs["_match"].notna()]
+    if lhs.empty or rhs.empty:
+        return result
+    lhs[on] = lhs[on].astype("datetime64[us]")
+    rhs["_match"] = rhs["_match"].astype("datetime64[us]")
+    merged = pd.merge_asof(lhs.sort_values(on, kind="stable"), rhs.sort_values("_match", kind="stable"),
+                           left_on=on, right_on="_match", by=by, direction=direction,
+                           tolerance=tolerance, allow_exact_matches=True)
+    result.loc[merged["_row"].to_numpy()] = merged["_match"].to_numpy()
+    return result
+
+
+def _end_at_death(tables: dict[str, pd.DataFrame], summary: ImportSummary) -> None:
+    """Set discharge / service end dates that fall after the person's death to the death date.
+
+    Someone who dies in hospital is discharged dead on the day of death (as in HES); without this
+    the whole spell, which is itself an outcome, would be dropped as an event after death.
+    """
+    died = tables["persons"].set_index("person_id")["death_date"]
+    died = died[died.notna()]
+    for name, column in (("inpatient_spells", "discharge_date"), ("social_care", "end_date")):
+        if name not in tables or died.empty:
+            continue
+        df = tables[name]
+        death = df["person_id"].map(died).astype("datetime64[s]")
+        start = df[TABLES[name].event_date]
+        late = (df[column] > death) & (start <= death)
+        if late.any():
+            df.loc[late, column] = death[late]
+            n = int(late.sum())
+            what = "inpatient spell" if name == "inpatient_spells" else "social care service"
+            summary.note(f"{n} {what}{'s' if n != 1 else ''} ended after the person's death: "
+                         f"{column} set to the death date")
+
+
+def _tidy_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Schema column order and a deterministic row order (same input -> same output bytes)."""
+    columns = [c for c in TABLES[name].column_names if c in df.columns]
+    df = df[columns]
+    return df.sort_values(columns, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _readers():
+    from riskstrat.readers.omop import read_omop
+    from riskstrat.readers.synthea import read_synthea
+
+    return {"synthea": read_synthea, "omop": read_omop}
+
+
+READERS = ("synthea", "omop")
+
+
+def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
+                   pseudonym_key: bytes | None = None,
+                   reader_options: dict | None = None) -> tuple[ImportSummary, "ValidationReport"]:
+    """Read a ``kind`` export (``"synthea"`` or ``"omop"``), validate it and write a canonical folder.
+
+    Codes outside the reference lists are dropped (and counted) rather than failing the import.
+    If validation still finds errors, :class:`riskstrat.validate.ValidationError` is raised and
+    nothing is written. ``out_dir`` is written atomically and replaced as a whole; it holds one
+    Parquet file per table plus ``import_summary.json`` (counts only).
+    """
+    from riskstrat.privacy import load_pseudonym_key
+    from riskstrat.validate import ValidationError, validate_tables
+    from riskstrat.io import write_records_tables
+
+    readers = _readers()
+    if kind not in readers:
+        raise ValueError(f"unknown source format {kind!r}; choose one of {', '.join(READERS)}")
+    key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key()
+    tables, summary = readers[kind](src_dir, pseudonym_key=key, **(reader_options or {}))
+    records, report = validate_tables(tables, unknown_codes="drop")
+    if records is None or not report.ok:
+        raise ValidationError(report)
+    summary.finish(records.tables)
+    # Counts only: validation examples can hold (pseudonymised) person ids.
+    payload = {"summary": summary.to_dict(), "validation": report.to_dict(examples=False)}
+    write_records_tables(records.tables, out_dir,
+                         extra_files={"import_summary.json": json.dumps(payload, indent=2, sort_keys=True) + "\n"})
+    return summary, report
+
+
+def __getattr__(name: str):
+    # Lazy re-export so that importing the package does not import both readers.
+    if name in ("read_synthea", "read_omop"):
+        return _readers()[name.removeprefix("read_")]
+    raise AttributeError(name)

@@ -1,0 +1,468 @@
+"""Read a Synthea CSV export (schema v2/v3) into canonical linked-records tables.
+
+Synthea (MITRE's synthetic patient generator) writes one CSV per resource. ``patients.csv`` and
+``encounters.csv`` are required; ``conditions.csv`` and ``medications.csv`` are used when present.
+Files may carry a byte-order mark, headers are matched case-insensitively (``Id``, ``ID``, ``id``)
+and optional columns (``ORGANIZATION``, ``PROVIDER``, ``INCOME``, cost columns) may be missing: the
+summary's ``notes`` say what was absent. Identifying columns (names, SSN, address, ...) are never read
+into the output. Dates are the calendar date as written (``2020-05-01T23:10:00Z`` -> 2020-05-01).
+Costs are Synthea's US-dollar amounts, kept as they are (the schema calls them pounds).
+
+Mappings
+--------
+persons (``patients.csv``)
+    ``Id`` -> ``person_id`` (keyed pseudonym, :func:`riskstrat.privacy.pseudonymise`);
+    ``BIRTHDATE``/``DEATHDATE`` -> ``birth_date``/``death_date``; ``GENDER`` F/M -> female/male,
+    anything else unknown.
+    ``ethnicity_group``: ``ETHNICITY`` hispanic -> other (the ONS codes Latin American to "Other
+    ethnic group"; England's groups have no Hispanic category); otherwise ``RACE`` white -> white,
+    black -> black, asian -> asian, native/hawaiian/other -> other, missing -> unknown.
+    ``deprivation_decile``: decile of ``INCOME`` within the imported population (1 = lowest income =
+    most deprived); missing when the export has no ``INCOME`` column. It is a stand-in for an area
+    deprivation index, not one.
+    ``practice_id``: the ``ORGANIZATION`` (or, with ``practice_from="provider"``, the ``PROVIDER``) of
+    the person's most frequent ambulatory/wellness encounter (ties: the most recent), shortened to
+    ``"ORG"``/``"PRV"`` + 8 hex characters of its SHA-256; ``"UNKNOWN"`` if none.
+encounters (``ENCOUNTERCLASS``)
+    emergency, urgentcare -> ``ae_attendances``: ``arrival_date`` = ``START``; ``admitted`` = an
+    inpatient encounter of the same person starts 0-24 h later (urgent care is a type 3/4 A&E
+    service in England, so it is an attendance too).
+    inpatient -> ``inpatient_spells``: ``admission_date``/``discharge_date`` = ``START``/``STOP``;
+    ``admission_method`` (first rule that applies): maternity if the description or reason mentions
+    pregnancy, delivery or obstetrics; elective if it says "non-urgent" or "elective"; transfer if
+    the description says "transfer" (e.g. to intensive care); emergency if an emergency or urgent
+    care encounter started 0-24 h before, or the description says emergency/urgent, or the reason is
+    an acute event (acute ..., appendicitis, sepsis, COVID-19, fracture, injury, overdose, stroke,
+    pneumonia); elective otherwise. ``primary_diagnosis`` stays missing (Synthea codes reasons in
+    SNOMED CT, not ICD-10).
+    outpatient -> ``outpatient_appointments`` (``attended`` True; ``specialty`` = ``DESCRIPTION``
+    without its SNOMED semantic tag, e.g. "Consultation for treatment").
+    ambulatory, wellness, virtual, home -> ``gp_contacts`` (``contact_type`` = the class).
+    snf (skilled nursing facility) -> ``social_care`` ``service_type`` nursing, ``start_date``/
+    ``end_date`` = ``START``/``STOP``, ``weekly_cost`` = cost / stay length in days x 7.
+    hospice and any other class -> dropped and counted (specialist palliative care has no canonical
+    table; the death date is kept on ``persons``).
+    Cost: ``TOTAL_CLAIM_COST``, else ``BASE_ENCOUNTER_COST``, else ``COST`` (older exports).
+    A spell or nursing stay that ends after the person's death ends on the death date (noted).
+conditions (``conditions.csv``) -> ``ltc_register``
+    ``DESCRIPTION`` matched against :data:`LTC_PATTERNS` (e.g. "Essential hypertension" ->
+    hypertension, "Diabetes mellitus type 2" -> diabetes but not "Prediabetes", "Pulmonary
+    emphysema" -> copd, "History of myocardial infarction" -> chd, "Chronic kidney disease stage 3"
+    -> ckd, "Malignant neoplasm of breast" -> cancer, "Alzheimer's disease" -> dementia, "Seizure
+    disorder" -> epilepsy); the first ``START`` per person and condition is the diagnosis date.
+    Other conditions (findings, acute illnesses) are not register conditions and are counted.
+medications (``medications.csv``) -> ``prescriptions``
+    ``issue_date`` = ``START``, ``drug_code`` = ``CODE`` (RxNorm), ``bnf_chapter`` from
+    :data:`BNF_PATTERNS` on ``DESCRIPTION`` (first match wins; e.g. lisinopril, amlodipine, statins,
+    warfarin, clopidogrel -> 02; albuterol, budesonide and fluticasone inhalers, antihistamines ->
+    03; paracetamol (acetaminophen), opioids, antidepressants, dementia drugs -> 04; penicillins,
+    cephalosporins -> 05; insulin, metformin, alendronate, prednisone -> 06; contraceptives -> 07;
+    chemotherapy and tacrolimus -> 08; epoetin, iron, B12 -> 09; ibuprofen, naproxen -> 10;
+    topical creams -> 13; vaccines -> 14; anaesthetics -> 15); unmapped drugs are dropped and
+    counted (the most common are named in ``notes``). Cost: ``TOTALCOST``, else ``BASE_COST``.
+    One row per Synthea medication order, whatever its number of dispenses.
+``procedures.csv`` and the other files are not read: procedures belong to encounters imported above.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from riskstrat.privacy import pseudonymise
+from riskstrat.readers import (
+    ImportSummary,
+    MissingSourceFileError,
+    _end_at_death,
+    _find_file,
+    _keep_known_persons,
+    _nearest_within,
+    _read_source_csv,
+    _tidy_table,
+    _to_date,
+    _to_float,
+)
+
+__all__ = ["read_synthea", "match_ltc", "bnf_chapter", "LTC_PATTERNS", "BNF_PATTERNS", "ENCOUNTER_TABLES"]
+
+# ENCOUNTERCLASS -> canonical table.
+ENCOUNTER_TABLES = {
+    "emergency": "ae_attendances",
+    "urgentcare": "ae_attendances",
+    "inpatient": "inpatient_spells",
+    "outpatient": "outpatient_appointments",
+    "ambulatory": "gp_contacts",
+    "wellness": "gp_contacts",
+    "virtual": "gp_contacts",
+    "home": "gp_contacts",
+    "snf": "social_care",
+}
+PRACTICE_CLASSES = ("ambulatory", "wellness")
+
+# (condition, pattern on the lower-cased DESCRIPTION); a description maps to every condition it matches.
+LTC_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("hypertension", r"(?<!pulmonary )hypertensi(?:on|ve disorder)"),
+    ("diabetes", r"(?<!pre)diabet(?:es|ic)"),
+    ("asthma", r"asthma"),
+    ("copd", r"chronic obstructive|emphysema|chronic bronchitis"),
+    ("heart_failure", r"heart failure"),
+    ("atrial_fibrillation", r"atrial fibrillation"),
+    ("chd", r"coronary (?:heart|artery) disease|coronary artery bypass|myocardial infarction"
+            r"|isch(?:a)?emic heart|angina"),
+    ("stroke", r"stroke|cerebrovascular accident|cerebral infarction|transient isch(?:a)?emic attack"),
+    ("ckd", r"chronic kidney disease|end[- ]stage renal disease"),
+    ("cancer", r"(?<!benign )(?:malignant|neoplasm|carcinoma|cancer|leuk(?:a)?emia|lymphoma|melanoma|sarcoma)"),
+    ("dementia", r"dementia|alzheimer"),
+    ("depression", r"depress"),
+    ("smi", r"schizophreni|bipolar|psychosis|psychotic"),
+    ("epilepsy", r"epilep|seizure disorder"),
+)
+# Findings that mention a condition without being one.
+LTC_EXCLUDE = r"suspected|screening|family history|risk of|prediabetes|benign neoplasm|polyp"
+
+# (pattern on the lower-cased DESCRIPTION, BNF chapter), first match wins: specific before general.
+BNF_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"vaccine|vaccin", "14"),
+    (r"topical|cream|ointment", "13"),
+    (r"propofol|rocuronium|isoflurane|sevoflurane|midazolam|alfentanil|remifentanil|lidocaine"
+     r"|fentanyl [\d.]+ mg/ml injection", "15"),
+    (r"dextromethorphan|loratadine|fexofenadine|diphenhydramine|chlorpheniramine|astemizole"
+     r"|cetirizine|epinephrine|albuterol|salbutamol|budesonide|fluticasone|salmeterol|tiotropium"
+     r"|montelukast|ipratropium|inhaler|inhalation", "03"),
+    (r"aspirin 81|lisinopril|amlodipine|hydrochlorothiazide|statin\b|simvastatin|atorvastatin"
+     r"|furosemide|verapamil|warfarin|digoxin|enoxaparin|heparin|protamine|clopidogrel|prasugrel"
+     r"|metoprolol|propranolol|atenolol|bisoprolol|nitroglycerin|losartan|ramipril|apixaban"
+     r"|rivaroxaban|dabigatran|captopril|enalapril|spironolactone", "02"),
+    (r"insulin|metformin|glipizide|gliclazide|sitagliptin|alendron|prednisone|prednisolone"
+     r"|levothyroxine|liraglutide|dexamethasone", "06"),
+    (r"amoxicillin|penicillin|\bcef|cephalexin|nitrofurantoin|azithromycin|clindamycin|piperacillin"
+     r"|vancomycin|doxycycline|ciprofloxacin|trimethoprim|erythromycin|clarithromycin|metronidazole", "05"),
+    (r"day pack|contracept|etonogestrel|intrauterine|mirena|kyleena|liletta|nuvaring|vaginal system"
+     r"|norelgestromin|ethinyl estradiol|medroxyprogesterone|mestranol|norethynodrel|norethindrone"
+     r"|levonorgestrel|phenazopyridine", "07"),
+    (r"tacrolimus|oxaliplatin|leucovorin|anastrozole|cisplatin|carboplatin|paclitaxel|docetaxel"
+     r"|cyclophosphamide|doxorubicin|methotrexate|tamoxifen|letrozole|fluorouracil|capecitabine", "08"),
+    (r"epoetin|ferrous|iron|vitamin b12|cyanocobalamin|folic acid", "09"),
+    (r"ibuprofen|naproxen|diclofenac|meloxicam|celecoxib", "10"),
+    (r"acetaminophen|paracetamol|hydrocodone|oxycodone|fentanyl|tramadol|meperidine|morphine|codeine"
+     r"|aspirin|sertraline|fluoxetine|citalopram|escitalopram|amitriptyline|diazepam|clonazepam"
+     r"|lorazepam|alprazolam|methylphenidate|carbamazepine|donepezil|galantamine|memantine"
+     r"|ondansetron|levetiracetam|phenytoin|valproate|lamotrigine|buprenorphine|naloxone|bupropion", "04"),
+)
+
+# Reasons (lower-cased REASONDESCRIPTION) that make an inpatient admission an emergency.
+_ACUTE_REASON = r"\bacute\b|appendicitis|sepsis|septic|covid|fracture|injury|overdose|poisoning|stroke|pneumonia"
+_MATERNITY = r"\b(?:obstetric|childbirth|delivery|labou?r\b|pregnan|ca?esarean|miscarriage)"
+
+_COLUMN_ALIASES = {
+    "START": ("START", "DATE"),
+    "ENCOUNTER_COST": ("TOTAL_CLAIM_COST", "BASE_ENCOUNTER_COST", "COST"),
+    "DRUG_COST": ("TOTALCOST", "TOTAL_COST", "BASE_COST", "COST"),
+}
+_ONE_DAY = pd.Timedelta(days=1)
+
+
+def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes,
+                 practice_from: str = "organization") -> tuple[dict[str, pd.DataFrame], ImportSummary]:
+    """Read the Synthea CSV export in ``src_dir`` into canonical tables (see the module docstring).
+
+    Returns ``(tables, summary)``; the tables are not validated yet (that is
+    :func:`riskstrat.validate.validate_tables`'s job). Raises :class:`MissingSourceFileError` naming
+    ``patients.csv`` or ``encounters.csv`` if either is absent.
+    """
+    if practice_from not in ("organization", "provider"):
+        raise ValueError("practice_from must be 'organization' or 'provider'")
+    src_dir = Path(src_dir)
+    if not src_dir.is_dir():
+        raise MissingSourceFileError(f"{src_dir}: no such folder")
+    summary = ImportSummary(source="synthea")
+    patients = _read(src_dir, "patients", summary, required=True)
+    encounters = _read(src_dir, "encounters", summary, required=True)
+    conditions = _read(src_dir, "conditions", summary)
+    medications = _read(src_dir, "medications", summary)
+    _require_columns(patients, "patients.csv", ("ID", "BIRTHDATE"))
+    _require_columns(encounters, "encounters.csv", ("PATIENT", "START", "ENCOUNTERCLASS"))
+
+    patients = patients[patients["ID"].notna()]
+    duplicated = patients["ID"].duplicated()
+    summary.drop("patients with a repeated Id (first kept)", int(duplicated.sum()))
+    patients = patients[~duplicated]
+    pseudonyms = dict(zip(patients["ID"], pseudonymise(patients["ID"], pseudonym_key)))
+    known = pd.Index(patients["ID"])
+
+    encounters = _keep_known_persons(encounters, "PATIENT", known, summary, "encounters")
+    tables: dict[str, pd.DataFrame] = {
+        "persons": _persons(patients, encounters, pseudonyms, summary, practice_from=practice_from),
+    }
+    tables.update(_encounter_tables(encounters, pseudonyms, summary))
+    if conditions is not None:
+        _require_columns(conditions, "conditions.csv", ("PATIENT", "START", "DESCRIPTION"))
+        conditions = _keep_known_persons(conditions, "PATIENT", known, summary, "conditions")
+        tables["ltc_register"] = _ltc_register(conditions, pseudonyms, summary)
+    if medications is not None:
+        _require_columns(medications, "medications.csv", ("PATIENT", "START", "DESCRIPTION"))
+        medications = _keep_known_persons(medications, "PATIENT", known, summary, "medications")
+        tables["prescriptions"] = _prescriptions(medications, pseudonyms, summary)
+
+    _end_at_death(tables, summary)
+    tables = {name: _tidy_table(name, df) for name, df in tables.items()}
+    summary.finish(tables)
+    return tables, summary
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def _read(src_dir: Path, name: str, summary: ImportSummary, *, required: bool = False) -> pd.DataFrame | None:
+    path = _find_file(src_dir, name, (".csv", ".csv.gz"))
+    if path is None:
+        if required:
+            raise MissingSourceFileError(
+                f"{src_dir / (name + '.csv')}: required Synthea file is missing "
+                "(a Synthea CSV export needs patients.csv and encounters.csv)")
+        summary.note(f"{name}.csv absent: no {_OPTIONAL_TABLE[name]} imported")
+        return None
+    df = _read_source_csv(path)
+    df.columns = [str(c).strip().upper() for c in df.columns]
+    for canonical, aliases in _COLUMN_ALIASES.items():
+        present = [a for a in aliases if a in df.columns]
+        if present and canonical not in df.columns:
+            # Coalesce row by row: the first alias with a value wins.
+            values = df[present[0]]
+            for alias in present[1:]:
+                values = values.fillna(df[alias])
+            df[canonical] = values
+    summary.source_rows[path.name] = len(df)
+    return df
+
+
+_OPTIONAL_TABLE = {"conditions": "ltc_register", "medications": "prescriptions"}
+
+
+def _require_columns(df: pd.DataFrame, file_name: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise MissingSourceFileError(f"{file_name}: required column(s) {', '.join(missing)} missing")
+
+
+# --- persons ---------------------------------------------------------------------------------
+
+_RACE_GROUPS = {"white": "white", "black": "black", "asian": "asian", "native": "other",
+                "hawaiian": "other", "other": "other", "mixed": "mixed"}
+
+
+def _persons(patients: pd.DataFrame, encounters: pd.DataFrame, pseudonyms: dict,
+             summary: ImportSummary, *, practice_from: str) -> pd.DataFrame:
+    gender = patients["GENDER"].str.strip().str.upper() if "GENDER" in patients else None
+    persons = pd.DataFrame({
+        "person_id": patients["ID"].map(pseudonyms),
+        "birth_date": _to_date(patients["BIRTHDATE"]),
+        "sex": (gender.map({"F": "female", "M": "male"}).fillna("unknown") if gender is not None
+                else "unknown"),
+        "deprivation_decile": _income_decile(patients, summary),
+        "ethnicity_group": _ethnicity(patients, summary),
+        "practice_id": (patients["ID"].map(_practices(encounters, summary, practice_from))
+                    .astype("string").fillna("UNKNOWN")),
+        "death_date": (_to_date(patients["DEATHDATE"]) if "DEATHDATE" in patients
+                       else pd.Series(pd.NaT, index=patients.index, dtype="datetime64[s]")),
+    })
+    if gender is None:
+        summary.note("patients.csv has no GENDER column: sex set to unknown")
+    return persons.reset_index(drop=True)
+
+
+def _ethnicity(patients: pd.DataFrame, summary: ImportSummary) -> pd.Series:
+    if "RACE" not in patients and "ETHNICITY" not in patients:
+        summary.note("patients.csv has no RACE or ETHNICITY column: ethnicity_group set to unknown")
+        return pd.Series("unknown", index=patients.index)
+    race = patients["RACE"].str.strip().str.lower() if "RACE" in patients else pd.Series(pd.NA, index=patients.index)
+    group = race.map(_RACE_GROUPS)
+    group = group.where(race.isna() | group.notna(), "other").fillna("unknown")
+    if "ETHNICITY" in patients:
+        hispanic = patients["ETHNICITY"].str.strip().str.lower().eq("hispanic").fillna(False)
+        group = group.where(~hispanic, "other")
+    return group
+
+
+def _income_decile(patients: pd.DataFrame, summary: ImportSummary) -> pd.Series:
+    if "INCOME" not in patients:
+        summary.note("patients.csv has no INCOME column: deprivation_decile left missing")
+        return pd.Series(pd.NA, index=patients.index, dtype="Int16")
+    income = _to_float(patients["INCOME"])
+    pct = income.rank(method="average", pct=True)
+    decile = np.ceil(pct * 10).clip(1, 10)
+    return decile.astype("Int16")
+
+
+def _short_code(prefix: str, value: str) -> str:
+    return prefix + hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+def _practices(encounters: pd.DataFrame, summary: ImportSummary, practice_from: str) -> pd.Series:
+    """Source patient id -> practice code, from the most frequent primary-care organisation."""
+    column, prefix = ("ORGANIZATION", "ORG") if practice_from == "organization" else ("PROVIDER", "PRV")
+    if column not in encounters:
+        summary.note(f"encounters.csv has no {column} column: practice_id set to UNKNOWN")
+        return pd.Series(dtype=object)
+    primary = encounters[encounters["ENCOUNTERCLASS"].str.strip().str.lower().isin(PRACTICE_CLASSES)
+                         & encounters[column].notna()]
+    if primary.empty:
+        return pd.Series(dtype=object)
+    counts = (primary.groupby(["PATIENT", column], sort=True)
+              .agg(n=("START", "size"), last=("START", "max")).reset_index())
+    best = (counts.sort_values(["PATIENT", "n", "last", column], ascending=[True, False, False, True])
+            .drop_duplicates("PATIENT"))
+    codes = {org: _short_code(prefix, org) for org in best[column].unique()}
+    return pd.Series(best[column].map(codes).to_numpy(), index=best["PATIENT"].to_numpy())
+
+
+# --- encounters ------------------------------------------------------------------------------
+
+def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict,
+                      summary: ImportSummary) -> dict[str, pd.DataFrame]:
+    enc = encounters.copy()
+    enc["cls"] = enc["ENCOUNTERCLASS"].str.strip().str.lower()
+    enc["start_ts"] = pd.to_datetime(enc["START"], utc=True, format="ISO8601", errors="coerce").dt.tz_localize(None)
+    unreadable = enc["start_ts"].isna()
+    summary.drop("encounters with a missing or unreadable START", int(unreadable.sum()))
+    enc = enc[~unreadable]
+    missing_cls = enc["cls"].isna()
+    summary.drop("encounters with a missing ENCOUNTERCLASS", int(missing_cls.sum()))
+    enc = enc[~missing_cls]
+    for cls, n in enc.loc[~enc["cls"].isin(list(ENCOUNTER_TABLES)), "cls"].value_counts().sort_index().items():
+        reason = ("no canonical table for palliative care" if cls == "hospice"
+                  else "no canonical table for this class")
+        summary.drop(f"encounters of class '{cls}' ({reason})", int(n))
+    if "ENCOUNTER_COST" not in enc:
+        summary.note("encounters.csv has no cost column: encounter costs left missing")
+    enc["pid"] = enc["PATIENT"].map(pseudonyms)
+    enc["date"] = _to_date(enc["START"])
+    enc["stop_date"] = _to_date(enc["STOP"]) if "STOP" in enc else pd.NaT
+    enc["cost"] = _to_float(enc["ENCOUNTER_COST"]) if "ENCOUNTER_COST" in enc else np.nan
+    enc["text"] = (enc.get("DESCRIPTION", pd.Series("", index=enc.index)).fillna("").str.lower())
+    enc["reason"] = (enc.get("REASONDESCRIPTION", pd.Series("", index=enc.index)).fillna("").str.lower())
+
+    inpatient = enc[enc["cls"] == "inpatient"]
+    tables: dict[str, pd.DataFrame] = {}
+
+    ae = enc[enc["cls"].isin(["emergency", "urgentcare"])]
+    next_admission = _nearest_within(ae, inpatient, by="PATIENT", on="start_ts", direction="forward",
+                                     tolerance=_ONE_DAY)
+    tables["ae_attendances"] = pd.DataFrame({
+        "person_id": ae["pid"], "arrival_date": ae["date"],
+        "admitted": next_admission.notna(), "cost": ae["cost"],
+    })
+
+    came_via_ae = _nearest_within(inpatient, ae, by="PATIENT", on="start_ts", direction="backward",
+                                  tolerance=_ONE_DAY).notna()
+    tables["inpatient_spells"] = pd.DataFrame({
+        "person_id": inpatient["pid"], "admission_date": inpatient["date"],
+        "discharge_date": inpatient["stop_date"],
+        "admission_method": _admission_method(inpatient, came_via_ae),
+        "primary_diagnosis": pd.Series(pd.NA, index=inpatient.index, dtype="string"),
+        "cost": inpatient["cost"],
+    })
+
+    outpatient = enc[enc["cls"] == "outpatient"]
+    tables["outpatient_appointments"] = pd.DataFrame({
+        "person_id": outpatient["pid"], "appointment_date": outpatient["date"],
+        "specialty": (outpatient["DESCRIPTION"].str.replace(r"\s*\([^()]*\)\s*$", "", regex=True)
+                      if "DESCRIPTION" in outpatient else pd.NA),
+        "attended": True, "cost": outpatient["cost"],
+    })
+
+    gp = enc[enc["cls"].isin(["ambulatory", "wellness", "virtual", "home"])]
+    tables["gp_contacts"] = pd.DataFrame({
+        "person_id": gp["pid"], "contact_date": gp["date"], "contact_type": gp["cls"], "cost": gp["cost"],
+    })
+
+    snf = enc[enc["cls"] == "snf"]
+    days = (snf["stop_date"] - snf["date"]).dt.days.clip(lower=1)
+    tables["social_care"] = pd.DataFrame({
+        "person_id": snf["pid"], "service_type": "nursing", "start_date": snf["date"],
+        "end_date": snf["stop_date"], "weekly_cost": snf["cost"] / days * 7,
+    })
+    # Keep only the tables the export has events for, so "no events" and "no source" stay distinct.
+    return {name: df for name, df in tables.items() if len(df)}
+
+
+def _admission_method(inpatient: pd.DataFrame, came_via_ae: pd.Series) -> pd.Series:
+    text, reason = inpatient["text"], inpatient["reason"]
+    both = text + " | " + reason
+    conditions = [
+        both.str.contains(_MATERNITY, regex=True),
+        text.str.contains(r"non-urgent|elective", regex=True),
+        text.str.contains("transfer", regex=False),
+        came_via_ae | text.str.contains(r"emergency|urgent", regex=True)
+        | reason.str.contains(_ACUTE_REASON, regex=True),
+    ]
+    choices = ["maternity", "elective", "transfer", "emergency"]
+    return pd.Series(np.select([c.to_numpy(dtype=bool) for c in conditions], choices, default="elective"),
+                     index=inpatient.index)
+
+
+# --- conditions and medications --------------------------------------------------------------
+
+def match_ltc(descriptions: pd.Series) -> pd.DataFrame:
+    """Long-term conditions named by each description: a frame (row index, condition)."""
+    text = descriptions.fillna("").str.lower()
+    excluded = text.str.contains(LTC_EXCLUDE, regex=True)
+    hits = []
+    for condition, pattern in LTC_PATTERNS:
+        mask = text.str.contains(pattern, regex=True) & ~excluded
+        hits.append(pd.DataFrame({"row": text.index[mask], "condition": condition}))
+    return pd.concat(hits, ignore_index=True)
+
+
+def _ltc_register(conditions: pd.DataFrame, pseudonyms: dict, summary: ImportSummary) -> pd.DataFrame:
+    conditions = conditions.assign(date=_to_date(conditions["START"]))
+    no_date = conditions["date"].isna()
+    summary.drop("conditions with a missing or unreadable START", int(no_date.sum()))
+    conditions = conditions[~no_date]
+    hits = match_ltc(conditions["DESCRIPTION"])
+    summary.drop("conditions that are not register long-term conditions",
+                 int((~conditions.index.isin(hits["row"])).sum()))
+    register = pd.DataFrame({
+        "person_id": conditions.loc[hits["row"], "PATIENT"].map(pseudonyms).to_numpy(),
+        "condition": hits["condition"].to_numpy(),
+        "diagnosis_date": conditions.loc[hits["row"], "date"].to_numpy(),
+    })
+    register = register.sort_values(["person_id", "condition", "diagnosis_date"], kind="stable")
+    return register.drop_duplicates(["person_id", "condition"], keep="first")
+
+
+def bnf_chapter(descriptions: pd.Series) -> pd.Series:
+    """BNF chapter ("01".."15") for each drug description, missing where no pattern matches.
+
+    >>> bnf_chapter(pd.Series(["lisinopril 10 MG Oral Tablet", "Ibuprofen 400 MG", "x"])).tolist()
+    ['02', '10', nan]
+    """
+    text = descriptions.fillna("").str.lower()
+    chapter = pd.Series(np.nan, index=descriptions.index, dtype=object)
+    for pattern, code in BNF_PATTERNS:
+        todo = chapter.isna()
+        chapter[todo & text.str.contains(pattern, regex=True)] = code
+    return chapter
+
+
+def _prescriptions(medications: pd.DataFrame, pseudonyms: dict, summary: ImportSummary) -> pd.DataFrame:
+    meds = medications.assign(date=_to_date(medications["START"]), chapter=bnf_chapter(medications["DESCRIPTION"]))
+    no_date = meds["date"].isna()
+    summary.drop("medications with a missing or unreadable START", int(no_date.sum()))
+    meds = meds[~no_date]
+    unmapped = meds["chapter"].isna()
+    summary.drop("medications with an unmapped drug (no BNF chapter)", int(unmapped.sum()))
+    if unmapped.any():
+        top = meds.loc[unmapped, "DESCRIPTION"].value_counts().head(5)
+        summary.note("most common unmapped drugs: " + "; ".join(f"{d} ({n})" for d, n in top.items()))
+    if "DRUG_COST" not in meds:
+        summary.note("medications.csv has no cost column: prescription costs left missing")
+    meds = meds[~unmapped]
+    return pd.DataFrame({
+        "person_id": meds["PATIENT"].map(pseudonyms), "issue_date": meds["date"],
+        "bnf_chapter": meds["chapter"],
+        "drug_code": meds["CODE"] if "CODE" in meds else pd.NA,
+        "cost": _to_float(meds["DRUG_COST"]) if "DRUG_COST" in meds else np.nan,
+    })

@@ -1,0 +1,219 @@
+"""Everything MLflow: where runs go, what a training run logs, the registry and aliases.
+
+Only aggregates, the configuration, the data fingerprint and the model go to MLflow; never a
+person-level row (the input example is a synthetic median person, not a real one).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+DEFAULT_DB = "mlflow.db"
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """The tracking URI: the config's, else $MLFLOW_TRACKING_URI, else SQLite in the working folder."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def configure(configured: str | None = None) -> str:
+    import mlflow
+
+    uri = tracking_uri(configured)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def _experiment(name: str) -> str:
+    """Create the experiment with artifacts under the working folder when tracking locally."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_location = None
+    if mlflow.get_tracking_uri().startswith("sqlite:///"):
+        db = Path(mlflow.get_tracking_uri().removeprefix("sqlite:///"))
+        artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=artifact_location)
+
+
+try:  # MLflow is a core dependency, but keep import errors readable.
+    import mlflow.pyfunc as _pyfunc
+
+    class RiskPyfunc(_pyfunc.PythonModel):
+        """The served model: feature frame in, calibrated risk out (not 0/1 labels)."""
+
+        def load_context(self, context) -> None:
+            self.risk_model = joblib.load(context.artifacts["risk_model"])
+
+        def predict(self, context, model_input, params=None):
+            return pd.Series(self.risk_model.predict_risk(model_input), name="risk")
+except ImportError:  # pragma: no cover
+    RiskPyfunc = None  # type: ignore[assignment,misc]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+def example_input(X: pd.DataFrame) -> pd.DataFrame:
+    """An input example with no real person in it: the median of every feature."""
+    return X.median(numeric_only=True).to_frame().T.reindex(columns=X.columns).astype("float64")
+
+
+@dataclass
+class LoggedRun:
+    run_id: str
+    model_name: str
+    model_version: str
+    model_uri: str
+
+
+def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, config_dict: dict,
+                     data_summary: dict) -> LoggedRun:
+    """Log a training run (params, metrics, plots, lineage, model) and register the model."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from riskstrat import plots
+
+    configure(cfg.tracking.uri)
+    experiment_id = _experiment(cfg.tracking.experiment)
+    name = cfg.registered_model_name
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.target.name} {cfg.index_dates.test}") as run:
+        mlflow.set_tags({"riskstrat.target": cfg.target.name, "riskstrat.kind": "training"})
+        mlflow.log_params(_flatten(config_dict))
+        mlflow.log_dict(config_dict, "config.json")
+        for model_name, values in result.metrics.items():
+            mlflow.log_metrics({f"{model_name}.{k}": float(v) for k, v in values.items()
+                                if v is not None and np.isfinite(v)})
+        mlflow.log_metrics({f"data.{k}": float(v) for k, v in result.data.counts.items()})
+        mlflow.log_dict({**fingerprint, **data_summary}, "data/fingerprint.json")
+        schema_only = result.data.X_test.head(0).reset_index(drop=True)
+        dataset = mlflow.data.from_pandas(schema_only, source=fingerprint.get("data_dir", ""),
+                                          name="linked-records", digest=fingerprint["sha256"][:16])
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_text(features.to_csv(index=False), "features.csv")
+        mlflow.log_text(result.comparison().to_csv(), "evaluation/comparison.csv")
+        mlflow.log_text(result.oe_table.to_csv(index=False), "evaluation/observed_expected_by_decile.csv")
+        mlflow.log_text(result.subgroups.to_csv(), "evaluation/subgroups.csv")
+        y = result.data.y_test
+        probs = {k: v for k, v in result.scores.items() if k != "prior_use"}
+        for fname, fig in (("roc", plots.roc_figure(y, result.scores)), ("pr", plots.pr_figure(y, result.scores)),
+                           ("calibration", plots.calibration_figure(y, probs)),
+                           ("top_k_ppv", plots.topk_ppv_figure(y, result.scores))):
+            mlflow.log_figure(fig, f"plots/{fname}.png")
+            _close(fig)
+        example = example_input(result.data.X_train)
+        signature = infer_signature(example, pd.Series(result.model.predict_risk(example), name="risk"))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "risk_model.joblib"
+            joblib.dump(result.model, path)
+            info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts={"risk_model": str(path)},
+                                           signature=signature, input_example=example,
+                                           registered_model_name=name, pip_requirements=_requirements())
+            for bname, bmodel in result.baselines.items():
+                bpath = Path(tmp) / f"{bname}.joblib"
+                joblib.dump(bmodel, bpath)
+                mlflow.log_artifact(str(bpath), "baselines")
+        version = str(info.registered_model_version)
+        return LoggedRun(run.info.run_id, name, version, f"models:/{name}/{version}")
+
+
+def _close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("riskstrat", "lightgbm", "scikit-learn", "pandas", "numpy", "joblib")]
+
+
+class RegistryError(LookupError):
+    """A registered model, version or alias does not exist."""
+
+
+def promote(name: str, version: str | int, *, alias: str = "champion", uri: str | None = None) -> dict:
+    """Point ``alias`` at ``version`` of registered model ``name``; returns what moved."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(uri)
+    client = MlflowClient()
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException:
+        versions = _versions(client, name)
+        raise RegistryError(f"registered model {name!r} has no version {version}"
+                            + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
+    previous = None
+    try:
+        previous = client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        pass
+    client.set_registered_model_alias(name, alias, str(version))
+    return {"model": name, "alias": alias, "version": str(version), "previous_version": previous}
+
+
+def _versions(client, name: str) -> list[str]:
+    try:
+        return sorted((v.version for v in client.search_model_versions(f"name='{name}'")), key=int)
+    except Exception:  # noqa: BLE001 - only used to enrich an error message
+        return []
+
+
+@dataclass
+class LoadedModel:
+    risk_model: object
+    name: str
+    version: str
+    run_id: str
+    alias: str | None
+
+
+def load_model(name: str, *, alias: str = "champion", uri: str | None = None) -> LoadedModel:
+    """Load ``models:/NAME@ALIAS`` and return our RiskModel with its registry coordinates."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(uri)
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise RegistryError(f"no model {name!r} with alias {alias!r} in {mlflow.get_tracking_uri()}: train one "
+                            f"(`riskstrat train`) and promote it (`riskstrat promote {name} VERSION --alias {alias}`)") from None
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, alias)
+
+
+def load_champion_version(name: str, *, alias: str = "champion", uri: str | None = None) -> str | None:
+    """The version ``alias`` points at, or None when the model has no such alias."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(uri)
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
