@@ -6,8 +6,10 @@ person-level row (the input example is a synthetic median person, not a real one
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +57,7 @@ try:  # MLflow is a core dependency, but keep import errors readable.
         def load_context(self, context) -> None:
             self.risk_model = joblib.load(context.artifacts["risk_model"])
 
-        def predict(self, context, model_input, params=None):
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
             return pd.Series(self.risk_model.predict_risk(model_input), name="risk")
 except ImportError:  # pragma: no cover
     RiskPyfunc = None  # type: ignore[assignment,misc]
@@ -106,8 +108,10 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         mlflow.log_metrics({f"data.{k}": float(v) for k, v in result.data.counts.items()})
         mlflow.log_dict({**fingerprint, **data_summary}, "data/fingerprint.json")
         schema_only = result.data.X_test.head(0).reset_index(drop=True)
-        dataset = mlflow.data.from_pandas(schema_only, source=fingerprint.get("data_dir", ""),
-                                          name="linked-records", digest=fingerprint["sha256"][:16])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
+            dataset = mlflow.data.from_pandas(schema_only, source=fingerprint.get("data_dir", ""),
+                                              name="linked-records", digest=fingerprint["sha256"][:16])
         mlflow.log_input(dataset, context="training")
         mlflow.log_text(features.to_csv(index=False), "features.csv")
         mlflow.log_text(result.comparison().to_csv(), "evaluation/comparison.csv")
@@ -125,6 +129,9 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "risk_model.joblib"
             joblib.dump(result.model, path)
+            # Our own class, pickled with the package pinned in the requirements: the generic
+            # CloudPickle warning does not apply.
+            logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
             info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts={"risk_model": str(path)},
                                            signature=signature, input_example=example,
                                            registered_model_name=name, pip_requirements=_requirements())

@@ -16,5 +16,6 @@ def main() -> None:
 
     # MLflow is chatty at INFO and draws its own progress bars; keep the CLI's output ours.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     app()
