@@ -18,11 +18,14 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_DB = "mlflow.db"
+# The user's setting, read once: mlflow.set_tracking_uri() writes the variable back into the
+# environment, so reading it later would return whatever an earlier run in this process used.
+_ENV_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def tracking_uri(configured: str | None = None) -> str:
     """The tracking URI: the config's, else $MLFLOW_TRACKING_URI, else SQLite in the working folder."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+    return configured or _ENV_URI or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
 
 
 def configure(configured: str | None = None) -> str:
@@ -183,7 +186,7 @@ def promote(name: str, version: str | int, *, alias: str = "champion", uri: str 
 
 def _versions(client, name: str) -> list[str]:
     try:
-        return sorted((v.version for v in client.search_model_versions(f"name='{name}'")), key=int)
+        return sorted((str(v.version) for v in client.search_model_versions(f"name='{name}'")), key=int)
     except Exception:  # noqa: BLE001 - only used to enrich an error message
         return []
 

@@ -21,7 +21,8 @@ Rules (``ValidationIssue.rule``), errors unless noted:
 - ``duplicate_rows`` (exact repeats; dropped with a warning by default), ``duplicate_person``
   (a person_id twice in persons, always an error), ``unknown_person``.
 - ``event_before_birth``, ``event_after_death``: any date of an event row outside the person's
-  life; dropped with a warning by default.
+  life; dropped with a warning by default, except end dates (discharge, end of a service) after
+  death, which are set to the date of death so that the stay or service is kept.
 
 Row numbers in examples count data rows from 1 in the order of the input (the header is not a
 row). Examples show only the offending values and row numbers, never whole rows.
@@ -488,7 +489,8 @@ def _report_unknown_codes(log: _IssueLog, table: Table, col: Column, values: pd.
     head = f"{log.where(table.name, col.name)}: {_rows(n)} with codes outside the reference list{_eg(examples)}"
     if policy == "drop":
         log.add(table.name, col.name, "unknown_code", "warning", n,
-                f"{head}; these rows were dropped (known codes: {listed}).", examples, action=f"dropped {_rows(n)}")
+                f"{head}; these rows were dropped (known codes: {listed}).", examples,
+                action=f"dropped {_rows(n)}")
         return bad
     log.add(table.name, col.name, "unknown_code", "error", n,
             f"{head}; map them to one of {listed}, or drop them (unknown_codes='drop').", examples)
@@ -527,7 +529,8 @@ def _check_duplicates(log: _IssueLog, table: Table, df: pd.DataFrame, extra: pd.
         return df
     n = int(repeat.sum())
     examples = _row_examples(repeat, df.index.to_numpy())
-    head = f"{log.where(table.name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly{_eg(examples)}"
+    head = (f"{log.where(table.name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly"
+            f"{_eg(examples)}")
     if policy == "error":
         log.add(table.name, None, "duplicate_rows", "error", n,
                 f"{head}; remove the repeats, or drop them (duplicate_rows='drop').", examples)
@@ -551,9 +554,10 @@ def _check_unique_persons(log: _IssueLog, persons: pd.DataFrame) -> None:
     examples = tuple(f"{pid} at rows {', '.join(map(str, by_id[[pid]].head(3)))}"
                      for pid in by_id.index.unique()[:MAX_EXAMPLES])
     n_ids = by_id.index.nunique()
-    log.add("persons", "person_id", "duplicate_person", "error", shared.sum(),
-            f"{log.where('persons', 'person_id')}: {_rows(int(shared.sum()))} share "
-            f"{_rows(n_ids, 'person id')} with another row{_eg(examples)}; each person must appear once in persons.", examples)
+    n = int(shared.sum())
+    log.add("persons", "person_id", "duplicate_person", "error", n,
+            f"{log.where('persons', 'person_id')}: {_rows(n)} share {_rows(n_ids, 'person id')} with another "
+            f"row{_eg(examples)}; each person must appear once in persons.", examples)
 
 
 # ----------------------------------------------------------------------------- links to persons
@@ -570,13 +574,15 @@ def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _Issu
     if unknown.any():
         ids = events["person_id"].to_numpy()
         examples = _row_examples(unknown, rows, lambda i: _show(ids[i]))
-        log.add(name, "person_id", "unknown_person", "error", unknown.sum(),
-                f"{log.where(name, 'person_id')}: {_rows(int(unknown.sum()))} {_agree(int(unknown.sum()), 'refers', 'refer')} to person ids that are not in "
-                f"persons{_eg(examples)}; add the people to persons or remove the rows.", examples)
+        n = int(unknown.sum())
+        log.add(name, "person_id", "unknown_person", "error", n,
+                f"{log.where(name, 'person_id')}: {_rows(n)} {_agree(n, 'refers', 'refer')} to person ids that "
+                f"are not in persons{_eg(examples)}; add the people to persons or remove the rows.", examples)
 
     limits = [("birth_date", "event_before_birth", "before the person's birth", "born", np.less),
               ("death_date", "event_after_death", "after the person's death", "died", np.greater)]
     out_of_life = np.zeros(len(events), bool)
+    end_columns = {end for _, end in table.ordered_dates}
     for limit_col, rule, what, verb, beyond in limits:
         if limit_col in persons.absent:
             continue
@@ -589,10 +595,18 @@ def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _Issu
             hit = beyond(dates, limit)  # False where either date is missing
             if not hit.any():
                 continue
-            out_of_life |= hit
             n = int(hit.sum())
             examples = _row_examples(hit, rows, lambda i: f"{_day(dates[i])}, {verb} {_day(limit[i])}")
             head = f"{log.where(name, col)}: {_rows(n)} dated {what}{_eg(examples)}"
+            if policy == "drop" and rule == "event_after_death" and col in end_columns:
+                # An end recorded after death (a discharge or care package closed late) is
+                # administrative lag: keep the stay or service and end it on the date of death.
+                events = events.copy() if events is checked.df else events
+                events.loc[hit, col] = limit[hit]
+                log.add(name, col, rule, "warning", n, f"{head}; those end dates were set to the date of death.",
+                        examples, action=f"cut back {_rows(n)}")
+                continue
+            out_of_life |= hit
             if policy == "error":
                 log.add(name, col, rule, "error", n, f"{head}; correct the dates or remove the rows "
                         f"(or drop them with out_of_life_events='drop').", examples)
@@ -601,8 +615,7 @@ def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _Issu
             else:
                 log.add(name, col, rule, "warning", n, f"{head}; the rows were dropped.", examples,
                         action=f"dropped {_rows(n)}")
-    if policy == "drop" and out_of_life.any():
-        checked.df = events[~out_of_life]
+    checked.df = events[~out_of_life] if policy == "drop" and out_of_life.any() else events
 
 
 # ----------------------------------------------------------------------------- output

@@ -1,0 +1,103 @@
+"""Plain-English reasons from per-person SHAP values: what raises this person's risk most.
+
+The contributions are exact TreeSHAP values on the model's log-odds scale
+(:meth:`riskstrat.models.RiskModel.contributions`). Only features that *raise* the person's risk
+count; a reason's share is its SHAP value over the sum of that person's positive SHAP values, so the
+shares shown never add up to more than 100%. The words come from
+:func:`riskstrat.features.describe_value` and the person's own values ("3 emergency admissions in
+the last 3 months (34%)").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from riskstrat.features import CONTEXT_COLUMNS, describe_value
+
+__all__ = ["REASON_SEPARATOR", "check_additivity", "top_reasons"]
+
+REASON_SEPARATOR = "; "
+# Extra columns describe_value reads for wording ("diagnosed 4 years ago", "started 2 months ago").
+_CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
+
+
+def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int = 3,
+                min_share: float = 0.05) -> pd.DataFrame:
+    """The ``n`` features that raise each person's risk most, in words with their share.
+
+    ``contributions``: SHAP values (rows = people, columns = feature names); ``features``: the same
+    people's feature values (and context columns), matched on the index. A feature is shown only
+    when its SHAP value is positive, its share is at least ``min_share`` and it can be put into
+    words (``describe_value`` is not None; e.g. sex never is) - otherwise the next one is taken.
+
+    Returns, on the contributions' index, ``reason_1..reason_n`` (text or missing),
+    ``share_1..share_n`` (fractions) and ``reasons`` (the texts joined by ``"; "``, ``""`` if none).
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if not 0 <= min_share < 1:
+        raise ValueError(f"min_share must be in [0, 1), got {min_share}")
+    names = list(contributions.columns)
+    missing = [c for c in names if c not in features.columns]
+    if missing:
+        raise ValueError(f"the features frame lacks {len(missing)} column(s) that have SHAP values: {missing[:8]}")
+    absent = ~contributions.index.isin(features.index)
+    if absent.any():
+        raise ValueError(f"{int(absent.sum())} people with SHAP values are not in the features frame")
+    rows = features.reindex(contributions.index)
+
+    shap = contributions.to_numpy(dtype="float64")
+    values = rows[names].to_numpy(dtype="float64")
+    context_names = [c for c in _CONTEXT if c in rows.columns]
+    context = rows[context_names].to_numpy(dtype="float64")
+    positive_total = np.where(shap > 0, shap, 0.0).sum(axis=1)
+    # Rank every person's features at once; the loop below only walks the first few of each row.
+    order = np.argsort(-shap, axis=1, kind="stable")
+
+    texts = np.full((len(shap), n), None, dtype=object)
+    shares = np.full((len(shap), n), np.nan)
+    for i in range(len(shap)):
+        found = 0
+        person_context = None
+        for j in order[i]:
+            share = shap[i, j] / positive_total[i] if shap[i, j] > 0 else 0.0
+            if share <= 0 or share < min_share:
+                break  # sorted descending: nothing further qualifies
+            if person_context is None:
+                person_context = dict(zip(context_names, context[i]))
+            text = describe_value(names[j], values[i, j], context=person_context)
+            if text is None:
+                continue
+            texts[i, found] = f"{text} ({share * 100:.0f}%)"
+            shares[i, found] = share
+            found += 1
+            if found == n:
+                break
+
+    out = pd.DataFrame(index=contributions.index)
+    for k in range(n):
+        out[f"reason_{k + 1}"] = pd.array(texts[:, k], dtype="str")
+    for k in range(n):
+        out[f"share_{k + 1}"] = shares[:, k]
+    out["reasons"] = pd.array([REASON_SEPARATOR.join(t for t in row if t is not None) for row in texts], dtype="str")
+    return out
+
+
+def check_additivity(contributions: pd.DataFrame | np.ndarray, base, raw_score, *, atol: float = 1e-6) -> float:
+    """Check that SHAP values plus the base value give the model's raw score for every person.
+
+    Returns the largest absolute error; raises ValueError when it exceeds ``atol`` (the reasons
+    would then not explain the score they sit next to).
+    """
+    shap = np.asarray(contributions, dtype="float64")
+    raw = np.asarray(raw_score, dtype="float64").reshape(-1)
+    if shap.ndim != 2 or shap.shape[0] != raw.shape[0]:
+        raise ValueError(f"contributions {shap.shape} and raw_score {raw.shape} do not match")
+    if not len(raw):
+        return 0.0
+    error = float(np.max(np.abs(shap.sum(axis=1) + np.asarray(base, dtype="float64") - raw)))
+    if not error <= atol:
+        raise ValueError(f"SHAP values plus base differ from the raw score by up to {error:.3g} (tolerance {atol:g}); "
+                         "the explanations do not belong to this model or data")
+    return error

@@ -1,0 +1,251 @@
+"""Tiers (the Kaiser pyramid), priority groups and cost bands for a scored population.
+
+Tiers are by rank in the whole population: the top 0.5% by risk are "very high" (intensive case
+management), the rest of the top 5% "high", the rest of the top 20% "moderate" and everyone else
+"low". Priority groups are the cohorts commissioners name (:data:`DEFAULT_GROUPS`).
+
+>>> risk = pd.Series([0.9, 0.1, 0.5, 0.3], index=["a", "b", "c", "d"])
+>>> assign_tiers(risk, cutoffs={"very high": 0.25, "high": 0.5, "moderate": 0.75}).tolist()
+['very high', 'low', 'high', 'moderate']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "COST_BANDS",
+    "DEFAULT_GROUPS",
+    "DEFAULT_TIER_CUTOFFS",
+    "GROUP_SEPARATOR",
+    "GroupRule",
+    "LOWEST_TIER",
+    "assign_groups",
+    "assign_tiers",
+    "check_tier_cutoffs",
+    "cost_band",
+    "group_flags",
+    "rank_by_score",
+    "top_fraction_mask",
+]
+
+# Cumulative population fractions: the top 0.5% are very high, the top 5% at least high, ...
+DEFAULT_TIER_CUTOFFS: Mapping[str, float] = {"very high": 0.005, "high": 0.05, "moderate": 0.20}
+LOWEST_TIER = "low"
+GROUP_SEPARATOR = "; "
+# Float noise must not add a person: 0.07 * 100 = 7.000000000000001.
+_EPS = 1e-9
+
+
+def rank_by_score(score: pd.Series) -> pd.Series:
+    """Rank 1 = highest score; ties broken by the index (ascending), so ranks are unique and stable.
+
+    >>> rank_by_score(pd.Series([0.2, 0.9, 0.2], index=["z", "a", "b"])).tolist()
+    [3, 1, 2]
+    """
+    values = score.to_numpy(dtype=float)
+    if np.isnan(values).any():
+        raise ValueError(f"{score.name or 'score'} contains NaN; every person needs a score to be ranked")
+    if not score.index.is_unique:
+        raise ValueError("the index (person_id) has duplicates; ranks need one row per person")
+    index_order = np.empty(len(score), dtype=np.int64)
+    index_order[score.index.argsort()] = np.arange(len(score))
+    order = np.lexsort((index_order, -values))  # last key is the primary one
+    rank = np.empty(len(score), dtype=np.int64)
+    rank[order] = np.arange(1, len(score) + 1)
+    return pd.Series(rank, index=score.index, name="rank")
+
+
+def _n_top(fraction: float, n: int) -> int:
+    return min(n, math.ceil(fraction * n - _EPS))
+
+
+def top_fraction_mask(score: pd.Series, fraction: float) -> pd.Series:
+    """True for the ``ceil(fraction * n)`` highest positive scores (missing and zero never qualify).
+
+    ``n`` counts everyone, so "top 5%" means 5% of the whole population. Ties are broken by index.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    values = score.astype("float64").fillna(-np.inf)
+    rank = rank_by_score(values)
+    return (rank <= _n_top(fraction, len(score))) & (values > 0)
+
+
+def check_tier_cutoffs(cutoffs: Mapping[str, float]) -> dict[str, float]:
+    """Validate tier cut-offs: names in order from the highest tier, cumulative fractions increasing in (0, 1)."""
+    cutoffs = dict(cutoffs)
+    if not cutoffs:
+        raise ValueError("tier cut-offs are empty; give at least one, e.g. {'high': 0.05}")
+    if LOWEST_TIER in cutoffs:
+        raise ValueError(f"{LOWEST_TIER!r} is the rest of the population and takes no cut-off")
+    values = list(cutoffs.values())
+    bad = {k: v for k, v in cutoffs.items() if not 0 < v < 1}
+    if bad:
+        raise ValueError(f"tier cut-offs must be fractions in (0, 1), got {bad}")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"tier cut-offs must increase from the highest tier down, got {cutoffs}")
+    return cutoffs
+
+
+def assign_tiers(risk: pd.Series, *, cutoffs: Mapping[str, float] | None = None) -> pd.Series:
+    """Each person's tier by rank of ``risk`` in the population (an ordered categorical).
+
+    ``cutoffs`` maps tier names, highest first, to cumulative fractions of the population
+    (default :data:`DEFAULT_TIER_CUTOFFS`); everyone below the last is ``"low"``. With 1,000 people
+    the defaults give 5 very high, 45 high, 150 moderate and 800 low. Ties are broken by index.
+    """
+    cutoffs = check_tier_cutoffs(DEFAULT_TIER_CUTOFFS if cutoffs is None else cutoffs)
+    rank = rank_by_score(risk).to_numpy()
+    n = len(rank)
+    tiers = list(cutoffs) + [LOWEST_TIER]
+    codes = np.full(n, len(tiers) - 1, dtype=np.int8)
+    # Fill from the widest tier inwards so that the top tiers overwrite.
+    for code in range(len(cutoffs) - 1, -1, -1):
+        codes[rank <= _n_top(cutoffs[tiers[code]], n)] = code
+    values = pd.Categorical.from_codes(codes, categories=tiers, ordered=True)
+    return pd.Series(values, index=risk.index, name="tier")
+
+
+class GroupRule(BaseModel):
+    """A named priority group: an age band and/or thresholds on use and cost.
+
+    Age bounds are in completed years and inclusive (40–55 takes people aged 40.0 to 55.99) and
+    always restrict the group. The use and cost conditions (admissions, A&E visits, top fractions of
+    predicted or past cost) are combined by ``match``: ``"any"`` (the default, "high cost *or*
+    frequent user") or ``"all"``. Past-year counts add the 0–3 and 3–12 month windows.
+
+    >>> GroupRule(name="frequent users", min_emergency_admissions_12m=3, min_ae_attendances_12m=5).match
+    'any'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    min_age: float | None = Field(None, ge=0)
+    max_age: float | None = Field(None, ge=0)
+    min_emergency_admissions_12m: int | None = Field(None, ge=1)
+    min_ae_attendances_12m: int | None = Field(None, ge=1)
+    top_fraction_predicted_cost: float | None = Field(
+        None, gt=0, lt=1, description="Predicted next-year cost (or, without it, high-cost risk) in the top fraction.")
+    top_fraction_past_cost: float | None = Field(None, gt=0, lt=1,
+                                                 description="Past-year cost (cost_total_12m) in the top fraction.")
+    match: Literal["any", "all"] = "any"
+
+    @model_validator(mode="after")
+    def _sensible(self) -> "GroupRule":
+        if ";" in self.name:
+            raise ValueError(f"group name {self.name!r} must not contain ';' (it separates groups in lists)")
+        if not any(v is not None for v in (self.min_age, self.max_age, *self._use_conditions().values())):
+            raise ValueError(f"group {self.name!r} has no condition; give an age band or a use/cost threshold")
+        if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
+            raise ValueError(f"group {self.name!r}: min_age ({self.min_age}) is above max_age ({self.max_age})")
+        return self
+
+    def _use_conditions(self) -> dict[str, float | None]:
+        return {"min_emergency_admissions_12m": self.min_emergency_admissions_12m,
+                "min_ae_attendances_12m": self.min_ae_attendances_12m,
+                "top_fraction_predicted_cost": self.top_fraction_predicted_cost,
+                "top_fraction_past_cost": self.top_fraction_past_cost}
+
+
+DEFAULT_GROUPS: tuple[GroupRule, ...] = (
+    GroupRule(name="prevention 40–55", min_age=40, max_age=55),
+    GroupRule(name="care provision 85+", min_age=85),
+    GroupRule(name="high-cost individuals", top_fraction_predicted_cost=0.05, top_fraction_past_cost=0.05),
+    GroupRule(name="frequent users", min_emergency_admissions_12m=3, min_ae_attendances_12m=5),
+)
+
+
+def _past_year(frame: pd.DataFrame, stem: str) -> pd.Series:
+    cols = [f"{stem}_0_3m", f"{stem}_3_12m"]
+    missing = [c for c in cols if c not in frame]
+    if missing:
+        raise ValueError(f"priority groups need the columns {missing}")
+    return frame[cols].fillna(0).sum(axis=1)
+
+
+def _rule_mask(frame: pd.DataFrame, rule: GroupRule) -> pd.Series:
+    everyone = pd.Series(True, index=frame.index)
+    in_band = everyone.copy()
+    if rule.min_age is not None or rule.max_age is not None:
+        if "age" not in frame:
+            raise ValueError(f"group {rule.name!r} needs the column 'age'")
+        years = np.floor(frame["age"].astype("float64"))
+        if rule.min_age is not None:
+            in_band &= years >= rule.min_age
+        if rule.max_age is not None:
+            in_band &= years <= rule.max_age
+    use: list[pd.Series] = []
+    if rule.min_emergency_admissions_12m is not None:
+        use.append(_past_year(frame, "emergency_admissions") >= rule.min_emergency_admissions_12m)
+    if rule.min_ae_attendances_12m is not None:
+        use.append(_past_year(frame, "ae_attendances") >= rule.min_ae_attendances_12m)
+    if rule.top_fraction_predicted_cost is not None:
+        # A predicted cost in pounds when there is one, else the high-cost model's risk ranks people.
+        column = next((c for c in ("predicted_cost", "high_cost_risk") if c in frame and frame[c].notna().any()), None)
+        if column is not None:
+            use.append(top_fraction_mask(frame[column], rule.top_fraction_predicted_cost))
+        elif rule.top_fraction_past_cost is None:
+            raise ValueError(f"group {rule.name!r} needs 'predicted_cost' or 'high_cost_risk'")
+    if rule.top_fraction_past_cost is not None:
+        if "cost_total_12m" not in frame:
+            raise ValueError(f"group {rule.name!r} needs the column 'cost_total_12m'")
+        use.append(top_fraction_mask(frame["cost_total_12m"], rule.top_fraction_past_cost))
+    if not use:
+        return in_band
+    combined = use[0].copy()
+    for m in use[1:]:
+        combined = (combined | m) if rule.match == "any" else (combined & m)
+    return in_band & combined
+
+
+def group_flags(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_GROUPS) -> pd.DataFrame:
+    """One boolean column per priority group (in the order given), one row per person of ``frame``.
+
+    ``frame`` holds ``age``, ``emergency_admissions_0_3m``/``_3_12m``, ``ae_attendances_0_3m``/``_3_12m``,
+    ``cost_total_12m`` and optionally ``predicted_cost`` and/or ``high_cost_risk`` (whichever rules need).
+    """
+    names = [g.name for g in groups]
+    if len(set(names)) != len(names):
+        raise ValueError(f"priority group names must be unique, got {names}")
+    return pd.DataFrame({g.name: _rule_mask(frame, g).to_numpy() for g in groups}, index=frame.index)
+
+
+def assign_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_GROUPS) -> pd.Series:
+    """Each person's priority groups as one string joined by ``"; "`` (``""`` for none).
+
+    >>> people = pd.DataFrame({"age": [45.5, 90.0], "emergency_admissions_0_3m": [0, 2],
+    ...     "emergency_admissions_3_12m": [0, 1], "ae_attendances_0_3m": [0, 0],
+    ...     "ae_attendances_3_12m": [0, 0], "cost_total_12m": [0.0, 0.0]})
+    >>> assign_groups(people, groups=DEFAULT_GROUPS[:2] + DEFAULT_GROUPS[3:]).tolist()
+    ['prevention 40–55', 'care provision 85+; frequent users']
+    """
+    flags = group_flags(frame, groups=groups)
+    names = np.array(flags.columns, dtype=object)
+    matrix = flags.to_numpy(dtype=bool)
+    joined = [GROUP_SEPARATOR.join(names[row]) for row in matrix]
+    return pd.Series(joined, index=frame.index, name="groups", dtype="str")
+
+
+COST_BANDS: tuple[tuple[float, str], ...] = (
+    (1_000, "under £1k"), (5_000, "£1k–5k"), (20_000, "£5k–20k"), (math.inf, "£20k+"))
+
+
+def cost_band(predicted_cost) -> pd.Series:
+    """Predicted cost in pounds as a band label (ordered categorical; missing stays missing).
+
+    >>> cost_band([250, 1_000, 7_500, 60_000]).tolist()
+    ['under £1k', '£1k–5k', '£5k–20k', '£20k+']
+    """
+    cost = predicted_cost if isinstance(predicted_cost, pd.Series) else pd.Series(predicted_cost, dtype="float64")
+    edges = [-math.inf] + [upper for upper, _ in COST_BANDS]
+    labels = [label for _, label in COST_BANDS]
+    bands = pd.cut(cost.astype("float64"), bins=edges, labels=labels, right=False, ordered=True)
+    return bands.rename("predicted_cost_band")

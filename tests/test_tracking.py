@@ -1,0 +1,103 @@
+"""MLflow round trip: train -> log -> register -> promote -> load by alias -> same predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from riskstrat import tracking
+from riskstrat.config import load_config
+from riskstrat.pipelines import run_training
+from riskstrat.synth import write_population
+
+SMALL = ["index_dates.train=[2023-11-01, 2024-02-01]", "index_dates.test=2024-11-01",
+         "evaluation.n_bootstrap=20", "model.lightgbm.n_estimators=60"]
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    write_population(out, 3000, start="2021-11-01", years=4, seed=5, truth_dates=["2024-11-01"], n_futures=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(small_data, tmp_path_factory):
+    store = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    cfg = load_config(None, [f"data.path={small_data}", f"tracking.uri={uri}",
+                             "tracking.registered_model=test-emergency", *SMALL])
+    return cfg, run_training(cfg), store
+
+
+def test_round_trip_by_alias_gives_same_predictions(trained):
+    cfg, run, _ = trained
+    moved = tracking.promote("test-emergency", run.logged.model_version, alias="champion", uri=cfg.tracking.uri)
+    assert moved["version"] == run.logged.model_version
+    loaded = tracking.load_model("test-emergency", alias="champion", uri=cfg.tracking.uri)
+    assert loaded.version == run.logged.model_version
+    assert loaded.run_id == run.logged.run_id
+    X = run.result.data.X_test
+    np.testing.assert_allclose(loaded.risk_model.predict_risk(X), run.result.scores["lightgbm"], rtol=0, atol=1e-12)
+
+    import mlflow
+
+    pyfunc = mlflow.pyfunc.load_model("models:/test-emergency@champion")
+    served = pyfunc.predict(X.reset_index(drop=True))
+    np.testing.assert_allclose(np.asarray(served).ravel(), run.result.scores["lightgbm"], atol=1e-12)
+
+
+def test_run_logs_metrics_config_and_lineage(trained):
+    import mlflow
+
+    cfg, run, _ = trained
+    got = mlflow.get_run(run.logged.run_id)
+    assert got.data.metrics["lightgbm.auroc"] == pytest.approx(run.result.metrics["lightgbm"]["auroc"])
+    assert "oracle.auroc" in got.data.metrics  # the synthetic set has ground truth at the test date
+    assert got.data.params["target.name"] == "emergency_admission"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.logged.run_id, "plots")}
+    assert artifacts == {"plots/roc.png", "plots/pr.png", "plots/calibration.png", "plots/top_k_ppv.png"}
+    assert got.inputs.dataset_inputs[0].dataset.name == "linked-records"
+
+
+def test_no_person_identifier_reaches_mlflow(trained, small_data):
+    _, run, store = trained
+    ids = set(pd.read_parquet(small_data / "persons.parquet")["person_id"])
+    leaked = []
+    for path in store.rglob("*"):
+        if path.is_file() and path.suffix not in (".joblib", ".pkl", ".db", ".png"):
+            text = path.read_bytes().decode("utf-8", errors="ignore")
+            leaked += [p for p in ids if p in text][:3]
+    assert not leaked, f"person ids found in MLflow artifacts: {leaked}"
+    # The model's input example is a synthetic median person, not a real row.
+    example = tracking.example_input(run.result.data.X_train)
+    assert len(example) == 1 and not (run.result.data.X_train == example.iloc[0]).all(axis=1).any()
+
+
+def test_promote_unknown_version_is_a_clear_error(trained):
+    cfg, _, _ = trained
+    with pytest.raises(tracking.RegistryError, match="has no version 99; versions: 1"):
+        tracking.promote("test-emergency", 99, uri=cfg.tracking.uri)
+    with pytest.raises(tracking.RegistryError, match="no model 'nope' with alias 'champion'"):
+        tracking.load_model("nope", uri=cfg.tracking.uri)
+
+
+def test_cli_train_and_promote(small_data, tmp_path, monkeypatch):
+    from riskstrat.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--set", f"data.path={small_data}", "--set", "tracking.registered_model=cli-model"]
+    for s in SMALL:
+        args += ["--set", s]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "lightgbm" in result.output and "cli-model version 1" in result.output
+    assert (tmp_path / "mlflow.db").exists()  # the default store lives in the working folder
+    result = CliRunner().invoke(app, ["promote", "cli-model", "1"])
+    assert result.exit_code == 0 and "cli-model@champion -> version 1" in result.output
+    bad = CliRunner().invoke(app, ["train", "--set", f"data.path={small_data}", "--set", "model.lightgbm.leaves=3"])
+    assert bad.exit_code == 1 and "model.lightgbm.leaves" in bad.output
