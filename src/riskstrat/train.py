@@ -196,3 +196,18 @@ def extract_end_of(data_dir: Path, records: LinkedRecords, configured=None) -> p
     if latest is None:
         raise ValueError("cannot tell where the extract ends: no events; set data.extract_end")
     return pd.Timestamp(latest)
+
+
+def suggest_index_dates(extract_end, *, n_train: int = 5, step_months: int = 3,
+                        horizon_days: int = 365) -> tuple[list[str], str]:
+    """Index dates that fit an extract: the latest first-of-month test date with a full horizon,
+    and ``n_train`` training dates every ``step_months`` whose horizons end by the test date.
+
+    >>> suggest_index_dates("2026-10-31")
+    (['2023-11-01', '2024-02-01', '2024-05-01', '2024-08-01', '2024-11-01'], '2025-11-01')
+    """
+    last_start = pd.Timestamp(extract_end) + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)
+    test = last_start.to_period("M").to_timestamp()  # the first of the month on or before it
+    first_train = test - pd.DateOffset(months=12)     # 12 months >= 365 days: its horizon ends by test
+    train = [first_train - pd.DateOffset(months=step_months * k) for k in range(n_train)]
+    return sorted(str(d.date()) for d in train), str(test.date())
