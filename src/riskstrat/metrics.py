@@ -25,6 +25,7 @@ __all__ = [
     "brier",
     "calibration_intercept",
     "calibration_slope",
+    "cost_summary",
     "net_benefit",
     "observed_expected_by_decile",
     "ppv_at_top",
@@ -411,3 +412,24 @@ def subgroup_metrics(
         index.append(key)
     columns = ["n", "n_positive", *metrics]
     return pd.DataFrame(rows, index=pd.Index(index, name=groups.name or "group"), columns=columns)
+
+
+def cost_summary(cost_true, cost_pred, *, top_fraction: float = 0.05) -> dict[str, float]:
+    """How well predicted cost finds the costly: MAE, total ratio, and the share of all observed
+    cost carried by the top ``top_fraction`` by prediction (vs. by actual cost, the ceiling).
+
+    >>> cost_summary([0, 0, 10, 90], [1, 2, 50, 60], top_fraction=0.25)["cost_captured_top"]
+    0.9
+    """
+    y = _check_scores(cost_true, name="cost_true")
+    p = _check_scores(cost_pred, name="cost_pred")
+    if y.shape != p.shape:
+        raise ValueError(f"cost_true and cost_pred differ in length ({y.size} vs {p.size})")
+    total = y.sum()
+    if total <= 0:
+        raise ValueError("cost_true sums to zero: no cost to capture")
+    top_pred = top_k_mask(p, _check_fraction(top_fraction))
+    top_true = top_k_mask(y, top_fraction)
+    return {"cost_mae": float(np.mean(np.abs(y - p))), "cost_ratio": float(p.sum() / total),
+            "cost_captured_top": float(y[top_pred].sum() / total),
+            "cost_captured_top_ceiling": float(y[top_true].sum() / total)}

@@ -30,6 +30,7 @@ class RiskModel:
     estimator: object
     calibrator: object | None = None
     metadata: dict = field(default_factory=dict)
+    cost_estimator: object | None = None  # expected next-year cost (high-cost models only)
 
     def predict_risk(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of the outcome for each row of ``X``."""
@@ -37,6 +38,12 @@ class RiskModel:
         if self.calibrator is not None:
             return self.calibrator.predict_proba(M)[:, 1]
         return self.estimator.predict_proba(M)[:, 1]
+
+    def predict_cost(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected health and social care cost over the horizon (pounds), if the model has one."""
+        if self.cost_estimator is None:
+            raise ValueError(f"the {self.target} model has no cost estimator; the high_cost target trains one")
+        return np.clip(self.cost_estimator.predict(_as_matrix(X, self.feature_names)), 0, None)
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated log-odds (LightGBM raw score or logistic decision function)."""
@@ -78,6 +85,22 @@ def fit_lightgbm(X_train: pd.DataFrame, y_train: np.ndarray, X_cal: pd.DataFrame
     calibrator.fit(X_cal.astype("float64"), y_cal)
     return RiskModel("lightgbm", target, names, clf, calibrator,
                      metadata={"best_iteration": int(clf.best_iteration_ or params.n_estimators)})
+
+
+def fit_cost_regressor(X_train: pd.DataFrame, cost_train: np.ndarray, X_cal: pd.DataFrame, cost_cal: np.ndarray,
+                       *, params, seed: int = 42):
+    """Expected next-year cost: LightGBM with a Tweedie loss (many zeros-to-small, a long tail)."""
+    import lightgbm as lgb
+
+    reg = lgb.LGBMRegressor(
+        objective="tweedie", tweedie_variance_power=1.5, n_estimators=params.n_estimators,
+        learning_rate=params.learning_rate, num_leaves=params.num_leaves, max_depth=params.max_depth,
+        min_child_samples=params.min_child_samples, subsample=params.subsample, subsample_freq=1,
+        colsample_bytree=params.colsample_bytree, reg_lambda=params.reg_lambda, n_jobs=params.n_jobs,
+        random_state=seed, deterministic=True, force_row_wise=True, verbose=-1)
+    reg.fit(X_train.astype("float64"), cost_train, eval_X=(X_cal.astype("float64"),), eval_y=(cost_cal,),
+            callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+    return reg
 
 
 def _signed_log1p(X):

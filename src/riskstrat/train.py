@@ -20,8 +20,8 @@ import pandas as pd
 from riskstrat import metrics
 from riskstrat.config import TrainConfig
 from riskstrat.features import META_COLUMNS, build_features, features_for_sources
-from riskstrat.labels import build_labels
-from riskstrat.models import RiskModel, fit_lightgbm, fit_logistic, prior_use_score
+from riskstrat.labels import build_labels, future_cost
+from riskstrat.models import RiskModel, fit_cost_regressor, fit_lightgbm, fit_logistic, prior_use_score
 from riskstrat.records import LinkedRecords
 
 Stage = Callable[[str], None]
@@ -63,6 +63,10 @@ class TrainingData:
     meta_test: pd.DataFrame
     feature_names: list[str]
     counts: dict[str, int] = field(default_factory=dict)
+    # Next-horizon cost per row (high-cost target only), for the expected-cost model.
+    cost_train: np.ndarray | None = None
+    cost_cal: np.ndarray | None = None
+    cost_test: np.ndarray | None = None
 
 
 def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: None) -> TrainingData:
@@ -76,6 +80,8 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
         f = build_features(records, d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
         f["label"] = build_labels(records, d, f.index, target=t.name, horizon_days=t.horizon_days,
                                   extract_end=extract_end, death=t.death, top_fraction=t.top_fraction).to_numpy()
+        if t.name == "high_cost":
+            f["future_cost"] = future_cost(records, d, f.index, horizon_days=t.horizon_days).to_numpy()
         f["index_date"] = pd.Timestamp(d)
         f["group"] = groups.reindex(f.index).to_numpy()
         frames.append(f)
@@ -92,7 +98,11 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
             raise ValueError(f"the {name} rows have {len(part)} people and only one outcome class: "
                              f"add people or index dates, or check the target")
     meta = test[list(META_COLUMNS)].assign(age=test["age"], index_date=test["index_date"])
-    return TrainingData(
+    costs = {}
+    if "future_cost" in rows:
+        costs = {"cost_train": train["future_cost"].to_numpy(), "cost_cal": cal["future_cost"].to_numpy(),
+                 "cost_test": test["future_cost"].to_numpy()}
+    return TrainingData(**costs,
         X_train=train[names], y_train=train["label"].to_numpy(int), X_cal=cal[names], y_cal=cal["label"].to_numpy(int),
         X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names,
         counts={"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
@@ -163,6 +173,15 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
           f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
     scores = {"lightgbm": lgbm.predict_risk(data.X_test)}
+    cost_metrics = {}
+    if data.cost_train is not None:
+        lgbm.cost_estimator = fit_cost_regressor(data.X_train, data.cost_train, data.X_cal, data.cost_cal,
+                                                 params=cfg.model.lightgbm, seed=cfg.split.seed)
+        cost_metrics = metrics.cost_summary(data.cost_test, lgbm.predict_cost(data.X_test),
+                                            top_fraction=cfg.target.top_fraction)
+        stage(f"expected-cost model fitted: predicted/observed total {cost_metrics['cost_ratio']:.2f}, "
+              f"the top {cfg.target.top_fraction:.0%} by predicted cost carry "
+              f"{cost_metrics['cost_captured_top']:.0%} of next-year cost")
     baselines: dict[str, RiskModel] = {}
     if "logistic" in cfg.model.baselines:
         baselines["logistic"] = fit_logistic(data.X_train, data.y_train, target=cfg.target.name)
@@ -174,6 +193,7 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     stage("baselines fitted; evaluating on the temporal test set")
     result, oe, subgroups = evaluate(data.y_test, scores, data.meta_test, top_fractions=cfg.evaluation.top_fractions,
                                      n_boot=cfg.evaluation.n_bootstrap, seed=cfg.split.seed)
+    result["lightgbm"].update(cost_metrics)
     if truth is not None:
         for name in result:
             if name != "oracle":
