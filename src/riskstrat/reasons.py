@@ -48,7 +48,10 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int =
     rows = features.reindex(contributions.index)
 
     shap = contributions.to_numpy(dtype="float64")
-    values = rows[names].to_numpy(dtype="float64")
+    values = rows[names].to_numpy(dtype="float64", copy=True)  # copy-on-write: may be read-only
+    if "age" in names:
+        # Say ages in completed years, as the lists show them (95.9 is "aged 95", not 96).
+        values[:, names.index("age")] = np.floor(values[:, names.index("age")])
     context_names = [c for c in _CONTEXT if c in rows.columns]
     context = rows[context_names].to_numpy(dtype="float64")
     positive_total = np.where(shap > 0, shap, 0.0).sum(axis=1)

@@ -97,7 +97,9 @@ def _severity(state: _State, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n_ltc = state.ltc.sum(axis=1)
     # Deliberately not log-linear: deprivation matters most before old age, multimorbidity has a
     # threshold, and frailty acts more strongly in the old, as in real data.
-    clinical = (P.DEP_EFFECT * (5.5 - state.dep) * (age < 75) + state.ltc @ _W + P.MULTIMORBIDITY * (n_ltc >= 3)
+    ltc_weight = np.where(age < 65, P.LTC_MIDLIFE, P.LTC_OLD)  # conditions weigh more in midlife
+    clinical = (P.DEP_EFFECT * (5.5 - state.dep) * (age < 75) + ltc_weight * (state.ltc @ _W)
+                + P.MULTIMORBIDITY * (n_ltc >= 3) + P.FRAILTY_THRESHOLD_EFFECT * (state.frailty > 0.35)
                 + P.FRAILTY_EFFECT * state.frailty * (1 + 0.5 * (age >= 75)) + state.fixed_h + state.recent
                 + P.SOCIAL_CARE_EFFECT * (state.care == CARE_HOME) + P.CARE_HOME_EFFECT * (state.care >= CARE_RESIDENTIAL)
                 # Mental-health crises in deprived areas; diabetes with kidney disease.

@@ -45,12 +45,15 @@ CONDITION_LINKS = {
 # Latent severity h = AGE_SLOPE*(age-50) + DEP*(5.5-decile) + sum(w_k LTC_k) + FRAILTY*f
 #                     + practice effect + person effect + recent-admission term.
 AGE_SLOPE = 0.008
-OLD_AGE_SLOPE = 0.035      # extra slope per year above 70
+OLD_AGE_SLOPE = 0.018      # extra slope per year above 70
 MULTIMORBIDITY = 0.35      # extra severity with 3+ conditions
 YOUNG_ADULT = 0.5          # injuries and crises at 18-25, fading by 25
 CARE_HOME_EFFECT = -0.3    # care homes manage some crises without admission
 MENTAL_HEALTH_DEPRIVED = 0.8
 DIABETES_CKD = 0.6
+LTC_MIDLIFE = 1.4
+LTC_OLD = 0.8
+FRAILTY_THRESHOLD_EFFECT = 0.7   # frail people cross a threshold of vulnerability
 DEP_EFFECT = 0.06
 FRAILTY_EFFECT = 1.6
 PERSON_EFFECT_SD = 0.5
@@ -61,7 +64,7 @@ RECENT_MAX = 1.8
 SOCIAL_CARE_EFFECT = 0.25    # receiving home care
 
 # Monthly event rates at h = 0.
-EMERGENCY_RATE = 0.0025
+EMERGENCY_RATE = 0.0023
 AE_RATE = 0.024              # A&E attendances not ending in admission
 AE_BEFORE_ADMISSION = 0.75   # share of emergency admissions arriving through A&E
 GP_RATE = 0.33
@@ -72,7 +75,7 @@ ACUTE_ITEM_RATE = 0.3
 REPEAT_ITEMS = 1.6           # mean repeat items per condition per month
 
 # Deaths: Gompertz in age times exp(DEATH_H * clinical severity).
-DEATH_LOG_A = -11.75
+DEATH_LOG_A = -12.15
 DEATH_AGE = 0.094
 DEATH_H = 0.55
 

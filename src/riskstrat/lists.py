@@ -1,0 +1,628 @@
+"""The month's outputs: the ranked population, per-practice case-finding lists, the commissioners'
+summary, and writing them all at once.
+
+The steps are pure functions on DataFrames; :func:`write_month` is the only one that touches disk.
+The batch job joins them like this::
+
+    features, n_opted_out = apply_opt_outs(build_features(records, as_of), opt_out_ids)
+    population = rank_population(features, risk_model.predict_risk(features),
+                                 high_cost_risk=cost_model.predict_risk(features),
+                                 predicted_cost=cost_model.predict_cost(features))
+    ids = population.loc[listed_mask(population, list_size=200), "person_id"]
+    shap, base = risk_model.contributions(features.loc[ids])
+    check_additivity(shap, base, risk_model.raw_score(features.loc[ids]))
+    population = mark_lists(population, list_size=200, month="2026-11", previous=last_month,
+                            reasons=top_reasons(shap, features.loc[ids]), holdout_fraction=0.1, seed=42)
+    write_month(out, population=population, practice_lists=practice_lists(population, list_size=200),
+                summary=commissioner_summary(population, list_size=200), manifest=manifest,
+                changes=changes_since(last_month, population, list_size=200))
+
+A practice's list is its people ranked by risk, the top ``list_size`` of them ("listed"), minus a
+seeded random hold-out that is not shown this month so that outcomes can be compared later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from riskstrat.io import atomic_path, file_sha256, write_parquet
+from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, cost_band,
+                             rank_by_score)
+
+__all__ = [
+    "PRACTICE_LIST_COLUMNS",
+    "apply_opt_outs",
+    "changes_since",
+    "commissioner_summary",
+    "holdout_flags",
+    "listed_mask",
+    "mark_lists",
+    "practice_list",
+    "practice_lists",
+    "rank_population",
+    "write_month",
+]
+
+# Columns of a coordinator's list; "Predicted cost" and "High-cost risk (%)" appear only when the
+# run predicted them, and "Local ID" only after re-identification by the practice.
+PRACTICE_LIST_COLUMNS = ("Rank", "Person ID", "Age", "Sex", "Risk (%)", "Tier", "Priority groups", "Predicted cost",
+                         "High-cost risk (%)", "Emergency admissions (12m)", "A&E visits (12m)", "Bed days (12m)",
+                         "Top reasons", "New this month")
+_SAFE_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# ----------------------------------------------------------------------------- ranking
+
+
+def _aligned(values, index: pd.Index, name: str) -> np.ndarray:
+    if values is None:
+        return np.full(len(index), np.nan)
+    if isinstance(values, pd.Series):
+        if not values.index.isin(index).all() or len(values) != len(index):
+            raise ValueError(f"{name} must have one value per person of the features frame")
+        return values.reindex(index).to_numpy(dtype="float64")
+    array = np.asarray(values, dtype="float64").reshape(-1)
+    if len(array) != len(index):
+        raise ValueError(f"{name} has {len(array)} values for {len(index)} people")
+    return array
+
+
+def _past_year(features: pd.DataFrame, stem: str) -> pd.Series:
+    cols = [c for c in (f"{stem}_0_3m", f"{stem}_3_12m") if c in features]
+    if not cols:
+        return pd.Series(np.nan, index=features.index)
+    return features[cols].sum(axis=1, min_count=1)  # missing (source absent) stays missing
+
+
+def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predicted_cost=None,
+                    tier_cutoffs: Mapping[str, float] | None = None,
+                    groups: Sequence[GroupRule] = DEFAULT_GROUPS) -> pd.DataFrame:
+    """One row per person, ranked by ``risk`` (rank 1 = highest, population-wide), sorted by rank.
+
+    ``features`` is :func:`riskstrat.features.build_features` output (index ``person_id``; columns
+    ``practice_id``, ``sex``, ``age`` and the features); ``risk`` the calibrated emergency-admission
+    risk per row. ``high_cost_risk`` (chance of being in next year's top 5% by cost) and
+    ``predicted_cost`` (pounds) are optional. Columns: person_id, practice_id, rank, practice_rank,
+    risk, tier, groups, high_cost_risk, predicted_cost, predicted_cost_band, age, sex and the past
+    year's emergency_admissions_12m, ae_attendances_12m, emergency_bed_days_12m, cost_total_12m.
+    """
+    ids = features.index
+    if "practice_id" not in features:
+        raise ValueError("the features frame has no practice_id column")
+    if features["practice_id"].isna().any():
+        raise ValueError(f"{int(features['practice_id'].isna().sum())} people have no practice_id")
+    risk_values = _aligned(risk, ids, "risk")
+    pop = pd.DataFrame(index=ids)
+    pop["person_id"] = pd.array(ids.astype(str), dtype="str")
+    pop["practice_id"] = features["practice_id"].astype("str")
+    pop["risk"] = risk_values
+    pop["rank"] = rank_by_score(pop["risk"])
+    pop["practice_rank"] = pop.groupby("practice_id")["rank"].rank(method="first").astype("int64")
+    pop["tier"] = assign_tiers(pop["risk"], cutoffs=tier_cutoffs)
+    pop["high_cost_risk"] = _aligned(high_cost_risk, ids, "high_cost_risk")
+    pop["predicted_cost"] = _aligned(predicted_cost, ids, "predicted_cost")
+    pop["predicted_cost_band"] = cost_band(pop["predicted_cost"])
+    pop["age"] = features["age"].astype("float64")
+    pop["sex"] = features["sex"].astype("str") if "sex" in features else pd.array([None] * len(ids), dtype="str")
+    pop["emergency_admissions_12m"] = _past_year(features, "emergency_admissions")
+    pop["ae_attendances_12m"] = _past_year(features, "ae_attendances")
+    pop["emergency_bed_days_12m"] = features.get("emergency_bed_days_12m", pd.Series(np.nan, index=ids))
+    pop["cost_total_12m"] = features.get("cost_total_12m", pd.Series(np.nan, index=ids))
+    group_input = features.assign(high_cost_risk=pop["high_cost_risk"], predicted_cost=pop["predicted_cost"])
+    pop["groups"] = assign_groups(group_input, groups=groups)
+    order = ["person_id", "practice_id", "rank", "practice_rank", "risk", "tier", "groups", "high_cost_risk",
+             "predicted_cost", "predicted_cost_band", "age", "sex", "emergency_admissions_12m",
+             "ae_attendances_12m", "emergency_bed_days_12m", "cost_total_12m"]
+    return pop[order].sort_values("rank").reset_index(drop=True)
+
+
+def _rerank(population: pd.DataFrame) -> pd.DataFrame:
+    pop = population.sort_values("rank").reset_index(drop=True)
+    pop["rank"] = np.arange(1, len(pop) + 1, dtype="int64")
+    pop["practice_rank"] = pop.groupby("practice_id")["rank"].rank(method="first").astype("int64")
+    return pop
+
+
+def apply_opt_outs(frame: pd.DataFrame, opt_out_ids) -> tuple[pd.DataFrame, int]:
+    """Remove people who opted out; returns ``(frame without them, number removed)``.
+
+    Works on the features (index ``person_id``) or a population (column ``person_id``). Apply it to
+    the features, before scoring, so that nothing about these people is ranked or written. On a
+    population the ranks are renumbered; tiers keep their population-wide assignment.
+    """
+    ids = frame["person_id"] if "person_id" in frame.columns else frame.index.to_series()
+    drop = ids.astype(str).isin({str(i) for i in opt_out_ids}).to_numpy()
+    kept = frame.loc[~drop].copy()
+    if "rank" in kept.columns and "practice_rank" in kept.columns:
+        kept = _rerank(kept)
+    return kept, int(drop.sum())
+
+
+# ----------------------------------------------------------------------------- lists, hold-out, changes
+
+
+def _check_list_size(list_size: int) -> int:
+    if int(list_size) != list_size or list_size < 1:
+        raise ValueError(f"list_size must be a positive whole number, got {list_size}")
+    return int(list_size)
+
+
+def listed_mask(population: pd.DataFrame, *, list_size: int) -> pd.Series:
+    """True for each practice's top ``list_size`` people by risk (before any hold-out)."""
+    return population["practice_rank"] <= _check_list_size(list_size)
+
+
+def _uniform_hash(person_ids: pd.Series, *, seed: int, month: str) -> np.ndarray:
+    """A stable pseudo-random number in [0, 1) per person from (seed, month, person_id)."""
+    out = np.empty(len(person_ids))
+    for i, pid in enumerate(person_ids.astype(str)):
+        digest = hashlib.sha256(f"{seed}|{month}|{pid}".encode()).digest()
+        out[i] = int.from_bytes(digest[:8], "big") / 2.0**64
+    return out
+
+
+def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, seed: int, month: str) -> pd.Series:
+    """Listed people held out (not shown) this month: ``round(fraction * listed)`` per practice.
+
+    The choice is random but reproducible: each listed person gets a number from a hash of
+    ``(seed, month, person_id)`` and, in each practice, the lowest numbers are held out. Same
+    inputs give the same hold-out whatever the row order. Record it (``mark_lists`` stores it in the
+    population) so that outcomes of shown and held-out people can be compared once they mature.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"hold-out fraction must be in [0, 1), got {fraction}")
+    flags = pd.Series(False, index=population.index, name="holdout")
+    listed = listed_mask(population, list_size=list_size)
+    if fraction == 0 or not listed.any():
+        return flags
+    people = population.loc[listed, ["practice_id", "person_id"]].copy()
+    people["u"] = _uniform_hash(people["person_id"], seed=seed, month=month)
+    people = people.sort_values(["practice_id", "u", "person_id"])
+    position = people.groupby("practice_id").cumcount()
+    size = people.groupby("practice_id")["person_id"].transform("size")
+    held = position < np.floor(fraction * size + 0.5)
+    flags.loc[held[held].index] = True
+    return flags
+
+
+def _on_list(frame: pd.DataFrame, list_size: int) -> pd.DataFrame:
+    """(practice_id, person_id, tier) of the people a practice sees on its list."""
+    shown = listed_mask(frame, list_size=list_size)
+    if "holdout" in frame:
+        shown &= ~frame["holdout"].fillna(False).astype(bool)
+    return frame.loc[shown, ["practice_id", "person_id", "practice_rank"]].astype({"practice_id": "str",
+                                                                                   "person_id": "str"})
+
+
+def _tiers_by_person(frame: pd.DataFrame | None) -> pd.Series:
+    if frame is None:
+        return pd.Series(dtype="str")
+    return pd.Series(frame["tier"].astype("str").to_numpy(), index=frame["person_id"].astype("str").to_numpy())
+
+
+def _tier_change(before: pd.Series, after: pd.Series) -> pd.Series:
+    changed = (before.notna() & after.notna() & (before != after)).to_numpy()
+    text = before.fillna("").astype(object) + " → " + after.fillna("").astype(object)
+    return pd.Series(np.where(changed, text.to_numpy(), None), index=before.index, dtype="str")
+
+
+def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_size: int) -> pd.DataFrame:
+    """Who is new on each practice's list, who left it and who moved tier, since ``previous``.
+
+    "On the list" means what the practice sees: its top ``list_size`` minus anyone held out
+    (``holdout`` column, when present). One row per (practice, person) on either month's list:
+    practice_id, person_id, new_this_month, left, previous_tier, tier, tier_change ("high → very high").
+    With no previous month everyone on a list is new.
+    """
+    now = _on_list(current, list_size)
+    before = (_on_list(previous, list_size) if previous is not None
+              else pd.DataFrame({"practice_id": pd.Series(dtype="str"), "person_id": pd.Series(dtype="str")}))
+    both = now.merge(before[["practice_id", "person_id"]], on=["practice_id", "person_id"], how="outer",
+                     indicator=True)
+    out = pd.DataFrame({
+        "practice_id": both["practice_id"].astype("str"),
+        "person_id": both["person_id"].astype("str"),
+        "new_this_month": (both["_merge"] == "left_only").to_numpy(),
+        "left": (both["_merge"] == "right_only").to_numpy(),
+    })
+    out["previous_tier"] = out["person_id"].map(_tiers_by_person(previous)).astype("str")
+    out["tier"] = out["person_id"].map(_tiers_by_person(current)).astype("str")
+    # Someone who left for another practice: their old practice learns nothing new about them.
+    moved = out["person_id"].map(pd.Series(current["practice_id"].astype("str").to_numpy(),
+                                           index=current["person_id"].astype("str").to_numpy())) != out["practice_id"]
+    out.loc[moved.fillna(True).to_numpy(), "tier"] = None
+    out["tier_change"] = _tier_change(out["previous_tier"], out["tier"])
+    out["_rank"] = both["practice_rank"].to_numpy()
+    out = out.sort_values(["practice_id", "left", "_rank", "person_id"], na_position="last")
+    return out.drop(columns="_rank").reset_index(drop=True)
+
+
+def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous: pd.DataFrame | None = None,
+               reasons: pd.DataFrame | pd.Series | None = None, holdout_fraction: float = 0.0,
+               seed: int = 0) -> pd.DataFrame:
+    """The population with this month's list columns added, ready to write.
+
+    Adds ``listed`` (top ``list_size`` of the practice), ``holdout`` (:func:`holdout_flags`),
+    ``new_this_month``, ``previous_tier`` and ``tier_change`` (from ``previous``, last month's
+    population) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.reasons.top_reasons`,
+    indexed by person_id; missing for people not explained).
+    """
+    pop = population.copy()
+    pop["listed"] = listed_mask(pop, list_size=list_size)
+    pop["holdout"] = holdout_flags(pop, list_size=list_size, fraction=holdout_fraction, seed=seed, month=month)
+    changes = changes_since(previous, pop, list_size=list_size)
+    new = changes.loc[changes["new_this_month"], "person_id"]
+    pop["new_this_month"] = pop["person_id"].isin(new)
+    pop["previous_tier"] = pop["person_id"].map(_tiers_by_person(previous)).astype("str")
+    pop["tier_change"] = _tier_change(pop["previous_tier"], pop["tier"].astype("str"))
+    if reasons is not None:
+        text = reasons["reasons"] if isinstance(reasons, pd.DataFrame) else reasons
+        text = pd.Series(text.to_numpy(), index=text.index.astype(str))
+        pop["reasons"] = pop["person_id"].map(text).astype("str")
+    elif "reasons" not in pop:
+        pop["reasons"] = pd.array([None] * len(pop), dtype="str")
+    return pop
+
+
+# ----------------------------------------------------------------------------- tables for people
+
+
+def _whole(values: pd.Series) -> pd.Series:
+    return values.round().astype("Int64")
+
+
+def _has_any(population: pd.DataFrame, column: str) -> bool:
+    return column in population and population[column].notna().any()
+
+
+def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int) -> pd.DataFrame:
+    """A practice's case-finding list for coordinators: its top ``list_size`` people, minus the hold-out.
+
+    Only that practice's people; ``Rank`` is the position on this list (1 = highest risk).
+    Columns: :data:`PRACTICE_LIST_COLUMNS` (the cost columns only when predicted).
+    """
+    practice_id = str(practice_id)
+    in_practice = population["practice_id"].astype("str") == practice_id
+    if not in_practice.any():
+        raise ValueError(f"practice {practice_id!r} has nobody in the scored population")
+    shown = in_practice & listed_mask(population, list_size=list_size)
+    if "holdout" in population:
+        shown &= ~population["holdout"].fillna(False).astype(bool)
+    rows = population.loc[shown].sort_values("practice_rank")
+    table = pd.DataFrame({
+        "Rank": np.arange(1, len(rows) + 1, dtype="int64"),
+        "Person ID": rows["person_id"].astype("str").to_numpy(),
+        "Age": np.floor(rows["age"]).astype("Int64").to_numpy(),
+        "Sex": rows["sex"].astype("str").to_numpy(),
+        "Risk (%)": (rows["risk"] * 100).round(1).to_numpy(),
+        "Tier": rows["tier"].astype("str").to_numpy(),
+        "Priority groups": rows["groups"].fillna("").astype("str").to_numpy(),
+    })
+    if _has_any(population, "predicted_cost_band"):
+        table["Predicted cost"] = rows["predicted_cost_band"].astype("str").fillna("").to_numpy()
+    if _has_any(population, "high_cost_risk"):
+        table["High-cost risk (%)"] = (rows["high_cost_risk"] * 100).round(1).to_numpy()
+    table["Emergency admissions (12m)"] = _whole(rows["emergency_admissions_12m"]).to_numpy()
+    table["A&E visits (12m)"] = _whole(rows["ae_attendances_12m"]).to_numpy()
+    table["Bed days (12m)"] = _whole(rows["emergency_bed_days_12m"]).to_numpy()
+    reasons = rows["reasons"] if "reasons" in rows else pd.Series("", index=rows.index)
+    table["Top reasons"] = reasons.fillna("").astype("str").to_numpy()
+    new = rows["new_this_month"] if "new_this_month" in rows else pd.Series(False, index=rows.index)
+    table["New this month"] = np.where(new.fillna(False).astype(bool), "yes", "")
+    return table
+
+
+def practice_lists(population: pd.DataFrame, *, list_size: int) -> dict[str, pd.DataFrame]:
+    """:func:`practice_list` for every practice in the population, keyed by practice id."""
+    return {pid: practice_list(population, pid, list_size=list_size)
+            for pid in sorted(population["practice_id"].astype("str").unique())}
+
+
+def commissioner_summary(population: pd.DataFrame, *, list_size: int,
+                         groups: Sequence[GroupRule] | None = None) -> pd.DataFrame:
+    """Aggregates per practice for commissioners (no person-level rows), plus an "all practices" row.
+
+    Columns: people; counts per tier and per priority group; expected emergency admissions (sum
+    of risk); listed, held out and shown counts; expected admissions among the listed; the list's
+    expected PPV at its size (mean risk of the listed); expected high-cost people and predicted cost
+    when those were predicted. ``groups`` fixes the group columns (default: the groups present).
+    """
+    pop = population.copy()
+    pop["practice_id"] = pop["practice_id"].astype("str")
+    pop["_listed"] = listed_mask(pop, list_size=list_size)
+    pop["_held"] = pop["holdout"].fillna(False).astype(bool) if "holdout" in pop else False
+    tiers = (list(pop["tier"].cat.categories) if isinstance(pop["tier"].dtype, pd.CategoricalDtype)
+             else sorted(pop["tier"].astype("str").unique()))
+    memberships = pop["groups"].fillna("").astype("str").str.split(GROUP_SEPARATOR)
+    group_names = [g.name for g in groups] if groups is not None else sorted(
+        {g for names in memberships for g in names if g})
+
+    def summarise(part: pd.DataFrame, member: pd.Series) -> dict:
+        listed = part.loc[part["_listed"], "risk"]
+        row = {"people": len(part)}
+        counts = part["tier"].astype("str").value_counts()
+        for tier in tiers:
+            row[f"tier: {tier}"] = int(counts.get(tier, 0))
+        for name in group_names:
+            row[f"group: {name}"] = int(member.map(lambda names, n=name: n in names).sum())
+        row["expected emergency admissions"] = round(float(part["risk"].sum()), 2)
+        row["listed"] = int(part["_listed"].sum())
+        row["held out"] = int((part["_listed"] & part["_held"]).sum())
+        row["shown"] = row["listed"] - row["held out"]
+        row["expected admissions among listed"] = round(float(listed.sum()), 2)
+        row["expected PPV of list"] = round(float(listed.mean()), 4) if len(listed) else math.nan
+        if _has_any(part, "high_cost_risk"):
+            row["expected high-cost people"] = round(float(part["high_cost_risk"].sum()), 2)
+        if _has_any(part, "predicted_cost"):
+            row["predicted cost (£)"] = round(float(part["predicted_cost"].sum()), 0)
+        return row
+
+    rows = []
+    for pid, part in pop.groupby("practice_id", sort=True):
+        rows.append({"practice_id": pid, **summarise(part, memberships.loc[part.index])})
+    rows.append({"practice_id": "all practices", **summarise(pop, memberships)})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _how_to_read(population: pd.DataFrame) -> list[str]:
+    """The note on every list; tier shares and the hold-out sentence come from the data, so they stay true."""
+    tiers = population["tier"].astype("str")
+    order = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
+             else sorted(tiers.unique()))
+    shares = tiers.value_counts().reindex(order, fill_value=0).cumsum() / max(len(tiers), 1)
+    tops = [f"{t} the top {shares[t] * 100:.1f}".removesuffix(".0") + "%" for t in order[:-1]]
+    notes = [
+        "Risk (%) is the model's estimate of the chance of an emergency hospital admission in the next 12 months.",
+        f"Tiers rank everyone registered in the area: {', '.join(tops)}, {order[-1]} the rest." if tops else "",
+        "Top reasons are the recorded facts that raise this person's estimate most, with their share of the rise. "
+        "They are associations in the data, not causes, and do not replace clinical judgement.",
+        "New this month marks people who were not on last month's list.",
+        "A list alone does not reduce admissions: in the PRISMATIC trial, giving practices a risk tool was followed "
+        "by more emergency admissions, not fewer. What helps is what is done for the people on it.",
+    ]
+    if "holdout" in population and population["holdout"].fillna(False).astype(bool).any():
+        notes.append("To find out what works, a few people who would be on this list are held back at random "
+                     "this month; their outcomes will be compared with those of the people shown.")
+    return [n for n in notes if n]
+
+
+def _provenance(manifest: Mapping) -> list[str]:
+    lines = []
+    if manifest.get("as_of"):
+        lines.append(f"Scored as of {manifest['as_of']}.")
+    models = manifest.get("models")
+    if isinstance(models, Mapping):
+        for name, info in models.items():
+            if isinstance(info, Mapping):
+                detail = ", ".join(f"{k} {info[k]}" for k in ("name", "version", "run_id") if info.get(k))
+                lines.append(f"Model {name}: {detail}." if detail else f"Model {name}.")
+            else:
+                lines.append(f"Model {name}: {info}.")
+    if manifest.get("package_version"):
+        lines.append(f"riskstrat {manifest['package_version']}.")
+    return lines
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    # utf-8 with a byte-order mark so that Excel shows £ and – correctly; no timestamps: same input, same bytes.
+    table.to_csv(path, index=False, lineterminator="\n", encoding="utf-8-sig")
+
+
+def _cell(value):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str]) -> None:
+    """A coordinator's workbook: formatted, frozen header, filters, risks as percentages, and an About sheet."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "List"
+    columns = list(table.columns)
+    percent = {i for i, c in enumerate(columns) if c.endswith("(%)")}
+    ws.append(columns)
+    for row in table.itertuples(index=False, name=None):
+        ws.append([(round(_cell(v) / 100, 6) if i in percent and _cell(v) is not None else _cell(v))
+                   for i, v in enumerate(row)])
+    header_fill = PatternFill("solid", fgColor="1F4E79")
+    for cell in ws[1]:
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = header_fill
+        cell.alignment = Alignment(wrap_text=True, vertical="center")
+    for i, name in enumerate(columns, start=1):
+        letter = get_column_letter(i)
+        longest = max([len(str(name))] + [len(str(v)) for v in table[name].head(500) if _cell(v) is not None])
+        wide = name == "Top reasons"
+        ws.column_dimensions[letter].width = 80 if wide else min(max(10, longest + 2), 40)
+        for cell in ws[letter][1:]:
+            if i - 1 in percent:
+                cell.number_format = "0.0%"
+            if wide:
+                cell.alignment = Alignment(wrap_text=True, vertical="top")
+    ws.freeze_panes = "A2"
+    ws.auto_filter.ref = ws.dimensions
+    about = wb.create_sheet("About this list")
+    about.column_dimensions["A"].width = 120
+    about.append([title])
+    about["A1"].font = Font(bold=True, size=14)
+    for line in notes:
+        about.append([line])
+        about.cell(about.max_row, 1).alignment = Alignment(wrap_text=True)
+    wb.save(path)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Arial,sans-serif;margin:1.5rem;color:#1b1b1b}
+h1{font-size:1.4rem;margin:0 0 .3rem}
+h2{font-size:1rem;margin:.8rem 0 .4rem}
+.meta{color:#555;margin:.2rem 0 1rem}
+.tiers{display:flex;gap:.6rem;flex-wrap:wrap;margin-bottom:1rem}
+.tier{border-radius:6px;padding:.5rem .8rem;min-width:8rem;background:#f1f4f8}
+.tier b{display:block;font-size:1.3rem}
+.t-very-high{border-left:6px solid #b00020}.t-high{border-left:6px solid #e07000}
+.t-moderate{border-left:6px solid #d4b000}.t-low{border-left:6px solid #3c8d3c}
+details{background:#f7f7f2;border:1px solid #ddd;border-radius:6px;padding:.5rem .8rem;margin-bottom:1rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#1f4e79;color:#fff;position:sticky;top:0;cursor:pointer;user-select:none}
+th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
+td.num{text-align:right;white-space:nowrap}
+tr:nth-child(even) td{background:#fafafa}
+footer{color:#666;font-size:.8rem;margin-top:1rem}
+"""
+
+_JS = """
+document.querySelectorAll("th").forEach(function (th, i) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0], asc = th.dataset.dir !== "asc";
+    th.parentNode.querySelectorAll("th").forEach(function (h) { delete h.dataset.dir; });
+    th.dataset.dir = asc ? "asc" : "desc";
+    function key(td) { return td.dataset.v !== undefined ? parseFloat(td.dataset.v) : td.textContent.trim().toLowerCase(); }
+    Array.from(body.rows).sort(function (a, b) {
+      var x = key(a.cells[i]), y = key(b.cells[i]);
+      var c = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
+      return asc ? c : -c;
+    }).forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def _html_cell(column: str, value, sort_keys: Mapping[str, Mapping[str, int]]) -> str:
+    value = _cell(value)
+    text = "" if value is None else (f"{value:.1f}%" if column.endswith("(%)") else str(value))
+    attrs = ""
+    if column in sort_keys and value is not None:
+        attrs = f' data-v="{sort_keys[column].get(str(value), 99)}"'
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        attrs = f' data-v="{value}" class="num"'
+    return f"<td{attrs}>{html.escape(text)}</td>"
+
+
+def _write_html(table: pd.DataFrame, path: Path, *, title: str, tier_counts: pd.DataFrame, intro: str,
+                notes: Sequence[str], provenance: Sequence[str], sort_keys: Mapping[str, Mapping[str, int]]) -> None:
+    """One self-contained page: inline CSS and JS (click a heading to sort), no external resources."""
+    esc = html.escape
+    tiles = "".join(
+        f'<div class="tier t-{esc(str(t)).replace(" ", "-")}"><b>{int(r["on list"])}</b>{esc(str(t))}'
+        f'<br><small>{int(r["registered"])} registered in this tier</small></div>' for t, r in tier_counts.iterrows())
+    head = "".join(f'<th scope="col">{esc(c)}</th>' for c in table.columns)
+    body = "\n".join("<tr>" + "".join(_html_cell(c, v, sort_keys) for c, v in zip(table.columns, row)) + "</tr>"
+                     for row in table.itertuples(index=False, name=None))
+    notes_html = "".join(f"<p>{esc(n)}</p>" for n in notes)
+    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{esc(title)}</title>\n'
+            f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n<p class=\"meta\">{esc(intro)}</p>\n"
+            f'<h2>On this list, by tier</h2>\n<div class="tiers">{tiles}</div>\n'
+            f"<details open><summary><b>How to read this list</b></summary>{notes_html}</details>\n"
+            f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+            f"<footer>{esc(' '.join(provenance))} Click a column heading to sort.</footer>\n"
+            f"<script>{_JS}</script>\n</body>\n</html>\n")
+    path.write_text(page, encoding="utf-8")
+
+
+def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str) -> pd.DataFrame:
+    key = next((c for c in ("person_id", "pseudonym") if c in lookup.columns), None)
+    if key is None or "local_id" not in lookup.columns:
+        raise ValueError(f"re-identification lookup for practice {practice_id!r} needs columns "
+                         f"'person_id' (or 'pseudonym') and 'local_id', got {list(lookup.columns)}")
+    if lookup[key].duplicated().any():
+        raise ValueError(f"re-identification lookup for practice {practice_id!r} has duplicate pseudonyms")
+    mapping = pd.Series(lookup["local_id"].astype("str").to_numpy(), index=lookup[key].astype("str").to_numpy())
+    out = table.copy()
+    out.insert(out.columns.get_loc("Person ID") + 1, "Local ID",
+               out["Person ID"].astype("str").map(mapping).fillna("").astype("str"))
+    return out
+
+
+def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame]) -> None:
+    home = pd.Series(population["practice_id"].astype("str").to_numpy(), index=population["person_id"].astype("str"))
+    for pid, table in practice_lists.items():
+        if not _SAFE_PRACTICE_ID.match(str(pid)):
+            raise ValueError(f"practice id {pid!r} cannot be used as a folder name")
+        ids = table["Person ID"].astype("str")
+        foreign = ids[ids.map(home) != str(pid)]
+        if len(foreign):
+            raise ValueError(f"the list for practice {pid!r} holds {len(foreign)} people who are not its patients")
+
+
+def _tier_counts(population: pd.DataFrame, practice_id: str, table: pd.DataFrame) -> pd.DataFrame:
+    tiers = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
+             else sorted(population["tier"].astype("str").unique()))
+    mine = population.loc[population["practice_id"].astype("str") == practice_id, "tier"].astype("str")
+    return pd.DataFrame({"registered": [int((mine == t).sum()) for t in tiers],
+                         "on list": [int((table["Tier"] == t).sum()) for t in tiers]}, index=tiers)
+
+
+def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame],
+                summary: pd.DataFrame, manifest: Mapping, reidentify: Mapping[str, pd.DataFrame] | None = None,
+                changes: pd.DataFrame | None = None) -> Path:
+    """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
+
+    Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
+    ``practices/<practice_id>/list.csv``, ``list.xlsx`` and ``list.html`` (and ``changes.csv`` with
+    that practice's rows of ``changes``), ``summary.csv`` (commissioners) and ``manifest.json``
+    (``manifest`` plus the SHA-256 of every file written). ``reidentify`` maps a practice id to
+    its own lookup (``person_id``/``pseudonym`` -> ``local_id``), applied to that practice's files
+    only. Parquet and CSV files are byte-identical for identical inputs.
+    """
+    _check_practice_lists(population, practice_lists)
+    unknown = sorted(set(reidentify or {}) - set(practice_lists))
+    if unknown:
+        raise ValueError(f"re-identification lookups given for practices without a list: {unknown}")
+    person_columns = {"person_id", "Person ID", "Local ID", "local_id"} & set(summary.columns)
+    if person_columns:
+        raise ValueError(f"the commissioners' summary must not hold person identifiers: {sorted(person_columns)}")
+    population = population.sort_values("rank").reset_index(drop=True)
+    provenance = _provenance(manifest)
+    tier_order = {str(t): i for i, t in enumerate(population["tier"].cat.categories)} \
+        if isinstance(population["tier"].dtype, pd.CategoricalDtype) else {}
+    band_order = {str(b): i for i, b in enumerate(population["predicted_cost_band"].cat.categories)} \
+        if "predicted_cost_band" in population and isinstance(population["predicted_cost_band"].dtype,
+                                                               pd.CategoricalDtype) else {}
+    sort_keys = {"Tier": tier_order, "Predicted cost": band_order}
+    how_to_read = _how_to_read(population)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, directory=True) as tmp:
+        write_parquet(population, tmp / "population.parquet")
+        for pid in sorted(practice_lists):
+            folder = tmp / "practices" / str(pid)
+            folder.mkdir(parents=True)
+            table = practice_lists[pid]
+            if reidentify and pid in reidentify:
+                table = _with_local_ids(table, reidentify[pid], pid)
+            title = f"Case-finding list: practice {pid}"
+            people = int((population["practice_id"].astype("str") == str(pid)).sum())
+            intro = (f"The {len(table)} people of {people} registered adults with the highest estimated risk of an "
+                     f"emergency admission in the next 12 months, highest first.")
+            _write_csv(table, folder / "list.csv")
+            _write_xlsx(table, folder / "list.xlsx", title=title, notes=[intro, *how_to_read, *provenance])
+            _write_html(table, folder / "list.html", title=title, tier_counts=_tier_counts(population, str(pid), table),
+                        intro=intro, notes=how_to_read, provenance=provenance, sort_keys=sort_keys)
+            if changes is not None:
+                mine = changes.loc[changes["practice_id"].astype("str") == str(pid)]
+                _write_csv(mine.drop(columns="practice_id").reset_index(drop=True), folder / "changes.csv")
+        _write_csv(summary, tmp / "summary.csv")
+        files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        record = {**dict(manifest), "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return out_dir

@@ -1,0 +1,546 @@
+"""Monthly scoring outputs: tiers, priority groups, reasons, hold-out, changes and the written month.
+
+Hand-made people and scores where the answer can be checked by eye; one small real LightGBM for
+the SHAP checks and the end-to-end month.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskstrat import lists
+from riskstrat.features import CONTEXT_COLUMNS, FEATURE_NAMES, NO_EVENT_DAYS, describe_value
+from riskstrat.models import RiskModel
+from riskstrat.reasons import check_additivity, top_reasons
+from riskstrat.tiers import (DEFAULT_GROUPS, GroupRule, assign_groups, assign_tiers, cost_band, group_flags,
+                             rank_by_score)
+
+LIST_SIZE = 25
+MONTH = "2026-11"
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def make_features(n: int = 300, *, seed: int = 0, practices=("P001", "P002", "P003")) -> pd.DataFrame:
+    """A features frame shaped like build_features output (index person_id, features, context, metadata)."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(0.0, index=pd.Index([f"id{i:04d}" for i in range(n)], name="person_id"),
+                     columns=list(FEATURE_NAMES) + list(CONTEXT_COLUMNS))
+    X[list(CONTEXT_COLUMNS)] = np.nan
+    X["age"] = rng.uniform(18, 98, n).round(2)
+    X["sex_female"] = rng.integers(0, 2, n).astype(float)
+    X["deprivation_decile"] = rng.integers(1, 11, n).astype(float)
+    X["emergency_admissions_0_3m"] = rng.poisson(0.3, n).astype(float)
+    X["emergency_admissions_3_12m"] = rng.poisson(0.6, n).astype(float)
+    X["ae_attendances_0_3m"] = rng.poisson(0.4, n).astype(float)
+    X["ae_attendances_3_12m"] = rng.poisson(1.0, n).astype(float)
+    X["emergency_bed_days_12m"] = (X["emergency_admissions_0_3m"] + X["emergency_admissions_3_12m"]) * 4
+    X["days_since_emergency_admission"] = np.where(X["emergency_admissions_0_3m"] > 0, 40, NO_EVENT_DAYS)
+    X["ltc_heart_failure"] = rng.binomial(1, 0.15, n).astype(float)
+    X["ltc_heart_failure_years"] = np.where(X["ltc_heart_failure"] > 0, rng.uniform(0.1, 12, n).round(1), np.nan)
+    X["ltc_copd"] = rng.binomial(1, 0.1, n).astype(float)
+    X["ltc_copd_years"] = np.where(X["ltc_copd"] > 0, rng.uniform(0.1, 12, n).round(1), np.nan)
+    X["ltc_count"] = X["ltc_heart_failure"] + X["ltc_copd"]
+    X["home_care_at_index"] = rng.binomial(1, 0.08, n).astype(float)
+    X["days_since_social_care_start"] = np.where(X["home_care_at_index"] > 0, rng.integers(10, 700, n), NO_EVENT_DAYS)
+    X["cost_total_12m"] = rng.gamma(1.0, 800, n).round(2) + 2_000 * X["emergency_admissions_3_12m"]
+    X["practice_id"] = pd.array(rng.choice(practices, n), dtype="string")
+    X["sex"] = np.where(X["sex_female"] > 0, "female", "male")
+    X["ethnicity_group"] = "white"
+    return X
+
+
+@pytest.fixture(scope="module")
+def features() -> pd.DataFrame:
+    return make_features()
+
+
+@pytest.fixture(scope="module")
+def model(features) -> RiskModel:
+    """A real LightGBM (small, fast) whose risk rises with admissions, age, heart failure and home care."""
+    import lightgbm as lgb
+
+    names = [c for c in FEATURE_NAMES if c not in ("years_since_first_ltc",)]
+    rng = np.random.default_rng(1)
+    logit = (-3 + 0.8 * features["emergency_admissions_0_3m"] + 0.4 * features["emergency_admissions_3_12m"]
+             + 0.03 * (features["age"] - 50) + 1.0 * features["ltc_heart_failure"] + 0.8 * features["home_care_at_index"])
+    y = rng.random(len(features)) < 1 / (1 + np.exp(-logit))
+    clf = lgb.LGBMClassifier(n_estimators=25, num_leaves=7, max_depth=4, min_child_samples=5, learning_rate=0.2,
+                             random_state=0, deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
+    clf.fit(features[names].astype("float64"), y.astype(int))
+    return RiskModel("lightgbm", "emergency_admission", names, clf)
+
+
+def score_month(features: pd.DataFrame, model: RiskModel, *, previous=None, month=MONTH, fraction=0.1):
+    """The batch job's pure half, as lists.py documents it."""
+    population = lists.rank_population(features, model.predict_risk(features),
+                                       predicted_cost=features["cost_total_12m"] * 1.1)
+    ids = population.loc[lists.listed_mask(population, list_size=LIST_SIZE), "person_id"]
+    shap, base = model.contributions(features.loc[ids])
+    check_additivity(shap, base, model.raw_score(features.loc[ids]))
+    population = lists.mark_lists(population, list_size=LIST_SIZE, month=month, previous=previous,
+                                  reasons=top_reasons(shap, features.loc[ids]), holdout_fraction=fraction, seed=42)
+    return population
+
+
+def write(out, population, *, previous=None, reidentify=None, manifest=None):
+    return lists.write_month(
+        out, population=population, practice_lists=lists.practice_lists(population, list_size=LIST_SIZE),
+        summary=lists.commissioner_summary(population, list_size=LIST_SIZE, groups=DEFAULT_GROUPS),
+        manifest=manifest or {"as_of": "2026-11-01", "models": {"emergency_admission": {"version": "3"}}},
+        reidentify=reidentify, changes=lists.changes_since(previous, population, list_size=LIST_SIZE))
+
+
+# ----------------------------------------------------------------------------- tiers
+
+
+def test_tiers_of_1000_people_follow_the_pyramid():
+    rng = np.random.default_rng(3)
+    risk = pd.Series(rng.random(1000), index=[f"id{i}" for i in range(1000)])
+    tiers = assign_tiers(risk)
+    assert tiers.value_counts().reindex(["very high", "high", "moderate", "low"]).tolist() == [5, 45, 150, 800]
+    assert list(tiers.cat.categories) == ["very high", "high", "moderate", "low"] and tiers.cat.ordered
+    # Every person in a higher tier has a higher risk than everyone in a lower one.
+    lowest = risk.groupby(tiers, observed=True).min()
+    highest = risk.groupby(tiers, observed=True).max()
+    assert lowest["very high"] > highest["high"] and lowest["high"] > highest["moderate"]
+    assert lowest["moderate"] > highest["low"]
+    assert set(risk.nlargest(5).index) == set(tiers[tiers == "very high"].index)
+
+
+def test_ties_are_broken_by_person_id_whatever_the_row_order():
+    risk = pd.Series([0.5] * 10, index=[f"id{i}" for i in range(10)])
+    cutoffs = {"very high": 0.1, "high": 0.3}
+    tiers = assign_tiers(risk, cutoffs=cutoffs)
+    assert tiers["id0"] == "very high" and tiers[["id1", "id2"]].eq("high").all()
+    shuffled = risk.sample(frac=1, random_state=1)
+    assert assign_tiers(shuffled, cutoffs=cutoffs).reindex(risk.index).equals(tiers)
+    assert rank_by_score(shuffled).reindex(risk.index).tolist() == list(range(1, 11))
+
+
+@pytest.mark.parametrize("cutoffs, match", [
+    ({"very high": 0.05, "high": 0.005}, "increase"),
+    ({"high": 0.0}, r"\(0, 1\)"),
+    ({"high": 1.2}, r"\(0, 1\)"),
+    ({"high": 0.05, "low": 0.5}, "rest of the population"),
+    ({}, "empty"),
+])
+def test_bad_tier_cutoffs_are_refused(cutoffs, match):
+    with pytest.raises(ValueError, match=match):
+        assign_tiers(pd.Series([0.1, 0.2]), cutoffs=cutoffs)
+
+
+def test_missing_risk_cannot_be_tiered():
+    with pytest.raises(ValueError, match="NaN"):
+        assign_tiers(pd.Series([0.1, np.nan]))
+
+
+# ----------------------------------------------------------------------------- priority groups
+
+
+def people(**columns) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    base = {"age": [60.0] * n, "emergency_admissions_0_3m": [0] * n, "emergency_admissions_3_12m": [0] * n,
+            "ae_attendances_0_3m": [0] * n, "ae_attendances_3_12m": [0] * n, "cost_total_12m": [100.0] * n}
+    return pd.DataFrame({**base, **columns}, index=[f"id{i}" for i in range(n)])
+
+
+@pytest.mark.parametrize("age, groups", [
+    (39.9, ""), (40.0, "prevention 40–55"), (55.0, "prevention 40–55"), (55.9, "prevention 40–55"),
+    (56.0, ""), (84.9, ""), (85.0, "care provision 85+"), (101.0, "care provision 85+"),
+])
+def test_age_groups_use_completed_years_inclusive(age, groups):
+    rules = [g for g in DEFAULT_GROUPS if g.min_age is not None]
+    assert assign_groups(people(age=[age]), groups=rules).iloc[0] == groups
+
+
+def test_frequent_users_need_3_admissions_or_5_ae_visits_in_the_past_year():
+    frame = people(emergency_admissions_0_3m=[1, 1, 0, 0, 0, np.nan],
+                   emergency_admissions_3_12m=[2, 1, 0, 0, 0, np.nan],
+                   ae_attendances_0_3m=[0, 0, 2, 2, 0, 5],
+                   ae_attendances_3_12m=[0, 0, 3, 2, 0, 0])
+    flags = group_flags(frame, groups=[DEFAULT_GROUPS[3]])["frequent users"]
+    assert flags.tolist() == [True, False, True, False, False, True]
+
+
+def test_high_cost_is_top_5_percent_of_predicted_or_past_cost():
+    n = 100
+    predicted = np.arange(n, dtype=float)          # top 5 predicted: id95..id99
+    past = np.arange(n, dtype=float)[::-1].copy()  # top 5 past: id0..id4
+    frame = people(age=[60.0] * n, cost_total_12m=past, predicted_cost=predicted)
+    rule = [g for g in DEFAULT_GROUPS if g.name == "high-cost individuals"]
+    members = set(frame.index[group_flags(frame, groups=rule).iloc[:, 0]])
+    assert members == {f"id{i}" for i in (0, 1, 2, 3, 4, 95, 96, 97, 98, 99)}
+    # Without a predicted cost in pounds the high-cost model's risk ranks people instead.
+    by_risk = frame.drop(columns="predicted_cost").assign(high_cost_risk=predicted / n)
+    assert set(by_risk.index[group_flags(by_risk, groups=rule).iloc[:, 0]]) == members
+    # match="all": both conditions at once - nobody here.
+    both = GroupRule(name="both", top_fraction_predicted_cost=0.05, top_fraction_past_cost=0.05, match="all")
+    assert not group_flags(frame, groups=[both]).iloc[:, 0].any()
+
+
+def test_a_person_can_be_in_several_groups():
+    frame = people(age=[88.0, 45.0], emergency_admissions_0_3m=[3, 0], cost_total_12m=[0.0, 0.0])
+    rules = [g for g in DEFAULT_GROUPS if g.name != "high-cost individuals"]
+    assert assign_groups(frame, groups=rules).tolist() == ["care provision 85+; frequent users", "prevention 40–55"]
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"name": "x", "min_age": 40, "maximum_age": 55}, "Extra inputs"),
+    ({"name": "nobody"}, "no condition"),
+    ({"name": "x", "min_age": 60, "max_age": 50}, "above max_age"),
+    ({"name": "a;b", "min_age": 60}, "must not contain"),
+    ({"name": "x", "top_fraction_past_cost": 5}, "less than 1"),
+])
+def test_group_rules_fail_loudly(config, match):
+    with pytest.raises(ValueError, match=match):
+        GroupRule.model_validate(config)
+
+
+@pytest.mark.parametrize("cost, band", [(0, "under £1k"), (999.99, "under £1k"), (1_000, "£1k–5k"),
+                                        (19_999, "£5k–20k"), (20_000, "£20k+"), (np.nan, None)])
+def test_cost_bands(cost, band):
+    got = cost_band(pd.Series([cost])).iloc[0]
+    assert (pd.isna(got) and band is None) or got == band
+
+
+# ----------------------------------------------------------------------------- reasons
+
+
+def hand_made_explanations():
+    names = ["age", "sex_female", "emergency_admissions_0_3m", "ltc_heart_failure", "home_care_at_index",
+             "ae_attendances_3_12m"]
+    feats = pd.DataFrame({
+        "age": [82.0, 45.0], "sex_female": [1.0, 0.0], "emergency_admissions_0_3m": [3.0, 0.0],
+        "ltc_heart_failure": [1.0, 0.0], "home_care_at_index": [1.0, 0.0], "ae_attendances_3_12m": [2.0, 1.0],
+        "ltc_heart_failure_years": [4.2, np.nan], "days_since_social_care_start": [61.0, NO_EVENT_DAYS],
+    }, index=pd.Index(["alice", "bob"], name="person_id"))
+    shap = pd.DataFrame([
+        # alice: sex has the largest SHAP but is never a reason; age lowers her risk (negative).
+        [-0.30, 0.50, 0.60, 0.30, 0.20, 0.01],
+        # bob: nothing raises his risk.
+        [-0.20, -0.10, -0.05, 0.0, 0.0, -0.01],
+    ], index=feats.index, columns=names)
+    return shap, feats
+
+
+def test_reasons_use_the_persons_own_values_and_shares():
+    shap, feats = hand_made_explanations()
+    r = top_reasons(shap, feats, n=3)
+    total = 0.50 + 0.60 + 0.30 + 0.20 + 0.01  # positive SHAP only
+    assert r.loc["alice", "reason_1"] == f"3 emergency admissions in the last 3 months ({60 / total:.0f}%)"
+    assert r.loc["alice", "reason_2"] == f"heart failure (diagnosed 4 years ago) ({30 / total:.0f}%)"
+    assert r.loc["alice", "reason_3"] == f"receives home care, started 2 months ago ({20 / total:.0f}%)"
+    assert r.loc["alice", "reasons"] == "; ".join(r.loc["alice", ["reason_1", "reason_2", "reason_3"]])
+    assert r.loc["alice", "share_1"] == pytest.approx(0.60 / total)
+    assert r.loc["alice", ["share_1", "share_2", "share_3"]].sum() <= 1
+
+
+def test_reasons_never_show_what_lowers_risk():
+    shap, feats = hand_made_explanations()
+    r = top_reasons(shap, feats, n=5, min_share=0.0)
+    assert r.loc["bob", "reasons"] == "" and r.loc["bob", ["reason_1", "reason_2"]].isna().all()
+    assert not r["reasons"].str.contains("aged|female").any()
+    # The tiny A&E contribution (0.6%) shows only when min_share allows it.
+    assert "A&E" in r.loc["alice", "reasons"]
+    assert "A&E" not in top_reasons(shap, feats, n=5)["reasons"].loc["alice"]
+
+
+def test_reasons_and_shares_on_a_real_model(features, model):
+    shap, _ = model.contributions(features)
+    r = top_reasons(shap, features)
+    shares = r[["share_1", "share_2", "share_3"]]
+    assert (shares.sum(axis=1) <= 1 + 1e-12).all()
+    assert (shares.fillna(1) >= 0.05).all().all()
+    # The first reason is the person's largest positive contribution that can be put into words:
+    # everything ranked above it is unsayable (e.g. sex, or a count of zero).
+    checked = 0
+    for person in r.index[r["reason_1"].notna()][:60]:
+        row = shap.loc[person]
+        first = (row / row[row > 0].sum() - r.loc[person, "share_1"]).abs().idxmin()
+        assert r.loc[person, "reason_1"].startswith(
+            describe_value(first, features.loc[person, first] if first != "age" else np.floor(features.loc[person, "age"]),
+                           context=features.loc[person].to_dict()))
+        above = row.index[row > row[first]]
+        assert all(describe_value(f, features.loc[person, f], context=features.loc[person].to_dict()) is None
+                   for f in above)
+        checked += 1
+    assert checked == 60
+    # Ages are said in completed years, as the list's Age column shows them.
+    said = r["reasons"].str.extract(r"aged (\d+)")[0].dropna().astype(int)
+    assert (said == np.floor(features.loc[said.index, "age"]).astype(int)).all() and len(said)
+
+
+def test_shap_is_additive_and_native_equals_the_shap_package(features, model):
+    shap_values, base = model.contributions(features)
+    error = check_additivity(shap_values, base, model.raw_score(features))
+    assert error < 1e-6
+    import shap
+
+    explainer = shap.TreeExplainer(model.estimator.booster_)
+    package = explainer.shap_values(features[model.feature_names].astype("float64"))
+    package = package[1] if isinstance(package, list) else package
+    assert np.max(np.abs(package - shap_values.to_numpy())) < 1e-6
+
+
+def test_additivity_check_catches_mismatched_explanations(features, model):
+    shap_values, base = model.contributions(features.iloc[:10])
+    with pytest.raises(ValueError, match="differ from the raw score"):
+        check_additivity(shap_values, base, model.raw_score(features.iloc[:10]) + 0.01)
+
+
+# ----------------------------------------------------------------------------- population, opt-outs, hold-out
+
+
+def test_rank_population_ranks_everyone_and_within_each_practice(features, model):
+    pop = lists.rank_population(features, model.predict_risk(features))
+    assert pop["rank"].tolist() == list(range(1, len(features) + 1))
+    assert pop["risk"].is_monotonic_decreasing
+    for _, part in pop.groupby("practice_id"):
+        assert sorted(part["practice_rank"]) == list(range(1, len(part) + 1))
+        assert part.sort_values("practice_rank")["risk"].is_monotonic_decreasing
+    person = pop.iloc[0]
+    row = features.loc[person["person_id"]]
+    assert person["emergency_admissions_12m"] == row["emergency_admissions_0_3m"] + row["emergency_admissions_3_12m"]
+    assert pop["predicted_cost_band"].isna().all()
+
+
+def test_opted_out_people_are_removed_before_scoring_and_counted(features, model):
+    opted_out = {"id0003", "id0100", "not-in-data"}
+    kept, removed = lists.apply_opt_outs(features, opted_out)
+    assert removed == 2 and not kept.index.isin(list(opted_out)).any()
+    pop = lists.rank_population(kept, model.predict_risk(kept))
+    assert len(pop) == len(features) - 2 and not pop["person_id"].isin(opted_out).any()
+    # On an already ranked population the ranks close up.
+    full = lists.rank_population(features, model.predict_risk(features))
+    top = full.iloc[0]["person_id"]
+    after, n = lists.apply_opt_outs(full, {top})
+    assert n == 1 and after["rank"].tolist() == list(range(1, len(full)))
+    for _, part in after.groupby("practice_id"):
+        assert sorted(part["practice_rank"]) == list(range(1, len(part) + 1))
+
+
+def test_holdout_is_seeded_stable_and_per_practice(features, model):
+    pop = lists.rank_population(features, model.predict_risk(features))
+    flags = lists.holdout_flags(pop, list_size=LIST_SIZE, fraction=0.2, seed=7, month=MONTH)
+    again = lists.holdout_flags(pop.sample(frac=1, random_state=3), list_size=LIST_SIZE, fraction=0.2, seed=7,
+                                month=MONTH)
+    assert again.reindex(pop.index).equals(flags)
+    listed = lists.listed_mask(pop, list_size=LIST_SIZE)
+    assert not (flags & ~listed).any()
+    per_practice = flags.groupby(pop["practice_id"]).sum()
+    assert (per_practice == 5).all()  # 20% of 25 listed in each practice
+    other = lists.holdout_flags(pop, list_size=LIST_SIZE, fraction=0.2, seed=8, month=MONTH)
+    assert not other.equals(flags)
+    assert not lists.holdout_flags(pop, list_size=LIST_SIZE, fraction=0.0, seed=7, month=MONTH).any()
+    with pytest.raises(ValueError, match="hold-out fraction"):
+        lists.holdout_flags(pop, list_size=LIST_SIZE, fraction=1.0, seed=7, month=MONTH)
+
+
+# ----------------------------------------------------------------------------- changes
+
+
+def toy_population(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["person_id", "practice_id", "practice_rank", "tier"])
+    frame["tier"] = pd.Categorical(frame["tier"], categories=["very high", "high", "moderate", "low"], ordered=True)
+    return frame
+
+
+def test_month_over_month_changes():
+    before = toy_population([("a", "P1", 1, "high"), ("b", "P1", 2, "high"), ("c", "P1", 3, "moderate"),
+                             ("d", "P2", 1, "high")])
+    now = toy_population([("a", "P1", 1, "very high"), ("c", "P1", 2, "moderate"), ("b", "P1", 3, "moderate"),
+                          ("e", "P2", 1, "high"), ("d", "P1", 4, "high")])
+    ch = lists.changes_since(before, now, list_size=2).set_index(["practice_id", "person_id"])
+    assert set(ch.index) == {("P1", "a"), ("P1", "b"), ("P1", "c"), ("P2", "d"), ("P2", "e")}
+    assert ch.loc[("P1", "c"), "new_this_month"] and ch.loc[("P2", "e"), "new_this_month"]
+    assert ch.loc[("P1", "b"), "left"] and ch.loc[("P2", "d"), "left"]
+    assert not ch.loc[("P1", "a"), ["new_this_month", "left"]].any()
+    assert ch.loc[("P1", "a"), "tier_change"] == "high → very high"
+    assert ch.loc[("P1", "b"), "tier_change"] == "high → moderate"
+    # d moved to P1: the old practice gets no current information about them.
+    assert pd.isna(ch.loc[("P2", "d"), "tier"]) and pd.isna(ch.loc[("P2", "d"), "tier_change"])
+
+
+def test_first_month_everyone_listed_is_new_and_holdout_is_not_on_the_list():
+    now = toy_population([("a", "P1", 1, "high"), ("b", "P1", 2, "high"), ("c", "P1", 3, "low")])
+    ch = lists.changes_since(None, now, list_size=2)
+    assert ch["person_id"].tolist() == ["a", "b"] and ch["new_this_month"].all() and not ch["left"].any()
+    held = now.assign(holdout=[False, True, False])
+    assert lists.changes_since(None, held, list_size=2)["person_id"].tolist() == ["a"]
+
+
+def test_mark_lists_records_new_people_and_tier_moves(tmp_path, features, model):
+    first = score_month(features, model, month="2026-10", fraction=0.0)
+    assert first.loc[first["listed"], "new_this_month"].all() and not first.loc[~first["listed"], "new_this_month"].any()
+    assert first["tier_change"].isna().all()
+    assert first.loc[first["listed"], "reasons"].notna().all() and first.loc[~first["listed"], "reasons"].isna().all()
+    # Last month comes back from its own population.parquet; same data again: nobody new, nothing moved.
+    previous = pd.read_parquet(write(tmp_path / "2026-10", first) / "population.parquet")
+    same = score_month(features, model, previous=previous, month="2026-11", fraction=0.0)
+    assert not same["new_this_month"].any() and same["tier_change"].isna().all()
+    assert same["previous_tier"].eq(same["tier"].astype("str")).all()
+    # Next month the same people score higher in one practice: nobody new there, some move tier.
+    later = features.copy()
+    later["emergency_admissions_0_3m"] += np.where(later["practice_id"] == "P001", 2, 0)
+    second = score_month(later, model, previous=first, month="2026-11", fraction=0.0)
+    assert second["tier_change"].dropna().str.contains(" → ").all()
+    assert second["tier_change"].notna().any()
+
+
+# ----------------------------------------------------------------------------- tables and files
+
+
+def test_practice_list_holds_only_that_practice_without_the_holdout(features, model):
+    pop = score_month(features, model)
+    table = lists.practice_list(pop, "P002", list_size=LIST_SIZE)
+    mine = pop[pop["practice_id"] == "P002"]
+    assert set(table["Person ID"]) <= set(mine["person_id"])
+    held = set(mine.loc[mine["holdout"], "person_id"])
+    assert held and not held & set(table["Person ID"])
+    assert len(table) == LIST_SIZE - len(held)
+    assert table["Rank"].tolist() == list(range(1, len(table) + 1))
+    assert table["Risk (%)"].is_monotonic_decreasing
+    assert list(table.columns) == [c for c in lists.PRACTICE_LIST_COLUMNS if c != "High-cost risk (%)"]
+    assert table["Top reasons"].str.len().gt(0).all()
+    with pytest.raises(ValueError, match="nobody"):
+        lists.practice_list(pop, "P999", list_size=LIST_SIZE)
+
+
+def test_commissioner_summary_has_no_person_rows_and_adds_up(features, model):
+    pop = score_month(features, model)
+    summary = lists.commissioner_summary(pop, list_size=LIST_SIZE, groups=DEFAULT_GROUPS)
+    assert summary["practice_id"].tolist() == ["P001", "P002", "P003", "all practices"]
+    text = summary.to_csv()
+    assert not any(pid in text for pid in pop["person_id"])
+    total = summary.iloc[-1]
+    assert total["people"] == len(pop) == summary["people"].iloc[:-1].sum()
+    tier_cols = [c for c in summary if c.startswith("tier: ")]
+    assert (summary[tier_cols].sum(axis=1) == summary["people"]).all()
+    assert total["expected emergency admissions"] == pytest.approx(pop["risk"].sum(), abs=0.01)
+    p1 = pop[(pop["practice_id"] == "P001") & pop["listed"]]
+    assert summary.iloc[0]["expected PPV of list"] == pytest.approx(p1["risk"].mean(), abs=1e-4)
+    assert summary.iloc[0]["listed"] == LIST_SIZE and summary.iloc[0]["shown"] == LIST_SIZE - summary.iloc[0]["held out"]
+    assert "group: frequent users" in summary
+
+
+def read_practice_files(folder):
+    texts = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".xlsx":
+            import openpyxl
+
+            wb = openpyxl.load_workbook(path)
+            texts[path.name] = " ".join(str(c) for ws in wb for row in ws.iter_rows(values_only=True) for c in row)
+        else:
+            texts[path.name] = path.read_text(encoding="utf-8-sig")
+    return texts
+
+
+def test_each_practice_folder_holds_only_its_own_people(tmp_path, features, model):
+    pop = score_month(features, model)
+    out = write(tmp_path / "2026-11", pop)
+    practices = sorted(p.name for p in (out / "practices").iterdir())
+    assert practices == ["P001", "P002", "P003"]
+    for pid in practices:
+        files = read_practice_files(out / "practices" / pid)
+        assert set(files) == {"list.csv", "list.xlsx", "list.html", "changes.csv"}
+        others = pop.loc[pop["practice_id"] != pid, "person_id"]
+        for name, text in files.items():
+            leaked = [p for p in others if p in text]
+            assert not leaked, f"{pid}/{name} names other practices' people: {leaked[:3]}"
+        mine = pop.loc[(pop["practice_id"] == pid) & pop["listed"] & ~pop["holdout"], "person_id"]
+        assert all(p in files["list.html"] for p in mine)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["as_of"] == "2026-11-01" and "practices/P001/list.csv" in manifest["files"]
+    back = pd.read_parquet(out / "population.parquet")
+    assert len(back) == len(pop) and back["holdout"].sum() == pop["holdout"].sum()
+
+
+def test_rerun_of_the_same_month_gives_identical_parquet_and_csv(tmp_path, features, model):
+    first = write(tmp_path / "a", score_month(features, model))
+    second = write(tmp_path / "b", score_month(features, model))
+    names = sorted(p.relative_to(first).as_posix() for p in first.rglob("*")
+                   if p.suffix in (".parquet", ".csv", ".html"))
+    assert "population.parquet" in names and "summary.csv" in names
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_a_failure_mid_write_leaves_no_partial_month(tmp_path, features, model, monkeypatch):
+    pop = score_month(features, model)
+    target = tmp_path / "months" / "2026-11"
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(lists, "_write_xlsx", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write(target, pop)
+    assert list((tmp_path / "months").iterdir()) == []
+    # A month already written is left whole when its rewrite fails.
+    monkeypatch.undo()
+    write(target, pop)
+    before = sorted(p.relative_to(target) for p in target.rglob("*"))
+    monkeypatch.setattr(lists, "_write_xlsx", broken)
+    with pytest.raises(OSError):
+        write(target, pop)
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+    assert [p.name for p in (tmp_path / "months").iterdir()] == ["2026-11"]
+
+
+def test_reidentification_applies_only_to_that_practices_files(tmp_path, features, model):
+    pop = score_month(features, model)
+    p1 = pop.loc[pop["practice_id"] == "P001", "person_id"]
+    lookup = pd.DataFrame({"pseudonym": list(p1) + ["id9999"], "local_id": [f"NHS-{i}" for i in range(len(p1) + 1)]})
+    out = write(tmp_path / "m", pop, reidentify={"P001": lookup})
+    p1_list = pd.read_csv(out / "practices" / "P001" / "list.csv", dtype=str, keep_default_na=False)
+    assert list(p1_list.columns[:3]) == ["Rank", "Person ID", "Local ID"]
+    assert p1_list["Local ID"].str.startswith("NHS-").all()
+    for pid in ("P002", "P003"):
+        assert "NHS-" not in "".join(read_practice_files(out / "practices" / pid).values())
+    assert "NHS-" not in (out / "summary.csv").read_text()
+    assert "local_id" not in pd.read_parquet(out / "population.parquet").columns
+    with pytest.raises(ValueError, match="without a list"):
+        write(tmp_path / "n", pop, reidentify={"P777": lookup})
+
+
+def test_write_month_refuses_a_list_with_another_practices_person(tmp_path, features, model):
+    pop = score_month(features, model)
+    tables = lists.practice_lists(pop, list_size=LIST_SIZE)
+    stray = tables["P002"].iloc[:1]
+    tables["P001"] = pd.concat([tables["P001"], stray], ignore_index=True)
+    with pytest.raises(ValueError, match="not its patients"):
+        lists.write_month(tmp_path / "m", population=pop, practice_lists=tables,
+                          summary=lists.commissioner_summary(pop, list_size=LIST_SIZE), manifest={})
+    assert not (tmp_path / "m").exists()
+
+
+def test_html_is_self_contained_and_explains_itself(tmp_path, features, model):
+    pop = score_month(features, model)
+    page = (write(tmp_path / "m", pop) / "practices" / "P001" / "list.html").read_text()
+    assert "http://" not in page and "https://" not in page and "src=" not in page and "<link" not in page
+    assert "<script>" in page and "<style>" in page and "How to read this list" in page
+    assert "does not reduce admissions" in page and "very high" in page and "Top reasons" in page
+    assert "held back at random" in page and "On this list, by tier" in page
+    assert "model version 3" in page.lower() or "version 3" in page
+
+
+def test_excel_sheet_is_formatted_for_coordinators(tmp_path, features, model):
+    import openpyxl
+
+    pop = score_month(features, model)
+    out = write(tmp_path / "m", pop)
+    ws = openpyxl.load_workbook(out / "practices" / "P003" / "list.xlsx")["List"]
+    header = [c.value for c in ws[1]]
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref
+    assert ws[1][0].font.bold
+    risk = ws.cell(2, header.index("Risk (%)") + 1)
+    csv = pd.read_csv(out / "practices" / "P003" / "list.csv")
+    assert risk.number_format == "0.0%" and risk.value == pytest.approx(csv["Risk (%)"].iloc[0] / 100)
+    assert ws.column_dimensions["A"].width >= 8
