@@ -149,6 +149,56 @@ class TrainConfig(_Strict):
         return self.tracking.registered_model or "riskstrat-" + self.target.name.replace("_", "-")
 
 
+class ScoringModelsConfig(_Strict):
+    risk: str = Field("riskstrat-emergency-admission", description="Registered model that ranks and explains.")
+    high_cost: str | None = Field("riskstrat-high-cost", description="Registered high-cost model (None: skip).")
+    alias: str = "champion"
+
+
+class ListsConfig(_Strict):
+    list_size: int = Field(100, ge=1, description="People per practice list (before the hold-out).")
+    reasons: int = Field(3, ge=1, le=10, description="Reasons shown per person.")
+    holdout_fraction: float = Field(0.0, ge=0, lt=0.5,
+                                    description="Share of each practice's listed people not shown this month.")
+    holdout_seed: int = 42
+    tiers: dict[str, float] = Field(default_factory=lambda: {"very high": 0.005, "high": 0.05, "moderate": 0.20})
+    groups: list[dict] | None = Field(None, description="Priority groups; default: prevention 40-55, care "
+                                                        "provision 85+, high-cost individuals, frequent users.")
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_increase(cls, v: dict[str, float]) -> dict[str, float]:
+        from riskstrat.tiers import check_tier_cutoffs
+
+        return check_tier_cutoffs(v)
+
+    @field_validator("groups")
+    @classmethod
+    def _valid_groups(cls, v):
+        from riskstrat.tiers import GroupRule
+
+        if v is not None:
+            for g in v:
+                GroupRule.model_validate(g)
+        return v
+
+
+class ScoringConfig(_Strict):
+    """Everything one monthly scoring run needs."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    cohort: CohortConfig = Field(default_factory=CohortConfig)
+    models: ScoringModelsConfig = Field(default_factory=ScoringModelsConfig)
+    lists: ListsConfig = Field(default_factory=ListsConfig)
+    opt_out_file: Path | None = Field(None, description="Pseudonymised ids to exclude, one per line or a CSV "
+                                                        "with a person_id column.")
+    reidentify_dir: Path | None = Field(None, description="Folder of practice lookups <practice_id>.csv "
+                                                          "(person_id, local_id), applied to that practice only.")
+    output_dir: Path = Path("riskstrat-output/lists")
+    chunk_size: int = Field(200_000, ge=1000, description="People predicted / explained per chunk.")
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="riskstrat-scoring"))
+
+
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message says where and why."""
 

@@ -59,3 +59,15 @@ def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None
         else:
             result.champions[target] = (name, current, False)
     return result
+
+
+def run_demo_scoring(meta: dict, *, data_dir: Path = DEMO_DATA, stage: Callable[[str], None]) -> dict:
+    """Score the demo population the day after its extract ends, with the champions."""
+    import pandas as pd
+
+    from riskstrat.config import ScoringConfig, load_config
+    from riskstrat.pipelines import run_scoring
+
+    cfg = load_config(None, [f"data.path={data_dir}", "lists.holdout_fraction=0.1"], model=ScoringConfig)
+    as_of = pd.Timestamp(meta["extract_end"]) + pd.Timedelta(days=1)
+    return run_scoring(cfg, as_of, stage=stage)

@@ -74,3 +74,173 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
                                            features=features, config_dict=config_to_dict(cfg), data_summary=summary)
         stage(f"logged run {logged.run_id}; registered {logged.model_name} version {logged.model_version}")
     return TrainingRun(result, logged)
+
+
+# --------------------------------------------------------------------------------------------
+# Monthly scoring
+
+
+class ModelDataMismatchError(ValueError):
+    """The data cannot give the features a model was trained on."""
+
+
+def check_features_match(model, features: pd.DataFrame, records: LinkedRecords) -> None:
+    """Every model feature must be buildable from this data: same names, and its source present."""
+    from riskstrat.features import feature
+
+    missing = [f for f in model.feature_names if f not in features.columns]
+    if missing:
+        raise ModelDataMismatchError(f"model {model.target} expects features this version of riskstrat does "
+                                     f"not build: {missing[:8]}")
+    absent = sorted({feature(f).source for f in model.feature_names
+                     if feature(f).source != "persons" and not records.has(feature(f).source)})
+    if absent:
+        raise ModelDataMismatchError(
+            f"the {model.target} model was trained with data from {', '.join(absent)}, which this data set lacks; "
+            f"score with data that has it or train a model without it (data.exclude_sources)")
+
+
+def read_opt_outs(path) -> set[str]:
+    """Pseudonymised ids from a file: one per line, or a CSV with a person_id column."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: opt-out file not found")
+    text = path.read_text(encoding="utf-8-sig").splitlines()
+    if text and text[0].strip().lower() in ("person_id", "pseudonym", "id") or "," in (text[0] if text else ""):
+        frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+        column = next((c for c in frame.columns if c.strip().lower() in ("person_id", "pseudonym", "id")), None)
+        if column is None:
+            raise ValueError(f"{path}: a CSV opt-out file needs a person_id column; found {list(frame.columns)}")
+        return set(frame[column].dropna().str.strip())
+    return {line.strip() for line in text if line.strip()}
+
+
+def read_reidentification(folder, practices) -> dict[str, pd.DataFrame]:
+    """Practice-supplied lookups ``<practice_id>.csv`` (person_id, local_id) for the practices listed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: re-identification folder not found")
+    lookups = {}
+    for pid in practices:
+        path = folder / f"{pid}.csv"
+        if path.exists():
+            lookups[str(pid)] = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+    return lookups
+
+
+def previous_month(output_dir, month: str) -> tuple[str | None, pd.DataFrame | None]:
+    """The latest earlier month's population in ``output_dir`` (folders named YYYY-MM)."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None, None
+    earlier = sorted(p.name for p in root.iterdir()
+                     if p.is_dir() and len(p.name) == 7 and p.name < month and (p / "population.parquet").exists())
+    if not earlier:
+        return None, None
+    return earlier[-1], pd.read_parquet(root / earlier[-1] / "population.parquet")
+
+
+def _chunked(fn, frame: pd.DataFrame, size: int):
+    import numpy as np
+
+    return np.concatenate([fn(frame.iloc[i:i + size]) for i in range(0, len(frame), size)]) if len(frame) else \
+        np.zeros(0)
+
+
+def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | None = None) -> dict:
+    """Score everyone as of ``as_of`` with the champion models and write the month's lists.
+
+    Returns the manifest (also written as ``manifest.json`` and logged to MLflow).
+    """
+    import time
+
+    import numpy as np
+
+    import riskstrat
+    from riskstrat import lists, tracking
+    from riskstrat.features import build_features
+    from riskstrat.io import data_fingerprint
+    from riskstrat.reasons import check_additivity, top_reasons
+    from riskstrat.tiers import DEFAULT_GROUPS, GroupRule
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    as_of = pd.Timestamp(as_of).normalize()
+    month = as_of.strftime("%Y-%m")
+    risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri)
+    cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri)
+            if cfg.models.high_cost else None)
+    stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
+    records = records if records is not None else load_data(cfg.data, stage=stage)
+    timings["load"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    features = build_features(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    for model in [risk] + ([cost] if cost else []):
+        check_features_match(model.risk_model, features, records)
+    n_eligible = len(features)
+    opted_out = read_opt_outs(cfg.opt_out_file) if cfg.opt_out_file else set()
+    features, n_opted_out = lists.apply_opt_outs(features, opted_out)
+    timings["features"] = time.perf_counter() - t
+    stage(f"features as of {as_of.date()}: {n_eligible:,} eligible people, {n_opted_out:,} removed (opted out)")
+
+    t = time.perf_counter()
+    size = cfg.chunk_size
+    risk_values = _chunked(risk.risk_model.predict_risk, features, size)
+    high_cost_risk = predicted_cost = None
+    if cost:
+        high_cost_risk = _chunked(cost.risk_model.predict_risk, features, size)
+        if cost.risk_model.cost_estimator is not None:
+            predicted_cost = _chunked(cost.risk_model.predict_cost, features, size)
+    groups = [GroupRule.model_validate(g) for g in cfg.lists.groups] if cfg.lists.groups else DEFAULT_GROUPS
+    population = lists.rank_population(features, risk_values, high_cost_risk=high_cost_risk,
+                                       predicted_cost=predicted_cost, tier_cutoffs=cfg.lists.tiers, groups=groups)
+    timings["prediction"] = time.perf_counter() - t
+
+    # Explain the people who go on lists (exact TreeSHAP is ~1000x slower than prediction).
+    t = time.perf_counter()
+    listed = population.loc[lists.listed_mask(population, list_size=cfg.lists.list_size), "person_id"]
+    explain = features.loc[listed.to_numpy()]
+    parts, max_error = [], 0.0
+    for i in range(0, len(explain), size):
+        chunk = explain.iloc[i:i + size]
+        shap_values, base = risk.risk_model.contributions(chunk)
+        max_error = max(max_error, check_additivity(shap_values, base, risk.risk_model.raw_score(chunk)))
+        parts.append(top_reasons(shap_values, chunk, n=cfg.lists.reasons))
+    reasons = pd.concat(parts) if parts else None
+    timings["shap"] = time.perf_counter() - t
+    stage(f"explained {len(explain):,} listed people (SHAP additivity error {max_error:.1e})")
+
+    t = time.perf_counter()
+    prev_month, prev = previous_month(cfg.output_dir, month)
+    population = lists.mark_lists(population, list_size=cfg.lists.list_size, month=month, previous=prev,
+                                  reasons=reasons, holdout_fraction=cfg.lists.holdout_fraction,
+                                  seed=cfg.lists.holdout_seed)
+    practice_lists = lists.practice_lists(population, list_size=cfg.lists.list_size)
+    summary = lists.commissioner_summary(population, list_size=cfg.lists.list_size, groups=groups)
+    changes = lists.changes_since(prev, population, list_size=cfg.lists.list_size)
+    reidentify = read_reidentification(cfg.reidentify_dir, practice_lists) if cfg.reidentify_dir else None
+    from riskstrat.config import config_to_dict
+
+    tier_counts = population["tier"].astype(str).value_counts().to_dict()
+    manifest = {
+        "as_of": str(as_of.date()), "month": month, "package_version": riskstrat.__version__,
+        "models": {m.name: {"version": m.version, "run_id": m.run_id, "alias": m.alias}
+                   for m in [risk] + ([cost] if cost else [])},
+        "data": data_fingerprint(cfg.data.path), "config": config_to_dict(cfg),
+        "counts": {"eligible": n_eligible, "opted_out_removed": n_opted_out, "scored": len(population),
+                   "listed": int(population["listed"].sum()), "held_out": int(population["holdout"].sum()),
+                   "practices": len(practice_lists), "tiers": tier_counts,
+                   "new_this_month": int(population["new_this_month"].sum())},
+        "previous_month": prev_month, "shap_additivity_max_error": max_error,
+    }
+    out_dir = Path(cfg.output_dir) / month
+    manifest["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    lists.write_month(out_dir, population=population, practice_lists=practice_lists, summary=summary,
+                      manifest=manifest, reidentify=reidentify, changes=changes)
+    timings["writing"] = time.perf_counter() - t
+    manifest["timings_seconds"]["writing"] = round(timings["writing"], 3)
+    manifest["output_dir"] = str(out_dir)
+    tracking.log_scoring_run(manifest, summary, cfg)
+    stage(f"wrote {len(practice_lists)} practice lists to {out_dir}")
+    return manifest

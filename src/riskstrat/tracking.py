@@ -227,3 +227,21 @@ def load_champion_version(name: str, *, alias: str = "champion", uri: str | None
         return str(MlflowClient().get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
+
+
+def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg) -> str:
+    """Log a scoring run: the manifest and the commissioners' aggregates only (no person rows)."""
+    import mlflow
+
+    configure(cfg.tracking.uri)
+    experiment_id = _experiment(cfg.tracking.experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"scoring {manifest['as_of']}") as run:
+        mlflow.set_tags({"riskstrat.kind": "scoring", "riskstrat.as_of": manifest["as_of"]})
+        mlflow.log_params({f"model.{name}": f"{m['version']} ({m['run_id']})" for name, m in manifest["models"].items()})
+        counts = {k: v for k, v in manifest["counts"].items() if isinstance(v, (int, float))}
+        counts.update({f"tier.{k}": v for k, v in manifest["counts"]["tiers"].items()})
+        mlflow.log_metrics({f"count.{k}": float(v) for k, v in counts.items()})
+        mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in manifest["timings_seconds"].items()})
+        mlflow.log_dict(manifest, "manifest.json")
+        mlflow.log_text(summary.to_csv(index=False), "summary.csv")
+        return run.info.run_id

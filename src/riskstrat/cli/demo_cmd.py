@@ -36,8 +36,16 @@ def demo(
     result = run_demo_training(data_dir=DEMO_DATA, stage=stage)
     for target, run in result.runs.items():
         print_comparison(run.result, title=f"{target.replace('_', ' ')}: temporal test set")
+    from riskstrat.demo import run_demo_scoring
+
+    manifest = run_demo_scoring(meta, stage=stage)
     for target, (name, version, new) in result.champions.items():
         out.print(f"{name}@champion = version {version}" + (" (promoted now)" if new else " (kept; new version "
                   f"{result.runs[target].logged.model_version} registered, promote it with riskstrat promote)"))
+    c = manifest["counts"]
+    first = sorted(Path(manifest["output_dir"], "practices").iterdir())[0]
+    out.print(f"Lists for {manifest['month']}: {c['listed']:,} people listed in {c['practices']} practices "
+              f"({c['held_out']:,} held out for impact evaluation) in {manifest['output_dir']}")
+    out.print(f"  open one: {first / 'list.html'}  (also list.xlsx, list.csv; summary.csv for commissioners)")
     out.print(f"MLflow: {tracking_uri()}  (browse: mlflow ui --backend-store-uri {tracking_uri()})")
     out.print(f"done in {time.perf_counter() - t0:.0f}s")

@@ -1,0 +1,51 @@
+"""`riskstrat score`: the monthly batch job."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import typer
+
+from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.progress import Stage
+
+
+@app.command()
+def score(
+    as_of: str = typer.Option(..., "--as-of", help="Score as of this date (YYYY-MM-DD); the lists are for its month."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML scoring configuration (see configs/scoring.yaml)."),
+    data: Path = typer.Option(None, "--data", help="Data folder (overrides data.path)."),
+    out_dir: Path = typer.Option(None, "--out", help="Output root (overrides output_dir); the month goes in YYYY-MM/."),
+    overrides: list[str] = typer.Option([], "--set", help="Override one setting, e.g. --set lists.list_size=50."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
+) -> None:
+    """Score the whole population with the champion models, rank it, explain the listed people
+    and write per-practice case-finding lists (CSV, Excel, HTML), a commissioners' summary and a
+    manifest, all at once.
+
+    Example: riskstrat score --config configs/scoring.yaml --as-of 2026-11-01
+    """
+    from riskstrat.config import ConfigError, ScoringConfig, load_config
+    from riskstrat.io import DataFileError
+    from riskstrat.pipelines import run_scoring
+    from riskstrat.tracking import RegistryError
+    from riskstrat.validate import ValidationError
+
+    try:
+        date = dt.date.fromisoformat(as_of)
+    except ValueError:
+        fail(f"--as-of {as_of!r} is not a date like 2026-11-01")
+    extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={out_dir}"] if out_dir else [])
+    try:
+        cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
+        manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet))
+    except ValidationError as exc:
+        fail(f"the data failed validation; nothing was written:\n{exc}")
+    except (ConfigError, DataFileError, RegistryError, FileNotFoundError, ValueError) as exc:
+        fail(f"{exc}\nnothing was written")
+    c = manifest["counts"]
+    models = ", ".join(f"{n} v{m['version']}" for n, m in manifest["models"].items())
+    out.print(f"{manifest['month']}: scored {c['scored']:,} people ({c['opted_out_removed']:,} opted out removed) with "
+              f"{models}; {c['listed']:,} listed in {c['practices']} practices ({c['held_out']:,} held out, "
+              f"{c['new_this_month']:,} new) -> {manifest['output_dir']}")
