@@ -14,7 +14,7 @@ from riskstrat.config import load_config
 from riskstrat.pipelines import run_training
 from riskstrat.synth import write_population
 
-SMALL = ["index_dates.train=[2023-11-01, 2024-02-01]", "index_dates.test=2024-11-01",
+SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
          "evaluation.n_bootstrap=20", "model.lightgbm.n_estimators=60"]
 
 

@@ -144,6 +144,17 @@ class TrainConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
+    @model_validator(mode="after")
+    def _label_windows_end_by_test(self) -> "TrainConfig":
+        horizon = dt.timedelta(days=self.target.horizon_days)
+        late = [d for d in self.index_dates.train if d + horizon > self.index_dates.test]
+        if late:
+            raise ValueError(
+                f"training index dates {[str(d) for d in late]} have label windows ({self.target.horizon_days} days) "
+                f"that run past the test date {self.index_dates.test}: training would see outcomes from the test "
+                f"period; use dates on or before {self.index_dates.test - horizon}")
+        return self
+
     @property
     def registered_model_name(self) -> str:
         return self.tracking.registered_model or "riskstrat-" + self.target.name.replace("_", "-")
@@ -244,6 +255,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     raw = _merge(raw, parse_overrides(overrides or []))
+    if overrides:
+        where += " with --set overrides"
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -180,11 +180,29 @@ def feature_table() -> pd.DataFrame:
 # Building
 
 
+def age_on(birth_date: pd.Series, when) -> pd.Series:
+    """Age in years on ``when``: completed years (so a birthday counts on the day) plus the
+    fraction of the current year of life.
+
+    >>> age_on(pd.Series(pd.to_datetime(["2006-01-01"])), "2024-01-01").tolist()
+    [18.0]
+    """
+    t = pd.Timestamp(when)
+    b = birth_date
+    before_birthday = (b.dt.month > t.month) | ((b.dt.month == t.month) & (b.dt.day > t.day))
+    years = t.year - b.dt.year - before_birthday.astype("int64")
+    # 29 February birthdays fall on 28 February in common years.
+    last = pd.to_datetime({"year": b.dt.year + years, "month": b.dt.month,
+                           "day": b.dt.day.where(~((b.dt.month == 2) & (b.dt.day == 29)), 28)}, errors="coerce")
+    fraction = ((t - last).dt.days / 365.25).clip(0, 0.9999)
+    return (years + fraction).astype("float64")
+
+
 def eligible_persons(records: LinkedRecords, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
     """Persons alive and registered on ``index_date`` within the age range, with their age."""
     t = pd.Timestamp(index_date)
     p = records.persons
-    age = (t - p["birth_date"]).dt.days / 365.25
+    age = age_on(p["birth_date"], t)
     alive = p["death_date"].isna() | (p["death_date"] >= t)
     registered = (p["registration_start"].isna() | (p["registration_start"] <= t)) & (
         p["registration_end"].isna() | (p["registration_end"] >= t))

@@ -1,0 +1,61 @@
+"""Shared helpers: hand-made linked records in canonical dtypes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from riskstrat.records import LinkedRecords
+from riskstrat.schema import TABLES, empty_table, pandas_dtype
+
+# Defaults for hand-made persons rows, so a test only writes what it is about.
+PERSON_DEFAULTS = {"sex": "female", "deprivation_decile": 5, "ethnicity_group": "white", "practice_id": "P00001"}
+
+
+def canonical_table(name: str, rows: list[dict]) -> pd.DataFrame:
+    """A canonical table ``name`` from a list of row dicts (missing columns are blank).
+
+    Dates may be given as "YYYY-MM-DD" text or Timestamps. Codes outside the reference lists
+    raise instead of silently becoming missing.
+    """
+    if name == "persons":
+        rows = [{**PERSON_DEFAULTS, **r} for r in rows]
+    unknown = {k for r in rows for k in r} - set(TABLES[name].column_names)
+    if unknown:
+        raise KeyError(f"{name} has no columns {sorted(unknown)}")
+    columns = {}
+    for col in TABLES[name].columns:
+        values = [r.get(col.name) for r in rows]
+        dtype = pandas_dtype(col)
+        if col.kind == "date":
+            series = pd.Series(pd.to_datetime(pd.Series(values, dtype=object)), dtype="datetime64[s]")
+        elif col.kind == "category":
+            bad = [v for v in values if v is not None and v not in col.categories]
+            if bad:
+                raise ValueError(f"{name}.{col.name}: codes {bad} are not in the reference list")
+            series = pd.Series(values, dtype=dtype)
+        elif col.kind in ("int", "bool"):
+            series = pd.Series(pd.array(values, dtype=dtype))
+        else:
+            series = pd.Series(values, dtype=dtype)
+        columns[col.name] = series.reset_index(drop=True)
+    df = pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
+    assert df.dtypes.equals(empty_table(name).dtypes), (df.dtypes, empty_table(name).dtypes)
+    return df
+
+
+def linked_records(**tables: list[dict]) -> LinkedRecords:
+    """LinkedRecords from row dicts per table: ``linked_records(persons=[...], gp_contacts=[...])``."""
+    return LinkedRecords({name: canonical_table(name, rows) for name, rows in tables.items()})
+
+
+@pytest.fixture(scope="session")
+def make_records():
+    """The :func:`linked_records` builder, as a fixture (session-scoped so Hypothesis tests can use it)."""
+    return linked_records
+
+
+@pytest.fixture(scope="session")
+def make_table():
+    """The :func:`canonical_table` builder, as a fixture."""
+    return canonical_table

@@ -1,0 +1,147 @@
+"""The training design: people split once by a seeded hash, training dates before the test date."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskstrat.config import ConfigError, load_config
+from riskstrat.records import LinkedRecords
+from riskstrat.schema import TABLES
+from riskstrat.synth import generate_population
+from riskstrat.train import assemble, person_groups, selected_features, suggest_index_dates
+
+# generate_population(start="2021-11-01", years=4) ends on 2025-10-31: a test date of 2024-11-01 has
+# its full year of follow-up, and training dates a year or more earlier have horizons that end by it.
+TRAIN_DATES = ["2023-08-01", "2023-11-01"]
+TEST_DATE = "2024-11-01"
+
+
+def config(train=TRAIN_DATES, test=TEST_DATE, *more: str):
+    return load_config(None, [f"index_dates.train=[{', '.join(train)}]", f"index_dates.test={test}", *more])
+
+
+# ----------------------------------------------------------------------------- person groups
+
+
+@pytest.fixture(scope="module")
+def ids() -> list[str]:
+    return [f"person-{i:05d}" for i in range(10_000)]
+
+
+def test_person_groups_are_deterministic_with_the_requested_fractions(ids):
+    groups = person_groups(ids, test_fraction=0.3, calibration_fraction=0.15, seed=42)
+    pd.testing.assert_series_equal(groups, person_groups(ids, test_fraction=0.3, calibration_fraction=0.15, seed=42))
+    assert list(groups.index) == ids  # one group per person
+    shares = groups.value_counts(normalize=True)
+    assert set(shares.index) == {"train", "calibration", "test"}
+    assert shares["test"] == pytest.approx(0.30, abs=0.02)
+    assert shares["calibration"] == pytest.approx(0.15, abs=0.02)
+    assert shares["train"] == pytest.approx(0.55, abs=0.02)
+
+
+def test_a_persons_group_does_not_depend_on_who_else_is_in_the_data(ids):
+    full = person_groups(ids, test_fraction=0.3, calibration_fraction=0.15, seed=42)
+    some = ids[::-7] + ids[:3]  # another order, a subset, and repeats
+    part = person_groups(some, test_fraction=0.3, calibration_fraction=0.15, seed=42)
+    assert part.index.is_unique
+    pd.testing.assert_series_equal(part, full.reindex(part.index))
+
+
+def test_another_seed_gives_another_split(ids):
+    a = person_groups(ids, test_fraction=0.3, calibration_fraction=0.15, seed=42)
+    b = person_groups(ids, test_fraction=0.3, calibration_fraction=0.15, seed=43)
+    assert (a != b).mean() > 0.3
+
+
+# ----------------------------------------------------------------------------- assembling rows
+
+
+@pytest.fixture(scope="module")
+def population():
+    result = generate_population(3000, start="2021-11-01", years=4, seed=42, truth_dates=[])
+    assert result.metadata["extract_end"] == "2025-10-31"
+    return LinkedRecords(result.tables), result.metadata["extract_end"]
+
+
+@pytest.fixture(scope="module")
+def assembled(population):
+    records, extract_end = population
+    return assemble(records, config(), extract_end=extract_end)
+
+
+def test_no_person_is_in_two_of_training_calibration_and_test(assembled):
+    train, cal, test = (set(x.index) for x in (assembled.X_train, assembled.X_cal, assembled.X_test))
+    assert train and cal and test
+    assert not train & cal and not train & test and not cal & test
+
+
+def test_training_rows_stack_people_over_the_training_dates(assembled):
+    counts = assembled.counts
+    assert counts["train_rows"] == len(assembled.X_train) == len(assembled.y_train)
+    assert counts["train_people"] < counts["train_rows"] <= len(TRAIN_DATES) * counts["train_people"]
+    assert set(np.unique(assembled.y_train)) == {0, 1}
+
+
+def test_test_rows_are_one_per_person_at_the_test_date(assembled):
+    assert assembled.X_test.index.is_unique
+    assert (assembled.meta_test["index_date"] == pd.Timestamp(TEST_DATE)).all()
+    assert len(assembled.meta_test) == len(assembled.X_test) == len(assembled.y_test)
+    assert (assembled.meta_test["age"] >= 18).all()
+
+
+def test_features_are_the_selected_ones(population, assembled):
+    records, _ = population
+    names = selected_features(config(), records.sources)
+    assert assembled.feature_names == names
+    assert list(assembled.X_train.columns) == names == list(assembled.X_test.columns)
+    dropped = selected_features(config(TRAIN_DATES, TEST_DATE, "data.exclude_sources=[social_care]",
+                                       "features.exclude=[age]"), records.sources)
+    assert "home_care_at_index" not in dropped and "age" not in dropped and "ltc_count" in dropped
+
+
+def test_training_label_windows_end_by_the_test_date(population, assembled):
+    cfg = config()
+    horizon = pd.Timedelta(days=cfg.target.horizon_days)
+    assert all(pd.Timestamp(d) + horizon <= pd.Timestamp(cfg.index_dates.test) for d in cfg.index_dates.train)
+    # Behaviour: deleting everything that happens to non-test people on or after the test date
+    # (events and deaths) changes nothing in the training and calibration rows.
+    records, extract_end = population
+    after = _without_future_of_non_test_people(records, cfg)
+    again = assemble(after, cfg, extract_end=extract_end)
+    for part in ("X_train", "X_cal", "X_test"):
+        pd.testing.assert_frame_equal(getattr(again, part), getattr(assembled, part))
+    for part in ("y_train", "y_cal", "y_test"):
+        np.testing.assert_array_equal(getattr(again, part), getattr(assembled, part))
+
+
+def test_suggested_index_dates_fit_this_extract():
+    assert suggest_index_dates("2025-10-31", n_train=2) == (TRAIN_DATES, TEST_DATE)
+
+
+def test_training_dates_whose_horizon_passes_the_test_date_are_refused(population):
+    records, extract_end = population
+    try:
+        cfg = config(["2023-11-01", "2024-02-01"], TEST_DATE)
+    except ConfigError:
+        return  # refused when the config is read: fine
+    with pytest.raises(ValueError, match="test"):
+        assemble(records, cfg, extract_end=extract_end)
+
+
+def _without_future_of_non_test_people(records: LinkedRecords, cfg) -> LinkedRecords:
+    test_date = pd.Timestamp(cfg.index_dates.test)
+    groups = person_groups(records.persons["person_id"], test_fraction=cfg.split.test_fraction,
+                           calibration_fraction=cfg.split.calibration_fraction, seed=cfg.split.seed)
+    others = set(groups.index[groups != "test"])
+    tables = {}
+    for name, df in records.tables.items():
+        mine = df["person_id"].isin(others)
+        if name == "persons":
+            df = df.copy()
+            df.loc[mine & (df["death_date"] >= test_date), "death_date"] = pd.NaT
+        else:
+            df = df[~(mine & (df[TABLES[name].event_date] >= test_date))].reset_index(drop=True)
+        tables[name] = df
+    return LinkedRecords(tables)
