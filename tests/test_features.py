@@ -465,3 +465,35 @@ def test_every_feature_has_a_description_and_unknown_names_fail():
     assert all(feature(n).description for n in FEATURE_NAMES)
     with pytest.raises(KeyError, match="unknown feature 'emergency_admisions_0_3m'"):
         describe_value("emergency_admisions_0_3m", 1)
+
+
+@pytest.mark.parametrize("group, values, text", [
+    ("emergency admissions", {"emergency_admissions_0_3m": 1, "emergency_admissions_3_12m": 1,
+                              "days_since_emergency_admission": 12, "emergency_bed_days_12m": 1},
+     "2 emergency admissions in the last 12 months, the last 12 days ago (1 day in hospital)"),
+    ("emergency admissions", {"emergency_admissions_0_3m": 0, "emergency_admissions_3_12m": 0,
+                              "emergency_admissions_12_24m": 1}, "1 emergency admission 1 to 2 years ago"),
+    ("emergency admissions", {"emergency_admissions_0_3m": 0, "emergency_admissions_12_24m": 0}, None),
+    ("A&E visits", {"ae_attendances_0_3m": 2, "ae_attendances_3_12m": 3, "days_since_ae": 70},
+     "5 A&E visits in the last 12 months, the last 2 months ago"),
+    ("GP contacts", {"gp_contacts_0_3m": 4, "gp_contacts_3_12m": 8}, "12 GP contacts in the last 12 months"),
+    ("prescriptions", {"rx_items_12m": 40, "rx_chapters_12m": 5},
+     "40 prescription items in the last 12 months across 5 BNF chapters"),
+    ("social care", {"care_home_at_index": 1, "home_care_at_index": 0, "days_since_social_care_start": 400},
+     "lives in a care home, started 13 months ago"),
+    ("long-term conditions", {"ltc_count": 1}, None),
+    ("ltc_copd", {"ltc_copd": 1, "ltc_copd_years": 0.4}, "COPD (diagnosed this year)"),
+])
+def test_describe_reason_speaks_for_a_group(group, values, text):
+    from riskstrat.features import describe_reason
+
+    assert describe_reason(group, values) == text
+
+
+def test_every_feature_has_one_reason_group():
+    from riskstrat.features import REASON_GROUPS, reason_group
+
+    grouped = [name for names in REASON_GROUPS.values() for name in names]
+    assert len(grouped) == len(set(grouped)) and set(grouped) <= set(FEATURE_NAMES)
+    assert reason_group("emergency_admissions_3_12m") == "emergency admissions"
+    assert reason_group("ltc_copd") == "ltc_copd"

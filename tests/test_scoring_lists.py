@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from riskstrat import lists
-from riskstrat.features import CONTEXT_COLUMNS, FEATURE_NAMES, NO_EVENT_DAYS, describe_value
+from riskstrat.features import CONTEXT_COLUMNS, FEATURE_NAMES, NO_EVENT_DAYS, describe_reason, describe_value, reason_group
 from riskstrat.models import RiskModel
 from riskstrat.reasons import check_additivity, top_reasons
 from riskstrat.tiers import (DEFAULT_GROUPS, GroupRule, assign_groups, assign_tiers, cost_band, group_flags,
@@ -233,7 +233,7 @@ def test_reasons_use_the_persons_own_values_and_shares():
     shap, feats = hand_made_explanations()
     r = top_reasons(shap, feats, n=3)
     total = 0.50 + 0.60 + 0.30 + 0.20 + 0.01  # positive SHAP only
-    assert r.loc["alice", "reason_1"] == f"3 emergency admissions in the last 3 months ({60 / total:.0f}%)"
+    assert r.loc["alice", "reason_1"] == f"3 emergency admissions in the last 12 months ({60 / total:.0f}%)"
     assert r.loc["alice", "reason_2"] == f"heart failure (diagnosed 4 years ago) ({30 / total:.0f}%)"
     assert r.loc["alice", "reason_3"] == f"receives home care, started 2 months ago ({20 / total:.0f}%)"
     assert r.loc["alice", "reasons"] == "; ".join(r.loc["alice", ["reason_1", "reason_2", "reason_3"]])
@@ -257,18 +257,17 @@ def test_reasons_and_shares_on_a_real_model(features, model):
     shares = r[["share_1", "share_2", "share_3"]]
     assert (shares.sum(axis=1) <= 1 + 1e-12).all()
     assert (shares.fillna(1) >= 0.05).all().all()
-    # The first reason is the person's largest positive contribution that can be put into words:
-    # everything ranked above it is unsayable (e.g. sex, or a count of zero).
+    # The first reason is the person's largest positive reason group (related features summed)
+    # that can be put into words: every group ranked above it is unsayable (e.g. sex).
+    groups = shap.T.groupby(lambda name: reason_group(name)).sum().T
     checked = 0
     for person in r.index[r["reason_1"].notna()][:60]:
-        row = shap.loc[person]
+        row = groups.loc[person]
         first = (row / row[row > 0].sum() - r.loc[person, "share_1"]).abs().idxmin()
-        assert r.loc[person, "reason_1"].startswith(
-            describe_value(first, features.loc[person, first] if first != "age" else np.floor(features.loc[person, "age"]),
-                           context=features.loc[person].to_dict()))
-        above = row.index[row > row[first]]
-        assert all(describe_value(f, features.loc[person, f], context=features.loc[person].to_dict()) is None
-                   for f in above)
+        values = features.loc[person].to_dict()
+        values["age"] = np.floor(values["age"])
+        assert r.loc[person, "reason_1"].startswith(describe_reason(first, values))
+        assert all(describe_reason(g, values) is None for g in row.index[row > row[first]])
         checked += 1
     assert checked == 60
     # Ages are said in completed years, as the list's Age column shows them.

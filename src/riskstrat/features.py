@@ -457,3 +457,83 @@ def describe_value(name: str, value: float, *, context: dict[str, float] | None 
     if f.kind == "count" and value <= 0:
         return None
     return f.reason.format(value=value, s=_plural(value))
+
+
+# --------------------------------------------------------------------------------------------
+# Reasons: related features speak as one ("3 emergency admissions in the last 12 months, the last
+# 2 months ago" rather than three window counts, each with a small share).
+
+REASON_GROUPS: dict[str, tuple[str, ...]] = {
+    "emergency admissions": ("emergency_admissions_0_3m", "emergency_admissions_3_12m", "emergency_admissions_12_24m",
+                             "days_since_emergency_admission", "emergency_bed_days_12m"),
+    "A&E visits": ("ae_attendances_0_3m", "ae_attendances_3_12m", "ae_attendances_12_24m", "days_since_ae"),
+    "GP contacts": ("gp_contacts_0_3m", "gp_contacts_3_12m"),
+    "prescriptions": ("rx_items_3m", "rx_items_12m", "rx_chapters_12m", *(f"rx_bnf{ch}_items_12m" for ch in RX_CHAPTERS)),
+    "social care": ("home_care_at_index", "care_home_at_index", "reablement_12m", "social_care_weekly_cost",
+                    "days_since_social_care_start", "cost_social_care_12m"),
+    "costs": ("cost_hospital_12m", "cost_primary_12m", "cost_total_12m"),
+    "long-term conditions": ("ltc_count", "years_since_first_ltc"),
+}
+_GROUP_OF = {name: group for group, names in REASON_GROUPS.items() for name in names}
+
+
+def reason_group(name: str) -> str:
+    """The reason a feature speaks through: its group's name, or the feature's own name."""
+    feature(name)
+    return _GROUP_OF.get(name, name)
+
+
+def _count_since(n: float, noun: str, days: float | None) -> str:
+    text = f"{n:g} {noun}{_plural(n)} in the last 12 months"
+    if days is not None and not np.isnan(days) and days < NO_EVENT_DAYS:
+        text += f", the last {_ago(days)}"
+    return text
+
+
+def describe_reason(group: str, values: dict[str, float]) -> str | None:
+    """Plain words for a reason group (or a single feature) from a person's own values.
+
+    >>> describe_reason("emergency admissions", {"emergency_admissions_0_3m": 1, "emergency_admissions_3_12m": 2,
+    ...     "emergency_admissions_12_24m": 0, "days_since_emergency_admission": 40, "emergency_bed_days_12m": 9})
+    '3 emergency admissions in the last 12 months, the last 1 month ago (9 days in hospital)'
+    """
+    def v(name: str) -> float:
+        x = values.get(name, np.nan)
+        return 0.0 if x is None or np.isnan(x) else float(x)
+
+    if group not in REASON_GROUPS:
+        return describe_value(group, values.get(group, np.nan), context=values)
+    if group == "emergency admissions":
+        recent = v("emergency_admissions_0_3m") + v("emergency_admissions_3_12m")
+        if recent > 0:
+            text = _count_since(recent, "emergency admission", values.get("days_since_emergency_admission"))
+            beds = v("emergency_bed_days_12m")
+            return text + (f" ({beds:g} day{_plural(beds)} in hospital)" if beds > 0 else "")
+        older = v("emergency_admissions_12_24m")
+        return f"{older:g} emergency admission{_plural(older)} 1 to 2 years ago" if older > 0 else None
+    if group == "A&E visits":
+        recent = v("ae_attendances_0_3m") + v("ae_attendances_3_12m")
+        if recent > 0:
+            return _count_since(recent, "A&E visit", values.get("days_since_ae"))
+        older = v("ae_attendances_12_24m")
+        return f"{older:g} A&E visit{_plural(older)} 1 to 2 years ago" if older > 0 else None
+    if group == "GP contacts":
+        n = v("gp_contacts_0_3m") + v("gp_contacts_3_12m")
+        return f"{n:g} GP contact{_plural(n)} in the last 12 months" if n > 0 else None
+    if group == "prescriptions":
+        n, chapters = v("rx_items_12m"), v("rx_chapters_12m")
+        if n <= 0:
+            return None
+        return f"{n:g} prescription item{_plural(n)} in the last 12 months" + (
+            f" across {chapters:g} BNF chapters" if chapters >= 4 else "")
+    if group == "social care":
+        for flag in ("care_home_at_index", "home_care_at_index", "reablement_12m"):
+            if v(flag) >= 0.5:
+                return describe_value(flag, 1.0, context=values)
+        cost = v("cost_social_care_12m")
+        return describe_value("cost_social_care_12m", cost) if cost > 0 else None
+    if group == "costs":
+        total = v("cost_total_12m")
+        return f"health and care costs of £{total:,.0f} in the last 12 months" if total > 0 else None
+    n = v("ltc_count")  # long-term conditions
+    return f"{n:g} long-term conditions" if n >= 2 else None

@@ -85,7 +85,7 @@ def _past_year(features: pd.DataFrame, stem: str) -> pd.Series:
 
 def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predicted_cost=None,
                     tier_cutoffs: Mapping[str, float] | None = None,
-                    groups: Sequence[GroupRule] = DEFAULT_GROUPS) -> pd.DataFrame:
+                    groups: Sequence[GroupRule] = DEFAULT_GROUPS, rank_score=None) -> pd.DataFrame:
     """One row per person, ranked by ``risk`` (rank 1 = highest, population-wide), sorted by rank.
 
     ``features`` is :func:`riskstrat.features.build_features` output (index ``person_id``; columns
@@ -94,6 +94,9 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     ``predicted_cost`` (pounds) are optional. Columns: person_id, practice_id, rank, practice_rank,
     risk, tier, groups, high_cost_risk, predicted_cost, predicted_cost_band, age, sex and the past
     year's emergency_admissions_12m, ae_attendances_12m, emergency_bed_days_12m, cost_total_12m.
+
+    ``rank_score`` (optional) orders people instead of ``risk``; pass the model's raw score so that
+    people on a plateau of an isotonic calibration are still ranked by the model, not by id.
     """
     ids = features.index
     if "practice_id" not in features:
@@ -105,9 +108,10 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     pop["person_id"] = pd.array(ids.astype(str), dtype="str")
     pop["practice_id"] = features["practice_id"].astype("str")
     pop["risk"] = risk_values
-    pop["rank"] = rank_by_score(pop["risk"])
+    order_by = pd.Series(_aligned(rank_score, ids, "rank_score"), index=ids) if rank_score is not None else pop["risk"]
+    pop["rank"] = rank_by_score(order_by)
     pop["practice_rank"] = pop.groupby("practice_id")["rank"].rank(method="first").astype("int64")
-    pop["tier"] = assign_tiers(pop["risk"], cutoffs=tier_cutoffs)
+    pop["tier"] = assign_tiers(order_by, cutoffs=tier_cutoffs)
     pop["high_cost_risk"] = _aligned(high_cost_risk, ids, "high_cost_risk")
     pop["predicted_cost"] = _aligned(predicted_cost, ids, "predicted_cost")
     pop["predicted_cost_band"] = cost_band(pop["predicted_cost"])

@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 
 
+RISK_FLOOR, RISK_CEILING = 0.0005, 0.995
+
+
 def _as_matrix(X: pd.DataFrame, feature_names: list[str]) -> pd.DataFrame:
     missing = [f for f in feature_names if f not in X.columns]
     if missing:
@@ -35,9 +38,9 @@ class RiskModel:
     def predict_risk(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of the outcome for each row of ``X``."""
         M = _as_matrix(X, self.feature_names)
-        if self.calibrator is not None:
-            return self.calibrator.predict_proba(M)[:, 1]
-        return self.estimator.predict_proba(M)[:, 1]
+        p = (self.calibrator or self.estimator).predict_proba(M)[:, 1]
+        # An isotonic step can reach 0 or 1; no model of these records is ever certain.
+        return np.clip(p, RISK_FLOOR, RISK_CEILING)
 
     def predict_cost(self, X: pd.DataFrame) -> np.ndarray:
         """Expected health and social care cost over the horizon (pounds), if the model has one."""

@@ -193,8 +193,11 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
         if cost.risk_model.cost_estimator is not None:
             predicted_cost = _chunked(cost.risk_model.predict_cost, features, size)
     groups = [GroupRule.model_validate(g) for g in cfg.lists.groups] if cfg.lists.groups else DEFAULT_GROUPS
+    # Rank by the model's raw score: the same order as the calibrated risk, without its ties.
+    raw = _chunked(risk.risk_model.raw_score, features, size)
     population = lists.rank_population(features, risk_values, high_cost_risk=high_cost_risk,
-                                       predicted_cost=predicted_cost, tier_cutoffs=cfg.lists.tiers, groups=groups)
+                                       predicted_cost=predicted_cost, tier_cutoffs=cfg.lists.tiers, groups=groups,
+                                       rank_score=raw)
     timings["prediction"] = time.perf_counter() - t
 
     # Explain the people who go on lists (exact TreeSHAP is ~1000x slower than prediction).

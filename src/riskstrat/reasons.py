@@ -2,10 +2,12 @@
 
 The contributions are exact TreeSHAP values on the model's log-odds scale
 (:meth:`riskstrat.models.RiskModel.contributions`). Only features that *raise* the person's risk
-count; a reason's share is its SHAP value over the sum of that person's positive SHAP values, so the
-shares shown never add up to more than 100%. The words come from
-:func:`riskstrat.features.describe_value` and the person's own values ("3 emergency admissions in
-the last 3 months (34%)").
+count. Related features speak as one reason (:data:`riskstrat.features.REASON_GROUPS`: the window
+counts, recency and bed days of emergency admissions are one reason), whose SHAP value is the sum
+of theirs. A reason's share is that value over the sum of the person's positive reason values, so
+the shares shown never add up to more than 100%. The words come from
+:func:`riskstrat.features.describe_reason` and the person's own values ("3 emergency admissions in
+the last 12 months, the last 1 month ago (34%)").
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from riskstrat.features import CONTEXT_COLUMNS, describe_value
+from riskstrat.features import CONTEXT_COLUMNS, describe_reason, reason_group
 
 __all__ = ["REASON_SEPARATOR", "check_additivity", "top_reasons"]
 
 REASON_SEPARATOR = "; "
-# Extra columns describe_value reads for wording ("diagnosed 4 years ago", "started 2 months ago").
+# Extra columns describe_reason reads for wording ("diagnosed 4 years ago", "started 2 months ago").
 _CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
 
 
@@ -47,29 +49,33 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int =
         raise ValueError(f"{int(absent.sum())} people with SHAP values are not in the features frame")
     rows = features.reindex(contributions.index)
 
-    shap = contributions.to_numpy(dtype="float64")
-    values = rows[names].to_numpy(dtype="float64", copy=True)  # copy-on-write: may be read-only
-    if "age" in names:
+    # Related features speak as one reason: sum their SHAP values (still additive).
+    groups = list(dict.fromkeys(reason_group(c) for c in names))
+    membership = np.zeros((len(names), len(groups)))
+    for j, c in enumerate(names):
+        membership[j, groups.index(reason_group(c))] = 1.0
+    shap = contributions.to_numpy(dtype="float64") @ membership
+    value_names = names + [c for c in _CONTEXT if c in rows.columns and c not in names]
+    values = rows[value_names].to_numpy(dtype="float64", copy=True)  # copy-on-write: may be read-only
+    if "age" in value_names:
         # Say ages in completed years, as the lists show them (95.9 is "aged 95", not 96).
-        values[:, names.index("age")] = np.floor(values[:, names.index("age")])
-    context_names = [c for c in _CONTEXT if c in rows.columns]
-    context = rows[context_names].to_numpy(dtype="float64")
+        values[:, value_names.index("age")] = np.floor(values[:, value_names.index("age")])
     positive_total = np.where(shap > 0, shap, 0.0).sum(axis=1)
-    # Rank every person's features at once; the loop below only walks the first few of each row.
+    # Rank every person's reasons at once; the loop below only walks the first few of each row.
     order = np.argsort(-shap, axis=1, kind="stable")
 
     texts = np.full((len(shap), n), None, dtype=object)
     shares = np.full((len(shap), n), np.nan)
     for i in range(len(shap)):
         found = 0
-        person_context = None
+        person = None
         for j in order[i]:
             share = shap[i, j] / positive_total[i] if shap[i, j] > 0 else 0.0
             if share <= 0 or share < min_share:
                 break  # sorted descending: nothing further qualifies
-            if person_context is None:
-                person_context = dict(zip(context_names, context[i]))
-            text = describe_value(names[j], values[i, j], context=person_context)
+            if person is None:
+                person = dict(zip(value_names, values[i]))
+            text = describe_reason(groups[j], person)
             if text is None:
                 continue
             texts[i, found] = f"{text} ({share * 100:.0f}%)"

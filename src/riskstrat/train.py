@@ -152,6 +152,11 @@ def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *
         result[name] = metrics.summarise(y, s, is_probability=is_prob, top_fractions=tuple(top_fractions),
                                          n_boot=n_boot, seed=seed)
     primary = scores["lightgbm"]
+    for other in ("logistic", "oracle"):
+        if other in scores:
+            d, lo, hi = metrics.paired_auroc_difference(y, primary, scores[other], n_boot=n_boot, seed=seed)
+            result["lightgbm"].update({f"auroc_minus_{other}": d, f"auroc_minus_{other}_ci_low": lo,
+                                       f"auroc_minus_{other}_ci_high": hi})
     oe = metrics.observed_expected_by_decile(y, primary)
     age_band = pd.cut(meta["age"], [0, 40, 55, 65, 75, 85, 200], right=False,
                       labels=["18-39", "40-54", "55-64", "65-74", "75-84", "85+"]).astype(str)

@@ -29,6 +29,11 @@ def print_comparison(result, *, title: str) -> None:
                       f("calibration_slope", ".2f"), f("ppv_top_1pct", ".2f"), f("ppv_top_5pct", ".2f"),
                       f("auroc_gap_to_oracle"))
     out.print(table)
+    lgbm = result.metrics.get("lightgbm", {})
+    for other in ("logistic", "oracle"):
+        if f"auroc_minus_{other}" in lgbm:
+            out.print(f"LightGBM minus {other} AUROC: {lgbm[f'auroc_minus_{other}']:+.3f} (paired 95% CI "
+                      f"{lgbm[f'auroc_minus_{other}_ci_low']:+.3f} to {lgbm[f'auroc_minus_{other}_ci_high']:+.3f})")
     out.print("[dim]slope: calibration slope (1 is ideal); PPV k%: share with the outcome among the top k%; "
               "gap: oracle AUROC minus the model's (synthetic data only)[/]", highlight=False)
 
@@ -60,6 +65,11 @@ def train(
         fail(str(exc))
     if not quiet:
         print_comparison(run.result, title=f"{cfg.target.name}: test set at {cfg.index_dates.test}")
+    else:
+        m = run.result.metrics["lightgbm"]
+        out.print(f"{cfg.target.name}: LightGBM AUROC {m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}), "
+                  f"calibration slope {m.get('calibration_slope', float('nan')):.2f} on {len(run.result.data.y_test):,} "
+                  f"test people at {cfg.index_dates.test}")
     if run.logged:
         out.print(f"run {run.logged.run_id}  model {run.logged.model_name} version {run.logged.model_version}"
                   f"  (make it live: riskstrat promote {run.logged.model_name} {run.logged.model_version})")
