@@ -132,6 +132,18 @@ def _first_present(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
     return next((n for n in names if n in df.columns), None)
 
 
+def _unique_persons(df: pd.DataFrame, id_column: str, summary: "ImportSummary", what: str,
+                    key: bytes) -> tuple[pd.DataFrame, dict, pd.Index]:
+    """Source persons with an id, first row per id kept; their pseudonyms and the known ids."""
+    from riskstrat.privacy import pseudonymise
+
+    df = df[df[id_column].notna()]
+    repeated = df[id_column].duplicated()
+    summary.drop(f"{what} with a repeated {id_column} (first kept)", int(repeated.sum()))
+    df = df[~repeated]
+    return df, dict(zip(df[id_column], pseudonymise(df[id_column], key))), pd.Index(df[id_column])
+
+
 def _keep_known_persons(df: pd.DataFrame, column: str, known: pd.Index, summary: ImportSummary,
                         what: str) -> pd.DataFrame:
     """Rows whose source person id is in ``known``; the rest are dropped and counted."""

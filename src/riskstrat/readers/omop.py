@@ -66,7 +66,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskstrat.privacy import pseudonymise
 from riskstrat.readers import (
     ImportSummary,
     MissingSourceFileError,
@@ -77,6 +76,7 @@ from riskstrat.readers import (
     _nearest_within,
     _read_source_csv,
     _tidy_table,
+    _unique_persons,
     _to_date,
     _to_float,
 )
@@ -161,12 +161,7 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes) -> tuple[dict[str, p
         raise MissingSourceFileError("person: needs year_of_birth or birth_datetime")
     _require(visits, "visit_occurrence", ("person_id", "visit_concept_id", "visit_start_date"))
 
-    person = person[person["person_id"].notna()]
-    repeated = person["person_id"].duplicated()
-    summary.drop("person rows with a repeated person_id (first kept)", int(repeated.sum()))
-    person = person[~repeated]
-    pseudonyms = dict(zip(person["person_id"], pseudonymise(person["person_id"], pseudonym_key)))
-    known = pd.Index(person["person_id"])
+    person, pseudonyms, known = _unique_persons(person, "person_id", summary, "person rows", pseudonym_key)
 
     def optional(name: str, what: str) -> pd.DataFrame | None:
         df = _read(src_dir, name, summary)

@@ -72,7 +72,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskstrat.privacy import pseudonymise
 from riskstrat.readers import (
     ImportSummary,
     MissingSourceFileError,
@@ -82,6 +81,7 @@ from riskstrat.readers import (
     _nearest_within,
     _read_source_csv,
     _tidy_table,
+    _unique_persons,
     _to_date,
     _to_float,
 )
@@ -186,12 +186,7 @@ def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes,
     _require_columns(patients, "patients.csv", ("ID", "BIRTHDATE"))
     _require_columns(encounters, "encounters.csv", ("PATIENT", "START", "ENCOUNTERCLASS"))
 
-    patients = patients[patients["ID"].notna()]
-    duplicated = patients["ID"].duplicated()
-    summary.drop("patients with a repeated Id (first kept)", int(duplicated.sum()))
-    patients = patients[~duplicated]
-    pseudonyms = dict(zip(patients["ID"], pseudonymise(patients["ID"], pseudonym_key)))
-    known = pd.Index(patients["ID"])
+    patients, pseudonyms, known = _unique_persons(patients, "ID", summary, "patients", pseudonym_key)
 
     encounters = _keep_known_persons(encounters, "PATIENT", known, summary, "encounters")
     tables: dict[str, pd.DataFrame] = {
