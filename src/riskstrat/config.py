@@ -194,6 +194,11 @@ class ListsConfig(_Strict):
         return v
 
 
+class ScoringTrackingConfig(TrackingConfig):
+    # Its own default, so that setting only tracking.uri does not send scoring runs to the training experiment.
+    experiment: str = "riskstrat-scoring"
+
+
 class ScoringConfig(_Strict):
     """Everything one monthly scoring run needs."""
 
@@ -207,7 +212,7 @@ class ScoringConfig(_Strict):
                                                           "(person_id, local_id), applied to that practice only.")
     output_dir: Path = Path("riskstrat-output/lists")
     chunk_size: int = Field(200_000, ge=1000, description="People predicted / explained per chunk.")
-    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig(experiment="riskstrat-scoring"))
+    tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
 
 
 class ConfigError(ValueError):

@@ -216,6 +216,9 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
 
     t = time.perf_counter()
     prev_month, prev = previous_month(cfg.output_dir, month)
+    if prev is not None and opted_out:
+        # Someone who opted out since last month must not reappear in this month's changes as "left".
+        prev = prev.loc[~prev["person_id"].astype(str).isin(opted_out)]
     population = lists.mark_lists(population, list_size=cfg.lists.list_size, month=month, previous=prev,
                                   reasons=reasons, holdout_fraction=cfg.lists.holdout_fraction,
                                   seed=cfg.lists.holdout_seed)

@@ -119,10 +119,15 @@ def truth_scores(truth: pd.DataFrame | None, cfg: TrainConfig, test_index: pd.In
     column = TRUTH_COLUMN.get(key)
     if column is None or column not in truth:
         return None
-    at = truth[truth["index_date"] == pd.Timestamp(cfg.index_dates.test)].set_index("person_id")[column]
+    at = truth[truth["index_date"] == pd.Timestamp(cfg.index_dates.test)].set_index("person_id")
     if at.empty:
         return None
-    values = at.reindex(test_index)
+    score = at[column]
+    if column == "p_high_cost" and "expected_cost" in at:
+        # p_high_cost comes from a few simulated futures, so it has many ties; the true expected
+        # cost orders people within a tie without changing the probabilities beyond 1e-6.
+        score = score + 1e-6 * at["expected_cost"].rank(pct=True)
+    values = score.reindex(test_index)
     return None if values.isna().any() else values.to_numpy()
 
 

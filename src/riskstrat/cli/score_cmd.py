@@ -48,4 +48,4 @@ def score(
     models = ", ".join(f"{n} v{m['version']}" for n, m in manifest["models"].items())
     out.print(f"{manifest['month']}: scored {c['scored']:,} people ({c['opted_out_removed']:,} opted out removed) with "
               f"{models}; {c['listed']:,} listed in {c['practices']} practices ({c['held_out']:,} held out, "
-              f"{c['new_this_month']:,} new) -> {manifest['output_dir']}")
+              f"{c['new_this_month']:,} new) -> {manifest['output_dir']}", soft_wrap=True)  # one line, also in logs

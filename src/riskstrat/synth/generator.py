@@ -71,6 +71,7 @@ class _State:
     female: np.ndarray
     dep: np.ndarray          # deprivation decile 1..10
     fixed_h: np.ndarray      # practice effect + person effect (unobserved)
+    drift: np.ndarray        # slowly wandering health (unobserved, AR(1) month to month)
     ltc: np.ndarray          # (n, K) bool
     frailty: np.ndarray
     recent: np.ndarray
@@ -100,7 +101,7 @@ def _severity(state: _State, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ltc_weight = np.where(age < 65, P.LTC_MIDLIFE, P.LTC_OLD)  # conditions weigh more in midlife
     clinical = (P.DEP_EFFECT * (5.5 - state.dep) * (age < 75) + ltc_weight * (state.ltc @ _W)
                 + P.MULTIMORBIDITY * (n_ltc >= 3) + P.FRAILTY_THRESHOLD_EFFECT * (state.frailty > 0.35)
-                + P.FRAILTY_EFFECT * state.frailty * (1 + 0.5 * (age >= 75)) + state.fixed_h + state.recent
+                + P.FRAILTY_EFFECT * state.frailty * (1 + 0.5 * (age >= 75)) + state.fixed_h + state.drift + state.recent
                 + P.SOCIAL_CARE_EFFECT * (state.care == CARE_HOME) + P.CARE_HOME_EFFECT * (state.care >= CARE_RESIDENTIAL)
                 # Mental-health crises in deprived areas; diabetes with kidney disease.
                 + P.MENTAL_HEALTH_DEPRIVED * ((state.ltc[:, _SMI] | state.ltc[:, _DEPRESSION]) & (state.dep <= 3))
@@ -173,7 +174,10 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
         los = np.floor(np.exp(0.5 + 0.02 * (age[who_em] - 50) + 1.0 * state.frailty[who_em]
                               + 0.6 * rng.standard_normal(who_em.size))).astype(np.int64)
         los = np.clip(los, 0, 90)
-        c_em = _lognormal(rng, P.COST_EMERGENCY, who_em.size) + P.COST_BED_DAY * los
+        # A few admissions are major (intensive care, trauma, surgery): costly whoever has them.
+        major = rng.random(who_em.size) < P.MAJOR_EPISODE_SHARE
+        c_em = (_lognormal(rng, P.COST_EMERGENCY, who_em.size) * np.where(major, P.MAJOR_EPISODE_FACTOR, 1)
+                + P.COST_BED_DAY * los)
         np.add.at(cost, who_em, c_em)
         through_ae = rng.random(who_em.size) < P.AE_BEFORE_ADMISSION
         c_ae = _lognormal(rng, P.COST_AE, who_em.size) * through_ae
@@ -267,16 +271,24 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
     res_rate = P.RESIDENTIAL_RATE * np.exp(2.5 * state.frailty + 1.2 * state.ltc[:, COND_INDEX["dementia"]])
     to_res = older & (state.care == CARE_HOME) & (u < 1 - np.exp(-res_rate))
     to_nursing = older & (state.care == CARE_RESIDENTIAL) & (u < 1 - np.exp(-P.NURSING_RATE * np.exp(2 * state.frailty)))
+    # Many home-care packages end (recovery, family care); fewer when dementia is present.
+    end_rate = P.HOME_CARE_END_RATE * (1 - 0.7 * state.ltc[:, COND_INDEX["dementia"]])
+    stop_home = older & (state.care == CARE_HOME) & ~to_res & (rng.random(n) < 1 - np.exp(-end_rate))
     change = to_home | to_res | to_nursing
     new_type = np.where(to_home, CARE_HOME, np.where(to_res, CARE_RESIDENTIAL, CARE_NURSING))
     change_day = day0 + rng.integers(0, ndays, n)
     # Close services that end (transition or death).
-    ending = (change & (state.care != CARE_NONE)) | (died & (state.care != CARE_NONE))
+    ending = ((change | stop_home) & (state.care != CARE_NONE)) | (died & (state.care != CARE_NONE))
+    # The month was charged in full above: refund what follows an end that is not a death.
+    closed = ending & ~died
+    cost[closed] -= state.care_weekly[closed] * (day0 + ndays - change_day[closed]) / 7
+    state.care[stop_home] = CARE_NONE
     if record:
         who = np.flatnonzero(ending)
         end = np.where(died[who], day0 + last_day[who], change_day[who])
+        ended_type = np.where(stop_home[who], CARE_HOME, state.care[who])
         for code, name in _CARE_TYPES.items():
-            sel = state.care[who] == code
+            sel = ended_type == code
             emit("social_care", who[sel], service_type=np.full(sel.sum(), name), start_date=state.care_start[who[sel]],
                  end_date=end[sel], weekly_cost=state.care_weekly[who[sel]])
     who = np.flatnonzero(change)
@@ -314,6 +326,7 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
     state.frailty = np.clip(state.frailty + P.FRAILTY_PULL * (target - state.frailty) + P.FRAILTY_JUMP * np.minimum(em, 1)
                             + 0.01 * rng.standard_normal(n), 0, 1)
     # Capped so that admissions cannot feed on themselves without bound.
+    state.drift = P.DRIFT_AR * state.drift + P.DRIFT_SD * rng.standard_normal(n)
     state.recent = np.minimum(P.RECENT_DECAY * state.recent + P.RECENT_JUMP * np.minimum(em, 2), P.RECENT_MAX)
     state.alive = alive & ~died
     out = _MonthOut(emergency=em, died=died, death_day=last_day, cost=cost, records=recs)
@@ -355,7 +368,8 @@ def _initial_state(n: int, start_day: int, practices: pd.DataFrame, rng: np.rand
     dep = np.clip(np.round(practices["dep_mean"].to_numpy()[prac] + rng.normal(0, 1.8, n)), 1, 10).astype(np.int64)
     eth = rng.choice(list(P.ETHNICITY_WEIGHTS), n, p=np.array(list(P.ETHNICITY_WEIGHTS.values())))
     fixed_h = practices["effect"].to_numpy()[prac] + rng.normal(0, P.PERSON_EFFECT_SD, n)
-    state = _State(birth=birth, female=female, dep=dep, fixed_h=fixed_h, ltc=np.zeros((n, K_COND), bool),
+    drift = rng.normal(0, P.DRIFT_SD / np.sqrt(1 - P.DRIFT_AR**2), n)
+    state = _State(birth=birth, female=female, dep=dep, fixed_h=fixed_h, drift=drift, ltc=np.zeros((n, K_COND), bool),
                    frailty=np.zeros(n), recent=np.zeros(n), alive=np.ones(n, bool),
                    care=np.zeros(n, np.int64), care_start=np.zeros(n, np.int64), care_weekly=np.zeros(n))
     # Prevalent conditions: integrate the onset hazard over life so far (links ignored), and date

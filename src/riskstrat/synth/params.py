@@ -57,6 +57,8 @@ FRAILTY_THRESHOLD_EFFECT = 0.7   # frail people cross a threshold of vulnerabili
 DEP_EFFECT = 0.06
 FRAILTY_EFFECT = 1.6
 PERSON_EFFECT_SD = 0.5
+DRIFT_AR = 0.97             # month-to-month persistence of the wandering health term
+DRIFT_SD = 0.09             # its monthly innovation (stationary sd about 0.37)
 PRACTICE_EFFECT_SD = 0.15
 RECENT_DECAY = 0.75          # monthly decay of the recent-admission term
 RECENT_JUMP = 0.9            # added per emergency admission (two at most a month)
@@ -88,6 +90,7 @@ FRAILTY_JUMP = 0.07
 # Social care (monthly hazards).
 HOME_CARE_RATE = 0.0004
 HOME_CARE_FRAILTY = 4.5
+HOME_CARE_END_RATE = 0.03    # monthly
 RESIDENTIAL_RATE = 0.003
 NURSING_RATE = 0.008
 REABLEMENT_PROB = 0.12       # after an emergency admission, age 65+
@@ -96,7 +99,9 @@ WEEKLY_COST = {"home_care": 180.0, "reablement": 300.0, "residential": 900.0, "n
 # Costs (pounds; lognormal with these medians and sigma).
 COST_EMERGENCY = (2000.0, 0.35)
 COST_BED_DAY = 110.0
-COST_ELECTIVE = (1500.0, 0.7)
+MAJOR_EPISODE_SHARE = 0.12       # emergency admissions that are major (ICU, trauma, surgery)
+MAJOR_EPISODE_FACTOR = 4.0
+COST_ELECTIVE = (1500.0, 0.9)      # day cases to major surgery: a long tail
 COST_MATERNITY = (2800.0, 0.3)
 COST_AE = (190.0, 0.35)
 COST_OUTPATIENT = (150.0, 0.35)
