@@ -114,7 +114,7 @@ class LightGBMConfig(_Strict):
 
 class ModelConfig(_Strict):
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: Literal["isotonic", "sigmoid"] = "sigmoid"
     baselines: list[Literal["logistic", "prior_use"]] = Field(default_factory=lambda: ["logistic", "prior_use"])
 
 

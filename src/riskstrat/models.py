@@ -39,7 +39,7 @@ class RiskModel:
         """Calibrated probability of the outcome for each row of ``X``."""
         M = _as_matrix(X, self.feature_names)
         p = (self.calibrator or self.estimator).predict_proba(M)[:, 1]
-        # An isotonic step can reach 0 or 1; no model of these records is ever certain.
+        # Calibrators (isotonic above all) can reach 0 or 1; no model of these records is certain.
         return np.clip(p, RISK_FLOOR, RISK_CEILING)
 
     def predict_cost(self, X: pd.DataFrame) -> np.ndarray:
@@ -68,7 +68,7 @@ class RiskModel:
 
 
 def fit_lightgbm(X_train: pd.DataFrame, y_train: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray, *,
-                 params, calibration: str = "isotonic", target: str = "", seed: int = 42) -> RiskModel:
+                 params, calibration: str = "sigmoid", target: str = "", seed: int = 42) -> RiskModel:
     """LightGBM with early stopping on the calibration set, then calibrated on the same held-out set."""
     import lightgbm as lgb
     from sklearn.calibration import CalibratedClassifierCV

@@ -126,7 +126,7 @@ def truth_scores(truth: pd.DataFrame | None, cfg: TrainConfig, test_index: pd.In
     if column == "p_high_cost" and "expected_cost" in at:
         # p_high_cost comes from a few simulated futures, so it has many ties; the true expected
         # cost orders people within a tie without changing the probabilities beyond 1e-6.
-        score = score + 1e-6 * at["expected_cost"].rank(pct=True)
+        score = score * (1 - 1e-6) + 1e-6 * at["expected_cost"].rank(pct=True)
     values = score.reindex(test_index)
     return None if values.isna().any() else values.to_numpy()
 
