@@ -116,10 +116,9 @@ def test_deaths_per_year(yearly):
 
 
 def test_cost_is_concentrated_in_the_top_5_percent(yearly):
-    # Issue 2 and synth/params.py say "roughly 40-50%"; the generator lands at about 0.55-0.63 of
-    # total cost in the top 5% (seed 42: 0.56, 0.60, 0.63 for 2022-24), so the bound is 0.40-0.65
-    # until the costs are recalibrated.
-    check(yearly, "top5_cost_share", 0.40, 0.65)
+    # Issue 2 says "roughly 40-50%" (seed 42: 0.40, 0.42, 0.43 for 2022-24; the first year is a
+    # little lower because people enter the extract with no admission history to sustain).
+    check(yearly, "top5_cost_share", 0.38, 0.55)
 
 
 def test_ae_and_gp_volumes(yearly):

@@ -101,11 +101,13 @@ def _severity(state: _State, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ltc_weight = np.where(age < 65, P.LTC_MIDLIFE, P.LTC_OLD)  # conditions weigh more in midlife
     clinical = (P.DEP_EFFECT * (5.5 - state.dep) * (age < 75) + ltc_weight * (state.ltc @ _W)
                 + P.MULTIMORBIDITY * (n_ltc >= 3) + P.FRAILTY_THRESHOLD_EFFECT * (state.frailty > 0.35)
-                + P.FRAILTY_EFFECT * state.frailty * (1 + 0.5 * (age >= 75)) + state.fixed_h + state.drift + state.recent
+                + P.FRAILTY_EFFECT * state.frailty * (1 + 0.5 * (age >= 75)) + state.fixed_h + state.drift
                 + P.SOCIAL_CARE_EFFECT * (state.care == CARE_HOME) + P.CARE_HOME_EFFECT * (state.care >= CARE_RESIDENTIAL)
                 # Mental-health crises in deprived areas; diabetes with kidney disease.
                 + P.MENTAL_HEALTH_DEPRIVED * ((state.ltc[:, _SMI] | state.ltc[:, _DEPRESSION]) & (state.dep <= 3))
                 + P.DIABETES_CKD * (state.ltc[:, _DIABETES] & state.ltc[:, _CKD]))
+    # Saturate: even the sickest are not admitted every week (a log-linear tail would do that).
+    clinical = P.CLINICAL_MAX - np.logaddexp(0, P.CLINICAL_MAX - clinical) + state.recent
     adult_age = np.maximum(age, 18)
     age_term = (P.AGE_SLOPE * (adult_age - 50) + P.OLD_AGE_SLOPE * np.maximum(adult_age - 70, 0)
                 + P.YOUNG_ADULT * np.clip((25 - age) / 7, 0, 1) * (age >= 16) + 1.0 * (age < 2))
@@ -168,7 +170,7 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
     # Emergency admissions (most through A&E).
     em_rate = P.EMERGENCY_RATE * np.exp(h)
     em = np.where(alive & (not hazards_only), rng.poisson(em_rate), 0)
-    em = np.minimum(em, 3)
+    em = np.minimum(em, 2)
     who_em = np.repeat(np.arange(n), em)
     if who_em.size:
         los = np.floor(np.exp(0.5 + 0.02 * (age[who_em] - 50) + 1.0 * state.frailty[who_em]

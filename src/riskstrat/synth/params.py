@@ -61,12 +61,13 @@ DRIFT_AR = 0.97             # month-to-month persistence of the wandering health
 DRIFT_SD = 0.09             # its monthly innovation (stationary sd about 0.37)
 PRACTICE_EFFECT_SD = 0.15
 RECENT_DECAY = 0.75          # monthly decay of the recent-admission term
-RECENT_JUMP = 0.9            # added per emergency admission (two at most a month)
-RECENT_MAX = 1.8
+RECENT_JUMP = 0.7            # added per emergency admission (two at most a month)
+RECENT_MAX = 1.0
+CLINICAL_MAX = 3.5           # soft ceiling of the clinical severity (before the recent-admission term)
 SOCIAL_CARE_EFFECT = 0.25    # receiving home care
 
 # Monthly event rates at h = 0.
-EMERGENCY_RATE = 0.0023
+EMERGENCY_RATE = 0.0028
 AE_RATE = 0.024              # A&E attendances not ending in admission
 AE_BEFORE_ADMISSION = 0.75   # share of emergency admissions arriving through A&E
 GP_RATE = 0.33
@@ -77,7 +78,7 @@ ACUTE_ITEM_RATE = 0.3
 REPEAT_ITEMS = 1.6           # mean repeat items per condition per month
 
 # Deaths: Gompertz in age times exp(DEATH_H * clinical severity).
-DEATH_LOG_A = -12.15
+DEATH_LOG_A = -11.5
 DEATH_AGE = 0.094
 DEATH_H = 0.55
 
