@@ -524,7 +524,13 @@ def _check_duplicates(log: _IssueLog, table: Table, df: pd.DataFrame, extra: pd.
                       policy: Policy) -> pd.DataFrame:
     # Exact repeats over every input column, extra columns included (a row id keeps rows apart).
     key = pd.concat([df, extra.loc[df.index]], axis=1) if len(extra.columns) else df
-    repeat = key.duplicated(keep="first").to_numpy()
+    # Hash each row first (8 bytes a row), then compare only the rows whose hashes repeat: far less
+    # memory and time than DataFrame.duplicated over every column of tens of millions of rows.
+    hashed = pd.util.hash_pandas_object(key, index=False).to_numpy()
+    candidates = pd.Series(hashed).duplicated(keep=False).to_numpy()
+    repeat = np.zeros(len(key), bool)
+    if candidates.any():
+        repeat[candidates] = key[candidates].duplicated(keep="first").to_numpy()
     if not repeat.any():
         return df
     n = int(repeat.sum())
