@@ -482,6 +482,11 @@ def test_every_feature_has_a_description_and_unknown_names_fail():
     ("social care", {"care_home_at_index": 1, "home_care_at_index": 0, "days_since_social_care_start": 400},
      "lives in a care home, started 13 months ago"),
     ("long-term conditions", {"ltc_count": 1}, None),
+    ("long-term conditions", {"ltc_count": 2, "ltc_copd": 1, "ltc_diabetes": 1, "ltc_asthma": 0},
+     "2 long-term conditions: diabetes, COPD"),
+    ("long-term conditions", {"ltc_count": 5, **{f"ltc_{c}": 1 for c in ("hypertension", "diabetes", "asthma", "copd",
+                                                                          "chd")}},
+     "5 long-term conditions: high blood pressure, diabetes, asthma, COPD, …"),
     ("ltc_copd", {"ltc_copd": 1, "ltc_copd_years": 0.4}, "COPD (diagnosed this year)"),
 ])
 def test_describe_reason_speaks_for_a_group(group, values, text):

@@ -535,5 +535,9 @@ def describe_reason(group: str, values: dict[str, float]) -> str | None:
     if group == "costs":
         total = v("cost_total_12m")
         return f"health and care costs of £{total:,.0f} in the last 12 months" if total > 0 else None
-    n = v("ltc_count")  # long-term conditions
-    return f"{n:g} long-term conditions" if n >= 2 else None
+    n = v("ltc_count")  # long-term conditions, named (up to four)
+    if n < 2:
+        return None
+    held = [name for code, name in LONG_TERM_CONDITIONS.items() if v(f"ltc_{code}") >= 0.5]
+    named = f": {', '.join(held[:4])}{', …' if len(held) > 4 else ''}" if held else ""
+    return f"{n:g} long-term conditions{named}"
