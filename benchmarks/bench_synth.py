@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Benchmark the synthetic population writer, riskstrat.synth.write_population.
+
+    .venv/bin/python benchmarks/bench_synth.py                      # 100,000 people
+    .venv/bin/python benchmarks/bench_synth.py --people 20000,100000 --futures 12
+
+Each size runs in a fresh subprocess (so peak RSS is that size's own) and writes into a temporary
+folder that is deleted afterwards (``--keep DIR`` keeps the data). Reports seconds, people/s,
+peak RSS, rows per table and the size on disk; JSON goes to benchmarks/results/<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _benchlib as B  # noqa: E402
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--people", default="100000",
+                   help="people to generate; a comma-separated list runs each size in turn (default 100000)")
+    p.add_argument("--futures", type=int, default=12, help="simulated futures per person for the ground truth (default 12)")
+    p.add_argument("--start", default="2021-11-01", help="first month of the extract (default 2021-11-01)")
+    p.add_argument("--years", type=int, default=5, help="years of data (default 5)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--chunk-size", type=int, default=50_000, help="people simulated per chunk (default 50000)")
+    p.add_argument("--tmp", default=None, help="folder for the temporary output (default: system temp)")
+    p.add_argument("--keep", default=None, metavar="DIR",
+                   help="keep the generated data in DIR/synth-<people> instead of deleting it")
+    p.add_argument("--mem-limit-gib", type=float, default=16.0,
+                   help="kill a size whose resident memory passes this (default 16)")
+    p.add_argument("--name", default="synth", help="results file benchmarks/results/<name>.json (default synth)")
+    p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(float(s.replace("_", ""))) for s in text.split(",") if s.strip()]
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+def work(args: argparse.Namespace, rep: B.Reporter) -> None:
+    from riskstrat.synth.generator import write_population
+
+    n = _sizes(args.people)[0]
+    rep.update(people=n, rss_after_import_mib=B.current_rss_mib())
+    tmp = Path(tempfile.mkdtemp(prefix="bench-synth-", dir=args.tmp))
+    out = (Path(args.keep) / f"synth-{n}") if args.keep else tmp / "data"
+    try:
+        rep.step("write_population")
+        t0 = time.perf_counter()
+        meta = write_population(out, n, start=args.start, years=args.years, seed=args.seed,
+                                n_futures=args.futures, chunk_size=args.chunk_size)
+        seconds = time.perf_counter() - t0
+        files = {str(f.relative_to(out)): f.stat().st_size for f in sorted(out.rglob("*")) if f.is_file()}
+        rep.update(seconds=round(seconds, 2), people_per_s=round(n / seconds, 1),
+                   row_counts=meta["row_counts"], total_rows=sum(meta["row_counts"].values()),
+                   rows_per_s=round(sum(meta["row_counts"].values()) / seconds, 1),
+                   disk_bytes=sum(files.values()), disk_mib=round(sum(files.values()) / B.MIB, 1),
+                   files_bytes=files, truth_dates=meta.get("truth_dates"),
+                   data_dir=str(out) if args.keep else None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+def main(argv: list[str]) -> int:
+    result_path, argv = B.worker_args(argv)
+    args = parse_args(argv)
+    if args._worker:
+        return B.worker_main(result_path, lambda rep: work(args, rep))
+
+    out_path = B.RESULTS_DIR / f"{args.name}.json"
+    doc = {"benchmark": "synth", "function": "riskstrat.synth.generator.write_population",
+           "settings": {"futures": args.futures, "start": args.start, "years": args.years, "seed": args.seed,
+                        "chunk_size": args.chunk_size},
+           "environment": B.environment(), "runs": []}
+    for n in _sizes(args.people):
+        print(f"[bench_synth] {n:,} people, {args.futures} futures ... (load {B.loadavg()})", flush=True)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker", "--people", str(n),
+               "--futures", str(args.futures), "--start", args.start, "--years", str(args.years),
+               "--seed", str(args.seed), "--chunk-size", str(args.chunk_size)]
+        if args.tmp:
+            cmd += ["--tmp", args.tmp]
+        if args.keep:
+            cmd += ["--keep", args.keep]
+        res = B.run_worker(cmd, mem_limit_mib=args.mem_limit_gib * 1024)
+        res["people"] = n
+        res["status"] = "ok" if res.get("ok") else "FAILED"
+        doc["runs"].append(res)
+        doc["environment"]["loadavg_at_end"] = B.loadavg()
+        B.write_json(out_path, doc)
+        if not res.get("ok"):
+            print(f"[bench_synth] {n:,} people FAILED in {res.get('step')}: {res.get('failure')}", flush=True)
+
+    print()
+    print(B.table(doc["runs"], [("people", "people"), ("status", "status"), ("seconds", "seconds"),
+                                ("people_per_s", "people/s"), ("total_rows", "rows"), ("rows_per_s", "rows/s"),
+                                ("peak_rss_mib", "peak RSS MiB"), ("disk_mib", "disk MiB")]))
+    for run in doc["runs"]:
+        if run.get("row_counts"):
+            print(f"\nrows per table at {run['people']:,} people:")
+            print(B.table([{"table": k, "rows": v, "per_person": v / run["people"]} for k, v in run["row_counts"].items()],
+                          [("table", "table"), ("rows", "rows"), ("per_person", "per person")]))
+    env = doc["environment"]
+    print(f"\npython {env['python']}, numpy {env['numpy']}, pandas {env['pandas']}, {env['cpu_count']} CPUs, "
+          f"load {env['loadavg_at_start']} -> {env['loadavg_at_end']}")
+    print(f"results: {out_path}")
+    return 0 if all(r.get("ok") for r in doc["runs"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
