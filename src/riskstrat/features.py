@@ -212,12 +212,23 @@ def eligible_persons(records: LinkedRecords, index_date, *, min_age: float = 18,
     return out
 
 
+def person_in(person_id: pd.Series, ids: pd.Index) -> np.ndarray:
+    """Which rows belong to the people ``ids`` (Arrow's is_in: pandas' isin on Arrow strings
+    converts every id to a Python object on each call, the top cost of feature building)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pa.array(person_id.astype("str"), from_pandas=True)
+    members = pa.array(np.asarray(ids, dtype=object), type=pa.string(), from_pandas=True)
+    return pc.is_in(values, value_set=members).to_numpy(zero_copy_only=False)
+
+
 def _before(df: pd.DataFrame, date_col: str, t: pd.Timestamp, ids: pd.Index) -> pd.DataFrame:
     """Events strictly before ``t`` within the look-back, for eligible people, with ``days_before``."""
     if not len(df):
         return df.assign(days_before=pd.Series(dtype="int64"))
     days = (t - df[date_col]).dt.days
-    keep = (days >= 1) & (days <= LOOKBACK_DAYS) & df["person_id"].isin(ids)
+    keep = (days >= 1) & (days <= LOOKBACK_DAYS) & person_in(df["person_id"], ids)
     return df.loc[keep].assign(days_before=days[keep].astype("int64"))
 
 
@@ -307,7 +318,7 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
     # Long-term conditions: everything diagnosed before T counts (no look-back limit).
     if records.has("ltc_register"):
         ltc = records.get("ltc_register")
-        ltc = ltc[(ltc["diagnosis_date"] < t) & ltc["person_id"].isin(ids)]
+        ltc = ltc[(ltc["diagnosis_date"] < t) & person_in(ltc["person_id"], ids)]
         first = ltc.groupby(["person_id", "condition"], observed=True)["diagnosis_date"].min().reset_index()
         first["years"] = (t - first["diagnosis_date"]).dt.days / 365.25
         wide = first.pivot(index="person_id", columns="condition", values="years").reindex(ids)
@@ -337,7 +348,7 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
 
     if records.has("social_care"):
         sc = records.get("social_care")
-        sc = sc[sc["person_id"].isin(ids) & (sc["start_date"] < t)]
+        sc = sc[person_in(sc["person_id"], ids) & (sc["start_date"] < t)]
         ongoing = sc["end_date"].isna() | (sc["end_date"] >= t)
         at_t = sc[ongoing]
         home = at_t[at_t["service_type"] == "home_care"]

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from riskstrat.features import person_in
 from riskstrat.records import LinkedRecords
 
 TARGETS = ("emergency_admission", "death", "high_cost", "social_care_entry")
@@ -35,7 +36,7 @@ class CensoredIndexDateError(ValueError):
 
 def _events_in(df: pd.DataFrame, date_col: str, t: pd.Timestamp, end: pd.Timestamp, ids: pd.Index) -> pd.DataFrame:
     d = df[date_col]
-    return df[(d >= t) & (d < end) & df["person_id"].isin(ids)]
+    return df[(d >= t) & (d < end) & person_in(df["person_id"], ids)]
 
 
 def future_cost(records: LinkedRecords, index_date, ids: pd.Index, *, horizon_days: int = 365) -> pd.Series:
@@ -51,7 +52,7 @@ def future_cost(records: LinkedRecords, index_date, ids: pd.Index, *, horizon_da
             total = total.add(ev.groupby(ev["person_id"].to_numpy())["cost"].sum(), fill_value=0)
     if records.has("social_care"):
         sc = records.get("social_care")
-        sc = sc[sc["person_id"].isin(ids)]
+        sc = sc[person_in(sc["person_id"], ids)]
         s = sc["start_date"].where(sc["start_date"] > t, t)
         e = sc["end_date"].fillna(end).where(lambda x: x < end, end)
         days = (e - s).dt.days.clip(lower=0)
@@ -105,7 +106,7 @@ def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: T
         y = (cost > threshold).astype(float)
     else:  # social_care_entry
         sc = records.get("social_care")
-        sc = sc[sc["person_id"].isin(ids)]
+        sc = sc[person_in(sc["person_id"], ids)]
         types = ("home_care", "residential", "nursing")
         in_care = sc[sc["service_type"].isin(types) & (sc["start_date"] < t)
                      & (sc["end_date"].isna() | (sc["end_date"] >= t))]["person_id"]
