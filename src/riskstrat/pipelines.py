@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from riskstrat.config import TrainConfig, config_to_dict
@@ -106,7 +107,8 @@ def read_opt_outs(path) -> set[str]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: opt-out file not found")
     text = path.read_text(encoding="utf-8-sig").splitlines()
-    if text and text[0].strip().lower() in ("person_id", "pseudonym", "id") or "," in (text[0] if text else ""):
+    first = text[0].strip().lower() if text else ""
+    if first in ("person_id", "pseudonym", "id") or "," in first:
         frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
         column = next((c for c in frame.columns if c.strip().lower() in ("person_id", "pseudonym", "id")), None)
         if column is None:
@@ -140,11 +142,11 @@ def previous_month(output_dir, month: str) -> tuple[str | None, pd.DataFrame | N
     return earlier[-1], pd.read_parquet(root / earlier[-1] / "population.parquet")
 
 
-def _chunked(fn, frame: pd.DataFrame, size: int):
-    import numpy as np
-
-    return np.concatenate([fn(frame.iloc[i:i + size]) for i in range(0, len(frame), size)]) if len(frame) else \
-        np.zeros(0)
+def _chunked(fn, frame: pd.DataFrame, size: int) -> np.ndarray:
+    """``fn`` over ``frame`` in chunks of ``size`` rows (bounded memory), results joined."""
+    if not len(frame):
+        return np.zeros(0)
+    return np.concatenate([fn(frame.iloc[i:i + size]) for i in range(0, len(frame), size)])
 
 
 def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | None = None) -> dict:
@@ -153,8 +155,6 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     Returns the manifest (also written as ``manifest.json`` and logged to MLflow).
     """
     import time
-
-    import numpy as np
 
     import riskstrat
     from riskstrat import lists, tracking

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
@@ -51,19 +52,14 @@ def _experiment(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=artifact_location)
 
 
-try:  # MLflow is a core dependency, but keep import errors readable.
-    import mlflow.pyfunc as _pyfunc
+class RiskPyfunc(mlflow.pyfunc.PythonModel):
+    """The served model: feature frame in, calibrated risk out (not 0/1 labels)."""
 
-    class RiskPyfunc(_pyfunc.PythonModel):
-        """The served model: feature frame in, calibrated risk out (not 0/1 labels)."""
+    def load_context(self, context) -> None:
+        self.risk_model = joblib.load(context.artifacts["risk_model"])
 
-        def load_context(self, context) -> None:
-            self.risk_model = joblib.load(context.artifacts["risk_model"])
-
-        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
-            return pd.Series(self.risk_model.predict_risk(model_input), name="risk")
-except ImportError:  # pragma: no cover
-    RiskPyfunc = None  # type: ignore[assignment,misc]
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
+        return pd.Series(self.risk_model.predict_risk(model_input), name="risk")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
