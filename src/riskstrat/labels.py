@@ -61,6 +61,17 @@ def future_cost(records: LinkedRecords, index_date, ids: pd.Index, *, horizon_da
     return total.reindex(ids).fillna(0.0)
 
 
+def check_horizon(index_date, *, horizon_days: int, extract_end) -> None:
+    """Raise CensoredIndexDateError unless the extract covers ``[T, T + horizon)``."""
+    t = pd.Timestamp(index_date).normalize()
+    extract_end = pd.Timestamp(extract_end)
+    if t + pd.Timedelta(days=horizon_days) > extract_end + pd.Timedelta(days=1):
+        raise CensoredIndexDateError(
+            f"index date {t.date()} + {horizon_days} days runs past the end of the data ({extract_end.date()}): "
+            f"its labels would be censored; use an index date on or before "
+            f"{(extract_end + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()}")
+
+
 def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: Target = "emergency_admission",
                  horizon_days: int = 365, extract_end, death: DeathHandling = "composite",
                  top_fraction: float = 0.05) -> pd.Series:
@@ -72,14 +83,9 @@ def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: T
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    check_horizon(index_date, horizon_days=horizon_days, extract_end=extract_end)
     t = pd.Timestamp(index_date).normalize()
     end = t + pd.Timedelta(days=horizon_days)
-    extract_end = pd.Timestamp(extract_end)
-    if end > extract_end + pd.Timedelta(days=1):
-        raise CensoredIndexDateError(
-            f"index date {t.date()} + {horizon_days} days runs past the end of the data ({extract_end.date()}): "
-            f"its labels would be censored; use an index date on or before "
-            f"{(extract_end + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()}")
     persons = records.persons.set_index("person_id").reindex(ids)
     died = persons["death_date"].between(t, end - pd.Timedelta(days=1))
     # Follow-up ends at registration end (moved away); an outcome seen before then still counts.

@@ -20,7 +20,7 @@ import pandas as pd
 from riskstrat import metrics
 from riskstrat.config import TrainConfig
 from riskstrat.features import META_COLUMNS, build_features, features_for_sources
-from riskstrat.labels import build_labels, future_cost
+from riskstrat.labels import build_labels, check_horizon, future_cost
 from riskstrat.models import RiskModel, fit_cost_regressor, fit_lightgbm, fit_logistic, prior_use_score
 from riskstrat.records import LinkedRecords
 
@@ -75,8 +75,11 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
     groups = person_groups(records.persons["person_id"], test_fraction=cfg.split.test_fraction,
                            calibration_fraction=cfg.split.calibration_fraction, seed=cfg.split.seed)
     t = cfg.target
+    dates = [*cfg.index_dates.train, cfg.index_dates.test]
+    for d in dates:  # fail before hours of feature building, not after
+        check_horizon(d, horizon_days=t.horizon_days, extract_end=extract_end)
     frames = []
-    for d in [*cfg.index_dates.train, cfg.index_dates.test]:
+    for d in dates:
         f = build_features(records, d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
         f["label"] = build_labels(records, d, f.index, target=t.name, horizon_days=t.horizon_days,
                                   extract_end=extract_end, death=t.death, top_fraction=t.top_fraction).to_numpy()
