@@ -120,7 +120,7 @@ class ModelConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     top_fractions: list[float] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
-    n_bootstrap: int = Field(200, ge=0)
+    n_bootstrap: int = Field(200, ge=1, description="Bootstrap resamples for confidence intervals.")
     truth_path: Path | None = Field(None, description="Ground truth of a synthetic data set; default "
                                                       "<data.path>/ground_truth/truth.parquet when it exists.")
 

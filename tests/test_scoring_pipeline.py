@@ -1,0 +1,452 @@
+"""The monthly scoring run end to end: champions from a real MLflow registry, a small synthetic
+population, and the month's files on disk.
+
+Once per module: 3,000 people (4 years from 2021-11-01, so the extract ends 2025-10-31), an
+emergency-admission and a high-cost model trained small, registered and promoted to champion in a
+temporary SQLite store, and a baseline pair of months (2025-10 then 2025-11) in one output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from riskstrat import lists, tracking
+from riskstrat.config import ScoringConfig, load_config
+from riskstrat.io import data_fingerprint
+from riskstrat.pipelines import ModelDataMismatchError, load_data, run_scoring, run_training
+from riskstrat.synth import write_population
+
+AS_OF = "2025-11-01"
+MONTH = "2025-11"
+LIST_SIZE = 100
+TRAIN_SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
+               "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=60"]
+RISK_MODEL, COST_MODEL = "test-emergency", "test-high-cost"
+PERSON_ID = re.compile(r"\b[0-9a-f]{16}\b")  # the synthetic pseudonyms' shape
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    write_population(out, 3000, start="2021-11-01", years=4, seed=5, truth_dates=["2024-11-01"], n_futures=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def home_practice(data_dir) -> pd.Series:
+    """Each person's practice according to the data: the reference for isolation checks."""
+    persons = pd.read_parquet(data_dir / "persons.parquet", columns=["person_id", "practice_id"])
+    return pd.Series(persons["practice_id"].astype(str).to_numpy(), index=persons["person_id"].astype(str))
+
+
+@pytest.fixture(scope="module")
+def registry(data_dir, tmp_path_factory) -> dict:
+    """Both models trained, registered and promoted to champion; returns the store and their runs."""
+    store = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    runs = {}
+    for target, name in [("emergency_admission", RISK_MODEL), ("high_cost", COST_MODEL)]:
+        cfg = load_config(None, [f"data.path={data_dir}", f"tracking.uri={uri}", f"target.name={target}",
+                                 f"tracking.registered_model={name}", *TRAIN_SMALL])
+        logged = run_training(cfg).logged
+        tracking.promote(name, logged.model_version, alias="champion", uri=uri)
+        runs[name] = logged
+    return {"uri": uri, "store": store, "runs": runs}
+
+
+@pytest.fixture(scope="module")
+def records(data_dir):
+    return load_data(load_config(None, [f"data.path={data_dir}"], model=ScoringConfig).data)
+
+
+def scoring_config(registry, data_dir, output_dir, *overrides: str) -> ScoringConfig:
+    return load_config(None, [f"data.path={data_dir}", f"tracking.uri={registry['uri']}",
+                              f"models.risk={RISK_MODEL}", f"models.high_cost={COST_MODEL}",
+                              f"lists.list_size={LIST_SIZE}", f"output_dir={output_dir}", *overrides],
+                       model=ScoringConfig)
+
+
+@pytest.fixture(scope="module")
+def score(registry, data_dir, records):
+    """``score(output_dir, *overrides, as_of=..., reload=False)`` -> manifest; reuses the loaded records."""
+    def run(output_dir, *overrides: str, as_of: str = AS_OF, reload: bool = False) -> dict:
+        cfg = scoring_config(registry, data_dir, output_dir, *overrides)
+        return run_scoring(cfg, as_of, records=None if reload else records)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def two_months(score, tmp_path_factory) -> dict:
+    """2025-10 then 2025-11 scored into the same output folder (no opt-outs, no hold-out)."""
+    out = tmp_path_factory.mktemp("lists")
+    october = score(out, as_of="2025-10-01")
+    november = score(out)
+    return {"out": out, "october": october, "november": november}
+
+
+# ----------------------------------------------------------------------------- reading the month back
+
+
+def practice_folders(month_dir: Path) -> list[Path]:
+    return sorted(p for p in (month_dir / "practices").iterdir() if p.is_dir())
+
+
+def xlsx_text(path: Path) -> str:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True)
+    try:
+        return "\n".join(str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row
+                         if v is not None)
+    finally:
+        wb.close()
+
+
+def file_text(path: Path) -> str:
+    """Everything a reader of the file could see, as text (cells of a workbook, rows of a Parquet file)."""
+    if path.suffix == ".xlsx":
+        return xlsx_text(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path).to_csv(index=False)
+    return path.read_text(encoding="utf-8-sig")
+
+
+def ids_in(path: Path) -> set[str]:
+    return set(PERSON_ID.findall(file_text(path)))
+
+
+def list_ids(folder: Path) -> list[str]:
+    return pd.read_csv(folder / "list.csv", dtype=str, encoding="utf-8-sig")["Person ID"].tolist()
+
+
+def no_temp_left(root: Path) -> bool:
+    return not [p.name for p in root.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+# ----------------------------------------------------------------------------- isolation
+
+
+def test_every_practice_file_holds_only_that_practices_people(two_months, home_practice):
+    month = two_months["out"] / MONTH
+    folders = practice_folders(month)
+    assert [f.name for f in folders] == sorted(home_practice.unique())
+    for folder in folders:
+        listed = list_ids(folder)
+        assert len(listed) == LIST_SIZE
+        for name in ("list.csv", "list.html", "list.xlsx", "changes.csv"):
+            found = ids_in(folder / name)
+            if name.startswith("list."):
+                assert set(listed) <= found, (folder.name, name)
+            foreign = {pid: home_practice.get(pid) for pid in found if home_practice.get(pid) != folder.name}
+            assert not foreign, f"{folder.name}/{name} holds other practices' people: {list(foreign.items())[:3]}"
+    assert ids_in(month / "summary.csv") == set()
+    summary = pd.read_csv(month / "summary.csv", encoding="utf-8-sig")
+    assert not {"person_id", "Person ID"} & set(summary.columns)
+
+
+# ----------------------------------------------------------------------------- opt-outs
+
+
+@pytest.fixture(scope="module")
+def listed_both_months(two_months) -> list[str]:
+    """Five people on a list in October and November (so November would list them again)."""
+    oct_pop = pd.read_parquet(two_months["out"] / "2025-10" / "population.parquet")
+    nov_pop = pd.read_parquet(two_months["out"] / MONTH / "population.parquet")
+    both = nov_pop.loc[nov_pop["listed"] & nov_pop["person_id"].isin(oct_pop.loc[oct_pop["listed"], "person_id"])]
+    return both.groupby("practice_id").head(2)["person_id"].head(5).tolist()
+
+
+@pytest.mark.parametrize("form", ["one id per line", "csv with a person_id column"])
+def test_opted_out_people_appear_in_no_file_and_are_counted(score, two_months, listed_both_months, tmp_path, form):
+    ids = listed_both_months
+    assert len(ids) == 5
+    opt_out = tmp_path / "opt_out.txt"
+    if form == "one id per line":
+        opt_out.write_text("\n".join(ids) + "\n")
+    else:
+        opt_out.write_text("\ufeffperson_id,date_received\n" + "".join(f" {i} ,2025-10-20\n" for i in ids))
+    # Last month (written before they opted out) listed them: they must not come back as "left".
+    out = tmp_path / "lists"
+    shutil.copytree(two_months["out"] / "2025-10", out / "2025-10")
+
+    manifest = score(out, f"opt_out_file={opt_out}")
+
+    assert manifest["counts"]["opted_out_removed"] == 5
+    assert manifest["counts"]["scored"] == manifest["counts"]["eligible"] - 5
+    assert manifest["previous_month"] == "2025-10"
+    month = out / MONTH
+    files = sorted(p for p in month.rglob("*") if p.is_file())
+    assert month / "population.parquet" in files and len(files) > 10
+    leaks = {p.relative_to(month).as_posix(): sorted(ids_in(p) & set(ids)) for p in files}
+    assert not {k: v for k, v in leaks.items() if v}
+    assert json.loads((month / "manifest.json").read_text())["counts"]["opted_out_removed"] == 5
+
+
+def test_opt_outs_not_in_the_population_are_not_counted(score, tmp_path):
+    opt_out = tmp_path / "opt_out.txt"
+    opt_out.write_text("0000000000000000\nffffffffffffffff\n")
+    assert score(tmp_path / "lists", f"opt_out_file={opt_out}")["counts"]["opted_out_removed"] == 0
+
+
+# ----------------------------------------------------------------------------- reruns and months
+
+
+def test_rerun_of_the_same_month_gives_identical_person_level_files(score, tmp_path):
+    first = score(tmp_path / "a", reload=True)  # loads the data itself, as the batch job does
+    second = score(tmp_path / "b")
+    a, b = Path(first["output_dir"]), Path(second["output_dir"])
+    names = ["population.parquet", "summary.csv"] + [
+        p.relative_to(a).as_posix() for p in sorted(a.glob("practices/*/*.csv"))]
+    assert len(names) == 2 + 2 * 3  # list.csv and changes.csv of 3 practices
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    files_a = json.loads((a / "manifest.json").read_text())["files"]
+    files_b = json.loads((b / "manifest.json").read_text())["files"]
+    assert {n: files_a[n] for n in names} == {n: files_b[n] for n in names}
+
+
+def test_second_month_reports_changes_since_the_first(two_months):
+    october, november = two_months["october"], two_months["november"]
+    assert october["previous_month"] is None
+    assert october["counts"]["new_this_month"] == october["counts"]["listed"]  # first month: all new
+    assert november["previous_month"] == "2025-10"
+    new = november["counts"]["new_this_month"]
+    assert 0 < new < november["counts"]["listed"]
+    month = two_months["out"] / MONTH
+    total_new = 0
+    for folder in practice_folders(month):
+        changes = pd.read_csv(folder / "changes.csv", dtype={"person_id": str}, encoding="utf-8-sig")
+        shown = pd.read_csv(folder / "list.csv", dtype={"Person ID": str}, keep_default_na=False,
+                            encoding="utf-8-sig")
+        flagged = set(shown.loc[shown["New this month"] == "yes", "Person ID"])
+        assert set(changes.loc[changes["new_this_month"], "person_id"]) == flagged
+        # Everyone who left was on October's list of this practice and is not on November's.
+        left = set(changes.loc[changes["left"], "person_id"])
+        assert not left & set(shown["Person ID"])
+        assert len(left) == len(flagged)  # lists keep their size, so as many leave as arrive
+        total_new += len(flagged)
+    assert total_new == new
+    population = pd.read_parquet(month / "population.parquet")
+    assert int(population["new_this_month"].sum()) == new
+
+
+# ----------------------------------------------------------------------------- hold-out
+
+
+def test_held_out_people_are_recorded_but_not_shown(score, tmp_path):
+    manifest = score(tmp_path, "lists.holdout_fraction=0.2", "lists.holdout_seed=7")
+    month = Path(manifest["output_dir"])
+    population = pd.read_parquet(month / "population.parquet")
+    held = population.loc[population["holdout"]]
+    assert held["listed"].all()
+    per_practice = population.loc[population["listed"]].groupby("practice_id")["holdout"].agg(["size", "sum"])
+    assert (per_practice["sum"] == (0.2 * per_practice["size"]).round()).all()
+    held_ids = set(held["person_id"])
+    for folder in practice_folders(month):
+        shown = list_ids(folder)
+        assert len(shown) == per_practice.loc[folder.name, "size"] - per_practice.loc[folder.name, "sum"]
+        for name in ("list.csv", "list.html", "list.xlsx", "changes.csv"):
+            assert not ids_in(folder / name) & held_ids, (folder.name, name)
+    counts = manifest["counts"]
+    assert counts["held_out"] == len(held) == int(per_practice["sum"].sum()) > 0
+    assert counts["listed"] == int(population["listed"].sum())
+    summary = pd.read_csv(month / "summary.csv", encoding="utf-8-sig").set_index("practice_id")
+    assert summary.loc["all practices", "held out"] == counts["held_out"]
+    assert summary.loc["all practices", "shown"] == counts["listed"] - counts["held_out"]
+
+
+# ----------------------------------------------------------------------------- all or nothing
+
+
+def test_a_failure_while_writing_leaves_no_partial_month(score, tmp_path, monkeypatch):
+    out = tmp_path / "lists"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(lists, "_write_html", broken)
+        with pytest.raises(RuntimeError, match="disk full"):
+            score(out)
+    assert not (out / MONTH).exists()
+    assert list(out.iterdir()) == []
+
+    # A failed rerun leaves the month written before untouched.
+    score(out)
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / MONTH).rglob("*") if p.is_file()}
+    with monkeypatch.context() as m:
+        m.setattr(lists, "_write_html", broken)
+        with pytest.raises(RuntimeError, match="disk full"):
+            score(out, "lists.list_size=10")
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / MONTH).rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in out.iterdir()) == [MONTH]
+
+
+def test_an_mlflow_failure_after_writing_keeps_the_complete_month(score, tmp_path, monkeypatch):
+    """Decision, recorded here: MLflow is told after the month is in place, so if logging fails the
+    files (complete and consistent) stay and the error propagates; the month has no MLflow run."""
+    def broken(*args, **kwargs):
+        raise ConnectionError("tracking server unreachable")
+
+    monkeypatch.setattr(tracking, "log_scoring_run", broken)
+    with pytest.raises(ConnectionError):
+        score(tmp_path)
+    month = tmp_path / MONTH
+    recorded = json.loads((month / "manifest.json").read_text())["files"]
+    assert recorded and all(hashlib.sha256((month / n).read_bytes()).hexdigest() == h for n, h in recorded.items())
+    assert no_temp_left(tmp_path)
+
+
+# ----------------------------------------------------------------------------- refusing to score
+
+
+@pytest.mark.parametrize("how", ["file missing", "excluded in config"])
+def test_data_without_a_source_the_model_used_is_refused(registry, data_dir, tmp_path, how):
+    if how == "file missing":
+        data = tmp_path / "data"
+        shutil.copytree(data_dir, data, ignore=shutil.ignore_patterns("social_care.parquet"))
+        cfg = scoring_config(registry, data, tmp_path / "lists")
+    else:
+        cfg = scoring_config(registry, data_dir, tmp_path / "lists", "data.exclude_sources=[social_care]")
+    with pytest.raises(ModelDataMismatchError, match=r"trained with data from social_care, which this data set lacks"):
+        run_scoring(cfg, AS_OF)
+    assert not (tmp_path / "lists").exists()
+
+
+def test_a_missing_alias_tells_the_user_to_train_and_promote(registry, data_dir, tmp_path):
+    cfg = scoring_config(registry, data_dir, tmp_path / "lists", "models.alias=staging")
+    with pytest.raises(tracking.RegistryError,
+                       match=rf"no model '{RISK_MODEL}' with alias 'staging'.*riskstrat train.*riskstrat promote"):
+        run_scoring(cfg, AS_OF)
+    assert not (tmp_path / "lists").exists()
+
+
+# ----------------------------------------------------------------------------- manifest and MLflow
+
+
+def test_manifest_records_models_data_date_and_counts(two_months, registry, data_dir):
+    manifest = two_months["november"]
+    month = two_months["out"] / MONTH
+    runs = registry["runs"]
+    assert manifest["models"] == {name: {"version": runs[name].model_version, "run_id": runs[name].run_id,
+                                         "alias": "champion"} for name in (RISK_MODEL, COST_MODEL)}
+    assert manifest["data"]["sha256"] == data_fingerprint(data_dir)["sha256"]
+    assert re.fullmatch(r"[0-9a-f]{64}", manifest["data"]["sha256"])
+    assert (manifest["as_of"], manifest["month"]) == (AS_OF, MONTH)
+    population = pd.read_parquet(month / "population.parquet")
+    counts = manifest["counts"]
+    assert counts["scored"] == len(population) == counts["eligible"]
+    assert counts["listed"] == int(population["listed"].sum()) == 3 * LIST_SIZE
+    assert counts["practices"] == 3
+    assert sum(counts["tiers"].values()) == counts["scored"]
+    assert set(manifest["timings_seconds"]) >= {"features", "prediction", "shap", "writing"}
+    assert manifest["shap_additivity_max_error"] < 1e-6
+    on_disk = json.loads((month / "manifest.json").read_text())
+    for key in ("as_of", "models", "data", "counts", "package_version", "previous_month"):
+        assert on_disk[key] == manifest[key], key
+    for name, digest in on_disk["files"].items():
+        assert hashlib.sha256((month / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_scoring_run_is_logged_to_mlflow_without_person_ids(two_months, registry, home_practice):
+    import mlflow
+
+    tracking.configure(registry["uri"])
+    manifest = two_months["november"]
+    runs = mlflow.search_runs(experiment_names=["riskstrat-scoring"], output_format="list",
+                              filter_string=f"tags.`riskstrat.as_of` = '{AS_OF}'")
+    logged = [r for r in runs
+              if mlflow.artifacts.load_dict(f"runs:/{r.info.run_id}/manifest.json")["output_dir"]
+              == manifest["output_dir"]]
+    assert len(logged) == 1
+    run = logged[0]
+    client = mlflow.MlflowClient()
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"manifest.json", "summary.csv"}
+    assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/manifest.json")["data"] == manifest["data"]
+    assert run.data.params[f"model.{RISK_MODEL}"] == f"1 ({registry['runs'][RISK_MODEL].run_id})"
+    assert run.data.metrics["count.scored"] == manifest["counts"]["scored"]
+    texts = [mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{a}") for a in ("manifest.json", "summary.csv")]
+    texts += [json.dumps(run.data.params), json.dumps(run.data.tags), json.dumps(run.data.metrics)]
+    ids = set(home_practice.index)
+    assert not [pid for text in texts for pid in PERSON_ID.findall(text) if pid in ids]
+
+
+# ----------------------------------------------------------------------------- re-identification
+
+
+def test_reidentification_adds_local_ids_to_that_practice_only(score, home_practice, tmp_path):
+    practice = sorted(home_practice.unique())[0]
+    patients = home_practice.index[home_practice == practice]
+    lookups = tmp_path / "lookups"
+    lookups.mkdir()
+    local = pd.DataFrame({"person_id": patients, "local_id": [f"NHS{i:07d}" for i in range(len(patients))]})
+    local.to_csv(lookups / f"{practice}.csv", index=False)
+
+    manifest = score(tmp_path / "lists", f"reidentify_dir={lookups}")
+
+    month = Path(manifest["output_dir"])
+    mapping = dict(zip(local["person_id"], local["local_id"]))
+    for folder in practice_folders(month):
+        table = pd.read_csv(folder / "list.csv", dtype=str, encoding="utf-8-sig")
+        if folder.name == practice:
+            assert list(table.columns[1:3]) == ["Person ID", "Local ID"]
+            assert table["Local ID"].tolist() == table["Person ID"].map(mapping).tolist()
+        else:
+            assert "Local ID" not in table.columns
+            for name in ("list.csv", "list.html", "list.xlsx"):
+                assert "Local ID" not in file_text(folder / name) and "NHS" not in file_text(folder / name)
+    for name in ("population.parquet", "summary.csv", "manifest.json"):
+        assert not re.search(r"NHS\d{7}", file_text(month / name)), name
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_cli_score_prints_one_result_line(registry, data_dir, tmp_path, monkeypatch):
+    from riskstrat.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "lists"
+    args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet",
+            "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
+            "--set", f"models.high_cost={COST_MODEL}", "--set", "lists.holdout_fraction=0.1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / MONTH / "manifest.json").read_text())
+    c = manifest["counts"]
+    expected = (f"{MONTH}: scored {c['scored']:,} people (0 opted out removed) with {RISK_MODEL} v1, {COST_MODEL} v1; "
+                f"{c['listed']:,} listed in 3 practices ({c['held_out']:,} held out, {c['new_this_month']:,} new) "
+                f"-> {out / MONTH}")
+    assert result.output == expected + "\n"  # one line, however long (batch logs are read with grep)
+    assert not (tmp_path / "mlflow.db").exists()  # the configured store was used
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--as-of", "2025-11-31"], "--as-of '2025-11-31' is not a date like 2026-11-01"),
+    (["--as-of", AS_OF, "--set", "models.alias=staging"], "promote"),
+    (["--as-of", AS_OF, "--set", "lists.list_sise=5"], "lists.list_sise"),
+])
+def test_cli_score_errors_exit_1_with_a_clear_message(registry, data_dir, tmp_path, extra, message):
+    from riskstrat.cli import app
+
+    out = tmp_path / "lists"
+    args = ["score", "--data", str(data_dir), "--out", str(out), "--set", f"tracking.uri={registry['uri']}",
+            "--set", f"models.risk={RISK_MODEL}", *extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not out.exists()
