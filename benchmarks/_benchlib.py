@@ -168,6 +168,26 @@ class Reporter:
         write_json(self.path, self.result)
 
 
+class StageTimer:
+    """A ``stage(message)`` callback for riskstrat pipelines: times the gap since the last message,
+    prints it, and keeps the list in the report under ``key``."""
+
+    def __init__(self, rep: "Reporter", key: str) -> None:
+        self.rep, self.key = rep, key
+        self.marks: list[dict] = []
+        self.t0 = self.last = time.perf_counter()
+
+    def mark(self, message: str) -> None:
+        now = time.perf_counter()
+        self.marks.append({"message": message, "seconds": round(now - self.last, 2), "rss_mib": current_rss_mib()})
+        self.last = now
+
+    def __call__(self, message: str) -> None:
+        self.mark(message)
+        print(f"    {time.perf_counter() - self.t0:7.1f} s  {message}", flush=True)
+        self.rep.update(**{self.key: self.marks})
+
+
 def worker_main(result_path: str, fn: Callable[[Reporter], None]) -> int:
     """Run ``fn`` in this (worker) process; record success, MemoryError or any other failure."""
     rep = Reporter(result_path)

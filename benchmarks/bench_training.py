@@ -312,17 +312,8 @@ def w_assemble(args, rep: B.Reporter) -> None:
     extract_end = extract_end_of(cfg.data.path, records, cfg.data.extract_end)
     dates = [str(x) for x in [*cfg.index_dates.train, cfg.index_dates.test]]
     rep.step("assemble")
-    marks: list[dict] = []
-    t0 = time.perf_counter()
-    last = [t0]
-
-    def stage(msg: str) -> None:
-        now = time.perf_counter()
-        marks.append({"message": msg, "seconds": round(now - last[0], 2), "rss_mib": B.current_rss_mib()})
-        last[0] = now
-        print(f"    {now - t0:7.1f} s  {msg}", flush=True)
-        rep.update(per_date=marks)
-
+    stage = B.StageTimer(rep, "per_date")
+    marks, t0 = stage.marks, stage.t0
     data = assemble(records, cfg, extract_end=extract_end, stage=stage)
     seconds = time.perf_counter() - t0
     person_dates = sum(int(m["message"].split(": ")[1].split(" people")[0].replace(",", "")) for m in marks)
@@ -350,21 +341,11 @@ def w_fit(args, rep: B.Reporter) -> None:
     rep.update(rss_before_fit_mib=B.current_rss_mib(), train_rows=len(data.y_train), calibration_rows=len(data.y_cal),
                test_rows=len(data.y_test), n_features=len(data.feature_names), oracle=truth is not None)
     rep.step("fit_and_evaluate")
-    marks: list[dict] = []
-    t0 = time.perf_counter()
-    last = [t0]
-
-    def stage(msg: str) -> None:
-        now = time.perf_counter()
-        marks.append({"message": msg, "seconds": round(now - last[0], 2), "rss_mib": B.current_rss_mib()})
-        last[0] = now
-        print(f"    {now - t0:7.1f} s  {msg}", flush=True)
-        rep.update(parts=marks)
-
+    stage = B.StageTimer(rep, "parts")
+    marks, t0 = stage.marks, stage.t0
     res = fit_and_evaluate(data, cfg, truth=truth, stage=stage)
     seconds = time.perf_counter() - t0
-    marks.append({"message": "evaluation (metrics, bootstrap, O/E, subgroups)", "seconds": round(time.perf_counter() - last[0], 2),
-                  "rss_mib": B.current_rss_mib()})
+    stage.mark("evaluation (metrics, bootstrap, O/E, subgroups)")
     keys = ("auroc", "auprc", "brier", "calibration_slope", "ppv_top_5pct")
     rep.update(seconds=round(seconds, 2), parts=marks, best_iteration=res.model.metadata.get("best_iteration"),
                lightgbm_fit_and_calibration_s=marks[0]["seconds"], baselines_s=marks[1]["seconds"],

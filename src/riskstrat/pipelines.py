@@ -226,8 +226,6 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     summary = lists.commissioner_summary(population, list_size=cfg.lists.list_size, groups=groups)
     changes = lists.changes_since(prev, population, list_size=cfg.lists.list_size)
     reidentify = read_reidentification(cfg.reidentify_dir, practice_lists) if cfg.reidentify_dir else None
-    from riskstrat.config import config_to_dict
-
     tier_counts = population["tier"].astype(str).value_counts().to_dict()
     manifest = {
         "as_of": str(as_of.date()), "month": month, "package_version": riskstrat.__version__,
