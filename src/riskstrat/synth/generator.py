@@ -75,6 +75,7 @@ class _State:
     ltc: np.ndarray          # (n, K) bool
     frailty: np.ndarray
     recent: np.ndarray
+    seek: np.ndarray         # care-seeking habit (unobserved): A&E and GP use, not admissions
     alive: np.ndarray
     care: np.ndarray         # CARE_* code
     care_start: np.ndarray   # days since epoch
@@ -112,6 +113,12 @@ def _severity(state: _State, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     age_term = (P.AGE_SLOPE * (adult_age - 50) + P.OLD_AGE_SLOPE * np.maximum(adult_age - 70, 0)
                 + P.YOUNG_ADULT * np.clip((25 - age) / 7, 0, 1) * (age >= 16) + 1.0 * (age < 2))
     return age_term + clinical, clinical
+
+
+def _seeking(state: _State, age: np.ndarray, share: float) -> np.ndarray:
+    """Rate multiplier from the care-seeking habit, mean one; the habit fades with age."""
+    w = share * np.clip((80 - age) / 30, 0.15, 1.5)
+    return np.exp(w * state.seek - 0.5 * (w * P.SEEK_SD) ** 2)
 
 
 def _frailty_target(age: np.ndarray, n_ltc: np.ndarray) -> np.ndarray:
@@ -199,7 +206,7 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
                  cost=c_ae[through_ae])
 
     # A&E attendances that did not end in admission.
-    ae = np.where(alive, rng.poisson(P.AE_RATE * np.exp(0.55 * clin + 0.004 * (age - 50))), 0)
+    ae = np.where(alive, rng.poisson(P.AE_RATE * np.exp(0.55 * clin + 0.004 * (age - 50)) * _seeking(state, age, 1.0)), 0)
     who = np.repeat(np.arange(n), ae)
     c = _lognormal(rng, P.COST_AE, who.size)
     np.add.at(cost, who, c)
@@ -236,7 +243,8 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
              specialty=rng.choice(P.SPECIALTIES, who.size), attended=attended, cost=c)
 
     # GP contacts.
-    gp = np.where(alive, rng.poisson(P.GP_RATE * np.exp(0.4 * clin + 0.012 * (age - 50) + 0.3 * state.female)), 0)
+    gp = np.where(alive, rng.poisson(P.GP_RATE * np.exp(0.4 * clin + 0.012 * (age - 50) + 0.3 * state.female)
+                                     * _seeking(state, age, P.SEEK_GP)), 0)
     who = np.repeat(np.arange(n), gp)
     c = _lognormal(rng, P.COST_GP, who.size)
     np.add.at(cost, who, c)
@@ -329,7 +337,10 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
                             + 0.01 * rng.standard_normal(n), 0, 1)
     # Capped so that admissions cannot feed on themselves without bound.
     state.drift = P.DRIFT_AR * state.drift + P.DRIFT_SD * rng.standard_normal(n)
-    state.recent = np.minimum(P.RECENT_DECAY * state.recent + P.RECENT_JUMP * np.minimum(em, 2), P.RECENT_MAX)
+    chronic = (n_ltc >= P.CHRONIC_LTC) | (state.frailty > P.CHRONIC_FRAILTY)
+    decay = np.where(chronic, P.RECENT_DECAY_CHRONIC, P.RECENT_DECAY)
+    jump = np.where(chronic, P.RECENT_JUMP_CHRONIC, P.RECENT_JUMP)
+    state.recent = np.minimum(decay * state.recent + jump * np.minimum(em, 2), P.RECENT_MAX)
     state.alive = alive & ~died
     out = _MonthOut(emergency=em, died=died, death_day=last_day, cost=cost, records=recs)
     if hazards_only:
@@ -372,7 +383,7 @@ def _initial_state(n: int, start_day: int, practices: pd.DataFrame, rng: np.rand
     fixed_h = practices["effect"].to_numpy()[prac] + rng.normal(0, P.PERSON_EFFECT_SD, n)
     drift = rng.normal(0, P.DRIFT_SD / np.sqrt(1 - P.DRIFT_AR**2), n)
     state = _State(birth=birth, female=female, dep=dep, fixed_h=fixed_h, drift=drift, ltc=np.zeros((n, K_COND), bool),
-                   frailty=np.zeros(n), recent=np.zeros(n), alive=np.ones(n, bool),
+                   frailty=np.zeros(n), recent=np.zeros(n), seek=rng.normal(0, P.SEEK_SD, n), alive=np.ones(n, bool),
                    care=np.zeros(n, np.int64), care_start=np.zeros(n, np.int64), care_weekly=np.zeros(n))
     # Prevalent conditions: integrate the onset hazard over life so far (links ignored), and date
     # each diagnosis uniformly over the years it could have happened in.

@@ -60,10 +60,23 @@ PERSON_EFFECT_SD = 0.5
 DRIFT_AR = 0.97             # month-to-month persistence of the wandering health term
 DRIFT_SD = 0.09             # its monthly innovation (stationary sd about 0.37)
 PRACTICE_EFFECT_SD = 0.15
+# An emergency admission raises near-term risk, much more and for longer in the chronically ill
+# (two or more conditions, or frail): their admissions are decompensations that recur, while a
+# healthy person's admission is mostly a one-off (injury, appendicitis). Models that only add up
+# features miss this interaction; trees find it, as in real data.
 RECENT_DECAY = 0.75          # monthly decay of the recent-admission term
-RECENT_JUMP = 0.7            # added per emergency admission (two at most a month)
-RECENT_MAX = 1.0
+RECENT_DECAY_CHRONIC = 0.88
+RECENT_JUMP = 0.2            # added per emergency admission (two at most a month)
+RECENT_JUMP_CHRONIC = 1.0
+RECENT_MAX = 1.4
+CHRONIC_LTC = 2
+CHRONIC_FRAILTY = 0.3
 CLINICAL_MAX = 3.5           # soft ceiling of the clinical severity (before the recent-admission term)
+# Care-seeking: a person-level habit (unobserved) that drives A&E and GP use but not admissions.
+# It is strongest in younger adults, so their A&E visits say little about admission risk, while an
+# old person's A&E visit does: another interaction an additive model cannot represent.
+SEEK_SD = 1.2
+SEEK_GP = 0.5               # share of the habit that shows in GP contacts
 SOCIAL_CARE_EFFECT = 0.25    # receiving home care
 
 # Monthly event rates at h = 0.
