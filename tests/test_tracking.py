@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from riskstrat import tracking
 from riskstrat.config import load_config
 from riskstrat.pipelines import run_training
+from riskstrat.search import TUNED
 from riskstrat.synth import write_population
 
 SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
@@ -101,3 +102,26 @@ def test_cli_train_and_promote(small_data, tmp_path, monkeypatch):
     assert result.exit_code == 0 and "cli-model@champion -> version 1" in result.output
     bad = CliRunner().invoke(app, ["train", "--set", f"data.path={small_data}", "--set", "model.lightgbm.leaves=3"])
     assert bad.exit_code == 1 and "model.lightgbm.leaves" in bad.output
+
+
+def test_search_run_logs_the_tuned_parameters_and_trials(small_data, tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = load_config(None, [f"data.path={small_data}", f"tracking.uri={uri}", "tracking.registered_model=test-search",
+                             "model.search.enabled=true", "model.search.n_trials=3", *SMALL])
+    run = run_training(cfg)
+    trials = run.result.search
+    assert len(trials) == 3
+    tuned = run.result.model.metadata["lightgbm_params"]
+    best = trials.loc[trials["log_loss"].idxmin()]
+    assert tuned["num_leaves"] == best["num_leaves"] and tuned["learning_rate"] == pytest.approx(best["learning_rate"])
+    got = mlflow.get_run(run.logged.run_id)
+    assert got.data.params["tuned.num_leaves"] == str(tuned["num_leaves"])
+    assert got.data.metrics["search.trials"] == 3
+    local = mlflow.artifacts.download_artifacts(run_id=run.logged.run_id, artifact_path="search/trials.csv",
+                                                dst_path=str(tmp_path / "dl"))
+    logged = pd.read_csv(local)
+    # One row per trial, settings and scores only: nothing about people.
+    assert len(logged) == 3
+    assert set(logged.columns) == {"number", "log_loss", "auroc", "best_iteration", "state", *TUNED}

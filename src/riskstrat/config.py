@@ -112,8 +112,40 @@ class LightGBMConfig(_Strict):
     n_jobs: int = 2
 
 
+def _range(low, high, kind=float):
+    return Field((kind(low), kind(high)), description=f"Search range [low, high] (default {low} to {high}).")
+
+
+class SearchConfig(_Strict):
+    """Optional optuna search over LightGBM's parameters, on the training people only."""
+
+    enabled: bool = Field(False, description="Search before the final fit (off: use model.lightgbm as given).")
+    n_trials: int = Field(30, ge=1, description="Trials, the first being the configured parameters.")
+    timeout_minutes: float | None = Field(20, gt=0, description="Stop starting new trials after this long.")
+    validation_fraction: float = Field(0.25, gt=0, lt=1, description="Training people held back to score trials.")
+    learning_rate: tuple[float, float] = _range(0.01, 0.1)
+    num_leaves: tuple[int, int] = _range(3, 63, int)
+    min_child_samples: tuple[int, int] = _range(20, 1000, int)
+    subsample: tuple[float, float] = _range(0.5, 1.0)
+    colsample_bytree: tuple[float, float] = _range(0.3, 1.0)
+    reg_lambda: tuple[float, float] = _range(0.001, 100.0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        for name in ("learning_rate", "num_leaves", "min_child_samples", "subsample", "colsample_bytree", "reg_lambda"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name}: the range must be positive and low <= high, got [{low}, {high}]")
+        if self.subsample[1] > 1 or self.colsample_bytree[1] > 1:
+            raise ValueError("subsample and colsample_bytree are fractions: their ranges must end at or below 1")
+        if self.num_leaves[0] < 2:
+            raise ValueError("num_leaves: a tree needs at least 2 leaves")
+        return self
+
+
 class ModelConfig(_Strict):
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     calibration: Literal["isotonic", "sigmoid"] = "sigmoid"
     baselines: list[Literal["logistic", "prior_use"]] = Field(default_factory=lambda: ["logistic", "prior_use"])
 

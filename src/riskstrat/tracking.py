@@ -101,6 +101,11 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         mlflow.set_tags({"riskstrat.target": cfg.target.name, "riskstrat.kind": "training"})
         mlflow.log_params(_flatten(config_dict))
         mlflow.log_dict(config_dict, "config.json")
+        if result.search is not None:
+            # The parameters the final model was fitted with, and every trial (no rows, no people).
+            mlflow.log_params({f"tuned.{k}": v for k, v in result.model.metadata["lightgbm_params"].items()})
+            mlflow.log_metric("search.trials", len(result.search))
+            mlflow.log_text(result.search.to_csv(index=False), "search/trials.csv")
         for model_name, values in result.metrics.items():
             mlflow.log_metrics({f"{model_name}.{k}": float(v) for k, v in values.items()
                                 if v is not None and np.isfinite(v)})

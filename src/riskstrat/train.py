@@ -143,6 +143,7 @@ class TrainingResult:
     oe_table: pd.DataFrame                 # observed/expected by decile of the primary model
     subgroups: pd.DataFrame
     data: TrainingData
+    search: pd.DataFrame | None = None     # one row per hyperparameter-search trial, when searched
 
     def comparison(self) -> pd.DataFrame:
         """One row per model: the headline metrics."""
@@ -181,8 +182,16 @@ def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *
 def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray | None = None,
                      stage: Stage = lambda m: None) -> TrainingResult:
     """Fit LightGBM and the baselines, score the temporal test set, compute the metrics."""
-    lgbm = fit_lightgbm(data.X_train, data.y_train, data.X_cal, data.y_cal, params=cfg.model.lightgbm,
+    params, trials = cfg.model.lightgbm, None
+    if cfg.model.search.enabled:
+        from riskstrat.search import tune_lightgbm
+
+        stage(f"searching LightGBM parameters: up to {cfg.model.search.n_trials} trials on the training people")
+        params, trials = tune_lightgbm(data.X_train, data.y_train, base=params, space=cfg.model.search,
+                                       seed=cfg.split.seed, stage=stage)
+    lgbm = fit_lightgbm(data.X_train, data.y_train, data.X_cal, data.y_cal, params=params,
                         calibration=cfg.model.calibration, target=cfg.target.name, seed=cfg.split.seed)
+    lgbm.metadata["lightgbm_params"] = params.model_dump()
     stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
           f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
     scores = {"lightgbm": lgbm.predict_risk(data.X_test)}
@@ -211,7 +220,7 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
         for name in result:
             if name != "oracle":
                 result[name]["auroc_gap_to_oracle"] = result["oracle"]["auroc"] - result[name]["auroc"]
-    return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data)
+    return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data, search=trials)
 
 
 def extract_end_of(data_dir: Path, records: LinkedRecords, configured=None) -> pd.Timestamp:
