@@ -212,24 +212,39 @@ def eligible_persons(records: LinkedRecords, index_date, *, min_age: float = 18,
     return out
 
 
+def person_positions(person_id: pd.Series, ids: pd.Index) -> np.ndarray:
+    """Position of each row's person in ``ids`` (unique), or -1 for rows of other people.
+
+    Event tables of :class:`LinkedRecords` hold ``person_id`` as a categorical over the persons
+    table, so this is one lookup per person and an integer take per row; every aggregation
+    then works on integer positions (``np.bincount``) instead of hashing id strings again.
+    """
+    if isinstance(person_id.dtype, pd.CategoricalDtype):
+        per_code = ids.get_indexer(person_id.cat.categories)
+        codes = person_id.cat.codes.to_numpy()
+    else:
+        codes, uniques = pd.factorize(person_id)
+        per_code = ids.get_indexer(uniques)
+    if not len(per_code):
+        return np.full(len(codes), -1, dtype=np.int64)
+    return np.where(codes >= 0, per_code[codes], -1).astype(np.int64)
+
+
 def person_in(person_id: pd.Series, ids: pd.Index) -> np.ndarray:
-    """Which rows belong to the people ``ids`` (Arrow's is_in: pandas' isin on Arrow strings
-    converts every id to a Python object on each call, the top cost of feature building)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    values = pa.array(person_id.astype("str"), from_pandas=True)
-    members = pa.array(np.asarray(ids, dtype=object), type=pa.string(), from_pandas=True)
-    return pc.is_in(values, value_set=members).to_numpy(zero_copy_only=False)
+    """Which rows belong to the people ``ids``."""
+    return person_positions(person_id, ids) >= 0
 
 
-def _before(df: pd.DataFrame, date_col: str, t: pd.Timestamp, ids: pd.Index) -> pd.DataFrame:
-    """Events strictly before ``t`` within the look-back, for eligible people, with ``days_before``."""
-    if not len(df):
-        return df.assign(days_before=pd.Series(dtype="int64"))
-    days = (t - df[date_col]).dt.days
-    keep = (days >= 1) & (days <= LOOKBACK_DAYS) & person_in(df["person_id"], ids)
-    return df.loc[keep].assign(days_before=days[keep].astype("int64"))
+def _before(df: pd.DataFrame, date_col: str, t: pd.Timestamp, ids: pd.Index, columns: list[str]) -> pd.DataFrame:
+    """Events strictly before ``t`` within the look-back, for eligible people: the ``columns``
+    asked for, plus ``days_before`` and ``pos`` (the person's position in ``ids``)."""
+    days = (t - df[date_col]).dt.days.to_numpy(dtype="float64", na_value=np.nan)
+    pos = person_positions(df["person_id"], ids)
+    keep = (days >= 1) & (days <= LOOKBACK_DAYS) & (pos >= 0)
+    out = df.loc[keep, columns].reset_index(drop=True)
+    out["days_before"] = days[keep].astype("int64")
+    out["pos"] = pos[keep]
+    return out
 
 
 def _in(days: pd.Series, window: str) -> pd.Series:
@@ -237,9 +252,26 @@ def _in(days: pd.Series, window: str) -> pd.Series:
     return (days >= lo) & (days <= hi)
 
 
-def _sum_by_person(parts: dict[str, pd.Series], person: pd.Series, ids: pd.Index) -> pd.DataFrame:
-    frame = pd.DataFrame({k: v.to_numpy() for k, v in parts.items()}, index=person.to_numpy())
-    return frame.groupby(level=0).sum().reindex(ids, fill_value=0)
+def sum_by_position(values, pos: np.ndarray, n: int) -> np.ndarray:
+    """Per-person sums of ``values`` (booleans count) over rows at positions ``pos`` (0..n-1)."""
+    return np.bincount(pos, weights=np.asarray(values, dtype="float64"), minlength=n)
+
+
+def _sum_by_person(parts: dict[str, pd.Series], pos: np.ndarray, ids: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame({k: sum_by_position(v, pos, len(ids)) for k, v in parts.items()}, index=ids)
+
+
+def _min_by_person(values, pos: np.ndarray, n: int, fill: float) -> np.ndarray:
+    """Per-person minimum of ``values`` (NaN rows ignored); ``fill`` for people with none."""
+    values = np.asarray(values, dtype="float64")
+    ok = ~np.isnan(values)
+    out = np.full(n, np.inf)
+    np.minimum.at(out, pos[ok], values[ok])
+    return np.where(np.isinf(out), fill, out)
+
+
+def _any_by_person(pos: np.ndarray, n: int) -> np.ndarray:
+    return (np.bincount(pos, minlength=n) > 0).astype(float)
 
 
 def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
@@ -252,6 +284,7 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
     t = pd.Timestamp(index_date).normalize()
     people = eligible_persons(records, t, min_age=min_age, max_age=max_age).set_index("person_id")
     ids = people.index
+    n = len(ids)
     out = pd.DataFrame(index=ids)
     out["age"] = people["age"].round(2)
     out["sex_female"] = (people["sex"] == "female").astype(float)
@@ -259,7 +292,8 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
 
     # Hospital inpatient spells.
     if records.has("inpatient_spells"):
-        ip = _before(records.get("inpatient_spells"), "admission_date", t, ids)
+        ip = _before(records.get("inpatient_spells"), "admission_date", t, ids,
+                     ["admission_date", "discharge_date", "admission_method", "primary_diagnosis", "cost"])
         em = ip["admission_method"] == "emergency"
         # Bed days count only the part of the stay before T.
         end = ip["discharge_date"].where(ip["discharge_date"] < t, t).fillna(t)
@@ -273,43 +307,42 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
             "elective_admissions_12m": (ip["admission_method"] == "elective") & _in(d, "12m"),
             "_ip_cost_12m": ip["cost"].fillna(0).where(_in(d, "12m"), 0),
             "_fall_12m": ip["primary_diagnosis"].fillna("").str.match(r"^(S72|W[01])") & _in(d, "12m"),
-        }, ip["person_id"], ids)
+        }, ip["pos"].to_numpy(), ids)
         out = out.join(agg.drop(columns=["_ip_cost_12m", "_fall_12m"]))
-        last = d.where(em).groupby(ip["person_id"].to_numpy()).min()
-        out["days_since_emergency_admission"] = last.reindex(ids).fillna(NO_EVENT_DAYS).to_numpy()
+        out["days_since_emergency_admission"] = _min_by_person(d.where(em), ip["pos"].to_numpy(), n, NO_EVENT_DAYS)
         ip_cost, falls = agg["_ip_cost_12m"], agg["_fall_12m"]
     else:
         ip_cost = falls = None
 
     if records.has("ae_attendances"):
-        ae = _before(records.get("ae_attendances"), "arrival_date", t, ids)
+        ae = _before(records.get("ae_attendances"), "arrival_date", t, ids, ["cost"])
         d = ae["days_before"]
         agg = _sum_by_person({
             "ae_attendances_0_3m": _in(d, "0_3m"), "ae_attendances_3_12m": _in(d, "3_12m"),
             "ae_attendances_12_24m": _in(d, "12_24m"), "_cost": ae["cost"].fillna(0).where(_in(d, "12m"), 0),
-        }, ae["person_id"], ids)
+        }, ae["pos"].to_numpy(), ids)
         out = out.join(agg.drop(columns="_cost"))
-        out["days_since_ae"] = d.groupby(ae["person_id"].to_numpy()).min().reindex(ids).fillna(NO_EVENT_DAYS).to_numpy()
+        out["days_since_ae"] = _min_by_person(d, ae["pos"].to_numpy(), n, NO_EVENT_DAYS)
         ae_cost = agg["_cost"]
     else:
         ae_cost = None
 
     if records.has("outpatient_appointments"):
-        op = _before(records.get("outpatient_appointments"), "appointment_date", t, ids)
+        op = _before(records.get("outpatient_appointments"), "appointment_date", t, ids, ["attended", "cost"])
         d12 = _in(op["days_before"], "12m")
         agg = _sum_by_person({
             "outpatient_attended_12m": d12 & op["attended"], "outpatient_missed_12m": d12 & ~op["attended"],
-            "_cost": op["cost"].fillna(0).where(d12, 0)}, op["person_id"], ids)
+            "_cost": op["cost"].fillna(0).where(d12, 0)}, op["pos"].to_numpy(), ids)
         out = out.join(agg.drop(columns="_cost"))
         op_cost = agg["_cost"]
     else:
         op_cost = None
 
     if records.has("gp_contacts"):
-        gp = _before(records.get("gp_contacts"), "contact_date", t, ids)
+        gp = _before(records.get("gp_contacts"), "contact_date", t, ids, ["cost"])
         d = gp["days_before"]
         agg = _sum_by_person({"gp_contacts_0_3m": _in(d, "0_3m"), "gp_contacts_3_12m": _in(d, "3_12m"),
-                              "_cost": gp["cost"].fillna(0).where(_in(d, "12m"), 0)}, gp["person_id"], ids)
+                              "_cost": gp["cost"].fillna(0).where(_in(d, "12m"), 0)}, gp["pos"].to_numpy(), ids)
         out = out.join(agg.drop(columns="_cost"))
         gp_cost = agg["_cost"]
     else:
@@ -318,10 +351,14 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
     # Long-term conditions: everything diagnosed before T counts (no look-back limit).
     if records.has("ltc_register"):
         ltc = records.get("ltc_register")
-        ltc = ltc[(ltc["diagnosis_date"] < t) & person_in(ltc["person_id"], ids)]
-        first = ltc.groupby(["person_id", "condition"], observed=True)["diagnosis_date"].min().reset_index()
+        pos = person_positions(ltc["person_id"], ids)
+        keep = (ltc["diagnosis_date"] < t).to_numpy() & (pos >= 0)
+        first = pd.DataFrame({"pos": pos[keep], "condition": ltc["condition"].astype(str).to_numpy()[keep],
+                              "diagnosis_date": ltc["diagnosis_date"].to_numpy()[keep]})
+        first = first.groupby(["pos", "condition"])["diagnosis_date"].min().reset_index()
         first["years"] = (t - first["diagnosis_date"]).dt.days / 365.25
-        wide = first.pivot(index="person_id", columns="condition", values="years").reindex(ids)
+        wide = first.pivot(index="pos", columns="condition", values="years").reindex(range(n))
+        wide.index = ids
         for code in LONG_TERM_CONDITIONS:
             years = wide[code] if code in wide.columns else pd.Series(np.nan, index=ids)
             out[f"ltc_{code}"] = years.notna().astype(float).to_numpy()
@@ -330,43 +367,45 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
         out["years_since_first_ltc"] = wide.max(axis=1).fillna(0).round(1).to_numpy()
 
     if records.has("prescriptions"):
-        rx = _before(records.get("prescriptions"), "issue_date", t, ids)
+        rx = _before(records.get("prescriptions"), "issue_date", t, ids, ["bnf_chapter", "cost"])
         d = rx["days_before"]
-        chapter = rx["bnf_chapter"].astype("string")
+        chapter = rx["bnf_chapter"]
         parts = {"rx_items_3m": _in(d, "3m"), "rx_items_12m": _in(d, "12m"),
                  "_cost": rx["cost"].fillna(0).where(_in(d, "12m"), 0)}
         for ch in RX_CHAPTERS:
-            parts[f"rx_bnf{ch}_items_12m"] = _in(d, "12m") & (chapter == ch)
-        agg = _sum_by_person(parts, rx["person_id"], ids)
-        rx12 = rx.loc[_in(d, "12m")]
-        chapters = rx12.groupby(rx12["person_id"].to_numpy())["bnf_chapter"].nunique()
+            parts[f"rx_bnf{ch}_items_12m"] = _in(d, "12m") & (chapter == ch).fillna(False)
+        agg = _sum_by_person(parts, rx["pos"].to_numpy(), ids)
+        # Distinct chapters per person in 12 months: unique (person, chapter) pairs, then counted.
+        in12 = _in(d, "12m").to_numpy()
+        codes, uniques = pd.factorize(chapter[in12])
+        pairs = np.unique(rx["pos"].to_numpy()[in12][codes >= 0] * (len(uniques) + 1) + codes[codes >= 0])
         out = out.join(agg.drop(columns="_cost"))
-        out["rx_chapters_12m"] = chapters.reindex(ids).fillna(0).to_numpy()
+        out["rx_chapters_12m"] = np.bincount(pairs // (len(uniques) + 1), minlength=n).astype(float)
         rx_cost = agg["_cost"]
     else:
         rx_cost = None
 
     if records.has("social_care"):
         sc = records.get("social_care")
-        sc = sc[person_in(sc["person_id"], ids) & (sc["start_date"] < t)]
-        ongoing = sc["end_date"].isna() | (sc["end_date"] >= t)
-        at_t = sc[ongoing]
-        home = at_t[at_t["service_type"] == "home_care"]
-        care_home = at_t[at_t["service_type"].isin(CARE_HOME_TYPES)]
-        out["home_care_at_index"] = ids.isin(home["person_id"]).astype(float)
-        out["care_home_at_index"] = ids.isin(care_home["person_id"]).astype(float)
-        reab = sc[(sc["service_type"] == "reablement") & ((t - sc["start_date"]).dt.days <= 365)]
-        out["reablement_12m"] = ids.isin(reab["person_id"]).astype(float)
-        out["social_care_weekly_cost"] = at_t.groupby(at_t["person_id"].to_numpy())["weekly_cost"].sum() \
-            .reindex(ids).fillna(0).to_numpy()
-        since = (t - at_t["start_date"]).dt.days.groupby(at_t["person_id"].to_numpy()).min()
-        out["days_since_social_care_start"] = since.reindex(ids).fillna(NO_EVENT_DAYS).clip(upper=NO_EVENT_DAYS).to_numpy()
+        pos = person_positions(sc["person_id"], ids)
+        keep = (pos >= 0) & (sc["start_date"] < t).to_numpy()
+        sc, pos = sc[keep], pos[keep]
+        ongoing = (sc["end_date"].isna() | (sc["end_date"] >= t)).to_numpy()
+        at_t, pos_t = sc[ongoing], pos[ongoing]
+        service = at_t["service_type"]
+        out["home_care_at_index"] = _any_by_person(pos_t[(service == "home_care").to_numpy()], n)
+        out["care_home_at_index"] = _any_by_person(pos_t[service.isin(CARE_HOME_TYPES).to_numpy()], n)
+        reab = ((sc["service_type"] == "reablement") & ((t - sc["start_date"]).dt.days <= 365)).to_numpy()
+        out["reablement_12m"] = _any_by_person(pos[reab], n)
+        out["social_care_weekly_cost"] = sum_by_position(at_t["weekly_cost"].fillna(0), pos_t, n)
+        since = _min_by_person((t - at_t["start_date"]).dt.days, pos_t, n, NO_EVENT_DAYS)
+        out["days_since_social_care_start"] = np.minimum(since, NO_EVENT_DAYS)
         # Cost of the part of each service inside the 12 months before T.
         lo = t - pd.Timedelta(days=365)
         s = sc["start_date"].where(sc["start_date"] > lo, lo)
         e = sc["end_date"].fillna(t).where(lambda x: x < t, t)
         days = (e - s).dt.days.clip(lower=0)
-        sc_cost = (sc["weekly_cost"].fillna(0) * days / 7).groupby(sc["person_id"].to_numpy()).sum().reindex(ids).fillna(0)
+        sc_cost = pd.Series(sum_by_position(sc["weekly_cost"].fillna(0) * days / 7, pos, n), index=ids)
         out["cost_social_care_12m"] = sc_cost.round(2).to_numpy()
     else:
         sc_cost = None

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from riskstrat.features import person_in
+from riskstrat.features import person_positions, sum_by_position
 from riskstrat.records import LinkedRecords
 
 TARGETS = ("emergency_admission", "death", "high_cost", "social_care_entry")
@@ -34,31 +34,39 @@ class CensoredIndexDateError(ValueError):
     """The extract does not cover the whole horizon after this index date."""
 
 
-def _events_in(df: pd.DataFrame, date_col: str, t: pd.Timestamp, end: pd.Timestamp, ids: pd.Index) -> pd.DataFrame:
+def _positions_in(df: pd.DataFrame, date_col: str, t: pd.Timestamp, end: pd.Timestamp, ids: pd.Index,
+                  rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row mask, person positions in ``ids``) of the events dated in ``[t, end)`` of people ``ids``
+    (only among ``rows`` when given)."""
     d = df[date_col]
-    return df[(d >= t) & (d < end) & person_in(df["person_id"], ids)]
+    pos = person_positions(df["person_id"], ids)
+    keep = ((d >= t) & (d < end)).to_numpy() & (pos >= 0)
+    if rows is not None:
+        keep &= rows
+    return keep, pos[keep]
 
 
 def future_cost(records: LinkedRecords, index_date, ids: pd.Index, *, horizon_days: int = 365) -> pd.Series:
     """Total health and social care cost of each person in ``[T, T + horizon)`` (pounds)."""
     t = pd.Timestamp(index_date)
     end = t + pd.Timedelta(days=horizon_days)
-    total = pd.Series(0.0, index=ids)
+    total = np.zeros(len(ids))
     for name, col in (("inpatient_spells", "admission_date"), ("ae_attendances", "arrival_date"),
                       ("outpatient_appointments", "appointment_date"), ("gp_contacts", "contact_date"),
                       ("prescriptions", "issue_date")):
         if records.has(name):
-            ev = _events_in(records.get(name), col, t, end, ids)
-            total = total.add(ev.groupby(ev["person_id"].to_numpy())["cost"].sum(), fill_value=0)
+            ev = records.get(name)
+            keep, pos = _positions_in(ev, col, t, end, ids)
+            total += sum_by_position(ev["cost"].to_numpy(dtype="float64", na_value=0.0)[keep], pos, len(ids))
     if records.has("social_care"):
         sc = records.get("social_care")
-        sc = sc[person_in(sc["person_id"], ids)]
+        pos = person_positions(sc["person_id"], ids)
+        sc, pos = sc[pos >= 0], pos[pos >= 0]
         s = sc["start_date"].where(sc["start_date"] > t, t)
         e = sc["end_date"].fillna(end).where(lambda x: x < end, end)
         days = (e - s).dt.days.clip(lower=0)
-        total = total.add((sc["weekly_cost"].fillna(0) * days / 7).groupby(sc["person_id"].to_numpy()).sum(),
-                          fill_value=0)
-    return total.reindex(ids).fillna(0.0)
+        total += sum_by_position(sc["weekly_cost"].fillna(0) * days / 7, pos, len(ids))
+    return pd.Series(total, index=ids)
 
 
 def check_horizon(index_date, *, horizon_days: int, extract_end) -> None:
@@ -96,8 +104,8 @@ def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: T
         y = died.astype(float)
     elif target == "emergency_admission":
         sp = records.get("inpatient_spells")
-        sp = _events_in(sp[sp["admission_method"] == "emergency"], "admission_date", t, end, ids)
-        admitted = pd.Series(ids.isin(sp["person_id"]), index=ids)
+        _, pos = _positions_in(sp, "admission_date", t, end, ids, rows=(sp["admission_method"] == "emergency").to_numpy())
+        admitted = pd.Series(np.bincount(pos, minlength=len(ids)) > 0, index=ids)
         if death == "composite":
             y = (admitted | died).astype(float)
         elif death == "exclude":
@@ -112,14 +120,16 @@ def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: T
         y = (cost > threshold).astype(float)
     else:  # social_care_entry
         sc = records.get("social_care")
-        sc = sc[person_in(sc["person_id"], ids)]
         types = ("home_care", "residential", "nursing")
-        in_care = sc[sc["service_type"].isin(types) & (sc["start_date"] < t)
-                     & (sc["end_date"].isna() | (sc["end_date"] >= t))]["person_id"]
-        new = _events_in(sc[sc["service_type"].isin(types)], "start_date", t, end, ids)["person_id"]
-        y = pd.Series(ids.isin(new), index=ids).astype(float)
-        y[ids.isin(in_care)] = np.nan  # already receiving care at T: not at risk of entry
-        followed = followed | ids.isin(new)
+        care = sc["service_type"].isin(types).to_numpy()
+        pos = person_positions(sc["person_id"], ids)
+        at_t = care & (pos >= 0) & ((sc["start_date"] < t) & (sc["end_date"].isna() | (sc["end_date"] >= t))).to_numpy()
+        in_care = np.bincount(pos[at_t], minlength=len(ids)) > 0
+        _, new_pos = _positions_in(sc, "start_date", t, end, ids, rows=care)
+        new = np.bincount(new_pos, minlength=len(ids)) > 0
+        y = pd.Series(new, index=ids).astype(float)
+        y[in_care] = np.nan  # already receiving care at T: not at risk of entry
+        followed = followed | new
     y = y.where(followed)
     y.name = target
     return y

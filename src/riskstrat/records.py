@@ -25,6 +25,25 @@ class LinkedRecords:
             raise ValueError(f"unknown tables {sorted(unknown)}; known: {sorted(TABLES)}")
         if "persons" not in self.tables:
             raise ValueError("a linked data set needs a 'persons' table")
+        self.tables = {name: self._keyed(name, df) for name, df in self.tables.items()}
+
+    def _keyed(self, name: str, df: pd.DataFrame) -> pd.DataFrame:
+        """Event tables hold ``person_id`` as a categorical over the persons' ids: 4 bytes a row
+        instead of a string, and feature code maps rows to people by integer codes.
+        Ids that are not in persons (validation refuses them) become missing."""
+        if name == "persons" or "person_id" not in df.columns:
+            return df
+        categories = self._person_categories()
+        ids = df["person_id"]
+        if isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.equals(categories):
+            return df
+        return df.assign(person_id=pd.Categorical(ids, categories=categories))
+
+    def _person_categories(self) -> pd.Index:
+        if getattr(self, "_categories", None) is None:
+            ids = self.tables["persons"]["person_id"]
+            self._categories = pd.Index(ids.dropna().unique(), dtype=ids.dtype)
+        return self._categories
 
     @property
     def persons(self) -> pd.DataFrame:

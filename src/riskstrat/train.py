@@ -87,11 +87,15 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
             f["future_cost"] = future_cost(records, d, f.index, horizon_days=t.horizon_days).to_numpy()
         f["index_date"] = pd.Timestamp(d)
         f["group"] = groups.reindex(f.index).to_numpy()
-        frames.append(f)
         stage(f"features and labels at {d}: {len(f):,} people, {int(f['label'].sum()):,} with the outcome, "
               f"{int(f['label'].isna().sum()):,} without a label")
+        # Keep only the rows a split will use (test people at the test date, the others before it):
+        # at a million people the unused rows would cost gigabytes.
+        used = (f["group"] == "test") if pd.Timestamp(d) == pd.Timestamp(cfg.index_dates.test) else (f["group"] != "test")
+        frames.append(f[used & f["label"].notna()])
+        del f
     rows = pd.concat(frames)
-    rows = rows[rows["label"].notna()]
+    del frames
     is_test_date = rows["index_date"] == pd.Timestamp(cfg.index_dates.test)
     train = rows[~is_test_date & (rows["group"] == "train")]
     cal = rows[~is_test_date & (rows["group"] == "calibration")]
