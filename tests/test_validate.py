@@ -111,11 +111,32 @@ def test_typed_parquet_input_gives_the_same_records(tmp_path):
     records, _ = validate_tables(valid_tables())
     write_records_tables(records.tables, tmp_path / "linked")
     raw, files = read_raw_tables(tmp_path / "linked")
-    assert raw["persons"]["birth_date"].dtype == object  # date32 arrives as datetime.date objects
+    # Compact in memory: date32 arrives as datetime64 (not datetime.date objects), text as categoricals.
+    assert pd.api.types.is_datetime64_dtype(raw["persons"]["birth_date"].dtype)
+    assert isinstance(raw["gp_contacts"]["person_id"].dtype, pd.CategoricalDtype)
     again, report = validate_tables(raw, files=files)
     assert report.ok, report.format()
     for name, df in records.tables.items():
         pd.testing.assert_frame_equal(again.tables[name], df)
+
+
+def test_lazy_tables_give_the_same_records_and_errors(tmp_path):
+    records, _ = validate_tables(valid_tables())
+    write_records_tables(records.tables, tmp_path / "linked")
+    lazy, files = read_raw_tables(tmp_path / "linked", lazy=True)
+    assert set(lazy) == set(records.tables)
+    again, report = validate_data_dir(tmp_path / "linked")
+    assert report.ok, report.format()
+    for name, df in records.tables.items():
+        pd.testing.assert_frame_equal(again.tables[name], df)
+    # An unknown person in one event table is still found when tables are read one at a time.
+    gp = records.tables["gp_contacts"].assign(person_id=lambda d: d["person_id"].astype(str))
+    gp.loc[0, "person_id"] = "nobody"
+    write_records_tables({**records.tables, "gp_contacts": gp}, tmp_path / "linked")
+    none, report = validate_data_dir(tmp_path / "linked")
+    assert none is None
+    assert [i.rule for i in report.errors] == ["unknown_person"]
+    assert report.errors[0].examples == ("row 1: nobody",)
 
 
 def test_typed_columns_are_coerced():

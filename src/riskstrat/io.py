@@ -12,8 +12,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -38,28 +38,58 @@ def find_table_file(data_dir: Path, table: str) -> Path | None:
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
-    """Read one table file as it is: Parquet with its types, CSV with every column as text."""
+    """Read one table file as it is: Parquet with its types, CSV with every column as text.
+
+    Parquet text columns come back as pandas categoricals (each distinct value held once, 4 bytes
+    a row) and dates as ``datetime64``, not Python objects: at a million people the event tables
+    have over a hundred million rows, and per-row strings and objects would not fit in memory.
+    """
     try:
         if path.name.endswith(".parquet"):
-            return pq.read_table(path).to_pandas()
+            schema = pq.read_schema(path)
+            text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            frame = pq.read_table(path, read_dictionary=text).to_pandas(date_as_object=False)
+            # Hand the Arrow buffers back to the system: the pandas work that follows allocates elsewhere.
+            pa.default_memory_pool().release_unused()
+            return frame
         # utf-8-sig strips a byte-order mark; keep everything as text and let validation parse.
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
     except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: cannot be read ({exc})") from exc
 
 
-def read_raw_tables(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
-    """Read every canonical table present in ``data_dir``; returns (tables, files)."""
+def table_files(data_dir: str | Path) -> dict[str, Path]:
+    """The file of every canonical table present in ``data_dir``, in schema order."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataFileError(f"{data_dir}: no such data folder")
-    tables: dict[str, pd.DataFrame] = {}
-    files: dict[str, Path] = {}
-    for name in TABLES:
-        path = find_table_file(data_dir, name)
-        if path is not None:
-            tables[name] = read_table_file(path)
-            files[name] = path
+    return {name: path for name in TABLES if (path := find_table_file(data_dir, name)) is not None}
+
+
+class LazyTables(Mapping[str, pd.DataFrame]):
+    """Tables read from their files when looked up, never kept: a validator that takes one table
+    at a time then holds one raw table in memory, not all of them."""
+
+    def __init__(self, files: dict[str, Path]):
+        self.files = dict(files)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return read_table_file(self.files[name])
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def read_raw_tables(data_dir: str | Path, *, lazy: bool = False) -> tuple[Mapping[str, pd.DataFrame], dict[str, Path]]:
+    """Every canonical table present in ``data_dir``; returns (tables, files).
+
+    With ``lazy=True`` the tables are a :class:`LazyTables`, read from disk each time one is looked up.
+    """
+    files = table_files(data_dir)
+    tables = LazyTables(files) if lazy else {name: read_table_file(path) for name, path in files.items()}
     return tables, files
 
 

@@ -183,25 +183,28 @@ def validate_tables(
                 "The required table persons is missing: add persons.parquet or persons.csv "
                 "to the data folder.")
 
-    checked: dict[str, _Checked] = {}
+    # One table at a time, persons first: each raw table is looked up once and let go once it is
+    # checked (``raw`` may read from disk on lookup), so memory holds one raw table at most.
+    final: dict[str, pd.DataFrame] = {}
+    report = ValidationReport(issues=log.issues)
+    persons = None
     for name, table in TABLES.items():
-        if name in raw:
-            checked[name] = _check_table(table, raw[name], log, duplicate_rows=duplicate_rows,
-                                         unknown_codes=unknown_codes)
-    persons = checked.get("persons")
-    if persons is not None and "person_id" not in persons.absent:
-        for name in EVENT_TABLES:
-            if name in checked and "person_id" not in checked[name].absent:
-                _check_people(TABLES[name], checked[name], persons, log, out_of_life_events)
-
-    report = ValidationReport(
-        issues=log.issues,
-        row_counts={name: len(c.df) for name, c in checked.items()},
-        dropped={name: c.n_raw - len(c.df) for name, c in checked.items() if c.n_raw > len(c.df)},
-    )
+        if name not in raw:
+            continue
+        checked = _check_table(table, raw[name], log, duplicate_rows=duplicate_rows, unknown_codes=unknown_codes)
+        if name == "persons":
+            persons = checked if "person_id" not in checked.absent else None
+        elif persons is not None and "person_id" not in checked.absent:
+            _check_people(table, checked, persons, log, out_of_life_events)
+        report.row_counts[name] = len(checked.df)
+        if checked.n_raw > len(checked.df):
+            report.dropped[name] = checked.n_raw - len(checked.df)
+        if not log.errors:  # after an error only the report is wanted: keep no tables
+            final[name] = _finalise(table, checked.df)
+        del checked
     if not report.ok:
         return None, report
-    return LinkedRecords({name: _finalise(TABLES[name], c.df) for name, c in checked.items()}), report
+    return LinkedRecords(final), report
 
 
 def validate_data_dir(data_dir: str | Path, **options) -> tuple[LinkedRecords | None, ValidationReport]:
@@ -211,7 +214,7 @@ def validate_data_dir(data_dir: str | Path, **options) -> tuple[LinkedRecords | 
     """
     from riskstrat.io import read_raw_tables
 
-    raw, files = read_raw_tables(data_dir)
+    raw, files = read_raw_tables(data_dir, lazy=True)  # each file read when validation reaches it
     return validate_tables(raw, files=files, **options)
 
 
@@ -233,6 +236,10 @@ class _IssueLog:
     def __init__(self, files: dict[str, Path] | None):
         self.files = {name: Path(path).name for name, path in (files or {}).items()}
         self.issues: list[ValidationIssue] = []
+
+    @property
+    def errors(self) -> bool:
+        return any(i.severity == "error" for i in self.issues)
 
     def where(self, table: str, column: str | None = None) -> str:
         place = self.files.get(table) or f"table {table}"
@@ -296,9 +303,28 @@ def _spread(per_unique: np.ndarray, codes: np.ndarray, fill) -> np.ndarray:
     return np.where(codes >= 0, per_unique[codes], fill)
 
 
+def _clean_categorical(values: pd.Series) -> pd.Series:
+    """Text as a categorical over its distinct cleaned values (stripped; blank = missing), each
+    value cleaned once: the cheap form for tens of millions of rows of repeating text."""
+    codes, uniques = _factorized_text(values)
+    merged, distinct = pd.factorize(uniques)  # values equal once stripped share a category
+    row_codes = _spread(merged, codes, -1)
+    return pd.Series(pd.Categorical.from_codes(row_codes, categories=pd.Index(distinct, dtype=_STR)))
+
+
 def _coerce_text(values: pd.Series, column: Column):
-    text = _text(values)
+    if isinstance(values.dtype, pd.CategoricalDtype):  # Parquet text is read dictionary-encoded
+        text = _clean_categorical(values).astype(_STR)
+    else:
+        text = _text(values)
     return text, np.zeros(len(values), bool), text.isna().to_numpy()
+
+
+def _coerce_person_key(values: pd.Series, column: Column):
+    # Event tables key people by a categorical, as LinkedRecords holds them: 4 bytes a row
+    # instead of a string, and every later check and join works on integer codes.
+    keys = _clean_categorical(values)
+    return keys, np.zeros(len(values), bool), (keys.cat.codes < 0).to_numpy()
 
 
 def _coerce_category(values: pd.Series, column: Column):
@@ -442,7 +468,8 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
             columns[col.name] = _all_missing(col, n)
             continue
         values = frame[col.name]
-        coerced, bad, missing = _COERCE[col.kind](values, col)
+        coerce = _coerce_person_key if col.kind == "id" and name in EVENT_TABLES else _COERCE[col.kind]
+        coerced, bad, missing = coerce(values, col)
         columns[col.name] = coerced
         where = log.where(name, col.name)
         if bad.any():
@@ -461,7 +488,9 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
         if col.min_value is not None or col.max_value is not None:
             _check_range(log, table, col, coerced, values, rows)
 
-    df = pd.DataFrame(columns)
+    df = pd.DataFrame(columns, copy=False)
+    extra = frame[extras]
+    del frame, columns, values
     for start, end in table.ordered_dates:
         if start in absent or end in absent:
             continue
@@ -474,7 +503,7 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
                     f"{_eg(examples)}; correct the dates or remove the rows.", examples)
     if drop.any():
         df = df[~drop]
-    df = _check_duplicates(log, table, df, frame[extras], duplicate_rows)
+    df = _check_duplicates(log, table, df, extra, duplicate_rows)
     if name == "persons" and "person_id" not in absent:
         _check_unique_persons(log, df)
     return _Checked(df, absent, n)
@@ -526,10 +555,13 @@ def _check_duplicates(log: _IssueLog, table: Table, df: pd.DataFrame, extra: pd.
     key = pd.concat([df, extra.loc[df.index]], axis=1) if len(extra.columns) else df
     # Hash each row first (8 bytes a row), then compare only the rows whose hashes repeat: far less
     # memory and time than DataFrame.duplicated over every column of tens of millions of rows.
-    hashed = pd.util.hash_pandas_object(key, index=False).to_numpy()
-    candidates = pd.Series(hashed).duplicated(keep=False).to_numpy()
+    hashed = _row_hashes(key)
+    ordered = np.sort(hashed)
+    repeated_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
     repeat = np.zeros(len(key), bool)
-    if candidates.any():
+    if len(repeated_hashes):
+        candidates = np.isin(hashed, repeated_hashes)
         repeat[candidates] = key[candidates].duplicated(keep="first").to_numpy()
     if not repeat.any():
         return df
@@ -548,6 +580,22 @@ def _check_duplicates(log: _IssueLog, table: Table, df: pd.DataFrame, extra: pd.
     log.add(table.name, None, "duplicate_rows", "warning", n, f"{head}; the repeats were dropped.", examples,
             action=f"dropped {_rows(n)}")
     return df[~repeat]
+
+
+def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row, equal for equal rows, combined column by column so that only a
+    few arrays of 8 bytes a row are alive at once. Text is hashed through its factorised codes
+    (categorical codes as they are), never as a per-row array of Python strings."""
+    combined = np.zeros(len(frame), dtype=np.uint64)
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            column = pd.Series(column.cat.codes.to_numpy())
+        elif pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
+            column = pd.Series(pd.factorize(column)[0])
+        part = pd.util.hash_pandas_object(column, index=False).to_numpy()
+        combined = combined * np.uint64(1_000_003) ^ part  # uint64 arithmetic wraps around
+    return combined
 
 
 def _check_unique_persons(log: _IssueLog, persons: pd.DataFrame) -> None:
@@ -573,13 +621,16 @@ def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _Issu
     """Unknown person ids, and event dates before birth or after death."""
     name, events = table.name, checked.df
     keys = persons.df["person_id"].dropna().drop_duplicates()
-    codes, ids_u = pd.factorize(events["person_id"])
+    ids = events["person_id"]
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        codes, ids_u = ids.cat.codes.to_numpy(), ids.cat.categories
+    else:
+        codes, ids_u = pd.factorize(ids)
     at = _spread(pd.Index(keys).get_indexer(ids_u), codes, -1)  # position in keys, -1 if unknown
     rows = events.index.to_numpy()
     unknown = (at < 0) & (codes >= 0)
     if unknown.any():
-        ids = events["person_id"].to_numpy()
-        examples = _row_examples(unknown, rows, lambda i: _show(ids[i]))
+        examples = _row_examples(unknown, rows, lambda i: _show(ids.iloc[i]))
         n = int(unknown.sum())
         log.add(name, "person_id", "unknown_person", "error", n,
                 f"{log.where(name, 'person_id')}: {_rows(n)} {_agree(n, 'refers', 'refer')} to person ids that "
