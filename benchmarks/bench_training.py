@@ -13,7 +13,7 @@ or reused when that folder already holds the same settings (``--regenerate`` for
 Every stage runs in its own fresh subprocess, so the peak RSS reported is that stage's own:
 
     generate   write_population (skipped with --data or a reused folder)
-    load       riskstrat.io.read_raw_tables + riskstrat.validate.validate_tables (= load_records)
+    load       riskstrat.validate.validate_tables on read_raw_tables(lazy=True) (= load_records)
     features   build_features for ONE index date (default: the config's test date), after load_records
     profile    (--profile) the same under cProfile (top functions into the JSON, the .prof file into
                the work folder), and build_features once per source to split the time by table
@@ -35,6 +35,7 @@ import pickle
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,9 +60,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--n-bootstrap", type=int, default=50, help="evaluation.n_bootstrap (default 50)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override, e.g. --set model.lightgbm.n_jobs=2 (repeatable)")
-    p.add_argument("--load-mode", choices=("load_records", "per-table", "unvalidated"), default="load_records",
-                   help="how the stages load the data: riskstrat.validate.load_records (default), or the benchmark's "
-                        "per-table variant (same checks, one event table at a time, lower peak memory), or unvalidated "
+    p.add_argument("--load-mode", choices=("load_records", "unvalidated"), default="load_records",
+                   help="how the stages load the data: riskstrat.validate.load_records (default), or unvalidated "
                         "(Parquet as read, dates cast, no checks: only to reach the later stages when validation "
                         "does not fit in memory)")
     p.add_argument("--no-truth", action="store_true", help="do not score the ground-truth oracle in the fit stage")
@@ -93,42 +93,6 @@ def _pickle_path(args: argparse.Namespace, size: int) -> Path:
     return Path(args.workdir) / f"training-data-{args.name}-{size}.pkl"
 
 
-def load_per_table(data_dir, *, out_of_life_events: str = "drop", on_table=None):
-    """The same checks as load_records, one event table at a time (lower peak memory).
-
-    Reads persons, then for each event table reads its file and validates {persons, table}, keeps
-    the canonical result and drops the raw frame before the next table. Every check of
-    validate_tables is per table or against persons, so the records are the same; warnings about
-    persons are just repeated. A benchmark variant (``--load-mode per-table``), not package code.
-    """
-    import gc
-
-    from riskstrat.io import find_table_file, read_table_file
-    from riskstrat.records import LinkedRecords
-    from riskstrat.schema import EVENT_TABLES
-    from riskstrat.validate import ValidationError, validate_tables
-
-    data_dir = Path(data_dir)
-    persons_file = find_table_file(data_dir, "persons")
-    raw_persons = read_table_file(persons_file)
-    tables = {}
-    for name in ("persons", *EVENT_TABLES):
-        path = persons_file if name == "persons" else find_table_file(data_dir, name)
-        if path is None:
-            continue
-        raw = {"persons": raw_persons} if name == "persons" else {"persons": raw_persons, name: read_table_file(path)}
-        records, report = validate_tables(raw, files={k: persons_file if k == "persons" else path for k in raw},
-                                          out_of_life_events=out_of_life_events)
-        if records is None:
-            raise ValidationError(report)
-        tables[name] = records.tables[name]
-        del raw, records
-        gc.collect()
-        if on_table:
-            on_table(name)
-    return LinkedRecords(tables)
-
-
 def load_unvalidated(data_dir):
     """Parquet tables as read, with date columns cast to datetime64[s]: NO validation.
 
@@ -155,16 +119,13 @@ def pd_to_datetime_s(values):
 
 
 def _load(cfg, rep: B.Reporter, mode: str = "load_records"):
-    """load_records as the training pipeline calls it (or the per-table variant); returns records."""
+    """load_records as the training pipeline calls it (or unvalidated); returns records."""
     from riskstrat.validate import load_records
 
     rep.step(mode)
     t0 = time.perf_counter()
     if mode == "unvalidated":
         records = load_unvalidated(cfg.data.path)
-    elif mode == "per-table":
-        records = load_per_table(cfg.data.path, out_of_life_events=cfg.data.out_of_life_events,
-                                 on_table=lambda name: rep.update(loaded_tables=[*rep.result.get("loaded_tables", []), name]))
     else:
         records = load_records(cfg.data.path, out_of_life_events=cfg.data.out_of_life_events)
     if cfg.data.exclude_sources:
@@ -198,6 +159,26 @@ def w_generate(args, rep: B.Reporter) -> None:
                total_rows=rows, rows_per_s=round(rows / seconds, 1), disk_mib=round(B.dir_size_bytes(out) / B.MIB, 1))
 
 
+class TimedTables(Mapping):
+    """Wraps riskstrat.io.LazyTables: adds up the time spent reading files and the rows read."""
+
+    def __init__(self, tables):
+        self.tables, self.seconds, self.rows = tables, 0.0, {}
+
+    def __getitem__(self, name):
+        t0 = time.perf_counter()
+        frame = self.tables[name]
+        self.seconds += time.perf_counter() - t0
+        self.rows[name] = len(frame)
+        return frame
+
+    def __iter__(self):
+        return iter(self.tables)
+
+    def __len__(self):
+        return len(self.tables)
+
+
 def w_load(args, rep: B.Reporter) -> None:
     from riskstrat.io import read_raw_tables
     from riskstrat.validate import validate_tables
@@ -211,20 +192,19 @@ def w_load(args, rep: B.Reporter) -> None:
                    row_counts=records.row_counts(),
                    memory_of_records_mib=round(sum(df.memory_usage(deep=True).sum() for df in records.tables.values()) / B.MIB, 1))
         return
-    rep.step("read_raw_tables")
+    # Exactly load_records: tables read lazily, one at a time, as validation reaches them; the
+    # reads are timed inside the lookups.
+    raw, files = read_raw_tables(cfg.data.path, lazy=True)
+    reads = TimedTables(raw)
+    rep.step("validate_tables (reading each table as it goes)")
     t0 = time.perf_counter()
-    raw, files = read_raw_tables(cfg.data.path)
-    t_read = time.perf_counter() - t0
-    rows = sum(len(df) for df in raw.values())
-    rep.update(read_seconds=round(t_read, 2), rows=rows, rss_after_read_mib=B.current_rss_mib())
-    rep.step("validate_tables")
-    t1 = time.perf_counter()
-    records, report = validate_tables(raw, files=files, out_of_life_events=cfg.data.out_of_life_events)
-    t_val = time.perf_counter() - t1
+    records, report = validate_tables(reads, files=files, out_of_life_events=cfg.data.out_of_life_events)
+    seconds = time.perf_counter() - t0
     if records is None:
         raise RuntimeError("validation failed: " + report.format(severity="error")[:1000])
-    seconds = t_read + t_val
-    rep.update(validate_seconds=round(t_val, 2), seconds=round(seconds, 2), rows_per_s=round(rows / seconds, 1),
+    rows = sum(reads.rows.values())
+    rep.update(read_seconds=round(reads.seconds, 2), validate_seconds=round(seconds - reads.seconds, 2),
+               seconds=round(seconds, 2), rows=rows, rows_per_s=round(rows / seconds, 1),
                row_counts=records.row_counts(), n_warnings=len(report.warnings),
                memory_of_records_mib=round(sum(df.memory_usage(deep=True).sum() for df in records.tables.values()) / B.MIB, 1))
 

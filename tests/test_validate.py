@@ -407,6 +407,19 @@ def test_duplicate_rows(policy, severity, rows_after):
         assert report.dropped == ({"prescriptions": 1} if policy == "drop" else {})
 
 
+def test_repeated_rows_are_found_in_parquet_input(tmp_path):
+    # Parquet text arrives dictionary-encoded (categoricals): repeats are found through the codes,
+    # and rows equal in every column but one are not repeats.
+    records, _ = validate_tables(valid_tables())
+    gp = records.tables["gp_contacts"]
+    near = gp.iloc[[0]].assign(contact_type="home visit")
+    write_records_tables({**records.tables, "gp_contacts": pd.concat([gp, gp.iloc[[0]], near])}, tmp_path / "linked")
+    again, report = validate_data_dir(tmp_path / "linked")
+    issue = only(report, "duplicate_rows")
+    assert (issue.table, issue.n_rows, issue.examples) == ("gp_contacts", 1, (f"row {len(gp) + 1}",))
+    assert len(again.get("gp_contacts")) == len(gp) + 1
+
+
 def test_rows_that_differ_in_an_extra_column_are_not_duplicates():
     tables = with_repeated_row()
     tables["prescriptions"] = tables["prescriptions"].assign(item_id=["a", "b", "c"])

@@ -291,7 +291,10 @@ def _text(values: pd.Series) -> pd.Series:
 
 def _factorized_text(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     # Parse each distinct value once: codes and dates repeat a lot in tens of millions of rows.
-    codes, uniques = pd.factorize(values)
+    if isinstance(values.dtype, pd.CategoricalDtype):  # already factorised: keep its compact codes
+        codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        codes, uniques = pd.factorize(values)
     return codes, _text(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
 
 
@@ -300,7 +303,8 @@ def _spread(per_unique: np.ndarray, codes: np.ndarray, fill) -> np.ndarray:
     per_unique = np.asarray(per_unique)
     if len(per_unique) == 0:
         return np.full(len(codes), fill, dtype=per_unique.dtype)
-    return np.where(codes >= 0, per_unique[codes], fill)
+    # One extra slot holds the fill, so code -1 picks it: a single take, no temporaries per row.
+    return np.append(per_unique, np.asarray(fill, dtype=per_unique.dtype))[codes]
 
 
 def _clean_categorical(values: pd.Series) -> pd.Series:
@@ -443,6 +447,7 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
                  unknown_codes: str) -> _Checked:
     name = table.name
     frame = _normalise_headers(raw, table).reset_index(drop=True)
+    del raw  # a table read for this call is then held only through ``frame``, let go below
     n = len(frame)
     rows = np.arange(n)
     if n == 0:
@@ -463,6 +468,7 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
 
     columns: dict[str, pd.Series] = {}
     drop = np.zeros(n, bool)
+    values = None
     for col in table.columns:
         if col.name not in frame.columns:
             columns[col.name] = _all_missing(col, n)
