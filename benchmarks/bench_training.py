@@ -172,6 +172,9 @@ class TimedTables(Mapping):
         self.rows[name] = len(frame)
         return frame
 
+    def __contains__(self, name):
+        return name in self.tables
+
     def __iter__(self):
         return iter(self.tables)
 

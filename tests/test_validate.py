@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from riskstrat import io
 from riskstrat.io import DataFileError, read_raw_tables, write_records_tables
 from riskstrat.schema import TABLES, pandas_dtype
 from riskstrat.validate import (
@@ -120,11 +121,16 @@ def test_typed_parquet_input_gives_the_same_records(tmp_path):
         pd.testing.assert_frame_equal(again.tables[name], df)
 
 
-def test_lazy_tables_give_the_same_records_and_errors(tmp_path):
+def test_lazy_tables_give_the_same_records_and_errors(tmp_path, monkeypatch):
+    real_read = io.read_table_file
     records, _ = validate_tables(valid_tables())
     write_records_tables(records.tables, tmp_path / "linked")
     lazy, files = read_raw_tables(tmp_path / "linked", lazy=True)
     assert set(lazy) == set(records.tables)
+    reads = []
+    monkeypatch.setattr(io, "read_table_file", lambda path: reads.append(path.name) or real_read(path))
+    validate_tables(lazy, files=files)
+    assert sorted(reads) == sorted(p.name for p in files.values())  # each file read once
     again, report = validate_data_dir(tmp_path / "linked")
     assert report.ok, report.format()
     for name, df in records.tables.items():

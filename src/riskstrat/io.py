@@ -76,6 +76,9 @@ class LazyTables(Mapping[str, pd.DataFrame]):
     def __getitem__(self, name: str) -> pd.DataFrame:
         return read_table_file(self.files[name])
 
+    def __contains__(self, name) -> bool:  # Mapping's default would read the file to find out
+        return name in self.files
+
     def __iter__(self):
         return iter(self.files)
 
