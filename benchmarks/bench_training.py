@@ -13,7 +13,7 @@ or reused when that folder already holds the same settings (``--regenerate`` for
 Every stage runs in its own fresh subprocess, so the peak RSS reported is that stage's own:
 
     generate   write_population (skipped with --data or a reused folder)
-    load       riskstrat.validate.validate_tables on read_raw_tables(lazy=True) (= load_records)
+    load       riskstrat.validate.validate_tables over LazyTables, timing the reads (= load_records)
     features   build_features for ONE index date (default: the config's test date), after load_records
     profile    (--profile) the same under cProfile (top functions into the JSON, the .prof file into
                the work folder), and build_features once per source to split the time by table
@@ -183,7 +183,7 @@ class TimedTables(Mapping):
 
 
 def w_load(args, rep: B.Reporter) -> None:
-    from riskstrat.io import read_raw_tables
+    from riskstrat.io import LazyTables, table_files
     from riskstrat.validate import validate_tables
 
     cfg = _config(args, args._datadir)
@@ -197,8 +197,8 @@ def w_load(args, rep: B.Reporter) -> None:
         return
     # Exactly load_records: tables read lazily, one at a time, as validation reaches them; the
     # reads are timed inside the lookups.
-    raw, files = read_raw_tables(cfg.data.path, lazy=True)
-    reads = TimedTables(raw)
+    files = table_files(cfg.data.path)
+    reads = TimedTables(LazyTables(files))
     rep.step("validate_tables (reading each table as it goes)")
     t0 = time.perf_counter()
     records, report = validate_tables(reads, files=files, out_of_life_events=cfg.data.out_of_life_events)

@@ -125,7 +125,8 @@ def test_lazy_tables_give_the_same_records_and_errors(tmp_path, monkeypatch):
     real_read = io.read_table_file
     records, _ = validate_tables(valid_tables())
     write_records_tables(records.tables, tmp_path / "linked")
-    lazy, files = read_raw_tables(tmp_path / "linked", lazy=True)
+    files = io.table_files(tmp_path / "linked")
+    lazy = io.LazyTables(files)
     assert set(lazy) == set(records.tables)
     reads = []
     monkeypatch.setattr(io, "read_table_file", lambda path: reads.append(path.name) or real_read(path))
@@ -411,6 +412,21 @@ def test_duplicate_rows(policy, severity, rows_after):
     else:
         assert len(records.get("prescriptions")) == rows_after
         assert report.dropped == ({"prescriptions": 1} if policy == "drop" else {})
+
+
+def test_excluded_sources_are_never_read(tmp_path):
+    records, _ = validate_tables(valid_tables())
+    write_records_tables(records.tables, tmp_path / "linked")
+    (tmp_path / "linked" / "social_care.parquet").write_bytes(b"not parquet")  # would fail if read
+    with pytest.raises(DataFileError, match="social_care.parquet"):
+        load_records(tmp_path / "linked")
+    seen = []
+    kept = load_records(tmp_path / "linked", exclude_sources=["social_care"],
+                        on_table=lambda name, rows: seen.append((name, rows)))
+    assert not kept.has("social_care")
+    assert seen == [(name, len(df)) for name, df in records.tables.items() if name != "social_care"]
+    with pytest.raises(ValueError, match="persons cannot be excluded"):
+        load_records(tmp_path / "linked", exclude_sources=["persons"])
 
 
 def test_repeated_rows_are_found_in_parquet_input(tmp_path):

@@ -86,14 +86,13 @@ class LazyTables(Mapping[str, pd.DataFrame]):
         return len(self.files)
 
 
-def read_raw_tables(data_dir: str | Path, *, lazy: bool = False) -> tuple[Mapping[str, pd.DataFrame], dict[str, Path]]:
-    """Every canonical table present in ``data_dir``; returns (tables, files).
+def read_raw_tables(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
+    """Read every canonical table present in ``data_dir``; returns (tables, files).
 
-    With ``lazy=True`` the tables are a :class:`LazyTables`, read from disk each time one is looked up.
+    To hold one table at a time instead, use ``LazyTables(table_files(data_dir))``.
     """
     files = table_files(data_dir)
-    tables = LazyTables(files) if lazy else {name: read_table_file(path) for name, path in files.items()}
-    return tables, files
+    return {name: read_table_file(path) for name, path in files.items()}, files
 
 
 @contextlib.contextmanager

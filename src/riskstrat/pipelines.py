@@ -26,9 +26,9 @@ def load_data(cfg_data, *, stage: Stage = _quiet) -> LinkedRecords:
     """Read and validate a linked data set, dropping switched-off sources (raises ValidationError)."""
     from riskstrat.validate import load_records
 
-    records = load_records(cfg_data.path, out_of_life_events=cfg_data.out_of_life_events)
-    if cfg_data.exclude_sources:
-        records = records.without(*cfg_data.exclude_sources)
+    records = load_records(cfg_data.path, out_of_life_events=cfg_data.out_of_life_events,
+                           exclude_sources=cfg_data.exclude_sources,
+                           on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
     counts = records.row_counts()
     stage(f"loaded {counts['persons']:,} people and {sum(counts.values()) - counts['persons']:,} events "
           f"from {cfg_data.path} ({', '.join(records.sources) or 'no event tables'})")

@@ -30,6 +30,7 @@ row). Examples show only the offending values and row numbers, never whole rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -144,12 +145,13 @@ class ValidationError(Exception):
 
 
 def validate_tables(
-    raw: dict[str, pd.DataFrame],
+    raw: Mapping[str, pd.DataFrame],
     *,
     files: dict[str, Path] | None = None,
     out_of_life_events: Policy = "drop",
     duplicate_rows: Policy = "drop",
     unknown_codes: Literal["drop", "error"] = "error",
+    on_table: Callable[[str, int], None] | None = None,
 ) -> tuple[LinkedRecords | None, ValidationReport]:
     """Check raw tables against the schema and coerce them to canonical dtypes.
 
@@ -157,7 +159,10 @@ def validate_tables(
     maps table names to the files they came from, so that messages can name them. The options say
     what to do with events dated outside a person's life, exact duplicate rows and codes outside
     the reference lists: ``"drop"`` the rows (a warning), ``"keep"`` them (a warning) or make
-    them an ``"error"``. The inputs are not modified.
+    them an ``"error"``. The inputs are not modified. ``on_table(name, rows)`` is called as each
+    table is done (progress for long loads). ``raw`` may be any mapping, e.g. one that reads each
+    table from disk when it is looked up (:class:`riskstrat.io.LazyTables`): tables are looked up one
+    at a time, persons first, and let go once checked.
 
     Returns ``(records, report)``; ``records`` is None when the report has any error.
 
@@ -202,24 +207,34 @@ def validate_tables(
         if not log.errors:  # after an error only the report is wanted: keep no tables
             final[name] = _finalise(table, checked.df)
         del checked
+        if on_table is not None:
+            on_table(name, report.row_counts[name])
     if not report.ok:
         return None, report
     return LinkedRecords(final), report
 
 
-def validate_data_dir(data_dir: str | Path, **options) -> tuple[LinkedRecords | None, ValidationReport]:
+def validate_data_dir(data_dir: str | Path, *, exclude_sources: Iterable[str] = (),
+                      **options) -> tuple[LinkedRecords | None, ValidationReport]:
     """Read every table file in ``data_dir`` and validate it (see :func:`validate_tables`).
 
+    Each file is read when validation reaches it. The tables named in ``exclude_sources`` (e.g.
+    social care where there is no legal basis to use it) are never read.
     Raises :class:`riskstrat.io.DataFileError` when the folder or a file cannot be read.
     """
-    from riskstrat.io import read_raw_tables
+    from riskstrat.io import LazyTables, table_files
 
-    raw, files = read_raw_tables(data_dir, lazy=True)  # each file read when validation reaches it
-    return validate_tables(raw, files=files, **options)
+    exclude = set(exclude_sources)
+    if "persons" in exclude:
+        raise ValueError("persons cannot be excluded: every other table links to it")
+    files = {name: path for name, path in table_files(data_dir).items() if name not in exclude}
+    return validate_tables(LazyTables(files), files=files, **options)
 
 
 def load_records(data_dir: str | Path, **options) -> LinkedRecords:
     """Read and validate a linked data folder; raises :class:`ValidationError` if it has errors.
+
+    Takes the options of :func:`validate_data_dir` and :func:`validate_tables`.
 
     >>> records = load_records("riskstrat-data/synthetic")              # doctest: +SKIP
     """

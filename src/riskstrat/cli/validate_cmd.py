@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from enum import Enum
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.progress import Stage
 
 
 class OutOfLifeEvents(str, Enum):
@@ -29,6 +29,7 @@ def validate(
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write the report (counts, messages and up to 5 example values per "
                              "issue) as JSON to this file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines, only the report."),
 ) -> None:
     """Check a linked data folder: tables, columns, types, codes, dates and links between tables.
 
@@ -41,7 +42,9 @@ def validate(
     from riskstrat.validate import validate_data_dir
 
     try:
-        _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value)
+        stage = Stage(quiet=quiet)
+        _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value,
+                                      on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
     except DataFileError as exc:
         fail(str(exc))
     _print_report(report)
