@@ -442,6 +442,16 @@ def test_repeated_rows_are_found_in_parquet_input(tmp_path):
     assert len(again.get("gp_contacts")) == len(gp) + 1
 
 
+def test_extra_columns_sharing_a_name_are_compared_each():
+    tables = with_repeated_row()
+    extra = pd.DataFrame([["x", "1"], ["y", "2"], ["x", "3"]], columns=["note", "note"])
+    tables["prescriptions"] = pd.concat([tables["prescriptions"], extra], axis=1)
+    records, report = validate_tables(tables)
+    assert report.ok, report.format()
+    assert not [i for i in report.issues if i.rule == "duplicate_rows"]  # the second "note" differs
+    assert len(records.get("prescriptions")) == 3
+
+
 def test_rows_that_differ_in_an_extra_column_are_not_duplicates():
     tables = with_repeated_row()
     tables["prescriptions"] = tables["prescriptions"].assign(item_id=["a", "b", "c"])

@@ -48,8 +48,11 @@ def read_table_file(path: Path) -> pd.DataFrame:
         if path.name.endswith(".parquet"):
             schema = pq.read_schema(path)
             text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-            frame = pq.read_table(path, read_dictionary=text).to_pandas(date_as_object=False)
-            # Hand the Arrow buffers back to the system: the pandas work that follows allocates elsewhere.
+            table = pq.read_table(path, read_dictionary=text)
+            # self_destruct frees each Arrow column once converted, so the table and the frame are
+            # not both whole in memory; then the pool hands the buffers back to the system.
+            frame = table.to_pandas(date_as_object=False, self_destruct=True, split_blocks=True)
+            del table
             pa.default_memory_pool().release_unused()
             return frame
         # utf-8-sig strips a byte-order mark; keep everything as text and let validation parse.

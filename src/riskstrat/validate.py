@@ -319,6 +319,7 @@ def _spread(per_unique: np.ndarray, codes: np.ndarray, fill) -> np.ndarray:
     if len(per_unique) == 0:
         return np.full(len(codes), fill, dtype=per_unique.dtype)
     # One extra slot holds the fill, so code -1 picks it: a single take, no temporaries per row.
+    # The fill is cast to the values' dtype, so it must be representable in it (e.g. NaT for dates).
     return np.append(per_unique, np.asarray(fill, dtype=per_unique.dtype))[codes]
 
 
@@ -333,15 +334,18 @@ def _clean_categorical(values: pd.Series) -> pd.Series:
 
 def _coerce_text(values: pd.Series, column: Column):
     if isinstance(values.dtype, pd.CategoricalDtype):  # Parquet text is read dictionary-encoded
-        text = _clean_categorical(values).astype(_STR)
+        cleaned = _clean_categorical(values).cat
+        # A take from the categories builds the text column without a per-row object array.
+        text = pd.Series(cleaned.categories.array.take(cleaned.codes.to_numpy(), allow_fill=True))
     else:
         text = _text(values)
     return text, np.zeros(len(values), bool), text.isna().to_numpy()
 
 
 def _coerce_person_key(values: pd.Series, column: Column):
-    # Event tables key people by a categorical, as LinkedRecords holds them: 4 bytes a row
-    # instead of a string, and every later check and join works on integer codes.
+    # Event tables key people by a categorical over the table's own ids (LinkedRecords then maps
+    # it onto the persons' ids): 4 bytes a row instead of a string, and the checks that follow
+    # work on integer codes.
     keys = _clean_categorical(values)
     return keys, np.zeros(len(values), bool), (keys.cat.codes < 0).to_numpy()
 
@@ -578,11 +582,16 @@ def _check_duplicates(log: _IssueLog, table: Table, df: pd.DataFrame, extra: pd.
     # memory and time than DataFrame.duplicated over every column of tens of millions of rows.
     hashed = _row_hashes(key)
     ordered = np.sort(hashed)
-    repeated_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    repeated_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])  # sorted
     del ordered
     repeat = np.zeros(len(key), bool)
     if len(repeated_hashes):
-        candidates = np.isin(hashed, repeated_hashes)
+        # Binary search in the sorted repeats: no per-row temporaries beyond one index array,
+        # however many rows repeat (np.isin sorts a concatenated copy when there are many).
+        at = np.searchsorted(repeated_hashes, hashed)
+        at[at == len(repeated_hashes)] = 0
+        candidates = repeated_hashes[at] == hashed
+        del at
         repeat[candidates] = key[candidates].duplicated(keep="first").to_numpy()
     if not repeat.any():
         return df
@@ -608,8 +617,7 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
     few arrays of 8 bytes a row are alive at once. Text is hashed through its factorised codes
     (categorical codes as they are), never as a per-row array of Python strings."""
     combined = np.zeros(len(frame), dtype=np.uint64)
-    for name in frame.columns:
-        column = frame[name]
+    for _, column in frame.items():  # by position: extra columns may share a name
         if isinstance(column.dtype, pd.CategoricalDtype):
             column = pd.Series(column.cat.codes.to_numpy())
         elif pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
@@ -642,11 +650,8 @@ def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _Issu
     """Unknown person ids, and event dates before birth or after death."""
     name, events = table.name, checked.df
     keys = persons.df["person_id"].dropna().drop_duplicates()
-    ids = events["person_id"]
-    if isinstance(ids.dtype, pd.CategoricalDtype):
-        codes, ids_u = ids.cat.codes.to_numpy(), ids.cat.categories
-    else:
-        codes, ids_u = pd.factorize(ids)
+    ids = events["person_id"]  # a categorical (_coerce_person_key)
+    codes, ids_u = ids.cat.codes.to_numpy(), ids.cat.categories
     at = _spread(pd.Index(keys).get_indexer(ids_u), codes, -1)  # position in keys, -1 if unknown
     rows = events.index.to_numpy()
     unknown = (at < 0) & (codes >= 0)
