@@ -25,5 +25,8 @@ def test_demo_runs_twice_and_writes_only_under_the_working_folder(tmp_path, monk
     second = CliRunner().invoke(app, ["demo", "--people", "2500", "--quiet"])
     assert second.exit_code == 0, second.output
     assert "version 1 (kept; new version 2 registered" in second.output
+    # --quiet silences MLflow's own registry messages too.
+    assert "Created version" not in first.output + second.output
+    assert "already exists" not in second.output
     # The rerun scores the same month with the same champions: the people's lists are identical.
     assert pd.read_csv(practices[0] / "list.csv").equals(listed)

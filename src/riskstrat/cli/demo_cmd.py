@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from riskstrat.cli.app import app, out
-from riskstrat.cli.progress import Stage, progress_bar
+from riskstrat.cli.progress import Stage, libraries_quiet, progress_bar
 
 
 @app.command()
@@ -33,12 +33,14 @@ def demo(
     with progress_bar("generating the synthetic population", quiet=quiet) as update:
         meta, made = ensure_synthetic(DEMO_DATA, people=people, seed=seed, progress=update)
     stage(("generated" if made else "reusing") + f" {meta['n_people']:,} synthetic people in {DEMO_DATA}")
-    result = run_demo_training(data_dir=DEMO_DATA, stage=stage)
+    with libraries_quiet(quiet):
+        result = run_demo_training(data_dir=DEMO_DATA, stage=stage)
     for target, run in result.runs.items():
         print_comparison(run.result, title=f"{target.replace('_', ' ')}: temporal test set")
     from riskstrat.demo import run_demo_scoring
 
-    manifest = run_demo_scoring(meta, stage=stage)
+    with libraries_quiet(quiet):
+        manifest = run_demo_scoring(meta, stage=stage)
     for target, (name, version, new) in result.champions.items():
         out.print(f"{name}@champion = version {version}" + (" (promoted now)" if new else " (kept; new version "
                   f"{result.runs[target].logged.model_version} registered, promote it with riskstrat promote)"))

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from riskstrat.cli.app import console
+
+_MLFLOW_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextmanager
+def libraries_quiet(quiet: bool) -> Iterator[None]:
+    """With --quiet, also silence MLflow's own messages (database set-up, "Created version ...",
+    download bars), which go to stderr whatever our output does; restored afterwards."""
+    if not quiet:
+        yield
+        return
+    from mlflow.utils.logging_utils import disable_logging, enable_logging
+
+    before = os.environ.get(_MLFLOW_PROGRESS_BAR)
+    os.environ[_MLFLOW_PROGRESS_BAR] = "false"
+    disable_logging()
+    try:
+        yield
+    finally:
+        enable_logging()
+        if before is None:
+            os.environ.pop(_MLFLOW_PROGRESS_BAR, None)
+        else:
+            os.environ[_MLFLOW_PROGRESS_BAR] = before
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from riskstrat.cli.app import app, fail, out
-from riskstrat.cli.progress import Stage
+from riskstrat.cli.progress import Stage, libraries_quiet
 
 
 @app.command()
@@ -39,7 +39,8 @@ def score(
     extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={out_dir}"] if out_dir else [])
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
-        manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet))
+        with libraries_quiet(quiet):
+            manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet))
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was written:\n{exc}")
     except (ConfigError, DataFileError, RegistryError, FileNotFoundError, ValueError) as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from riskstrat.cli.app import app, fail, out
-from riskstrat.cli.progress import Stage
+from riskstrat.cli.progress import Stage, libraries_quiet
 
 _CONFIG_HELP = "YAML run configuration (see configs/); defaults are used for anything it leaves out."
 _SET_HELP = "Override one setting, e.g. --set model.lightgbm.learning_rate=0.05 (repeatable)."
@@ -58,7 +58,8 @@ def train(
 
     try:
         cfg = load_config(config, overrides)
-        run = run_training(cfg, stage=Stage(quiet=quiet), log=not no_tracking)
+        with libraries_quiet(quiet):
+            run = run_training(cfg, stage=Stage(quiet=quiet), log=not no_tracking)
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was trained:\n{exc}")
     except (ConfigError, DataFileError, CensoredIndexDateError, ValueError) as exc:
