@@ -119,17 +119,17 @@ def pd_to_datetime_s(values):
 
 
 def _load(cfg, rep: B.Reporter, mode: str = "load_records"):
-    """load_records as the training pipeline calls it (or unvalidated); returns records."""
-    from riskstrat.validate import load_records
+    """The records as the training pipeline loads them (riskstrat.pipelines.load_data), or unvalidated."""
+    from riskstrat.pipelines import load_data
 
     rep.step(mode)
     t0 = time.perf_counter()
     if mode == "unvalidated":
         records = load_unvalidated(cfg.data.path)
+        if cfg.data.exclude_sources:
+            records = records.without(*cfg.data.exclude_sources)
     else:
-        records = load_records(cfg.data.path, out_of_life_events=cfg.data.out_of_life_events)
-    if cfg.data.exclude_sources:
-        records = records.without(*cfg.data.exclude_sources)
+        records = load_data(cfg.data)
     seconds = time.perf_counter() - t0
     rep.update(load_mode=mode, load_seconds=round(seconds, 2), rss_after_load_mib=B.current_rss_mib(),
                peak_rss_after_load_mib=B.peak_rss_mib(), event_rows=sum(records.row_counts().values()))
@@ -197,7 +197,7 @@ def w_load(args, rep: B.Reporter) -> None:
         return
     # Exactly load_records: tables read lazily, one at a time, as validation reaches them; the
     # reads are timed inside the lookups.
-    files = table_files(cfg.data.path)
+    files = {name: path for name, path in table_files(cfg.data.path).items() if name not in cfg.data.exclude_sources}
     reads = TimedTables(LazyTables(files))
     rep.step("validate_tables (reading each table as it goes)")
     t0 = time.perf_counter()
