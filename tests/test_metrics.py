@@ -173,6 +173,34 @@ def test_bootstrap_ci_skips_one_class_resamples():
     assert low == high == 1.0
 
 
+def test_auroc_ci_is_bootstrap_ci_of_auroc_without_resorting(simulated):
+    y, p = simulated
+    y, p = y[:2000], np.round(p[:2000], 2)  # rounded: many tied scores
+    for seed in (0, 3):
+        assert m.auroc_ci(y, p, n_boot=60, seed=seed) == pytest.approx(
+            m.bootstrap_ci(m.auroc, y, p, n_boot=60, seed=seed), abs=1e-12)
+    one_positive = np.zeros(20, dtype=int)
+    one_positive[0] = 1
+    assert m.auroc_ci(one_positive, np.linspace(1, 0, 20), n_boot=50) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="n_boot must be at least 1"):
+        m.auroc_ci(y, p, n_boot=0)
+
+
+def test_paired_auroc_difference_matches_resampling_both_scores(simulated):
+    y, p = simulated
+    y, a = y[:1500], p[:1500]
+    b = np.round(a + np.random.default_rng(1).normal(0, 0.05, len(a)), 2)
+    d, low, high = m.paired_auroc_difference(y, a, b, n_boot=40, seed=5)
+    rng, draws = np.random.default_rng(5), []
+    for _ in range(40):  # the reference: resample people, compute both AUROCs with scikit-learn
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() != y[idx].max():
+            draws.append(m.auroc(y[idx], a[idx]) - m.auroc(y[idx], b[idx]))
+    assert d == pytest.approx(m.auroc(y, a) - m.auroc(y, b))
+    assert (low, high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])), abs=1e-12)
+    assert low < d < high
+
+
 def test_summarise_keys_and_values(simulated):
     y, p = simulated
     y, p = y[:3000], p[:3000]
