@@ -414,6 +414,13 @@ def test_duplicate_rows(policy, severity, rows_after):
         assert report.dropped == ({"prescriptions": 1} if policy == "drop" else {})
 
 
+def test_a_report_alone_keeps_no_records():
+    kept, full = validate_tables(valid_tables())
+    none, report = validate_tables(valid_tables(), keep_records=False)
+    assert none is None and kept is not None
+    assert report.to_dict() == full.to_dict()
+
+
 def test_excluded_sources_are_never_read(tmp_path):
     records, _ = validate_tables(valid_tables())
     write_records_tables(records.tables, tmp_path / "linked")

@@ -152,6 +152,7 @@ def validate_tables(
     duplicate_rows: Policy = "drop",
     unknown_codes: Literal["drop", "error"] = "error",
     on_table: Callable[[str, int], None] | None = None,
+    keep_records: bool = True,
 ) -> tuple[LinkedRecords | None, ValidationReport]:
     """Check raw tables against the schema and coerce them to canonical dtypes.
 
@@ -162,7 +163,8 @@ def validate_tables(
     them an ``"error"``. The inputs are not modified. ``on_table(name, rows)`` is called as each
     table is done (progress for long loads). ``raw`` may be any mapping, e.g. one that reads each
     table from disk when it is looked up (:class:`riskstrat.io.LazyTables`): tables are looked up one
-    at a time, persons first, and let go once checked.
+    at a time, persons first, and let go once checked. ``keep_records=False`` keeps no table once
+    checked, for a report alone (``records`` is then None).
 
     Returns ``(records, report)``; ``records`` is None when the report has any error.
 
@@ -204,12 +206,12 @@ def validate_tables(
         report.row_counts[name] = len(checked.df)
         if checked.n_raw > len(checked.df):
             report.dropped[name] = checked.n_raw - len(checked.df)
-        if not log.errors:  # after an error only the report is wanted: keep no tables
+        if keep_records and not log.errors:  # after an error only the report is wanted
             final[name] = _finalise(table, checked.df)
         del checked
         if on_table is not None:
             on_table(name, report.row_counts[name])
-    if not report.ok:
+    if not report.ok or not keep_records:
         return None, report
     return LinkedRecords(final), report
 

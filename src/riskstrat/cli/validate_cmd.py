@@ -43,7 +43,7 @@ def validate(
 
     try:
         stage = Stage(quiet=quiet)
-        _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value,
+        _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value, keep_records=False,
                                       on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
     except DataFileError as exc:
         fail(str(exc))
