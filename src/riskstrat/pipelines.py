@@ -23,7 +23,7 @@ def _quiet(message: str) -> None:
 
 
 def load_data(cfg_data, *, stage: Stage = _quiet) -> LinkedRecords:
-    """Read and validate a linked data set, dropping switched-off sources (raises ValidationError)."""
+    """Read and validate a linked data set; switched-off sources are never read (raises ValidationError)."""
     from riskstrat.validate import load_records
 
     records = load_records(cfg_data.path, out_of_life_events=cfg_data.out_of_life_events,
