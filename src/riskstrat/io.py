@@ -208,3 +208,36 @@ def data_fingerprint(data_dir: str | Path) -> dict:
             files[name] = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
     combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"data_dir": str(data_dir.resolve()), "sha256": combined, "tables": files}
+
+
+DATASET_META = "dataset.json"
+CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€"}
+
+
+def dataset_metadata(data_dir: str | Path) -> dict:
+    """A data set's ``dataset.json`` (``extract_end``, ``currency``, who made it), or ``{}``.
+
+    ``currency`` (ISO 4217, e.g. ``GBP``, ``USD``) says what every cost column is in; a data set
+    without it is taken to be in pounds (the synthetic population and NHS extracts).
+    """
+    path = Path(data_dir) / DATASET_META
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataFileError(f"{path}: cannot be read ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DataFileError(f"{path}: expected a JSON object")
+    return meta
+
+
+def currency_of(data_dir: str | Path) -> str:
+    """The ISO currency code of a data set's costs (default ``GBP``)."""
+    return str(dataset_metadata(data_dir).get("currency") or "GBP").upper()
+
+
+def money(amount: float, currency: str = "GBP") -> str:
+    """``money(1234.5) == '£1,234'``; ``money(1234.5, 'USD') == '$1,234'``; unknown codes are written out."""
+    symbol = CURRENCY_SYMBOLS.get(currency.upper())
+    return f"{symbol}{amount:,.0f}" if symbol else f"{amount:,.0f} {currency.upper()}"

@@ -20,7 +20,9 @@ ColumnKind = Literal["id", "str", "category", "date", "float", "int", "bool"]
 
 SEXES = ("female", "male", "unknown")
 ETHNICITY_GROUPS = ("white", "asian", "black", "mixed", "other", "unknown")
-ADMISSION_METHODS = ("emergency", "elective", "maternity", "transfer")
+# "unknown": the source does not say how the person was admitted (HES 98/99, most Synthea and OMOP
+# stays). Never guessed as "elective"; outcomes that need the method say so (see riskstrat.outcomes).
+ADMISSION_METHODS = ("emergency", "elective", "maternity", "transfer", "unknown")
 SOCIAL_CARE_TYPES = ("home_care", "reablement", "day_care", "residential", "nursing", "direct_payment")
 # Long-term-condition register (QOF-like): code -> plain-English name.
 LONG_TERM_CONDITIONS = {
@@ -39,7 +41,9 @@ LONG_TERM_CONDITIONS = {
     "smi": "severe mental illness",
     "epilepsy": "epilepsy",
 }
-# BNF chapters 1-15 as two-digit strings.
+# BNF chapters 1-15 as two-digit strings. Prescriptions whose chapter is not known (a drug code with
+# no BNF or ATC mapping) carry BNF_UNKNOWN: they still count as items and towards polypharmacy.
+BNF_UNKNOWN = "unknown"
 BNF_CHAPTERS = {
     "01": "gastro-intestinal",
     "02": "cardiovascular",
@@ -101,7 +105,15 @@ def _person_id() -> Column:
     return Column("person_id", "id", "Pseudonymised person key linking all tables.")
 
 
-def _cost(description: str = "Cost in pounds.") -> Column:
+def _record_id() -> Column:
+    # Two same-day visits with the same content are two events when their source ids differ:
+    # readers keep a hash of the source record id so that validation's repeated-row check (which
+    # compares whole rows) removes true repeats only. Features never read it.
+    return Column("record_id", "str", "Source record key (hashed), distinguishing events that are otherwise "
+                  "identical; blank when the source has none.", required=False, nullable=True)
+
+
+def _cost(description: str = "Cost in the data set's currency (dataset.json ``currency``, default GBP).") -> Column:
     return Column("cost", "float", description, required=False, nullable=True, min_value=0.0)
 
 
@@ -121,7 +133,9 @@ TABLES: dict[str, Table] = {
                 ),
                 Column("ethnicity_group", "category", "Ethnicity group.", required=False, nullable=True,
                        categories=ETHNICITY_GROUPS),
-                Column("practice_id", "str", "Registered GP practice (or care team) code."),
+                Column("practice_id", "str", "Registered GP practice (or care team) code; blank if the person has "
+                       "no registered practice (they are counted and listed apart, never as a practice).",
+                       nullable=True),
                 Column("registration_start", "date", "Start of registration / eligibility.",
                        required=False, nullable=True),
                 Column("registration_end", "date", "End of registration / eligibility (blank if current).",
@@ -143,7 +157,8 @@ TABLES: dict[str, Table] = {
                        categories=ADMISSION_METHODS),
                 Column("primary_diagnosis", "str", "Primary diagnosis, ICD-10 code.", required=False,
                        nullable=True),
-                _cost("Cost of the spell in pounds."),
+                _cost("Cost of the spell (data set currency)."),
+                _record_id(),
             ),
             event_date="admission_date",
             ordered_dates=(("admission_date", "discharge_date"),),
@@ -156,7 +171,8 @@ TABLES: dict[str, Table] = {
                 Column("arrival_date", "date", "Date of arrival."),
                 Column("admitted", "bool", "Whether the attendance ended in admission.", required=False,
                        nullable=True),
-                _cost("Cost of the attendance in pounds."),
+                _cost("Cost of the attendance (data set currency)."),
+                _record_id(),
             ),
             event_date="arrival_date",
         ),
@@ -168,7 +184,8 @@ TABLES: dict[str, Table] = {
                 Column("appointment_date", "date", "Date of the appointment."),
                 Column("specialty", "str", "Treatment specialty.", required=False, nullable=True),
                 Column("attended", "bool", "True if attended, False if the person did not attend (DNA)."),
-                _cost("Cost of the appointment in pounds."),
+                _cost("Cost of the appointment (data set currency)."),
+                _record_id(),
             ),
             event_date="appointment_date",
         ),
@@ -180,7 +197,8 @@ TABLES: dict[str, Table] = {
                 Column("contact_date", "date", "Date of the contact."),
                 Column("contact_type", "str", "Face to face, telephone, home visit, ...", required=False,
                        nullable=True),
-                _cost("Cost of the contact in pounds."),
+                _cost("Cost of the contact (data set currency)."),
+                _record_id(),
             ),
             event_date="contact_date",
         ),
@@ -201,9 +219,11 @@ TABLES: dict[str, Table] = {
             (
                 _person_id(),
                 Column("issue_date", "date", "Date the item was issued."),
-                Column("bnf_chapter", "category", "BNF chapter (two digits).", categories=tuple(BNF_CHAPTERS)),
+                Column("bnf_chapter", "category", "BNF chapter (two digits), or 'unknown' when the source does not say.",
+                       categories=(*BNF_CHAPTERS, BNF_UNKNOWN)),
                 Column("drug_code", "str", "Drug code (BNF, dm+d or RxNorm).", required=False, nullable=True),
-                _cost("Cost of the item in pounds."),
+                _cost("Cost of the item (data set currency)."),
+                _record_id(),
             ),
             event_date="issue_date",
         ),
@@ -215,8 +235,9 @@ TABLES: dict[str, Table] = {
                 Column("service_type", "category", "Type of service.", categories=SOCIAL_CARE_TYPES),
                 Column("start_date", "date", "Date the service started."),
                 Column("end_date", "date", "Date the service ended (blank if ongoing).", nullable=True),
-                Column("weekly_cost", "float", "Weekly cost in pounds.", required=False, nullable=True,
+                Column("weekly_cost", "float", "Weekly cost (data set currency).", required=False, nullable=True,
                        min_value=0.0),
+                _record_id(),
             ),
             event_date="start_date",
             ordered_dates=(("start_date", "end_date"),),

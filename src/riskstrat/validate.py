@@ -492,7 +492,8 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
     values = None
     for col in table.columns:
         if col.name not in frame.columns:
-            columns[col.name] = _all_missing(col, n)
+            if col.name != "record_id":  # only distinguishes repeats; not worth a column of blanks
+                columns[col.name] = _all_missing(col, n)
             continue
         values = frame[col.name]
         coerce = _coerce_person_key if col.kind == "id" and name in EVENT_TABLES else _COERCE[col.kind]
@@ -708,7 +709,7 @@ def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _Issu
 
 def _finalise(table: Table, df: pd.DataFrame) -> pd.DataFrame:
     """Canonical column order and dtypes, rows numbered from 0."""
-    out = df[table.column_names].reset_index(drop=True)
+    out = df[[c for c in table.column_names if c in df.columns]].reset_index(drop=True)
     for col in table.columns:
         if col.kind == "bool" and not col.nullable:
             out[col.name] = out[col.name].astype("bool")

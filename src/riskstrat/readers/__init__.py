@@ -58,6 +58,8 @@ class ImportSummary:
     date_range: tuple[str | None, str | None] = (None, None)
     dropped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # ISO 4217 code of every cost the reader wrote (Synthea and US OMOP exports: USD).
+    currency: str = "GBP"
 
     def drop(self, reason: str, n: int) -> None:
         """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded)."""

@@ -644,7 +644,7 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
                 w.close()
         truth = finish_truth(pd.concat(truths, ignore_index=True), costs)
         end = _month_starts(np.datetime64(start, "D"), 12 * years)[-1] - np.timedelta64(1, "D")
-        meta = {"generator": "riskstrat.synth", "n_people": n_people, "seed": seed, "start": start,
+        meta = {"generator": "riskstrat.synth", "n_people": n_people, "seed": seed, "start": start, "currency": "GBP",
                 "extract_end": str(end), "years": years, "n_futures": n_futures, "chunk_size": chunk_size,
                 "truth_dates": sorted({str(pd.Timestamp(d).date()) for d in truth["index_date"]}) if len(truth) else [],
                 "row_counts": counts}
