@@ -130,7 +130,7 @@ def test_index_date_whose_horizon_runs_past_the_extract_is_refused(admissions):
 def test_unknown_target_is_refused(admissions):
     with pytest.raises(ValueError, match="unknown target 'readmission'"):
         labels(admissions, target="readmission")
-    assert TARGETS == ("emergency_admission", "death", "high_cost", "social_care_entry")
+    assert TARGETS == ("emergency_admission", "unplanned_hospital_use", "death", "high_cost", "social_care_entry")
 
 
 # ----------------------------------------------------------------------------- high cost

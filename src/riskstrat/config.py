@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from riskstrat.labels import TARGETS
+from riskstrat.outcomes import UNION_TAGS, EmergencyAdmission, OutcomeConfig
 
 
 class _Strict(BaseModel):
@@ -63,18 +63,8 @@ class IndexDatesConfig(_Strict):
         return self
 
 
-class TargetConfig(_Strict):
-    name: str = "emergency_admission"
-    horizon_days: int = Field(365, ge=30, le=1095)
-    death: Literal["composite", "exclude", "negative"] = "composite"
-    top_fraction: float = Field(0.05, gt=0, lt=0.5, description="High-cost threshold: top fraction by cost.")
-
-    @field_validator("name")
-    @classmethod
-    def _known_target(cls, v: str) -> str:
-        if v not in TARGETS:
-            raise ValueError(f"unknown target {v!r}; choose from {list(TARGETS)}")
-        return v
+# The outcome to predict: one of riskstrat.outcomes (chosen by ``name``, or ``kind: event``).
+TargetConfig = OutcomeConfig
 
 
 class FeaturesConfig(_Strict):
@@ -169,7 +159,7 @@ class TrainConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     cohort: CohortConfig = Field(default_factory=CohortConfig)
     index_dates: IndexDatesConfig = Field(default_factory=IndexDatesConfig)
-    target: TargetConfig = Field(default_factory=TargetConfig)
+    target: TargetConfig = Field(default_factory=EmergencyAdmission)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -297,8 +287,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(f"{where}: invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def _where(loc: tuple) -> str:
+    """``target.death.horizon_day`` -> ``target.horizon_day``: the outcome's union tag is not a key the user wrote."""
+    parts = [str(p) for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "target" and p in UNION_TAGS)]
+    return ".".join(parts) or "(top level)"
 
 
 def config_to_dict(cfg: BaseModel) -> dict:

@@ -5,29 +5,22 @@ features use events before T, so no day is in both. People who died before T are
 get no label. A person whose follow-up (the extract end, or the end of their registration) stops
 before T + horizon without the outcome having happened is censored (NaN), never negative.
 
+The outcomes themselves are defined in :mod:`riskstrat.outcomes`; this module holds what they share.
+
 >>> TARGETS
-('emergency_admission', 'death', 'high_cost', 'social_care_entry')
+('emergency_admission', 'unplanned_hospital_use', 'death', 'high_cost', 'social_care_entry')
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from riskstrat.features import person_positions, sum_by_position
+from riskstrat.outcomes import OUTCOMES, DeathHandling, Outcome, parse_outcome
 from riskstrat.records import LinkedRecords
 
-TARGETS = ("emergency_admission", "death", "high_cost", "social_care_entry")
-Target = Literal["emergency_admission", "death", "high_cost", "social_care_entry"]
-DeathHandling = Literal["composite", "exclude", "negative"]
-TARGET_WORDS = {
-    "emergency_admission": "an emergency admission",
-    "death": "death",
-    "high_cost": "being in the highest-cost group",
-    "social_care_entry": "a new home-care package or care-home admission",
-}
+TARGETS = tuple(OUTCOMES)
 
 
 class CensoredIndexDateError(ValueError):
@@ -80,56 +73,22 @@ def check_horizon(index_date, *, horizon_days: int, extract_end) -> None:
             f"{(extract_end + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()}")
 
 
-def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: Target = "emergency_admission",
+def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: str | Outcome = "emergency_admission",
                  horizon_days: int = 365, extract_end, death: DeathHandling = "composite",
                  top_fraction: float = 0.05) -> pd.Series:
     """The label (1.0 / 0.0 / NaN = no label) of ``target`` for the people ``ids`` eligible at T.
 
-    ``death`` (emergency admission only): ``composite`` counts death as an outcome (SPARRA v4),
-    ``exclude`` drops people who died in the horizon without an admission, ``negative`` counts
-    them as negatives. ``top_fraction`` sets the high-cost threshold among the labelled people.
+    ``target`` is an outcome (:mod:`riskstrat.outcomes`) or the name of a built-in one, which then
+    takes ``horizon_days`` and, where it has them, ``death`` (``composite`` counts death as an
+    outcome, SPARRA v4; ``exclude`` drops people who died in the horizon without the event;
+    ``negative`` counts them as negatives) and ``top_fraction`` (the high-cost threshold).
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    check_horizon(index_date, horizon_days=horizon_days, extract_end=extract_end)
-    t = pd.Timestamp(index_date).normalize()
-    end = t + pd.Timedelta(days=horizon_days)
-    persons = records.persons.set_index("person_id").reindex(ids)
-    died = persons["death_date"].between(t, end - pd.Timedelta(days=1))
-    # Follow-up ends at registration end (moved away); an outcome seen before then still counts.
-    reg_end = persons["registration_end"]
-    followed = reg_end.isna() | (reg_end >= end - pd.Timedelta(days=1)) | died
-
-    if target == "death":
-        y = died.astype(float)
-    elif target == "emergency_admission":
-        sp = records.get("inpatient_spells")
-        _, pos = _positions_in(sp, "admission_date", t, end, ids, rows=(sp["admission_method"] == "emergency").to_numpy())
-        admitted = pd.Series(np.bincount(pos, minlength=len(ids)) > 0, index=ids)
-        if death == "composite":
-            y = (admitted | died).astype(float)
-        elif death == "exclude":
-            y = admitted.astype(float).where(admitted | ~died)
-        else:
-            y = admitted.astype(float)
-        followed = followed | admitted
-    elif target == "high_cost":
-        cost = future_cost(records, t, ids, horizon_days=horizon_days)
-        observed = cost[followed]
-        threshold = np.quantile(observed, 1 - top_fraction) if len(observed) else np.inf
-        y = (cost > threshold).astype(float)
-    else:  # social_care_entry
-        sc = records.get("social_care")
-        types = ("home_care", "residential", "nursing")
-        care = sc["service_type"].isin(types).to_numpy()
-        pos = person_positions(sc["person_id"], ids)
-        at_t = care & (pos >= 0) & ((sc["start_date"] < t) & (sc["end_date"].isna() | (sc["end_date"] >= t))).to_numpy()
-        in_care = np.bincount(pos[at_t], minlength=len(ids)) > 0
-        _, new_pos = _positions_in(sc, "start_date", t, end, ids, rows=care)
-        new = np.bincount(new_pos, minlength=len(ids)) > 0
-        y = pd.Series(new, index=ids).astype(float)
-        y[in_care] = np.nan  # already receiving care at T: not at risk of entry
-        followed = followed | new
-    y = y.where(followed)
-    y.name = target
-    return y
+    if isinstance(target, Outcome):
+        outcome = target
+    else:
+        if target not in OUTCOMES:
+            raise ValueError(f"unknown target {target!r}; choose one of {', '.join(OUTCOMES)}")
+        fields = OUTCOMES[target].model_fields
+        settings = {"horizon_days": horizon_days, "death": death, "top_fraction": top_fraction}
+        outcome = parse_outcome({"name": target, **{k: v for k, v in settings.items() if k in fields}})
+    return outcome.labels(records, index_date, ids, extract_end=extract_end)

@@ -98,7 +98,8 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
     experiment_id = _experiment(cfg.tracking.experiment)
     name = cfg.registered_model_name
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.target.name} {cfg.index_dates.test}") as run:
-        mlflow.set_tags({"riskstrat.target": cfg.target.name, "riskstrat.kind": "training"})
+        mlflow.set_tags({"riskstrat.target": cfg.target.name, "riskstrat.outcome": cfg.target.words,
+                         "riskstrat.kind": "training"})
         mlflow.log_params(_flatten(config_dict))
         mlflow.log_dict(config_dict, "config.json")
         if result.search is not None:

@@ -20,19 +20,12 @@ import pandas as pd
 from riskstrat import metrics
 from riskstrat.config import TrainConfig
 from riskstrat.features import META_COLUMNS, build_features, features_for_sources
-from riskstrat.labels import build_labels, check_horizon, future_cost
+from riskstrat.labels import check_horizon, future_cost
+from riskstrat.outcomes import HighCost
 from riskstrat.models import RiskModel, fit_cost_regressor, fit_lightgbm, fit_logistic, prior_use_score
 from riskstrat.records import LinkedRecords
 
 Stage = Callable[[str], None]
-
-TRUTH_COLUMN = {
-    ("emergency_admission", "composite"): "p_emergency_or_death",
-    ("emergency_admission", "exclude"): "p_emergency_admission",
-    ("emergency_admission", "negative"): "p_emergency_admission",
-    ("death", None): "p_death",
-    ("high_cost", None): "p_high_cost",
-}
 
 
 def person_groups(person_ids, *, test_fraction: float, calibration_fraction: float, seed: int) -> pd.Series:
@@ -81,9 +74,8 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
     frames = []
     for d in dates:
         f = build_features(records, d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-        f["label"] = build_labels(records, d, f.index, target=t.name, horizon_days=t.horizon_days,
-                                  extract_end=extract_end, death=t.death, top_fraction=t.top_fraction).to_numpy()
-        if t.name == "high_cost":
+        f["label"] = t.labels(records, d, f.index, extract_end=extract_end).to_numpy()
+        if isinstance(t, HighCost):
             f["future_cost"] = future_cost(records, d, f.index, horizon_days=t.horizon_days).to_numpy()
         f["index_date"] = pd.Timestamp(d)
         f["group"] = groups.reindex(f.index).to_numpy()
@@ -122,8 +114,7 @@ def truth_scores(truth: pd.DataFrame | None, cfg: TrainConfig, test_index: pd.In
     """The oracle's risk for the test rows from a synthetic data set's ground truth, if it has one."""
     if truth is None:
         return None
-    key = (cfg.target.name, cfg.target.death if cfg.target.name == "emergency_admission" else None)
-    column = TRUTH_COLUMN.get(key)
+    column = cfg.target.truth_column
     if column is None or column not in truth:
         return None
     at = truth[truth["index_date"] == pd.Timestamp(cfg.index_dates.test)].set_index("person_id")
@@ -196,6 +187,7 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     lgbm = fit_lightgbm(data.X_train, data.y_train, data.X_cal, data.y_cal, params=params,
                         calibration=cfg.model.calibration, target=cfg.target.name, seed=cfg.split.seed)
     lgbm.metadata["lightgbm_params"] = params.model_dump()
+    lgbm.metadata["outcome"] = cfg.target.describe()  # the lists name what the model predicts
     stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
           f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
     scores = {"lightgbm": lgbm.predict_risk(data.X_test)}

@@ -1,0 +1,235 @@
+"""The built-in outcomes, and the generic event outcome that a YAML file can declare alone."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+
+from riskstrat.outcomes._base import DeathHandling, Outcome, Window
+from riskstrat.records import LinkedRecords
+from riskstrat.schema import ADMISSION_METHODS, EVENT_TABLES, SOCIAL_CARE_TYPES, TABLES
+
+_DEATH_FIELD = Field("composite", description="Death in the window: composite (counts as the outcome, SPARRA v4) "
+                                              "| exclude (no label unless the event came first) | negative.")
+
+
+def _methods_field():
+    return Field(default_factory=lambda: ["emergency"],
+                 description=f"Admission methods that count, from {list(ADMISSION_METHODS)}.")
+
+
+def _check_methods(v: list[str]) -> list[str]:
+    bad = [m for m in v if m not in ADMISSION_METHODS]
+    if bad or not v:
+        raise ValueError(f"admission_methods {bad or v} not known; choose from {list(ADMISSION_METHODS)}")
+    return v
+
+
+def _admitted(records: LinkedRecords, window: Window, methods: list[str]) -> np.ndarray:
+    spells = records.get("inpatient_spells")
+    rows = spells["admission_method"].isin(methods).to_numpy()
+    return window.anyone(window.positions(spells, "admission_date", rows=rows))
+
+
+def _or_death(words: str, death: DeathHandling) -> str:
+    return f"{words} or death" if death == "composite" else words
+
+
+class EmergencyAdmission(Outcome):
+    """An emergency admission in the window (SPARRA's outcome; with ``death: composite``, or death)."""
+
+    name: Literal["emergency_admission"] = "emergency_admission"
+    death: DeathHandling = _DEATH_FIELD
+    admission_methods: list[str] = _methods_field()
+
+    tables: ClassVar[tuple[str, ...]] = ("inpatient_spells",)
+    death_applies: ClassVar[bool] = True
+
+    @field_validator("admission_methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        return _check_methods(v)
+
+    @property
+    def words(self) -> str:
+        what = "an emergency admission" if self.admission_methods == ["emergency"] else \
+            f"an admission ({' or '.join(self.admission_methods)})"
+        return _or_death(what, self.death)
+
+    @property
+    def truth_column(self) -> str | None:
+        if self.admission_methods != ["emergency"]:
+            return None
+        return "p_emergency_or_death" if self.death == "composite" else "p_emergency_admission"
+
+    def events(self, records, window):
+        return _admitted(records, window, self.admission_methods), None
+
+
+class UnplannedHospitalUse(Outcome):
+    """An emergency admission or an A&E attendance in the window: what data without a recorded
+    admission method (Synthea, many OMOP ETLs, US claims) support, and what many services use."""
+
+    name: Literal["unplanned_hospital_use"] = "unplanned_hospital_use"
+    death: DeathHandling = _DEATH_FIELD
+    admission_methods: list[str] = _methods_field()
+
+    tables: ClassVar[tuple[str, ...]] = ("inpatient_spells", "ae_attendances")
+    death_applies: ClassVar[bool] = True
+
+    @field_validator("admission_methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        return _check_methods(v)
+
+    @property
+    def words(self) -> str:
+        return _or_death("an emergency admission or A&E attendance", self.death)
+
+    def events(self, records, window):
+        ae = records.get("ae_attendances")
+        return _admitted(records, window, self.admission_methods) | window.anyone(
+            window.positions(ae, "arrival_date")), None
+
+
+class Death(Outcome):
+    """Death from any cause in the window (report it apart: folding it in hides who can be helped)."""
+
+    name: Literal["death"] = "death"
+
+    @property
+    def words(self) -> str:
+        return "death"
+
+    @property
+    def truth_column(self) -> str | None:
+        return "p_death"
+
+    def events(self, records, window):
+        persons = records.persons.set_index("person_id")["death_date"].reindex(window.ids)
+        return persons.between(window.t, window.end - pd.Timedelta(days=1)).to_numpy(), None
+
+
+class HighCost(Outcome):
+    """Total health and social care cost in the window in the top ``top_fraction`` of the people followed."""
+
+    name: Literal["high_cost"] = "high_cost"
+    top_fraction: float = Field(0.05, gt=0, lt=0.5, description="High-cost threshold: top fraction by cost.")
+
+    tables: ClassVar[tuple[str, ...]] = ("inpatient_spells", "ae_attendances", "outpatient_appointments",
+                                         "gp_contacts", "prescriptions", "social_care")
+
+    @property
+    def words(self) -> str:
+        return f"being in the highest-cost {self.top_fraction:.0%}"
+
+    @property
+    def truth_column(self) -> str | None:
+        return "p_high_cost" if self.top_fraction == 0.05 else None  # the generator's threshold
+
+    def events(self, records, window):
+        from riskstrat.labels import future_cost
+
+        cost = future_cost(records, window.t, window.ids, horizon_days=window.horizon_days).to_numpy()
+        observed = cost[window.followed]
+        threshold = np.quantile(observed, 1 - self.top_fraction) if len(observed) else np.inf
+        return cost > threshold, None
+
+
+class SocialCareEntry(Outcome):
+    """A new home-care package or care-home placement in the window, among people not already
+    receiving one of those services at T (who are not at risk of entry: no label)."""
+
+    name: Literal["social_care_entry"] = "social_care_entry"
+    service_types: list[str] = Field(default_factory=lambda: ["home_care", "residential", "nursing"],
+                                     description=f"Services whose start counts, from {list(SOCIAL_CARE_TYPES)}.")
+
+    tables: ClassVar[tuple[str, ...]] = ("social_care",)
+
+    @field_validator("service_types")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in SOCIAL_CARE_TYPES]
+        if bad or not v:
+            raise ValueError(f"service_types {bad or v} not known; choose from {list(SOCIAL_CARE_TYPES)}")
+        return v
+
+    @property
+    def words(self) -> str:
+        if sorted(self.service_types) == ["home_care", "nursing", "residential"]:
+            return "a new home-care package or care-home admission"
+        return "a new " + " or ".join(s.replace("_", " ") for s in self.service_types) + " service"
+
+    def events(self, records, window):
+        from riskstrat.features import person_positions
+
+        sc = records.get("social_care")
+        care = sc["service_type"].isin(self.service_types).to_numpy()
+        pos = person_positions(sc["person_id"], window.ids)
+        ongoing = (sc["start_date"] < window.t) & (sc["end_date"].isna() | (sc["end_date"] >= window.t))
+        in_care = window.anyone(pos[care & (pos >= 0) & ongoing.to_numpy()])
+        new = window.anyone(window.positions(sc, "start_date", rows=care))
+        return new, in_care
+
+
+class EventOutcome(Outcome):
+    """An outcome declared in configuration alone: any row of ``table`` matching ``where``, dated in
+    the window. For example, a care-home admission::
+
+        target:
+          kind: event
+          name: care_home_admission
+          words: a care-home admission
+          table: social_care
+          where: {service_type: [residential, nursing]}
+          death: exclude
+    """
+
+    kind: Literal["event"] = "event"
+    name: str = Field(..., pattern=r"^[a-z][a-z0-9_]{1,59}$",
+                      description="A name of your own (lower case, digits, underscores).")
+    words: str = Field(..., min_length=3, description="What the lists call it, e.g. 'a care-home admission'.")
+    table: str = Field(..., description=f"Event table, one of {list(EVENT_TABLES)}.")
+    where: dict[str, Any] = Field(default_factory=dict,
+                                  description="Column -> value or list of values a row must match (all must).")
+    date_column: str | None = Field(None, description="Date that places the row in the window (default: the "
+                                                      "table's event date).")
+    death: DeathHandling = Field("exclude", description="Death in the window: composite | exclude | negative.")
+
+    death_applies: ClassVar[bool] = True
+
+    @property
+    def tables(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.table,)
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> "EventOutcome":
+        if self.table not in EVENT_TABLES:
+            raise ValueError(f"table {self.table!r} is not an event table; choose from {list(EVENT_TABLES)}")
+        schema = TABLES[self.table]
+        date = self.date_column or schema.event_date
+        if date not in schema.date_columns:
+            raise ValueError(f"{self.table} has no date column {date!r}; its dates: {schema.date_columns}")
+        self.date_column = date
+        for column, wanted in self.where.items():
+            if column not in schema.column_names or column == "person_id":
+                raise ValueError(f"where: {self.table} has no column {column!r}; its columns: "
+                                 f"{[c for c in schema.column_names if c != 'person_id']}")
+            col = schema.column(column)
+            values = wanted if isinstance(wanted, list) else [wanted]
+            if col.categories:
+                bad = [v for v in values if v not in col.categories]
+                if bad:
+                    raise ValueError(f"where: {column} values {bad} not in its reference list {list(col.categories)}")
+        return self
+
+    def events(self, records, window):
+        df = records.get(self.table)
+        rows = np.ones(len(df), bool)
+        for column, wanted in self.where.items():
+            values = wanted if isinstance(wanted, list) else [wanted]
+            rows &= df[column].isin(values).fillna(False).to_numpy(dtype=bool)
+        return window.anyone(window.positions(df, self.date_column, rows=rows)), None
