@@ -48,7 +48,7 @@ def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None
         cfg = demo_config(target, data_dir=data_dir, overrides=overrides)
         if records is None:
             records = load_data(cfg.data, stage=stage)
-        stage(f"training the {target.replace('_', ' ')} model")
+        stage(f"training the {target.replace('_', ' ')} model: {cfg.target.words} within {cfg.target.horizon_days} days")
         run = run_training(cfg, stage=stage, records=records)
         result.runs[target] = run
         name, version = run.logged.model_name, run.logged.model_version

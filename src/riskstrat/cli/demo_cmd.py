@@ -36,7 +36,8 @@ def demo(
     with libraries_quiet(quiet):
         result = run_demo_training(data_dir=DEMO_DATA, stage=stage)
     for target, run in result.runs.items():
-        print_comparison(run.result, title=f"{target.replace('_', ' ')}: temporal test set")
+        outcome = run.result.model.metadata["outcome"]["words"]
+        print_comparison(run.result, title=f"{target.replace('_', ' ')} ({outcome}): temporal test set")
     from riskstrat.demo import run_demo_scoring
 
     with libraries_quiet(quiet):

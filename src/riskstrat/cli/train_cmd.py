@@ -65,7 +65,7 @@ def train(
     except (ConfigError, DataFileError, CensoredIndexDateError, ValueError) as exc:
         fail(str(exc))
     if not quiet:
-        print_comparison(run.result, title=f"{cfg.target.name}: test set at {cfg.index_dates.test}")
+        print_comparison(run.result, title=f"{cfg.target.name} ({cfg.target.words}): test set at {cfg.index_dates.test}")
     else:
         m = run.result.metrics["lightgbm"]
         out.print(f"{cfg.target.name}: LightGBM AUROC {m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}), "
