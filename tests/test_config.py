@@ -126,3 +126,16 @@ def test_override_mistakes_fail_naming_the_key(override, message):
 def test_conflicting_overrides_fail():
     with pytest.raises(ConfigError, match="conflicts with another override"):
         parse_overrides(["model=1", "model.calibration=sigmoid"])
+
+
+def test_index_dates_auto_fit_the_extract():
+    cfg = load_config(None, ["index_dates=auto", "target.horizon_days=180"])
+    assert cfg.index_dates == "auto"
+    fitted = cfg.with_index_dates_for("2026-10-31")
+    # The latest first-of-month test date whose 180-day horizon the extract covers, and training
+    # dates whose horizons end by it; the rest of the config is unchanged.
+    assert str(fitted.index_dates.test) == "2026-05-01"
+    assert [str(d) for d in fitted.index_dates.train] == ["2024-05-01", "2024-08-01", "2024-11-01", "2025-02-01",
+                                                          "2025-05-01"]
+    assert fitted.target == cfg.target
+    assert load_config(None).with_index_dates_for("2026-10-31") == load_config(None)  # explicit dates are kept

@@ -158,7 +158,10 @@ class TrainConfig(_Strict):
 
     data: DataConfig = Field(default_factory=DataConfig)
     cohort: CohortConfig = Field(default_factory=CohortConfig)
-    index_dates: IndexDatesConfig = Field(default_factory=IndexDatesConfig)
+    index_dates: IndexDatesConfig | Literal["auto"] = Field(
+        default_factory=IndexDatesConfig,
+        description="Training and test index dates, or 'auto': the latest test date whose horizon the extract "
+                    "covers and five training dates every 3 months whose horizons end by it.")
     target: TargetConfig = Field(default_factory=EmergencyAdmission)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -168,6 +171,8 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _label_windows_end_by_test(self) -> "TrainConfig":
+        if self.index_dates == "auto":
+            return self  # checked once the dates are chosen (with_index_dates_for)
         horizon = dt.timedelta(days=self.target.horizon_days)
         late = [d for d in self.index_dates.train if d + horizon > self.index_dates.test]
         if late:
@@ -176,6 +181,15 @@ class TrainConfig(_Strict):
                 f"that run past the test date {self.index_dates.test}: training would see outcomes from the test "
                 f"period; use dates on or before {self.index_dates.test - horizon}")
         return self
+
+    def with_index_dates_for(self, extract_end) -> "TrainConfig":
+        """This config with ``index_dates: auto`` replaced by dates that fit an extract ending ``extract_end``."""
+        if self.index_dates != "auto":
+            return self
+        from riskstrat.train import suggest_index_dates
+
+        train, test = suggest_index_dates(extract_end, horizon_days=self.target.horizon_days)
+        return type(self).model_validate({**self.model_dump(), "index_dates": {"train": train, "test": test}})
 
     @property
     def registered_model_name(self) -> str:

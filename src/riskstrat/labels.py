@@ -70,7 +70,8 @@ def check_horizon(index_date, *, horizon_days: int, extract_end) -> None:
         raise CensoredIndexDateError(
             f"index date {t.date()} + {horizon_days} days runs past the end of the data ({extract_end.date()}): "
             f"its labels would be censored; use an index date on or before "
-            f"{(extract_end + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()}")
+            f"{(extract_end + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()} "
+            f"(or let riskstrat choose: index_dates: auto)")
 
 
 def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: str | Outcome = "emergency_admission",

@@ -45,6 +45,7 @@ def load_truth(cfg: TrainConfig) -> pd.DataFrame | None:
 class TrainingRun:
     result: object          # train.TrainingResult
     logged: object | None   # tracking.LoggedRun
+    config: TrainConfig | None = None  # as run (index_dates: auto resolved to dates)
 
 
 def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
@@ -57,6 +58,10 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
 
     records = records if records is not None else load_data(cfg.data, stage=stage)
     extract_end = extract_end_of(cfg.data.path, records, cfg.data.extract_end)
+    if cfg.index_dates == "auto":
+        cfg = cfg.with_index_dates_for(extract_end)
+        stage(f"index dates for an extract ending {extract_end.date()}: training "
+              f"{', '.join(str(d) for d in cfg.index_dates.train)}; test {cfg.index_dates.test}")
     data = assemble(records, cfg, extract_end=extract_end, stage=stage)
     stage(f"{data.counts['train_rows']:,} training rows ({data.counts['train_people']:,} people), "
           f"{data.counts['calibration_rows']:,} calibration rows, {data.counts['test_rows']:,} test rows "
@@ -74,7 +79,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
         logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
                                            features=features, config_dict=config_to_dict(cfg), data_summary=summary)
         stage(f"logged run {logged.run_id}; registered {logged.model_name} version {logged.model_version}")
-    return TrainingRun(result, logged)
+    return TrainingRun(result, logged, cfg)
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ def train(
         fail(f"the data failed validation; nothing was trained:\n{exc}")
     except (ConfigError, DataFileError, CensoredIndexDateError, ValueError) as exc:
         fail(str(exc))
+    cfg = run.config or cfg
     if not quiet:
         print_comparison(run.result, title=f"{cfg.target.name} ({cfg.target.words}): test set at {cfg.index_dates.test}")
     else:
