@@ -299,3 +299,24 @@ def test_artificial_hes_counts_checked_by_hand():
     # 47 people have only blank or dummy GPPRAC codes (V81998, V81999, &) in all their records
     assert int(tables["persons"]["practice_id"].isna().sum()) == 47
     assert "UNKNOWN" not in set(tables["persons"]["practice_id"].dropna())
+
+
+def test_deprivation_decile_and_linked_death_date(tmp_path):
+    src = tmp_path / "hes"
+    src.mkdir()
+    cols = ["PSEUDO_HESID", "EPIKEY", "ADMIDATE", "ADMIMETH", "MYDOB", "SEX", "IMD04_DECILE", "DOD", "UNUSED_WIDE"]
+    _write(src / "apc.csv", cols, [
+        ("P1", "k1", "2020-01-01", "21", "011950", "1", "Most deprived 10%", "", "x"),
+        ("P2", "k2", "2020-01-01", "21", "011950", "1", "More deprived 20-30%", "", "x"),
+        ("P3", "k3", "2020-01-01", "21", "011950", "1", "Less deprived 10-20%", "2020-06-30", "x"),
+        ("P4", "k4", "2020-01-01", "21", "011950", "1", "Least deprived 10%", "", "x"),
+        ("P5", "k5", "2020-01-01", "21", "011950", "1", "7", "", "x"),
+        ("P6", "k6", "2020-01-01", "21", "011950", "1", "somewhere", "", "x"),
+    ])
+    tables, summary = read_hes(src, pseudonym_key=KEY)
+    persons = tables["persons"].set_index("person_id")
+    deciles = [persons.loc[_pid(f"P{i}"), "deprivation_decile"] for i in range(1, 7)]
+    assert deciles[:5] == [1, 3, 9, 10, 7] and pd.isna(deciles[5])
+    assert summary.unknown_codes["IMD04_DECILE"] == {"SOMEWHERE": 1}
+    assert persons.loc[_pid("P3"), "death_date"] == pd.Timestamp("2020-06-30")
+    assert persons["death_date"].notna().sum() == 1

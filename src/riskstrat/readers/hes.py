@@ -79,12 +79,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskstrat.io import DataFileError
 from riskstrat.readers import (
     ImportSummary,
     MissingSourceFileError,
     _end_at_death,
     _first_present,
-    _read_source_csv,
     _tidy_table,
     _to_date,
     _to_float,
@@ -198,7 +198,17 @@ _SUFFIXES = (".csv", ".tsv", ".txt", ".psv", ".dat")
 _NAME_TOKENS = {"apc": ("apc", "inpatient", "inpatients", "admitted"),
                 "ae": ("ae", "aae", "ecds", "emergency"),
                 "op": ("op", "outpatient", "outpatients")}
-_CONTENT = (("ae", "ARRIVALDATE"), ("op", "APPTDATE"), ("apc", "ADMIDATE"), ("apc", "EPISTART"))
+_CONTENT = (("ae", "ARRIVALDATE"), ("ae", "ARRIVAL_DATE"), ("op", "APPTDATE"), ("apc", "ADMIDATE"),
+            ("apc", "EPISTART"))
+# The only columns read (HES files have hundreds): everything else is never loaded.
+_USED_COLUMNS = frozenset({
+    *PERSON_KEYS, *PROVIDER_COLUMNS, *SPELL_ID_COLUMNS, *DEATH_COLUMNS, *COST_COLUMNS, *AGE_COLUMNS,
+    "EPIKEY", "ADMIDATE", "EPISTART", "EPIORDER", "DISDATE", "DISMETH", "ADMIMETH", "DIAG_4_01",
+    "AEKEY", "ARRIVALDATE", "ARRIVAL_DATE", "AEATTENDDISP",
+    "ATTENDKEY", "APPTDATE", "ATTENDED", "TRETSPEF", "MAINSPEF",
+    "MYDOB", "SEX", "ETHNOS", "GPPRAC",
+})
+_IMD_DECILE = re.compile(r"IMD\d*_?DECILE")
 
 
 def find_hes_files(src_dir: Path, summary: ImportSummary | None = None) -> dict[str, list[Path]]:
@@ -242,8 +252,18 @@ def _split(header: str, sep: str) -> list[str]:
     return [c.strip().strip('"') for c in header.split(sep)]
 
 
+def _used(column: str) -> bool:
+    name = str(column).strip().strip('"').upper()
+    return name in _USED_COLUMNS or bool(_IMD_DECILE.fullmatch(name))
+
+
 def _read(path: Path, summary: ImportSummary) -> pd.DataFrame:
-    df = _read_source_csv(path, sep=_sniff(_header(path)))
+    """The columns this reader uses, as text; the row count of the whole file goes to the summary."""
+    try:
+        df = pd.read_csv(path, dtype=str, sep=_sniff(_header(path)), keep_default_na=False, na_values=[""],
+                         encoding="utf-8-sig", usecols=_used)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: cannot be read ({exc})") from exc
     df.columns = [str(c).strip().strip('"').upper() for c in df.columns]
     for column in df.columns:
         df[column] = df[column].str.strip()
@@ -346,8 +366,8 @@ def ethnicity_group(ethnos: pd.Series) -> pd.Series:
 def practice_code(gpprac: pd.Series) -> pd.Series:
     """GPPRAC -> practice code; the dictionary's dummy codes and blanks -> missing.
 
-    >>> practice_code(pd.Series(["A81001", "V81999", "&", None])).tolist()
-    ['A81001', nan, nan, nan]
+    >>> practice_code(pd.Series(["A81001", "V81999", "&", None])).isna().tolist()
+    [False, True, True, True]
     """
     code = _code(gpprac)
     return code.where(~code.isin(DUMMY_PRACTICES)).astype(object)
@@ -531,7 +551,7 @@ def _person_rows(df: pd.DataFrame, kind: str, file_name: str, summary: ImportSum
     birth = birth_date_from_mydob(col("MYDOB"))
     _count_unmapped(summary, "MYDOB", col("MYDOB"), birth)
     practice = practice_code(col("GPPRAC"))
-    imd_col = next((c for c in df.columns if re.fullmatch(r"IMD\d*_?DECILE", c)), None)
+    imd_col = next((c for c in df.columns if _IMD_DECILE.fullmatch(c)), None)
     deprivation = _deprivation(df[imd_col]) if imd_col else pd.Series(np.nan, index=df.index)
     if imd_col:
         _count_unmapped(summary, imd_col, df[imd_col], deprivation)
