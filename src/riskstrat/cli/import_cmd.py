@@ -74,8 +74,7 @@ def import_hes(
 
     Files are recognised by their columns (ADMIDATE, ARRIVALDATE, APPTDATE) or names (apc, ae, op).
 
-    APC episodes become spells (ADMIMETH to admission method); codes are mapped by the HES data dictionary
-    and unknown codes are counted, never guessed.
+    APC episodes become spells (ADMIMETH to admission method); unknown codes are counted, never guessed.
 
     Example: riskstrat import hes extracts/hes-2025 --out riskstrat-data/hes-2025
     """

@@ -560,7 +560,8 @@ def _person_rows(df: pd.DataFrame, kind: str, file_name: str, summary: ImportSum
              else pd.Series(pd.NaT, index=df.index, dtype="datetime64[s]"))
     if kind == "apc" and "DISMETH" in df and "DISDATE" in df:
         died = _code(df["DISMETH"]).eq("4").fillna(False)
-        death = death.fillna(_to_date(df["DISDATE"]).where(died))
+        discharged = _to_date(df["DISDATE"])
+        death = death.fillna(discharged.where(died & (discharged >= pd.Timestamp("1890-01-01"))))
     age_col = _first_present(df, AGE_COLUMNS)
     age = pd.to_numeric(df[age_col], errors="coerce") if age_col else pd.Series(np.nan, index=df.index)
     age = age.where(~age.between(7001, 7007), 0).where(age.between(0, 120) | age.between(7001, 7007))
