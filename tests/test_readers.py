@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def test_synthea_import_writes_a_valid_canonical_folder(synthea_import):
         assert len(records.get(table)) > 0, table
     for name, df in records.tables.items():
         assert set(df.columns) <= set(TABLES[name].column_names), name
-    assert (out / "import_summary.json").exists()
+    # import_report.json replaced import_summary.json; dataset.json records the currency (USD)
+    assert (out / "import_report.json").exists() and not (out / "import_summary.json").exists()
+    assert json.loads((out / "dataset.json").read_text())["currency"] == "USD"
     # hospice encounters have no canonical table and are counted, not silently lost
     assert summary.dropped["encounters of class 'hospice' (no canonical table for palliative care)"] == 14
 
@@ -96,7 +99,9 @@ def test_synthea_mapping_on_the_real_export():
     assert ae["admitted"].sum() > 0
     spells = tables["inpatient_spells"]
     assert len(spells) == 49
-    assert {"emergency", "elective"} <= set(spells["admission_method"])
+    # Most stays say nothing about how they began: "unknown", never guessed "elective".
+    assert {"emergency", "unknown"} <= set(spells["admission_method"])
+    assert (spells["admission_method"] == "unknown").sum() == 29
     assert len(tables["outpatient_appointments"]) == 1198
     assert len(tables["gp_contacts"]) == 3171 + 2366 + 1  # ambulatory + wellness + virtual
     assert (tables["social_care"]["service_type"] == "nursing").all()
@@ -129,9 +134,9 @@ def test_synthea_copes_with_bom_lower_case_and_missing_optional_parts(messy_synt
     assert any("medications.csv absent" in n for n in summary.notes)
     assert len(tables["inpatient_spells"]) == 49
     assert tables["persons"]["practice_id"].str.startswith("ORG").all()
-    # with practice_from="provider" the missing PROVIDER column falls back to UNKNOWN, with a note
+    # with practice_from="provider" the missing PROVIDER column leaves practice_id blank, with a note
     tables, summary = read_synthea(messy_synthea, pseudonym_key=KEY, practice_from="provider")
-    assert (tables["persons"]["practice_id"] == "UNKNOWN").all()
+    assert tables["persons"]["practice_id"].isna().all()
     assert any("PROVIDER" in n for n in summary.notes)
 
 
@@ -198,7 +203,8 @@ def test_synthea_rules_on_a_hand_made_export(tmp_path):
     ae = tables["ae_attendances"].sort_values("arrival_date")
     assert ae["admitted"].tolist() == [True, False]  # inpatient 12 h after the emergency visit; none after urgent care
     spells = tables["inpatient_spells"].sort_values("admission_date")
-    assert spells["admission_method"].tolist() == ["emergency", "elective", "emergency"]
+    # via A&E; nothing says (was "elective" before: never guessed now); acute reason
+    assert spells["admission_method"].tolist() == ["emergency", "unknown", "emergency"]
     assert spells["discharge_date"].iloc[0] == _date("2020-01-05")
     assert tables["outpatient_appointments"]["specialty"].tolist() == ["Consultation for treatment"]
     assert sorted(tables["gp_contacts"]["contact_type"]) == ["ambulatory", "wellness"]
@@ -209,6 +215,7 @@ def test_synthea_rules_on_a_hand_made_export(tmp_path):
     assert sorted(register["condition"]) == ["diabetes", "hypertension"]
     assert register.loc[register["condition"] == "diabetes", "diagnosis_date"].item() == _date("2012-01-01")
     assert sorted(tables["prescriptions"]["bnf_chapter"]) == ["02", "06"]
+    assert summary.currency == "USD"
     assert tables["prescriptions"]["cost"].sum() == 12
 
     assert summary.dropped == {

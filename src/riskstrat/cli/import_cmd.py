@@ -1,11 +1,10 @@
-"""`riskstrat import synthea|omop`: turn a Synthea or OMOP export into a canonical linked folder."""
+"""`riskstrat import synthea|omop|hes`: turn a Synthea, OMOP or HES export into a canonical linked folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from riskstrat.cli.app import app, console, fail, out
 
@@ -31,6 +30,9 @@ def import_synthea(
     practice_from: str = typer.Option(
         "organization", help="Source of practice_id: 'organization' (the usual primary-care organisation) "
                              "or 'provider' (the usual clinician)."),
+    emergency_window_hours: float = typer.Option(
+        24.0, help="An inpatient stay starting within this many hours after an emergency or urgent-care "
+                   "encounter is an emergency admission (and that attendance 'admitted')."),
     key_file: Path | None = typer.Option(None, "--key-file", help=_KEY_FILE_HELP),
 ) -> None:
     """Import a Synthea CSV export (v2/v3); a BOM, lower-case headers or missing optional files are fine.
@@ -41,7 +43,8 @@ def import_synthea(
 
     Example: riskstrat import synthea synthea/output/csv --out riskstrat-data/synthea
     """
-    _run("synthea", src_dir, out_dir, key_file, {"practice_from": practice_from})
+    _run("synthea", src_dir, out_dir, key_file,
+         {"practice_from": practice_from, "emergency_window_hours": emergency_window_hours})
 
 
 @import_app.command("omop")
@@ -60,6 +63,24 @@ def import_omop(
     _run("omop", src_dir, out_dir, key_file, {})
 
 
+@import_app.command("hes")
+def import_hes(
+    src_dir: Path = typer.Argument(..., help="Folder of HES / SUS+ extract files (APC, A&E, outpatients) as "
+                                              "CSV, TSV or pipe-separated text."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Canonical data folder to write (replaced as a whole)."),
+    key_file: Path | None = typer.Option(None, "--key-file", help=_KEY_FILE_HELP),
+) -> None:
+    """Import Hospital Episode Statistics (HES) or SUS+ extracts: admitted patient care, A&E and outpatients.
+
+    Files are recognised by their columns (ADMIDATE, ARRIVALDATE, APPTDATE) or names (apc, ae, op).
+
+    APC episodes become spells (ADMIMETH to admission method); unknown codes are counted, never guessed.
+
+    Example: riskstrat import hes extracts/hes-2025 --out riskstrat-data/hes-2025
+    """
+    _run("hes", src_dir, out_dir, key_file, {})
+
+
 def _run(kind: str, src_dir: Path, out_dir: Path, key_file: Path | None, options: dict) -> None:
     from riskstrat.io import DataFileError
     from riskstrat.privacy import load_pseudonym_key
@@ -76,31 +97,18 @@ def _run(kind: str, src_dir: Path, out_dir: Path, key_file: Path | None, options
         fail(f"the {kind} data failed validation; nothing was written to {out_dir}")
     except (DataFileError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    _print_summary(summary)
+    _print_report(out_dir)
     warnings = [i for i in report.issues if getattr(i, "severity", "") != "error"]
     if warnings:
         out.print(f"\n[bold]Validation[/] ({len(warnings)} warning{'s' if len(warnings) != 1 else ''}):")
         for issue in warnings:
             out.print(f"  [yellow]-[/] {issue.message}", highlight=False)
-    out.print(f"\nWrote {summary.people:,} people to {out_dir}")
+    out.print(f"\nWrote {summary.people:,} people to {out_dir} (report: {out_dir / 'import_report.json'})")
 
 
-def _print_summary(summary) -> None:
-    first, last = summary.date_range
-    out.print(f"[bold]{summary.source}[/] import: {summary.people:,} people, events {first or '?'} to {last or '?'}")
-    sections = [("source file", summary.source_rows), ("canonical table", summary.output_rows),
-                ("dropped rows (reason)", summary.dropped)]
-    for heading, counts in sections:
-        if not counts:
-            continue
-        table = Table(show_edge=False, box=None, pad_edge=False)
-        table.add_column(heading)
-        table.add_column("rows", justify="right")
-        for name, n in counts.items():
-            table.add_row(name, f"{n:,}")
-        out.print()
-        out.print(table)
-    if summary.notes:
-        out.print()
-    for note in summary.notes:
-        out.print(f"[dim]note:[/] {note}", highlight=False)
+def _print_report(out_dir: Path) -> None:
+    from riskstrat.io import read_json
+    from riskstrat.readers import IMPORT_REPORT
+    from riskstrat.readers.report import format_import_report
+
+    out.print(format_import_report(read_json(out_dir / IMPORT_REPORT)), highlight=False, markup=False)

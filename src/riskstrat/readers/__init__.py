@@ -32,6 +32,7 @@ __all__ = [
     "MissingSourceFileError",
     "READERS",
     "import_dataset",
+    "read_hes",
     "read_omop",
     "read_synthea",
 ]
@@ -60,11 +61,47 @@ class ImportSummary:
     notes: list[str] = field(default_factory=list)
     # ISO 4217 code of every cost the reader wrote (Synthea and US OMOP exports: USD).
     currency: str = "GBP"
+    # Source file -> canonical table -> rows the reader made from it (before validation).
+    routes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Reason -> up to 3 example source values (codes or classes, never person ids or dates of birth).
+    drop_examples: dict[str, list[str]] = field(default_factory=dict)
+    # Source field -> value -> rows: codes outside the data dictionary, mapped to unknown/missing.
+    unknown_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Person field -> people whose records disagree (the most recent record's value was kept).
+    conflicts: dict[str, int] = field(default_factory=dict)
+    # Last day the extract covers, when the reader knows it (else the last event date is used).
+    extract_end: str | None = None
 
-    def drop(self, reason: str, n: int) -> None:
-        """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded)."""
+    def drop(self, reason: str, n: int, examples=()) -> None:
+        """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded).
+
+        ``examples``: source values that explain the drop (codes, never person ids or birth dates);
+        the first three distinct ones are kept.
+        """
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + int(n)
+            shown = self.drop_examples.setdefault(reason, [])
+            for value in examples:
+                value = str(value)
+                if len(shown) >= 3:
+                    break
+                if value not in shown:
+                    shown.append(value)
+            if not shown:
+                del self.drop_examples[reason]
+
+    def route(self, source_file: str, table: str, n: int) -> None:
+        """Record that ``n`` rows of canonical ``table`` came from ``source_file``."""
+        if n:
+            counts = self.routes.setdefault(source_file, {})
+            counts[table] = counts.get(table, 0) + int(n)
+
+    def unknown_code(self, source_field: str, counts: "pd.Series | dict") -> None:
+        """Count values of ``source_field`` that the reader could not map (value -> rows)."""
+        for value, n in dict(counts).items():
+            if n:
+                field_counts = self.unknown_codes.setdefault(source_field, {})
+                field_counts[str(value)] = field_counts.get(str(value), 0) + int(n)
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -208,28 +245,36 @@ def _tidy_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _readers():
+    from riskstrat.readers.hes import read_hes
     from riskstrat.readers.omop import read_omop
     from riskstrat.readers.synthea import read_synthea
 
-    return {"synthea": read_synthea, "omop": read_omop}
+    return {"synthea": read_synthea, "omop": read_omop, "hes": read_hes}
 
 
-READERS = ("synthea", "omop")
+READERS = ("synthea", "omop", "hes")
+
+
+IMPORT_REPORT = "import_report.json"
 
 
 def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
                    pseudonym_key: bytes | None = None,
                    reader_options: dict | None = None) -> tuple[ImportSummary, "ValidationReport"]:
-    """Read a ``kind`` export (``"synthea"`` or ``"omop"``), validate it and write a canonical folder.
+    """Read a ``kind`` export (one of :data:`READERS`), validate it and write a canonical folder.
 
     Codes outside the reference lists are dropped (and counted) rather than failing the import.
     If validation still finds errors, :class:`riskstrat.validate.ValidationError` is raised and
     nothing is written. ``out_dir`` is written atomically and replaced as a whole; it holds one
-    Parquet file per table plus ``import_summary.json`` (counts only).
+    Parquet file per table, ``import_report.json`` (rows in and out per source, drops with example
+    codes, unknown codes, the outcomes the data support: see :mod:`riskstrat.readers.report`) and
+    ``dataset.json`` (source format, currency, extract end). Both hold counts and codes only, and
+    no clock time, so that a rerun writes the same bytes.
     """
+    from riskstrat.io import DATASET_META, write_records_tables
     from riskstrat.privacy import load_pseudonym_key
+    from riskstrat.readers.report import dataset_metadata, import_report
     from riskstrat.validate import ValidationError, validate_tables
-    from riskstrat.io import write_records_tables
 
     readers = _readers()
     if kind not in readers:
@@ -240,15 +285,16 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
     if records is None or not report.ok:
         raise ValidationError(report)
     summary.finish(records.tables)
-    # Counts only: validation examples can hold (pseudonymised) person ids.
-    payload = {"summary": summary.to_dict(), "validation": report.to_dict(examples=False)}
-    write_records_tables(records.tables, out_dir,
-                         extra_files={"import_summary.json": json.dumps(payload, indent=2, sort_keys=True) + "\n"})
+    payload = import_report(summary, report, records.tables)
+    write_records_tables(records.tables, out_dir, extra_files={
+        IMPORT_REPORT: json.dumps(payload, indent=2, sort_keys=True) + "\n",
+        DATASET_META: json.dumps(dataset_metadata(summary), indent=2, sort_keys=True) + "\n",
+    })
     return summary, report
 
 
 def __getattr__(name: str):
     # Lazy re-export so that importing the package does not import both readers.
-    if name in ("read_synthea", "read_omop"):
+    if name in ("read_synthea", "read_omop", "read_hes"):
         return _readers()[name.removeprefix("read_")]
     raise AttributeError(name)

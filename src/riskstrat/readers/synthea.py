@@ -6,7 +6,8 @@ Files may carry a byte-order mark, headers are matched case-insensitively (``Id`
 and optional columns (``ORGANIZATION``, ``PROVIDER``, ``INCOME``, cost columns) may be missing: the
 summary's ``notes`` say what was absent. Identifying columns (names, SSN, address, ...) are never read
 into the output. Dates are the calendar date as written (``2020-05-01T23:10:00Z`` -> 2020-05-01).
-Costs are Synthea's US-dollar amounts, kept as they are (the schema calls them pounds).
+Costs are Synthea's US-dollar amounts, kept as they are; the summary's ``currency`` is ``USD``
+(written to ``dataset.json`` on import, so lists and reports print dollars).
 
 Mappings
 --------
@@ -22,18 +23,22 @@ persons (``patients.csv``)
     deprivation index, not one.
     ``practice_id``: the ``ORGANIZATION`` (or, with ``practice_from="provider"``, the ``PROVIDER``) of
     the person's most frequent ambulatory/wellness encounter (ties: the most recent), shortened to
-    ``"ORG"``/``"PRV"`` + 8 hex characters of its SHA-256; ``"UNKNOWN"`` if none.
+    ``"ORG"``/``"PRV"`` + 8 hex characters of its SHA-256; blank (no registered practice, counted in
+    ``notes``) if the person has none: never a practice called UNKNOWN.
 encounters (``ENCOUNTERCLASS``)
     emergency, urgentcare -> ``ae_attendances``: ``arrival_date`` = ``START``; ``admitted`` = an
-    inpatient encounter of the same person starts 0-24 h later (urgent care is a type 3/4 A&E
-    service in England, so it is an attendance too).
+    inpatient encounter of the same person starts 0 to ``emergency_window_hours`` (default 24) later
+    (urgent care is a type 3/4 A&E service in England, so it is an attendance too).
     inpatient -> ``inpatient_spells``: ``admission_date``/``discharge_date`` = ``START``/``STOP``;
     ``admission_method`` (first rule that applies): maternity if the description or reason mentions
-    pregnancy, delivery or obstetrics; elective if it says "non-urgent" or "elective"; transfer if
-    the description says "transfer" (e.g. to intensive care); emergency if an emergency or urgent
-    care encounter started 0-24 h before, or the description says emergency/urgent, or the reason is
-    an acute event (acute ..., appendicitis, sepsis, COVID-19, fracture, injury, overdose, stroke,
-    pneumonia); elective otherwise. ``primary_diagnosis`` stays missing (Synthea codes reasons in
+    pregnancy, delivery or obstetrics; elective if the description says "non-urgent", "elective" or
+    "planned"; transfer if the description says "transfer" (e.g. to intensive care); emergency if an
+    emergency or urgent care encounter of the person started 0 to ``emergency_window_hours`` before,
+    or the description says emergency/urgent, or the reason is an acute event (acute ...,
+    appendicitis, sepsis, COVID-19, fracture, injury, overdose, stroke, pneumonia); otherwise
+    **unknown**: Synthea does not record how most stays began, and an unknown method is never guessed
+    as elective (use the ``unplanned_hospital_use`` outcome on such data). The counts per rule are in
+    ``notes``. ``primary_diagnosis`` stays missing (Synthea codes reasons in
     SNOMED CT, not ICD-10).
     outpatient -> ``outpatient_appointments`` (``attended`` True; ``specialty`` = ``DESCRIPTION``
     without its SNOMED semantic tag, e.g. "Consultation for treatment").
@@ -44,6 +49,8 @@ encounters (``ENCOUNTERCLASS``)
     table; the death date is kept on ``persons``).
     Cost: ``TOTAL_CLAIM_COST``, else ``BASE_ENCOUNTER_COST``, else ``COST`` (older exports).
     A spell or nursing stay that ends after the person's death ends on the death date (noted).
+    ``record_id`` of every encounter row = keyed hash of the encounter ``Id``, so that two distinct
+    encounters on the same day with the same content are both kept by validation.
 conditions (``conditions.csv``) -> ``ltc_register``
     ``DESCRIPTION`` matched against :data:`LTC_PATTERNS` (e.g. "Essential hypertension" ->
     hypertension, "Diabetes mellitus type 2" -> diabetes but not "Prediabetes", "Pulmonary
@@ -85,6 +92,7 @@ from riskstrat.readers import (
     _to_date,
     _to_float,
 )
+from riskstrat.privacy import pseudonymise
 
 __all__ = ["read_synthea", "match_ltc", "bnf_chapter", "LTC_PATTERNS", "BNF_PATTERNS", "ENCOUNTER_TABLES"]
 
@@ -165,8 +173,8 @@ _COLUMN_ALIASES = {
 _ONE_DAY = pd.Timedelta(days=1)
 
 
-def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes,
-                 practice_from: str = "organization") -> tuple[dict[str, pd.DataFrame], ImportSummary]:
+def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes, practice_from: str = "organization",
+                 emergency_window_hours: float = 24.0) -> tuple[dict[str, pd.DataFrame], ImportSummary]:
     """Read the Synthea CSV export in ``src_dir`` into canonical tables (see the module docstring).
 
     Returns ``(tables, summary)``; the tables are not validated yet (that is
@@ -175,10 +183,12 @@ def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes,
     """
     if practice_from not in ("organization", "provider"):
         raise ValueError("practice_from must be 'organization' or 'provider'")
+    if not emergency_window_hours >= 0:
+        raise ValueError("emergency_window_hours must be zero or more")
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise MissingSourceFileError(f"{src_dir}: no such folder")
-    summary = ImportSummary(source="synthea")
+    summary = ImportSummary(source="synthea", currency="USD")
     patients = _read(src_dir, "patients", summary, required=True)
     encounters = _read(src_dir, "encounters", summary, required=True)
     conditions = _read(src_dir, "conditions", summary)
@@ -192,7 +202,10 @@ def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes,
     tables: dict[str, pd.DataFrame] = {
         "persons": _persons(patients, encounters, pseudonyms, summary, practice_from=practice_from),
     }
-    tables.update(_encounter_tables(encounters, pseudonyms, summary))
+    tables.update(_encounter_tables(encounters, pseudonyms, summary, key=pseudonym_key,
+                                    window=pd.Timedelta(hours=emergency_window_hours)))
+    for name, df in tables.items():
+        summary.route(_source_name(summary, "patients" if name == "persons" else "encounters"), name, len(df))
     if conditions is not None:
         _require_columns(conditions, "conditions.csv", ("PATIENT", "START", "DESCRIPTION"))
         conditions = _keep_known_persons(conditions, "PATIENT", known, summary, "conditions")
@@ -202,6 +215,13 @@ def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes,
         medications = _keep_known_persons(medications, "PATIENT", known, summary, "medications")
         tables["prescriptions"] = _prescriptions(medications, pseudonyms, summary)
 
+    no_practice = int(tables["persons"]["practice_id"].isna().sum())
+    if no_practice:
+        summary.note(f"{no_practice:,} people with no usual primary-care {practice_from}: practice_id left blank "
+                     "(no registered practice)")
+    for stem, name in (("conditions", "ltc_register"), ("medications", "prescriptions")):
+        if name in tables:
+            summary.route(_source_name(summary, stem), name, len(tables[name]))
     _end_at_death(tables, summary)
     tables = {name: _tidy_table(name, df) for name, df in tables.items()}
     summary.finish(tables)
@@ -236,6 +256,11 @@ def _read(src_dir: Path, name: str, summary: ImportSummary, *, required: bool = 
 _OPTIONAL_TABLE = {"conditions": "ltc_register", "medications": "prescriptions"}
 
 
+def _source_name(summary: ImportSummary, stem: str) -> str:
+    """The file name read for ``stem`` (as it was spelled on disk)."""
+    return next((name for name in summary.source_rows if name.lower().startswith(stem)), f"{stem}.csv")
+
+
 def _require_columns(df: pd.DataFrame, file_name: str, columns: tuple[str, ...]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -259,7 +284,7 @@ def _persons(patients: pd.DataFrame, encounters: pd.DataFrame, pseudonyms: dict,
         "deprivation_decile": _income_decile(patients, summary),
         "ethnicity_group": _ethnicity(patients, summary),
         "practice_id": (patients["ID"].map(_practices(encounters, summary, practice_from))
-                    .astype("string").fillna("UNKNOWN")),
+                    .astype("string")),
         "death_date": (_to_date(patients["DEATHDATE"]) if "DEATHDATE" in patients
                        else pd.Series(pd.NaT, index=patients.index, dtype="datetime64[s]")),
     })
@@ -299,7 +324,7 @@ def _practices(encounters: pd.DataFrame, summary: ImportSummary, practice_from: 
     """Source patient id -> practice code, from the most frequent primary-care organisation."""
     column, prefix = ("ORGANIZATION", "ORG") if practice_from == "organization" else ("PROVIDER", "PRV")
     if column not in encounters:
-        summary.note(f"encounters.csv has no {column} column: practice_id set to UNKNOWN")
+        summary.note(f"encounters.csv has no {column} column: practice_id left blank (no practice)")
         return pd.Series(dtype=object)
     primary = encounters[encounters["ENCOUNTERCLASS"].str.strip().str.lower().isin(PRACTICE_CLASSES)
                          & encounters[column].notna()]
@@ -315,8 +340,8 @@ def _practices(encounters: pd.DataFrame, summary: ImportSummary, practice_from: 
 
 # --- encounters ------------------------------------------------------------------------------
 
-def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict,
-                      summary: ImportSummary) -> dict[str, pd.DataFrame]:
+def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict, summary: ImportSummary, *,
+                      key: bytes, window: pd.Timedelta = _ONE_DAY) -> dict[str, pd.DataFrame]:
     enc = encounters.copy()
     enc["cls"] = enc["ENCOUNTERCLASS"].str.strip().str.lower()
     enc["start_ts"] = pd.to_datetime(enc["START"], utc=True, format="ISO8601", errors="coerce").dt.tz_localize(None)
@@ -329,7 +354,7 @@ def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict,
     for cls, n in enc.loc[~enc["cls"].isin(list(ENCOUNTER_TABLES)), "cls"].value_counts().sort_index().items():
         reason = ("no canonical table for palliative care" if cls == "hospice"
                   else "no canonical table for this class")
-        summary.drop(f"encounters of class '{cls}' ({reason})", int(n))
+        summary.drop(f"encounters of class '{cls}' ({reason})", int(n), [cls])
     if "ENCOUNTER_COST" not in enc:
         summary.note("encounters.csv has no cost column: encounter costs left missing")
     enc["pid"] = enc["PATIENT"].map(pseudonyms)
@@ -338,26 +363,29 @@ def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict,
     enc["cost"] = _to_float(enc["ENCOUNTER_COST"]) if "ENCOUNTER_COST" in enc else np.nan
     enc["text"] = (enc.get("DESCRIPTION", pd.Series("", index=enc.index)).fillna("").str.lower())
     enc["reason"] = (enc.get("REASONDESCRIPTION", pd.Series("", index=enc.index)).fillna("").str.lower())
+    # A keyed hash of the encounter Id: distinct same-day encounters stay distinct rows.
+    enc["record_id"] = (pseudonymise("encounter:" + enc["ID"].astype("string"), key) if "ID" in enc
+                        else pd.Series(pd.NA, index=enc.index, dtype="string"))
 
     inpatient = enc[enc["cls"] == "inpatient"]
     tables: dict[str, pd.DataFrame] = {}
 
     ae = enc[enc["cls"].isin(["emergency", "urgentcare"])]
     next_admission = _nearest_within(ae, inpatient, by="PATIENT", on="start_ts", direction="forward",
-                                     tolerance=_ONE_DAY)
+                                     tolerance=window)
     tables["ae_attendances"] = pd.DataFrame({
         "person_id": ae["pid"], "arrival_date": ae["date"],
-        "admitted": next_admission.notna(), "cost": ae["cost"],
+        "admitted": next_admission.notna(), "cost": ae["cost"], "record_id": ae["record_id"],
     })
 
     came_via_ae = _nearest_within(inpatient, ae, by="PATIENT", on="start_ts", direction="backward",
-                                  tolerance=_ONE_DAY).notna()
+                                  tolerance=window).notna()
     tables["inpatient_spells"] = pd.DataFrame({
         "person_id": inpatient["pid"], "admission_date": inpatient["date"],
         "discharge_date": inpatient["stop_date"],
-        "admission_method": _admission_method(inpatient, came_via_ae),
+        "admission_method": _admission_method(inpatient, came_via_ae, summary),
         "primary_diagnosis": pd.Series(pd.NA, index=inpatient.index, dtype="string"),
-        "cost": inpatient["cost"],
+        "cost": inpatient["cost"], "record_id": inpatient["record_id"],
     })
 
     outpatient = enc[enc["cls"] == "outpatient"]
@@ -366,11 +394,13 @@ def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict,
         "specialty": (outpatient["DESCRIPTION"].str.replace(r"\s*\([^()]*\)\s*$", "", regex=True)
                       if "DESCRIPTION" in outpatient else pd.NA),
         "attended": True, "cost": outpatient["cost"],
+        "record_id": outpatient["record_id"],
     })
 
     gp = enc[enc["cls"].isin(["ambulatory", "wellness", "virtual", "home"])]
     tables["gp_contacts"] = pd.DataFrame({
         "person_id": gp["pid"], "contact_date": gp["date"], "contact_type": gp["cls"], "cost": gp["cost"],
+        "record_id": gp["record_id"],
     })
 
     snf = enc[enc["cls"] == "snf"]
@@ -378,24 +408,35 @@ def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict,
     tables["social_care"] = pd.DataFrame({
         "person_id": snf["pid"], "service_type": "nursing", "start_date": snf["date"],
         "end_date": snf["stop_date"], "weekly_cost": snf["cost"] / days * 7,
+        "record_id": snf["record_id"],
     })
     # Keep only the tables the export has events for, so "no events" and "no source" stay distinct.
     return {name: df for name, df in tables.items() if len(df)}
 
 
-def _admission_method(inpatient: pd.DataFrame, came_via_ae: pd.Series) -> pd.Series:
+def _admission_method(inpatient: pd.DataFrame, came_via_ae: pd.Series,
+                      summary: ImportSummary | None = None) -> pd.Series:
+    """The first rule that applies (see the module docstring); "unknown" when nothing says."""
     text, reason = inpatient["text"], inpatient["reason"]
     both = text + " | " + reason
-    conditions = [
-        both.str.contains(_MATERNITY, regex=True),
-        text.str.contains(r"non-urgent|elective", regex=True),
-        text.str.contains("transfer", regex=False),
-        came_via_ae | text.str.contains(r"emergency|urgent", regex=True)
-        | reason.str.contains(_ACUTE_REASON, regex=True),
+    rules = [
+        ("maternity", "pregnancy, delivery or obstetrics named", both.str.contains(_MATERNITY, regex=True)),
+        ("elective", "description says elective, non-urgent or planned",
+         text.str.contains(r"non-urgent|elective|planned", regex=True)),
+        ("transfer", "description says transfer", text.str.contains("transfer", regex=False)),
+        ("emergency", "after an emergency or urgent-care encounter", came_via_ae),
+        ("emergency", "description says emergency or urgent", text.str.contains(r"emergency|urgent", regex=True)),
+        ("emergency", "acute reason", reason.str.contains(_ACUTE_REASON, regex=True)),
     ]
-    choices = ["maternity", "elective", "transfer", "emergency"]
-    return pd.Series(np.select([c.to_numpy(dtype=bool) for c in conditions], choices, default="elective"),
-                     index=inpatient.index)
+    conditions = [rule.to_numpy(dtype=bool) for _, _, rule in rules]
+    method = pd.Series(np.select(conditions, [m for m, _, _ in rules], default="unknown"), index=inpatient.index)
+    if summary is not None and len(inpatient):
+        which = pd.Series(np.select(conditions, [why for _, why, _ in rules], default="nothing says"),
+                          index=inpatient.index)
+        counts = "; ".join(f"{why}: {n}" for why, n in which.value_counts().sort_index().items())
+        summary.note(f"admission method of {len(inpatient):,} inpatient stays by rule ({counts}); "
+                     f"{int((method == 'unknown').sum()):,} unknown (never guessed elective)")
+    return method
 
 
 # --- conditions and medications --------------------------------------------------------------

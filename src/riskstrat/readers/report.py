@@ -1,0 +1,209 @@
+"""What an import produced and which outcomes the imported data can support.
+
+:func:`supported_outcomes` is a pure function of the canonical tables; :func:`import_report` puts it
+together with the reader's summary and validation's counts into the ``import_report.json`` that
+:func:`riskstrat.readers.import_dataset` writes beside the tables, and :func:`dataset_metadata`
+makes ``dataset.json``. Both are deterministic: the same input gives the same bytes (no clock time).
+
+>>> import pandas as pd
+>>> persons = pd.DataFrame({"person_id": ["a"], "death_date": [pd.NaT]})
+>>> supported_outcomes({"persons": persons})["death"]["supported"]
+False
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from riskstrat.readers import ImportSummary
+    from riskstrat.validate import ValidationReport
+
+__all__ = ["OUTCOMES", "MIN_EVENTS", "MIN_EMERGENCY_SHARE", "supported_outcomes", "import_report",
+           "dataset_metadata", "format_import_report"]
+
+OUTCOMES = ("emergency_admission", "unplanned_hospital_use", "death", "high_cost", "social_care_entry")
+# About 100 events are needed to validate a prediction model with stable calibration (Riley et al.,
+# BMJ 2020; Collins et al. 2016): fewer is reported as "few events", not as support.
+MIN_EVENTS = 100
+# Below this share of spells recorded as emergency, the admission method is taken as not recorded
+# (in England about 40% of spells are emergencies).
+MIN_EMERGENCY_SHARE = 0.05
+
+
+def _outcome(supported: bool, events: int, message: str) -> dict:
+    return {"supported": bool(supported), "events": int(events), "message": message}
+
+
+def _rows(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame | None:
+    df = tables.get(name)
+    return df if df is not None and len(df) else None
+
+
+def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN_EVENTS,
+                       min_emergency_share: float = MIN_EMERGENCY_SHARE) -> dict[str, dict]:
+    """For each outcome in :data:`OUTCOMES`: ``supported``, ``events`` in the data and a ``message``.
+
+    Events are counted over the whole extract (the number a model could learn from is smaller).
+    ``emergency_admission`` needs emergency spells: when they are fewer than ``min_events`` or under
+    ``min_emergency_share`` of the spells while A&E attendances exist, the admission method is
+    taken as mostly not recorded and ``unplanned_hospital_use`` is recommended instead.
+    ``unplanned_hospital_use`` counts emergency spells plus A&E attendances. ``death`` needs death
+    dates; ``high_cost`` needs costs; ``social_care_entry`` needs social care services.
+    """
+    spells, ae = _rows(tables, "inpatient_spells"), _rows(tables, "ae_attendances")
+    n_spells = 0 if spells is None else len(spells)
+    method = (spells["admission_method"].astype("string") if spells is not None
+              else pd.Series([], dtype="string"))
+    n_emergency = int((method == "emergency").sum())
+    n_unknown = int((method == "unknown").sum())
+    n_ae = 0 if ae is None else len(ae)
+    out: dict[str, dict] = {}
+
+    share = n_emergency / n_spells if n_spells else 0.0
+    if n_spells == 0:
+        out["emergency_admission"] = _outcome(False, 0, "no inpatient spells: emergency admission not supported")
+    elif (share < min_emergency_share or n_emergency < min_events) and n_ae:
+        out["emergency_admission"] = _outcome(
+            False, n_emergency,
+            f"admission method mostly not recorded ({n_emergency:,} of {n_spells:,} spells emergency, "
+            f"{n_unknown:,} unknown): use unplanned_hospital_use")
+    elif n_emergency < min_events:
+        out["emergency_admission"] = _outcome(
+            n_emergency > 0, n_emergency,
+            f"few emergency spells ({n_emergency:,} of {n_spells:,}, {n_unknown:,} unknown): fewer than "
+            f"{min_events} events cannot validate a model")
+    else:
+        out["emergency_admission"] = _outcome(
+            True, n_emergency, f"{n_emergency:,} of {n_spells:,} spells emergency ({n_unknown:,} unknown)")
+
+    n_unplanned = n_emergency + n_ae
+    if n_unplanned == 0:
+        out["unplanned_hospital_use"] = _outcome(False, 0, "no emergency spells and no A&E attendances")
+    else:
+        text = f"{n_emergency:,} emergency spells + {n_ae:,} A&E attendances"
+        if n_unplanned < min_events:
+            text += f": fewer than {min_events} events cannot validate a model"
+        out["unplanned_hospital_use"] = _outcome(True, n_unplanned, text)
+
+    persons = tables.get("persons")
+    deaths = (int(persons["death_date"].notna().sum())
+              if persons is not None and "death_date" in persons else 0)
+    out["death"] = _outcome(deaths > 0, deaths, f"{deaths:,} deaths" if deaths
+                            else "no deaths recorded: death outcome not supported")
+
+    costed = 0
+    for name, df in tables.items():
+        for column in ("cost", "weekly_cost"):
+            if column in df:
+                costed += int(pd.to_numeric(df[column], errors="coerce").gt(0).sum())
+    out["high_cost"] = _outcome(costed > 0, costed, f"{costed:,} events with a cost" if costed
+                                else "no costs recorded: high_cost not supported")
+
+    care = _rows(tables, "social_care")
+    n_care = 0 if care is None else len(care)
+    out["social_care_entry"] = _outcome(n_care > 0, n_care, f"{n_care:,} social care services" if n_care
+                                        else "no social care data: social_care_entry not supported")
+    return out
+
+
+def _people_without_practice(tables: dict[str, pd.DataFrame]) -> int:
+    persons = tables.get("persons")
+    if persons is None or "practice_id" not in persons:
+        return 0
+    practice = persons["practice_id"].astype("string").str.strip()
+    return int((practice.isna() | (practice == "")).sum())
+
+
+def import_report(summary: "ImportSummary", validation: "ValidationReport",
+                  tables: dict[str, pd.DataFrame]) -> dict:
+    """The JSON-able import report: counts, where each source went, drops with example codes, outcomes.
+
+    Holds no person ids, dates of birth or row examples from validation (those can name people).
+    """
+    import riskstrat
+
+    dropped = [{"reason": reason, "rows": n, "examples": list(summary.drop_examples.get(reason, []))}
+               for reason, n in summary.dropped.items()]
+    # Validation: one entry per table (a row can break several rules), naming the rules; no examples
+    # (validation's examples are rows and dates of people).
+    for table, n in validation.dropped.items():
+        if n:
+            rules = sorted({i.rule for i in validation.issues
+                            if i.table == table and (i.action or "").startswith("dropped")})
+            dropped.append({"reason": f"validation: {table} rows dropped ({', '.join(rules) or 'see validation'})",
+                            "rows": int(n), "examples": []})
+    cut_back = {}
+    for issue in validation.issues:
+        if (issue.action or "").startswith("cut back"):
+            cut_back[f"{issue.table}.{issue.column}"] = cut_back.get(f"{issue.table}.{issue.column}", 0) + issue.n_rows
+    return {
+        "source_format": summary.source,
+        "riskstrat_version": riskstrat.__version__,
+        "currency": summary.currency,
+        "people": summary.people,
+        "people_without_practice": _people_without_practice(tables),
+        "date_range": list(summary.date_range),
+        "extract_end": extract_end(summary),
+        "rows_in": dict(summary.source_rows),
+        "routes": {f: dict(t) for f, t in summary.routes.items()},
+        "rows_out": dict(summary.output_rows),
+        "dropped": dropped,
+        "unknown_codes": {f: dict(v) for f, v in summary.unknown_codes.items()},
+        "conflicts": dict(summary.conflicts),
+        "notes": list(summary.notes),
+        "validation": {"ok": validation.ok, "errors": len(validation.errors),
+                       "warnings": len(validation.warnings), "end_dates_cut_back_to_death": cut_back},
+        "outcomes": supported_outcomes(tables),
+    }
+
+
+def extract_end(summary: "ImportSummary") -> str | None:
+    """The reader's known extract end, else the last event date."""
+    return summary.extract_end or summary.date_range[1]
+
+
+def dataset_metadata(summary: "ImportSummary") -> dict:
+    """``dataset.json`` for an imported folder: format, currency, extract end, riskstrat version."""
+    import riskstrat
+    from riskstrat.schema import SCHEMA_VERSION
+
+    return {"source_format": summary.source, "currency": summary.currency, "extract_end": extract_end(summary),
+            "riskstrat_version": riskstrat.__version__, "schema_version": SCHEMA_VERSION}
+
+
+def format_import_report(report: dict) -> str:
+    """Plain text of an import report, for the CLI and logs."""
+    first, last = report["date_range"]
+    lines = [f"{report['source_format']} import: {report['people']:,} people, events {first or '?'} to "
+             f"{last or '?'} (extract end {report['extract_end'] or '?'}), costs in {report['currency']}",
+             f"people without a registered practice: {report['people_without_practice']:,}", "",
+             "rows in -> rows out (before validation):"]
+    for source, n in report["rows_in"].items():
+        went = ", ".join(f"{table} {m:,}" for table, m in report["routes"].get(source, {}).items())
+        lines.append(f"  {source}: {n:,} -> {went or 'see canonical tables'}")
+    lines += ["", "canonical tables written:"]
+    lines += [f"  {table}: {n:,}" for table, n in report["rows_out"].items()]
+    if report["dropped"]:
+        lines += ["", "rows dropped:"]
+        for drop in report["dropped"]:
+            eg = f" (e.g. {', '.join(drop['examples'])})" if drop["examples"] else ""
+            lines.append(f"  {drop['rows']:,}  {drop['reason']}{eg}")
+    if report["unknown_codes"]:
+        lines += ["", "codes outside the data dictionary (mapped to unknown / missing):"]
+        for source_field, counts in report["unknown_codes"].items():
+            top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            shown = ", ".join(f"{v} ({n:,})" for v, n in top[:3])
+            lines.append(f"  {source_field}: {sum(counts.values()):,} rows, e.g. {shown}")
+    if report["conflicts"]:
+        lines += ["", "people whose records disagree (most recent record kept):"]
+        lines += [f"  {field}: {n:,}" for field, n in report["conflicts"].items()]
+    if report["notes"]:
+        lines += [""] + [f"note: {note}" for note in report["notes"]]
+    lines += ["", "outcomes the data can support:"]
+    for name, verdict in report["outcomes"].items():
+        mark = "yes" if verdict["supported"] else "no "
+        lines.append(f"  {mark} {name}: {verdict['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""The import report: which outcomes a data set can support, from hand-made canonical tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from riskstrat.readers import ImportSummary
+from riskstrat.readers.report import OUTCOMES, format_import_report, import_report, supported_outcomes
+
+
+def _persons(n: int = 3, deaths: int = 0) -> pd.DataFrame:
+    return pd.DataFrame({
+        "person_id": [f"p{i}" for i in range(n)],
+        "practice_id": ["A1"] * (n - 1) + [None],
+        "death_date": [pd.Timestamp("2020-01-01")] * deaths + [pd.NaT] * (n - deaths),
+    })
+
+
+def _spells(methods: dict[str, int], cost: float | None = None) -> pd.DataFrame:
+    rows = [m for m, n in methods.items() for _ in range(n)]
+    return pd.DataFrame({"person_id": "p0", "admission_date": pd.Timestamp("2020-01-01"),
+                         "admission_method": pd.Categorical(rows), "cost": cost})
+
+
+def _ae(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"person_id": ["p0"] * n, "arrival_date": pd.Timestamp("2020-01-01"), "cost": None})
+
+
+def test_every_outcome_is_judged():
+    verdict = supported_outcomes({"persons": _persons()})
+    assert tuple(verdict) == OUTCOMES
+    assert not any(v["supported"] for v in verdict.values())
+    assert verdict["death"]["message"] == "no deaths recorded: death outcome not supported"
+    assert verdict["high_cost"]["message"] == "no costs recorded: high_cost not supported"
+    assert verdict["social_care_entry"]["message"] == "no social care data: social_care_entry not supported"
+
+
+def test_method_not_recorded_points_to_unplanned_hospital_use():
+    # Synthea-like: 15 of 49 emergency, 29 unknown, plenty of A&E
+    tables = {"persons": _persons(), "inpatient_spells": _spells({"emergency": 15, "unknown": 29, "transfer": 5}),
+              "ae_attendances": _ae(773)}
+    verdict = supported_outcomes(tables)
+    assert verdict["emergency_admission"] == {
+        "supported": False, "events": 15,
+        "message": "admission method mostly not recorded (15 of 49 spells emergency, 29 unknown): "
+                   "use unplanned_hospital_use"}
+    assert verdict["unplanned_hospital_use"]["supported"] is True
+    assert verdict["unplanned_hospital_use"]["events"] == 15 + 773
+
+
+def test_low_emergency_share_with_many_spells_is_not_recorded_either():
+    tables = {"persons": _persons(), "inpatient_spells": _spells({"emergency": 120, "unknown": 3000}),
+              "ae_attendances": _ae(10)}
+    assert supported_outcomes(tables)["emergency_admission"]["supported"] is False  # 120 / 3120 < 5%
+
+
+def test_recorded_method_supports_emergency_admission():
+    tables = {"persons": _persons(deaths=2), "inpatient_spells": _spells({"emergency": 400, "elective": 600}),
+              "ae_attendances": _ae(5)}
+    verdict = supported_outcomes(tables)
+    assert verdict["emergency_admission"]["supported"] is True
+    assert verdict["emergency_admission"]["message"] == "400 of 1,000 spells emergency (0 unknown)"
+    assert (verdict["death"]["supported"], verdict["death"]["events"]) == (True, 2)
+
+
+def test_few_emergencies_without_ae_are_few_events_not_unrecorded():
+    tables = {"persons": _persons(), "inpatient_spells": _spells({"emergency": 30, "elective": 30})}
+    verdict = supported_outcomes(tables)
+    assert verdict["emergency_admission"]["supported"] is True
+    assert "fewer than 100 events" in verdict["emergency_admission"]["message"]
+    assert "fewer than 100 events" in verdict["unplanned_hospital_use"]["message"]
+
+
+@pytest.mark.parametrize("cost, supported", [(None, False), (0.0, False), (250.0, True)])
+def test_costs_and_social_care(cost, supported):
+    tables = {"persons": _persons(), "inpatient_spells": _spells({"elective": 2}, cost=cost),
+              "social_care": pd.DataFrame({"person_id": ["p0"], "weekly_cost": [None]})}
+    verdict = supported_outcomes(tables)
+    assert verdict["high_cost"]["supported"] is supported
+    assert verdict["social_care_entry"] == {"supported": True, "events": 1, "message": "1 social care services"}
+
+
+def test_report_counts_people_without_practice_and_keeps_examples():
+    from riskstrat.validate import ValidationReport
+
+    summary = ImportSummary(source="hes")
+    summary.source_rows = {"apc.csv": 10}
+    summary.route("apc.csv", "inpatient_spells", 8)
+    summary.drop("spells with a code", 2, ["ZZ", "ZZ", "Q1", "Q2", "Q3"])
+    tables = {"persons": _persons(), "inpatient_spells": _spells({"elective": 8})}
+    summary.finish(tables)
+    report = import_report(summary, ValidationReport(), tables)
+    assert report["people_without_practice"] == 1
+    assert report["dropped"] == [{"reason": "spells with a code", "rows": 2, "examples": ["ZZ", "Q1", "Q2"]}]
+    assert report["extract_end"] == "2020-01-01"
+    text = format_import_report(report)
+    assert "apc.csv: 10 -> inpatient_spells 8" in text
+    assert "2  spells with a code (e.g. ZZ, Q1, Q2)" in text
