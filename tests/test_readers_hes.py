@@ -124,8 +124,8 @@ def test_episodes_become_spells(hes):
 def test_admission_methods_by_group_and_unknown_codes_counted(hes):
     tables, summary = hes
     p2 = tables["inpatient_spells"].query("person_id == @_pid('P2')").sort_values("admission_date")
-    assert p2["admission_method"].tolist() == ["elective", "maternity", "transfer", "unknown", "unknown",
-                                               "emergency"]
+    assert p2["admission_method"].tolist() == ["elective", "maternity", "maternity", "unknown", "unknown",
+                                               "emergency"]  # the third is 82, a birth
     # 99 is the dictionary's "not known" (noted); ZZ is outside the dictionary (counted as a code)
     assert summary.unknown_codes["ADMIMETH"] == {"ZZ": 1}
     assert any("ADMIMETH 98/99" in n for n in summary.notes)
@@ -135,7 +135,7 @@ def test_admission_methods_by_group_and_unknown_codes_counted(hes):
     ("11", "elective"), ("12", "elective"), ("13", "elective"),
     *[(c, "emergency") for c in ("21", "22", "23", "24", "25", "26", "27", "28", "2A", "2B", "2C", "2D")],
     ("2a", "emergency"), ("31", "maternity"), ("32", "maternity"),
-    ("81", "transfer"), ("82", "transfer"), ("83", "transfer"),
+    ("81", "transfer"), ("82", "maternity"), ("83", "maternity"),
     ("98", "unknown"), ("99", "unknown"), ("84", "unknown"), ("14", "unknown"), (None, "unknown"),
 ])
 def test_admimeth_codes(code, method):
@@ -278,7 +278,8 @@ def test_artificial_hes_counts_checked_by_hand():
     # Counted with Python's csv module directly on the files (not with this reader):
     # APC 2,075 episodes, one with ADMIDATE 1801-01-01 (HES "invalid date"); the other 2,074 form 2,074
     # (person, PROCODE3, ADMIDATE) groups (the random fields never repeat an admission); first-episode
-    # ADMIMETH: elective 987, emergency 817, maternity 162, transfer 106, unknown 2 (code 99).
+    # ADMIMETH: 11-13 987 (elective), 21-28 817 (emergency), 31/32 158+4 and 82 (births) 74 = 236
+    # (maternity), 81 32 (transfer), 99 2 (unknown).
     # A&E 1,000 attendances, AEATTENDDISP 01 on 202, 99 on 5; 672 people, 2 of them with no age and no MYDOB.
     # OP 1,000: ATTENDED 5 806, 6 12, 3 91, 4 51, 2 40 -> 818 attended, 91 DNA, 91 cancelled (dropped).
     tables, summary = read_hes(ARTIFICIAL_HES, pseudonym_key=KEY)
@@ -287,7 +288,7 @@ def test_artificial_hes_counts_checked_by_hand():
     spells = tables["inpatient_spells"]
     assert len(spells) == 2074
     assert spells["admission_method"].value_counts().to_dict() == {
-        "elective": 987, "emergency": 817, "maternity": 162, "transfer": 106, "unknown": 2}
+        "elective": 987, "emergency": 817, "maternity": 236, "transfer": 32, "unknown": 2}
     ae = tables["ae_attendances"]
     assert len(ae) == 1000 - 2  # two attendances of the two people with no birth date
     assert int(ae["admitted"].sum()) == 202 and int(ae["admitted"].isna().sum()) == 5

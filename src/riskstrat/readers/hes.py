@@ -48,9 +48,9 @@ inpatient_spells (APC episodes -> spells)
     Unfinished episodes (``EPISTAT`` 1) are kept: they join the spell they belong to. A repeated
     ``EPIKEY`` is dropped (first kept).
     ``admission_method`` from ``ADMIMETH``: 11-13 elective; 21-28 and 2A-2D emergency; 31-32
-    maternity; 81-83 transfer (81 transfer from another provider; 82/83 are births, grouped with the
-    dictionary's other admissions so they count as neither emergency nor elective); 98/99 (not
-    known) and any other value -> unknown, counted.
+    maternity, and 82/83 (the birth of a baby, in or outside the provider) maternity too; 81
+    (transfer from another provider, not in an emergency) transfer; 98/99 (not known) and any other
+    value -> unknown, counted. Births and transfers count as neither emergency nor elective.
 ae_attendances (A&E)
     ``arrival_date`` = ``ARRIVALDATE``; ``admitted``: ``AEATTENDDISP`` 01 (admitted to a bed in the
     same provider) -> True, the other dictionary codes (02-07, 10-14: discharged, referred,
@@ -104,8 +104,8 @@ AGE_COLUMNS = ("STARTAGE", "ARRIVALAGE", "APPTAGE")
 ADMISSION_METHOD_CODES: dict[str, str] = {
     **{c: "elective" for c in ("11", "12", "13")},
     **{c: "emergency" for c in ("21", "22", "23", "24", "25", "26", "27", "28", "2A", "2B", "2C", "2D")},
-    **{c: "maternity" for c in ("31", "32")},
-    **{c: "transfer" for c in ("81", "82", "83")},
+    **{c: "maternity" for c in ("31", "32", "82", "83")},  # 82/83: births
+    "81": "transfer",
 }
 _ADMIMETH_NOT_KNOWN = ("98", "99")
 
