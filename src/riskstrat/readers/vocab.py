@@ -30,6 +30,7 @@ The look-ups are pure functions of a :class:`Vocabulary`:
 from __future__ import annotations
 
 import csv
+import gzip
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,31 +115,46 @@ def read_vocabulary(src_dir: str | Path, *, concept_ids: Iterable[int],
                               | df["vocabulary_id"].isin(["ATC", "Currency"]))
     atc = concepts.loc[concepts["vocabulary_id"] == "ATC", "concept_id"].to_numpy() if concepts is not None \
         else np.empty(0, dtype="int64")
-    ancestors = _read_filtered(
-        paths["concept_ancestor"], ("ancestor_concept_id", "descendant_concept_id", "min_levels_of_separation"),
-        ("ancestor_concept_id", "descendant_concept_id", "min_levels_of_separation"), chunksize,
-        lambda df: df["descendant_concept_id"].isin(wanted)
-        & (df["ancestor_concept_id"].isin(wanted) | df["ancestor_concept_id"].isin(atc)))
-    walk = ancestors is None or ancestors.empty
-    kinds = {MAPS_TO} | ({IS_A, *RXNORM_UP} if walk else set())
+    # Walk relationships only when CONCEPT_ANCESTOR has no rows (a header-only file is common).
+    walk = paths["concept_ancestor"] is None or not _has_rows(paths["concept_ancestor"])
+    kinds = {IS_A, *RXNORM_UP} - {MAPS_TO} if walk else set()
 
     def keep_relationship(df: pd.DataFrame) -> pd.Series:
         rel = df["relationship_id"]
         valid = df["invalid_reason"].isna() if "invalid_reason" in df else pd.Series(True, index=df.index)
         maps = (rel == MAPS_TO) & df["concept_id_1"].isin(wanted)
-        return valid & (maps | rel.str.contains("ATC", regex=False) | (rel.isin(kinds) & (rel != MAPS_TO)))
+        return valid & (maps | rel.str.contains("ATC", regex=False) | rel.isin(kinds))
 
     relationships = _read_filtered(paths["concept_relationship"],
                                    ("concept_id_1", "concept_id_2", "relationship_id", "invalid_reason"),
                                    ("concept_id_1", "concept_id_2"), chunksize, keep_relationship)
     if relationships is not None:
         relationships = relationships.drop(columns=["invalid_reason"], errors="ignore")
+        # The standard concepts the data's source concepts map to are concepts of interest too.
+        mapped = relationships.loc[relationships["relationship_id"] == MAPS_TO, "concept_id_2"].to_numpy()
+        wanted = np.union1d(wanted, mapped)
+    ancestors = _read_filtered(
+        paths["concept_ancestor"], ("ancestor_concept_id", "descendant_concept_id", "min_levels_of_separation"),
+        ("ancestor_concept_id", "descendant_concept_id"), chunksize,
+        lambda df: df["descendant_concept_id"].isin(wanted)
+        & (df["ancestor_concept_id"].isin(wanted) | df["ancestor_concept_id"].isin(atc)))
     return Vocabulary.from_frames(concepts=concepts, ancestors=ancestors, relationships=relationships)
 
 
-def _read_filtered(path: Path | None, columns: tuple[str, ...], int_columns: tuple[str, ...], chunksize: int,
+def _has_rows(path: Path) -> bool:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
+        fh.readline()
+        return any(line.strip() for line in fh)
+
+
+def _read_filtered(path: Path | None, columns: tuple[str, ...], required: tuple[str, ...], chunksize: int,
                    keep) -> pd.DataFrame | None:
-    """Only ``columns`` of a vocabulary file, rows passing ``keep`` chunk by chunk; None if no file."""
+    """Only ``columns`` of a vocabulary file, rows passing ``keep`` chunk by chunk; None if no file.
+
+    ``required`` id columns must be there (rows without them are skipped); columns ending in ``_id``
+    or ``_separation`` are integers, the rest text.
+    """
     if path is None:
         return None
     sep = delimiter(path)
@@ -148,7 +164,8 @@ def _read_filtered(path: Path | None, columns: tuple[str, ...], int_columns: tup
     try:
         header = pd.read_csv(path, sep=sep, nrows=0, quoting=quoting, encoding="utf-8-sig").columns
         present = {str(c).strip().lower(): c for c in header if str(c).strip().lower() in columns}
-        missing = [c for c in int_columns if c not in present]
+        missing = [c for c in required if c not in present]
+        int_columns = [c for c in present if c in required or c.endswith("_separation")]
         if missing:
             raise DataFileError(f"{path}: required column(s) {', '.join(missing)} missing")
         # Ids parse as float64 (exact below 2**53, and fast); empty or odd cells become missing rows.
@@ -162,7 +179,7 @@ def _read_filtered(path: Path | None, columns: tuple[str, ...], int_columns: tup
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: cannot be read ({exc})") from exc
     if not kept:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c in int_columns else object) for c in columns})
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c in required else object) for c in required})
     return pd.concat(kept, ignore_index=True)
 
 
