@@ -263,7 +263,8 @@ def test_admission_methods(tmp_path):
 
 
 def test_v53_admitting_source_concept_id(tmp_path):
-    src = _cdm(tmp_path, visit_occurrence=[_visit(1, 9201, "2020-01-05", "2020-01-09", admitting_source_concept_id=8870)])
+    src = _cdm(tmp_path, visit_occurrence=[
+        _visit(1, 9201, "2020-01-05", "2020-01-09", admitting_source_concept_id=8870)])
     tables, _ = read_omop(src, pseudonym_key=KEY)
     assert tables["inpatient_spells"]["admission_method"].tolist() == ["emergency"]
 
@@ -327,7 +328,8 @@ def test_costs_and_currency(tmp_path, cost_rows, option, concept, currency, visi
 
 
 def test_practice_only_from_primary_care_sites(tmp_path):
-    persons = [dict(person_id=1, year_of_birth=1950, care_site_id=20), dict(person_id=2, year_of_birth=1950, care_site_id=21),
+    persons = [dict(person_id=1, year_of_birth=1950, care_site_id=20),
+               dict(person_id=2, year_of_birth=1950, care_site_id=21),
                dict(person_id=3, year_of_birth=1950, care_site_id="")]
     src = _cdm(tmp_path, person=persons, care_site=CARE_SITES)
     tables, summary = read_omop(src, pseudonym_key=KEY)
@@ -384,3 +386,18 @@ def test_synthea27nj_counts_checked_by_hand(tmp_path):
         "asthma": 1}
     assert records.get("prescriptions")["bnf_chapter"].astype(str).eq("unknown").all()
     assert summary.currency == "GBP" and "cost has no rows: visit and drug costs left missing" in summary.notes
+
+
+def test_cli_import_omop_primary_care_option(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app
+
+    monkeypatch.setenv("RISKSTRAT_PSEUDONYM_KEY", "cli-test-key")
+    src = _cdm(tmp_path, visit_occurrence=GP_VISITS)
+    result = CliRunner().invoke(app, ["import", "omop", str(src), "--out", str(tmp_path / "linked"),
+                                      "--primary-care", "gp", "--currency", "USD"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(tmp_path / "linked" / "gp_contacts.parquet")) == 6
+    bad = CliRunner().invoke(app, ["import", "omop", str(src), "--out", str(tmp_path / "x"), "--primary-care", "no"])
+    assert bad.exit_code == 1 and "primary_care" in bad.output

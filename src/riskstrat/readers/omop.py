@@ -627,7 +627,8 @@ def _atc_chapters(drugs: pd.DataFrame, vocab: Vocabulary | None) -> pd.Series:
         return pd.Series(np.nan, index=drugs.index, dtype=object)
     concept = _concept(_column(drugs, "drug_concept_id"))
     source = _concept(_column(drugs, "drug_source_concept_id"))
-    standard = maps_to(vocab, source.dropna()).drop_duplicates("concept_id").set_index("concept_id")["standard_concept_id"]
+    pairs = maps_to(vocab, source.dropna()).drop_duplicates("concept_id")
+    standard = pairs.set_index("concept_id")["standard_concept_id"]
     ids = set(concept.dropna()) | set(standard)
     chapters = atc_to_bnf(atc_classes(vocab, ids))
     by_drug = concept.map(chapters).astype(object)
