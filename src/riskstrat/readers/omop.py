@@ -100,7 +100,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskstrat.codelists import atc_to_bnf, icd10_condition, load_codelist
+from riskstrat.codelists import atc_to_bnf, icd10_condition, load_codelist, ltc_concepts
 from riskstrat.readers import (
     ImportSummary,
     MissingSourceFileError,
@@ -150,12 +150,15 @@ PRIMARY_CARE_OPTIONS = ("auto", "outpatient", "gp")
 PRACTICE_OPTIONS = ("primary_care_site", "care_site")
 CURRENCY_CONCEPTS = {44818668: "USD"}  # others are looked up in CONCEPT (vocabulary "Currency")
 
-_codes = load_codelist("ltc_omop")
-# The code list's concepts (exact ids), kept importable for callers of the former constant.
-CONDITION_CONCEPTS: dict[int, str] = dict(zip(_codes["concept_id"].astype(int), _codes["condition"]))
-ICD10_RANGES: tuple[tuple[str, str, str], ...] = tuple(
-    load_codelist("ltc_icd10")[["condition", "first", "last"]].itertuples(index=False, name=None))
-del _codes
+
+
+def __getattr__(name: str):
+    # The former constants, now read (lazily, not at import) from the code-list files.
+    if name == "CONDITION_CONCEPTS":
+        return ltc_concepts()
+    if name == "ICD10_RANGES":
+        return tuple(load_codelist("ltc_icd10")[["condition", "first", "last"]].itertuples(index=False, name=None))
+    raise AttributeError(name)
 
 
 def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = "auto",
@@ -265,7 +268,7 @@ def _column(df: pd.DataFrame, *names: str) -> pd.Series:
 def _concepts_of_interest(conditions: pd.DataFrame | None, drugs: pd.DataFrame | None,
                           cost: pd.DataFrame | None) -> set[int]:
     """Concept ids the data and the code lists use: the vocabulary is read for these only."""
-    ids = set(CONDITION_CONCEPTS) | set(CURRENCY_CONCEPTS)
+    ids = set(ltc_concepts()) | set(CURRENCY_CONCEPTS)
     for df, columns in ((conditions, ("condition_concept_id", "condition_source_concept_id")),
                         (drugs, ("drug_concept_id", "drug_source_concept_id")),
                         (cost, ("currency_concept_id",))):
@@ -560,12 +563,12 @@ def _admission_method(inpatient: pd.DataFrame, er: pd.DataFrame) -> pd.Series:
 
 def _condition_lookup(vocab: Vocabulary | None) -> pd.DataFrame:
     """(concept_id, condition) pairs: the code list's concepts and, with a vocabulary, their descendants."""
-    codes = pd.DataFrame({"ancestor_concept_id": list(CONDITION_CONCEPTS),
-                          "condition": list(CONDITION_CONCEPTS.values())})
+    code_list = ltc_concepts()
+    codes = pd.DataFrame({"ancestor_concept_id": list(code_list), "condition": list(code_list.values())})
     if vocab is None or not vocab.has_hierarchy:
         pairs = codes.rename(columns={"ancestor_concept_id": "concept_id"})
     else:
-        pairs = descendants(vocab, CONDITION_CONCEPTS).merge(codes, on="ancestor_concept_id")
+        pairs = descendants(vocab, code_list).merge(codes, on="ancestor_concept_id")
         pairs = pairs.rename(columns={"descendant_concept_id": "concept_id"})
     return pairs[["concept_id", "condition"]].drop_duplicates().astype({"concept_id": "int64"})
 
