@@ -52,15 +52,27 @@ def import_omop(
     src_dir: Path = typer.Argument(..., help="Folder of OMOP CDM v5.3/5.4 tables as CSV or TSV "
                                               "(person, visit_occurrence, ...)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Canonical data folder to write (replaced as a whole)."),
+    primary_care: str = typer.Option(
+        "auto", "--primary-care",
+        help="Outpatient visits (9202) as GP contacts: 'auto' (when the provider's specialty or the care site "
+             "says general practice), 'gp' (all) or 'outpatient' (none)."),
+    practice_from: str = typer.Option(
+        "primary_care_site", "--practice-from",
+        help="person.care_site_id as the practice: 'primary_care_site' (only when the care site is an office) "
+             "or 'care_site' (any care site)."),
+    currency: str | None = typer.Option(
+        None, "--currency", help="ISO 4217 code of the costs when the COST table does not say (default GBP)."),
     key_file: Path | None = typer.Option(None, "--key-file", help=_KEY_FILE_HELP),
 ) -> None:
     """Import OMOP common data model (v5.3/v5.4) tables saved as CSV or TSV.
 
-    Needs person and visit_occurrence; uses death, observation_period, conditions, drugs and cost if present.
+    Needs person and visit_occurrence; uses death, observation_period, conditions, drugs, cost, provider,
+    care_site and the vocabulary (concept, concept_ancestor, concept_relationship) if present.
 
     Example: riskstrat import omop extracts/omop-2026-10 --out riskstrat-data/omop-2026-10
     """
-    _run("omop", src_dir, out_dir, key_file, {})
+    _run("omop", src_dir, out_dir, key_file,
+         {"primary_care": primary_care, "practice_from": practice_from, "currency": currency})
 
 
 @import_app.command("hes")

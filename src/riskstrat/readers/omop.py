@@ -1,15 +1,21 @@
 """Read OMOP common data model (v5.3 / v5.4) tables into canonical linked-records tables.
 
 One file per CDM table in ``src_dir``: ``person`` and ``visit_occurrence`` are required;
-``death``, ``observation_period``, ``condition_occurrence``, ``drug_exposure`` and ``cost`` are used
-when present (the summary's ``notes`` say which were absent). Files may be ``.csv``, ``.tsv``,
-``.txt`` or ``.csv.gz``; the delimiter (comma, tab, pipe or semicolon) is taken from the header
-line; column names are matched case-insensitively. Rows whose ``person_id`` is not in ``person``
-are dropped and counted.
+``death``, ``observation_period``, ``condition_occurrence``, ``drug_exposure``, ``cost``, ``provider``,
+``care_site`` and the vocabulary (``concept``, ``concept_ancestor``, ``concept_relationship``, see
+:mod:`riskstrat.readers.vocab`) are used when present (the summary's ``notes`` say which were absent
+and what the reader did instead). Files may be ``.csv``, ``.tsv``, ``.txt`` or ``.csv.gz``; the
+delimiter (comma, tab, pipe or semicolon) is taken from the header line; file and column names are
+matched case-insensitively. Rows whose ``person_id`` is not in ``person`` are dropped and counted.
+Every drop is counted in ``summary.dropped`` with its reason.
+
+Reader options: ``primary_care`` (``"auto"``, ``"outpatient"``, ``"gp"``), ``practice_from``
+(``"primary_care_site"``, ``"care_site"``) and ``currency`` (an ISO 4217 code used when the COST table
+does not say), described below.
 
 Mappings
 --------
-persons (``person``, ``death``, ``observation_period``)
+persons (``person``, ``death``, ``observation_period``, ``care_site``)
     ``person_id`` -> keyed pseudonym; ``birth_date`` from ``birth_datetime``, else
     ``year_of_birth``/``month_of_birth``/``day_of_birth`` (missing month or day -> 1);
     ``gender_concept_id`` 8507 male, 8532 female, else unknown.
@@ -17,12 +23,22 @@ persons (``person``, ``death``, ``observation_period``)
     Synthea reader: the ONS codes Latin American to "Other ethnic group"); otherwise
     ``race_concept_id`` 8527 white, 8516 black, 8515 asian, 0 or missing unknown, any other other.
     ``deprivation_decile`` missing (the CDM has no deprivation field).
-    ``practice_id`` = ``"CS"`` + ``care_site_id``, ``"UNKNOWN"`` if missing.
-    ``death_date`` = earliest ``death.death_date``.
+    ``practice_id`` = ``"CS"`` + ``person.care_site_id`` only when that care site is a primary-care
+    place: ``care_site.place_of_service_concept_id`` 8940 (Office) -- see :data:`PRIMARY_CARE_PLACES`.
+    ETLs often point ``person.care_site_id`` at a hospital, which is not a practice. With
+    ``practice_from="care_site"`` any care site is taken. Otherwise ``practice_id`` is left missing
+    (never a made-up "UNKNOWN" practice) and the people without a practice are counted in the notes.
+    ``death_date`` = earliest ``death.death_date``; where the person has no DEATH row, the person
+    table's ``death_datetime`` (or ``death_date``), which some v5.3 ETLs fill. The number of deaths
+    from each source is noted.
     ``registration_start`` / ``registration_end`` = earliest start / latest end of the person's
     observation periods; an end equal to the latest end in the whole extract means "still observed
     at extraction" and is left blank (the schema's "blank if current").
 visit_occurrence (``visit_concept_id``) -- see :data:`VISIT_CONCEPTS`
+    Visits are de-duplicated by ``visit_occurrence_id`` (first row kept, repeats counted), never by
+    content: two same-day visits with different ids are two events. Every event row carries
+    ``record_id``, a keyed hash of the source table and id, so that validation's repeated-row check
+    keeps them apart.
     9201 inpatient visit, 8717 inpatient hospital, 32037 intensive care -> ``inpatient_spells``
     (``admission_date``/``discharge_date`` = ``visit_start_date``/``visit_end_date``).
     9203 emergency room visit -> ``ae_attendances``; ``admitted`` if an inpatient visit (or 262) of
@@ -30,33 +46,51 @@ visit_occurrence (``visit_concept_id``) -- see :data:`VISIT_CONCEPTS`
     setting.
     262 emergency room and inpatient visit -> both an A&E attendance (admitted) and an emergency
     inpatient spell (the cost goes to the spell).
-    9202 outpatient visit -> ``outpatient_appointments`` (attended; ``specialty`` missing).
+    9202 outpatient visit -> ``gp_contacts`` (``contact_type`` "primary care visit") when the visit's
+    provider has a general-practice specialty (``provider.specialty_concept_id`` 38004446 General
+    Practice, 38004453 Family Practice: :data:`GP_SPECIALTIES`) or the visit's care site is a
+    primary-care place (:data:`PRIMARY_CARE_PLACES`); otherwise ``outpatient_appointments``
+    (attended; ``specialty`` missing). ``primary_care="outpatient"`` keeps every 9202 visit an
+    outpatient appointment, ``primary_care="gp"`` makes every 9202 visit a GP contact.
     581477 office visit, 38004207 ambulatory clinic, 581476 home visit, 5083 telehealth ->
     ``gp_contacts`` (``contact_type`` = the concept name).
     8863 skilled nursing facility, 8676 nursing facility -> ``social_care`` nursing
     (``weekly_cost`` = visit cost / stay length in days x 7).
     Any other concept (including 0) is dropped and counted per concept id.
     A spell or nursing stay that ends after the person's death ends on the death date (noted).
-    ``admission_method``: transfer if ``admitted_from_concept_id`` (v5.4) or
+    ``admission_method``, the first rule that applies:
+    emergency for a 262 visit; transfer if ``admitted_from_concept_id`` (v5.4) or
     ``admitting_source_concept_id`` (v5.3) is an inpatient hospital (8717, 9201); emergency if it is
-    an emergency room (8870, 9203, 262), or the admitted-from or visit source value mentions
-    "emerg", or an emergency room visit of the same person started that day or the day before, or
-    the visit is a 262; elective otherwise.
+    the emergency room (8870 Emergency Room - Hospital; 9203 and 262 as some ETLs write visit
+    concepts there), or an emergency room visit (9203 or 262) of the same person started that day or
+    the day before, or the admitted-from or visit source value contains "emerg"; elective only when
+    the admitted-from or visit source value contains the word "elective" (the CDM has no standard
+    concept for a planned admission, so this is taken only from what the source wrote);
+    otherwise **unknown** -- never guessed as elective.
 cost (``cost_domain_id`` Visit / Drug, joined on ``cost_event_id``)
     Per cost row ``total_cost``, else ``total_paid``, else ``total_charge``, else ``cost``; summed per
-    visit or drug exposure.
+    visit or drug exposure. ``summary.currency`` from ``cost.currency_concept_id``: 44818668 is the
+    US dollar; other ids are looked up in ``CONCEPT`` (vocabulary "Currency", whose ``concept_code`` is
+    the ISO 4217 code). When several currencies appear the most frequent is kept and the other
+    rows' amounts are dropped and counted. When COST gives none, the ``currency`` option is used,
+    else GBP, and a note says so.
 condition_occurrence -> ``ltc_register``
-    ``condition_concept_id`` in :data:`CONDITION_CONCEPTS` (exact standard SNOMED concepts, no
-    descendants: that needs the vocabulary tables), else ``condition_source_value`` as an ICD-10
-    code by :data:`ICD10_RANGES` (E10-E14 diabetes, I10-I15 hypertension, J45-J46 asthma, J41-J44
-    copd, I50 heart failure, I48 atrial fibrillation, I20-I25 chd, I60-I64/G45 stroke, N18 ckd,
-    C00-C97 cancer, F00-F03/G30 dementia, F32-F33 depression, F20-F31 smi, G40-G41 epilepsy).
-    First ``condition_start_date`` per person and condition.
+    ``condition_concept_id`` matched to the code list ``codelists/ltc_omop.csv`` (standard SNOMED
+    concepts per condition) *and its descendants* (``CONCEPT_ANCESTOR``, or "Is a" relationships when
+    that table is absent or empty); a row whose concept is 0 or unmatched is tried through its
+    ``condition_source_concept_id``'s "Maps to" standard concept, then through
+    ``condition_source_value`` as an ICD-10 code by ``codelists/ltc_icd10.csv``. Without vocabulary
+    tables only the code list's exact ids and ICD-10 source values match (noted). One row may count
+    for two conditions (e.g. hypertensive heart failure). First ``condition_start_date`` per person
+    and condition.
 drug_exposure -> ``prescriptions``
-    ``issue_date`` = ``drug_exposure_start_date``, ``drug_code`` = ``drug_concept_id``,
-    ``bnf_chapter`` from ``drug_source_value`` when it is written as a BNF code (a 9- or 15-character
-    code such as ``0212000B0AAABAB``, or dotted such as ``2.12``); purely numeric source values are
-    not trusted (RxNorm and NDC codes look alike). Other rows are dropped and counted as unmapped.
+    Every exposure with a person and a readable ``drug_exposure_start_date`` is kept (repeated
+    ``drug_exposure_id`` counted and dropped). ``issue_date`` = ``drug_exposure_start_date``,
+    ``drug_code`` = ``drug_concept_id``. ``bnf_chapter``: from ``drug_source_value`` when it is written
+    as a BNF code (a 9- or 15-character code such as ``0212000B0AAABAB``, or dotted such as ``2.12``;
+    purely numeric source values are not trusted: RxNorm and NDC codes look alike); else from the
+    drug's ATC class (``drug_concept_id``, or the "Maps to" target of ``drug_source_concept_id``) via
+    ``codelists/atc_bnf.csv``; else ``"unknown"``. The number of rows per route is noted.
 """
 
 from __future__ import annotations
@@ -66,11 +100,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskstrat.codelists import atc_to_bnf, icd10_condition, load_codelist, ltc_concepts
 from riskstrat.readers import (
     ImportSummary,
     MissingSourceFileError,
     _end_at_death,
-    _find_file,
     _first_present,
     _keep_known_persons,
     _nearest_within,
@@ -80,10 +114,12 @@ from riskstrat.readers import (
     _to_date,
     _to_float,
 )
+from riskstrat.readers._cdm import SUFFIXES, delimiter as _delimiter, find_table
+from riskstrat.readers.vocab import Vocabulary, atc_classes, descendants, maps_to, read_vocabulary
+from riskstrat.schema import BNF_UNKNOWN
 
-__all__ = ["read_omop", "VISIT_CONCEPTS", "CONDITION_CONCEPTS", "ICD10_RANGES", "icd10_condition", "bnf_from_code"]
-
-SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
+__all__ = ["read_omop", "VISIT_CONCEPTS", "CONDITION_CONCEPTS", "ICD10_RANGES", "icd10_condition", "bnf_from_code",
+           "GP_SPECIALTIES", "PRIMARY_CARE_PLACES", "PRIMARY_CARE_OPTIONS"]
 
 # visit_concept_id -> (canonical table, label)
 VISIT_CONCEPTS: dict[int, tuple[str, str]] = {
@@ -105,51 +141,40 @@ ER_VISITS = (9203, 262)
 ER_PLACES = (8870, 9203, 262)
 HOSPITAL_PLACES = (8717, 9201)
 HISPANIC = 38003563
-
-# Standard (SNOMED) condition concepts -> register condition. Exact ids only.
-CONDITION_CONCEPTS: dict[int, str] = {
-    201820: "diabetes", 201826: "diabetes", 201254: "diabetes",
-    320128: "hypertension", 316866: "hypertension",
-    317009: "asthma",
-    255573: "copd",
-    316139: "heart_failure",
-    313217: "atrial_fibrillation",
-    4329847: "chd", 312327: "chd", 317576: "chd", 321318: "chd",
-    381316: "stroke", 443454: "stroke", 373503: "stroke",
-    46271022: "ckd",
-    443392: "cancer",
-    4182210: "dementia", 378419: "dementia",
-    440383: "depression",
-    435783: "smi", 436665: "smi",
-    380378: "epilepsy",
-}
-# (condition, first, last) over three-character ICD-10 categories, inclusive.
-ICD10_RANGES: tuple[tuple[str, str, str], ...] = (
-    ("diabetes", "E10", "E14"),
-    ("hypertension", "I10", "I15"),
-    ("asthma", "J45", "J46"),
-    ("copd", "J41", "J44"),
-    ("heart_failure", "I50", "I50"),
-    ("atrial_fibrillation", "I48", "I48"),
-    ("chd", "I20", "I25"),
-    ("stroke", "I60", "I64"),
-    ("stroke", "G45", "G45"),
-    ("ckd", "N18", "N18"),
-    ("cancer", "C00", "C97"),
-    ("dementia", "F00", "F03"),
-    ("dementia", "G30", "G30"),
-    ("depression", "F32", "F33"),
-    ("smi", "F20", "F31"),
-    ("epilepsy", "G40", "G41"),
-)
+OUTPATIENT_VISIT = 9202
+# PROVIDER.specialty_concept_id of a general practitioner (Medicare specialty vocabulary).
+GP_SPECIALTIES = (38004446, 38004453)  # General Practice, Family Practice
+# CARE_SITE.place_of_service_concept_id of a primary-care place (CMS place of service 11, Office).
+PRIMARY_CARE_PLACES = (8940,)
+PRIMARY_CARE_OPTIONS = ("auto", "outpatient", "gp")
+PRACTICE_OPTIONS = ("primary_care_site", "care_site")
+CURRENCY_CONCEPTS = {44818668: "USD"}  # others are looked up in CONCEPT (vocabulary "Currency")
 
 
-def read_omop(src_dir: str | Path, *, pseudonym_key: bytes) -> tuple[dict[str, pd.DataFrame], ImportSummary]:
+
+def __getattr__(name: str):
+    # The former constants, now read (lazily, not at import) from the code-list files.
+    if name == "CONDITION_CONCEPTS":
+        return ltc_concepts()
+    if name == "ICD10_RANGES":
+        return tuple(load_codelist("ltc_icd10")[["condition", "first", "last"]].itertuples(index=False, name=None))
+    raise AttributeError(name)
+
+
+def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = "auto",
+              practice_from: str = "primary_care_site",
+              currency: str | None = None) -> tuple[dict[str, pd.DataFrame], ImportSummary]:
     """Read OMOP CDM tables in ``src_dir`` into canonical tables (see the module docstring).
 
     Returns ``(tables, summary)``, not yet validated. Raises :class:`MissingSourceFileError` naming
-    ``person`` or ``visit_occurrence`` if either is absent.
+    ``person`` or ``visit_occurrence`` if either is absent, and ``ValueError`` for an unknown option.
     """
+    if primary_care not in PRIMARY_CARE_OPTIONS:
+        raise ValueError(f"primary_care must be one of {', '.join(PRIMARY_CARE_OPTIONS)}, not {primary_care!r}")
+    if practice_from not in PRACTICE_OPTIONS:
+        raise ValueError(f"practice_from must be one of {', '.join(PRACTICE_OPTIONS)}, not {practice_from!r}")
+    if currency is not None and not (len(currency) == 3 and currency.isalpha()):
+        raise ValueError(f"currency must be an ISO 4217 code such as GBP or USD, not {currency!r}")
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise MissingSourceFileError(f"{src_dir}: no such folder")
@@ -163,29 +188,43 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes) -> tuple[dict[str, p
 
     person, pseudonyms, known = _unique_persons(person, "person_id", summary, "person rows", pseudonym_key)
 
-    def optional(name: str, what: str) -> pd.DataFrame | None:
+    def optional(name: str, what: str, key: str | None = "person_id") -> pd.DataFrame | None:
         df = _read(src_dir, name, summary)
         if df is None:
-            summary.note(f"{name} absent: {what}")
+            if what:
+                summary.note(f"{name} absent: {what}")
             return None
-        _require(df, name, ("person_id",) if name != "cost" else ("cost_event_id",))
-        return df if name == "cost" else _keep_known_persons(df, "person_id", known, summary, name)
+        if key:
+            _require(df, name, (key,))
+        return _keep_known_persons(df, "person_id", known, summary, name) if key == "person_id" else df
 
-    death = optional("death", "no death dates")
+    death = optional("death", "deaths only from the person table's death_datetime, if any")
     periods = optional("observation_period", "registration dates left missing")
     conditions = optional("condition_occurrence", "no long-term-condition register")
     drugs = optional("drug_exposure", "no prescriptions")
-    cost = optional("cost", "visit and drug costs left missing")
+    cost = optional("cost", "visit and drug costs left missing", key="cost_event_id")
+    provider = optional("provider", "", key="provider_id")
+    care_site = optional("care_site", "", key="care_site_id")
 
-    tables = {"persons": _persons(person, death, periods, pseudonyms)}
+    vocab = read_vocabulary(src_dir, concept_ids=_concepts_of_interest(conditions, drugs, cost))
+    if vocab is not None:
+        for name in vocab.tables:
+            summary.note(f"vocabulary: {name} read")
+
+    tables = {"persons": _persons(person, death, periods, care_site, pseudonyms, summary,
+                                  practice_from=practice_from)}
     visits = _keep_known_persons(visits, "person_id", known, summary, "visit_occurrence")
-    tables.update(_visit_tables(visits, _costs(cost, "Visit"), pseudonyms, summary))
+    summary.currency = _currency(cost, vocab, currency, summary)
+    tables.update(_visit_tables(visits, _costs(cost, "Visit", summary.currency, vocab), pseudonyms, summary,
+                                gp_visit=_gp_visit(visits, provider, care_site, primary_care, summary),
+                                pseudonym_key=pseudonym_key))
     if conditions is not None:
         _require(conditions, "condition_occurrence", ("condition_start_date",))
-        tables["ltc_register"] = _ltc_register(conditions, pseudonyms, summary)
+        tables["ltc_register"] = _ltc_register(conditions, vocab, pseudonyms, summary)
     if drugs is not None:
         _require(drugs, "drug_exposure", ("drug_exposure_start_date",))
-        tables["prescriptions"] = _prescriptions(drugs, _costs(cost, "Drug"), pseudonyms, summary)
+        tables["prescriptions"] = _prescriptions(drugs, _costs(cost, "Drug", summary.currency, vocab), vocab,
+                                                 pseudonyms, summary, pseudonym_key=pseudonym_key)
 
     _end_at_death(tables, summary)
     tables = {name: _tidy_table(name, df) for name, df in tables.items()}
@@ -196,7 +235,7 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes) -> tuple[dict[str, p
 # --- reading ---------------------------------------------------------------------------------
 
 def _read(src_dir: Path, name: str, summary: ImportSummary, *, required: bool = False) -> pd.DataFrame | None:
-    path = _find_file(src_dir, name, SUFFIXES)
+    path = find_table(src_dir, name)
     if path is None:
         if required:
             raise MissingSourceFileError(
@@ -207,20 +246,6 @@ def _read(src_dir: Path, name: str, summary: ImportSummary, *, required: bool = 
     df.columns = [str(c).strip().lower() for c in df.columns]
     summary.source_rows[path.name] = len(df)
     return df
-
-
-def _delimiter(path: Path) -> str:
-    """The delimiter of a CDM file: tab for ``.tsv``, else the most frequent of , TAB | ; in the header."""
-    if ".tsv" in path.suffixes:
-        return "\t"
-    import gzip
-
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
-        header = fh.readline()
-    counts = {sep: header.count(sep) for sep in (",", "\t", "|", ";")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else ","
 
 
 def _require(df: pd.DataFrame, table: str, columns: tuple[str, ...]) -> None:
@@ -240,10 +265,45 @@ def _column(df: pd.DataFrame, *names: str) -> pd.Series:
     return df[name] if name else pd.Series(pd.NA, index=df.index, dtype="string")
 
 
+def _concepts_of_interest(conditions: pd.DataFrame | None, drugs: pd.DataFrame | None,
+                          cost: pd.DataFrame | None) -> set[int]:
+    """Concept ids the data and the code lists use: the vocabulary is read for these only."""
+    ids = set(ltc_concepts()) | set(CURRENCY_CONCEPTS)
+    for df, columns in ((conditions, ("condition_concept_id", "condition_source_concept_id")),
+                        (drugs, ("drug_concept_id", "drug_source_concept_id")),
+                        (cost, ("currency_concept_id",))):
+        if df is not None:
+            for c in columns:
+                if c in df:
+                    ids.update(int(i) for i in _concept(df[c]).dropna().unique())
+    ids.discard(0)
+    return ids
+
+
+def _record_ids(table: str, ids: pd.Series, key: bytes) -> pd.Series:
+    """A keyed hash of ``table:id`` per row (missing where the source id is missing)."""
+    from riskstrat.privacy import pseudonymise
+
+    text = ids.astype("string").str.strip()
+    return pseudonymise((table + ":" + text).where(text.notna() & (text != "")), key)
+
+
+def _dedupe_by_id(df: pd.DataFrame, id_column: str, table: str, summary: ImportSummary) -> pd.DataFrame:
+    """First row per source id (rows without an id are kept); repeats counted."""
+    if id_column not in df:
+        summary.note(f"{table} has no {id_column}: rows are not de-duplicated and carry no record_id")
+        return df
+    ids = df[id_column].astype("string").str.strip()
+    repeated = ids.notna() & ids.duplicated()
+    summary.drop(f"{table} rows with a repeated {id_column} (first kept)", int(repeated.sum()))
+    return df[~repeated.to_numpy(dtype=bool)]
+
+
 # --- persons ---------------------------------------------------------------------------------
 
 def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataFrame | None,
-             pseudonyms: dict) -> pd.DataFrame:
+             care_site: pd.DataFrame | None, pseudonyms: dict, summary: ImportSummary, *,
+             practice_from: str) -> pd.DataFrame:
     birth = _to_date(_column(person, "birth_datetime"))
     if "year_of_birth" in person:
         parts = pd.DataFrame({
@@ -261,14 +321,13 @@ def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataF
         ["unknown", "white", "black", "asian"], default="other"), index=person.index)
     hispanic = (_concept(_column(person, "ethnicity_concept_id")) == HISPANIC).fillna(False)
     ethnic = ethnic.where(~hispanic, "other")
-    care_site = _concept(_column(person, "care_site_id"))
     persons = pd.DataFrame({
         "person_id": person["person_id"].map(pseudonyms),
         "birth_date": birth,
         "sex": gender.map({8507: "male", 8532: "female"}).astype(object).fillna("unknown"),
         "deprivation_decile": pd.Series(pd.NA, index=person.index, dtype="Int16"),
         "ethnicity_group": ethnic,
-        "practice_id": ("CS" + care_site.astype("string")).fillna("UNKNOWN"),
+        "practice_id": _practices(person, care_site, summary, practice_from=practice_from),
     })
     start = end = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]")
     if periods is not None:
@@ -281,18 +340,88 @@ def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataF
         end = person["person_id"].map(by_person["end"]).astype("datetime64[s]")
     persons["registration_start"] = start
     persons["registration_end"] = end
+    persons["death_date"] = _deaths(person, death, summary)
+    return persons.reset_index(drop=True)
+
+
+def _practices(person: pd.DataFrame, care_site: pd.DataFrame | None, summary: ImportSummary, *,
+               practice_from: str) -> pd.Series:
+    """``"CS" + care_site_id`` where the person's care site is a practice (see the module docstring)."""
+    site = _concept(_column(person, "care_site_id"))
+    if practice_from == "primary_care_site":
+        if care_site is None:
+            if site.notna().any():
+                summary.note("care_site absent: person.care_site_id not used as a practice (it may be a "
+                             "hospital; practice_from='care_site' takes it as given)")
+            site = site.where(pd.Series(False, index=site.index))
+        else:
+            places = _concept(_column(care_site, "place_of_service_concept_id"))
+            primary = set(_concept(care_site["care_site_id"])[places.isin(PRIMARY_CARE_PLACES).fillna(False)]
+                          .dropna())
+            not_primary = site.notna() & ~site.isin(primary).fillna(False)
+            if not_primary.any():
+                summary.note(f"{int(not_primary.sum())} people whose person.care_site_id is not a primary-care "
+                             "place (place_of_service 8940 Office): no practice given")
+            site = site.where(~not_primary)
+    practice = ("CS" + site.astype("string")).astype(object).where(site.notna(), np.nan)
+    n = int(practice.isna().sum())
+    if n:
+        summary.note(f"{n} {'person has' if n == 1 else 'people have'} no registered practice "
+                     "(practice_id left blank; listed apart, never as a practice)")
+    return practice
+
+
+def _deaths(person: pd.DataFrame, death: pd.DataFrame | None, summary: ImportSummary) -> pd.Series:
+    """Earliest DEATH date per person, else the person table's death_datetime / death_date."""
     died = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]")
     if death is not None:
         dates = death.assign(date=_to_date(_column(death, "death_date", "death_datetime")))
-        died = person["person_id"].map(dates.groupby("person_id")["date"].min()).astype("datetime64[s]")
-    persons["death_date"] = died
-    return persons.reset_index(drop=True)
+        no_date = dates["date"].isna()
+        summary.drop("death rows with a missing or unreadable death_date", int(no_date.sum()))
+        died = person["person_id"].map(dates[~no_date].groupby("person_id")["date"].min()).astype("datetime64[s]")
+    from_death = int(died.notna().sum())
+    on_person = _to_date(_column(person, "death_datetime", "death_date"))
+    died = died.fillna(on_person).astype("datetime64[s]")
+    from_person = int(died.notna().sum()) - from_death
+    summary.note(f"deaths: {from_death} from the death table, {from_person} from the person table's death_datetime")
+    return died
 
 
 # --- costs and visits ------------------------------------------------------------------------
 
-def _costs(cost: pd.DataFrame | None, domain: str) -> pd.Series:
-    """Summed cost per event id (as text) for ``cost_domain_id == domain``."""
+def _currency(cost: pd.DataFrame | None, vocab: Vocabulary | None, option: str | None,
+              summary: ImportSummary) -> str:
+    """The ISO code of the costs (see the module docstring)."""
+    codes = pd.Series(dtype=object)
+    if cost is not None and "currency_concept_id" in cost:
+        ids = _concept(cost["currency_concept_id"])
+        names = dict(CURRENCY_CONCEPTS)
+        if vocab is not None:
+            c = vocab.concepts[vocab.concepts["vocabulary_id"] == "Currency"]
+            names.update(zip(c["concept_id"], c["concept_code"].str.upper()))
+        codes = ids.map(names).dropna()
+        unresolved = ids.notna() & (ids != 0) & ids.map(names).isna()
+        if unresolved.any():
+            summary.note(f"cost.currency_concept_id {', '.join(map(str, sorted(ids[unresolved].unique())))} "
+                         "not found in the vocabulary")
+    if len(codes):
+        found = codes.value_counts().idxmax()
+        summary.drop(f"cost amounts in a currency other than {found} (most cost rows are {found})",
+                     int((codes != found).sum()))
+        if option and option.upper() != found:
+            summary.note(f"COST says the currency is {found}; the currency option {option.upper()} is ignored")
+        return found
+    chosen = (option or "GBP").upper()
+    if cost is not None and cost.empty:
+        summary.note("cost has no rows: visit and drug costs left missing")
+    elif cost is not None:
+        summary.note(f"COST does not say its currency: costs taken as {chosen}"
+                     + ("" if option else " (set the reader option currency= if they are not)"))
+    return chosen
+
+
+def _costs(cost: pd.DataFrame | None, domain: str, currency: str, vocab: Vocabulary | None) -> pd.Series:
+    """Summed cost per event id (as text) for ``cost_domain_id == domain`` in ``currency``."""
     if cost is None:
         return pd.Series(dtype="float64")
     if "cost_domain_id" in cost:
@@ -301,12 +430,43 @@ def _costs(cost: pd.DataFrame | None, domain: str) -> pd.Series:
     for name in ("total_cost", "total_paid", "total_charge", "cost"):
         if name in cost:
             amount = amount.fillna(_to_float(cost[name]))
+    if "currency_concept_id" in cost:
+        ids = _concept(cost["currency_concept_id"])
+        names = dict(CURRENCY_CONCEPTS)
+        if vocab is not None:
+            c = vocab.concepts[vocab.concepts["vocabulary_id"] == "Currency"]
+            names.update(zip(c["concept_id"], c["concept_code"].str.upper()))
+        other = ids.map(names).notna() & (ids.map(names) != currency)
+        amount = amount.where(~other.fillna(False).to_numpy(dtype=bool))
     return amount.groupby(cost["cost_event_id"].str.strip()).sum(min_count=1)
 
 
-def _visit_tables(visits: pd.DataFrame, visit_cost: pd.Series, pseudonyms: dict,
-                  summary: ImportSummary) -> dict[str, pd.DataFrame]:
-    v = visits.copy()
+def _gp_visit(visits: pd.DataFrame, provider: pd.DataFrame | None, care_site: pd.DataFrame | None,
+              primary_care: str, summary: ImportSummary) -> pd.Series:
+    """Whether each visit was with a GP (provider specialty or a primary-care care site)."""
+    if primary_care == "gp":
+        return pd.Series(True, index=visits.index)
+    if primary_care == "outpatient":
+        return pd.Series(False, index=visits.index)
+    gp = pd.Series(False, index=visits.index)
+    if provider is not None and "provider_id" in visits:
+        specialty = _concept(_column(provider, "specialty_concept_id"))
+        gps = set(_concept(provider["provider_id"])[specialty.isin(GP_SPECIALTIES).fillna(False)].dropna())
+        gp |= _concept(visits["provider_id"]).isin(gps).fillna(False)
+    if care_site is not None and "care_site_id" in visits:
+        places = _concept(_column(care_site, "place_of_service_concept_id"))
+        sites = set(_concept(care_site["care_site_id"])[places.isin(PRIMARY_CARE_PLACES).fillna(False)].dropna())
+        gp |= _concept(visits["care_site_id"]).isin(sites).fillna(False)
+    if provider is None and care_site is None:
+        summary.note("provider and care_site absent: outpatient visits (9202) stay outpatient appointments "
+                     "(primary_care='gp' makes them GP contacts)")
+    return gp
+
+
+def _visit_tables(visits: pd.DataFrame, visit_cost: pd.Series, pseudonyms: dict, summary: ImportSummary, *,
+                  gp_visit: pd.Series, pseudonym_key: bytes) -> dict[str, pd.DataFrame]:
+    v = visits.assign(gp_visit=gp_visit)
+    v = _dedupe_by_id(v, "visit_occurrence_id", "visit_occurrence", summary)
     v["concept"] = _concept(v["visit_concept_id"])
     v["date"] = _to_date(v["visit_start_date"])
     v["end"] = _to_date(_column(v, "visit_end_date"))
@@ -320,6 +480,7 @@ def _visit_tables(visits: pd.DataFrame, visit_cost: pd.Series, pseudonyms: dict,
     v["pid"] = v["person_id"].map(pseudonyms)
     visit_id = _column(v, "visit_occurrence_id").astype("string").str.strip()
     v["cost"] = visit_id.map(visit_cost).astype("float64")
+    v["record_id"] = _record_ids("visit_occurrence", visit_id, pseudonym_key)
     tables: dict[str, pd.DataFrame] = {}
 
     inpatient = v[v["concept"].isin(INPATIENT_VISITS)]
@@ -332,37 +493,47 @@ def _visit_tables(visits: pd.DataFrame, visit_cost: pd.Series, pseudonyms: dict,
     tables["ae_attendances"] = pd.concat([
         pd.DataFrame({"person_id": ae["pid"], "arrival_date": ae["date"],
                       "admitted": next_admission.notna() | discharged_to.isin(INPATIENT_VISITS).fillna(False),
-                      "cost": ae["cost"]}),
+                      "cost": ae["cost"], "record_id": ae["record_id"]}),
         # The cost of a combined ER + inpatient visit goes to the spell, not to the attendance.
         pd.DataFrame({"person_id": er_admitted["pid"], "arrival_date": er_admitted["date"],
-                      "admitted": True, "cost": np.nan}),
+                      "admitted": True, "cost": np.nan, "record_id": er_admitted["record_id"]}),
     ])
 
+    method = _admission_method(inpatient, er)
     tables["inpatient_spells"] = pd.DataFrame({
         "person_id": inpatient["pid"], "admission_date": inpatient["date"],
-        "discharge_date": inpatient["end"],
-        "admission_method": _admission_method(inpatient, er),
-        "cost": inpatient["cost"],
+        "discharge_date": inpatient["end"], "admission_method": method,
+        "cost": inpatient["cost"], "record_id": inpatient["record_id"],
     })
+    if len(method):
+        counts = method.value_counts()
+        summary.note("admission methods: " + ", ".join(f"{counts.get(m, 0)} {m}" for m in
+                                                      ("emergency", "transfer", "elective", "unknown")))
 
-    outpatient = v[v["concept"] == 9202]
+    is_outpatient = v["concept"] == OUTPATIENT_VISIT
+    outpatient = v[is_outpatient & ~v["gp_visit"]]
     tables["outpatient_appointments"] = pd.DataFrame({
         "person_id": outpatient["pid"], "appointment_date": outpatient["date"], "attended": True,
-        "cost": outpatient["cost"],
+        "cost": outpatient["cost"], "record_id": outpatient["record_id"],
     })
 
-    gp = v[v["concept"].isin(_concepts_for("gp_contacts"))]
+    labels = {c: label for c, (_, label) in VISIT_CONCEPTS.items()}
+    labels[OUTPATIENT_VISIT] = "primary care visit"
+    gp = v[v["concept"].isin(_concepts_for("gp_contacts")) | (is_outpatient & v["gp_visit"])]
+    n_gp_outpatient = int((is_outpatient & v["gp_visit"]).sum())
+    if n_gp_outpatient:
+        summary.note(f"{n_gp_outpatient} outpatient visits (9202) with a general-practice provider or care site "
+                     "(or primary_care='gp') written as GP contacts")
     tables["gp_contacts"] = pd.DataFrame({
-        "person_id": gp["pid"], "contact_date": gp["date"],
-        "contact_type": gp["concept"].map({c: label for c, (_, label) in VISIT_CONCEPTS.items()}),
-        "cost": gp["cost"],
+        "person_id": gp["pid"], "contact_date": gp["date"], "contact_type": gp["concept"].map(labels),
+        "cost": gp["cost"], "record_id": gp["record_id"],
     })
 
     nursing = v[v["concept"].isin(_concepts_for("social_care"))]
     days = (nursing["end"] - nursing["date"]).dt.days.clip(lower=1)
     tables["social_care"] = pd.DataFrame({
         "person_id": nursing["pid"], "service_type": "nursing", "start_date": nursing["date"],
-        "end_date": nursing["end"], "weekly_cost": nursing["cost"] / days * 7,
+        "end_date": nursing["end"], "weekly_cost": nursing["cost"] / days * 7, "record_id": nursing["record_id"],
     })
     return {name: df for name, df in tables.items() if len(df)}
 
@@ -377,42 +548,63 @@ def _admission_method(inpatient: pd.DataFrame, er: pd.DataFrame) -> pd.Series:
                    + " " + _column(inpatient, "visit_source_value").fillna("")).str.lower()
     via_er = _nearest_within(inpatient, er, by="person_id", on="date", direction="backward",
                              tolerance=pd.Timedelta(days=1)).notna()
+    combined = (inpatient["concept"] == 262).fillna(False)
     transfer = admitted_from.isin(HOSPITAL_PLACES).fillna(False)
-    emergency = (admitted_from.isin(ER_PLACES).fillna(False) | source_text.str.contains("emerg", regex=False)
-                 | via_er | (inpatient["concept"] == 262).fillna(False))
-    method = np.select([transfer.to_numpy(dtype=bool), emergency.to_numpy(dtype=bool)],
-                       ["transfer", "emergency"], default="elective")
-    return pd.Series(method, index=inpatient.index)
+    emergency = (admitted_from.isin(ER_PLACES).fillna(False) | via_er
+                 | source_text.str.contains("emerg", regex=False))
+    elective = source_text.str.contains(r"\belective\b", regex=True)
+    method = np.select([combined.to_numpy(dtype=bool), transfer.to_numpy(dtype=bool),
+                        emergency.to_numpy(dtype=bool), elective.to_numpy(dtype=bool)],
+                       ["emergency", "transfer", "emergency", "elective"], default="unknown")
+    return pd.Series(method, index=inpatient.index, dtype=object)
 
 
 # --- conditions and drugs --------------------------------------------------------------------
 
-def icd10_condition(codes: pd.Series) -> pd.Series:
-    """Register condition for each ICD-10 code (``"E11.9"``, ``"E119"``, ``"I10"``), else missing.
-
-    >>> icd10_condition(pd.Series(["E11.9", "I48", "R69", "201826"])).tolist()
-    ['diabetes', 'atrial_fibrillation', nan, nan]
-    """
-    cat = codes.astype("string").str.upper().str.replace(".", "", regex=False).str.strip() \
-        .str.extract(r"^([A-Z]\d\d)", expand=False)
-    result = pd.Series(np.nan, index=codes.index, dtype=object)
-    for condition, first, last in ICD10_RANGES:
-        hit = (cat >= first) & (cat <= last) & result.isna()
-        result[hit.fillna(False).to_numpy(dtype=bool)] = condition
-    return result
+def _condition_lookup(vocab: Vocabulary | None) -> pd.DataFrame:
+    """(concept_id, condition) pairs: the code list's concepts and, with a vocabulary, their descendants."""
+    code_list = ltc_concepts()
+    codes = pd.DataFrame({"ancestor_concept_id": list(code_list), "condition": list(code_list.values())})
+    if vocab is None or not vocab.has_hierarchy:
+        pairs = codes.rename(columns={"ancestor_concept_id": "concept_id"})
+    else:
+        pairs = descendants(vocab, code_list).merge(codes, on="ancestor_concept_id")
+        pairs = pairs.rename(columns={"descendant_concept_id": "concept_id"})
+    return pairs[["concept_id", "condition"]].drop_duplicates().astype({"concept_id": "int64"})
 
 
-def _ltc_register(conditions: pd.DataFrame, pseudonyms: dict, summary: ImportSummary) -> pd.DataFrame:
+def _ltc_register(conditions: pd.DataFrame, vocab: Vocabulary | None, pseudonyms: dict,
+                  summary: ImportSummary) -> pd.DataFrame:
     c = conditions.assign(date=_to_date(conditions["condition_start_date"]))
     no_date = c["date"].isna()
     summary.drop("condition_occurrence rows with a missing or unreadable condition_start_date", int(no_date.sum()))
-    c = c[~no_date]
-    by_concept = _concept(_column(c, "condition_concept_id")).map(CONDITION_CONCEPTS).astype(object)
-    condition = by_concept.where(by_concept.notna(), icd10_condition(_column(c, "condition_source_value")))
-    unmapped = condition.isna()
-    summary.drop("condition_occurrence rows that are not register long-term conditions", int(unmapped.sum()))
-    register = pd.DataFrame({"person_id": c["person_id"].map(pseudonyms), "condition": condition,
-                             "diagnosis_date": c["date"]})[~unmapped]
+    c = c[~no_date].reset_index(drop=True)
+    c["row"] = c.index
+    lookup = _condition_lookup(vocab)
+    if vocab is None or not vocab.has_hierarchy:
+        summary.note("no vocabulary hierarchy (CONCEPT_ANCESTOR or 'Is a' relationships): long-term conditions "
+                     "matched on the code list's exact concept ids and ICD-10 source values only")
+    concept = _concept(_column(c, "condition_concept_id"))
+    by_concept = pd.DataFrame({"row": c["row"], "concept_id": concept}).dropna().astype({"concept_id": "int64"}) \
+        .merge(lookup, on="concept_id")[["row", "condition"]]
+    found = [by_concept]
+    if vocab is not None:
+        source = _concept(_column(c, "condition_source_concept_id"))
+        rest = pd.DataFrame({"row": c["row"], "concept_id": source})[~c["row"].isin(by_concept["row"])].dropna()
+        rest = rest.astype({"concept_id": "int64"})
+        standard = maps_to(vocab, rest["concept_id"]).rename(columns={"concept_id": "source"})
+        mapped = rest.merge(standard, left_on="concept_id", right_on="source") \
+            .drop(columns=["concept_id"]).rename(columns={"standard_concept_id": "concept_id"})
+        found.append(mapped.merge(lookup, on="concept_id")[["row", "condition"]])
+    matched = pd.concat(found, ignore_index=True)
+    rest = c[~c["row"].isin(matched["row"])]
+    by_icd = pd.DataFrame({"row": rest["row"], "condition": icd10_condition(_column(rest, "condition_source_value"))})
+    matched = pd.concat([matched, by_icd.dropna()], ignore_index=True).drop_duplicates()
+    summary.drop("condition_occurrence rows that are not register long-term conditions",
+                 int((~c["row"].isin(matched["row"])).sum()))
+    register = matched.merge(c[["row", "person_id", "date"]], on="row")
+    register = pd.DataFrame({"person_id": register["person_id"].map(pseudonyms), "condition": register["condition"],
+                             "diagnosis_date": register["date"]})
     register = register.sort_values(["person_id", "condition", "diagnosis_date"], kind="stable")
     return register.drop_duplicates(["person_id", "condition"], keep="first")
 
@@ -432,20 +624,38 @@ def bnf_from_code(codes: pd.Series) -> pd.Series:
     return coded.fillna(dotted).astype(object).where(lambda s: s.notna(), np.nan)
 
 
-def _prescriptions(drugs: pd.DataFrame, drug_cost: pd.Series, pseudonyms: dict,
-                   summary: ImportSummary) -> pd.DataFrame:
-    d = drugs.assign(date=_to_date(drugs["drug_exposure_start_date"]),
-                     chapter=bnf_from_code(_column(drugs, "drug_source_value")))
+def _atc_chapters(drugs: pd.DataFrame, vocab: Vocabulary | None) -> pd.Series:
+    """BNF chapter from each exposure's ATC class (drug concept, else its source concept's "Maps to")."""
+    if vocab is None:
+        return pd.Series(np.nan, index=drugs.index, dtype=object)
+    concept = _concept(_column(drugs, "drug_concept_id"))
+    source = _concept(_column(drugs, "drug_source_concept_id"))
+    pairs = maps_to(vocab, source.dropna()).drop_duplicates("concept_id")
+    standard = pairs.set_index("concept_id")["standard_concept_id"]
+    ids = set(concept.dropna()) | set(standard)
+    chapters = atc_to_bnf(atc_classes(vocab, ids))
+    by_drug = concept.map(chapters).astype(object)
+    by_source = source.map(standard).map(chapters).astype(object)
+    return by_drug.where(by_drug.notna(), by_source)
+
+
+def _prescriptions(drugs: pd.DataFrame, drug_cost: pd.Series, vocab: Vocabulary | None, pseudonyms: dict,
+                   summary: ImportSummary, *, pseudonym_key: bytes) -> pd.DataFrame:
+    d = _dedupe_by_id(drugs, "drug_exposure_id", "drug_exposure", summary)
+    d = d.assign(date=_to_date(d["drug_exposure_start_date"]))
     no_date = d["date"].isna()
     summary.drop("drug_exposure rows with a missing or unreadable drug_exposure_start_date", int(no_date.sum()))
     d = d[~no_date]
-    unmapped = d["chapter"].isna()
-    summary.drop("drug_exposure rows with an unmapped drug (drug_source_value is not a BNF code)",
-                 int(unmapped.sum()))
-    d = d[~unmapped]
+    by_bnf = bnf_from_code(_column(d, "drug_source_value"))
+    by_atc = _atc_chapters(d, vocab)
+    chapter = by_bnf.where(by_bnf.notna(), by_atc).where(lambda s: s.notna(), BNF_UNKNOWN)
+    n_bnf, n_atc = int(by_bnf.notna().sum()), int((by_bnf.isna() & by_atc.notna()).sum())
+    summary.note(f"drug chapters: {n_bnf} from BNF source values, {n_atc} from ATC classes, "
+                 f"{len(d) - n_bnf - n_atc} unknown (kept)")
     exposure_id = _column(d, "drug_exposure_id").astype("string").str.strip()
     return pd.DataFrame({
-        "person_id": d["person_id"].map(pseudonyms), "issue_date": d["date"], "bnf_chapter": d["chapter"],
+        "person_id": d["person_id"].map(pseudonyms), "issue_date": d["date"], "bnf_chapter": chapter,
         "drug_code": _concept(_column(d, "drug_concept_id")).astype("string"),
         "cost": exposure_id.map(drug_cost).astype("float64"),
+        "record_id": _record_ids("drug_exposure", exposure_id, pseudonym_key),
     })
