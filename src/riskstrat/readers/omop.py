@@ -228,8 +228,24 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
 
     _end_at_death(tables, summary)
     tables = {name: _tidy_table(name, df) for name, df in tables.items()}
+    _record_routes(tables, summary)
     summary.finish(tables)
     return tables, summary
+
+
+# Canonical table -> the CDM table its rows come from.
+_SOURCES = {"persons": "person", "ltc_register": "condition_occurrence", "prescriptions": "drug_exposure",
+            **{name: "visit_occurrence" for name in ("inpatient_spells", "ae_attendances", "outpatient_appointments",
+                                                     "gp_contacts", "social_care")}}
+
+
+def _record_routes(tables: dict[str, pd.DataFrame], summary: ImportSummary) -> None:
+    """Where each CDM file went, for the import report (rows per canonical table, before validation)."""
+    files = {Path(f).name.split(".")[0].lower(): f for f in summary.source_rows}
+    for name, df in tables.items():
+        source = files.get(_SOURCES.get(name, ""))
+        if source:
+            summary.route(source, name, len(df))
 
 
 # --- reading ---------------------------------------------------------------------------------
