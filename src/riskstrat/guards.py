@@ -141,8 +141,8 @@ def check_minimum_events(labels: Mapping[str, np.ndarray], *, minimums: Mapping[
     if not short:
         return counts
     cause = likely_cause(records, target)
-    message = (f"too few outcomes to {'train and judge' if len(short) > 1 else 'train or judge'} a "
-               f"{target.replace('_', ' ')} model:\n  " + "\n  ".join(short))
+    message = (f"too few outcomes ({target.replace('_', ' ')}) to train, calibrate and test a model:\n  "
+               + "\n  ".join(short))
     if cause:
         message += f"\nlikely cause: {cause}"
     message += ("\nwhat to do: add people or training index dates, choose a later test date with a longer extract, "

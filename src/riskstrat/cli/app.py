@@ -7,7 +7,8 @@ Errors and warnings are handled here, once, for every command (:class:`_Commands
   traceback; anything else is a bug and keeps its traceback.
 - warnings from other libraries (scikit-learn, LightGBM, MLflow, pandas, ...) are not shown: the
   conditions that matter are checked by riskstrat itself and reported in its own words (minimum
-  events, degenerate models, stale data). ``RISKSTRAT_SHOW_WARNINGS=1`` shows them for debugging.
+  events, degenerate models, stale data). MLflow's own event lines are silenced likewise (the
+  stage lines say what was registered and loaded). ``RISKSTRAT_SHOW_WARNINGS=1`` shows them all.
 """
 
 from __future__ import annotations
@@ -59,8 +60,12 @@ class _Commands(TyperGroup):
     def invoke(self, ctx):
         from riskstrat.errors import RiskstratError
 
+        from riskstrat.cli.progress import libraries_quiet
+
         try:
-            with foreign_warnings_hidden():
+            # MLflow's own event lines ("Created version '2' of model ...") and download bars repeat
+            # what riskstrat's stage lines say; shown only with RISKSTRAT_SHOW_WARNINGS.
+            with foreign_warnings_hidden(), libraries_quiet(not os.environ.get("RISKSTRAT_SHOW_WARNINGS")):
                 return super().invoke(ctx)
         except RiskstratError as exc:
             fail(str(exc), EXIT_REFUSED)
