@@ -10,7 +10,7 @@ from riskstrat.cli import app
 
 def test_demo_runs_twice_and_writes_only_under_the_working_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = CliRunner().invoke(app, ["demo", "--people", "2500", "--quiet"])
+    first = CliRunner().invoke(app, ["demo", "--people", "3000", "--quiet"])
     assert first.exit_code == 0, first.output
     for model in ("lightgbm", "logistic", "prior_use", "oracle"):
         assert model in first.output
@@ -22,7 +22,7 @@ def test_demo_runs_twice_and_writes_only_under_the_working_folder(tmp_path, monk
     assert listed["Top reasons"].notna().all() and len(listed) > 0
     assert {p.name for p in tmp_path.iterdir()} >= {"riskstrat-data", "riskstrat-output", "mlflow.db", "mlartifacts"}
 
-    second = CliRunner().invoke(app, ["demo", "--people", "2500", "--quiet"])
+    second = CliRunner().invoke(app, ["demo", "--people", "3000", "--quiet"])
     assert second.exit_code == 0, second.output
     assert "version 1 (kept; new version 2 registered" in second.output
     # --quiet silences MLflow's own registry messages too.

@@ -421,7 +421,7 @@ def test_commissioner_summary_has_no_person_rows_and_adds_up(features, model):
     assert total["people"] == len(pop) == summary["people"].iloc[:-1].sum()
     tier_cols = [c for c in summary if c.startswith("tier: ")]
     assert (summary[tier_cols].sum(axis=1) == summary["people"]).all()
-    assert total["expected emergency admissions"] == pytest.approx(pop["risk"].sum(), abs=0.01)
+    assert total["expected people with the outcome"] == pytest.approx(pop["risk"].sum(), abs=0.01)
     p1 = pop[(pop["practice_id"] == "P001") & pop["listed"]]
     assert summary.iloc[0]["expected PPV of list"] == pytest.approx(p1["risk"].mean(), abs=1e-4)
     assert summary.iloc[0]["listed"] == LIST_SIZE and summary.iloc[0]["shown"] == LIST_SIZE - summary.iloc[0]["held out"]

@@ -28,7 +28,9 @@ AS_OF = "2025-11-01"
 MONTH = "2025-11"
 LIST_SIZE = 100
 TRAIN_SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
-               "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=60"]
+               "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=60",
+               # 3,000 people have fewer test events than the guards' defaults ask; tests/test_guards.py tests those.
+               "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 RISK_MODEL, COST_MODEL = "test-emergency", "test-high-cost"
 PERSON_ID = re.compile(r"\b[0-9a-f]{16}\b")  # the synthetic pseudonyms' shape
 
@@ -346,6 +348,12 @@ def test_manifest_records_models_data_date_and_counts(two_months, registry, data
     assert manifest["data"]["sha256"] == data_fingerprint(data_dir)["sha256"]
     assert re.fullmatch(r"[0-9a-f]{64}", manifest["data"]["sha256"])
     assert (manifest["as_of"], manifest["month"]) == (AS_OF, MONTH)
+    # The date the data run to (dataset.json here), on every list too; the data set's currency.
+    assert (manifest["data_end"], manifest["data_end_source"], manifest["currency"]) == ("2025-10-31", "dataset.json",
+                                                                                          "GBP")
+    first = sorted((month / "practices").iterdir())[0]
+    assert "Data run to 2025-10-31." in (first / "list.html").read_text()
+    assert manifest["counts"]["no_registered_practice"] == 0
     population = pd.read_parquet(month / "population.parquet")
     counts = manifest["counts"]
     assert counts["scored"] == len(population) == counts["eligible"]

@@ -16,7 +16,9 @@ from riskstrat.search import TUNED
 from riskstrat.synth import write_population
 
 SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
-         "evaluation.n_bootstrap=20", "model.lightgbm.n_estimators=60"]
+         "evaluation.n_bootstrap=20", "model.lightgbm.n_estimators=60",
+         # 3,000 people have fewer test events than the guards' defaults ask; tests/test_guards.py tests those.
+         "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 
 
 @pytest.fixture(scope="module")

@@ -116,6 +116,39 @@ def test_training_label_windows_end_by_the_test_date(population, assembled):
         np.testing.assert_array_equal(getattr(again, part), getattr(assembled, part))
 
 
+@pytest.fixture(scope="module")
+def temporal_only(population):
+    records, extract_end = population
+    return assemble(records, config(TRAIN_DATES, TEST_DATE, "split.mode=temporal_only"), extract_end=extract_end)
+
+
+def test_temporal_only_tests_everyone_at_the_test_date(population, assembled, temporal_only):
+    records, _ = population
+    test = set(temporal_only.X_test.index)
+    train, cal = set(temporal_only.X_train.index), set(temporal_only.X_cal.index)
+    # Everyone eligible (and not censored) at the test date, the training and calibration people included.
+    assert train & test and cal & test and set(assembled.X_test.index) < test
+    assert len(test) > 3 * len(assembled.X_test)
+    assert (temporal_only.meta_test["index_date"] == pd.Timestamp(TEST_DATE)).all()
+    # Training and calibration people are still apart, and no test-date row is a training row.
+    assert not train & cal
+    assert len(temporal_only.X_train) == temporal_only.counts["train_rows"]
+    train_dates = {pd.Timestamp(d) for d in TRAIN_DATES}
+    assert temporal_only.counts["test_rows"] == len(temporal_only.y_test) == temporal_only.X_test.index.nunique()
+    assert temporal_only.meta_test["index_date"].isin(train_dates).sum() == 0
+
+
+def test_temporal_only_trains_on_the_same_split_of_the_non_test_people(assembled, temporal_only):
+    # The same calibration people as the default; the default's test people join the training people.
+    assert set(temporal_only.X_cal.index) == set(assembled.X_cal.index)
+    cfg = config()
+    groups = person_groups(list(temporal_only.X_train.index.unique()), test_fraction=cfg.split.test_fraction,
+                           calibration_fraction=cfg.split.calibration_fraction, seed=cfg.split.seed)
+    joined = set(temporal_only.X_train.index) - set(assembled.X_train.index)
+    assert set(assembled.X_train.index) < set(temporal_only.X_train.index)
+    assert joined and (groups.reindex(list(joined)) == "test").all()
+
+
 def test_suggested_index_dates_fit_this_extract():
     assert suggest_index_dates("2025-10-31", n_train=2) == (TRAIN_DATES, TEST_DATE)
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from riskstrat.outcomes import UNION_TAGS, EmergencyAdmission, OutcomeConfig
+from riskstrat.errors import RiskstratError
 
 
 class _Strict(BaseModel):
@@ -83,6 +84,13 @@ class FeaturesConfig(_Strict):
 
 
 class SplitConfig(_Strict):
+    mode: Literal["person_and_date", "temporal_only"] = Field(
+        "person_and_date",
+        description="person_and_date: test people (split.test_fraction) are held out of training and scored at "
+                    "the test date (temporal and person validation). temporal_only, for small data: everyone "
+                    "eligible at the test date is tested, including the training and calibration people "
+                    "(temporal validation only: weaker, as the model has seen these people's earlier rows); "
+                    "training and calibration people are still split by the seeded hash.")
     test_fraction: float = Field(0.3, gt=0, lt=0.9, description="People held out of training, scored at the test date.")
     calibration_fraction: float = Field(0.15, gt=0, lt=0.5,
                                         description="People used for early stopping and calibration only.")
@@ -133,6 +141,26 @@ class SearchConfig(_Strict):
         return self
 
 
+class GuardsConfig(_Strict):
+    """Refusals that keep a model the data cannot support from being used (see riskstrat.guards)."""
+
+    min_events_train: int = Field(
+        100, ge=1, description="Least outcome events (and non-events) in the training rows. Riley et al. (BMJ 2020) "
+                               "size development data by events per predictor parameter; with ~50 features and "
+                               "shrinkage by early stopping, 100 events is a floor, not a target.")
+    min_events_calibration: int = Field(
+        50, ge=1, description="Least events in the calibration rows, which stop the boosting and fit a 2-parameter "
+                              "calibration: 50 events keep the calibration slope's interval usable.")
+    min_events_test: int = Field(
+        100, ge=1, description="Least events in the test rows: validation needs about 100 events (and 100 non-events) "
+                               "at the least and 200 for stable calibration (Collins et al. 2016; Riley et al. 2020).")
+    register_degenerate: bool = Field(
+        False, description="Register a degenerate model (one tree, constant score, test AUROC interval including "
+                           "0.5) with the tag riskstrat.degenerate=<reason>; promote and score then refuse it "
+                           "unless forced. Default: log the run with the tag, but register nothing.")
+    min_distinct_scores: int = Field(3, ge=2, description="A test score with fewer distinct values is 'constant'.")
+
+
 class ModelConfig(_Strict):
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -168,6 +196,7 @@ class TrainConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
 
     @model_validator(mode="after")
     def _label_windows_end_by_test(self) -> "TrainConfig":
@@ -200,6 +229,8 @@ class ScoringModelsConfig(_Strict):
     risk: str = Field("riskstrat-emergency-admission", description="Registered model that ranks and explains.")
     high_cost: str | None = Field("riskstrat-high-cost", description="Registered high-cost model (None: skip).")
     alias: str = "champion"
+    allow_degenerate: bool = Field(False, description="Score with a model version tagged riskstrat.degenerate "
+                                                      "(one tree, constant score, chance-level AUROC).")
 
 
 class ListsConfig(_Strict):
@@ -248,10 +279,16 @@ class ScoringConfig(_Strict):
                                                           "(person_id, local_id), applied to that practice only.")
     output_dir: Path = Path("riskstrat-output/lists")
     chunk_size: int = Field(200_000, ge=1000, description="People predicted / explained per chunk.")
+    max_data_lag_days: int = Field(
+        62, ge=0, description="Latest scoring date, in days after the data end (data.extract_end, else dataset.json "
+                              "extract_end, else the latest event): two months covers a monthly extract that "
+                              "arrives late and a run early in the month; later, recent events would be missing.")
+    allow_stale_data: bool = Field(False, description="Score even when the date is past the data end plus "
+                                                      "max_data_lag_days (the manifest records it).")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
 
 
-class ConfigError(ValueError):
+class ConfigError(RiskstratError, ValueError):
     """A configuration file or override is invalid; the message says where and why."""
 
 

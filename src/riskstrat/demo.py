@@ -10,6 +10,10 @@ from riskstrat.config import TrainConfig, load_config
 
 DEMO_DATA = Path("riskstrat-data/synthetic")
 DEMO_TARGETS = ("emergency_admission", "high_cost")
+# Below this many people the held-out test group would have fewer than guards.min_events_test (100)
+# high-cost people (the top 5% of about a quarter of the population), so the demo tests everyone at
+# the test date instead (split.mode=temporal_only: temporal validation only, see the README).
+TEMPORAL_ONLY_BELOW = 10_000
 
 
 def demo_config(target: str, *, data_dir: Path = DEMO_DATA, overrides: list[str] | None = None) -> TrainConfig:
@@ -42,10 +46,19 @@ def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None
     from riskstrat import tracking
     from riskstrat.pipelines import load_data, run_training
 
+    from riskstrat.io import dataset_metadata
+
     result = DemoResult()
     records = None
+    people = dataset_metadata(data_dir).get("n_people")
+    small = people is not None and people < TEMPORAL_ONLY_BELOW
+    if small:
+        stage(f"{people:,} people: too few for a held-out test group with enough events, so the models are tested "
+              f"on everyone at the test date (split.mode=temporal_only; {TEMPORAL_ONLY_BELOW:,}+ people use the "
+              f"default held-out split)")
     for target in DEMO_TARGETS:
-        cfg = demo_config(target, data_dir=data_dir, overrides=overrides)
+        cfg = demo_config(target, data_dir=data_dir,
+                          overrides=(["split.mode=temporal_only"] if small else []) + list(overrides or []))
         if records is None:
             records = load_data(cfg.data, stage=stage)
         stage(f"training the {target.replace('_', ' ')} model: {cfg.target.words} within {cfg.target.horizon_days} days")

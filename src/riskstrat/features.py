@@ -118,7 +118,7 @@ def _social_care_features() -> list[Feature]:
         Feature("reablement_12m", "social_care", "flag", "Had reablement in the last 12 months.",
                 "had reablement in the last 12 months"),
         Feature("social_care_weekly_cost", "social_care", "money",
-                "Weekly cost of social care in place on the index date (pounds).", None),
+                "Weekly cost of social care in place on the index date (in the data set's currency).", None),
         Feature("days_since_social_care_start", "social_care", "days",
                 f"Days since the current social care service started ({NO_EVENT_DAYS} if none).", None),
     ]
@@ -127,13 +127,13 @@ def _social_care_features() -> list[Feature]:
 def _cost_features() -> list[Feature]:
     return [
         Feature("cost_hospital_12m", "inpatient_spells", "money",
-                "Hospital cost (inpatient, A&E, outpatient) in the last 12 months (pounds).",
-                "hospital care costing £{value:,.0f} in the last 12 months"),
+                "Hospital cost (inpatient, A&E, outpatient) in the last 12 months (in the data set's currency).",
+                "hospital care costing {money} in the last 12 months"),
         Feature("cost_primary_12m", "gp_contacts", "money",
-                "Primary care and prescribing cost in the last 12 months (pounds).", None),
-        Feature("cost_social_care_12m", "social_care", "money", "Social care cost in the last 12 months (pounds).",
-                "social care costing £{value:,.0f} in the last 12 months"),
-        Feature("cost_total_12m", "persons", "money", "Total health and social care cost in the last 12 months (pounds).",
+                "Primary care and prescribing cost in the last 12 months (in the data set's currency).", None),
+        Feature("cost_social_care_12m", "social_care", "money", "Social care cost in the last 12 months (in the data set's currency).",
+                "social care costing {money} in the last 12 months"),
+        Feature("cost_total_12m", "persons", "money", "Total health and social care cost in the last 12 months (in the data set's currency).",
                 None),
     ]
 
@@ -475,8 +475,11 @@ def _ago(days: float) -> str:
     return f"{days / 365.25:.0f} years ago"
 
 
-def describe_value(name: str, value: float, *, context: dict[str, float] | None = None) -> str | None:
+def describe_value(name: str, value: float, *, context: dict[str, float] | None = None,
+                   currency: str = "GBP") -> str | None:
     """The plain-English reason for a feature at a person's value, or None if not expressible.
+
+    Money is written in ``currency`` (the data set's ISO code, :func:`riskstrat.io.currency_of`).
 
     >>> describe_value("emergency_admissions_0_3m", 3)
     '3 emergency admissions in the last 3 months'
@@ -506,6 +509,10 @@ def describe_value(name: str, value: float, *, context: dict[str, float] | None 
         return f.reason.format(ago=_ago(value))
     if f.kind == "count" and value <= 0:
         return None
+    if f.kind == "money":
+        from riskstrat.io import money
+
+        return f.reason.format(value=value, money=money(value, currency))
     return f.reason.format(value=value, s=_plural(value))
 
 
@@ -540,8 +547,8 @@ def _count_since(n: float, noun: str, days: float | None) -> str:
     return text
 
 
-def describe_reason(group: str, values: dict[str, float]) -> str | None:
-    """Plain words for a reason group (or a single feature) from a person's own values.
+def describe_reason(group: str, values: dict[str, float], *, currency: str = "GBP") -> str | None:
+    """Plain words for a reason group (or a single feature) from a person's own values (money in ``currency``).
 
     >>> describe_reason("emergency admissions", {"emergency_admissions_0_3m": 1, "emergency_admissions_3_12m": 2,
     ...     "emergency_admissions_12_24m": 0, "days_since_emergency_admission": 40, "emergency_bed_days_12m": 9})
@@ -552,7 +559,7 @@ def describe_reason(group: str, values: dict[str, float]) -> str | None:
         return 0.0 if x is None or np.isnan(x) else float(x)
 
     if group not in REASON_GROUPS:
-        return describe_value(group, values.get(group, np.nan), context=values)
+        return describe_value(group, values.get(group, np.nan), context=values, currency=currency)
     if group == "emergency admissions":
         recent = v("emergency_admissions_0_3m") + v("emergency_admissions_3_12m")
         if recent > 0:
@@ -581,10 +588,12 @@ def describe_reason(group: str, values: dict[str, float]) -> str | None:
             if v(flag) >= 0.5:
                 return describe_value(flag, 1.0, context=values)
         cost = v("cost_social_care_12m")
-        return describe_value("cost_social_care_12m", cost) if cost > 0 else None
+        return describe_value("cost_social_care_12m", cost, currency=currency) if cost > 0 else None
     if group == "costs":
         total = v("cost_total_12m")
-        return f"health and care costs of £{total:,.0f} in the last 12 months" if total > 0 else None
+        from riskstrat.io import money
+
+        return f"health and care costs of {money(total, currency)} in the last 12 months" if total > 0 else None
     n = v("ltc_count")  # long-term conditions, named (up to four)
     if n < 2:
         return None

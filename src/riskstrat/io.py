@@ -19,12 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskstrat.errors import RiskstratError
 from riskstrat.schema import TABLES, arrow_schema
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 
 
-class DataFileError(Exception):
+class DataFileError(RiskstratError):
     """A data file is missing or cannot be read; the message names the file."""
 
 

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.features import person_positions, sum_by_position
+from riskstrat.errors import RiskstratError
 from riskstrat.outcomes import OUTCOMES, DeathHandling, Outcome, parse_outcome
 from riskstrat.records import LinkedRecords
 
 TARGETS = tuple(OUTCOMES)
 
 
-class CensoredIndexDateError(ValueError):
+class CensoredIndexDateError(RiskstratError, ValueError):
     """The extract does not cover the whole horizon after this index date."""
 
 

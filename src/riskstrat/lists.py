@@ -19,6 +19,14 @@ The batch job joins them like this::
 
 A practice's list is its people ranked by risk, the top ``list_size`` of them ("listed"), minus a
 seeded random hold-out that is not shown this month so that outcomes can be compared later.
+
+People without a registered practice (``practice_id`` missing) are scored, ranked and counted
+like everyone else, but they are not a practice: their top ``list_size`` form one list of their
+own, keyed :data:`NO_PRACTICE` and written to ``no-registered-practice/`` (not under
+``practices/``), for whoever the area asks to reach unregistered people (an inclusion-health or
+care-coordination team). They often are the people at highest risk; leaving them off every list
+would hide them. Their ``practice_id`` stays missing in ``population.parquet``, and the
+commissioners' summary shows them as a row of their own.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_
                              rank_by_score)
 
 __all__ = [
+    "NO_PRACTICE",
+    "NO_PRACTICE_NOTE",
     "PRACTICE_LIST_COLUMNS",
     "apply_opt_outs",
     "changes_since",
@@ -58,6 +68,22 @@ PRACTICE_LIST_COLUMNS = ("Rank", "Person ID", "Age", "Sex", "Risk (%)", "Tier", 
                          "High-cost risk (%)", "Emergency admissions (12m)", "A&E visits (12m)", "Bed days (12m)",
                          "Top reasons", "New this month")
 _SAFE_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The list key (and folder) of the people with no registered practice; not a valid practice code.
+NO_PRACTICE = "no-registered-practice"
+NO_PRACTICE_NOTE = ("People with no registered practice are scored and counted, and their highest-risk people "
+                    "(the same list size as a practice) form one separate list in no-registered-practice/, "
+                    "for the team that reaches unregistered people; they are never a practice's patients. "
+                    "In population.parquet their practice_id is blank; in summary.csv they are one row.")
+_NO_PRACTICE_ROW = "no registered practice"
+
+
+def list_key(frame: pd.DataFrame) -> pd.Series:
+    """The list each person belongs to: their practice_id, or :data:`NO_PRACTICE` when it is missing."""
+    practice = frame["practice_id"].astype("str")
+    if (practice == NO_PRACTICE).any():
+        raise ValueError(f"a practice may not be called {NO_PRACTICE!r}: that name lists people without a practice")
+    blank = practice.isna() | (practice.str.strip() == "")
+    return practice.where(~blank, NO_PRACTICE).astype("str")
 
 
 # ----------------------------------------------------------------------------- ranking
@@ -85,7 +111,8 @@ def _past_year(features: pd.DataFrame, stem: str) -> pd.Series:
 
 def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predicted_cost=None,
                     tier_cutoffs: Mapping[str, float] | None = None,
-                    groups: Sequence[GroupRule] = DEFAULT_GROUPS, rank_score=None) -> pd.DataFrame:
+                    groups: Sequence[GroupRule] = DEFAULT_GROUPS, rank_score=None,
+                    currency: str = "GBP") -> pd.DataFrame:
     """One row per person, ranked by ``risk`` (rank 1 = highest, population-wide), sorted by rank.
 
     ``features`` is :func:`riskstrat.features.build_features` output (index ``person_id``; columns
@@ -97,24 +124,26 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
 
     ``rank_score`` (optional) orders people instead of ``risk``; pass the model's raw score so that
     people on a plateau of an isotonic calibration are still ranked by the model, not by id.
+
+    People whose ``practice_id`` is missing (or blank) keep it missing; ``practice_rank`` then ranks
+    them among themselves (:data:`NO_PRACTICE`). ``currency`` (ISO code) labels the cost bands.
     """
     ids = features.index
     if "practice_id" not in features:
         raise ValueError("the features frame has no practice_id column")
-    if features["practice_id"].isna().any():
-        raise ValueError(f"{int(features['practice_id'].isna().sum())} people have no practice_id")
     risk_values = _aligned(risk, ids, "risk")
     pop = pd.DataFrame(index=ids)
     pop["person_id"] = pd.array(ids.astype(str), dtype="str")
-    pop["practice_id"] = features["practice_id"].astype("str")
+    practice = features["practice_id"].astype("str")
+    pop["practice_id"] = practice.where(practice.str.strip() != "", None).astype("str")
     pop["risk"] = risk_values
     order_by = pd.Series(_aligned(rank_score, ids, "rank_score"), index=ids) if rank_score is not None else pop["risk"]
     pop["rank"] = rank_by_score(order_by)
-    pop["practice_rank"] = pop.groupby("practice_id")["rank"].rank(method="first").astype("int64")
+    pop["practice_rank"] = pop.groupby(list_key(pop))["rank"].rank(method="first").astype("int64")
     pop["tier"] = assign_tiers(order_by, cutoffs=tier_cutoffs)
     pop["high_cost_risk"] = _aligned(high_cost_risk, ids, "high_cost_risk")
     pop["predicted_cost"] = _aligned(predicted_cost, ids, "predicted_cost")
-    pop["predicted_cost_band"] = cost_band(pop["predicted_cost"])
+    pop["predicted_cost_band"] = cost_band(pop["predicted_cost"], currency=currency)
     pop["age"] = features["age"].astype("float64")
     pop["sex"] = features["sex"].astype("str") if "sex" in features else pd.array([None] * len(ids), dtype="str")
     pop["emergency_admissions_12m"] = _past_year(features, "emergency_admissions")
@@ -132,7 +161,7 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
 def _rerank(population: pd.DataFrame) -> pd.DataFrame:
     pop = population.sort_values("rank").reset_index(drop=True)
     pop["rank"] = np.arange(1, len(pop) + 1, dtype="int64")
-    pop["practice_rank"] = pop.groupby("practice_id")["rank"].rank(method="first").astype("int64")
+    pop["practice_rank"] = pop.groupby(list_key(pop))["rank"].rank(method="first").astype("int64")
     return pop
 
 
@@ -188,7 +217,7 @@ def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, 
     listed = listed_mask(population, list_size=list_size)
     if fraction == 0 or not listed.any():
         return flags
-    people = population.loc[listed, ["practice_id", "person_id"]].copy()
+    people = population.loc[listed, ["person_id"]].assign(practice_id=list_key(population.loc[listed]))
     people["u"] = _uniform_hash(people["person_id"], seed=seed, month=month)
     people = people.sort_values(["practice_id", "u", "person_id"])
     position = people.groupby("practice_id").cumcount()
@@ -203,8 +232,8 @@ def _on_list(frame: pd.DataFrame, list_size: int) -> pd.DataFrame:
     shown = listed_mask(frame, list_size=list_size)
     if "holdout" in frame:
         shown &= ~frame["holdout"].fillna(False).astype(bool)
-    return frame.loc[shown, ["practice_id", "person_id", "practice_rank"]].astype({"practice_id": "str",
-                                                                                   "person_id": "str"})
+    return frame.loc[shown, ["person_id", "practice_rank"]].assign(practice_id=list_key(frame.loc[shown])).astype(
+        {"practice_id": "str", "person_id": "str"})[["practice_id", "person_id", "practice_rank"]]
 
 
 def _tiers_by_person(frame: pd.DataFrame | None) -> pd.Series:
@@ -241,7 +270,7 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
     out["previous_tier"] = out["person_id"].map(_tiers_by_person(previous)).astype("str")
     out["tier"] = out["person_id"].map(_tiers_by_person(current)).astype("str")
     # Someone who left for another practice: their old practice learns nothing new about them.
-    moved = out["person_id"].map(pd.Series(current["practice_id"].astype("str").to_numpy(),
+    moved = out["person_id"].map(pd.Series(list_key(current).to_numpy(),
                                            index=current["person_id"].astype("str").to_numpy())) != out["practice_id"]
     out.loc[moved.fillna(True).to_numpy(), "tier"] = None
     out["tier_change"] = _tier_change(out["previous_tier"], out["tier"])
@@ -293,9 +322,10 @@ def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int)
 
     Only that practice's people; ``Rank`` is the position on this list (1 = highest risk).
     Columns: :data:`PRACTICE_LIST_COLUMNS` (the cost columns only when predicted).
+    ``practice_id`` :data:`NO_PRACTICE` gives the list of the people without a registered practice.
     """
     practice_id = str(practice_id)
-    in_practice = population["practice_id"].astype("str") == practice_id
+    in_practice = list_key(population) == practice_id
     if not in_practice.any():
         raise ValueError(f"practice {practice_id!r} has nobody in the scored population")
     shown = in_practice & listed_mask(population, list_size=list_size)
@@ -326,22 +356,28 @@ def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int)
 
 
 def practice_lists(population: pd.DataFrame, *, list_size: int) -> dict[str, pd.DataFrame]:
-    """:func:`practice_list` for every practice in the population, keyed by practice id."""
+    """:func:`practice_list` for every practice in the population, keyed by practice id (and
+    :data:`NO_PRACTICE` for the people without one, when there are any)."""
     return {pid: practice_list(population, pid, list_size=list_size)
-            for pid in sorted(population["practice_id"].astype("str").unique())}
+            for pid in sorted(list_key(population).unique())}
 
 
 def commissioner_summary(population: pd.DataFrame, *, list_size: int,
-                         groups: Sequence[GroupRule] | None = None) -> pd.DataFrame:
+                         groups: Sequence[GroupRule] | None = None, currency: str = "GBP") -> pd.DataFrame:
     """Aggregates per practice for commissioners (no person-level rows), plus an "all practices" row.
 
-    Columns: people; counts per tier and per priority group; expected emergency admissions (sum
+    Columns: people; counts per tier and per priority group; expected people with the outcome (sum
     of risk); listed, held out and shown counts; expected admissions among the listed; the list's
     expected PPV at its size (mean risk of the listed); expected high-cost people and predicted cost
-    when those were predicted. ``groups`` fixes the group columns (default: the groups present).
+    when those were predicted (``predicted cost (£)``, in ``currency``). ``groups`` fixes the group
+    columns (default: the groups present). People without a registered practice are one row,
+    "no registered practice", after the practices.
     """
+    from riskstrat.io import CURRENCY_SYMBOLS
+
     pop = population.copy()
-    pop["practice_id"] = pop["practice_id"].astype("str")
+    pop["practice_id"] = list_key(pop)
+    cost_column = f"predicted cost ({CURRENCY_SYMBOLS.get(currency.upper(), currency.upper())})"
     pop["_listed"] = listed_mask(pop, list_size=list_size)
     pop["_held"] = pop["holdout"].fillna(False).astype(bool) if "holdout" in pop else False
     tiers = (list(pop["tier"].cat.categories) if isinstance(pop["tier"].dtype, pd.CategoricalDtype)
@@ -358,7 +394,7 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
             row[f"tier: {tier}"] = int(counts.get(tier, 0))
         for name in group_names:
             row[f"group: {name}"] = int(member.map(lambda names, n=name: n in names).sum())
-        row["expected emergency admissions"] = round(float(part["risk"].sum()), 2)
+        row["expected people with the outcome"] = round(float(part["risk"].sum()), 2)  # outcome: manifest.json
         row["listed"] = int(part["_listed"].sum())
         row["held out"] = int((part["_listed"] & part["_held"]).sum())
         row["shown"] = row["listed"] - row["held out"]
@@ -367,12 +403,16 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
         if _has_any(part, "high_cost_risk"):
             row["expected high-cost people"] = round(float(part["high_cost_risk"].sum()), 2)
         if _has_any(part, "predicted_cost"):
-            row["predicted cost (£)"] = round(float(part["predicted_cost"].sum()), 0)
+            row[cost_column] = round(float(part["predicted_cost"].sum()), 0)
         return row
 
     rows = []
     for pid, part in pop.groupby("practice_id", sort=True):
-        rows.append({"practice_id": pid, **summarise(part, memberships.loc[part.index])})
+        if pid != NO_PRACTICE:
+            rows.append({"practice_id": pid, **summarise(part, memberships.loc[part.index])})
+    unregistered = pop["practice_id"] == NO_PRACTICE
+    if unregistered.any():
+        rows.append({"practice_id": _NO_PRACTICE_ROW, **summarise(pop[unregistered], memberships[unregistered])})
     rows.append({"practice_id": "all practices", **summarise(pop, memberships)})
     return pd.DataFrame(rows)
 
@@ -380,7 +420,8 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
 # ----------------------------------------------------------------------------- writing
 
 
-def _how_to_read(population: pd.DataFrame) -> list[str]:
+def _how_to_read(population: pd.DataFrame, *, outcome_words: str = "an emergency admission",
+                 horizon_words: str = "in the next 12 months") -> list[str]:
     """The note on every list; tier shares and the hold-out sentence come from the data, so they stay true."""
     tiers = population["tier"].astype("str")
     order = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
@@ -388,7 +429,7 @@ def _how_to_read(population: pd.DataFrame) -> list[str]:
     shares = tiers.value_counts().reindex(order, fill_value=0).cumsum() / max(len(tiers), 1)
     tops = [f"{t} the top {shares[t] * 100:.1f}".removesuffix(".0") + "%" for t in order[:-1]]
     notes = [
-        "Risk (%) is the model's estimate of the chance of an emergency hospital admission in the next 12 months.",
+        f"Risk (%) is the model's estimate of the chance of {outcome_words} {horizon_words}.",
         f"Tiers rank everyone registered in the area: {', '.join(tops)}, {order[-1]} the rest." if tops else "",
         "Top reasons are the recorded facts that raise this person's estimate most, with their share of the rise. "
         "They are associations in the data, not causes, and do not replace clinical judgement.",
@@ -406,6 +447,8 @@ def _provenance(manifest: Mapping) -> list[str]:
     lines = []
     if manifest.get("as_of"):
         lines.append(f"Scored as of {manifest['as_of']}.")
+    if manifest.get("data_end"):
+        lines.append(f"Data run to {manifest['data_end']}.")
     models = manifest.get("models")
     if isinstance(models, Mapping):
         for name, info in models.items():
@@ -559,7 +602,7 @@ def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str)
 
 
 def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame]) -> None:
-    home = pd.Series(population["practice_id"].astype("str").to_numpy(), index=population["person_id"].astype("str"))
+    home = pd.Series(list_key(population).to_numpy(), index=population["person_id"].astype("str"))
     for pid, table in practice_lists.items():
         if not _SAFE_PRACTICE_ID.match(str(pid)):
             raise ValueError(f"practice id {pid!r} cannot be used as a folder name")
@@ -572,14 +615,15 @@ def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str,
 def _tier_counts(population: pd.DataFrame, practice_id: str, table: pd.DataFrame) -> pd.DataFrame:
     tiers = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
              else sorted(population["tier"].astype("str").unique()))
-    mine = population.loc[population["practice_id"].astype("str") == practice_id, "tier"].astype("str")
+    mine = population.loc[list_key(population) == practice_id, "tier"].astype("str")
     return pd.DataFrame({"registered": [int((mine == t).sum()) for t in tiers],
                          "on list": [int((table["Tier"] == t).sum()) for t in tiers]}, index=tiers)
 
 
 def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame],
                 summary: pd.DataFrame, manifest: Mapping, reidentify: Mapping[str, pd.DataFrame] | None = None,
-                changes: pd.DataFrame | None = None) -> Path:
+                changes: pd.DataFrame | None = None, outcome_words: str = "an emergency admission",
+                horizon_words: str = "in the next 12 months") -> Path:
     """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
@@ -588,9 +632,16 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     (``manifest`` plus the SHA-256 of every file written). ``reidentify`` maps a practice id to
     its own lookup (``person_id``/``pseudonym`` -> ``local_id``), applied to that practice's files
     only. Parquet and CSV files are byte-identical for identical inputs.
+
+    The list of people without a registered practice (key :data:`NO_PRACTICE`) goes to
+    ``no-registered-practice/`` (list.csv, list.xlsx, list.html, changes.csv), never under
+    ``practices/``; it is never re-identified. ``manifest["data_end"]`` (the last day the data cover)
+    is shown at the top of every HTML list and in every workbook's About sheet. ``outcome_words``
+    names the outcome the risk is of ("an emergency admission or death", from the model's metadata)
+    and ``horizon_words`` its window ("in the next 12 months").
     """
     _check_practice_lists(population, practice_lists)
-    unknown = sorted(set(reidentify or {}) - set(practice_lists))
+    unknown = sorted(set(reidentify or {}) - (set(practice_lists) - {NO_PRACTICE}))
     if unknown:
         raise ValueError(f"re-identification lookups given for practices without a list: {unknown}")
     person_columns = {"person_id", "Person ID", "Local ID", "local_id"} & set(summary.columns)
@@ -604,20 +655,25 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
         if "predicted_cost_band" in population and isinstance(population["predicted_cost_band"].dtype,
                                                                pd.CategoricalDtype) else {}
     sort_keys = {"Tier": tier_order, "Predicted cost": band_order}
-    how_to_read = _how_to_read(population)
+    how_to_read = _how_to_read(population, outcome_words=outcome_words, horizon_words=horizon_words)
+    keys = list_key(population)
+    data_end = f" Data run to {manifest['data_end']}." if manifest.get("data_end") else ""
     out_dir = Path(out_dir)
     with atomic_path(out_dir, directory=True) as tmp:
         write_parquet(population, tmp / "population.parquet")
         for pid in sorted(practice_lists):
-            folder = tmp / "practices" / str(pid)
+            unregistered = pid == NO_PRACTICE
+            folder = tmp / NO_PRACTICE if unregistered else tmp / "practices" / str(pid)
             folder.mkdir(parents=True)
             table = practice_lists[pid]
             if reidentify and pid in reidentify:
                 table = _with_local_ids(table, reidentify[pid], pid)
-            title = f"Case-finding list: practice {pid}"
-            people = int((population["practice_id"].astype("str") == str(pid)).sum())
-            intro = (f"The {len(table)} people of {people} registered adults with the highest estimated risk of an "
-                     f"emergency admission in the next 12 months, highest first.")
+            title = "Case-finding list: people with no registered practice" if unregistered \
+                else f"Case-finding list: practice {pid}"
+            people = int((keys == str(pid)).sum())
+            whom = "adults with no registered practice" if unregistered else "registered adults"
+            intro = (f"The {len(table)} people of {people} {whom} with the highest estimated risk of {outcome_words} "
+                     f"{horizon_words}, highest first.{data_end}")
             _write_csv(table, folder / "list.csv")
             _write_xlsx(table, folder / "list.xlsx", title=title, notes=[intro, *how_to_read, *provenance])
             _write_html(table, folder / "list.html", title=title, tier_counts=_tier_counts(population, str(pid), table),

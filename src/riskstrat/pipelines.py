@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.config import TrainConfig, config_to_dict
+from riskstrat.errors import RiskstratError
 from riskstrat.records import LinkedRecords
 
 Stage = Callable[[str], None]
@@ -50,9 +51,16 @@ class TrainingRun:
 
 def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
                  records: LinkedRecords | None = None) -> TrainingRun:
-    """Train, evaluate and (if ``log``) track and register one model as configured."""
+    """Train, evaluate and (if ``log``) track and register one model as configured.
+
+    Refuses (:class:`riskstrat.guards.InsufficientEventsError`) before fitting when a part has fewer
+    events than ``cfg.guards`` asks, and (:class:`riskstrat.guards.DegenerateModelError`, holding
+    the run) after fitting when the model is degenerate and ``guards.register_degenerate`` is off;
+    the run is then still logged, tagged ``riskstrat.degenerate``, with nothing registered.
+    """
     from riskstrat import tracking
     from riskstrat.features import feature_table
+    from riskstrat.guards import DegenerateModelError, check_minimum_events, describe_degenerate
     from riskstrat.io import data_fingerprint
     from riskstrat.train import assemble, extract_end_of, fit_and_evaluate, truth_scores
 
@@ -63,9 +71,15 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
         stage(f"index dates for an extract ending {extract_end.date()}: training "
               f"{', '.join(str(d) for d in cfg.index_dates.train)}; test {cfg.index_dates.test}")
     data = assemble(records, cfg, extract_end=extract_end, stage=stage)
+    tested = "everyone" if cfg.split.mode == "temporal_only" else "held-out people"
     stage(f"{data.counts['train_rows']:,} training rows ({data.counts['train_people']:,} people), "
           f"{data.counts['calibration_rows']:,} calibration rows, {data.counts['test_rows']:,} test rows "
-          f"at {cfg.index_dates.test}; {len(data.feature_names)} features")
+          f"({tested}) at {cfg.index_dates.test}; {len(data.feature_names)} features")
+    g = cfg.guards
+    check_minimum_events({"training": data.y_train, "calibration": data.y_cal, "test": data.y_test},
+                         minimums={"training": g.min_events_train, "calibration": g.min_events_calibration,
+                                   "test": g.min_events_test}, target=cfg.target.name, records=records,
+                         tables=tuple(cfg.target.tables))
     truth = truth_scores(load_truth(cfg), cfg, data.X_test.index)
     result = fit_and_evaluate(data, cfg, truth=truth, stage=stage)
     logged = None
@@ -76,17 +90,31 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
         summary = {"row_counts": records.row_counts(), "first_event": str(low.date()) if low is not None else None,
                    "last_event": str(high.date()) if high is not None else None, "extract_end": str(extract_end.date()),
                    "sources": records.sources}
+        register = not result.degenerate or g.register_degenerate
         logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
-                                           features=features, config_dict=config_to_dict(cfg), data_summary=summary)
-        stage(f"logged run {logged.run_id}; registered {logged.model_name} version {logged.model_version}")
-    return TrainingRun(result, logged, cfg)
+                                           features=features, config_dict=config_to_dict(cfg), data_summary=summary,
+                                           register=register, degenerate=result.degenerate)
+        stage(f"logged run {logged.run_id}; " + (f"registered {logged.model_name} version {logged.model_version}"
+                                                 + (" tagged riskstrat.degenerate" if result.degenerate else "")
+                                                 if register else "registered nothing (degenerate model)"))
+    run = TrainingRun(result, logged, cfg)
+    if result.degenerate and (logged is None or logged.model_version is None):
+        where = f"run {logged.run_id} is logged with the tag riskstrat.degenerate" if logged else "nothing was logged"
+        raise DegenerateModelError(
+            f"the {cfg.target.name.replace('_', ' ')} model is degenerate and was not registered: "
+            f"{describe_degenerate(result.degenerate, min_distinct_scores=g.min_distinct_scores)}. "
+            f"{where[0].upper() + where[1:]}. Usually the data hold too little signal for this outcome: more "
+            f"people or index dates, or another outcome; to register it anyway (promote and score will still "
+            f"refuse it unless forced), set guards.register_degenerate=true",
+            reasons=result.degenerate, run=run)
+    return run
 
 
 # --------------------------------------------------------------------------------------------
 # Monthly scoring
 
 
-class ModelDataMismatchError(ValueError):
+class ModelDataMismatchError(RiskstratError, ValueError):
     """The data cannot give the features a model was trained on."""
 
 
@@ -154,8 +182,41 @@ def _chunked(fn, frame: pd.DataFrame, size: int) -> np.ndarray:
     return np.concatenate([fn(frame.iloc[i:i + size]) for i in range(0, len(frame), size)])
 
 
+def data_end_of(cfg_data, records: LinkedRecords | None = None) -> tuple[pd.Timestamp | None, str]:
+    """The last day the data cover and where that came from: ``data.extract_end``, else the data
+    set's dataset.json ``extract_end``, else (with ``records``) the latest event; (None, "") if unknown."""
+    from riskstrat.io import dataset_metadata
+
+    if cfg_data.extract_end is not None:
+        return pd.Timestamp(cfg_data.extract_end), "data.extract_end"
+    meta = dataset_metadata(cfg_data.path)
+    if meta.get("extract_end"):
+        return pd.Timestamp(meta["extract_end"]), "dataset.json"
+    if records is not None:
+        latest = records.date_range()[1]
+        if latest is not None:
+            return pd.Timestamp(latest).normalize(), "latest event"
+    return None, ""
+
+
+def _outcome_of(model) -> dict:
+    """What a risk model predicts, in words for the lists (older models: their target's default words)."""
+    from riskstrat.outcomes import outcome_words
+
+    described = model.metadata.get("outcome") or {}
+    days = int(described.get("horizon_days", 365))
+    horizon = "in the next 12 months" if days == 365 else f"in the next {days} days"
+    return {"name": described.get("name", model.target), "words": outcome_words(model.metadata, model.target),
+            "horizon_days": days, "horizon_words": horizon}
+
+
 def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | None = None) -> dict:
     """Score everyone as of ``as_of`` with the champion models and write the month's lists.
+
+    Refuses (:class:`riskstrat.guards.StaleDataError`) a date later than the data end plus
+    ``cfg.max_data_lag_days`` unless ``cfg.allow_stale_data``, and champions tagged
+    ``riskstrat.degenerate`` unless ``cfg.models.allow_degenerate``. People without a registered
+    practice are scored and listed apart (:data:`riskstrat.lists.NO_PRACTICE`).
 
     Returns the manifest (also written as ``manifest.json`` and logged to MLflow).
     """
@@ -164,7 +225,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     import riskstrat
     from riskstrat import lists, tracking
     from riskstrat.features import build_features
-    from riskstrat.io import data_fingerprint
+    from riskstrat.guards import check_data_currency
+    from riskstrat.io import currency_of, data_fingerprint
     from riskstrat.reasons import check_additivity, top_reasons
     from riskstrat.tiers import DEFAULT_GROUPS, GroupRule
 
@@ -172,11 +234,30 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     t0 = time.perf_counter()
     as_of = pd.Timestamp(as_of).normalize()
     month = as_of.strftime("%Y-%m")
-    risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri)
-    cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri)
-            if cfg.models.high_cost else None)
+
+    def data_is_current(end) -> None:
+        try:
+            check_data_currency(as_of, end, max_lag_days=cfg.max_data_lag_days)
+        except Exception:
+            if not cfg.allow_stale_data:
+                raise
+            stage(f"warning: scoring {(as_of - end).days} days after the data end ({end.date()}), as allowed: "
+                  f"recent events are missing, so risks are too low")
+
+    data_end, data_end_source = data_end_of(cfg.data)
+    if data_end is not None:  # refuse before loading anything
+        data_is_current(data_end)
+    allow = cfg.models.allow_degenerate
+    risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri, allow_degenerate=allow)
+    cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri,
+                                allow_degenerate=allow) if cfg.models.high_cost else None)
     stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
     records = records if records is not None else load_data(cfg.data, stage=stage)
+    if data_end is None:
+        data_end, data_end_source = data_end_of(cfg.data, records)
+        if data_end is not None:
+            data_is_current(data_end)
+    currency = currency_of(cfg.data.path)
     timings["load"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -202,7 +283,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     raw = _chunked(risk.risk_model.raw_score, features, size)
     population = lists.rank_population(features, risk_values, high_cost_risk=high_cost_risk,
                                        predicted_cost=predicted_cost, tier_cutoffs=cfg.lists.tiers, groups=groups,
-                                       rank_score=raw)
+                                       rank_score=raw, currency=currency)
     timings["prediction"] = time.perf_counter() - t
 
     # Explain the people who go on lists (exact TreeSHAP is ~1000x slower than prediction).
@@ -214,7 +295,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
         chunk = explain.iloc[i:i + size]
         shap_values, base = risk.risk_model.contributions(chunk)
         max_error = max(max_error, check_additivity(shap_values, base, risk.risk_model.raw_score(chunk)))
-        parts.append(top_reasons(shap_values, chunk, n=cfg.lists.reasons))
+        parts.append(top_reasons(shap_values, chunk, n=cfg.lists.reasons, currency=currency))
     reasons = pd.concat(parts) if parts else None
     timings["shap"] = time.perf_counter() - t
     stage(f"explained {len(explain):,} listed people (SHAP additivity error {max_error:.1e})")
@@ -228,25 +309,34 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                                   reasons=reasons, holdout_fraction=cfg.lists.holdout_fraction,
                                   seed=cfg.lists.holdout_seed)
     practice_lists = lists.practice_lists(population, list_size=cfg.lists.list_size)
-    summary = lists.commissioner_summary(population, list_size=cfg.lists.list_size, groups=groups)
+    summary = lists.commissioner_summary(population, list_size=cfg.lists.list_size, groups=groups, currency=currency)
     changes = lists.changes_since(prev, population, list_size=cfg.lists.list_size)
-    reidentify = read_reidentification(cfg.reidentify_dir, practice_lists) if cfg.reidentify_dir else None
+    reidentify = (read_reidentification(cfg.reidentify_dir, [p for p in practice_lists if p != lists.NO_PRACTICE])
+                  if cfg.reidentify_dir else None)
+    no_practice = population["practice_id"].isna()
     tier_counts = population["tier"].astype(str).value_counts().to_dict()
     manifest = {
         "as_of": str(as_of.date()), "month": month, "package_version": riskstrat.__version__,
-        "models": {m.name: {"version": m.version, "run_id": m.run_id, "alias": m.alias}
+        "models": {m.name: {"version": m.version, "run_id": m.run_id, "alias": m.alias,
+                            **({"degenerate": m.degenerate} if m.degenerate else {})}
                    for m in [risk] + ([cost] if cost else [])},
         "data": data_fingerprint(cfg.data.path), "config": config_to_dict(cfg),
+        "data_end": str(data_end.date()) if data_end is not None else None, "data_end_source": data_end_source,
+        "currency": currency, "outcome": _outcome_of(risk.risk_model),
         "counts": {"eligible": n_eligible, "opted_out_removed": n_opted_out, "scored": len(population),
                    "listed": int(population["listed"].sum()), "held_out": int(population["holdout"].sum()),
-                   "practices": len(practice_lists), "tiers": tier_counts,
-                   "new_this_month": int(population["new_this_month"].sum())},
+                   "practices": len([p for p in practice_lists if p != lists.NO_PRACTICE]), "tiers": tier_counts,
+                   "new_this_month": int(population["new_this_month"].sum()),
+                   "no_registered_practice": int(no_practice.sum()),
+                   "no_registered_practice_listed": int((no_practice & population["listed"]).sum())},
+        "no_registered_practice": lists.NO_PRACTICE_NOTE,
         "previous_month": prev_month, "shap_additivity_max_error": max_error,
     }
     out_dir = Path(cfg.output_dir) / month
     manifest["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     lists.write_month(out_dir, population=population, practice_lists=practice_lists, summary=summary,
-                      manifest=manifest, reidentify=reidentify, changes=changes)
+                      manifest=manifest, reidentify=reidentify, changes=changes,
+                      outcome_words=manifest["outcome"]["words"], horizon_words=manifest["outcome"]["horizon_words"])
     timings["writing"] = time.perf_counter() - t
     manifest["timings_seconds"]["writing"] = round(timings["writing"], 3)
     manifest["output_dir"] = str(out_dir)

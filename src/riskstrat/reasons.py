@@ -25,13 +25,14 @@ _CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
 
 
 def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int = 3,
-                min_share: float = 0.05) -> pd.DataFrame:
+                min_share: float = 0.05, currency: str = "GBP") -> pd.DataFrame:
     """The ``n`` features that raise each person's risk most, in words with their share.
 
     ``contributions``: SHAP values (rows = people, columns = feature names); ``features``: the same
     people's feature values (and context columns), matched on the index. A feature is shown only
     when its SHAP value is positive, its share is at least ``min_share`` and it can be put into
     words (``describe_value`` is not None; e.g. sex never is) - otherwise the next one is taken.
+    Money is written in ``currency`` (the data set's ISO code).
 
     Returns, on the contributions' index, ``reason_1..reason_n`` (text or missing),
     ``share_1..share_n`` (fractions) and ``reasons`` (the texts joined by ``"; "``, ``""`` if none).
@@ -75,7 +76,7 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int =
                 break  # sorted descending: nothing further qualifies
             if person is None:
                 person = dict(zip(value_names, values[i]))
-            text = describe_reason(groups[j], person)
+            text = describe_reason(groups[j], person, currency=currency)
             if text is None:
                 continue
             texts[i, found] = f"{text} ({share * 100:.0f}%)"

@@ -238,14 +238,21 @@ COST_BANDS: tuple[tuple[float, str], ...] = (
     (1_000, "under £1k"), (5_000, "£1k–5k"), (20_000, "£5k–20k"), (math.inf, "£20k+"))
 
 
-def cost_band(predicted_cost) -> pd.Series:
-    """Predicted cost in pounds as a band label (ordered categorical; missing stays missing).
+def cost_band(predicted_cost, *, currency: str = "GBP") -> pd.Series:
+    """Predicted cost as a band label in ``currency`` (ordered categorical; missing stays missing).
 
     >>> cost_band([250, 1_000, 7_500, 60_000]).tolist()
     ['under £1k', '£1k–5k', '£5k–20k', '£20k+']
+    >>> cost_band([250], currency="USD").tolist()
+    ['under $1k']
     """
     cost = predicted_cost if isinstance(predicted_cost, pd.Series) else pd.Series(predicted_cost, dtype="float64")
     edges = [-math.inf] + [upper for upper, _ in COST_BANDS]
-    labels = [label for _, label in COST_BANDS]
+    from riskstrat.io import CURRENCY_SYMBOLS
+
+    code = currency.upper()
+    symbol = CURRENCY_SYMBOLS.get(code)
+    labels = [label if code == "GBP" else
+              label.replace("£", symbol) if symbol else label.replace("£", "") + f" {code}" for _, label in COST_BANDS]
     bands = pd.cut(cost.astype("float64"), bins=edges, labels=labels, right=False, ordered=True)
     return bands.rename("predicted_cost_band")

@@ -10,6 +10,7 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,11 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from riskstrat.errors import RiskstratError
+
 DEFAULT_DB = "mlflow.db"
+DEGENERATE_TAG = "riskstrat.degenerate"  # on runs and model versions: reason codes joined by ','
+
 # The user's setting, read once: mlflow.set_tracking_uri() writes the variable back into the
 # environment, so reading it later would return whatever an earlier run in this process used.
 _ENV_URI = os.environ.get("MLFLOW_TRACKING_URI")
@@ -82,13 +87,18 @@ def example_input(X: pd.DataFrame) -> pd.DataFrame:
 class LoggedRun:
     run_id: str
     model_name: str
-    model_version: str
+    model_version: str | None  # None when nothing was registered (a refused degenerate model)
     model_uri: str
 
 
 def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, config_dict: dict,
-                     data_summary: dict) -> LoggedRun:
-    """Log a training run (params, metrics, plots, lineage, model) and register the model."""
+                     data_summary: dict, register: bool = True, degenerate: Sequence[str] = ()) -> LoggedRun:
+    """Log a training run (params, metrics, plots, lineage, model) and register the model.
+
+    ``degenerate`` (reason codes, see :func:`riskstrat.guards.degenerate_reasons`) tags the run and,
+    when registered, the model version ``riskstrat.degenerate=<reasons>``. With ``register=False``
+    the model is logged with the run but no version is created (``model_version`` is None).
+    """
     import mlflow
     from mlflow.models import infer_signature
 
@@ -100,6 +110,8 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.target.name} {cfg.index_dates.test}") as run:
         mlflow.set_tags({"riskstrat.target": cfg.target.name, "riskstrat.outcome": cfg.target.words,
                          "riskstrat.kind": "training"})
+        if degenerate:
+            mlflow.set_tag(DEGENERATE_TAG, ",".join(degenerate))
         mlflow.log_params(_flatten(config_dict))
         mlflow.log_dict(config_dict, "config.json")
         if result.search is not None:
@@ -139,12 +151,19 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
             logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
             info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts={"risk_model": str(path)},
                                            signature=signature, input_example=example,
-                                           registered_model_name=name, pip_requirements=_requirements())
+                                           registered_model_name=name if register else None,
+                                           pip_requirements=_requirements())
             for bname, bmodel in result.baselines.items():
                 bpath = Path(tmp) / f"{bname}.joblib"
                 joblib.dump(bmodel, bpath)
                 mlflow.log_artifact(str(bpath), "baselines")
+        if not register:
+            return LoggedRun(run.info.run_id, name, None, info.model_uri)
         version = str(info.registered_model_version)
+        if degenerate:
+            from mlflow import MlflowClient
+
+            MlflowClient().set_model_version_tag(name, version, DEGENERATE_TAG, ",".join(degenerate))
         return LoggedRun(run.info.run_id, name, version, f"models:/{name}/{version}")
 
 
@@ -160,23 +179,49 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("riskstrat", "lightgbm", "scikit-learn", "pandas", "numpy", "joblib")]
 
 
-class RegistryError(LookupError):
+class RegistryError(RiskstratError, LookupError):
     """A registered model, version or alias does not exist."""
 
 
-def promote(name: str, version: str | int, *, alias: str = "champion", uri: str | None = None) -> dict:
-    """Point ``alias`` at ``version`` of registered model ``name``; returns what moved."""
+def _refuse_degenerate(mv, *, what: str, override: str) -> None:
+    reasons = (mv.tags or {}).get(DEGENERATE_TAG)
+    if reasons:
+        from riskstrat.guards import DegenerateModelError, describe_degenerate
+
+        raise DegenerateModelError(
+            f"{mv.name} version {mv.version} is tagged {DEGENERATE_TAG}={reasons} "
+            f"({describe_degenerate(reasons.split(','))}): refusing to {what}; {override} to do it anyway",
+            reasons=reasons.split(","))
+
+
+def degenerate_tag(name: str, version: str | int, *, uri: str | None = None) -> str | None:
+    """The ``riskstrat.degenerate`` tag of a model version (reason codes joined by ','), or None."""
+    from mlflow import MlflowClient
+
+    configure(uri)
+    return (MlflowClient().get_model_version(name, str(version)).tags or {}).get(DEGENERATE_TAG)
+
+
+def promote(name: str, version: str | int, *, alias: str = "champion", uri: str | None = None,
+            force: bool = False) -> dict:
+    """Point ``alias`` at ``version`` of registered model ``name``; returns what moved.
+
+    A version tagged ``riskstrat.degenerate`` is refused (:class:`riskstrat.guards.DegenerateModelError`)
+    unless ``force``.
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     configure(uri)
     client = MlflowClient()
     try:
-        client.get_model_version(name, str(version))
+        mv = client.get_model_version(name, str(version))
     except MlflowException:
         versions = _versions(client, name)
         raise RegistryError(f"registered model {name!r} has no version {version}"
                             + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
+    if not force:
+        _refuse_degenerate(mv, what=f"make it {alias}", override="pass --force")
     previous = None
     try:
         previous = client.get_model_version_by_alias(name, alias).version
@@ -200,10 +245,15 @@ class LoadedModel:
     version: str
     run_id: str
     alias: str | None
+    degenerate: str | None = None  # the version's riskstrat.degenerate tag, when it has one
 
 
-def load_model(name: str, *, alias: str = "champion", uri: str | None = None) -> LoadedModel:
-    """Load ``models:/NAME@ALIAS`` and return our RiskModel with its registry coordinates."""
+def load_model(name: str, *, alias: str = "champion", uri: str | None = None,
+               allow_degenerate: bool = False) -> LoadedModel:
+    """Load ``models:/NAME@ALIAS`` and return our RiskModel with its registry coordinates.
+
+    A version tagged ``riskstrat.degenerate`` is refused unless ``allow_degenerate``.
+    """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -215,8 +265,11 @@ def load_model(name: str, *, alias: str = "champion", uri: str | None = None) ->
     except MlflowException:
         raise RegistryError(f"no model {name!r} with alias {alias!r} in {mlflow.get_tracking_uri()}: train one "
                             f"(`riskstrat train`) and promote it (`riskstrat promote {name} VERSION --alias {alias}`)") from None
+    if not allow_degenerate:
+        _refuse_degenerate(mv, what="score with it", override="set models.allow_degenerate=true")
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
-    return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, alias)
+    return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, alias,
+                       degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
 
 
 def load_champion_version(name: str, *, alias: str = "champion", uri: str | None = None) -> str | None:

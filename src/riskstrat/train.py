@@ -5,6 +5,11 @@ calibration group (early stopping and probability calibration only) and a test g
 rows are the training group at every training index date (person x date rows stacked); the test
 rows are the test group at the later test index date. A person is never in two groups, and every
 training label window ends on or before the test date.
+
+``split.mode: temporal_only`` (for small data) has no test group: everyone eligible at the test
+date is tested, the training and calibration people included. Training and calibration people are
+still split by the hash. This is temporal validation only, weaker than the default: the model has
+seen the tested people's earlier rows.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pandas as pd
 from riskstrat import metrics
 from riskstrat.config import TrainConfig
 from riskstrat.features import META_COLUMNS, build_features, features_for_sources
+from riskstrat.guards import degenerate_reasons, describe_degenerate
 from riskstrat.labels import check_horizon, future_cost
 from riskstrat.outcomes import HighCost
 from riskstrat.models import RiskModel, fit_cost_regressor, fit_lightgbm, fit_logistic, prior_use_score
@@ -67,6 +73,9 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
     names = selected_features(cfg, records.sources)
     groups = person_groups(records.persons["person_id"], test_fraction=cfg.split.test_fraction,
                            calibration_fraction=cfg.split.calibration_fraction, seed=cfg.split.seed)
+    temporal_only = cfg.split.mode == "temporal_only"
+    if temporal_only:  # no test group (everyone is tested at the test date): its people train
+        groups = groups.replace("test", "train")
     t = cfg.target
     dates = [*cfg.index_dates.train, cfg.index_dates.test]
     for d in dates:  # fail before hours of feature building, not after
@@ -83,7 +92,7 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
               f"{int(f['label'].isna().sum()):,} without a label")
         # Keep only the rows a split will use (test people at the test date, the others before it):
         # at a million people the unused rows would cost gigabytes.
-        used = (f["group"] == "test") if pd.Timestamp(d) == pd.Timestamp(cfg.index_dates.test) else (f["group"] != "test")
+        used = ((f["group"] == "test") | temporal_only) if pd.Timestamp(d) == pd.Timestamp(cfg.index_dates.test) else (f["group"] != "test")
         frames.append(f[used & f["label"].notna()])
         del f
     rows = pd.concat(frames)
@@ -91,11 +100,16 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
     is_test_date = rows["index_date"] == pd.Timestamp(cfg.index_dates.test)
     train = rows[~is_test_date & (rows["group"] == "train")]
     cal = rows[~is_test_date & (rows["group"] == "calibration")]
-    test = rows[is_test_date & (rows["group"] == "test")]
+    test = rows[is_test_date & ((rows["group"] == "test") | temporal_only)]
     for name, part in (("training", train), ("calibration", cal), ("test", test)):
         if part["label"].nunique() < 2:
-            raise ValueError(f"the {name} rows have {len(part)} people and only one outcome class: "
-                             f"add people or index dates, or check the target")
+            from riskstrat.guards import InsufficientEventsError, likely_cause
+
+            cause = likely_cause(records, t.name, tables=tuple(t.tables))
+            raise InsufficientEventsError(
+                f"the {name} rows have {len(part)} people and only one outcome class"
+                + (f"; likely cause: {cause}" if cause else "")
+                + ": add people or index dates, or choose an outcome these data record")
     meta = test[list(META_COLUMNS)].assign(age=test["age"], index_date=test["index_date"])
     costs = {}
     if "future_cost" in rows:
@@ -105,7 +119,8 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
         X_train=train[names], y_train=train["label"].to_numpy(int), X_cal=cal[names], y_cal=cal["label"].to_numpy(int),
         X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names,
         counts={"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
-                "train_positive": int(train["label"].sum()), "test_positive": int(test["label"].sum()),
+                "train_positive": int(train["label"].sum()), "calibration_positive": int(cal["label"].sum()),
+                "test_positive": int(test["label"].sum()),
                 "train_people": int(train.index.nunique()), "test_people": int(test.index.nunique())},
     )
 
@@ -139,6 +154,7 @@ class TrainingResult:
     subgroups: pd.DataFrame
     data: TrainingData
     search: pd.DataFrame | None = None     # one row per hyperparameter-search trial, when searched
+    degenerate: list[str] = field(default_factory=list)  # guards.degenerate_reasons of the LightGBM model
 
     def comparison(self) -> pd.DataFrame:
         """One row per model: the headline metrics."""
@@ -216,7 +232,15 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
         for name in result:
             if name != "oracle":
                 result[name]["auroc_gap_to_oracle"] = result["oracle"]["auroc"] - result[name]["auroc"]
-    return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data, search=trials)
+    m = result["lightgbm"]
+    degenerate = degenerate_reasons(best_iteration=lgbm.metadata["best_iteration"], test_scores=scores["lightgbm"],
+                                    auroc_ci=(m.get("auroc_ci_low"), m.get("auroc_ci_high")),
+                                    min_distinct_scores=cfg.guards.min_distinct_scores)
+    if degenerate:
+        lgbm.metadata["degenerate"] = ",".join(degenerate)
+        stage("the LightGBM model is degenerate: "
+              + describe_degenerate(degenerate, min_distinct_scores=cfg.guards.min_distinct_scores))
+    return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data, search=trials, degenerate=degenerate)
 
 
 def extract_end_of(data_dir: Path, records: LinkedRecords, configured=None) -> pd.Timestamp:

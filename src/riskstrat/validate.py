@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskstrat.errors import RiskstratError
 from riskstrat.records import LinkedRecords
 from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table, pandas_dtype
 
@@ -128,7 +129,7 @@ class ValidationReport:
         }
 
 
-class ValidationError(Exception):
+class ValidationError(RiskstratError):
     """The data failed validation; ``report`` holds every issue found."""
 
     def __init__(self, report: ValidationReport):

@@ -13,7 +13,9 @@ from riskstrat.cli.progress import Stage, libraries_quiet, progress_bar
 
 @app.command()
 def demo(
-    people: int = typer.Option(20_000, "--people", "-n", min=2000, help="Size of the synthetic population."),
+    people: int = typer.Option(20_000, "--people", "-n", min=3000,
+                               help="Size of the synthetic population (under 10,000: tested on everyone at the "
+                                    "test date, split.mode=temporal_only)."),
     seed: int = typer.Option(42, help="Seed of the synthetic population."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final tables."),
 ) -> None:

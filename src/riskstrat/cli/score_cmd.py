@@ -18,6 +18,9 @@ def score(
     data: Path = typer.Option(None, "--data", help="Data folder (overrides data.path)."),
     out_dir: Path = typer.Option(None, "--out", help="Output root (overrides output_dir); the month goes in YYYY-MM/."),
     overrides: list[str] = typer.Option([], "--set", help="Override one setting, e.g. --set lists.list_size=50."),
+    allow_stale_data: bool = typer.Option(
+        False, "--allow-stale-data", help="Score even if --as-of is more than max_data_lag_days (default 62) "
+                                          "after the data end; the lists then miss recent events."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Score the whole population with the champion models, rank it, explain the listed people
@@ -37,6 +40,7 @@ def score(
     except ValueError:
         fail(f"--as-of {as_of!r} is not a date like 2026-11-01")
     extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={out_dir}"] if out_dir else [])
+    extra += ["allow_stale_data=true"] if allow_stale_data else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.app import EXIT_REFUSED, app, fail, out
 from riskstrat.cli.progress import Stage, libraries_quiet
 
 _CONFIG_HELP = "YAML run configuration (see configs/); defaults are used for anything it leaves out."
@@ -51,6 +51,7 @@ def train(
     Example: riskstrat train --config configs/high_cost.yaml --set split.seed=7
     """
     from riskstrat.config import ConfigError, load_config
+    from riskstrat.guards import DegenerateModelError
     from riskstrat.io import DataFileError
     from riskstrat.labels import CensoredIndexDateError
     from riskstrat.pipelines import run_training
@@ -62,6 +63,10 @@ def train(
             run = run_training(cfg, stage=Stage(quiet=quiet), log=not no_tracking)
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was trained:\n{exc}")
+    except DegenerateModelError as exc:
+        if exc.run is not None:  # the metrics that explain the refusal
+            print_comparison(exc.run.result, title=f"{cfg.target.name}: test set at {cfg.index_dates.test}")
+        fail(str(exc), EXIT_REFUSED)
     except (ConfigError, DataFileError, CensoredIndexDateError, ValueError) as exc:
         fail(str(exc))
     cfg = run.config or cfg
@@ -72,6 +77,12 @@ def train(
         out.print(f"{cfg.target.name}: LightGBM AUROC {m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}), "
                   f"calibration slope {m.get('calibration_slope', float('nan')):.2f} on {len(run.result.data.y_test):,} "
                   f"test people at {cfg.index_dates.test}")
+    if run.result.degenerate:
+        from riskstrat.guards import describe_degenerate
+
+        out.print(f"[bold yellow]warning:[/] degenerate model ({describe_degenerate(run.result.degenerate)}); "
+                  f"registered with the tag riskstrat.degenerate: promote and score refuse it unless forced",
+                  highlight=False)
     if run.logged:
         out.print(f"run {run.logged.run_id}  model {run.logged.model_name} version {run.logged.model_version}"
                   f"  (make it live: riskstrat promote {run.logged.model_name} {run.logged.model_version})")
@@ -83,15 +94,19 @@ def promote(
     version: str = typer.Argument(..., help="Model version to promote."),
     alias: str = typer.Option("champion", help="Alias to move (the scorer loads models:/NAME@champion)."),
     tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
+    force: bool = typer.Option(False, "--force", help="Promote even a version tagged riskstrat.degenerate "
+                                                      "(one tree, a constant score or a chance-level AUROC)."),
 ) -> None:
     """Point an alias (default: champion) at a registered model version.
+
+    A version tagged riskstrat.degenerate is refused unless --force.
 
     Example: riskstrat promote riskstrat-emergency-admission 3 --alias champion
     """
     from riskstrat.tracking import RegistryError, promote as do_promote
 
     try:
-        moved = do_promote(name, version, alias=alias, uri=tracking_uri)
+        moved = do_promote(name, version, alias=alias, uri=tracking_uri, force=force)
     except RegistryError as exc:
         fail(str(exc))
     before = f" (was version {moved['previous_version']})" if moved["previous_version"] else ""
