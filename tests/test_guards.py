@@ -155,6 +155,18 @@ def test_a_degenerate_model_is_logged_but_not_registered(tiny_data, tmp_path):
     assert not MlflowClient().search_model_versions("name='tiny'")
 
 
+def test_the_train_command_shows_a_refused_models_table_with_dates_chosen_for_it(tiny_data):
+    # index_dates=auto: the table's title uses the dates the run chose (a crash here once).
+    overrides = [o for o in DEGENERATE if not o.startswith("index_dates")] + ["index_dates=auto"]
+    args = ["train", "--no-tracking", "--set", f"data.path={tiny_data}"]
+    for o in overrides:
+        args += ["--set", o]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "test set at 2024-11-01" in " ".join(result.output.split())  # the data end 2025-10-31, 365 days
+    assert "degenerate and was not registered" in " ".join(result.output.split())
+
+
 def test_a_degenerate_model_registered_on_request_is_refused_by_promote_and_score(tiny_data, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = load_config(None, [f"data.path={tiny_data}", f"tracking.uri={uri}", "tracking.registered_model=tiny",

@@ -129,7 +129,8 @@ def likely_cause(records, target: str, *, tables: tuple[str, ...] = ()) -> str:
 
 
 def check_minimum_events(labels: Mapping[str, np.ndarray], *, minimums: Mapping[str, int], target: str,
-                         records=None, tables: tuple[str, ...] = ()) -> dict[str, dict[str, int]]:
+                         records=None, tables: tuple[str, ...] = (),
+                         temporal_only: bool = False) -> dict[str, dict[str, int]]:
     """Refuse (:class:`InsufficientEventsError`) when a part has fewer events or non-events than its minimum.
 
     ``labels`` maps a part ("training", "calibration", "test") to its 0/1 labels and ``minimums``
@@ -154,9 +155,10 @@ def check_minimum_events(labels: Mapping[str, np.ndarray], *, minimums: Mapping[
                + "\n  ".join(short))
     if cause:
         message += f"\nlikely cause: {cause}"
+    split = "" if temporal_only else ("use split.mode=temporal_only (tests everyone at the test date; see the "
+                                       "README), ")
     message += ("\nwhat to do: add people or training index dates, choose a later test date with a longer extract, "
-                "use split.mode=temporal_only (tests everyone at the test date; see the README), or choose an "
-                "outcome these data record; the minimums are guards.min_events_* (lower them only knowing that "
+                f"{split}or choose an outcome these data record; the minimums are guards.min_events_* (lower them only knowing that "
                 "estimates from fewer events are unstable)")
     raise InsufficientEventsError(message)
 

@@ -79,7 +79,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     check_minimum_events({"training": data.y_train, "calibration": data.y_cal, "test": data.y_test},
                          minimums={"training": g.min_events_train, "calibration": g.min_events_calibration,
                                    "test": g.min_events_test}, target=cfg.target.name, records=records,
-                         tables=tuple(cfg.target.tables))
+                         tables=tuple(cfg.target.tables), temporal_only=cfg.split.mode == "temporal_only")
     truth = truth_scores(load_truth(cfg), cfg, data.X_test.index)
     result = fit_and_evaluate(data, cfg, truth=truth, stage=stage)
     logged = None

@@ -65,7 +65,9 @@ def train(
         fail(f"the data failed validation; nothing was trained:\n{exc}")
     except DegenerateModelError as exc:
         if exc.run is not None:  # the metrics that explain the refusal
-            print_comparison(exc.run.result, title=f"{cfg.target.name}: test set at {cfg.index_dates.test}")
+            ran = exc.run.config or cfg
+            print_comparison(exc.run.result, title=f"{ran.target.name} ({ran.target.words}): test set at "
+                                                   f"{ran.index_dates.test}")
         fail(str(exc), EXIT_REFUSED)
     except (ConfigError, DataFileError, CensoredIndexDateError, ValueError) as exc:
         fail(str(exc))
