@@ -97,3 +97,20 @@ def test_currency_practice_and_record_ids(tmp_path):
     summary, report = import_dataset("synthea", src, tmp_path / "linked", pseudonym_key=KEY)
     assert summary.output_rows["outpatient_appointments"] == 2  # not removed as repeats
     assert not report.dropped.get("outpatient_appointments")
+
+
+def test_distinct_medication_orders_are_kept_and_verbatim_repeats_dropped(tmp_path):
+    # Medications have no Id: two orders of one drug on one day that differ in any source column
+    # (here STOP) are two items; a row repeated verbatim is a repeat. Unmapped drugs are kept.
+    src = _export(tmp_path, [("w1", "2020-01-01T10:00:00Z", "2020-01-01T11:00:00Z", "p1", "o9", "wellness",
+                              "General examination", "")])
+    order = {"START": "2020-03-01T09:00:00Z", "PATIENT": "p1", "ENCOUNTER": "w1", "CODE": "314076",
+             "DESCRIPTION": "lisinopril 10 MG Oral Tablet"}
+    pd.DataFrame([{**order, "STOP": "2020-04-01"}, {**order, "STOP": "2020-05-01"}, {**order, "STOP": "2020-05-01"},
+                  {**order, "CODE": "1", "DESCRIPTION": "Mystery elixir", "STOP": ""}]
+                 ).to_csv(src / "medications.csv", index=False)
+    summary, report = import_dataset("synthea", src, tmp_path / "linked", pseudonym_key=KEY)
+    assert summary.output_rows["prescriptions"] == 3
+    assert report.dropped == {"prescriptions": 1}
+    rx = pd.read_parquet(tmp_path / "linked" / "prescriptions.parquet")
+    assert sorted(rx["bnf_chapter"].astype(str)) == ["02", "02", "unknown"]

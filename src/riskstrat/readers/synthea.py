@@ -65,8 +65,9 @@ medications (``medications.csv``) -> ``prescriptions``
     03; paracetamol (acetaminophen), opioids, antidepressants, dementia drugs -> 04; penicillins,
     cephalosporins -> 05; insulin, metformin, alendronate, prednisone -> 06; contraceptives -> 07;
     chemotherapy and tacrolimus -> 08; epoetin, iron, B12 -> 09; ibuprofen, naproxen -> 10;
-    topical creams -> 13; vaccines -> 14; anaesthetics -> 15); unmapped drugs are dropped and
-    counted (the most common are named in ``notes``). Cost: ``TOTALCOST``, else ``BASE_COST``.
+    topical creams -> 13; vaccines -> 14; anaesthetics -> 15); unmapped drugs are kept with
+    chapter ``unknown`` (they still count as items; the most common are named in ``notes``).
+    ``record_id`` = keyed hash of the whole source row (medications have no Id). Cost: ``TOTALCOST``, else ``BASE_COST``.
     One row per Synthea medication order, whatever its number of dispenses.
 ``procedures.csv`` and the other files are not read: procedures belong to encounters imported above.
 """
@@ -213,7 +214,7 @@ def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes, practice_from: st
     if medications is not None:
         _require_columns(medications, "medications.csv", ("PATIENT", "START", "DESCRIPTION"))
         medications = _keep_known_persons(medications, "PATIENT", known, summary, "medications")
-        tables["prescriptions"] = _prescriptions(medications, pseudonyms, summary)
+        tables["prescriptions"] = _prescriptions(medications, pseudonyms, summary, key=pseudonym_key)
 
     no_practice = int(tables["persons"]["practice_id"].isna().sum())
     if no_practice:
@@ -483,22 +484,30 @@ def bnf_chapter(descriptions: pd.Series) -> pd.Series:
     return chapter
 
 
-def _prescriptions(medications: pd.DataFrame, pseudonyms: dict, summary: ImportSummary) -> pd.DataFrame:
+def _prescriptions(medications: pd.DataFrame, pseudonyms: dict, summary: ImportSummary, *,
+                   key: bytes) -> pd.DataFrame:
+    from riskstrat.privacy import pseudonymise
+    from riskstrat.schema import BNF_UNKNOWN
+
     meds = medications.assign(date=_to_date(medications["START"]), chapter=bnf_chapter(medications["DESCRIPTION"]))
     no_date = meds["date"].isna()
     summary.drop("medications with a missing or unreadable START", int(no_date.sum()))
     meds = meds[~no_date]
     unmapped = meds["chapter"].isna()
-    summary.drop("medications with an unmapped drug (no BNF chapter)", int(unmapped.sum()))
     if unmapped.any():
+        # Kept: an item still counts towards prescriptions and polypharmacy without its chapter.
         top = meds.loc[unmapped, "DESCRIPTION"].value_counts().head(5)
-        summary.note("most common unmapped drugs: " + "; ".join(f"{d} ({n})" for d, n in top.items()))
+        summary.note(f"{int(unmapped.sum()):,} medications with no BNF chapter kept as chapter 'unknown' "
+                     "(most common: " + "; ".join(f"{d} ({n})" for d, n in top.items()) + ")")
     if "DRUG_COST" not in meds:
         summary.note("medications.csv has no cost column: prescription costs left missing")
-    meds = meds[~unmapped]
+    # Medication rows have no id: a keyed hash of the whole source row tells distinct orders apart
+    # (two orders of one drug on one day) while a row repeated verbatim is still a repeat.
+    whole_row = meds[list(medications.columns)].astype("string").fillna("").agg("\x1f".join, axis=1)
     return pd.DataFrame({
         "person_id": meds["PATIENT"].map(pseudonyms), "issue_date": meds["date"],
-        "bnf_chapter": meds["chapter"],
+        "bnf_chapter": meds["chapter"].fillna(BNF_UNKNOWN),
         "drug_code": meds["CODE"] if "CODE" in meds else pd.NA,
         "cost": _to_float(meds["DRUG_COST"]) if "DRUG_COST" in meds else np.nan,
+        "record_id": pseudonymise("medication:" + whole_row, key),
     })
