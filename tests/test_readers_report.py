@@ -78,7 +78,10 @@ def test_costs_and_social_care(cost, supported):
               "social_care": pd.DataFrame({"person_id": ["p0"], "weekly_cost": [None]})}
     verdict = supported_outcomes(tables)
     assert verdict["high_cost"]["supported"] is supported
-    assert verdict["social_care_entry"] == {"supported": True, "events": 1, "message": "1 social care services"}
+    assert verdict["social_care_entry"] == {
+        "supported": True, "events": 1,
+        "message": "1 social care services: fewer than 100 events cannot validate a model"}
+    assert "fewer than" not in supported_outcomes(tables, min_events=1)["social_care_entry"]["message"]
 
 
 def test_report_counts_people_without_practice_and_keeps_examples():

@@ -83,15 +83,14 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
     if n_unplanned == 0:
         out["unplanned_hospital_use"] = _outcome(False, 0, "no emergency spells and no A&E attendances")
     else:
-        text = f"{n_emergency:,} emergency spells + {n_ae:,} A&E attendances"
-        if n_unplanned < min_events:
-            text += f": fewer than {min_events} events cannot validate a model"
-        out["unplanned_hospital_use"] = _outcome(True, n_unplanned, text)
+        out["unplanned_hospital_use"] = _outcome(
+            True, n_unplanned, _few(f"{n_emergency:,} emergency spells + {n_ae:,} A&E attendances", n_unplanned,
+                                    min_events))
 
     persons = tables.get("persons")
     deaths = (int(persons["death_date"].notna().sum())
               if persons is not None and "death_date" in persons else 0)
-    out["death"] = _outcome(deaths > 0, deaths, f"{deaths:,} deaths" if deaths
+    out["death"] = _outcome(deaths > 0, deaths, _few(f"{deaths:,} deaths", deaths, min_events) if deaths
                             else "no deaths recorded: death outcome not supported")
 
     costed = 0
@@ -104,9 +103,15 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
 
     care = _rows(tables, "social_care")
     n_care = 0 if care is None else len(care)
-    out["social_care_entry"] = _outcome(n_care > 0, n_care, f"{n_care:,} social care services" if n_care
+    out["social_care_entry"] = _outcome(n_care > 0, n_care,
+                                        _few(f"{n_care:,} social care services", n_care, min_events) if n_care
                                         else "no social care data: social_care_entry not supported")
     return out
+
+
+def _few(text: str, events: int, min_events: int) -> str:
+    """``text``, warned when the whole extract holds fewer events than a model's test needs."""
+    return text + (f": fewer than {min_events} events cannot validate a model" if events < min_events else "")
 
 
 def _people_without_practice(tables: dict[str, pd.DataFrame]) -> int:
