@@ -321,3 +321,44 @@ def test_deprivation_decile_and_linked_death_date(tmp_path):
     assert summary.unknown_codes["IMD04_DECILE"] == {"SOMEWHERE": 1}
     assert persons.loc[_pid("P3"), "death_date"] == pd.Timestamp("2020-06-30")
     assert persons["death_date"].notna().sum() == 1
+
+
+def test_yearly_apc_files_are_read_as_one(tmp_path):
+    # The spell open on 31 March: episode 1001 and the unfinished 1002 (EPISTAT 1) in 2019/20, the
+    # finished 1002 (EPISTAT 3) again in 2020/21. One spell, its discharge from the finished episode.
+    src = tmp_path / "hes"
+    src.mkdir()
+    columns = [*APC_COLUMNS, "EPISTAT"]
+    row = ("P1", "1001", "RAA", "2020-03-20", "2020-03-20", "2020-03-25", "1", "", "8", "21", "I500",
+           "041968", "1", "A", "B82002", "51", "3")
+    unfinished = ("P1", "1002", "RAA", "2020-03-20", "2020-03-25", "", "2", "", "8", "21", "I500",
+                  "041968", "1", "A", "B82002", "51", "1")
+    finished = ("P1", "1002", "RAA", "2020-03-20", "2020-03-25", "2020-04-09", "2", "2020-04-09", "1", "21", "I500",
+                "041968", "1", "A", "B82002", "51", "3")
+    _write(src / "apc_1920.csv", columns, [row, unfinished])
+    _write(src / "apc_2021.csv", columns, [finished])
+    tables, summary = read_hes(src, pseudonym_key=KEY)
+    spells = tables["inpatient_spells"]
+    assert len(spells) == 1
+    assert spells["discharge_date"].item() == pd.Timestamp("2020-04-09")
+    assert summary.dropped["APC records with a repeated EPIKEY (the finished or latest kept)"] == 1
+    assert summary.routes == {"apc_1920.csv": {"inpatient_spells": 1, "persons": 1}}
+
+
+def test_day_first_dates_place_people_and_reports_hold_no_dates(tmp_path):
+    # An A&E person known only by age at a dd/mm/yyyy arrival is kept (born about 1950); an unreadable
+    # birth or death date is reported by its shape, never its value.
+    src = tmp_path / "hes"
+    src.mkdir()
+    _write(src / "ae.csv", ["PSEUDO_HESID", "AEKEY", "ARRIVALDATE", "AEATTENDDISP", "ARRIVALAGE", "MYDOB", "DOD"],
+           [("q1", "a1", "03/04/2020", "01", "70", "", ""), ("q2", "a2", "2020-04-05", "02", "60", "5/1950",
+                                                             "31/02/2021"),
+            ("q2", "a2", "2020-04-05", "02", "60", "5/1950", "31/02/2021")])
+    tables, summary = read_hes(src, pseudonym_key=KEY)
+    ae = tables["ae_attendances"]
+    assert len(ae) == 2  # q1 kept; the repeated AEKEY a2 counted once
+    q1 = tables["persons"].set_index("person_id").loc[_pid("q1")]
+    assert q1["birth_date"].year in (1949, 1950)
+    report = json.dumps(summary.to_dict())
+    assert "5/1950" not in report and "31/02/2021" not in report
+    assert summary.unknown_codes["DOD"] == {"NN/NN/NNNN": 2}

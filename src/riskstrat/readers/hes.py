@@ -163,11 +163,17 @@ def read_hes(src_dir: str | Path, *, pseudonym_key: bytes) -> tuple[dict[str, pd
             df = _read(path, summary)
             df = _with_person_key(df, path.name, summary)
             people.append(_person_rows(df, kind, path.name, summary))
-            out = mapper(df, path.name, summary, pseudonym_key)
-            summary.route(path.name, table, len(out))
-            parts.append(out)
-        if parts:
-            tables[table] = pd.concat(parts, ignore_index=True)
+            parts.append(df.assign(source_file=path.name))
+        if not parts:
+            continue
+        # Files of one kind are read as one: yearly APC files share the spells (and the unfinished
+        # episodes) open at 31 March, and a record repeated in two files is one record.
+        df = _unique_records(pd.concat(parts, ignore_index=True), kind, summary)
+        label = files[kind][0].name if len(files[kind]) == 1 else f"{len(files[kind])} {kind.upper()} files"
+        out = mapper(df, label, summary, pseudonym_key)
+        for source_file, n in out["source_file"].value_counts().sort_index().items():
+            summary.route(source_file, table, int(n))
+        tables[table] = out.drop(columns="source_file")
     if all(df["cost"].isna().all() for df in tables.values()):
         summary.note("HES carries no costs: costs left missing (high-cost outcomes need a costed extract)")
 
@@ -203,7 +209,7 @@ _CONTENT = (("ae", "ARRIVALDATE"), ("ae", "ARRIVAL_DATE"), ("op", "APPTDATE"), (
 # The only columns read (HES files have hundreds): everything else is never loaded.
 _USED_COLUMNS = frozenset({
     *PERSON_KEYS, *PROVIDER_COLUMNS, *SPELL_ID_COLUMNS, *DEATH_COLUMNS, *COST_COLUMNS, *AGE_COLUMNS,
-    "EPIKEY", "ADMIDATE", "EPISTART", "EPIORDER", "DISDATE", "DISMETH", "ADMIMETH", "DIAG_4_01",
+    "EPIKEY", "EPISTAT", "ADMIDATE", "EPISTART", "EPIORDER", "DISDATE", "DISMETH", "ADMIMETH", "DIAG_4_01",
     "AEKEY", "ARRIVALDATE", "ARRIVAL_DATE", "AEATTENDDISP",
     "ATTENDKEY", "APPTDATE", "ATTENDED", "TRETSPEF", "MAINSPEF",
     "MYDOB", "SEX", "ETHNOS", "GPPRAC",
@@ -282,21 +288,57 @@ def _with_person_key(df: pd.DataFrame, file_name: str, summary: ImportSummary) -
     return df[~missing]
 
 
-def _hes_date(values: pd.Series, field: str, summary: ImportSummary) -> pd.Series:
-    """HES dates (``2001-04-03``, ``20010403``, ``03/04/2001``); HES null dates before 1890 -> missing."""
+_KEYS = {"apc": "EPIKEY", "ae": "AEKEY", "op": "ATTENDKEY"}
+
+
+def _unique_records(df: pd.DataFrame, kind: str, summary: ImportSummary) -> pd.DataFrame:
+    """One row per record key (EPIKEY, AEKEY, ATTENDKEY) over all files of a kind.
+
+    An APC episode repeated in two yearly files is unfinished (``EPISTAT`` 1) in the first and
+    finished (3) in the next: the finished one is kept, else the last file's.
+    """
+    key = _KEYS[kind]
+    if key not in df:
+        return df
+    order = pd.to_numeric(df["EPISTAT"], errors="coerce").fillna(0) if "EPISTAT" in df else 0
+    ranked = df.assign(_order=order, _row=np.arange(len(df))).sort_values(["_order", "_row"], kind="stable")
+    repeated = ranked[key].notna() & ranked[key].duplicated(keep="last")
+    summary.drop(f"{kind.upper()} records with a repeated {key} (the finished or latest kept)", int(repeated.sum()))
+    return ranked[~repeated].sort_values("_row").drop(columns=["_order", "_row"])
+
+
+def parse_hes_date(values: pd.Series) -> pd.Series:
+    """HES dates as written (``2001-04-03``, ``20010403``, ``03/04/2001``) to ``datetime64[s]``.
+
+    >>> parse_hes_date(pd.Series(["2001-04-03", "03/04/2001", "20010403", "x"])).dt.strftime("%Y-%m-%d").tolist()
+    ['2001-04-03', '2001-04-03', '2001-04-03', nan]
+    """
     dates = _to_date(values)
-    text = values.astype("string")
-    dmy = dates.isna() & text.str.fullmatch(r"\d{2}/\d{2}/\d{4}").fillna(False)
+    text = values.astype("string").str.strip()
+    dmy = dates.isna() & text.str.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}").fillna(False)
     if dmy.any():
         dates = dates.where(~dmy, pd.to_datetime(text.where(dmy), format="%d/%m/%Y", errors="coerce"))
+    return dates.astype("datetime64[s]")
+
+
+def _shape(values: pd.Series) -> pd.Series:
+    """A date's shape, not its value (``31/02/2021`` -> ``NN/NN/NNNN``): reports never hold dates."""
+    return values.astype("string").str.replace(r"\d", "N", regex=True)
+
+
+def _hes_date(values: pd.Series, field: str, summary: ImportSummary) -> pd.Series:
+    """:func:`parse_hes_date`, with HES null dates (before 1890) missing and unreadable dates counted
+    by their shape (never their value)."""
+    dates = parse_hes_date(values)
     placeholder = dates < pd.Timestamp("1890-01-01")
     if placeholder.any():
+        # HES's own null dates (1800-01-01, 1801-01-01, ...): fixed codes, not anybody's date.
         summary.unknown_code(field, values[placeholder].str.slice(0, 10).value_counts())
         dates = dates.where(~placeholder)
     unreadable = dates.isna() & values.notna() & ~placeholder
     if unreadable.any():
-        summary.unknown_code(field, values[unreadable].value_counts().head(20))
-    return dates.astype("datetime64[s]")
+        summary.unknown_code(field, _shape(values[unreadable]).value_counts().head(20))
+    return dates
 
 
 def _code(values: pd.Series) -> pd.Series:
@@ -413,11 +455,7 @@ def _count_unmapped(summary: ImportSummary, field: str, raw: pd.Series, mapped: 
 def _spells(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: bytes) -> pd.DataFrame:
     if "ADMIDATE" not in df and "EPISTART" not in df:
         raise MissingSourceFileError(f"{file_name}: APC file without ADMIDATE or EPISTART")
-    if "EPIKEY" in df:
-        repeated = df["EPIKEY"].notna() & df["EPIKEY"].duplicated()
-        summary.drop(f"{file_name}: episodes with a repeated EPIKEY (first kept)", int(repeated.sum()))
-        df = df[~repeated]
-    ep = pd.DataFrame({"source_id": df["source_id"]}, index=df.index)
+    ep = pd.DataFrame({"source_id": df["source_id"], "source_file": df["source_file"]}, index=df.index)
     admidate = _hes_date(df["ADMIDATE"], "ADMIDATE", summary) if "ADMIDATE" in df else None
     epistart = _hes_date(df["EPISTART"], "EPISTART", summary) if "EPISTART" in df else None
     if admidate is None:
@@ -456,6 +494,7 @@ def _spells(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: bytes
         "primary_diagnosis": first["diagnosis"].to_numpy(),
         "cost": groups["cost"].sum(min_count=1).reindex(first.index).to_numpy(),
         "epikey": first["epikey"].to_numpy(),
+        "source_file": first["source_file"].to_numpy(),
     })
     summary.note(f"{file_name}: {len(ep):,} episodes grouped into {len(spells):,} spells "
                  f"(by person, provider and {'spell id' if spell_col else 'admission date'})")
@@ -471,6 +510,7 @@ def _spells(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: bytes
         "discharge_date": spells["discharge_date"], "admission_method": method,
         "primary_diagnosis": spells["primary_diagnosis"].astype("string"), "cost": spells["cost"],
         "record_id": _record_ids("apc:", spells["epikey"] if "EPIKEY" in df else None, spells.index, key),
+        "source_file": spells["source_file"],
     })
 
 
@@ -494,6 +534,7 @@ def _attendances(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: 
     return pd.DataFrame({
         "source_id": df["source_id"], "arrival_date": arrival, "admitted": admitted, "cost": _cost(df),
         "record_id": _record_ids("ae:", df["AEKEY"] if "AEKEY" in df else None, df.index, key),
+        "source_file": df["source_file"],
     })
 
 
@@ -529,6 +570,7 @@ def _appointments(df: pd.DataFrame, file_name: str, summary: ImportSummary, key:
         "source_id": df["source_id"], "appointment_date": date, "specialty": specialty,
         "attended": attended.astype(bool), "cost": _cost(df),
         "record_id": _record_ids("op:", df["ATTENDKEY"] if "ATTENDKEY" in df else None, df.index, key),
+        "source_file": df["source_file"],
     })
 
 
@@ -543,13 +585,13 @@ def _person_rows(df: pd.DataFrame, kind: str, file_name: str, summary: ImportSum
         return df[name] if name in df else pd.Series(pd.NA, index=df.index, dtype="object")
 
     date_col = _first_present(df, _EVENT_DATE[kind])
-    when = _to_date(df[date_col]) if date_col else pd.Series(pd.NaT, index=df.index, dtype="datetime64[s]")
+    when = parse_hes_date(df[date_col]) if date_col else pd.Series(pd.NaT, index=df.index, dtype="datetime64[s]")
     sex = _code(col("SEX")).map(_SEX).astype(object)
     _count_unmapped(summary, "SEX", col("SEX"), sex, not_known=_SEX_NOT_KNOWN)
     ethnicity = ethnicity_group(col("ETHNOS"))
     _count_unmapped(summary, "ETHNOS", col("ETHNOS"), ethnicity, not_known=_ETHNOS_NOT_KNOWN)
     birth = birth_date_from_mydob(col("MYDOB"))
-    _count_unmapped(summary, "MYDOB", col("MYDOB"), birth)
+    _count_unmapped(summary, "MYDOB", _shape(col("MYDOB")), birth)  # shapes: a birth date is never reported
     practice = practice_code(col("GPPRAC"))
     imd_col = next((c for c in df.columns if _IMD_DECILE.fullmatch(c)), None)
     deprivation = _deprivation(df[imd_col]) if imd_col else pd.Series(np.nan, index=df.index)
@@ -560,7 +602,7 @@ def _person_rows(df: pd.DataFrame, kind: str, file_name: str, summary: ImportSum
              else pd.Series(pd.NaT, index=df.index, dtype="datetime64[s]"))
     if kind == "apc" and "DISMETH" in df and "DISDATE" in df:
         died = _code(df["DISMETH"]).eq("4").fillna(False)
-        discharged = _to_date(df["DISDATE"])
+        discharged = parse_hes_date(df["DISDATE"])
         death = death.fillna(discharged.where(died & (discharged >= pd.Timestamp("1890-01-01"))))
     age_col = _first_present(df, AGE_COLUMNS)
     age = pd.to_numeric(df[age_col], errors="coerce") if age_col else pd.Series(np.nan, index=df.index)
