@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -135,7 +136,17 @@ def test_index_dates_auto_fit_the_extract():
     # The latest first-of-month test date whose 180-day horizon the extract covers, and training
     # dates whose horizons end by it; the rest of the config is unchanged.
     assert str(fitted.index_dates.test) == "2026-05-01"
-    assert [str(d) for d in fitted.index_dates.train] == ["2024-05-01", "2024-08-01", "2024-11-01", "2025-02-01",
-                                                          "2025-05-01"]
+    assert [str(d) for d in fitted.index_dates.train] == ["2024-11-01", "2025-02-01", "2025-05-01", "2025-08-01",
+                                                          "2025-11-01"]
     assert fitted.target == cfg.target
     assert load_config(None).with_index_dates_for("2026-10-31") == load_config(None)  # explicit dates are kept
+
+
+@pytest.mark.parametrize("extract_end", ["2026-10-31", "2024-03-15", "2025-02-28", "2024-02-29"])
+@pytest.mark.parametrize("horizon", [30, 180, 365, 366, 730, 1095])
+def test_auto_index_dates_are_valid_for_any_horizon(extract_end, horizon):
+    # Every training label window ends by the test date, whose own window the extract covers.
+    cfg = load_config(None, ["index_dates=auto", f"target.horizon_days={horizon}"]).with_index_dates_for(extract_end)
+    days = pd.Timedelta(days=horizon)
+    assert pd.Timestamp(cfg.index_dates.test) + days <= pd.Timestamp(extract_end) + pd.Timedelta(days=1)
+    assert all(pd.Timestamp(d) + days <= pd.Timestamp(cfg.index_dates.test) for d in cfg.index_dates.train)

@@ -127,6 +127,8 @@ def test_training_refuses_too_few_events_before_fitting(tiny_data):
     (1, [0.1, 0.2, 0.3, 0.4], (0.61, 0.80), ["single-tree"]),
     (50, [0.1, 0.1, 0.2, 0.2], (0.61, 0.80), ["constant-score"]),
     (50, [0.1, 0.2, 0.3, 0.4], (0.45, 0.70), ["auroc-interval-includes-0.5"]),
+    (50, [0.1, 0.2, 0.3, 0.4], (0.30, 0.42), ["auroc-interval-includes-0.5"]),  # worse than chance
+    (50, [0.1, 0.2, 0.3, 0.4], (0.501, 0.60), []),
     (50, [0.1, 0.2, 0.3, 0.4], (float("nan"), float("nan")), ["auroc-interval-includes-0.5"]),
     (0, [0.3, 0.3, 0.3], (0.5, 0.5), ["single-tree", "constant-score", "auroc-interval-includes-0.5"]),
 ])

@@ -39,6 +39,7 @@ def _er(eid: str, start: str, cls: str = "emergency", patient: str = "p1") -> tu
     ("Elective hospital admission", "", "elective"),
     ("Non-urgent orthopedic admission", "", "elective"),
     ("Planned admission for procedure", "", "elective"),
+    ("Unplanned admission", "", "emergency"),
     ("Emergency hospital admission", "", "emergency"),
     ("Hospital admission", "Acute bronchitis", "emergency"),
     ("Admission to intensive care unit (transfer)", "", "transfer"),

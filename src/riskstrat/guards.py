@@ -30,7 +30,7 @@ DEGENERATE_TAG = "riskstrat.degenerate"
 _DEGENERATE_WORDS = {
     "single-tree": "early stopping kept at most one tree (the model learned nothing beyond the average)",
     "constant-score": "the test scores take fewer than {min_distinct} distinct values (a near-constant score)",
-    "auroc-interval-includes-0.5": "the test AUROC's 95% interval includes 0.5 (no better than chance)",
+    "auroc-interval-includes-0.5": "the test AUROC's 95% interval reaches 0.5 or lies below it (no better than chance)",
 }
 
 
@@ -172,7 +172,7 @@ def degenerate_reasons(*, best_iteration: int | None, test_scores, auroc_ci: tup
 
     ``single-tree`` (early stopping kept at most one tree), ``constant-score`` (fewer than
     ``min_distinct_scores`` distinct test scores), ``auroc-interval-includes-0.5`` (the test AUROC's
-    bootstrap interval reaches chance).
+    bootstrap interval reaches chance, or lies below it: worse than chance is no better).
     """
     reasons = []
     if best_iteration is not None and best_iteration <= 1:
@@ -182,7 +182,7 @@ def degenerate_reasons(*, best_iteration: int | None, test_scores, auroc_ci: tup
         reasons.append("constant-score")
     if auroc_ci is not None:
         low, high = auroc_ci
-        if low is None or high is None or not np.isfinite(low) or not np.isfinite(high) or low <= 0.5 <= high:
+        if low is None or high is None or not np.isfinite(low) or not np.isfinite(high) or low <= 0.5:
             reasons.append("auroc-interval-includes-0.5")
     return reasons
 

@@ -270,6 +270,7 @@ def suggest_index_dates(extract_end, *, n_train: int = 5, step_months: int = 3,
     """
     last_start = pd.Timestamp(extract_end) + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)
     test = last_start.to_period("M").to_timestamp()  # the first of the month on or before it
-    first_train = test - pd.DateOffset(months=12)     # 12 months >= 365 days: its horizon ends by test
+    # The latest first of the month whose horizon ends by the test date (12 months for 365 days).
+    first_train = (test - pd.Timedelta(days=horizon_days)).to_period("M").to_timestamp()
     train = [first_train - pd.DateOffset(months=step_months * k) for k in range(n_train)]
     return sorted(str(d.date()) for d in train), str(test.date())

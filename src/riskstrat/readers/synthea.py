@@ -32,9 +32,9 @@ encounters (``ENCOUNTERCLASS``)
     inpatient -> ``inpatient_spells``: ``admission_date``/``discharge_date`` = ``START``/``STOP``;
     ``admission_method`` (first rule that applies): maternity if the description or reason mentions
     pregnancy, delivery or obstetrics; elective if the description says "non-urgent", "elective" or
-    "planned"; transfer if the description says "transfer" (e.g. to intensive care); emergency if an
+    "planned" (not "unplanned"); transfer if the description says "transfer" (e.g. to intensive care); emergency if an
     emergency or urgent care encounter of the person started 0 to ``emergency_window_hours`` before,
-    or the description says emergency/urgent, or the reason is an acute event (acute ...,
+    or the description says emergency/urgent/unplanned, or the reason is an acute event (acute ...,
     appendicitis, sepsis, COVID-19, fracture, injury, overdose, stroke, pneumonia); otherwise
     **unknown**: Synthea does not record how most stays began, and an unknown method is never guessed
     as elective (use the ``unplanned_hospital_use`` outcome on such data). The counts per rule are in
@@ -423,10 +423,11 @@ def _admission_method(inpatient: pd.DataFrame, came_via_ae: pd.Series,
     rules = [
         ("maternity", "pregnancy, delivery or obstetrics named", both.str.contains(_MATERNITY, regex=True)),
         ("elective", "description says elective, non-urgent or planned",
-         text.str.contains(r"non-urgent|elective|planned", regex=True)),
+         text.str.contains(r"non-urgent|elective|(?<!un)planned", regex=True)),  # not "unplanned"
         ("transfer", "description says transfer", text.str.contains("transfer", regex=False)),
         ("emergency", "after an emergency or urgent-care encounter", came_via_ae),
-        ("emergency", "description says emergency or urgent", text.str.contains(r"emergency|urgent", regex=True)),
+        ("emergency", "description says emergency, urgent or unplanned",
+         text.str.contains(r"emergency|(?<!non-)urgent|unplanned", regex=True)),
         ("emergency", "acute reason", reason.str.contains(_ACUTE_REASON, regex=True)),
     ]
     conditions = [rule.to_numpy(dtype=bool) for _, _, rule in rules]
