@@ -184,3 +184,14 @@ def test_cli_evaluate_prints_the_headline(registry, data_dir, tmp_path, monkeypa
     bad = CliRunner().invoke(app, ["evaluate", "--model", f"{NAME}@champion", "--data", str(data_dir),
                                    "--as-of", "2025-09-01", "--tracking-uri", registry["uri"], "-q"])
     assert bad.exit_code == 1 and "have not matured" in bad.output
+
+
+def test_no_person_identifier_in_the_evaluation_outputs(evaluated, data_dir):
+    run, root = evaluated
+    ids = set(pd.read_parquet(data_dir / "persons.parquet")["person_id"].astype(str))
+    leaked = []
+    for path in [*run.out_dir.rglob("*"), *(root / "models").rglob("*")]:
+        if path.is_file() and path.suffix != ".png":
+            text = path.read_text(encoding="utf-8")
+            leaked += [p for p in ids if p in text][:3]
+    assert not leaked, f"person ids in the evaluation outputs: {leaked}"

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["calibration_figure", "decision_curve_figure", "pr_figure", "roc_figure", "save_figure",
+__all__ = ["calibration_figure", "decision_curve_figure", "dependence_figure", "pr_figure", "roc_figure", "save_figure",
            "smoothed_calibration_figure", "topk_ppv_figure"]
 
 _FIGSIZE = (6.0, 5.0)
@@ -183,6 +183,18 @@ def decision_curve_figure(table) -> Figure:
     ax.set(xlabel="Threshold probability", ylabel="Net benefit", ylim=(-0.05 * max(high, 0.01), high * 1.1 or 0.01),
            title="Decision curve")
     ax.legend(loc="upper right")
+    return fig
+
+
+def dependence_figure(values, shap_values, *, feature: str) -> Figure:
+    """A feature's value against its SHAP contribution (log-odds), one point per person in the sample.
+
+    Example: ``dependence_figure(X["age"], shap["age"], feature="age")``.
+    """
+    fig, ax = _new_figure()
+    ax.scatter(np.asarray(values, dtype=float), np.asarray(shap_values, dtype=float), s=6, alpha=0.4)
+    ax.axhline(0, linestyle="--", color="grey", linewidth=1)
+    ax.set(xlabel=feature, ylabel="SHAP value (log-odds)", title=f"Dependence: {feature}")
     return fig
 
 

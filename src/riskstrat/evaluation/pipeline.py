@@ -49,14 +49,21 @@ def _oracle(data_dir: Path, outcome, as_of: pd.Timestamp, index: pd.Index) -> np
     return None if at.empty or at.isna().any() else at.to_numpy(dtype=float)
 
 
-def global_drivers(risk_model, X: pd.DataFrame, *, n: int = 3000, seed: int = 0, top: int = 10) -> pd.DataFrame | None:
-    """Mean |SHAP| (log-odds) per feature on a seeded sample of ``n`` rows, largest first (LightGBM only)."""
+def global_drivers(risk_model, X: pd.DataFrame, *, n: int = 3000, seed: int = 0, top: int = 10,
+                   n_dependence: int = 3) -> tuple[pd.DataFrame | None, dict]:
+    """Mean |SHAP| (log-odds) per feature on a seeded sample of ``n`` rows, largest first, and
+    dependence figures (feature value against its SHAP value) for the top ``n_dependence``
+    (LightGBM only; otherwise ``(None, {})``)."""
+    from riskstrat import plots
+
     if risk_model.kind != "lightgbm" or not len(X):
-        return None
+        return None, {}
     sample = X.sample(min(n, len(X)), random_state=seed)
     shap, _ = risk_model.contributions(sample)
     mean_abs = shap.abs().mean().sort_values(ascending=False).head(top)
-    return mean_abs.rename("mean_abs_shap").rename_axis("feature").reset_index()
+    figures = {f"dependence_{name}": plots.dependence_figure(sample[name], shap[name], feature=name)
+               for name in mean_abs.index[:n_dependence]}
+    return mean_abs.rename("mean_abs_shap").rename_axis("feature").reset_index(), figures
 
 
 @dataclass
@@ -134,7 +141,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     stage(f"scored with {', '.join(scores)}; computing the evidence ({n_boot} bootstrap resamples)")
     evaluation = evaluate_scores(y, scores, subgroup_attributes(features), n_boot=n_boot, seed=seed,
                                  min_group_events=min_group_events)
-    drivers = global_drivers(candidate.risk_model, features, seed=seed)
+    drivers, dependence = global_drivers(candidate.risk_model, features, seed=seed)
 
     gate_file = Path(card_dir) / candidate.name / gates.GATE_FILE if card_dir else None
     gate = gates.load_gate(gate_file) if gate_file else gates.Gate()
@@ -154,7 +161,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
 
     out_dir = Path(out_dir) if out_dir else Path("riskstrat-output/evaluations") / (
         f"{candidate.name}-v{candidate.version}-{as_of.date()}")
-    report.write_evaluation(out_dir, evaluation, context, drivers=drivers, criteria=criteria)
+    report.write_evaluation(out_dir, evaluation, context, drivers=drivers, criteria=criteria,
+                            extra_figures=dependence)
     stage(f"wrote the report, tables and figures to {out_dir}")
     card_path = gate_path = None
     if card_dir:

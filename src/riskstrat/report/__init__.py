@@ -108,21 +108,26 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
     subgroup_tables = {attr: table(part.drop(columns="attribute")) for attr, part in
                        by_group.groupby("attribute", sort=False)}
     images = {k: base64.b64encode(v).decode("ascii") for k, v in figures_png.items()}
+    dependence = {k.removeprefix("dependence_"): v for k, v in images.items() if k.startswith("dependence_")}
     return _environment().get_template("evaluation.html").render(
         c=context, ev=evaluation, headline=table(headline), comparison=table(tables["comparison"]),
         oe_decile=table(tables["observed_expected_by_decile"]), oe_tier=table(tables["observed_expected_by_tier"]),
         case_finding=table(tables["case_finding"]), recalibration=table(tables["recalibration"], digits={}),
         gaps=table(tables["subgroup_gaps"]), subgroups=subgroup_tables,
         drivers=table(drivers) if drivers is not None else None, images=images, criteria=list(criteria),
+        dependence=dependence,
         candidate=evaluation.headline.loc["candidate"].to_dict())
 
 
-def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=None, criteria=()) -> Path:
-    """Write ``report.html``, ``tables/*.csv``, ``figures/*.png`` and ``evaluation.json`` (one folder, atomically)."""
+def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=None, criteria=(),
+                     extra_figures: dict | None = None) -> Path:
+    """Write ``report.html``, ``tables/*.csv``, ``figures/*.png`` and ``evaluation.json`` (one folder,
+    atomically). ``extra_figures`` (name: figure) are added, e.g. the drivers' dependence plots."""
     from riskstrat.io import atomic_path, write_json
 
     out_dir = Path(out_dir)
-    figures_png = {name: _png(fig) for name, fig in _figures(evaluation).items()}
+    figures = {**_figures(evaluation), **(extra_figures or {})}
+    figures_png = {name: _png(fig) for name, fig in figures.items()}
     with atomic_path(out_dir, directory=True) as tmp:
         tmp = Path(tmp)
         (tmp / "tables").mkdir()
