@@ -21,6 +21,9 @@ def test_demo_runs_twice_and_writes_only_under_the_working_folder(tmp_path, monk
     listed = pd.read_csv(practices[0] / "list.csv")
     assert listed["Top reasons"].notna().all() and len(listed) > 0
     assert {p.name for p in tmp_path.iterdir()} >= {"riskstrat-data", "riskstrat-output", "mlflow.db", "mlartifacts"}
+    # Each version is evaluated before the first is promoted: its card and report are there.
+    assert (tmp_path / "models" / "riskstrat-emergency-admission" / "card.md").exists()
+    assert "evaluation: riskstrat-output/evaluations/riskstrat-emergency-admission-v1" in first.output
 
     second = CliRunner().invoke(app, ["demo", "--people", "3000", "--quiet"])
     assert second.exit_code == 0, second.output

@@ -180,7 +180,8 @@ def test_a_degenerate_model_registered_on_request_is_refused_by_promote_and_scor
         tracking.promote("tiny", version, uri=uri)
     refused = CliRunner().invoke(app, ["promote", "tiny", version, "--tracking-uri", uri])
     assert refused.exit_code == 2 and "riskstrat.degenerate" in refused.output and "Traceback" not in refused.output
-    forced = CliRunner().invoke(app, ["promote", "tiny", version, "--tracking-uri", uri, "--force"])
+    forced = CliRunner().invoke(app, ["promote", "tiny", version, "--tracking-uri", uri, "--force",
+                                      "--reason", "testing the override", "--card-dir", str(tmp_path / "models")])
     assert forced.exit_code == 0, forced.output
     with pytest.raises(DegenerateModelError, match="models.allow_degenerate=true"):
         tracking.load_model("tiny", uri=uri)

@@ -362,6 +362,10 @@ def test_manifest_records_models_data_date_and_counts(two_months, registry, data
     assert sum(counts["tiers"].values()) == counts["scored"]
     assert set(manifest["timings_seconds"]) >= {"features", "prediction", "shap", "writing"}
     assert manifest["shap_additivity_max_error"] < 1e-6
+    # PSI drift of the risk and of every model feature against the training-time profile.
+    drift = manifest["drift"]
+    assert drift["reference"] == "test people at 2024-11-01" and drift["score_status"] in ("stable", "warn", "alert")
+    assert set(drift["features"]) == set(tracking.load_model(RISK_MODEL, uri=registry["uri"]).risk_model.feature_names)
     on_disk = json.loads((month / "manifest.json").read_text())
     for key in ("as_of", "models", "data", "counts", "package_version", "previous_month"):
         assert on_disk[key] == manifest[key], key

@@ -100,7 +100,8 @@ def test_cli_train_and_promote(small_data, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "lightgbm" in result.output and "cli-model version 1" in result.output
     assert (tmp_path / "mlflow.db").exists()  # the default store lives in the working folder
-    result = CliRunner().invoke(app, ["promote", "cli-model", "1"])
+    # Not evaluated, so the gate refuses it (tests/test_evaluate_pipeline.py); forced here with a reason.
+    result = CliRunner().invoke(app, ["promote", "cli-model", "1", "--force", "--reason", "test"])
     assert result.exit_code == 0 and "cli-model@champion -> version 1" in result.output
     bad = CliRunner().invoke(app, ["train", "--set", f"data.path={small_data}", "--set", "model.lightgbm.leaves=3"])
     assert bad.exit_code == 1 and "model.lightgbm.leaves" in bad.output

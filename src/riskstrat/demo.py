@@ -38,6 +38,7 @@ def ensure_synthetic(data_dir: Path, *, people: int, seed: int, progress=None) -
 class DemoResult:
     runs: dict = field(default_factory=dict)        # target -> pipelines.TrainingRun
     champions: dict = field(default_factory=dict)   # target -> (name, version, newly promoted?)
+    evaluations: dict = field(default_factory=dict)  # target -> evaluation.pipeline.EvaluationRun, or the reason none
 
 
 def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None], overrides: list[str] | None = None,
@@ -66,12 +67,30 @@ def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None
         result.runs[target] = run
         name, version = run.logged.model_name, run.logged.model_version
         current = tracking.load_champion_version(name, uri=cfg.tracking.uri)
+        result.evaluations[target] = _evaluate(name, version, current, run.config or cfg, records, stage=stage)
+        # The very first version becomes champion without the gate: nothing is live yet and the data are
+        # synthetic. It is evaluated above, so its report, card and the gate's reading exist; every later
+        # version goes through `riskstrat promote` and the gate.
         if current is None:
             tracking.promote(name, version, alias="champion", uri=cfg.tracking.uri)
             result.champions[target] = (name, version, True)
         else:
             result.champions[target] = (name, current, False)
     return result
+
+
+def _evaluate(name: str, version: str, champion: str | None, cfg: TrainConfig, records, *, stage):
+    """Evaluate a freshly trained version at the test date (against the champion if there is one);
+    writes the report and models/<name>/card.md. Too few events on a small population is not fatal."""
+    from riskstrat.evaluation.pipeline import TooFewEventsError, run_evaluation
+
+    try:
+        return run_evaluation(f"{name}/{version}", cfg.data.path, cfg.index_dates.test,
+                              against=f"{name}@champion" if champion else None, uri=cfg.tracking.uri,
+                              n_boot=cfg.evaluation.n_bootstrap, records=records, stage=stage)
+    except TooFewEventsError as exc:
+        stage(f"no evaluation of {name} version {version}: {exc}")
+        return str(exc)
 
 
 def run_demo_scoring(meta: dict, *, data_dir: Path = DEMO_DATA, stage: Callable[[str], None]) -> dict:

@@ -26,7 +26,18 @@ __all__ = [
     "brier",
     "calibration_intercept",
     "calibration_slope",
+    "case_finding_table",
     "cost_summary",
+    "decision_curve",
+    "events_per_1000_flagged",
+    "integrated_calibration_index",
+    "logistic_recalibration",
+    "number_needed_to_flag",
+    "observed_expected_by_tier",
+    "observed_expected_ratio",
+    "recalibrate",
+    "recalibration_table",
+    "smoothed_calibration",
     "paired_auroc_difference",
     "net_benefit",
     "observed_expected_by_decile",
@@ -225,14 +236,12 @@ def auroc_ci(y_true, y_score, *, n_boot: int = 200, alpha: float = 0.05, seed: i
 # ----------------------------------------------------------------------------- calibration
 
 
-def calibration_slope(y_true, y_prob) -> float:
-    """Calibration slope: the coefficient of logit(p) in a logistic regression of y on logit(p).
+def logistic_recalibration(y_true, y_prob) -> tuple[float, float]:
+    """``(intercept, slope)`` of the logistic regression of y on logit(p): the logistic recalibration.
 
-    1 is ideal; below 1 the predictions are too extreme (over-fitted), above 1 too modest.
+    ``expit(intercept + slope * logit(p))`` are the recalibrated probabilities; (0, 1) is ideal.
     p is clipped to [1e-6, 1 - 1e-6] before the logit. Unpenalised maximum likelihood (scipy),
     since scikit-learn 1.9 deprecates ``penalty=None``.
-    Example: outcomes drawn from p give a slope near 1; the same outcomes scored with
-    ``expit(2 * logit(p))`` give a slope near 0.5.
     """
     y, prob = _check_inputs(y_true, y_prob, probability=True)
     x = _logit(prob)
@@ -251,7 +260,18 @@ def calibration_slope(y_true, y_prob) -> float:
         return np.array([[w.sum(), w @ x], [w @ x, w @ (x * x)]])
 
     fit = optimize.minimize(nll, x0=np.array([0.0, 1.0]), jac=grad, hess=hess, method="trust-exact")
-    return float(fit.x[1])
+    return float(fit.x[0]), float(fit.x[1])
+
+
+def calibration_slope(y_true, y_prob) -> float:
+    """Calibration slope: the coefficient of logit(p) in a logistic regression of y on logit(p).
+
+    1 is ideal; below 1 the predictions are too extreme (over-fitted), above 1 too modest.
+    The slope of :func:`logistic_recalibration`.
+    Example: outcomes drawn from p give a slope near 1; the same outcomes scored with
+    ``expit(2 * logit(p))`` give a slope near 0.5.
+    """
+    return logistic_recalibration(y_true, y_prob)[1]
 
 
 def calibration_intercept(y_true, y_prob) -> float:
@@ -514,3 +534,195 @@ def paired_auroc_difference(y_true, score_a, score_b, *, n_boot: int = 200, alph
     both = _bootstrap_aurocs(y, [a, b], n_boot=n_boot, seed=seed)  # the same resamples for both
     low, high = np.quantile(both[:, 0] - both[:, 1], [alpha / 2, 1 - alpha / 2])
     return float(diff), float(low), float(high)
+
+
+# ----------------------------------------------------------------------------- evaluation additions
+# Calibration beyond slope and intercept (ICI, O/E, recalibration), case finding in the field's
+# words (number needed to flag, events per 1,000 flagged) and the decision curve.
+
+
+def observed_expected_ratio(y_true, y_prob) -> float:
+    """Observed events over expected events (sum of p): 1 is ideal, above 1 the model under-predicts.
+
+    Example: ``observed_expected_ratio([1, 0, 0, 0], [0.1, 0.1, 0.1, 0.1])`` is 2.5.
+    """
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    expected = prob.sum()
+    return float(y.sum() / expected) if expected > 0 else float("nan")
+
+
+def _local_linear(x: np.ndarray, y: np.ndarray, weight: np.ndarray, at: np.ndarray, *, frac: float) -> np.ndarray:
+    """Tricube-weighted local linear regression of y on x, evaluated at ``at`` (loess, degree 1).
+
+    Row i stands for ``weight[i]`` people. The window around each point holds the nearest
+    ``ceil(frac * total weight)`` people; a ``frac`` above 1 widens it by that factor, as R's
+    ``loess`` does for a span above 1.
+    """
+    total = weight.sum()
+    k = min(total, max(2.0, math.ceil(frac * total)))
+    out = np.empty(len(at))
+    for j, x0 in enumerate(at):
+        d = np.abs(x - x0)
+        order = np.argsort(d, kind="stable")
+        reach = np.searchsorted(np.cumsum(weight[order]), k - 1e-9)
+        h = d[order[min(reach, len(order) - 1)]] * max(1.0, frac)
+        if h == 0:
+            here = d == 0
+            out[j] = weight[here] @ y[here] / weight[here].sum()
+            continue
+        w = weight * (1 - np.clip(d / h, 0, 1) ** 3) ** 3
+        sw = w.sum()
+        mx, my = w @ x / sw, w @ y / sw
+        sxx = w @ ((x - mx) ** 2)
+        slope = (w @ ((x - mx) * (y - my))) / sxx if sxx > 0 else 0.0
+        out[j] = my + slope * (x0 - mx)
+    return out
+
+
+def _binned(prob: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean p, event rate, people) per distinct p, or per equal-size rank bin if p has more than
+    ``n_bins`` distinct values: the loess then costs the same at any population size."""
+    values, inverse = np.unique(prob, return_inverse=True)
+    if len(values) > n_bins:
+        inverse = _rank_bins(prob, n_bins) - 1
+    count = np.bincount(inverse).astype(float)
+    keep = count > 0
+    x = np.bincount(inverse, weights=prob)[keep] / count[keep]
+    rate = np.bincount(inverse, weights=y)[keep] / count[keep]
+    return x, rate, count[keep]
+
+
+def smoothed_calibration(y_true, y_prob, *, frac: float = 0.75, n_grid: int = 200,
+                         n_bins: int = 2000) -> pd.DataFrame:
+    """The smoothed calibration curve: loess of the outcome on the predicted probability.
+
+    People are first pooled by distinct p, or into ``n_bins`` equal-size rank bins when p takes
+    more values (each bin enters the loess weighted by its size), so the cost does not grow with
+    the population. The curve is evaluated at the distinct pooled p when there are at most
+    ``n_grid``, else at ``n_grid`` quantiles (interpolated between them). Columns ``predicted``
+    and ``observed`` (the smoothed event rate, clipped to [0, 1]).
+    """
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    if not frac > 0:
+        raise ValueError(f"frac must be positive, got {frac}")
+    x, rate, count = _binned(prob, y.astype(float), n_bins)
+    grid = x if len(x) <= n_grid else np.unique(np.quantile(prob, np.linspace(0, 1, n_grid)))
+    smooth = np.clip(_local_linear(x, rate, count, grid, frac=frac), 0, 1)
+    return pd.DataFrame({"predicted": grid, "observed": smooth})
+
+
+def integrated_calibration_index(y_true, y_prob, *, frac: float = 0.75, n_grid: int = 200) -> float:
+    """Integrated calibration index (Austin & Steyerberg 2019): the mean, over people, of
+    |smoothed observed rate - predicted probability|, with the loess curve of
+    :func:`smoothed_calibration`. 0 is ideal; it is on the probability scale.
+
+    Example: 10 people at p = 0.1 with 2 events and 10 at p = 0.5 with 5 events: the curve passes
+    through 0.2 and 0.5, so ICI = (10 * 0.1 + 10 * 0) / 20 = 0.05 (with a window over everyone).
+    """
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    curve = smoothed_calibration(y, prob, frac=frac, n_grid=n_grid)
+    observed = np.interp(prob, curve["predicted"].to_numpy(), curve["observed"].to_numpy())
+    return float(np.mean(np.abs(observed - prob)))
+
+
+def recalibrate(y_prob, *, intercept: float, slope: float = 1.0) -> np.ndarray:
+    """``expit(intercept + slope * logit(p))``: probabilities after recalibration."""
+    prob = _check_scores(y_prob, name="y_prob")
+    return special.expit(intercept + slope * _logit(prob))
+
+
+def recalibration_table(y_true, y_prob) -> pd.DataFrame:
+    """The model as it is, recalibrated in the large and recalibrated logistically, side by side
+    (as OHDSI's PatientLevelPrediction reports at external validation).
+
+    "in the large" shifts every logit by the calibration-in-the-large intercept (slope kept at 1);
+    "logistic" applies the fitted intercept and slope. Both are fitted on these same rows, so they
+    show what recalibration on this population would achieve, not an independent test of it.
+    Neither changes the ranking, so AUROC and the lists stay the same. Columns: ``intercept``,
+    ``slope`` (applied), ``o_e_ratio``, ``calibration_intercept``, ``calibration_slope``, ``ici``,
+    ``brier``; index ``as trained``, ``in the large``, ``logistic``.
+    """
+    y, prob = _check_inputs(y_true, y_prob, probability=True)
+    a_large = calibration_intercept(y, prob)
+    a_log, b_log = logistic_recalibration(y, prob)
+    variants = {"as trained": (0.0, 1.0, prob),
+                "in the large": (a_large, 1.0, recalibrate(prob, intercept=a_large)),
+                "logistic": (a_log, b_log, recalibrate(prob, intercept=a_log, slope=b_log))}
+    rows = {}
+    for name, (a, b, p) in variants.items():
+        rows[name] = {"intercept": a, "slope": b, "o_e_ratio": observed_expected_ratio(y, p),
+                      "calibration_intercept": calibration_intercept(y, p),
+                      "calibration_slope": calibration_slope(y, p),
+                      "ici": integrated_calibration_index(y, p), "brier": brier(y, p)}
+    return pd.DataFrame(rows).T.rename_axis("recalibration")
+
+
+def observed_expected_by_tier(y_true, y_prob, *, cutoffs=None) -> pd.DataFrame:
+    """Observed and expected events by risk tier (:func:`riskstrat.tiers.assign_tiers`, highest
+    tier first). Columns as :func:`observed_expected_by_decile` with ``tier`` for ``decile``.
+    """
+    from riskstrat.tiers import assign_tiers
+
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    tier = assign_tiers(pd.Series(prob), cutoffs=cutoffs)
+    frame = pd.DataFrame({"tier": tier.array, "y": y, "p": prob})
+    table = (frame.groupby("tier", sort=True, observed=False)
+             .agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum")).reset_index())
+    table["tier"] = table["tier"].astype(str)
+    table["observed_rate"] = table["observed"] / table["n"].where(table["n"] > 0)
+    table["expected_rate"] = table["expected"] / table["n"].where(table["n"] > 0)
+    table["o_e_ratio"] = table["observed"] / table["expected"].where(table["expected"] > 0)
+    return table
+
+
+def number_needed_to_flag(y_true, y_score, *, fraction: float) -> float:
+    """People on the list of the top ``fraction`` per event caught: 1 / PPV (inf if none caught).
+
+    Example: a 2-person list holding one event: 2.0.
+    """
+    ppv = ppv_at_top(y_true, y_score, fraction=fraction)
+    return float(1 / ppv) if ppv > 0 else float("inf")
+
+
+def events_per_1000_flagged(y_true, y_score, *, fraction: float) -> float:
+    """Events among every 1,000 people on the list of the top ``fraction``: 1000 * PPV."""
+    return 1000.0 * ppv_at_top(y_true, y_score, fraction=fraction)
+
+
+def case_finding_table(y_true, y_score, *, fractions=(0.005, 0.01, 0.02, 0.05)) -> pd.DataFrame:
+    """What a list of each size finds: one row per fraction (top k% by score).
+
+    Columns ``list`` ("top 1%"), ``fraction``, ``n_flagged``, ``events_caught``, ``ppv``,
+    ``sensitivity``, ``number_needed_to_flag``, ``events_per_1000_flagged``.
+    """
+    y, score = _check_inputs(y_true, y_score, both_classes=False)
+    total = y.sum()
+    rows = []
+    for fraction in fractions:
+        mask = top_k_mask(score, _check_fraction(fraction))
+        caught = int(y[mask].sum())
+        ppv = caught / mask.sum()
+        rows.append({"list": f"top {_pct_label(fraction)}%", "fraction": float(fraction),
+                     "n_flagged": int(mask.sum()), "events_caught": caught, "ppv": ppv,
+                     "sensitivity": caught / total if total else float("nan"),
+                     "number_needed_to_flag": 1 / ppv if ppv > 0 else float("inf"),
+                     "events_per_1000_flagged": 1000 * ppv})
+    return pd.DataFrame(rows)
+
+
+def decision_curve(y_true, y_prob, *, thresholds=None) -> pd.DataFrame:
+    """Net benefit of the model, of flagging everyone and of flagging no one, by threshold pt.
+
+    NB = TP/n - FP/n * pt/(1 - pt) (:func:`net_benefit`); flagging everyone gives
+    prevalence - (1 - prevalence) * pt/(1 - pt). Default thresholds: 0.01 to 0.50 by 0.01.
+    """
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    if thresholds is None:
+        thresholds = np.round(np.arange(0.01, 0.505, 0.01), 2)
+    prevalence = y.mean()
+    rows = []
+    for pt in thresholds:
+        odds = pt / (1 - pt)
+        rows.append({"threshold": float(pt), "net_benefit_model": net_benefit(y, prob, threshold=pt),
+                     "net_benefit_all": float(prevalence - (1 - prevalence) * odds), "net_benefit_none": 0.0})
+    return pd.DataFrame(rows)

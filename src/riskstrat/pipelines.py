@@ -210,6 +210,22 @@ def _outcome_of(model) -> dict:
             "horizon_days": days, "horizon_words": horizon}
 
 
+def _drift(model, features: pd.DataFrame, risk: np.ndarray, *, stage: Stage) -> dict | None:
+    """PSI of the risk and of each feature against the model's training-time profile (None for older
+    models without one); warnings and alerts go on screen."""
+    from riskstrat.evaluation.drift import drift_report
+
+    profile = model.metadata.get("reference_profile")
+    if profile is None:
+        stage("drift not checked: the model has no reference profile (trained before riskstrat stored one)")
+        return None
+    report = drift_report(profile, features, risk)
+    stage(f"drift against {report['reference']}: risk PSI {report['score_psi']:.3f} ({report['score_status']}); "
+          f"{len(report['alert'])} features alert (PSI > 0.25){': ' + ', '.join(report['alert'][:5]) if report['alert'] else ''}, "
+          f"{len(report['warn'])} warn (PSI > 0.1)")
+    return report
+
+
 def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | None = None) -> dict:
     """Score everyone as of ``as_of`` with the champion models and write the month's lists.
 
@@ -285,6 +301,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                                        predicted_cost=predicted_cost, tier_cutoffs=cfg.lists.tiers, groups=groups,
                                        rank_score=raw, currency=currency)
     timings["prediction"] = time.perf_counter() - t
+    drift = _drift(risk.risk_model, features, risk_values, stage=stage)
 
     # Explain the people who go on lists (exact TreeSHAP is ~1000x slower than prediction).
     t = time.perf_counter()
@@ -330,7 +347,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                    "no_registered_practice": int(no_practice.sum()),
                    "no_registered_practice_listed": int((no_practice & population["listed"]).sum())},
         "no_registered_practice": lists.NO_PRACTICE_NOTE,
-        "previous_month": prev_month, "shap_additivity_max_error": max_error,
+        "previous_month": prev_month, "shap_additivity_max_error": max_error, "drift": drift,
     }
     out_dir = Path(cfg.output_dir) / month
     manifest["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}

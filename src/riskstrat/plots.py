@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["calibration_figure", "pr_figure", "roc_figure", "save_figure", "topk_ppv_figure"]
+__all__ = ["calibration_figure", "decision_curve_figure", "dependence_figure", "pr_figure", "roc_figure", "save_figure",
+           "smoothed_calibration_figure", "topk_ppv_figure"]
 
 _FIGSIZE = (6.0, 5.0)
 
@@ -143,6 +144,57 @@ def topk_ppv_figure(
     ax.set(xlabel="List size (top % of population by risk)", ylabel="PPV (share with the event)",
            ylim=(0, 1.01), title="PPV by list size")
     ax.legend(loc="upper right")
+    return fig
+
+
+def smoothed_calibration_figure(y_true, y_prob) -> Figure:
+    """The smoothed (loess) calibration curve with the decile points and the diagonal, ICI in the title.
+
+    Lines: the curve, the deciles (points) and the diagonal.
+    Example: ``smoothed_calibration_figure(y, p)``.
+    """
+    curve = metrics.smoothed_calibration(y_true, y_prob)
+    deciles = metrics.observed_expected_by_decile(y_true, y_prob)
+    ici = metrics.integrated_calibration_index(y_true, y_prob)
+    fig, ax = _new_figure()
+    ax.plot(curve["predicted"], curve["observed"], label="smoothed (loess)")
+    ax.plot(deciles["expected_rate"], deciles["observed_rate"], marker="o", linestyle="none", label="deciles")
+    top = float(max(curve["predicted"].max(), curve["observed"].max(), deciles["observed_rate"].max()))
+    top = min(1.0, top * 1.05) if top > 0 else 1.0
+    ax.plot([0, top], [0, top], linestyle="--", color="grey", linewidth=1, label="perfect")
+    ax.set(xlabel="Predicted risk", ylabel="Observed rate", xlim=(0, top), ylim=(0, top),
+           title=f"Calibration (ICI {ici:.4f})")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def decision_curve_figure(table) -> Figure:
+    """Net benefit by threshold for the model, flagging everyone and flagging no one
+    (a :func:`riskstrat.metrics.decision_curve` table).
+
+    Lines: model, all, none.
+    """
+    fig, ax = _new_figure()
+    ax.plot(table["threshold"], table["net_benefit_model"], label="model")
+    ax.plot(table["threshold"], table["net_benefit_all"], linestyle=":", label="flag everyone")
+    ax.plot(table["threshold"], table["net_benefit_none"], linestyle="--", color="grey", linewidth=1,
+            label="flag no one")
+    high = float(max(table["net_benefit_model"].max(), table["net_benefit_all"].max(), 0.0))
+    ax.set(xlabel="Threshold probability", ylabel="Net benefit", ylim=(-0.05 * max(high, 0.01), high * 1.1 or 0.01),
+           title="Decision curve")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def dependence_figure(values, shap_values, *, feature: str) -> Figure:
+    """A feature's value against its SHAP contribution (log-odds), one point per person in the sample.
+
+    Example: ``dependence_figure(X["age"], shap["age"], feature="age")``.
+    """
+    fig, ax = _new_figure()
+    ax.scatter(np.asarray(values, dtype=float), np.asarray(shap_values, dtype=float), s=6, alpha=0.4)
+    ax.axhline(0, linestyle="--", color="grey", linewidth=1)
+    ax.set(xlabel=feature, ylabel="SHAP value (log-odds)", title=f"Dependence: {feature}")
     return fig
 
 

@@ -194,6 +194,19 @@ def _refuse_degenerate(mv, *, what: str, override: str) -> None:
             reasons=reasons.split(","))
 
 
+def refuse_degenerate(name: str, version: str | int, *, what: str, override: str, uri: str | None = None) -> None:
+    """Raise :class:`riskstrat.guards.DegenerateModelError` if the version is tagged degenerate."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(uri)
+    try:
+        mv = MlflowClient().get_model_version(name, str(version))
+    except MlflowException:
+        return  # an unknown version is reported by whoever needs it, with the versions there are
+    _refuse_degenerate(mv, what=what, override=override)
+
+
 def degenerate_tag(name: str, version: str | int, *, uri: str | None = None) -> str | None:
     """The ``riskstrat.degenerate`` tag of a model version (reason codes joined by ','), or None."""
     from mlflow import MlflowClient
@@ -248,11 +261,13 @@ class LoadedModel:
     degenerate: str | None = None  # the version's riskstrat.degenerate tag, when it has one
 
 
-def load_model(name: str, *, alias: str = "champion", uri: str | None = None,
-               allow_degenerate: bool = False) -> LoadedModel:
-    """Load ``models:/NAME@ALIAS`` and return our RiskModel with its registry coordinates.
+def load_model(name: str, *, alias: str = "champion", version: str | int | None = None,
+               uri: str | None = None, allow_degenerate: bool = False) -> LoadedModel:
+    """Load ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION`` when ``version`` is given) and
+    return our RiskModel with its registry coordinates.
 
-    A version tagged ``riskstrat.degenerate`` is refused unless ``allow_degenerate``.
+    A version tagged ``riskstrat.degenerate`` is refused unless ``allow_degenerate`` (loading by
+    version, for evaluation, never refuses: the tag travels with the loaded model).
     """
     import mlflow
     from mlflow import MlflowClient
@@ -260,6 +275,16 @@ def load_model(name: str, *, alias: str = "champion", uri: str | None = None,
 
     configure(uri)
     client = MlflowClient()
+    if version is not None:
+        try:
+            mv = client.get_model_version(name, str(version))
+        except MlflowException:
+            versions = _versions(client, name)
+            raise RegistryError(f"registered model {name!r} has no version {version}"
+                                + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+        return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, None,
+                           degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except MlflowException:
@@ -270,6 +295,31 @@ def load_model(name: str, *, alias: str = "champion", uri: str | None = None,
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
     return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, alias,
                        degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
+
+
+def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """``(name, alias, version)`` from ``NAME@ALIAS`` or ``NAME/VERSION`` (a bare NAME means @champion).
+
+    >>> parse_model_ref("riskstrat-high-cost/3"), parse_model_ref("m@challenger")
+    (('riskstrat-high-cost', None, '3'), ('m', 'challenger', None))
+    """
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        if name and alias:
+            return name, alias, None
+    elif "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        if name and version.isdigit():
+            return name, None, version
+    elif ref:
+        return ref, "champion", None
+    raise RegistryError(f"model {ref!r} is not NAME@ALIAS or NAME/VERSION (e.g. riskstrat-emergency-admission@champion)")
+
+
+def load_model_ref(ref: str, *, uri: str | None = None) -> LoadedModel:
+    """Load a model named as ``NAME@ALIAS`` or ``NAME/VERSION``."""
+    name, alias, version = parse_model_ref(ref)
+    return load_model(name, alias=alias or "champion", version=version, uri=uri)
 
 
 def load_champion_version(name: str, *, alias: str = "champion", uri: str | None = None) -> str | None:
@@ -300,3 +350,49 @@ def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg) -> str:
         mlflow.log_dict(manifest, "manifest.json")
         mlflow.log_text(summary.to_csv(index=False), "summary.csv")
         return run.info.run_id
+
+
+EVALUATION_EXPERIMENT = "riskstrat-evaluation"
+
+
+def log_evaluation_run(*, model_name: str, model_version: str, model_run_id: str, tags: dict, metrics: dict,
+                       folder: Path, uri: str | None = None, experiment: str = EVALUATION_EXPERIMENT) -> str:
+    """Log an evaluation (aggregates, report, tables, figures: no person rows) as its own run, tagged
+    with the model version it evaluates, and link it from that version (tag riskstrat.evaluation_run_id)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    configure(uri)
+    experiment_id = _experiment(experiment)
+    with mlflow.start_run(experiment_id=experiment_id,
+                          run_name=f"evaluate {model_name} v{model_version} {tags.get('riskstrat.as_of', '')}") as run:
+        mlflow.set_tags({"riskstrat.kind": "evaluation", "riskstrat.model_name": model_name,
+                         "riskstrat.model_version": str(model_version), "riskstrat.model_run_id": model_run_id,
+                         **{k: str(v) for k, v in tags.items()}})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+        mlflow.log_artifacts(str(folder), "evaluation")
+        run_id = run.info.run_id
+    MlflowClient().set_model_version_tag(model_name, str(model_version), "riskstrat.evaluation_run_id", run_id)
+    return run_id
+
+
+def find_evaluation(name: str, version: str | int, *, uri: str | None = None):
+    """The latest evaluation run of ``name`` version ``version`` (an ``mlflow.entities.Run``), or None."""
+    import mlflow
+
+    configure(uri)
+    runs = mlflow.search_runs(
+        search_all_experiments=True, output_format="list", max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=(f"tags.`riskstrat.kind` = 'evaluation' AND tags.`riskstrat.model_name` = '{name}' "
+                       f"AND tags.`riskstrat.model_version` = '{version}'"))
+    return runs[0] if runs else None
+
+
+def tag_model_version(name: str, version: str | int, tags: dict, *, uri: str | None = None) -> None:
+    """Set registry tags on one model version (e.g. why a gate was overridden, by whom, when)."""
+    from mlflow import MlflowClient
+
+    configure(uri)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))

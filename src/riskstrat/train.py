@@ -207,6 +207,11 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
           f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
     scores = {"lightgbm": lgbm.predict_risk(data.X_test)}
+    from riskstrat.evaluation.drift import reference_profile
+
+    # Aggregates only (decile edges and shares), for PSI drift at every scoring run.
+    lgbm.metadata["reference_profile"] = reference_profile(
+        data.X_test, scores["lightgbm"], described=f"test people at {cfg.index_dates.test}")
     cost_metrics = {}
     if data.cost_train is not None:
         lgbm.cost_estimator = fit_cost_regressor(data.X_train, data.cost_train, data.X_cal, data.cost_cal,

@@ -20,10 +20,11 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final tables."),
 ) -> None:
     """Run everything on a synthetic population: generate it, train and register the emergency-
-    admission and high-cost models (first versions become champion), compare them with the
-    logistic baseline, the prior-use rule and the true risk, then score the population into lists.
+    admission and high-cost models, compare them with the logistic baseline, the prior-use rule and
+    the true risk, evaluate each new version at the test date (report and models/<name>/card.md;
+    first versions become champion without the gate), then score the population into lists.
 
-    Writes riskstrat-data/, mlflow.db, mlartifacts/ and riskstrat-output/ in the current folder;
+    Writes riskstrat-data/, models/, mlflow.db, mlartifacts/ and riskstrat-output/ in the current folder;
     running it again reuses the data and registers new model versions.
     """
     from riskstrat.cli.train_cmd import print_comparison
@@ -45,8 +46,14 @@ def demo(
     with libraries_quiet(quiet):
         manifest = run_demo_scoring(meta, stage=stage)
     for target, (name, version, new) in result.champions.items():
-        out.print(f"{name}@champion = version {version}" + (" (promoted now)" if new else " (kept; new version "
+        out.print(f"{name}@champion = version {version}" + (" (promoted now) as the first version, without the gate"
+                  if new else " (kept; new version "
                   f"{result.runs[target].logged.model_version} registered, promote it with riskstrat promote)"))
+        evaluation = result.evaluations.get(target)
+        if evaluation is not None and not isinstance(evaluation, str):
+            failed = [c.name for c in evaluation.gate if not c.passed]
+            out.print(f"  evaluation: {evaluation.out_dir / 'report.html'}; card: {evaluation.card_path}; gate: "
+                      + ("passes" if not failed else "fails on " + ", ".join(failed)), soft_wrap=True)
     c = manifest["counts"]
     first = sorted(Path(manifest["output_dir"], "practices").iterdir())[0]
     out.print(f"Lists for {manifest['month']}: {c['listed']:,} people listed in {c['practices']} practices "

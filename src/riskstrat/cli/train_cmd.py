@@ -96,23 +96,54 @@ def promote(
     version: str = typer.Argument(..., help="Model version to promote."),
     alias: str = typer.Option("champion", help="Alias to move (the scorer loads models:/NAME@champion)."),
     tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
-    force: bool = typer.Option(False, "--force", help="Promote even a version tagged riskstrat.degenerate "
-                                                      "(one tree, a constant score or a chance-level AUROC)."),
+    force: bool = typer.Option(False, "--force", help="Promote even if the gate fails or the version is tagged "
+                                                      "riskstrat.degenerate (needs --reason; recorded)."),
+    reason: str = typer.Option(None, "--reason", help="Why the gate is overridden (kept as a tag on the version)."),
+    card_dir: Path = typer.Option(Path("models"), "--card-dir", help="Where models/<name>/gate.yaml lives."),
 ) -> None:
-    """Point an alias (default: champion) at a registered model version.
+    """Point an alias (default: champion) at a registered model version, if its latest
+    evaluation (`riskstrat evaluate`) passes the model's gate (models/<name>/gate.yaml).
 
     A version tagged riskstrat.degenerate is refused unless --force.
 
     Example: riskstrat promote riskstrat-emergency-admission 3 --alias champion
     """
-    from riskstrat.tracking import RegistryError, promote as do_promote
+    from riskstrat.tracking import RegistryError, promote as do_promote, refuse_degenerate
 
+    if not force:  # a degenerate model is refused before its evaluation is even looked at
+        refuse_degenerate(name, version, what=f"make it {alias}", override="pass --force --reason \"...\"",
+                          uri=tracking_uri)
+    verdict = _gate_or_fail(name, version, alias=alias, uri=tracking_uri, card_dir=card_dir, force=force,
+                            reason=reason)
     try:
         moved = do_promote(name, version, alias=alias, uri=tracking_uri, force=force)
     except RegistryError as exc:
         fail(str(exc))
+    if not verdict.passed:
+        from riskstrat.evaluation.gate import record_override
+
+        tags = record_override(name, version, reason=reason, failures=verdict.failures(), uri=tracking_uri)
+        out.print(f"gate overridden by {tags['riskstrat.gate_override.user']}: {reason} (recorded on version {version})")
     before = f" (was version {moved['previous_version']})" if moved["previous_version"] else ""
     out.print(f"{name}@{alias} -> version {version}{before}")
+
+
+def _gate_or_fail(name: str, version: str, *, alias: str, uri: str | None, card_dir: Path, force: bool,
+                  reason: str | None):
+    """The promotion gate's verdict; exits non-zero listing the failed criteria unless forced with a reason."""
+    from riskstrat.evaluation.gate import GateError, check_promotion
+
+    if force and not (reason and reason.strip()):
+        fail("--force needs --reason \"...\": the reason is recorded on the model version")
+    try:
+        verdict = check_promotion(name, version, alias=alias, uri=uri, card_dir=card_dir)
+    except GateError as exc:
+        fail(str(exc))
+    if not verdict.passed and not force:
+        lines = "\n".join(f"  - {c.name}: {c.detail}" for c in verdict.failures())
+        fail(f"{name} version {version} does not pass the promotion gate ({card_dir / name / 'gate.yaml'}):\n{lines}\n"
+             f"nothing was promoted; override with --force --reason \"...\" (recorded on the version)")
+    return verdict
 
 
 @app.command()

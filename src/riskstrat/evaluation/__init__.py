@@ -1,0 +1,15 @@
+"""Evaluation: the evidence a reviewer signs off, in one place.
+
+- :func:`metric_frame`: metrics overall and by group (fairlearn's ``MetricFrame`` shape);
+- :func:`subgroup_attributes`: age band, sex, deprivation quintile, ethnicity group, GP practice;
+- :func:`evaluate_scores`: a candidate's full evidence against other scores on the same rows;
+- :mod:`riskstrat.evaluation.gate`: the promotion gate read from ``models/<name>/gate.yaml``;
+- :mod:`riskstrat.evaluation.pipeline`: ``riskstrat evaluate`` (registry, data, report, MLflow).
+"""
+
+from riskstrat.evaluation._evaluate import CANDIDATE, Evaluation, evaluate_scores, subgroup_metric_set
+from riskstrat.evaluation._frame import MetricFrame, metric_frame
+from riskstrat.evaluation._groups import AGE_BANDS, ATTRIBUTES, age_band, deprivation_quintile, subgroup_attributes
+
+__all__ = ["AGE_BANDS", "ATTRIBUTES", "CANDIDATE", "Evaluation", "MetricFrame", "age_band", "deprivation_quintile",
+           "evaluate_scores", "metric_frame", "subgroup_attributes", "subgroup_metric_set"]

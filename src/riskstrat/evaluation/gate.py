@@ -1,0 +1,174 @@
+"""The promotion gate: the criteria a model version's evaluation must meet before an alias moves to it.
+
+The criteria live in ``models/<registered-name>/gate.yaml`` (written with the defaults below by the
+first ``riskstrat evaluate`` of that model; a reviewer edits them). ``riskstrat promote`` finds the
+version's latest evaluation in MLflow (by tag) and checks it; ``--force --reason`` overrides, and the
+reason, the OS user and the time are recorded as tags on the version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+GATE_FILE = "gate.yaml"
+
+
+class GateError(ValueError):
+    """A gate file cannot be read or is invalid."""
+
+
+class Gate(BaseModel):
+    """Promotion criteria (see ``models/README.md``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_events: int = Field(100, ge=1, description="Events the evaluation must have seen (Riley et al.: 100-200 "
+                                                   "for stable calibration at validation).")
+    max_auroc_drop: float = Field(0.0, ge=0, description="Against the alias's current version: the upper end of "
+                                                         "the paired 95% interval of (candidate - champion) AUROC "
+                                                         "must not be below -max_auroc_drop.")
+    calibration_slope_min: float = 0.8
+    calibration_slope_max: float = 1.2
+    min_subgroup_auroc: float = Field(0.65, ge=0, le=1, description="Floor for every group with enough events "
+                                                                    "(small groups are flagged, not gated).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Gate":
+        if self.calibration_slope_min >= self.calibration_slope_max:
+            raise ValueError("calibration_slope_min must be below calibration_slope_max")
+        return self
+
+
+def default_gate_yaml() -> str:
+    """The default gate, with a comment per criterion, as written to a new ``gate.yaml``."""
+    g = Gate()
+    return (
+        "# Promotion gate: `riskstrat promote` refuses a version whose latest evaluation fails any line.\n"
+        "# Edit with care and commit the change with the reason; see models/README.md.\n"
+        f"min_events: {g.min_events}              # outcome events in the evaluation population\n"
+        f"max_auroc_drop: {g.max_auroc_drop}          # vs the current champion: upper 95% bound of the paired "
+        "AUROC difference >= -this\n"
+        f"calibration_slope_min: {g.calibration_slope_min}\n"
+        f"calibration_slope_max: {g.calibration_slope_max}\n"
+        f"min_subgroup_auroc: {g.min_subgroup_auroc}     # every age band, sex, deprivation quintile, ethnicity "
+        "group and practice with enough events\n")
+
+
+def load_gate(path: str | Path) -> Gate:
+    """The gate in ``path``, or the defaults when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return Gate()
+    try:
+        return Gate.model_validate(yaml.safe_load(path.read_text()) or {})
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise GateError(f"{path}: {exc}") from None
+
+
+def write_default_gate(card_dir: str | Path, name: str) -> Path | None:
+    """Write ``<card_dir>/<name>/gate.yaml`` with the defaults unless one exists; returns it if written."""
+    from riskstrat.io import write_text
+
+    path = Path(card_dir) / name / GATE_FILE
+    if path.exists():
+        return None
+    return write_text(default_gate_yaml(), path)
+
+
+@dataclass
+class Criterion:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class GateResult:
+    criteria: list[Criterion] = field(default_factory=list)
+    evaluation_run_id: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.criteria) and all(c.passed for c in self.criteria)
+
+    def failures(self) -> list[Criterion]:
+        return [c for c in self.criteria if not c.passed]
+
+
+def check_gate(metrics: dict, gate: Gate, *, champion_version: str | None = None,
+               compared_version: str | None = None) -> list[Criterion]:
+    """Each criterion against an evaluation's flat metrics (:attr:`Evaluation.metrics`).
+
+    ``champion_version`` is the version the alias points at now (None: the model has none yet);
+    ``compared_version`` the version the evaluation compared against (``--against``).
+    """
+    def value(key: str) -> float | None:
+        v = metrics.get(key)
+        return None if v is None or v != v else float(v)
+
+    out = []
+    events = value("n_events") or 0.0
+    out.append(Criterion("minimum events", events >= gate.min_events,
+                         f"{events:,.0f} events in the evaluation (need {gate.min_events:,})"))
+    if champion_version is None:
+        out.append(Criterion("not worse than the champion", True, "no current version to compare with"))
+    elif compared_version != str(champion_version):
+        out.append(Criterion("not worse than the champion", False,
+                             f"the evaluation was not compared with the current version {champion_version}"
+                             + (f" (it was compared with version {compared_version})" if compared_version else "")
+                             + ": run riskstrat evaluate --against NAME@champion"))
+    else:
+        d, high = value("minus_champion.auroc"), value("minus_champion.auroc_ci_high")
+        low = value("minus_champion.auroc_ci_low")
+        ok = high is not None and high >= -gate.max_auroc_drop
+        out.append(Criterion("not worse than the champion", ok,
+                             f"AUROC difference {d:+.3f} (paired 95% CI {low:+.3f} to {high:+.3f}); "
+                             f"upper bound must be >= {-gate.max_auroc_drop:+.3f}" if d is not None
+                             else "no AUROC difference recorded"))
+    slope = value("candidate.calibration_slope")
+    ok = slope is not None and gate.calibration_slope_min <= slope <= gate.calibration_slope_max
+    out.append(Criterion("calibration slope", ok, (f"{slope:.2f}" if slope is not None else "missing")
+                         + f" (must be within {gate.calibration_slope_min}-{gate.calibration_slope_max})"))
+    floor = value("subgroup.min_auroc")
+    ok = floor is not None and floor >= gate.min_subgroup_auroc
+    out.append(Criterion("subgroup AUROC floor", ok, (f"lowest {floor:.3f}" if floor is not None else "missing")
+                         + f" among groups with enough events (floor {gate.min_subgroup_auroc})"))
+    return out
+
+
+def check_promotion(name: str, version: str | int, *, alias: str = "champion", uri: str | None = None,
+                    card_dir: str | Path = "models") -> GateResult:
+    """The gate of ``name`` against the latest evaluation of ``version`` in MLflow."""
+    from riskstrat import tracking
+
+    gate = load_gate(Path(card_dir) / name / GATE_FILE)
+    run = tracking.find_evaluation(name, version, uri=uri)
+    if run is None:
+        return GateResult([Criterion("evaluation exists", False,
+                                     f"no evaluation of {name} version {version} in MLflow: run riskstrat evaluate "
+                                     f"--model {name}/{version} --against {name}@{alias} --data DIR --as-of DATE")])
+    current = tracking.load_champion_version(name, alias=alias, uri=uri)
+    if current == str(version):
+        current = None  # re-pointing the alias at the version it already holds compares with nothing
+    criteria = [Criterion("evaluation exists", True, f"run {run.info.run_id} at {run.data.tags.get('riskstrat.as_of')}")]
+    criteria += check_gate(run.data.metrics, gate, champion_version=current,
+                           compared_version=run.data.tags.get("riskstrat.against_version"))
+    return GateResult(criteria, run.info.run_id)
+
+
+def record_override(name: str, version: str | int, *, reason: str, failures: list[Criterion],
+                    uri: str | None = None) -> dict:
+    """Record a forced promotion on the version: the reason, the OS user, the time, what failed."""
+    from riskstrat import tracking
+
+    tags = {"riskstrat.gate_override.reason": reason, "riskstrat.gate_override.user": getpass.getuser(),
+            "riskstrat.gate_override.time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "riskstrat.gate_override.failed": "; ".join(c.name for c in failures) or "none"}
+    tracking.tag_model_version(name, version, tags, uri=uri)
+    return tags

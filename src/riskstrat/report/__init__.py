@@ -1,0 +1,191 @@
+"""Reports rendered from Jinja2 templates (``report/templates/``): the evaluation report (HTML,
+autoescaped, self-contained: figures embedded as base64 PNG, no network references) and the model
+card draft (Markdown). Writing goes through :func:`riskstrat.io.atomic_path`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+APPROVAL_PLACEHOLDER = "_to be completed by the approver_"
+
+
+def _environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(loader=PackageLoader("riskstrat.report", "templates"), undefined=StrictUndefined,
+                       autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A table cell: whole numbers of 100 or more with thousands separators, other numbers to
+    ``digits`` places, NaN as a dash, booleans as "yes" or blank.
+
+    >>> fmt(1234.0), fmt(0.81234), fmt(float("nan")), fmt(True), fmt(7)
+    ('1,234', '0.812', '-', 'yes', '7')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else ""
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return "-"
+    if math.isinf(number):
+        return "inf"
+    if number.is_integer() and abs(number) >= 100:
+        return f"{number:,.0f}"
+    return f"{number:.{digits}f}"
+
+
+def table(frame: pd.DataFrame, *, index: bool = False, digits: dict | None = None) -> dict:
+    """A DataFrame as ``{"columns": [...], "rows": [[cell, ...]]}`` of formatted strings."""
+    frame = frame.reset_index() if index else frame
+    digits = digits or {}
+    rows = []
+    for record in frame.itertuples(index=False):
+        rows.append([fmt(v.item() if hasattr(v, "item") else v, digits.get(c, 3)) for c, v in zip(frame.columns, record)])
+    return {"columns": [str(c).replace("_", " ") for c in frame.columns], "rows": rows}
+
+
+def _figures(evaluation) -> dict[str, object]:
+    from riskstrat import plots
+
+    y, scores = evaluation.y, evaluation.scores
+    probs = {k: v for k, v in scores.items() if k != "prior_use"}
+    return {"roc": plots.roc_figure(y, scores), "pr": plots.pr_figure(y, scores),
+            "calibration": plots.smoothed_calibration_figure(y, scores["candidate"]),
+            "calibration_deciles": plots.calibration_figure(y, probs),
+            "top_k_ppv": plots.topk_ppv_figure(y, scores),
+            "decision_curve": plots.decision_curve_figure(evaluation.decision_curve)}
+
+
+def _png(fig) -> bytes:
+    from riskstrat.plots import _close
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    _close(fig)
+    return buffer.getvalue()
+
+
+def tables_of(evaluation, drivers: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """The evaluation's tables by file stem (what goes to CSV and into the report)."""
+    frame = evaluation.subgroups
+    out = {"headline": evaluation.headline.reset_index(), "comparison": evaluation.comparison,
+           "observed_expected_by_decile": evaluation.oe_decile, "observed_expected_by_tier": evaluation.oe_tier,
+           "case_finding": evaluation.case_finding, "decision_curve": evaluation.decision_curve,
+           "recalibration": evaluation.recalibration.reset_index(), "subgroups": frame.by_group.reset_index(),
+           "subgroup_gaps": pd.concat([frame.gaps("auroc"), frame.gaps("o_e_ratio")], ignore_index=True),
+           "calibration_curve": evaluation.calibration_curve}
+    if drivers is not None:
+        out["drivers"] = drivers
+    return out
+
+
+HEADLINE_COLUMNS = ["model", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "auprc_ci_low", "auprc_ci_high",
+                    "brier", "calibration_slope", "calibration_intercept", "ici", "o_e_ratio", "ppv_top_1pct",
+                    "ppv_top_5pct", "sensitivity_top_5pct"]
+
+
+def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], drivers=None, criteria=()) -> str:
+    """The self-contained HTML report."""
+    tables = tables_of(evaluation, drivers)
+    headline = tables["headline"].reindex(columns=HEADLINE_COLUMNS)
+    by_group = evaluation.subgroups.by_group.reset_index()
+    subgroup_tables = {attr: table(part.drop(columns="attribute")) for attr, part in
+                       by_group.groupby("attribute", sort=False)}
+    images = {k: base64.b64encode(v).decode("ascii") for k, v in figures_png.items()}
+    dependence = {k.removeprefix("dependence_"): v for k, v in images.items() if k.startswith("dependence_")}
+    return _environment().get_template("evaluation.html").render(
+        c=context, ev=evaluation, headline=table(headline), comparison=table(tables["comparison"]),
+        oe_decile=table(tables["observed_expected_by_decile"]), oe_tier=table(tables["observed_expected_by_tier"]),
+        case_finding=table(tables["case_finding"]), recalibration=table(tables["recalibration"], digits={}),
+        gaps=table(tables["subgroup_gaps"]), subgroups=subgroup_tables,
+        drivers=table(drivers) if drivers is not None else None, images=images, criteria=list(criteria),
+        dependence=dependence,
+        candidate=evaluation.headline.loc["candidate"].to_dict())
+
+
+def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=None, criteria=(),
+                     extra_figures: dict | None = None) -> Path:
+    """Write ``report.html``, ``tables/*.csv``, ``figures/*.png`` and ``evaluation.json`` (one folder,
+    atomically). ``extra_figures`` (name: figure) are added, e.g. the drivers' dependence plots."""
+    from riskstrat.io import atomic_path, write_json
+
+    out_dir = Path(out_dir)
+    figures = {**_figures(evaluation), **(extra_figures or {})}
+    figures_png = {name: _png(fig) for name, fig in figures.items()}
+    with atomic_path(out_dir, directory=True) as tmp:
+        tmp = Path(tmp)
+        (tmp / "tables").mkdir()
+        (tmp / "figures").mkdir()
+        for name, frame in tables_of(evaluation, drivers).items():
+            frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
+        for name, png in figures_png.items():
+            (tmp / "figures" / f"{name}.png").write_bytes(png)
+        html = render_report(evaluation, context, figures_png=figures_png, drivers=drivers, criteria=criteria)
+        (tmp / "report.html").write_text(html, encoding="utf-8")
+        write_json({"context": context, "metrics": evaluation.metrics,
+                    "gate": [c.__dict__ for c in criteria]}, tmp / "evaluation.json")
+    return out_dir
+
+
+def weak_groups(evaluation, *, margin: float = 0.05, oe_band: tuple[float, float] = (0.8, 1.25)) -> pd.DataFrame:
+    """Groups with enough events whose AUROC is more than ``margin`` below the overall AUROC, or
+    whose observed/expected, relative to the overall observed/expected, lies outside ``oe_band``
+    (a group calibrated differently from the rest): what the card lists as known weak groups."""
+    overall = evaluation.subgroups.overall
+    reliable = evaluation.subgroups.reliable().reset_index()
+    relative_oe = reliable["o_e_ratio"] / overall["o_e_ratio"]
+    weak = reliable[(reliable["auroc"] < overall["auroc"] - margin) | (relative_oe < oe_band[0])
+                    | (relative_oe > oe_band[1])]
+    return weak.assign(relative_o_e=relative_oe[weak.index]).sort_values("auroc")
+
+
+def _approved(card: Path) -> bool:
+    for line in card.read_text(encoding="utf-8").splitlines():
+        if line.startswith("- Approved by:"):
+            return APPROVAL_PLACEHOLDER not in line and line.strip() != "- Approved by:"
+    return False
+
+
+def render_card(evaluation, context: dict, *, drivers=None) -> str:
+    """The model card draft (Markdown)."""
+    by_group = evaluation.subgroups.by_group.reset_index()
+    by_group = by_group[by_group["attribute"] != "GP practice"]  # practices: in the report, too many for a card
+    practices = evaluation.subgroups.by_group.loc["GP practice"] if "GP practice" in \
+        evaluation.subgroups.by_group.index.get_level_values(0) else None
+    return _environment().get_template("card.md").render(
+        c=context, ev=evaluation, candidate=evaluation.headline.loc["candidate"].to_dict(),
+        comparison=evaluation.comparison.to_dict("records"), subgroups=by_group.to_dict("records"),
+        weak=weak_groups(evaluation).to_dict("records"), drivers=drivers.to_dict("records") if drivers is not None else [],
+        practices=practices, fmt=fmt, placeholder=APPROVAL_PLACEHOLDER,
+        case_finding=evaluation.case_finding.to_dict("records"))
+
+
+def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None) -> Path:
+    """Write ``card.md`` in ``folder``; if the card there has been approved, write ``card.draft.md`` beside it
+    instead (an approved card is a person's signed text: never overwritten)."""
+    from riskstrat.io import write_text
+
+    folder = Path(folder)
+    card = folder / "card.md"
+    target = folder / "card.draft.md" if card.exists() and _approved(card) else card
+    return write_text(render_card(evaluation, context, drivers=drivers), target)
+
+
+__all__ = ["fmt", "render_card", "render_report", "table", "tables_of", "weak_groups", "write_card",
+           "write_evaluation"]

@@ -1,0 +1,197 @@
+"""`riskstrat evaluate` and the gated `promote` end to end: a small synthetic population, two model
+versions in a temporary SQLite registry, the report, the card and the MLflow link.
+
+3,000 people over 4 years from 2021-11-01 (the extract ends 2025-10-31); models trained small on
+2023 dates and tested at 2024-11-01, evaluated at 2024-11-01 (the latest date with a full horizon).
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from riskstrat import tracking
+from riskstrat.config import load_config
+from riskstrat.evaluation.pipeline import TooFewEventsError, run_evaluation
+from riskstrat.labels import CensoredIndexDateError
+from riskstrat.pipelines import run_training
+from riskstrat.synth import write_population
+
+NAME = "eval-emergency"
+AS_OF = "2024-11-01"
+SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
+         "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=60", "model.baselines=[prior_use]"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    write_population(out, 2500, start="2021-11-01", years=4, seed=11, truth_dates=[AS_OF], n_futures=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def registry(data_dir, tmp_path_factory) -> dict:
+    """Version 1 (champion) and version 2 (a weaker model: 15 trees) of one model."""
+    store = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    base = [f"data.path={data_dir}", f"tracking.uri={uri}", f"tracking.registered_model={NAME}", *SMALL]
+    run_training(load_config(None, base))
+    run_training(load_config(None, [*base, "model.lightgbm.n_estimators=15"]))
+    tracking.promote(NAME, "1", alias="champion", uri=uri)
+    return {"uri": uri, "store": store}
+
+
+@pytest.fixture(scope="module")
+def evaluated(registry, data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluation")
+    run = run_evaluation(f"{NAME}/2", data_dir, AS_OF, against=f"{NAME}@champion", out_dir=root / "report",
+                         card_dir=root / "models", uri=registry["uri"], n_boot=20, min_events=50)
+    return run, root
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs = []
+
+    def handle_starttag(self, tag, attrs):
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def test_report_is_self_contained_with_the_headline_numbers(evaluated):
+    run, _ = evaluated
+    html = (run.out_dir / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"https?://", html)
+    parser = _Refs()
+    parser.feed(html)
+    assert len(parser.refs) >= 6 and all(r.startswith("data:image/png;base64,") for r in parser.refs)
+    cand = run.evaluation.headline.loc["candidate"]
+    assert f"{cand['auroc']:.3f}" in html and f"{cand['calibration_slope']:.2f}" in html
+    assert "85+" in html and "40-55" in html and "deprivation quintile" in html and "PRISMATIC" in html
+    assert {p.name for p in (run.out_dir / "figures").iterdir()} >= {"roc.png", "calibration.png", "decision_curve.png"}
+    subgroups = pd.read_csv(run.out_dir / "tables" / "subgroups.csv")
+    assert set(subgroups["attribute"]) == {"age band", "sex", "deprivation quintile", "ethnicity group", "GP practice"}
+
+
+def test_evaluation_scores_the_models_on_the_same_people(evaluated, registry, data_dir):
+    run, _ = evaluated
+    ev = run.evaluation
+    assert list(ev.headline.index) == ["candidate", "champion", "prior_use", "oracle"]
+    assert ev.n_events >= 50 and len(ev.y) == ev.n
+    champion = tracking.load_model(NAME, alias="champion", uri=registry["uri"])
+    assert champion.version == "1" and run.candidate.version == "2"
+    row = ev.comparison.set_index("versus").loc["champion"]
+    assert row["ci_low"] <= row["auroc_difference"] <= row["ci_high"]
+
+
+def test_evaluation_is_logged_and_linked_to_the_version(evaluated, registry):
+    import mlflow
+
+    run, _ = evaluated
+    found = tracking.find_evaluation(NAME, "2", uri=registry["uri"])
+    assert found.info.run_id == run.run_id
+    assert found.data.tags["riskstrat.against_version"] == "1"
+    assert found.data.metrics["candidate.auroc"] == pytest.approx(run.evaluation.headline.loc["candidate", "auroc"])
+    version = mlflow.MlflowClient().get_model_version(NAME, "2")
+    assert version.tags["riskstrat.evaluation_run_id"] == run.run_id
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "evaluation")}
+    assert "evaluation/report.html" in artifacts
+
+
+def test_card_and_default_gate_are_drafted(evaluated):
+    run, root = evaluated
+    card = (root / "models" / NAME / "card.md").read_text()
+    for heading in ("## Intended use", "## Population", "## Outcome", "## Data sources", "## Exclusions",
+                    "## Performance", "## Subgroup results", "## Known weak groups", "PRISMATIC", "## Approval"):
+        assert heading in card
+    assert "an emergency admission or death" in card
+    assert "- Approved by: _to be completed by the approver_" in card
+    assert (root / "models" / NAME / "gate.yaml").exists()
+
+
+def test_refuses_immature_outcomes_and_too_few_events(registry, data_dir, tmp_path):
+    with pytest.raises(CensoredIndexDateError, match="runs past the end of the data"):
+        run_evaluation(f"{NAME}@champion", data_dir, "2025-06-01", uri=registry["uri"], out_dir=tmp_path / "r",
+                       card_dir=None, log=False)
+    with pytest.raises(TooFewEventsError, match="need 100000"):
+        run_evaluation(f"{NAME}@champion", data_dir, AS_OF, uri=registry["uri"], out_dir=tmp_path / "r",
+                       card_dir=None, log=False, min_events=100_000)
+
+
+def test_load_model_by_version_and_bad_references(registry):
+    assert tracking.load_model_ref(f"{NAME}/1", uri=registry["uri"]).version == "1"
+    with pytest.raises(tracking.RegistryError, match="has no version 9; versions: 1, 2"):
+        tracking.load_model_ref(f"{NAME}/9", uri=registry["uri"])
+    with pytest.raises(tracking.RegistryError, match="not NAME@ALIAS or NAME/VERSION"):
+        tracking.parse_model_ref(f"{NAME}/latest")
+
+
+def _gate(folder: Path, **settings) -> Path:
+    (folder / NAME).mkdir(parents=True, exist_ok=True)
+    (folder / NAME / "gate.yaml").write_text("".join(f"{k}: {v}\n" for k, v in settings.items()))
+    return folder
+
+
+def test_promote_is_gated(evaluated, registry, tmp_path):
+    import mlflow
+
+    from riskstrat.cli import app
+
+    cli = CliRunner()
+    uri = ["--tracking-uri", registry["uri"]]
+    # Version 1 was never evaluated: refused, nothing moves.
+    res = cli.invoke(app, ["promote", NAME, "1", "--alias", "challenger", *uri, "--card-dir", str(tmp_path)])
+    assert res.exit_code == 1 and "no evaluation of eval-emergency version 1" in res.output
+    assert tracking.load_champion_version(NAME, alias="challenger", uri=registry["uri"]) is None
+    # Version 2 against a strict gate: refused, the failing criterion listed.
+    strict = _gate(tmp_path / "strict", min_events=10, min_subgroup_auroc=0.999, calibration_slope_min=0.01,
+                   calibration_slope_max=100, max_auroc_drop=1)
+    res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(strict)])
+    assert res.exit_code == 1 and "subgroup AUROC floor" in res.output and "nothing was promoted" in res.output
+    assert tracking.load_champion_version(NAME, uri=registry["uri"]) == "1"
+    # --force needs a reason; with one, the alias moves and the override is recorded on the version.
+    res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(strict), "--force"])
+    assert res.exit_code == 1 and "--force needs --reason" in res.output
+    res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(strict), "--force", "--reason", "pilot"])
+    assert res.exit_code == 0, res.output
+    tags = mlflow.MlflowClient().get_model_version(NAME, "2").tags
+    assert tags["riskstrat.gate_override.reason"] == "pilot" and tags["riskstrat.gate_override.user"]
+    assert "subgroup AUROC floor" in tags["riskstrat.gate_override.failed"]
+    # Back to version 1, then version 2 again through a gate it passes: no override needed.
+    tracking.promote(NAME, "1", uri=registry["uri"])
+    lenient = _gate(tmp_path / "lenient", min_events=10, min_subgroup_auroc=0.0, calibration_slope_min=0.01,
+                    calibration_slope_max=100, max_auroc_drop=1)
+    res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(lenient)])
+    assert res.exit_code == 0 and f"{NAME}@champion -> version 2 (was version 1)" in res.output
+    tracking.promote(NAME, "1", uri=registry["uri"])
+
+
+def test_cli_evaluate_prints_the_headline(registry, data_dir, tmp_path, monkeypatch):
+    from riskstrat.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["evaluate", "--model", f"{NAME}@champion", "--data", str(data_dir), "--as-of", AS_OF,
+                                   "--tracking-uri", registry["uri"], "--n-boot", "10", "--min-events", "50", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "candidate" in res.output and "prior_use" in res.output and "report:" in res.output
+    assert (tmp_path / "models" / NAME / "card.md").exists()
+    bad = CliRunner().invoke(app, ["evaluate", "--model", f"{NAME}@champion", "--data", str(data_dir),
+                                   "--as-of", "2025-09-01", "--tracking-uri", registry["uri"], "-q"])
+    assert bad.exit_code == 1 and "have not matured" in bad.output
+
+
+def test_no_person_identifier_in_the_evaluation_outputs(evaluated, data_dir):
+    run, root = evaluated
+    ids = set(pd.read_parquet(data_dir / "persons.parquet")["person_id"].astype(str))
+    leaked = []
+    for path in [*run.out_dir.rglob("*"), *(root / "models").rglob("*")]:
+        if path.is_file() and path.suffix != ".png":
+            text = path.read_text(encoding="utf-8")
+            leaked += [p for p in ids if p in text][:3]
+    assert not leaked, f"person ids in the evaluation outputs: {leaked}"
