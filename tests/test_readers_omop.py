@@ -234,6 +234,34 @@ def test_deaths_from_the_death_table_and_from_the_person_table(tmp_path):
     assert "deaths: 2 from the death table, 1 from the person table's death_datetime" in summary.notes
 
 
+def test_header_only_death_and_observation_period_tables_are_read_as_empty(tmp_path):
+    # Real exports often ship every CDM table, some with a header and no rows.
+    src = _cdm(tmp_path)
+    (src / "death.csv").write_text("person_id,death_date\n")
+    (src / "observation_period.csv").write_text(
+        "observation_period_id,person_id,observation_period_start_date,observation_period_end_date\n")
+    tables, _ = read_omop(src, pseudonym_key=KEY)
+    persons = tables["persons"]
+    assert persons["death_date"].isna().all() and persons["registration_end"].isna().all()
+
+
+def test_observation_periods_censor_by_default_or_are_ignored_on_request(tmp_path):
+    src = _cdm(tmp_path, person=[dict(person_id=1, year_of_birth=1950), dict(person_id=2, year_of_birth=1950)],
+               observation_period=[
+                   dict(observation_period_id=1, person_id=1, observation_period_start_date="2010-01-01",
+                        observation_period_end_date="2020-01-01"),
+                   dict(observation_period_id=2, person_id=2, observation_period_start_date="2012-01-01",
+                        observation_period_end_date="2023-06-30")])
+    tables, summary = read_omop(src, pseudonym_key=KEY)
+    assert tables["persons"]["registration_end"].notna().sum() == 1  # person 1 stops being observed in 2020
+    assert any("1 of 2 people stop being observed" in n for n in summary.notes)
+    tables, summary = read_omop(src, pseudonym_key=KEY, observation_periods="ignore")
+    assert tables["persons"]["registration_end"].isna().all()
+    assert sorted(tables["persons"]["registration_start"].dt.year) == [2010, 2012]
+    with pytest.raises(ValueError, match="observation_periods must be one of censor, ignore"):
+        read_omop(src, pseudonym_key=KEY, observation_periods="drop")
+
+
 # --- visits ----------------------------------------------------------------------------------
 
 def test_admission_methods(tmp_path):

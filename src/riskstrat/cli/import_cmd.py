@@ -62,6 +62,11 @@ def import_omop(
              "or 'care_site' (any care site)."),
     currency: str | None = typer.Option(
         None, "--currency", help="ISO 4217 code of the costs when the COST table does not say (default GBP)."),
+    observation_periods: str = typer.Option(
+        "censor", "--observation-periods",
+        help="'censor' (the CDM's meaning: a person whose observation ends early is censored then) or 'ignore' "
+             "(follow everyone to the extract end: for ETLs whose periods end at each person's last visit, "
+             "such as Synthea's)."),
     key_file: Path | None = typer.Option(None, "--key-file", help=_KEY_FILE_HELP),
 ) -> None:
     """Import OMOP common data model (v5.3/v5.4) tables saved as CSV or TSV.
@@ -72,7 +77,8 @@ def import_omop(
     Example: riskstrat import omop extracts/omop-2026-10 --out riskstrat-data/omop-2026-10
     """
     _run("omop", src_dir, out_dir, key_file,
-         {"primary_care": primary_care, "practice_from": practice_from, "currency": currency})
+         {"primary_care": primary_care, "practice_from": practice_from, "currency": currency,
+          "observation_periods": observation_periods})
 
 
 @import_app.command("hes")

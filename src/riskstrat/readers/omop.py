@@ -33,7 +33,11 @@ persons (``person``, ``death``, ``observation_period``, ``care_site``)
     from each source is noted.
     ``registration_start`` / ``registration_end`` = earliest start / latest end of the person's
     observation periods; an end equal to the latest end in the whole extract means "still observed
-    at extraction" and is left blank (the schema's "blank if current").
+    at extraction" and is left blank (the schema's "blank if current"). An earlier end censors the
+    person's labels from then on, as the CDM means it; the share of people so censored is noted.
+    ETLs whose periods simply end at each person's last visit (Synthea's, for one) censor almost
+    everybody that way: ``observation_periods="ignore"`` leaves every end blank (followed to the
+    extract end) and keeps the starts.
 visit_occurrence (``visit_concept_id``) -- see :data:`VISIT_CONCEPTS`
     Visits are de-duplicated by ``visit_occurrence_id`` (first row kept, repeats counted), never by
     content: two same-day visits with different ids are two events. Every event row carries
@@ -148,6 +152,7 @@ GP_SPECIALTIES = (38004446, 38004453)  # General Practice, Family Practice
 PRIMARY_CARE_PLACES = (8940,)
 PRIMARY_CARE_OPTIONS = ("auto", "outpatient", "gp")
 PRACTICE_OPTIONS = ("primary_care_site", "care_site")
+OBSERVATION_OPTIONS = ("censor", "ignore")
 CURRENCY_CONCEPTS = {44818668: "USD"}  # others are looked up in CONCEPT (vocabulary "Currency")
 
 
@@ -163,7 +168,8 @@ def __getattr__(name: str):
 
 def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = "auto",
               practice_from: str = "primary_care_site",
-              currency: str | None = None) -> tuple[dict[str, pd.DataFrame], ImportSummary]:
+              currency: str | None = None,
+              observation_periods: str = "censor") -> tuple[dict[str, pd.DataFrame], ImportSummary]:
     """Read OMOP CDM tables in ``src_dir`` into canonical tables (see the module docstring).
 
     Returns ``(tables, summary)``, not yet validated. Raises :class:`MissingSourceFileError` naming
@@ -173,6 +179,9 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
         raise ValueError(f"primary_care must be one of {', '.join(PRIMARY_CARE_OPTIONS)}, not {primary_care!r}")
     if practice_from not in PRACTICE_OPTIONS:
         raise ValueError(f"practice_from must be one of {', '.join(PRACTICE_OPTIONS)}, not {practice_from!r}")
+    if observation_periods not in OBSERVATION_OPTIONS:
+        raise ValueError(f"observation_periods must be one of {', '.join(OBSERVATION_OPTIONS)}, "
+                         f"not {observation_periods!r}")
     if currency is not None and not (len(currency) == 3 and currency.isalpha()):
         raise ValueError(f"currency must be an ISO 4217 code such as GBP or USD, not {currency!r}")
     src_dir = Path(src_dir)
@@ -212,7 +221,7 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
             summary.note(f"vocabulary: {name} read")
 
     tables = {"persons": _persons(person, death, periods, care_site, pseudonyms, summary,
-                                  practice_from=practice_from)}
+                                  practice_from=practice_from, observation_periods=observation_periods)}
     visits = _keep_known_persons(visits, "person_id", known, summary, "visit_occurrence")
     summary.currency = _currency(cost, vocab, currency, summary)
     tables.update(_visit_tables(visits, _costs(cost, "Visit", summary.currency, vocab), pseudonyms, summary,
@@ -319,7 +328,7 @@ def _dedupe_by_id(df: pd.DataFrame, id_column: str, table: str, summary: ImportS
 
 def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataFrame | None,
              care_site: pd.DataFrame | None, pseudonyms: dict, summary: ImportSummary, *,
-             practice_from: str) -> pd.DataFrame:
+             practice_from: str, observation_periods: str = "censor") -> pd.DataFrame:
     birth = _to_date(_column(person, "birth_datetime"))
     if "year_of_birth" in person:
         parts = pd.DataFrame({
@@ -352,8 +361,20 @@ def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataF
         by_person = p.groupby("person_id").agg(start=("start", "min"), end=("end", "max"))
         extract_end = p["end"].max()
         by_person.loc[by_person["end"] == extract_end, "end"] = pd.NaT
-        start = person["person_id"].map(by_person["start"]).astype("datetime64[s]")
-        end = person["person_id"].map(by_person["end"]).astype("datetime64[s]")
+        # reindex, not map: a header-only table gives an empty frame that map cannot cast.
+        start = pd.Series(by_person["start"].reindex(person["person_id"]).to_numpy(), index=person.index,
+                          dtype="datetime64[s]")
+        end = pd.Series(by_person["end"].reindex(person["person_id"]).to_numpy(), index=person.index,
+                        dtype="datetime64[s]")
+        early = int(end.notna().sum())
+        if observation_periods == "ignore":
+            end = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]")
+            summary.note(f"observation periods: ends ignored (observation_periods='ignore'): {early:,} of "
+                         f"{len(person):,} people are followed to the extract end instead of censored")
+        elif early:
+            summary.note(f"observation periods: {early:,} of {len(person):,} people stop being observed before "
+                         f"the extract ends and are censored from then on; if this ETL ends periods at each "
+                         f"person's last visit, import with --observation-periods ignore")
     persons["registration_start"] = start
     persons["registration_end"] = end
     persons["death_date"] = _deaths(person, death, summary)
@@ -394,7 +415,8 @@ def _deaths(person: pd.DataFrame, death: pd.DataFrame | None, summary: ImportSum
         dates = death.assign(date=_to_date(_column(death, "death_date", "death_datetime")))
         no_date = dates["date"].isna()
         summary.drop("death rows with a missing or unreadable death_date", int(no_date.sum()))
-        died = person["person_id"].map(dates[~no_date].groupby("person_id")["date"].min()).astype("datetime64[s]")
+        first = dates[~no_date].groupby("person_id")["date"].min()
+        died = pd.Series(first.reindex(person["person_id"]).to_numpy(), index=person.index, dtype="datetime64[s]")
     from_death = int(died.notna().sum())
     on_person = _to_date(_column(person, "death_datetime", "death_date"))
     died = died.fillna(on_person).astype("datetime64[s]")
