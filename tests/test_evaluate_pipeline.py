@@ -25,7 +25,8 @@ from riskstrat.synth import write_population
 NAME = "eval-emergency"
 AS_OF = "2024-11-01"
 SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
-         "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=60", "model.baselines=[prior_use]"]
+         "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=60", "model.baselines=[prior_use]",
+         "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 
 
 @pytest.fixture(scope="module")
@@ -147,13 +148,13 @@ def test_promote_is_gated(evaluated, registry, tmp_path):
     uri = ["--tracking-uri", registry["uri"]]
     # Version 1 was never evaluated: refused, nothing moves.
     res = cli.invoke(app, ["promote", NAME, "1", "--alias", "challenger", *uri, "--card-dir", str(tmp_path)])
-    assert res.exit_code == 1 and "no evaluation of eval-emergency version 1" in res.output
+    assert res.exit_code == 2 and "no evaluation of eval-emergency version 1" in res.output
     assert tracking.load_champion_version(NAME, alias="challenger", uri=registry["uri"]) is None
     # Version 2 against a strict gate: refused, the failing criterion listed.
     strict = _gate(tmp_path / "strict", min_events=10, min_subgroup_auroc=0.999, calibration_slope_min=0.01,
                    calibration_slope_max=100, max_auroc_drop=1)
     res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(strict)])
-    assert res.exit_code == 1 and "subgroup AUROC floor" in res.output and "nothing was promoted" in res.output
+    assert res.exit_code == 2 and "subgroup AUROC floor" in res.output and "nothing was promoted" in res.output
     assert tracking.load_champion_version(NAME, uri=registry["uri"]) == "1"
     # --force needs a reason; with one, the alias moves and the override is recorded on the version.
     res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(strict), "--force"])
@@ -183,7 +184,7 @@ def test_cli_evaluate_prints_the_headline(registry, data_dir, tmp_path, monkeypa
     assert (tmp_path / "models" / NAME / "card.md").exists()
     bad = CliRunner().invoke(app, ["evaluate", "--model", f"{NAME}@champion", "--data", str(data_dir),
                                    "--as-of", "2025-09-01", "--tracking-uri", registry["uri"], "-q"])
-    assert bad.exit_code == 1 and "have not matured" in bad.output
+    assert bad.exit_code == 2 and "have not matured" in bad.output
 
 
 def test_no_person_identifier_in_the_evaluation_outputs(evaluated, data_dir):

@@ -213,6 +213,13 @@ def test_prescriptions_by_window_and_chapter(make_records):
     assert a["cost_primary_12m"] == 4.0
 
 
+def test_items_of_an_unknown_chapter_count_as_items_not_as_a_chapter(make_records):
+    records = make_records(persons=[person("a")], prescriptions=[
+        {"person_id": "a", "issue_date": at(-10), "bnf_chapter": chapter} for chapter in ("unknown", "unknown", "02")])
+    a = build_features(records, T).loc["a"]
+    assert (a["rx_items_12m"], a["rx_chapters_12m"]) == (3, 1)
+
+
 # ----------------------------------------------------------------------------- social care and cost
 
 

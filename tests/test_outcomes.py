@@ -147,3 +147,17 @@ def test_a_config_chooses_its_outcome_by_name_or_declares_one(tmp_path):
     assert TrainConfig().target.name == "emergency_admission"
     assert set(OUTCOMES) == {"emergency_admission", "unplanned_hospital_use", "death", "high_cost",
                              "social_care_entry"}
+
+
+def test_a_shipped_config_switched_to_another_outcome_drops_what_does_not_apply():
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    cfg = load_config(configs / "emergency_admission.yaml", ["target.name=death"])
+    assert cfg.target.name == "death" and not hasattr(cfg.target, "death")
+    assert cfg.registered_model_name == "riskstrat-death"  # not registered as the admission model
+    cfg = load_config(configs / "high_cost.yaml", ["target.name=unplanned_hospital_use"])
+    assert cfg.target.death == "composite" and cfg.registered_model_name == "riskstrat-unplanned-hospital-use"
+    # A setting given on the command line is never dropped: it is refused, with what to do.
+    with pytest.raises(ConfigError, match=r"target\.death: .*the death outcome has no setting 'death': remove it"):
+        load_config(None, ["target.name=death", "target.death=exclude"])

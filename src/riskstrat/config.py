@@ -332,14 +332,49 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    raw = _merge(raw, parse_overrides(overrides or []))
+    extra = parse_overrides(overrides or [])
+    raw = _merge(_for_outcome(raw, extra.get("target")), extra)
     if overrides:
         where += " with --set overrides"
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{_where(e['loc'])}: {e['msg']}{_hint(e, raw)}" for e in exc.errors()]
         raise ConfigError(f"{where}: invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def _for_outcome(raw: dict, target_override) -> dict:
+    """A file's ``target`` settings that the outcome chosen on the command line has, and no others:
+    ``--config configs/emergency_admission.yaml --set target.name=death`` drops the file's
+    ``death: composite`` (an emergency-admission setting) instead of refusing it."""
+    target = raw.get("target")
+    if not (isinstance(target, dict) and isinstance(target_override, dict)
+            and ("name" in target_override or "kind" in target_override)):
+        return raw
+    from riskstrat.outcomes import OUTCOMES, EventOutcome
+
+    chosen = {**target, **target_override}
+    cls = EventOutcome if chosen.get("kind") == "event" else OUTCOMES.get(chosen.get("name"))
+    if cls is None:
+        return raw
+    kept = {k: v for k, v in target.items() if k in cls.model_fields or k in target_override}
+    out = {**raw, "target": kept}
+    # The file's registered name, when it is the one derived from the file's own outcome, names the
+    # wrong model now: derive it again (a death model must not register as the admission model).
+    tracking = raw.get("tracking")
+    if (isinstance(tracking, dict) and target.get("name") and chosen.get("name") != target.get("name")
+            and tracking.get("registered_model") == "riskstrat-" + str(target["name"]).replace("_", "-")):
+        out["tracking"] = {k: v for k, v in tracking.items() if k != "registered_model"}
+    return out
+
+
+def _hint(error: dict, raw: dict) -> str:
+    """What to do about a setting the chosen outcome does not have (a shipped config's ``death`` on ``death``)."""
+    loc = error["loc"]
+    if error["type"] != "extra_forbidden" or len(loc) < 3 or loc[0] != "target" or loc[1] not in UNION_TAGS:
+        return ""
+    name = (raw.get("target") or {}).get("name", loc[1])
+    return f" (the {name} outcome has no setting '{loc[-1]}': remove it)"
 
 
 def _where(loc: tuple) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.records import LinkedRecords
-from riskstrat.schema import BNF_CHAPTERS, LONG_TERM_CONDITIONS
+from riskstrat.schema import BNF_CHAPTERS, BNF_UNKNOWN, LONG_TERM_CONDITIONS
 
 FeatureKind = Literal["count", "days", "flag", "years", "money", "number", "decile"]
 WINDOWS = {"0_3m": (1, 91), "3_12m": (92, 365), "12_24m": (366, 730), "12m": (1, 365), "3m": (1, 91)}
@@ -100,7 +100,8 @@ def _rx_features() -> list[Feature]:
         Feature("rx_items_12m", "prescriptions", "count", "Prescription items issued in the last 12 months.",
                 "{value:g} prescription items in the last 12 months"),
         Feature("rx_chapters_12m", "prescriptions", "count",
-                "Distinct BNF chapters prescribed in the last 12 months (polypharmacy).",
+                "Distinct BNF chapters prescribed in the last 12 months (polypharmacy; items of an unknown "
+                "chapter are not counted here).",
                 "medicines from {value:g} different BNF chapters in the last 12 months"),
     ]
     f += [Feature(f"rx_bnf{ch}_items_12m", "prescriptions", "count",
@@ -376,7 +377,8 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
             parts[f"rx_bnf{ch}_items_12m"] = _in(d, "12m") & (chapter == ch).fillna(False)
         agg = _sum_by_person(parts, rx["pos"].to_numpy(), ids)
         # Distinct chapters per person in 12 months: unique (person, chapter) pairs, then counted.
-        in12 = _in(d, "12m").to_numpy()
+        # Items of an unknown chapter count as items, but not as a chapter (it is not one).
+        in12 = _in(d, "12m").to_numpy() & (chapter != BNF_UNKNOWN).to_numpy(dtype=bool)
         codes, uniques = pd.factorize(chapter[in12])
         pairs = np.unique(rx["pos"].to_numpy()[in12][codes >= 0] * (len(uniques) + 1) + codes[codes >= 0])
         out = out.join(agg.drop(columns="_cost"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.app import EXIT_REFUSED, app, fail, out
 from riskstrat.cli.progress import Stage, libraries_quiet
 
 
@@ -83,7 +83,7 @@ def evaluate(
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was evaluated:\n{exc}")
     except CensoredIndexDateError as exc:
-        fail(f"the outcomes after {date} have not matured: {exc}")
+        fail(f"the outcomes after {date} have not matured: {exc}", EXIT_REFUSED)
     except (RegistryError, DataFileError, GateError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     print_headline(run)

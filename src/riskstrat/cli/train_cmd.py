@@ -48,7 +48,13 @@ def train(
     """Train a risk model (LightGBM + calibration) and its baselines, evaluate them on a later
     index date, log everything to MLflow and register the model.
 
+    The outcome is target.name: emergency_admission (default; with death, as SPARRA v4), unplanned_hospital_use (an emergency admission or A&E attendance: for data without an admission method), death, high_cost, social_care_entry, or one declared in YAML (kind: event). --set index_dates=auto picks index dates that fit the extract; --set split.mode=temporal_only tests everyone at the test date (small data; weaker validation).
+
+    Exit status: 0 trained and registered; 2 refused (too few events, a degenerate model, dates the data do not cover: the message says why and what to do); 1 a bad config or unreadable data.
+
     Example: riskstrat train --config configs/high_cost.yaml --set split.seed=7
+
+    Example: riskstrat train --set data.path=riskstrat-data/synthea --set target.name=unplanned_hospital_use --set index_dates=auto
     """
     from riskstrat.config import ConfigError, load_config
     from riskstrat.guards import DegenerateModelError
@@ -69,7 +75,9 @@ def train(
             print_comparison(exc.run.result, title=f"{ran.target.name} ({ran.target.words}): test set at "
                                                    f"{ran.index_dates.test}")
         fail(str(exc), EXIT_REFUSED)
-    except (ConfigError, DataFileError, CensoredIndexDateError, ValueError) as exc:
+    except CensoredIndexDateError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    except (ConfigError, DataFileError, ValueError) as exc:
         fail(str(exc))
     cfg = run.config or cfg
     if not quiet:
@@ -86,8 +94,11 @@ def train(
                   f"registered with the tag riskstrat.degenerate: promote and score refuse it unless forced",
                   highlight=False)
     if run.logged:
-        out.print(f"run {run.logged.run_id}  model {run.logged.model_name} version {run.logged.model_version}"
-                  f"  (make it live: riskstrat promote {run.logged.model_name} {run.logged.model_version})")
+        name, version = run.logged.model_name, run.logged.model_version
+        next_step = ("not for live use: it is degenerate" if run.result.degenerate else
+                     f"next: riskstrat evaluate --model {name}/{version} --data DIR --as-of DATE, "
+                     f"then riskstrat promote {name} {version}")
+        out.print(f"run {run.logged.run_id}  model {name} version {version}  ({next_step})")
 
 
 @app.command()
@@ -138,11 +149,11 @@ def _gate_or_fail(name: str, version: str, *, alias: str, uri: str | None, card_
     try:
         verdict = check_promotion(name, version, alias=alias, uri=uri, card_dir=card_dir)
     except GateError as exc:
-        fail(str(exc))
+        fail(str(exc), EXIT_REFUSED)
     if not verdict.passed and not force:
         lines = "\n".join(f"  - {c.name}: {c.detail}" for c in verdict.failures())
         fail(f"{name} version {version} does not pass the promotion gate ({card_dir / name / 'gate.yaml'}):\n{lines}\n"
-             f"nothing was promoted; override with --force --reason \"...\" (recorded on the version)")
+             f"nothing was promoted; override with --force --reason \"...\" (recorded on the version)", EXIT_REFUSED)
     return verdict
 
 

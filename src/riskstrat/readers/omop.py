@@ -217,8 +217,12 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
 
     vocab = read_vocabulary(src_dir, concept_ids=_concepts_of_interest(conditions, drugs, cost))
     if vocab is not None:
+        kept = {"concept": vocab.concepts, "concept_ancestor": vocab.ancestors,
+                "concept_relationship": vocab.relationships}
         for name in vocab.tables:
-            summary.note(f"vocabulary: {name} read")
+            rows = len(kept[name]) if name in kept else None
+            summary.note(f"vocabulary: {name} read" + ("" if rows is None else
+                                                        f" ({rows:,} rows kept)" if rows else " (no rows)"))
 
     tables = {"persons": _persons(person, death, periods, care_site, pseudonyms, summary,
                                   practice_from=practice_from, observation_periods=observation_periods)}
