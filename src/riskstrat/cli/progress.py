@@ -19,15 +19,17 @@ def libraries_quiet(quiet: bool) -> Iterator[None]:
     if not quiet:
         yield
         return
-    from mlflow.utils.logging_utils import disable_logging, enable_logging
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
 
     before = os.environ.get(_MLFLOW_PROGRESS_BAR)
     os.environ[_MLFLOW_PROGRESS_BAR] = "false"
-    disable_logging()
+    # Restore the state found (not "enabled"): the CLI root and a command may both silence MLflow.
+    was_enabled = MLFLOW_LOGGING_STREAM.enabled
+    MLFLOW_LOGGING_STREAM.enabled = False
     try:
         yield
     finally:
-        enable_logging()
+        MLFLOW_LOGGING_STREAM.enabled = was_enabled
         if before is None:
             os.environ.pop(_MLFLOW_PROGRESS_BAR, None)
         else:
