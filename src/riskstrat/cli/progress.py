@@ -19,17 +19,21 @@ def libraries_quiet(quiet: bool) -> Iterator[None]:
     if not quiet:
         yield
         return
-    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream
 
     before = os.environ.get(_MLFLOW_PROGRESS_BAR)
     os.environ[_MLFLOW_PROGRESS_BAR] = "false"
-    # Restore the state found (not "enabled"): the CLI root and a command may both silence MLflow.
-    was_enabled = MLFLOW_LOGGING_STREAM.enabled
-    MLFLOW_LOGGING_STREAM.enabled = False
+    # MLflow's own enable/disable switch is not enough: log_model re-enables it part-way through
+    # (its events-and-warnings context), so the stream's write is replaced for the duration. A
+    # nested block finds it replaced already and leaves it to the outer one.
+    silenced_here = "write" not in vars(stream)
+    if silenced_here:
+        stream.write = lambda text: None
     try:
         yield
     finally:
-        MLFLOW_LOGGING_STREAM.enabled = was_enabled
+        if silenced_here:
+            del stream.write
         if before is None:
             os.environ.pop(_MLFLOW_PROGRESS_BAR, None)
         else:
