@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskstrat.io import atomic_path, file_sha256, write_parquet
+from riskstrat import publish
+from riskstrat.io import file_sha256, write_parquet
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, cost_band,
                              rank_by_score)
 
@@ -659,7 +660,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     keys = list_key(population)
     data_end = f" Data run to {manifest['data_end']}." if manifest.get("data_end") else ""
     out_dir = Path(out_dir)
-    with atomic_path(out_dir, directory=True) as tmp:
+    with publish.month_folder(out_dir) as tmp:  # one atomic publish (riskstrat.publish)
         write_parquet(population, tmp / "population.parquet")
         for pid in sorted(practice_lists):
             unregistered = pid == NO_PRACTICE
