@@ -243,6 +243,17 @@ def _tiers_by_person(frame: pd.DataFrame | None) -> pd.Series:
     return pd.Series(frame["tier"].astype("str").to_numpy(), index=frame["person_id"].astype("str").to_numpy())
 
 
+def _previous_tiers(previous: pd.DataFrame | None, person_ids: pd.Series, practice_ids: pd.Series) -> pd.Series:
+    """Each person's tier last month if they were with the same practice then, else missing: a
+    practice that someone joined learns nothing from their old practice's list."""
+    tiers = person_ids.astype("str").map(_tiers_by_person(previous)).astype("str")
+    if previous is None:
+        return tiers
+    before = pd.Series(list_key(previous).astype("str").to_numpy(), index=previous["person_id"].astype("str").to_numpy())
+    same = person_ids.astype("str").map(before).to_numpy() == practice_ids.astype("str").to_numpy()
+    return tiers.where(same)
+
+
 def _tier_change(before: pd.Series, after: pd.Series) -> pd.Series:
     changed = (before.notna() & after.notna() & (before != after)).to_numpy()
     text = before.fillna("").astype(object) + " → " + after.fillna("").astype(object)
@@ -268,7 +279,7 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
         "new_this_month": (both["_merge"] == "left_only").to_numpy(),
         "left": (both["_merge"] == "right_only").to_numpy(),
     })
-    out["previous_tier"] = out["person_id"].map(_tiers_by_person(previous)).astype("str")
+    out["previous_tier"] = _previous_tiers(previous, out["person_id"], out["practice_id"])
     out["tier"] = out["person_id"].map(_tiers_by_person(current)).astype("str")
     # Someone who left for another practice: their old practice learns nothing new about them.
     moved = out["person_id"].map(pd.Series(list_key(current).to_numpy(),
@@ -296,7 +307,7 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     changes = changes_since(previous, pop, list_size=list_size)
     new = changes.loc[changes["new_this_month"], "person_id"]
     pop["new_this_month"] = pop["person_id"].isin(new)
-    pop["previous_tier"] = pop["person_id"].map(_tiers_by_person(previous)).astype("str")
+    pop["previous_tier"] = _previous_tiers(previous, pop["person_id"], list_key(pop))
     pop["tier_change"] = _tier_change(pop["previous_tier"], pop["tier"].astype("str"))
     if reasons is not None:
         text = reasons["reasons"] if isinstance(reasons, pd.DataFrame) else reasons
