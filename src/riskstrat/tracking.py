@@ -284,8 +284,10 @@ def load_champion_version(name: str, *, alias: str = "champion", uri: str | None
         return None
 
 
-def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg) -> str:
-    """Log a scoring run: the manifest and the commissioners' aggregates only (no person rows)."""
+def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg, *, timings: dict | None = None) -> str:
+    """Log a scoring run: the manifest and the commissioners' aggregates only (no person rows);
+    ``timings`` (seconds per stage) as metrics (they are kept out of the manifest, whose bytes a
+    rerun repeats)."""
     import mlflow
 
     configure(cfg.tracking.uri)
@@ -296,7 +298,7 @@ def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg) -> str:
         counts = {k: v for k, v in manifest["counts"].items() if isinstance(v, (int, float))}
         counts.update({f"tier.{k}": v for k, v in manifest["counts"]["tiers"].items()})
         mlflow.log_metrics({f"count.{k}": float(v) for k, v in counts.items()})
-        mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in manifest["timings_seconds"].items()})
+        mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in (timings or {}).items()})
         mlflow.log_dict(manifest, "manifest.json")
         mlflow.log_text(summary.to_csv(index=False), "summary.csv")
         return run.info.run_id
