@@ -561,3 +561,69 @@ def test_cli_score_errors_exit_1_with_a_clear_message(registry, data_dir, tmp_pa
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- environment faults
+
+
+def test_missing_model_artifacts_are_a_message_naming_the_model(registry, data_dir, tmp_path):
+    artifacts = registry["store"] / "mlartifacts"
+    hidden = registry["store"] / "mlartifacts-hidden"
+    artifacts.rename(hidden)
+    try:
+        with pytest.raises(tracking.TrackingStoreError, match=rf"the files of model {RISK_MODEL} version 1 .* cannot "
+                                                              rf"be loaded.*train and promote"):
+            run_scoring(scoring_config(registry, data_dir, tmp_path / "lists"), AS_OF)
+    finally:
+        hidden.rename(artifacts)
+    assert not (tmp_path / "lists").exists()
+
+
+def test_data_pseudonymised_under_another_key_are_refused_before_scoring(registry, data_dir, tmp_path, monkeypatch):
+    from riskstrat.privacy import KEY_ENV, PseudonymKeyError, key_fingerprint
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    meta = json.loads((data / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**meta, "pseudonym_key_fingerprint": key_fingerprint(b"old")}))
+    monkeypatch.setenv(KEY_ENV, "new")
+    with pytest.raises(PseudonymKeyError, match=rf"another key \(fingerprint {key_fingerprint(b'old')}\)"):
+        run_scoring(scoring_config(registry, data, tmp_path / "lists"), AS_OF)
+    assert not (tmp_path / "lists").exists()
+
+
+def test_cli_a_second_run_on_the_same_output_folder_exits_2_naming_the_holder(registry, data_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from riskstrat.cli import app
+
+    out, marker = tmp_path / "lists", tmp_path / "holding"
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from riskstrat.publish import output_lock
+        with output_lock({str(out)!r}):
+            Path({str(marker)!r}).write_text("")
+            time.sleep(60)
+    """)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    holder = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": src})
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet",
+                "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
+                "--set", f"models.high_cost={COST_MODEL}"]
+        result = CliRunner().invoke(app, args)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and f"pid {holder.pid}" in text and "being written by user" in text, text
+        assert "Traceback" not in result.output and not (out / MONTH).exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()

@@ -183,6 +183,30 @@ class RegistryError(RiskstratError, LookupError):
     """A registered model, version or alias does not exist."""
 
 
+class TrackingStoreError(RiskstratError):
+    """The tracking store cannot be used (corrupt or locked database, missing model artifacts)."""
+
+
+def store_problem(exc: BaseException, uri: str) -> TrackingStoreError | None:
+    """The tracking store's fault behind ``exc``, in words a person can act on (None if it is not one)."""
+    import sqlite3
+
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # pragma: no cover - MLflow brings SQLAlchemy
+        SQLAlchemyError = ()  # noqa: N806
+    text = str(exc).lower()
+    if not isinstance(exc, (sqlite3.Error, SQLAlchemyError)) and "database" not in text:
+        return None
+    if "locked" in text or "busy" in text:
+        return TrackingStoreError(f"the tracking store {uri} is locked by another process (database is locked): "
+                                  f"wait for it to finish and run again")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return TrackingStoreError(f"the tracking store {uri} is not a readable MLflow database (it may be corrupt): "
+                                  f"restore it from a backup, or set tracking.uri to the right store")
+    return TrackingStoreError(f"the tracking store {uri} cannot be used: {str(exc).splitlines()[0]}")
+
+
 def _refuse_degenerate(mv, *, what: str, override: str) -> None:
     reasons = (mv.tags or {}).get(DEGENERATE_TAG)
     if reasons:
@@ -258,16 +282,27 @@ def load_model(name: str, *, alias: str = "champion", uri: str | None = None,
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    configure(uri)
-    client = MlflowClient()
+    where = configure(uri)
     try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+        mv = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
+            raise problem from exc
         raise RegistryError(f"no model {name!r} with alias {alias!r} in {mlflow.get_tracking_uri()}: train one "
                             f"(`riskstrat train`) and promote it (`riskstrat promote {name} VERSION --alias {alias}`)") from None
+    except Exception as exc:
+        if (problem := store_problem(exc, where)) is not None:
+            raise problem from exc
+        raise
     if not allow_degenerate:
         _refuse_degenerate(mv, what="score with it", override="set models.allow_degenerate=true")
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    try:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    except (OSError, MlflowException, EOFError, ValueError, ImportError, AttributeError) as exc:
+        raise TrackingStoreError(
+            f"the files of model {name} version {mv.version} ({mv.source}) cannot be loaded: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact store, or "
+            f"train and promote the model again") from exc
     return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, alias,
                        degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
 
