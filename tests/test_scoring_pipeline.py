@@ -627,3 +627,27 @@ def test_cli_a_second_run_on_the_same_output_folder_exits_2_naming_the_holder(re
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_reidentification_lookups_match_in_canonical_form_and_a_foreign_one_is_refused(score, home_practice,
+                                                                                        tmp_path):
+    from riskstrat.privacy import PseudonymKeyError
+
+    practice = sorted(home_practice.unique())[0]
+    patients = home_practice.index[home_practice == practice]
+    lookups = tmp_path / "lookups"
+    lookups.mkdir()
+    # Upper case with spaces, as a spreadsheet may save it: still the same people.
+    pd.DataFrame({"person_id": [f" {p.upper()} " for p in patients],
+                  "local_id": [f"NHS{i:07d}" for i in range(len(patients))]}).to_csv(lookups / f"{practice}.csv",
+                                                                                    index=False)
+    manifest = score(tmp_path / "lists", f"reidentify_dir={lookups}")
+    table = pd.read_csv(Path(manifest["output_dir"]) / "practices" / practice / "list.csv", dtype=str,
+                        encoding="utf-8-sig")
+    assert table["Local ID"].str.fullmatch(r"NHS\d{7}").all()
+    assert manifest["counts"]["reidentify_rows_matching_no_one"] == 0
+
+    pd.DataFrame({"person_id": [f"{i:016x}" for i in range(5)], "local_id": ["x"] * 5}).to_csv(
+        lookups / f"{practice}.csv", index=False)
+    with pytest.raises(PseudonymKeyError, match=rf"none of the 5 pseudonyms in practice {practice}'s"):
+        score(tmp_path / "lists2", f"reidentify_dir={lookups}")

@@ -378,6 +378,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     models = [risk] + ([cost] if cost else [])
     inputs = {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,
               "opt_out_file": _file_digest(cfg.opt_out_file) if cfg.opt_out_file else None,
+              "reidentify_files": ({p.name: file_sha256(p) for p in sorted(Path(cfg.reidentify_dir).glob("*.csv"))}
+                                   if cfg.reidentify_dir and Path(cfg.reidentify_dir).is_dir() else None),
               "config": config_to_dict(cfg)}
     audit = {"month": month, "as_of": str(as_of.date()),
              "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
@@ -422,7 +424,7 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     import riskstrat
     from riskstrat import lists, publish
     from riskstrat.io import currency_of
-    from riskstrat.privacy import canonical_lookup
+    from riskstrat.privacy import PseudonymKeyError, canonical_lookup
     from riskstrat.reasons import check_additivity, top_reasons
     from riskstrat.tiers import DEFAULT_GROUPS, GroupRule
 
@@ -483,11 +485,19 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     reidentify, lookup_unmatched = None, 0
     if cfg.reidentify_dir:
         reidentify = read_reidentification(cfg.reidentify_dir, [p for p in practice_lists if p != lists.NO_PRACTICE])
+        everyone = canonical_lookup(records.persons["person_id"])
         for pid, lookup in reidentify.items():
             column = next((c for c in ("person_id", "pseudonym") if c in lookup.columns), None)
-            if column is not None:
-                lookup[column], missed = _as_in_data(lookup[column], in_population)
-                lookup_unmatched += missed
+            if column is None:
+                continue
+            lookup[column], missed = _as_in_data(lookup[column], everyone)
+            if len(lookup) and missed == len(lookup):
+                raise PseudonymKeyError(
+                    f"none of the {len(lookup):,} pseudonyms in practice {pid}'s re-identification lookup "
+                    f"({Path(cfg.reidentify_dir) / f'{pid}.csv'}) matches anyone in the data: it was made with "
+                    f"another key, or for other data. Nothing was published; ask the practice for a lookup made "
+                    f"with this month's pseudonyms, or remove the file")
+            lookup_unmatched += missed
     no_practice = population["practice_id"].isna()
     tier_counts = population["tier"].astype(str).value_counts().to_dict()
     validation = getattr(records, "validation", {}) or {}
