@@ -123,6 +123,8 @@ def test_a_second_writer_is_refused_and_told_who_holds_the_lock(tmp_path):
         with pytest.raises(OutputLockedError, match=rf"being written by user \S+, pid {proc.pid} on .*since 20\d\d-"):
             write_month(tmp_path, "2025-11", "second")
         assert not (tmp_path / "2025-11").exists()
+        refused = json.loads((tmp_path / publish.AUDIT_LOG).read_text().splitlines()[-1])
+        assert refused["event"] == "refused" and f"pid {proc.pid}" in refused["error"]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -107,9 +107,15 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
                    "last_event": str(high.date()) if high is not None else None, "extract_end": str(extract_end.date()),
                    "sources": records.sources}
         register = not result.degenerate or g.register_degenerate
-        logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
-                                           features=features, config_dict=config_to_dict(cfg), data_summary=summary,
-                                           register=register, degenerate=result.degenerate)
+        try:
+            logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
+                                               features=features, config_dict=config_to_dict(cfg),
+                                               data_summary=summary, register=register, degenerate=result.degenerate)
+        except Exception as exc:  # a corrupt or locked store is the environment's fault, not a bug
+            problem = tracking.store_problem(exc, tracking.tracking_uri(cfg.tracking.uri))
+            if problem is None:
+                raise
+            raise problem from exc
         stage(f"logged run {logged.run_id}; " + (f"registered {logged.model_name} version {logged.model_version}"
                                                  + (" tagged riskstrat.degenerate" if result.degenerate else "")
                                                  if register else "registered nothing (degenerate model)"))

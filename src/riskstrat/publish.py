@@ -116,8 +116,10 @@ def output_lock(root: str | Path) -> Iterator[Path]:
                 by = f"user {h['user']}, pid {h['pid']} on {h['host']}, since {h['started']} ({h['command']})"
             except (ValueError, KeyError, TypeError):
                 by = "another run"
-            raise OutputLockedError(f"{root} is being written by {by}; wait for it to finish (two runs must not "
-                                    f"write one output folder at once)") from None
+            refusal = OutputLockedError(f"{root} is being written by {by}; wait for it to finish (two runs must "
+                                        f"not write one output folder at once)")
+            append_audit(root, "refused", error=str(refusal))  # appending beside the holder is safe (O_APPEND)
+            raise refusal from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps({**who(), "started": _now()}) + "\n").encode(), 0)
         _held[root] = 1
