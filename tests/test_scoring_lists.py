@@ -481,7 +481,9 @@ def test_a_failure_mid_write_leaves_no_partial_month(tmp_path, features, model, 
     monkeypatch.setattr(lists, "_write_xlsx", broken)
     with pytest.raises(OSError, match="disk full"):
         write(target, pop)
-    assert list((tmp_path / "months").iterdir()) == []
+    # Only the publishing machinery's hidden entries (riskstrat.publish): no month, no run folder left.
+    assert [p.name for p in (tmp_path / "months").iterdir() if not p.name.startswith(".")] == []
+    assert list((tmp_path / "months" / ".runs").iterdir()) == []
     # A month already written is left whole when its rewrite fails.
     monkeypatch.undo()
     write(target, pop)
@@ -490,7 +492,8 @@ def test_a_failure_mid_write_leaves_no_partial_month(tmp_path, features, model, 
     with pytest.raises(OSError):
         write(target, pop)
     assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
-    assert [p.name for p in (tmp_path / "months").iterdir()] == ["2026-11"]
+    assert [p.name for p in (tmp_path / "months").iterdir() if not p.name.startswith(".")] == ["2026-11"]
+    assert len(list((tmp_path / "months" / ".runs").iterdir())) == 1
 
 
 def test_reidentification_applies_only_to_that_practices_files(tmp_path, features, model):

@@ -21,7 +21,11 @@ from typer.testing import CliRunner
 from riskstrat import lists, tracking
 from riskstrat.config import ScoringConfig, load_config
 from riskstrat.io import data_fingerprint
-from riskstrat.pipelines import ModelDataMismatchError, load_data, run_scoring, run_training
+from riskstrat.errors import RiskstratError
+from riskstrat.pipelines import (ModelDataMismatchError, PublishedButNotTrackedError, load_data, run_scoring,
+                                 run_training)
+from riskstrat.privacy import OptOutError
+from riskstrat.publish import PublishRefusedError
 from riskstrat.synth import write_population
 
 AS_OF = "2025-11-01"
@@ -133,6 +137,24 @@ def list_ids(folder: Path) -> list[str]:
     return pd.read_csv(folder / "list.csv", dtype=str, encoding="utf-8-sig")["Person ID"].tolist()
 
 
+def person_files(month: Path) -> dict[str, bytes]:
+    """Every file of a month but the workbooks (whose bytes hold the time they were written) and the
+    manifest (which holds their hashes)."""
+    return {p.relative_to(month).as_posix(): p.read_bytes() for p in month.rglob("*")
+            if p.is_file() and p.suffix != ".xlsx" and p.name != "manifest.json"}
+
+
+def without_workbooks(manifest: bytes) -> bytes:
+    record = json.loads(manifest)
+    record["files"] = {n: h for n, h in record["files"].items() if not n.endswith(".xlsx")}
+    return json.dumps(record, sort_keys=True).encode()
+
+
+def visible(root: Path) -> list[str]:
+    """What a person browsing the output folder sees: months (not .runs, .lock or the audit log)."""
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != "audit.jsonl")
+
+
 def no_temp_left(root: Path) -> bool:
     return not [p.name for p in root.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
 
@@ -196,10 +218,29 @@ def test_opted_out_people_appear_in_no_file_and_are_counted(score, two_months, l
     assert json.loads((month / "manifest.json").read_text())["counts"]["opted_out_removed"] == 5
 
 
-def test_opt_outs_not_in_the_population_are_not_counted(score, tmp_path):
+def test_an_opt_out_file_matching_no_one_is_refused_unless_allowed(score, tmp_path):
     opt_out = tmp_path / "opt_out.txt"
     opt_out.write_text("0000000000000000\nffffffffffffffff\n")
-    assert score(tmp_path / "lists", f"opt_out_file={opt_out}")["counts"]["opted_out_removed"] == 0
+    with pytest.raises(OptOutError, match="none of the 2 ids in the opt-out file .* matches anyone"):
+        score(tmp_path / "lists", f"opt_out_file={opt_out}")
+    assert not (tmp_path / "lists").exists()
+    counts = score(tmp_path / "lists", f"opt_out_file={opt_out}", "allow_unmatched_opt_outs=true")["counts"]
+    assert (counts["opted_out_removed"], counts["opt_out_ids"], counts["opt_out_ids_matching_no_one"]) == (0, 2, 2)
+
+
+def test_opt_out_ids_in_upper_case_with_spaces_still_remove_the_people(score, two_months, listed_both_months,
+                                                                        tmp_path):
+    # The defect: 300 valid ids in upper case removed nobody, and 29 of them were on shown lists.
+    opt_out = tmp_path / "opt_out.txt"
+    opt_out.write_text("\ufeff" + "".join(f"  {i.upper()} \r\n" for i in listed_both_months) + "0000000000000000\n")
+    manifest = score(tmp_path / "lists", f"opt_out_file={opt_out}")
+    assert manifest["counts"]["opted_out_removed"] == 5
+    assert manifest["counts"]["opt_out_ids_matching_no_one"] == 1
+    month = Path(manifest["output_dir"])
+    assert not ids_in(month / "population.parquet") & set(listed_both_months)
+    log = [json.loads(line) for line in (tmp_path / "lists" / "audit.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in log] == ["started", "published", "tracked"]
+    assert log[1]["opted_out_removed"] == 5
 
 
 # ----------------------------------------------------------------------------- reruns and months
@@ -283,7 +324,7 @@ def test_a_failure_while_writing_leaves_no_partial_month(score, tmp_path, monkey
         with pytest.raises(RuntimeError, match="disk full"):
             score(out)
     assert not (out / MONTH).exists()
-    assert list(out.iterdir()) == []
+    assert visible(out) == [] and list((out / ".runs").iterdir()) == []
 
     # A failed rerun leaves the month written before untouched.
     score(out)
@@ -294,22 +335,82 @@ def test_a_failure_while_writing_leaves_no_partial_month(score, tmp_path, monkey
             score(out, "lists.list_size=10")
     after = {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / MONTH).rglob("*") if p.is_file()}
     assert after == before
-    assert sorted(p.name for p in out.iterdir()) == [MONTH]
+    assert visible(out) == [MONTH] and len(list((out / ".runs").iterdir())) == 1
+    events = [json.loads(line)["event"] for line in (out / "audit.jsonl").read_text().splitlines()]
+    assert events == ["started", "failed", "started", "published", "tracked", "started", "failed"]
 
 
 def test_an_mlflow_failure_after_writing_keeps_the_complete_month(score, tmp_path, monkeypatch):
-    """Decision, recorded here: MLflow is told after the month is in place, so if logging fails the
-    files (complete and consistent) stay and the error propagates; the month has no MLflow run."""
-    def broken(*args, **kwargs):
-        raise ConnectionError("tracking server unreachable")
+    """Decision, recorded here: the run is recorded in the audit log, the month published, then MLflow
+    told. If MLflow fails the files (complete and consistent) stay, the audit log says so, and the
+    error is riskstrat's own (a message, not a traceback); a rerun writes the same bytes and records it."""
+    import sqlite3
 
-    monkeypatch.setattr(tracking, "log_scoring_run", broken)
-    with pytest.raises(ConnectionError):
-        score(tmp_path)
+    def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    with monkeypatch.context() as m:
+        m.setattr(tracking, "log_scoring_run", broken)
+        with pytest.raises(PublishedButNotTrackedError, match=r"published to .* complete.*database is locked.*again"):
+            score(tmp_path)
     month = tmp_path / MONTH
     recorded = json.loads((month / "manifest.json").read_text())["files"]
     assert recorded and all(hashlib.sha256((month / n).read_bytes()).hexdigest() == h for n, h in recorded.items())
     assert no_temp_left(tmp_path)
+    first = person_files(month)
+    score(tmp_path)  # the scheduler's retry
+    assert person_files(month) == first
+    events = [json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert events == ["started", "published", "tracking_failed", "started", "published", "tracked"]
+
+
+def test_a_rerun_writes_a_byte_identical_manifest_and_keeps_timings_in_the_audit_log(score, tmp_path):
+    out = tmp_path / "lists"
+    score(out)
+    first = (out / MONTH / "manifest.json").read_bytes()
+    score(out)
+    second = (out / MONTH / "manifest.json").read_bytes()
+    assert b"timings" not in first and b"seconds" not in first
+    # Byte-identical but for the workbooks' hashes (openpyxl stamps the time; deterministic workbooks are
+    # another change): with those entries set aside the two manifests are the same bytes.
+    assert without_workbooks(second) == without_workbooks(first)
+    published = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()
+                 if json.loads(line)["event"] == "published"]
+    assert len(published) == 2 and set(published[0]["timings_seconds"]) >= {"features", "prediction", "shap"}
+    assert published[0]["files"]["manifest.json"] == hashlib.sha256(first).hexdigest()
+    assert {"user", "time", "command", "models"} <= set(published[0])
+
+
+def test_an_empty_month_does_not_replace_a_good_one_unless_forced(score, tmp_path):
+    out = tmp_path / "lists"
+    score(out)
+    before = (out / MONTH / "manifest.json").read_bytes()
+    with pytest.raises(PublishRefusedError, match="no one was scored"):
+        score(out, "cohort.min_age=125")  # the defect: 0 people scored, the practice lists deleted, exit 0
+    assert (out / MONTH / "manifest.json").read_bytes() == before
+    with pytest.raises(PublishRefusedError, match=r"fewer; at most 20%"):
+        score(out, "cohort.min_age=70")
+    assert (out / MONTH / "manifest.json").read_bytes() == before
+    forced = score(out, "cohort.min_age=70", "allow_population_shrink=true")
+    assert forced["counts"]["excluded_by_cohort"]["younger_than_min_age"] > 0
+
+
+def test_a_full_disk_while_writing_is_a_message_and_leaves_the_month(score, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "lists"
+    score(out)
+    before = (out / MONTH / "manifest.json").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "list.html")
+
+    monkeypatch.setattr(lists, "_write_html", full)
+    with pytest.raises(RiskstratError, match=r"\(list.html\): the disk is full: free space and run again. Nothing was "
+                                             r"published"):
+        score(out)
+    assert (out / MONTH / "manifest.json").read_bytes() == before
+    assert visible(out) == [MONTH] and len(list((out / ".runs").iterdir())) == 1
 
 
 # ----------------------------------------------------------------------------- refusing to score
@@ -360,7 +461,9 @@ def test_manifest_records_models_data_date_and_counts(two_months, registry, data
     assert counts["listed"] == int(population["listed"].sum()) == 3 * LIST_SIZE
     assert counts["practices"] == 3
     assert sum(counts["tiers"].values()) == counts["scored"]
-    assert set(manifest["timings_seconds"]) >= {"features", "prediction", "shap", "writing"}
+    assert "timings_seconds" not in manifest  # in the audit log: a rerun's manifest is byte-identical
+    assert counts["in_data"] == 3000 and counts["in_data"] - sum(counts["excluded_by_cohort"].values()) == counts["eligible"]
+    assert counts["rows_dropped_by_validation"] is not None and counts["empty_tables"] == []
     assert manifest["shap_additivity_max_error"] < 1e-6
     # PSI drift of the risk and of every model feature against the training-time profile.
     drift = manifest["drift"]
@@ -462,3 +565,93 @@ def test_cli_score_errors_exit_1_with_a_clear_message(registry, data_dir, tmp_pa
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- environment faults
+
+
+def test_missing_model_artifacts_are_a_message_naming_the_model(registry, data_dir, tmp_path):
+    artifacts = registry["store"] / "mlartifacts"
+    hidden = registry["store"] / "mlartifacts-hidden"
+    artifacts.rename(hidden)
+    try:
+        with pytest.raises(tracking.TrackingStoreError, match=rf"the files of model {RISK_MODEL} version 1 .* cannot "
+                                                              rf"be loaded.*train and promote"):
+            run_scoring(scoring_config(registry, data_dir, tmp_path / "lists"), AS_OF)
+    finally:
+        hidden.rename(artifacts)
+    assert not (tmp_path / "lists").exists()
+
+
+def test_data_pseudonymised_under_another_key_are_refused_before_scoring(registry, data_dir, tmp_path, monkeypatch):
+    from riskstrat.privacy import KEY_ENV, PseudonymKeyError, key_fingerprint
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    meta = json.loads((data / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**meta, "pseudonym_key_fingerprint": key_fingerprint(b"old")}))
+    monkeypatch.setenv(KEY_ENV, "new")
+    with pytest.raises(PseudonymKeyError, match=rf"another key \(fingerprint {key_fingerprint(b'old')}\)"):
+        run_scoring(scoring_config(registry, data, tmp_path / "lists"), AS_OF)
+    assert not (tmp_path / "lists").exists()
+
+
+def test_cli_a_second_run_on_the_same_output_folder_exits_2_naming_the_holder(registry, data_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from riskstrat.cli import app
+
+    out, marker = tmp_path / "lists", tmp_path / "holding"
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from riskstrat.publish import output_lock
+        with output_lock({str(out)!r}):
+            Path({str(marker)!r}).write_text("")
+            time.sleep(60)
+    """)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    holder = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": src})
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet",
+                "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
+                "--set", f"models.high_cost={COST_MODEL}"]
+        result = CliRunner().invoke(app, args)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and f"pid {holder.pid}" in text and "being written by user" in text, text
+        assert "Traceback" not in result.output and not (out / MONTH).exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
+def test_reidentification_lookups_match_in_canonical_form_and_a_foreign_one_is_refused(score, home_practice,
+                                                                                        tmp_path):
+    from riskstrat.privacy import PseudonymKeyError
+
+    practice = sorted(home_practice.unique())[0]
+    patients = home_practice.index[home_practice == practice]
+    lookups = tmp_path / "lookups"
+    lookups.mkdir()
+    # Upper case with spaces, as a spreadsheet may save it: still the same people.
+    pd.DataFrame({"person_id": [f" {p.upper()} " for p in patients],
+                  "local_id": [f"NHS{i:07d}" for i in range(len(patients))]}).to_csv(lookups / f"{practice}.csv",
+                                                                                    index=False)
+    manifest = score(tmp_path / "lists", f"reidentify_dir={lookups}")
+    table = pd.read_csv(Path(manifest["output_dir"]) / "practices" / practice / "list.csv", dtype=str,
+                        encoding="utf-8-sig")
+    assert table["Local ID"].str.fullmatch(r"NHS\d{7}").all()
+    assert manifest["counts"]["reidentify_rows_matching_no_one"] == 0
+
+    pd.DataFrame({"person_id": [f"{i:016x}" for i in range(5)], "local_id": ["x"] * 5}).to_csv(
+        lookups / f"{practice}.csv", index=False)
+    with pytest.raises(PseudonymKeyError, match=rf"none of the 5 pseudonyms in practice {practice}'s"):
+        score(tmp_path / "lists2", f"reidentify_dir={lookups}")

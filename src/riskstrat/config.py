@@ -285,6 +285,14 @@ class ScoringConfig(_Strict):
                               "arrives late and a run early in the month; later, recent events would be missing.")
     allow_stale_data: bool = Field(False, description="Score even when the date is past the data end plus "
                                                       "max_data_lag_days (the manifest records it).")
+    allow_unmatched_opt_outs: bool = Field(
+        False, description="Publish even when a non-empty opt-out file matches no one scored (usually a wrong key "
+                           "or a wrong file; the run refuses otherwise).")
+    max_population_shrink: float = Field(
+        0.2, ge=0, le=1, description="Refuse to publish when fewer people are scored than last month by more than "
+                                     "this fraction (a wrong extract or cohort setting would replace good lists).")
+    allow_population_shrink: bool = Field(False, description="Publish even when the scored population shrank by "
+                                                             "more than max_population_shrink, or is empty.")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
 
 

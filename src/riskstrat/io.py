@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from riskstrat.errors import RiskstratError
-from riskstrat.schema import TABLES, arrow_schema
+from riskstrat.schema import TABLES, arrow_schema, check_schema_version
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 
@@ -48,6 +48,8 @@ def read_table_file(path: Path) -> pd.DataFrame:
     try:
         if path.name.endswith(".parquet"):
             schema = pq.read_schema(path)
+            meta = schema.metadata or {}
+            check_schema_version((meta.get(b"riskstrat_schema_version") or b"").decode("utf-8", "replace"), str(path))
             text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
             table = pq.read_table(path, read_dictionary=text)
             # self_destruct frees each Arrow column once converted, so the table and the frame are
@@ -230,6 +232,7 @@ def dataset_metadata(data_dir: str | Path) -> dict:
         raise DataFileError(f"{path}: cannot be read ({exc})") from exc
     if not isinstance(meta, dict):
         raise DataFileError(f"{path}: expected a JSON object")
+    check_schema_version(meta.get("schema_version"), str(path))
     return meta
 
 

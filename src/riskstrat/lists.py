@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskstrat.io import atomic_path, file_sha256, write_parquet
+from riskstrat import publish
+from riskstrat.io import file_sha256, write_parquet
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, cost_band,
                              rank_by_score)
 
@@ -242,6 +243,17 @@ def _tiers_by_person(frame: pd.DataFrame | None) -> pd.Series:
     return pd.Series(frame["tier"].astype("str").to_numpy(), index=frame["person_id"].astype("str").to_numpy())
 
 
+def _previous_tiers(previous: pd.DataFrame | None, person_ids: pd.Series, practice_ids: pd.Series) -> pd.Series:
+    """Each person's tier last month if they were with the same practice then, else missing: a
+    practice that someone joined learns nothing from their old practice's list."""
+    tiers = person_ids.astype("str").map(_tiers_by_person(previous)).astype("str")
+    if previous is None:
+        return tiers
+    before = pd.Series(list_key(previous).astype("str").to_numpy(), index=previous["person_id"].astype("str").to_numpy())
+    same = person_ids.astype("str").map(before).to_numpy() == practice_ids.astype("str").to_numpy()
+    return tiers.where(same)
+
+
 def _tier_change(before: pd.Series, after: pd.Series) -> pd.Series:
     changed = (before.notna() & after.notna() & (before != after)).to_numpy()
     text = before.fillna("").astype(object) + " → " + after.fillna("").astype(object)
@@ -267,7 +279,7 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
         "new_this_month": (both["_merge"] == "left_only").to_numpy(),
         "left": (both["_merge"] == "right_only").to_numpy(),
     })
-    out["previous_tier"] = out["person_id"].map(_tiers_by_person(previous)).astype("str")
+    out["previous_tier"] = _previous_tiers(previous, out["person_id"], out["practice_id"])
     out["tier"] = out["person_id"].map(_tiers_by_person(current)).astype("str")
     # Someone who left for another practice: their old practice learns nothing new about them.
     moved = out["person_id"].map(pd.Series(list_key(current).to_numpy(),
@@ -295,7 +307,7 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     changes = changes_since(previous, pop, list_size=list_size)
     new = changes.loc[changes["new_this_month"], "person_id"]
     pop["new_this_month"] = pop["person_id"].isin(new)
-    pop["previous_tier"] = pop["person_id"].map(_tiers_by_person(previous)).astype("str")
+    pop["previous_tier"] = _previous_tiers(previous, pop["person_id"], list_key(pop))
     pop["tier_change"] = _tier_change(pop["previous_tier"], pop["tier"].astype("str"))
     if reasons is not None:
         text = reasons["reasons"] if isinstance(reasons, pd.DataFrame) else reasons
@@ -659,7 +671,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     keys = list_key(population)
     data_end = f" Data run to {manifest['data_end']}." if manifest.get("data_end") else ""
     out_dir = Path(out_dir)
-    with atomic_path(out_dir, directory=True) as tmp:
+    with publish.month_folder(out_dir) as tmp:  # one atomic publish (riskstrat.publish)
         write_parquet(population, tmp / "population.parquet")
         for pid in sorted(practice_lists):
             unregistered = pid == NO_PRACTICE

@@ -5,6 +5,9 @@ The CLI, notebooks and the batch job call these; each takes one validated config
 
 from __future__ import annotations
 
+import errno
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,11 +28,21 @@ def _quiet(message: str) -> None:
 
 def load_data(cfg_data, *, stage: Stage = _quiet) -> LinkedRecords:
     """Read and validate a linked data set; switched-off sources are never read (raises ValidationError)."""
-    from riskstrat.validate import load_records
+    from riskstrat.validate import ValidationError, validate_data_dir
 
-    records = load_records(cfg_data.path, out_of_life_events=cfg_data.out_of_life_events,
-                           exclude_sources=cfg_data.exclude_sources,
-                           on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
+    records, report = validate_data_dir(cfg_data.path, out_of_life_events=cfg_data.out_of_life_events,
+                                        exclude_sources=cfg_data.exclude_sources,
+                                        on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
+    if records is None or not report.ok:
+        raise ValidationError(report)
+    records.validation = {"rows_dropped": dict(report.dropped),
+                          "empty_tables": sorted(i.table for i in report.issues if i.rule == "empty_table"),
+                          "warnings": len(report.warnings)}
+    dropped = sum(report.dropped.values())
+    if dropped or records.validation["empty_tables"]:
+        stage(f"validation dropped {dropped:,} rows ({', '.join(f'{t} {n:,}' for t, n in report.dropped.items()) or 'none'})"
+              + (f"; empty tables: {', '.join(records.validation['empty_tables'])}"
+                 if records.validation["empty_tables"] else ""))
     counts = records.row_counts()
     stage(f"loaded {counts['persons']:,} people and {sum(counts.values()) - counts['persons']:,} events "
           f"from {cfg_data.path} ({', '.join(records.sources) or 'no event tables'})")
@@ -64,6 +77,9 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     from riskstrat.io import data_fingerprint
     from riskstrat.train import assemble, extract_end_of, fit_and_evaluate, truth_scores
 
+    from riskstrat.privacy import check_key_matches
+
+    check_key_matches(cfg.data.path)
     records = records if records is not None else load_data(cfg.data, stage=stage)
     extract_end = extract_end_of(cfg.data.path, records, cfg.data.extract_end)
     if cfg.index_dates == "auto":
@@ -91,9 +107,15 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
                    "last_event": str(high.date()) if high is not None else None, "extract_end": str(extract_end.date()),
                    "sources": records.sources}
         register = not result.degenerate or g.register_degenerate
-        logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
-                                           features=features, config_dict=config_to_dict(cfg), data_summary=summary,
-                                           register=register, degenerate=result.degenerate)
+        try:
+            logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
+                                               features=features, config_dict=config_to_dict(cfg),
+                                               data_summary=summary, register=register, degenerate=result.degenerate)
+        except Exception as exc:  # a corrupt or locked store is the environment's fault, not a bug
+            problem = tracking.store_problem(exc, tracking.tracking_uri(cfg.tracking.uri))
+            if problem is None:
+                raise
+            raise problem from exc
         stage(f"logged run {logged.run_id}; " + (f"registered {logged.model_name} version {logged.model_version}"
                                                  + (" tagged riskstrat.degenerate" if result.degenerate else "")
                                                  if register else "registered nothing (degenerate model)"))
@@ -135,19 +157,10 @@ def check_features_match(model, features: pd.DataFrame, records: LinkedRecords) 
 
 
 def read_opt_outs(path) -> set[str]:
-    """Pseudonymised ids from a file: one per line, or a CSV with a person_id column."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: opt-out file not found")
-    text = path.read_text(encoding="utf-8-sig").splitlines()
-    first = text[0].strip().lower() if text else ""
-    if first in ("person_id", "pseudonym", "id") or "," in first:
-        frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
-        column = next((c for c in frame.columns if c.strip().lower() in ("person_id", "pseudonym", "id")), None)
-        if column is None:
-            raise ValueError(f"{path}: a CSV opt-out file needs a person_id column; found {list(frame.columns)}")
-        return set(frame[column].dropna().str.strip())
-    return {line.strip() for line in text if line.strip()}
+    """Pseudonymised ids from an opt-out file, in canonical form (:func:`riskstrat.privacy.read_opt_outs`)."""
+    from riskstrat.privacy import read_opt_outs as read
+
+    return read(path)
 
 
 def read_reidentification(folder, practices) -> dict[str, pd.DataFrame]:
@@ -161,6 +174,14 @@ def read_reidentification(folder, practices) -> dict[str, pd.DataFrame]:
         if path.exists():
             lookups[str(pid)] = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
     return lookups
+
+
+def _as_in_data(ids: pd.Series, lookup: dict[str, str]) -> tuple[pd.Series, int]:
+    """Outside ids rewritten as the data write them (canonical match), and how many matched nobody."""
+    from riskstrat.privacy import canonical_ids
+
+    mapped = canonical_ids(ids).map(lookup)
+    return mapped.fillna(ids.astype(object)).astype(object), int(mapped.isna().sum())
 
 
 def previous_month(output_dir, month: str) -> tuple[str | None, pd.DataFrame | None]:
@@ -193,7 +214,7 @@ def data_end_of(cfg_data, records: LinkedRecords | None = None) -> tuple[pd.Time
     if meta.get("extract_end"):
         return pd.Timestamp(meta["extract_end"]), "dataset.json"
     if records is not None:
-        latest = records.date_range()[1]
+        latest = records.date_range(until=pd.Timestamp.today().normalize())[1]  # not a future typo
         if latest is not None:
             return pd.Timestamp(latest).normalize(), "latest event"
     return None, ""
@@ -226,28 +247,105 @@ def _drift(model, features: pd.DataFrame, risk: np.ndarray, *, stage: Stage) -> 
     return report
 
 
+class PublishedButNotTrackedError(RiskstratError):
+    """The month was published, complete, but recording it in MLflow failed; ``manifest`` holds it."""
+
+    def __init__(self, message: str, manifest: dict):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+def cohort_exclusions(records: LinkedRecords, as_of, *, min_age: float, max_age: float) -> dict[str, int]:
+    """People in the data not scored on ``as_of``, by the first reason that applies (counts only;
+    the rules of :func:`riskstrat.features.eligible_persons`)."""
+    from riskstrat.features import age_on
+
+    t = pd.Timestamp(as_of)
+    p = records.persons
+    age = age_on(p["birth_date"], t)
+    reasons = {
+        "died": (p["death_date"].notna() & (p["death_date"] < t)).to_numpy(),
+        "not_registered": ~((p["registration_start"].isna() | (p["registration_start"] <= t))
+                            & (p["registration_end"].isna() | (p["registration_end"] >= t))).to_numpy(),
+        "born_after_date": ~(p["birth_date"] < t).to_numpy(),
+        "younger_than_min_age": ~(age >= min_age).to_numpy(),
+        "older_than_max_age": ~(age <= max_age).to_numpy(),
+    }
+    counted = np.zeros(len(p), bool)
+    out = {}
+    for reason, hit in reasons.items():
+        hit = np.asarray(hit, bool) & ~counted
+        out[reason] = int(hit.sum())
+        counted |= hit
+    return out
+
+
+def _counted(counts: dict[str, int]) -> str:
+    """``{"died": 3, "not_registered": 0}`` -> ``"died 3"`` (``"none"`` when all are zero)."""
+    return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in counts.items() if n) or "none"
+
+
+def _published_population(output_dir, month: str) -> int | None:
+    """How many people the month already published in ``output_dir`` scored (its manifest), or None."""
+    path = Path(output_dir) / month / "manifest.json"
+    try:
+        return int(json.loads(path.read_text())["counts"]["scored"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _file_digest(path) -> dict | None:
+    from riskstrat.io import file_sha256
+
+    path = Path(path)
+    return {"path": str(path.resolve()), "sha256": file_sha256(path)} if path.is_file() else None
+
+
+def _os_error(exc: OSError, what: str) -> RiskstratError:
+    """An OS fault while writing, as a refusal a person can act on."""
+    from riskstrat.publish import PublishError
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    advice = {errno.ENOSPC: "the disk is full: free space and run again",
+              errno.EDQUOT: "the disk quota is used up: free space and run again",
+              errno.EROFS: "the file system is read-only: choose a writable output_dir",
+              errno.EACCES: "permission denied: make the output folder writable or choose another output_dir",
+              errno.EPERM: "permission denied: make the output folder writable or choose another output_dir",
+              errno.ENAMETOOLONG: "a file name is too long: check the practice ids"}.get(exc.errno, exc.strerror
+                                                                                              or str(exc))
+    return PublishError(f"could not {what}{where}: {advice}. Nothing was published; the month already there "
+                        f"(if any) is untouched")
+
+
 def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | None = None) -> dict:
-    """Score everyone as of ``as_of`` with the champion models and write the month's lists.
+    """Score everyone as of ``as_of`` with the champion models and publish the month's lists.
 
     Refuses (:class:`riskstrat.guards.StaleDataError`) a date later than the data end plus
     ``cfg.max_data_lag_days`` unless ``cfg.allow_stale_data``, and champions tagged
     ``riskstrat.degenerate`` unless ``cfg.models.allow_degenerate``. People without a registered
     practice are scored and listed apart (:data:`riskstrat.lists.NO_PRACTICE`).
 
-    Returns the manifest (also written as ``manifest.json`` and logged to MLflow).
+    Opt-outs are matched in canonical form (:mod:`riskstrat.privacy`); a non-empty opt-out file that
+    matches no one in the data is refused (:class:`riskstrat.privacy.OptOutError`) unless
+    ``cfg.allow_unmatched_opt_outs``. A month with no one scored, or far fewer than the month before,
+    is refused (:class:`riskstrat.publish.PublishRefusedError`) unless ``cfg.allow_population_shrink``.
+
+    Order (decided so that the exit status tells the truth and a retry is safe): take the output
+    folder's lock; append "started" to its audit log; score; publish the month in one atomic step
+    (:mod:`riskstrat.publish`); append "published" (files and hashes); record the run in MLflow;
+    append "tracked". If MLflow fails after publishing, the month stays published and complete and
+    :class:`PublishedButNotTrackedError` says so: rerunning the same command is safe (same inputs give
+    the same files, byte for byte) and records it.
+
+    Returns the manifest (also written as ``manifest.json`` and logged to MLflow). Run timings are
+    not in it (a rerun's manifest is byte-identical): they go to the audit log and MLflow.
     """
-    import time
-
-    import riskstrat
-    from riskstrat import lists, tracking
-    from riskstrat.features import build_features
+    from riskstrat import lists, publish, tracking
     from riskstrat.guards import check_data_currency
-    from riskstrat.io import currency_of, data_fingerprint
-    from riskstrat.reasons import check_additivity, top_reasons
-    from riskstrat.tiers import DEFAULT_GROUPS, GroupRule
+    from riskstrat.features import build_features
+    from riskstrat.io import data_fingerprint, file_sha256
+    from riskstrat.privacy import OptOutError, check_key_matches, match_opt_outs
 
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
     as_of = pd.Timestamp(as_of).normalize()
     month = as_of.strftime("%Y-%m")
 
@@ -260,31 +358,107 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
             stage(f"warning: scoring {(as_of - end).days} days after the data end ({end.date()}), as allowed: "
                   f"recent events are missing, so risks are too low")
 
+    t0 = time.perf_counter()
     data_end, data_end_source = data_end_of(cfg.data)
     if data_end is not None:  # refuse before loading anything
         data_is_current(data_end)
+    key_fingerprint = check_key_matches(cfg.data.path)
     allow = cfg.models.allow_degenerate
     risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri, allow_degenerate=allow)
     cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri,
                                 allow_degenerate=allow) if cfg.models.high_cost else None)
     stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
+    opted_out = read_opt_outs(cfg.opt_out_file) if cfg.opt_out_file else set()
     records = records if records is not None else load_data(cfg.data, stage=stage)
     if data_end is None:
         data_end, data_end_source = data_end_of(cfg.data, records)
         if data_end is not None:
             data_is_current(data_end)
-    currency = currency_of(cfg.data.path)
-    timings["load"] = time.perf_counter() - t0
-
+    timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
     features = build_features(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
     for model in [risk] + ([cost] if cost else []):
         check_features_match(model.risk_model, features, records)
     n_eligible = len(features)
-    opted_out = read_opt_outs(cfg.opt_out_file) if cfg.opt_out_file else set()
-    features, n_opted_out = lists.apply_opt_outs(features, opted_out)
+    excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    # Opt-outs are matched against everyone in the data: ids that match no one at all mean a wrong key or file.
+    in_data, unmatched = match_opt_outs(records.persons["person_id"], opted_out)
+    if opted_out and not in_data and not cfg.allow_unmatched_opt_outs:
+        raise OptOutError(
+            f"none of the {len(opted_out):,} ids in the opt-out file {cfg.opt_out_file} matches anyone in the data: "
+            f"usually the file was pseudonymised with another key, or it is the wrong file. Nothing was published. "
+            f"If it is right, publish with allow_unmatched_opt_outs=true (--allow-unmatched-opt-outs)")
+    features, n_opted_out = lists.apply_opt_outs(features, in_data)
     timings["features"] = time.perf_counter() - t
-    stage(f"features as of {as_of.date()}: {n_eligible:,} eligible people, {n_opted_out:,} removed (opted out)")
+    stage(f"features as of {as_of.date()}: {len(records.persons):,} people in the data, "
+          f"{sum(excluded.values()):,} outside the cohort ({_counted(excluded)}), "
+          f"{n_eligible:,} eligible, {n_opted_out:,} removed (opted out)"
+          + (f"; {unmatched:,} of {len(opted_out):,} opt-out ids matched no one in the data" if opted_out else ""))
+    counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
+              "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
+
+    models = [risk] + ([cost] if cost else [])
+    inputs = {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,
+              "opt_out_file": _file_digest(cfg.opt_out_file) if cfg.opt_out_file else None,
+              "reidentify_files": ({p.name: file_sha256(p) for p in sorted(Path(cfg.reidentify_dir).glob("*.csv"))}
+                                   if cfg.reidentify_dir and Path(cfg.reidentify_dir).is_dir() else None),
+              "config": config_to_dict(cfg)}
+    audit = {"month": month, "as_of": str(as_of.date()),
+             "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
+
+    with publish.output_lock(cfg.output_dir) as root:
+        publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
+        try:
+            manifest, summary = _score_month(
+                cfg, as_of, month, risk=risk, cost=cost, records=records, features=features, opted_out=opted_out,
+                in_data=in_data, counts=counts, data_end=data_end, data_end_source=data_end_source, inputs=inputs,
+                timings=timings, stage=stage)
+        except OSError as exc:
+            publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
+            raise _os_error(exc, f"write the {month} lists") from exc
+        except BaseException as exc:
+            publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
+            raise
+        out_dir = Path(manifest["output_dir"])
+        written = json.loads((out_dir / "manifest.json").read_text())["files"]
+        publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(out_dir.resolve()),
+                             files={**written, "manifest.json": file_sha256(out_dir / "manifest.json")},
+                             opted_out_removed=manifest["counts"]["opted_out_removed"],
+                             timings_seconds={k: round(v, 3) for k, v in timings.items()})
+        try:
+            run_id = tracking.log_scoring_run(manifest, summary, cfg, timings=timings)
+        except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
+            publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
+            raise PublishedButNotTrackedError(
+                f"the {month} lists were published to {out_dir} and are complete, but recording the run in MLflow "
+                f"({cfg.tracking.uri or 'default store'}) failed: {type(exc).__name__}: {exc}. The audit log "
+                f"{root / publish.AUDIT_LOG} records the month; run the same command again once MLflow works "
+                f"(a rerun writes the same files and records it)", manifest) from exc
+        publish.append_audit(root, "tracked", **audit, mlflow_run_id=run_id)
+    stage(f"wrote {manifest['counts']['practices']} practice lists to {out_dir}")
+    return manifest
+
+
+def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out, in_data, counts, data_end,
+                 data_end_source, inputs, timings, stage) -> tuple[dict, pd.DataFrame]:
+    """Score, explain and write one month (the caller holds the output folder's lock); returns the
+    manifest and the commissioners' summary."""
+    import riskstrat
+    from riskstrat import lists, publish
+    from riskstrat.io import currency_of
+    from riskstrat.privacy import PseudonymKeyError, canonical_lookup
+    from riskstrat.reasons import check_additivity, top_reasons
+    from riskstrat.tiers import DEFAULT_GROUPS, GroupRule
+
+    currency = currency_of(cfg.data.path)
+    prev_month, prev = previous_month(cfg.output_dir, month)
+    previous_scored = len(prev) if prev is not None else None
+    publish.check_population(len(features), previous_scored, max_shrink=cfg.max_population_shrink,
+                             allow=cfg.allow_population_shrink, previous_month=prev_month)
+    if prev_month is None:  # a rerun of this month: compare with what it published
+        publish.check_population(len(features), _published_population(cfg.output_dir, month),
+                                 max_shrink=cfg.max_population_shrink, allow=cfg.allow_population_shrink,
+                                 previous_month=f"{month} as published")
 
     t = time.perf_counter()
     size = cfg.chunk_size
@@ -318,29 +492,52 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     stage(f"explained {len(explain):,} listed people (SHAP additivity error {max_error:.1e})")
 
     t = time.perf_counter()
-    prev_month, prev = previous_month(cfg.output_dir, month)
-    if prev is not None and opted_out:
-        # Someone who opted out since last month must not reappear in this month's changes as "left".
-        prev = prev.loc[~prev["person_id"].astype(str).isin(opted_out)]
+    in_population = canonical_lookup(population["person_id"])
+    if prev is not None:
+        # Last month's ids as this month's data write them (one canonical form).
+        prev = prev.assign(person_id=_as_in_data(prev["person_id"].astype(str), in_population)[0])
+        if in_data:
+            # Someone who opted out since last month must not reappear in this month's changes as "left".
+            prev = prev.loc[~prev["person_id"].isin(in_data)]
     population = lists.mark_lists(population, list_size=cfg.lists.list_size, month=month, previous=prev,
                                   reasons=reasons, holdout_fraction=cfg.lists.holdout_fraction,
                                   seed=cfg.lists.holdout_seed)
     practice_lists = lists.practice_lists(population, list_size=cfg.lists.list_size)
     summary = lists.commissioner_summary(population, list_size=cfg.lists.list_size, groups=groups, currency=currency)
     changes = lists.changes_since(prev, population, list_size=cfg.lists.list_size)
-    reidentify = (read_reidentification(cfg.reidentify_dir, [p for p in practice_lists if p != lists.NO_PRACTICE])
-                  if cfg.reidentify_dir else None)
+    reidentify, lookup_unmatched = None, 0
+    if cfg.reidentify_dir:
+        reidentify = read_reidentification(cfg.reidentify_dir, [p for p in practice_lists if p != lists.NO_PRACTICE])
+        everyone = canonical_lookup(records.persons["person_id"])
+        for pid, lookup in reidentify.items():
+            column = next((c for c in ("person_id", "pseudonym") if c in lookup.columns), None)
+            if column is None:
+                continue
+            lookup[column], missed = _as_in_data(lookup[column], everyone)
+            if len(lookup) and missed == len(lookup):
+                raise PseudonymKeyError(
+                    f"none of the {len(lookup):,} pseudonyms in practice {pid}'s re-identification lookup "
+                    f"({Path(cfg.reidentify_dir) / f'{pid}.csv'}) matches anyone in the data: it was made with "
+                    f"another key, or for other data. Nothing was published; ask the practice for a lookup made "
+                    f"with this month's pseudonyms, or remove the file")
+            lookup_unmatched += missed
     no_practice = population["practice_id"].isna()
     tier_counts = population["tier"].astype(str).value_counts().to_dict()
+    validation = getattr(records, "validation", {}) or {}
+    out_dir = Path(cfg.output_dir) / month
     manifest = {
         "as_of": str(as_of.date()), "month": month, "package_version": riskstrat.__version__,
         "models": {m.name: {"version": m.version, "run_id": m.run_id, "alias": m.alias,
                             **({"degenerate": m.degenerate} if m.degenerate else {})}
                    for m in [risk] + ([cost] if cost else [])},
-        "data": data_fingerprint(cfg.data.path), "config": config_to_dict(cfg),
+        "data": inputs["data"], "config": inputs["config"],
+        "pseudonym_key_fingerprint": inputs["pseudonym_key_fingerprint"],
+        "opt_out_file": inputs["opt_out_file"],
         "data_end": str(data_end.date()) if data_end is not None else None, "data_end_source": data_end_source,
         "currency": currency, "outcome": _outcome_of(risk.risk_model),
-        "counts": {"eligible": n_eligible, "opted_out_removed": n_opted_out, "scored": len(population),
+        "counts": {"in_data": len(records.persons), "rows_dropped_by_validation": validation.get("rows_dropped"),
+                   "empty_tables": validation.get("empty_tables"), **counts,
+                   "reidentify_rows_matching_no_one": lookup_unmatched, "scored": len(population),
                    "listed": int(population["listed"].sum()), "held_out": int(population["holdout"].sum()),
                    "practices": len([p for p in practice_lists if p != lists.NO_PRACTICE]), "tiers": tier_counts,
                    "new_this_month": int(population["new_this_month"].sum()),
@@ -348,15 +545,10 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                    "no_registered_practice_listed": int((no_practice & population["listed"]).sum())},
         "no_registered_practice": lists.NO_PRACTICE_NOTE,
         "previous_month": prev_month, "shap_additivity_max_error": max_error, "drift": drift,
+        "output_dir": str(out_dir),
     }
-    out_dir = Path(cfg.output_dir) / month
-    manifest["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     lists.write_month(out_dir, population=population, practice_lists=practice_lists, summary=summary,
                       manifest=manifest, reidentify=reidentify, changes=changes,
                       outcome_words=manifest["outcome"]["words"], horizon_words=manifest["outcome"]["horizon_words"])
     timings["writing"] = time.perf_counter() - t
-    manifest["timings_seconds"]["writing"] = round(timings["writing"], 3)
-    manifest["output_dir"] = str(out_dir)
-    tracking.log_scoring_run(manifest, summary, cfg)
-    stage(f"wrote {len(practice_lists)} practice lists to {out_dir}")
-    return manifest
+    return manifest, summary

@@ -18,6 +18,8 @@ class LinkedRecords:
     """
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # What validation did on the way in (rows dropped per table, empty tables), for run counts.
+    validation: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.tables) - set(TABLES)
@@ -72,12 +74,14 @@ class LinkedRecords:
     def row_counts(self) -> dict[str, int]:
         return {name: len(df) for name, df in self.tables.items()}
 
-    def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-        """Earliest and latest event date over all event tables."""
+    def date_range(self, *, until=None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """Earliest and latest event date over all event tables (ignoring dates after ``until``)."""
         lows, highs = [], []
         for name in self.sources:
             col = TABLES[name].event_date
             dates = self.tables[name][col]
+            if until is not None:
+                dates = dates[dates <= pd.Timestamp(until)]
             if len(dates) and dates.notna().any():
                 lows.append(dates.min())
                 highs.append(dates.max())

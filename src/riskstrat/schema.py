@@ -14,7 +14,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from riskstrat.errors import RiskstratError
+
 SCHEMA_VERSION = "1.0"
+
+
+class SchemaVersionError(RiskstratError):
+    """Data written for a newer schema than this riskstrat understands."""
+
+
+def check_schema_version(found, where: str) -> None:
+    """Refuse data whose ``schema_version`` is newer than :data:`SCHEMA_VERSION`, naming both.
+
+    >>> check_schema_version("1.0", "persons.parquet")
+    """
+    if found is None or str(found).strip() == "":
+        return
+    def parts(version) -> tuple[int, ...]:
+        try:
+            return tuple(int(p) for p in str(version).strip().split("."))
+        except ValueError:
+            raise SchemaVersionError(f"{where}: schema version {version!r} is not a version like "
+                                     f"{SCHEMA_VERSION!r}") from None
+    if parts(found) > parts(SCHEMA_VERSION):
+        raise SchemaVersionError(f"{where} was written for riskstrat schema version {found}, newer than version "
+                                 f"{SCHEMA_VERSION} that this riskstrat understands: upgrade riskstrat (or re-import "
+                                 f"the data with this version)")
 
 ColumnKind = Literal["id", "str", "category", "date", "float", "int", "bool"]
 

@@ -183,6 +183,30 @@ class RegistryError(RiskstratError, LookupError):
     """A registered model, version or alias does not exist."""
 
 
+class TrackingStoreError(RiskstratError):
+    """The tracking store cannot be used (corrupt or locked database, missing model artifacts)."""
+
+
+def store_problem(exc: BaseException, uri: str) -> TrackingStoreError | None:
+    """The tracking store's fault behind ``exc``, in words a person can act on (None if it is not one)."""
+    import sqlite3
+
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # pragma: no cover - MLflow brings SQLAlchemy
+        SQLAlchemyError = ()  # noqa: N806
+    text = str(exc).lower()
+    if not isinstance(exc, (sqlite3.Error, SQLAlchemyError)) and "database" not in text:
+        return None
+    if "locked" in text or "busy" in text:
+        return TrackingStoreError(f"the tracking store {uri} is locked by another process (database is locked): "
+                                  f"wait for it to finish and run again")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return TrackingStoreError(f"the tracking store {uri} is not a readable MLflow database (it may be corrupt): "
+                                  f"restore it from a backup, or set tracking.uri to the right store")
+    return TrackingStoreError(f"the tracking store {uri} cannot be used: {str(exc).splitlines()[0]}")
+
+
 def _refuse_degenerate(mv, *, what: str, override: str) -> None:
     reasons = (mv.tags or {}).get(DEGENERATE_TAG)
     if reasons:
@@ -273,26 +297,45 @@ def load_model(name: str, *, alias: str = "champion", version: str | int | None 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    configure(uri)
-    client = MlflowClient()
+    where = configure(uri)
     if version is not None:
         try:
-            mv = client.get_model_version(name, str(version))
-        except MlflowException:
-            versions = _versions(client, name)
+            mv = MlflowClient().get_model_version(name, str(version))
+        except MlflowException as exc:
+            if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
+                raise problem from exc
+            versions = _versions(MlflowClient(), name)
             raise RegistryError(f"registered model {name!r} has no version {version}"
                                 + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+        try:
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+        except (OSError, MlflowException, EOFError, ValueError, ImportError, AttributeError) as exc:
+            raise TrackingStoreError(
+                f"the files of model {name} version {mv.version} ({mv.source}) cannot be loaded: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact "
+                f"store, or train the model again") from exc
         return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, None,
                            degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
     try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+        mv = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
+            raise problem from exc
         raise RegistryError(f"no model {name!r} with alias {alias!r} in {mlflow.get_tracking_uri()}: train one "
                             f"(`riskstrat train`) and promote it (`riskstrat promote {name} VERSION --alias {alias}`)") from None
+    except Exception as exc:
+        if (problem := store_problem(exc, where)) is not None:
+            raise problem from exc
+        raise
     if not allow_degenerate:
         _refuse_degenerate(mv, what="score with it", override="set models.allow_degenerate=true")
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    try:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    except (OSError, MlflowException, EOFError, ValueError, ImportError, AttributeError) as exc:
+        raise TrackingStoreError(
+            f"the files of model {name} version {mv.version} ({mv.source}) cannot be loaded: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact store, or "
+            f"train and promote the model again") from exc
     return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, alias,
                        degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
 
@@ -334,8 +377,10 @@ def load_champion_version(name: str, *, alias: str = "champion", uri: str | None
         return None
 
 
-def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg) -> str:
-    """Log a scoring run: the manifest and the commissioners' aggregates only (no person rows)."""
+def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg, *, timings: dict | None = None) -> str:
+    """Log a scoring run: the manifest and the commissioners' aggregates only (no person rows);
+    ``timings`` (seconds per stage) as metrics (they are kept out of the manifest, whose bytes a
+    rerun repeats)."""
     import mlflow
 
     configure(cfg.tracking.uri)
@@ -346,7 +391,7 @@ def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg) -> str:
         counts = {k: v for k, v in manifest["counts"].items() if isinstance(v, (int, float))}
         counts.update({f"tier.{k}": v for k, v in manifest["counts"]["tiers"].items()})
         mlflow.log_metrics({f"count.{k}": float(v) for k, v in counts.items()})
-        mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in manifest["timings_seconds"].items()})
+        mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in (timings or {}).items()})
         mlflow.log_dict(manifest, "manifest.json")
         mlflow.log_text(summary.to_csv(index=False), "summary.csv")
         return run.info.run_id

@@ -250,18 +250,17 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
 
 def extract_end_of(data_dir: Path, records: LinkedRecords, configured=None) -> pd.Timestamp:
     """The last day the extract covers: config, else the data set's dataset.json, else the latest event."""
-    from riskstrat.io import read_json
+    from riskstrat.io import dataset_metadata
 
     if configured is not None:
         return pd.Timestamp(configured)
-    meta = Path(data_dir) / "dataset.json"
-    if meta.exists():
-        info = read_json(meta)
-        if info.get("extract_end"):
-            return pd.Timestamp(info["extract_end"])
-    latest = records.date_range()[1]
+    info = dataset_metadata(data_dir)  # refuses a newer schema version
+    if info.get("extract_end"):
+        return pd.Timestamp(info["extract_end"])
+    # An event dated in the future (a typo such as 2099) must not move the extract end.
+    latest = records.date_range(until=pd.Timestamp.today().normalize())[1]
     if latest is None:
-        raise ValueError("cannot tell where the extract ends: no events; set data.extract_end")
+        raise ValueError("cannot tell where the extract ends: no events up to today; set data.extract_end")
     return pd.Timestamp(latest)
 
 

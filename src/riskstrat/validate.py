@@ -20,6 +20,12 @@ Rules (``ValidationIssue.rule``), errors unless noted:
 - ``end_before_start`` for the schema's ordered date pairs.
 - ``duplicate_rows`` (exact repeats; dropped with a warning by default), ``duplicate_person``
   (a person_id twice in persons, always an error), ``unknown_person``.
+- ``implausible_birth_date`` (warning): born after the latest date or before 1900; ``future_event``:
+  an event dated after the data's end (dataset.json ``extract_end``, else today), dropped with a
+  warning by default (``out_of_life_events``), so that a typo such as 2099 cannot move the extract end.
+- ``unsafe_practice_id``: a practice id that cannot be a folder name (path separators, ``..``,
+  spaces, control characters, over 64 characters); ``unsafe_value``: ids and codes holding control
+  characters or longer than 256 characters (outputs and file names cannot hold them).
 - ``event_before_birth``, ``event_after_death``: any date of an event row outside the person's
   life; dropped with a warning by default, except end dates (discharge, end of a service) after
   death, which are set to the date of death so that the stay or service is kept.
@@ -56,6 +62,12 @@ Severity = Literal["error", "warning"]
 Policy = Literal["drop", "keep", "error"]
 
 MAX_EXAMPLES = 5
+EARLIEST_BIRTH = np.datetime64("1900-01-01", "s")
+MAX_ID_LENGTH = 256
+MAX_PRACTICE_ID_LENGTH = 64
+# Practice ids become folder names (riskstrat.lists): letters, digits, '_', '.', '-', starting with a letter or digit.
+_SAFE_PRACTICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 COST_COLUMNS = ("cost", "weekly_cost")
 _STR = pd.StringDtype(na_value=np.nan)
 # A date, optionally followed by an ISO time and zone; only the date part is kept.
@@ -154,6 +166,7 @@ def validate_tables(
     unknown_codes: Literal["drop", "error"] = "error",
     on_table: Callable[[str, int], None] | None = None,
     keep_records: bool = True,
+    latest_date=None,
 ) -> tuple[LinkedRecords | None, ValidationReport]:
     """Check raw tables against the schema and coerce them to canonical dtypes.
 
@@ -165,7 +178,8 @@ def validate_tables(
     table is done (progress for long loads). ``raw`` may be any mapping, e.g. one that reads each
     table from disk when it is looked up (:class:`riskstrat.io.LazyTables`): tables are looked up one
     at a time, persons first, and let go once checked. ``keep_records=False`` keeps no table once
-    checked, for a report alone (``records`` is then None).
+    checked, for a report alone (``records`` is then None). ``latest_date`` is the last day the data
+    can hold (default today): later events are ``future_event`` rows, later births implausible.
 
     Returns ``(records, report)``; ``records`` is None when the report has any error.
 
@@ -180,6 +194,8 @@ def validate_tables(
                           ("unknown_codes", unknown_codes)):
         if value not in _OPTIONS[option]:
             raise ValueError(f"{option} must be one of {', '.join(_OPTIONS[option])}, not {value!r}")
+    latest = np.datetime64(pd.Timestamp(latest_date if latest_date is not None else pd.Timestamp.today()).normalize()
+                           .to_datetime64(), "s")
     log = _IssueLog(files)
     for name in raw:
         if name not in TABLES:
@@ -202,8 +218,11 @@ def validate_tables(
         checked = _check_table(table, raw[name], log, duplicate_rows=duplicate_rows, unknown_codes=unknown_codes)
         if name == "persons":
             persons = checked if "person_id" not in checked.absent else None
-        elif persons is not None and "person_id" not in checked.absent:
-            _check_people(table, checked, persons, log, out_of_life_events)
+            _check_birth_dates(log, checked, latest)
+        else:
+            _check_future_events(log, table, checked, latest, out_of_life_events)
+            if persons is not None and "person_id" not in checked.absent:
+                _check_people(table, checked, persons, log, out_of_life_events)
         report.row_counts[name] = len(checked.df)
         if checked.n_raw > len(checked.df):
             report.dropped[name] = checked.n_raw - len(checked.df)
@@ -227,10 +246,16 @@ def validate_data_dir(data_dir: str | Path, *, exclude_sources: Iterable[str] = 
     """
     from riskstrat.io import LazyTables, table_files
 
+    from riskstrat.io import dataset_metadata
+
     exclude = set(exclude_sources)
     if "persons" in exclude:
         raise ValueError("persons cannot be excluded: every other table links to it")
     files = {name: path for name, path in table_files(data_dir).items() if name not in exclude}
+    if "latest_date" not in options:  # the data set's own end, never later than today
+        end = dataset_metadata(data_dir).get("extract_end")
+        today = pd.Timestamp.today().normalize()
+        options["latest_date"] = min(pd.Timestamp(end), today) if end else today
     return validate_tables(LazyTables(files), files=files, **options)
 
 
@@ -509,6 +534,8 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
                 examples = _row_examples(bad, rows, lambda i: _show(values.iloc[i]))
                 log.add(name, col.name, rule, "error", bad.sum(),
                         f"{where}: {_rows(int(bad.sum()))} with {what}{_eg(examples)}; {todo}.", examples)
+        if col.kind in ("id", "str"):
+            _check_safe_text(log, table, col, coerced, rows)
         if not col.nullable and missing.any():
             examples = _row_examples(missing, rows)
             log.add(name, col.name, "missing_value", "error", missing.sum(),
@@ -536,6 +563,77 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
     if name == "persons" and "person_id" not in absent:
         _check_unique_persons(log, df)
     return _Checked(df, absent, n)
+
+
+def _check_safe_text(log: _IssueLog, table: Table, col: Column, values: pd.Series, rows: np.ndarray) -> None:
+    """Ids and codes the outputs can hold: no control characters, not absurdly long; practice ids
+    usable as folder names."""
+    codes, uniques = _factorized_text(values)
+    if not len(uniques):
+        return
+    text = uniques.astype(object).where(uniques.notna(), "")
+    text = pd.Series(text.to_numpy(), dtype=_STR)
+    bad = (text.str.contains(_CONTROL, regex=True) | (text.str.len() > MAX_ID_LENGTH)).fillna(False).to_numpy()
+    rule, what = "unsafe_value", (f"control characters or more than {MAX_ID_LENGTH} characters, which lists and "
+                                  f"files cannot hold")
+    if col.name == "practice_id":
+        from riskstrat.lists import NO_PRACTICE
+
+        unsafe = (~text.str.match(_SAFE_PRACTICE_ID) | (text.str.len() > MAX_PRACTICE_ID_LENGTH)
+                  | (text == NO_PRACTICE)).fillna(False).to_numpy() & uniques.notna().to_numpy()
+        bad = bad | unsafe
+        rule, what = "unsafe_practice_id", (f"practice ids that cannot be folder names (only letters, digits, '_', "
+                                            f"'.' and '-', starting with a letter or digit, at most "
+                                            f"{MAX_PRACTICE_ID_LENGTH} characters, not {NO_PRACTICE!r})")
+    hit = _spread(bad, codes, False)
+    if not hit.any():
+        return
+    n = int(hit.sum())
+    examples = _row_examples(hit, rows, lambda i: repr(_show(values.iloc[i])))
+    log.add(table.name, col.name, rule, "error", n,
+            f"{log.where(table.name, col.name)}: {_rows(n)} with {what}{_eg(examples)}; correct them in the "
+            f"source or remove the rows.", examples)
+
+
+def _check_birth_dates(log: _IssueLog, persons: _Checked, latest: np.datetime64) -> None:
+    if "birth_date" in persons.absent:
+        return
+    born = persons.df["birth_date"].to_numpy()
+    rows = persons.df.index.to_numpy()
+    for hit, what in ((born > latest, f"in the future (after {_day(latest)})"),
+                      (born < EARLIEST_BIRTH, "before 1900")):
+        if hit.any():
+            n = int(hit.sum())
+            examples = _row_examples(hit, rows, lambda i: _day(born[i]))
+            log.add("persons", "birth_date", "implausible_birth_date", "warning", n,
+                    f"{log.where('persons', 'birth_date')}: {_rows(n)} born {what}{_eg(examples)}; these people "
+                    f"fall outside every cohort until corrected.", examples, action="kept")
+
+
+def _check_future_events(log: _IssueLog, table: Table, checked: _Checked, latest: np.datetime64,
+                         policy: Policy) -> None:
+    col = table.event_date
+    if col is None or col in checked.absent:
+        return
+    dates = checked.df[col].to_numpy()
+    hit = dates > latest  # False where missing
+    if not hit.any():
+        return
+    n = int(hit.sum())
+    rows = checked.df.index.to_numpy()
+    examples = _row_examples(hit, rows, lambda i: _day(dates[i]))
+    head = (f"{log.where(table.name, col)}: {_rows(n)} dated after the end of the data ({_day(latest)}){_eg(examples)}"
+            f", so {_agree(n, 'it', 'they')} cannot have happened yet")
+    if policy == "error":
+        log.add(table.name, col, "future_event", "error", n, f"{head}; correct the dates or remove the rows.",
+                examples)
+    elif policy == "keep":
+        log.add(table.name, col, "future_event", "warning", n, f"{head}; the rows were kept.", examples,
+                action="kept")
+    else:
+        log.add(table.name, col, "future_event", "warning", n, f"{head}; the rows were dropped.", examples,
+                action=f"dropped {_rows(n)}")
+        checked.df = checked.df[~hit]
 
 
 def _report_unknown_codes(log: _IssueLog, table: Table, col: Column, values: pd.Series, bad: np.ndarray,

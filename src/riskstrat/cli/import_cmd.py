@@ -12,8 +12,8 @@ import_app = typer.Typer(
     help=(
         "Import a public data format into a validated, pseudonymised canonical data folder.\n\n"
         "Person ids are replaced by keyed pseudonyms (key from $RISKSTRAT_PSEUDONYM_KEY or "
-        ".riskstrat/pseudonym.key, created on first use: keep it to get the same pseudonyms next "
-        "month). Nothing is written unless the data pass validation.\n\n"
+        ".riskstrat/pseudonym.key; create it once with `riskstrat key init` and keep it to get the "
+        "same pseudonyms next month). Nothing is written unless the data pass validation.\n\n"
         "Example: riskstrat import synthea synthea/output/csv --out riskstrat-data/synthea"
     ),
     no_args_is_help=True,

@@ -21,6 +21,12 @@ def score(
     allow_stale_data: bool = typer.Option(
         False, "--allow-stale-data", help="Score even if --as-of is more than max_data_lag_days (default 62) "
                                           "after the data end; the lists then miss recent events."),
+    allow_unmatched_opt_outs: bool = typer.Option(
+        False, "--allow-unmatched-opt-outs", help="Publish even when a non-empty opt-out file matches no one in the "
+                                                  "data (usually a wrong key or a wrong file)."),
+    allow_population_shrink: bool = typer.Option(
+        False, "--allow-population-shrink", help="Publish even when no one is scored, or far fewer people than last "
+                                                 "month (max_population_shrink, default 0.2)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Score the whole population with the champion models, rank it, explain the listed people
@@ -41,6 +47,8 @@ def score(
         fail(f"--as-of {as_of!r} is not a date like 2026-11-01")
     extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={out_dir}"] if out_dir else [])
     extra += ["allow_stale_data=true"] if allow_stale_data else []
+    extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
+    extra += ["allow_population_shrink=true"] if allow_population_shrink else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):
@@ -51,6 +59,9 @@ def score(
         fail(f"{exc}\nnothing was written")
     c = manifest["counts"]
     models = ", ".join(f"{n} v{m['version']}" for n, m in manifest["models"].items())
-    out.print(f"{manifest['month']}: scored {c['scored']:,} people ({c['opted_out_removed']:,} opted out removed) with "
+    unmatched = (f", {c['opt_out_ids_matching_no_one']:,} of {c['opt_out_ids']:,} opt-out ids matched no one"
+                 if c.get("opt_out_ids") else "")
+    out.print(f"{manifest['month']}: scored {c['scored']:,} people ({c['opted_out_removed']:,} opted out removed"
+              f"{unmatched}) with "
               f"{models}; {c['listed']:,} listed in {c['practices']} practices ({c['held_out']:,} held out, "
               f"{c['new_this_month']:,} new) -> {manifest['output_dir']}", soft_wrap=True)  # one line, also in logs

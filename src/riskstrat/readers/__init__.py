@@ -268,11 +268,12 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
     nothing is written. ``out_dir`` is written atomically and replaced as a whole; it holds one
     Parquet file per table, ``import_report.json`` (rows in and out per source, drops with example
     codes, unknown codes, the outcomes the data support: see :mod:`riskstrat.readers.report`) and
-    ``dataset.json`` (source format, currency, extract end). Both hold counts and codes only, and
+    ``dataset.json`` (source format, currency, extract end, the pseudonymisation key's fingerprint:
+    :func:`riskstrat.privacy.key_fingerprint`, never the key). Both hold counts and codes only, and
     no clock time, so that a rerun writes the same bytes.
     """
     from riskstrat.io import DATASET_META, write_records_tables
-    from riskstrat.privacy import load_pseudonym_key
+    from riskstrat.privacy import FINGERPRINT_FIELD, key_fingerprint, load_pseudonym_key
     from riskstrat.readers.report import dataset_metadata, import_report
     from riskstrat.validate import ValidationError, validate_tables
 
@@ -288,7 +289,8 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
     payload = import_report(summary, report, records.tables)
     write_records_tables(records.tables, out_dir, extra_files={
         IMPORT_REPORT: json.dumps(payload, indent=2, sort_keys=True) + "\n",
-        DATASET_META: json.dumps(dataset_metadata(summary), indent=2, sort_keys=True) + "\n",
+        DATASET_META: json.dumps({**dataset_metadata(summary), FINGERPRINT_FIELD: key_fingerprint(key)},
+                                 indent=2, sort_keys=True) + "\n",
     })
     return summary, report
 
