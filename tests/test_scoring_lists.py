@@ -233,9 +233,10 @@ def test_reasons_use_the_persons_own_values_and_shares():
     shap, feats = hand_made_explanations()
     r = top_reasons(shap, feats, n=3)
     total = 0.50 + 0.60 + 0.30 + 0.20 + 0.01  # positive SHAP only
-    assert r.loc["alice", "reason_1"] == f"3 emergency admissions in the last 12 months ({60 / total:.0f}%)"
-    assert r.loc["alice", "reason_2"] == f"heart failure (diagnosed 4 years ago) ({30 / total:.0f}%)"
-    assert r.loc["alice", "reason_3"] == f"receives home care, started 2 months ago ({20 / total:.0f}%)"
+    # Shares order the reasons but are not printed: a coordinator reads facts, not a model's shares.
+    assert r.loc["alice", "reason_1"] == "3 emergency admissions in the last 12 months"
+    assert r.loc["alice", "reason_2"] == "heart failure (diagnosed 4 years ago)"
+    assert r.loc["alice", "reason_3"] == "receives home care, started 2 months ago"
     assert r.loc["alice", "reasons"] == "; ".join(r.loc["alice", ["reason_1", "reason_2", "reason_3"]])
     assert r.loc["alice", "share_1"] == pytest.approx(0.60 / total)
     assert r.loc["alice", ["share_1", "share_2", "share_3"]].sum() <= 1
@@ -253,7 +254,7 @@ def test_reasons_never_show_what_lowers_risk():
 
 def test_reasons_and_shares_on_a_real_model(features, model):
     shap, _ = model.contributions(features)
-    r = top_reasons(shap, features)
+    r = top_reasons(shap, features, demographic_reasons=True)
     shares = r[["share_1", "share_2", "share_3"]]
     assert (shares.sum(axis=1) <= 1 + 1e-12).all()
     assert (shares.fillna(1) >= 0.05).all().all()
@@ -266,8 +267,8 @@ def test_reasons_and_shares_on_a_real_model(features, model):
         first = (row / row[row > 0].sum() - r.loc[person, "share_1"]).abs().idxmin()
         values = features.loc[person].to_dict()
         values["age"] = np.floor(values["age"])
-        assert r.loc[person, "reason_1"].startswith(describe_reason(first, values))
-        assert all(describe_reason(g, values) is None for g in row.index[row > row[first]])
+        assert r.loc[person, "reason_1"] == describe_reason(first, values, money=False)
+        assert all(describe_reason(g, values, money=False) is None for g in row.index[row > row[first]])
         checked += 1
     assert checked == 60
     # Ages are said in completed years, as the list's Age column shows them.
@@ -499,7 +500,7 @@ def test_reidentification_applies_only_to_that_practices_files(tmp_path, feature
     lookup = pd.DataFrame({"pseudonym": list(p1) + ["id9999"], "local_id": [f"NHS-{i}" for i in range(len(p1) + 1)]})
     out = write(tmp_path / "m", pop, reidentify={"P001": lookup})
     p1_list = pd.read_csv(out / "practices" / "P001" / "list.csv", dtype=str, keep_default_na=False)
-    assert list(p1_list.columns[:3]) == ["Rank", "Person ID", "Local ID"]
+    assert list(p1_list.columns[:3]) == ["Rank", "Local ID", "Person ID"]
     assert p1_list["Local ID"].str.startswith("NHS-").all()
     for pid in ("P002", "P003"):
         assert "NHS-" not in "".join(read_practice_files(out / "practices" / pid).values())
@@ -525,8 +526,8 @@ def test_html_is_self_contained_and_explains_itself(tmp_path, features, model):
     page = (write(tmp_path / "m", pop) / "practices" / "P001" / "list.html").read_text()
     assert "http://" not in page and "https://" not in page and "src=" not in page and "<link" not in page
     assert "<script>" in page and "<style>" in page and "How to read this list" in page
-    assert "does not reduce admissions" in page and "very high" in page and "Top reasons" in page
-    assert "held back at random" in page and "On this list, by tier" in page
+    assert "does not reduce admissions" in page and "very high" in page and "Why this person" in page
+    assert "held back at random" in page and "On this list, of the practice" in page
     assert "model version 3" in page.lower() or "version 3" in page
 
 
