@@ -48,6 +48,12 @@ def _text_columns(table: pd.DataFrame) -> list[str]:
                                              or pd.api.types.is_bool_dtype(table[c]))]
 
 
+def _csv_text(value):
+    value = neutralise_formula(value)
+    # A bare carriage return is not quoted when lines end in "\n" and would split the row in a reader.
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
+
+
 def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     """Write ``table`` as CSV with every text cell (and heading) neutralised.
 
@@ -56,8 +62,8 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     """
     safe = table.copy()
     for column in _text_columns(safe):
-        safe[column] = safe[column].map(neutralise_formula, na_action="ignore")
-    safe.columns = [neutralise_formula(str(c)) for c in safe.columns]
+        safe[column] = safe[column].map(_csv_text, na_action="ignore")
+    safe.columns = [_csv_text(str(c)) for c in safe.columns]
     safe.to_csv(path, index=False, lineterminator="\n", encoding="utf-8-sig")
     return Path(path)
 
