@@ -269,8 +269,13 @@ def test_reasons_and_shares_on_a_real_model(features, model):
         first = (row / row[row > 0].sum() - r.loc[person, "share_1"]).abs().idxmin()
         values = features.loc[person].to_dict()
         values["age"] = np.floor(values["age"])
-        assert r.loc[person, "reason_1"] == describe_reason(first, values, money=False)
-        assert all(describe_reason(g, values, money=False) is None for g in row.index[row > row[first]])
+        if first == "costs":  # names only the uses that the reasons beside it do not
+            assert r.loc[person, "reason_1"].startswith("much use of services: ")
+        else:
+            assert r.loc[person, "reason_1"] == describe_reason(first, values, money=False)
+        # (Use of services may also be skipped when the reasons beside it already name every use.)
+        assert all(describe_reason(g, values, money=False) is None for g in row.index[row > row[first]]
+                   if g != "costs")
         checked += 1
     assert checked == 60
     # Ages are said in completed years, as the list's Age column shows them.
@@ -614,6 +619,22 @@ def test_reasons_in_plain_words_from_the_persons_own_values(group, values, text)
     assert describe_reason(group, values, money=False) == text
 
 
+def test_use_of_services_does_not_repeat_the_reasons_beside_it():
+    person = {"cost_total_12m": 900.0, "gp_contacts_0_3m": 16, "outpatient_attended_12m": 5,
+              "elective_admissions_12m": 1}
+    assert describe_reason("costs", person, money=False, said={"GP contacts", "outpatient_attended_12m"}) == \
+        "much use of services: 1 planned admission"
+    assert describe_reason("costs", person, money=False,
+                           said={"GP contacts", "outpatient_attended_12m", "elective_admissions_12m"}) is None
+    names = ["cost_total_12m", "GP contacts"]
+    feats = pd.DataFrame({"cost_total_12m": [900.0], "gp_contacts_0_3m": [16.0], "gp_contacts_3_12m": [0.0],
+                          "outpatient_attended_12m": [5.0]}, index=pd.Index(["erin"], name="person_id"))
+    shap = pd.DataFrame([[0.6, 0.3, 0.0]], index=feats.index,
+                        columns=["cost_total_12m", "gp_contacts_0_3m", "outpatient_attended_12m"])
+    assert top_reasons(shap, feats)["reasons"].iloc[0] == \
+        "much use of services: 5 outpatient appointments; 16 GP contacts in the last 12 months"
+
+
 def test_money_is_said_only_on_a_cost_list():
     person = {"cost_total_12m": 5000.0, "outpatient_attended_12m": 2}
     assert describe_reason("costs", person, money=True) == "health and care costs of £5,000 in the last 12 months"
@@ -802,3 +823,58 @@ def test_describe_group_in_words():
     }
     rule = GroupRule(name="older frequent", min_age=65, min_emergency_admissions_12m=2)
     assert lists.describe_group(rule) == "Aged 65 or over, with 2 or more emergency admissions, in the last 12 months."
+
+
+# ----------------------------------------------------------------------------- the page in a real browser
+
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var h = window.innerHeight, rows = Array.from(document.querySelectorAll("tr.person"));
+  function onScreen(el) { var b = el.getBoundingClientRect(); return b.top >= 0 && b.bottom <= h && b.height > 0; }
+  var out = {width: window.innerWidth, height: h, rows: rows.length,
+             visible: rows.filter(onScreen).length,
+             withReasons: rows.filter(function (r) { return r.querySelectorAll("td.reasons li:not(.none)").length > 0; }).length,
+             title: document.querySelector("h1").textContent, titleOnScreen: onScreen(document.querySelector("h1")),
+             dates: document.getElementById("dates").textContent, datesOnScreen: onScreen(document.getElementById("dates")),
+             resources: performance.getEntriesByType("resource").map(function (e) { return e.name; }),
+             external: Array.from(document.querySelectorAll("[src],[href]")).map(function (e) {
+               return e.getAttribute("src") || e.getAttribute("href"); }).filter(function (u) { return !/^#/.test(u); })};
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_practice_page_in_headless_chromium(tmp_path, features, model):
+    """At 1280x800 the month and data date are in the first screen with at least 5 people, every
+    listed person has a reason, and nothing is loaded from anywhere."""
+    from riskstrat.listpage import chromium, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)")
+    pop = score_month(features, model)
+    out = lists.write_month(tmp_path / "m", population=pop,
+                            practice_lists=lists.practice_lists(pop, list_size=LIST_SIZE),
+                            summary=lists.commissioner_summary(pop, list_size=LIST_SIZE),
+                            manifest={"as_of": "2026-11-01", "month": MONTH, "data_end": "2026-10-31",
+                                      "holdout": lists.holdout_rule(fraction=0.1, seed=42)},
+                            contact="Jo Bloggs, population health team (jo.bloggs@example.nhs.uk)",
+                            outcome_words="an emergency admission or death")
+    page = (out / "practices" / "P001" / "list.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", _PROBE + "</body>"))
+    dom = chromium(probe, width=1280, height=800)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    import html as html_lib
+
+    seen = json.loads(html_lib.unescape(found.group(1)))
+    # Headless Chromium keeps room for its window frame: the page gets ~657 of the 800 pixels, so
+    # "5 people on screen" here is stricter than on a real 1280x800 laptop screen.
+    assert seen["height"] >= 600 and seen["width"] >= 1200, seen
+    assert "November 2026" in seen["title"] and seen["titleOnScreen"]
+    assert "Data run to 2026-10-31" in seen["dates"] and "scored 2026-11-01" in seen["dates"] and seen["datesOnScreen"]
+    assert seen["visible"] >= 5, seen
+    assert seen["rows"] == len(lists.practice_list(pop, "P001", list_size=LIST_SIZE))
+    assert seen["withReasons"] == seen["rows"]
+    assert seen["resources"] == [] and seen["external"] == [], seen

@@ -13,7 +13,7 @@ The scorer turns a feature and a person's value into a reason with :func:`descri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Collection, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -588,33 +588,37 @@ def _prescriptions(v) -> str | None:
     return text + (f", from {chapters:g} BNF chapters" if chapters >= 4 else "")
 
 
-def _use_of_services(v) -> str | None:
+def _use_of_services(v, said: Collection[str] = ()) -> str | None:
     """Past-year cost in words of use, for lists that are not about cost.
 
     Emergency admissions and A&E visits are columns of every list, so they are named only when
-    nothing else explains the cost.
+    nothing else explains the cost; uses that are reasons of their own (``said``: reason groups
+    shown beside this one) are not repeated.
     """
-    other = [(v("elective_admissions_12m"), "planned admission"),
-             (v("outpatient_attended_12m"), "outpatient appointment"),
-             (v("gp_contacts_0_3m") + v("gp_contacts_3_12m"), "GP contact")]
-    urgent = [(v("emergency_admissions_0_3m") + v("emergency_admissions_3_12m"), "emergency admission"),
-              (v("ae_attendances_0_3m") + v("ae_attendances_3_12m"), "A&E visit")]
-    parts = [f"{n:g} {noun}{_plural(n)}" for n, noun in other if n > 0]
-    if v("cost_social_care_12m") > 0:
+    other = [(v("elective_admissions_12m"), "planned admission", "elective_admissions_12m"),
+             (v("outpatient_attended_12m"), "outpatient appointment", "outpatient_attended_12m"),
+             (v("gp_contacts_0_3m") + v("gp_contacts_3_12m"), "GP contact", "GP contacts")]
+    urgent = [(v("emergency_admissions_0_3m") + v("emergency_admissions_3_12m"), "emergency admission",
+               "emergency admissions"),
+              (v("ae_attendances_0_3m") + v("ae_attendances_3_12m"), "A&E visit", "A&E visits")]
+    parts = [f"{n:g} {noun}{_plural(n)}" for n, noun, group in other if n > 0 and group not in said]
+    if v("cost_social_care_12m") > 0 and "social care" not in said:
         parts.append("social care")
     if not parts:
-        parts = [f"{n:g} {noun}{_plural(n)}" for n, noun in urgent if n > 0]
+        parts = [f"{n:g} {noun}{_plural(n)}" for n, noun, group in urgent if n > 0 and group not in said]
     if not parts:
         return None
     return "much use of services: " + ", ".join(parts[:3])  # the page says: the last 12 months unless said
 
 
-def describe_reason(group: str, values: dict[str, float], *, currency: str = "GBP", money: bool = True) -> str | None:
+def describe_reason(group: str, values: dict[str, float], *, currency: str = "GBP", money: bool = True,
+                    said: Collection[str] = ()) -> str | None:
     """Plain words for a reason group (or a single feature) from a person's own values (money in ``currency``).
 
     With ``money=False`` (lists that are not about cost) costs are said as use of services
     ("much use of health and care in the last 12 months: 2 planned admissions, 6 outpatient
-    appointments"), never as amounts.
+    appointments"), never as amounts, leaving out the uses that ``said`` (the other reason groups
+    shown for the person) already name.
 
     >>> describe_reason("emergency admissions", {"emergency_admissions_0_3m": 1, "emergency_admissions_3_12m": 2,
     ...     "emergency_admissions_12_24m": 0, "days_since_emergency_admission": 40, "emergency_bed_days_12m": 9})
@@ -663,7 +667,7 @@ def describe_reason(group: str, values: dict[str, float], *, currency: str = "GB
     if group == "costs":
         total = v("cost_total_12m")
         if not money:
-            return _use_of_services(v) if total > 0 else None
+            return _use_of_services(v, said) if total > 0 else None
         from riskstrat.io import money as in_currency
 
         return f"health and care costs of {in_currency(total, currency)} in the last 12 months" if total > 0 else None

@@ -786,6 +786,8 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                 intro=intro, find_person=None if identified else find_person, contact=contact,
                 next_steps=list(next_steps), has_local_ids="Local ID" in table.columns,
                 whom_short="people without a practice" if unregistered else "practice's people",
+                whose="the" if unregistered else "the practice's",
+                whose_suffix=" without a practice" if unregistered else "",
                 tiers=[{"name": t, "css": t.replace(" ", "-"), "on_list": int(r["on list"]),
                         "registered": int(r["registered"]), "definition": tier_words.get(t, "")}
                        for t, r in counts.iterrows()],

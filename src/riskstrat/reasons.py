@@ -88,7 +88,10 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int =
                 break  # sorted descending: nothing further qualifies
             if person is None:
                 person = dict(zip(value_names, values[i]))
-            text = describe_reason(groups[j], person, currency=currency, money=money_reasons)
+                # The groups that qualify, so that "much use of services" does not repeat a reason beside it.
+                said = {groups[k] for k in order[i][:n + 2] if shap[i, k] > 0
+                        and shap[i, k] / positive_total[i] >= max(min_share, 1e-12)}
+            text = describe_reason(groups[j], person, currency=currency, money=money_reasons, said=said - {groups[j]})
             if text is None:
                 continue
             if not demographic_reasons and groups[j] in DEMOGRAPHIC_FEATURES:
