@@ -213,9 +213,11 @@ DEFAULT_HOLDOUT_EXEMPT_TIERS = ("very high",)
 def holdout_rule(*, fraction: float, seed: int, exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> dict:
     """The hold-out rule as the manifest records it (and the pages explain it)."""
     return {"fraction": fraction, "seed": seed, "exempt_tiers": list(exempt_tiers),
-            "rule": (f"In each practice, round({fraction:g} x listed people outside the tiers "
-                     f"{', '.join(exempt_tiers) or '(none)'}) are held back at random, chosen by the lowest "
-                     f"SHA-256 of (seed, month, person_id); people in an exempt tier are always shown.")}
+            "rule": (f"In each practice, round({fraction:g} x the listed people"
+                     + (f" outside the {' and '.join(exempt_tiers)} tier{'s' if len(exempt_tiers) > 1 else ''}"
+                        if exempt_tiers else "")
+                     + ") are held back at random, chosen by the lowest SHA-256 of (seed, month, person_id)"
+                     + ("; people in an exempt tier are always shown." if exempt_tiers else "."))}
 
 
 def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, seed: int, month: str,
