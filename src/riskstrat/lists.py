@@ -545,6 +545,13 @@ def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[
     write_xlsx(table, path, title=title, notes=notes, wide_columns=("Top reasons",), created=created)
 
 
+def _write_html(path: Path, **context) -> None:
+    """The practice page from ``report/templates/list.html.j2`` (autoescaped, self-contained)."""
+    from riskstrat.listpage import render
+
+    path.write_text(render("list.html.j2", **context), encoding="utf-8")
+
+
 def _month_words(manifest: Mapping) -> str:
     month = manifest.get("month") or (str(manifest["as_of"])[:7] if manifest.get("as_of") else None)
     try:
@@ -739,8 +746,6 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     ``practices/``; it is never re-identified. ``outcome_words`` names the outcome the risk is of
     ("an emergency admission or death", from the model's metadata) and ``horizon_words`` its window.
     """
-    from riskstrat.listpage import render
-
     _check_practice_lists(population, practice_lists)
     unknown = sorted(set(reidentify or {}) - (set(practice_lists) - {NO_PRACTICE}))
     if unknown:
@@ -783,8 +788,8 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
             _write_csv(table, folder / "list.csv")
             _write_xlsx(table, folder / "list.xlsx", title=title, notes=[intro + data_end, *how_to_read, *provenance],
                         created=created)
-            page = render(
-                "list.html.j2", heading=title, data_end=manifest.get("data_end"), as_of=manifest.get("as_of"),
+            _write_html(
+                folder / "list.html", heading=title, data_end=manifest.get("data_end"), as_of=manifest.get("as_of"),
                 intro=intro, find_person=None if identified else find_person, contact=contact,
                 next_steps=list(next_steps), has_local_ids="Local ID" in table.columns,
                 whom_short="people without a practice" if unregistered else "practice's people",
@@ -797,7 +802,6 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                 people=_person_rows(table, tier_order), n_columns=12 + ("Local ID" in table.columns),
                 notes=how_to_read, groups=group_words, provenance=provenance, outcome_words=outcome_words,
                 horizon_words=horizon_words)
-            (folder / "list.html").write_text(page, encoding="utf-8")
             if changes is not None:
                 mine = changes.loc[changes["practice_id"].astype("str") == str(pid)]
                 _write_csv(mine.drop(columns="practice_id").reset_index(drop=True), folder / "changes.csv")
