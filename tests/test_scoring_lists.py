@@ -775,6 +775,9 @@ def test_workbooks_are_deterministic_and_set_up_for_printing(tmp_path, features,
     assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth in (None, 1)  # 1 is the default
     assert ws.page_setup.fitToHeight == 0 and ws.print_title_rows == "$1:$1"
     assert ws.freeze_panes == "A2" and ws.auto_filter.ref.startswith("A1:")
+    about = " ".join(str(c.value) for row in openpyxl.load_workbook(first / "practices" / "P001" / "list.xlsx")[
+        "About this list"].iter_rows() for c in row)
+    assert "Finding each person:" in about and "Who to ask:" in about and "held back at random" in about
 
 
 # ----------------------------------------------------------------------------- the page

@@ -18,7 +18,12 @@ The batch job joins them like this::
                 changes=changes_since(last_month, population, list_size=200))
 
 A practice's list is its people ranked by risk, the top ``list_size`` of them ("listed"), minus a
-seeded random hold-out that is not shown this month so that outcomes can be compared later.
+seeded random hold-out that is not shown this month so that outcomes can be compared later (never
+from the very high tier by default: :func:`holdout_flags`).
+
+The files: CSV and workbooks through :mod:`riskstrat.sheets` (formulas neutralised, same input same
+bytes); the page from the Jinja2 template ``report/templates/list.html.j2`` (autoescaped, one
+self-contained file); ``summary.csv`` with small numbers suppressed (:func:`suppress_small_numbers`).
 
 People without a registered practice (``practice_id`` missing) are scored, ranked and counted
 like everyone else, but they are not a practice: their top ``list_size`` form one list of their
@@ -786,8 +791,12 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                      f"{horizon_words}, highest first.")
             counts = _tier_counts(population, str(pid), table)
             _write_csv(table, folder / "list.csv")
-            _write_xlsx(table, folder / "list.xlsx", title=title, notes=[intro + data_end, *how_to_read, *provenance],
-                        created=created)
+            held_back = _holdout_notice(population, str(pid), manifest.get("holdout"))
+            about = [intro + data_end, *([] if identified else [f"Finding each person: {find_person}"]),
+                     *([f"Who to ask: {contact}"] if contact else []),
+                     *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
+                     *next_steps, *how_to_read, *provenance]
+            _write_xlsx(table, folder / "list.xlsx", title=title, notes=about, created=created)
             _write_html(
                 folder / "list.html", heading=title, data_end=manifest.get("data_end"), as_of=manifest.get("as_of"),
                 intro=intro, find_person=None if identified else find_person, contact=contact,
@@ -798,7 +807,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                 tiers=[{"name": t, "css": t.replace(" ", "-"), "on_list": int(r["on list"]),
                         "registered": int(r["registered"]), "definition": tier_words.get(t, "")}
                        for t, r in counts.iterrows()],
-                holdout=_holdout_notice(population, str(pid), manifest.get("holdout")),
+                holdout=held_back,
                 people=_person_rows(table, tier_order), n_columns=12 + ("Local ID" in table.columns),
                 notes=how_to_read, groups=group_words, provenance=provenance, outcome_words=outcome_words,
                 horizon_words=horizon_words)
