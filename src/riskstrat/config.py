@@ -239,6 +239,25 @@ class ListsConfig(_Strict):
     holdout_fraction: float = Field(0.0, ge=0, lt=0.5,
                                     description="Share of each practice's listed people not shown this month.")
     holdout_seed: int = 42
+    holdout_exempt_tiers: list[str] = Field(
+        default_factory=lambda: ["very high"],
+        description="Tiers never held back: by default everyone in the very high tier is shown (clinicians will "
+                    "not accept hiding the people most at risk); the fraction applies to the other listed people.")
+    demographic_reasons: bool = Field(False, description="Show age, sex and deprivation as reasons (they are "
+                                                         "columns of every list already; off by default).")
+    practice_names: dict[str, str] = Field(default_factory=dict,
+                                           description="Practice names by code, for the list titles.")
+    practice_names_file: Path | None = Field(None, description="CSV of practice_id,name (added to practice_names).")
+    find_person: str | None = Field(None, description="How a practice finds a listed person from the pseudonym "
+                                                      "(shown when no re-identification lookup is supplied), e.g. "
+                                                      "'search the pseudonym in the EMIS population search'.")
+    contact: str | None = Field(None, description="Who produced the lists and whom to ask (name, team, email).")
+    next_steps: list[str] | None = Field(None, description="What to do with a listed person and what the service "
+                                                           "offers (paragraphs), e.g. a multidisciplinary review.")
+    suppress_below: int = Field(8, ge=1, description="Commissioners' counts from 1 to this minus 1 are shown as "
+                                                     "'<8' (NHS small-number rule); 1 turns it off.")
+    round_counts_to: int = Field(5, ge=1, description="Other commissioners' counts are rounded to the nearest "
+                                                      "multiple of this; 1 turns it off.")
     tiers: dict[str, float] = Field(default_factory=lambda: {"very high": 0.005, "high": 0.05, "moderate": 0.20})
     groups: list[dict] | None = Field(None, description="Priority groups; default: prevention 40-55, care "
                                                         "provision 85+, high-cost individuals, frequent users.")
@@ -249,6 +268,16 @@ class ListsConfig(_Strict):
         from riskstrat.tiers import check_tier_cutoffs
 
         return check_tier_cutoffs(v)
+
+    @model_validator(mode="after")
+    def _exempt_tiers_exist(self) -> "ListsConfig":
+        from riskstrat.tiers import LOWEST_TIER
+
+        unknown = [t for t in self.holdout_exempt_tiers if t not in [*self.tiers, LOWEST_TIER]]
+        if unknown:
+            raise ValueError(f"lists.holdout_exempt_tiers names unknown tiers {unknown}; the tiers are "
+                             f"{[*self.tiers, LOWEST_TIER]}")
+        return self
 
     @field_validator("groups")
     @classmethod

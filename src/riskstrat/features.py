@@ -13,7 +13,7 @@ The scorer turns a feature and a person's value into a reason with :func:`descri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Collection, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -86,7 +86,7 @@ def _ltc_features() -> list[Feature]:
                  f"{name}{{since}}") for code, name in LONG_TERM_CONDITIONS.items()]
     f += [
         Feature("ltc_count", "ltc_register", "count", "Number of long-term conditions.",
-                "{value:g} long-term conditions"),
+                "{value:g} long-term condition{s}"),
         Feature("years_since_first_ltc", "ltc_register", "years",
                 "Years since the first long-term condition was recorded (0 if none).", None),
     ]
@@ -96,13 +96,13 @@ def _ltc_features() -> list[Feature]:
 def _rx_features() -> list[Feature]:
     f = [
         Feature("rx_items_3m", "prescriptions", "count", "Prescription items issued in the last 3 months.",
-                "{value:g} prescription items in the last 3 months"),
+                "{value:g} prescription item{s} in the last 3 months"),
         Feature("rx_items_12m", "prescriptions", "count", "Prescription items issued in the last 12 months.",
-                "{value:g} prescription items in the last 12 months"),
+                "{value:g} prescription item{s} in the last 12 months"),
         Feature("rx_chapters_12m", "prescriptions", "count",
                 "Distinct BNF chapters prescribed in the last 12 months (polypharmacy; items of an unknown "
                 "chapter are not counted here).",
-                "medicines from {value:g} different BNF chapters in the last 12 months"),
+                "medicines from {value:g} different BNF chapter{s} in the last 12 months"),
     ]
     f += [Feature(f"rx_bnf{ch}_items_12m", "prescriptions", "count",
                   f"Prescription items for {BNF_CHAPTERS[ch]} (BNF chapter {int(ch)}) in the last 12 months.",
@@ -150,7 +150,7 @@ FEATURES: tuple[Feature, ...] = tuple(
     + [Feature("frailty_deficits", "persons", "count",
                "Frailty deficits counted: dementia, stroke, heart failure, CKD, COPD, falls/fracture admission, "
                "home care or care home, 10+ items in 3 months, emergency admission in 12 months, age 85+.",
-               "{value:g} frailty deficits")]
+               "{value:g} frailty deficit{s}")]
 )
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
 _BY_NAME = {f.name: f for f in FEATURES}
@@ -549,18 +549,94 @@ def _count_since(n: float, noun: str, days: float | None) -> str:
     return text
 
 
-def describe_reason(group: str, values: dict[str, float], *, currency: str = "GBP") -> str | None:
+# The parts of frailty_deficits that other features name (the rest is a fall or hip fracture admission).
+_FRAILTY_NAMED = (("ltc_dementia", "dementia"), ("ltc_stroke", "stroke or TIA"), ("ltc_heart_failure", "heart failure"),
+                  ("ltc_ckd", "chronic kidney disease"), ("ltc_copd", "COPD"), ("home_care_at_index", "home care"),
+                  ("care_home_at_index", "lives in a care home"))
+# Features that say who a person is rather than what happened to them: columns on every list already.
+DEMOGRAPHIC_FEATURES = ("age", "sex_female", "deprivation_decile")
+
+
+def _frailty(v) -> str | None:
+    n = v("frailty_deficits")
+    if n <= 0:
+        return None
+    named = [words for name, words in _FRAILTY_NAMED if v(name) >= 0.5]
+    if v("rx_items_3m") >= 10:
+        named.append("10+ prescription items in 3 months")
+    if v("emergency_admissions_0_3m") + v("emergency_admissions_3_12m") > 0:
+        named.append("emergency admission this year")
+    if v("age") >= 85:
+        named.append("aged 85+")
+    if n - len(named) >= 1:  # the one deficit no other feature carries
+        named.append("fall or hip fracture admission")
+    listed = f": {', '.join(named[:int(n)])}" if named else ""
+    return f"{n:g} frailty deficit{_plural(n)}{listed}"
+
+
+def _prescriptions(v) -> str | None:
+    items_3m, items_12m, chapters = v("rx_items_3m"), v("rx_items_12m"), v("rx_chapters_12m")
+    if items_3m >= 3:
+        per_month = round(items_3m / 3)
+        text = f"about {per_month:g} prescription item{_plural(per_month)} a month"
+        if per_month >= 10:
+            text = "many medicines: " + text
+    elif items_3m > 0:
+        text = f"{items_3m:g} prescription item{_plural(items_3m)} in the last 3 months"
+    elif items_12m > 0:
+        text = f"{items_12m:g} prescription item{_plural(items_12m)} in the last 12 months"
+    else:
+        return None
+    return text + (f", from {chapters:g} BNF chapters" if chapters >= 4 else "")
+
+
+def _use_of_services(v, said: Collection[str] = ()) -> str | None:
+    """Past-year cost in words of use, for lists that are not about cost.
+
+    Emergency admissions and A&E visits are columns of every list, so they are named only when
+    nothing else explains the cost; uses that are reasons of their own (``said``: reason groups
+    shown beside this one) are not repeated.
+    """
+    other = [(v("elective_admissions_12m"), "planned admission", "elective_admissions_12m"),
+             (v("outpatient_attended_12m"), "outpatient appointment", "outpatient_attended_12m"),
+             (v("gp_contacts_0_3m") + v("gp_contacts_3_12m"), "GP contact", "GP contacts")]
+    urgent = [(v("emergency_admissions_0_3m") + v("emergency_admissions_3_12m"), "emergency admission",
+               "emergency admissions"),
+              (v("ae_attendances_0_3m") + v("ae_attendances_3_12m"), "A&E visit", "A&E visits")]
+    parts = [f"{n:g} {noun}{_plural(n)}" for n, noun, group in other if n > 0 and group not in said]
+    if v("cost_social_care_12m") > 0 and "social care" not in said:
+        parts.append("social care")
+    if not parts:
+        parts = [f"{n:g} {noun}{_plural(n)}" for n, noun, group in urgent if n > 0 and group not in said]
+    if not parts:
+        return None
+    return "much use of services: " + ", ".join(parts[:3])  # the page says: the last 12 months unless said
+
+
+def describe_reason(group: str, values: dict[str, float], *, currency: str = "GBP", money: bool = True,
+                    said: Collection[str] = ()) -> str | None:
     """Plain words for a reason group (or a single feature) from a person's own values (money in ``currency``).
+
+    With ``money=False`` (lists that are not about cost) costs are said as use of services
+    ("much use of health and care in the last 12 months: 2 planned admissions, 6 outpatient
+    appointments"), never as amounts, leaving out the uses that ``said`` (the other reason groups
+    shown for the person) already name.
 
     >>> describe_reason("emergency admissions", {"emergency_admissions_0_3m": 1, "emergency_admissions_3_12m": 2,
     ...     "emergency_admissions_12_24m": 0, "days_since_emergency_admission": 40, "emergency_bed_days_12m": 9})
     '3 emergency admissions in the last 12 months, the last 1 month ago (9 days in hospital)'
+    >>> describe_reason("prescriptions", {"rx_items_3m": 42, "rx_items_12m": 160, "rx_chapters_12m": 9})
+    'many medicines: about 14 prescription items a month, from 9 BNF chapters'
     """
     def v(name: str) -> float:
         x = values.get(name, np.nan)
         return 0.0 if x is None or np.isnan(x) else float(x)
 
+    if group == "frailty_deficits":
+        return _frailty(v)
     if group not in REASON_GROUPS:
+        if not money and feature(group).kind == "money":
+            return None
         return describe_value(group, values.get(group, np.nan), context=values, currency=currency)
     if group == "emergency admissions":
         recent = v("emergency_admissions_0_3m") + v("emergency_admissions_3_12m")
@@ -580,25 +656,26 @@ def describe_reason(group: str, values: dict[str, float], *, currency: str = "GB
         n = v("gp_contacts_0_3m") + v("gp_contacts_3_12m")
         return f"{n:g} GP contact{_plural(n)} in the last 12 months" if n > 0 else None
     if group == "prescriptions":
-        n, chapters = v("rx_items_12m"), v("rx_chapters_12m")
-        if n <= 0:
-            return None
-        return f"{n:g} prescription item{_plural(n)} in the last 12 months" + (
-            f" across {chapters:g} BNF chapters" if chapters >= 4 else "")
+        return _prescriptions(v)
     if group == "social care":
         for flag in ("care_home_at_index", "home_care_at_index", "reablement_12m"):
             if v(flag) >= 0.5:
                 return describe_value(flag, 1.0, context=values)
         cost = v("cost_social_care_12m")
-        return describe_value("cost_social_care_12m", cost, currency=currency) if cost > 0 else None
+        if cost <= 0:
+            return None
+        return describe_value("cost_social_care_12m", cost, currency=currency) if money else \
+            "social care in the last 12 months"
     if group == "costs":
         total = v("cost_total_12m")
-        from riskstrat.io import money
+        if not money:
+            return _use_of_services(v, said) if total > 0 else None
+        from riskstrat.io import money as in_currency
 
-        return f"health and care costs of {money(total, currency)} in the last 12 months" if total > 0 else None
-    n = v("ltc_count")  # long-term conditions, named (up to four)
+        return f"health and care costs of {in_currency(total, currency)} in the last 12 months" if total > 0 else None
+    n = v("ltc_count")  # long-term conditions, named (up to three, so that the reason fits a line)
     if n < 2:
         return None
     held = [name for code, name in LONG_TERM_CONDITIONS.items() if v(f"ltc_{code}") >= 0.5]
-    named = f": {', '.join(held[:4])}{', …' if len(held) > 4 else ''}" if held else ""
+    named = f": {', '.join(held[:3])}{', …' if len(held) > 3 else ''}" if held else ""
     return f"{n:g} long-term conditions{named}"

@@ -18,7 +18,12 @@ The batch job joins them like this::
                 changes=changes_since(last_month, population, list_size=200))
 
 A practice's list is its people ranked by risk, the top ``list_size`` of them ("listed"), minus a
-seeded random hold-out that is not shown this month so that outcomes can be compared later.
+seeded random hold-out that is not shown this month so that outcomes can be compared later (never
+from the very high tier by default: :func:`holdout_flags`).
+
+The files: CSV and workbooks through :mod:`riskstrat.sheets` (formulas neutralised, same input same
+bytes); the page from the Jinja2 template ``report/templates/list.html.j2`` (autoescaped, one
+self-contained file); ``summary.csv`` with small numbers suppressed (:func:`suppress_small_numbers`).
 
 People without a registered practice (``practice_id`` missing) are scored, ranked and counted
 like everyone else, but they are not a practice: their top ``list_size`` form one list of their
@@ -32,7 +37,6 @@ commissioners' summary shows them as a row of their own.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import math
 import re
@@ -44,6 +48,8 @@ import pandas as pd
 
 from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
+from riskstrat.reasons import REASON_SEPARATOR
+from riskstrat.sheets import write_csv, write_xlsx
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, cost_band,
                              rank_by_score)
 
@@ -54,12 +60,15 @@ __all__ = [
     "apply_opt_outs",
     "changes_since",
     "commissioner_summary",
+    "describe_group",
     "holdout_flags",
+    "holdout_rule",
     "listed_mask",
     "mark_lists",
     "practice_list",
     "practice_lists",
     "rank_population",
+    "suppress_small_numbers",
     "write_month",
 ]
 
@@ -204,21 +213,40 @@ def _uniform_hash(person_ids: pd.Series, *, seed: int, month: str) -> np.ndarray
     return out
 
 
-def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, seed: int, month: str) -> pd.Series:
-    """Listed people held out (not shown) this month: ``round(fraction * listed)`` per practice.
+DEFAULT_HOLDOUT_EXEMPT_TIERS = ("very high",)
 
-    The choice is random but reproducible: each listed person gets a number from a hash of
-    ``(seed, month, person_id)`` and, in each practice, the lowest numbers are held out. Same
-    inputs give the same hold-out whatever the row order. Record it (``mark_lists`` stores it in the
-    population) so that outcomes of shown and held-out people can be compared once they mature.
+
+def holdout_rule(*, fraction: float, seed: int, exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> dict:
+    """The hold-out rule as the manifest records it (and the pages explain it)."""
+    return {"fraction": fraction, "seed": seed, "exempt_tiers": list(exempt_tiers),
+            "rule": (f"In each practice, round({fraction:g} x the listed people"
+                     + (f" outside the {' and '.join(exempt_tiers)} tier{'s' if len(exempt_tiers) > 1 else ''}"
+                        if exempt_tiers else "")
+                     + ") are held back at random, chosen by the lowest SHA-256 of (seed, month, person_id)"
+                     + ("; people in an exempt tier are always shown." if exempt_tiers else "."))}
+
+
+def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, seed: int, month: str,
+                  exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> pd.Series:
+    """Listed people held out (not shown) this month: ``round(fraction * eligible)`` per practice.
+
+    Only listed people outside ``exempt_tiers`` can be held out (default: the very high tier is
+    always shown - clinicians will not accept holding back the people most at risk), and the
+    fraction applies to them. The choice is random but reproducible: each eligible person gets a
+    number from a hash of ``(seed, month, person_id)`` and, in each practice, the lowest numbers are
+    held out. Same inputs give the same hold-out whatever the row order. Record it (``mark_lists``
+    stores it in the population) so that outcomes of shown and held-out people can be compared once
+    they mature; :func:`holdout_rule` states the rule for the manifest.
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"hold-out fraction must be in [0, 1), got {fraction}")
     flags = pd.Series(False, index=population.index, name="holdout")
-    listed = listed_mask(population, list_size=list_size)
-    if fraction == 0 or not listed.any():
+    eligible = listed_mask(population, list_size=list_size)
+    if exempt_tiers:
+        eligible &= ~population["tier"].astype("str").isin([str(t) for t in exempt_tiers])
+    if fraction == 0 or not eligible.any():
         return flags
-    people = population.loc[listed, ["person_id"]].assign(practice_id=list_key(population.loc[listed]))
+    people = population.loc[eligible, ["person_id"]].assign(practice_id=list_key(population.loc[eligible]))
     people["u"] = _uniform_hash(people["person_id"], seed=seed, month=month)
     people = people.sort_values(["practice_id", "u", "person_id"])
     position = people.groupby("practice_id").cumcount()
@@ -293,17 +321,19 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
 
 def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous: pd.DataFrame | None = None,
                reasons: pd.DataFrame | pd.Series | None = None, holdout_fraction: float = 0.0,
-               seed: int = 0) -> pd.DataFrame:
+               seed: int = 0, holdout_exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> pd.DataFrame:
     """The population with this month's list columns added, ready to write.
 
-    Adds ``listed`` (top ``list_size`` of the practice), ``holdout`` (:func:`holdout_flags`),
+    Adds ``listed`` (top ``list_size`` of the practice), ``holdout`` (:func:`holdout_flags`, never
+    in ``holdout_exempt_tiers``),
     ``new_this_month``, ``previous_tier`` and ``tier_change`` (from ``previous``, last month's
     population) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.reasons.top_reasons`,
     indexed by person_id; missing for people not explained).
     """
     pop = population.copy()
     pop["listed"] = listed_mask(pop, list_size=list_size)
-    pop["holdout"] = holdout_flags(pop, list_size=list_size, fraction=holdout_fraction, seed=seed, month=month)
+    pop["holdout"] = holdout_flags(pop, list_size=list_size, fraction=holdout_fraction, seed=seed, month=month,
+                                   exempt_tiers=holdout_exempt_tiers)
     changes = changes_since(previous, pop, list_size=list_size)
     new = changes.loc[changes["new_this_month"], "person_id"]
     pop["new_this_month"] = pop["person_id"].isin(new)
@@ -429,21 +459,70 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
     return pd.DataFrame(rows)
 
 
+SUMMARY_COUNT_COLUMNS = ("people", "listed", "held out", "shown")
+
+
+def _is_count_column(name: str) -> bool:
+    return name in SUMMARY_COUNT_COLUMNS or name.startswith(("tier: ", "group: "))
+
+
+def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_to: int = 5) -> pd.DataFrame:
+    """The commissioners' summary with counts of people made safe to publish.
+
+    NHS-style small-number rules: in every count column (people, tiers, groups, listed, held out,
+    shown) a count from 1 to ``threshold - 1`` is shown as ``"<threshold"`` (default ``"<8"``),
+    0 stays 0 (nobody to single out), and every other count is rounded to the nearest
+    ``round_to`` (default 5; halves round up), so that a suppressed cell cannot be recovered by
+    subtracting from a total. Rounded rows therefore need not add up exactly. Expected values
+    (sums of model risks) and the PPV are estimates, not counts of people, and are left as they are.
+    ``threshold=1`` and ``round_to=1`` turn it off. Cells already made safe are left alone, so
+    applying it twice changes nothing.
+
+    >>> suppress_small_numbers(pd.DataFrame({"people": [0, 3, 8, 12, 1234]}))["people"].tolist()
+    ['0', '<8', '10', '10', '1235']
+    """
+    if threshold < 1 or round_to < 1:
+        raise ValueError(f"threshold and round_to must be at least 1, got {threshold} and {round_to}")
+    out = summary.copy()
+
+    def safe(value):
+        if isinstance(value, str) or value is None or (isinstance(value, float) and math.isnan(value)):
+            return value
+        count = int(value)
+        if 0 < count < threshold:
+            return f"<{threshold}"
+        return str(int(math.floor(count / round_to + 0.5)) * round_to)
+
+    for column in out.columns:
+        if _is_count_column(str(column)):
+            out[column] = pd.array([safe(v) for v in out[column].astype(object)], dtype="str")
+    return out
+
+
 # ----------------------------------------------------------------------------- writing
+
+
+def _tier_shares(population: pd.DataFrame) -> tuple[list[str], pd.Series]:
+    tiers = population["tier"].astype("str")
+    order = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
+             else sorted(tiers.unique()))
+    return order, tiers.value_counts().reindex(order, fill_value=0).cumsum() / max(len(tiers), 1)
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.1f}".removesuffix(".0") + "%"
 
 
 def _how_to_read(population: pd.DataFrame, *, outcome_words: str = "an emergency admission",
                  horizon_words: str = "in the next 12 months") -> list[str]:
     """The note on every list; tier shares and the hold-out sentence come from the data, so they stay true."""
-    tiers = population["tier"].astype("str")
-    order = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
-             else sorted(tiers.unique()))
-    shares = tiers.value_counts().reindex(order, fill_value=0).cumsum() / max(len(tiers), 1)
-    tops = [f"{t} the top {shares[t] * 100:.1f}".removesuffix(".0") + "%" for t in order[:-1]]
+    order, shares = _tier_shares(population)
+    tops = [f"{t} the top {_percent(shares[t])}" for t in order[:-1]]
     notes = [
         f"Risk (%) is the model's estimate of the chance of {outcome_words} {horizon_words}.",
         f"Tiers rank everyone registered in the area: {', '.join(tops)}, {order[-1]} the rest." if tops else "",
-        "Top reasons are the recorded facts that raise this person's estimate most, with their share of the rise. "
+        "The reasons are the recorded facts that raise this person's estimate most, strongest first, in the "
+        "person's own numbers (the last 12 months unless said). Age, sex and deprivation are in their own columns. "
         "They are associations in the data, not causes, and do not replace clinical judgement.",
         "New this month marks people who were not on last month's list.",
         "A list alone does not reduce admissions: in the PRISMATIC trial, giving practices a risk tool was followed "
@@ -475,8 +554,130 @@ def _provenance(manifest: Mapping) -> list[str]:
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    # utf-8 with a byte-order mark so that Excel shows £ and – correctly; no timestamps: same input, same bytes.
-    table.to_csv(path, index=False, lineterminator="\n", encoding="utf-8-sig")
+    write_csv(table, path)  # formulas neutralised; same input, same bytes
+
+
+def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str], created=None) -> None:
+    """A coordinator's workbook: formatted, frozen header, filters, print set-up, and an About sheet."""
+    write_xlsx(table, path, title=title, notes=notes, wide_columns=("Top reasons",), created=created)
+
+
+def _write_html(path: Path, **context) -> None:
+    """The practice page from ``report/templates/list.html.j2`` (autoescaped, self-contained)."""
+    from riskstrat.listpage import render
+
+    path.write_text(render("list.html.j2", **context), encoding="utf-8")
+
+
+def _month_words(manifest: Mapping) -> str:
+    month = manifest.get("month") or (str(manifest["as_of"])[:7] if manifest.get("as_of") else None)
+    try:
+        return pd.Timestamp(f"{month}-01").strftime("%B %Y") if month else ""
+    except ValueError:
+        return str(month)
+
+
+def _created(manifest: Mapping):
+    """The workbook's creation date: the scoring date, so that a rerun writes the same bytes."""
+    try:
+        return pd.Timestamp(manifest["as_of"]).to_pydatetime() if manifest.get("as_of") else None
+    except (ValueError, TypeError):
+        return None
+
+
+def describe_group(rule: GroupRule) -> str:
+    """A priority group's rule in words.
+
+    >>> describe_group(DEFAULT_GROUPS[3])
+    '3 or more emergency admissions, or 5 or more A&E visits, in the last 12 months.'
+    """
+    parts = []
+    if rule.min_age is not None and rule.max_age is not None:
+        band = f"aged {rule.min_age:g} to {rule.max_age:g}"
+    elif rule.min_age is not None:
+        band = f"aged {rule.min_age:g} or over"
+    elif rule.max_age is not None:
+        band = f"aged {rule.max_age:g} or under"
+    else:
+        band = ""
+    if rule.min_emergency_admissions_12m is not None:
+        parts.append(f"{rule.min_emergency_admissions_12m} or more emergency admissions")
+    if rule.min_ae_attendances_12m is not None:
+        parts.append(f"{rule.min_ae_attendances_12m} or more A&E visits")
+    costs = []
+    if rule.top_fraction_predicted_cost is not None:
+        costs.append(f"in the area's top {_percent(rule.top_fraction_predicted_cost)} by predicted cost next year")
+    if rule.top_fraction_past_cost is not None:
+        costs.append(f"in the area's top {_percent(rule.top_fraction_past_cost)} by health and care cost in the "
+                     "last 12 months")
+    joiner = ", or " if rule.match == "any" else ", and "
+    use = joiner.join(parts)
+    if parts:
+        use += ", in the last 12 months"
+    use = joiner.join([u for u in (use, *costs) if u])
+    text = f"{band}, with {use}" if band and use else (band or use)
+    return text[0].upper() + text[1:] + "."
+
+
+def _tier_definitions(population: pd.DataFrame) -> dict[str, str]:
+    order, shares = _tier_shares(population)
+    care = {"very high": "intensive case management", "high": "care management", "moderate": "disease management",
+            "low": "support for self-care"}
+    out, above = {}, 0.0
+    for tier in order:
+        share = float(shares[tier])
+        where = (f"The area's top {_percent(share)} by risk" if above == 0 else
+                 f"The area's next {_percent(share - above)} by risk (from the top {_percent(above)} to the top "
+                 f"{_percent(share)})" if tier != order[-1] else f"Everyone below the top {_percent(above)}")
+        out[tier] = where + (f", usually offered {care[tier]}." if tier in care else ".")
+        above = share
+    return out
+
+
+def _holdout_notice(population: pd.DataFrame, key: str, rule: Mapping | None) -> dict | None:
+    if "holdout" not in population:
+        return None
+    mine = list_key(population) == key
+    held = int((population["holdout"].fillna(False).astype(bool) & mine).sum())
+    if not held:
+        return None
+    rule = rule or {}
+    exempt = list(rule.get("exempt_tiers") or [])
+    fraction = rule.get("fraction")
+    share = f" ({_percent(fraction)} of the listed people{' outside the ' + ' and '.join(exempt) + ' tier' if exempt else ''})" \
+        if fraction else ""
+    people = "person" if held == 1 else "people"
+    return {"headline": f"{held} {people} who would be on this list {'is' if held == 1 else 'are'} not shown this "
+                        "month:",
+            "why": f"held back at random{share} so that their outcomes can be compared with those of the people "
+                   "shown, to learn whether the service helps"
+                   + (f"; everyone in the {' and '.join(exempt)} tier is always shown." if exempt else ".")}
+
+
+def _person_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> list[dict]:
+    def whole(value):
+        value = _cell(value)
+        return None if value is None else int(value)
+
+    rows = []
+    for record in table.to_dict("records"):
+        reasons = [r for r in str(record.get("Top reasons") or "").split(REASON_SEPARATOR) if r.strip()]
+        more = []
+        if _cell(record.get("Predicted cost")) not in (None, ""):
+            more.append(("Predicted cost next year", record["Predicted cost"]))
+        if _cell(record.get("High-cost risk (%)")) is not None:
+            more.append(("Chance of being in the area's top 5% by cost", f"{record['High-cost risk (%)']:.1f}%"))
+        tier = str(record["Tier"])
+        rows.append({
+            "rank": int(record["Rank"]), "local_id": record.get("Local ID") or "", "person_id": record["Person ID"],
+            "risk": float(record["Risk (%)"]), "tier": tier, "tier_css": tier.replace(" ", "-"),
+            "tier_order": tier_order.get(tier, 99), "age": whole(record.get("Age")), "sex": _cell(record.get("Sex")) or "",
+            "groups": [g for g in str(record.get("Priority groups") or "").split(GROUP_SEPARATOR) if g],
+            "admissions": whole(record.get("Emergency admissions (12m)")), "ae": whole(record.get("A&E visits (12m)")),
+            "beds": whole(record.get("Bed days (12m)")), "reasons": reasons,
+            "new": record.get("New this month") == "yes", "more": more,
+        })
+    return rows
 
 
 def _cell(value):
@@ -485,118 +686,6 @@ def _cell(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str]) -> None:
-    """A coordinator's workbook: formatted, frozen header, filters, risks as percentages, and an About sheet."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "List"
-    columns = list(table.columns)
-    percent = {i for i, c in enumerate(columns) if c.endswith("(%)")}
-    ws.append(columns)
-    for row in table.itertuples(index=False, name=None):
-        ws.append([(round(_cell(v) / 100, 6) if i in percent and _cell(v) is not None else _cell(v))
-                   for i, v in enumerate(row)])
-    header_fill = PatternFill("solid", fgColor="1F4E79")
-    for cell in ws[1]:
-        cell.font = Font(bold=True, color="FFFFFF")
-        cell.fill = header_fill
-        cell.alignment = Alignment(wrap_text=True, vertical="center")
-    for i, name in enumerate(columns, start=1):
-        letter = get_column_letter(i)
-        longest = max([len(str(name))] + [len(str(v)) for v in table[name].head(500) if _cell(v) is not None])
-        wide = name == "Top reasons"
-        ws.column_dimensions[letter].width = 80 if wide else min(max(10, longest + 2), 40)
-        for cell in ws[letter][1:]:
-            if i - 1 in percent:
-                cell.number_format = "0.0%"
-            if wide:
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
-    ws.freeze_panes = "A2"
-    ws.auto_filter.ref = ws.dimensions
-    about = wb.create_sheet("About this list")
-    about.column_dimensions["A"].width = 120
-    about.append([title])
-    about["A1"].font = Font(bold=True, size=14)
-    for line in notes:
-        about.append([line])
-        about.cell(about.max_row, 1).alignment = Alignment(wrap_text=True)
-    wb.save(path)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Arial,sans-serif;margin:1.5rem;color:#1b1b1b}
-h1{font-size:1.4rem;margin:0 0 .3rem}
-h2{font-size:1rem;margin:.8rem 0 .4rem}
-.meta{color:#555;margin:.2rem 0 1rem}
-.tiers{display:flex;gap:.6rem;flex-wrap:wrap;margin-bottom:1rem}
-.tier{border-radius:6px;padding:.5rem .8rem;min-width:8rem;background:#f1f4f8}
-.tier b{display:block;font-size:1.3rem}
-.t-very-high{border-left:6px solid #b00020}.t-high{border-left:6px solid #e07000}
-.t-moderate{border-left:6px solid #d4b000}.t-low{border-left:6px solid #3c8d3c}
-details{background:#f7f7f2;border:1px solid #ddd;border-radius:6px;padding:.5rem .8rem;margin-bottom:1rem}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#1f4e79;color:#fff;position:sticky;top:0;cursor:pointer;user-select:none}
-th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
-td.num{text-align:right;white-space:nowrap}
-tr:nth-child(even) td{background:#fafafa}
-footer{color:#666;font-size:.8rem;margin-top:1rem}
-"""
-
-_JS = """
-document.querySelectorAll("th").forEach(function (th, i) {
-  th.addEventListener("click", function () {
-    var body = th.closest("table").tBodies[0], asc = th.dataset.dir !== "asc";
-    th.parentNode.querySelectorAll("th").forEach(function (h) { delete h.dataset.dir; });
-    th.dataset.dir = asc ? "asc" : "desc";
-    function key(td) { return td.dataset.v !== undefined ? parseFloat(td.dataset.v) : td.textContent.trim().toLowerCase(); }
-    Array.from(body.rows).sort(function (a, b) {
-      var x = key(a.cells[i]), y = key(b.cells[i]);
-      var c = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
-      return asc ? c : -c;
-    }).forEach(function (r) { body.appendChild(r); });
-  });
-});
-"""
-
-
-def _html_cell(column: str, value, sort_keys: Mapping[str, Mapping[str, int]]) -> str:
-    value = _cell(value)
-    text = "" if value is None else (f"{value:.1f}%" if column.endswith("(%)") else str(value))
-    attrs = ""
-    if column in sort_keys and value is not None:
-        attrs = f' data-v="{sort_keys[column].get(str(value), 99)}"'
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        attrs = f' data-v="{value}" class="num"'
-    return f"<td{attrs}>{html.escape(text)}</td>"
-
-
-def _write_html(table: pd.DataFrame, path: Path, *, title: str, tier_counts: pd.DataFrame, intro: str,
-                notes: Sequence[str], provenance: Sequence[str], sort_keys: Mapping[str, Mapping[str, int]]) -> None:
-    """One self-contained page: inline CSS and JS (click a heading to sort), no external resources."""
-    esc = html.escape
-    tiles = "".join(
-        f'<div class="tier t-{esc(str(t)).replace(" ", "-")}"><b>{int(r["on list"])}</b>{esc(str(t))}'
-        f'<br><small>{int(r["registered"])} registered in this tier</small></div>' for t, r in tier_counts.iterrows())
-    head = "".join(f'<th scope="col">{esc(c)}</th>' for c in table.columns)
-    body = "\n".join("<tr>" + "".join(_html_cell(c, v, sort_keys) for c, v in zip(table.columns, row)) + "</tr>"
-                     for row in table.itertuples(index=False, name=None))
-    notes_html = "".join(f"<p>{esc(n)}</p>" for n in notes)
-    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{esc(title)}</title>\n'
-            f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n<p class=\"meta\">{esc(intro)}</p>\n"
-            f'<h2>On this list, by tier</h2>\n<div class="tiers">{tiles}</div>\n'
-            f"<details open><summary><b>How to read this list</b></summary>{notes_html}</details>\n"
-            f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
-            f"<footer>{esc(' '.join(provenance))} Click a column heading to sort.</footer>\n"
-            f"<script>{_JS}</script>\n</body>\n</html>\n")
-    path.write_text(page, encoding="utf-8")
 
 
 def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str) -> pd.DataFrame:
@@ -608,7 +697,8 @@ def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str)
         raise ValueError(f"re-identification lookup for practice {practice_id!r} has duplicate pseudonyms")
     mapping = pd.Series(lookup["local_id"].astype("str").to_numpy(), index=lookup[key].astype("str").to_numpy())
     out = table.copy()
-    out.insert(out.columns.get_loc("Person ID") + 1, "Local ID",
+    # The practice's own ID comes first: it is what a coordinator searches for in the clinical system.
+    out.insert(out.columns.get_loc("Person ID"), "Local ID",
                out["Person ID"].astype("str").map(mapping).fillna("").astype("str"))
     return out
 
@@ -632,25 +722,46 @@ def _tier_counts(population: pd.DataFrame, practice_id: str, table: pd.DataFrame
                          "on list": [int((table["Tier"] == t).sum()) for t in tiers]}, index=tiers)
 
 
+DEFAULT_FIND_PERSON = ("The Person ID is a pseudonym: ask the team named under 'Who to ask' for your practice's "
+                       "re-identified copy (with your own patient IDs), or search the pseudonym in the system they "
+                       "tell you holds it.")
+DEFAULT_NEXT_STEPS = ("Look at each person's record and decide together (GP, nurse, coordinator) whether a review "
+                      "would help: for example a multidisciplinary review, a medicines review or a care plan.",
+                      "If someone is already well looked after, or the list is wrong about them, note it and move on.")
+DEFAULT_CONTACT = ("the data team that produced this list (set lists.contact in the scoring configuration to name "
+                   "them here)")
+
+
 def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame],
                 summary: pd.DataFrame, manifest: Mapping, reidentify: Mapping[str, pd.DataFrame] | None = None,
                 changes: pd.DataFrame | None = None, outcome_words: str = "an emergency admission",
-                horizon_words: str = "in the next 12 months") -> Path:
+                horizon_words: str = "in the next 12 months", practice_names: Mapping[str, str] | None = None,
+                groups: Sequence[GroupRule] = DEFAULT_GROUPS, find_person: str = DEFAULT_FIND_PERSON,
+                contact: str | None = DEFAULT_CONTACT, next_steps: Sequence[str] = DEFAULT_NEXT_STEPS,
+                suppress_below: int = 8, round_counts_to: int = 5) -> Path:
     """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
     ``practices/<practice_id>/list.csv``, ``list.xlsx`` and ``list.html`` (and ``changes.csv`` with
-    that practice's rows of ``changes``), ``summary.csv`` (commissioners) and ``manifest.json``
-    (``manifest`` plus the SHA-256 of every file written). ``reidentify`` maps a practice id to
-    its own lookup (``person_id``/``pseudonym`` -> ``local_id``), applied to that practice's files
-    only. Parquet and CSV files are byte-identical for identical inputs.
+    that practice's rows of ``changes``), ``summary.csv`` (commissioners, with small numbers
+    suppressed: :func:`suppress_small_numbers` with ``suppress_below`` and ``round_counts_to``) and
+    ``manifest.json`` (``manifest`` plus the SHA-256 of every file written). ``reidentify`` maps a
+    practice id to its own lookup (``person_id``/``pseudonym`` -> ``local_id``), applied to that
+    practice's files only. Every file is byte-identical for identical inputs; text that looks
+    like a spreadsheet formula is neutralised in every CSV and workbook (:mod:`riskstrat.sheets`).
+
+    The page (``list.html``, from ``report/templates/list.html.j2``) is titled with the practice's
+    name from ``practice_names`` (else its code) and the month, and shows at the top the date the
+    data run to (``manifest["data_end"]``) and the date scored (``manifest["as_of"]``). Without a
+    re-identification lookup it says how to find a person (``find_person``); ``contact`` and
+    ``next_steps`` say who to ask and what to do. ``groups`` (the priority group rules) are
+    defined on the page, and the hold-out (``manifest["holdout"]``, :func:`holdout_rule`) is
+    explained with this practice's count.
 
     The list of people without a registered practice (key :data:`NO_PRACTICE`) goes to
     ``no-registered-practice/`` (list.csv, list.xlsx, list.html, changes.csv), never under
-    ``practices/``; it is never re-identified. ``manifest["data_end"]`` (the last day the data cover)
-    is shown at the top of every HTML list and in every workbook's About sheet. ``outcome_words``
-    names the outcome the risk is of ("an emergency admission or death", from the model's metadata)
-    and ``horizon_words`` its window ("in the next 12 months").
+    ``practices/``; it is never re-identified. ``outcome_words`` names the outcome the risk is of
+    ("an emergency admission or death", from the model's metadata) and ``horizon_words`` its window.
     """
     _check_practice_lists(population, practice_lists)
     unknown = sorted(set(reidentify or {}) - (set(practice_lists) - {NO_PRACTICE}))
@@ -659,16 +770,18 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     person_columns = {"person_id", "Person ID", "Local ID", "local_id"} & set(summary.columns)
     if person_columns:
         raise ValueError(f"the commissioners' summary must not hold person identifiers: {sorted(person_columns)}")
+    summary = suppress_small_numbers(summary, threshold=suppress_below, round_to=round_counts_to)
     population = population.sort_values("rank").reset_index(drop=True)
     provenance = _provenance(manifest)
     tier_order = {str(t): i for i, t in enumerate(population["tier"].cat.categories)} \
         if isinstance(population["tier"].dtype, pd.CategoricalDtype) else {}
-    band_order = {str(b): i for i, b in enumerate(population["predicted_cost_band"].cat.categories)} \
-        if "predicted_cost_band" in population and isinstance(population["predicted_cost_band"].dtype,
-                                                               pd.CategoricalDtype) else {}
-    sort_keys = {"Tier": tier_order, "Predicted cost": band_order}
     how_to_read = _how_to_read(population, outcome_words=outcome_words, horizon_words=horizon_words)
+    tier_words = _tier_definitions(population)
+    group_words = [{"name": g.name, "definition": describe_group(g)} for g in groups]
     keys = list_key(population)
+    month_words = _month_words(manifest)
+    created = _created(manifest)
+    names = {str(k): str(v) for k, v in (practice_names or {}).items()}
     data_end = f" Data run to {manifest['data_end']}." if manifest.get("data_end") else ""
     out_dir = Path(out_dir)
     with publish.month_folder(out_dir) as tmp:  # one atomic publish (riskstrat.publish)
@@ -678,18 +791,38 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
             folder = tmp / NO_PRACTICE if unregistered else tmp / "practices" / str(pid)
             folder.mkdir(parents=True)
             table = practice_lists[pid]
-            if reidentify and pid in reidentify:
+            identified = bool(reidentify and pid in reidentify)
+            if identified:
                 table = _with_local_ids(table, reidentify[pid], pid)
-            title = "Case-finding list: people with no registered practice" if unregistered \
-                else f"Case-finding list: practice {pid}"
+            label = ("people with no registered practice" if unregistered else
+                     f"{names[str(pid)]} ({pid})" if str(pid) in names else f"practice {pid}")
+            title = f"Case-finding list: {label}" + (f", {month_words}" if month_words else "")
             people = int((keys == str(pid)).sum())
             whom = "adults with no registered practice" if unregistered else "registered adults"
             intro = (f"The {len(table)} people of {people} {whom} with the highest estimated risk of {outcome_words} "
-                     f"{horizon_words}, highest first.{data_end}")
+                     f"{horizon_words}, highest first.")
+            counts = _tier_counts(population, str(pid), table)
             _write_csv(table, folder / "list.csv")
-            _write_xlsx(table, folder / "list.xlsx", title=title, notes=[intro, *how_to_read, *provenance])
-            _write_html(table, folder / "list.html", title=title, tier_counts=_tier_counts(population, str(pid), table),
-                        intro=intro, notes=how_to_read, provenance=provenance, sort_keys=sort_keys)
+            held_back = _holdout_notice(population, str(pid), manifest.get("holdout"))
+            about = [intro + data_end, *([] if identified else [f"Finding each person: {find_person}"]),
+                     *([f"Who to ask: {contact}"] if contact else []),
+                     *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
+                     *next_steps, *how_to_read, *provenance]
+            _write_xlsx(table, folder / "list.xlsx", title=title, notes=about, created=created)
+            _write_html(
+                folder / "list.html", heading=title, data_end=manifest.get("data_end"), as_of=manifest.get("as_of"),
+                intro=intro, find_person=None if identified else find_person, contact=contact,
+                next_steps=list(next_steps), has_local_ids="Local ID" in table.columns,
+                whom_short="people without a practice" if unregistered else "practice's people",
+                whose="the" if unregistered else "the practice's",
+                whose_suffix=" without a practice" if unregistered else "",
+                tiers=[{"name": t, "css": t.replace(" ", "-"), "on_list": int(r["on list"]),
+                        "registered": int(r["registered"]), "definition": tier_words.get(t, "")}
+                       for t, r in counts.iterrows()],
+                holdout=held_back,
+                people=_person_rows(table, tier_order), n_columns=12 + ("Local ID" in table.columns),
+                notes=how_to_read, groups=group_words, provenance=provenance, outcome_words=outcome_words,
+                horizon_words=horizon_words)
             if changes is not None:
                 mine = changes.loc[changes["practice_id"].astype("str") == str(pid)]
                 _write_csv(mine.drop(columns="practice_id").reset_index(drop=True), folder / "changes.csv")

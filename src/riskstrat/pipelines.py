@@ -184,6 +184,23 @@ def _as_in_data(ids: pd.Series, lookup: dict[str, str]) -> tuple[pd.Series, int]
     return mapped.fillna(ids.astype(object)).astype(object), int(mapped.isna().sum())
 
 
+def _page_settings(lists_cfg) -> dict:
+    """What the practice pages say beyond the numbers: practice names, how to find a person, whom to ask."""
+    from riskstrat import lists
+
+    names = dict(lists_cfg.practice_names)
+    if lists_cfg.practice_names_file is not None:
+        table = pd.read_csv(lists_cfg.practice_names_file, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+        if not {"practice_id", "name"} <= set(table.columns):
+            raise ValueError(f"{lists_cfg.practice_names_file}: needs columns practice_id and name, "
+                             f"found {list(table.columns)}")
+        names = {**dict(zip(table["practice_id"].str.strip(), table["name"].str.strip())), **names}
+    return {"practice_names": names, "find_person": lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,
+            "contact": lists_cfg.contact or lists.DEFAULT_CONTACT,
+            "next_steps": lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS,
+            "suppress_below": lists_cfg.suppress_below, "round_counts_to": lists_cfg.round_counts_to}
+
+
 def previous_month(output_dir, month: str) -> tuple[str | None, pd.DataFrame | None]:
     """The latest earlier month's population in ``output_dir`` (folders named YYYY-MM)."""
     root = Path(output_dir)
@@ -486,7 +503,9 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         chunk = explain.iloc[i:i + size]
         shap_values, base = risk.risk_model.contributions(chunk)
         max_error = max(max_error, check_additivity(shap_values, base, risk.risk_model.raw_score(chunk)))
-        parts.append(top_reasons(shap_values, chunk, n=cfg.lists.reasons, currency=currency))
+        parts.append(top_reasons(shap_values, chunk, n=cfg.lists.reasons, currency=currency,
+                                 demographic_reasons=cfg.lists.demographic_reasons,
+                                 money_reasons=_outcome_of(risk.risk_model)["name"] == "high_cost"))
     reasons = pd.concat(parts) if parts else None
     timings["shap"] = time.perf_counter() - t
     stage(f"explained {len(explain):,} listed people (SHAP additivity error {max_error:.1e})")
@@ -501,9 +520,11 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
             prev = prev.loc[~prev["person_id"].isin(in_data)]
     population = lists.mark_lists(population, list_size=cfg.lists.list_size, month=month, previous=prev,
                                   reasons=reasons, holdout_fraction=cfg.lists.holdout_fraction,
-                                  seed=cfg.lists.holdout_seed)
+                                  seed=cfg.lists.holdout_seed, holdout_exempt_tiers=cfg.lists.holdout_exempt_tiers)
     practice_lists = lists.practice_lists(population, list_size=cfg.lists.list_size)
-    summary = lists.commissioner_summary(population, list_size=cfg.lists.list_size, groups=groups, currency=currency)
+    summary = lists.suppress_small_numbers(  # commissioners' output, to file and to MLflow alike
+        lists.commissioner_summary(population, list_size=cfg.lists.list_size, groups=groups, currency=currency),
+        threshold=cfg.lists.suppress_below, round_to=cfg.lists.round_counts_to)
     changes = lists.changes_since(prev, population, list_size=cfg.lists.list_size)
     reidentify, lookup_unmatched = None, 0
     if cfg.reidentify_dir:
@@ -546,9 +567,14 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         "no_registered_practice": lists.NO_PRACTICE_NOTE,
         "previous_month": prev_month, "shap_additivity_max_error": max_error, "drift": drift,
         "output_dir": str(out_dir),
+        "holdout": lists.holdout_rule(fraction=cfg.lists.holdout_fraction, seed=cfg.lists.holdout_seed,
+                                      exempt_tiers=cfg.lists.holdout_exempt_tiers),
+        "summary_small_numbers": {"suppress_below": cfg.lists.suppress_below,
+                                  "round_counts_to": cfg.lists.round_counts_to},
     }
     lists.write_month(out_dir, population=population, practice_lists=practice_lists, summary=summary,
                       manifest=manifest, reidentify=reidentify, changes=changes,
-                      outcome_words=manifest["outcome"]["words"], horizon_words=manifest["outcome"]["horizon_words"])
+                      outcome_words=manifest["outcome"]["words"], horizon_words=manifest["outcome"]["horizon_words"],
+                      groups=groups, **_page_settings(cfg.lists))
     timings["writing"] = time.perf_counter() - t
     return manifest, summary

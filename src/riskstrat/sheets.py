@@ -1,0 +1,144 @@
+"""Spreadsheet files people open in Excel: CSV and XLSX writers that cannot run a formula.
+
+A cell whose text starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is taken by
+Excel and LibreOffice as a formula when a CSV is opened (OWASP "CSV injection"). Practice names,
+reasons and identifiers come from data files, so every text cell goes through
+:func:`neutralise_formula`: in a CSV it gets a leading apostrophe (shown by spreadsheets as the
+text itself); in a workbook text is written as a string cell (never a formula) and hostile text
+also carries Excel's "quote prefix", so editing the cell cannot turn it into a formula either.
+
+Workbooks are written with xlsxwriter with a fixed creation date, so the same table gives the same
+bytes (a rerun of a month does not change its files or their hashes in the manifest).
+
+>>> neutralise_formula("=HYPERLINK(\\"http://x\\")")
+'\\'=HYPERLINK("http://x")'
+>>> neutralise_formula("3 emergency admissions"), neutralise_formula(-2)
+('3 emergency admissions', -2)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FORMULA_TRIGGERS", "is_formula_like", "neutralise_formula", "write_csv", "write_xlsx"]
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# A workbook's creation date when none is given: fixed, so that reruns give identical bytes.
+FIXED_CREATED = dt.datetime(2000, 1, 1)
+
+
+def is_formula_like(value) -> bool:
+    """True for text a spreadsheet would read as a formula (numbers never are)."""
+    return isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
+
+
+def neutralise_formula(value):
+    """Text that starts like a formula gets a leading apostrophe; anything else is returned as it is."""
+    return "'" + value if is_formula_like(value) else value
+
+
+def _text_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if not (pd.api.types.is_numeric_dtype(table[c])
+                                             or pd.api.types.is_bool_dtype(table[c]))]
+
+
+def _csv_text(value):
+    value = neutralise_formula(value)
+    # A bare carriage return is not quoted when lines end in "\n" and would split the row in a reader.
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``table`` as CSV with every text cell (and heading) neutralised.
+
+    UTF-8 with a byte-order mark so that Excel shows £ and – correctly; ``\\n`` line ends; no
+    timestamps: the same table gives the same bytes.
+    """
+    safe = table.copy()
+    for column in _text_columns(safe):
+        safe[column] = safe[column].map(_csv_text, na_action="ignore")
+    safe.columns = [_csv_text(str(c)) for c in safe.columns]
+    safe.to_csv(path, index=False, lineterminator="\n", encoding="utf-8-sig")
+    return Path(path)
+
+
+def _cell(value):
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequence[str] = (),
+               sheet: str = "List", wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> Path:
+    """A formatted workbook: ``table`` on ``sheet``, then an "About this list" sheet with ``title`` and ``notes``.
+
+    Header row bold on dark blue, frozen, with filters; columns ending in ``(%)`` hold fractions
+    shown as percentages; ``wide_columns`` wrap. Printing is set up for A4 landscape, fitted to the
+    page width, with the header row repeated on every page and the title and page numbers in the
+    page header and footer. Text is always written as text (:func:`neutralise_formula`).
+    ``created`` (default a fixed date) is the workbook's creation date: same inputs, same bytes.
+    """
+    import xlsxwriter
+
+    workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
+                                               "strings_to_numbers": False, "in_memory": True})
+    try:
+        workbook.set_properties({"title": title, "author": "riskstrat", "created": created or FIXED_CREATED})
+        header = workbook.add_format({"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79",
+                                      "text_wrap": True, "valign": "vcenter"})
+        percent = workbook.add_format({"num_format": "0.0%"})
+        wrap = workbook.add_format({"text_wrap": True, "valign": "top"})
+        quoted = workbook.add_format({"quote_prefix": True})
+        quoted_wrap = workbook.add_format({"quote_prefix": True, "text_wrap": True, "valign": "top"})
+        ws = workbook.add_worksheet(sheet)
+        columns = [str(c) for c in table.columns]
+        for j, name in enumerate(columns):
+            ws.write_string(0, j, name, header)
+        percents = {j for j, c in enumerate(columns) if c.endswith("(%)")}
+        wide = {j for j, c in enumerate(columns) if c in set(wide_columns)}
+        for i, row in enumerate(table.itertuples(index=False, name=None), start=1):
+            for j, raw in enumerate(row):
+                value = _cell(raw)
+                if value is None:
+                    ws.write_blank(i, j, None, wrap if j in wide else None)
+                elif isinstance(value, str):
+                    style = (quoted_wrap if j in wide else quoted) if is_formula_like(value) else (
+                        wrap if j in wide else None)
+                    ws.write_string(i, j, value, style)
+                elif isinstance(value, bool):
+                    ws.write_boolean(i, j, value)
+                elif isinstance(value, (int, float)):
+                    if j in percents:
+                        ws.write_number(i, j, round(value / 100, 6), percent)
+                    else:
+                        ws.write_number(i, j, value)
+                else:
+                    ws.write_string(i, j, str(value), wrap if j in wide else None)
+        for j, name in enumerate(columns):
+            longest = max([len(name)] + [len(str(v)) for v in table.iloc[:500, j] if _cell(v) is not None])
+            ws.set_column(j, j, 80 if j in wide else min(max(10, longest + 2), 40))
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(len(table), 1), max(len(columns) - 1, 0))
+        ws.set_landscape()
+        ws.set_paper(9)  # A4
+        ws.fit_to_pages(1, 0)  # as wide as one page, as many pages down as needed
+        ws.repeat_rows(0)
+        ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
+        ws.set_header("&L&B" + title.replace("&", "&&"))
+        ws.set_footer("&LPage &P of &N")
+        about = workbook.add_worksheet("About this list")
+        about.set_column(0, 0, 120)
+        about.write_string(0, 0, title, workbook.add_format({"bold": True, "font_size": 14}))
+        for i, line in enumerate(notes, start=1):
+            about.write_string(i, 0, str(line), quoted_wrap if is_formula_like(str(line)) else wrap)
+    finally:
+        workbook.close()
+    return Path(path)
