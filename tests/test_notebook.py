@@ -23,4 +23,7 @@ def test_walkthrough_notebook_executes(tmp_path, monkeypatch):
     assert "lightgbm" in text and "oracle" in text          # the comparison table
     assert "mean |SHAP|" in text                             # the drivers table
     assert "lightgbm.auroc" in text                          # the MLflow run was found
+    # The calibration figure is shown as an image (it used to print only "<Figure size ...>").
+    calibration = next(i for i, c in enumerate(nb.cells) if "calibration_figure" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in outputs[calibration])
     assert (tmp_path / "mlflow.db").exists() and (tmp_path / "riskstrat-data" / "walkthrough").is_dir()
