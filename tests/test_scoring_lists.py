@@ -434,6 +434,9 @@ def test_commissioner_summary_has_no_person_rows_and_adds_up(features, model):
     assert summary.iloc[0]["expected PPV of list"] == pytest.approx(p1["risk"].mean(), abs=1e-4)
     assert summary.iloc[0]["listed"] == LIST_SIZE and summary.iloc[0]["shown"] == LIST_SIZE - summary.iloc[0]["held out"]
     assert "group: frequent users" in summary
+    # Nothing published with the PPV gives back the listed count (sum over listed / PPV = listed).
+    ratios = summary.select_dtypes("number").div(summary["expected PPV of list"], axis=0)
+    assert not (ratios.sub(summary["listed"], axis=0).abs() < 0.5).drop(columns="listed", errors="ignore").any().any()
 
 
 def read_practice_files(folder):

@@ -440,7 +440,8 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
         row["listed"] = int(part["_listed"].sum())
         row["held out"] = int((part["_listed"] & part["_held"]).sum())
         row["shown"] = row["listed"] - row["held out"]
-        row["expected admissions among listed"] = round(float(listed.sum()), 2)
+        # No sum of the listed people's risks: with their mean (the PPV) it would give back the
+        # listed count that suppression hides.
         row["expected PPV of list"] = round(float(listed.mean()), 4) if len(listed) else math.nan
         if _has_any(part, "high_cost_risk"):
             row["expected high-cost people"] = round(float(part["high_cost_risk"].sum()), 2)
@@ -474,7 +475,9 @@ def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_t
     0 stays 0 (nobody to single out), and every other count is rounded to the nearest
     ``round_to`` (default 5; halves round up), so that a suppressed cell cannot be recovered by
     subtracting from a total. Rounded rows therefore need not add up exactly. Expected values
-    (sums of model risks) and the PPV are estimates, not counts of people, and are left as they are.
+    (sums of model risks over everyone) and the PPV (mean risk of the listed) are estimates, not
+    counts of people, and are left as they are; the summary publishes no sum over the listed people,
+    which with the PPV would give back their count.
     ``threshold=1`` and ``round_to=1`` turn it off. Cells already made safe are left alone, so
     applying it twice changes nothing.
 

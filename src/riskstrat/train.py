@@ -107,7 +107,7 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
 
             cause = likely_cause(records, t.name, tables=tuple(t.tables))
             raise InsufficientEventsError(
-                f"the {name} rows have {len(part)} people and only one outcome class"
+                f"the {name} rows ({len(part):,} person-dates) have only one outcome class"
                 + (f"; likely cause: {cause}" if cause else "")
                 + ": add people or index dates, or choose an outcome these data record")
     meta = test[list(META_COLUMNS)].assign(age=test["age"], index_date=test["index_date"])

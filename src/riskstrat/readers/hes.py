@@ -416,13 +416,14 @@ def practice_code(gpprac: pd.Series) -> pd.Series:
 
 
 def birth_date_from_mydob(mydob: pd.Series) -> pd.Series:
-    """MYDOB (``mmyyyy``) -> the 1st of that month; anything else -> missing.
+    """MYDOB (``mmyyyy``) -> the 1st of that month; anything else -> missing. Years before 1890 are
+    HES's null and invalid dates (``011800``, ``011801``), as in every other HES date field.
 
-    >>> birth_date_from_mydob(pd.Series(["041968", "5/1950", "132001", None])).dt.strftime("%Y-%m-%d").tolist()
-    ['1968-04-01', nan, nan, nan]
+    >>> birth_date_from_mydob(pd.Series(["041968", "5/1950", "132001", "011801", None])).dt.strftime("%Y-%m-%d").tolist()
+    ['1968-04-01', nan, nan, nan, nan]
     """
     text = _code(mydob)
-    ok = text.str.fullmatch(r"(0[1-9]|1[0-2])(1[89]|20)\d\d").fillna(False)
+    ok = text.str.fullmatch(r"(0[1-9]|1[0-2])(189\d|19\d\d|20\d\d)").fillna(False)
     dates = pd.to_datetime("01" + text.where(ok), format="%d%m%Y", errors="coerce")
     return dates.astype("datetime64[s]")
 

@@ -209,6 +209,6 @@ def format_import_report(report: dict) -> str:
         lines += [""] + [f"note: {note}" for note in report["notes"]]
     lines += ["", "outcomes the data can support:"]
     for name, verdict in report["outcomes"].items():
-        mark = "yes" if verdict["supported"] else "no "
+        mark = ("few" if "fewer than" in verdict["message"] else "yes") if verdict["supported"] else "no "
         lines.append(f"  {mark} {name}: {verdict['message']}")
     return "\n".join(lines)

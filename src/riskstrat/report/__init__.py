@@ -28,11 +28,15 @@ def fmt(value, digits: int = 3) -> str:
     """A table cell: whole numbers of 100 or more with thousands separators, other numbers to
     ``digits`` places, NaN as a dash, booleans as "yes" or blank.
 
-    >>> fmt(1234.0), fmt(0.81234), fmt(float("nan")), fmt(True), fmt(7)
-    ('1,234', '0.812', '-', 'yes', '7')
+    Text is shown as written: a deprivation quintile "2" or a practice id "123456" is a label.
+
+    >>> fmt(1234.0), fmt(0.81234), fmt(float("nan")), fmt(True), fmt(7), fmt("2"), fmt("123456")
+    ('1,234', '0.812', '-', 'yes', '7', '2', '123456')
     """
     if value is None:
         return "-"
+    if isinstance(value, str):
+        return value
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else ""
     if isinstance(value, (int, np.integer)):
