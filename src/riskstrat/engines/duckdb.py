@@ -104,7 +104,7 @@ class _TablePlan:
                              for k, v in mapping.items())
             return f"(CASE CAST({raw} AS VARCHAR) {cases} END)"
         if col.kind == "date":
-            return raw if kind == "DATE" else f"CAST({raw} AS DATE)"
+            return raw if kind == "DATE" else f"CAST({raw} AS DATE)"  # a timestamp's date, as validation
         if col.kind == "float":
             return f"(CASE WHEN isnan(CAST({raw} AS DOUBLE)) THEN NULL ELSE CAST({raw} AS DOUBLE) END)"
         return raw  # bool
@@ -253,7 +253,8 @@ class DuckDBEngine:
                 continue
             kind = plan.file_columns[plan.source[col.name]].upper()
             wanted = {"date": _DATE_TYPES, "float": _NUMBER_TYPES, "bool": ("BOOLEAN",)}.get(col.kind)
-            if wanted is not None and not kind.startswith(wanted) and not kind.startswith("DECIMAL"):
+            typed = kind.startswith(wanted or ()) or kind.startswith("DECIMAL") or kind.strip('"') == "NULL"
+            if wanted is not None and not typed:  # an all-blank column has Parquet's null type
                 raise EngineDataError(
                     f"{path.name}, column {col.name}: stored as {kind}, but the duckdb engine reads it as "
                     f"{col.kind} only; write the data with riskstrat import (typed Parquet), or use --engine pandas")
@@ -364,7 +365,7 @@ class DuckDBEngine:
         return f"{sql} FILTER (WHERE {cond}) AS {_quote(a.name)}"
 
     def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, ids: pd.Index) -> dict[str, np.ndarray]:
-        from riskstrat.validate import ValidationError, _rows
+        from riskstrat.validate import ValidationError, _agree, _rows
 
         table, name = plan.table, plan.table.name
         drop_codes = self.options["unknown_codes"] == "drop"
@@ -403,7 +404,7 @@ class DuckDBEngine:
         n_unknown = int(frame.loc[unknown, "_rows"].sum())
         if n_unknown:
             issues.append((name, "person_id", "unknown_person", "error", n_unknown,
-                           f"{log.where(name, 'person_id')}: {_rows(n_unknown)} refer to person ids that are not in "
+                           f"{log.where(name, 'person_id')}: {_rows(n_unknown)} {_agree(n_unknown, 'refers', 'refer')} to person ids that are not in "
                            f"persons; add the people to persons or remove the rows."))
         n_outside = int(frame["_n_out_of_life"].sum())
         if n_outside:
@@ -420,7 +421,7 @@ class DuckDBEngine:
         if distinct and n_read > n_distinct:
             n = n_read - n_distinct
             issues.append((name, None, "duplicate_rows", "warning", n,
-                           f"{log.where(name)}: {_rows(n)} repeat an earlier row exactly; the repeats were dropped."))
+                           f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly; the repeats were dropped."))
         if not self._reported.get(name):  # the counts do not depend on the index date: report them once
             self._reported[name] = True
             for issue in issues:
