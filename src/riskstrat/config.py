@@ -286,6 +286,9 @@ class ScoringConfig(_Strict):
     allow_stale_data: bool = Field(False, description="Score even when the date is past the data end plus "
                                                       "max_data_lag_days (the manifest records it).")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
+    engine: Literal["pandas", "duckdb"] = Field(
+        "pandas", description="Feature engine: pandas (the reference: every table validated in memory) or duckdb "
+                              "(SQL over the Parquet folder, validation's rules as SQL counts; for large populations).")
 
 
 class ConfigError(RiskstratError, ValueError):

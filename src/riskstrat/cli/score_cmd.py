@@ -21,6 +21,9 @@ def score(
     allow_stale_data: bool = typer.Option(
         False, "--allow-stale-data", help="Score even if --as-of is more than max_data_lag_days (default 62) "
                                           "after the data end; the lists then miss recent events."),
+    engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference) or duckdb "
+                                                    "(SQL over the Parquet folder, for large populations). "
+                                                    "Overrides the config's engine."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Score the whole population with the champion models, rank it, explain the listed people
@@ -41,6 +44,7 @@ def score(
         fail(f"--as-of {as_of!r} is not a date like 2026-11-01")
     extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={out_dir}"] if out_dir else [])
     extra += ["allow_stale_data=true"] if allow_stale_data else []
+    extra += [f"engine={engine}"] if engine else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):
