@@ -58,6 +58,11 @@ def _literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _strip(sql: str) -> str:
+    """SQL: text without leading and trailing white space (as pandas ``str.strip``)."""
+    return f"regexp_replace({sql}, '^\\s+|\\s+$', '', 'g')"
+
+
 def _date(t: pd.Timestamp) -> str:
     return f"DATE '{t.date().isoformat()}'"
 
@@ -80,6 +85,8 @@ class _TablePlan:
         # Category column -> {raw value: canonical code, None when blank or unknown}; and the unknown ones.
         self.code_map: dict[str, dict[str, str | None]] = {}
         self.unknown: dict[str, list[str]] = {}
+        # Text and number columns found already clean (no outer spaces, no blanks, no NaN): read as they are.
+        self.clean: set[str] = set()
 
     @property
     def scan(self) -> str:
@@ -95,17 +102,21 @@ class _TablePlan:
                 col.kind, "CAST(NULL AS VARCHAR)")
         raw, kind = self.raw(col.name), self.file_columns[self.source[col.name]].upper()
         if col.kind in ("id", "str"):
-            return f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"
+            if col.name in self.clean:
+                return raw if kind == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
+            return f"NULLIF({_strip(f'CAST({raw} AS VARCHAR)')}, '')"
         if col.kind == "category":
             mapping = self.code_map.get(col.name) or {}
-            if all(v is None or k == v for k, v in mapping.items()):
-                return f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"  # already canonical: no per-row mapping
+            if all(k == v for k, v in mapping.items()):  # already canonical: no per-row mapping
+                return raw if kind == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
             cases = " ".join(f"WHEN {_literal(k)} THEN {_literal(v) if v is not None else 'NULL'}"
                              for k, v in mapping.items())
             return f"(CASE CAST({raw} AS VARCHAR) {cases} END)"
         if col.kind == "date":
             return raw if kind == "DATE" else f"CAST({raw} AS DATE)"  # a timestamp's date, as validation
         if col.kind == "float":
+            if col.name in self.clean:
+                return raw if kind == "DOUBLE" else f"CAST({raw} AS DOUBLE)"
             return f"(CASE WHEN isnan(CAST({raw} AS DOUBLE)) THEN NULL ELSE CAST({raw} AS DOUBLE) END)"
         return raw  # bool
 
@@ -164,6 +175,9 @@ class DuckDBEngine:
         self._persons_only = records
 
         self.con = duckdb.connect()
+        # No progress bar on stdout (the CLI prints one result line); row order never matters here.
+        self.con.execute("SET enable_progress_bar = false")
+        self.con.execute("SET preserve_insertion_order = false")
         if threads is not None:
             self.con.execute(f"SET threads = {int(threads)}")
         if memory_limit is not None:
@@ -268,11 +282,28 @@ class DuckDBEngine:
                                            in zip(raw, canonical.astype(object), unknown, missing)}
                 plan.unknown[col.name] = [v for v, bad in zip(raw, unknown) if bad]
 
+        # Which text and number columns need cleaning at all (usually none: read them as they are).
+        dirty = []
+        for col in table.columns:
+            if col.name in plan.source and col.kind in ("id", "str"):
+                raw = f"CAST({plan.raw(col.name)} AS VARCHAR)"
+                dirty.append((col.name, f"count(*) FILTER (WHERE regexp_matches({raw}, '^\\s|\\s$') OR {raw} = '')"))
+            elif col.name in plan.source and col.kind == "float":
+                dirty.append((col.name, f"count(*) FILTER (WHERE isnan(CAST({plan.raw(col.name)} AS DOUBLE)))"))
+        if dirty:
+            found = self.con.execute(f"SELECT {', '.join(sql for _, sql in dirty)} FROM {plan.scan}").fetchone()
+            plan.clean = {name for (name, _), n in zip(dirty, found) if n == 0}
+
         counts = {}
         checks = ["count(*)"]
         for col in table.columns:
             expr = plan.expression(col)
             if not col.nullable and col.name in plan.source:
+                if col.kind == "category":  # blank is missing; an unknown code is not (it is reported as unknown)
+                    blank = [k for k, v in plan.code_map[col.name].items() if v is None and k not in plan.unknown[col.name]]
+                    raw = f"CAST({plan.raw(col.name)} AS VARCHAR)"
+                    expr = f"(CASE WHEN {raw} IN ({', '.join(map(_literal, blank))}) THEN NULL ELSE {raw} END)" \
+                        if blank else raw
                 checks.append(f"count(*) FILTER (WHERE {expr} IS NULL)")
                 counts[len(checks) - 1] = ("missing_value", col.name)
             bad = plan.unknown_codes(col)
@@ -364,9 +395,11 @@ class DuckDBEngine:
                "sum": f"sum({value})", "distinct": f"count(DISTINCT {value})"}[a.kind]
         return f"{sql} FILTER (WHERE {cond}) AS {_quote(a.name)}"
 
-    def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, ids: pd.Index) -> dict[str, np.ndarray]:
-        from riskstrat.validate import ValidationError, _agree, _rows
-
+    def aggregate_sql(self, table_name: str, index_date) -> str:
+        """The one query that cleans ``table_name`` and computes its aggregates per person as of
+        ``index_date`` (with the counts validation reports: rows, rows outside a life, unknown ids)."""
+        t = pd.Timestamp(index_date).normalize()
+        plan = self.plans[table_name]
         table, name = plan.table, plan.table.name
         drop_codes = self.options["unknown_codes"] == "drop"
         distinct = "DISTINCT " if self.options["duplicate_rows"] == "drop" else ""
@@ -387,7 +420,7 @@ class DuckDBEngine:
         keep = "NOT _out_of_life" if self.options["out_of_life_events"] == "drop" else "true"
         row_values = self._row_values(table, t)
         aggs = [self._aggregate_sql(a, t, row_values, keep) for a in aggregates_for(name)]
-        sql = f"""
+        return f"""
             WITH deduped AS (SELECT {distinct}* FROM ({plan.typed(drop_unknown_codes=drop_codes)})),
             joined AS (
                 SELECT {', '.join(columns)}, p.person_id IS NULL AS _unknown,
@@ -396,7 +429,14 @@ class DuckDBEngine:
             SELECT person_id, count(*) AS _rows, count(*) FILTER (WHERE _out_of_life) AS _n_out_of_life,
                    bool_or(_unknown) AS _is_unknown, {', '.join(aggs)}
             FROM joined GROUP BY person_id"""
-        frame = self.con.execute(sql).df()
+
+    def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, ids: pd.Index) -> dict[str, np.ndarray]:
+        from riskstrat.validate import ValidationError, _agree, _rows
+
+        name = plan.table.name
+        drop_codes = self.options["unknown_codes"] == "drop"
+        distinct = self.options["duplicate_rows"] == "drop"
+        frame = self.con.execute(self.aggregate_sql(name, t)).df()
 
         # Validation's findings from the same pass.
         log, issues = self._log, []
