@@ -235,6 +235,18 @@ def test_data_that_validation_refuses_the_engine_refuses(tmp_path, table, column
     assert rule in rules and rules == {i.rule for i in reference.value.report.errors}
 
 
+def test_unknown_codes_dropped_as_validation_drops_them(tmp_path):
+    _raw_parquet(tmp_path, "persons", {"person_id": ["a"], "birth_date": [pd.Timestamp("1950-01-01").date()],
+                                       "sex": ["female"], "practice_id": ["P"]})
+    _raw_parquet(tmp_path, "social_care", {"person_id": ["a"] * 3, "start_date": [at(-9).date()] * 3,
+                                           "service_type": ["home_care", "meals", "Residential"],
+                                           "end_date": pa.array([None] * 3, type=pa.date32())})
+    reference = build_features(load_records(tmp_path, unknown_codes="drop"), T)
+    got = DuckDBEngine(tmp_path, unknown_codes="drop").features(T)
+    pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-12, atol=1e-9)
+    assert got.loc["a", ["home_care_at_index", "care_home_at_index"]].tolist() == [1, 1]
+
+
 def test_a_csv_folder_is_refused_with_what_to_do(tmp_path):
     (tmp_path / "persons.csv").write_text("person_id,birth_date,sex,practice_id\na,1950-01-01,female,P\n")
     with pytest.raises(EngineDataError, match="Parquet only.*--engine pandas"):

@@ -75,6 +75,11 @@ def open_engine(name: str, cfg_data, *, stage=None) -> FeatureEngine:
     if name == "duckdb":
         from riskstrat.engines.duckdb import DuckDBEngine
 
-        return DuckDBEngine(cfg_data.path, exclude_sources=cfg_data.exclude_sources,
-                            out_of_life_events=cfg_data.out_of_life_events, stage=stage)
+        engine = DuckDBEngine(cfg_data.path, exclude_sources=cfg_data.exclude_sources,
+                              out_of_life_events=cfg_data.out_of_life_events, stage=stage)
+        counts = engine.row_counts
+        stage(f"checked {counts['persons']:,} people and {sum(counts.values()) - counts['persons']:,} events in "
+              f"{cfg_data.path} with DuckDB ({', '.join(engine.sources) or 'no event tables'}); repeats and events "
+              f"outside a life are counted when the features are built")
+        return engine
     raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")

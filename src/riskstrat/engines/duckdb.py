@@ -132,7 +132,8 @@ class _TablePlan:
             for col in self.table.columns:
                 bad = self.unknown_codes(col)
                 if bad:
-                    where.append(f"CAST({self.raw(col.name)} AS VARCHAR) NOT IN ({', '.join(map(_literal, bad))})")
+                    where.append(f"coalesce(CAST({self.raw(col.name)} AS VARCHAR) NOT IN "
+                                 f"({', '.join(map(_literal, bad))}), true)")  # a blank code is not unknown
         return f"SELECT {', '.join(parts)} FROM {self.scan}" + (f" WHERE {' AND '.join(where)}" if where else "")
 
 
@@ -268,6 +269,7 @@ class DuckDBEngine:
             kind = plan.file_columns[plan.source[col.name]].upper()
             wanted = {"date": _DATE_TYPES, "float": _NUMBER_TYPES, "bool": ("BOOLEAN",)}.get(col.kind)
             typed = kind.startswith(wanted or ()) or kind.startswith("DECIMAL") or kind.strip('"') == "NULL"
+            typed = typed and "TIME ZONE" not in kind  # validation keeps the stored zone's date; DuckDB would not
             if wanted is not None and not typed:  # an all-blank column has Parquet's null type
                 raise EngineDataError(
                     f"{path.name}, column {col.name}: stored as {kind}, but the duckdb engine reads it as "
