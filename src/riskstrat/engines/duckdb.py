@@ -393,8 +393,16 @@ class DuckDBEngine:
             conds.append(f"(end_date IS NULL OR end_date >= {_date(t)})")
         cond = " AND ".join(conds)
         value = row_values.get(a.value, _quote(a.value) if a.value else None)
+        distinct = f"count(DISTINCT {value})"
+        codes = TABLES[a.table].column(a.value).categories if a.kind == "distinct" else None
+        if codes and len(codes) <= 63:
+            # A coded column: OR one bit per code seen, then count the bits. Exact, and far cheaper than a
+            # distinct set per person (2.5 of 7.9 s for prescriptions at 100k people).
+            listed = ", ".join(map(_literal, codes))
+            bits = f"bit_or(CAST(1 AS BIGINT) << (list_position([{listed}], {value}) - 1)) FILTER (WHERE {cond})"
+            return f"bit_count({bits}) AS {_quote(a.name)}"
         sql = {"count": "count(*)", "any": "count(*)", "min_days": "min(_days)", "max_days": "max(_days)",
-               "sum": f"sum({value})", "distinct": f"count(DISTINCT {value})"}[a.kind]
+               "sum": f"sum({value})", "distinct": distinct}[a.kind]
         return f"{sql} FILTER (WHERE {cond}) AS {_quote(a.name)}"
 
     def aggregate_sql(self, table_name: str, index_date) -> str:
