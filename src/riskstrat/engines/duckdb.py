@@ -411,7 +411,6 @@ class DuckDBEngine:
         t = pd.Timestamp(index_date).normalize()
         plan = self.plans[table_name]
         table, name = plan.table, plan.table.name
-        drop_codes = self.options["unknown_codes"] == "drop"
         distinct = "DISTINCT " if self.options["duplicate_rows"] == "drop" else ""
         date = _quote(DATE_COLUMNS[name])
         ends = {end for _, end in table.ordered_dates}
@@ -431,7 +430,7 @@ class DuckDBEngine:
         row_values = self._row_values(table, t)
         aggs = [self._aggregate_sql(a, t, row_values, keep) for a in aggregates_for(name)]
         return f"""
-            WITH deduped AS (SELECT {distinct}* FROM ({plan.typed(drop_unknown_codes=drop_codes)})),
+            WITH deduped AS (SELECT {distinct}* FROM ({self._read_sql(plan, t)})),
             joined AS (
                 SELECT {', '.join(columns)}, p.person_id IS NULL AS _unknown,
                        ({' OR '.join(out_of_life)}) AS _out_of_life, {_date(t)} - r.{date} AS _days
@@ -440,11 +439,22 @@ class DuckDBEngine:
                    bool_or(_unknown) AS _is_unknown, {', '.join(aggs)}
             FROM joined GROUP BY person_id"""
 
+    def _read_sql(self, plan: _TablePlan, t: pd.Timestamp) -> str:
+        """The rows of a table the features can read: before T and within the longest window of its
+        aggregates. Repeats share their date, so removing repeats among these alone is exact for the
+        features. When repeats or events outside a life are errors, every row is read (and counted)."""
+        name = plan.table.name
+        read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
+        if "error" in (self.options["duplicate_rows"], self.options["out_of_life_events"]):
+            return read
+        date, spans = _quote(DATE_COLUMNS[name]), [a.window[1] for a in aggregates_for(name)]
+        where = f"{date} < {_date(t)}" + (f" AND {date} >= {_date(t)} - {max(spans)}" if None not in spans else "")
+        return f"SELECT * FROM ({read}) WHERE {where}"
+
     def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, ids: pd.Index) -> dict[str, np.ndarray]:
         from riskstrat.validate import ValidationError, _agree, _rows
 
         name = plan.table.name
-        drop_codes = self.options["unknown_codes"] == "drop"
         distinct = self.options["duplicate_rows"] == "drop"
         frame = self.con.execute(self.aggregate_sql(name, t)).df()
 
@@ -466,12 +476,13 @@ class DuckDBEngine:
                            f"{log.where(name)}: {_rows(n_outside)} dated before the person's birth or after their "
                            f"death; {todo[policy]}."))
         n_distinct = int(frame["_rows"].sum())
-        n_read = self.row_counts[name] - sum(i.n_rows for i in self.report.issues
-                                             if i.table == name and i.rule == "unknown_code" and drop_codes)
+        n_read = self.con.execute(f"SELECT count(*) FROM ({self._read_sql(plan, t)})").fetchone()[0] \
+            if distinct else n_distinct
         if distinct and n_read > n_distinct:
             n = n_read - n_distinct
             issues.append((name, None, "duplicate_rows", "warning", n,
-                           f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly; the repeats were dropped."))
+                           f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly "
+                           f"among the rows dated before {t.date()} that features read; the repeats were dropped."))
         if not self._reported.get(name):  # the counts do not depend on the index date: report them once
             self._reported[name] = True
             for issue in issues:
