@@ -261,6 +261,25 @@ def test_rerun_of_the_same_month_gives_identical_person_level_files(score, tmp_p
     assert {n: files_a[n] for n in names} == {n: files_b[n] for n in names}
 
 
+def test_cli_score_with_the_duckdb_engine_writes_the_same_month(score, registry, data_dir, tmp_path):
+    from riskstrat.cli import app
+
+    a = Path(score(tmp_path / "pandas")["output_dir"])
+    out = tmp_path / "duckdb"
+    args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet", "--engine", "duckdb",
+            "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
+            "--set", f"models.high_cost={COST_MODEL}", "--set", f"lists.list_size={LIST_SIZE}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    b = out / MONTH
+    assert json.loads((b / "manifest.json").read_text())["config"]["engine"] == "duckdb"
+    reference, got = pd.read_parquet(a / "population.parquet"), pd.read_parquet(b / "population.parquet")
+    pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-9, atol=1e-9)  # risks, ranks, tiers
+    names = ["summary.csv"] + [p.relative_to(a).as_posix() for p in sorted(a.glob("practices/*/*.csv"))]
+    for name in names:  # lists, reasons and changes, as the practices read them
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
 def test_second_month_reports_changes_since_the_first(two_months):
     october, november = two_months["october"], two_months["november"]
     assert october["previous_month"] is None
@@ -424,14 +443,16 @@ def test_a_full_disk_while_writing_is_a_message_and_leaves_the_month(score, tmp_
 # ----------------------------------------------------------------------------- refusing to score
 
 
-@pytest.mark.parametrize("how", ["file missing", "excluded in config"])
-def test_data_without_a_source_the_model_used_is_refused(registry, data_dir, tmp_path, how):
+@pytest.mark.parametrize(("how", "engine"), [("file missing", "pandas"), ("excluded in config", "pandas"),
+                                             ("file missing", "duckdb")])
+def test_data_without_a_source_the_model_used_is_refused(registry, data_dir, tmp_path, how, engine):
     if how == "file missing":
         data = tmp_path / "data"
         shutil.copytree(data_dir, data, ignore=shutil.ignore_patterns("social_care.parquet"))
-        cfg = scoring_config(registry, data, tmp_path / "lists")
+        cfg = scoring_config(registry, data, tmp_path / "lists", f"engine={engine}")
     else:
-        cfg = scoring_config(registry, data_dir, tmp_path / "lists", "data.exclude_sources=[social_care]")
+        cfg = scoring_config(registry, data_dir, tmp_path / "lists", "data.exclude_sources=[social_care]",
+                             f"engine={engine}")
     with pytest.raises(ModelDataMismatchError, match=r"trained with data from social_care, which this data set lacks"):
         run_scoring(cfg, AS_OF)
     assert not (tmp_path / "lists").exists()

@@ -323,6 +323,9 @@ class ScoringConfig(_Strict):
     allow_population_shrink: bool = Field(False, description="Publish even when the scored population shrank by "
                                                              "more than max_population_shrink, or is empty.")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
+    engine: Literal["pandas", "duckdb"] = Field(
+        "pandas", description="Feature engine: pandas (the reference: every table validated in memory) or duckdb "
+                              "(SQL over the Parquet folder, validation's rules as SQL counts; for large populations).")
 
 
 class ConfigError(RiskstratError, ValueError):

@@ -140,8 +140,9 @@ class ModelDataMismatchError(RiskstratError, ValueError):
     """The data cannot give the features a model was trained on."""
 
 
-def check_features_match(model, features: pd.DataFrame, records: LinkedRecords) -> None:
-    """Every model feature must be buildable from this data: same names, and its source present."""
+def check_features_match(model, features: pd.DataFrame, records) -> None:
+    """Every model feature must be buildable from this data: same names, and its source present
+    (``records``: LinkedRecords or a feature engine, anything with ``has(table)``)."""
     from riskstrat.features import feature
 
     missing = [f for f in model.feature_names if f not in features.columns]
@@ -220,9 +221,10 @@ def _chunked(fn, frame: pd.DataFrame, size: int) -> np.ndarray:
     return np.concatenate([fn(frame.iloc[i:i + size]) for i in range(0, len(frame), size)])
 
 
-def data_end_of(cfg_data, records: LinkedRecords | None = None) -> tuple[pd.Timestamp | None, str]:
+def data_end_of(cfg_data, records=None) -> tuple[pd.Timestamp | None, str]:
     """The last day the data cover and where that came from: ``data.extract_end``, else the data
-    set's dataset.json ``extract_end``, else (with ``records``) the latest event; (None, "") if unknown."""
+    set's dataset.json ``extract_end``, else (with ``records``: LinkedRecords or a feature engine) the
+    latest event; (None, "") if unknown."""
     from riskstrat.io import dataset_metadata
 
     if cfg_data.extract_end is not None:
@@ -358,6 +360,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     not in it (a rerun's manifest is byte-identical): they go to the audit log and MLflow.
     """
     from riskstrat import lists, publish, tracking
+    from riskstrat.engines import PandasEngine, open_engine
     from riskstrat.guards import check_data_currency
     from riskstrat.features import build_features
     from riskstrat.io import data_fingerprint, file_sha256
@@ -386,16 +389,18 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                                 allow_degenerate=allow) if cfg.models.high_cost else None)
     stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
     opted_out = read_opt_outs(cfg.opt_out_file) if cfg.opt_out_file else set()
-    records = records if records is not None else load_data(cfg.data, stage=stage)
+    # The engine that builds the features: given records, the configured engine over the data folder.
+    engine = PandasEngine(records) if records is not None else open_engine(cfg.engine, cfg.data, stage=stage)
+    records = engine.records  # the duckdb engine's holds persons only: all the rest needs of people
     if data_end is None:
-        data_end, data_end_source = data_end_of(cfg.data, records)
+        data_end, data_end_source = data_end_of(cfg.data, engine)
         if data_end is not None:
             data_is_current(data_end)
     timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
-    features = build_features(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    features = engine.features(as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
     for model in [risk] + ([cost] if cost else []):
-        check_features_match(model.risk_model, features, records)
+        check_features_match(model.risk_model, features, engine)
     n_eligible = len(features)
     excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
     # Opt-outs are matched against everyone in the data: ids that match no one at all mean a wrong key or file.

@@ -27,6 +27,9 @@ def score(
     allow_population_shrink: bool = typer.Option(
         False, "--allow-population-shrink", help="Publish even when no one is scored, or far fewer people than last "
                                                  "month (max_population_shrink, default 0.2)."),
+    engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference) or duckdb "
+                                                    "(SQL over the Parquet folder, for large populations). "
+                                                    "Overrides the config's engine."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Score the whole population with the champion models, rank it, explain the listed people
@@ -49,6 +52,7 @@ def score(
     extra += ["allow_stale_data=true"] if allow_stale_data else []
     extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
     extra += ["allow_population_shrink=true"] if allow_population_shrink else []
+    extra += [f"engine={engine}"] if engine else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):

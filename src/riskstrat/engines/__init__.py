@@ -1,0 +1,88 @@
+"""Compute engines for the features: one definition (:mod:`riskstrat.engines.spec`), several engines.
+
+An engine answers what the scoring run asks of the data: which sources it has (``has``,
+``sources``), the dates it covers (``date_range``) and the feature frame for one index date
+(``features``), equal to :func:`riskstrat.features.build_features` (the reference).
+
+- ``"pandas"`` (:class:`PandasEngine`): validated :class:`~riskstrat.records.LinkedRecords` in
+  memory and ``build_features``; the reference.
+- ``"duckdb"`` (:class:`riskstrat.engines.duckdb.DuckDBEngine`): SQL over the Parquet folder,
+  with validation's rules that touch features run as SQL counts; nothing materialised but the
+  persons table and one row of aggregates per person.
+
+>>> ENGINES
+('pandas', 'duckdb')
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import pandas as pd
+
+from riskstrat.records import LinkedRecords
+
+__all__ = ["ENGINES", "EngineName", "FeatureEngine", "PandasEngine", "open_engine"]
+
+EngineName = Literal["pandas", "duckdb"]
+ENGINES: tuple[str, ...] = ("pandas", "duckdb")
+
+
+class FeatureEngine(Protocol):
+    @property
+    def sources(self) -> list[str]: ...
+
+    def has(self, name: str) -> bool: ...
+
+    def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]: ...
+
+    def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame: ...
+
+    @property
+    def records(self) -> LinkedRecords: ...  # validated persons at least (the duckdb engine: persons only)
+
+
+class PandasEngine:
+    """The reference engine: validated records in memory, :func:`riskstrat.features.build_features`."""
+
+    def __init__(self, records: LinkedRecords):
+        self.records = records
+
+    @property
+    def sources(self) -> list[str]:
+        return self.records.sources
+
+    def has(self, name: str) -> bool:
+        return self.records.has(name)
+
+    def date_range(self):
+        return self.records.date_range()
+
+    def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
+        from riskstrat.features import build_features
+
+        return build_features(self.records, index_date, min_age=min_age, max_age=max_age)
+
+
+def open_engine(name: str, cfg_data, *, stage=None) -> FeatureEngine:
+    """The engine ``name`` over the data set ``cfg_data`` (a :class:`riskstrat.config.DataConfig`).
+
+    The pandas engine reads and validates every table now (raises ValidationError); the DuckDB
+    engine validates persons now and the event tables with its SQL checks (raises the same error).
+    """
+    stage = stage or (lambda message: None)
+    if name == "pandas":
+        from riskstrat.pipelines import load_data
+
+        return PandasEngine(load_data(cfg_data, stage=stage))
+    if name == "duckdb":
+        from riskstrat.engines.duckdb import DuckDBEngine
+
+        engine = DuckDBEngine(cfg_data.path, exclude_sources=cfg_data.exclude_sources,
+                              out_of_life_events=cfg_data.out_of_life_events, stage=stage)
+        counts = engine.row_counts
+        stage(f"checked {counts['persons']:,} people and {sum(counts.values()) - counts['persons']:,} events in "
+              f"{cfg_data.path} with DuckDB ({', '.join(engine.sources) or 'no event tables'}); repeats and events "
+              f"outside a life are counted when the features are built")
+        return engine
+    raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")

@@ -1,0 +1,512 @@
+"""The DuckDB engine: the feature aggregates as SQL over the Parquet folder.
+
+Only the persons table (one row a person) is read into pandas, and validated there by
+:func:`riskstrat.validate.validate_tables` itself. Event tables stay in their Parquet files:
+DuckDB scans them, applies the cleaning validation applies to the rows that feed features, and
+returns one row of aggregates per person. Validation's rules are run as SQL counts and raise the
+same :class:`~riskstrat.validate.ValidationError` (rule names, files, counts; no row examples):
+
+- checked on construction, per table: ``missing_column``, ``missing_value`` (non-nullable
+  columns), ``unknown_code`` (codes normalised as validation does, per distinct value),
+  ``negative_cost``, ``wrong_type`` (infinite numbers), ``end_before_start``;
+- checked with the aggregates (one pass), per index date: ``unknown_person``,
+  ``duplicate_rows`` (exact repeats over every column of the file, extra columns included: removed
+  by ``SELECT DISTINCT``) and ``event_before_birth`` / ``event_after_death`` (dropped; end dates
+  after death set to the date of death).
+
+The engine needs typed Parquet, as ``riskstrat import`` and ``riskstrat synth`` write it (dates as
+dates or timestamps, numbers as numbers, flags as booleans); a CSV folder or a text-typed column is
+refused with :class:`EngineDataError` (use the pandas engine for those).
+
+>>> engine = DuckDBEngine("riskstrat-data/synthetic")          # doctest: +SKIP
+>>> features = engine.features("2025-11-01")                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from riskstrat.engines.spec import DATE_COLUMNS, Aggregate, Where, aggregates_for, derive
+from riskstrat.errors import RiskstratError
+from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
+
+__all__ = ["DuckDBEngine", "EngineDataError"]
+
+_DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP_US")
+_NUMBER_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
+                 "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT")
+
+
+class EngineDataError(RiskstratError, ValueError):
+    """The data folder is not in a form this engine reads; the message says what to use instead."""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _strip(sql: str) -> str:
+    """SQL: text without leading and trailing white space (as pandas ``str.strip``)."""
+    return f"regexp_replace({sql}, '^\\s+|\\s+$', '', 'g')"
+
+
+def _date(t: pd.Timestamp) -> str:
+    return f"DATE '{t.date().isoformat()}'"
+
+
+class _TablePlan:
+    """How one event table's file is read: typed, normalised expressions for its schema columns."""
+
+    def __init__(self, table: Table, path: Path, file_columns: dict[str, str]):
+        self.table, self.path = table, path
+        self.file_columns = file_columns  # file column -> DuckDB type
+        by_key = {c.strip().lstrip("\ufeff").strip().lower(): c for c in file_columns}
+        self.source: dict[str, str] = {}  # schema column -> file column
+        for col in table.columns:
+            if col.name in file_columns:
+                self.source[col.name] = col.name
+            elif col.name in by_key and by_key[col.name] not in table.column_names:
+                self.source[col.name] = by_key[col.name]
+        self.extras = [c for c in file_columns if c not in self.source.values()]
+        self.absent = [c.name for c in table.columns if c.required and c.name not in self.source]
+        # Category column -> {raw value: canonical code, None when blank or unknown}; and the unknown ones.
+        self.code_map: dict[str, dict[str, str | None]] = {}
+        self.unknown: dict[str, list[str]] = {}
+        # Text and number columns found already clean (no outer spaces, no blanks, no NaN): read as they are.
+        self.clean: set[str] = set()
+
+    @property
+    def scan(self) -> str:
+        return f"read_parquet({_literal(str(self.path))})"
+
+    def raw(self, name: str) -> str:
+        return _quote(self.source[name])
+
+    def expression(self, col: Column) -> str:
+        """The column as validation leaves it (NULL when the file lacks an optional column)."""
+        if col.name not in self.source:
+            return {"date": "CAST(NULL AS DATE)", "float": "CAST(NULL AS DOUBLE)", "bool": "CAST(NULL AS BOOLEAN)"}.get(
+                col.kind, "CAST(NULL AS VARCHAR)")
+        raw, kind = self.raw(col.name), self.file_columns[self.source[col.name]].upper()
+        if col.kind in ("id", "str"):
+            if col.name in self.clean:
+                return raw if kind == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
+            return f"NULLIF({_strip(f'CAST({raw} AS VARCHAR)')}, '')"
+        if col.kind == "category":
+            mapping = self.code_map.get(col.name) or {}
+            if all(k == v for k, v in mapping.items()):  # already canonical: no per-row mapping
+                return raw if kind == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
+            cases = " ".join(f"WHEN {_literal(k)} THEN {_literal(v) if v is not None else 'NULL'}"
+                             for k, v in mapping.items())
+            return f"(CASE CAST({raw} AS VARCHAR) {cases} END)"
+        if col.kind == "date":
+            return raw if kind == "DATE" else f"CAST({raw} AS DATE)"  # a timestamp's date, as validation
+        if col.kind == "float":
+            if col.name in self.clean:
+                return raw if kind == "DOUBLE" else f"CAST({raw} AS DOUBLE)"
+            return f"(CASE WHEN isnan(CAST({raw} AS DOUBLE)) THEN NULL ELSE CAST({raw} AS DOUBLE) END)"
+        return raw  # bool
+
+    def unknown_codes(self, col: Column) -> list[str]:
+        return self.unknown.get(col.name, [])
+
+    def typed(self, *, drop_unknown_codes: bool) -> str:
+        """SELECT of every schema column (validated form) plus the file's extra columns, as read."""
+        parts = [f"{self.expression(c)} AS {_quote(c.name)}" for c in self.table.columns]
+        parts += [f"{_quote(e)} AS {_quote('_extra_' + e)}" for e in self.extras]
+        where = []
+        if drop_unknown_codes:
+            for col in self.table.columns:
+                bad = self.unknown_codes(col)
+                if bad:
+                    where.append(f"coalesce(CAST({self.raw(col.name)} AS VARCHAR) NOT IN "
+                                 f"({', '.join(map(_literal, bad))}), true)")  # a blank code is not unknown
+        return f"SELECT {', '.join(parts)} FROM {self.scan}" + (f" WHERE {' AND '.join(where)}" if where else "")
+
+
+class DuckDBEngine:
+    """Features by SQL over a canonical Parquet folder (see the module docstring).
+
+    ``exclude_sources`` are never read; ``out_of_life_events``, ``duplicate_rows`` and
+    ``unknown_codes`` are validation's options (:func:`riskstrat.validate.validate_tables`).
+    ``threads`` and ``memory_limit`` (e.g. ``"4GB"``) go to DuckDB; DuckDB spills to disk beyond it.
+    Raises :class:`~riskstrat.validate.ValidationError` when validation would refuse the data.
+    """
+
+    def __init__(self, data_dir: str | Path, *, exclude_sources: Iterable[str] = (), out_of_life_events: str = "drop",
+                 duplicate_rows: str = "drop", unknown_codes: str = "error", threads: int | None = None,
+                 memory_limit: str | None = None, stage: Callable[[str], None] | None = None):
+        import duckdb
+
+        from riskstrat.io import read_table_file, table_files
+        from riskstrat.validate import ValidationError, validate_tables
+
+        self.data_dir = Path(data_dir)
+        self.options = {"out_of_life_events": out_of_life_events, "duplicate_rows": duplicate_rows,
+                        "unknown_codes": unknown_codes}
+        self._stage = stage or (lambda message: None)
+        exclude = set(exclude_sources)
+        files = {name: path for name, path in table_files(self.data_dir).items() if name not in exclude}
+        text = [p.name for p in files.values() if not p.name.endswith(".parquet")]
+        if text:
+            raise EngineDataError(f"{self.data_dir}: the duckdb engine reads Parquet only, and {', '.join(text)} "
+                                  f"{'is' if len(text) == 1 else 'are'} not; convert with riskstrat import, or "
+                                  f"use --engine pandas")
+        self.files = files
+        # Persons: one row a person, validated by validation itself (the cohort comes from it).
+        raw = {"persons": read_table_file(files["persons"])} if "persons" in files else {}
+        records, self.report = validate_tables(raw, files={k: v for k, v in files.items() if k == "persons"},
+                                               **self.options)
+        if records is None:
+            raise ValidationError(self.report)
+        self.persons = records.persons
+        self._persons_only = records
+
+        self.con = duckdb.connect()
+        # No progress bar on stdout (the CLI prints one result line); row order never matters here.
+        self.con.execute("SET enable_progress_bar = false")
+        self.con.execute("SET preserve_insertion_order = false")
+        if threads is not None:
+            self.con.execute(f"SET threads = {int(threads)}")
+        if memory_limit is not None:
+            self.con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+        self.con.register("_persons_frame", pa.table({
+            "person_id": pa.array(self.persons["person_id"].astype(object), type=pa.string()),
+            "birth_date": pa.array(self.persons["birth_date"].to_numpy(), type=pa.timestamp("s")),
+            "death_date": pa.array(self.persons["death_date"].to_numpy(), type=pa.timestamp("s")),
+        }))
+        self.con.execute("CREATE TEMP TABLE persons AS SELECT person_id, CAST(birth_date AS DATE) AS birth_date, "
+                         "CAST(death_date AS DATE) AS death_date FROM _persons_frame")
+        self.con.unregister("_persons_frame")
+
+        from riskstrat.validate import _IssueLog
+
+        self._log = _IssueLog(files)
+        self._log.issues = self.report.issues  # one report: persons' issues, then the SQL checks
+        self.plans: dict[str, _TablePlan] = {}
+        self.row_counts: dict[str, int] = {"persons": len(self.persons)}
+        for name in EVENT_TABLES:
+            if name in files:
+                self._check_table(TABLES[name], files[name])
+        if not self.report.ok:
+            raise ValidationError(self.report)
+        self._reported: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ what the scoring run asks
+
+    @property
+    def records(self):
+        """The validated persons as :class:`~riskstrat.records.LinkedRecords` (no event tables: they stay in
+        DuckDB), for what scoring needs of people (cohort counts, opt-outs, re-identification)."""
+        return self._persons_only
+
+    @property
+    def sources(self) -> list[str]:
+        return [t for t in EVENT_TABLES if t in self.plans]
+
+    def has(self, name: str) -> bool:
+        return name == "persons" or name in self.plans
+
+    def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """Earliest and latest event date over the event tables (events outside a life left out, as
+        validation drops them)."""
+        lows, highs = [], []
+        for name, plan in self.plans.items():
+            date = _quote(TABLES[name].event_date)
+            sql = (f"SELECT min(e.{date}), max(e.{date}) FROM ({plan.typed(drop_unknown_codes=True)}) e "
+                   f"JOIN persons p ON e.person_id = p.person_id WHERE {self._kept(plan.table, 'e')}")
+            low, high = self.con.execute(sql).fetchone()
+            if low is not None:
+                lows.append(pd.Timestamp(low))
+                highs.append(pd.Timestamp(high))
+        return (min(lows) if lows else None, max(highs) if highs else None)
+
+    def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
+        """The feature frame for ``index_date``: equal to ``build_features`` on the validated records."""
+        from riskstrat.features import eligible_persons
+
+        t = pd.Timestamp(index_date).normalize()
+        people = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age).set_index("person_id")
+        values: dict[str, np.ndarray] = {}
+        for name, plan in self.plans.items():
+            values.update(self._aggregate(plan, t, people.index))
+        result = derive(people, values, set(self.plans))
+        result["practice_id"] = people["practice_id"].astype("string")
+        result["sex"] = people["sex"]
+        result["ethnicity_group"] = people["ethnicity_group"]
+        result.index.name = "person_id"
+        return result
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_table(self, table: Table, path: Path) -> None:
+        from riskstrat.validate import _coerce_category, _rows
+
+        log, name = self._log, table.name
+        described = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(str(path))})").fetchall()
+        plan = _TablePlan(table, path, {row[0]: str(row[1]) for row in described})
+        for col in plan.absent:
+            found = ", ".join(plan.file_columns) or "none"
+            log.add(name, col, "missing_column", "error", 0,
+                    f"{log.where(name)} has no column {col}, which is required (columns found: {found}); add it "
+                    f"or rename the matching column.")
+        for extra in plan.extras:
+            log.add(name, extra, "unknown_column", "warning", 0,
+                    f"{log.where(name)} has a column {extra} that is not in the {name} schema; it was ignored.",
+                    action="dropped column")
+        if plan.absent:
+            return
+        for col in table.columns:
+            if col.name not in plan.source:
+                continue
+            kind = plan.file_columns[plan.source[col.name]].upper()
+            wanted = {"date": _DATE_TYPES, "float": _NUMBER_TYPES, "bool": ("BOOLEAN",)}.get(col.kind)
+            typed = kind.startswith(wanted or ()) or kind.startswith("DECIMAL") or kind.strip('"') == "NULL"
+            typed = typed and "TIME ZONE" not in kind  # validation keeps the stored zone's date; DuckDB would not
+            if wanted is not None and not typed:  # an all-blank column has Parquet's null type
+                raise EngineDataError(
+                    f"{path.name}, column {col.name}: stored as {kind}, but the duckdb engine reads it as "
+                    f"{col.kind} only; write the data with riskstrat import (typed Parquet), or use --engine pandas")
+            if col.kind == "category":
+                raw = [r[0] for r in self.con.execute(
+                    f"SELECT DISTINCT CAST({plan.raw(col.name)} AS VARCHAR) FROM {plan.scan}").fetchall()]
+                raw = [v for v in raw if v is not None]
+                # Each distinct value normalised by validation's own code (case, spaces, BNF "1" -> "01").
+                canonical, unknown, missing = _coerce_category(pd.Series(raw, dtype=object), col)
+                plan.code_map[col.name] = {v: None if (bad or miss) else str(c) for v, c, bad, miss
+                                           in zip(raw, canonical.astype(object), unknown, missing)}
+                plan.unknown[col.name] = [v for v, bad in zip(raw, unknown) if bad]
+
+        # Which text and number columns need cleaning at all (usually none: read them as they are).
+        dirty = []
+        for col in table.columns:
+            if col.name in plan.source and col.kind in ("id", "str"):
+                raw = f"CAST({plan.raw(col.name)} AS VARCHAR)"
+                dirty.append((col.name, f"count(*) FILTER (WHERE regexp_matches({raw}, '^\\s|\\s$') OR {raw} = '')"))
+            elif col.name in plan.source and col.kind == "float":
+                dirty.append((col.name, f"count(*) FILTER (WHERE isnan(CAST({plan.raw(col.name)} AS DOUBLE)))"))
+        if dirty:
+            found = self.con.execute(f"SELECT {', '.join(sql for _, sql in dirty)} FROM {plan.scan}").fetchone()
+            plan.clean = {name for (name, _), n in zip(dirty, found) if n == 0}
+
+        counts = {}
+        checks = ["count(*)"]
+        for col in table.columns:
+            expr = plan.expression(col)
+            if not col.nullable and col.name in plan.source:
+                if col.kind == "category":  # blank is missing; an unknown code is not (it is reported as unknown)
+                    blank = [k for k, v in plan.code_map[col.name].items() if v is None and k not in plan.unknown[col.name]]
+                    raw = f"CAST({plan.raw(col.name)} AS VARCHAR)"
+                    expr = f"(CASE WHEN {raw} IN ({', '.join(map(_literal, blank))}) THEN NULL ELSE {raw} END)" \
+                        if blank else raw
+                checks.append(f"count(*) FILTER (WHERE {expr} IS NULL)")
+                counts[len(checks) - 1] = ("missing_value", col.name)
+            bad = plan.unknown_codes(col)
+            if bad:
+                checks.append(f"count(*) FILTER (WHERE CAST({plan.raw(col.name)} AS VARCHAR) IN "
+                              f"({', '.join(map(_literal, bad))}))")
+                counts[len(checks) - 1] = ("unknown_code", col.name)
+            if col.kind == "float" and col.name in plan.source:
+                checks.append(f"count(*) FILTER (WHERE isinf(CAST({plan.raw(col.name)} AS DOUBLE)))")
+                counts[len(checks) - 1] = ("wrong_type", col.name)
+                if col.min_value is not None:
+                    checks.append(f"count(*) FILTER (WHERE {expr} < {col.min_value!r})")
+                    counts[len(checks) - 1] = ("negative_cost", col.name)
+        for start, end in table.ordered_dates:
+            if start in plan.source and end in plan.source:
+                checks.append(f"count(*) FILTER (WHERE {plan.expression(TABLES[name].column(end))} < "
+                              f"{plan.expression(TABLES[name].column(start))})")
+                counts[len(checks) - 1] = ("end_before_start", end)
+        found = self.con.execute(f"SELECT {', '.join(checks)} FROM {plan.scan}").fetchone()
+        self.row_counts[name] = int(found[0])
+        if found[0] == 0:
+            log.add(name, None, "empty_table", "warning", 0,
+                    f"{log.where(name)} has no rows, so the {name} table contributes nothing.")
+        texts = {
+            "missing_value": "with no value, but the column is required; fill them in or remove the rows",
+            "wrong_type": "with values that are not numbers; correct them to plain numbers such as 1234.5",
+            "negative_cost": "with a negative cost; costs must be 0 or more (record refunds elsewhere, or blank "
+                             "unknown costs)",
+            "end_before_start": "with an end before the start; correct the dates or remove the rows",
+        }
+        for i, (rule, col) in counts.items():
+            n = int(found[i])
+            if not n:
+                continue
+            where = log.where(name, col)
+            if rule == "unknown_code":
+                listed = ", ".join(table.column(col).categories or ())
+                head = f"{where}: {_rows(n)} with codes outside the reference list"
+                if self.options["unknown_codes"] == "drop":
+                    log.add(name, col, rule, "warning", n, f"{head}; these rows were dropped (known codes: {listed}).",
+                            action=f"dropped {_rows(n)}")
+                else:
+                    log.add(name, col, rule, "error", n,
+                            f"{head}; map them to one of {listed}, or drop them (unknown_codes='drop').")
+                continue
+            log.add(name, col, rule, "error", n, f"{where}: {_rows(n)} {texts[rule]}.")
+        self.plans[name] = plan
+
+    def _kept(self, table: Table, alias: str) -> str:
+        """SQL: the row is inside the person's life (as validation's drop policy keeps it)."""
+        if self.options["out_of_life_events"] != "drop":
+            return "true"
+        ends = {end for _, end in table.ordered_dates}
+        conds = [f"coalesce({alias}.{_quote(c)} < p.birth_date, false)" for c in table.date_columns]
+        conds += [f"coalesce({alias}.{_quote(c)} > p.death_date, false)" for c in table.date_columns if c not in ends]
+        return f"NOT ({' OR '.join(conds)})"
+
+    # ------------------------------------------------------------------ aggregates
+
+    def _row_values(self, table: Table, t: pd.Timestamp) -> dict[str, str]:
+        T = _date(t)
+        values = {"cost": "coalesce(cost, 0.0)"}
+        if table.name == "inpatient_spells":
+            values["bed_days_before_T"] = f"greatest(least(coalesce(discharge_date, {T}), {T}) - admission_date, 0)"
+        if table.name == "social_care":
+            values["weekly_cost"] = "coalesce(weekly_cost, 0.0)"
+            values["cost_in_12m"] = (f"coalesce(weekly_cost, 0.0) * greatest(least(coalesce(end_date, {T}), {T}) "
+                                     f"- greatest(start_date, {T} - 365), 0) / 7")
+        return values
+
+    @staticmethod
+    def _where(w: Where) -> str:
+        col = _quote(w.column)
+        if w.prefix_regex:
+            cond = f"coalesce(regexp_matches({col}, {_literal('^(?:' + w.values[0] + ')')}), false)"
+        else:
+            cond = f"{col} IN ({', '.join(map(_literal, w.values))})"
+        return f"NOT coalesce({cond}, true)" if w.negate else cond
+
+    def _aggregate_sql(self, a: Aggregate, t: pd.Timestamp, row_values: dict[str, str], keep: str) -> str:
+        lo, hi = a.window
+        conds = [keep, f"_days >= {lo}"] + ([f"_days <= {hi}"] if hi is not None else [])
+        conds += [self._where(w) for w in a.where]
+        if a.ongoing:
+            conds.append(f"(end_date IS NULL OR end_date >= {_date(t)})")
+        cond = " AND ".join(conds)
+        value = row_values.get(a.value, _quote(a.value) if a.value else None)
+        distinct = f"count(DISTINCT {value})"
+        codes = TABLES[a.table].column(a.value).categories if a.kind == "distinct" else None
+        if codes and len(codes) <= 63:
+            # A coded column: OR one bit per code seen, then count the bits. Exact, and far cheaper than a
+            # distinct set per person (2.5 of 7.9 s for prescriptions at 100k people).
+            listed = ", ".join(map(_literal, codes))
+            bits = f"bit_or(CAST(1 AS BIGINT) << (list_position([{listed}], {value}) - 1)) FILTER (WHERE {cond})"
+            return f"bit_count({bits}) AS {_quote(a.name)}"
+        sql = {"count": "count(*)", "any": "count(*)", "min_days": "min(_days)", "max_days": "max(_days)",
+               "sum": f"sum({value})", "distinct": distinct}[a.kind]
+        return f"{sql} FILTER (WHERE {cond}) AS {_quote(a.name)}"
+
+    def aggregate_sql(self, table_name: str, index_date) -> str:
+        """The one query that cleans ``table_name`` and computes its aggregates per person as of
+        ``index_date`` (with the counts validation reports: rows, rows outside a life, unknown ids)."""
+        t = pd.Timestamp(index_date).normalize()
+        plan = self.plans[table_name]
+        table, name = plan.table, plan.table.name
+        distinct = "DISTINCT " if self.options["duplicate_rows"] == "drop" else ""
+        date = _quote(DATE_COLUMNS[name])
+        ends = {end for _, end in table.ordered_dates}
+        columns = []
+        for col in table.columns:
+            c = _quote(col.name)
+            if col.name in ends and self.options["out_of_life_events"] == "drop":
+                # An end after death is administrative lag: the stay or service ends on the date of death.
+                c = f"CASE WHEN r.{c} > p.death_date THEN p.death_date ELSE r.{c} END AS {c}"
+            else:
+                c = f"r.{c}"
+            columns.append(c)
+        out_of_life = [f"coalesce(r.{_quote(c)} < p.birth_date, false)" for c in table.date_columns]
+        out_of_life += [f"coalesce(r.{_quote(c)} > p.death_date, false)" for c in table.date_columns
+                        if c not in ends or self.options["out_of_life_events"] != "drop"]
+        keep = "NOT _out_of_life" if self.options["out_of_life_events"] == "drop" else "true"
+        row_values = self._row_values(table, t)
+        aggs = [self._aggregate_sql(a, t, row_values, keep) for a in aggregates_for(name)]
+        return f"""
+            WITH deduped AS (SELECT {distinct}* FROM ({self._read_sql(plan, t)})),
+            joined AS (
+                SELECT {', '.join(columns)}, p.person_id IS NULL AS _unknown,
+                       ({' OR '.join(out_of_life)}) AS _out_of_life, {_date(t)} - r.{date} AS _days
+                FROM deduped r LEFT JOIN persons p ON r.person_id = p.person_id)
+            SELECT person_id, count(*) AS _rows, count(*) FILTER (WHERE _out_of_life) AS _n_out_of_life,
+                   bool_or(_unknown) AS _is_unknown, {', '.join(aggs)}
+            FROM joined GROUP BY person_id"""
+
+    def _read_sql(self, plan: _TablePlan, t: pd.Timestamp) -> str:
+        """The rows of a table the features can read: before T and within the longest window of its
+        aggregates. Repeats share their date, so removing repeats among these alone is exact for the
+        features. When repeats or events outside a life are errors, every row is read (and counted)."""
+        name = plan.table.name
+        read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
+        if "error" in (self.options["duplicate_rows"], self.options["out_of_life_events"]):
+            return read
+        date, spans = _quote(DATE_COLUMNS[name]), [a.window[1] for a in aggregates_for(name)]
+        where = f"{date} < {_date(t)}" + (f" AND {date} >= {_date(t)} - {max(spans)}" if None not in spans else "")
+        return f"SELECT * FROM ({read}) WHERE {where}"
+
+    def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, ids: pd.Index) -> dict[str, np.ndarray]:
+        from riskstrat.validate import ValidationError, _agree, _rows
+
+        name = plan.table.name
+        distinct = self.options["duplicate_rows"] == "drop"
+        frame = self.con.execute(self.aggregate_sql(name, t)).df()
+
+        # Validation's findings from the same pass.
+        log, issues = self._log, []
+        unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
+        n_unknown = int(frame.loc[unknown, "_rows"].sum())
+        if n_unknown:
+            issues.append((name, "person_id", "unknown_person", "error", n_unknown,
+                           f"{log.where(name, 'person_id')}: {_rows(n_unknown)} {_agree(n_unknown, 'refers', 'refer')} to person ids that are not in "
+                           f"persons; add the people to persons or remove the rows."))
+        n_outside = int(frame["_n_out_of_life"].sum())
+        if n_outside:
+            policy = self.options["out_of_life_events"]
+            severity = "error" if policy == "error" else "warning"
+            todo = {"drop": "the rows were dropped", "keep": "the rows were kept",
+                    "error": "correct the dates or remove the rows (or drop them with out_of_life_events='drop')"}
+            issues.append((name, DATE_COLUMNS[name], "event_outside_life", severity, n_outside,
+                           f"{log.where(name)}: {_rows(n_outside)} dated before the person's birth or after their "
+                           f"death; {todo[policy]}."))
+        n_distinct = int(frame["_rows"].sum())
+        n_read = self.con.execute(f"SELECT count(*) FROM ({self._read_sql(plan, t)})").fetchone()[0] \
+            if distinct else n_distinct
+        if distinct and n_read > n_distinct:
+            n = n_read - n_distinct
+            issues.append((name, None, "duplicate_rows", "warning", n,
+                           f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly "
+                           f"among the rows dated before {t.date()} that features read; the repeats were dropped."))
+        if not self._reported.get(name):  # the counts do not depend on the index date: report them once
+            self._reported[name] = True
+            for issue in issues:
+                log.add(*issue)
+                if issue[3] == "warning":
+                    self._stage(f"warning: {issue[5]}")
+        if any(i[3] == "error" for i in issues):
+            raise ValidationError(self.report)
+
+        at = ids.get_indexer(pd.Index(frame["person_id"].astype(object)))
+        hit = at >= 0
+        values = {}
+        for a in aggregates_for(name):
+            column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)
+            if a.kind == "any":
+                column = (column > 0).astype("float64")
+            out = np.full(len(ids), a.fill, dtype="float64")
+            out[at[hit]] = np.where(np.isnan(column[hit]), a.fill, column[hit])
+            values[a.name] = out
+        return values
+

@@ -1,0 +1,235 @@
+"""Features as data: each per-person aggregate described once, and the features derived from them.
+
+An engine (pandas, DuckDB, later Spark) computes only the :data:`AGGREGATES`: for one table, the
+rows whose date falls in a window of days before the index date T, optionally filtered, reduced
+per person by ``count``, ``sum``, ``min_days`` (days since the latest row), ``max_days`` (days
+since the earliest row), ``any`` or ``distinct``. :func:`derive` then turns the aggregates (and the
+cohort's age, sex and deprivation) into the model's features in numpy, once for every engine.
+
+Days before T count from 1 (the day before T); an event on T belongs to the future. ``window``
+``(1, 91)`` is the last 3 months, ``(1, None)`` everything before T.
+
+A few aggregates sum a value computed per row (:data:`ROW_VALUES`): each engine writes these small
+expressions in its own language; their meaning is given here.
+
+>>> [a.name for a in AGGREGATES][:2]
+['emergency_admissions_0_3m', 'emergency_admissions_3_12m']
+>>> aggregate("days_since_ae").fill
+731.0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from riskstrat.features import (
+    CARE_HOME_TYPES,
+    CONTEXT_COLUMNS,
+    FEATURE_NAMES,
+    LOOKBACK_DAYS,
+    NO_EVENT_DAYS,
+    RX_CHAPTERS,
+    WINDOWS,
+)
+from riskstrat.schema import BNF_UNKNOWN, LONG_TERM_CONDITIONS
+
+__all__ = ["AGGREGATES", "ROW_VALUES", "Aggregate", "Where", "aggregate", "aggregates_for", "derive", "spec_hash"]
+
+AggregateKind = Literal["count", "sum", "min_days", "max_days", "any", "distinct"]
+
+# Row values summed by some aggregates: name -> (table, meaning). Engines implement each.
+ROW_VALUES = {
+    "cost": (None, "the row's cost, 0 when blank"),
+    "bed_days_before_T": ("inpatient_spells",
+                          "days from admission to the discharge or T, whichever is first (a blank discharge is "
+                          "T), at least 0: only the part of the stay before T"),
+    "weekly_cost": ("social_care", "the weekly cost, 0 when blank"),
+    "cost_in_12m": ("social_care",
+                    "weekly cost x days of the service inside the 365 days before T / 7: from the later of start "
+                    "and T-365 to the earlier of end (blank = T) and T, at least 0 days"),
+}
+
+
+@dataclass(frozen=True)
+class Where:
+    """A row filter: ``column`` is one of ``values`` (``negate``: is not), or (``prefix_regex``)
+    the column's text starts with a match of the regular expression ``values[0]``."""
+
+    column: str
+    values: tuple = ()
+    negate: bool = False
+    prefix_regex: bool = False
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One per-person aggregate of one table's rows dated in ``window`` (days before T).
+
+    ``ongoing`` keeps only services in place on T (end blank or on/after T). ``fill`` is the value
+    for a person with no matching row. ``value`` names the column or row value summed (``sum``)
+    or counted distinct (``distinct``).
+    """
+
+    name: str
+    table: str
+    kind: AggregateKind
+    window: tuple[int, int | None] = (1, LOOKBACK_DAYS)
+    value: str | None = None
+    where: tuple[Where, ...] = ()
+    ongoing: bool = False
+    fill: float = 0.0
+
+
+DATE_COLUMNS = {"inpatient_spells": "admission_date", "ae_attendances": "arrival_date",
+                "outpatient_appointments": "appointment_date", "gp_contacts": "contact_date",
+                "ltc_register": "diagnosis_date", "prescriptions": "issue_date", "social_care": "start_date"}
+
+_EMERGENCY = Where("admission_method", ("emergency",))
+_12M = WINDOWS["12m"]
+_NAN = float("nan")
+
+
+def _windows(prefix: str, table: str, names=("0_3m", "3_12m", "12_24m"), where=()) -> list[Aggregate]:
+    return [Aggregate(f"{prefix}_{w}", table, "count", WINDOWS[w], where=tuple(where)) for w in names]
+
+
+def _aggregates() -> list[Aggregate]:
+    ip, ae, op, gp, rx, sc = ("inpatient_spells", "ae_attendances", "outpatient_appointments", "gp_contacts",
+                              "prescriptions", "social_care")
+    a = _windows("emergency_admissions", ip, where=[_EMERGENCY])
+    a += [
+        Aggregate("emergency_bed_days_12m", ip, "sum", _12M, value="bed_days_before_T", where=(_EMERGENCY,)),
+        Aggregate("elective_admissions_12m", ip, "count", _12M, where=(Where("admission_method", ("elective",)),)),
+        Aggregate("days_since_emergency_admission", ip, "min_days", where=(_EMERGENCY,), fill=NO_EVENT_DAYS),
+        Aggregate("_cost_inpatient_12m", ip, "sum", _12M, value="cost"),
+        # Falls and fractures (hip fracture S72, falls W00-W19) for the frailty count.
+        Aggregate("_falls_12m", ip, "count", _12M, where=(Where("primary_diagnosis", (r"S72|W[01]",),
+                                                                 prefix_regex=True),)),
+    ]
+    a += _windows("ae_attendances", ae)
+    a += [Aggregate("days_since_ae", ae, "min_days", fill=NO_EVENT_DAYS),
+          Aggregate("_cost_ae_12m", ae, "sum", _12M, value="cost")]
+    a += [Aggregate("outpatient_attended_12m", op, "count", _12M, where=(Where("attended", (True,)),)),
+          Aggregate("outpatient_missed_12m", op, "count", _12M, where=(Where("attended", (True,), negate=True),)),
+          Aggregate("_cost_outpatient_12m", op, "sum", _12M, value="cost")]
+    a += _windows("gp_contacts", gp, names=("0_3m", "3_12m"))
+    a += [Aggregate("_cost_gp_12m", gp, "sum", _12M, value="cost")]
+    # Long-term conditions: everything recorded before T counts (no look-back limit).
+    a += [Aggregate(f"_ltc_first_days_{code}", "ltc_register", "max_days", (1, None),
+                    where=(Where("condition", (code,)),), fill=_NAN) for code in LONG_TERM_CONDITIONS]
+    a += [Aggregate("rx_items_3m", rx, "count", WINDOWS["3m"]), Aggregate("rx_items_12m", rx, "count", _12M),
+          # An unknown chapter is not a chapter (its items still count above).
+          Aggregate("rx_chapters_12m", rx, "distinct", _12M, value="bnf_chapter",
+                    where=(Where("bnf_chapter", (BNF_UNKNOWN,), negate=True),))]
+    a += [Aggregate(f"rx_bnf{ch}_items_12m", rx, "count", _12M, where=(Where("bnf_chapter", (ch,)),))
+          for ch in RX_CHAPTERS]
+    a += [Aggregate("_cost_prescriptions_12m", rx, "sum", _12M, value="cost")]
+    # Social care: services started before T (no look-back); "at index" ones still in place on T.
+    now = (1, None)
+    a += [
+        Aggregate("home_care_at_index", sc, "any", now, where=(Where("service_type", ("home_care",)),), ongoing=True),
+        Aggregate("care_home_at_index", sc, "any", now, where=(Where("service_type", CARE_HOME_TYPES),), ongoing=True),
+        Aggregate("reablement_12m", sc, "any", _12M, where=(Where("service_type", ("reablement",)),)),
+        Aggregate("social_care_weekly_cost", sc, "sum", now, value="weekly_cost", ongoing=True),
+        Aggregate("days_since_social_care_start", sc, "min_days", now, ongoing=True, fill=NO_EVENT_DAYS),
+        Aggregate("_cost_social_care_12m", sc, "sum", now, value="cost_in_12m"),
+    ]
+    return a
+
+
+AGGREGATES: tuple[Aggregate, ...] = tuple(_aggregates())
+_BY_NAME = {a.name: a for a in AGGREGATES}
+
+
+def aggregate(name: str) -> Aggregate:
+    return _BY_NAME[name]
+
+
+def aggregates_for(table: str) -> list[Aggregate]:
+    """The aggregates computed from ``table``."""
+    return [a for a in AGGREGATES if a.table == table]
+
+
+def spec_hash() -> str:
+    """A short hash of the aggregate definitions (to log with a model and check at scoring)."""
+    text = json.dumps([asdict(a) for a in AGGREGATES], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Derived features: computed once, in numpy, from the cohort and the aggregates.
+
+
+def _sum_present(parts: list[np.ndarray | None]) -> np.ndarray | None:
+    present = [p for p in parts if p is not None]
+    return sum(present) if present else None
+
+
+def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str]) -> pd.DataFrame:
+    """The feature frame (FEATURE_NAMES, then CONTEXT_COLUMNS, all float64) for the cohort ``people``.
+
+    ``people`` is :func:`riskstrat.features.eligible_persons` indexed by ``person_id``;
+    ``aggregates`` maps every aggregate of the tables in ``sources`` to one value per person in
+    that order, people without rows already holding the aggregate's ``fill``. Features of tables
+    not in ``sources`` are missing (NaN).
+    """
+    n = len(people)
+    out: dict[str, np.ndarray] = {
+        "age": people["age"].round(2).to_numpy(dtype="float64"),
+        "sex_female": (people["sex"] == "female").to_numpy(dtype="float64"),
+        "deprivation_decile": people["deprivation_decile"].to_numpy(dtype="float64", na_value=np.nan),
+    }
+    for a in AGGREGATES:
+        if a.table in sources and not a.name.startswith("_"):
+            out[a.name] = np.asarray(aggregates[a.name], dtype="float64")
+
+    def agg(name: str) -> np.ndarray | None:
+        a = aggregate(name)
+        return np.asarray(aggregates[name], dtype="float64") if a.table in sources else None
+
+    if "social_care" in sources:
+        out["days_since_social_care_start"] = np.minimum(out["days_since_social_care_start"], NO_EVENT_DAYS)
+    if "ltc_register" in sources:
+        years = {c: agg(f"_ltc_first_days_{c}") / 365.25 for c in LONG_TERM_CONDITIONS}
+        for code, y in years.items():
+            out[f"ltc_{code}"] = (~np.isnan(y)).astype("float64")
+            out[f"ltc_{code}_years"] = pd.Series(y).round(1).to_numpy()
+        out["ltc_count"] = sum(out[f"ltc_{c}"] for c in LONG_TERM_CONDITIONS)
+        stacked = np.column_stack(list(years.values()))
+        first = np.full(n, np.nan)
+        has = ~np.isnan(stacked).all(axis=1)
+        first[has] = np.nanmax(stacked[has], axis=1)
+        out["years_since_first_ltc"] = pd.Series(np.nan_to_num(first, nan=0.0)).round(1).to_numpy()
+
+    costs = {}
+    hospital = _sum_present([agg("_cost_inpatient_12m"), agg("_cost_ae_12m"), agg("_cost_outpatient_12m")])
+    primary = _sum_present([agg("_cost_gp_12m"), agg("_cost_prescriptions_12m")])
+    social = agg("_cost_social_care_12m")
+    for name, value in (("cost_hospital_12m", hospital), ("cost_primary_12m", primary),
+                        ("cost_social_care_12m", social)):
+        if value is not None:
+            out[name] = costs[name] = pd.Series(value).round(2).to_numpy()
+    out["cost_total_12m"] = sum(costs.values()) if costs else np.full(n, np.nan)
+
+    deficits = np.zeros(n)
+    for name in ("ltc_dementia", "ltc_stroke", "ltc_heart_failure", "ltc_ckd", "ltc_copd",
+                 "home_care_at_index", "care_home_at_index"):
+        if name in out:
+            deficits = deficits + out[name]
+    falls = agg("_falls_12m")
+    if falls is not None:
+        deficits = deficits + (falls > 0)
+    if "rx_items_3m" in out:
+        deficits = deficits + (out["rx_items_3m"] >= 10)
+    if "emergency_admissions_0_3m" in out:
+        deficits = deficits + ((out["emergency_admissions_0_3m"] + out["emergency_admissions_3_12m"]) > 0)
+    out["frailty_deficits"] = deficits + (out["age"] >= 85)
+
+    frame = pd.DataFrame(out, index=people.index)
+    return frame.reindex(columns=list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)).astype("float64")

@@ -1,0 +1,316 @@
+"""Feature engines equal the reference: DuckDB's features against ``build_features`` on the same files.
+
+Every case writes Parquet, then compares ``DuckDBEngine(folder).features(T)`` with
+``build_features(load_records(folder), T)``: same index, columns and dtypes, values to 1e-9.
+Dates are ``at(n)``: n days after T (negative = before T).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from riskstrat.engines import PandasEngine, open_engine
+from riskstrat.engines.duckdb import DuckDBEngine, EngineDataError
+from riskstrat.engines.spec import AGGREGATES, aggregate, derive, spec_hash
+from riskstrat.features import FEATURE_NAMES, build_features
+from riskstrat.io import write_records_tables
+from riskstrat.schema import ADMISSION_METHODS, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
+from riskstrat.validate import ValidationError, load_records
+
+T = pd.Timestamp("2024-01-01")
+
+
+def at(days: int) -> pd.Timestamp:
+    return T + pd.Timedelta(days=days)
+
+
+def person(pid: str, birth="1950-06-15", **kw) -> dict:
+    return {"person_id": pid, "birth_date": birth, **kw}
+
+
+def write(folder: Path, make_table, **tables: list[dict]) -> Path:
+    return write_records_tables({name: make_table(name, rows) for name, rows in tables.items()}, folder)
+
+
+def assert_engines_agree(folder: Path, index_date=T, **options) -> pd.DataFrame:
+    reference = build_features(load_records(folder), index_date, **options)
+    got = DuckDBEngine(folder).features(index_date, **options)
+    pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-12, atol=1e-9)
+    return got
+
+
+# ----------------------------------------------------------------------------- the definitions
+
+
+def test_every_model_feature_is_an_aggregate_or_derived():
+    aggregated = {a.name for a in AGGREGATES}
+    derived = {"age", "sex_female", "deprivation_decile", "ltc_count", "years_since_first_ltc", "cost_hospital_12m",
+               "cost_primary_12m", "cost_social_care_12m", "cost_total_12m", "frailty_deficits"}
+    derived |= {f"ltc_{c}" for c in LONG_TERM_CONDITIONS}
+    assert set(FEATURE_NAMES) == (aggregated - {a.name for a in AGGREGATES if a.name.startswith("_")}) | derived
+    assert aggregate("days_since_emergency_admission").window == (1, 730)
+    assert len(spec_hash()) == 16
+
+
+def test_derive_without_event_tables_leaves_their_features_missing():
+    people = pd.DataFrame({"age": [90.123, 40.0], "sex": ["female", "male"], "deprivation_decile": [3, None]},
+                          index=pd.Index(["a", "b"], name="person_id"))
+    f = derive(people, {}, set())
+    assert f.loc["a", "age"] == 90.12 and f.loc["a", "frailty_deficits"] == 1.0  # age 85+
+    assert np.isnan(f.loc["b", "deprivation_decile"]) and f["ltc_count"].isna().all()
+    assert f["cost_total_12m"].isna().all()
+
+
+# ----------------------------------------------------------------------------- synthetic population
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    from riskstrat.synth import write_population
+
+    out = tmp_path_factory.mktemp("engines") / "synthetic"
+    write_population(out, 2000, start="2021-11-01", years=4, seed=11, truth_dates=[], n_futures=1)
+    return out
+
+
+@pytest.mark.parametrize(("index_date", "options"), [
+    ("2024-11-01", {}), ("2025-10-01", {}), ("2023-02-14", {"min_age": 65, "max_age": 90})])
+def test_duckdb_equals_the_reference_on_a_synthetic_population(synthetic, index_date, options):
+    got = assert_engines_agree(synthetic, pd.Timestamp(index_date), **options)
+    assert len(got) > 300 and (got["emergency_admissions_0_3m"] > 0).any()
+
+
+def test_the_engine_knows_its_sources_and_dates(synthetic):
+    reference = PandasEngine(load_records(synthetic))
+    engine = DuckDBEngine(synthetic)
+    assert engine.sources == reference.sources and engine.has("social_care")
+    assert engine.date_range() == reference.date_range()
+    without = DuckDBEngine(synthetic, exclude_sources=["social_care"])
+    assert not without.has("social_care")
+    assert without.features("2024-11-01")["home_care_at_index"].isna().all()
+
+
+def test_open_engine_by_name(synthetic):
+    from riskstrat.config import DataConfig
+
+    cfg = DataConfig(path=synthetic)
+    assert isinstance(open_engine("duckdb", cfg), DuckDBEngine)
+    assert isinstance(open_engine("pandas", cfg), PandasEngine)
+    with pytest.raises(ValueError, match="unknown engine 'spark'"):
+        open_engine("spark", cfg)
+
+
+# ----------------------------------------------------------------------------- hand-made edge cases
+
+
+def spell(pid, admitted, discharged=None, method="emergency", cost=None, diagnosis=None, **kw) -> dict:
+    return {"person_id": pid, "admission_date": admitted, "discharge_date": discharged, "admission_method": method,
+            "cost": cost, "primary_diagnosis": diagnosis, **kw}
+
+
+def test_empty_event_tables(tmp_path, make_table):
+    folder = write(tmp_path / "d", make_table, persons=[person("a"), person("b")],
+                   **{name: [] for name in EVENT_TABLES})
+    f = assert_engines_agree(folder)
+    assert (f["emergency_admissions_0_3m"] == 0).all() and (f["days_since_ae"] == 731).all()
+
+
+def test_absent_optional_tables(tmp_path, make_table):
+    folder = write(tmp_path / "d", make_table, persons=[person("a")],
+                   gp_contacts=[{"person_id": "a", "contact_date": at(-5), "cost": 40.0}])
+    f = assert_engines_agree(folder)
+    assert f.loc["a", "gp_contacts_0_3m"] == 1 and np.isnan(f.loc["a", "emergency_admissions_0_3m"])
+
+
+def test_only_persons(tmp_path, make_table):
+    assert_engines_agree(write(tmp_path / "d", make_table, persons=[person("a"), person("young", birth="2010-01-01")]))
+
+
+def test_windows_events_on_T_and_people_without_events(tmp_path, make_table):
+    days = (0, -1, -91, -92, -365, -366, -730, -731, 3)
+    rows = {
+        "inpatient_spells": [spell("a", at(d), at(d + 5), method=m, cost=2.0 ** i, diagnosis=dx)
+                             for i, (d, m, dx) in enumerate(itertools.product(days, ("emergency", "elective"),
+                                                                              (None, "S72.1", "W01", "I21")))],
+        "ae_attendances": [{"person_id": "a", "arrival_date": at(d), "cost": 150.0} for d in days],
+        "outpatient_appointments": [{"person_id": "a", "appointment_date": at(d), "attended": d % 2 == 0,
+                                     "cost": 120.0} for d in days],
+        "gp_contacts": [{"person_id": "a", "contact_date": at(d), "cost": None} for d in days],
+        "prescriptions": [{"person_id": "a", "issue_date": at(d), "bnf_chapter": ch, "cost": 1.5}
+                          for d in days for ch in ("02", "04", "unknown")],
+        "ltc_register": [{"person_id": "a", "condition": c, "diagnosis_date": at(d)}
+                         for c, d in zip(LONG_TERM_CONDITIONS, (-4000, -1461, -183, 0, 1, -1, -730, -731))],
+        "social_care": [{"person_id": "a", "service_type": s, "start_date": at(start), "end_date": end,
+                         "weekly_cost": 100.0}
+                        for s, start, end in [("home_care", -50, None), ("residential", -500, at(0)),
+                                              ("nursing", -10, at(-1)), ("reablement", -365, at(-300)),
+                                              ("reablement", -366, None), ("day_care", 0, None)]],
+    }
+    folder = write(tmp_path / "d", make_table, persons=[person("a"), person("nobody")], **rows)
+    f = assert_engines_agree(folder)
+    assert f.loc["a", "emergency_admissions_0_3m"] == 8 and f.loc["a", "days_since_emergency_admission"] == 1
+    assert f.loc["nobody", "rx_chapters_12m"] == 0 and f.loc["nobody", "days_since_social_care_start"] == 731
+
+
+def test_out_of_life_events_repeats_and_record_ids(tmp_path, make_table):
+    rows = {
+        "persons": [person("died", death_date=at(-30)), person("dies_later", death_date=at(40)),
+                    person("young", birth="2005-06-01")],
+        # An LTC before birth counts in no look-back: validation drops it, so must the engine.
+        "ltc_register": [{"person_id": "young", "condition": "asthma", "diagnosis_date": "2001-01-01"},
+                         {"person_id": "young", "condition": "epilepsy", "diagnosis_date": "2010-01-01"}],
+        "inpatient_spells": [spell("died", at(-100), at(-90)), spell("dies_later", at(-5), at(60), cost=10.0),
+                             spell("young", "2004-01-01", "2004-01-02"),
+                             spell("dies_later", at(-20), at(-18), cost=7.0),
+                             spell("dies_later", at(-20), at(-18), cost=7.0),                 # an exact repeat
+                             spell("dies_later", at(-20), at(-18), cost=7.0, record_id="x"),  # another visit
+                             spell("dies_later", at(-20), at(-18), cost=7.0, record_id="y")],
+        "social_care": [{"person_id": "dies_later", "service_type": "home_care", "start_date": at(-100),
+                         "end_date": at(100), "weekly_cost": 70.0}],
+        "gp_contacts": [{"person_id": "dies_later", "contact_date": at(-3)}] * 3,
+    }
+    folder = write(tmp_path / "d", make_table, **rows)
+    f = assert_engines_agree(folder)
+    assert f.loc["dies_later", "emergency_admissions_0_3m"] == 4  # the repeat removed, the two visits kept
+    assert f.loc["dies_later", "gp_contacts_0_3m"] == 1
+    assert f.loc["young", "ltc_asthma"] == 0 and f.loc["young", "ltc_epilepsy"] == 1
+    assert "died" not in f.index
+    assert_engines_agree(folder, min_age=0)
+
+
+def _raw_parquet(folder: Path, name: str, columns: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), folder / f"{name}.parquet")
+
+
+def test_codes_written_loosely_are_read_as_validation_reads_them(tmp_path):
+    folder = tmp_path / "d"
+    _raw_parquet(folder, "persons", {"person_id": [" a", "b"], "birth_date": pa.array([pd.Timestamp("1950-01-01").date()] * 2),
+                                     "sex": ["Female", "MALE"], "practice_id": ["P1", "P2"],
+                                     "notes": ["x", "y"]})
+    _raw_parquet(folder, "inpatient_spells", {
+        "person_id": ["a", "b ", "a"], "admission_date": pa.array([at(-10).date(), at(-400).date(), at(-10).date()]),
+        "discharge_date": pa.array([at(-9).date(), None, at(-9).date()], type=pa.date32()),
+        "Admission_Method": ["Emergency ", "elective", "emergency"], "cost": [1.0, float("nan"), 1.0]})
+    _raw_parquet(folder, "prescriptions", {
+        "person_id": ["a", "a", "b"], "issue_date": pa.array([at(-10).date()] * 3),
+        "bnf_chapter": ["2", "02 ", "4.0"], "ward": ["w1", "w2", "w1"]})
+    f = assert_engines_agree(folder)
+    assert f.loc["a", "emergency_admissions_0_3m"] == 1  # "Emergency " and "emergency" are one repeated row
+    assert f.loc["a", "rx_bnf02_items_12m"] == 2  # distinct by the extra column "ward"
+
+
+@pytest.mark.parametrize(("table", "columns", "rule"), [
+    ("gp_contacts", {"person_id": ["nobody"], "contact_date": [at(-3).date()]}, "unknown_person"),
+    ("inpatient_spells", {"person_id": ["a"], "admission_date": [at(-3).date()], "discharge_date": [at(-5).date()],
+                          "admission_method": ["emergency"]}, "end_before_start"),
+    ("inpatient_spells", {"person_id": ["a"], "admission_date": [at(-3).date()], "discharge_date": [None],
+                          "admission_method": ["by ambulance"]}, "unknown_code"),
+    ("gp_contacts", {"person_id": ["a"], "contact_date": [at(-3).date()], "cost": [-5.0]}, "negative_cost"),
+    ("gp_contacts", {"person_id": ["a", None], "contact_date": [at(-3).date()] * 2}, "missing_value"),
+    ("gp_contacts", {"person_id": ["a"]}, "missing_column"),
+    ("persons", {"person_id": ["a", "a"], "birth_date": [pd.Timestamp("1950-01-01").date()] * 2,
+                 "sex": ["female"] * 2, "practice_id": ["P", "Q"]}, "duplicate_person"),
+])
+def test_data_that_validation_refuses_the_engine_refuses(tmp_path, table, columns, rule):
+    folder = tmp_path / "d"
+    _raw_parquet(folder, "persons", {"person_id": ["a"], "birth_date": [pd.Timestamp("1950-01-01").date()],
+                                     "sex": ["female"], "practice_id": ["P"]})
+    _raw_parquet(folder, table, columns)
+    with pytest.raises(ValidationError) as reference:
+        load_records(folder)
+    with pytest.raises(ValidationError) as got:
+        DuckDBEngine(folder).features(T)
+    rules = {i.rule for i in got.value.report.errors}
+    assert rule in rules and rules == {i.rule for i in reference.value.report.errors}
+
+
+def test_unknown_codes_dropped_as_validation_drops_them(tmp_path):
+    _raw_parquet(tmp_path, "persons", {"person_id": ["a"], "birth_date": [pd.Timestamp("1950-01-01").date()],
+                                       "sex": ["female"], "practice_id": ["P"]})
+    _raw_parquet(tmp_path, "social_care", {"person_id": ["a"] * 3, "start_date": [at(-9).date()] * 3,
+                                           "service_type": ["home_care", "meals", "Residential"],
+                                           "end_date": pa.array([None] * 3, type=pa.date32())})
+    reference = build_features(load_records(tmp_path, unknown_codes="drop"), T)
+    got = DuckDBEngine(tmp_path, unknown_codes="drop").features(T)
+    pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-12, atol=1e-9)
+    assert got.loc["a", ["home_care_at_index", "care_home_at_index"]].tolist() == [1, 1]
+
+
+def test_a_csv_folder_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "persons.csv").write_text("person_id,birth_date,sex,practice_id\na,1950-01-01,female,P\n")
+    with pytest.raises(EngineDataError, match="Parquet only.*--engine pandas"):
+        DuckDBEngine(tmp_path)
+
+
+def test_text_dates_are_refused_with_what_to_do(tmp_path):
+    _raw_parquet(tmp_path, "persons", {"person_id": ["a"], "birth_date": ["1950-01-01"], "sex": ["female"],
+                                       "practice_id": ["P"]})
+    _raw_parquet(tmp_path, "gp_contacts", {"person_id": ["a"], "contact_date": ["2023-12-01"]})
+    with pytest.raises(EngineDataError, match="contact_date: stored as VARCHAR.*riskstrat import"):
+        DuckDBEngine(tmp_path)
+
+
+# ----------------------------------------------------------------------------- random linked records
+
+_PEOPLE = ("a", "b", "c", "d")
+# Days drawn near the window edges (T, 3, 12 and 24 months before) as often as anywhere else.
+_day = st.one_of(st.sampled_from([0, -1, -91, -92, -365, -366, -730, -731, 1]), st.integers(-900, 60))
+_money = st.one_of(st.none(), st.sampled_from([0.0, 12.5, 99.99, 1234.0]))
+
+
+def _row(table: str):
+    pid = st.sampled_from(_PEOPLE)
+    if table == "inpatient_spells":
+        return st.builds(lambda p, d, k, m, dx, c: spell(p, at(d), None if k is None else at(d + k), m, c, dx),
+                         pid, _day, st.one_of(st.none(), st.integers(0, 40)), st.sampled_from(ADMISSION_METHODS),
+                         st.sampled_from([None, "S72.0", "W10", "J44"]), _money)
+    if table == "ae_attendances":
+        return st.builds(lambda p, d, c: {"person_id": p, "arrival_date": at(d), "cost": c}, pid, _day, _money)
+    if table == "outpatient_appointments":
+        return st.builds(lambda p, d, a, c: {"person_id": p, "appointment_date": at(d), "attended": a, "cost": c},
+                         pid, _day, st.booleans(), _money)
+    if table == "gp_contacts":
+        return st.builds(lambda p, d, c: {"person_id": p, "contact_date": at(d), "cost": c}, pid, _day, _money)
+    if table == "ltc_register":
+        return st.builds(lambda p, d, c: {"person_id": p, "condition": c, "diagnosis_date": at(d)}, pid,
+                         st.integers(-30000, 30), st.sampled_from(list(LONG_TERM_CONDITIONS)))
+    if table == "prescriptions":
+        return st.builds(lambda p, d, ch, c: {"person_id": p, "issue_date": at(d), "bnf_chapter": ch, "cost": c},
+                         pid, _day, st.sampled_from(["01", "02", "03", "06", "09", "unknown"]), _money)
+    return st.builds(_service, pid, st.sampled_from(SOCIAL_CARE_TYPES), st.integers(-900, 30),
+                     st.one_of(st.none(), st.integers(0, 500)), _money)
+
+
+def _service(pid, service, start, length, cost) -> dict:
+    return {"person_id": pid, "service_type": service, "start_date": at(start),
+            "end_date": None if length is None else at(start + length), "weekly_cost": cost}
+
+
+@st.composite
+def _linked(draw):
+    persons = [person(pid, birth=at(-draw(st.integers(365 * 17, 365 * 95))),
+                      death_date=draw(st.one_of(st.none(), st.integers(-400, 200).map(at))),
+                      sex=draw(st.sampled_from(["female", "male"]))) for pid in _PEOPLE]
+    tables = {"persons": persons}
+    for name in draw(st.sets(st.sampled_from(EVENT_TABLES))):
+        rows = draw(st.lists(_row(name), max_size=8))
+        tables[name] = rows + draw(st.lists(st.sampled_from(rows), max_size=2)) if rows else rows  # repeats
+    return tables
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables=_linked())
+def test_random_linked_records_give_the_same_features(make_table, tables):
+    with tempfile.TemporaryDirectory() as tmp:
+        assert_engines_agree(write(Path(tmp) / "d", make_table, **tables), min_age=0)
