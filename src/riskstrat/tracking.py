@@ -307,15 +307,7 @@ def load_model(name: str, *, alias: str = "champion", version: str | int | None 
             versions = _versions(MlflowClient(), name)
             raise RegistryError(f"registered model {name!r} has no version {version}"
                                 + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
-        try:
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-        except (OSError, MlflowException, EOFError, ValueError, ImportError, AttributeError) as exc:
-            raise TrackingStoreError(
-                f"the files of model {name} version {mv.version} ({mv.source}) cannot be loaded: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact "
-                f"store, or train the model again") from exc
-        return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, None,
-                           degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
+        return _loaded(mv, f"models:/{name}/{mv.version}", alias=None)
     try:
         mv = MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException as exc:
@@ -329,14 +321,23 @@ def load_model(name: str, *, alias: str = "champion", version: str | int | None 
         raise
     if not allow_degenerate:
         _refuse_degenerate(mv, what="score with it", override="set models.allow_degenerate=true")
+    return _loaded(mv, f"models:/{name}@{alias}", alias=alias)
+
+
+def _loaded(mv, uri: str, *, alias: str | None) -> LoadedModel:
+    """Our RiskModel of registry version ``mv`` (loaded from ``uri``) with its coordinates; files that
+    cannot be loaded are a :class:`TrackingStoreError` saying what to do."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     try:
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+        pyfunc = mlflow.pyfunc.load_model(uri)
     except (OSError, MlflowException, EOFError, ValueError, ImportError, AttributeError) as exc:
         raise TrackingStoreError(
-            f"the files of model {name} version {mv.version} ({mv.source}) cannot be loaded: "
+            f"the files of model {mv.name} version {mv.version} ({mv.source}) cannot be loaded: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact store, or "
-            f"train and promote the model again") from exc
-    return LoadedModel(pyfunc.unwrap_python_model().risk_model, name, str(mv.version), mv.run_id, alias,
+            f"train (and promote) the model again") from exc
+    return LoadedModel(pyfunc.unwrap_python_model().risk_model, mv.name, str(mv.version), mv.run_id, alias,
                        degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
 
 

@@ -38,20 +38,26 @@ def _or_death(words: str, death: DeathHandling) -> str:
     return f"{words} or death" if death == "composite" else words
 
 
-class EmergencyAdmission(Outcome):
-    """An emergency admission in the window (SPARRA's outcome; with ``death: composite``, or death)."""
+class _HospitalOutcome(Outcome):
+    """What admission outcomes share: the admission methods that count and death handling."""
 
-    name: Literal["emergency_admission"] = "emergency_admission"
     death: DeathHandling = _DEATH_FIELD
     admission_methods: list[str] = _methods_field()
 
-    tables: ClassVar[tuple[str, ...]] = ("inpatient_spells",)
     death_applies: ClassVar[bool] = True
 
     @field_validator("admission_methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
         return _check_methods(v)
+
+
+class EmergencyAdmission(_HospitalOutcome):
+    """An emergency admission in the window (SPARRA's outcome; with ``death: composite``, or death)."""
+
+    name: Literal["emergency_admission"] = "emergency_admission"
+
+    tables: ClassVar[tuple[str, ...]] = ("inpatient_spells",)
 
     @property
     def words(self) -> str:
@@ -69,21 +75,13 @@ class EmergencyAdmission(Outcome):
         return _admitted(records, window, self.admission_methods), None
 
 
-class UnplannedHospitalUse(Outcome):
+class UnplannedHospitalUse(_HospitalOutcome):
     """An emergency admission or an A&E attendance in the window: what data without a recorded
     admission method (Synthea, many OMOP ETLs, US claims) support, and what many services use."""
 
     name: Literal["unplanned_hospital_use"] = "unplanned_hospital_use"
-    death: DeathHandling = _DEATH_FIELD
-    admission_methods: list[str] = _methods_field()
 
     tables: ClassVar[tuple[str, ...]] = ("inpatient_spells", "ae_attendances")
-    death_applies: ClassVar[bool] = True
-
-    @field_validator("admission_methods")
-    @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        return _check_methods(v)
 
     @property
     def words(self) -> str:
