@@ -605,7 +605,7 @@ def test_missing_model_artifacts_are_a_message_naming_the_model(registry, data_d
     artifacts.rename(hidden)
     try:
         with pytest.raises(tracking.TrackingStoreError, match=rf"the files of model {RISK_MODEL} version 1 .* cannot "
-                                                              rf"be loaded.*train and promote"):
+                                                              rf"be loaded.*train \(and promote\)"):
             run_scoring(scoring_config(registry, data_dir, tmp_path / "lists"), AS_OF)
     finally:
         hidden.rename(artifacts)
