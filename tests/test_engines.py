@@ -314,3 +314,20 @@ def _linked(draw):
 def test_random_linked_records_give_the_same_features(make_table, tables):
     with tempfile.TemporaryDirectory() as tmp:
         assert_engines_agree(write(Path(tmp) / "d", make_table, **tables), min_age=0)
+
+
+def test_both_engines_find_the_data_end_without_dataset_json_and_ignore_future_dates(tmp_path, make_table):
+    # A canonical folder of the user's own (no dataset.json): scoring takes the latest event as the
+    # data end, ignoring a date in the future (a typo like 2099 must not move it). This crashed
+    # through an engine, whose date_range did not take ``until``.
+    from riskstrat.config import DataConfig
+    from riskstrat.pipelines import data_end_of
+
+    folder = write(tmp_path / "own", make_table, persons=[person("a")],
+                   gp_contacts=[{"person_id": "a", "contact_date": "2024-03-05"},
+                                {"person_id": "a", "contact_date": "2099-01-01"}])
+    cfg = DataConfig(path=folder, out_of_life_events="keep")
+    engines = {"pandas": PandasEngine(load_records(folder, out_of_life_events="keep")),
+               "duckdb": DuckDBEngine(folder, out_of_life_events="keep")}
+    for name, engine in engines.items():
+        assert data_end_of(cfg, engine) == (pd.Timestamp("2024-03-05"), "latest event"), name

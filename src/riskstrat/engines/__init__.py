@@ -34,7 +34,7 @@ class FeatureEngine(Protocol):
 
     def has(self, name: str) -> bool: ...
 
-    def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]: ...
+    def date_range(self, *, until=None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]: ...
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame: ...
 
@@ -55,8 +55,8 @@ class PandasEngine:
     def has(self, name: str) -> bool:
         return self.records.has(name)
 
-    def date_range(self):
-        return self.records.date_range()
+    def date_range(self, *, until=None):
+        return self.records.date_range(until=until)
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
         from riskstrat.features import build_features

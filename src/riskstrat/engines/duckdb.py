@@ -220,14 +220,15 @@ class DuckDBEngine:
     def has(self, name: str) -> bool:
         return name == "persons" or name in self.plans
 
-    def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    def date_range(self, *, until=None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
         """Earliest and latest event date over the event tables (events outside a life left out, as
-        validation drops them)."""
+        validation drops them; dates after ``until`` ignored, as :meth:`LinkedRecords.date_range`)."""
         lows, highs = [], []
         for name, plan in self.plans.items():
             date = _quote(TABLES[name].event_date)
+            before = f" AND e.{date} <= {_date(pd.Timestamp(until))}" if until is not None else ""
             sql = (f"SELECT min(e.{date}), max(e.{date}) FROM ({plan.typed(drop_unknown_codes=True)}) e "
-                   f"JOIN persons p ON e.person_id = p.person_id WHERE {self._kept(plan.table, 'e')}")
+                   f"JOIN persons p ON e.person_id = p.person_id WHERE {self._kept(plan.table, 'e')}{before}")
             low, high = self.con.execute(sql).fetchone()
             if low is not None:
                 lows.append(pd.Timestamp(low))
