@@ -585,6 +585,8 @@ def _check_safe_text(log: _IssueLog, table: Table, col: Column, values: pd.Serie
         rule, what = "unsafe_practice_id", (f"practice ids that cannot be folder names (only letters, digits, '_', "
                                             f"'.' and '-', starting with a letter or digit, at most "
                                             f"{MAX_PRACTICE_ID_LENGTH} characters, not {NO_PRACTICE!r})")
+    if not bad.any():  # the usual case: no per-row array at all
+        return
     hit = _spread(bad, codes, False)
     if not hit.any():
         return

@@ -16,6 +16,7 @@ one, its ``truth_column``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -49,7 +50,7 @@ class Window:
         return np.bincount(positions, minlength=len(self.ids)) > 0
 
 
-class Outcome(BaseModel):
+class Outcome(BaseModel, ABC):
     """Base of every outcome definition (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -74,9 +75,9 @@ class Outcome(BaseModel):
     def death_handling(self) -> DeathHandling | None:
         return getattr(self, "death", None) if self.death_applies else None
 
+    @abstractmethod
     def events(self, records: LinkedRecords, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
         """(has the event in the window, not at risk at T or None) per person of ``window.ids``."""
-        raise NotImplementedError
 
     def labels(self, records: LinkedRecords, index_date, ids: pd.Index, *, extract_end) -> pd.Series:
         """1.0 / 0.0 / NaN (no label) for the people ``ids`` eligible at ``index_date``."""
