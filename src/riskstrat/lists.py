@@ -731,8 +731,8 @@ DEFAULT_FIND_PERSON = ("The Person ID is a pseudonym: ask the team named under '
 DEFAULT_NEXT_STEPS = ("Look at each person's record and decide together (GP, nurse, coordinator) whether a review "
                       "would help: for example a multidisciplinary review, a medicines review or a care plan.",
                       "If someone is already well looked after, or the list is wrong about them, note it and move on.")
-DEFAULT_CONTACT = ("the data team that produced this list (set lists.contact in the scoring configuration to name "
-                   "them here)")
+# Said to the coordinator; the analyst names the team with lists.contact (configs/scoring.yaml).
+DEFAULT_CONTACT = "the data team that produced this list"
 
 
 def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame],
