@@ -23,12 +23,19 @@ def synth(
                  "default: yearly, back from the last date with a full year of follow-up."),
     futures: int = typer.Option(12, min=2, max=500, help="Simulated futures per person for the ground truth."),
     chunk_size: int = typer.Option(50_000, min=1000, help="People generated per chunk (bounds memory)."),
+    extract_end: str = typer.Option(
+        None, "--extract-end", help="Write the extract as it stood on this date (YYYY-MM-DD, before the end of the "
+                                    "years simulated): the same command without it writes the later extract, with "
+                                    "exactly the same records up to this date (for `riskstrat monitor`)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Generate a realistic synthetic linked population (persons, hospital, A&E, outpatients, GP,
     long-term conditions, prescriptions, social care) with its ground truth kept apart.
 
     Example: riskstrat synth --people 20000 --seed 42 --out riskstrat-data/synthetic
+
+    Example (an earlier extract of the same people): riskstrat synth --people 20000 --seed 42
+    --extract-end 2025-10-31 --out riskstrat-data/synthetic-2025-10
     """
     from riskstrat.synth import write_population
 
@@ -37,7 +44,8 @@ def synth(
     try:
         with progress_bar("generating people", quiet=quiet) as update:
             meta = write_population(out_dir, people, start=start, years=years, seed=seed, truth_dates=dates,
-                                    n_futures=futures, chunk_size=chunk_size, progress=update)
+                                    n_futures=futures, chunk_size=chunk_size, extract_end=extract_end,
+                                    progress=update)
     except ValueError as exc:
         fail(str(exc))
     if not quiet:

@@ -607,13 +607,17 @@ def generate_population(n_people: int, *, start: str = "2021-11-01", years: int 
 
 def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years: int = 5, seed: int = 42,
                      truth_dates: list[str] | None = None, n_futures: int = 12, chunk_size: int = 50_000,
-                     n_practices: int | None = None,
+                     n_practices: int | None = None, extract_end: str | None = None,
                      progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate and write a synthetic linked data set chunk by chunk (bounded memory), atomically.
 
     Writes one Parquet file per canonical table, ``dataset.json`` (generator settings and the
     extract end date) and the ground truth in ``ground_truth/truth.parquet``, apart from the tables.
     Returns the metadata written to ``dataset.json``.
+
+    ``extract_end`` (a date before the end of the ``years`` simulated) writes the extract as it
+    stood on that date (:func:`riskstrat.synth.cut.cut_tables`): the same seed without it writes the
+    later extract, holding exactly the same records up to that date (a monthly refresh).
     """
     import json
     from pathlib import Path
@@ -621,8 +625,16 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
     import pyarrow.parquet as pq
 
     from riskstrat.io import atomic_path, canonical_to_arrow
+    from riskstrat.synth.cut import cut_tables, cut_truth
 
     out_dir = Path(out_dir)
+    full_end = _month_starts(np.datetime64(start, "D"), 12 * years)[-1] - np.timedelta64(1, "D")
+    cut = None
+    if extract_end is not None:
+        cut = pd.Timestamp(extract_end).normalize()
+        if not pd.Timestamp(start) <= cut < pd.Timestamp(full_end):
+            raise ValueError(f"extract end {cut.date()} must fall within the {years} years simulated, from {start} "
+                             f"and before {full_end}")
     with atomic_path(out_dir, directory=True) as tmp:
         writers: dict[str, pq.ParquetWriter] = {}
         truths, costs, counts = [], [], {}
@@ -631,6 +643,8 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
                                                      truth_dates=truth_dates, n_futures=n_futures,
                                                      chunk_size=chunk_size, n_practices=n_practices,
                                                      progress=progress):
+                if cut is not None:
+                    tables = cut_tables(tables, extract_end=cut)
                 for name, df in tables.items():
                     arrow = canonical_to_arrow(name, df)
                     if name not in writers:
@@ -643,9 +657,12 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
             for w in writers.values():
                 w.close()
         truth = finish_truth(pd.concat(truths, ignore_index=True), costs)
-        end = _month_starts(np.datetime64(start, "D"), 12 * years)[-1] - np.timedelta64(1, "D")
+        if cut is not None and len(truth):
+            truth = cut_truth(truth, extract_end=cut)
+        end = str(cut.date()) if cut is not None else str(full_end)
         meta = {"generator": "riskstrat.synth", "n_people": n_people, "seed": seed, "start": start, "currency": "GBP",
-                "extract_end": str(end), "years": years, "n_futures": n_futures, "chunk_size": chunk_size,
+                "extract_end": end, **({"cut_from": str(full_end)} if cut is not None else {}),
+                "years": years, "n_futures": n_futures, "chunk_size": chunk_size,
                 "truth_dates": sorted({str(pd.Timestamp(d).date()) for d in truth["index_date"]}) if len(truth) else [],
                 "row_counts": counts}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
