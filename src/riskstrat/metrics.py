@@ -40,13 +40,16 @@ __all__ = [
     "smoothed_calibration",
     "paired_auroc_difference",
     "net_benefit",
+    "newcombe_difference",
     "observed_expected_by_decile",
+    "observed_expected_interval",
     "ppv_at_top",
     "psi",
     "sensitivity_at_top",
     "subgroup_metrics",
     "summarise",
     "top_k_mask",
+    "wilson_interval",
 ]
 
 # Probabilities are clipped before taking logits so that 0 and 1 give finite values.
@@ -549,6 +552,62 @@ def observed_expected_ratio(y_true, y_prob) -> float:
     y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
     expected = prob.sum()
     return float(y.sum() / expected) if expected > 0 else float("nan")
+
+
+def observed_expected_interval(y_true, y_prob, *, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Garwood) Poisson interval for observed/expected, the expected count taken as fixed:
+    the interval of the observed count O divided by E, as for a standardised mortality ratio.
+
+    Example: 10 events against 8 expected: ``(chi2(0.025, 20) / 2, chi2(0.975, 22) / 2) / 8``,
+    about (0.60, 2.30).
+    """
+    from scipy import stats
+
+    y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    observed, expected = float(y.sum()), float(prob.sum())
+    if expected <= 0:
+        return float("nan"), float("nan")
+    low = stats.chi2.ppf(alpha / 2, 2 * observed) / 2 if observed > 0 else 0.0
+    high = stats.chi2.ppf(1 - alpha / 2, 2 * observed + 2) / 2
+    return float(low / expected), float(high / expected)
+
+
+def wilson_interval(events: int, n: int, *, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``events / n``.
+
+    Example: ``wilson_interval(0, 10)`` is about (0, 0.278): unlike the Wald interval it is not
+    (0, 0) when nothing happened.
+    """
+    from scipy import stats
+
+    if n < 1 or not 0 <= events <= n:
+        raise ValueError(f"need 0 <= events <= n and n >= 1, got {events} of {n}")
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    p = events / n
+    centre = 2 * n * p + z * z
+    spread = z * math.sqrt(z * z + 4 * n * p * (1 - p))
+    denominator = 2 * (n + z * z)
+    return max(0.0, (centre - spread) / denominator), min(1.0, (centre + spread) / denominator)
+
+
+def newcombe_difference(events_a: int, n_a: int, events_b: int, n_b: int, *,
+                        alpha: float = 0.05) -> tuple[float, float, float]:
+    """``p_a - p_b`` of two independent proportions with Newcombe's hybrid score interval
+    (Newcombe 1998, method 10: built from the two Wilson intervals).
+
+    Chosen over the Wald interval because its coverage stays near 95% with few events or rates
+    near 0 (hospital outcomes in a small hold-out), where Wald's is too narrow and can shrink to
+    nothing when one group has no events.
+    Example (Newcombe's first): 56/70 against 48/80 gives 0.2 (0.0524 to 0.3339).
+    """
+    pa, pb = events_a / max(n_a, 1), events_b / max(n_b, 1)
+    la, ua = wilson_interval(events_a, n_a, alpha=alpha)
+    lb, ub = wilson_interval(events_b, n_b, alpha=alpha)
+    difference = pa - pb
+    return (float(difference), float(difference - math.sqrt((pa - la) ** 2 + (ub - pb) ** 2)),
+            float(difference + math.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)))
 
 
 def _local_linear(x: np.ndarray, y: np.ndarray, weight: np.ndarray, at: np.ndarray, *, frac: float) -> np.ndarray:

@@ -422,6 +422,25 @@ def log_evaluation_run(*, model_name: str, model_version: str, model_run_id: str
     return run_id
 
 
+MONITORING_EXPERIMENT = "riskstrat-monitoring"
+
+
+def log_monitoring_run(*, tags: dict, metrics: dict, folder: Path, uri: str | None = None,
+                       experiment: str = MONITORING_EXPERIMENT) -> str:
+    """Log a monitoring run (``riskstrat monitor``): aggregates, the report and its tables only,
+    never a person row; tagged with the months assessed and the model versions that scored them."""
+    import mlflow
+
+    configure(uri)
+    experiment_id = _experiment(experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor {tags.get('riskstrat.as_of', '')}") as run:
+        mlflow.set_tags({"riskstrat.kind": "monitoring", **{k: str(v) for k, v in tags.items()}})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
+                            if isinstance(v, (int, float)) and v is not None and np.isfinite(v)})
+        mlflow.log_artifacts(str(folder), "monitoring")
+        return run.info.run_id
+
+
 def find_evaluation(name: str, version: str | int, *, uri: str | None = None):
     """The latest evaluation run of ``name`` version ``version`` (an ``mlflow.entities.Run``), or None."""
     import mlflow

@@ -11,6 +11,7 @@ from riskstrat.cli import demo_cmd  # noqa: E402,F401
 from riskstrat.cli import score_cmd  # noqa: E402,F401
 from riskstrat.cli import evaluate_cmd  # noqa: E402,F401
 from riskstrat.cli import key_cmd  # noqa: E402,F401
+from riskstrat.cli import monitor_cmd  # noqa: E402,F401
 
 
 def main() -> None:

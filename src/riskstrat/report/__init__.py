@@ -191,5 +191,90 @@ def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None) -
     return write_text(render_card(evaluation, context, drivers=drivers), target)
 
 
-__all__ = ["fmt", "render_card", "render_report", "table", "tables_of", "weak_groups", "write_card",
+# ----------------------------------------------------------------------------- monitoring
+
+
+def monitoring_tables(results, *, assessed, pending) -> dict[str, pd.DataFrame]:
+    """The monitoring report's tables by file stem: ``months`` (every month, assessed or when it
+    matures), ``summary`` (one row per assessed month), ``by_tier``, ``by_practice``, ``holdout``.
+    Aggregates only: counts, rates and ratios per month, tier and practice."""
+    months = []
+    for m, status in [*((m, "assessed") for m in assessed), *((m, "not yet matured") for m in pending)]:
+        months.append({"month": m.month, "scored_on": str(m.as_of.date()), "model": m.model_name,
+                       "version": m.model_version, "outcome": m.outcome_words, "horizon_days": m.horizon_days,
+                       "data_needed_to": str((m.matures_on - pd.Timedelta(days=1)).date()), "status": status})
+    months = pd.DataFrame(months).sort_values("month", ignore_index=True)
+    by_month = {m.month: m for m in assessed}
+    summary, tier, practice, holdout = [], [], [], []
+    for r in results:
+        m = by_month[r.month]
+        summary.append({"month": r.month, "model": m.model_name, "version": m.model_version,
+                        **{f"people_{k}": v for k, v in r.counts.items()}, **r.headline})
+        tier.append(r.by("tier").assign(month=r.month))
+        practice.append(r.by("GP practice").assign(month=r.month))
+        if r.holdout:
+            holdout.append({"month": r.month, **{k: v for k, v in r.holdout.items() if k != "exempt_tiers"},
+                            "exempt_tiers": ", ".join(r.holdout["exempt_tiers"]) or "none"})
+
+    def month_first(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"month": []})
+        return frame[["month", *[c for c in frame.columns if c != "month"]]]
+
+    return {"months": months, "summary": pd.DataFrame(summary), "by_tier": month_first(tier),
+            "by_practice": month_first(practice), "holdout": pd.DataFrame(holdout, columns=[
+                "month", "n_shown", "events_shown", "per_1000_shown", "expected_per_1000_shown", "n_held_out",
+                "events_held_out", "per_1000_held_out", "expected_per_1000_held_out", "difference_per_1000",
+                "ci_low_per_1000", "ci_high_per_1000", "alpha", "too_few", "exempt_tiers", "statement"])}
+
+
+_GROUP_COLUMNS = ["n", "n_events", "expected", "o_e_ratio", "o_e_ci_low", "o_e_ci_high", "auroc", "small"]
+
+
+def render_monitoring(results, *, assessed, pending, context: dict, figures_png: dict[str, bytes]) -> str:
+    """The self-contained HTML monitoring report."""
+    tables = monitoring_tables(results, assessed=assessed, pending=pending)
+    by_month = {m.month: m for m in assessed}
+    sections = []
+    for r in results:
+        sections.append({
+            "r": r, "m": by_month[r.month], "h": r.headline,
+            "tier": table(r.by("tier")[["tier", *_GROUP_COLUMNS]], digits={"expected": 1}),
+            "practice": table(r.by("GP practice")[["GP practice", *_GROUP_COLUMNS]], digits={"expected": 1}),
+            "n_small_practices": int(r.by("GP practice")["small"].sum()),
+            "image": base64.b64encode(figures_png[r.month]).decode("ascii") if r.month in figures_png else None,
+            "outcome": context["outcomes"][r.month], "horizon_days": context["horizons"][r.month]})
+    return _environment().get_template("monitoring.html").render(
+        c=context, months=table(tables["months"]), sections=sections, fmt=fmt,
+        pending=tables["months"][tables["months"]["status"] != "assessed"].to_dict("records"))
+
+
+def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context: dict) -> Path:
+    """Write ``report.html``, ``tables/*.csv``, ``figures/calibration_<month>.png`` and
+    ``monitoring.json`` (one folder, atomically)."""
+    from riskstrat import plots
+    from riskstrat.io import atomic_path, write_json
+
+    out_dir = Path(out_dir)
+    figures_png = {}
+    for r in results:
+        if len(r.y) >= 10 and 0 < r.y.sum() < len(r.y):
+            figures_png[r.month] = _png(plots.calibration_figure(r.y, {f"{r.month} as scored": r.risk}))
+    tables = monitoring_tables(results, assessed=assessed, pending=pending)
+    with atomic_path(out_dir, directory=True) as tmp:
+        tmp = Path(tmp)
+        (tmp / "tables").mkdir()
+        (tmp / "figures").mkdir()
+        for name, frame in tables.items():
+            frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
+        for month, png in figures_png.items():
+            (tmp / "figures" / f"calibration_{month}.png").write_bytes(png)
+        html = render_monitoring(results, assessed=assessed, pending=pending, context=context, figures_png=figures_png)
+        (tmp / "report.html").write_text(html, encoding="utf-8")
+        write_json({"context": context, "months": tables["months"].to_dict("records"),
+                    "results": {r.month: {"counts": r.counts, "headline": r.headline, "holdout": r.holdout}
+                                for r in results}}, tmp / "monitoring.json")
+    return out_dir
+
+
+__all__ = ["fmt", "monitoring_tables", "render_card", "render_monitoring", "write_monitoring", "render_report", "table", "tables_of", "weak_groups", "write_card",
            "write_evaluation"]

@@ -1,0 +1,95 @@
+"""`riskstrat monitor`: the published months against what happened next, and the hold-out's effect."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import typer
+
+from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.progress import Stage, libraries_quiet
+
+
+def print_monitoring(run) -> None:
+    """One row per assessed month, the hold-out statement of each, and the months still to mature."""
+    from rich import box
+    from rich.table import Table
+
+    from riskstrat.report import fmt
+
+    table = Table(title=f"Monitoring as of {run.as_of} (data to {run.data_end.date()})", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("month", "model", "people", "events", "expected", "O/E", "95% CI", "AUROC", "95% CI", "slope",
+                "small practices"):
+        table.add_column(col, justify="left" if col in ("month", "model") else "right", no_wrap=True)
+    months = {m.month: m for m in run.assessed}
+    for r in run.results:
+        h, m = r.headline, months[r.month]
+        practices = r.by("GP practice")
+        table.add_row(r.month, f"{m.model_name} v{m.model_version}", f"{h['n']:,}", f"{h['events']:,}",
+                      fmt(h["expected"], 1), fmt(h.get("o_e_ratio"), 2),
+                      f"{fmt(h.get('o_e_ci_low'), 2)}-{fmt(h.get('o_e_ci_high'), 2)}", fmt(h["auroc"]),
+                      f"{fmt(h['auroc_ci_low'])}-{fmt(h['auroc_ci_high'])}", fmt(h["calibration_slope"], 2),
+                      f"{int(practices['small'].sum())} of {len(practices)}")
+    out.print(table)
+    for r in run.results:
+        if r.holdout:
+            style = "[yellow]" if r.holdout["too_few"] else ""
+            out.print(f"{style}{r.month} hold-out: {r.holdout['statement']}{'[/]' if style else ''}", highlight=False)
+        else:
+            out.print(f"{r.month}: no hold-out was kept, so the effect of the lists cannot be estimated")
+    for m in run.pending:
+        out.print(f"[dim]{m.month}: not yet matured (outcomes known once the data reach "
+                  f"{(m.matures_on - dt.timedelta(days=1)).date()})[/]", highlight=False)
+
+
+@app.command()
+def monitor(
+    as_of: str = typer.Option(..., "--as-of", help="Monitor as of this date (YYYY-MM-DD): months scored before it "
+                                                   "whose outcome horizon the data cover."),
+    config: Path = typer.Option(None, "--config", "-c", help="The scoring configuration (configs/scoring.yaml): "
+                                                            "data, output_dir, tracking, opt_out_file."),
+    data: Path = typer.Option(None, "--data", help="The later data folder (overrides data.path)."),
+    lists_dir: Path = typer.Option(None, "--lists", help="The scoring output folder holding the months "
+                                                        "(overrides output_dir)."),
+    out_dir: Path = typer.Option(None, "--out", help="Report folder (default riskstrat-output/monitoring/DATE)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override one setting, e.g. --set tracking.uri=..."),
+    n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for the AUROC interval."),
+    min_group_events: int = typer.Option(20, "--min-group-events", min=1,
+                                         help="Tiers and practices with fewer events are flagged small."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the results."),
+) -> None:
+    """Compare what the published lists predicted with what happened: for each month scored before
+    --as-of whose horizon the data now cover, label the people scored with the outcome of the model
+    that scored them and report observed/expected (overall, by tier and by practice), AUROC and
+    calibration; where a random hold-out was kept, the effect of being shown on a list (events per
+    1,000 shown against held out, with an interval and what it allows one to conclude). Writes a
+    self-contained report with CSV tables and logs a monitoring run to MLflow (no person rows).
+    Months not yet matured are listed with the date they mature; with none matured it refuses (exit 2).
+
+    Example: riskstrat monitor --config configs/scoring.yaml --data riskstrat-data/synthetic --as-of 2026-11-01
+    """
+    from riskstrat.config import ConfigError, ScoringConfig, load_config
+    from riskstrat.evaluation.monitor_pipeline import run_monitoring
+    from riskstrat.io import DataFileError
+    from riskstrat.tracking import RegistryError
+    from riskstrat.validate import ValidationError
+
+    try:
+        date = dt.date.fromisoformat(as_of)
+    except ValueError:
+        fail(f"--as-of {as_of!r} is not a date like 2026-11-01")
+    extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={lists_dir}"] if lists_dir else [])
+    try:
+        cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
+        with libraries_quiet(quiet):
+            run = run_monitoring(cfg, date, out_dir=out_dir, n_boot=n_boot, min_group_events=min_group_events,
+                                 stage=Stage(quiet=quiet))
+    except ValidationError as exc:
+        fail(f"the data failed validation; nothing was monitored:\n{exc}")
+    except (ConfigError, DataFileError, RegistryError, FileNotFoundError) as exc:
+        fail(str(exc))
+    print_monitoring(run)
+    out.print(f"report: {run.out_dir / 'report.html'}" + (f"  MLflow run {run.run_id}" if run.run_id else ""),
+              soft_wrap=True)

@@ -1,0 +1,176 @@
+"""``riskstrat monitor``: the months published by ``riskstrat score``, checked against what happened.
+
+Wiring only: the months' files (``<output_dir>/YYYY-MM/manifest.json`` and ``population.parquet``),
+the later data (:mod:`riskstrat.pipelines`), each month's model from the registry (for its outcome
+definition), the computation (:mod:`.monitor`), the report (:mod:`riskstrat.report`) and MLflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from riskstrat.errors import RiskstratError
+from riskstrat.evaluation.monitor import MonthResult, ScoredMonth, label_population, monitor_month, split_by_maturity
+
+Stage = Callable[[str], None]
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+# Below this share of a month's scored people found in the data, the data are not that population.
+MIN_FOUND = 0.5
+
+
+class NothingToMonitorError(RiskstratError):
+    """No scored month before the date, or none whose outcome horizon the data cover yet."""
+
+
+class MonitorDataMismatchError(RiskstratError):
+    """The data do not hold the people a month scored (another key, another population)."""
+
+
+def scored_months(output_dir, *, before) -> list[ScoredMonth]:
+    """The months published in ``output_dir`` (``YYYY-MM`` folders with a manifest and a
+    population) scored before ``before``, oldest first."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    months = []
+    for entry in sorted(root.iterdir()):
+        if _MONTH.match(entry.name) and (entry / "manifest.json").is_file() and (entry / "population.parquet").is_file():
+            month = ScoredMonth.from_manifest(json.loads((entry / "manifest.json").read_text()))
+            if month.as_of < pd.Timestamp(before):
+                months.append(month)
+    return months
+
+
+def _pending_words(pending: list[ScoredMonth]) -> str:
+    return "; ".join(f"{m.month} (scored {m.as_of.date()}, matures when the data reach "
+                     f"{(m.matures_on - pd.Timedelta(days=1)).date()})" for m in pending)
+
+
+@dataclass
+class MonitoringRun:
+    as_of: str
+    data_end: pd.Timestamp
+    results: list[MonthResult]
+    assessed: list[ScoredMonth]
+    pending: list[ScoredMonth]
+    out_dir: Path
+    run_id: str | None
+
+
+def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int = 200, seed: int = 0,
+                   min_group_events: int = 20, log: bool = True, records=None,
+                   stage: Stage = lambda m: None) -> MonitoringRun:
+    """Monitor every month in ``cfg.output_dir`` scored before ``as_of`` whose horizon has matured.
+
+    ``cfg`` is the scoring configuration (:class:`riskstrat.config.ScoringConfig`): the later data
+    (``data``), the scored months (``output_dir``), the registry (``tracking.uri``) and opt-outs
+    (``opt_out_file``: people who have opted out since are left out). Only events before ``as_of``
+    and up to the data end are used. Refuses (:class:`NothingToMonitorError`) when no month has
+    matured, naming when each will. Writes the report and its tables to ``out_dir`` (default
+    ``riskstrat-output/monitoring/<as_of>``) and logs a monitoring run (aggregates only).
+    """
+    from riskstrat import report, tracking
+    from riskstrat.evaluation.pipeline import model_outcome
+    from riskstrat.io import data_fingerprint
+    from riskstrat.pipelines import data_end_of, load_data, read_opt_outs
+    from riskstrat.privacy import check_key_matches, match_opt_outs
+    from riskstrat.tiers import LOWEST_TIER
+
+    as_of = pd.Timestamp(as_of).normalize()
+    months = scored_months(cfg.output_dir, before=as_of)
+    if not months:
+        raise NothingToMonitorError(f"no month scored before {as_of.date()} in {cfg.output_dir}: monitoring compares "
+                                    f"the months `riskstrat score` published there with what happened next")
+    data_end, data_end_source = data_end_of(cfg.data)
+    if data_end is None:
+        records = records if records is not None else load_data(cfg.data, stage=stage)
+        data_end, data_end_source = data_end_of(cfg.data, records)
+    if data_end is None:
+        raise NothingToMonitorError(f"cannot tell where the data in {cfg.data.path} end: set data.extract_end")
+    # Nothing after the monitoring date is used, even if the data run past it.
+    until = min(pd.Timestamp(data_end).normalize(), as_of - pd.Timedelta(days=1))
+    assessed, pending = split_by_maturity(months, until)
+    stage(f"{len(months)} scored month{'s' if len(months) != 1 else ''} before {as_of.date()}; data to {until.date()}: "
+          f"{len(assessed)} matured" + (f", {len(pending)} not yet" if pending else ""))
+    if not assessed:
+        raise NothingToMonitorError(
+            f"no scored month has matured: the data run to {until.date()}, and outcomes are known only once the "
+            f"data cover a month's whole horizon. Not yet: {_pending_words(pending)}. Run monitor again with a "
+            f"later extract")
+    key_fingerprint = check_key_matches(cfg.data.path)
+    for m in assessed:
+        scored_key = m.manifest.get("pseudonym_key_fingerprint")
+        if key_fingerprint and scored_key and scored_key != key_fingerprint:
+            raise MonitorDataMismatchError(
+                f"{m.month} was scored on data pseudonymised under another key (fingerprint {scored_key}) than "
+                f"{cfg.data.path} ({key_fingerprint}): nobody would match. Use the data set imported with that key")
+    records = records if records is not None else load_data(cfg.data, stage=stage)
+    opted_out = read_opt_outs(cfg.opt_out_file) if cfg.opt_out_file else set()
+    in_data, _ = match_opt_outs(records.persons["person_id"], opted_out)
+
+    models, results = {}, []
+    for m in assessed:
+        key = (m.model_name, m.model_version)
+        if key not in models:
+            loaded = tracking.load_model(m.model_name, version=m.model_version, uri=cfg.tracking.uri)
+            models[key] = model_outcome(loaded.risk_model)
+        outcome = models[key]
+        population = pd.read_parquet(Path(cfg.output_dir) / m.month / "population.parquet")
+        population["person_id"] = population["person_id"].astype(str)
+        opted = population["person_id"].isin({str(i) for i in in_data})
+        population = population.loc[~opted].reset_index(drop=True)
+        y = label_population(population, records, outcome, index_date=m.as_of, extract_end=until)
+        found = population["person_id"].isin(records.persons["person_id"].astype(str))
+        if len(population) and found.mean() < MIN_FOUND:
+            raise MonitorDataMismatchError(
+                f"only {int(found.sum()):,} of the {len(population):,} people scored in {m.month} are in "
+                f"{cfg.data.path}: these are not the data the month was scored from (another population, or ids "
+                f"pseudonymised with another key)")
+        counts = {"scored": len(population) + int(opted.sum()), "opted_out_since": int(opted.sum()),
+                  "not_in_data": int((~found).sum()), "labelled": int(y.notna().sum()),
+                  "no_label": int((found & y.isna()).sum())}
+        rule = m.manifest.get("holdout") or {}
+        exempt = rule.get("exempt_tiers", []) if rule.get("fraction") else None
+        tiers = list((m.manifest.get("config", {}).get("lists", {}) or {}).get("tiers") or {}) + [LOWEST_TIER]
+        result = monitor_month(population, y, month=m.month, tier_order=tiers, exempt_tiers=exempt,
+                               outcome_words=outcome.words, n_boot=n_boot, seed=seed,
+                               min_group_events=min_group_events, counts=counts)
+        results.append(result)
+        h = result.headline
+        stage(f"{m.month} ({m.model_name} v{m.model_version}, {outcome.words} within {outcome.horizon_days} days): "
+              f"{h['n']:,} labelled, {h['events']:,} events, O/E {h.get('o_e_ratio', float('nan')):.2f}, "
+              f"AUROC {h['auroc']:.3f}")
+
+    fingerprint = data_fingerprint(cfg.data.path)
+    context = {"as_of": str(as_of.date()), "data_end": str(until.date()), "data_end_source": data_end_source,
+               "data_dir": str(Path(cfg.data.path).resolve()), "data_sha256": fingerprint["sha256"],
+               "lists_dir": str(Path(cfg.output_dir).resolve()), "created": dt.date.today().isoformat(),
+               "n_boot": n_boot, "min_group_events": min_group_events, "opt_out_file": bool(cfg.opt_out_file),
+               "outcomes": {m.month: models[(m.model_name, m.model_version)].words for m in assessed},
+               "horizons": {m.month: models[(m.model_name, m.model_version)].horizon_days for m in assessed}}
+    out_dir = Path(out_dir) if out_dir else Path("riskstrat-output/monitoring") / str(as_of.date())
+    report.write_monitoring(out_dir, results, assessed=assessed, pending=pending, context=context)
+    stage(f"wrote the monitoring report and tables to {out_dir}")
+    run_id = None
+    if log:
+        flat = {}
+        for r in results:
+            flat.update({f"{r.month}.{k}": v for k, v in r.headline.items()})
+            if r.holdout:
+                flat.update({f"{r.month}.holdout.{k}": v for k, v in r.holdout.items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tags = {"riskstrat.as_of": context["as_of"], "riskstrat.data_sha256": context["data_sha256"],
+                "riskstrat.data_end": context["data_end"],
+                "riskstrat.months_assessed": ",".join(m.month for m in assessed),
+                "riskstrat.months_pending": ",".join(m.month for m in pending),
+                "riskstrat.models": ",".join(sorted({f"{m.model_name}/{m.model_version}" for m in assessed}))}
+        run_id = tracking.log_monitoring_run(tags=tags, metrics=flat, folder=out_dir, uri=cfg.tracking.uri)
+        stage(f"logged monitoring run {run_id}")
+    return MonitoringRun(str(as_of.date()), until, results, assessed, pending, out_dir, run_id)
