@@ -12,33 +12,33 @@ from riskstrat.cli.progress import Stage, libraries_quiet
 
 
 def print_monitoring(run) -> None:
-    """One row per assessed month, the hold-out statement of each, and the months still to mature."""
-    from rich import box
-    from rich.table import Table
-
+    """Per assessed month: predicted against observed, by tier, the hold-out statement; then the
+    months still to mature."""
     from riskstrat.report import fmt
 
-    table = Table(title=f"Monitoring as of {run.as_of} (data to {run.data_end.date()})", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("month", "model", "people", "events", "expected", "O/E", "95% CI", "AUROC", "95% CI", "slope",
-                "small practices"):
-        table.add_column(col, justify="left" if col in ("month", "model") else "right", no_wrap=True)
+    out.print(f"[bold]Monitoring as of {run.as_of}[/] (data to {run.data_end.date()})", highlight=False)
     months = {m.month: m for m in run.assessed}
     for r in run.results:
         h, m = r.headline, months[r.month]
         practices = r.by("GP practice")
-        table.add_row(r.month, f"{m.model_name} v{m.model_version}", f"{h['n']:,}", f"{h['events']:,}",
-                      fmt(h["expected"], 1), fmt(h.get("o_e_ratio"), 2),
-                      f"{fmt(h.get('o_e_ci_low'), 2)}-{fmt(h.get('o_e_ci_high'), 2)}", fmt(h["auroc"]),
-                      f"{fmt(h['auroc_ci_low'])}-{fmt(h['auroc_ci_high'])}", fmt(h["calibration_slope"], 2),
-                      f"{int(practices['small'].sum())} of {len(practices)}")
-    out.print(table)
-    for r in run.results:
+        out.print(f"\n[bold]{r.month}[/]: {m.model_name} v{m.model_version}, {m.outcome_words} within "
+                  f"{m.horizon_days} days of {m.as_of.date()}", highlight=False)
+        out.print(f"  {h['n']:,} people with a known outcome ({r.counts['not_in_data']:,} no longer in the data, "
+                  f"{r.counts['no_label']:,} without a label): {h['events']:,} events against "
+                  f"{fmt(h['expected'], 1)} expected, O/E {fmt(h.get('o_e_ratio'), 2)} (95% CI "
+                  f"{fmt(h.get('o_e_ci_low'), 2)} to {fmt(h.get('o_e_ci_high'), 2)})", highlight=False)
+        out.print(f"  AUROC {fmt(h['auroc'])} (95% CI {fmt(h['auroc_ci_low'])} to {fmt(h['auroc_ci_high'])}), "
+                  f"calibration slope {fmt(h['calibration_slope'], 2)}", highlight=False)
+        tiers = "; ".join(f"{t.tier} {fmt(t.o_e_ratio, 2)} ({t.n_events:,} of {t.n:,}{', small' if t.small else ''})"
+                          for t in r.by("tier").itertuples())
+        out.print(f"  O/E by tier: {tiers}", highlight=False)
+        out.print(f"  practices: {len(practices)}, {int(practices['small'].sum())} with fewer than "
+                  f"{r.groups.min_events} events (shown in the report, not to be over-read)", highlight=False)
         if r.holdout:
-            style = "[yellow]" if r.holdout["too_few"] else ""
-            out.print(f"{style}{r.month} hold-out: {r.holdout['statement']}{'[/]' if style else ''}", highlight=False)
+            style = "yellow" if r.holdout["too_few"] else "default"
+            out.print(f"  [{style}]hold-out: {r.holdout['statement']}[/]", highlight=False)
         else:
-            out.print(f"{r.month}: no hold-out was kept, so the effect of the lists cannot be estimated")
+            out.print("  no hold-out was kept, so the effect of the lists cannot be estimated")
     for m in run.pending:
         out.print(f"[dim]{m.month}: not yet matured (outcomes known once the data reach "
                   f"{(m.matures_on - dt.timedelta(days=1)).date()})[/]", highlight=False)

@@ -119,7 +119,13 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     for m in assessed:
         key = (m.model_name, m.model_version)
         if key not in models:
-            loaded = tracking.load_model(m.model_name, version=m.model_version, uri=cfg.tracking.uri)
+            try:
+                loaded = tracking.load_model(m.model_name, version=m.model_version, uri=cfg.tracking.uri)
+            except tracking.RegistryError as exc:
+                raise tracking.RegistryError(
+                    f"{m.month} was scored with {m.model_name} version {m.model_version}, whose outcome definition "
+                    f"labels it, but the registry cannot give it: {exc}. Point tracking.uri at the registry "
+                    f"the month was scored with") from exc
             models[key] = model_outcome(loaded.risk_model)
         outcome = models[key]
         population = pd.read_parquet(Path(cfg.output_dir) / m.month / "population.parquet")
@@ -138,7 +144,9 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
                   "no_label": int((found & y.isna()).sum())}
         rule = m.manifest.get("holdout") or {}
         exempt = rule.get("exempt_tiers", []) if rule.get("fraction") else None
-        tiers = list((m.manifest.get("config", {}).get("lists", {}) or {}).get("tiers") or {}) + [LOWEST_TIER]
+        # Highest tier first: the smallest cumulative fraction (the manifest's keys are sorted by name).
+        cutoffs = (m.manifest.get("config", {}).get("lists", {}) or {}).get("tiers") or {}
+        tiers = sorted(cutoffs, key=cutoffs.get) + [LOWEST_TIER]
         result = monitor_month(population, y, month=m.month, tier_order=tiers, exempt_tiers=exempt,
                                outcome_words=outcome.words, n_boot=n_boot, seed=seed,
                                min_group_events=min_group_events, counts=counts)

@@ -1,0 +1,159 @@
+"""`riskstrat monitor` end to end: a small synthetic population, a model trained and a month scored on
+an earlier extract, then monitored on the later one through the command line.
+
+2,500 people over 4 years from 2021-11-01: the later extract ends 2025-10-31, the earlier (the
+same records, cut) 2024-10-31. The model is trained on the earlier extract (tested at 2023-11-01),
+scores 2024-11 (with a 20% hold-out) and 2024-12 on it; monitoring as of 2025-11-01 on the later
+extract assesses 2024-11 (its horizon ends 2025-10-31) and lists 2024-12 as not yet matured.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from riskstrat import tracking
+from riskstrat.config import ScoringConfig, load_config
+from riskstrat.pipelines import run_scoring, run_training
+from riskstrat.synth import write_population
+from riskstrat.synth.cut import cut_data_dir
+
+NAME = "monitor-emergency"
+SMALL = ["index_dates.train=[2022-08-01, 2022-11-01]", "index_dates.test=2023-11-01",
+         "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
+         "split.mode=temporal_only",
+         "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
+PERSON_ID = re.compile(r"\b[0-9a-f]{16}\b")  # the synthetic pseudonyms' shape
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("monitor")
+    later, earlier = root / "later", root / "earlier"
+    write_population(later, 2500, start="2021-11-01", years=4, seed=21, truth_dates=[], n_futures=2)
+    cut_data_dir(later, earlier, extract_end="2024-10-31")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    logged = run_training(load_config(None, [f"data.path={earlier}", f"tracking.uri={uri}",
+                                             f"tracking.registered_model={NAME}", *SMALL])).logged
+    tracking.promote(NAME, logged.model_version, alias="champion", uri=uri)
+    lists = root / "lists"
+    cfg = load_config(None, [f"data.path={earlier}", f"tracking.uri={uri}", f"models.risk={NAME}",
+                             "models.high_cost=null", "lists.list_size=100", "lists.holdout_fraction=0.2",
+                             f"output_dir={lists}"], model=ScoringConfig)
+    for as_of in ("2024-11-01", "2024-12-01"):
+        run_scoring(cfg, as_of)
+    return {"root": root, "later": later, "earlier": earlier, "uri": uri, "lists": lists}
+
+
+def _monitor(world, *args: str):
+    from riskstrat.cli import app
+
+    return CliRunner().invoke(app, ["monitor", "--data", str(world["later"]), "--lists", str(world["lists"]),
+                                    "--set", f"tracking.uri={world['uri']}", "--n-boot", "20", *args])
+
+
+@pytest.fixture(scope="module")
+def monitored(world):
+    out = world["root"] / "report"
+    result = _monitor(world, "--as-of", "2025-11-01", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return result, out
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs = []
+
+    def handle_starttag(self, tag, attrs):
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def test_the_matured_month_is_assessed_and_the_later_one_waits(monitored):
+    result, out = monitored
+    months = pd.read_csv(out / "tables" / "months.csv").set_index("month")
+    assert months.loc["2024-11", "status"] == "assessed"
+    assert months.loc["2024-12", ["status", "data_needed_to"]].tolist() == ["not yet matured", "2025-11-30"]
+    assert "2024-12: not yet matured (outcomes known once the data reach 2025-11-30)" in result.output
+    summary = pd.read_csv(out / "tables" / "summary.csv")
+    assert summary["month"].tolist() == ["2024-11"] and summary.loc[0, "model"] == NAME
+    row = summary.loc[0]
+    assert row["o_e_ci_low"] <= row["o_e_ratio"] <= row["o_e_ci_high"]
+    assert 0.5 < row["auroc"] < 1 and row["auroc_ci_low"] <= row["auroc"] <= row["auroc_ci_high"]
+
+
+def test_monitor_labels_what_the_later_extract_holds(monitored, world):
+    """O/E and events equal a direct count on the later data with the model's own outcome."""
+    from riskstrat.outcomes import parse_outcome
+    from riskstrat.pipelines import load_data
+    from riskstrat.config import DataConfig
+
+    _, out = monitored
+    population = pd.read_parquet(world["lists"] / "2024-11" / "population.parquet")
+    records = load_data(DataConfig(path=world["later"]))
+    outcome = parse_outcome({"name": "emergency_admission"})  # the config's default: composite with death
+    ids = pd.Index(population["person_id"].astype(str))
+    y = outcome.labels(records, "2024-11-01", ids, extract_end="2025-10-31")
+    summary = pd.read_csv(out / "tables" / "summary.csv").loc[0]
+    assert summary["events"] == int(y.sum()) and summary["n"] == int(y.notna().sum())
+    assert summary["expected"] == pytest.approx(population.loc[y.notna().to_numpy(), "risk"].sum())
+    by_tier = pd.read_csv(out / "tables" / "by_tier.csv")
+    assert by_tier["n_events"].sum() == summary["events"]
+
+
+def test_holdout_effect_is_estimated_on_the_eligible_and_stated(monitored, world):
+    result, out = monitored
+    holdout = pd.read_csv(out / "tables" / "holdout.csv").loc[0]
+    population = pd.read_parquet(world["lists"] / "2024-11" / "population.parquet")
+    eligible = population["listed"] & (population["tier"].astype(str) != "very high")
+    assert holdout["n_shown"] + holdout["n_held_out"] <= eligible.sum()
+    assert holdout["n_held_out"] <= population["holdout"].sum() and holdout["n_held_out"] > 0
+    assert holdout["ci_low_per_1000"] <= holdout["difference_per_1000"] <= holdout["ci_high_per_1000"]
+    # The generator simulates no effect of the lists: the interval should hold zero.
+    assert holdout["ci_low_per_1000"] < 0 < holdout["ci_high_per_1000"]
+    assert "Consistent with no effect" in holdout["statement"] and "2024-11 hold-out:" in result.output
+
+
+def test_report_is_self_contained(monitored):
+    _, out = monitored
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"https?://", html)
+    parser = _Refs()
+    parser.feed(html)
+    assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
+    assert "Shown on the list against held out" in html and "By GP practice" in html and "2025-11-30" in html
+
+
+def test_the_monitoring_run_holds_nothing_identifiable(monitored, world):
+    import mlflow
+
+    _, out = monitored
+    match = re.search(r"MLflow run ([0-9a-f]{32})", monitored[0].output)
+    assert match, monitored[0].output
+    run_id = match.group(1)
+    tracking.configure(world["uri"])
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    assert run.data.tags["riskstrat.kind"] == "monitoring" and run.data.tags["riskstrat.months_assessed"] == "2024-11"
+    assert "2024-11.o_e_ratio" in run.data.metrics
+    local = Path(client.download_artifacts(run_id, "monitoring", str(world["root"] / "downloaded")))
+    files = [p for p in local.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"report.html", "summary.csv", "by_practice.csv", "holdout.csv"}
+    scored = set(pd.read_parquet(world["lists"] / "2024-11" / "population.parquet")["person_id"].astype(str))
+    for path in files:
+        if path.suffix in (".html", ".csv", ".json"):
+            found = set(PERSON_ID.findall(path.read_text(encoding="utf-8")))
+            assert not found & scored, path
+    assert not set(PERSON_ID.findall(str(run.data.tags) + str(run.data.params))) & scored
+
+
+def test_nothing_matured_is_refused_with_exit_2(world):
+    result = _monitor(world, "--as-of", "2025-06-01", "--out", str(world["root"] / "nothing"))
+    assert result.exit_code == 2, result.output
+    assert "no scored month has matured" in result.output and "2025-10-31" in result.output
+    assert not (world["root"] / "nothing").exists()
