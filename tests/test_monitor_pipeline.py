@@ -116,7 +116,7 @@ def test_holdout_effect_is_estimated_on_the_eligible_and_stated(monitored, world
     assert holdout["ci_low_per_1000"] <= holdout["difference_per_1000"] <= holdout["ci_high_per_1000"]
     # The generator simulates no effect of the lists: the interval should hold zero.
     assert holdout["ci_low_per_1000"] < 0 < holdout["ci_high_per_1000"]
-    assert "Consistent with no effect" in holdout["statement"] and "2024-11 hold-out:" in result.output
+    assert "Consistent with no effect" in holdout["statement"] and "  hold-out: Of " in result.output
 
 
 def test_report_is_self_contained(monitored):
