@@ -186,3 +186,78 @@ def test_evaluate_scores_headline_and_comparison(simulated):
     assert ev.case_finding["list"].tolist()[:4] == ["top 0.5%", "top 1%", "top 2%", "top 5%"]
     assert ev.case_finding["list"].iloc[4].startswith("tier very high")
     assert ev.metrics["subgroup.min_auroc"] == pytest.approx(ev.subgroups.by_group["auroc"].min())
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+COST10 = np.array([0, 100, 50, 900, 10, 20, 0, 5000, 30, 40], dtype=float)   # total 6,150
+PRED10 = np.array([10, 90, 40, 1000, 20, 20, 5, 800, 30, 60], dtype=float)   # total 2,075
+
+
+def test_cost_capture_by_hand():
+    # Top 20% by S10 = rows 0 (0.9) and 1 (0.8): cost 0 + 100 = 100 of 6,150; by actual cost rows 7 and 3.
+    t = m.cost_capture(COST10, {"m": S10}, fractions=[0.2, 0.5]).set_index(["model", "list"])
+    assert t.loc[("m", "top 20%"), "flagged"] == 2
+    assert t.loc[("m", "top 20%"), "cost_flagged"] == 100
+    assert t.loc[("m", "top 20%"), "cost_share"] == pytest.approx(100 / 6150)
+    assert t.loc[("m", "top 20%"), "mean_cost_flagged"] == 50
+    # Top 50%: rows 0, 1, 3, 8, 9 (0.9, 0.8, 0.7, 0.6, 0.5): 0 + 100 + 900 + 30 + 40 = 1,070.
+    assert t.loc[("m", "top 50%"), "cost_flagged"] == 1070
+    assert t.loc[("m", "top 50%"), "mean_cost_flagged"] == 214
+    assert t.loc[("by actual cost", "top 20%"), "cost_flagged"] == 5900
+    assert t.loc[("by actual cost", "top 50%"), "cost_share"] == pytest.approx((5000 + 900 + 100 + 50 + 40) / 6150)
+
+
+def test_cost_capture_refuses_no_cost_and_misaligned_scores():
+    with pytest.raises(ValueError, match="sums to zero"):
+        m.cost_capture(np.zeros(4), {"m": [0.1, 0.2, 0.3, 0.4]})
+    with pytest.raises(ValueError, match="score 'm' has 3 values"):
+        m.cost_capture([1.0, 2.0, 3.0, 4.0], {"m": [0.1, 0.2, 0.3]})
+
+
+def test_cost_by_decile_by_hand():
+    # Five groups of two by predicted cost: (5, 10) (20, 20) (30, 40) (60, 90) (800, 1000), rows in
+    # predicted order with ties by row order: rows 6, 0 | 4, 5 | 8, 2 | 9, 1 | 7, 3.
+    t = m.cost_by_decile(COST10, PRED10, n_bins=5)
+    assert t["n"].tolist() == [2] * 5
+    assert t["mean_predicted"].tolist() == [7.5, 20.0, 35.0, 75.0, 900.0]
+    assert t["mean_actual"].tolist() == [0.0, 15.0, 40.0, 70.0, 2950.0]
+    assert t["actual_to_predicted"].iloc[4] == pytest.approx(2950 / 900)
+
+
+def test_evaluate_scores_cost_evidence_in_the_currency():
+    y = (COST10 >= 900).astype(int)  # rows 3 and 7
+    attrs = pd.DataFrame({"sex": ["female", "male"] * 5})
+    logistic = S10.copy()
+    logistic[7] = 0.95  # ranks row 7 (cost 5,000) first
+    ev = evaluate_scores(y, {"candidate": S10, "logistic": logistic}, attrs, n_boot=10, seed=0,
+                         min_group_events=1, cost_true=COST10, cost_pred=PRED10, currency="USD",
+                         cost_fractions=(0.1, 0.2))
+    cost = ev.cost
+    assert cost.currency == "USD" and cost.total == 6150
+    # The candidate's cost model: predicted total 2,075, MAE (10+10+10+100+10+0+5+4200+0+20)/10 = 436.5.
+    assert cost.summary["predicted_total"] == 2075
+    assert cost.summary["cost_ratio"] == pytest.approx(2075 / 6150)
+    assert cost.summary["cost_mae"] == pytest.approx(436.5)
+    capture = cost.capture.set_index(["model", "list"])
+    # Its own top 10% by predicted cost is row 3 (1,000): 900 caught; by risk S10, row 0: nothing.
+    assert capture.loc[("candidate (predicted cost)", "top 10%"), "cost_flagged"] == 900
+    assert capture.loc[("candidate", "top 10%"), "cost_flagged"] == 0
+    assert capture.loc[("logistic", "top 10%"), "mean_cost_flagged"] == 5000
+    assert ev.metrics["logistic.cost_share_top_10pct"] == pytest.approx(5000 / 6150)
+    assert ev.metrics["candidate.mean_cost_top_20pct"] == 50
+    assert list(ev.comparison["versus"]) == ["logistic"]
+
+
+def test_cost_report_tables_write_money_in_the_data_sets_currency():
+    from riskstrat.evaluation import cost_evidence
+    from riskstrat.report import _cost_tables
+
+    tables = _cost_tables(cost_evidence(COST10, {"candidate": S10}, cost_pred=PRED10, currency="USD",
+                                        fractions=(0.2,)))
+    rows = {r[1]: r for r in tables["capture"]["rows"]}
+    assert rows["candidate"][3:5] == ["1.6%", "$50"]
+    assert rows["by actual cost"][3:5] == ["95.9%", "$2,950"]
+    assert tables["summary"] == {"predicted_total": "$2,075", "actual_total": "$6,150", "ratio": pytest.approx(2075 / 6150),
+                                 "mae": "$436"}

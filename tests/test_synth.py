@@ -201,6 +201,70 @@ def test_oracle_discrimination_is_realistic(population):
     assert 0.72 <= auroc(y.to_numpy(), truth.loc[adults, "p_emergency_or_death"].to_numpy()) <= 0.92
 
 
+def test_high_cost_probability_matches_brute_force_on_a_hand_made_future():
+    # One future's path: cost without electives R, elective rate L. Brute force: draw the electives
+    # (Poisson count, each cost lognormal 1500 x e^(0.9 Z)) many times; the formula's exact part
+    # (none or one) plus its unbiased part (two or more) must agree with the share above t.
+    from riskstrat.synth import high_cost_probability
+
+    rng = np.random.default_rng(0)
+    rest, rate, t, n = 6000.0, 0.6, 9000.0, 400_000
+    count = rng.poisson(rate, n)
+    sizes = 1500 * np.exp(0.9 * rng.standard_normal((n, count.max())))
+    total = rest + (sizes * (np.arange(count.max()) < count[:, None])).sum(1)
+    brute = np.mean(total > t)
+    others = np.where(count >= 2, (sizes[:, 1:] * (np.arange(1, count.max()) < count[:, None])).sum(1), -1.0)
+    p = high_cost_probability(t, cost_without_electives=np.full(n, rest), elective_rate=np.full(n, rate),
+                              elective_others=others)
+    assert p.mean() == pytest.approx(brute, abs=4 * np.sqrt(brute * (1 - brute) / n))
+    # Already over the threshold without electives: certain. No electives possible: a step.
+    assert high_cost_probability(t, cost_without_electives=np.array([t + 1]), elective_rate=np.array([0.5]),
+                                 elective_others=np.array([-1.0]))[0] == 1.0
+    assert high_cost_probability(t, cost_without_electives=np.array([t - 1]), elective_rate=np.array([0.0]),
+                                 elective_others=np.array([-1.0]))[0] == 0.0
+
+
+def test_high_cost_truth_is_smooth_and_its_threshold_holds_five_percent(population):
+    truth = population.truth
+    adults = _adults_at(population, TRUTH_DATE)
+    # 12 futures once gave 13 values; integrating the electives out gives nearly one per person.
+    assert truth["p_high_cost"].nunique() > 0.9 * len(truth)
+    assert truth.loc[adults, "p_high_cost"].mean() == pytest.approx(0.05, abs=1e-3)
+
+
+def test_no_fitted_model_beats_the_high_cost_oracle_beyond_noise(population):
+    # The oracle is the ceiling: trained a year earlier, LightGBM and logistic regression do not
+    # beat it beyond the paired bootstrap's noise, and the oracle is calibrated on the outcome.
+    from riskstrat.config import load_config
+    from riskstrat.features import FEATURE_NAMES, build_features
+    from riskstrat.metrics import calibration_slope, observed_expected_ratio, paired_auroc_difference
+    from riskstrat.models import fit_lightgbm, fit_logistic
+    from riskstrat.synth.truth import oracle_risk
+
+    # A faster learning rate than the shipped one: the same kind of model in a few seconds.
+    cfg = load_config(None, ["target.name=high_cost", "model.lightgbm.learning_rate=0.1",
+                             "model.lightgbm.early_stopping_rounds=30"])
+    records = LinkedRecords(population.tables)
+    end = population.metadata["extract_end"]
+
+    def rows(date):
+        f = build_features(records, date)
+        y = cfg.target.labels(records, date, f.index, extract_end=end)
+        return f.loc[y.notna(), list(FEATURE_NAMES)], y[y.notna()].to_numpy(int)
+
+    X, y = rows("2022-11-01")
+    cal = np.arange(len(y)) % 4 == 0
+    models = {"lightgbm": fit_lightgbm(X[~cal], y[~cal], X[cal], y[cal], params=cfg.model.lightgbm, seed=1),
+              "logistic": fit_logistic(X, y)}
+    X_test, y_test = rows(TRUTH_DATE)
+    oracle = oracle_risk(population.truth, "p_high_cost", TRUTH_DATE, X_test.index)
+    assert 0.8 <= calibration_slope(y_test, oracle) <= 1.25
+    assert 0.85 <= observed_expected_ratio(y_test, oracle) <= 1.15
+    for name, model in models.items():
+        d, low, high = paired_auroc_difference(y_test, model.predict_risk(X_test), oracle, n_boot=200, seed=0)
+        assert low < 0, f"{name} beats the oracle: AUROC difference {d:.3f} ({low:.3f} to {high:.3f})"
+
+
 def _adults_at(population, date) -> np.ndarray:
     birth = population.tables["persons"].set_index("person_id")["birth_date"]
     age = (pd.Timestamp(date) - population.truth["person_id"].map(birth)).dt.days / 365.25

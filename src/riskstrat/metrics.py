@@ -11,7 +11,7 @@ scikit-learn 1.9 has no calibration slope/intercept and no PPV at the top k%, so
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,8 @@ __all__ = [
     "calibration_intercept",
     "calibration_slope",
     "case_finding_table",
+    "cost_by_decile",
+    "cost_capture",
     "cost_summary",
     "decision_curve",
     "events_per_1000_flagged",
@@ -516,6 +518,62 @@ def cost_summary(cost_true, cost_pred, *, top_fraction: float = 0.05) -> dict[st
     return {"cost_mae": float(np.mean(np.abs(y - p))), "cost_ratio": float(p.sum() / total),
             "cost_captured_top": float(y[top_pred].sum() / total),
             "cost_captured_top_ceiling": float(y[top_true].sum() / total)}
+
+
+def cost_capture(cost_true, scores: Mapping[str, object], *, fractions: Sequence[float] = (0.01, 0.05),
+                 ceiling: bool = True) -> pd.DataFrame:
+    """What each ranking's list catches of next-year cost: one row per (model, list size).
+
+    For the top ``fraction`` by each score (:func:`top_k_mask`): ``flagged`` people, their
+    ``cost_flagged`` (sum of actual cost), ``cost_share`` (of everyone's actual cost) and
+    ``mean_cost_flagged``. With ``ceiling`` a row ``by actual cost`` per list size gives the most
+    any ranking could catch.
+
+    >>> t = cost_capture([0, 10, 30, 60], {"m": [0.1, 0.9, 0.2, 0.8]}, fractions=[0.5])
+    >>> t[["model", "cost_share", "mean_cost_flagged"]].values.tolist()
+    [['m', 0.7, 35.0], ['by actual cost', 0.9, 45.0]]
+    """
+    cost = _check_scores(cost_true, name="cost_true")
+    total = cost.sum()
+    if total <= 0:
+        raise ValueError("cost_true sums to zero: no cost to capture")
+    rankings = dict(scores)
+    if ceiling:
+        rankings["by actual cost"] = cost
+    rows = []
+    for name, score in rankings.items():
+        score = _check_scores(score)
+        if score.shape != cost.shape:
+            raise ValueError(f"score {name!r} has {score.size} values, cost_true {cost.size}")
+        for fraction in fractions:
+            flagged = top_k_mask(score, fraction)
+            caught = float(cost[flagged].sum())
+            rows.append({"model": name, "list": f"top {_pct_label(fraction)}%", "fraction": float(fraction),
+                         "flagged": int(flagged.sum()), "cost_flagged": caught, "cost_share": caught / total,
+                         "mean_cost_flagged": caught / flagged.sum()})
+    return pd.DataFrame(rows, columns=["model", "list", "fraction", "flagged", "cost_flagged", "cost_share",
+                                       "mean_cost_flagged"])
+
+
+def cost_by_decile(cost_true, cost_pred, *, n_bins: int = 10) -> pd.DataFrame:
+    """Predicted against actual cost by group of predicted cost (1 = lowest; equal sizes by rank,
+    ties by row order): ``n``, ``mean_predicted``, ``mean_actual`` and ``actual_to_predicted``.
+
+    >>> cost_by_decile([0, 10, 30, 50], [5, 5, 20, 60], n_bins=2)["mean_actual"].tolist()
+    [5.0, 40.0]
+    """
+    y = _check_scores(cost_true, name="cost_true")
+    p = _check_scores(cost_pred, name="cost_pred")
+    if y.shape != p.shape:
+        raise ValueError(f"cost_true and cost_pred differ in length ({y.size} vs {p.size})")
+    if len(y) < n_bins:
+        raise ValueError(f"need at least n_bins={n_bins} rows, got {len(y)}")
+    frame = pd.DataFrame({"decile": _rank_bins(p, n_bins), "actual": y, "predicted": p})
+    table = (frame.groupby("decile", sort=True)
+             .agg(n=("actual", "size"), mean_predicted=("predicted", "mean"), mean_actual=("actual", "mean"))
+             .reset_index())
+    table["actual_to_predicted"] = table["mean_actual"] / table["mean_predicted"].where(table["mean_predicted"] > 0)
+    return table
 
 
 def paired_auroc_difference(y_true, score_a, score_b, *, n_boot: int = 200, alpha: float = 0.05,

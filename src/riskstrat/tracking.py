@@ -341,6 +341,24 @@ def _loaded(mv, uri: str, *, alias: str | None) -> LoadedModel:
                        degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
 
 
+def load_baseline(run_id: str, name: str, *, uri: str | None = None):
+    """The baseline ``name`` (e.g. ``logistic``) fitted in training run ``run_id`` on the same training
+    rows as that run's model, or None when the run logged none (older runs, or not configured)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    configure(uri)
+    try:
+        listed = {Path(f.path).name for f in mlflow.artifacts.list_artifacts(run_id=run_id, artifact_path="baselines")}
+    except MlflowException:
+        return None
+    if f"{name}.joblib" not in listed:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"baselines/{name}.joblib", dst_path=tmp)
+        return joblib.load(path)
+
+
 def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
     """``(name, alias, version)`` from ``NAME@ALIAS`` or ``NAME/VERSION`` (a bare NAME means @champion).
 

@@ -127,21 +127,9 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
 
 def truth_scores(truth: pd.DataFrame | None, cfg: TrainConfig, test_index: pd.Index) -> np.ndarray | None:
     """The oracle's risk for the test rows from a synthetic data set's ground truth, if it has one."""
-    if truth is None:
-        return None
-    column = cfg.target.truth_column
-    if column is None or column not in truth:
-        return None
-    at = truth[truth["index_date"] == pd.Timestamp(cfg.index_dates.test)].set_index("person_id")
-    if at.empty:
-        return None
-    score = at[column]
-    if column == "p_high_cost" and "expected_cost" in at:
-        # p_high_cost comes from a few simulated futures, so it has many ties; the true expected
-        # cost orders people within a tie without changing the probabilities beyond 1e-6.
-        score = score * (1 - 1e-6) + 1e-6 * at["expected_cost"].rank(pct=True)
-    values = score.reindex(test_index)
-    return None if values.isna().any() else values.to_numpy()
+    from riskstrat.synth.truth import oracle_risk
+
+    return oracle_risk(truth, cfg.target.truth_column, cfg.index_dates.test, test_index)
 
 
 @dataclass

@@ -7,9 +7,11 @@
 - :mod:`riskstrat.evaluation.pipeline`: ``riskstrat evaluate`` (registry, data, report, MLflow).
 """
 
-from riskstrat.evaluation._evaluate import CANDIDATE, Evaluation, evaluate_scores, subgroup_metric_set
+from riskstrat.evaluation._evaluate import (CANDIDATE, CostEvidence, Evaluation, cost_evidence, evaluate_scores,
+                                            subgroup_metric_set)
 from riskstrat.evaluation._frame import MetricFrame, metric_frame
 from riskstrat.evaluation._groups import AGE_BANDS, ATTRIBUTES, age_band, deprivation_quintile, subgroup_attributes
 
-__all__ = ["AGE_BANDS", "ATTRIBUTES", "CANDIDATE", "Evaluation", "MetricFrame", "age_band", "deprivation_quintile",
-           "evaluate_scores", "metric_frame", "subgroup_attributes", "subgroup_metric_set"]
+__all__ = ["AGE_BANDS", "ATTRIBUTES", "CANDIDATE", "CostEvidence", "Evaluation", "MetricFrame", "age_band",
+           "cost_evidence", "deprivation_quintile", "evaluate_scores", "metric_frame", "subgroup_attributes",
+           "subgroup_metric_set"]

@@ -33,8 +33,39 @@ class Evaluation:
     subgroups: MetricFrame
     calibration_curve: pd.DataFrame   # smoothed (loess) observed against predicted
     metrics: dict[str, float] = field(default_factory=dict)
+    cost: CostEvidence | None = None  # high-cost models: what the lists catch of next-year cost
     scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     y: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class CostEvidence:
+    """Next-year cost against each ranking's lists and, with a cost model, predicted against actual."""
+
+    currency: str
+    total: float                       # everyone's actual cost over the horizon
+    capture: pd.DataFrame              # metrics.cost_capture: per model and list size, the ceiling last
+    summary: dict[str, float] = field(default_factory=dict)   # metrics.cost_summary of predicted cost
+    by_decile: pd.DataFrame | None = None                     # metrics.cost_by_decile of predicted cost
+
+
+def cost_evidence(cost_true, scores: Mapping[str, np.ndarray], *, cost_pred=None, currency: str = "GBP",
+                  fractions: Sequence[float] = (0.01, 0.05)) -> CostEvidence:
+    """The cost evidence for a high-cost model: the share of next-year cost and the mean cost of the
+    people each score's top ``fractions`` flag (by actual cost: the ceiling); with ``cost_pred`` (the
+    candidate's expected cost) predicted against actual, overall and by decile, and its own lists as
+    ``candidate (predicted cost)``."""
+    cost = np.asarray(cost_true, dtype=float)
+    rankings = dict(scores)
+    summary, by_decile = {}, None
+    if cost_pred is not None:
+        rankings[f"{CANDIDATE} (predicted cost)"] = np.asarray(cost_pred, dtype=float)
+        summary = metrics.cost_summary(cost, cost_pred, top_fraction=max(fractions))
+        summary["predicted_total"] = float(np.sum(cost_pred))
+        by_decile = metrics.cost_by_decile(cost, cost_pred)
+    return CostEvidence(currency=currency, total=float(cost.sum()),
+                        capture=metrics.cost_capture(cost, rankings, fractions=fractions), summary=summary,
+                        by_decile=by_decile)
 
 
 def _share_of_events_listed(y, score, *, cut: float) -> float:
@@ -58,10 +89,13 @@ def subgroup_metric_set(y: np.ndarray, prob: np.ndarray, *, list_fraction: float
 def evaluate_scores(y_true, scores: Mapping[str, np.ndarray], attributes: pd.DataFrame, *,
                     top_fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05),
                     tier_cutoffs: Mapping[str, float] | None = None, n_boot: int = 200, seed: int = 0,
-                    min_group_events: int = 20) -> Evaluation:
+                    min_group_events: int = 20, cost_true=None, cost_pred=None, currency: str = "GBP",
+                    cost_fractions: Sequence[float] = (0.01, 0.05)) -> Evaluation:
     """The evidence for ``scores[CANDIDATE]`` (a probability) against the other scores on the same rows.
 
     ``attributes`` (:func:`riskstrat.evaluation.subgroup_attributes`) holds the groups, by position.
+    ``cost_true`` (each person's actual cost over the horizon, in ``currency``) adds the cost
+    evidence (:func:`cost_evidence`), with ``cost_pred`` the candidate's predicted cost.
     """
     from riskstrat.tiers import DEFAULT_TIER_CUTOFFS
 
@@ -109,6 +143,17 @@ def evaluate_scores(y_true, scores: Mapping[str, np.ndarray], attributes: pd.Dat
         flat["subgroup.n_reliable_groups"] = float(len(reliable))
     flat["subgroup.n_small_groups"] = float(frame.by_group["small"].sum())
     flat["n"], flat["n_events"] = float(len(y)), float(y.sum())
+    cost = None
+    if cost_true is not None:
+        if len(cost_true) != len(y) or (cost_pred is not None and len(cost_pred) != len(y)):
+            raise ValueError(f"cost_true and cost_pred need one value per person ({len(y)})")
+        cost = cost_evidence(cost_true, scores, cost_pred=cost_pred, currency=currency, fractions=cost_fractions)
+        for row in cost.capture.itertuples():
+            if row.model in scores:
+                pct = metrics._pct_label(row.fraction)
+                flat[f"{row.model}.cost_share_top_{pct}pct"] = row.cost_share
+                flat[f"{row.model}.mean_cost_top_{pct}pct"] = row.mean_cost_flagged
+        flat.update({f"candidate.{k}": v for k, v in cost.summary.items()})
     return Evaluation(
         n=len(y), n_events=int(y.sum()), headline=headline, comparison=comparison,
         oe_decile=metrics.observed_expected_by_decile(y, prob),
@@ -116,4 +161,4 @@ def evaluate_scores(y_true, scores: Mapping[str, np.ndarray], attributes: pd.Dat
         case_finding=case_finding, decision_curve=metrics.decision_curve(y, prob),
         recalibration=metrics.recalibration_table(y, prob), subgroups=frame,
         calibration_curve=metrics.smoothed_calibration(y, prob), metrics=flat,
-        scores={k: np.asarray(v, dtype=float) for k, v in scores.items()}, y=y)
+        scores={k: np.asarray(v, dtype=float) for k, v in scores.items()}, y=y, cost=cost)

@@ -36,19 +36,6 @@ def model_outcome(risk_model):
     return parse_outcome(described)
 
 
-def _oracle(data_dir: Path, outcome, as_of: pd.Timestamp, index: pd.Index) -> np.ndarray | None:
-    """The synthetic generator's true risk at ``as_of``, where the data set has it for this outcome."""
-    path = Path(data_dir) / "ground_truth" / "truth.parquet"
-    column = outcome.truth_column
-    if column is None or not path.exists():
-        return None
-    truth = pd.read_parquet(path)
-    if column not in truth:
-        return None
-    at = truth[truth["index_date"] == as_of].set_index("person_id")[column].reindex(index)
-    return None if at.empty or at.isna().any() else at.to_numpy(dtype=float)
-
-
 def global_drivers(risk_model, X: pd.DataFrame, *, n: int = 3000, seed: int = 0, top: int = 10,
                    n_dependence: int = 3) -> tuple[pd.DataFrame | None, dict]:
     """Mean |SHAP| (log-odds) per feature on a seeded sample of ``n`` rows, largest first, and
@@ -97,8 +84,10 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.config import DataConfig
     from riskstrat.evaluation import gate as gates
     from riskstrat.features import build_features
-    from riskstrat.io import data_fingerprint
-    from riskstrat.labels import check_horizon
+    from riskstrat.io import currency_of, data_fingerprint
+    from riskstrat.labels import check_horizon, future_cost
+    from riskstrat.outcomes import HighCost
+    from riskstrat.synth.truth import oracle_risk, read_truth
     from riskstrat.models import prior_use_score
     from riskstrat.pipelines import check_features_match, load_data
     from riskstrat.train import extract_end_of
@@ -134,13 +123,25 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     scores = {CANDIDATE: candidate.risk_model.predict_risk(features)}
     if champion:
         scores["champion"] = champion.risk_model.predict_risk(features)
+    baselines = {}
+    for name in ("logistic",):
+        fitted = tracking.load_baseline(candidate.run_id, name, uri=uri)
+        if fitted is not None:
+            baselines[name] = f"fitted in the candidate's training run {candidate.run_id} on its training rows"
+            scores[name] = fitted.predict_risk(features)
     scores["prior_use"] = prior_use_score(features)
-    oracle = _oracle(data_dir, outcome, as_of, features.index)
+    oracle = oracle_risk(read_truth(data_dir), outcome.truth_column, as_of, features.index)
     if oracle is not None:
         scores["oracle"] = oracle
+    cost = {}
+    if isinstance(outcome, HighCost):
+        cost["cost_true"] = future_cost(records, as_of, features.index, horizon_days=outcome.horizon_days).to_numpy()
+        cost["currency"] = currency_of(data_dir)
+        if candidate.risk_model.cost_estimator is not None:
+            cost["cost_pred"] = candidate.risk_model.predict_cost(features)
     stage(f"scored with {', '.join(scores)}; computing the evidence ({n_boot} bootstrap resamples)")
     evaluation = evaluate_scores(y, scores, subgroup_attributes(features), n_boot=n_boot, seed=seed,
-                                 min_group_events=min_group_events)
+                                 min_group_events=min_group_events, **cost)
     drivers, dependence = global_drivers(candidate.risk_model, features, seed=seed)
 
     gate_file = Path(card_dir) / candidate.name / gates.GATE_FILE if card_dir else None
@@ -155,7 +156,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "data_dir": str(data_dir.resolve()), "data_sha256": data_fingerprint(data_dir)["sha256"],
         "n_unlabelled": int((~keep).sum()), "sources": list(records.sources),
         "features": list(candidate.risk_model.feature_names), "created": dt.date.today().isoformat(),
-        "min_group_events": min_group_events, "n_boot": n_boot,
+        "min_group_events": min_group_events, "n_boot": n_boot, "baselines": baselines,
     }
     from riskstrat import report
 

@@ -94,8 +94,39 @@ def tables_of(evaluation, drivers: pd.DataFrame | None = None) -> dict[str, pd.D
            "recalibration": evaluation.recalibration.reset_index(), "subgroups": frame.by_group.reset_index(),
            "subgroup_gaps": pd.concat([frame.gaps("auroc"), frame.gaps("o_e_ratio")], ignore_index=True),
            "calibration_curve": evaluation.calibration_curve}
+    if evaluation.cost is not None:
+        out["cost_capture"] = evaluation.cost.capture
+        if evaluation.cost.by_decile is not None:
+            out["cost_by_decile"] = evaluation.cost.by_decile
     if drivers is not None:
         out["drivers"] = drivers
+    return out
+
+
+def _cost_tables(cost) -> dict:
+    """The cost evidence's tables for the report, money in the data set's currency."""
+    from riskstrat.io import money
+
+    def cash(values):
+        return [money(v, cost.currency) for v in values]
+
+    capture = cost.capture
+    shown = pd.DataFrame({"list": capture["list"], "ranked by": capture["model"], "people flagged": capture["flagged"],
+                          "share of all next-year cost": [f"{v:.1%}" for v in capture["cost_share"]],
+                          "mean cost of those flagged": cash(capture["mean_cost_flagged"]),
+                          "their total cost": cash(capture["cost_flagged"])}).sort_values("list", kind="stable")
+    out = {"capture": table(shown)}
+    if cost.by_decile is not None:
+        d = cost.by_decile
+        out["by_decile"] = table(pd.DataFrame({
+            "decile of predicted cost": d["decile"], "people": d["n"], "mean predicted": cash(d["mean_predicted"]),
+            "mean actual": cash(d["mean_actual"]), "actual / predicted": d["actual_to_predicted"]}))
+    if cost.summary:
+        out["summary"] = {"predicted_total": money(cost.summary["predicted_total"], cost.currency),
+                          "actual_total": money(cost.total, cost.currency), "ratio": cost.summary["cost_ratio"],
+                          "mae": money(cost.summary["cost_mae"], cost.currency)}
+    else:
+        out["summary"] = {"actual_total": money(cost.total, cost.currency)}
     return out
 
 
@@ -119,7 +150,7 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
         case_finding=table(tables["case_finding"]), recalibration=table(tables["recalibration"], digits={}),
         gaps=table(tables["subgroup_gaps"]), subgroups=subgroup_tables,
         drivers=table(drivers) if drivers is not None else None, images=images, criteria=list(criteria),
-        dependence=dependence,
+        dependence=dependence, cost=_cost_tables(evaluation.cost) if evaluation.cost is not None else None,
         candidate=evaluation.headline.loc["candidate"].to_dict())
 
 

@@ -136,12 +136,21 @@ def _onset_hazard(state: _State, age: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class _Electives:
+    rate: np.ndarray          # Poisson rate of elective admissions this month (0 if dead at its start)
+    count: np.ndarray         # admissions drawn (the draw is capped at 2)
+    cost: np.ndarray          # their total cost
+    first: np.ndarray         # the cost of the first of them (0 if none)
+
+
+@dataclass
 class _MonthOut:
     emergency: np.ndarray     # count per person
     died: np.ndarray          # bool per person
     death_day: np.ndarray     # day offset of death within the month (valid where died)
-    cost: np.ndarray          # total cost this month per person
+    cost: np.ndarray          # total cost this month per person (electives included)
     records: dict[str, list[dict[str, np.ndarray]]] | None
+    elective: _Electives | None = None
     emergency_hazard: np.ndarray | None = None
     death_hazard: np.ndarray | None = None
 
@@ -214,10 +223,17 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
         emit("ae_attendances", who, arrival_date=days_for(who), admitted=np.zeros(who.size, bool), cost=c)
 
     # Elective and maternity admissions.
-    el = np.where(alive, rng.poisson(P.ELECTIVE_RATE * np.exp(0.35 * clin + 0.02 * (np.minimum(age, 85) - 50))), 0)
-    who = np.repeat(np.arange(n), np.minimum(el, 2))
+    el_rate = P.ELECTIVE_RATE * np.exp(0.35 * clin + 0.02 * (np.minimum(age, 85) - 50))
+    el = np.minimum(np.where(alive, rng.poisson(el_rate), 0), 2)
+    who = np.repeat(np.arange(n), el)
     c = _lognormal(rng, P.COST_ELECTIVE, who.size)
     np.add.at(cost, who, c)
+    # Electives change nothing in the state, so the truth can integrate their cost out (_simulate_truth).
+    elective = _Electives(rate=np.where(alive, el_rate, 0.0), count=el, cost=np.zeros(n), first=np.zeros(n))
+    np.add.at(elective.cost, who, c)
+    if who.size:
+        first = np.r_[0, np.flatnonzero(np.diff(who)) + 1]  # who is sorted: each person's first draw
+        elective.first[who[first]] = c[first]
     if record and who.size:
         adm = days_for(who)
         emit("inpatient_spells", who, admission_date=adm, discharge_date=adm + rng.integers(0, 4, who.size),
@@ -342,7 +358,7 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
     jump = np.where(chronic, P.RECENT_JUMP_CHRONIC, P.RECENT_JUMP)
     state.recent = np.minimum(decay * state.recent + jump * np.minimum(em, 2), P.RECENT_MAX)
     state.alive = alive & ~died
-    out = _MonthOut(emergency=em, died=died, death_day=last_day, cost=cost, records=recs)
+    out = _MonthOut(emergency=em, died=died, death_day=last_day, cost=cost, records=recs, elective=elective)
     if hazards_only:
         out.emergency_hazard = np.where(alive, em_rate, 0.0)
         out.death_hazard = np.where(alive, death_rate, 0.0)
@@ -413,6 +429,9 @@ def _simulate_truth(state: _State, months: np.ndarray, t_index: int, rng: np.ran
     Emergency admission and death probabilities come from futures in which neither happens while
     their hazards accumulate (the chance of the first event is then exact given the path, so the
     estimate has little variance). Death alone and cost need the full futures, events included.
+    For the chance of a high cost each full future also keeps what lets the elective admissions'
+    cost be integrated out (:func:`high_cost_probability`): the cost without them, their expected
+    number, and (with two or more) all but one of their costs.
     """
     n = state.birth.shape[0]
     quiet = state.take(np.tile(np.arange(n), n_futures))
@@ -422,6 +441,7 @@ def _simulate_truth(state: _State, months: np.ndarray, t_index: int, rng: np.ran
     p_em = np.zeros(m)                 # P(emergency admission before death | path)
     died = np.zeros(m, bool)
     cost = np.zeros(m)
+    el_rate, el_count, el_cost, el_first = np.zeros(m), np.zeros(m, np.int64), np.zeros(m), np.zeros(m)
     for t in range(t_index, t_index + 12):
         day0 = int((months[t] - _EPOCH).astype(int))
         ndays = int((months[t + 1] - months[t]).astype(int))
@@ -433,9 +453,51 @@ def _simulate_truth(state: _State, months: np.ndarray, t_index: int, rng: np.ran
         f = _step(full, day0, ndays, rng, record=False)
         died |= f.died
         cost += f.cost
+        e = f.elective
+        el_first = np.where((el_count == 0) & (e.count > 0), e.first, el_first)
+        el_rate += e.rate
+        el_count += e.count
+        el_cost += e.cost
     shape = (n_futures, n)
+    # With two or more electives, the others' cost (the first is integrated out); -1 with fewer.
+    others = np.where(el_count >= 2, el_cost - el_first, -1.0)
     return {"p_em": p_em.reshape(shape), "p_em_or_death": (1 - survive_both).reshape(shape),
-            "died": died.reshape(shape), "cost": cost.reshape(shape)}
+            "died": died.reshape(shape), "cost": cost.reshape(shape),
+            "cost_without_electives": (cost - el_cost).reshape(shape), "elective_rate": el_rate.reshape(shape),
+            "elective_others": others.reshape(shape)}
+
+
+def _elective_cost_above(x: np.ndarray) -> np.ndarray:
+    """P(one elective admission costs more than ``x``): its lognormal's survival function."""
+    from scipy.special import ndtr
+
+    median, sigma = P.COST_ELECTIVE
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log(np.maximum(x, 1e-300) / median) / sigma
+    return np.where(x > 0, ndtr(-z), 1.0)
+
+
+def high_cost_probability(threshold: float, *, cost_without_electives: np.ndarray, elective_rate: np.ndarray,
+                          elective_others: np.ndarray) -> np.ndarray:
+    """P(cost over the horizon > ``threshold`` | the future's path), one value per simulated future.
+
+    Conditional Monte Carlo: electives change nothing in the state, so given a future's path their
+    number is a sum of monthly Poisson draws (each capped at 2) with total rate L and their costs are
+    independent lognormals. With R the cost without them,
+
+        P(C > t | path) = 1 if R > t, else L e^-L P(one costs > t - R) + P(2+ and their sum > t - R),
+
+    the first term exact, the second estimated, without bias, by the future's own draw of two or
+    more electives with the first one's cost integrated out (so one future's value can pass 1; the
+    mean over futures is the estimate). Averaged over futures this is the chance of a high cost,
+    smooth and positive where the indicator [C > t] over K futures takes K+1 values, mostly 0.
+    """
+    rest = cost_without_electives
+    one = elective_rate * np.exp(-elective_rate)
+    p = one * _elective_cost_above(threshold - rest)
+    two_or_more = elective_others >= 0
+    p = p + np.where(two_or_more, _elective_cost_above(threshold - rest - np.maximum(elective_others, 0)), 0.0)
+    return np.where(rest > threshold, 1.0, p)
 
 
 def _records_to_frames(recs: dict[str, list[dict[str, np.ndarray]]], ids: np.ndarray) -> dict[str, pd.DataFrame]:
@@ -484,7 +546,7 @@ def _chunk(first: int, n: int, chunk_no: int, *, seed: int, start: np.datetime64
                 "expected_cost": sim["cost"].mean(0),
                 "_age": _age_years(state, int((months[t] - _EPOCH).astype(int)))[alive],
             }))
-            future_costs[truth_steps[t]] = (sim["cost"], alive)
+            future_costs[truth_steps[t]] = ({k: sim[k] for k in _COST_PARTS}, alive)
         day0 = int((months[t] - _EPOCH).astype(int))
         ndays = int((months[t + 1] - months[t]).astype(int))
         step = _step(state, day0, ndays, rng, record=True, person_idx=person_idx)
@@ -567,20 +629,36 @@ def iter_population(n_people: int, *, start: str, years: int, seed: int, truth_d
             progress(done, n_people)
 
 
+_COST_PARTS = ("cost_without_electives", "elective_rate", "elective_others")
+
+
 def finish_truth(truth: pd.DataFrame, future_costs: list[dict], *, top_fraction: float = 0.05) -> pd.DataFrame:
     """Add p_high_cost: the chance a person's next-12-month cost is in the top ``top_fraction`` of
-    adults alive at the index date (threshold from the pooled simulated futures)."""
+    adults alive at the index date.
+
+    The threshold is the cost above which the adults' mean chance is exactly ``top_fraction``; each
+    person's chance is the mean over their simulated futures of :func:`high_cost_probability`.
+    """
+    from scipy.optimize import brentq
+
     if truth.empty:
         return truth
     out = []
     for date, group in truth.groupby("index_date", sort=True):
         key = str(pd.Timestamp(date).date())
-        costs = [fc[key][0] for fc in future_costs if key in fc]
+        parts = [fc[key][0] for fc in future_costs if key in fc]
+        pooled = {k: np.concatenate([p[k] for p in parts], axis=1) for k in _COST_PARTS}
         adult = group["_age"].to_numpy() >= 18
-        pooled = np.concatenate([c for c in costs], axis=1)
-        threshold = np.quantile(pooled[:, adult], 1 - top_fraction)
+        adults = {k: v[:, adult] for k, v in pooled.items()}
+
+        def excess(log_t: float) -> float:
+            return float(high_cost_probability(np.exp(log_t), **adults).mean()) - top_fraction
+
+        # The share above t falls from 1 (t = 0) to 0; the root is a cost in pounds.
+        log_t = brentq(excess, 0.0, np.log(1e9), xtol=1e-6)
         g = group.copy()
-        g["p_high_cost"] = (pooled > threshold).mean(0)
+        # Above 1 only where a few futures' unbiased draws overshoot a chance of almost 1.
+        g["p_high_cost"] = np.minimum(high_cost_probability(np.exp(log_t), **pooled).mean(0), 1.0)
         out.append(g)
     return pd.concat(out, ignore_index=True).drop(columns="_age")
 
@@ -652,7 +730,8 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
                     writers[name].write_table(arrow)
                     counts[name] = counts.get(name, 0) + len(df)
                 truths.append(truth)
-                costs.append({k: (v[0].astype(np.float32), v[1]) for k, v in fc.items()})
+                costs.append({k: ({part: a.astype(np.float32) for part, a in v[0].items()}, v[1])
+                              for k, v in fc.items()})
         finally:
             for w in writers.values():
                 w.close()
