@@ -196,3 +196,98 @@ def test_no_person_identifier_in_the_evaluation_outputs(evaluated, data_dir):
             text = path.read_text(encoding="utf-8")
             leaked += [p for p in ids if p in text][:3]
     assert not leaked, f"person ids in the evaluation outputs: {leaked}"
+
+
+# ----------------------------------------------------------------------------- high cost: baselines, cost, browser
+
+HIGH_COST = "eval-high-cost"
+
+
+@pytest.fixture(scope="module")
+def high_cost(data_dir, registry, tmp_path_factory):
+    """A high-cost model whose training run logged a logistic baseline, evaluated at AS_OF."""
+    base = [f"data.path={data_dir}", f"tracking.uri={registry['uri']}", f"tracking.registered_model={HIGH_COST}",
+            "target.name=high_cost", *SMALL, "model.baselines=[logistic, prior_use]"]
+    trained = run_training(load_config(None, base))
+    root = tmp_path_factory.mktemp("evaluation-high-cost")
+    run = run_evaluation(f"{HIGH_COST}/1", data_dir, AS_OF, out_dir=root / "report", card_dir=None,
+                         uri=registry["uri"], n_boot=20, min_events=50, log=False)
+    return run, trained
+
+
+def test_high_cost_evaluation_has_the_runs_logistic_baseline_and_the_cost(high_cost, data_dir):
+    import numpy as np
+
+    from riskstrat.config import DataConfig
+    from riskstrat.features import build_features
+    from riskstrat.labels import future_cost
+    from riskstrat.pipelines import load_data
+
+    run, trained = high_cost
+    ev = run.evaluation
+    assert list(ev.headline.index) == ["candidate", "logistic", "prior_use", "oracle"]
+    assert set(ev.comparison["versus"]) == {"logistic", "prior_use", "oracle"}
+    # The logistic baseline is the one fitted in the candidate's training run, on the same people.
+    records = load_data(DataConfig(path=data_dir))
+    features = build_features(records, AS_OF)
+    labels = trained.config.target.labels(records, AS_OF, features.index, extract_end="2025-10-31")
+    features = features[labels.notna().to_numpy()]
+    logistic = tracking.load_baseline(run.candidate.run_id, "logistic", uri=trained.config.tracking.uri)
+    np.testing.assert_allclose(ev.scores["logistic"], logistic.predict_risk(features))
+    # The cost evidence is these people's actual cost over the next year, in the data set's pounds.
+    cost = ev.cost
+    assert cost.currency == "GBP"
+    assert cost.total == pytest.approx(future_cost(records, AS_OF, features.index).sum())
+    assert cost.summary["predicted_total"] == pytest.approx(run.candidate.risk_model.predict_cost(features).sum())
+    top = cost.capture.set_index(["model", "list"])
+    assert top.loc[("by actual cost", "top 5%"), "cost_share"] >= top.loc[("candidate", "top 5%"), "cost_share"]
+    assert ev.metrics["candidate.cost_share_top_5pct"] == top.loc[("candidate", "top 5%"), "cost_share"]
+    html = (run.out_dir / "report.html").read_text(encoding="utf-8")
+    assert "What each list catches of next-year cost" in html and "£" in html
+    assert "fitted in the candidate's training run" in html
+    assert (run.out_dir / "tables" / "cost_capture.csv").exists()
+
+
+_REPORT_PROBE = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.from(document.images);
+  var out = {images: imgs.length,
+             decoded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0 && i.naturalHeight > 0; }).length,
+             shown: imgs.filter(function (i) { var b = i.getBoundingClientRect(); return b.width > 100 && b.height > 100; }).length,
+             headings: Array.from(document.querySelectorAll("h2")).map(function (h) { return h.textContent; }),
+             headlineModels: Array.from(document.querySelectorAll("h2 + p + table tbody tr td:first-child")).map(
+               function (td) { return td.textContent; }),
+             tables: document.querySelectorAll("table").length,
+             resources: performance.getEntriesByType("resource").map(function (e) { return e.name; }),
+             external: Array.from(document.querySelectorAll("[src],[href]")).map(function (e) {
+               return e.getAttribute("src") || e.getAttribute("href"); }).filter(function (u) { return !/^data:image\\/png;base64,/.test(u); })};
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_report_in_headless_chromium(high_cost, tmp_path):
+    """The report loads nothing from anywhere, every figure decodes and is displayed, the headline
+    and cost tables are there."""
+    import html as html_lib
+    import json
+
+    from riskstrat.listpage import chromium, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)")
+    run, _ = high_cost
+    page = (run.out_dir / "report.html").read_text(encoding="utf-8")
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", _REPORT_PROBE + "</body>"), encoding="utf-8")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', chromium(probe, width=1280, height=800), re.S)
+    assert found
+    seen = json.loads(html_lib.unescape(found.group(1)))
+    n_figures = len(list((run.out_dir / "figures").iterdir()))
+    assert seen["images"] == n_figures and seen["decoded"] == n_figures and seen["shown"] == n_figures, seen
+    assert seen["resources"] == [] and seen["external"] == [], seen
+    for heading in ("Headline", "Discrimination", "Calibration", "Case finding", "Cost", "Subgroups", "Global drivers"):
+        assert heading in seen["headings"], seen["headings"]
+    assert seen["headlineModels"] == ["candidate", "logistic", "prior_use", "oracle"], seen
+    assert seen["tables"] >= 10
