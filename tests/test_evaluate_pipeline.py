@@ -244,7 +244,7 @@ def test_high_cost_evaluation_has_the_runs_logistic_baseline_and_the_cost(high_c
     assert ev.metrics["candidate.cost_share_top_5pct"] == top.loc[("candidate", "top 5%"), "cost_share"]
     html = (run.out_dir / "report.html").read_text(encoding="utf-8")
     assert "What each list catches of next-year cost" in html and "£" in html
-    assert "fitted in the candidate's training run" in html
+    assert f"fitted in the candidate&#39;s training run {run.candidate.run_id} on its training rows" in html
     assert (run.out_dir / "tables" / "cost_capture.csv").exists()
 
 
@@ -255,8 +255,8 @@ window.addEventListener("load", function () {
              decoded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0 && i.naturalHeight > 0; }).length,
              shown: imgs.filter(function (i) { var b = i.getBoundingClientRect(); return b.width > 100 && b.height > 100; }).length,
              headings: Array.from(document.querySelectorAll("h2")).map(function (h) { return h.textContent; }),
-             headlineModels: Array.from(document.querySelectorAll("h2 + p + table tbody tr td:first-child")).map(
-               function (td) { return td.textContent; }),
+             headlineModels: Array.from(document.querySelector("h2 + p + table").querySelectorAll(
+               "tbody tr td:first-child")).map(function (td) { return td.textContent; }),
              tables: document.querySelectorAll("table").length,
              resources: performance.getEntriesByType("resource").map(function (e) { return e.name; }),
              external: Array.from(document.querySelectorAll("[src],[href]")).map(function (e) {
