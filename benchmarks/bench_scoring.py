@@ -26,6 +26,19 @@ fresh subprocess so that the peak RSS reported is that stage's own:
                (the explainer's "internal" model type, one thread) is timed as well, against
                LightGBM on all its threads and on one
 
+    bare       after each score (--rounds times, interleaved with it), the same work written
+               directly: the engine's aggregate queries (DuckDBEngine.aggregate_sql) on a fresh
+               DuckDB connection; one booster.predict per model (the risk model, the high-cost
+               classifier and its cost regressor) over the scored people's feature matrix;
+               booster.predict(pred_contrib=True) for the people the score run explained; and each
+               practice's listed rows written as CSV with pandas. Its parts' sum is the floor the
+               ratios compare the monthly run with (benchmarks/README.md)
+
+The ratios printed (medians over the rounds, each round's score and bare run back to back):
+scoring over bare predict (the run's "prediction" stage over the bare predict calls), writing's
+share of the monthly run, the whole run over the sum of its bare parts, and load + features over
+the bare query.
+
 With --fallback-unvalidated, a size whose validated load is killed (load_records needs more than
 18 GiB at 1M people) is scored again from unvalidated records, to time the stages after loading.
 
@@ -71,7 +84,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--test-date", default="2025-11-01", help="the test index date (default 2025-11-01)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra scoring config override, e.g. --set lists.list_size=200 (repeatable)")
-    p.add_argument("--shap-people", type=int, default=2000, help="listed people in the SHAP comparison (default 2000)")
+    p.add_argument("--shap-people", type=int, default=2000, help="listed people in the SHAP comparison (default 2000; 0 skips it: it loads "
+                        "the data with the pandas engine)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per SHAP method, best kept (default 7)")
     p.add_argument("--load-mode", choices=("validated", "unvalidated"), default="validated",
                    help="validated: run_scoring loads and validates the data itself, as `riskstrat score` does "
@@ -79,6 +93,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "hands the records to run_scoring, to time the later stages when validation does not fit")
     p.add_argument("--fallback-unvalidated", action="store_true",
                    help="when a size fails while loading, score it again with --load-mode unvalidated")
+    p.add_argument("--engine", choices=("pandas", "duckdb"), default="duckdb",
+                   help="feature engine of the monthly run (default duckdb; pandas is the reference)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="score + bare runs per size, interleaved; medians reported (default 1)")
+    p.add_argument("--store", default=None,
+                   help="MLflow store folder for the benchmark's champions: reused when it holds them (trained "
+                        "there otherwise, and kept), e.g. to train once at 100k and score 1M")
     p.add_argument("--keep", action="store_true", help="keep the MLflow store and the written lists")
     p.add_argument("--mem-limit-gib", type=float, default=18.0,
                    help="kill a stage whose resident memory passes this (default 18)")
@@ -117,7 +138,8 @@ def _scoring_config(args, data_dir: str, output_dir: str):
 
     return load_config(SCORING_CONFIG, [f"data.path={data_dir}", f"tracking.uri={_uri(args._store)}",
                                         f"models.risk={RISK_MODEL}", f"models.high_cost={COST_MODEL}",
-                                        f"output_dir={output_dir}", *args.overrides], model=ScoringConfig)
+                                        f"output_dir={output_dir}", f"engine={args.engine}", *args.overrides],
+                       model=ScoringConfig)
 
 
 def load_unvalidated(data_dir):
@@ -263,9 +285,12 @@ def w_score(args, rep: B.Reporter) -> None:
         # What run_scoring times as "writing" includes marking the lists, changes and the summary;
         # "other" is what the manifest does not time (MLflow logging, mostly).
         other_seconds=round(total - sum(timings.get(k, 0) for k in SPLIT), 2),
-        scored=scored, listed=counts["listed"], explained=counts["listed"], practices=counts["practices"],
+        scored=scored, listed=counts["listed"], explained=counts.get("explained", counts["listed"]),
+        explain=getattr(cfg.lists, "explain", "listed"), practices=counts["practices"],
         people_per_s=round(scored / total, 1), people_per_s_after_load=round(scored / pipeline, 1),
-        shap_people_per_s=round(counts["listed"] / timings["shap"], 1) if timings["shap"] else None,
+        shap_people_per_s=(round(counts.get("explained", counts["listed"]) / timings["shap"], 1)
+                           if timings["shap"] else None),
+        writing_share=round(timings["writing"] / total, 4),
         output_mib=round(B.dir_size_bytes(month) / B.MIB, 1), output_files=sum(1 for p in month.rglob("*") if p.is_file()),
         shap_additivity_max_error=manifest["shap_additivity_max_error"],
         models={k: v["version"] for k, v in manifest["models"].items()})
@@ -350,7 +375,84 @@ def w_shap(args, rep: B.Reporter) -> None:
                    np.asarray(own.expected_value).reshape(-1)[-1] - base))))
 
 
-WORKERS = {"generate": w_generate, "train": w_train, "score": w_score, "shap": w_shap}
+def w_bare(args, rep: B.Reporter) -> None:
+    """The monthly run's work written directly with DuckDB, LightGBM and pandas (the floor).
+
+    Untimed set-up: the aggregate SQL, the feature matrix of the people the last score run scored
+    (from the engine), the boosters, and that run's population.parquet (who was explained and
+    listed). Timed: the queries, the predict calls, pred_contrib and the CSVs, each alone."""
+    import duckdb
+    import numpy as np
+    import pandas as pd
+
+    from riskstrat import tracking
+    from riskstrat.engines.duckdb import DuckDBEngine
+
+    cfg = _scoring_config(args, args._datadir, args._lists)
+    as_of = _as_of(args, args._datadir)
+    month = Path(args._lists) / pd.Timestamp(as_of).strftime("%Y-%m")
+    rep.step("set-up (untimed)")
+    engine = DuckDBEngine(args._datadir)
+    queries = {name: engine.aggregate_sql(name, as_of) for name in engine.sources}
+    features = engine.features(as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    del engine
+    population = pd.read_parquet(month / "population.parquet")
+    features = features.loc[population["person_id"].to_numpy()]  # the people scored (opt-outs removed)
+    risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri).risk_model
+    cost = tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri).risk_model
+    M = features[risk.feature_names].to_numpy(dtype="float64")
+    M_cost = M if cost.feature_names == risk.feature_names else features[cost.feature_names].to_numpy(dtype="float64")
+    # Who the run explained: the listed people (before the hold-out), or everyone with lists.explain=all.
+    everyone = getattr(cfg.lists, "explain", "listed") == "all"
+    explained = np.ones(len(M), bool) if everyone else population["listed"].to_numpy()
+    M_explained = M[explained]
+    shown = population.loc[population["listed"] & ~population["holdout"]]
+    list_columns = ["person_id", "practice_rank", "age", "sex", "risk", "tier", "groups", "high_cost_risk",
+                    "predicted_cost_band", "emergency_admissions_12m", "ae_attendances_12m", "emergency_bed_days_12m",
+                    "reasons", "new_this_month"]
+    out_root = Path(args._lists) / "bare-csv"
+    shutil.rmtree(out_root, ignore_errors=True)
+    del features
+    times = {}
+
+    rep.step("bare query")
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    persons = str(Path(args._datadir) / "persons.parquet").replace("'", "''")
+    con.execute("CREATE TEMP TABLE persons AS SELECT person_id, CAST(birth_date AS DATE) AS birth_date, "
+                f"CAST(death_date AS DATE) AS death_date FROM read_parquet('{persons}')")
+    rows = sum(len(con.execute(sql).df()) for sql in queries.values())
+    con.close()
+    times["query"] = time.perf_counter() - t0
+
+    rep.step("bare predict")
+    t0 = time.perf_counter()
+    risk.estimator.booster_.predict(M)
+    cost.estimator.booster_.predict(M_cost)
+    if cost.cost_estimator is not None:
+        cost.cost_estimator.booster_.predict(M_cost)
+    times["predict"] = time.perf_counter() - t0
+
+    rep.step("bare pred_contrib")
+    t0 = time.perf_counter()
+    risk.estimator.booster_.predict(M_explained, pred_contrib=True)
+    times["pred_contrib"] = time.perf_counter() - t0
+
+    rep.step("bare CSVs")
+    t0 = time.perf_counter()
+    for practice, part in shown.groupby(shown["practice_id"].fillna("no-registered-practice"), sort=False):
+        folder = out_root / str(practice)
+        folder.mkdir(parents=True)
+        part[list_columns].sort_values("practice_rank").to_csv(folder / "list.csv", index=False)
+    times["csv"] = time.perf_counter() - t0
+    shutil.rmtree(out_root, ignore_errors=True)
+
+    rep.update(seconds=round(sum(times.values()), 3), parts_seconds={k: round(v, 3) for k, v in times.items()},
+               aggregate_rows=rows, people=len(M), explained=int(explained.sum()), csv_files=int(shown["practice_id"]
+                                                                                              .nunique(dropna=False)))
+
+
+WORKERS = {"generate": w_generate, "train": w_train, "score": w_score, "shap": w_shap, "bare": w_bare}
 
 
 # ----------------------------------------------------------------------------- parent
@@ -383,6 +485,40 @@ def _summary_rows(doc: dict) -> list[dict]:
     return rows
 
 
+def _ratios(score: dict, bare: dict) -> dict:
+    """The issue's ratios for one round (score and bare run back to back)."""
+    t, parts = score["timings_seconds"], bare["parts_seconds"]
+    return {"prediction_over_bare_predict": round(t["prediction"] / parts["predict"], 2),
+            "writing_share_of_run": round(t["writing"] / score["seconds"], 3),
+            "run_over_bare_sum": round(score["seconds"] / bare["seconds"], 2),
+            "load_features_over_bare_query": round((t["load"] + t["features"]) / parts["query"], 2)}
+
+
+def _median_ratios(rounds: list[dict]) -> dict | None:
+    import statistics
+
+    done = [_ratios(r["score"], r["bare"]) for r in rounds
+            if r["score"].get("status") == "ok" and r["bare"].get("status") == "ok"]
+    if not done:
+        return None
+    out = {k: round(statistics.median(d[k] for d in done), 3) for k in done[0]}
+    scores = [r["score"] for r in rounds if r["score"].get("status") == "ok"]
+    bares = [r["bare"] for r in rounds if r["bare"].get("status") == "ok"]
+    out["run_seconds"] = round(statistics.median(r["seconds"] for r in scores), 2)
+    out["bare_seconds"] = round(statistics.median(b["seconds"] for b in bares), 2)
+    for part in bares[0]["parts_seconds"]:
+        out[f"bare_{part}_seconds"] = round(statistics.median(b["parts_seconds"][part] for b in bares), 3)
+    for stage in SPLIT:
+        out[f"{stage}_seconds"] = round(statistics.median(r["timings_seconds"][stage] for r in scores), 3)
+    out["rounds"] = len(done)
+    out["loadavg"] = [r["score"].get("loadavg_start") for r in rounds]
+    return out
+
+
+TARGETS = {"prediction_over_bare_predict": 1.2, "writing_share_of_run": 0.10, "run_over_bare_sum": 1.3,
+           "load_features_over_bare_query": 1.5}
+
+
 def _record(doc: dict, out_path: Path, where: dict, key: str, result: dict) -> dict:
     result["status"] = "ok" if result.get("ok") else "FAILED"
     where[key] = result
@@ -409,10 +545,17 @@ def _run_all(args, doc: dict, out_path: Path, sizes: list[int], workdir: Path, s
     if train_dir is None:
         print("[bench_scoring] no data set to train on", flush=True)
         return 1
-    train = _record(doc, out_path, doc, "train", worker("train", 0, train_dir))
-    doc["train"]["data_dir"] = str(train_dir)
+    trained_file = Path(args._store) / "trained.json"
+    if trained_file.exists():  # --store with the champions already in it
+        train = doc["train"] = {**json.loads(trained_file.read_text()), "status": "reused"}
+        print(f"[bench_scoring] reusing the champions in {args._store}", flush=True)
+    else:
+        train = _record(doc, out_path, doc, "train", worker("train", 0, train_dir))
+        doc["train"]["data_dir"] = str(train_dir)
+        if train["status"] == "ok":
+            trained_file.write_text(json.dumps(train, indent=1, default=str))
     B.write_json(out_path, doc)
-    if train["status"] != "ok":
+    if train["status"] not in ("ok", "reused"):
         print(f"[bench_scoring] training FAILED: {train.get('failure')}", flush=True)
         return 1
     for name, m in train["models"].items():
@@ -438,7 +581,29 @@ def _run_all(args, doc: dict, out_path: Path, sizes: list[int], workdir: Path, s
         t = r["timings_seconds"]
         print(f"[bench_scoring] {n:,}: scored {r['scored']:,} in {r['seconds']:.1f} s "
               f"({', '.join(f'{k} {t[k]:.1f}' for k in SPLIT)}); peak {r['peak_rss_mib']:,.0f} MiB", flush=True)
-        if doc["shap_comparison"] is None:
+        entry["rounds"] = []
+        for round_ in range(max(1, args.rounds)):
+            if round_:  # later rounds: another score run into a fresh folder
+                shutil.rmtree(lists_dir, ignore_errors=True)
+                r = worker("score", n, data_dirs[n], lists_dir, load_mode=r.get("load_mode"))
+                r["status"] = "ok" if r.get("ok") else "FAILED"
+                if r["status"] != "ok":
+                    print(f"[bench_scoring] {n:,}: score round {round_ + 1} FAILED: {r.get('failure')}", flush=True)
+                    break
+            bare = worker("bare", n, data_dirs[n], lists_dir, load_mode=r.get("load_mode"))
+            bare["status"] = "ok" if bare.get("ok") else "FAILED"
+            entry["rounds"].append({"score": r, "bare": bare})
+            B.write_json(out_path, doc)
+            if bare["status"] != "ok":
+                print(f"[bench_scoring] {n:,}: bare FAILED in {bare.get('step')}: {bare.get('failure')}", flush=True)
+                break
+            ratios = _ratios(r, bare)
+            print(f"[bench_scoring] {n:,} round {round_ + 1}: run {r['seconds']:.1f} s, bare {bare['seconds']:.1f} s "
+                  f"({', '.join(f'{k} {v:.2f}' for k, v in bare['parts_seconds'].items())}); "
+                  + ", ".join(f"{k} {v}" for k, v in ratios.items()), flush=True)
+        entry["ratios"] = _median_ratios(entry["rounds"])
+        B.write_json(out_path, doc)
+        if doc["shap_comparison"] is None and args.shap_people > 0:
             s = _record(doc, out_path, doc, "shap_comparison",
                         worker("shap", n, data_dirs[n], lists_dir, load_mode=r.get("load_mode")))
             s["size"] = n
@@ -468,8 +633,9 @@ def main(argv: list[str]) -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"{args.name}-", dir=workdir))
-    store = scratch / "mlflow"
-    store.mkdir()
+    store = Path(args.store) if args.store else scratch / "mlflow"
+    store.mkdir(parents=True, exist_ok=True)
+    args._store = str(store)
     out_path = B.RESULTS_DIR / f"{args.name}.json"
     doc = {"benchmark": "scoring",
            "settings": {"sizes": sizes, "data": args.data, "train_data": args.train_data,
@@ -486,7 +652,7 @@ def main(argv: list[str]) -> int:
     passthrough = ["--seed", str(args.seed), "--futures", str(args.futures), "--n-estimators", str(args.n_estimators),
                    "--train-date", args.train_date, "--test-date", args.test_date, "--shap-people",
                    str(args.shap_people), "--repeats", str(args.repeats), "--workdir", args.workdir,
-                   "--name", args.name, "--_store", str(store)]
+                   "--name", args.name, "--_store", str(store), "--engine", args.engine]
     passthrough += [x for o in args.overrides for x in ("--set", o)]
     passthrough += ["--timeout-min", str(args.timeout_min)]
     if args.as_of:
@@ -506,7 +672,7 @@ def main(argv: list[str]) -> int:
         code = _run_all(args, doc, out_path, sizes, workdir, scratch, worker)
     finally:
         if not args.keep:
-            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)  # a --store outside the scratch folder stays
         else:
             print(f"[bench_scoring] kept the store and lists in {scratch}", flush=True)
     if code is not None:
@@ -521,6 +687,21 @@ def main(argv: list[str]) -> int:
         ("total", "total s"), ("scored", "scored"), ("listed", "listed"), ("people_per_s", "people/s"),
         ("after_load", "people/s after load"), ("peak_rss_mib", "peak RSS MiB"), ("loadavg", "load avg"),
         ("note", "note")]))
+    for size, entry in doc["sizes"].items():
+        ratios = entry.get("ratios")
+        if not ratios:
+            continue
+        print(f"\n{int(size):,} people, {ratios['rounds']} round(s), engine {args.engine} (medians; load averages at "
+              f"each run's start {ratios['loadavg']}):")
+        print(f"  monthly run {ratios['run_seconds']:.1f} s (load {ratios['load_seconds']:.1f}, features "
+              f"{ratios['features_seconds']:.1f}, prediction {ratios['prediction_seconds']:.2f}, SHAP "
+              f"{ratios['shap_seconds']:.2f}, writing {ratios['writing_seconds']:.2f}); bare parts "
+              f"{ratios['bare_seconds']:.1f} s (query {ratios['bare_query_seconds']:.1f}, predict "
+              f"{ratios['bare_predict_seconds']:.2f}, pred_contrib {ratios['bare_pred_contrib_seconds']:.2f}, CSVs "
+              f"{ratios['bare_csv_seconds']:.2f})")
+        for key, target in TARGETS.items():
+            value = ratios[key]
+            print(f"  {key.replace('_', ' ')}: {value:g} (target <= {target:g}: {'met' if value <= target else 'NOT met'})")
     s = doc["shap_comparison"]
     if s and s.get("status") == "ok":
         print(f"\nSHAP on {s['people']:,} listed people ({s['trees']} trees, best iteration {s['best_iteration']}):\n"

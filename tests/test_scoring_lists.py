@@ -904,3 +904,32 @@ def test_page_settings_come_from_the_lists_config(tmp_path):
     names.write_text("code,title\nP001,x\n", encoding="utf-8")
     with pytest.raises(ValueError, match="practice_id and name"):
         _page_settings(cfg)
+
+
+# ----------------------------------------------------------------------------- grouped once, same answers
+
+
+def test_practice_lists_split_once_equal_each_practice_filtered_alone(features, model):
+    pop = score_month(features, model)
+    pop.loc[pop.index[::17], "practice_id"] = None  # people with no registered practice: a list of their own
+    tables = lists.practice_lists(pop, list_size=LIST_SIZE)
+    assert sorted(tables) == ["P001", "P002", "P003", lists.NO_PRACTICE]
+    for pid, table in tables.items():
+        pd.testing.assert_frame_equal(table, lists.practice_list(pop, pid, list_size=LIST_SIZE))
+    # Everyone shown is on exactly one list.
+    shown = pop["listed"] & ~pop["holdout"]
+    assert sum(len(t) for t in tables.values()) == int(shown.sum())
+
+
+def test_summary_group_counts_equal_counting_each_persons_groups(features, model):
+    pop = score_month(features, model)
+    pop.loc[pop.index[:3], "groups"] = "frequent users; frequent users of A&E"
+    pop.loc[pop.index[3:6], "groups"] = "frequent users of A&E"  # holds "frequent users" as text, not as a group
+    summary = lists.commissioner_summary(pop, list_size=LIST_SIZE, groups=[
+        *DEFAULT_GROUPS, GroupRule(name="frequent users of A&E", min_ae_attendances_12m=99)])
+    for _, row in summary.iterrows():
+        part = pop if row["practice_id"] == "all practices" else pop[pop["practice_id"] == row["practice_id"]]
+        names = part["groups"].fillna("").astype(str).str.split("; ")
+        for g in [*DEFAULT_GROUPS]:
+            assert row[f"group: {g.name}"] == sum(g.name in n for n in names), (row["practice_id"], g.name)
+        assert row["group: frequent users of A&E"] == sum("frequent users of A&E" in n for n in names)

@@ -243,6 +243,9 @@ class ListsConfig(_Strict):
         default_factory=lambda: ["very high"],
         description="Tiers never held back: by default everyone in the very high tier is shown (clinicians will "
                     "not accept hiding the people most at risk); the fraction applies to the other listed people.")
+    explain: Literal["listed", "all"] = Field(
+        "listed", description="Whose reasons are computed (exact SHAP): the listed people (default), or everyone "
+                              "scored (reasons for all in population.parquet; about 4,500 people/s on 2 cores).")
     demographic_reasons: bool = Field(False, description="Show age, sex and deprivation as reasons (they are "
                                                          "columns of every list already; off by default).")
     practice_names: dict[str, str] = Field(default_factory=dict,

@@ -359,23 +359,19 @@ def _has_any(population: pd.DataFrame, column: str) -> bool:
     return column in population and population[column].notna().any()
 
 
-def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int) -> pd.DataFrame:
-    """A practice's case-finding list for coordinators: its top ``list_size`` people, minus the hold-out.
-
-    Only that practice's people; ``Rank`` is the position on this list (1 = highest risk).
-    Columns: :data:`PRACTICE_LIST_COLUMNS` (the cost columns only when predicted).
-    ``practice_id`` :data:`NO_PRACTICE` gives the list of the people without a registered practice.
-    """
-    practice_id = str(practice_id)
-    in_practice = list_key(population) == practice_id
-    if not in_practice.any():
-        raise ValueError(f"practice {practice_id!r} has nobody in the scored population")
-    shown = in_practice & listed_mask(population, list_size=list_size)
+def _shown(population: pd.DataFrame, list_size: int) -> pd.Series:
+    """The people the practices see: listed, not held out."""
+    shown = listed_mask(population, list_size=list_size)
     if "holdout" in population:
         shown &= ~population["holdout"].fillna(False).astype(bool)
-    rows = population.loc[shown].sort_values("practice_rank")
+    return shown
+
+
+def _list_table(population: pd.DataFrame, rows: pd.DataFrame, rank=None) -> pd.DataFrame:
+    """The coordinator's table for ``rows`` (shown people, in list order), ranked ``rank`` (default
+    1, 2, ...); ``population`` decides which optional columns every list has."""
     table = pd.DataFrame({
-        "Rank": np.arange(1, len(rows) + 1, dtype="int64"),
+        "Rank": np.arange(1, len(rows) + 1, dtype="int64") if rank is None else np.asarray(rank, dtype="int64"),
         "Person ID": rows["person_id"].astype("str").to_numpy(),
         "Age": np.floor(rows["age"]).astype("Int64").to_numpy(),
         "Sex": rows["sex"].astype("str").to_numpy(),
@@ -397,11 +393,40 @@ def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int)
     return table
 
 
+def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int) -> pd.DataFrame:
+    """A practice's case-finding list for coordinators: its top ``list_size`` people, minus the hold-out.
+
+    Only that practice's people; ``Rank`` is the position on this list (1 = highest risk).
+    Columns: :data:`PRACTICE_LIST_COLUMNS` (the cost columns only when predicted).
+    ``practice_id`` :data:`NO_PRACTICE` gives the list of the people without a registered practice.
+    """
+    practice_id = str(practice_id)
+    in_practice = list_key(population) == practice_id
+    if not in_practice.any():
+        raise ValueError(f"practice {practice_id!r} has nobody in the scored population")
+    return _list_table(population, population.loc[in_practice & _shown(population, list_size)].sort_values(
+        "practice_rank"))
+
+
 def practice_lists(population: pd.DataFrame, *, list_size: int) -> dict[str, pd.DataFrame]:
     """:func:`practice_list` for every practice in the population, keyed by practice id (and
-    :data:`NO_PRACTICE` for the people without one, when there are any)."""
-    return {pid: practice_list(population, pid, list_size=list_size)
-            for pid in sorted(list_key(population).unique())}
+    :data:`NO_PRACTICE` for the people without one, when there are any).
+
+    The population is split once (not filtered again for each practice): the time grows with the
+    population plus the listed people, not with practices times population.
+    """
+    keys = list_key(population)
+    shown = _shown(population, list_size).to_numpy()
+    rows = population.loc[shown].assign(_list=keys[shown].to_numpy()).sort_values(["_list", "practice_rank"])
+    # Every list's table built at once, then cut at the list boundaries (rows are sorted by list).
+    table = _list_table(population, rows, rank=rows.groupby("_list", sort=False).cumcount().to_numpy() + 1)
+    names, starts, sizes = np.unique(rows["_list"].to_numpy(dtype=str), return_index=True, return_counts=True)
+    where = {str(k): (int(a), int(n)) for k, a, n in zip(names, starts, sizes)}
+    out = {}
+    for pid in sorted(keys.unique()):
+        start, size = where.get(pid, (0, 0))
+        out[pid] = table.iloc[start:start + size].reset_index(drop=True)
+    return out
 
 
 def commissioner_summary(population: pd.DataFrame, *, list_size: int,
@@ -424,18 +449,22 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
     pop["_held"] = pop["holdout"].fillna(False).astype(bool) if "holdout" in pop else False
     tiers = (list(pop["tier"].cat.categories) if isinstance(pop["tier"].dtype, pd.CategoricalDtype)
              else sorted(pop["tier"].astype("str").unique()))
-    memberships = pop["groups"].fillna("").astype("str").str.split(GROUP_SEPARATOR)
+    joined = pop["groups"].fillna("").astype("str")
     group_names = [g.name for g in groups] if groups is not None else sorted(
-        {g for names in memberships for g in names if g})
+        {g for names in joined.unique() for g in str(names).split(GROUP_SEPARATOR) if g})
+    # One membership column per group, found once for everyone (a whole item of the joined names).
+    padded = GROUP_SEPARATOR + joined + GROUP_SEPARATOR
+    for k, name in enumerate(group_names):
+        pop[f"_group_{k}"] = padded.str.contains(GROUP_SEPARATOR + name + GROUP_SEPARATOR, regex=False).to_numpy()
 
-    def summarise(part: pd.DataFrame, member: pd.Series) -> dict:
+    def summarise(part: pd.DataFrame) -> dict:
         listed = part.loc[part["_listed"], "risk"]
         row = {"people": len(part)}
         counts = part["tier"].astype("str").value_counts()
         for tier in tiers:
             row[f"tier: {tier}"] = int(counts.get(tier, 0))
-        for name in group_names:
-            row[f"group: {name}"] = int(member.map(lambda names, n=name: n in names).sum())
+        for k, name in enumerate(group_names):
+            row[f"group: {name}"] = int(part[f"_group_{k}"].sum())
         row["expected people with the outcome"] = round(float(part["risk"].sum()), 2)  # outcome: manifest.json
         row["listed"] = int(part["_listed"].sum())
         row["held out"] = int((part["_listed"] & part["_held"]).sum())
@@ -452,11 +481,11 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
     rows = []
     for pid, part in pop.groupby("practice_id", sort=True):
         if pid != NO_PRACTICE:
-            rows.append({"practice_id": pid, **summarise(part, memberships.loc[part.index])})
+            rows.append({"practice_id": pid, **summarise(part)})
     unregistered = pop["practice_id"] == NO_PRACTICE
     if unregistered.any():
-        rows.append({"practice_id": _NO_PRACTICE_ROW, **summarise(pop[unregistered], memberships[unregistered])})
-    rows.append({"practice_id": "all practices", **summarise(pop, memberships)})
+        rows.append({"practice_id": _NO_PRACTICE_ROW, **summarise(pop[unregistered])})
+    rows.append({"practice_id": "all practices", **summarise(pop)})
     return pd.DataFrame(rows)
 
 
@@ -637,11 +666,8 @@ def _tier_definitions(population: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _holdout_notice(population: pd.DataFrame, key: str, rule: Mapping | None) -> dict | None:
-    if "holdout" not in population:
-        return None
-    mine = list_key(population) == key
-    held = int((population["holdout"].fillna(False).astype(bool) & mine).sum())
+def _holdout_notice(held: int, rule: Mapping | None) -> dict | None:
+    """What a list says about its ``held`` people held back this month (None when nobody is)."""
     if not held:
         return None
     rule = rule or {}
@@ -717,12 +743,22 @@ def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str,
             raise ValueError(f"the list for practice {pid!r} holds {len(foreign)} people who are not its patients")
 
 
-def _tier_counts(population: pd.DataFrame, practice_id: str, table: pd.DataFrame) -> pd.DataFrame:
+def _registered_by_tier(population: pd.DataFrame, keys: pd.Series) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """The tiers in order, and each list's people per tier (one pass over the population)."""
     tiers = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
              else sorted(population["tier"].astype("str").unique()))
-    mine = population.loc[list_key(population) == practice_id, "tier"].astype("str")
-    return pd.DataFrame({"registered": [int((mine == t).sum()) for t in tiers],
-                         "on list": [int((table["Tier"] == t).sum()) for t in tiers]}, index=tiers)
+    counts = pd.Series(1, index=pd.MultiIndex.from_arrays(
+        [keys.to_numpy(), population["tier"].astype("str").to_numpy()])).groupby(level=[0, 1]).sum()
+    by_key: dict[str, dict[str, int]] = {}
+    for (key, tier), n in counts.items():
+        by_key.setdefault(str(key), {})[str(tier)] = int(n)
+    return tiers, by_key
+
+
+def _tier_counts(tiers: Sequence[str], registered: Mapping[str, int], table: pd.DataFrame) -> pd.DataFrame:
+    on_list = table["Tier"].value_counts()
+    return pd.DataFrame({"registered": [int(registered.get(t, 0)) for t in tiers],
+                         "on list": [int(on_list.get(t, 0)) for t in tiers]}, index=list(tiers))
 
 
 DEFAULT_FIND_PERSON = ("The Person ID is a pseudonym: ask the team named under 'Who to ask' for your practice's "
@@ -782,6 +818,13 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     tier_words = _tier_definitions(population)
     group_words = [{"name": g.name, "definition": describe_group(g)} for g in groups]
     keys = list_key(population)
+    # Each practice's counts and changes, found in one pass (not by filtering everyone per practice).
+    people_by_key = keys.value_counts().to_dict()
+    tier_order_list, registered = _registered_by_tier(population, keys)
+    held_by_key = (keys[population["holdout"].fillna(False).astype(bool).to_numpy()].value_counts().to_dict()
+                   if "holdout" in population else {})
+    changes_by_key = (dict(tuple(changes.groupby(changes["practice_id"].astype("str").to_numpy(), sort=False)))
+                      if changes is not None else {})
     month_words = _month_words(manifest)
     created = _created(manifest)
     names = {str(k): str(v) for k, v in (practice_names or {}).items()}
@@ -800,13 +843,13 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
             label = ("people with no registered practice" if unregistered else
                      f"{names[str(pid)]} ({pid})" if str(pid) in names else f"practice {pid}")
             title = f"Case-finding list: {label}" + (f", {month_words}" if month_words else "")
-            people = int((keys == str(pid)).sum())
+            people = int(people_by_key.get(str(pid), 0))
             whom = "adults with no registered practice" if unregistered else "registered adults"
             intro = (f"The {len(table)} people of {people} {whom} with the highest estimated risk of {outcome_words} "
                      f"{horizon_words}, highest first.")
-            counts = _tier_counts(population, str(pid), table)
+            counts = _tier_counts(tier_order_list, registered.get(str(pid), {}), table)
             _write_csv(table, folder / "list.csv")
-            held_back = _holdout_notice(population, str(pid), manifest.get("holdout"))
+            held_back = _holdout_notice(int(held_by_key.get(str(pid), 0)), manifest.get("holdout"))
             about = [intro + data_end, *([] if identified else [f"Finding each person: {find_person}"]),
                      *([f"Who to ask: {contact}"] if contact else []),
                      *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
@@ -827,7 +870,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                 notes=how_to_read, groups=group_words, provenance=provenance, outcome_words=outcome_words,
                 horizon_words=horizon_words)
             if changes is not None:
-                mine = changes.loc[changes["practice_id"].astype("str") == str(pid)]
+                mine = changes_by_key.get(str(pid), changes.iloc[:0])
                 _write_csv(mine.drop(columns="practice_id").reset_index(drop=True), folder / "changes.csv")
         _write_csv(summary, tmp / "summary.csv")
         files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}

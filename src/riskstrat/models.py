@@ -1,8 +1,9 @@
 """The risk models: LightGBM with held-out calibration, a logistic baseline and the prior-use rule.
 
 A fitted model is a :class:`RiskModel`: feature names, the estimator and its calibrator. It gives
-calibrated risks (``predict_risk``), raw log-odds (``raw_score``) and exact per-person SHAP
-contributions (``contributions``, LightGBM's native TreeSHAP) for explanations.
+calibrated risks (``predict_risk``), raw log-odds (``raw_score``), both from one pass of the model
+(``risk_and_raw_score``: the calibrator maps the raw score, which is what it was fitted on) and
+exact per-person SHAP contributions (``contributions``, LightGBM's native TreeSHAP) for explanations.
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ class RiskModel:
         # Calibrators (isotonic above all) can reach 0 or 1; no model of these records is certain.
         return np.clip(p, RISK_FLOOR, RISK_CEILING)
 
+    def risk_and_raw_score(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated risk and raw score for each row of ``X`` from one pass of the model.
+
+        A LightGBM model's sigmoid or isotonic calibrator was fitted on the classifier's raw margin
+        (``decision_function``), so it maps :meth:`raw_score` to the same risk as
+        :meth:`predict_risk` without a second pass over the trees. Models whose calibrator was fitted
+        on something else (or that have none) get their risk from :meth:`predict_risk` instead.
+        """
+        raw = self.raw_score(X)
+        risk = self.risk_from_raw_score(raw)
+        return (risk if risk is not None else self.predict_risk(X)), raw
+
+    def risk_from_raw_score(self, raw) -> np.ndarray | None:
+        """The calibrated risk for raw scores (:meth:`raw_score`), or None when the calibrator does
+        not read the raw score (then only :meth:`predict_risk` gives the risk)."""
+        mapped = _calibrated_from_margin(self.calibrator, self.estimator, np.asarray(raw, dtype="float64"))
+        return None if mapped is None else np.clip(mapped, RISK_FLOOR, RISK_CEILING)
+
     def predict_cost(self, X: pd.DataFrame) -> np.ndarray:
         """Expected health and social care cost over the horizon (pounds), if the model has one."""
         if self.cost_estimator is None:
@@ -65,6 +84,34 @@ class RiskModel:
         M = _as_matrix(X, self.feature_names)
         contrib = self.estimator.booster_.predict(M, pred_contrib=True)
         return pd.DataFrame(contrib[:, :-1], index=X.index, columns=self.feature_names), contrib[:, -1]
+
+
+def _calibrated_from_margin(calibrator, estimator, margin: np.ndarray) -> np.ndarray | None:
+    """What ``calibrator.predict_proba(X)[:, 1]`` gives, from ``estimator``'s raw margin on ``X``.
+
+    Follows scikit-learn's ``_CalibratedClassifier.predict_proba`` for a binary sigmoid or isotonic
+    calibration of a frozen ``estimator`` read through its ``decision_function`` (LightGBM >= 4.7):
+    each calibrator maps the margin, the tiny overshoot above 1 is cut, and the calibrated
+    classifiers are averaged. Anything else returns None.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.utils.validation import _check_response_method
+
+    if (not isinstance(calibrator, CalibratedClassifierCV) or calibrator.method not in ("sigmoid", "isotonic")
+            or len(getattr(calibrator, "classes_", ())) != 2):
+        return None
+    total = np.zeros(len(margin))
+    for calibrated in calibrator.calibrated_classifiers_:
+        inner = getattr(calibrated.estimator, "estimator", calibrated.estimator)  # FrozenEstimator's model
+        if inner is not estimator or len(calibrated.calibrators) != 1:
+            return None
+        if _check_response_method(calibrated.estimator, ["decision_function", "predict_proba"]).__name__ \
+                != "decision_function":
+            return None  # fitted on probabilities (LightGBM before 4.7 had no decision_function)
+        proba = np.asarray(calibrated.calibrators[0].predict(margin), dtype="float64")
+        proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
+        total += proba
+    return total / len(calibrator.calibrated_classifiers_)
 
 
 def fit_lightgbm(X_train: pd.DataFrame, y_train: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray, *,

@@ -214,11 +214,15 @@ def previous_month(output_dir, month: str) -> tuple[str | None, pd.DataFrame | N
     return earlier[-1], pd.read_parquet(root / earlier[-1] / "population.parquet")
 
 
-def _chunked(fn, frame: pd.DataFrame, size: int) -> np.ndarray:
-    """``fn`` over ``frame`` in chunks of ``size`` rows (bounded memory), results joined."""
-    if not len(frame):
+def _chunked(fn, frame: pd.DataFrame, size: int):
+    """``fn`` over ``frame`` in chunks of ``size`` rows (bounded memory), results joined; an ``fn``
+    that returns a tuple of arrays gives a tuple of joined arrays."""
+    parts = [fn(frame.iloc[i:i + size]) for i in range(0, len(frame), size)]
+    if not parts:
         return np.zeros(0)
-    return np.concatenate([fn(frame.iloc[i:i + size]) for i in range(0, len(frame), size)])
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(column) for column in zip(*parts))
+    return np.concatenate(parts)
 
 
 def data_end_of(cfg_data, records=None) -> tuple[pd.Timestamp | None, str]:
@@ -264,6 +268,35 @@ def _drift(model, features: pd.DataFrame, risk: np.ndarray, *, stage: Stage) -> 
           f"{len(report['alert'])} features alert (PSI > 0.25){': ' + ', '.join(report['alert'][:5]) if report['alert'] else ''}, "
           f"{len(report['warn'])} warn (PSI > 0.1)")
     return report
+
+
+# People explained per chunk: a progress line each, and the contributions of 50,000 people take
+# about 20 MiB per 52 features.
+EXPLAIN_CHUNK = 50_000
+
+
+def explain_people(model, features: pd.DataFrame, raw_score, *, n: int, currency: str = "GBP",
+                   demographic_reasons: bool = False, money_reasons: bool = False, chunk_size: int = EXPLAIN_CHUNK,
+                   stage: Stage = _quiet) -> tuple[pd.DataFrame | None, float]:
+    """Exact SHAP reasons (:func:`riskstrat.reasons.top_reasons`) for every row of ``features``, in
+    chunks of ``chunk_size`` people with a progress line after each; returns the reasons (None for
+    nobody) and the largest SHAP additivity error against ``raw_score`` (the model's raw score for
+    the same rows, already computed by the prediction: no second pass)."""
+    from riskstrat.reasons import check_additivity, top_reasons
+
+    raw_score = np.asarray(raw_score, dtype="float64")
+    parts, max_error, started = [], 0.0, time.perf_counter()
+    for i in range(0, len(features), chunk_size):
+        chunk = features.iloc[i:i + chunk_size]
+        shap_values, base = model.contributions(chunk)
+        max_error = max(max_error, check_additivity(shap_values, base, raw_score[i:i + chunk_size]))
+        parts.append(top_reasons(shap_values, chunk, n=n, currency=currency, demographic_reasons=demographic_reasons,
+                                 money_reasons=money_reasons))
+        done = min(i + chunk_size, len(features))
+        seconds = time.perf_counter() - started
+        stage(f"explaining: {done:,} of {len(features):,} people"
+              + (f" ({done / seconds:,.0f} people/s)" if seconds > 0 else ""))
+    return (pd.concat(parts) if parts else None), max_error
 
 
 class PublishedButNotTrackedError(RiskstratError):
@@ -469,7 +502,6 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     from riskstrat import lists, publish
     from riskstrat.io import currency_of
     from riskstrat.privacy import PseudonymKeyError, canonical_lookup
-    from riskstrat.reasons import check_additivity, top_reasons
     from riskstrat.tiers import DEFAULT_GROUPS, GroupRule
 
     currency = currency_of(cfg.data.path)
@@ -484,36 +516,38 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
 
     t = time.perf_counter()
     size = cfg.chunk_size
-    risk_values = _chunked(risk.risk_model.predict_risk, features, size)
+    # One pass of each model per person: the calibrated risk comes from the raw score, which also
+    # ranks (the same order as the calibrated risk, without its ties).
+    risk_values, raw = _chunked(risk.risk_model.risk_and_raw_score, features, size)
     high_cost_risk = predicted_cost = None
     if cost:
         high_cost_risk = _chunked(cost.risk_model.predict_risk, features, size)
         if cost.risk_model.cost_estimator is not None:
             predicted_cost = _chunked(cost.risk_model.predict_cost, features, size)
     groups = [GroupRule.model_validate(g) for g in cfg.lists.groups] if cfg.lists.groups else DEFAULT_GROUPS
-    # Rank by the model's raw score: the same order as the calibrated risk, without its ties.
-    raw = _chunked(risk.risk_model.raw_score, features, size)
     population = lists.rank_population(features, risk_values, high_cost_risk=high_cost_risk,
                                        predicted_cost=predicted_cost, tier_cutoffs=cfg.lists.tiers, groups=groups,
                                        rank_score=raw, currency=currency)
     timings["prediction"] = time.perf_counter() - t
     drift = _drift(risk.risk_model, features, risk_values, stage=stage)
 
-    # Explain the people who go on lists (exact TreeSHAP is ~1000x slower than prediction).
+    # Explain the people who go on lists (exact TreeSHAP is ~1000x slower than prediction), or
+    # everyone with lists.explain = "all".
     t = time.perf_counter()
-    listed = population.loc[lists.listed_mask(population, list_size=cfg.lists.list_size), "person_id"]
-    explain = features.loc[listed.to_numpy()]
-    parts, max_error = [], 0.0
-    for i in range(0, len(explain), size):
-        chunk = explain.iloc[i:i + size]
-        shap_values, base = risk.risk_model.contributions(chunk)
-        max_error = max(max_error, check_additivity(shap_values, base, risk.risk_model.raw_score(chunk)))
-        parts.append(top_reasons(shap_values, chunk, n=cfg.lists.reasons, currency=currency,
-                                 demographic_reasons=cfg.lists.demographic_reasons,
-                                 money_reasons=_outcome_of(risk.risk_model)["name"] == "high_cost"))
-    reasons = pd.concat(parts) if parts else None
+    if cfg.lists.explain == "all":
+        explain, who = features, "people"
+    else:
+        listed = population.loc[lists.listed_mask(population, list_size=cfg.lists.list_size), "person_id"]
+        explain, who = features.loc[listed.to_numpy()], "listed people"
+    reasons, max_error = explain_people(
+        risk.risk_model, explain, raw[features.index.get_indexer(explain.index)], n=cfg.lists.reasons,
+        currency=currency, demographic_reasons=cfg.lists.demographic_reasons,
+        money_reasons=_outcome_of(risk.risk_model)["name"] == "high_cost", chunk_size=min(size, EXPLAIN_CHUNK),
+        stage=stage if cfg.lists.explain == "all" else _quiet)
     timings["shap"] = time.perf_counter() - t
-    stage(f"explained {len(explain):,} listed people (SHAP additivity error {max_error:.1e})")
+    stage(f"explained {len(explain):,} {who} (SHAP additivity error {max_error:.1e}"
+          + (f", {len(explain) / timings['shap']:,.0f} people/s)" if cfg.lists.explain == "all" and len(explain)
+             and timings["shap"] > 0 else ")"))
 
     t = time.perf_counter()
     in_population = canonical_lookup(population["person_id"])
@@ -564,7 +598,8 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         "counts": {"in_data": len(records.persons), "rows_dropped_by_validation": validation.get("rows_dropped"),
                    "empty_tables": validation.get("empty_tables"), **counts,
                    "reidentify_rows_matching_no_one": lookup_unmatched, "scored": len(population),
-                   "listed": int(population["listed"].sum()), "held_out": int(population["holdout"].sum()),
+                   "listed": int(population["listed"].sum()), "explained": len(explain),
+                   "held_out": int(population["holdout"].sum()),
                    "practices": len([p for p in practice_lists if p != lists.NO_PRACTICE]), "tiers": tier_counts,
                    "new_this_month": int(population["new_this_month"].sum()),
                    "no_registered_practice": int(no_practice.sum()),

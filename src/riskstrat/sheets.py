@@ -62,7 +62,13 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     """
     safe = table.copy()
     for column in _text_columns(safe):
-        safe[column] = safe[column].map(_csv_text, na_action="ignore")
+        values = safe[column]
+        if isinstance(values.dtype, pd.StringDtype):  # only text: neutralised column-wise
+            hostile = values.str.startswith(FORMULA_TRIGGERS).fillna(False).astype(bool)
+            values = values.where(~hostile, "'" + values)
+            safe[column] = values.str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)
+        else:  # mixed values: each text cell alone
+            safe[column] = values.map(_csv_text, na_action="ignore")
     safe.columns = [_csv_text(str(c)) for c in safe.columns]
     safe.to_csv(path, index=False, lineterminator="\n", encoding="utf-8-sig")
     return Path(path)
@@ -76,6 +82,11 @@ def _cell(value):
     return value
 
 
+# Above this many rows a workbook streams its rows to disk as they are written (xlsxwriter's
+# constant_memory); smaller ones are built in memory, which is faster for a practice's list.
+STREAM_ROWS = 5_000
+
+
 def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequence[str] = (),
                sheet: str = "List", wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> Path:
     """A formatted workbook: ``table`` on ``sheet``, then an "About this list" sheet with ``title`` and ``notes``.
@@ -85,11 +96,14 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
     page width, with the header row repeated on every page and the title and page numbers in the
     page header and footer. Text is always written as text (:func:`neutralise_formula`).
     ``created`` (default a fixed date) is the workbook's creation date: same inputs, same bytes.
+    Tables longer than :data:`STREAM_ROWS` rows are streamed (row by row to disk, bounded memory).
     """
     import xlsxwriter
 
+    streamed = len(table) > STREAM_ROWS
     workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
-                                               "strings_to_numbers": False, "in_memory": True})
+                                               "strings_to_numbers": False, "in_memory": not streamed,
+                                               "constant_memory": streamed})
     try:
         workbook.set_properties({"title": title, "author": "riskstrat", "created": created or FIXED_CREATED})
         header = workbook.add_format({"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79",
@@ -104,15 +118,17 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
             ws.write_string(0, j, name, header)
         percents = {j for j, c in enumerate(columns) if c.endswith("(%)")}
         wide = {j for j, c in enumerate(columns) if c in set(wide_columns)}
-        for i, row in enumerate(table.itertuples(index=False, name=None), start=1):
-            for j, raw in enumerate(row):
-                value = _cell(raw)
+        # Each column's cells as Python values once (None for missing), then written row by row
+        # (the order a streamed sheet needs); how a cell is written depends only on its value.
+        cells = [[_cell(v) for v in table.iloc[:, j].tolist()] for j in range(len(columns))]
+        plain = [wrap if j in wide else None for j in range(len(columns))]
+        hostile = [quoted_wrap if j in wide else quoted for j in range(len(columns))]
+        for i, row in enumerate(zip(*cells), start=1):
+            for j, value in enumerate(row):
                 if value is None:
-                    ws.write_blank(i, j, None, wrap if j in wide else None)
+                    ws.write_blank(i, j, None, plain[j])
                 elif isinstance(value, str):
-                    style = (quoted_wrap if j in wide else quoted) if is_formula_like(value) else (
-                        wrap if j in wide else None)
-                    ws.write_string(i, j, value, style)
+                    ws.write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
                 elif isinstance(value, bool):
                     ws.write_boolean(i, j, value)
                 elif isinstance(value, (int, float)):
@@ -121,9 +137,9 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
                     else:
                         ws.write_number(i, j, value)
                 else:
-                    ws.write_string(i, j, str(value), wrap if j in wide else None)
+                    ws.write_string(i, j, str(value), plain[j])
         for j, name in enumerate(columns):
-            longest = max([len(name)] + [len(str(v)) for v in table.iloc[:500, j] if _cell(v) is not None])
+            longest = max([len(name)] + [len(str(v)) for v in cells[j][:500] if v is not None])
             ws.set_column(j, j, 80 if j in wide else min(max(10, longest + 2), 40))
         ws.freeze_panes(1, 0)
         ws.autofilter(0, 0, max(len(table), 1), max(len(columns) - 1, 0))

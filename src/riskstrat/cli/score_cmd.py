@@ -30,6 +30,9 @@ def score(
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference) or duckdb "
                                                     "(SQL over the Parquet folder, for large populations). "
                                                     "Overrides the config's engine."),
+    explain: str = typer.Option(None, "--explain", help="Whose reasons to compute: listed (default; the people "
+                                                        "on the lists) or all (everyone scored, in "
+                                                        "population.parquet; slower). Overrides lists.explain."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Score the whole population with the champion models, rank it, explain the listed people
@@ -53,6 +56,7 @@ def score(
     extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
     extra += ["allow_population_shrink=true"] if allow_population_shrink else []
     extra += [f"engine={engine}"] if engine else []
+    extra += [f"lists.explain={explain}"] if explain else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):

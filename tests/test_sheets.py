@@ -1,0 +1,84 @@
+"""Workbooks and CSVs read back: the cells, the notes and the title as written, formulas never run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskstrat import sheets
+
+
+def hand_made() -> pd.DataFrame:
+    return pd.DataFrame({
+        "Rank": np.array([1, 2, 3], dtype="int64"),
+        "Person ID": pd.array(["a1", "=2+3", None], dtype="str"),
+        "Age": pd.array([81, pd.NA, 40], dtype="Int64"),
+        "Risk (%)": [41.5, 12.0, np.nan],
+        "Top reasons": ["3 emergency admissions", "@SUM(A1)", ""],
+        "Flag": [True, False, True],
+    })
+
+
+EXPECTED = [  # what a reader of the workbook sees, row by row
+    ["Rank", "Person ID", "Age", "Risk (%)", "Top reasons", "Flag"],
+    [1, "a1", 81, 0.415, "3 emergency admissions", True],
+    [2, "=2+3", None, 0.12, "@SUM(A1)", False],
+    [3, None, 40, None, "", True],  # missing values are blank cells; empty text stays text
+]
+
+
+@pytest.fixture(params=["in memory", "streamed"])
+def workbook(request, tmp_path, monkeypatch):
+    if request.param == "streamed":
+        monkeypatch.setattr(sheets, "STREAM_ROWS", 0)  # every table streams row by row
+    path = sheets.write_xlsx(hand_made(), tmp_path / "list.xlsx", title="Case-finding list: practice P001",
+                             notes=["First note.", "-2 is not a formula"], wide_columns=("Top reasons",),
+                             created=dt.datetime(2026, 11, 1))
+    return path
+
+
+def test_workbook_reads_back_with_the_same_cells_notes_and_title(workbook):
+    import openpyxl
+
+    wb = openpyxl.load_workbook(workbook)
+    assert wb.sheetnames == ["List", "About this list"]
+    rows = [list(r) for r in wb["List"].iter_rows(values_only=True)]
+    assert rows == EXPECTED
+    ws = wb["List"]
+    hostile = [ws.cell(3, 2), ws.cell(3, 5)]
+    assert all(c.data_type == "s" and c.quotePrefix for c in hostile)  # text, and editing keeps it text
+    assert not ws.cell(2, 2).quotePrefix
+    assert ws.cell(2, 4).number_format == "0.0%"
+    assert ws.cell(2, 5).alignment.wrap_text and ws.column_dimensions["E"].width == pytest.approx(80, abs=1)
+    about = [r[0] for r in wb["About this list"].iter_rows(values_only=True)]
+    assert about == ["Case-finding list: practice P001", "First note.", "-2 is not a formula"]
+    assert wb["About this list"].cell(3, 1).quotePrefix
+    assert wb.properties.title == "Case-finding list: practice P001"
+    assert wb.properties.created == dt.datetime(2026, 11, 1)
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref == "A1:F4" and ws.print_title_rows == "$1:$1"
+
+
+def test_workbook_bytes_repeat(workbook, tmp_path):
+    again = tmp_path / "again.xlsx"  # written the fixture's way (in memory or streamed)
+    sheets.write_xlsx(hand_made(), again, title="Case-finding list: practice P001",
+                      notes=["First note.", "-2 is not a formula"], wide_columns=("Top reasons",),
+                      created=dt.datetime(2026, 11, 1))
+    assert again.read_bytes() == workbook.read_bytes()
+
+
+def test_streamed_and_in_memory_workbooks_hold_the_same_cells(tmp_path, monkeypatch):
+    import openpyxl
+
+    def cells(path):
+        wb = openpyxl.load_workbook(path)
+        return [[(c.value, c.data_type, bool(c.quotePrefix), c.number_format) for c in row]
+                for ws in wb for row in ws.iter_rows()]
+
+    small = sheets.write_xlsx(hand_made(), tmp_path / "a.xlsx", title="T", notes=["n"], wide_columns=("Top reasons",))
+    monkeypatch.setattr(sheets, "STREAM_ROWS", 0)
+    streamed = sheets.write_xlsx(hand_made(), tmp_path / "b.xlsx", title="T", notes=["n"],
+                                 wide_columns=("Top reasons",))
+    assert cells(streamed) == cells(small)
