@@ -442,50 +442,63 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
     """
     from riskstrat.io import CURRENCY_SYMBOLS
 
-    pop = population.copy()
-    pop["practice_id"] = list_key(pop)
+    keys = list_key(population).to_numpy(dtype=str)
     cost_column = f"predicted cost ({CURRENCY_SYMBOLS.get(currency.upper(), currency.upper())})"
-    pop["_listed"] = listed_mask(pop, list_size=list_size)
-    pop["_held"] = pop["holdout"].fillna(False).astype(bool) if "holdout" in pop else False
-    tiers = (list(pop["tier"].cat.categories) if isinstance(pop["tier"].dtype, pd.CategoricalDtype)
-             else sorted(pop["tier"].astype("str").unique()))
-    joined = pop["groups"].fillna("").astype("str")
+    listed_all = listed_mask(population, list_size=list_size).to_numpy(dtype=bool)
+    held_all = (population["holdout"].fillna(False).astype(bool).to_numpy() if "holdout" in population
+                else np.zeros(len(population), bool))
+    tiers = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
+             else sorted(population["tier"].astype("str").unique()))
+    tier_codes = pd.Categorical(population["tier"].astype("str"), categories=tiers).codes
+    joined = population["groups"].fillna("").astype("str")
     group_names = [g.name for g in groups] if groups is not None else sorted(
         {g for names in joined.unique() for g in str(names).split(GROUP_SEPARATOR) if g})
     # One membership column per group, found once for everyone (a whole item of the joined names).
     padded = GROUP_SEPARATOR + joined + GROUP_SEPARATOR
-    for k, name in enumerate(group_names):
-        pop[f"_group_{k}"] = padded.str.contains(GROUP_SEPARATOR + name + GROUP_SEPARATOR, regex=False).to_numpy()
+    member = np.column_stack([padded.str.contains(GROUP_SEPARATOR + name + GROUP_SEPARATOR, regex=False).to_numpy(bool)
+                              for name in group_names]) if group_names else np.zeros((len(population), 0), bool)
+    risk_all = population["risk"].to_numpy(dtype="float64")
+    optional = {c: population[c].to_numpy(dtype="float64") for c in ("high_cost_risk", "predicted_cost")
+                if c in population}
 
-    def summarise(part: pd.DataFrame) -> dict:
-        listed = part.loc[part["_listed"], "risk"]
-        row = {"people": len(part)}
-        counts = part["tier"].astype("str").value_counts()
-        for tier in tiers:
-            row[f"tier: {tier}"] = int(counts.get(tier, 0))
+    def total(values: np.ndarray) -> float:
+        return float(np.where(np.isnan(values), 0.0, values).sum())  # as pandas sums, skipping missing values
+
+    def summarise(rows: np.ndarray) -> dict:
+        """One summary row for the people at positions ``rows`` (in population order)."""
+        risk, listed, held = risk_all[rows], listed_all[rows], held_all[rows]
+        row = {"people": len(rows)}
+        counts = np.bincount(tier_codes[rows][tier_codes[rows] >= 0], minlength=len(tiers))
+        for t, tier in enumerate(tiers):
+            row[f"tier: {tier}"] = int(counts[t])
+        in_groups = member[rows].sum(axis=0)
         for k, name in enumerate(group_names):
-            row[f"group: {name}"] = int(part[f"_group_{k}"].sum())
-        row["expected people with the outcome"] = round(float(part["risk"].sum()), 2)  # outcome: manifest.json
-        row["listed"] = int(part["_listed"].sum())
-        row["held out"] = int((part["_listed"] & part["_held"]).sum())
+            row[f"group: {name}"] = int(in_groups[k])
+        row["expected people with the outcome"] = round(total(risk), 2)  # outcome: manifest.json
+        row["listed"] = int(listed.sum())
+        row["held out"] = int((listed & held).sum())
         row["shown"] = row["listed"] - row["held out"]
         # No sum of the listed people's risks: with their mean (the PPV) it would give back the
         # listed count that suppression hides.
-        row["expected PPV of list"] = round(float(listed.mean()), 4) if len(listed) else math.nan
-        if _has_any(part, "high_cost_risk"):
-            row["expected high-cost people"] = round(float(part["high_cost_risk"].sum()), 2)
-        if _has_any(part, "predicted_cost"):
-            row[cost_column] = round(float(part["predicted_cost"].sum()), 0)
+        row["expected PPV of list"] = round(total(risk[listed]) / int(listed.sum()), 4) if listed.any() else math.nan
+        if "high_cost_risk" in optional and not np.isnan(optional["high_cost_risk"][rows]).all():
+            row["expected high-cost people"] = round(total(optional["high_cost_risk"][rows]), 2)
+        if "predicted_cost" in optional and not np.isnan(optional["predicted_cost"][rows]).all():
+            row[cost_column] = round(total(optional["predicted_cost"][rows]), 0)
         return row
 
-    rows = []
-    for pid, part in pop.groupby("practice_id", sort=True):
-        if pid != NO_PRACTICE:
-            rows.append({"practice_id": pid, **summarise(part)})
-    unregistered = pop["practice_id"] == NO_PRACTICE
-    if unregistered.any():
-        rows.append({"practice_id": _NO_PRACTICE_ROW, **summarise(pop[unregistered])})
-    rows.append({"practice_id": "all practices", **summarise(pop)})
+    # Each practice's people found once: positions sorted by practice, population order kept within.
+    order = np.argsort(keys, kind="stable")
+    names, starts, sizes = np.unique(keys[order], return_index=True, return_counts=True)
+    rows, unregistered = [], None
+    for pid, start, size in zip(names, starts, sizes):
+        if pid == NO_PRACTICE:
+            unregistered = order[start:start + size]
+        else:
+            rows.append({"practice_id": str(pid), **summarise(order[start:start + size])})
+    if unregistered is not None:
+        rows.append({"practice_id": _NO_PRACTICE_ROW, **summarise(unregistered)})
+    rows.append({"practice_id": "all practices", **summarise(np.arange(len(population)))})
     return pd.DataFrame(rows)
 
 

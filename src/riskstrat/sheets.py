@@ -60,15 +60,11 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     UTF-8 with a byte-order mark so that Excel shows £ and – correctly; ``\\n`` line ends; no
     timestamps: the same table gives the same bytes.
     """
-    safe = table.copy()
+    safe = table.copy(deep=False)
     for column in _text_columns(safe):
-        values = safe[column]
-        if isinstance(values.dtype, pd.StringDtype):  # only text: neutralised column-wise
-            hostile = values.str.startswith(FORMULA_TRIGGERS).fillna(False).astype(bool)
-            values = values.where(~hostile, "'" + values)
-            safe[column] = values.str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)
-        else:  # mixed values: each text cell alone
-            safe[column] = values.map(_csv_text, na_action="ignore")
+        # Most columns hold nothing to change: look first (cheap on a list's few hundred rows).
+        if any(isinstance(v, str) and (v.startswith(FORMULA_TRIGGERS) or "\r" in v) for v in safe[column].tolist()):
+            safe[column] = safe[column].map(_csv_text, na_action="ignore")
     safe.columns = [_csv_text(str(c)) for c in safe.columns]
     safe.to_csv(path, index=False, lineterminator="\n", encoding="utf-8-sig")
     return Path(path)
