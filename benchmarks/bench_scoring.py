@@ -254,8 +254,17 @@ def _next_step(message: str) -> str:
 
 
 def w_score(args, rep: B.Reporter) -> None:
+    t_imports = time.perf_counter()
+    # The libraries run_scoring imports lazily, imported before the clock as the bare worker does
+    # (their import time, several seconds on a loaded machine, is reported apart).
+    import duckdb  # noqa: F401
+    import lightgbm  # noqa: F401
+    import mlflow.pyfunc  # noqa: F401
+    import sklearn.calibration  # noqa: F401
+
     from riskstrat.pipelines import run_scoring
 
+    rep.update(imports_seconds=round(time.perf_counter() - t_imports, 2))
     cfg = _scoring_config(args, args._datadir, args._lists)
     as_of = _as_of(args, args._datadir)
     rep.update(as_of=as_of, load_mode=args.load_mode, rss_after_import_mib=B.current_rss_mib())

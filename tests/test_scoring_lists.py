@@ -910,8 +910,9 @@ def test_page_settings_come_from_the_lists_config(tmp_path):
 
 
 def test_practice_lists_split_once_equal_each_practice_filtered_alone(features, model):
-    pop = score_month(features, model)
-    pop.loc[pop.index[::17], "practice_id"] = None  # people with no registered practice: a list of their own
+    unregistered = features.copy()
+    unregistered.loc[unregistered.index[::17], "practice_id"] = None  # no registered practice: a list of their own
+    pop = score_month(unregistered, model)
     tables = lists.practice_lists(pop, list_size=LIST_SIZE)
     assert sorted(tables) == ["P001", "P002", "P003", lists.NO_PRACTICE]
     for pid, table in tables.items():

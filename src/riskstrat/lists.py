@@ -5,12 +5,13 @@ The steps are pure functions on DataFrames; :func:`write_month` is the only one 
 The batch job joins them like this::
 
     features, n_opted_out = apply_opt_outs(build_features(records, as_of), opt_out_ids)
-    population = rank_population(features, risk_model.predict_risk(features),
+    risk, raw = risk_model.risk_and_raw_score(features)  # one pass of the model
+    population = rank_population(features, risk, rank_score=raw,
                                  high_cost_risk=cost_model.predict_risk(features),
                                  predicted_cost=cost_model.predict_cost(features))
     ids = population.loc[listed_mask(population, list_size=200), "person_id"]
     shap, base = risk_model.contributions(features.loc[ids])
-    check_additivity(shap, base, risk_model.raw_score(features.loc[ids]))
+    check_additivity(shap, base, pd.Series(raw, index=features.index).loc[ids])
     population = mark_lists(population, list_size=200, month="2026-11", previous=last_month,
                             reasons=top_reasons(shap, features.loc[ids]), holdout_fraction=0.1, seed=42)
     write_month(out, population=population, practice_lists=practice_lists(population, list_size=200),
@@ -42,6 +43,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -696,7 +698,9 @@ def _holdout_notice(held: int, rule: Mapping | None) -> dict | None:
                    + (f"; everyone in the {' and '.join(exempt)} tier is always shown." if exempt else ".")}
 
 
-def _person_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> list[dict]:
+def _person_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> list[SimpleNamespace]:
+    """The page's rows, as objects: Jinja reads ``p.rank`` as an attribute first, which is about
+    three times faster to render than a dict's failed attribute look-up then item."""
     def whole(value):
         value = _cell(value)
         return None if value is None else int(value)
@@ -710,7 +714,7 @@ def _person_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> list[dic
         if _cell(record.get("High-cost risk (%)")) is not None:
             more.append(("Chance of being in the area's top 5% by cost", f"{record['High-cost risk (%)']:.1f}%"))
         tier = str(record["Tier"])
-        rows.append({
+        rows.append(SimpleNamespace(**{
             "rank": int(record["Rank"]), "local_id": record.get("Local ID") or "", "person_id": record["Person ID"],
             "risk": float(record["Risk (%)"]), "tier": tier, "tier_css": tier.replace(" ", "-"),
             "tier_order": tier_order.get(tier, 99), "age": whole(record.get("Age")), "sex": _cell(record.get("Sex")) or "",
@@ -718,7 +722,7 @@ def _person_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> list[dic
             "admissions": whole(record.get("Emergency admissions (12m)")), "ae": whole(record.get("A&E visits (12m)")),
             "beds": whole(record.get("Bed days (12m)")), "reasons": reasons,
             "new": record.get("New this month") == "yes", "more": more,
-        })
+        }))
     return rows
 
 

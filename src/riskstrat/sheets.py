@@ -122,7 +122,8 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
         for i, row in enumerate(zip(*cells), start=1):
             for j, value in enumerate(row):
                 if value is None:
-                    ws.write_blank(i, j, None, plain[j])
+                    if plain[j] is not None:  # a blank cell without a format is not written at all
+                        ws.write_blank(i, j, None, plain[j])
                 elif isinstance(value, str):
                     ws.write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
                 elif isinstance(value, bool):
