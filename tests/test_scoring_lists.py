@@ -934,3 +934,20 @@ def test_summary_group_counts_equal_counting_each_persons_groups(features, model
         for g in [*DEFAULT_GROUPS]:
             assert row[f"group: {g.name}"] == sum(g.name in n for n in names), (row["practice_id"], g.name)
         assert row["group: frequent users of A&E"] == sum("frequent users of A&E" in n for n in names)
+
+
+def test_workbooks_only_for_the_practices_that_asked(tmp_path, features, model):
+    pop = score_month(features, model)
+    tables = lists.practice_lists(pop, list_size=LIST_SIZE)
+    common = dict(population=pop, practice_lists=tables, summary=lists.commissioner_summary(pop, list_size=LIST_SIZE),
+                  manifest={"as_of": "2026-11-01"}, changes=lists.changes_since(None, pop, list_size=LIST_SIZE))
+    out = lists.write_month(tmp_path / "some", workbooks=["P002"], **common)
+    assert sorted(p.parent.name for p in out.rglob("list.xlsx")) == ["P002"]
+    assert len(list(out.rglob("list.csv"))) == len(list(out.rglob("list.html"))) == 3
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    assert [n for n in files if n.endswith(".xlsx")] == ["practices/P002/list.xlsx"]
+    everyone = lists.write_month(tmp_path / "all", **common)
+    assert (out / "practices/P002/list.xlsx").read_bytes() == (everyone / "practices/P002/list.xlsx").read_bytes()
+    assert not list(lists.write_month(tmp_path / "none", workbooks="none", **common).rglob("*.xlsx"))
+    with pytest.raises(ValueError, match="without a list this month: \\['P999'\\]"):
+        lists.write_month(tmp_path / "bad", workbooks=["P999"], **common)

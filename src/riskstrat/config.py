@@ -243,6 +243,9 @@ class ListsConfig(_Strict):
         default_factory=lambda: ["very high"],
         description="Tiers never held back: by default everyone in the very high tier is shown (clinicians will "
                     "not accept hiding the people most at risk); the fraction applies to the other listed people.")
+    workbooks: Literal["all", "none"] | list[str] = Field(
+        "all", description="Whose lists also get an Excel workbook (list.xlsx): all (default), none, or the "
+                           "practice ids that asked for one; the CSV and the page are always written.")
     explain: Literal["listed", "all"] = Field(
         "listed", description="Whose reasons are computed (exact SHAP): the listed people (default), or everyone "
                               "scored (reasons for all in population.parquet; about 4,500 people/s on 2 cores).")

@@ -794,7 +794,8 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                 horizon_words: str = "in the next 12 months", practice_names: Mapping[str, str] | None = None,
                 groups: Sequence[GroupRule] = DEFAULT_GROUPS, find_person: str = DEFAULT_FIND_PERSON,
                 contact: str | None = DEFAULT_CONTACT, next_steps: Sequence[str] = DEFAULT_NEXT_STEPS,
-                suppress_below: int = 8, round_counts_to: int = 5) -> Path:
+                suppress_below: int = 8, round_counts_to: int = 5,
+                workbooks: str | Sequence[str] = "all") -> Path:
     """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
@@ -818,8 +819,20 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     ``no-registered-practice/`` (list.csv, list.xlsx, list.html, changes.csv), never under
     ``practices/``; it is never re-identified. ``outcome_words`` names the outcome the risk is of
     ("an emergency admission or death", from the model's metadata) and ``horizon_words`` its window.
+
+    ``workbooks`` says whose lists also get ``list.xlsx``: ``"all"`` (default), ``"none"``, or the
+    practice ids that asked for one (the workbooks are most of the writing time).
     """
     _check_practice_lists(population, practice_lists)
+    if isinstance(workbooks, str):
+        if workbooks not in ("all", "none"):
+            raise ValueError(f"workbooks must be 'all', 'none' or a list of practice ids, got {workbooks!r}")
+        with_workbook = set(practice_lists) if workbooks == "all" else set()
+    else:
+        with_workbook = {str(p) for p in workbooks}
+        missing = sorted(with_workbook - set(practice_lists))
+        if missing:
+            raise ValueError(f"workbooks asked for practices without a list this month: {missing}")
     unknown = sorted(set(reidentify or {}) - (set(practice_lists) - {NO_PRACTICE}))
     if unknown:
         raise ValueError(f"re-identification lookups given for practices without a list: {unknown}")
@@ -871,7 +884,8 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                      *([f"Who to ask: {contact}"] if contact else []),
                      *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
                      *next_steps, *how_to_read, *provenance]
-            _write_xlsx(table, folder / "list.xlsx", title=title, notes=about, created=created)
+            if str(pid) in with_workbook:
+                _write_xlsx(table, folder / "list.xlsx", title=title, notes=about, created=created)
             _write_html(
                 folder / "list.html", heading=title, data_end=manifest.get("data_end"), as_of=manifest.get("as_of"),
                 intro=intro, find_person=None if identified else find_person, contact=contact,

@@ -199,7 +199,8 @@ def _page_settings(lists_cfg) -> dict:
     return {"practice_names": names, "find_person": lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,
             "contact": lists_cfg.contact or lists.DEFAULT_CONTACT,
             "next_steps": lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS,
-            "suppress_below": lists_cfg.suppress_below, "round_counts_to": lists_cfg.round_counts_to}
+            "suppress_below": lists_cfg.suppress_below, "round_counts_to": lists_cfg.round_counts_to,
+            "workbooks": lists_cfg.workbooks}
 
 
 def previous_month(output_dir, month: str) -> tuple[str | None, pd.DataFrame | None]:
