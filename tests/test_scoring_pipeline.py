@@ -307,12 +307,14 @@ def test_cli_score_with_the_duckdb_engine_writes_the_same_month(score, registry,
     a = Path(score(tmp_path / "pandas")["output_dir"])
     out = tmp_path / "duckdb"
     args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet", "--engine", "duckdb",
+            "--explain", "listed",
             "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
             "--set", f"models.high_cost={COST_MODEL}", "--set", f"lists.list_size={LIST_SIZE}"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     b = out / MONTH
-    assert json.loads((b / "manifest.json").read_text())["config"]["engine"] == "duckdb"
+    config = json.loads((b / "manifest.json").read_text())["config"]
+    assert config["engine"] == "duckdb" and config["lists"]["explain"] == "listed"
     reference, got = pd.read_parquet(a / "population.parquet"), pd.read_parquet(b / "population.parquet")
     pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-9, atol=1e-9)  # risks, ranks, tiers
     names = ["summary.csv"] + [p.relative_to(a).as_posix() for p in sorted(a.glob("practices/*/*.csv"))]
