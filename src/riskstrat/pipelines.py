@@ -271,8 +271,8 @@ def _drift(model, features: pd.DataFrame, risk: np.ndarray, *, stage: Stage) -> 
     return report
 
 
-# People explained per chunk: a progress line each, and the contributions of 50,000 people take
-# about 20 MiB per 52 features.
+# People explained per chunk: a progress line after each (about 10 s at 4,500 people/s); their
+# contributions take about 21 MiB (53 float64 columns).
 EXPLAIN_CHUNK = 50_000
 
 
