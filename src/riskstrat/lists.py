@@ -751,13 +751,19 @@ def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str)
 
 def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame]) -> None:
     home = pd.Series(list_key(population).to_numpy(), index=population["person_id"].astype("str"))
-    for pid, table in practice_lists.items():
+    for pid in practice_lists:
         if not _SAFE_PRACTICE_ID.match(str(pid)):
             raise ValueError(f"practice id {pid!r} cannot be used as a folder name")
-        ids = table["Person ID"].astype("str")
-        foreign = ids[ids.map(home) != str(pid)]
-        if len(foreign):
-            raise ValueError(f"the list for practice {pid!r} holds {len(foreign)} people who are not its patients")
+    if not practice_lists:
+        return
+    # Every listed person looked up once (not the whole population once per practice).
+    listed = pd.concat([pd.DataFrame({"list": str(pid), "id": table["Person ID"].astype("str").to_numpy()})
+                        for pid, table in practice_lists.items()], ignore_index=True)
+    foreign = listed.loc[listed["id"].map(home).to_numpy(dtype=object) != listed["list"].to_numpy(dtype=object), "list"]
+    if len(foreign):
+        pid = foreign.iloc[0]
+        raise ValueError(f"the list for practice {pid!r} holds {int((foreign == pid).sum())} people who are not its "
+                         f"patients")
 
 
 def _registered_by_tier(population: pd.DataFrame, keys: pd.Series) -> tuple[list[str], dict[str, dict[str, int]]]:
