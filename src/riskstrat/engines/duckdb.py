@@ -6,9 +6,13 @@ DuckDB scans them, applies the cleaning validation applies to the rows that feed
 returns one row of aggregates per person. Validation's rules are run as SQL counts and raise the
 same :class:`~riskstrat.validate.ValidationError` (rule names, files, counts; no row examples):
 
-- checked on construction, per table: ``missing_column``, ``missing_value`` (non-nullable
-  columns), ``unknown_code`` (codes normalised as validation does, per distinct value),
-  ``negative_cost``, ``wrong_type`` (infinite numbers), ``end_before_start``;
+- checked on construction, per table in one pass over its file: ``missing_column``,
+  ``missing_value`` (non-nullable columns), ``unknown_code`` (each distinct code, with its count,
+  normalised by validation's own code), ``negative_cost``, ``wrong_type`` (infinite numbers),
+  ``end_before_start``. Text is read as it is unless some value needs validation's cleaning
+  (outer white space, blanks): the Parquet statistics show whether any value starts with white
+  space, a cheap test per row whether any ends with it, and ids ending in it are found by the
+  join with persons (they match no person), after which that table's ids are cleaned;
 - checked with the aggregates (one pass), per index date: ``unknown_person``,
   ``duplicate_rows`` (exact repeats over every column of the file, extra columns included: removed
   by ``SELECT DISTINCT``) and ``event_before_birth`` / ``event_after_death`` (dropped; end dates
@@ -71,11 +75,10 @@ def _date(t: pd.Timestamp) -> str:
     return f"DATE '{t.date().isoformat()}'"
 
 
-def _leading_text(path: Path, column: str) -> str | None:
+def _leading_text(meta: pq.FileMetaData, column: str) -> str | None:
     """What the Parquet statistics (the file's footer) say of a text column's first characters:
     ``"blank"`` (every value missing), ``"clean"`` (no value is empty or starts with white space or
     a control character: the smallest value does not), ``"dirty"``, or None (no statistics)."""
-    meta = pq.ParquetFile(path).metadata
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     if column not in names:
         return None
@@ -215,10 +218,16 @@ class DuckDBEngine:
             "person_id": pa.array(self.persons["person_id"].astype(object), type=pa.string()),
             "birth_date": pa.array(self.persons["birth_date"].to_numpy(), type=pa.timestamp("s")),
             "death_date": pa.array(self.persons["death_date"].to_numpy(), type=pa.timestamp("s")),
+            "_row": pa.array(np.arange(len(self.persons), dtype=np.int64)),
         }))
         self.con.execute("CREATE TEMP TABLE persons AS SELECT person_id, CAST(birth_date AS DATE) AS birth_date, "
-                         "CAST(death_date AS DATE) AS death_date FROM _persons_frame")
+                         "CAST(death_date AS DATE) AS death_date, _row FROM _persons_frame")
         self.con.unregister("_persons_frame")
+        # The aggregates name each person by the persons table's rowid: people are then found by an
+        # integer take, not by hashing every id string again for every table.
+        rows = self.con.execute("SELECT rowid, _row FROM persons").fetchnumpy()
+        self._row_of_rowid = np.full(int(rows["rowid"].max()) + 1 if len(rows["rowid"]) else 0, -1, dtype=np.int64)
+        self._row_of_rowid[np.asarray(rows["rowid"], dtype=np.int64)] = np.asarray(rows["_row"], dtype=np.int64)
 
         self._log = _IssueLog(files)
         self._log.issues = self.report.issues  # one report: persons' issues, then the SQL checks
@@ -273,12 +282,14 @@ class DuckDBEngine:
         from riskstrat.features import eligible_persons
 
         t = pd.Timestamp(index_date).normalize()
-        people = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age).set_index("person_id")
+        eligible = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age)
+        # Persons row -> position in the cohort; the extra last slot (-1) is where a row of -1 lands.
+        position = np.full(len(self.persons) + 1, -1, dtype=np.int64)
+        position[self.persons.index.get_indexer(eligible.index)] = np.arange(len(eligible))
+        people = eligible.set_index("person_id")
         values: dict[str, np.ndarray] = {}
-        # Plain Python strings: the lookup's hash table is built once and used for every table.
-        lookup = pd.Index(people.index.to_numpy(dtype=object), dtype=object)
         for name, plan in self.plans.items():
-            values.update(self._aggregate(plan, t, lookup))
+            values.update(self._aggregate(plan, t, position[self._row_of_rowid], len(people)))
         result = derive(people, values, set(self.plans))
         result["practice_id"] = people["practice_id"].astype("string")
         result["sex"] = people["sex"]
@@ -317,7 +328,8 @@ class DuckDBEngine:
         # One pass over the file answers every check: per-row tests only where the Parquet
         # statistics (read from the footer, no scan) cannot answer. Category columns come back as
         # counts per distinct value, which validation's own code then normalises.
-        stats = {c.name: _leading_text(path, plan.source[c.name]) for c in table.columns
+        meta = pq.ParquetFile(path).metadata
+        stats = {c.name: _leading_text(meta, plan.source[c.name]) for c in table.columns
                  if c.name in plan.source and c.kind in ("id", "str")}
         passes: dict[tuple[str, str], int] = {}
         checks = ["count(*)"]
@@ -526,11 +538,11 @@ class DuckDBEngine:
         return f"""
             WITH deduped AS ({dedup}),
             joined AS (
-                SELECT {', '.join(columns)}, r._copies, p.person_id IS NULL AS _unknown,
+                SELECT {', '.join(columns)}, r._copies, p.person_id IS NULL AS _unknown, p.rowid AS _person,
                        ({' OR '.join(out_of_life)}) AS _out_of_life, {_date(t)} - r.{date} AS _days
                 FROM deduped r LEFT JOIN persons p ON r.person_id = p.person_id)
             SELECT person_id, count(*) AS _rows, sum(_copies) AS _read, count(*) FILTER (WHERE _out_of_life) AS _n_out_of_life,
-                   bool_or(_unknown) AS _is_unknown, {', '.join(aggs)}
+                   bool_or(_unknown) AS _is_unknown, min(_person) AS _person, {', '.join(aggs)}
             FROM joined GROUP BY person_id"""
 
     def _read_sql(self, plan: _TablePlan, t: pd.Timestamp) -> str:
@@ -545,7 +557,10 @@ class DuckDBEngine:
         where = f"{date} < {_date(t)}" + (f" AND {date} >= {_date(t)} - {max(spans)}" if None not in spans else "")
         return f"SELECT * FROM ({read}) WHERE {where}"
 
-    def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, ids: pd.Index) -> dict[str, np.ndarray]:
+    def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, position: np.ndarray,
+                   n_people: int) -> dict[str, np.ndarray]:
+        """The aggregates of one table for the ``n_people`` people of the cohort; ``position[rowid]`` is the
+        cohort position of the persons table's row ``rowid`` (-1: not in the cohort)."""
         name = plan.table.name
         distinct = self.options["duplicate_rows"] == "drop"
         frame = self.con.execute(self.aggregate_sql(name, t)).df()
@@ -555,7 +570,7 @@ class DuckDBEngine:
         unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
         n_unknown = int(frame.loc[unknown, "_rows"].sum())
         if n_unknown and not plan.ids_verified and self._verify_ids(plan, frame.loc[unknown, "person_id"]):
-            return self._aggregate(plan, t, ids)  # ids ending in white space: again, cleaning them
+            return self._aggregate(plan, t, position, n_people)  # ids ending in white space: again, cleaning them
         if n_unknown:
             issues.append((name, "person_id", "unknown_person", "error", n_unknown,
                            f"{log.where(name, 'person_id')}: {_rows(n_unknown)} {_agree(n_unknown, 'refers', 'refer')} to person ids that are not in "
@@ -585,14 +600,17 @@ class DuckDBEngine:
         if any(i[3] == "error" for i in issues):
             raise ValidationError(self.report)
 
-        at = ids.get_indexer(frame["person_id"].to_numpy(dtype=object))
+        person = frame["_person"].to_numpy(dtype="float64", na_value=np.nan)
+        known = ~np.isnan(person)
+        at = np.full(len(frame), -1, dtype=np.int64)
+        at[known] = position[person[known].astype(np.int64)]
         hit = at >= 0
         values = {}
         for a in aggregates_for(name):
             column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)
             if a.kind == "any":
                 column = (column > 0).astype("float64")
-            out = np.full(len(ids), a.fill, dtype="float64")
+            out = np.full(n_people, a.fill, dtype="float64")
             out[at[hit]] = np.where(np.isnan(column[hit]), a.fill, column[hit])
             values[a.name] = out
         return values
