@@ -331,3 +331,58 @@ def test_both_engines_find_the_data_end_without_dataset_json_and_ignore_future_d
                "duckdb": DuckDBEngine(folder, out_of_life_events="keep")}
     for name, engine in engines.items():
         assert data_end_of(cfg, engine) == (pd.Timestamp("2024-03-05"), "latest event"), name
+
+
+def _persons_ab(folder: Path) -> None:
+    _raw_parquet(folder, "persons", {"person_id": ["a", "b"], "birth_date": [pd.Timestamp("1950-01-01").date()] * 2,
+                                     "sex": ["female", "male"], "practice_id": ["P", "Q"]})
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+@pytest.mark.parametrize("first", ["a", " a"])
+def test_ids_and_text_with_white_space_are_cleaned_with_or_without_parquet_statistics(tmp_path, statistics, first):
+    # Ids that only end in white space are found by the join with persons (the file's statistics, or
+    # a test of every first character, show that none starts with white space).
+    folder = tmp_path / "d"
+    _persons_ab(folder)
+    pq.write_table(pa.table({
+        "person_id": ["a ", "b", "b\t", first], "contact_date": pa.array([at(-3).date(), at(-800).date(),
+                                                                          at(-3).date(), at(-3).date()]),
+        "contact_type": ["phone", "phone ", "phone", "phone"]}), folder / "gp_contacts.parquet",
+        write_statistics=statistics)
+    f = assert_engines_agree(folder)
+    assert f.loc["a", "gp_contacts_0_3m"] == 1 and f.loc["b", "gp_contacts_0_3m"] == 1  # one repeats "a "
+    engine = DuckDBEngine(folder)  # its first query: the date range
+    assert engine.date_range() == PandasEngine(load_records(folder)).date_range() == (at(-800), at(-3))
+    assert "person_id" not in engine.plans["gp_contacts"].clean
+
+
+@pytest.mark.parametrize(("columns", "rules"), [
+    ({"person_id": ["a", "  "], "contact_date": [at(-3).date()] * 2}, {("missing_value", 1)}),
+    ({"person_id": ["a", ""], "contact_date": [at(-3).date()] * 2}, {("missing_value", 1)}),
+    ({"person_id": ["a", None, "b"], "contact_date": [at(-3).date(), at(-3).date(), None],
+      "cost": [float("nan"), float("inf"), -1.0]}, {("missing_value", 1), ("wrong_type", 1), ("negative_cost", 1)}),
+])
+def test_check_counts_equal_validation(tmp_path, columns, rules):
+    folder = tmp_path / "d"
+    _persons_ab(folder)
+    _raw_parquet(folder, "gp_contacts", columns)
+    with pytest.raises(ValidationError) as reference:
+        load_records(folder)
+    with pytest.raises(ValidationError) as got:
+        DuckDBEngine(folder).features(T)
+    counts = {(i.rule, i.n_rows) for i in got.value.report.errors}
+    assert counts == rules == {(i.rule, i.n_rows) for i in reference.value.report.errors}
+
+
+def test_blank_and_unknown_codes_counted_from_one_pass(tmp_path):
+    _persons_ab(tmp_path)
+    _raw_parquet(tmp_path, "inpatient_spells", {
+        "person_id": ["a"] * 5, "admission_date": [at(-3).date()] * 5,
+        "discharge_date": pa.array([None] * 5, type=pa.date32()), "admission_method": [" ", None, "Emergency", "by ambulance", "by ambulance"]})
+    with pytest.raises(ValidationError) as reference:
+        load_records(tmp_path)
+    with pytest.raises(ValidationError) as got:
+        DuckDBEngine(tmp_path)
+    assert {(i.rule, i.n_rows) for i in got.value.report.errors} == {("missing_value", 2), ("unknown_code", 2)} \
+        == {(i.rule, i.n_rows) for i in reference.value.report.errors}

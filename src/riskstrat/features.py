@@ -13,13 +13,13 @@ The scorer turns a feature and a person's value into a reason with :func:`descri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Iterable, Literal
+from typing import Callable, Collection, Iterable, Literal
 
 import numpy as np
 import pandas as pd
 
 from riskstrat.records import LinkedRecords
-from riskstrat.schema import BNF_CHAPTERS, BNF_UNKNOWN, LONG_TERM_CONDITIONS
+from riskstrat.schema import BNF_CHAPTERS, LONG_TERM_CONDITIONS
 
 FeatureKind = Literal["count", "days", "flag", "years", "money", "number", "decile"]
 WINDOWS = {"0_3m": (1, 91), "3_12m": (92, 365), "12_24m": (366, 730), "12m": (1, 365), "3m": (1, 91)}
@@ -236,43 +236,9 @@ def person_in(person_id: pd.Series, ids: pd.Index) -> np.ndarray:
     return person_positions(person_id, ids) >= 0
 
 
-def _before(df: pd.DataFrame, date_col: str, t: pd.Timestamp, ids: pd.Index, columns: list[str]) -> pd.DataFrame:
-    """Events strictly before ``t`` within the look-back, for eligible people: the ``columns``
-    asked for, plus ``days_before`` and ``pos`` (the person's position in ``ids``)."""
-    days = (t - df[date_col]).dt.days.to_numpy(dtype="float64", na_value=np.nan)
-    pos = person_positions(df["person_id"], ids)
-    keep = (days >= 1) & (days <= LOOKBACK_DAYS) & (pos >= 0)
-    out = df.loc[keep, columns].reset_index(drop=True)
-    out["days_before"] = days[keep].astype("int64")
-    out["pos"] = pos[keep]
-    return out
-
-
-def _in(days: pd.Series, window: str) -> pd.Series:
-    lo, hi = WINDOWS[window]
-    return (days >= lo) & (days <= hi)
-
-
 def sum_by_position(values, pos: np.ndarray, n: int) -> np.ndarray:
     """Per-person sums of ``values`` (booleans count) over rows at positions ``pos`` (0..n-1)."""
     return np.bincount(pos, weights=np.asarray(values, dtype="float64"), minlength=n)
-
-
-def _sum_by_person(parts: dict[str, pd.Series], pos: np.ndarray, ids: pd.Index) -> pd.DataFrame:
-    return pd.DataFrame({k: sum_by_position(v, pos, len(ids)) for k, v in parts.items()}, index=ids)
-
-
-def _min_by_person(values, pos: np.ndarray, n: int, fill: float) -> np.ndarray:
-    """Per-person minimum of ``values`` (NaN rows ignored); ``fill`` for people with none."""
-    values = np.asarray(values, dtype="float64")
-    ok = ~np.isnan(values)
-    out = np.full(n, np.inf)
-    np.minimum.at(out, pos[ok], values[ok])
-    return np.where(np.isinf(out), fill, out)
-
-
-def _any_by_person(pos: np.ndarray, n: int) -> np.ndarray:
-    return (np.bincount(pos, minlength=n) > 0).astype(float)
 
 
 def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
@@ -281,169 +247,177 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
     The index is ``person_id``; columns ``practice_id``, ``ethnicity_group`` and ``sex`` ride along
     as metadata (``META_COLUMNS``) for lists and subgroup metrics; they are not model inputs.
     Features of sources absent from ``records`` are all-missing (NaN).
+
+    This is the reference engine: it computes the aggregates of :mod:`riskstrat.engines.spec` in
+    numpy (:func:`table_aggregates`) and derives the features from them with the spec's ``derive``,
+    as every engine does.
     """
+    from riskstrat.engines.spec import derive
+
     t = pd.Timestamp(index_date).normalize()
     people = eligible_persons(records, t, min_age=min_age, max_age=max_age).set_index("person_id")
     ids = people.index
-    n = len(ids)
-    out = pd.DataFrame(index=ids)
-    out["age"] = people["age"].round(2)
-    out["sex_female"] = (people["sex"] == "female").astype(float)
-    out["deprivation_decile"] = people["deprivation_decile"].astype("float64")
-
-    # Hospital inpatient spells.
-    if records.has("inpatient_spells"):
-        ip = _before(records.get("inpatient_spells"), "admission_date", t, ids,
-                     ["admission_date", "discharge_date", "admission_method", "primary_diagnosis", "cost"])
-        em = ip["admission_method"] == "emergency"
-        # Bed days count only the part of the stay before T.
-        end = ip["discharge_date"].where(ip["discharge_date"] < t, t).fillna(t)
-        beds = (end - ip["admission_date"]).dt.days.clip(lower=0)
-        d = ip["days_before"]
-        agg = _sum_by_person({
-            "emergency_admissions_0_3m": em & _in(d, "0_3m"),
-            "emergency_admissions_3_12m": em & _in(d, "3_12m"),
-            "emergency_admissions_12_24m": em & _in(d, "12_24m"),
-            "emergency_bed_days_12m": beds.where(em & _in(d, "12m"), 0),
-            "elective_admissions_12m": (ip["admission_method"] == "elective") & _in(d, "12m"),
-            "_ip_cost_12m": ip["cost"].fillna(0).where(_in(d, "12m"), 0),
-            "_fall_12m": ip["primary_diagnosis"].fillna("").str.match(r"^(S72|W[01])") & _in(d, "12m"),
-        }, ip["pos"].to_numpy(), ids)
-        out = out.join(agg.drop(columns=["_ip_cost_12m", "_fall_12m"]))
-        out["days_since_emergency_admission"] = _min_by_person(d.where(em), ip["pos"].to_numpy(), n, NO_EVENT_DAYS)
-        ip_cost, falls = agg["_ip_cost_12m"], agg["_fall_12m"]
-    else:
-        ip_cost = falls = None
-
-    if records.has("ae_attendances"):
-        ae = _before(records.get("ae_attendances"), "arrival_date", t, ids, ["cost"])
-        d = ae["days_before"]
-        agg = _sum_by_person({
-            "ae_attendances_0_3m": _in(d, "0_3m"), "ae_attendances_3_12m": _in(d, "3_12m"),
-            "ae_attendances_12_24m": _in(d, "12_24m"), "_cost": ae["cost"].fillna(0).where(_in(d, "12m"), 0),
-        }, ae["pos"].to_numpy(), ids)
-        out = out.join(agg.drop(columns="_cost"))
-        out["days_since_ae"] = _min_by_person(d, ae["pos"].to_numpy(), n, NO_EVENT_DAYS)
-        ae_cost = agg["_cost"]
-    else:
-        ae_cost = None
-
-    if records.has("outpatient_appointments"):
-        op = _before(records.get("outpatient_appointments"), "appointment_date", t, ids, ["attended", "cost"])
-        d12 = _in(op["days_before"], "12m")
-        agg = _sum_by_person({
-            "outpatient_attended_12m": d12 & op["attended"], "outpatient_missed_12m": d12 & ~op["attended"],
-            "_cost": op["cost"].fillna(0).where(d12, 0)}, op["pos"].to_numpy(), ids)
-        out = out.join(agg.drop(columns="_cost"))
-        op_cost = agg["_cost"]
-    else:
-        op_cost = None
-
-    if records.has("gp_contacts"):
-        gp = _before(records.get("gp_contacts"), "contact_date", t, ids, ["cost"])
-        d = gp["days_before"]
-        agg = _sum_by_person({"gp_contacts_0_3m": _in(d, "0_3m"), "gp_contacts_3_12m": _in(d, "3_12m"),
-                              "_cost": gp["cost"].fillna(0).where(_in(d, "12m"), 0)}, gp["pos"].to_numpy(), ids)
-        out = out.join(agg.drop(columns="_cost"))
-        gp_cost = agg["_cost"]
-    else:
-        gp_cost = None
-
-    # Long-term conditions: everything diagnosed before T counts (no look-back limit).
-    if records.has("ltc_register"):
-        ltc = records.get("ltc_register")
-        pos = person_positions(ltc["person_id"], ids)
-        keep = (ltc["diagnosis_date"] < t).to_numpy() & (pos >= 0)
-        first = pd.DataFrame({"pos": pos[keep], "condition": ltc["condition"].astype(str).to_numpy()[keep],
-                              "diagnosis_date": ltc["diagnosis_date"].to_numpy()[keep]})
-        first = first.groupby(["pos", "condition"])["diagnosis_date"].min().reset_index()
-        first["years"] = (t - first["diagnosis_date"]).dt.days / 365.25
-        wide = first.pivot(index="pos", columns="condition", values="years").reindex(range(n))
-        wide.index = ids
-        for code in LONG_TERM_CONDITIONS:
-            years = wide[code] if code in wide.columns else pd.Series(np.nan, index=ids)
-            out[f"ltc_{code}"] = years.notna().astype(float).to_numpy()
-            out[f"ltc_{code}_years"] = years.round(1).to_numpy()
-        out["ltc_count"] = out[[f"ltc_{c}" for c in LONG_TERM_CONDITIONS]].sum(axis=1)
-        out["years_since_first_ltc"] = wide.max(axis=1).fillna(0).round(1).to_numpy()
-
-    if records.has("prescriptions"):
-        rx = _before(records.get("prescriptions"), "issue_date", t, ids, ["bnf_chapter", "cost"])
-        d = rx["days_before"]
-        chapter = rx["bnf_chapter"]
-        parts = {"rx_items_3m": _in(d, "3m"), "rx_items_12m": _in(d, "12m"),
-                 "_cost": rx["cost"].fillna(0).where(_in(d, "12m"), 0)}
-        for ch in RX_CHAPTERS:
-            parts[f"rx_bnf{ch}_items_12m"] = _in(d, "12m") & (chapter == ch).fillna(False)
-        agg = _sum_by_person(parts, rx["pos"].to_numpy(), ids)
-        # Distinct chapters per person in 12 months: unique (person, chapter) pairs, then counted.
-        # Items of an unknown chapter count as items, but not as a chapter (it is not one).
-        in12 = _in(d, "12m").to_numpy() & (chapter != BNF_UNKNOWN).to_numpy(dtype=bool)
-        codes, uniques = pd.factorize(chapter[in12])
-        pairs = np.unique(rx["pos"].to_numpy()[in12][codes >= 0] * (len(uniques) + 1) + codes[codes >= 0])
-        out = out.join(agg.drop(columns="_cost"))
-        out["rx_chapters_12m"] = np.bincount(pairs // (len(uniques) + 1), minlength=n).astype(float)
-        rx_cost = agg["_cost"]
-    else:
-        rx_cost = None
-
-    if records.has("social_care"):
-        sc = records.get("social_care")
-        pos = person_positions(sc["person_id"], ids)
-        keep = (pos >= 0) & (sc["start_date"] < t).to_numpy()
-        sc, pos = sc[keep], pos[keep]
-        ongoing = (sc["end_date"].isna() | (sc["end_date"] >= t)).to_numpy()
-        at_t, pos_t = sc[ongoing], pos[ongoing]
-        service = at_t["service_type"]
-        out["home_care_at_index"] = _any_by_person(pos_t[(service == "home_care").to_numpy()], n)
-        out["care_home_at_index"] = _any_by_person(pos_t[service.isin(CARE_HOME_TYPES).to_numpy()], n)
-        reab = ((sc["service_type"] == "reablement") & ((t - sc["start_date"]).dt.days <= 365)).to_numpy()
-        out["reablement_12m"] = _any_by_person(pos[reab], n)
-        out["social_care_weekly_cost"] = sum_by_position(at_t["weekly_cost"].fillna(0), pos_t, n)
-        since = _min_by_person((t - at_t["start_date"]).dt.days, pos_t, n, NO_EVENT_DAYS)
-        out["days_since_social_care_start"] = np.minimum(since, NO_EVENT_DAYS)
-        # Cost of the part of each service inside the 12 months before T.
-        lo = t - pd.Timedelta(days=365)
-        s = sc["start_date"].where(sc["start_date"] > lo, lo)
-        e = sc["end_date"].fillna(t).where(lambda x: x < t, t)
-        days = (e - s).dt.days.clip(lower=0)
-        sc_cost = pd.Series(sum_by_position(sc["weekly_cost"].fillna(0) * days / 7, pos, n), index=ids)
-        out["cost_social_care_12m"] = sc_cost.round(2).to_numpy()
-    else:
-        sc_cost = None
-
-    hospital = [c for c in (ip_cost, ae_cost, op_cost) if c is not None]
-    primary = [c for c in (gp_cost, rx_cost) if c is not None]
-    if hospital:
-        out["cost_hospital_12m"] = sum(hospital).round(2).to_numpy()
-    if primary:
-        out["cost_primary_12m"] = sum(primary).round(2).to_numpy()
-    costs = [c for c in ("cost_hospital_12m", "cost_primary_12m", "cost_social_care_12m") if c in out]
-    out["cost_total_12m"] = out[costs].sum(axis=1) if costs else np.nan
-
-    deficits = pd.Series(0.0, index=ids)
-    for col in ("ltc_dementia", "ltc_stroke", "ltc_heart_failure", "ltc_ckd", "ltc_copd"):
-        if col in out:
-            deficits += out[col]
-    if falls is not None:
-        deficits += (falls > 0).astype(float)
-    for col in ("home_care_at_index", "care_home_at_index"):
-        if col in out:
-            deficits += out[col]
-    if "rx_items_3m" in out:
-        deficits += (out["rx_items_3m"] >= 10).astype(float)
-    if "emergency_admissions_0_3m" in out:
-        deficits += ((out["emergency_admissions_0_3m"] + out["emergency_admissions_3_12m"]) > 0).astype(float)
-    deficits += (out["age"] >= 85).astype(float)
-    out["frailty_deficits"] = deficits
-
-    # Canonical column order: all features (NaN for absent sources), then context, then metadata.
-    result = out.reindex(columns=list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)).astype("float64")
+    values: dict[str, np.ndarray] = {}
+    positions = _PersonPositions(ids)
+    for name in records.sources:
+        values.update(table_aggregates(records.get(name), name, t, ids, positions=positions))
+    result = derive(people, values, set(records.sources))
     result["practice_id"] = people["practice_id"].astype("string")
     result["sex"] = people["sex"]
     result["ethnicity_group"] = people["ethnicity_group"]
     result.index.name = "person_id"
     return result
+
+
+class _PersonPositions:
+    """:func:`person_positions` for several tables keyed by the same categories (LinkedRecords'
+    event tables share the persons' ids): the ids are looked up once, not once a table."""
+
+    def __init__(self, ids: pd.Index):
+        self.ids = ids
+        self._categories: pd.Index | None = None
+        self._per_code: np.ndarray | None = None
+
+    def __call__(self, person_id: pd.Series) -> np.ndarray:
+        if not isinstance(person_id.dtype, pd.CategoricalDtype):
+            return person_positions(person_id, self.ids)
+        categories = person_id.cat.categories
+        if self._categories is not categories:
+            self._categories, self._per_code = categories, self.ids.get_indexer(categories)
+        codes = person_id.cat.codes.to_numpy()
+        if not len(self._per_code):
+            return np.full(len(codes), -1, dtype=np.int64)
+        return np.where(codes >= 0, self._per_code[codes], -1).astype(np.int64)
+
+
+def _days_before(dates: pd.Series | np.ndarray, t: pd.Timestamp) -> np.ndarray:
+    """Whole days from each date to ``t`` (1 = the day before T), float64 with NaN where missing."""
+    days = np.datetime64(t.date(), "D") - np.asarray(dates).astype("datetime64[D]")
+    out = days.astype("int64").astype("float64")
+    out[np.isnat(days)] = np.nan
+    return out
+
+
+def _matches(values: pd.Series, where) -> np.ndarray:
+    """A spec ``Where`` over one column: True where it holds; a missing value never matches (also
+    when negated), as SQL's ``IN`` and ``NOT IN`` treat NULL."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes, distinct = values.cat.codes.to_numpy(), pd.Series(values.cat.categories)
+    elif pd.api.types.is_bool_dtype(values.dtype):
+        codes, distinct = values.to_numpy(dtype="int8", na_value=-1), pd.Series([False, True])
+    else:
+        codes, uniques = pd.factorize(values)
+        distinct = pd.Series(uniques)
+    if where.prefix_regex:
+        hit = distinct.astype(str).str.match(f"(?:{where.values[0]})").to_numpy(dtype=bool)
+    else:
+        hit = distinct.isin(where.values).to_numpy(dtype=bool)
+    if where.negate:
+        hit = ~hit
+    return np.append(hit, False)[codes]  # code -1 (missing) takes the appended False
+
+
+def _row_value(name: str, rows, t: pd.Timestamp) -> np.ndarray:
+    """The per-row values of :data:`riskstrat.engines.spec.ROW_VALUES` (and plain columns), float64."""
+    if name in ("cost", "weekly_cost"):
+        return np.nan_to_num(rows.column(name).to_numpy(dtype="float64", na_value=np.nan), nan=0.0)
+    if name == "bed_days_before_T":
+        end = np.fmax(_days_before(rows.column("discharge_date"), t), 0.0)  # blank or on/after T: T
+        return np.maximum(rows.days - end, 0.0)
+    if name == "cost_in_12m":
+        weekly = np.nan_to_num(rows.column("weekly_cost").to_numpy(dtype="float64", na_value=np.nan), nan=0.0)
+        end = np.fmax(_days_before(rows.column("end_date"), t), 0.0)
+        start = np.minimum(rows.days, 365.0)
+        return weekly * np.maximum(start - end, 0.0) / 7
+    return rows.column(name).to_numpy(dtype="float64", na_value=np.nan)
+
+
+class _Rows:
+    """The rows of one table that an engine's aggregates can read (see :func:`table_aggregates`):
+    their people's positions and days before T, and any column, taken when first asked for."""
+
+    def __init__(self, df: pd.DataFrame, keep: np.ndarray, pos: np.ndarray, days: np.ndarray):
+        self.df, self.at = df, np.flatnonzero(keep)
+        self.pos, self.days = pos[self.at], days[self.at]
+        self._columns: dict[str, pd.Series] = {}
+
+    def column(self, name: str) -> pd.Series:
+        if name not in self._columns:
+            self._columns[name] = self.df[name].take(self.at).reset_index(drop=True)
+        return self._columns[name]
+
+
+def table_aggregates(df: pd.DataFrame, table: str, index_date, ids: pd.Index, *,
+                     positions: Callable[[pd.Series], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The spec's aggregates of ``table`` (:func:`riskstrat.engines.spec.aggregates_for`), computed
+    from its validated rows ``df`` as of ``index_date``: one float64 array per aggregate, a value per
+    person of ``ids`` (the aggregate's ``fill`` for people with no matching row).
+
+    >>> from riskstrat.schema import empty_table
+    >>> table_aggregates(empty_table("ae_attendances"), "ae_attendances", "2024-01-01",
+    ...                  pd.Index(["a"]))["days_since_ae"]
+    array([731.])
+    """
+    from riskstrat.engines.spec import DATE_COLUMNS, aggregates_for
+
+    t = pd.Timestamp(index_date).normalize()
+    aggregates = aggregates_for(table)
+    n = len(ids)
+    days = _days_before(df[DATE_COLUMNS[table]], t)
+    pos = positions(df["person_id"]) if positions is not None else person_positions(df["person_id"], ids)
+    # Only rows before T, of eligible people, inside the longest window are read at all.
+    spans = [a.window[1] for a in aggregates]
+    keep = (days >= 1) & (pos >= 0)
+    if None not in spans:
+        keep &= days <= max(spans)
+    rows = _Rows(df, keep, pos, days)
+    # Windows, filters and row values repeat across aggregates: each is computed once.
+    masks: dict[object, np.ndarray] = {}
+    row_values: dict[str, np.ndarray] = {}
+
+    def mask(key, make) -> np.ndarray:
+        if key not in masks:
+            masks[key] = make()
+        return masks[key]
+
+    out = {}
+    for a in aggregates:
+        lo, hi = a.window
+        m = mask(("window", lo, hi), lambda: (rows.days >= lo) & (rows.days <= hi) if hi is not None
+                 else rows.days >= lo)
+        for w in a.where:
+            m = m & mask(w, lambda: _matches(rows.column(w.column), w))
+        if a.ongoing:  # in place on T: no end, or an end on or after T
+            m = m & mask("ongoing", lambda: ~(_days_before(rows.column("end_date"), t) >= 1))
+        p = rows.pos[m]
+        if a.kind in ("count", "any"):
+            value = np.bincount(p, minlength=n).astype("float64")
+            if a.kind == "any":
+                value = (value > 0).astype("float64")
+        elif a.kind == "sum":
+            if a.value not in row_values:
+                row_values[a.value] = _row_value(a.value, rows, t)
+            value = np.bincount(p, weights=row_values[a.value][m], minlength=n)
+        elif a.kind in ("min_days", "max_days"):
+            value = np.full(n, np.inf if a.kind == "min_days" else -np.inf)
+            (np.minimum if a.kind == "min_days" else np.maximum).at(value, p, rows.days[m])
+            value[np.isinf(value)] = a.fill
+        else:  # distinct values (missing ones not counted), per person
+            column = rows.column(a.value)
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                codes, k = column.cat.codes.to_numpy()[m], len(column.cat.categories)
+            else:
+                codes, uniques = pd.factorize(column[m])
+                k = len(uniques)
+            ok = codes >= 0
+            # One flag per person and distinct value (a few per person: coded columns), then counted.
+            seen = np.zeros(n * max(k, 1), dtype=bool)
+            seen[p[ok] * k + codes[ok]] = True
+            value = seen.reshape(n, max(k, 1)).sum(axis=1).astype("float64")
+        if a.kind in ("count", "sum", "any", "distinct") and a.fill != 0:
+            value[np.bincount(p, minlength=n) == 0] = a.fill
+        out[a.name] = value
+    return out
 
 
 META_COLUMNS = ("practice_id", "sex", "ethnicity_group")

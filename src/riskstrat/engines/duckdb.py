@@ -6,9 +6,13 @@ DuckDB scans them, applies the cleaning validation applies to the rows that feed
 returns one row of aggregates per person. Validation's rules are run as SQL counts and raise the
 same :class:`~riskstrat.validate.ValidationError` (rule names, files, counts; no row examples):
 
-- checked on construction, per table: ``missing_column``, ``missing_value`` (non-nullable
-  columns), ``unknown_code`` (codes normalised as validation does, per distinct value),
-  ``negative_cost``, ``wrong_type`` (infinite numbers), ``end_before_start``;
+- checked on construction, per table in one pass over its file: ``missing_column``,
+  ``missing_value`` (non-nullable columns), ``unknown_code`` (each distinct code, with its count,
+  normalised by validation's own code), ``negative_cost``, ``wrong_type`` (infinite numbers),
+  ``end_before_start``. Text is read as it is unless some value needs validation's cleaning
+  (outer white space, blanks): the Parquet statistics show whether any value starts with white
+  space, a cheap test per row whether any ends with it, and ids ending in it are found by the
+  join with persons (they match no person), after which that table's ids are cleaned;
 - checked with the aggregates (one pass), per index date: ``unknown_person``,
   ``duplicate_rows`` (exact repeats over every column of the file, extra columns included: removed
   by ``SELECT DISTINCT``) and ``event_before_birth`` / ``event_after_death`` (dropped; end dates
@@ -27,13 +31,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from riskstrat.engines.spec import DATE_COLUMNS, Aggregate, Where, aggregates_for, derive
 from riskstrat.errors import RiskstratError
+from riskstrat.io import read_table_file, table_files
 from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
+from riskstrat.validate import ValidationError, _agree, _coerce_category, _IssueLog, _rows, _text, validate_tables
 
 __all__ = ["DuckDBEngine", "EngineDataError"]
 
@@ -67,6 +75,32 @@ def _date(t: pd.Timestamp) -> str:
     return f"DATE '{t.date().isoformat()}'"
 
 
+def _leading_text(meta: pq.FileMetaData, column: str) -> str | None:
+    """What the Parquet statistics (the file's footer) say of a text column's first characters:
+    ``"blank"`` (every value missing), ``"clean"`` (no value is empty or starts with white space or
+    a control character: the smallest value does not), ``"dirty"``, or None (no statistics)."""
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if column not in names:
+        return None
+    at = names.index(column)
+    smallest, blank = None, True
+    for g in range(meta.num_row_groups):
+        chunk = meta.row_group(g).column(at)
+        st = chunk.statistics
+        if st is None or not st.has_null_count:
+            return None
+        if st.null_count == chunk.num_values:
+            continue
+        blank = False
+        if not st.has_min_max:
+            return None
+        low = st.min if isinstance(st.min, str) else bytes(st.min).decode("utf-8", "replace")
+        smallest = low if smallest is None else min(smallest, low)
+    if blank:
+        return "blank"
+    return "clean" if smallest and smallest[0] > " " else "dirty"
+
+
 class _TablePlan:
     """How one event table's file is read: typed, normalised expressions for its schema columns."""
 
@@ -87,6 +121,8 @@ class _TablePlan:
         self.unknown: dict[str, list[str]] = {}
         # Text and number columns found already clean (no outer spaces, no blanks, no NaN): read as they are.
         self.clean: set[str] = set()
+        # False while person_id is read as it is without every value checked for trailing white space.
+        self.ids_verified = True
 
     @property
     def scan(self) -> str:
@@ -149,11 +185,6 @@ class DuckDBEngine:
     def __init__(self, data_dir: str | Path, *, exclude_sources: Iterable[str] = (), out_of_life_events: str = "drop",
                  duplicate_rows: str = "drop", unknown_codes: str = "error", threads: int | None = None,
                  memory_limit: str | None = None, stage: Callable[[str], None] | None = None):
-        import duckdb
-
-        from riskstrat.io import read_table_file, table_files
-        from riskstrat.validate import ValidationError, validate_tables
-
         self.data_dir = Path(data_dir)
         self.options = {"out_of_life_events": out_of_life_events, "duplicate_rows": duplicate_rows,
                         "unknown_codes": unknown_codes}
@@ -187,12 +218,16 @@ class DuckDBEngine:
             "person_id": pa.array(self.persons["person_id"].astype(object), type=pa.string()),
             "birth_date": pa.array(self.persons["birth_date"].to_numpy(), type=pa.timestamp("s")),
             "death_date": pa.array(self.persons["death_date"].to_numpy(), type=pa.timestamp("s")),
+            "_row": pa.array(np.arange(len(self.persons), dtype=np.int64)),
         }))
         self.con.execute("CREATE TEMP TABLE persons AS SELECT person_id, CAST(birth_date AS DATE) AS birth_date, "
-                         "CAST(death_date AS DATE) AS death_date FROM _persons_frame")
+                         "CAST(death_date AS DATE) AS death_date, _row FROM _persons_frame")
         self.con.unregister("_persons_frame")
-
-        from riskstrat.validate import _IssueLog
+        # The aggregates name each person by the persons table's rowid: people are then found by an
+        # integer take, not by hashing every id string again for every table.
+        rows = self.con.execute("SELECT rowid, _row FROM persons").fetchnumpy()
+        self._row_of_rowid = np.full(int(rows["rowid"].max()) + 1 if len(rows["rowid"]) else 0, -1, dtype=np.int64)
+        self._row_of_rowid[np.asarray(rows["rowid"], dtype=np.int64)] = np.asarray(rows["_row"], dtype=np.int64)
 
         self._log = _IssueLog(files)
         self._log.issues = self.report.issues  # one report: persons' issues, then the SQL checks
@@ -227,9 +262,16 @@ class DuckDBEngine:
         for name, plan in self.plans.items():
             date = _quote(TABLES[name].event_date)
             before = f" AND e.{date} <= {_date(pd.Timestamp(until))}" if until is not None else ""
-            sql = (f"SELECT min(e.{date}), max(e.{date}) FROM ({plan.typed(drop_unknown_codes=True)}) e "
-                   f"JOIN persons p ON e.person_id = p.person_id WHERE {self._kept(plan.table, 'e')}{before}")
-            low, high = self.con.execute(sql).fetchone()
+            known = f"p.person_id IS NOT NULL AND {self._kept(plan.table, 'e')}{before}"
+            sql = (f"SELECT min(e.{date}) FILTER (WHERE {known}), max(e.{date}) FILTER (WHERE {known}), "
+                   f"count(*) FILTER (WHERE p.person_id IS NULL) FROM ({plan.typed(drop_unknown_codes=True)}) e "
+                   f"LEFT JOIN persons p ON e.person_id = p.person_id")
+            low, high, unknown = self.con.execute(sql).fetchone()
+            if unknown and not plan.ids_verified:
+                ids = self.con.execute(f"SELECT DISTINCT e.person_id FROM ({plan.typed(drop_unknown_codes=True)}) e "
+                                       f"ANTI JOIN persons p ON e.person_id = p.person_id").fetchall()
+                if self._verify_ids(plan, [i for (i,) in ids]):
+                    return self.date_range(until=until)
             if low is not None:
                 lows.append(pd.Timestamp(low))
                 highs.append(pd.Timestamp(high))
@@ -240,10 +282,14 @@ class DuckDBEngine:
         from riskstrat.features import eligible_persons
 
         t = pd.Timestamp(index_date).normalize()
-        people = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age).set_index("person_id")
+        eligible = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age)
+        # Persons row -> position in the cohort; the extra last slot (-1) is where a row of -1 lands.
+        position = np.full(len(self.persons) + 1, -1, dtype=np.int64)
+        position[self.persons.index.get_indexer(eligible.index)] = np.arange(len(eligible))
+        people = eligible.set_index("person_id")
         values: dict[str, np.ndarray] = {}
         for name, plan in self.plans.items():
-            values.update(self._aggregate(plan, t, people.index))
+            values.update(self._aggregate(plan, t, position[self._row_of_rowid], len(people)))
         result = derive(people, values, set(self.plans))
         result["practice_id"] = people["practice_id"].astype("string")
         result["sex"] = people["sex"]
@@ -254,8 +300,6 @@ class DuckDBEngine:
     # ------------------------------------------------------------------ checks
 
     def _check_table(self, table: Table, path: Path) -> None:
-        from riskstrat.validate import _coerce_category, _rows
-
         log, name = self._log, table.name
         described = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(str(path))})").fetchall()
         plan = _TablePlan(table, path, {row[0]: str(row[1]) for row in described})
@@ -281,57 +325,86 @@ class DuckDBEngine:
                 raise EngineDataError(
                     f"{path.name}, column {col.name}: stored as {kind}, but the duckdb engine reads it as "
                     f"{col.kind} only; write the data with riskstrat import (typed Parquet), or use --engine pandas")
+        # One pass over the file answers every check: per-row tests only where the Parquet
+        # statistics (read from the footer, no scan) cannot answer. Category columns come back as
+        # counts per distinct value, which validation's own code then normalises.
+        meta = pq.ParquetFile(path).metadata
+        stats = {c.name: _leading_text(meta, plan.source[c.name]) for c in table.columns
+                 if c.name in plan.source and c.kind in ("id", "str")}
+        passes: dict[tuple[str, str], int] = {}
+        checks = ["count(*)"]
+
+        def count(key: tuple[str, str], sql: str) -> None:
+            passes[key] = len(checks)
+            checks.append(sql)
+
+        for col in table.columns:
+            if col.name not in plan.source:
+                continue
+            raw = plan.raw(col.name)
             if col.kind == "category":
-                raw = [r[0] for r in self.con.execute(
-                    f"SELECT DISTINCT CAST({plan.raw(col.name)} AS VARCHAR) FROM {plan.scan}").fetchall()]
-                raw = [v for v in raw if v is not None]
+                count(("histogram", col.name), f"histogram(CAST({raw} AS VARCHAR))")
+            elif col.kind in ("id", "str"):
+                text = f"CAST({raw} AS VARCHAR)"
+                if stats.get(col.name) is None:  # no statistics: test the first character of every value
+                    count(("leading", col.name), f"count(*) FILTER (WHERE {text}[1] <= ' ')")
+                if col.name != "person_id" and stats.get(col.name) != "blank":
+                    # A value ending in white space (ids: found by the join with persons, see _verify_ids).
+                    count(("trailing", col.name), f"count(*) FILTER (WHERE {text}[-1] <= ' ')")
+            elif col.kind == "float":
+                number = f"CAST({raw} AS DOUBLE)"
+                count(("nan", col.name), f"count(*) FILTER (WHERE isnan({number}))")
+                count(("wrong_type", col.name), f"count(*) FILTER (WHERE isinf({number}))")
+                if col.min_value is not None:
+                    count(("negative_cost", col.name), f"count(*) FILTER (WHERE {number} < {col.min_value!r})")
+            if not col.nullable:
+                count(("null", col.name), f"count(*) FILTER (WHERE {raw} IS NULL)")
+        for start, end in table.ordered_dates:
+            if start in plan.source and end in plan.source:
+                count(("end_before_start", end), f"count(*) FILTER (WHERE {plan.expression(TABLES[name].column(end))} < "
+                                                 f"{plan.expression(TABLES[name].column(start))})")
+        found = self.con.execute(f"SELECT {', '.join(checks)} FROM {plan.scan}").fetchone()
+
+        def got(key: tuple[str, str]) -> int:
+            return int(found[passes[key]]) if key in passes else 0
+
+        counts: dict[tuple[str, str], int] = {}
+        for col in table.columns:
+            if col.name not in plan.source:
+                continue
+            if col.kind == "category":
+                histogram = found[passes[("histogram", col.name)]] or {}
+                raw = [v for v in histogram if v is not None]
                 # Each distinct value normalised by validation's own code (case, spaces, BNF "1" -> "01").
                 canonical, unknown, missing = _coerce_category(pd.Series(raw, dtype=object), col)
                 plan.code_map[col.name] = {v: None if (bad or miss) else str(c) for v, c, bad, miss
                                            in zip(raw, canonical.astype(object), unknown, missing)}
                 plan.unknown[col.name] = [v for v, bad in zip(raw, unknown) if bad]
-
-        # Which text and number columns need cleaning at all (usually none: read them as they are).
-        dirty = []
-        for col in table.columns:
-            if col.name in plan.source and col.kind in ("id", "str"):
-                raw = f"CAST({plan.raw(col.name)} AS VARCHAR)"
-                dirty.append((col.name, f"count(*) FILTER (WHERE regexp_matches({raw}, '^\\s|\\s$') OR {raw} = '')"))
-            elif col.name in plan.source and col.kind == "float":
-                dirty.append((col.name, f"count(*) FILTER (WHERE isnan(CAST({plan.raw(col.name)} AS DOUBLE)))"))
-        if dirty:
-            found = self.con.execute(f"SELECT {', '.join(sql for _, sql in dirty)} FROM {plan.scan}").fetchone()
-            plan.clean = {name for (name, _), n in zip(dirty, found) if n == 0}
-
-        counts = {}
-        checks = ["count(*)"]
-        for col in table.columns:
-            expr = plan.expression(col)
-            if not col.nullable and col.name in plan.source:
-                if col.kind == "category":  # blank is missing; an unknown code is not (it is reported as unknown)
-                    blank = [k for k, v in plan.code_map[col.name].items() if v is None and k not in plan.unknown[col.name]]
-                    raw = f"CAST({plan.raw(col.name)} AS VARCHAR)"
-                    expr = f"(CASE WHEN {raw} IN ({', '.join(map(_literal, blank))}) THEN NULL ELSE {raw} END)" \
-                        if blank else raw
-                checks.append(f"count(*) FILTER (WHERE {expr} IS NULL)")
-                counts[len(checks) - 1] = ("missing_value", col.name)
-            bad = plan.unknown_codes(col)
-            if bad:
-                checks.append(f"count(*) FILTER (WHERE CAST({plan.raw(col.name)} AS VARCHAR) IN "
-                              f"({', '.join(map(_literal, bad))}))")
-                counts[len(checks) - 1] = ("unknown_code", col.name)
-            if col.kind == "float" and col.name in plan.source:
-                checks.append(f"count(*) FILTER (WHERE isinf(CAST({plan.raw(col.name)} AS DOUBLE)))")
-                counts[len(checks) - 1] = ("wrong_type", col.name)
-                if col.min_value is not None:
-                    checks.append(f"count(*) FILTER (WHERE {expr} < {col.min_value!r})")
-                    counts[len(checks) - 1] = ("negative_cost", col.name)
+                counts[("unknown_code", col.name)] = sum(int(histogram[v]) for v in plan.unknown[col.name])
+                blank = sum(int(histogram[v]) for v, bad, miss in zip(raw, unknown, missing) if miss and not bad)
+                counts[("missing_value", col.name)] = got(("null", col.name)) + blank
+            elif col.kind in ("id", "str"):
+                dirty = stats[col.name] == "dirty" or got(("leading", col.name)) or got(("trailing", col.name))
+                if not dirty:
+                    plan.clean.add(col.name)
+                    counts[("missing_value", col.name)] = got(("null", col.name))
+                elif not col.nullable:  # white space to strip: blanks counted as validation counts them
+                    counts[("missing_value", col.name)] = int(self.con.execute(
+                        f"SELECT count(*) FILTER (WHERE {plan.expression(col)} IS NULL) FROM {plan.scan}").fetchone()[0])
+            elif col.kind == "float":
+                if not got(("nan", col.name)):
+                    plan.clean.add(col.name)
+                counts[("wrong_type", col.name)] = got(("wrong_type", col.name))
+                counts[("negative_cost", col.name)] = got(("negative_cost", col.name))
+                counts[("missing_value", col.name)] = got(("null", col.name)) + got(("nan", col.name))
+            else:
+                counts[("missing_value", col.name)] = got(("null", col.name))
+            if col.nullable:
+                counts.pop(("missing_value", col.name), None)
         for start, end in table.ordered_dates:
-            if start in plan.source and end in plan.source:
-                checks.append(f"count(*) FILTER (WHERE {plan.expression(TABLES[name].column(end))} < "
-                              f"{plan.expression(TABLES[name].column(start))})")
-                counts[len(checks) - 1] = ("end_before_start", end)
-        found = self.con.execute(f"SELECT {', '.join(checks)} FROM {plan.scan}").fetchone()
+            counts[("end_before_start", end)] = got(("end_before_start", end))
+        # Ids read as they are may still end in white space: the joins with persons find them (_verify_ids).
+        plan.ids_verified = "person_id" not in plan.clean
         self.row_counts[name] = int(found[0])
         if found[0] == 0:
             log.add(name, None, "empty_table", "warning", 0,
@@ -343,23 +416,46 @@ class DuckDBEngine:
                              "unknown costs)",
             "end_before_start": "with an end before the start; correct the dates or remove the rows",
         }
-        for i, (rule, col) in counts.items():
-            n = int(found[i])
-            if not n:
-                continue
-            where = log.where(name, col)
-            if rule == "unknown_code":
-                listed = ", ".join(table.column(col).categories or ())
-                head = f"{where}: {_rows(n)} with codes outside the reference list"
-                if self.options["unknown_codes"] == "drop":
-                    log.add(name, col, rule, "warning", n, f"{head}; these rows were dropped (known codes: {listed}).",
-                            action=f"dropped {_rows(n)}")
-                else:
-                    log.add(name, col, rule, "error", n,
-                            f"{head}; map them to one of {listed}, or drop them (unknown_codes='drop').")
-                continue
-            log.add(name, col, rule, "error", n, f"{where}: {_rows(n)} {texts[rule]}.")
+        order = {rule: i for i, rule in enumerate(("missing_value", "unknown_code", "wrong_type", "negative_cost"))}
+        for col in table.columns:  # validation's order: column by column, then the date pairs
+            for rule in sorted((r for r, c in counts if c == col.name and r != "end_before_start"), key=order.get):
+                self._report(table, col.name, rule, counts[(rule, col.name)], texts)
+        for start, end in table.ordered_dates:
+            self._report(table, end, "end_before_start", counts.get(("end_before_start", end), 0), texts)
         self.plans[name] = plan
+
+    @staticmethod
+    def _verify_ids(plan: _TablePlan, unknown: Iterable) -> bool:
+        """Whether ids read as they are, found in no person, hold white space that validation would
+        strip (then the plan cleans them from now on: the caller runs its query again)."""
+        values = pd.Series(list(unknown), dtype=object)
+        values = values[values.notna()]
+        if not len(values):
+            return False
+        cleaned = _text(values).astype(object)
+        if not (cleaned.isna() | (cleaned != values)).any():
+            return False
+        plan.clean.discard("person_id")
+        plan.ids_verified = True
+        return True
+
+    def _report(self, table: Table, col: str, rule: str, n: int, texts: dict[str, str]) -> None:
+        """One check's finding, worded as validation words it."""
+        if not n:
+            return
+        log, name = self._log, table.name
+        where = log.where(name, col)
+        if rule == "unknown_code":
+            listed = ", ".join(table.column(col).categories or ())
+            head = f"{where}: {_rows(n)} with codes outside the reference list"
+            if self.options["unknown_codes"] == "drop":
+                log.add(name, col, rule, "warning", n, f"{head}; these rows were dropped (known codes: {listed}).",
+                        action=f"dropped {_rows(n)}")
+            else:
+                log.add(name, col, rule, "error", n,
+                        f"{head}; map them to one of {listed}, or drop them (unknown_codes='drop').")
+            return
+        log.add(name, col, rule, "error", n, f"{where}: {_rows(n)} {texts[rule]}.")
 
     def _kept(self, table: Table, alias: str) -> str:
         """SQL: the row is inside the person's life (as validation's drop policy keeps it)."""
@@ -418,7 +514,10 @@ class DuckDBEngine:
         t = pd.Timestamp(index_date).normalize()
         plan = self.plans[table_name]
         table, name = plan.table, plan.table.name
-        distinct = "DISTINCT " if self.options["duplicate_rows"] == "drop" else ""
+        read = self._read_sql(plan, t)
+        # Repeats removed in one pass that also counts them (copies of each distinct row).
+        dedup = (f"SELECT *, count(*) AS _copies FROM ({read}) GROUP BY ALL"
+                 if self.options["duplicate_rows"] == "drop" else f"SELECT *, 1 AS _copies FROM ({read})")
         date = _quote(DATE_COLUMNS[name])
         ends = {end for _, end in table.ordered_dates}
         columns = []
@@ -437,13 +536,13 @@ class DuckDBEngine:
         row_values = self._row_values(table, t)
         aggs = [self._aggregate_sql(a, t, row_values, keep) for a in aggregates_for(name)]
         return f"""
-            WITH deduped AS (SELECT {distinct}* FROM ({self._read_sql(plan, t)})),
+            WITH deduped AS ({dedup}),
             joined AS (
-                SELECT {', '.join(columns)}, p.person_id IS NULL AS _unknown,
+                SELECT {', '.join(columns)}, r._copies, p.person_id IS NULL AS _unknown, p.rowid AS _person,
                        ({' OR '.join(out_of_life)}) AS _out_of_life, {_date(t)} - r.{date} AS _days
                 FROM deduped r LEFT JOIN persons p ON r.person_id = p.person_id)
-            SELECT person_id, count(*) AS _rows, count(*) FILTER (WHERE _out_of_life) AS _n_out_of_life,
-                   bool_or(_unknown) AS _is_unknown, {', '.join(aggs)}
+            SELECT person_id, count(*) AS _rows, sum(_copies) AS _read, count(*) FILTER (WHERE _out_of_life) AS _n_out_of_life,
+                   bool_or(_unknown) AS _is_unknown, min(_person) AS _person, {', '.join(aggs)}
             FROM joined GROUP BY person_id"""
 
     def _read_sql(self, plan: _TablePlan, t: pd.Timestamp) -> str:
@@ -458,9 +557,10 @@ class DuckDBEngine:
         where = f"{date} < {_date(t)}" + (f" AND {date} >= {_date(t)} - {max(spans)}" if None not in spans else "")
         return f"SELECT * FROM ({read}) WHERE {where}"
 
-    def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, ids: pd.Index) -> dict[str, np.ndarray]:
-        from riskstrat.validate import ValidationError, _agree, _rows
-
+    def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, position: np.ndarray,
+                   n_people: int) -> dict[str, np.ndarray]:
+        """The aggregates of one table for the ``n_people`` people of the cohort; ``position[rowid]`` is the
+        cohort position of the persons table's row ``rowid`` (-1: not in the cohort)."""
         name = plan.table.name
         distinct = self.options["duplicate_rows"] == "drop"
         frame = self.con.execute(self.aggregate_sql(name, t)).df()
@@ -469,6 +569,8 @@ class DuckDBEngine:
         log, issues = self._log, []
         unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
         n_unknown = int(frame.loc[unknown, "_rows"].sum())
+        if n_unknown and not plan.ids_verified and self._verify_ids(plan, frame.loc[unknown, "person_id"]):
+            return self._aggregate(plan, t, position, n_people)  # ids ending in white space: again, cleaning them
         if n_unknown:
             issues.append((name, "person_id", "unknown_person", "error", n_unknown,
                            f"{log.where(name, 'person_id')}: {_rows(n_unknown)} {_agree(n_unknown, 'refers', 'refer')} to person ids that are not in "
@@ -483,8 +585,7 @@ class DuckDBEngine:
                            f"{log.where(name)}: {_rows(n_outside)} dated before the person's birth or after their "
                            f"death; {todo[policy]}."))
         n_distinct = int(frame["_rows"].sum())
-        n_read = self.con.execute(f"SELECT count(*) FROM ({self._read_sql(plan, t)})").fetchone()[0] \
-            if distinct else n_distinct
+        n_read = int(frame["_read"].sum())
         if distinct and n_read > n_distinct:
             n = n_read - n_distinct
             issues.append((name, None, "duplicate_rows", "warning", n,
@@ -499,14 +600,17 @@ class DuckDBEngine:
         if any(i[3] == "error" for i in issues):
             raise ValidationError(self.report)
 
-        at = ids.get_indexer(pd.Index(frame["person_id"].astype(object)))
+        person = frame["_person"].to_numpy(dtype="float64", na_value=np.nan)
+        known = ~np.isnan(person)
+        at = np.full(len(frame), -1, dtype=np.int64)
+        at[known] = position[person[known].astype(np.int64)]
         hit = at >= 0
         values = {}
         for a in aggregates_for(name):
             column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)
             if a.kind == "any":
                 column = (column > 0).astype("float64")
-            out = np.full(len(ids), a.fill, dtype="float64")
+            out = np.full(n_people, a.fill, dtype="float64")
             out[at[hit]] = np.where(np.isnan(column[hit]), a.fill, column[hit])
             values[a.name] = out
         return values

@@ -15,7 +15,7 @@ expressions in its own language; their meaning is given here.
 >>> [a.name for a in AGGREGATES][:2]
 ['emergency_admissions_0_3m', 'emergency_admissions_3_12m']
 >>> aggregate("days_since_ae").fill
-731.0
+731
 """
 
 from __future__ import annotations
