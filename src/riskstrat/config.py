@@ -197,6 +197,10 @@ class TrainConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    engine: Literal["pandas", "duckdb"] = Field(
+        "pandas", description="Engine that builds the features and reads the outcome's tables: pandas (the "
+                              "reference: every table validated in memory) or duckdb (SQL over the Parquet folder, "
+                              "validation's rules as SQL counts; for large populations). Both give the same model.")
 
     @model_validator(mode="after")
     def _label_windows_end_by_test(self) -> "TrainConfig":

@@ -60,33 +60,51 @@ class TrainingRun:
     result: object          # train.TrainingResult
     logged: object | None   # tracking.LoggedRun
     config: TrainConfig | None = None  # as run (index_dates: auto resolved to dates)
+    timings: dict[str, float] | None = None  # seconds per stage (TRAINING_STAGES, then per index date)
+
+
+# The stages of a training run, timed into its MLflow run (metrics seconds.<stage>, timings.json).
+TRAINING_STAGES = ("load", "features_labels", "fit", "fit_baselines", "evaluate", "log")
 
 
 def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
-                 records: LinkedRecords | None = None) -> TrainingRun:
+                 records: LinkedRecords | None = None, engine=None) -> TrainingRun:
     """Train, evaluate and (if ``log``) track and register one model as configured.
 
-    Refuses (:class:`riskstrat.guards.InsufficientEventsError`) before fitting when a part has fewer
-    events than ``cfg.guards`` asks, and (:class:`riskstrat.guards.DegenerateModelError`, holding
-    the run) after fitting when the model is degenerate and ``guards.register_degenerate`` is off;
-    the run is then still logged, tagged ``riskstrat.degenerate``, with nothing registered.
+    The features and labels come from the engine ``cfg.engine`` over ``cfg.data`` (or the given
+    ``engine``, or the validated ``records`` through the pandas engine); every engine gives the same
+    training matrix, labels and model. Refuses (:class:`riskstrat.guards.InsufficientEventsError`)
+    before fitting when a part has fewer events than ``cfg.guards`` asks, and
+    (:class:`riskstrat.guards.DegenerateModelError`, holding the run) after fitting when the model
+    is degenerate and ``guards.register_degenerate`` is off; the run is then still logged, tagged
+    ``riskstrat.degenerate``, with nothing registered. The stages' seconds are in ``timings`` and
+    logged with the run.
     """
     from riskstrat import tracking
+    from riskstrat.engines import PandasEngine, open_engine
     from riskstrat.features import feature_table
     from riskstrat.guards import DegenerateModelError, check_minimum_events, describe_degenerate
     from riskstrat.io import data_fingerprint
-    from riskstrat.train import assemble, extract_end_of, fit_and_evaluate, truth_scores
+    from riskstrat.train import TablesOnDemand, assemble, extract_end_of, fit_and_evaluate, truth_scores
 
     from riskstrat.privacy import check_key_matches
 
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
     check_key_matches(cfg.data.path)
-    records = records if records is not None else load_data(cfg.data, stage=stage)
-    extract_end = extract_end_of(cfg.data.path, records, cfg.data.extract_end)
+    if engine is None:
+        engine = PandasEngine(records) if records is not None else open_engine(
+            cfg.engine, cfg.data, stage=stage, check_every_row=True)
+    extract_end = extract_end_of(cfg.data.path, engine, cfg.data.extract_end)
+    timings["load"] = time.perf_counter() - started
     if cfg.index_dates == "auto":
         cfg = cfg.with_index_dates_for(extract_end)
         stage(f"index dates for an extract ending {extract_end.date()}: training "
               f"{', '.join(str(d) for d in cfg.index_dates.train)}; test {cfg.index_dates.test}")
-    data = assemble(records, cfg, extract_end=extract_end, stage=stage)
+    started = time.perf_counter()
+    per_date: dict[str, float] = {}
+    data = assemble(engine, cfg, extract_end=extract_end, stage=stage, timings=per_date)
+    timings["features_labels"] = time.perf_counter() - started
     tested = "everyone" if cfg.split.mode == "temporal_only" else "held-out people"
     stage(f"{data.counts['train_rows']:,} training rows ({data.counts['train_people']:,} people), "
           f"{data.counts['calibration_rows']:,} calibration rows, {data.counts['test_rows']:,} test rows "
@@ -94,23 +112,25 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     g = cfg.guards
     check_minimum_events({"training": data.y_train, "calibration": data.y_cal, "test": data.y_test},
                          minimums={"training": g.min_events_train, "calibration": g.min_events_calibration,
-                                   "test": g.min_events_test}, target=cfg.target.name, records=records,
+                                   "test": g.min_events_test}, target=cfg.target.name, records=TablesOnDemand(engine),
                          tables=tuple(cfg.target.tables), temporal_only=cfg.split.mode == "temporal_only")
     truth = truth_scores(load_truth(cfg), cfg, data.X_test.index)
-    result = fit_and_evaluate(data, cfg, truth=truth, stage=stage)
+    result = fit_and_evaluate(data, cfg, truth=truth, stage=stage, timings=timings)
+    timings.update(per_date)
     logged = None
     if log:
         features = feature_table()
         features = features[features["name"].isin(data.feature_names)]
-        low, high = records.date_range()
-        summary = {"row_counts": records.row_counts(), "first_event": str(low.date()) if low is not None else None,
+        low, high = engine.date_range()
+        summary = {"row_counts": dict(engine.row_counts), "first_event": str(low.date()) if low is not None else None,
                    "last_event": str(high.date()) if high is not None else None, "extract_end": str(extract_end.date()),
-                   "sources": records.sources}
+                   "sources": engine.sources, "engine": engine.name}
         register = not result.degenerate or g.register_degenerate
         try:
             logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
                                                features=features, config_dict=config_to_dict(cfg),
-                                               data_summary=summary, register=register, degenerate=result.degenerate)
+                                               data_summary=summary, register=register, degenerate=result.degenerate,
+                                               timings=timings)
         except Exception as exc:  # a corrupt or locked store is the environment's fault, not a bug
             problem = tracking.store_problem(exc, tracking.tracking_uri(cfg.tracking.uri))
             if problem is None:
@@ -119,7 +139,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
         stage(f"logged run {logged.run_id}; " + (f"registered {logged.model_name} version {logged.model_version}"
                                                  + (" tagged riskstrat.degenerate" if result.degenerate else "")
                                                  if register else "registered nothing (degenerate model)"))
-    run = TrainingRun(result, logged, cfg)
+    run = TrainingRun(result, logged, cfg, timings)
     if result.degenerate and (logged is None or logged.model_version is None):
         where = f"run {logged.run_id} is logged with the tag riskstrat.degenerate" if logged else "nothing was logged"
         raise DegenerateModelError(
@@ -138,6 +158,38 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
 
 class ModelDataMismatchError(RiskstratError, ValueError):
     """The data cannot give the features a model was trained on."""
+
+
+class FeatureSpecMismatchError(ModelDataMismatchError):
+    """A model was trained on feature definitions other than the running code's."""
+
+
+def check_feature_spec(loaded, *, stage: Stage = _quiet) -> None:
+    """Refuse (:class:`FeatureSpecMismatchError`) a loaded model (:class:`riskstrat.tracking.LoadedModel`)
+    whose features were defined differently when it was trained: its metadata's ``feature_spec_hash``
+    differs from :func:`riskstrat.engines.spec.spec_hash` of this code. A model trained before the hash
+    was recorded is let through with a warning (``stage``).
+
+    No override: the features would be computed in a way the model never saw, with nothing to show for
+    it in the risks; the remedy always exists (retrain, or run the version that trained the model).
+    """
+    from riskstrat.engines.spec import spec_hash
+
+    meta = loaded.risk_model.metadata
+    trained, running = meta.get("feature_spec_hash"), spec_hash()
+    what = f"{loaded.name} version {loaded.version}"
+    if trained is None:
+        stage(f"warning: {what} records no feature-definition hash (it was trained before riskstrat recorded "
+              f"one), so it cannot be checked that this version of riskstrat builds its features as they were "
+              f"when it was trained; retrain it to have the check")
+        return
+    if trained != running:
+        by = f"riskstrat {meta['riskstrat_version']}" if meta.get("riskstrat_version") else "the version that trained it"
+        raise FeatureSpecMismatchError(
+            f"{what} was trained on features defined differently from this version of riskstrat (feature "
+            f"definitions {trained} when trained, {running} now): its risks would come from features it never "
+            f"saw. Retrain it with this version (riskstrat train, then evaluate and promote), or use {by} to score "
+            f"with it")
 
 
 def check_features_match(model, features: pd.DataFrame, records) -> None:
@@ -422,6 +474,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri,
                                 allow_degenerate=allow) if cfg.models.high_cost else None)
     stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
+    for model in [risk] + ([cost] if cost else []):  # before any data is read
+        check_feature_spec(model, stage=stage)
     opted_out = read_opt_outs(cfg.opt_out_file) if cfg.opt_out_file else set()
     # The engine that builds the features: given records, the configured engine over the data folder.
     engine = PandasEngine(records) if records is not None else open_engine(cfg.engine, cfg.data, stage=stage)

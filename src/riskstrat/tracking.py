@@ -23,6 +23,7 @@ from riskstrat.errors import RiskstratError
 
 DEFAULT_DB = "mlflow.db"
 DEGENERATE_TAG = "riskstrat.degenerate"  # on runs and model versions: reason codes joined by ','
+SPEC_TAG = "riskstrat.feature_spec_hash"  # on training runs and model versions: engines.spec.spec_hash()
 
 # The user's setting, read once: mlflow.set_tracking_uri() writes the variable back into the
 # environment, so reading it later would return whatever an earlier run in this process used.
@@ -92,24 +93,36 @@ class LoggedRun:
 
 
 def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, config_dict: dict,
-                     data_summary: dict, register: bool = True, degenerate: Sequence[str] = ()) -> LoggedRun:
+                     data_summary: dict, register: bool = True, degenerate: Sequence[str] = (),
+                     timings: dict[str, float] | None = None) -> LoggedRun:
     """Log a training run (params, metrics, plots, lineage, model) and register the model.
 
     ``degenerate`` (reason codes, see :func:`riskstrat.guards.degenerate_reasons`) tags the run and,
     when registered, the model version ``riskstrat.degenerate=<reasons>``. With ``register=False``
     the model is logged with the run but no version is created (``model_version`` is None).
+    The model's feature-definition hash (``feature_spec_hash`` in its metadata) is a parameter, a
+    run tag and a version tag (``riskstrat.feature_spec_hash``). ``timings`` (seconds per stage) go
+    in as metrics ``seconds.<stage>`` and the artifact ``timings.json``, with this logging's own
+    seconds added as ``log`` (to the dict too).
     """
+    import time
+
     import mlflow
     from mlflow.models import infer_signature
 
     from riskstrat import plots
 
+    started = time.perf_counter()
     configure(cfg.tracking.uri)
     experiment_id = _experiment(cfg.tracking.experiment)
     name = cfg.registered_model_name
+    spec = result.model.metadata.get("feature_spec_hash")
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.target.name} {cfg.index_dates.test}") as run:
         mlflow.set_tags({"riskstrat.target": cfg.target.name, "riskstrat.outcome": cfg.target.words,
                          "riskstrat.kind": "training"})
+        if spec:
+            mlflow.set_tag(SPEC_TAG, spec)
+            mlflow.log_param("feature_spec_hash", spec)
         if degenerate:
             mlflow.set_tag(DEGENERATE_TAG, ",".join(degenerate))
         mlflow.log_params(_flatten(config_dict))
@@ -157,13 +170,21 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
                 bpath = Path(tmp) / f"{bname}.joblib"
                 joblib.dump(bmodel, bpath)
                 mlflow.log_artifact(str(bpath), "baselines")
-        if not register:
-            return LoggedRun(run.info.run_id, name, None, info.model_uri)
-        version = str(info.registered_model_version)
-        if degenerate:
+        version = str(info.registered_model_version) if register else None
+        if version is not None and (degenerate or spec):
             from mlflow import MlflowClient
 
-            MlflowClient().set_model_version_tag(name, version, DEGENERATE_TAG, ",".join(degenerate))
+            client = MlflowClient()
+            if degenerate:
+                client.set_model_version_tag(name, version, DEGENERATE_TAG, ",".join(degenerate))
+            if spec:
+                client.set_model_version_tag(name, version, SPEC_TAG, spec)
+        if timings is not None:
+            timings["log"] = time.perf_counter() - started
+            mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in timings.items()})
+            mlflow.log_dict({k: round(v, 3) for k, v in timings.items()}, "timings.json")
+        if version is None:
+            return LoggedRun(run.info.run_id, name, None, info.model_uri)
         return LoggedRun(run.info.run_id, name, version, f"models:/{name}/{version}")
 
 

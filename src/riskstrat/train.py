@@ -15,6 +15,7 @@ seen the tested people's earlier rows.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,7 +25,7 @@ import pandas as pd
 
 from riskstrat import metrics
 from riskstrat.config import TrainConfig
-from riskstrat.features import META_COLUMNS, build_features, features_for_sources
+from riskstrat.features import META_COLUMNS, features_for_sources
 from riskstrat.guards import degenerate_reasons, describe_degenerate
 from riskstrat.labels import check_horizon, future_cost
 from riskstrat.outcomes import HighCost
@@ -51,6 +52,24 @@ def selected_features(cfg: TrainConfig, sources: list[str]) -> list[str]:
     return [f for f in chosen if f not in cfg.features.exclude]
 
 
+class TablesOnDemand:
+    """The data as :func:`riskstrat.guards.likely_cause` reads them (``has``, ``get``, ``persons``),
+    each table read from the engine only when asked: refusals name a cause without reading every table."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def has(self, name: str) -> bool:
+        return name == "persons" or self.engine.has(name)
+
+    def get(self, name: str) -> pd.DataFrame:
+        return self.engine.tables([name]).get(name)
+
+    @property
+    def persons(self) -> pd.DataFrame:
+        return self.engine.records.persons
+
+
 @dataclass
 class TrainingData:
     X_train: pd.DataFrame
@@ -68,10 +87,22 @@ class TrainingData:
     cost_test: np.ndarray | None = None
 
 
-def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: None) -> TrainingData:
-    """Features and labels at every index date, split by person and by date."""
-    names = selected_features(cfg, records.sources)
-    groups = person_groups(records.persons["person_id"], test_fraction=cfg.split.test_fraction,
+def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: None,
+             timings: dict[str, float] | None = None) -> TrainingData:
+    """Features and labels at every index date, split by person and by date.
+
+    ``data`` is validated :class:`~riskstrat.records.LinkedRecords` or a feature engine
+    (:mod:`riskstrat.engines`): the engine builds the features at each date, and gives the tables
+    the outcome reads (``engine.tables(cfg.target.tables)``), on which the labels are computed as
+    on the reference. ``timings`` (when given) receives the seconds spent per index date
+    (``features_labels.<date>``).
+    """
+    from riskstrat.engines import PandasEngine
+
+    engine = PandasEngine(data) if isinstance(data, LinkedRecords) else data
+    names = selected_features(cfg, engine.sources)
+    persons = engine.records.persons
+    groups = person_groups(persons["person_id"], test_fraction=cfg.split.test_fraction,
                            calibration_fraction=cfg.split.calibration_fraction, seed=cfg.split.seed)
     temporal_only = cfg.split.mode == "temporal_only"
     if temporal_only:  # no test group (everyone is tested at the test date): its people train
@@ -80,12 +111,16 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
     dates = [*cfg.index_dates.train, cfg.index_dates.test]
     for d in dates:  # fail before hours of feature building, not after
         check_horizon(d, horizon_days=t.horizon_days, extract_end=extract_end)
+    records = engine.tables(t.tables)  # persons and what the outcome reads
     frames = []
     for d in dates:
-        f = build_features(records, d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+        started = time.perf_counter()
+        f = engine.features(d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
         f["label"] = t.labels(records, d, f.index, extract_end=extract_end).to_numpy()
         if isinstance(t, HighCost):
             f["future_cost"] = future_cost(records, d, f.index, horizon_days=t.horizon_days).to_numpy()
+        if timings is not None:
+            timings[f"features_labels.{pd.Timestamp(d).date()}"] = time.perf_counter() - started
         f["index_date"] = pd.Timestamp(d)
         f["group"] = groups.reindex(f.index).to_numpy()
         stage(f"features and labels at {d}: {len(f):,} people, {int(f['label'].sum()):,} with the outcome, "
@@ -105,7 +140,7 @@ def assemble(records: LinkedRecords, cfg: TrainConfig, *, extract_end, stage: St
         if part["label"].nunique() < 2:
             from riskstrat.guards import InsufficientEventsError, likely_cause
 
-            cause = likely_cause(records, t.name, tables=tuple(t.tables))
+            cause = likely_cause(TablesOnDemand(engine), t.name, tables=tuple(t.tables))
             raise InsufficientEventsError(
                 f"the {name} rows ({len(part):,} person-dates) have only one outcome class"
                 + (f"; likely cause: {cause}" if cause else "")
@@ -179,8 +214,19 @@ def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *
 
 
 def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray | None = None,
-                     stage: Stage = lambda m: None) -> TrainingResult:
-    """Fit LightGBM and the baselines, score the temporal test set, compute the metrics."""
+                     stage: Stage = lambda m: None, timings: dict[str, float] | None = None) -> TrainingResult:
+    """Fit LightGBM and the baselines, score the temporal test set, compute the metrics.
+
+    The model's metadata records :func:`riskstrat.engines.spec.spec_hash` (``feature_spec_hash``):
+    scoring refuses it when the features are defined differently. ``timings`` (when given)
+    receives the seconds of ``fit`` (search, LightGBM, calibration, the cost model, the test
+    predictions), ``fit_baselines`` and ``evaluate`` (metrics and bootstrap intervals).
+    """
+    import riskstrat
+    from riskstrat.engines.spec import spec_hash
+
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
     params, trials = cfg.model.lightgbm, None
     if cfg.model.search.enabled:
         from riskstrat.search import tune_lightgbm
@@ -192,6 +238,8 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
                         calibration=cfg.model.calibration, target=cfg.target.name, seed=cfg.split.seed)
     lgbm.metadata["lightgbm_params"] = params.model_dump()
     lgbm.metadata["outcome"] = cfg.target.describe()  # the lists name what the model predicts
+    lgbm.metadata["feature_spec_hash"] = spec_hash()  # the feature definitions it was trained on
+    lgbm.metadata["riskstrat_version"] = riskstrat.__version__
     stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
           f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
     scores = {"lightgbm": lgbm.predict_risk(data.X_test)}
@@ -209,6 +257,8 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
         stage(f"expected-cost model fitted: predicted/observed total {cost_metrics['cost_ratio']:.2f}, "
               f"the top {cfg.target.top_fraction:.0%} by predicted cost carry "
               f"{cost_metrics['cost_captured_top']:.0%} of next-year cost")
+    timings["fit"] = time.perf_counter() - started
+    started = time.perf_counter()
     baselines: dict[str, RiskModel] = {}
     if "logistic" in cfg.model.baselines:
         baselines["logistic"] = fit_logistic(data.X_train, data.y_train, target=cfg.target.name)
@@ -217,6 +267,8 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
         scores["prior_use"] = prior_use_score(data.X_test)
     if truth is not None:
         scores["oracle"] = truth
+    timings["fit_baselines"] = time.perf_counter() - started
+    started = time.perf_counter()
     stage("baselines fitted; evaluating on the temporal test set")
     result, oe, subgroups = evaluate(data.y_test, scores, data.meta_test, top_fractions=cfg.evaluation.top_fractions,
                                      n_boot=cfg.evaluation.n_bootstrap, seed=cfg.split.seed)
@@ -233,11 +285,13 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
         lgbm.metadata["degenerate"] = ",".join(degenerate)
         stage("the LightGBM model is degenerate: "
               + describe_degenerate(degenerate, min_distinct_scores=cfg.guards.min_distinct_scores))
+    timings["evaluate"] = time.perf_counter() - started
     return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data, search=trials, degenerate=degenerate)
 
 
-def extract_end_of(data_dir: Path, records: LinkedRecords, configured=None) -> pd.Timestamp:
-    """The last day the extract covers: config, else the data set's dataset.json, else the latest event."""
+def extract_end_of(data_dir: Path, records, configured=None) -> pd.Timestamp:
+    """The last day the extract covers: config, else the data set's dataset.json, else the latest event
+    (of ``records``: LinkedRecords or a feature engine)."""
     from riskstrat.io import dataset_metadata
 
     if configured is not None:

@@ -38,11 +38,23 @@ def print_comparison(result, *, title: str) -> None:
               "gap: oracle AUROC minus the model's (synthetic data only)[/]", highlight=False)
 
 
+def print_timings(timings: dict[str, float], *, engine: str) -> None:
+    """The stages' seconds on one line (the per-date split in the MLflow run's timings.json)."""
+    from riskstrat.pipelines import TRAINING_STAGES
+
+    parts = [f"{stage.replace('_', ' ')} {timings[stage]:,.1f}" for stage in TRAINING_STAGES if stage in timings]
+    total = sum(timings[stage] for stage in TRAINING_STAGES if stage in timings)
+    out.print(f"[dim]seconds ({engine} engine): {', '.join(parts)}; total {total:,.1f}[/]", highlight=False)
+
+
 @app.command()
 def train(
     config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     overrides: list[str] = typer.Option([], "--set", help=_SET_HELP),
     no_tracking: bool = typer.Option(False, "--no-tracking", help="Train and evaluate without logging to MLflow."),
+    engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; every table validated in "
+                                                      "memory) or duckdb (SQL over the Parquet folder, for large "
+                                                      "populations); the same model either way. Sets engine."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Train a risk model (LightGBM + calibration) and its baselines, evaluate them on a later
@@ -64,7 +76,7 @@ def train(
     from riskstrat.validate import ValidationError
 
     try:
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, [*overrides, *([f"engine={engine}"] if engine else [])])
         with libraries_quiet(quiet):
             run = run_training(cfg, stage=Stage(quiet=quiet), log=not no_tracking)
     except ValidationError as exc:
@@ -93,12 +105,16 @@ def train(
         out.print(f"[bold yellow]warning:[/] degenerate model ({describe_degenerate(run.result.degenerate)}); "
                   f"registered with the tag riskstrat.degenerate: promote and score refuse it unless forced",
                   highlight=False)
+    if run.timings and not quiet:
+        print_timings(run.timings, engine=cfg.engine)
+    spec = run.result.model.metadata.get("feature_spec_hash")
     if run.logged:
         name, version = run.logged.model_name, run.logged.model_version
         next_step = ("not for live use: it is degenerate" if run.result.degenerate else
                      f"next: riskstrat evaluate --model {name}/{version} --data DIR --as-of DATE, "
                      f"then riskstrat promote {name} {version}")
-        out.print(f"run {run.logged.run_id}  model {name} version {version}  ({next_step})")
+        out.print(f"run {run.logged.run_id}  model {name} version {version}  feature definitions {spec}  "
+                  f"({next_step})")
 
 
 @app.command()

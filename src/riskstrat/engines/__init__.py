@@ -1,8 +1,12 @@
 """Compute engines for the features: one definition (:mod:`riskstrat.engines.spec`), several engines.
 
-An engine answers what the scoring run asks of the data: which sources it has (``has``,
-``sources``), the dates it covers (``date_range``) and the feature frame for one index date
-(``features``), equal to :func:`riskstrat.features.build_features` (the reference).
+An engine answers what scoring and training ask of the data: which sources it has (``has``,
+``sources``, ``row_counts``), the dates it covers (``date_range``), the feature frame for one index
+date (``features``), equal to :func:`riskstrat.features.build_features` (the reference), the
+validated persons (``records``) and, for the labels, the validated event tables an outcome reads
+(``tables``): a :class:`~riskstrat.records.LinkedRecords` holding persons and just those tables,
+equal to the same tables of the reference's validated records (rows, order, values and dtypes), so
+that :meth:`riskstrat.outcomes.Outcome.labels` runs on it unchanged.
 
 - ``"pandas"`` (:class:`PandasEngine`): validated :class:`~riskstrat.records.LinkedRecords` in
   memory and ``build_features``; the reference.
@@ -16,6 +20,7 @@ An engine answers what the scoring run asks of the data: which sources it has (`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal, Protocol
 
 import pandas as pd
@@ -29,10 +34,15 @@ ENGINES: tuple[str, ...] = ("pandas", "duckdb")
 
 
 class FeatureEngine(Protocol):
+    name: str  # "pandas", "duckdb": what runs record
+
     @property
     def sources(self) -> list[str]: ...
 
     def has(self, name: str) -> bool: ...
+
+    @property
+    def row_counts(self) -> dict[str, int]: ...  # rows per table (persons and the event tables present)
 
     def date_range(self, *, until=None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]: ...
 
@@ -41,9 +51,16 @@ class FeatureEngine(Protocol):
     @property
     def records(self) -> LinkedRecords: ...  # validated persons at least (the duckdb engine: persons only)
 
+    def tables(self, names: Iterable[str]) -> LinkedRecords:
+        """Validated persons and the event tables ``names`` that the data have (others are left out,
+        as absent), as validation leaves them: what an outcome's labels read (``Outcome.tables``)."""
+        ...
+
 
 class PandasEngine:
     """The reference engine: validated records in memory, :func:`riskstrat.features.build_features`."""
+
+    name = "pandas"
 
     def __init__(self, records: LinkedRecords):
         self.records = records
@@ -55,6 +72,14 @@ class PandasEngine:
     def has(self, name: str) -> bool:
         return self.records.has(name)
 
+    @property
+    def row_counts(self) -> dict[str, int]:
+        return self.records.row_counts()
+
+    def tables(self, names: Iterable[str]) -> LinkedRecords:
+        keep = {"persons", *names}
+        return LinkedRecords({k: v for k, v in self.records.tables.items() if k in keep})
+
     def date_range(self, *, until=None):
         return self.records.date_range(until=until)
 
@@ -64,11 +89,14 @@ class PandasEngine:
         return build_features(self.records, index_date, min_age=min_age, max_age=max_age)
 
 
-def open_engine(name: str, cfg_data, *, stage=None) -> FeatureEngine:
+def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = False) -> FeatureEngine:
     """The engine ``name`` over the data set ``cfg_data`` (a :class:`riskstrat.config.DataConfig`).
 
     The pandas engine reads and validates every table now (raises ValidationError); the DuckDB
     engine validates persons now and the event tables with its SQL checks (raises the same error).
+    ``check_every_row`` (DuckDB): also refuse now what validation refuses in rows no feature reads
+    (person ids not in persons, events after the data end under ``out_of_life_events='error'``),
+    at the cost of one more scan of every table (training does; the pandas engine always does).
     """
     stage = stage or (lambda message: None)
     if name == "pandas":
@@ -80,6 +108,8 @@ def open_engine(name: str, cfg_data, *, stage=None) -> FeatureEngine:
 
         engine = DuckDBEngine(cfg_data.path, exclude_sources=cfg_data.exclude_sources,
                               out_of_life_events=cfg_data.out_of_life_events, stage=stage)
+        if check_every_row:
+            engine.check_links()
         counts = engine.row_counts
         stage(f"checked {counts['persons']:,} people and {sum(counts.values()) - counts['persons']:,} events in "
               f"{cfg_data.path} with DuckDB ({', '.join(engine.sources) or 'no event tables'}); repeats and events "

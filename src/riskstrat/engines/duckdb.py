@@ -159,10 +159,15 @@ class _TablePlan:
     def unknown_codes(self, col: Column) -> list[str]:
         return self.unknown.get(col.name, [])
 
-    def typed(self, *, drop_unknown_codes: bool) -> str:
-        """SELECT of every schema column (validated form) plus the file's extra columns, as read."""
+    def typed(self, *, drop_unknown_codes: bool, row_number: bool = False) -> str:
+        """SELECT of every schema column (validated form) plus the file's extra columns, as read
+        (``row_number``: and the row's place in the file, ``_row``, from 0)."""
         parts = [f"{self.expression(c)} AS {_quote(c.name)}" for c in self.table.columns]
         parts += [f"{_quote(e)} AS {_quote('_extra_' + e)}" for e in self.extras]
+        scan = self.scan
+        if row_number:
+            parts.append("file_row_number AS _row")
+            scan = f"read_parquet({_literal(str(self.path))}, file_row_number = true)"
         where = []
         if drop_unknown_codes:
             for col in self.table.columns:
@@ -170,7 +175,7 @@ class _TablePlan:
                 if bad:
                     where.append(f"coalesce(CAST({self.raw(col.name)} AS VARCHAR) NOT IN "
                                  f"({', '.join(map(_literal, bad))}), true)")  # a blank code is not unknown
-        return f"SELECT {', '.join(parts)} FROM {self.scan}" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return f"SELECT {', '.join(parts)} FROM {scan}" + (f" WHERE {' AND '.join(where)}" if where else "")
 
 
 class DuckDBEngine:
@@ -181,6 +186,8 @@ class DuckDBEngine:
     ``threads`` and ``memory_limit`` (e.g. ``"4GB"``) go to DuckDB; DuckDB spills to disk beyond it.
     Raises :class:`~riskstrat.validate.ValidationError` when validation would refuse the data.
     """
+
+    name = "duckdb"
 
     def __init__(self, data_dir: str | Path, *, exclude_sources: Iterable[str] = (), out_of_life_events: str = "drop",
                  duplicate_rows: str = "drop", unknown_codes: str = "error", threads: int | None = None,
@@ -239,6 +246,7 @@ class DuckDBEngine:
         if not self.report.ok:
             raise ValidationError(self.report)
         self._reported: dict[str, bool] = {}
+        self._links_checked: set[str] = set()
 
     # ------------------------------------------------------------------ what the scoring run asks
 
@@ -296,6 +304,135 @@ class DuckDBEngine:
         result["ethnicity_group"] = people["ethnicity_group"]
         result.index.name = "person_id"
         return result
+
+    def tables(self, names: Iterable[str]):
+        """Validated persons and the event tables ``names`` that this data set has, as
+        :class:`~riskstrat.records.LinkedRecords`: what an outcome's labels read.
+
+        Each table is read whole through the aggregates' cleaning SQL and equals the table
+        validation gives (rows in file order, exact repeats removed keeping the first, events
+        outside a life dropped and end dates after death cut back, events after the end of the
+        data dropped, canonical dtypes). Unknown person ids, and repeats or events outside a life or
+        after the data end under the ``error`` options, raise the same
+        :class:`~riskstrat.validate.ValidationError` as validation."""
+        from riskstrat.records import LinkedRecords
+
+        wanted = set(names)
+        tables = {"persons": self.persons}
+        for name in EVENT_TABLES:
+            if name in wanted and name in self.plans:
+                tables[name] = self._validated_table(self.plans[name])
+        return LinkedRecords(tables)
+
+    def check_links(self) -> None:
+        """Refuse, as validation does, rows of any event table whose person is not in persons and
+        (``out_of_life_events='error'``) events after the end of the data: the aggregates read only
+        the rows before each index date, so they cannot see these in later rows. One scan of the id
+        and event date per table; raises :class:`~riskstrat.validate.ValidationError`."""
+        from riskstrat.validate import ValidationError, _agree, _rows
+
+        latest, log, found = self._latest_date(), self._log, []
+        for name, plan in self.plans.items():
+            if name in self._links_checked:
+                continue
+            read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
+            date = plan.table.event_date
+            future = f"count(*) FILTER (WHERE r.{_quote(date)} > {_date(latest)})" if date else "0"
+            unknown, n_future = self.con.execute(
+                f"SELECT count(*) FILTER (WHERE p.person_id IS NULL AND r.person_id IS NOT NULL), {future} "
+                f"FROM (SELECT person_id{', ' + _quote(date) if date else ''} FROM ({read})) r "
+                f"LEFT JOIN persons p ON r.person_id = p.person_id").fetchone()
+            if unknown:
+                found.append((name, "person_id", "unknown_person", "error", unknown,
+                              f"{log.where(name, 'person_id')}: {_rows(unknown)} {_agree(unknown, 'refers', 'refer')} "
+                              f"to person ids that are not in persons; add the people to persons or remove the rows."))
+            if n_future and self.options["out_of_life_events"] == "error":
+                found.append((name, date, "future_event", "error", n_future,
+                              f"{log.where(name, date)}: {_rows(n_future)} dated after the end of the data "
+                              f"({latest.date()}), so {_agree(n_future, 'it', 'they')} cannot have happened yet; "
+                              f"correct the dates or remove the rows."))
+            self._links_checked.add(name)
+        if found:
+            for issue in found:
+                log.add(*issue)
+            raise ValidationError(self.report)
+
+    def _latest_date(self) -> pd.Timestamp:
+        """The last day the data can hold, as validation takes it: dataset.json's extract end, never
+        later than today."""
+        from riskstrat.io import dataset_metadata
+
+        today = pd.Timestamp.today().normalize()
+        end = dataset_metadata(self.data_dir).get("extract_end")
+        return min(pd.Timestamp(end), today) if end else today
+
+    def _validated_table(self, plan: _TablePlan) -> pd.DataFrame:
+        from riskstrat.schema import pandas_dtype
+        from riskstrat.validate import ValidationError, _agree, _rows
+
+        table, name, options = plan.table, plan.table.name, self.options
+        read = plan.typed(drop_unknown_codes=options["unknown_codes"] == "drop", row_number=True)
+        # Exact repeats over every column of the file (extra columns included), the first kept.
+        deduped = f"SELECT * EXCLUDE (_row), min(_row) AS _row FROM ({read}) GROUP BY ALL" \
+            if options["duplicate_rows"] != "keep" else read
+        policy = options["out_of_life_events"]
+        ends = {end for _, end in table.ordered_dates}
+        columns = []
+        for col in table.columns:
+            c = _quote(col.name)
+            if col.name in ends and policy == "drop":  # an end after death: the date of death
+                columns.append(f"CASE WHEN r.{c} > p.death_date THEN p.death_date ELSE r.{c} END AS {c}")
+            else:
+                columns.append(f"r.{c}")
+        before = " OR ".join(f"coalesce(r.{_quote(c)} < p.birth_date, false)" for c in table.date_columns)
+        after = " OR ".join(f"coalesce(r.{_quote(c)} > p.death_date, false)" for c in table.date_columns
+                            if c not in ends or policy != "drop") or "false"
+        latest = self._latest_date()
+        future = f"coalesce(r.{_quote(table.event_date)} > {_date(latest)}, false)" if table.event_date else "false"
+        joined = (f"SELECT {', '.join(columns)}, r._row, p.person_id IS NULL AND r.person_id IS NOT NULL AS _unknown, "
+                  f"({before}) AS _before_birth, ({after}) AS _after_death, {future} AS _future "
+                  f"FROM ({deduped}) r LEFT JOIN persons p ON r.person_id = p.person_id")
+        # Future events go first, as validation drops them before it looks at lives (under drop).
+        counted = "NOT _future" if policy == "drop" else "true"
+        n_read, n_rows, unknown, before_birth, after_death, n_future = self.con.execute(
+            f"SELECT (SELECT count(*) FROM ({read})), count(*), count(*) FILTER (WHERE _unknown), "
+            f"count(*) FILTER (WHERE _before_birth AND {counted}), count(*) FILTER (WHERE _after_death AND {counted}), "
+            f"count(*) FILTER (WHERE _future) FROM ({joined})").fetchone()
+        log, errors = self._log, []
+        if options["duplicate_rows"] == "error" and n_read > n_rows:
+            n = n_read - n_rows
+            errors.append((name, None, "duplicate_rows", "error", n,
+                           f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly; "
+                           f"remove the repeats, or drop them (duplicate_rows='drop')."))
+        if unknown:
+            errors.append((name, "person_id", "unknown_person", "error", unknown,
+                           f"{log.where(name, 'person_id')}: {_rows(unknown)} {_agree(unknown, 'refers', 'refer')} to "
+                           f"person ids that are not in persons; add the people to persons or remove the rows."))
+        if policy == "error":
+            for rule, n, what in (("future_event", n_future, f"dated after the end of the data ({latest.date()})"),
+                                  ("event_before_birth", before_birth, "dated before the person's birth"),
+                                  ("event_after_death", after_death, "dated after the person's death")):
+                if n:
+                    errors.append((name, None, rule, "error", n, f"{log.where(name)}: {_rows(n)} {what}; correct the "
+                                   f"dates or remove the rows (or drop them with out_of_life_events='drop')."))
+        if errors:
+            for issue in errors:
+                log.add(*issue)
+            raise ValidationError(self.report)
+
+        keep = "NOT _unknown" + (" AND NOT (_before_birth OR _after_death OR _future)" if policy == "drop" else "")
+        names = [c.name for c in table.columns if c.name != "record_id" or "record_id" in plan.source]
+        frame = self.con.execute(f"SELECT {', '.join(map(_quote, names))} FROM ({joined}) WHERE {keep} "
+                                 f"ORDER BY _row").df()
+        out = {}
+        for col in (table.column(n) for n in names):
+            values = frame[col.name]
+            if col.kind == "date":
+                values = values.astype("datetime64[s]")
+            elif col.kind == "bool":
+                values = values.astype("boolean")
+            out[col.name] = values.astype(pandas_dtype(col))
+        return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
     # ------------------------------------------------------------------ checks
 

@@ -89,7 +89,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.outcomes import HighCost
     from riskstrat.synth.truth import oracle_risk, read_truth
     from riskstrat.models import prior_use_score
-    from riskstrat.pipelines import check_features_match, load_data
+    from riskstrat.pipelines import check_feature_spec, check_features_match, load_data
     from riskstrat.train import extract_end_of
 
     as_of = pd.Timestamp(as_of).normalize()
@@ -103,6 +103,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         if other.describe() != outcome.describe():
             raise ValueError(f"{against} predicts {other.words} ({other.describe()}), {model} predicts "
                              f"{outcome.words} ({outcome.describe()}): compare models of the same outcome")
+    for m in [candidate] + ([champion] if champion else []):  # features built now must be the ones it saw
+        check_feature_spec(m, stage=stage)
     data_dir = Path(data_dir)
     records = records if records is not None else load_data(DataConfig(path=data_dir), stage=stage)
     extract_end = extract_end_of(data_dir, records)
@@ -156,6 +158,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "data_dir": str(data_dir.resolve()), "data_sha256": data_fingerprint(data_dir)["sha256"],
         "n_unlabelled": int((~keep).sum()), "sources": list(records.sources),
         "features": list(candidate.risk_model.feature_names), "created": dt.date.today().isoformat(),
+        "feature_spec_hash": candidate.risk_model.metadata.get("feature_spec_hash"),
         "min_group_events": min_group_events, "n_boot": n_boot, "baselines": baselines,
     }
     from riskstrat import report
