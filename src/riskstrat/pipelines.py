@@ -160,8 +160,8 @@ class ModelDataMismatchError(RiskstratError, ValueError):
     """The data cannot give the features a model was trained on."""
 
 
-class FeatureSpecMismatchError(ModelDataMismatchError):
-    """A model was trained on feature definitions other than the running code's."""
+class FeatureSpecMismatchError(RiskstratError):
+    """A model was trained on feature definitions other than the running code's (a refusal: exit 2)."""
 
 
 def check_feature_spec(loaded, *, stage: Stage = _quiet) -> None:
@@ -189,7 +189,7 @@ def check_feature_spec(loaded, *, stage: Stage = _quiet) -> None:
             f"{what} was trained on features defined differently from this version of riskstrat (feature "
             f"definitions {trained} when trained, {running} now): its risks would come from features it never "
             f"saw. Retrain it with this version (riskstrat train, then evaluate and promote), or use {by} to score "
-            f"with it")
+            f"with it. Nothing was written")
 
 
 def check_features_match(model, features: pd.DataFrame, records) -> None:

@@ -325,32 +325,43 @@ class DuckDBEngine:
         return LinkedRecords(tables)
 
     def check_links(self) -> None:
-        """Refuse, as validation does, rows of any event table whose person is not in persons and
-        (``out_of_life_events='error'``) events after the end of the data: the aggregates read only
-        the rows before each index date, so they cannot see these in later rows. One scan of the id
-        and event date per table; raises :class:`~riskstrat.validate.ValidationError`."""
+        """Refuse, as validation does, rows of any event table whose person is not in persons and,
+        under ``out_of_life_events='error'``, events after the end of the data or outside a life:
+        the aggregates read only the rows before each index date, so they cannot see these in later
+        rows. One scan of the ids and dates per table; raises :class:`~riskstrat.validate.ValidationError`
+        with validation's rule names."""
         from riskstrat.validate import ValidationError, _agree, _rows
 
         latest, log, found = self._latest_date(), self._log, []
+        strict = self.options["out_of_life_events"] == "error"
         for name, plan in self.plans.items():
             if name in self._links_checked:
                 continue
             read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
-            date = plan.table.event_date
-            future = f"count(*) FILTER (WHERE r.{_quote(date)} > {_date(latest)})" if date else "0"
-            unknown, n_future = self.con.execute(
-                f"SELECT count(*) FILTER (WHERE p.person_id IS NULL AND r.person_id IS NOT NULL), {future} "
-                f"FROM (SELECT person_id{', ' + _quote(date) if date else ''} FROM ({read})) r "
+            table, date = plan.table, plan.table.event_date
+            checks = {"unknown_person": "p.person_id IS NULL AND r.person_id IS NOT NULL"}
+            if strict:
+                if date:
+                    checks["future_event"] = f"r.{_quote(date)} > {_date(latest)}"
+                checks["event_before_birth"] = " OR ".join(f"r.{_quote(c)} < p.birth_date" for c in table.date_columns)
+                checks["event_after_death"] = " OR ".join(f"r.{_quote(c)} > p.death_date" for c in table.date_columns)
+            counts = self.con.execute(
+                f"SELECT {', '.join(f'count(*) FILTER (WHERE {c})' for c in checks.values())} "
+                f"FROM (SELECT person_id, {', '.join(map(_quote, table.date_columns))} FROM ({read})) r "
                 f"LEFT JOIN persons p ON r.person_id = p.person_id").fetchone()
-            if unknown:
-                found.append((name, "person_id", "unknown_person", "error", unknown,
-                              f"{log.where(name, 'person_id')}: {_rows(unknown)} {_agree(unknown, 'refers', 'refer')} "
-                              f"to person ids that are not in persons; add the people to persons or remove the rows."))
-            if n_future and self.options["out_of_life_events"] == "error":
-                found.append((name, date, "future_event", "error", n_future,
-                              f"{log.where(name, date)}: {_rows(n_future)} dated after the end of the data "
-                              f"({latest.date()}), so {_agree(n_future, 'it', 'they')} cannot have happened yet; "
-                              f"correct the dates or remove the rows."))
+            texts = {"unknown_person": "{n} {refer} to person ids that are not in persons; add the people to persons "
+                                       "or remove the rows.",
+                     "future_event": f"{{n}} dated after the end of the data ({latest.date()}); correct the dates "
+                                     f"or remove the rows.",
+                     "event_before_birth": "{n} dated before the person's birth; correct the dates or remove the "
+                                           "rows (or drop them with out_of_life_events='drop').",
+                     "event_after_death": "{n} dated after the person's death; correct the dates or remove the "
+                                          "rows (or drop them with out_of_life_events='drop')."}
+            for rule, n in zip(checks, counts):
+                if n:
+                    column = "person_id" if rule == "unknown_person" else None
+                    found.append((name, column, rule, "error", n, f"{log.where(name, column)}: " + texts[rule].format(
+                        n=_rows(n), refer=_agree(n, "refers", "refer"))))
             self._links_checked.add(name)
         if found:
             for issue in found:

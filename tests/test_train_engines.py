@@ -1,0 +1,254 @@
+"""Training through an engine: ``train --engine duckdb`` gives the pandas reference's model, and the
+feature-definition hash travels with every model and is checked where features are built for it.
+
+The reference for the outcome tables is :func:`riskstrat.validate.load_records`; for the model, the
+same run through :class:`riskstrat.engines.PandasEngine`.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from test_engines import _linked, write
+from typer.testing import CliRunner
+
+from riskstrat import tracking
+from riskstrat.config import ScoringConfig, load_config
+from riskstrat.engines import PandasEngine
+from riskstrat.engines.duckdb import DuckDBEngine
+from riskstrat.engines.spec import spec_hash
+from riskstrat.errors import RiskstratError
+from riskstrat.io import write_records_tables
+from riskstrat.models import RiskModel
+from riskstrat.pipelines import (TRAINING_STAGES, FeatureSpecMismatchError, check_feature_spec, run_scoring,
+                                 run_training)
+from riskstrat.schema import EVENT_TABLES
+from riskstrat.synth import write_population
+from riskstrat.validate import ValidationError, load_records
+
+SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
+         "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
+         "guards.min_events_train=10", "guards.min_events_calibration=10", "guards.min_events_test=10"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    write_population(out, 2000, start="2021-11-01", years=4, seed=7, truth_dates=[], n_futures=1)
+    return out
+
+
+def config(data_dir, *overrides: str):
+    return load_config(None, [f"data.path={data_dir}", *SMALL, *overrides])
+
+
+# ----------------------------------------------------------------------------- the outcome's tables
+
+
+def assert_tables_equal(folder: Path, **options) -> None:
+    reference = load_records(folder, **options)
+    got = DuckDBEngine(folder, **options).tables(EVENT_TABLES)
+    assert list(got.tables) == list(reference.tables)
+    for name, table in reference.tables.items():
+        pd.testing.assert_frame_equal(got.tables[name], table, check_exact=True, obj=name)
+
+
+def test_duckdb_tables_equal_the_validated_tables(data_dir):
+    assert_tables_equal(data_dir)
+    engine = DuckDBEngine(data_dir)
+    only = engine.tables(["inpatient_spells", "social_care", "no_such_table"])
+    assert list(only.tables) == ["persons", "inpatient_spells", "social_care"]
+    assert list(PandasEngine(load_records(data_dir)).tables(["social_care"]).tables) == ["persons", "social_care"]
+
+
+def at(day: str) -> pd.Timestamp:
+    return pd.Timestamp(day)
+
+
+def test_repeats_lives_and_dates_after_the_extract_are_cleaned_as_validation_cleans_them(tmp_path, make_table):
+    spells = [
+        {"person_id": "a", "admission_date": at("2024-03-01"), "discharge_date": at("2024-03-09"),
+         "admission_method": "emergency", "cost": 10.0},
+        {"person_id": "a", "admission_date": at("2024-03-01"), "discharge_date": at("2024-03-09"),
+         "admission_method": "emergency", "cost": 10.0},                                   # an exact repeat
+        {"person_id": "a", "admission_date": at("2024-03-01"), "discharge_date": at("2024-03-09"),
+         "admission_method": "emergency", "cost": 10.0, "record_id": "x"},                 # another visit
+        {"person_id": "died", "admission_date": at("2024-05-01"), "discharge_date": at("2024-07-01"),
+         "admission_method": "emergency"},                                                 # ends after death
+        {"person_id": "died", "admission_date": at("2024-08-01"), "admission_method": "elective"},  # after death
+        {"person_id": "young", "admission_date": at("1999-01-01"), "admission_method": "elective"},  # before birth
+        {"person_id": "a", "admission_date": at("2099-01-01"), "admission_method": "emergency"},  # after the extract
+    ]
+    persons = [{"person_id": "a", "birth_date": "1950-01-01"},
+               {"person_id": "died", "birth_date": "1940-01-01", "death_date": "2024-06-01"},
+               {"person_id": "young", "birth_date": "2004-01-01"}]
+    folder = write_records_tables({"persons": make_table("persons", persons),
+                                   "inpatient_spells": make_table("inpatient_spells", spells)}, tmp_path / "d")
+    assert_tables_equal(folder)
+    got = DuckDBEngine(folder).tables(["inpatient_spells"]).get("inpatient_spells")
+    assert len(got) == 3 and got["discharge_date"].iloc[2] == at("2024-06-01")
+    assert_tables_equal(folder, out_of_life_events="keep")
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables=_linked())
+def test_random_linked_records_give_the_same_tables(make_table, tables):
+    with tempfile.TemporaryDirectory() as tmp:
+        assert_tables_equal(write(Path(tmp) / "d", make_table, **tables))
+
+
+# ----------------------------------------------------------------------------- the same model
+
+
+@pytest.mark.parametrize("target", ["emergency_admission", "high_cost"])
+def test_training_through_duckdb_gives_the_reference_model(data_dir, target):
+    runs = {engine: run_training(config(data_dir, f"engine={engine}", f"target.name={target}"), log=False)
+            for engine in ("pandas", "duckdb")}
+    ref, got = runs["pandas"].result, runs["duckdb"].result
+    for part in ("X_train", "X_cal", "X_test"):
+        pd.testing.assert_frame_equal(getattr(got.data, part), getattr(ref.data, part), check_exact=False,
+                                      rtol=0, atol=1e-9)
+    for part in ("y_train", "y_cal", "y_test"):
+        np.testing.assert_array_equal(getattr(got.data, part), getattr(ref.data, part))
+    assert ref.data.y_train.sum() > 20  # labels worth comparing
+    if target == "high_cost":
+        np.testing.assert_allclose(got.data.cost_train, ref.data.cost_train, rtol=0, atol=1e-9)
+    assert got.model.estimator.booster_.model_to_string() == ref.model.estimator.booster_.model_to_string()
+    np.testing.assert_array_equal(got.scores["lightgbm"], ref.scores["lightgbm"])
+    assert got.model.metadata["feature_spec_hash"] == spec_hash()
+    timings = runs["duckdb"].timings
+    assert set(TRAINING_STAGES) - {"log"} <= set(timings) and "features_labels.2024-11-01" in timings
+
+
+def _persons_and(folder: Path, table: str, columns: dict) -> Path:
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"person_id": ["a", "b"], "birth_date": [pd.Timestamp("1950-01-01").date()] * 2,
+                             "death_date": pa.array([None, pd.Timestamp("2024-01-01").date()], type=pa.date32()),
+                             "sex": ["female", "male"], "practice_id": ["P", "P"]}), folder / "persons.parquet")
+    pq.write_table(pa.table(columns), folder / f"{table}.parquet")
+    return folder
+
+
+@pytest.mark.parametrize(("table", "columns", "options", "rule"), [
+    # Rows no feature reads (after every index date): validation still refuses them.
+    ("gp_contacts", {"person_id": ["a", "nobody"], "contact_date": [pd.Timestamp(d).date() for d in
+                                                                     ("2023-01-01", "2025-06-01")]},
+     [], "unknown_person"),
+    ("inpatient_spells", {"person_id": ["b"], "admission_date": [pd.Timestamp("2024-09-01").date()],
+                          "discharge_date": pa.array([None], type=pa.date32()), "admission_method": ["emergency"]}, ["data.out_of_life_events=error"], "event_after_death"),
+    ("gp_contacts", {"person_id": ["a"], "contact_date": [pd.Timestamp("2099-01-01").date()]},
+     ["data.out_of_life_events=error"], "future_event"),
+])
+def test_training_refuses_what_the_reference_refuses(tmp_path, table, columns, options, rule):
+    folder = _persons_and(tmp_path / "d", table, columns)
+    rules = {}
+    for engine in ("pandas", "duckdb"):
+        with pytest.raises(ValidationError) as refused:
+            run_training(config(folder, f"engine={engine}", "data.extract_end=2025-12-31", *options), log=False)
+        rules[engine] = {i.rule for i in refused.value.report.errors}
+    assert rule in rules["pandas"] and rules["duckdb"] == rules["pandas"]
+
+
+def test_cli_train_with_the_duckdb_engine_prints_the_stage_times(data_dir, tmp_path, monkeypatch):
+    from riskstrat.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--engine", "duckdb", "--no-tracking", "--set", f"data.path={data_dir}"]
+    for s in SMALL:
+        args += ["--set", s]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "seconds (duckdb engine): load" in result.output and "features labels" in result.output
+    bad = CliRunner().invoke(app, ["train", "--engine", "spreadsheet", "--set", f"data.path={data_dir}"])
+    assert bad.exit_code == 1 and "engine" in bad.output
+
+
+# ----------------------------------------------------------------------------- the feature-definition hash
+
+
+@pytest.fixture(scope="module")
+def registry(data_dir, tmp_path_factory) -> dict:
+    """A model trained and logged with the hash, and one logged as models were before it (no hash)."""
+    store = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    cfg = config(data_dir, f"tracking.uri={uri}", "tracking.registered_model=with-hash", "engine=duckdb")
+    run = run_training(cfg)
+    tracking.promote("with-hash", run.logged.model_version, alias="champion", uri=uri)
+
+    from riskstrat.config import config_to_dict
+    from riskstrat.features import feature_table
+    from riskstrat.io import data_fingerprint
+
+    old_cfg = config(data_dir, f"tracking.uri={uri}", "tracking.registered_model=before-hash")
+    old = copy.deepcopy(run.result)
+    del old.model.metadata["feature_spec_hash"]
+    logged = tracking.log_training_run(old, old_cfg, fingerprint=data_fingerprint(data_dir),
+                                       features=feature_table(), config_dict=config_to_dict(old_cfg),
+                                       data_summary={})
+    tracking.promote("before-hash", logged.model_version, alias="champion", uri=uri)
+    return {"uri": uri, "run": run}
+
+
+def test_the_hash_and_the_stage_times_are_logged_with_the_model(registry):
+    import mlflow
+
+    run, uri = registry["run"], registry["uri"]
+    logged = mlflow.get_run(run.logged.run_id)
+    assert logged.data.params["feature_spec_hash"] == spec_hash() == logged.data.tags[tracking.SPEC_TAG]
+    version = mlflow.MlflowClient().get_model_version("with-hash", run.logged.model_version)
+    assert version.tags[tracking.SPEC_TAG] == spec_hash()
+    loaded = tracking.load_model("with-hash", uri=uri)
+    assert loaded.risk_model.metadata["feature_spec_hash"] == spec_hash()
+    stages = {f"seconds.{s}" for s in TRAINING_STAGES}
+    assert stages <= set(logged.data.metrics) and all(logged.data.metrics[s] >= 0 for s in stages)
+    timings = mlflow.artifacts.load_dict(f"runs:/{run.logged.run_id}/timings.json")
+    assert set(timings) == set(run.timings) and run.timings["log"] > 0
+    assert logged.data.params["engine"] == "duckdb"
+
+
+def _loaded(metadata: dict) -> tracking.LoadedModel:
+    model = RiskModel("lightgbm", "emergency_admission", ["age"], estimator=None, metadata=metadata)
+    return tracking.LoadedModel(model, "m", "3", "run", "champion")
+
+
+def test_a_model_with_another_hash_is_refused_and_one_without_is_warned_about():
+    said = []
+    check_feature_spec(_loaded({"feature_spec_hash": spec_hash()}), stage=said.append)
+    assert said == []
+    with pytest.raises(FeatureSpecMismatchError, match=r"m version 3 was trained on features defined differently.*"
+                                                       r"0123456789abcdef when trained.*Retrain it.*riskstrat 0\.0\.9"):
+        check_feature_spec(_loaded({"feature_spec_hash": "0123456789abcdef", "riskstrat_version": "0.0.9"}))
+    assert issubclass(FeatureSpecMismatchError, RiskstratError)
+    check_feature_spec(_loaded({}), stage=said.append)
+    assert len(said) == 1 and said[0].startswith("warning: m version 3 records no feature-definition hash")
+
+
+def test_scoring_refuses_a_model_trained_on_other_feature_definitions(registry, data_dir, tmp_path, monkeypatch):
+    from riskstrat.cli import app
+
+    monkeypatch.setattr("riskstrat.engines.spec.spec_hash", lambda: "ffffffffffffffff")
+    out = tmp_path / "lists"
+    result = CliRunner().invoke(app, ["score", "--as-of", "2025-10-01", "--data", str(data_dir), "--out", str(out),
+                                      "--set", f"tracking.uri={registry['uri']}", "--set", "models.risk=with-hash",
+                                      "--set", "models.high_cost=null"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "with-hash version 1 was trained on features defined differently" in text and "Retrain it" in text
+    assert not out.exists()  # refused before anything was read or written
+
+
+def test_scoring_warns_about_a_model_without_a_hash_and_scores(registry, data_dir, tmp_path):
+    cfg = load_config(None, [f"data.path={data_dir}", f"tracking.uri={registry['uri']}", "models.risk=before-hash",
+                             "models.high_cost=null", f"output_dir={tmp_path / 'lists'}"], model=ScoringConfig)
+    said = []
+    manifest = run_scoring(cfg, "2025-10-01", stage=said.append)
+    assert manifest["counts"]["scored"] > 0
+    assert any(m.startswith("warning: before-hash version 1 records no feature-definition hash") for m in said)
