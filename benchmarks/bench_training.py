@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_training.py                         # 100,000 people
     .venv/bin/python benchmarks/bench_training.py --sizes 100000,1000000 --name training
     .venv/bin/python benchmarks/bench_training.py --data riskstrat-data/synthetic --profile
+    .venv/bin/python benchmarks/bench_training.py --data /tmp/bench/synth-1m --engine duckdb --stages train
 
 For each size a synthetic data set is generated with riskstrat.synth.write_population (start
 2021-11-01, 5 years, so the default config's index dates fit) into <workdir>/synth-<n>-seed<seed>,
@@ -21,6 +22,11 @@ Every stage runs in its own fresh subprocess, so the peak RSS reported is that s
     fit        riskstrat.train.fit_and_evaluate (LightGBM + isotonic calibration, logistic and
                prior-use baselines, metrics with evaluation.n_bootstrap bootstrap resamples),
                on the assemble stage's TrainingData (passed through a pickle in the work folder)
+    train      (opt-in: --stages train) the whole riskstrat.pipelines.run_training in one process, as
+               `riskstrat train --no-tracking` runs it: its stage timings and the run's peak RSS
+
+``--engine duckdb`` runs load, features, assemble and train through the DuckDB engine
+(riskstrat.engines.open_engine, with every row checked as training does); default pandas.
 
 A stage that fails (exception, MemoryError, killed by the kernel or by the memory guard) is
 recorded with its stage, step and peak RSS, the later stages of that size are skipped, and the
@@ -41,7 +47,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _benchlib as B  # noqa: E402
 
-STAGES = ("generate", "load", "features", "profile", "assemble", "fit")
+STAGES = ("generate", "load", "features", "profile", "assemble", "fit", "train")
+DEFAULT_STAGES = ("generate", "load", "features", "assemble", "fit")
 GEN_START, GEN_YEARS = "2021-11-01", 5
 
 
@@ -66,7 +73,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "does not fit in memory)")
     p.add_argument("--no-truth", action="store_true", help="do not score the ground-truth oracle in the fit stage")
     p.add_argument("--profile", action="store_true", help="also cProfile build_features (the profile stage)")
-    p.add_argument("--stages", default=",".join(s for s in STAGES if s != "profile"),
+    p.add_argument("--engine", choices=("pandas", "duckdb"), default="pandas",
+                   help="feature engine of the load, features, assemble and train stages (default pandas)")
+    p.add_argument("--stages", default=",".join(DEFAULT_STAGES),
                    help=f"stages to run, comma-separated, from {','.join(STAGES)}")
     p.add_argument("--mem-limit-gib", type=float, default=18.0,
                    help="kill a stage whose resident memory passes this (default 18)")
@@ -86,7 +95,8 @@ def _sizes(text: str) -> list[int]:
 def _config(args: argparse.Namespace, data_dir: str):
     from riskstrat.config import load_config
 
-    return load_config(None, [f"data.path={data_dir}", f"evaluation.n_bootstrap={args.n_bootstrap}", *args.overrides])
+    return load_config(None, [f"data.path={data_dir}", f"evaluation.n_bootstrap={args.n_bootstrap}",
+                              f"engine={args.engine}", *args.overrides])
 
 
 def _pickle_path(args: argparse.Namespace, size: int) -> Path:
@@ -119,9 +129,21 @@ def pd_to_datetime_s(values):
 
 
 def _load(cfg, rep: B.Reporter, mode: str = "load_records"):
-    """The records as the training pipeline loads them (riskstrat.pipelines.load_data), or unvalidated."""
+    """The records as the training pipeline loads them (riskstrat.pipelines.load_data), or unvalidated;
+    with ``engine: duckdb``, the DuckDB engine as training opens it (persons validated, every table checked)."""
     from riskstrat.pipelines import load_data
 
+    if cfg.engine != "pandas":
+        from riskstrat.engines import open_engine
+
+        rep.step(f"open_engine({cfg.engine})")
+        t0 = time.perf_counter()
+        engine = open_engine(cfg.engine, cfg.data, check_every_row=True)
+        seconds = time.perf_counter() - t0
+        rep.update(load_mode=f"engine {cfg.engine}", load_seconds=round(seconds, 2),
+                   rss_after_load_mib=B.current_rss_mib(), peak_rss_after_load_mib=B.peak_rss_mib(),
+                   event_rows=sum(engine.row_counts.values()) - engine.row_counts["persons"])
+        return engine
     rep.step(mode)
     t0 = time.perf_counter()
     if mode == "unvalidated":
@@ -188,6 +210,11 @@ def w_load(args, rep: B.Reporter) -> None:
 
     cfg = _config(args, args._datadir)
     rep.update(rss_after_import_mib=B.current_rss_mib())
+    if args.engine != "pandas":
+        _load(cfg, rep)
+        rep.update(seconds=rep.result["load_seconds"], rows=rep.result["event_rows"],
+                   rows_per_s=round(rep.result["event_rows"] / rep.result["load_seconds"], 1))
+        return
     if args.load_mode != "load_records":
         records = _load(cfg, rep, args.load_mode)
         rep.update(seconds=rep.result["load_seconds"], rows=rep.result["event_rows"],
@@ -225,7 +252,8 @@ def w_features(args, rep: B.Reporter) -> None:
     rep.step(f"build_features({d})")
     before = B.current_rss_mib()
     t0 = time.perf_counter()
-    f = build_features(records, d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    f = records.features(d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age) if cfg.engine != "pandas" \
+        else build_features(records, d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
     seconds = time.perf_counter() - t0
     rep.update(index_date=d, seconds=round(seconds, 2), rows=len(f), columns=f.shape[1],
                rows_per_s=round(len(f) / seconds, 1), events_per_s=round(rep.result["event_rows"] / seconds, 1),
@@ -337,8 +365,23 @@ def w_fit(args, rep: B.Reporter) -> None:
                         for m, v in res.metrics.items()})
 
 
+def w_train(args, rep: B.Reporter) -> None:
+    from riskstrat.pipelines import run_training
+
+    cfg = _config(args, args._datadir)
+    rep.step(f"run_training (engine {cfg.engine}, no tracking)")
+    t0 = time.perf_counter()
+    run = run_training(cfg, log=False)
+    seconds = time.perf_counter() - t0
+    data = run.result.data
+    rep.update(seconds=round(seconds, 2), engine=cfg.engine, timings={k: round(v, 2) for k, v in run.timings.items()},
+               train_rows=len(data.y_train), rows=len(data.y_train), rows_per_s=round(len(data.y_train) / seconds, 1),
+               best_iteration=run.result.model.metadata.get("best_iteration"),
+               auroc=round(run.result.metrics["lightgbm"]["auroc"], 4))
+
+
 WORKERS = {"generate": w_generate, "load": w_load, "features": w_features, "profile": w_profile,
-           "assemble": w_assemble, "fit": w_fit}
+           "assemble": w_assemble, "fit": w_fit, "train": w_train}
 
 
 # ----------------------------------------------------------------------------- parent
@@ -380,6 +423,8 @@ def main(argv: list[str]) -> int:
     bad = [s for s in stages if s not in STAGES]
     if bad:
         sys.exit(f"unknown stages {bad}; choose from {', '.join(STAGES)}")
+    if args.engine != "pandas" and "profile" in stages:
+        sys.exit("--profile profiles build_features (the pandas engine): leave out --engine or --profile")
     if args.data:
         meta = Path(args.data) / "dataset.json"
         if meta.exists():
@@ -388,13 +433,13 @@ def main(argv: list[str]) -> int:
     doc = {"benchmark": "training",
            "settings": {"sizes": sizes, "data": args.data, "generator": {"start": GEN_START, "years": GEN_YEARS,
                         "seed": args.seed, "futures": args.futures}, "n_bootstrap": args.n_bootstrap,
-                        "overrides": args.overrides, "load_mode": args.load_mode, "oracle": not args.no_truth, "stages": stages,
+                        "overrides": args.overrides, "load_mode": args.load_mode, "engine": args.engine, "oracle": not args.no_truth, "stages": stages,
                         "mem_limit_gib": args.mem_limit_gib},
            "environment": B.environment(), "sizes": {}}
     B.write_json(out_path, doc)
     script = str(Path(__file__).resolve())
     passthrough = ["--seed", str(args.seed), "--futures", str(args.futures), "--n-bootstrap", str(args.n_bootstrap),
-                   "--workdir", args.workdir, "--name", args.name]
+                   "--workdir", args.workdir, "--name", args.name, "--engine", args.engine]
     passthrough += [x for o in args.overrides for x in ("--set", o)] + ["--load-mode", args.load_mode]
     if args.index_date:
         passthrough += ["--index-date", args.index_date]
@@ -444,6 +489,11 @@ def main(argv: list[str]) -> int:
             print(f"\n{int(size):,} people, fit: LightGBM + calibration {fit['lightgbm_fit_and_calibration_s']} s "
                   f"({fit['best_iteration']} trees), baselines {fit['baselines_s']} s, evaluation {fit['evaluation_s']} s")
             print("  " + ", ".join(f"{m} AUROC {v.get('auroc')}" for m, v in fit["metrics"].items()))
+        train = entry["stages"].get("train", {})
+        if train.get("ok"):
+            print(f"\n{int(size):,} people, run_training ({train['engine']} engine): {train['seconds']} s, peak "
+                  f"{train.get('peak_rss_mib')} MiB, AUROC {train['auroc']}; stages (s): "
+                  + ", ".join(f"{k} {v}" for k, v in train["timings"].items() if not k.startswith("features_labels.")))
         prof = entry["stages"].get("profile", {})
         if prof.get("ok"):
             print(f"\n{int(size):,} people, build_features profile: top functions by own time")
