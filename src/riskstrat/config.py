@@ -107,7 +107,12 @@ class LightGBMConfig(_Strict):
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(1.0, ge=0)
     early_stopping_rounds: int = Field(100, ge=1)
-    n_jobs: int = 2
+    n_jobs: int = Field(
+        1, ge=1, description="LightGBM threads. 1 by default: on a shared 2-core machine (load 9-14) a 100k-person fit "
+                             "took 49-76 s with 1 thread and 332-336 s with 2 (OpenMP threads wait on each other when "
+                             "the cores are busy; benchmarks/bench_threads.py); on a quiet machine 2 threads are "
+                             "about 1.7x faster. Each thread count gives the same model run after run (deterministic); 1 and 2 "
+                             "threads give slightly different ones (sums in another order).")
 
 
 def _range(low, high, kind=float):
