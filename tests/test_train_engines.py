@@ -8,6 +8,7 @@ same run through :class:`riskstrat.engines.PandasEngine`.
 from __future__ import annotations
 
 import copy
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -252,3 +253,23 @@ def test_scoring_warns_about_a_model_without_a_hash_and_scores(registry, data_di
     manifest = run_scoring(cfg, "2025-10-01", stage=said.append)
     assert manifest["counts"]["scored"] > 0
     assert any(m.startswith("warning: before-hash version 1 records no feature-definition hash") for m in said)
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_scoring_refuses_a_linkage_error_in_rows_no_feature_reads(registry, data_dir, tmp_path, engine):
+    # A GP contact of a person missing from persons, dated after the scoring date: no feature reads it, but
+    # validation refuses it, so every engine must.
+    folder = tmp_path / "d"
+    shutil.copytree(data_dir, folder)
+    gp = pq.read_table(folder / "gp_contacts.parquet")
+    stranger = gp.slice(0, 1)
+    column = stranger.schema.get_field_index("person_id")
+    stranger = stranger.set_column(column, "person_id", pa.array(["nobody"]).cast(stranger.schema.field(column).type))
+    pq.write_table(pa.concat_tables([gp, stranger]), folder / "gp_contacts.parquet")
+    cfg = load_config(None, [f"data.path={folder}", f"tracking.uri={registry['uri']}", "models.risk=with-hash",
+                             "models.high_cost=null", f"output_dir={tmp_path / 'lists'}", f"engine={engine}"],
+                      model=ScoringConfig)
+    with pytest.raises(ValidationError) as refused:
+        run_scoring(cfg, "2025-10-01")
+    assert {i.rule for i in refused.value.report.errors} == {"unknown_person"}
+    assert not (tmp_path / "lists").exists()

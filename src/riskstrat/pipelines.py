@@ -478,7 +478,10 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
         check_feature_spec(model, stage=stage)
     opted_out = read_opt_outs(cfg.opt_out_file) if cfg.opt_out_file else set()
     # The engine that builds the features: given records, the configured engine over the data folder.
-    engine = PandasEngine(records) if records is not None else open_engine(cfg.engine, cfg.data, stage=stage)
+    # Every row checked, as validation does for the pandas engine: the same data are refused by every engine,
+    # including linkage errors in rows no feature reads.
+    engine = PandasEngine(records) if records is not None else open_engine(cfg.engine, cfg.data, stage=stage,
+                                                                           check_every_row=True)
     records = engine.records  # the duckdb engine's holds persons only: all the rest needs of people
     if data_end is None:
         data_end, data_end_source = data_end_of(cfg.data, engine)
