@@ -191,11 +191,29 @@ def dependence_figure(values, shap_values, *, feature: str) -> Figure:
 
     Example: ``dependence_figure(X["age"], shap["age"], feature="age")``.
     """
+    x = np.asarray(values, dtype=float)
     fig, ax = _new_figure()
-    ax.scatter(np.asarray(values, dtype=float), np.asarray(shap_values, dtype=float), s=6, alpha=0.4)
+    ax.scatter(x, np.asarray(shap_values, dtype=float), s=6, alpha=0.4)
     ax.axhline(0, linestyle="--", color="grey", linewidth=1)
-    ax.set(xlabel=feature, ylabel="SHAP value (log-odds)", title=f"Dependence: {feature}")
+    xlabel = feature
+    if _long_tailed(x):
+        # Costs and counts pile up near zero under a long tail: a linear axis shows one column of points.
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=-0.3)  # no empty negative half
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        xlabel = f"{feature} (symmetric log scale)"
+    ax.set(xlabel=xlabel, ylabel="SHAP value (log-odds)", title=f"Dependence: {feature}")
     return fig
+
+
+def _long_tailed(x: np.ndarray) -> bool:
+    """Non-negative values whose 99th centile is more than 20 times their median (or 20, if the median is below 1)."""
+    finite = x[np.isfinite(x)]
+    if not len(finite) or finite.min() < 0:
+        return False
+    return bool(np.quantile(finite, 0.99) > 20 * max(float(np.quantile(finite, 0.5)), 1.0))
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:

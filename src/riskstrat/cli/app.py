@@ -13,15 +13,13 @@ Errors and warnings are handled here, once, for every command (:class:`_Commands
 
 from __future__ import annotations
 
-import os
 import sys
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
+
+from riskstrat.quiet import foreign_warnings_hidden, mlflow_events_hidden, show_all
 
 # Exit statuses: 1 for failures (also typer.Exit from `fail`), 2 for a riskstrat refusal.
 EXIT_FAILURE, EXIT_REFUSED = 1, 2
@@ -37,22 +35,6 @@ def fail(message: str, code: int = EXIT_FAILURE) -> None:
     raise typer.Exit(code)
 
 
-@contextmanager
-def foreign_warnings_hidden() -> Iterator[None]:
-    """Hide warnings raised by other libraries while a command runs (riskstrat's own still show).
-
-    riskstrat checks the conditions behind the meaningful ones itself and says so in its own words;
-    set ``RISKSTRAT_SHOW_WARNINGS=1`` to see them all when debugging.
-    """
-    if os.environ.get("RISKSTRAT_SHOW_WARNINGS"):
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.filterwarnings("default", module=r"riskstrat(\.|$)")
-        yield
-
-
 class _Commands(TyperGroup):
     """The root command group: runs every command with foreign warnings hidden, and turns
     riskstrat's refusals and OS errors into a message and an exit status."""
@@ -60,12 +42,12 @@ class _Commands(TyperGroup):
     def invoke(self, ctx):
         from riskstrat.errors import RiskstratError
 
-        from riskstrat.cli.progress import libraries_quiet
-
         try:
             # MLflow's own event lines ("Created version '2' of model ...") and download bars repeat
             # what riskstrat's stage lines say; shown only with RISKSTRAT_SHOW_WARNINGS.
-            with foreign_warnings_hidden(), libraries_quiet(not os.environ.get("RISKSTRAT_SHOW_WARNINGS")):
+            if show_all():
+                return super().invoke(ctx)
+            with foreign_warnings_hidden(), mlflow_events_hidden():
                 return super().invoke(ctx)
         except RiskstratError as exc:
             fail(str(exc), EXIT_REFUSED)

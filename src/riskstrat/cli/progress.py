@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from riskstrat.cli.app import console
-
-_MLFLOW_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+from riskstrat.quiet import mlflow_events_hidden
 
 
 @contextmanager
@@ -19,25 +17,8 @@ def libraries_quiet(quiet: bool) -> Iterator[None]:
     if not quiet:
         yield
         return
-    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream
-
-    before = os.environ.get(_MLFLOW_PROGRESS_BAR)
-    os.environ[_MLFLOW_PROGRESS_BAR] = "false"
-    # MLflow's own enable/disable switch is not enough: log_model re-enables it part-way through
-    # (its events-and-warnings context), so the stream's write is replaced for the duration. A
-    # nested block finds it replaced already and leaves it to the outer one.
-    silenced_here = "write" not in vars(stream)
-    if silenced_here:
-        stream.write = lambda text: None
-    try:
+    with mlflow_events_hidden():
         yield
-    finally:
-        if silenced_here:
-            del stream.write
-        if before is None:
-            os.environ.pop(_MLFLOW_PROGRESS_BAR, None)
-        else:
-            os.environ[_MLFLOW_PROGRESS_BAR] = before
 
 
 @contextmanager

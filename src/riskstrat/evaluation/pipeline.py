@@ -7,7 +7,7 @@ evidence (:func:`evaluate_scores`), the report and card (:mod:`riskstrat.report`
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -66,6 +66,7 @@ class EvaluationRun:
     gate_path: Path | None
     gate: object                    # list of gate.Criterion: how the default/checked-in gate reads this evaluation
     drivers: pd.DataFrame | None
+    dependence: dict = field(default_factory=dict)   # dependence figures of the top drivers, by file stem
 
 
 def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | None = None,
@@ -184,4 +185,4 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
                                              folder=out_dir, uri=uri)
         stage(f"logged evaluation run {run_id}, linked from {candidate.name} version {candidate.version}")
     return EvaluationRun(evaluation, out_dir, candidate, champion, outcome, context["as_of"], run_id, card_path,
-                         gate_path, criteria, drivers)
+                         gate_path, criteria, drivers, dependence)

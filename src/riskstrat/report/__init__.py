@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ def fmt(value, digits: int = 3) -> str:
 
     >>> fmt(1234.0), fmt(0.81234), fmt(float("nan")), fmt(True), fmt(7), fmt("2"), fmt("123456")
     ('1,234', '0.812', '-', 'yes', '7', '2', '123456')
+    >>> fmt(-0.0001), fmt(937.5, 0), fmt(1234.56, 1)
+    ('0.000', '938', '1,234.6')
     """
     if value is None:
         return "-"
@@ -51,20 +54,55 @@ def fmt(value, digits: int = 3) -> str:
         return "inf"
     if number.is_integer() and abs(number) >= 100:
         return f"{number:,.0f}"
-    return f"{number:.{digits}f}"
+    text = f"{number:,.{digits}f}" if abs(number) >= 1000 else f"{number:.{digits}f}"
+    return text.lstrip("-") if float(text.replace(",", "")) == 0 else text  # no "-0.000"
 
 
-def table(frame: pd.DataFrame, *, index: bool = False, digits: dict | None = None) -> dict:
-    """A DataFrame as ``{"columns": [...], "rows": [[cell, ...]]}`` of formatted strings."""
+# Column names as a reader says them (the CSV files keep the code names).
+_COLUMN_NAMES = {"o_e_ratio": "O/E", "relative_o_e": "relative O/E", "o_e_ci_low": "O/E CI low",
+                 "o_e_ci_high": "O/E CI high", "n_events": "events", "n_flagged": "flagged",
+                 "mean_abs_shap": "mean |SHAP|", "events_per_1000_flagged": "events per 1,000 flagged"}
+_COLUMN_WORDS = {"auroc": "AUROC", "auprc": "AUPRC", "ppv": "PPV", "ici": "ICI", "ci": "CI", "brier": "Brier",
+                 "shap": "SHAP"}
+_NUMBER = re.compile(r"^(-|[-+]?[^\w\s,.%-]?[\d,]*\.?\d+%?( [A-Z]{3})?)$")  # "0.873", "1,234", "£1,234", "17.8%", "-"
+# Metric names where they are values (the subgroup gaps' "metric" column).
+METRIC_NAMES = {"auroc": "AUROC", "o_e_ratio": "O/E"}
+
+
+def column_label(name) -> str:
+    """A table column's heading in the report: the code name in words, with the field's abbreviations.
+
+    >>> column_label("auroc_ci_low"), column_label("ppv_top_1pct"), column_label("o_e_ratio")
+    ('AUROC CI low', 'PPV top 1%', 'O/E')
+    >>> column_label("events_listed_top_0.5pct"), column_label("number_needed_to_flag")
+    ('events listed top 0.5%', 'number needed to flag')
+    """
+    name = str(name)
+    if name in _COLUMN_NAMES:
+        return _COLUMN_NAMES[name]
+    name = re.sub(r"(?<![^_])top_(\d+(?:\.\d+)?)pct(?![^_])", r"top \1%", name)
+    return " ".join(_COLUMN_WORDS.get(word, word) for word in name.replace("_", " ").split(" "))
+
+
+def table(frame: pd.DataFrame, *, index: bool = False, digits: dict | None = None, muted=None) -> dict:
+    """A DataFrame as ``{"columns": [...], "rows": [[cell, ...]], "text": [...], "muted": [...]}``:
+    formatted strings under readable headings (:func:`column_label`), which columns hold text (set
+    left, numbers right) and which rows to show muted (``muted``: one bool a row, e.g. small groups)."""
     frame = frame.reset_index() if index else frame
     digits = digits or {}
     rows = []
     for record in frame.itertuples(index=False):
         rows.append([fmt(v.item() if hasattr(v, "item") else v, digits.get(c, 3)) for c, v in zip(frame.columns, record)])
-    return {"columns": [str(c).replace("_", " ") for c in frame.columns], "rows": rows}
+    # A column is text (set left) unless every cell reads as a number, an amount of money or a percentage.
+    text = [not all(_NUMBER.match(row[i]) for row in rows) for i in range(len(frame.columns))]
+    return {"columns": [column_label(c) for c in frame.columns], "rows": rows, "text": text,
+            "muted": [bool(m) for m in muted] if muted is not None else [False] * len(rows)}
 
 
-def _figures(evaluation) -> dict[str, object]:
+def figures_of(evaluation) -> dict[str, object]:
+    """The evaluation's figures by file stem (what goes to PNG and into the report), as matplotlib
+    Figures: ``roc``, ``pr``, ``calibration`` (smoothed, the candidate), ``calibration_deciles`` (every
+    probability), ``top_k_ppv`` and ``decision_curve``. A notebook shows each inline."""
     from riskstrat import plots
 
     y, scores = evaluation.y, evaluation.scores
@@ -115,12 +153,13 @@ def _cost_tables(cost) -> dict:
                           "share of all next-year cost": [f"{v:.1%}" for v in capture["cost_share"]],
                           "mean cost of those flagged": cash(capture["mean_cost_flagged"]),
                           "their total cost": cash(capture["cost_flagged"])}).sort_values("list", kind="stable")
-    out = {"capture": table(shown)}
+    out = {"capture": table(shown, muted=shown["ranked by"].eq("by actual cost"))}  # the ceiling, not a list
     if cost.by_decile is not None:
         d = cost.by_decile
         out["by_decile"] = table(pd.DataFrame({
             "decile of predicted cost": d["decile"], "people": d["n"], "mean predicted": cash(d["mean_predicted"]),
-            "mean actual": cash(d["mean_actual"]), "actual / predicted": d["actual_to_predicted"]}))
+            "mean actual": cash(d["mean_actual"]), "actual / predicted": d["actual_to_predicted"]}),
+            digits={"actual / predicted": 2})
     if cost.summary:
         out["summary"] = {"predicted_total": money(cost.summary["predicted_total"], cost.currency),
                           "actual_total": money(cost.total, cost.currency), "ratio": cost.summary["cost_ratio"],
@@ -135,21 +174,40 @@ HEADLINE_COLUMNS = ["model", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", 
                     "ppv_top_5pct", "sensitivity_top_5pct"]
 
 
+def _described(drivers: pd.DataFrame) -> pd.DataFrame:
+    """The drivers table with each feature's plain-English meaning (blank for a feature riskstrat
+    does not know, e.g. a custom model's)."""
+    from riskstrat.features import feature
+
+    def meaning(name: str) -> str:
+        try:
+            return feature(name).description
+        except (KeyError, ValueError):
+            return ""
+
+    return drivers.assign(meaning=[meaning(n) for n in drivers["feature"]])
+
+
 def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], drivers=None, criteria=()) -> str:
     """The self-contained HTML report."""
     tables = tables_of(evaluation, drivers)
     headline = tables["headline"].reindex(columns=HEADLINE_COLUMNS)
     by_group = evaluation.subgroups.by_group.reset_index()
-    subgroup_tables = {attr: table(part.drop(columns="attribute")) for attr, part in
+    subgroup_tables = {attr: table(part.drop(columns="attribute"), muted=part["small"]) for attr, part in
                        by_group.groupby("attribute", sort=False)}
+    gaps = tables["subgroup_gaps"].assign(metric=lambda t: t["metric"].map(METRIC_NAMES).fillna(t["metric"]))
+    # The list label says the fraction; counts per 1,000 as whole numbers; expected counts to one place.
+    case_finding = tables["case_finding"].drop(columns="fraction")
     images = {k: base64.b64encode(v).decode("ascii") for k, v in figures_png.items()}
     dependence = {k.removeprefix("dependence_"): v for k, v in images.items() if k.startswith("dependence_")}
     return _environment().get_template("evaluation.html").render(
-        c=context, ev=evaluation, headline=table(headline), comparison=table(tables["comparison"]),
-        oe_decile=table(tables["observed_expected_by_decile"]), oe_tier=table(tables["observed_expected_by_tier"]),
-        case_finding=table(tables["case_finding"]), recalibration=table(tables["recalibration"], digits={}),
-        gaps=table(tables["subgroup_gaps"]), subgroups=subgroup_tables,
-        drivers=table(drivers) if drivers is not None else None, images=images, criteria=list(criteria),
+        c=context, ev=evaluation, headline=table(headline, digits={"ici": 4}), comparison=table(tables["comparison"]),
+        oe_decile=table(tables["observed_expected_by_decile"], digits={"expected": 1}),
+        oe_tier=table(tables["observed_expected_by_tier"], digits={"expected": 1}),
+        case_finding=table(case_finding, digits={"number_needed_to_flag": 2, "events_per_1000_flagged": 0}),
+        recalibration=table(tables["recalibration"], digits={"ici": 4}),
+        gaps=table(gaps), subgroups=subgroup_tables,
+        drivers=table(_described(drivers)) if drivers is not None else None, images=images, criteria=list(criteria),
         dependence=dependence, cost=_cost_tables(evaluation.cost) if evaluation.cost is not None else None,
         candidate=evaluation.headline.loc["candidate"].to_dict())
 
@@ -161,7 +219,7 @@ def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=
     from riskstrat.io import atomic_path, write_json
 
     out_dir = Path(out_dir)
-    figures = {**_figures(evaluation), **(extra_figures or {})}
+    figures = {**figures_of(evaluation), **(extra_figures or {})}
     figures_png = {name: _png(fig) for name, fig in figures.items()}
     with atomic_path(out_dir, directory=True) as tmp:
         tmp = Path(tmp)
@@ -307,5 +365,5 @@ def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context
     return out_dir
 
 
-__all__ = ["fmt", "monitoring_tables", "render_card", "render_monitoring", "write_monitoring", "render_report", "table", "tables_of", "weak_groups", "write_card",
+__all__ = ["figures_of", "fmt", "monitoring_tables", "render_card", "render_monitoring", "write_monitoring", "render_report", "table", "tables_of", "weak_groups", "write_card",
            "write_evaluation"]

@@ -1,0 +1,98 @@
+"""Other libraries' noise kept out of riskstrat's output: their warnings and MLflow's event lines.
+
+riskstrat checks the conditions behind the warnings that matter itself and reports them in its own
+words (minimum events, degenerate models, stale data), and its stage lines say what MLflow
+registered and loaded. So other libraries' warnings (scikit-learn, LightGBM, MLflow, pandas, tqdm,
+...), MLflow's event lines ("Created version '2' of model ...", database set-up) and its download
+bars only repeat or distract.
+
+- :func:`foreign_warnings_hidden` and :func:`mlflow_events_hidden` hide them for a block (the CLI
+  wraps every command in both);
+- :func:`hide_library_noise` hides them for the rest of a session (a notebook's first cell).
+
+riskstrat's own warnings still show. ``RISKSTRAT_SHOW_WARNINGS=1`` shows everything, for debugging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+__all__ = ["foreign_warnings_hidden", "hide_library_noise", "mlflow_events_hidden", "show_all"]
+
+_MLFLOW_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+# Loggers that write set-up chatter at INFO (alembic's migrations run when MLflow creates its database).
+_CHATTY_LOGGERS = ("mlflow", "alembic")
+
+
+def show_all() -> bool:
+    """True when ``RISKSTRAT_SHOW_WARNINGS`` is set: nothing is hidden."""
+    return bool(os.environ.get("RISKSTRAT_SHOW_WARNINGS"))
+
+
+def _filter_foreign_warnings() -> None:
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("default", module=r"riskstrat(\.|$)")
+
+
+@contextmanager
+def foreign_warnings_hidden() -> Iterator[None]:
+    """Hide warnings raised by other libraries while the block runs (riskstrat's own still show)."""
+    if show_all():
+        yield
+        return
+    with warnings.catch_warnings():
+        _filter_foreign_warnings()
+        yield
+
+
+def _hide_mlflow_events() -> Callable[[], None]:
+    """Silence MLflow's event stream and download bars; returns the function that restores them."""
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream
+
+    before = os.environ.get(_MLFLOW_PROGRESS_BAR)
+    os.environ[_MLFLOW_PROGRESS_BAR] = "false"
+    # MLflow's own enable/disable switch is not enough: log_model re-enables it part-way through
+    # (its events-and-warnings context), so the stream's write is replaced. A nested call finds it
+    # replaced already and leaves it to the outer one.
+    silenced_here = "write" not in vars(stream)
+    if silenced_here:
+        stream.write = lambda text: None
+
+    def restore() -> None:
+        if silenced_here:
+            del stream.write
+        if before is None:
+            os.environ.pop(_MLFLOW_PROGRESS_BAR, None)
+        else:
+            os.environ[_MLFLOW_PROGRESS_BAR] = before
+
+    return restore
+
+
+@contextmanager
+def mlflow_events_hidden() -> Iterator[None]:
+    """Silence MLflow's event lines (database set-up, "Created version ...") and download bars,
+    which go to stderr whatever riskstrat prints, while the block runs."""
+    restore = _hide_mlflow_events()
+    try:
+        yield
+    finally:
+        restore()
+
+
+def hide_library_noise() -> None:
+    """For the rest of this session, hide other libraries' warnings, MLflow's event lines and
+    download bars, and set-up log lines below WARNING (MLflow, alembic); riskstrat's own warnings
+    still show. For notebooks and interactive sessions; does nothing with ``RISKSTRAT_SHOW_WARNINGS``.
+    Calling it again changes nothing.
+    """
+    if show_all():
+        return
+    _filter_foreign_warnings()
+    _hide_mlflow_events()  # imports MLflow, which sets its logger's level: set ours after
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
