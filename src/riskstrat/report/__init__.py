@@ -365,5 +365,5 @@ def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context
     return out_dir
 
 
-__all__ = ["figures_of", "fmt", "monitoring_tables", "render_card", "render_monitoring", "write_monitoring", "render_report", "table", "tables_of", "weak_groups", "write_card",
+__all__ = ["column_label", "figures_of", "fmt", "monitoring_tables", "render_card", "render_monitoring", "write_monitoring", "render_report", "table", "tables_of", "weak_groups", "write_card",
            "write_evaluation"]
