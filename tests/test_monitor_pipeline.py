@@ -10,11 +10,11 @@ extract assesses 2024-11 (its horizon ends 2025-10-31) and lists 2024-12 as not 
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_evaluate_pipeline import _Refs  # the page's src/href references
 from typer.testing import CliRunner
 
 from riskstrat import tracking
@@ -63,15 +63,6 @@ def monitored(world):
     result = _monitor(world, "--as-of", "2025-11-01", "--out", str(out))
     assert result.exit_code == 0, result.output
     return result, out
-
-
-class _Refs(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.refs = []
-
-    def handle_starttag(self, tag, attrs):
-        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
 
 
 def test_the_matured_month_is_assessed_and_the_later_one_waits(monitored):
