@@ -9,6 +9,7 @@ temporary SQLite store, and a baseline pair of months (2025-10 then 2025-11) in 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 import shutil
@@ -301,12 +302,14 @@ def test_rerun_of_the_same_month_gives_identical_person_level_files(score, tmp_p
     assert {n: files_a[n] for n in names} == {n: files_b[n] for n in names}
 
 
-def test_cli_score_with_the_duckdb_engine_writes_the_same_month(score, registry, data_dir, tmp_path):
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=[pytest.mark.slow, pytest.mark.skipif(
+    importlib.util.find_spec("pyspark") is None, reason="the spark extra is not installed")])])
+def test_cli_score_with_a_folder_engine_writes_the_same_month(score, registry, data_dir, tmp_path, engine):
     from riskstrat.cli import app
 
     a = Path(score(tmp_path / "pandas")["output_dir"])
-    out = tmp_path / "duckdb"
-    args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet", "--engine", "duckdb",
+    out = tmp_path / engine
+    args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet", "--engine", engine,
             "--explain", "listed",
             "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
             "--set", f"models.high_cost={COST_MODEL}", "--set", f"lists.list_size={LIST_SIZE}"]
@@ -314,7 +317,7 @@ def test_cli_score_with_the_duckdb_engine_writes_the_same_month(score, registry,
     assert result.exit_code == 0, result.output
     b = out / MONTH
     config = json.loads((b / "manifest.json").read_text())["config"]
-    assert config["engine"] == "duckdb" and config["lists"]["explain"] == "listed"
+    assert config["engine"] == engine and config["lists"]["explain"] == "listed"
     reference, got = pd.read_parquet(a / "population.parquet"), pd.read_parquet(b / "population.parquet")
     pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-9, atol=1e-9)  # risks, ranks, tiers
     names = ["summary.csv"] + [p.relative_to(a).as_posix() for p in sorted(a.glob("practices/*/*.csv"))]

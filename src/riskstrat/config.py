@@ -202,10 +202,11 @@ class TrainConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
-    engine: Literal["pandas", "duckdb"] = Field(
+    engine: Literal["pandas", "duckdb", "spark"] = Field(
         "pandas", description="Engine that builds the features and reads the outcome's tables: pandas (the "
-                              "reference: every table validated in memory) or duckdb (SQL over the Parquet folder, "
-                              "validation's rules as SQL counts; for large populations). Both give the same model.")
+                              "reference: every table validated in memory), duckdb (SQL over the Parquet folder, "
+                              "validation's rules as SQL counts; for large populations) or spark (the same on "
+                              "Spark, the riskstrat[spark] extra). All give the same model.")
 
     @model_validator(mode="after")
     def _label_windows_end_by_test(self) -> "TrainConfig":
@@ -338,9 +339,10 @@ class ScoringConfig(_Strict):
     allow_population_shrink: bool = Field(False, description="Publish even when the scored population shrank by "
                                                              "more than max_population_shrink, or is empty.")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
-    engine: Literal["pandas", "duckdb"] = Field(
-        "pandas", description="Feature engine: pandas (the reference: every table validated in memory) or duckdb "
-                              "(SQL over the Parquet folder, validation's rules as SQL counts; for large populations).")
+    engine: Literal["pandas", "duckdb", "spark"] = Field(
+        "pandas", description="Feature engine: pandas (the reference: every table validated in memory), duckdb "
+                              "(SQL over the Parquet folder, validation's rules as SQL counts; for large populations) "
+                              "or spark (the same on Spark, the riskstrat[spark] extra; on a cluster or local).")
 
 
 class ConfigError(RiskstratError, ValueError):

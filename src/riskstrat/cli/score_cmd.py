@@ -27,9 +27,10 @@ def score(
     allow_population_shrink: bool = typer.Option(
         False, "--allow-population-shrink", help="Publish even when no one is scored, or far fewer people than last "
                                                  "month (max_population_shrink, default 0.2)."),
-    engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference) or duckdb "
-                                                    "(SQL over the Parquet folder, for large populations). "
-                                                    "Overrides the config's engine."),
+    engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference), duckdb "
+                                                    "(SQL over the Parquet folder, for large populations) or spark "
+                                                    "(the same on Spark: pip install 'riskstrat[spark]'; the active "
+                                                    "session, else local[2]). Overrides the config's engine."),
     explain: str = typer.Option(None, "--explain", help="Whose reasons to compute: listed (default; the people "
                                                         "on the lists) or all (everyone scored, in "
                                                         "population.parquet; slower). Overrides lists.explain."),

@@ -53,8 +53,9 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help=_SET_HELP),
     no_tracking: bool = typer.Option(False, "--no-tracking", help="Train and evaluate without logging to MLflow."),
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; every table validated in "
-                                                      "memory) or duckdb (SQL over the Parquet folder, for large "
-                                                      "populations); the same model either way. Sets engine."),
+                                                      "memory), duckdb (SQL over the Parquet folder, for large "
+                                                      "populations) or spark (the same on Spark: pip install "
+                                                      "'riskstrat[spark]'); the same model either way. Sets engine."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Train a risk model (LightGBM + calibration) and its baselines, evaluate them on a later

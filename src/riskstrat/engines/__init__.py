@@ -13,9 +13,11 @@ that :meth:`riskstrat.outcomes.Outcome.labels` runs on it unchanged.
 - ``"duckdb"`` (:class:`riskstrat.engines.duckdb.DuckDBEngine`): SQL over the Parquet folder,
   with validation's rules that touch features run as SQL counts; nothing materialised but the
   persons table and one row of aggregates per person.
+- ``"spark"`` (:class:`riskstrat.engines.spark.SparkEngine`, the ``riskstrat[spark]`` extra): the
+  DuckDB engine's plan on PySpark DataFrames, in the active Spark session or a local one.
 
 >>> ENGINES
-('pandas', 'duckdb')
+('pandas', 'duckdb', 'spark')
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ from riskstrat.records import LinkedRecords
 
 __all__ = ["ENGINES", "EngineName", "FeatureEngine", "PandasEngine", "open_engine"]
 
-EngineName = Literal["pandas", "duckdb"]
-ENGINES: tuple[str, ...] = ("pandas", "duckdb")
+EngineName = Literal["pandas", "duckdb", "spark"]
+ENGINES: tuple[str, ...] = ("pandas", "duckdb", "spark")
 
 
 class FeatureEngine(Protocol):
-    name: str  # "pandas", "duckdb": what runs record
+    name: str  # "pandas", "duckdb", "spark": what runs record
 
     @property
     def sources(self) -> list[str]: ...
@@ -92,10 +94,10 @@ class PandasEngine:
 def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = False) -> FeatureEngine:
     """The engine ``name`` over the data set ``cfg_data`` (a :class:`riskstrat.config.DataConfig`).
 
-    The pandas engine reads and validates every table now (raises ValidationError); the DuckDB
-    engine validates persons now and the event tables with its SQL checks (raises the same error).
-    ``check_every_row`` (DuckDB): also refuse now what validation refuses in rows no feature reads
-    (person ids not in persons, events after the data end under ``out_of_life_events='error'``),
+    The pandas engine reads and validates every table now (raises ValidationError); the DuckDB and
+    Spark engines validate persons now and the event tables with their counts (raise the same error).
+    ``check_every_row`` (DuckDB, Spark): also refuse now what validation refuses in rows no feature
+    reads (person ids not in persons, events after the data end under ``out_of_life_events='error'``),
     at the cost of one more scan of every table (training does; the pandas engine always does).
     """
     stage = stage or (lambda message: None)
@@ -103,16 +105,20 @@ def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = Fals
         from riskstrat.pipelines import load_data
 
         return PandasEngine(load_data(cfg_data, stage=stage))
-    if name == "duckdb":
-        from riskstrat.engines.duckdb import DuckDBEngine
+    if name in ("duckdb", "spark"):
+        if name == "duckdb":
+            from riskstrat.engines.duckdb import DuckDBEngine as Engine
+        else:
+            from riskstrat.engines.spark import SparkEngine as Engine
 
-        engine = DuckDBEngine(cfg_data.path, exclude_sources=cfg_data.exclude_sources,
-                              out_of_life_events=cfg_data.out_of_life_events, stage=stage)
+        engine = Engine(cfg_data.path, exclude_sources=cfg_data.exclude_sources,
+                        out_of_life_events=cfg_data.out_of_life_events, stage=stage)
         if check_every_row:
             engine.check_links()
         counts = engine.row_counts
         stage(f"checked {counts['persons']:,} people and {sum(counts.values()) - counts['persons']:,} events in "
-              f"{cfg_data.path} with DuckDB ({', '.join(engine.sources) or 'no event tables'}); repeats and events "
-              f"outside a life are counted when the features are built")
+              f"{cfg_data.path} with {'DuckDB' if name == 'duckdb' else 'Spark'} "
+              f"({', '.join(engine.sources) or 'no event tables'}); repeats and events outside a life are counted "
+              f"when the features are built")
         return engine
     raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")

@@ -1,0 +1,134 @@
+"""The Spark engine equals the reference, in one local Spark session (``local[2]``) kept short.
+
+The default run checks the features on a synthetic population at one date and on the hand-made
+edge cases of ``test_engines.py`` written into one folder, a refusal worded as the DuckDB engine
+words it, the outcome's tables and the link checks training asks for, and the message without
+PySpark. Every other case of ``test_engines.py`` runs with Spark in ``test_engine_spark_slow.py``
+(``pytest -m slow``). Skipped when PySpark (the ``spark`` extra) or Java is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install 'riskstrat[spark]'")
+if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+    pytest.skip("no Java runtime (17 or later) for a local Spark session", allow_module_level=True)
+
+from test_engines import (  # noqa: E402
+    T,
+    _raw_parquet,
+    assert_engines_agree,
+    at,
+    out_of_life_case,
+    synthetic,  # noqa: F401 - the module's fixture
+    windows_case,
+    write,
+)
+
+from riskstrat.io import write_records_tables  # noqa: E402
+from riskstrat.engines.duckdb import DuckDBEngine  # noqa: E402
+from riskstrat.engines.spark import SparkEngine, spark_session  # noqa: E402
+from riskstrat.schema import EVENT_TABLES  # noqa: E402
+from riskstrat.validate import ValidationError, load_records  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = spark_session()
+    yield session
+    session.stop()
+
+
+def _issues(error: ValidationError) -> list[tuple]:
+    return [(i.table, i.column, i.rule, i.severity, i.n_rows, i.message) for i in error.report.issues]
+
+
+def test_features_equal_the_reference_on_a_population_with_the_hand_made_cases(spark, synthetic, tmp_path,
+                                                                              make_table):
+    # One folder, one engine, one index date (each table costs Spark a few jobs): the synthetic
+    # population with the windows' edges and the lives, repeats and record ids of test_engines added.
+    cases = [windows_case(), out_of_life_case()]
+    population = load_records(synthetic).tables
+    tables = {name: pd.concat([population[name].reset_index(drop=True),
+                               make_table(name, [row for case in cases for row in case.get(name, [])])],
+                              ignore_index=True)
+              for name in ("persons", *EVENT_TABLES)}
+    folder = write_records_tables(tables, tmp_path / "d")
+    engine = SparkEngine(folder, spark=spark)
+    assert engine.name == "spark" and engine.row_counts == DuckDBEngine(folder).row_counts  # rows in the files
+    f = assert_engines_agree(folder, engine=lambda _: engine)
+    assert len(f) > 300 and (f["emergency_admissions_0_3m"] > 0).sum() > 10
+    assert f.loc["a", "emergency_admissions_0_3m"] == 8 and f.loc["a", "days_since_emergency_admission"] == 1
+    assert f.loc["nobody", "rx_chapters_12m"] == 0 and f.loc["nobody", "days_since_social_care_start"] == 731
+    assert f.loc["dies_later", "emergency_admissions_0_3m"] == 4  # the repeat removed, the two visits kept
+    assert f.loc["dies_later", "gp_contacts_0_3m"] == 1
+    assert f.loc["young", "ltc_asthma"] == 0 and f.loc["young", "ltc_epilepsy"] == 1
+    assert "died" not in f.index
+
+
+def test_refusals_say_what_the_duckdb_engine_says(spark, tmp_path):
+    # Same rules, rows and messages (validation's wording).
+    _raw_parquet(tmp_path, "persons", {"person_id": ["a"], "birth_date": [pd.Timestamp("1950-01-01").date()],
+                                       "sex": ["female"], "practice_id": ["P"]})
+    _raw_parquet(tmp_path, "gp_contacts", {"person_id": ["a", "a", "nobody", " "], "contact_date": [at(-3).date()] * 4,
+                                           "cost": [-1.0, float("inf"), 2.0, 3.0]})
+    _raw_parquet(tmp_path, "inpatient_spells", {"person_id": ["a"], "admission_date": [at(-3).date()],
+                                                "discharge_date": [at(-5).date()],
+                                                "admission_method": ["by ambulance"]})
+    reports = []
+    for engine in (DuckDBEngine, lambda folder: SparkEngine(folder, spark=spark)):
+        with pytest.raises(ValidationError) as refused:
+            engine(tmp_path).features(T)
+        reports.append(_issues(refused.value))
+    assert reports[0] == reports[1]
+    assert {i[2] for i in reports[1]} >= {"negative_cost", "wrong_type", "missing_value", "end_before_start",
+                                          "unknown_code"}
+
+
+def test_the_outcome_tables_and_the_link_checks_are_duckdbs(spark, tmp_path, make_table):
+    # What training asks beyond the features: the validated tables an outcome reads, and a refusal of
+    # ids not in persons and (under out_of_life_events='error') events after the data end, in any row.
+    folder = write(tmp_path / "d", make_table, **out_of_life_case())
+    got = SparkEngine(folder, spark=spark).tables(["inpatient_spells", "ae_attendances"])
+    reference = load_records(folder)
+    assert list(got.tables) == ["persons", "inpatient_spells"]
+    for name in got.tables:
+        pd.testing.assert_frame_equal(got.tables[name], reference.tables[name])
+
+    strict = tmp_path / "strict"
+    _raw_parquet(strict, "persons", {"person_id": ["a"], "birth_date": [pd.Timestamp("1950-01-01").date()],
+                                     "sex": ["female"], "practice_id": ["P"]})
+    _raw_parquet(strict, "gp_contacts", {"person_id": ["a", "nobody", "a"],
+                                         "contact_date": [at(-3).date(), at(5).date(), pd.Timestamp("2099-01-01").date()]})
+    reports = []
+    for engine in (DuckDBEngine(strict, out_of_life_events="error"),
+                   SparkEngine(strict, spark=spark, out_of_life_events="error")):
+        with pytest.raises(ValidationError) as refused:
+            engine.check_links()
+        reports.append(_issues(refused.value))
+    assert reports[0] == reports[1]
+    assert {i[2] for i in reports[1]} == {"unknown_person", "future_event"}
+
+
+def test_without_pyspark_the_engine_names_the_extra(monkeypatch, tmp_path):
+    import builtins
+
+    from riskstrat.config import DataConfig
+    from riskstrat.engines import open_engine
+    from riskstrat.engines.spark import SparkUnavailableError
+
+    real_import = builtins.__import__
+
+    def no_pyspark(name, *args, **kwargs):
+        if name.startswith("pyspark"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyspark)
+    with pytest.raises(SparkUnavailableError, match=r"pip install 'riskstrat\[spark\]'.*--engine duckdb"):
+        open_engine("spark", DataConfig(path=tmp_path))
