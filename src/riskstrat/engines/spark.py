@@ -1,10 +1,13 @@
 """The Spark engine: the feature aggregates as PySpark DataFrames over the Parquet folder.
 
-The same plan as the DuckDB engine (:mod:`riskstrat.engines._folder`): the persons table is read and
-validated in pandas on the driver and handed to Spark; each event table stays in its Parquet file,
-is cleaned as validation cleans it and reduced to one row of aggregates per person in one Spark job
-(generated from :data:`~riskstrat.engines.spec.AGGREGATES`), which comes back to the driver as Arrow.
-Validation's rules run as Spark counts with the same rule names and messages.
+The DuckDB engine's plan, on Spark (its engine-neutral part in :mod:`riskstrat.engines._folder`):
+the persons table is read and validated in pandas on the driver and handed to Spark; each event
+table stays in its Parquet file, is cleaned as validation cleans it and reduced to one row of
+aggregates per person in one Spark job (generated from :data:`~riskstrat.engines.spec.AGGREGATES`),
+which comes back to the driver as Arrow.
+Validation's rules run as Spark counts with the same rule names and messages. For training,
+``check_links()`` checks every row's person and dates in one Spark pass a table, and ``tables(names)``
+reads the few tables an outcome's labels need on the driver, validated by validation itself.
 
 PySpark is an optional extra (``pip install 'riskstrat[spark]'``), imported only here, when the
 engine is opened. The engine uses the active Spark session (on Databricks, the cluster's) or
