@@ -98,7 +98,7 @@ def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = Fals
     Spark engines validate persons now and the event tables with their counts (raise the same error).
     ``check_every_row`` (DuckDB, Spark): also refuse now what validation refuses in rows no feature
     reads (person ids not in persons, events after the data end under ``out_of_life_events='error'``),
-    at the cost of one more scan of every table (training does; the pandas engine always does).
+    at the cost of one more scan of every table (training and scoring do; the pandas engine always does).
     """
     stage = stage or (lambda message: None)
     if name == "pandas":
