@@ -153,16 +153,27 @@ class _MonthOut:
     elective: _Electives | None = None
     emergency_hazard: np.ndarray | None = None
     death_hazard: np.ndarray | None = None
+    emergency_first_base: np.ndarray | None = None  # the first emergency admission's cost without bed days
+
+
+EVENTS_FREE, EVENTS_SUPPRESSED, EVENTS_FORCED = 0, 1, 2
 
 
 def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, record: bool,
-          person_idx: np.ndarray | None = None, hazards_only: bool = False) -> _MonthOut:
+          person_idx: np.ndarray | None = None, hazards_only: bool = False,
+          events: np.ndarray | None = None) -> _MonthOut:
     """Advance everyone one month from day ``day0``; optionally return event records.
 
     With ``hazards_only`` no emergency admission or death happens; their monthly hazards are
     returned instead (``emergency_hazard``, ``death_hazard``), which lets the truth be computed as
     an expectation of exp(-cumulative hazard) rather than from noisy event indicators.
+    ``events`` sets this per person: ``EVENTS_FREE`` (drawn as usual), ``EVENTS_SUPPRESSED`` (as
+    ``hazards_only``) or ``EVENTS_FORCED`` (drawn given that an emergency admission or death
+    happens this month); the hazards and the first emergency admission's cost without its bed
+    days (``emergency_first_base``) are then returned.
     """
+    if hazards_only:
+        events = np.full(state.birth.shape[0], EVENTS_SUPPRESSED)
     n = state.birth.shape[0]
     alive = state.alive
     age = _age_years(state, day0)
@@ -176,7 +187,15 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
 
     # Death this month, with a death day; events of the month fall before it.
     death_rate = np.exp(P.DEATH_LOG_A + P.DEATH_AGE * age + P.DEATH_H * (clin - state.fixed_h * 0.3)) / 12
-    died = alive & (rng.random(n) < 1 - np.exp(-death_rate)) & (not hazards_only)
+    u_death = rng.random(n)
+    died = alive & (u_death < 1 - np.exp(-death_rate))
+    em_rate = P.EMERGENCY_RATE * np.exp(h)
+    if events is not None:
+        died &= events == EVENTS_FREE
+        # Forced: death with its chance given an event; without death, one or two admissions.
+        forced = alive & (events == EVENTS_FORCED)
+        p_death, p_event = 1 - np.exp(-death_rate), 1 - np.exp(-(death_rate + em_rate))
+        died |= forced & (u_death * p_event < p_death)
     last_day = np.full(n, ndays - 1)
     last_day[died] = rng.integers(0, ndays, died.sum())
 
@@ -184,9 +203,16 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
         return day0 + np.floor(rng.random(who.size) * (last_day[who] + 1)).astype(np.int64)
 
     # Emergency admissions (most through A&E).
-    em_rate = P.EMERGENCY_RATE * np.exp(h)
-    em = np.where(alive & (not hazards_only), rng.poisson(em_rate), 0)
+    em = np.where(alive, rng.poisson(em_rate), 0)
     em = np.minimum(em, 2)
+    if events is not None:
+        em[events == EVENTS_SUPPRESSED] = 0
+        # Without death at least one admission: one with P(1 | >= 1) under the month's Poisson.
+        need = forced & ~died
+        if need.any():  # (no draw otherwise: the quiet futures' stream stays as it was)
+            one = em_rate[need] * np.exp(-em_rate[need]) / np.maximum(-np.expm1(-em_rate[need]), 1e-300)
+            em[need] = np.where(rng.random(need.sum()) < one, 1, 2)
+    first_base = np.zeros(n)
     who_em = np.repeat(np.arange(n), em)
     if who_em.size:
         los = np.floor(np.exp(0.5 + 0.02 * (age[who_em] - 50) + 1.0 * state.frailty[who_em]
@@ -194,8 +220,10 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
         los = np.clip(los, 0, 90)
         # A few admissions are major (intensive care, trauma, surgery): costly whoever has them.
         major = rng.random(who_em.size) < P.MAJOR_EPISODE_SHARE
-        c_em = (_lognormal(rng, P.COST_EMERGENCY, who_em.size) * np.where(major, P.MAJOR_EPISODE_FACTOR, 1)
-                + P.COST_BED_DAY * los)
+        base = _lognormal(rng, P.COST_EMERGENCY, who_em.size) * np.where(major, P.MAJOR_EPISODE_FACTOR, 1)
+        c_em = base + P.COST_BED_DAY * los
+        first = np.r_[0, np.flatnonzero(np.diff(who_em)) + 1]  # who_em is sorted
+        first_base[who_em[first]] = base[first]
         np.add.at(cost, who_em, c_em)
         through_ae = rng.random(who_em.size) < P.AE_BEFORE_ADMISSION
         c_ae = _lognormal(rng, P.COST_AE, who_em.size) * through_ae
@@ -359,9 +387,10 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
     state.recent = np.minimum(decay * state.recent + jump * np.minimum(em, 2), P.RECENT_MAX)
     state.alive = alive & ~died
     out = _MonthOut(emergency=em, died=died, death_day=last_day, cost=cost, records=recs, elective=elective)
-    if hazards_only:
+    if events is not None:
         out.emergency_hazard = np.where(alive, em_rate, 0.0)
         out.death_hazard = np.where(alive, death_rate, 0.0)
+        out.emergency_first_base = first_base
     return out
 
 
@@ -429,9 +458,15 @@ def _simulate_truth(state: _State, months: np.ndarray, t_index: int, rng: np.ran
     Emergency admission and death probabilities come from futures in which neither happens while
     their hazards accumulate (the chance of the first event is then exact given the path, so the
     estimate has little variance). Death alone and cost need the full futures, events included.
-    For the chance of a high cost each full future also keeps what lets the elective admissions'
-    cost be integrated out (:func:`high_cost_probability`): the cost without them, their expected
-    number, and (with two or more) all but one of their costs.
+    The chance of a high cost splits the same way (:func:`high_cost_chance`): without any
+    emergency admission or death, from the quiet futures weighted by that chance, with the
+    elective admissions' cost integrated out (:func:`high_cost_probability`); with one, from
+    "branch" futures that are quiet up to a month drawn at random, have an event forced in that
+    month and run freely after it, weighted by the chance of a first event then (times 12), with
+    the first emergency admission's cost integrated out. Drawing costly emergency admissions as
+    indicators instead would leave the chance for a low-risk person mostly at 0 with the odd
+    1/K: ranked by such a chance, the lowest deciles would be the people whose K futures happened
+    to miss, and their observed/expected would run far above 1.
     """
     n = state.birth.shape[0]
     quiet = state.take(np.tile(np.arange(n), n_futures))
@@ -441,8 +476,13 @@ def _simulate_truth(state: _State, months: np.ndarray, t_index: int, rng: np.ran
     p_em = np.zeros(m)                 # P(emergency admission before death | path)
     died = np.zeros(m, bool)
     cost = np.zeros(m)
-    el_rate, el_count, el_cost, el_first = np.zeros(m), np.zeros(m, np.int64), np.zeros(m), np.zeros(m)
-    for t in range(t_index, t_index + 12):
+    q_cost, el_rate, el_count, el_cost, el_first = np.zeros(m), np.zeros(m), np.zeros(m, np.int64), np.zeros(m), np.zeros(m)
+    branch = state.take(np.tile(np.arange(n), n_futures))
+    brng = rng.spawn(1)[0]  # its own stream: the quiet and full futures draw as they did without it
+    branch_month = brng.integers(0, 12, m)
+    branch_quiet, branch_weight, branch_cost, branch_base = np.ones(m), np.zeros(m), np.zeros(m), np.zeros(m)
+    branch_em = np.zeros(m, bool)
+    for j, t in enumerate(range(t_index, t_index + 12)):
         day0 = int((months[t] - _EPOCH).astype(int))
         ndays = int((months[t + 1] - months[t]).astype(int))
         q = _step(quiet, day0, ndays, rng, record=False, hazards_only=True)
@@ -450,21 +490,35 @@ def _simulate_truth(state: _State, months: np.ndarray, t_index: int, rng: np.ran
         event = 1 - np.exp(-total)
         p_em += survive_both * event * np.divide(q.emergency_hazard, total, out=np.zeros(m), where=total > 0)
         survive_both *= np.exp(-total)
-        f = _step(full, day0, ndays, rng, record=False)
-        died |= f.died
-        cost += f.cost
-        e = f.elective
+        q_cost += q.cost
+        e = q.elective
         el_first = np.where((el_count == 0) & (e.count > 0), e.first, el_first)
         el_rate += e.rate
         el_count += e.count
         el_cost += e.cost
+        f = _step(full, day0, ndays, rng, record=False)
+        died |= f.died
+        cost += f.cost
+        modes = np.select([branch_month > j, branch_month == j], [EVENTS_SUPPRESSED, EVENTS_FORCED], EVENTS_FREE)
+        b = _step(branch, day0, ndays, brng, record=False, events=modes)
+        branch_cost += b.cost
+        now = branch_month == j
+        b_total = b.emergency_hazard + b.death_hazard
+        branch_weight[now] = 12 * branch_quiet[now] * -np.expm1(-b_total[now])
+        branch_base[now] = b.emergency_first_base[now]
+        branch_em[now] = b.emergency[now] > 0
+        branch_quiet = np.where(branch_month > j, branch_quiet * np.exp(-b_total), branch_quiet)
     shape = (n_futures, n)
     # With two or more electives, the others' cost (the first is integrated out); -1 with fewer.
     others = np.where(el_count >= 2, el_cost - el_first, -1.0)
     return {"p_em": p_em.reshape(shape), "p_em_or_death": (1 - survive_both).reshape(shape),
             "died": died.reshape(shape), "cost": cost.reshape(shape),
-            "cost_without_electives": (cost - el_cost).reshape(shape), "elective_rate": el_rate.reshape(shape),
-            "elective_others": others.reshape(shape)}
+            "quiet_weight": survive_both.reshape(shape),
+            "cost_without_electives": (q_cost - el_cost).reshape(shape), "elective_rate": el_rate.reshape(shape),
+            "elective_others": others.reshape(shape),
+            "branch_weight": branch_weight.reshape(shape),
+            "branch_cost_without_first": np.where(branch_em, branch_cost - branch_base, branch_cost).reshape(shape),
+            "branch_first_emergency": branch_em.reshape(shape)}
 
 
 def _elective_cost_above(x: np.ndarray) -> np.ndarray:
@@ -498,6 +552,34 @@ def high_cost_probability(threshold: float, *, cost_without_electives: np.ndarra
     two_or_more = elective_others >= 0
     p = p + np.where(two_or_more, _elective_cost_above(threshold - rest - np.maximum(elective_others, 0)), 0.0)
     return np.where(rest > threshold, 1.0, p)
+
+
+def _emergency_cost_above(x: np.ndarray) -> np.ndarray:
+    """P(an emergency admission's cost without bed days exceeds ``x``): a lognormal, times
+    ``MAJOR_EPISODE_FACTOR`` for the share that are major."""
+    from scipy.special import ndtr
+
+    median, sigma = P.COST_EMERGENCY
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log(np.maximum(x, 1e-300) / median) / sigma
+        z_major = z - np.log(P.MAJOR_EPISODE_FACTOR) / sigma
+    p = (1 - P.MAJOR_EPISODE_SHARE) * ndtr(-z) + P.MAJOR_EPISODE_SHARE * ndtr(-z_major)
+    return np.where(x > 0, p, 1.0)
+
+
+def high_cost_chance(threshold: float, *, quiet_weight: np.ndarray, cost_without_electives: np.ndarray,
+                     elective_rate: np.ndarray, elective_others: np.ndarray, branch_weight: np.ndarray,
+                     branch_cost_without_first: np.ndarray, branch_first_emergency: np.ndarray) -> np.ndarray:
+    """P(cost over the horizon > ``threshold``), one unbiased value per simulated future
+    (:func:`_simulate_truth`): the quiet future's part, P(no emergency admission or death) times
+    :func:`high_cost_probability`, plus the branch future's part, its weight times the chance its
+    first forced emergency admission's cost takes the total over the threshold (or whether the
+    total is over it, when the forced event is a death without admission)."""
+    quiet = quiet_weight * high_cost_probability(threshold, cost_without_electives=cost_without_electives,
+                                                 elective_rate=elective_rate, elective_others=elective_others)
+    rest = threshold - branch_cost_without_first
+    after = np.where(branch_first_emergency > 0, _emergency_cost_above(rest), (rest < 0).astype(float))
+    return quiet + branch_weight * after
 
 
 def _records_to_frames(recs: dict[str, list[dict[str, np.ndarray]]], ids: np.ndarray) -> dict[str, pd.DataFrame]:
@@ -629,7 +711,8 @@ def iter_population(n_people: int, *, start: str, years: int, seed: int, truth_d
             progress(done, n_people)
 
 
-_COST_PARTS = ("cost_without_electives", "elective_rate", "elective_others")
+_COST_PARTS = ("quiet_weight", "cost_without_electives", "elective_rate", "elective_others", "branch_weight",
+               "branch_cost_without_first", "branch_first_emergency")
 
 
 def finish_truth(truth: pd.DataFrame, future_costs: list[dict], *, top_fraction: float = 0.05) -> pd.DataFrame:
@@ -637,7 +720,7 @@ def finish_truth(truth: pd.DataFrame, future_costs: list[dict], *, top_fraction:
     adults alive at the index date.
 
     The threshold is the cost above which the adults' mean chance is exactly ``top_fraction``; each
-    person's chance is the mean over their simulated futures of :func:`high_cost_probability`.
+    person's chance is the mean over their simulated futures of :func:`high_cost_chance`.
     """
     from scipy.optimize import brentq
 
@@ -652,13 +735,13 @@ def finish_truth(truth: pd.DataFrame, future_costs: list[dict], *, top_fraction:
         adults = {k: v[:, adult] for k, v in pooled.items()}
 
         def excess(log_t: float) -> float:
-            return float(high_cost_probability(np.exp(log_t), **adults).mean()) - top_fraction
+            return float(high_cost_chance(np.exp(log_t), **adults).mean()) - top_fraction
 
         # The share above t falls from 1 (t = 0) to 0; the root is a cost in pounds.
         log_t = brentq(excess, 0.0, np.log(1e9), xtol=1e-6)
         g = group.copy()
         # Above 1 only where a few futures' unbiased draws overshoot a chance of almost 1.
-        g["p_high_cost"] = np.minimum(high_cost_probability(np.exp(log_t), **pooled).mean(0), 1.0)
+        g["p_high_cost"] = np.minimum(high_cost_chance(np.exp(log_t), **pooled).mean(0), 1.0)
         out.append(g)
     return pd.concat(out, ignore_index=True).drop(columns="_age")
 
