@@ -224,6 +224,29 @@ def test_high_cost_probability_matches_brute_force_on_a_hand_made_future():
                                  elective_others=np.array([-1.0]))[0] == 0.0
 
 
+def test_high_cost_chance_agrees_with_brute_force_futures():
+    # The chance from quiet and branch futures (costly emergency admissions integrated out) must
+    # equal, person by person, the share of freely simulated futures whose cost passes t.
+    from riskstrat.synth.generator import _initial_state, _month_starts, _practices, _simulate_truth, high_cost_chance
+
+    rng = np.random.default_rng(3)
+    months = _month_starts(np.datetime64("2022-01-01", "D"), 12)
+    state, *_ = _initial_state(400, int((months[0] - np.datetime64("1970-01-01", "D")).astype(int)),
+                               _practices(400, 3, None), rng)
+    age = (int((months[0] - np.datetime64("1970-01-01", "D")).astype(int)) - state.birth) / 365.25
+    # A young adult, a middle-aged and an old person, none in care (whose cost is mostly social care).
+    people = [int(np.flatnonzero((age > lo) & (age < hi) & (state.care == 0))[0]) for lo, hi in ((25, 35), (50, 60), (75, 85))]
+    n_futures, t = 20_000, 6000.0
+    sim = _simulate_truth(state.take(np.array(people)), months, 0, rng, n_futures)
+    parts = {k: sim[k] for k in ("quiet_weight", "cost_without_electives", "elective_rate", "elective_others",
+                                 "branch_weight", "branch_cost_without_first", "branch_first_emergency")}
+    chance = high_cost_chance(t, **parts)
+    brute = (sim["cost"] > t).mean(0)
+    se = np.sqrt(brute * (1 - brute) / n_futures + chance.var(0) / n_futures)
+    assert (brute > 0).all()
+    assert (np.abs(chance.mean(0) - brute) <= 4 * se).all(), (chance.mean(0), brute, se)
+
+
 def test_high_cost_truth_is_smooth_and_its_threshold_holds_five_percent(population):
     truth = population.truth
     adults = _adults_at(population, TRUTH_DATE)
