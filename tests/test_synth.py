@@ -227,7 +227,8 @@ def test_high_cost_probability_matches_brute_force_on_a_hand_made_future():
 def test_high_cost_chance_agrees_with_brute_force_futures():
     # The chance from quiet and branch futures (costly emergency admissions integrated out) must
     # equal, person by person, the share of freely simulated futures whose cost passes t.
-    from riskstrat.synth.generator import _initial_state, _month_starts, _practices, _simulate_truth, high_cost_chance
+    from riskstrat.synth import high_cost_chance
+    from riskstrat.synth.generator import _initial_state, _month_starts, _practices, _simulate_truth
 
     rng = np.random.default_rng(3)
     months = _month_starts(np.datetime64("2022-01-01", "D"), 12)
@@ -250,7 +251,7 @@ def test_high_cost_chance_agrees_with_brute_force_futures():
 def test_high_cost_truth_is_smooth_and_its_threshold_holds_five_percent(population):
     truth = population.truth
     adults = _adults_at(population, TRUTH_DATE)
-    # 12 futures once gave 13 values; integrating the electives out gives nearly one per person.
+    # 12 futures once gave 13 values; integrating costly admissions out gives nearly one per person.
     assert truth["p_high_cost"].nunique() > 0.9 * len(truth)
     assert truth.loc[adults, "p_high_cost"].mean() == pytest.approx(0.05, abs=1e-3)
 

@@ -4,8 +4,10 @@ from riskstrat.synth.generator import (
     SynthResult,
     default_truth_dates,
     generate_population,
+    high_cost_chance,
     high_cost_probability,
     write_population,
 )
 
-__all__ = ["SynthResult", "default_truth_dates", "generate_population", "high_cost_probability", "write_population"]
+__all__ = ["SynthResult", "default_truth_dates", "generate_population", "high_cost_chance",
+           "high_cost_probability", "write_population"]
