@@ -15,6 +15,7 @@ are tested to be the same.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -135,7 +136,7 @@ _CHECK_TEXTS = {
 }
 
 
-class FolderEngine:
+class FolderEngine(ABC):
     """Features computed by an engine over a canonical Parquet folder; validation's checks as counts.
 
     A subclass implements the hooks (``_connect``, ``_file_columns``, ``_reads_as``, ``_profile``,
@@ -288,43 +289,43 @@ class FolderEngine:
 
     # ------------------------------------------------------------------ hooks (the engine's language)
 
+    @abstractmethod
     def _connect(self) -> None:
         """Open the engine's connection or session (persons are validated by now)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _file_columns(self, path: Path) -> dict[str, str]:
         """Each file column's type, as the engine names it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _reads_as(self, kind: str, stored: str) -> bool:
         """Whether a column stored as ``stored`` is read as a schema column of ``kind`` (date, float, bool)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _profile(self, plan: TablePlan, categories: list[Column]) -> tuple[dict[str, list[str]], set[str]]:
         """The distinct raw values (as text, blanks left out) of each of ``categories``, and the text and
         number columns found clean (no value with outer spaces, blank or NaN)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _check_counts(self, plan: TablePlan, listed: list[tuple[str, str, str | None]]) -> tuple[int, list[int]]:
         """The table's row count and, for each check in ``listed`` (:func:`checks`), its rows."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _aggregate_frame(self, plan: TablePlan, t: pd.Timestamp) -> tuple[pd.DataFrame, int]:
         """One row per person id of the table's rows (cleaned as validation cleans them) with ``_rows``
         (rows kept after repeats are removed), ``_n_out_of_life``, ``_is_unknown`` (the id is not in
         persons) and every aggregate of the table as of ``t``; and the rows read before repeats were
         removed (see :func:`read_window`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _date_span(self, plan: TablePlan, until: pd.Timestamp | None):
         """The earliest and latest event date of the table's kept rows (at most ``until``), or Nones."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _link_counts(self, plan: TablePlan, rules: list[str], latest: pd.Timestamp) -> list[int]:
         """Rows of the whole table (every date) breaking each of ``rules``: ``unknown_person`` (an id not
         in persons), ``future_event`` (the event date after ``latest``), ``event_before_birth``,
         ``event_after_death`` (any date column outside the person's life)."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ checks
 
