@@ -881,7 +881,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
             title = f"Case-finding list: {label}" + (f", {month_words}" if month_words else "")
             people = int(people_by_key.get(str(pid), 0))
             whom = "adults with no registered practice" if unregistered else "registered adults"
-            intro = (f"The {len(table)} people of {people} {whom} with the highest estimated risk of {outcome_words} "
+            intro = (f"The {len(table)} people of {people:,} {whom} with the highest estimated risk of {outcome_words} "
                      f"{horizon_words}, highest first.")
             counts = _tier_counts(tier_order_list, registered.get(str(pid), {}), table)
             _write_csv(table, folder / "list.csv")
