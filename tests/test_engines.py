@@ -406,3 +406,64 @@ def test_blank_and_unknown_codes_counted_from_one_pass(folder_engine, tmp_path):
         folder_engine(tmp_path)
     assert {(i.rule, i.n_rows) for i in got.value.report.errors} == {("missing_value", 2), ("unknown_code", 2)} \
         == {(i.rule, i.n_rows) for i in reference.value.report.errors}
+
+
+# derive's output on a fixed input, per DERIVE_VERSION (a digest of every value to 9 decimals). When
+# derive changes what it computes, bump spec.DERIVE_VERSION (models trained before are then refused at
+# scoring, as they must be) and add the new version's digest here.
+DERIVE_REFERENCE = {1: "9db7adac64fe3e10059ac7c897ac0fcdefa25d9a3b24f6789ec6e9b16169e66a"}
+
+
+def _derive_fixed_input(sources: set[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    n = 36
+    j = np.arange(n)
+    ages = np.array([18.0, 39.994, 40.0, 54.5, 64.996, 65.0, 74.5, 84.99, 85.0, 85.01, 90.25, 101.0])  # around the bands
+    people = pd.DataFrame({"age": ages[j % len(ages)] + 0.001 * (j // len(ages)),
+                           "sex": np.where(j % 3 == 0, "female", "male"),
+                           "deprivation_decile": pd.array([None if k % 7 == 0 else 1 + k % 10 for k in j], "Int64")},
+                          index=pd.Index([f"p{k}" for k in j], name="person_id"))
+    values = {}
+    for i, a in enumerate(AGGREGATES):
+        if a.table not in sources:
+            continue
+        raw = ((i * 7 + j * 13) % 14).astype("float64")
+        if a.kind in ("min_days", "max_days"):
+            raw = ((i * 31 + j * 17) % 2000 + 1).astype("float64")
+        elif a.kind == "sum":
+            raw = ((i * 37 + j * 53) % 1000) * 1.25 + 0.333
+        elif a.kind == "any":
+            raw = (raw > 6).astype("float64")
+        values[a.name] = np.where((i + j) % 4 == 0, a.fill, raw)
+    return people, values
+
+
+def _derive_digest() -> str:
+    import hashlib
+
+    every = {a.table for a in AGGREGATES}
+    parts = []
+    for sources in (every, every - {"social_care", "ltc_register"}, {"inpatient_spells"}):
+        frame = derive(*_derive_fixed_input(sources), sources)
+        parts.append(frame.round(9).to_csv(float_format="%.9f"))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
+
+
+def test_derive_output_is_pinned_by_its_version():
+    from riskstrat.engines import spec
+
+    digest = _derive_digest()
+    assert spec.DERIVE_VERSION in DERIVE_REFERENCE, f"add DERIVE_REFERENCE[{spec.DERIVE_VERSION}] = {digest!r}"
+    assert DERIVE_REFERENCE[spec.DERIVE_VERSION] == digest, (
+        f"derive's output changed under DERIVE_VERSION {spec.DERIVE_VERSION}: bump spec.DERIVE_VERSION and add "
+        f"DERIVE_REFERENCE[{spec.DERIVE_VERSION + 1}] = {digest!r}")
+
+
+def test_spec_hash_covers_derive_version_and_feature_order(monkeypatch):
+    from riskstrat.engines import spec
+
+    before = spec.spec_hash()
+    monkeypatch.setattr(spec, "DERIVE_VERSION", spec.DERIVE_VERSION + 1)
+    assert spec.spec_hash() != before
+    monkeypatch.undo()
+    monkeypatch.setattr(spec, "FEATURE_NAMES", tuple(reversed(spec.FEATURE_NAMES)))
+    assert spec.spec_hash() != before

@@ -39,7 +39,8 @@ from riskstrat.features import (
 )
 from riskstrat.schema import BNF_UNKNOWN, LONG_TERM_CONDITIONS
 
-__all__ = ["AGGREGATES", "ROW_VALUES", "Aggregate", "Where", "aggregate", "aggregates_for", "derive", "spec_hash"]
+__all__ = ["AGGREGATES", "ROW_VALUES", "Aggregate", "Where", "aggregate", "aggregates_for", "derive", "spec_hash",
+           "DERIVE_VERSION"]
 
 AggregateKind = Literal["count", "sum", "min_days", "max_days", "any", "distinct"]
 
@@ -156,9 +157,22 @@ def aggregates_for(table: str) -> list[Aggregate]:
     return [a for a in AGGREGATES if a.table == table]
 
 
+# The version of :func:`derive`'s arithmetic, part of :func:`spec_hash`. Bump it whenever a derived
+# feature's value changes for any input: ``tests/test_engines.py`` holds derive's output on a fixed input
+# for each version and fails when the output changes under the same version.
+DERIVE_VERSION = 1
+
+
 def spec_hash() -> str:
-    """A short hash of the aggregate definitions (to log with a model and check at scoring)."""
-    text = json.dumps([asdict(a) for a in AGGREGATES], sort_keys=True, default=str)
+    """A short hash of the feature definitions (logged with a model, checked at scoring): the aggregates,
+    the row values they sum, the model's feature names in order and :data:`DERIVE_VERSION`.
+
+    Code is not hashed (a comment would change it); derive's behaviour is pinned by its version and the
+    reference output the tests keep for each version.
+    """
+    definition = {"aggregates": [asdict(a) for a in AGGREGATES], "row_values": ROW_VALUES,
+                  "features": list(FEATURE_NAMES), "derive_version": DERIVE_VERSION}
+    text = json.dumps(definition, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
