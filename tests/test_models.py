@@ -54,3 +54,34 @@ def test_models_without_a_margin_calibrator_fall_back_to_predict_risk():
     risk, raw = model.risk_and_raw_score(X.fillna(0))
     np.testing.assert_array_equal(risk, model.predict_risk(X.fillna(0)))
     np.testing.assert_array_equal(raw, model.raw_score(X.fillna(0)))
+
+
+def test_log_scaled_equals_the_three_scikit_learn_steps():
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from riskstrat.models import LogScaled, _signed_log1p, fit_logistic
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"count": rng.poisson(2.0, 400).astype(float), "cost": rng.gamma(1.0, 900.0, 400),
+                      "signed": rng.normal(0, 5, 400), "constant": np.full(400, 7.0), "empty": np.full(400, np.nan),
+                      "int_col": rng.integers(0, 4, 400)})
+    X.loc[X.index % 5 == 0, "count"] = np.nan
+    X.loc[X.index % 9 == 0, "signed"] = np.nan
+    y = (rng.random(400) < 0.3 + 0.1 * (X["count"].fillna(0) > 2)).astype(int)
+    steps = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                          FunctionTransformer(_signed_log1p), StandardScaler())
+    expected = steps.fit_transform(X.astype("float64"))
+    ours = LogScaled()
+    np.testing.assert_allclose(ours.fit_transform(X), expected, rtol=1e-12, atol=1e-12)
+    later = X.sample(frac=0.5, random_state=1)  # transform of other rows uses what fit learnt
+    np.testing.assert_allclose(ours.transform(later), steps.transform(later.astype("float64")), rtol=1e-12, atol=1e-12)
+    assert not X.isna().sum().eq(0).all()  # the input still has its gaps: transformed on a copy
+
+    old = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), FunctionTransformer(_signed_log1p),
+                        StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(X.astype("float64"), y)
+    model = fit_logistic(X, y)
+    np.testing.assert_allclose(model.estimator.predict_proba(X)[:, 1], old.predict_proba(X.astype("float64"))[:, 1],
+                               atol=1e-8)

@@ -157,17 +157,67 @@ def _signed_log1p(X):
     return np.sign(X) * np.log1p(np.abs(X))
 
 
+class LogScaled:
+    """Median-impute, signed log1p, standardise: scikit-learn's ``SimpleImputer(strategy="median",
+    keep_empty_features=True)``, ``FunctionTransformer(_signed_log1p)`` and ``StandardScaler()`` in a row,
+    done in place on one float64 copy of the matrix.
+
+    The three-step pipeline held about 4.5 copies of the training matrix at its peak (3.9 GiB over a
+    0.9 GiB matrix at 2.2M rows); this holds one. Equal to the three steps to rounding (tested).
+    """
+
+    def fit(self, X, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        columns = (np.asarray(X.iloc[:, j] if hasattr(X, "iloc") else X[:, j], dtype="float64") for j in range(X.shape[1]))
+        self.median_ = np.asarray([np.nanmedian(c) if (~np.isnan(c)).any() else 0.0 for c in columns])
+        A = self._logged(X)
+        self.mean_ = np.array([A[:, j].mean() for j in range(A.shape[1])])
+        var = np.array([A[:, j].var() for j in range(A.shape[1])])
+        # StandardScaler's test for a constant column (a variance within rounding of 0 is left unscaled)
+        eps, n = np.finfo(np.float64).eps, A.shape[0]
+        constant = var <= n * eps * var + (n * self.mean_ * eps) ** 2
+        self.scale_ = np.where(constant, 1.0, np.sqrt(var))
+        A -= self.mean_
+        A /= self.scale_
+        return A
+
+    def _logged(self, X) -> np.ndarray:
+        A = np.empty(X.shape, dtype="float64")  # the one copy, filled a column at a time
+        for j in range(X.shape[1]):
+            A[:, j] = X.iloc[:, j] if hasattr(X, "iloc") else X[:, j]
+        missing = np.isnan(A)
+        if missing.any():
+            np.copyto(A, np.broadcast_to(self.median_, A.shape), where=missing)
+        del missing
+        negative = A < 0
+        np.abs(A, out=A)
+        np.log1p(A, out=A)
+        np.negative(A, out=A, where=negative)
+        return A
+
+    def transform(self, X) -> np.ndarray:
+        A = self._logged(X)
+        A -= self.mean_
+        A /= self.scale_
+        return A
+
+    def get_params(self, deep=True):  # a scikit-learn transformer without parameters
+        return {}
+
+    def set_params(self, **params):
+        return self
+
+
 def fit_logistic(X_train: pd.DataFrame, y_train: np.ndarray, *, target: str = "") -> RiskModel:
     """Logistic regression on the same features (median-imputed, log-scaled counts, standardised)."""
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    pipe = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
-                         FunctionTransformer(_signed_log1p), StandardScaler(),
-                         LogisticRegression(C=1.0, max_iter=2000))
-    pipe.fit(X_train.astype("float64"), y_train)
+    pipe = make_pipeline(LogScaled(), LogisticRegression(C=1.0, max_iter=2000))
+    pipe.fit(X_train, y_train)
     return RiskModel("logistic", target, list(X_train.columns), pipe)
 
 
