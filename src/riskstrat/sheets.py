@@ -19,6 +19,7 @@ bytes (a rerun of a month does not change its files or their hashes in the manif
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMULA_TRIGGERS", "is_formula_like", "neutralise_formula", "write_csv", "write_xlsx"]
+__all__ = ["FORMULA_TRIGGERS", "csv_bytes", "is_formula_like", "neutralise_formula", "write_csv", "write_xlsx",
+           "xlsx_bytes"]
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # A workbook's creation date when none is given: fixed, so that reruns give identical bytes.
@@ -54,19 +56,25 @@ def _csv_text(value):
     return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
+def csv_bytes(table: pd.DataFrame) -> bytes:
+    """The bytes :func:`write_csv` writes for ``table`` (to hash or write them without reading them back)."""
+    safe = table.copy(deep=False)
+    for column in _text_columns(safe):
+        values = safe[column].to_numpy(dtype=object, na_value=None)
+        # Most columns hold nothing to change: look first (cheap on a list's few hundred rows).
+        if any(isinstance(v, str) and (v.startswith(FORMULA_TRIGGERS) or "\r" in v) for v in values):
+            safe[column] = safe[column].map(_csv_text, na_action="ignore")
+    safe.columns = [_csv_text(str(c)) for c in safe.columns]
+    return b"\xef\xbb\xbf" + safe.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
 def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     """Write ``table`` as CSV with every text cell (and heading) neutralised.
 
     UTF-8 with a byte-order mark so that Excel shows £ and – correctly; ``\\n`` line ends; no
-    timestamps: the same table gives the same bytes.
+    timestamps: the same table gives the same bytes (:func:`csv_bytes`).
     """
-    safe = table.copy(deep=False)
-    for column in _text_columns(safe):
-        # Most columns hold nothing to change: look first (cheap on a list's few hundred rows).
-        if any(isinstance(v, str) and (v.startswith(FORMULA_TRIGGERS) or "\r" in v) for v in safe[column].tolist()):
-            safe[column] = safe[column].map(_csv_text, na_action="ignore")
-    safe.columns = [_csv_text(str(c)) for c in safe.columns]
-    safe.to_csv(path, index=False, lineterminator="\n", encoding="utf-8-sig")
+    Path(path).write_bytes(csv_bytes(table))
     return Path(path)
 
 
@@ -94,12 +102,34 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
     ``created`` (default a fixed date) is the workbook's creation date: same inputs, same bytes.
     Tables longer than :data:`STREAM_ROWS` rows are streamed (row by row to disk, bounded memory).
     """
+    _build_xlsx(str(path), table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns, created=created)
+    return Path(path)
+
+
+def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
+               wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> bytes:
+    """The bytes :func:`write_xlsx` writes for ``table``, built in memory (for a practice's list)."""
+    buffer = io.BytesIO()
+    _build_xlsx(buffer, table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns, created=created)
+    return buffer.getvalue()
+
+
+def _column_cells(values: pd.Series) -> list:
+    """A column's cells as Python values, None for missing (one conversion per column, not per cell)."""
+    cells = values.to_numpy(dtype=object, na_value=None).tolist()
+    if any(v is not None and not isinstance(v, (str, bool, int, float)) for v in cells):
+        cells = [_cell(v) for v in cells]  # numpy scalars, NaT and the like: rare
+    return cells
+
+
+def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str], sheet: str,
+                wide_columns: Sequence[str], created: dt.datetime | None) -> None:
     import xlsxwriter
 
-    streamed = len(table) > STREAM_ROWS
-    workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
-                                               "strings_to_numbers": False, "in_memory": not streamed,
-                                               "constant_memory": streamed})
+    streamed = len(table) > STREAM_ROWS and not isinstance(target, io.BytesIO)
+    workbook = xlsxwriter.Workbook(target, {"strings_to_formulas": False, "strings_to_urls": False,
+                                            "strings_to_numbers": False, "in_memory": not streamed,
+                                            "constant_memory": streamed})
     try:
         workbook.set_properties({"title": title, "author": "riskstrat", "created": created or FIXED_CREATED})
         header = workbook.add_format({"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79",
@@ -115,29 +145,41 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
         percents = {j for j, c in enumerate(columns) if c.endswith("(%)")}
         wide = {j for j, c in enumerate(columns) if c in set(wide_columns)}
         # Each column's cells as Python values once (None for missing), then written row by row
-        # (the order a streamed sheet needs); how a cell is written depends only on its value.
-        cells = [[_cell(v) for v in table.iloc[:, j].tolist()] for j in range(len(columns))]
+        # (the order a streamed sheet needs, and the order of the shared strings); how a cell is
+        # written depends only on its value.
+        cells = [_column_cells(values) for _, values in table.items()]
+        # Widths from the values as shown (the first 500 rows), before percentages become fractions.
+        widths = [80 if j in wide else min(max(10, max([len(name)] + [len(str(v)) for v in cells[j][:500]
+                                                                       if v is not None]) + 2), 40)
+                  for j, name in enumerate(columns)]
+        for j in percents:
+            cells[j] = [round(v / 100, 6) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                        for v in cells[j]]
         plain = [wrap if j in wide else None for j in range(len(columns))]
         hostile = [quoted_wrap if j in wide else quoted for j in range(len(columns))]
+        number_format = [percent if j in percents else None for j in range(len(columns))]
+        write_string, write_number, write_boolean, write_blank = (ws.write_string, ws.write_number, ws.write_boolean,
+                                                                  ws.write_blank)
         for i, row in enumerate(zip(*cells), start=1):
             for j, value in enumerate(row):
-                if value is None:
+                kind = type(value)
+                if kind is str:
+                    write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
+                elif kind is int or kind is float:
+                    write_number(i, j, value, number_format[j])
+                elif value is None:
                     if plain[j] is not None:  # a blank cell without a format is not written at all
-                        ws.write_blank(i, j, None, plain[j])
-                elif isinstance(value, str):
-                    ws.write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
-                elif isinstance(value, bool):
-                    ws.write_boolean(i, j, value)
+                        write_blank(i, j, None, plain[j])
+                elif kind is bool:
+                    write_boolean(i, j, value)
                 elif isinstance(value, (int, float)):
-                    if j in percents:
-                        ws.write_number(i, j, round(value / 100, 6), percent)
-                    else:
-                        ws.write_number(i, j, value)
+                    write_number(i, j, value, number_format[j])
+                elif isinstance(value, str):
+                    write_string(i, j, str(value), hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
                 else:
-                    ws.write_string(i, j, str(value), plain[j])
-        for j, name in enumerate(columns):
-            longest = max([len(name)] + [len(str(v)) for v in cells[j][:500] if v is not None])
-            ws.set_column(j, j, 80 if j in wide else min(max(10, longest + 2), 40))
+                    write_string(i, j, str(value), plain[j])
+        for j, width in enumerate(widths):
+            ws.set_column(j, j, width)
         ws.freeze_panes(1, 0)
         ws.autofilter(0, 0, max(len(table), 1), max(len(columns) - 1, 0))
         ws.set_landscape()
@@ -154,4 +196,3 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
             about.write_string(i, 0, str(line), quoted_wrap if is_formula_like(str(line)) else wrap)
     finally:
         workbook.close()
-    return Path(path)
