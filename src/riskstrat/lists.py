@@ -51,7 +51,7 @@ from markupsafe import Markup, escape
 from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
-from riskstrat.sheets import write_csv, write_xlsx
+from riskstrat.sheets import csv_bytes, xlsx_bytes
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, cost_band,
                              rank_by_score)
 
@@ -600,20 +600,73 @@ def _provenance(manifest: Mapping) -> list[str]:
     return lines
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    write_csv(table, path)  # formulas neutralised; same input, same bytes
+def _write_bytes(data: bytes, path: Path) -> str:
+    """Write ``data`` to ``path`` (inside the month's run folder); its SHA-256 for the manifest,
+    from the bytes in hand rather than read back."""
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str], created=None) -> None:
+def _write_csv(table: pd.DataFrame, path: Path) -> str:
+    return _write_bytes(csv_bytes(table), path)  # formulas neutralised; same input, same bytes
+
+
+def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str], created=None) -> str:
     """A coordinator's workbook: formatted, frozen header, filters, print set-up, and an About sheet."""
-    write_xlsx(table, path, title=title, notes=notes, wide_columns=("Top reasons",), created=created)
+    return _write_bytes(xlsx_bytes(table, title=title, notes=notes, wide_columns=("Top reasons",), created=created),
+                        path)
 
 
-def _write_html(path: Path, **context) -> None:
+def _write_html(path: Path, **context) -> str:
     """The practice page from ``report/templates/list.html.j2`` (autoescaped, self-contained)."""
     from riskstrat.listpage import render
 
-    path.write_text(render("list.html.j2", **context), encoding="utf-8")
+    return _write_bytes(render("list.html.j2", **context).encode("utf-8"), path)
+
+
+def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
+    """One list's files (list.csv, list.xlsx when asked, list.html, changes.csv) in ``folder``;
+    returns their SHA-256 by path relative to the month (``relative``/name).
+
+    ``job`` holds everything the files say (plain data, so that a worker process can write it).
+    """
+    folder.mkdir(parents=True)
+    table = job["table"]
+    files = {"list.csv": _write_csv(table, folder / "list.csv")}
+    if job["workbook"]:
+        files["list.xlsx"] = _write_xlsx(table, folder / "list.xlsx", title=job["title"], notes=job["about"],
+                                         created=job["created"])
+    files["list.html"] = _write_html(folder / "list.html", **job["page"],
+                                     people=_people_rows(table, job["tier_order"]))
+    if job["changes"] is not None:
+        files["changes.csv"] = _write_csv(job["changes"], folder / "changes.csv")
+    return {f"{relative}/{name}": digest for name, digest in files.items()}
+
+
+def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int) -> dict[str, str]:
+    """:func:`_write_list` for every (relative folder, job); in ``workers`` processes when more than 1.
+
+    Every file depends only on its own job, so the bytes are the same whichever process writes
+    it, and in whatever order; the manifest sorts the paths.
+    """
+    hashes: dict[str, str] = {}
+    if workers <= 1 or len(jobs) < 2:
+        for relative, job in jobs:
+            hashes.update(_write_list(tmp / relative, relative, job))
+        return hashes
+    import concurrent.futures
+    import multiprocessing
+
+    # forkserver: a worker never inherits the threads of the run (DuckDB, LightGBM, MLflow) that
+    # a fork would copy mid-lock; it imports riskstrat.lists once, in the server.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["riskstrat.lists"])
+    chunk = max(1, min(16, len(jobs) // (4 * workers)))
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for written in pool.map(_write_list, [tmp / r for r, _ in jobs], [r for r, _ in jobs], [j for _, j in jobs],
+                                chunksize=chunk):
+            hashes.update(written)
+    return hashes
 
 
 def _month_words(manifest: Mapping) -> str:
@@ -842,7 +895,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                 groups: Sequence[GroupRule] = DEFAULT_GROUPS, find_person: str = DEFAULT_FIND_PERSON,
                 contact: str | None = DEFAULT_CONTACT, next_steps: Sequence[str] = DEFAULT_NEXT_STEPS,
                 suppress_below: int = 8, round_counts_to: int = 5,
-                workbooks: str | Sequence[str] = "all") -> Path:
+                workbooks: str | Sequence[str] = "all", workers: int = 1) -> Path:
     """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
@@ -868,8 +921,12 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     ("an emergency admission or death", from the model's metadata) and ``horizon_words`` its window.
 
     ``workbooks`` says whose lists also get ``list.xlsx``: ``"all"`` (default), ``"none"``, or the
-    practice ids that asked for one (the workbooks are most of the writing time).
+    practice ids that asked for one (the workbooks are most of the writing time). ``workers`` above
+    1 writes the lists' files in that many processes (the same bytes; worth it for hundreds of
+    practices on a machine with cores to spare: ``benchmarks/README.md``).
     """
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a positive whole number, got {workers}")
     _check_practice_lists(population, practice_lists)
     if isinstance(workbooks, str):
         if workbooks not in ("all", "none"):
@@ -906,52 +963,50 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     created = _created(manifest)
     names = {str(k): str(v) for k, v in (practice_names or {}).items()}
     data_end = f" Data run to {manifest['data_end']}." if manifest.get("data_end") else ""
+    page = {"data_end": manifest.get("data_end"), "as_of": manifest.get("as_of"), "contact": contact,
+            "next_steps": list(next_steps), "notes": how_to_read, "groups": group_words, "provenance": provenance,
+            "outcome_words": outcome_words, "horizon_words": horizon_words}
+    jobs = []
+    for pid in sorted(practice_lists):
+        unregistered = pid == NO_PRACTICE
+        relative = NO_PRACTICE if unregistered else f"practices/{pid}"
+        table = practice_lists[pid]
+        identified = bool(reidentify and pid in reidentify)
+        if identified:
+            table = _with_local_ids(table, reidentify[pid], pid)
+        label = ("people with no registered practice" if unregistered else
+                 f"{names[str(pid)]} ({pid})" if str(pid) in names else f"practice {pid}")
+        title = f"Case-finding list: {label}" + (f", {month_words}" if month_words else "")
+        people = int(people_by_key.get(str(pid), 0))
+        whom = "adults with no registered practice" if unregistered else "registered adults"
+        intro = (f"The {len(table)} people of {people:,} {whom} with the highest estimated risk of {outcome_words} "
+                 f"{horizon_words}, highest first.")
+        counts = _tier_counts(tier_order_list, registered.get(str(pid), {}), table)
+        held_back = _holdout_notice(int(held_by_key.get(str(pid), 0)), manifest.get("holdout"))
+        about = [intro + data_end, *([] if identified else [f"Finding each person: {find_person}"]),
+                 *([f"Who to ask: {contact}"] if contact else []),
+                 *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
+                 *next_steps, *how_to_read, *provenance]
+        mine = None
+        if changes is not None:
+            mine = changes_by_key.get(str(pid), changes.iloc[:0]).drop(columns="practice_id").reset_index(drop=True)
+        jobs.append((relative, {
+            "table": table, "changes": mine, "workbook": str(pid) in with_workbook, "title": title, "about": about,
+            "created": created, "tier_order": tier_order,
+            "page": {**page, "heading": title, "intro": intro, "find_person": None if identified else find_person,
+                     "has_local_ids": "Local ID" in table.columns,
+                     "whom_short": "people without a practice" if unregistered else "practice's people",
+                     "whose": "the" if unregistered else "the practice's",
+                     "whose_suffix": " without a practice" if unregistered else "",
+                     "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": int(r["on list"]),
+                                "registered": int(r["registered"]), "definition": tier_words.get(t, "")}
+                               for t, r in counts.iterrows()],
+                     "holdout": held_back, "n_columns": 12 + ("Local ID" in table.columns)}}))
     out_dir = Path(out_dir)
     with publish.month_folder(out_dir) as tmp:  # one atomic publish (riskstrat.publish)
         write_parquet(population, tmp / "population.parquet")
-        for pid in sorted(practice_lists):
-            unregistered = pid == NO_PRACTICE
-            folder = tmp / NO_PRACTICE if unregistered else tmp / "practices" / str(pid)
-            folder.mkdir(parents=True)
-            table = practice_lists[pid]
-            identified = bool(reidentify and pid in reidentify)
-            if identified:
-                table = _with_local_ids(table, reidentify[pid], pid)
-            label = ("people with no registered practice" if unregistered else
-                     f"{names[str(pid)]} ({pid})" if str(pid) in names else f"practice {pid}")
-            title = f"Case-finding list: {label}" + (f", {month_words}" if month_words else "")
-            people = int(people_by_key.get(str(pid), 0))
-            whom = "adults with no registered practice" if unregistered else "registered adults"
-            intro = (f"The {len(table)} people of {people:,} {whom} with the highest estimated risk of {outcome_words} "
-                     f"{horizon_words}, highest first.")
-            counts = _tier_counts(tier_order_list, registered.get(str(pid), {}), table)
-            _write_csv(table, folder / "list.csv")
-            held_back = _holdout_notice(int(held_by_key.get(str(pid), 0)), manifest.get("holdout"))
-            about = [intro + data_end, *([] if identified else [f"Finding each person: {find_person}"]),
-                     *([f"Who to ask: {contact}"] if contact else []),
-                     *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
-                     *next_steps, *how_to_read, *provenance]
-            if str(pid) in with_workbook:
-                _write_xlsx(table, folder / "list.xlsx", title=title, notes=about, created=created)
-            _write_html(
-                folder / "list.html", heading=title, data_end=manifest.get("data_end"), as_of=manifest.get("as_of"),
-                intro=intro, find_person=None if identified else find_person, contact=contact,
-                next_steps=list(next_steps), has_local_ids="Local ID" in table.columns,
-                whom_short="people without a practice" if unregistered else "practice's people",
-                whose="the" if unregistered else "the practice's",
-                whose_suffix=" without a practice" if unregistered else "",
-                tiers=[{"name": t, "css": t.replace(" ", "-"), "on_list": int(r["on list"]),
-                        "registered": int(r["registered"]), "definition": tier_words.get(t, "")}
-                       for t, r in counts.iterrows()],
-                holdout=held_back,
-                people=_people_rows(table, tier_order), n_columns=12 + ("Local ID" in table.columns),
-                notes=how_to_read, groups=group_words, provenance=provenance, outcome_words=outcome_words,
-                horizon_words=horizon_words)
-            if changes is not None:
-                mine = changes_by_key.get(str(pid), changes.iloc[:0])
-                _write_csv(mine.drop(columns="practice_id").reset_index(drop=True), folder / "changes.csv")
-        _write_csv(summary, tmp / "summary.csv")
-        files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        record = {**dict(manifest), "files": files}
+        files = {"population.parquet": file_sha256(tmp / "population.parquet"),
+                 **_write_lists(tmp, jobs, workers=workers), "summary.csv": _write_csv(summary, tmp / "summary.csv")}
+        record = {**dict(manifest), "files": dict(sorted(files.items()))}
         (tmp / "manifest.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return out_dir
