@@ -51,7 +51,7 @@ from markupsafe import Markup, escape
 from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
-from riskstrat.sheets import csv_bytes, xlsx_bytes
+from riskstrat.sheets import csv_bytes, python_values, xlsx_bytes
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, cost_band,
                              rank_by_score)
 
@@ -755,7 +755,7 @@ def _column(table: pd.DataFrame, name: str, default=None) -> list:
     """A column's cells as Python values (None for missing), or ``default`` for every row without it."""
     if name not in table.columns:
         return [default] * len(table)
-    return [_cell(v) for v in table[name].to_numpy(dtype=object, na_value=None).tolist()]
+    return python_values(table[name])
 
 
 def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
