@@ -267,21 +267,28 @@ def _on_list(frame: pd.DataFrame, list_size: int) -> pd.DataFrame:
         {"practice_id": "str", "person_id": "str"})[["practice_id", "person_id", "practice_rank"]]
 
 
-def _tiers_by_person(frame: pd.DataFrame | None) -> pd.Series:
-    if frame is None:
-        return pd.Series(dtype="str")
-    return pd.Series(frame["tier"].astype("str").to_numpy(), index=frame["person_id"].astype("str").to_numpy())
+def _lookup(frame: pd.DataFrame, person_ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``person_ids``: found in ``frame``, their tier there and their list key there
+    (one hash of ``frame``'s ids serves both; missing where not found)."""
+    where = pd.Index(frame["person_id"].astype("str").to_numpy(dtype=object)).get_indexer(
+        person_ids.astype("str").to_numpy(dtype=object))
+    found = where >= 0
+    at = np.where(found, where, 0)
+    tiers = frame["tier"].astype("str").to_numpy(dtype=object, na_value=None)
+    keys = list_key(frame).to_numpy(dtype=object, na_value=None)
+    if not len(frame):
+        return found, np.full(len(where), None, dtype=object), np.full(len(where), None, dtype=object)
+    return found, np.where(found, tiers[at], None), np.where(found, keys[at], None)
 
 
 def _previous_tiers(previous: pd.DataFrame | None, person_ids: pd.Series, practice_ids: pd.Series) -> pd.Series:
     """Each person's tier last month if they were with the same practice then, else missing: a
     practice that someone joined learns nothing from their old practice's list."""
-    tiers = person_ids.astype("str").map(_tiers_by_person(previous)).astype("str")
     if previous is None:
-        return tiers
-    before = pd.Series(list_key(previous).astype("str").to_numpy(), index=previous["person_id"].astype("str").to_numpy())
-    same = person_ids.astype("str").map(before).to_numpy() == practice_ids.astype("str").to_numpy()
-    return tiers.where(same)
+        return pd.Series(pd.array([None] * len(person_ids), dtype="str"), index=person_ids.index)
+    found, tiers, keys = _lookup(previous, person_ids)
+    same = found & (keys == practice_ids.astype("str").to_numpy(dtype=object, na_value=None))
+    return pd.Series(np.where(same, tiers, None), index=person_ids.index, dtype="str")
 
 
 def _tier_change(before: pd.Series, after: pd.Series) -> pd.Series:
@@ -310,11 +317,10 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
         "left": (both["_merge"] == "right_only").to_numpy(),
     })
     out["previous_tier"] = _previous_tiers(previous, out["person_id"], out["practice_id"])
-    out["tier"] = out["person_id"].map(_tiers_by_person(current)).astype("str")
     # Someone who left for another practice: their old practice learns nothing new about them.
-    moved = out["person_id"].map(pd.Series(list_key(current).to_numpy(),
-                                           index=current["person_id"].astype("str").to_numpy())) != out["practice_id"]
-    out.loc[moved.fillna(True).to_numpy(), "tier"] = None
+    found, tiers, keys = _lookup(current, out["person_id"])
+    stayed = found & (keys == out["practice_id"].to_numpy(dtype=object, na_value=None))
+    out["tier"] = pd.Series(np.where(stayed, tiers, None), index=out.index, dtype="str")
     out["tier_change"] = _tier_change(out["previous_tier"], out["tier"])
     out["_rank"] = both["practice_rank"].to_numpy()
     out = out.sort_values(["practice_id", "left", "_rank", "person_id"], na_position="last")
@@ -336,9 +342,13 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     pop["listed"] = listed_mask(pop, list_size=list_size)
     pop["holdout"] = holdout_flags(pop, list_size=list_size, fraction=holdout_fraction, seed=seed, month=month,
                                    exempt_tiers=holdout_exempt_tiers)
-    changes = changes_since(previous, pop, list_size=list_size)
-    new = changes.loc[changes["new_this_month"], "person_id"]
-    pop["new_this_month"] = pop["person_id"].isin(new)
+    # New: on a list now and not on that practice's list last month (changes_since's new_this_month).
+    now = _on_list(pop, list_size)
+    if previous is not None:
+        before = _on_list(previous, list_size)[["practice_id", "person_id"]]
+        now = now.merge(before, on=["practice_id", "person_id"], how="left", indicator=True)
+        now = now.loc[(now["_merge"] == "left_only").to_numpy()]
+    pop["new_this_month"] = pop["person_id"].isin(now["person_id"])
     pop["previous_tier"] = _previous_tiers(previous, pop["person_id"], list_key(pop))
     pop["tier_change"] = _tier_change(pop["previous_tier"], pop["tier"].astype("str"))
     if reasons is not None:
