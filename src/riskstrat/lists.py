@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -882,10 +883,10 @@ def _registered_by_tier(population: pd.DataFrame, keys: pd.Series) -> tuple[list
     return tiers, by_key
 
 
-def _tier_counts(tiers: Sequence[str], registered: Mapping[str, int], table: pd.DataFrame) -> pd.DataFrame:
-    on_list = table["Tier"].value_counts()
-    return pd.DataFrame({"registered": [int(registered.get(t, 0)) for t in tiers],
-                         "on list": [int(on_list.get(t, 0)) for t in tiers]}, index=list(tiers))
+def _tier_counts(tiers: Sequence[str], registered: Mapping[str, int], table: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """(tier, registered, on the list) for each tier, in order."""
+    on_list = Counter(str(t) for t in python_values(table["Tier"]) if t is not None)
+    return [(t, int(registered.get(t, 0)), int(on_list.get(t, 0))) for t in tiers]
 
 
 DEFAULT_FIND_PERSON = ("The Person ID is a pseudonym: ask the team named under 'Who to ask' for your practice's "
@@ -1008,9 +1009,8 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                      "whom_short": "people without a practice" if unregistered else "practice's people",
                      "whose": "the" if unregistered else "the practice's",
                      "whose_suffix": " without a practice" if unregistered else "",
-                     "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": int(r["on list"]),
-                                "registered": int(r["registered"]), "definition": tier_words.get(t, "")}
-                               for t, r in counts.iterrows()],
+                     "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": on_list, "registered": people_in_tier,
+                                "definition": tier_words.get(t, "")} for t, people_in_tier, on_list in counts],
                      "holdout": held_back, "n_columns": 12 + ("Local ID" in table.columns)}}))
     out_dir = Path(out_dir)
     with publish.month_folder(out_dir) as tmp:  # one atomic publish (riskstrat.publish)

@@ -252,7 +252,7 @@ def _page_settings(lists_cfg) -> dict:
             "contact": lists_cfg.contact or lists.DEFAULT_CONTACT,
             "next_steps": lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS,
             "suppress_below": lists_cfg.suppress_below, "round_counts_to": lists_cfg.round_counts_to,
-            "workbooks": lists_cfg.workbooks}
+            "workbooks": lists_cfg.workbooks, "workers": lists_cfg.write_workers}
 
 
 def previous_month(output_dir, month: str) -> tuple[str | None, pd.DataFrame | None]:
