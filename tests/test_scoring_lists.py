@@ -951,3 +951,65 @@ def test_workbooks_only_for_the_practices_that_asked(tmp_path, features, model):
     assert not list(lists.write_month(tmp_path / "none", workbooks="none", **common).rglob("*.xlsx"))
     with pytest.raises(ValueError, match="without a list this month: \\['P999'\\]"):
         lists.write_month(tmp_path / "bad", workbooks=["P999"], **common)
+
+
+# ----------------------------------------------------------------------------- writing fast, same bytes
+
+
+def _folder_bytes(root) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_writing_in_two_processes_gives_the_same_month_as_one(tmp_path, features, model):
+    import hashlib
+
+    previous = score_month(features, model, month="2026-10")
+    pop = score_month(features, model, previous=previous)
+    tables = lists.practice_lists(pop, list_size=LIST_SIZE)
+    first = sorted(tables)[0]
+    common = dict(population=pop, practice_lists=tables, summary=lists.commissioner_summary(pop, list_size=LIST_SIZE),
+                  manifest={"as_of": "2026-11-01", "month": "2026-11"},
+                  changes=lists.changes_since(previous, pop, list_size=LIST_SIZE),
+                  reidentify={first: pd.DataFrame({"person_id": tables[first]["Person ID"], "local_id": "=L<1>"})})
+    serial = _folder_bytes(lists.write_month(tmp_path / "one" / "2026-11", **common))
+    parallel = _folder_bytes(lists.write_month(tmp_path / "two" / "2026-11", workers=2, **common))
+    assert parallel == serial and len(serial) == 1 + 1 + 1 + 4 * len(tables)
+    # The manifest's hashes, taken from the bytes as they were written, are the files' hashes.
+    recorded = json.loads(serial.pop("manifest.json"))["files"]
+    assert recorded == {name: hashlib.sha256(data).hexdigest() for name, data in serial.items()}
+    with pytest.raises(ValueError, match="workers must be a positive whole number, got 0"):
+        lists.write_month(tmp_path / "bad" / "2026-11", workers=0, **common)
+
+
+def test_page_rows_are_escaped_cell_by_cell():
+    """The page's rows against hand-written HTML: hostile text escaped, missing numbers shown as dashes."""
+    table = pd.DataFrame({
+        "Rank": np.array([1, 2], dtype="int64"), "Local ID": ["<b>L1</b>", ""],
+        "Person ID": pd.array(["p&1", "p2"], dtype="str"), "Age": pd.array([81, pd.NA], dtype="Int64"),
+        "Sex": pd.array(["female", None], dtype="str"), "Risk (%)": [41.25, 3.0],
+        "Tier": ["very high", "low"], "Priority groups": ["frail 85+; frequent users", ""],
+        "Predicted cost": ["£5k–20k", ""], "High-cost risk (%)": [12.34, np.nan],
+        "Emergency admissions (12m)": pd.array([3, pd.NA], dtype="Int64"),
+        "A&E visits (12m)": pd.array([0, 1], dtype="Int64"), "Bed days (12m)": pd.array([14, 0], dtype="Int64"),
+        "Top reasons": ["<script>x</script>; 3 admissions' worth", ""], "New this month": ["yes", ""]})
+    html = str(lists._people_rows(table, {"very high": 0, "low": 3}))
+    assert html == (
+        '<tr class="person">\n'
+        '<td class="num" data-v="1">1<br><span class="new" title="Not on last month\'s list">new</span></td>\n'
+        '<td class="local">&lt;b&gt;L1&lt;/b&gt;</td>\n'
+        '<td class="pid">p&amp;1<details class="more"><summary>more</summary>Predicted cost next year: £5k–20k<br>'
+        'Chance of being in the area&#39;s top 5% by cost: 12.3%</details></td>\n'
+        '<td class="num risk" data-v="41.25">41.2%</td>\n'
+        '<td class="tiername" data-v="0"><span class="tier t-very-high">very high</span></td>\n'
+        '<td class="num" data-v="81">81</td>\n<td>female</td>\n'
+        '<td class="groups">frail 85+<br>frequent users</td>\n'
+        '<td class="num" data-v="3">3</td>\n<td class="num" data-v="0">0</td>\n<td class="num" data-v="14">14</td>\n'
+        '<td class="reasons"><ul><li>&lt;script&gt;x&lt;/script&gt;</li><li>3 admissions&#39; worth</li></ul></td>\n'
+        '</tr>\n'
+        '<tr class="person">\n<td class="num" data-v="2">2</td>\n<td class="local"></td>\n<td class="pid">p2</td>\n'
+        '<td class="num risk" data-v="3.0">3.0%</td>\n'
+        '<td class="tiername" data-v="3"><span class="tier t-low">low</span></td>\n'
+        '<td class="num" data-v="-1"></td>\n<td></td>\n<td class="groups"></td>\n'
+        '<td class="num" data-v="-1">–</td>\n<td class="num" data-v="1">1</td>\n<td class="num" data-v="0">0</td>\n'
+        '<td class="reasons"><ul><li class="none">no single recorded fact stands out</li></ul></td>\n'
+        '</tr>\n')

@@ -82,3 +82,38 @@ def test_streamed_and_in_memory_workbooks_hold_the_same_cells(tmp_path, monkeypa
     streamed = sheets.write_xlsx(hand_made(), tmp_path / "b.xlsx", title="T", notes=["n"],
                                  wide_columns=("Top reasons",))
     assert cells(streamed) == cells(small)
+
+
+def test_bytes_in_memory_are_the_files_written(tmp_path):
+    table = hand_made()
+    sheets.write_csv(table, tmp_path / "list.csv")
+    assert sheets.csv_bytes(table) == (tmp_path / "list.csv").read_bytes()
+    options = dict(title="T & co", notes=["=1+1", "plain"], wide_columns=("Top reasons",),
+                   created=dt.datetime(2026, 11, 1))
+    sheets.write_xlsx(table, tmp_path / "list.xlsx", **options)
+    assert sheets.xlsx_bytes(table, **options) == (tmp_path / "list.xlsx").read_bytes()
+
+
+def test_csv_matches_pandas_on_awkward_cells():
+    """The CSV is pandas' own (quoting, missing values, numbers), neutralised: a reference check."""
+    table = pd.DataFrame({
+        "n": pd.array([1, pd.NA, -3], dtype="Int64"), "x": [0.1 + 0.2, np.nan, 1e-7],
+        "text": pd.array(['say "hi", then\nleave', None, "£5–10"], dtype="str"), "ok": [True, False, True]})
+    expected = "\ufeff" + table.to_csv(index=False, lineterminator="\n")
+    assert sheets.csv_bytes(table).decode("utf-8") == expected
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (pd.array(["a", None], dtype="str"), ["a", None]),
+    (pd.array([1, None], dtype="Int64"), [1, None]),
+    (np.array([1.5, np.nan]), [1.5, None]),
+    (np.array([1, 2], dtype="int64"), [1, 2]),
+    (np.array([True, False]), [True, False]),
+    (pd.array(["a", None, np.nan, 3], dtype=object), ["a", None, None, 3]),
+    (pd.Categorical(["low", None]), ["low", None]),
+    (pd.array([1.0, None], dtype="Float64"), [1.0, None]),
+])
+def test_python_values_are_plain_with_none_for_missing(values, expected):
+    got = sheets.python_values(pd.Series(values))
+    assert got == expected
+    assert [type(v) for v in got] == [type(v) for v in expected]
