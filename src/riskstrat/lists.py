@@ -268,17 +268,33 @@ def _on_list(frame: pd.DataFrame, list_size: int) -> pd.DataFrame:
         {"practice_id": "str", "person_id": "str"})[["practice_id", "person_id", "practice_rank"]]
 
 
+def _strings(values: pd.Series) -> np.ndarray:
+    """``values`` as text in an object array, None for missing (a categorical through its few categories)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        names = np.array([str(c) for c in values.cat.categories] + [None], dtype=object)
+        return names[values.cat.codes.to_numpy()]  # code -1 (missing) picks the None at the end
+    import pyarrow as pa
+
+    return pa.array(values.astype("str")).to_numpy(zero_copy_only=False)
+
+
 def _lookup(frame: pd.DataFrame, person_ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each of ``person_ids``: found in ``frame``, their tier there and their list key there
-    (one hash of ``frame``'s ids serves both; missing where not found)."""
-    where = pd.Index(frame["person_id"].astype("str").to_numpy(dtype=object)).get_indexer(
-        person_ids.astype("str").to_numpy(dtype=object))
+    (one Arrow hash of ``frame``'s ids serves both; missing where not found)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = frame["person_id"].astype("str")
+    if ids.duplicated().any():
+        raise ValueError("a population lists someone twice: person_id must be unique")
+    where = pc.index_in(pa.array(person_ids.astype("str"), type=pa.large_string()),
+                        value_set=pa.array(ids, type=pa.large_string()))
+    where = pc.fill_null(where, -1).to_numpy(zero_copy_only=False)
     found = where >= 0
-    at = np.where(found, where, 0)
-    tiers = frame["tier"].astype("str").to_numpy(dtype=object, na_value=None)
-    keys = list_key(frame).to_numpy(dtype=object, na_value=None)
     if not len(frame):
         return found, np.full(len(where), None, dtype=object), np.full(len(where), None, dtype=object)
+    at = np.where(found, where, 0)
+    tiers, keys = _strings(frame["tier"]), _strings(list_key(frame))
     return found, np.where(found, tiers[at], None), np.where(found, keys[at], None)
 
 
@@ -288,7 +304,7 @@ def _previous_tiers(previous: pd.DataFrame | None, person_ids: pd.Series, practi
     if previous is None:
         return pd.Series(pd.array([None] * len(person_ids), dtype="str"), index=person_ids.index)
     found, tiers, keys = _lookup(previous, person_ids)
-    same = found & (keys == practice_ids.astype("str").to_numpy(dtype=object, na_value=None))
+    same = found & (keys == _strings(practice_ids))
     return pd.Series(np.where(same, tiers, None), index=person_ids.index, dtype="str")
 
 
@@ -320,7 +336,7 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
     out["previous_tier"] = _previous_tiers(previous, out["person_id"], out["practice_id"])
     # Someone who left for another practice: their old practice learns nothing new about them.
     found, tiers, keys = _lookup(current, out["person_id"])
-    stayed = found & (keys == out["practice_id"].to_numpy(dtype=object, na_value=None))
+    stayed = found & (keys == _strings(out["practice_id"]))
     out["tier"] = pd.Series(np.where(stayed, tiers, None), index=out.index, dtype="str")
     out["tier_change"] = _tier_change(out["previous_tier"], out["tier"])
     out["_rank"] = both["practice_rank"].to_numpy()
