@@ -112,7 +112,13 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     for d in dates:  # fail before hours of feature building, not after
         check_horizon(d, horizon_days=t.horizon_days, extract_end=extract_end)
     records = engine.tables(t.tables)  # persons and what the outcome reads
-    frames = []
+    test_date = pd.Timestamp(cfg.index_dates.test)
+    # Each date's rows go straight to their part (training and calibration rows before the test date,
+    # held-out people at it), only the columns used kept: at a million people one concatenation of every
+    # date's frames, then its split, held three copies of 3M rows at once.
+    keep = [*names, "label", *(["future_cost"] if isinstance(t, HighCost) else []), *META_COLUMNS, "age",
+            "index_date"]
+    parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": [], "test": []}
     for d in dates:
         started = time.perf_counter()
         f = engine.features(d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
@@ -122,20 +128,18 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
         if timings is not None:
             timings[f"features_labels.{pd.Timestamp(d).date()}"] = time.perf_counter() - started
         f["index_date"] = pd.Timestamp(d)
-        f["group"] = groups.reindex(f.index).to_numpy()
+        group = groups.reindex(f.index).to_numpy()
         stage(f"features and labels at {d}: {len(f):,} people, {int(f['label'].sum()):,} with the outcome, "
               f"{int(f['label'].isna().sum()):,} without a label")
-        # Keep only the rows a split will use (test people at the test date, the others before it):
-        # at a million people the unused rows would cost gigabytes.
-        used = ((f["group"] == "test") | temporal_only) if pd.Timestamp(d) == pd.Timestamp(cfg.index_dates.test) else (f["group"] != "test")
-        frames.append(f[used & f["label"].notna()])
+        labelled = f["label"].notna().to_numpy()
+        columns = [c for c in dict.fromkeys(keep) if c in f]
+        if pd.Timestamp(d) == test_date:
+            parts["test"].append(f.loc[labelled & ((group == "test") | temporal_only), columns])
+        else:
+            for part in ("train", "calibration"):
+                parts[part].append(f.loc[labelled & (group == part), columns])
         del f
-    rows = pd.concat(frames)
-    del frames
-    is_test_date = rows["index_date"] == pd.Timestamp(cfg.index_dates.test)
-    train = rows[~is_test_date & (rows["group"] == "train")]
-    cal = rows[~is_test_date & (rows["group"] == "calibration")]
-    test = rows[is_test_date & ((rows["group"] == "test") | temporal_only)]
+    train, cal, test = (pd.concat(parts.pop(part)) for part in ("train", "calibration", "test"))
     for name, part in (("training", train), ("calibration", cal), ("test", test)):
         if part["label"].nunique() < 2:
             from riskstrat.guards import InsufficientEventsError, likely_cause
@@ -147,7 +151,7 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
                 + ": add people or index dates, or choose an outcome these data record")
     meta = test[list(META_COLUMNS)].assign(age=test["age"], index_date=test["index_date"])
     costs = {}
-    if "future_cost" in rows:
+    if isinstance(t, HighCost):
         costs = {"cost_train": train["future_cost"].to_numpy(), "cost_cal": cal["future_cost"].to_numpy(),
                  "cost_test": test["future_cost"].to_numpy()}
     return TrainingData(**costs,
