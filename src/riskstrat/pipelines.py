@@ -597,66 +597,67 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
     features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-    for model in [risk] + ([cost] if cost else []):
-        check_features_match(model.risk_model, features, engine)
-    n_eligible = len(features)
-    excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-    # Opt-outs are matched against everyone in the data: ids that match no one at all mean a wrong key or file.
-    in_data, unmatched = match_opt_outs(records.persons["person_id"], opted_out)
-    if opted_out and not in_data and not cfg.allow_unmatched_opt_outs:
-        raise OptOutError(
-            f"none of the {len(opted_out):,} ids in the opt-out file {cfg.opt_out_file} matches anyone in the data: "
-            f"usually the file was pseudonymised with another key, or it is the wrong file. Nothing was published. "
-            f"If it is right, publish with allow_unmatched_opt_outs=true (--allow-unmatched-opt-outs)")
-    features, n_opted_out = features.without(in_data)
-    timings["features"] = time.perf_counter() - t
-    stage(f"features as of {as_of.date()}: {len(records.persons):,} people in the data, "
-          f"{sum(excluded.values()):,} outside the cohort ({_counted(excluded)}), "
-          f"{n_eligible:,} eligible, {n_opted_out:,} removed (opted out)"
-          + (f"; {unmatched:,} of {len(opted_out):,} opt-out ids matched no one in the data" if opted_out else ""))
-    counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
-              "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
+    try:
+        for model in [risk] + ([cost] if cost else []):
+            check_features_match(model.risk_model, features, engine)
+        n_eligible = len(features)
+        excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+        # Opt-outs are matched against everyone in the data: ids that match no one at all mean a wrong key or file.
+        in_data, unmatched = match_opt_outs(records.persons["person_id"], opted_out)
+        if opted_out and not in_data and not cfg.allow_unmatched_opt_outs:
+            raise OptOutError(
+                f"none of the {len(opted_out):,} ids in the opt-out file {cfg.opt_out_file} matches anyone in the "
+                f"data: usually the file was pseudonymised with another key, or it is the wrong file. Nothing was "
+                f"published. If it is right, publish with allow_unmatched_opt_outs=true (--allow-unmatched-opt-outs)")
+        features, n_opted_out = features.without(in_data)
+        timings["features"] = time.perf_counter() - t
+        stage(f"features as of {as_of.date()}: {len(records.persons):,} people in the data, "
+              f"{sum(excluded.values()):,} outside the cohort ({_counted(excluded)}), "
+              f"{n_eligible:,} eligible, {n_opted_out:,} removed (opted out)"
+              + (f"; {unmatched:,} of {len(opted_out):,} opt-out ids matched no one in the data" if opted_out else ""))
+        counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
+                  "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
 
-    models = [risk] + ([cost] if cost else [])
-    inputs = {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,
-              "opt_out_file": _file_digest(cfg.opt_out_file) if cfg.opt_out_file else None,
-              "reidentify_files": ({p.name: file_sha256(p) for p in sorted(Path(cfg.reidentify_dir).glob("*.csv"))}
-                                   if cfg.reidentify_dir and Path(cfg.reidentify_dir).is_dir() else None),
-              "config": config_to_dict(cfg)}
-    audit = {"month": month, "as_of": str(as_of.date()),
-             "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
+        models = [risk] + ([cost] if cost else [])
+        inputs = {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,
+                  "opt_out_file": _file_digest(cfg.opt_out_file) if cfg.opt_out_file else None,
+                  "reidentify_files": ({p.name: file_sha256(p) for p in sorted(Path(cfg.reidentify_dir).glob("*.csv"))}
+                                       if cfg.reidentify_dir and Path(cfg.reidentify_dir).is_dir() else None),
+                  "config": config_to_dict(cfg)}
+        audit = {"month": month, "as_of": str(as_of.date()),
+                 "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
 
-    with publish.output_lock(cfg.output_dir) as root:
-        publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
-        try:
-            manifest, summary = _score_month(
-                cfg, as_of, month, risk=risk, cost=cost, records=records, features=features, opted_out=opted_out,
-                in_data=in_data, counts=counts, data_end=data_end, data_end_source=data_end_source, inputs=inputs,
-                timings=timings, stage=stage)
-        except OSError as exc:
-            publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
-            raise _os_error(exc, f"write the {month} lists") from exc
-        except BaseException as exc:
-            publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            features.release()
-        out_dir = Path(manifest["output_dir"])
-        written = json.loads((out_dir / "manifest.json").read_text())["files"]
-        publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(out_dir.resolve()),
-                             files={**written, "manifest.json": file_sha256(out_dir / "manifest.json")},
-                             opted_out_removed=manifest["counts"]["opted_out_removed"],
-                             timings_seconds={k: round(v, 3) for k, v in timings.items()})
-        try:
-            run_id = tracking.log_scoring_run(manifest, summary, cfg, timings=timings)
-        except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
-            publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
-            raise PublishedButNotTrackedError(
-                f"the {month} lists were published to {out_dir} and are complete, but recording the run in MLflow "
-                f"({cfg.tracking.uri or 'default store'}) failed: {type(exc).__name__}: {exc}. The audit log "
-                f"{root / publish.AUDIT_LOG} records the month; run the same command again once MLflow works "
-                f"(a rerun writes the same files and records it)", manifest) from exc
-        publish.append_audit(root, "tracked", **audit, mlflow_run_id=run_id)
+        with publish.output_lock(cfg.output_dir) as root:
+            publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
+            try:
+                manifest, summary = _score_month(
+                    cfg, as_of, month, risk=risk, cost=cost, records=records, features=features, opted_out=opted_out,
+                    in_data=in_data, counts=counts, data_end=data_end, data_end_source=data_end_source, inputs=inputs,
+                    timings=timings, stage=stage)
+            except OSError as exc:
+                publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
+                raise _os_error(exc, f"write the {month} lists") from exc
+            except BaseException as exc:
+                publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
+                raise
+            out_dir = Path(manifest["output_dir"])
+            written = json.loads((out_dir / "manifest.json").read_text())["files"]
+            publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(out_dir.resolve()),
+                                 files={**written, "manifest.json": file_sha256(out_dir / "manifest.json")},
+                                 opted_out_removed=manifest["counts"]["opted_out_removed"],
+                                 timings_seconds={k: round(v, 3) for k, v in timings.items()})
+            try:
+                run_id = tracking.log_scoring_run(manifest, summary, cfg, timings=timings)
+            except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
+                publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
+                raise PublishedButNotTrackedError(
+                    f"the {month} lists were published to {out_dir} and are complete, but recording the run in MLflow "
+                    f"({cfg.tracking.uri or 'default store'}) failed: {type(exc).__name__}: {exc}. The audit log "
+                    f"{root / publish.AUDIT_LOG} records the month; run the same command again once MLflow works "
+                    f"(a rerun writes the same files and records it)", manifest) from exc
+            publish.append_audit(root, "tracked", **audit, mlflow_run_id=run_id)
+    finally:
+        features.release()  # what the engine holds for the month (Spark's cache)
     stage(f"wrote {manifest['counts']['practices']} practice lists to {out_dir}")
     return manifest
 

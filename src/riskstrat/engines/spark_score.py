@@ -153,12 +153,16 @@ class SparkMonthFeatures:
         self.sources = list(engine.plans)
         self.columns = [*_NUMERIC, "practice_id", "sex", "ethnicity_group"]  # as SparkEngine.features
         self._aggregates = {}
-        for name, plan in engine.plans.items():
-            rows = engine._aggregate_rows(plan, t).persist()
-            self._aggregates[name] = rows
-            _report_findings(engine, name, t, rows)
         self._frame = None  # the feature frame, made on first use (after the opt-outs)
         self._shipped: list[_Shipped] = []
+        try:
+            for name, plan in engine.plans.items():
+                rows = engine._aggregate_rows(plan, t).persist()
+                self._aggregates[name] = rows
+                _report_findings(engine, name, t, rows)
+        except BaseException:
+            self.release()
+            raise
 
     def __len__(self) -> int:
         return len(self.people)
