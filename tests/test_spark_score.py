@@ -1,9 +1,10 @@
 """Scoring inside Spark (``riskstrat.engines.spark_score``) gives the driver's numbers.
 
 The default run fits a small risk model and high-cost pair on the DuckDB engine's features of the
-2,000-person synthetic population (no MLflow), then scores, ranks, counts drift and explains the
-same people in Spark and on the driver: the same risks, ranks, tiers, groups, drift report and
-reasons; and the refusals and warnings of the aggregates are the Spark engine's. The ``slow`` case
+2,000-person synthetic population with the hand-made lives, repeats and window edges of
+``test_engines.py`` added (no MLflow), then scores, ranks, counts drift and explains the same
+people in Spark and on the driver: the same features, warnings, risks, ranks, tiers, groups,
+drift report and reasons; and an unknown person is refused as the Spark engine refuses it. The ``slow`` case
 runs ``run_scoring`` end to end with registered champions, DuckDB against Spark: every file of the
 month the same, byte for byte, and the manifest the same but for the engine's name and the folder.
 Skipped when PySpark (the ``spark`` extra) or Java is not installed.
@@ -24,7 +25,15 @@ pytest.importorskip("pyspark", reason="the spark extra is not installed: pip ins
 if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
     pytest.skip("no Java runtime (17 or later) for a local Spark session", allow_module_level=True)
 
-from test_engines import T, _raw_parquet, at, synthetic  # noqa: E402,F401 - the module's fixture
+from test_engines import (  # noqa: E402,F401 - synthetic: the module's fixture
+    T,
+    _raw_parquet,
+    at,
+    out_of_life_case,
+    synthetic,
+    windows_case,
+    write,
+)
 # The slow case's fixtures: the scoring pipeline's data and registered champions (made only when it runs).
 from test_scoring_pipeline import data_dir, registry  # noqa: E402,F401
 
@@ -48,10 +57,26 @@ def spark():
 
 
 @pytest.fixture(scope="module")
-def models(synthetic):
+def folder(synthetic, tmp_path_factory, make_table) -> Path:
+    """The synthetic population with the hand-made cases of test_engines added (dated around its T)."""
+    from riskstrat.io import write_records_tables
+    from riskstrat.schema import EVENT_TABLES
+    from riskstrat.validate import load_records
+
+    cases = [windows_case(), out_of_life_case()]
+    population = load_records(synthetic).tables
+    tables = {name: pd.concat([population[name].reset_index(drop=True),
+                               make_table(name, [row for case in cases for row in case.get(name, [])])],
+                              ignore_index=True)
+              for name in ("persons", *EVENT_TABLES)}
+    return write_records_tables(tables, tmp_path_factory.mktemp("spark-score") / "d")
+
+
+@pytest.fixture(scope="module")
+def models(folder):
     """A risk model (next year's emergency admissions, as seen a year later) and a high-cost pair,
     small and fitted on alternate people; each with a drift profile as training stores one."""
-    engine = DuckDBEngine(synthetic)
+    engine = DuckDBEngine(folder)
     X, later = engine.features("2024-06-01"), engine.features(AS_OF)
     X = X.loc[X.index.isin(later.index)]
     later = later.loc[X.index]
@@ -71,18 +96,25 @@ def models(synthetic):
     return risk, cost
 
 
-def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, synthetic, models):
+def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folder, models):
+    from riskstrat.engines.spark import _to_pandas
+
     risk, cost = models
     warned = {"duckdb": [], "spark": []}
-    driver = InMemoryFeatures(DuckDBEngine(synthetic, stage=warned["duckdb"].append).features(AS_OF))
-    in_spark = SparkEngine(synthetic, spark=spark, stage=warned["spark"].append).month_features(AS_OF)
-    assert warned["spark"] == warned["duckdb"]  # the aggregates' warnings (repeats dropped, ...)
+    driver = InMemoryFeatures(DuckDBEngine(folder, stage=warned["duckdb"].append).features(T, min_age=0))
+    in_spark = SparkEngine(folder, spark=spark, stage=warned["spark"].append).month_features(T, min_age=0)
+    assert warned["spark"] == warned["duckdb"] and len(warned["spark"]) >= 2  # repeats dropped, lives
     assert in_spark.columns == driver.columns and len(in_spark) == len(driver) > 1000
 
     opted_out = driver.frame.index[::97]
     driver, removed = driver.without(opted_out)
     in_spark, removed_in_spark = in_spark.without(opted_out)
     assert removed_in_spark == removed > 10 and len(in_spark) == len(driver)
+    features = _to_pandas(in_spark.features()).set_index("person_id").loc[driver.frame.index]
+    numeric = driver.frame.drop(columns=["practice_id", "sex", "ethnicity_group"])
+    pd.testing.assert_frame_equal(features[numeric.columns], numeric, check_exact=False, rtol=0, atol=1e-9)
+    assert features.loc["a", "emergency_admissions_0_3m"] == 8 and features.loc["young", "ltc_epilepsy"] == 1
+    assert features.loc["nobody", "days_since_social_care_start"] == 731 and "died" not in features.index
 
     a = driver.score(risk, cost, chunk_size=400)
     b = in_spark.score(risk, cost, chunk_size=400)
