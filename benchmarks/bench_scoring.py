@@ -18,7 +18,10 @@ fresh subprocess so that the peak RSS reported is that stage's own:
     score      riskstrat.pipelines.run_scoring with configs/scoring.yaml (list size 100, 10%
                hold-out), exactly as `riskstrat score` runs it: load + validate, features,
                prediction, SHAP for the listed people, writing; the split comes from the
-               manifest's timings_seconds, and people/s from the people scored
+               manifest's timings_seconds, and people/s from the people scored. With
+               --engine spark a local[2] session is started before the clock (on a cluster it
+               exists: its seconds are reported apart), and the JVM's peak RSS and its Python
+               workers' are reported beside the worker's own
     shap       ONCE, on the first size scored: for 2,000 listed people, RiskModel.contributions
                (LightGBM pred_contrib, exact TreeSHAP) against shap.TreeExplainer(model.estimator)
                .shap_values, best of --repeats runs each, and the largest absolute difference. For
@@ -93,8 +96,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "hands the records to run_scoring, to time the later stages when validation does not fit")
     p.add_argument("--fallback-unvalidated", action="store_true",
                    help="when a size fails while loading, score it again with --load-mode unvalidated")
-    p.add_argument("--engine", choices=("pandas", "duckdb"), default="duckdb",
-                   help="feature engine of the monthly run (default duckdb; pandas is the reference)")
+    p.add_argument("--engine", choices=("pandas", "duckdb", "spark"), default="duckdb",
+                   help="feature engine of the monthly run (default duckdb; pandas is the reference; spark: a "
+                        "local[2] session started before the clock, as a cluster's exists already)")
     p.add_argument("--rounds", type=int, default=1,
                    help="score + bare runs per size, interleaved; medians reported (default 1)")
     p.add_argument("--store", default=None,
@@ -253,6 +257,18 @@ def _next_step(message: str) -> str:
     return f"after: {message[:60]}"
 
 
+def _spark_memory(session) -> dict:
+    """The local Spark session's JVM peak resident memory, and the sum of its live Python workers' peaks
+    (an upper bound of what they held at once), in MiB."""
+    import psutil
+
+    jvm = session.sparkContext._gateway.proc.pid
+    workers = [c.pid for c in psutil.Process(jvm).children(recursive=True)]
+    return {"jvm_peak_rss_mib": B._proc_status(jvm).get("VmHWM"),
+            "python_workers_peak_rss_mib": round(sum(B._proc_status(pid).get("VmHWM") or 0 for pid in workers), 1),
+            "python_workers": len(workers)}
+
+
 def w_score(args, rep: B.Reporter) -> None:
     t_imports = time.perf_counter()
     # The libraries run_scoring imports lazily, imported before the clock as the bare worker does
@@ -265,6 +281,14 @@ def w_score(args, rep: B.Reporter) -> None:
     from riskstrat.pipelines import run_scoring
 
     rep.update(imports_seconds=round(time.perf_counter() - t_imports, 2))
+    session = None
+    if args.engine == "spark":  # the session is not in the run's time: on a cluster it exists already
+        from riskstrat.engines.spark import spark_session
+
+        rep.step("spark session")
+        t_session = time.perf_counter()
+        session = spark_session()
+        rep.update(session_seconds=round(time.perf_counter() - t_session, 2))
     cfg = _scoring_config(args, args._datadir, args._lists)
     as_of = _as_of(args, args._datadir)
     rep.update(as_of=as_of, load_mode=args.load_mode, rss_after_import_mib=B.current_rss_mib())
@@ -282,6 +306,8 @@ def w_score(args, rep: B.Reporter) -> None:
     rep.step("run_scoring")
     manifest = run_scoring(cfg, as_of, stage=stage, records=records)
     timings = _run_timings(cfg.output_dir)
+    if session is not None:  # the JVM and its Python workers are child processes: their memory apart
+        rep.update(**_spark_memory(session))
     # run_scoring's "load" covers the models, and the data when it loads them itself.
     timings["load"] = round(timings["load"] + rep.result.get("records_load_seconds", 0.0), 3)
     total = time.perf_counter() - t0 + rep.result.get("records_load_seconds", 0.0)

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -307,16 +307,14 @@ def _outcome_of(model) -> dict:
             "horizon_days": days, "horizon_words": horizon}
 
 
-def _drift(model, features: pd.DataFrame, risk: np.ndarray, *, stage: Stage) -> dict | None:
+def _drift(model, features: "MonthFeatures", risk: np.ndarray, *, stage: Stage) -> dict | None:
     """PSI of the risk and of each feature against the model's training-time profile (None for older
     models without one); warnings and alerts go on screen."""
-    from riskstrat.evaluation.drift import drift_report
-
     profile = model.metadata.get("reference_profile")
     if profile is None:
         stage("drift not checked: the model has no reference profile (trained before riskstrat stored one)")
         return None
-    report = drift_report(profile, features, risk)
+    report = features.drift_report(profile, risk)
     stage(f"drift against {report['reference']}: risk PSI {report['score_psi']:.3f} ({report['score_status']}); "
           f"{len(report['alert'])} features alert (PSI > 0.25){': ' + ', '.join(report['alert'][:5]) if report['alert'] else ''}, "
           f"{len(report['warn'])} warn (PSI > 0.1)")
@@ -350,6 +348,115 @@ def explain_people(model, features: pd.DataFrame, raw_score, *, n: int, currency
         stage(f"explaining: {done:,} of {len(features):,} people"
               + (f" ({done / seconds:,.0f} people/s)" if seconds > 0 else ""))
     return (pd.concat(parts) if parts else None), max_error
+
+
+@dataclass
+class PersonScores:
+    """The models' outputs for one month's people, in the order of ``people``.
+
+    ``people`` (index ``person_id``) holds what :func:`riskstrat.lists.rank_population` and the
+    priority groups read: ``practice_id``, ``sex``, ``age`` and the past year's use and cost
+    (the whole feature frame for engines that keep it in memory); ``raw`` is the risk model's raw
+    score (the rank order); ``high_cost_risk`` and ``predicted_cost`` are None without those models.
+    """
+
+    people: pd.DataFrame
+    risk: np.ndarray
+    raw: np.ndarray
+    high_cost_risk: np.ndarray | None = None
+    predicted_cost: np.ndarray | None = None
+
+
+class MonthFeatures(Protocol):
+    """One month's features held where the engine computed them, and what scoring asks of them.
+
+    An engine that scores in place (:meth:`riskstrat.engines.spark.SparkEngine.month_features`)
+    provides its own; every other engine's feature frame is wrapped in :class:`InMemoryFeatures`
+    (:func:`month_features`). Each method runs the models' own code (:class:`riskstrat.models.RiskModel`,
+    :func:`explain_people`, :func:`riskstrat.evaluation.drift.drift_report`), wherever it runs.
+    """
+
+    columns: list[str]  # the feature frame's columns (checked against the models' features)
+
+    def __len__(self) -> int: ...
+
+    def without(self, person_ids) -> tuple["MonthFeatures", int]:
+        """The people not in ``person_ids`` (opt-outs) and how many were removed."""
+        ...
+
+    def score(self, risk_model, cost_model=None, *, chunk_size: int) -> PersonScores:
+        """One pass of each model over every person (:meth:`RiskModel.risk_and_raw_score`, the high-cost
+        model's ``predict_risk`` and ``predict_cost``)."""
+        ...
+
+    def drift_report(self, profile: dict, risk) -> dict:
+        """:func:`riskstrat.evaluation.drift.drift_report` of these features and ``risk``."""
+        ...
+
+    def explain(self, model, scores: PersonScores, person_ids: pd.Index | None, *, n: int, currency: str,
+                demographic_reasons: bool, money_reasons: bool, chunk_size: int,
+                stage: Stage = _quiet) -> tuple[pd.DataFrame | None, float, int]:
+        """:func:`explain_people` for ``person_ids`` (None: everyone) with their raw scores from ``scores``:
+        the reasons (a ``reasons`` column, index ``person_id``), the largest additivity error, and how
+        many people were explained."""
+        ...
+
+    def release(self) -> None:
+        """Free what the engine holds for this month (cached data); nothing is asked of it afterwards."""
+        ...
+
+
+class InMemoryFeatures:
+    """The feature frame in memory (pandas and DuckDB engines): the models run on the driver, in chunks."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self.columns = list(frame.columns)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def without(self, person_ids) -> tuple["InMemoryFeatures", int]:
+        from riskstrat import lists
+
+        frame, removed = lists.apply_opt_outs(self.frame, person_ids)
+        return InMemoryFeatures(frame), removed
+
+    def score(self, risk_model, cost_model=None, *, chunk_size: int) -> PersonScores:
+        features = self.frame
+        risk, raw = _chunked(risk_model.risk_and_raw_score, features, chunk_size)
+        high_cost_risk = predicted_cost = None
+        if cost_model is not None:
+            high_cost_risk = _chunked(cost_model.predict_risk, features, chunk_size)
+            if cost_model.cost_estimator is not None:
+                predicted_cost = _chunked(cost_model.predict_cost, features, chunk_size)
+        return PersonScores(features, risk, raw, high_cost_risk, predicted_cost)
+
+    def drift_report(self, profile: dict, risk) -> dict:
+        from riskstrat.evaluation.drift import drift_report
+
+        return drift_report(profile, self.frame, risk)
+
+    def explain(self, model, scores: PersonScores, person_ids, *, n, currency, demographic_reasons,
+                money_reasons, chunk_size, stage=_quiet):
+        explain = self.frame if person_ids is None else self.frame.loc[np.asarray(person_ids)]
+        reasons, max_error = explain_people(
+            model, explain, scores.raw[scores.people.index.get_indexer(explain.index)], n=n, currency=currency,
+            demographic_reasons=demographic_reasons, money_reasons=money_reasons, chunk_size=chunk_size,
+            stage=stage)
+        return reasons, max_error, len(explain)
+
+    def release(self) -> None:
+        return None
+
+
+def month_features(engine, index_date, *, min_age: float, max_age: float) -> MonthFeatures:
+    """The features for scoring on ``index_date``: the engine's own :class:`MonthFeatures` when it
+    scores in place (its ``month_features`` method), else its feature frame in memory."""
+    own = getattr(engine, "month_features", None)
+    if own is not None:
+        return own(index_date, min_age=min_age, max_age=max_age)
+    return InMemoryFeatures(engine.features(index_date, min_age=min_age, max_age=max_age))
 
 
 class PublishedButNotTrackedError(RiskstratError):
@@ -445,7 +552,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     Returns the manifest (also written as ``manifest.json`` and logged to MLflow). Run timings are
     not in it (a rerun's manifest is byte-identical): they go to the audit log and MLflow.
     """
-    from riskstrat import lists, publish, tracking
+    from riskstrat import publish, tracking
     from riskstrat.engines import PandasEngine, open_engine
     from riskstrat.guards import check_data_currency
     from riskstrat.features import build_features
@@ -489,65 +596,68 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
             data_is_current(data_end)
     timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
-    features = engine.features(as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-    for model in [risk] + ([cost] if cost else []):
-        check_features_match(model.risk_model, features, engine)
-    n_eligible = len(features)
-    excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-    # Opt-outs are matched against everyone in the data: ids that match no one at all mean a wrong key or file.
-    in_data, unmatched = match_opt_outs(records.persons["person_id"], opted_out)
-    if opted_out and not in_data and not cfg.allow_unmatched_opt_outs:
-        raise OptOutError(
-            f"none of the {len(opted_out):,} ids in the opt-out file {cfg.opt_out_file} matches anyone in the data: "
-            f"usually the file was pseudonymised with another key, or it is the wrong file. Nothing was published. "
-            f"If it is right, publish with allow_unmatched_opt_outs=true (--allow-unmatched-opt-outs)")
-    features, n_opted_out = lists.apply_opt_outs(features, in_data)
-    timings["features"] = time.perf_counter() - t
-    stage(f"features as of {as_of.date()}: {len(records.persons):,} people in the data, "
-          f"{sum(excluded.values()):,} outside the cohort ({_counted(excluded)}), "
-          f"{n_eligible:,} eligible, {n_opted_out:,} removed (opted out)"
-          + (f"; {unmatched:,} of {len(opted_out):,} opt-out ids matched no one in the data" if opted_out else ""))
-    counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
-              "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
+    features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    try:
+        for model in [risk] + ([cost] if cost else []):
+            check_features_match(model.risk_model, features, engine)
+        n_eligible = len(features)
+        excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+        # Opt-outs are matched against everyone in the data: ids that match no one at all mean a wrong key or file.
+        in_data, unmatched = match_opt_outs(records.persons["person_id"], opted_out)
+        if opted_out and not in_data and not cfg.allow_unmatched_opt_outs:
+            raise OptOutError(
+                f"none of the {len(opted_out):,} ids in the opt-out file {cfg.opt_out_file} matches anyone in the "
+                f"data: usually the file was pseudonymised with another key, or it is the wrong file. Nothing was "
+                f"published. If it is right, publish with allow_unmatched_opt_outs=true (--allow-unmatched-opt-outs)")
+        features, n_opted_out = features.without(in_data)
+        timings["features"] = time.perf_counter() - t
+        stage(f"features as of {as_of.date()}: {len(records.persons):,} people in the data, "
+              f"{sum(excluded.values()):,} outside the cohort ({_counted(excluded)}), "
+              f"{n_eligible:,} eligible, {n_opted_out:,} removed (opted out)"
+              + (f"; {unmatched:,} of {len(opted_out):,} opt-out ids matched no one in the data" if opted_out else ""))
+        counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
+                  "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
 
-    models = [risk] + ([cost] if cost else [])
-    inputs = {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,
-              "opt_out_file": _file_digest(cfg.opt_out_file) if cfg.opt_out_file else None,
-              "reidentify_files": ({p.name: file_sha256(p) for p in sorted(Path(cfg.reidentify_dir).glob("*.csv"))}
-                                   if cfg.reidentify_dir and Path(cfg.reidentify_dir).is_dir() else None),
-              "config": config_to_dict(cfg)}
-    audit = {"month": month, "as_of": str(as_of.date()),
-             "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
+        models = [risk] + ([cost] if cost else [])
+        inputs = {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,
+                  "opt_out_file": _file_digest(cfg.opt_out_file) if cfg.opt_out_file else None,
+                  "reidentify_files": ({p.name: file_sha256(p) for p in sorted(Path(cfg.reidentify_dir).glob("*.csv"))}
+                                       if cfg.reidentify_dir and Path(cfg.reidentify_dir).is_dir() else None),
+                  "config": config_to_dict(cfg)}
+        audit = {"month": month, "as_of": str(as_of.date()),
+                 "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
 
-    with publish.output_lock(cfg.output_dir) as root:
-        publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
-        try:
-            manifest, summary = _score_month(
-                cfg, as_of, month, risk=risk, cost=cost, records=records, features=features, opted_out=opted_out,
-                in_data=in_data, counts=counts, data_end=data_end, data_end_source=data_end_source, inputs=inputs,
-                timings=timings, stage=stage)
-        except OSError as exc:
-            publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
-            raise _os_error(exc, f"write the {month} lists") from exc
-        except BaseException as exc:
-            publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
-            raise
-        out_dir = Path(manifest["output_dir"])
-        written = json.loads((out_dir / "manifest.json").read_text())["files"]
-        publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(out_dir.resolve()),
-                             files={**written, "manifest.json": file_sha256(out_dir / "manifest.json")},
-                             opted_out_removed=manifest["counts"]["opted_out_removed"],
-                             timings_seconds={k: round(v, 3) for k, v in timings.items()})
-        try:
-            run_id = tracking.log_scoring_run(manifest, summary, cfg, timings=timings)
-        except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
-            publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
-            raise PublishedButNotTrackedError(
-                f"the {month} lists were published to {out_dir} and are complete, but recording the run in MLflow "
-                f"({cfg.tracking.uri or 'default store'}) failed: {type(exc).__name__}: {exc}. The audit log "
-                f"{root / publish.AUDIT_LOG} records the month; run the same command again once MLflow works "
-                f"(a rerun writes the same files and records it)", manifest) from exc
-        publish.append_audit(root, "tracked", **audit, mlflow_run_id=run_id)
+        with publish.output_lock(cfg.output_dir) as root:
+            publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
+            try:
+                manifest, summary = _score_month(
+                    cfg, as_of, month, risk=risk, cost=cost, records=records, features=features, opted_out=opted_out,
+                    in_data=in_data, counts=counts, data_end=data_end, data_end_source=data_end_source, inputs=inputs,
+                    timings=timings, stage=stage)
+            except OSError as exc:
+                publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
+                raise _os_error(exc, f"write the {month} lists") from exc
+            except BaseException as exc:
+                publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
+                raise
+            out_dir = Path(manifest["output_dir"])
+            written = json.loads((out_dir / "manifest.json").read_text())["files"]
+            publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(out_dir.resolve()),
+                                 files={**written, "manifest.json": file_sha256(out_dir / "manifest.json")},
+                                 opted_out_removed=manifest["counts"]["opted_out_removed"],
+                                 timings_seconds={k: round(v, 3) for k, v in timings.items()})
+            try:
+                run_id = tracking.log_scoring_run(manifest, summary, cfg, timings=timings)
+            except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
+                publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
+                raise PublishedButNotTrackedError(
+                    f"the {month} lists were published to {out_dir} and are complete, but recording the run in MLflow "
+                    f"({cfg.tracking.uri or 'default store'}) failed: {type(exc).__name__}: {exc}. The audit log "
+                    f"{root / publish.AUDIT_LOG} records the month; run the same command again once MLflow works "
+                    f"(a rerun writes the same files and records it)", manifest) from exc
+            publish.append_audit(root, "tracked", **audit, mlflow_run_id=run_id)
+    finally:
+        features.release()  # what the engine holds for the month (Spark's cache)
     stage(f"wrote {manifest['counts']['practices']} practice lists to {out_dir}")
     return manifest
 
@@ -576,35 +686,30 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     size = cfg.chunk_size
     # One pass of each model per person: the calibrated risk comes from the raw score, which also
     # ranks (the same order as the calibrated risk, without its ties).
-    risk_values, raw = _chunked(risk.risk_model.risk_and_raw_score, features, size)
-    high_cost_risk = predicted_cost = None
-    if cost:
-        high_cost_risk = _chunked(cost.risk_model.predict_risk, features, size)
-        if cost.risk_model.cost_estimator is not None:
-            predicted_cost = _chunked(cost.risk_model.predict_cost, features, size)
+    scores = features.score(risk.risk_model, cost.risk_model if cost else None, chunk_size=size)
     groups = [GroupRule.model_validate(g) for g in cfg.lists.groups] if cfg.lists.groups else DEFAULT_GROUPS
-    population = lists.rank_population(features, risk_values, high_cost_risk=high_cost_risk,
-                                       predicted_cost=predicted_cost, tier_cutoffs=cfg.lists.tiers, groups=groups,
-                                       rank_score=raw, currency=currency)
+    population = lists.rank_population(scores.people, scores.risk, high_cost_risk=scores.high_cost_risk,
+                                       predicted_cost=scores.predicted_cost, tier_cutoffs=cfg.lists.tiers,
+                                       groups=groups, rank_score=scores.raw, currency=currency)
     timings["prediction"] = time.perf_counter() - t
-    drift = _drift(risk.risk_model, features, risk_values, stage=stage)
+    drift = _drift(risk.risk_model, features, scores.risk, stage=stage)
 
     # Explain the people who go on lists (exact TreeSHAP is ~1000x slower than prediction), or
     # everyone with lists.explain = "all".
     t = time.perf_counter()
     if cfg.lists.explain == "all":
-        explain, who = features, "people"
+        explain, who = None, "people"
     else:
         listed = population.loc[lists.listed_mask(population, list_size=cfg.lists.list_size), "person_id"]
-        explain, who = features.loc[listed.to_numpy()], "listed people"
-    reasons, max_error = explain_people(
-        risk.risk_model, explain, raw[features.index.get_indexer(explain.index)], n=cfg.lists.reasons,
-        currency=currency, demographic_reasons=cfg.lists.demographic_reasons,
+        explain, who = pd.Index(listed.to_numpy()), "listed people"
+    reasons, max_error, n_explained = features.explain(
+        risk.risk_model, scores, explain, n=cfg.lists.reasons, currency=currency,
+        demographic_reasons=cfg.lists.demographic_reasons,
         money_reasons=_outcome_of(risk.risk_model)["name"] == "high_cost", chunk_size=min(size, EXPLAIN_CHUNK),
         stage=stage if cfg.lists.explain == "all" else _quiet)
     timings["shap"] = time.perf_counter() - t
-    stage(f"explained {len(explain):,} {who} (SHAP additivity error {max_error:.1e}"
-          + (f", {len(explain) / timings['shap']:,.0f} people/s)" if cfg.lists.explain == "all" and len(explain)
+    stage(f"explained {n_explained:,} {who} (SHAP additivity error {max_error:.1e}"
+          + (f", {n_explained / timings['shap']:,.0f} people/s)" if cfg.lists.explain == "all" and n_explained
              and timings["shap"] > 0 else ")"))
 
     t = time.perf_counter()
@@ -656,7 +761,7 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         "counts": {"in_data": len(records.persons), "rows_dropped_by_validation": validation.get("rows_dropped"),
                    "empty_tables": validation.get("empty_tables"), **counts,
                    "reidentify_rows_matching_no_one": lookup_unmatched, "scored": len(population),
-                   "listed": int(population["listed"].sum()), "explained": len(explain),
+                   "listed": int(population["listed"].sum()), "explained": n_explained,
                    "held_out": int(population["holdout"].sum()),
                    "practices": len([p for p in practice_lists if p != lists.NO_PRACTICE]), "tiers": tier_counts,
                    "new_this_month": int(population["new_this_month"].sum()),

@@ -16,6 +16,11 @@ that :meth:`riskstrat.outcomes.Outcome.labels` runs on it unchanged.
 - ``"spark"`` (:class:`riskstrat.engines.spark.SparkEngine`, the ``riskstrat[spark]`` extra): the
   DuckDB engine's plan on PySpark DataFrames, in the active Spark session or a local one.
 
+An engine may also score in place: its ``month_features(index_date, min_age=, max_age=)`` returns a
+:class:`riskstrat.pipelines.MonthFeatures` that runs the models where the features are (the Spark
+engine's, :mod:`riskstrat.engines.spark_score`); scoring takes every other engine's feature frame
+to the driver (:func:`riskstrat.pipelines.month_features`).
+
 >>> ENGINES
 ('pandas', 'duckdb', 'spark')
 """

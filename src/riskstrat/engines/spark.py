@@ -300,16 +300,28 @@ class SparkEngine(FolderEngine):
         return rows.withColumn("_out_of_life", reduce(lambda a, b: a | b, outside))
 
     def _aggregate_frame(self, plan: TablePlan, t: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+        frame = _to_pandas(self._aggregate_rows(plan, t))
+        return frame, int(frame["_read"].sum())
+
+    def _aggregate_rows(self, plan: TablePlan, t: pd.Timestamp):
+        """:meth:`_aggregate_frame`'s rows as a Spark DataFrame (one row per person id, not collected)."""
         F, name = self._F, plan.table.name
         rows = self._joined(plan, t).withColumn("_days", F.datediff(_date(F, t), F.col(DATE_COLUMNS[name])))
         keep = ~F.col("_out_of_life") if self.options["out_of_life_events"] == "drop" else F.lit(True)
         row_values = self._row_values(name, t)
-        frame = _to_pandas(rows.groupBy("person_id").agg(
+        return rows.groupBy("person_id").agg(
             F.count(F.lit(1)).alias("_rows"), F.sum("_copies").alias("_read"),
             F.count(F.when(F.col("_out_of_life"), 1)).alias("_n_out_of_life"),
             F.max(F.col("_known").isNull()).alias("_is_unknown"),
-            *[self._aggregate_column(a, t, row_values, keep) for a in aggregates_for(name)]))
-        return frame, int(frame["_read"].sum())
+            *[self._aggregate_column(a, t, row_values, keep) for a in aggregates_for(name)])
+
+    def month_features(self, index_date, *, min_age: float = 18, max_age: float = 120):
+        """The features for scoring on ``index_date`` kept in Spark, where the models score them and explain
+        the listed people (:class:`riskstrat.engines.spark_score.SparkMonthFeatures`); only one narrow row
+        a person comes to the driver. The same numbers as :meth:`features` and the driver's scoring."""
+        from riskstrat.engines.spark_score import SparkMonthFeatures
+
+        return SparkMonthFeatures(self, index_date, min_age=min_age, max_age=max_age)
 
     def _row_values(self, table_name: str, t: pd.Timestamp) -> dict:
         F, T = self._F, _date(self._F, t)

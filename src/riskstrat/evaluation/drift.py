@@ -39,13 +39,31 @@ def variable_profile(values, *, n_bins: int = 10) -> dict:
 
 def psi_against(profile: dict, values) -> float:
     """PSI of ``values`` against a :func:`variable_profile` (missing values are one more bin)."""
+    return psi_of_counts(profile, bin_counts(profile, values))
+
+
+def bin_counts(profile: dict, values) -> np.ndarray:
+    """How many of ``values`` fall in each bin of a :func:`variable_profile`, then how many are missing.
+
+    Counts of parts of the data add up to the counts of the whole (an engine can count per partition).
+
+    >>> bin_counts({"edges": [2.5], "shares": [0.5, 0.5], "missing": 0.0}, [1.0, 3.0, 4.0, np.nan]).tolist()
+    [1, 2, 1]
+    """
     x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        raise ValueError("cannot compute PSI of an empty variable")
     edges = np.asarray(profile["edges"], dtype=float)
     present = x[~np.isnan(x)]
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
-    new = np.append(counts / x.size, (x.size - present.size) / x.size)
+    return np.append(counts, x.size - present.size).astype(np.int64)
+
+
+def psi_of_counts(profile: dict, counts) -> float:
+    """PSI against a :func:`variable_profile` of values counted by :func:`bin_counts`."""
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    if n == 0:
+        raise ValueError("cannot compute PSI of an empty variable")
+    new = counts / n
     ref = np.append(np.asarray(profile["shares"], dtype=float), profile["missing"])
     if ref[-1] == 0 and new[-1] == 0:  # no missing values on either side: the plain PSI
         ref, new = ref[:-1], new[:-1]
@@ -71,8 +89,15 @@ def drift_report(profile: dict, X: pd.DataFrame, score) -> dict:
     Keys: ``reference`` (what the profile describes), ``score_psi``, ``score_status``,
     ``features`` ({name: psi}), ``warn`` and ``alert`` (feature names, largest PSI first).
     """
-    features = {name: psi_against(p, X[name].to_numpy(dtype=float, na_value=np.nan))
-                for name, p in profile["features"].items() if name in X}
+    counts = {name: bin_counts(p, X[name].to_numpy(dtype=float, na_value=np.nan))
+              for name, p in profile["features"].items() if name in X}
+    return drift_report_of_counts(profile, counts, score)
+
+
+def drift_report_of_counts(profile: dict, counts: dict, score) -> dict:
+    """:func:`drift_report` from each feature's :func:`bin_counts` (``{name: counts}``, summed over
+    the parts of the data) instead of the feature values."""
+    features = {name: psi_of_counts(profile["features"][name], c) for name, c in counts.items()}
     ranked = sorted(features, key=features.get, reverse=True)
     score_psi = psi_against(profile["score"], score)
     return {"reference": profile.get("described", ""), "reference_n": profile.get("n"),
