@@ -36,6 +36,7 @@ from test_engines import (  # noqa: E402,F401 - the shared cases, run here with 
     test_empty_event_tables,
     test_equal_to_the_reference_on_a_synthetic_population,
     test_ids_and_text_with_white_space_are_cleaned_with_or_without_parquet_statistics,
+    test_ids_ending_in_white_space_pass_the_link_checks_and_the_outcome_tables,
     test_only_persons,
     test_out_of_life_events_repeats_and_record_ids,
     test_text_dates_are_refused_with_what_to_do,

@@ -467,3 +467,15 @@ def test_spec_hash_covers_derive_version_and_feature_order(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(spec, "FEATURE_NAMES", tuple(reversed(spec.FEATURE_NAMES)))
     assert spec.spec_hash() != before
+
+
+def test_ids_ending_in_white_space_pass_the_link_checks_and_the_outcome_tables(folder_engine, tmp_path):
+    # Training's first queries on a fresh engine: the check of every row's person, then the tables an
+    # outcome reads. An id that only ends in white space is the person's id, as validation strips it.
+    folder = tmp_path / "d"
+    _persons_ab(folder)
+    _raw_parquet(folder, "gp_contacts", {"person_id": ["a ", "b"], "contact_date": [at(-3).date(), at(-30).date()]})
+    reference = load_records(folder)
+    folder_engine(folder).check_links()
+    got = folder_engine(folder).tables(["gp_contacts"])
+    pd.testing.assert_frame_equal(got.tables["gp_contacts"], reference.tables["gp_contacts"])

@@ -1,16 +1,29 @@
-"""The Spark engine's engine-neutral part: checks as counts, messages, the feature frame.
+"""The folder engines' shared part: the table walk, checks as counts, messages, the feature frame.
 
-An engine that reads the Parquet folder itself reads only the persons table into pandas, validated by
-:func:`riskstrat.validate.validate_tables` itself; the event tables stay in their files. The engine
-supplies, in its own language (:class:`FolderEngine`'s ``_`` hooks): each file's column types, a
-profile of its values, counts for the checks :func:`checks` lists, and one row of aggregates per
-person. This module turns the counts into validation's issues (same rules, same messages) and the
-aggregates into the feature frame (:func:`riskstrat.engines.spec.derive`), once for every engine.
+An engine that reads the Parquet folder itself (DuckDB, Spark) reads only the persons table into
+pandas, validated by :func:`riskstrat.validate.validate_tables` itself; the event tables stay in their
+files. :class:`FolderEngine` walks the tables, decides what to count, turns the counts into
+validation's issues (same rules, same messages, same order) and the aggregates into the feature frame
+(:func:`riskstrat.engines.spec.derive`), once for every engine. The engine supplies, in its own
+language (the ``_`` hooks: SQL strings for DuckDB, Column expressions for Spark), each file's column
+types, the counts of one pass over a file, one row of aggregates per person, and a few counts over
+every row (the date span, the links to persons).
 
-The DuckDB engine (:mod:`riskstrat.engines.duckdb`) follows the same plan in its own module and does
-not use this one (it gained one-pass checks, Parquet statistics and person row ids first); its
-error class, :class:`~riskstrat.engines.duckdb.EngineDataError`, is shared, and both engines' refusals
-are tested to be the same.
+- On construction, per table in one pass over its file (:func:`scan_requests`): ``missing_column``,
+  ``missing_value`` (non-nullable columns), ``unknown_code`` (rows per distinct raw code, normalised by
+  validation's own code), ``negative_cost``, ``wrong_type`` (infinite numbers), ``end_before_start``.
+  Text is read as it is unless some value needs validation's cleaning (outer white space, blanks): the
+  Parquet statistics show whether any value starts with white space (:func:`leading_text`; without
+  them, a test of every first character), a test of every last character whether any ends with it;
+  ids ending in it are found by the join with persons instead (they match no person,
+  :meth:`FolderEngine._verify_ids`), after which that table's ids are cleaned.
+- With the aggregates (one pass per table and index date): ``unknown_person``, ``duplicate_rows``
+  (exact repeats over every column of the file, extra columns included, counted in the pass that
+  removes them) and events outside a life (dropped; end dates after death set to the date of death).
+  People are found by a person key the engine returns (DuckDB: the persons table's row id), an
+  integer take rather than a look-up of every id string.
+- ``check_links()`` (training and scoring): every row's person and, under
+  ``out_of_life_events='error'``, dates, in one pass per table.
 """
 
 from __future__ import annotations
@@ -23,16 +36,21 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.engines.spec import DATE_COLUMNS, aggregates_for, derive
-from riskstrat.engines.duckdb import EngineDataError
+from riskstrat.errors import RiskstratError
 from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
 
-__all__ = ["EngineDataError", "FolderEngine", "TablePlan", "checks", "out_of_life_tests", "read_window"]
+__all__ = ["EngineDataError", "FolderEngine", "TablePlan", "checks", "clamped_ends", "leading_text",
+           "out_of_life_tests", "read_window", "scan_requests"]
+
+
+class EngineDataError(RiskstratError, ValueError):
+    """The data folder is not in a form this engine reads; the message says what to use instead."""
 
 
 class TablePlan:
     """How one event table's file maps onto its schema: which file column feeds each schema column
     (names matched as validation matches headers), the extra columns, the absent required ones; and,
-    once profiled, each category column's codes and the columns found already clean."""
+    once checked, each category column's codes and the columns found already clean."""
 
     def __init__(self, table: Table, path: Path, file_columns: dict[str, str]):
         self.table, self.path = table, path
@@ -51,6 +69,8 @@ class TablePlan:
         self.unknown: dict[str, list[str]] = {}
         # Text and number columns found already clean (no outer spaces, no blanks, no NaN): read as they are.
         self.clean: set[str] = set()
+        # False while person_id is read as it is without every value checked for trailing white space.
+        self.ids_verified = True
 
     def stored(self, name: str) -> str:
         """The engine's type name of the file column feeding schema column ``name``."""
@@ -89,6 +109,72 @@ def checks(plan: TablePlan) -> list[tuple[str, str, str | None]]:
         if start in plan.source and end in plan.source:
             out.append(("end_before_start", end, start))
     return out
+
+
+def scan_requests(plan: TablePlan, leading: dict[str, str | None]) -> list[tuple[str, str | None, str | None]]:
+    """What the one pass over an event table's file counts, as ``(what, column, other)``; the engine
+    answers each (:meth:`FolderEngine._scan_counts`):
+
+    - ``rows``: the rows of the file;
+    - ``histogram``: a category column's rows per distinct raw value (as text, missing left out), a dict;
+    - ``null``: rows where a non-nullable column is missing (as stored);
+    - ``leading`` / ``trailing``: text values whose first / last character is white space or a control
+      character (``<= " "``), or empty; ``leading`` only where the statistics (``leading[column]``,
+      :func:`leading_text`) cannot tell, ``trailing`` for every text column but ``person_id`` (whose
+      values ending in white space the join with persons finds);
+    - ``nan``, ``infinite``, ``below`` (under the column's minimum): number columns, as stored;
+    - ``end_before_start``: rows whose ``column`` (the end) is before ``other`` (the start);
+    - (asked in a second pass, for text columns found dirty) ``blank``: rows where the column as
+      validation leaves it (stripped, blank as missing) is missing.
+    """
+    table, out = plan.table, [("rows", None, None)]
+    for col in table.columns:
+        if col.name not in plan.source:
+            continue
+        if col.kind == "category":
+            out.append(("histogram", col.name, None))
+        elif col.kind in ("id", "str"):
+            if leading.get(col.name) is None:
+                out.append(("leading", col.name, None))
+            if col.name != "person_id" and leading.get(col.name) != "blank":
+                out.append(("trailing", col.name, None))
+        elif col.kind == "float":
+            out += [("nan", col.name, None), ("infinite", col.name, None)]
+            if col.min_value is not None:
+                out.append(("below", col.name, None))
+        if not col.nullable:
+            out.append(("null", col.name, None))
+    for start, end in table.ordered_dates:
+        if start in plan.source and end in plan.source:
+            out.append(("end_before_start", end, start))
+    return out
+
+
+def leading_text(meta, column: str) -> str | None:
+    """What the Parquet statistics (``meta``, the file's footer: ``pyarrow.parquet.FileMetaData``) say of
+    a text column's first characters: ``"blank"`` (every value missing), ``"clean"`` (no value is empty
+    or starts with white space or a control character: the smallest value does not), ``"dirty"``, or
+    None (no statistics)."""
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if column not in names:
+        return None
+    at = names.index(column)
+    smallest, blank = None, True
+    for g in range(meta.num_row_groups):
+        chunk = meta.row_group(g).column(at)
+        st = chunk.statistics
+        if st is None or not st.has_null_count:
+            return None
+        if st.null_count == chunk.num_values:
+            continue
+        blank = False
+        if not st.has_min_max:
+            return None
+        low = st.min if isinstance(st.min, str) else bytes(st.min).decode("utf-8", "replace")
+        smallest = low if smallest is None else min(smallest, low)
+    if blank:
+        return "blank"
+    return "clean" if smallest and smallest[0] > " " else "dirty"
 
 
 def out_of_life_tests(table: Table, policy: str) -> list[tuple[str, str]]:
@@ -135,19 +221,33 @@ _CHECK_TEXTS = {
     "end_before_start": "with an end before the start; correct the dates or remove the rows",
 }
 
+_LINK_TEXTS = {
+    "unknown_person": "{n} {refer} to person ids that are not in persons; add the people to persons or remove "
+                      "the rows.",
+    "future_event": "{n} dated after the end of the data ({latest}); correct the dates or remove the rows.",
+    "event_before_birth": "{n} dated before the person's birth; correct the dates or remove the rows (or drop "
+                          "them with out_of_life_events='drop').",
+    "event_after_death": "{n} dated after the person's death; correct the dates or remove the rows (or drop "
+                         "them with out_of_life_events='drop').",
+}
+
 
 class FolderEngine(ABC):
     """Features computed by an engine over a canonical Parquet folder; validation's checks as counts.
 
-    A subclass implements the hooks (``_connect``, ``_file_columns``, ``_reads_as``, ``_profile``,
-    ``_check_counts``, ``_aggregate_frame``, ``_date_span``); this class runs the checks, reports what
-    they find as validation would, and builds the feature frame. ``exclude_sources`` are never read;
-    ``out_of_life_events``, ``duplicate_rows`` and ``unknown_codes`` are validation's options
-    (:func:`riskstrat.validate.validate_tables`). Raises :class:`~riskstrat.validate.ValidationError`
-    when validation would refuse the data, :class:`EngineDataError` when the engine cannot read it.
+    A subclass implements the hooks (``_connect``, ``_file_columns``, ``_reads_as``, ``_scan_counts``,
+    ``_aggregate_frame``, ``_date_span``, ``_link_counts``, ``_unknown_ids``); this class walks the
+    tables, runs the checks, reports what they find as validation would, and builds the feature frame.
+    ``exclude_sources`` are never read; ``out_of_life_events``, ``duplicate_rows`` and ``unknown_codes``
+    are validation's options (:func:`riskstrat.validate.validate_tables`). Raises
+    :class:`~riskstrat.validate.ValidationError` when validation would refuse the data,
+    :class:`EngineDataError` when the engine cannot read it.
     """
 
     name = "folder"  # what runs record: the subclass's engine name
+    _plan_class = TablePlan  # an engine may add its own column expressions to the plan
+    # The engine's person key (``_person`` in an aggregate frame) -> the persons table's row; None: the row.
+    _person_key_rows: np.ndarray | None = None
 
     def __init__(self, data_dir: str | Path, *, exclude_sources: Iterable[str] = (), out_of_life_events: str = "drop",
                  duplicate_rows: str = "drop", unknown_codes: str = "error",
@@ -201,9 +301,14 @@ class FolderEngine(ABC):
         """Earliest and latest event date over the event tables (events outside a life left out, as
         validation drops them; dates after ``until`` ignored, as :meth:`LinkedRecords.date_range`)."""
         until = pd.Timestamp(until).normalize() if until is not None else None
-        spans = [self._date_span(plan, until) for plan in self.plans.values()]
-        lows = [pd.Timestamp(low) for low, _ in spans if low is not None]
-        highs = [pd.Timestamp(high) for _, high in spans if high is not None]
+        lows, highs = [], []
+        for plan in self.plans.values():
+            low, high, n_unknown = self._date_span(plan, until)
+            if n_unknown and self._verify_ids(plan, self._unknown_ids(plan)):
+                low, high, _ = self._date_span(plan, until)  # ids ending in white space: again, cleaning them
+            if low is not None:
+                lows.append(pd.Timestamp(low))
+                highs.append(pd.Timestamp(high))
         return (min(lows) if lows else None, max(highs) if highs else None)
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
@@ -211,10 +316,15 @@ class FolderEngine(ABC):
         from riskstrat.features import eligible_persons
 
         t = pd.Timestamp(index_date).normalize()
-        people = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age).set_index("person_id")
+        eligible = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age)
+        # Persons row -> position in the cohort; the extra last slot (-1) is where a key of -1 lands.
+        position = np.full(len(self.persons) + 1, -1, dtype=np.int64)
+        position[self.persons.index.get_indexer(eligible.index)] = np.arange(len(eligible))
+        cohort_of_key = position if self._person_key_rows is None else position[self._person_key_rows]
+        people = eligible.set_index("person_id")
         values: dict[str, np.ndarray] = {}
         for plan in self.plans.values():
-            values.update(self._aggregate(plan, t, people.index))
+            values.update(self._aggregate(plan, t, cohort_of_key, len(people)))
         result = derive(people, values, set(self.plans))
         result["practice_id"] = people["practice_id"].astype("string")
         result["sex"] = people["sex"]
@@ -248,18 +358,10 @@ class FolderEngine(ABC):
         the aggregates read only the rows before each index date, so they cannot see these in later
         rows. One pass over the ids and dates per table (:meth:`_link_counts`); raises
         :class:`~riskstrat.validate.ValidationError` with validation's rule names and messages."""
-        from riskstrat.validate import ValidationError, _agree, _rows
+        from riskstrat.validate import ValidationError
 
-        latest, log, found = self._latest_date(), self._log, []
+        latest, found = self._latest_date(), []
         strict = self.options["out_of_life_events"] == "error"
-        texts = {"unknown_person": "{n} {refer} to person ids that are not in persons; add the people to persons "
-                                   "or remove the rows.",
-                 "future_event": f"{{n}} dated after the end of the data ({latest.date()}); correct the dates "
-                                 f"or remove the rows.",
-                 "event_before_birth": "{n} dated before the person's birth; correct the dates or remove the "
-                                       "rows (or drop them with out_of_life_events='drop').",
-                 "event_after_death": "{n} dated after the person's death; correct the dates or remove the "
-                                      "rows (or drop them with out_of_life_events='drop')."}
         for name, plan in self.plans.items():
             if name in self._links_checked:
                 continue
@@ -267,16 +369,23 @@ class FolderEngine(ABC):
             if strict:
                 rules += (["future_event"] if plan.table.event_date else []) + ["event_before_birth",
                                                                                "event_after_death"]
-            for rule, n in zip(rules, self._link_counts(plan, rules, latest)):
-                if n:
-                    column = "person_id" if rule == "unknown_person" else None
-                    found.append((name, column, rule, "error", int(n), f"{log.where(name, column)}: " + texts[rule].format(
-                        n=_rows(int(n)), refer=_agree(int(n), "refers", "refer"))))
+            counts = self._link_counts(plan, rules, latest)
+            if counts[0] and self._verify_ids(plan, self._unknown_ids(plan)):
+                counts = self._link_counts(plan, rules, latest)  # ids ending in white space: again, cleaning them
+            found += [self._link_issue(name, rule, int(n), latest) for rule, n in zip(rules, counts) if n]
             self._links_checked.add(name)
         if found:
             for issue in found:
-                log.add(*issue)
+                self._log.add(*issue)
             raise ValidationError(self.report)
+
+    def _link_issue(self, name: str, rule: str, n: int, latest: pd.Timestamp) -> tuple:
+        """The issue for ``n`` rows of table ``name`` breaking a link rule, worded as validation words it."""
+        from riskstrat.validate import _agree, _rows
+
+        column = "person_id" if rule == "unknown_person" else None
+        text = _LINK_TEXTS[rule].format(n=_rows(n), refer=_agree(n, "refers", "refer"), latest=latest.date())
+        return (name, column, rule, "error", n, f"{self._log.where(name, column)}: {text}")
 
     def _latest_date(self) -> pd.Timestamp:
         """The last day the data can hold, as validation takes it: dataset.json's extract end, never
@@ -286,6 +395,26 @@ class FolderEngine(ABC):
         today = pd.Timestamp.today().normalize()
         end = dataset_metadata(self.data_dir).get("extract_end")
         return min(pd.Timestamp(end), today) if end else today
+
+    @staticmethod
+    def _verify_ids(plan: TablePlan, unknown: Iterable) -> bool:
+        """Whether ids read as they are, found in no person, hold white space that validation would
+        strip (then the plan cleans them from now on: the caller runs its query again). False at once
+        when the table's ids are cleaned already."""
+        from riskstrat.validate import _text
+
+        if plan.ids_verified:
+            return False
+        values = pd.Series(list(unknown), dtype=object)
+        values = values[values.notna()]
+        if not len(values):
+            return False
+        cleaned = _text(values).astype(object)
+        if not (cleaned.isna() | (cleaned != values)).any():
+            return False
+        plan.clean.discard("person_id")
+        plan.ids_verified = True
+        return True
 
     # ------------------------------------------------------------------ hooks (the engine's language)
 
@@ -302,30 +431,33 @@ class FolderEngine(ABC):
         """Whether a column stored as ``stored`` is read as a schema column of ``kind`` (date, float, bool)."""
 
     @abstractmethod
-    def _profile(self, plan: TablePlan, categories: list[Column]) -> tuple[dict[str, list[str]], set[str]]:
-        """The distinct raw values (as text, blanks left out) of each of ``categories``, and the text and
-        number columns found clean (no value with outer spaces, blank or NaN)."""
-
-    @abstractmethod
-    def _check_counts(self, plan: TablePlan, listed: list[tuple[str, str, str | None]]) -> tuple[int, list[int]]:
-        """The table's row count and, for each check in ``listed`` (:func:`checks`), its rows."""
+    def _scan_counts(self, plan: TablePlan, requests: list[tuple[str, str | None, str | None]]) -> list:
+        """The answer to each of ``requests`` (:func:`scan_requests`), in one pass over the table's file:
+        a row count, or for ``histogram`` a dict of rows per raw value (an engine may leave None the
+        count of a value that is a known code: only blanks' and unknown codes' counts are read)."""
 
     @abstractmethod
     def _aggregate_frame(self, plan: TablePlan, t: pd.Timestamp) -> tuple[pd.DataFrame, int]:
         """One row per person id of the table's rows (cleaned as validation cleans them) with ``_rows``
         (rows kept after repeats are removed), ``_n_out_of_life``, ``_is_unknown`` (the id is not in
-        persons) and every aggregate of the table as of ``t``; and the rows read before repeats were
-        removed (see :func:`read_window`)."""
+        persons), ``_person`` (the person key, :attr:`_person_key_rows`; missing for an unknown id) and
+        every aggregate of the table as of ``t``; and the rows read before repeats were removed (see
+        :func:`read_window`)."""
 
     @abstractmethod
-    def _date_span(self, plan: TablePlan, until: pd.Timestamp | None):
-        """The earliest and latest event date of the table's kept rows (at most ``until``), or Nones."""
+    def _date_span(self, plan: TablePlan, until: pd.Timestamp | None) -> tuple:
+        """The earliest and latest event date of the table's rows of known people that validation keeps
+        (at most ``until``), or Nones; and the rows whose person is not in persons."""
 
     @abstractmethod
     def _link_counts(self, plan: TablePlan, rules: list[str], latest: pd.Timestamp) -> list[int]:
-        """Rows of the whole table (every date) breaking each of ``rules``: ``unknown_person`` (an id not
-        in persons), ``future_event`` (the event date after ``latest``), ``event_before_birth``,
+        """Rows of the whole table (every date) breaking each of ``rules`` (``unknown_person`` first): an
+        id not in persons, ``future_event`` (the event date after ``latest``), ``event_before_birth``,
         ``event_after_death`` (any date column outside the person's life)."""
+
+    @abstractmethod
+    def _unknown_ids(self, plan: TablePlan) -> list:
+        """The distinct person ids of the table (as read) that are not in persons."""
 
     # ------------------------------------------------------------------ checks
 
@@ -333,7 +465,7 @@ class FolderEngine(ABC):
         from riskstrat.validate import _rows
 
         log, name = self._log, table.name
-        plan = TablePlan(table, path, self._file_columns(path))
+        plan = self._plan_class(table, path, self._file_columns(path))
         for col in plan.absent:
             found = ", ".join(plan.file_columns) or "none"
             log.add(name, col, "missing_column", "error", 0,
@@ -352,19 +484,13 @@ class FolderEngine(ABC):
                     f"{path.name}, column {col.name}: stored as {plan.stored(col.name)}, but the {self.name} "
                     f"engine reads it as {col.kind} only; write the data with riskstrat import (typed Parquet), "
                     f"or use --engine pandas")
-        categories = [c for c in table.columns if c.name in plan.source and c.kind == "category"]
-        raw_values, plan.clean = self._profile(plan, categories)
-        for col in categories:
-            plan.code_map[col.name], plan.unknown[col.name] = code_map(raw_values[col.name], col)
-
-        listed = checks(plan)
-        n_rows, found = self._check_counts(plan, listed)
-        self.row_counts[name] = int(n_rows)
+        n_rows, counts = self._count_checks(plan)
+        self.row_counts[name] = n_rows
         if n_rows == 0:
             log.add(name, None, "empty_table", "warning", 0,
                     f"{log.where(name)} has no rows, so the {name} table contributes nothing.")
-        for (rule, col, _), n in zip(listed, found):
-            n = int(n)
+        for rule, col, _ in checks(plan):  # validation's order: column by column, then the date pairs
+            n = counts.get((rule, col), 0)
             if not n:
                 continue
             where = log.where(name, col)
@@ -381,9 +507,62 @@ class FolderEngine(ABC):
             log.add(name, col, rule, "error", n, f"{where}: {_rows(n)} {_CHECK_TEXTS[rule]}.")
         self.plans[name] = plan
 
+    def _count_checks(self, plan: TablePlan) -> tuple[int, dict[tuple[str, str], int]]:
+        """The table's rows and each check's rows (:func:`checks`), from one pass over its file (a second
+        for required text columns with values to strip); fills in the plan's codes and clean columns."""
+        import pyarrow.parquet as pq
+
+        table = plan.table
+        # The footer's statistics answer whether text starts clean without a scan.
+        meta = pq.ParquetFile(plan.path).metadata
+        leading = {c.name: leading_text(meta, plan.source[c.name]) for c in table.columns
+                   if c.name in plan.source and c.kind in ("id", "str")}
+        requests = scan_requests(plan, leading)
+        found = {(what, col): n for (what, col, _), n in zip(requests, self._scan_counts(plan, requests))}
+
+        def got(what: str, col: str) -> int:
+            return int(found.get((what, col)) or 0)
+
+        counts: dict[tuple[str, str], int] = {}
+        to_strip = []
+        for col in table.columns:
+            if col.name not in plan.source:
+                continue
+            if col.kind == "category":
+                histogram = found[("histogram", col.name)] or {}
+                plan.code_map[col.name], plan.unknown[col.name] = code_map([v for v in histogram if v is not None], col)
+                counts[("unknown_code", col.name)] = sum(int(histogram[v]) for v in plan.unknown_codes(col))
+                blank = sum(int(histogram[v]) for v in plan.blank_codes(col))
+                counts[("missing_value", col.name)] = got("null", col.name) + blank
+            elif col.kind in ("id", "str"):
+                if not (leading[col.name] == "dirty" or got("leading", col.name) or got("trailing", col.name)):
+                    plan.clean.add(col.name)
+                    counts[("missing_value", col.name)] = got("null", col.name)
+                elif not col.nullable:  # white space to strip: blanks counted as validation counts them
+                    to_strip.append(col.name)
+            elif col.kind == "float":
+                if not got("nan", col.name):
+                    plan.clean.add(col.name)
+                counts[("wrong_type", col.name)] = got("infinite", col.name)
+                counts[("negative_cost", col.name)] = got("below", col.name)
+                counts[("missing_value", col.name)] = got("null", col.name) + got("nan", col.name)
+            else:
+                counts[("missing_value", col.name)] = got("null", col.name)
+        for start, end in table.ordered_dates:
+            counts[("end_before_start", end)] = got("end_before_start", end)
+        if to_strip:
+            blanks = self._scan_counts(plan, [("blank", c, None) for c in to_strip])
+            counts.update({("missing_value", c): int(n) for c, n in zip(to_strip, blanks)})
+        # Ids read as they are may still end in white space: the joins with persons find them (_verify_ids).
+        plan.ids_verified = "person_id" not in plan.clean
+        return got("rows", None), counts
+
     # ------------------------------------------------------------------ aggregates
 
-    def _aggregate(self, plan: TablePlan, t: pd.Timestamp, ids: pd.Index) -> dict[str, np.ndarray]:
+    def _aggregate(self, plan: TablePlan, t: pd.Timestamp, cohort_of_key: np.ndarray,
+                   n_people: int) -> dict[str, np.ndarray]:
+        """The aggregates of one table for the ``n_people`` people of the cohort; ``cohort_of_key[key]`` is
+        the cohort position of the person whose key is ``key`` (-1: not in the cohort)."""
         from riskstrat.validate import ValidationError, _agree, _rows
 
         name = plan.table.name
@@ -393,10 +572,10 @@ class FolderEngine(ABC):
         log, issues = self._log, []
         unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
         n_unknown = int(frame.loc[unknown, "_rows"].sum())
+        if n_unknown and self._verify_ids(plan, frame.loc[unknown, "person_id"]):
+            return self._aggregate(plan, t, cohort_of_key, n_people)  # ids ending in white space: again, cleaning
         if n_unknown:
-            issues.append((name, "person_id", "unknown_person", "error", n_unknown,
-                           f"{log.where(name, 'person_id')}: {_rows(n_unknown)} {_agree(n_unknown, 'refers', 'refer')} "
-                           f"to person ids that are not in persons; add the people to persons or remove the rows."))
+            issues.append(self._link_issue(name, "unknown_person", n_unknown, t))
         n_outside = int(frame["_n_out_of_life"].sum())
         if n_outside:
             policy = self.options["out_of_life_events"]
@@ -420,7 +599,7 @@ class FolderEngine(ABC):
                     self._stage(f"warning: {issue[5]}")
         if any(i[3] == "error" for i in issues):
             raise ValidationError(self.report)
-        return per_person(frame, ids, name)
+        return per_person(frame, cohort_of_key, n_people, name)
 
 
 def code_map(raw: list[str], col: Column) -> tuple[dict[str, str | None], list[str]]:
@@ -434,17 +613,20 @@ def code_map(raw: list[str], col: Column) -> tuple[dict[str, str | None], list[s
     return mapping, [v for v, bad in zip(raw, unknown) if bad]
 
 
-def per_person(frame: pd.DataFrame, ids: pd.Index, table_name: str) -> dict[str, np.ndarray]:
-    """The table's aggregates (columns of ``frame``, one row per person id) in the order of ``ids``;
-    a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``."""
-    at = ids.get_indexer(pd.Index(frame["person_id"].astype(object)))
+def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, table_name: str) -> dict[str, np.ndarray]:
+    """The table's aggregates (columns of ``frame``, one row per person id, ``_person`` the person key) in
+    cohort order; a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``."""
+    person = frame["_person"].to_numpy(dtype="float64", na_value=np.nan)
+    known = ~np.isnan(person)
+    at = np.full(len(frame), -1, dtype=np.int64)
+    at[known] = cohort_of_key[person[known].astype(np.int64)]
     hit = at >= 0
     values = {}
     for a in aggregates_for(table_name):
         column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)
         if a.kind == "any":
             column = (column > 0).astype("float64")
-        out = np.full(len(ids), a.fill, dtype="float64")
+        out = np.full(n_people, a.fill, dtype="float64")
         out[at[hit]] = np.where(np.isnan(column[hit]), a.fill, column[hit])
         values[a.name] = out
     return values

@@ -3,20 +3,13 @@
 Only the persons table (one row a person) is read into pandas, and validated there by
 :func:`riskstrat.validate.validate_tables` itself. Event tables stay in their Parquet files:
 DuckDB scans them, applies the cleaning validation applies to the rows that feed features, and
-returns one row of aggregates per person. Validation's rules are run as SQL counts and raise the
-same :class:`~riskstrat.validate.ValidationError` (rule names, files, counts; no row examples):
-
-- checked on construction, per table in one pass over its file: ``missing_column``,
-  ``missing_value`` (non-nullable columns), ``unknown_code`` (each distinct code, with its count,
-  normalised by validation's own code), ``negative_cost``, ``wrong_type`` (infinite numbers),
-  ``end_before_start``. Text is read as it is unless some value needs validation's cleaning
-  (outer white space, blanks): the Parquet statistics show whether any value starts with white
-  space, a cheap test per row whether any ends with it, and ids ending in it are found by the
-  join with persons (they match no person), after which that table's ids are cleaned;
-- checked with the aggregates (one pass), per index date: ``unknown_person``,
-  ``duplicate_rows`` (exact repeats over every column of the file, extra columns included: removed
-  by ``SELECT DISTINCT``) and ``event_before_birth`` / ``event_after_death`` (dropped; end dates
-  after death set to the date of death).
+returns one row of aggregates per person. Validation's rules run as SQL counts and raise the same
+:class:`~riskstrat.validate.ValidationError` (rule names, files, counts; no row examples). What is
+checked when, the messages and the feature frame are the folder engines' shared part
+(:mod:`riskstrat.engines._folder`); this module writes its SQL: one query a table for the checks on
+construction, one a table and index date for the aggregates (:meth:`DuckDBEngine.aggregate_sql`),
+in which repeats are removed and counted by one ``GROUP BY ALL`` and people are found by the persons
+table's row id.
 
 The engine needs typed Parquet, as ``riskstrat import`` and ``riskstrat synth`` write it (dates as
 dates or timestamps, numbers as numbers, flags as booleans); a CSV folder or a text-typed column is
@@ -35,23 +28,23 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from riskstrat.engines.spec import DATE_COLUMNS, Aggregate, Where, aggregates_for, derive
-from riskstrat.errors import RiskstratError
-from riskstrat.io import read_table_file, table_files
+from riskstrat.engines._folder import (
+    EngineDataError,
+    FolderEngine,
+    TablePlan,
+    clamped_ends,
+    out_of_life_tests,
+    read_window,
+)
+from riskstrat.engines.spec import DATE_COLUMNS, Aggregate, Where, aggregates_for
 from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
-from riskstrat.validate import ValidationError, _agree, _coerce_category, _IssueLog, _rows, _text, validate_tables
 
 __all__ = ["DuckDBEngine", "EngineDataError"]
 
 _DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP_US")
 _NUMBER_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
-                 "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT")
-
-
-class EngineDataError(RiskstratError, ValueError):
-    """The data folder is not in a form this engine reads; the message says what to use instead."""
+                 "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT", "DECIMAL")
 
 
 def _quote(name: str) -> str:
@@ -75,54 +68,13 @@ def _date(t: pd.Timestamp) -> str:
     return f"DATE '{t.date().isoformat()}'"
 
 
-def _leading_text(meta: pq.FileMetaData, column: str) -> str | None:
-    """What the Parquet statistics (the file's footer) say of a text column's first characters:
-    ``"blank"`` (every value missing), ``"clean"`` (no value is empty or starts with white space or
-    a control character: the smallest value does not), ``"dirty"``, or None (no statistics)."""
-    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
-    if column not in names:
-        return None
-    at = names.index(column)
-    smallest, blank = None, True
-    for g in range(meta.num_row_groups):
-        chunk = meta.row_group(g).column(at)
-        st = chunk.statistics
-        if st is None or not st.has_null_count:
-            return None
-        if st.null_count == chunk.num_values:
-            continue
-        blank = False
-        if not st.has_min_max:
-            return None
-        low = st.min if isinstance(st.min, str) else bytes(st.min).decode("utf-8", "replace")
-        smallest = low if smallest is None else min(smallest, low)
-    if blank:
-        return "blank"
-    return "clean" if smallest and smallest[0] > " " else "dirty"
+def _outside(alias: str, column: str, side: str) -> str:
+    """SQL: the row's date ``column`` is before the person's birth or after their death (``side``)."""
+    return f"coalesce({alias}.{_quote(column)} {'<' if side == 'birth' else '>'} p.{side}_date, false)"
 
 
-class _TablePlan:
-    """How one event table's file is read: typed, normalised expressions for its schema columns."""
-
-    def __init__(self, table: Table, path: Path, file_columns: dict[str, str]):
-        self.table, self.path = table, path
-        self.file_columns = file_columns  # file column -> DuckDB type
-        by_key = {c.strip().lstrip("\ufeff").strip().lower(): c for c in file_columns}
-        self.source: dict[str, str] = {}  # schema column -> file column
-        for col in table.columns:
-            if col.name in file_columns:
-                self.source[col.name] = col.name
-            elif col.name in by_key and by_key[col.name] not in table.column_names:
-                self.source[col.name] = by_key[col.name]
-        self.extras = [c for c in file_columns if c not in self.source.values()]
-        self.absent = [c.name for c in table.columns if c.required and c.name not in self.source]
-        # Category column -> {raw value: canonical code, None when blank or unknown}; and the unknown ones.
-        self.code_map: dict[str, dict[str, str | None]] = {}
-        self.unknown: dict[str, list[str]] = {}
-        # Text and number columns found already clean (no outer spaces, no blanks, no NaN): read as they are.
-        self.clean: set[str] = set()
-        # False while person_id is read as it is without every value checked for trailing white space.
-        self.ids_verified = True
+class _TablePlan(TablePlan):
+    """The plan with its columns as SQL: typed, normalised expressions for the schema columns."""
 
     @property
     def scan(self) -> str:
@@ -136,17 +88,16 @@ class _TablePlan:
         if col.name not in self.source:
             return {"date": "CAST(NULL AS DATE)", "float": "CAST(NULL AS DOUBLE)", "bool": "CAST(NULL AS BOOLEAN)"}.get(
                 col.kind, "CAST(NULL AS VARCHAR)")
-        raw, kind = self.raw(col.name), self.file_columns[self.source[col.name]].upper()
+        raw, kind = self.raw(col.name), self.stored(col.name).upper()
         if col.kind in ("id", "str"):
             if col.name in self.clean:
                 return raw if kind == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
             return f"NULLIF({_strip(f'CAST({raw} AS VARCHAR)')}, '')"
         if col.kind == "category":
-            mapping = self.code_map.get(col.name) or {}
-            if all(k == v for k, v in mapping.items()):  # already canonical: no per-row mapping
+            if self.is_canonical(col):  # already canonical: no per-row mapping
                 return raw if kind == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
             cases = " ".join(f"WHEN {_literal(k)} THEN {_literal(v) if v is not None else 'NULL'}"
-                             for k, v in mapping.items())
+                             for k, v in self.code_map[col.name].items())
             return f"(CASE CAST({raw} AS VARCHAR) {cases} END)"
         if col.kind == "date":
             return raw if kind == "DATE" else f"CAST({raw} AS DATE)"  # a timestamp's date, as validation
@@ -155,9 +106,6 @@ class _TablePlan:
                 return raw if kind == "DOUBLE" else f"CAST({raw} AS DOUBLE)"
             return f"(CASE WHEN isnan(CAST({raw} AS DOUBLE)) THEN NULL ELSE CAST({raw} AS DOUBLE) END)"
         return raw  # bool
-
-    def unknown_codes(self, col: Column) -> list[str]:
-        return self.unknown.get(col.name, [])
 
     def typed(self, *, drop_unknown_codes: bool, row_number: bool = False) -> str:
         """SELECT of every schema column (validated form) plus the file's extra columns, as read
@@ -178,7 +126,7 @@ class _TablePlan:
         return f"SELECT {', '.join(parts)} FROM {scan}" + (f" WHERE {' AND '.join(where)}" if where else "")
 
 
-class DuckDBEngine:
+class DuckDBEngine(FolderEngine):
     """Features by SQL over a canonical Parquet folder (see the module docstring).
 
     ``exclude_sources`` are never read; ``out_of_life_events``, ``duplicate_rows`` and
@@ -188,39 +136,24 @@ class DuckDBEngine:
     """
 
     name = "duckdb"
+    _plan_class = _TablePlan
 
     def __init__(self, data_dir: str | Path, *, exclude_sources: Iterable[str] = (), out_of_life_events: str = "drop",
                  duplicate_rows: str = "drop", unknown_codes: str = "error", threads: int | None = None,
                  memory_limit: str | None = None, stage: Callable[[str], None] | None = None):
-        self.data_dir = Path(data_dir)
-        self.options = {"out_of_life_events": out_of_life_events, "duplicate_rows": duplicate_rows,
-                        "unknown_codes": unknown_codes}
-        self._stage = stage or (lambda message: None)
-        exclude = set(exclude_sources)
-        files = {name: path for name, path in table_files(self.data_dir).items() if name not in exclude}
-        text = [p.name for p in files.values() if not p.name.endswith(".parquet")]
-        if text:
-            raise EngineDataError(f"{self.data_dir}: the duckdb engine reads Parquet only, and {', '.join(text)} "
-                                  f"{'is' if len(text) == 1 else 'are'} not; convert with riskstrat import, or "
-                                  f"use --engine pandas")
-        self.files = files
-        # Persons: one row a person, validated by validation itself (the cohort comes from it).
-        raw = {"persons": read_table_file(files["persons"])} if "persons" in files else {}
-        records, self.report = validate_tables(raw, files={k: v for k, v in files.items() if k == "persons"},
-                                               **self.options)
-        if records is None:
-            raise ValidationError(self.report)
-        self.persons = records.persons
-        self._persons_only = records
+        self._settings = {"threads": threads, "memory_limit": memory_limit}
+        super().__init__(data_dir, exclude_sources=exclude_sources, out_of_life_events=out_of_life_events,
+                         duplicate_rows=duplicate_rows, unknown_codes=unknown_codes, stage=stage)
 
+    def _connect(self) -> None:
         self.con = duckdb.connect()
         # No progress bar on stdout (the CLI prints one result line); row order never matters here.
         self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET preserve_insertion_order = false")
-        if threads is not None:
-            self.con.execute(f"SET threads = {int(threads)}")
-        if memory_limit is not None:
-            self.con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+        if self._settings["threads"] is not None:
+            self.con.execute(f"SET threads = {int(self._settings['threads'])}")
+        if self._settings["memory_limit"] is not None:
+            self.con.execute(f"SET memory_limit = {_literal(self._settings['memory_limit'])}")
         self.con.register("_persons_frame", pa.table({
             "person_id": pa.array(self.persons["person_id"].astype(object), type=pa.string()),
             "birth_date": pa.array(self.persons["birth_date"].to_numpy(), type=pa.timestamp("s")),
@@ -230,80 +163,83 @@ class DuckDBEngine:
         self.con.execute("CREATE TEMP TABLE persons AS SELECT person_id, CAST(birth_date AS DATE) AS birth_date, "
                          "CAST(death_date AS DATE) AS death_date, _row FROM _persons_frame")
         self.con.unregister("_persons_frame")
-        # The aggregates name each person by the persons table's rowid: people are then found by an
-        # integer take, not by hashing every id string again for every table.
+        # The aggregates name each person by the persons table's rowid (the person key): people are then
+        # found by an integer take, not by hashing every id string again for every table.
         rows = self.con.execute("SELECT rowid, _row FROM persons").fetchnumpy()
-        self._row_of_rowid = np.full(int(rows["rowid"].max()) + 1 if len(rows["rowid"]) else 0, -1, dtype=np.int64)
-        self._row_of_rowid[np.asarray(rows["rowid"], dtype=np.int64)] = np.asarray(rows["_row"], dtype=np.int64)
+        self._person_key_rows = np.full(int(rows["rowid"].max()) + 1 if len(rows["rowid"]) else 0, -1, dtype=np.int64)
+        self._person_key_rows[np.asarray(rows["rowid"], dtype=np.int64)] = np.asarray(rows["_row"], dtype=np.int64)
 
-        self._log = _IssueLog(files)
-        self._log.issues = self.report.issues  # one report: persons' issues, then the SQL checks
-        self.plans: dict[str, _TablePlan] = {}
-        self.row_counts: dict[str, int] = {"persons": len(self.persons)}
-        for name in EVENT_TABLES:
-            if name in files:
-                self._check_table(TABLES[name], files[name])
-        if not self.report.ok:
-            raise ValidationError(self.report)
-        self._reported: dict[str, bool] = {}
-        self._links_checked: set[str] = set()
+    # ------------------------------------------------------------------ checks
 
-    # ------------------------------------------------------------------ what the scoring run asks
+    def _file_columns(self, path: Path) -> dict[str, str]:
+        described = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(str(path))})").fetchall()
+        return {row[0]: str(row[1]) for row in described}
 
-    @property
-    def records(self):
-        """The validated persons as :class:`~riskstrat.records.LinkedRecords` (no event tables: they stay in
-        DuckDB), for what scoring needs of people (cohort counts, opt-outs, re-identification)."""
-        return self._persons_only
+    def _reads_as(self, kind: str, stored: str) -> bool:
+        stored = stored.upper()
+        if "TIME ZONE" in stored:  # validation keeps the stored zone's date; DuckDB would not
+            return False
+        wanted = {"date": _DATE_TYPES, "float": _NUMBER_TYPES, "bool": ("BOOLEAN",)}[kind]
+        return stored.startswith(wanted) or stored.strip('"') == "NULL"  # an all-blank column: Parquet's null type
 
-    @property
-    def sources(self) -> list[str]:
-        return [t for t in EVENT_TABLES if t in self.plans]
+    def _scan_counts(self, plan: _TablePlan, requests) -> list:
+        parts = []
+        for what, name, other in requests:
+            if what == "rows":
+                parts.append("count(*)")
+                continue
+            raw, text, number = plan.raw(name), f"CAST({plan.raw(name)} AS VARCHAR)", f"CAST({plan.raw(name)} AS DOUBLE)"
+            if what == "histogram":
+                parts.append(f"histogram({text})")
+                continue
+            column = plan.table.column(name)
+            condition = {
+                "null": lambda: f"{raw} IS NULL",
+                "leading": lambda: f"{text}[1] <= ' '",
+                "trailing": lambda: f"{text}[-1] <= ' '",
+                "nan": lambda: f"isnan({number})",
+                "infinite": lambda: f"isinf({number})",
+                "below": lambda: f"{number} < {column.min_value!r}",
+                "end_before_start": lambda: f"{plan.expression(column)} < {plan.expression(plan.table.column(other))}",
+                "blank": lambda: f"{plan.expression(column)} IS NULL",
+            }[what]()
+            parts.append(f"count(*) FILTER (WHERE {condition})")
+        return list(self.con.execute(f"SELECT {', '.join(parts)} FROM {plan.scan}").fetchone())
 
-    def has(self, name: str) -> bool:
-        return name == "persons" or name in self.plans
+    def _date_span(self, plan: _TablePlan, until: pd.Timestamp | None) -> tuple:
+        date = _quote(plan.table.event_date)
+        before = f" AND e.{date} <= {_date(until)}" if until is not None else ""
+        known = f"p.person_id IS NOT NULL AND {self._kept(plan.table, 'e')}{before}"
+        return self.con.execute(
+            f"SELECT min(e.{date}) FILTER (WHERE {known}), max(e.{date}) FILTER (WHERE {known}), "
+            f"count(*) FILTER (WHERE p.person_id IS NULL) FROM ({plan.typed(drop_unknown_codes=True)}) e "
+            f"LEFT JOIN persons p ON e.person_id = p.person_id").fetchone()
 
-    def date_range(self, *, until=None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-        """Earliest and latest event date over the event tables (events outside a life left out, as
-        validation drops them; dates after ``until`` ignored, as :meth:`LinkedRecords.date_range`)."""
-        lows, highs = [], []
-        for name, plan in self.plans.items():
-            date = _quote(TABLES[name].event_date)
-            before = f" AND e.{date} <= {_date(pd.Timestamp(until))}" if until is not None else ""
-            known = f"p.person_id IS NOT NULL AND {self._kept(plan.table, 'e')}{before}"
-            sql = (f"SELECT min(e.{date}) FILTER (WHERE {known}), max(e.{date}) FILTER (WHERE {known}), "
-                   f"count(*) FILTER (WHERE p.person_id IS NULL) FROM ({plan.typed(drop_unknown_codes=True)}) e "
-                   f"LEFT JOIN persons p ON e.person_id = p.person_id")
-            low, high, unknown = self.con.execute(sql).fetchone()
-            if unknown and not plan.ids_verified:
-                ids = self.con.execute(f"SELECT DISTINCT e.person_id FROM ({plan.typed(drop_unknown_codes=True)}) e "
-                                       f"ANTI JOIN persons p ON e.person_id = p.person_id").fetchall()
-                if self._verify_ids(plan, [i for (i,) in ids]):
-                    return self.date_range(until=until)
-            if low is not None:
-                lows.append(pd.Timestamp(low))
-                highs.append(pd.Timestamp(high))
-        return (min(lows) if lows else None, max(highs) if highs else None)
+    def _unknown_ids(self, plan: _TablePlan) -> list:
+        return [i for (i,) in self.con.execute(
+            f"SELECT DISTINCT e.person_id FROM ({plan.typed(drop_unknown_codes=True)}) e "
+            f"ANTI JOIN persons p ON e.person_id = p.person_id").fetchall()]
 
-    def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
-        """The feature frame for ``index_date``: equal to ``build_features`` on the validated records."""
-        from riskstrat.features import eligible_persons
+    def _link_counts(self, plan: _TablePlan, rules: list[str], latest: pd.Timestamp) -> list[int]:
+        read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
+        table = plan.table
+        tests = {"unknown_person": "p.person_id IS NULL AND r.person_id IS NOT NULL",
+                 "event_before_birth": " OR ".join(f"r.{_quote(c)} < p.birth_date" for c in table.date_columns),
+                 "event_after_death": " OR ".join(f"r.{_quote(c)} > p.death_date" for c in table.date_columns)}
+        if table.event_date:
+            tests["future_event"] = f"r.{_quote(table.event_date)} > {_date(latest)}"
+        return list(self.con.execute(
+            f"SELECT {', '.join(f'count(*) FILTER (WHERE {tests[rule]})' for rule in rules)} "
+            f"FROM (SELECT person_id, {', '.join(map(_quote, table.date_columns))} FROM ({read})) r "
+            f"LEFT JOIN persons p ON r.person_id = p.person_id").fetchone())
 
-        t = pd.Timestamp(index_date).normalize()
-        eligible = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age)
-        # Persons row -> position in the cohort; the extra last slot (-1) is where a row of -1 lands.
-        position = np.full(len(self.persons) + 1, -1, dtype=np.int64)
-        position[self.persons.index.get_indexer(eligible.index)] = np.arange(len(eligible))
-        people = eligible.set_index("person_id")
-        values: dict[str, np.ndarray] = {}
-        for name, plan in self.plans.items():
-            values.update(self._aggregate(plan, t, position[self._row_of_rowid], len(people)))
-        result = derive(people, values, set(self.plans))
-        result["practice_id"] = people["practice_id"].astype("string")
-        result["sex"] = people["sex"]
-        result["ethnicity_group"] = people["ethnicity_group"]
-        result.index.name = "person_id"
-        return result
+    def _kept(self, table: Table, alias: str) -> str:
+        """SQL: the row is inside the person's life (as validation's drop policy keeps it)."""
+        if self.options["out_of_life_events"] != "drop":
+            return "true"
+        return f"NOT ({' OR '.join(_outside(alias, c, side) for c, side in out_of_life_tests(table, 'drop'))})"
+
+    # ------------------------------------------------------------------ the outcome's tables
 
     def tables(self, names: Iterable[str]):
         """Validated persons and the event tables ``names`` that this data set has, as
@@ -324,59 +260,6 @@ class DuckDBEngine:
                 tables[name] = self._validated_table(self.plans[name])
         return LinkedRecords(tables)
 
-    def check_links(self) -> None:
-        """Refuse, as validation does, rows of any event table whose person is not in persons and,
-        under ``out_of_life_events='error'``, events after the end of the data or outside a life:
-        the aggregates read only the rows before each index date, so they cannot see these in later
-        rows. One scan of the ids and dates per table; raises :class:`~riskstrat.validate.ValidationError`
-        with validation's rule names."""
-        from riskstrat.validate import ValidationError, _agree, _rows
-
-        latest, log, found = self._latest_date(), self._log, []
-        strict = self.options["out_of_life_events"] == "error"
-        for name, plan in self.plans.items():
-            if name in self._links_checked:
-                continue
-            read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
-            table, date = plan.table, plan.table.event_date
-            checks = {"unknown_person": "p.person_id IS NULL AND r.person_id IS NOT NULL"}
-            if strict:
-                if date:
-                    checks["future_event"] = f"r.{_quote(date)} > {_date(latest)}"
-                checks["event_before_birth"] = " OR ".join(f"r.{_quote(c)} < p.birth_date" for c in table.date_columns)
-                checks["event_after_death"] = " OR ".join(f"r.{_quote(c)} > p.death_date" for c in table.date_columns)
-            counts = self.con.execute(
-                f"SELECT {', '.join(f'count(*) FILTER (WHERE {c})' for c in checks.values())} "
-                f"FROM (SELECT person_id, {', '.join(map(_quote, table.date_columns))} FROM ({read})) r "
-                f"LEFT JOIN persons p ON r.person_id = p.person_id").fetchone()
-            texts = {"unknown_person": "{n} {refer} to person ids that are not in persons; add the people to persons "
-                                       "or remove the rows.",
-                     "future_event": f"{{n}} dated after the end of the data ({latest.date()}); correct the dates "
-                                     f"or remove the rows.",
-                     "event_before_birth": "{n} dated before the person's birth; correct the dates or remove the "
-                                           "rows (or drop them with out_of_life_events='drop').",
-                     "event_after_death": "{n} dated after the person's death; correct the dates or remove the "
-                                          "rows (or drop them with out_of_life_events='drop')."}
-            for rule, n in zip(checks, counts):
-                if n:
-                    column = "person_id" if rule == "unknown_person" else None
-                    found.append((name, column, rule, "error", n, f"{log.where(name, column)}: " + texts[rule].format(
-                        n=_rows(n), refer=_agree(n, "refers", "refer"))))
-            self._links_checked.add(name)
-        if found:
-            for issue in found:
-                log.add(*issue)
-            raise ValidationError(self.report)
-
-    def _latest_date(self) -> pd.Timestamp:
-        """The last day the data can hold, as validation takes it: dataset.json's extract end, never
-        later than today."""
-        from riskstrat.io import dataset_metadata
-
-        today = pd.Timestamp.today().normalize()
-        end = dataset_metadata(self.data_dir).get("extract_end")
-        return min(pd.Timestamp(end), today) if end else today
-
     def _validated_table(self, plan: _TablePlan) -> pd.DataFrame:
         from riskstrat.schema import pandas_dtype
         from riskstrat.validate import ValidationError, _agree, _rows
@@ -387,17 +270,12 @@ class DuckDBEngine:
         deduped = f"SELECT * EXCLUDE (_row), min(_row) AS _row FROM ({read}) GROUP BY ALL" \
             if options["duplicate_rows"] != "keep" else read
         policy = options["out_of_life_events"]
-        ends = {end for _, end in table.ordered_dates}
-        columns = []
-        for col in table.columns:
-            c = _quote(col.name)
-            if col.name in ends and policy == "drop":  # an end after death: the date of death
-                columns.append(f"CASE WHEN r.{c} > p.death_date THEN p.death_date ELSE r.{c} END AS {c}")
-            else:
-                columns.append(f"r.{c}")
-        before = " OR ".join(f"coalesce(r.{_quote(c)} < p.birth_date, false)" for c in table.date_columns)
-        after = " OR ".join(f"coalesce(r.{_quote(c)} > p.death_date, false)" for c in table.date_columns
-                            if c not in ends or policy != "drop") or "false"
+        ends = clamped_ends(table, policy)
+        columns = [f"CASE WHEN r.{_quote(c.name)} > p.death_date THEN p.death_date ELSE r.{_quote(c.name)} END "
+                   f"AS {_quote(c.name)}" if c.name in ends else f"r.{_quote(c.name)}" for c in table.columns]
+        tests = out_of_life_tests(table, policy)
+        before = " OR ".join(_outside("r", c, side) for c, side in tests if side == "birth")
+        after = " OR ".join(_outside("r", c, side) for c, side in tests if side == "death") or "false"
         latest = self._latest_date()
         future = f"coalesce(r.{_quote(table.event_date)} > {_date(latest)}, false)" if table.event_date else "false"
         joined = (f"SELECT {', '.join(columns)}, r._row, p.person_id IS NULL AND r.person_id IS NOT NULL AS _unknown, "
@@ -409,6 +287,8 @@ class DuckDBEngine:
             f"SELECT (SELECT count(*) FROM ({read})), count(*), count(*) FILTER (WHERE _unknown), "
             f"count(*) FILTER (WHERE _before_birth AND {counted}), count(*) FILTER (WHERE _after_death AND {counted}), "
             f"count(*) FILTER (WHERE _future) FROM ({joined})").fetchone()
+        if unknown and self._verify_ids(plan, self._unknown_ids(plan)):
+            return self._validated_table(plan)  # ids ending in white space: again, cleaning them
         log, errors = self._log, []
         if options["duplicate_rows"] == "error" and n_read > n_rows:
             n = n_read - n_rows
@@ -416,16 +296,11 @@ class DuckDBEngine:
                            f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly; "
                            f"remove the repeats, or drop them (duplicate_rows='drop')."))
         if unknown:
-            errors.append((name, "person_id", "unknown_person", "error", unknown,
-                           f"{log.where(name, 'person_id')}: {_rows(unknown)} {_agree(unknown, 'refers', 'refer')} to "
-                           f"person ids that are not in persons; add the people to persons or remove the rows."))
+            errors.append(self._link_issue(name, "unknown_person", unknown, latest))
         if policy == "error":
-            for rule, n, what in (("future_event", n_future, f"dated after the end of the data ({latest.date()})"),
-                                  ("event_before_birth", before_birth, "dated before the person's birth"),
-                                  ("event_after_death", after_death, "dated after the person's death")):
-                if n:
-                    errors.append((name, None, rule, "error", n, f"{log.where(name)}: {_rows(n)} {what}; correct the "
-                                   f"dates or remove the rows (or drop them with out_of_life_events='drop')."))
+            errors += [self._link_issue(name, rule, n, latest) for rule, n in (
+                ("future_event", n_future), ("event_before_birth", before_birth), ("event_after_death", after_death))
+                if n]
         if errors:
             for issue in errors:
                 log.add(*issue)
@@ -444,175 +319,6 @@ class DuckDBEngine:
                 values = values.astype("boolean")
             out[col.name] = values.astype(pandas_dtype(col))
         return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
-
-    # ------------------------------------------------------------------ checks
-
-    def _check_table(self, table: Table, path: Path) -> None:
-        log, name = self._log, table.name
-        described = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(str(path))})").fetchall()
-        plan = _TablePlan(table, path, {row[0]: str(row[1]) for row in described})
-        for col in plan.absent:
-            found = ", ".join(plan.file_columns) or "none"
-            log.add(name, col, "missing_column", "error", 0,
-                    f"{log.where(name)} has no column {col}, which is required (columns found: {found}); add it "
-                    f"or rename the matching column.")
-        for extra in plan.extras:
-            log.add(name, extra, "unknown_column", "warning", 0,
-                    f"{log.where(name)} has a column {extra} that is not in the {name} schema; it was ignored.",
-                    action="dropped column")
-        if plan.absent:
-            return
-        for col in table.columns:
-            if col.name not in plan.source:
-                continue
-            kind = plan.file_columns[plan.source[col.name]].upper()
-            wanted = {"date": _DATE_TYPES, "float": _NUMBER_TYPES, "bool": ("BOOLEAN",)}.get(col.kind)
-            typed = kind.startswith(wanted or ()) or kind.startswith("DECIMAL") or kind.strip('"') == "NULL"
-            typed = typed and "TIME ZONE" not in kind  # validation keeps the stored zone's date; DuckDB would not
-            if wanted is not None and not typed:  # an all-blank column has Parquet's null type
-                raise EngineDataError(
-                    f"{path.name}, column {col.name}: stored as {kind}, but the duckdb engine reads it as "
-                    f"{col.kind} only; write the data with riskstrat import (typed Parquet), or use --engine pandas")
-        # One pass over the file answers every check: per-row tests only where the Parquet
-        # statistics (read from the footer, no scan) cannot answer. Category columns come back as
-        # counts per distinct value, which validation's own code then normalises.
-        meta = pq.ParquetFile(path).metadata
-        stats = {c.name: _leading_text(meta, plan.source[c.name]) for c in table.columns
-                 if c.name in plan.source and c.kind in ("id", "str")}
-        passes: dict[tuple[str, str], int] = {}
-        checks = ["count(*)"]
-
-        def count(key: tuple[str, str], sql: str) -> None:
-            passes[key] = len(checks)
-            checks.append(sql)
-
-        for col in table.columns:
-            if col.name not in plan.source:
-                continue
-            raw = plan.raw(col.name)
-            if col.kind == "category":
-                count(("histogram", col.name), f"histogram(CAST({raw} AS VARCHAR))")
-            elif col.kind in ("id", "str"):
-                text = f"CAST({raw} AS VARCHAR)"
-                if stats.get(col.name) is None:  # no statistics: test the first character of every value
-                    count(("leading", col.name), f"count(*) FILTER (WHERE {text}[1] <= ' ')")
-                if col.name != "person_id" and stats.get(col.name) != "blank":
-                    # A value ending in white space (ids: found by the join with persons, see _verify_ids).
-                    count(("trailing", col.name), f"count(*) FILTER (WHERE {text}[-1] <= ' ')")
-            elif col.kind == "float":
-                number = f"CAST({raw} AS DOUBLE)"
-                count(("nan", col.name), f"count(*) FILTER (WHERE isnan({number}))")
-                count(("wrong_type", col.name), f"count(*) FILTER (WHERE isinf({number}))")
-                if col.min_value is not None:
-                    count(("negative_cost", col.name), f"count(*) FILTER (WHERE {number} < {col.min_value!r})")
-            if not col.nullable:
-                count(("null", col.name), f"count(*) FILTER (WHERE {raw} IS NULL)")
-        for start, end in table.ordered_dates:
-            if start in plan.source and end in plan.source:
-                count(("end_before_start", end), f"count(*) FILTER (WHERE {plan.expression(TABLES[name].column(end))} < "
-                                                 f"{plan.expression(TABLES[name].column(start))})")
-        found = self.con.execute(f"SELECT {', '.join(checks)} FROM {plan.scan}").fetchone()
-
-        def got(key: tuple[str, str]) -> int:
-            return int(found[passes[key]]) if key in passes else 0
-
-        counts: dict[tuple[str, str], int] = {}
-        for col in table.columns:
-            if col.name not in plan.source:
-                continue
-            if col.kind == "category":
-                histogram = found[passes[("histogram", col.name)]] or {}
-                raw = [v for v in histogram if v is not None]
-                # Each distinct value normalised by validation's own code (case, spaces, BNF "1" -> "01").
-                canonical, unknown, missing = _coerce_category(pd.Series(raw, dtype=object), col)
-                plan.code_map[col.name] = {v: None if (bad or miss) else str(c) for v, c, bad, miss
-                                           in zip(raw, canonical.astype(object), unknown, missing)}
-                plan.unknown[col.name] = [v for v, bad in zip(raw, unknown) if bad]
-                counts[("unknown_code", col.name)] = sum(int(histogram[v]) for v in plan.unknown[col.name])
-                blank = sum(int(histogram[v]) for v, bad, miss in zip(raw, unknown, missing) if miss and not bad)
-                counts[("missing_value", col.name)] = got(("null", col.name)) + blank
-            elif col.kind in ("id", "str"):
-                dirty = stats[col.name] == "dirty" or got(("leading", col.name)) or got(("trailing", col.name))
-                if not dirty:
-                    plan.clean.add(col.name)
-                    counts[("missing_value", col.name)] = got(("null", col.name))
-                elif not col.nullable:  # white space to strip: blanks counted as validation counts them
-                    counts[("missing_value", col.name)] = int(self.con.execute(
-                        f"SELECT count(*) FILTER (WHERE {plan.expression(col)} IS NULL) FROM {plan.scan}").fetchone()[0])
-            elif col.kind == "float":
-                if not got(("nan", col.name)):
-                    plan.clean.add(col.name)
-                counts[("wrong_type", col.name)] = got(("wrong_type", col.name))
-                counts[("negative_cost", col.name)] = got(("negative_cost", col.name))
-                counts[("missing_value", col.name)] = got(("null", col.name)) + got(("nan", col.name))
-            else:
-                counts[("missing_value", col.name)] = got(("null", col.name))
-            if col.nullable:
-                counts.pop(("missing_value", col.name), None)
-        for start, end in table.ordered_dates:
-            counts[("end_before_start", end)] = got(("end_before_start", end))
-        # Ids read as they are may still end in white space: the joins with persons find them (_verify_ids).
-        plan.ids_verified = "person_id" not in plan.clean
-        self.row_counts[name] = int(found[0])
-        if found[0] == 0:
-            log.add(name, None, "empty_table", "warning", 0,
-                    f"{log.where(name)} has no rows, so the {name} table contributes nothing.")
-        texts = {
-            "missing_value": "with no value, but the column is required; fill them in or remove the rows",
-            "wrong_type": "with values that are not numbers; correct them to plain numbers such as 1234.5",
-            "negative_cost": "with a negative cost; costs must be 0 or more (record refunds elsewhere, or blank "
-                             "unknown costs)",
-            "end_before_start": "with an end before the start; correct the dates or remove the rows",
-        }
-        order = {rule: i for i, rule in enumerate(("missing_value", "unknown_code", "wrong_type", "negative_cost"))}
-        for col in table.columns:  # validation's order: column by column, then the date pairs
-            for rule in sorted((r for r, c in counts if c == col.name and r != "end_before_start"), key=order.get):
-                self._report(table, col.name, rule, counts[(rule, col.name)], texts)
-        for start, end in table.ordered_dates:
-            self._report(table, end, "end_before_start", counts.get(("end_before_start", end), 0), texts)
-        self.plans[name] = plan
-
-    @staticmethod
-    def _verify_ids(plan: _TablePlan, unknown: Iterable) -> bool:
-        """Whether ids read as they are, found in no person, hold white space that validation would
-        strip (then the plan cleans them from now on: the caller runs its query again)."""
-        values = pd.Series(list(unknown), dtype=object)
-        values = values[values.notna()]
-        if not len(values):
-            return False
-        cleaned = _text(values).astype(object)
-        if not (cleaned.isna() | (cleaned != values)).any():
-            return False
-        plan.clean.discard("person_id")
-        plan.ids_verified = True
-        return True
-
-    def _report(self, table: Table, col: str, rule: str, n: int, texts: dict[str, str]) -> None:
-        """One check's finding, worded as validation words it."""
-        if not n:
-            return
-        log, name = self._log, table.name
-        where = log.where(name, col)
-        if rule == "unknown_code":
-            listed = ", ".join(table.column(col).categories or ())
-            head = f"{where}: {_rows(n)} with codes outside the reference list"
-            if self.options["unknown_codes"] == "drop":
-                log.add(name, col, rule, "warning", n, f"{head}; these rows were dropped (known codes: {listed}).",
-                        action=f"dropped {_rows(n)}")
-            else:
-                log.add(name, col, rule, "error", n,
-                        f"{head}; map them to one of {listed}, or drop them (unknown_codes='drop').")
-            return
-        log.add(name, col, rule, "error", n, f"{where}: {_rows(n)} {texts[rule]}.")
-
-    def _kept(self, table: Table, alias: str) -> str:
-        """SQL: the row is inside the person's life (as validation's drop policy keeps it)."""
-        if self.options["out_of_life_events"] != "drop":
-            return "true"
-        ends = {end for _, end in table.ordered_dates}
-        conds = [f"coalesce({alias}.{_quote(c)} < p.birth_date, false)" for c in table.date_columns]
-        conds += [f"coalesce({alias}.{_quote(c)} > p.death_date, false)" for c in table.date_columns if c not in ends]
-        return f"NOT ({' OR '.join(conds)})"
 
     # ------------------------------------------------------------------ aggregates
 
@@ -667,20 +373,13 @@ class DuckDBEngine:
         dedup = (f"SELECT *, count(*) AS _copies FROM ({read}) GROUP BY ALL"
                  if self.options["duplicate_rows"] == "drop" else f"SELECT *, 1 AS _copies FROM ({read})")
         date = _quote(DATE_COLUMNS[name])
-        ends = {end for _, end in table.ordered_dates}
-        columns = []
-        for col in table.columns:
-            c = _quote(col.name)
-            if col.name in ends and self.options["out_of_life_events"] == "drop":
-                # An end after death is administrative lag: the stay or service ends on the date of death.
-                c = f"CASE WHEN r.{c} > p.death_date THEN p.death_date ELSE r.{c} END AS {c}"
-            else:
-                c = f"r.{c}"
-            columns.append(c)
-        out_of_life = [f"coalesce(r.{_quote(c)} < p.birth_date, false)" for c in table.date_columns]
-        out_of_life += [f"coalesce(r.{_quote(c)} > p.death_date, false)" for c in table.date_columns
-                        if c not in ends or self.options["out_of_life_events"] != "drop"]
-        keep = "NOT _out_of_life" if self.options["out_of_life_events"] == "drop" else "true"
+        policy = self.options["out_of_life_events"]
+        ends = clamped_ends(table, policy)
+        # An end after death is administrative lag: the stay or service ends on the date of death.
+        columns = [f"CASE WHEN r.{_quote(c.name)} > p.death_date THEN p.death_date ELSE r.{_quote(c.name)} END "
+                   f"AS {_quote(c.name)}" if c.name in ends else f"r.{_quote(c.name)}" for c in table.columns]
+        out_of_life = [_outside("r", c, side) for c, side in out_of_life_tests(table, policy)]
+        keep = "NOT _out_of_life" if policy == "drop" else "true"
         row_values = self._row_values(table, t)
         aggs = [self._aggregate_sql(a, t, row_values, keep) for a in aggregates_for(name)]
         return f"""
@@ -694,72 +393,15 @@ class DuckDBEngine:
             FROM joined GROUP BY person_id"""
 
     def _read_sql(self, plan: _TablePlan, t: pd.Timestamp) -> str:
-        """The rows of a table the features can read: before T and within the longest window of its
-        aggregates. Repeats share their date, so removing repeats among these alone is exact for the
-        features. When repeats or events outside a life are errors, every row is read (and counted)."""
-        name = plan.table.name
+        """The rows of a table the features can read (:func:`~riskstrat.engines._folder.read_window`)."""
         read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
-        if "error" in (self.options["duplicate_rows"], self.options["out_of_life_events"]):
+        span = read_window(plan.table, self.options)
+        if span is False:
             return read
-        date, spans = _quote(DATE_COLUMNS[name]), [a.window[1] for a in aggregates_for(name)]
-        where = f"{date} < {_date(t)}" + (f" AND {date} >= {_date(t)} - {max(spans)}" if None not in spans else "")
+        date = _quote(DATE_COLUMNS[plan.table.name])
+        where = f"{date} < {_date(t)}" + (f" AND {date} >= {_date(t)} - {span}" if span is not None else "")
         return f"SELECT * FROM ({read}) WHERE {where}"
 
-    def _aggregate(self, plan: _TablePlan, t: pd.Timestamp, position: np.ndarray,
-                   n_people: int) -> dict[str, np.ndarray]:
-        """The aggregates of one table for the ``n_people`` people of the cohort; ``position[rowid]`` is the
-        cohort position of the persons table's row ``rowid`` (-1: not in the cohort)."""
-        name = plan.table.name
-        distinct = self.options["duplicate_rows"] == "drop"
-        frame = self.con.execute(self.aggregate_sql(name, t)).df()
-
-        # Validation's findings from the same pass.
-        log, issues = self._log, []
-        unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
-        n_unknown = int(frame.loc[unknown, "_rows"].sum())
-        if n_unknown and not plan.ids_verified and self._verify_ids(plan, frame.loc[unknown, "person_id"]):
-            return self._aggregate(plan, t, position, n_people)  # ids ending in white space: again, cleaning them
-        if n_unknown:
-            issues.append((name, "person_id", "unknown_person", "error", n_unknown,
-                           f"{log.where(name, 'person_id')}: {_rows(n_unknown)} {_agree(n_unknown, 'refers', 'refer')} to person ids that are not in "
-                           f"persons; add the people to persons or remove the rows."))
-        n_outside = int(frame["_n_out_of_life"].sum())
-        if n_outside:
-            policy = self.options["out_of_life_events"]
-            severity = "error" if policy == "error" else "warning"
-            todo = {"drop": "the rows were dropped", "keep": "the rows were kept",
-                    "error": "correct the dates or remove the rows (or drop them with out_of_life_events='drop')"}
-            issues.append((name, DATE_COLUMNS[name], "event_outside_life", severity, n_outside,
-                           f"{log.where(name)}: {_rows(n_outside)} dated before the person's birth or after their "
-                           f"death; {todo[policy]}."))
-        n_distinct = int(frame["_rows"].sum())
-        n_read = int(frame["_read"].sum())
-        if distinct and n_read > n_distinct:
-            n = n_read - n_distinct
-            issues.append((name, None, "duplicate_rows", "warning", n,
-                           f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly "
-                           f"among the rows dated before {t.date()} that features read; the repeats were dropped."))
-        if not self._reported.get(name):  # the counts do not depend on the index date: report them once
-            self._reported[name] = True
-            for issue in issues:
-                log.add(*issue)
-                if issue[3] == "warning":
-                    self._stage(f"warning: {issue[5]}")
-        if any(i[3] == "error" for i in issues):
-            raise ValidationError(self.report)
-
-        person = frame["_person"].to_numpy(dtype="float64", na_value=np.nan)
-        known = ~np.isnan(person)
-        at = np.full(len(frame), -1, dtype=np.int64)
-        at[known] = position[person[known].astype(np.int64)]
-        hit = at >= 0
-        values = {}
-        for a in aggregates_for(name):
-            column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)
-            if a.kind == "any":
-                column = (column > 0).astype("float64")
-            out = np.full(n_people, a.fill, dtype="float64")
-            out[at[hit]] = np.where(np.isnan(column[hit]), a.fill, column[hit])
-            values[a.name] = out
-        return values
-
+    def _aggregate_frame(self, plan: _TablePlan, t: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+        frame = self.con.execute(self.aggregate_sql(plan.table.name, t)).df()
+        return frame, int(frame["_read"].sum())

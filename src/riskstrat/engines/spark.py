@@ -1,11 +1,14 @@
 """The Spark engine: the feature aggregates as PySpark DataFrames over the Parquet folder.
 
-The DuckDB engine's plan, on Spark (its engine-neutral part in :mod:`riskstrat.engines._folder`):
-the persons table is read and validated in pandas on the driver and handed to Spark; each event
+The DuckDB engine's plan, on Spark (the shared part, checks, messages and the feature frame, is
+:mod:`riskstrat.engines._folder`'s): the persons table is read and validated in pandas on the driver and handed to Spark; each event
 table stays in its Parquet file, is cleaned as validation cleans it and reduced to one row of
 aggregates per person in one Spark job (generated from :data:`~riskstrat.engines.spec.AGGREGATES`),
 which comes back to the driver as Arrow.
-Validation's rules run as Spark counts with the same rule names and messages. For training,
+Validation's rules run as Spark counts with the same rule names and messages, in one pass a table
+as in DuckDB, but for one thing: Spark has no count per distinct value in an aggregation, so the
+codes of a category column are collected in that pass and the rows of blank or unknown codes, where
+there are any, counted in a second. For training,
 ``check_links()`` checks every row's person and dates in one Spark pass a table, and ``tables(names)``
 reads the few tables an outcome's labels need on the driver, validated by validation itself.
 
@@ -29,14 +32,15 @@ from functools import reduce
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from riskstrat.engines._folder import (
     FolderEngine,
     TablePlan,
-    checks,
     clamped_ends,
+    code_map,
     out_of_life_tests,
     read_window,
 )
@@ -157,6 +161,7 @@ class SparkEngine(FolderEngine):
             "birth_date": pa.array(p["birth_date"].dt.date, type=pa.date32(), from_pandas=True),
             "death_date": pa.array(p["death_date"].dt.date, type=pa.date32(), from_pandas=True),
             "_known": pa.array([True] * len(p), type=pa.bool_()),
+            "_row": pa.array(np.arange(len(p), dtype=np.int64)),  # the person key: the persons table's row
         })
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_PANDAS_WARNING)
@@ -181,69 +186,62 @@ class SparkEngine(FolderEngine):
     def _reads_as(self, kind: str, stored: str) -> bool:
         return stored.split("(")[0] in _READS_AS[kind]
 
-    def _profile(self, plan: TablePlan, categories) -> tuple[dict[str, list[str]], set[str]]:
-        # One pass over the file: the codes, which columns are clean, and every check whose condition does
-        # not depend on the codes (kept for _check_counts; usually the table's only pass before features).
+    def _scan_counts(self, plan: TablePlan, requests) -> list:
         F, cols = self._F, _Columns(plan, self._F)
-        parts = {("rows", None): F.count(F.lit(1))}
-        for col in categories:
-            parts[("codes", col.name)] = F.collect_set(cols.raw_text(col.name))
-            parts[("null", col.name)] = F.count(F.when(cols.raw(col.name).isNull(), 1))
-        for col in plan.table.columns:
-            if col.name in plan.source and col.kind in ("id", "str"):
-                text = cols.raw_text(col.name)
-                parts[("dirty", col.name)] = F.count(F.when(text.rlike(r"^\s|\s$") | (text == ""), 1))
-            elif col.name in plan.source and col.kind == "float":
-                parts[("dirty", col.name)] = F.count(F.when(F.isnan(cols.raw(col.name).cast("double")), 1))
-        for rule, name, other in checks(plan):  # the codes are not known yet: no unknown_code check listed
-            if rule != "missing_value" or plan.table.column(name).kind != "category":
-                parts[(rule, name)] = F.count(F.when(self._condition(plan, rule, name, other), 1))
-        row = self._read(plan.path).agg(*parts.values()).collect()[0]
-        found = dict(zip(parts, row))
-        self._counted[plan.table.name] = found
-        raw_values = {col.name: sorted(found[("codes", col.name)]) for col in categories}
-        return raw_values, {name for (what, name), n in found.items() if what == "dirty" and n == 0}
-
-    def _condition(self, plan: TablePlan, rule: str, name: str, other: str | None):
-        F, cols, col = self._F, _Columns(plan, self._F), plan.table.column(name)
-        if rule == "missing_value":
-            if col.kind == "category":  # blank is missing; an unknown code is not (it is reported as unknown)
-                raw, blank = cols.raw_text(name), plan.blank_codes(col)
-                return raw.isNull() | raw.isin(blank) if blank else raw.isNull()
-            return cols.expression(col).isNull()
-        if rule == "unknown_code":
-            return cols.raw_text(name).isin(plan.unknown_codes(col))
-        if rule == "wrong_type":
-            return F.abs(cols.raw(name).cast("double")) == float("inf")
-        if rule == "negative_cost":
-            return cols.expression(col) < F.lit(float(col.min_value))
-        return cols.expression(col) < cols.expression(plan.table.column(other))  # end_before_start
-
-    def _check_counts(self, plan: TablePlan, listed) -> tuple[int, list[int]]:
-        counted = self._counted.pop(plan.table.name)
-        missing = {}
-        for rule, name, other in listed:
-            col = plan.table.column(name)
-            if (rule, name) in counted:
+        parts = []
+        for what, name, other in requests:
+            if what == "rows":
+                parts.append(F.count(F.lit(1)))
                 continue
-            if rule == "missing_value" and not plan.blank_codes(col):
-                counted[(rule, name)] = counted[("null", name)]
-            else:  # blank or unknown codes were found: count them now
-                missing[(rule, name)] = self._F.count(self._F.when(self._condition(plan, rule, name, other), 1))
-        if missing:
-            counted.update(zip(missing, self._read(plan.path).agg(*missing.values()).collect()[0]))
-        return int(counted[("rows", None)]), [int(counted[(rule, name)]) for rule, name, _ in listed]
+            if what == "histogram":
+                parts.append(F.collect_set(cols.raw_text(name)))
+                continue
+            col, text, number = plan.table.column(name), cols.raw_text(name), cols.raw(name).cast("double")
+            condition = {
+                "null": lambda: cols.raw(name).isNull(),
+                "leading": lambda: F.substring(text, 1, 1) <= F.lit(" "),
+                "trailing": lambda: F.substring(text, -1, 1) <= F.lit(" "),
+                "nan": lambda: F.isnan(number),
+                "infinite": lambda: F.abs(number) == float("inf"),
+                "below": lambda: number < F.lit(float(col.min_value)),
+                "end_before_start": lambda: cols.expression(col) < cols.expression(plan.table.column(other)),
+                "blank": lambda: cols.expression(col).isNull(),
+            }[what]()
+            parts.append(F.count(F.when(condition, 1)))
+        found = list(self._read(plan.path).agg(*parts).collect()[0])
+        # Spark has no count per distinct value in one aggregation: the codes come from this pass, and
+        # the rows of the blank or unknown ones (known codes' counts are not needed) from a second, only
+        # where there are such codes.
+        per_value = {}
+        for at, (what, name, _) in enumerate(requests):
+            if what == "histogram":
+                values = sorted(found[at])
+                found[at] = dict.fromkeys(values)
+                mapping, _ = code_map(values, plan.table.column(name))
+                per_value.update({(at, v): F.count(F.when(cols.raw_text(name) == v, 1))
+                                  for v in values if mapping[v] is None})
+        if per_value:
+            for (at, v), n in zip(per_value, self._read(plan.path).agg(*per_value.values()).collect()[0]):
+                found[at][v] = n
+        return found
 
-    def _date_span(self, plan: TablePlan, until: pd.Timestamp | None):
+    def _date_span(self, plan: TablePlan, until: pd.Timestamp | None) -> tuple:
         F = self._F
-        date = plan.table.event_date
+        date = F.col(plan.table.event_date)
         rows = self._joined(plan, None, dedupe=False)
-        keep = ~rows["_out_of_life"] if self.options["out_of_life_events"] == "drop" else F.lit(True)
-        rows = rows.where(rows["_known"].isNotNull() & keep)
+        known = rows["_known"].isNotNull()
+        if self.options["out_of_life_events"] == "drop":
+            known = known & ~rows["_out_of_life"]
         if until is not None:
-            rows = rows.where(F.col(date) <= _date(F, until))
-        low, high = rows.agg(F.min(date), F.max(date)).collect()[0]
-        return low, high
+            known = known & (date <= _date(F, until))
+        low, high, n_unknown = rows.agg(F.min(F.when(known, date)), F.max(F.when(known, date)),
+                                        F.count(F.when(rows["_known"].isNull(), 1))).collect()[0]
+        return low, high, n_unknown
+
+    def _unknown_ids(self, plan: TablePlan) -> list:
+        ids = self._typed(plan).select("person_id").distinct()
+        persons = self.persons_frame.select(self._F.col("person_id").alias("_person"))
+        return [row[0] for row in ids.join(persons, ids["person_id"] == persons["_person"], "left_anti").collect()]
 
     def _link_counts(self, plan: TablePlan, rules: list[str], latest: pd.Timestamp) -> list[int]:
         F, table = self._F, plan.table
@@ -312,7 +310,7 @@ class SparkEngine(FolderEngine):
         return rows.groupBy("person_id").agg(
             F.count(F.lit(1)).alias("_rows"), F.sum("_copies").alias("_read"),
             F.count(F.when(F.col("_out_of_life"), 1)).alias("_n_out_of_life"),
-            F.max(F.col("_known").isNull()).alias("_is_unknown"),
+            F.max(F.col("_known").isNull()).alias("_is_unknown"), F.min("_row").alias("_person"),
             *[self._aggregate_column(a, t, row_values, keep) for a in aggregates_for(name)])
 
     def month_features(self, index_date, *, min_age: float = 18, max_age: float = 120):

@@ -91,9 +91,11 @@ def _derive_batches(batches, *, sources: list[str]):
 
     for batch in batches:
         people = batch[["person_id", *_PEOPLE]].set_index("person_id")
+        n = len(batch)
+        rows = batch.assign(_person=np.arange(n))  # one row a person: the person key is the row
         values: dict[str, np.ndarray] = {}
         for name in sources:
-            values.update(per_person(batch, people.index, name))
+            values.update(per_person(rows, np.arange(n), n, name))
         yield derive(people, values, set(sources)).reset_index()
 
 
