@@ -563,20 +563,28 @@ class FolderEngine(ABC):
                    n_people: int) -> dict[str, np.ndarray]:
         """The aggregates of one table for the ``n_people`` people of the cohort; ``cohort_of_key[key]`` is
         the cohort position of the person whose key is ``key`` (-1: not in the cohort)."""
-        from riskstrat.validate import ValidationError, _agree, _rows
-
         name = plan.table.name
         frame, n_read = self._aggregate_frame(plan, t)
 
         # Validation's findings from the same pass.
-        log, issues = self._log, []
         unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
         n_unknown = int(frame.loc[unknown, "_rows"].sum())
         if n_unknown and self._verify_ids(plan, frame.loc[unknown, "person_id"]):
             return self._aggregate(plan, t, cohort_of_key, n_people)  # ids ending in white space: again, cleaning
+        self._report_findings(name, t, n_unknown=n_unknown, n_outside=int(frame["_n_out_of_life"].sum()),
+                              n_kept=int(frame["_rows"].sum()), n_read=n_read)
+        return per_person(frame, cohort_of_key, n_people, name)
+
+    def _report_findings(self, name: str, t: pd.Timestamp, *, n_unknown: int, n_outside: int, n_kept: int,
+                         n_read: int) -> None:
+        """Validation's findings from one table's aggregate pass (rows whose id is not in persons, events
+        outside a life, repeats), logged and said once per table (they do not depend on the index date);
+        raises :class:`~riskstrat.validate.ValidationError` on an error."""
+        from riskstrat.validate import ValidationError, _agree, _rows
+
+        log, issues = self._log, []
         if n_unknown:
             issues.append(self._link_issue(name, "unknown_person", n_unknown, t))
-        n_outside = int(frame["_n_out_of_life"].sum())
         if n_outside:
             policy = self.options["out_of_life_events"]
             severity = "error" if policy == "error" else "warning"
@@ -585,13 +593,12 @@ class FolderEngine(ABC):
             issues.append((name, DATE_COLUMNS[name], "event_outside_life", severity, n_outside,
                            f"{log.where(name)}: {_rows(n_outside)} dated before the person's birth or after their "
                            f"death; {todo[policy]}."))
-        n_kept = int(frame["_rows"].sum())
         if self.options["duplicate_rows"] == "drop" and n_read > n_kept:
             n = n_read - n_kept
             issues.append((name, None, "duplicate_rows", "warning", n,
                            f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly "
                            f"among the rows dated before {t.date()} that features read; the repeats were dropped."))
-        if not self._reported.get(name):  # the counts do not depend on the index date: report them once
+        if not self._reported.get(name):
             self._reported[name] = True
             for issue in issues:
                 log.add(*issue)
@@ -599,7 +606,6 @@ class FolderEngine(ABC):
                     self._stage(f"warning: {issue[5]}")
         if any(i[3] == "error" for i in issues):
             raise ValidationError(self.report)
-        return per_person(frame, cohort_of_key, n_people, name)
 
 
 def code_map(raw: list[str], col: Column) -> tuple[dict[str, str | None], list[str]]:

@@ -280,41 +280,11 @@ class SparkMonthFeatures:
 
 
 def _report_findings(engine, name: str, t: pd.Timestamp, rows) -> None:
-    """Validation's findings from one table's aggregate rows (ids not in persons, events outside a life,
-    repeats), counted in Spark and reported as :meth:`FolderEngine._aggregate` reports them (the same
-    messages; tests compare them with the DuckDB engine's)."""
-    from riskstrat.validate import ValidationError, _agree, _rows
-
+    """Validation's findings from one table's aggregate rows, counted in Spark and reported by the engine
+    as :meth:`FolderEngine._aggregate` reports them (:meth:`FolderEngine._report_findings`)."""
     F = engine._F
     unknown = F.coalesce(F.col("_is_unknown"), F.lit(False)) & F.col("person_id").isNotNull()
     found = rows.agg(F.sum(F.when(unknown, F.col("_rows")).otherwise(0)), F.sum("_n_out_of_life"),
                      F.sum("_rows"), F.sum("_read")).collect()[0]
     n_unknown, n_outside, n_kept, n_read = (int(v or 0) for v in found)
-    log, issues = engine._log, []
-    if n_unknown:
-        issues.append((name, "person_id", "unknown_person", "error", n_unknown,
-                       f"{log.where(name, 'person_id')}: {_rows(n_unknown)} {_agree(n_unknown, 'refers', 'refer')} "
-                       f"to person ids that are not in persons; add the people to persons or remove the rows."))
-    if n_outside:
-        policy = engine.options["out_of_life_events"]
-        severity = "error" if policy == "error" else "warning"
-        todo = {"drop": "the rows were dropped", "keep": "the rows were kept",
-                "error": "correct the dates or remove the rows (or drop them with out_of_life_events='drop')"}
-        from riskstrat.engines.spec import DATE_COLUMNS
-
-        issues.append((name, DATE_COLUMNS[name], "event_outside_life", severity, n_outside,
-                       f"{log.where(name)}: {_rows(n_outside)} dated before the person's birth or after their "
-                       f"death; {todo[policy]}."))
-    if engine.options["duplicate_rows"] == "drop" and n_read > n_kept:
-        n = n_read - n_kept
-        issues.append((name, None, "duplicate_rows", "warning", n,
-                       f"{log.where(name)}: {_rows(n)} {_agree(n, 'repeats', 'repeat')} an earlier row exactly "
-                       f"among the rows dated before {t.date()} that features read; the repeats were dropped."))
-    if not engine._reported.get(name):  # the counts do not depend on the index date: report them once
-        engine._reported[name] = True
-        for issue in issues:
-            log.add(*issue)
-            if issue[3] == "warning":
-                engine._stage(f"warning: {issue[5]}")
-    if any(i[3] == "error" for i in issues):
-        raise ValidationError(engine.report)
+    engine._report_findings(name, t, n_unknown=n_unknown, n_outside=n_outside, n_kept=n_kept, n_read=n_read)
