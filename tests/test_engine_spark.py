@@ -9,15 +9,13 @@ PySpark. Every other case of ``test_engines.py`` runs with Spark in ``test_engin
 
 from __future__ import annotations
 
-import os
-import shutil
 
 import pandas as pd
 import pytest
 
-pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install 'riskstrat[spark]'")
-if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-    pytest.skip("no Java runtime (17 or later) for a local Spark session", allow_module_level=True)
+from _spark import require_spark  # noqa: E402
+
+require_spark()
 
 from test_engines import (  # noqa: E402
     T,

@@ -8,17 +8,15 @@ or Java is not installed. ``test_engine_spark.py`` is the default run's short ch
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install 'riskstrat[spark]'")
-if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-    pytest.skip("no Java runtime (17 or later) for a local Spark session", allow_module_level=True)
+from _spark import require_spark  # noqa: E402
+
+require_spark()
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 

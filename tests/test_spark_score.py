@@ -13,17 +13,15 @@ Skipped when PySpark (the ``spark`` extra) or Java is not installed.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install 'riskstrat[spark]'")
-if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-    pytest.skip("no Java runtime (17 or later) for a local Spark session", allow_module_level=True)
+from _spark import require_spark  # noqa: E402
+
+require_spark()
 
 from test_engines import (  # noqa: E402,F401 - synthetic: the module's fixture
     T,
