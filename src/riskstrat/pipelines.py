@@ -427,7 +427,7 @@ class InMemoryFeatures:
         risk, raw = _chunked(risk_model.risk_and_raw_score, features, chunk_size)
         high_cost_risk = predicted_cost = None
         if cost_model is not None:
-            high_cost_risk = _chunked(cost_model.predict_risk, features, chunk_size)
+            high_cost_risk, _ = _chunked(cost_model.risk_and_raw_score, features, chunk_size)  # one pass, as above
             if cost_model.cost_estimator is not None:
                 predicted_cost = _chunked(cost_model.predict_cost, features, chunk_size)
         return PersonScores(features, risk, raw, high_cost_risk, predicted_cost)

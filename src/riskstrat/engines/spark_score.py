@@ -10,8 +10,8 @@ per partition (``mapInPandas``), so the numbers are those of the driver's path:
 2. :func:`riskstrat.engines._folder.per_person` and :func:`riskstrat.engines.spec.derive` per
    batch of people (both work row by row), giving the feature frame, cached;
 3. the models, pickled once (a :class:`riskstrat.models.RiskModel` holds the LightGBM classifier,
-   its calibrator and the cost regressor) and broadcast: :meth:`RiskModel.risk_and_raw_score`,
-   ``predict_risk`` and ``predict_cost`` per batch. Only a narrow row a person comes back (id,
+   its calibrator and the cost regressor) and broadcast: :meth:`RiskModel.risk_and_raw_score`
+   of each model and the high-cost model's ``predict_cost`` per batch. Only a narrow row a person comes back (id,
    raw score, risk, high-cost risk, predicted cost and the columns ranking and the priority groups
    read: :data:`RANKING_COLUMNS`); ranking, tiers, hold-out and lists stay pandas, on the driver;
 4. drift: :func:`riskstrat.evaluation.drift.bin_counts` per batch, summed;
@@ -106,7 +106,7 @@ def _score_batches(batches, *, models: _Shipped, outputs: list[str]):
         out = pd.DataFrame(index=X.index)
         out["risk"], out["raw"] = risk_model.risk_and_raw_score(X)
         if "high_cost_risk" in outputs:
-            out["high_cost_risk"] = cost_model.predict_risk(X)
+            out["high_cost_risk"] = cost_model.risk_and_raw_score(X)[0]
         if "predicted_cost" in outputs:
             out["predicted_cost"] = cost_model.predict_cost(X)
         for name in RANKING_COLUMNS:
