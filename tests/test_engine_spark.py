@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from _spark import require_spark  # noqa: E402
+from _spark import require_spark, spark, write_with_hand_made_cases  # noqa: E402,F401 - spark: the fixture
 
 require_spark()
 
@@ -24,22 +24,12 @@ from test_engines import (  # noqa: E402
     at,
     out_of_life_case,
     synthetic,  # noqa: F401 - the module's fixture
-    windows_case,
     write,
 )
 
-from riskstrat.io import write_records_tables  # noqa: E402
 from riskstrat.engines.duckdb import DuckDBEngine  # noqa: E402
-from riskstrat.engines.spark import SparkEngine, spark_session  # noqa: E402
-from riskstrat.schema import EVENT_TABLES  # noqa: E402
+from riskstrat.engines.spark import SparkEngine  # noqa: E402
 from riskstrat.validate import ValidationError, load_records  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session()
-    yield session
-    session.stop()
 
 
 def _issues(error: ValidationError) -> list[tuple]:
@@ -48,15 +38,8 @@ def _issues(error: ValidationError) -> list[tuple]:
 
 def test_features_equal_the_reference_on_a_population_with_the_hand_made_cases(spark, synthetic, tmp_path,
                                                                               make_table):
-    # One folder, one engine, one index date (each table costs Spark a few jobs): the synthetic
-    # population with the windows' edges and the lives, repeats and record ids of test_engines added.
-    cases = [windows_case(), out_of_life_case()]
-    population = load_records(synthetic).tables
-    tables = {name: pd.concat([population[name].reset_index(drop=True),
-                               make_table(name, [row for case in cases for row in case.get(name, [])])],
-                              ignore_index=True)
-              for name in ("persons", *EVENT_TABLES)}
-    folder = write_records_tables(tables, tmp_path / "d")
+    # One folder, one engine, one index date (each table costs Spark a few jobs).
+    folder = write_with_hand_made_cases(synthetic, make_table, tmp_path / "d")
     engine = SparkEngine(folder, spark=spark)
     assert engine.name == "spark" and engine.row_counts == DuckDBEngine(folder).row_counts  # rows in the files
     f = assert_engines_agree(folder, engine=lambda _: engine)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from _spark import require_spark  # noqa: E402
+from _spark import require_spark, spark, write_with_hand_made_cases  # noqa: E402,F401 - spark: the fixture
 
 require_spark()
 
@@ -42,7 +41,7 @@ from test_engines import (  # noqa: E402,F401 - the shared cases, run here with 
     test_unknown_codes_dropped_as_validation_drops_them,
     test_windows_events_on_T_and_people_without_events,
 )
-from test_train_engines import _persons_and, config  # noqa: E402
+from test_train_engines import _persons_and, assert_same_training_rows, config  # noqa: E402
 from test_train_engines import data_dir as data_dir  # noqa: E402,F401 - the module's fixture
 
 from riskstrat.engines.spark import SparkEngine, spark_session  # noqa: E402
@@ -50,13 +49,6 @@ from riskstrat.pipelines import run_training  # noqa: E402
 from riskstrat.validate import ValidationError  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session()
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +88,7 @@ def test_an_active_session_is_used(spark, synthetic):
 def test_training_through_spark_gives_the_reference_model(spark, data_dir):
     runs = {engine: run_training(config(data_dir, f"engine={engine}"), log=False) for engine in ("pandas", "spark")}
     ref, got = runs["pandas"].result, runs["spark"].result
-    for part in ("X_train", "X_cal", "X_test"):
-        pd.testing.assert_frame_equal(getattr(got.data, part), getattr(ref.data, part), check_exact=False,
-                                      rtol=0, atol=1e-9)
-    for part in ("y_train", "y_cal", "y_test"):
-        np.testing.assert_array_equal(getattr(got.data, part), getattr(ref.data, part))
-    assert ref.data.y_train.sum() > 20  # labels worth comparing
+    assert_same_training_rows(got, ref)
     assert got.model.estimator.booster_.model_to_string() == ref.model.estimator.booster_.model_to_string()
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _spark import require_spark  # noqa: E402
+from _spark import require_spark, spark, write_with_hand_made_cases  # noqa: E402,F401 - spark: the fixture
 
 require_spark()
 
@@ -27,9 +27,7 @@ from test_engines import (  # noqa: E402,F401 - synthetic: the module's fixture
     T,
     _raw_parquet,
     at,
-    out_of_life_case,
     synthetic,
-    windows_case,
     write,
 )
 # The slow case's fixtures: the scoring pipeline's data and registered champions (made only when it runs).
@@ -38,7 +36,7 @@ from test_scoring_pipeline import data_dir, registry  # noqa: E402,F401
 from riskstrat import lists  # noqa: E402
 from riskstrat.config import LightGBMConfig  # noqa: E402
 from riskstrat.engines.duckdb import DuckDBEngine  # noqa: E402
-from riskstrat.engines.spark import SparkEngine, spark_session  # noqa: E402
+from riskstrat.engines.spark import SparkEngine  # noqa: E402
 from riskstrat.evaluation.drift import reference_profile  # noqa: E402
 from riskstrat.models import fit_cost_regressor, fit_lightgbm  # noqa: E402
 from riskstrat.pipelines import InMemoryFeatures  # noqa: E402
@@ -48,26 +46,9 @@ AS_OF = "2025-06-01"
 
 
 @pytest.fixture(scope="module")
-def spark():
-    session = spark_session()
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="module")
 def folder(synthetic, tmp_path_factory, make_table) -> Path:
     """The synthetic population with the hand-made cases of test_engines added (dated around its T)."""
-    from riskstrat.io import write_records_tables
-    from riskstrat.schema import EVENT_TABLES
-    from riskstrat.validate import load_records
-
-    cases = [windows_case(), out_of_life_case()]
-    population = load_records(synthetic).tables
-    tables = {name: pd.concat([population[name].reset_index(drop=True),
-                               make_table(name, [row for case in cases for row in case.get(name, [])])],
-                              ignore_index=True)
-              for name in ("persons", *EVENT_TABLES)}
-    return write_records_tables(tables, tmp_path_factory.mktemp("spark-score") / "d")
+    return write_with_hand_made_cases(synthetic, make_table, tmp_path_factory.mktemp("spark-score") / "d")
 
 
 @pytest.fixture(scope="module")

@@ -252,7 +252,7 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
     numpy (:func:`table_aggregates`) and derives the features from them with the spec's ``derive``,
     as every engine does.
     """
-    from riskstrat.engines.spec import derive
+    from riskstrat.engines.spec import feature_frame
 
     t = pd.Timestamp(index_date).normalize()
     people = eligible_persons(records, t, min_age=min_age, max_age=max_age).set_index("person_id")
@@ -261,12 +261,7 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
     positions = _PersonPositions(ids)
     for name in records.sources:
         values.update(table_aggregates(records.get(name), name, t, ids, positions=positions))
-    result = derive(people, values, set(records.sources))
-    result["practice_id"] = people["practice_id"].astype("string")
-    result["sex"] = people["sex"]
-    result["ethnicity_group"] = people["ethnicity_group"]
-    result.index.name = "person_id"
-    return result
+    return feature_frame(people, values, set(records.sources))
 
 
 class _PersonPositions:

@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from riskstrat.engines.spec import DATE_COLUMNS, aggregates_for, derive
+from riskstrat.engines.spec import DATE_COLUMNS, aggregates_for, feature_frame
 from riskstrat.errors import RiskstratError
 from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
 
@@ -325,12 +325,7 @@ class FolderEngine(ABC):
         values: dict[str, np.ndarray] = {}
         for plan in self.plans.values():
             values.update(self._aggregate(plan, t, cohort_of_key, len(people)))
-        result = derive(people, values, set(self.plans))
-        result["practice_id"] = people["practice_id"].astype("string")
-        result["sex"] = people["sex"]
-        result["ethnicity_group"] = people["ethnicity_group"]
-        result.index.name = "person_id"
-        return result
+        return feature_frame(people, values, set(self.plans))
 
     def tables(self, names: Iterable[str]):
         """Validated persons and the event tables ``names`` that this data set has, as

@@ -33,14 +33,15 @@ from riskstrat.features import (
     CONTEXT_COLUMNS,
     FEATURE_NAMES,
     LOOKBACK_DAYS,
+    META_COLUMNS,
     NO_EVENT_DAYS,
     RX_CHAPTERS,
     WINDOWS,
 )
 from riskstrat.schema import BNF_UNKNOWN, LONG_TERM_CONDITIONS
 
-__all__ = ["AGGREGATES", "ROW_VALUES", "Aggregate", "Where", "aggregate", "aggregates_for", "derive", "spec_hash",
-           "DERIVE_VERSION"]
+__all__ = ["AGGREGATES", "ROW_VALUES", "Aggregate", "Where", "aggregate", "aggregates_for", "derive", "feature_frame",
+           "spec_hash", "DERIVE_VERSION"]
 
 AggregateKind = Literal["count", "sum", "min_days", "max_days", "any", "distinct"]
 
@@ -247,3 +248,15 @@ def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set
 
     frame = pd.DataFrame(out, index=people.index)
     return frame.reindex(columns=list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)).astype("float64")
+
+
+def feature_frame(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str]) -> pd.DataFrame:
+    """What every engine's ``features`` returns: :func:`derive`'s frame with the people's practice, sex
+    and ethnic group (:data:`~riskstrat.features.META_COLUMNS`) added, indexed by ``person_id``."""
+    result = derive(people, aggregates, sources)
+    result["practice_id"] = people["practice_id"].astype("string")
+    for column in META_COLUMNS:
+        if column != "practice_id":
+            result[column] = people[column]
+    result.index.name = "person_id"
+    return result
