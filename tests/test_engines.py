@@ -117,6 +117,19 @@ def test_open_engine_by_name(synthetic):
         open_engine("polars", cfg)
 
 
+def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
+    from pydantic import ValidationError
+
+    from riskstrat.config import DataConfig
+
+    engine = open_engine("duckdb", DataConfig(path=synthetic, duckdb_memory_limit="512MB"))
+    assert engine.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "488.2 MiB"
+    unlimited = open_engine("duckdb", DataConfig(path=synthetic))
+    assert unlimited.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != "488.2 MiB"
+    with pytest.raises(ValidationError, match="duckdb_memory_limit"):
+        DataConfig(path=synthetic, duckdb_memory_limit="lots")
+
+
 # ----------------------------------------------------------------------------- hand-made edge cases
 
 

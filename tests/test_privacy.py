@@ -28,6 +28,29 @@ def test_ids_have_one_canonical_form(written, expected):
     assert (None if pd.isna(got) else got) == expected
 
 
+HOSTILE_IDS = ["ab12", "AB12", " ab12", "ab12\x1f", "\x1cab", "ab\x0b", "\ufeffab", "\u0130x", "\u00df", "", "  ",
+               None, float("nan"), 12, "a b", "ab\u00a0", "\u2028ab", "\u03a9mega", "abc\n", "\tq", "0A1b"]
+
+
+def _canonical_one_by_one(ids: pd.Series) -> list:
+    """The canonical form written out per value, as the documentation says it."""
+    out = []
+    for v in ids.tolist():
+        text = None if v is None or v != v else str(v).replace("\ufeff", "").strip().lower()
+        out.append(text or None)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_the_canonical_form_checked_at_once_equals_the_form_value_by_value(dtype):
+    # Most ids are checked by Arrow and kept as they are; the rest go through Python's strip and
+    # lower. Any id, ASCII or not, must come out as the one-by-one rule gives it.
+    ids = HOSTILE_IDS if dtype is object else [v for v in HOSTILE_IDS if isinstance(v, str)]
+    series = pd.Series(ids, dtype=dtype)
+    got = [None if pd.isna(v) else v for v in canonical_ids(series).tolist()]
+    assert got == _canonical_one_by_one(series)
+
+
 def test_an_upper_case_opt_out_file_removes_the_people_it_names(tmp_path):
     # The defect: 300 valid ids in upper case matched nobody (exact string comparison).
     path = tmp_path / "opt_out.txt"
@@ -52,6 +75,8 @@ def test_an_opt_out_path_that_is_a_folder_is_a_refusal_saying_what_to_give(tmp_p
 def test_ids_differing_only_in_case_in_the_data_are_refused():
     with pytest.raises(RiskstratError, match="differ only in case"):
         match_opt_outs(["abc", "ABC"], {"abc"})
+    with pytest.raises(RiskstratError, match="differ only in case"):  # refused with no opt-outs too
+        match_opt_outs(["abc", " abc"], set())
 
 
 # ----------------------------------------------------------------------------- the key

@@ -31,6 +31,11 @@ class DataConfig(_Strict):
     exclude_sources: list[str] = Field(default_factory=list,
                                        description="Event tables to leave out, e.g. [social_care] without a legal basis.")
     out_of_life_events: Literal["drop", "keep", "error"] = "drop"
+    duckdb_memory_limit: str | None = Field(
+        None, pattern=r"(?i)^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$",
+        description="The DuckDB engine's memory for its queries, e.g. '3GB'; beyond it DuckDB spills to its temporary "
+                    "folder on disk (slower, bounded). Default DuckDB's own: 80% of the machine's memory. Set it on a "
+                    "shared machine or for millions of people (benchmarks/README.md: 5M people).")
 
     @field_validator("exclude_sources")
     @classmethod

@@ -65,7 +65,12 @@ class RiskModel:
         """Expected health and social care cost over the horizon (pounds), if the model has one."""
         if self.cost_estimator is None:
             raise ValueError(f"the {self.target} model has no cost estimator; the high_cost target trains one")
-        return np.clip(self.cost_estimator.predict(_as_matrix(X, self.feature_names)), 0, None)
+        M = _as_matrix(X, self.feature_names)
+        # The booster itself, as raw_score does: the scikit-learn wrapper predicts on the n_jobs it
+        # was trained with (1 by default), the booster on every core; the values are the same.
+        booster = getattr(self.cost_estimator, "booster_", None)
+        cost = booster.predict(M) if booster is not None else self.cost_estimator.predict(M)
+        return np.clip(cost, 0, None)
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated log-odds (LightGBM raw score or logistic decision function)."""

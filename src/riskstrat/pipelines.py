@@ -713,9 +713,9 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
              and timings["shap"] > 0 else ")"))
 
     t = time.perf_counter()
-    in_population = canonical_lookup(population["person_id"])
     if prev is not None:
         # Last month's ids as this month's data write them (one canonical form).
+        in_population = canonical_lookup(population["person_id"])
         prev = prev.assign(person_id=_as_in_data(prev["person_id"].astype(str), in_population)[0])
         if in_data:
             # Someone who opted out since last month must not reappear in this month's changes as "left".

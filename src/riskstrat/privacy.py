@@ -22,6 +22,7 @@ import os
 import secrets
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from riskstrat.errors import RiskstratError
@@ -52,8 +53,44 @@ def canonical_ids(ids) -> pd.Series:
     """
     ids = ids if isinstance(ids, pd.Series) else pd.Series(list(ids), dtype=object)
     text = ids.astype(object).where(ids.notna())
-    out = text.map(lambda v: v if v is None or v != v else str(v).replace("\ufeff", "").strip().lower())
+    done = _already_canonical(text)  # most ids (the data's own pseudonyms): checked at once, kept as they are
+    out = text.copy()
+    rest = ~done & text.notna().to_numpy()
+    out[rest] = text[rest].map(lambda v: str(v).replace("\ufeff", "").strip().lower())
     return out.where(out.notna() & (out != ""))
+
+
+# Characters Python's str.strip() removes from ASCII text (str.isspace), as a pattern for Arrow.
+_ASCII_SPACE = r"[\t\n\x0b\x0c\r \x1c-\x1f]"
+
+
+def _already_canonical(text: pd.Series) -> np.ndarray:
+    """True where a value is text that :func:`canonical_ids` leaves as it is: ASCII, no capital
+    letter, nothing for ``strip`` to remove, not empty (checked by Arrow, not per value in Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        values = pa.array(text, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text (numbers): the careful path for all
+        return np.zeros(len(text), dtype=bool)
+    changed = pc.match_substring_regex(values, f"[A-Z]|^{_ASCII_SPACE}|{_ASCII_SPACE}$")
+    same = pc.and_(pc.and_(pc.string_is_ascii(values), pc.invert(changed)), pc.greater(pc.binary_length(values), 0))
+    return same.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _checked_canonical(ids) -> tuple[pd.Series, pd.Series]:
+    """The distinct ids as text and their canonical forms (same positions); refuses ids that
+    differ only in case or spaces (they would be the same person to an opt-out)."""
+    ids = pd.Series(pd.unique(pd.Series(ids).dropna().astype(str)), dtype=object)
+    canon = canonical_ids(ids)
+    if canon.equals(ids):  # every id already canonical (a pseudonymised data set): distinct, no clash
+        return ids, canon
+    clash = canon.duplicated(keep=False) & canon.notna()
+    if clash.any():
+        raise PseudonymKeyError(f"{int(clash.sum())} person ids in the data differ only in case or spaces "
+                                f"(e.g. {', '.join(ids[clash].head(3))}); opt-outs cannot be matched safely")
+    return ids, canon
 
 
 def canonical_lookup(ids) -> dict[str, str]:
@@ -61,25 +98,22 @@ def canonical_lookup(ids) -> dict[str, str]:
 
     Refuses ids that differ only in case or spaces (they would be the same person to an opt-out).
     """
-    ids = pd.Series(pd.unique(pd.Series(ids).dropna().astype(str)), dtype=object)
-    canon = canonical_ids(ids)
-    clash = canon.duplicated(keep=False) & canon.notna()
-    if clash.any():
-        raise PseudonymKeyError(f"{int(clash.sum())} person ids in the data differ only in case or spaces "
-                                f"(e.g. {', '.join(ids[clash].head(3))}); opt-outs cannot be matched safely")
+    ids, canon = _checked_canonical(ids)
     return dict(zip(canon, ids))
 
 
 def match_opt_outs(person_ids, opt_out_ids) -> tuple[set[str], int]:
     """The data's ids (as written there) that an opt-out file names, and how many of the file's
-    ids matched nobody, both compared in canonical form.
+    ids matched nobody, both compared in canonical form. Refuses data whose ids differ only in
+    case or spaces, as :func:`canonical_lookup` does.
 
     >>> match_opt_outs(["ab12", "cd34"], {"AB12 ", "ffff"})
     ({'ab12'}, 1)
     """
-    lookup = canonical_lookup(person_ids)
+    ids, canon = _checked_canonical(person_ids)
     wanted = set(canonical_ids(pd.Series(sorted(map(str, opt_out_ids)), dtype=object)).dropna())
-    matched = {lookup[c] for c in wanted if c in lookup}
+    hit = canon.isin(wanted).to_numpy() if wanted else np.zeros(len(ids), dtype=bool)
+    matched = set(ids[hit])
     return matched, len(wanted) - len(matched)
 
 

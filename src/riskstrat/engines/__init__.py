@@ -116,8 +116,9 @@ def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = Fals
         else:
             from riskstrat.engines.spark import SparkEngine as Engine
 
+        settings = {"memory_limit": cfg_data.duckdb_memory_limit} if name == "duckdb" else {}
         engine = Engine(cfg_data.path, exclude_sources=cfg_data.exclude_sources,
-                        out_of_life_events=cfg_data.out_of_life_events, stage=stage)
+                        out_of_life_events=cfg_data.out_of_life_events, stage=stage, **settings)
         if check_every_row:
             engine.check_links()
         counts = engine.row_counts
