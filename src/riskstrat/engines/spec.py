@@ -246,8 +246,13 @@ def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set
         deficits = deficits + ((out["emergency_admissions_0_3m"] + out["emergency_admissions_3_12m"]) > 0)
     out["frailty_deficits"] = deficits + (out["age"] >= 85)
 
-    frame = pd.DataFrame(out, index=people.index)
-    return frame.reindex(columns=list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)).astype("float64")
+    # One float64 block in the frame's column order, filled column by column and handed to pandas
+    # without a copy: a frame built from the dict and then reordered held about three copies at once.
+    columns = list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)
+    block = np.empty((len(columns), n), dtype="float64")
+    for i, name in enumerate(columns):
+        block[i] = out.pop(name) if name in out else np.nan
+    return pd.DataFrame(block.T, index=people.index, columns=columns, copy=False)
 
 
 def feature_frame(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str]) -> pd.DataFrame:
