@@ -129,6 +129,12 @@ def current_rss_mib() -> float | None:
     return status.get("VmRSS")
 
 
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far (VmHWM): read at each stage mark, it says which
+    stage set the peak."""
+    return _proc_status(os.getpid()).get("VmHWM")
+
+
 def _proc_status(pid: int) -> dict[str, float]:
     """VmRSS / VmHWM of a process in MiB ({} once it has gone)."""
     out = {}

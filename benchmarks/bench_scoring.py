@@ -296,7 +296,8 @@ def w_score(args, rep: B.Reporter) -> None:
     t0 = time.perf_counter()
 
     def stage(message: str) -> None:
-        marks.append({"at_s": round(time.perf_counter() - t0, 2), "message": message, "rss_mib": B.current_rss_mib()})
+        marks.append({"at_s": round(time.perf_counter() - t0, 2), "message": message, "rss_mib": B.current_rss_mib(),
+                      "peak_so_far_mib": B.peak_rss_mib()})
         print(f"    {marks[-1]['at_s']:7.1f} s  {message}", flush=True)
         rep.step(_next_step(message))
         rep.update(progress=marks)

@@ -117,7 +117,10 @@ def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folde
     listed = pd.Index(population.loc[lists.listed_mask(population, list_size=40), "person_id"].to_numpy())
     for who in (listed, None):  # the listed people, then everyone
         want, want_error, want_n = driver.explain(risk, a, who, **options)
-        got, error, n = in_spark.explain(risk, b, who, **options)
+        heard = []
+        got, error, n = in_spark.explain(risk, b, who, **options, stage=heard.append)
+        assert heard and heard[0].startswith(f"explaining {len(listed) if who is not None else len(driver):,} people "
+                                             f"in Spark, one job")
         assert n == want_n == (len(listed) if who is not None else len(driver))
         assert got["reasons"].tolist() == want.loc[got.index, "reasons"].tolist()
         assert got.index.equals(want.index) and (got["reasons"] != "").sum() > n / 2

@@ -248,7 +248,8 @@ class SparkMonthFeatures:
 
     def explain(self, model, scores, person_ids, *, n: int, currency: str, demographic_reasons: bool,
                 money_reasons: bool, chunk_size: int, stage=_quiet):
-        """Reasons for ``person_ids`` (None: everyone), computed in Spark; no progress lines."""
+        """Reasons for ``person_ids`` (None: everyone), computed in Spark. Spark runs it as one job, so
+        ``stage`` hears once, before it starts, how many people and where to follow it (the Spark UI)."""
         from pyspark.sql import functions as F
 
         from riskstrat.engines.spark import _to_pandas
@@ -262,6 +263,8 @@ class SparkMonthFeatures:
         options = {"n": n, "currency": currency, "demographic_reasons": demographic_reasons,
                    "money_reasons": money_reasons, "chunk_size": chunk_size}
         shipped = self._ship(model)
+        ui = getattr(self.spark.sparkContext, "uiWebUrl", None)
+        stage(f"explaining {len(ids):,} people in Spark, one job" + (f": follow it at {ui}" if ui else ""))
         out = _to_pandas(_map(self.features().join(wanted, "person_id"),
                               lambda batches: _explain_batches(batches, model=shipped, options=options),
                               "person_id string, reasons string, _max_error double"))
