@@ -1,0 +1,312 @@
+"""A practice's workbook put together from its parts: the same bytes as xlsxwriter writes, in a tenth of the time.
+
+:func:`riskstrat.sheets.xlsx_bytes` builds a list's workbook cell by cell with xlsxwriter, whose
+Python per cell was most of the month's writing. Here only what depends on the table is made per
+workbook: the List sheet's XML, the About sheet's, the shared strings, ``workbook.xml`` (the filter
+range) and ``core.xml`` (the title). Everything else (styles, theme, content types, relationships,
+``app.xml``) is taken from a small workbook that xlsxwriter itself writes once per sheet name and
+order of formats (:func:`_skeleton`), and the parts are zipped exactly as xlsxwriter zips them.
+
+The XML reproduces xlsxwriter's own (its escaping functions are called, not copied) for the set-up
+:func:`riskstrat.sheets._build_xlsx` uses. :func:`workbook_bytes` returns None for a table it does
+not handle the same way (a cell of an unusual type, an infinite number, text xlsxwriter truncates
+or takes for rich text, a header Excel would refuse, no columns...): the caller then uses
+xlsxwriter. :func:`agrees_with_xlsxwriter` compares both on awkward hand-made tables once per
+process; if the installed xlsxwriter writes anything else, the fast route is not used at all.
+Tests check byte identity on many more tables (tests/test_sheets.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import re
+import zipfile
+from collections.abc import Sequence
+
+__all__ = ["agrees_with_xlsxwriter", "workbook_bytes"]
+
+DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+WORKSHEET = ('<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+             'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">')
+# The List sheet around its variable parts, for the set-up in sheets._build_xlsx (frozen header row,
+# filter, A4 landscape one page wide, margins, header and footer).
+LIST_VIEW = ('<sheetViews><sheetView tabSelected="1" workbookViewId="0"><pane ySplit="1" topLeftCell="A2" '
+             'activePane="bottomLeft" state="frozen"/><selection pane="bottomLeft"/></sheetView></sheetViews>'
+             '<sheetFormatPr defaultRowHeight="15"/>')
+LIST_PAGE = ('<pageMargins left="0.4" right="0.4" top="0.6" bottom="0.6" header="0.3" footer="0.3"/>'
+             '<pageSetup paperSize="9" fitToHeight="0" orientation="landscape"/>')
+LIST_FOOTER = "<oddFooter>&amp;LPage &amp;P of &amp;N</oddFooter>"
+ABOUT_HEAD = ('<sheetViews><sheetView workbookViewId="0"/></sheetViews><sheetFormatPr defaultRowHeight="15"/>'
+              '<cols><col min="1" max="1" width="120.7109375" customWidth="1"/></cols>')
+ABOUT_PAGE = '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>'
+CORE = ('<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/core-properties" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:dcterms="http://purl.org/dc/terms/" '
+        'xmlns:dcmitype="http://purl.org/dc/dcmitype/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">')
+SST = '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+# The zip members in xlsxwriter's order; (1980, 1, 1) is the date xlsxwriter gives every member.
+PARTS = ("[Content_Types].xml", "_rels/.rels", "xl/_rels/workbook.xml.rels", "xl/worksheets/sheet1.xml",
+         "xl/worksheets/sheet2.xml", "xl/workbook.xml", "xl/sharedStrings.xml", "xl/styles.xml",
+         "xl/theme/theme1.xml", "docProps/core.xml", "docProps/app.xml")
+FIXED_PARTS = ("[Content_Types].xml", "_rels/.rels", "xl/_rels/workbook.xml.rels", "xl/styles.xml",
+               "xl/theme/theme1.xml", "docProps/app.xml")
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+# The skeleton's filter range (two cells of column A), where each workbook's own range goes.
+SKELETON_AREA = "$A$1:$A$2"
+SEPARATOR = "\ue000"  # joins the shared strings to escape them in one pass (private use: not in real text)
+# Formats by name, as sheets._build_xlsx adds them; a cell's style index is the order of first use.
+FORMATS = {
+    "header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "text_wrap": True, "valign": "vcenter"},
+    "percent": {"num_format": "0.0%"},
+    "wrap": {"text_wrap": True, "valign": "top"},
+    "quoted": {"quote_prefix": True},
+    "quoted_wrap": {"quote_prefix": True, "text_wrap": True, "valign": "top"},
+    "title": {"bold": True, "font_size": 14},
+}
+_SPACE = re.compile(r"\s")  # the white space of xlsxwriter's _preserve_whitespace
+_SPACE_AFTER_SEPARATOR = re.compile(SEPARATOR + r"\s")
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")  # sheets.FORMULA_TRIGGERS (not imported: sheets imports this module)
+
+
+def _column_name(col: int) -> str:
+    name = ""
+    col += 1
+    while col:
+        col, rest = divmod(col - 1, 26)
+        name = chr(65 + rest) + name
+    return name
+
+
+def _xml_text(text: str) -> str:
+    """Element text as xlsxwriter's ``_xml_data_element`` writes it."""
+    from xlsxwriter.xmlwriter import XMLwriter
+
+    return XMLwriter._escape_control_characters(XMLwriter()._escape_data(text))
+
+
+def _width(width: float) -> tuple[int, str]:
+    """(pixels, the <col> width attribute) of a column ``width`` characters wide, as xlsxwriter's set_column."""
+    pixels = int(width * 7 + 0.5) + 5 if width >= 1 else int(width * 12 + 0.5)
+    return pixels, f"{(pixels * 256 // 7) / 256.0:.16g}"
+
+
+def _cols(widths: Sequence[float]) -> str:
+    out = []
+    first = 0
+    for j in range(1, len(widths) + 1):
+        if j < len(widths) and _width(widths[j])[0] == _width(widths[first])[0]:
+            continue  # adjacent columns of one width are one <col> range
+        pixels, attribute = _width(widths[first])
+        custom = ' customWidth="1"' if pixels != 64 else ""
+        out.append(f'<col min="{first + 1}" max="{j}" width="{attribute}"{custom}/>')
+        first = j
+    return "<cols>" + "".join(out) + "</cols>" if out else ""
+
+
+def _ref(row_min: int, col_min: int, row_max: int, col_max: int) -> str:
+    first = f"{_column_name(col_min)}{row_min + 1}"
+    last = f"{_column_name(col_max)}{row_max + 1}"
+    return first if first == last else f"{first}:{last}"
+
+
+@functools.lru_cache(maxsize=64)
+def _skeleton(sheet: str, order: tuple[str, ...]) -> dict[str, str]:
+    """The parts that do not depend on the table, written by xlsxwriter itself: a workbook with the
+    same sheets, properties and formats, the formats given their style index in ``order``."""
+    import xlsxwriter
+
+    buffer = io.BytesIO()
+    workbook = xlsxwriter.Workbook(buffer, {"strings_to_formulas": False, "strings_to_urls": False,
+                                            "strings_to_numbers": False, "in_memory": True})
+    workbook.set_properties({"title": "T", "author": "riskstrat", "created": dt.datetime(2000, 1, 1)})
+    formats = {name: workbook.add_format(options) for name, options in FORMATS.items()}
+    ws = workbook.add_worksheet(sheet)
+    ws.write_string(0, 0, "x")
+    ws.autofilter(0, 0, 1, 0)
+    ws.repeat_rows(0)
+    about = workbook.add_worksheet("About this list")
+    about.write_string(0, 0, "y")
+    for name in order:
+        formats[name]._get_xf_index()
+    workbook.close()
+    with zipfile.ZipFile(buffer) as package:
+        parts = {name: package.read(name).decode("utf-8") for name in package.namelist()}
+    if tuple(parts) != PARTS or parts["xl/workbook.xml"].count(SKELETON_AREA) != 1:
+        raise ValueError("xlsxwriter wrote a workbook of other parts than expected")
+    return parts
+
+
+def _strings_xml(strings: list[str], count: int) -> str:
+    """sharedStrings.xml as xlsxwriter writes it: escaped in one pass over all strings when possible."""
+    from xlsxwriter.utility import _preserve_whitespace
+    from xlsxwriter.xmlwriter import XMLwriter
+
+    head = DECLARATION + SST + f' count="{count}" uniqueCount="{len(strings)}">'
+    if not strings:
+        return head + "</sst>"
+    joined = SEPARATOR.join(strings)
+    if joined.count(SEPARATOR) == len(strings) - 1:
+        escaped = XMLwriter._escape_control_characters(joined)
+        pieces = None
+        # A string that starts or ends in white space gets xml:space="preserve": look for white
+        # space after a separator, and (in the reversed text) before one.
+        if (_SPACE.match(escaped) or _SPACE.match(escaped[-1:]) or _SPACE_AFTER_SEPARATOR.search(escaped)
+                or _SPACE_AFTER_SEPARATOR.search(escaped[::-1])):
+            pieces = escaped.split(SEPARATOR)
+        else:
+            escaped = escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            return head + "<si><t>" + escaped.replace(SEPARATOR, "</t></si><si><t>") + "</t></si></sst>"
+    else:
+        pieces = [XMLwriter._escape_control_characters(s) for s in strings]
+    writer = XMLwriter()
+    preserve = ' xml:space="preserve"'
+    body = [f"<si><t{preserve if _preserve_whitespace(s) else ''}>{writer._escape_data(s)}</t></si>" for s in pieces]
+    return head + "".join(body) + "</sst>"
+
+
+def workbook_bytes(columns: Sequence[str], cells: Sequence[list], widths: Sequence[float], *, percents: set[int],
+                   wide: set[int], title: str, notes: Sequence[str], sheet: str,
+                   created: dt.datetime) -> bytes | None:
+    """The workbook :func:`riskstrat.sheets._build_xlsx` writes, from its prepared columns (names,
+    each column's cells as plain Python values with fractions for percentages, widths); None when
+    this table needs xlsxwriter itself (see the module's docstring)."""
+    header = "&L&B" + title.replace("&", "&&")
+    if (not columns or type(created) is not dt.datetime or "&G" in header.replace("&[Picture]", "&G")
+            or len(header.encode("utf-16-le", "surrogatepass")) > 510):
+        return None  # xlsxwriter would stamp the time, or refuse the page header with a warning
+    ncols = len(columns)
+    letters = [_column_name(j) for j in range(ncols)]
+    ids: dict[str, int] = {}
+    xf: dict[str, int] = {}
+    count = 0
+
+    def string_id(text: str) -> int:
+        index = ids.get(text)
+        if index is None:
+            index = ids[text] = len(ids)
+        return index
+
+    def style(name: str) -> int:
+        index = xf.get(name)
+        if index is None:
+            index = xf[name] = len(xf) + 1
+        return index
+
+    rows = []  # (row number, first column, last column, cells' XML)
+    parts = []
+    for j, name in enumerate(columns):
+        if len(name) > 16383 or (name.startswith("<r>") and name.endswith("</r>")):
+            return None
+        parts.append(f'<c r="{letters[j]}1" s="{style("header")}" t="s"><v>{string_id(name)}</v></c>')
+    count += ncols
+    rows.append((0, 0, ncols - 1, "".join(parts)))
+    plain = ["wrap" if j in wide else None for j in range(ncols)]
+    hostile = ["quoted_wrap" if j in wide else "quoted" for j in range(ncols)]
+    number = ["percent" if j in percents else None for j in range(ncols)]
+    for i, row in enumerate(zip(*cells), start=1):
+        parts = []
+        first = last = None
+        r = str(i + 1)
+        for j, value in enumerate(row):
+            kind = type(value)
+            if kind is str:
+                if len(value) > 16383 or (value.startswith("<r>") and value.endswith("</r>")):
+                    return None  # xlsxwriter truncates this text, or writes it as rich text
+                fmt = hostile[j] if value.startswith(TRIGGERS) else plain[j]
+                s = f' s="{style(fmt)}"' if fmt else ""
+                cell = f'<c r="{letters[j]}{r}"{s} t="s"><v>{string_id(value)}</v></c>'
+                count += 1
+            elif kind is int or kind is float:
+                if kind is float and value - value != 0:
+                    return None  # infinite: xlsxwriter raises
+                fmt = number[j]
+                s = f' s="{style(fmt)}"' if fmt else ""
+                cell = f'<c r="{letters[j]}{r}"{s}><v>{value:.16G}</v></c>'
+            elif value is None:
+                fmt = plain[j]
+                if fmt is None:
+                    continue  # a blank cell without a format is not written
+                cell = f'<c r="{letters[j]}{r}" s="{style(fmt)}"/>'
+            elif kind is bool:
+                cell = f'<c r="{letters[j]}{r}" t="b"><v>{int(value)}</v></c>'
+            else:
+                return None  # numpy scalars, dates, subclasses...: xlsxwriter's own way
+            parts.append(cell)
+            if first is None:
+                first = j
+            last = j
+        if parts:
+            rows.append((i, first, last, "".join(parts)))
+    # Each block of 16 rows gets the span of the columns its cells use (xlsxwriter's row spans).
+    spans = {}
+    for i, first, last, _ in rows:
+        block = spans.get(i // 16)
+        spans[i // 16] = (first, last) if block is None else (min(block[0], first), max(block[1], last))
+    data = "".join(f'<row r="{i + 1}" spans="{spans[i // 16][0] + 1}:{spans[i // 16][1] + 1}">{xml}</row>'
+                   for i, _, _, xml in rows)
+    row_max = rows[-1][0]
+    filter_rows = max(len(cells[0]) if cells else 0, 1)
+    list_xml = (DECLARATION + WORKSHEET + '<sheetPr><pageSetUpPr fitToPage="1"/></sheetPr>'
+                f'<dimension ref="{_ref(0, 0, row_max, ncols - 1)}"/>' + LIST_VIEW + _cols(widths)
+                + f"<sheetData>{data}</sheetData>" + f'<autoFilter ref="{_ref(0, 0, filter_rows, ncols - 1)}"/>'
+                + LIST_PAGE + f"<headerFooter><oddHeader>{_xml_text(header)}</oddHeader>{LIST_FOOTER}"
+                "</headerFooter></worksheet>")
+
+    about = [(title, "title")] + [(str(line), "quoted_wrap" if str(line).startswith(TRIGGERS) else "wrap")
+                                  for line in notes]
+    about_rows = []
+    for i, (text, fmt) in enumerate(about):
+        if len(text) > 16383 or (text.startswith("<r>") and text.endswith("</r>")):
+            return None
+        about_rows.append(f'<row r="{i + 1}" spans="1:1"><c r="A{i + 1}" s="{style(fmt)}" t="s">'
+                          f"<v>{string_id(text)}</v></c></row>")
+    count += len(about)
+    about_xml = (DECLARATION + WORKSHEET + f'<dimension ref="{_ref(0, 0, len(about) - 1, 0)}"/>' + ABOUT_HEAD
+                 + "<sheetData>" + "".join(about_rows) + "</sheetData>" + ABOUT_PAGE + "</worksheet>")
+
+    skeleton = _skeleton(sheet, tuple(xf))
+    book_head, book_tail = skeleton["xl/workbook.xml"].split(SKELETON_AREA)
+    area = f"${letters[0]}$1:${letters[-1]}${filter_rows + 1}"
+    stamp = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    core = (DECLARATION + CORE + f"<dc:title>{_xml_text(title)}</dc:title><dc:creator>riskstrat</dc:creator>"
+            "<cp:lastModifiedBy>riskstrat</cp:lastModifiedBy>"
+            f'<dcterms:created xsi:type="dcterms:W3CDTF">{stamp}</dcterms:created>'
+            f'<dcterms:modified xsi:type="dcterms:W3CDTF">{stamp}</dcterms:modified></cp:coreProperties>')
+    made = {"xl/worksheets/sheet1.xml": list_xml, "xl/worksheets/sheet2.xml": about_xml,
+            "xl/workbook.xml": book_head + area + book_tail, "xl/sharedStrings.xml": _strings_xml(list(ids), count),
+            "docProps/core.xml": core}
+    buffer = io.BytesIO()
+    # As xlsxwriter's Workbook._store_workbook zips an in-memory workbook.
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=False) as package:
+        for name in PARTS:
+            info = zipfile.ZipInfo(name, ZIP_DATE)
+            info.compress_type = package.compression
+            package.writestr(info, (made[name] if name in made else skeleton[name]).encode("utf-8"))
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=1)
+def agrees_with_xlsxwriter() -> bool:
+    """Whether :func:`workbook_bytes` writes what the installed xlsxwriter writes, on awkward hand-made
+    tables (every format, escapes, missing values, numbers); checked once per process."""
+    import numpy as np
+    import pandas as pd
+
+    from riskstrat import sheets
+
+    table = pd.DataFrame({
+        "Rank": np.array([1, 2, 3], dtype="int64"),
+        "Person ID": pd.array(["a&<b>\"'", "=2+3", None], dtype="str"),
+        "Risk (%)": [41.5, 1e-9, np.nan],
+        "Top reasons": ["  spaced  ", "@SUM(A1)\x07_x0041_", None],
+        "Flag": [True, False, True],
+        "Big": [1.5e300, -0.1 + 0.3, 12345678901234567.0],
+    })
+    options = {"title": "Case-finding list: P & Q <1>", "notes": ["First note.", "-2 is not a formula"],
+               "wide_columns": ("Top reasons",), "created": dt.datetime(2026, 11, 1)}
+    try:
+        return all(sheets._parts_xlsx_bytes(t, **options) == sheets.reference_xlsx_bytes(t, **options)
+                   for t in (table, table.iloc[:0], table.iloc[::-1]))
+    except Exception:  # noqa: BLE001 - any failure here means: use xlsxwriter
+        return False
