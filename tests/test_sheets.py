@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -117,3 +118,96 @@ def test_python_values_are_plain_with_none_for_missing(values, expected):
     got = sheets.python_values(pd.Series(values))
     assert got == expected
     assert [type(v) for v in got] == [type(v) for v in expected]
+
+
+# ---------------------------------------------------------------- workbooks from their parts = xlsxwriter's
+
+def _awkward_tables() -> dict[str, pd.DataFrame]:
+    """Hand-made tables for the parts route (riskstrat.workbook_parts) against xlsxwriter's own bytes."""
+    text = pd.array(["=HYPERLINK(\"x\")", "+44 20", "-minus", "@SUM(A1)", "\ttab", "\rreturn", "plain", None],
+                    dtype="str")
+    specials = ["a & b <c> \"d\" 'e'", "bell\x07 and \x1f unit", "_x0041_ looks escaped", "\ufffe\uffff",
+                "trailing space ", "\nleading newline", "\u00a0no-break space", ""]
+    unicode = ["£5–10", "Zoë Ångström", "🙂 above the BMP", "中文", "Ελληνικά", "ﬁ ligature", "a\u0301", "×"]
+    numbers = [1.5e300, 1e-300, -0.5, 0.1 + 0.2, 1e16, 12345678901234567.0, -0.0, 2 / 3]
+    return {
+        "hand made": hand_made(),
+        "everything": pd.DataFrame({
+            "Rank": np.arange(1, 9, dtype="int64"),
+            "Person ID": text,
+            "Age": pd.array([81, pd.NA, 40, 0, -3, 10**15, 12345678901234567, 7], dtype="Int64"),
+            "Risk (%)": [41.5, np.nan, 0.04, 100.0, 1e-9, 33.333333, -2.5, 99.99],
+            "Notes": specials,
+            "Script": unicode,
+            "Number": numbers,
+            "Top reasons": ["=1+1", None, "wrapped & long " * 40, "  spaced  ", "x" * 10_000, "@a", "", "ok"],
+            "Flag": [True, False, True, False, True, True, False, False],
+            "Share (%)": pd.array([1, None, 3, 4, 5, 6, 7, 8], dtype="Int64"),
+        }),
+        "percent before wrap": pd.DataFrame({"Top reasons": [None, "late", "=late"], "Risk (%)": [5.0, 6.0, 7.0],
+                                             "Id": ["-1", "a", "b"]}),
+        "hostile first": pd.DataFrame({"Id": ["=x", "y"], "Top reasons": ["=wrap", "w"], "Risk (%)": [1.0, 2.0]}),
+        "empty": hand_made().iloc[:0],
+        "one column": pd.DataFrame({"Only": ["a"]}),
+        # rows 17-32 (one block of row spans) have cells in the middle column only
+        "missing at the edges": pd.DataFrame({"First": pd.array([None] * 40 + ["a"], dtype="str"),
+                                              "Middle": np.arange(41.0),
+                                              "Last": pd.array(["z"] + [None] * 40, dtype="str")}),
+        "blank rows": pd.DataFrame({"A": pd.array([None, "a", None], dtype="str"),
+                                    "B": pd.array([None, None, None], dtype="Float64")}),
+        "long list": pd.DataFrame({"Rank": np.arange(1, sheets.STREAM_ROWS + 12, dtype="int64"),
+                                   "Top reasons": [f"reason {i % 7}" for i in range(sheets.STREAM_ROWS + 11)]}),
+        "27 columns": pd.DataFrame({f"c{j}": [j, j + 0.5] for j in range(27)}),
+    }
+
+
+OPTIONS = [
+    {"title": "Case-finding list: P & Q <1>, November 2026", "notes": ["First note.", "-2 is not a formula"],
+     "wide_columns": ("Top reasons",), "created": dt.datetime(2026, 11, 1)},
+    {"title": "T", "notes": [], "wide_columns": (), "created": None},
+    {"title": "  Title \x07 with control ", "notes": ["=1+1", "a & <b>", " leading", "\ttab note", 42],
+     "wide_columns": ("Top reasons", "Notes"), "created": dt.datetime(2031, 2, 3, 4, 5, 6), "sheet": "My list"},
+]
+
+
+@pytest.mark.parametrize("name", list(_awkward_tables()))
+@pytest.mark.parametrize("options", OPTIONS, ids=["usual", "bare", "odd"])
+def test_workbook_from_parts_is_xlsxwriters_byte_for_byte(name, options):
+    table = _awkward_tables()[name]
+    from_parts = sheets._parts_xlsx_bytes(table, **options)
+    assert from_parts is not None  # the parts route handles these tables itself
+    assert from_parts == sheets.reference_xlsx_bytes(table, **options)
+    assert sheets.xlsx_bytes(table, **options) == from_parts
+
+
+@pytest.mark.parametrize(("case", "table", "options"), [
+    ("truncated text", pd.DataFrame({"A": ["x" * 40_000]}), {}),
+    ("rich-text look-alike", pd.DataFrame({"A": ["<r>bold?</r>"]}), {}),
+    ("a date", pd.DataFrame({"A": pd.array([dt.date(2026, 1, 1), "x"], dtype=object)}), {}),
+    ("a header too long for Excel", hand_made(), {"title": "x" * 300}),
+    ("a picture placeholder in the header", hand_made(), {"title": "R&G practice"}),
+    ("no columns", pd.DataFrame(index=range(2)), {}),
+])
+def test_tables_the_parts_route_leaves_to_xlsxwriter_get_xlsxwriters_bytes(case, table, options):
+    options = {"title": "T", "notes": ["n"], "created": dt.datetime(2026, 11, 1), **options}
+    assert sheets._parts_xlsx_bytes(table, **options) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # xlsxwriter warns about the header it leaves out
+        assert sheets.xlsx_bytes(table, **options) == sheets.reference_xlsx_bytes(table, **options)
+
+
+def test_an_infinite_number_is_refused_as_xlsxwriter_refuses_it():
+    table = pd.DataFrame({"x": [1.0, np.inf]})
+    assert sheets._parts_xlsx_bytes(table, title="T") is None
+    with pytest.raises(TypeError, match="NAN/INF"):
+        sheets.xlsx_bytes(table, title="T")
+
+
+def test_parts_route_checks_itself_against_xlsxwriter_and_steps_aside_when_they_differ(monkeypatch):
+    from riskstrat import workbook_parts
+
+    assert workbook_parts.agrees_with_xlsxwriter()
+    monkeypatch.setattr(workbook_parts, "agrees_with_xlsxwriter", lambda: False)
+    monkeypatch.setattr(workbook_parts, "workbook_bytes", lambda *a, **k: pytest.fail("parts route used"))
+    options = OPTIONS[0]
+    assert sheets.xlsx_bytes(hand_made(), **options) == sheets.reference_xlsx_bytes(hand_made(), **options)

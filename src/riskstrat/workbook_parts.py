@@ -21,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import itertools
+import math
 import re
 import zipfile
 from collections.abc import Sequence
@@ -177,67 +179,96 @@ def workbook_bytes(columns: Sequence[str], cells: Sequence[list], widths: Sequen
         return None  # xlsxwriter would stamp the time, or refuse the page header with a warning
     ncols = len(columns)
     letters = [_column_name(j) for j in range(ncols)]
-    ids: dict[str, int] = {}
-    xf: dict[str, int] = {}
-    count = 0
-
-    def string_id(text: str) -> int:
-        index = ids.get(text)
-        if index is None:
-            index = ids[text] = len(ids)
-        return index
-
-    def style(name: str) -> int:
-        index = xf.get(name)
-        if index is None:
-            index = xf[name] = len(xf) + 1
-        return index
-
-    rows = []  # (row number, first column, last column, cells' XML)
-    parts = []
-    for j, name in enumerate(columns):
-        if len(name) > 16383 or (name.startswith("<r>") and name.endswith("</r>")):
-            return None
-        parts.append(f'<c r="{letters[j]}1" s="{style("header")}" t="s"><v>{string_id(name)}</v></c>')
-    count += ncols
-    rows.append((0, 0, ncols - 1, "".join(parts)))
+    nrows = len(cells[0]) if cells else 0
+    # Shared strings are numbered in the order xlsxwriter meets them: the header, then row by row.
+    in_rows = [v for v in itertools.chain.from_iterable(zip(*cells)) if type(v) is str]
+    ids = {text: i for i, text in enumerate(dict.fromkeys(itertools.chain(columns, in_rows)))}
+    count = ncols + len(in_rows)
     plain = ["wrap" if j in wide else None for j in range(ncols)]
     hostile = ["quoted_wrap" if j in wide else "quoted" for j in range(ncols)]
-    number = ["percent" if j in percents else None for j in range(ncols)]
-    for i, row in enumerate(zip(*cells), start=1):
-        parts = []
-        first = last = None
-        r = str(i + 1)
-        for j, value in enumerate(row):
-            kind = type(value)
-            if kind is str:
-                if len(value) > 16383 or (value.startswith("<r>") and value.endswith("</r>")):
-                    return None  # xlsxwriter truncates this text, or writes it as rich text
-                fmt = hostile[j] if value.startswith(TRIGGERS) else plain[j]
-                s = f' s="{style(fmt)}"' if fmt else ""
-                cell = f'<c r="{letters[j]}{r}"{s} t="s"><v>{string_id(value)}</v></c>'
-                count += 1
-            elif kind is int or kind is float:
-                if kind is float and value - value != 0:
-                    return None  # infinite: xlsxwriter raises
-                fmt = number[j]
-                s = f' s="{style(fmt)}"' if fmt else ""
-                cell = f'<c r="{letters[j]}{r}"{s}><v>{value:.16G}</v></c>'
-            elif value is None:
-                fmt = plain[j]
-                if fmt is None:
-                    continue  # a blank cell without a format is not written
-                cell = f'<c r="{letters[j]}{r}" s="{style(fmt)}"/>'
-            elif kind is bool:
-                cell = f'<c r="{letters[j]}{r}" t="b"><v>{int(value)}</v></c>'
+    # Each column's format per row (None: no format), and whether a cell is written at all (a
+    # missing value without a format is not).
+    formats: list[list] = []
+    written: list[list[bool] | None] = []  # None: every row
+    for j, column in enumerate(cells):
+        kinds = set(map(type, column))
+        if kinds <= {str}:
+            formats.append([hostile[j] if v.startswith(TRIGGERS) else plain[j] for v in column])
+            written.append(None)
+        elif kinds <= {int, float}:
+            try:
+                if not all(map(math.isfinite, column)):
+                    return None  # infinite: xlsxwriter refuses it
+            except OverflowError:
+                return None
+            formats.append(["percent" if j in percents else None] * nrows)
+            written.append(None)
+        elif kinds <= {str, int, float, bool, type(None)}:
+            fmts = []
+            for v in column:
+                kind = type(v)
+                if kind is str:
+                    fmts.append(hostile[j] if v.startswith(TRIGGERS) else plain[j])
+                elif kind is int or kind is float:
+                    if not math.isfinite(v):
+                        return None
+                    fmts.append("percent" if j in percents else None)
+                elif v is None:
+                    fmts.append(plain[j])
+                else:
+                    fmts.append(None)  # booleans are written without a format
+            formats.append(fmts)
+            written.append(None if plain[j] is not None else [v is not None for v in column])
+        else:
+            return None  # numpy scalars, dates, subclasses...: xlsxwriter's own way
+    # Style indices in order of first use: the header row, then row by row, then the About sheet.
+    first_use = {}
+    for j, fmts in enumerate(formats):
+        for name in set(fmts) - {None}:
+            key = (fmts.index(name), j)
+            if key < first_use.get(name, (nrows, ncols)):
+                first_use[name] = key
+    xf = {"header": 1}
+    for name in sorted(first_use, key=first_use.__getitem__):
+        xf[name] = len(xf) + 1
+    attribute = {None: "", **{name: f' s="{index}"' for name, index in xf.items()}}
+    numbers = [str(i + 2) for i in range(nrows)]
+    columns_xml = []
+    for j, column in enumerate(cells):
+        ref = letters[j]
+        fmts = formats[j]
+        if written[j] is None and set(map(type, column)) <= {str}:
+            columns_xml.append([f'<c r="{ref}{r}"{attribute[f]} t="s"><v>{ids[v]}</v></c>'
+                                for r, v, f in zip(numbers, column, fmts)])
+        elif written[j] is None and set(map(type, column)) <= {int, float}:
+            s = attribute[fmts[0]] if fmts else ""
+            if set(map(type, column)) == {int} and max(map(abs, column)) < 10**15:
+                values = map(str, column)  # what "%.16G" writes for a whole number of up to 15 digits
             else:
-                return None  # numpy scalars, dates, subclasses...: xlsxwriter's own way
-            parts.append(cell)
-            if first is None:
-                first = j
-            last = j
-        if parts:
-            rows.append((i, first, last, "".join(parts)))
+                values = (f"{v:.16G}" for v in column)
+            columns_xml.append([f'<c r="{ref}{r}"{s}><v>{v}</v></c>' for r, v in zip(numbers, values)])
+        else:
+            xml = []
+            for r, v, f in zip(numbers, column, fmts):
+                kind = type(v)
+                if kind is str:
+                    xml.append(f'<c r="{ref}{r}"{attribute[f]} t="s"><v>{ids[v]}</v></c>')
+                elif kind is bool:
+                    xml.append(f'<c r="{ref}{r}" t="b"><v>{int(v)}</v></c>')
+                elif v is None:
+                    xml.append(f'<c r="{ref}{r}"{attribute[f]}/>' if f else "")
+                else:
+                    xml.append(f'<c r="{ref}{r}"{attribute[f]}><v>{v:.16G}</v></c>')
+            columns_xml.append(xml)
+    header_xml = "".join(f'<c r="{letters[j]}1" s="1" t="s"><v>{ids[name]}</v></c>' for j, name in enumerate(columns))
+    rows = [(0, 0, ncols - 1, header_xml)]  # (row, first column, last column, cells' XML)
+    if all(w is None for w in written):
+        rows += [(i, 0, ncols - 1, "".join(parts)) for i, parts in enumerate(zip(*columns_xml), start=1)]
+    else:
+        flags = [w or [True] * nrows for w in written]
+        for i, (parts, used) in enumerate(zip(zip(*columns_xml), zip(*flags)), start=1):
+            if any(used):
+                rows.append((i, used.index(True), ncols - 1 - used[::-1].index(True), "".join(parts)))
     # Each block of 16 rows gets the span of the columns its cells use (xlsxwriter's row spans).
     spans = {}
     for i, first, last, _ in rows:
@@ -257,11 +288,19 @@ def workbook_bytes(columns: Sequence[str], cells: Sequence[list], widths: Sequen
                                   for line in notes]
     about_rows = []
     for i, (text, fmt) in enumerate(about):
-        if len(text) > 16383 or (text.startswith("<r>") and text.endswith("</r>")):
-            return None
-        about_rows.append(f'<row r="{i + 1}" spans="1:1"><c r="A{i + 1}" s="{style(fmt)}" t="s">'
-                          f"<v>{string_id(text)}</v></c></row>")
+        index = xf.get(fmt)
+        if index is None:
+            index = xf[fmt] = len(xf) + 1
+        index_of_text = ids.get(text)
+        if index_of_text is None:
+            index_of_text = ids[text] = len(ids)
+        about_rows.append(f'<row r="{i + 1}" spans="1:1"><c r="A{i + 1}" s="{index}" t="s">'
+                          f"<v>{index_of_text}</v></c></row>")
     count += len(about)
+    strings = list(ids)
+    if any(len(text) > 16383 for text in strings) or any(
+            text.startswith("<r>") and text.endswith("</r>") for text in strings if "<r>" in text):
+        return None  # xlsxwriter truncates this text, or writes it as rich text
     about_xml = (DECLARATION + WORKSHEET + f'<dimension ref="{_ref(0, 0, len(about) - 1, 0)}"/>' + ABOUT_HEAD
                  + "<sheetData>" + "".join(about_rows) + "</sheetData>" + ABOUT_PAGE + "</worksheet>")
 
@@ -274,7 +313,7 @@ def workbook_bytes(columns: Sequence[str], cells: Sequence[list], widths: Sequen
             f'<dcterms:created xsi:type="dcterms:W3CDTF">{stamp}</dcterms:created>'
             f'<dcterms:modified xsi:type="dcterms:W3CDTF">{stamp}</dcterms:modified></cp:coreProperties>')
     made = {"xl/worksheets/sheet1.xml": list_xml, "xl/worksheets/sheet2.xml": about_xml,
-            "xl/workbook.xml": book_head + area + book_tail, "xl/sharedStrings.xml": _strings_xml(list(ids), count),
+            "xl/workbook.xml": book_head + area + book_tail, "xl/sharedStrings.xml": _strings_xml(strings, count),
             "docProps/core.xml": core}
     buffer = io.BytesIO()
     # As xlsxwriter's Workbook._store_workbook zips an in-memory workbook.
