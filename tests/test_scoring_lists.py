@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import Markup
 
 from riskstrat import lists
 from riskstrat.features import (CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES, NO_EVENT_DAYS, describe_reason, describe_value,
@@ -1013,3 +1014,18 @@ def test_page_rows_are_escaped_cell_by_cell():
         '<td class="num" data-v="-1">–</td>\n<td class="num" data-v="1">1</td>\n<td class="num" data-v="0">0</td>\n'
         '<td class="reasons"><ul><li class="none">no single recorded fact stands out</li></ul></td>\n'
         '</tr>\n')
+
+
+@pytest.mark.parametrize("values", [
+    ["plain", "a&b", "<i>", "it's; \"so\"", "", "£–"],
+    ["nul\x00inside", "x"],
+    [None, "x", 3, Markup("<b>kept</b>")],
+    [],
+])
+def test_page_text_is_escaped_in_one_call_as_value_by_value(values):
+    """The page's bulk escaping (one markupsafe call per column) against escaping each value, and
+    each piece after cutting at the separator (an escape such as &#39; must not make a cut)."""
+    from markupsafe import escape
+
+    assert lists._escaped(values) == [str(escape(v)) for v in values]
+    assert lists._escaped_items(values, "; ") == [[str(escape(p)) for p in str(v or "").split("; ")] for v in values]

@@ -211,3 +211,18 @@ def test_parts_route_checks_itself_against_xlsxwriter_and_steps_aside_when_they_
     monkeypatch.setattr(workbook_parts, "workbook_bytes", lambda *a, **k: pytest.fail("parts route used"))
     options = OPTIONS[0]
     assert sheets.xlsx_bytes(hand_made(), **options) == sheets.reference_xlsx_bytes(hand_made(), **options)
+
+
+@pytest.mark.parametrize("table", [
+    pd.DataFrame({"=SUM(A1)": pd.array(["=1+1", "-x", None, "a\rb", "c\r\nd"], dtype="str"),
+                  "ok": pd.array(["a", "b", "c", "d", "e"], dtype="str"), "n": [1, -2, 3, 4, 5]}),
+    pd.DataFrame({0: pd.array(["+44", 3, None, "@x", "fine"], dtype=object), 1: [0.5, -1.0, np.nan, 2.0, 3.0]}),
+    pd.DataFrame({"tier": pd.Categorical(["-high", "low", None, "low", "\ttab"]), "x": [True] * 5}),
+    pd.DataFrame({"clean": pd.array(["a", None, "b"], dtype="str"), "m": pd.array([1, None, 3], dtype="Int64")}),
+], ids=["formulas and carriage returns", "mixed objects, int headings", "categories", "nothing to change"])
+def test_csv_is_pandas_csv_of_the_neutralised_cells(table):
+    """The CSV against pandas' own CSV of the table with every text cell and heading neutralised one by one."""
+    neutral = pd.DataFrame({sheets._csv_text(str(c)): table[c].map(sheets._csv_text, na_action="ignore")
+                            if table[c].dtype.kind not in "iufcb" else table[c] for c in table.columns})
+    expected = "\ufeff" + neutral.to_csv(index=False, lineterminator="\n")
+    assert sheets.csv_bytes(table).decode("utf-8") == expected

@@ -38,6 +38,7 @@ commissioners' summary shows them as a row of their own.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -785,16 +786,33 @@ def _column(table: pd.DataFrame, name: str, default=None) -> list:
     return python_values(table[name])
 
 
+def _escaped(values) -> list[str]:
+    """``[str(escape(v)) for v in values]``, escaped in one call when every value is plain text
+    (escaping works character by character, so the joined text escapes to the joined escapes)."""
+    values = list(values)
+    if values and all(type(v) is str for v in values):
+        joined = "\x00".join(values)
+        if joined.count("\x00") == len(values) - 1:
+            return str(escape(joined)).split("\x00")
+    return [str(escape(v)) for v in values]
+
+
+def _escaped_items(values, separator: str) -> list[list[str]]:
+    """Each value's text (missing: empty) cut at ``separator``, then every piece escaped (all
+    pieces in one call; cut first, as an escape such as ``&#39;`` can make a separator)."""
+    items = [str(v or "").split(separator) for v in values]
+    flat = iter(_escaped(itertools.chain.from_iterable(items)))
+    return [[next(flat) for _ in pieces] for pieces in items]
+
+
 def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
-    """The page's table rows (``<tr class="person">`` ... for each person), escaped once per cell.
+    """The page's table rows (``<tr class="person">`` ... for each person), escaped as the template would.
 
     Built here rather than in a Jinja loop: the per-cell calls of a template loop were most of the
     time spent on a page. Every value is escaped with markupsafe, as the autoescaping template
-    would; the markup is the template's row, one line per cell.
+    would (a column's values in one call: :func:`_escaped`); the markup is the template's row, one
+    line per cell.
     """
-    def text(values) -> list[str]:
-        return [str(escape(v)) for v in values]
-
     def number(values, missing: str) -> tuple[list[str], list[str]]:
         whole = [None if v is None else int(v) for v in values]
         return [str(-1 if v is None else v) for v in whole], [missing if v is None else str(v) for v in whole]
@@ -803,18 +821,20 @@ def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
     ranks = [str(int(v)) for v in _column(table, "Rank")]
     new = ["<br><span class=\"new\" title=\"Not on last month's list\">new</span>" if v == "yes" else ""
            for v in _column(table, "New this month")]
-    local = (['<td class="local">' + v + "</td>" for v in text(v or "" for v in _column(table, "Local ID"))]
+    local = (['<td class="local">' + v + "</td>" for v in _escaped(v or "" for v in _column(table, "Local ID"))]
              if "Local ID" in table.columns else [""] * n)
-    person = text(_column(table, "Person ID"))
+    person = _escaped(_column(table, "Person ID"))
     costs = _column(table, "Predicted cost")
+    cost_shown = _escaped("" if cost is None else cost for cost in costs)
     high_cost = _column(table, "High-cost risk (%)")
+    chance_shown = _escaped("" if chance is None else f"{chance:.1f}%" for chance in high_cost)
     more = []
-    for cost, chance in zip(costs, high_cost):
+    for cost, cost_text, chance, chance_text in zip(costs, cost_shown, high_cost, chance_shown):
         lines = []
         if cost not in (None, ""):
-            lines.append("Predicted cost next year: " + str(escape(cost)))
+            lines.append("Predicted cost next year: " + cost_text)
         if chance is not None:
-            lines.append("Chance of being in the area&#39;s top 5% by cost: " + str(escape(f"{chance:.1f}%")))
+            lines.append("Chance of being in the area&#39;s top 5% by cost: " + chance_text)
         more.append('<details class="more"><summary>more</summary>' + "<br>".join(lines) + "</details>"
                     if lines else "")
     risks = [float(v) for v in _column(table, "Risk (%)")]
@@ -822,16 +842,16 @@ def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
     tier_cells = {t: (f'<td class="tiername" data-v="{tier_order.get(t, 99)}"><span class="tier t-'
                       f'{escape(t.replace(" ", "-"))}">{escape(t)}</span></td>') for t in set(tiers)}
     ages, age_shown = number(_column(table, "Age"), "")
-    sexes = text(v or "" for v in _column(table, "Sex"))
-    groups = ["<br>".join(str(escape(g)) for g in str(v or "").split(GROUP_SEPARATOR) if g)
-              for v in _column(table, "Priority groups")]
+    sexes = _escaped(v or "" for v in _column(table, "Sex"))
+    groups = ["<br>".join(g for g in items if g)
+              for items in _escaped_items(_column(table, "Priority groups"), GROUP_SEPARATOR)]
     admissions, admissions_shown = number(_column(table, "Emergency admissions (12m)"), "–")
     ae, ae_shown = number(_column(table, "A&E visits (12m)"), "–")
     beds, beds_shown = number(_column(table, "Bed days (12m)"), "–")
     reasons = []
-    for v in _column(table, "Top reasons"):
-        items = [r for r in str(v or "").split(REASON_SEPARATOR) if r.strip()]
-        reasons.append("".join(f"<li>{escape(r)}</li>" for r in items) if items
+    for items in _escaped_items(_column(table, "Top reasons"), REASON_SEPARATOR):
+        items = [r for r in items if r.strip()]  # escaping neither adds nor removes white space
+        reasons.append("<li>" + "</li><li>".join(items) + "</li>" if items
                        else '<li class="none">no single recorded fact stands out</li>')
     rows = [
         f'<tr class="person">\n<td class="num" data-v="{ranks[i]}">{ranks[i]}{new[i]}</td>\n{local[i]}\n'

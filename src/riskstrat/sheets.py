@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,15 +57,27 @@ def _csv_text(value):
     return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
+def _needs_csv_text(values: pd.Series) -> bool:
+    """Whether any cell of ``values`` is text that :func:`_csv_text` changes."""
+    cells = python_values(values)
+    text = [v for v in cells if type(v) is str]
+    if len(text) < len(cells) and any(v is not None and type(v) is not str for v in cells):
+        return any(isinstance(v, str) and (v.startswith(FORMULA_TRIGGERS) or "\r" in v) for v in cells)
+    # Plain text (and missing values), as a column of a list holds: one pass in C for each test.
+    return any(map(str.startswith, text, itertools.repeat(FORMULA_TRIGGERS))) or "\r" in "".join(text)
+
+
 def csv_bytes(table: pd.DataFrame) -> bytes:
     """The bytes :func:`write_csv` writes for ``table`` (to hash or write them without reading them back)."""
-    safe = table.copy(deep=False)
-    for column in _text_columns(safe):
-        # Most columns hold nothing to change: look first (cheap on a list's few hundred rows).
-        if any(isinstance(v, str) and (v.startswith(FORMULA_TRIGGERS) or "\r" in v)
-               for v in python_values(safe[column])):
+    # Most columns, and the headings, hold nothing to change: look first, and copy only to change.
+    changed = [column for column in _text_columns(table) if _needs_csv_text(table[column])]
+    headings = [_csv_text(str(c)) for c in table.columns]
+    safe = table
+    if changed or any(type(c) is not str or c != h for c, h in zip(table.columns, headings)):
+        safe = table.copy(deep=False)
+        for column in changed:
             safe[column] = safe[column].map(_csv_text, na_action="ignore")
-    safe.columns = [_csv_text(str(c)) for c in safe.columns]
+        safe.columns = headings
     return b"\xef\xbb\xbf" + safe.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
