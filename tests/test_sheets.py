@@ -226,3 +226,27 @@ def test_csv_is_pandas_csv_of_the_neutralised_cells(table):
                             if table[c].dtype.kind not in "iufcb" else table[c] for c in table.columns})
     expected = "\ufeff" + neutral.to_csv(index=False, lineterminator="\n")
     assert sheets.csv_bytes(table).decode("utf-8") == expected
+
+
+def test_csvs_made_together_are_each_tables_own_csv():
+    """csv_bytes_many against csv_bytes table by table: tables of one kind written together (some
+    with text to neutralise, some empty), and the tables it leaves to csv_bytes (a line break in a
+    cell, dates written from the whole column, a kind of table on its own)."""
+    def table(text, number, flag):
+        return pd.DataFrame({"id": pd.array(text, dtype="str"), "risk (%)": np.array(number, dtype="float64"),
+                             "n": pd.array([None if x is None else 1 for x in text], dtype="Int64"),
+                             "new": np.array(flag, dtype=bool)})
+
+    tables = [
+        table(["a", "b"], [0.1 + 0.2, 1e-7], [True, False]),
+        table(["=1+1", None], [np.nan, 3.0], [False, False]),
+        table([], [], []),
+        table(["it's, \"quoted\"", "£5–10"], [1e16, -0.0], [True, True]),
+        table(["two\nlines", "c"], [1.0, 2.0], [True, False]),  # with a line break: its group one by one
+        pd.DataFrame({"id": ["x"], "risk (%)": [1], "n": [1], "new": [True]}),  # other dtypes: its own group
+        pd.DataFrame({"when": pd.to_datetime(["2026-01-01", "2026-01-01"])}),
+        pd.DataFrame({"when": pd.to_datetime(["2026-01-01", "2026-01-01 12:30"], format="ISO8601")}),  # one format per column
+    ]
+    assert sheets.csv_bytes_many(tables) == [sheets.csv_bytes(t) for t in tables]
+    assert sheets.csv_bytes_many(tables[:4] + tables[:4]) == [sheets.csv_bytes(t) for t in tables[:4] * 2]
+    assert sheets.csv_bytes_many([]) == []

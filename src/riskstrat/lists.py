@@ -53,7 +53,7 @@ from markupsafe import Markup, escape
 from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
-from riskstrat.sheets import csv_bytes, python_values, xlsx_bytes
+from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, xlsx_bytes
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, cost_band,
                              rank_by_score)
 
@@ -656,18 +656,19 @@ def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
     """One list's files (list.csv, list.xlsx when asked, list.html, changes.csv) in ``folder``;
     returns their SHA-256 by path relative to the month (``relative``/name).
 
-    ``job`` holds everything the files say (plain data, so that a worker process can write it).
+    ``job`` holds everything the files say (plain data, so that a worker process can write it),
+    the CSVs as their bytes (made for all lists at once: :func:`riskstrat.sheets.csv_bytes_many`).
     """
     folder.mkdir(parents=True)
     table = job["table"]
-    files = {"list.csv": _write_csv(table, folder / "list.csv")}
+    files = {"list.csv": _write_bytes(job["csv"], folder / "list.csv")}
     if job["workbook"]:
         files["list.xlsx"] = _write_xlsx(table, folder / "list.xlsx", title=job["title"], notes=job["about"],
                                          created=job["created"])
     files["list.html"] = _write_html(folder / "list.html", **job["page"],
                                      people=_people_rows(table, job["tier_order"]))
-    if job["changes"] is not None:
-        files["changes.csv"] = _write_csv(job["changes"], folder / "changes.csv")
+    if job["changes_csv"] is not None:
+        files["changes.csv"] = _write_bytes(job["changes_csv"], folder / "changes.csv")
     return {f"{relative}/{name}": digest for name, digest in files.items()}
 
 
@@ -1048,6 +1049,15 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                      "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": on_list, "registered": people_in_tier,
                                 "definition": tier_words.get(t, "")} for t, people_in_tier, on_list in counts],
                      "holdout": held_back, "n_columns": 12 + ("Local ID" in table.columns)}}))
+    # Every list's CSV, and every practice's changes, from one pandas to_csv per kind of table.
+    for (_, job), data in zip(jobs, csv_bytes_many([job["table"] for _, job in jobs])):
+        job["csv"] = data
+    with_changes = [job for _, job in jobs if job["changes"] is not None]
+    for job, data in zip(with_changes, csv_bytes_many([job["changes"] for job in with_changes])):
+        job["changes_csv"] = data
+    for _, job in jobs:
+        job.setdefault("changes_csv", None)
+        del job["changes"]  # the worker processes need only the bytes
     out_dir = Path(out_dir)
     with publish.month_folder(out_dir) as tmp:  # one atomic publish (riskstrat.publish)
         write_parquet(population, tmp / "population.parquet")
