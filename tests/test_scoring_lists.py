@@ -1029,3 +1029,16 @@ def test_page_text_is_escaped_in_one_call_as_value_by_value(values):
 
     assert lists._escaped(values) == [str(escape(v)) for v in values]
     assert lists._escaped_items(values, "; ") == [[str(escape(p)) for p in str(v or "").split("; ")] for v in values]
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_a_list_holding_strangers_is_refused_with_their_count(dtype):
+    """Listed people are looked up among the population's (Arrow text or Python objects alike):
+    another practice's patient and someone not in the population are both strangers."""
+    population = pd.DataFrame({"person_id": pd.array(["a", "b", "c", "d"], dtype=dtype),
+                               "practice_id": pd.array(["P1", "P1", "P2", "P2"], dtype=dtype)})
+    good = {"P1": pd.DataFrame({"Person ID": ["b", "a"]}), "P2": pd.DataFrame({"Person ID": ["c"]})}
+    lists._check_practice_lists(population, good)
+    bad = {**good, "P2": pd.DataFrame({"Person ID": ["c", "a", "zz"]})}
+    with pytest.raises(ValueError, match="the list for practice 'P2' holds 2 people who are not its patients"):
+        lists._check_practice_lists(population, bad)

@@ -892,18 +892,31 @@ def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str)
 
 
 def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame]) -> None:
-    home = pd.Series(list_key(population).to_numpy(), index=population["person_id"].astype("str"))
     for pid in practice_lists:
         if not _SAFE_PRACTICE_ID.match(str(pid)):
             raise ValueError(f"practice id {pid!r} cannot be used as a folder name")
     if not practice_lists:
         return
-    # Every listed person looked up once (not the whole population once per practice).
-    listed = pd.concat([pd.DataFrame({"list": str(pid), "id": table["Person ID"].astype("str").to_numpy()})
-                        for pid, table in practice_lists.items()], ignore_index=True)
-    foreign = listed.loc[listed["id"].map(home).to_numpy(dtype=object) != listed["list"].to_numpy(dtype=object), "list"]
+    # Every listed person looked up once (not the whole population once per practice), in a table
+    # of the listed people's home practices only (not an index of the whole population).
+    ids = [table["Person ID"].astype("str").to_numpy(dtype=object) for table in practice_lists.values()]
+    listed = np.concatenate(ids)
+    on_list = np.repeat(np.array([str(pid) for pid in practice_lists], dtype=object), [len(a) for a in ids])
+    person = population["person_id"].astype("str")
+    to_arrow = getattr(person.array, "__arrow_array__", None)
+    if to_arrow is not None:  # Arrow's own look-up (pandas' isin on Arrow text loops in Python)
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        column = to_arrow()
+        wanted = pa.array([v for v in listed if isinstance(v, str)], type=column.type)
+        mine = pc.is_in(column, value_set=wanted).to_numpy(zero_copy_only=False)
+    else:
+        mine = person.isin(listed).to_numpy()
+    home = pd.Series(list_key(population).to_numpy()[mine], index=person.to_numpy(dtype=object)[mine])
+    foreign = on_list[pd.Series(listed, dtype=object).map(home).to_numpy(dtype=object) != on_list]
     if len(foreign):
-        pid = foreign.iloc[0]
+        pid = foreign[0]
         raise ValueError(f"the list for practice {pid!r} holds {int((foreign == pid).sum())} people who are not its "
                          f"patients")
 
@@ -1005,8 +1018,10 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     tier_order_list, registered = _registered_by_tier(population, keys)
     held_by_key = (keys[population["holdout"].fillna(False).astype(bool).to_numpy()].value_counts().to_dict()
                    if "holdout" in population else {})
-    changes_by_key = (dict(tuple(changes.groupby(changes["practice_id"].astype("str").to_numpy(), sort=False)))
-                      if changes is not None else {})
+    # (practice_id dropped once, not from each practice's part; their index does not reach the CSV)
+    changes_by_key = (dict(tuple(changes.drop(columns="practice_id").groupby(
+        changes["practice_id"].astype("str").to_numpy(), sort=False))) if changes is not None else {})
+    no_changes = changes.iloc[:0].drop(columns="practice_id") if changes is not None else None
     month_words = _month_words(manifest)
     created = _created(manifest)
     names = {str(k): str(v) for k, v in (practice_names or {}).items()}
@@ -1037,7 +1052,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                  *next_steps, *how_to_read, *provenance]
         mine = None
         if changes is not None:
-            mine = changes_by_key.get(str(pid), changes.iloc[:0]).drop(columns="practice_id").reset_index(drop=True)
+            mine = changes_by_key.get(str(pid), no_changes)
         jobs.append((relative, {
             "table": table, "changes": mine, "workbook": str(pid) in with_workbook, "title": title, "about": about,
             "created": created, "tier_order": tier_order,
