@@ -158,6 +158,8 @@ def _awkward_tables() -> dict[str, pd.DataFrame]:
         "long list": pd.DataFrame({"Rank": np.arange(1, sheets.STREAM_ROWS + 12, dtype="int64"),
                                    "Top reasons": [f"reason {i % 7}" for i in range(sheets.STREAM_ROWS + 11)]}),
         "27 columns": pd.DataFrame({f"c{j}": [j, j + 0.5] for j in range(27)}),
+        # the character that joins the shared strings for escaping, in the text itself
+        "private use": pd.DataFrame({"A": ["x\ue000y", " z", "\ue000"]}),
     }
 
 

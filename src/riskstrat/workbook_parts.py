@@ -27,6 +27,8 @@ import re
 import zipfile
 from collections.abc import Sequence
 
+from riskstrat.sheets import FORMULA_TRIGGERS as TRIGGERS
+
 __all__ = ["agrees_with_xlsxwriter", "workbook_bytes"]
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -68,7 +70,6 @@ FORMATS = {
 }
 _SPACE = re.compile(r"\s")  # the white space of xlsxwriter's _preserve_whitespace
 _SPACE_AFTER_SEPARATOR = re.compile(SEPARATOR + r"\s")
-TRIGGERS = ("=", "+", "-", "@", "\t", "\r")  # sheets.FORMULA_TRIGGERS (not imported: sheets imports this module)
 
 
 def _column_name(col: int) -> str:
