@@ -213,7 +213,10 @@ def python_values(values: pd.Series) -> list:
     """
     to_arrow = getattr(values.array, "__arrow_array__", None)
     if to_arrow is not None:
-        cells = to_arrow().to_pylist()
+        arrow = to_arrow()
+        cells = arrow.to_pylist()
+        if str(arrow.type) in ("string", "large_string", "string_view"):
+            return cells  # Arrow text is str or None already
     elif values.dtype.kind in "iub":
         return values.tolist()
     elif values.dtype.kind == "f":
