@@ -54,8 +54,8 @@ from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
 from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, xlsx_bytes
-from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, cost_band,
-                             rank_by_score)
+from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, cost_band, rank_by_score,
+                             tiers_by_rank)
 
 __all__ = [
     "NO_PRACTICE",
@@ -154,7 +154,7 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     order_by = pd.Series(_aligned(rank_score, ids, "rank_score"), index=ids) if rank_score is not None else pop["risk"]
     pop["rank"] = rank_by_score(order_by)
     pop["practice_rank"] = pop.groupby(list_key(pop))["rank"].rank(method="first").astype("int64")
-    pop["tier"] = assign_tiers(order_by, cutoffs=tier_cutoffs)
+    pop["tier"] = tiers_by_rank(pop["rank"], cutoffs=tier_cutoffs)  # the same order: not ranked again
     pop["high_cost_risk"] = _aligned(high_cost_risk, ids, "high_cost_risk")
     pop["predicted_cost"] = _aligned(predicted_cost, ids, "predicted_cost")
     pop["predicted_cost_band"] = cost_band(pop["predicted_cost"], currency=currency)

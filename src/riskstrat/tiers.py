@@ -32,6 +32,7 @@ __all__ = [
     "cost_band",
     "group_flags",
     "rank_by_score",
+    "tiers_by_rank",
     "top_fraction_mask",
 ]
 
@@ -52,14 +53,38 @@ def rank_by_score(score: pd.Series) -> pd.Series:
     values = score.to_numpy(dtype=float)
     if np.isnan(values).any():
         raise ValueError(f"{score.name or 'score'} contains NaN; every person needs a score to be ranked")
-    if not score.index.is_unique:
-        raise ValueError("the index (person_id) has duplicates; ranks need one row per person")
-    index_order = np.empty(len(score), dtype=np.int64)
-    index_order[score.index.argsort()] = np.arange(len(score))
-    order = np.lexsort((index_order, -values))  # last key is the primary one
+    _check_unique(score.index)
     rank = np.empty(len(score), dtype=np.int64)
-    rank[order] = np.arange(1, len(score) + 1)
+    rank[_rank_order(values, score.index)] = np.arange(1, len(score) + 1)
     return pd.Series(rank, index=score.index, name="rank")
+
+
+def _check_unique(index: pd.Index) -> None:
+    if not index.is_unique:
+        raise ValueError("the index (person_id) has duplicates; ranks need one row per person")
+
+
+def _rank_order(values: np.ndarray, index: pd.Index) -> np.ndarray:
+    """Positions from rank 1 down: by value descending, ties by ``index`` ascending.
+
+    Only the people inside a run of equal values have their ids compared (an argsort of a
+    million string ids takes about a second; scores rarely tie).
+    """
+    order = np.argsort(-values, kind="stable")
+    ordered = values[order]
+    tie = ordered[1:] == ordered[:-1]
+    if not tie.any():
+        return order
+    in_run = np.zeros(len(order), dtype=bool)
+    in_run[1:] |= tie
+    in_run[:-1] |= tie
+    at = np.flatnonzero(in_run)  # sorted positions inside a tie, runs contiguous
+    run = np.cumsum(np.r_[True, ordered[at[1:]] != ordered[at[:-1]]])
+    members = order[at]
+    by_index = np.empty(len(members), dtype=np.int64)
+    by_index[index.take(members).argsort()] = np.arange(len(members))
+    order[at] = members[np.lexsort((by_index, run))]
+    return order
 
 
 def _n_top(fraction: float, n: int) -> int:
@@ -73,9 +98,21 @@ def top_fraction_mask(score: pd.Series, fraction: float) -> pd.Series:
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    values = score.astype("float64").fillna(-np.inf)
-    rank = rank_by_score(values)
-    return (rank <= _n_top(fraction, len(score))) & (values > 0)
+    values = score.astype("float64").fillna(-np.inf).to_numpy()
+    _check_unique(score.index)
+    k = _n_top(fraction, len(values))
+    chosen = values > 0
+    if 0 < k < len(values):
+        # Those above the k-th highest value are in; of those equal to it, the first by index.
+        kth = np.partition(values, len(values) - k)[len(values) - k]
+        chosen &= values >= kth
+        tied = np.flatnonzero(values == kth)
+        spare = k - int(np.count_nonzero(values > kth))
+        if kth > 0 and spare < len(tied):
+            chosen[tied[score.index.take(tied).argsort()[spare:]]] = False
+    elif k == 0:
+        chosen[:] = False
+    return pd.Series(chosen, index=score.index)
 
 
 def check_tier_cutoffs(cutoffs: Mapping[str, float]) -> dict[str, float]:
@@ -102,15 +139,26 @@ def assign_tiers(risk: pd.Series, *, cutoffs: Mapping[str, float] | None = None)
     the defaults give 5 very high, 45 high, 150 moderate and 800 low. Ties are broken by index.
     """
     cutoffs = check_tier_cutoffs(DEFAULT_TIER_CUTOFFS if cutoffs is None else cutoffs)
-    rank = rank_by_score(risk).to_numpy()
-    n = len(rank)
+    return tiers_by_rank(rank_by_score(risk), cutoffs=cutoffs)
+
+
+def tiers_by_rank(rank: pd.Series, *, cutoffs: Mapping[str, float] | None = None) -> pd.Series:
+    """:func:`assign_tiers` from ranks already made by :func:`rank_by_score` (1 = highest, one
+    rank per person of the population), so that a score ranked once is not ranked again.
+
+    >>> tiers_by_rank(pd.Series([1, 4, 2, 3]), cutoffs={"very high": 0.25, "high": 0.5}).tolist()
+    ['very high', 'low', 'high', 'low']
+    """
+    cutoffs = check_tier_cutoffs(DEFAULT_TIER_CUTOFFS if cutoffs is None else cutoffs)
+    ranks = rank.to_numpy()
+    n = len(ranks)
     tiers = list(cutoffs) + [LOWEST_TIER]
     codes = np.full(n, len(tiers) - 1, dtype=np.int8)
     # Fill from the widest tier inwards so that the top tiers overwrite.
     for code in range(len(cutoffs) - 1, -1, -1):
-        codes[rank <= _n_top(cutoffs[tiers[code]], n)] = code
+        codes[ranks <= _n_top(cutoffs[tiers[code]], n)] = code
     values = pd.Categorical.from_codes(codes, categories=tiers, ordered=True)
-    return pd.Series(values, index=risk.index, name="tier")
+    return pd.Series(values, index=rank.index, name="tier")
 
 
 class GroupRule(BaseModel):
@@ -230,8 +278,15 @@ def assign_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_
     flags = group_flags(frame, groups=groups)
     names = np.array(flags.columns, dtype=object)
     matrix = flags.to_numpy(dtype=bool)
-    joined = [GROUP_SEPARATOR.join(names[row]) for row in matrix]
-    return pd.Series(joined, index=frame.index, name="groups", dtype="str")
+    if matrix.shape[1] > 62:  # more groups than bits in a pattern number: join person by person
+        joined = [GROUP_SEPARATOR.join(names[row]) for row in matrix]
+        return pd.Series(joined, index=frame.index, name="groups", dtype="str")
+    # People share a few patterns of flags: join the names once per pattern, then take.
+    pattern = matrix.astype(np.int64) @ (np.int64(1) << np.arange(matrix.shape[1], dtype=np.int64))
+    codes, distinct = pd.factorize(pattern)
+    bits = (distinct[:, None] >> np.arange(matrix.shape[1])) & 1 == 1
+    joined = np.array([GROUP_SEPARATOR.join(names[row]) for row in bits] + [""], dtype=object)
+    return pd.Series(joined[codes], index=frame.index, name="groups", dtype="str")
 
 
 COST_BANDS: tuple[tuple[float, str], ...] = (

@@ -1,0 +1,156 @@
+"""Ranks, tiers and priority groups against the straightforward definitions, on random data with ties.
+
+The fast versions in :mod:`riskstrat.tiers` compare ids only inside runs of equal scores and join
+group names once per pattern of flags; these references rank everyone by (score descending, index
+ascending) with one lexsort and join person by person, as the month's files were made before.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskstrat.lists import rank_population
+from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, group_flags,
+                             rank_by_score, tiers_by_rank, top_fraction_mask)
+
+
+def reference_rank(score: pd.Series) -> pd.Series:
+    values = score.to_numpy(dtype=float)
+    index_order = np.empty(len(score), dtype=np.int64)
+    index_order[score.index.argsort()] = np.arange(len(score))
+    order = np.lexsort((index_order, -values))
+    rank = np.empty(len(score), dtype=np.int64)
+    rank[order] = np.arange(1, len(score) + 1)
+    return pd.Series(rank, index=score.index, name="rank")
+
+
+def reference_top_fraction(score: pd.Series, fraction: float) -> pd.Series:
+    values = score.astype("float64").fillna(-np.inf)
+    rank = reference_rank(values)
+    n_top = min(len(score), math.ceil(fraction * len(score) - 1e-9))
+    return pd.Series(((rank <= n_top) & (values > 0)).to_numpy(), index=score.index)
+
+
+def reference_groups(frame: pd.DataFrame, groups) -> pd.Series:
+    flags = group_flags(frame, groups=groups)
+    names = np.array(flags.columns, dtype=object)
+    joined = [GROUP_SEPARATOR.join(names[row]) for row in flags.to_numpy(dtype=bool)]
+    return pd.Series(joined, index=frame.index, name="groups", dtype="str")
+
+
+def scores_with_ties(rng: np.random.Generator, n: int, *, ids: str = "str") -> pd.Series:
+    """Scores on few distinct values (plateaus), with 0.0, -0.0, infinities and shuffled ids."""
+    palette = np.array([0.0, -0.0, 0.1, 0.25, 0.25 + 1e-12, 0.5, 0.9, 1.0, np.inf, -np.inf, -0.3, 7.0])
+    values = rng.choice(palette, size=n)
+    continuous = rng.random(n) < 0.3
+    values[continuous] = rng.normal(size=int(continuous.sum()))
+    if ids == "str":
+        index = pd.Index([f"p{int(i):06x}" for i in rng.permutation(10 * n)[:n]], dtype="str")
+    else:
+        index = pd.Index(rng.permutation(10 * n)[:n].astype("int64"))
+    return pd.Series(values, index=index, name="score")
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ids", ["str", "int"])
+def test_rank_by_score_equals_the_lexsort_of_score_and_index(seed, ids):
+    rng = np.random.default_rng(seed)
+    score = scores_with_ties(rng, int(rng.integers(1, 3000)), ids=ids)
+    pd.testing.assert_series_equal(rank_by_score(score), reference_rank(score))
+
+
+def test_rank_by_score_without_ties_and_with_one_tie_run_only():
+    score = pd.Series([0.3, 0.1, 0.2], index=["b", "c", "a"])
+    assert rank_by_score(score).tolist() == [1, 3, 2]
+    same = pd.Series([0.5] * 4, index=["d", "b", "c", "a"])
+    assert rank_by_score(same).tolist() == [4, 2, 3, 1]
+    assert rank_by_score(pd.Series([], dtype="float64")).tolist() == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("fraction", [0.001, 0.05, 0.2, 0.5, 0.97])
+def test_top_fraction_mask_equals_the_ranked_definition(seed, fraction):
+    rng = np.random.default_rng(seed)
+    score = scores_with_ties(rng, int(rng.integers(1, 2000)), ids="str" if seed % 2 else "int")
+    score[rng.random(len(score)) < 0.1] = np.nan
+    pd.testing.assert_series_equal(top_fraction_mask(score, fraction), reference_top_fraction(score, fraction))
+
+
+def test_top_fraction_mask_breaks_a_tie_at_the_cut_by_index():
+    score = pd.Series([5.0, 3.0, 3.0, 3.0, 1.0, 0.0], index=["f", "e", "b", "d", "a", "c"])
+    # Top 50% = 3 people: f, then two of the three 3.0s by id (b, d; not e).
+    assert top_fraction_mask(score, 0.5).tolist() == [True, False, True, True, False, False]
+    # A cut inside the zeros takes no one at zero.
+    assert top_fraction_mask(score, 0.99).tolist() == [True, True, True, True, True, False]
+
+
+def test_top_fraction_mask_refuses_duplicate_ids():
+    with pytest.raises(ValueError, match="duplicates"):
+        top_fraction_mask(pd.Series([1.0, 2.0], index=["a", "a"]), 0.5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tiers_by_rank_equals_assign_tiers(seed):
+    rng = np.random.default_rng(seed)
+    score = scores_with_ties(rng, 1500)
+    cutoffs = {"very high": 0.01, "high": 0.07, "moderate": 0.3}
+    expected = assign_tiers(score, cutoffs=cutoffs)
+    pd.testing.assert_series_equal(tiers_by_rank(reference_rank(score), cutoffs=cutoffs), expected)
+    ranks = reference_rank(score).to_numpy()
+    n_top = {t: min(len(score), math.ceil(f * len(score) - 1e-9)) for t, f in cutoffs.items()}
+    reference = np.where(ranks <= n_top["very high"], "very high", np.where(
+        ranks <= n_top["high"], "high", np.where(ranks <= n_top["moderate"], "moderate", "low")))
+    assert expected.astype(str).tolist() == reference.tolist()
+
+
+def random_people(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    index = pd.Index([f"id{int(i):05d}" for i in rng.permutation(4 * n)[:n]], dtype="str")
+    cost = rng.choice([0.0, 0.0, 100.0, 2500.0, 2500.0, 90_000.0], size=n) * rng.choice([1, 1, 1.5], size=n)
+    return pd.DataFrame({
+        "age": rng.choice([18.0, 39.99, 40.0, 55.5, 55.99, 56.0, 84.9, 85.0, 101.2], size=n),
+        "emergency_admissions_0_3m": rng.integers(0, 3, n).astype(float),
+        "emergency_admissions_3_12m": rng.choice([0.0, 1.0, 2.0, np.nan], size=n),
+        "ae_attendances_0_3m": rng.integers(0, 4, n).astype(float),
+        "ae_attendances_3_12m": rng.integers(0, 4, n).astype(float),
+        "cost_total_12m": cost,
+        "high_cost_risk": rng.choice([0.0, 0.01, 0.2, 0.2, 0.6, np.nan], size=n),
+        "predicted_cost": np.nan,
+    }, index=index)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_assign_groups_equals_joining_person_by_person(seed):
+    rng = np.random.default_rng(seed)
+    people = random_people(rng, int(rng.integers(1, 2500)))
+    groups = DEFAULT_GROUPS + (GroupRule(name="young frequent", max_age=30, min_ae_attendances_12m=2, match="all"),)
+    pd.testing.assert_series_equal(assign_groups(people, groups=groups), reference_groups(people, groups))
+
+
+def test_assign_groups_with_more_groups_than_bits_in_a_pattern():
+    rng = np.random.default_rng(7)
+    people = random_people(rng, 200)
+    groups = [GroupRule(name=f"age {a}+", min_age=a) for a in range(18, 18 + 64)]
+    pd.testing.assert_series_equal(assign_groups(people, groups=groups), reference_groups(people, groups))
+    assert assign_groups(people.iloc[:0], groups=DEFAULT_GROUPS).tolist() == []
+
+
+def test_rank_population_with_ties_ranks_and_tiers_as_the_references():
+    rng = np.random.default_rng(3)
+    people = random_people(rng, 3000)
+    people["practice_id"] = rng.choice(["P1", "P2", " ", "P3"], size=len(people))
+    people["sex"] = rng.choice(["female", "male"], size=len(people))
+    risk = pd.Series(rng.choice([0.05, 0.1, 0.1, 0.3, 0.8], size=len(people)), index=people.index)
+    pop = rank_population(people.drop(columns=["high_cost_risk", "predicted_cost"]), risk,
+                          high_cost_risk=people["high_cost_risk"], tier_cutoffs={"high": 0.05, "moderate": 0.2})
+    by_person = pop.set_index("person_id")
+    expected_rank = reference_rank(risk)
+    assert by_person["rank"].reindex(people.index).tolist() == expected_rank.tolist()
+    assert pop["rank"].tolist() == list(range(1, len(people) + 1))
+    expected_tier = np.where(expected_rank <= 150, "high", np.where(expected_rank <= 600, "moderate", "low"))
+    assert by_person["tier"].reindex(people.index).astype(str).tolist() == expected_tier.tolist()
+    group_input = people.drop(columns=["predicted_cost"]).assign(predicted_cost=np.nan)
+    assert by_person["groups"].reindex(people.index).tolist() == reference_groups(group_input, DEFAULT_GROUPS).tolist()
