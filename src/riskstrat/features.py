@@ -13,7 +13,7 @@ The scorer turns a feature and a person's value into a reason with :func:`descri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable, Literal
+from typing import Callable, Collection, Iterable, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -446,6 +446,9 @@ def _ago(days: float) -> str:
     return f"{days / 365.25:.0f} years ago"
 
 
+_CARE_FLAGS = ("home_care_at_index", "care_home_at_index")  # said with when the care started
+
+
 def describe_value(name: str, value: float, *, context: dict[str, float] | None = None,
                    currency: str = "GBP") -> str | None:
     """The plain-English reason for a feature at a person's value, or None if not expressible.
@@ -470,9 +473,10 @@ def describe_value(name: str, value: float, *, context: dict[str, float] | None 
             if years is not None and not np.isnan(years):
                 since = " (diagnosed this year)" if years < 1 else f" (diagnosed {years:.0f} year{_plural(round(years))} ago)"
         started = ""
-        days = context.get("days_since_social_care_start")
-        if name in ("home_care_at_index", "care_home_at_index") and days is not None and days < NO_EVENT_DAYS:
-            started = f", started {_ago(days)}"
+        if name in _CARE_FLAGS:
+            days = context.get("days_since_social_care_start")
+            if days is not None and days < NO_EVENT_DAYS:
+                started = f", started {_ago(days)}"
         return f.reason.format(since=since, started=started)
     if f.kind == "days":
         if value >= NO_EVENT_DAYS:
@@ -598,8 +602,8 @@ def describe_reason(group: str, values: dict[str, float], *, currency: str = "GB
     'many medicines: about 14 prescription items a month, from 9 BNF chapters'
     """
     def v(name: str) -> float:
-        x = values.get(name, np.nan)
-        return 0.0 if x is None or np.isnan(x) else float(x)
+        x = values.get(name)
+        return 0.0 if x is None or x != x else float(x)  # x != x: NaN
 
     if group == "frailty_deficits":
         return _frailty(v)
@@ -648,3 +652,103 @@ def describe_reason(group: str, values: dict[str, float], *, currency: str = "GB
     held = [name for code, name in LONG_TERM_CONDITIONS.items() if v(f"ltc_{code}") >= 0.5]
     named = f": {', '.join(held[:3])}{', …' if len(held) > 3 else ''}" if held else ""
     return f"{n:g} long-term conditions{named}"
+
+
+class ReasonInputs(NamedTuple):
+    """What :func:`describe_reason` reads for one reason group: the person's ``values`` (by name)
+    and the names in ``said`` whose presence it asks about."""
+
+    values: tuple[str, ...]
+    said: tuple[str, ...] = ()
+
+
+_USE_OF_SERVICES = ("elective_admissions_12m", "outpatient_attended_12m", "gp_contacts_0_3m", "gp_contacts_3_12m",
+                    "emergency_admissions_0_3m", "emergency_admissions_3_12m", "ae_attendances_0_3m",
+                    "ae_attendances_3_12m", "cost_social_care_12m")
+_USE_OF_SERVICES_SAID = ("elective_admissions_12m", "outpatient_attended_12m", "GP contacts", "social care",
+                         "emergency admissions", "A&E visits")
+
+
+def reason_inputs(group: str, *, money: bool = True) -> ReasonInputs:
+    """Everything :func:`describe_reason` reads for ``group`` (with ``money``): its words depend on
+    these values and names of ``said`` only (and on the currency), so people who share them share
+    the words. :func:`riskstrat.reasons.top_reasons` says each distinct combination once; it
+    refuses a read outside this list, so a new read here must be declared here too.
+
+    >>> reason_inputs("GP contacts")
+    ReasonInputs(values=('gp_contacts_0_3m', 'gp_contacts_3_12m'), said=())
+    >>> reason_inputs("ltc_copd").values
+    ('ltc_copd', 'ltc_copd_years')
+    """
+    if group == "frailty_deficits":
+        return ReasonInputs(("frailty_deficits", *(name for name, _ in _FRAILTY_NAMED), "rx_items_3m",
+                             "emergency_admissions_0_3m", "emergency_admissions_3_12m", "age"))
+    if group == "costs":
+        return ReasonInputs(("cost_total_12m",)) if money else \
+            ReasonInputs(("cost_total_12m", *_USE_OF_SERVICES), _USE_OF_SERVICES_SAID)
+    if group == "social care":
+        return ReasonInputs(("care_home_at_index", "home_care_at_index", "reablement_12m",
+                             "days_since_social_care_start", "cost_social_care_12m"))
+    if group == "long-term conditions":
+        return ReasonInputs(("ltc_count", *(f"ltc_{code}" for code in LONG_TERM_CONDITIONS)))
+    if group in ("emergency admissions", "A&E visits", "GP contacts"):
+        return ReasonInputs(REASON_GROUPS[group])
+    if group == "prescriptions":
+        return ReasonInputs(("rx_items_3m", "rx_items_12m", "rx_chapters_12m"))
+    f = feature(group)  # a feature that speaks alone: describe_value's reads
+    if f.kind == "money" and not money:
+        return ReasonInputs(())
+    if f.kind == "flag" and group.startswith("ltc_"):
+        return ReasonInputs((group, f"{group}_years"))
+    if group in _CARE_FLAGS:
+        return ReasonInputs((group, "days_since_social_care_start"))
+    return ReasonInputs((group,))
+
+
+def reason_key(group: str, get: Callable[[str], np.ndarray], *, money: bool = True) -> list[np.ndarray]:
+    """What the words of ``group`` depend on, for many people at once: arrays (a value per person)
+    such that people equal in all of them get the same :func:`describe_reason` words (given the
+    same ``said`` names). ``get(name)`` gives the values of one of :func:`reason_inputs` (NaN where
+    missing). Where only a test of a value is said ("any emergency admission this year?"), the
+    key holds the test, so that the many people who differ only in unsaid detail share the words;
+    otherwise it holds the values themselves.
+    """
+    def v(name: str) -> np.ndarray:  # as describe_reason's v: missing is 0
+        x = get(name)
+        return np.where(np.isnan(x), 0.0, x)
+
+    def at_least(name: str, bound: float) -> np.ndarray:
+        return (v(name) >= bound).astype("float64")
+
+    def recent(stem: str) -> np.ndarray:
+        return v(f"{stem}_0_3m") + v(f"{stem}_3_12m")
+
+    if group == "frailty_deficits":
+        return [v("frailty_deficits"), *(at_least(name, 0.5) for name, _ in _FRAILTY_NAMED),
+                at_least("rx_items_3m", 10), (recent("emergency_admissions") > 0).astype("float64"), at_least("age", 85)]
+    if group in ("emergency admissions", "A&E visits"):
+        stem, days = (("emergency_admissions", "days_since_emergency_admission") if group == "emergency admissions"
+                      else ("ae_attendances", "days_since_ae"))
+        n = recent(stem)
+        said = [np.where(n > 0, get(days), 0.0), np.where(n > 0, 0.0, v(f"{stem}_12_24m"))]
+        if group == "emergency admissions":
+            said.append(np.where(n > 0, v("emergency_bed_days_12m"), 0.0))
+        return [n, *said]
+    if group == "GP contacts":
+        return [recent("gp_contacts")]
+    if group == "prescriptions":
+        items_3m, chapters = v("rx_items_3m"), v("rx_chapters_12m")
+        return [items_3m, np.where(items_3m > 0, 0.0, v("rx_items_12m")), np.where(chapters >= 4, chapters, 0.0)]
+    if group == "social care":
+        cost = v("cost_social_care_12m")
+        return [at_least("care_home_at_index", 0.5), at_least("home_care_at_index", 0.5),
+                at_least("reablement_12m", 0.5), get("days_since_social_care_start"),
+                cost if money else (cost > 0).astype("float64")]
+    if group == "costs" and not money:
+        return [(v("cost_total_12m") > 0).astype("float64"), v("elective_admissions_12m"), v("outpatient_attended_12m"),
+                recent("gp_contacts"), recent("emergency_admissions"), recent("ae_attendances"),
+                (v("cost_social_care_12m") > 0).astype("float64")]
+    if group == "long-term conditions":
+        n = v("ltc_count")
+        return [n, *(np.where(n >= 2, at_least(f"ltc_{code}", 0.5), 0.0) for code in LONG_TERM_CONDITIONS)]
+    return [get(name) for name in reason_inputs(group, money=money).values]
