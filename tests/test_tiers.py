@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat.lists import rank_population
+from riskstrat.lists import list_key, rank_population
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, group_flags,
                              rank_by_score, tiers_by_rank, top_fraction_mask)
 
@@ -152,5 +152,8 @@ def test_rank_population_with_ties_ranks_and_tiers_as_the_references():
     assert pop["rank"].tolist() == list(range(1, len(people) + 1))
     expected_tier = np.where(expected_rank <= 150, "high", np.where(expected_rank <= 600, "moderate", "low"))
     assert by_person["tier"].reindex(people.index).astype(str).tolist() == expected_tier.tolist()
+    reference_practice_rank = pop.groupby(list_key(pop))["rank"].rank(method="first").astype("int64").rename("practice_rank")
+    pd.testing.assert_series_equal(pop["practice_rank"], reference_practice_rank)
+    assert pop.loc[pop["practice_id"].isna(), "practice_rank"].tolist() == list(range(1, 1 + pop["practice_id"].isna().sum()))
     group_input = people.drop(columns=["predicted_cost"]).assign(predicted_cost=np.nan)
     assert by_person["groups"].reindex(people.index).tolist() == reference_groups(group_input, DEFAULT_GROUPS).tolist()

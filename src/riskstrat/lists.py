@@ -153,7 +153,13 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     pop["risk"] = risk_values
     order_by = pd.Series(_aligned(rank_score, ids, "rank_score"), index=ids) if rank_score is not None else pop["risk"]
     pop["rank"] = rank_by_score(order_by)
-    pop["practice_rank"] = pop.groupby(list_key(pop))["rank"].rank(method="first").astype("int64")
+    by_rank = np.empty(len(pop), dtype=np.int64)  # positions from rank 1 down
+    by_rank[pop["rank"].to_numpy() - 1] = np.arange(len(pop))
+    # Rank within the practice: the count so far of the practice's people, in rank order.
+    practice_codes = pd.factorize(list_key(pop))[0][by_rank]
+    practice_rank = np.empty(len(pop), dtype=np.int64)
+    practice_rank[by_rank] = pd.Series(practice_codes).groupby(practice_codes).cumcount().to_numpy() + 1
+    pop["practice_rank"] = practice_rank
     pop["tier"] = tiers_by_rank(pop["rank"], cutoffs=tier_cutoffs)  # the same order: not ranked again
     pop["high_cost_risk"] = _aligned(high_cost_risk, ids, "high_cost_risk")
     pop["predicted_cost"] = _aligned(predicted_cost, ids, "predicted_cost")
@@ -169,7 +175,7 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     order = ["person_id", "practice_id", "rank", "practice_rank", "risk", "tier", "groups", "high_cost_risk",
              "predicted_cost", "predicted_cost_band", "age", "sex", "emergency_admissions_12m",
              "ae_attendances_12m", "emergency_bed_days_12m", "cost_total_12m"]
-    return pop[order].sort_values("rank").reset_index(drop=True)
+    return pop[order].take(by_rank).reset_index(drop=True)
 
 
 def _rerank(population: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,10 @@ of theirs. A reason's share is that value over the sum of the person's positive 
 the shares never add up to more than 100%; they order and filter the reasons (``share_1..``) but are
 not printed in the words, which a coordinator reads without a model's vocabulary. The words come
 from :func:`riskstrat.features.describe_reason` and the person's own values ("3 emergency
-admissions in the last 12 months, the last 1 month ago (9 days in hospital)").
+admissions in the last 12 months, the last 1 month ago (9 days in hospital)"). For many people at
+once they are said once per distinct combination of what a group's words depend on
+(:func:`riskstrat.features.reason_key`) and shared, which gives every person exactly the words
+:func:`~riskstrat.features.describe_reason` gives them alone.
 
 Age, sex and deprivation are columns of every list, so by default they are not reasons
 (``demographic_reasons=False``): the next reason is taken instead, and they are said only for a
