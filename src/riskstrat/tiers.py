@@ -285,7 +285,7 @@ def assign_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_
     pattern = matrix.astype(np.int64) @ (np.int64(1) << np.arange(matrix.shape[1], dtype=np.int64))
     codes, distinct = pd.factorize(pattern)
     bits = (distinct[:, None] >> np.arange(matrix.shape[1])) & 1 == 1
-    joined = np.array([GROUP_SEPARATOR.join(names[row]) for row in bits] + [""], dtype=object)
+    joined = np.array([GROUP_SEPARATOR.join(names[row]) for row in bits], dtype=object)
     return pd.Series(joined[codes], index=frame.index, name="groups", dtype="str")
 
 
