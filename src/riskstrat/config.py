@@ -10,6 +10,7 @@ Unknown keys are rejected (``extra="forbid"``) so that a typo fails loudly inste
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,10 +33,17 @@ class DataConfig(_Strict):
                                        description="Event tables to leave out, e.g. [social_care] without a legal basis.")
     out_of_life_events: Literal["drop", "keep", "error"] = "drop"
     duckdb_memory_limit: str | None = Field(
-        None, pattern=r"(?i)^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$",
-        description="The DuckDB engine's memory for its queries, e.g. '3GB'; beyond it DuckDB spills to its temporary "
+        None, description="The DuckDB engine's memory for its queries, e.g. '3GB'; beyond it DuckDB spills to its temporary "
                     "folder on disk (slower, bounded). Default DuckDB's own: 80% of the machine's memory. Set it on a "
                     "shared machine or for millions of people (benchmarks/README.md: 5M people).")
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_amount(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(?i)\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", v):
+            raise ValueError(f"{v!r} is not an amount of memory: give a number and a unit, e.g. 3GB or 512MB "
+                             "(units KB, MB, GB, TB, KiB, MiB, GiB, TiB), or leave it out for DuckDB's default")
+        return v
 
     @field_validator("exclude_sources")
     @classmethod
