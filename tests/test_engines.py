@@ -492,3 +492,62 @@ def test_ids_ending_in_white_space_pass_the_link_checks_and_the_outcome_tables(f
     folder_engine(folder).check_links()
     got = folder_engine(folder).tables(["gp_contacts"])
     pd.testing.assert_frame_equal(got.tables["gp_contacts"], reference.tables["gp_contacts"])
+
+
+def _link_check(folder: Path, monkeypatch, *, batch: int = 4_000_000):
+    """(whether the id dictionaries proved every id known, the rules and rows check_links refused or None)."""
+    engine = DuckDBEngine(folder)
+    monkeypatch.setattr(engine, "_id_batch", batch)
+    proved = engine._ids_all_known(engine.plans["gp_contacts"])
+    try:
+        engine.check_links()
+    except ValidationError as refused:
+        return proved, {(i.rule, i.n_rows) for i in refused.report.errors}
+    return proved, None
+
+
+@pytest.mark.parametrize("ids, proved", [
+    (["a", "b", "a", "a"], True),                   # every id is a person's: no row is joined
+    (["a", "nobody", "b", "nobody"], False),        # two rows of an unknown id: counted by the join
+    (["a ", "b", "a", "\tb"], False),               # ids validation cleans: the join cleans them
+    (["b", "a", "a", "A"], False),                  # an id in another case is not a person's
+])
+@pytest.mark.parametrize("batch", [1, 4_000_000])
+def test_link_check_proves_ids_from_the_dictionaries_or_counts_the_rows(tmp_path, monkeypatch, ids, proved, batch):
+    _persons_ab(tmp_path)
+    pq.write_table(pa.table({"person_id": ids, "contact_date": pa.array([at(-d).date() for d in range(3, 7)])}),
+                   tmp_path / "gp_contacts.parquet", row_group_size=1)  # one dictionary per row
+    try:
+        load_records(tmp_path)
+        reference = None
+    except ValidationError as refused:
+        reference = {(i.rule, i.n_rows) for i in refused.report.errors}
+    got_proved, got = _link_check(tmp_path, monkeypatch, batch=batch)
+    assert got_proved is proved
+    assert got == reference
+    assert (reference is None) is (ids[1] != "nobody" and "A" not in ids)  # the cases refuse what they should
+
+
+def test_link_check_never_trusts_ids_it_cannot_read_as_text_or_an_unused_dictionary_entry(tmp_path, monkeypatch):
+    _persons_ab(tmp_path)
+    # A dictionary holding an id no row uses: at worst the rows are counted, and none is unknown.
+    ids = pa.DictionaryArray.from_arrays(pa.array([0, 0], pa.int32()), pa.array(["a", "nobody"]))
+    pq.write_table(pa.table({"person_id": ids, "contact_date": pa.array([at(-3).date()] * 2)}),
+                   tmp_path / "gp_contacts.parquet")
+    assert _link_check(tmp_path, monkeypatch)[1] is None
+    engine = DuckDBEngine(tmp_path)
+    engine._link_counts = lambda *a, **k: pytest.fail("the rows were joined though every id is known")
+    if engine._ids_all_known(engine.plans["gp_contacts"]):
+        engine.check_links()
+    # Ids stored as numbers are not read from the dictionaries: the join decides.
+    _raw_parquet(tmp_path, "persons", {"person_id": ["1", "2"], "birth_date": [pd.Timestamp("1950-01-01").date()] * 2,
+                                       "sex": ["female", "male"], "practice_id": ["P", "Q"]})
+    pq.write_table(pa.table({"person_id": pa.array([1, 3], pa.int64()), "contact_date": pa.array([at(-3).date()] * 2)}),
+                   tmp_path / "gp_contacts.parquet")
+    try:
+        load_records(tmp_path)
+        reference = None
+    except ValidationError as refused:
+        reference = {(i.rule, i.n_rows) for i in refused.report.errors}
+    assert reference == {("unknown_person", 1)}
+    assert _link_check(tmp_path, monkeypatch) == (False, reference)

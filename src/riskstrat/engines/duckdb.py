@@ -137,6 +137,8 @@ class DuckDBEngine(FolderEngine):
 
     name = "duckdb"
     _plan_class = _TablePlan
+    _person_ids: pa.Array | None = None  # the persons' ids as Arrow text, once asked for
+    _id_batch = 4_000_000  # distinct ids of a file looked up in the persons' ids at a time
 
     def __init__(self, data_dir: str | Path, *, exclude_sources: Iterable[str] = (), out_of_life_events: str = "drop",
                  duplicate_rows: str = "drop", unknown_codes: str = "error", threads: int | None = None,
@@ -214,6 +216,43 @@ class DuckDBEngine(FolderEngine):
             f"SELECT min(e.{date}) FILTER (WHERE {known}), max(e.{date}) FILTER (WHERE {known}), "
             f"count(*) FILTER (WHERE p.person_id IS NULL) FROM ({plan.typed(drop_unknown_codes=True)}) e "
             f"LEFT JOIN persons p ON e.person_id = p.person_id").fetchone()
+
+    def _ids_all_known(self, plan: _TablePlan) -> bool:
+        """Whether every distinct id in the file is a person's id exactly, read from the Parquet
+        dictionaries: each row group's ids as its dictionary of distinct values (pyarrow), not row by
+        row, then looked up in the persons' ids (``_id_batch`` values at a time). An id stored exactly as a
+        person's (clean) id is left as it is by validation's cleaning, so then no row is unknown. A
+        dictionary entry that no row uses, an id that is not text, or a file pyarrow cannot read
+        answers False, and the rows are counted by the join."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        column = plan.source.get("person_id")
+        if column is None or not plan.path.is_file():
+            return False
+        try:
+            file = pq.ParquetFile(plan.path, read_dictionary=[column])
+            kind = file.schema_arrow.field(column).type
+            kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+                return False
+            if self._person_ids is None:
+                self._person_ids = pa.array(self.persons["person_id"].astype(object), type=pa.string())
+            waiting: list[pa.Array] = []
+
+            def known() -> bool:
+                values = pc.drop_null(pa.chunked_array(waiting, type=kind).combine_chunks().cast(pa.string()))
+                waiting.clear()
+                return pc.all(pc.is_in(values, value_set=self._person_ids)).as_py() is not False
+
+            for group in range(file.metadata.num_row_groups):
+                for chunk in file.read_row_group(group, columns=[column]).column(0).chunks:
+                    waiting.append(chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk)
+                if sum(map(len, waiting)) >= self._id_batch and not known():
+                    return False
+            return known()
+        except (pa.ArrowException, OSError, KeyError, ValueError):
+            return False
 
     def _unknown_ids(self, plan: _TablePlan) -> list:
         return [i for (i,) in self.con.execute(
