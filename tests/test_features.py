@@ -509,3 +509,16 @@ def test_every_feature_has_one_reason_group():
     assert len(grouped) == len(set(grouped)) and set(grouped) <= set(FEATURE_NAMES)
     assert reason_group("emergency_admissions_3_12m") == "emergency admissions"
     assert reason_group("ltc_copd") == "ltc_copd"
+
+
+def test_person_positions_of_a_categorical_match_a_lookup_of_every_row():
+    from riskstrat.features import person_positions
+
+    categories = pd.Index(["p3", "p1", "p9", "p2", "p7"], dtype="str")
+    rows = pd.Series(pd.Categorical(["p1", "p9", None, "p2", "p1", "p7", "p3"], categories=categories))
+    ids = pd.Index(["p2", "p1", "p5", "p3"], dtype="str")  # p5 has no rows; p9 and p7 are not asked for
+    expected = [ids.get_loc(p) if isinstance(p, str) and p in ids else -1 for p in rows]
+    assert person_positions(rows, ids).tolist() == expected == [1, -1, -1, 0, 1, -1, 3]
+    assert person_positions(rows.astype("str"), ids).tolist() == expected  # the same without categories
+    with pytest.raises(ValueError, match="duplicates"):
+        person_positions(rows, pd.Index(["p1", "p2", "p1"], dtype="str"))
