@@ -437,7 +437,8 @@ class FolderEngine(ABC):
 
     @abstractmethod
     def _aggregate_frame(self, plan: TablePlan, t: pd.Timestamp) -> tuple[pd.DataFrame, int]:
-        """One row per person id of the table's rows (cleaned as validation cleans them) with ``_rows``
+        """One row per person id of the table's rows (cleaned as validation cleans them) with ``person_id``
+        (read only for ids not in persons: an engine may leave it missing for the others), ``_rows``
         (rows kept after repeats are removed), ``_n_out_of_life``, ``_is_unknown`` (the id is not in
         persons), ``_person`` (the person key, :attr:`_person_key_rows`; missing for an unknown id) and
         every aggregate of the table as of ``t``; and the rows read before repeats were removed (see

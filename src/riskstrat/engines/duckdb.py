@@ -403,7 +403,9 @@ class DuckDBEngine(FolderEngine):
 
     def aggregate_sql(self, table_name: str, index_date) -> str:
         """The one query that cleans ``table_name`` and computes its aggregates per person as of
-        ``index_date`` (with the counts validation reports: rows, rows outside a life, unknown ids)."""
+        ``index_date`` (with the counts validation reports: rows, rows outside a life, unknown ids).
+        Rows are grouped by the person key (an integer), and an unknown id by its text (``person_id``,
+        missing for the people found)."""
         t = pd.Timestamp(index_date).normalize()
         plan = self.plans[table_name]
         table, name = plan.table, plan.table.name
@@ -425,11 +427,13 @@ class DuckDBEngine(FolderEngine):
             WITH deduped AS ({dedup}),
             joined AS (
                 SELECT {', '.join(columns)}, r._copies, p.person_id IS NULL AS _unknown, p.rowid AS _person,
+                       CASE WHEN p.person_id IS NULL THEN r.person_id END AS _unknown_id,
                        ({' OR '.join(out_of_life)}) AS _out_of_life, {_date(t)} - r.{date} AS _days
                 FROM deduped r LEFT JOIN persons p ON r.person_id = p.person_id)
-            SELECT person_id, count(*) AS _rows, sum(_copies) AS _read, count(*) FILTER (WHERE _out_of_life) AS _n_out_of_life,
-                   bool_or(_unknown) AS _is_unknown, min(_person) AS _person, {', '.join(aggs)}
-            FROM joined GROUP BY person_id"""
+            SELECT _unknown_id AS person_id, count(*) AS _rows, sum(_copies) AS _read,
+                   count(*) FILTER (WHERE _out_of_life) AS _n_out_of_life, bool_or(_unknown) AS _is_unknown, _person,
+                   {', '.join(aggs)}
+            FROM joined GROUP BY _person, _unknown_id"""
 
     def _read_sql(self, plan: _TablePlan, t: pd.Timestamp) -> str:
         """The rows of a table the features can read (:func:`~riskstrat.engines._folder.read_window`)."""
