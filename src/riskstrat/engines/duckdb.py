@@ -137,7 +137,7 @@ class DuckDBEngine(FolderEngine):
 
     name = "duckdb"
     _plan_class = _TablePlan
-    _person_ids: pa.Array | None = None  # the persons' ids as Arrow text, once asked for
+    _person_ids: pa.Array  # the persons' ids as Arrow text (the persons table's, kept for the link check)
     _id_batch = 4_000_000  # distinct ids of a file looked up in the persons' ids at a time
 
     def __init__(self, data_dir: str | Path, *, exclude_sources: Iterable[str] = (), out_of_life_events: str = "drop",
@@ -156,8 +156,9 @@ class DuckDBEngine(FolderEngine):
             self.con.execute(f"SET threads = {int(self._settings['threads'])}")
         if self._settings["memory_limit"] is not None:
             self.con.execute(f"SET memory_limit = {_literal(self._settings['memory_limit'])}")
+        self._person_ids = pa.array(self.persons["person_id"].astype(object), type=pa.string())
         self.con.register("_persons_frame", pa.table({
-            "person_id": pa.array(self.persons["person_id"].astype(object), type=pa.string()),
+            "person_id": self._person_ids,
             "birth_date": pa.array(self.persons["birth_date"].to_numpy(), type=pa.timestamp("s")),
             "death_date": pa.array(self.persons["death_date"].to_numpy(), type=pa.timestamp("s")),
             "_row": pa.array(np.arange(len(self.persons), dtype=np.int64)),
@@ -236,8 +237,6 @@ class DuckDBEngine(FolderEngine):
             kind = kind.value_type if pa.types.is_dictionary(kind) else kind
             if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
                 return False
-            if self._person_ids is None:
-                self._person_ids = pa.array(self.persons["person_id"].astype(object), type=pa.string())
             waiting: list[pa.Array] = []
 
             def known() -> bool:
