@@ -273,10 +273,19 @@ def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, 
     return flags
 
 
+def _text_categories(values: pd.Series) -> list[str] | None:
+    """A categorical's categories when they are text (each cell's text is then its category's),
+    else None (pandas writes other categories as text its own way, e.g. 1 as "1.0" beside a gap)."""
+    if isinstance(values.dtype, pd.CategoricalDtype) and all(type(c) is str for c in values.cat.categories):
+        return list(values.cat.categories)
+    return None
+
+
 def _text_in(values: pd.Series, wanted: set[str]) -> np.ndarray:
-    """``values.astype("str").isin(wanted)``; a categorical through its categories (not every cell as text)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        hit = np.array([str(c) in wanted for c in values.cat.categories] + [False])
+    """``values.astype("str").isin(wanted)``; a categorical of text through its categories (not every cell as text)."""
+    categories = _text_categories(values)
+    if categories is not None:
+        hit = np.array([c in wanted for c in categories] + [False])
         return hit[values.cat.codes.to_numpy()]  # code -1 (missing) picks the False at the end
     return values.astype("str").isin(list(wanted)).to_numpy()
 
@@ -522,10 +531,11 @@ def practice_lists(population: pd.DataFrame, *, list_size: int) -> dict[str, pd.
 
 def _text_codes(values: pd.Series, names: Sequence[str]) -> np.ndarray:
     """Each cell's position in ``names`` by its text (-1: missing or not there), as
-    ``pd.Categorical(values.astype("str"), categories=names).codes``; a categorical through its categories."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
+    ``pd.Categorical(values.astype("str"), categories=names).codes``; a categorical of text through its categories."""
+    categories = _text_categories(values)
+    if categories is not None:
         where = {name: i for i, name in enumerate(names)}
-        code_of = np.array([where.get(str(c), -1) for c in values.cat.categories] + [-1], dtype=np.int64)
+        code_of = np.array([where.get(c, -1) for c in categories] + [-1], dtype=np.int64)
         return code_of[values.cat.codes.to_numpy()]  # code -1 (missing) picks the -1 at the end
     return pd.Categorical(values.astype("str"), categories=names).codes.astype(np.int64)
 
@@ -656,13 +666,13 @@ def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_t
 
 def _tier_shares(population: pd.DataFrame) -> tuple[list[str], pd.Series]:
     tier = population["tier"]
-    if isinstance(tier.dtype, pd.CategoricalDtype):
+    if _text_categories(tier) is not None:
         order = list(tier.cat.categories)
         codes, names = _tier_text_codes(tier)  # counted by code, not as a million texts
         counts = pd.Series(np.bincount(codes[codes >= 0], minlength=len(names)), index=names)
     else:
         tiers = tier.astype("str")
-        order = sorted(tiers.unique())
+        order = list(tier.cat.categories) if isinstance(tier.dtype, pd.CategoricalDtype) else sorted(tiers.unique())
         counts = tiers.value_counts()
     return order, counts.reindex(order, fill_value=0).cumsum() / max(len(tier), 1)
 
@@ -1056,10 +1066,11 @@ def _registered_by_tier(population: pd.DataFrame, keys: pd.Series) -> tuple[list
 
 def _tier_text_codes(tier: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Each person's tier as a code into the tiers' distinct texts (-1: missing), and those texts;
-    a categorical through its categories."""
-    if isinstance(tier.dtype, pd.CategoricalDtype):
-        names = list(dict.fromkeys(str(c) for c in tier.cat.categories))
-        code_of = np.array([names.index(str(c)) for c in tier.cat.categories] + [-1], dtype=np.int64)
+    a categorical of text through its categories."""
+    categories = _text_categories(tier)
+    if categories is not None:
+        names = list(dict.fromkeys(categories))
+        code_of = np.array([names.index(c) for c in categories] + [-1], dtype=np.int64)
         return code_of[tier.cat.codes.to_numpy()], names
     codes, uniques = pd.factorize(tier.astype("str"))
     return codes.astype(np.int64), [str(u) for u in uniques]
