@@ -259,6 +259,13 @@ def python_values_many(tables: Sequence[pd.DataFrame]) -> list[dict]:
     return out
 
 
+def _longest_shown(values: list) -> int:
+    """The length of the longest value as text, missing values left out (0 for none)."""
+    if None in values:
+        values = [v for v in values if v is not None]
+    return max(map(len, map(str, values)), default=0)
+
+
 def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequence[list] | None = None
               ) -> tuple[list[str], list[list], list[int], set[int], set[int]]:
     """A workbook's List sheet as plain data: column names, each column's cells as Python values
@@ -274,8 +281,7 @@ def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequen
     else:
         cells = list(cells)  # percentages are replaced below, in this list only
     # Widths from the values as shown (the first 500 rows), before percentages become fractions.
-    widths = [80 if j in wide else min(max(10, max([len(name)] + [len(str(v)) for v in cells[j][:500]
-                                                                   if v is not None]) + 2), 40)
+    widths = [80 if j in wide else min(max(10, max(len(name), _longest_shown(cells[j][:500])) + 2), 40)
               for j, name in enumerate(columns)]
     for j in percents:
         cells[j] = [round(v / 100, 6) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
