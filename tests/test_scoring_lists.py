@@ -1132,6 +1132,6 @@ def test_list_look_ups_through_arrow_match_pandas():
     after = pd.Series(pd.Categorical(["low", "high", None, "very high", "high"]))
     text = after.astype("str")
     changed = (before.notna() & text.notna() & (before != text)).to_numpy()
-    reference = np.where(changed, (before.fillna("").astype(object) + " → " + text.fillna("").astype(object)).to_numpy(),
-                         None)
+    joined = before.fillna("").astype(object) + " → " + text.fillna("").astype(object)
+    reference = np.where(changed, joined.to_numpy(), None)
     assert lists._tier_change(before, after).tolist() == pd.Series(reference, dtype="str").tolist()

@@ -268,7 +268,8 @@ def test_python_values_of_many_tables_are_each_tables_own():
         table([None, "£–", "x\x00y"], [0.1 + 0.2, -0.0, 1e300], [None, None, 3]),
         pd.DataFrame({"Person ID": ["x"], "Risk (%)": [1], "Age": [2.5], "Rank": [1]}),  # other dtypes
         pd.DataFrame({"tier": pd.Categorical(["low", None, "high"]), "obj": pd.array([1, "a", None], dtype=object)}),
-        pd.DataFrame({"tier": pd.Categorical(["high"], categories=["low", "high"]), "obj": pd.array([2.5], dtype=object)}),
+        pd.DataFrame({"tier": pd.Categorical(["high"], categories=["low", "high"]),
+                      "obj": pd.array([2.5], dtype=object)}),
         pd.DataFrame([[1, 2], [3, 4]], columns=["a", "a"]),
         hand_made(),
     ]

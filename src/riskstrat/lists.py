@@ -1076,7 +1076,8 @@ def _tier_text_codes(tier: pd.Series) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int64), [str(u) for u in uniques]
 
 
-def _tier_counts(tiers: Sequence[str], registered: Mapping[str, int], list_tiers: Sequence) -> list[tuple[str, int, int]]:
+def _tier_counts(tiers: Sequence[str], registered: Mapping[str, int],
+                 list_tiers: Sequence) -> list[tuple[str, int, int]]:
     """(tier, registered, on the list) for each tier, in order; ``list_tiers``: the list's Tier cells."""
     on_list = Counter(str(t) for t in list_tiers if t is not None)
     return [(t, int(registered.get(t, 0)), int(on_list.get(t, 0))) for t in tiers]
