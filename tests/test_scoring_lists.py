@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -1042,3 +1043,95 @@ def test_a_list_holding_strangers_is_refused_with_their_count(dtype):
     bad = {**good, "P2": pd.DataFrame({"Person ID": ["c", "a", "zz"]})}
     with pytest.raises(ValueError, match="the list for practice 'P2' holds 2 people who are not its patients"):
         lists._check_practice_lists(population, bad)
+
+
+def _page_table(ids, *, local=False, tier=("low",)):
+    n = len(ids)
+    table = pd.DataFrame({
+        "Rank": np.arange(1, n + 1, dtype="int64"), "Person ID": pd.array(ids, dtype="str"),
+        "Age": pd.array([81, None, 40, 7][:n] + [1] * max(n - 4, 0), dtype="Int64"),
+        "Sex": pd.array(["female", None, "<m>", "x"][:n] + ["f"] * max(n - 4, 0), dtype="str"),
+        "Risk (%)": [41.25, 3.0, 99.95, 0.05][:n] + [1.0] * max(n - 4, 0),
+        "Tier": [tier[i % len(tier)] for i in range(n)],
+        "Priority groups": ["frail 85+; frequent users", "", "a&b", "=x"][:n] + [""] * max(n - 4, 0),
+        "Emergency admissions (12m)": pd.array([3, None, 0, 1][:n] + [0] * max(n - 4, 0), dtype="Int64"),
+        "A&E visits (12m)": pd.array([0, 1, None, 2][:n] + [0] * max(n - 4, 0), dtype="Int64"),
+        "Bed days (12m)": pd.array([14, 0, 2, None][:n] + [0] * max(n - 4, 0), dtype="Int64"),
+        "Top reasons": ["<script>x</script>; 3 admissions' worth", "", "  ; spaced", "x\x00y"][:n]
+        + ["r"] * max(n - 4, 0),
+        "New this month": ["yes", "", "yes", ""][:n] + [""] * max(n - 4, 0)})
+    if local:
+        table.insert(1, "Local ID", ["<b>L1</b>", "", "L3", "L4"][:n] + ["L"] * max(n - 4, 0))
+    return table
+
+
+def test_page_rows_and_cells_made_for_all_lists_at_once_are_each_lists_own():
+    """write_month makes every list's cells and page rows in one pass and cuts them apart: against
+    each list's own rows (lists._people_rows) and cells, with hostile text, missing values, an
+    empty list, lists with a Local ID column among lists without, and tiers the order does not know."""
+    tables = [_page_table(["p&1", "p2", "p3"]), _page_table([]), _page_table(["a"], local=True),
+              _page_table(["q1", "q2", "q3", "q4"], tier=("very high", "odd tier")),
+              _page_table(["r1", "r2"], local=True)]
+    order = {"very high": 0, "low": 3}
+    cells, rows = lists._cells_and_rows_many(tables, order)
+    assert rows == [str(lists._people_rows(t, order)) for t in tables]
+    assert cells == [lists._table_cells(t) for t in tables]
+
+
+def test_the_hold_out_hash_is_the_first_eight_bytes_of_each_digest():
+    """The hold-out's numbers, made for all people at once, against the digest read person by person."""
+    import hashlib
+
+    ids = pd.Series(pd.array(["a", "0123456789abcdef", "Zoë", "🙂", ""], dtype="str"))
+    expected = [int.from_bytes(hashlib.sha256(f"7|2026-11|{pid}".encode()).digest()[:8], "big") / 2.0**64
+                for pid in ids]
+    assert lists._uniform_hash(ids, seed=7, month="2026-11").tolist() == expected
+    assert lists._uniform_hash(ids.iloc[:0], seed=7, month="2026-11").tolist() == []
+
+
+@pytest.mark.parametrize("tier", [
+    pd.Series(pd.Categorical(["low", None, "high", "low", "very high"], categories=["very high", "high", "low"])),
+    pd.Series(pd.Categorical([1, 2, None, 1], categories=[2, 1, 3])),  # categories that are not text
+    pd.Series(pd.array(["low", "high", "high", "low"], dtype="str")),
+], ids=["categorical", "number categories", "text"])
+def test_tier_look_ups_by_code_match_the_text_they_replace(tier):
+    """The tier helpers that work on a categorical's codes against what they replace: the cells
+    turned into text, then matched, counted and grouped by pandas."""
+    text = tier.astype("str")
+    names = ["high", "low", "1", "very high"]
+    assert lists._text_in(tier, {"high", "1"}).tolist() == text.isin(["high", "1"]).tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns of values outside the categories (they are -1)
+        assert lists._text_codes(tier, names).tolist() == pd.Categorical(text, categories=names).codes.tolist()
+    keys = pd.Series(pd.array(["P2", "P1", "P2", "P1", "P9"][:len(tier)], dtype="str"))
+    population = pd.DataFrame({"tier": tier})
+    counts = pd.Series(1, index=pd.MultiIndex.from_arrays([keys.to_numpy(), text.to_numpy()])).groupby(
+        level=[0, 1]).sum()
+    reference: dict = {}
+    for (key, name), n in counts.items():
+        reference.setdefault(str(key), {})[str(name)] = int(n)
+    assert lists._registered_by_tier(population, keys)[1] == reference
+    order, shares = lists._tier_shares(population)
+    expected_order = list(tier.cat.categories) if isinstance(tier.dtype, pd.CategoricalDtype) else sorted(text.unique())
+    assert order == expected_order
+    assert shares.tolist() == (text.value_counts().reindex(order, fill_value=0).cumsum() / len(text)).tolist()
+
+
+def test_list_look_ups_through_arrow_match_pandas():
+    """isin, map and the tier change made through Arrow against pandas' own, with missing values."""
+    people = pd.Series(pd.array(["a", "b", "c", "d", "é"], dtype="str"), index=[10, 11, 12, 13, 14])
+    wanted = pd.Series(pd.array(["c", "é", "zz"], dtype="str"))
+    assert lists._isin_text(people, wanted).tolist() == people.isin(wanted).tolist()
+    assert lists._isin_text(people, wanted.iloc[:0]).tolist() == [False] * 5
+    reasons = pd.Series(["r1", np.nan, "r3"], index=pd.Index(["b", "c", "x"], dtype="str"))
+    got, expected = lists._mapped(people, reasons).astype("str"), people.map(reasons).astype("str")
+    assert got.index.tolist() == expected.index.tolist()
+    assert got.isna().tolist() == expected.isna().tolist()
+    assert got.dropna().tolist() == expected.dropna().tolist()
+    before = pd.Series(pd.array(["low", None, "high", "high", "low"], dtype="str"))
+    after = pd.Series(pd.Categorical(["low", "high", None, "very high", "high"]))
+    text = after.astype("str")
+    changed = (before.notna() & text.notna() & (before != text)).to_numpy()
+    joined = before.fillna("").astype(object) + " → " + text.fillna("").astype(object)
+    reference = np.where(changed, joined.to_numpy(), None)
+    assert lists._tier_change(before, after).tolist() == pd.Series(reference, dtype="str").tolist()

@@ -252,3 +252,45 @@ def test_csvs_made_together_are_each_tables_own_csv():
     assert sheets.csv_bytes_many(tables) == [sheets.csv_bytes(t) for t in tables]
     assert sheets.csv_bytes_many(tables[:4] + tables[:4]) == [sheets.csv_bytes(t) for t in tables[:4] * 2]
     assert sheets.csv_bytes_many([]) == []
+
+
+def test_python_values_of_many_tables_are_each_tables_own():
+    """python_values_many against python_values column by column, table by table: tables of one kind
+    put together (missing values, NaN, text, whole numbers with gaps, an empty one), a table whose
+    dtypes set it apart, categoricals, mixed Python objects and repeated column names."""
+    def table(text, risk, n):
+        return pd.DataFrame({"Person ID": pd.array(text, dtype="str"), "Risk (%)": np.array(risk, dtype="float64"),
+                             "Age": pd.array(n, dtype="Int64"), "Rank": np.arange(1, len(text) + 1, dtype="int64")})
+
+    tables = [
+        table(["a", "=1+1"], [41.5, np.nan], [81, None]),
+        table([], [], []),
+        table([None, "£–", "x\x00y"], [0.1 + 0.2, -0.0, 1e300], [None, None, 3]),
+        pd.DataFrame({"Person ID": ["x"], "Risk (%)": [1], "Age": [2.5], "Rank": [1]}),  # other dtypes
+        pd.DataFrame({"tier": pd.Categorical(["low", None, "high"]), "obj": pd.array([1, "a", None], dtype=object)}),
+        pd.DataFrame({"tier": pd.Categorical(["high"], categories=["low", "high"]),
+                      "obj": pd.array([2.5], dtype=object)}),
+        pd.DataFrame([[1, 2], [3, 4]], columns=["a", "a"]),
+        hand_made(),
+    ]
+    expected = [{c: sheets.python_values(v) for c, v in t.items()} for t in tables]
+    got = sheets.python_values_many(tables)
+    assert got == expected
+    assert [[type(v) for col in g.values() for v in col] for g in got] == \
+        [[type(v) for col in e.values() for v in col] for e in expected]
+    assert sheets.python_values_many(tables[:3] * 2) == expected[:3] * 2
+    assert sheets.python_values_many([]) == []
+
+
+@pytest.mark.parametrize("name", ["hand made", "everything", "percent before wrap", "empty", "blank rows"])
+def test_workbook_from_cells_already_made_is_xlsxwriters(name):
+    """The cells a caller already holds (python_values_many) give the same workbook as the table,
+    and are not changed (percentages become fractions in the workbook's own copy)."""
+    table = _awkward_tables()[name]
+    options = OPTIONS[0]
+    cells = [sheets.python_values(v) for _, v in table.items()]
+    before = [list(c) for c in cells]
+    assert sheets.xlsx_bytes(table, cells=cells, **options) == sheets.reference_xlsx_bytes(table, **options)
+    assert cells == before
+    with pytest.raises(ValueError, match="cells must be"):
+        sheets.xlsx_bytes(table, cells=cells[:-1], **options)

@@ -53,7 +53,7 @@ from markupsafe import Markup, escape
 from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
-from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, xlsx_bytes
+from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, cost_band, rank_by_score,
                              tiers_by_rank)
 
@@ -89,6 +89,12 @@ NO_PRACTICE_NOTE = ("People with no registered practice are scored and counted, 
                     "for the team that reaches unregistered people; they are never a practice's patients. "
                     "In population.parquet their practice_id is blank; in summary.csv they are one row.")
 _NO_PRACTICE_ROW = "no registered practice"
+
+
+def _check_practice_names(frame: pd.DataFrame) -> None:
+    """The check :func:`list_key` makes, alone."""
+    if (frame["practice_id"].astype("str") == NO_PRACTICE).any():
+        raise ValueError(f"a practice may not be called {NO_PRACTICE!r}: that name lists people without a practice")
 
 
 def list_key(frame: pd.DataFrame) -> pd.Series:
@@ -216,11 +222,11 @@ def listed_mask(population: pd.DataFrame, *, list_size: int) -> pd.Series:
 
 def _uniform_hash(person_ids: pd.Series, *, seed: int, month: str) -> np.ndarray:
     """A stable pseudo-random number in [0, 1) per person from (seed, month, person_id)."""
-    out = np.empty(len(person_ids))
-    for i, pid in enumerate(person_ids.astype(str)):
-        digest = hashlib.sha256(f"{seed}|{month}|{pid}".encode()).digest()
-        out[i] = int.from_bytes(digest[:8], "big") / 2.0**64
-    return out
+    prefix, sha256 = f"{seed}|{month}|".encode(), hashlib.sha256
+    # The first 8 bytes of each digest as a big-endian whole number: int.from_bytes(digest[:8], "big")
+    # for all people at once (a whole number below 2**64 becomes the same float either way).
+    first = b"".join(sha256(prefix + str(pid).encode()).digest()[:8] for pid in person_ids.astype(str))
+    return np.frombuffer(first, dtype=">u8").astype("float64") / 2.0**64
 
 
 DEFAULT_HOLDOUT_EXEMPT_TIERS = ("very high",)
@@ -253,10 +259,11 @@ def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, 
     flags = pd.Series(False, index=population.index, name="holdout")
     eligible = listed_mask(population, list_size=list_size)
     if exempt_tiers:
-        eligible &= ~population["tier"].astype("str").isin([str(t) for t in exempt_tiers])
+        eligible &= ~_text_in(population["tier"], {str(t) for t in exempt_tiers})
     if fraction == 0 or not eligible.any():
         return flags
-    people = population.loc[eligible, ["person_id"]].assign(practice_id=list_key(population.loc[eligible]))
+    people = population.loc[eligible, ["person_id", "practice_id"]]
+    people = people[["person_id"]].assign(practice_id=list_key(people))
     people["u"] = _uniform_hash(people["person_id"], seed=seed, month=month)
     people = people.sort_values(["practice_id", "u", "person_id"])
     position = people.groupby("practice_id").cumcount()
@@ -264,6 +271,23 @@ def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, 
     held = position < np.floor(fraction * size + 0.5)
     flags.loc[held[held].index] = True
     return flags
+
+
+def _text_categories(values: pd.Series) -> list[str] | None:
+    """A categorical's categories when they are text (each cell's text is then its category's),
+    else None (pandas writes other categories as text its own way, e.g. 1 as "1.0" beside a gap)."""
+    if isinstance(values.dtype, pd.CategoricalDtype) and all(type(c) is str for c in values.cat.categories):
+        return list(values.cat.categories)
+    return None
+
+
+def _text_in(values: pd.Series, wanted: set[str]) -> np.ndarray:
+    """``values.astype("str").isin(wanted)``; a categorical of text through its categories (not every cell as text)."""
+    categories = _text_categories(values)
+    if categories is not None:
+        hit = np.array([c in wanted for c in categories] + [False])
+        return hit[values.cat.codes.to_numpy()]  # code -1 (missing) picks the False at the end
+    return values.astype("str").isin(list(wanted)).to_numpy()
 
 
 def _on_list(frame: pd.DataFrame, list_size: int) -> pd.DataFrame:
@@ -291,34 +315,42 @@ def _lookup(frame: pd.DataFrame, person_ids: pd.Series) -> tuple[np.ndarray, np.
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ids = frame["person_id"].astype("str")
-    if ids.duplicated().any():
+    ids = pa.array(frame["person_id"].astype("str"), type=pa.large_string())
+    if len(pc.unique(ids)) != len(ids):  # (a missing id twice counts too, as in pandas' duplicated)
         raise ValueError("a population lists someone twice: person_id must be unique")
-    where = pc.index_in(pa.array(person_ids.astype("str"), type=pa.large_string()),
-                        value_set=pa.array(ids, type=pa.large_string()))
+    _check_practice_names(frame)
+    where = pc.index_in(pa.array(person_ids.astype("str"), type=pa.large_string()), value_set=ids)
     where = pc.fill_null(where, -1).to_numpy(zero_copy_only=False)
     found = where >= 0
-    if not len(frame):
-        return found, np.full(len(where), None, dtype=object), np.full(len(where), None, dtype=object)
-    at = np.where(found, where, 0)
-    tiers, keys = _strings(frame["tier"]), _strings(list_key(frame))
-    return found, np.where(found, tiers[at], None), np.where(found, keys[at], None)
+    tiers, keys = np.full(len(where), None, dtype=object), np.full(len(where), None, dtype=object)
+    if found.any():  # the tier and list key of the people found only (not of everyone in frame)
+        at = where[found]
+        tiers[found] = _strings(frame["tier"].take(at))
+        keys[found] = _strings(list_key(frame[["practice_id"]].take(at)))
+    return found, tiers, keys
 
 
 def _previous_tiers(previous: pd.DataFrame | None, person_ids: pd.Series, practice_ids: pd.Series) -> pd.Series:
     """Each person's tier last month if they were with the same practice then, else missing: a
     practice that someone joined learns nothing from their old practice's list."""
     if previous is None:
-        return pd.Series(pd.array([None] * len(person_ids), dtype="str"), index=person_ids.index)
+        return pd.Series(None, index=person_ids.index, dtype="str")
     found, tiers, keys = _lookup(previous, person_ids)
-    same = found & (keys == _strings(practice_ids))
+    same = found.copy()
+    same[found] = keys[found] == _strings(practice_ids.iloc[np.flatnonzero(found)])
     return pd.Series(np.where(same, tiers, None), index=person_ids.index, dtype="str")
 
 
 def _tier_change(before: pd.Series, after: pd.Series) -> pd.Series:
-    changed = (before.notna() & after.notna() & (before != after)).to_numpy()
-    text = before.fillna("").astype(object) + " → " + after.fillna("").astype(object)
-    return pd.Series(np.where(changed, text.to_numpy(), None), index=before.index, dtype="str")
+    """"before → after" where both are known and differ (``after`` compared as text), else missing;
+    only the people with both tiers are looked at."""
+    out = np.full(len(before), None, dtype=object)
+    both = np.flatnonzero((before.notna() & after.notna()).to_numpy())
+    if len(both):
+        was, now = before.iloc[both], after.iloc[both].astype("str")
+        changed = (was != now).to_numpy()
+        out[both[changed]] = (was[changed].astype(object) + " → " + now[changed].astype(object)).to_numpy()
+    return pd.Series(out, index=before.index, dtype="str")
 
 
 def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_size: int) -> pd.DataFrame:
@@ -351,6 +383,38 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
     return out.drop(columns="_rank").reset_index(drop=True)
 
 
+def _isin_text(values: pd.Series, wanted: pd.Series) -> np.ndarray:
+    """``values.isin(wanted)`` for text, the value set made by Arrow in one call (pandas makes it
+    one Arrow scalar at a time)."""
+    to_arrow = getattr(values.array, "__arrow_array__", None)
+    if to_arrow is None or not isinstance(wanted.dtype, pd.StringDtype):
+        return values.isin(wanted).to_numpy()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = to_arrow()
+    value_set = pa.array(wanted.to_numpy(dtype=object, na_value=None), type=column.type)
+    return np.asarray(pc.is_in(column, value_set=value_set).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _mapped(keys: pd.Series, mapping: pd.Series) -> pd.Series:
+    """``keys.map(mapping)`` (missing where a key is not in ``mapping``'s index), looked up by Arrow
+    for text keys and a unique text index without missing values."""
+    index = mapping.index
+    if (getattr(keys.array, "__arrow_array__", None) is None or not isinstance(index.dtype, pd.StringDtype)
+            or not index.is_unique or index.hasnans or keys.hasnans):
+        return keys.map(mapping)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    where = pc.index_in(pa.array(keys, type=pa.large_string()), value_set=pa.array(index, type=pa.large_string()))
+    where = pc.fill_null(where, -1).to_numpy(zero_copy_only=False)
+    found = where >= 0
+    out = np.full(len(keys), None, dtype=object)
+    out[found] = mapping.to_numpy(dtype=object)[where[found]]
+    return pd.Series(out, index=keys.index)
+
+
 def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous: pd.DataFrame | None = None,
                reasons: pd.DataFrame | pd.Series | None = None, holdout_fraction: float = 0.0,
                seed: int = 0, holdout_exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> pd.DataFrame:
@@ -362,7 +426,7 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     population) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.reasons.top_reasons`,
     indexed by person_id; missing for people not explained).
     """
-    pop = population.copy()
+    pop = population.copy(deep=False)  # columns are added, none changed in place
     pop["listed"] = listed_mask(pop, list_size=list_size)
     pop["holdout"] = holdout_flags(pop, list_size=list_size, fraction=holdout_fraction, seed=seed, month=month,
                                    exempt_tiers=holdout_exempt_tiers)
@@ -372,13 +436,13 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
         before = _on_list(previous, list_size)[["practice_id", "person_id"]]
         now = now.merge(before, on=["practice_id", "person_id"], how="left", indicator=True)
         now = now.loc[(now["_merge"] == "left_only").to_numpy()]
-    pop["new_this_month"] = pop["person_id"].isin(now["person_id"])
+    pop["new_this_month"] = _isin_text(pop["person_id"], now["person_id"])
     pop["previous_tier"] = _previous_tiers(previous, pop["person_id"], list_key(pop))
-    pop["tier_change"] = _tier_change(pop["previous_tier"], pop["tier"].astype("str"))
+    pop["tier_change"] = _tier_change(pop["previous_tier"], pop["tier"])
     if reasons is not None:
         text = reasons["reasons"] if isinstance(reasons, pd.DataFrame) else reasons
         text = pd.Series(text.to_numpy(), index=text.index.astype(str))
-        pop["reasons"] = pop["person_id"].map(text).astype("str")
+        pop["reasons"] = _mapped(pop["person_id"], text).astype("str")
     elif "reasons" not in pop:
         pop["reasons"] = pd.array([None] * len(pop), dtype="str")
     return pop
@@ -465,6 +529,17 @@ def practice_lists(population: pd.DataFrame, *, list_size: int) -> dict[str, pd.
     return out
 
 
+def _text_codes(values: pd.Series, names: Sequence[str]) -> np.ndarray:
+    """Each cell's position in ``names`` by its text (-1: missing or not there), as
+    ``pd.Categorical(values.astype("str"), categories=names).codes``; a categorical of text through its categories."""
+    categories = _text_categories(values)
+    if categories is not None:
+        where = {name: i for i, name in enumerate(names)}
+        code_of = np.array([where.get(c, -1) for c in categories] + [-1], dtype=np.int64)
+        return code_of[values.cat.codes.to_numpy()]  # code -1 (missing) picks the -1 at the end
+    return pd.Categorical(values.astype("str"), categories=names).codes.astype(np.int64)
+
+
 def commissioner_summary(population: pd.DataFrame, *, list_size: int,
                          groups: Sequence[GroupRule] | None = None, currency: str = "GBP") -> pd.DataFrame:
     """Aggregates per practice for commissioners (no person-level rows), plus an "all practices" row.
@@ -478,21 +553,24 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
     """
     from riskstrat.io import CURRENCY_SYMBOLS
 
-    keys = list_key(population).to_numpy(dtype=str)
+    key_codes, key_names = pd.factorize(list_key(population))  # the few list keys, not a million strings
     cost_column = f"predicted cost ({CURRENCY_SYMBOLS.get(currency.upper(), currency.upper())})"
     listed_all = listed_mask(population, list_size=list_size).to_numpy(dtype=bool)
     held_all = (population["holdout"].fillna(False).astype(bool).to_numpy() if "holdout" in population
                 else np.zeros(len(population), bool))
     tiers = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
              else sorted(population["tier"].astype("str").unique()))
-    tier_codes = pd.Categorical(population["tier"].astype("str"), categories=tiers).codes
-    joined = population["groups"].fillna("").astype("str")
+    tier_codes = _text_codes(population["tier"], tiers)
+    # The few distinct joined names, each person pointing at theirs.
+    joined_codes, joined = pd.factorize(population["groups"].fillna("").astype("str"))
     group_names = [g.name for g in groups] if groups is not None else sorted(
-        {g for names in joined.unique() for g in str(names).split(GROUP_SEPARATOR) if g})
-    # One membership column per group, found once for everyone (a whole item of the joined names).
-    padded = GROUP_SEPARATOR + joined + GROUP_SEPARATOR
-    member = np.column_stack([padded.str.contains(GROUP_SEPARATOR + name + GROUP_SEPARATOR, regex=False).to_numpy(bool)
-                              for name in group_names]) if group_names else np.zeros((len(population), 0), bool)
+        {g for names in joined for g in str(names).split(GROUP_SEPARATOR) if g})
+    # One membership column per group, found for each distinct joined name (a whole item of it)
+    # and taken for everyone.
+    padded = [GROUP_SEPARATOR + str(names) + GROUP_SEPARATOR for names in joined]
+    member = (np.array([[GROUP_SEPARATOR + name + GROUP_SEPARATOR in text for name in group_names] for text in padded],
+                       dtype=bool).reshape(len(padded), len(group_names))[joined_codes]
+              if group_names else np.zeros((len(population), 0), bool))
     risk_all = population["risk"].to_numpy(dtype="float64")
     optional = {c: population[c].to_numpy(dtype="float64") for c in ("high_cost_risk", "predicted_cost")
                 if c in population}
@@ -523,9 +601,12 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
             row[cost_column] = round(total(optional["predicted_cost"][rows]), 0)
         return row
 
-    # Each practice's people found once: positions sorted by practice, population order kept within.
-    order = np.argsort(keys, kind="stable")
-    names, starts, sizes = np.unique(keys[order], return_index=True, return_counts=True)
+    # Each practice's people found once: positions sorted by practice name, population order kept within.
+    names = sorted(str(k) for k in key_names)
+    ranked = pd.Index(names).get_indexer([str(k) for k in key_names])[key_codes]
+    order = np.argsort(ranked, kind="stable")
+    sizes = np.bincount(ranked, minlength=len(names))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     rows, unregistered = [], None
     for pid, start, size in zip(names, starts, sizes):
         if pid == NO_PRACTICE:
@@ -584,10 +665,16 @@ def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_t
 
 
 def _tier_shares(population: pd.DataFrame) -> tuple[list[str], pd.Series]:
-    tiers = population["tier"].astype("str")
-    order = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
-             else sorted(tiers.unique()))
-    return order, tiers.value_counts().reindex(order, fill_value=0).cumsum() / max(len(tiers), 1)
+    tier = population["tier"]
+    if _text_categories(tier) is not None:
+        order = list(tier.cat.categories)
+        codes, names = _tier_text_codes(tier)  # counted by code, not as a million texts
+        counts = pd.Series(np.bincount(codes[codes >= 0], minlength=len(names)), index=names)
+    else:
+        tiers = tier.astype("str")
+        order = list(tier.cat.categories) if isinstance(tier.dtype, pd.CategoricalDtype) else sorted(tiers.unique())
+        counts = tiers.value_counts()
+    return order, counts.reindex(order, fill_value=0).cumsum() / max(len(tier), 1)
 
 
 def _percent(share: float) -> str:
@@ -645,10 +732,32 @@ def _write_csv(table: pd.DataFrame, path: Path) -> str:
     return _write_bytes(csv_bytes(table), path)  # formulas neutralised; same input, same bytes
 
 
-def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str], created=None) -> str:
-    """A coordinator's workbook: formatted, frozen header, filters, print set-up, and an About sheet."""
-    return _write_bytes(xlsx_bytes(table, title=title, notes=notes, wide_columns=("Top reasons",), created=created),
-                        path)
+def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str], created=None,
+                cells: Sequence[list] | None = None) -> str:
+    """A coordinator's workbook: formatted, frozen header, filters, print set-up, and an About sheet
+    (``cells``: the table's columns as Python values, when already made)."""
+    return _write_bytes(xlsx_bytes(table, title=title, notes=notes, wide_columns=("Top reasons",), created=created,
+                                   cells=cells), path)
+
+
+def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str, int]) -> tuple[list[dict], list[str]]:
+    """Each table's columns as Python values (:func:`riskstrat.sheets.python_values_many`) and its
+    page rows (:func:`_people_rows`, as text): the rows of all tables of one kind made in one pass
+    and cut apart, as a row depends only on its own cells."""
+    cells = python_values_many(tables)
+    rows: list[str | None] = [None] * len(tables)
+    kinds: dict[tuple, list[int]] = {}
+    for k, table in enumerate(tables):
+        kinds.setdefault(tuple(cells[k]), []).append(k)  # the same columns (tables with a Local ID apart)
+    for names, members in kinds.items():
+        joined = {name: list(itertools.chain.from_iterable(cells[k][name] for k in members)) for name in names}
+        every = _people_row_list(joined, sum(len(tables[k]) for k in members), tier_order)
+        start = 0
+        for k in members:
+            stop = start + len(tables[k])
+            rows[k] = "".join(every[start:stop])
+            start = stop
+    return cells, rows
 
 
 def _write_html(path: Path, **context) -> str:
@@ -670,9 +779,10 @@ def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
     files = {"list.csv": _write_bytes(job["csv"], folder / "list.csv")}
     if job["workbook"]:
         files["list.xlsx"] = _write_xlsx(table, folder / "list.xlsx", title=job["title"], notes=job["about"],
-                                         created=job["created"])
-    files["list.html"] = _write_html(folder / "list.html", **job["page"],
-                                     people=_people_rows(table, job["tier_order"]))
+                                         created=job["created"],
+                                         cells=None if table.columns.has_duplicates else
+                                         [job["cells"][c] for c in table.columns])
+    files["list.html"] = _write_html(folder / "list.html", **job["page"], people=Markup(job["people_rows"]))
     if job["changes_csv"] is not None:
         files["changes.csv"] = _write_bytes(job["changes_csv"], folder / "changes.csv")
     return {f"{relative}/{name}": digest for name, digest in files.items()}
@@ -786,11 +896,9 @@ def _holdout_notice(held: int, rule: Mapping | None) -> dict | None:
                    + (f"; everyone in the {' and '.join(exempt)} tier is always shown." if exempt else ".")}
 
 
-def _column(table: pd.DataFrame, name: str, default=None) -> list:
-    """A column's cells as Python values (None for missing), or ``default`` for every row without it."""
-    if name not in table.columns:
-        return [default] * len(table)
-    return python_values(table[name])
+def _table_cells(table: pd.DataFrame) -> dict[str, list]:
+    """A table's columns as Python values (None for missing), by column name."""
+    return {name: python_values(values) for name, values in table.items()}
 
 
 def _escaped(values) -> list[str]:
@@ -818,22 +926,33 @@ def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
     Built here rather than in a Jinja loop: the per-cell calls of a template loop were most of the
     time spent on a page. Every value is escaped with markupsafe, as the autoescaping template
     would (a column's values in one call: :func:`_escaped`); the markup is the template's row, one
-    line per cell.
+    line per cell. :func:`write_month` makes every list's rows at once (:func:`_people_row_list`).
     """
+    return Markup("".join(_people_row_list(_table_cells(table), len(table), tier_order)))
+
+
+def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str, int]) -> list[str]:
+    """:func:`_people_rows` as one string per person, from the table's columns as Python values
+    (``cells``, by column name; ``n`` rows). Each row depends only on that person's cells, so the
+    rows of many lists put together are the rows of each list, one after the other."""
+    def column(name: str, default=None) -> list:
+        """A column's cells, or ``default`` for every row without it."""
+        values = cells.get(name)
+        return [default] * n if values is None else values
+
     def number(values, missing: str) -> tuple[list[str], list[str]]:
         whole = [None if v is None else int(v) for v in values]
         return [str(-1 if v is None else v) for v in whole], [missing if v is None else str(v) for v in whole]
 
-    n = len(table)
-    ranks = [str(int(v)) for v in _column(table, "Rank")]
+    ranks = [str(int(v)) for v in column("Rank")]
     new = ["<br><span class=\"new\" title=\"Not on last month's list\">new</span>" if v == "yes" else ""
-           for v in _column(table, "New this month")]
-    local = (['<td class="local">' + v + "</td>" for v in _escaped(v or "" for v in _column(table, "Local ID"))]
-             if "Local ID" in table.columns else [""] * n)
-    person = _escaped(_column(table, "Person ID"))
-    costs = _column(table, "Predicted cost")
+           for v in column("New this month")]
+    local = (['<td class="local">' + v + "</td>" for v in _escaped(v or "" for v in column("Local ID"))]
+             if "Local ID" in cells else [""] * n)
+    person = _escaped(column("Person ID"))
+    costs = column("Predicted cost")
     cost_shown = _escaped("" if cost is None else cost for cost in costs)
-    high_cost = _column(table, "High-cost risk (%)")
+    high_cost = column("High-cost risk (%)")
     chance_shown = _escaped("" if chance is None else f"{chance:.1f}%" for chance in high_cost)
     more = []
     for cost, cost_text, chance, chance_text in zip(costs, cost_shown, high_cost, chance_shown):
@@ -844,19 +963,19 @@ def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
             lines.append("Chance of being in the area&#39;s top 5% by cost: " + chance_text)
         more.append('<details class="more"><summary>more</summary>' + "<br>".join(lines) + "</details>"
                     if lines else "")
-    risks = [float(v) for v in _column(table, "Risk (%)")]
-    tiers = [str(v) for v in _column(table, "Tier")]
+    risks = [float(v) for v in column("Risk (%)")]
+    tiers = [str(v) for v in column("Tier")]
     tier_cells = {t: (f'<td class="tiername" data-v="{tier_order.get(t, 99)}"><span class="tier t-'
                       f'{escape(t.replace(" ", "-"))}">{escape(t)}</span></td>') for t in set(tiers)}
-    ages, age_shown = number(_column(table, "Age"), "")
-    sexes = _escaped(v or "" for v in _column(table, "Sex"))
+    ages, age_shown = number(column("Age"), "")
+    sexes = _escaped(v or "" for v in column("Sex"))
     groups = ["<br>".join(g for g in items if g)
-              for items in _escaped_items(_column(table, "Priority groups"), GROUP_SEPARATOR)]
-    admissions, admissions_shown = number(_column(table, "Emergency admissions (12m)"), "–")
-    ae, ae_shown = number(_column(table, "A&E visits (12m)"), "–")
-    beds, beds_shown = number(_column(table, "Bed days (12m)"), "–")
+              for items in _escaped_items(column("Priority groups"), GROUP_SEPARATOR)]
+    admissions, admissions_shown = number(column("Emergency admissions (12m)"), "–")
+    ae, ae_shown = number(column("A&E visits (12m)"), "–")
+    beds, beds_shown = number(column("Bed days (12m)"), "–")
     reasons = []
-    for items in _escaped_items(_column(table, "Top reasons"), REASON_SEPARATOR):
+    for items in _escaped_items(column("Top reasons"), REASON_SEPARATOR):
         items = [r for r in items if r.strip()]  # escaping neither adds nor removes white space
         reasons.append("<li>" + "</li><li>".join(items) + "</li>" if items
                        else '<li class="none">no single recorded fact stands out</li>')
@@ -871,7 +990,7 @@ def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
         f'<td class="num" data-v="{beds[i]}">{beds_shown[i]}</td>\n'
         f'<td class="reasons"><ul>{reasons[i]}</ul></td>\n</tr>\n'
         for i in range(n)]
-    return Markup("".join(rows))
+    return rows
 
 
 def _cell(value):
@@ -919,7 +1038,9 @@ def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str,
         mine = pc.is_in(column, value_set=wanted).to_numpy(zero_copy_only=False)
     else:
         mine = person.isin(listed).to_numpy()
-    home = pd.Series(list_key(population).to_numpy()[mine], index=person.to_numpy(dtype=object)[mine])
+    at = np.flatnonzero(mine)  # the listed people's rows only
+    home = pd.Series(list_key(population[["practice_id"]].take(at)).to_numpy(),
+                     index=person.take(at).to_numpy(dtype=object))
     foreign = on_list[pd.Series(listed, dtype=object).map(home).to_numpy(dtype=object) != on_list]
     if len(foreign):
         pid = foreign[0]
@@ -931,17 +1052,34 @@ def _registered_by_tier(population: pd.DataFrame, keys: pd.Series) -> tuple[list
     """The tiers in order, and each list's people per tier (one pass over the population)."""
     tiers = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
              else sorted(population["tier"].astype("str").unique()))
-    counts = pd.Series(1, index=pd.MultiIndex.from_arrays(
-        [keys.to_numpy(), population["tier"].astype("str").to_numpy()])).groupby(level=[0, 1]).sum()
+    # Counted by codes (list key x tier as text; missing tiers not counted), not a million pairs of text.
+    key_codes, key_names = pd.factorize(keys)
+    tier_codes, tier_names = _tier_text_codes(population["tier"])
+    known = tier_codes >= 0
+    counts = np.bincount(key_codes[known] * len(tier_names) + tier_codes[known],
+                         minlength=len(key_names) * len(tier_names)).reshape(len(key_names), len(tier_names))
     by_key: dict[str, dict[str, int]] = {}
-    for (key, tier), n in counts.items():
-        by_key.setdefault(str(key), {})[str(tier)] = int(n)
+    for k, t in zip(*np.nonzero(counts)):
+        by_key.setdefault(str(key_names[k]), {})[str(tier_names[t])] = int(counts[k, t])
     return tiers, by_key
 
 
-def _tier_counts(tiers: Sequence[str], registered: Mapping[str, int], table: pd.DataFrame) -> list[tuple[str, int, int]]:
-    """(tier, registered, on the list) for each tier, in order."""
-    on_list = Counter(str(t) for t in python_values(table["Tier"]) if t is not None)
+def _tier_text_codes(tier: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each person's tier as a code into the tiers' distinct texts (-1: missing), and those texts;
+    a categorical of text through its categories."""
+    categories = _text_categories(tier)
+    if categories is not None:
+        names = list(dict.fromkeys(categories))
+        code_of = np.array([names.index(c) for c in categories] + [-1], dtype=np.int64)
+        return code_of[tier.cat.codes.to_numpy()], names
+    codes, uniques = pd.factorize(tier.astype("str"))
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+def _tier_counts(tiers: Sequence[str], registered: Mapping[str, int],
+                 list_tiers: Sequence) -> list[tuple[str, int, int]]:
+    """(tier, registered, on the list) for each tier, in order; ``list_tiers``: the list's Tier cells."""
+    on_list = Counter(str(t) for t in list_tiers if t is not None)
     return [(t, int(registered.get(t, 0)), int(on_list.get(t, 0))) for t in tiers]
 
 
@@ -1011,7 +1149,10 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     if person_columns:
         raise ValueError(f"the commissioners' summary must not hold person identifiers: {sorted(person_columns)}")
     summary = suppress_small_numbers(summary, threshold=suppress_below, round_to=round_counts_to)
-    population = population.sort_values("rank").reset_index(drop=True)
+    rank = population["rank"].to_numpy()
+    if not (len(rank) < 2 or (np.diff(rank) > 0).all()):  # sorted by rank already, as ranked (no ties): kept
+        population = population.sort_values("rank")
+    population = population.reset_index(drop=True)
     provenance = _provenance(manifest)
     tier_order = {str(t): i for i, t in enumerate(population["tier"].cat.categories)} \
         if isinstance(population["tier"].dtype, pd.CategoricalDtype) else {}
@@ -1036,13 +1177,16 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
             "next_steps": list(next_steps), "notes": how_to_read, "groups": group_words, "provenance": provenance,
             "outcome_words": outcome_words, "horizon_words": horizon_words}
     jobs = []
-    for pid in sorted(practice_lists):
+    order = sorted(practice_lists)
+    tables = {pid: (_with_local_ids(practice_lists[pid], reidentify[pid], pid) if reidentify and pid in reidentify
+                    else practice_lists[pid]) for pid in order}
+    # Every list's cells (for its workbook) and page rows, made for all lists at once and cut apart.
+    cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], tier_order)
+    for pid, cells, people_rows in zip(order, cells_of, rows_of):
         unregistered = pid == NO_PRACTICE
         relative = NO_PRACTICE if unregistered else f"practices/{pid}"
-        table = practice_lists[pid]
+        table = tables[pid]
         identified = bool(reidentify and pid in reidentify)
-        if identified:
-            table = _with_local_ids(table, reidentify[pid], pid)
         label = ("people with no registered practice" if unregistered else
                  f"{names[str(pid)]} ({pid})" if str(pid) in names else f"practice {pid}")
         title = f"Case-finding list: {label}" + (f", {month_words}" if month_words else "")
@@ -1050,7 +1194,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
         whom = "adults with no registered practice" if unregistered else "registered adults"
         intro = (f"The {len(table)} people of {people:,} {whom} with the highest estimated risk of {outcome_words} "
                  f"{horizon_words}, highest first.")
-        counts = _tier_counts(tier_order_list, registered.get(str(pid), {}), table)
+        counts = _tier_counts(tier_order_list, registered.get(str(pid), {}), cells["Tier"])
         held_back = _holdout_notice(int(held_by_key.get(str(pid), 0)), manifest.get("holdout"))
         about = [intro + data_end, *([] if identified else [f"Finding each person: {find_person}"]),
                  *([f"Who to ask: {contact}"] if contact else []),
@@ -1061,7 +1205,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
             mine = changes_by_key.get(str(pid), no_changes)
         jobs.append((relative, {
             "table": table, "changes": mine, "workbook": str(pid) in with_workbook, "title": title, "about": about,
-            "created": created, "tier_order": tier_order,
+            "created": created, "cells": cells, "people_rows": people_rows,
             "page": {**page, "heading": title, "intro": intro, "find_person": None if identified else find_person,
                      "has_local_ids": "Local ID" in table.columns,
                      "whom_short": "people without a practice" if unregistered else "practice's people",

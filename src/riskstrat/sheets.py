@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMULA_TRIGGERS", "csv_bytes", "csv_bytes_many", "is_formula_like", "neutralise_formula", "reference_xlsx_bytes",
-           "write_csv", "write_xlsx", "xlsx_bytes"]
+__all__ = ["FORMULA_TRIGGERS", "csv_bytes", "csv_bytes_many", "is_formula_like", "neutralise_formula",
+           "python_values", "python_values_many", "reference_xlsx_bytes", "write_csv", "write_xlsx", "xlsx_bytes"]
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # A workbook's creation date when none is given: fixed, so that reruns give identical bytes.
@@ -168,18 +168,20 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
 
 
 def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
-               wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> bytes:
+               wide_columns: Sequence[str] = (), created: dt.datetime | None = None,
+               cells: Sequence[list] | None = None) -> bytes:
     """The bytes :func:`write_xlsx` writes for ``table``, built in memory (for a practice's list).
 
     Put together from its parts (:mod:`riskstrat.workbook_parts`): byte for byte what xlsxwriter
     writes (:func:`reference_xlsx_bytes`), about ten times faster; tables that route does not handle
-    are written by xlsxwriter.
+    are written by xlsxwriter. ``cells`` (optional) are ``table``'s columns as :func:`python_values`
+    already gives them (:func:`python_values_many` for many tables at once), not made again.
     """
     from riskstrat import workbook_parts
 
     if workbook_parts.agrees_with_xlsxwriter():
         data = _parts_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
-                                 created=created)
+                                 created=created, cells=cells)
         if data is not None:
             return data
     return reference_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
@@ -187,12 +189,13 @@ def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sh
 
 
 def _parts_xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
-                      wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> bytes | None:
+                      wide_columns: Sequence[str] = (), created: dt.datetime | None = None,
+                      cells: Sequence[list] | None = None) -> bytes | None:
     """:func:`xlsx_bytes` from its parts (:func:`riskstrat.workbook_parts.workbook_bytes`), or None
     for a table that needs xlsxwriter."""
     from riskstrat import workbook_parts
 
-    columns, cells, widths, percents, wide = _prepared(table, wide_columns)
+    columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
     return workbook_parts.workbook_bytes(columns, cells, widths, percents=percents, wide=wide, title=title,
                                          notes=notes, sheet=sheet, created=created or FIXED_CREATED)
 
@@ -228,17 +231,57 @@ def python_values(values: pd.Series) -> list:
     return cells
 
 
-def _prepared(table: pd.DataFrame, wide_columns: Sequence[str]) -> tuple[list[str], list[list], list[int], set[int],
-                                                                        set[int]]:
+def python_values_many(tables: Sequence[pd.DataFrame]) -> list[dict]:
+    """Each table's columns as :func:`python_values` (a dict by column name, in the table's order),
+    from one call per column for each group of tables with the same columns and dtypes (the
+    practices' lists): their rows put together, converted, then cut apart. The same values as
+    table by table (the conversion is cell by cell), for much less work per table.
+    """
+    out: list[dict | None] = [None] * len(tables)
+    groups: dict[tuple, list[int]] = {}
+    for k, table in enumerate(tables):
+        if table.columns.has_duplicates:
+            out[k] = {c: python_values(v) for c, v in table.items()}
+        else:
+            groups.setdefault(tuple(zip(table.columns, table.dtypes)), []).append(k)
+    for signature, members in groups.items():
+        both = pd.concat([tables[k] for k in members], ignore_index=True) if len(members) > 1 else tables[members[0]]
+        if tuple(zip(both.columns, both.dtypes)) != signature:  # concat changed a dtype: table by table
+            for k in members:
+                out[k] = {c: python_values(v) for c, v in tables[k].items()}
+            continue
+        columns = {c: python_values(v) for c, v in both.items()}
+        start = 0
+        for k in members:
+            stop = start + len(tables[k])
+            out[k] = {c: values[start:stop] for c, values in columns.items()}
+            start = stop
+    return out
+
+
+def _longest_shown(values: list) -> int:
+    """The length of the longest value as text, missing values left out (0 for none)."""
+    if None in values:
+        values = [v for v in values if v is not None]
+    return max(map(len, map(str, values)), default=0)
+
+
+def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequence[list] | None = None
+              ) -> tuple[list[str], list[list], list[int], set[int], set[int]]:
     """A workbook's List sheet as plain data: column names, each column's cells as Python values
-    (None for missing; percentages as fractions), column widths, the percent and the wide columns."""
+    (None for missing; percentages as fractions), column widths, the percent and the wide columns.
+    ``cells``: the columns' :func:`python_values` when already made (left unchanged here)."""
     columns = [str(c) for c in table.columns]
     percents = {j for j, c in enumerate(columns) if c.endswith("(%)")}
     wide = {j for j, c in enumerate(columns) if c in set(wide_columns)}
-    cells = [python_values(values) for _, values in table.items()]
+    if cells is None:
+        cells = [python_values(values) for _, values in table.items()]
+    elif len(cells) != len(columns) or any(len(c) != len(table) for c in cells):
+        raise ValueError(f"cells must be {len(columns)} columns of {len(table)} values, as the table")
+    else:
+        cells = list(cells)  # percentages are replaced below, in this list only
     # Widths from the values as shown (the first 500 rows), before percentages become fractions.
-    widths = [80 if j in wide else min(max(10, max([len(name)] + [len(str(v)) for v in cells[j][:500]
-                                                                   if v is not None]) + 2), 40)
+    widths = [80 if j in wide else min(max(10, max(len(name), _longest_shown(cells[j][:500])) + 2), 40)
               for j, name in enumerate(columns)]
     for j in percents:
         cells[j] = [round(v / 100, 6) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
