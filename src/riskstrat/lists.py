@@ -54,8 +54,8 @@ from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
 from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, xlsx_bytes
-from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, cost_band, rank_by_score,
-                             tiers_by_rank)
+from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, assign_groups, cost_band,
+                             rank_by_score, tiers_by_rank)
 
 __all__ = [
     "NO_PRACTICE",
@@ -146,13 +146,14 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     if "practice_id" not in features:
         raise ValueError("the features frame has no practice_id column")
     risk_values = _aligned(risk, ids, "risk")
+    by_id = IdOrder(ids)  # the ids checked unique once, and sorted at most once for every tie-break below
     pop = pd.DataFrame(index=ids)
     pop["person_id"] = pd.array(ids.astype(str), dtype="str")
     practice = features["practice_id"].astype("str")
     pop["practice_id"] = practice.where(practice.str.strip() != "", None).astype("str")
     pop["risk"] = risk_values
     order_by = pd.Series(_aligned(rank_score, ids, "rank_score"), index=ids) if rank_score is not None else pop["risk"]
-    pop["rank"] = rank_by_score(order_by)
+    pop["rank"] = rank_by_score(order_by, ids=by_id)
     by_rank = np.empty(len(pop), dtype=np.int64)  # positions from rank 1 down
     by_rank[pop["rank"].to_numpy() - 1] = np.arange(len(pop))
     # Rank within the practice: the count so far of the practice's people, in rank order.
@@ -171,7 +172,7 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     pop["emergency_bed_days_12m"] = features.get("emergency_bed_days_12m", pd.Series(np.nan, index=ids))
     pop["cost_total_12m"] = features.get("cost_total_12m", pd.Series(np.nan, index=ids))
     group_input = features.assign(high_cost_risk=pop["high_cost_risk"], predicted_cost=pop["predicted_cost"])
-    pop["groups"] = assign_groups(group_input, groups=groups)
+    pop["groups"] = assign_groups(group_input, groups=groups, ids=by_id)
     order = ["person_id", "practice_id", "rank", "practice_rank", "risk", "tier", "groups", "high_cost_risk",
              "predicted_cost", "predicted_cost_band", "age", "sex", "emergency_admissions_12m",
              "ae_attendances_12m", "emergency_bed_days_12m", "cost_total_12m"]
