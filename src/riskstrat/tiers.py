@@ -32,6 +32,7 @@ __all__ = [
     "check_tier_cutoffs",
     "cost_band",
     "group_flags",
+    "joined_groups",
     "rank_by_score",
     "tiers_by_rank",
     "top_fraction_mask",
@@ -342,18 +343,24 @@ def assign_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_
     >>> assign_groups(people, groups=DEFAULT_GROUPS[:2] + DEFAULT_GROUPS[3:]).tolist()
     ['prevention 40–55', 'care provision 85+; frequent users']
     """
+    return pd.Series(joined_groups(frame, groups=groups, ids=ids), index=frame.index, name="groups", dtype="str")
+
+
+def joined_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_GROUPS,
+                  ids: IdOrder | None = None) -> np.ndarray:
+    """:func:`assign_groups` as an object array of Python strings (cheap to reorder before they become
+    a ``str`` column)."""
     flags = group_flags(frame, groups=groups, ids=ids)
     names = np.array(flags.columns, dtype=object)
     matrix = flags.to_numpy(dtype=bool)
     if matrix.shape[1] > 62:  # more groups than bits in a pattern number: join person by person
-        joined = [GROUP_SEPARATOR.join(names[row]) for row in matrix]
-        return pd.Series(joined, index=frame.index, name="groups", dtype="str")
+        return np.array([GROUP_SEPARATOR.join(names[row]) for row in matrix] or [], dtype=object)
     # People share a few patterns of flags: join the names once per pattern, then take.
     pattern = matrix.astype(np.int64) @ (np.int64(1) << np.arange(matrix.shape[1], dtype=np.int64))
     codes, distinct = pd.factorize(pattern)
     bits = (distinct[:, None] >> np.arange(matrix.shape[1])) & 1 == 1
     joined = np.array([GROUP_SEPARATOR.join(names[row]) for row in bits], dtype=object)
-    return pd.Series(joined[codes], index=frame.index, name="groups", dtype="str")
+    return joined[codes]
 
 
 COST_BANDS: tuple[tuple[float, str], ...] = (
