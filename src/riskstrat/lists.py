@@ -54,8 +54,8 @@ from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
 from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, xlsx_bytes
-from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, assign_groups, cost_band,
-                             joined_groups, rank_by_score, tiers_by_rank)
+from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
+                             rank_by_score, tiers_by_rank)
 
 __all__ = [
     "NO_PRACTICE",
