@@ -85,3 +85,82 @@ def test_log_scaled_equals_the_three_scikit_learn_steps():
     model = fit_logistic(X, y)
     np.testing.assert_allclose(model.estimator.predict_proba(X)[:, 1], old.predict_proba(X.astype("float64"))[:, 1],
                                atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- one feature matrix per chunk
+
+
+def _frame_as_scored(X: pd.DataFrame) -> pd.DataFrame:
+    """X as a month's features arrive: extra columns (text, category, integers) around the features, in
+    several blocks, and a frame row slice (a strided view) like each chunk of the scoring run."""
+    out = X.assign(practice_id=pd.array([f"P{i % 3}" for i in range(len(X))], dtype="str"),
+                   sex=pd.Categorical(["female", "male"] * (len(X) // 2) + ["male"] * (len(X) % 2)))
+    out["b"] = out["b"].fillna(0).astype("int64")
+    return out[["practice_id", "c", "sex", "a", "b"]].iloc[50:650]
+
+
+def test_feature_matrix_is_the_frame_in_the_model_order_column_major(fitted):
+    model, X = fitted
+    chunk = _frame_as_scored(X)
+    M = model.feature_matrix(chunk)
+    expected = chunk[model.feature_names].astype("float64").to_numpy()
+    assert M.dtype == np.float64 and M.flags["F_CONTIGUOUS"] and M.shape == (600, 3)
+    np.testing.assert_array_equal(M, expected)  # NaN in the same places
+    assert model.feature_matrix(M) is M  # a matrix is passed on as it is
+
+
+def test_predictions_from_the_matrix_equal_the_frame_and_the_bare_booster(fitted):
+    model, X = fitted
+    chunk = _frame_as_scored(X)
+    M = model.feature_matrix(chunk)
+    booster = model.estimator.booster_
+    # What the models gave before the matrix: LightGBM's own conversion of the float64 frame.
+    bare = booster.predict(chunk[model.feature_names].astype("float64"), raw_score=True)
+    np.testing.assert_array_equal(model.raw_score(M), bare)
+    np.testing.assert_array_equal(model.raw_score(chunk), bare)
+    risk_m, raw_m = model.risk_and_raw_score(M)
+    risk_f, raw_f = model.risk_and_raw_score(chunk)
+    np.testing.assert_array_equal(raw_m, raw_f)
+    np.testing.assert_array_equal(risk_m, risk_f)
+    np.testing.assert_array_equal(model.predict_risk(M), model.predict_risk(chunk))
+    contributions, base = model.contributions(chunk)
+    np.testing.assert_array_equal(np.c_[contributions.to_numpy(), base],
+                                  booster.predict(chunk[model.feature_names].astype("float64"), pred_contrib=True))
+
+
+def test_a_matrix_of_the_wrong_shape_or_type_is_refused(fitted):
+    model, X = fitted
+    M = model.feature_matrix(X)
+    with pytest.raises(ValueError, match="one column per feature"):
+        model.raw_score(M[:, :2])
+    with pytest.raises(ValueError, match="float64"):
+        model.raw_score(M.astype("float32"))
+    with pytest.raises(ValueError, match="lack 1 feature"):
+        model.feature_matrix(X.drop(columns="b"))
+
+
+def test_in_memory_score_equals_each_model_on_the_frame(fitted):
+    from riskstrat.models import fit_cost_regressor
+    from riskstrat.pipelines import InMemoryFeatures
+
+    model, X = fitted
+    Xc, yc = _people(900, 5)
+    cost = fit_lightgbm(Xc, yc, *_people(400, 6), calibration="sigmoid", target="high_cost",
+                        params=LightGBMConfig(n_estimators=30, min_child_samples=20, early_stopping_rounds=10, n_jobs=1))
+    money = np.random.default_rng(7).gamma(0.5, 2000.0, size=len(Xc)) * yc
+    cost.cost_estimator = fit_cost_regressor(Xc, money, Xc.iloc[:300], money[:300],
+                                             params=LightGBMConfig(n_estimators=20, early_stopping_rounds=5, n_jobs=1))
+    frame = _frame_as_scored(X)
+    scores = InMemoryFeatures(frame).score(model, cost, chunk_size=256)  # 3 chunks, the last short
+    as_frames = {"risk": model.risk_and_raw_score(frame), "hc": cost.risk_and_raw_score(frame)}
+    np.testing.assert_array_equal(scores.risk, as_frames["risk"][0])
+    np.testing.assert_array_equal(scores.raw, as_frames["risk"][1])
+    np.testing.assert_array_equal(scores.high_cost_risk, as_frames["hc"][0])
+    np.testing.assert_array_equal(scores.predicted_cost, cost.predict_cost(frame))
+    assert scores.people is frame
+    alone = InMemoryFeatures(frame).score(model, None, chunk_size=256)
+    np.testing.assert_array_equal(alone.risk, scores.risk)
+    assert alone.high_cost_risk is None and alone.predicted_cost is None
+    without_cost = InMemoryFeatures(frame).score(model, model, chunk_size=1000)  # a cost model without regressor
+    np.testing.assert_array_equal(without_cost.high_cost_risk, scores.risk)
+    assert without_cost.predicted_cost is None

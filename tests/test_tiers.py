@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from riskstrat.lists import list_key, rank_population
-from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, assign_tiers, group_flags,
-                             rank_by_score, tiers_by_rank, top_fraction_mask)
+from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, assign_groups, assign_tiers,
+                             group_flags, rank_by_score, tiers_by_rank, top_fraction_mask)
 
 
 def reference_rank(score: pd.Series) -> pd.Series:
@@ -157,3 +157,110 @@ def test_rank_population_with_ties_ranks_and_tiers_as_the_references():
     assert pop.loc[pop["practice_id"].isna(), "practice_rank"].tolist() == list(range(1, 1 + pop["practice_id"].isna().sum()))
     group_input = people.drop(columns=["predicted_cost"]).assign(predicted_cost=np.nan)
     assert by_person["groups"].reindex(people.index).tolist() == reference_groups(group_input, DEFAULT_GROUPS).tolist()
+
+
+# ----------------------------------------------------------------------------- ids checked and sorted once
+
+
+HOSTILE_IDS = ["9", "10", "a", "a0", "A", "", " b", "b ", "é", "e\u0301", "\U0001f600", "z" * 40, "0x1F", "-1",
+               "NaN", "None", "ａ", "b\tc", "1e3", "01"]
+
+
+def twins(rng: np.random.Generator, n: int, copies: int, *, ids: str) -> pd.Series:
+    """A population copied region by region (replicate_data.py): every score shared by ``copies`` people."""
+    base = scores_with_ties(rng, n)
+    values = np.tile(base.to_numpy(), copies)
+    if ids == "hostile":
+        pool = list(dict.fromkeys(f"{h}{i}" if i else h for i in range(2 * n * copies // len(HOSTILE_IDS) + 1)
+                                  for h in HOSTILE_IDS))  # distinct ("a" + "0" and "a0" + "" are one)
+        index = pd.Index(rng.permutation(np.array(pool, dtype=object))[:n * copies], dtype="str")
+    elif ids == "regions":  # 'r<k>' and the id's last characters, as replicate_data.py makes them
+        index = pd.Index([s if k == 0 else f"r{k}{s[2:]}" for k in range(copies) for s in base.index], dtype="str")
+    elif ids == "sorted":
+        index = pd.Index(sorted(f"id{i:07d}" for i in rng.permutation(10 * n * copies)[:n * copies]), dtype="str")
+    else:
+        index = pd.Index(rng.permutation(10 * n * copies)[:n * copies].astype("int64"))
+    return pd.Series(values, index=index, name="score")
+
+
+@pytest.mark.parametrize("ids", ["hostile", "regions", "sorted", "int"])
+@pytest.mark.parametrize("seed", range(3))
+def test_rank_by_score_with_every_score_shared_equals_the_reference(seed, ids):
+    rng = np.random.default_rng(seed)
+    score = twins(rng, int(rng.integers(50, 400)), int(rng.integers(2, 6)), ids=ids)
+    expected = reference_rank(score)
+    pd.testing.assert_series_equal(rank_by_score(score), expected)
+    shared = IdOrder(score.index)
+    pd.testing.assert_series_equal(rank_by_score(score, ids=shared), expected)
+    assert shared._order is not None  # so many ties sort all the ids, once
+    pd.testing.assert_series_equal(rank_by_score(score, ids=shared), expected)  # and reuse them
+    for fraction in (0.01, 0.3):
+        pd.testing.assert_series_equal(top_fraction_mask(score, fraction, ids=shared),
+                                       reference_top_fraction(score, fraction))
+
+
+def test_a_few_ties_sort_only_the_tied_ids():
+    score = pd.Series([0.5, 0.1, 0.9, 0.5, 0.2, 0.3, 0.7, 0.8, 0.6, 0.4, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65,
+                       0.75], index=[f"x{i}" for i in "qwertyuiopasdfghjk"])
+    shared = IdOrder(score.index)
+    pd.testing.assert_series_equal(rank_by_score(score, ids=shared), reference_rank(score))
+    assert shared._order is None
+    assert rank_by_score(score, ids=shared)[["xq", "xr"]].tolist() == [8, 9]  # 0.5 twice: xq before xr
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_id_order_sorts_subsets_both_ways_as_argsort(seed):
+    rng = np.random.default_rng(seed)
+    index = twins(rng, 300, 3, ids="hostile" if seed % 2 else "int").index
+    ids = IdOrder(index)
+    few, many = rng.permutation(len(index))[:20], rng.permutation(len(index))[:700]
+    assert ids.sorted(few).tolist() == few[np.argsort(index.take(few).to_numpy())].tolist()  # alone
+    assert ids.sorted(many).tolist() == many[np.argsort(index.take(many).to_numpy())].tolist()  # via the order
+    assert ids.sorted(few).tolist() == few[np.argsort(index.take(few).to_numpy())].tolist()  # order known now
+    assert ids.order().tolist() == np.argsort(index.to_numpy()).tolist()
+
+
+@pytest.mark.parametrize("index", [pd.Index(["b", "a", "b"], dtype="str"), pd.Index(["a", "b", "b"], dtype="str"),
+                                   pd.Index([3, 1, 3]), pd.Index(["a", None, None], dtype="str"),
+                                   pd.Index(["a", "b", "a"], dtype=object)])
+def test_repeated_ids_are_refused_once_for_every_ranking(index):
+    with pytest.raises(ValueError, match="duplicates"):
+        IdOrder(index)
+    score = pd.Series([0.3, 0.2, 0.1], index=index)
+    with pytest.raises(ValueError, match="duplicates"):
+        rank_by_score(score)
+    with pytest.raises(ValueError, match="duplicates"):
+        rank_population(pd.DataFrame({"practice_id": ["P1"] * 3, "age": [50.0] * 3}, index=index), score.to_numpy())
+
+
+def test_an_id_order_of_other_people_is_refused():
+    score = pd.Series([0.3, 0.3, 0.1], index=["a", "b", "c"])
+    with pytest.raises(ValueError, match="same people"):
+        rank_by_score(score, ids=IdOrder(pd.Index(["a", "c", "b"])))
+    with pytest.raises(ValueError, match="same people"):
+        top_fraction_mask(score, 0.5, ids=IdOrder(pd.Index(["a", "b"])))
+    # An equal index (not the same object) is accepted.
+    assert rank_by_score(score, ids=IdOrder(pd.Index(["a", "b", "c"]))).tolist() == [1, 2, 3]
+
+
+def test_rank_population_of_copied_regions_equals_the_references():
+    rng = np.random.default_rng(11)
+    base = random_people(rng, 800)
+    base["practice_id"] = rng.choice(["P1", "P2", "", "P3"], size=len(base))
+    base["sex"] = rng.choice(["female", "male"], size=len(base))
+    copies = [base] + [base.set_axis(pd.Index([f"r{k}{s[2:]}" for s in base.index], dtype="str"))
+                       .assign(practice_id=lambda f, k=k: np.where(f["practice_id"] == "", "", f"R{k}-" + f["practice_id"]))
+                       for k in (1, 2, 3)]
+    people = pd.concat(copies)
+    risk = pd.Series(np.tile(rng.choice([0.05, 0.1, 0.1, 0.3, 0.8], size=len(base)), 4), index=people.index)
+    raw = np.log(risk / (1 - risk)).to_numpy() + np.tile(rng.normal(size=len(base)) * 1e-3, 4)  # twins tie still
+    pop = rank_population(people.drop(columns=["high_cost_risk", "predicted_cost"]), risk,
+                          high_cost_risk=people["high_cost_risk"], rank_score=raw,
+                          tier_cutoffs={"high": 0.05, "moderate": 0.2})
+    by_person = pop.set_index("person_id")
+    expected_rank = reference_rank(pd.Series(raw, index=people.index))
+    assert by_person["rank"].reindex(people.index).tolist() == expected_rank.tolist()
+    group_input = people.drop(columns=["predicted_cost"]).assign(predicted_cost=np.nan)
+    assert by_person["groups"].reindex(people.index).tolist() == reference_groups(group_input, DEFAULT_GROUPS).tolist()
+    reference_practice_rank = pop.groupby(list_key(pop))["rank"].rank(method="first").astype("int64")
+    assert pop["practice_rank"].tolist() == reference_practice_rank.tolist()

@@ -54,8 +54,8 @@ from riskstrat import publish
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
 from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
-from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, assign_groups, cost_band, rank_by_score,
-                             tiers_by_rank)
+from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
+                             rank_by_score, tiers_by_rank)
 
 __all__ = [
     "NO_PRACTICE",
@@ -152,36 +152,47 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     if "practice_id" not in features:
         raise ValueError("the features frame has no practice_id column")
     risk_values = _aligned(risk, ids, "risk")
-    pop = pd.DataFrame(index=ids)
-    pop["person_id"] = pd.array(ids.astype(str), dtype="str")
-    practice = features["practice_id"].astype("str")
+    by_id = IdOrder(ids)  # the ids checked unique once, and sorted at most once for every tie-break below
+    order_by = pd.Series(_aligned(rank_score, ids, "rank_score") if rank_score is not None else risk_values,
+                         index=ids)
+    rank = rank_by_score(order_by, ids=by_id).to_numpy()
+    by_rank = np.empty(len(ids), dtype=np.int64)  # positions from rank 1 down
+    by_rank[rank - 1] = np.arange(len(ids))
+    high_cost = _aligned(high_cost_risk, ids, "high_cost_risk")
+    cost = _aligned(predicted_cost, ids, "predicted_cost")
+    group_input = features.assign(high_cost_risk=high_cost, predicted_cost=cost)
+    groups_joined = joined_groups(group_input, groups=groups, ids=by_id)
+
+    # The frame is made in rank order, each column taken once (a take of millions of strings costs).
+    def ranked(values) -> np.ndarray | pd.Series:
+        if isinstance(values, pd.Series):  # its dtype kept
+            return values.take(by_rank).reset_index(drop=True)
+        return np.asarray(values)[by_rank]
+
+    pop = pd.DataFrame(index=pd.RangeIndex(len(ids)))
+    pop["person_id"] = pd.array(ids.take(by_rank).astype(str), dtype="str")
+    practice = ranked(features["practice_id"]).astype("str")
     pop["practice_id"] = practice.where(practice.str.strip() != "", None).astype("str")
-    pop["risk"] = risk_values
-    order_by = pd.Series(_aligned(rank_score, ids, "rank_score"), index=ids) if rank_score is not None else pop["risk"]
-    pop["rank"] = rank_by_score(order_by)
-    by_rank = np.empty(len(pop), dtype=np.int64)  # positions from rank 1 down
-    by_rank[pop["rank"].to_numpy() - 1] = np.arange(len(pop))
+    pop["rank"] = np.arange(1, len(ids) + 1, dtype=np.int64)
     # Rank within the practice: the count so far of the practice's people, in rank order.
-    practice_codes = pd.factorize(list_key(pop))[0][by_rank]
-    practice_rank = np.empty(len(pop), dtype=np.int64)
-    practice_rank[by_rank] = pd.Series(practice_codes).groupby(practice_codes).cumcount().to_numpy() + 1
-    pop["practice_rank"] = practice_rank
+    practice_codes = pd.factorize(list_key(pop))[0]
+    pop["practice_rank"] = pd.Series(practice_codes).groupby(practice_codes).cumcount().to_numpy() + 1
+    pop["risk"] = ranked(risk_values)
     pop["tier"] = tiers_by_rank(pop["rank"], cutoffs=tier_cutoffs)  # the same order: not ranked again
-    pop["high_cost_risk"] = _aligned(high_cost_risk, ids, "high_cost_risk")
-    pop["predicted_cost"] = _aligned(predicted_cost, ids, "predicted_cost")
+    pop["groups"] = pd.array(groups_joined[by_rank], dtype="str")
+    pop["high_cost_risk"] = ranked(high_cost)
+    pop["predicted_cost"] = ranked(cost)
     pop["predicted_cost_band"] = cost_band(pop["predicted_cost"], currency=currency)
-    pop["age"] = features["age"].astype("float64")
-    pop["sex"] = features["sex"].astype("str") if "sex" in features else pd.array([None] * len(ids), dtype="str")
-    pop["emergency_admissions_12m"] = _past_year(features, "emergency_admissions")
-    pop["ae_attendances_12m"] = _past_year(features, "ae_attendances")
-    pop["emergency_bed_days_12m"] = features.get("emergency_bed_days_12m", pd.Series(np.nan, index=ids))
-    pop["cost_total_12m"] = features.get("cost_total_12m", pd.Series(np.nan, index=ids))
-    group_input = features.assign(high_cost_risk=pop["high_cost_risk"], predicted_cost=pop["predicted_cost"])
-    pop["groups"] = assign_groups(group_input, groups=groups)
+    pop["age"] = ranked(features["age"].astype("float64"))
+    pop["sex"] = ranked(features["sex"]).astype("str") if "sex" in features else pd.array([None] * len(ids), dtype="str")
+    pop["emergency_admissions_12m"] = ranked(_past_year(features, "emergency_admissions"))
+    pop["ae_attendances_12m"] = ranked(_past_year(features, "ae_attendances"))
+    for column in ("emergency_bed_days_12m", "cost_total_12m"):
+        pop[column] = ranked(features[column]) if column in features else np.nan
     order = ["person_id", "practice_id", "rank", "practice_rank", "risk", "tier", "groups", "high_cost_risk",
              "predicted_cost", "predicted_cost_band", "age", "sex", "emergency_admissions_12m",
              "ae_attendances_12m", "emergency_bed_days_12m", "cost_total_12m"]
-    return pop[order].take(by_rank).reset_index(drop=True)
+    return pop[order]
 
 
 def _rerank(population: pd.DataFrame) -> pd.DataFrame:

@@ -17,16 +17,43 @@ import pandas as pd
 RISK_FLOOR, RISK_CEILING = 0.0005, 0.995
 
 
-def _as_matrix(X: pd.DataFrame, feature_names: list[str]) -> pd.DataFrame:
+def _as_matrix(X: pd.DataFrame | np.ndarray, feature_names: list[str]) -> pd.DataFrame:
+    """``X``'s features as a float64 frame, for the scikit-learn estimators (fitted on frames)."""
+    if isinstance(X, np.ndarray):
+        return pd.DataFrame(_checked_matrix(X, feature_names), columns=feature_names, copy=False)
     missing = [f for f in feature_names if f not in X.columns]
     if missing:
         raise ValueError(f"the data lack {len(missing)} feature(s) the model was trained on: {missing[:8]}")
     return X[feature_names].astype("float64")
 
 
+def _checked_matrix(M: np.ndarray, feature_names: list[str]) -> np.ndarray:
+    if M.ndim != 2 or M.shape[1] != len(feature_names) or M.dtype != np.float64:
+        raise ValueError(f"a feature matrix must be float64 with one column per feature ({len(feature_names)}), "
+                         f"got {M.dtype} of shape {M.shape}: make it with RiskModel.feature_matrix")
+    return M
+
+
+def feature_matrix(X: pd.DataFrame | np.ndarray, feature_names: list[str]) -> np.ndarray:
+    """The columns ``feature_names`` of ``X`` as one float64 array in column-major (Fortran) order.
+
+    That is the layout LightGBM predicts from as it is: handed a frame, or a row slice of one (a
+    strided view), its ``predict`` makes a row-major copy itself, element by element, on every call.
+    Built once, one copy a column, the matrix serves every model with these features. An array
+    already made by this function is returned as it is.
+    """
+    if isinstance(X, np.ndarray):
+        return _checked_matrix(X, feature_names)
+    return np.asfortranarray(_as_matrix(X, feature_names).to_numpy(dtype="float64"))
+
+
 @dataclass
 class RiskModel:
-    """A fitted, calibrated risk model over named features."""
+    """A fitted, calibrated risk model over named features.
+
+    Its predictions take a frame with (at least) the features, or the matrix :meth:`feature_matrix`
+    made of one, which several predictions over the same rows can share.
+    """
 
     kind: str                      # "lightgbm" | "logistic"
     target: str
@@ -36,14 +63,18 @@ class RiskModel:
     metadata: dict = field(default_factory=dict)
     cost_estimator: object | None = None  # expected next-year cost (high-cost models only)
 
-    def predict_risk(self, X: pd.DataFrame) -> np.ndarray:
+    def feature_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """The model's features of ``X``, in its order, as the float64 matrix of :func:`feature_matrix`."""
+        return feature_matrix(X, self.feature_names)
+
+    def predict_risk(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Calibrated probability of the outcome for each row of ``X``."""
         M = _as_matrix(X, self.feature_names)
         p = (self.calibrator or self.estimator).predict_proba(M)[:, 1]
         # Calibrators (isotonic above all) can reach 0 or 1; no model of these records is certain.
         return np.clip(p, RISK_FLOOR, RISK_CEILING)
 
-    def risk_and_raw_score(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def risk_and_raw_score(self, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated risk and raw score for each row of ``X`` from one pass of the model.
 
         A LightGBM model's sigmoid or isotonic calibrator was fitted on the classifier's raw margin
@@ -61,23 +92,22 @@ class RiskModel:
         mapped = _calibrated_from_margin(self.calibrator, self.estimator, np.asarray(raw, dtype="float64"))
         return None if mapped is None else np.clip(mapped, RISK_FLOOR, RISK_CEILING)
 
-    def predict_cost(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_cost(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Expected health and social care cost over the horizon (pounds), if the model has one."""
         if self.cost_estimator is None:
             raise ValueError(f"the {self.target} model has no cost estimator; the high_cost target trains one")
-        M = _as_matrix(X, self.feature_names)
         # The booster itself, as raw_score does: the scikit-learn wrapper predicts on the n_jobs it
         # was trained with (1 by default), the booster on every core; the values are the same.
         booster = getattr(self.cost_estimator, "booster_", None)
-        cost = booster.predict(M) if booster is not None else self.cost_estimator.predict(M)
+        cost = (booster.predict(self.feature_matrix(X)) if booster is not None
+                else self.cost_estimator.predict(_as_matrix(X, self.feature_names)))
         return np.clip(cost, 0, None)
 
-    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+    def raw_score(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Uncalibrated log-odds (LightGBM raw score or logistic decision function)."""
-        M = _as_matrix(X, self.feature_names)
         if self.kind == "lightgbm":
-            return self.estimator.booster_.predict(M, raw_score=True)
-        return self.estimator.decision_function(M)
+            return self.estimator.booster_.predict(self.feature_matrix(X), raw_score=True)
+        return self.estimator.decision_function(_as_matrix(X, self.feature_names))
 
     def contributions(self, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """Exact SHAP values on the raw (log-odds) scale and the base value per row.
@@ -86,8 +116,7 @@ class RiskModel:
         """
         if self.kind != "lightgbm":
             raise ValueError("SHAP contributions are available for LightGBM models")
-        M = _as_matrix(X, self.feature_names)
-        contrib = self.estimator.booster_.predict(M, pred_contrib=True)
+        contrib = self.estimator.booster_.predict(self.feature_matrix(X), pred_contrib=True)
         return pd.DataFrame(contrib[:, :-1], index=X.index, columns=self.feature_names), contrib[:, -1]
 
 

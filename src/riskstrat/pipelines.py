@@ -426,13 +426,28 @@ class InMemoryFeatures:
 
     def score(self, risk_model, cost_model=None, *, chunk_size: int) -> PersonScores:
         features = self.frame
-        risk, raw = _chunked(risk_model.risk_and_raw_score, features, chunk_size)
-        high_cost_risk = predicted_cost = None
-        if cost_model is not None:
-            high_cost_risk, _ = _chunked(cost_model.risk_and_raw_score, features, chunk_size)  # one pass, as above
-            if cost_model.cost_estimator is not None:
-                predicted_cost = _chunked(cost_model.predict_cost, features, chunk_size)
-        return PersonScores(features, risk, raw, high_cost_risk, predicted_cost)
+        shared = cost_model is not None and cost_model.feature_names == risk_model.feature_names
+        with_cost = cost_model is not None and cost_model.cost_estimator is not None
+
+        def one_chunk(chunk: pd.DataFrame) -> tuple[np.ndarray, ...]:
+            # One float64 matrix of the chunk, read by every model (each took its own copy, and LightGBM
+            # another of a frame's row slice).
+            M = risk_model.feature_matrix(chunk)
+            risk, raw = risk_model.risk_and_raw_score(M)
+            if cost_model is None:
+                return risk, raw
+            M_cost = M if shared else cost_model.feature_matrix(chunk)
+            high_cost_risk, _ = cost_model.risk_and_raw_score(M_cost)  # one pass, as above
+            cost = cost_model.predict_cost(M_cost) if with_cost else np.zeros(0)
+            return risk, raw, high_cost_risk, cost
+
+        parts = _chunked(one_chunk, features, chunk_size)
+        if not len(features):
+            parts = (np.zeros(0),) * (2 if cost_model is None else 4)
+        if cost_model is None:
+            return PersonScores(features, *parts)
+        risk, raw, high_cost_risk, predicted_cost = parts
+        return PersonScores(features, risk, raw, high_cost_risk, predicted_cost if with_cost else None)
 
     def drift_report(self, profile: dict, risk) -> dict:
         from riskstrat.evaluation.drift import drift_report

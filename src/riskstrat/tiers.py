@@ -25,12 +25,14 @@ __all__ = [
     "DEFAULT_TIER_CUTOFFS",
     "GROUP_SEPARATOR",
     "GroupRule",
+    "IdOrder",
     "LOWEST_TIER",
     "assign_groups",
     "assign_tiers",
     "check_tier_cutoffs",
     "cost_band",
     "group_flags",
+    "joined_groups",
     "rank_by_score",
     "tiers_by_rank",
     "top_fraction_mask",
@@ -44,8 +46,60 @@ GROUP_SEPARATOR = "; "
 _EPS = 1e-9
 
 
-def rank_by_score(score: pd.Series) -> pd.Series:
+class IdOrder:
+    """The people's ids (an index), checked unique once, and their ascending order, sorted once.
+
+    Ranks break ties in score by id (:func:`rank_by_score`, :func:`top_fraction_mask`). One month ranks
+    the same people several times (by risk, then the top fractions of the priority groups), and a check
+    or a sort of millions of string ids takes seconds each time: made once and passed to each ranking,
+    the check is done once, and the ids are sorted at most once, when ties first need it (a few tied
+    people are sorted alone). Raises ValueError when an id repeats.
+
+    >>> ids = IdOrder(pd.Index(["c", "a", "b"]))
+    >>> ids.sorted(np.array([0, 1, 2])).tolist()
+    [1, 2, 0]
+    """
+
+    def __init__(self, index: pd.Index):
+        self.index = index
+        _check_unique(index)
+        self._order: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def order(self) -> np.ndarray:
+        """Every position, in ascending order of its id."""
+        if self._order is None:
+            # Ids already in order (a sorted extract) need no sort: unique, so strictly increasing.
+            self._order = (np.arange(len(self.index)) if self.index.is_monotonic_increasing
+                           else np.asarray(self.index.argsort(), dtype=np.int64))
+        return self._order
+
+    def sorted(self, positions: np.ndarray) -> np.ndarray:
+        """``positions`` (distinct) in ascending order of their ids."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self._order is None and len(positions) * 8 < len(self.index):  # a few: sort them alone
+            return positions[np.asarray(self.index.take(positions).argsort())]
+        order = self.order()
+        wanted = np.zeros(len(order), dtype=bool)
+        wanted[positions] = True
+        return order[wanted[order]]
+
+
+def _id_order(index: pd.Index, ids: IdOrder | None) -> IdOrder:
+    if ids is None:
+        return IdOrder(index)
+    if len(ids) != len(index) or not (ids.index is index or ids.index.equals(index)):
+        raise ValueError("ids must be the IdOrder of the same people, in the same order")
+    return ids
+
+
+def rank_by_score(score: pd.Series, *, ids: IdOrder | None = None) -> pd.Series:
     """Rank 1 = highest score; ties broken by the index (ascending), so ranks are unique and stable.
+
+    ``ids`` (the :class:`IdOrder` of ``score.index``, optional) saves checking and sorting the ids
+    again when the same people are ranked several times.
 
     >>> rank_by_score(pd.Series([0.2, 0.9, 0.2], index=["z", "a", "b"])).tolist()
     [3, 1, 2]
@@ -53,22 +107,27 @@ def rank_by_score(score: pd.Series) -> pd.Series:
     values = score.to_numpy(dtype=float)
     if np.isnan(values).any():
         raise ValueError(f"{score.name or 'score'} contains NaN; every person needs a score to be ranked")
-    _check_unique(score.index)
+    ids = _id_order(score.index, ids)
     rank = np.empty(len(score), dtype=np.int64)
-    rank[_rank_order(values, score.index)] = np.arange(1, len(score) + 1)
+    rank[_rank_order(values, ids)] = np.arange(1, len(score) + 1)
     return pd.Series(rank, index=score.index, name="rank")
 
 
 def _check_unique(index: pd.Index) -> None:
-    if not index.is_unique:
+    # Index.is_unique hashes string ids as Python objects (seconds at millions); ids in order prove
+    # it without hashing, and pd.unique hashes Arrow strings natively. NaN repeats count as repeats.
+    unique = index.is_unique if index.is_monotonic_increasing else len(pd.unique(index.array)) == len(index)
+    if not unique:
         raise ValueError("the index (person_id) has duplicates; ranks need one row per person")
 
 
-def _rank_order(values: np.ndarray, index: pd.Index) -> np.ndarray:
-    """Positions from rank 1 down: by value descending, ties by ``index`` ascending.
+def _rank_order(values: np.ndarray, ids: IdOrder) -> np.ndarray:
+    """Positions from rank 1 down: by value descending, ties by id ascending.
 
     Only the people inside a run of equal values have their ids compared (an argsort of a
-    million string ids takes about a second; scores rarely tie).
+    million string ids takes about a second; scores rarely tie). When many tie (a population
+    copied region by region, every score shared), the ids are sorted once and a stable sort of
+    the values in id order keeps each run in id order.
     """
     order = np.argsort(-values, kind="stable")
     ordered = values[order]
@@ -79,10 +138,15 @@ def _rank_order(values: np.ndarray, index: pd.Index) -> np.ndarray:
     in_run[1:] |= tie
     in_run[:-1] |= tie
     at = np.flatnonzero(in_run)  # sorted positions inside a tie, runs contiguous
+    if ids._order is not None or len(at) * 8 >= len(order):
+        by_id = ids.order()
+        return by_id[np.argsort(-values[by_id], kind="stable")]
     run = np.cumsum(np.r_[True, ordered[at[1:]] != ordered[at[:-1]]])
     members = order[at]
+    slot = np.empty(len(order), dtype=np.int64)
+    slot[members] = np.arange(len(members))
     by_index = np.empty(len(members), dtype=np.int64)
-    by_index[index.take(members).argsort()] = np.arange(len(members))
+    by_index[slot[ids.sorted(members)]] = np.arange(len(members))
     order[at] = members[np.lexsort((by_index, run))]
     return order
 
@@ -91,15 +155,16 @@ def _n_top(fraction: float, n: int) -> int:
     return min(n, math.ceil(fraction * n - _EPS))
 
 
-def top_fraction_mask(score: pd.Series, fraction: float) -> pd.Series:
+def top_fraction_mask(score: pd.Series, fraction: float, *, ids: IdOrder | None = None) -> pd.Series:
     """True for the ``ceil(fraction * n)`` highest positive scores (missing and zero never qualify).
 
-    ``n`` counts everyone, so "top 5%" means 5% of the whole population. Ties are broken by index.
+    ``n`` counts everyone, so "top 5%" means 5% of the whole population. Ties are broken by index
+    (``ids``, its :class:`IdOrder`, optional, saves checking and sorting it again).
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     values = score.astype("float64").fillna(-np.inf).to_numpy()
-    _check_unique(score.index)
+    ids = _id_order(score.index, ids)
     k = _n_top(fraction, len(values))
     chosen = values > 0
     if 0 < k < len(values):
@@ -109,7 +174,7 @@ def top_fraction_mask(score: pd.Series, fraction: float) -> pd.Series:
         tied = np.flatnonzero(values == kth)
         spare = k - int(np.count_nonzero(values > kth))
         if kth > 0 and spare < len(tied):
-            chosen[tied[score.index.take(tied).argsort()[spare:]]] = False
+            chosen[ids.sorted(tied)[spare:]] = False
     elif k == 0:
         chosen[:] = False
     return pd.Series(chosen, index=score.index)
@@ -219,7 +284,7 @@ def _past_year(frame: pd.DataFrame, stem: str) -> pd.Series:
     return frame[cols].fillna(0).sum(axis=1)
 
 
-def _rule_mask(frame: pd.DataFrame, rule: GroupRule) -> pd.Series:
+def _rule_mask(frame: pd.DataFrame, rule: GroupRule, ids: IdOrder | None) -> pd.Series:
     everyone = pd.Series(True, index=frame.index)
     in_band = everyone.copy()
     if rule.min_age is not None or rule.max_age is not None:
@@ -239,13 +304,13 @@ def _rule_mask(frame: pd.DataFrame, rule: GroupRule) -> pd.Series:
         # A predicted cost in pounds when there is one, else the high-cost model's risk ranks people.
         column = next((c for c in ("predicted_cost", "high_cost_risk") if c in frame and frame[c].notna().any()), None)
         if column is not None:
-            use.append(top_fraction_mask(frame[column], rule.top_fraction_predicted_cost))
+            use.append(top_fraction_mask(frame[column], rule.top_fraction_predicted_cost, ids=ids))
         elif rule.top_fraction_past_cost is None:
             raise ValueError(f"group {rule.name!r} needs 'predicted_cost' or 'high_cost_risk'")
     if rule.top_fraction_past_cost is not None:
         if "cost_total_12m" not in frame:
             raise ValueError(f"group {rule.name!r} needs the column 'cost_total_12m'")
-        use.append(top_fraction_mask(frame["cost_total_12m"], rule.top_fraction_past_cost))
+        use.append(top_fraction_mask(frame["cost_total_12m"], rule.top_fraction_past_cost, ids=ids))
     if not use:
         return in_band
     combined = use[0].copy()
@@ -254,19 +319,22 @@ def _rule_mask(frame: pd.DataFrame, rule: GroupRule) -> pd.Series:
     return in_band & combined
 
 
-def group_flags(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_GROUPS) -> pd.DataFrame:
+def group_flags(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_GROUPS,
+                ids: IdOrder | None = None) -> pd.DataFrame:
     """One boolean column per priority group (in the order given), one row per person of ``frame``.
 
     ``frame`` holds ``age``, ``emergency_admissions_0_3m``/``_3_12m``, ``ae_attendances_0_3m``/``_3_12m``,
     ``cost_total_12m`` and optionally ``predicted_cost`` and/or ``high_cost_risk`` (whichever rules need).
+    ``ids`` (the :class:`IdOrder` of ``frame.index``, optional) breaks ties in the top fractions.
     """
     names = [g.name for g in groups]
     if len(set(names)) != len(names):
         raise ValueError(f"priority group names must be unique, got {names}")
-    return pd.DataFrame({g.name: _rule_mask(frame, g).to_numpy() for g in groups}, index=frame.index)
+    return pd.DataFrame({g.name: _rule_mask(frame, g, ids).to_numpy() for g in groups}, index=frame.index)
 
 
-def assign_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_GROUPS) -> pd.Series:
+def assign_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_GROUPS,
+                  ids: IdOrder | None = None) -> pd.Series:
     """Each person's priority groups as one string joined by ``"; "`` (``""`` for none).
 
     >>> people = pd.DataFrame({"age": [45.5, 90.0], "emergency_admissions_0_3m": [0, 2],
@@ -275,18 +343,24 @@ def assign_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_
     >>> assign_groups(people, groups=DEFAULT_GROUPS[:2] + DEFAULT_GROUPS[3:]).tolist()
     ['prevention 40–55', 'care provision 85+; frequent users']
     """
-    flags = group_flags(frame, groups=groups)
+    return pd.Series(joined_groups(frame, groups=groups, ids=ids), index=frame.index, name="groups", dtype="str")
+
+
+def joined_groups(frame: pd.DataFrame, *, groups: Sequence[GroupRule] = DEFAULT_GROUPS,
+                  ids: IdOrder | None = None) -> np.ndarray:
+    """:func:`assign_groups` as an object array of Python strings (cheap to reorder before they become
+    a ``str`` column)."""
+    flags = group_flags(frame, groups=groups, ids=ids)
     names = np.array(flags.columns, dtype=object)
     matrix = flags.to_numpy(dtype=bool)
     if matrix.shape[1] > 62:  # more groups than bits in a pattern number: join person by person
-        joined = [GROUP_SEPARATOR.join(names[row]) for row in matrix]
-        return pd.Series(joined, index=frame.index, name="groups", dtype="str")
+        return np.array([GROUP_SEPARATOR.join(names[row]) for row in matrix] or [], dtype=object)
     # People share a few patterns of flags: join the names once per pattern, then take.
     pattern = matrix.astype(np.int64) @ (np.int64(1) << np.arange(matrix.shape[1], dtype=np.int64))
     codes, distinct = pd.factorize(pattern)
     bits = (distinct[:, None] >> np.arange(matrix.shape[1])) & 1 == 1
     joined = np.array([GROUP_SEPARATOR.join(names[row]) for row in bits], dtype=object)
-    return pd.Series(joined[codes], index=frame.index, name="groups", dtype="str")
+    return joined[codes]
 
 
 COST_BANDS: tuple[tuple[float, str], ...] = (
