@@ -79,6 +79,9 @@ def test_log_scaled_equals_the_three_scikit_learn_steps():
     later = X.sample(frac=0.5, random_state=1)  # transform of other rows uses what fit learnt
     np.testing.assert_allclose(ours.transform(later), steps.transform(later.astype("float64")), rtol=1e-12, atol=1e-12)
     assert not X.isna().sum().eq(0).all()  # the input still has its gaps: transformed on a copy
+    # As a training matrix arrives: people at several dates (a repeated text index), a nullable column.
+    stacked = X.set_axis(pd.Index([f"p{i % 150}" for i in range(len(X))], dtype="str")).astype({"count": "Float64"})
+    np.testing.assert_allclose(LogScaled().fit_transform(stacked), expected, rtol=1e-12, atol=1e-12)
 
     old = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), FunctionTransformer(_signed_log1p),
                         StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(X.astype("float64"), y)
