@@ -320,6 +320,16 @@ def _strings(values: pd.Series) -> np.ndarray:
     return pa.array(values.astype("str")).to_numpy(zero_copy_only=False)
 
 
+def _positions(keys, value_set) -> np.ndarray:
+    """Each of ``keys``' position in ``value_set`` (text, both), -1 where it is not there: one Arrow
+    hash of the value set, not one Python look-up per key."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    where = pc.index_in(pa.array(keys, type=pa.large_string()), value_set=pa.array(value_set, type=pa.large_string()))
+    return pc.fill_null(where, -1).to_numpy(zero_copy_only=False)
+
+
 def _lookup(frame: pd.DataFrame, person_ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each of ``person_ids``: found in ``frame``, their tier there and their list key there
     (one Arrow hash of ``frame``'s ids serves both; missing where not found)."""
@@ -330,8 +340,7 @@ def _lookup(frame: pd.DataFrame, person_ids: pd.Series) -> tuple[np.ndarray, np.
     if len(pc.unique(ids)) != len(ids):  # (a missing id twice counts too, as in pandas' duplicated)
         raise ValueError("a population lists someone twice: person_id must be unique")
     _check_practice_names(frame)
-    where = pc.index_in(pa.array(person_ids.astype("str"), type=pa.large_string()), value_set=ids)
-    where = pc.fill_null(where, -1).to_numpy(zero_copy_only=False)
+    where = _positions(person_ids.astype("str"), ids)
     found = where >= 0
     tiers, keys = np.full(len(where), None, dtype=object), np.full(len(where), None, dtype=object)
     if found.any():  # the tier and list key of the people found only (not of everyone in frame)
@@ -415,11 +424,7 @@ def _mapped(keys: pd.Series, mapping: pd.Series) -> pd.Series:
     if (getattr(keys.array, "__arrow_array__", None) is None or not isinstance(index.dtype, pd.StringDtype)
             or not index.is_unique or index.hasnans or keys.hasnans):
         return keys.map(mapping)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    where = pc.index_in(pa.array(keys, type=pa.large_string()), value_set=pa.array(index, type=pa.large_string()))
-    where = pc.fill_null(where, -1).to_numpy(zero_copy_only=False)
+    where = _positions(keys, index)
     found = where >= 0
     out = np.full(len(keys), None, dtype=object)
     out[found] = mapping.to_numpy(dtype=object)[where[found]]
@@ -1081,8 +1086,7 @@ def _tier_text_codes(tier: pd.Series) -> tuple[np.ndarray, list[str]]:
     categories = _text_categories(tier)
     if categories is not None:
         names = list(dict.fromkeys(categories))
-        code_of = np.array([names.index(c) for c in categories] + [-1], dtype=np.int64)
-        return code_of[tier.cat.codes.to_numpy()], names
+        return _text_codes(tier, names), names
     codes, uniques = pd.factorize(tier.astype("str"))
     return codes.astype(np.int64), [str(u) for u in uniques]
 
