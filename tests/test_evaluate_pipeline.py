@@ -158,7 +158,7 @@ def test_promote_is_gated(evaluated, registry, tmp_path):
     assert tracking.load_champion_version(NAME, uri=registry["uri"]) == "1"
     # --force needs a reason; with one, the alias moves and the override is recorded on the version.
     res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(strict), "--force"])
-    assert res.exit_code == 1 and "--force needs --reason" in res.output
+    assert res.exit_code == 2 and "--force needs --reason" in res.output
     res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(strict), "--force", "--reason", "pilot"])
     assert res.exit_code == 0, res.output
     tags = mlflow.MlflowClient().get_model_version(NAME, "2").tags

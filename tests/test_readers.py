@@ -519,22 +519,22 @@ def test_cli_import_omop(cli, omop_dir, tmp_path):
     assert (tmp_path / "linked" / "inpatient_spells.parquet").exists()
 
 
-def test_cli_missing_required_file_exits_1_and_writes_nothing(cli, tmp_path):
+def test_cli_missing_required_file_exits_2_and_writes_nothing(cli, tmp_path):
     src = _tiny_synthea(tmp_path)
     (src / "encounters.csv").unlink()
     result = cli("import", "synthea", src, "--out", tmp_path / "linked")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "encounters.csv" in result.output
     assert not (tmp_path / "linked").exists()
 
 
-def test_cli_validation_failure_exits_1_and_writes_nothing(cli, tmp_path):
+def test_cli_validation_failure_exits_2_and_writes_nothing(cli, tmp_path):
     src = _tiny_synthea(tmp_path)
     patients = pd.read_csv(src / "patients.csv", dtype=str)
     patients["BIRTHDATE"] = "not a date"  # persons without a birth date cannot be validated
     patients.to_csv(src / "patients.csv", index=False)
     result = cli("import", "synthea", src, "--out", tmp_path / "linked")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "nothing was written" in result.output
     assert not (tmp_path / "linked").exists()
 

@@ -428,4 +428,4 @@ def test_cli_import_omop_primary_care_option(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(tmp_path / "linked" / "gp_contacts.parquet")) == 6
     bad = CliRunner().invoke(app, ["import", "omop", str(src), "--out", str(tmp_path / "x"), "--primary-care", "no"])
-    assert bad.exit_code == 1 and "primary_care" in bad.output
+    assert bad.exit_code == 2 and "primary_care" in bad.output

@@ -622,18 +622,18 @@ def test_cli_score_prints_one_result_line(registry, data_dir, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--as-of", "2025-11-31"], "--as-of '2025-11-31' is not a date like 2026-11-01"),
+    (["--as-of", "2025-11-31"], "'2025-11-31' is not a date like 2026-11-01"),
     (["--as-of", AS_OF, "--set", "models.alias=staging"], "promote"),
     (["--as-of", AS_OF, "--set", "lists.list_sise=5"], "lists.list_sise"),
 ])
-def test_cli_score_errors_exit_1_with_a_clear_message(registry, data_dir, tmp_path, extra, message):
+def test_cli_score_refusals_exit_2_with_a_clear_message(registry, data_dir, tmp_path, extra, message):
     from riskstrat.cli import app
 
     out = tmp_path / "lists"
     args = ["score", "--data", str(data_dir), "--out", str(out), "--set", f"tracking.uri={registry['uri']}",
             "--set", f"models.risk={RISK_MODEL}", *extra]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not out.exists()

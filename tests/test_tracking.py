@@ -106,7 +106,7 @@ def test_cli_train_and_promote(small_data, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["promote", "cli-model", "1", "--force", "--reason", "test"])
     assert result.exit_code == 0 and "cli-model@champion -> version 1" in result.output
     bad = CliRunner().invoke(app, ["train", "--set", f"data.path={small_data}", "--set", "model.lightgbm.leaves=3"])
-    assert bad.exit_code == 1 and "model.lightgbm.leaves" in bad.output
+    assert bad.exit_code == 2 and "model.lightgbm.leaves" in bad.output
 
 
 def test_search_run_logs_the_tuned_parameters_and_trials(small_data, tmp_path):

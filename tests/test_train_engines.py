@@ -174,7 +174,7 @@ def test_cli_train_with_the_duckdb_engine_prints_the_stage_times(data_dir, tmp_p
     assert result.exit_code == 0, result.output
     assert "seconds (duckdb engine): load" in result.output and "features labels" in result.output
     bad = CliRunner().invoke(app, ["train", "--engine", "spreadsheet", "--set", f"data.path={data_dir}"])
-    assert bad.exit_code == 1 and "engine" in bad.output
+    assert bad.exit_code == 2 and "engine" in bad.output
 
 
 # ----------------------------------------------------------------------------- the feature-definition hash

@@ -645,7 +645,7 @@ def test_cli_passes_a_valid_folder(cli, tmp_path):
 def test_cli_fails_with_the_message(cli, tmp_path):
     folder = write_csvs(changed("inpatient_spells", 1, "admission_date", "1890-13-01"), tmp_path / "linked")
     result = cli(folder)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "1890-13-01" in result.text
     assert "failed validation: 1 error" in result.text
 
@@ -654,12 +654,12 @@ def test_cli_out_of_life_events_option(cli, tmp_path):
     folder = write_csvs(outside_life(), tmp_path / "linked")
     assert cli(folder).exit_code == 0
     result = cli(folder, "--out-of-life-events", "error", "--json", tmp_path / "r.json")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     rules = {i["rule"] for i in json.loads((tmp_path / "r.json").read_text())["issues"]}
     assert rules == {"event_before_birth", "event_after_death"}
 
 
 def test_cli_missing_folder(cli, tmp_path):
     result = cli(tmp_path / "nowhere")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no such data folder" in result.text

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.features import person_positions, sum_by_position
-from riskstrat.errors import RiskstratError
+from riskstrat.errors import InvalidInputError, RiskstratError
 from riskstrat.outcomes import OUTCOMES, DeathHandling, Outcome, parse_outcome
 from riskstrat.records import LinkedRecords
 
@@ -89,7 +89,7 @@ def build_labels(records: LinkedRecords, index_date, ids: pd.Index, *, target: s
         outcome = target
     else:
         if target not in OUTCOMES:
-            raise ValueError(f"unknown target {target!r}; choose one of {', '.join(OUTCOMES)}")
+            raise InvalidInputError(f"unknown target {target!r}; choose one of {', '.join(OUTCOMES)}")
         fields = OUTCOMES[target].model_fields
         settings = {"horizon_days": horizon_days, "death": death, "top_fraction": top_fraction}
         outcome = parse_outcome({"name": target, **{k: v for k, v in settings.items() if k in fields}})

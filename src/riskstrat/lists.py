@@ -51,6 +51,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from riskstrat import publish
+from riskstrat.errors import InvalidInputError
 from riskstrat.io import file_sha256, write_parquet
 from riskstrat.reasons import REASON_SEPARATOR
 from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
@@ -94,14 +95,14 @@ _NO_PRACTICE_ROW = "no registered practice"
 def _check_practice_names(frame: pd.DataFrame) -> None:
     """The check :func:`list_key` makes, alone."""
     if (frame["practice_id"].astype("str") == NO_PRACTICE).any():
-        raise ValueError(f"a practice may not be called {NO_PRACTICE!r}: that name lists people without a practice")
+        raise InvalidInputError(f"a practice may not be called {NO_PRACTICE!r}: that name lists people without a practice")
 
 
 def list_key(frame: pd.DataFrame) -> pd.Series:
     """The list each person belongs to: their practice_id, or :data:`NO_PRACTICE` when it is missing."""
     practice = frame["practice_id"].astype("str")
     if (practice == NO_PRACTICE).any():
-        raise ValueError(f"a practice may not be called {NO_PRACTICE!r}: that name lists people without a practice")
+        raise InvalidInputError(f"a practice may not be called {NO_PRACTICE!r}: that name lists people without a practice")
     blank = practice.isna() | (practice.str.strip() == "")
     return practice.where(~blank, NO_PRACTICE).astype("str")
 
@@ -1035,7 +1036,7 @@ def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str)
 def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame]) -> None:
     for pid in practice_lists:
         if not _SAFE_PRACTICE_ID.match(str(pid)):
-            raise ValueError(f"practice id {pid!r} cannot be used as a folder name")
+            raise InvalidInputError(f"practice id {pid!r} cannot be used as a folder name")
     if not practice_lists:
         return
     # Every listed person looked up once (not the whole population once per practice), in a table

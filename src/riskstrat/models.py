@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from riskstrat.errors import InvalidInputError
 
 RISK_FLOOR, RISK_CEILING = 0.0005, 0.995
 
@@ -23,7 +24,7 @@ def _as_matrix(X: pd.DataFrame | np.ndarray, feature_names: list[str]) -> pd.Dat
         return pd.DataFrame(_checked_matrix(X, feature_names), columns=feature_names, copy=False)
     missing = [f for f in feature_names if f not in X.columns]
     if missing:
-        raise ValueError(f"the data lack {len(missing)} feature(s) the model was trained on: {missing[:8]}")
+        raise InvalidInputError(f"the data lack {len(missing)} feature(s) the model was trained on: {missing[:8]}")
     return X[feature_names].astype("float64")
 
 

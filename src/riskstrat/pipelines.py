@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.config import TrainConfig, config_to_dict
-from riskstrat.errors import RiskstratError
+from riskstrat.errors import InvalidInputError, RiskstratError
 from riskstrat.records import LinkedRecords
 
 Stage = Callable[[str], None]
@@ -245,7 +245,7 @@ def _page_settings(lists_cfg) -> dict:
     if lists_cfg.practice_names_file is not None:
         table = pd.read_csv(lists_cfg.practice_names_file, dtype=str, encoding="utf-8-sig", keep_default_na=False)
         if not {"practice_id", "name"} <= set(table.columns):
-            raise ValueError(f"{lists_cfg.practice_names_file}: needs columns practice_id and name, "
+            raise InvalidInputError(f"{lists_cfg.practice_names_file}: needs columns practice_id and name, "
                              f"found {list(table.columns)}")
         names = {**dict(zip(table["practice_id"].str.strip(), table["name"].str.strip())), **names}
     return {"practice_names": names, "find_person": lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,

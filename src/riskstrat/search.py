@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.config import LightGBMConfig, SearchConfig
+from riskstrat.errors import InvalidInputError
 
 TUNED = ("learning_rate", "num_leaves", "min_child_samples", "subsample", "colsample_bytree", "reg_lambda")
 
@@ -55,7 +56,7 @@ def tune_lightgbm(X: pd.DataFrame, y: np.ndarray, *, base: LightGBMConfig, space
 
     valid = inner_split(X.index, fraction=space.validation_fraction, seed=seed)
     if y[valid].min() == y[valid].max() or y[~valid].min() == y[~valid].max():
-        raise ValueError("the hyperparameter search needs both outcomes among the inner-fit and the "
+        raise InvalidInputError("the hyperparameter search needs both outcomes among the inner-fit and the "
                          "inner-validation training people: add people or raise model.search.validation_fraction")
     X = X.astype("float64")
     X_fit, y_fit, X_val, y_val = X[~valid], y[~valid], X[valid], y[valid]

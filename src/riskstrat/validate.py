@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskstrat.errors import RiskstratError
+from riskstrat.errors import InvalidInputError, RiskstratError
 from riskstrat.records import LinkedRecords
 from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table, pandas_dtype
 
@@ -193,7 +193,7 @@ def validate_tables(
     for option, value in (("out_of_life_events", out_of_life_events), ("duplicate_rows", duplicate_rows),
                           ("unknown_codes", unknown_codes)):
         if value not in _OPTIONS[option]:
-            raise ValueError(f"{option} must be one of {', '.join(_OPTIONS[option])}, not {value!r}")
+            raise InvalidInputError(f"{option} must be one of {', '.join(_OPTIONS[option])}, not {value!r}")
     latest = np.datetime64(pd.Timestamp(latest_date if latest_date is not None else pd.Timestamp.today()).normalize()
                            .to_datetime64(), "s")
     log = _IssueLog(files)
@@ -250,7 +250,7 @@ def validate_data_dir(data_dir: str | Path, *, exclude_sources: Iterable[str] = 
 
     exclude = set(exclude_sources)
     if "persons" in exclude:
-        raise ValueError("persons cannot be excluded: every other table links to it")
+        raise InvalidInputError("persons cannot be excluded: every other table links to it")
     files = {name: path for name, path in table_files(data_dir).items() if name not in exclude}
     if "latest_date" not in options:  # the data set's own end, never later than today
         end = dataset_metadata(data_dir).get("extract_end")

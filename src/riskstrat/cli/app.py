@@ -2,9 +2,12 @@
 
 Errors and warnings are handled here, once, for every command (:class:`_Commands`):
 
-- riskstrat's own refusals (:class:`riskstrat.errors.RiskstratError`) print their message and exit
-  with status 2, operating-system errors (a missing file, a full disk) with status 1, both without a
-  traceback; anything else is a bug and keeps its traceback.
+- riskstrat's own refusals (:class:`riskstrat.errors.RiskstratError`: bad input, a bad
+  configuration, data that fail validation, a model the data cannot support) print their message
+  and exit with status 2; operating-system errors (a missing file, no permission, a full disk) print
+  the file, the error and what to do, and exit with status 1; both without a traceback. Anything
+  else (a ``ValueError`` or ``KeyError`` included) is a bug in riskstrat and keeps its traceback:
+  no command catches them.
 - warnings from other libraries (scikit-learn, LightGBM, MLflow, pandas, ...) are not shown: the
   conditions that matter are checked by riskstrat itself and reported in its own words (minimum
   events, degenerate models, stale data). MLflow's own event lines are silenced likewise (the
@@ -13,6 +16,8 @@ Errors and warnings are handled here, once, for every command (:class:`_Commands
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
 import sys
 
 import typer
@@ -21,7 +26,8 @@ from typer.core import TyperGroup
 
 from riskstrat.quiet import foreign_warnings_hidden, mlflow_events_hidden, show_all
 
-# Exit statuses: 1 for failures (also typer.Exit from `fail`), 2 for a riskstrat refusal.
+# Exit statuses: 1 for operating-system failures (and bugs, with their traceback), 2 for a riskstrat
+# refusal and for usage errors (click's own convention).
 EXIT_FAILURE, EXIT_REFUSED = 1, 2
 
 # Wide output when written to a file or CI log; the terminal's own width otherwise.
@@ -33,6 +39,46 @@ def fail(message: str, code: int = EXIT_FAILURE) -> None:
     """Print an error a user can act on and exit non-zero."""
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def refuse(message: str) -> None:
+    """Print a refusal (the input cannot be used as given) and exit with status 2."""
+    fail(message, EXIT_REFUSED)
+
+
+def parse_date(value: str | None, *, option: str = "--as-of") -> dt.date | None:
+    """A YYYY-MM-DD option as a date; anything else is a usage error (status 2) naming the option."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2026-11-01", param_hint=option) from None
+
+
+# What to do about an operating-system error, by its errno.
+_OS_ADVICE = {
+    errno.ENOENT: "check the path (it does not exist)",
+    errno.EACCES: "check the permissions of the file and of the folders above it",
+    errno.EPERM: "check the permissions and attributes of the file (an immutable or append-only file, or "
+                 "another user's file in a sticky folder)",
+    errno.EISDIR: "a folder is where a file was expected: move it away or choose another path",
+    errno.ENOTDIR: "part of the path is a file, not a folder",
+    errno.ENOSPC: "the disk is full: free space or choose another output folder; nothing partial was published",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EDQUOT: "the disk quota is exhausted: free space or choose another folder",
+    errno.EEXIST: "something is already at that path: move it away",
+    errno.ELOOP: "a symbolic link loop, or a link where riskstrat refuses to follow one: remove the link",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``exc`` as one line a person can act on: the file(s), the system's words and what to do."""
+    files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    what = exc.strerror or str(exc)
+    advice = _OS_ADVICE.get(exc.errno or -1)
+    line = f"{files}: {what}" if files else str(exc)
+    return f"{line} ({advice})" if advice else line
 
 
 class _Commands(TyperGroup):
@@ -52,7 +98,7 @@ class _Commands(TyperGroup):
         except RiskstratError as exc:
             fail(str(exc), EXIT_REFUSED)
         except OSError as exc:
-            fail(str(exc), EXIT_FAILURE)
+            fail(describe_os_error(exc), EXIT_FAILURE)
 
 
 app = typer.Typer(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import EXIT_REFUSED, app, fail, out
+from riskstrat.cli.app import EXIT_REFUSED, app, fail, out, parse_date
 from riskstrat.cli.progress import Stage, libraries_quiet
 
 
@@ -65,27 +64,19 @@ def evaluate(
     Example: riskstrat evaluate --model riskstrat-emergency-admission/2 --against riskstrat-emergency-admission@champion
     --data riskstrat-data/synthetic --as-of 2025-11-01
     """
-    from riskstrat.io import DataFileError
-    from riskstrat.evaluation.gate import GateError
     from riskstrat.evaluation.pipeline import run_evaluation
     from riskstrat.labels import CensoredIndexDateError
-    from riskstrat.tracking import RegistryError
     from riskstrat.validate import ValidationError
 
-    try:
-        date = dt.date.fromisoformat(as_of)
-    except ValueError:
-        fail(f"--as-of {as_of!r} is not a date like 2025-11-01")
+    date = parse_date(as_of)
     try:
         with libraries_quiet(quiet):
             run = run_evaluation(model, data, date, against=against, out_dir=out_dir, card_dir=card_dir,
                                  uri=tracking_uri, n_boot=n_boot, min_events=min_events, stage=Stage(quiet=quiet))
     except ValidationError as exc:
-        fail(f"the data failed validation; nothing was evaluated:\n{exc}")
+        fail(f"the data failed validation; nothing was evaluated:\n{exc}", EXIT_REFUSED)
     except CensoredIndexDateError as exc:
         fail(f"the outcomes after {date} have not matured: {exc}", EXIT_REFUSED)
-    except (RegistryError, DataFileError, GateError, FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
     print_headline(run)
     out.print(f"report: {run.out_dir / 'report.html'}" + (f"  card: {run.card_path}" if run.card_path else "")
               + (f"  MLflow run {run.run_id}" if run.run_id else ""), soft_wrap=True)

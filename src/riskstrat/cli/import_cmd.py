@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import app, console, fail, out
+from riskstrat.cli.app import EXIT_REFUSED, app, console, fail, out
 
 import_app = typer.Typer(
     help=(
@@ -100,21 +100,18 @@ def import_hes(
 
 
 def _run(kind: str, src_dir: Path, out_dir: Path, key_file: Path | None, options: dict) -> None:
-    from riskstrat.io import DataFileError
     from riskstrat.privacy import load_pseudonym_key
     from riskstrat.readers import import_dataset
     from riskstrat.validate import ValidationError
 
     if not src_dir.is_dir():
-        fail(f"{src_dir}: no such folder")
+        fail(f"{src_dir}: no such folder", EXIT_REFUSED)
     try:
         key = load_pseudonym_key(key_file)
         summary, report = import_dataset(kind, src_dir, out_dir, pseudonym_key=key, reader_options=options)
     except ValidationError as exc:
         console.print(exc.report.format(), highlight=False)
-        fail(f"the {kind} data failed validation; nothing was written to {out_dir}")
-    except (DataFileError, FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+        fail(f"the {kind} data failed validation; nothing was written to {out_dir}", EXIT_REFUSED)
     _print_report(out_dir)
     warnings = [i for i in report.issues if getattr(i, "severity", "") != "error"]
     if warnings:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.app import EXIT_REFUSED, app, fail, out, parse_date
 from riskstrat.cli.progress import Stage, libraries_quiet
 
 
@@ -70,16 +70,11 @@ def monitor(
 
     Example: riskstrat monitor --config configs/scoring.yaml --data riskstrat-data/synthetic --as-of 2026-11-01
     """
-    from riskstrat.config import ConfigError, ScoringConfig, load_config
+    from riskstrat.config import ScoringConfig, load_config
     from riskstrat.evaluation.monitor_pipeline import run_monitoring
-    from riskstrat.io import DataFileError
-    from riskstrat.tracking import RegistryError
     from riskstrat.validate import ValidationError
 
-    try:
-        date = dt.date.fromisoformat(as_of)
-    except ValueError:
-        fail(f"--as-of {as_of!r} is not a date like 2026-11-01")
+    date = parse_date(as_of)
     extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={lists_dir}"] if lists_dir else [])
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
@@ -87,9 +82,7 @@ def monitor(
             run = run_monitoring(cfg, date, out_dir=out_dir, n_boot=n_boot, min_group_events=min_group_events,
                                  stage=Stage(quiet=quiet))
     except ValidationError as exc:
-        fail(f"the data failed validation; nothing was monitored:\n{exc}")
-    except (ConfigError, DataFileError, RegistryError, FileNotFoundError) as exc:
-        fail(str(exc))
+        fail(f"the data failed validation; nothing was monitored:\n{exc}", EXIT_REFUSED)
     print_monitoring(run)
     out.print(f"report: {run.out_dir / 'report.html'}" + (f"  MLflow run {run.run_id}" if run.run_id else ""),
               soft_wrap=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.app import EXIT_REFUSED, app, fail, out, parse_date
 from riskstrat.cli.progress import Stage, libraries_quiet
 
 
@@ -42,16 +41,12 @@ def score(
 
     Example: riskstrat score --config configs/scoring.yaml --as-of 2026-11-01
     """
-    from riskstrat.config import ConfigError, ScoringConfig, load_config
-    from riskstrat.io import DataFileError
-    from riskstrat.pipelines import run_scoring
-    from riskstrat.tracking import RegistryError
+    from riskstrat.config import ScoringConfig, load_config
+    from riskstrat.errors import RiskstratError
+    from riskstrat.pipelines import PublishedButNotTrackedError, run_scoring
     from riskstrat.validate import ValidationError
 
-    try:
-        date = dt.date.fromisoformat(as_of)
-    except ValueError:
-        fail(f"--as-of {as_of!r} is not a date like 2026-11-01")
+    date = parse_date(as_of)
     extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={out_dir}"] if out_dir else [])
     extra += ["allow_stale_data=true"] if allow_stale_data else []
     extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
@@ -63,9 +58,11 @@ def score(
         with libraries_quiet(quiet):
             manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet))
     except ValidationError as exc:
-        fail(f"the data failed validation; nothing was written:\n{exc}")
-    except (ConfigError, DataFileError, RegistryError, FileNotFoundError, ValueError) as exc:
-        fail(f"{exc}\nnothing was written")
+        fail(f"the data failed validation; nothing was written:\n{exc}", EXIT_REFUSED)
+    except PublishedButNotTrackedError:
+        raise  # its message says the month was published; "nothing was written" would be untrue
+    except RiskstratError as exc:
+        fail(f"{exc}\nnothing was written", EXIT_REFUSED)
     c = manifest["counts"]
     models = ", ".join(f"{n} v{m['version']}" for n, m in manifest["models"].items())
     unmatched = (f", {c['opt_out_ids_matching_no_one']:,} of {c['opt_out_ids']:,} opt-out ids matched no one"

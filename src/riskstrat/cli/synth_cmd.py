@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.app import app, out, parse_date
 from riskstrat.cli.progress import progress_bar
 
 
@@ -39,15 +39,16 @@ def synth(
     """
     from riskstrat.synth import write_population
 
+    parse_date(start, option="--start")
+    parse_date(extract_end, option="--extract-end")
     dates = [d.strip() for d in truth_dates.split(",") if d.strip()] or None
+    for d in dates or []:
+        parse_date(d, option="--truth-dates")
     t0 = time.perf_counter()
-    try:
-        with progress_bar("generating people", quiet=quiet) as update:
-            meta = write_population(out_dir, people, start=start, years=years, seed=seed, truth_dates=dates,
-                                    n_futures=futures, chunk_size=chunk_size, extract_end=extract_end,
-                                    progress=update)
-    except ValueError as exc:
-        fail(str(exc))
+    with progress_bar("generating people", quiet=quiet) as update:
+        meta = write_population(out_dir, people, start=start, years=years, seed=seed, truth_dates=dates,
+                                n_futures=futures, chunk_size=chunk_size, extract_end=extract_end,
+                                progress=update)
     if not quiet:
         out.print(f"Wrote {people:,} people, {meta['start']} to {meta['extract_end']}, to {out_dir} "
                   f"in {time.perf_counter() - t0:.1f}s")

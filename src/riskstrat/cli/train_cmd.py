@@ -63,16 +63,14 @@ def train(
 
     The outcome is target.name: emergency_admission (default; with death, as SPARRA v4), unplanned_hospital_use (an emergency admission or A&E attendance: for data without an admission method), death, high_cost, social_care_entry, or one declared in YAML (kind: event). --set index_dates=auto picks index dates that fit the extract; --set split.mode=temporal_only tests everyone at the test date (small data; weaker validation).
 
-    Exit status: 0 trained and registered; 2 refused (too few events, a degenerate model, dates the data do not cover: the message says why and what to do); 1 a bad config or unreadable data.
+    Exit status: 0 trained and registered; 2 refused (a bad config, data that fail validation, too few events, a degenerate model, dates the data do not cover: the message says why and what to do); 1 a file that cannot be read or written.
 
     Example: riskstrat train --config configs/high_cost.yaml --set split.seed=7
 
     Example: riskstrat train --set data.path=riskstrat-data/synthea --set target.name=unplanned_hospital_use --set index_dates=auto
     """
-    from riskstrat.config import ConfigError, load_config
+    from riskstrat.config import load_config
     from riskstrat.guards import DegenerateModelError
-    from riskstrat.io import DataFileError
-    from riskstrat.labels import CensoredIndexDateError
     from riskstrat.pipelines import run_training
     from riskstrat.validate import ValidationError
 
@@ -81,17 +79,13 @@ def train(
         with libraries_quiet(quiet):
             run = run_training(cfg, stage=Stage(quiet=quiet), log=not no_tracking)
     except ValidationError as exc:
-        fail(f"the data failed validation; nothing was trained:\n{exc}")
+        fail(f"the data failed validation; nothing was trained:\n{exc}", EXIT_REFUSED)
     except DegenerateModelError as exc:
         if exc.run is not None:  # the metrics that explain the refusal
             ran = exc.run.config or cfg
             print_comparison(exc.run.result, title=f"{ran.target.name} ({ran.target.words}): test set at "
                                                    f"{ran.index_dates.test}")
         fail(str(exc), EXIT_REFUSED)
-    except CensoredIndexDateError as exc:
-        fail(str(exc), EXIT_REFUSED)
-    except (ConfigError, DataFileError, ValueError) as exc:
-        fail(str(exc))
     cfg = run.config or cfg
     if not quiet:
         print_comparison(run.result, title=f"{cfg.target.name} ({cfg.target.words}): test set at {cfg.index_dates.test}")
@@ -136,17 +130,14 @@ def promote(
 
     Example: riskstrat promote riskstrat-emergency-admission 3 --alias champion
     """
-    from riskstrat.tracking import RegistryError, promote as do_promote, refuse_degenerate
+    from riskstrat.tracking import promote as do_promote, refuse_degenerate
 
     if not force:  # a degenerate model is refused before its evaluation is even looked at
         refuse_degenerate(name, version, what=f"make it {alias}", override="pass --force --reason \"...\"",
                           uri=tracking_uri)
     verdict = _gate_or_fail(name, version, alias=alias, uri=tracking_uri, card_dir=card_dir, force=force,
                             reason=reason)
-    try:
-        moved = do_promote(name, version, alias=alias, uri=tracking_uri, force=force)
-    except RegistryError as exc:
-        fail(str(exc))
+    moved = do_promote(name, version, alias=alias, uri=tracking_uri, force=force)
     if not verdict.passed:
         from riskstrat.evaluation.gate import record_override
 
@@ -159,14 +150,11 @@ def promote(
 def _gate_or_fail(name: str, version: str, *, alias: str, uri: str | None, card_dir: Path, force: bool,
                   reason: str | None):
     """The promotion gate's verdict; exits non-zero listing the failed criteria unless forced with a reason."""
-    from riskstrat.evaluation.gate import GateError, check_promotion
+    from riskstrat.evaluation.gate import check_promotion
 
     if force and not (reason and reason.strip()):
-        fail("--force needs --reason \"...\": the reason is recorded on the model version")
-    try:
-        verdict = check_promotion(name, version, alias=alias, uri=uri, card_dir=card_dir)
-    except GateError as exc:
-        fail(str(exc), EXIT_REFUSED)
+        fail("--force needs --reason \"...\": the reason is recorded on the model version", EXIT_REFUSED)
+    verdict = check_promotion(name, version, alias=alias, uri=uri, card_dir=card_dir)
     if not verdict.passed and not force:
         lines = "\n".join(f"  - {c.name}: {c.detail}" for c in verdict.failures())
         fail(f"{name} version {version} does not pass the promotion gate ({card_dir / name / 'gate.yaml'}):\n{lines}\n"

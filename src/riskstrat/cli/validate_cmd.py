@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from riskstrat.cli.app import app, fail, out
+from riskstrat.cli.app import EXIT_REFUSED, app, fail, out
 from riskstrat.cli.progress import Stage
 
 
@@ -33,20 +33,17 @@ def validate(
 ) -> None:
     """Check a linked data folder: tables, columns, types, codes, dates and links between tables.
 
-    Prints the rows per table and every issue found, and exits with status 1 if there are errors.
+    Prints the rows per table and every issue found, and exits with status 2 if there are errors.
     Nothing is written except the optional --json report.
 
     Example: riskstrat validate riskstrat-data/synthetic --json validation.json
     """
-    from riskstrat.io import DataFileError, write_json
+    from riskstrat.io import write_json
     from riskstrat.validate import validate_data_dir
 
-    try:
-        stage = Stage(quiet=quiet)
-        _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value, keep_records=False,
-                                      on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
-    except DataFileError as exc:
-        fail(str(exc))
+    stage = Stage(quiet=quiet)
+    _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value, keep_records=False,
+                                  on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
     _print_report(report)
     if json_path is not None:
         write_json(report.to_dict(), json_path)
@@ -54,7 +51,7 @@ def validate(
     n_errors, n_warnings = len(report.errors), len(report.warnings)
     if n_errors:
         fail(f"{data_dir} failed validation: {n_errors} error{'s' if n_errors != 1 else ''}, "
-             f"{n_warnings} warning{'s' if n_warnings != 1 else ''}")
+             f"{n_warnings} warning{'s' if n_warnings != 1 else ''}", EXIT_REFUSED)
     out.print(f"[bold green]OK:[/] {data_dir} passed validation "
               f"({n_warnings} warning{'s' if n_warnings != 1 else ''})", highlight=False)
 

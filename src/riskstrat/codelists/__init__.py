@@ -21,11 +21,14 @@ Each file is a small, reviewed table with a ``note`` column saying why a row is 
 
 from __future__ import annotations
 
+
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 import pandas as pd
+
+from riskstrat.errors import InvalidInputError
 
 __all__ = ["load_codelist", "icd10_condition", "ltc_concepts", "atc_to_bnf"]
 
@@ -35,7 +38,7 @@ CODELISTS = ("ltc_omop", "ltc_icd10", "atc_bnf")
 @lru_cache(maxsize=None)
 def _load(name: str) -> pd.DataFrame:
     if name not in CODELISTS:
-        raise ValueError(f"unknown code list {name!r}; choose one of {', '.join(CODELISTS)}")
+        raise InvalidInputError(f"unknown code list {name!r}; choose one of {', '.join(CODELISTS)}")
     with resources.files(__package__).joinpath(f"{name}.csv").open("r", encoding="utf-8") as fh:
         return pd.read_csv(fh, dtype=str, keep_default_na=False)
 

@@ -32,6 +32,7 @@ from typing import Literal, Protocol
 
 import pandas as pd
 
+from riskstrat.errors import InvalidInputError
 from riskstrat.records import LinkedRecords
 
 __all__ = ["ENGINES", "EngineName", "FeatureEngine", "PandasEngine", "open_engine"]
@@ -127,4 +128,4 @@ def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = Fals
               f"({', '.join(engine.sources) or 'no event tables'}); repeats and events outside a life are counted "
               f"when the features are built")
         return engine
-    raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+    raise InvalidInputError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, TypeAdapter, field_validator
 
+from riskstrat.errors import InvalidInputError
 from riskstrat.outcomes._base import DeathHandling, Outcome, Window
 from riskstrat.outcomes._builtin import (
     Death,
@@ -48,7 +49,7 @@ class _Unknown(BaseModel):
     @field_validator("name")
     @classmethod
     def _refuse(cls, name: Any):
-        raise ValueError(f"unknown target {name!r}; choose one of {list(OUTCOMES)}, or declare your own with "
+        raise InvalidInputError(f"unknown target {name!r}; choose one of {list(OUTCOMES)}, or declare your own with "
                          f"kind: event (table, where, words)")
 
 

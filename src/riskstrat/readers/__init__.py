@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from riskstrat.errors import InvalidInputError
 from riskstrat.io import DataFileError
 from riskstrat.schema import TABLES
 
@@ -279,7 +280,7 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
 
     readers = _readers()
     if kind not in readers:
-        raise ValueError(f"unknown source format {kind!r}; choose one of {', '.join(READERS)}")
+        raise InvalidInputError(f"unknown source format {kind!r}; choose one of {', '.join(READERS)}")
     key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key()
     tables, summary = readers[kind](src_dir, pseudonym_key=key, **(reader_options or {}))
     records, report = validate_tables(tables, unknown_codes="drop")

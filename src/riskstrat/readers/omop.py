@@ -105,6 +105,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.codelists import atc_to_bnf, icd10_condition, load_codelist, ltc_concepts
+from riskstrat.errors import InvalidInputError
 from riskstrat.readers import (
     ImportSummary,
     MissingSourceFileError,
@@ -176,14 +177,14 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
     ``person`` or ``visit_occurrence`` if either is absent, and ``ValueError`` for an unknown option.
     """
     if primary_care not in PRIMARY_CARE_OPTIONS:
-        raise ValueError(f"primary_care must be one of {', '.join(PRIMARY_CARE_OPTIONS)}, not {primary_care!r}")
+        raise InvalidInputError(f"primary_care must be one of {', '.join(PRIMARY_CARE_OPTIONS)}, not {primary_care!r}")
     if practice_from not in PRACTICE_OPTIONS:
-        raise ValueError(f"practice_from must be one of {', '.join(PRACTICE_OPTIONS)}, not {practice_from!r}")
+        raise InvalidInputError(f"practice_from must be one of {', '.join(PRACTICE_OPTIONS)}, not {practice_from!r}")
     if observation_periods not in OBSERVATION_OPTIONS:
-        raise ValueError(f"observation_periods must be one of {', '.join(OBSERVATION_OPTIONS)}, "
+        raise InvalidInputError(f"observation_periods must be one of {', '.join(OBSERVATION_OPTIONS)}, "
                          f"not {observation_periods!r}")
     if currency is not None and not (len(currency) == 3 and currency.isalpha()):
-        raise ValueError(f"currency must be an ISO 4217 code such as GBP or USD, not {currency!r}")
+        raise InvalidInputError(f"currency must be an ISO 4217 code such as GBP or USD, not {currency!r}")
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise MissingSourceFileError(f"{src_dir}: no such folder")

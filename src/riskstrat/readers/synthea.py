@@ -80,6 +80,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskstrat.errors import InvalidInputError
 from riskstrat.readers import (
     ImportSummary,
     MissingSourceFileError,
@@ -183,9 +184,9 @@ def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes, practice_from: st
     ``patients.csv`` or ``encounters.csv`` if either is absent.
     """
     if practice_from not in ("organization", "provider"):
-        raise ValueError("practice_from must be 'organization' or 'provider'")
+        raise InvalidInputError("practice_from must be 'organization' or 'provider'")
     if not emergency_window_hours >= 0:
-        raise ValueError("emergency_window_hours must be zero or more")
+        raise InvalidInputError("emergency_window_hours must be zero or more")
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise MissingSourceFileError(f"{src_dir}: no such folder")

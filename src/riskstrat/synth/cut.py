@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from riskstrat.errors import InvalidInputError
 from riskstrat.schema import TABLES
 
 __all__ = ["cut_data_dir", "cut_tables", "cut_truth"]
@@ -72,9 +73,9 @@ def cut_data_dir(data_dir, out_dir, *, extract_end) -> dict:
     meta = dataset_metadata(data_dir)
     end = pd.Timestamp(extract_end).normalize()
     if meta.get("extract_end") and end >= pd.Timestamp(meta["extract_end"]):
-        raise ValueError(f"cut date {end.date()} is not before the end of {data_dir} ({meta['extract_end']})")
+        raise InvalidInputError(f"cut date {end.date()} is not before the end of {data_dir} ({meta['extract_end']})")
     if meta.get("start") and end < pd.Timestamp(meta["start"]):
-        raise ValueError(f"cut date {end.date()} is before the start of {data_dir} ({meta['start']})")
+        raise InvalidInputError(f"cut date {end.date()} is before the start of {data_dir} ({meta['start']})")
     raw, _ = read_raw_tables(data_dir)
     tables = cut_tables(raw, extract_end=end)
     truth_file = data_dir / "ground_truth" / "truth.parquet"

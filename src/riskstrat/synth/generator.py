@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from riskstrat.errors import InvalidInputError
 from riskstrat.schema import TABLES, pandas_dtype
 from riskstrat.synth import params as P
 
@@ -690,14 +691,14 @@ def iter_population(n_people: int, *, start: str, years: int, seed: int, truth_d
     """Generate the population chunk by chunk (bounded memory); yields (tables, truth, future costs)."""
     start_d = np.datetime64(start, "D")
     if start_d != start_d.astype("datetime64[M]").astype("datetime64[D]"):
-        raise ValueError(f"start must be the first of a month, got {start}")
+        raise InvalidInputError(f"start must be the first of a month, got {start}")
     months = _month_starts(start_d, 12 * years)
     truth_dates = default_truth_dates(start, years) if truth_dates is None else list(truth_dates)
     truth_steps = {}
     for d in truth_dates:
         pos = np.flatnonzero(months[:-12] == np.datetime64(d, "D"))
         if pos.size == 0:
-            raise ValueError(f"truth date {d} must be the first of a month with 12 months of data after it "
+            raise InvalidInputError(f"truth date {d} must be the first of a month with 12 months of data after it "
                              f"(between {months[0]} and {months[-13]})")
         truth_steps[int(pos[0])] = str(np.datetime64(d, "D"))
     practices = _practices(n_people, seed, n_practices)
@@ -794,7 +795,7 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
     if extract_end is not None:
         cut = pd.Timestamp(extract_end).normalize()
         if not pd.Timestamp(start) <= cut < pd.Timestamp(full_end):
-            raise ValueError(f"extract end {cut.date()} must fall within the {years} years simulated, from {start} "
+            raise InvalidInputError(f"extract end {cut.date()} must fall within the {years} years simulated, from {start} "
                              f"and before {full_end}")
     with atomic_path(out_dir, directory=True) as tmp:
         writers: dict[str, pq.ParquetWriter] = {}
