@@ -655,6 +655,25 @@ def test_missing_model_artifacts_are_a_message_naming_the_model(registry, data_d
     assert not (tmp_path / "lists").exists()
 
 
+@pytest.mark.parametrize("corrupt", [lambda b: b[: len(b) // 2], lambda b: bytes([0x80, 0x04, 0xD3]) + b[3:],
+                                     lambda b: np.random.default_rng(0).bytes(len(b))],
+                         ids=["truncated", "bad-opcode", "random"])
+def test_a_corrupt_model_artifact_is_a_message_naming_the_model(registry, data_dir, tmp_path, corrupt):
+    files = sorted((registry["store"] / "mlartifacts").rglob("*.joblib")) + sorted(
+        (registry["store"] / "mlartifacts").rglob("python_model.pkl"))
+    kept = {f: f.read_bytes() for f in files}
+    try:
+        for f, data in kept.items():
+            f.write_bytes(corrupt(data))
+        with pytest.raises(tracking.TrackingStoreError, match=rf"the files of model {RISK_MODEL} version 1 .* cannot "
+                                                              rf"be loaded.*Restore the artifact store"):
+            run_scoring(scoring_config(registry, data_dir, tmp_path / "lists"), AS_OF)
+    finally:
+        for f, data in kept.items():
+            f.write_bytes(data)
+    assert not (tmp_path / "lists").exists()
+
+
 def test_data_pseudonymised_under_another_key_are_refused_before_scoring(registry, data_dir, tmp_path, monkeypatch):
     from riskstrat.privacy import KEY_ENV, PseudonymKeyError, key_fingerprint
 

@@ -21,6 +21,7 @@ def test_a_corrupt_mlflow_db_is_named_and_the_user_told_what_to_do(tmp_path):
 @pytest.mark.parametrize(("error", "words"), [
     (sqlite3.OperationalError("database is locked"), "locked by another process"),
     (sqlite3.DatabaseError("database disk image is malformed"), "may be corrupt"),
+    (sqlite3.OperationalError("attempt to write a readonly database"), "is read-only for user"),
 ])
 def test_store_faults_are_told_apart(error, words):
     problem = tracking.store_problem(error, "sqlite:///x/mlflow.db")
@@ -41,3 +42,31 @@ def test_cli_score_with_a_corrupt_store_exits_2_without_a_traceback(tmp_path, mo
     assert result.exit_code == 2, result.output
     assert "not a readable MLflow database" in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "lists").exists()
+
+
+def test_a_read_only_store_is_named_not_an_autoflush_message(tmp_path):
+    import mlflow
+
+    db = tmp_path / "mlflow.db"
+    tracking.configure(f"sqlite:///{db}")
+    mlflow.MlflowClient().create_registered_model("m")  # the store exists, with its tables
+    # SQLite's read-only mode stands for a file this user may not write (chmod does not bind root).
+    uri = f"sqlite:///file:{db}?mode=ro&uri=true"
+    tracking.configure(uri)
+    with pytest.raises(Exception) as raised:
+        mlflow.MlflowClient().create_registered_model("m2")
+    problem = tracking.store_problem(raised.value, uri)
+    assert isinstance(problem, tracking.TrackingStoreError)
+    assert "is read-only for user" in str(problem) and "write access" in str(problem)
+
+
+@pytest.mark.parametrize(("name", "key"), [("very high (top 0.5%)", "tier.very high _top 0.5__"),
+                                           ("high", "tier.high"), ("été", "tier._t_")])
+def test_metric_keys_from_names_are_ones_mlflow_accepts(tmp_path, name, key):
+    import mlflow
+
+    assert tracking.metric_key(f"tier.{name}") == key
+    tracking.configure(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        mlflow.log_metrics({tracking.metric_key(f"tier.{name}"): 1.0})
+    assert mlflow.get_run(run.info.run_id).data.metrics == {key: 1.0}

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
+import struct
 import tempfile
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +137,7 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
             mlflow.log_metric("search.trials", len(result.search))
             mlflow.log_text(result.search.to_csv(index=False), "search/trials.csv")
         for model_name, values in result.metrics.items():
-            mlflow.log_metrics({f"{model_name}.{k}": float(v) for k, v in values.items()
+            mlflow.log_metrics({metric_key(f"{model_name}.{k}"): float(v) for k, v in values.items()
                                 if v is not None and np.isfinite(v)})
         mlflow.log_metrics({f"data.{k}": float(v) for k, v in result.data.counts.items()})
         mlflow.log_dict({**fingerprint, **data_summary}, "data/fingerprint.json")
@@ -208,6 +212,28 @@ class TrackingStoreError(RiskstratError):
     """The tracking store cannot be used (corrupt or locked database, missing model artifacts)."""
 
 
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+_METRIC_UNSAFE = re.compile(r"[^0-9A-Za-z_\-. /:]")
+
+
+def metric_key(name: str) -> str:
+    """``name`` as an MLflow metric or parameter key: MLflow accepts letters, digits, ``_ - . / :`` and
+    spaces only, so anything else (a tier called "very high (top 0.5%)") becomes ``_``.
+
+    >>> metric_key("tier.very high (top 0.5%)")
+    'tier.very high _top 0.5__'
+    """
+    return _METRIC_UNSAFE.sub("_", str(name))
+
+
 def store_problem(exc: BaseException, uri: str) -> TrackingStoreError | None:
     """The tracking store's fault behind ``exc``, in words a person can act on (None if it is not one)."""
     import sqlite3
@@ -219,6 +245,10 @@ def store_problem(exc: BaseException, uri: str) -> TrackingStoreError | None:
     text = str(exc).lower()
     if not isinstance(exc, (sqlite3.Error, SQLAlchemyError)) and "database" not in text:
         return None
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return TrackingStoreError(f"the tracking store {uri} is read-only for user {_user()}: give this user write "
+                                  f"access to the database file and its folder (SQLite writes a journal beside it), "
+                                  f"or set tracking.uri to a store it may write")
     if "locked" in text or "busy" in text:
         return TrackingStoreError(f"the tracking store {uri} is locked by another process (database is locked): "
                                   f"wait for it to finish and run again")
@@ -345,6 +375,12 @@ def load_model(name: str, *, alias: str = "champion", version: str | int | None 
     return _loaded(mv, f"models:/{name}@{alias}", alias=alias)
 
 
+# What unpickling a truncated or corrupt artifact raises: pickle's opcodes read as dictionary keys
+# (``KeyError: 211``), short reads, bad lengths, classes that moved.
+_UNLOADABLE = (OSError, EOFError, ValueError, ImportError, AttributeError, KeyError, IndexError, TypeError,
+               pickle.UnpicklingError, struct.error, zlib.error)
+
+
 def _loaded(mv, uri: str, *, alias: str | None) -> LoadedModel:
     """Our RiskModel of registry version ``mv`` (loaded from ``uri``) with its coordinates; files that
     cannot be loaded are a :class:`TrackingStoreError` saying what to do."""
@@ -353,7 +389,7 @@ def _loaded(mv, uri: str, *, alias: str | None) -> LoadedModel:
 
     try:
         pyfunc = mlflow.pyfunc.load_model(uri)
-    except (OSError, MlflowException, EOFError, ValueError, ImportError, AttributeError) as exc:
+    except _UNLOADABLE + (MlflowException,) as exc:
         raise TrackingStoreError(
             f"the files of model {mv.name} version {mv.version} ({mv.source}) cannot be loaded: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact store, or "
@@ -377,7 +413,13 @@ def load_baseline(run_id: str, name: str, *, uri: str | None = None):
         return None
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"baselines/{name}.joblib", dst_path=tmp)
-        return joblib.load(path)
+        try:
+            return joblib.load(path)
+        except _UNLOADABLE as exc:
+            raise TrackingStoreError(
+                f"the {name} baseline of training run {run_id} (baselines/{name}.joblib) cannot be loaded: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact store, "
+                f"or train the model again") from exc
 
 
 def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -430,7 +472,7 @@ def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg, *, timings: dict
         mlflow.log_params({f"model.{name}": f"{m['version']} ({m['run_id']})" for name, m in manifest["models"].items()})
         counts = {k: v for k, v in manifest["counts"].items() if isinstance(v, (int, float))}
         counts.update({f"tier.{k}": v for k, v in manifest["counts"]["tiers"].items()})
-        mlflow.log_metrics({f"count.{k}": float(v) for k, v in counts.items()})
+        mlflow.log_metrics({metric_key(f"count.{k}"): float(v) for k, v in counts.items()})
         mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in (timings or {}).items()})
         mlflow.log_dict(manifest, "manifest.json")
         mlflow.log_text(summary.to_csv(index=False), "summary.csv")
@@ -454,7 +496,7 @@ def log_evaluation_run(*, model_name: str, model_version: str, model_run_id: str
         mlflow.set_tags({"riskstrat.kind": "evaluation", "riskstrat.model_name": model_name,
                          "riskstrat.model_version": str(model_version), "riskstrat.model_run_id": model_run_id,
                          **{k: str(v) for k, v in tags.items()}})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+        mlflow.log_metrics({metric_key(k): float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
         mlflow.log_artifacts(str(folder), "evaluation")
         run_id = run.info.run_id
     MlflowClient().set_model_version_tag(model_name, str(model_version), "riskstrat.evaluation_run_id", run_id)
@@ -474,7 +516,7 @@ def log_monitoring_run(*, tags: dict, metrics: dict, folder: Path, uri: str | No
     experiment_id = _experiment(experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor {tags.get('riskstrat.as_of', '')}") as run:
         mlflow.set_tags({"riskstrat.kind": "monitoring", **{k: str(v) for k, v in tags.items()}})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
+        mlflow.log_metrics({metric_key(k): float(v) for k, v in metrics.items()
                             if isinstance(v, (int, float)) and v is not None and np.isfinite(v)})
         mlflow.log_artifacts(str(folder), "monitoring")
         return run.info.run_id
