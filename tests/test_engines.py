@@ -130,6 +130,17 @@ def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
         DataConfig(path=synthetic, duckdb_memory_limit="lots")
 
 
+def test_duckdb_out_of_memory_is_a_refusal_naming_the_setting(synthetic):
+    from riskstrat.config import DataConfig
+    from riskstrat.engines.duckdb import EngineMemoryError
+    from riskstrat.errors import RiskstratError
+
+    with pytest.raises(EngineMemoryError, match=r"ran out of memory \(data.duckdb_memory_limit is 1MB\).*--set "
+                                                r"data.duckdb_memory_limit=") as raised:
+        open_engine("duckdb", DataConfig(path=synthetic, duckdb_memory_limit="1MB")).features("2024-11-01")
+    assert isinstance(raised.value, RiskstratError)  # the CLI prints it and exits 2, no traceback
+
+
 # ----------------------------------------------------------------------------- hand-made edge cases
 
 

@@ -37,10 +37,36 @@ from riskstrat.engines._folder import (
     out_of_life_tests,
     read_window,
 )
+from riskstrat.errors import RiskstratError
 from riskstrat.engines.spec import DATE_COLUMNS, Aggregate, Where, aggregates_for
 from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
 
-__all__ = ["DuckDBEngine", "EngineDataError"]
+__all__ = ["DuckDBEngine", "EngineDataError", "EngineMemoryError"]
+
+
+class EngineMemoryError(RiskstratError):
+    """DuckDB ran out of the memory it was given; the message says which setting to change."""
+
+
+class _Connection:
+    """A DuckDB connection whose out-of-memory error names the setting to change (every query of the
+    engine runs through :meth:`execute`); everything else is DuckDB's own."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, memory_limit: str | None):
+        self._con, self._memory_limit = con, memory_limit
+
+    def execute(self, *args, **kwargs):
+        try:
+            return self._con.execute(*args, **kwargs)
+        except duckdb.OutOfMemoryException as exc:
+            given = (f"data.duckdb_memory_limit is {self._memory_limit}" if self._memory_limit else
+                     "data.duckdb_memory_limit is unset (DuckDB's default, 80% of the machine's memory)")
+            raise EngineMemoryError(
+                f"the DuckDB engine ran out of memory ({given}): raise it, e.g. --set data.duckdb_memory_limit=8GB, or "
+                f"run on a machine with more memory; DuckDB said: {str(exc).splitlines()[0]}") from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
 
 _DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP_US")
 _NUMBER_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
@@ -150,7 +176,7 @@ class DuckDBEngine(FolderEngine):
                          duplicate_rows=duplicate_rows, unknown_codes=unknown_codes, stage=stage)
 
     def _connect(self) -> None:
-        self.con = duckdb.connect()
+        self.con = _Connection(duckdb.connect(), self._settings["memory_limit"])
         # No progress bar on stdout (the CLI prints one result line); row order never matters here.
         self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET preserve_insertion_order = false")
