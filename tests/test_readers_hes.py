@@ -362,3 +362,46 @@ def test_day_first_dates_place_people_and_reports_hold_no_dates(tmp_path):
     report = json.dumps(summary.to_dict())
     assert "5/1950" not in report and "31/02/2021" not in report
     assert summary.unknown_codes["DOD"] == {"NN/NN/NNNN": 2}
+
+
+def test_a_semicolon_separated_file_is_read(tmp_path):
+    src = tmp_path / "hes"
+    src.mkdir()
+    _write(src / "ae.csv", ["PSEUDO_HESID", "AEKEY", "ARRIVALDATE", "AEATTENDDISP", "ARRIVALAGE"],
+           [("s1", "a1", "2020-04-03", "01", "70"), ("s2", "a2", "2020-04-05", "02", "60")], sep=";")
+    tables, _ = read_hes(src, pseudonym_key=KEY)
+    assert sorted(tables["ae_attendances"]["person_id"]) == sorted([_pid("s1"), _pid("s2")])
+
+
+def test_a_truncated_gz_file_is_named_not_aborted(tmp_path, monkeypatch):
+    import gzip
+
+    from riskstrat.cli import app
+    from riskstrat.io import DataFileError
+    from riskstrat.privacy import KEY_ENV
+
+    src = tmp_path / "hes"
+    src.mkdir()
+    rows = [(f"t{i}", f"a{i}", "2020-04-03", "01", "70") for i in range(2000)]
+    plain = _write(tmp_path / "ae.csv", ["PSEUDO_HESID", "AEKEY", "ARRIVALDATE", "AEATTENDDISP", "ARRIVALAGE"], rows)
+    packed = gzip.compress(plain.read_bytes())
+    (src / "ae.csv.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataFileError, match=r"ae.csv.gz: the compressed file is truncated or corrupt.*copy it again"):
+        read_hes(src, pseudonym_key=KEY)
+    monkeypatch.setenv(KEY_ENV, "test-key")
+    result = CliRunner().invoke(app, ["import", "hes", str(src), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "truncated or corrupt" in " ".join(result.output.split())
+    assert "Aborted" not in result.output
+
+
+def test_day_first_reading_is_said_with_the_ambiguous_count(tmp_path):
+    src = tmp_path / "hes"
+    src.mkdir()
+    _write(src / "ae.csv", ["PSEUDO_HESID", "AEKEY", "ARRIVALDATE", "AEATTENDDISP", "ARRIVALAGE"],
+           [("d1", "a1", "12/1/2001", "01", "70"), ("d2", "a2", "25/12/2001", "01", "60"),
+            ("d3", "a3", "2001-03-04", "01", "50")])
+    tables, summary = read_hes(src, pseudonym_key=KEY)
+    dates = tables["ae_attendances"].set_index("person_id")["arrival_date"]
+    assert dates[_pid("d1")] == pd.Timestamp("2001-01-12")
+    note = next(n for n in summary.notes if n.startswith("ARRIVALDATE"))
+    assert "2 dates written with slashes were read day first" in note and "1 of them would be another valid" in note

@@ -14,7 +14,9 @@ Readers never copy names, addresses, identity numbers or free text about a perso
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,6 +138,9 @@ def _read_source_csv(path: Path, *, sep: str = ",") -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=str, sep=sep, keep_default_na=False, na_values=[""],
                            encoding="utf-8-sig")
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # before OSError: BadGzipFile is one
+        raise DataFileError(f"{path}: the compressed file is truncated or corrupt ({exc}); copy it again from "
+                            f"the source") from exc
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: cannot be read ({exc})") from exc
 

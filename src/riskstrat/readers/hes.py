@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -249,9 +250,18 @@ def _header(path: Path) -> str:
         return fh.readline().rstrip("\r\n")
 
 
+_SEPARATORS = {"|": "pipe", "\t": "tab", ",": "comma", ";": "semicolon"}
+
+
 def _sniff(header: str) -> str:
-    """The separator of a header line: pipe, tab or comma, whichever occurs most."""
-    return max(("|", "\t", ","), key=header.count)
+    """The separator of a header line: pipe, tab, comma or semicolon (as a spreadsheet in a
+    continental locale saves CSV), whichever occurs most; a comma when the line has none.
+
+    >>> _sniff("PSEUDO_HESID;EPIKEY;ADMIDATE"), _sniff("A|B,C|D")
+    (';', '|')
+    """
+    best = max(_SEPARATORS, key=header.count)
+    return best if header.count(best) else ","
 
 
 def _split(header: str, sep: str) -> list[str]:
@@ -268,6 +278,9 @@ def _read(path: Path, summary: ImportSummary) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype=str, sep=_sniff(_header(path)), keep_default_na=False, na_values=[""],
                          encoding="utf-8-sig", usecols=_used)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # before OSError: BadGzipFile is one
+        raise DataFileError(f"{path}: the compressed file is truncated or corrupt ({exc}); copy it again from "
+                            f"the source (gzip -t {path.name} checks a copy)") from exc
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: cannot be read ({exc})") from exc
     df.columns = [str(c).strip().strip('"').upper() for c in df.columns]
@@ -338,7 +351,23 @@ def _hes_date(values: pd.Series, field: str, summary: ImportSummary) -> pd.Serie
     unreadable = dates.isna() & values.notna() & ~placeholder
     if unreadable.any():
         summary.unknown_code(field, _shape(values[unreadable]).value_counts().head(20))
+    _note_day_first(values, field, summary)
     return dates
+
+
+def _note_day_first(values: pd.Series, field: str, summary: ImportSummary) -> None:
+    """Say that dates written with slashes were read day first (the HES data dictionary's
+    DD/MM/YYYY), and how many would also have been valid dates read month first."""
+    parts = values.astype("string").str.strip().str.extract(r"^(\d{1,2})/(\d{1,2})/\d{4}$")
+    slashed = parts[0].notna()
+    if not slashed.any():
+        return
+    day, month = parts[0][slashed].astype(int), parts[1][slashed].astype(int)
+    either = int(((day <= 12) & (month <= 12) & (day != month)).sum())
+    summary.note(f"{field}: {int(slashed.sum()):,} dates written with slashes were read day first, DD/MM/YYYY "
+                 f"(12/1/2001 is 12 January 2001), as the HES data dictionary writes them; {either:,} of them would "
+                 f"be another valid date read month first: if the extract was made in the US style (MM/DD/YYYY), "
+                 f"convert its dates to YYYY-MM-DD before importing")
 
 
 def _code(values: pd.Series) -> pd.Series:
