@@ -674,6 +674,23 @@ def test_a_corrupt_model_artifact_is_a_message_naming_the_model(registry, data_d
     assert not (tmp_path / "lists").exists()
 
 
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_an_empty_feed_the_models_use_is_refused_unless_allowed(registry, data_dir, tmp_path, engine):
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    spells = pq.read_table(data / "inpatient_spells.parquet")
+    pq.write_table(spells.slice(0, 0), data / "inpatient_spells.parquet")  # the header only
+    with pytest.raises(ModelDataMismatchError, match=r"inpatient_spells has no rows in this data set.*"
+                                                     r"allow_empty_sources=true"):
+        run_scoring(scoring_config(registry, data, tmp_path / "lists", f"engine={engine}"), AS_OF)
+    assert not (tmp_path / "lists").exists()
+    manifest = run_scoring(scoring_config(registry, data, tmp_path / "lists", f"engine={engine}",
+                                          "allow_empty_sources=true"), AS_OF)
+    assert manifest["counts"]["scored"] > 0
+
+
 def test_data_pseudonymised_under_another_key_are_refused_before_scoring(registry, data_dir, tmp_path, monkeypatch):
     from riskstrat.privacy import KEY_ENV, PseudonymKeyError, key_fingerprint
 

@@ -355,6 +355,9 @@ class ScoringConfig(_Strict):
                                      "this fraction (a wrong extract or cohort setting would replace good lists).")
     allow_population_shrink: bool = Field(False, description="Publish even when the scored population shrank by "
                                                              "more than max_population_shrink, or is empty.")
+    allow_empty_sources: bool = Field(
+        False, description="Score even when a table the models were trained with is present but has no rows (an "
+                           "empty feed scores everyone as if no one had used that service; refused otherwise).")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
     engine: Literal["pandas", "duckdb", "spark"] = Field(
         "pandas", description="Feature engine: pandas (the reference: every table validated in memory), duckdb "

@@ -209,6 +209,27 @@ def check_features_match(model, features: pd.DataFrame, records) -> None:
             f"score with data that has it or train a model without it (data.exclude_sources)")
 
 
+def check_sources_have_rows(models, row_counts: dict[str, int], *, allow: bool) -> list[str]:
+    """The tables ``models`` (RiskModels) take features from that are present with no rows.
+
+    An empty feed (an inpatient extract that arrived with its header only) would score everyone as if
+    no one had been in hospital: refused (:class:`ModelDataMismatchError`) unless ``allow``; returns
+    the empty tables either way (the manifest records them).
+    """
+    from riskstrat.features import feature
+
+    used = {feature(f).source for m in models for f in m.feature_names} - {"persons"}
+    empty = sorted(t for t in used if t in row_counts and row_counts[t] == 0)
+    if empty and not allow:
+        raise ModelDataMismatchError(
+            f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no rows in this data set, but the models were "
+            f"trained with {'it' if len(empty) == 1 else 'them'}: everyone would be scored as if no one had used "
+            f"{'that service' if len(empty) == 1 else 'those services'}. Nothing was published. Check the feed "
+            f"(an extract with its header only?); if the table really is empty this month, score with "
+            f"allow_empty_sources=true")
+    return empty
+
+
 def read_opt_outs(path) -> set[str]:
     """Pseudonymised ids from an opt-out file, in canonical form (:func:`riskstrat.privacy.read_opt_outs`)."""
     from riskstrat.privacy import read_opt_outs as read
@@ -617,6 +638,10 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     try:
         for model in [risk] + ([cost] if cost else []):
             check_features_match(model.risk_model, features, engine)
+        empty_sources = check_sources_have_rows([m.risk_model for m in [risk] + ([cost] if cost else [])],
+                                                dict(engine.row_counts), allow=cfg.allow_empty_sources)
+        if empty_sources:
+            stage(f"warning: scoring with no rows in {', '.join(empty_sources)}, as allowed (allow_empty_sources)")
         n_eligible = len(features)
         excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
         # Opt-outs are matched against everyone in the data: ids that match no one at all mean a wrong key or file.
