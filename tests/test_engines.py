@@ -141,6 +141,20 @@ def test_duckdb_out_of_memory_is_a_refusal_naming_the_setting(synthetic):
     assert isinstance(raised.value, RiskstratError)  # the CLI prints it and exits 2, no traceback
 
 
+def test_duckdb_on_a_truncated_parquet_file_names_it(synthetic, tmp_path):
+    import shutil
+
+    from riskstrat.config import DataConfig
+    from riskstrat.engines.duckdb import EngineDataError
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic, data)
+    path = data / "gp_contacts.parquet"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(EngineDataError, match=r"cannot read the data: .*gp_contacts.parquet"):
+        open_engine("duckdb", DataConfig(path=data)).features("2024-11-01")
+
+
 # ----------------------------------------------------------------------------- hand-made edge cases
 
 

@@ -58,6 +58,10 @@ class _Connection:
     def execute(self, *args, **kwargs):
         try:
             return self._con.execute(*args, **kwargs)
+        except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+            # A file that cannot be read (truncated, not Parquet, unreadable): DuckDB's first line names it.
+            raise EngineDataError(f"the DuckDB engine cannot read the data: {str(exc).splitlines()[0]}; restore the "
+                                  f"file from the extract (riskstrat validate DIR checks a folder)") from None
         except duckdb.OutOfMemoryException as exc:
             given = (f"data.duckdb_memory_limit is {self._memory_limit}" if self._memory_limit else
                      "data.duckdb_memory_limit is unset (DuckDB's default, 80% of the machine's memory)")
