@@ -18,6 +18,7 @@ from riskstrat.config import ScoringConfig, load_config
 from riskstrat.evaluation.monitor import (ScoredMonth, holdout_effect, label_population, monitor_month,
                                           split_by_maturity)
 from riskstrat.evaluation.monitor_pipeline import NothingToMonitorError, run_monitoring, scored_months
+from riskstrat.io import file_sha256
 from riskstrat.outcomes import parse_outcome
 from riskstrat.synth.cut import cut_tables
 
@@ -117,12 +118,13 @@ def test_a_month_is_assessed_only_once_its_whole_horizon_is_in_the_data():
 def _publish(root, as_of: str, population: pd.DataFrame) -> None:
     folder = root / pd.Timestamp(as_of).strftime("%Y-%m")
     folder.mkdir(parents=True)
-    manifest = {"month": folder.name, "as_of": as_of, "config": {"models": {"risk": "m"}},
-                "models": {"m": {"version": "1"}},
-                "outcome": {"name": "emergency_admission", "words": "an emergency admission or death",
-                            "horizon_days": 365}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
     population.to_parquet(folder / "population.parquet")
+    manifest = {"month": folder.name, "as_of": as_of, "config": {"models": {"risk": "m"}},
+                "models": {"m": {"version": "1", "run_id": "0" * 32}},
+                "outcome": {"name": "emergency_admission", "words": "an emergency admission or death",
+                            "horizon_days": 365},
+                "files": {"population.parquet": file_sha256(folder / "population.parquet")}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_monitor_refuses_when_no_month_has_matured_and_says_when_they_will(hand_made, tmp_path):
