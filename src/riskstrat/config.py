@@ -355,6 +355,10 @@ class ScoringConfig(_Strict):
                                      "this fraction (a wrong extract or cohort setting would replace good lists).")
     allow_population_shrink: bool = Field(False, description="Publish even when the scored population shrank by "
                                                              "more than max_population_shrink, or is empty.")
+    allow_unverified_previous_month: bool = Field(
+        False, description="Publish even when last month's files cannot be verified (edited after publishing, "
+                           "a truncated manifest, an older version's columns): last month is then treated as "
+                           "absent, and the manifest records why. The run refuses otherwise.")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
     engine: Literal["pandas", "duckdb", "spark"] = Field(
         "pandas", description="Feature engine: pandas (the reference: every table validated in memory), duckdb "
