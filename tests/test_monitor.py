@@ -147,6 +147,30 @@ def test_monitor_refuses_when_no_month_has_matured_and_says_when_they_will(hand_
         run_monitoring(cfg, "2025-11-01", log=False)
 
 
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m.update(as_of=5), r"as_of: Input should be a valid string"),
+    (lambda m: m.update(as_of="2025-11-31"), r"day is out of range for month"),
+    (lambda m: m.update(models={}), r"models: Dictionary should have at least 1 item"),
+    (lambda m: m["models"]["m"].update(version=1), r"models.m.version: Input should be a valid string"),
+    (lambda m: m["files"].update({"population.parquet": "xyz"}), r"files.population.parquet: String should match"),
+    (lambda m: m["config"]["models"].update(risk="other"), r"config.models.risk 'other' is not among models \['m'\]"),
+    (lambda m: m.pop("outcome"), r"outcome: Field required"),
+], ids=["as_of a number", "no such day", "no models", "version a number", "not a hash", "risk model not listed", "no outcome"])
+def test_a_manifest_with_missing_or_mistyped_fields_is_refused_naming_it(hand_made, tmp_path, edit, match):
+    from riskstrat.published import ManifestError
+
+    _, population = hand_made
+    lists = tmp_path / "lists"
+    _publish(lists, "2025-11-01", population)
+    path = lists / "2025-11" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=r"2025-11/manifest.json lacks what a published month's manifest holds "
+                                            r"\(.*" + match):
+        scored_months(lists, before="2026-07-01")
+
+
 # ----------------------------------------------------------------------------- the hold-out effect
 
 

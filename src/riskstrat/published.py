@@ -85,7 +85,7 @@ class Manifest(_Loose):
     """What a reader of a published month needs from its ``manifest.json``."""
 
     month: str = Field(pattern=_MONTH)
-    as_of: dt.date
+    as_of: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")  # text as written (a number is no date)
     models: dict[str, _ModelRecord] = Field(min_length=1)
     outcome: _Outcome
     config: _Config
@@ -93,7 +93,8 @@ class Manifest(_Loose):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Manifest":
-        if self.as_of.strftime("%Y-%m") != self.month:
+        dt.date.fromisoformat(self.as_of)  # a real day (ValueError: "day is out of range for month")
+        if self.as_of[:7] != self.month:
             raise ValueError(f"as_of {self.as_of} is not in month {self.month}")
         if self.config.models.risk not in self.models:
             raise ValueError(f"config.models.risk {self.config.models.risk!r} is not among models "

@@ -127,7 +127,12 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     (``data``), the scored months (``output_dir``), the registry (``tracking.uri``) and opt-outs
     (``opt_out_file``: people who have opted out since are left out). Only events before ``as_of``
     and up to the data end are used. Refuses (:class:`NothingToMonitorError`) when no month has
-    matured, naming when each will. Writes the report and its tables to ``out_dir`` (default
+    matured, naming when each will. Refuses a month whose files cannot be believed: a manifest
+    that does not parse or agree with its folder (:class:`riskstrat.published.ManifestError`), a
+    population whose SHA-256 is not the manifest's (:class:`riskstrat.published.TamperedFileError`),
+    models, runs or an outcome this registry does not hold as the manifest says
+    (:class:`MonthProvenanceError`, :class:`riskstrat.tracking.RegistryError`); all before any data
+    are read. Writes the report and its tables to ``out_dir`` (default
     ``riskstrat-output/monitoring/<as_of>``) and logs a monitoring run (aggregates only).
     """
     from riskstrat import report, tracking
