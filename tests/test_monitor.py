@@ -155,7 +155,8 @@ def test_monitor_refuses_when_no_month_has_matured_and_says_when_they_will(hand_
     (lambda m: m["files"].update({"population.parquet": "xyz"}), r"files.population.parquet: String should match"),
     (lambda m: m["config"]["models"].update(risk="other"), r"config.models.risk 'other' is not among models \['m'\]"),
     (lambda m: m.pop("outcome"), r"outcome: Field required"),
-], ids=["as_of a number", "no such day", "no models", "version a number", "not a hash", "risk model not listed", "no outcome"])
+], ids=["as_of a number", "no such day", "no models", "version a number", "not a hash", "risk model not listed",
+        "no outcome"])
 def test_a_manifest_with_missing_or_mistyped_fields_is_refused_naming_it(hand_made, tmp_path, edit, match):
     from riskstrat.published import ManifestError
 
