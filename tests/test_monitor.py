@@ -18,6 +18,7 @@ from riskstrat.config import ScoringConfig, load_config
 from riskstrat.evaluation.monitor import (ScoredMonth, holdout_effect, label_population, monitor_month,
                                           split_by_maturity)
 from riskstrat.evaluation.monitor_pipeline import NothingToMonitorError, run_monitoring, scored_months
+from riskstrat.io import file_sha256
 from riskstrat.outcomes import parse_outcome
 from riskstrat.synth.cut import cut_tables
 
@@ -117,12 +118,13 @@ def test_a_month_is_assessed_only_once_its_whole_horizon_is_in_the_data():
 def _publish(root, as_of: str, population: pd.DataFrame) -> None:
     folder = root / pd.Timestamp(as_of).strftime("%Y-%m")
     folder.mkdir(parents=True)
-    manifest = {"month": folder.name, "as_of": as_of, "config": {"models": {"risk": "m"}},
-                "models": {"m": {"version": "1"}},
-                "outcome": {"name": "emergency_admission", "words": "an emergency admission or death",
-                            "horizon_days": 365}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
     population.to_parquet(folder / "population.parquet")
+    manifest = {"month": folder.name, "as_of": as_of, "config": {"models": {"risk": "m"}},
+                "models": {"m": {"version": "1", "run_id": "0" * 32}},
+                "outcome": {"name": "emergency_admission", "words": "an emergency admission or death",
+                            "horizon_days": 365},
+                "files": {"population.parquet": file_sha256(folder / "population.parquet")}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_monitor_refuses_when_no_month_has_matured_and_says_when_they_will(hand_made, tmp_path):
@@ -143,6 +145,31 @@ def test_monitor_refuses_when_no_month_has_matured_and_says_when_they_will(hand_
         run_monitoring(cfg, "2026-10-31", log=False)
     with pytest.raises(NothingToMonitorError, match="no month scored before 2025-11-01"):
         run_monitoring(cfg, "2025-11-01", log=False)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m.update(as_of=5), r"as_of: Input should be a valid string"),
+    (lambda m: m.update(as_of="2025-11-31"), r"day is out of range for month"),
+    (lambda m: m.update(models={}), r"models: Dictionary should have at least 1 item"),
+    (lambda m: m["models"]["m"].update(version=1), r"models.m.version: Input should be a valid string"),
+    (lambda m: m["files"].update({"population.parquet": "xyz"}), r"files.population.parquet: String should match"),
+    (lambda m: m["config"]["models"].update(risk="other"), r"config.models.risk 'other' is not among models \['m'\]"),
+    (lambda m: m.pop("outcome"), r"outcome: Field required"),
+], ids=["as_of a number", "no such day", "no models", "version a number", "not a hash", "risk model not listed",
+        "no outcome"])
+def test_a_manifest_with_missing_or_mistyped_fields_is_refused_naming_it(hand_made, tmp_path, edit, match):
+    from riskstrat.published import ManifestError
+
+    _, population = hand_made
+    lists = tmp_path / "lists"
+    _publish(lists, "2025-11-01", population)
+    path = lists / "2025-11" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=r"2025-11/manifest.json lacks what a published month's manifest holds "
+                                            r"\(.*" + match):
+        scored_months(lists, before="2026-07-01")
 
 
 # ----------------------------------------------------------------------------- the hold-out effect

@@ -148,3 +148,140 @@ def test_nothing_matured_is_refused_with_exit_2(world):
     assert result.exit_code == 2, result.output
     assert "no scored month has matured" in result.output and "2025-10-31" in result.output
     assert not (world["root"] / "nothing").exists()
+
+
+# ----------------------------------------------------------------------------- what is published is verified
+
+
+def _copy_month(world, tmp_path, month: str = "2024-11") -> Path:
+    """A copy of the published month (its files, not the symlink) in a fresh output folder."""
+    import shutil
+
+    lists = tmp_path / "lists"
+    shutil.copytree(world["lists"] / month, lists / month)
+    return lists
+
+
+def _run(world, lists, *, uri=None):
+    from riskstrat.evaluation.monitor_pipeline import run_monitoring
+
+    cfg = load_config(None, [f"data.path={world['later']}", f"output_dir={lists}",
+                             f"tracking.uri={uri or world['uri']}"], model=ScoringConfig)
+    return run_monitoring(cfg, "2025-11-01", n_boot=10, log=False, out_dir=lists.parent / "report")
+
+
+def _edit_manifest(lists, edit, month: str = "2024-11") -> None:
+    import json
+
+    path = lists / month / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_population_edited_after_publishing_is_refused(world, tmp_path):
+    from riskstrat.published import TamperedFileError
+    from riskstrat.io import write_parquet
+
+    lists = _copy_month(world, tmp_path)
+    population = pd.read_parquet(lists / "2024-11" / "population.parquet")
+    write_parquet(population.assign(risk=population["risk"] / 2), lists / "2024-11" / "population.parquet")
+    with pytest.raises(TamperedFileError, match=r"2024-11/population.parquet is not the file that was published: its "
+                                                r"SHA-256 begins [0-9a-f]{12}, .*records [0-9a-f]{12}.*restore it"):
+        _run(world, lists)
+    # The command line: a refusal (exit 2) with the message, no traceback, no report.
+    result = _monitor({**world, "lists": lists}, "--as-of", "2025-11-01", "--out", str(tmp_path / "cli"))
+    assert result.exit_code == 2 and "is not the file that was published" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "cli").exists()
+
+
+@pytest.fixture(scope="module")
+def registries(world, tmp_path_factory) -> dict:
+    """Copies of the registry (cheaper than a fresh store): in "version 2", NAME also has a version 2
+    trained in another run; in "another", NAME was deleted and registered again, its version 1 from
+    another run trained for another outcome (another registry's model of the same name)."""
+    import shutil
+
+    import mlflow
+
+    uris = {}
+    for kind in ("version 2", "another"):
+        db = tmp_path_factory.mktemp("registry") / "mlflow.db"
+        shutil.copy(world["root"] / "mlflow.db", db)
+        uris[kind] = tracking.configure(f"sqlite:///{db}")
+        client = mlflow.MlflowClient()
+        source = client.get_model_version(NAME, "1").source
+        target = "emergency_admission"
+        if kind == "another":
+            client.delete_registered_model(NAME)
+            client.create_registered_model(NAME)
+            target = "high_cost"
+        run = client.create_run("0", tags={"riskstrat.target": target})
+        version = client.create_model_version(NAME, source, run_id=run.info.run_id).version
+        assert str(version) == ("2" if kind == "version 2" else "1")
+    return uris
+
+
+@pytest.mark.parametrize("edit, error, match", [
+    (lambda m: m["models"][NAME].update(version="2"), "MonthProvenanceError",
+     r"says monitor-emergency version 2 was trained in run [0-9a-f]{32}, but this registry's version 2 was trained "
+     r"in run [0-9a-f]{32}: .*another registry's model"),
+    (lambda m: m["models"][NAME].update(version="7"), "RegistryError",
+     r"2024-11/manifest.json says the month was scored with monitor-emergency version 7, but registered model "
+     r"'monitor-emergency' has no version 7 .*versions: 1, 2"),
+    (lambda m: m.update(as_of="2024-10-01"), "ManifestError", r"as_of 2024-10-01 is not in month 2024-11"),
+    (lambda m: m.update(as_of="2024-10-01", month="2024-10"), "ManifestError",
+     r"says month 2024-10 \(as_of 2024-10-01\) but lies in the folder 2024-11"),
+    (lambda m: m["outcome"].update(name="high_cost"), "MonthProvenanceError",
+     r"risks are of 'high_cost', but monitor-emergency version 1 in this registry was trained for "
+     r"'emergency_admission'"),
+    (lambda m: m["models"][NAME].pop("run_id"), "ManifestError",
+     r"lacks what a published month's manifest holds \(models.monitor-emergency.run_id: Field required\)"),
+], ids=["other version", "version not here", "other as_of", "other month", "other outcome", "no run id"])
+def test_a_manifest_edited_after_publishing_is_refused(world, registries, tmp_path, edit, error, match):
+    from riskstrat.evaluation import monitor_pipeline
+    from riskstrat import published
+
+    errors = {"MonthProvenanceError": monitor_pipeline.MonthProvenanceError, "RegistryError": tracking.RegistryError,
+              "ManifestError": published.ManifestError}
+    lists = _copy_month(world, tmp_path)
+    _edit_manifest(lists, edit)
+    with pytest.raises(errors[error], match=match):
+        _run(world, lists, uri=registries["version 2"])
+
+
+def test_a_month_scored_with_another_registrys_model_of_the_same_name_is_refused(world, registries, tmp_path):
+    """The red team's case: the same name and version, another run, another outcome (it gave O/E 0.30)."""
+    from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
+
+    with pytest.raises(MonthProvenanceError, match=r"was trained in run [0-9a-f]{32}, but this registry's version 1 "
+                                                   r"was trained in run [0-9a-f]{32}: the month was scored with "
+                                                   r"another registry's model of the same name"):
+        _run(world, _copy_month(world, tmp_path), uri=registries["another"])
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda text: text[: len(text) // 2], r"manifest.json is not valid JSON \(.* at line \d+, column \d+; a truncated"),
+    (lambda text: "[1, 2]", r"manifest.json holds a JSON list, not the object a manifest is"),
+    (lambda text: "", r"manifest.json is not valid JSON"),
+], ids=["truncated", "a list", "empty"])
+def test_a_damaged_manifest_is_a_refusal_naming_it_not_a_traceback(world, tmp_path, damage, match):
+    from riskstrat.published import ManifestError
+
+    lists = _copy_month(world, tmp_path)
+    path = lists / "2024-11" / "manifest.json"
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(ManifestError, match=match):
+        _run(world, lists)
+    result = _monitor({**world, "lists": lists}, "--as-of", "2025-11-01", "--out", str(tmp_path / "cli"))
+    assert result.exit_code == 2 and "manifest.json" in result.output and "Traceback" not in result.output
+
+
+def test_a_manifest_naming_another_horizon_than_its_model_is_refused(world, tmp_path):
+    from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
+
+    lists = _copy_month(world, tmp_path)
+    _edit_manifest(lists, lambda m: m["outcome"].update(horizon_days=180))
+    with pytest.raises(MonthProvenanceError, match=r"within 180 days, but monitor-emergency version 1 predicts "
+                                                   r"'emergency_admission' within 365 days"):
+        _run(world, lists)

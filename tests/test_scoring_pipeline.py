@@ -350,6 +350,63 @@ def test_second_month_reports_changes_since_the_first(two_months):
     assert int(population["new_this_month"].sum()) == new
 
 
+# ----------------------------------------------------------------------------- last month, verified
+
+
+def _with_october(two_months, tmp_path) -> Path:
+    """A fresh output folder holding a copy of the published October."""
+    out = tmp_path / "lists"
+    shutil.copytree(two_months["out"] / "2025-10", out / "2025-10")
+    return out
+
+
+def test_last_month_edited_after_publishing_refuses_this_month_by_default(score, two_months, tmp_path):
+    from riskstrat.io import write_parquet
+    from riskstrat.published import TamperedFileError
+
+    out = _with_october(two_months, tmp_path)
+    path = out / "2025-10" / "population.parquet"
+    population = pd.read_parquet(path)
+    write_parquet(population.assign(risk=population["risk"] / 2), path)
+    with pytest.raises(TamperedFileError, match=r"last month \(2025-10\) cannot be verified.*2025-10/population.parquet "
+                                                r"is not the file that was published: its SHA-256 begins [0-9a-f]{12}, "
+                                                r".*Nothing was published.*allow_unverified_previous_month=true"):
+        score(out)
+    assert not (out / MONTH).exists()
+
+
+def test_an_unverifiable_last_month_is_treated_as_absent_when_allowed_and_the_manifest_says_so(score, two_months,
+                                                                                               tmp_path):
+    out = _with_october(two_months, tmp_path)
+    manifest_path = out / "2025-10" / "manifest.json"
+    manifest_path.write_text(manifest_path.read_text()[:200])  # truncated
+    manifest = score(out, "allow_unverified_previous_month=true")
+    assert manifest["previous_month"] is None
+    unverified = manifest["previous_month_unverified"]
+    assert unverified["month"] == "2025-10" and "manifest.json is not valid JSON" in unverified["problem"]
+    assert json.loads((out / MONTH / "manifest.json").read_text())["previous_month_unverified"] == unverified
+    # As with no previous month: everyone listed is new.
+    assert manifest["counts"]["new_this_month"] == manifest["counts"]["listed"]
+    # Verified months record no problem.
+    assert two_months["november"]["previous_month_unverified"] is None
+
+
+def test_last_month_from_an_older_version_without_tiers_is_a_clear_refusal(score, two_months, tmp_path):
+    from riskstrat.io import file_sha256, write_parquet
+    from riskstrat.published import MissingColumnsError
+
+    out = _with_october(two_months, tmp_path)
+    month = out / "2025-10"
+    write_parquet(pd.read_parquet(month / "population.parquet").drop(columns="tier"), month / "population.parquet")
+    # A consistent month, as an older riskstrat wrote it: the manifest's hash is the file's.
+    manifest = json.loads((month / "manifest.json").read_text())
+    manifest["files"]["population.parquet"] = file_sha256(month / "population.parquet")
+    (month / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(MissingColumnsError, match=r"2025-10/population.parquet has no column 'tier' \(it has "
+                                                  r"person_id, .*written by an older riskstrat.*Rescore that month"):
+        score(out)
+
+
 # ----------------------------------------------------------------------------- hold-out
 
 

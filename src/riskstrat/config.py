@@ -358,6 +358,10 @@ class ScoringConfig(_Strict):
     allow_empty_sources: bool = Field(
         False, description="Score even when a table the models were trained with is present but has no rows (an "
                            "empty feed scores everyone as if no one had used that service; refused otherwise).")
+    allow_unverified_previous_month: bool = Field(
+        False, description="Publish even when last month's files cannot be verified (edited after publishing, "
+                           "a truncated manifest, an older version's columns): last month is then treated as "
+                           "absent, and the manifest records why. The run refuses otherwise.")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
     engine: Literal["pandas", "duckdb", "spark"] = Field(
         "pandas", description="Feature engine: pandas (the reference: every table validated in memory), duckdb "

@@ -276,16 +276,47 @@ def _page_settings(lists_cfg) -> dict:
             "workbooks": lists_cfg.workbooks, "workers": lists_cfg.write_workers}
 
 
-def previous_month(output_dir, month: str) -> tuple[str | None, pd.DataFrame | None]:
-    """The latest earlier month's population in ``output_dir`` (folders named YYYY-MM)."""
+# What this month's changes read of last month's population (holdout: when it was kept).
+PREVIOUS_COLUMNS = ("person_id", "practice_id", "practice_rank", "tier")
+
+
+def previous_month(output_dir, month: str, *, allow_unverified: bool = False,
+                   stage: Stage = _quiet) -> tuple[str | None, pd.DataFrame | None, dict | None]:
+    """The latest earlier month in ``output_dir`` (folders named YYYY-MM holding a population):
+    ``(its name, its population, None)``, or ``(None, None, None)`` when there is none.
+
+    Last month is verified before it is used (:func:`riskstrat.published.read_population`): its
+    manifest must parse, its ``population.parquet`` must have the SHA-256 the manifest records and
+    the columns :data:`PREVIOUS_COLUMNS`. If not, the run is refused
+    (:class:`riskstrat.published.PublishedMonthError`, saying what to restore or rescore) by
+    default: a tampered month is something a person must look at. With ``allow_unverified`` the
+    month is treated as absent instead (no changes since it, no population-shrink check against
+    it): a loud warning goes to ``stage`` and the third value, ``{"month", "problem"}``, is for the
+    manifest to record, so a bad month cannot block the lists for ever.
+    """
+    from riskstrat.published import PublishedMonthError, read_population
+
     root = Path(output_dir)
     if not root.is_dir():
-        return None, None
+        return None, None, None
     earlier = sorted(p.name for p in root.iterdir()
                      if p.is_dir() and len(p.name) == 7 and p.name < month and (p / "population.parquet").exists())
     if not earlier:
-        return None, None
-    return earlier[-1], pd.read_parquet(root / earlier[-1] / "population.parquet")
+        return None, None, None
+    try:
+        _, population = read_population(root / earlier[-1], columns=PREVIOUS_COLUMNS, optional=("holdout",))
+    except PublishedMonthError as exc:
+        if not allow_unverified:
+            raise type(exc)(
+                f"last month ({earlier[-1]}) cannot be verified, so this month's changes (new, left, tier moves) "
+                f"cannot be worked out from it: {exc}. Nothing was published. To publish {month} treating "
+                f"{earlier[-1]} as absent (everyone listed counts as new; recorded in the manifest), set "
+                f"allow_unverified_previous_month=true (--allow-unverified-previous-month)") from exc
+        stage(f"WARNING: last month ({earlier[-1]}) cannot be verified and is treated as absent, as "
+              f"allow_unverified_previous_month asks: everyone listed counts as new, and the population is not "
+              f"compared with it. {exc}")
+        return None, None, {"month": earlier[-1], "problem": str(exc)}
+    return earlier[-1], population, None
 
 
 def _chunked(fn, frame: pd.DataFrame, size: int):
@@ -715,7 +746,8 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     from riskstrat.tiers import DEFAULT_GROUPS, GroupRule
 
     currency = currency_of(cfg.data.path)
-    prev_month, prev = previous_month(cfg.output_dir, month)
+    prev_month, prev, unverified = previous_month(cfg.output_dir, month, stage=stage,
+                                                  allow_unverified=cfg.allow_unverified_previous_month)
     previous_scored = len(prev) if prev is not None else None
     publish.check_population(len(features), previous_scored, max_shrink=cfg.max_population_shrink,
                              allow=cfg.allow_population_shrink, previous_month=prev_month)
@@ -810,7 +842,8 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
                    "no_registered_practice": int(no_practice.sum()),
                    "no_registered_practice_listed": int((no_practice & population["listed"]).sum())},
         "no_registered_practice": lists.NO_PRACTICE_NOTE,
-        "previous_month": prev_month, "shap_additivity_max_error": max_error, "drift": drift,
+        "previous_month": prev_month, "previous_month_unverified": unverified,
+        "shap_additivity_max_error": max_error, "drift": drift,
         "output_dir": str(out_dir),
         "holdout": lists.holdout_rule(fraction=cfg.lists.holdout_fraction, seed=cfg.lists.holdout_seed,
                                       exempt_tiers=cfg.lists.holdout_exempt_tiers),

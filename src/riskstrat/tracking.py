@@ -542,3 +542,42 @@ def tag_model_version(name: str, version: str | int, tags: dict, *, uri: str | N
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """What the registry holds about one model version: the run that trained it and its outcome."""
+
+    name: str
+    version: str
+    run_id: str
+    target: str | None  # the training run's riskstrat.target tag (None for a run without one)
+
+
+def registered_version(name: str, version: str | int, *, uri: str | None = None) -> RegisteredVersion:
+    """The registry's record of ``name`` version ``version`` and its training run (public
+    ``MlflowClient.get_model_version`` and ``get_run``); :class:`RegistryError` when either is not
+    in this store, :class:`TrackingStoreError` when the store cannot be read."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    where = configure(uri)
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
+            raise problem from exc
+        versions = _versions(client, name)
+        raise RegistryError(f"registered model {name!r} has no version {version} in {where}"
+                            + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
+    try:
+        run = client.get_run(mv.run_id) if mv.run_id else None
+    except MlflowException as exc:
+        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
+            raise problem from exc
+        run = None
+    if run is None:
+        raise RegistryError(f"{name} version {version} in {where} names training run {mv.run_id or '(none)'}, "
+                            f"which the store does not hold")
+    return RegisteredVersion(name, str(mv.version), mv.run_id, (run.data.tags or {}).get("riskstrat.target"))

@@ -26,6 +26,10 @@ def score(
     allow_population_shrink: bool = typer.Option(
         False, "--allow-population-shrink", help="Publish even when no one is scored, or far fewer people than last "
                                                  "month (max_population_shrink, default 0.2)."),
+    allow_unverified_previous_month: bool = typer.Option(
+        False, "--allow-unverified-previous-month", help="Publish even when last month's files cannot be verified "
+                                                         "(edited, truncated, older version): it is treated as "
+                                                         "absent and the manifest says why."),
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference), duckdb "
                                                     "(SQL over the Parquet folder, for large populations) or spark "
                                                     "(the same on Spark: pip install 'riskstrat[spark]'; the active "
@@ -51,6 +55,7 @@ def score(
     extra += ["allow_stale_data=true"] if allow_stale_data else []
     extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
     extra += ["allow_population_shrink=true"] if allow_population_shrink else []
+    extra += ["allow_unverified_previous_month=true"] if allow_unverified_previous_month else []
     extra += [f"engine={engine}"] if engine else []
     extra += [f"lists.explain={explain}"] if explain else []
     try:
@@ -71,3 +76,7 @@ def score(
               f"{unmatched}) with "
               f"{models}; {c['listed']:,} listed in {c['practices']} practices ({c['held_out']:,} held out, "
               f"{c['new_this_month']:,} new) -> {manifest['output_dir']}", soft_wrap=True)  # one line, also in logs
+    if manifest.get("previous_month_unverified"):  # shown even with --quiet: the changes are not since last month
+        out.print(f"[yellow]warning: last month ({manifest['previous_month_unverified']['month']}) could not be "
+                  f"verified and was treated as absent (see previous_month_unverified in the manifest)[/]",
+                  soft_wrap=True)

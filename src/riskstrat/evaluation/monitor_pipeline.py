@@ -3,12 +3,16 @@
 Wiring only: the months' files (``<output_dir>/YYYY-MM/manifest.json`` and ``population.parquet``),
 the later data (:mod:`riskstrat.pipelines`), each month's model from the registry (for its outcome
 definition), the computation (:mod:`.monitor`), the report (:mod:`riskstrat.report`) and MLflow.
+
+Nothing in a month's folder is believed unverified (:mod:`riskstrat.published`): every manifest is
+checked for shape and against its folder's name, every population file against the SHA-256 its
+manifest records, and each assessed month's models against this registry (:func:`check_provenance`)
+before any data are read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ import pandas as pd
 
 from riskstrat.errors import RiskstratError
 from riskstrat.evaluation.monitor import MonthResult, ScoredMonth, label_population, monitor_month, split_by_maturity
+from riskstrat.published import MANIFEST, POPULATION, PublishedMonthError, read_manifest, read_population, verify_file
 
 Stage = Callable[[str], None]
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
@@ -33,19 +38,68 @@ class MonitorDataMismatchError(RiskstratError):
     """The data do not hold the people a month scored (another key, another population)."""
 
 
+class MonthProvenanceError(PublishedMonthError):
+    """A month's manifest names models, runs or an outcome that this registry does not hold as it says."""
+
+
 def scored_months(output_dir, *, before) -> list[ScoredMonth]:
-    """The months published in ``output_dir`` (``YYYY-MM`` folders with a manifest and a
-    population) scored before ``before``, oldest first."""
+    """The months published in ``output_dir`` (``YYYY-MM`` folders with a manifest or a population)
+    scored before ``before``, oldest first.
+
+    Every such folder's manifest is read with :func:`riskstrat.published.read_manifest`: one that is
+    missing, truncated or inconsistent with its folder's name is refused
+    (:class:`riskstrat.published.ManifestError`), whatever its date, since its date cannot be believed.
+    """
     root = Path(output_dir)
     if not root.is_dir():
         return []
     months = []
     for entry in sorted(root.iterdir()):
-        if _MONTH.match(entry.name) and (entry / "manifest.json").is_file() and (entry / "population.parquet").is_file():
-            month = ScoredMonth.from_manifest(json.loads((entry / "manifest.json").read_text()))
+        if _MONTH.match(entry.name) and ((entry / MANIFEST).is_file() or (entry / POPULATION).is_file()):
+            month = ScoredMonth.from_manifest(read_manifest(entry / MANIFEST))
             if month.as_of < pd.Timestamp(before):
                 months.append(month)
     return months
+
+
+def check_provenance(month: ScoredMonth, *, uri: str | None) -> None:
+    """Refuse (:class:`MonthProvenanceError`, or :class:`riskstrat.tracking.RegistryError` for a
+    version the registry lacks) a month whose manifest's models are not this registry's: each
+    model's version must exist here, with the training run id the manifest records, and the risk
+    model's training run must be tagged with the outcome the manifest names."""
+    from riskstrat import tracking
+
+    where = f"{month.month}/{MANIFEST}"
+    for name, recorded in month.manifest["models"].items():
+        try:
+            registered = tracking.registered_version(name, recorded["version"], uri=uri)
+        except tracking.RegistryError as exc:
+            raise tracking.RegistryError(
+                f"{where} says the month was scored with {name} version {recorded['version']}, but {exc}. Point "
+                f"tracking.uri at the registry the month was scored with, or rescore the month") from None
+        if registered.run_id != recorded["run_id"]:
+            raise MonthProvenanceError(
+                f"{where} says {name} version {recorded['version']} was trained in run {recorded['run_id']}, but this "
+                f"registry's version {registered.version} was trained in run {registered.run_id}: the month was "
+                f"scored with another registry's model of the same name, or its manifest was edited. Point "
+                f"tracking.uri at the registry the month was scored with, or rescore the month")
+        outcome = month.manifest["outcome"]["name"]
+        if name == month.model_name and registered.target is not None and registered.target != outcome:
+            raise MonthProvenanceError(
+                f"{where} says the month's risks are of {outcome!r}, but {name} version {registered.version} in this "
+                f"registry was trained for {registered.target!r}: labelling with either would compare unlike "
+                f"things. Point tracking.uri at the registry the month was scored with, or rescore the month")
+
+
+def _check_outcome(month: ScoredMonth, outcome) -> None:
+    """The loaded model's outcome (name and horizon) must be the one the month's manifest names."""
+    recorded = month.manifest["outcome"]
+    if outcome.name != recorded["name"] or int(outcome.horizon_days) != int(recorded["horizon_days"]):
+        raise MonthProvenanceError(
+            f"{month.month}/{MANIFEST} says the month's risks are of {recorded['name']!r} within "
+            f"{recorded['horizon_days']} days, but {month.model_name} version {month.model_version} predicts "
+            f"{outcome.name!r} within {outcome.horizon_days} days. Point tracking.uri at the registry the month was "
+            f"scored with, or rescore the month")
 
 
 def _pending_words(pending: list[ScoredMonth]) -> str:
@@ -73,7 +127,12 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     (``data``), the scored months (``output_dir``), the registry (``tracking.uri``) and opt-outs
     (``opt_out_file``: people who have opted out since are left out). Only events before ``as_of``
     and up to the data end are used. Refuses (:class:`NothingToMonitorError`) when no month has
-    matured, naming when each will. Writes the report and its tables to ``out_dir`` (default
+    matured, naming when each will. Refuses a month whose files cannot be believed: a manifest
+    that does not parse or agree with its folder (:class:`riskstrat.published.ManifestError`), a
+    population whose SHA-256 is not the manifest's (:class:`riskstrat.published.TamperedFileError`),
+    models, runs or an outcome this registry does not hold as the manifest says
+    (:class:`MonthProvenanceError`, :class:`riskstrat.tracking.RegistryError`); all before any data
+    are read. Writes the report and its tables to ``out_dir`` (default
     ``riskstrat-output/monitoring/<as_of>``) and logs a monitoring run (aggregates only).
     """
     from riskstrat import report, tracking
@@ -104,6 +163,9 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
             f"no scored month has matured: the data run to {until.date()}, and outcomes are known only once the "
             f"data cover a month's whole horizon. Not yet: {_pending_words(pending)}. Run monitor again with a "
             f"later extract")
+    for m in assessed:  # before any data are read: the files and models are what the manifests say
+        verify_file(Path(cfg.output_dir) / m.month, POPULATION, m.manifest)
+        check_provenance(m, uri=cfg.tracking.uri)
     key_fingerprint = check_key_matches(cfg.data.path)
     for m in assessed:
         scored_key = m.manifest.get("pseudonym_key_fingerprint")
@@ -128,7 +190,9 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
                     f"the month was scored with") from exc
             models[key] = model_outcome(loaded.risk_model)
         outcome = models[key]
-        population = pd.read_parquet(Path(cfg.output_dir) / m.month / "population.parquet")
+        _check_outcome(m, outcome)
+        # Read as verified (hashed again: the data took a while to load).
+        _, population = read_population(Path(cfg.output_dir) / m.month, manifest=m.manifest)
         population["person_id"] = population["person_id"].astype(str)
         opted = population["person_id"].isin({str(i) for i in in_data})
         population = population.loc[~opted].reset_index(drop=True)
