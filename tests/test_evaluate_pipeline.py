@@ -127,7 +127,7 @@ def test_refuses_immature_outcomes_and_too_few_events(registry, data_dir, tmp_pa
 
 def test_load_model_by_version_and_bad_references(registry):
     assert tracking.load_model_ref(f"{NAME}/1", uri=registry["uri"]).version == "1"
-    with pytest.raises(tracking.RegistryError, match="has no version 9; versions: 1, 2"):
+    with pytest.raises(tracking.RegistryError, match=r"model eval-emergency has no version 9 \(versions: 1, 2\)"):
         tracking.load_model_ref(f"{NAME}/9", uri=registry["uri"])
     with pytest.raises(tracking.RegistryError, match="not NAME@ALIAS or NAME/VERSION"):
         tracking.parse_model_ref(f"{NAME}/latest")
