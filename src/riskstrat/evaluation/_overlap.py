@@ -71,9 +71,9 @@ class TrainingOverlap:
     def time_sentence(self) -> str:
         last = self.training_dates[-1] if self.training_dates else None
         if self.time == IN_SAMPLE:
-            return (f"In-sample: {self.as_of} is one of the model's training dates ({', '.join(self.training_dates)}); "
-                    f"its outcomes were training labels, so these figures flatter the model. Evaluate on or after "
-                    f"{self.labels_end}.")
+            return (f"In-sample: {self.as_of} is one of the model's training dates ({', '.join(self.training_dates)}): "
+                    f"the model learnt from outcomes in this same period, so these figures do not test it on a later "
+                    f"year. Evaluate on or after {self.labels_end}.")
         if self.time == IN_SAMPLE_IN_TIME:
             return (f"In-sample in time: the outcome window from {self.as_of} overlaps the model's training labels, "
                     f"which run to the day before {self.labels_end} (last training date {last} + "
