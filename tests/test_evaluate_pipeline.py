@@ -412,18 +412,20 @@ def test_a_model_trained_before_the_design_was_recorded(registry, data_dir):
     assert "unknown for models trained before this version" in overlap.people_sentence()
 
 
-def test_refusals_exit_2(registry, high_cost, data_dir, tmp_path):
+def test_promote_of_a_missing_version_says_so(registry, tmp_path):
+    from riskstrat.cli import app
+
+    res = CliRunner().invoke(app, ["promote", NAME, "99", "--tracking-uri", registry["uri"], "--card-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "model eval-emergency has no version 99 (versions: 1, 2)" in res.output
+    assert "gate" not in res.output  # not "does not pass the promotion gate"
+
+
+def test_a_comparison_across_outcomes_is_a_refusal(registry, high_cost, data_dir):
     from riskstrat.cli import app
     from riskstrat.errors import RiskstratError
-    from riskstrat.evaluation.pipeline import OutcomeMismatchError
 
     uri = ["--tracking-uri", registry["uri"]]
-    # A version that does not exist: said so, not "does not pass the gate".
-    res = CliRunner().invoke(app, ["promote", NAME, "99", *uri, "--card-dir", str(tmp_path)])
-    assert res.exit_code == 2 and "model eval-emergency has no version 99 (versions: 1, 2)" in res.output
-    assert "gate" not in res.output
-    # A comparison across outcomes.
-    with pytest.raises(OutcomeMismatchError, match="compare models of the same outcome"):
+    with pytest.raises(RiskstratError, match="compare models of the same outcome"):
         run_evaluation(f"{NAME}/1", data_dir, AS_OF, against=f"{HIGH_COST}/1", uri=registry["uri"], log=False,
                        card_dir=None)
     res = CliRunner().invoke(app, ["evaluate", "--model", f"{NAME}/1", "--against", f"{HIGH_COST}/1", "--data",

@@ -137,7 +137,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         other = model_outcome(champion.risk_model)
         if other.describe() != outcome.describe():
             raise OutcomeMismatchError(f"{against} predicts {other.words} ({other.describe()}), {model} predicts "
-                             f"{outcome.words} ({outcome.describe()}): compare models of the same outcome")
+                                       f"{outcome.words} ({outcome.describe()}): compare models of the same outcome")
     for m in [candidate] + ([champion] if champion else []):  # features built now must be the ones it saw
         check_feature_spec(m, stage=stage)
     data_dir = Path(data_dir)
