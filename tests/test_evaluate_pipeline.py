@@ -127,7 +127,7 @@ def test_refuses_immature_outcomes_and_too_few_events(registry, data_dir, tmp_pa
 
 def test_load_model_by_version_and_bad_references(registry):
     assert tracking.load_model_ref(f"{NAME}/1", uri=registry["uri"]).version == "1"
-    with pytest.raises(tracking.RegistryError, match="has no version 9; versions: 1, 2"):
+    with pytest.raises(tracking.RegistryError, match=r"model eval-emergency has no version 9 \(versions: 1, 2\)"):
         tracking.load_model_ref(f"{NAME}/9", uri=registry["uri"])
     with pytest.raises(tracking.RegistryError, match="not NAME@ALIAS or NAME/VERSION"):
         tracking.parse_model_ref(f"{NAME}/latest")
@@ -205,13 +205,14 @@ HIGH_COST = "eval-high-cost"
 
 @pytest.fixture(scope="module")
 def high_cost(data_dir, registry, tmp_path_factory):
-    """A high-cost model whose training run logged a logistic baseline, evaluated at AS_OF."""
+    """A high-cost model whose training run logged a logistic baseline, evaluated at AS_OF on everyone (its
+    held-out people alone have too few of the top 5% for min_events)."""
     base = [f"data.path={data_dir}", f"tracking.uri={registry['uri']}", f"tracking.registered_model={HIGH_COST}",
             "target.name=high_cost", *SMALL, "model.baselines=[logistic, prior_use]"]
     trained = run_training(load_config(None, base))
     root = tmp_path_factory.mktemp("evaluation-high-cost")
     run = run_evaluation(f"{HIGH_COST}/1", data_dir, AS_OF, out_dir=root / "report", card_dir=None,
-                         uri=registry["uri"], n_boot=20, min_events=50, log=False)
+                         uri=registry["uri"], n_boot=20, min_events=50, log=False, include_seen=True)
     return run, trained
 
 
@@ -291,3 +292,143 @@ def test_report_in_headless_chromium(high_cost, tmp_path):
         assert heading in seen["headings"], seen["headings"]
     assert seen["headlineModels"] == ["candidate", "logistic", "prior_use", "oracle"], seen
     assert seen["tables"] >= 10
+
+
+# ----------------------------------------------------------------------------- in-sample: dates and people
+# These log evaluations of version 1, so they come after test_promote_is_gated (which needs it unevaluated).
+
+TRAINING_DATE = "2023-11-01"   # one of the models' training dates (SMALL); 2023-11-01 + 365 days = 2024-10-31
+
+
+def _labelled_groups(data_dir, as_of):
+    """The split group of every person labelled at ``as_of`` (the reference: train.person_groups with the
+    configured seed and fractions, not the code under test)."""
+    from riskstrat.config import DataConfig
+    from riskstrat.features import build_features
+    from riskstrat.pipelines import load_data
+    from riskstrat.train import person_groups
+
+    cfg = load_config(None, [f"data.path={data_dir}"])
+    records = load_data(DataConfig(path=data_dir))
+    features = build_features(records, as_of)
+    labels = cfg.target.labels(records, as_of, features.index, extract_end="2025-10-31")
+    ids = features.index[labels.notna().to_numpy()]
+    groups = person_groups(ids, test_fraction=cfg.split.test_fraction,
+                           calibration_fraction=cfg.split.calibration_fraction, seed=cfg.split.seed)
+    return groups.reindex(ids)
+
+
+def test_evaluation_at_a_training_date_is_in_sample_and_promote_refuses_it(registry, data_dir, tmp_path):
+    import json
+
+    from riskstrat.cli import app
+
+    run = run_evaluation(f"{NAME}/1", data_dir, TRAINING_DATE, out_dir=tmp_path / "report", card_dir=tmp_path / "models",
+                         uri=registry["uri"], n_boot=10, min_events=20)
+    o = run.overlap
+    assert o.time == "in-sample" and o.labels_end == "2024-10-31" and o.people == "unseen"
+    # Everyone labelled at a training date in the training or calibration group had a row then: the
+    # figures are on the held-out (test) group alone, and the counts add up.
+    groups = _labelled_groups(data_dir, TRAINING_DATE)
+    assert run.evaluation.n == o.n_unseen == int((groups == "test").sum())
+    assert o.n_seen == int(groups.isin(["train", "calibration"]).sum()) and o.n_seen + o.n_unseen == len(groups)
+    assert o.seen_by_date[TRAINING_DATE] == o.n_seen and 0 < o.seen_by_date["2023-08-01"] <= o.n_seen
+    html = (run.out_dir / "report.html").read_text(encoding="utf-8")
+    assert '<p id="in-sample-time" class="fail">In-sample: 2023-11-01 is one of the model&#39;s training dates' in html
+    said = f"Tested on {o.n_unseen:,} people not used in training; {o.n_seen:,} people who were (at 2023-08-01 ("
+    assert said in html and f"2023-11-01 ({o.n_seen:,})" in html
+    saved = json.loads((run.out_dir / "evaluation.json").read_text())["context"]["training_overlap"]
+    assert saved["time"] == "in-sample" and saved["n_seen"] == o.n_seen and said in saved["sentences"][1]
+    assert "In-sample: 2023-11-01" in (tmp_path / "models" / NAME / "card.md").read_text()
+    timing = {c.name: c for c in run.gate}["evaluated after the training labels"]
+    assert not timing.passed and "2023-11-01" in timing.detail and "2024-10-31" in timing.detail
+    # promote reads that evaluation: refused on the dates even through a gate that passes everything else.
+    lenient = _gate(tmp_path / "lenient", min_events=10, min_subgroup_auroc=0.0, calibration_slope_min=0.01,
+                    calibration_slope_max=100, max_auroc_drop=1)
+    uri = ["--tracking-uri", registry["uri"], "--card-dir", str(lenient)]
+    res = CliRunner().invoke(app, ["promote", NAME, "1", "--alias", "insample", *uri])
+    assert res.exit_code == 2, res.output
+    assert "evaluated after the training labels: evaluated at 2023-11-01, before 2024-10-31" in res.output
+    assert tracking.load_champion_version(NAME, alias="insample", uri=registry["uri"]) is None
+    # At the test date the dates are out of sample: the same gate lets it through.
+    later = run_evaluation(f"{NAME}/1", data_dir, AS_OF, out_dir=tmp_path / "later", card_dir=None,
+                           uri=registry["uri"], n_boot=10, min_events=20)
+    assert later.overlap.time == "out of sample in time"
+    assert {c.name: c.passed for c in later.gate}["evaluated after the training labels"]
+    res = CliRunner().invoke(app, ["promote", NAME, "1", "--alias", "insample", *uri])
+    assert res.exit_code == 0, res.output
+    assert tracking.load_champion_version(NAME, alias="insample", uri=registry["uri"]) == "1"
+
+
+def test_unseen_people_by_default_and_everyone_when_asked(evaluated, registry, data_dir):
+    default, _ = evaluated  # version 2 at the test date, people not used in training only
+    both = run_evaluation(f"{NAME}/2", data_dir, AS_OF, card_dir=None, uri=registry["uri"], n_boot=20, min_events=50,
+                          log=False, include_seen=True, out_dir=default.out_dir.parent / "both")
+    o = both.overlap
+    assert default.overlap.people == "unseen" and o.people == "all" and o.time == "out of sample in time"
+    assert both.evaluation.n == o.n_labelled == o.n_seen + o.n_unseen and default.evaluation.n == o.n_unseen
+    assert o.n_seen > 0 and set(o.seen_by_date) == {"2023-08-01", "2023-11-01"}
+    # The held-out people at the test date: at least the training run's test rows (plus newcomers since).
+    import mlflow
+
+    trained = mlflow.MlflowClient(tracking_uri=registry["uri"]).get_run(both.candidate.run_id).data.metrics
+    assert default.evaluation.n >= trained["data.test_rows"]
+    # Beside everyone's figures, the unseen people's: the same numbers as the default evaluation's.
+    unseen = {row["model"]: row for row in both.unseen["headline"]}
+    assert both.unseen["n"] == default.evaluation.n and both.unseen["n_events"] == default.evaluation.n_events
+    assert unseen["candidate"]["auroc"] == pytest.approx(default.evaluation.headline.loc["candidate", "auroc"])
+    assert both.evaluation.headline.loc["candidate", "auroc"] != pytest.approx(unseen["candidate"]["auroc"], abs=1e-6)
+    html = (both.out_dir / "report.html").read_text(encoding="utf-8")
+    assert f"Tested on all {o.n_labelled:,} people, including {o.n_seen:,} people who were" in html
+    assert "The people not used in training only" in html and (both.out_dir / "tables" / "headline_unseen.csv").exists()
+
+
+def test_training_records_its_design_without_people(registry):
+    import mlflow
+
+    loaded = tracking.load_model_ref(f"{NAME}/1", uri=registry["uri"])
+    design = loaded.risk_model.metadata["training_design"]
+    assert design["index_dates"] == ["2023-08-01", "2023-11-01"] and design["horizon_days"] == 365
+    assert design["split"]["seed"] == 42 and design["split"]["rule"].startswith("blake2b")
+    logged = mlflow.artifacts.load_dict(f"runs:/{loaded.run_id}/training_design.json")
+    assert logged == design
+
+
+def test_a_model_trained_before_the_design_was_recorded(registry, data_dir):
+    """Its dates come from its training run's configuration; whether its people were used is unknown,
+    and said so."""
+    from riskstrat.evaluation._overlap import training_overlap
+    from riskstrat.evaluation.pipeline import training_design_of
+    from riskstrat.pipelines import load_data
+    from riskstrat.config import DataConfig
+
+    loaded = tracking.load_model_ref(f"{NAME}/1", uri=registry["uri"])
+    del loaded.risk_model.metadata["training_design"]
+    design = training_design_of(loaded, uri=registry["uri"])
+    assert design == {"index_dates": ["2023-08-01", "2023-11-01"], "test_date": AS_OF, "horizon_days": 365}
+    ids = pd.Index(pd.read_parquet(data_dir / "persons.parquet")["person_id"].astype(str))
+    overlap, seen = training_overlap(ids, load_data(DataConfig(path=data_dir)), TRAINING_DATE, design)
+    assert seen is None and overlap.people == "all" and overlap.time == "in-sample"
+    assert "unknown for models trained before this version" in overlap.people_sentence()
+
+
+def test_promote_of_a_missing_version_says_so(registry, tmp_path):
+    from riskstrat.cli import app
+
+    res = CliRunner().invoke(app, ["promote", NAME, "99", "--tracking-uri", registry["uri"], "--card-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "model eval-emergency has no version 99 (versions: 1, 2)" in res.output
+    assert "gate" not in res.output  # not "does not pass the promotion gate"
+
+
+def test_a_comparison_across_outcomes_is_a_refusal(registry, high_cost, data_dir):
+    from riskstrat.cli import app
+    from riskstrat.errors import RiskstratError
+
+    uri = ["--tracking-uri", registry["uri"]]
+    with pytest.raises(RiskstratError, match="compare models of the same outcome"):
+        run_evaluation(f"{NAME}/1", data_dir, AS_OF, against=f"{HIGH_COST}/1", uri=registry["uri"], log=False,
+                       card_dir=None)
+    res = CliRunner().invoke(app, ["evaluate", "--model", f"{NAME}/1", "--against", f"{HIGH_COST}/1", "--data",
+                                   str(data_dir), "--as-of", AS_OF, *uri, "-q"])
+    assert res.exit_code == 2 and "compare models of the same outcome" in res.output
+    assert issubclass(TooFewEventsError, RiskstratError)

@@ -68,3 +68,24 @@ def test_gate_file_round_trip_and_typos(tmp_path):
     path.write_text("calibration_slope_min: 1.3\n")
     with pytest.raises(GateError, match="calibration_slope_min must be below"):
         load_gate(path)
+
+
+def test_the_evaluation_must_come_after_the_training_labels():
+    from riskstrat.evaluation.gate import check_timing
+
+    before = check_timing("2024-08-01", "2025-11-01")
+    assert not before.passed and "2024-08-01" in before.detail and "2025-11-01" in before.detail
+    assert check_timing("2025-11-01", "2025-11-01").passed  # labels count [T, T + horizon): no shared day
+    unknown = check_timing("2025-11-01", None)
+    assert not unknown.passed and "evaluate it again" in unknown.detail
+
+
+def test_gate_refusals_are_riskstrat_errors():
+    from riskstrat.errors import RiskstratError
+    from riskstrat.evaluation.gate import require_reason
+
+    assert issubclass(GateError, RiskstratError)
+    with pytest.raises(RiskstratError, match="--force needs --reason"):
+        require_reason(force=True, reason="  ")
+    require_reason(force=True, reason="pilot")
+    require_reason(force=False, reason=None)

@@ -81,13 +81,16 @@ def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None
 
 def _evaluate(name: str, version: str, champion: str | None, cfg: TrainConfig, records, *, stage):
     """Evaluate a freshly trained version at the test date (against the champion if there is one);
-    writes the report and models/<name>/card.md. Too few events on a small population is not fatal."""
+    writes the report and models/<name>/card.md. Too few events on a small population is not fatal.
+    A model trained with ``split.mode: temporal_only`` has no held-out people: it is evaluated on
+    everyone (the report says so), the people never used in training shown apart."""
     from riskstrat.evaluation.pipeline import TooFewEventsError, run_evaluation
 
     try:
         return run_evaluation(f"{name}/{version}", cfg.data.path, cfg.index_dates.test,
                               against=f"{name}@champion" if champion else None, uri=cfg.tracking.uri,
-                              n_boot=cfg.evaluation.n_bootstrap, records=records, stage=stage)
+                              n_boot=cfg.evaluation.n_bootstrap, records=records, stage=stage,
+                              include_seen=cfg.split.mode == "temporal_only")
     except TooFewEventsError as exc:
         stage(f"no evaluation of {name} version {version}: {exc}")
         return str(exc)

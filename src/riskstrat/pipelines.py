@@ -91,7 +91,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    check_key_matches(cfg.data.path)
+    key_fingerprint = check_key_matches(cfg.data.path)
     if engine is None:
         engine = PandasEngine(records) if records is not None else open_engine(
             cfg.engine, cfg.data, stage=stage, check_every_row=True)
@@ -115,7 +115,8 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
                                    "test": g.min_events_test}, target=cfg.target.name, records=TablesOnDemand(engine),
                          tables=tuple(cfg.target.tables), temporal_only=cfg.split.mode == "temporal_only")
     truth = truth_scores(load_truth(cfg), cfg, data.X_test.index)
-    result = fit_and_evaluate(data, cfg, truth=truth, stage=stage, timings=timings)
+    result = fit_and_evaluate(data, cfg, truth=truth, stage=stage, timings=timings,
+                              key_fingerprint=key_fingerprint)
     timings.update(per_date)
     logged = None
     if log:

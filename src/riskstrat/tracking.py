@@ -141,6 +141,9 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
                                 if v is not None and np.isfinite(v)})
         mlflow.log_metrics({f"data.{k}": float(v) for k, v in result.data.counts.items()})
         mlflow.log_dict({**fingerprint, **data_summary}, "data/fingerprint.json")
+        if design := result.model.metadata.get("training_design"):
+            # Dates, horizon and the split rule (no person ids): which evaluations are in-sample.
+            mlflow.log_dict(design, "training_design.json")
         schema_only = result.data.X_test.head(0).reset_index(drop=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
@@ -305,9 +308,7 @@ def promote(name: str, version: str | int, *, alias: str = "champion", uri: str 
     try:
         mv = client.get_model_version(name, str(version))
     except MlflowException:
-        versions = _versions(client, name)
-        raise RegistryError(f"registered model {name!r} has no version {version}"
-                            + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
+        raise missing_version(client, name, version) from None
     if not force:
         _refuse_degenerate(mv, what=f"make it {alias}", override="pass --force")
     previous = None
@@ -317,6 +318,30 @@ def promote(name: str, version: str | int, *, alias: str = "champion", uri: str 
         pass
     client.set_registered_model_alias(name, alias, str(version))
     return {"model": name, "alias": alias, "version": str(version), "previous_version": previous}
+
+
+def missing_version(client, name: str, version) -> RegistryError:
+    """The refusal for a version (or model) the registry does not hold, naming the versions it does."""
+    versions = _versions(client, name)
+    if not versions:
+        return RegistryError(f"there is no registered model {name} (no versions): check the name, or train one "
+                             f"(riskstrat train)")
+    return RegistryError(f"model {name} has no version {version} (versions: {', '.join(versions)})")
+
+
+def require_version(name: str, version: str | int, *, uri: str | None = None) -> None:
+    """Refuse (:class:`RegistryError`) a version of ``name`` the registry does not hold."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    where = configure(uri)
+    client = MlflowClient()
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
+            raise problem from exc
+        raise missing_version(client, name, version) from None
 
 
 def _versions(client, name: str) -> list[str]:
@@ -355,9 +380,7 @@ def load_model(name: str, *, alias: str = "champion", version: str | int | None 
         except MlflowException as exc:
             if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
                 raise problem from exc
-            versions = _versions(MlflowClient(), name)
-            raise RegistryError(f"registered model {name!r} has no version {version}"
-                                + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
+            raise missing_version(MlflowClient(), name, version) from None
         return _loaded(mv, f"models:/{name}/{mv.version}", alias=None)
     try:
         mv = MlflowClient().get_model_version_by_alias(name, alias)
@@ -420,6 +443,18 @@ def load_baseline(run_id: str, name: str, *, uri: str | None = None):
                 f"the {name} baseline of training run {run_id} (baselines/{name}.joblib) cannot be loaded: "
                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact store, "
                 f"or train the model again") from exc
+
+
+def training_config(run_id: str, *, uri: str | None = None) -> dict | None:
+    """The configuration training run ``run_id`` logged (``config.json``), or None when it has none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    configure(uri)
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
+    except (MlflowException, OSError, ValueError):
+        return None
 
 
 def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:

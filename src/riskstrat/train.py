@@ -35,6 +35,13 @@ from riskstrat.records import LinkedRecords
 Stage = Callable[[str], None]
 
 
+# The person split, named: recorded with every model (``training_design``) so that an evaluation can
+# tell, from a person's pseudonym alone, whether the model was trained or calibrated on them. Change the
+# rule in person_groups and this name together.
+SPLIT_RULE = "blake2b-64 of 'seed:person_id' / 2**64: test below test_fraction, calibration below " \
+             "test_fraction + calibration_fraction, train above"
+
+
 def person_groups(person_ids, *, test_fraction: float, calibration_fraction: float, seed: int) -> pd.Series:
     """'train' / 'calibration' / 'test' for each person, from a seeded hash of the id (stable across runs)."""
     ids = pd.Index(pd.unique(np.asarray(person_ids, dtype=object)))
@@ -43,6 +50,32 @@ def person_groups(person_ids, *, test_fraction: float, calibration_fraction: flo
     group = np.where(u < test_fraction, "test",
                      np.where(u < test_fraction + calibration_fraction, "calibration", "train"))
     return pd.Series(group, index=ids, name="group")
+
+
+def training_design(cfg: TrainConfig, *, key_fingerprint: str | None = None) -> dict:
+    """What a model was trained on, with no person in it: the training index dates, the test date, the
+    horizon, the cohort's ages, the person split (rule, seed, fractions, mode) and the fingerprint of
+    the pseudonym key the data were made with. Kept in the model's metadata and logged with the run
+    (``training_design.json``); :func:`training_groups` recomputes anyone's group from it."""
+    return {"index_dates": [str(pd.Timestamp(d).date()) for d in cfg.index_dates.train],
+            "test_date": str(pd.Timestamp(cfg.index_dates.test).date()), "horizon_days": int(cfg.target.horizon_days),
+            "cohort": {"min_age": cfg.cohort.min_age, "max_age": cfg.cohort.max_age},
+            "split": {"rule": SPLIT_RULE, "mode": cfg.split.mode, "seed": cfg.split.seed,
+                      "test_fraction": cfg.split.test_fraction,
+                      "calibration_fraction": cfg.split.calibration_fraction},
+            "pseudonym_key_fingerprint": key_fingerprint}
+
+
+def training_groups(person_ids, design: dict) -> pd.Series | None:
+    """The group ('train', 'calibration', 'test') each person was in when the model of ``design``
+    (:func:`training_design`) was trained: as :func:`assemble` split them (with ``temporal_only`` the
+    test group trained). None when the design records no split rule, or another rule than this code's."""
+    split = design.get("split") or {}
+    if split.get("rule") != SPLIT_RULE:
+        return None
+    groups = person_groups(person_ids, test_fraction=split["test_fraction"],
+                           calibration_fraction=split["calibration_fraction"], seed=split["seed"])
+    return groups.replace("test", "train") if split.get("mode") == "temporal_only" else groups
 
 
 def selected_features(cfg: TrainConfig, sources: list[str]) -> list[str]:
@@ -102,11 +135,9 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     engine = PandasEngine(data) if isinstance(data, LinkedRecords) else data
     names = selected_features(cfg, engine.sources)
     persons = engine.records.persons
-    groups = person_groups(persons["person_id"], test_fraction=cfg.split.test_fraction,
-                           calibration_fraction=cfg.split.calibration_fraction, seed=cfg.split.seed)
+    # With temporal_only there is no test group (everyone is tested at the test date): its people train.
+    groups = training_groups(persons["person_id"], training_design(cfg))
     temporal_only = cfg.split.mode == "temporal_only"
-    if temporal_only:  # no test group (everyone is tested at the test date): its people train
-        groups = groups.replace("test", "train")
     t = cfg.target
     dates = [*cfg.index_dates.train, cfg.index_dates.test]
     for d in dates:  # fail before hours of feature building, not after
@@ -218,13 +249,16 @@ def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *
 
 
 def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray | None = None,
-                     stage: Stage = lambda m: None, timings: dict[str, float] | None = None) -> TrainingResult:
+                     stage: Stage = lambda m: None, timings: dict[str, float] | None = None,
+                     key_fingerprint: str | None = None) -> TrainingResult:
     """Fit LightGBM and the baselines, score the temporal test set, compute the metrics.
 
     The model's metadata records :func:`riskstrat.engines.spec.spec_hash` (``feature_spec_hash``):
     scoring refuses it when the features are defined differently. ``timings`` (when given)
     receives the seconds of ``fit`` (search, LightGBM, calibration, the cost model, the test
-    predictions), ``fit_baselines`` and ``evaluate`` (metrics and bootstrap intervals).
+    predictions), ``fit_baselines`` and ``evaluate`` (metrics and bootstrap intervals). The metadata
+    also records :func:`training_design` (``training_design``), with ``key_fingerprint`` (the data's
+    pseudonym key fingerprint, if any).
     """
     import riskstrat
     from riskstrat.engines.spec import spec_hash
@@ -244,6 +278,8 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     lgbm.metadata["outcome"] = cfg.target.describe()  # the lists name what the model predicts
     lgbm.metadata["feature_spec_hash"] = spec_hash()  # the feature definitions it was trained on
     lgbm.metadata["riskstrat_version"] = riskstrat.__version__
+    # Dates, horizon and split rule (no person): evaluate tells in-sample dates and people from them.
+    lgbm.metadata["training_design"] = training_design(cfg, key_fingerprint=key_fingerprint)
     stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
           f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
     scores = {"lightgbm": lgbm.predict_risk(data.X_test)}

@@ -28,6 +28,11 @@ def print_headline(run) -> None:
                       fmt(m.get("calibration_slope"), 2), fmt(m.get("ici"), 4), fmt(m.get("o_e_ratio"), 2),
                       fmt(m["ppv_top_1pct"], 2), fmt(m["ppv_top_5pct"], 2))
     out.print(table)
+    if run.unseen and run.unseen["headline"]:
+        out.print(f"not used in training only ({run.unseen['n']:,} people, {run.unseen['n_events']:,} events): "
+                  + "; ".join(f"{m['model']} AUROC {fmt(m['auroc'])}" for m in run.unseen["headline"]))
+    for line in run.overlap.sentences() if run.overlap else ():
+        out.print(line, highlight=False)
     for row in ev.comparison.itertuples():
         out.print(f"candidate minus {row.versus} AUROC: {row.auroc_difference:+.3f} (paired 95% CI "
                   f"{row.ci_low:+.3f} to {row.ci_high:+.3f})")
@@ -54,6 +59,8 @@ def evaluate(
     tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for intervals."),
     min_events: int = typer.Option(100, "--min-events", min=1, help="Refuse with fewer outcome events than this."),
+    include_seen: bool = typer.Option(False, "--include-seen", help="Evaluate everyone, the people the model was "
+                                      "trained or calibrated on included, with the unseen people's figures beside."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the headline table."),
 ) -> None:
     """Evaluate a registered model at a later date (temporal validation) or on another data set
@@ -72,7 +79,8 @@ def evaluate(
     try:
         with libraries_quiet(quiet):
             run = run_evaluation(model, data, date, against=against, out_dir=out_dir, card_dir=card_dir,
-                                 uri=tracking_uri, n_boot=n_boot, min_events=min_events, stage=Stage(quiet=quiet))
+                                 uri=tracking_uri, n_boot=n_boot, min_events=min_events, include_seen=include_seen,
+                                 stage=Stage(quiet=quiet))
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was evaluated:\n{exc}", EXIT_REFUSED)
     except CensoredIndexDateError as exc:

@@ -150,10 +150,9 @@ def promote(
 def _gate_or_fail(name: str, version: str, *, alias: str, uri: str | None, card_dir: Path, force: bool,
                   reason: str | None):
     """The promotion gate's verdict; exits non-zero listing the failed criteria unless forced with a reason."""
-    from riskstrat.evaluation.gate import check_promotion
+    from riskstrat.evaluation.gate import check_promotion, require_reason
 
-    if force and not (reason and reason.strip()):
-        fail("--force needs --reason \"...\": the reason is recorded on the model version", EXIT_REFUSED)
+    require_reason(force=force, reason=reason)  # a refusal (exit 2) before anything is looked up
     verdict = check_promotion(name, version, alias=alias, uri=uri, card_dir=card_dir)
     if not verdict.passed and not force:
         lines = "\n".join(f"  - {c.name}: {c.detail}" for c in verdict.failures())

@@ -86,6 +86,31 @@ def subgroup_metric_set(y: np.ndarray, prob: np.ndarray, *, list_fraction: float
             f"events_listed_top_{pct}pct": partial(_share_of_events_listed, cut=cut)}
 
 
+def headline_table(y_true, scores: Mapping[str, np.ndarray], *,
+                   top_fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05), n_boot: int = 200,
+                   seed: int = 0) -> pd.DataFrame:
+    """One row per score: discrimination with bootstrap intervals, case finding and (probabilities
+    only) calibration; the headline of :func:`evaluate_scores`, also used on a subset of its people."""
+    rows = _summaries(y_true, scores, top_fractions=top_fractions, n_boot=n_boot, seed=seed)
+    return pd.DataFrame(rows).T.rename_axis("model")
+
+
+def _summaries(y_true, scores, *, top_fractions, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
+    y = np.asarray(y_true)
+    rows = {}
+    for name, s in scores.items():
+        is_prob = name not in RANK_ONLY
+        summary = metrics.summarise(y, s, is_probability=is_prob, top_fractions=tuple(top_fractions), n_boot=n_boot,
+                                    seed=seed)
+        summary["auprc_ci_low"], summary["auprc_ci_high"] = metrics.bootstrap_ci(
+            metrics.auprc, y, s, n_boot=n_boot, seed=seed)
+        if is_prob:
+            summary["ici"] = metrics.integrated_calibration_index(y, s)
+            summary["o_e_ratio"] = metrics.observed_expected_ratio(y, s)
+        rows[name] = summary
+    return rows
+
+
 def evaluate_scores(y_true, scores: Mapping[str, np.ndarray], attributes: pd.DataFrame, *,
                     top_fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05),
                     tier_cutoffs: Mapping[str, float] | None = None, n_boot: int = 200, seed: int = 0,
@@ -103,19 +128,8 @@ def evaluate_scores(y_true, scores: Mapping[str, np.ndarray], attributes: pd.Dat
         raise ValueError(f"scores must include {CANDIDATE!r}; got {list(scores)}")
     y, prob = metrics._check_inputs(y_true, scores[CANDIDATE], probability=True)
     cutoffs = dict(tier_cutoffs or DEFAULT_TIER_CUTOFFS)
-    flat: dict[str, float] = {}
-    rows = {}
-    for name, s in scores.items():
-        is_prob = name not in RANK_ONLY
-        summary = metrics.summarise(y, s, is_probability=is_prob, top_fractions=tuple(top_fractions), n_boot=n_boot,
-                                    seed=seed)
-        summary["auprc_ci_low"], summary["auprc_ci_high"] = metrics.bootstrap_ci(
-            metrics.auprc, y, s, n_boot=n_boot, seed=seed)
-        if is_prob:
-            summary["ici"] = metrics.integrated_calibration_index(y, s)
-            summary["o_e_ratio"] = metrics.observed_expected_ratio(y, s)
-        rows[name] = summary
-        flat.update({f"{name}.{k}": v for k, v in summary.items()})
+    rows = _summaries(y, scores, top_fractions=top_fractions, n_boot=n_boot, seed=seed)
+    flat: dict[str, float] = {f"{name}.{k}": v for name, summary in rows.items() for k, v in summary.items()}
     headline = pd.DataFrame(rows).T.rename_axis("model")
     comparison_rows = []
     for name, s in scores.items():

@@ -16,11 +16,21 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from riskstrat.errors import RiskstratError
+
 GATE_FILE = "gate.yaml"
+# Tags of an evaluation run (written by riskstrat evaluate) that the gate reads besides its metrics.
+AS_OF_TAG = "riskstrat.as_of"
+LABELS_END_TAG = "riskstrat.training_labels_end"   # last training date + horizon: first day after the labels
+PEOPLE_TAG = "riskstrat.people"                     # 'unseen' (not in training or calibration) or 'all'
 
 
-class GateError(ValueError):
-    """A gate file cannot be read or is invalid."""
+class GateError(RiskstratError):
+    """A gate file cannot be read or is invalid, or a promotion cannot be checked or overridden as asked."""
+
+
+class OverrideWithoutReasonError(GateError):
+    """``--force`` without a reason: an override must say why (the reason is recorded on the version)."""
 
 
 class Gate(BaseModel):
@@ -142,11 +152,40 @@ def check_gate(metrics: dict, gate: Gate, *, champion_version: str | None = None
     return out
 
 
+def check_timing(as_of: str | None, labels_end: str | None) -> Criterion:
+    """The evaluation date must be on or after the end of the model's last training label window
+    (``labels_end``: last training date + horizon; labels count events in ``[T, T + horizon)``), or its
+    outcomes overlap those the model was trained on and its figures are in-sample."""
+    name = "evaluated after the training labels"
+    if not as_of or not labels_end:
+        return Criterion(name, False, "the evaluation does not record when the model's training labels end (made "
+                                      "before riskstrat recorded it, or the model records no training dates): "
+                                      "evaluate it again with this version of riskstrat")
+    if dt.date.fromisoformat(as_of) < dt.date.fromisoformat(labels_end):
+        return Criterion(name, False, f"evaluated at {as_of}, before {labels_end} (the end of the model's last "
+                                      f"training label window): in-sample figures; evaluate at {labels_end} or later")
+    return Criterion(name, True, f"evaluated at {as_of}, on or after {labels_end} (the end of the model's last "
+                                 f"training label window)")
+
+
+def require_reason(*, force: bool, reason: str | None) -> None:
+    """Refuse (:class:`OverrideWithoutReasonError`) a forced promotion that gives no reason."""
+    if force and not (reason and reason.strip()):
+        raise OverrideWithoutReasonError("--force needs --reason \"...\": the reason is recorded on the model version; "
+                                         "nothing was promoted")
+
+
 def check_promotion(name: str, version: str | int, *, alias: str = "champion", uri: str | None = None,
                     card_dir: str | Path = "models") -> GateResult:
-    """The gate of ``name`` against the latest evaluation of ``version`` in MLflow."""
+    """The gate of ``name`` against the latest evaluation of ``version`` in MLflow.
+
+    Refuses (:class:`riskstrat.tracking.RegistryError`) a version the registry does not hold. Besides
+    the gate file's criteria, the evaluation must be dated after the model's training labels
+    (:func:`check_timing`).
+    """
     from riskstrat import tracking
 
+    tracking.require_version(name, version, uri=uri)
     gate = load_gate(Path(card_dir) / name / GATE_FILE)
     run = tracking.find_evaluation(name, version, uri=uri)
     if run is None:
@@ -156,9 +195,13 @@ def check_promotion(name: str, version: str | int, *, alias: str = "champion", u
     current = tracking.load_champion_version(name, alias=alias, uri=uri)
     if current == str(version):
         current = None  # re-pointing the alias at the version it already holds compares with nothing
-    criteria = [Criterion("evaluation exists", True, f"run {run.info.run_id} at {run.data.tags.get('riskstrat.as_of')}")]
+    tags = run.data.tags
+    people = {"unseen": "people not used in training", "all": "all people, those used in training included"}
+    criteria = [Criterion("evaluation exists", True, f"run {run.info.run_id} at {tags.get(AS_OF_TAG)}"
+                          + (f" on {people[tags[PEOPLE_TAG]]}" if tags.get(PEOPLE_TAG) in people else "")),
+                check_timing(tags.get(AS_OF_TAG), tags.get(LABELS_END_TAG))]
     criteria += check_gate(run.data.metrics, gate, champion_version=current,
-                           compared_version=run.data.tags.get("riskstrat.against_version"))
+                           compared_version=tags.get("riskstrat.against_version"))
     return GateResult(criteria, run.info.run_id)
 
 

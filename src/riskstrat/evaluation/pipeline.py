@@ -14,14 +14,38 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from riskstrat.evaluation._evaluate import CANDIDATE, Evaluation, evaluate_scores
+from riskstrat.errors import RiskstratError
+from riskstrat.evaluation._evaluate import CANDIDATE, Evaluation, evaluate_scores, headline_table
 from riskstrat.evaluation._groups import subgroup_attributes
+from riskstrat.evaluation._overlap import TrainingOverlap, training_overlap
 
 Stage = Callable[[str], None]
 
 
-class TooFewEventsError(ValueError):
+class TooFewEventsError(RiskstratError):
     """The evaluation population has too few outcome events for a result worth reading."""
+
+
+class OutcomeMismatchError(RiskstratError):
+    """The model compared with (``--against``) predicts another outcome than the model evaluated."""
+
+
+def training_design_of(loaded, *, uri: str | None = None) -> dict:
+    """What the loaded model (:class:`riskstrat.tracking.LoadedModel`) was trained on
+    (:func:`riskstrat.train.training_design`). A model trained before riskstrat recorded it gets its
+    dates and horizon from its training run's logged configuration, and no split rule (whether a
+    person was in training is then unknown); ``{}`` when neither exists."""
+    from riskstrat import tracking
+
+    design = loaded.risk_model.metadata.get("training_design")
+    if design:
+        return design
+    config = tracking.training_config(loaded.run_id, uri=uri) or {}
+    dates, target = (config.get("index_dates") or {}), (config.get("target") or {})
+    if not isinstance(dates, dict) or not dates.get("train") or target.get("horizon_days") is None:
+        return {}
+    return {"index_dates": [str(d) for d in dates["train"]], "test_date": dates.get("test"),
+            "horizon_days": int(target["horizon_days"])}
 
 
 def model_outcome(risk_model):
@@ -67,17 +91,26 @@ class EvaluationRun:
     gate: object                    # list of gate.Criterion: how the default/checked-in gate reads this evaluation
     drivers: pd.DataFrame | None
     dependence: dict = field(default_factory=dict)   # dependence figures of the top drivers, by file stem
+    overlap: TrainingOverlap | None = None   # the date and people against the model's training (in-sample?)
+    unseen: dict | None = None      # with include_seen: the unseen people's n, n_events and headline (or why none)
 
 
 def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | None = None,
                    out_dir: str | Path | None = None, card_dir: str | Path | None = "models",
                    uri: str | None = None, n_boot: int = 200, seed: int = 0, min_events: int = 100,
-                   min_group_events: int = 20, log: bool = True, records=None,
+                   min_group_events: int = 20, log: bool = True, records=None, include_seen: bool = False,
                    stage: Stage = lambda m: None) -> EvaluationRun:
     """Evaluate ``model`` (``NAME@ALIAS`` or ``NAME/VERSION``) at ``as_of`` on the data in ``data_dir``.
 
+    The figures are on the people the model was neither trained nor calibrated on (recomputed from the
+    split rule it records; a model that records none is evaluated on everyone, saying so); with
+    ``include_seen`` on everyone, with the unseen people's headline beside them. The report says how
+    many people were excluded and at which training dates they had rows, and whether ``as_of`` is
+    in-sample in time (a training date, or before the end of the last training label window).
+
     Refuses (:class:`~riskstrat.labels.CensoredIndexDateError`) when the outcomes after ``as_of`` have
-    not matured, and (:class:`TooFewEventsError`) with fewer than ``min_events`` events. Writes the
+    not matured, (:class:`TooFewEventsError`) with fewer than ``min_events`` events, and
+    (:class:`OutcomeMismatchError`) a model to compare with of another outcome. Writes the
     report, tables and figures to ``out_dir``, the model card draft and a default gate to
     ``card_dir/<name>/`` (None: no card), and logs an evaluation run linked to the model version.
     """
@@ -85,7 +118,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.config import DataConfig
     from riskstrat.evaluation import gate as gates
     from riskstrat.features import build_features
-    from riskstrat.io import currency_of, data_fingerprint
+    from riskstrat.io import currency_of, data_fingerprint, dataset_metadata
+    from riskstrat.privacy import FINGERPRINT_FIELD
     from riskstrat.labels import check_horizon, future_cost
     from riskstrat.outcomes import HighCost
     from riskstrat.synth.truth import oracle_risk, read_truth
@@ -102,8 +136,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         champion = tracking.load_model_ref(against, uri=uri)
         other = model_outcome(champion.risk_model)
         if other.describe() != outcome.describe():
-            raise ValueError(f"{against} predicts {other.words} ({other.describe()}), {model} predicts "
-                             f"{outcome.words} ({outcome.describe()}): compare models of the same outcome")
+            raise OutcomeMismatchError(f"{against} predicts {other.words} ({other.describe()}), {model} predicts "
+                                       f"{outcome.words} ({outcome.describe()}): compare models of the same outcome")
     for m in [candidate] + ([champion] if champion else []):  # features built now must be the ones it saw
         check_feature_spec(m, stage=stage)
     data_dir = Path(data_dir)
@@ -117,11 +151,22 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     labels = outcome.labels(records, as_of, features.index, extract_end=extract_end)
     keep = labels.notna().to_numpy()
     features, y = features[keep], labels[keep].to_numpy(int)
+    overlap, seen = training_overlap(features.index, records, as_of, training_design_of(candidate, uri=uri),
+                                     include_seen=include_seen,
+                                     key_fingerprint=dataset_metadata(data_dir).get(FINGERPRINT_FIELD))
+    for line in overlap.sentences():
+        stage(line)
+    if overlap.people == "unseen":
+        features, y = features[~seen], y[~seen]
     n_events = int(y.sum())
-    stage(f"{len(y):,} people labelled at {as_of.date()} ({int((~keep).sum()):,} without a label), {n_events:,} events")
+    stage(f"{len(y):,} people labelled at {as_of.date()} ({int((~keep).sum()):,} without a label"
+          + (f", {overlap.n_seen:,} used in training excluded" if overlap.people == "unseen" else "")
+          + f"), {n_events:,} events")
     if n_events < min_events:
-        raise TooFewEventsError(f"only {n_events} people had {outcome.words} within {outcome.horizon_days} days of "
-                                f"{as_of.date()} (need {min_events}): a result this small would be noise; use more "
+        who = (f"of the {len(y):,} people not used in training ({overlap.n_seen:,} who were are excluded; "
+               f"--include-seen evaluates them too, as temporal validation only) " if overlap.people == "unseen" else "")
+        raise TooFewEventsError(f"only {n_events} people {who}had {outcome.words} within {outcome.horizon_days} days "
+                                f"of {as_of.date()} (need {min_events}): a result this small would be noise; use more "
                                 f"people or an earlier date, or lower --min-events knowingly")
     scores = {CANDIDATE: candidate.risk_model.predict_risk(features)}
     if champion:
@@ -145,12 +190,19 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     stage(f"scored with {', '.join(scores)}; computing the evidence ({n_boot} bootstrap resamples)")
     evaluation = evaluate_scores(y, scores, subgroup_attributes(features), n_boot=n_boot, seed=seed,
                                  min_group_events=min_group_events, **cost)
+    unseen = None
+    if overlap.people == "all" and seen is not None:  # the unseen people's figures beside everyone's
+        unseen = _unseen_headline(evaluation, ~seen, n_boot=n_boot, seed=seed)
+        evaluation.metrics.update({f"unseen.{name}.{k}": v for name, row in unseen.pop("frame").iterrows()
+                                   for k, v in row.items()})
+    evaluation.metrics.update({"people.labelled": float(overlap.n_labelled), "people.seen": float(overlap.n_seen)})
     drivers, dependence = global_drivers(candidate.risk_model, features, seed=seed)
 
     gate_file = Path(card_dir) / candidate.name / gates.GATE_FILE if card_dir else None
     gate = gates.load_gate(gate_file) if gate_file else gates.Gate()
-    criteria = gates.check_gate(evaluation.metrics, gate, champion_version=champion.version if champion else None,
-                                compared_version=champion.version if champion else None)
+    criteria = [gates.check_timing(str(as_of.date()), overlap.labels_end)]
+    criteria += gates.check_gate(evaluation.metrics, gate, champion_version=champion.version if champion else None,
+                                 compared_version=champion.version if champion else None)
     context = {
         "model_name": candidate.name, "model_version": candidate.version, "model_run_id": candidate.run_id,
         "against": f"{champion.name} version {champion.version}" if champion else None,
@@ -161,6 +213,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "features": list(candidate.risk_model.feature_names), "created": dt.date.today().isoformat(),
         "feature_spec_hash": candidate.risk_model.metadata.get("feature_spec_hash"),
         "min_group_events": min_group_events, "n_boot": n_boot, "baselines": baselines,
+        "training_overlap": overlap.to_dict(), "unseen": unseen,
     }
     from riskstrat import report
 
@@ -176,8 +229,11 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         stage(f"drafted the model card {card_path}" + (f" and the default gate {gate_path}" if gate_path else ""))
     run_id = None
     if log:
-        tags = {"riskstrat.as_of": context["as_of"], "riskstrat.data_sha256": context["data_sha256"],
-                "riskstrat.outcome": outcome.words}
+        tags = {gates.AS_OF_TAG: context["as_of"], "riskstrat.data_sha256": context["data_sha256"],
+                "riskstrat.outcome": outcome.words, gates.PEOPLE_TAG: overlap.people,
+                "riskstrat.in_sample": overlap.time}
+        if overlap.labels_end:
+            tags[gates.LABELS_END_TAG] = overlap.labels_end
         if champion:
             tags.update({"riskstrat.against_name": champion.name, "riskstrat.against_version": champion.version})
         run_id = tracking.log_evaluation_run(model_name=candidate.name, model_version=candidate.version,
@@ -185,4 +241,18 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
                                              folder=out_dir, uri=uri)
         stage(f"logged evaluation run {run_id}, linked from {candidate.name} version {candidate.version}")
     return EvaluationRun(evaluation, out_dir, candidate, champion, outcome, context["as_of"], run_id, card_path,
-                         gate_path, criteria, drivers, dependence)
+                         gate_path, criteria, drivers, dependence, overlap, unseen)
+
+
+def _unseen_headline(evaluation: Evaluation, unseen: np.ndarray, *, n_boot: int, seed: int) -> dict:
+    """The headline of ``evaluation``'s scores on its unseen people (a mask over its rows): ``n``,
+    ``n_events``, ``headline`` (records, for the report and JSON) and ``frame``; or why there is none."""
+    y = evaluation.y[unseen]
+    out = {"n": int(len(y)), "n_events": int(y.sum()), "headline": [], "frame": pd.DataFrame(), "why_none": None}
+    if len(np.unique(y)) < 2:
+        out["why_none"] = f"the {len(y):,} unseen people have {'no' if not y.sum() else 'only'} events: no figures"
+        return out
+    frame = headline_table(y, {k: v[unseen] for k, v in evaluation.scores.items()}, n_boot=n_boot, seed=seed)
+    out["frame"] = frame
+    out["headline"] = frame.reset_index().to_dict("records")
+    return out

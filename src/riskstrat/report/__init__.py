@@ -200,8 +200,11 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
     case_finding = tables["case_finding"].drop(columns="fraction")
     images = {k: base64.b64encode(v).decode("ascii") for k, v in figures_png.items()}
     dependence = {k.removeprefix("dependence_"): v for k, v in images.items() if k.startswith("dependence_")}
+    unseen = (context.get("unseen") or {}).get("headline")
+    unseen = table(pd.DataFrame(unseen).reindex(columns=HEADLINE_COLUMNS), digits={"ici": 4}) if unseen else None
     return _environment().get_template("evaluation.html").render(
         c=context, ev=evaluation, headline=table(headline, digits={"ici": 4}), comparison=table(tables["comparison"]),
+        unseen_headline=unseen,
         oe_decile=table(tables["observed_expected_by_decile"], digits={"expected": 1}),
         oe_tier=table(tables["observed_expected_by_tier"], digits={"expected": 1}),
         case_finding=table(case_finding, digits={"number_needed_to_flag": 2, "events_per_1000_flagged": 0}),
@@ -227,6 +230,8 @@ def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=
         (tmp / "figures").mkdir()
         for name, frame in tables_of(evaluation, drivers).items():
             frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
+        if (context.get("unseen") or {}).get("headline"):  # with --include-seen: the unseen people apart
+            pd.DataFrame(context["unseen"]["headline"]).to_csv(tmp / "tables" / "headline_unseen.csv", index=False)
         for name, png in figures_png.items():
             (tmp / "figures" / f"{name}.png").write_bytes(png)
         html = render_report(evaluation, context, figures_png=figures_png, drivers=drivers, criteria=criteria)
