@@ -358,6 +358,26 @@ def test_a_key_file_anyone_could_replace_is_refused(tmp_path, monkeypatch, mode,
         check_key_matches(_dataset_with_fingerprint(tmp_path), key_file=path)
 
 
+def test_key_init_makes_a_key_that_is_used_without_a_word_and_refuses_a_folder_anyone_can_write(tmp_path,
+                                                                                                   monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    before = os.umask(0)  # the loosest umask: what init makes must still be private
+    try:
+        path = init_pseudonym_key(tmp_path / "new" / "pseudonym.key")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_pseudonym_key(path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(PseudonymKeyError, match="can be written by everyone"):
+        init_pseudonym_key(shared / "pseudonym.key")
+    assert not (shared / "pseudonym.key").exists()
+
+
 def _dataset_with_fingerprint(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

@@ -415,18 +415,25 @@ def check_key_file_permissions(path) -> None:
             f"{path.absolute()}: the pseudonymisation key file can be written by everyone (mode {mode:04o}): anyone "
             f"could replace the key and change every pseudonym. Make it private with `{fix}` and check it is the "
             f"key you made (`riskstrat key fingerprint` against dataset.json's pseudonym_key_fingerprint)")
+    _check_key_folder(path)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.warn(PseudonymKeyWarning(
+            f"{path.absolute()}: the pseudonymisation key file can be read or written by others than its owner "
+            f"(mode {mode:04o}); whoever reads the key can link pseudonyms back to the source ids. Run `{fix}`"),
+            stacklevel=3)
+
+
+def _check_key_folder(path: Path) -> None:
+    """Refuse a key file in a folder anyone may write to without the sticky bit (POSIX only)."""
+    if os.name != "posix":
+        return
     folder = path.absolute().parent
     folder_mode = folder.stat().st_mode
     if folder_mode & stat.S_IWOTH and not folder_mode & stat.S_ISVTX:
         raise PseudonymKeyError(
             f"{path.absolute()}: the folder holding the pseudonymisation key, {folder}, can be written by everyone "
             f"(mode {stat.S_IMODE(folder_mode):04o}, no sticky bit): anyone could put another key in its place. "
-            f"Run `chmod o-w {folder}` (or move the key to a private folder) and `{fix}`")
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        warnings.warn(PseudonymKeyWarning(
-            f"{path.absolute()}: the pseudonymisation key file can be read or written by others than its owner "
-            f"(mode {mode:04o}); whoever reads the key can link pseudonyms back to the source ids. Run `{fix}`"),
-            stacklevel=3)
+            f"Run `chmod o-w {folder}` (or move the key to a private folder) and `chmod 600 {path.absolute()}`")
 
 
 def configured_key(key_file: str | Path | None = None) -> bytes | None:
@@ -438,12 +445,14 @@ def configured_key(key_file: str | Path | None = None) -> bytes | None:
 
 
 def init_pseudonym_key(key_file: str | Path | None = None) -> Path:
-    """Create a random key file readable by its owner only (mode 0600); never overwrites one."""
+    """Create a random key file readable by its owner only (mode 0600; a folder it makes, 0700);
+    never overwrites one, and refuses a folder anyone may write to (:func:`check_key_file_permissions`)."""
     path = Path(key_file) if key_file else DEFAULT_KEY_FILE
     if path.exists():
         raise PseudonymKeyError(f"{path.absolute()} already exists: a new key would change every pseudonym; "
                                 f"keep the key you have (delete the file yourself only if you mean to start over)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a folder it makes: its owner's only
+    _check_key_folder(path)  # a key others could replace would not be used: do not make one
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
