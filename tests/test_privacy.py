@@ -423,7 +423,8 @@ def test_a_lookup_folder_that_is_not_there_is_a_refusal_saying_what_to_set(tmp_p
 def test_a_lookup_with_odd_headers_and_blank_local_ids_is_read(tmp_path):
     from riskstrat.privacy import read_reidentification_lookup
 
-    (tmp_path / "P001.csv").write_text("\ufeffPseudonym\u200b, Local_ID \n0a1b2c3d4e5f6071,NA\n1234567890abcdef,\n")
+    (tmp_path / "P001.csv").write_text("\ufeffPseudonym\u200b, Local_ID \n0a1b2c3d4e5f6071,NA\n1234567890abcdef,\n"
+                                       ",L1\n \u200b,L2\n")
     got = read_reidentification_lookup(tmp_path / "P001.csv")
     assert got.to_dict("list") == {"person_id": ["0a1b2c3d4e5f6071", "1234567890abcdef"], "local_id": ["NA", ""]}
 

@@ -324,7 +324,8 @@ def _read_text(path: Path, *, what: str, error: type[RiskstratError], todo: str 
 
 def read_reidentification_lookup(path) -> pd.DataFrame:
     """A practice's re-identification look-up (a CSV with ``person_id`` or ``pseudonym``, and
-    ``local_id``): columns ``person_id`` and ``local_id`` as text, ids as written in the file.
+    ``local_id``): columns ``person_id`` and ``local_id`` as text, ids as written in the file; rows
+    with a blank id are left out.
 
     Every refusal (:class:`ReidentificationLookupError`) names the file and what to do: unreadable,
     not UTF-8, empty, not a CSV, missing columns, or one pseudonym twice (in canonical form).
@@ -349,7 +350,7 @@ def read_reidentification_lookup(path) -> pd.DataFrame:
             f"{path}: the re-identification look-up needs columns person_id (or pseudonym) and local_id; found "
             f"{[_column_shown(c) for c in frame.columns]}; {todo}")
     out = pd.DataFrame({"person_id": frame[key].astype(object), "local_id": frame[names["local_id"]].astype(object)})
-    out["person_id"] = out["person_id"].where(out["person_id"] != "")
+    out = out.loc[canonical_ids(out["person_id"]).notna()].reset_index(drop=True)  # rows naming no one (blank ids)
     twice = canonical_ids(out["person_id"])
     twice = twice.notna() & twice.duplicated(keep=False)
     if twice.any():
