@@ -562,8 +562,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     Opt-outs are matched in canonical form (:mod:`riskstrat.privacy`); an opt-out file with no ids
     is refused (:class:`riskstrat.privacy.OptOutError`) unless ``cfg.allow_empty_opt_out``, and one
     none of whose ids matches anyone, or with an unmatched id that looks mis-pasted, unless
-    ``cfg.allow_unmatched_opt_outs`` (:func:`riskstrat.privacy.check_opt_out_match`). A month with no one scored, or far fewer than the month before,
-    is refused (:class:`riskstrat.publish.PublishRefusedError`) unless ``cfg.allow_population_shrink``.
+    ``cfg.allow_unmatched_opt_outs`` (:func:`riskstrat.privacy.check_opt_out_match`). A month with no
+    one scored, or far fewer than the month before, is refused (:class:`riskstrat.publish.PublishRefusedError`) unless ``cfg.allow_population_shrink``.
 
     Order (decided so that the exit status tells the truth and a retry is safe): take the output
     folder's lock; append "started" to its audit log; score; publish the month in one atomic step

@@ -26,7 +26,6 @@ import io
 import os
 import secrets
 import stat
-import sys
 import unicodedata
 import warnings
 from pathlib import Path
@@ -290,8 +289,9 @@ def read_opt_outs(path, *, allow_empty: bool = False) -> set[str]:
     else:
         ids = set(canon[kept].dropna())
     if not ids and not allow_empty:
+        holds = "it is empty" if not text.strip() else "only blank lines, comments or a header"
         raise OptOutError(
-            f"{path}: the opt-out file holds no ids ({'it is empty' if not text.strip() else 'only blank lines, comments or a header'}). "
+            f"{path}: the opt-out file holds no ids ({holds}). "
             f"An opt-out list that was cut short or never written would publish lists as if no one had opted "
             f"out; nothing was published. Use the complete file, or if no one has opted out, set "
             f"allow_empty_opt_out=true (--set allow_empty_opt_out=true)")
@@ -356,9 +356,9 @@ def read_reidentification_lookup(path) -> pd.DataFrame:
     if twice.any():
         rows = ", ".join(str(r + 1) for r in np.flatnonzero(twice.to_numpy())[:5])
         raise ReidentificationLookupError(
-            f"{path}: the re-identification look-up has one pseudonym on more than one row ({int(twice.sum())} rows: "
-            f"data rows {rows}{', ...' if twice.sum() > 5 else ''} below the header; case, spaces and invisible characters do not "
-            f"count): which local id is right cannot be known; {todo}")
+            f"{path}: the re-identification look-up has one pseudonym on more than one row ({int(twice.sum())} "
+            f"rows: data rows {rows}{', ...' if twice.sum() > 5 else ''} below the header; case, spaces and "
+            f"invisible characters do not count): which local id is right cannot be known; {todo}")
     return out
 
 
