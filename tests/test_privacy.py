@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
+import unicodedata
+import warnings
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from riskstrat.errors import RiskstratError
-from riskstrat.privacy import (KEY_ENV, OptOutError, PseudonymKeyError, canonical_ids, check_key_matches,
-                               init_pseudonym_key, key_fingerprint, load_pseudonym_key, match_opt_outs,
-                               read_opt_outs)
+from riskstrat.privacy import (KEY_ENV, OptOutError, PseudonymKeyError, PseudonymKeyWarning, canonical_id,
+                               canonical_ids, check_key_matches, check_opt_out_match, init_pseudonym_key,
+                               key_fingerprint, load_pseudonym_key, mask_id, match_opt_outs, read_opt_outs)
 
 IDS = ["0a1b2c3d4e5f6071", "ffeeddccbbaa9988", "1234567890abcdef"]
 
@@ -29,15 +36,22 @@ def test_ids_have_one_canonical_form(written, expected):
 
 
 HOSTILE_IDS = ["ab12", "AB12", " ab12", "ab12\x1f", "\x1cab", "ab\x0b", "\ufeffab", "\u0130x", "\u00df", "", "  ",
-               None, float("nan"), 12, "a b", "ab\u00a0", "\u2028ab", "\u03a9mega", "abc\n", "\tq", "0A1b"]
+               None, float("nan"), 12, "a b", "ab\u00a0", "\u2028ab", "\u03a9mega", "abc\n", "\tq", "0A1b",
+               "ab\u200b", "\uff21\uff42", "a\u00adb", "\u2060ab\u3000", "e\u200b\u0301", "\u2160"]
 
 
 def _canonical_one_by_one(ids: pd.Series) -> list:
-    """The canonical form written out per value, as the documentation says it."""
+    """The canonical form written out per value, as the documentation says it: NFKC, format
+    characters (Cf) removed, lower case, surrounding whitespace removed."""
     out = []
     for v in ids.tolist():
-        text = None if v is None or v != v else str(v).replace("\ufeff", "").strip().lower()
-        out.append(text or None)
+        if v is None or v != v:
+            out.append(None)
+            continue
+        text = "".join(c for c in unicodedata.normalize("NFKC", "".join(c for c in str(v)
+                                                                       if unicodedata.category(c) != "Cf"))
+                       if unicodedata.category(c) != "Cf")
+        out.append(unicodedata.normalize("NFKC", text.lower()).strip() or None)
     return out
 
 
@@ -56,13 +70,13 @@ def test_an_upper_case_opt_out_file_removes_the_people_it_names(tmp_path):
     path = tmp_path / "opt_out.txt"
     path.write_text("\n".join(i.upper() for i in IDS[:2]) + "\n\n")
     matched, unmatched = match_opt_outs(IDS, read_opt_outs(path))
-    assert matched == set(IDS[:2]) and unmatched == 0
+    assert matched == set(IDS[:2]) and unmatched == []
 
 
 def test_opt_out_ids_that_match_nobody_are_counted(tmp_path):
     path = tmp_path / "opt_out.csv"
     path.write_text("\ufeffPerson_ID,date\n 0A1B2C3D4E5F6071 ,2025-10-20\n0000000000000000,2025-10-21\n")
-    assert match_opt_outs(IDS, read_opt_outs(path)) == ({IDS[0]}, 1)
+    assert match_opt_outs(IDS, read_opt_outs(path)) == ({IDS[0]}, ["0000000000000000"])
 
 
 def test_an_opt_out_path_that_is_a_folder_is_a_refusal_saying_what_to_give(tmp_path):
@@ -143,3 +157,280 @@ def test_an_import_records_the_key_fingerprint_not_the_key(tmp_path):
     meta = json.loads((tmp_path / "linked" / "dataset.json").read_text())
     assert meta["pseudonym_key_fingerprint"] == key_fingerprint(b"secret-key-123")
     assert "secret-key-123" not in (tmp_path / "linked" / "dataset.json").read_text()
+
+
+# ----------------------------------------------------------------------------- opt-outs in every pasted form
+
+# Characters a paste from a web page or Word brings along: format characters (Cf) inside the id,
+# whitespace around it. NFKC turns fullwidth letters and digits into plain ones.
+FORMAT_CHARS = ["\u200b", "\ufeff", "\u2060", "\u00ad", "\u200c", "\u200d", "\u200e"]
+SURROUNDING = [" ", "\t", "\u00a0", "\u3000", "\u2009", "\u202f", "\r"]
+
+
+@st.composite
+def pasted(draw, ident: str) -> str:
+    """``ident`` written as someone might paste it: each character as is, upper case or fullwidth,
+    format characters between any two, whitespace (NBSP included) around it."""
+    out = []
+    for c in ident:
+        form = draw(st.sampled_from(["as is", "upper", "fullwidth"]))
+        c = c.upper() if form == "upper" else chr(ord(c) + 0xFEE0) if form == "fullwidth" else c
+        out.append(draw(st.lists(st.sampled_from(FORMAT_CHARS), max_size=2)) + [c])
+    inside = "".join("".join(part) for part in out)
+    around = st.text(alphabet=st.sampled_from(SURROUNDING + FORMAT_CHARS), max_size=3)
+    return draw(around) + inside + draw(around)
+
+
+IDENT = st.text(alphabet="0123456789abcdefghijklmnopqrstuvwxyz", min_size=8, max_size=20)
+
+
+@given(data=st.data(), ident=IDENT, others=st.lists(IDENT, max_size=4))
+@settings(max_examples=100, deadline=None)
+def test_an_opt_out_id_in_any_pasted_form_matches_the_same_person(data, ident, others):
+    # The defect: ids ending in a zero-width space (pasted from a web page) matched no one, and
+    # the people they named stayed on the lists.
+    written_in_data = data.draw(st.sampled_from([ident, ident.upper(), " " + ident]))
+    people = [written_in_data] + [o for o in others if o != ident]
+    opt_out = data.draw(pasted(ident))
+    assert match_opt_outs(people, {opt_out}) == ({written_in_data}, [])
+
+
+@given(st.text(max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_the_canonical_form_is_one_form(text):
+    # Both sides go through it: it must give the same answer checked at once and value by value,
+    # and be its own canonical form (an id read from a file is matched again).
+    once = canonical_ids(pd.Series([text, text.upper()], dtype=object)).tolist()
+    assert once[0] == (canonical_id(text) or float("nan")) or (pd.isna(once[0]) and not canonical_id(text))
+    if canonical_id(text):
+        assert canonical_id(canonical_id(text)) == canonical_id(text)
+
+
+def test_the_red_team_file_of_ids_ending_in_a_zero_width_space_matches_everyone(tmp_path):
+    people = [f"{i:016x}" for i in range(1000, 1040)]
+    path = tmp_path / "opt_out.txt"
+    # Half end in U+200B, as pasted from a web page; some in fullwidth digits with a non-breaking space.
+    lines = [p + "\u200b" if i % 2 else "\u00a0" + p.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
+             for i, p in enumerate(people)]
+    path.write_text("\ufeff# opt-outs received in October\n" + "\r\n".join(lines) + "\r\n")
+    matched, unmatched = match_opt_outs(people + ["ffffffffffffffff"], read_opt_outs(path))
+    assert matched == set(people) and unmatched == []
+
+
+def test_an_opt_out_file_saved_as_utf16_is_read(tmp_path):
+    path = tmp_path / "opt_out.txt"
+    path.write_bytes("\n".join(IDS).encode("utf-16"))  # Excel's "Unicode text" (with a byte-order mark)
+    assert read_opt_outs(path) == set(IDS)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \r\n", b"\xef\xbb\xbf", "# opt-outs for November\n\n# none yet\n".encode(),
+                                     b"person_id,date_received\n", "\u200b\u00a0\n".encode()])
+def test_an_opt_out_file_with_no_ids_is_refused_unless_allowed(tmp_path, content):
+    # The defect: an empty file (a list cut short, or never written) was accepted without a word.
+    path = tmp_path / "opt_out.txt"
+    path.write_bytes(content)
+    with pytest.raises(OptOutError, match=rf"{path}: the opt-out file holds no ids.*allow_empty_opt_out=true"):
+        read_opt_outs(path)
+    assert read_opt_outs(path, allow_empty=True) == set()
+
+
+def test_the_empty_opt_out_setting_sits_beside_the_opt_out_file():
+    from riskstrat.config import ScoringConfig, load_config
+
+    assert load_config(None, ["allow_empty_opt_out=true"], model=ScoringConfig).allow_empty_opt_out is True
+    assert ScoringConfig().allow_empty_opt_out is False
+
+
+def test_comment_lines_are_not_ids(tmp_path):
+    path = tmp_path / "opt_out.txt"
+    path.write_text("# received 2025-10-20\n" + IDS[0] + "\n  # another comment\n")
+    assert read_opt_outs(path) == {IDS[0]}
+
+
+# ----------------------------------------------------------------------------- ids that match no one
+
+
+def test_unmatched_ids_are_listed_masked_and_a_few_are_only_a_warning():
+    people = [f"{i:016x}" for i in range(100)]
+    gone = ["9a9b9c9d9e9f9091", "8a8b8c8d8e8f8081", "7a7b7c7d7e7f7071", "6a6b6c6d6e6f6061"]
+    match = match_opt_outs(people, set(people[:20]) | set(gone))
+    warning = check_opt_out_match(match, 24, file="opt_out.txt")
+    assert "4 of 24 opt-out ids in opt_out.txt match no one" in warning
+    assert "6a…61 (16 chars)" in warning and "1 more" in warning
+    assert not any(g in warning for g in gone)
+
+
+def test_an_opt_out_file_matching_no_one_is_refused_listing_the_ids_masked():
+    gone = ["9a9b9c9d9e9f9091", "8a8b8c8d8e8f8081"]
+    with pytest.raises(OptOutError, match=r"none of the 2 ids .* \(e\.g\. 8a…81 \(16 chars\), 9a…91") as refused:
+        check_opt_out_match(match_opt_outs(IDS, gone), 2, file="opt_out.txt")
+    assert not any(g in str(refused.value) for g in gone)
+    assert "match no one" in check_opt_out_match(match_opt_outs(IDS, gone), 2, file="f", allow_unmatched=True)
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("0a1b2c3d 4e5f6071", "a space inside it"),            # two ids run together, or a space typed
+    ("0a1b2c3d4e5f6071\x07", r"does not print \(U\+0007\)"),
+    ("0a1b2c3d4e5f6071\u2028", None),                     # a line separator ends the line: the id matches
+    ('"0a1b2c3d4e5f6071"', r"a quote or separator"),
+])
+def test_an_unmatched_id_that_looks_mis_pasted_is_refused_even_when_others_match(tmp_path, line, why):
+    path = tmp_path / "opt_out.txt"
+    path.write_text(f"{IDS[1]}\n{line}\n")
+    match = match_opt_outs(IDS, read_opt_outs(path))
+    if why is None:
+        assert match == ({IDS[0], IDS[1]}, [])
+        return
+    with pytest.raises(OptOutError, match=rf"1 of the 2 ids in the opt-out file {path} match no one and look "
+                                          rf"mis-pasted \(e\.g\. .*{why}"):
+        check_opt_out_match(match, 2, file=path)
+    assert check_opt_out_match(match, 2, file=path, allow_unmatched=True)
+
+
+@st.composite
+def unmatched_id(draw) -> str:
+    """A realistic id, sometimes with a paste error inside it (a space, a control character, a quote)."""
+    ident = draw(st.text(alphabet="0123456789abcdef", min_size=8, max_size=20))
+    at = draw(st.integers(0, len(ident)))
+    extra = draw(st.sampled_from(["", "", " ", "\x07", '"', "\t", "\ue000", "\u0378", "ë"]))
+    return canonical_id(ident[:at] + extra + ident[at:])
+
+
+@given(ids=st.lists(unmatched_id(), min_size=1, max_size=6, unique=True))
+@settings(max_examples=150, deadline=None)
+def test_no_message_about_unmatched_ids_holds_one_in_full(ids):
+    for allow in (False, True):
+        try:
+            said = check_opt_out_match(match_opt_outs(["zz"], ids), len(ids), file="f", allow_unmatched=allow)
+        except OptOutError as exc:
+            said = str(exc)
+        assert not [i for i in ids if i in said]
+    assert all(i not in mask_id(i) for i in ids)
+
+
+def test_ids_differing_only_in_form_in_the_data_are_refused_without_showing_them():
+    with pytest.raises(RiskstratError, match="differ only in case, spaces or invisible") as refused:
+        match_opt_outs(["0a1b2c3d4e5f6071", "0a1b2c3d4e5f6071\u200b"], set())
+    assert "0a1b2c3d4e5f6071" not in str(refused.value)
+
+
+# ----------------------------------------------------------------------------- the key file's permissions
+
+
+def _key_file(folder, mode: int, folder_mode: int = 0o700):
+    folder.mkdir(exist_ok=True)
+    path = folder / "pseudonym.key"
+    path.write_text("0123456789abcdef" * 4 + "\n")
+    os.chmod(path, mode)
+    os.chmod(folder, folder_mode)
+    return path
+
+
+def test_a_private_key_file_is_read_without_a_word(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    path = _key_file(tmp_path / "keys", 0o600, 0o1777)  # a sticky shared folder (like /tmp) is fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_pseudonym_key(path).startswith(b"0123")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_others_can_read_is_used_with_a_warning_saying_the_fix(tmp_path, monkeypatch, mode):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    path = _key_file(tmp_path / "keys", mode)
+    with pytest.warns(PseudonymKeyWarning, match=rf"{path.absolute()}.*mode 0{mode:o}.*`chmod 600 {path.absolute()}`"):
+        assert load_pseudonym_key(path).startswith(b"0123")
+
+
+@pytest.mark.parametrize(("mode", "folder_mode", "says"), [
+    (0o666, 0o700, "can be written by everyone"),
+    (0o602, 0o755, "can be written by everyone"),
+    (0o644, 0o777, "folder holding the pseudonymisation key"),  # the red team's case: 0644 in a 0777 folder
+    (0o600, 0o777, "folder holding the pseudonymisation key"),
+])
+def test_a_key_file_anyone_could_replace_is_refused(tmp_path, monkeypatch, mode, folder_mode, says):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    path = _key_file(tmp_path / "keys", mode, folder_mode)
+    with pytest.raises(PseudonymKeyError, match=rf"{says}.*chmod 600 {path.absolute()}"):
+        load_pseudonym_key(path)
+    monkeypatch.chdir(tmp_path / "keys")
+    with pytest.raises(PseudonymKeyError, match=says):  # also when only consulted, to compare fingerprints
+        check_key_matches(_dataset_with_fingerprint(tmp_path), key_file=path)
+
+
+def test_key_init_makes_a_key_that_is_used_without_a_word_and_refuses_a_folder_anyone_can_write(tmp_path,
+                                                                                                   monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    before = os.umask(0)  # the loosest umask: what init makes must still be private
+    try:
+        path = init_pseudonym_key(tmp_path / "new" / "pseudonym.key")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_pseudonym_key(path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(PseudonymKeyError, match="can be written by everyone"):
+        init_pseudonym_key(shared / "pseudonym.key")
+    assert not (shared / "pseudonym.key").exists()
+
+
+def _dataset_with_fingerprint(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps({"pseudonym_key_fingerprint": "0000000000000000"}))
+    return data
+
+
+def test_the_cli_shows_the_key_file_warning(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    path = _key_file(tmp_path / "keys", 0o644)
+    done = subprocess.run([sys.executable, "-m", "riskstrat.cli", "key", "fingerprint", "--key-file", str(path)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0 and "PseudonymKeyWarning" in done.stderr and f"chmod 600 {path.absolute()}" in done.stderr
+
+
+# ----------------------------------------------------------------------------- re-identification look-ups
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"", "is empty"),
+    (b"person_id,local_id\n\xff\xfe\xfa,1\n", "is not UTF-8 text"),
+    (b"pseudo,nhs_number\n0a1b2c3d4e5f6071,1\n", r"needs columns person_id \(or pseudonym\) and local_id"),
+    (b"person_id,local_id\n0a1b2c3d4e5f6071,1\n0A1B2C3D4E5F6071\xe2\x80\x8b,2\n", "one pseudonym on more than one row"),
+    (b'person_id,local_id\n"0a1b,1\n', "not a readable CSV"),
+])
+def test_every_error_reading_a_lookup_names_the_file_and_what_to_do(tmp_path, content, says):
+    from riskstrat.pipelines import read_reidentification
+
+    (tmp_path / "P001.csv").write_bytes(content)
+    with pytest.raises(RiskstratError, match=rf"{tmp_path / 'P001.csv'}: .*{says}.*ask the practice for a corrected "
+                                             rf"file, or move P001.csv out of"):
+        read_reidentification(tmp_path, ["P001"])
+
+
+def test_a_lookup_folder_that_is_not_there_is_a_refusal_saying_what_to_set(tmp_path):
+    from riskstrat.pipelines import read_reidentification
+
+    with pytest.raises(RiskstratError, match=rf"{tmp_path / 'nowhere'}: re-identification folder not found; set "
+                                             rf"reidentify_dir"):
+        read_reidentification(tmp_path / "nowhere", ["P001"])
+
+
+def test_a_lookup_with_odd_headers_and_blank_local_ids_is_read(tmp_path):
+    from riskstrat.privacy import read_reidentification_lookup
+
+    (tmp_path / "P001.csv").write_text("\ufeffPseudonym\u200b, Local_ID \n0a1b2c3d4e5f6071,NA\n1234567890abcdef,\n"
+                                       ",L1\n \u200b,L2\n")
+    got = read_reidentification_lookup(tmp_path / "P001.csv")
+    assert got.to_dict("list") == {"person_id": ["0a1b2c3d4e5f6071", "1234567890abcdef"], "local_id": ["NA", ""]}
+
+
+def test_the_format_characters_removed_are_all_of_unicode_category_cf():
+    from riskstrat.privacy import _format_characters
+
+    every = {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
+    assert set(map(ord, _format_characters())) == every and {0x200B, 0xFEFF, 0x2060, 0x00AD} <= every

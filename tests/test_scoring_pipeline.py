@@ -239,6 +239,34 @@ def test_opt_out_ids_in_upper_case_with_spaces_still_remove_the_people(score, tw
     assert log[1]["opted_out_removed"] == 5
 
 
+def test_opt_out_ids_pasted_from_a_web_page_remove_the_people_and_the_rest_are_shown_masked(
+        registry, data_dir, records, listed_both_months, tmp_path):
+    # The defect: ids ending in a zero-width space matched no one, and opted-out people stayed on shown lists.
+    fullwidth = {ord(c): ord(c) + 0xFEE0 for c in "0123456789abcdef"}
+    pasted = [f"{i}\u200b" if n % 2 else f"\u00a0{i.translate(fullwidth)}\u2060" for n, i in enumerate(listed_both_months)]
+    gone = "9a9b9c9d9e9f9091"
+    opt_out = tmp_path / "opt_out.txt"
+    opt_out.write_text("\n".join(pasted + [gone]) + "\n")
+    said = []
+    manifest = run_scoring(scoring_config(registry, data_dir, tmp_path / "lists", f"opt_out_file={opt_out}"), AS_OF,
+                           records=records, stage=said.append)
+    assert manifest["counts"]["opted_out_removed"] == 5 and manifest["counts"]["opt_out_ids_matching_no_one"] == 1
+    assert not ids_in(Path(manifest["output_dir"]) / "population.parquet") & set(listed_both_months)
+    warning = next(line for line in said if line.startswith("warning:") and "opt-out" in line)
+    assert "1 of 6 opt-out ids" in warning and "9a…91 (16 chars)" in warning and gone not in " ".join(said)
+
+
+def test_an_empty_opt_out_file_is_refused_unless_allowed(score, tmp_path):
+    # The defect: a 0-byte opt-out file was accepted without a word.
+    opt_out = tmp_path / "opt_out.txt"
+    opt_out.write_bytes(b"")
+    with pytest.raises(OptOutError, match=rf"{opt_out}: the opt-out file holds no ids"):
+        score(tmp_path / "lists", f"opt_out_file={opt_out}")
+    assert not (tmp_path / "lists").exists()
+    counts = score(tmp_path / "lists", f"opt_out_file={opt_out}", "allow_empty_opt_out=true")["counts"]
+    assert (counts["opted_out_removed"], counts["opt_out_ids"]) == (0, 0)
+
+
 # ----------------------------------------------------------------------------- reruns and months
 
 

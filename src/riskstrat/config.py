@@ -347,9 +347,13 @@ class ScoringConfig(_Strict):
                               "arrives late and a run early in the month; later, recent events would be missing.")
     allow_stale_data: bool = Field(False, description="Score even when the date is past the data end plus "
                                                       "max_data_lag_days (the manifest records it).")
+    allow_empty_opt_out: bool = Field(
+        False, description="Accept an opt-out file with no ids (0 bytes, or only blank or # comment lines): the run "
+                           "refuses otherwise, since a list cut short would publish as if no one had opted out.")
     allow_unmatched_opt_outs: bool = Field(
-        False, description="Publish even when a non-empty opt-out file matches no one scored (usually a wrong key "
-                           "or a wrong file; the run refuses otherwise).")
+        False, description="Publish even when none of the opt-out file's ids matches anyone in the data (usually a "
+                           "wrong key or a wrong file), or an unmatched id looks mis-pasted (a space or a character "
+                           "that does not print inside it); the run refuses otherwise.")
     max_population_shrink: float = Field(
         0.2, ge=0, le=1, description="Refuse to publish when fewer people are scored than last month by more than "
                                      "this fraction (a wrong extract or cohort setting would replace good lists).")

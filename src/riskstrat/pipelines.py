@@ -231,23 +231,28 @@ def check_sources_have_rows(models, row_counts: dict[str, int], *, allow: bool) 
     return empty
 
 
-def read_opt_outs(path) -> set[str]:
+def read_opt_outs(path, *, allow_empty: bool = False) -> set[str]:
     """Pseudonymised ids from an opt-out file, in canonical form (:func:`riskstrat.privacy.read_opt_outs`)."""
     from riskstrat.privacy import read_opt_outs as read
 
-    return read(path)
+    return read(path, allow_empty=allow_empty)
 
 
 def read_reidentification(folder, practices) -> dict[str, pd.DataFrame]:
-    """Practice-supplied lookups ``<practice_id>.csv`` (person_id, local_id) for the practices listed."""
+    """Practice-supplied lookups ``<practice_id>.csv`` (person_id, local_id) for the practices listed
+    (:func:`riskstrat.privacy.read_reidentification_lookup`: every refusal names the file)."""
+    from riskstrat.privacy import ReidentificationLookupError, read_reidentification_lookup
+
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: re-identification folder not found")
+        raise ReidentificationLookupError(
+            f"{folder}: re-identification folder not found{' (it is a file)' if folder.exists() else ''}; set "
+            f"reidentify_dir to the folder holding the practices' <practice_id>.csv look-ups, or remove the setting")
     lookups = {}
     for pid in practices:
         path = folder / f"{pid}.csv"
         if path.exists():
-            lookups[str(pid)] = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+            lookups[str(pid)] = read_reidentification_lookup(path)
     return lookups
 
 
@@ -607,10 +612,11 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     ``riskstrat.degenerate`` unless ``cfg.models.allow_degenerate``. People without a registered
     practice are scored and listed apart (:data:`riskstrat.lists.NO_PRACTICE`).
 
-    Opt-outs are matched in canonical form (:mod:`riskstrat.privacy`); a non-empty opt-out file that
-    matches no one in the data is refused (:class:`riskstrat.privacy.OptOutError`) unless
-    ``cfg.allow_unmatched_opt_outs``. A month with no one scored, or far fewer than the month before,
-    is refused (:class:`riskstrat.publish.PublishRefusedError`) unless ``cfg.allow_population_shrink``.
+    Opt-outs are matched in canonical form (:mod:`riskstrat.privacy`); an opt-out file with no ids
+    is refused (:class:`riskstrat.privacy.OptOutError`) unless ``cfg.allow_empty_opt_out``, and one
+    none of whose ids matches anyone, or with an unmatched id that looks mis-pasted, unless
+    ``cfg.allow_unmatched_opt_outs`` (:func:`riskstrat.privacy.check_opt_out_match`). A month with no
+    one scored, or far fewer than the month before, is refused (:class:`riskstrat.publish.PublishRefusedError`) unless ``cfg.allow_population_shrink``.
 
     Order (decided so that the exit status tells the truth and a retry is safe): take the output
     folder's lock; append "started" to its audit log; score; publish the month in one atomic step
@@ -627,7 +633,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     from riskstrat.guards import check_data_currency
     from riskstrat.features import build_features
     from riskstrat.io import data_fingerprint, file_sha256
-    from riskstrat.privacy import OptOutError, check_key_matches, match_opt_outs
+    from riskstrat.privacy import check_key_matches, check_opt_out_match, match_opt_outs
 
     as_of = pd.Timestamp(as_of).normalize()
     month = as_of.strftime("%Y-%m")
@@ -653,7 +659,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
     for model in [risk] + ([cost] if cost else []):  # before any data is read
         check_feature_spec(model, stage=stage)
-    opted_out = read_opt_outs(cfg.opt_out_file) if cfg.opt_out_file else set()
+    opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out) if cfg.opt_out_file else set()
     # The engine that builds the features: given records, the configured engine over the data folder.
     # Every row checked, as validation does for the pandas engine: the same data are refused by every engine,
     # including linkage errors in rows no feature reads.
@@ -676,19 +682,20 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
             stage(f"warning: scoring with no rows in {', '.join(empty_sources)}, as allowed (allow_empty_sources)")
         n_eligible = len(features)
         excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-        # Opt-outs are matched against everyone in the data: ids that match no one at all mean a wrong key or file.
-        in_data, unmatched = match_opt_outs(records.persons["person_id"], opted_out)
-        if opted_out and not in_data and not cfg.allow_unmatched_opt_outs:
-            raise OptOutError(
-                f"none of the {len(opted_out):,} ids in the opt-out file {cfg.opt_out_file} matches anyone in the "
-                f"data: usually the file was pseudonymised with another key, or it is the wrong file. Nothing was "
-                f"published. If it is right, publish with allow_unmatched_opt_outs=true (--allow-unmatched-opt-outs)")
+        # Opt-outs are matched against everyone in the data: ids that match no one at all, or that look
+        # mis-pasted, are refused (check_opt_out_match); a few matching no one are people who have left.
+        match = match_opt_outs(records.persons["person_id"], opted_out)
+        unmatched_warning = check_opt_out_match(match, len(opted_out), file=cfg.opt_out_file,
+                                                allow_unmatched=cfg.allow_unmatched_opt_outs)
+        in_data, unmatched = match.matched, len(match.unmatched)
         features, n_opted_out = features.without(in_data)
         timings["features"] = time.perf_counter() - t
         stage(f"features as of {as_of.date()}: {len(records.persons):,} people in the data, "
               f"{sum(excluded.values()):,} outside the cohort ({_counted(excluded)}), "
               f"{n_eligible:,} eligible, {n_opted_out:,} removed (opted out)"
               + (f"; {unmatched:,} of {len(opted_out):,} opt-out ids matched no one in the data" if opted_out else ""))
+        if unmatched_warning:
+            stage(f"warning: {unmatched_warning}")
         counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
                   "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
 
@@ -808,9 +815,7 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         reidentify = read_reidentification(cfg.reidentify_dir, [p for p in practice_lists if p != lists.NO_PRACTICE])
         everyone = canonical_lookup(records.persons["person_id"])
         for pid, lookup in reidentify.items():
-            column = next((c for c in ("person_id", "pseudonym") if c in lookup.columns), None)
-            if column is None:
-                continue
+            column = "person_id"  # read_reidentification_lookup names the id column so
             lookup[column], missed = _as_in_data(lookup[column], everyone)
             if len(lookup) and missed == len(lookup):
                 raise PseudonymKeyError(

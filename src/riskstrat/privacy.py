@@ -9,18 +9,27 @@ silently would give next month's data other pseudonyms, and every opt-out list a
 would stop matching without a word. Data sets record the key's fingerprint (never the key) in
 dataset.json, so that data pseudonymised under another key are refused (:func:`check_key_matches`).
 
-Ids from outside (opt-out files, practice lookups, last month's lists) are compared in one
-canonical form, :func:`canonical_ids`: surrounding whitespace and byte-order marks removed, lower
-case (pseudonyms are hex).
+Ids from outside (opt-out files, practice lookups, last month's lists) and the data's own ids are
+compared in one canonical form, :func:`canonical_ids`, applied to both sides: Unicode NFKC
+(fullwidth digits and letters become plain ones, a non-breaking space a space), invisible format
+characters removed (zero-width spaces, byte-order marks, word joiners, soft hyphens: Unicode
+category Cf), surrounding whitespace removed, lower case (pseudonyms are hex). Ids that still
+match no one are shown masked (:func:`mask_id`), never in full.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import io
 import os
 import secrets
+import stat
+import unicodedata
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,23 +50,65 @@ class OptOutError(RiskstratError):
     """An opt-out file that cannot be used as it is; the message says what to do."""
 
 
+class ReidentificationLookupError(RiskstratError):
+    """A practice's re-identification look-up file that cannot be used; the message names it."""
+
+
+class PseudonymKeyWarning(UserWarning):
+    """The key file can be read by others than its owner (the CLI shows riskstrat's own warnings)."""
+
+
 # ----------------------------------------------------------------------------- canonical ids
 
 
 def canonical_ids(ids) -> pd.Series:
-    """Ids in the one form they are compared in: text, no byte-order mark or surrounding
-    whitespace, lower case. Missing stays missing.
+    """Ids in the one form they are compared in (:func:`canonical_id`, value by value); missing and
+    empty stay missing. Plain ASCII ids already in that form (the data's own pseudonyms) are
+    recognised at once by Arrow and kept as they are: only the others go through Python.
 
-    >>> canonical_ids(pd.Series(["\\ufeff AB12cd ", None])).tolist()
-    ['ab12cd', nan]
+    >>> canonical_ids(pd.Series(["\\ufeff AB12cd\\u200b ", "\\uff21\\uff22\\u00a0", None])).tolist()
+    ['ab12cd', 'ab', nan]
     """
     ids = ids if isinstance(ids, pd.Series) else pd.Series(list(ids), dtype=object)
     text = ids.astype(object).where(ids.notna())
     done = _already_canonical(text)  # most ids (the data's own pseudonyms): checked at once, kept as they are
     out = text.copy()
     rest = ~done & text.notna().to_numpy()
-    out[rest] = text[rest].map(lambda v: str(v).replace("\ufeff", "").strip().lower())
+    out[rest] = text[rest].map(canonical_id)
     return out.where(out.notna() & (out != ""))
+
+
+def canonical_id(value) -> str:
+    """One id in canonical form: NFKC, format characters (category Cf: zero-width spaces, BOM,
+    word joiner, soft hyphen) removed, surrounding whitespace removed, lower case.
+
+    >>> canonical_id("\\u00a0\\uff10A\\u200bB\\u00ad ")
+    '0ab'
+    """
+    # Format characters go before NFKC (one between two letters would stop them composing) and
+    # after it; lower case can leave text NFKC would change, so it is normalised once more.
+    text = unicodedata.normalize("NFKC", _without_format_characters(str(value)))
+    text = unicodedata.normalize("NFKC", _without_format_characters(text).lower())
+    return text.strip()
+
+
+def _without_format_characters(text: str) -> str:
+    """``text`` without Unicode format characters (category Cf); ASCII holds none."""
+    if text.isascii() or _format_characters().isdisjoint(text):  # most ids: a check in C, no copy
+        return text
+    return "".join(c for c in text if c not in _format_characters())
+
+
+# The planes that hold format characters: the Basic Multilingual Plane, the Supplementary
+# Multilingual Plane and the tags (plane 14); the rest hold ideographs, private use or nothing yet.
+# Scanning these three takes a tenth of the time of all 1.1 million code points (a test holds them equal).
+_FORMAT_PLANES = (range(0x0, 0x20000), range(0xE0000, 0xE1000))
+
+
+@functools.cache
+def _format_characters() -> frozenset[str]:
+    """Every format character (Unicode category Cf)."""
+    return frozenset(chr(c) for plane in _FORMAT_PLANES for c in plane if unicodedata.category(chr(c)) == "Cf")
 
 
 # Characters Python's str.strip() removes from ASCII text (str.isspace), as a pattern for Arrow.
@@ -65,8 +116,9 @@ _ASCII_SPACE = r"[\t\n\x0b\x0c\r \x1c-\x1f]"
 
 
 def _already_canonical(text: pd.Series) -> np.ndarray:
-    """True where a value is text that :func:`canonical_ids` leaves as it is: ASCII, no capital
-    letter, nothing for ``strip`` to remove, not empty (checked by Arrow, not per value in Python)."""
+    """True where a value is text that :func:`canonical_ids` leaves as it is: ASCII (which NFKC
+    keeps and which holds no format character), no capital letter, nothing for ``strip`` to
+    remove, not empty (checked by Arrow, not per value in Python)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -81,65 +133,233 @@ def _already_canonical(text: pd.Series) -> np.ndarray:
 
 def _checked_canonical(ids) -> tuple[pd.Series, pd.Series]:
     """The distinct ids as text and their canonical forms (same positions); refuses ids that
-    differ only in case or spaces (they would be the same person to an opt-out)."""
+    differ only in case, spaces or invisible characters (they would be the same person to an opt-out)."""
     ids = pd.Series(pd.unique(pd.Series(ids).dropna().astype(str)), dtype=object)
     canon = canonical_ids(ids)
     if canon.equals(ids):  # every id already canonical (a pseudonymised data set): distinct, no clash
         return ids, canon
     clash = canon.duplicated(keep=False) & canon.notna()
     if clash.any():
-        raise PseudonymKeyError(f"{int(clash.sum())} person ids in the data differ only in case or spaces "
-                                f"(e.g. {', '.join(ids[clash].head(3))}); opt-outs cannot be matched safely")
+        raise PseudonymKeyError(
+            f"{int(clash.sum())} person ids in the data differ only in case, spaces or invisible characters "
+            f"(e.g. {', '.join(mask_id(i) for i in ids[clash].head(3))}); opt-outs cannot be matched safely. "
+            f"Re-import the data with one form of each id")
     return ids, canon
 
 
 def canonical_lookup(ids) -> dict[str, str]:
     """Canonical id -> the id as written in the data, for matching outside ids to ``ids``.
 
-    Refuses ids that differ only in case or spaces (they would be the same person to an opt-out).
+    Refuses ids that differ only in case, spaces or invisible characters (they would be the same
+    person to an opt-out).
     """
     ids, canon = _checked_canonical(ids)
     return dict(zip(canon, ids))
 
 
-def match_opt_outs(person_ids, opt_out_ids) -> tuple[set[str], int]:
-    """The data's ids (as written there) that an opt-out file names, and how many of the file's
-    ids matched nobody, both compared in canonical form. Refuses data whose ids differ only in
-    case or spaces, as :func:`canonical_lookup` does.
+def mask_id(value) -> str:
+    """An id shown without giving it away: its first and last two characters (one each when it
+    has fewer than 10, none below 5) and its length. Characters that would not print are shown
+    as their code point.
 
-    >>> match_opt_outs(["ab12", "cd34"], {"AB12 ", "ffff"})
-    ({'ab12'}, 1)
+    >>> mask_id("0a1b2c3d4e5f6071")
+    '0a…71 (16 chars)'
+    """
+    text = str(value)
+    keep = 2 if len(text) >= 10 else 1 if len(text) >= 5 else 0
+    shown = "".join(c if c.isprintable() else f"<U+{ord(c):04X}>"
+                    for c in (text[:keep] + "…" + text[len(text) - keep:] if keep else "…"))
+    return f"{shown} ({len(text)} chars)"
+
+
+# Characters that an id never holds and a paste often brings: quotes and separators.
+_PASTE_MARKS = set("\"'`;|\u2018\u2019\u201c\u201d")
+
+
+def paste_error(canonical: str) -> str | None:
+    """What in an id (in canonical form) suggests a paste error, or None: whitespace inside it,
+    characters that do not print (controls, line separators, private-use or unassigned code
+    points), quotes or separators.
+
+    >>> paste_error("ab12 cd34"), paste_error("ab12cd34")
+    ('a space inside it', None)
+    """
+    for c in canonical:
+        if c.isspace():
+            return "a space inside it" if c == " " else f"whitespace inside it (U+{ord(c):04X})"
+        if not c.isprintable():
+            return f"a character that does not print (U+{ord(c):04X})"
+        if c in _PASTE_MARKS:
+            return f"a quote or separator ({c})"
+    return None
+
+
+class OptOutMatch(NamedTuple):
+    """Opt-out ids matched to the data: the data's ids they name (as written there) and the ids
+    (canonical, sorted) that matched no one."""
+
+    matched: set[str]
+    unmatched: list[str]
+
+
+def match_opt_outs(person_ids, opt_out_ids) -> OptOutMatch:
+    """The data's ids (as written there) that an opt-out file names, and the file's ids that
+    matched nobody, both sides in canonical form (:func:`canonical_ids`). Refuses data whose ids
+    differ only in case, spaces or invisible characters, as :func:`canonical_lookup` does.
+
+    >>> match_opt_outs(["ab12", "cd34"], {"AB12\\u200b ", "ffff"})
+    OptOutMatch(matched={'ab12'}, unmatched=['ffff'])
     """
     ids, canon = _checked_canonical(person_ids)
     wanted = set(canonical_ids(pd.Series(sorted(map(str, opt_out_ids)), dtype=object)).dropna())
     hit = canon.isin(wanted).to_numpy() if wanted else np.zeros(len(ids), dtype=bool)
-    matched = set(ids[hit])
-    return matched, len(wanted) - len(matched)
+    found = set(canon[hit])
+    return OptOutMatch(set(ids[hit]), sorted(wanted - found))
 
 
-def read_opt_outs(path) -> set[str]:
+def check_opt_out_match(match: OptOutMatch, n_ids: int, *, file, allow_unmatched: bool = False,
+                        examples: int = 3) -> str | None:
+    """Apply the rule for opt-out ids that match no one; returns a warning to show (None if every
+    id matched) or raises :class:`OptOutError`.
+
+    The rule: people who opted out may since have left the population (moved, died, deregistered),
+    so some ids matching no one is normal and only a warning. It is a refusal, unless
+    ``allow_unmatched``, when
+
+    - none of the ``n_ids`` ids matches anyone (a file pseudonymised with another key, or the
+      wrong file), or
+    - an id that matches no one still looks mis-pasted after normalisation (:func:`paste_error`:
+      whitespace inside it, a character that does not print, quotes): that person is most likely
+      in the data and would be scored and listed.
+
+    Both messages show the first ``examples`` unmatched ids masked (:func:`mask_id`), never in full.
+    """
+    if not match.unmatched:
+        return None
+    mispasted = [(i, why) for i in match.unmatched if (why := paste_error(i))]
+    allow = "If the file is right, publish with allow_unmatched_opt_outs=true (--allow-unmatched-opt-outs)"
+    if mispasted and not allow_unmatched:
+        shown = "; ".join(f"{mask_id(i)}: {why}" for i, why in mispasted[:examples])
+        raise OptOutError(
+            f"{len(mispasted):,} of the {n_ids:,} ids in the opt-out file {file} match no one and look mis-pasted "
+            f"(e.g. {shown}): the people they were meant to name would be scored and listed. Nothing was "
+            f"published. Correct those lines (one id per line, nothing else on it) and run again. {allow}")
+    shown = ", ".join(mask_id(i) for i in match.unmatched[:examples])
+    more = f" and {len(match.unmatched) - examples:,} more" if len(match.unmatched) > examples else ""
+    if not match.matched and not allow_unmatched:
+        raise OptOutError(
+            f"none of the {n_ids:,} ids in the opt-out file {file} matches anyone in the data (e.g. {shown}{more}): "
+            f"usually the file was pseudonymised with another key, or it is the wrong file. Nothing was "
+            f"published. {allow}")
+    return (f"{len(match.unmatched):,} of {n_ids:,} opt-out ids in {file} match no one in the data "
+            f"({shown}{more}); usually people who have left the population since they opted out")
+
+
+def read_opt_outs(path, *, allow_empty: bool = False) -> set[str]:
     """Pseudonymised ids from a file, in canonical form: one per line, or a CSV with a
-    ``person_id`` (or ``pseudonym`` / ``id``) column. Blank lines are ignored."""
+    ``person_id`` (or ``pseudonym`` / ``id``) column. Blank lines and lines starting with ``#``
+    are ignored. UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark.
+
+    A file with no id at all (0 bytes, or only blank or comment lines, or a CSV header only) is
+    refused (:class:`OptOutError`) unless ``allow_empty``: an opt-out list that was truncated or
+    never written must not publish lists as if no one had opted out.
+    """
     path = Path(path)
     if path.is_dir():
         raise OptOutError(f"{path}: the opt-out file is a folder; give the file inside it (one pseudonymised "
                           f"id per line, or a CSV with a person_id column)")
     if not path.exists():
-        raise OptOutError(f"{path}: opt-out file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise OptOutError(f"{path}: the opt-out file is not UTF-8 text ({exc}); save it as UTF-8 or plain text")
-    first = text[0].strip().lower() if text else ""
+        raise OptOutError(f"{path}: opt-out file not found; check opt_out_file in the configuration")
+    text = _read_text(path, what="opt-out file", error=OptOutError)
+    lines = text.splitlines()
+    canon = canonical_ids(pd.Series(lines, dtype=object))
+    kept = ~canon.fillna("").str.startswith("#")  # comment lines; blank ones are missing in canon
+    first = next((c for c in canon[kept] if isinstance(c, str)), "")
     if first in ID_COLUMNS or "," in first:
-        frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
-        column = next((c for c in frame.columns if c.strip().lstrip("\ufeff").lower() in ID_COLUMNS), None)
+        try:
+            frame = pd.read_csv(io.StringIO("\n".join(np.asarray(lines, dtype=object)[kept.to_numpy()])), dtype=str)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise OptOutError(f"{path}: the opt-out file looks like a CSV but cannot be read as one ({exc}); "
+                              f"save it as one id per line, or as a CSV with a person_id column") from None
+        column = next((c for c in frame.columns if canonical_id(c) in ID_COLUMNS), None)
         if column is None:
-            raise OptOutError(f"{path}: a CSV opt-out file needs a person_id column; found {list(frame.columns)}")
-        values = frame[column]
+            raise OptOutError(f"{path}: a CSV opt-out file needs a person_id column; found "
+                              f"{[_column_shown(c) for c in frame.columns]}")
+        ids = set(canonical_ids(frame[column]).dropna())
     else:
-        values = pd.Series(text, dtype=object)
-    return set(canonical_ids(values).dropna())
+        ids = set(canon[kept].dropna())
+    if not ids and not allow_empty:
+        holds = "it is empty" if not text.strip() else "only blank lines, comments or a header"
+        raise OptOutError(
+            f"{path}: the opt-out file holds no ids ({holds}). "
+            f"An opt-out list that was cut short or never written would publish lists as if no one had opted "
+            f"out; nothing was published. Use the complete file, or if no one has opted out, set "
+            f"allow_empty_opt_out=true (--set allow_empty_opt_out=true)")
+    return ids
+
+
+def _column_shown(name) -> str:
+    """A column name for a message: as it is when it is a word, masked when it may be an id."""
+    text = str(name)
+    return text if text.replace("_", "").replace(" ", "").isalpha() else mask_id(text)
+
+
+def _read_text(path: Path, *, what: str, error: type[RiskstratError], todo: str = "") -> str:
+    """A text file's content: UTF-16 when it starts with a UTF-16 byte-order mark (Excel's
+    "Unicode text"), else UTF-8 with or without one; refusals name the file and what to do
+    (``todo`` added)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: the {what} cannot be read ({exc.strerror or exc}); make it readable by the user "
+                    f"running riskstrat{todo and '; or ' + todo}") from None
+    try:
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return raw.decode("utf-16")
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: the {what} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
+                    f"(CSV UTF-8 in Excel) or plain text{todo and '; or ' + todo}") from None
+
+
+def read_reidentification_lookup(path) -> pd.DataFrame:
+    """A practice's re-identification look-up (a CSV with ``person_id`` or ``pseudonym``, and
+    ``local_id``): columns ``person_id`` and ``local_id`` as text, ids as written in the file; rows
+    with a blank id are left out.
+
+    Every refusal (:class:`ReidentificationLookupError`) names the file and what to do: unreadable,
+    not UTF-8, empty, not a CSV, missing columns, or one pseudonym twice (in canonical form).
+    """
+    path = Path(path)
+    todo = (f"ask the practice for a corrected file, or move {path.name} out of {path.parent} (its list is then "
+            f"published without local ids)")
+    if path.is_dir():
+        raise ReidentificationLookupError(f"{path}: a re-identification look-up is a folder, not a CSV file; {todo}")
+    text = _read_text(path, what="re-identification look-up", error=ReidentificationLookupError, todo=todo)
+    if not text.strip():
+        raise ReidentificationLookupError(f"{path}: the re-identification look-up is empty; {todo}")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ReidentificationLookupError(f"{path}: the re-identification look-up is not a readable CSV "
+                                          f"({str(exc).strip()}); {todo}") from None
+    names = {canonical_id(c): c for c in frame.columns}
+    key = next((names[c] for c in ("person_id", "pseudonym") if c in names), None)
+    if key is None or "local_id" not in names:
+        raise ReidentificationLookupError(
+            f"{path}: the re-identification look-up needs columns person_id (or pseudonym) and local_id; found "
+            f"{[_column_shown(c) for c in frame.columns]}; {todo}")
+    out = pd.DataFrame({"person_id": frame[key].astype(object), "local_id": frame[names["local_id"]].astype(object)})
+    out = out.loc[canonical_ids(out["person_id"]).notna()].reset_index(drop=True)  # rows naming no one (blank ids)
+    twice = canonical_ids(out["person_id"])
+    twice = twice.notna() & twice.duplicated(keep=False)
+    if twice.any():
+        rows = ", ".join(str(r + 1) for r in np.flatnonzero(twice.to_numpy())[:5])
+        raise ReidentificationLookupError(
+            f"{path}: the re-identification look-up has one pseudonym on more than one row ({int(twice.sum())} "
+            f"rows: data rows {rows}{', ...' if twice.sum() > 5 else ''} below the header; case, spaces and "
+            f"invisible characters do not count): which local id is right cannot be known; {todo}")
+    return out
 
 
 # ----------------------------------------------------------------------------- the key
@@ -156,7 +376,8 @@ def load_pseudonym_key(key_file: str | Path | None = None) -> bytes:
 
     Raises :class:`PseudonymKeyError`, saying where the key is looked for, when the variable is set
     but empty, the file is empty, or there is no key: create one with ``riskstrat key init`` (once;
-    keep it secret and keep it: the same key gives the same pseudonyms next month).
+    keep it secret and keep it: the same key gives the same pseudonyms next month). The key file's
+    permissions are checked first (:func:`check_key_file_permissions`).
     """
     env = os.environ.get(KEY_ENV)
     if env is not None:
@@ -166,6 +387,7 @@ def load_pseudonym_key(key_file: str | Path | None = None) -> bytes:
         return env.encode()
     path = Path(key_file) if key_file else DEFAULT_KEY_FILE
     if path.is_file():
+        check_key_file_permissions(path)
         key = path.read_text().strip()
         if not key:
             raise PseudonymKeyError(f"{path.absolute()}: the key file is empty (keys are looked for in "
@@ -173,6 +395,46 @@ def load_pseudonym_key(key_file: str | Path | None = None) -> bytes:
         return key.encode()
     raise PseudonymKeyError(f"no pseudonymisation key: looked for {_key_places(key_file)}. Create one once with "
                             f"`riskstrat key init` (or set {KEY_ENV}); use the same key every month")
+
+
+def check_key_file_permissions(path) -> None:
+    """Refuse a key file others could replace, warn about one others can read (POSIX only).
+
+    Refuses (:class:`PseudonymKeyError`) a key file anyone may write to, or one in a folder anyone
+    may write to without the sticky bit (anyone could put another key in its place, and every
+    pseudonym would silently change). Warns (:class:`PseudonymKeyWarning`) when the group or others
+    can read or write it: whoever reads the key can link pseudonyms back to the source ids. The
+    fix either way: ``chmod 600 FILE``, as ``riskstrat key init`` creates it.
+    """
+    if os.name != "posix":  # Windows' ACLs are not mode bits
+        return
+    path = Path(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    fix = f"chmod 600 {path.absolute()}"
+    if mode & stat.S_IWOTH:
+        raise PseudonymKeyError(
+            f"{path.absolute()}: the pseudonymisation key file can be written by everyone (mode {mode:04o}): anyone "
+            f"could replace the key and change every pseudonym. Make it private with `{fix}` and check it is the "
+            f"key you made (`riskstrat key fingerprint` against dataset.json's pseudonym_key_fingerprint)")
+    _check_key_folder(path)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.warn(PseudonymKeyWarning(
+            f"{path.absolute()}: the pseudonymisation key file can be read or written by others than its owner "
+            f"(mode {mode:04o}); whoever reads the key can link pseudonyms back to the source ids. Run `{fix}`"),
+            stacklevel=3)
+
+
+def _check_key_folder(path: Path) -> None:
+    """Refuse a key file in a folder anyone may write to without the sticky bit (POSIX only)."""
+    if os.name != "posix":
+        return
+    folder = path.absolute().parent
+    folder_mode = folder.stat().st_mode
+    if folder_mode & stat.S_IWOTH and not folder_mode & stat.S_ISVTX:
+        raise PseudonymKeyError(
+            f"{path.absolute()}: the folder holding the pseudonymisation key, {folder}, can be written by everyone "
+            f"(mode {stat.S_IMODE(folder_mode):04o}, no sticky bit): anyone could put another key in its place. "
+            f"Run `chmod o-w {folder}` (or move the key to a private folder) and `chmod 600 {path.absolute()}`")
 
 
 def configured_key(key_file: str | Path | None = None) -> bytes | None:
@@ -184,12 +446,14 @@ def configured_key(key_file: str | Path | None = None) -> bytes | None:
 
 
 def init_pseudonym_key(key_file: str | Path | None = None) -> Path:
-    """Create a random key file readable by its owner only (mode 0600); never overwrites one."""
+    """Create a random key file readable by its owner only (mode 0600; a folder it makes, 0700);
+    never overwrites one, and refuses a folder anyone may write to (:func:`check_key_file_permissions`)."""
     path = Path(key_file) if key_file else DEFAULT_KEY_FILE
     if path.exists():
         raise PseudonymKeyError(f"{path.absolute()} already exists: a new key would change every pseudonym; "
                                 f"keep the key you have (delete the file yourself only if you mean to start over)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a folder it makes: its owner's only
+    _check_key_folder(path)  # a key others could replace would not be used: do not make one
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

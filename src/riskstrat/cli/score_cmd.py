@@ -21,8 +21,9 @@ def score(
         False, "--allow-stale-data", help="Score even if --as-of is more than max_data_lag_days (default 62) "
                                           "after the data end; the lists then miss recent events."),
     allow_unmatched_opt_outs: bool = typer.Option(
-        False, "--allow-unmatched-opt-outs", help="Publish even when a non-empty opt-out file matches no one in the "
-                                                  "data (usually a wrong key or a wrong file)."),
+        False, "--allow-unmatched-opt-outs", help="Publish even when none of the opt-out file's ids matches anyone "
+                                                  "in the data (usually a wrong key or a wrong file), or an unmatched "
+                                                  "id looks mis-pasted."),
     allow_population_shrink: bool = typer.Option(
         False, "--allow-population-shrink", help="Publish even when no one is scored, or far fewer people than last "
                                                  "month (max_population_shrink, default 0.2)."),
