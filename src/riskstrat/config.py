@@ -355,6 +355,10 @@ class ScoringConfig(_Strict):
                                      "this fraction (a wrong extract or cohort setting would replace good lists).")
     allow_population_shrink: bool = Field(False, description="Publish even when the scored population shrank by "
                                                              "more than max_population_shrink, or is empty.")
+    replace_existing: bool = Field(
+        False, description="Replace the month if it is already published in output_dir (a republish: the refusal "
+                           "otherwise names the models of both runs; the replaced run folder is kept under .runs/ "
+                           "until the next publish, and audit.jsonl records the replacement).")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
     engine: Literal["pandas", "duckdb", "spark"] = Field(
         "pandas", description="Feature engine: pandas (the reference: every table validated in memory), duckdb "

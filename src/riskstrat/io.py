@@ -107,6 +107,10 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
 
     On any exception the temporary path is removed and ``target`` is left untouched.
     For a directory an existing ``target`` is replaced as a whole.
+
+    The temporary path is new (created exclusively, so a planted link there is never opened) and
+    is renamed onto ``target``: a symbolic link at ``target`` is replaced itself, never followed, so
+    nothing is written where it points.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +131,10 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
             old.rmdir()
             target.rename(old)
             tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_symlink():  # a link was there: remove the link, not what it points to
+                old.unlink()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
     except BaseException:
@@ -177,6 +184,13 @@ def write_records_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path,
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
     return out_dir
+
+
+def write_bytes(data: bytes, path: str | Path) -> Path:
+    """Write ``data`` to ``path`` atomically (a link at ``path`` is replaced, not followed)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return Path(path)
 
 
 def write_text(text: str, path: str | Path) -> Path:

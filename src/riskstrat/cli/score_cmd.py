@@ -27,6 +27,10 @@ def score(
     allow_population_shrink: bool = typer.Option(
         False, "--allow-population-shrink", help="Publish even when no one is scored, or far fewer people than last "
                                                  "month (max_population_shrink, default 0.2)."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Replace the month if it is already published in the output folder (otherwise "
+                                 "refused, naming both runs' models); the replaced run is kept under .runs/ until the "
+                                 "next publish and the replacement is recorded in audit.jsonl."),
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference), duckdb "
                                                     "(SQL over the Parquet folder, for large populations) or spark "
                                                     "(the same on Spark: pip install 'riskstrat[spark]'; the active "
@@ -56,6 +60,7 @@ def score(
     extra += ["allow_stale_data=true"] if allow_stale_data else []
     extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
     extra += ["allow_population_shrink=true"] if allow_population_shrink else []
+    extra += ["replace_existing=true"] if replace else []
     extra += [f"engine={engine}"] if engine else []
     extra += [f"lists.explain={explain}"] if explain else []
     try:
