@@ -319,9 +319,13 @@ def test_an_operation_not_permitted_on_the_lock_or_audit_log_is_a_publish_error_
             raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
         return real_open(path, flags, *args, **kwargs)
 
+    (root / name).write_text("")
     monkeypatch.setattr(os, "open", immutable)
     with pytest.raises(PublishError, match=rf"lists/{re.escape(name)}: the .* cannot be opened for writing"):
         write_month(root, "2025-11", "x")
+    if name == publish.AUDIT_LOG:
+        with pytest.raises(PublishError, match=rf"lists/{re.escape(name)}: the audit log cannot be opened"):
+            append_audit(root, "started")
 
 
 def test_a_link_planted_at_a_file_the_run_writes_is_replaced_not_followed(tmp_path, root):

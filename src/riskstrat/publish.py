@@ -462,7 +462,8 @@ def month_folder(target: str | Path, *, replace: bool = False, models: Mapping |
         month = target.name
         runs = runs_folder(root, create=True)
         check_republish(root, month, replace=replace, models=models)  # before a file is written
-        os.close(_open_own_file(root / AUDIT_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "audit log", mode=0o640))
+        if _lstat(root / AUDIT_LOG) is not None:  # a planted log is refused before anything is published
+            os.close(_open_own_file(root / AUDIT_LOG, os.O_WRONLY | os.O_APPEND, "audit log"))
         run = runs / f"{month}-{uuid.uuid4().hex[:12]}"
         os.mkdir(run, 0o700)  # private while written: no other user can plant a file or link in it
         try:
