@@ -419,3 +419,15 @@ def test_republishing_a_month_is_refused_naming_both_runs_models_unless_replace(
     assert first_run != replaced["previous_run_folder"]  # the identical retry had replaced the first run
     write_month(root, "2025-12", "december")
     assert not kept.exists()
+
+
+def test_the_atomic_writer_replaces_a_linked_folder_without_touching_its_target(tmp_path, root):
+    from riskstrat.io import atomic_path
+
+    outside = canary_folder(tmp_path)
+    (root / "data").symlink_to(outside, target_is_directory=True)
+    with atomic_path(root / "data", directory=True) as tmp:
+        (tmp / "table.parquet").write_text("new")
+    assert_canaries(outside)
+    assert not (root / "data").is_symlink() and (root / "data" / "table.parquet").read_text() == "new"
+    assert sorted(p.name for p in root.iterdir()) == ["data"]  # the link itself removed, no .old- left

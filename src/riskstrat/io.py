@@ -113,17 +113,21 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
     nothing is written where it points.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # os.path rather than pathlib here: the lists write thousands of small files, and pathlib's
+    # parsing was most of this helper's cost.
+    parent, name = os.path.split(os.fspath(target))
+    if parent and not os.path.isdir(parent):
+        os.makedirs(parent, exist_ok=True)
     umask = os.umask(0)
     os.umask(umask)
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent or None))
         os.chmod(tmp, 0o777 & ~umask)
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=parent or None)
         os.close(fd)
-        tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
+        tmp = Path(tmp_name)
     try:
         yield tmp
         if directory and target.exists():
@@ -188,8 +192,8 @@ def write_records_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path,
 
 def write_bytes(data: bytes, path: str | Path) -> Path:
     """Write ``data`` to ``path`` atomically (a link at ``path`` is replaced, not followed)."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(data)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
     return Path(path)
 
 
