@@ -25,9 +25,11 @@ such refusal is a :class:`PublishError` naming the path. Only marked run folders
 else there is left and reported in the audit log.
 
 A month already published is replaced only when asked (``replace=True``; ``riskstrat score
---replace``); the refusal names the models of both runs. The run folder a republish replaces is
-kept under ``.runs/`` (its marker says ``replaced_by``) until the next publish in the output
-folder, of any month, which removes it; the replacement is an audit event ``replaced``.
+--replace``) or when the new ``manifest.json`` is byte-identical to the published one (the same
+inputs, models and files: the retry after an MLflow failure); the refusal names the models of both
+runs. The run folder a republish replaces is kept under ``.runs/`` (its marker says
+``replaced_by``) until the next publish in the output folder, of any month, which removes it; the
+replacement is an audit event ``replaced`` (both run folders, both runs' models).
 
 A month written by an earlier riskstrat (a real folder, not a symlink) is moved under ``.runs/``
 (and marked) and replaced by a symlink the first time it is republished.
@@ -300,11 +302,12 @@ def month_run(root: str | Path, month: str) -> Path | None:
 def _published_runs(root: Path) -> set[str]:
     """Names of the run folders that month links in ``root`` point to (kept, whatever else holds)."""
     names = set()
-    for entry in os.scandir(root):
-        if entry.is_symlink():
-            parts = os.readlink(entry.path).split("/")
-            if len(parts) == 2 and parts[0] == RUNS:
-                names.add(parts[1])
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                parts = os.readlink(entry.path).split("/")
+                if len(parts) == 2 and parts[0] == RUNS:
+                    names.add(parts[1])
     return names
 
 
@@ -430,13 +433,14 @@ def check_republish(output_dir: str | Path, month: str, *, replace: bool, models
 
 def _scan_links(run: Path) -> None:
     """Refuse a run folder holding a symbolic link: riskstrat makes none inside, so one was planted."""
-    for entry in os.scandir(run):
-        if entry.is_symlink():
-            raise PublishError(f"{entry.path} is {_link_words(Path(entry.path))} that riskstrat did not make; the "
-                               f"run folder was not published and is removed (the link is not followed). Check who "
-                               f"can write to the output folder")
-        if entry.is_dir(follow_symlinks=False):
-            _scan_links(Path(entry.path))
+    with os.scandir(run) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                raise PublishError(f"{entry.path} is {_link_words(Path(entry.path))} that riskstrat did not make; "
+                                   f"the run folder was not published and is removed (the link is not followed). "
+                                   f"Check who can write to the output folder")
+            if entry.is_dir(follow_symlinks=False):
+                _scan_links(Path(entry.path))
 
 
 def _default_mode() -> int:
