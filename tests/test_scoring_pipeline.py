@@ -476,8 +476,8 @@ def test_republishing_a_month_with_other_models_is_refused_before_scoring_unless
 
     with monkeypatch.context() as m:
         m.setattr(lists, "rank_population", never)
-        with pytest.raises(AlreadyPublishedError, match=rf"{MONTH} is already published .*{RISK_MODEL} v1, {COST_MODEL} "
-                                                        rf"v1\); this run \({RISK_MODEL} v1\) would replace it.*--replace"):
+        both = rf"{MONTH} is already published .*{RISK_MODEL} v1, {COST_MODEL} v1\); this run \({RISK_MODEL} v1\)"
+        with pytest.raises(AlreadyPublishedError, match=both + " would replace it.*--replace"):
             score(out, "models.high_cost=null")
     assert (out / MONTH / "manifest.json").read_bytes() == before
     first_run = (out / MONTH).resolve().name
