@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from markupsafe import Markup
 
-from riskstrat import lists
+from riskstrat import lists, publish
 from riskstrat.features import (CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES, NO_EVENT_DAYS, describe_reason, describe_value,
                                 feature, reason_group)
 from riskstrat.models import RiskModel
@@ -959,7 +959,9 @@ def test_workbooks_only_for_the_practices_that_asked(tmp_path, features, model):
 
 
 def _folder_bytes(root) -> dict:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """The month's files (not the publishing marker, which names the run folder)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != publish.MARKER}
 
 
 def test_writing_in_two_processes_gives_the_same_month_as_one(tmp_path, features, model):

@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat import lists, tracking
+from riskstrat import lists, publish, tracking
 from riskstrat.config import ScoringConfig, load_config
 from riskstrat.io import data_fingerprint
 from riskstrat.errors import RiskstratError
 from riskstrat.pipelines import (ModelDataMismatchError, PublishedButNotTrackedError, load_data, run_scoring,
                                  run_training)
 from riskstrat.privacy import OptOutError
-from riskstrat.publish import PublishRefusedError
+from riskstrat.publish import AlreadyPublishedError, PublishRefusedError
 from riskstrat.synth import write_population
 
 AS_OF = "2025-11-01"
@@ -141,9 +141,9 @@ def list_ids(folder: Path) -> list[str]:
 
 def person_files(month: Path) -> dict[str, bytes]:
     """Every file of a month, workbooks included (their creation date is the scoring date, so a
-    rerun writes the same bytes), but the manifest."""
+    rerun writes the same bytes), but the manifest and the run folder's marker (it names the run)."""
     return {p.relative_to(month).as_posix(): p.read_bytes() for p in month.rglob("*")
-            if p.is_file() and p.name != "manifest.json"}
+            if p.is_file() and p.name not in ("manifest.json", publish.MARKER)}
 
 
 def visible(root: Path) -> list[str]:
@@ -518,7 +518,8 @@ def test_an_mlflow_failure_after_writing_keeps_the_complete_month(score, tmp_pat
     score(tmp_path)  # the scheduler's retry
     assert person_files(month) == first
     events = [json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    assert events == ["started", "published", "tracking_failed", "started", "published", "tracked"]
+    # The retry's manifest is byte-identical, so it republishes without --replace (and says so).
+    assert events == ["started", "published", "tracking_failed", "started", "replaced", "published", "tracked"]
 
 
 def test_a_rerun_writes_a_byte_identical_manifest_and_keeps_timings_in_the_audit_log(score, tmp_path):
@@ -546,8 +547,49 @@ def test_an_empty_month_does_not_replace_a_good_one_unless_forced(score, tmp_pat
     with pytest.raises(PublishRefusedError, match=r"fewer; at most 20%"):
         score(out, "cohort.min_age=70")
     assert (out / MONTH / "manifest.json").read_bytes() == before
-    forced = score(out, "cohort.min_age=70", "allow_population_shrink=true")
+    forced = score(out, "cohort.min_age=70", "allow_population_shrink=true", "replace_existing=true")
     assert forced["counts"]["excluded_by_cohort"]["younger_than_min_age"] > 0
+
+
+def test_republishing_a_month_with_other_models_is_refused_before_scoring_unless_replace(score, tmp_path, monkeypatch):
+    out = tmp_path / "lists"
+    score(out)
+    before = (out / MONTH / "manifest.json").read_bytes()
+
+    def never(*args, **kwargs):  # the refusal comes before anything is scored
+        raise AssertionError("scored")
+
+    with monkeypatch.context() as m:
+        m.setattr(lists, "rank_population", never)
+        both = rf"{MONTH} is already published .*{RISK_MODEL} v1, {COST_MODEL} v1\); this run \({RISK_MODEL} v1\)"
+        with pytest.raises(AlreadyPublishedError, match=both + " would replace it.*--replace"):
+            score(out, "models.high_cost=null")
+    assert (out / MONTH / "manifest.json").read_bytes() == before
+    first_run = (out / MONTH).resolve().name
+    manifest = score(out, "models.high_cost=null", "replace_existing=true")
+    assert list(manifest["models"]) == [RISK_MODEL]
+    events = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["started", "published", "tracked", "refused",
+                                            "started", "replaced", "published", "tracked"]
+    replaced = events[5]
+    assert replaced["previous_run_folder"] == f".runs/{first_run}" and set(replaced["previous_models"]) == {
+        RISK_MODEL, COST_MODEL} and set(replaced["models"]) == {RISK_MODEL}
+    assert (out / ".runs" / first_run / "manifest.json").read_bytes() == before  # kept until the next publish
+
+
+def test_cli_replace_republishes_a_month(registry, data_dir, tmp_path):
+    from riskstrat.cli import app
+
+    out = tmp_path / "lists"
+    args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet",
+            "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
+            "--set", f"models.high_cost={COST_MODEL}", "--set", f"lists.list_size={LIST_SIZE}"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    refused = CliRunner().invoke(app, [*args, "--set", "models.high_cost=null"])
+    assert refused.exit_code == 2 and "--replace" in " ".join(refused.output.split())
+    replaced = CliRunner().invoke(app, [*args, "--set", "models.high_cost=null", "--replace"])
+    assert replaced.exit_code == 0, replaced.output
+    assert list(json.loads((out / MONTH / "manifest.json").read_text())["models"]) == [RISK_MODEL]
 
 
 def test_a_full_disk_while_writing_is_a_message_and_leaves_the_month(score, tmp_path, monkeypatch):

@@ -366,6 +366,10 @@ class ScoringConfig(_Strict):
         False, description="Publish even when last month's files cannot be verified (edited after publishing, "
                            "a truncated manifest, an older version's columns): last month is then treated as "
                            "absent, and the manifest records why. The run refuses otherwise.")
+    replace_existing: bool = Field(
+        False, description="Replace the month if it is already published in output_dir (a republish: the refusal "
+                           "otherwise names the models of both runs; the replaced run folder is kept under .runs/ "
+                           "until the next publish, and audit.jsonl records the replacement).")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
     engine: Literal["pandas", "duckdb", "spark"] = Field(
         "pandas", description="Feature engine: pandas (the reference: every table validated in memory), duckdb "

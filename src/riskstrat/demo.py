@@ -103,8 +103,9 @@ def run_demo_scoring(meta: dict, *, data_dir: Path = DEMO_DATA, stage: Callable[
     from riskstrat.config import ScoringConfig, load_config
     from riskstrat.pipelines import run_scoring
 
-    # Synthetic data: a rerun with fewer people may replace a larger month (the shrink check is for real months).
-    cfg = load_config(None, [f"data.path={data_dir}", "lists.holdout_fraction=0.1", "allow_population_shrink=true"],
-                      model=ScoringConfig)
+    # Synthetic data: a rerun with fewer people may replace a larger month (the shrink check is for real months),
+    # and a rerun of the demo republishes its month on purpose (replace_existing).
+    cfg = load_config(None, [f"data.path={data_dir}", "lists.holdout_fraction=0.1", "allow_population_shrink=true",
+                             "replace_existing=true"], model=ScoringConfig)
     as_of = pd.Timestamp(meta["extract_end"]) + pd.Timedelta(days=1)
     return run_scoring(cfg, as_of, stage=stage)

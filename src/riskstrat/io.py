@@ -107,19 +107,27 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
 
     On any exception the temporary path is removed and ``target`` is left untouched.
     For a directory an existing ``target`` is replaced as a whole.
+
+    The temporary path is new (created exclusively, so a planted link there is never opened) and
+    is renamed onto ``target``: a symbolic link at ``target`` is replaced itself, never followed, so
+    nothing is written where it points.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # os.path rather than pathlib here: the lists write thousands of small files, and pathlib's
+    # parsing was most of this helper's cost.
+    parent, name = os.path.split(os.fspath(target))
+    if parent and not os.path.isdir(parent):
+        os.makedirs(parent, exist_ok=True)
     umask = os.umask(0)
     os.umask(umask)
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent or None))
         os.chmod(tmp, 0o777 & ~umask)
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=parent or None)
         os.close(fd)
-        tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
+        tmp = Path(tmp_name)
     try:
         yield tmp
         if directory and target.exists():
@@ -127,7 +135,10 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
             old.rmdir()
             target.rename(old)
             tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_symlink():  # a link was there: remove the link, not what it points to
+                old.unlink()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
     except BaseException:
@@ -177,6 +188,13 @@ def write_records_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path,
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
     return out_dir
+
+
+def write_bytes(data: bytes, path: str | Path) -> Path:
+    """Write ``data`` to ``path`` atomically (a link at ``path`` is replaced, not followed)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def write_text(text: str, path: str | Path) -> Path:

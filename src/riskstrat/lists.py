@@ -52,7 +52,7 @@ from markupsafe import Markup, escape
 
 from riskstrat import publish
 from riskstrat.errors import InvalidInputError
-from riskstrat.io import file_sha256, write_parquet
+from riskstrat.io import file_sha256, write_bytes, write_parquet, write_text
 from riskstrat.reasons import REASON_SEPARATOR
 from riskstrat.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
@@ -739,9 +739,10 @@ def _provenance(manifest: Mapping) -> list[str]:
 
 
 def _write_bytes(data: bytes, path: Path) -> str:
-    """Write ``data`` to ``path`` (inside the month's run folder); its SHA-256 for the manifest,
-    from the bytes in hand rather than read back."""
-    path.write_bytes(data)
+    """Write ``data`` to ``path`` (inside the month's run folder) through the atomic writer (a link
+    planted at ``path`` is replaced, not followed); its SHA-256 for the manifest, from the bytes in
+    hand rather than read back."""
+    write_bytes(data, path)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -1116,7 +1117,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                 groups: Sequence[GroupRule] = DEFAULT_GROUPS, find_person: str = DEFAULT_FIND_PERSON,
                 contact: str | None = DEFAULT_CONTACT, next_steps: Sequence[str] = DEFAULT_NEXT_STEPS,
                 suppress_below: int = 8, round_counts_to: int = 5,
-                workbooks: str | Sequence[str] = "all", workers: int = 1) -> Path:
+                workbooks: str | Sequence[str] = "all", workers: int = 1, replace: bool = False) -> Path:
     """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
@@ -1145,6 +1146,10 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     practice ids that asked for one (the workbooks are most of the writing time). ``workers`` above
     1 writes the lists' files in that many processes (the same bytes; worth it for hundreds of
     practices on a machine with cores to spare: ``benchmarks/README.md``).
+
+    The month is published through :func:`riskstrat.publish.month_folder`: a month already
+    published in the folder is replaced only with ``replace`` (else
+    :class:`riskstrat.publish.AlreadyPublishedError`, naming both runs' models).
     """
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive whole number, got {workers}")
@@ -1240,10 +1245,10 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
         job.setdefault("changes_csv", None)
         del job["changes"]  # the worker processes need only the bytes
     out_dir = Path(out_dir)
-    with publish.month_folder(out_dir) as tmp:  # one atomic publish (riskstrat.publish)
+    with publish.month_folder(out_dir, replace=replace, models=manifest.get("models")) as tmp:  # riskstrat.publish
         write_parquet(population, tmp / "population.parquet")
         files = {"population.parquet": file_sha256(tmp / "population.parquet"),
                  **_write_lists(tmp, jobs, workers=workers), "summary.csv": _write_csv(summary, tmp / "summary.csv")}
         record = {**dict(manifest), "files": dict(sorted(files.items()))}
-        (tmp / "manifest.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", tmp / "manifest.json")
     return out_dir

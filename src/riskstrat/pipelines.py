@@ -300,13 +300,17 @@ def previous_month(output_dir, month: str, *, allow_unverified: bool = False,
     it): a loud warning goes to ``stage`` and the third value, ``{"month", "problem"}``, is for the
     manifest to record, so a bad month cannot block the lists for ever.
     """
+    from riskstrat.publish import month_run
     from riskstrat.published import PublishedMonthError, read_population
 
     root = Path(output_dir)
     if not root.is_dir():
         return None, None, None
-    earlier = sorted(p.name for p in root.iterdir()
-                     if p.is_dir() and len(p.name) == 7 and p.name < month and (p / "population.parquet").exists())
+    # Through publish.month_run: a month link riskstrat did not make is refused, never read.
+    folders = {p.name: month_run(root, p.name) for p in root.iterdir()
+               if len(p.name) == 7 and p.name < month and (p.is_symlink() or p.is_dir())}
+    earlier = sorted(name for name, folder in folders.items()
+                     if folder is not None and (folder / "population.parquet").is_file())
     if not earlier:
         return None, None, None
     try:
@@ -574,9 +578,13 @@ def _counted(counts: dict[str, int]) -> str:
 
 def _published_population(output_dir, month: str) -> int | None:
     """How many people the month already published in ``output_dir`` scored (its manifest), or None."""
-    path = Path(output_dir) / month / "manifest.json"
+    from riskstrat.publish import month_run
+
     try:
-        return int(json.loads(path.read_text())["counts"]["scored"])
+        folder = month_run(output_dir, month)
+        if folder is None:
+            return None
+        return int(json.loads((folder / "manifest.json").read_text())["counts"]["scored"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -617,6 +625,9 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     none of whose ids matches anyone, or with an unmatched id that looks mis-pasted, unless
     ``cfg.allow_unmatched_opt_outs`` (:func:`riskstrat.privacy.check_opt_out_match`). A month with no
     one scored, or far fewer than the month before, is refused (:class:`riskstrat.publish.PublishRefusedError`) unless ``cfg.allow_population_shrink``.
+    A month already published in ``cfg.output_dir`` is replaced only with ``cfg.replace_existing``
+    (:class:`riskstrat.publish.AlreadyPublishedError` names both runs' models; refused before scoring
+    when the models differ), unless the rerun's manifest is byte-identical (a retry).
 
     Order (decided so that the exit status tells the truth and a retry is safe): take the output
     folder's lock; append "started" to its audit log; score; publish the month in one atomic step
@@ -709,6 +720,11 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                  "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
 
         with publish.output_lock(cfg.output_dir) as root:
+            try:  # before anything is scored: a published month is replaced only when asked
+                publish.check_republish(root, month, replace=cfg.replace_existing, models=audit["models"])
+            except publish.PublishError as exc:
+                publish.append_audit(root, "refused", **audit, error=str(exc))
+                raise
             publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
             try:
                 manifest, summary = _score_month(
@@ -859,6 +875,6 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     lists.write_month(out_dir, population=population, practice_lists=practice_lists, summary=summary,
                       manifest=manifest, reidentify=reidentify, changes=changes,
                       outcome_words=manifest["outcome"]["words"], horizon_words=manifest["outcome"]["horizon_words"],
-                      groups=groups, **_page_settings(cfg.lists))
+                      groups=groups, replace=cfg.replace_existing, **_page_settings(cfg.lists))
     timings["writing"] = time.perf_counter() - t
     return manifest, summary

@@ -31,6 +31,10 @@ def score(
         False, "--allow-unverified-previous-month", help="Publish even when last month's files cannot be verified "
                                                          "(edited, truncated, older version): it is treated as "
                                                          "absent and the manifest says why."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Replace the month if it is already published in the output folder (otherwise "
+                                 "refused, naming both runs' models); the replaced run is kept under .runs/ until the "
+                                 "next publish and the replacement is recorded in audit.jsonl."),
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference), duckdb "
                                                     "(SQL over the Parquet folder, for large populations) or spark "
                                                     "(the same on Spark: pip install 'riskstrat[spark]'; the active "
@@ -57,6 +61,7 @@ def score(
     extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
     extra += ["allow_population_shrink=true"] if allow_population_shrink else []
     extra += ["allow_unverified_previous_month=true"] if allow_unverified_previous_month else []
+    extra += ["replace_existing=true"] if replace else []
     extra += [f"engine={engine}"] if engine else []
     extra += [f"lists.explain={explain}"] if explain else []
     try:
