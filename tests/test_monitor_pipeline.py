@@ -285,3 +285,17 @@ def test_a_manifest_naming_another_horizon_than_its_model_is_refused(world, tmp_
     with pytest.raises(MonthProvenanceError, match=r"within 180 days, but monitor-emergency version 1 predicts "
                                                    r"'emergency_admission' within 365 days"):
         _run(world, lists)
+
+
+def test_a_month_planted_as_a_link_to_another_folder_is_refused_not_read(world, tmp_path):
+    import shutil
+
+    from riskstrat.publish import PublishError
+
+    outside = tmp_path / "elsewhere" / "2024-11"
+    shutil.copytree(world["lists"] / "2024-11", outside)  # a look-alike month outside the output folder
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "2024-11").symlink_to(outside)
+    with pytest.raises(PublishError, match=r"2024-11 is a symbolic link to .*which riskstrat did not make"):
+        _run(world, lists)

@@ -50,12 +50,16 @@ def scored_months(output_dir, *, before) -> list[ScoredMonth]:
     missing, truncated or inconsistent with its folder's name is refused
     (:class:`riskstrat.published.ManifestError`), whatever its date, since its date cannot be believed.
     """
+    from riskstrat.publish import month_run
+
     root = Path(output_dir)
     if not root.is_dir():
         return []
     months = []
     for entry in sorted(root.iterdir()):
-        if _MONTH.match(entry.name) and ((entry / MANIFEST).is_file() or (entry / POPULATION).is_file()):
+        # Through publish.month_run: a month link riskstrat did not make is refused, never read.
+        if _MONTH.match(entry.name) and month_run(root, entry.name) is not None and (
+                (entry / MANIFEST).is_file() or (entry / POPULATION).is_file()):
             month = ScoredMonth.from_manifest(read_manifest(entry / MANIFEST))
             if month.as_of < pd.Timestamp(before):
                 months.append(month)
