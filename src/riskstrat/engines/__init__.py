@@ -1,7 +1,8 @@
 """Compute engines for the features: one definition (:mod:`riskstrat.engines.spec`), several engines.
 
 An engine answers what scoring and training ask of the data: which sources it has (``has``,
-``sources``, ``row_counts``), the dates it covers (``date_range``), the feature frame for one index
+``sources``, ``row_counts``), the dates it covers (``date_range``) and its events per month
+(``event_months``: :mod:`riskstrat.data_end` reads the data end from them), the feature frame for one index
 date (``features``), equal to :func:`riskstrat.features.build_features` (the reference), the
 validated persons (``records``) and, for the labels, the validated event tables an outcome reads
 (``tables``): a :class:`~riskstrat.records.LinkedRecords` holding persons and just those tables,
@@ -53,6 +54,10 @@ class FeatureEngine(Protocol):
 
     def date_range(self, *, until=None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]: ...
 
+    # Events per calendar month of every event table together (``events``, ``first``, ``last``), as
+    # riskstrat.data_end.month_counts gives them: where the volume stops is the data end (data_end.volume_end).
+    def event_months(self, *, until=None) -> pd.DataFrame: ...
+
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame: ...
 
     @property
@@ -89,6 +94,9 @@ class PandasEngine:
 
     def date_range(self, *, until=None):
         return self.records.date_range(until=until)
+
+    def event_months(self, *, until=None) -> pd.DataFrame:
+        return self.records.event_months(until=until)
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
         from riskstrat.features import build_features

@@ -41,11 +41,24 @@ from riskstrat.errors import RiskstratError
 from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
 
 __all__ = ["EngineDataError", "FolderEngine", "TablePlan", "checks", "clamped_ends", "leading_text",
-           "out_of_life_tests", "read_window", "scan_requests"]
+           "months_frame", "out_of_life_tests", "read_window", "scan_requests"]
 
 
 class EngineDataError(RiskstratError, ValueError):
     """The data folder is not in a form this engine reads; the message says what to use instead."""
+
+
+def months_frame(found: list[tuple]) -> tuple[pd.DataFrame, int]:
+    """An engine's rows of (month, events, first, last, rows of unknown people) as the monthly counts
+    (:func:`riskstrat.data_end.month_counts`'s form) and the rows of unknown people."""
+    from riskstrat.data_end import month_counts
+
+    n_unknown = sum(int(row[4]) for row in found)
+    kept = [row for row in found if row[1]]
+    frame = pd.DataFrame({"events": [int(r[1]) for r in kept], "first": pd.to_datetime([r[2] for r in kept]),
+                          "last": pd.to_datetime([r[3] for r in kept])},
+                         index=pd.to_datetime([r[0] for r in kept]))
+    return (frame if len(frame) else month_counts(pd.Series([], dtype="datetime64[s]"))), n_unknown
 
 
 class TablePlan:
@@ -237,7 +250,7 @@ class FolderEngine(ABC):
     """Features computed by an engine over a canonical Parquet folder; validation's checks as counts.
 
     A subclass implements the hooks (``_connect``, ``_file_columns``, ``_reads_as``, ``_scan_counts``,
-    ``_aggregate_frame``, ``_date_span``, ``_link_counts``, ``_unknown_ids``); this class walks the
+    ``_aggregate_frame``, ``_date_span``, ``_event_months``, ``_link_counts``, ``_unknown_ids``); this class walks the
     tables, runs the checks, reports what they find as validation would, and builds the feature frame.
     ``exclude_sources`` are never read; ``out_of_life_events``, ``duplicate_rows`` and ``unknown_codes``
     are validation's options (:func:`riskstrat.validate.validate_tables`). Raises
@@ -311,6 +324,21 @@ class FolderEngine(ABC):
                 lows.append(pd.Timestamp(low))
                 highs.append(pd.Timestamp(high))
         return (min(lows) if lows else None, max(highs) if highs else None)
+
+    def event_months(self, *, until=None) -> pd.DataFrame:
+        """Events per calendar month over the event tables together (rows as validation keeps them:
+        known people, repeats removed, events outside a life left out; dates after ``until`` ignored),
+        as :meth:`LinkedRecords.event_months`: one small grouped query per table."""
+        from riskstrat.data_end import combine_months
+
+        until = pd.Timestamp(until).normalize() if until is not None else None
+        parts = []
+        for plan in self.plans.values():
+            months, n_unknown = self._event_months(plan, until)
+            if n_unknown and self._verify_ids(plan, self._unknown_ids(plan)):
+                months, _ = self._event_months(plan, until)  # ids ending in white space: again, cleaning them
+            parts.append(months)
+        return combine_months(parts)
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
         """The feature frame for ``index_date``: equal to ``build_features`` on the validated records."""
@@ -448,6 +476,13 @@ class FolderEngine(ABC):
     def _date_span(self, plan: TablePlan, until: pd.Timestamp | None) -> tuple:
         """The earliest and latest event date of the table's rows of known people that validation keeps
         (at most ``until``), or Nones; and the rows whose person is not in persons."""
+
+    @abstractmethod
+    def _event_months(self, plan: TablePlan, until: pd.Timestamp | None) -> tuple[pd.DataFrame, int]:
+        """The table's events per calendar month (rows of known people that validation keeps, exact
+        repeats counted once, event dates at most ``until``): a frame indexed by the month's first
+        day with ``events``, ``first``, ``last`` (:func:`riskstrat.data_end.month_counts`); and the
+        rows whose person is not in persons."""
 
     @abstractmethod
     def _link_counts(self, plan: TablePlan, rules: list[str], latest: pd.Timestamp) -> list[int]:

@@ -152,6 +152,7 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
         "people_without_practice": _people_without_practice(tables),
         "date_range": list(summary.date_range),
         "extract_end": extract_end(summary),
+        "events_after_extract_end": 0 if summary.extract_end else summary.events_after_data_end,
         "rows_in": dict(summary.source_rows),
         "routes": {f: dict(t) for f, t in summary.routes.items()},
         "rows_out": dict(summary.output_rows),
@@ -166,8 +167,9 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
 
 
 def extract_end(summary: "ImportSummary") -> str | None:
-    """The reader's known extract end, else the last event date."""
-    return summary.extract_end or summary.date_range[1]
+    """The reader's known extract end, else where the monthly event volume stops (a stray late date
+    left out: :mod:`riskstrat.data_end`), else the last event date."""
+    return summary.extract_end or summary.data_end or summary.date_range[1]
 
 
 def dataset_metadata(summary: "ImportSummary") -> dict:
