@@ -124,3 +124,4 @@ def test_the_monthly_event_counts_and_the_data_end_equal_the_reference(spark, tm
     pd.testing.assert_frame_equal(engine.event_months(), load_records(folder).event_months())
     found = data_end_of(folder, engine)
     assert (found.end, found.events_after) == (pd.Timestamp("2024-06-30"), 1)
+    assert engine.blank_costs == [("gp_contacts", "cost")]  # no contact has a cost: unknown, not zero

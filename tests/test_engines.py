@@ -424,6 +424,26 @@ def test_ids_and_text_with_white_space_are_cleaned_with_or_without_parquet_stati
     assert "person_id" not in engine.plans["gp_contacts"].clean
 
 
+def test_blank_cost_columns_are_reported_as_validation_reports_them(folder_engine, tmp_path, make_table):
+    # GP contacts' costs all blank, A&E's column absent, prescriptions partly costed: unknown, not zero.
+    from riskstrat.validate import validate_data_dir
+
+    folder = write(tmp_path / "d", make_table, persons=[person("a"), person("b")],
+                   gp_contacts=[{"person_id": "a", "contact_date": at(-3)}, {"person_id": "b", "contact_date": at(-9)}],
+                   prescriptions=[{"person_id": "a", "issue_date": at(-3), "bnf_chapter": "02", "cost": 4.5},
+                                  {"person_id": "b", "issue_date": at(-3), "bnf_chapter": "02"}])
+    _raw_parquet(folder, "ae_attendances", {"person_id": ["a"], "arrival_date": [at(-5).date()]})
+    _, reference = validate_data_dir(folder)
+    engine = folder_engine(folder)
+
+    def blank(report):
+        return [(i.table, i.column, i.n_rows, i.message) for i in report.issues if i.rule == "blank_cost"]
+
+    assert blank(engine.report) == blank(reference) and len(blank(reference)) == 2
+    assert sorted(engine.blank_costs) == sorted(PandasEngine(load_records(folder)).blank_costs) == [
+        ("ae_attendances", "cost"), ("gp_contacts", "cost")]
+
+
 @pytest.mark.parametrize(("columns", "rules"), [
     ({"person_id": ["a", "  "], "contact_date": [at(-3).date()] * 2}, {("missing_value", 1)}),
     ({"person_id": ["a", ""], "contact_date": [at(-3).date()] * 2}, {("missing_value", 1)}),

@@ -117,3 +117,10 @@ def test_an_import_without_a_known_end_takes_it_from_the_event_volume_not_a_stra
     report = import_report(summary, ValidationReport(), tables)
     assert report["extract_end"] == "2024-06-30" and report["events_after_extract_end"] == 1
     assert "1 event after the data end (2024-06-30; latest 2025-02-14)" in format_import_report(report)
+
+
+def test_social_care_costs_alone_do_not_support_high_cost():
+    tables = {"persons": _persons(), "inpatient_spells": _spells({"elective": 2}, cost=None),
+              "social_care": pd.DataFrame({"person_id": ["p0"], "weekly_cost": [300.0]})}
+    verdict = supported_outcomes(tables)["high_cost"]
+    assert verdict["supported"] is False and "no health-care costs recorded" in verdict["message"]

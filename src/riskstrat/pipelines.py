@@ -86,6 +86,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     from riskstrat.guards import DegenerateModelError, check_minimum_events, describe_degenerate
     from riskstrat.io import data_fingerprint
     from riskstrat.data_end import data_end_of
+    from riskstrat.outcomes import check_costs_known
     from riskstrat.train import TablesOnDemand, assemble, fit_and_evaluate, truth_scores
 
     from riskstrat.privacy import check_key_matches
@@ -96,6 +97,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     if engine is None:
         engine = PandasEngine(records) if records is not None else open_engine(
             cfg.engine, cfg.data, stage=stage, check_every_row=True)
+    check_costs_known(cfg.target, row_counts=engine.row_counts, blank_costs=engine.blank_costs)
     found_end = data_end_of(cfg.data.path, engine, configured=cfg.data.extract_end)
     extract_end = found_end.require(cfg.data.path)
     if found_end.warning:
@@ -558,7 +560,9 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     from riskstrat import publish, tracking
     from riskstrat.engines import PandasEngine, open_engine
     from riskstrat.data_end import data_end_of
+    from riskstrat.evaluation.pipeline import model_outcome
     from riskstrat.guards import check_data_currency
+    from riskstrat.outcomes import check_costs_known
     from riskstrat.features import build_features
     from riskstrat.io import data_fingerprint, file_sha256
     from riskstrat.privacy import OptOutError, check_key_matches, match_opt_outs
@@ -594,6 +598,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     engine = PandasEngine(records) if records is not None else open_engine(cfg.engine, cfg.data, stage=stage,
                                                                            check_every_row=True)
     records = engine.records  # the duckdb engine's holds persons only: all the rest needs of people
+    for model in [risk] + ([cost] if cost else []):  # a high-cost model needs health-care costs in the data
+        check_costs_known(model_outcome(model.risk_model), row_counts=engine.row_counts, blank_costs=engine.blank_costs)
     if found_end.end is None:  # read from where the event volume stops, a stray late date left out
         found_end = data_end_of(cfg.data.path, engine)
         if found_end.warning:

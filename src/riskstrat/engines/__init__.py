@@ -52,6 +52,9 @@ class FeatureEngine(Protocol):
     @property
     def row_counts(self) -> dict[str, int]: ...  # rows per table (persons and the event tables present)
 
+    # (table, column) of the cost columns absent or blank in every row of a table with rows (costs unknown).
+    blank_costs: list[tuple[str, str]]
+
     def date_range(self, *, until=None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]: ...
 
     # Events per calendar month of every event table together (``events``, ``first``, ``last``), as
@@ -87,6 +90,12 @@ class PandasEngine:
     @property
     def row_counts(self) -> dict[str, int]:
         return self.records.row_counts()
+
+    @property
+    def blank_costs(self) -> list[tuple[str, str]]:
+        from riskstrat.validate import blank_costs
+
+        return blank_costs(self.records)
 
     def tables(self, names: Iterable[str]) -> LinkedRecords:
         keep = {"persons", *names}

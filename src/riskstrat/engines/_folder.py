@@ -38,7 +38,7 @@ import pandas as pd
 
 from riskstrat.engines.spec import DATE_COLUMNS, aggregates_for, feature_frame
 from riskstrat.errors import RiskstratError
-from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
+from riskstrat.schema import COST_COLUMNS, EVENT_TABLES, TABLES, Column, Table
 
 __all__ = ["EngineDataError", "FolderEngine", "TablePlan", "checks", "clamped_ends", "leading_text",
            "months_frame", "out_of_life_tests", "read_window", "scan_requests"]
@@ -156,7 +156,7 @@ def scan_requests(plan: TablePlan, leading: dict[str, str | None]) -> list[tuple
             out += [("nan", col.name, None), ("infinite", col.name, None)]
             if col.min_value is not None:
                 out.append(("below", col.name, None))
-        if not col.nullable:
+        if not col.nullable or col.name in COST_COLUMNS:  # a cost column blank in every row is unknown costs
             out.append(("null", col.name, None))
     for start, end in table.ordered_dates:
         if start in plan.source and end in plan.source:
@@ -288,6 +288,8 @@ class FolderEngine(ABC):
         self._log.issues = self.report.issues  # one report: persons' issues, then the engine's checks
         self.plans: dict[str, TablePlan] = {}
         self.row_counts: dict[str, int] = {"persons": len(self.persons)}
+        # (table, column) of cost columns absent or blank in every row of a table with rows: unknown costs.
+        self.blank_costs: list[tuple[str, str]] = []
         for name in EVENT_TABLES:
             if name in files:
                 self._check_table(TABLES[name], files[name])
@@ -503,7 +505,7 @@ class FolderEngine(ABC):
     # ------------------------------------------------------------------ checks
 
     def _check_table(self, table: Table, path: Path) -> None:
-        from riskstrat.validate import _rows
+        from riskstrat.validate import _rows, blank_cost_message
 
         log, name = self._log, table.name
         plan = self._plan_class(table, path, self._file_columns(path))
@@ -546,6 +548,13 @@ class FolderEngine(ABC):
                             f"{head}; map them to one of {known}, or drop them (unknown_codes='drop').")
                 continue
             log.add(name, col, rule, "error", n, f"{where}: {_rows(n)} {_CHECK_TEXTS[rule]}.")
+        for column in (c for c in table.column_names if c in COST_COLUMNS):
+            absent = column not in plan.source
+            if n_rows and (absent or counts.get(("missing_value", column), 0) == n_rows):
+                where = log.where(name) if absent else log.where(name, column)
+                log.add(name, column, "blank_cost", "warning", n_rows,
+                        blank_cost_message(where, name, column, n_rows, absent=absent), action="kept as unknown")
+                self.blank_costs.append((name, column))
         self.plans[name] = plan
 
     def _count_checks(self, plan: TablePlan) -> tuple[int, dict[tuple[str, str], int]]:

@@ -87,7 +87,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.features import build_features
     from riskstrat.io import currency_of, data_fingerprint
     from riskstrat.labels import check_horizon, future_cost
-    from riskstrat.outcomes import HighCost
+    from riskstrat.outcomes import HighCost, check_costs_known
+    from riskstrat.validate import blank_costs
     from riskstrat.synth.truth import oracle_risk, read_truth
     from riskstrat.models import prior_use_score
     from riskstrat.pipelines import check_feature_spec, check_features_match, load_data
@@ -108,6 +109,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         check_feature_spec(m, stage=stage)
     data_dir = Path(data_dir)
     records = records if records is not None else load_data(DataConfig(path=data_dir), stage=stage)
+    check_costs_known(outcome, row_counts=records.row_counts(), blank_costs=blank_costs(records))
     found_end = data_end_of(data_dir, records)
     extract_end = found_end.require(data_dir)
     if found_end.warning:

@@ -93,13 +93,20 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
     out["death"] = _outcome(deaths > 0, deaths, _few(f"{deaths:,} deaths", deaths, min_events) if deaths
                             else "no deaths recorded: death outcome not supported")
 
-    costed = 0
+    # Health-care costs: social care's weekly costs alone make a top-5% by social care, another outcome.
+    costed = social = 0
     for name, df in tables.items():
         for column in ("cost", "weekly_cost"):
             if column in df:
-                costed += int(pd.to_numeric(df[column], errors="coerce").gt(0).sum())
-    out["high_cost"] = _outcome(costed > 0, costed, f"{costed:,} events with a cost" if costed
-                                else "no costs recorded: high_cost not supported")
+                n = int(pd.to_numeric(df[column], errors="coerce").gt(0).sum())
+                if name == "social_care":
+                    social += n
+                else:
+                    costed += n
+    out["high_cost"] = _outcome(
+        costed > 0, costed, f"{costed:,} events with a cost" + (f" (and {social:,} social care services)" if social else "")
+        if costed else (f"no health-care costs recorded ({social:,} social care services with a cost are not enough): "
+                        f"high_cost not supported" if social else "no costs recorded: high_cost not supported"))
 
     care = _rows(tables, "social_care")
     n_care = 0 if care is None else len(care)
