@@ -74,6 +74,8 @@ class ImportSummary:
     extract_end: str | None = None
     data_end: str | None = None
     events_after_data_end: int = 0
+    # OMOP: cycles found in the vocabulary's hierarchy and broken (riskstrat.readers.vocab), by kind.
+    vocabulary_cycles: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str, n: int, examples=()) -> None:
         """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded).
