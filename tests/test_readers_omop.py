@@ -401,7 +401,10 @@ def test_synthea27nj_counts_checked_by_hand(tmp_path):
     assert rows["prescriptions"] == 883
     assert rows["gp_contacts"] == 1722 and "outpatient_appointments" not in rows
     assert rows["ae_attendances"] == 56 and rows["inpatient_spells"] == 13
-    assert not report.issues  # no same-day visit lost as a "repeat"
+    # No same-day visit lost as a "repeat"; the only issues: the export has no costs (unknown, not zero).
+    assert [(i.rule, i.table, i.n_rows) for i in report.issues] == [
+        ("blank_cost", "inpatient_spells", 13), ("blank_cost", "ae_attendances", 56),
+        ("blank_cost", "gp_contacts", 1722), ("blank_cost", "prescriptions", 883)]
     from riskstrat.validate import load_records
 
     records = load_records(tmp_path / "linked")
