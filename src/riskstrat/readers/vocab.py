@@ -19,9 +19,9 @@ ancestor of whatever hangs below a concept above it. :meth:`Vocabulary.from_fram
 counts them (:attr:`Vocabulary.cycles`):
 
 - "Is a": self-loops are ignored; within each cycle (a strongly connected set of concepts) the
-  relationships that point downwards, to a parent no nearer the top of the hierarchy than its child
-  (distance to a concept without parents), close the cycle and are left out. What remains within a
-  cycle points strictly upwards, so no cycle is left.
+  relationship that points furthest downwards (to a parent furthest from the top of the hierarchy,
+  by distance to a concept without parents, compared with its child) closes the cycle and is left
+  out, one at a time until no cycle is left.
 - ``CONCEPT_ANCESTOR``: self-loops other than the identity row (level 0) are dropped; a pair that is
   each other's ancestor is a cycle. A closure built over a cycle cannot be repaired row by row, so
   descendants are then found by walking the "Is a" relationships (cycles broken as above), read
@@ -375,8 +375,25 @@ def _without_is_a_cycles(relationships: pd.DataFrame) -> tuple[pd.DataFrame, int
     down = csr_matrix((np.ones(len(edges) + len(tops)), (np.r_[parent, np.full(len(tops), n)], np.r_[child, tops])),
                       shape=(n + 1, n + 1))
     depth = shortest_path(down, directed=True, unweighted=True, indices=n)[:n]
-    closes = in_cycle & (depth[parent] >= depth[child])
-    n_cycles = int((size[np.unique(component[child[in_cycle]])] > 1).sum())
+    n_cycles = len(np.unique(component[child[in_cycle]]))
+    # Within the cycles only: leave out, one at a time per remaining cycle, the relationship that points
+    # furthest down (its parent's depth minus its child's; ties by ids), until no cycle is left. A
+    # relationship up from a child that also has a shorter way to the top is then kept.
+    candidates = np.flatnonzero(in_cycle)
+    downward = np.nan_to_num(depth[parent] - depth[child], nan=np.inf, posinf=np.inf, neginf=-np.inf)
+    order = np.lexsort((nodes[parent], nodes[child], -downward))  # worst first
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    closes = np.zeros(len(edges), dtype=bool)
+    while len(candidates):
+        sub = csr_matrix((np.ones(len(candidates)), (child[candidates], parent[candidates])), shape=(n, n))
+        _, part = connected_components(sub, directed=True, connection="strong")
+        cyclic = candidates[part[child[candidates]] == part[parent[candidates]]]
+        if not len(cyclic):
+            break
+        worst = pd.Series(rank[cyclic], index=cyclic).groupby(part[child[cyclic]]).idxmin().to_numpy()
+        closes[worst] = True
+        candidates = np.setdiff1d(cyclic, worst)
     keep = ~loop
     keep[np.flatnonzero(is_a & ~loop)[closes]] = False
     return relationships[keep], n_cycles, int(closes.sum())
