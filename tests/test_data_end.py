@@ -57,3 +57,28 @@ def test_no_end_and_no_events_is_refused_by_name(tmp_path, make_records):
     records = make_records(persons=[{"person_id": "p", "birth_date": "1950-01-01"}])
     with pytest.raises(UnknownDataEndError, match="set data.extract_end"):
         data_end_of(tmp_path, records).require(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from riskstrat.synth import write_population
+
+    out = tmp_path_factory.mktemp("data-end") / "synthetic"
+    write_population(out, 300, start="2021-11-01", years=4, seed=3, truth_dates=[], n_futures=1)
+    return out  # dataset.json: extract_end 2025-10-31
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_training_takes_the_data_end_from_the_volume_and_refuses_labels_past_it(synthetic, tmp_path,
+                                                                                with_a_stray_event, engine):
+    # The red team's case for training: one contact dated 2026-06-15 and no dataset.json made 2026-06-15
+    # the extract end, so a test date of 2025-06-01 passed with labels the data do not cover.
+    from riskstrat.config import load_config
+    from riskstrat.labels import CensoredIndexDateError
+    from riskstrat.pipelines import run_training
+
+    stray = with_a_stray_event(synthetic, tmp_path / "stray", "2026-06-15")
+    cfg = load_config(None, [f"data.path={stray}", f"engine={engine}", "index_dates.train=[2024-01-01]",
+                             "index_dates.test=2025-06-01"])
+    with pytest.raises(CensoredIndexDateError, match=r"end of the data \(2025-10-31\)"):
+        run_training(cfg, log=False)
