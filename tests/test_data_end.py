@@ -82,3 +82,15 @@ def test_training_takes_the_data_end_from_the_volume_and_refuses_labels_past_it(
                              "index_dates.test=2025-06-01"])
     with pytest.raises(CensoredIndexDateError, match=r"end of the data \(2025-10-31\)"):
         run_training(cfg, log=False)
+
+
+def test_training_a_high_cost_model_on_data_without_health_care_costs_is_refused(synthetic, tmp_path,
+                                                                                 without_health_costs):
+    from riskstrat.config import load_config
+    from riskstrat.outcomes import MissingCostsError
+    from riskstrat.pipelines import run_training
+
+    blank = without_health_costs(synthetic, tmp_path / "blank")
+    cfg = load_config(None, [f"data.path={blank}", "engine=duckdb", "target.name=high_cost"])
+    with pytest.raises(MissingCostsError, match="blank in every row of inpatient_spells"):
+        run_training(cfg, log=False)
