@@ -59,3 +59,47 @@ def make_records():
 def make_table():
     """The :func:`canonical_table` builder, as a fixture."""
     return canonical_table
+
+
+def copy_without_health_costs(data_dir, out_dir):
+    """A copy of the canonical folder ``data_dir`` whose health-care cost columns are blank in every row
+    (social care's weekly costs kept): a feed whose costs never arrived."""
+    import shutil
+
+    import numpy as np
+
+    from riskstrat.schema import HEALTH_CARE_COST_TABLES
+
+    shutil.copytree(data_dir, out_dir)
+    for name in HEALTH_CARE_COST_TABLES:
+        path = out_dir / f"{name}.parquet"
+        if path.exists():
+            table = pd.read_parquet(path)
+            table["cost"] = np.nan
+            table.to_parquet(path, index=False)
+    return out_dir
+
+
+def copy_with_a_stray_event(data_dir, out_dir, date: str):
+    """A copy of the canonical folder ``data_dir`` without dataset.json (no known extract end) and with one
+    more GP contact, dated ``date`` (a mistyped date after the data end)."""
+    import shutil
+
+    shutil.copytree(data_dir, out_dir)
+    (out_dir / "dataset.json").unlink()
+    path = out_dir / "gp_contacts.parquet"
+    table = pd.read_parquet(path)
+    stray = table.iloc[[0]].copy()
+    stray["contact_date"] = pd.Timestamp(date)
+    pd.concat([table, stray], ignore_index=True).to_parquet(path, index=False)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def without_health_costs():
+    return copy_without_health_costs
+
+
+@pytest.fixture(scope="session")
+def with_a_stray_event():
+    return copy_with_a_stray_event

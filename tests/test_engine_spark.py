@@ -23,6 +23,7 @@ from test_engines import (  # noqa: E402
     assert_engines_agree,
     at,
     out_of_life_case,
+    steady_then_stray,
     synthetic,  # noqa: F401 - the module's fixture
     write,
 )
@@ -113,3 +114,14 @@ def test_without_pyspark_the_engine_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", no_pyspark)
     with pytest.raises(SparkUnavailableError, match=r"pip install 'riskstrat\[spark\]'.*--engine duckdb"):
         open_engine("spark", DataConfig(path=tmp_path))
+
+
+def test_the_monthly_event_counts_and_the_data_end_equal_the_reference(spark, tmp_path, make_table):
+    from riskstrat.data_end import data_end_of
+
+    folder = steady_then_stray(tmp_path / "own", make_table)
+    engine = SparkEngine(folder, spark=spark)
+    pd.testing.assert_frame_equal(engine.event_months(), load_records(folder).event_months())
+    found = data_end_of(folder, engine)
+    assert (found.end, found.events_after) == (pd.Timestamp("2024-06-30"), 1)
+    assert engine.blank_costs == [("gp_contacts", "cost")]  # no contact has a cost: unknown, not zero

@@ -102,6 +102,7 @@ def test_the_engine_knows_its_sources_and_dates(folder_engine, synthetic):
     engine = folder_engine(synthetic)
     assert engine.sources == reference.sources and engine.has("social_care")
     assert engine.date_range() == reference.date_range()
+    pd.testing.assert_frame_equal(engine.event_months(), reference.event_months())
     without = folder_engine(synthetic, exclude_sources=["social_care"])
     assert not without.has("social_care")
     assert without.features("2024-11-01")["home_care_at_index"].isna().all()
@@ -374,11 +375,11 @@ def test_random_linked_records_give_the_same_features(folder_engine, make_table,
 
 def test_both_engines_find_the_data_end_without_dataset_json_and_ignore_future_dates(folder_engine, tmp_path,
                                                                                     make_table):
-    # A canonical folder of the user's own (no dataset.json): scoring takes the latest event as the
-    # data end, ignoring a date in the future (a typo like 2099 must not move it). This crashed
+    # A canonical folder of the user's own (no dataset.json): scoring reads the data end from the
+    # events, ignoring a date in the future (a typo like 2099 must not move it). This crashed
     # through an engine, whose date_range did not take ``until``.
     from riskstrat.config import DataConfig
-    from riskstrat.pipelines import data_end_of
+    from riskstrat.data_end import DataEnd, data_end_of
 
     folder = write(tmp_path / "own", make_table, persons=[person("a")],
                    gp_contacts=[{"person_id": "a", "contact_date": "2024-03-05"},
@@ -387,7 +388,40 @@ def test_both_engines_find_the_data_end_without_dataset_json_and_ignore_future_d
     engines = {"pandas": PandasEngine(load_records(folder, out_of_life_events="keep")),
                "folder": folder_engine(folder, out_of_life_events="keep")}
     for name, engine in engines.items():
-        assert data_end_of(cfg, engine) == (pd.Timestamp("2024-03-05"), "latest event"), name
+        assert data_end_of(cfg.path, engine) == DataEnd(pd.Timestamp("2024-03-05"), "event volume"), name
+
+
+def steady_then_stray(folder: Path, make_table) -> Path:
+    """Six people with 30 GP contacts a month from 2023-01 to 2024-06 (and an exact repeat, an event
+    before a birth), then one stray contact dated 2025-02-14 (a mistyped year): no dataset.json."""
+    contacts = [{"person_id": "abcdef"[k % 6], "contact_date": str((month + pd.Timedelta(days=k)).date())}
+                for month in pd.date_range("2023-01-01", "2024-06-01", freq="MS") for k in range(28)]
+    contacts += [{"person_id": "a", "contact_date": "2024-06-30"}, {"person_id": "b", "contact_date": "2024-06-30"},
+                 {"person_id": "a", "contact_date": "2024-06-30"},  # an exact repeat: one event
+                 {"person_id": "f", "contact_date": "1999-05-01"},  # before f was born: dropped
+                 {"person_id": "c", "contact_date": "2025-02-14"}]
+    return write(folder, make_table, persons=[person(p) for p in "abcde"] + [person("f", birth="2001-01-01")],
+                 gp_contacts=contacts)
+
+
+def test_every_engine_reads_the_data_end_from_the_event_volume_not_a_stray_date(folder_engine, tmp_path,
+                                                                                make_table):
+    # The red team's case: no dataset.json, steady volume to 2024-06 and one event dated 2025-02. The
+    # latest event made 2025-02-14 the data end, so a month scored in 2025-03 passed the staleness check.
+    from riskstrat.data_end import DataEnd, data_end_of
+    from riskstrat.guards import StaleDataError, check_data_currency
+
+    folder = steady_then_stray(tmp_path / "own", make_table)
+    reference = PandasEngine(load_records(folder))
+    engine = folder_engine(folder)
+    pd.testing.assert_frame_equal(engine.event_months(), reference.event_months())
+    assert reference.event_months()["events"].tolist() == [28] * 17 + [30, 1]
+    for name, source in [("pandas", reference), ("folder", engine)]:
+        found = data_end_of(folder, source)
+        assert found == DataEnd(pd.Timestamp("2024-06-30"), "event volume", 1, pd.Timestamp("2025-02-14")), name
+        assert "1 event after the data end (2024-06-30; latest 2025-02-14)" in found.warning
+        with pytest.raises(StaleDataError, match="data run to 2024-06-30"):
+            check_data_currency("2025-03-01", found.end, max_lag_days=62)
 
 
 def _persons_ab(folder: Path) -> None:
@@ -413,6 +447,26 @@ def test_ids_and_text_with_white_space_are_cleaned_with_or_without_parquet_stati
     engine = folder_engine(folder)  # its first query: the date range
     assert engine.date_range() == PandasEngine(load_records(folder)).date_range() == (at(-800), at(-3))
     assert "person_id" not in engine.plans["gp_contacts"].clean
+
+
+def test_blank_cost_columns_are_reported_as_validation_reports_them(folder_engine, tmp_path, make_table):
+    # GP contacts' costs all blank, A&E's column absent, prescriptions partly costed: unknown, not zero.
+    from riskstrat.validate import validate_data_dir
+
+    folder = write(tmp_path / "d", make_table, persons=[person("a"), person("b")],
+                   gp_contacts=[{"person_id": "a", "contact_date": at(-3)}, {"person_id": "b", "contact_date": at(-9)}],
+                   prescriptions=[{"person_id": "a", "issue_date": at(-3), "bnf_chapter": "02", "cost": 4.5},
+                                  {"person_id": "b", "issue_date": at(-3), "bnf_chapter": "02"}])
+    _raw_parquet(folder, "ae_attendances", {"person_id": ["a"], "arrival_date": [at(-5).date()]})
+    _, reference = validate_data_dir(folder)
+    engine = folder_engine(folder)
+
+    def blank(report):
+        return [(i.table, i.column, i.n_rows, i.message) for i in report.issues if i.rule == "blank_cost"]
+
+    assert blank(engine.report) == blank(reference) and len(blank(reference)) == 2
+    assert sorted(engine.blank_costs) == sorted(PandasEngine(load_records(folder)).blank_costs) == [
+        ("ae_attendances", "cost"), ("gp_contacts", "cost")]
 
 
 @pytest.mark.parametrize(("columns", "rules"), [

@@ -125,6 +125,15 @@ def test_refuses_immature_outcomes_and_too_few_events(registry, data_dir, tmp_pa
                        card_dir=None, log=False, min_events=100_000)
 
 
+def test_a_stray_late_event_does_not_let_labels_run_past_the_data(registry, data_dir, tmp_path, with_a_stray_event):
+    # The data run to 2025-10-31; one contact dated 2026-06-15 and no dataset.json made the latest event
+    # the extract end, and a model was tested on labels to 2026-06-01 that the data do not cover.
+    stray = with_a_stray_event(data_dir, tmp_path / "stray", "2026-06-15")
+    with pytest.raises(CensoredIndexDateError, match=r"end of the data \(2025-10-31\)"):
+        run_evaluation(f"{NAME}@champion", stray, "2025-06-01", uri=registry["uri"], out_dir=tmp_path / "r",
+                       card_dir=None, log=False)
+
+
 def test_load_model_by_version_and_bad_references(registry):
     assert tracking.load_model_ref(f"{NAME}/1", uri=registry["uri"]).version == "1"
     with pytest.raises(tracking.RegistryError, match=r"model eval-emergency has no version 9 \(versions: 1, 2\)"):
@@ -432,3 +441,14 @@ def test_a_comparison_across_outcomes_is_a_refusal(registry, high_cost, data_dir
                                    str(data_dir), "--as-of", AS_OF, *uri, "-q"])
     assert res.exit_code == 2 and "compare models of the same outcome" in res.output
     assert issubclass(TooFewEventsError, RiskstratError)
+
+
+def test_a_high_cost_model_is_refused_on_data_without_health_care_costs(high_cost, data_dir, tmp_path,
+                                                                      without_health_costs):
+    # Every health-care cost blank: the model was evaluated on social-care costs alone (AUROC 0.949).
+    from riskstrat.outcomes import MissingCostsError
+
+    blank = without_health_costs(data_dir, tmp_path / "blank")
+    with pytest.raises(MissingCostsError, match=r"cost column is blank in every row of inpatient_spells, .*gp_contacts"):
+        run_evaluation(f"{HIGH_COST}/1", blank, AS_OF, out_dir=tmp_path / "r", card_dir=None,
+                       uri=high_cost[1].config.tracking.uri, log=False)

@@ -212,11 +212,13 @@ def test_score_refuses_stale_data_before_loading_anything(tiny_data, tmp_path):
 
 def test_scoring_config_data_end_wins_over_dataset_json(tiny_data):
     cfg = load_config(None, [f"data.path={tiny_data}", "data.extract_end=2026-05-31"], model=ScoringConfig)
-    from riskstrat.pipelines import data_end_of
+    from riskstrat.data_end import DataEnd, data_end_of
 
-    assert data_end_of(cfg.data) == (pd.Timestamp("2026-05-31"), "data.extract_end")
+    found = data_end_of(cfg.data.path, configured=cfg.data.extract_end)
+    assert found == DataEnd(pd.Timestamp("2026-05-31"), "data.extract_end")
     cfg = load_config(None, [f"data.path={tiny_data}"], model=ScoringConfig)
-    assert data_end_of(cfg.data) == (pd.Timestamp("2025-10-31"), "dataset.json")
+    assert data_end_of(cfg.data.path, configured=cfg.data.extract_end) == DataEnd(pd.Timestamp("2025-10-31"),
+                                                                                  "dataset.json")
 
 
 def test_allowed_stale_data_gets_past_the_check(tiny_data, tmp_path):

@@ -161,3 +161,21 @@ def test_a_shipped_config_switched_to_another_outcome_drops_what_does_not_apply(
     # A setting given on the command line is never dropped: it is refused, with what to do.
     with pytest.raises(ConfigError, match=r"target\.death: .*the death outcome has no setting 'death': remove it"):
         load_config(None, ["target.name=death", "target.death=exclude"])
+
+
+@pytest.mark.parametrize(("blank", "rows", "refused"), [
+    ([("inpatient_spells", "cost"), ("gp_contacts", "cost")], {"inpatient_spells": 5, "gp_contacts": 9,
+                                                              "social_care": 3}, True),   # social care alone
+    ([("inpatient_spells", "cost")], {"inpatient_spells": 5, "gp_contacts": 9}, False),   # GP costs known
+    ([("gp_contacts", "cost")], {"inpatient_spells": 0, "gp_contacts": 9}, True),         # an empty table has none
+    ([], {"social_care": 3}, True),                                                       # no health-care table
+])
+def test_a_high_cost_outcome_needs_a_known_health_care_cost(blank, rows, refused):
+    from riskstrat.outcomes import HighCost, MissingCostsError, check_costs_known, parse_outcome
+
+    check_costs_known(parse_outcome({"name": "emergency_admission"}), row_counts=rows, blank_costs=blank)
+    if refused:
+        with pytest.raises(MissingCostsError, match="needs health-care costs.*unknown, not zero"):
+            check_costs_known(HighCost(), row_counts=rows, blank_costs=blank)
+    else:
+        check_costs_known(HighCost(), row_counts=rows, blank_costs=blank)

@@ -401,7 +401,10 @@ def test_synthea27nj_counts_checked_by_hand(tmp_path):
     assert rows["prescriptions"] == 883
     assert rows["gp_contacts"] == 1722 and "outpatient_appointments" not in rows
     assert rows["ae_attendances"] == 56 and rows["inpatient_spells"] == 13
-    assert not report.issues  # no same-day visit lost as a "repeat"
+    # No same-day visit lost as a "repeat"; the only issues: the export has no costs (unknown, not zero).
+    assert [(i.rule, i.table, i.n_rows) for i in report.issues] == [
+        ("blank_cost", "inpatient_spells", 13), ("blank_cost", "ae_attendances", 56),
+        ("blank_cost", "gp_contacts", 1722), ("blank_cost", "prescriptions", 883)]
     from riskstrat.validate import load_records
 
     records = load_records(tmp_path / "linked")
@@ -429,3 +432,79 @@ def test_cli_import_omop_primary_care_option(tmp_path, monkeypatch):
     assert len(pd.read_parquet(tmp_path / "linked" / "gp_contacts.parquet")) == 6
     bad = CliRunner().invoke(app, ["import", "omop", str(src), "--out", str(tmp_path / "x"), "--primary-care", "no"])
     assert bad.exit_code == 2 and "primary_care" in bad.output
+
+
+# --- vocabulary cycles -----------------------------------------------------------------------
+
+# child "Is a" parent: SNOMED's top, Clinical finding, COPD (a root of the code list) with a child,
+# heart failure (a root) two steps deep, the last also a hypertensive disorder (a root), and an
+# unrelated finding with a child.
+IS_A_EDGES = [(404684, 4008453), (255573, 404684), (4000001, 255573), (316139, 404684), (319835, 316139),
+              (4229440, 319835), (316866, 404684), (4229440, 316866), (12345, 404684), (12346, 12345)]
+# One condition each: person 1 COPD's child, 2 the hypertensive heart failure, 3 and 4 the unrelated
+# findings, 5 heart failure's child.
+PERSON_CONDITIONS = [4000001, 4229440, 12345, 12346, 319835]
+CYCLES = {"through the hierarchy's hub": (404684, 255573),       # Clinical finding "Is a" COPD
+          "a root under its own descendant": (316139, 4229440)}  # heart failure "Is a" its grandchild
+
+
+def _closure(edges) -> list[dict]:
+    """CONCEPT_ANCESTOR as a vocabulary build would write it from ``edges`` (cycles and all)."""
+    parents: dict[int, list[int]] = {}
+    for child, parent in edges:
+        parents.setdefault(child, []).append(parent)
+    rows = []
+    for concept in sorted({c for edge in edges for c in edge}):
+        level, frontier, seen = 0, [concept], {concept: 0}
+        while frontier:
+            level += 1
+            frontier = [p for c in frontier for p in parents.get(c, ()) if p not in seen]
+            seen.update({p: level for p in frontier})
+        rows += [dict(ancestor_concept_id=a, descendant_concept_id=concept, min_levels_of_separation=n,
+                      max_levels_of_separation=n) for a, n in seen.items()]
+    return rows
+
+
+def _vocabulary_cdm(tmp_path: Path, edges, *, with_ancestors: bool) -> Path:
+    tmp_path.mkdir()
+    concepts = sorted({c for edge in edges for c in edge})
+    src = _cdm(tmp_path, person=[dict(person_id=p, gender_concept_id=8507, year_of_birth=1950)
+                                 for p in range(1, len(PERSON_CONDITIONS) + 1)],
+               condition_occurrence=[dict(condition_occurrence_id=p, person_id=p, condition_start_date="2015-01-01",
+                                          condition_concept_id=c) for p, c in enumerate(PERSON_CONDITIONS, 1)],
+               concept=[dict(concept_id=c, concept_name=f"c{c}", vocabulary_id="SNOMED", concept_code=str(c),
+                             standard_concept="S") for c in concepts],
+               concept_relationship=[dict(concept_id_1=c, concept_id_2=p, relationship_id="Is a") for c, p in edges])
+    if with_ancestors:
+        pd.DataFrame(_closure(edges)).to_csv(src / "concept_ancestor.csv", index=False)
+    return src
+
+
+@pytest.mark.parametrize("with_ancestors", [True, False], ids=["CONCEPT_ANCESTOR", "Is a only"])
+@pytest.mark.parametrize("cycle", list(CYCLES))
+def test_a_cycle_in_the_vocabulary_is_broken_and_the_register_does_not_grow(tmp_path, cycle, with_ancestors):
+    # The red team's case: one cycle grew the register 12-fold. Here Clinical finding "Is a" COPD made
+    # every finding a kind of COPD (4 rows to 8); heart failure "Is a" its grandchild made heart failure
+    # a hypertensive disorder (4 rows to 5).
+    expected, _ = read_omop(_vocabulary_cdm(tmp_path / "plain", IS_A_EDGES, with_ancestors=with_ancestors),
+                            pseudonym_key=KEY)
+    register = expected["ltc_register"]
+    assert sorted(register["condition"]) == ["copd", "heart_failure", "heart_failure", "hypertension"]
+    cyclic = _vocabulary_cdm(tmp_path / "cyclic", IS_A_EDGES + [CYCLES[cycle]], with_ancestors=with_ancestors)
+    got, summary = read_omop(cyclic, pseudonym_key=KEY)
+    pd.testing.assert_frame_equal(got["ltc_register"].reset_index(drop=True), register.reset_index(drop=True))
+    assert "1 cycle in the vocabulary's Is a relationships was broken (1 relationship that closes a cycle left out)" \
+        in summary.notes
+    assert summary.vocabulary_cycles["is_a"] == 1
+    if with_ancestors:
+        assert summary.vocabulary_cycles["concept_ancestor"] >= 1
+        assert any("CONCEPT_ANCESTOR" in n and "walking the 'Is a' relationships instead" in n for n in summary.notes)
+
+
+def test_is_a_self_loops_and_identity_rows_are_not_cycles():
+    vocab = Vocabulary.from_frames(
+        relationships=pd.DataFrame({"concept_id_1": [2, 2, 3], "concept_id_2": [1, 2, 2], "relationship_id": "Is a"}),
+        ancestors=pd.DataFrame({"ancestor_concept_id": [1, 1, 2], "descendant_concept_id": [1, 2, 2],
+                                "min_levels_of_separation": [0, 1, 0]}))
+    assert not any(vocab.cycles.values()) and vocab.uses_ancestors
+    assert descendants(vocab, [1])["descendant_concept_id"].tolist() == [1, 2]

@@ -100,3 +100,27 @@ def test_report_counts_people_without_practice_and_keeps_examples():
     text = format_import_report(report)
     assert "apc.csv: 10 -> inpatient_spells 8" in text
     assert "2  spells with a code (e.g. ZZ, Q1, Q2)" in text
+
+
+def test_an_import_without_a_known_end_takes_it_from_the_event_volume_not_a_stray_date():
+    # A reader that does not know the extract end wrote the latest event date to dataset.json: one
+    # mistyped date (2025-02-14 after steady data to 2024-06) became the data end, explicit from then on.
+    from riskstrat.readers.report import dataset_metadata
+    from riskstrat.validate import ValidationReport
+
+    days = [d for d in pd.date_range("2023-01-01", "2024-06-30") if d.day % 3 == 0] + [pd.Timestamp("2025-02-14")]
+    tables = {"persons": _persons(), "ae_attendances": pd.DataFrame({"person_id": "p0", "arrival_date": days})}
+    summary = ImportSummary(source="test")
+    summary.finish(tables)
+    assert summary.date_range[1] == "2025-02-14"
+    assert dataset_metadata(summary)["extract_end"] == "2024-06-30"
+    report = import_report(summary, ValidationReport(), tables)
+    assert report["extract_end"] == "2024-06-30" and report["events_after_extract_end"] == 1
+    assert "1 event after the data end (2024-06-30; latest 2025-02-14)" in format_import_report(report)
+
+
+def test_social_care_costs_alone_do_not_support_high_cost():
+    tables = {"persons": _persons(), "inpatient_spells": _spells({"elective": 2}, cost=None),
+              "social_care": pd.DataFrame({"person_id": ["p0"], "weekly_cost": [300.0]})}
+    verdict = supported_outcomes(tables)["high_cost"]
+    assert verdict["supported"] is False and "no health-care costs recorded" in verdict["message"]

@@ -628,6 +628,32 @@ def test_data_without_a_source_the_model_used_is_refused(registry, data_dir, tmp
     assert not (tmp_path / "lists").exists()
 
 
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_a_stray_late_event_does_not_make_stale_data_current(registry, data_dir, tmp_path, with_a_stray_event,
+                                                             engine):
+    # The data run to 2025-10-31. With no dataset.json, one contact dated 2026-06-15 made the latest event
+    # the data end, and a month scored at 2026-07-01 was published from data 8 months old.
+    from riskstrat.guards import StaleDataError
+
+    stray = with_a_stray_event(data_dir, tmp_path / "stray", "2026-06-15")
+    cfg = scoring_config(registry, stray, tmp_path / "lists", f"engine={engine}")
+    with pytest.raises(StaleDataError, match="the data run to 2025-10-31"):
+        run_scoring(cfg, "2026-07-01")
+    assert not (tmp_path / "lists").exists()
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_a_high_cost_model_is_refused_on_data_without_health_care_costs(registry, data_dir, tmp_path,
+                                                                      without_health_costs, engine):
+    from riskstrat.outcomes import MissingCostsError
+
+    blank = without_health_costs(data_dir, tmp_path / "blank")
+    cfg = scoring_config(registry, blank, tmp_path / "lists", f"engine={engine}")
+    with pytest.raises(MissingCostsError, match=r"being in the highest-cost 5% needs health-care costs"):
+        run_scoring(cfg, AS_OF)
+    assert not (tmp_path / "lists").exists()
+
+
 def test_a_missing_alias_tells_the_user_to_train_and_promote(registry, data_dir, tmp_path):
     cfg = scoring_config(registry, data_dir, tmp_path / "lists", "models.alias=staging")
     with pytest.raises(tracking.RegistryError,

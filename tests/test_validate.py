@@ -663,3 +663,26 @@ def test_cli_missing_folder(cli, tmp_path):
     result = cli(tmp_path / "nowhere")
     assert result.exit_code == 2
     assert "no such data folder" in result.text
+
+
+# ----------------------------------------------------------------------------- missing is not zero
+
+
+def test_a_cost_column_blank_in_every_row_is_reported_as_unknown_costs():
+    tables = changed("ae_attendances", 0, "cost", None, changed("ae_attendances", 1, "cost", None))
+    tables["inpatient_spells"] = tables["inpatient_spells"].drop(columns="cost")  # no cost column at all
+    records, report = validate_tables(tables, files=FILES)
+    assert records is not None and report.ok
+    found = {(i.table, i.column, i.n_rows, i.severity) for i in report.issues if i.rule == "blank_cost"}
+    # Partly blank costs (outpatients, GP contacts, prescriptions) are not reported: some costs are known.
+    assert found == {("ae_attendances", "cost", 2, "warning"), ("inpatient_spells", "cost", 2, "warning")}
+    text = report.format()
+    assert "ae_attendances.csv, column cost is blank in all 2 rows: the ae_attendances costs are unknown, not zero" \
+        in text
+    assert "inpatient_spells.csv has no cost column" in text
+    assert records.tables["ae_attendances"]["cost"].isna().all()  # unknown stays missing, never 0
+
+
+def test_known_costs_raise_no_cost_warning():
+    _, report = validate_tables(valid_tables())
+    assert not [i for i in report.issues if i.rule == "blank_cost"]

@@ -38,12 +38,12 @@ def test_an_event_dated_in_the_future_is_dropped_and_counted():
 
 
 def test_a_future_event_does_not_move_the_extract_end_of_records_built_by_hand(make_records, tmp_path):
-    from riskstrat.train import extract_end_of
+    from riskstrat.data_end import data_end_of
 
     records = make_records(persons=[{"person_id": "p", "birth_date": "1950-01-01"}],
                            gp_contacts=[{"person_id": "p", "contact_date": "2024-06-30"},
                                         {"person_id": "p", "contact_date": "2099-01-01"}])
-    assert extract_end_of(tmp_path, records) == pd.Timestamp("2024-06-30")
+    assert data_end_of(tmp_path, records).end == pd.Timestamp("2024-06-30")
 
 
 def test_events_after_the_data_sets_extract_end_are_dropped(tmp_path):

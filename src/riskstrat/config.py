@@ -27,8 +27,8 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     path: Path = Path("riskstrat-data/synthetic")
-    extract_end: dt.date | None = Field(None, description="Last day the extract covers; default from dataset.json "
-                                                          "or the latest event date.")
+    extract_end: dt.date | None = Field(None, description="Last day the extract covers; default from dataset.json, "
+                                                          "else where the monthly event volume stops (riskstrat.data_end).")
     exclude_sources: list[str] = Field(default_factory=list,
                                        description="Event tables to leave out, e.g. [social_care] without a legal basis.")
     out_of_life_events: Literal["drop", "keep", "error"] = "drop"
@@ -343,7 +343,7 @@ class ScoringConfig(_Strict):
     chunk_size: int = Field(200_000, ge=1000, description="People predicted / explained per chunk.")
     max_data_lag_days: int = Field(
         62, ge=0, description="Latest scoring date, in days after the data end (data.extract_end, else dataset.json "
-                              "extract_end, else the latest event): two months covers a monthly extract that "
+                              "extract_end, else where the monthly event volume stops): two months covers a monthly extract that "
                               "arrives late and a run early in the month; later, recent events would be missing.")
     allow_stale_data: bool = Field(False, description="Score even when the date is past the data end plus "
                                                       "max_data_lag_days (the manifest records it).")

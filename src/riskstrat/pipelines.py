@@ -85,7 +85,9 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     from riskstrat.features import feature_table
     from riskstrat.guards import DegenerateModelError, check_minimum_events, describe_degenerate
     from riskstrat.io import data_fingerprint
-    from riskstrat.train import TablesOnDemand, assemble, extract_end_of, fit_and_evaluate, truth_scores
+    from riskstrat.data_end import data_end_of
+    from riskstrat.outcomes import check_costs_known
+    from riskstrat.train import TablesOnDemand, assemble, fit_and_evaluate, truth_scores
 
     from riskstrat.privacy import check_key_matches
 
@@ -95,7 +97,11 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     if engine is None:
         engine = PandasEngine(records) if records is not None else open_engine(
             cfg.engine, cfg.data, stage=stage, check_every_row=True)
-    extract_end = extract_end_of(cfg.data.path, engine, cfg.data.extract_end)
+    check_costs_known(cfg.target, row_counts=engine.row_counts, blank_costs=engine.blank_costs)
+    found_end = data_end_of(cfg.data.path, engine, configured=cfg.data.extract_end)
+    extract_end = found_end.require(cfg.data.path)
+    if found_end.warning:
+        stage(f"warning: {found_end.warning}")
     timings["load"] = time.perf_counter() - started
     if cfg.index_dates == "auto":
         cfg = cfg.with_index_dates_for(extract_end)
@@ -125,7 +131,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
         low, high = engine.date_range()
         summary = {"row_counts": dict(engine.row_counts), "first_event": str(low.date()) if low is not None else None,
                    "last_event": str(high.date()) if high is not None else None, "extract_end": str(extract_end.date()),
-                   "sources": engine.sources, "engine": engine.name}
+                   **found_end.as_dict(), "sources": engine.sources, "engine": engine.name}
         register = not result.degenerate or g.register_degenerate
         try:
             logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
@@ -338,24 +344,6 @@ def _chunked(fn, frame: pd.DataFrame, size: int):
     if isinstance(parts[0], tuple):
         return tuple(np.concatenate(column) for column in zip(*parts))
     return np.concatenate(parts)
-
-
-def data_end_of(cfg_data, records=None) -> tuple[pd.Timestamp | None, str]:
-    """The last day the data cover and where that came from: ``data.extract_end``, else the data
-    set's dataset.json ``extract_end``, else (with ``records``: LinkedRecords or a feature engine) the
-    latest event; (None, "") if unknown."""
-    from riskstrat.io import dataset_metadata
-
-    if cfg_data.extract_end is not None:
-        return pd.Timestamp(cfg_data.extract_end), "data.extract_end"
-    meta = dataset_metadata(cfg_data.path)
-    if meta.get("extract_end"):
-        return pd.Timestamp(meta["extract_end"]), "dataset.json"
-    if records is not None:
-        latest = records.date_range(until=pd.Timestamp.today().normalize())[1]  # not a future typo
-        if latest is not None:
-            return pd.Timestamp(latest).normalize(), "latest event"
-    return None, ""
 
 
 def _outcome_of(model) -> dict:
@@ -641,7 +629,10 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     """
     from riskstrat import publish, tracking
     from riskstrat.engines import PandasEngine, open_engine
+    from riskstrat.data_end import data_end_of
+    from riskstrat.evaluation.pipeline import model_outcome
     from riskstrat.guards import check_data_currency
+    from riskstrat.outcomes import check_costs_known
     from riskstrat.features import build_features
     from riskstrat.io import data_fingerprint, file_sha256
     from riskstrat.privacy import check_key_matches, check_opt_out_match, match_opt_outs
@@ -659,9 +650,9 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                   f"recent events are missing, so risks are too low")
 
     t0 = time.perf_counter()
-    data_end, data_end_source = data_end_of(cfg.data)
-    if data_end is not None:  # refuse before loading anything
-        data_is_current(data_end)
+    found_end = data_end_of(cfg.data.path, configured=cfg.data.extract_end)
+    if found_end.end is not None:  # refuse before loading anything
+        data_is_current(found_end.end)
     key_fingerprint = check_key_matches(cfg.data.path)
     allow = cfg.models.allow_degenerate
     risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri, allow_degenerate=allow)
@@ -677,10 +668,15 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     engine = PandasEngine(records) if records is not None else open_engine(cfg.engine, cfg.data, stage=stage,
                                                                            check_every_row=True)
     records = engine.records  # the duckdb engine's holds persons only: all the rest needs of people
-    if data_end is None:
-        data_end, data_end_source = data_end_of(cfg.data, engine)
-        if data_end is not None:
-            data_is_current(data_end)
+    for model in [risk] + ([cost] if cost else []):  # a high-cost model needs health-care costs in the data
+        check_costs_known(model_outcome(model.risk_model), row_counts=engine.row_counts, blank_costs=engine.blank_costs)
+    if found_end.end is None:  # read from where the event volume stops, a stray late date left out
+        found_end = data_end_of(cfg.data.path, engine)
+        if found_end.warning:
+            stage(f"warning: {found_end.warning}")
+        if found_end.end is not None:
+            data_is_current(found_end.end)
+    data_end, data_end_source = found_end.end, found_end.source
     timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
     features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
@@ -709,6 +705,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
             stage(f"warning: {unmatched_warning}")
         counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
                   "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
+        if found_end.events_after:  # events after a data end read from the event volume: likely mistyped dates
+            counts["events_after_data_end"] = found_end.events_after
 
         models = [risk] + ([cost] if cost else [])
         inputs = {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,

@@ -86,3 +86,16 @@ class LinkedRecords:
                 lows.append(dates.min())
                 highs.append(dates.max())
         return (min(lows) if lows else None, max(highs) if highs else None)
+
+    def event_months(self, *, until=None) -> pd.DataFrame:
+        """Events per calendar month over all event tables together (dates after ``until`` ignored):
+        :func:`riskstrat.data_end.month_counts`, what :func:`riskstrat.data_end.volume_end` reads."""
+        from riskstrat.data_end import combine_months, month_counts
+
+        parts = []
+        for name in self.sources:
+            dates = self.tables[name][TABLES[name].event_date]
+            if until is not None:
+                dates = dates[dates <= pd.Timestamp(until)]
+            parts.append(month_counts(dates))
+        return combine_months(parts)

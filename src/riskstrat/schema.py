@@ -271,6 +271,11 @@ TABLES: dict[str, Table] = {
 }
 
 EVENT_TABLES = tuple(name for name in TABLES if name != "persons")
+# The cost columns: blank means unknown, never zero (validation warns of a table whose costs are all blank).
+COST_COLUMNS = ("cost", "weekly_cost")
+# The tables whose costs are health care's (social care's weekly_cost is not): a high-cost outcome needs one.
+HEALTH_CARE_COST_TABLES = tuple(name for name in EVENT_TABLES
+                                if name != "social_care" and "cost" in TABLES[name].column_names)
 
 
 def empty_table(name: str) -> "pd.DataFrame":

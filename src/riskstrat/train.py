@@ -329,23 +329,6 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data, search=trials, degenerate=degenerate)
 
 
-def extract_end_of(data_dir: Path, records, configured=None) -> pd.Timestamp:
-    """The last day the extract covers: config, else the data set's dataset.json, else the latest event
-    (of ``records``: LinkedRecords or a feature engine)."""
-    from riskstrat.io import dataset_metadata
-
-    if configured is not None:
-        return pd.Timestamp(configured)
-    info = dataset_metadata(data_dir)  # refuses a newer schema version
-    if info.get("extract_end"):
-        return pd.Timestamp(info["extract_end"])
-    # An event dated in the future (a typo such as 2099) must not move the extract end.
-    latest = records.date_range(until=pd.Timestamp.today().normalize())[1]
-    if latest is None:
-        raise ValueError("cannot tell where the extract ends: no events up to today; set data.extract_end")
-    return pd.Timestamp(latest)
-
-
 def suggest_index_dates(extract_end, *, n_train: int = 5, step_months: int = 3,
                         horizon_days: int = 365) -> tuple[list[str], str]:
     """Index dates that fit an extract: the latest first-of-month test date with a full horizon,

@@ -29,6 +29,9 @@ Rules (``ValidationIssue.rule``), errors unless noted:
 - ``event_before_birth``, ``event_after_death``: any date of an event row outside the person's
   life; dropped with a warning by default, except end dates (discharge, end of a service) after
   death, which are set to the date of death so that the stay or service is kept.
+- ``blank_cost`` (warning): a cost column (``cost``, ``weekly_cost``) absent or blank in every row
+  of a table that has rows: its costs are unknown, not zero (:func:`blank_costs`; a high-cost model
+  on data without any health-care cost is refused, :func:`riskstrat.outcomes.check_costs_known`).
 
 Row numbers in examples count data rows from 1 in the order of the input (the header is not a
 row). Examples show only the offending values and row numbers, never whole rows.
@@ -47,12 +50,15 @@ import pyarrow as pa
 
 from riskstrat.errors import InvalidInputError, RiskstratError
 from riskstrat.records import LinkedRecords
-from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table, pandas_dtype
+from riskstrat.schema import COST_COLUMNS, EVENT_TABLES, TABLES, Column, Table, pandas_dtype
 
 __all__ = [
+    "COST_COLUMNS",
     "ValidationError",
     "ValidationIssue",
     "ValidationReport",
+    "blank_cost_message",
+    "blank_costs",
     "load_records",
     "validate_data_dir",
     "validate_tables",
@@ -68,7 +74,6 @@ MAX_PRACTICE_ID_LENGTH = 64
 # Practice ids become folder names (riskstrat.lists): letters, digits, '_', '.', '-', starting with a letter or digit.
 _SAFE_PRACTICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
-COST_COLUMNS = ("cost", "weekly_cost")
 _STR = pd.StringDtype(na_value=np.nan)
 # A date, optionally followed by an ISO time and zone; only the date part is kept.
 _ISO_DATE = r"^(\d{4}-\d{2}-\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
@@ -546,6 +551,7 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
 
     df = pd.DataFrame(columns, copy=False)
     extra = frame[extras]
+    frame_columns = set(frame.columns)
     del frame, columns, values
     for start, end in table.ordered_dates:
         if start in absent or end in absent:
@@ -557,12 +563,32 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
             log.add(name, end, "end_before_start", "error", wrong.sum(),
                     f"{log.where(name, end)}: {_rows(int(wrong.sum()))} with {end} before {start}"
                     f"{_eg(examples)}; correct the dates or remove the rows.", examples)
+    for column in (c for c in table.column_names if c in COST_COLUMNS):
+        absent_cost = column not in frame_columns
+        if n and (absent_cost or df[column].isna().all()):
+            where = log.where(name) if absent_cost else log.where(name, column)
+            log.add(name, column, "blank_cost", "warning", n,
+                    blank_cost_message(where, name, column, n, absent=absent_cost), action="kept as unknown")
     if drop.any():
         df = _without_rows(df, drop)
     df = _check_duplicates(log, table, df, extra, duplicate_rows)
     if name == "persons" and "person_id" not in absent:
         _check_unique_persons(log, df)
     return _Checked(df, absent, n)
+
+
+def blank_cost_message(where: str, table: str, column: str, n: int, *, absent: bool) -> str:
+    """The ``blank_cost`` warning's words (validation and the folder engines word it alike)."""
+    found = f"has no {column} column" if absent else f"is blank in all {_rows(n)}"
+    return (f"{where} {found}: the {table} costs are unknown, not zero; cost features and a high-cost outcome "
+            f"would count them as nothing. Fill in the costs in the source (or leave the table out of "
+            f"cost models).")
+
+
+def blank_costs(records: LinkedRecords) -> list[tuple[str, str]]:
+    """The ``(table, column)`` cost columns blank in every row of an event table that has rows."""
+    return [(name, column) for name in records.sources for column in COST_COLUMNS
+            if column in records.tables[name] and len(records.tables[name]) and records.tables[name][column].isna().all()]
 
 
 def _check_safe_text(log: _IssueLog, table: Table, col: Column, values: pd.Series, cleaned: pd.Series,

@@ -1,7 +1,8 @@
 """Compute engines for the features: one definition (:mod:`riskstrat.engines.spec`), several engines.
 
 An engine answers what scoring and training ask of the data: which sources it has (``has``,
-``sources``, ``row_counts``), the dates it covers (``date_range``), the feature frame for one index
+``sources``, ``row_counts``), the dates it covers (``date_range``) and its events per month
+(``event_months``: :mod:`riskstrat.data_end` reads the data end from them), the feature frame for one index
 date (``features``), equal to :func:`riskstrat.features.build_features` (the reference), the
 validated persons (``records``) and, for the labels, the validated event tables an outcome reads
 (``tables``): a :class:`~riskstrat.records.LinkedRecords` holding persons and just those tables,
@@ -52,7 +53,14 @@ class FeatureEngine(Protocol):
     @property
     def row_counts(self) -> dict[str, int]: ...  # rows per table (persons and the event tables present)
 
+    # (table, column) of the cost columns absent or blank in every row of a table with rows (costs unknown).
+    blank_costs: list[tuple[str, str]]
+
     def date_range(self, *, until=None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]: ...
+
+    # Events per calendar month of every event table together (``events``, ``first``, ``last``), as
+    # riskstrat.data_end.month_counts gives them: where the volume stops is the data end (data_end.volume_end).
+    def event_months(self, *, until=None) -> pd.DataFrame: ...
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame: ...
 
@@ -84,12 +92,21 @@ class PandasEngine:
     def row_counts(self) -> dict[str, int]:
         return self.records.row_counts()
 
+    @property
+    def blank_costs(self) -> list[tuple[str, str]]:
+        from riskstrat.validate import blank_costs
+
+        return blank_costs(self.records)
+
     def tables(self, names: Iterable[str]) -> LinkedRecords:
         keep = {"persons", *names}
         return LinkedRecords({k: v for k, v in self.records.tables.items() if k in keep})
 
     def date_range(self, *, until=None):
         return self.records.date_range(until=until)
+
+    def event_months(self, *, until=None) -> pd.DataFrame:
+        return self.records.event_months(until=until)
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
         from riskstrat.features import build_features

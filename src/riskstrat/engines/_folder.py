@@ -38,14 +38,27 @@ import pandas as pd
 
 from riskstrat.engines.spec import DATE_COLUMNS, aggregates_for, feature_frame
 from riskstrat.errors import RiskstratError
-from riskstrat.schema import EVENT_TABLES, TABLES, Column, Table
+from riskstrat.schema import COST_COLUMNS, EVENT_TABLES, TABLES, Column, Table
 
 __all__ = ["EngineDataError", "FolderEngine", "TablePlan", "checks", "clamped_ends", "leading_text",
-           "out_of_life_tests", "read_window", "scan_requests"]
+           "months_frame", "out_of_life_tests", "read_window", "scan_requests"]
 
 
 class EngineDataError(RiskstratError, ValueError):
     """The data folder is not in a form this engine reads; the message says what to use instead."""
+
+
+def months_frame(found: list[tuple]) -> tuple[pd.DataFrame, int]:
+    """An engine's rows of (month, events, first, last, rows of unknown people) as the monthly counts
+    (:func:`riskstrat.data_end.month_counts`'s form) and the rows of unknown people."""
+    from riskstrat.data_end import month_counts
+
+    n_unknown = sum(int(row[4]) for row in found)
+    kept = [row for row in found if row[1]]
+    frame = pd.DataFrame({"events": [int(r[1]) for r in kept], "first": pd.to_datetime([r[2] for r in kept]),
+                          "last": pd.to_datetime([r[3] for r in kept])},
+                         index=pd.to_datetime([r[0] for r in kept]))
+    return (frame if len(frame) else month_counts(pd.Series([], dtype="datetime64[s]"))), n_unknown
 
 
 class TablePlan:
@@ -143,7 +156,7 @@ def scan_requests(plan: TablePlan, leading: dict[str, str | None]) -> list[tuple
             out += [("nan", col.name, None), ("infinite", col.name, None)]
             if col.min_value is not None:
                 out.append(("below", col.name, None))
-        if not col.nullable:
+        if not col.nullable or col.name in COST_COLUMNS:  # a cost column blank in every row is unknown costs
             out.append(("null", col.name, None))
     for start, end in table.ordered_dates:
         if start in plan.source and end in plan.source:
@@ -237,7 +250,7 @@ class FolderEngine(ABC):
     """Features computed by an engine over a canonical Parquet folder; validation's checks as counts.
 
     A subclass implements the hooks (``_connect``, ``_file_columns``, ``_reads_as``, ``_scan_counts``,
-    ``_aggregate_frame``, ``_date_span``, ``_link_counts``, ``_unknown_ids``); this class walks the
+    ``_aggregate_frame``, ``_date_span``, ``_event_months``, ``_link_counts``, ``_unknown_ids``); this class walks the
     tables, runs the checks, reports what they find as validation would, and builds the feature frame.
     ``exclude_sources`` are never read; ``out_of_life_events``, ``duplicate_rows`` and ``unknown_codes``
     are validation's options (:func:`riskstrat.validate.validate_tables`). Raises
@@ -275,6 +288,8 @@ class FolderEngine(ABC):
         self._log.issues = self.report.issues  # one report: persons' issues, then the engine's checks
         self.plans: dict[str, TablePlan] = {}
         self.row_counts: dict[str, int] = {"persons": len(self.persons)}
+        # (table, column) of cost columns absent or blank in every row of a table with rows: unknown costs.
+        self.blank_costs: list[tuple[str, str]] = []
         for name in EVENT_TABLES:
             if name in files:
                 self._check_table(TABLES[name], files[name])
@@ -311,6 +326,21 @@ class FolderEngine(ABC):
                 lows.append(pd.Timestamp(low))
                 highs.append(pd.Timestamp(high))
         return (min(lows) if lows else None, max(highs) if highs else None)
+
+    def event_months(self, *, until=None) -> pd.DataFrame:
+        """Events per calendar month over the event tables together (rows as validation keeps them:
+        known people, repeats removed, events outside a life left out; dates after ``until`` ignored),
+        as :meth:`LinkedRecords.event_months`: one small grouped query per table."""
+        from riskstrat.data_end import combine_months
+
+        until = pd.Timestamp(until).normalize() if until is not None else None
+        parts = []
+        for plan in self.plans.values():
+            months, n_unknown = self._event_months(plan, until)
+            if n_unknown and self._verify_ids(plan, self._unknown_ids(plan)):
+                months, _ = self._event_months(plan, until)  # ids ending in white space: again, cleaning them
+            parts.append(months)
+        return combine_months(parts)
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
         """The feature frame for ``index_date``: equal to ``build_features`` on the validated records."""
@@ -450,6 +480,13 @@ class FolderEngine(ABC):
         (at most ``until``), or Nones; and the rows whose person is not in persons."""
 
     @abstractmethod
+    def _event_months(self, plan: TablePlan, until: pd.Timestamp | None) -> tuple[pd.DataFrame, int]:
+        """The table's events per calendar month (rows of known people that validation keeps, exact
+        repeats counted once, event dates at most ``until``): a frame indexed by the month's first
+        day with ``events``, ``first``, ``last`` (:func:`riskstrat.data_end.month_counts`); and the
+        rows whose person is not in persons."""
+
+    @abstractmethod
     def _link_counts(self, plan: TablePlan, rules: list[str], latest: pd.Timestamp) -> list[int]:
         """Rows of the whole table (every date) breaking each of ``rules`` (``unknown_person`` first): an
         id not in persons, ``future_event`` (the event date after ``latest``), ``event_before_birth``,
@@ -468,7 +505,7 @@ class FolderEngine(ABC):
     # ------------------------------------------------------------------ checks
 
     def _check_table(self, table: Table, path: Path) -> None:
-        from riskstrat.validate import _rows
+        from riskstrat.validate import _rows, blank_cost_message
 
         log, name = self._log, table.name
         plan = self._plan_class(table, path, self._file_columns(path))
@@ -511,6 +548,13 @@ class FolderEngine(ABC):
                             f"{head}; map them to one of {known}, or drop them (unknown_codes='drop').")
                 continue
             log.add(name, col, rule, "error", n, f"{where}: {_rows(n)} {_CHECK_TEXTS[rule]}.")
+        for column in (c for c in table.column_names if c in COST_COLUMNS):
+            absent = column not in plan.source
+            if n_rows and (absent or counts.get(("missing_value", column), 0) == n_rows):
+                where = log.where(name) if absent else log.where(name, column)
+                log.add(name, column, "blank_cost", "warning", n_rows,
+                        blank_cost_message(where, name, column, n_rows, absent=absent), action="kept as unknown")
+                self.blank_costs.append((name, column))
         self.plans[name] = plan
 
     def _count_checks(self, plan: TablePlan) -> tuple[int, dict[tuple[str, str], int]]:

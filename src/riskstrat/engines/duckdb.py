@@ -34,6 +34,7 @@ from riskstrat.engines._folder import (
     FolderEngine,
     TablePlan,
     clamped_ends,
+    months_frame,
     out_of_life_tests,
     read_window,
 )
@@ -249,6 +250,20 @@ class DuckDBEngine(FolderEngine):
             f"SELECT min(e.{date}) FILTER (WHERE {known}), max(e.{date}) FILTER (WHERE {known}), "
             f"count(*) FILTER (WHERE p.person_id IS NULL) FROM ({plan.typed(drop_unknown_codes=True)}) e "
             f"LEFT JOIN persons p ON e.person_id = p.person_id").fetchone()
+
+    def _event_months(self, plan: _TablePlan, until: pd.Timestamp | None) -> tuple[pd.DataFrame, int]:
+        date = _quote(plan.table.event_date)
+        before = f" AND e.{date} <= {_date(until)}" if until is not None else ""
+        known = f"p.person_id IS NOT NULL AND e.{date} IS NOT NULL AND {self._kept(plan.table, 'e')}{before}"
+        rows = plan.typed(drop_unknown_codes=True)
+        if self.options["duplicate_rows"] != "keep":
+            rows = f"SELECT DISTINCT * FROM ({rows})"  # an exact repeat is one event, as validation keeps it
+        found = self.con.execute(
+            f"SELECT date_trunc('month', e.{date}) AS month, count(*) FILTER (WHERE {known}), "
+            f"min(e.{date}) FILTER (WHERE {known}), max(e.{date}) FILTER (WHERE {known}), "
+            f"count(*) FILTER (WHERE p.person_id IS NULL) FROM ({rows}) e "
+            f"LEFT JOIN persons p ON e.person_id = p.person_id GROUP BY 1").fetchall()
+        return months_frame(found)
 
     def _ids_all_known(self, plan: _TablePlan) -> bool:
         """Whether every distinct id in the file is a person's id exactly, read from the Parquet

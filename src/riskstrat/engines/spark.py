@@ -41,6 +41,7 @@ from riskstrat.engines._folder import (
     TablePlan,
     clamped_ends,
     code_map,
+    months_frame,
     out_of_life_tests,
     read_window,
 )
@@ -237,6 +238,21 @@ class SparkEngine(FolderEngine):
         low, high, n_unknown = rows.agg(F.min(F.when(known, date)), F.max(F.when(known, date)),
                                         F.count(F.when(rows["_known"].isNull(), 1))).collect()[0]
         return low, high, n_unknown
+
+    def _event_months(self, plan: TablePlan, until: pd.Timestamp | None) -> tuple[pd.DataFrame, int]:
+        F = self._F
+        date = F.col(plan.table.event_date)
+        # Repeats grouped into one row (as validation keeps one), unless duplicate_rows='keep'.
+        rows = self._joined(plan, None, dedupe=self.options["duplicate_rows"] != "keep")
+        known = rows["_known"].isNotNull() & date.isNotNull()
+        if self.options["out_of_life_events"] == "drop":
+            known = known & ~rows["_out_of_life"]
+        if until is not None:
+            known = known & (date <= _date(F, until))
+        found = rows.groupBy(F.trunc(date, "month").alias("_month")).agg(
+            F.count(F.when(known, 1)), F.min(F.when(known, date)), F.max(F.when(known, date)),
+            F.count(F.when(rows["_known"].isNull(), 1))).collect()
+        return months_frame([tuple(row) for row in found])
 
     def _unknown_ids(self, plan: TablePlan) -> list:
         ids = self._typed(plan).select("person_id").distinct()

@@ -142,7 +142,8 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     from riskstrat import report, tracking
     from riskstrat.evaluation.pipeline import model_outcome
     from riskstrat.io import data_fingerprint
-    from riskstrat.pipelines import data_end_of, load_data, read_opt_outs
+    from riskstrat.data_end import data_end_of
+    from riskstrat.pipelines import load_data, read_opt_outs
     from riskstrat.privacy import check_key_matches, match_opt_outs
     from riskstrat.tiers import LOWEST_TIER
 
@@ -151,10 +152,13 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     if not months:
         raise NothingToMonitorError(f"no month scored before {as_of.date()} in {cfg.output_dir}: monitoring compares "
                                     f"the months `riskstrat score` published there with what happened next")
-    data_end, data_end_source = data_end_of(cfg.data)
-    if data_end is None:
+    found_end = data_end_of(cfg.data.path, configured=cfg.data.extract_end)
+    if found_end.end is None:  # read from where the event volume stops, a stray late date left out
         records = records if records is not None else load_data(cfg.data, stage=stage)
-        data_end, data_end_source = data_end_of(cfg.data, records)
+        found_end = data_end_of(cfg.data.path, records)
+        if found_end.warning:
+            stage(f"warning: {found_end.warning}")
+    data_end, data_end_source = found_end.end, found_end.source
     if data_end is None:
         raise NothingToMonitorError(f"cannot tell where the data in {cfg.data.path} end: set data.extract_end")
     # Nothing after the monitoring date is used, even if the data run past it.

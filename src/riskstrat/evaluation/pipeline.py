@@ -121,11 +121,12 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.io import currency_of, data_fingerprint, dataset_metadata
     from riskstrat.privacy import FINGERPRINT_FIELD
     from riskstrat.labels import check_horizon, future_cost
-    from riskstrat.outcomes import HighCost
+    from riskstrat.outcomes import HighCost, check_costs_known
+    from riskstrat.validate import blank_costs
     from riskstrat.synth.truth import oracle_risk, read_truth
     from riskstrat.models import prior_use_score
     from riskstrat.pipelines import check_feature_spec, check_features_match, load_data
-    from riskstrat.train import extract_end_of
+    from riskstrat.data_end import data_end_of
 
     as_of = pd.Timestamp(as_of).normalize()
     candidate = tracking.load_model_ref(model, uri=uri)
@@ -142,7 +143,11 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         check_feature_spec(m, stage=stage)
     data_dir = Path(data_dir)
     records = records if records is not None else load_data(DataConfig(path=data_dir), stage=stage)
-    extract_end = extract_end_of(data_dir, records)
+    check_costs_known(outcome, row_counts=records.row_counts(), blank_costs=blank_costs(records))
+    found_end = data_end_of(data_dir, records)
+    extract_end = found_end.require(data_dir)
+    if found_end.warning:
+        stage(f"warning: {found_end.warning}")
     check_horizon(as_of, horizon_days=outcome.horizon_days, extract_end=extract_end)
 
     features = build_features(records, as_of)
@@ -207,6 +212,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "model_name": candidate.name, "model_version": candidate.version, "model_run_id": candidate.run_id,
         "against": f"{champion.name} version {champion.version}" if champion else None,
         "as_of": str(as_of.date()), "extract_end": str(pd.Timestamp(extract_end).date()),
+        "data_end_source": found_end.source, "events_after_data_end": found_end.events_after,
         "outcome": outcome.describe(), "outcome_words": outcome.words, "horizon_days": outcome.horizon_days,
         "data_dir": str(data_dir.resolve()), "data_sha256": data_fingerprint(data_dir)["sha256"],
         "n_unlabelled": int((~keep).sum()), "sources": list(records.sources),

@@ -28,12 +28,14 @@ from riskstrat.outcomes._builtin import (
     EmergencyAdmission,
     EventOutcome,
     HighCost,
+    MissingCostsError,
     SocialCareEntry,
     UnplannedHospitalUse,
+    check_costs_known,
 )
 
-__all__ = ["OUTCOMES", "DeathHandling", "Outcome", "OutcomeConfig", "Window", "parse_outcome", "outcome_words",
-           "Death", "EmergencyAdmission", "EventOutcome", "HighCost", "SocialCareEntry", "UnplannedHospitalUse"]
+__all__ = ["OUTCOMES", "DeathHandling", "MissingCostsError", "Outcome", "OutcomeConfig", "Window",
+           "check_costs_known", "parse_outcome", "outcome_words", "Death", "EmergencyAdmission", "EventOutcome", "HighCost", "SocialCareEntry", "UnplannedHospitalUse"]
 
 OUTCOMES: dict[str, type[Outcome]] = {cls.model_fields["name"].default: cls for cls in (
     EmergencyAdmission, UnplannedHospitalUse, Death, HighCost, SocialCareEntry)}

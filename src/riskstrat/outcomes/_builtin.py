@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from riskstrat.errors import RiskstratError
 from riskstrat.outcomes._base import DeathHandling, Outcome, Window
 from riskstrat.records import LinkedRecords
-from riskstrat.schema import ADMISSION_METHODS, EVENT_TABLES, SOCIAL_CARE_TYPES, TABLES
+from riskstrat.schema import ADMISSION_METHODS, EVENT_TABLES, HEALTH_CARE_COST_TABLES, SOCIAL_CARE_TYPES, TABLES
 
 _DEATH_FIELD = Field("composite", description="Death in the window: composite (counts as the outcome, SPARRA v4) "
                                               "| exclude (no label unless the event came first) | negative.")
@@ -135,6 +136,30 @@ class HighCost(Outcome):
         observed = cost[window.followed]
         threshold = np.quantile(observed, 1 - self.top_fraction) if len(observed) else np.inf
         return cost > threshold, None
+
+
+class MissingCostsError(RiskstratError):
+    """A cost outcome on data whose health-care costs are all unknown (blank or absent)."""
+
+
+def check_costs_known(outcome: Outcome, *, row_counts: dict[str, int], blank_costs) -> None:
+    """Refuse (:class:`MissingCostsError`) a high-cost outcome on data in which no health-care table
+    with rows has a known cost: blank costs are unknown, not zero, and a top-5% by social-care cost
+    alone is another outcome. ``blank_costs``: the ``(table, column)`` cost columns blank in every row
+    (an engine's ``blank_costs``, :func:`riskstrat.validate.blank_costs`). Other outcomes pass."""
+    if not isinstance(outcome, HighCost):
+        return
+    blank = {table for table, column in blank_costs if column == "cost"}
+    present = [t for t in HEALTH_CARE_COST_TABLES if row_counts.get(t, 0)]
+    if any(t not in blank for t in present):
+        return
+    where = (f"the cost column is blank in every row of {', '.join(present)}" if present
+             else "the data hold no health-care events with costs")
+    raise MissingCostsError(
+        f"{outcome.words} needs health-care costs, but {where}: those costs are unknown, not zero, and a "
+        f"high-cost model judged on social-care costs alone would be judged on another outcome. Fill in the "
+        f"cost column of {', '.join(present or HEALTH_CARE_COST_TABLES)} (riskstrat validate lists blank cost "
+        f"columns), or use a model of another outcome")
 
 
 class SocialCareEntry(Outcome):

@@ -72,8 +72,13 @@ class ImportSummary:
     unknown_codes: dict[str, dict[str, int]] = field(default_factory=dict)
     # Person field -> people whose records disagree (the most recent record's value was kept).
     conflicts: dict[str, int] = field(default_factory=dict)
-    # Last day the extract covers, when the reader knows it (else the last event date is used).
+    # Last day the extract covers, when the reader knows it (else it is read from where the monthly
+    # event volume stops: ``data_end``, with ``events_after_data_end`` events after it left out of it).
     extract_end: str | None = None
+    data_end: str | None = None
+    events_after_data_end: int = 0
+    # OMOP: cycles found in the vocabulary's hierarchy and broken (riskstrat.readers.vocab), by kind.
+    vocabulary_cycles: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str, n: int, examples=()) -> None:
         """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded).
@@ -111,10 +116,12 @@ class ImportSummary:
             self.notes.append(text)
 
     def finish(self, tables: dict[str, pd.DataFrame]) -> None:
-        """Fill ``people``, ``output_rows`` and ``date_range`` from the canonical tables."""
+        """Fill ``people``, ``output_rows``, ``date_range`` and ``data_end`` from the canonical tables."""
+        from riskstrat.data_end import combine_months, month_counts, volume_end
+
         self.people = len(tables["persons"])
         self.output_rows = {name: len(df) for name, df in tables.items()}
-        lows, highs = [], []
+        lows, highs, months = [], [], []
         for name, df in tables.items():
             col = TABLES[name].event_date
             if col and len(df):
@@ -122,10 +129,18 @@ class ImportSummary:
                 if len(dates):
                     lows.append(dates.min())
                     highs.append(dates.max())
+                    months.append(month_counts(dates))
         self.date_range = (
             min(lows).date().isoformat() if lows else None,
             max(highs).date().isoformat() if highs else None,
         )
+        # Where the event volume stops, not the latest date: one mistyped date must not become the
+        # extract end written to dataset.json (riskstrat.data_end).
+        found = volume_end(combine_months(months))
+        self.data_end = found.end.date().isoformat() if found.end is not None else None
+        self.events_after_data_end = found.events_after
+        if found.warning and self.extract_end is None:
+            self.note(found.warning)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -216,7 +216,8 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
     provider = optional("provider", "", key="provider_id")
     care_site = optional("care_site", "", key="care_site_id")
 
-    vocab = read_vocabulary(src_dir, concept_ids=_concepts_of_interest(conditions, drugs, cost))
+    vocab = read_vocabulary(src_dir, concept_ids=_concepts_of_interest(conditions, drugs, cost),
+                            roots=ltc_concepts())
     if vocab is not None:
         kept = {"concept": vocab.concepts, "concept_ancestor": vocab.ancestors,
                 "concept_relationship": vocab.relationships}
@@ -224,6 +225,10 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
             rows = len(kept[name]) if name in kept else None
             summary.note(f"vocabulary: {name} read" + ("" if rows is None else
                                                         f" ({rows:,} rows kept)" if rows else " (no rows)"))
+        # A cycle would make a long-term condition's descendants take in whatever hangs below it.
+        summary.vocabulary_cycles = {k: int(v) for k, v in vocab.cycles.items() if v}
+        for note in vocab.cycle_notes():
+            summary.note(note)
 
     tables = {"persons": _persons(person, death, periods, care_site, pseudonyms, summary,
                                   practice_from=practice_from, observation_periods=observation_periods)}

@@ -93,13 +93,20 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
     out["death"] = _outcome(deaths > 0, deaths, _few(f"{deaths:,} deaths", deaths, min_events) if deaths
                             else "no deaths recorded: death outcome not supported")
 
-    costed = 0
+    # Health-care costs: social care's weekly costs alone make a top-5% by social care, another outcome.
+    costed = social = 0
     for name, df in tables.items():
         for column in ("cost", "weekly_cost"):
             if column in df:
-                costed += int(pd.to_numeric(df[column], errors="coerce").gt(0).sum())
-    out["high_cost"] = _outcome(costed > 0, costed, f"{costed:,} events with a cost" if costed
-                                else "no costs recorded: high_cost not supported")
+                n = int(pd.to_numeric(df[column], errors="coerce").gt(0).sum())
+                if name == "social_care":
+                    social += n
+                else:
+                    costed += n
+    out["high_cost"] = _outcome(
+        costed > 0, costed, f"{costed:,} events with a cost" + (f" (and {social:,} social care services)" if social else "")
+        if costed else (f"no health-care costs recorded ({social:,} social care services with a cost are not enough): "
+                        f"high_cost not supported" if social else "no costs recorded: high_cost not supported"))
 
     care = _rows(tables, "social_care")
     n_care = 0 if care is None else len(care)
@@ -152,12 +159,14 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
         "people_without_practice": _people_without_practice(tables),
         "date_range": list(summary.date_range),
         "extract_end": extract_end(summary),
+        "events_after_extract_end": 0 if summary.extract_end else summary.events_after_data_end,
         "rows_in": dict(summary.source_rows),
         "routes": {f: dict(t) for f, t in summary.routes.items()},
         "rows_out": dict(summary.output_rows),
         "dropped": dropped,
         "unknown_codes": {f: dict(v) for f, v in summary.unknown_codes.items()},
         "conflicts": dict(summary.conflicts),
+        "vocabulary_cycles_broken": dict(summary.vocabulary_cycles),
         "notes": list(summary.notes),
         "validation": {"ok": validation.ok, "errors": len(validation.errors),
                        "warnings": len(validation.warnings), "end_dates_cut_back_to_death": cut_back},
@@ -166,8 +175,9 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
 
 
 def extract_end(summary: "ImportSummary") -> str | None:
-    """The reader's known extract end, else the last event date."""
-    return summary.extract_end or summary.date_range[1]
+    """The reader's known extract end, else where the monthly event volume stops (a stray late date
+    left out: :mod:`riskstrat.data_end`), else the last event date."""
+    return summary.extract_end or summary.data_end or summary.date_range[1]
 
 
 def dataset_metadata(summary: "ImportSummary") -> dict:

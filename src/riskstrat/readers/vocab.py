@@ -13,6 +13,20 @@ Reading (:func:`read_vocabulary`) is the only I/O: ``CONCEPT``, ``CONCEPT_ANCEST
   subsets), "Is a" and the RxNorm hierarchy (ingredient, component, form, brand, pack, quantity), so
   that descendants and ATC classes can still be found by walking the relationships.
 
+A hierarchy with a cycle (a concept that "Is a" its own descendant, by a data error) would make
+every concept of the cycle a descendant of every other, and a long-term-condition root the
+ancestor of whatever hangs below a concept above it. :meth:`Vocabulary.from_frames` breaks them and
+counts them (:attr:`Vocabulary.cycles`):
+
+- "Is a": self-loops are ignored; within each cycle (a strongly connected set of concepts) the
+  relationship that points furthest downwards (to a parent furthest from the top of the hierarchy,
+  by distance to a concept without parents, compared with its child) closes the cycle and is left
+  out, one at a time until no cycle is left.
+- ``CONCEPT_ANCESTOR``: self-loops other than the identity row (level 0) are dropped; a pair that is
+  each other's ancestor is a cycle. A closure built over a cycle cannot be repaired row by row, so
+  descendants are then found by walking the "Is a" relationships (cycles broken as above), read
+  for that; without them, only the rows between the cycle's concepts are dropped.
+
 The look-ups are pure functions of a :class:`Vocabulary`:
 
 >>> vocab = Vocabulary.from_frames(
@@ -32,7 +46,7 @@ from __future__ import annotations
 import csv
 import gzip
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +76,16 @@ class Vocabulary:
     ancestors: pd.DataFrame
     relationships: pd.DataFrame
     tables: tuple[str, ...] = ()
+    # Cycles found and broken (see the module): "is_a" (cycles), "is_a_relationships" (left out),
+    # "concept_ancestor" (pairs each other's ancestor), "concept_ancestor_rows" (rows dropped).
+    cycles: dict = field(default_factory=dict, compare=False)
+    # Descendants by walking "Is a" even though CONCEPT_ANCESTOR has rows (it holds a cycle).
+    walk_is_a: bool = False
 
     @classmethod
     def from_frames(cls, *, concepts: pd.DataFrame | None = None, ancestors: pd.DataFrame | None = None,
                     relationships: pd.DataFrame | None = None) -> "Vocabulary":
-        """A vocabulary from small hand-made frames (tests, notebooks)."""
+        """A vocabulary from small hand-made frames (tests, notebooks), its hierarchy's cycles broken."""
         tables = tuple(name for name, df in zip(VOCABULARY_TABLES, (concepts, ancestors, relationships))
                        if df is not None)
         concepts = concepts if concepts is not None else pd.DataFrame(columns=list(_CONCEPT_COLUMNS))
@@ -83,8 +102,34 @@ class Vocabulary:
         ancestors = ancestors.astype("int64")
         relationships = relationships.astype({"concept_id_1": "int64", "concept_id_2": "int64",
                                               "relationship_id": str})
+        relationships, n_cycles, n_left_out = _without_is_a_cycles(relationships)
+        ancestors, n_pairs, n_dropped = _without_ancestor_cycles(ancestors)
+        cycles = {"is_a": n_cycles, "is_a_relationships": n_left_out, "concept_ancestor": n_pairs,
+                  "concept_ancestor_rows": n_dropped}
+        walk = bool(n_pairs) and bool((relationships["relationship_id"] == IS_A).any())
         return cls(concepts.reset_index(drop=True), ancestors.reset_index(drop=True),
-                   relationships.reset_index(drop=True), tables)
+                   relationships.reset_index(drop=True), tables, cycles, walk)
+
+    def cycle_notes(self) -> list[str]:
+        """The import report's words for the cycles broken (none: an empty list)."""
+        c, notes = self.cycles, []
+        if c.get("concept_ancestor"):
+            instead = ("descendants found by walking the 'Is a' relationships instead" if self.walk_is_a
+                       else "no 'Is a' relationships to walk instead, so only those rows were dropped")
+            notes.append(f"{c['concept_ancestor']:,} cycle{'s' if c['concept_ancestor'] != 1 else ''} in the "
+                         f"vocabulary's CONCEPT_ANCESTOR (concepts that are each other's ancestor; "
+                         f"{c['concept_ancestor_rows']:,} rows dropped): {instead}")
+        if c.get("is_a"):
+            notes.append(f"{c['is_a']:,} cycle{'s' if c['is_a'] != 1 else ''} in the vocabulary's Is a relationships "
+                         f"{'were' if c['is_a'] != 1 else 'was'} broken ({c['is_a_relationships']:,} "
+                         f"relationship{'s' if c['is_a_relationships'] != 1 else ''} that close"
+                         f"{'s' if c['is_a_relationships'] == 1 else ''} a cycle left out)")
+        return notes
+
+    @property
+    def uses_ancestors(self) -> bool:
+        """Whether descendants come from CONCEPT_ANCESTOR (rows, and no cycle there) or from the "Is a" walk."""
+        return bool(len(self.ancestors)) and not self.walk_is_a
 
     @property
     def has_hierarchy(self) -> bool:
@@ -97,15 +142,18 @@ class Vocabulary:
 
 # --- reading ---------------------------------------------------------------------------------
 
-def read_vocabulary(src_dir: str | Path, *, concept_ids: Iterable[int],
+def read_vocabulary(src_dir: str | Path, *, concept_ids: Iterable[int], roots: Iterable[int] = (),
                     chunksize: int = 1_000_000) -> Vocabulary | None:
     """Read the vocabulary tables in ``src_dir`` that matter for ``concept_ids``; None if none is there.
 
     ``concept_ids`` are the concepts of interest: those the data use (condition, drug and source
-    concepts, currencies) and those of the code lists.
+    concepts, currencies) and those of the code lists. ``roots`` (the code lists' concepts, whose
+    descendants are looked up): every ``CONCEPT_ANCESTOR`` row above or below them is kept, so that a
+    cycle through one shows (a pair each other's ancestor); then the "Is a" relationships are read too.
     """
     src_dir = Path(src_dir)
     wanted = np.unique(np.asarray([int(i) for i in concept_ids], dtype="int64"))
+    roots = np.unique(np.asarray([int(i) for i in roots], dtype="int64"))
     paths = {name: find_table(src_dir, name) for name in VOCABULARY_TABLES}
     if not any(paths.values()):
         return None
@@ -136,9 +184,21 @@ def read_vocabulary(src_dir: str | Path, *, concept_ids: Iterable[int],
     ancestors = _read_filtered(
         paths["concept_ancestor"], ("ancestor_concept_id", "descendant_concept_id", "min_levels_of_separation"),
         ("ancestor_concept_id", "descendant_concept_id"), chunksize,
-        lambda df: df["descendant_concept_id"].isin(wanted)
-        & (df["ancestor_concept_id"].isin(wanted) | df["ancestor_concept_id"].isin(atc)))
-    return Vocabulary.from_frames(concepts=concepts, ancestors=ancestors, relationships=relationships)
+        lambda df: (df["descendant_concept_id"].isin(wanted)
+                    & (df["ancestor_concept_id"].isin(wanted) | df["ancestor_concept_id"].isin(atc)))
+        | df["ancestor_concept_id"].isin(roots) | df["descendant_concept_id"].isin(roots))
+    vocab = Vocabulary.from_frames(concepts=concepts, ancestors=ancestors, relationships=relationships)
+    if vocab.cycles.get("concept_ancestor") and not walk and paths["concept_relationship"] is not None:
+        # A closure built over a cycle cannot be trusted: read the "Is a" relationships to walk instead.
+        is_a = _read_filtered(paths["concept_relationship"],
+                              ("concept_id_1", "concept_id_2", "relationship_id", "invalid_reason"),
+                              ("concept_id_1", "concept_id_2"), chunksize,
+                              lambda df: (df["relationship_id"] == IS_A)
+                              & (df["invalid_reason"].isna() if "invalid_reason" in df else True))
+        is_a = is_a.drop(columns=["invalid_reason"], errors="ignore")
+        vocab = Vocabulary.from_frames(concepts=concepts, ancestors=ancestors,
+                                       relationships=pd.concat([relationships, is_a], ignore_index=True))
+    return vocab
 
 
 def _has_rows(path: Path) -> bool:
@@ -188,11 +248,12 @@ def _read_filtered(path: Path | None, columns: tuple[str, ...], required: tuple[
 def descendants(vocab: Vocabulary, ancestor_ids: Iterable[int]) -> pd.DataFrame:
     """Pairs (``ancestor_concept_id``, ``descendant_concept_id``) for each of ``ancestor_ids``, itself included.
 
-    From ``CONCEPT_ANCESTOR`` when it has rows, else by walking "Is a" relationships downwards.
+    From ``CONCEPT_ANCESTOR`` when it has rows (and no cycle), else by walking "Is a" relationships
+    downwards (their cycles broken: see the module).
     """
     roots = pd.Series(sorted({int(i) for i in ancestor_ids}), dtype="int64")
     pairs = [pd.DataFrame({"ancestor_concept_id": roots, "descendant_concept_id": roots})]
-    if len(vocab.ancestors):
+    if vocab.uses_ancestors:
         a = vocab.ancestors
         pairs.append(a.loc[a["ancestor_concept_id"].isin(roots), ["ancestor_concept_id", "descendant_concept_id"]])
     else:
@@ -283,3 +344,70 @@ def _atc_links(relationships: pd.DataFrame, codes: pd.Series) -> pd.DataFrame:
     links["code"] = links["atc"].map(codes)
     links["secondary"] = links["relationship_id"].str.contains(" sec ", regex=False).astype(int)
     return links.dropna(subset=["code"]).drop_duplicates(["rxnorm", "code", "secondary"])
+
+
+# --- cycles ----------------------------------------------------------------------------------
+
+def _without_is_a_cycles(relationships: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """``relationships`` without "Is a" self-loops and without the "Is a" rows that close a cycle (see the
+    module); and the cycles (strongly connected sets of two or more concepts) and rows left out."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components, shortest_path
+
+    is_a = (relationships["relationship_id"] == IS_A).to_numpy()
+    loop = is_a & (relationships["concept_id_1"] == relationships["concept_id_2"]).to_numpy()
+    edges = relationships[is_a & ~loop]
+    if edges.empty:
+        return relationships[~loop], 0, 0
+    nodes, codes = np.unique(np.concatenate([edges["concept_id_1"].to_numpy(), edges["concept_id_2"].to_numpy()]),
+                             return_inverse=True)
+    child, parent = codes[:len(edges)], codes[len(edges):]
+    n = len(nodes)
+    up = csr_matrix((np.ones(len(edges)), (child, parent)), shape=(n, n))  # child -> parent
+    _, component = connected_components(up, directed=True, connection="strong")
+    size = np.bincount(component)
+    in_cycle = (component[child] == component[parent]) & (size[component[child]] > 1)
+    if not in_cycle.any():
+        return relationships[~loop], 0, 0
+    # Each concept's distance from the top (a concept without parents), by one search from a node above
+    # every top; a cycle's detour never shortens it. Unreachable (a cycle with no way up): infinite.
+    tops = np.flatnonzero(np.bincount(child, minlength=n) == 0)
+    down = csr_matrix((np.ones(len(edges) + len(tops)), (np.r_[parent, np.full(len(tops), n)], np.r_[child, tops])),
+                      shape=(n + 1, n + 1))
+    depth = shortest_path(down, directed=True, unweighted=True, indices=n)[:n]
+    n_cycles = len(np.unique(component[child[in_cycle]]))
+    # Within the cycles only: leave out, one at a time per remaining cycle, the relationship that points
+    # furthest down (its parent's depth minus its child's; ties by ids), until no cycle is left. A
+    # relationship up from a child that also has a shorter way to the top is then kept.
+    candidates = np.flatnonzero(in_cycle)
+    downward = np.nan_to_num(depth[parent] - depth[child], nan=np.inf, posinf=np.inf, neginf=-np.inf)
+    order = np.lexsort((nodes[parent], nodes[child], -downward))  # worst first
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    closes = np.zeros(len(edges), dtype=bool)
+    while len(candidates):
+        sub = csr_matrix((np.ones(len(candidates)), (child[candidates], parent[candidates])), shape=(n, n))
+        _, part = connected_components(sub, directed=True, connection="strong")
+        cyclic = candidates[part[child[candidates]] == part[parent[candidates]]]
+        if not len(cyclic):
+            break
+        worst = pd.Series(rank[cyclic], index=cyclic).groupby(part[child[cyclic]]).idxmin().to_numpy()
+        closes[worst] = True
+        candidates = np.setdiff1d(cyclic, worst)
+    keep = ~loop
+    keep[np.flatnonzero(is_a & ~loop)[closes]] = False
+    return relationships[keep], n_cycles, int(closes.sum())
+
+
+def _without_ancestor_cycles(ancestors: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """``CONCEPT_ANCESTOR`` rows without self-loops other than the identity row (level 0) and without
+    the rows between concepts that are each other's ancestor; and those pairs (cycles) and rows dropped."""
+    a, d = ancestors["ancestor_concept_id"], ancestors["descendant_concept_id"]
+    loop = (a == d) & (ancestors["min_levels_of_separation"] != 0)
+    pairs = pd.MultiIndex.from_arrays([a, d])
+    mutual = (a != d) & pairs.isin(pd.MultiIndex.from_arrays([d, a]))
+    drop = (loop | mutual).to_numpy()
+    paired = {tuple(sorted(p)) for p in zip(a[mutual], d[mutual])}
+    # A concept its own ancestor at some distance lies on a cycle too (one not already counted in a pair).
+    alone = set(a[loop]) - {c for p in paired for c in p}
+    return ancestors[~drop], len(paired) + len(alone), int(drop.sum())
