@@ -70,3 +70,26 @@ def test_metric_keys_from_names_are_ones_mlflow_accepts(tmp_path, name, key):
     with mlflow.start_run() as run:
         mlflow.log_metrics({tracking.metric_key(f"tier.{name}"): 1.0})
     assert mlflow.get_run(run.info.run_id).data.metrics == {key: 1.0}
+
+
+def test_writing_to_a_read_only_store_is_named_by_every_writer(tmp_path):
+    import mlflow
+
+    db = tmp_path / "mlflow.db"
+    tracking.configure(f"sqlite:///{db}")
+    client = mlflow.MlflowClient()
+    client.create_registered_model("m")
+    with mlflow.start_run() as run:
+        pass
+    client.create_model_version("m", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    read_only = f"sqlite:///file:{db}?mode=ro&uri=true"
+    (tmp_path / "report").mkdir()
+    writers = {
+        "promote": lambda: tracking.promote("m", "1", uri=read_only, force=True),
+        "tag": lambda: tracking.tag_model_version("m", "1", {"k": "v"}, uri=read_only),
+        "monitoring run": lambda: tracking.log_monitoring_run(tags={}, metrics={"n": 1.0}, folder=tmp_path / "report",
+                                                              uri=read_only),
+    }
+    for what, write in writers.items():
+        with pytest.raises(tracking.TrackingStoreError, match="is read-only for user"):
+            write()

@@ -6,6 +6,7 @@ person-level row (the input example is a synthetic median person, not a real one
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -96,6 +97,29 @@ class LoggedRun:
     model_uri: str
 
 
+def _store_faults_named(fn):
+    """``fn`` with a tracking store's fault (locked, read-only, corrupt) raised as a
+    :class:`TrackingStoreError` saying what to do, whatever call inside it met the store first;
+    riskstrat's own refusals and every other exception pass unchanged."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RiskstratError:
+            raise
+        except Exception as exc:
+            import mlflow
+
+            for cause in (exc, exc.__cause__):
+                if cause is not None and (problem := store_problem(cause, mlflow.get_tracking_uri())) is not None:
+                    raise problem from exc
+            raise
+
+    return wrapper
+
+
+@_store_faults_named
 def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, config_dict: dict,
                      data_summary: dict, register: bool = True, degenerate: Sequence[str] = (),
                      timings: dict[str, float] | None = None) -> LoggedRun:
@@ -272,6 +296,7 @@ def _refuse_degenerate(mv, *, what: str, override: str) -> None:
             reasons=reasons.split(","))
 
 
+@_store_faults_named
 def refuse_degenerate(name: str, version: str | int, *, what: str, override: str, uri: str | None = None) -> None:
     """Raise :class:`riskstrat.guards.DegenerateModelError` if the version is tagged degenerate."""
     from mlflow import MlflowClient
@@ -285,6 +310,7 @@ def refuse_degenerate(name: str, version: str | int, *, what: str, override: str
     _refuse_degenerate(mv, what=what, override=override)
 
 
+@_store_faults_named
 def degenerate_tag(name: str, version: str | int, *, uri: str | None = None) -> str | None:
     """The ``riskstrat.degenerate`` tag of a model version (reason codes joined by ','), or None."""
     from mlflow import MlflowClient
@@ -293,6 +319,7 @@ def degenerate_tag(name: str, version: str | int, *, uri: str | None = None) -> 
     return (MlflowClient().get_model_version(name, str(version)).tags or {}).get(DEGENERATE_TAG)
 
 
+@_store_faults_named
 def promote(name: str, version: str | int, *, alias: str = "champion", uri: str | None = None,
             force: bool = False) -> dict:
     """Point ``alias`` at ``version`` of registered model ``name``; returns what moved.
@@ -303,11 +330,13 @@ def promote(name: str, version: str | int, *, alias: str = "champion", uri: str 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    configure(uri)
+    where = configure(uri)
     client = MlflowClient()
     try:
         mv = client.get_model_version(name, str(version))
-    except MlflowException:
+    except MlflowException as exc:
+        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
+            raise problem from exc
         raise missing_version(client, name, version) from None
     if not force:
         _refuse_degenerate(mv, what=f"make it {alias}", override="pass --force")
@@ -329,6 +358,7 @@ def missing_version(client, name: str, version) -> RegistryError:
     return RegistryError(f"model {name} has no version {version} (versions: {', '.join(versions)})")
 
 
+@_store_faults_named
 def require_version(name: str, version: str | int, *, uri: str | None = None) -> None:
     """Refuse (:class:`RegistryError`) a version of ``name`` the registry does not hold."""
     from mlflow import MlflowClient
@@ -421,6 +451,7 @@ def _loaded(mv, uri: str, *, alias: str | None) -> LoadedModel:
                        degenerate=(mv.tags or {}).get(DEGENERATE_TAG))
 
 
+@_store_faults_named
 def load_baseline(run_id: str, name: str, *, uri: str | None = None):
     """The baseline ``name`` (e.g. ``logistic``) fitted in training run ``run_id`` on the same training
     rows as that run's model, or None when the run logged none (older runs, or not configured)."""
@@ -445,6 +476,7 @@ def load_baseline(run_id: str, name: str, *, uri: str | None = None):
                 f"or train the model again") from exc
 
 
+@_store_faults_named
 def training_config(run_id: str, *, uri: str | None = None) -> dict | None:
     """The configuration training run ``run_id`` logged (``config.json``), or None when it has none."""
     import mlflow
@@ -482,6 +514,7 @@ def load_model_ref(ref: str, *, uri: str | None = None) -> LoadedModel:
     return load_model(name, alias=alias or "champion", version=version, uri=uri)
 
 
+@_store_faults_named
 def load_champion_version(name: str, *, alias: str = "champion", uri: str | None = None) -> str | None:
     """The version ``alias`` points at, or None when the model has no such alias."""
     from mlflow import MlflowClient
@@ -494,6 +527,7 @@ def load_champion_version(name: str, *, alias: str = "champion", uri: str | None
         return None
 
 
+@_store_faults_named
 def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg, *, timings: dict | None = None) -> str:
     """Log a scoring run: the manifest and the commissioners' aggregates only (no person rows);
     ``timings`` (seconds per stage) as metrics (they are kept out of the manifest, whose bytes a
@@ -517,6 +551,7 @@ def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg, *, timings: dict
 EVALUATION_EXPERIMENT = "riskstrat-evaluation"
 
 
+@_store_faults_named
 def log_evaluation_run(*, model_name: str, model_version: str, model_run_id: str, tags: dict, metrics: dict,
                        folder: Path, uri: str | None = None, experiment: str = EVALUATION_EXPERIMENT) -> str:
     """Log an evaluation (aggregates, report, tables, figures: no person rows) as its own run, tagged
@@ -541,6 +576,7 @@ def log_evaluation_run(*, model_name: str, model_version: str, model_run_id: str
 MONITORING_EXPERIMENT = "riskstrat-monitoring"
 
 
+@_store_faults_named
 def log_monitoring_run(*, tags: dict, metrics: dict, folder: Path, uri: str | None = None,
                        experiment: str = MONITORING_EXPERIMENT) -> str:
     """Log a monitoring run (``riskstrat monitor``): aggregates, the report and its tables only,
@@ -557,6 +593,7 @@ def log_monitoring_run(*, tags: dict, metrics: dict, folder: Path, uri: str | No
         return run.info.run_id
 
 
+@_store_faults_named
 def find_evaluation(name: str, version: str | int, *, uri: str | None = None):
     """The latest evaluation run of ``name`` version ``version`` (an ``mlflow.entities.Run``), or None."""
     import mlflow
@@ -569,6 +606,7 @@ def find_evaluation(name: str, version: str | int, *, uri: str | None = None):
     return runs[0] if runs else None
 
 
+@_store_faults_named
 def tag_model_version(name: str, version: str | int, tags: dict, *, uri: str | None = None) -> None:
     """Set registry tags on one model version (e.g. why a gate was overridden, by whom, when)."""
     from mlflow import MlflowClient
@@ -589,6 +627,7 @@ class RegisteredVersion:
     target: str | None  # the training run's riskstrat.target tag (None for a run without one)
 
 
+@_store_faults_named
 def registered_version(name: str, version: str | int, *, uri: str | None = None) -> RegisteredVersion:
     """The registry's record of ``name`` version ``version`` and its training run (public
     ``MlflowClient.get_model_version`` and ``get_run``); :class:`RegistryError` when either is not
