@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -81,6 +82,12 @@ def describe_os_error(exc: OSError) -> str:
     return f"{line} ({advice})" if advice else line
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """riskstrat's own warnings (the only ones not hidden) as one line in its words, on stderr, even
+    with --quiet: not Python's ``file:line: Category: ...`` with a source line."""
+    console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+
+
 class _Commands(TyperGroup):
     """The root command group: runs every command with foreign warnings hidden, and turns
     riskstrat's refusals and OS errors into a message and an exit status."""
@@ -94,6 +101,7 @@ class _Commands(TyperGroup):
             if show_all():
                 return super().invoke(ctx)
             with foreign_warnings_hidden(), mlflow_events_hidden():
+                warnings.showwarning = _show_warning  # restored by foreign_warnings_hidden's catch_warnings
                 return super().invoke(ctx)
         except RiskstratError as exc:
             fail(str(exc), EXIT_REFUSED)
