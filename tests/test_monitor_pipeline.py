@@ -227,8 +227,8 @@ def registries(world, tmp_path_factory) -> dict:
      r"says monitor-emergency version 2 was trained in run [0-9a-f]{32}, but this registry's version 2 was trained "
      r"in run [0-9a-f]{32}: .*another registry's model"),
     (lambda m: m["models"][NAME].update(version="7"), "RegistryError",
-     r"2024-11/manifest.json says the month was scored with monitor-emergency version 7, but registered model "
-     r"'monitor-emergency' has no version 7 .*versions: 1, 2"),
+     r"2024-11/manifest.json says the month was scored with monitor-emergency version 7, but model "
+     r"monitor-emergency has no version 7 .*versions: 1, 2"),
     (lambda m: m.update(as_of="2024-10-01"), "ManifestError", r"as_of 2024-10-01 is not in month 2024-11"),
     (lambda m: m.update(as_of="2024-10-01", month="2024-10"), "ManifestError",
      r"says month 2024-10 \(as_of 2024-10-01\) but lies in the folder 2024-11"),

@@ -332,12 +332,7 @@ def promote(name: str, version: str | int, *, alias: str = "champion", uri: str 
 
     where = configure(uri)
     client = MlflowClient()
-    try:
-        mv = client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
-            raise problem from exc
-        raise missing_version(client, name, version) from None
+    mv = model_version(client, name, version, where=where)
     if not force:
         _refuse_degenerate(mv, what=f"make it {alias}", override="pass --force")
     previous = None
@@ -347,6 +342,20 @@ def promote(name: str, version: str | int, *, alias: str = "champion", uri: str 
         pass
     client.set_registered_model_alias(name, alias, str(version))
     return {"model": name, "alias": alias, "version": str(version), "previous_version": previous}
+
+
+def model_version(client, name: str, version: str | int, *, where: str):
+    """``name`` version ``version`` from the registry at ``where``: a store fault is a
+    :class:`TrackingStoreError`, a version (or model) it does not hold a :class:`RegistryError`
+    naming the versions it does."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
+            raise problem from exc
+        raise missing_version(client, name, version) from None
 
 
 def missing_version(client, name: str, version) -> RegistryError:
@@ -362,16 +371,8 @@ def missing_version(client, name: str, version) -> RegistryError:
 def require_version(name: str, version: str | int, *, uri: str | None = None) -> None:
     """Refuse (:class:`RegistryError`) a version of ``name`` the registry does not hold."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
-    where = configure(uri)
-    client = MlflowClient()
-    try:
-        client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
-            raise problem from exc
-        raise missing_version(client, name, version) from None
+    model_version(MlflowClient(), name, version, where=configure(uri))
 
 
 def _versions(client, name: str) -> list[str]:
@@ -405,12 +406,7 @@ def load_model(name: str, *, alias: str = "champion", version: str | int | None 
 
     where = configure(uri)
     if version is not None:
-        try:
-            mv = MlflowClient().get_model_version(name, str(version))
-        except MlflowException as exc:
-            if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
-                raise problem from exc
-            raise missing_version(MlflowClient(), name, version) from None
+        mv = model_version(MlflowClient(), name, version, where=where)
         return _loaded(mv, f"models:/{name}/{mv.version}", alias=None)
     try:
         mv = MlflowClient().get_model_version_by_alias(name, alias)
@@ -637,14 +633,7 @@ def registered_version(name: str, version: str | int, *, uri: str | None = None)
 
     where = configure(uri)
     client = MlflowClient()
-    try:
-        mv = client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if (problem := store_problem(exc.__cause__ or exc, where)) is not None:
-            raise problem from exc
-        versions = _versions(client, name)
-        raise RegistryError(f"registered model {name!r} has no version {version} in {where}"
-                            + (f"; versions: {', '.join(versions)}" if versions else " (no such model)")) from None
+    mv = model_version(client, name, version, where=where)
     try:
         run = client.get_run(mv.run_id) if mv.run_id else None
     except MlflowException as exc:
