@@ -84,3 +84,41 @@ def test_synth_refuses_a_bad_start_with_status_2(tmp_path):
     result = CliRunner().invoke(app, ["synth", "--people", "100", "--start", "2021-11-15", "--out", str(tmp_path / "s")])
     assert result.exit_code == 2 and "first of a month" in result.output
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("content", "says"), [(b"\xff\xfeo\x00u\x00t\x00", "is not UTF-8 text"),
+                                                ("output_dir: caf\xe9\n".encode("latin-1"), "is not UTF-8 text")])
+def test_a_config_file_that_is_not_utf8_is_a_refusal_naming_it(tmp_path, content, says):
+    path = tmp_path / "scoring.yaml"
+    path.write_bytes(content)
+    result = CliRunner().invoke(app, ["score", "--as-of", "2025-11-01", "--config", str(path)])
+    assert result.exit_code == 2 and says in " ".join(result.output.split()) and str(path) in result.output.replace("\n", "")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_config_path_that_is_a_folder_is_a_refusal(tmp_path):
+    result = CliRunner().invoke(app, ["score", "--as-of", "2025-11-01", "--config", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder, not the configuration file" in " ".join(result.output.split())
+
+
+def test_a_gate_file_that_is_not_utf8_is_a_refusal_naming_it(tmp_path):
+    from riskstrat.evaluation.gate import GateError, load_gate
+
+    path = tmp_path / "gate.yaml"
+    path.write_bytes("# caf\xe9\nmin_events: 10\n".encode("cp1252"))
+    with pytest.raises(GateError, match=r"gate.yaml: the gate file is not UTF-8 text"):
+        load_gate(path)
+    path.write_bytes("\ufeff# café\nmin_events: 10\n".encode("utf-8"))  # UTF-8 with a byte-order mark is fine
+    assert load_gate(path).min_events == 10
+
+
+def test_a_practice_names_file_saved_by_excel_on_windows_is_a_refusal_naming_it(tmp_path):
+    from riskstrat.io import DataFileError, read_user_csv
+
+    path = tmp_path / "names.csv"
+    path.write_bytes("practice_id,name\nP1,Caf\xe9 Surgery\n".encode("cp1252"))
+    with pytest.raises(DataFileError, match=r"names.csv: the practice names file is not UTF-8 text.*CSV UTF-8"):
+        read_user_csv(path, what="practice names")
+    path.write_bytes("\ufeffpractice_id,name\nP1,Café Surgery\n".encode("utf-8"))
+    assert read_user_csv(path, what="practice names").to_dict("records") == [{"practice_id": "P1",
+                                                                              "name": "Café Surgery"}]

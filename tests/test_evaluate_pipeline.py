@@ -452,3 +452,16 @@ def test_a_high_cost_model_is_refused_on_data_without_health_care_costs(high_cos
     with pytest.raises(MissingCostsError, match=r"cost column is blank in every row of inpatient_spells, .*gp_contacts"):
         run_evaluation(f"{HIGH_COST}/1", blank, AS_OF, out_dir=tmp_path / "r", card_dir=None,
                        uri=high_cost[1].config.tracking.uri, log=False)
+
+
+def test_an_out_folder_riskstrat_did_not_write_is_refused_and_kept(registry, data_dir, tmp_path):
+    # The red team's case: --out at a folder of one's own (or the lists' output folder) was deleted, exit 0.
+    from riskstrat.io import FolderNotOursError
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.txt").write_text("years of work")
+    with pytest.raises(FolderNotOursError, match="is not a riskstrat evaluation report"):
+        run_evaluation(f"{NAME}/1", data_dir, AS_OF, out_dir=victim, card_dir=None, uri=registry["uri"], n_boot=10,
+                       min_events=20, log=False)
+    assert [p.name for p in victim.iterdir()] == ["thesis.txt"] and (victim / "thesis.txt").read_text() == "years of work"

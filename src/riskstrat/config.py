@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from riskstrat.outcomes import UNION_TAGS, EmergencyAdmission, OutcomeConfig
 from riskstrat.errors import RiskstratError
+from riskstrat.io import DataFileError, read_user_text
 
 
 class _Strict(BaseModel):
@@ -416,7 +417,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.exists():
             raise ConfigError(f"{path}: no such config file")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(read_user_text(path, what="configuration")) or {}
+        except DataFileError as exc:
+            raise ConfigError(str(exc)) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
         if not isinstance(raw, dict):

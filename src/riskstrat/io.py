@@ -29,6 +29,33 @@ class DataFileError(RiskstratError):
     """A data file is missing or cannot be read; the message names the file."""
 
 
+def read_user_text(path: str | Path, *, what: str) -> str:
+    """The text of a file a person gave (a config, a gate, a list of names), UTF-8 with or without a
+    byte-order mark. A folder, or a file that is not UTF-8 text, is a :class:`DataFileError` naming
+    it and saying what to do; other operating-system errors (no permission) pass as they are.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a folder, not the {what} file: give the path of the file")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{path}: the {what} file is not UTF-8 text (byte {exc.start} cannot be read): save it "
+                            f"as UTF-8 (in Excel: CSV UTF-8; in an editor: encoding UTF-8) and run again") from None
+
+
+def read_user_csv(path: str | Path, *, what: str) -> pd.DataFrame:
+    """A CSV file a person gave, as text columns (:func:`read_user_text`); a file pandas cannot parse
+    is a :class:`DataFileError` naming it."""
+    import io as _io
+
+    text = read_user_text(path, what=what)
+    try:
+        return pd.read_csv(_io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
+        raise DataFileError(f"{path}: the {what} file is not a readable CSV ({str(exc).splitlines()[0]})") from None
+
+
 def find_table_file(data_dir: Path, table: str) -> Path | None:
     """The file holding ``table`` in ``data_dir`` (Parquet preferred over CSV), or None."""
     for suffix in TABLE_SUFFIXES:
@@ -101,12 +128,58 @@ def read_raw_tables(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict
     return {name: read_table_file(path) for name, path in files.items()}, files
 
 
+FOLDER_MARKER = ".riskstrat-folder"
+# What a folder of each kind written before the marker existed always holds.
+_LEGACY_SIGN = {"data set": "dataset.json", "evaluation report": "evaluation.json",
+                "monitoring report": "monitoring.json"}
+
+
+class FolderNotOursError(RiskstratError):
+    """An output folder that would be replaced as a whole holds something riskstrat did not write."""
+
+
+def check_replaceable(target: str | Path, kind: str) -> None:
+    """Refuse (:class:`FolderNotOursError`) to replace ``target`` as a whole unless it is absent, an
+    empty folder, or a folder riskstrat wrote as ``kind`` (its :data:`FOLDER_MARKER` says so, or, for
+    one written before the marker, the file every such folder holds). A link is judged by the folder
+    it points to (only the link itself is ever replaced).
+
+    A mistyped ``--out`` (a home folder, the lists' output folder, a data folder) is thus never
+    deleted: riskstrat replaces only what it made.
+    """
+    target = Path(target)
+    if not os.path.lexists(target):
+        return
+    real = target.resolve() if target.is_symlink() else target
+    if real.exists() and not real.is_dir():
+        raise FolderNotOursError(f"{target} is a file, not a folder: choose another output folder, or move the file")
+    if not real.exists():
+        return  # a dangling link: replacing it touches nothing
+    names = {entry.name for entry in os.scandir(real)}
+    if not names:
+        return
+    if FOLDER_MARKER in names:
+        try:
+            made = json.loads((real / FOLDER_MARKER).read_text(encoding="utf-8")).get("kind")
+        except (OSError, ValueError, AttributeError):
+            made = None
+        if made == kind:
+            return
+    elif _LEGACY_SIGN.get(kind) in names:
+        return
+    raise FolderNotOursError(
+        f"{target} already exists and is not a riskstrat {kind} ({len(names)} entries, no "
+        f"{FOLDER_MARKER} marker saying '{kind}'): riskstrat replaces an output folder as a whole, so it will "
+        f"not replace this one. Choose a new folder, or move this one away")
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path]:
+def atomic_path(target: str | Path, *, directory: bool = False, kind: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it onto ``target``.
 
     On any exception the temporary path is removed and ``target`` is left untouched.
-    For a directory an existing ``target`` is replaced as a whole.
+    For a directory an existing ``target`` is replaced as a whole: only when it is absent, empty or
+    a folder riskstrat wrote as ``kind`` (:func:`check_replaceable`; the new folder gets the marker).
 
     The temporary path is new (created exclusively, so a planted link there is never opened) and
     is renamed onto ``target``: a symbolic link at ``target`` is replaced itself, never followed, so
@@ -118,11 +191,16 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
     parent, name = os.path.split(os.fspath(target))
     if parent and not os.path.isdir(parent):
         os.makedirs(parent, exist_ok=True)
+    if directory:
+        if kind is None:
+            raise TypeError("atomic_path(directory=True) needs the kind of folder it writes")
+        check_replaceable(target, kind)
     umask = os.umask(0)
     os.umask(umask)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent or None))
         os.chmod(tmp, 0o777 & ~umask)
+        (tmp / FOLDER_MARKER).write_text(json.dumps({"kind": kind}) + "\n", encoding="utf-8")
     else:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=parent or None)
         os.close(fd)
@@ -130,7 +208,8 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
         tmp = Path(tmp_name)
     try:
         yield tmp
-        if directory and target.exists():
+        if directory and os.path.lexists(target):
+            check_replaceable(target, kind)  # again: it may have changed while the folder was written
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             old.rmdir()
             target.rename(old)
@@ -182,7 +261,7 @@ def write_records_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path,
     ``extra_files`` maps file names to text content written into the same folder (e.g. a summary).
     """
     out_dir = Path(out_dir)
-    with atomic_path(out_dir, directory=True) as tmp:
+    with atomic_path(out_dir, directory=True, kind="data set") as tmp:
         for name, df in tables.items():
             pq.write_table(canonical_to_arrow(name, df), tmp / f"{name}.parquet", compression="zstd")
         for fname, text in (extra_files or {}).items():

@@ -273,10 +273,11 @@ def _as_in_data(ids: pd.Series, lookup: dict[str, str]) -> tuple[pd.Series, int]
 def _page_settings(lists_cfg) -> dict:
     """What the practice pages say beyond the numbers: practice names, how to find a person, whom to ask."""
     from riskstrat import lists
+    from riskstrat.io import read_user_csv
 
     names = dict(lists_cfg.practice_names)
     if lists_cfg.practice_names_file is not None:
-        table = pd.read_csv(lists_cfg.practice_names_file, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+        table = read_user_csv(lists_cfg.practice_names_file, what="practice names")
         if not {"practice_id", "name"} <= set(table.columns):
             raise InvalidInputError(f"{lists_cfg.practice_names_file}: needs columns practice_id and name, "
                              f"found {list(table.columns)}")

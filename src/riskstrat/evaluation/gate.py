@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from riskstrat.errors import RiskstratError
+from riskstrat.io import DataFileError, read_user_text
 
 GATE_FILE = "gate.yaml"
 # Tags of an evaluation run (written by riskstrat evaluate) that the gate reads besides its metrics.
@@ -76,7 +77,9 @@ def load_gate(path: str | Path) -> Gate:
     if not path.exists():
         return Gate()
     try:
-        return Gate.model_validate(yaml.safe_load(path.read_text()) or {})
+        return Gate.model_validate(yaml.safe_load(read_user_text(path, what="gate")) or {})
+    except DataFileError as exc:
+        raise GateError(str(exc)) from None
     except (yaml.YAMLError, ValidationError) as exc:
         raise GateError(f"{path}: {exc}") from None
 

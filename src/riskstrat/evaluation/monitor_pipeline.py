@@ -141,13 +141,15 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     """
     from riskstrat import report, tracking
     from riskstrat.evaluation.pipeline import model_outcome
-    from riskstrat.io import data_fingerprint
+    from riskstrat.io import check_replaceable, data_fingerprint
     from riskstrat.data_end import data_end_of
     from riskstrat.pipelines import load_data, read_opt_outs
     from riskstrat.privacy import check_key_matches, match_opt_outs
     from riskstrat.tiers import LOWEST_TIER
 
     as_of = pd.Timestamp(as_of).normalize()
+    if out_dir:  # before any work: a folder riskstrat did not write is never replaced
+        check_replaceable(out_dir, "monitoring report")
     months = scored_months(cfg.output_dir, before=as_of)
     if not months:
         raise NothingToMonitorError(f"no month scored before {as_of.date()} in {cfg.output_dir}: monitoring compares "

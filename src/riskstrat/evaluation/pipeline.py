@@ -118,7 +118,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.config import DataConfig
     from riskstrat.evaluation import gate as gates
     from riskstrat.features import build_features
-    from riskstrat.io import currency_of, data_fingerprint, dataset_metadata
+    from riskstrat.io import check_replaceable, currency_of, data_fingerprint, dataset_metadata
     from riskstrat.privacy import FINGERPRINT_FIELD
     from riskstrat.labels import check_horizon, future_cost
     from riskstrat.outcomes import HighCost, check_costs_known
@@ -129,6 +129,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.data_end import data_end_of
 
     as_of = pd.Timestamp(as_of).normalize()
+    if out_dir:  # before any work: a folder riskstrat did not write is never replaced
+        check_replaceable(out_dir, "evaluation report")
     candidate = tracking.load_model_ref(model, uri=uri)
     outcome = model_outcome(candidate.risk_model)
     stage(f"loaded {candidate.name} version {candidate.version}: {outcome.words} within {outcome.horizon_days} days")

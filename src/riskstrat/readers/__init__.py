@@ -293,8 +293,10 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
     :func:`riskstrat.privacy.key_fingerprint`, never the key). Both hold counts and codes only, and
     no clock time, so that a rerun writes the same bytes.
     """
-    from riskstrat.io import DATASET_META, write_records_tables
+    from riskstrat.io import DATASET_META, check_replaceable, write_records_tables
     from riskstrat.privacy import FINGERPRINT_FIELD, key_fingerprint, load_pseudonym_key
+
+    check_replaceable(out_dir, "data set")  # before reading anything
     from riskstrat.readers.report import dataset_metadata, import_report
     from riskstrat.validate import ValidationError, validate_tables
 

@@ -224,7 +224,7 @@ def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=
     out_dir = Path(out_dir)
     figures = {**figures_of(evaluation), **(extra_figures or {})}
     figures_png = {name: _png(fig) for name, fig in figures.items()}
-    with atomic_path(out_dir, directory=True) as tmp:
+    with atomic_path(out_dir, directory=True, kind="evaluation report") as tmp:
         tmp = Path(tmp)
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()
@@ -354,7 +354,7 @@ def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context
         if len(r.y) >= 10 and 0 < r.y.sum() < len(r.y):
             figures_png[r.month] = _png(plots.calibration_figure(r.y, {f"{r.month} as scored": r.risk}))
     tables = monitoring_tables(results, assessed=assessed, pending=pending)
-    with atomic_path(out_dir, directory=True) as tmp:
+    with atomic_path(out_dir, directory=True, kind="monitoring report") as tmp:
         tmp = Path(tmp)
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()

@@ -101,7 +101,7 @@ def _write(tables: dict[str, pd.DataFrame], out_dir: Path, *, meta: dict, truth:
 
     from riskstrat.io import atomic_path, canonical_to_arrow
 
-    with atomic_path(out_dir, directory=True) as tmp:
+    with atomic_path(out_dir, directory=True, kind="data set") as tmp:
         for name, df in tables.items():
             pq.write_table(canonical_to_arrow(name, df), tmp / f"{name}.parquet", compression="zstd")
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")

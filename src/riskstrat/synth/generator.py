@@ -786,10 +786,11 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
 
     import pyarrow.parquet as pq
 
-    from riskstrat.io import atomic_path, canonical_to_arrow
+    from riskstrat.io import atomic_path, canonical_to_arrow, check_replaceable
     from riskstrat.synth.cut import cut_tables, cut_truth
 
     out_dir = Path(out_dir)
+    check_replaceable(out_dir, "data set")  # before generating anything
     full_end = _month_starts(np.datetime64(start, "D"), 12 * years)[-1] - np.timedelta64(1, "D")
     cut = None
     if extract_end is not None:
@@ -797,7 +798,7 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
         if not pd.Timestamp(start) <= cut < pd.Timestamp(full_end):
             raise InvalidInputError(f"extract end {cut.date()} must fall within the {years} years simulated, from {start} "
                              f"and before {full_end}")
-    with atomic_path(out_dir, directory=True) as tmp:
+    with atomic_path(out_dir, directory=True, kind="data set") as tmp:
         writers: dict[str, pq.ParquetWriter] = {}
         truths, costs, counts = [], [], {}
         try:
