@@ -424,10 +424,23 @@ def test_republishing_a_month_is_refused_naming_both_runs_models_unless_replace(
 def test_the_atomic_writer_replaces_a_linked_folder_without_touching_its_target(tmp_path, root):
     from riskstrat.io import atomic_path
 
+    from riskstrat.io import FolderNotOursError
+
     outside = canary_folder(tmp_path)
     (root / "data").symlink_to(outside, target_is_directory=True)
-    with atomic_path(root / "data", directory=True) as tmp:
-        (tmp / "table.parquet").write_text("new")
+    with pytest.raises(FolderNotOursError):  # the link leads to a folder riskstrat did not write
+        with atomic_path(root / "data", directory=True, kind="data set") as tmp:
+            (tmp / "table.parquet").write_text("new")
     assert_canaries(outside)
+    assert (root / "data").is_symlink()
+    # A link to a data set riskstrat wrote: the link itself is replaced, the folder it led to untouched.
+    ours = tmp_path / "ours"
+    with atomic_path(ours, directory=True, kind="data set") as tmp:
+        (tmp / "table.parquet").write_text("old")
+    (root / "data").unlink()
+    (root / "data").symlink_to(ours, target_is_directory=True)
+    with atomic_path(root / "data", directory=True, kind="data set") as tmp:
+        (tmp / "table.parquet").write_text("new")
+    assert (ours / "table.parquet").read_text() == "old"
     assert not (root / "data").is_symlink() and (root / "data" / "table.parquet").read_text() == "new"
     assert sorted(p.name for p in root.iterdir()) == ["data"]  # the link itself removed, no .old- left

@@ -305,7 +305,7 @@ def test_write_population_writes_tables_metadata_and_truth_apart(tmp_path):
     out = tmp_path / "synthetic"
     meta = write_population(out, 400, **SMALL)
     files = {p.name for p in out.iterdir()}
-    assert files == {"dataset.json", "ground_truth"} | {f"{name}.parquet" for name in TABLES}
+    assert files == {"dataset.json", "ground_truth", ".riskstrat-folder"} | {f"{name}.parquet" for name in TABLES}
     assert [p.name for p in (out / "ground_truth").iterdir()] == ["truth.parquet"]
     assert json.loads((out / "dataset.json").read_text()) == meta
     assert meta["extract_end"] == "2024-10-31" and meta["truth_dates"] == ["2023-01-01"]
@@ -338,8 +338,9 @@ def test_a_failed_write_leaves_no_folder_and_keeps_an_old_one(tmp_path, monkeypa
 
     out.mkdir()
     (out / "persons.parquet").write_text("the old data set")
+    (out / "dataset.json").write_text("{}")  # an earlier version's data set (no marker), so replaceable
     with pytest.raises(RuntimeError, match="disk full"):
         write_population(out, 100, **SMALL)
     assert [p.name for p in tmp_path.iterdir()] == ["synthetic"]
-    assert [p.name for p in out.iterdir()] == ["persons.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "persons.parquet"]
     assert (out / "persons.parquet").read_text() == "the old data set"
