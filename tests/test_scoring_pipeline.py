@@ -452,9 +452,9 @@ def test_last_month_with_its_population_deleted_is_refused_not_skipped(score, tw
     october = publish.month_run(out, "2025-10")
     (october / "population.parquet").unlink()
     (out / MONTH).unlink()
-    with pytest.raises(TamperedFileError, match=r"last month \(2025-10\) cannot be verified.*/\.runs/2025-10-[0-9a-f]{12}/"
-                                                r"population.parquet is missing, though .*records it.*Nothing was "
-                                                r"published.*allow_unverified_previous_month=true"):
+    with pytest.raises(TamperedFileError, match=r"last month \(2025-10\) cannot be verified.*/\.runs/2025-10-"
+                                                r"[0-9a-f]{12}/population.parquet is missing, though .*records it"
+                                                r".*Nothing was published.*allow_unverified_previous_month=true"):
         score(out)
     assert not (out / MONTH).exists()
     manifest = score(out, "allow_unverified_previous_month=true")
@@ -472,8 +472,8 @@ def test_a_month_whose_published_manifest_cannot_be_believed_is_not_compared_sil
     manifest = publish.month_run(out, MONTH) / "manifest.json"
     manifest.write_text(manifest.read_text()[:300])  # truncated
     with pytest.raises(ManifestError, match=r"2025-11 as published cannot be verified, so this run's population "
-                                            r"cannot be compared with it: .*manifest.json \(month 2025-11\) is not valid "
-                                            r"JSON.*Nothing was published.*allow_unverified_previous_month=true"):
+                                            r"cannot be compared with it: .*manifest.json \(month 2025-11\) is not "
+                                            r"valid JSON.*Nothing was published.*allow_unverified_previous_month=true"):
         score(out, "cohort.min_age=70", "replace_existing=true")
     assert manifest.read_text().startswith("{") and len(manifest.read_text()) == 300  # untouched
     score(out, "cohort.min_age=70", "replace_existing=true", "allow_unverified_previous_month=true")
@@ -506,8 +506,8 @@ def test_last_month_with_a_fifo_or_link_in_place_of_a_file_is_refused_without_ha
     else:
         (month / name).symlink_to(elsewhere / name)
     kind = r"a FIFO \(named pipe\)" if planted.endswith("FIFO") else r"a symbolic link \(to .*elsewhere/"
-    with pytest.raises(PublishedMonthError, match=rf"last month \(2025-09\) cannot be verified.*2025-09/{name} is {kind}"
-                                                  rf".*not a regular file"):
+    with pytest.raises(PublishedMonthError, match=rf"last month \(2025-09\) cannot be verified.*2025-09/{name} "
+                                                  rf"is {kind}.*not a regular file"):
         without_hanging(lambda: previous_month(out, MONTH), fifos=[month / name])
 
 

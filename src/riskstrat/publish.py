@@ -14,6 +14,16 @@ other user can plant files in it) and publishes it by replacing the month's syml
 ``os.replace`` (atomic on POSIX): a reader, or a crash at any instant, sees either the old month
 whole or the new one whole, never neither. Folders under ``.runs/`` that no month points to are
 left by killed runs (they hold person-level files) and are removed by the next run, under the lock.
+In the output folder itself the next run removes only riskstrat's own temporary entries, known by
+exact name and kind: a month link ``.YYYY-MM.link-<12 hex>`` that is a symlink, and an earlier
+version's ``.YYYY-MM.tmp-`` / ``.old-<8 characters>`` that is a real folder; anything else is left
+and listed in the audit log (event ``cleaned``, ``left_unmarked``).
+
+Readers of published months (``score``'s last month, ``monitor``) list them with
+:func:`published_months`, which resolves each once with :func:`month_run`, and read from the folder
+it gives, never through the month link again; every file is opened by :func:`open_regular`
+(``O_NOFOLLOW | O_NONBLOCK``, a regular file by ``fstat``), so a link or FIFO planted in place of a
+file is refused, not followed or waited on.
 
 The output folder is a trust boundary: whatever is planted inside it, a run writes, truncates or
 removes nothing outside it. The run resolves the output folder once and then follows no link it

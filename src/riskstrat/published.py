@@ -7,12 +7,17 @@ through here:
 
 - :func:`read_manifest`: the manifest parsed and checked for the fields readers rely on (a
   truncated or hand-edited file is a :class:`ManifestError` naming it, never a traceback), and its
-  ``month`` / ``as_of`` checked against the folder's name;
+  ``month`` / ``as_of`` checked against the month it is published as (``month=``; the run folder
+  holding it is not named so);
 - :func:`verify_file`: a file's SHA-256 (streamed, :func:`riskstrat.io.file_sha256`, the function
   that wrote the hashes) against the manifest's (:class:`TamperedFileError` otherwise);
-- :func:`read_population`: ``population.parquet`` verified, with the columns asked for (an older
-  month without them is a :class:`MissingColumnsError`) and its ``as_of`` column, if it has one,
-  checked against the manifest's.
+- :func:`read_population`: ``population.parquet`` verified and parsed through the one descriptor
+  it was hashed through, with the columns asked for (an older month without them is a
+  :class:`MissingColumnsError`) and its ``as_of`` column, if it has one, checked against the
+  manifest's.
+
+Every file is opened by :func:`riskstrat.publish.open_regular`: without following a link, without
+blocking on a FIFO, and refused (naming it) unless it is a regular file.
 
 The manifest itself is not covered by its own hashes: what it says about models is checked against
 the registry by the reader that uses it (:mod:`riskstrat.evaluation.monitor_pipeline`).
