@@ -103,3 +103,41 @@ def without_health_costs():
 @pytest.fixture(scope="session")
 def with_a_stray_event():
     return copy_with_a_stray_event
+
+
+def call_without_hanging(fn, *, fifos=(), timeout: float = 5.0):
+    """``fn()``'s result, or the exception it raised, in a thread given ``timeout`` seconds. If it is
+    still blocked then (reading a FIFO planted in place of a file), each of ``fifos`` is opened for
+    writing and closed, so the reader sees the end of the file and the test fails instead of hanging."""
+    import os
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    hung = thread.is_alive()
+    if hung:
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader blocked on this one
+                pass
+        thread.join(timeout)
+    assert not hung, f"blocked for {timeout} s on {', '.join(map(str, fifos)) or 'something'}"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+@pytest.fixture(scope="session")
+def without_hanging():
+    """:func:`call_without_hanging`, as a fixture."""
+    return call_without_hanging

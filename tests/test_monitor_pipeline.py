@@ -299,3 +299,75 @@ def test_a_month_planted_as_a_link_to_another_folder_is_refused_not_read(world, 
     (lists / "2024-11").symlink_to(outside)
     with pytest.raises(PublishError, match=r"2024-11 is a symbolic link to .*which riskstrat did not make"):
         _run(world, lists)
+
+
+def _copy_published(world, tmp_path) -> Path:
+    """A copy of the output folder as published: month links to marked run folders under .runs."""
+    import shutil
+
+    lists = tmp_path / "lists"
+    shutil.copytree(world["lists"], lists, symlinks=True, ignore=shutil.ignore_patterns(".lock", "audit.jsonl"))
+    assert (lists / "2024-11").is_symlink() and (lists / "2024-12").is_symlink()
+    return lists
+
+
+@pytest.mark.parametrize("how", ["a link to an emptied run folder", "an empty month folder"])
+def test_a_month_without_a_manifest_is_refused_naming_it_not_skipped(world, tmp_path, how):
+    from riskstrat.evaluation.monitor_pipeline import scored_months
+    from riskstrat.published import ManifestError
+    from riskstrat.publish import month_run
+
+    lists = _copy_published(world, tmp_path)
+    if how == "an empty month folder":
+        (lists / "2024-10").mkdir()
+        where = r"lists/2024-10/manifest.json is missing"
+    else:
+        for name in ("manifest.json", "population.parquet"):
+            (month_run(lists, "2024-12") / name).unlink()
+        where = r"\.runs/2024-12-[0-9a-f]{12}/manifest.json \(month 2024-12\) is missing"
+    with pytest.raises(ManifestError, match=where):
+        scored_months(lists, before="2025-11-01")
+
+
+def test_a_fifo_in_place_of_a_months_manifest_is_refused_without_hanging(world, tmp_path, without_hanging):
+    """The red team's case: `monitor` (and `score`) blocked for ever reading it."""
+    import os
+    import shutil
+
+    from riskstrat.evaluation.monitor_pipeline import scored_months
+    from riskstrat.published import ManifestError
+
+    lists = _copy_published(world, tmp_path)
+    legacy = lists / "2024-10"  # a month folder as an earlier riskstrat wrote it
+    legacy.mkdir()
+    shutil.copy(lists / "2024-11" / "population.parquet", legacy / "population.parquet")
+    os.mkfifo(legacy / "manifest.json")
+    with pytest.raises(ManifestError, match=r"2024-10/manifest.json is a FIFO \(named pipe\), not a regular file"):
+        without_hanging(lambda: scored_months(lists, before="2025-11-01"), fifos=[legacy / "manifest.json"])
+
+
+def test_a_month_is_read_from_the_run_folder_its_link_was_checked_at(world, tmp_path, monkeypatch):
+    """A month link swapped between the check and the read (here: just after month_run) must not be
+    followed: the months read, and the folders monitoring reads their populations from, are those checked."""
+    import os
+
+    from riskstrat import publish
+    from riskstrat.evaluation.monitor_pipeline import scored_months
+
+    lists = _copy_published(world, tmp_path)
+    lookalike = tmp_path / "elsewhere" / "2024-11"
+    lookalike.mkdir(parents=True)
+    (lookalike / "manifest.json").write_text("not the month that was checked")
+    checked = publish.month_run
+    runs = {month: checked(lists, month) for month in ("2024-11", "2024-12")}
+
+    def then_swapped(root, month):
+        folder = checked(root, month)
+        if month == "2024-11":
+            (Path(root) / ".swap").symlink_to(lookalike, target_is_directory=True)
+            os.replace(Path(root) / ".swap", Path(root) / month)
+        return folder
+
+    monkeypatch.setattr(publish, "month_run", then_swapped)
+    months = scored_months(lists, before="2025-11-01")
+    assert [(m.month, m.folder) for m in months] == list(runs.items())

@@ -91,12 +91,40 @@ def test_a_run_killed_while_writing_leaves_the_old_month_whole_and_the_next_run_
 
 
 def test_stale_temporary_folders_of_earlier_versions_are_removed(tmp_path):
-    (tmp_path / ".2025-11.tmp-abc123").mkdir(parents=True)
-    (tmp_path / ".2025-11.tmp-abc123" / "population.parquet").write_text("rows")
-    (tmp_path / ".2025-10.old-xyz").mkdir()
+    # Named as the writer before run folders named them: tempfile.mkdtemp(prefix=".<month>.tmp-" / ".old-").
+    (tmp_path / ".2025-11.tmp-abc12_9z").mkdir(parents=True)
+    (tmp_path / ".2025-11.tmp-abc12_9z" / "population.parquet").write_text("rows")
+    (tmp_path / ".2025-10.old-xyzw0123").mkdir()
+    (tmp_path / ".2025-10.link-0123456789ab").symlink_to(".runs/2025-10-0123456789ab")  # this version's, killed
     write_month(tmp_path, "2025-11", "new")
     assert visible(tmp_path) == ["2025-11"]
-    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name or ".link-" in p.name]
+
+
+def test_entries_in_the_output_folder_not_named_and_shaped_as_riskstrats_own_are_left_and_reported(tmp_path, root):
+    """The red team's case: a person's backup and work folder beside the months were rmtree'd."""
+    outside = canary_folder(tmp_path)
+    planted = {".2025-11.old-backup": "dir", ".my.tmp-work": "dir",       # not the old writer's names
+               ".2025-11.tmp-abcd1234": "link", ".2025-11.old-abcd1234": "file",  # its names, not real folders
+               ".2025-11.link-0123456789ab": "dir", ".2025-11.link-0123456789": "link"}  # a folder; short hex
+    for name, kind in planted.items():
+        if kind == "dir":
+            (root / name).mkdir()
+            (root / name / "kept.txt").write_text(name)
+        elif kind == "file":
+            (root / name).write_text(name)
+        else:
+            (root / name).symlink_to(outside, target_is_directory=True)
+    with output_lock(root):
+        pass
+    for name, kind in planted.items():
+        assert (root / name).is_symlink() if kind == "link" else (root / name).exists(), name
+        if kind == "dir":
+            assert (root / name / "kept.txt").read_text() == name
+    assert_canaries(outside)
+    cleaned = [json.loads(line) for line in (root / publish.AUDIT_LOG).read_text().splitlines()
+               if json.loads(line)["event"] == "cleaned"]
+    assert cleaned[-1]["removed"] == [] and cleaned[-1]["left_unmarked"] == sorted(planted)
 
 
 def test_a_month_written_by_an_earlier_version_is_replaced_whole(tmp_path):

@@ -435,6 +435,125 @@ def test_last_month_from_an_older_version_without_tiers_is_a_clear_refusal(score
         score(out)
 
 
+def _with_both_months(two_months, tmp_path) -> Path:
+    """A fresh output folder holding a copy of the published October and November as published: month
+    links to marked run folders under .runs."""
+    out = tmp_path / "lists"
+    shutil.copytree(two_months["out"], out, symlinks=True, ignore=shutil.ignore_patterns(".lock", "audit.jsonl"))
+    assert (out / "2025-10").is_symlink() and (out / MONTH).is_symlink()
+    return out
+
+
+def test_last_month_with_its_population_deleted_is_refused_not_skipped(score, two_months, tmp_path):
+    """The red team's case: it was treated as absent, silently (everyone new, no shrink check, exit 0)."""
+    from riskstrat.published import TamperedFileError
+
+    out = _with_both_months(two_months, tmp_path)
+    october = publish.month_run(out, "2025-10")
+    (october / "population.parquet").unlink()
+    (out / MONTH).unlink()
+    with pytest.raises(TamperedFileError, match=r"last month \(2025-10\) cannot be verified.*/\.runs/2025-10-"
+                                                r"[0-9a-f]{12}/population.parquet is missing, though .*records it"
+                                                r".*Nothing was published.*allow_unverified_previous_month=true"):
+        score(out)
+    assert not (out / MONTH).exists()
+    manifest = score(out, "allow_unverified_previous_month=true")
+    assert manifest["previous_month"] is None and manifest["previous_month_unverified"]["month"] == "2025-10"
+    assert "population.parquet is missing" in manifest["previous_month_unverified"]["problem"]
+
+
+def test_a_month_whose_published_manifest_cannot_be_believed_is_not_compared_silently(score, two_months, tmp_path):
+    """A rerun compares its population with the month as published; a manifest that does not parse
+    was taken as no month at all (no shrink check)."""
+    from riskstrat.published import ManifestError
+
+    out = _with_both_months(two_months, tmp_path)
+    (out / "2025-10").unlink()  # no earlier month: the rerun is compared with November as published
+    manifest = publish.month_run(out, MONTH) / "manifest.json"
+    manifest.write_text(manifest.read_text()[:300])  # truncated
+    with pytest.raises(ManifestError, match=r"2025-11 as published cannot be verified, so this run's population "
+                                            r"cannot be compared with it: .*manifest.json \(month 2025-11\) is not "
+                                            r"valid JSON.*Nothing was published.*allow_unverified_previous_month=true"):
+        score(out, "cohort.min_age=70", "replace_existing=true")
+    assert manifest.read_text().startswith("{") and len(manifest.read_text()) == 300  # untouched
+    score(out, "cohort.min_age=70", "replace_existing=true", "allow_unverified_previous_month=true")
+    forced = json.loads((out / MONTH / "manifest.json").read_text())
+    assert forced["counts"]["excluded_by_cohort"]["younger_than_min_age"] > 0
+
+
+@pytest.mark.parametrize("planted", ["manifest FIFO", "population FIFO", "manifest link", "population link"])
+def test_last_month_with_a_fifo_or_link_in_place_of_a_file_is_refused_without_hanging(two_months, tmp_path, planted,
+                                                                                    without_hanging):
+    """A FIFO in place of the manifest hung `score` for ever, holding the output folder's lock; a
+    link to a copy elsewhere was followed (its bytes have the right hash)."""
+    import os
+
+    from riskstrat.pipelines import previous_month
+    from riskstrat.published import PublishedMonthError
+
+    out = tmp_path / "lists"
+    month = out / "2025-09"  # a month folder as an earlier riskstrat wrote it (a real folder)
+    shutil.copytree(two_months["out"] / "2025-10", month)
+    manifest = json.loads((month / "manifest.json").read_text())
+    manifest.update(month="2025-09", as_of="2025-09-01")
+    (month / "manifest.json").write_text(json.dumps(manifest))
+    name = "manifest.json" if planted.startswith("manifest") else "population.parquet"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(month / name, elsewhere / name)
+    if planted.endswith("FIFO"):
+        os.mkfifo(month / name)
+    else:
+        (month / name).symlink_to(elsewhere / name)
+    kind = r"a FIFO \(named pipe\)" if planted.endswith("FIFO") else r"a symbolic link \(to .*elsewhere/"
+    with pytest.raises(PublishedMonthError, match=rf"last month \(2025-09\) cannot be verified.*2025-09/{name} "
+                                                  rf"is {kind}.*not a regular file"):
+        without_hanging(lambda: previous_month(out, MONTH), fifos=[month / name])
+
+
+def test_last_month_is_read_from_the_run_folder_its_link_was_checked_at(two_months, tmp_path, monkeypatch):
+    """A month link swapped between the check and the read (here: just after month_run) must not be
+    followed: the month read is the one checked."""
+    import os
+
+    from riskstrat.io import file_sha256, write_parquet
+    from riskstrat.pipelines import previous_month
+
+    out = _with_both_months(two_months, tmp_path)
+    genuine = pd.read_parquet(publish.month_run(out, "2025-10") / "population.parquet")
+    lookalike = tmp_path / "elsewhere" / "2025-10"  # a consistent month of someone else's making
+    shutil.copytree(publish.month_run(out, "2025-10"), lookalike)
+    write_parquet(pd.read_parquet(lookalike / "population.parquet").iloc[:10], lookalike / "population.parquet")
+    manifest = json.loads((lookalike / "manifest.json").read_text())
+    manifest["files"]["population.parquet"] = file_sha256(lookalike / "population.parquet")
+    (lookalike / "manifest.json").write_text(json.dumps(manifest))
+    checked = publish.month_run
+
+    def then_swapped(root, month):
+        folder = checked(root, month)
+        if month == "2025-10":
+            swap = Path(root) / ".swap"
+            swap.symlink_to(lookalike, target_is_directory=True)
+            os.replace(swap, Path(root) / month)
+        return folder
+
+    monkeypatch.setattr(publish, "month_run", then_swapped)
+    name, population, _ = previous_month(out, MONTH)
+    assert name == "2025-10" and len(population) == len(genuine) > 10
+
+
+def test_with_allow_stale_data_only_stale_data_is_a_warning_not_any_fault(score, tmp_path, monkeypatch):
+    from riskstrat import guards
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug in the currency check")
+
+    monkeypatch.setattr(guards, "check_data_currency", broken)
+    with pytest.raises(TypeError, match="a bug in the currency check"):
+        score(tmp_path / "lists", "allow_stale_data=true")
+    assert not (tmp_path / "lists" / MONTH).exists()
+
+
 # ----------------------------------------------------------------------------- hold-out
 
 

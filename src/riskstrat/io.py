@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
+from typing import BinaryIO
 from pathlib import Path
 
 import pandas as pd
@@ -290,11 +291,19 @@ def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
-def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
+def file_sha256(source: str | Path | BinaryIO, *, chunk: int = 1 << 20) -> str:
+    """The SHA-256 (hex) of a file, streamed in ``chunk``-byte blocks: ``source`` is a path, or a
+    file already open in binary mode, read from where it stands to its end (the caller keeps it
+    open: a published file is hashed and then read through the one descriptor,
+    :func:`riskstrat.published.read_population`)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as fh:
+            return file_sha256(fh, chunk=chunk)
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
+    buffer = bytearray(chunk)  # one buffer, filled in place: no new bytes object per block
+    view = memoryview(buffer)
+    while n := source.readinto(buffer):
+        digest.update(view[:n])
     return digest.hexdigest()
 
 

@@ -6,6 +6,7 @@ The CLI, notebooks and the batch job call these; each takes one validated config
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -293,47 +294,56 @@ def _page_settings(lists_cfg) -> dict:
 PREVIOUS_COLUMNS = ("person_id", "practice_id", "practice_rank", "tier")
 
 
+def _unverified(exc: Exception, allow: bool, *, what: str, why: str, month: str, treated: str, stage: Stage) -> dict:
+    """A published month that cannot be verified: refused (``exc``'s type, saying what to do) unless
+    ``allow``; then a loud warning to ``stage`` and ``{"month", "problem"}`` for the manifest."""
+    if not allow:
+        raise type(exc)(
+            f"{what} cannot be verified, so {why}: {exc}. Nothing was published. To publish {month} treating "
+            f"{treated} (recorded in the manifest), set allow_unverified_previous_month=true "
+            f"(--allow-unverified-previous-month)") from exc
+    stage(f"WARNING: {what} cannot be verified and is treated as absent, as allow_unverified_previous_month asks: "
+          f"{treated}. {exc}")
+    return {"problem": str(exc)}
+
+
 def previous_month(output_dir, month: str, *, allow_unverified: bool = False,
                    stage: Stage = _quiet) -> tuple[str | None, pd.DataFrame | None, dict | None]:
-    """The latest earlier month in ``output_dir`` (folders named YYYY-MM holding a population):
-    ``(its name, its population, None)``, or ``(None, None, None)`` when there is none.
+    """The latest earlier month published in ``output_dir`` (every month link, or month folder of an
+    earlier riskstrat, named YYYY-MM, whatever it holds): ``(its name, its population, None)``, or
+    ``(None, None, None)`` when there is none.
 
-    Last month is verified before it is used (:func:`riskstrat.published.read_population`): its
-    manifest must parse, its ``population.parquet`` must have the SHA-256 the manifest records and
-    the columns :data:`PREVIOUS_COLUMNS`. If not, the run is refused
-    (:class:`riskstrat.published.PublishedMonthError`, saying what to restore or rescore) by
-    default: a tampered month is something a person must look at. With ``allow_unverified`` the
+    Last month is verified before it is used (:func:`riskstrat.published.read_population`), read from
+    the run folder :func:`riskstrat.publish.month_run` resolves (never through the month link
+    again): its manifest must parse and be that month's, its ``population.parquet`` must be there,
+    a regular file with the SHA-256 the manifest records and the columns :data:`PREVIOUS_COLUMNS`.
+    A month with a file missing is not skipped for an older one: if it cannot be verified, the run
+    is refused (:class:`riskstrat.published.PublishedMonthError`, saying what to restore or rescore)
+    by default: a tampered month is something a person must look at. With ``allow_unverified`` the
     month is treated as absent instead (no changes since it, no population-shrink check against
     it): a loud warning goes to ``stage`` and the third value, ``{"month", "problem"}``, is for the
     manifest to record, so a bad month cannot block the lists for ever.
     """
-    from riskstrat.publish import month_run
+    from riskstrat.publish import published_months
     from riskstrat.published import PublishedMonthError, read_population
 
     root = Path(output_dir)
     if not root.is_dir():
         return None, None, None
     # Through publish.month_run: a month link riskstrat did not make is refused, never read.
-    folders = {p.name: month_run(root, p.name) for p in root.iterdir()
-               if len(p.name) == 7 and p.name < month and (p.is_symlink() or p.is_dir())}
-    earlier = sorted(name for name, folder in folders.items()
-                     if folder is not None and (folder / "population.parquet").is_file())
+    earlier = published_months(root, before=month)
     if not earlier:
         return None, None, None
+    last, folder = earlier[-1]
     try:
-        _, population = read_population(root / earlier[-1], columns=PREVIOUS_COLUMNS, optional=("holdout",))
+        _, population = read_population(folder, month=last, columns=PREVIOUS_COLUMNS, optional=("holdout",))
     except PublishedMonthError as exc:
-        if not allow_unverified:
-            raise type(exc)(
-                f"last month ({earlier[-1]}) cannot be verified, so this month's changes (new, left, tier moves) "
-                f"cannot be worked out from it: {exc}. Nothing was published. To publish {month} treating "
-                f"{earlier[-1]} as absent (everyone listed counts as new; recorded in the manifest), set "
-                f"allow_unverified_previous_month=true (--allow-unverified-previous-month)") from exc
-        stage(f"WARNING: last month ({earlier[-1]}) cannot be verified and is treated as absent, as "
-              f"allow_unverified_previous_month asks: everyone listed counts as new, and the population is not "
-              f"compared with it. {exc}")
-        return None, None, {"month": earlier[-1], "problem": str(exc)}
-    return earlier[-1], population, None
+        problem = _unverified(exc, allow_unverified, what=f"last month ({last})", month=month,
+                              why="this month's changes (new, left, tier moves) cannot be worked out from it",
+                              treated=f"{last} as absent (everyone listed counts as new, and the population is not "
+                                      f"compared with it)", stage=stage)
+        return None, None, {"month": last, **problem}
+    return last, population, None
 
 
 def _chunked(fn, frame: pd.DataFrame, size: int):
@@ -565,17 +575,35 @@ def _counted(counts: dict[str, int]) -> str:
     return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in counts.items() if n) or "none"
 
 
-def _published_population(output_dir, month: str) -> int | None:
-    """How many people the month already published in ``output_dir`` scored (its manifest), or None."""
+def _published_population(output_dir, month: str, *, allow_unverified: bool = False,
+                          stage: Stage = _quiet) -> int | None:
+    """How many people the month already published in ``output_dir`` scored (its manifest, read by
+    :func:`riskstrat.published.read_manifest` from the run folder :func:`riskstrat.publish.month_run`
+    resolves), or None when the month is not published. A manifest that cannot be believed, or
+    lacks ``counts.scored``, is refused as :func:`previous_month` refuses last month: unless
+    ``allow_unverified``, then a warning and None (no population-shrink check)."""
     from riskstrat.publish import month_run
+    from riskstrat.published import MANIFEST, ManifestError, PublishedMonthError, read_manifest
 
-    try:
-        folder = month_run(output_dir, month)
-        if folder is None:
-            return None
-        return int(json.loads((folder / "manifest.json").read_text())["counts"]["scored"])
-    except (OSError, ValueError, KeyError, TypeError):
+    if not Path(output_dir).is_dir():
         return None
+    folder = month_run(output_dir, month)
+    if folder is None:
+        return None
+    try:
+        manifest = read_manifest(folder / MANIFEST, month=month)
+        counts = manifest.get("counts")
+        scored = counts.get("scored") if isinstance(counts, dict) else None
+        if not isinstance(scored, int) or isinstance(scored, bool) or scored < 0:
+            raise ManifestError(f"{folder / MANIFEST} (month {month}) has no count of the people scored "
+                                f"(counts.scored); rescore the month to publish it afresh")
+    except PublishedMonthError as exc:
+        _unverified(exc, allow_unverified, what=f"{month} as published", month=month,
+                    why="this run's population cannot be compared with it",
+                    treated=f"{month} as published as absent (the population is not compared with it)",
+                    stage=stage)
+        return None
+    return scored
 
 
 def _file_digest(path) -> dict | None:
@@ -632,7 +660,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     from riskstrat.engines import PandasEngine, open_engine
     from riskstrat.data_end import data_end_of
     from riskstrat.evaluation.pipeline import model_outcome
-    from riskstrat.guards import check_data_currency
+    from riskstrat.guards import StaleDataError, check_data_currency
     from riskstrat.outcomes import check_costs_known
     from riskstrat.features import build_features
     from riskstrat.io import data_fingerprint, file_sha256
@@ -644,7 +672,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     def data_is_current(end) -> None:
         try:
             check_data_currency(as_of, end, max_lag_days=cfg.max_data_lag_days)
-        except Exception:
+        except StaleDataError:  # only the refusal is allowed away: any other fault stays a fault
             if not cfg.allow_stale_data:
                 raise
             stage(f"warning: scoring {(as_of - end).days} days after the data end ({end.date()}), as allowed: "
@@ -737,9 +765,11 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                 publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
                 raise
             out_dir = Path(manifest["output_dir"])
-            written = json.loads((out_dir / "manifest.json").read_text())["files"]
-            publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(out_dir.resolve()),
-                                 files={**written, "manifest.json": file_sha256(out_dir / "manifest.json")},
+            run_folder = publish.month_run(root, month)  # once: not through the month link again
+            written = publish.read_regular(run_folder / "manifest.json")
+            publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(run_folder),
+                                 files={**json.loads(written)["files"],
+                                        "manifest.json": hashlib.sha256(written).hexdigest()},
                                  opted_out_removed=manifest["counts"]["opted_out_removed"],
                                  timings_seconds={k: round(v, 3) for k, v in timings.items()})
             try:
@@ -775,7 +805,9 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     publish.check_population(len(features), previous_scored, max_shrink=cfg.max_population_shrink,
                              allow=cfg.allow_population_shrink, previous_month=prev_month)
     if prev_month is None:  # a rerun of this month: compare with what it published
-        publish.check_population(len(features), _published_population(cfg.output_dir, month),
+        published = _published_population(cfg.output_dir, month, stage=stage,
+                                          allow_unverified=cfg.allow_unverified_previous_month)
+        publish.check_population(len(features), published,
                                  max_shrink=cfg.max_population_shrink, allow=cfg.allow_population_shrink,
                                  previous_month=f"{month} as published")
 

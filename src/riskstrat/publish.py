@@ -14,6 +14,16 @@ other user can plant files in it) and publishes it by replacing the month's syml
 ``os.replace`` (atomic on POSIX): a reader, or a crash at any instant, sees either the old month
 whole or the new one whole, never neither. Folders under ``.runs/`` that no month points to are
 left by killed runs (they hold person-level files) and are removed by the next run, under the lock.
+In the output folder itself the next run removes only riskstrat's own temporary entries, known by
+exact name and kind: a month link ``.YYYY-MM.link-<12 hex>`` that is a symlink, and an earlier
+version's ``.YYYY-MM.tmp-`` / ``.old-<8 characters>`` that is a real folder; anything else is left
+and listed in the audit log (event ``cleaned``, ``left_unmarked``).
+
+Readers of published months (``score``'s last month, ``monitor``) list them with
+:func:`published_months`, which resolves each once with :func:`month_run`, and read from the folder
+it gives, never through the month link again; every file is opened by :func:`open_regular`
+(``O_NOFOLLOW | O_NONBLOCK``, a regular file by ``fstat``), so a link or FIFO planted in place of a
+file is refused, not followed or waited on.
 
 The output folder is a trust boundary: whatever is planted inside it, a run writes, truncates or
 removes nothing outside it. The run resolves the output folder once and then follows no link it
@@ -44,6 +54,7 @@ import fcntl
 import getpass
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -53,9 +64,9 @@ from pathlib import Path
 
 from riskstrat.errors import RiskstratError
 
-__all__ = ["AUDIT_LOG", "MARKER", "AlreadyPublishedError", "OutputLockedError", "PublishError", "PublishRefusedError",
-           "append_audit", "check_population", "check_republish", "clean_stale", "month_folder", "month_run",
-           "output_lock"]
+__all__ = ["AUDIT_LOG", "MARKER", "AlreadyPublishedError", "NotRegularFileError", "OutputLockedError", "PublishError",
+           "PublishRefusedError", "append_audit", "check_population", "check_republish", "clean_stale", "month_folder",
+           "month_run", "open_regular", "output_lock", "published_months", "read_regular"]
 
 RUNS = ".runs"
 LOCK = ".lock"
@@ -132,6 +143,58 @@ def _link_words(path: Path) -> str:
         return f"a symbolic link (to {os.readlink(path)})"
     except OSError:
         return "a symbolic link"
+
+
+class NotRegularFileError(OSError):
+    """What :func:`open_regular` found in place of a regular file; ``kind`` says what it is, in words."""
+
+    def __init__(self, path: str | Path, kind: str):
+        super().__init__(errno.EINVAL, f"{kind}, not a regular file", str(path))
+        self.kind = kind
+
+
+def _kind_words(mode: int) -> str:
+    return next((words for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                                           (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                                           (stat.S_ISBLK, "a device"), (stat.S_ISLNK, "a symbolic link"))
+                 if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | Path) -> int:
+    """A read-only descriptor of the regular file ``path``: opened with ``O_NOFOLLOW`` (a link at its
+    last component is not followed), ``O_NONBLOCK`` (a FIFO planted there cannot hang the run) and
+    ``O_CLOEXEC``, then ``fstat``-ed. Read from the descriptor, never from the path again, so nothing
+    can be swapped in between.
+
+    ``FileNotFoundError`` when there is nothing there; :class:`NotRegularFileError` (``kind``: "a
+    symbolic link (to ...)", "a FIFO (named pipe)", "a folder", ...) for anything but a regular file;
+    other ``OSError`` as the OS gives it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        st = _lstat(Path(path))
+        if st is not None and stat.S_ISLNK(st.st_mode):  # ELOOP (Linux) or EMLINK (BSD) under O_NOFOLLOW
+            raise NotRegularFileError(path, _link_words(Path(path))) from None
+        if exc.errno == errno.ENXIO:  # a socket
+            raise NotRegularFileError(path, _kind_words(st.st_mode) if st is not None else "a socket") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(path, _kind_words(mode))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | Path, *, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``), opened by :func:`open_regular`."""
+    with os.fdopen(open_regular(path), "rb") as fh:
+        return fh.read() if limit is None else fh.read(limit)
 
 
 def _open_own_file(path: Path, flags: int, what: str, *, mode: int = 0o600) -> int:
@@ -241,17 +304,9 @@ def _marker(folder: Path) -> dict | None:
     if st is None or not stat.S_ISDIR(st.st_mode):
         return None
     try:
-        fd = os.open(folder / MARKER, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
+        data = read_regular(folder / MARKER, limit=1 << 16)
     except OSError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = os.read(fd, 1 << 16)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     try:
         marker = json.loads(data)
     except ValueError:
@@ -299,6 +354,29 @@ def month_run(root: str | Path, month: str) -> Path | None:
                        f"run again")
 
 
+MONTH_NAME = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+def published_months(root: str | Path, *, before: str | None = None) -> list[tuple[str, Path]]:
+    """Every month published in ``root`` (earlier than ``before``, if given), oldest first: ``(month,
+    folder)``, the folder resolved once by :func:`month_run` (a run folder, or a month folder of an
+    earlier riskstrat). Read the month's files from that folder, never through ``root / month``
+    again: a link swapped in between would be followed.
+
+    Every entry named ``YYYY-MM`` counts, whatever it holds; one that is not a trusted month (a
+    link riskstrat did not make, a file) is a :class:`PublishError` naming it.
+    """
+    root = Path(root)
+    with os.scandir(root) as entries:
+        names = sorted(e.name for e in entries if MONTH_NAME.fullmatch(e.name) and (before is None or e.name < before))
+    months = []
+    for name in names:
+        folder = month_run(root, name)
+        if folder is not None:  # None: removed since the listing
+            months.append((name, folder))
+    return months
+
+
 def _published_runs(root: Path) -> set[str]:
     """Names of the run folders that month links in ``root`` point to (kept, whatever else holds)."""
     names = set()
@@ -324,8 +402,8 @@ def _remove_run(folder: Path) -> bool:
 
 
 def _remove_entry(path: Path) -> None:
-    """Remove a temporary sibling left by an earlier version: a real folder whole, anything else
-    (a file, a link) by its own name only."""
+    """Remove ``path``, a temporary entry riskstrat made: a real folder whole, anything else (a file,
+    a link) by its own name only."""
     st = _lstat(path)
     if st is None:
         return
@@ -335,12 +413,34 @@ def _remove_entry(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+# What riskstrat leaves in the output folder's root when killed, named exactly as it names them:
+# its temporary month links (this version), and the temporary and replaced month folders of the
+# writer before run folders (io.atomic_path's tempfile.mkdtemp(prefix=".<month>.tmp-"/".old-"):
+# eight characters of tempfile's alphabet).
+_TEMP_LINK = re.compile(r"\.\d{4}-(0[1-9]|1[0-2])\.link-[0-9a-f]{12}")
+_OLD_TEMP_FOLDER = re.compile(r"\.\d{4}-(0[1-9]|1[0-2])\.(tmp|old)-[a-z0-9_]{8}")
+_TEMP_LOOKALIKE = (".tmp-", ".old-", ".link-")  # what earlier versions removed by these words alone
+
+
+def _own_temporary(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` in the output folder's root is a temporary entry riskstrat made, known by its
+    exact name and kind (a link for a month link; a real folder, not a link, for an old folder)."""
+    if _TEMP_LINK.fullmatch(entry.name):
+        return entry.is_symlink()
+    if _OLD_TEMP_FOLDER.fullmatch(entry.name):
+        return entry.is_dir(follow_symlinks=False)
+    return False
+
+
 def clean_stale(root: str | Path) -> list[str]:
     """Remove what killed runs left in ``root`` (call with the lock held): run folders no month
-    points to, and the temporary siblings of earlier versions' writers. Returns what was removed.
+    points to, and riskstrat's own temporary entries in ``root``. Returns what was removed.
 
-    Only run folders riskstrat made (real folders directly inside a real ``.runs`` carrying the
-    marker) are removed; anything else in ``.runs`` is left and reported in the audit log
+    Only what riskstrat made and can recognise exactly is removed: run folders directly inside a
+    real ``.runs`` carrying the marker; in ``root``, temporary month links (``.YYYY-MM.link-`` and
+    12 hex digits, symbolic links) and the temporary folders of the writer before run folders
+    (``.YYYY-MM.tmp-`` or ``.old-`` and 8 characters, real folders). Anything else in ``.runs``, and
+    any other entry in ``root`` named like a temporary one, is left and reported in the audit log
     (event ``cleaned``, ``left_unmarked``). The run folder a republish replaced is kept until the
     next publish (:func:`month_folder`).
     """
@@ -357,14 +457,19 @@ def clean_stale(root: str | Path) -> list[str]:
             if marker is not None and marker.get("replaced_by") in keep:
                 continue  # the previous run of a republished month: kept until the next publish
             (removed if _remove_run(folder) else left).append(f"{RUNS}/{entry.name}")
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name.startswith(".") and any(tag in entry.name for tag in (".tmp-", ".old-", ".link-")):
+    with os.scandir(root) as scanned:
+        entries = sorted(scanned, key=lambda e: e.name)
+    for entry in entries:
+        if _own_temporary(entry):
             _remove_entry(Path(entry.path))
             removed.append(entry.name)
+        elif entry.name.startswith(".") and any(tag in entry.name for tag in _TEMP_LOOKALIKE):
+            left.append(entry.name)
     if removed or left:
         append_audit(root, "cleaned", removed=removed, left_unmarked=left,
-                     **({"note": f"not made by riskstrat (no {MARKER} marker): left in place; check who put them "
-                                 f"there and remove them by hand"} if left else {}))
+                     **({"note": f"not made by riskstrat (no {MARKER} marker, or not named and shaped as riskstrat "
+                                 f"names its temporary entries): left in place; check who put them there and "
+                                 f"remove them by hand"} if left else {}))
     return removed
 
 
@@ -383,18 +488,12 @@ def _models_key(models: Mapping | None) -> dict | None:
 
 
 def _manifest(folder: Path) -> tuple[bytes | None, dict | None]:
-    """``folder``'s manifest.json (bytes, models), read without following a link; (None, None) if none."""
+    """``folder``'s manifest.json (bytes, models), read as :func:`read_regular` does; (None, None) if
+    there is none, or it is not a regular file."""
     try:
-        fd = os.open(folder / "manifest.json", os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
+        data = read_regular(folder / "manifest.json")
     except OSError:
         return None, None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, None
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            data = fh.read()
-    finally:
-        os.close(fd)
     try:
         models = json.loads(data).get("models")
     except (ValueError, AttributeError):

@@ -7,12 +7,17 @@ through here:
 
 - :func:`read_manifest`: the manifest parsed and checked for the fields readers rely on (a
   truncated or hand-edited file is a :class:`ManifestError` naming it, never a traceback), and its
-  ``month`` / ``as_of`` checked against the folder's name;
+  ``month`` / ``as_of`` checked against the month it is published as (``month=``; the run folder
+  holding it is not named so);
 - :func:`verify_file`: a file's SHA-256 (streamed, :func:`riskstrat.io.file_sha256`, the function
   that wrote the hashes) against the manifest's (:class:`TamperedFileError` otherwise);
-- :func:`read_population`: ``population.parquet`` verified, with the columns asked for (an older
-  month without them is a :class:`MissingColumnsError`) and its ``as_of`` column, if it has one,
-  checked against the manifest's.
+- :func:`read_population`: ``population.parquet`` verified and parsed through the one descriptor
+  it was hashed through, with the columns asked for (an older month without them is a
+  :class:`MissingColumnsError`) and its ``as_of`` column, if it has one, checked against the
+  manifest's.
+
+Every file is opened by :func:`riskstrat.publish.open_regular`: without following a link, without
+blocking on a FIFO, and refused (naming it) unless it is a regular file.
 
 The manifest itself is not covered by its own hashes: what it says about models is checked against
 the registry by the reader that uses it (:mod:`riskstrat.evaluation.monitor_pipeline`).
@@ -20,12 +25,14 @@ the registry by the reader that uses it (:mod:`riskstrat.evaluation.monitor_pipe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -110,68 +117,112 @@ _REPAIR = ("restore the month's folder from a backup, or rescore the month (`ris
            "to publish it afresh")
 
 
-def read_manifest(path: str | Path) -> dict:
+def _not_regular(path: Path, exc: OSError, error: type[PublishedMonthError]) -> PublishedMonthError:
+    """A published file that is not a regular file, or cannot be opened, as ``error`` naming it."""
+    from riskstrat.publish import NotRegularFileError
+
+    if isinstance(exc, NotRegularFileError):
+        return error(f"{path} is {exc.kind}, not a regular file: riskstrat publishes only regular files and reads "
+                     f"no link, FIFO or device in their place (one was planted there); move it away, then {_REPAIR}")
+    return error(f"{path} cannot be read ({exc.strerror or exc}); {_REPAIR}")
+
+
+def _month_words(path: Path, month: str | None) -> str:
+    """``path``, with the month it was published as when the folder's name does not say it."""
+    return f"{path} (month {month})" if month and path.parent.name != month else f"{path}"
+
+
+def read_manifest(path: str | Path, *, month: str | None = None) -> dict:
     """The manifest at ``path``, checked: JSON, an object, with ``month``, ``as_of`` (in that month),
     ``models`` (each with ``version`` and ``run_id``), ``outcome`` (``name``, ``words``,
     ``horizon_days``), ``config.models.risk`` (one of ``models``) and ``files`` (SHA-256 hex
-    digests). When the folder holding it is named like a month, ``month`` must be that name.
+    digests). Its ``month`` must be ``month`` (the name the month is published as; its run folder
+    is not named so), or when that is not given, the name of the folder holding it if that is
+    named like a month.
 
-    Returns the manifest as written (a dict, every field kept); raises :class:`ManifestError`
-    naming the file and the problem otherwise.
+    The file is opened without following a link or blocking on a FIFO, and must be a regular file
+    (:func:`riskstrat.publish.open_regular`). Returns the manifest as written (a dict, every field
+    kept); raises :class:`ManifestError` naming the file and the problem otherwise.
     """
+    from riskstrat.publish import read_regular
+
     path = Path(path)
+    where = _month_words(path, month)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path).decode("utf-8")
     except FileNotFoundError:
-        raise ManifestError(f"{path} is missing: a published month always has one; {_REPAIR}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path} cannot be read ({type(exc).__name__}: {exc}); {_REPAIR}") from None
+        raise ManifestError(f"{where} is missing: a published month always has one; {_REPAIR}") from None
+    except OSError as exc:
+        raise _not_regular(path, exc, ManifestError) from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{where} cannot be read ({type(exc).__name__}: {exc}); {_REPAIR}") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}; a "
+        raise ManifestError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}; a "
                             f"truncated or hand-edited file?); {_REPAIR}") from None
     if not isinstance(raw, dict):
-        raise ManifestError(f"{path} holds a JSON {type(raw).__name__}, not the object a manifest is; {_REPAIR}")
+        raise ManifestError(f"{where} holds a JSON {type(raw).__name__}, not the object a manifest is; {_REPAIR}")
     try:
         checked = Manifest.model_validate(raw)
     except ValidationError as exc:
-        raise ManifestError(f"{path} lacks what a published month's manifest holds ({_problems(exc)}); "
+        raise ManifestError(f"{where} lacks what a published month's manifest holds ({_problems(exc)}); "
                             f"{_REPAIR}") from None
     folder = path.parent.name
-    if re.fullmatch(r"\d{4}-\d{2}", folder) and folder != checked.month:
-        raise ManifestError(f"{path} says month {checked.month} (as_of {checked.as_of}) but lies in the folder "
-                            f"{folder}: the manifest was edited or moved; {_REPAIR}")
+    expected = month if month is not None else folder if re.fullmatch(r"\d{4}-\d{2}", folder) else None
+    if expected is not None and expected != checked.month:
+        lies = f"lies in the folder {folder}" if folder == expected else f"is published as month {expected}"
+        raise ManifestError(f"{path} says month {checked.month} (as_of {checked.as_of}) but {lies}: the manifest "
+                            f"was edited or moved; {_REPAIR}")
     return raw
 
 
-def verify_file(month_dir: str | Path, name: str, manifest: dict) -> Path:
-    """``month_dir / name``, once its SHA-256 (streamed) equals the one ``manifest`` records for
-    ``name``; :class:`TamperedFileError` (which file, the two hash prefixes, what to do) otherwise."""
+@contextlib.contextmanager
+def _verified(month_dir: Path, name: str, manifest: dict) -> Iterator[BinaryIO]:
+    """``month_dir / name`` open (at its start) once its SHA-256, streamed from that descriptor,
+    equals the one ``manifest`` records; what is read from it next is what was hashed."""
     from riskstrat.io import file_sha256
+    from riskstrat.publish import open_regular
 
-    path = Path(month_dir) / name
+    path = month_dir / name
     expected = manifest.get("files", {}).get(name)
-    where = f"{Path(month_dir) / MANIFEST}"
+    where = f"{month_dir / MANIFEST}"
     if expected is None:
         raise TamperedFileError(f"{path} is not among the files {where} records, so it cannot be verified; "
                                 f"{_REPAIR}")
-    if not path.is_file():
+    try:
+        fd = open_regular(path)
+    except FileNotFoundError:
         raise TamperedFileError(f"{path} is missing, though {where} records it (SHA-256 {expected[:12]}…); "
-                                f"{_REPAIR}")
-    found = file_sha256(path)
-    if found != expected:
-        raise TamperedFileError(
-            f"{path} is not the file that was published: its SHA-256 begins {found[:12]}, {where} records "
-            f"{expected[:12]}. It was edited, corrupted or replaced after publishing; restore it from a backup of "
-            f"the month, or rescore the month (`riskstrat score --as-of {manifest.get('as_of')}`) to publish it "
-            f"afresh")
-    return path
+                                f"{_REPAIR}") from None
+    except OSError as exc:
+        raise _not_regular(path, exc, TamperedFileError) from None
+    with os.fdopen(fd, "rb") as fh:
+        found = file_sha256(fh)
+        if found != expected:
+            raise TamperedFileError(
+                f"{path} is not the file that was published: its SHA-256 begins {found[:12]}, {where} records "
+                f"{expected[:12]}. It was edited, corrupted or replaced after publishing; restore it from a backup of "
+                f"the month, or rescore the month (`riskstrat score --as-of {manifest.get('as_of')}`) to publish it "
+                f"afresh")
+        fh.seek(0)
+        yield fh
 
 
-def read_population(month_dir: str | Path, *, columns: Sequence[str] | None = None,
+def verify_file(month_dir: str | Path, name: str, manifest: dict) -> Path:
+    """``month_dir / name``, once it is a regular file (opened as :func:`riskstrat.publish.open_regular`
+    does) whose SHA-256 (streamed) equals the one ``manifest`` records for ``name``;
+    :class:`TamperedFileError` (which file, the two hash prefixes, what to do) otherwise."""
+    with _verified(Path(month_dir), name, manifest):
+        pass
+    return Path(month_dir) / name
+
+
+def read_population(month_dir: str | Path, *, month: str | None = None, columns: Sequence[str] | None = None,
                     optional: Sequence[str] = (), manifest: dict | None = None) -> tuple[dict, pd.DataFrame]:
-    """``(manifest, population)`` of the month in ``month_dir``, both verified.
+    """``(manifest, population)`` of the month in ``month_dir``, both verified; ``month``: the name
+    the month is published as (:func:`read_manifest`). The population is read through the
+    descriptor it was hashed through.
 
     ``columns`` (default: all) must be in the file (:class:`MissingColumnsError` otherwise, naming
     them); ``optional`` columns are read when present. A population that carries ``as_of`` must
@@ -180,23 +231,25 @@ def read_population(month_dir: str | Path, *, columns: Sequence[str] | None = No
     import pyarrow.parquet as pq
 
     month_dir = Path(month_dir)
-    manifest = manifest if manifest is not None else read_manifest(month_dir / MANIFEST)
-    path = verify_file(month_dir, POPULATION, manifest)
-    try:
-        names = pq.read_schema(path).names
-    except Exception as exc:  # noqa: BLE001 - verified bytes that Arrow cannot read: say so, not a traceback
-        raise PublishedMonthError(f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); "
-                                  f"{_REPAIR}") from None
-    missing = [c for c in (columns or []) if c not in names]
-    if missing:
-        raise MissingColumnsError(
-            f"{path} has no column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} (it has "
-            f"{', '.join(names[:12])}{', …' if len(names) > 12 else ''}): it was written by an older riskstrat. "
-            f"Rescore that month with this version (`riskstrat score --as-of {manifest['as_of']}`)")
-    wanted = None if columns is None else [*columns, *(c for c in optional if c in names and c not in columns)]
-    if wanted is not None and "as_of" in names and "as_of" not in wanted:
-        wanted.append("as_of")
-    population = pd.read_parquet(path, columns=wanted)
+    manifest = manifest if manifest is not None else read_manifest(month_dir / MANIFEST, month=month)
+    path = month_dir / POPULATION
+    with _verified(month_dir, POPULATION, manifest) as fh:
+        try:
+            names = pq.read_schema(fh).names
+        except Exception as exc:  # noqa: BLE001 - verified bytes that Arrow cannot read: say so, not a traceback
+            raise PublishedMonthError(f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); "
+                                      f"{_REPAIR}") from None
+        missing = [c for c in (columns or []) if c not in names]
+        if missing:
+            raise MissingColumnsError(
+                f"{path} has no column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} (it "
+                f"has {', '.join(names[:12])}{', …' if len(names) > 12 else ''}): it was written by an older "
+                f"riskstrat. Rescore that month with this version (`riskstrat score --as-of {manifest['as_of']}`)")
+        wanted = None if columns is None else [*columns, *(c for c in optional if c in names and c not in columns)]
+        if wanted is not None and "as_of" in names and "as_of" not in wanted:
+            wanted.append("as_of")
+        fh.seek(0)
+        population = pd.read_parquet(fh, columns=wanted)
     if "as_of" in population.columns:
         dates = pd.to_datetime(population["as_of"]).dt.normalize().dropna().unique()
         if len(dates) and (len(dates) > 1 or dates[0] != pd.Timestamp(manifest["as_of"])):

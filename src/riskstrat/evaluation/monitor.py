@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,16 +46,17 @@ class ScoredMonth:
     horizon_days: int
     outcome_words: str
     manifest: dict = field(repr=False, compare=False)
+    folder: Path | None = field(default=None, repr=False, compare=False)  # where its files are (its run folder)
 
     @classmethod
-    def from_manifest(cls, manifest: dict) -> "ScoredMonth":
-        """From a month's ``manifest.json`` (the risk model is ``config.models.risk``)."""
+    def from_manifest(cls, manifest: dict, *, folder: Path | None = None) -> "ScoredMonth":
+        """From a month's ``manifest.json`` (the risk model is ``config.models.risk``), read from ``folder``."""
         name = manifest["config"]["models"]["risk"]
         outcome = manifest.get("outcome") or {}
         return cls(month=manifest["month"], as_of=pd.Timestamp(manifest["as_of"]), model_name=name,
                    model_version=str(manifest["models"][name]["version"]),
                    horizon_days=int(outcome.get("horizon_days", 365)),
-                   outcome_words=str(outcome.get("words", "the outcome")), manifest=manifest)
+                   outcome_words=str(outcome.get("words", "the outcome")), manifest=manifest, folder=folder)
 
     @property
     def matures_on(self) -> pd.Timestamp:

@@ -13,7 +13,6 @@ before any data are read.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,6 @@ from riskstrat.evaluation.monitor import MonthResult, ScoredMonth, label_populat
 from riskstrat.published import MANIFEST, POPULATION, PublishedMonthError, read_manifest, read_population, verify_file
 
 Stage = Callable[[str], None]
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
 # Below this share of a month's scored people found in the data, the data are not that population.
 MIN_FOUND = 0.5
 
@@ -43,26 +41,27 @@ class MonthProvenanceError(PublishedMonthError):
 
 
 def scored_months(output_dir, *, before) -> list[ScoredMonth]:
-    """The months published in ``output_dir`` (``YYYY-MM`` folders with a manifest or a population)
-    scored before ``before``, oldest first.
+    """The months published in ``output_dir`` (every month link, or month folder of an earlier
+    riskstrat, named ``YYYY-MM``) scored before ``before``, oldest first.
 
-    Every such folder's manifest is read with :func:`riskstrat.published.read_manifest`: one that is
-    missing, truncated or inconsistent with its folder's name is refused
-    (:class:`riskstrat.published.ManifestError`), whatever its date, since its date cannot be believed.
+    Each month's files are read from the folder :func:`riskstrat.publish.month_run` resolves
+    (:attr:`ScoredMonth.folder`), never through the month link again. Every month's manifest is
+    read with :func:`riskstrat.published.read_manifest`: one that is missing (a month link or
+    folder without one is refused, not skipped), not a regular file, truncated or inconsistent with
+    the month's name is refused (:class:`riskstrat.published.ManifestError`), whatever its date,
+    since its date cannot be believed.
     """
-    from riskstrat.publish import month_run
+    from riskstrat.publish import published_months
 
     root = Path(output_dir)
     if not root.is_dir():
         return []
     months = []
-    for entry in sorted(root.iterdir()):
-        # Through publish.month_run: a month link riskstrat did not make is refused, never read.
-        if _MONTH.match(entry.name) and month_run(root, entry.name) is not None and (
-                (entry / MANIFEST).is_file() or (entry / POPULATION).is_file()):
-            month = ScoredMonth.from_manifest(read_manifest(entry / MANIFEST))
-            if month.as_of < pd.Timestamp(before):
-                months.append(month)
+    # Through publish.month_run: a month link riskstrat did not make is refused, never read.
+    for name, folder in published_months(root):
+        month = ScoredMonth.from_manifest(read_manifest(folder / MANIFEST, month=name), folder=folder)
+        if month.as_of < pd.Timestamp(before):
+            months.append(month)
     return months
 
 
@@ -174,7 +173,7 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
             f"data cover a month's whole horizon. Not yet: {_pending_words(pending)}. Run monitor again with a "
             f"later extract")
     for m in assessed:  # before any data are read: the files and models are what the manifests say
-        verify_file(Path(cfg.output_dir) / m.month, POPULATION, m.manifest)
+        verify_file(m.folder, POPULATION, m.manifest)
         check_provenance(m, uri=cfg.tracking.uri)
     key_fingerprint = check_key_matches(cfg.data.path)
     for m in assessed:
@@ -202,7 +201,7 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
         outcome = models[key]
         _check_outcome(m, outcome)
         # Read as verified (hashed again: the data took a while to load).
-        _, population = read_population(Path(cfg.output_dir) / m.month, manifest=m.manifest)
+        _, population = read_population(m.folder, month=m.month, manifest=m.manifest)
         population["person_id"] = population["person_id"].astype(str)
         opted = population["person_id"].isin({str(i) for i in in_data})
         population = population.loc[~opted].reset_index(drop=True)
