@@ -277,9 +277,12 @@ def test_a_damaged_manifest_is_a_refusal_naming_it_not_a_traceback(world, tmp_pa
     assert result.exit_code == 2 and "manifest.json" in result.output and "Traceback" not in result.output
 
 
-def test_a_manifest_naming_another_horizon_than_its_model_is_refused(world, tmp_path):
+def test_a_manifest_naming_another_horizon_than_its_model_is_refused(world, tmp_path, monkeypatch):
+    import riskstrat.evaluation.monitor_pipeline as pipeline
     from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
 
+    # The second line of defence, behind the check against the manifest MLflow recorded (switched off here).
+    monkeypatch.setattr(pipeline, "check_recorded", lambda month, **kwargs: None)
     lists = _copy_month(world, tmp_path)
     _edit_manifest(lists, lambda m: m["outcome"].update(horizon_days=180))
     with pytest.raises(MonthProvenanceError, match=r"within 180 days, but monitor-emergency version 1 predicts "
@@ -371,3 +374,38 @@ def test_a_month_is_read_from_the_run_folder_its_link_was_checked_at(world, tmp_
     monkeypatch.setattr(publish, "month_run", then_swapped)
     months = scored_months(lists, before="2025-11-01")
     assert [(m.month, m.folder) for m in months] == list(runs.items())
+
+
+def test_a_population_edited_together_with_its_manifests_hash_is_refused(world, tmp_path):
+    # The manifest's hashes cannot catch this: the copy MLflow recorded at publishing can.
+    import json
+
+    from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
+    from riskstrat.io import file_sha256, write_parquet
+
+    lists = _copy_month(world, tmp_path)
+    path = lists / "2024-11" / "population.parquet"
+    population = pd.read_parquet(path)
+    write_parquet(population.assign(risk=population["risk"] / 2), path)
+    _edit_manifest(lists, lambda m: m["files"].update({"population.parquet": file_sha256(path)}))
+    with pytest.raises(MonthProvenanceError, match=r"2024-11/manifest.json is not the manifest recorded in MLflow "
+                                                   r"when the month was published"):
+        _run(world, lists)
+    assert json.loads((lists / "2024-11" / "manifest.json").read_text())["files"]["population.parquet"] == \
+        file_sha256(path)  # the file check alone passes
+
+
+def test_a_month_no_scoring_run_recorded_is_refused(world, tmp_path):
+    import shutil
+
+    from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
+
+    lists = _copy_month(world, tmp_path)
+    store = tmp_path / "other.db"
+    shutil.copy(world["uri"].removeprefix("sqlite:///"), store)
+    import sqlite3
+
+    with sqlite3.connect(store) as con:  # the same registry, without its scoring runs' records
+        con.execute("UPDATE experiments SET name = 'renamed' WHERE name = 'riskstrat-scoring'")
+    with pytest.raises(MonthProvenanceError, match=r"no scoring run as of 2024-11-01 .* recorded the month"):
+        _run(world, lists, uri=f"sqlite:///{store}")

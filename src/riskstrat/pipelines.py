@@ -773,7 +773,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                                  opted_out_removed=manifest["counts"]["opted_out_removed"],
                                  timings_seconds={k: round(v, 3) for k, v in timings.items()})
             try:
-                run_id = tracking.log_scoring_run(manifest, summary, cfg, timings=timings)
+                # The manifest as published (with its files' hashes): monitor checks the folder's copy against it.
+                run_id = tracking.log_scoring_run(json.loads(written), summary, cfg, timings=timings)
             except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
                 publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
                 raise PublishedButNotTrackedError(

@@ -544,6 +544,31 @@ def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg, *, timings: dict
         return run.info.run_id
 
 
+@_store_faults_named
+def recorded_manifests(as_of: str, *, experiment: str, uri: str | None = None) -> list[dict]:
+    """The manifests recorded in MLflow by the scoring runs of ``experiment`` as of ``as_of`` (one per
+    run, newest first; a rerun or a replaced month leaves several). What the output folder's
+    ``manifest.json`` is checked against: whoever can write the folder cannot write the registry."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    configure(uri)
+    found = MlflowClient().get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = mlflow.search_runs(experiment_ids=[found.experiment_id], output_format="list",
+                              filter_string=f"tags.`riskstrat.kind` = 'scoring' and tags.`riskstrat.as_of` = '{as_of}'",
+                              order_by=["attributes.start_time DESC"])
+    manifests = []
+    for run in runs:
+        try:
+            manifests.append(mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/manifest.json"))
+        except Exception as exc:  # noqa: BLE001 - a run without its manifest artifact is skipped, said below
+            if store_problem(exc, mlflow.get_tracking_uri()) is not None:
+                raise
+    return manifests
+
+
 EVALUATION_EXPERIMENT = "riskstrat-evaluation"
 
 

@@ -12,6 +12,8 @@ before any data are read.
 
 from __future__ import annotations
 
+import json
+
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,33 @@ def check_provenance(month: ScoredMonth, *, uri: str | None) -> None:
                 f"{where} says the month's risks are of {outcome!r}, but {name} version {registered.version} in this "
                 f"registry was trained for {registered.target!r}: labelling with either would compare unlike "
                 f"things. Point tracking.uri at the registry the month was scored with, or rescore the month")
+
+
+def _comparable(manifest: dict) -> str:
+    return json.dumps(manifest, sort_keys=True, default=str)
+
+
+def check_recorded(month: ScoredMonth, *, experiment: str, uri: str | None) -> None:
+    """Refuse (:class:`MonthProvenanceError`) a month whose ``manifest.json`` is not one the registry
+    recorded when the month was published (:func:`riskstrat.tracking.recorded_manifests`): the
+    manifest carries the hash of every file, so a population edited together with its manifest's hash
+    would pass the file check; the copy in MLflow is out of the output folder's writers' reach."""
+    from riskstrat import tracking
+
+    as_of = str(month.as_of.date())
+    recorded = tracking.recorded_manifests(as_of, experiment=experiment, uri=uri)
+    where = f"{month.month}/{MANIFEST}"
+    if not recorded:
+        raise MonthProvenanceError(
+            f"{where}: no scoring run as of {as_of} in the experiment {experiment!r} of this registry recorded the "
+            f"month, so its manifest cannot be checked. If publishing said MLflow failed (audit.jsonl: "
+            f"tracking_failed), run the same score command again to record it; otherwise point tracking.uri (and "
+            f"tracking.experiment) at the registry the month was scored with")
+    if _comparable(month.manifest) not in {_comparable(m) for m in recorded}:
+        raise MonthProvenanceError(
+            f"{where} is not the manifest recorded in MLflow when the month was published ({len(recorded)} scoring "
+            f"run{'s' if len(recorded) != 1 else ''} as of {as_of}): it was edited after publishing, perhaps "
+            f"together with a file and its hash. Restore the month from a backup, or rescore it")
 
 
 def _check_outcome(month: ScoredMonth, outcome) -> None:
@@ -175,6 +204,7 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     for m in assessed:  # before any data are read: the files and models are what the manifests say
         verify_file(m.folder, POPULATION, m.manifest)
         check_provenance(m, uri=cfg.tracking.uri)
+        check_recorded(m, experiment=cfg.tracking.experiment, uri=cfg.tracking.uri)
     key_fingerprint = check_key_matches(cfg.data.path)
     for m in assessed:
         scored_key = m.manifest.get("pseudonym_key_fingerprint")
