@@ -489,6 +489,46 @@ def test_a_key_file_anyone_could_replace_is_refused(tmp_path, monkeypatch, mode,
         check_key_matches(_dataset_with_fingerprint(tmp_path), key_file=path)
 
 
+def test_a_key_file_linked_from_a_private_folder_into_one_anyone_can_write_is_refused(tmp_path, monkeypatch):
+    # The defect: priv/key.link -> ww/key (0600, in a 0777 folder) was read without a word, so anyone
+    # could swap the key behind the link and change every pseudonym.
+    from riskstrat.cli import app
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key = _key_file(tmp_path / "ww", 0o600, 0o777)
+    (tmp_path / "priv").mkdir(mode=0o700)
+    link = tmp_path / "priv" / "key.link"
+    link.symlink_to(key)
+    with pytest.raises(PseudonymKeyError, match=rf"{link} \(a link to {key}\): the folder holding the "
+                                                rf"pseudonymisation key, {tmp_path / 'ww'}, can be written by everyone"):
+        load_pseudonym_key(link)
+    done = CliRunner().invoke(app, ["key", "fingerprint", "--key-file", str(link)])
+    assert done.exit_code == 2 and "can be written by everyone" in " ".join(done.output.split())
+    os.chmod(tmp_path / "ww", 0o1777)  # sticky, as /tmp: others cannot replace what they do not own
+    assert load_pseudonym_key(link).startswith(b"0123")
+
+
+def test_a_key_file_below_a_folder_anyone_can_write_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    (tmp_path / "shared").mkdir()
+    key = _key_file(tmp_path / "shared" / "keys", 0o600, 0o700)  # private, but its parent can be renamed away
+    os.chmod(tmp_path / "shared", 0o777)
+    with pytest.raises(PseudonymKeyError, match=rf"on the way to the pseudonymisation key, {tmp_path / 'shared'}, "
+                                                rf"can be written by everyone.*chmod o-w {tmp_path / 'shared'}"):
+        load_pseudonym_key(key)
+    os.chmod(tmp_path / "shared", 0o755)
+    assert load_pseudonym_key(key).startswith(b"0123")
+
+
+def test_a_key_file_that_is_not_text_is_a_refusal_naming_it(tmp_path, monkeypatch):
+    # The defect: a UnicodeDecodeError traceback.
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key = _key_file(tmp_path / "keys", 0o600)
+    key.write_bytes(b"\x8b\x1f\x00\xffbinary")
+    with pytest.raises(PseudonymKeyError, match=rf"{key}: the key file is not text \(byte 0 is not UTF-8\).*backup"):
+        load_pseudonym_key(key)
+
+
 def test_key_init_makes_a_key_that_is_used_without_a_word_and_refuses_a_folder_anyone_can_write(tmp_path,
                                                                                                    monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)

@@ -571,7 +571,16 @@ def load_pseudonym_key(key_file: str | Path | None = None) -> bytes:
     path = Path(key_file) if key_file else DEFAULT_KEY_FILE
     if path.is_file():
         check_key_file_permissions(path)
-        key = path.read_text().strip()
+        try:
+            key = path.read_bytes().decode("utf-8").strip()
+        except OSError as exc:
+            raise PseudonymKeyError(f"{path.absolute()}: the key file cannot be read ({exc.strerror or exc}); make it "
+                                    f"readable by the user running riskstrat (and by no one else: chmod 600)") from None
+        except UnicodeDecodeError as exc:
+            raise PseudonymKeyError(
+                f"{path.absolute()}: the key file is not text (byte {exc.start} is not UTF-8): a key made by "
+                f"`riskstrat key init` is 64 hex characters on one line. Restore the key file from its backup (its "
+                f"fingerprint must match dataset.json's pseudonym_key_fingerprint)") from None
         if not key:
             raise PseudonymKeyError(f"{path.absolute()}: the key file is empty (keys are looked for in "
                                     f"{_key_places(key_file)})")
@@ -583,41 +592,61 @@ def load_pseudonym_key(key_file: str | Path | None = None) -> bytes:
 def check_key_file_permissions(path) -> None:
     """Refuse a key file others could replace, warn about one others can read (POSIX only).
 
-    Refuses (:class:`PseudonymKeyError`) a key file anyone may write to, or one in a folder anyone
-    may write to without the sticky bit (anyone could put another key in its place, and every
-    pseudonym would silently change). Warns (:class:`PseudonymKeyWarning`) when the group or others
-    can read or write it: whoever reads the key can link pseudonyms back to the source ids. The
-    fix either way: ``chmod 600 FILE``, as ``riskstrat key init`` creates it.
+    The file's real place is checked (links resolved, :func:`os.path.realpath`). Refuses
+    (:class:`PseudonymKeyError`) a key file anyone may write to, or one reached through a folder
+    anyone may write to without the sticky bit: the folder holding it, any folder above it, or a
+    folder holding a link on the way (anyone could put another key, or another link, in its place,
+    and every pseudonym would silently change). Warns (:class:`PseudonymKeyWarning`) when the
+    group or others can read or write it: whoever reads the key can link pseudonyms back to the
+    source ids. The fix either way: ``chmod 600 FILE``, as ``riskstrat key init`` creates it.
     """
     if os.name != "posix":  # Windows' ACLs are not mode bits
         return
     path = Path(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    fix = f"chmod 600 {path.absolute()}"
+    real = Path(os.path.realpath(path))
+    shown = _shown_key_path(path, real)
+    mode = stat.S_IMODE(real.stat().st_mode)
+    fix = f"chmod 600 {real}"
     if mode & stat.S_IWOTH:
         raise PseudonymKeyError(
-            f"{path.absolute()}: the pseudonymisation key file can be written by everyone (mode {mode:04o}): anyone "
+            f"{shown}: the pseudonymisation key file can be written by everyone (mode {mode:04o}): anyone "
             f"could replace the key and change every pseudonym. Make it private with `{fix}` and check it is the "
             f"key you made (`riskstrat key fingerprint` against dataset.json's pseudonym_key_fingerprint)")
     _check_key_folder(path)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.warn(PseudonymKeyWarning(
-            f"{path.absolute()}: the pseudonymisation key file can be read or written by others than its owner "
+            f"{shown}: the pseudonymisation key file can be read or written by others than its owner "
             f"(mode {mode:04o}); whoever reads the key can link pseudonyms back to the source ids. Run `{fix}`"),
             stacklevel=3)
 
 
+def _shown_key_path(path: Path, real: Path) -> str:
+    return f"{path.absolute()}" if real == path.absolute() else f"{path.absolute()} (a link to {real})"
+
+
 def _check_key_folder(path: Path) -> None:
-    """Refuse a key file in a folder anyone may write to without the sticky bit (POSIX only)."""
+    """Refuse a key file reached through a folder anyone may write to without the sticky bit
+    (POSIX only): every folder from the file's real place up to /, and every folder on the path as
+    written (a link in one of them could be replaced)."""
     if os.name != "posix":
         return
-    folder = path.absolute().parent
-    folder_mode = folder.stat().st_mode
-    if folder_mode & stat.S_IWOTH and not folder_mode & stat.S_ISVTX:
-        raise PseudonymKeyError(
-            f"{path.absolute()}: the folder holding the pseudonymisation key, {folder}, can be written by everyone "
-            f"(mode {stat.S_IMODE(folder_mode):04o}, no sticky bit): anyone could put another key in its place. "
-            f"Run `chmod o-w {folder}` (or move the key to a private folder) and `chmod 600 {path.absolute()}`")
+    path = Path(path)
+    real = Path(os.path.realpath(path))
+    # The written path's folders are followed by stat (a link on the way shows its target's mode);
+    # the real path's folders are what the file sits in. Both up to /.
+    folders = dict.fromkeys([*real.parents, *path.absolute().parents, *Path(os.path.realpath(path.parent)).parents,
+                             Path(os.path.realpath(path.parent))])
+    for folder in folders:
+        try:
+            folder_mode = folder.stat().st_mode
+        except OSError:  # not there (yet: init makes it): nothing can be planted in it by others
+            continue
+        if folder_mode & stat.S_IWOTH and not folder_mode & stat.S_ISVTX:
+            held = "holding the pseudonymisation key" if folder == real.parent else "on the way to the pseudonymisation key"
+            raise PseudonymKeyError(
+                f"{_shown_key_path(path, real)}: the folder {held}, {folder}, can be written by everyone "
+                f"(mode {stat.S_IMODE(folder_mode):04o}, no sticky bit): anyone could put another key in its place. "
+                f"Run `chmod o-w {folder}` (or move the key to a private folder) and `chmod 600 {real}`")
 
 
 def configured_key(key_file: str | Path | None = None) -> bytes | None:
