@@ -648,10 +648,11 @@ def _check_key_folder(path: Path) -> None:
         except OSError:  # not there (yet: init makes it): nothing can be planted in it by others
             continue
         if folder_mode & stat.S_IWOTH and not folder_mode & stat.S_ISVTX:
-            held = "holding the pseudonymisation key" if folder == real.parent else "on the way to the pseudonymisation key"
+            held = "holding" if folder == real.parent else "on the way to"
             raise PseudonymKeyError(
-                f"{_shown_key_path(path, real)}: the folder {held}, {folder}, can be written by everyone "
-                f"(mode {stat.S_IMODE(folder_mode):04o}, no sticky bit): anyone could put another key in its place. "
+                f"{_shown_key_path(path, real)}: the folder {held} the pseudonymisation key, {folder}, can be "
+                f"written by everyone (mode {stat.S_IMODE(folder_mode):04o}, no sticky bit): anyone could put another "
+                f"key in its place. "
                 f"Run `chmod o-w {folder}` (or move the key to a private folder) and `chmod 600 {real}`")
 
 
