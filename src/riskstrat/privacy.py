@@ -395,12 +395,18 @@ class OptOutIds(frozenset):
     """The ids of an opt-out file in canonical form (a frozenset of text), remembering the lines
     they were read from (:meth:`line_numbers`)."""
 
-    def __new__(cls, by_line: pd.Series | None = None):
-        """``by_line``: canonical ids (missing where a line holds none) indexed by line number."""
-        by_line = pd.Series([], dtype=object) if by_line is None else by_line
+    def __new__(cls, by_line: pd.Series | Iterable[str] = ()):
+        """``by_line``: canonical ids (missing where a line holds none) indexed by line number; or
+        just ids (their lines not known)."""
+        if not isinstance(by_line, pd.Series):
+            ids = list(by_line)
+            by_line = pd.Series(ids, index=np.zeros(len(ids), dtype=int), dtype=object)
         self = super().__new__(cls, by_line.dropna())
         self._by_line = by_line.dropna()
         return self
+
+    def __reduce__(self):  # pickled with its lines
+        return type(self), (self._by_line,)
 
     def line_numbers(self, ids: Iterable[str]) -> dict[str, list[int]]:
         """The lines (counted from 1; for a CSV, the physical lines of its rows) holding each of ``ids``."""
