@@ -37,21 +37,46 @@ def test_ids_have_one_canonical_form(written, expected):
 
 HOSTILE_IDS = ["ab12", "AB12", " ab12", "ab12\x1f", "\x1cab", "ab\x0b", "\ufeffab", "\u0130x", "\u00df", "", "  ",
                None, float("nan"), 12, "a b", "ab\u00a0", "\u2028ab", "\u03a9mega", "abc\n", "\tq", "0A1b",
-               "ab\u200b", "\uff21\uff42", "a\u00adb", "\u2060ab\u3000", "e\u200b\u0301", "\u2160"]
+               "ab\u200b", "\uff21\uff42", "a\u00adb", "\u2060ab\u3000", "e\u200b\u0301", "\u2160",
+               "ab\ufe0f", "\u2800ab", "a\u2800b", "a\u3164b", "\U000e0100ab", "a\u034fB", "\uffa0ab\u1160"]
+
+
+# Unicode's DerivedCoreProperties.txt (16.0), Default_Ignorable_Code_Point, as published: an
+# independent transcription of the list privacy.py's comment cites.
+DEFAULT_IGNORABLE = """
+00AD Cf; 034F Mn; 061C Cf; 115F..1160 Lo; 17B4..17B5 Mn; 180B..180D Mn; 180E Cf; 180F Mn; 200B..200F Cf;
+202A..202E Cf; 2060..2064 Cf; 2065 Cn; 2066..206F Cf; 3164 Lo; FE00..FE0F Mn; FEFF Cf; FFA0 Lo; FFF0..FFF8 Cn;
+1BCA0..1BCA3 Cf; 1D173..1D17A Cf; E0000 Cn; E0001 Cf; E0002..E001F Cn; E0020..E007F Cf; E0080..E00FF Cn;
+E0100..E01EF Mn; E01F0..E0FFF Cn"""
+
+
+def _code_points(listing: str) -> set[int]:
+    out = set()
+    for entry in listing.replace("\n", " ").split(";"):
+        first, _, last = entry.split()[0].partition("..")
+        out.update(range(int(first, 16), int(last or first, 16) + 1))
+    return out
+
+
+IGNORABLE = {chr(c) for c in _code_points(DEFAULT_IGNORABLE)}
+
+
+def _invisible(c: str) -> bool:
+    return unicodedata.category(c) == "Cf" or c in IGNORABLE
 
 
 def _canonical_one_by_one(ids: pd.Series) -> list:
     """The canonical form written out per value, as the documentation says it: NFKC, format
-    characters (Cf) removed, lower case, surrounding whitespace removed."""
+    characters (Cf) and default-ignorable code points removed, the braille blank a space, lower
+    case, surrounding whitespace removed."""
     out = []
     for v in ids.tolist():
         if v is None or v != v:
             out.append(None)
             continue
-        text = "".join(c for c in unicodedata.normalize("NFKC", "".join(c for c in str(v)
-                                                                       if unicodedata.category(c) != "Cf"))
-                       if unicodedata.category(c) != "Cf")
-        out.append(unicodedata.normalize("NFKC", text.lower()).strip() or None)
+        text = "".join(c for c in unicodedata.normalize("NFKC", "".join(c for c in str(v) if not _invisible(c)))
+                       if not _invisible(c))
+        out.append(unicodedata.normalize("NFKC", text.lower()).replace("\u2800", " ").strip() or None)
     return out
 
 
@@ -69,14 +94,14 @@ def test_an_upper_case_opt_out_file_removes_the_people_it_names(tmp_path):
     # The defect: 300 valid ids in upper case matched nobody (exact string comparison).
     path = tmp_path / "opt_out.txt"
     path.write_text("\n".join(i.upper() for i in IDS[:2]) + "\n\n")
-    matched, unmatched = match_opt_outs(IDS, read_opt_outs(path))
+    matched, unmatched, _ = match_opt_outs(IDS, read_opt_outs(path))
     assert matched == set(IDS[:2]) and unmatched == []
 
 
 def test_opt_out_ids_that_match_nobody_are_counted(tmp_path):
     path = tmp_path / "opt_out.csv"
     path.write_text("\ufeffPerson_ID,date\n 0A1B2C3D4E5F6071 ,2025-10-20\n0000000000000000,2025-10-21\n")
-    assert match_opt_outs(IDS, read_opt_outs(path)) == ({IDS[0]}, ["0000000000000000"])
+    assert match_opt_outs(IDS, read_opt_outs(path))[:2] == ({IDS[0]}, ["0000000000000000"])
 
 
 def test_an_opt_out_path_that_is_a_folder_is_a_refusal_saying_what_to_give(tmp_path):
@@ -163,8 +188,11 @@ def test_an_import_records_the_key_fingerprint_not_the_key(tmp_path):
 
 # Characters a paste from a web page or Word brings along: format characters (Cf) inside the id,
 # whitespace around it. NFKC turns fullwidth letters and digits into plain ones.
-FORMAT_CHARS = ["\u200b", "\ufeff", "\u2060", "\u00ad", "\u200c", "\u200d", "\u200e"]
-SURROUNDING = [" ", "\t", "\u00a0", "\u3000", "\u2009", "\u202f", "\r"]
+FORMAT_CHARS = ["\u200b", "\ufeff", "\u2060", "\u00ad", "\u200c", "\u200d", "\u200e",
+                # invisible but not Cf: variation selectors, grapheme joiner, Hangul fillers, Khmer, Mongolian
+                "\ufe0f", "\ufe00", "\U000e0100", "\u034f", "\u115f", "\u1160", "\u3164", "\uffa0", "\u17b4",
+                "\u180b", "\u180f"]
+SURROUNDING = [" ", "\t", "\u00a0", "\u3000", "\u2009", "\u202f", "\r", "\u2800"]
 
 
 @st.composite
@@ -192,7 +220,7 @@ def test_an_opt_out_id_in_any_pasted_form_matches_the_same_person(data, ident, o
     written_in_data = data.draw(st.sampled_from([ident, ident.upper(), " " + ident]))
     people = [written_in_data] + [o for o in others if o != ident]
     opt_out = data.draw(pasted(ident))
-    assert match_opt_outs(people, {opt_out}) == ({written_in_data}, [])
+    assert match_opt_outs(people, {opt_out})[:2] == ({written_in_data}, [])
 
 
 @given(st.text(max_size=12))
@@ -213,7 +241,7 @@ def test_the_red_team_file_of_ids_ending_in_a_zero_width_space_matches_everyone(
     lines = [p + "\u200b" if i % 2 else "\u00a0" + p.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
              for i, p in enumerate(people)]
     path.write_text("\ufeff# opt-outs received in October\n" + "\r\n".join(lines) + "\r\n")
-    matched, unmatched = match_opt_outs(people + ["ffffffffffffffff"], read_opt_outs(path))
+    matched, unmatched, _ = match_opt_outs(people + ["ffffffffffffffff"], read_opt_outs(path))
     assert matched == set(people) and unmatched == []
 
 
@@ -279,7 +307,7 @@ def test_an_unmatched_id_that_looks_mis_pasted_is_refused_even_when_others_match
     path.write_text(f"{IDS[1]}\n{line}\n")
     match = match_opt_outs(IDS, read_opt_outs(path))
     if why is None:
-        assert match == ({IDS[0], IDS[1]}, [])
+        assert match[:2] == ({IDS[0], IDS[1]}, [])
         return
     with pytest.raises(OptOutError, match=rf"1 of the 2 ids in the opt-out file {path} match no one and look "
                                           rf"mis-pasted \(e\.g\. .*{why}"):
@@ -306,6 +334,110 @@ def test_no_message_about_unmatched_ids_holds_one_in_full(ids):
             said = str(exc)
         assert not [i for i in ids if i in said]
     assert all(i not in mask_id(i) for i in ids)
+
+
+PEOPLE = [f"{i:016x}" for i in range(0xA0A0A0A0A0A0A000, 0xA0A0A0A0A0A0A040)]  # pseudonyms' shape
+
+
+def _opt_out_file(tmp_path, text: str):
+    path = tmp_path / "opt_out.txt"
+    path.write_text(text)
+    return path, read_opt_outs(path)
+
+
+def _check(ids, path, opted_out, **options):
+    match = match_opt_outs(ids, opted_out)
+    return match, check_opt_out_match(match, len(opted_out), file=path, lines=opted_out.line_numbers(match.unmatched),
+                                      **options)
+
+
+def test_the_red_team_opt_out_file_removes_everyone_it_can_and_refuses_the_rest_naming_the_lines(tmp_path):
+    # The defect: of these five lines only the first removed anyone; the rest were "people who have left"
+    # (a warning, exit 0), and four people who had opted out were scored and listed.
+    a, b, c, d, e, f = PEOPLE[:6]
+    path, opted_out = _opt_out_file(tmp_path, f"{a}\n{b},{c}\n{d}.\n{e}\ufe0f\n\u2800{f}\n")
+    with pytest.raises(OptOutError) as refused:
+        _check(PEOPLE, path, opted_out)
+    said = str(refused.value)
+    assert said.startswith(f"2 of the 5 ids in the opt-out file {path} match no one and look mis-pasted (e.g. line 2: ")
+    assert "a comma inside it (several ids on one line?)" in said and "line 3: " in said
+    assert "punctuation at its end (.)" in said and "Correct lines 2, 3 " in said
+    assert mask_id(f"{d}.") in said and not [i for i in (a, b, c, d, e, f) if i in said]
+    match, warning = _check(PEOPLE, path, opted_out, allow_unmatched=True)
+    assert match.matched == {a, e, f}  # the variation selector and the braille blank are invisible, not the id
+    assert "2 of 5 opt-out ids" in warning and "2 of them look mis-pasted or are not pseudonyms" in warning
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("9434765919", r"94…19 \(10 chars\): looks like a source id \(10 characters\), not a pseudonym"),  # an NHS number
+    ("943 476 5919", "a space inside it"),
+    ("6f0d3c1a-5f4e-4b8e-9d61-2c7a8e0e3b1f", "looks like a source id"),  # a Synthea patient id
+    (PEOPLE[0][:-1], "15 hex characters where a pseudonym has 16"),
+    (PEOPLE[0] + "0", "17 hex characters where a pseudonym has 16"),
+    ("a0a0a0a0a0a0a0g0", "looks like a source id"),
+    ("(" + PEOPLE[0] + ")", r"a bracket \(\(\)"),
+    (PEOPLE[0] + ";", r"a quote or separator \(;\)"),
+    ("\u00e9" * 16, r"not a pseudonym \(16 hex characters\)"),
+])
+def test_an_opt_out_id_that_is_not_a_pseudonym_is_refused_when_the_data_hold_only_pseudonyms(tmp_path, line, why):
+    path, opted_out = _opt_out_file(tmp_path, f"# received in October\n{PEOPLE[1]}\n{line}\n")
+    with pytest.raises(OptOutError, match=rf"1 of the 2 ids in the opt-out file {path} match no one .*\(e\.g\. line 3: "
+                                          rf".*{why}.*Correct line 3 ") as refused:
+        _check(PEOPLE, path, opted_out)
+    said = str(refused.value)
+    assert line not in said and ("source id" not in why or "pseudonymised with the key" in said)
+    assert "look mis-pasted" not in said or "source id" not in why
+
+
+def test_without_a_common_shape_only_paste_errors_are_refused_and_other_unmatched_ids_are_a_warning(tmp_path):
+    people = ["P-1001", "P-1002", "X9"]  # not pseudonyms: no shape to hold opt-out ids to
+    path, opted_out = _opt_out_file(tmp_path, "p-1001\nP-2002\n9434765919\n")
+    match, warning = _check(people, path, opted_out)
+    assert match.matched == {"P-1001"} and not match.pseudonyms and "2 of 3 opt-out ids" in warning
+    for pasted, why in [("p-1002,x9", "a comma inside it"), ("P-1002.", r"punctuation at its end \(\.\)"),
+                        ("P-1002\t", None), ("[x9]", "a bracket")]:
+        path, opted_out = _opt_out_file(tmp_path, f"p-1001\n{pasted}\n")
+        if why is None:  # surrounding whitespace is not an error: the id matches
+            assert _check(people, path, opted_out)[0].matched == {"P-1001", "P-1002"}
+            continue
+        with pytest.raises(OptOutError, match=rf"line 2: .*{why}"):
+            _check(people, path, opted_out)
+
+
+def test_a_csv_row_with_more_fields_than_its_header_is_refused_naming_the_lines(tmp_path):
+    # The defect: pandas read "b,c" under a one-column header as index b and id c, and the next row's
+    # id as an index with no id: both people stayed on the lists without a word.
+    path, _ = _opt_out_file(tmp_path, "person_id\n" + PEOPLE[0])
+    for text, lines in [(f"person_id\n{PEOPLE[1]},{PEOPLE[2]}\n{PEOPLE[0]}\n", "line 2 of the opt-out file holds"),
+                        (f"person_id,date\n{PEOPLE[0]},2025-10-01\n\n{PEOPLE[1]},{PEOPLE[2]},2025-10-02\n",
+                         "line 4 of the opt-out file holds more fields than its header \\(2\\)")]:
+        path.write_text(text)
+        with pytest.raises(OptOutError, match=rf"{path}: {lines}.*several ids on one line\?") as refused:
+            read_opt_outs(path)
+        assert PEOPLE[1] not in str(refused.value)
+
+
+def test_a_first_line_of_ids_separated_by_commas_is_not_taken_for_a_header(tmp_path):
+    path, _ = _opt_out_file(tmp_path, "person_id\n" + PEOPLE[0])
+    path.write_text(f"{PEOPLE[1]},{PEOPLE[2]}\n{PEOPLE[0]}\n")
+    with pytest.raises(OptOutError, match="needs a person_id column.*the first line looks like ids, not a header"):
+        read_opt_outs(path)
+
+
+def test_the_lines_of_a_csv_opt_out_file_are_its_physical_lines(tmp_path):
+    path, opted_out = _opt_out_file(tmp_path, f"# October\n\ufeffPerson_ID,date\n\n {PEOPLE[0].upper()} ,1\n"
+                                              f"{PEOPLE[1]}0,2\n")
+    assert opted_out.line_numbers([PEOPLE[0], PEOPLE[1] + "0", "nobody"]) == {PEOPLE[0]: [4], PEOPLE[1] + "0": [5]}
+    with pytest.raises(OptOutError, match=r"\(e\.g\. line 5: a0…10 \(17 chars\): 17 hex characters"):
+        _check(PEOPLE, path, opted_out)
+
+
+def test_whether_the_data_hold_only_pseudonyms_is_decided_from_every_id():
+    from riskstrat.privacy import are_pseudonyms
+
+    assert are_pseudonyms(pd.Series(PEOPLE * 40, dtype="str"))
+    assert not are_pseudonyms(pd.Series(PEOPLE * 40 + ["P1"], dtype=object))  # one id past the first 1,000
+    assert not are_pseudonyms(pd.Series([PEOPLE[0].upper()])) and not are_pseudonyms(pd.Series([], dtype=object))
 
 
 def test_ids_differing_only_in_form_in_the_data_are_refused_without_showing_them():
@@ -356,6 +488,46 @@ def test_a_key_file_anyone_could_replace_is_refused(tmp_path, monkeypatch, mode,
     monkeypatch.chdir(tmp_path / "keys")
     with pytest.raises(PseudonymKeyError, match=says):  # also when only consulted, to compare fingerprints
         check_key_matches(_dataset_with_fingerprint(tmp_path), key_file=path)
+
+
+def test_a_key_file_linked_from_a_private_folder_into_one_anyone_can_write_is_refused(tmp_path, monkeypatch):
+    # The defect: priv/key.link -> ww/key (0600, in a 0777 folder) was read without a word, so anyone
+    # could swap the key behind the link and change every pseudonym.
+    from riskstrat.cli import app
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key = _key_file(tmp_path / "ww", 0o600, 0o777)
+    (tmp_path / "priv").mkdir(mode=0o700)
+    link = tmp_path / "priv" / "key.link"
+    link.symlink_to(key)
+    with pytest.raises(PseudonymKeyError, match=rf"{link} \(a link to {key}\): the folder holding the pseudonymisation "
+                                                rf"key, {tmp_path / 'ww'}, can be written by everyone"):
+        load_pseudonym_key(link)
+    done = CliRunner().invoke(app, ["key", "fingerprint", "--key-file", str(link)])
+    assert done.exit_code == 2 and "can be written by everyone" in " ".join(done.output.split())
+    os.chmod(tmp_path / "ww", 0o1777)  # sticky, as /tmp: others cannot replace what they do not own
+    assert load_pseudonym_key(link).startswith(b"0123")
+
+
+def test_a_key_file_below_a_folder_anyone_can_write_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    (tmp_path / "shared").mkdir()
+    key = _key_file(tmp_path / "shared" / "keys", 0o600, 0o700)  # private, but its parent can be renamed away
+    os.chmod(tmp_path / "shared", 0o777)
+    with pytest.raises(PseudonymKeyError, match=rf"on the way to the pseudonymisation key, {tmp_path / 'shared'}, "
+                                                rf"can be written by everyone.*chmod o-w {tmp_path / 'shared'}"):
+        load_pseudonym_key(key)
+    os.chmod(tmp_path / "shared", 0o755)
+    assert load_pseudonym_key(key).startswith(b"0123")
+
+
+def test_a_key_file_that_is_not_text_is_a_refusal_naming_it(tmp_path, monkeypatch):
+    # The defect: a UnicodeDecodeError traceback.
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key = _key_file(tmp_path / "keys", 0o600)
+    key.write_bytes(b"\x8b\x1f\x00\xffbinary")
+    with pytest.raises(PseudonymKeyError, match=rf"{key}: the key file is not text \(byte 0 is not UTF-8\).*backup"):
+        load_pseudonym_key(key)
 
 
 def test_key_init_makes_a_key_that_is_used_without_a_word_and_refuses_a_folder_anyone_can_write(tmp_path,
@@ -431,8 +603,10 @@ def test_a_lookup_with_odd_headers_and_blank_local_ids_is_read(tmp_path):
     assert got.to_dict("list") == {"person_id": ["0a1b2c3d4e5f6071", "1234567890abcdef"], "local_id": ["NA", ""]}
 
 
-def test_the_format_characters_removed_are_all_of_unicode_category_cf():
-    from riskstrat.privacy import _format_characters
+def test_the_invisible_characters_removed_are_unicode_category_cf_and_the_default_ignorable_code_points():
+    from riskstrat.privacy import _format_characters, _invisible_characters
 
     every = {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
     assert set(map(ord, _format_characters())) == every and {0x200B, 0xFEFF, 0x2060, 0x00AD} <= every
+    # The defect: variation selectors, Hangul fillers and the like (not Cf) stayed in, and the id matched no one.
+    assert set(_invisible_characters()) == set(map(chr, every)) | IGNORABLE | {"\u2800"}

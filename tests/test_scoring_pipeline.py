@@ -256,6 +256,31 @@ def test_opt_out_ids_pasted_from_a_web_page_remove_the_people_and_the_rest_are_s
     assert "1 of 6 opt-out ids" in warning and "9a…91 (16 chars)" in warning and gone not in " ".join(said)
 
 
+def test_the_red_team_opt_out_file_is_refused_and_when_allowed_removes_everyone_it_names_readably(
+        registry, data_dir, records, listed_both_months, tmp_path):
+    # The defect: of idA, "idB,idC", "idD.", idE + U+FE0F and U+2800 + idF only idA was removed; the run
+    # warned that 4 of 5 were "people who have left" and published the other five people on the lists.
+    a, b, c, d, e = listed_both_months
+    nhs_number = "9434765919"
+    opt_out = tmp_path / "opt_out.txt"
+    opt_out.write_text(f"{a}\n{b},{c}\n{d}.\n{e}\ufe0f\n\u2800{c}\n{nhs_number}\n")
+    with pytest.raises(OptOutError) as refused:
+        run_scoring(scoring_config(registry, data_dir, tmp_path / "lists", f"opt_out_file={opt_out}"), AS_OF,
+                    records=records)
+    said = str(refused.value)
+    assert f"3 of the 6 ids in the opt-out file {opt_out} match no one" in said and "Correct lines 2, 3, 6 " in said
+    assert "looks like a source id" in said and "pseudonymised with the key" in said
+    assert not [i for i in (a, b, c, d, e, nhs_number) if i in said] and not (tmp_path / "lists").exists()
+
+    said = []
+    manifest = run_scoring(scoring_config(registry, data_dir, tmp_path / "lists", f"opt_out_file={opt_out}",
+                                          "allow_unmatched_opt_outs=true"), AS_OF, records=records, stage=said.append)
+    assert manifest["counts"]["opted_out_removed"] == 3  # a, e and c: the invisible characters are not the id
+    assert not ids_in(Path(manifest["output_dir"]) / "population.parquet") & {a, e, c}
+    warning = next(line for line in said if line.startswith("warning:") and "opt-out" in line)
+    assert "3 of 6 opt-out ids" in warning and "3 of them look mis-pasted or are not pseudonyms" in warning
+
+
 def test_an_empty_opt_out_file_is_refused_unless_allowed(score, tmp_path):
     # The defect: a 0-byte opt-out file was accepted without a word.
     opt_out = tmp_path / "opt_out.txt"

@@ -148,7 +148,7 @@ def test_lazy_tables_give_the_same_records_and_errors(tmp_path, monkeypatch):
     none, report = validate_data_dir(tmp_path / "linked")
     assert none is None
     assert [i.rule for i in report.errors] == ["unknown_person"]
-    assert report.errors[0].examples == ("row 1: nobody",)
+    assert report.errors[0].examples == ("row 1: n…y (6 chars)",)
 
 
 def test_typed_columns_are_coerced():
@@ -491,8 +491,26 @@ def test_duplicate_person_id_is_always_an_error():
     assert records is None
     issue = only(report, "duplicate_person")
     assert (issue.table, issue.column, issue.n_rows) == ("persons", "person_id", 2)
-    assert issue.examples == ("P1 at rows 1, 2",)
+    assert issue.examples == ("… (2 chars) at rows 1, 2",)  # masked: reports are printed and kept
     assert "persons.csv, column person_id: 2 rows share 1 person id" in issue.message
+
+
+def test_person_ids_in_validation_reports_are_masked_in_messages_examples_and_json():
+    # The defect: `riskstrat validate` printed "share 1 person id with another row (e.g. 6d495671327bc31a at
+    # rows 1, 2001)", a pseudonym in full, into terminals, logs and JSON reports.
+    pseudonyms = ["6d495671327bc31a", "0a1b2c3d4e5f6071", "ffeeddccbbaa9988"]
+    ids = dict(zip(["P1", "P2", "P3"], pseudonyms))
+    tables = {name: df.replace({"person_id": ids}) for name, df in valid_tables().items()}
+    tables = changed("persons", 1, "person_id", pseudonyms[0], tables)  # twice; P2's events now name no one
+    tables = changed("persons", 2, "person_id", pseudonyms[2] + "\x1b[2J", tables)  # a control character
+    records, report = validate_tables(tables, duplicate_rows="keep", files=FILES)
+    assert records is None
+    assert only(report, "duplicate_person").examples == ("6d…1a (16 chars) at rows 1, 2",)
+    unknown = next(i for i in report.issues if i.rule == "unknown_person" and i.table == "ae_attendances")
+    assert unknown.examples == ("row 2: 0a…71 (16 chars)",) and "(e.g. row 2: 0a…71 (16 chars))" in unknown.message
+    assert only(report, "unsafe_value").examples == ("row 3: ff…2J (20 chars)",)
+    everything = report.format() + json.dumps(report.to_dict()) + repr(report.issues)
+    assert not [p for p in pseudonyms if p in everything]
 
 
 def test_exact_duplicate_person_row_is_dropped_not_an_error():
@@ -507,7 +525,7 @@ def test_event_for_unknown_person_is_an_error():
     assert records is None
     issue = only(report, "unknown_person")
     assert (issue.table, issue.column, issue.n_rows, issue.examples) == (
-        "ae_attendances", "person_id", 1, ("row 2: P99",))
+        "ae_attendances", "person_id", 1, ("row 2: … (3 chars)",))
     assert "ae_attendances.csv, column person_id: 1 row refers to person ids that are not in" in issue.message
 
 

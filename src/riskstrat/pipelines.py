@@ -238,11 +238,13 @@ def check_sources_have_rows(models, row_counts: dict[str, int], *, allow: bool) 
     return empty
 
 
-def read_opt_outs(path, *, allow_empty: bool = False) -> set[str]:
-    """Pseudonymised ids from an opt-out file, in canonical form (:func:`riskstrat.privacy.read_opt_outs`)."""
-    from riskstrat.privacy import read_opt_outs as read
+def read_opt_outs(path, *, allow_empty: bool = False):
+    """Pseudonymised ids from an opt-out file, in canonical form, with their line numbers
+    (:func:`riskstrat.privacy.read_opt_outs`); none (an empty :class:`~riskstrat.privacy.OptOutIds`)
+    when ``path`` is None."""
+    from riskstrat.privacy import OptOutIds, read_opt_outs as read
 
-    return read(path, allow_empty=allow_empty)
+    return read(path, allow_empty=allow_empty) if path else OptOutIds()
 
 
 def read_reidentification(folder, practices) -> dict[str, pd.DataFrame]:
@@ -639,8 +641,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
 
     Opt-outs are matched in canonical form (:mod:`riskstrat.privacy`); an opt-out file with no ids
     is refused (:class:`riskstrat.privacy.OptOutError`) unless ``cfg.allow_empty_opt_out``, and one
-    none of whose ids matches anyone, or with an unmatched id that looks mis-pasted, unless
-    ``cfg.allow_unmatched_opt_outs`` (:func:`riskstrat.privacy.check_opt_out_match`). A month with no
+    none of whose ids matches anyone, or with an unmatched id that looks mis-pasted (or is not a
+    pseudonym while the data's ids all are), unless ``cfg.allow_unmatched_opt_outs`` (:func:`riskstrat.privacy.check_opt_out_match`). A month with no
     one scored, or far fewer than the month before, is refused (:class:`riskstrat.publish.PublishRefusedError`) unless ``cfg.allow_population_shrink``.
     A month already published in ``cfg.output_dir`` is replaced only with ``cfg.replace_existing``
     (:class:`riskstrat.publish.AlreadyPublishedError` names both runs' models; refused before scoring
@@ -690,7 +692,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
     for model in [risk] + ([cost] if cost else []):  # before any data is read
         check_feature_spec(model, stage=stage)
-    opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out) if cfg.opt_out_file else set()
+    opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out)
     # The engine that builds the features: given records, the configured engine over the data folder.
     # Every row checked, as validation does for the pandas engine: the same data are refused by every engine,
     # including linkage errors in rows no feature reads.
@@ -718,10 +720,12 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
             stage(f"warning: scoring with no rows in {', '.join(empty_sources)}, as allowed (allow_empty_sources)")
         n_eligible = len(features)
         excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-        # Opt-outs are matched against everyone in the data: ids that match no one at all, or that look
-        # mis-pasted, are refused (check_opt_out_match); a few matching no one are people who have left.
+        # Opt-outs are matched against everyone in the data: ids that match no one at all, that look
+        # mis-pasted, or that are not pseudonyms when the data's ids all are, are refused
+        # (check_opt_out_match); a few matching no one are people who have left.
         match = match_opt_outs(records.persons["person_id"], opted_out)
         unmatched_warning = check_opt_out_match(match, len(opted_out), file=cfg.opt_out_file,
+                                                lines=opted_out.line_numbers(match.unmatched),
                                                 allow_unmatched=cfg.allow_unmatched_opt_outs)
         in_data, unmatched = match.matched, len(match.unmatched)
         features, n_opted_out = features.without(in_data)

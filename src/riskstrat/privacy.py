@@ -11,10 +11,13 @@ dataset.json, so that data pseudonymised under another key are refused (:func:`c
 
 Ids from outside (opt-out files, practice lookups, last month's lists) and the data's own ids are
 compared in one canonical form, :func:`canonical_ids`, applied to both sides: Unicode NFKC
-(fullwidth digits and letters become plain ones, a non-breaking space a space), invisible format
-characters removed (zero-width spaces, byte-order marks, word joiners, soft hyphens: Unicode
-category Cf), surrounding whitespace removed, lower case (pseudonyms are hex). Ids that still
-match no one are shown masked (:func:`mask_id`), never in full.
+(fullwidth digits and letters become plain ones, a non-breaking space a space), invisible characters
+removed (format characters, Unicode category Cf: zero-width spaces, byte-order marks, word joiners,
+soft hyphens; and the other default-ignorable code points: variation selectors, the combining
+grapheme joiner, Hangul fillers), the braille blank taken as a space, surrounding whitespace
+removed, lower case (pseudonyms are hex). Ids that still match no one are shown masked
+(:func:`mask_id`), never in full; when the data's ids are all pseudonyms, an opt-out id that is not
+one is a refusal (:func:`check_opt_out_match`).
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import hashlib
 import hmac
 import io
 import os
+import re
 import secrets
 import stat
 import unicodedata
 import warnings
 from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +45,8 @@ KEY_ENV = "RISKSTRAT_PSEUDONYM_KEY"
 DEFAULT_KEY_FILE = Path(".riskstrat") / "pseudonym.key"
 FINGERPRINT_FIELD = "pseudonym_key_fingerprint"
 ID_COLUMNS = ("person_id", "pseudonym", "id")
+PSEUDONYM_LENGTH = 16  # hex characters of HMAC-SHA256 kept (:func:`pseudonymise`)
+PSEUDONYM_PATTERN = f"^[0-9a-f]{{{PSEUDONYM_LENGTH}}}$"  # a pseudonym in canonical form
 
 
 class PseudonymKeyError(RiskstratError):
@@ -79,25 +86,54 @@ def canonical_ids(ids) -> pd.Series:
 
 
 def canonical_id(value) -> str:
-    """One id in canonical form: NFKC, format characters (category Cf: zero-width spaces, BOM,
-    word joiner, soft hyphen) removed, surrounding whitespace removed, lower case.
+    """One id in canonical form: NFKC, invisible characters removed (format characters, category
+    Cf: zero-width spaces, BOM, word joiner, soft hyphen; and the other default-ignorable code
+    points: variation selectors, the combining grapheme joiner, Hangul fillers), the braille blank
+    taken as a space, surrounding whitespace removed, lower case.
 
-    >>> canonical_id("\\u00a0\\uff10A\\u200bB\\u00ad ")
+    >>> canonical_id("\\u00a0\\uff10A\\u200bB\\u00ad\\ufe0f\\u2800")
     '0ab'
     """
-    # Format characters go before NFKC (one between two letters would stop them composing) and
-    # after it; lower case can leave text NFKC would change, so it is normalised once more.
-    text = unicodedata.normalize("NFKC", _without_format_characters(str(value)))
-    text = unicodedata.normalize("NFKC", _without_format_characters(text).lower())
+    # Invisible characters go before NFKC (one between two letters would stop them composing) and
+    # after it (NFKC turns the Hangul filler U+3164 into U+1160); lower case can leave text NFKC
+    # would change, so it is normalised once more.
+    text = unicodedata.normalize("NFKC", _without_invisible_characters(str(value)))
+    text = unicodedata.normalize("NFKC", _without_invisible_characters(text).lower())
     return text.strip()
 
 
-def _without_format_characters(text: str) -> str:
-    """``text`` without Unicode format characters (category Cf); ASCII holds none."""
-    if text.isascii() or _format_characters().isdisjoint(text):  # most ids: a check in C, no copy
+def _without_invisible_characters(text: str) -> str:
+    """``text`` without invisible characters (:func:`_invisible_characters`), the braille blank
+    as a space; ASCII holds none."""
+    if text.isascii() or _invisible_characters().isdisjoint(text):  # most ids: a check in C, no copy
         return text
-    return "".join(c for c in text if c not in _format_characters())
+    return text.translate(_invisible_table())
 
+
+# Default-ignorable code points that are not format characters (Cf): Unicode's
+# DerivedCoreProperties.txt, property Default_Ignorable_Code_Point (Unicode 15.1/16.0;
+# https://www.unicode.org/Public/UCD/latest/ucd/DerivedCoreProperties.txt). They show as nothing,
+# so an id pasted from a web page, an emoji keyboard or a chat can carry them unseen. (The rest of
+# that list is Cf, all removed anyway; so are the few visible Cf characters, such as U+0600, which
+# no id holds.) Reserved (Cn) ranges are included: Unicode keeps them default-ignorable for good.
+_IGNORABLE_NOT_FORMAT = (
+    (0x034F, 0x034F),  # combining grapheme joiner (Mn)
+    (0x115F, 0x1160),  # Hangul choseong and jungseong fillers (Lo)
+    (0x17B4, 0x17B5),  # Khmer inherent vowels aq, aa (Mn)
+    (0x180B, 0x180D),  # Mongolian free variation selectors one to three (Mn)
+    (0x180F, 0x180F),  # Mongolian free variation selector four (Mn)
+    (0x2065, 0x2065),  # reserved (Cn)
+    (0x3164, 0x3164),  # Hangul filler (Lo)
+    (0xFE00, 0xFE0F),  # variation selectors 1-16 (Mn; U+FE0F asks for emoji style)
+    (0xFFA0, 0xFFA0),  # halfwidth Hangul filler (Lo)
+    (0xFFF0, 0xFFF8),  # reserved (Cn)
+    (0xE0000, 0xE0000), (0xE0002, 0xE001F), (0xE0080, 0xE00FF),  # reserved in the tags block (Cn)
+    (0xE0100, 0xE01EF),  # variation selectors 17-256 (Mn)
+    (0xE01F0, 0xE0FFF),  # reserved (Cn)
+)
+# Looks blank, but is neither whitespace (str.strip keeps it) nor default-ignorable: taken as a space,
+# so it is stripped around an id and is "a space inside it" within one.
+_BLANK_LOOKING = {0x2800: " "}  # braille pattern blank
 
 # The planes that hold format characters: the Basic Multilingual Plane, the Supplementary
 # Multilingual Plane and the tags (plane 14); the rest hold ideographs, private use or nothing yet.
@@ -109,6 +145,20 @@ _FORMAT_PLANES = (range(0x0, 0x20000), range(0xE0000, 0xE1000))
 def _format_characters() -> frozenset[str]:
     """Every format character (Unicode category Cf)."""
     return frozenset(chr(c) for plane in _FORMAT_PLANES for c in plane if unicodedata.category(chr(c)) == "Cf")
+
+
+@functools.cache
+def _invisible_characters() -> frozenset[str]:
+    """What :func:`canonical_id` removes or turns into a space: format characters (Cf), the other
+    default-ignorable code points, and the braille blank."""
+    others = (chr(c) for first, last in _IGNORABLE_NOT_FORMAT for c in range(first, last + 1))
+    return _format_characters() | frozenset(others) | frozenset(map(chr, _BLANK_LOOKING))
+
+
+@functools.cache
+def _invisible_table() -> dict[int, str | None]:
+    """:meth:`str.translate`'s table for :func:`_without_invisible_characters`."""
+    return {**dict.fromkeys(map(ord, _invisible_characters())), **_BLANK_LOOKING}
 
 
 # Characters Python's str.strip() removes from ASCII text (str.isspace), as a pattern for Arrow.
@@ -172,34 +222,87 @@ def mask_id(value) -> str:
     return f"{shown} ({len(text)} chars)"
 
 
-# Characters that an id never holds and a paste often brings: quotes and separators.
+# Characters that an id never holds and a paste often brings: quotes and separators, and brackets.
 _PASTE_MARKS = set("\"'`;|\u2018\u2019\u201c\u201d")
+_BRACKETS = set("()[]{}<>")
 
 
 def paste_error(canonical: str) -> str | None:
     """What in an id (in canonical form) suggests a paste error, or None: whitespace inside it,
     characters that do not print (controls, line separators, private-use or unassigned code
-    points), quotes or separators.
+    points), quotes, separators (a comma: several ids on one line), brackets, or punctuation at
+    its start or end (a full stop typed after it).
 
-    >>> paste_error("ab12 cd34"), paste_error("ab12cd34")
-    ('a space inside it', None)
+    >>> paste_error("ab12 cd34"), paste_error("ab12cd34"), paste_error("ab12,cd34"), paste_error("ab12cd34.")
+    ('a space inside it', None, 'a comma inside it (several ids on one line?)', 'punctuation at its end (.)')
     """
     for c in canonical:
         if c.isspace():
             return "a space inside it" if c == " " else f"whitespace inside it (U+{ord(c):04X})"
         if not c.isprintable():
             return f"a character that does not print (U+{ord(c):04X})"
+        if c == ",":
+            return "a comma inside it (several ids on one line?)"
         if c in _PASTE_MARKS:
             return f"a quote or separator ({c})"
+        if c in _BRACKETS:
+            return f"a bracket ({c})"
+    for at, end in ((-1, "end"), (0, "start")):
+        if canonical and unicodedata.category(canonical[at])[0] in "PS":  # punctuation or a symbol
+            return f"punctuation at its {end} ({canonical[at]})"
     return None
 
 
+_SOURCE_ID = re.compile(r"[0-9a-z]+(?:-[0-9a-z]+)*")  # digits (an NHS number), a UUID, a record number
+
+
+def opt_out_id_error(canonical: str, *, pseudonyms: bool) -> str | None:
+    """Why an opt-out id (in canonical form) that matched no one cannot be right as written, or
+    None: a paste error (:func:`paste_error`), or, when the data's ids are all pseudonyms
+    (``pseudonyms``), not a pseudonym's shape (16 lower-case hex characters).
+
+    >>> opt_out_id_error("9434765919", pseudonyms=True)
+    'looks like a source id (10 characters), not a pseudonym'
+    """
+    why = paste_error(canonical)
+    if why or not pseudonyms or re.fullmatch(PSEUDONYM_PATTERN, canonical):
+        return why
+    if re.fullmatch("[0-9a-f]+", canonical) and not canonical.isdigit():
+        return f"{len(canonical)} hex characters where a pseudonym has {PSEUDONYM_LENGTH} (one lost or added?)"
+    if _SOURCE_ID.fullmatch(canonical):
+        return f"looks like a source id ({len(canonical)} characters), not a pseudonym"
+    return f"not a pseudonym ({PSEUDONYM_LENGTH} hex characters)"
+
+
+def are_pseudonyms(ids: pd.Series) -> bool:
+    """True when every id (text, none missing) has a pseudonym's form: 16 lower-case hex
+    characters, as :func:`pseudonymise` writes them (checked by Arrow: 0.07 s for 1M ids held as
+    ``str``, 0.2 s as objects)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(ids.dtype, pd.CategoricalDtype):  # each distinct id once
+        ids = pd.Series(ids.cat.remove_unused_categories().cat.categories)
+    if not len(ids):
+        return False
+    for part in (ids.iloc[:1000], ids):  # a data set of other ids usually shows it in its first rows
+        try:
+            values = pa.array(part, type=pa.large_string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text
+            return False
+        if not pc.all(pc.match_substring_regex(values, PSEUDONYM_PATTERN)).as_py():
+            return False
+    return True
+
+
 class OptOutMatch(NamedTuple):
-    """Opt-out ids matched to the data: the data's ids they name (as written there) and the ids
-    (canonical, sorted) that matched no one."""
+    """Opt-out ids matched to the data: the data's ids they name (as written there), the ids
+    (canonical, sorted) that matched no one, and whether every id in the data is a pseudonym
+    (:func:`are_pseudonyms`; only looked at when some id matched no one, else False)."""
 
     matched: set[str]
     unmatched: list[str]
+    pseudonyms: bool = False
 
 
 def match_opt_outs(person_ids, opt_out_ids) -> OptOutMatch:
@@ -208,17 +311,21 @@ def match_opt_outs(person_ids, opt_out_ids) -> OptOutMatch:
     differ only in case, spaces or invisible characters, as :func:`canonical_lookup` does.
 
     >>> match_opt_outs(["ab12", "cd34"], {"AB12\\u200b ", "ffff"})
-    OptOutMatch(matched={'ab12'}, unmatched=['ffff'])
+    OptOutMatch(matched={'ab12'}, unmatched=['ffff'], pseudonyms=False)
     """
     ids, canon = _checked_canonical(person_ids)
     wanted = set(canonical_ids(pd.Series(sorted(map(str, opt_out_ids)), dtype=object)).dropna())
     hit = canon.isin(wanted).to_numpy() if wanted else np.zeros(len(ids), dtype=bool)
     found = set(canon[hit])
-    return OptOutMatch(set(ids[hit]), sorted(wanted - found))
+    unmatched = sorted(wanted - found)
+    # The ids as the data hold them (a str column is read by Arrow without a copy): pseudonyms are
+    # already in canonical form, so a data set of pseudonyms passes either way.
+    written = person_ids if isinstance(person_ids, pd.Series) else pd.Series(list(person_ids), dtype=object)
+    return OptOutMatch(set(ids[hit]), unmatched, bool(unmatched) and are_pseudonyms(written.dropna()))
 
 
-def check_opt_out_match(match: OptOutMatch, n_ids: int, *, file, allow_unmatched: bool = False,
-                        examples: int = 3) -> str | None:
+def check_opt_out_match(match: OptOutMatch, n_ids: int, *, file, lines: Mapping[str, Sequence[int]] | None = None,
+                        allow_unmatched: bool = False, examples: int = 3) -> str | None:
     """Apply the rule for opt-out ids that match no one; returns a warning to show (None if every
     id matched) or raises :class:`OptOutError`.
 
@@ -226,24 +333,41 @@ def check_opt_out_match(match: OptOutMatch, n_ids: int, *, file, allow_unmatched
     so some ids matching no one is normal and only a warning. It is a refusal, unless
     ``allow_unmatched``, when
 
+    - an id that matches no one cannot be right as written (:func:`opt_out_id_error`): it still
+      looks mis-pasted after normalisation (whitespace inside it, a character that does not print,
+      quotes, a comma: several ids on one line, brackets, punctuation at its end), or the data's
+      ids are all pseudonyms and it is not one (a source id such as an NHS number, or a pseudonym
+      cut short): that person is most likely in the data and would be scored and listed; or
     - none of the ``n_ids`` ids matches anyone (a file pseudonymised with another key, or the
-      wrong file), or
-    - an id that matches no one still looks mis-pasted after normalisation (:func:`paste_error`:
-      whitespace inside it, a character that does not print, quotes): that person is most likely
-      in the data and would be scored and listed.
+      wrong file).
 
-    Both messages show the first ``examples`` unmatched ids masked (:func:`mask_id`), never in full.
+    Messages name the file, the lines (``lines``: canonical id -> line numbers, as
+    :meth:`OptOutIds.line_numbers` gives them) and the first ``examples`` ids, masked
+    (:func:`mask_id`), never in full.
     """
     if not match.unmatched:
         return None
-    mispasted = [(i, why) for i in match.unmatched if (why := paste_error(i))]
+    lines = lines or {}
+    wrong = [(i, why) for i in match.unmatched if (why := opt_out_id_error(i, pseudonyms=match.pseudonyms))]
     allow = "If the file is right, publish with allow_unmatched_opt_outs=true (--allow-unmatched-opt-outs)"
-    if mispasted and not allow_unmatched:
-        shown = "; ".join(f"{mask_id(i)}: {why}" for i, why in mispasted[:examples])
+    if wrong and not allow_unmatched:
+        wrong.sort(key=lambda w: min(lines.get(w[0]) or [float("inf")]))  # in file order where known
+        on = sorted({n for i, _ in wrong for n in lines.get(i, ())})
+        shown = "; ".join(f"{_on_lines(lines.get(i))}{mask_id(i)}: {why}" for i, why in wrong[:examples])
+        source = [i for i, why in wrong if "source id" in why]
+        what = ("are not pseudonyms" if len(source) == len(wrong) else
+                "look mis-pasted or are not pseudonyms" if source else "look mis-pasted")
+        correct = (f"Correct line{'s' if len(on) > 1 else ''} {_numbers(on)} (one id per line, nothing else on it)"
+                   if on else "Correct them (one id per line, nothing else on it)")
+        pseudonymise_them = (
+            " Ids that look like source ids (NHS numbers, the source system's ids) must be pseudonymised with the "
+            "key the data were imported with (the one `riskstrat key fingerprint` shows; each id becomes "
+            "HMAC-SHA256(key, id), its first 16 hex characters, as riskstrat.privacy.pseudonymise makes them: "
+            "riskstrat has no command for it yet)." if source else "")
         raise OptOutError(
-            f"{len(mispasted):,} of the {n_ids:,} ids in the opt-out file {file} match no one and look mis-pasted "
-            f"(e.g. {shown}): the people they were meant to name would be scored and listed. Nothing was "
-            f"published. Correct those lines (one id per line, nothing else on it) and run again. {allow}")
+            f"{len(wrong):,} of the {n_ids:,} ids in the opt-out file {file} match no one and {what} (e.g. {shown}): "
+            f"the people they were meant to name would be scored and listed. Nothing was published. {correct} and "
+            f"run again.{pseudonymise_them} {allow}")
     shown = ", ".join(mask_id(i) for i in match.unmatched[:examples])
     more = f" and {len(match.unmatched) - examples:,} more" if len(match.unmatched) > examples else ""
     if not match.matched and not allow_unmatched:
@@ -251,14 +375,55 @@ def check_opt_out_match(match: OptOutMatch, n_ids: int, *, file, allow_unmatched
             f"none of the {n_ids:,} ids in the opt-out file {file} matches anyone in the data (e.g. {shown}{more}): "
             f"usually the file was pseudonymised with another key, or it is the wrong file. Nothing was "
             f"published. {allow}")
+    allowed = (f"; {len(wrong):,} of them look mis-pasted or are not pseudonyms (kept out of the match, as "
+               f"allow_unmatched_opt_outs allows)" if wrong else "")
     return (f"{len(match.unmatched):,} of {n_ids:,} opt-out ids in {file} match no one in the data "
-            f"({shown}{more}); usually people who have left the population since they opted out")
+            f"({shown}{more}); usually people who have left the population since they opted out{allowed}")
 
 
-def read_opt_outs(path, *, allow_empty: bool = False) -> set[str]:
-    """Pseudonymised ids from a file, in canonical form: one per line, or a CSV with a
-    ``person_id`` (or ``pseudonym`` / ``id``) column. Blank lines and lines starting with ``#``
-    are ignored. UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark.
+def _numbers(numbers: Sequence[int], most: int = 10) -> str:
+    """'2, 3, 9' (and how many more beyond ``most``)."""
+    more = f" and {len(numbers) - most:,} more" if len(numbers) > most else ""
+    return ", ".join(map(str, numbers[:most])) + more
+
+
+def _on_lines(numbers: Sequence[int] | None) -> str:
+    return f"line{'s' if len(numbers) > 1 else ''} {_numbers(list(numbers), 3)}: " if numbers else ""
+
+
+class OptOutIds(frozenset):
+    """The ids of an opt-out file in canonical form (a frozenset of text), remembering the lines
+    they were read from (:meth:`line_numbers`)."""
+
+    def __new__(cls, by_line: pd.Series | Iterable[str] = ()):
+        """``by_line``: canonical ids (missing where a line holds none) indexed by line number; or
+        just ids (their lines not known)."""
+        if not isinstance(by_line, pd.Series):
+            ids = list(by_line)
+            by_line = pd.Series(ids, index=np.zeros(len(ids), dtype=int), dtype=object)
+        self = super().__new__(cls, by_line.dropna())
+        self._by_line = by_line.dropna()
+        return self
+
+    def __reduce__(self):  # pickled with its lines
+        return type(self), (self._by_line,)
+
+    def line_numbers(self, ids: Iterable[str]) -> dict[str, list[int]]:
+        """The lines (counted from 1; for a CSV, the physical lines of its rows) holding each of ``ids``."""
+        ids = set(ids)
+        held = self._by_line[self._by_line.isin(ids) & (self._by_line.index > 0)] if ids else self._by_line.iloc[:0]
+        return {i: [int(n) for n in numbers] for i, numbers in held.index.groupby(held.to_numpy()).items()}
+
+
+def read_opt_outs(path, *, allow_empty: bool = False) -> OptOutIds:
+    """Pseudonymised ids from a file, in canonical form (an :class:`OptOutIds`, which remembers
+    their line numbers): one per line, or a CSV with a ``person_id`` (or ``pseudonym`` / ``id``)
+    column. Blank lines and lines starting with ``#`` are ignored. UTF-8 (with or without a
+    byte-order mark) or UTF-16 with a byte-order mark.
+
+    A one-column file holds one id per line: a line with a comma is not read as two ids but kept
+    as one, which matches no one and is refused as mis-pasted (:func:`check_opt_out_match`, naming
+    the line). A CSV row with more fields than its header is refused here, naming the lines.
 
     A file with no id at all (0 bytes, or only blank or comment lines, or a CSV header only) is
     refused (:class:`OptOutError`) unless ``allow_empty``: an opt-out list that was truncated or
@@ -273,21 +438,14 @@ def read_opt_outs(path, *, allow_empty: bool = False) -> set[str]:
     text = _read_text(path, what="opt-out file", error=OptOutError)
     lines = text.splitlines()
     canon = canonical_ids(pd.Series(lines, dtype=object))
-    kept = ~canon.fillna("").str.startswith("#")  # comment lines; blank ones are missing in canon
-    first = next((c for c in canon[kept] if isinstance(c, str)), "")
+    canon.index = pd.RangeIndex(1, len(lines) + 1)  # line numbers
+    kept = canon.notna() & ~canon.fillna("").str.startswith("#")  # blank lines are missing in canon
+    first = next(iter(canon[kept]), "")
     if first in ID_COLUMNS or "," in first:
-        try:
-            frame = pd.read_csv(io.StringIO("\n".join(np.asarray(lines, dtype=object)[kept.to_numpy()])), dtype=str)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise OptOutError(f"{path}: the opt-out file looks like a CSV but cannot be read as one ({exc}); "
-                              f"save it as one id per line, or as a CSV with a person_id column") from None
-        column = next((c for c in frame.columns if canonical_id(c) in ID_COLUMNS), None)
-        if column is None:
-            raise OptOutError(f"{path}: a CSV opt-out file needs a person_id column; found "
-                              f"{[_column_shown(c) for c in frame.columns]}")
-        ids = set(canonical_ids(frame[column]).dropna())
+        by_line = _csv_opt_outs(path, lines, canon.index[kept])
     else:
-        ids = set(canon[kept].dropna())
+        by_line = canon[kept]
+    ids = OptOutIds(by_line)
     if not ids and not allow_empty:
         holds = "it is empty" if not text.strip() else "only blank lines, comments or a header"
         raise OptOutError(
@@ -295,6 +453,43 @@ def read_opt_outs(path, *, allow_empty: bool = False) -> set[str]:
             f"An opt-out list that was cut short or never written would publish lists as if no one had opted "
             f"out; nothing was published. Use the complete file, or if no one has opted out, set "
             f"allow_empty_opt_out=true (--set allow_empty_opt_out=true)")
+    return ids
+
+
+def _csv_opt_outs(path: Path, lines: list[str], numbers: pd.Index) -> pd.Series:
+    """The canonical ids of a CSV opt-out file's id column, indexed by line number; ``numbers``
+    are the lines holding the header and rows (not blank, not comments)."""
+    import csv
+
+    def unreadable(why: str) -> OptOutError:
+        return OptOutError(f"{path}: the opt-out file looks like a CSV but cannot be read as one ({why}); save it as "
+                           f"one id per line, or as a CSV with a person_id column")
+
+    held = [lines[n - 1] for n in numbers]
+    try:  # pandas would read a first row with one field more than the header as an index and a value
+        widths = [len(row) for row in csv.reader(held)]
+    except csv.Error as exc:
+        raise unreadable(str(exc)) from None
+    longer = [int(numbers[at]) for at, width in enumerate(widths) if at and width > widths[0]]
+    if longer:
+        raise OptOutError(
+            f"{path}: line{'s' if len(longer) > 1 else ''} {_numbers(longer)} of the opt-out file "
+            f"{'hold' if len(longer) > 1 else 'holds'} more fields "
+            f"than its header ({widths[0]}): several ids on one line? Nothing was published. Put one id per row "
+            f"and run again")
+    try:
+        frame = pd.read_csv(io.StringIO("\n".join(held)), dtype=str, index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise unreadable(str(exc).strip()) from None
+    column = next((c for c in frame.columns if canonical_id(c) in ID_COLUMNS), None)
+    if column is None:
+        header = [_column_shown(c) for c in frame.columns]
+        looks = (": the first line looks like ids, not a header; give one id per line" if
+                 not all(c.replace("_", "").replace(" ", "").isalpha() for c in map(str, frame.columns)) else "")
+        raise OptOutError(f"{path}: a CSV opt-out file needs a person_id column; found {header}{looks}")
+    ids = canonical_ids(frame[column])
+    # Rows are the lines after the header, one each, unless a quoted field spans lines (then: 0, not known).
+    ids.index = numbers[1:] if len(frame) == len(numbers) - 1 else np.zeros(len(frame), dtype=int)
     return ids
 
 
@@ -388,7 +583,16 @@ def load_pseudonym_key(key_file: str | Path | None = None) -> bytes:
     path = Path(key_file) if key_file else DEFAULT_KEY_FILE
     if path.is_file():
         check_key_file_permissions(path)
-        key = path.read_text().strip()
+        try:
+            key = path.read_bytes().decode("utf-8").strip()
+        except OSError as exc:
+            raise PseudonymKeyError(f"{path.absolute()}: the key file cannot be read ({exc.strerror or exc}); make it "
+                                    f"readable by the user running riskstrat (and by no one else: chmod 600)") from None
+        except UnicodeDecodeError as exc:
+            raise PseudonymKeyError(
+                f"{path.absolute()}: the key file is not text (byte {exc.start} is not UTF-8): a key made by "
+                f"`riskstrat key init` is 64 hex characters on one line. Restore the key file from its backup (its "
+                f"fingerprint must match dataset.json's pseudonym_key_fingerprint)") from None
         if not key:
             raise PseudonymKeyError(f"{path.absolute()}: the key file is empty (keys are looked for in "
                                     f"{_key_places(key_file)})")
@@ -400,41 +604,62 @@ def load_pseudonym_key(key_file: str | Path | None = None) -> bytes:
 def check_key_file_permissions(path) -> None:
     """Refuse a key file others could replace, warn about one others can read (POSIX only).
 
-    Refuses (:class:`PseudonymKeyError`) a key file anyone may write to, or one in a folder anyone
-    may write to without the sticky bit (anyone could put another key in its place, and every
-    pseudonym would silently change). Warns (:class:`PseudonymKeyWarning`) when the group or others
-    can read or write it: whoever reads the key can link pseudonyms back to the source ids. The
-    fix either way: ``chmod 600 FILE``, as ``riskstrat key init`` creates it.
+    The file's real place is checked (links resolved, :func:`os.path.realpath`). Refuses
+    (:class:`PseudonymKeyError`) a key file anyone may write to, or one reached through a folder
+    anyone may write to without the sticky bit: the folder holding it, any folder above it, or a
+    folder holding a link on the way (anyone could put another key, or another link, in its place,
+    and every pseudonym would silently change). Warns (:class:`PseudonymKeyWarning`) when the
+    group or others can read or write it: whoever reads the key can link pseudonyms back to the
+    source ids. The fix either way: ``chmod 600 FILE``, as ``riskstrat key init`` creates it.
     """
     if os.name != "posix":  # Windows' ACLs are not mode bits
         return
     path = Path(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    fix = f"chmod 600 {path.absolute()}"
+    real = Path(os.path.realpath(path))
+    shown = _shown_key_path(path, real)
+    mode = stat.S_IMODE(real.stat().st_mode)
+    fix = f"chmod 600 {real}"
     if mode & stat.S_IWOTH:
         raise PseudonymKeyError(
-            f"{path.absolute()}: the pseudonymisation key file can be written by everyone (mode {mode:04o}): anyone "
+            f"{shown}: the pseudonymisation key file can be written by everyone (mode {mode:04o}): anyone "
             f"could replace the key and change every pseudonym. Make it private with `{fix}` and check it is the "
             f"key you made (`riskstrat key fingerprint` against dataset.json's pseudonym_key_fingerprint)")
     _check_key_folder(path)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.warn(PseudonymKeyWarning(
-            f"{path.absolute()}: the pseudonymisation key file can be read or written by others than its owner "
+            f"{shown}: the pseudonymisation key file can be read or written by others than its owner "
             f"(mode {mode:04o}); whoever reads the key can link pseudonyms back to the source ids. Run `{fix}`"),
             stacklevel=3)
 
 
+def _shown_key_path(path: Path, real: Path) -> str:
+    return f"{path.absolute()}" if real == path.absolute() else f"{path.absolute()} (a link to {real})"
+
+
 def _check_key_folder(path: Path) -> None:
-    """Refuse a key file in a folder anyone may write to without the sticky bit (POSIX only)."""
+    """Refuse a key file reached through a folder anyone may write to without the sticky bit
+    (POSIX only): every folder from the file's real place up to /, and every folder on the path as
+    written (a link in one of them could be replaced)."""
     if os.name != "posix":
         return
-    folder = path.absolute().parent
-    folder_mode = folder.stat().st_mode
-    if folder_mode & stat.S_IWOTH and not folder_mode & stat.S_ISVTX:
-        raise PseudonymKeyError(
-            f"{path.absolute()}: the folder holding the pseudonymisation key, {folder}, can be written by everyone "
-            f"(mode {stat.S_IMODE(folder_mode):04o}, no sticky bit): anyone could put another key in its place. "
-            f"Run `chmod o-w {folder}` (or move the key to a private folder) and `chmod 600 {path.absolute()}`")
+    path = Path(path)
+    real = Path(os.path.realpath(path))
+    # The written path's folders are followed by stat (a link on the way shows its target's mode);
+    # the real path's folders are what the file sits in. Both up to /.
+    folders = dict.fromkeys([*real.parents, *path.absolute().parents, *Path(os.path.realpath(path.parent)).parents,
+                             Path(os.path.realpath(path.parent))])
+    for folder in folders:
+        try:
+            folder_mode = folder.stat().st_mode
+        except OSError:  # not there (yet: init makes it): nothing can be planted in it by others
+            continue
+        if folder_mode & stat.S_IWOTH and not folder_mode & stat.S_ISVTX:
+            held = "holding" if folder == real.parent else "on the way to"
+            raise PseudonymKeyError(
+                f"{_shown_key_path(path, real)}: the folder {held} the pseudonymisation key, {folder}, can be "
+                f"written by everyone (mode {stat.S_IMODE(folder_mode):04o}, no sticky bit): anyone could put another "
+                f"key in its place. "
+                f"Run `chmod o-w {folder}` (or move the key to a private folder) and `chmod 600 {real}`")
 
 
 def configured_key(key_file: str | Path | None = None) -> bytes | None:

@@ -34,7 +34,9 @@ Rules (``ValidationIssue.rule``), errors unless noted:
   on data without any health-care cost is refused, :func:`riskstrat.outcomes.check_costs_known`).
 
 Row numbers in examples count data rows from 1 in the order of the input (the header is not a
-row). Examples show only the offending values and row numbers, never whole rows.
+row). Examples show only the offending values and row numbers, never whole rows; person ids and
+other pseudonymised keys (``person_id``, ``record_id``) only masked (``6d…1a (16 chars)``,
+:func:`riskstrat.privacy.mask_id`), in messages and in ``examples`` alike.
 """
 
 from __future__ import annotations
@@ -314,6 +316,14 @@ def _eg(examples: tuple[str, ...]) -> str:
 def _show(value) -> str:
     text = str(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _person(value) -> str:
+    """A person id (or another pseudonymised key) as examples show it: masked, never in full
+    (:func:`riskstrat.privacy.mask_id`), since reports are printed, logged and kept."""
+    from riskstrat.privacy import mask_id
+
+    return mask_id(value)
 
 
 def _day(value) -> str:
@@ -620,7 +630,8 @@ def _check_safe_text(log: _IssueLog, table: Table, col: Column, values: pd.Serie
     if not hit.any():
         return
     n = int(hit.sum())
-    examples = _row_examples(hit, rows, lambda i: repr(_show(cleaned.iloc[i])))
+    shown = (lambda i: _person(cleaned.iloc[i])) if col.kind == "id" else (lambda i: repr(_show(cleaned.iloc[i])))
+    examples = _row_examples(hit, rows, shown)
     log.add(table.name, col.name, rule, "error", n,
             f"{log.where(table.name, col.name)}: {_rows(n)} with {what}{_eg(examples)}; correct them in the "
             f"source or remove the rows.", examples)
@@ -810,7 +821,7 @@ def _check_unique_persons(log: _IssueLog, persons: pd.DataFrame) -> None:
         return
     rows = persons.index.to_numpy()[shared]
     by_id = pd.Series(rows + 1, index=ids.to_numpy()[shared])
-    examples = tuple(f"{pid} at rows {', '.join(map(str, by_id[[pid]].head(3)))}"
+    examples = tuple(f"{_person(pid)} at rows {', '.join(map(str, by_id[[pid]].head(3)))}"
                      for pid in by_id.index.unique()[:MAX_EXAMPLES])
     n_ids = by_id.index.nunique()
     n = int(shared.sum())
@@ -832,7 +843,7 @@ def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _Issu
     rows = events.index.to_numpy()
     unknown = (at < 0) & (codes >= 0)
     if unknown.any():
-        examples = _row_examples(unknown, rows, lambda i: _show(ids.iloc[i]))
+        examples = _row_examples(unknown, rows, lambda i: _person(ids.iloc[i]))
         n = int(unknown.sum())
         log.add(name, "person_id", "unknown_person", "error", n,
                 f"{log.where(name, 'person_id')}: {_rows(n)} {_agree(n, 'refers', 'refer')} to person ids that "

@@ -213,8 +213,8 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
                 f"{m.month} was scored on data pseudonymised under another key (fingerprint {scored_key}) than "
                 f"{cfg.data.path} ({key_fingerprint}): nobody would match. Use the data set imported with that key")
     records = records if records is not None else load_data(cfg.data, stage=stage)
-    opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out) if cfg.opt_out_file else set()
-    in_data, _ = match_opt_outs(records.persons["person_id"], opted_out)
+    opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out)
+    in_data = match_opt_outs(records.persons["person_id"], opted_out).matched
 
     models, results = {}, []
     for m in assessed:
