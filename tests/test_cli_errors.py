@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,67 @@ def test_a_practice_names_file_saved_by_excel_on_windows_is_a_refusal_naming_it(
     path.write_bytes("\ufeffpractice_id,name\nP1,Café Surgery\n".encode("utf-8"))
     assert read_user_csv(path, what="practice names").to_dict("records") == [{"practice_id": "P1",
                                                                               "name": "Café Surgery"}]
+
+
+@pytest.mark.parametrize("name", ["../../etc/x", "a/b", " high", "high\u200b", "x" * 41])
+def test_a_tier_or_group_name_mlflow_or_the_lists_cannot_hold_is_refused_before_anything_runs(name):
+    from riskstrat.config import ConfigError, ScoringConfig, load_config
+
+    with pytest.raises(ConfigError, match="tier name"):
+        load_config(None, [f"lists.tiers={{{json.dumps(name)}: 0.05, \"b\": 0.2}}", "lists.holdout_exempt_tiers=[]"],
+                        model=ScoringConfig)
+    with pytest.raises(ConfigError, match="group name"):
+        load_config(None, [f"lists.groups=[{{name: {json.dumps(name)}, min_age: 40}}]"], model=ScoringConfig)
+
+
+def test_metric_keys_never_hold_a_path():
+    from riskstrat.tracking import metric_key
+
+    assert metric_key("count.tier.../../etc/x") == "count.tier._._etc_x"
+    assert "/" not in metric_key("a/b") and ".." not in metric_key("a....b")
+
+
+@pytest.mark.parametrize("path", ["/tmp/victim #lists", "[x", "*star", "a: b", "null", "yes"])
+def test_paths_given_as_options_are_taken_as_written_not_as_yaml(path):
+    from riskstrat.config import ScoringConfig, load_config, path_override
+
+    cfg = load_config(None, [path_override("output_dir", path), path_override("data.path", path)], model=ScoringConfig)
+    assert str(cfg.output_dir) == path and str(cfg.data.path) == path
+
+
+def test_an_override_that_is_not_yaml_is_a_refusal_not_a_traceback():
+    result = CliRunner().invoke(app, ["score", "--as-of", "2025-11-01", "--set", "lists.list_size=["])
+    assert result.exit_code == 2 and "is not valid YAML" in " ".join(result.output.split())
+
+
+def _fifo(path):
+    import os
+
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_or_device_given_as_a_file_is_refused_without_hanging(tmp_path, without_hanging):
+    from riskstrat.config import ConfigError, load_config
+    from riskstrat.io import NotAFileError, file_sha256, open_regular_file, read_user_bytes
+    from riskstrat.privacy import OptOutError, ReidentificationLookupError, read_opt_outs, \
+        read_reidentification_lookup
+
+    fifo = _fifo(tmp_path / "opt-outs.txt")
+    cases = [
+        (lambda: read_opt_outs(fifo), OptOutError, "is a FIFO"),
+        (lambda: read_reidentification_lookup(_fifo(tmp_path / "P81000.csv")), ReidentificationLookupError,
+         "is a FIFO"),
+        (lambda: load_config(_fifo(tmp_path / "scoring.yaml")), ConfigError, "is a FIFO"),
+        (lambda: file_sha256(fifo), NotAFileError, "is a FIFO"),
+    ]
+    for call, error, says in cases:
+        with pytest.raises(error, match=says):
+            without_hanging(call)
+    with pytest.raises(NotAFileError, match="is a device"):  # /dev/zero: checked, never read
+        open_regular_file("/dev/zero", what="opt-out file")
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a" * 101)
+    with pytest.raises(NotAFileError, match="101 bytes, more than"):
+        read_user_bytes(big, what="list", max_bytes=100)
+    assert issubclass(NotAFileError, RiskstratError)  # the CLI refuses (exit 2), naming the file

@@ -382,6 +382,18 @@ class ConfigError(RiskstratError, ValueError):
     """A configuration file or override is invalid; the message says where and why."""
 
 
+def path_override(key: str, path) -> str:
+    """A ``--set`` item that sets ``key`` to ``path`` exactly as given: quoted (a JSON string is YAML),
+    so that ``#``, ``[``, ``*``, ``: `` or ``null`` in a path are never read as YAML.
+
+    >>> path_override("output_dir", "/tmp/lists #2")
+    'output_dir="/tmp/lists #2"'
+    """
+    import json
+
+    return f"{key}={json.dumps(str(path))}"
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """Turn ``["model.lightgbm.learning_rate=0.05", ...]`` into a nested dict (values parsed as YAML)."""
     nested: dict[str, Any] = {}
@@ -389,7 +401,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.subkey=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]}); quote a "
+                              f"text value, e.g. {key.strip()}='\"...\"'") from None
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:

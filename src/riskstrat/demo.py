@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from riskstrat.config import TrainConfig, load_config
+from riskstrat.config import TrainConfig, load_config, path_override
 
 DEMO_DATA = Path("riskstrat-data/synthetic")
 DEMO_TARGETS = ("emergency_admission", "high_cost")
@@ -18,7 +18,7 @@ TEMPORAL_ONLY_BELOW = 10_000
 
 def demo_config(target: str, *, data_dir: Path = DEMO_DATA, overrides: list[str] | None = None) -> TrainConfig:
     """The demo's config for a target: the defaults (as in configs/*.yaml) on the demo data."""
-    return load_config(None, [f"target.name={target}", f"data.path={data_dir}", *(overrides or [])])
+    return load_config(None, [f"target.name={target}", path_override("data.path", data_dir), *(overrides or [])])
 
 
 def ensure_synthetic(data_dir: Path, *, people: int, seed: int, progress=None) -> tuple[dict, bool]:
@@ -100,12 +100,12 @@ def run_demo_scoring(meta: dict, *, data_dir: Path = DEMO_DATA, stage: Callable[
     """Score the demo population the day after its extract ends, with the champions."""
     import pandas as pd
 
-    from riskstrat.config import ScoringConfig, load_config
+    from riskstrat.config import ScoringConfig, load_config, path_override
     from riskstrat.pipelines import run_scoring
 
     # Synthetic data: a rerun with fewer people may replace a larger month (the shrink check is for real months),
     # and a rerun of the demo republishes its month on purpose (replace_existing).
-    cfg = load_config(None, [f"data.path={data_dir}", "lists.holdout_fraction=0.1", "allow_population_shrink=true",
-                             "replace_existing=true"], model=ScoringConfig)
+    cfg = load_config(None, [path_override("data.path", data_dir), "lists.holdout_fraction=0.1",
+                             "allow_population_shrink=true", "replace_existing=true"], model=ScoringConfig)
     as_of = pd.Timestamp(meta["extract_end"]) + pd.Timedelta(days=1)
     return run_scoring(cfg, as_of, stage=stage)

@@ -30,6 +30,45 @@ class DataFileError(RiskstratError):
     """A data file is missing or cannot be read; the message names the file."""
 
 
+# A file a person gives (an opt-out list, a look-up, a config) is read whole: beyond this it is not one.
+MAX_USER_FILE_BYTES = 1 << 30
+
+
+class NotAFileError(DataFileError, OSError):
+    """A path that is not a regular file (a FIFO, a device, a socket, a folder) where a file is read,
+    or one too large to be what it should be: a refusal naming it (the CLI exits 2)."""
+
+
+def open_regular_file(path: str | Path, *, what: str = "file", max_bytes: int | None = None) -> int:
+    """A descriptor of the regular file at ``path`` (links followed), opened without waiting (a FIFO
+    would block for ever) and checked with ``fstat`` on that descriptor: anything else, or a file over
+    ``max_bytes``, is a :class:`NotAFileError` naming it. The caller closes the descriptor."""
+    import stat as _stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            kind = ("a folder" if _stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)" if _stat.S_ISFIFO(st.st_mode)
+                    else "a device" if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode) else "a socket"
+                    if _stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise NotAFileError(f"{path}: the {what} is {kind}, not a file: give the path of a file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise NotAFileError(f"{path}: the {what} is {st.st_size:,} bytes, more than such a file can be "
+                                f"({max_bytes:,}): is it the right file?")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_user_bytes(path: str | Path, *, what: str, max_bytes: int = MAX_USER_FILE_BYTES) -> bytes:
+    """The bytes of a regular file a person gave (:func:`open_regular_file`: a FIFO, a device such as
+    ``/dev/zero``, a socket or a folder is refused, naming it, and so is a file over ``max_bytes``)."""
+    with os.fdopen(open_regular_file(path, what=what, max_bytes=max_bytes), "rb") as fh:
+        return fh.read()
+
+
 def read_user_text(path: str | Path, *, what: str) -> str:
     """The text of a file a person gave (a config, a gate, a list of names), UTF-8 with or without a
     byte-order mark. A folder, or a file that is not UTF-8 text, is a :class:`DataFileError` naming
@@ -39,7 +78,9 @@ def read_user_text(path: str | Path, *, what: str) -> str:
     if path.is_dir():
         raise DataFileError(f"{path}: is a folder, not the {what} file: give the path of the file")
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return read_user_bytes(path, what=f"{what} file").decode("utf-8-sig")
+    except NotAFileError as exc:
+        raise DataFileError(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise DataFileError(f"{path}: the {what} file is not UTF-8 text (byte {exc.start} cannot be read): save it "
                             f"as UTF-8 (in Excel: CSV UTF-8; in an editor: encoding UTF-8) and run again") from None
@@ -296,8 +337,8 @@ def file_sha256(source: str | Path | BinaryIO, *, chunk: int = 1 << 20) -> str:
     file already open in binary mode, read from where it stands to its end (the caller keeps it
     open: a published file is hashed and then read through the one descriptor,
     :func:`riskstrat.published.read_population`)."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as fh:
+    if isinstance(source, (str, os.PathLike)):  # a regular file only: a FIFO would block for ever
+        with os.fdopen(open_regular_file(source), "rb") as fh:
             return file_sha256(fh, chunk=chunk)
     digest = hashlib.sha256()
     buffer = bytearray(chunk)  # one buffer, filled in place: no new bytes object per block

@@ -503,8 +503,12 @@ def _read_text(path: Path, *, what: str, error: type[RiskstratError], todo: str 
     """A text file's content: UTF-16 when it starts with a UTF-16 byte-order mark (Excel's
     "Unicode text"), else UTF-8 with or without one; refusals name the file and what to do
     (``todo`` added)."""
+    from riskstrat.io import NotAFileError, read_user_bytes
+
     try:
-        raw = path.read_bytes()
+        raw = read_user_bytes(path, what=what)
+    except NotAFileError as exc:
+        raise error(f"{exc}{todo and '; or ' + todo}") from None
     except OSError as exc:
         raise error(f"{path}: the {what} cannot be read ({exc.strerror or exc}); make it readable by the user "
                     f"running riskstrat{todo and '; or ' + todo}") from None

@@ -180,11 +180,41 @@ def top_fraction_mask(score: pd.Series, fraction: float, *, ids: IdOrder | None 
     return pd.Series(chosen, index=score.index)
 
 
+MAX_LABEL_LENGTH = 40
+
+
+def check_label(name: str, *, what: str) -> str:
+    """A tier or priority-group name: shown on every list and recorded in MLflow as part of metric
+    names, so it must be checked before anything is published. 1 to 40 characters, no surrounding
+    space, no control or invisible characters, no ``/`` or ``\\`` and no ``..`` (MLflow reads them as
+    paths in a metric's name).
+
+    >>> check_label("very high", what="tier")
+    'very high'
+    """
+    import unicodedata
+
+    problems = []
+    if not name or len(name) > MAX_LABEL_LENGTH:
+        problems.append(f"it must have 1 to {MAX_LABEL_LENGTH} characters")
+    if name != name.strip():
+        problems.append("it starts or ends with a space")
+    if any(unicodedata.category(c)[0] == "C" for c in name):
+        problems.append("it holds a control or invisible character")
+    if "/" in name or "\\" in name or ".." in name:
+        problems.append("it holds '/', '\\' or '..'")
+    if problems:
+        raise ValueError(f"{what} name {name!r}: {'; '.join(problems)}")
+    return name
+
+
 def check_tier_cutoffs(cutoffs: Mapping[str, float]) -> dict[str, float]:
     """Validate tier cut-offs: names in order from the highest tier, cumulative fractions increasing in (0, 1)."""
     cutoffs = dict(cutoffs)
     if not cutoffs:
         raise ValueError("tier cut-offs are empty; give at least one, e.g. {'high': 0.05}")
+    for name in cutoffs:
+        check_label(name, what="tier")
     if LOWEST_TIER in cutoffs:
         raise ValueError(f"{LOWEST_TIER!r} is the rest of the population and takes no cut-off")
     values = list(cutoffs.values())
@@ -255,6 +285,7 @@ class GroupRule(BaseModel):
     def _sensible(self) -> "GroupRule":
         if ";" in self.name:
             raise ValueError(f"group name {self.name!r} must not contain ';' (it separates groups in lists)")
+        check_label(self.name, what="group")
         if not any(v is not None for v in (self.min_age, self.max_age, *self._use_conditions().values())):
             raise ValueError(f"group {self.name!r} has no condition; give an age band or a use/cost threshold")
         if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:

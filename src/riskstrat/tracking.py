@@ -248,17 +248,18 @@ def _user() -> str:
         return f"uid {os.getuid()}"
 
 
-_METRIC_UNSAFE = re.compile(r"[^0-9A-Za-z_\-. /:]")
+_METRIC_UNSAFE = re.compile(r"[^0-9A-Za-z_\-. :]")
 
 
 def metric_key(name: str) -> str:
     """``name`` as an MLflow metric or parameter key: MLflow accepts letters, digits, ``_ - . / :`` and
-    spaces only, so anything else (a tier called "very high (top 0.5%)") becomes ``_``.
+    spaces, and reads ``/`` and ``..`` as a path; so anything else (a tier called "very high (top 0.5%)"),
+    ``/`` included, becomes ``_``, and runs of dots one dot.
 
-    >>> metric_key("tier.very high (top 0.5%)")
-    'tier.very high _top 0.5__'
+    >>> metric_key("tier.very high (top 0.5%)"), metric_key("tier.../../etc/x")
+    ('tier.very high _top 0.5__', 'tier._._etc_x')
     """
-    return _METRIC_UNSAFE.sub("_", str(name))
+    return re.sub(r"\.{2,}", ".", _METRIC_UNSAFE.sub("_", str(name)))
 
 
 def store_problem(exc: BaseException, uri: str) -> TrackingStoreError | None:

@@ -70,12 +70,13 @@ def monitor(
 
     Example: riskstrat monitor --config configs/scoring.yaml --data riskstrat-data/synthetic --as-of 2026-11-01
     """
-    from riskstrat.config import ScoringConfig, load_config
+    from riskstrat.config import ScoringConfig, load_config, path_override
     from riskstrat.evaluation.monitor_pipeline import run_monitoring
     from riskstrat.validate import ValidationError
 
     date = parse_date(as_of)
-    extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={lists_dir}"] if lists_dir else [])
+    extra = ([path_override("data.path", data)] if data else []) + ([path_override("output_dir", lists_dir)]
+                                                                      if lists_dir else [])
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):

@@ -50,13 +50,13 @@ def score(
 
     Example: riskstrat score --config configs/scoring.yaml --as-of 2026-11-01
     """
-    from riskstrat.config import ScoringConfig, load_config
+    from riskstrat.config import ScoringConfig, load_config, path_override
     from riskstrat.errors import RiskstratError
     from riskstrat.pipelines import PublishedButNotTrackedError, run_scoring
     from riskstrat.validate import ValidationError
 
     date = parse_date(as_of)
-    extra = ([f"data.path={data}"] if data else []) + ([f"output_dir={out_dir}"] if out_dir else [])
+    extra = ([path_override("data.path", data)] if data else []) + ([path_override("output_dir", out_dir)] if out_dir else [])
     extra += ["allow_stale_data=true"] if allow_stale_data else []
     extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
     extra += ["allow_population_shrink=true"] if allow_population_shrink else []
