@@ -89,3 +89,33 @@ def test_synth_out_pointing_at_a_folder_it_did_not_write_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["synth", "--people", "100", "--years", "3", "--out", str(victim), "-q"])
     assert result.exit_code == 2 and "is not a riskstrat data set" in " ".join(result.output.split())
     _still(victim, kept)
+
+
+@pytest.mark.parametrize(("kind", "sign"), [("data set", "dataset.json"), ("evaluation report", "evaluation.json"),
+                                            ("monitoring report", "monitoring.json")])
+def test_a_folder_with_the_sign_or_marker_but_other_entries_is_not_replaced(tmp_path, kind, sign):
+    # The red team's case: dataset.json beside someone's raw/notes.csv, or lists beside a data set.
+    older = tmp_path / "older"
+    kept = _precious(older)
+    (older / sign).write_text("{}")
+    kept[sign] = b"{}"
+    with pytest.raises(FolderNotOursError, match=r"also holds what riskstrat did not write there \(sub, thesis.txt\)"):
+        check_replaceable(older, kind)
+    ours = tmp_path / "ours"
+    with atomic_path(ours, directory=True, kind=kind) as tmp:
+        (tmp / sign).write_text("{}")
+    (ours / "lists").mkdir()
+    (ours / "lists" / "audit.jsonl").write_text("audit")
+    with pytest.raises(FolderNotOursError, match=r"lists"):
+        with atomic_path(ours, directory=True, kind=kind) as tmp:
+            (tmp / sign).write_text("new")
+    assert (ours / "lists" / "audit.jsonl").read_text() == "audit" and (ours / sign).read_text() == "{}"
+    _still(older, kept)
+
+
+def test_synth_twice_replaces_its_own_data_set(tmp_path):
+    out = tmp_path / "data"
+    for people in (100, 120):
+        result = CliRunner().invoke(app, ["synth", "--people", str(people), "--years", "3", "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+    assert json.loads((out / "dataset.json").read_text())["n_people"] == 120

@@ -458,17 +458,17 @@ def test_the_atomic_writer_replaces_a_linked_folder_without_touching_its_target(
     (root / "data").symlink_to(outside, target_is_directory=True)
     with pytest.raises(FolderNotOursError):  # the link leads to a folder riskstrat did not write
         with atomic_path(root / "data", directory=True, kind="data set") as tmp:
-            (tmp / "table.parquet").write_text("new")
+            (tmp / "persons.parquet").write_text("new")
     assert_canaries(outside)
     assert (root / "data").is_symlink()
     # A link to a data set riskstrat wrote: the link itself is replaced, the folder it led to untouched.
     ours = tmp_path / "ours"
     with atomic_path(ours, directory=True, kind="data set") as tmp:
-        (tmp / "table.parquet").write_text("old")
+        (tmp / "persons.parquet").write_text("old")
     (root / "data").unlink()
     (root / "data").symlink_to(ours, target_is_directory=True)
     with atomic_path(root / "data", directory=True, kind="data set") as tmp:
-        (tmp / "table.parquet").write_text("new")
-    assert (ours / "table.parquet").read_text() == "old"
-    assert not (root / "data").is_symlink() and (root / "data" / "table.parquet").read_text() == "new"
+        (tmp / "persons.parquet").write_text("new")
+    assert (ours / "persons.parquet").read_text() == "old"
+    assert not (root / "data").is_symlink() and (root / "data" / "persons.parquet").read_text() == "new"
     assert sorted(p.name for p in root.iterdir()) == ["data"]  # the link itself removed, no .old- left

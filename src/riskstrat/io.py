@@ -171,7 +171,14 @@ def read_raw_tables(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict
 
 
 FOLDER_MARKER = ".riskstrat-folder"
-# What a folder of each kind written before the marker existed always holds.
+# What a folder of each kind holds (top level; sub-folders: the suffix of their files), and what one
+# written before the marker existed always holds.
+_FOLDER_ENTRIES = {
+    "data set": ({f"{name}.parquet" for name in TABLES} | {"dataset.json", "import_report.json"},
+                 {"ground_truth": ".parquet"}),
+    "evaluation report": ({"report.html", "evaluation.json"}, {"tables": ".csv", "figures": ".png"}),
+    "monitoring report": ({"report.html", "monitoring.json"}, {"tables": ".csv", "figures": ".png"}),
+}
 _LEGACY_SIGN = {"data set": "dataset.json", "evaluation report": "evaluation.json",
                 "monitoring report": "monitoring.json"}
 
@@ -180,11 +187,29 @@ class FolderNotOursError(RiskstratError):
     """An output folder that would be replaced as a whole holds something riskstrat did not write."""
 
 
+def _foreign_entries(folder: Path, kind: str) -> list[str]:
+    """What in ``folder`` a ``kind`` folder of riskstrat's never holds (links count as foreign)."""
+    files, subfolders = _FOLDER_ENTRIES[kind]
+    foreign = []
+    for entry in os.scandir(folder):
+        if entry.name == FOLDER_MARKER or (entry.name in files and entry.is_file(follow_symlinks=False)):
+            continue
+        suffix = subfolders.get(entry.name)
+        if suffix is not None and entry.is_dir(follow_symlinks=False):
+            inner = [e.name for e in os.scandir(entry.path)
+                     if not (e.is_file(follow_symlinks=False) and e.name.endswith(suffix))]
+            foreign += [f"{entry.name}/{name}" for name in inner]
+            continue
+        foreign.append(entry.name)
+    return sorted(foreign)
+
+
 def check_replaceable(target: str | Path, kind: str) -> None:
     """Refuse (:class:`FolderNotOursError`) to replace ``target`` as a whole unless it is absent, an
     empty folder, or a folder riskstrat wrote as ``kind`` (its :data:`FOLDER_MARKER` says so, or, for
-    one written before the marker, the file every such folder holds). A link is judged by the folder
-    it points to (only the link itself is ever replaced).
+    one written before the marker, the file every such folder holds) that holds nothing else: every
+    entry must be one a ``kind`` folder holds, so that nobody's notes, data or lists inside it are
+    deleted with it. A link is judged by the folder it points to (only the link itself is replaced).
 
     A mistyped ``--out`` (a home folder, the lists' output folder, a data folder) is thus never
     deleted: riskstrat replaces only what it made.
@@ -200,19 +225,26 @@ def check_replaceable(target: str | Path, kind: str) -> None:
     names = {entry.name for entry in os.scandir(real)}
     if not names:
         return
+    ours = False
     if FOLDER_MARKER in names:
         try:
-            made = json.loads((real / FOLDER_MARKER).read_text(encoding="utf-8")).get("kind")
+            ours = json.loads((real / FOLDER_MARKER).read_text(encoding="utf-8")).get("kind") == kind
         except (OSError, ValueError, AttributeError):
-            made = None
-        if made == kind:
-            return
-    elif _LEGACY_SIGN.get(kind) in names:
-        return
-    raise FolderNotOursError(
-        f"{target} already exists and is not a riskstrat {kind} ({len(names)} entries, no "
-        f"{FOLDER_MARKER} marker saying '{kind}'): riskstrat replaces an output folder as a whole, so it will "
-        f"not replace this one. Choose a new folder, or move this one away")
+            ours = False
+    elif _LEGACY_SIGN[kind] in names:
+        ours = True
+    if not ours:
+        raise FolderNotOursError(
+            f"{target} already exists and is not a riskstrat {kind} ({len(names)} entries, no "
+            f"{FOLDER_MARKER} marker saying '{kind}'): riskstrat replaces an output folder as a whole, so it will "
+            f"not replace this one. Choose a new folder, or move this one away")
+    foreign = _foreign_entries(real, kind)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FolderNotOursError(
+            f"{target} is a riskstrat {kind} but also holds what riskstrat did not write there ({shown}): "
+            f"riskstrat replaces the folder as a whole, so it will not replace this one. Move those entries out, "
+            f"or choose a new folder")
 
 
 @contextlib.contextmanager
