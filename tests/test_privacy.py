@@ -610,3 +610,35 @@ def test_the_invisible_characters_removed_are_unicode_category_cf_and_the_defaul
     assert set(map(ord, _format_characters())) == every and {0x200B, 0xFEFF, 0x2060, 0x00AD} <= every
     # The defect: variation selectors, Hangul fillers and the like (not Cf) stayed in, and the id matched no one.
     assert set(_invisible_characters()) == set(map(chr, every)) | IGNORABLE | {"\u2800"}
+
+
+def test_a_key_from_the_environment_is_the_same_key_as_from_a_file_whatever_the_surrounding_whitespace(tmp_path,
+                                                                                                         monkeypatch):
+    from riskstrat.privacy import load_pseudonym_key
+
+    path = tmp_path / "key"
+    path.write_text("anything\n")
+    path.chmod(0o600)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    from_file = load_pseudonym_key(path)
+    monkeypatch.setenv(KEY_ENV, "anything\n")
+    assert load_pseudonym_key() == from_file == b"anything"
+
+
+def test_a_data_set_without_a_key_fingerprint_is_refused_when_ids_are_matched_and_warned_otherwise(tmp_path,
+                                                                                                  monkeypatch):
+    import json
+    import warnings
+
+    from riskstrat.privacy import PseudonymKeyWarning, check_key_matches
+
+    monkeypatch.setenv(KEY_ENV, "anything")
+    (tmp_path / "dataset.json").write_text(json.dumps({"source": "by hand"}))
+    with pytest.raises(PseudonymKeyError, match="records no pseudonymisation key fingerprint"):
+        check_key_matches(tmp_path, matches_ids=True)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert check_key_matches(tmp_path) is None
+    assert [w.category for w in seen] == [PseudonymKeyWarning]
+    (tmp_path / "dataset.json").write_text(json.dumps({"generator": "riskstrat.synth"}))  # synthetic: no key
+    assert check_key_matches(tmp_path, matches_ids=True) is None

@@ -472,3 +472,10 @@ def test_the_atomic_writer_replaces_a_linked_folder_without_touching_its_target(
     assert (ours / "persons.parquet").read_text() == "old"
     assert not (root / "data").is_symlink() and (root / "data" / "persons.parquet").read_text() == "new"
     assert sorted(p.name for p in root.iterdir()) == ["data"]  # the link itself removed, no .old- left
+
+
+def test_an_output_folder_that_cannot_be_created_is_a_refusal_naming_it(tmp_path):
+    from riskstrat.publish import output_root
+
+    with pytest.raises(PublishError, match=r"/proc/riskstrat-review: cannot create the output folder \(.*\); choose"):
+        output_root("/proc/riskstrat-review")

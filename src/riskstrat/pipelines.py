@@ -684,7 +684,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     found_end = data_end_of(cfg.data.path, configured=cfg.data.extract_end)
     if found_end.end is not None:  # refuse before loading anything
         data_is_current(found_end.end)
-    key_fingerprint = check_key_matches(cfg.data.path)
+    key_fingerprint = check_key_matches(cfg.data.path, matches_ids=bool(cfg.opt_out_file or cfg.reidentify_dir))
     allow = cfg.models.allow_degenerate
     risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri, allow_degenerate=allow)
     cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri,

@@ -583,7 +583,9 @@ def load_pseudonym_key(key_file: str | Path | None = None) -> bytes:
         if not env.strip():
             raise PseudonymKeyError(f"${KEY_ENV} is set but empty: set it to the key, or unset it to use the key "
                                     f"file {(Path(key_file) if key_file else DEFAULT_KEY_FILE).absolute()}")
-        return env.encode()
+        # Surrounding whitespace (a secret mounted with a trailing newline) is dropped, as from a key file:
+        # one key, wherever it is kept, gives the same pseudonyms.
+        return env.strip().encode()
     path = Path(key_file) if key_file else DEFAULT_KEY_FILE
     if path.is_file():
         check_key_file_permissions(path)
@@ -700,23 +702,42 @@ def key_fingerprint(key: bytes) -> str:
     return hashlib.sha256(mac).hexdigest()[:16]
 
 
-def check_key_matches(data_dir, *, key_file: str | Path | None = None) -> str | None:
+def check_key_matches(data_dir, *, key_file: str | Path | None = None, matches_ids: bool = False) -> str | None:
     """Refuse a data set pseudonymised under another key than the configured one.
 
     Compares dataset.json's ``pseudonym_key_fingerprint`` with the configured key's (when both
     exist) and returns the data set's fingerprint (None when it has none).
+
+    A data set that records no fingerprint (made by hand, or by an older version) cannot be checked.
+    When ids made with the key will be matched against it (``matches_ids``: an opt-out file or
+    practice look-ups), that is a refusal (:class:`PseudonymKeyError`): an opt-out list that matched
+    nobody because of another key would publish the people who opted out. Otherwise a warning. The
+    built-in synthetic population (``generator: riskstrat.synth``) has no key: nothing to check.
     """
     from riskstrat.io import dataset_metadata
 
-    recorded = dataset_metadata(data_dir).get(FINGERPRINT_FIELD)
+    meta = dataset_metadata(data_dir)
+    recorded = meta.get(FINGERPRINT_FIELD)
     if not recorded:
+        if meta.get("generator") == "riskstrat.synth":
+            return None
+        said = (f"{data_dir} records no pseudonymisation key fingerprint ({FINGERPRINT_FIELD} in its "
+                f"dataset.json: made by hand or by an older version), so riskstrat cannot check that its ids were "
+                f"made with the configured key")
+        if matches_ids:
+            raise PseudonymKeyError(
+                f"{said}, and opt-out or look-up ids made with that key are to be matched against them. Import the "
+                f"data with `riskstrat import` (which records it), or, if you know they were pseudonymised with this "
+                f"key, add \"{FINGERPRINT_FIELD}\": \"<the output of riskstrat key fingerprint>\" to its dataset.json")
+        warnings.warn(f"{said}; `riskstrat import` records it", PseudonymKeyWarning, stacklevel=2)
         return None
     key = configured_key(key_file)
     if key is not None and key_fingerprint(key) != recorded:
         raise PseudonymKeyError(
             f"{data_dir} was pseudonymised under another key (fingerprint {recorded}) than the one configured "
             f"(fingerprint {key_fingerprint(key)}, from {_key_places(key_file)}): its ids would not match opt-out "
-            f"files or practice lookups made with this key. Use the key the data were imported with, or re-import")
+            f"files or practice lookups made with this key. Use the key the data were imported with, or re-import "
+            f"(a key is used without surrounding spaces or newlines, from ${KEY_ENV} and from a file alike)")
     return recorded
 
 

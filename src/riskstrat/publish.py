@@ -125,6 +125,9 @@ def output_root(root: str | Path) -> Path:
     except PermissionError:
         raise PublishError(f"{root}: cannot create the output folder (permission denied); choose an output_dir "
                            f"you may write to") from None
+    except OSError as exc:  # a read-only or pseudo file system (/proc, /sys), a full disk
+        raise PublishError(f"{root}: cannot create the output folder ({exc.strerror or exc}); choose an output_dir "
+                           f"on a writable disk") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise PublishError(f"{root}: the output folder is read-only for user {who()['user']}; make it writable "
                            f"or choose another output_dir")

@@ -59,13 +59,13 @@ def parse_date(value: str | None, *, option: str = "--as-of") -> dt.date | None:
 
 # What to do about an operating-system error, by its errno.
 _OS_ADVICE = {
-    errno.ENOENT: "check the path (it does not exist)",
+    errno.ENOENT: "check the path: it, or a folder above it, does not exist",
     errno.EACCES: "check the permissions of the file and of the folders above it",
-    errno.EPERM: "check the permissions and attributes of the file (an immutable or append-only file, or "
-                 "another user's file in a sticky folder)",
+    errno.EPERM: "check the permissions and attributes of the file: an immutable or append-only file, or "
+                 "another user's file in a sticky folder, cannot be changed",
     errno.EISDIR: "a folder is where a file was expected: move it away or choose another path",
     errno.ENOTDIR: "part of the path is a file, not a folder",
-    errno.ENOSPC: "the disk is full: free space or choose another output folder; nothing partial was published",
+    errno.ENOSPC: "the disk is full: free space or choose another output folder",
     errno.EROFS: "the file system is read-only: choose a writable folder",
     errno.EDQUOT: "the disk quota is exhausted: free space or choose another folder",
     errno.EEXIST: "something is already at that path: move it away",
@@ -79,7 +79,7 @@ def describe_os_error(exc: OSError) -> str:
     what = exc.strerror or str(exc)
     advice = _OS_ADVICE.get(exc.errno or -1)
     line = f"{files}: {what}" if files else str(exc)
-    return f"{line} ({advice})" if advice else line
+    return f"{line}; {advice}" if advice else line
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -205,7 +205,7 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
         verify_file(m.folder, POPULATION, m.manifest)
         check_provenance(m, uri=cfg.tracking.uri)
         check_recorded(m, experiment=cfg.tracking.experiment, uri=cfg.tracking.uri)
-    key_fingerprint = check_key_matches(cfg.data.path)
+    key_fingerprint = check_key_matches(cfg.data.path, matches_ids=bool(cfg.opt_out_file))
     for m in assessed:
         scored_key = m.manifest.get("pseudonym_key_fingerprint")
         if key_fingerprint and scored_key and scored_key != key_fingerprint:
