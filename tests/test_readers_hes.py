@@ -361,7 +361,10 @@ def test_day_first_dates_place_people_and_reports_hold_no_dates(tmp_path):
     assert q1["birth_date"].year in (1949, 1950)
     report = json.dumps(summary.to_dict())
     assert "5/1950" not in report and "31/02/2021" not in report
-    assert summary.unknown_codes["DOD"] == {"NN/NN/NNNN": 2}
+    # Counted per file and column by shape (the file's two rows; each is read as its own record).
+    assert summary.unreadable["ae.csv: DOD"] == {"kind": "date", "present": 2, "unreadable": 2,
+                                                "shapes": {"NN/NN/NNNN": 2}}
+    assert "DOD" not in summary.unknown_codes
 
 
 def test_a_semicolon_separated_file_is_read(tmp_path):
