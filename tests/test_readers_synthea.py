@@ -139,14 +139,15 @@ _FORMULA = '=cmd|"/c calc"!A0'
 def test_unreadable_costs_are_counted_by_file_and_column_never_shown_and_warned(tmp_path):
     # The defect: NaN, inf and a formula in the cost columns were stored as missing without a word.
     total = ["100.5"] * 11 + ["NaN", "nan", "NaN", "inf", "-inf", _FORMULA, "$1,200.50", "£120", ""]
-    base = [""] * 19 + ["Infinity"]  # used only where TOTAL_CLAIM_COST is blank
+    base = ["NaN"] + [""] * 18 + ["Infinity"]  # used only where TOTAL_CLAIM_COST is blank; read and counted in every row
     src = _costed_export(tmp_path, total, base, income=["50000", "n/a", "$42,000"])
     summary, report = import_dataset("synthea", src, tmp_path / "linked", pseudonym_key=KEY)
 
     assert summary.unreadable["encounters.csv: TOTAL_CLAIM_COST"] == {
         "kind": "cost", "present": 19, "unreadable": 7,
         "shapes": {"ccc": 4, "-ccc": 1, '=ccc|"/c cccc"!cN': 1, "£NNN": 1}}  # £ is not the export's currency (USD)
-    assert summary.unreadable["encounters.csv: BASE_ENCOUNTER_COST"]["shapes"] == {"cccccccc": 1}
+    assert summary.unreadable["encounters.csv: BASE_ENCOUNTER_COST"] == {
+        "kind": "cost", "present": 2, "unreadable": 2, "shapes": {"ccc": 1, "cccccccc": 1}}
     assert summary.unreadable["patients.csv: INCOME"] == {"kind": "number", "present": 3, "unreadable": 1,
                                                           "shapes": {"c/c": 1}}
     gp = pd.read_parquet(tmp_path / "linked" / "gp_contacts.parquet")

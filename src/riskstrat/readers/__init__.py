@@ -282,16 +282,18 @@ def _to_float(values: pd.Series, *, summary: "ImportSummary | None" = None,
 
 
 def _first_number(df: pd.DataFrame, columns: "list[str] | tuple[str, ...]", **options) -> pd.Series:
-    """Per row, the first of ``columns`` with a value, read by :func:`_to_float` (``options``); an
-    unreadable value is counted under its own column and stays missing (it is not replaced by a
-    later column's, which may mean something else)."""
+    """Per row, the first of ``columns`` with a value, read by :func:`_to_float` (``options``).
+
+    Every present value of every column is read and counted (an unreadable one in a fallback column
+    too, though a row uses it only when the columns before it are blank); an unreadable value stays
+    missing and is not replaced by a later column's, which may mean something else.
+    """
     out = pd.Series(np.nan, index=df.index, dtype="float64")
     taken = pd.Series(False, index=df.index)
     for column in columns:
         text = df[column].astype("string").str.strip()
-        has = (text.notna() & (text != "")).fillna(False) & ~taken
-        if has.any():
-            out = out.where(~has, _to_float(df[column].where(has), column=column, **options))
+        has = (text.notna() & (text != "")).fillna(False)
+        out = out.where(~has | taken, _to_float(df[column], column=column, **options))
         taken |= has
     return out
 
