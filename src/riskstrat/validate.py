@@ -614,7 +614,7 @@ def blank_costs(records: LinkedRecords) -> list[tuple[str, str]]:
             if column in records.tables[name] and len(records.tables[name]) and records.tables[name][column].isna().all()]
 
 
-def _practice_spellings(log: _IssueLog, table: Table, codes: np.ndarray, raw: pd.Index, rows: np.ndarray) -> None:
+def _practice_spellings(log: _IssueLog, table: Table, codes: np.ndarray, raw: pd.Index) -> None:
     """``practice_id_case_collision`` and ``practice_id_trimmed`` over the distinct practice ids as
     written (``raw``, with each row's position in it: ``codes``)."""
     import unicodedata
@@ -638,7 +638,8 @@ def _practice_spellings(log: _IssueLog, table: Table, codes: np.ndarray, raw: pd
         clashing = n_variants[n_variants > 1].index
         if not len(clashing):
             continue
-        groups = [frame.index[frame["key"] == k] for k in sorted(clashing)]
+        by_key = frame.groupby("key").groups  # key -> labels, i.e. positions in ``raw``
+        groups = [by_key[k] for k in sorted(clashing)]
         hit = np.zeros(len(raw), bool)
         for group in groups:
             hit[group] = True
@@ -668,7 +669,7 @@ def _check_safe_text(log: _IssueLog, table: Table, col: Column, values: pd.Serie
     if not len(uniques):
         return
     if col.name == "practice_id":
-        _practice_spellings(log, table, codes, raw, rows)
+        _practice_spellings(log, table, codes, raw)
     text = uniques.astype(object).where(uniques.notna(), "")
     text = pd.Series(text.to_numpy(), dtype=_STR)
     bad = (text.str.contains(_CONTROL, regex=True) | (text.str.len() > MAX_ID_LENGTH)).fillna(False).to_numpy()
