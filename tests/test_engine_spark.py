@@ -72,6 +72,18 @@ def test_refusals_say_what_the_duckdb_engine_says(spark, tmp_path):
                                           "unknown_code"}
 
 
+def test_practice_ids_one_apart_by_case_are_refused_as_duckdb_refuses_them(spark, tmp_path):
+    _raw_parquet(tmp_path, "persons", {"person_id": ["a", "b", "c"], "birth_date": [pd.Timestamp("1950-01-01").date()] * 3,
+                                       "sex": ["female"] * 3, "practice_id": ["P001", "p001", "P001\n"]})
+    reports = []
+    for engine in (DuckDBEngine, lambda folder: SparkEngine(folder, spark=spark)):
+        with pytest.raises(ValidationError) as refused:
+            engine(tmp_path)
+        reports.append(_issues(refused.value))
+    assert reports[0] == reports[1]
+    assert [i[2] for i in reports[1]] == ["practice_id_case_collision", "practice_id_trimmed"]
+
+
 def test_the_outcome_tables_and_the_link_checks_are_duckdbs(spark, tmp_path, make_table):
     # What training asks beyond the features: the validated tables an outcome reads, and a refusal of
     # ids not in persons and (under out_of_life_events='error') events after the data end, in any row.

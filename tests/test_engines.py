@@ -26,7 +26,7 @@ from riskstrat.engines.spec import AGGREGATES, aggregate, derive, spec_hash
 from riskstrat.features import FEATURE_NAMES, build_features
 from riskstrat.io import write_records_tables
 from riskstrat.schema import ADMISSION_METHODS, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
-from riskstrat.validate import ValidationError, load_records
+from riskstrat.validate import ValidationError, load_records, validate_data_dir
 
 T = pd.Timestamp("2024-01-01")
 
@@ -277,6 +277,8 @@ def test_codes_written_loosely_are_read_as_validation_reads_them(folder_engine, 
     ("gp_contacts", {"person_id": ["a"]}, "missing_column"),
     ("persons", {"person_id": ["a", "a"], "birth_date": [pd.Timestamp("1950-01-01").date()] * 2,
                  "sex": ["female"] * 2, "practice_id": ["P", "Q"]}, "duplicate_person"),
+    ("persons", {"person_id": ["a", "b"], "birth_date": [pd.Timestamp("1950-01-01").date()] * 2,
+                 "sex": ["female"] * 2, "practice_id": ["P001", "p001"]}, "practice_id_case_collision"),
 ])
 def test_data_that_validation_refuses_the_engine_refuses(folder_engine, tmp_path, table, columns, rule):
     folder = tmp_path / "d"
@@ -289,6 +291,33 @@ def test_data_that_validation_refuses_the_engine_refuses(folder_engine, tmp_path
         folder_engine(folder).features(T)
     rules = {i.rule for i in got.value.report.errors}
     assert rule in rules and rules == {i.rule for i in reference.value.report.errors}
+
+
+def _persons_issues(report) -> list[tuple]:
+    return [(i.table, i.column, i.rule, i.severity, i.n_rows, i.examples, i.message) for i in report.issues
+            if i.table == "persons"]
+
+
+def test_practice_ids_one_apart_by_case_or_white_space_are_reported_as_validation_reports_them(folder_engine,
+                                                                                                tmp_path):
+    # P001/p001 would share a folder on a case-insensitive file system; "Q1\n" is read as Q1 (said).
+    persons = {"person_id": ["a", "b", "c", "d"], "birth_date": [pd.Timestamp("1950-01-01").date()] * 4,
+               "sex": ["female"] * 4, "practice_id": ["P001", "p001", "Q1\n", "Q1"]}
+    _raw_parquet(tmp_path / "refused", "persons", persons)
+    with pytest.raises(ValidationError) as reference:
+        load_records(tmp_path / "refused")
+    with pytest.raises(ValidationError) as got:
+        folder_engine(tmp_path / "refused")
+    assert _persons_issues(got.value.report) == _persons_issues(reference.value.report)
+    assert [i[2:5] for i in _persons_issues(got.value.report)] == [
+        ("practice_id_case_collision", "error", 2), ("practice_id_trimmed", "warning", 2)]
+
+    _raw_parquet(tmp_path / "kept", "persons", {**persons, "practice_id": ["P001", "P001", "Q1\n", "Q1"]})
+    records, reference = validate_data_dir(tmp_path / "kept")
+    engine = folder_engine(tmp_path / "kept")
+    assert _persons_issues(engine.report) == _persons_issues(reference)
+    assert [i[2] for i in _persons_issues(reference)] == ["practice_id_trimmed"]
+    assert engine.persons["practice_id"].tolist() == records.persons["practice_id"].tolist() == ["P001"] * 2 + ["Q1"] * 2
 
 
 def test_unknown_codes_dropped_as_validation_drops_them(folder_engine, tmp_path):

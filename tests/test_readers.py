@@ -543,3 +543,32 @@ def test_cli_import_help_has_an_example(cli):
     result = cli("import", "synthea", "--help")
     assert result.exit_code == 0
     assert "Example: riskstrat import synthea" in result.output
+
+
+# --- reading numbers and dates ---------------------------------------------------------------
+
+@pytest.mark.parametrize("text, currency, number", [
+    ("12.5", None, 12.5), (" 7 ", None, 7.0), ("1e3", None, 1000.0), ("-3", None, -3.0),
+    ("inf", None, None), ("-Infinity", None, None), ("NaN", None, None), ("nan", None, None), ("1e999", None, None),
+    ('=cmd|"/c calc"!A0', None, None), ("1,234.50", None, None), ("$120", None, None),
+    ("1,234.50", "USD", 1234.5), ("$120", "USD", 120.0), ("-$1,000", "USD", -1000.0), ("£120", "GBP", 120.0),
+    ("£120", "USD", None), ("$120", "GBP", None), ("1.234,50", "EUR", None), ("12,5", "EUR", None),
+])
+def test_numbers_are_read_strictly_and_amounts_as_spreadsheets_write_them(text, currency, number):
+    from riskstrat.readers import ImportSummary, _to_float
+
+    summary = ImportSummary(source="test")
+    got = _to_float(pd.Series([text, None]), summary=summary, source_file="f.csv", column="C", currency=currency)
+    assert got.isna().tolist() == [number is None, True]
+    if number is not None:
+        assert got.iloc[0] == number and summary.unreadable == {}
+    else:
+        assert summary.unreadable["f.csv: C"]["unreadable"] == 1 and summary.unreadable["f.csv: C"]["present"] == 1
+
+
+def test_shapes_hide_values():
+    from riskstrat.readers import value_shape
+
+    shapes = value_shape(pd.Series(['=cmd|"/c calc"!A0', "Jane Smith 1950-02-01", "x" * 40, None]))
+    assert shapes.tolist()[:3] == ['=ccc|"/c cccc"!cN', "cccc ccccc NNNN-NN-NN", "c" * 23 + "\u2026"]
+    assert shapes.isna().iloc[3]

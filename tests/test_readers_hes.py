@@ -361,7 +361,10 @@ def test_day_first_dates_place_people_and_reports_hold_no_dates(tmp_path):
     assert q1["birth_date"].year in (1949, 1950)
     report = json.dumps(summary.to_dict())
     assert "5/1950" not in report and "31/02/2021" not in report
-    assert summary.unknown_codes["DOD"] == {"NN/NN/NNNN": 2}
+    # Counted per file and column by shape (the file's two rows; each is read as its own record).
+    assert summary.unreadable["ae.csv: DOD"] == {"kind": "date", "present": 2, "unreadable": 2,
+                                                "shapes": {"NN/NN/NNNN": 2}}
+    assert "DOD" not in summary.unknown_codes
 
 
 def test_a_semicolon_separated_file_is_read(tmp_path):
@@ -405,3 +408,22 @@ def test_day_first_reading_is_said_with_the_ambiguous_count(tmp_path):
     assert dates[_pid("d1")] == pd.Timestamp("2001-01-12")
     note = next(n for n in summary.notes if n.startswith("ARRIVALDATE"))
     assert "2 dates written with slashes were read day first" in note and "1 of them would be another valid" in note
+
+
+def test_unreadable_costs_ages_and_dates_are_counted_per_file(tmp_path):
+    # Two A&E files read as one: each unreadable value is counted under its own file and column.
+    src = tmp_path / "hes"
+    src.mkdir()
+    columns = ["PSEUDO_HESID", "AEKEY", "ARRIVALDATE", "AEATTENDDISP", "ARRIVALAGE", "COST"]
+    _write(src / "ae_1920.csv", columns, [("q1", "a1", "2019-05-01", "01", "70", "£1,200"),
+                                          ("q1", "a2", "2019-06-01", "02", "70", "NaN")])
+    _write(src / "ae_2021.csv", columns, [("q1", "a3", "2020-05-01", "02", "seventy", "120"),
+                                          ("q1", "a4", "2020-02-30", "02", "71", "$120")])
+    tables, summary = read_hes(src, pseudonym_key=KEY)
+    assert sorted(tables["ae_attendances"]["cost"].dropna().tolist()) == [120.0, 1200.0]  # £ in a GBP extract
+    assert {k: (v["kind"], v["present"], v["unreadable"], v["shapes"]) for k, v in summary.unreadable.items()} == {
+        "ae_1920.csv: COST": ("cost", 2, 1, {"ccc": 1}),
+        "ae_2021.csv: ARRIVALAGE": ("number", 2, 1, {"ccccccc": 1}),
+        "ae_2021.csv: ARRIVALDATE": ("date", 2, 1, {"NNNN-NN-NN": 1}),
+    }  # $120 in ae_2021.csv is not counted: its row had no readable date and was dropped (counted) first
+    assert summary.dropped["2 AE files: attendances without a readable ARRIVALDATE"] == 1

@@ -508,3 +508,22 @@ def test_is_a_self_loops_and_identity_rows_are_not_cycles():
                                 "min_levels_of_separation": [0, 1, 0]}))
     assert not any(vocab.cycles.values()) and vocab.uses_ancestors
     assert descendants(vocab, [1])["descendant_concept_id"].tolist() == [1, 2]
+
+
+# --- values present but unreadable ------------------------------------------------------------
+
+def test_unreadable_costs_and_dates_are_counted_by_file_and_column(tmp_path):
+    # The defect: a cost of "inf" or "1.234,50" and a visit dated "13/2020" vanished without a count.
+    visits = [_visit(i, 9202, "2020-01-01") for i in range(1, 6)] + [_visit(6, 9202, "13/2020", "2020-01-02")]
+    amounts = ["10", "£1,234.50", "inf", "1.234,50", ""]
+    src = _cdm(tmp_path, visit_occurrence=visits,
+               cost=[dict(cost_id=i, cost_event_id=i, cost_domain_id="Visit", total_cost=amount, total_paid=paid)
+                     for i, (amount, paid) in enumerate(zip(amounts, ["", "", "", "", "oops"]), start=1)])
+    tables, summary = read_omop(src, pseudonym_key=KEY, currency="GBP")
+    assert sorted(tables["outpatient_appointments"]["cost"].dropna().tolist()) == [10.0, 1234.5]
+    assert {k: (v["present"], v["unreadable"], v["shapes"]) for k, v in summary.unreadable.items()} == {
+        "cost.csv: total_cost": (4, 2, {"ccc": 1, "N.NNN,NN": 1}),
+        "cost.csv: total_paid": (1, 1, {"cccc": 1}),
+        "visit_occurrence.csv: visit_start_date": (6, 1, {"NN/NNNN": 1}),
+    }
+    assert any("1 amounts written with thousands separators or a currency symbol (GBP)" in n for n in summary.notes)

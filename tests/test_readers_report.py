@@ -124,3 +124,31 @@ def test_social_care_costs_alone_do_not_support_high_cost():
               "social_care": pd.DataFrame({"person_id": ["p0"], "weekly_cost": [300.0]})}
     verdict = supported_outcomes(tables)["high_cost"]
     assert verdict["supported"] is False and "no health-care costs recorded" in verdict["message"]
+
+
+@pytest.mark.parametrize("bad, warned", [(5, False), (6, True)])  # of 100 present: 5% is the most left unsaid
+def test_unreadable_values_are_printed_and_costs_past_five_percent_warned(bad, warned):
+    from riskstrat.readers.report import unreadable_cost_issues
+    from riskstrat.validate import ValidationReport
+
+    summary = ImportSummary(source="synthea")
+    summary.unreadable_values("enc.csv", "TOTAL_CLAIM_COST", "cost", pd.Series(["1"] * (100 - bad) + ["inf"] * bad),
+                              pd.Series([False] * (100 - bad) + [True] * bad))
+    dates = pd.Series(["2020-01-01"] + ["12/31/2020"] * 50)
+    summary.unreadable_values("enc.csv", "STOP", "date", dates, dates.str.contains("/"))  # dates never warn
+    issues = unreadable_cost_issues(summary)
+    assert [(i.rule, i.severity, i.file, i.column, i.n_rows) for i in issues] == (
+        [("unreadable_cost", "warning", "enc.csv", "TOTAL_CLAIM_COST", bad)] if warned else [])
+    tables = {"persons": _persons()}
+    summary.finish(tables)
+    text = format_import_report(import_report(summary, ValidationReport(), tables))
+    assert f"enc.csv: TOTAL_CLAIM_COST: {bad} of 100 cost values ({bad}.0%), e.g. ccc ({bad})" in text
+    assert "enc.csv: STOP: 50 of 51 date values (98.0%), e.g. NN/NN/NNNN (50)" in text
+    assert "12/31" not in text and "inf" not in text
+
+
+def test_a_clean_column_is_not_reported():
+    summary = ImportSummary(source="omop")
+    summary.unreadable_values("cost.csv", "total_cost", "cost", pd.Series(["1", "2", None]),
+                              pd.Series([False, False, True]))  # missing is not unreadable
+    assert summary.unreadable == {}

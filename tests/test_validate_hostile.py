@@ -65,6 +65,30 @@ def test_an_unsafe_practice_id_is_rejected_with_its_row(practice):
 def test_a_practice_id_with_surrounding_spaces_is_stripped_and_safe():
     records, report = validate_tables(changed("persons", 2, "practice_id", " A81003 "))
     assert report.ok and records.persons["practice_id"].iloc[2] == "A81003"
+    assert not report.issues  # one spelling: nothing merged, nothing to say
+
+
+@pytest.mark.parametrize(("practice", "shown"), [("a81001", "'a81001'"), ("\uff4181001", None),
+                                                 ("\uff21\uff18\uff11\uff10\uff10\uff11", None),
+                                                 ("a81001\n", "'a81001\\n'")])
+def test_practice_ids_equal_but_for_case_or_unicode_form_are_refused_naming_them(practice, shown):
+    # The defect: A81001 and a81001 passed as two practices; on a case-insensitive file system (macOS,
+    # Windows, SMB shares) their folders and reidentify look-ups are one, so one practice saw the other's list.
+    # Rows 1 and 3 are A81001 in the valid set; row 2 (A81002) is respelled.
+    records, report = validate_tables(changed("persons", 1, "practice_id", practice))
+    issue = only(report, "practice_id_case_collision")
+    assert records is None and issue.severity == "error" and issue.n_rows == 3
+    assert "'A81001' (2 rows)" in issue.message and (shown or repr(practice)) in issue.message
+    assert "case-insensitive file system" in issue.message
+
+
+def test_a_practice_id_written_with_white_space_beside_its_plain_spelling_is_merged_and_said():
+    # The defect: "A81001\n" was trimmed into A81001 without a word.
+    records, report = validate_tables(changed("persons", 1, "practice_id", "A81001\n"))
+    issue = only(report, "practice_id_trimmed")
+    assert report.ok and issue.severity == "warning" and issue.n_rows == 3
+    assert issue.examples == ("'A81001' (2 rows), 'A81001\\n' (1 row)",)
+    assert records.persons["practice_id"].tolist() == ["A81001"] * 3
 
 
 @pytest.mark.parametrize(("table", "column", "value"), [

@@ -26,6 +26,14 @@ Rules (``ValidationIssue.rule``), errors unless noted:
 - ``unsafe_practice_id``: a practice id that cannot be a folder name (path separators, ``..``,
   spaces, control characters, over 64 characters); ``unsafe_value``: ids and codes holding control
   characters or longer than 256 characters (outputs and file names cannot hold them).
+- ``practice_id_case_collision``: practice ids written differently that are one id once case and
+  Unicode form are set aside (``P001`` and ``p001``; compared after outer white space is removed, NFKC
+  normalisation and ``casefold()``): on a case-insensitive file system (macOS, Windows, SMB shares)
+  their folders and look-ups would be one, so one practice's list could reach another. Named in the
+  message (practice ids are not personal).
+- ``practice_id_trimmed`` (warning): one practice id written with and without outer white space
+  (``"P001\n"`` and ``"P001"``): the white space is removed, as from every id, and the rows are one
+  practice; the message names the spellings and their rows.
 - ``event_before_birth``, ``event_after_death``: any date of an event row outside the person's
   life; dropped with a warning by default, except end dates (discharge, end of a service) after
   death, which are set to the date of death so that the stay or service is kept.
@@ -347,12 +355,17 @@ def _text(values: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
+def _factorized(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Each row's position in the distinct values as written, and those values."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # already factorised: keep its compact codes
+        return values.cat.codes.to_numpy(), values.cat.categories
+    codes, uniques = pd.factorize(values)
+    return codes, pd.Index(uniques)
+
+
 def _factorized_text(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     # Parse each distinct value once: codes and dates repeat a lot in tens of millions of rows.
-    if isinstance(values.dtype, pd.CategoricalDtype):  # already factorised: keep its compact codes
-        codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
-    else:
-        codes, uniques = pd.factorize(values)
+    codes, uniques = _factorized(values)
     return codes, _text(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
 
 
@@ -601,15 +614,62 @@ def blank_costs(records: LinkedRecords) -> list[tuple[str, str]]:
             if column in records.tables[name] and len(records.tables[name]) and records.tables[name][column].isna().all()]
 
 
+def _practice_spellings(log: _IssueLog, table: Table, codes: np.ndarray, raw: pd.Index) -> None:
+    """``practice_id_case_collision`` and ``practice_id_trimmed`` over the distinct practice ids as
+    written (``raw``, with each row's position in it: ``codes``)."""
+    import unicodedata
+
+    written = pd.Series([None if pd.isna(v) else str(v) for v in raw], dtype=object)
+    stripped = written.map(lambda v: None if v is None or not v.strip() else v.strip())
+    folded = stripped.map(lambda v: None if v is None else unicodedata.normalize("NFKC", v).casefold())
+    per_value = np.bincount(codes[codes >= 0], minlength=len(raw)) if len(raw) else np.zeros(0, int)
+
+    def spellings(group: pd.Index) -> str:
+        # Most rows first; repr shows white space and control characters as escapes.
+        order = sorted(group, key=lambda i: (-per_value[i], written[i]))
+        return ", ".join(f"{written[i]!r} ({_rows(int(per_value[i]))})" for i in order)
+
+    where = log.where(table.name, "practice_id")
+    # Spellings one id apart by case or Unicode form (an error), then by outer white space alone (a warning).
+    for rule, key, variants in (("practice_id_case_collision", folded, stripped),
+                                ("practice_id_trimmed", stripped, written)):
+        frame = pd.DataFrame({"key": key, "variant": variants}).dropna()
+        n_variants = frame.groupby("key")["variant"].nunique()
+        clashing = n_variants[n_variants > 1].index
+        if not len(clashing):
+            continue
+        by_key = frame.groupby("key").groups  # key -> labels, i.e. positions in ``raw``
+        groups = [by_key[k] for k in sorted(clashing)]
+        hit = np.zeros(len(raw), bool)
+        for group in groups:
+            hit[group] = True
+        n = int(per_value[hit].sum())
+        examples = tuple(spellings(g) for g in groups[:MAX_EXAMPLES])
+        if rule == "practice_id_case_collision":
+            log.add(table.name, "practice_id", rule, "error", n,
+                    f"{where}: {_rows(n)} hold practice ids that differ only in upper and lower case or Unicode form"
+                    f"{_eg(examples)}; on a case-insensitive file system (macOS, Windows, SMB shares) their lists "
+                    f"would share one folder. Write each practice's id one way in the source, or give different "
+                    f"practices ids that differ by more than case.", examples)
+        else:
+            log.add(table.name, "practice_id", rule, "warning", n,
+                    f"{where}: {_rows(n)} hold practice ids written with and without outer white space{_eg(examples)}"
+                    f"; the white space was removed and each is read as one practice. Correct the source if they "
+                    f"are different practices.", examples, action="merged")
+
+
 def _check_safe_text(log: _IssueLog, table: Table, col: Column, values: pd.Series, cleaned: pd.Series,
                      rows: np.ndarray) -> None:
     """Ids and codes the outputs can hold: no control characters, not absurdly long; practice ids
     usable as folder names. ``values`` are the column as read, ``cleaned`` as coerced (shown in
     examples): the rules look at each distinct value once, cleaned as coercion cleans it, through the
     codes of text read dictionary-encoded (no per-row array unless a value breaks a rule)."""
-    codes, uniques = _factorized_text(values)
+    codes, raw = _factorized(values)
+    uniques = _text(pd.Series(np.asarray(raw, dtype=object), dtype=object))
     if not len(uniques):
         return
+    if col.name == "practice_id":
+        _practice_spellings(log, table, codes, raw)
     text = uniques.astype(object).where(uniques.notna(), "")
     text = pd.Series(text.to_numpy(), dtype=_STR)
     bad = (text.str.contains(_CONTROL, regex=True) | (text.str.len() > MAX_ID_LENGTH)).fillna(False).to_numpy()

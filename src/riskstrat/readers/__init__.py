@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from riskstrat.errors import InvalidInputError
@@ -79,6 +80,10 @@ class ImportSummary:
     events_after_data_end: int = 0
     # OMOP: cycles found in the vocabulary's hierarchy and broken (riskstrat.readers.vocab), by kind.
     vocabulary_cycles: dict[str, int] = field(default_factory=dict)
+    # "file: COLUMN" -> {"kind": "cost" | "number" | "date", "present": values present in the rows read,
+    # "unreadable": present values that are not a number (or date) and were stored as missing,
+    # "shapes": {shape: rows}} (:func:`value_shape`: digits N, letters c; never the values).
+    unreadable: dict[str, dict] = field(default_factory=dict)
 
     def drop(self, reason: str, n: int, examples=()) -> None:
         """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded).
@@ -110,6 +115,30 @@ class ImportSummary:
             if n:
                 field_counts = self.unknown_codes.setdefault(source_field, {})
                 field_counts[str(value)] = field_counts.get(str(value), 0) + int(n)
+
+    def unreadable_values(self, source_file: "str | pd.Series", column: str, kind: str, raw: pd.Series,
+                          unreadable: pd.Series) -> None:
+        """Count the values of ``column`` present in ``raw`` and those of them that could not be read
+        (``unreadable``, a boolean mask), per source file (``source_file``: a name, or one per row).
+
+        Only columns with an unreadable value are kept; their values are kept as shapes only.
+        """
+        text = raw.astype("string").str.strip()
+        present = text.notna() & (text != "")
+        unreadable = unreadable.fillna(False).astype(bool) & present
+        files = (source_file if isinstance(source_file, pd.Series)
+                 else pd.Series(source_file, index=raw.index))
+        for name in sorted(files[present].dropna().unique()):
+            in_file = files == name
+            key = f"{name}: {column}"
+            bad = unreadable & in_file
+            if not bad.any() and key not in self.unreadable:
+                continue
+            entry = self.unreadable.setdefault(key, {"kind": kind, "present": 0, "unreadable": 0, "shapes": {}})
+            entry["present"] += int((present & in_file).sum())
+            entry["unreadable"] += int(bad.sum())
+            for shape, n in value_shape(raw[bad]).value_counts().items():
+                entry["shapes"][shape] = entry["shapes"].get(shape, 0) + int(n)
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -169,22 +198,104 @@ def _find_file(src_dir: Path, stem: str, suffixes: tuple[str, ...]) -> Path | No
     return None
 
 
-def _to_date(values: pd.Series) -> pd.Series:
+MAX_SHAPE = 24
+
+
+def value_shape(values: pd.Series) -> pd.Series:
+    """What a value looks like, not what it is: letters -> ``c``, digits -> ``N``, the rest as written,
+    cut to :data:`MAX_SHAPE` characters. Reports hold shapes of unreadable values, never the values
+    (a date of birth or a name pasted into the wrong column is personal).
+
+    >>> value_shape(pd.Series(['=cmd|"/c calc"!A0', "31/02/2021", "1,234.50"])).tolist()
+    ['=ccc|"/c cccc"!cN', 'NN/NN/NNNN', 'N,NNN.NN']
+    """
+    text = values.astype("string").str.strip()
+    shape = text.str.replace(r"[^\W\d_]", "c", regex=True).str.replace(r"\d", "N", regex=True)
+    return shape.where(shape.str.len() <= MAX_SHAPE, shape.str.slice(0, MAX_SHAPE - 1) + "\u2026")
+
+
+def _to_date(values: pd.Series, *, summary: "ImportSummary | None" = None, source_file: "str | pd.Series | None" = None,
+             column: str | None = None) -> pd.Series:
     """ISO dates or timestamps (``2020-05-01``, ``2020-05-01T10:00:00Z``) to midnight ``datetime64[s]``.
 
     The date is the calendar date as written (the first ten characters), so a UTC timestamp is
-    not shifted into another day. ``20200501`` is accepted too; anything else becomes missing.
+    not shifted into another day. ``20200501`` is accepted too; anything else becomes missing and,
+    given a ``summary``, is counted there by its shape under ``source_file`` and ``column``
+    (:meth:`ImportSummary.unreadable_values`).
     """
     text = values.astype("string").str.strip()
     dates = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
     compact = dates.isna() & text.str.fullmatch(r"\d{8}").fillna(False)
     if compact.any():
         dates = dates.where(~compact, pd.to_datetime(text.where(compact), format="%Y%m%d", errors="coerce"))
-    return dates.astype("datetime64[s]")
+    dates = dates.astype("datetime64[s]")
+    if summary is not None:
+        summary.unreadable_values(source_file, column or str(values.name), "date", values, dates.isna())
+    return dates
 
 
-def _to_float(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values, errors="coerce").astype("float64")
+# Currency symbol -> the ISO 4217 codes it is read for (a symbol of another currency is unreadable:
+# a pound amount in a dollar extract cannot be converted here).
+CURRENCY_SYMBOLS = {"$": ("USD", "CAD", "AUD", "NZD"), "\u00a3": ("GBP",), "\u20ac": ("EUR",)}
+# An amount as a spreadsheet writes it: a sign, a currency symbol, thousands separators.
+_AMOUNT = (r"^(?P<sign>[+-]?)(?P<symbol>[$\u00a3\u20ac]?)"
+           r"(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+)$")
+
+
+def _to_float(values: pd.Series, *, summary: "ImportSummary | None" = None,
+              source_file: "str | pd.Series | None" = None, column: str | None = None, kind: str = "number",
+              currency: str | None = None) -> pd.Series:
+    """Numbers as ``float64``; a value that is not a finite number (``inf``, ``NaN``, ``=cmd|...``,
+    ``12 units``) becomes missing and, given a ``summary``, is counted there by its shape under
+    ``source_file`` and ``column`` (:meth:`ImportSummary.unreadable_values`).
+
+    With a ``currency`` (costs and incomes) amounts written by spreadsheets are read too: thousands
+    separators (``1,234.50``) and the currency's own symbol (``$120`` for USD, ``\u00a3120`` for GBP), noted
+    in the summary; a symbol of another currency stays unreadable.
+
+    >>> _to_float(pd.Series(["12.5", "inf", "NaN", "$1,200", "\u00a35"]), currency="USD").tolist()
+    [12.5, nan, nan, 1200.0, nan]
+    """
+    text = values.astype("string").str.strip()
+    text = text.where(text != "")
+    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    numbers = numbers.where(np.isfinite(numbers))  # "inf", "nan" and 1e999 are not amounts
+    failed = text.notna() & numbers.isna()
+    if currency is not None and failed.any():
+        parts = text[failed].str.extract(_AMOUNT)
+        symbol_ok = parts["symbol"].fillna("").map(
+            lambda s: s == "" or currency.upper() in CURRENCY_SYMBOLS.get(s, ())).astype(bool)
+        ok = parts["number"].notna() & symbol_ok
+        if ok.any():
+            amount = pd.to_numeric(parts.loc[ok, "sign"] + parts.loc[ok, "number"].str.replace(",", "", regex=False),
+                                   errors="coerce").astype("float64")
+            numbers.loc[amount.index] = amount
+            failed = text.notna() & numbers.isna()
+            if summary is not None:
+                where = column or str(values.name)
+                where = f"{source_file}: {where}" if isinstance(source_file, str) else where
+                summary.note(f"{where}: {int(ok.sum()):,} amounts written with thousands separators or a currency "
+                             f"symbol ({currency.upper()}) were read as numbers (1,234.50 -> 1234.5)")
+    if summary is not None:
+        summary.unreadable_values(source_file, column or str(values.name), kind, values, failed)
+    return numbers
+
+
+def _first_number(df: pd.DataFrame, columns: "list[str] | tuple[str, ...]", **options) -> pd.Series:
+    """Per row, the first of ``columns`` with a value, read by :func:`_to_float` (``options``).
+
+    Every present value of every column is read and counted (an unreadable one in a fallback column
+    too, though a row uses it only when the columns before it are blank); an unreadable value stays
+    missing and is not replaced by a later column's, which may mean something else.
+    """
+    out = pd.Series(np.nan, index=df.index, dtype="float64")
+    taken = pd.Series(False, index=df.index)
+    for column in columns:
+        text = df[column].astype("string").str.strip()
+        has = (text.notna() & (text != "")).fillna(False)
+        out = out.where(~has | taken, _to_float(df[column], column=column, **options))
+        taken |= has
+    return out
 
 
 def _first_present(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
@@ -297,7 +408,7 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
     from riskstrat.privacy import FINGERPRINT_FIELD, key_fingerprint, load_pseudonym_key
 
     check_replaceable(out_dir, "data set")  # before reading anything
-    from riskstrat.readers.report import dataset_metadata, import_report
+    from riskstrat.readers.report import dataset_metadata, import_report, unreadable_cost_issues
     from riskstrat.validate import ValidationError, validate_tables
 
     readers = _readers()
@@ -308,6 +419,8 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
     records, report = validate_tables(tables, unknown_codes="drop")
     if records is None or not report.ok:
         raise ValidationError(report)
+    # Costs that could not be read, beyond a small share, are said where validation's warnings are.
+    report.issues.extend(unreadable_cost_issues(summary))
     summary.finish(records.tables)
     payload = import_report(summary, report, records.tables)
     write_records_tables(records.tables, out_dir, extra_files={

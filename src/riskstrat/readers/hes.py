@@ -89,6 +89,7 @@ from riskstrat.readers import (
     _tidy_table,
     _to_date,
     _to_float,
+    value_shape,
 )
 
 __all__ = ["read_hes", "admission_method", "ae_admitted", "op_attended", "ethnicity_group",
@@ -335,22 +336,20 @@ def parse_hes_date(values: pd.Series) -> pd.Series:
 
 
 def _shape(values: pd.Series) -> pd.Series:
-    """A date's shape, not its value (``31/02/2021`` -> ``NN/NN/NNNN``): reports never hold dates."""
-    return values.astype("string").str.replace(r"\d", "N", regex=True)
+    """A value's shape, not its value (``31/02/2021`` -> ``NN/NN/NNNN``): reports never hold dates."""
+    return value_shape(values)
 
 
-def _hes_date(values: pd.Series, field: str, summary: ImportSummary) -> pd.Series:
+def _hes_date(values: pd.Series, field: str, summary: ImportSummary, source_file: "str | pd.Series") -> pd.Series:
     """:func:`parse_hes_date`, with HES null dates (before 1890) missing and unreadable dates counted
-    by their shape (never their value)."""
+    by their shape (never their value) per ``source_file`` (a name, or one per row)."""
     dates = parse_hes_date(values)
     placeholder = dates < pd.Timestamp("1890-01-01")
     if placeholder.any():
         # HES's own null dates (1800-01-01, 1801-01-01, ...): fixed codes, not anybody's date.
         summary.unknown_code(field, values[placeholder].str.slice(0, 10).value_counts())
         dates = dates.where(~placeholder)
-    unreadable = dates.isna() & values.notna() & ~placeholder
-    if unreadable.any():
-        summary.unknown_code(field, _shape(values[unreadable]).value_counts().head(20))
+    summary.unreadable_values(source_file, field, "date", values, dates.isna() & ~placeholder)
     _note_day_first(values, field, summary)
     return dates
 
@@ -387,9 +386,12 @@ def _pseudonyms(values: pd.Series, key: bytes) -> pd.Series:
     return pseudonymise(values, key)
 
 
-def _cost(df: pd.DataFrame) -> pd.Series:
+def _cost(df: pd.DataFrame, summary: ImportSummary) -> pd.Series:
     column = _first_present(df, COST_COLUMNS)
-    return _to_float(df[column]) if column else pd.Series(np.nan, index=df.index)
+    if column is None:
+        return pd.Series(np.nan, index=df.index)
+    return _to_float(df[column], summary=summary, source_file=df["source_file"], column=column, kind="cost",
+                     currency=summary.currency)
 
 
 # --- code mappings (pure, vectorised) ----------------------------------------------------------
@@ -486,8 +488,9 @@ def _spells(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: bytes
     if "ADMIDATE" not in df and "EPISTART" not in df:
         raise MissingSourceFileError(f"{file_name}: APC file without ADMIDATE or EPISTART")
     ep = pd.DataFrame({"source_id": df["source_id"], "source_file": df["source_file"]}, index=df.index)
-    admidate = _hes_date(df["ADMIDATE"], "ADMIDATE", summary) if "ADMIDATE" in df else None
-    epistart = _hes_date(df["EPISTART"], "EPISTART", summary) if "EPISTART" in df else None
+    files = df["source_file"]
+    admidate = _hes_date(df["ADMIDATE"], "ADMIDATE", summary, files) if "ADMIDATE" in df else None
+    epistart = _hes_date(df["EPISTART"], "EPISTART", summary, files) if "EPISTART" in df else None
     if admidate is None:
         summary.note(f"{file_name}: no ADMIDATE column: the admission date is the first EPISTART of the spell")
         admidate = epistart
@@ -507,8 +510,9 @@ def _spells(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: bytes
     ep["admimeth"] = df["ADMIMETH"] if "ADMIMETH" in df else pd.NA
     ep["diagnosis"] = (_code(df["DIAG_4_01"]).str.replace(r"[^A-Z0-9]", "", regex=True)
                        .replace("", pd.NA)) if "DIAG_4_01" in df else pd.NA
-    ep["discharge_date"] = _hes_date(df["DISDATE"], "DISDATE", summary) if "DISDATE" in df else pd.NaT
-    ep["cost"] = _cost(df)
+    ep["discharge_date"] = (_hes_date(df["DISDATE"], "DISDATE", summary, df["source_file"]) if "DISDATE" in df
+                            else pd.NaT)
+    ep["cost"] = _cost(df, summary)
     if "ADMIMETH" not in df:
         summary.note(f"{file_name}: no ADMIMETH column: every admission method is unknown")
 
@@ -550,7 +554,7 @@ def _attendances(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: 
     date_col = _first_present(df, ("ARRIVALDATE", "ARRIVAL_DATE"))
     if date_col is None:
         raise MissingSourceFileError(f"{file_name}: A&E file without ARRIVALDATE")
-    arrival = _hes_date(df[date_col], date_col, summary)
+    arrival = _hes_date(df[date_col], date_col, summary, df["source_file"])
     no_date = arrival.isna()
     summary.drop(f"{file_name}: attendances without a readable {date_col}", int(no_date.sum()))
     df, arrival = df[~no_date], arrival[~no_date]
@@ -562,7 +566,7 @@ def _attendances(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: 
         summary.note(f"{file_name}: no AEATTENDDISP column: whether attendances ended in admission is missing")
         admitted = pd.Series(pd.NA, index=df.index, dtype="boolean")
     return pd.DataFrame({
-        "source_id": df["source_id"], "arrival_date": arrival, "admitted": admitted, "cost": _cost(df),
+        "source_id": df["source_id"], "arrival_date": arrival, "admitted": admitted, "cost": _cost(df, summary),
         "record_id": _record_ids("ae:", df["AEKEY"] if "AEKEY" in df else None, df.index, key),
         "source_file": df["source_file"],
     })
@@ -573,7 +577,7 @@ def _appointments(df: pd.DataFrame, file_name: str, summary: ImportSummary, key:
         raise MissingSourceFileError(f"{file_name}: outpatient file without APPTDATE")
     if "ATTENDED" not in df:
         raise MissingSourceFileError(f"{file_name}: outpatient file without ATTENDED (attended or did not attend)")
-    date = _hes_date(df["APPTDATE"], "APPTDATE", summary)
+    date = _hes_date(df["APPTDATE"], "APPTDATE", summary, df["source_file"])
     no_date = date.isna()
     summary.drop(f"{file_name}: appointments without a readable APPTDATE", int(no_date.sum()))
     df, date = df[~no_date], date[~no_date]
@@ -598,7 +602,7 @@ def _appointments(df: pd.DataFrame, file_name: str, summary: ImportSummary, key:
         summary.note(f"{file_name}: no TRETSPEF or MAINSPEF column: specialty left missing")
     return pd.DataFrame({
         "source_id": df["source_id"], "appointment_date": date, "specialty": specialty,
-        "attended": attended.astype(bool), "cost": _cost(df),
+        "attended": attended.astype(bool), "cost": _cost(df, summary),
         "record_id": _record_ids("op:", df["ATTENDKEY"] if "ATTENDKEY" in df else None, df.index, key),
         "source_file": df["source_file"],
     })
@@ -628,14 +632,15 @@ def _person_rows(df: pd.DataFrame, kind: str, file_name: str, summary: ImportSum
     if imd_col:
         _count_unmapped(summary, imd_col, df[imd_col], deprivation)
     death_col = _first_present(df, DEATH_COLUMNS)
-    death = (_hes_date(df[death_col], death_col, summary) if death_col
+    death = (_hes_date(df[death_col], death_col, summary, file_name) if death_col
              else pd.Series(pd.NaT, index=df.index, dtype="datetime64[s]"))
     if kind == "apc" and "DISMETH" in df and "DISDATE" in df:
         died = _code(df["DISMETH"]).eq("4").fillna(False)
         discharged = parse_hes_date(df["DISDATE"])
         death = death.fillna(discharged.where(died & (discharged >= pd.Timestamp("1890-01-01"))))
     age_col = _first_present(df, AGE_COLUMNS)
-    age = pd.to_numeric(df[age_col], errors="coerce") if age_col else pd.Series(np.nan, index=df.index)
+    age = (_to_float(df[age_col], summary=summary, source_file=file_name, column=age_col) if age_col
+           else pd.Series(np.nan, index=df.index))
     age = age.where(~age.between(7001, 7007), 0).where(age.between(0, 120) | age.between(7001, 7007))
     return pd.DataFrame({
         "source_id": df["source_id"], "source_file": file_name, "when": when, "birth_date": birth,

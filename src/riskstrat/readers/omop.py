@@ -110,6 +110,7 @@ from riskstrat.readers import (
     ImportSummary,
     MissingSourceFileError,
     _end_at_death,
+    _first_number,
     _first_present,
     _keep_known_persons,
     _nearest_within,
@@ -117,7 +118,6 @@ from riskstrat.readers import (
     _tidy_table,
     _unique_persons,
     _to_date,
-    _to_float,
 )
 from riskstrat.readers._cdm import SUFFIXES, delimiter as _delimiter, find_table
 from riskstrat.readers.vocab import Vocabulary, atc_classes, descendants, maps_to, read_vocabulary
@@ -234,7 +234,7 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
                                   practice_from=practice_from, observation_periods=observation_periods)}
     visits = _keep_known_persons(visits, "person_id", known, summary, "visit_occurrence")
     summary.currency = _currency(cost, vocab, currency, summary)
-    tables.update(_visit_tables(visits, _costs(cost, "Visit", summary.currency, vocab), pseudonyms, summary,
+    tables.update(_visit_tables(visits, _costs(cost, "Visit", summary.currency, vocab, summary), pseudonyms, summary,
                                 gp_visit=_gp_visit(visits, provider, care_site, primary_care, summary),
                                 pseudonym_key=pseudonym_key))
     if conditions is not None:
@@ -242,7 +242,7 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
         tables["ltc_register"] = _ltc_register(conditions, vocab, pseudonyms, summary)
     if drugs is not None:
         _require(drugs, "drug_exposure", ("drug_exposure_start_date",))
-        tables["prescriptions"] = _prescriptions(drugs, _costs(cost, "Drug", summary.currency, vocab), vocab,
+        tables["prescriptions"] = _prescriptions(drugs, _costs(cost, "Drug", summary.currency, vocab, summary), vocab,
                                                  pseudonyms, summary, pseudonym_key=pseudonym_key)
 
     _end_at_death(tables, summary)
@@ -281,6 +281,11 @@ def _read(src_dir: Path, name: str, summary: ImportSummary, *, required: bool = 
     df.columns = [str(c).strip().lower() for c in df.columns]
     summary.source_rows[path.name] = len(df)
     return df
+
+
+def _file(summary: ImportSummary, table: str) -> str:
+    """The file name read for CDM ``table`` (as spelled on disk)."""
+    return next((f for f in summary.source_rows if Path(f).name.split(".")[0].lower() == table), table)
 
 
 def _require(df: pd.DataFrame, table: str, columns: tuple[str, ...]) -> None:
@@ -339,10 +344,13 @@ def _dedupe_by_id(df: pd.DataFrame, id_column: str, table: str, summary: ImportS
 def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataFrame | None,
              care_site: pd.DataFrame | None, pseudonyms: dict, summary: ImportSummary, *,
              practice_from: str, observation_periods: str = "censor") -> pd.DataFrame:
-    birth = _to_date(_column(person, "birth_datetime"))
+    birth = _to_date(_column(person, "birth_datetime"), summary=summary, source_file=_file(summary, "person"))
     if "year_of_birth" in person:
+        year = _concept(person["year_of_birth"])
+        summary.unreadable_values(_file(summary, "person"), "year_of_birth", "number", person["year_of_birth"],
+                                  year.isna())
         parts = pd.DataFrame({
-            "year": _concept(person["year_of_birth"]),
+            "year": year,
             "month": _concept(_column(person, "month_of_birth")).fillna(1),
             "day": _concept(_column(person, "day_of_birth")).fillna(1),
         })
@@ -366,8 +374,11 @@ def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataF
     })
     start = end = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]")
     if periods is not None:
-        p = periods.assign(start=_to_date(_column(periods, "observation_period_start_date")),
-                           end=_to_date(_column(periods, "observation_period_end_date")))
+        file = _file(summary, "observation_period")
+        p = periods.assign(start=_to_date(_column(periods, "observation_period_start_date"), summary=summary,
+                                          source_file=file),
+                           end=_to_date(_column(periods, "observation_period_end_date"), summary=summary,
+                                        source_file=file))
         by_person = p.groupby("person_id").agg(start=("start", "min"), end=("end", "max"))
         extract_end = p["end"].max()
         by_person.loc[by_person["end"] == extract_end, "end"] = pd.NaT
@@ -422,13 +433,15 @@ def _deaths(person: pd.DataFrame, death: pd.DataFrame | None, summary: ImportSum
     """Earliest DEATH date per person, else the person table's death_datetime / death_date."""
     died = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]")
     if death is not None:
-        dates = death.assign(date=_to_date(_column(death, "death_date", "death_datetime")))
+        dates = death.assign(date=_to_date(_column(death, "death_date", "death_datetime"), summary=summary,
+                                           source_file=_file(summary, "death")))
         no_date = dates["date"].isna()
         summary.drop("death rows with a missing or unreadable death_date", int(no_date.sum()))
         first = dates[~no_date].groupby("person_id")["date"].min()
         died = pd.Series(first.reindex(person["person_id"]).to_numpy(), index=person.index, dtype="datetime64[s]")
     from_death = int(died.notna().sum())
-    on_person = _to_date(_column(person, "death_datetime", "death_date"))
+    on_person = _to_date(_column(person, "death_datetime", "death_date"), summary=summary,
+                         source_file=_file(summary, "person"))
     died = died.fillna(on_person).astype("datetime64[s]")
     from_person = int(died.notna().sum()) - from_death
     summary.note(f"deaths: {from_death} from the death table, {from_person} from the person table's death_datetime")
@@ -468,16 +481,15 @@ def _currency(cost: pd.DataFrame | None, vocab: Vocabulary | None, option: str |
     return chosen
 
 
-def _costs(cost: pd.DataFrame | None, domain: str, currency: str, vocab: Vocabulary | None) -> pd.Series:
+def _costs(cost: pd.DataFrame | None, domain: str, currency: str, vocab: Vocabulary | None,
+           summary: ImportSummary) -> pd.Series:
     """Summed cost per event id (as text) for ``cost_domain_id == domain`` in ``currency``."""
     if cost is None:
         return pd.Series(dtype="float64")
     if "cost_domain_id" in cost:
         cost = cost[cost["cost_domain_id"].str.strip().str.lower() == domain.lower()]
-    amount = pd.Series(np.nan, index=cost.index)
-    for name in ("total_cost", "total_paid", "total_charge", "cost"):
-        if name in cost:
-            amount = amount.fillna(_to_float(cost[name]))
+    amount = _first_number(cost, [c for c in ("total_cost", "total_paid", "total_charge", "cost") if c in cost],
+                           summary=summary, source_file=_file(summary, "cost"), kind="cost", currency=currency)
     if "currency_concept_id" in cost:
         ids = _concept(cost["currency_concept_id"])
         names = dict(CURRENCY_CONCEPTS)
@@ -516,8 +528,9 @@ def _visit_tables(visits: pd.DataFrame, visit_cost: pd.Series, pseudonyms: dict,
     v = visits.assign(gp_visit=gp_visit)
     v = _dedupe_by_id(v, "visit_occurrence_id", "visit_occurrence", summary)
     v["concept"] = _concept(v["visit_concept_id"])
-    v["date"] = _to_date(v["visit_start_date"])
-    v["end"] = _to_date(_column(v, "visit_end_date"))
+    file = _file(summary, "visit_occurrence")
+    v["date"] = _to_date(v["visit_start_date"], summary=summary, source_file=file)
+    v["end"] = _to_date(_column(v, "visit_end_date"), summary=summary, source_file=file)
     no_date = v["date"].isna()
     summary.drop("visits with a missing or unreadable visit_start_date", int(no_date.sum()))
     v = v[~no_date]
@@ -623,7 +636,8 @@ def _condition_lookup(vocab: Vocabulary | None) -> pd.DataFrame:
 
 def _ltc_register(conditions: pd.DataFrame, vocab: Vocabulary | None, pseudonyms: dict,
                   summary: ImportSummary) -> pd.DataFrame:
-    c = conditions.assign(date=_to_date(conditions["condition_start_date"]))
+    c = conditions.assign(date=_to_date(conditions["condition_start_date"], summary=summary,
+                                        source_file=_file(summary, "condition_occurrence")))
     no_date = c["date"].isna()
     summary.drop("condition_occurrence rows with a missing or unreadable condition_start_date", int(no_date.sum()))
     c = c[~no_date].reset_index(drop=True)
@@ -690,7 +704,8 @@ def _atc_chapters(drugs: pd.DataFrame, vocab: Vocabulary | None) -> pd.Series:
 def _prescriptions(drugs: pd.DataFrame, drug_cost: pd.Series, vocab: Vocabulary | None, pseudonyms: dict,
                    summary: ImportSummary, *, pseudonym_key: bytes) -> pd.DataFrame:
     d = _dedupe_by_id(drugs, "drug_exposure_id", "drug_exposure", summary)
-    d = d.assign(date=_to_date(d["drug_exposure_start_date"]))
+    d = d.assign(date=_to_date(d["drug_exposure_start_date"], summary=summary,
+                               source_file=_file(summary, "drug_exposure")))
     no_date = d["date"].isna()
     summary.drop("drug_exposure rows with a missing or unreadable drug_exposure_start_date", int(no_date.sum()))
     d = d[~no_date]

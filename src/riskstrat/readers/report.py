@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from riskstrat.readers import ImportSummary
     from riskstrat.validate import ValidationReport
 
-__all__ = ["OUTCOMES", "MIN_EVENTS", "MIN_EMERGENCY_SHARE", "supported_outcomes", "import_report",
-           "dataset_metadata", "format_import_report"]
+__all__ = ["OUTCOMES", "MIN_EVENTS", "MIN_EMERGENCY_SHARE", "MAX_UNREADABLE_COST_SHARE", "supported_outcomes",
+           "import_report", "dataset_metadata", "format_import_report", "unreadable_cost_issues"]
 
 OUTCOMES = ("emergency_admission", "unplanned_hospital_use", "death", "high_cost", "social_care_entry")
 # About 100 events are needed to validate a prediction model with stable calibration (Riley et al.,
@@ -31,6 +31,9 @@ MIN_EVENTS = 100
 # Below this share of spells recorded as emergency, the admission method is taken as not recorded
 # (in England about 40% of spells are emergencies).
 MIN_EMERGENCY_SHARE = 0.05
+# Above this share of a cost column's present values unreadable, the import warns (validation-level):
+# the costs read are then too incomplete to sum quietly.
+MAX_UNREADABLE_COST_SHARE = 0.05
 
 
 def _outcome(supported: bool, events: int, message: str) -> dict:
@@ -129,6 +132,41 @@ def _people_without_practice(tables: dict[str, pd.DataFrame]) -> int:
     return int((practice.isna() | (practice == "")).sum())
 
 
+def _unreadable(summary: "ImportSummary") -> dict[str, dict]:
+    """Source columns with values that could not be read: counts and shapes (never values)."""
+    return {key: {"kind": e["kind"], "present": int(e["present"]), "unreadable": int(e["unreadable"]),
+                  "shapes": dict(e["shapes"])}
+            for key, e in summary.unreadable.items() if e["unreadable"]}
+
+
+def _shapes(shapes: dict[str, int], n: int = 3) -> str:
+    top = sorted(shapes.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ", ".join(f"{shape} ({k:,})" for shape, k in top)
+
+
+def unreadable_cost_issues(summary: "ImportSummary", *,
+                           max_share: float = MAX_UNREADABLE_COST_SHARE) -> list:
+    """A ``unreadable_cost`` warning (a :class:`~riskstrat.validate.ValidationIssue`) for each source cost
+    column with more than ``max_share`` of its present values unreadable; the import still completes."""
+    from riskstrat.validate import ValidationIssue
+
+    issues = []
+    for key, e in _unreadable(summary).items():
+        if e["kind"] != "cost" or not e["present"] or e["unreadable"] / e["present"] <= max_share:
+            continue
+        file, column = key.split(": ", 1)
+        shapes = tuple(f"{shape} ({k:,})" for shape, k in sorted(e["shapes"].items(), key=lambda kv: (-kv[1], kv[0]))[:3])
+        message = (f"{file}, column {column}: {e['unreadable']:,} of {e['present']:,} costs "
+                   f"({e['unreadable'] / e['present']:.0%}) could not be read as numbers (shapes, letters c and "
+                   f"digits N: {', '.join(shapes)}) and were stored as missing, so cost features and a high-cost "
+                   f"outcome would undercount; correct them in the source to plain numbers such as 1234.5 and "
+                   f"import again.")
+        issues.append(ValidationIssue(table=file, column=column, rule="unreadable_cost", severity="warning",
+                                      n_rows=e["unreadable"], examples=shapes, file=file, message=message,
+                                      action="kept as unknown"))
+    return issues
+
+
 def import_report(summary: "ImportSummary", validation: "ValidationReport",
                   tables: dict[str, pd.DataFrame]) -> dict:
     """The JSON-able import report: counts, where each source went, drops with example codes, outcomes.
@@ -165,6 +203,7 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
         "rows_out": dict(summary.output_rows),
         "dropped": dropped,
         "unknown_codes": {f: dict(v) for f, v in summary.unknown_codes.items()},
+        "unreadable_values": _unreadable(summary),
         "conflicts": dict(summary.conflicts),
         "vocabulary_cycles_broken": dict(summary.vocabulary_cycles),
         "notes": list(summary.notes),
@@ -212,6 +251,13 @@ def format_import_report(report: dict) -> str:
             top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             shown = ", ".join(f"{v} ({n:,})" for v, n in top[:3])
             lines.append(f"  {source_field}: {sum(counts.values()):,} rows, e.g. {shown}")
+    if report.get("unreadable_values"):
+        lines += ["", "values that could not be read as numbers or dates (stored as missing; shown by shape, "
+                      "letters c, digits N):"]
+        for where, e in report["unreadable_values"].items():
+            share = e["unreadable"] / e["present"] if e["present"] else 1.0
+            lines.append(f"  {where}: {e['unreadable']:,} of {e['present']:,} {e['kind']} values ({share:.1%}), "
+                         f"e.g. {_shapes(e['shapes'])}")
     if report["conflicts"]:
         lines += ["", "people whose records disagree (most recent record kept):"]
         lines += [f"  {field}: {n:,}" for field, n in report["conflicts"].items()]

@@ -86,6 +86,7 @@ from riskstrat.readers import (
     MissingSourceFileError,
     _end_at_death,
     _find_file,
+    _first_number,
     _keep_known_persons,
     _nearest_within,
     _read_source_csv,
@@ -255,6 +256,11 @@ def _read(src_dir: Path, name: str, summary: ImportSummary, *, required: bool = 
     return df
 
 
+def _cost_columns(df: pd.DataFrame, canonical: str) -> list[str]:
+    """The source columns behind ``canonical`` (e.g. TOTAL_CLAIM_COST, BASE_ENCOUNTER_COST), in order."""
+    return [a for a in _COLUMN_ALIASES[canonical] if a in df] or [canonical]
+
+
 _OPTIONAL_TABLE = {"conditions": "ltc_register", "medications": "prescriptions"}
 
 
@@ -277,17 +283,19 @@ _RACE_GROUPS = {"white": "white", "black": "black", "asian": "asian", "native": 
 
 def _persons(patients: pd.DataFrame, encounters: pd.DataFrame, pseudonyms: dict,
              summary: ImportSummary, *, practice_from: str) -> pd.DataFrame:
+    file = _source_name(summary, "patients")
     gender = patients["GENDER"].str.strip().str.upper() if "GENDER" in patients else None
     persons = pd.DataFrame({
         "person_id": patients["ID"].map(pseudonyms),
-        "birth_date": _to_date(patients["BIRTHDATE"]),
+        "birth_date": _to_date(patients["BIRTHDATE"], summary=summary, source_file=file, column="BIRTHDATE"),
         "sex": (gender.map({"F": "female", "M": "male"}).fillna("unknown") if gender is not None
                 else "unknown"),
         "deprivation_decile": _income_decile(patients, summary),
         "ethnicity_group": _ethnicity(patients, summary),
         "practice_id": (patients["ID"].map(_practices(encounters, summary, practice_from))
                     .astype("string")),
-        "death_date": (_to_date(patients["DEATHDATE"]) if "DEATHDATE" in patients
+        "death_date": (_to_date(patients["DEATHDATE"], summary=summary, source_file=file, column="DEATHDATE")
+                       if "DEATHDATE" in patients
                        else pd.Series(pd.NaT, index=patients.index, dtype="datetime64[s]")),
     })
     if gender is None:
@@ -312,7 +320,9 @@ def _income_decile(patients: pd.DataFrame, summary: ImportSummary) -> pd.Series:
     if "INCOME" not in patients:
         summary.note("patients.csv has no INCOME column: deprivation_decile left missing")
         return pd.Series(pd.NA, index=patients.index, dtype="Int16")
-    income = _to_float(patients["INCOME"])
+    # Read as an amount (1,234 and $ too): an unreadable income would silently move everyone's decile.
+    income = _to_float(patients["INCOME"], summary=summary, source_file=_source_name(summary, "patients"),
+                       column="INCOME", currency=summary.currency)
     pct = income.rank(method="average", pct=True)
     decile = np.ceil(pct * 10).clip(1, 10)
     return decile.astype("Int16")
@@ -346,8 +356,10 @@ def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict, summary: Impor
                       key: bytes, window: pd.Timedelta = _ONE_DAY) -> dict[str, pd.DataFrame]:
     enc = encounters.copy()
     enc["cls"] = enc["ENCOUNTERCLASS"].str.strip().str.lower()
+    file = _source_name(summary, "encounters")
     enc["start_ts"] = pd.to_datetime(enc["START"], utc=True, format="ISO8601", errors="coerce").dt.tz_localize(None)
     unreadable = enc["start_ts"].isna()
+    summary.unreadable_values(file, "START", "date", enc["START"], unreadable)
     summary.drop("encounters with a missing or unreadable START", int(unreadable.sum()))
     enc = enc[~unreadable]
     missing_cls = enc["cls"].isna()
@@ -361,8 +373,10 @@ def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict, summary: Impor
         summary.note("encounters.csv has no cost column: encounter costs left missing")
     enc["pid"] = enc["PATIENT"].map(pseudonyms)
     enc["date"] = _to_date(enc["START"])
-    enc["stop_date"] = _to_date(enc["STOP"]) if "STOP" in enc else pd.NaT
-    enc["cost"] = _to_float(enc["ENCOUNTER_COST"]) if "ENCOUNTER_COST" in enc else np.nan
+    enc["stop_date"] = (_to_date(enc["STOP"], summary=summary, source_file=file, column="STOP") if "STOP" in enc
+                        else pd.NaT)
+    enc["cost"] = (_first_number(enc, _cost_columns(enc, "ENCOUNTER_COST"), summary=summary, source_file=file,
+                                 kind="cost", currency=summary.currency) if "ENCOUNTER_COST" in enc else np.nan)
     enc["text"] = (enc.get("DESCRIPTION", pd.Series("", index=enc.index)).fillna("").str.lower())
     enc["reason"] = (enc.get("REASONDESCRIPTION", pd.Series("", index=enc.index)).fillna("").str.lower())
     # A keyed hash of the encounter Id: distinct same-day encounters stay distinct rows.
@@ -456,7 +470,8 @@ def match_ltc(descriptions: pd.Series) -> pd.DataFrame:
 
 
 def _ltc_register(conditions: pd.DataFrame, pseudonyms: dict, summary: ImportSummary) -> pd.DataFrame:
-    conditions = conditions.assign(date=_to_date(conditions["START"]))
+    conditions = conditions.assign(date=_to_date(conditions["START"], summary=summary,
+                                                 source_file=_source_name(summary, "conditions"), column="START"))
     no_date = conditions["date"].isna()
     summary.drop("conditions with a missing or unreadable START", int(no_date.sum()))
     conditions = conditions[~no_date]
@@ -491,7 +506,9 @@ def _prescriptions(medications: pd.DataFrame, pseudonyms: dict, summary: ImportS
     from riskstrat.privacy import pseudonymise
     from riskstrat.schema import BNF_UNKNOWN
 
-    meds = medications.assign(date=_to_date(medications["START"]), chapter=bnf_chapter(medications["DESCRIPTION"]))
+    file = _source_name(summary, "medications")
+    meds = medications.assign(date=_to_date(medications["START"], summary=summary, source_file=file, column="START"),
+                              chapter=bnf_chapter(medications["DESCRIPTION"]))
     no_date = meds["date"].isna()
     summary.drop("medications with a missing or unreadable START", int(no_date.sum()))
     meds = meds[~no_date]
@@ -510,6 +527,7 @@ def _prescriptions(medications: pd.DataFrame, pseudonyms: dict, summary: ImportS
         "person_id": meds["PATIENT"].map(pseudonyms), "issue_date": meds["date"],
         "bnf_chapter": meds["chapter"].fillna(BNF_UNKNOWN),
         "drug_code": meds["CODE"] if "CODE" in meds else pd.NA,
-        "cost": _to_float(meds["DRUG_COST"]) if "DRUG_COST" in meds else np.nan,
+        "cost": (_first_number(meds, _cost_columns(meds, "DRUG_COST"), summary=summary, source_file=file, kind="cost",
+                               currency=summary.currency) if "DRUG_COST" in meds else np.nan),
         "record_id": pseudonymise("medication:" + whole_row, key),
     })
