@@ -75,8 +75,8 @@ def monitor(
     from riskstrat.validate import ValidationError
 
     date = parse_date(as_of)
-    extra = ([path_override("data.path", data)] if data else []) + ([path_override("output_dir", lists_dir)]
-                                                                      if lists_dir else [])
+    extra = [path_override("data.path", data)] if data else []
+    extra += [path_override("output_dir", lists_dir)] if lists_dir else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):

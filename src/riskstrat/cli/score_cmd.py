@@ -56,7 +56,8 @@ def score(
     from riskstrat.validate import ValidationError
 
     date = parse_date(as_of)
-    extra = ([path_override("data.path", data)] if data else []) + ([path_override("output_dir", out_dir)] if out_dir else [])
+    extra = [path_override("data.path", data)] if data else []
+    extra += [path_override("output_dir", out_dir)] if out_dir else []
     extra += ["allow_stale_data=true"] if allow_stale_data else []
     extra += ["allow_unmatched_opt_outs=true"] if allow_unmatched_opt_outs else []
     extra += ["allow_population_shrink=true"] if allow_population_shrink else []
