@@ -369,6 +369,49 @@ def test_practice_only_from_primary_care_sites(tmp_path):
     assert sorted(tables["persons"]["practice_id"].fillna("-")) == ["-", "CS20", "CS21"]
 
 
+def test_a_hospital_care_site_never_becomes_a_practice(tmp_path):
+    # Place of service says hospital (8717 inpatient hospital, 8870 ER); or it is 0/missing and the visits
+    # held there say: only inpatient (32), inpatient among outpatient (34) -> hospital; outpatient only (33)
+    # -> practice; no visits (35) -> not known to be a practice, not counted as a hospital either.
+    sites = [dict(care_site_id=20, place_of_service_concept_id=8940), dict(care_site_id=30, place_of_service_concept_id=8717),
+             dict(care_site_id=31, place_of_service_concept_id=8870), dict(care_site_id=32, place_of_service_concept_id=0),
+             dict(care_site_id=33, place_of_service_concept_id=""), dict(care_site_id=34, place_of_service_concept_id=0),
+             dict(care_site_id=35, place_of_service_concept_id=0)]
+    persons = [dict(person_id=i, year_of_birth=1950, care_site_id=site)
+               for i, site in enumerate([20, 30, 31, 32, 33, 34, 35], start=1)]
+    visits = [_visit(1, 9201, "2020-01-01", person=4, care_site_id=32),
+              _visit(2, 9202, "2020-01-02", person=5, care_site_id=33),
+              _visit(3, 9202, "2020-01-03", person=6, care_site_id=34),
+              _visit(4, 9201, "2020-01-04", person=6, care_site_id=34)]
+    src = _cdm(tmp_path, person=persons, care_site=sites, visit_occurrence=visits)
+    tables, summary = read_omop(src, pseudonym_key=KEY)
+    assert sorted(tables["persons"]["practice_id"].fillna("-")) == ["-"] * 5 + ["CS20", "CS33"]
+    assert summary.practice_exclusions == {"hospitals_excluded": 4, "people_whose_only_candidate_was_a_hospital": 4}
+    assert any(n.startswith("4 people whose person.care_site_id is a hospital") for n in summary.notes)
+    tables, summary = read_omop(src, pseudonym_key=KEY, practice_from="care_site")
+    assert sorted(tables["persons"]["practice_id"].fillna("-")) == ["-"] * 4 + ["CS20", "CS33", "CS35"]
+    assert summary.practice_exclusions["people_whose_only_candidate_was_a_hospital"] == 4
+    from riskstrat.readers import import_dataset
+
+    import_dataset("omop", src, tmp_path / "linked", pseudonym_key=KEY)
+    import json
+
+    report = json.loads((tmp_path / "linked" / "import_report.json").read_text())
+    assert report["people_without_practice"] == 5
+    assert report["practice_exclusions"] == {"hospitals_excluded": 4, "people_whose_only_candidate_was_a_hospital": 4}
+
+
+@pytest.mark.skipif(not SYNTHEA27NJ.is_dir(), reason=f"OMOP test export not found at {SYNTHEA27NJ}")
+def test_synthea27nj_has_no_care_site_so_nobody_has_a_practice():
+    """PERSON.csv: 28 people, care_site_id blank for all; CARE_SITE.csv is header-only (checked with pandas)."""
+    person = pd.read_csv(SYNTHEA27NJ / "PERSON.csv")
+    assert len(person) == 28 and person["care_site_id"].isna().all()
+    assert pd.read_csv(SYNTHEA27NJ / "CARE_SITE.csv").empty
+    tables, summary = read_omop(SYNTHEA27NJ, pseudonym_key=KEY)
+    assert tables["persons"]["practice_id"].isna().sum() == 28
+    assert summary.practice_exclusions == {"hospitals_excluded": 0, "people_whose_only_candidate_was_a_hospital": 0}
+
+
 def test_bad_options_are_refused(tmp_path):
     src = _cdm(tmp_path)
     with pytest.raises(ValueError, match="primary_care"):

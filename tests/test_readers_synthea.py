@@ -207,3 +207,107 @@ def test_cli_import_prints_unreadable_values_and_the_warning(tmp_path, monkeypat
     assert "encounters.csv: TOTAL_CLAIM_COST: 2 of 10 cost values (20.0%)" in result.output
     assert "2 of 10 costs (20%) could not be read" in " ".join(result.output.split())
     assert "calc" not in result.output
+
+
+# --- practices from primary care only (issue 22) ---------------------------------------------
+
+def _practice_export(tmp_path: Path, providers: list[tuple] | None = None) -> Path:
+    """p1: wellness only at hospital H1 (it admits p4). p2: wellness at GP practice G, more ambulatory
+    visits at H1. p3: wellness only at an organisation named a hospital (no admission in the export).
+    p4: admitted to H1, wellness at G."""
+    def enc(eid, day, patient, org, cls, provider=""):
+        return (eid, f"2020-01-{day:02d}T10:00:00Z", f"2020-01-{day:02d}T11:00:00Z", patient, org, provider, cls,
+                "Encounter", "")
+    encounters = [
+        enc("e1", 1, "p1", "H1", "wellness", "dH1"), enc("e2", 2, "p1", "H1", "wellness", "dH1"),
+        enc("e3", 3, "p2", "G", "wellness", "dG"), enc("e4", 4, "p2", "H1", "ambulatory", "dH1"),
+        enc("e5", 5, "p2", "H1", "ambulatory", "dH1"), enc("e6", 6, "p2", "H1", "ambulatory", "dH1"),
+        enc("e7", 7, "p3", "H2", "wellness", "dH2"),
+        enc("e8", 8, "p4", "H1", "inpatient", "dH1"), enc("e9", 9, "p4", "G", "wellness", "dG"),
+    ]
+    src = tmp_path / "synthea"
+    src.mkdir(parents=True)
+    pd.DataFrame({"Id": ["p1", "p2", "p3", "p4"], "BIRTHDATE": "1950-01-01", "GENDER": "F"}).to_csv(
+        src / "patients.csv", index=False)
+    pd.DataFrame(encounters, columns=["Id", "START", "STOP", "PATIENT", "ORGANIZATION", "PROVIDER",
+                                      "ENCOUNTERCLASS", "DESCRIPTION", "REASONDESCRIPTION"]).to_csv(
+        src / "encounters.csv", index=False)
+    pd.DataFrame({"Id": ["H1", "G", "H2"], "NAME": ["CITY MEDICAL CENTER", "ELM STREET FAMILY PRACTICE",
+                                                  "Massachusetts General Hospital"]}).to_csv(
+        src / "organizations.csv", index=False)
+    if providers is not None:
+        pd.DataFrame(providers, columns=["Id", "ORGANIZATION", "SPECIALITY"]).to_csv(src / "providers.csv",
+                                                                                     index=False)
+    return src
+
+
+def _code(prefix: str, source_id: str) -> str:
+    import hashlib
+
+    return prefix + hashlib.sha256(source_id.encode()).hexdigest()[:8]
+
+
+def test_a_hospital_never_becomes_a_practice_and_the_people_left_without_one_are_counted(tmp_path):
+    src = _practice_export(tmp_path)
+    tables, summary = read_synthea(src, pseudonym_key=KEY)
+    practices = tables["persons"]["practice_id"]
+    # p1 (only at H1) and p3 (only at the named hospital) have none; p2 and p4 keep the GP practice G
+    # although p2 was seen more often at H1.
+    assert sorted(practices.fillna("-")) == ["-", "-", _code("ORG", "G"), _code("ORG", "G")]
+    assert summary.practice_exclusions == {"hospitals_excluded": 2, "people_whose_only_candidate_was_a_hospital": 2}
+    assert any("2 hospital organizations" in n and "2 people seen for primary care only at a hospital" in n
+               for n in summary.notes)
+    from riskstrat.readers.report import format_import_report
+
+    summary, report = import_dataset("synthea", src, tmp_path / "linked", pseudonym_key=KEY)
+    import_report = json.loads((tmp_path / "linked" / "import_report.json").read_text())
+    assert import_report["people_without_practice"] == 2
+    assert import_report["practice_exclusions"] == {"hospitals_excluded": 2,
+                                                    "people_whose_only_candidate_was_a_hospital": 2}
+    assert "of whom 2 seen for primary care only at a hospital (2 hospitals not taken as practices)" \
+        in format_import_report(import_report)
+
+
+def test_provider_practice_only_a_general_practitioner_outside_hospital(tmp_path):
+    gp = [("dH1", "H1", "GENERAL PRACTICE"), ("dG", "G", "GENERAL PRACTICE"), ("dH2", "H2", "GENERAL PRACTICE")]
+    tables, summary = read_synthea(_practice_export(tmp_path / "a", gp), pseudonym_key=KEY, practice_from="provider")
+    # Hospital doctors are general practitioners in Synthea too: their organisation rules them out.
+    assert sorted(tables["persons"]["practice_id"].fillna("-")) == ["-", "-", _code("PRV", "dG"), _code("PRV", "dG")]
+    assert summary.practice_exclusions == {"hospitals_excluded": 2, "people_whose_only_candidate_was_a_hospital": 2}
+    cardiologist = [("dH1", "H1", "GENERAL PRACTICE"), ("dG", "G", "CARDIOLOGY"), ("dH2", "H2", "GENERAL PRACTICE")]
+    tables, summary = read_synthea(_practice_export(tmp_path / "b", cardiologist), pseudonym_key=KEY,
+                                   practice_from="provider")
+    assert tables["persons"]["practice_id"].isna().all()
+    assert any("1 providers seen at wellness/ambulatory encounters without SPECIALITY GENERAL PRACTICE" in n
+               for n in summary.notes)
+
+
+SYNTHEA_111 = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-111"
+
+
+@pytest.mark.skipif(not SYNTHEA_111.is_dir(), reason=f"Synthea test export not found at {SYNTHEA_111}")
+def test_synthea_111_practices_checked_against_the_source_files():
+    """Hospitals and who is left without a practice, counted with pandas straight from the CSVs."""
+    enc = pd.read_csv(SYNTHEA_111 / "encounters.csv")
+    orgs = pd.read_csv(SYNTHEA_111 / "organizations.csv")
+    hospitals = (set(enc.loc[enc["ENCOUNTERCLASS"] == "inpatient", "ORGANIZATION"])
+                 | set(orgs.loc[orgs["NAME"].str.contains(r"\bhospitals?\b", case=False), "Id"]))
+    primary = enc[enc["ENCOUNTERCLASS"].isin(["wellness", "ambulatory"])]
+    kept = primary[~primary["ORGANIZATION"].isin(hospitals)]
+    only_hospital = set(primary["PATIENT"]) - set(kept["PATIENT"])
+    assert len(only_hospital) == 4 and primary.loc[primary["ORGANIZATION"].isin(hospitals),
+                                                   "ORGANIZATION"].nunique() == 41
+    tables, summary = read_synthea(SYNTHEA_111, pseudonym_key=KEY)
+    practice = tables["persons"]["practice_id"]
+    assert summary.practice_exclusions == {"hospitals_excluded": 41, "people_whose_only_candidate_was_a_hospital": 4}
+    assert int(practice.isna().sum()) == 4
+    assert not set(practice.dropna()) & {_code("ORG", h) for h in hospitals}
+    # Each person's practice: the non-hospital organisation with the most wellness visits, then the most
+    # wellness/ambulatory visits, then the latest.
+    counts = (kept.assign(wellness=kept["ENCOUNTERCLASS"].eq("wellness"))
+              .groupby(["PATIENT", "ORGANIZATION"]).agg(w=("wellness", "sum"), n=("Id", "size"), last=("START", "max"))
+              .reset_index().sort_values(["PATIENT", "w", "n", "last"], ascending=[True, False, False, False])
+              .drop_duplicates("PATIENT"))
+    expected = counts["ORGANIZATION"].map(lambda o: _code("ORG", o))
+    assert sorted(practice.dropna()) == sorted(expected)
+    assert practice.nunique() == expected.nunique() == 72

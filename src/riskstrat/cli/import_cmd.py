@@ -59,7 +59,7 @@ def import_omop(
     practice_from: str = typer.Option(
         "primary_care_site", "--practice-from",
         help="person.care_site_id as the practice: 'primary_care_site' (only when the care site is an office) "
-             "or 'care_site' (any care site)."),
+             "or 'care_site' (any care site that is not a hospital)."),
     currency: str | None = typer.Option(
         None, "--currency", help="ISO 4217 code of the costs when the COST table does not say (default GBP)."),
     observation_periods: str = typer.Option(

@@ -84,6 +84,10 @@ class ImportSummary:
     # "unreadable": present values that are not a number (or date) and were stored as missing,
     # "shapes": {shape: rows}} (:func:`value_shape`: digits N, letters c; never the values).
     unreadable: dict[str, dict] = field(default_factory=dict)
+    # Practices from primary care only: {"hospitals_excluded": candidate care sites / organisations /
+    # providers not taken as practices because they are hospitals, "people_whose_only_candidate_was_a_hospital":
+    # people left without a practice for that reason}. Empty when the reader did not look.
+    practice_exclusions: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str, n: int, examples=()) -> None:
         """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded).

@@ -25,9 +25,16 @@ persons (``person``, ``death``, ``observation_period``, ``care_site``)
     ``deprivation_decile`` missing (the CDM has no deprivation field).
     ``practice_id`` = ``"CS"`` + ``person.care_site_id`` only when that care site is a primary-care
     place: ``care_site.place_of_service_concept_id`` 8940 (Office) -- see :data:`PRIMARY_CARE_PLACES`.
-    ETLs often point ``person.care_site_id`` at a hospital, which is not a practice. With
-    ``practice_from="care_site"`` any care site is taken. Otherwise ``practice_id`` is left missing
-    (never a made-up "UNKNOWN" practice) and the people without a practice are counted in the notes.
+    ETLs often point ``person.care_site_id`` at a hospital, which is never a practice: a care site is
+    a hospital when its place of service is an inpatient hospital or emergency room
+    (:data:`HOSPITAL_CARE_SITE_PLACES`), or, when the place of service is 0 or missing, when the visits
+    held there (``visit_occurrence.care_site_id``) include an inpatient stay or are all ER visits. A
+    care site with place of service 0 or missing whose visits are not so and include a primary-care
+    or outpatient visit is taken as a practice (the ETL did not say, the visits do); one with no
+    visits is not. With ``practice_from="care_site"`` any care site that is not a hospital is taken.
+    Otherwise ``practice_id`` is left missing (never a made-up "UNKNOWN" practice); the people
+    without a practice are counted in the notes, and those whose care site was a hospital, with the
+    number of such hospital care sites, in ``summary.practice_exclusions``.
     ``death_date`` = earliest ``death.death_date``; where the person has no DEATH row, the person
     table's ``death_datetime`` (or ``death_date``), which some v5.3 ETLs fill. The number of deaths
     from each source is noted.
@@ -151,6 +158,14 @@ OUTPATIENT_VISIT = 9202
 GP_SPECIALTIES = (38004446, 38004453)  # General Practice, Family Practice
 # CARE_SITE.place_of_service_concept_id of a primary-care place (CMS place of service 11, Office).
 PRIMARY_CARE_PLACES = (8940,)
+# CARE_SITE.place_of_service_concept_id of a hospital, never a practice. The CDM 5.4 documentation
+# (ohdsi.github.io/CommonDataModel/cdm54.html#care_site) takes place_of_service from the "Place of Service"
+# vocabulary (CMS place-of-service codes: 8717 Inpatient Hospital, POS 21; 8870 Emergency Room - Hospital,
+# POS 23); ETLs also put "Visit" concepts there (9201 Inpatient Visit, 9203 Emergency Room Visit, 262
+# Emergency Room and Inpatient Visit, 32037 Intensive Care; 9201 and 9203 are in the shipped export's
+# CONCEPT table with domain Visit). 8756 Outpatient Hospital is left out: a hospital's outpatient clinic
+# is not a primary-care place either (no practice by default), but it does not admit.
+HOSPITAL_CARE_SITE_PLACES = (8717, 8870, 9201, 9203, 262, 32037)
 PRIMARY_CARE_OPTIONS = ("auto", "outpatient", "gp")
 PRACTICE_OPTIONS = ("primary_care_site", "care_site")
 OBSERVATION_OPTIONS = ("censor", "ignore")
@@ -231,7 +246,8 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
             summary.note(note)
 
     tables = {"persons": _persons(person, death, periods, care_site, pseudonyms, summary,
-                                  practice_from=practice_from, observation_periods=observation_periods)}
+                                  practice_from=practice_from, observation_periods=observation_periods,
+                                  visits=visits)}
     visits = _keep_known_persons(visits, "person_id", known, summary, "visit_occurrence")
     summary.currency = _currency(cost, vocab, currency, summary)
     tables.update(_visit_tables(visits, _costs(cost, "Visit", summary.currency, vocab, summary), pseudonyms, summary,
@@ -343,7 +359,8 @@ def _dedupe_by_id(df: pd.DataFrame, id_column: str, table: str, summary: ImportS
 
 def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataFrame | None,
              care_site: pd.DataFrame | None, pseudonyms: dict, summary: ImportSummary, *,
-             practice_from: str, observation_periods: str = "censor") -> pd.DataFrame:
+             practice_from: str, observation_periods: str = "censor",
+             visits: pd.DataFrame | None = None) -> pd.DataFrame:
     birth = _to_date(_column(person, "birth_datetime"), summary=summary, source_file=_file(summary, "person"))
     if "year_of_birth" in person:
         year = _concept(person["year_of_birth"])
@@ -370,7 +387,7 @@ def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataF
         "sex": gender.map({8507: "male", 8532: "female"}).astype(object).fillna("unknown"),
         "deprivation_decile": pd.Series(pd.NA, index=person.index, dtype="Int16"),
         "ethnicity_group": ethnic,
-        "practice_id": _practices(person, care_site, summary, practice_from=practice_from),
+        "practice_id": _practices(person, care_site, summary, practice_from=practice_from, visits=visits),
     })
     start = end = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]")
     if periods is not None:
@@ -403,20 +420,26 @@ def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataF
 
 
 def _practices(person: pd.DataFrame, care_site: pd.DataFrame | None, summary: ImportSummary, *,
-               practice_from: str) -> pd.Series:
+               practice_from: str, visits: pd.DataFrame | None = None) -> pd.Series:
     """``"CS" + care_site_id`` where the person's care site is a practice (see the module docstring)."""
     site = _concept(_column(person, "care_site_id"))
-    if practice_from == "primary_care_site":
-        if care_site is None:
-            if site.notna().any():
-                summary.note("care_site absent: person.care_site_id not used as a practice (it may be a "
-                             "hospital; practice_from='care_site' takes it as given)")
+    if care_site is None:
+        if practice_from == "primary_care_site" and site.notna().any():
+            summary.note("care_site absent: person.care_site_id not used as a practice (it may be a "
+                         "hospital; practice_from='care_site' takes it as given)")
             site = site.where(pd.Series(False, index=site.index))
-        else:
-            places = _concept(_column(care_site, "place_of_service_concept_id"))
-            primary = set(_concept(care_site["care_site_id"])[places.isin(PRIMARY_CARE_PLACES).fillna(False)]
-                          .dropna())
-            not_primary = site.notna() & ~site.isin(primary).fillna(False)
+    else:
+        hospitals, practices = _care_site_kinds(care_site, visits)
+        hospital = site.isin(hospitals).fillna(False).astype(bool)
+        summary.practice_exclusions = {"hospitals_excluded": int(site[hospital].nunique()),
+                                       "people_whose_only_candidate_was_a_hospital": int(hospital.sum())}
+        if hospital.any():
+            summary.note(f"{int(hospital.sum())} people whose person.care_site_id is a hospital (place of service "
+                         f"inpatient or emergency room, or only such visits there; {site[hospital].nunique()} "
+                         "care sites): no practice given")
+        site = site.where(~hospital)
+        if practice_from == "primary_care_site":
+            not_primary = site.notna() & ~site.isin(practices).fillna(False)
             if not_primary.any():
                 summary.note(f"{int(not_primary.sum())} people whose person.care_site_id is not a primary-care "
                              "place (place_of_service 8940 Office): no practice given")
@@ -427,6 +450,27 @@ def _practices(person: pd.DataFrame, care_site: pd.DataFrame | None, summary: Im
         summary.note(f"{n} {'person has' if n == 1 else 'people have'} no registered practice "
                      "(practice_id left blank; listed apart, never as a practice)")
     return practice
+
+
+def _care_site_kinds(care_site: pd.DataFrame, visits: pd.DataFrame | None) -> tuple[set, set]:
+    """(hospital care site ids, primary-care care site ids), from the place of service, else the visits."""
+    ids = _concept(care_site["care_site_id"])
+    places = _concept(_column(care_site, "place_of_service_concept_id"))
+    unknown = places.isna() | (places == 0).fillna(False)
+    hospitals = set(ids[places.isin(HOSPITAL_CARE_SITE_PLACES).fillna(False)].dropna())
+    practices = set(ids[places.isin(PRIMARY_CARE_PLACES).fillna(False)].dropna())
+    if unknown.any() and visits is not None and "care_site_id" in visits:
+        v = pd.DataFrame({"site": _concept(visits["care_site_id"]), "concept": _concept(visits["visit_concept_id"])})
+        v = v[v["site"].isin(set(ids[unknown].dropna())).fillna(False)]
+        by_site = v.assign(inpatient=v["concept"].isin(INPATIENT_VISITS).fillna(False),
+                           er=v["concept"].isin(ER_VISITS).fillna(False),
+                           primary=v["concept"].isin(_concepts_for("gp_contacts") + [OUTPATIENT_VISIT]).fillna(False)
+                           ).groupby("site").agg(inpatient=("inpatient", "any"), er=("er", "all"),
+                                                 primary=("primary", "any"))
+        admits = by_site["inpatient"] | by_site["er"]
+        hospitals |= set(by_site.index[admits])
+        practices |= set(by_site.index[~admits & by_site["primary"]])
+    return hospitals, practices
 
 
 def _deaths(person: pd.DataFrame, death: pd.DataFrame | None, summary: ImportSummary) -> pd.Series:

@@ -195,6 +195,7 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
         "currency": summary.currency,
         "people": summary.people,
         "people_without_practice": _people_without_practice(tables),
+        "practice_exclusions": dict(summary.practice_exclusions),
         "date_range": list(summary.date_range),
         "extract_end": extract_end(summary),
         "events_after_extract_end": 0 if summary.extract_end else summary.events_after_data_end,
@@ -233,8 +234,12 @@ def format_import_report(report: dict) -> str:
     first, last = report["date_range"]
     lines = [f"{report['source_format']} import: {report['people']:,} people, events {first or '?'} to "
              f"{last or '?'} (extract end {report['extract_end'] or '?'}), costs in {report['currency']}",
-             f"people without a registered practice: {report['people_without_practice']:,}", "",
-             "rows in -> rows out (before validation):"]
+             f"people without a registered practice: {report['people_without_practice']:,}"]
+    excluded = report.get("practice_exclusions") or {}
+    if excluded.get("hospitals_excluded"):
+        lines.append(f"  of whom {excluded.get('people_whose_only_candidate_was_a_hospital', 0):,} seen for primary "
+                     f"care only at a hospital ({excluded['hospitals_excluded']:,} hospitals not taken as practices)")
+    lines += ["", "rows in -> rows out (before validation):"]
     for source, n in report["rows_in"].items():
         went = ", ".join(f"{table} {m:,}" for table, m in report["routes"].get(source, {}).items())
         lines.append(f"  {source}: {n:,} -> {went or 'see canonical tables'}")

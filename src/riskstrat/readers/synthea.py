@@ -22,9 +22,19 @@ persons (``patients.csv``)
     most deprived); missing when the export has no ``INCOME`` column. It is a stand-in for an area
     deprivation index, not one.
     ``practice_id``: the ``ORGANIZATION`` (or, with ``practice_from="provider"``, the ``PROVIDER``) of
-    the person's most frequent ambulatory/wellness encounter (ties: the most recent), shortened to
-    ``"ORG"``/``"PRV"`` + 8 hex characters of its SHA-256; blank (no registered practice, counted in
-    ``notes``) if the person has none: never a practice called UNKNOWN.
+    the person's primary-care encounters (classes wellness and ambulatory, :data:`PRACTICE_CLASSES`):
+    the one with the most wellness encounters (Synthea sends a person's wellness visits to their
+    primary-care provider), then the most primary-care encounters, then the most recent; shortened to
+    ``"ORG"``/``"PRV"`` + 8 hex characters of its SHA-256. A hospital never becomes a practice: an
+    organisation is a hospital if the export shows it admitting anyone (an ``inpatient`` encounter:
+    Synthea admits only to hospitals, while its ``generate.providers.default_to_hospital_on_failure``
+    sends wellness visits to a hospital when no primary-care facility is near) or if its
+    ``organizations.csv`` ``NAME`` contains the word "hospital". With ``practice_from="provider"`` a
+    provider is excluded when its organisation (the encounter's ``ORGANIZATION``, else the provider's
+    in ``providers.csv``) is a hospital, and, when ``providers.csv`` has ``SPECIALITY``, unless it is
+    GENERAL PRACTICE. A person whose only candidates were hospitals gets no practice; those people and
+    the hospitals excluded are counted (``summary.practice_exclusions`` and ``notes``). Blank (no
+    registered practice, counted in ``notes``) if the person has none: never a practice called UNKNOWN.
 encounters (``ENCOUNTERCLASS``)
     emergency, urgentcare -> ``ae_attendances``: ``arrival_date`` = ``START``; ``admitted`` = an
     inpatient encounter of the same person starts 0 to ``emergency_window_hours`` (default 24) later
@@ -112,6 +122,9 @@ ENCOUNTER_TABLES = {
     "snf": "social_care",
 }
 PRACTICE_CLASSES = ("ambulatory", "wellness")
+# An organisation hosting an encounter of these classes admits patients: a hospital, never a practice.
+HOSPITAL_CLASSES = ("inpatient",)
+GP_SPECIALITY = "GENERAL PRACTICE"
 
 # (condition, pattern on the lower-cased DESCRIPTION); a description maps to every condition it matches.
 LTC_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -203,7 +216,9 @@ def read_synthea(src_dir: str | Path, *, pseudonym_key: bytes, practice_from: st
 
     encounters = _keep_known_persons(encounters, "PATIENT", known, summary, "encounters")
     tables: dict[str, pd.DataFrame] = {
-        "persons": _persons(patients, encounters, pseudonyms, summary, practice_from=practice_from),
+        "persons": _persons(patients, encounters, pseudonyms, summary, practice_from=practice_from,
+                            organizations=_read_reference(src_dir, "organizations"),
+                            providers=_read_reference(src_dir, "providers")),
     }
     tables.update(_encounter_tables(encounters, pseudonyms, summary, key=pseudonym_key,
                                     window=pd.Timedelta(hours=emergency_window_hours)))
@@ -256,6 +271,16 @@ def _read(src_dir: Path, name: str, summary: ImportSummary, *, required: bool = 
     return df
 
 
+def _read_reference(src_dir: Path, name: str) -> pd.DataFrame | None:
+    """``organizations.csv`` / ``providers.csv`` (only to tell hospitals and GPs apart), or None."""
+    path = _find_file(src_dir, name, (".csv", ".csv.gz"))
+    if path is None:
+        return None
+    df = _read_source_csv(path)
+    df.columns = [str(c).strip().upper() for c in df.columns]
+    return df
+
+
 def _cost_columns(df: pd.DataFrame, canonical: str) -> list[str]:
     """The source columns behind ``canonical`` (e.g. TOTAL_CLAIM_COST, BASE_ENCOUNTER_COST), in order."""
     return [a for a in _COLUMN_ALIASES[canonical] if a in df] or [canonical]
@@ -282,7 +307,8 @@ _RACE_GROUPS = {"white": "white", "black": "black", "asian": "asian", "native": 
 
 
 def _persons(patients: pd.DataFrame, encounters: pd.DataFrame, pseudonyms: dict,
-             summary: ImportSummary, *, practice_from: str) -> pd.DataFrame:
+             summary: ImportSummary, *, practice_from: str, organizations: pd.DataFrame | None = None,
+             providers: pd.DataFrame | None = None) -> pd.DataFrame:
     file = _source_name(summary, "patients")
     gender = patients["GENDER"].str.strip().str.upper() if "GENDER" in patients else None
     persons = pd.DataFrame({
@@ -292,7 +318,8 @@ def _persons(patients: pd.DataFrame, encounters: pd.DataFrame, pseudonyms: dict,
                 else "unknown"),
         "deprivation_decile": _income_decile(patients, summary),
         "ethnicity_group": _ethnicity(patients, summary),
-        "practice_id": (patients["ID"].map(_practices(encounters, summary, practice_from))
+        "practice_id": (patients["ID"].map(_practices(encounters, summary, practice_from,
+                                                     organizations=organizations, providers=providers))
                     .astype("string")),
         "death_date": (_to_date(patients["DEATHDATE"], summary=summary, source_file=file, column="DEATHDATE")
                        if "DEATHDATE" in patients
@@ -332,22 +359,64 @@ def _short_code(prefix: str, value: str) -> str:
     return prefix + hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
-def _practices(encounters: pd.DataFrame, summary: ImportSummary, practice_from: str) -> pd.Series:
-    """Source patient id -> practice code, from the most frequent primary-care organisation."""
+def _practices(encounters: pd.DataFrame, summary: ImportSummary, practice_from: str, *,
+               organizations: pd.DataFrame | None = None, providers: pd.DataFrame | None = None) -> pd.Series:
+    """Source patient id -> practice code, from the person's usual primary-care organisation (or
+    provider) that is not a hospital (see the module docstring)."""
     column, prefix = ("ORGANIZATION", "ORG") if practice_from == "organization" else ("PROVIDER", "PRV")
     if column not in encounters:
         summary.note(f"encounters.csv has no {column} column: practice_id left blank (no practice)")
         return pd.Series(dtype=object)
-    primary = encounters[encounters["ENCOUNTERCLASS"].str.strip().str.lower().isin(PRACTICE_CLASSES)
-                         & encounters[column].notna()]
+    cls = encounters["ENCOUNTERCLASS"].str.strip().str.lower()
+    primary = encounters[cls.isin(PRACTICE_CLASSES) & encounters[column].notna()].assign(
+        wellness=cls.eq("wellness").astype(int))
+    if primary.empty:
+        return pd.Series(dtype=object)
+    hospitals = _hospital_organisations(encounters, cls, organizations)
+    # The organisation each candidate encounter took place at (provider: its own, else providers.csv's).
+    org = (primary["ORGANIZATION"] if "ORGANIZATION" in primary
+           else pd.Series(pd.NA, index=primary.index, dtype=object))
+    if practice_from == "provider" and providers is not None and {"ID", "ORGANIZATION"} <= set(providers):
+        org = org.fillna(primary["PROVIDER"].map(providers.drop_duplicates("ID").set_index("ID")["ORGANIZATION"]))
+    hospital = org.isin(hospitals).fillna(False).astype(bool)
+    if practice_from == "provider" and providers is not None and {"ID", "SPECIALITY"} <= set(providers):
+        speciality = providers.drop_duplicates("ID").set_index("ID")["SPECIALITY"].str.strip().str.upper()
+        not_gp = primary["PROVIDER"].map(speciality).ne(GP_SPECIALITY).fillna(True) & ~hospital
+        if not_gp.any():
+            summary.note(f"{primary.loc[not_gp, 'PROVIDER'].nunique():,} providers seen at wellness/ambulatory "
+                         f"encounters without SPECIALITY {GP_SPECIALITY} not taken as practices")
+        primary, hospital = primary[~not_gp], hospital[~not_gp]
+    excluded_sites = primary.loc[hospital, column].nunique()
+    had_candidate = set(primary["PATIENT"])
+    primary = primary[~hospital]
+    hospital_only = len(had_candidate - set(primary["PATIENT"]))
+    summary.practice_exclusions = {"hospitals_excluded": int(excluded_sites),
+                                   "people_whose_only_candidate_was_a_hospital": int(hospital_only)}
+    if excluded_sites:
+        summary.note(f"{excluded_sites:,} hospital {practice_from}s (admitting inpatients, or named hospital) seen "
+                     f"at wellness/ambulatory encounters not taken as practices; {hospital_only:,} people seen "
+                     "for primary care only at a hospital have no practice")
     if primary.empty:
         return pd.Series(dtype=object)
     counts = (primary.groupby(["PATIENT", column], sort=True)
-              .agg(n=("START", "size"), last=("START", "max")).reset_index())
-    best = (counts.sort_values(["PATIENT", "n", "last", column], ascending=[True, False, False, True])
+              .agg(wellness=("wellness", "sum"), n=("START", "size"), last=("START", "max")).reset_index())
+    best = (counts.sort_values(["PATIENT", "wellness", "n", "last", column],
+                               ascending=[True, False, False, False, True])
             .drop_duplicates("PATIENT"))
-    codes = {org: _short_code(prefix, org) for org in best[column].unique()}
+    codes = {site: _short_code(prefix, site) for site in best[column].unique()}
     return pd.Series(best[column].map(codes).to_numpy(), index=best["PATIENT"].to_numpy())
+
+
+def _hospital_organisations(encounters: pd.DataFrame, cls: pd.Series,
+                            organizations: pd.DataFrame | None) -> set:
+    """Organisation ids that are hospitals: they admit patients, or their name says hospital."""
+    hospitals: set = set()
+    if "ORGANIZATION" in encounters:
+        hospitals |= set(encounters.loc[cls.isin(HOSPITAL_CLASSES), "ORGANIZATION"].dropna())
+    if organizations is not None and {"ID", "NAME"} <= set(organizations):
+        named = organizations["NAME"].astype("string").str.contains(r"\bhospitals?\b", case=False, regex=True)
+        hospitals |= set(organizations.loc[named.fillna(False).astype(bool), "ID"].dropna())
+    return hospitals
 
 
 # --- encounters ------------------------------------------------------------------------------
