@@ -13,7 +13,6 @@ False
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from riskstrat.validate import ValidationReport
 
 __all__ = ["OUTCOMES", "MIN_EVENTS", "MIN_EMERGENCY_SHARE", "MAX_UNREADABLE_COST_SHARE", "supported_outcomes",
-           "horizon_support", "people_needed",
+           "horizon_support",
            "import_report", "dataset_metadata", "format_import_report", "unreadable_cost_issues"]
 
 OUTCOMES = ("emergency_admission", "unplanned_hospital_use", "death", "high_cost", "social_care_entry")
@@ -148,20 +147,6 @@ def _span(horizon_days: int) -> str:
     return "year" if horizon_days == 365 else f"{horizon_days} days"
 
 
-def people_needed(minimum: int, rate: float, share: float) -> int | None:
-    """Eligible people a data set needs so that a part holding ``share`` rows per person (the split
-    fraction times its index dates) expects ``minimum`` events at event ``rate``:
-    ``ceil(minimum / (rate x share))``. None when the rate is 0 (no number of people is enough).
-
-    >>> people_needed(100, 0.05, 0.3)
-    6667
-    """
-    if rate <= 0 or share <= 0:
-        return None
-    # round first: 100 / (0.05 * 0.3) is 6666.666..67 in floating point, not a hair above 6667
-    return int(math.ceil(round(minimum / (rate * share), 6)))
-
-
 def horizon_support(tables: dict[str, pd.DataFrame], *, extract_end, data_start=None, split=None, guards=None,
                     cohort=None) -> dict[str, dict] | None:
     """Per outcome, what a model trained now would get at the latest date the data can test.
@@ -177,6 +162,7 @@ def horizon_support(tables: dict[str, pd.DataFrame], *, extract_end, data_start=
     """
     from riskstrat.config import CohortConfig, GuardsConfig, SplitConfig
     from riskstrat.features import eligible_persons
+    from riskstrat.guards import people_needed
     from riskstrat.outcomes import parse_outcome
     from riskstrat.records import LinkedRecords
     from riskstrat.train import suggest_index_dates
