@@ -351,3 +351,56 @@ def test_os_errors_are_a_message_not_a_traceback(monkeypatch):
     result = CliRunner().invoke(app, ["train", "--no-tracking"])
     assert result.exit_code == 1 and "No space left on device" in result.output
     assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- the people needed
+
+
+def test_the_refusal_gives_the_rate_and_the_people_needed():
+    # 3 events in 33 test rows: rate 9.1%; by hand 100 / (3/33 x 0.3) = 3,666.7 -> 3,667 eligible
+    # people. Training has enough and is not listed.
+    with pytest.raises(InsufficientEventsError) as exc:
+        check_minimum_events({"training": np.r_[np.ones(150), np.zeros(1000)], "test": np.r_[np.ones(3), np.zeros(30)]},
+                             minimums={"training": 100, "test": 100}, target="high_cost",
+                             shares={"training": 2.75, "test": 0.3})
+    message = str(exc.value)
+    assert ("test: 3 events in 33 rows (at least 100 needed); rate 9.1%: about 3,667 eligible people would be "
+            "needed (100 / (9.1% x 0.3))") in message
+    assert "the data are too small for the guard minimums" in message.split("\n")[0]
+    assert "training:" not in message
+
+
+def test_a_part_without_events_by_chance_takes_the_rate_over_every_part():
+    # calibration 0 of 10; over every part 6 events in 60 rows = 10%: 5 / (10% x 0.75) = 66.7 -> 67
+    with pytest.raises(InsufficientEventsError, match=r"calibration: 0 events in 10 rows \(at least 5 needed\); "
+                                                      r"rate over every part 10\.0%: about 67 eligible people"):
+        check_minimum_events({"training": np.r_[np.ones(6), np.zeros(44)], "calibration": np.zeros(10)},
+                             minimums={"training": 1, "calibration": 5}, target="death",
+                             shares={"training": 2.75, "calibration": 0.75})
+
+
+@pytest.mark.filterwarnings("ignore::riskstrat.privacy.PseudonymKeyWarning")  # a hand-made folder
+def test_training_on_a_long_small_extract_says_how_many_people_would_be_needed(make_records, tmp_path):
+    # 500 A&E attendances over 2015-2021 (plentiful over all years), then 20 people with one in the
+    # latest testable horizon (test date 2024-11-01 for an extract ending 2025-10-31) among 100.
+    import math
+
+    from riskstrat.train import person_groups
+
+    persons = [{"person_id": f"p{i}", "practice_id": "A1", "birth_date": "1950-06-01",
+                "registration_start": "2000-01-01"} for i in range(100)]
+    old = [{"person_id": "p0", "arrival_date": str(d.date())} for d in pd.date_range("2015-01-01", periods=500, freq="5D")]
+    recent = [{"person_id": f"p{i}", "arrival_date": "2025-03-01"} for i in range(1, 21)]
+    earlier = [{"person_id": f"p{i}", "arrival_date": "2023-03-01"} for i in range(21, 61)]
+    records = make_records(persons=persons, ae_attendances=old + recent + earlier)
+    cfg = load_config(None, [f"data.path={tmp_path}", "data.extract_end=2025-10-31", "index_dates=auto",
+                             "target.name=unplanned_hospital_use"])
+    with pytest.raises(InsufficientEventsError) as exc:
+        run_training(cfg, records=records, log=False)
+    # By hand from the split: the test people among the 100, and among the 20 with an event.
+    groups = person_groups([p["person_id"] for p in persons], test_fraction=0.3, calibration_fraction=0.15, seed=42)
+    rows = int((groups == "test").sum())
+    events = int((groups[[f"p{i}" for i in range(1, 21)]] == "test").sum())
+    needed = math.ceil(round(100 / (events / rows * 0.3), 6))
+    assert (f"test: {events} events in {rows} rows (at least 100 needed); rate {events / rows:.1%}: about "
+            f"{needed:,} eligible people would be needed (100 / ({events / rows:.1%} x 0.3))") in str(exc.value)

@@ -152,3 +152,67 @@ def test_a_clean_column_is_not_reported():
     summary.unreadable_values("cost.csv", "total_cost", "cost", pd.Series(["1", "2", None]),
                               pd.Series([False, False, True]))  # missing is not unreadable
     assert summary.unreadable == {}
+
+
+def _registered(n: int) -> pd.DataFrame:
+    """``n`` adults registered throughout, alive, with every column eligibility reads."""
+    return pd.DataFrame({
+        "person_id": [f"p{i}" for i in range(n)], "practice_id": "A1", "sex": "F", "deprivation_decile": 5,
+        "ethnicity_group": "unknown", "birth_date": pd.Timestamp("1950-06-01"), "death_date": pd.NaT,
+        "registration_start": pd.Timestamp("2000-01-01"), "registration_end": pd.NaT})
+
+
+def _history_then_few(recent: int) -> dict[str, pd.DataFrame]:
+    """500 costed A&E attendances of one person in 2015-2021 (plentiful over all years), then one each
+    for ``recent`` other people in the latest testable horizon (2024-11-01 to 2025-10-31)."""
+    old = pd.DataFrame({"person_id": "p0", "arrival_date": pd.date_range("2015-01-01", periods=500, freq="5D"),
+                        "cost": 200.0})
+    new = pd.DataFrame({"person_id": [f"p{i + 1}" for i in range(recent)],
+                        "arrival_date": pd.Timestamp("2025-03-01"), "cost": 200.0})
+    return {"persons": _registered(100), "ae_attendances": pd.concat([old, new], ignore_index=True)}
+
+
+def test_can_support_counts_the_latest_testable_horizon_not_all_years():
+    # All years hold 503 attendances (the old report said "yes" to both); the extract ends 2025-10-31,
+    # so the latest test date is 2024-11-01 and its 12 months hold 3 events among 100 people.
+    verdict = supported_outcomes(_history_then_few(3), extract_end="2025-10-31", data_start="2015-01-01")
+    unplanned = verdict["unplanned_hospital_use"]
+    assert unplanned["events"] == 503 and unplanned["recorded"] is True
+    assert unplanned["supported"] is False
+    h = unplanned["horizon"]
+    assert (h["test_date"], h["eligible"], h["labelled"], h["events"], h["rate"]) == ("2024-11-01", 100, 100, 3, 0.03)
+    # By hand: test 100 / (0.03 x 0.3) = 11,111.1 -> 11,112; training at 5 dates 100 / (0.03 x 0.55 x 5)
+    # = 1,212.1 -> 1,213; calibration 50 / (0.03 x 0.15 x 5) = 2,222.2 -> 2,223.
+    assert h["needed"] == {"training": 1213, "calibration": 2223, "test": 11112}
+    assert unplanned["message"].startswith(
+        "too small: 3 events per year at 2024-11-01 among 100 eligible people (rate 3.0%); about 11,112 people "
+        "would be needed (test: 100 / (3.0% x 0.3), guards.min_events_test); all years: 0 emergency spells + "
+        "503 A&E attendances")
+    # The top 5% by cost among 100 people with 3 costed: the same 3 events, not 503.
+    assert verdict["high_cost"]["supported"] is False and verdict["high_cost"]["horizon"]["events"] == 3
+
+
+def test_enough_events_in_the_latest_horizon_is_yes():
+    from riskstrat.config import GuardsConfig
+
+    small = GuardsConfig(min_events_train=1, min_events_calibration=1, min_events_test=1)
+    verdict = supported_outcomes(_history_then_few(30), extract_end="2025-10-31", data_start="2015-01-01",
+                                 guards=small)["unplanned_hospital_use"]
+    # 1 / (0.3 x 0.3) = 11.1 -> 12 people for the test part; 100 eligible meet it.
+    assert verdict["horizon"]["needed"]["test"] == 12
+    assert verdict["supported"] is True
+    assert verdict["message"].startswith("30 events per year at 2024-11-01 among 100 eligible people (rate 30.0%)")
+
+
+def test_import_report_prints_too_small_with_the_people_needed():
+    from riskstrat.validate import ValidationReport
+
+    tables = _history_then_few(3)
+    summary = ImportSummary(source="test")
+    summary.extract_end = "2025-10-31"
+    summary.finish(tables)
+    report = import_report(summary, ValidationReport(), tables)
+    assert report["outcomes"]["unplanned_hospital_use"]["horizon"]["needed"]["test"] == 11112
+    text = format_import_report(report)
+    assert "  no  unplanned_hospital_use: too small: 3 events per year at 2024-11-01" in text
+    assert "yes unplanned_hospital_use" not in text and "yes high_cost" not in text

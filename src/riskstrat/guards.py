@@ -16,6 +16,7 @@ Three checks, each a plain function that raises a :class:`~riskstrat.errors.Risk
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -24,7 +25,8 @@ import pandas as pd
 from riskstrat.errors import RiskstratError
 
 __all__ = ["DegenerateModelError", "InsufficientEventsError", "StaleDataError", "check_data_currency",
-           "check_minimum_events", "degenerate_reasons", "describe_degenerate", "event_counts", "likely_cause"]
+           "check_minimum_events", "degenerate_reasons", "describe_degenerate", "event_counts", "likely_cause",
+           "people_needed"]
 
 DEGENERATE_TAG = "riskstrat.degenerate"
 _DEGENERATE_WORDS = {
@@ -66,6 +68,20 @@ def event_counts(labels: Mapping[str, np.ndarray]) -> dict[str, dict[str, int]]:
         events = int(np.sum(y == 1))
         out[part] = {"rows": int(len(y)), "events": events, "non_events": int(len(y) - events)}
     return out
+
+
+def people_needed(minimum: int, rate: float, share: float) -> int | None:
+    """Eligible people a data set needs so that a part holding ``share`` rows per person (the split
+    fraction times its index dates) expects ``minimum`` events at event ``rate``:
+    ``ceil(minimum / (rate x share))``. None when the rate is 0 (no number of people is enough).
+
+    >>> people_needed(100, 0.05, 0.3)
+    6667
+    """
+    if rate <= 0 or share <= 0:
+        return None
+    # rounded before ceil: a quotient that is whole on paper can come out a hair above it in floating point
+    return int(math.ceil(round(minimum / (rate * share), 6)))
 
 
 def likely_cause(records, target: str, *, tables: tuple[str, ...] = ()) -> str:
@@ -129,13 +145,16 @@ def likely_cause(records, target: str, *, tables: tuple[str, ...] = ()) -> str:
 
 
 def check_minimum_events(labels: Mapping[str, np.ndarray], *, minimums: Mapping[str, int], target: str,
-                         records=None, tables: tuple[str, ...] = (),
-                         temporal_only: bool = False) -> dict[str, dict[str, int]]:
+                         records=None, tables: tuple[str, ...] = (), temporal_only: bool = False,
+                         shares: Mapping[str, float] | None = None) -> dict[str, dict[str, int]]:
     """Refuse (:class:`InsufficientEventsError`) when a part has fewer events or non-events than its minimum.
 
     ``labels`` maps a part ("training", "calibration", "test") to its 0/1 labels and ``minimums``
     the same parts to the least number of events (and of non-events) each needs. Returns
-    :func:`event_counts` when every part has enough.
+    :func:`event_counts` when every part has enough. The refusal gives each short part's rate and,
+    with ``shares`` (rows each eligible person gives the part: its split fraction times its index
+    dates), about how many eligible people would be needed (:func:`people_needed`), as the import
+    report's "can support" does.
 
     >>> check_minimum_events({"test": np.array([0, 1, 1, 0])}, minimums={"test": 2}, target="death")
     {'test': {'rows': 4, 'events': 2, 'non_events': 2}}
@@ -147,12 +166,17 @@ def check_minimum_events(labels: Mapping[str, np.ndarray], *, minimums: Mapping[
         fewer = min(c["events"], c["non_events"])
         if fewer < need:
             kind = "events" if c["events"] <= c["non_events"] else "non-events"
-            short.append(f"{part}: {fewer:,} {kind} in {c['rows']:,} rows (at least {need:,} needed)")
+            # A part with none of them by chance takes the rate over every part.
+            pooled = sum(x["events" if kind == "events" else "non_events"] for x in counts.values())
+            rows = sum(x["rows"] for x in counts.values())
+            short.append(f"{part}: {fewer:,} {kind} in {c['rows']:,} rows (at least {need:,} needed)"
+                         + _needed_people(fewer, c["rows"], need, (shares or {}).get(part), kind,
+                                          pooled=(pooled, rows)))
     if not short:
         return counts
     cause = likely_cause(records, target, tables=tables)
-    message = (f"too few outcomes ({target.replace('_', ' ')}) to train, calibrate and test a model:\n  "
-               + "\n  ".join(short))
+    message = (f"too few outcomes ({target.replace('_', ' ')}) to train, calibrate and test a model: the data are "
+               f"too small for the guard minimums at these index dates:\n  " + "\n  ".join(short))
     if cause:
         message += f"\nlikely cause: {cause}"
     split = "" if temporal_only else ("use split.mode=temporal_only (tests everyone at the test date; see the "
@@ -161,6 +185,20 @@ def check_minimum_events(labels: Mapping[str, np.ndarray], *, minimums: Mapping[
                 f"{split}or choose an outcome these data record; the minimums are guards.min_events_* (lower them only knowing that "
                 "estimates from fewer events are unstable)")
     raise InsufficientEventsError(message)
+
+
+def _needed_people(fewer: int, rows: int, need: int, share: float | None, kind: str, *,
+                   pooled: tuple[int, int]) -> str:
+    """'; rate r: about M eligible people would be needed (need / (r x share))' for a short
+    part; its rate is the part's own, or over every part (``pooled``: count, rows) when it has none."""
+    rate, over = (fewer / rows, "") if fewer and rows else (pooled[0] / pooled[1] if pooled[1] else 0.0,
+                                                             " over every part")
+    if rate == 0:
+        return f"; no {kind} at all, so no number of people is enough"
+    if not share:
+        return f"; rate{over} {rate:.1%}: about {people_needed(need, rate, 1.0):,} rows would be needed"
+    return (f"; rate{over} {rate:.1%}: about {people_needed(need, rate, share):,} eligible people would be "
+            f"needed ({need:,} / ({rate:.1%} x {share:g}))")
 
 
 # ----------------------------------------------------------------------------- degenerate models

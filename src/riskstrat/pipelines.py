@@ -84,11 +84,11 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     from riskstrat import tracking
     from riskstrat.engines import PandasEngine, open_engine
     from riskstrat.features import feature_table
-    from riskstrat.guards import DegenerateModelError, check_minimum_events, describe_degenerate
+    from riskstrat.guards import DegenerateModelError, describe_degenerate
     from riskstrat.io import data_fingerprint
     from riskstrat.data_end import data_end_of
     from riskstrat.outcomes import check_costs_known
-    from riskstrat.train import TablesOnDemand, assemble, fit_and_evaluate, truth_scores
+    from riskstrat.train import TablesOnDemand, assemble, check_events, fit_and_evaluate, truth_scores
 
     from riskstrat.privacy import check_key_matches
 
@@ -117,10 +117,8 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
           f"{data.counts['calibration_rows']:,} calibration rows, {data.counts['test_rows']:,} test rows "
           f"({tested}) at {cfg.index_dates.test}; {len(data.feature_names)} features")
     g = cfg.guards
-    check_minimum_events({"training": data.y_train, "calibration": data.y_cal, "test": data.y_test},
-                         minimums={"training": g.min_events_train, "calibration": g.min_events_calibration,
-                                   "test": g.min_events_test}, target=cfg.target.name, records=TablesOnDemand(engine),
-                         tables=tuple(cfg.target.tables), temporal_only=cfg.split.mode == "temporal_only")
+    check_events(cfg, {"training": data.y_train, "calibration": data.y_cal, "test": data.y_test},
+                 TablesOnDemand(engine))
     truth = truth_scores(load_truth(cfg), cfg, data.X_test.index)
     result = fit_and_evaluate(data, cfg, truth=truth, stage=stage, timings=timings,
                               key_fingerprint=key_fingerprint)

@@ -171,15 +171,11 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
                 parts[part].append(f.loc[labelled & (group == part), columns])
         del f
     train, cal, test = (pd.concat(parts.pop(part)) for part in ("train", "calibration", "test"))
-    for name, part in (("training", train), ("calibration", cal), ("test", test)):
-        if part["label"].nunique() < 2:
-            from riskstrat.guards import InsufficientEventsError, likely_cause
-
-            cause = likely_cause(TablesOnDemand(engine), t.name, tables=tuple(t.tables))
-            raise InsufficientEventsError(
-                f"the {name} rows ({len(part):,} person-dates) have only one outcome class"
-                + (f"; likely cause: {cause}" if cause else "")
-                + ": add people or index dates, or choose an outcome these data record")
+    if any(part["label"].nunique() < 2 for part in (train, cal, test)):
+        # A part with one class cannot be fitted or judged: refused as the guards refuse too few events
+        # (the minimums are at least 1), with the rate and the people needed.
+        check_events(cfg, {"training": train["label"].to_numpy(), "calibration": cal["label"].to_numpy(),
+                           "test": test["label"].to_numpy()}, TablesOnDemand(engine))
     meta = test[list(META_COLUMNS)].assign(age=test["age"], index_date=test["index_date"])
     costs = {}
     if isinstance(t, HighCost):
@@ -193,6 +189,24 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
                 "test_positive": int(test["label"].sum()),
                 "train_people": int(train.index.nunique()), "test_people": int(test.index.nunique())},
     )
+
+
+def check_events(cfg: TrainConfig, labels: dict[str, np.ndarray], records=None) -> dict[str, dict[str, int]]:
+    """:func:`riskstrat.guards.check_minimum_events` with ``cfg.guards``' minimums and the rows each
+    eligible person gives a part (split fraction times index dates), so that a refusal says about
+    how many people would be needed."""
+    from riskstrat.guards import check_minimum_events
+
+    g, sp = cfg.guards, cfg.split
+    n_train = len(cfg.index_dates.train)
+    shares = {"training": (1 - sp.test_fraction - sp.calibration_fraction) * n_train,
+              "calibration": sp.calibration_fraction * n_train,
+              "test": 1.0 if sp.mode == "temporal_only" else sp.test_fraction}
+    return check_minimum_events(labels, minimums={"training": g.min_events_train,
+                                                  "calibration": g.min_events_calibration,
+                                                  "test": g.min_events_test},
+                                target=cfg.target.name, records=records, tables=tuple(cfg.target.tables),
+                                temporal_only=sp.mode == "temporal_only", shares=shares)
 
 
 def truth_scores(truth: pd.DataFrame | None, cfg: TrainConfig, test_index: pd.Index) -> np.ndarray | None:

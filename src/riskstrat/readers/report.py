@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from riskstrat.validate import ValidationReport
 
 __all__ = ["OUTCOMES", "MIN_EVENTS", "MIN_EMERGENCY_SHARE", "MAX_UNREADABLE_COST_SHARE", "supported_outcomes",
+           "horizon_support",
            "import_report", "dataset_metadata", "format_import_report", "unreadable_cost_issues"]
 
 OUTCOMES = ("emergency_admission", "unplanned_hospital_use", "death", "high_cost", "social_care_entry")
@@ -46,10 +48,16 @@ def _rows(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame | None:
 
 
 def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN_EVENTS,
-                       min_emergency_share: float = MIN_EMERGENCY_SHARE) -> dict[str, dict]:
+                       min_emergency_share: float = MIN_EMERGENCY_SHARE, extract_end=None, data_start=None,
+                       split=None, guards=None) -> dict[str, dict]:
     """For each outcome in :data:`OUTCOMES`: ``supported``, ``events`` in the data and a ``message``.
 
-    Events are counted over the whole extract (the number a model could learn from is smaller).
+    ``events`` are counted over the whole extract, which says whether the data record the outcome
+    (``recorded``). Given ``extract_end`` (and tables with what eligibility reads), each outcome
+    also gets ``horizon`` (:func:`horizon_support`: the events in one horizon at the latest date the
+    data can test, the rate, the people the guard minimums need), and is ``supported`` only when
+    the data record it and the people now meet every minimum there; otherwise the message says
+    "too small" with the people needed.
     ``emergency_admission`` needs emergency spells: when they are fewer than ``min_events`` or under
     ``min_emergency_share`` of the spells while A&E attendances exist, the admission method is
     taken as mostly not recorded and ``unplanned_hospital_use`` is recommended instead.
@@ -116,12 +124,99 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
     out["social_care_entry"] = _outcome(n_care > 0, n_care,
                                         _few(f"{n_care:,} social care services", n_care, min_events) if n_care
                                         else "no social care data: social_care_entry not supported")
+    horizon = horizon_support(tables, extract_end=extract_end, data_start=data_start, split=split, guards=guards)
+    for name, h in (horizon or {}).items():
+        verdict = out[name]
+        verdict["recorded"], verdict["horizon"] = verdict["supported"], h
+        if verdict["recorded"]:
+            verdict["supported"] = h["meets"]
+            verdict["message"] = f"{_horizon_message(h)}; all years: {verdict['message']}"
     return out
 
 
 def _few(text: str, events: int, min_events: int) -> str:
     """``text``, warned when the whole extract holds fewer events than a model's test needs."""
     return text + (f": fewer than {min_events} events cannot validate a model" if events < min_events else "")
+
+
+# Columns eligibility and follow-up read: hand-made tables without them get the all-years counts only.
+_PERSON_COLUMNS = ("person_id", "birth_date", "death_date", "registration_start", "registration_end")
+
+
+def _span(horizon_days: int) -> str:
+    return "year" if horizon_days == 365 else f"{horizon_days} days"
+
+
+def horizon_support(tables: dict[str, pd.DataFrame], *, extract_end, data_start=None, split=None, guards=None,
+                    cohort=None) -> dict[str, dict] | None:
+    """Per outcome, what a model trained now would get at the latest date the data can test.
+
+    The test date is the one ``index_dates: auto`` picks (the latest first of the month whose
+    horizon ends by ``extract_end``); the people are those eligible there (``cohort``'s ages, alive
+    and registered) with a label, ``events`` those with the outcome in the horizon and ``rate``
+    their share. ``needed`` gives, for each part of the split (``split``'s fractions; training and
+    calibration at each auto training date on or after ``data_start``), the eligible people for
+    its expected events (or non-events, when rarer) to reach ``guards``' minimum
+    (:func:`people_needed`); ``meets`` is whether the people now reach every one. None when the
+    tables lack what eligibility reads or the end is unknown.
+    """
+    from riskstrat.config import CohortConfig, GuardsConfig, SplitConfig
+    from riskstrat.features import eligible_persons
+    from riskstrat.guards import people_needed
+    from riskstrat.outcomes import parse_outcome
+    from riskstrat.records import LinkedRecords
+    from riskstrat.train import suggest_index_dates
+
+    persons = tables.get("persons")
+    if extract_end is None or persons is None or any(c not in persons for c in _PERSON_COLUMNS):
+        return None
+    split, guards, cohort = split or SplitConfig(), guards or GuardsConfig(), cohort or CohortConfig()
+    records = LinkedRecords(dict(tables))
+    end = pd.Timestamp(extract_end).normalize()
+    out = {}
+    for name in OUTCOMES:
+        outcome = parse_outcome({"name": name})
+        train_dates, test_date = suggest_index_dates(end, horizon_days=outcome.horizon_days)
+        covered = [d for d in train_dates if data_start is None or pd.Timestamp(d) >= pd.Timestamp(data_start)]
+        n_dates = max(len(covered), 1)  # at least the one date the rate is measured at
+        ids = pd.Index(eligible_persons(records, test_date, min_age=cohort.min_age,
+                                        max_age=cohort.max_age)["person_id"])
+        y = outcome.labels(records, test_date, ids, extract_end=end).to_numpy()
+        labelled = int(np.isfinite(y).sum())
+        events = int((y == 1).sum())
+        rate = events / labelled if labelled else 0.0
+        rarer = min(rate, 1 - rate)  # the guards count events and non-events, whichever is fewer
+        train_fraction = 1 - split.test_fraction - split.calibration_fraction
+        parts = {"training": (guards.min_events_train, train_fraction * n_dates),
+                 "calibration": (guards.min_events_calibration, split.calibration_fraction * n_dates),
+                 "test": (guards.min_events_test, split.test_fraction)}
+        needed = {part: people_needed(minimum, rarer, share) for part, (minimum, share) in parts.items()}
+        meets = all(n is not None and labelled >= n for n in needed.values())
+        out[name] = {"test_date": test_date, "horizon_days": int(outcome.horizon_days), "eligible": len(ids),
+                     "labelled": labelled, "events": events, "rate": round(rate, 6),
+                     "shares": {part: round(share, 6) for part, (_, share) in parts.items()},
+                     "minimums": {part: int(minimum) for part, (minimum, _) in parts.items()},
+                     "needed": needed, "meets": bool(meets)}
+    return out
+
+
+def _horizon_message(h: dict) -> str:
+    """The verdict at the latest testable date: the events per horizon, the rate, and (when short) the
+    people needed with the arithmetic of the part that needs most."""
+    at = (f"{h['events']:,} events per {_span(h['horizon_days'])} at {h['test_date']} among {h['labelled']:,} "
+          f"eligible people (rate {h['rate']:.1%})")
+    if h["meets"]:
+        return at
+    if h["events"] == 0 or h["events"] == h["labelled"]:
+        return f"too small: {at}; no number of people is enough at this rate"
+    short = {p: n for p, n in h["needed"].items() if n is not None and h["labelled"] < n}
+    part = max(short, key=lambda p: short[p])
+    rarer = min(h["rate"], 1 - h["rate"])
+    return (f"too small: {at}; about {short[part]:,} people would be needed ({part}: "
+            f"{h['minimums'][part]} / ({rarer:.1%} x {h['shares'][part]:g}), guards.min_events_{_GUARD[part]})")
+
+
+_GUARD = {"training": "train", "calibration": "calibration", "test": "test"}
 
 
 def _people_without_practice(tables: dict[str, pd.DataFrame]) -> int:
@@ -210,7 +305,7 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
         "notes": list(summary.notes),
         "validation": {"ok": validation.ok, "errors": len(validation.errors),
                        "warnings": len(validation.warnings), "end_dates_cut_back_to_death": cut_back},
-        "outcomes": supported_outcomes(tables),
+        "outcomes": supported_outcomes(tables, extract_end=extract_end(summary), data_start=summary.date_range[0]),
     }
 
 
@@ -270,6 +365,9 @@ def format_import_report(report: dict) -> str:
         lines += [""] + [f"note: {note}" for note in report["notes"]]
     lines += ["", "outcomes the data can support:"]
     for name, verdict in report["outcomes"].items():
-        mark = ("few" if "fewer than" in verdict["message"] else "yes") if verdict["supported"] else "no "
+        if "horizon" in verdict and verdict["recorded"]:
+            mark = "yes" if verdict["supported"] else "no "  # the message starts "too small: ..."
+        else:
+            mark = ("few" if "fewer than" in verdict["message"] else "yes") if verdict["supported"] else "no "
         lines.append(f"  {mark} {name}: {verdict['message']}")
     return "\n".join(lines)
