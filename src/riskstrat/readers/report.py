@@ -203,8 +203,8 @@ def horizon_support(tables: dict[str, pd.DataFrame], *, extract_end, data_start=
 def _horizon_message(h: dict) -> str:
     """The verdict at the latest testable date: the events per horizon, the rate, and (when short) the
     people needed with the arithmetic of the part that needs most."""
-    at = (f"{h['events']:,} events per {_span(h['horizon_days'])} at {h['test_date']} among {h['labelled']:,} "
-          f"eligible people (rate {h['rate']:.1%})")
+    at = (f"{h['events']:,} event{'' if h['events'] == 1 else 's'} per {_span(h['horizon_days'])} at "
+          f"{h['test_date']} among {h['labelled']:,} eligible people (rate {h['rate']:.1%})")
     if h["meets"]:
         return at
     if h["events"] == 0 or h["events"] == h["labelled"]:
@@ -212,7 +212,8 @@ def _horizon_message(h: dict) -> str:
     short = {p: n for p, n in h["needed"].items() if n is not None and h["labelled"] < n}
     part = max(short, key=lambda p: short[p])
     rarer = min(h["rate"], 1 - h["rate"])
-    return (f"too small: {at}; about {short[part]:,} people would be needed ({part}: "
+    which = "" if rarer == h["rate"] else " (the people without the outcome are the rarer class)"
+    return (f"too small: {at}; about {short[part]:,} people would be needed{which} ({part}: "
             f"{h['minimums'][part]} / ({rarer:.1%} x {h['shares'][part]:g}), guards.min_events_{_GUARD[part]})")
 
 
