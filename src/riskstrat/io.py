@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
@@ -39,20 +40,27 @@ class NotAFileError(DataFileError, OSError):
     or one too large to be what it should be: a refusal naming it (the CLI exits 2)."""
 
 
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (``st_mode``) is, in words: "a folder", "a FIFO (named pipe)", ...
+
+    >>> file_kind(stat.S_IFIFO)
+    'a FIFO (named pipe)'
+    """
+    return next((words for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                                           (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                                           (stat.S_ISBLK, "a device"), (stat.S_ISLNK, "a symbolic link"))
+                 if test(mode)), "not a regular file")
+
+
 def open_regular_file(path: str | Path, *, what: str = "file", max_bytes: int | None = None) -> int:
     """A descriptor of the regular file at ``path`` (links followed), opened without waiting (a FIFO
     would block for ever) and checked with ``fstat`` on that descriptor: anything else, or a file over
     ``max_bytes``, is a :class:`NotAFileError` naming it. The caller closes the descriptor."""
-    import stat as _stat
-
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
-        if not _stat.S_ISREG(st.st_mode):
-            kind = ("a folder" if _stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)" if _stat.S_ISFIFO(st.st_mode)
-                    else "a device" if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode) else "a socket"
-                    if _stat.S_ISSOCK(st.st_mode) else "not a regular file")
-            raise NotAFileError(f"{path}: the {what} is {kind}, not a file: give the path of a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAFileError(f"{path}: the {what} is {file_kind(st.st_mode)}, not a file: give the path of a file")
         if max_bytes is not None and st.st_size > max_bytes:
             raise NotAFileError(f"{path}: the {what} is {st.st_size:,} bytes, more than such a file can be "
                                 f"({max_bytes:,}): is it the right file?")

@@ -63,6 +63,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from riskstrat.errors import RiskstratError
+from riskstrat.io import file_kind
 
 __all__ = ["AUDIT_LOG", "MARKER", "AlreadyPublishedError", "NotRegularFileError", "OutputLockedError", "PublishError",
            "PublishRefusedError", "append_audit", "check_population", "check_republish", "clean_stale", "month_folder",
@@ -156,13 +157,6 @@ class NotRegularFileError(OSError):
         self.kind = kind
 
 
-def _kind_words(mode: int) -> str:
-    return next((words for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                                           (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                                           (stat.S_ISBLK, "a device"), (stat.S_ISLNK, "a symbolic link"))
-                 if test(mode)), "not a regular file")
-
-
 def open_regular(path: str | Path) -> int:
     """A read-only descriptor of the regular file ``path``: opened with ``O_NOFOLLOW`` (a link at its
     last component is not followed), ``O_NONBLOCK`` (a FIFO planted there cannot hang the run) and
@@ -182,12 +176,12 @@ def open_regular(path: str | Path) -> int:
         if st is not None and stat.S_ISLNK(st.st_mode):  # ELOOP (Linux) or EMLINK (BSD) under O_NOFOLLOW
             raise NotRegularFileError(path, _link_words(Path(path))) from None
         if exc.errno == errno.ENXIO:  # a socket
-            raise NotRegularFileError(path, _kind_words(st.st_mode) if st is not None else "a socket") from None
+            raise NotRegularFileError(path, file_kind(st.st_mode) if st is not None else "a socket") from None
         raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotRegularFileError(path, _kind_words(mode))
+            raise NotRegularFileError(path, file_kind(mode))
     except BaseException:
         os.close(fd)
         raise
