@@ -32,6 +32,7 @@ benchmarks/results/<name>.json. The data must cover the horizon after T (refused
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -133,19 +134,19 @@ def simple_features(tables: dict[str, pd.DataFrame], people: pd.DataFrame, t: pd
     return out.astype("float64")
 
 
-def simple_model(tables, horizon: int, t: pd.Timestamp, seed: int) -> pd.Series:
-    """Trained at t - horizon on the label up to t, scored at t."""
+def simple_model(tables, inputs, horizon: int, t: pd.Timestamp, seed: int) -> pd.Series:
+    """Trained at t - horizon on the label up to t, scored at t; features from the tables ``inputs``."""
     import lightgbm as lgb
 
     t0 = t - pd.Timedelta(days=horizon)
     train_people = eligible(tables["persons"], t0)
-    X0 = simple_features(tables, train_people, t0)
+    X0 = simple_features(inputs, train_people, t0)
     y0 = label(tables, X0.index, t0, horizon)
     model = lgb.LGBMClassifier(n_estimators=200, num_leaves=7, learning_rate=0.05, random_state=seed,
                                n_jobs=1, verbose=-1)
     model.fit(X0, y0)
     people = eligible(tables["persons"], t)
-    X = simple_features(tables, people, t)
+    X = simple_features(inputs, people, t)
     return pd.Series(model.predict_proba(X)[:, 1], index=X.index)
 
 
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="unplanned_hospital_use", help="riskstrat's training outcome")
     parser.add_argument("--set", dest="settings", action="append", default=[],
                         help="extra `riskstrat train --set` settings, e.g. split.mode=temporal_only")
+    parser.add_argument("--exclude-sources", default="",
+                        help="comma-separated event tables neither model may use (riskstrat's data.exclude_sources)")
     parser.add_argument("--workdir", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--name", default="compare_simple", help="results file name (benchmarks/results/NAME.json)")
@@ -213,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.data.resolve()
     t = pd.Timestamp(args.as_of)
+    excluded = [name for name in args.exclude_sources.split(",") if name.strip()]
+    unknown = sorted(set(excluded) - set(EVENT_DATES) - {"ltc_register"})
+    if unknown:
+        sys.exit(f"--exclude-sources: {unknown} are not event tables ({', '.join(EVENT_DATES)}, ltc_register)")
     tables = load(data)
     end = data_end(tables)
     if t + pd.Timedelta(days=args.horizon - 1) > end:
@@ -223,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data {data} (events to {end.date()}), scored at {t.date()}, work folder {work}", flush=True)
 
     print("simple LightGBM on counts ...", flush=True)
-    simple = simple_model(tables, args.horizon, t, args.seed)
+    inputs = {name: frame for name, frame in tables.items() if name not in excluded}
+    simple = simple_model(tables, inputs, args.horizon, t, args.seed)
     print("riskstrat through its CLI ...", flush=True)
-    ours, model = riskstrat_risks(data, t, work, args.target, args.settings)
+    settings = args.settings + ([f"data.exclude_sources={json.dumps(excluded)}"] if excluded else [])
+    ours, model = riskstrat_risks(data, t, work, args.target, settings)
 
     from sklearn.metrics import roc_auc_score
 
@@ -235,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"the label is {y[0]} for all {len(y)} people scored by both: nothing to compare")
     result = {
         "data": str(data), "as_of": str(t.date()), "horizon_days": args.horizon, "target": args.target,
-        "settings": args.settings, "people": int(len(ids)), "events": int(y.sum()),
+        "settings": settings, "excluded_sources": excluded, "people": int(len(ids)), "events": int(y.sum()),
         "riskstrat_only": int(len(ours.index.difference(simple.index))),
         "simple_only": int(len(simple.index.difference(ours.index))),
         "auroc": {"riskstrat": round(float(roc_auc_score(y, ours[ids])), 4),
