@@ -39,12 +39,24 @@ persons (``person``, ``death``, ``observation_period``, ``care_site``)
     table's ``death_datetime`` (or ``death_date``), which some v5.3 ETLs fill. The number of deaths
     from each source is noted.
     ``registration_start`` / ``registration_end`` = earliest start / latest end of the person's
-    observation periods; an end equal to the latest end in the whole extract means "still observed
-    at extraction" and is left blank (the schema's "blank if current"). An earlier end censors the
-    person's labels from then on, as the CDM means it; the share of people so censored is noted.
-    ETLs whose periods simply end at each person's last visit (Synthea's, for one) censor almost
-    everybody that way: ``observation_periods="ignore"`` leaves every end blank (followed to the
-    extract end) and keeps the starts.
+    observation periods; an end equal to the latest end in the whole extract (the extract end) means
+    "still observed at extraction" and is left blank (the schema's "blank if current"). An earlier
+    end is handled by ``observation_periods``:
+    ``"censor"``: the CDM's meaning (OMOP CDM 5.4, OBSERVATION_PERIOD: the span in which the source
+    can be expected to record events): the person's labels are censored from then on.
+    ``"last_record"``: many ETLs (Synthea's, ETL-Synthea) end each period at the person's last
+    record, which censors almost everybody. A person's last record is their latest visit, condition
+    or drug start. People with a record in the ``observation_gap_years`` (default 2) before the extract
+    end are followed to the extract end (end blank); people without one are taken to have left
+    ``observation_gap_years`` after their last record (or at their period's end, if later); people
+    with no record keep their period's end.
+    ``"auto"`` (the default): ``"last_record"`` when the artefact shows -- at least
+    :data:`OBSERVATION_ARTEFACT_SHARE` (half) of the living people whose period ends before the
+    extract end have a record within :data:`OBSERVATION_MATCH_DAYS` (7) days of that end (people
+    leaving a registration seldom have a contact that week) -- else ``"censor"``.
+    ``"ignore"``: every end blank (everyone followed to the extract end), starts kept.
+    The share, the rule and the people followed / censored are in ``summary.observation_periods``
+    and the import report.
 visit_occurrence (``visit_concept_id``) -- see :data:`VISIT_CONCEPTS`
     Visits are de-duplicated by ``visit_occurrence_id`` (first row kept, repeats counted), never by
     content: two same-day visits with different ids are two events. Every event row carries
@@ -86,22 +98,46 @@ cost (``cost_domain_id`` Visit / Drug, joined on ``cost_event_id``)
     rows' amounts are dropped and counted. When COST gives none, the ``currency`` option is used,
     else GBP, and a note says so.
 condition_occurrence -> ``ltc_register``
-    ``condition_concept_id`` matched to the code list ``codelists/ltc_omop.csv`` (standard SNOMED
-    concepts per condition) *and its descendants* (``CONCEPT_ANCESTOR``, or "Is a" relationships when
-    that table is absent or empty); a row whose concept is 0 or unmatched is tried through its
-    ``condition_source_concept_id``'s "Maps to" standard concept, then through
-    ``condition_source_value`` as an ICD-10 code by ``codelists/ltc_icd10.csv``. Without vocabulary
-    tables only the code list's exact ids and ICD-10 source values match (noted). One row may count
-    for two conditions (e.g. hypertensive heart failure). First ``condition_start_date`` per person
-    and condition.
+    A row counts for a register condition when any of these paths finds it (all are tried; one row may
+    count for two conditions, e.g. hypertensive heart failure); first ``condition_start_date`` per
+    person and condition:
+    1. ``condition_concept_id`` is one of the code list's standard SNOMED concepts
+       (``codelists/ltc_omop.csv``) or their descendants: those shipped in
+       ``codelists/ltc_omop_descendants.csv`` (listed from an OMOP vocabulary by
+       ``codelists/make_ltc_omop.py``, which cites its source per row) and, when the export has a
+       hierarchy, those in ``CONCEPT_ANCESTOR`` (or found by walking "Is a" relationships when that
+       table is absent or empty, as OHDSI's vocabulary conventions allow: ``CONCEPT_ANCESTOR`` is the
+       transitive closure of the hierarchical relationships).
+    2. ``condition_source_concept_id`` is such a concept, or (with ``CONCEPT_RELATIONSHIP``) the
+       "Maps to" standard concept of the source concept or of a non-standard condition concept is.
+    3. A SNOMED CT code -- ``condition_source_value`` as written, or the ``concept_code`` of the row's
+       SNOMED concept when ``CONCEPT`` holds it -- is listed in ``codelists/ltc_snomed.csv`` or among
+       the descendants' codes. This needs no concept id at all (ETL-Synthea writes SNOMED codes there).
+    4. ``condition_source_value`` is an ICD-10 / ICD-10-CM code in ``codelists/ltc_icd10.csv``.
+    ``summary.condition_matches`` gives, per condition, the people matched and the people each path
+    found; ``summary.unmatched_conditions`` the :data:`TOP_UNMATCHED` most frequent codes no path
+    matched (concept id and, with ``CONCEPT``, its name; else the source value), with rows and people.
 drug_exposure -> ``prescriptions``
-    Every exposure with a person and a readable ``drug_exposure_start_date`` is kept (repeated
-    ``drug_exposure_id`` counted and dropped). ``issue_date`` = ``drug_exposure_start_date``,
-    ``drug_code`` = ``drug_concept_id``. ``bnf_chapter``: from ``drug_source_value`` when it is written
-    as a BNF code (a 9- or 15-character code such as ``0212000B0AAABAB``, or dotted such as ``2.12``;
-    purely numeric source values are not trusted: RxNorm and NDC codes look alike); else from the
-    drug's ATC class (``drug_concept_id``, or the "Maps to" target of ``drug_source_concept_id``) via
-    ``codelists/atc_bnf.csv``; else ``"unknown"``. The number of rows per route is noted.
+    What a row is comes from its concept (OMOP CDM 5.4, DRUG_EXPOSURE: ``drug_concept_id`` is a
+    standard concept of the Drug domain; vaccines are drugs there, typically CVX or RxNorm): the
+    ``drug_concept_id`` when ``CONCEPT`` holds it, else the "Maps to" target of
+    ``drug_source_concept_id``, else that source concept, else a concept whose code (RxNorm, CVX or
+    SNOMED; a Drug-domain one first) is the ``drug_source_value``. A concept in another domain
+    (Condition, Procedure, Observation, Device ...: ETLs put medication reasons and administrations
+    there) is not a prescription: the row is dropped and counted per domain. A vaccine (vocabulary
+    CVX, concept class CVX / Vaccine / Vaccine Group, an ATC class under J07, or a Drug-domain concept
+    named "... vaccine ...") is kept with ``bnf_chapter`` "14" (BNF chapter 14, immunological products
+    and vaccines) so that counts of medicines can leave them out. Rows whose concept ``CONCEPT`` does
+    not hold, and every row when there is no ``CONCEPT`` table (noted), are kept as before.
+    ``summary.drug_domains`` has the counts. Repeated ``drug_exposure_id`` counted and dropped.
+    ``issue_date`` = ``drug_exposure_start_date``, ``drug_code`` = ``drug_concept_id``. ``bnf_chapter``
+    of a medicine: from ``drug_source_value`` when it is written as a BNF code (a 9- or 15-character
+    code such as ``0212000B0AAABAB``, or dotted such as ``2.12``; purely numeric source values are not
+    trusted: RxNorm and NDC codes look alike); else from the drug's ATC class (the nearest ATC
+    ancestor in ``CONCEPT_ANCESTOR``, else the "RxNorm - ATC" links of its RxNorm ingredient or
+    product, reached through the RxNorm relationships) via ``codelists/atc_bnf.csv``; else
+    ``"unknown"``. An ATC class is read by its ``concept_code`` in ``CONCEPT``; when the links point to
+    ATC concepts ``CONCEPT`` lacks (a vocabulary subset), the rows so linked are counted in the notes.
 """
 
 from __future__ import annotations
@@ -201,7 +237,8 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
     """Read OMOP CDM tables in ``src_dir`` into canonical tables (see the module docstring).
 
     Returns ``(tables, summary)``, not yet validated. Raises :class:`MissingSourceFileError` naming
-    ``person`` or ``visit_occurrence`` if either is absent, and ``ValueError`` for an unknown option.
+    ``person`` or ``visit_occurrence`` if either is absent, and :class:`InvalidInputError` (a ``ValueError``)
+    for an unknown option.
     """
     if primary_care not in PRIMARY_CARE_OPTIONS:
         raise InvalidInputError(f"primary_care must be one of {', '.join(PRIMARY_CARE_OPTIONS)}, not {primary_care!r}")
