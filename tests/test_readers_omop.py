@@ -155,10 +155,11 @@ def test_conditions_by_descendants_maps_to_and_icd10(tmp_path):
                    dict(concept_id_1=45576876, concept_id_2=201826, relationship_id="Maps to")])
     tables, summary = read_omop(src, pseudonym_key=KEY)
     reg = tables["ltc_register"].set_index("condition")["diagnosis_date"].to_dict()
-    # CONCEPT_ANCESTOR is present, so "Is a" is not walked: heart failure needs the ancestor table there.
-    assert reg == {"copd": _date("2015-01-01"), "diabetes": _date("2017-01-01"), "ckd": _date("2018-01-01"),
-                   "cancer": _date("2019-01-01")}
-    assert summary.dropped["condition_occurrence rows that are not register long-term conditions"] == 2
+    # CONCEPT_ANCESTOR is present, so "Is a" is not walked; heart failure (4229440) is found all the same,
+    # because the shipped ltc_omop_descendants.csv lists it below 316139.
+    assert reg == {"copd": _date("2015-01-01"), "heart_failure": _date("2016-01-01"), "diabetes": _date("2017-01-01"),
+                   "ckd": _date("2018-01-01"), "cancer": _date("2019-01-01")}
+    assert summary.dropped["condition_occurrence rows that are not register long-term conditions"] == 1
 
 
 def test_conditions_by_is_a_walk_when_concept_ancestor_is_empty(tmp_path):
@@ -173,8 +174,9 @@ def test_conditions_by_is_a_walk_when_concept_ancestor_is_empty(tmp_path):
 def test_conditions_without_vocabulary_use_exact_ids_and_icd10_and_say_so(tmp_path):
     src = _cdm(tmp_path, condition_occurrence=_conditions(CONDITION_ROWS))
     tables, summary = read_omop(src, pseudonym_key=KEY)
-    assert sorted(tables["ltc_register"]["condition"]) == ["cancer", "ckd"]
-    assert any("exact concept ids" in n for n in summary.notes)
+    # 4229440 (chronic congestive heart failure) is in the shipped ltc_omop_descendants.csv.
+    assert sorted(tables["ltc_register"]["condition"]) == ["cancer", "ckd", "heart_failure"]
+    assert any("matched on the shipped code lists" in n for n in summary.notes)
 
 
 def test_one_condition_row_can_count_for_two_conditions(tmp_path):
@@ -211,7 +213,8 @@ def test_drugs_are_never_dropped_for_lacking_a_bnf_code(tmp_path):
     assert rx["bnf_chapter"].tolist() == ["02", "02", "04", "unknown"]
     assert rx["drug_code"].tolist() == ["1308216", "1308216", "0", "5555"]
     assert summary.dropped == {"drug_exposure rows with a missing or unreadable drug_exposure_start_date": 1}
-    assert "drug chapters: 1 from BNF source values, 2 from ATC classes, 1 unknown (kept)" in summary.notes
+    assert "drug chapters: 1 from BNF source values, 2 from ATC classes, 0 vaccines (chapter 14), 1 unknown (kept)" \
+        in summary.notes
 
 
 # --- deaths ----------------------------------------------------------------------------------
@@ -252,13 +255,13 @@ def test_observation_periods_censor_by_default_or_are_ignored_on_request(tmp_pat
                         observation_period_end_date="2020-01-01"),
                    dict(observation_period_id=2, person_id=2, observation_period_start_date="2012-01-01",
                         observation_period_end_date="2023-06-30")])
-    tables, summary = read_omop(src, pseudonym_key=KEY)
+    tables, summary = read_omop(src, pseudonym_key=KEY, observation_periods="censor")
     assert tables["persons"]["registration_end"].notna().sum() == 1  # person 1 stops being observed in 2020
     assert any("1 of 2 people stop being observed" in n for n in summary.notes)
     tables, summary = read_omop(src, pseudonym_key=KEY, observation_periods="ignore")
     assert tables["persons"]["registration_end"].isna().all()
     assert sorted(tables["persons"]["registration_start"].dt.year) == [2010, 2012]
-    with pytest.raises(ValueError, match="observation_periods must be one of censor, ignore"):
+    with pytest.raises(ValueError, match="observation_periods must be one of auto, censor, ignore, last_record"):
         read_omop(src, pseudonym_key=KEY, observation_periods="drop")
 
 

@@ -63,10 +63,15 @@ def import_omop(
     currency: str | None = typer.Option(
         None, "--currency", help="ISO 4217 code of the costs when the COST table does not say (default GBP)."),
     observation_periods: str = typer.Option(
-        "censor", "--observation-periods",
-        help="'censor' (the CDM's meaning: a person whose observation ends early is censored then) or 'ignore' "
-             "(follow everyone to the extract end: for ETLs whose periods end at each person's last visit, "
-             "such as Synthea's)."),
+        "auto", "--observation-periods",
+        help="'auto' (the last-record rule when most early period ends fall on the person's last record, an ETL "
+             "artefact; else 'censor'), 'censor' (the CDM's meaning: a person whose observation ends early is "
+             "censored then), 'last_record' (followed to the extract end if seen in the last "
+             "--observation-gap-years, else censored that long after the last record) or 'ignore' (follow "
+             "everyone to the extract end)."),
+    observation_gap_years: float = typer.Option(
+        2.0, "--observation-gap-years",
+        help="Under the last-record rule: years without a record after which a person is taken to have left."),
     key_file: Path | None = typer.Option(None, "--key-file", help=_KEY_FILE_HELP),
 ) -> None:
     """Import OMOP common data model (v5.3/v5.4) tables saved as CSV or TSV.
@@ -78,7 +83,7 @@ def import_omop(
     """
     _run("omop", src_dir, out_dir, key_file,
          {"primary_care": primary_care, "practice_from": practice_from, "currency": currency,
-          "observation_periods": observation_periods})
+          "observation_periods": observation_periods, "observation_gap_years": observation_gap_years})
 
 
 @import_app.command("hes")

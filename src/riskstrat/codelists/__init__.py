@@ -7,6 +7,14 @@ Each file is a small, reviewed table with a ``note`` column saying why a row is 
     (:data:`riskstrat.schema.LONG_TERM_CONDITIONS`). A condition is matched by these concepts *and
     their descendants* when the OMOP vocabulary is present; without it, by the exact ids only (which is
     why a few common descendants are listed too).
+``ltc_omop_descendants.csv`` (condition, concept_id, concept_code, concept_name, root_concept_id, source)
+    The descendants of ``ltc_omop.csv``'s concepts in an OMOP vocabulary, listed by
+    ``make_ltc_omop.py`` (its docstring gives the command and the vocabulary; ``source`` cites it per
+    row), so that exports without ``CONCEPT_ANCESTOR`` or without any vocabulary table still find them.
+``ltc_snomed.csv`` (condition, snomed_code, snomed_name, source)
+    SNOMED CT codes per condition (the roots and the descendants ETLs such as Synthea's write), matched
+    against ``condition_source_value`` and, when ``CONCEPT`` holds it, the SNOMED code of the row's
+    concept: a path that needs no concept ids at all. ``ltc_omop_descendants.csv``'s SNOMED codes count too.
 ``ltc_icd10.csv`` (condition, first, last, note)
     Inclusive ranges of three-character ICD-10 categories per condition (``E10``-``E14`` diabetes).
 ``atc_bnf.csv`` (atc, bnf_chapter, atc_name, note)
@@ -30,9 +38,9 @@ import pandas as pd
 
 from riskstrat.errors import InvalidInputError
 
-__all__ = ["load_codelist", "icd10_condition", "ltc_concepts", "atc_to_bnf"]
+__all__ = ["load_codelist", "icd10_condition", "snomed_condition", "ltc_concepts", "ltc_concept_pairs", "atc_to_bnf"]
 
-CODELISTS = ("ltc_omop", "ltc_icd10", "atc_bnf")
+CODELISTS = ("ltc_omop", "ltc_omop_descendants", "ltc_snomed", "ltc_icd10", "atc_bnf")
 
 
 @lru_cache(maxsize=None)
@@ -52,6 +60,33 @@ def ltc_concepts() -> dict[int, str]:
     """Code-list concept id -> register condition (``ltc_omop.csv``)."""
     df = _load("ltc_omop")
     return dict(zip(df["concept_id"].astype(int), df["condition"]))
+
+
+def ltc_concept_pairs() -> pd.DataFrame:
+    """(``concept_id``, ``condition``) pairs of ``ltc_omop.csv`` and ``ltc_omop_descendants.csv`` (int ids)."""
+    roots, more = _load("ltc_omop"), _load("ltc_omop_descendants")
+    pairs = pd.concat([roots[["concept_id", "condition"]], more[["concept_id", "condition"]]], ignore_index=True)
+    return pairs.astype({"concept_id": "int64"}).drop_duplicates().reset_index(drop=True)
+
+
+@lru_cache(maxsize=None)
+def _snomed_codes() -> pd.DataFrame:
+    more = _load("ltc_omop_descendants")
+    more = more.loc[more["concept_code"] != "", ["concept_code", "condition"]].rename(
+        columns={"concept_code": "snomed_code"})
+    return pd.concat([_load("ltc_snomed")[["snomed_code", "condition"]], more], ignore_index=True).drop_duplicates()
+
+
+def snomed_condition(codes: pd.Series) -> pd.DataFrame:
+    """(``index``, ``condition``) for each value of ``codes`` that is a listed SNOMED CT code (one code may
+    count for two conditions); ``index`` is the value's index in ``codes``.
+
+    >>> snomed_condition(pd.Series(["431857002", " 185086009", "I10", None])).values.tolist()
+    [[0, 'ckd'], [1, 'copd']]
+    """
+    text = codes.astype("string").str.strip().str.removeprefix("SNOMED:")
+    frame = pd.DataFrame({"index": codes.index, "snomed_code": text.to_numpy()}).dropna()
+    return frame.merge(_snomed_codes(), on="snomed_code")[["index", "condition"]].reset_index(drop=True)
 
 
 def icd10_condition(codes: pd.Series) -> pd.Series:

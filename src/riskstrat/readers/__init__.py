@@ -88,6 +88,14 @@ class ImportSummary:
     # providers not taken as practices because they are hospitals, "people_whose_only_candidate_was_a_hospital":
     # people left without a practice for that reason}. Empty when the reader did not look.
     practice_exclusions: dict[str, int] = field(default_factory=dict)
+    # OMOP (empty for other formats): register condition -> {"people": n, "by_path": {path: people}};
+    # the most frequent unmatched condition codes ({"concept_id", "concept_name", "source_value", "rows",
+    # "people"}); DRUG_EXPOSURE rows by kind and domain and how their BNF chapters were found; and the
+    # observation-period rule applied with its counts (see riskstrat.readers.omop).
+    condition_matches: dict[str, dict] = field(default_factory=dict)
+    unmatched_conditions: list[dict] = field(default_factory=list)
+    drug_domains: dict = field(default_factory=dict)
+    observation_periods: dict = field(default_factory=dict)
 
     def drop(self, reason: str, n: int, examples=()) -> None:
         """Record ``n`` rows dropped for ``reason`` (zero counts are not recorded).

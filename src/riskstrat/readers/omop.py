@@ -39,12 +39,24 @@ persons (``person``, ``death``, ``observation_period``, ``care_site``)
     table's ``death_datetime`` (or ``death_date``), which some v5.3 ETLs fill. The number of deaths
     from each source is noted.
     ``registration_start`` / ``registration_end`` = earliest start / latest end of the person's
-    observation periods; an end equal to the latest end in the whole extract means "still observed
-    at extraction" and is left blank (the schema's "blank if current"). An earlier end censors the
-    person's labels from then on, as the CDM means it; the share of people so censored is noted.
-    ETLs whose periods simply end at each person's last visit (Synthea's, for one) censor almost
-    everybody that way: ``observation_periods="ignore"`` leaves every end blank (followed to the
-    extract end) and keeps the starts.
+    observation periods; an end equal to the latest end in the whole extract (the extract end) means
+    "still observed at extraction" and is left blank (the schema's "blank if current"). An earlier
+    end is handled by ``observation_periods``:
+    ``"censor"``: the CDM's meaning (OMOP CDM 5.4, OBSERVATION_PERIOD: the span in which the source
+    can be expected to record events): the person's labels are censored from then on.
+    ``"last_record"``: many ETLs (Synthea's, ETL-Synthea) end each period at the person's last
+    record, which censors almost everybody. A person's last record is their latest visit, condition
+    or drug start. People with a record in the ``observation_gap_years`` (default 2) before the extract
+    end are followed to the extract end (end blank); people without one are taken to have left
+    ``observation_gap_years`` after their last record (or at their period's end, if later); people
+    with no record keep their period's end.
+    ``"auto"`` (the default): ``"last_record"`` when the artefact shows -- at least
+    :data:`OBSERVATION_ARTEFACT_SHARE` (half) of the living people whose period ends before the
+    extract end have a record within :data:`OBSERVATION_MATCH_DAYS` (7) days of that end (people
+    leaving a registration seldom have a contact that week) -- else ``"censor"``.
+    ``"ignore"``: every end blank (everyone followed to the extract end), starts kept.
+    The share, the rule and the people followed / censored are in ``summary.observation_periods``
+    and the import report.
 visit_occurrence (``visit_concept_id``) -- see :data:`VISIT_CONCEPTS`
     Visits are de-duplicated by ``visit_occurrence_id`` (first row kept, repeats counted), never by
     content: two same-day visits with different ids are two events. Every event row carries
@@ -86,22 +98,46 @@ cost (``cost_domain_id`` Visit / Drug, joined on ``cost_event_id``)
     rows' amounts are dropped and counted. When COST gives none, the ``currency`` option is used,
     else GBP, and a note says so.
 condition_occurrence -> ``ltc_register``
-    ``condition_concept_id`` matched to the code list ``codelists/ltc_omop.csv`` (standard SNOMED
-    concepts per condition) *and its descendants* (``CONCEPT_ANCESTOR``, or "Is a" relationships when
-    that table is absent or empty); a row whose concept is 0 or unmatched is tried through its
-    ``condition_source_concept_id``'s "Maps to" standard concept, then through
-    ``condition_source_value`` as an ICD-10 code by ``codelists/ltc_icd10.csv``. Without vocabulary
-    tables only the code list's exact ids and ICD-10 source values match (noted). One row may count
-    for two conditions (e.g. hypertensive heart failure). First ``condition_start_date`` per person
-    and condition.
+    A row counts for a register condition when any of these paths finds it (all are tried; one row may
+    count for two conditions, e.g. hypertensive heart failure); first ``condition_start_date`` per
+    person and condition:
+    1. ``condition_concept_id`` is one of the code list's standard SNOMED concepts
+       (``codelists/ltc_omop.csv``) or their descendants: those shipped in
+       ``codelists/ltc_omop_descendants.csv`` (listed from an OMOP vocabulary by
+       ``codelists/make_ltc_omop.py``, which cites its source per row) and, when the export has a
+       hierarchy, those in ``CONCEPT_ANCESTOR`` (or found by walking "Is a" relationships when that
+       table is absent or empty, as OHDSI's vocabulary conventions allow: ``CONCEPT_ANCESTOR`` is the
+       transitive closure of the hierarchical relationships).
+    2. ``condition_source_concept_id`` is such a concept, or (with ``CONCEPT_RELATIONSHIP``) the
+       "Maps to" standard concept of the source concept or of a non-standard condition concept is.
+    3. A SNOMED CT code -- ``condition_source_value`` as written, or the ``concept_code`` of the row's
+       SNOMED concept when ``CONCEPT`` holds it -- is listed in ``codelists/ltc_snomed.csv`` or among
+       the descendants' codes. This needs no concept id at all (ETL-Synthea writes SNOMED codes there).
+    4. ``condition_source_value`` is an ICD-10 / ICD-10-CM code in ``codelists/ltc_icd10.csv``.
+    ``summary.condition_matches`` gives, per condition, the people matched and the people each path
+    found; ``summary.unmatched_conditions`` the :data:`TOP_UNMATCHED` most frequent codes no path
+    matched (concept id and, with ``CONCEPT``, its name; else the source value), with rows and people.
 drug_exposure -> ``prescriptions``
-    Every exposure with a person and a readable ``drug_exposure_start_date`` is kept (repeated
-    ``drug_exposure_id`` counted and dropped). ``issue_date`` = ``drug_exposure_start_date``,
-    ``drug_code`` = ``drug_concept_id``. ``bnf_chapter``: from ``drug_source_value`` when it is written
-    as a BNF code (a 9- or 15-character code such as ``0212000B0AAABAB``, or dotted such as ``2.12``;
-    purely numeric source values are not trusted: RxNorm and NDC codes look alike); else from the
-    drug's ATC class (``drug_concept_id``, or the "Maps to" target of ``drug_source_concept_id``) via
-    ``codelists/atc_bnf.csv``; else ``"unknown"``. The number of rows per route is noted.
+    What a row is comes from its concept (OMOP CDM 5.4, DRUG_EXPOSURE: ``drug_concept_id`` is a
+    standard concept of the Drug domain; vaccines are drugs there, typically CVX or RxNorm): the
+    ``drug_concept_id`` when ``CONCEPT`` holds it, else the "Maps to" target of
+    ``drug_source_concept_id``, else that source concept, else a concept whose code (RxNorm, CVX or
+    SNOMED; a Drug-domain one first) is the ``drug_source_value``. A concept in another domain
+    (Condition, Procedure, Observation, Device ...: ETLs put medication reasons and administrations
+    there) is not a prescription: the row is dropped and counted per domain. A vaccine (vocabulary
+    CVX, concept class CVX / Vaccine / Vaccine Group, an ATC class under J07, or a Drug-domain concept
+    named "... vaccine ...") is kept with ``bnf_chapter`` "14" (BNF chapter 14, immunological products
+    and vaccines) so that counts of medicines can leave them out. Rows whose concept ``CONCEPT`` does
+    not hold, and every row when there is no ``CONCEPT`` table (noted), are kept as before.
+    ``summary.drug_domains`` has the counts. Repeated ``drug_exposure_id`` counted and dropped.
+    ``issue_date`` = ``drug_exposure_start_date``, ``drug_code`` = ``drug_concept_id``. ``bnf_chapter``
+    of a medicine: from ``drug_source_value`` when it is written as a BNF code (a 9- or 15-character
+    code such as ``0212000B0AAABAB``, or dotted such as ``2.12``; purely numeric source values are not
+    trusted: RxNorm and NDC codes look alike); else from the drug's ATC class (the nearest ATC
+    ancestor in ``CONCEPT_ANCESTOR``, else the "RxNorm - ATC" links of its RxNorm ingredient or
+    product, reached through the RxNorm relationships) via ``codelists/atc_bnf.csv``; else
+    ``"unknown"``. An ATC class is read by its ``concept_code`` in ``CONCEPT``; when the links point to
+    ATC concepts ``CONCEPT`` lacks (a vocabulary subset), the rows so linked are counted in the notes.
 """
 
 from __future__ import annotations
@@ -111,7 +147,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskstrat.codelists import atc_to_bnf, icd10_condition, load_codelist, ltc_concepts
+from riskstrat.codelists import (atc_to_bnf, icd10_condition, load_codelist, ltc_concept_pairs, ltc_concepts,
+                                  snomed_condition)
 from riskstrat.errors import InvalidInputError
 from riskstrat.readers import (
     ImportSummary,
@@ -127,7 +164,8 @@ from riskstrat.readers import (
     _to_date,
 )
 from riskstrat.readers._cdm import SUFFIXES, delimiter as _delimiter, find_table
-from riskstrat.readers.vocab import Vocabulary, atc_classes, descendants, maps_to, read_vocabulary
+from riskstrat.readers.vocab import (CODE_VOCABULARIES, Vocabulary, atc_classes, atc_links, descendants, maps_to,
+                                    read_vocabulary)
 from riskstrat.schema import BNF_UNKNOWN
 
 __all__ = ["read_omop", "VISIT_CONCEPTS", "CONDITION_CONCEPTS", "ICD10_RANGES", "icd10_condition", "bnf_from_code",
@@ -168,7 +206,16 @@ PRIMARY_CARE_PLACES = (8940,)
 HOSPITAL_CARE_SITE_PLACES = (8717, 8870, 9201, 9203, 262, 32037)
 PRIMARY_CARE_OPTIONS = ("auto", "outpatient", "gp")
 PRACTICE_OPTIONS = ("primary_care_site", "care_site")
-OBSERVATION_OPTIONS = ("censor", "ignore")
+OBSERVATION_OPTIONS = ("auto", "censor", "ignore", "last_record")
+# "auto" takes an extract's observation periods as ending at each person's last record (an ETL artefact)
+# when at least this share of the people whose period ends before the extract end (and who did not
+# die) have a record within OBSERVATION_MATCH_DAYS of that end; a registration-based period ends
+# when a person leaves, which is seldom the day of their last contact.
+OBSERVATION_ARTEFACT_SHARE = 0.5
+OBSERVATION_MATCH_DAYS = 7
+# Under the last-record rule, people with no record for this many years before the extract end are
+# taken to have left this many years after their last record.
+OBSERVATION_GAP_YEARS = 2.0
 CURRENCY_CONCEPTS = {44818668: "USD"}  # others are looked up in CONCEPT (vocabulary "Currency")
 
 
@@ -185,11 +232,13 @@ def __getattr__(name: str):
 def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = "auto",
               practice_from: str = "primary_care_site",
               currency: str | None = None,
-              observation_periods: str = "censor") -> tuple[dict[str, pd.DataFrame], ImportSummary]:
+              observation_periods: str = "auto",
+              observation_gap_years: float = OBSERVATION_GAP_YEARS) -> tuple[dict[str, pd.DataFrame], ImportSummary]:
     """Read OMOP CDM tables in ``src_dir`` into canonical tables (see the module docstring).
 
     Returns ``(tables, summary)``, not yet validated. Raises :class:`MissingSourceFileError` naming
-    ``person`` or ``visit_occurrence`` if either is absent, and ``ValueError`` for an unknown option.
+    ``person`` or ``visit_occurrence`` if either is absent, and :class:`InvalidInputError` (a ``ValueError``)
+    for an unknown option.
     """
     if primary_care not in PRIMARY_CARE_OPTIONS:
         raise InvalidInputError(f"primary_care must be one of {', '.join(PRIMARY_CARE_OPTIONS)}, not {primary_care!r}")
@@ -198,6 +247,9 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
     if observation_periods not in OBSERVATION_OPTIONS:
         raise InvalidInputError(f"observation_periods must be one of {', '.join(OBSERVATION_OPTIONS)}, "
                          f"not {observation_periods!r}")
+    if not (isinstance(observation_gap_years, (int, float)) and 0 < observation_gap_years <= 50):
+        raise InvalidInputError(f"observation_gap_years must be a number of years above 0 (and at most 50), "
+                                f"not {observation_gap_years!r}")
     if currency is not None and not (len(currency) == 3 and currency.isalpha()):
         raise InvalidInputError(f"currency must be an ISO 4217 code such as GBP or USD, not {currency!r}")
     src_dir = Path(src_dir)
@@ -232,7 +284,8 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
     care_site = optional("care_site", "", key="care_site_id")
 
     vocab = read_vocabulary(src_dir, concept_ids=_concepts_of_interest(conditions, drugs, cost),
-                            roots=ltc_concepts())
+                            roots=ltc_concepts(),
+                            codes=() if drugs is None else _column(drugs, "drug_source_value").dropna().unique())
     if vocab is not None:
         kept = {"concept": vocab.concepts, "concept_ancestor": vocab.ancestors,
                 "concept_relationship": vocab.relationships}
@@ -247,7 +300,8 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
 
     tables = {"persons": _persons(person, death, periods, care_site, pseudonyms, summary,
                                   practice_from=practice_from, observation_periods=observation_periods,
-                                  visits=visits)}
+                                  visits=visits, last_record=_last_records(visits, conditions, drugs),
+                                  gap_years=observation_gap_years)}
     visits = _keep_known_persons(visits, "person_id", known, summary, "visit_occurrence")
     summary.currency = _currency(cost, vocab, currency, summary)
     tables.update(_visit_tables(visits, _costs(cost, "Visit", summary.currency, vocab, summary), pseudonyms, summary,
@@ -359,8 +413,9 @@ def _dedupe_by_id(df: pd.DataFrame, id_column: str, table: str, summary: ImportS
 
 def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataFrame | None,
              care_site: pd.DataFrame | None, pseudonyms: dict, summary: ImportSummary, *,
-             practice_from: str, observation_periods: str = "censor",
-             visits: pd.DataFrame | None = None) -> pd.DataFrame:
+             practice_from: str, observation_periods: str = "auto",
+             visits: pd.DataFrame | None = None, last_record: pd.Series | None = None,
+             gap_years: float = OBSERVATION_GAP_YEARS) -> pd.DataFrame:
     birth = _to_date(_column(person, "birth_datetime"), summary=summary, source_file=_file(summary, "person"))
     if "year_of_birth" in person:
         year = _concept(person["year_of_birth"])
@@ -389,6 +444,7 @@ def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataF
         "ethnicity_group": ethnic,
         "practice_id": _practices(person, care_site, summary, practice_from=practice_from, visits=visits),
     })
+    died = _deaths(person, death, summary)
     start = end = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]")
     if periods is not None:
         file = _file(summary, "observation_period")
@@ -398,25 +454,84 @@ def _persons(person: pd.DataFrame, death: pd.DataFrame | None, periods: pd.DataF
                                         source_file=file))
         by_person = p.groupby("person_id").agg(start=("start", "min"), end=("end", "max"))
         extract_end = p["end"].max()
-        by_person.loc[by_person["end"] == extract_end, "end"] = pd.NaT
         # reindex, not map: a header-only table gives an empty frame that map cannot cast.
         start = pd.Series(by_person["start"].reindex(person["person_id"]).to_numpy(), index=person.index,
                           dtype="datetime64[s]")
-        end = pd.Series(by_person["end"].reindex(person["person_id"]).to_numpy(), index=person.index,
-                        dtype="datetime64[s]")
-        early = int(end.notna().sum())
-        if observation_periods == "ignore":
-            end = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]")
-            summary.note(f"observation periods: ends ignored (observation_periods='ignore'): {early:,} of "
-                         f"{len(person):,} people are followed to the extract end instead of censored")
-        elif early:
-            summary.note(f"observation periods: {early:,} of {len(person):,} people stop being observed before "
-                         f"the extract ends and are censored from then on; if this ETL ends periods at each "
-                         f"person's last visit, import with --observation-periods ignore")
+        period_end = pd.Series(by_person["end"].reindex(person["person_id"]).to_numpy(), index=person.index,
+                               dtype="datetime64[s]")
+        last = pd.Series(pd.NaT, index=person.index, dtype="datetime64[s]") if last_record is None else \
+            pd.Series(last_record.reindex(person["person_id"]).to_numpy(), index=person.index, dtype="datetime64[s]")
+        end = period_end.where(period_end != extract_end)
+        end = end.where(end.notna(), pd.NaT).astype("datetime64[s]")
+        end = _apply_observation_rule(end, last, died, extract_end, summary, option=observation_periods,
+                                      gap_years=gap_years, n_people=len(person))
     persons["registration_start"] = start
     persons["registration_end"] = end
-    persons["death_date"] = _deaths(person, death, summary)
+    persons["death_date"] = died
     return persons.reset_index(drop=True)
+
+
+def _last_records(*tables: pd.DataFrame | None) -> pd.Series:
+    """Each source person's latest record date (visit, condition or drug start), indexed by ``person_id``."""
+    dates = []
+    for df, column in zip(tables, ("visit_start_date", "condition_start_date", "drug_exposure_start_date")):
+        if df is not None and column in df and "person_id" in df:
+            dates.append(pd.DataFrame({"person_id": df["person_id"], "date": _to_date(df[column])}))
+    if not dates:
+        return pd.Series(dtype="datetime64[s]")
+    return pd.concat(dates, ignore_index=True).dropna().groupby("person_id")["date"].max()
+
+
+def _apply_observation_rule(end: pd.Series, last: pd.Series, died: pd.Series, extract_end, summary: ImportSummary, *,
+                            option: str, gap_years: float, n_people: int) -> pd.Series:
+    """``registration_end`` under the ``observation_periods`` option (see the module docstring); the counts go
+    to ``summary.observation_periods`` and the notes."""
+    early = end.notna()
+    compared = early & died.isna() & last.notna()
+    near = compared & ((end - last).abs() <= pd.Timedelta(days=OBSERVATION_MATCH_DAYS))
+    share = float(near.sum() / compared.sum()) if compared.any() else 0.0
+    artefact = bool(compared.any()) and share >= OBSERVATION_ARTEFACT_SHARE
+    report = {"option": option, "people_ending_early": int(early.sum()), "people_compared": int(compared.sum()),
+              "ending_at_last_record": int(near.sum()), "share_ending_at_last_record": round(share, 4),
+              "artefact_detected": artefact, "gap_years": gap_years}
+    rule = {"auto": "last_record" if artefact else "censor"}.get(option, option)
+    report["rule"] = rule
+    summary.observation_periods = report
+    found = (f"{int(near.sum()):,} of the {int(compared.sum()):,} living people whose observation period ends "
+             f"before the extract end ({share:.0%}) have a record within {OBSERVATION_MATCH_DAYS} days of its end")
+    if rule == "ignore":
+        summary.note(f"observation periods: ends ignored (observation_periods='ignore'): {int(early.sum()):,} of "
+                     f"{n_people:,} people are followed to the extract end instead of censored")
+        report.update(extended=int(early.sum()), censored=0)
+        return pd.Series(pd.NaT, index=end.index, dtype="datetime64[s]")
+    if rule == "censor":
+        if early.any():
+            summary.note(f"observation periods: {int(early.sum()):,} of {n_people:,} people stop being observed before "
+                         f"the extract ends and are censored from then on ({found}; the last-record rule applies "
+                         f"from {OBSERVATION_ARTEFACT_SHARE:.0%}, or with --observation-periods last_record)")
+        report.update(extended=0, censored=int(early.sum()))
+        return end
+    # last_record: followed to the extract end when seen in the last gap_years; otherwise taken to have
+    # left gap_years after the last record (or at the period's end, if that is later).
+    gap = pd.DateOffset(months=int(round(gap_years * 12)))
+    cutoff = pd.Timestamp(extract_end) - gap
+    recent = last.notna() & (last >= cutoff)
+    presumed = (last + gap).where(last.notna())
+    new_end = end.where(~recent, pd.NaT)
+    stale = last.notna() & ~recent
+    new_end = new_end.where(~stale, presumed.where(end.isna() | (presumed > end), end))
+    new_end = new_end.where(~(new_end >= pd.Timestamp(extract_end)).fillna(False), pd.NaT).astype("datetime64[s]")
+    extended = int((early & new_end.isna()).sum())
+    censored = int(new_end.notna().sum())
+    report.update(extended=extended, censored=censored,
+                  censored_without_records=int((early & last.isna()).sum()))
+    why = (f"observation periods end at each person's last record ({found})" if option == "auto"
+           else "observation_periods='last_record'")
+    summary.note(f"observation periods: {why}: {extended:,} people with a record in the {gap_years:g} years before the "
+                 f"extract end are followed to it; {censored:,} people are censored ({int(stale.sum()):,} with no record "
+                 f"in those years, at their last record + {gap_years:g} years or their period's end if later; "
+                 f"{int((early & last.isna()).sum()):,} without records, at their period's end)")
+    return new_end
 
 
 def _practices(person: pd.DataFrame, care_site: pd.DataFrame | None, summary: ImportSummary, *,
@@ -666,16 +781,27 @@ def _admission_method(inpatient: pd.DataFrame, er: pd.DataFrame) -> pd.Series:
 
 # --- conditions and drugs --------------------------------------------------------------------
 
+# How a condition row was matched, in the order tried (the import report counts people per path).
+CONDITION_PATHS = ("condition_concept_id", "source concept or Maps to", "SNOMED code", "ICD-10 source value")
+# The import report lists this many of the most frequent unmatched condition codes.
+TOP_UNMATCHED = 10
+
+
 def _condition_lookup(vocab: Vocabulary | None) -> pd.DataFrame:
-    """(concept_id, condition) pairs: the code list's concepts and, with a vocabulary, their descendants."""
-    code_list = ltc_concepts()
-    codes = pd.DataFrame({"ancestor_concept_id": list(code_list), "condition": list(code_list.values())})
-    if vocab is None or not vocab.has_hierarchy:
-        pairs = codes.rename(columns={"ancestor_concept_id": "concept_id"})
-    else:
-        pairs = descendants(vocab, code_list).merge(codes, on="ancestor_concept_id")
-        pairs = pairs.rename(columns={"descendant_concept_id": "concept_id"})
-    return pairs[["concept_id", "condition"]].drop_duplicates().astype({"concept_id": "int64"})
+    """(concept_id, condition) pairs: the shipped code lists (roots and listed descendants) and, with a
+    vocabulary hierarchy, the roots' descendants in it."""
+    pairs = [ltc_concept_pairs()]
+    if vocab is not None and vocab.has_hierarchy:
+        code_list = ltc_concepts()
+        codes = pd.DataFrame({"ancestor_concept_id": list(code_list), "condition": list(code_list.values())})
+        found = descendants(vocab, code_list).merge(codes, on="ancestor_concept_id")
+        pairs.append(found.rename(columns={"descendant_concept_id": "concept_id"})[["concept_id", "condition"]])
+    return pd.concat(pairs, ignore_index=True).drop_duplicates().astype({"concept_id": "int64"})
+
+
+def _by_concept(rows: pd.Series, ids: pd.Series, lookup: pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame({"row": rows.to_numpy(), "concept_id": ids.to_numpy()}).dropna()
+    return frame.astype({"concept_id": "int64"}).merge(lookup, on="concept_id")[["row", "condition"]]
 
 
 def _ltc_register(conditions: pd.DataFrame, vocab: Vocabulary | None, pseudonyms: dict,
@@ -689,30 +815,83 @@ def _ltc_register(conditions: pd.DataFrame, vocab: Vocabulary | None, pseudonyms
     lookup = _condition_lookup(vocab)
     if vocab is None or not vocab.has_hierarchy:
         summary.note("no vocabulary hierarchy (CONCEPT_ANCESTOR or 'Is a' relationships): long-term conditions "
-                     "matched on the code list's exact concept ids and ICD-10 source values only")
+                     "matched on the shipped code lists (codelists/ltc_omop.csv and the descendants listed in "
+                     "ltc_omop_descendants.csv), SNOMED codes (ltc_snomed.csv) and ICD-10 source values")
     concept = _concept(_column(c, "condition_concept_id"))
-    by_concept = pd.DataFrame({"row": c["row"], "concept_id": concept}).dropna().astype({"concept_id": "int64"}) \
-        .merge(lookup, on="concept_id")[["row", "condition"]]
-    found = [by_concept]
+    source = _concept(_column(c, "condition_source_concept_id"))
+    source_value = _column(c, "condition_source_value")
+    found = {CONDITION_PATHS[0]: _by_concept(c["row"], concept, lookup)}
+    # The source concept itself (ETL-Synthea writes the SNOMED concept there too), and with a vocabulary
+    # the "Maps to" standard concepts of the source concept and of a non-standard condition concept.
+    by_source = [_by_concept(c["row"], source, lookup)]
     if vocab is not None:
-        source = _concept(_column(c, "condition_source_concept_id"))
-        rest = pd.DataFrame({"row": c["row"], "concept_id": source})[~c["row"].isin(by_concept["row"])].dropna()
-        rest = rest.astype({"concept_id": "int64"})
-        standard = maps_to(vocab, rest["concept_id"]).rename(columns={"concept_id": "source"})
-        mapped = rest.merge(standard, left_on="concept_id", right_on="source") \
-            .drop(columns=["concept_id"]).rename(columns={"standard_concept_id": "concept_id"})
-        found.append(mapped.merge(lookup, on="concept_id")[["row", "condition"]])
-    matched = pd.concat(found, ignore_index=True)
-    rest = c[~c["row"].isin(matched["row"])]
-    by_icd = pd.DataFrame({"row": rest["row"], "condition": icd10_condition(_column(rest, "condition_source_value"))})
-    matched = pd.concat([matched, by_icd.dropna()], ignore_index=True).drop_duplicates()
-    summary.drop("condition_occurrence rows that are not register long-term conditions",
-                 int((~c["row"].isin(matched["row"])).sum()))
-    register = matched.merge(c[["row", "person_id", "date"]], on="row")
+        for ids in (source, concept):
+            rows = pd.DataFrame({"row": c["row"], "concept_id": ids}).dropna().astype({"concept_id": "int64"})
+            standard = rows.merge(maps_to(vocab, rows["concept_id"]), on="concept_id")
+            by_source.append(_by_concept(standard["row"], standard["standard_concept_id"], lookup))
+    found[CONDITION_PATHS[1]] = pd.concat(by_source, ignore_index=True)
+    # SNOMED CT codes: the source value as written, and the SNOMED code of the row's concepts.
+    codes = [source_value.rename("code").reset_index(drop=True).to_frame().assign(row=c["row"])]
+    if vocab is not None:
+        snomed = vocab.concepts[vocab.concepts["vocabulary_id"] == "SNOMED"].set_index("concept_id")["concept_code"]
+        for ids in (concept, source):
+            codes.append(pd.DataFrame({"code": ids.map(snomed).astype("string"), "row": c["row"]}))
+    codes = pd.concat(codes, ignore_index=True).dropna()
+    hits = snomed_condition(codes["code"].reset_index(drop=True))
+    found[CONDITION_PATHS[2]] = pd.DataFrame({"row": codes["row"].to_numpy()[hits["index"].to_numpy()],
+                                              "condition": hits["condition"].to_numpy()})
+    icd = pd.DataFrame({"row": c["row"], "condition": icd10_condition(source_value)}).dropna()
+    found[CONDITION_PATHS[3]] = icd
+    matched = pd.concat([f.assign(path=path) for path, f in found.items()], ignore_index=True)
+    matched = matched.drop_duplicates(["row", "condition", "path"])
+    unmatched = ~c["row"].isin(matched["row"])
+    summary.drop("condition_occurrence rows that are not register long-term conditions", int(unmatched.sum()))
+    summary.condition_matches = _condition_report(matched, c, pseudonyms)
+    summary.unmatched_conditions = _unmatched_conditions(c[unmatched], concept[unmatched], vocab)
+    first = matched.drop_duplicates(["row", "condition"])
+    register = first.merge(c[["row", "person_id", "date"]], on="row")
     register = pd.DataFrame({"person_id": register["person_id"].map(pseudonyms), "condition": register["condition"],
                              "diagnosis_date": register["date"]})
     register = register.sort_values(["person_id", "condition", "diagnosis_date"], kind="stable")
     return register.drop_duplicates(["person_id", "condition"], keep="first")
+
+
+def _condition_report(matched: pd.DataFrame, c: pd.DataFrame, pseudonyms: dict) -> dict[str, dict]:
+    """Per register condition: people matched, and people found by each path (a person may be found by several)."""
+    from riskstrat.schema import LONG_TERM_CONDITIONS
+
+    m = matched.merge(c[["row", "person_id"]], on="row")
+    out = {}
+    for condition in LONG_TERM_CONDITIONS:
+        rows = m[m["condition"] == condition]
+        by_path = rows.groupby("path")["person_id"].nunique()
+        out[condition] = {"people": int(rows["person_id"].nunique()),
+                          "by_path": {path: int(by_path.get(path, 0)) for path in CONDITION_PATHS if by_path.get(path, 0)}}
+    return out
+
+
+def _unmatched_conditions(rest: pd.DataFrame, concept: pd.Series, vocab: Vocabulary | None) -> list[dict]:
+    """The most frequent codes of the rows no path matched: concept id (and name, when ``CONCEPT`` has it),
+    else the source value as written; rows and people per code (counts only, never person ids)."""
+    if rest.empty:
+        return []
+    source_value = _column(rest, "condition_source_value").astype("string").str.strip().str.slice(0, 40)
+    known = concept.notna() & (concept != 0).fillna(False)
+    key = ("concept " + concept.astype("string")).where(known, "source value " + source_value.fillna("(blank)"))
+    counts = pd.DataFrame({"key": key.to_numpy(), "person_id": rest["person_id"].to_numpy(),
+                           "concept_id": concept.to_numpy(), "source_value": source_value.to_numpy()})
+    top = counts.groupby("key").agg(rows=("person_id", "size"), people=("person_id", "nunique"),
+                                    concept_id=("concept_id", "first"), source_value=("source_value", "first"))
+    top = top.reset_index().sort_values(["rows", "people", "key"], ascending=[False, False, True]).head(TOP_UNMATCHED)
+    names = {} if vocab is None else dict(zip(vocab.concepts["concept_id"], vocab.concepts["concept_name"]))
+    out = []
+    for r in top.itertuples():
+        cid = None if pd.isna(r.concept_id) or r.concept_id == 0 else int(r.concept_id)
+        out.append({"concept_id": cid if cid is not None else 0,
+                    "concept_name": (names.get(cid) or "") if cid is not None else "",
+                    "source_value": "" if cid is not None or pd.isna(r.source_value) else str(r.source_value),
+                    "rows": int(r.rows), "people": int(r.people)})
+    return out
 
 
 def bnf_from_code(codes: pd.Series) -> pd.Series:
@@ -730,19 +909,53 @@ def bnf_from_code(codes: pd.Series) -> pd.Series:
     return coded.fillna(dotted).astype(object).where(lambda s: s.notna(), np.nan)
 
 
-def _atc_chapters(drugs: pd.DataFrame, vocab: Vocabulary | None) -> pd.Series:
-    """BNF chapter from each exposure's ATC class (drug concept, else its source concept's "Maps to")."""
-    if vocab is None:
-        return pd.Series(np.nan, index=drugs.index, dtype=object)
+# What a DRUG_EXPOSURE row is, from its concept (see the module docstring, "drug_exposure").
+VACCINE_VOCABULARIES = ("CVX",)
+VACCINE_CLASSES = ("CVX", "Vaccine", "Vaccine Group")
+VACCINE_ATC = "J07"
+VACCINE_CHAPTER = "14"  # BNF chapter 14: immunological products and vaccines
+
+
+def _drug_concepts(drugs: pd.DataFrame, vocab: Vocabulary) -> pd.DataFrame:
+    """Per exposure the concept that says what it is: ``drug_concept_id`` when ``CONCEPT`` holds it, else the
+    "Maps to" target of ``drug_source_concept_id``, else that source concept, else a concept whose code is
+    the ``drug_source_value`` (RxNorm, CVX or SNOMED; a Drug-domain one first). Columns ``concept_id``,
+    ``domain_id``, ``vocabulary_id``, ``concept_class_id``, ``concept_name`` (missing when none is known)."""
+    info = vocab.concepts.drop_duplicates("concept_id").set_index("concept_id")
     concept = _concept(_column(drugs, "drug_concept_id"))
     source = _concept(_column(drugs, "drug_source_concept_id"))
-    pairs = maps_to(vocab, source.dropna()).drop_duplicates("concept_id")
-    standard = pairs.set_index("concept_id")["standard_concept_id"]
-    ids = set(concept.dropna()) | set(standard)
-    chapters = atc_to_bnf(atc_classes(vocab, ids))
-    by_drug = concept.map(chapters).astype(object)
-    by_source = source.map(standard).map(chapters).astype(object)
-    return by_drug.where(by_drug.notna(), by_source)
+    known = set(info.index)
+    standard = maps_to(vocab, source.dropna()).drop_duplicates("concept_id").set_index("concept_id")[
+        "standard_concept_id"]
+    mapped = source.map(standard).astype("Int64")
+    chosen = concept.where(concept.isin(known).fillna(False))
+    chosen = chosen.fillna(mapped.where(mapped.isin(known).fillna(False)))
+    chosen = chosen.fillna(source.where(source.isin(known).fillna(False)))
+    by_code = info.reset_index().dropna(subset=["concept_code"])
+    by_code = by_code[by_code["vocabulary_id"].isin(CODE_VOCABULARIES)]
+    if chosen.isna().any() and len(by_code):
+        # A Drug-domain concept first (a code may exist in two vocabularies), then RxNorm before SNOMED.
+        order = {v: i for i, v in enumerate(CODE_VOCABULARIES)}
+        by_code = by_code.assign(drug=by_code["domain_id"] != "Drug", rank=by_code["vocabulary_id"].map(order))
+        by_code = by_code.sort_values(["drug", "rank", "concept_id"]).drop_duplicates("concept_code")
+        code = _column(drugs, "drug_source_value").astype("string").str.strip()
+        chosen = chosen.fillna(code.map(by_code.set_index("concept_code")["concept_id"]).astype("Int64"))
+    out = pd.DataFrame(index=drugs.index)
+    for column in ("domain_id", "vocabulary_id", "concept_class_id", "concept_name"):
+        out[column] = chosen.map(info[column]).astype(object) if column in info else np.nan
+    # A drug concept CONCEPT does not hold still leads to an ATC class through CONCEPT_ANCESTOR.
+    out.insert(0, "concept_id", chosen.fillna(concept.where(concept != 0)))
+    return out
+
+
+def _atc_chapters(ids: pd.Series, vocab: Vocabulary | None) -> tuple[pd.Series, pd.Series]:
+    """(BNF chapter, ATC code) from each concept's ATC class (missing where none is found)."""
+    if vocab is None:
+        empty = pd.Series(np.nan, index=ids.index, dtype=object)
+        return empty, empty
+    atc = atc_classes(vocab, ids.dropna())
+    chapters = pd.Series(atc_to_bnf(atc).to_numpy(), index=atc.index, dtype=object)
+    return ids.map(chapters).astype(object), ids.map(atc).astype(object)
 
 
 def _prescriptions(drugs: pd.DataFrame, drug_cost: pd.Series, vocab: Vocabulary | None, pseudonyms: dict,
@@ -753,12 +966,73 @@ def _prescriptions(drugs: pd.DataFrame, drug_cost: pd.Series, vocab: Vocabulary 
     no_date = d["date"].isna()
     summary.drop("drug_exposure rows with a missing or unreadable drug_exposure_start_date", int(no_date.sum()))
     d = d[~no_date]
+    report: dict = {"rows": len(d)}
+    if vocab is None or vocab.concepts.empty:
+        summary.note("drug_exposure: no CONCEPT table, so a drug's domain cannot be read: every row is kept as a "
+                     "prescription (vaccines and rows carrying condition or procedure concepts cannot be told "
+                     "apart); import with the vocabulary's CONCEPT table to separate them")
+        kind = pd.Series("domain unknown", index=d.index, dtype=object)
+        ids = _concept(_column(d, "drug_concept_id"))
+        what = pd.DataFrame(index=d.index, columns=["domain_id", "vocabulary_id", "concept_class_id", "concept_name"])
+    else:
+        what = _drug_concepts(d, vocab)
+        ids = what["concept_id"]
+        domain = what["domain_id"].astype("string").str.strip()
+        atc_code = _atc_chapters(ids, vocab)[1].astype("string")
+        vaccine = (what["vocabulary_id"].isin(VACCINE_VOCABULARIES) | what["concept_class_id"].isin(VACCINE_CLASSES)
+                   | atc_code.str.startswith(VACCINE_ATC).fillna(False)
+                   | ((domain == "Drug").fillna(False)
+                      & what["concept_name"].astype("string").str.contains(r"\bvaccine\b", case=False,
+                                                                            regex=True).fillna(False)))
+        kind = pd.Series(np.select([vaccine.to_numpy(dtype=bool), (domain == "Drug").fillna(False).to_numpy(dtype=bool),
+                                    domain.notna().to_numpy(dtype=bool)],
+                                   ["vaccine", "medicine", "not a drug"], default="domain unknown"),
+                         index=d.index, dtype=object)
+        others = kind == "not a drug"
+        dropped = {}
+        for dom, n in domain[others].value_counts().sort_index().items():
+            examples = ids[others & (domain == dom).fillna(False)].dropna().astype(int).astype(str).value_counts().index[:3]
+            summary.drop(f"drug_exposure rows whose concept is in the {dom} domain, not Drug (not prescriptions)",
+                         int(n), examples=list(examples))
+            dropped[str(dom)] = int(n)
+        report["not_drugs_dropped"] = dropped
+        unknown = int((kind == "domain unknown").sum())
+        if unknown:
+            summary.note(f"drug_exposure: {unknown:,} rows whose concept (drug_concept_id, drug_source_concept_id or "
+                         "drug_source_value) is not in CONCEPT: domain unknown, kept as prescriptions")
+        keep = (kind != "not a drug").to_numpy()
+        d, kind, ids, what = d[keep], kind[keep], ids[keep], what[keep]
+    report.update({"medicines": int((kind == "medicine").sum()), "vaccines": int((kind == "vaccine").sum()),
+                   "domain_unknown_kept": int((kind == "domain unknown").sum())})
     by_bnf = bnf_from_code(_column(d, "drug_source_value"))
-    by_atc = _atc_chapters(d, vocab)
-    chapter = by_bnf.where(by_bnf.notna(), by_atc).where(lambda s: s.notna(), BNF_UNKNOWN)
-    n_bnf, n_atc = int(by_bnf.notna().sum()), int((by_bnf.isna() & by_atc.notna()).sum())
+    by_atc = _atc_chapters(ids, vocab)[0]
+    if vocab is not None:
+        # A source concept mapped elsewhere may reach an ATC class where the chosen concept does not.
+        source = _concept(_column(d, "drug_source_concept_id"))
+        pairs = maps_to(vocab, source.dropna()).drop_duplicates("concept_id")
+        by_source = _atc_chapters(source.map(pairs.set_index("concept_id")["standard_concept_id"]).astype("Int64"),
+                                  vocab)[0]
+        by_atc = by_atc.where(by_atc.notna(), by_source)
+    is_vaccine = (kind == "vaccine").to_numpy()
+    chapter = by_bnf.where(by_bnf.notna(), by_atc)
+    chapter = chapter.where(~is_vaccine, VACCINE_CHAPTER).where(lambda s: s.notna(), BNF_UNKNOWN)
+    n_vaccine = int(is_vaccine.sum())
+    n_bnf = int((by_bnf.notna() & ~is_vaccine).sum())
+    n_atc = int((by_bnf.isna() & by_atc.notna() & ~is_vaccine).sum())
+    n_unknown = len(d) - n_vaccine - n_bnf - n_atc
+    report["bnf_chapter"] = {"from BNF source values": n_bnf, "from ATC classes": n_atc,
+                             "vaccines (chapter 14)": n_vaccine, "unknown": n_unknown}
     summary.note(f"drug chapters: {n_bnf} from BNF source values, {n_atc} from ATC classes, "
-                 f"{len(d) - n_bnf - n_atc} unknown (kept)")
+                 f"{n_vaccine} vaccines (chapter {VACCINE_CHAPTER}), {n_unknown} unknown (kept)")
+    if vocab is not None and n_unknown:
+        missing = atc_links(vocab, ids[chapter == BNF_UNKNOWN].dropna())
+        n_linked = int(ids[chapter == BNF_UNKNOWN].isin(missing.index).sum())
+        if n_linked:
+            report["unknown_linked_to_atc_not_in_concept"] = n_linked
+            summary.note(f"drug chapters: {n_linked:,} of the unknown rows are linked (RxNorm - ATC) to ATC classes "
+                         "that the CONCEPT table does not hold, so their codes and chapters cannot be read; "
+                         "include the ATC concepts (an Athena download has them) to get these chapters")
+    summary.drug_domains = report
     exposure_id = _column(d, "drug_exposure_id").astype("string").str.strip()
     return pd.DataFrame({
         "person_id": d["person_id"].map(pseudonyms), "issue_date": d["date"], "bnf_chapter": chapter,

@@ -285,6 +285,13 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
     for issue in validation.issues:
         if (issue.action or "").startswith("cut back"):
             cut_back[f"{issue.table}.{issue.column}"] = cut_back.get(f"{issue.table}.{issue.column}", 0) + issue.n_rows
+    # OMOP only (the reader's summary has them): conditions, drug domains, the observation-period rule.
+    omop = {key: value for key, value in (
+        ("long_term_conditions", {k: {"people": v["people"], "by_path": dict(v["by_path"])}
+                                  for k, v in summary.condition_matches.items()}),
+        ("unmatched_condition_codes", [dict(u) for u in summary.unmatched_conditions]),
+        ("drug_exposure", dict(summary.drug_domains)),
+        ("observation_periods", dict(summary.observation_periods))) if value}
     return {
         "source_format": summary.source,
         "riskstrat_version": riskstrat.__version__,
@@ -307,6 +314,7 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
         "validation": {"ok": validation.ok, "errors": len(validation.errors),
                        "warnings": len(validation.warnings), "end_dates_cut_back_to_death": cut_back},
         "outcomes": supported_outcomes(tables, extract_end=extract_end(summary), data_start=summary.date_range[0]),
+        **omop,
     }
 
 
@@ -362,6 +370,7 @@ def format_import_report(report: dict) -> str:
     if report["conflicts"]:
         lines += ["", "people whose records disagree (most recent record kept):"]
         lines += [f"  {field}: {n:,}" for field, n in report["conflicts"].items()]
+    lines += _omop_lines(report)
     if report["notes"]:
         lines += [""] + [f"note: {note}" for note in report["notes"]]
     lines += ["", "outcomes the data can support:"]
@@ -372,3 +381,33 @@ def format_import_report(report: dict) -> str:
             mark = ("few" if "fewer than" in verdict["message"] else "yes") if verdict["supported"] else "no "
         lines.append(f"  {mark} {name}: {verdict['message']}")
     return "\n".join(lines)
+
+
+def _omop_lines(report: dict) -> list[str]:
+    """The OMOP sections of the plain-text report (none for other formats)."""
+    lines = []
+    if report.get("long_term_conditions"):
+        lines += ["", "long-term conditions (people; found by path):"]
+        for condition, m in report["long_term_conditions"].items():
+            paths = ", ".join(f"{path} {n:,}" for path, n in m["by_path"].items())
+            lines.append(f"  {condition}: {m['people']:,}" + (f" ({paths})" if paths else ""))
+    if report.get("unmatched_condition_codes"):
+        lines += ["", "most frequent condition codes matched to no long-term condition (rows, people):"]
+        for u in report["unmatched_condition_codes"]:
+            what = (f"concept {u['concept_id']}" + (f" {u['concept_name']}" if u["concept_name"] else "")
+                    if u["concept_id"] else f"source value {u['source_value'] or '(blank)'}")
+            lines.append(f"  {what}: {u['rows']:,} rows, {u['people']:,} people")
+    drugs = report.get("drug_exposure")
+    if drugs:
+        dropped = ", ".join(f"{domain} {n:,}" for domain, n in drugs.get("not_drugs_dropped", {}).items())
+        lines += ["", f"drug_exposure: {drugs['rows']:,} rows: {drugs['medicines']:,} medicines, {drugs['vaccines']:,} "
+                      f"vaccines, {drugs['domain_unknown_kept']:,} of unknown domain (kept)"
+                      + (f"; not drugs, dropped: {dropped}" if dropped else "")]
+        lines.append("  BNF chapters: " + ", ".join(f"{k} {n:,}" for k, n in drugs.get("bnf_chapter", {}).items()))
+    periods = report.get("observation_periods")
+    if periods:
+        lines += ["", f"observation periods ({periods['option']}, rule {periods['rule']}): "
+                      f"{periods['ending_at_last_record']:,} of {periods['people_compared']:,} living people whose period "
+                      f"ends early end within a week of their last record; {periods.get('extended', 0):,} followed "
+                      f"to the extract end, {periods.get('censored', 0):,} censored"]
+    return lines

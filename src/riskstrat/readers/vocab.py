@@ -55,7 +55,8 @@ import pandas as pd
 from riskstrat.io import DataFileError
 from riskstrat.readers._cdm import delimiter, find_table
 
-__all__ = ["Vocabulary", "read_vocabulary", "descendants", "maps_to", "atc_classes", "VOCABULARY_TABLES"]
+__all__ = ["Vocabulary", "read_vocabulary", "descendants", "maps_to", "atc_classes", "atc_links",
+           "VOCABULARY_TABLES", "CODE_VOCABULARIES"]
 
 VOCABULARY_TABLES = ("concept", "concept_ancestor", "concept_relationship")
 MAPS_TO = "Maps to"
@@ -65,7 +66,11 @@ IS_A = "Is a"
 RXNORM_UP = ("Maps to", "Tradename of", "Consists of", "RxNorm has ing", "Has ingredient", "RxNorm is a",
              "Quantified form of", "Contains", "Box of", "Marketed form of", "Has precise ing")
 _MAX_RXNORM_STEPS = 5
-_CONCEPT_COLUMNS = ("concept_id", "concept_name", "vocabulary_id", "concept_code", "standard_concept")
+_CONCEPT_COLUMNS = ("concept_id", "concept_name", "domain_id", "vocabulary_id", "concept_class_id", "concept_code",
+                    "standard_concept")
+# Vocabularies whose concept codes a source value may be looked up in (``read_vocabulary(codes=...)``):
+# drug and condition codes as ETLs write them in ``*_source_value`` (RxNorm CUIs, CVX, SNOMED CT ids).
+CODE_VOCABULARIES = ("RxNorm", "RxNorm Extension", "CVX", "SNOMED")
 
 
 @dataclass(frozen=True)
@@ -143,16 +148,19 @@ class Vocabulary:
 # --- reading ---------------------------------------------------------------------------------
 
 def read_vocabulary(src_dir: str | Path, *, concept_ids: Iterable[int], roots: Iterable[int] = (),
-                    chunksize: int = 1_000_000) -> Vocabulary | None:
+                    codes: Iterable[str] = (), chunksize: int = 1_000_000) -> Vocabulary | None:
     """Read the vocabulary tables in ``src_dir`` that matter for ``concept_ids``; None if none is there.
 
     ``concept_ids`` are the concepts of interest: those the data use (condition, drug and source
     concepts, currencies) and those of the code lists. ``roots`` (the code lists' concepts, whose
     descendants are looked up): every ``CONCEPT_ANCESTOR`` row above or below them is kept, so that a
     cycle through one shows (a pair each other's ancestor); then the "Is a" relationships are read too.
+    ``codes``: source values (e.g. ``drug_source_value``) whose concepts in :data:`CODE_VOCABULARIES` are
+    kept too, so that a row without a concept id can still be told a drug, a vaccine or a condition.
     """
     src_dir = Path(src_dir)
     wanted = np.unique(np.asarray([int(i) for i in concept_ids], dtype="int64"))
+    codes = pd.Index(sorted({str(c).strip() for c in codes if str(c).strip()}), dtype=object)
     roots = np.unique(np.asarray([int(i) for i in roots], dtype="int64"))
     paths = {name: find_table(src_dir, name) for name in VOCABULARY_TABLES}
     if not any(paths.values()):
@@ -160,7 +168,9 @@ def read_vocabulary(src_dir: str | Path, *, concept_ids: Iterable[int], roots: I
 
     concepts = _read_filtered(paths["concept"], _CONCEPT_COLUMNS, ("concept_id",), chunksize,
                               lambda df: df["concept_id"].isin(wanted)
-                              | df["vocabulary_id"].isin(["ATC", "Currency"]))
+                              | df["vocabulary_id"].isin(["ATC", "Currency"])
+                              | (df["concept_code"].isin(codes) & df["vocabulary_id"].isin(CODE_VOCABULARIES)
+                                 if len(codes) and "concept_code" in df and "vocabulary_id" in df else False))
     atc = concepts.loc[concepts["vocabulary_id"] == "ATC", "concept_id"].to_numpy() if concepts is not None \
         else np.empty(0, dtype="int64")
     # Walk relationships only when CONCEPT_ANCESTOR has no rows (a header-only file is common).
@@ -328,6 +338,31 @@ def atc_classes(vocab: Vocabulary, drug_ids: Iterable[int]) -> pd.Series:
     f = f.assign(length=-f["code"].str.len()).sort_values(["drug", "rank", "length", "code"], kind="stable")
     best = f.drop_duplicates("drug")
     return pd.Series(best["code"].to_numpy(), index=best["drug"].to_numpy(), dtype=object)
+
+
+def atc_links(vocab: Vocabulary, drug_ids: Iterable[int]) -> pd.Series:
+    """For each of ``drug_ids``, the number of RxNorm-ATC links reachable from it whose ATC concept is
+    *not* in ``CONCEPT`` (so its code, and a BNF chapter, cannot be read): the import report's reason
+    why a linked drug still has no chapter. Only drugs with such links are returned."""
+    drugs = pd.Series(sorted({int(i) for i in drug_ids}), dtype="int64")
+    r = vocab.relationships
+    known = set(vocab.concepts.loc[vocab.concepts["vocabulary_id"] == "ATC", "concept_id"])
+    forward = r[r["relationship_id"].str.startswith("RxNorm - ATC")]
+    unknown_atc = forward[~forward["concept_id_2"].isin(known)]
+    if drugs.empty or unknown_atc.empty:
+        return pd.Series(dtype="int64")
+    linked = set(unknown_atc["concept_id_1"])
+    up = r[r["relationship_id"].isin(RXNORM_UP)].groupby("concept_id_1")["concept_id_2"].apply(list).to_dict()
+    out = {}
+    for drug in drugs:
+        seen, frontier = {drug}, [drug]
+        for _ in range(_MAX_RXNORM_STEPS):
+            frontier = [p for n in frontier for p in up.get(n, ()) if p not in seen]
+            seen.update(frontier)
+        n = len(seen & linked)
+        if n:
+            out[int(drug)] = n
+    return pd.Series(out, dtype="int64")
 
 
 def _atc_links(relationships: pd.DataFrame, codes: pd.Series) -> pd.DataFrame:
