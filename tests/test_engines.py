@@ -25,7 +25,7 @@ from riskstrat.engines.duckdb import DuckDBEngine, EngineDataError
 from riskstrat.engines.spec import AGGREGATES, aggregate, derive, spec_hash
 from riskstrat.features import FEATURE_NAMES, build_features
 from riskstrat.io import write_records_tables
-from riskstrat.schema import ADMISSION_METHODS, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
+from riskstrat.schema import ADMISSION_METHODS, AE_DEPARTMENT_TYPES, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
 from riskstrat.validate import ValidationError, load_records, validate_data_dir
 
 T = pd.Timestamp("2024-01-01")
@@ -191,7 +191,9 @@ def windows_case() -> dict[str, list[dict]]:
         "inpatient_spells": [spell("a", at(d), at(d + 5), method=m, cost=2.0 ** i, diagnosis=dx)
                              for i, (d, m, dx) in enumerate(itertools.product(days, ("emergency", "elective"),
                                                                               (None, "S72.1", "W01", "I21")))],
-        "ae_attendances": [{"person_id": "a", "arrival_date": at(d), "cost": 150.0} for d in days],
+        # Every department type and a blank one on each day: only ED, single-specialty and unknown (blank) count.
+        "ae_attendances": [{"person_id": "a", "arrival_date": at(d), "cost": 150.0, "department_type": kind}
+                           for d in days for kind in (None, *AE_DEPARTMENT_TYPES)],
         "outpatient_appointments": [{"person_id": "a", "appointment_date": at(d), "attended": d % 2 == 0,
                                      "cost": 120.0} for d in days],
         "gp_contacts": [{"person_id": "a", "contact_date": at(d), "cost": None} for d in days],
@@ -211,6 +213,9 @@ def test_windows_events_on_T_and_people_without_events(folder_engine, tmp_path, 
     folder = write(tmp_path / "d", make_table, **windows_case())
     f = assert_engines_agree(folder, engine=folder_engine)
     assert f.loc["a", "emergency_admissions_0_3m"] == 8 and f.loc["a", "days_since_emergency_admission"] == 1
+    # Days -1 and -91, three counted kinds each: ED, single specialty, unknown (a blank type is unknown, so
+    # that row repeats the unknown one exactly and validation keeps one).
+    assert f.loc["a", "ae_attendances_0_3m"] == 6 and f.loc["a", "days_since_ae"] == 1
     assert f.loc["nobody", "rx_chapters_12m"] == 0 and f.loc["nobody", "days_since_social_care_start"] == 731
 
 
@@ -362,7 +367,8 @@ def _row(table: str):
                          pid, _day, st.one_of(st.none(), st.integers(0, 40)), st.sampled_from(ADMISSION_METHODS),
                          st.sampled_from([None, "S72.0", "W10", "J44"]), _money)
     if table == "ae_attendances":
-        return st.builds(lambda p, d, c: {"person_id": p, "arrival_date": at(d), "cost": c}, pid, _day, _money)
+        return st.builds(lambda p, d, c, k: {"person_id": p, "arrival_date": at(d), "cost": c, "department_type": k},
+                         pid, _day, _money, st.sampled_from([None, *AE_DEPARTMENT_TYPES]))
     if table == "outpatient_appointments":
         return st.builds(lambda p, d, a, c: {"person_id": p, "appointment_date": at(d), "attended": a, "cost": c},
                          pid, _day, st.booleans(), _money)

@@ -63,11 +63,14 @@ def _window_features() -> list[Feature]:
     ]
     for w in ("0_3m", "3_12m", "12_24m"):
         words = _WINDOW_WORDS[w]
-        f.append(Feature(f"ae_attendances_{w}", "ae_attendances", "count", f"A&E attendances {words}.",
+        f.append(Feature(f"ae_attendances_{w}", "ae_attendances", "count",
+                         f"A&E attendances {words} (emergency or single-specialty department, or type unknown; "
+                         f"not urgent care or walk-in centres).",
                          f"{{value:g}} A&E visit{{s}} {words}"))
     f += [
         Feature("days_since_ae", "ae_attendances", "days",
-                f"Days since the last A&E attendance ({NO_EVENT_DAYS} if none in 2 years).", "A&E visit {ago}"),
+                f"Days since the last A&E attendance, of the types counted above ({NO_EVENT_DAYS} if none in 2 "
+                f"years).", "A&E visit {ago}"),
         Feature("outpatient_attended_12m", "outpatient_appointments", "count",
                 "Outpatient appointments attended in the last 12 months.", "{value:g} outpatient appointment{s} in the last 12 months"),
         Feature("outpatient_missed_12m", "outpatient_appointments", "count",

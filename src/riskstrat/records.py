@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from riskstrat.schema import EVENT_TABLES, TABLES, empty_table
+from riskstrat.schema import EVENT_TABLES, TABLES, empty_table, pandas_dtype
 
 
 @dataclass
@@ -27,7 +27,7 @@ class LinkedRecords:
             raise ValueError(f"unknown tables {sorted(unknown)}; known: {sorted(TABLES)}")
         if "persons" not in self.tables:
             raise ValueError("a linked data set needs a 'persons' table")
-        self.tables = {name: self._keyed(name, df) for name, df in self.tables.items()}
+        self.tables = {name: self._keyed(name, _with_defaults(name, df)) for name, df in self.tables.items()}
 
     def _keyed(self, name: str, df: pd.DataFrame) -> pd.DataFrame:
         """Event tables hold ``person_id`` as a categorical over the persons' ids: 4 bytes a row
@@ -99,3 +99,17 @@ class LinkedRecords:
                 dates = dates[dates <= pd.Timestamp(until)]
             parts.append(month_counts(dates))
         return combine_months(parts)
+
+
+def _with_defaults(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each column that has a default for blanks (``Column.missing_as``) present and filled:
+    what validation does, for tables made in memory (a data set from before the column existed)."""
+    fill = {}
+    for col in TABLES[name].columns:
+        if col.missing_as is None:
+            continue
+        if col.name not in df.columns:
+            fill[col.name] = pd.Series(col.missing_as, index=df.index, dtype=pandas_dtype(col))
+        elif df[col.name].isna().any():
+            fill[col.name] = df[col.name].astype(pandas_dtype(col)).fillna(col.missing_as)
+    return df.assign(**fill) if fill else df

@@ -48,6 +48,16 @@ ETHNICITY_GROUPS = ("white", "asian", "black", "mixed", "other", "unknown")
 # "unknown": the source does not say how the person was admitted (HES 98/99, most Synthea and OMOP
 # stays). Never guessed as "elective"; outcomes that need the method say so (see riskstrat.outcomes).
 ADMISSION_METHODS = ("emergency", "elective", "maternity", "transfer", "unknown")
+# The kind of A&E department an attendance was at, after NHS England's A&E department types (HES A&E
+# AEDEPTTYPE, ECDS EMERGENCY CARE DEPARTMENT TYPE): 01 a consultant-led 24-hour emergency department
+# with full resuscitation facilities; 02 a consultant-led single-specialty A&E (eye, dental, ...);
+# 03 other A&E / minor injury unit / urgent treatment centre; 04 NHS walk-in centre. "unknown": the
+# source does not say (HES 99 or blank, data sets written before this column, sources without the field).
+AE_DEPARTMENT_TYPES = ("emergency_department", "single_specialty", "urgent_care", "walk_in", "unknown")
+# The types that count as unplanned hospital use by default (the outcome and the A&E features): an
+# urgent treatment centre or walk-in visit is not the hospital use case finding tries to prevent, and
+# "unknown" stays in so that data without the field keep every attendance (see riskstrat.outcomes).
+AE_UNPLANNED_DEPARTMENT_TYPES = ("emergency_department", "single_specialty", "unknown")
 SOCIAL_CARE_TYPES = ("home_care", "reablement", "day_care", "residential", "nursing", "direct_payment")
 # Long-term-condition register (QOF-like): code -> plain-English name.
 LONG_TERM_CONDITIONS = {
@@ -98,6 +108,9 @@ class Column:
     categories: tuple[str, ...] | None = None  # reference list for ``category`` columns
     min_value: float | None = None
     max_value: float | None = None
+    # The code a blank cell, or the column's absence, stands for (validation and the engines write it
+    # in), so that data written before an optional category column existed read as "unknown".
+    missing_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +210,10 @@ TABLES: dict[str, Table] = {
                 Column("admitted", "bool", "Whether the attendance ended in admission.", required=False,
                        nullable=True),
                 _cost("Cost of the attendance (data set currency)."),
+                Column("department_type", "category", "Kind of A&E department (NHS England's A&E department "
+                       "types: emergency_department 01, single_specialty 02, urgent_care 03 (minor injury unit, "
+                       "urgent treatment centre), walk_in 04).",
+                       required=False, nullable=True, categories=AE_DEPARTMENT_TYPES, missing_as="unknown"),
                 _record_id(),
             ),
             event_date="arrival_date",
@@ -335,6 +352,7 @@ def describe_schema() -> str:
                   "| column | type | required | description |", "|---|---|---|---|"]
         for c in table.columns:
             kind = c.kind + (f" ({', '.join(c.categories)})" if c.categories else "")
-            lines.append(f"| `{c.name}` | {kind} | {'yes' if c.required else 'no'} | {c.description} |")
+            default = f" Blank or absent: `{c.missing_as}`." if c.missing_as else ""
+            lines.append(f"| `{c.name}` | {kind} | {'yes' if c.required else 'no'} | {c.description}{default} |")
         lines.append("")
     return "\n".join(lines)

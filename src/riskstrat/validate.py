@@ -13,7 +13,9 @@ Rules (``ValidationIssue.rule``), errors unless noted:
 - ``missing_table`` (persons), ``missing_column``; ``unknown_table``, ``unknown_column`` and
   ``empty_table`` are warnings (unknown ones are ignored).
 - ``unparseable_date`` (ISO ``YYYY-MM-DD``, or an ISO timestamp whose date part is kept),
-  ``wrong_type`` (numbers, whole numbers, true/false), ``missing_value`` (non-nullable column).
+  ``wrong_type`` (numbers, whole numbers, true/false), ``missing_value`` (non-nullable column). A
+  column with a default for blanks (the schema's ``missing_as``: A&E ``department_type`` "unknown")
+  takes it where blank or absent, so data written before the column existed still load.
 - ``negative_cost``, ``out_of_range`` (the schema's min/max).
 - ``unknown_code``: a code outside the reference list after normalising case and spaces
   (BNF chapter ``"1"`` is read as ``"01"``); error, or rows dropped with a warning.
@@ -546,7 +548,9 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
     values = None
     for col in table.columns:
         if col.name not in frame.columns:
-            if col.name != "record_id":  # only distinguishes repeats; not worth a column of blanks
+            if col.missing_as is not None:  # an optional column added later: absent means its default
+                columns[col.name] = _all_missing(col, n).fillna(col.missing_as)
+            elif col.name != "record_id":  # only distinguishes repeats; not worth a column of blanks
                 columns[col.name] = _all_missing(col, n)
             continue
         values = frame[col.name]
@@ -571,6 +575,9 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
                     f"required; fill them in or remove the rows.", examples)
         if col.min_value is not None or col.max_value is not None:
             _check_range(log, table, col, coerced, values, rows)
+        if col.missing_as is not None and missing.any():
+            # A blank says no more than an absent column (codes outside the list stay for unknown_code).
+            columns[col.name] = coerced.mask(missing, col.missing_as)
 
     df = pd.DataFrame(columns, copy=False)
     extra = frame[extras]

@@ -115,7 +115,13 @@ class _TablePlan(TablePlan):
         return _quote(self.source[name])
 
     def expression(self, col: Column) -> str:
-        """The column as validation leaves it (NULL when the file lacks an optional column)."""
+        """The column as validation leaves it (NULL when the file lacks an optional column; the
+        column's ``missing_as`` code where it has one and the value is blank or absent)."""
+        if col.missing_as is not None:
+            return f"coalesce({self._expression(col)}, {_literal(col.missing_as)})"
+        return self._expression(col)
+
+    def _expression(self, col: Column) -> str:
         if col.name not in self.source:
             return {"date": "CAST(NULL AS DATE)", "float": "CAST(NULL AS DOUBLE)", "bool": "CAST(NULL AS BOOLEAN)"}.get(
                 col.kind, "CAST(NULL AS VARCHAR)")

@@ -415,7 +415,13 @@ class _Columns:
         return raw if stored == "string" else raw.cast("string")
 
     def expression(self, col):
-        """The column as validation leaves it (NULL when the file lacks an optional column)."""
+        """The column as validation leaves it (NULL when the file lacks an optional column; the
+        column's ``missing_as`` code where it has one and the value is blank or absent)."""
+        if col.missing_as is not None:
+            return self.F.coalesce(self._expression(col), self.F.lit(col.missing_as))
+        return self._expression(col)
+
+    def _expression(self, col):
         F, plan = self.F, self.plan
         if col.name not in plan.source:
             return F.lit(None).cast({"date": "date", "float": "double", "bool": "boolean"}.get(col.kind, "string"))

@@ -38,7 +38,7 @@ from riskstrat.features import (
     RX_CHAPTERS,
     WINDOWS,
 )
-from riskstrat.schema import BNF_UNKNOWN, LONG_TERM_CONDITIONS
+from riskstrat.schema import AE_UNPLANNED_DEPARTMENT_TYPES, BNF_UNKNOWN, LONG_TERM_CONDITIONS
 
 __all__ = ["AGGREGATES", "ROW_VALUES", "Aggregate", "Where", "aggregate", "aggregates_for", "derive", "feature_frame",
            "spec_hash", "DERIVE_VERSION"]
@@ -114,8 +114,11 @@ def _aggregates() -> list[Aggregate]:
         Aggregate("_falls_12m", ip, "count", _12M, where=(Where("primary_diagnosis", (r"S72|W[01]",),
                                                                  prefix_regex=True),)),
     ]
-    a += _windows("ae_attendances", ae)
-    a += [Aggregate("days_since_ae", ae, "min_days", fill=NO_EVENT_DAYS),
+    # A&E visits count the department types unplanned_hospital_use counts by default (not urgent care or
+    # walk-in centres); their cost below is every attendance's.
+    ae_unplanned = Where("department_type", AE_UNPLANNED_DEPARTMENT_TYPES)
+    a += _windows("ae_attendances", ae, where=[ae_unplanned])
+    a += [Aggregate("days_since_ae", ae, "min_days", where=(ae_unplanned,), fill=NO_EVENT_DAYS),
           Aggregate("_cost_ae_12m", ae, "sum", _12M, value="cost")]
     a += [Aggregate("outpatient_attended_12m", op, "count", _12M, where=(Where("attended", (True,)),)),
           Aggregate("outpatient_missed_12m", op, "count", _12M, where=(Where("attended", (True,), negate=True),)),

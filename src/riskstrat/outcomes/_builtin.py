@@ -11,7 +11,15 @@ from pydantic import Field, field_validator, model_validator
 from riskstrat.errors import RiskstratError
 from riskstrat.outcomes._base import DeathHandling, Outcome, Window
 from riskstrat.records import LinkedRecords
-from riskstrat.schema import ADMISSION_METHODS, EVENT_TABLES, HEALTH_CARE_COST_TABLES, SOCIAL_CARE_TYPES, TABLES
+from riskstrat.schema import (
+    ADMISSION_METHODS,
+    AE_DEPARTMENT_TYPES,
+    AE_UNPLANNED_DEPARTMENT_TYPES,
+    EVENT_TABLES,
+    HEALTH_CARE_COST_TABLES,
+    SOCIAL_CARE_TYPES,
+    TABLES,
+)
 
 _DEATH_FIELD = Field("composite", description="Death in the window: composite (counts as the outcome, SPARRA v4) "
                                               "| exclude (no label unless the event came first) | negative.")
@@ -78,20 +86,44 @@ class EmergencyAdmission(_HospitalOutcome):
 
 class UnplannedHospitalUse(_HospitalOutcome):
     """An emergency admission or an A&E attendance in the window: what data without a recorded
-    admission method (Synthea, many OMOP ETLs, US claims) support, and what many services use."""
+    admission method (Synthea, many OMOP ETLs, US claims) support, and what many services use.
+
+    ``ae_department_types`` chooses the attendances that count (:data:`riskstrat.schema.AE_DEPARTMENT_TYPES`).
+    By default an emergency department (type 1), a single-specialty A&E (type 2) or an unknown type:
+    an urgent treatment centre, minor injury unit (type 3) or walk-in centre (type 4) visit is not the
+    unplanned hospital use case finding tries to prevent, and counting them inflated the positives by a
+    third on a real export (34% of its positives had urgent care only). "unknown" is kept because data
+    sets written before the column existed, and sources without the field, would otherwise lose every
+    attendance. The A&E features count the same default types.
+    """
 
     name: Literal["unplanned_hospital_use"] = "unplanned_hospital_use"
+    ae_department_types: list[str] = Field(
+        default_factory=lambda: list(AE_UNPLANNED_DEPARTMENT_TYPES),
+        description=f"A&E department types whose attendances count, from {list(AE_DEPARTMENT_TYPES)}.")
 
     tables: ClassVar[tuple[str, ...]] = ("inpatient_spells", "ae_attendances")
 
+    @field_validator("ae_department_types")
+    @classmethod
+    def _known_types(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if t not in AE_DEPARTMENT_TYPES]
+        if bad or not v:
+            raise ValueError(f"ae_department_types {bad or v} not known; choose from {list(AE_DEPARTMENT_TYPES)}")
+        return v
+
     @property
     def words(self) -> str:
-        return _or_death("an emergency admission or A&E attendance", self.death)
+        if sorted(self.ae_department_types) == sorted(AE_UNPLANNED_DEPARTMENT_TYPES):
+            return _or_death("an emergency admission or A&E attendance", self.death)
+        kinds = " or ".join(t.replace("_", " ") for t in self.ae_department_types)
+        return _or_death(f"an emergency admission or A&E attendance ({kinds})", self.death)
 
     def events(self, records, window):
         ae = records.get("ae_attendances")
+        rows = ae["department_type"].isin(self.ae_department_types).to_numpy(dtype=bool)
         return _admitted(records, window, self.admission_methods) | window.anyone(
-            window.positions(ae, "arrival_date")), None
+            window.positions(ae, "arrival_date", rows=rows)), None
 
 
 class Death(Outcome):

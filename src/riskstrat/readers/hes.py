@@ -56,6 +56,12 @@ ae_attendances (A&E)
     same provider) -> True, the other dictionary codes (02-07, 10-14: discharged, referred,
     transferred, died, left, other) -> False, 99 (not known) and blank -> missing, other values ->
     missing and counted. ``record_id`` = keyed hash of ``AEKEY``.
+    ``department_type`` from ``AEDEPTTYPE`` (else ECDS ``EC_DEPARTMENT_TYPE``/``DEPARTMENT_TYPE``), by the
+    HES A&E data dictionary: 01 (consultant-led 24-hour emergency department with resuscitation
+    facilities) -> emergency_department; 02 (consultant-led single-specialty A&E, e.g. eye or dental)
+    -> single_specialty; 03 (other A&E / minor injury unit; urgent treatment centres since 2019) ->
+    urgent_care; 04 (NHS walk-in centre) -> walk_in; 99 (not known), blank, or no such column ->
+    unknown; any other value -> unknown, counted in ``unknown_codes``.
 outpatient_appointments (OP)
     ``appointment_date`` = ``APPTDATE``; ``attended`` from ``ATTENDED``: 5 (seen) and 6 (arrived
     late, seen) -> True; 3 (did not attend, no warning) and 7 (arrived late, could not be seen) ->
@@ -92,8 +98,9 @@ from riskstrat.readers import (
     value_shape,
 )
 
-__all__ = ["read_hes", "admission_method", "ae_admitted", "op_attended", "ethnicity_group",
-           "practice_code", "birth_date_from_mydob", "ADMISSION_METHOD_CODES", "DUMMY_PRACTICES"]
+__all__ = ["read_hes", "admission_method", "ae_admitted", "ae_department_type", "op_attended", "ethnicity_group",
+           "practice_code", "birth_date_from_mydob", "ADMISSION_METHOD_CODES", "AE_DEPARTMENT_TYPE_CODES",
+           "DUMMY_PRACTICES"]
 
 PERSON_KEYS = ("PSEUDO_HESID", "HESID", "TOKEN_PERSON_ID", "PERSON_ID")
 PROVIDER_COLUMNS = ("PROCODE3", "PROCODE5", "PROCODE", "PROCODET")
@@ -114,6 +121,12 @@ _ADMIMETH_NOT_KNOWN = ("98", "99")
 # AEATTENDDISP (HES A&E): 01 admitted; the other defined disposals are not admissions.
 _AE_NOT_ADMITTED = ("02", "03", "04", "05", "06", "07", "10", "11", "12", "13", "14")
 _AE_NOT_KNOWN = ("99",)
+
+# AEDEPTTYPE (HES A&E; ECDS EMERGENCY CARE DEPARTMENT TYPE) -> canonical department_type; 99 not known.
+AE_DEPARTMENT_TYPE_CODES: dict[str, str] = {"01": "emergency_department", "02": "single_specialty",
+                                            "03": "urgent_care", "04": "walk_in"}
+_AE_DEPT_NOT_KNOWN = ("99",)
+AE_DEPARTMENT_COLUMNS = ("AEDEPTTYPE", "EC_DEPARTMENT_TYPE", "DEPARTMENT_TYPE")
 
 # ATTENDED (HES OP).
 _OP_ATTENDED = ("5", "6")
@@ -212,7 +225,7 @@ _CONTENT = (("ae", "ARRIVALDATE"), ("ae", "ARRIVAL_DATE"), ("op", "APPTDATE"), (
 _USED_COLUMNS = frozenset({
     *PERSON_KEYS, *PROVIDER_COLUMNS, *SPELL_ID_COLUMNS, *DEATH_COLUMNS, *COST_COLUMNS, *AGE_COLUMNS,
     "EPIKEY", "EPISTAT", "ADMIDATE", "EPISTART", "EPIORDER", "DISDATE", "DISMETH", "ADMIMETH", "DIAG_4_01",
-    "AEKEY", "ARRIVALDATE", "ARRIVAL_DATE", "AEATTENDDISP",
+    "AEKEY", "ARRIVALDATE", "ARRIVAL_DATE", "AEATTENDDISP", *AE_DEPARTMENT_COLUMNS,
     "ATTENDKEY", "APPTDATE", "ATTENDED", "TRETSPEF", "MAINSPEF",
     "MYDOB", "SEX", "ETHNOS", "GPPRAC",
 })
@@ -418,6 +431,16 @@ def ae_admitted(disposal: pd.Series) -> pd.Series:
     return out
 
 
+def ae_department_type(code: pd.Series) -> pd.Series:
+    """AEDEPTTYPE -> department_type (01-04 by the HES A&E data dictionary; 99, blank and other
+    values unknown).
+
+    >>> ae_department_type(pd.Series(["01", "2", "03", "04", "99", None, "07"])).tolist()
+    ['emergency_department', 'single_specialty', 'urgent_care', 'walk_in', 'unknown', 'unknown', 'unknown']
+    """
+    return _code(code).str.zfill(2).map(AE_DEPARTMENT_TYPE_CODES).fillna("unknown").astype(object)
+
+
 def op_attended(attended: pd.Series) -> pd.Series:
     """ATTENDED -> True (5, 6 seen), False (3 did not attend, 7 too late to be seen), missing otherwise.
 
@@ -565,8 +588,17 @@ def _attendances(df: pd.DataFrame, file_name: str, summary: ImportSummary, key: 
     else:
         summary.note(f"{file_name}: no AEATTENDDISP column: whether attendances ended in admission is missing")
         admitted = pd.Series(pd.NA, index=df.index, dtype="boolean")
+    dept_col = _first_present(df, AE_DEPARTMENT_COLUMNS)
+    if dept_col is not None:
+        department = ae_department_type(df[dept_col])
+        known = department.where(department != "unknown")
+        _count_unmapped(summary, dept_col, df[dept_col], known, not_known=_AE_DEPT_NOT_KNOWN)
+    else:
+        summary.note(f"{file_name}: no AEDEPTTYPE column: the A&E department type of every attendance is unknown")
+        department = pd.Series("unknown", index=df.index, dtype=object)
     return pd.DataFrame({
-        "source_id": df["source_id"], "arrival_date": arrival, "admitted": admitted, "cost": _cost(df, summary),
+        "source_id": df["source_id"], "arrival_date": arrival, "admitted": admitted,
+        "department_type": department, "cost": _cost(df, summary),
         "record_id": _record_ids("ae:", df["AEKEY"] if "AEKEY" in df else None, df.index, key),
         "source_file": df["source_file"],
     })

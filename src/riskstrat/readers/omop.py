@@ -64,11 +64,17 @@ visit_occurrence (``visit_concept_id``) -- see :data:`VISIT_CONCEPTS`
     keeps them apart.
     9201 inpatient visit, 8717 inpatient hospital, 32037 intensive care -> ``inpatient_spells``
     (``admission_date``/``discharge_date`` = ``visit_start_date``/``visit_end_date``).
-    9203 emergency room visit -> ``ae_attendances``; ``admitted`` if an inpatient visit (or 262) of
-    the same person starts that day or the next, or ``discharged_to_concept_id`` is an inpatient
-    setting.
+    9203 emergency room visit, 8870 emergency room - hospital (CMS place of service 23, "Is a" 9203),
+    8782 urgent care facility (place of service 20, "Is a" 9202 in the Visit hierarchy) ->
+    ``ae_attendances``; ``admitted`` if an inpatient visit (or 262) of the same person starts that day
+    or the next, or ``discharged_to_concept_id`` is an inpatient setting.
     262 emergency room and inpatient visit -> both an A&E attendance (admitted) and an emergency
     inpatient spell (the cost goes to the spell).
+    ``department_type`` (:data:`AE_DEPARTMENT_TYPES`): 9203, 8870 and 262 -> emergency_department;
+    8782 -> urgent_care; a 9203 visit held at a care site whose ``place_of_service_concept_id`` is 8782
+    -> urgent_care too (the care site says what the visit concept does not). Note: OHDSI's ETL-Synthea
+    writes Synthea's urgent-care encounters as 9203 with no trace of the class, so in such exports
+    urgent care cannot be told apart and counts as an emergency department.
     9202 outpatient visit -> ``gp_contacts`` (``contact_type`` "primary care visit") when the visit's
     provider has a general-practice specialty (``provider.specialty_concept_id`` 38004446 General
     Practice, 38004453 Family Practice: :data:`GP_SPECIALTIES`) or the visit's care site is a
@@ -85,8 +91,9 @@ visit_occurrence (``visit_concept_id``) -- see :data:`VISIT_CONCEPTS`
     emergency for a 262 visit; transfer if ``admitted_from_concept_id`` (v5.4) or
     ``admitting_source_concept_id`` (v5.3) is an inpatient hospital (8717, 9201); emergency if it is
     the emergency room (8870 Emergency Room - Hospital; 9203 and 262 as some ETLs write visit
-    concepts there), or an emergency room visit (9203 or 262) of the same person started that day or
-    the day before, or the admitted-from or visit source value contains "emerg"; elective only when
+    concepts there) or an urgent care facility (8782), or an emergency room or urgent care visit (9203,
+    262, 8870, 8782) of the same person started that day or the day before (an admission straight
+    after urgent care is unplanned too), or the admitted-from or visit source value contains "emerg"; elective only when
     the admitted-from or visit source value contains the word "elective" (the CDM has no standard
     concept for a planned admission, so this is taken only from what the source wrote);
     otherwise **unknown** -- never guessed as elective.
@@ -168,7 +175,7 @@ from riskstrat.readers.vocab import (CODE_VOCABULARIES, Vocabulary, atc_classes,
                                     read_vocabulary)
 from riskstrat.schema import BNF_UNKNOWN
 
-__all__ = ["read_omop", "VISIT_CONCEPTS", "CONDITION_CONCEPTS", "ICD10_RANGES", "icd10_condition", "bnf_from_code",
+__all__ = ["read_omop", "VISIT_CONCEPTS", "AE_DEPARTMENT_TYPES", "CONDITION_CONCEPTS", "ICD10_RANGES", "icd10_condition", "bnf_from_code",
            "GP_SPECIALTIES", "PRIMARY_CARE_PLACES", "PRIMARY_CARE_OPTIONS"]
 
 # visit_concept_id -> (canonical table, label)
@@ -177,6 +184,8 @@ VISIT_CONCEPTS: dict[int, tuple[str, str]] = {
     8717: ("inpatient_spells", "inpatient hospital"),
     32037: ("inpatient_spells", "intensive care"),
     9203: ("ae_attendances", "emergency room visit"),
+    8870: ("ae_attendances", "emergency room - hospital"),
+    8782: ("ae_attendances", "urgent care facility"),
     262: ("ae_attendances+inpatient_spells", "emergency room and inpatient visit"),
     9202: ("outpatient_appointments", "outpatient visit"),
     581477: ("gp_contacts", "office visit"),
@@ -187,8 +196,13 @@ VISIT_CONCEPTS: dict[int, tuple[str, str]] = {
     8676: ("social_care", "nursing facility"),
 }
 INPATIENT_VISITS = (9201, 8717, 32037, 262)
-ER_VISITS = (9203, 262)
-ER_PLACES = (8870, 9203, 262)
+ER_VISITS = (9203, 262, 8870)
+URGENT_CARE_VISITS = (8782,)  # CMS place of service 20, Urgent Care Facility
+# visit_concept_id of an A&E attendance -> department_type; a 9203 visit at an urgent-care care site
+# (place of service 8782) is urgent care.
+AE_DEPARTMENT_TYPES = {9203: "emergency_department", 8870: "emergency_department", 262: "emergency_department",
+                       8782: "urgent_care"}
+ER_PLACES = (8870, 9203, 262, 8782)  # admitted from an emergency room or an urgent care facility
 HOSPITAL_PLACES = (8717, 9201)
 HISPANIC = 38003563
 OUTPATIENT_VISIT = 9202
@@ -306,7 +320,7 @@ def read_omop(src_dir: str | Path, *, pseudonym_key: bytes, primary_care: str = 
     summary.currency = _currency(cost, vocab, currency, summary)
     tables.update(_visit_tables(visits, _costs(cost, "Visit", summary.currency, vocab, summary), pseudonyms, summary,
                                 gp_visit=_gp_visit(visits, provider, care_site, primary_care, summary),
-                                pseudonym_key=pseudonym_key))
+                                pseudonym_key=pseudonym_key, urgent_care_site=_urgent_care_site(visits, care_site)))
     if conditions is not None:
         _require(conditions, "condition_occurrence", ("condition_start_date",))
         tables["ltc_register"] = _ltc_register(conditions, vocab, pseudonyms, summary)
@@ -682,9 +696,20 @@ def _gp_visit(visits: pd.DataFrame, provider: pd.DataFrame | None, care_site: pd
     return gp
 
 
+def _urgent_care_site(visits: pd.DataFrame, care_site: pd.DataFrame | None) -> pd.Series:
+    """Whether each visit was held at a care site whose place of service is an urgent care facility."""
+    if care_site is None or "care_site_id" not in visits:
+        return pd.Series(False, index=visits.index)
+    places = _concept(_column(care_site, "place_of_service_concept_id"))
+    sites = set(_concept(care_site["care_site_id"])[places.isin(URGENT_CARE_VISITS).fillna(False)].dropna())
+    return _concept(visits["care_site_id"]).isin(sites).fillna(False).astype(bool)
+
+
 def _visit_tables(visits: pd.DataFrame, visit_cost: pd.Series, pseudonyms: dict, summary: ImportSummary, *,
-                  gp_visit: pd.Series, pseudonym_key: bytes) -> dict[str, pd.DataFrame]:
-    v = visits.assign(gp_visit=gp_visit)
+                  gp_visit: pd.Series, pseudonym_key: bytes,
+                  urgent_care_site: pd.Series | None = None) -> dict[str, pd.DataFrame]:
+    v = visits.assign(gp_visit=gp_visit,
+                      urgent_care_site=False if urgent_care_site is None else urgent_care_site)
     v = _dedupe_by_id(v, "visit_occurrence_id", "visit_occurrence", summary)
     v["concept"] = _concept(v["visit_concept_id"])
     file = _file(summary, "visit_occurrence")
@@ -704,8 +729,10 @@ def _visit_tables(visits: pd.DataFrame, visit_cost: pd.Series, pseudonyms: dict,
     tables: dict[str, pd.DataFrame] = {}
 
     inpatient = v[v["concept"].isin(INPATIENT_VISITS)]
-    er = v[v["concept"].isin(ER_VISITS)]
-    ae = v[v["concept"] == 9203]
+    # An admission straight after urgent care is unplanned too: both say "came via A&E".
+    er = v[v["concept"].isin(ER_VISITS + URGENT_CARE_VISITS)]
+    ae = v[v["concept"].isin([c for c in AE_DEPARTMENT_TYPES if c != 262])]
+    department = ae["concept"].map(AE_DEPARTMENT_TYPES).where(~ae["urgent_care_site"], "urgent_care")
     next_admission = _nearest_within(ae, inpatient, by="person_id", on="date", direction="forward",
                                      tolerance=pd.Timedelta(days=1))
     discharged_to = _concept(_column(ae, "discharged_to_concept_id", "discharge_to_concept_id"))
@@ -713,10 +740,11 @@ def _visit_tables(visits: pd.DataFrame, visit_cost: pd.Series, pseudonyms: dict,
     tables["ae_attendances"] = pd.concat([
         pd.DataFrame({"person_id": ae["pid"], "arrival_date": ae["date"],
                       "admitted": next_admission.notna() | discharged_to.isin(INPATIENT_VISITS).fillna(False),
-                      "cost": ae["cost"], "record_id": ae["record_id"]}),
+                      "department_type": department, "cost": ae["cost"], "record_id": ae["record_id"]}),
         # The cost of a combined ER + inpatient visit goes to the spell, not to the attendance.
         pd.DataFrame({"person_id": er_admitted["pid"], "arrival_date": er_admitted["date"],
-                      "admitted": True, "cost": np.nan, "record_id": er_admitted["record_id"]}),
+                      "admitted": True, "department_type": "emergency_department", "cost": np.nan,
+                      "record_id": er_admitted["record_id"]}),
     ])
 
     method = _admission_method(inpatient, er)

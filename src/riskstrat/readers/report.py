@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from riskstrat.schema import AE_DEPARTMENT_TYPES, AE_UNPLANNED_DEPARTMENT_TYPES
+
 if TYPE_CHECKING:
     from riskstrat.readers import ImportSummary
     from riskstrat.validate import ValidationReport
 
 __all__ = ["OUTCOMES", "MIN_EVENTS", "MIN_EMERGENCY_SHARE", "MAX_UNREADABLE_COST_SHARE", "supported_outcomes",
-           "horizon_support",
+           "horizon_support", "ae_department_counts",
            "import_report", "dataset_metadata", "format_import_report", "unreadable_cost_issues"]
 
 OUTCOMES = ("emergency_admission", "unplanned_hospital_use", "death", "high_cost", "social_care_entry")
@@ -61,16 +63,20 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
     ``emergency_admission`` needs emergency spells: when they are fewer than ``min_events`` or under
     ``min_emergency_share`` of the spells while A&E attendances exist, the admission method is
     taken as mostly not recorded and ``unplanned_hospital_use`` is recommended instead.
-    ``unplanned_hospital_use`` counts emergency spells plus A&E attendances. ``death`` needs death
+    ``unplanned_hospital_use`` counts emergency spells plus the A&E attendances of the department types
+    it counts by default (emergency, single-specialty, unknown; urgent care and walk-in are named apart).
+    ``death`` needs death
     dates; ``high_cost`` needs costs; ``social_care_entry`` needs social care services.
     """
-    spells, ae = _rows(tables, "inpatient_spells"), _rows(tables, "ae_attendances")
+    spells = _rows(tables, "inpatient_spells")
     n_spells = 0 if spells is None else len(spells)
     method = (spells["admission_method"].astype("string") if spells is not None
               else pd.Series([], dtype="string"))
     n_emergency = int((method == "emergency").sum())
     n_unknown = int((method == "unknown").sum())
-    n_ae = 0 if ae is None else len(ae)
+    types = ae_department_counts(tables)
+    n_ae = sum(n for t, n in types.items() if t in AE_UNPLANNED_DEPARTMENT_TYPES)
+    n_other_ae = sum(types.values()) - n_ae
     out: dict[str, dict] = {}
 
     share = n_emergency / n_spells if n_spells else 0.0
@@ -95,8 +101,9 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
         out["unplanned_hospital_use"] = _outcome(False, 0, "no emergency spells and no A&E attendances")
     else:
         out["unplanned_hospital_use"] = _outcome(
-            True, n_unplanned, _few(f"{n_emergency:,} emergency spells + {n_ae:,} A&E attendances", n_unplanned,
-                                    min_events))
+            True, n_unplanned, _few(f"{n_emergency:,} emergency spells + {n_ae:,} A&E attendances"
+                                    + (f" ({n_other_ae:,} urgent-care or walk-in attendances not counted)"
+                                       if n_other_ae else ""), n_unplanned, min_events))
 
     persons = tables.get("persons")
     deaths = (int(persons["death_date"].notna().sum())
@@ -220,6 +227,18 @@ def _horizon_message(h: dict) -> str:
 _GUARD = {"training": "train", "calibration": "calibration", "test": "test"}
 
 
+def ae_department_counts(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """A&E attendances per department type (every type of :data:`~riskstrat.schema.AE_DEPARTMENT_TYPES`,
+    0 when none; a blank or absent type counts as unknown, as validation reads it). Empty without A&E."""
+    ae = _rows(tables, "ae_attendances")
+    if ae is None:
+        return {}
+    kinds = (ae["department_type"].astype("string").fillna("unknown") if "department_type" in ae
+             else pd.Series("unknown", index=ae.index, dtype="string"))
+    counts = kinds.value_counts()
+    return {t: int(counts.get(t, 0)) for t in AE_DEPARTMENT_TYPES}
+
+
 def _people_without_practice(tables: dict[str, pd.DataFrame]) -> int:
     persons = tables.get("persons")
     if persons is None or "practice_id" not in persons:
@@ -298,6 +317,7 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
         "currency": summary.currency,
         "people": summary.people,
         "people_without_practice": _people_without_practice(tables),
+        "ae_department_types": ae_department_counts(tables),
         "practice_exclusions": dict(summary.practice_exclusions),
         "date_range": list(summary.date_range),
         "extract_end": extract_end(summary),
@@ -343,6 +363,12 @@ def format_import_report(report: dict) -> str:
     if excluded.get("hospitals_excluded"):
         lines.append(f"  of whom {excluded.get('people_whose_only_candidate_was_a_hospital', 0):,} seen for primary "
                      f"care only at a hospital ({excluded['hospitals_excluded']:,} hospitals not taken as practices)")
+    types = report.get("ae_department_types") or {}
+    if types:
+        shown = ", ".join(f"{t.replace('_', ' ')} {n:,}" for t, n in types.items() if n and t != "unknown")
+        lines.append(f"A&E attendances by department type: {shown or 'none known'}; type unknown: "
+                     f"{types.get('unknown', 0):,}" + (" (unplanned_hospital_use and the A&E features count "
+                                                       "emergency, single-specialty and unknown types)"))
     lines += ["", "rows in -> rows out (before validation):"]
     for source, n in report["rows_in"].items():
         went = ", ".join(f"{table} {m:,}" for table, m in report["routes"].get(source, {}).items())

@@ -38,7 +38,10 @@ persons (``patients.csv``)
 encounters (``ENCOUNTERCLASS``)
     emergency, urgentcare -> ``ae_attendances``: ``arrival_date`` = ``START``; ``admitted`` = an
     inpatient encounter of the same person starts 0 to ``emergency_window_hours`` (default 24) later
-    (urgent care is a type 3/4 A&E service in England, so it is an attendance too).
+    (urgent care is a type 3 A&E service in England, so it is an attendance too).
+    ``department_type`` (:data:`AE_DEPARTMENT_TYPES`): emergency -> emergency_department (Synthea's
+    ``EncounterType.EMERGENCY``, an emergency room visit), urgentcare -> urgent_care (``URGENTCARE``,
+    an urgent care facility visit); the import report counts each.
     inpatient -> ``inpatient_spells``: ``admission_date``/``discharge_date`` = ``START``/``STOP``;
     ``admission_method`` (first rule that applies): maternity if the description or reason mentions
     pregnancy, delivery or obstetrics; elective if the description says "non-urgent", "elective" or
@@ -107,7 +110,8 @@ from riskstrat.readers import (
 )
 from riskstrat.privacy import pseudonymise
 
-__all__ = ["read_synthea", "match_ltc", "bnf_chapter", "LTC_PATTERNS", "BNF_PATTERNS", "ENCOUNTER_TABLES"]
+__all__ = ["read_synthea", "match_ltc", "bnf_chapter", "LTC_PATTERNS", "BNF_PATTERNS", "ENCOUNTER_TABLES",
+           "AE_DEPARTMENT_TYPES"]
 
 # ENCOUNTERCLASS -> canonical table.
 ENCOUNTER_TABLES = {
@@ -121,6 +125,8 @@ ENCOUNTER_TABLES = {
     "home": "gp_contacts",
     "snf": "social_care",
 }
+# ENCOUNTERCLASS of an A&E attendance -> department_type.
+AE_DEPARTMENT_TYPES = {"emergency": "emergency_department", "urgentcare": "urgent_care"}
 PRACTICE_CLASSES = ("ambulatory", "wellness")
 # An organisation hosting an encounter of these classes admits patients: a hospital, never a practice.
 HOSPITAL_CLASSES = ("inpatient",)
@@ -460,7 +466,8 @@ def _encounter_tables(encounters: pd.DataFrame, pseudonyms: dict, summary: Impor
                                      tolerance=window)
     tables["ae_attendances"] = pd.DataFrame({
         "person_id": ae["pid"], "arrival_date": ae["date"],
-        "admitted": next_admission.notna(), "cost": ae["cost"], "record_id": ae["record_id"],
+        "admitted": next_admission.notna(), "department_type": ae["cls"].map(AE_DEPARTMENT_TYPES),
+        "cost": ae["cost"], "record_id": ae["record_id"],
     })
 
     came_via_ae = _nearest_within(inpatient, ae, by="PATIENT", on="start_ts", direction="backward",

@@ -241,7 +241,7 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
                  cost=c_em)
             a = who_em[through_ae]
             emit("ae_attendances", a, arrival_date=adm[through_ae], admitted=np.ones(a.size, bool),
-                 cost=c_ae[through_ae])
+                 department_type=np.full(a.size, "emergency_department"), cost=c_ae[through_ae])
 
     # A&E attendances that did not end in admission.
     ae = np.where(alive, rng.poisson(P.AE_RATE * np.exp(0.55 * clin + 0.004 * (age - 50)) * _seeking(state, age, 1.0)), 0)
@@ -249,7 +249,9 @@ def _step(state: _State, day0: int, ndays: int, rng: np.random.Generator, *, rec
     c = _lognormal(rng, P.COST_AE, who.size)
     np.add.at(cost, who, c)
     if record:
-        emit("ae_attendances", who, arrival_date=days_for(who), admitted=np.zeros(who.size, bool), cost=c)
+        # Every synthetic attendance is at a (type 1) emergency department; no random draw is spent on it.
+        emit("ae_attendances", who, arrival_date=days_for(who), admitted=np.zeros(who.size, bool),
+             department_type=np.full(who.size, "emergency_department"), cost=c)
 
     # Elective and maternity admissions.
     el_rate = P.ELECTIVE_RATE * np.exp(0.35 * clin + 0.02 * (np.minimum(age, 85) - 50))
