@@ -19,7 +19,7 @@ having spent nothing there). Two ways on, each recorded with the run:
   LightGBM reads a value it never saw; the ranking is degraded and the run says so.
 
 A model saved before riskstrat recorded this is taken as trained in the data's currency, with costs
-from every table (a warning says so).
+from every table the data have (a warning says so).
 
 >>> is_cost_feature("cost_total_12m"), is_cost_feature("social_care_weekly_cost"), is_cost_feature("age")
 (True, True, False)
@@ -158,7 +158,7 @@ def check_model_costs(models: Sequence, *, data_currency: str, sources: Iterable
         if not meta:
             old.append(what)
             model_currency = data_currency
-            had = {t: True for t in _tables_with_cost_columns()}
+            had = {t: True for t in _tables_with_cost_columns() if t in present}  # unknown: as if costed
         else:
             model_currency = str(meta.get("currency") or "GBP").upper()
             had = dict(meta.get("sources") or {})
@@ -200,7 +200,7 @@ def check_model_costs(models: Sequence, *, data_currency: str, sources: Iterable
     if old:  # once for all the models concerned
         stage(f"warning: {', '.join(old)} {'records' if len(old) == 1 else 'record'} no currency or cost sources "
               f"(trained before riskstrat recorded them): taken as trained in this data set's currency "
-              f"({data_currency}) with costs from every table; retrain to have the check")
+              f"({data_currency}) with costs from every table it has; retrain to have the check")
     if currency_rate is not None and not needs_rate:
         stage(f"warning: the currency rate {currency_rate:g} is not used: no model reads money in another currency")
         currency_rate = None
