@@ -186,9 +186,10 @@ def check_model_costs(models: Sequence, *, data_currency: str, sources: Iterable
                    "trained in the data's)" if what in old else "")
                 + f": converting would misstate every amount. Leave out {rate_option.split()[0]}")
         if used and not without_costs:
-            lost = [t for t, v in had.items() if v and (t not in present or t in blank)]
+            # A table missing altogether is check_features_match's refusal (its features cannot be built).
+            lost = [t for t, v in had.items() if v and t in present and t in blank]
             if lost:
-                why = {t: blank.get(t, "not in this data set") for t in lost}
+                why = {t: blank[t] for t in lost}
                 with_costs = [t for t, v in had.items() if v]
                 raise CostCurrencyError(
                     f"{what} uses cost features and was trained with costs (in {model_currency}) from "
