@@ -128,6 +128,24 @@ def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folde
     in_spark.release()
 
 
+def test_spark_converts_and_blanks_the_cost_features_as_the_driver(spark, folder):
+    from riskstrat.costs import CostHandling
+    from riskstrat.engines.spark import _to_pandas
+    from riskstrat.pipelines import month_features
+
+    engine = SparkEngine(folder, spark=spark)
+    reference = DuckDBEngine(folder).features(T, min_age=0)
+    for costs in (CostHandling("USD", "GBP", rate=0.5), CostHandling("GBP", "GBP", without_costs=True)):
+        driver = month_features(DuckDBEngine(folder), T, min_age=0, max_age=120, costs=costs).frame
+        in_spark = _to_pandas(month_features(engine, T, min_age=0, max_age=120, costs=costs).features())
+        in_spark = in_spark.set_index("person_id").loc[driver.index]
+        for name in ("cost_total_12m", "social_care_weekly_cost", "age"):
+            pd.testing.assert_series_equal(in_spark[name], driver[name], check_exact=False, rtol=1e-12)
+        expected = reference["cost_total_12m"] * 0.5 if costs.rate else np.nan
+        np.testing.assert_allclose(driver["cost_total_12m"], expected)
+        assert (driver["age"] == reference["age"]).all()
+
+
 def test_the_aggregates_are_refused_as_the_spark_engine_refuses_them(spark, tmp_path):
     # An event of a person not in persons: scoring checks every row first (check_links), but the
     # features for scoring refuse it on their own, with the Spark engine's report.

@@ -371,11 +371,28 @@ class ScoringConfig(_Strict):
         False, description="Replace the month if it is already published in output_dir (a republish: the refusal "
                            "otherwise names the models of both runs; the replaced run folder is kept under .runs/ "
                            "until the next publish, and audit.jsonl records the replacement).")
+    currency_rate: float | None = Field(
+        None, gt=0, description="Convert the data's costs into the models' currency: the data's amounts (dataset.json "
+                                "currency) are multiplied by this rate before the cost features are built, e.g. 0.79 "
+                                "for US dollars into a model trained on pounds; every amount written is then in the "
+                                "model's currency (the manifest records the rate). Without it a model trained on "
+                                "another currency is refused.")
+    without_costs: bool = Field(
+        False, description="Score with the cost features missing (NaN) for everyone: for data without the costs a model "
+                           "was trained with, or in another currency with no rate. The ranking is degraded (the "
+                           "manifest records it); without it such data are refused.")
     tracking: ScoringTrackingConfig = Field(default_factory=ScoringTrackingConfig)
     engine: Literal["pandas", "duckdb", "spark"] = Field(
         "pandas", description="Feature engine: pandas (the reference: every table validated in memory), duckdb "
                               "(SQL over the Parquet folder, validation's rules as SQL counts; for large populations) "
                               "or spark (the same on Spark, the riskstrat[spark] extra; on a cluster or local).")
+
+    @model_validator(mode="after")
+    def _one_way_with_costs(self) -> "ScoringConfig":
+        if self.currency_rate is not None and self.without_costs:
+            raise ValueError("currency_rate and without_costs were both set: choose one (a rate converts the costs, "
+                             "without_costs leaves them out)")
+        return self
 
 
 class ConfigError(RiskstratError, ValueError):

@@ -85,7 +85,8 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     from riskstrat.engines import PandasEngine, open_engine
     from riskstrat.features import feature_table
     from riskstrat.guards import DegenerateModelError, describe_degenerate
-    from riskstrat.io import data_fingerprint
+    from riskstrat.costs import training_costs
+    from riskstrat.io import currency_of, data_fingerprint
     from riskstrat.data_end import data_end_of
     from riskstrat.outcomes import check_costs_known
     from riskstrat.train import TablesOnDemand, assemble, check_events, fit_and_evaluate, truth_scores
@@ -120,8 +121,10 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     check_events(cfg, {"training": data.y_train, "calibration": data.y_cal, "test": data.y_test},
                  TablesOnDemand(engine))
     truth = truth_scores(load_truth(cfg), cfg, data.X_test.index)
+    costs = training_costs(currency=currency_of(cfg.data.path), sources=engine.sources, row_counts=engine.row_counts,
+                           blank_costs=engine.blank_costs, feature_names=data.feature_names)
     result = fit_and_evaluate(data, cfg, truth=truth, stage=stage, timings=timings,
-                              key_fingerprint=key_fingerprint)
+                              key_fingerprint=key_fingerprint, costs=costs)
     timings.update(per_date)
     logged = None
     if log:
@@ -160,6 +163,11 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
 
 # --------------------------------------------------------------------------------------------
 # Monthly scoring
+
+
+# The ways on from a cost refusal, as a scoring run's user gives them.
+SCORING_COST_OPTIONS = ("--currency-rate RATE (currency_rate in the scoring config)",
+                        "--without-costs (without_costs: true)")
 
 
 class ModelDataMismatchError(RiskstratError, ValueError):
@@ -528,13 +536,16 @@ class InMemoryFeatures:
         return None
 
 
-def month_features(engine, index_date, *, min_age: float, max_age: float) -> MonthFeatures:
+def month_features(engine, index_date, *, min_age: float, max_age: float, costs=None) -> MonthFeatures:
     """The features for scoring on ``index_date``: the engine's own :class:`MonthFeatures` when it
-    scores in place (its ``month_features`` method), else its feature frame in memory."""
+    scores in place (its ``month_features`` method), else its feature frame in memory. ``costs``
+    (:class:`riskstrat.costs.CostHandling`) converts or blanks the cost features once they are built."""
     own = getattr(engine, "month_features", None)
+    changes = costs is not None and costs.changes_features
     if own is not None:
-        return own(index_date, min_age=min_age, max_age=max_age)
-    return InMemoryFeatures(engine.features(index_date, min_age=min_age, max_age=max_age))
+        return own(index_date, min_age=min_age, max_age=max_age, **({"costs": costs} if changes else {}))
+    frame = engine.features(index_date, min_age=min_age, max_age=max_age)
+    return InMemoryFeatures(costs.apply(frame) if changes else frame)
 
 
 class PublishedButNotTrackedError(RiskstratError):
@@ -661,9 +672,10 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     from riskstrat.data_end import data_end_of
     from riskstrat.evaluation.pipeline import model_outcome
     from riskstrat.guards import StaleDataError, check_data_currency
+    from riskstrat.costs import check_model_costs
     from riskstrat.outcomes import check_costs_known
     from riskstrat.features import build_features
-    from riskstrat.io import data_fingerprint, file_sha256
+    from riskstrat.io import currency_of, data_fingerprint, file_sha256
     from riskstrat.privacy import check_key_matches, check_opt_out_match, match_opt_outs
 
     as_of = pd.Timestamp(as_of).normalize()
@@ -699,6 +711,11 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     records = engine.records  # the duckdb engine's holds persons only: all the rest needs of people
     for model in [risk] + ([cost] if cost else []):  # a high-cost model needs health-care costs in the data
         check_costs_known(model_outcome(model.risk_model), row_counts=engine.row_counts, blank_costs=engine.blank_costs)
+    # The models' money read as they were trained: same currency, costs where they had them (or told how on).
+    costs = check_model_costs([risk] + ([cost] if cost else []), data_currency=currency_of(cfg.data.path),
+                              sources=engine.sources, row_counts=engine.row_counts, blank_costs=engine.blank_costs,
+                              currency_rate=cfg.currency_rate, without_costs=cfg.without_costs, stage=stage,
+                              options=SCORING_COST_OPTIONS)
     if found_end.end is None:  # read from where the event volume stops, a stray late date left out
         found_end = data_end_of(cfg.data.path, engine)
         if found_end.warning:
@@ -708,7 +725,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     data_end, data_end_source = found_end.end, found_end.source
     timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
-    features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, costs=costs)
     try:
         for model in [risk] + ([cost] if cost else []):
             check_features_match(model.risk_model, features, engine)
@@ -759,7 +776,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                 manifest, summary = _score_month(
                     cfg, as_of, month, risk=risk, cost=cost, records=records, features=features, opted_out=opted_out,
                     in_data=in_data, counts=counts, data_end=data_end, data_end_source=data_end_source, inputs=inputs,
-                    timings=timings, stage=stage)
+                    costs=costs, timings=timings, stage=stage)
             except OSError as exc:
                 publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
                 raise _os_error(exc, f"write the {month} lists") from exc
@@ -792,16 +809,16 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
 
 
 def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out, in_data, counts, data_end,
-                 data_end_source, inputs, timings, stage) -> tuple[dict, pd.DataFrame]:
+                 data_end_source, inputs, costs, timings, stage) -> tuple[dict, pd.DataFrame]:
     """Score, explain and write one month (the caller holds the output folder's lock); returns the
-    manifest and the commissioners' summary."""
+    manifest and the commissioners' summary. ``costs`` (:class:`riskstrat.costs.CostHandling`) says
+    which currency the amounts are in (the models' when converted)."""
     import riskstrat
     from riskstrat import lists, publish
-    from riskstrat.io import currency_of
     from riskstrat.privacy import PseudonymKeyError, canonical_lookup
     from riskstrat.tiers import DEFAULT_GROUPS, GroupRule
 
-    currency = currency_of(cfg.data.path)
+    currency = costs.currency
     prev_month, prev, unverified = previous_month(cfg.output_dir, month, stage=stage,
                                                   allow_unverified=cfg.allow_unverified_previous_month)
     previous_scored = len(prev) if prev is not None else None
@@ -887,7 +904,7 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         "pseudonym_key_fingerprint": inputs["pseudonym_key_fingerprint"],
         "opt_out_file": inputs["opt_out_file"],
         "data_end": str(data_end.date()) if data_end is not None else None, "data_end_source": data_end_source,
-        "currency": currency, "outcome": _outcome_of(risk.risk_model),
+        "currency": currency, "costs": costs.as_dict(), "outcome": _outcome_of(risk.risk_model),
         "counts": {"in_data": len(records.persons), "rows_dropped_by_validation": validation.get("rows_dropped"),
                    "empty_tables": validation.get("empty_tables"), **counts,
                    "reidentify_rows_matching_no_one": lookup_unmatched, "scored": len(population),

@@ -24,6 +24,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from riskstrat.costs import COSTS_KEY, cost_params, cost_tags
 from riskstrat.errors import RiskstratError
 
 DEFAULT_DB = "mlflow.db"
@@ -129,7 +130,10 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
     when registered, the model version ``riskstrat.degenerate=<reasons>``. With ``register=False``
     the model is logged with the run but no version is created (``model_version`` is None).
     The model's feature-definition hash (``feature_spec_hash`` in its metadata) is a parameter, a
-    run tag and a version tag (``riskstrat.feature_spec_hash``). ``timings`` (seconds per stage) go
+    run tag and a version tag (``riskstrat.feature_spec_hash``); its money (``costs`` in its metadata:
+    currency, tables with costs, whether it uses cost features) parameters ``costs.*`` and tags
+    ``riskstrat.currency``, ``riskstrat.uses_costs``, ``riskstrat.cost_sources`` (and
+    ``riskstrat.cost_sources_without_costs``) on the run and the version. ``timings`` (seconds per stage) go
     in as metrics ``seconds.<stage>`` and the artifact ``timings.json``, with this logging's own
     seconds added as ``log`` (to the dict too).
     """
@@ -145,12 +149,16 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
     experiment_id = _experiment(cfg.tracking.experiment)
     name = cfg.registered_model_name
     spec = result.model.metadata.get("feature_spec_hash")
+    costs = result.model.metadata.get(COSTS_KEY)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.target.name} {cfg.index_dates.test}") as run:
         mlflow.set_tags({"riskstrat.target": cfg.target.name, "riskstrat.outcome": cfg.target.words,
                          "riskstrat.kind": "training"})
         if spec:
             mlflow.set_tag(SPEC_TAG, spec)
             mlflow.log_param("feature_spec_hash", spec)
+        if costs:  # the currency and which tables had costs: scoring refuses data it would misread
+            mlflow.set_tags(cost_tags(costs))
+            mlflow.log_params(cost_params(costs))
         if degenerate:
             mlflow.set_tag(DEGENERATE_TAG, ",".join(degenerate))
         mlflow.log_params(_flatten(config_dict))
@@ -202,7 +210,7 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
                 joblib.dump(bmodel, bpath)
                 mlflow.log_artifact(str(bpath), "baselines")
         version = str(info.registered_model_version) if register else None
-        if version is not None and (degenerate or spec):
+        if version is not None and (degenerate or spec or costs):
             from mlflow import MlflowClient
 
             client = MlflowClient()
@@ -210,6 +218,8 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
                 client.set_model_version_tag(name, version, DEGENERATE_TAG, ",".join(degenerate))
             if spec:
                 client.set_model_version_tag(name, version, SPEC_TAG, spec)
+            for key, value in (cost_tags(costs) if costs else {}).items():
+                client.set_model_version_tag(name, version, key, value)
         if timings is not None:
             timings["log"] = time.perf_counter() - started
             mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in timings.items()})
@@ -536,6 +546,8 @@ def log_scoring_run(manifest: dict, summary: pd.DataFrame, cfg, *, timings: dict
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"scoring {manifest['as_of']}") as run:
         mlflow.set_tags({"riskstrat.kind": "scoring", "riskstrat.as_of": manifest["as_of"]})
         mlflow.log_params({f"model.{name}": f"{m['version']} ({m['run_id']})" for name, m in manifest["models"].items()})
+        if manifest.get("costs"):  # how the data's money was read: its currency, a conversion rate, or without
+            mlflow.log_params({f"costs.{k}": v for k, v in manifest["costs"].items()})
         counts = {k: v for k, v in manifest["counts"].items() if isinstance(v, (int, float))}
         counts.update({f"tier.{k}": v for k, v in manifest["counts"]["tiers"].items()})
         mlflow.log_metrics({metric_key(f"count.{k}"): float(v) for k, v in counts.items()})

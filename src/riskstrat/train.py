@@ -264,7 +264,7 @@ def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *
 
 def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray | None = None,
                      stage: Stage = lambda m: None, timings: dict[str, float] | None = None,
-                     key_fingerprint: str | None = None) -> TrainingResult:
+                     key_fingerprint: str | None = None, costs: dict | None = None) -> TrainingResult:
     """Fit LightGBM and the baselines, score the temporal test set, compute the metrics.
 
     The model's metadata records :func:`riskstrat.engines.spec.spec_hash` (``feature_spec_hash``):
@@ -272,7 +272,9 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     receives the seconds of ``fit`` (search, LightGBM, calibration, the cost model, the test
     predictions), ``fit_baselines`` and ``evaluate`` (metrics and bootstrap intervals). The metadata
     also records :func:`training_design` (``training_design``), with ``key_fingerprint`` (the data's
-    pseudonym key fingerprint, if any).
+    pseudonym key fingerprint, if any), and ``costs`` (:func:`riskstrat.costs.training_costs`: the
+    data's currency, which tables had costs, whether the model uses cost features) under ``costs``:
+    scoring and evaluation refuse data whose money the model would misread.
     """
     import riskstrat
     from riskstrat.engines.spec import spec_hash
@@ -291,6 +293,8 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     lgbm.metadata["lightgbm_params"] = params.model_dump()
     lgbm.metadata["outcome"] = cfg.target.describe()  # the lists name what the model predicts
     lgbm.metadata["feature_spec_hash"] = spec_hash()  # the feature definitions it was trained on
+    if costs is not None:  # the money it was trained on (riskstrat.costs.check_model_costs reads it)
+        lgbm.metadata["costs"] = costs
     lgbm.metadata["riskstrat_version"] = riskstrat.__version__
     # Dates, horizon and split rule (no person): evaluate tells in-sample dates and people from them.
     lgbm.metadata["training_design"] = training_design(cfg, key_fingerprint=key_fingerprint)

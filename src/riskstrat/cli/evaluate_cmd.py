@@ -61,6 +61,14 @@ def evaluate(
     min_events: int = typer.Option(100, "--min-events", min=1, help="Refuse with fewer outcome events than this."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Evaluate everyone, the people the model was "
                                       "trained or calibrated on included, with the unseen people's figures beside."),
+    currency_rate: float = typer.Option(
+        None, "--currency-rate",
+        help="Convert the data's costs into the model's currency: the data's amounts (dataset.json currency) are "
+             "multiplied by RATE before the cost features are built; the evaluation's amounts are then in the "
+             "model's currency."),
+    without_costs: bool = typer.Option(
+        False, "--without-costs", help="Evaluate with the cost features missing for everyone (data without the costs "
+                                       "the model was trained with): the ranking is degraded; the report says so."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the headline table."),
 ) -> None:
     """Evaluate a registered model at a later date (temporal validation) or on another data set
@@ -80,7 +88,7 @@ def evaluate(
         with libraries_quiet(quiet):
             run = run_evaluation(model, data, date, against=against, out_dir=out_dir, card_dir=card_dir,
                                  uri=tracking_uri, n_boot=n_boot, min_events=min_events, include_seen=include_seen,
-                                 stage=Stage(quiet=quiet))
+                                 currency_rate=currency_rate, without_costs=without_costs, stage=Stage(quiet=quiet))
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was evaluated:\n{exc}", EXIT_REFUSED)
     except CensoredIndexDateError as exc:

@@ -42,6 +42,15 @@ def score(
     explain: str = typer.Option(None, "--explain", help="Whose reasons to compute: listed (default; the people "
                                                         "on the lists) or all (everyone scored, in "
                                                         "population.parquet; slower). Overrides lists.explain."),
+    currency_rate: float = typer.Option(
+        None, "--currency-rate",
+        help="Convert the data's costs into the models' currency: the data's amounts (dataset.json currency) are "
+             "multiplied by RATE before the cost features are built (e.g. 0.79 for US dollars into a model trained "
+             "on pounds); amounts are then written in the model's currency. Overrides currency_rate."),
+    without_costs: bool = typer.Option(
+        False, "--without-costs", help="Score with the cost features missing for everyone (data without the costs the "
+                                       "models were trained with, or in another currency): the ranking is degraded; "
+                                       "the manifest records it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Score the whole population with the champion models, rank it, explain the listed people
@@ -65,6 +74,8 @@ def score(
     extra += ["replace_existing=true"] if replace else []
     extra += [f"engine={engine}"] if engine else []
     extra += [f"lists.explain={explain}"] if explain else []
+    extra += [f"currency_rate={currency_rate!r}"] if currency_rate is not None else []
+    extra += ["without_costs=true"] if without_costs else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):

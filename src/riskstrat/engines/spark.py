@@ -329,13 +329,14 @@ class SparkEngine(FolderEngine):
             F.max(F.col("_known").isNull()).alias("_is_unknown"), F.min("_row").alias("_person"),
             *[self._aggregate_column(a, t, row_values, keep) for a in aggregates_for(name)])
 
-    def month_features(self, index_date, *, min_age: float = 18, max_age: float = 120):
+    def month_features(self, index_date, *, min_age: float = 18, max_age: float = 120, costs=None):
         """The features for scoring on ``index_date`` kept in Spark, where the models score them and explain
         the listed people (:class:`riskstrat.engines.spark_score.SparkMonthFeatures`); only one narrow row
-        a person comes to the driver. The same numbers as :meth:`features` and the driver's scoring."""
+        a person comes to the driver. The same numbers as :meth:`features` and the driver's scoring.
+        ``costs`` (:class:`riskstrat.costs.CostHandling`) converts or blanks the cost features per batch."""
         from riskstrat.engines.spark_score import SparkMonthFeatures
 
-        return SparkMonthFeatures(self, index_date, min_age=min_age, max_age=max_age)
+        return SparkMonthFeatures(self, index_date, min_age=min_age, max_age=max_age, costs=costs)
 
     def _row_values(self, table_name: str, t: pd.Timestamp) -> dict:
         F, T = self._F, _date(self._F, t)

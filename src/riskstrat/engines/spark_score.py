@@ -84,7 +84,7 @@ class _Shipped:
 # ------------------------------------------------------------------ per batch (on the executors)
 
 
-def _derive_batches(batches, *, sources: list[str]):
+def _derive_batches(batches, *, sources: list[str], costs=None):
     """The feature frame of each batch of people joined to their aggregates (NULL: no rows)."""
     from riskstrat.engines._folder import per_person
     from riskstrat.engines.spec import derive
@@ -96,7 +96,8 @@ def _derive_batches(batches, *, sources: list[str]):
         values: dict[str, np.ndarray] = {}
         for name in sources:
             values.update(per_person(rows, np.arange(n), n, name))
-        yield derive(people, values, set(sources)).reset_index()
+        frame = derive(people, values, set(sources))
+        yield (costs.apply(frame) if costs is not None else frame).reset_index()
 
 
 def _score_batches(batches, *, models: _Shipped, outputs: list[str]):
@@ -146,7 +147,7 @@ class SparkMonthFeatures:
     findings about them reported, as :meth:`SparkEngine.features` reports them) when it is made.
     """
 
-    def __init__(self, engine, index_date, *, min_age: float = 18, max_age: float = 120):
+    def __init__(self, engine, index_date, *, min_age: float = 18, max_age: float = 120, costs=None):
         from riskstrat.features import eligible_persons
 
         t = pd.Timestamp(index_date).normalize()
@@ -156,6 +157,7 @@ class SparkMonthFeatures:
         self.columns = [*_NUMERIC, "practice_id", "sex", "ethnicity_group"]  # as SparkEngine.features
         self._aggregates = {}
         self._frame = None  # the feature frame, made on first use (after the opt-outs)
+        self.costs = costs  # riskstrat.costs.CostHandling: cost features converted or blanked per batch
         self._shipped: list[_Shipped] = []
         try:
             for name, plan in engine.plans.items():
@@ -198,9 +200,10 @@ class SparkMonthFeatures:
             for name, rows in self._aggregates.items():
                 frame = frame.join(rows.select("person_id", *[a.name for a in aggregates_for(name)]), "person_id",
                                    "left")
-            sources = self.sources
+            sources, costs = self.sources, self.costs
             schema = _schema({"person_id": "string", **{c: "double" for c in _NUMERIC}})
-            self._frame = _map(frame, lambda batches: _derive_batches(batches, sources=sources), schema).persist()
+            self._frame = _map(frame, lambda batches: _derive_batches(batches, sources=sources, costs=costs),
+                               schema).persist()
         return self._frame
 
     def _ship(self, obj) -> _Shipped:

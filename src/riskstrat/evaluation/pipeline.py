@@ -99,6 +99,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
                    out_dir: str | Path | None = None, card_dir: str | Path | None = "models",
                    uri: str | None = None, n_boot: int = 200, seed: int = 0, min_events: int = 100,
                    min_group_events: int = 20, log: bool = True, records=None, include_seen: bool = False,
+                   currency_rate: float | None = None, without_costs: bool = False,
                    stage: Stage = lambda m: None) -> EvaluationRun:
     """Evaluate ``model`` (``NAME@ALIAS`` or ``NAME/VERSION``) at ``as_of`` on the data in ``data_dir``.
 
@@ -110,7 +111,10 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
 
     Refuses (:class:`~riskstrat.labels.CensoredIndexDateError`) when the outcomes after ``as_of`` have
     not matured, (:class:`TooFewEventsError`) with fewer than ``min_events`` events, and
-    (:class:`OutcomeMismatchError`) a model to compare with of another outcome. Writes the
+    (:class:`OutcomeMismatchError`) a model to compare with of another outcome, and
+    (:class:`riskstrat.costs.CostCurrencyError`) data whose money the model would misread (another
+    currency, or no costs where it had them) unless ``currency_rate`` converts the data's amounts
+    (multiplied by it into the model's currency) or ``without_costs`` leaves the cost features missing. Writes the
     report, tables and figures to ``out_dir``, the model card draft and a default gate to
     ``card_dir/<name>/`` (None: no card), and logs an evaluation run linked to the model version.
     """
@@ -118,6 +122,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.config import DataConfig
     from riskstrat.evaluation import gate as gates
     from riskstrat.features import build_features
+    from riskstrat.costs import check_model_costs
     from riskstrat.io import check_replaceable, currency_of, data_fingerprint, dataset_metadata
     from riskstrat.privacy import FINGERPRINT_FIELD
     from riskstrat.labels import check_horizon, future_cost
@@ -146,13 +151,16 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     data_dir = Path(data_dir)
     records = records if records is not None else load_data(DataConfig(path=data_dir), stage=stage)
     check_costs_known(outcome, row_counts=records.row_counts(), blank_costs=blank_costs(records))
+    money = check_model_costs([candidate] + ([champion] if champion else []), data_currency=currency_of(data_dir),
+                              sources=records.sources, row_counts=records.row_counts(), blank_costs=blank_costs(records),
+                              currency_rate=currency_rate, without_costs=without_costs, stage=stage)
     found_end = data_end_of(data_dir, records)
     extract_end = found_end.require(data_dir)
     if found_end.warning:
         stage(f"warning: {found_end.warning}")
     check_horizon(as_of, horizon_days=outcome.horizon_days, extract_end=extract_end)
 
-    features = build_features(records, as_of)
+    features = money.apply(build_features(records, as_of))
     for m in [candidate] + ([champion] if champion else []):
         check_features_match(m.risk_model, features, records)
     labels = outcome.labels(records, as_of, features.index, extract_end=extract_end)
@@ -190,8 +198,10 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         scores["oracle"] = oracle
     cost = {}
     if isinstance(outcome, HighCost):
-        cost["cost_true"] = future_cost(records, as_of, features.index, horizon_days=outcome.horizon_days).to_numpy()
-        cost["currency"] = currency_of(data_dir)
+        # In the run's currency: the model's when the data's amounts are converted.
+        cost["cost_true"] = money.convert(
+            future_cost(records, as_of, features.index, horizon_days=outcome.horizon_days).to_numpy())
+        cost["currency"] = money.currency
         if candidate.risk_model.cost_estimator is not None:
             cost["cost_pred"] = candidate.risk_model.predict_cost(features)
     stage(f"scored with {', '.join(scores)}; computing the evidence ({n_boot} bootstrap resamples)")
@@ -221,7 +231,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "features": list(candidate.risk_model.feature_names), "created": dt.date.today().isoformat(),
         "feature_spec_hash": candidate.risk_model.metadata.get("feature_spec_hash"),
         "min_group_events": min_group_events, "n_boot": n_boot, "baselines": baselines,
-        "training_overlap": overlap.to_dict(), "unseen": unseen,
+        "training_overlap": overlap.to_dict(), "unseen": unseen, "costs": money.as_dict(),
     }
     from riskstrat import report
 
@@ -242,6 +252,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
                 "riskstrat.in_sample": overlap.time}
         if overlap.labels_end:
             tags[gates.LABELS_END_TAG] = overlap.labels_end
+        tags.update({f"riskstrat.costs.{k}": v for k, v in money.as_dict().items()})
         if champion:
             tags.update({"riskstrat.against_name": champion.name, "riskstrat.against_version": champion.version})
         run_id = tracking.log_evaluation_run(model_name=candidate.name, model_version=candidate.version,
