@@ -110,7 +110,7 @@ def test_overrides_win_over_the_file_and_keep_its_other_settings():
     cfg = load_config(CONFIGS / "high_cost.yaml", ["target.top_fraction=0.1", "model.lightgbm.num_leaves=15"])
     assert (cfg.target.name, cfg.target.top_fraction) == ("high_cost", 0.1)
     assert cfg.model.lightgbm.num_leaves == 15
-    assert cfg.model.lightgbm.learning_rate == 0.03  # untouched sibling from the file
+    assert cfg.model.lightgbm.learning_rate is None  # untouched sibling from the file ('auto')
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -14,7 +14,9 @@ def test_demo_runs_twice_and_writes_only_under_the_working_folder(tmp_path, monk
     assert first.exit_code == 0, first.output
     for model in ("lightgbm", "logistic", "prior_use", "oracle"):
         assert model in first.output
-    assert "riskstrat-emergency-admission@champion = version 1 (promoted now)" in first.output
+    # The champion is the refit for deployment (version 2) of the evaluated version 1 (model.refit: latest).
+    assert "riskstrat-emergency-admission@champion = version 2 (promoted now" in first.output
+    assert "the refit for deployment of version 1" in first.output
     month = tmp_path / "riskstrat-output" / "lists" / "2026-11"
     practices = sorted((month / "practices").iterdir())
     assert practices and all((p / "list.html").exists() and (p / "list.xlsx").exists() for p in practices)
@@ -27,7 +29,7 @@ def test_demo_runs_twice_and_writes_only_under_the_working_folder(tmp_path, monk
 
     second = CliRunner().invoke(app, ["demo", "--people", "3000", "--quiet"])
     assert second.exit_code == 0, second.output
-    assert "version 1 (kept; new version 2 registered" in second.output
+    assert "version 2 (kept; new version 4 registered, the refit of version 3" in second.output
     # --quiet silences MLflow's own registry messages too.
     assert "Created version" not in first.output + second.output
     assert "already exists" not in second.output

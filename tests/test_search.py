@@ -22,7 +22,7 @@ def rows(n_people: int = 1500, dates: int = 2, seed: int = 0) -> tuple[pd.DataFr
 
 
 SPACE = SearchConfig(enabled=True, n_trials=4, timeout_minutes=None, validation_fraction=0.3)
-BASE = LightGBMConfig(n_estimators=80, early_stopping_rounds=10)
+BASE = LightGBMConfig(n_estimators=80, early_stopping_rounds=10, learning_rate=0.03, min_child_samples=200)
 
 
 def test_inner_split_keeps_each_person_on_one_side():

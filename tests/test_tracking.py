@@ -83,7 +83,7 @@ def test_no_person_identifier_reaches_mlflow(trained, small_data):
 
 def test_promote_unknown_version_is_a_clear_error(trained):
     cfg, _, _ = trained
-    with pytest.raises(tracking.RegistryError, match=r"model test-emergency has no version 99 \(versions: 1\)"):
+    with pytest.raises(tracking.RegistryError, match=r"model test-emergency has no version 99 \(versions: 1, 2\)"):
         tracking.promote("test-emergency", 99, uri=cfg.tracking.uri)
     with pytest.raises(tracking.RegistryError, match="no model 'nope' with alias 'champion'"):
         tracking.load_model("nope", uri=cfg.tracking.uri)

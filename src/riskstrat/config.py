@@ -111,12 +111,16 @@ class SplitConfig(_Strict):
     seed: int = 42
 
 
+_AUTO = ("None or 'auto' (the default): chosen from the number of training rows by riskstrat.models.auto_lightgbm "
+         "(logged as lightgbm.* params); a number here is used as given.")
+
+
 class LightGBMConfig(_Strict):
-    n_estimators: int = Field(1500, ge=10)
-    learning_rate: float = Field(0.03, gt=0, le=1)
+    n_estimators: int | None = Field(None, ge=10, description="Most trees (early stopping picks fewer). " + _AUTO)
+    learning_rate: float | None = Field(None, gt=0, le=1, description=_AUTO)
     num_leaves: int = Field(7, ge=2)
     max_depth: int = Field(6, ge=-1, description="Caps tree depth, which also bounds SHAP cost.")
-    min_child_samples: int = Field(200, ge=1)
+    min_child_samples: int | None = Field(None, ge=1, description="Fewest training rows in a leaf. " + _AUTO)
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(1.0, ge=0)
@@ -127,6 +131,11 @@ class LightGBMConfig(_Strict):
                              "the cores are busy; benchmarks/bench_threads.py); on a quiet machine 2 threads are "
                              "about 1.7x faster. Each thread count gives the same model run after run (deterministic); 1 and 2 "
                              "threads give slightly different ones (sums in another order).")
+
+    @field_validator("n_estimators", "learning_rate", "min_child_samples", mode="before")
+    @classmethod
+    def _auto(cls, v):
+        return None if isinstance(v, str) and v.strip().lower() == "auto" else v
 
 
 def _range(low, high, kind=float):
@@ -184,6 +193,15 @@ class ModelConfig(_Strict):
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     calibration: Literal["isotonic", "sigmoid"] = "sigmoid"
+    refit: Literal["latest", "none"] = Field(
+        "latest", description="latest (default): after the evaluation, fit the same settings again (same "
+                              "parameters, the trees early stopping or the search chose, the same calibration) on "
+                              "every labelled index date up to the latest whose horizon the data cover, the test "
+                              "people included (calibration people kept apart), and register that as its own "
+                              "version, inheriting the evaluated version's evaluation: the version to promote for "
+                              "scoring. none: register only the evaluated model (trained a year or more behind the "
+                              "data). Only when the run is logged and registered (not with --no-tracking); see "
+                              "riskstrat.refit.")
     baselines: list[Literal["logistic", "prior_use"]] = Field(default_factory=lambda: ["logistic", "prior_use"])
 
 

@@ -70,10 +70,12 @@ def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None
         result.evaluations[target] = _evaluate(name, version, current, run.config or cfg, records, stage=stage)
         # The very first version becomes champion without the gate: nothing is live yet and the data are
         # synthetic. It is evaluated above, so its report, card and the gate's reading exist; every later
-        # version goes through `riskstrat promote` and the gate.
+        # version goes through `riskstrat promote` and the gate. The version scored is the refit for
+        # deployment (model.refit: latest), which inherits that evaluation.
+        deployed = run.refit_logged.model_version if run.refit_logged is not None else version
         if current is None:
-            tracking.promote(name, version, alias="champion", uri=cfg.tracking.uri)
-            result.champions[target] = (name, version, True)
+            tracking.promote(name, deployed, alias="champion", uri=cfg.tracking.uri)
+            result.champions[target] = (name, deployed, True)
         else:
             result.champions[target] = (name, current, False)
     return result

@@ -62,10 +62,12 @@ class TrainingRun:
     logged: object | None   # tracking.LoggedRun
     config: TrainConfig | None = None  # as run (index_dates: auto resolved to dates)
     timings: dict[str, float] | None = None  # seconds per stage (TRAINING_STAGES, then per index date)
+    refit: object | None = None            # refit.RefitResult (model.refit: latest, logged runs only)
+    refit_logged: object | None = None     # tracking.LoggedRun of the refit: the version to promote for scoring
 
 
 # The stages of a training run, timed into its MLflow run (metrics seconds.<stage>, timings.json).
-TRAINING_STAGES = ("load", "features_labels", "fit", "fit_baselines", "evaluate", "log")
+TRAINING_STAGES = ("load", "features_labels", "fit", "fit_baselines", "evaluate", "log", "refit")
 
 
 def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
@@ -149,6 +151,10 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
                                                  + (" tagged riskstrat.degenerate" if result.degenerate else "")
                                                  if register else "registered nothing (degenerate model)"))
     run = TrainingRun(result, logged, cfg, timings)
+    if logged is not None and logged.model_version is not None and not result.degenerate \
+            and cfg.model.refit == "latest":
+        _refit_and_log(run, engine, extract_end=extract_end, key_fingerprint=key_fingerprint,
+                       fingerprint=data_fingerprint(cfg.data.path), features=features, stage=stage)
     if result.degenerate and (logged is None or logged.model_version is None):
         where = f"run {logged.run_id} is logged with the tag riskstrat.degenerate" if logged else "nothing was logged"
         raise DegenerateModelError(
@@ -159,6 +165,33 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
             f"refuse it unless forced), set guards.register_degenerate=true",
             reasons=result.degenerate, run=run)
     return run
+
+
+def _refit_and_log(run: TrainingRun, engine, *, extract_end, key_fingerprint, fingerprint: dict,
+                   features: pd.DataFrame, stage: Stage) -> None:
+    """The refit for deployment of a logged, registered run (riskstrat.refit), logged and registered as
+    its own version; into ``run.refit`` and ``run.refit_logged``."""
+    from riskstrat import tracking
+    from riskstrat.refit import refit_for_deployment
+
+    cfg, logged = run.config, run.logged
+    started = time.perf_counter()
+    run.refit = refit_for_deployment(engine, cfg, run.result, extract_end=extract_end,
+                                     of_version=logged.model_version, of_run=logged.run_id,
+                                     key_fingerprint=key_fingerprint, stage=stage)
+    seconds = time.perf_counter() - started
+    run.timings["refit"] = seconds
+    try:
+        run.refit_logged = tracking.log_refit_run(run.refit, cfg, parent=logged, features=features,
+                                                  config_dict=config_to_dict(cfg), fingerprint=fingerprint,
+                                                  seconds=seconds)
+    except Exception as exc:  # a corrupt or locked store is the environment's fault, not a bug
+        problem = tracking.store_problem(exc, tracking.tracking_uri(cfg.tracking.uri))
+        if problem is None:
+            raise
+        raise problem from exc
+    stage(f"logged the refit as run {run.refit_logged.run_id}; registered {logged.model_name} version "
+          f"{run.refit_logged.model_version} (refit of version {logged.model_version}, inheriting its evaluation)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,7 +53,9 @@ def tune_lightgbm(X: pd.DataFrame, y: np.ndarray, *, base: LightGBMConfig, space
     import optuna
 
     from riskstrat.metrics import auroc
+    from riskstrat.models import auto_lightgbm
 
+    base, _ = auto_lightgbm(base, n_rows=len(y))  # settings left to auto: chosen from all the training rows
     valid = inner_split(X.index, fraction=space.validation_fraction, seed=seed)
     if y[valid].min() == y[valid].max() or y[~valid].min() == y[~valid].max():
         raise InvalidInputError("the hyperparameter search needs both outcomes among the inner-fit and the "

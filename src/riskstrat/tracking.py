@@ -140,7 +140,6 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
     import time
 
     import mlflow
-    from mlflow.models import infer_signature
 
     from riskstrat import plots
 
@@ -163,6 +162,10 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
             mlflow.set_tag(DEGENERATE_TAG, ",".join(degenerate))
         mlflow.log_params(_flatten(config_dict))
         mlflow.log_dict(config_dict, "config.json")
+        if params := result.model.metadata.get("lightgbm_params"):
+            # The settings the model was fitted with, those chosen by the auto rule included (config: None).
+            mlflow.log_params({f"lightgbm.{k}": v for k, v in params.items()})
+            mlflow.log_param("lightgbm.auto", ",".join(result.model.metadata.get("lightgbm_auto", [])) or "none")
         if result.search is not None:
             # The parameters the final model was fitted with, and every trial (no rows, no people).
             mlflow.log_params({f"tuned.{k}": v for k, v in result.model.metadata["lightgbm_params"].items()})
@@ -193,22 +196,7 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
                            ("top_k_ppv", plots.topk_ppv_figure(y, result.scores))):
             mlflow.log_figure(fig, f"plots/{fname}.png")
             _close(fig)
-        example = example_input(result.data.X_train)
-        signature = infer_signature(example, pd.Series(result.model.predict_risk(example), name="risk"))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "risk_model.joblib"
-            joblib.dump(result.model, path)
-            # Our own class, pickled with the package pinned in the requirements: the generic
-            # CloudPickle warning does not apply.
-            logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-            info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts={"risk_model": str(path)},
-                                           signature=signature, input_example=example,
-                                           registered_model_name=name if register else None,
-                                           pip_requirements=_requirements())
-            for bname, bmodel in result.baselines.items():
-                bpath = Path(tmp) / f"{bname}.joblib"
-                joblib.dump(bmodel, bpath)
-                mlflow.log_artifact(str(bpath), "baselines")
+        info = _log_risk_model(result.model, result.baselines, result.data.X_train, name=name if register else None)
         version = str(info.registered_model_version) if register else None
         if version is not None and (degenerate or spec or costs):
             from mlflow import MlflowClient
@@ -227,6 +215,109 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         if version is None:
             return LoggedRun(run.info.run_id, name, None, info.model_uri)
         return LoggedRun(run.info.run_id, name, version, f"models:/{name}/{version}")
+
+
+def _log_risk_model(model, baselines: dict, X_train: pd.DataFrame, *, name: str | None):
+    """Log ``model`` as the active run's pyfunc ``model`` (registered as ``name`` unless None) and the
+    baselines as ``baselines/<name>.joblib``; returns MLflow's ModelInfo."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = example_input(X_train)
+    signature = infer_signature(example, pd.Series(model.predict_risk(example), name="risk"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "risk_model.joblib"
+        joblib.dump(model, path)
+        # Our own class, pickled with the package pinned in the requirements: the generic
+        # CloudPickle warning does not apply.
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+        info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts={"risk_model": str(path)},
+                                       signature=signature, input_example=example, registered_model_name=name,
+                                       pip_requirements=_requirements())
+        for bname, bmodel in baselines.items():
+            bpath = Path(tmp) / f"{bname}.joblib"
+            joblib.dump(bmodel, bpath)
+            mlflow.log_artifact(str(bpath), "baselines")
+    return info
+
+
+def refit_description(refit) -> str:
+    """The model version's description of a refit (:class:`riskstrat.refit.RefitResult`): what it was
+    fitted on and the evaluation it inherits."""
+    r, inh = refit.model.metadata["refit"], refit.inherited
+    m = inh.get("metrics", {})
+    figures = (f"AUROC {m['auroc']:.3f} ({m.get('auroc_ci_low', float('nan')):.3f}-{m.get('auroc_ci_high', float('nan')):.3f})"
+               if "auroc" in m else "no AUROC")
+    if "calibration_slope" in m:
+        figures += f", calibration slope {m['calibration_slope']:.2f}"
+    return (f"Refit for deployment of version {inh.get('version')} (run {inh.get('run_id')}): the same settings and "
+            f"{r['trees']} trees, {r['calibration']} calibration, fitted on {r['counts']['train_rows']:,} rows at "
+            f"{len(r['dates'])} index dates {r['dates'][0]} to {r['dates'][-1]} (labels to the day before "
+            f"{r['labels_end']}; the test people included, the calibration people kept apart). It inherits the "
+            f"evaluation of version {inh.get('version')} at {inh.get('test_date')} on {inh.get('test_rows', 0):,} "
+            f"people with {inh.get('test_events', 0):,} events: {figures}. Its own check is riskstrat evaluate at "
+            f"{r['labels_end']} or later.")
+
+
+@_store_faults_named
+def log_refit_run(refit, cfg, *, parent: LoggedRun, features: pd.DataFrame, config_dict: dict,
+                  fingerprint: dict, seconds: float | None = None) -> LoggedRun:
+    """Log a refit for deployment (:class:`riskstrat.refit.RefitResult`) as a run nested under the
+    evaluated training run ``parent``, register it as its own version of the same model, and tag both
+    versions: the refit with what it inherits (``riskstrat.refit_of_*``, ``riskstrat.inherited.*``, its
+    dates and labels end, a description), the evaluated version with ``riskstrat.refit_version``.
+    Its metrics are row counts only: the evaluation figures are its parent's (tags, not metrics)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from riskstrat import refit as rf
+
+    configure(cfg.tracking.uri)
+    experiment_id = _experiment(cfg.tracking.experiment)
+    name = parent.model_name
+    meta = refit.model.metadata
+    r, inh = meta["refit"], refit.inherited
+    spec = meta.get("feature_spec_hash")
+    tags = {rf.REFIT_OF_VERSION_TAG: str(inh.get("version")), rf.REFIT_OF_RUN_TAG: str(inh.get("run_id")),
+            rf.REFIT_DATES_TAG: ",".join(r["dates"]), rf.REFIT_LABELS_END_TAG: r["labels_end"],
+            f"{rf.INHERITED_PREFIX}test_date": str(inh.get("test_date")),
+            f"{rf.INHERITED_PREFIX}test_events": str(inh.get("test_events")),
+            **{f"{rf.INHERITED_PREFIX}lightgbm.{k}": f"{v:.4f}" for k, v in inh.get("metrics", {}).items()}}
+    description = refit_description(refit)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.target.name} refit {r['dates'][-1]}",
+                          parent_run_id=parent.run_id, description=description) as run:
+        mlflow.set_tags({"riskstrat.target": cfg.target.name, "riskstrat.outcome": cfg.target.words,
+                         "riskstrat.kind": "refit", **tags, **({SPEC_TAG: spec} if spec else {})})
+        mlflow.log_params(_flatten(config_dict))
+        mlflow.log_params({f"lightgbm.{k}": v for k, v in meta.get("lightgbm_params", {}).items()})
+        mlflow.log_params({"refit.trees": r["trees"], "refit.dates": ",".join(r["dates"]),
+                           "refit.calibration": r["calibration"]})
+        mlflow.log_metrics({f"data.{k}": float(v) for k, v in r["counts"].items() if isinstance(v, (int, float))})
+        mlflow.log_dict(config_dict, "config.json")
+        mlflow.log_dict(meta["training_design"], "training_design.json")
+        mlflow.log_dict(r, "refit.json")
+        mlflow.log_dict(fingerprint, "data/fingerprint.json")
+        mlflow.log_text(features.to_csv(index=False), "features.csv")
+        info = _log_risk_model(refit.model, refit.baselines, refit.data.X_train, name=name)
+        if seconds is not None:
+            mlflow.log_metric("seconds.refit", float(seconds))
+        version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in ({**tags, **({SPEC_TAG: spec} if spec else {})}).items():
+        client.set_model_version_tag(name, version, key, value)
+    client.update_model_version(name, version, description=description)
+    if inh.get("version"):
+        client.set_model_version_tag(name, str(inh["version"]), rf.REFIT_VERSION_TAG, version)
+    return LoggedRun(run.info.run_id, name, version, f"models:/{name}/{version}")
+
+
+@_store_faults_named
+def version_tags(name: str, version: str | int, *, uri: str | None = None) -> dict[str, str]:
+    """The registry tags of ``name`` version ``version`` (:class:`RegistryError` when there is none)."""
+    from mlflow import MlflowClient
+
+    where = configure(uri)
+    return dict(model_version(MlflowClient(), name, version, where=where).tags or {})
 
 
 def _close(fig) -> None:

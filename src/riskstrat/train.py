@@ -75,7 +75,9 @@ def training_groups(person_ids, design: dict) -> pd.Series | None:
         return None
     groups = person_groups(person_ids, test_fraction=split["test_fraction"],
                            calibration_fraction=split["calibration_fraction"], seed=split["seed"])
-    return groups.replace("test", "train") if split.get("mode") == "temporal_only" else groups
+    # A refit for deployment (riskstrat.refit) trains on the test people too.
+    trained_on_test = split.get("mode") == "temporal_only" or bool(design.get("refit"))
+    return groups.replace("test", "train") if trained_on_test else groups
 
 
 def selected_features(cfg: TrainConfig, sources: list[str]) -> list[str]:
@@ -152,13 +154,9 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": [], "test": []}
     for d in dates:
         started = time.perf_counter()
-        f = engine.features(d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-        f["label"] = t.labels(records, d, f.index, extract_end=extract_end).to_numpy()
-        if isinstance(t, HighCost):
-            f["future_cost"] = future_cost(records, d, f.index, horizon_days=t.horizon_days).to_numpy()
+        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end)
         if timings is not None:
             timings[f"features_labels.{pd.Timestamp(d).date()}"] = time.perf_counter() - started
-        f["index_date"] = pd.Timestamp(d)
         group = groups.reindex(f.index).to_numpy()
         stage(f"features and labels at {d}: {len(f):,} people, {int(f['label'].sum()):,} with the outcome, "
               f"{int(f['label'].isna().sum()):,} without a label")
@@ -189,6 +187,18 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
                 "test_positive": int(test["label"].sum()),
                 "train_people": int(train.index.nunique()), "test_people": int(test.index.nunique())},
     )
+
+
+def labelled_rows(engine, records, cfg: TrainConfig, index_date, *, extract_end) -> pd.DataFrame:
+    """Everyone eligible at ``index_date``: the engine's features, ``label`` (NaN: no label),
+    ``future_cost`` (high-cost target only) and ``index_date``."""
+    t = cfg.target
+    f = engine.features(index_date, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    f["label"] = t.labels(records, index_date, f.index, extract_end=extract_end).to_numpy()
+    if isinstance(t, HighCost):
+        f["future_cost"] = future_cost(records, index_date, f.index, horizon_days=t.horizon_days).to_numpy()
+    f["index_date"] = pd.Timestamp(index_date)
+    return f
 
 
 def check_events(cfg: TrainConfig, labels: dict[str, np.ndarray], records=None) -> dict[str, dict[str, int]]:
@@ -279,9 +289,16 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     import riskstrat
     from riskstrat.engines.spec import spec_hash
 
+    from riskstrat.models import auto_lightgbm
+
     timings = {} if timings is None else timings
     started = time.perf_counter()
-    params, trials = cfg.model.lightgbm, None
+    # Settings left to auto scale with the training rows (the rule in models.auto_lightgbm).
+    params, auto = auto_lightgbm(cfg.model.lightgbm, n_rows=len(data.y_train))
+    configured, trials = params, None  # the cost model is fitted with these (not the searched ones)
+    if auto:
+        stage(f"LightGBM settings for {len(data.y_train):,} training rows: "
+              + ", ".join(f"{k} {v:g}" for k, v in auto.items()) + " (auto; set them in model.lightgbm to fix them)")
     if cfg.model.search.enabled:
         from riskstrat.search import tune_lightgbm
 
@@ -291,6 +308,7 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     lgbm = fit_lightgbm(data.X_train, data.y_train, data.X_cal, data.y_cal, params=params,
                         calibration=cfg.model.calibration, target=cfg.target.name, seed=cfg.split.seed)
     lgbm.metadata["lightgbm_params"] = params.model_dump()
+    lgbm.metadata["lightgbm_auto"] = sorted(auto)  # which of them the rule chose
     lgbm.metadata["outcome"] = cfg.target.describe()  # the lists name what the model predicts
     lgbm.metadata["feature_spec_hash"] = spec_hash()  # the feature definitions it was trained on
     if costs is not None:  # the money it was trained on (riskstrat.costs.check_model_costs reads it)
@@ -309,7 +327,9 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     cost_metrics = {}
     if data.cost_train is not None:
         lgbm.cost_estimator = fit_cost_regressor(data.X_train, data.cost_train, data.X_cal, data.cost_cal,
-                                                 params=cfg.model.lightgbm, seed=cfg.split.seed)
+                                                 params=configured, seed=cfg.split.seed)
+        # The trees early stopping kept, for the refit (riskstrat.refit).
+        lgbm.metadata["cost_best_iteration"] = int(lgbm.cost_estimator.best_iteration_ or configured.n_estimators)
         cost_metrics = metrics.cost_summary(data.cost_test, lgbm.predict_cost(data.X_test),
                                             top_fraction=cfg.target.top_fraction)
         stage(f"expected-cost model fitted: predicted/observed total {cost_metrics['cost_ratio']:.2f}, "

@@ -46,9 +46,15 @@ def demo(
     with libraries_quiet(quiet):
         manifest = run_demo_scoring(meta, stage=stage)
     for target, (name, version, new) in result.champions.items():
-        out.print(f"{name}@champion = version {version}" + (" (promoted now) as the first version, without the gate"
-                  if new else " (kept; new version "
-                  f"{result.runs[target].logged.model_version} registered, promote it with riskstrat promote)"))
+        run = result.runs[target]
+        refit = run.refit_logged.model_version if run.refit_logged is not None else None
+        evaluated = run.logged.model_version
+        out.print(f"{name}@champion = version {version}"
+                  + ((f" (promoted now, without the gate: the refit for deployment of version {evaluated}, whose "
+                      f"evaluation it inherits)" if refit else " (promoted now) as the first version, without the gate")
+                     if new else f" (kept; new version {refit or evaluated} registered"
+                     + (f", the refit of version {evaluated}" if refit else "")
+                     + ", promote it with riskstrat promote)"))
         evaluation = result.evaluations.get(target)
         if evaluation is not None and not isinstance(evaluation, str):
             failed = [c.name for c in evaluation.gate if not c.passed]

@@ -63,6 +63,8 @@ def train(
 
     The outcome is target.name: emergency_admission (default; with death, as SPARRA v4), unplanned_hospital_use (an emergency admission or A&E attendance: for data without an admission method), death, high_cost, social_care_entry, or one declared in YAML (kind: event). --set index_dates=auto picks index dates that fit the extract; --set split.mode=temporal_only tests everyone at the test date (small data; weaker validation).
 
+    With model.refit: latest (the default), the same settings are then fitted again on every labelled index date up to the data end (the test people included) and registered as a second version, the refit for deployment: it inherits the first version's evaluation, and is the one to promote for scoring; model.refit=none registers only the evaluated version.
+
     Exit status: 0 trained and registered; 2 refused (a bad config, data that fail validation, too few events, a degenerate model, dates the data do not cover: the message says why and what to do); 1 a file that cannot be read or written.
 
     Example: riskstrat train --config configs/high_cost.yaml --set split.seed=7
@@ -110,6 +112,14 @@ def train(
                      f"then riskstrat promote {name} {version}")
         out.print(f"run {run.logged.run_id}  model {name} version {version}  feature definitions {spec}  "
                   f"({next_step})")
+        if run.refit_logged is not None:
+            r = run.refit.model.metadata["refit"]
+            refit = run.refit_logged.model_version
+            out.print(f"refit for deployment: run {run.refit_logged.run_id}  model {name} version {refit}: the same "
+                      f"settings on {len(r['dates'])} index dates to {r['dates'][-1]} (labels to the data end), "
+                      f"the test people included; it inherits version {version}'s evaluation. To score with it: "
+                      f"evaluate version {version}, then riskstrat promote {name} {refit}; evaluate version {refit} "
+                      f"at {r['labels_end']} or later as its own check", highlight=False)
 
 
 @app.command()

@@ -105,6 +105,7 @@ class Criterion:
 class GateResult:
     criteria: list[Criterion] = field(default_factory=list)
     evaluation_run_id: str | None = None
+    inherited_from: str | None = None  # a refit judged by the evaluation of this version (the one it refits)
 
     @property
     def passed(self) -> bool:
@@ -184,28 +185,50 @@ def check_promotion(name: str, version: str | int, *, alias: str = "champion", u
 
     Refuses (:class:`riskstrat.tracking.RegistryError`) a version the registry does not hold. Besides
     the gate file's criteria, the evaluation must be dated after the model's training labels
-    (:func:`check_timing`).
+    (:func:`check_timing`). A refit for deployment (tagged ``riskstrat.refit_of_version``) is checked
+    against its own latest evaluation when that one is dated on or after its labels end; otherwise
+    against the latest evaluation of the version it refits (``inherited_from``), whose timing is that
+    version's: the refit has the same settings, fitted on later labels.
     """
     from riskstrat import tracking
+
+    from riskstrat.refit import REFIT_OF_VERSION_TAG
 
     tracking.require_version(name, version, uri=uri)
     gate = load_gate(Path(card_dir) / name / GATE_FILE)
     run = tracking.find_evaluation(name, version, uri=uri)
+    # A refit (riskstrat.refit) is judged by its own evaluation once one is out of sample in time (dated on
+    # or after its labels end, which are the data end's); until then by the evaluation of the version it refits.
+    parent = tracking.version_tags(name, version, uri=uri).get(REFIT_OF_VERSION_TAG)
+    inherited_from = None
+    if parent and (run is None or not check_timing(run.data.tags.get(AS_OF_TAG),
+                                                   run.data.tags.get(LABELS_END_TAG)).passed):
+        inherited = tracking.find_evaluation(name, parent, uri=uri)
+        if inherited is not None:
+            run, inherited_from = inherited, parent
     if run is None:
+        also = (f" (nor of version {parent}, whose settings it refits: evaluate that one, and the refit inherits it)"
+                if parent else "")
         return GateResult([Criterion("evaluation exists", False,
-                                     f"no evaluation of {name} version {version} in MLflow: run riskstrat evaluate "
-                                     f"--model {name}/{version} --against {name}@{alias} --data DIR --as-of DATE")])
+                                     f"no evaluation of {name} version {version} in MLflow{also}: run riskstrat evaluate "
+                                     f"--model {name}/{parent or version} --against {name}@{alias} --data DIR "
+                                     f"--as-of DATE")])
     current = tracking.load_champion_version(name, alias=alias, uri=uri)
-    if current == str(version):
-        current = None  # re-pointing the alias at the version it already holds compares with nothing
+    if current in (str(version), inherited_from):
+        # Re-pointing the alias at the version it holds, or moving it from a version to its own refit
+        # (the same settings on later data), compares with nothing.
+        current = None
     tags = run.data.tags
     people = {"unseen": "people not used in training", "all": "all people, those used in training included"}
-    criteria = [Criterion("evaluation exists", True, f"run {run.info.run_id} at {tags.get(AS_OF_TAG)}"
+    whose = (f"inherited from version {inherited_from}, whose settings version {version} refits on the data up to "
+             f"their end (evaluate version {version} at its labels end or later for its own check): "
+             if inherited_from else "")
+    criteria = [Criterion("evaluation exists", True, f"{whose}run {run.info.run_id} at {tags.get(AS_OF_TAG)}"
                           + (f" on {people[tags[PEOPLE_TAG]]}" if tags.get(PEOPLE_TAG) in people else "")),
                 check_timing(tags.get(AS_OF_TAG), tags.get(LABELS_END_TAG))]
     criteria += check_gate(run.data.metrics, gate, champion_version=current,
                            compared_version=tags.get("riskstrat.against_version"))
-    return GateResult(criteria, run.info.run_id)
+    return GateResult(criteria, run.info.run_id, inherited_from=inherited_from)
 
 
 def record_override(name: str, version: str | int, *, reason: str, failures: list[Criterion],

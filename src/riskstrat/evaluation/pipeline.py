@@ -148,6 +148,14 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
                                        f"{outcome.words} ({outcome.describe()}): compare models of the same outcome")
     for m in [candidate] + ([champion] if champion else []):  # features built now must be the ones it saw
         check_feature_spec(m, stage=stage)
+    if champion:
+        from riskstrat.evaluation._overlap import labels_end
+
+        end = labels_end(training_design_of(champion, uri=uri))
+        if end is not None and as_of < end:  # e.g. a refit for deployment, fitted on labels to the data end
+            stage(f"warning: {champion.name} version {champion.version} was trained on outcomes up to the day before "
+                  f"{end.date()}, after {as_of.date()}: the comparison favours it (in-sample for it); compare at "
+                  f"{end.date()} or later")
     data_dir = Path(data_dir)
     records = records if records is not None else load_data(DataConfig(path=data_dir), stage=stage)
     check_costs_known(outcome, row_counts=records.row_counts(), blank_costs=blank_costs(records))
