@@ -179,11 +179,13 @@ def auto_lightgbm(params, *, n_rows: int):
 
 def fit_lightgbm(X_train: pd.DataFrame, y_train: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray, *,
                  params, calibration: str = "sigmoid", target: str = "", seed: int = 42) -> RiskModel:
-    """LightGBM with early stopping on the calibration set, then calibrated on the same held-out set."""
+    """LightGBM with early stopping on the calibration set, then calibrated on the same held-out set.
+    Settings still left to ``auto`` are chosen from the training rows (:func:`auto_lightgbm`)."""
     import lightgbm as lgb
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
+    params, _ = auto_lightgbm(params, n_rows=len(y_train))
     names = list(X_train.columns)
     clf = lgb.LGBMClassifier(
         n_estimators=params.n_estimators, learning_rate=params.learning_rate, num_leaves=params.num_leaves,
@@ -205,6 +207,7 @@ def fit_cost_regressor(X_train: pd.DataFrame, cost_train: np.ndarray, X_cal: pd.
     """Expected next-year cost: LightGBM with a Tweedie loss (many zeros-to-small, a long tail)."""
     import lightgbm as lgb
 
+    params, _ = auto_lightgbm(params, n_rows=len(cost_train))
     reg = lgb.LGBMRegressor(
         objective="tweedie", tweedie_variance_power=1.5, n_estimators=params.n_estimators,
         learning_rate=params.learning_rate, num_leaves=params.num_leaves, max_depth=params.max_depth,
