@@ -78,9 +78,11 @@ def training_groups(person_ids, design: dict) -> pd.Series | None:
     return groups.replace("test", "train") if split.get("mode") == "temporal_only" else groups
 
 
-def selected_features(cfg: TrainConfig, sources: list[str]) -> list[str]:
-    """Features the run uses: those of the sources present, then the config's include/exclude."""
-    available = features_for_sources([s for s in sources if s not in cfg.data.exclude_sources])
+def selected_features(cfg: TrainConfig, sources: list[str], spec=None) -> list[str]:
+    """Features the run uses: those of the sources present (``spec``'s: default the clinical features),
+    then the config's include/exclude."""
+    present = [s for s in sources if s not in cfg.data.exclude_sources]
+    available = features_for_sources(present) if spec is None else spec.features_for_sources(present)
     chosen = available if cfg.features.include == "all" else [f for f in cfg.features.include if f in available]
     return [f for f in chosen if f not in cfg.features.exclude]
 
@@ -113,6 +115,7 @@ class TrainingData:
     y_test: np.ndarray
     meta_test: pd.DataFrame
     feature_names: list[str]
+    spec: object = None  # the riskstrat.engines.spec.FeatureSpec the features were built with
     counts: dict[str, int] = field(default_factory=dict)
     # Next-horizon cost per row (high-cost target only), for the expected-cost model.
     cost_train: np.ndarray | None = None
@@ -131,9 +134,12 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     (``features_labels.<date>``).
     """
     from riskstrat.engines import PandasEngine
+    from riskstrat.engines.generic import build_spec
 
     engine = PandasEngine(data) if isinstance(data, LinkedRecords) else data
-    names = selected_features(cfg, engine.sources)
+    # The clinical features and the generic covariates of features.generic, their groups read from the data.
+    spec = build_spec(cfg.features.generic, engine, stage=stage)
+    names = selected_features(cfg, engine.sources, spec)
     persons = engine.records.persons
     # With temporal_only there is no test group (everyone is tested at the test date): its people train.
     groups = training_groups(persons["person_id"], training_design(cfg))
@@ -152,7 +158,7 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": [], "test": []}
     for d in dates:
         started = time.perf_counter()
-        f = engine.features(d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+        f = engine.features(d, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
         f["label"] = t.labels(records, d, f.index, extract_end=extract_end).to_numpy()
         if isinstance(t, HighCost):
             f["future_cost"] = future_cost(records, d, f.index, horizon_days=t.horizon_days).to_numpy()
@@ -183,7 +189,7 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
                  "cost_test": test["future_cost"].to_numpy()}
     return TrainingData(**costs,
         X_train=train[names], y_train=train["label"].to_numpy(int), X_cal=cal[names], y_cal=cal["label"].to_numpy(int),
-        X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names,
+        X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names, spec=spec,
         counts={"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
                 "train_positive": int(train["label"].sum()), "calibration_positive": int(cal["label"].sum()),
                 "test_positive": int(test["label"].sum()),
@@ -267,15 +273,16 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
                      key_fingerprint: str | None = None) -> TrainingResult:
     """Fit LightGBM and the baselines, score the temporal test set, compute the metrics.
 
-    The model's metadata records :func:`riskstrat.engines.spec.spec_hash` (``feature_spec_hash``):
-    scoring refuses it when the features are defined differently. ``timings`` (when given)
+    The model's metadata records the feature spec its features were built with (``feature_spec``: the
+    aggregates, derived rules, feature names, generic config and group values, as JSON-ready data) and
+    its hash (``feature_spec_hash``): scoring builds exactly that spec, and refuses what it cannot build. ``timings`` (when given)
     receives the seconds of ``fit`` (search, LightGBM, calibration, the cost model, the test
     predictions), ``fit_baselines`` and ``evaluate`` (metrics and bootstrap intervals). The metadata
     also records :func:`training_design` (``training_design``), with ``key_fingerprint`` (the data's
     pseudonym key fingerprint, if any).
     """
     import riskstrat
-    from riskstrat.engines.spec import spec_hash
+    from riskstrat.engines.spec import CLINICAL
 
     timings = {} if timings is None else timings
     started = time.perf_counter()
@@ -290,7 +297,9 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
                         calibration=cfg.model.calibration, target=cfg.target.name, seed=cfg.split.seed)
     lgbm.metadata["lightgbm_params"] = params.model_dump()
     lgbm.metadata["outcome"] = cfg.target.describe()  # the lists name what the model predicts
-    lgbm.metadata["feature_spec_hash"] = spec_hash()  # the feature definitions it was trained on
+    spec = data.spec or CLINICAL  # the feature definitions it was trained on, as data and as a hash
+    lgbm.metadata["feature_spec"] = spec.to_dict()
+    lgbm.metadata["feature_spec_hash"] = spec.hash()
     lgbm.metadata["riskstrat_version"] = riskstrat.__version__
     # Dates, horizon and split rule (no person): evaluate tells in-sample dates and people from them.
     lgbm.metadata["training_design"] = training_design(cfg, key_fingerprint=key_fingerprint)
