@@ -121,7 +121,8 @@ def generic_spec(config: dict, groups: dict[str, dict], *, tables) -> FeatureSpe
             names.append(f"{stem}__days_since")
             if len(windows) > 1:
                 d = Derived(f"{stem}__trend_{windows[0]}d_{longest}d", table, "trend",
-                            (f"{stem}__count_{windows[0]}d", f"{stem}__count_{longest}d"), (windows[0], longest))
+                            (f"{stem}__count_{windows[0]}d", f"{stem}__count_{longest}d"),
+                            (float(windows[0]), float(longest)))
                 derived.append(d)
                 names.append(d.name)
             if stem == table and "cost" in TABLES[table].column_names and config.get("costs", True):

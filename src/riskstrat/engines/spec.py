@@ -218,7 +218,18 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=str))
 
 
-@dataclass(frozen=True)
+def _same(a, b) -> bool:
+    """Two aggregates or derived features defined alike (a NaN fill equals a NaN fill)."""
+    def key(x) -> str:
+        d = asdict(x)
+        if "fill" in d:
+            d["fill"] = float(d["fill"])
+        return json.dumps(d, sort_keys=True, default=str)
+
+    return key(a) == key(b)
+
+
+@dataclass(frozen=True, eq=False)
 class FeatureSpec:
     """Everything a model's features are made of, as data: the ``aggregates`` the engines compute, the
     ``derived`` generic features, the model-input ``features`` :func:`derive` returns (in order), and
@@ -235,6 +246,12 @@ class FeatureSpec:
     def aggregates_for(self, table: str) -> list[Aggregate]:
         return [a for a in self.aggregates if a.table == table]
 
+    def __eq__(self, other) -> bool:  # the same definition (dataclass equality would find NaN fills unequal)
+        return isinstance(other, FeatureSpec) and self.hash() == other.hash()
+
+    def __hash__(self) -> int:
+        return hash(self.hash())
+
     def features_for_sources(self, sources) -> list[str]:
         """The spec's features that ``sources`` (event tables) can give (clinical ones by their source)."""
         from riskstrat.features import features_for_sources
@@ -248,7 +265,8 @@ class FeatureSpec:
     def definition(self) -> dict:
         """What the hash covers: the aggregates, row values, features in order, derive's version and
         (generic specs only) the derived rules and the generic config with its group values."""
-        out = {"aggregates": [asdict(a) for a in self.aggregates], "row_values": ROW_VALUES,
+        # Fills as floats: 731 and 731.0 are one definition (JSON would tell them apart).
+        out = {"aggregates": [{**asdict(a), "fill": float(a.fill)} for a in self.aggregates], "row_values": ROW_VALUES,
                "features": list(self.features), "derive_version": DERIVE_VERSION}
         if self.derived or self.generic:
             out["derived"] = [asdict(d) for d in self.derived]
@@ -298,11 +316,11 @@ class FeatureSpec:
         for spec in specs:
             for kind, mine, theirs in (("aggregate", aggregates, spec.aggregates), ("feature", derived, spec.derived)):
                 for x in theirs:
-                    if x.name in mine and mine[x.name] != x:
+                    if x.name in mine and not _same(mine[x.name], x):
                         raise FeatureSpecError(
-                            f"the models define the {kind} {x.name} differently ({mine[x.name]} and {x}): they cannot "
-                            f"be scored in one run; retrain them with the same features.generic settings on the same "
-                            f"data, or score them in separate runs")
+                            f"the models define the {kind} {x.name} differently (its window, filter or rule): they "
+                            f"cannot be scored in one run; retrain them with the same features.generic settings on "
+                            f"the same data, or score them in separate runs")
                     mine[x.name] = x
             features.update(dict.fromkeys(spec.features))
         generic = [s.generic for s in specs if s.generic]
