@@ -194,8 +194,9 @@ def check_feature_spec(loaded, *, stage: Stage = _quiet):
             spec = FeatureSpec.from_dict(stored, what=f"the feature spec of {what}")
         except FeatureSpecError as exc:
             raise FeatureSpecMismatchError(
-                f"{exc}: its risks would come from features it never saw. Retrain it with this version (riskstrat "
-                f"train, then evaluate and promote), or use {by} to score with it. Nothing was written") from None
+                f"{what} was trained on features defined differently from this version of riskstrat ({exc}): its "
+                f"risks would come from features it never saw. Retrain it with this version (riskstrat train, then "
+                f"evaluate and promote), or use {by} to score with it. Nothing was written") from None
         if trained is not None and trained != spec.hash():
             raise FeatureSpecMismatchError(
                 f"{what}: its stored feature spec (hash {spec.hash()}) is not the one it records ({trained}); retrain "
