@@ -219,3 +219,18 @@ def test_generic_features_speak_in_words():
     assert describe_value("gp_contacts__trend_90d_730d", 2.5).startswith("GP contacts rising: 2.5 more")
     assert describe_value("gp_contacts__trend_90d_730d", -1.0) is None
     assert feature("outpatient_appointments__missed__count_90d").source == "outpatient_appointments"
+
+
+def test_a_sub_type_column_counts_only_once_the_schema_has_it(monkeypatch):
+    from riskstrat.engines import generic
+    from riskstrat.schema import TABLES, Column, Table
+
+    # A&E department type arrives with its schema column: until then A&E has no groups.
+    assert generic.group_column("ae_attendances") is None and generic.group_column("gp_contacts").column == "contact_type"
+    ae = TABLES["ae_attendances"]
+    with_type = Table(ae.name, ae.description, (*ae.columns, Column("department_type", "category", "Type.", categories=(
+        "emergency_department", "single_specialty", "urgent_care", "walk_in", "unknown"))), event_date=ae.event_date)
+    monkeypatch.setitem(generic.TABLES, "ae_attendances", with_type)
+    assert generic.group_column("ae_attendances").column == "department_type"
+    counts = {"emergency_department": 60, "urgent_care": 35, "unknown": 5}
+    assert list(group_values(counts, max_values=8, min_share=0.01)) == ["emergency_department", "urgent_care"]
