@@ -106,6 +106,14 @@ def test_engines_equal_the_reference_and_costs_are_missing_not_zero(folder, engi
     reference = build_features(reference_records, T, spec=spec)
     got = made.features(T, spec=spec)
     pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-12, atol=1e-9)
+    if engine == "spark":  # scoring in place (mapInPandas per batch) builds the same spec
+        from riskstrat.engines.spark import _to_pandas
+
+        month = made.month_features(T, spec=spec)
+        in_place = _to_pandas(month.features()).set_index("person_id").loc[reference.index]
+        month.release()
+        pd.testing.assert_frame_equal(in_place, reference[list(in_place.columns)], check_exact=False, rtol=1e-12,
+                                      atol=1e-9, check_names=False)
     f = got
     assert f.loc["a", "inpatient_spells__emergency__count_30d"] == 1 and f.loc["a", "inpatient_spells__count_365d"] == 3
     assert f.loc["a", "inpatient_spells__emergency__days_since"] == 10
