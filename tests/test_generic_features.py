@@ -242,3 +242,17 @@ def test_a_sub_type_column_counts_only_once_the_schema_has_it(monkeypatch):
     assert generic.group_column("ae_attendances").column == "department_type"
     counts = {"emergency_department": 60, "urgent_care": 35, "unknown": 5}
     assert list(group_values(counts, max_values=8, min_share=0.01)) == ["emergency_department", "urgent_care"]
+
+
+def test_riskstrat_features_lists_and_explains_the_generic_covariates():
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app
+
+    result = CliRunner().invoke(app, ["features"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for name in ("vaccinations_12m", "ae_attendances__count_90d", "ae_attendances__days_since",
+                 "gp_contacts__trend_90d_730d", "inpatient_spells__cost_730d", "gp_contacts__<contact_type>__count_90d"):
+        assert name in result.output
+    assert "missing where the events carry no cost" in result.output
+    assert "social_care__cost_90d" not in result.output  # social care records weekly costs, not one per event

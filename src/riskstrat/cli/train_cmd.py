@@ -166,14 +166,9 @@ def features() -> None:
     """List the features riskstrat builds, with their sources and plain-English descriptions: the
     clinical features, then the generic covariates of the default training config (features.generic).
 
-    Generic covariates are named table__measure or table__group__measure: counts in each window
-    (count_90d, count_365d, count_730d), days since the last event (days_since), a recent-vs-earlier trend
-    (trend_90d_730d: the last 90 days minus the earlier rate over 90 days) and cost sums per table
-    (cost_90d...: missing where the data record no cost). The groups (sub-types: admission method, A&E
-    department type, attended or missed, GP contact type, BNF chapter, social care service) are the values
-    the training data record (at most features.generic.max_values a table, each on at least min_share of
-    its rows); they are stored with the model. Set features.generic.enabled=false for the clinical
-    features alone, features.generic.windows=[30,180,365] for other windows.
+    Generic covariates are named table__measure or table__group__measure: counts in each window (count_90d, count_365d, count_730d), days since the last event (days_since), a recent-vs-earlier trend (trend_90d_730d: the last 90 days' events minus the earlier rate over 90 days) and cost sums per table (cost_90d, ...: missing, not 0, where the data record no cost).
+
+    The groups (admission method, A&E department type, attended or missed, GP contact type, BNF chapter, social care service) are the values the training data record (at most features.generic.max_values a table, each on at least features.generic.min_share of its rows), stored with the model; here a group is shown as <column>. --set features.generic.enabled=false trains on the clinical features alone; --set features.generic.windows=[30,180,365] uses other windows.
 
     Example: riskstrat features
     """
