@@ -339,7 +339,7 @@ def w_shap(args, rep: B.Reporter) -> None:
 
     from riskstrat import tracking
     from riskstrat.features import build_features
-    from riskstrat.pipelines import load_data
+    from riskstrat.pipelines import check_feature_spec, load_data
     from riskstrat.records import LinkedRecords
 
     cfg = _scoring_config(args, args._datadir, args._lists)
@@ -356,8 +356,11 @@ def w_shap(args, rep: B.Reporter) -> None:
     # Features are per person: build them for these people only.
     keep = set(ids)
     records = LinkedRecords({name: df.loc[df["person_id"].astype(str).isin(keep)] for name, df in records.tables.items()})
-    X = build_features(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age).loc[ids.to_numpy()]
-    model = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri).risk_model
+    loaded = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri)
+    model = loaded.risk_model
+    spec = check_feature_spec(loaded)  # the features the model was trained on, as stored with it
+    X = build_features(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age,
+                       spec=spec).loc[ids.to_numpy()]
     M = X[model.feature_names].astype("float64")
     booster = model.estimator.booster_
     rep.update(people=len(X), listed_people=int(min(len(listed), len(X))), trees=int(booster.num_trees()),

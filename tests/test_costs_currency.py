@@ -62,7 +62,8 @@ def registry(data_dir, tmp_path_factory) -> dict:
     store = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{store / 'mlflow.db'}"
     runs = {}
-    for name, extra in ((WITH_COSTS, []), (WITHOUT_COSTS, [f"features.exclude=[{', '.join(COST_FEATURES)}]"])):
+    no_costs = [f"features.exclude=[{', '.join(COST_FEATURES)}]", "features.generic.costs=false"]
+    for name, extra in ((WITH_COSTS, []), (WITHOUT_COSTS, no_costs)):
         cfg = load_config(None, [f"data.path={data_dir}", f"tracking.uri={uri}", f"tracking.registered_model={name}",
                                  *TRAIN_SMALL, *extra])
         runs[name] = run_training(cfg).logged

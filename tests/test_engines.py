@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from riskstrat.engines import PandasEngine, open_engine
 from riskstrat.engines.duckdb import DuckDBEngine, EngineDataError
+from riskstrat.engines.generic import generic_spec
 from riskstrat.engines.spec import AGGREGATES, aggregate, derive, spec_hash
 from riskstrat.features import FEATURE_NAMES, build_features
 from riskstrat.io import write_records_tables
@@ -538,10 +539,11 @@ def test_blank_and_unknown_codes_counted_from_one_pass(folder_engine, tmp_path):
 # derive's output on a fixed input, per DERIVE_VERSION (a digest of every value to 9 decimals). When
 # derive changes what it computes, bump spec.DERIVE_VERSION (models trained before are then refused at
 # scoring, as they must be) and add the new version's digest here.
-DERIVE_REFERENCE = {1: "9db7adac64fe3e10059ac7c897ac0fcdefa25d9a3b24f6789ec6e9b16169e66a"}
+DERIVE_REFERENCE = {1: "9db7adac64fe3e10059ac7c897ac0fcdefa25d9a3b24f6789ec6e9b16169e66a",
+                    2: "62d219a6d4bf4a1bb716a03e97d16bc951c2b69d76913e57dbce9017fd26795a"}
 
 
-def _derive_fixed_input(sources: set[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def _derive_fixed_input(sources: set[str], aggregates=AGGREGATES) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     n = 36
     j = np.arange(n)
     ages = np.array([18.0, 39.994, 40.0, 54.5, 64.996, 65.0, 74.5, 84.99, 85.0, 85.01, 90.25, 101.0])  # around the bands
@@ -550,7 +552,7 @@ def _derive_fixed_input(sources: set[str]) -> tuple[pd.DataFrame, dict[str, np.n
                            "deprivation_decile": pd.array([None if k % 7 == 0 else 1 + k % 10 for k in j], "Int64")},
                           index=pd.Index([f"p{k}" for k in j], name="person_id"))
     values = {}
-    for i, a in enumerate(AGGREGATES):
+    for i, a in enumerate(aggregates):
         if a.table not in sources:
             continue
         raw = ((i * 7 + j * 13) % 14).astype("float64")
@@ -572,6 +574,12 @@ def _derive_digest() -> str:
     for sources in (every, every - {"social_care", "ltc_register"}, {"inpatient_spells"}):
         frame = derive(*_derive_fixed_input(sources), sources)
         parts.append(frame.round(9).to_csv(float_format="%.9f"))
+    # The generic rules (trend, cost; a table without costs) on a generic spec with one group.
+    generic = generic_spec({"windows": [90, 365, 730]}, {"gp_contacts": {"column": "contact_type",
+                                                                         "values": {"phone": ["phone"]}}},
+                           tables=every)
+    frame = derive(*_derive_fixed_input(every, generic.aggregates), every, spec=generic, costless={"prescriptions"})
+    parts.append(frame.round(9).to_csv(float_format="%.9f"))
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 

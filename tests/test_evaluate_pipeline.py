@@ -239,8 +239,10 @@ def test_high_cost_evaluation_has_the_runs_logistic_baseline_and_the_cost(high_c
     assert list(ev.headline.index) == ["candidate", "logistic", "prior_use", "oracle"]
     assert set(ev.comparison["versus"]) == {"logistic", "prior_use", "oracle"}
     # The logistic baseline is the one fitted in the candidate's training run, on the same people.
+    from riskstrat.engines.spec import FeatureSpec
+
     records = load_data(DataConfig(path=data_dir))
-    features = build_features(records, AS_OF)
+    features = build_features(records, AS_OF, spec=FeatureSpec.from_dict(trained.result.model.metadata["feature_spec"]))
     labels = trained.config.target.labels(records, AS_OF, features.index, extract_end="2025-10-31")
     features = features[labels.notna().to_numpy()]
     logistic = tracking.load_baseline(run.candidate.run_id, "logistic", uri=trained.config.tracking.uri)

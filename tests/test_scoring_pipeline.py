@@ -323,7 +323,10 @@ def test_risks_equal_the_calibrated_path_and_ranks_the_raw_score(score, registry
 
     population = pd.read_parquet(Path(score(tmp_path / "lists")["output_dir"]) / "population.parquet")
     model = tracking.load_model(RISK_MODEL, alias="champion", uri=registry["uri"]).risk_model
-    features = build_features(records, AS_OF).loc[population["person_id"].to_numpy()]
+    from riskstrat.engines.spec import FeatureSpec
+
+    spec = FeatureSpec.from_dict(model.metadata["feature_spec"])  # the features it was trained on, as stored
+    features = build_features(records, AS_OF, spec=spec).loc[population["person_id"].to_numpy()]
     np.testing.assert_allclose(population["risk"], model.predict_risk(features), rtol=0, atol=1e-12)
     reference = rank_by_score(pd.Series(model.raw_score(features), index=features.index))
     assert population["rank"].tolist() == reference.tolist()

@@ -25,7 +25,7 @@ from riskstrat import tracking
 from riskstrat.config import ScoringConfig, load_config
 from riskstrat.engines import PandasEngine
 from riskstrat.engines.duckdb import DuckDBEngine
-from riskstrat.engines.spec import spec_hash
+from riskstrat.engines.spec import FeatureSpec, spec_hash
 from riskstrat.errors import RiskstratError
 from riskstrat.io import write_records_tables
 from riskstrat.models import RiskModel
@@ -130,9 +130,13 @@ def test_training_through_duckdb_gives_the_reference_model(data_dir, target):
         np.testing.assert_allclose(got.data.cost_train, ref.data.cost_train, rtol=0, atol=1e-9)
     assert got.model.estimator.booster_.model_to_string() == ref.model.estimator.booster_.model_to_string()
     np.testing.assert_array_equal(got.scores["lightgbm"], ref.scores["lightgbm"])
-    assert got.model.metadata["feature_spec_hash"] == spec_hash()
+    # Both engines read the same generic groups: one stored spec, its hash recorded.
+    stored = got.model.metadata["feature_spec"]
+    assert stored == ref.model.metadata["feature_spec"] and any("__" in n for n in got.data.feature_names)
+    assert got.model.metadata["feature_spec_hash"] == FeatureSpec.from_dict(stored).hash() == stored["hash"]
     timings = runs["duckdb"].timings
-    assert set(TRAINING_STAGES) - {"log"} <= set(timings) and "features_labels.2024-11-01" in timings
+    # no refit stage: these runs set model.refit=none (and are not logged)
+    assert set(TRAINING_STAGES) - {"log", "refit"} <= set(timings) and "features_labels.2024-11-01" in timings
 
 
 def _persons_and(folder: Path, table: str, columns: dict) -> Path:
@@ -194,9 +198,11 @@ def registry(data_dir, tmp_path_factory) -> dict:
     from riskstrat.features import feature_table
     from riskstrat.io import data_fingerprint
 
-    old_cfg = config(data_dir, f"tracking.uri={uri}", "tracking.registered_model=before-hash")
-    old = copy.deepcopy(run.result)
-    del old.model.metadata["feature_spec_hash"]
+    # As models were logged before the hash and the stored spec: clinical features, neither recorded.
+    old_cfg = config(data_dir, f"tracking.uri={uri}", "tracking.registered_model=before-hash",
+                     "features.generic.enabled=false")
+    old = copy.deepcopy(run_training(old_cfg, log=False).result)
+    del old.model.metadata["feature_spec_hash"], old.model.metadata["feature_spec"]
     logged = tracking.log_training_run(old, old_cfg, fingerprint=data_fingerprint(data_dir),
                                        features=feature_table(), config_dict=config_to_dict(old_cfg),
                                        data_summary={})
@@ -209,12 +215,16 @@ def test_the_hash_and_the_stage_times_are_logged_with_the_model(registry):
 
     run, uri = registry["run"], registry["uri"]
     logged = mlflow.get_run(run.logged.run_id)
-    assert logged.data.params["feature_spec_hash"] == spec_hash() == logged.data.tags[tracking.SPEC_TAG]
+    spec = run.result.model.metadata["feature_spec_hash"]
+    assert logged.data.params["feature_spec_hash"] == spec == logged.data.tags[tracking.SPEC_TAG]
     version = mlflow.MlflowClient().get_model_version("with-hash", run.logged.model_version)
-    assert version.tags[tracking.SPEC_TAG] == spec_hash()
+    assert version.tags[tracking.SPEC_TAG] == spec
     loaded = tracking.load_model("with-hash", uri=uri)
-    assert loaded.risk_model.metadata["feature_spec_hash"] == spec_hash()
-    stages = {f"seconds.{s}" for s in TRAINING_STAGES}
+    assert loaded.risk_model.metadata["feature_spec_hash"] == spec
+    # The full spec travels with the model and is logged with the run.
+    assert FeatureSpec.from_dict(loaded.risk_model.metadata["feature_spec"]).hash() == spec
+    assert mlflow.artifacts.load_dict(f"runs:/{run.logged.run_id}/feature_spec.json")["hash"] == spec
+    stages = {f"seconds.{s}" for s in TRAINING_STAGES if s != "refit"}  # model.refit=none here
     assert stages <= set(logged.data.metrics) and all(logged.data.metrics[s] >= 0 for s in stages)
     timings = mlflow.artifacts.load_dict(f"runs:/{run.logged.run_id}/timings.json")
     assert set(timings) == set(run.timings) and run.timings["log"] > 0
@@ -241,7 +251,7 @@ def test_a_model_with_another_hash_is_refused_and_one_without_is_warned_about():
 def test_scoring_refuses_a_model_trained_on_other_feature_definitions(registry, data_dir, tmp_path, monkeypatch):
     from riskstrat.cli import app
 
-    monkeypatch.setattr("riskstrat.engines.spec.spec_hash", lambda: "ffffffffffffffff")
+    monkeypatch.setattr("riskstrat.engines.spec.DERIVE_VERSION", 99)  # this code would compute them otherwise
     out = tmp_path / "lists"
     result = CliRunner().invoke(app, ["score", "--as-of", "2025-10-01", "--data", str(data_dir), "--out", str(out),
                                       "--set", f"tracking.uri={registry['uri']}", "--set", "models.risk=with-hash",

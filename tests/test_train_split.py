@@ -93,12 +93,16 @@ def test_test_rows_are_one_per_person_at_the_test_date(assembled):
 
 def test_features_are_the_selected_ones(population, assembled):
     records, _ = population
-    names = selected_features(config(), records.sources)
-    assert assembled.feature_names == names
+    names = selected_features(config(), records.sources, assembled.spec)
+    assert assembled.feature_names == names and names[:len(selected_features(config(), records.sources))] == \
+        selected_features(config(), records.sources)  # the clinical features, then the generic covariates
     assert list(assembled.X_train.columns) == names == list(assembled.X_test.columns)
     dropped = selected_features(config(TRAIN_DATES, TEST_DATE, "data.exclude_sources=[social_care]",
-                                       "features.exclude=[age]"), records.sources)
+                                       "features.exclude=[age,gp_contacts__count_90d]"), records.sources,
+                                assembled.spec)
     assert "home_care_at_index" not in dropped and "age" not in dropped and "ltc_count" in dropped
+    assert "gp_contacts__count_90d" not in dropped and "gp_contacts__count_365d" in dropped
+    assert not any(n.startswith("social_care__") for n in dropped)
 
 
 def test_training_label_windows_end_by_the_test_date(population, assembled):

@@ -82,18 +82,53 @@ class IndexDatesConfig(_Strict):
 TargetConfig = OutcomeConfig
 
 
+class GenericFeaturesConfig(_Strict):
+    """Generic covariates beside the clinical features (:mod:`riskstrat.engines.generic`)."""
+
+    enabled: bool = Field(True, description="Add the generic covariates: counts, days since, trend and cost per "
+                                            "event table and sub-type.")
+    windows: list[int] = Field(default_factory=lambda: [90, 365, 730],
+                               description="Windows in days before the index date for the counts and costs; the "
+                                           "trend compares the shortest with the longest.")
+    tables: list[str] | Literal["all"] = Field("all", description="Event tables with generic covariates.")
+    groups: bool = Field(True, description="Also per sub-type (admission method, A&E department type, attended or "
+                                           "missed, GP contact type, BNF chapter, social care service).")
+    costs: bool = Field(True, description="Cost sums per table and window (missing where the data record no cost).")
+    max_values: int = Field(8, ge=1, le=50, description="At most this many sub-types per table (the most frequent).")
+    min_share: float = Field(0.01, ge=0, lt=1, description="A sub-type needs at least this share of the table's rows.")
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[int]) -> list[int]:
+        if not v or any(w < 1 or w > 3650 for w in v) or len(set(v)) != len(v):
+            raise ValueError(f"windows must be distinct whole days from 1 to 3650, got {v}")
+        return sorted(v)
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, v):
+        from riskstrat.engines.generic import GENERIC_TABLES
+
+        bad = [] if v == "all" else [t for t in v if t not in GENERIC_TABLES]
+        if bad:
+            raise ValueError(f"unknown tables {bad}; choose from {', '.join(GENERIC_TABLES)}")
+        return v
+
+
 class FeaturesConfig(_Strict):
     include: list[str] | Literal["all"] = "all"
     exclude: list[str] = Field(default_factory=list)
+    generic: GenericFeaturesConfig = Field(default_factory=GenericFeaturesConfig)
 
     @model_validator(mode="after")
     def _known_features(self) -> "FeaturesConfig":
-        from riskstrat.features import FEATURE_NAMES
+        from riskstrat.features import FEATURE_NAMES, generic_feature
 
         names = ([] if self.include == "all" else list(self.include)) + list(self.exclude)
-        bad = [n for n in names if n not in FEATURE_NAMES]
+        bad = [n for n in names if n not in FEATURE_NAMES and generic_feature(n) is None]
         if bad:
-            raise ValueError(f"unknown features {bad}; see `riskstrat features` for the list")
+            raise ValueError(f"unknown features {bad}; see `riskstrat features` for the list (generic ones are "
+                             f"named table__measure or table__group__measure, e.g. gp_contacts__count_90d)")
         return self
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from riskstrat.records import LinkedRecords
 from riskstrat.schema import BNF_CHAPTERS, LONG_TERM_CONDITIONS
 
-FeatureKind = Literal["count", "days", "flag", "years", "money", "number", "decile"]
+FeatureKind = Literal["count", "days", "flag", "years", "money", "number", "decile", "trend"]
 WINDOWS = {"0_3m": (1, 91), "3_12m": (92, 365), "12_24m": (366, 730), "12m": (1, 365), "3m": (1, 91)}
 _WINDOW_WORDS = {"0_3m": "in the last 3 months", "3_12m": "3 to 12 months ago", "12_24m": "1 to 2 years ago",
                  "12m": "in the last 12 months", "3m": "in the last 3 months"}
@@ -98,14 +98,19 @@ def _ltc_features() -> list[Feature]:
 
 def _rx_features() -> list[Feature]:
     f = [
-        Feature("rx_items_3m", "prescriptions", "count", "Prescription items issued in the last 3 months.",
+        Feature("rx_items_3m", "prescriptions", "count",
+                "Prescription items issued in the last 3 months (vaccines, BNF chapter 14, not counted).",
                 "{value:g} prescription item{s} in the last 3 months"),
-        Feature("rx_items_12m", "prescriptions", "count", "Prescription items issued in the last 12 months.",
+        Feature("rx_items_12m", "prescriptions", "count",
+                "Prescription items issued in the last 12 months (vaccines, BNF chapter 14, not counted).",
                 "{value:g} prescription item{s} in the last 12 months"),
         Feature("rx_chapters_12m", "prescriptions", "count",
                 "Distinct BNF chapters prescribed in the last 12 months (polypharmacy; items of an unknown "
-                "chapter are not counted here).",
+                "chapter and vaccines are not counted here).",
                 "medicines from {value:g} different BNF chapter{s} in the last 12 months"),
+        Feature("vaccinations_12m", "prescriptions", "count",
+                "Vaccines and other immunological products (BNF chapter 14) issued in the last 12 months.",
+                "{value:g} vaccination{s} in the last 12 months"),
     ]
     f += [Feature(f"rx_bnf{ch}_items_12m", "prescriptions", "count",
                   f"Prescription items for {BNF_CHAPTERS[ch]} (BNF chapter {int(ch)}) in the last 12 months.",
@@ -162,10 +167,74 @@ CONTEXT_COLUMNS = tuple(f"ltc_{code}_years" for code in LONG_TERM_CONDITIONS)
 
 
 def feature(name: str) -> Feature:
+    """The feature ``name``: a clinical one, or a generic covariate (its words made from its name)."""
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise KeyError(f"unknown feature {name!r}; see riskstrat.features.FEATURE_NAMES") from None
+        found = generic_feature(name)
+        if found is None:
+            raise KeyError(f"unknown feature {name!r}; see riskstrat.features.FEATURE_NAMES") from None
+        return found
+
+
+# Generic covariates (riskstrat.engines.generic): each table's events in words, "{s}" the plural.
+_GENERIC_NOUNS = {"inpatient_spells": "hospital admission{s}", "ae_attendances": "A&E visit{s}",
+                  "outpatient_appointments": "outpatient appointment{s}", "gp_contacts": "GP contact{s}",
+                  "prescriptions": "prescription item{s}", "social_care": "social care service{s} started"}
+# Groups said otherwise than their name (A&E department types as the issue's HES AEDEPTTYPE).
+_GROUP_WORDS = {("ae_attendances", "emergency_department"): "emergency department visit{s}",
+                ("ae_attendances", "urgent_care"): "urgent-care visit{s}",
+                ("ae_attendances", "walk_in"): "walk-in centre visit{s}",
+                ("ae_attendances", "single_specialty"): "single-specialty A&E visit{s}",
+                ("outpatient_appointments", "attended"): "attended outpatient appointment{s}",
+                ("outpatient_appointments", "missed"): "missed outpatient appointment{s}"}
+
+
+def _days_words(days: int) -> str:
+    if days % 365 == 0:
+        years = days // 365
+        return "12 months" if years == 1 else f"{years} years"
+    return f"{days} days"
+
+
+def _generic_noun(table: str, group: str | None) -> str:
+    if group is None:
+        return _GENERIC_NOUNS[table]
+    if (table, group) in _GROUP_WORDS:
+        return _GROUP_WORDS[(table, group)]
+    if table == "prescriptions" and group.startswith("bnf") and group[3:] in BNF_CHAPTERS:
+        return f"{BNF_CHAPTERS[group[3:]]} prescription item{{s}}"
+    return f"{group.replace('_', ' ')} {_GENERIC_NOUNS[table]}"
+
+
+def generic_feature(name: str) -> Feature | None:
+    """A generic covariate's :class:`Feature` (description and reason from its name), or None.
+
+    >>> generic_feature("ae_attendances__urgent_care__count_90d").reason.format(value=4, s="s")
+    '4 urgent-care visits in the last 90 days'
+    """
+    from riskstrat.engines.generic import parse_name
+
+    g = parse_name(name)
+    if g is None:
+        return None
+    noun = _generic_noun(g.table, g.group)
+    plural, one = noun.format(s="s"), noun.format(s="")
+    if g.measure == "count":
+        words = f"in the last {_days_words(g.days[0])}"
+        return Feature(name, g.table, "count", f"Generic: {plural} {words}.", f"{{value:g}} {noun} {words}")
+    if g.measure == "days_since":
+        return Feature(name, g.table, "days", f"Generic: days since the last {one} (the longest window + 1 if none "
+                       f"in it: {NO_EVENT_DAYS} by default).", f"last {one} {{ago}}")
+    if g.measure == "cost":
+        words = f"in the last {_days_words(g.days[0])}"
+        return Feature(name, g.table, "money", f"Generic: cost of {plural} {words} (in the data set's currency; "
+                       f"missing where the events carry no cost).", f"{plural} costing {{money}} {words}")
+    a, b = g.days
+    return Feature(name, g.table, "trend",
+                   f"Generic trend: {plural} in the last {a} days minus those of days {a + 1}-{b} scaled to {a} days "
+                   f"(positive: more lately than before).",
+                   f"{plural} rising: {{value:.1f}} more in the last {_days_words(a)} than the earlier rate")
 
 
 def features_for_sources(sources: Iterable[str]) -> list[str]:
@@ -174,10 +243,39 @@ def features_for_sources(sources: Iterable[str]) -> list[str]:
     return [f.name for f in FEATURES if f.source in have]
 
 
-def feature_table() -> pd.DataFrame:
-    """The documented feature list (name, source, kind, description)."""
+def feature_table(names: Iterable[str] | None = None, *, generic: bool = False) -> pd.DataFrame:
+    """The documented feature list (name, source, kind, description): the clinical features, or the features
+    ``names`` (clinical or generic); with ``generic``, also the generic covariates of the default
+    ``features.generic`` config, a sub-type's features shown once with its column as ``<column>``."""
+    if names is not None:
+        chosen = [feature(n) for n in names]
+    else:
+        chosen = list(FEATURES) + (_generic_examples() if generic else [])
     return pd.DataFrame([{"name": f.name, "source": f.source, "kind": f.kind, "description": f.description}
-                         for f in FEATURES])
+                         for f in chosen])
+
+
+def _generic_examples() -> list[Feature]:
+    """The generic covariates of the default config: per table, then per sub-type as a pattern."""
+    from riskstrat.config import GenericFeaturesConfig
+    from riskstrat.engines.generic import GENERIC_TABLES, generic_spec, group_column
+
+    config = GenericFeaturesConfig().model_dump()
+    spec = generic_spec(config, {}, tables=GENERIC_TABLES)
+    out = [feature(n) for n in spec.features if n not in _BY_NAME]
+    for table in GENERIC_TABLES:
+        g = group_column(table)
+        if g is None:
+            continue
+        example = {"outpatient_appointments": "attended", "prescriptions": "bnf02"}.get(table, "x")
+        sample = generic_spec(config, {table: {"column": g.column, "values": {example: ["x"]}}}, tables=[table])
+        for name in sample.features:
+            if f"__{example}__" in name:
+                whole = feature(name.replace(f"__{example}__", "__"))  # the table's own, said per sub-type
+                words = whole.description.replace("Generic", f"Generic, per {g.column} (each value the training "
+                                                  f"data record)", 1)
+                out.append(Feature(name.replace(f"__{example}__", f"__<{g.column}>__"), table, whole.kind, words, None))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,7 +356,8 @@ def sum_by_position(values, pos: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(pos, weights=np.asarray(values, dtype="float64"), minlength=n)
 
 
-def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
+def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, max_age: float = 120,
+                   spec=None) -> pd.DataFrame:
     """One row per eligible person on ``index_date``: the features (FEATURE_NAMES order) plus context.
 
     The index is ``person_id``; columns ``practice_id``, ``ethnicity_group`` and ``sex`` ride along
@@ -267,9 +366,13 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
 
     This is the reference engine: it computes the aggregates of :mod:`riskstrat.engines.spec` in
     numpy (:func:`table_aggregates`) and derives the features from them with the spec's ``derive``,
-    as every engine does.
+    as every engine does. ``spec`` (:class:`riskstrat.engines.spec.FeatureSpec`, default the clinical
+    one) says which aggregates and features.
     """
-    from riskstrat.engines.spec import feature_frame
+    from riskstrat.engines.spec import CLINICAL, feature_frame
+    from riskstrat.validate import blank_costs
+
+    spec = spec or CLINICAL
 
     t = pd.Timestamp(index_date).normalize()
     people = eligible_persons(records, t, min_age=min_age, max_age=max_age).set_index("person_id")
@@ -277,8 +380,10 @@ def build_features(records: LinkedRecords, index_date, *, min_age: float = 18, m
     values: dict[str, np.ndarray] = {}
     positions = _PersonPositions(ids)
     for name in records.sources:
-        values.update(table_aggregates(records.get(name), name, t, ids, positions=positions))
-    return feature_frame(people, values, set(records.sources))
+        values.update(table_aggregates(records.get(name), name, t, ids, positions=positions,
+                                       aggregates=spec.aggregates_for(name)))
+    costless = {table for table, column in blank_costs(records) if column == "cost"}
+    return feature_frame(people, values, set(records.sources), spec=spec, costless=costless)
 
 
 class _PersonPositions:
@@ -333,6 +438,8 @@ def _row_value(name: str, rows, t: pd.Timestamp) -> np.ndarray:
     """The per-row values of :data:`riskstrat.engines.spec.ROW_VALUES` (and plain columns), float64."""
     if name in ("cost", "weekly_cost"):
         return np.nan_to_num(rows.column(name).to_numpy(dtype="float64", na_value=np.nan), nan=0.0)
+    if name == "cost_recorded":
+        return (~np.isnan(rows.column("cost").to_numpy(dtype="float64", na_value=np.nan))).astype("float64")
     if name == "bed_days_before_T":
         end = np.fmax(_days_before(rows.column("discharge_date"), t), 0.0)  # blank or on/after T: T
         return np.maximum(rows.days - end, 0.0)
@@ -360,7 +467,8 @@ class _Rows:
 
 
 def table_aggregates(df: pd.DataFrame, table: str, index_date, ids: pd.Index, *,
-                     positions: Callable[[pd.Series], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                     positions: Callable[[pd.Series], np.ndarray] | None = None,
+                     aggregates=None) -> dict[str, np.ndarray]:
     """The spec's aggregates of ``table`` (:func:`riskstrat.engines.spec.aggregates_for`), computed
     from its validated rows ``df`` as of ``index_date``: one float64 array per aggregate, a value per
     person of ``ids`` (the aggregate's ``fill`` for people with no matching row).
@@ -373,7 +481,7 @@ def table_aggregates(df: pd.DataFrame, table: str, index_date, ids: pd.Index, *,
     from riskstrat.engines.spec import DATE_COLUMNS, aggregates_for
 
     t = pd.Timestamp(index_date).normalize()
-    aggregates = aggregates_for(table)
+    aggregates = aggregates_for(table) if aggregates is None else list(aggregates)
     n = len(ids)
     days = _days_before(df[DATE_COLUMNS[table]], t)
     pos = positions(df["person_id"]) if positions is not None else person_positions(df["person_id"], ids)
@@ -436,11 +544,11 @@ META_COLUMNS = ("practice_id", "sex", "ethnicity_group")
 
 
 def build_feature_frames(records: LinkedRecords, index_dates: Iterable, *, min_age: float = 18,
-                         max_age: float = 120) -> pd.DataFrame:
+                         max_age: float = 120, spec=None) -> pd.DataFrame:
     """Stacked person x index-date rows (MultiIndex ``person_id``, ``index_date``)."""
     frames = []
     for d in index_dates:
-        f = build_features(records, d, min_age=min_age, max_age=max_age)
+        f = build_features(records, d, min_age=min_age, max_age=max_age, spec=spec)
         f["index_date"] = pd.Timestamp(d)
         frames.append(f.set_index("index_date", append=True))
     return pd.concat(frames)
@@ -499,7 +607,7 @@ def describe_value(name: str, value: float, *, context: dict[str, float] | None 
         if value >= NO_EVENT_DAYS:
             return None
         return f.reason.format(ago=_ago(value))
-    if f.kind == "count" and value <= 0:
+    if f.kind in ("count", "trend") and value <= 0:
         return None
     if f.kind == "money":
         from riskstrat.io import money

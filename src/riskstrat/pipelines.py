@@ -130,8 +130,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     timings.update(per_date)
     logged = None
     if log:
-        features = feature_table()
-        features = features[features["name"].isin(data.feature_names)]
+        features = feature_table(data.feature_names)
         low, high = engine.date_range()
         summary = {"row_counts": dict(engine.row_counts), "first_event": str(low.date()) if low is not None else None,
                    "last_event": str(high.date()) if high is not None else None, "extract_end": str(extract_end.date()),
@@ -211,32 +210,65 @@ class FeatureSpecMismatchError(RiskstratError):
     """A model was trained on feature definitions other than the running code's (a refusal: exit 2)."""
 
 
-def check_feature_spec(loaded, *, stage: Stage = _quiet) -> None:
-    """Refuse (:class:`FeatureSpecMismatchError`) a loaded model (:class:`riskstrat.tracking.LoadedModel`)
-    whose features were defined differently when it was trained: its metadata's ``feature_spec_hash``
-    differs from :func:`riskstrat.engines.spec.spec_hash` of this code. A model trained before the hash
-    was recorded is let through with a warning (``stage``).
+def check_feature_spec(loaded, *, stage: Stage = _quiet):
+    """The features a loaded model (:class:`riskstrat.tracking.LoadedModel`) was trained on, as a
+    :class:`riskstrat.engines.spec.FeatureSpec` that scoring builds exactly: its stored spec
+    (``feature_spec`` in its metadata), or, for a model trained before specs were stored, the clinical
+    spec when its ``feature_spec_hash`` is this code's :func:`riskstrat.engines.spec.spec_hash`.
+
+    Refuses (:class:`FeatureSpecMismatchError`) a spec this code cannot build (another derive version, a
+    spec changed since training) and an old model whose hash differs from this code's. A model trained
+    before the hash was recorded is let through with a warning (``stage``), with the clinical spec.
 
     No override: the features would be computed in a way the model never saw, with nothing to show for
     it in the risks; the remedy always exists (retrain, or run the version that trained the model).
     """
-    from riskstrat.engines.spec import spec_hash
+    from riskstrat.engines.spec import CLINICAL, FeatureSpec, FeatureSpecError, spec_hash
 
     meta = loaded.risk_model.metadata
     trained, running = meta.get("feature_spec_hash"), spec_hash()
     what = f"{loaded.name} version {loaded.version}"
+    by = f"riskstrat {meta['riskstrat_version']}" if meta.get("riskstrat_version") else "the version that trained it"
+    stored = meta.get("feature_spec")
+    if stored is not None:
+        try:
+            spec = FeatureSpec.from_dict(stored, what=f"the feature spec of {what}")
+        except FeatureSpecError as exc:
+            raise FeatureSpecMismatchError(
+                f"{what} was trained on features defined differently from this version of riskstrat ({exc}): its "
+                f"risks would come from features it never saw. Retrain it with this version (riskstrat train, then "
+                f"evaluate and promote), or use {by} to score with it. Nothing was written") from None
+        if trained is not None and trained != spec.hash():
+            raise FeatureSpecMismatchError(
+                f"{what}: its stored feature spec (hash {spec.hash()}) is not the one it records ({trained}); retrain "
+                f"it. Nothing was written")
+        return spec
     if trained is None:
         stage(f"warning: {what} records no feature-definition hash (it was trained before riskstrat recorded "
               f"one), so it cannot be checked that this version of riskstrat builds its features as they were "
               f"when it was trained; retrain it to have the check")
-        return
+        return CLINICAL
     if trained != running:
-        by = f"riskstrat {meta['riskstrat_version']}" if meta.get("riskstrat_version") else "the version that trained it"
         raise FeatureSpecMismatchError(
             f"{what} was trained on features defined differently from this version of riskstrat (feature "
             f"definitions {trained} when trained, {running} now): its risks would come from features it never "
             f"saw. Retrain it with this version (riskstrat train, then evaluate and promote), or use {by} to score "
             f"with it. Nothing was written")
+    return CLINICAL
+
+
+def models_spec(loaded_models, *, stage: Stage = _quiet):
+    """One :class:`~riskstrat.engines.spec.FeatureSpec` for models scored together: the union of their
+    specs (:func:`check_feature_spec`); a name two models define differently is refused
+    (:class:`FeatureSpecMismatchError`)."""
+    from riskstrat.engines.spec import FeatureSpec, FeatureSpecError
+
+    specs = [check_feature_spec(m, stage=stage) for m in loaded_models]
+    try:
+        return FeatureSpec.union(specs)
+    except FeatureSpecError as exc:
+        names = " and ".join(f"{m.name} version {m.version}" for m in loaded_models)
+        raise FeatureSpecMismatchError(f"{names}: {exc}. Nothing was written") from None
 
 
 def check_features_match(model, features: pd.DataFrame, records) -> None:
@@ -569,15 +601,16 @@ class InMemoryFeatures:
         return None
 
 
-def month_features(engine, index_date, *, min_age: float, max_age: float, costs=None) -> MonthFeatures:
+def month_features(engine, index_date, *, min_age: float, max_age: float, spec=None, costs=None) -> MonthFeatures:
     """The features for scoring on ``index_date``: the engine's own :class:`MonthFeatures` when it
-    scores in place (its ``month_features`` method), else its feature frame in memory. ``costs``
-    (:class:`riskstrat.costs.CostHandling`) converts or blanks the cost features once they are built."""
+    scores in place (its ``month_features`` method), else its feature frame in memory; ``spec`` (a
+    :class:`riskstrat.engines.spec.FeatureSpec`, default the clinical one) says which features.
+    ``costs`` (:class:`riskstrat.costs.CostHandling`) converts or blanks the cost features once they are built."""
     own = getattr(engine, "month_features", None)
     changes = costs is not None and costs.changes_features
     if own is not None:
-        return own(index_date, min_age=min_age, max_age=max_age, **({"costs": costs} if changes else {}))
-    frame = engine.features(index_date, min_age=min_age, max_age=max_age)
+        return own(index_date, min_age=min_age, max_age=max_age, spec=spec, **({"costs": costs} if changes else {}))
+    frame = engine.features(index_date, min_age=min_age, max_age=max_age, spec=spec)
     return InMemoryFeatures(costs.apply(frame) if changes else frame)
 
 
@@ -707,7 +740,6 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     from riskstrat.guards import StaleDataError, check_data_currency
     from riskstrat.costs import check_model_costs
     from riskstrat.outcomes import check_costs_known
-    from riskstrat.features import build_features
     from riskstrat.io import currency_of, data_fingerprint, file_sha256
     from riskstrat.privacy import check_key_matches, check_opt_out_match, match_opt_outs
 
@@ -733,8 +765,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri,
                                 allow_degenerate=allow) if cfg.models.high_cost else None)
     stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
-    for model in [risk] + ([cost] if cost else []):  # before any data is read
-        check_feature_spec(model, stage=stage)
+    # Before any data is read: the features the models were trained on, built as stored with them.
+    spec = models_spec([risk] + ([cost] if cost else []), stage=stage)
     opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out)
     # The engine that builds the features: given records, the configured engine over the data folder.
     # Every row checked, as validation does for the pandas engine: the same data are refused by every engine,
@@ -758,7 +790,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     data_end, data_end_source = found_end.end, found_end.source
     timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
-    features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, costs=costs)
+    features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec,
+                              costs=costs)
     try:
         for model in [risk] + ([cost] if cost else []):
             check_features_match(model.risk_model, features, engine)

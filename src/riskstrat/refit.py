@@ -99,9 +99,10 @@ def refit_design(cfg: TrainConfig, dates, *, key_fingerprint: str | None, of_ver
     return design
 
 
-def assemble_refit(engine, cfg: TrainConfig, *, dates, feature_names: list[str], extract_end,
+def assemble_refit(engine, cfg: TrainConfig, *, dates, feature_names: list[str], extract_end, spec=None,
                    stage: Stage = lambda m: None) -> RefitData:
-    """Rows at every refit date: the training and test people to fit, the calibration people to calibrate."""
+    """Rows at every refit date: the training and test people to fit, the calibration people to calibrate;
+    the features of ``spec``, the evaluated model's :class:`riskstrat.engines.spec.FeatureSpec`."""
     from riskstrat.outcomes import HighCost
     from riskstrat.train import labelled_rows, training_groups
 
@@ -113,7 +114,7 @@ def assemble_refit(engine, cfg: TrainConfig, *, dates, feature_names: list[str],
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": []}
     by_date, latest = {}, None
     for d in dates:
-        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end)
+        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end, spec=spec)
         f = f.loc[f["label"].notna(), keep]
         group = groups.reindex(f.index).to_numpy()
         for part in parts:
@@ -203,7 +204,11 @@ def refit_for_deployment(engine, cfg: TrainConfig, result, *, extract_end, of_ve
     dates = refit_dates(cfg.index_dates.train, cfg.index_dates.test, horizon_days=cfg.target.horizon_days,
                         extract_end=extract_end)
     stage(f"refit for deployment on {len(dates)} index dates: {', '.join(str(d.date()) for d in dates)}")
+    from riskstrat.engines.spec import CLINICAL, FeatureSpec
+
+    stored = result.model.metadata.get("feature_spec")  # the features the evaluated model was built on
+    spec = FeatureSpec.from_dict(stored) if stored else CLINICAL
     data = assemble_refit(engine, cfg, dates=dates, feature_names=list(result.model.feature_names),
-                          extract_end=extract_end, stage=stage)
+                          extract_end=extract_end, spec=spec, stage=stage)
     inherited = inherited_evaluation(result, cfg, version=of_version, run_id=of_run)
     return fit_refit(data, cfg, result.model, inherited=inherited, key_fingerprint=key_fingerprint, stage=stage)

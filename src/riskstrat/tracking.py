@@ -176,6 +176,9 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
                                 if v is not None and np.isfinite(v)})
         mlflow.log_metrics({f"data.{k}": float(v) for k, v in result.data.counts.items()})
         mlflow.log_dict({**fingerprint, **data_summary}, "data/fingerprint.json")
+        if stored := result.model.metadata.get("feature_spec"):
+            # The features as data (aggregates, rules, names, generic config and groups): no person.
+            mlflow.log_dict(stored, "feature_spec.json")
         if design := result.model.metadata.get("training_design"):
             # Dates, horizon and the split rule (no person ids): which evaluations are in-sample.
             mlflow.log_dict(design, "training_design.json")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -80,9 +79,11 @@ def training_groups(person_ids, design: dict) -> pd.Series | None:
     return groups.replace("test", "train") if trained_on_test else groups
 
 
-def selected_features(cfg: TrainConfig, sources: list[str]) -> list[str]:
-    """Features the run uses: those of the sources present, then the config's include/exclude."""
-    available = features_for_sources([s for s in sources if s not in cfg.data.exclude_sources])
+def selected_features(cfg: TrainConfig, sources: list[str], spec=None) -> list[str]:
+    """Features the run uses: those of the sources present (``spec``'s: default the clinical features),
+    then the config's include/exclude."""
+    present = [s for s in sources if s not in cfg.data.exclude_sources]
+    available = features_for_sources(present) if spec is None else spec.features_for_sources(present)
     chosen = available if cfg.features.include == "all" else [f for f in cfg.features.include if f in available]
     return [f for f in chosen if f not in cfg.features.exclude]
 
@@ -115,6 +116,7 @@ class TrainingData:
     y_test: np.ndarray
     meta_test: pd.DataFrame
     feature_names: list[str]
+    spec: object = None  # the riskstrat.engines.spec.FeatureSpec the features were built with
     counts: dict[str, int] = field(default_factory=dict)
     # Next-horizon cost per row (high-cost target only), for the expected-cost model.
     cost_train: np.ndarray | None = None
@@ -133,9 +135,12 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     (``features_labels.<date>``).
     """
     from riskstrat.engines import PandasEngine
+    from riskstrat.engines.generic import build_spec
 
     engine = PandasEngine(data) if isinstance(data, LinkedRecords) else data
-    names = selected_features(cfg, engine.sources)
+    # The clinical features and the generic covariates of features.generic, their groups read from the data.
+    spec = build_spec(cfg.features.generic, engine, stage=stage)
+    names = selected_features(cfg, engine.sources, spec)
     persons = engine.records.persons
     # With temporal_only there is no test group (everyone is tested at the test date): its people train.
     groups = training_groups(persons["person_id"], training_design(cfg))
@@ -154,7 +159,7 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": [], "test": []}
     for d in dates:
         started = time.perf_counter()
-        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end)
+        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end, spec=spec)
         if timings is not None:
             timings[f"features_labels.{pd.Timestamp(d).date()}"] = time.perf_counter() - started
         group = groups.reindex(f.index).to_numpy()
@@ -181,7 +186,7 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
                  "cost_test": test["future_cost"].to_numpy()}
     return TrainingData(**costs,
         X_train=train[names], y_train=train["label"].to_numpy(int), X_cal=cal[names], y_cal=cal["label"].to_numpy(int),
-        X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names,
+        X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names, spec=spec,
         counts={"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
                 "train_positive": int(train["label"].sum()), "calibration_positive": int(cal["label"].sum()),
                 "test_positive": int(test["label"].sum()),
@@ -189,11 +194,12 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     )
 
 
-def labelled_rows(engine, records, cfg: TrainConfig, index_date, *, extract_end) -> pd.DataFrame:
-    """Everyone eligible at ``index_date``: the engine's features, ``label`` (NaN: no label),
-    ``future_cost`` (high-cost target only) and ``index_date``."""
+def labelled_rows(engine, records, cfg: TrainConfig, index_date, *, extract_end, spec=None) -> pd.DataFrame:
+    """Everyone eligible at ``index_date``: the engine's features (those of ``spec``, a
+    :class:`riskstrat.engines.spec.FeatureSpec`), ``label`` (NaN: no label), ``future_cost`` (high-cost
+    target only) and ``index_date``."""
     t = cfg.target
-    f = engine.features(index_date, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    f = engine.features(index_date, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
     f["label"] = t.labels(records, index_date, f.index, extract_end=extract_end).to_numpy()
     if isinstance(t, HighCost):
         f["future_cost"] = future_cost(records, index_date, f.index, horizon_days=t.horizon_days).to_numpy()
@@ -277,8 +283,9 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
                      key_fingerprint: str | None = None, costs: dict | None = None) -> TrainingResult:
     """Fit LightGBM and the baselines, score the temporal test set, compute the metrics.
 
-    The model's metadata records :func:`riskstrat.engines.spec.spec_hash` (``feature_spec_hash``):
-    scoring refuses it when the features are defined differently. ``timings`` (when given)
+    The model's metadata records the feature spec its features were built with (``feature_spec``: the
+    aggregates, derived rules, feature names, generic config and group values, as JSON-ready data) and
+    its hash (``feature_spec_hash``): scoring builds exactly that spec, and refuses what it cannot build. ``timings`` (when given)
     receives the seconds of ``fit`` (search, LightGBM, calibration, the cost model, the test
     predictions), ``fit_baselines`` and ``evaluate`` (metrics and bootstrap intervals). The metadata
     also records :func:`training_design` (``training_design``), with ``key_fingerprint`` (the data's
@@ -287,7 +294,7 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     scoring and evaluation refuse data whose money the model would misread.
     """
     import riskstrat
-    from riskstrat.engines.spec import spec_hash
+    from riskstrat.engines.spec import CLINICAL
 
     from riskstrat.models import auto_lightgbm
 
@@ -310,7 +317,9 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     lgbm.metadata["lightgbm_params"] = params.model_dump()
     lgbm.metadata["lightgbm_auto"] = sorted(auto)  # which of them the rule chose
     lgbm.metadata["outcome"] = cfg.target.describe()  # the lists name what the model predicts
-    lgbm.metadata["feature_spec_hash"] = spec_hash()  # the feature definitions it was trained on
+    spec = data.spec or CLINICAL  # the feature definitions it was trained on, as data and as a hash
+    lgbm.metadata["feature_spec"] = spec.to_dict()
+    lgbm.metadata["feature_spec_hash"] = spec.hash()
     if costs is not None:  # the money it was trained on (riskstrat.costs.check_model_costs reads it)
         lgbm.metadata["costs"] = costs
     lgbm.metadata["riskstrat_version"] = riskstrat.__version__

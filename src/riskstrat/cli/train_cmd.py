@@ -173,12 +173,22 @@ def _gate_or_fail(name: str, version: str, *, alias: str, uri: str | None, card_
 
 @app.command()
 def features() -> None:
-    """List the features riskstrat builds, with their sources and plain-English descriptions."""
+    """List the features riskstrat builds, with their sources and plain-English descriptions: the
+    clinical features, then the generic covariates of the default training config (features.generic).
+
+    Generic covariates are named table__measure or table__group__measure: counts in each window (count_90d, count_365d, count_730d), days since the last event (days_since), a recent-vs-earlier trend (trend_90d_730d: the last 90 days' events minus the earlier rate over 90 days) and cost sums per table (cost_90d, ...: missing, not 0, where the data record no cost).
+
+    The groups (admission method, A&E department type, attended or missed, GP contact type, BNF chapter, social care service) are the values the training data record (at most features.generic.max_values a table, each on at least features.generic.min_share of its rows), stored with the model; here a group is shown as <column>. --set features.generic.enabled=false trains on the clinical features alone; --set features.generic.windows=[30,180,365] uses other windows.
+
+    Example: riskstrat features
+    """
     from rich.table import Table
 
-    from riskstrat.features import feature_table
+    from riskstrat.features import FEATURE_NAMES, feature_table
 
     table = Table("feature", "source", "description")
-    for row in feature_table().itertuples():
+    for i, row in enumerate(feature_table(generic=True).itertuples()):
+        if i == len(FEATURE_NAMES):  # the generic covariates follow the clinical features
+            table.add_section()
         table.add_row(row.name, row.source, row.description)
     out.print(table)

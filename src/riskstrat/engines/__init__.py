@@ -62,7 +62,11 @@ class FeatureEngine(Protocol):
     # riskstrat.data_end.month_counts gives them: where the volume stops is the data end (data_end.volume_end).
     def event_months(self, *, until=None) -> pd.DataFrame: ...
 
-    def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame: ...
+    # ``spec``: a riskstrat.engines.spec.FeatureSpec (default the clinical one): which aggregates and features.
+    def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame: ...
+
+    # Rows per value of one column of an event table, over every date (the generic covariates' groups).
+    def value_counts(self, table: str, column: str) -> dict: ...
 
     @property
     def records(self) -> LinkedRecords: ...  # validated persons at least (the duckdb engine: persons only)
@@ -108,10 +112,15 @@ class PandasEngine:
     def event_months(self, *, until=None) -> pd.DataFrame:
         return self.records.event_months(until=until)
 
-    def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
+    def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame:
         from riskstrat.features import build_features
 
-        return build_features(self.records, index_date, min_age=min_age, max_age=max_age)
+        return build_features(self.records, index_date, min_age=min_age, max_age=max_age, spec=spec)
+
+    def value_counts(self, table: str, column: str) -> dict:
+        values = self.records.get(table)[column]
+        counts = values.astype(object).value_counts(dropna=True)
+        return {k: int(n) for k, n in counts.items() if n}
 
 
 def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = False) -> FeatureEngine:

@@ -204,14 +204,14 @@ def clamped_ends(table: Table, policy: str) -> set[str]:
     return {end for _, end in table.ordered_dates} if policy == "drop" else set()
 
 
-def read_window(table: Table, options: dict) -> int | None | bool:
+def read_window(table: Table, options: dict, aggregates=None) -> int | None | bool:
     """Which rows the features read: the event date before T and at most this many days before it
     (None: no limit). Repeats share their date, so removing repeats among these alone is exact for the
     features. False when repeats or events outside a life are errors: then every row is read and counted."""
     if "error" in (options["duplicate_rows"], options["out_of_life_events"]):
         return False
-    spans = [a.window[1] for a in aggregates_for(table.name)]
-    return None if None in spans else max(spans)
+    spans = [a.window[1] for a in (aggregates_for(table.name) if aggregates is None else aggregates)]
+    return None if None in spans else max(spans, default=0)
 
 
 def parquet_files(data_dir: Path, exclude: Iterable[str], engine: str) -> dict[str, Path]:
@@ -342,10 +342,13 @@ class FolderEngine(ABC):
             parts.append(months)
         return combine_months(parts)
 
-    def features(self, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
-        """The feature frame for ``index_date``: equal to ``build_features`` on the validated records."""
+    def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame:
+        """The feature frame for ``index_date``: equal to ``build_features`` on the validated records
+        (``spec``: which features, default the clinical ones)."""
+        from riskstrat.engines.spec import CLINICAL
         from riskstrat.features import eligible_persons
 
+        spec = spec or CLINICAL
         t = pd.Timestamp(index_date).normalize()
         eligible = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age)
         # Persons row -> position in the cohort; the extra last slot (-1) is where a key of -1 lands.
@@ -355,8 +358,20 @@ class FolderEngine(ABC):
         people = eligible.set_index("person_id")
         values: dict[str, np.ndarray] = {}
         for plan in self.plans.values():
-            values.update(self._aggregate(plan, t, cohort_of_key, len(people)))
-        return feature_frame(people, values, set(self.plans))
+            values.update(self._aggregate(plan, t, cohort_of_key, len(people), spec.aggregates_for(plan.table.name)))
+        return feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless)
+
+    @property
+    def costless(self) -> set[str]:
+        """Tables whose ``cost`` is absent or blank in every row (their generic costs are missing)."""
+        return {table for table, column in self.blank_costs if column == "cost"}
+
+    def value_counts(self, table: str, column: str) -> dict:
+        """Rows per value of ``column`` of ``table`` as validation leaves them, over every date (missing
+        left out); this default reads the table through :meth:`tables`: engines count in place."""
+        values = self.tables([table]).get(table)[column]
+        counts = values.astype(object).value_counts(dropna=True)
+        return {k: int(n) for k, n in counts.items() if n}
 
     def tables(self, names: Iterable[str]):
         """Validated persons and the event tables ``names`` that this data set has, as
@@ -466,12 +481,12 @@ class FolderEngine(ABC):
         count of a value that is a known code: only blanks' and unknown codes' counts are read)."""
 
     @abstractmethod
-    def _aggregate_frame(self, plan: TablePlan, t: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+    def _aggregate_frame(self, plan: TablePlan, t: pd.Timestamp, aggregates) -> tuple[pd.DataFrame, int]:
         """One row per person id of the table's rows (cleaned as validation cleans them) with ``person_id``
         (read only for ids not in persons: an engine may leave it missing for the others), ``_rows``
         (rows kept after repeats are removed), ``_n_out_of_life``, ``_is_unknown`` (the id is not in
         persons), ``_person`` (the person key, :attr:`_person_key_rows`; missing for an unknown id) and
-        every aggregate of the table as of ``t``; and the rows read before repeats were removed (see
+        every aggregate of ``aggregates`` (the table's) as of ``t``; and the rows read before repeats were removed (see
         :func:`read_window`)."""
 
     @abstractmethod
@@ -610,20 +625,22 @@ class FolderEngine(ABC):
     # ------------------------------------------------------------------ aggregates
 
     def _aggregate(self, plan: TablePlan, t: pd.Timestamp, cohort_of_key: np.ndarray,
-                   n_people: int) -> dict[str, np.ndarray]:
-        """The aggregates of one table for the ``n_people`` people of the cohort; ``cohort_of_key[key]`` is
-        the cohort position of the person whose key is ``key`` (-1: not in the cohort)."""
+                   n_people: int, aggregates=None) -> dict[str, np.ndarray]:
+        """The ``aggregates`` of one table (default the clinical ones) for the ``n_people`` people of the
+        cohort; ``cohort_of_key[key]`` is the cohort position of the person whose key is ``key`` (-1: not
+        in the cohort)."""
         name = plan.table.name
-        frame, n_read = self._aggregate_frame(plan, t)
+        aggregates = aggregates_for(name) if aggregates is None else list(aggregates)
+        frame, n_read = self._aggregate_frame(plan, t, aggregates)
 
         # Validation's findings from the same pass.
         unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
         n_unknown = int(frame.loc[unknown, "_rows"].sum())
         if n_unknown and self._verify_ids(plan, frame.loc[unknown, "person_id"]):
-            return self._aggregate(plan, t, cohort_of_key, n_people)  # ids ending in white space: again, cleaning
+            return self._aggregate(plan, t, cohort_of_key, n_people, aggregates)  # ids ending in white space: again
         self._report_findings(name, t, n_unknown=n_unknown, n_outside=int(frame["_n_out_of_life"].sum()),
                               n_kept=int(frame["_rows"].sum()), n_read=n_read)
-        return per_person(frame, cohort_of_key, n_people, name)
+        return per_person(frame, cohort_of_key, n_people, name, aggregates)
 
     def _report_findings(self, name: str, t: pd.Timestamp, *, n_unknown: int, n_outside: int, n_kept: int,
                          n_read: int) -> None:
@@ -669,7 +686,8 @@ def code_map(raw: list[str], col: Column) -> tuple[dict[str, str | None], list[s
     return mapping, [v for v, bad in zip(raw, unknown) if bad]
 
 
-def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, table_name: str) -> dict[str, np.ndarray]:
+def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, table_name: str,
+               aggregates=None) -> dict[str, np.ndarray]:
     """The table's aggregates (columns of ``frame``, one row per person id, ``_person`` the person key) in
     cohort order; a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``."""
     person = frame["_person"].to_numpy(dtype="float64", na_value=np.nan)
@@ -678,7 +696,7 @@ def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, ta
     at[known] = cohort_of_key[person[known].astype(np.int64)]
     hit = at >= 0
     values = {}
-    for a in aggregates_for(table_name):
+    for a in (aggregates_for(table_name) if aggregates is None else aggregates):
         column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)
         if a.kind == "any":
             column = (column > 0).astype("float64")

@@ -417,7 +417,7 @@ class DuckDBEngine(FolderEngine):
 
     def _row_values(self, table: Table, t: pd.Timestamp) -> dict[str, str]:
         T = _date(t)
-        values = {"cost": "coalesce(cost, 0.0)"}
+        values = {"cost": "coalesce(cost, 0.0)", "cost_recorded": "CASE WHEN cost IS NULL THEN 0.0 ELSE 1.0 END"}
         if table.name == "inpatient_spells":
             values["bed_days_before_T"] = f"greatest(least(coalesce(discharge_date, {T}), {T}) - admission_date, 0)"
         if table.name == "social_care":
@@ -455,15 +455,17 @@ class DuckDBEngine(FolderEngine):
                "sum": f"sum({value})", "distinct": distinct}[a.kind]
         return f"{sql} FILTER (WHERE {cond}) AS {_quote(a.name)}"
 
-    def aggregate_sql(self, table_name: str, index_date) -> str:
+    def aggregate_sql(self, table_name: str, index_date, aggregates=None) -> str:
         """The one query that cleans ``table_name`` and computes its aggregates per person as of
-        ``index_date`` (with the counts validation reports: rows, rows outside a life, unknown ids).
+        ``index_date`` (with the counts validation reports: rows, rows outside a life, unknown ids);
+        ``aggregates`` default to the table's clinical ones.
         Rows are grouped by the person key (an integer), and an unknown id by its text (``person_id``,
         missing for the people found)."""
         t = pd.Timestamp(index_date).normalize()
         plan = self.plans[table_name]
         table, name = plan.table, plan.table.name
-        read = self._read_sql(plan, t)
+        aggregates = aggregates_for(name) if aggregates is None else list(aggregates)
+        read = self._read_sql(plan, t, aggregates)
         # Repeats removed in one pass that also counts them (copies of each distinct row).
         dedup = (f"SELECT *, count(*) AS _copies FROM ({read}) GROUP BY ALL"
                  if self.options["duplicate_rows"] == "drop" else f"SELECT *, 1 AS _copies FROM ({read})")
@@ -476,7 +478,7 @@ class DuckDBEngine(FolderEngine):
         out_of_life = [_outside("r", c, side) for c, side in out_of_life_tests(table, policy)]
         keep = "NOT _out_of_life" if policy == "drop" else "true"
         row_values = self._row_values(table, t)
-        aggs = [self._aggregate_sql(a, t, row_values, keep) for a in aggregates_for(name)]
+        aggs = [self._aggregate_sql(a, t, row_values, keep) for a in aggregates]
         return f"""
             WITH deduped AS ({dedup}),
             joined AS (
@@ -489,16 +491,24 @@ class DuckDBEngine(FolderEngine):
                    {', '.join(aggs)}
             FROM joined GROUP BY _person, _unknown_id"""
 
-    def _read_sql(self, plan: _TablePlan, t: pd.Timestamp) -> str:
+    def _read_sql(self, plan: _TablePlan, t: pd.Timestamp, aggregates) -> str:
         """The rows of a table the features can read (:func:`~riskstrat.engines._folder.read_window`)."""
         read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
-        span = read_window(plan.table, self.options)
+        span = read_window(plan.table, self.options, aggregates)
         if span is False:
             return read
         date = _quote(DATE_COLUMNS[plan.table.name])
         where = f"{date} < {_date(t)}" + (f" AND {date} >= {_date(t)} - {span}" if span is not None else "")
         return f"SELECT * FROM ({read}) WHERE {where}"
 
-    def _aggregate_frame(self, plan: _TablePlan, t: pd.Timestamp) -> tuple[pd.DataFrame, int]:
-        frame = self.con.execute(self.aggregate_sql(plan.table.name, t)).df()
+    def _aggregate_frame(self, plan: _TablePlan, t: pd.Timestamp, aggregates) -> tuple[pd.DataFrame, int]:
+        frame = self.con.execute(self.aggregate_sql(plan.table.name, t, aggregates)).df()
         return frame, int(frame["_read"].sum())
+
+    def value_counts(self, table: str, column: str) -> dict:
+        """Rows per value of ``column`` (as validation leaves it; missing left out), over every date, by SQL."""
+        plan = self.plans[table]
+        read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
+        col = _quote(column)
+        found = self.con.execute(f"SELECT {col}, count(*) FROM ({read}) WHERE {col} IS NOT NULL GROUP BY 1").fetchall()
+        return {value: int(n) for value, n in found}

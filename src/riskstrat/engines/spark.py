@@ -287,14 +287,14 @@ class SparkEngine(FolderEngine):
         return rows.select([cols.expression(c).alias(c.name) for c in plan.table.columns]
                            + [F.col(_quote(e)).alias("_extra_" + e) for e in plan.extras])
 
-    def _joined(self, plan: TablePlan, t: pd.Timestamp | None, *, dedupe: bool = True):
+    def _joined(self, plan: TablePlan, t: pd.Timestamp | None, *, dedupe: bool = True, aggregates=None):
         """Rows (read within the features' window when ``t`` is given, repeats removed unless ``dedupe`` is
         False) joined to their person: ends after death clamped, ``_out_of_life``, ``_known`` (null for an
         unknown person) and ``_copies`` (the rows read that each kept row stands for)."""
         F, table = self._F, plan.table
         policy = self.options["out_of_life_events"]
         rows = self._typed(plan)
-        span = read_window(table, self.options) if t is not None else False
+        span = read_window(table, self.options, aggregates) if t is not None else False
         if span is not False:
             date = F.col(DATE_COLUMNS[table.name])
             rows = rows.where((date < _date(F, t)) if span is None else
@@ -313,34 +313,43 @@ class SparkEngine(FolderEngine):
                               F.lit(False)) for c, side in out_of_life_tests(table, policy)]
         return rows.withColumn("_out_of_life", reduce(lambda a, b: a | b, outside))
 
-    def _aggregate_frame(self, plan: TablePlan, t: pd.Timestamp) -> tuple[pd.DataFrame, int]:
-        frame = _to_pandas(self._aggregate_rows(plan, t))
+    def _aggregate_frame(self, plan: TablePlan, t: pd.Timestamp, aggregates) -> tuple[pd.DataFrame, int]:
+        frame = _to_pandas(self._aggregate_rows(plan, t, aggregates))
         return frame, int(frame["_read"].sum())
 
-    def _aggregate_rows(self, plan: TablePlan, t: pd.Timestamp):
+    def value_counts(self, table: str, column: str) -> dict:
+        """Rows per value of ``column`` (as validation leaves it; missing left out), over every date, in Spark."""
+        F = self._F
+        rows = self._typed(self.plans[table]).where(F.col(column).isNotNull()).groupBy(column).count().collect()
+        return {row[0]: int(row[1]) for row in rows}
+
+    def _aggregate_rows(self, plan: TablePlan, t: pd.Timestamp, aggregates=None):
         """:meth:`_aggregate_frame`'s rows as a Spark DataFrame (one row per person id, not collected)."""
         F, name = self._F, plan.table.name
-        rows = self._joined(plan, t).withColumn("_days", F.datediff(_date(F, t), F.col(DATE_COLUMNS[name])))
+        aggregates = aggregates_for(name) if aggregates is None else list(aggregates)
+        rows = self._joined(plan, t, aggregates=aggregates).withColumn(
+            "_days", F.datediff(_date(F, t), F.col(DATE_COLUMNS[name])))
         keep = ~F.col("_out_of_life") if self.options["out_of_life_events"] == "drop" else F.lit(True)
         row_values = self._row_values(name, t)
         return rows.groupBy("person_id").agg(
             F.count(F.lit(1)).alias("_rows"), F.sum("_copies").alias("_read"),
             F.count(F.when(F.col("_out_of_life"), 1)).alias("_n_out_of_life"),
             F.max(F.col("_known").isNull()).alias("_is_unknown"), F.min("_row").alias("_person"),
-            *[self._aggregate_column(a, t, row_values, keep) for a in aggregates_for(name)])
+            *[self._aggregate_column(a, t, row_values, keep) for a in aggregates])
 
-    def month_features(self, index_date, *, min_age: float = 18, max_age: float = 120, costs=None):
+    def month_features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None, costs=None):
         """The features for scoring on ``index_date`` kept in Spark, where the models score them and explain
         the listed people (:class:`riskstrat.engines.spark_score.SparkMonthFeatures`); only one narrow row
         a person comes to the driver. The same numbers as :meth:`features` and the driver's scoring.
         ``costs`` (:class:`riskstrat.costs.CostHandling`) converts or blanks the cost features per batch."""
         from riskstrat.engines.spark_score import SparkMonthFeatures
 
-        return SparkMonthFeatures(self, index_date, min_age=min_age, max_age=max_age, costs=costs)
+        return SparkMonthFeatures(self, index_date, min_age=min_age, max_age=max_age, spec=spec, costs=costs)
 
     def _row_values(self, table_name: str, t: pd.Timestamp) -> dict:
         F, T = self._F, _date(self._F, t)
-        values = {"cost": F.coalesce(F.col("cost"), F.lit(0.0))}
+        values = {"cost": F.coalesce(F.col("cost"), F.lit(0.0)),
+                  "cost_recorded": F.when(F.col("cost").isNull(), F.lit(0.0)).otherwise(F.lit(1.0))}
         if table_name == "inpatient_spells":
             values["bed_days_before_T"] = F.greatest(
                 F.datediff(F.least(F.coalesce(F.col("discharge_date"), T), T), F.col("admission_date")), F.lit(0))

@@ -33,15 +33,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskstrat.engines.spec import aggregates_for
-from riskstrat.features import CONTEXT_COLUMNS, FEATURE_NAMES
+from riskstrat.engines.spec import CLINICAL
+from riskstrat.features import CONTEXT_COLUMNS
 
 __all__ = ["RANKING_COLUMNS", "SparkMonthFeatures"]
 
 # The features lists.rank_population and the priority groups read (besides practice_id and sex).
 RANKING_COLUMNS = ("age", "emergency_admissions_0_3m", "emergency_admissions_3_12m", "ae_attendances_0_3m",
                    "ae_attendances_3_12m", "emergency_bed_days_12m", "cost_total_12m")
-_NUMERIC = tuple(FEATURE_NAMES) + tuple(CONTEXT_COLUMNS)  # derive's columns, all float64
+
+def _numeric(spec) -> tuple[str, ...]:
+    return tuple(spec.features) + tuple(CONTEXT_COLUMNS)  # derive's columns, all float64
+
 _PEOPLE = ("age", "sex", "deprivation_decile")  # what derive reads of the people
 
 
@@ -84,7 +87,7 @@ class _Shipped:
 # ------------------------------------------------------------------ per batch (on the executors)
 
 
-def _derive_batches(batches, *, sources: list[str], costs=None):
+def _derive_batches(batches, *, sources: list[str], spec, costless, costs=None):
     """The feature frame of each batch of people joined to their aggregates (NULL: no rows)."""
     from riskstrat.engines._folder import per_person
     from riskstrat.engines.spec import derive
@@ -95,8 +98,8 @@ def _derive_batches(batches, *, sources: list[str], costs=None):
         rows = batch.assign(_person=np.arange(n))  # one row a person: the person key is the row
         values: dict[str, np.ndarray] = {}
         for name in sources:
-            values.update(per_person(rows, np.arange(n), n, name))
-        frame = derive(people, values, set(sources))
+            values.update(per_person(rows, np.arange(n), n, name, spec.aggregates_for(name)))
+        frame = derive(people, values, set(sources), spec=spec, costless=costless)
         yield (costs.apply(frame) if costs is not None else frame).reset_index()
 
 
@@ -147,21 +150,22 @@ class SparkMonthFeatures:
     findings about them reported, as :meth:`SparkEngine.features` reports them) when it is made.
     """
 
-    def __init__(self, engine, index_date, *, min_age: float = 18, max_age: float = 120, costs=None):
+    def __init__(self, engine, index_date, *, min_age: float = 18, max_age: float = 120, spec=None, costs=None):
         from riskstrat.features import eligible_persons
 
         t = pd.Timestamp(index_date).normalize()
         self.engine, self.spark = engine, engine.spark
         self.people = eligible_persons(engine.records, t, min_age=min_age, max_age=max_age).set_index("person_id")
         self.sources = list(engine.plans)
-        self.columns = [*_NUMERIC, "practice_id", "sex", "ethnicity_group"]  # as SparkEngine.features
+        self.spec = spec or CLINICAL
+        self.columns = [*_numeric(self.spec), "practice_id", "sex", "ethnicity_group"]  # as SparkEngine.features
         self._aggregates = {}
         self._frame = None  # the feature frame, made on first use (after the opt-outs)
         self.costs = costs  # riskstrat.costs.CostHandling: cost features converted or blanked per batch
         self._shipped: list[_Shipped] = []
         try:
             for name, plan in engine.plans.items():
-                rows = engine._aggregate_rows(plan, t).persist()
+                rows = engine._aggregate_rows(plan, t, self.spec.aggregates_for(name)).persist()
                 self._aggregates[name] = rows
                 _report_findings(engine, name, t, rows)
         except BaseException:
@@ -198,11 +202,12 @@ class SparkMonthFeatures:
                 warnings.filterwarnings("ignore", message=_PANDAS_WARNING)
                 frame = self.spark.createDataFrame(table)
             for name, rows in self._aggregates.items():
-                frame = frame.join(rows.select("person_id", *[a.name for a in aggregates_for(name)]), "person_id",
+                frame = frame.join(rows.select("person_id", *[a.name for a in self.spec.aggregates_for(name)]), "person_id",
                                    "left")
-            sources, costs = self.sources, self.costs
-            schema = _schema({"person_id": "string", **{c: "double" for c in _NUMERIC}})
-            self._frame = _map(frame, lambda batches: _derive_batches(batches, sources=sources, costs=costs),
+            sources, spec, costless, costs = self.sources, self.spec, self.engine.costless, self.costs
+            schema = _schema({"person_id": "string", **{c: "double" for c in _numeric(spec)}})
+            self._frame = _map(frame, lambda batches: _derive_batches(batches, sources=sources, spec=spec,
+                                                                      costless=costless, costs=costs),
                                schema).persist()
         return self._frame
 

@@ -16,13 +16,19 @@ expressions in its own language; their meaning is given here.
 ['emergency_admissions_0_3m', 'emergency_admissions_3_12m']
 >>> aggregate("days_since_ae").fill
 731
+
+What one model computes is a :class:`FeatureSpec`: the clinical aggregates above (:data:`CLINICAL`)
+plus, when the training config asks for them, the generic covariates of
+:mod:`riskstrat.engines.generic` (more aggregates, and :class:`Derived` features computed from them by
+a named rule). A model stores its spec as data (:meth:`FeatureSpec.to_dict`) and scoring builds
+exactly that spec (:meth:`FeatureSpec.from_dict`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -38,16 +44,18 @@ from riskstrat.features import (
     RX_CHAPTERS,
     WINDOWS,
 )
+from riskstrat.errors import RiskstratError
 from riskstrat.schema import AE_UNPLANNED_DEPARTMENT_TYPES, BNF_UNKNOWN, LONG_TERM_CONDITIONS
 
-__all__ = ["AGGREGATES", "ROW_VALUES", "Aggregate", "Where", "aggregate", "aggregates_for", "derive", "feature_frame",
-           "spec_hash", "DERIVE_VERSION"]
+__all__ = ["AGGREGATES", "CLINICAL", "ROW_VALUES", "Aggregate", "Derived", "FeatureSpec", "FeatureSpecError", "Where",
+           "aggregate", "aggregates_for", "derive", "feature_frame", "spec_hash", "DERIVE_VERSION"]
 
 AggregateKind = Literal["count", "sum", "min_days", "max_days", "any", "distinct"]
 
 # Row values summed by some aggregates: name -> (table, meaning). Engines implement each.
 ROW_VALUES = {
     "cost": (None, "the row's cost, 0 when blank"),
+    "cost_recorded": (None, "1 when the row's cost is recorded (not blank), else 0: summed, the rows with a cost"),
     "bed_days_before_T": ("inpatient_spells",
                           "days from admission to the discharge or T, whichever is first (a blank discharge is "
                           "T), at least 0: only the part of the stay before T"),
@@ -93,6 +101,7 @@ DATE_COLUMNS = {"inpatient_spells": "admission_date", "ae_attendances": "arrival
                 "ltc_register": "diagnosis_date", "prescriptions": "issue_date", "social_care": "start_date"}
 
 _EMERGENCY = Where("admission_method", ("emergency",))
+VACCINE_CHAPTER = "14"  # BNF chapter 14: immunological products and vaccines
 _12M = WINDOWS["12m"]
 _NAN = float("nan")
 
@@ -128,10 +137,15 @@ def _aggregates() -> list[Aggregate]:
     # Long-term conditions: everything recorded before T counts (no look-back limit).
     a += [Aggregate(f"_ltc_first_days_{code}", "ltc_register", "max_days", (1, None),
                     where=(Where("condition", (code,)),), fill=_NAN) for code in LONG_TERM_CONDITIONS]
-    a += [Aggregate("rx_items_3m", rx, "count", WINDOWS["3m"]), Aggregate("rx_items_12m", rx, "count", _12M),
+    # Vaccines (BNF chapter 14, immunological products: OMOP's vaccines are imported there) are not
+    # medicines taken: counted apart (vaccinations_12m), left out of the item and chapter counts.
+    not_vaccine = Where("bnf_chapter", (VACCINE_CHAPTER,), negate=True)
+    a += [Aggregate("rx_items_3m", rx, "count", WINDOWS["3m"], where=(not_vaccine,)),
+          Aggregate("rx_items_12m", rx, "count", _12M, where=(not_vaccine,)),
           # An unknown chapter is not a chapter (its items still count above).
           Aggregate("rx_chapters_12m", rx, "distinct", _12M, value="bnf_chapter",
-                    where=(Where("bnf_chapter", (BNF_UNKNOWN,), negate=True),))]
+                    where=(Where("bnf_chapter", (BNF_UNKNOWN, VACCINE_CHAPTER), negate=True),)),
+          Aggregate("vaccinations_12m", rx, "count", _12M, where=(Where("bnf_chapter", (VACCINE_CHAPTER,)),))]
     a += [Aggregate(f"rx_bnf{ch}_items_12m", rx, "count", _12M, where=(Where("bnf_chapter", (ch,)),))
           for ch in RX_CHAPTERS]
     a += [Aggregate("_cost_prescriptions_12m", rx, "sum", _12M, value="cost")]
@@ -164,20 +178,175 @@ def aggregates_for(table: str) -> list[Aggregate]:
 # The version of :func:`derive`'s arithmetic, part of :func:`spec_hash`. Bump it whenever a derived
 # feature's value changes for any input: ``tests/test_engines.py`` holds derive's output on a fixed input
 # for each version and fails when the output changes under the same version.
-DERIVE_VERSION = 1
+# Version 2: prescription items and chapters leave out BNF chapter 14 (vaccines: vaccinations_12m);
+# derive computes the generic Derived rules (trend, cost).
+DERIVE_VERSION = 2
+
+
+class FeatureSpecError(RiskstratError):
+    """A stored feature spec this code cannot build, or specs that define one name two ways."""
+
+
+DerivedRule = Literal["trend", "cost"]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A feature computed by :func:`derive` from aggregates by a named ``rule`` (the generic covariates):
+
+    - ``trend``: ``inputs`` (count in the recent window, count in the whole window), ``params`` (their
+      lengths in days, ``a`` < ``b``): recent - earlier x a / (b - a), where earlier = whole - recent.
+      The recent count minus what the earlier rate would give in as many days: positive when use rose.
+    - ``cost``: ``inputs`` (cost summed with blanks as 0, rows with a recorded cost, rows): the sum; 0 for
+      a person without rows; missing (NaN) when the person's rows all lack a cost, and for everyone
+      when the table records no cost at all (``costless`` in :func:`derive`).
+    """
+
+    name: str
+    table: str
+    rule: DerivedRule
+    inputs: tuple[str, ...]
+    params: tuple[float, ...] = ()
+
+
+def _aggregate_from(d: dict) -> Aggregate:
+    lo, hi = d["window"]
+    return Aggregate(name=d["name"], table=d["table"], kind=d["kind"], window=(int(lo), None if hi is None else int(hi)),
+                     value=d.get("value"), ongoing=bool(d.get("ongoing", False)), fill=float(d.get("fill", 0.0)),
+                     where=tuple(Where(w["column"], tuple(w.get("values", ())), bool(w.get("negate", False)),
+                                       bool(w.get("prefix_regex", False))) for w in d.get("where", ())))
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _same(a, b) -> bool:
+    """Two aggregates or derived features defined alike (a NaN fill equals a NaN fill)."""
+    def key(x) -> str:
+        d = asdict(x)
+        if "fill" in d:
+            d["fill"] = float(d["fill"])
+        return json.dumps(d, sort_keys=True, default=str)
+
+    return key(a) == key(b)
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureSpec:
+    """Everything a model's features are made of, as data: the ``aggregates`` the engines compute, the
+    ``derived`` generic features, the model-input ``features`` :func:`derive` returns (in order), and
+    ``generic``: the generic config and the group values read from the training data (None: clinical only).
+
+    :data:`CLINICAL` is the clinical spec (every model trained before specs were stored used it).
+    """
+
+    aggregates: tuple[Aggregate, ...]
+    features: tuple[str, ...]
+    derived: tuple[Derived, ...] = ()
+    generic: dict | None = field(default=None, compare=False)
+
+    def aggregates_for(self, table: str) -> list[Aggregate]:
+        return [a for a in self.aggregates if a.table == table]
+
+    def __eq__(self, other) -> bool:  # the same definition (dataclass equality would find NaN fills unequal)
+        return isinstance(other, FeatureSpec) and self.hash() == other.hash()
+
+    def __hash__(self) -> int:
+        return hash(self.hash())
+
+    def features_for_sources(self, sources) -> list[str]:
+        """The spec's features that ``sources`` (event tables) can give (clinical ones by their source)."""
+        from riskstrat.features import features_for_sources
+
+        have = set(sources)
+        clinical = set(features_for_sources(have))
+        generic = {d.name for d in self.derived if d.table in have}
+        generic |= {a.name for a in self.aggregates if a.table in have and a.name not in _BY_NAME}
+        return [f for f in self.features if f in clinical or f in generic]
+
+    def definition(self) -> dict:
+        """What the hash covers: the aggregates, row values, features in order, derive's version and
+        (generic specs only) the derived rules and the generic config with its group values."""
+        # Fills as floats: 731 and 731.0 are one definition (JSON would tell them apart).
+        out = {"aggregates": [{**asdict(a), "fill": float(a.fill)} for a in self.aggregates], "row_values": ROW_VALUES,
+               "features": list(self.features), "derive_version": DERIVE_VERSION}
+        if self.derived or self.generic:
+            out["derived"] = [asdict(d) for d in self.derived]
+            out["generic"] = self.generic
+        return _jsonable(out)
+
+    def hash(self) -> str:
+        """A short hash of :meth:`definition` (logged with a model, checked at scoring)."""
+        text = json.dumps(self.definition(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        """The spec as JSON-ready data (stored in a model's metadata as ``feature_spec``)."""
+        return {**self.definition(), "hash": self.hash()}
+
+    @classmethod
+    def from_dict(cls, d: dict, *, what: str = "the stored feature spec") -> "FeatureSpec":
+        """The spec stored by :meth:`to_dict`, as stored. Refused (:class:`FeatureSpecError`) when this
+        code cannot build it: another version of derive's arithmetic, a row value it does not know, or a
+        hash that does not match the content."""
+        if d.get("derive_version") != DERIVE_VERSION:
+            raise FeatureSpecError(f"{what} was made with derive version {d.get('derive_version')}, this riskstrat "
+                                   f"computes version {DERIVE_VERSION}")
+        unknown = sorted({a["value"] for a in d["aggregates"] if a.get("value") and a["kind"] == "sum"}
+                         - set(ROW_VALUES))
+        if unknown:
+            raise FeatureSpecError(f"{what} sums row values this riskstrat does not compute: {unknown}")
+        spec = cls(aggregates=tuple(_aggregate_from(a) for a in d["aggregates"]), features=tuple(d["features"]),
+                   derived=tuple(Derived(x["name"], x["table"], x["rule"], tuple(x["inputs"]),
+                                         tuple(float(p) for p in x.get("params", ()))) for x in d.get("derived", ())),
+                   generic=d.get("generic"))
+        if d.get("hash") and spec.hash() != d["hash"]:
+            raise FeatureSpecError(f"{what} does not match its own hash ({d['hash']}, content {spec.hash()}): it was "
+                                   f"changed after training")
+        return spec
+
+    @classmethod
+    def union(cls, specs) -> "FeatureSpec":
+        """One spec computing every spec's features (several models scored together). Refused
+        (:class:`FeatureSpecError`) when two specs give one name two definitions."""
+        specs = list(specs)
+        if len(specs) == 1:
+            return specs[0]
+        aggregates: dict[str, Aggregate] = {}
+        derived: dict[str, Derived] = {}
+        features: dict[str, None] = {}
+        for spec in specs:
+            for kind, mine, theirs in (("aggregate", aggregates, spec.aggregates), ("feature", derived, spec.derived)):
+                for x in theirs:
+                    if x.name in mine and not _same(mine[x.name], x):
+                        raise FeatureSpecError(
+                            f"the models define the {kind} {x.name} differently (its window, filter or rule): they "
+                            f"cannot be scored in one run; retrain them with the same features.generic settings on "
+                            f"the same data, or score them in separate runs")
+                    mine[x.name] = x
+            features.update(dict.fromkeys(spec.features))
+        generic = [s.generic for s in specs if s.generic]
+        return cls(tuple(aggregates.values()), tuple(features), tuple(derived.values()),
+                   {"union_of": generic} if generic else None)
 
 
 def spec_hash() -> str:
-    """A short hash of the feature definitions (logged with a model, checked at scoring): the aggregates,
-    the row values they sum, the model's feature names in order and :data:`DERIVE_VERSION`.
+    """A short hash of the clinical feature definitions (:data:`CLINICAL`'s :meth:`FeatureSpec.hash`): the
+    aggregates, the row values they sum, the model's feature names in order and :data:`DERIVE_VERSION`.
 
     Code is not hashed (a comment would change it); derive's behaviour is pinned by its version and the
     reference output the tests keep for each version.
     """
-    definition = {"aggregates": [asdict(a) for a in AGGREGATES], "row_values": ROW_VALUES,
-                  "features": list(FEATURE_NAMES), "derive_version": DERIVE_VERSION}
-    text = json.dumps(definition, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return clinical_spec().hash()
+
+
+def clinical_spec() -> FeatureSpec:
+    """The clinical spec (read at call time: tests may change the module's names)."""
+    return FeatureSpec(aggregates=AGGREGATES, features=tuple(FEATURE_NAMES))
+
+
+CLINICAL: FeatureSpec = clinical_spec()
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,23 +358,29 @@ def _sum_present(parts: list[np.ndarray | None]) -> np.ndarray | None:
     return sum(present) if present else None
 
 
-def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str]) -> pd.DataFrame:
-    """The feature frame (FEATURE_NAMES, then CONTEXT_COLUMNS, all float64) for the cohort ``people``.
+def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str], *,
+           spec: FeatureSpec | None = None, costless=()) -> pd.DataFrame:
+    """The feature frame (the spec's features, then CONTEXT_COLUMNS, all float64) for the cohort ``people``.
 
     ``people`` is :func:`riskstrat.features.eligible_persons` indexed by ``person_id``;
-    ``aggregates`` maps every aggregate of the tables in ``sources`` to one value per person in
-    that order, people without rows already holding the aggregate's ``fill``. Features of tables
-    not in ``sources`` are missing (NaN).
+    ``aggregates`` maps every aggregate of ``spec`` (default :data:`CLINICAL`) of the tables in
+    ``sources`` to one value per person in that order, people without rows already holding the
+    aggregate's ``fill``. Features of tables not in ``sources`` are missing (NaN). ``costless``: tables
+    whose cost is blank in every row (the engine's ``blank_costs``): their generic costs are missing.
     """
+    spec = spec or CLINICAL
     n = len(people)
     out: dict[str, np.ndarray] = {
         "age": people["age"].round(2).to_numpy(dtype="float64"),
         "sex_female": (people["sex"] == "female").to_numpy(dtype="float64"),
         "deprivation_decile": people["deprivation_decile"].to_numpy(dtype="float64", na_value=np.nan),
     }
-    for a in AGGREGATES:
+    for a in spec.aggregates:
         if a.table in sources and not a.name.startswith("_"):
             out[a.name] = np.asarray(aggregates[a.name], dtype="float64")
+    for d in spec.derived:
+        if d.table in sources:
+            out[d.name] = _derived(d, aggregates, costless)
 
     def agg(name: str) -> np.ndarray | None:
         a = aggregate(name)
@@ -251,17 +426,30 @@ def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set
 
     # One float64 block in the frame's column order, filled column by column and handed to pandas
     # without a copy: a frame built from the dict and then reordered held about three copies at once.
-    columns = list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)
+    columns = list(spec.features) + list(CONTEXT_COLUMNS)
     block = np.empty((len(columns), n), dtype="float64")
     for i, name in enumerate(columns):
         block[i] = out.pop(name) if name in out else np.nan
     return pd.DataFrame(block.T, index=people.index, columns=columns, copy=False)
 
 
-def feature_frame(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str]) -> pd.DataFrame:
+def _derived(d: Derived, aggregates: dict[str, np.ndarray], costless) -> np.ndarray:
+    x = [np.asarray(aggregates[name], dtype="float64") for name in d.inputs]
+    if d.rule == "trend":
+        recent, whole = x
+        a, b = d.params
+        return np.round(recent - (whole - recent) * a / (b - a), 6)
+    total, costed, rows = x  # cost
+    if d.table in costless:
+        return np.full(len(total), np.nan)
+    return np.where((rows > 0) & (costed == 0), np.nan, np.round(total, 2))
+
+
+def feature_frame(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str], *,
+                  spec: FeatureSpec | None = None, costless=()) -> pd.DataFrame:
     """What every engine's ``features`` returns: :func:`derive`'s frame with the people's practice, sex
     and ethnic group (:data:`~riskstrat.features.META_COLUMNS`) added, indexed by ``person_id``."""
-    result = derive(people, aggregates, sources)
+    result = derive(people, aggregates, sources, spec=spec, costless=costless)
     result["practice_id"] = people["practice_id"].astype("string")
     for column in META_COLUMNS:
         if column != "practice_id":

@@ -130,7 +130,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.validate import blank_costs
     from riskstrat.synth.truth import oracle_risk, read_truth
     from riskstrat.models import prior_use_score
-    from riskstrat.pipelines import check_feature_spec, check_features_match, load_data
+    from riskstrat.pipelines import check_features_match, load_data, models_spec
     from riskstrat.data_end import data_end_of
 
     as_of = pd.Timestamp(as_of).normalize()
@@ -146,8 +146,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         if other.describe() != outcome.describe():
             raise OutcomeMismatchError(f"{against} predicts {other.words} ({other.describe()}), {model} predicts "
                                        f"{outcome.words} ({outcome.describe()}): compare models of the same outcome")
-    for m in [candidate] + ([champion] if champion else []):  # features built now must be the ones it saw
-        check_feature_spec(m, stage=stage)
+    # Features built now must be the ones each model saw: its stored spec (the union of both models').
+    spec = models_spec([candidate] + ([champion] if champion else []), stage=stage)
     if champion:
         from riskstrat.evaluation._overlap import labels_end
 
@@ -168,7 +168,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         stage(f"warning: {found_end.warning}")
     check_horizon(as_of, horizon_days=outcome.horizon_days, extract_end=extract_end)
 
-    features = money.apply(build_features(records, as_of))
+    features = money.apply(build_features(records, as_of, spec=spec))
     for m in [candidate] + ([champion] if champion else []):
         check_features_match(m.risk_model, features, records)
     labels = outcome.labels(records, as_of, features.index, extract_end=extract_end)
