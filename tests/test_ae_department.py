@@ -160,7 +160,7 @@ def test_urgent_care_only_is_not_unplanned_hospital_use_by_default(visits):
                                                                        "urgent_care", "walk_in", "unknown"]}
     assert set(_labels(every, visits).values()) == {1}
     assert _labels({"name": "unplanned_hospital_use", "ae_department_types": ["urgent_care"]}, visits)["urgent"] == 1
-    assert parse_outcome(every).words == ("an emergency admission or A&E attendance (emergency department or "
+    assert parse_outcome(every).words == ("an unplanned admission or A&E attendance (emergency department or "
                                           "single specialty or urgent care or walk in or unknown) or death")
     with pytest.raises(ValidationError, match="ae_department_types"):
         parse_outcome({"name": "unplanned_hospital_use", "ae_department_types": ["minor_injuries"]})

@@ -46,7 +46,9 @@ def test_method_not_recorded_points_to_unplanned_hospital_use():
         "message": "admission method mostly not recorded (15 of 49 spells emergency, 29 unknown): "
                    "use unplanned_hospital_use"}
     assert verdict["unplanned_hospital_use"]["supported"] is True
-    assert verdict["unplanned_hospital_use"]["events"] == 15 + 773
+    # Its default counts the spells not recorded as planned: emergency and unknown, not the transfers.
+    assert verdict["unplanned_hospital_use"]["events"] == 15 + 29 + 773
+    assert "15 emergency spells + 29 of unknown method + 773 A&E attendances" in verdict["unplanned_hospital_use"]["message"]
 
 
 def test_low_emergency_share_with_many_spells_is_not_recorded_either():

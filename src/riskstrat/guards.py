@@ -110,7 +110,7 @@ def likely_cause(records, target: str, *, tables: tuple[str, ...] = ()) -> str:
         if spells and target == "emergency_admission":
             ae = records.has("ae_attendances") and len(records.get("ae_attendances")) > 0
             suggestion = ("; the data hold A&E attendances, so try --set target.name=unplanned_hospital_use "
-                          "(an emergency admission or an A&E attendance)" if ae else "")
+                          "(an admission not recorded as planned, or an A&E attendance)" if ae else "")
             return spells + suggestion
         if target == "unplanned_hospital_use" and spells and not (
                 records.has("ae_attendances") and len(records.get("ae_attendances")) > 0):

@@ -7,7 +7,7 @@ training config is one of them, chosen by ``name`` (or ``kind: event`` for one d
 
 >>> outcome = parse_outcome({"name": "unplanned_hospital_use"})
 >>> outcome.words
-'an emergency admission or A&E attendance or death'
+'an unplanned admission or A&E attendance or death'
 >>> parse_outcome({"name": "emergency_admission", "death": "exclude"}).truth_column
 'p_emergency_admission'
 

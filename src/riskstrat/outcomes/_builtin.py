@@ -21,6 +21,9 @@ from riskstrat.schema import (
     TABLES,
 )
 
+# The admissions unplanned_hospital_use counts by default: not recorded as planned (see its docstring).
+UNPLANNED_ADMISSION_METHODS = ("emergency", "unknown")
+
 _DEATH_FIELD = Field("composite", description="Death in the window: composite (counts as the outcome, SPARRA v4) "
                                               "| exclude (no label unless the event came first) | negative.")
 
@@ -85,8 +88,14 @@ class EmergencyAdmission(_HospitalOutcome):
 
 
 class UnplannedHospitalUse(_HospitalOutcome):
-    """An emergency admission or an A&E attendance in the window: what data without a recorded
-    admission method (Synthea, many OMOP ETLs, US claims) support, and what many services use.
+    """An admission not recorded as planned, or an A&E attendance, in the window: what data without a
+    recorded admission method (Synthea, many OMOP ETLs, US claims) support, and what many services use.
+
+    ``admission_methods`` defaults to emergency **and unknown**: this outcome is for data that do not
+    record how people were admitted, where most stays carry no method at all (a Synthea hospital export:
+    15 of 49 spells emergency, 29 unknown); counting emergency ones only would leave most unplanned stays
+    out of the label while the A&E visits before them stay in. Stays recorded as elective, maternity or
+    a transfer never count. ``--set 'target.admission_methods=[emergency]'`` counts emergency ones only.
 
     ``ae_department_types`` chooses the attendances that count (:data:`riskstrat.schema.AE_DEPARTMENT_TYPES`).
     By default an emergency department (type 1), a single-specialty A&E (type 2) or an unknown type:
@@ -98,6 +107,10 @@ class UnplannedHospitalUse(_HospitalOutcome):
     """
 
     name: Literal["unplanned_hospital_use"] = "unplanned_hospital_use"
+    admission_methods: list[str] = Field(
+        default_factory=lambda: list(UNPLANNED_ADMISSION_METHODS),
+        description=f"Admission methods that count, from {list(ADMISSION_METHODS)} (default emergency and unknown: "
+                    f"the stays not recorded as planned).")
     ae_department_types: list[str] = Field(
         default_factory=lambda: list(AE_UNPLANNED_DEPARTMENT_TYPES),
         description=f"A&E department types whose attendances count, from {list(AE_DEPARTMENT_TYPES)}.")
@@ -114,10 +127,14 @@ class UnplannedHospitalUse(_HospitalOutcome):
 
     @property
     def words(self) -> str:
+        methods = sorted(self.admission_methods)
+        admission = ("an unplanned admission" if methods == sorted(UNPLANNED_ADMISSION_METHODS)
+                     else "an emergency admission" if methods == ["emergency"]
+                     else f"an admission ({' or '.join(self.admission_methods)})")
         if sorted(self.ae_department_types) == sorted(AE_UNPLANNED_DEPARTMENT_TYPES):
-            return _or_death("an emergency admission or A&E attendance", self.death)
+            return _or_death(f"{admission} or A&E attendance", self.death)
         kinds = " or ".join(t.replace("_", " ") for t in self.ae_department_types)
-        return _or_death(f"an emergency admission or A&E attendance ({kinds})", self.death)
+        return _or_death(f"{admission} or A&E attendance ({kinds})", self.death)
 
     def events(self, records, window):
         ae = records.get("ae_attendances")

@@ -63,8 +63,9 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
     ``emergency_admission`` needs emergency spells: when they are fewer than ``min_events`` or under
     ``min_emergency_share`` of the spells while A&E attendances exist, the admission method is
     taken as mostly not recorded and ``unplanned_hospital_use`` is recommended instead.
-    ``unplanned_hospital_use`` counts emergency spells plus the A&E attendances of the department types
-    it counts by default (emergency, single-specialty, unknown; urgent care and walk-in are named apart).
+    ``unplanned_hospital_use`` counts the spells it counts by default (emergency or of unknown method: not
+    recorded as planned) plus the A&E attendances of the department types it counts by default
+    (emergency, single-specialty, unknown; urgent care and walk-in are named apart).
     ``death`` needs death
     dates; ``high_cost`` needs costs; ``social_care_entry`` needs social care services.
     """
@@ -96,12 +97,13 @@ def supported_outcomes(tables: dict[str, pd.DataFrame], *, min_events: int = MIN
         out["emergency_admission"] = _outcome(
             True, n_emergency, f"{n_emergency:,} of {n_spells:,} spells emergency ({n_unknown:,} unknown)")
 
-    n_unplanned = n_emergency + n_ae
+    n_unplanned = n_emergency + n_unknown + n_ae
     if n_unplanned == 0:
-        out["unplanned_hospital_use"] = _outcome(False, 0, "no emergency spells and no A&E attendances")
+        out["unplanned_hospital_use"] = _outcome(False, 0, "no unplanned spells and no A&E attendances")
     else:
+        spells_words = f"{n_emergency:,} emergency spells" + (f" + {n_unknown:,} of unknown method" if n_unknown else "")
         out["unplanned_hospital_use"] = _outcome(
-            True, n_unplanned, _few(f"{n_emergency:,} emergency spells + {n_ae:,} A&E attendances"
+            True, n_unplanned, _few(f"{spells_words} + {n_ae:,} A&E attendances"
                                     + (f" ({n_other_ae:,} urgent-care or walk-in attendances not counted)"
                                        if n_other_ae else ""), n_unplanned, min_events))
 
