@@ -257,3 +257,29 @@ def test_riskstrat_features_lists_and_explains_the_generic_covariates():
         assert name in result.output
     assert "missing where the events carry no cost" in result.output
     assert "social_care__cost_90d" not in result.output  # social care records weekly costs, not one per event
+
+
+def test_generic_covariates_speak_through_the_clinical_reason_about_the_same_events():
+    from riskstrat.reasons import top_reasons
+
+    # Ada's risk comes from her prescriptions in several windows and from her emergency admissions
+    # (clinical and generic): each history is said once, in the clinical words. Her urgent-care visits
+    # are not A&E department visits: they speak alone, in their own words.
+    ids = pd.Index(["ada"], name="person_id")
+    shap = pd.DataFrame({"prescriptions__count_730d": [0.30], "prescriptions__bnf02__count_365d": [0.10],
+                         "rx_items_12m": [0.05], "inpatient_spells__emergency__count_365d": [0.20],
+                         "emergency_admissions_0_3m": [0.05], "ae_attendances__urgent_care__count_90d": [0.12],
+                         "gp_contacts__count_730d": [0.01]}, index=ids)
+    values = pd.DataFrame({"prescriptions__count_730d": [298.0], "prescriptions__bnf02__count_365d": [40.0],
+                           "rx_items_3m": [33.0], "rx_items_12m": [130.0], "rx_chapters_12m": [10.0],
+                           "inpatient_spells__emergency__count_365d": [3.0], "emergency_admissions_0_3m": [1.0],
+                           "emergency_admissions_3_12m": [2.0], "emergency_admissions_12_24m": [0.0],
+                           "days_since_emergency_admission": [23.0], "emergency_bed_days_12m": [9.0],
+                           "ae_attendances__urgent_care__count_90d": [4.0], "gp_contacts__count_730d": [20.0],
+                           "gp_contacts_0_3m": [2.0], "gp_contacts_3_12m": [5.0]}, index=ids)
+    reasons = top_reasons(shap, values, n=3)
+    said = [reasons.loc["ada", f"reason_{i}"] for i in (1, 2, 3)]
+    assert said == ["many medicines: about 11 prescription items a month, from 10 BNF chapters",
+                    "3 emergency admissions in the last 12 months, the last 23 days ago (9 days in hospital)",
+                    "4 urgent-care visits in the last 90 days"]
+    assert not any("in the last 2 years" in s for s in said)

@@ -634,10 +634,53 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
 _GROUP_OF = {name: group for group, names in REASON_GROUPS.items() for name in names}
 
 
+# A generic covariate (riskstrat.engines.generic) speaks through the clinical reason about the same
+# events, so that one history is said once, in the clinical words ("3 emergency admissions in the last
+# 12 months, the last 2 months ago"), not again per window ("7 prescription items in the last 2 years"
+# beside "about 14 prescription items a month"). (table, sub-type) -> reason; None: any sub-type of the
+# table not listed. Sub-types the clinical words do not count (urgent care, walk-in A&E, vaccines,
+# stays of unknown or other method) speak alone, in their own true words.
+_GENERIC_REASON: dict[tuple[str, str | None], str] = {
+    ("inpatient_spells", "emergency"): "emergency admissions",
+    ("inpatient_spells", "elective"): "elective_admissions_12m",
+    ("ae_attendances", "emergency_department"): "A&E visits",
+    ("ae_attendances", "single_specialty"): "A&E visits",
+    ("outpatient_appointments", None): "outpatient_attended_12m",
+    ("outpatient_appointments", "attended"): "outpatient_attended_12m",
+    ("outpatient_appointments", "missed"): "outpatient_missed_12m",
+    ("gp_contacts", None): "GP contacts",
+    ("prescriptions", "bnf14"): "vaccinations_12m",
+    ("social_care", None): "social care",
+}
+_GENERIC_WHOLE_TABLE = {"ae_attendances": "A&E visits", "prescriptions": "prescriptions"}
+
+
+def _generic_reason(name: str) -> str | None:
+    from riskstrat.engines.generic import parse_name
+
+    g = parse_name(name)
+    if g is None:
+        return None
+    if g.measure == "cost":
+        return "costs"
+    if g.group is None and g.table in _GENERIC_WHOLE_TABLE:  # every A&E visit / prescription item
+        return _GENERIC_WHOLE_TABLE[g.table]
+    if g.table == "prescriptions" and g.group != "bnf14":  # a BNF chapter's items: medicines
+        return "prescriptions"
+    return _GENERIC_REASON.get((g.table, g.group), _GENERIC_REASON.get((g.table, None)))
+
+
 def reason_group(name: str) -> str:
-    """The reason a feature speaks through: its group's name, or the feature's own name."""
+    """The reason a feature speaks through: its group's name, or the feature's own name (a generic
+    covariate: the clinical reason about the same events where there is one, see _GENERIC_REASON).
+
+    >>> reason_group("emergency_admissions_0_3m"), reason_group("prescriptions__bnf02__count_730d")
+    ('emergency admissions', 'prescriptions')
+    >>> reason_group("ae_attendances__urgent_care__count_90d")
+    'ae_attendances__urgent_care__count_90d'
+    """
     feature(name)
-    return _GROUP_OF.get(name, name)
+    return _GROUP_OF.get(name) or _generic_reason(name) or name
 
 
 def _count_since(n: float, noun: str, days: float | None) -> str:
