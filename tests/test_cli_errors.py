@@ -187,3 +187,11 @@ def test_a_fifo_or_device_given_as_a_file_is_refused_without_hanging(tmp_path, w
     with pytest.raises(NotAFileError, match="101 bytes, more than"):
         read_user_bytes(big, what="list", max_bytes=100)
     assert issubclass(NotAFileError, RiskstratError)  # the CLI refuses (exit 2), naming the file
+
+
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_help_shows_the_spark_extra_in_full(command):
+    """Rich reads "[spark]" as markup and dropped it: the help told users to pip install 'riskstrat'."""
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    assert "pip install 'riskstrat[spark]'" in result.output

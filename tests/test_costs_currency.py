@@ -87,6 +87,21 @@ def test_cost_features_by_name_include_generic_covariates():
     assert uses_costs(["age", "inpatient_spells__cost_90d"]) and not uses_costs(["age", "rx_items_12m"])
 
 
+def test_a_group_named_with_cost_is_a_count_not_money():
+    """A sub-type read from the data whose words hold "cost" (a GP contact type "Costochondritis review") gives
+    counts, days and trends: never converted at a currency rate nor blanked by --without-costs."""
+    from riskstrat.costs import CostHandling
+
+    names = ["gp_contacts__costochondritis_review__count_90d", "gp_contacts__costochondritis_review__days_since",
+             "gp_contacts__costochondritis_review__trend_90d_730d", "gp_contacts__cost_90d"]
+    assert [is_cost_feature(n) for n in names] == [False, False, False, True]
+    frame = pd.DataFrame({n: [3.0] for n in names})
+    converted = CostHandling(data_currency="USD", currency="GBP", rate=0.5).apply(frame)
+    assert converted.iloc[0].tolist() == [3.0, 3.0, 3.0, 1.5]
+    blanked = CostHandling(data_currency="GBP", currency="GBP", without_costs=True).apply(frame)
+    assert blanked.iloc[0, :3].tolist() == [3.0, 3.0, 3.0] and np.isnan(blanked.iloc[0, 3])
+
+
 def test_model_records_currency_cost_sources_and_use_in_metadata_and_mlflow(registry):
     from mlflow import MlflowClient
 

@@ -117,7 +117,7 @@ def test_engines_equal_the_reference_and_costs_are_missing_not_zero(folder, engi
     f = got
     assert f.loc["a", "inpatient_spells__emergency__count_30d"] == 1 and f.loc["a", "inpatient_spells__count_365d"] == 3
     assert f.loc["a", "inpatient_spells__emergency__days_since"] == 10
-    assert f.loc["nobody", "inpatient_spells__days_since"] == 366  # the longest window + 1
+    assert f.loc["nobody", "inpatient_spells__days_since"] == 731  # none: at least 731 (the longest window is 365)
     # Trend: 1 in the last 30 days against 1 (emergency) or 2 (all) in days 31-365, scaled by 30/335.
     assert f.loc["a", "inpatient_spells__emergency__trend_30d_365d"] == pytest.approx(1 - 1 * 30 / 335, abs=1e-6)
     assert f.loc["a", "inpatient_spells__trend_30d_365d"] == pytest.approx(1 - 2 * 30 / 335, abs=1e-6)
@@ -283,3 +283,16 @@ def test_generic_covariates_speak_through_the_clinical_reason_about_the_same_eve
                     "3 emergency admissions in the last 12 months, the last 23 days ago (9 days in hospital)",
                     "4 urgent-care visits in the last 90 days"]
     assert not any("in the last 2 years" in s for s in said)
+
+
+def test_no_event_in_a_short_longest_window_is_never_said_as_a_reason(folder):
+    """Windows shorter than 2 years: a person with no event in them must not read "last ... 1 year ago"."""
+    records = load_records(folder)
+    spec = build_spec(config(), PandasEngine(records))  # windows 30 and 365 days
+    f = build_features(records, T, spec=spec)
+    for name in ("inpatient_spells__days_since", "gp_contacts__days_since", "ae_attendances__days_since"):
+        assert describe_value(name, f.loc["nobody", name]) is None, name
+    # An event inside the window still reads as it happened.
+    assert describe_value("inpatient_spells__days_since", f.loc["a", "inpatient_spells__days_since"]) == \
+        "last hospital admission 10 days ago"
+    assert f.loc["c", "ae_attendances__days_since"] == f.loc["nobody", "ae_attendances__days_since"]

@@ -50,7 +50,13 @@ class CostCurrencyError(RiskstratError):
 
 def is_cost_feature(name: str) -> bool:
     """Whether the feature ``name`` is an amount of money: ``cost_*`` and any name holding ``cost``
-    (``social_care_weekly_cost``, the generic covariates ``<table>__cost_<window>``)."""
+    (``social_care_weekly_cost``); of the generic covariates only the cost sums ``<table>__cost_<window>``
+    (a sub-type read from the data may hold "cost" in its name: its counts are not money)."""
+    from riskstrat.engines.generic import parse_name
+
+    generic = parse_name(name)
+    if generic is not None:
+        return generic.measure == "cost"
     return name.startswith("cost_") or "cost" in name
 
 

@@ -224,8 +224,8 @@ def generic_feature(name: str) -> Feature | None:
         words = f"in the last {_days_words(g.days[0])}"
         return Feature(name, g.table, "count", f"Generic: {plural} {words}.", f"{{value:g}} {noun} {words}")
     if g.measure == "days_since":
-        return Feature(name, g.table, "days", f"Generic: days since the last {one} (the longest window + 1 if none "
-                       f"in it: {NO_EVENT_DAYS} by default).", f"last {one} {{ago}}")
+        return Feature(name, g.table, "days", f"Generic: days since the last {one} in the longest window ({NO_EVENT_DAYS} "
+                       f"if none, or the longest window + 1 when that is more).", f"last {one} {{ago}}")
     if g.measure == "cost":
         words = f"in the last {_days_words(g.days[0])}"
         return Feature(name, g.table, "money", f"Generic: cost of {plural} {words} (in the data set's currency; "

@@ -37,7 +37,7 @@ def score(
                                  "next publish and the replacement is recorded in audit.jsonl."),
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; the reference), duckdb "
                                                     "(SQL over the Parquet folder, for large populations) or spark "
-                                                    "(the same on Spark: pip install 'riskstrat[spark]'; the active "
+                                                    "(the same on Spark: pip install 'riskstrat\\[spark]'; the active "
                                                     "session, else local[2]). Overrides the config's engine."),
     explain: str = typer.Option(None, "--explain", help="Whose reasons to compute: listed (default; the people "
                                                         "on the lists) or all (everyone scored, in "

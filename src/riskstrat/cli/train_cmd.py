@@ -55,7 +55,7 @@ def train(
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; every table validated in "
                                                       "memory), duckdb (SQL over the Parquet folder, for large "
                                                       "populations) or spark (the same on Spark: pip install "
-                                                      "'riskstrat[spark]'); the same model either way. Sets engine."),
+                                                      "'riskstrat\\[spark]'); the same model either way. Sets engine."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Train a risk model (LightGBM + calibration) and its baselines, evaluate them on a later

@@ -6,8 +6,9 @@ flags, not events) and for each sub-type of it that the training data record (:d
 
 - ``<table>__count_<w>d`` / ``<table>__<group>__count_<w>d``: events in the last ``w`` days, for
   each window ``w`` of ``features.generic.windows`` (default 90, 365, 730);
-- ``<table>__days_since`` / ``<table>__<group>__days_since``: days since the last one, the longest
-  window + 1 when none (731 by default, as the clinical ``days_since_*``);
+- ``<table>__days_since`` / ``<table>__<group>__days_since``: days since the last one in the longest
+  window; when none, the longest window + 1 but at least 731 (the clinical ``days_since_*``' "none"), so
+  that "none" is never said as a reason ("last GP contact 1 year ago" for nobody seen in 365 days);
 - ``<table>__trend_<a>d_<b>d`` / ``<table>__<group>__trend_<a>d_<b>d`` (shortest window ``a``,
   longest ``b``): the events of the last ``a`` days minus the earlier ones (days ``a+1`` to ``b``)
   scaled to ``a`` days: positive when use rose lately;
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from riskstrat.engines.spec import CLINICAL, Aggregate, Derived, FeatureSpec, Where
+from riskstrat.features import NO_EVENT_DAYS
 from riskstrat.schema import TABLES
 
 __all__ = ["GENERIC_TABLES", "GROUP_COLUMNS", "GroupColumn", "build_spec", "generic_spec", "group_values",
@@ -116,8 +118,9 @@ def generic_spec(config: dict, groups: dict[str, dict], *, tables) -> FeatureSpe
             for w in windows:
                 aggregates.append(Aggregate(f"{stem}__count_{w}d", table, "count", (1, w), where=where))
                 names.append(f"{stem}__count_{w}d")
+            # "None" at least NO_EVENT_DAYS: the reasons read a value from it on as no event.
             aggregates.append(Aggregate(f"{stem}__days_since", table, "min_days", (1, longest), where=where,
-                                        fill=float(longest + 1)))
+                                        fill=float(max(longest + 1, NO_EVENT_DAYS))))
             names.append(f"{stem}__days_since")
             if len(windows) > 1:
                 d = Derived(f"{stem}__trend_{windows[0]}d_{longest}d", table, "trend",
