@@ -45,7 +45,8 @@ def generic_case() -> dict[str, list[dict]]:
         "ae_attendances": [{"person_id": "a", "arrival_date": at(-3)}, {"person_id": "a", "arrival_date": at(-100)},
                            {"person_id": "b", "arrival_date": at(-700)}],
         "gp_contacts": [gp("a", -1, "Face to face"), gp("a", -2, "face-to-face"), gp("b", -3, "Telephone"),
-                        gp("b", -50, "Telephone"), gp("c", -60, "home visit"), gp("c", -800, "Telephone")],
+                        gp("b", -50, "Telephone"), gp("c", -60, "home visit"), gp("c", -800, "Telephone"),
+                        gp("a", 10, "Telephone")],  # after T: the future
         "outpatient_appointments": [{"person_id": "a", "appointment_date": at(-15), "attended": True, "cost": 120.0},
                                     {"person_id": "b", "appointment_date": at(-15), "attended": False}],
         "prescriptions": [{"person_id": "a", "issue_date": at(-5), "bnf_chapter": "02", "cost": 5.0},
@@ -63,7 +64,7 @@ def folder(tmp_path, make_table):
 
 
 def config(**kw) -> GenericFeaturesConfig:
-    return GenericFeaturesConfig(**{"windows": [30, 365], "min_share": 0.0, **kw})
+    return GenericFeaturesConfig(**{"windows": [30, 365], "min_share": 0.0, "min_people": 1, **kw})
 
 
 def test_groups_come_from_the_data_and_names_say_table_group_and_measure(folder):
@@ -86,6 +87,30 @@ def test_group_values_keep_the_most_frequent_above_the_minimum_share():
     counts = {"a": 50, "b": 30, "c": 15, "d": 4, "unknown": 100, None: 7}
     assert list(group_values(counts, max_values=2, min_share=0.0)) == ["a", "b"]
     assert list(group_values(counts, max_values=9, min_share=0.05)) == ["a", "b", "c"]  # d: 4 of 199 rows
+
+
+def test_a_value_recorded_for_few_people_is_never_a_group():
+    # "Dr Jane Smith's review": 300 rows, all one person's. Stored with the model, it would name her.
+    counts = {"Telephone": (400, 120), "Dr Jane Smith's review": (300, 1), "Home visit": (60, 12),
+              "Face to face": (5, 5), "face-to-face": (6, 6)}
+    assert list(group_values(counts, max_values=8, min_share=0.0, min_people=10)) == ["telephone", "home_visit"]
+    # Spellings of one value are one group: its people are at least its largest spelling's.
+    assert "face_to_face" in group_values(counts, max_values=8, min_share=0.0, min_people=6)
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_sub_types_are_read_from_rows_before_the_test_date_with_their_people(folder, engine):
+    made = PandasEngine(load_records(folder)) if engine == "pandas" else DuckDBEngine(folder)
+    every = made.value_counts("gp_contacts", "contact_type")
+    before = made.value_counts("gp_contacts", "contact_type", until=T)
+    rows = generic_case()["gp_contacts"]
+    by_hand = {}
+    for r in rows:
+        if r.get("contact_type") is not None and pd.Timestamp(r["contact_date"]) < pd.Timestamp(T):
+            n, people = by_hand.get(r["contact_type"], (0, set()))
+            by_hand[r["contact_type"]] = (n + 1, people | {r["person_id"]})
+    assert before == {k: (n, len(p)) for k, (n, p) in by_hand.items()}
+    assert sum(n for n, _ in every.values()) > sum(n for n, _ in before.values())  # the case has rows after T
 
 
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.slow)])  # Spark: ~1 min here

@@ -96,6 +96,9 @@ class GenericFeaturesConfig(_Strict):
     costs: bool = Field(True, description="Cost sums per table and window (missing where the data record no cost).")
     max_values: int = Field(8, ge=1, le=50, description="At most this many sub-types per table (the most frequent).")
     min_share: float = Field(0.01, ge=0, lt=1, description="A sub-type needs at least this share of the table's rows.")
+    min_people: int = Field(10, ge=1, description="A sub-type needs at least this many distinct people: its value "
+                                                  "is stored with the model and in MLflow, so a free-text value one "
+                                                  "person's records carry (a name, say) never becomes a feature.")
 
     @field_validator("windows")
     @classmethod

@@ -139,7 +139,7 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
 
     engine = PandasEngine(data) if isinstance(data, LinkedRecords) else data
     # The clinical features and the generic covariates of features.generic, their groups read from the data.
-    spec = build_spec(cfg.features.generic, engine, stage=stage)
+    spec = build_spec(cfg.features.generic, engine, until=cfg.index_dates.test, stage=stage)
     names = selected_features(cfg, engine.sources, spec)
     persons = engine.records.persons
     # With temporal_only there is no test group (everyone is tested at the test date): its people train.

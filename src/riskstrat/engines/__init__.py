@@ -66,7 +66,8 @@ class FeatureEngine(Protocol):
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame: ...
 
     # Rows per value of one column of an event table, over every date (the generic covariates' groups).
-    def value_counts(self, table: str, column: str) -> dict: ...
+    # {value: (rows, distinct people)} of an event table's column, rows dated before ``until`` (None: all).
+    def value_counts(self, table: str, column: str, *, until=None) -> dict: ...
 
     @property
     def records(self) -> LinkedRecords: ...  # validated persons at least (the duckdb engine: persons only)
@@ -117,10 +118,10 @@ class PandasEngine:
 
         return build_features(self.records, index_date, min_age=min_age, max_age=max_age, spec=spec)
 
-    def value_counts(self, table: str, column: str) -> dict:
-        values = self.records.get(table)[column]
-        counts = values.astype(object).value_counts(dropna=True)
-        return {k: int(n) for k, n in counts.items() if n}
+    def value_counts(self, table: str, column: str, *, until=None) -> dict:
+        from riskstrat.engines.spec import DATE_COLUMNS, count_values
+
+        return count_values(self.records.get(table), column, DATE_COLUMNS[table], until)
 
 
 def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = False) -> FeatureEngine:

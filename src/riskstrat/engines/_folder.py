@@ -366,12 +366,13 @@ class FolderEngine(ABC):
         """Tables whose ``cost`` is absent or blank in every row (their generic costs are missing)."""
         return {table for table, column in self.blank_costs if column == "cost"}
 
-    def value_counts(self, table: str, column: str) -> dict:
-        """Rows per value of ``column`` of ``table`` as validation leaves them, over every date (missing
-        left out); this default reads the table through :meth:`tables`: engines count in place."""
-        values = self.tables([table]).get(table)[column]
-        counts = values.astype(object).value_counts(dropna=True)
-        return {k: int(n) for k, n in counts.items() if n}
+    def value_counts(self, table: str, column: str, *, until=None) -> dict:
+        """``{value: (rows, people)}`` of ``column`` of ``table`` as validation leaves them, rows dated before
+        ``until`` (None: every date), missing left out; this default reads the table through
+        :meth:`tables`: engines count in place."""
+        from riskstrat.engines.spec import count_values
+
+        return count_values(self.tables([table]).get(table), column, DATE_COLUMNS[table], until)
 
     def tables(self, names: Iterable[str]):
         """Validated persons and the event tables ``names`` that this data set has, as

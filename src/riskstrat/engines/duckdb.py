@@ -505,10 +505,13 @@ class DuckDBEngine(FolderEngine):
         frame = self.con.execute(self.aggregate_sql(plan.table.name, t, aggregates)).df()
         return frame, int(frame["_read"].sum())
 
-    def value_counts(self, table: str, column: str) -> dict:
-        """Rows per value of ``column`` (as validation leaves it; missing left out), over every date, by SQL."""
+    def value_counts(self, table: str, column: str, *, until=None) -> dict:
+        """``{value: (rows, people)}`` of ``column`` (as validation leaves it; missing left out), rows dated
+        before ``until`` (None: every date), by SQL."""
         plan = self.plans[table]
         read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop")
-        col = _quote(column)
-        found = self.con.execute(f"SELECT {col}, count(*) FROM ({read}) WHERE {col} IS NOT NULL GROUP BY 1").fetchall()
-        return {value: int(n) for value, n in found}
+        col, date = _quote(column), _quote(DATE_COLUMNS[table])
+        before = "" if until is None else f" AND {date} < DATE '{pd.Timestamp(until).date().isoformat()}'"
+        found = self.con.execute(f"SELECT {col}, count(*), count(DISTINCT person_id) FROM ({read}) "
+                                 f"WHERE {col} IS NOT NULL{before} GROUP BY 1").fetchall()
+        return {value: (int(n), int(people)) for value, n, people in found}

@@ -20,9 +20,11 @@ A group's name is its value in lower case with anything but letters and digits a
 (``gp_contacts__face_to_face__count_90d``); BNF chapters are ``bnf02``; outpatient appointments are
 ``attended`` and ``missed``. Names use letters, digits and ``_`` only (MLflow-safe), ``__`` between
 table, group and measure. Which groups exist is read from the training data: the most frequent values
-of the group's column (at most ``max_values``, each on at least ``min_share`` of the table's rows
-with a value; ``unknown`` is not a group), stored in the model's spec, so scoring builds the same
-features whatever the month's data hold.
+of the group's column in the rows dated before the test date (at most ``max_values``, each on at
+least ``min_share`` of the table's rows with a value and recorded for at least ``min_people``
+distinct people, 10 by default: the values are stored with the model and in MLflow, so one person's
+free text never becomes a feature name; ``unknown`` is not a group), stored in the model's spec, so
+scoring builds the same features whatever the month's data hold.
 """
 
 from __future__ import annotations
@@ -81,23 +83,32 @@ def slug(value, prefix: str = "") -> str:
     return f"{prefix}{text}" if text else ""
 
 
-def group_values(counts: dict, *, prefix: str = "", max_values: int, min_share: float) -> dict[str, list]:
-    """The groups of one column from its rows per value (``counts``): ``{slug: [values]}``, the most frequent
-    first, at most ``max_values``, each on at least ``min_share`` of the rows with a value. Values written
-    alike (same slug) are one group."""
+def group_values(counts: dict, *, prefix: str = "", max_values: int, min_share: float,
+                 min_people: int = 1) -> dict[str, list]:
+    """The groups of one column from its rows and people per value (``counts``: ``{value: (rows, people)}``,
+    or ``{value: rows}``): ``{slug: [values]}``, the most frequent first, at most ``max_values``, each on at
+    least ``min_share`` of the rows with a value and recorded for at least ``min_people`` distinct people
+    (a value is stored with the model: one person's free text must never become a feature). Values written
+    alike (same slug) are one group; their people are counted per value, so the group's count is at least
+    its largest value's."""
     by_slug: dict[str, list] = {}
     rows: dict[str, int] = {}
+    people: dict[str, int] = {}
+    total = 0
     for value, n in counts.items():
         if value is None or (isinstance(value, float) and value != value):
             continue
+        n_rows, n_people = (n if isinstance(n, tuple) else (n, n))
+        total += int(n_rows)
         s = slug(value, prefix)
         if s in _NOT_A_GROUP or s == prefix:
             continue
         by_slug.setdefault(s, []).append(value)
-        rows[s] = rows.get(s, 0) + int(n)
-    total = sum(int(n) for v, n in counts.items() if v is not None and not (isinstance(v, float) and v != v))
-    chosen = sorted(rows, key=lambda s: (-rows[s], s))[:max_values]
-    return {s: sorted(by_slug[s], key=str) for s in chosen if total and rows[s] / total >= min_share}
+        rows[s] = rows.get(s, 0) + int(n_rows)
+        people[s] = max(people.get(s, 0), int(n_people))
+    kept = [s for s in rows if people[s] >= min_people and total and rows[s] / total >= min_share]
+    chosen = sorted(kept, key=lambda s: (-rows[s], s))[:max_values]
+    return {s: sorted(by_slug[s], key=str) for s in chosen}
 
 
 def generic_spec(config: dict, groups: dict[str, dict], *, tables) -> FeatureSpec:
@@ -141,10 +152,11 @@ def generic_spec(config: dict, groups: dict[str, dict], *, tables) -> FeatureSpe
                        derived=tuple(derived), generic=generic)
 
 
-def build_spec(config, engine, *, stage: Callable[[str], None] = lambda m: None) -> FeatureSpec:
+def build_spec(config, engine, *, until=None, stage: Callable[[str], None] = lambda m: None) -> FeatureSpec:
     """The spec a training run computes: :data:`CLINICAL` when ``config`` (``features.generic``) is off,
     else the generic covariates of the engine's tables, with groups read from its data
-    (``engine.value_counts(table, column)``: rows per value over every date)."""
+    (``engine.value_counts(table, column, until=until)``: rows and people per value, rows dated before
+    ``until``, the test date, so that which sub-types exist is not learnt from the future)."""
     if config is None or not config.enabled:
         return CLINICAL
     wanted = GENERIC_TABLES if config.tables == "all" else tuple(config.tables)
@@ -155,8 +167,9 @@ def build_spec(config, engine, *, stage: Callable[[str], None] = lambda m: None)
             g = group_column(table)
             if g is None:
                 continue
-            values = group_values(engine.value_counts(table, g.column), prefix=g.prefix,
-                                  max_values=config.max_values, min_share=config.min_share)
+            values = group_values(engine.value_counts(table, g.column, until=until), prefix=g.prefix,
+                                  max_values=config.max_values, min_share=config.min_share,
+                                  min_people=config.min_people)
             if values:
                 groups[table] = {"column": g.column, "values": values}
     spec = generic_spec(config.model_dump(), groups, tables=tables)

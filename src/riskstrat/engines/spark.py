@@ -317,11 +317,16 @@ class SparkEngine(FolderEngine):
         frame = _to_pandas(self._aggregate_rows(plan, t, aggregates))
         return frame, int(frame["_read"].sum())
 
-    def value_counts(self, table: str, column: str) -> dict:
-        """Rows per value of ``column`` (as validation leaves it; missing left out), over every date, in Spark."""
+    def value_counts(self, table: str, column: str, *, until=None) -> dict:
+        """``{value: (rows, people)}`` of ``column`` (as validation leaves it; missing left out), rows dated
+        before ``until`` (None: every date), in Spark."""
         F = self._F
-        rows = self._typed(self.plans[table]).where(F.col(column).isNotNull()).groupBy(column).count().collect()
-        return {row[0]: int(row[1]) for row in rows}
+        rows = self._typed(self.plans[table]).where(F.col(column).isNotNull())
+        if until is not None:
+            rows = rows.where(F.col(DATE_COLUMNS[table]) < _date(F, pd.Timestamp(until)))
+        found = rows.groupBy(column).agg(F.count(F.lit(1)).alias("n"),
+                                         F.countDistinct("person_id").alias("people")).collect()
+        return {row[0]: (int(row[1]), int(row[2])) for row in found}
 
     def _aggregate_rows(self, plan: TablePlan, t: pd.Timestamp, aggregates=None):
         """:meth:`_aggregate_frame`'s rows as a Spark DataFrame (one row per person id, not collected)."""

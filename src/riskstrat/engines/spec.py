@@ -166,6 +166,22 @@ AGGREGATES: tuple[Aggregate, ...] = tuple(_aggregates())
 _BY_NAME = {a.name: a for a in AGGREGATES}
 
 
+def count_values(frame: pd.DataFrame, column: str, date_column: str, until=None) -> dict:
+    """``{value: (rows, people)}`` of ``column`` in the event rows ``frame`` (``person_id``, ``date_column``)
+    dated before ``until`` (all when None), missing values left out: what
+    :func:`riskstrat.engines.generic.group_values` chooses sub-types from."""
+    rows = frame[[column, "person_id", date_column]]
+    keep = rows[column].notna()
+    if until is not None:
+        keep &= rows[date_column] < pd.Timestamp(until)
+    rows = rows[keep.to_numpy(dtype=bool)]
+    values = rows[column].astype(object)
+    people = rows["person_id"].astype(object)
+    grouped = pd.DataFrame({"v": values.to_numpy(), "p": people.to_numpy()}).groupby("v", sort=False)["p"]
+    n, distinct = grouped.size(), grouped.nunique()
+    return {k: (int(n[k]), int(distinct[k])) for k in n.index if n[k]}
+
+
 def aggregate(name: str) -> Aggregate:
     return _BY_NAME[name]
 
