@@ -266,5 +266,9 @@ def test_synthea27nj_drugs_and_observation_periods_checked_with_pandas():
     assert summary.drug_domains["medicines"] == 883 and summary.drug_domains["vaccines"] == 0
     o = summary.observation_periods
     assert (o["people_compared"], o["ending_at_last_record"]) == (len(alive), near) == (24, 24)
-    assert o["extended"] == int(recent.reindex(early.index).sum())
-    assert o["censored"] == int((~recent).sum()) == tables["persons"]["registration_end"].notna().sum()
+    # The living are followed or censored by the rule; people who died keep their period's end.
+    living = ~recent.index.isin(dead)
+    assert o["extended"] == int(recent.reindex(alive.index).sum())
+    assert o["censored"] == int((~recent & living).sum())
+    assert o["died_period_kept"] == len(early) - len(alive) == 3
+    assert tables["persons"]["registration_end"].notna().sum() == o["censored"] + o["died_period_kept"]

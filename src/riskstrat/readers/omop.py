@@ -527,24 +527,29 @@ def _apply_observation_rule(end: pd.Series, last: pd.Series, died: pd.Series, ex
         return end
     # last_record: followed to the extract end when seen in the last gap_years; otherwise taken to have
     # left gap_years after the last record (or at the period's end, if that is later).
+    # People who died keep their period's end (it ends at their death, which labels censor anyway).
     gap = pd.DateOffset(months=int(round(gap_years * 12)))
     cutoff = pd.Timestamp(extract_end) - gap
-    recent = last.notna() & (last >= cutoff)
+    alive = died.isna()
+    recent = alive & last.notna() & (last >= cutoff)
     presumed = (last + gap).where(last.notna())
     new_end = end.where(~recent, pd.NaT)
-    stale = last.notna() & ~recent
+    stale = alive & last.notna() & ~recent
     new_end = new_end.where(~stale, presumed.where(end.isna() | (presumed > end), end))
     new_end = new_end.where(~(new_end >= pd.Timestamp(extract_end)).fillna(False), pd.NaT).astype("datetime64[s]")
     extended = int((early & new_end.isna()).sum())
-    censored = int(new_end.notna().sum())
-    report.update(extended=extended, censored=censored,
-                  censored_without_records=int((early & last.isna()).sum()))
+    censored = int((alive & new_end.notna()).sum())
+    without_records = int((alive & early & last.isna()).sum())
+    dead = int((early & ~alive).sum())
+    report.update(extended=extended, censored=censored, censored_without_records=without_records,
+                  died_period_kept=dead)
     why = (f"observation periods end at each person's last record ({found})" if option == "auto"
            else "observation_periods='last_record'")
-    summary.note(f"observation periods: {why}: {extended:,} people with a record in the {gap_years:g} years before the "
-                 f"extract end are followed to it; {censored:,} people are censored ({int(stale.sum()):,} with no record "
-                 f"in those years, at their last record + {gap_years:g} years or their period's end if later; "
-                 f"{int((early & last.isna()).sum()):,} without records, at their period's end)")
+    summary.note(f"observation periods: {why}: {extended:,} living people with a record in the {gap_years:g} years "
+                 f"before the extract end are followed to it; {censored:,} living {'person is' if censored == 1 else 'people are'} censored "
+                 f"({int(stale.sum()):,} with no record in those years, at their last record + {gap_years:g} years or "
+                 f"their period's end if later; {without_records:,} without records, at their period's end); "
+                 f"{dead:,} people who died keep their period's end")
     return new_end
 
 

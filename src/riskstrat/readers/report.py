@@ -284,6 +284,14 @@ def unreadable_cost_issues(summary: "ImportSummary", *,
     return issues
 
 
+def _costs_recorded(tables: dict[str, pd.DataFrame]) -> bool:
+    """Whether any table holds a cost (``cost`` or social care's ``weekly_cost``) in some row."""
+    from riskstrat.schema import COST_COLUMNS
+
+    return any(column in frame and frame[column].notna().any()
+               for frame in tables.values() if frame is not None for column in COST_COLUMNS)
+
+
 def import_report(summary: "ImportSummary", validation: "ValidationReport",
                   tables: dict[str, pd.DataFrame]) -> dict:
     """The JSON-able import report: counts, where each source went, drops with example codes, outcomes.
@@ -317,6 +325,8 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
         "source_format": summary.source,
         "riskstrat_version": riskstrat.__version__,
         "currency": summary.currency,
+        # Any cost in any table: without one, "costs in GBP" would be untrue (HES, an OMOP export without COST).
+        "costs_recorded": _costs_recorded(tables),
         "people": summary.people,
         "people_without_practice": _people_without_practice(tables),
         "ae_department_types": ae_department_counts(tables),
@@ -359,7 +369,8 @@ def format_import_report(report: dict) -> str:
     """Plain text of an import report, for the CLI and logs."""
     first, last = report["date_range"]
     lines = [f"{report['source_format']} import: {report['people']:,} people, events {first or '?'} to "
-             f"{last or '?'} (extract end {report['extract_end'] or '?'}), costs in {report['currency']}",
+             f"{last or '?'} (extract end {report['extract_end'] or '?'}), "
+             + (f"costs in {report['currency']}" if report.get("costs_recorded", True) else "no costs recorded"),
              f"people without a registered practice: {report['people_without_practice']:,}"]
     excluded = report.get("practice_exclusions") or {}
     if excluded.get("hospitals_excluded"):
@@ -437,5 +448,7 @@ def _omop_lines(report: dict) -> list[str]:
         lines += ["", f"observation periods ({periods['option']}, rule {periods['rule']}): "
                       f"{periods['ending_at_last_record']:,} of {periods['people_compared']:,} living people whose period "
                       f"ends early end within a week of their last record; {periods.get('extended', 0):,} followed "
-                      f"to the extract end, {periods.get('censored', 0):,} censored"]
+                      f"to the extract end, {periods.get('censored', 0):,} censored"
+                      + (f"; {periods['died_period_kept']:,} who died keep their period's end"
+                         if periods.get("died_period_kept") else "")]
     return lines
