@@ -61,7 +61,7 @@ def train(
     """Train a risk model (LightGBM + calibration) and its baselines, evaluate them on a later
     index date, log everything to MLflow and register the model.
 
-    The outcome is target.name: emergency_admission (default; with death, as SPARRA v4), unplanned_hospital_use (an admission not recorded as planned, or an A&E attendance: for data without an admission method), death, high_cost, social_care_entry, or one declared in YAML (kind: event). --set index_dates=auto picks index dates that fit the extract; --set split.mode=temporal_only tests everyone at the test date (small data; weaker validation).
+    The outcome is target.name: emergency_admission (default; with death, as SPARRA v4), unplanned_hospital_use (an admission not recorded as planned, or an emergency-department A&E attendance, not urgent care or walk-in: for data without an admission method), death, high_cost, social_care_entry, or one declared in YAML (kind: event). --set index_dates=auto picks index dates that fit the extract; --set split.mode=temporal_only tests everyone at the test date (small data; weaker validation).
 
     With model.refit: latest (the default), the same settings are then fitted again on every labelled index date up to the data end (the test people included) and registered as a second version, the refit for deployment: it inherits the first version's evaluation, and is the one to promote for scoring; model.refit=none registers only the evaluated version.
 
