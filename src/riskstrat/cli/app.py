@@ -21,9 +21,11 @@ import errno
 import sys
 import warnings
 
+import inspect
+
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from riskstrat.quiet import foreign_warnings_hidden, mlflow_events_hidden, show_all
 
@@ -88,9 +90,89 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
 
 
-class _Commands(TyperGroup):
-    """The root command group: runs every command with foreign warnings hidden, and turns
-    riskstrat's refusals and OS errors into a message and an exit status."""
+def _reflow(text: str | None) -> str | None:
+    """Help text with each paragraph on one line: Typer's rich help keeps a docstring's single line
+    breaks, so a wrapped docstring would print its source line breaks at any terminal width."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+                       for p in paragraphs)
+
+
+def _tidy_value_types(params, ctx) -> None:
+    """No value placeholder (Typer's ``<bool>``) for an on/off flag: it takes no value. ``<int>`` for
+    Typer's ``<int range>``: the range follows it anyway, and the narrower column leaves the option
+    names and the help room at 80 columns (Rich cuts words that do not fit)."""
+    for param in params:
+        if param.metavar is not None or not hasattr(param, "display_type"):
+            continue
+        if getattr(param, "is_bool_flag", False):
+            param.metavar = ""
+        elif param.display_type(ctx).endswith(" range>"):
+            param.metavar = param.display_type(ctx).replace(" range>", ">")
+
+
+class Command(TyperCommand):
+    """A command whose help reads well: paragraphs reflowed, no placeholder on flags."""
+
+    def __init__(self, *args, help: str | None = None, **kwargs):  # noqa: A002 (click's name)
+        super().__init__(*args, help=_reflow(help), **kwargs)
+
+    def format_help(self, ctx, formatter):
+        _tidy_value_types(self.get_params(ctx), ctx)  # the help option itself is made per context
+        return super().format_help(ctx, formatter)
+
+
+class Group(TyperGroup):
+    """A command group whose help reads like :class:`Command`'s."""
+
+    def __init__(self, *args, help: str | None = None, **kwargs):  # noqa: A002
+        super().__init__(*args, help=_reflow(help), **kwargs)
+
+    def format_help(self, ctx, formatter):
+        _tidy_value_types(self.get_params(ctx), ctx)
+        return super().format_help(ctx, formatter)
+
+
+class App(typer.Typer):
+    """``typer.Typer`` for riskstrat's command groups: ``-h`` as well as ``--help``, and commands and
+    sub-groups built as :class:`Command` and :class:`Group`."""
+
+    def __init__(self, *, cls: type[TyperGroup] = Group, **kwargs):
+        kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
+        super().__init__(cls=cls, add_completion=False, pretty_exceptions_enable=False, **kwargs)
+
+    def command(self, *args, cls: type[TyperCommand] | None = None, **kwargs):
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+# `riskstrat --help` lists the commands in the order a user meets them, in panels: the demo first
+# (the root help's advice), then data in (synthetic, or your own: the key before the import that
+# needs it) and checked, then the models (what they are built from, training, the evidence, the
+# gate), then the monthly run and its follow-up. A command not named here goes last under "Other".
+WORKFLOW: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Start here", ("demo",)),
+    ("Data", ("synth", "key", "import", "validate")),
+    ("Models", ("features", "train", "evaluate", "promote")),
+    ("Every month", ("score", "monitor")),
+)
+_ORDER = [name for _, names in WORKFLOW for name in names]
+_PANEL = {name: panel for panel, names in WORKFLOW for name in names}
+
+
+class _Commands(Group):
+    """The root command group: lists the commands in workflow order, runs every command with foreign
+    warnings hidden, and turns riskstrat's refusals and OS errors into a message and an exit status."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, command in self.commands.items():
+            command.rich_help_panel = _PANEL.get(name, "Other")
+
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER))
 
     def invoke(self, ctx):
         from riskstrat.errors import RiskstratError
@@ -109,21 +191,32 @@ class _Commands(TyperGroup):
             fail(describe_os_error(exc), EXIT_FAILURE)
 
 
-app = typer.Typer(
+app = App(
     name="riskstrat",
     cls=_Commands,
     help=(
         "Population health risk stratification from linked person-level records.\n\n"
         "Start with `riskstrat demo`: it generates a synthetic population, trains and registers the "
-        "models and writes case-finding lists, all under the current folder."
+        "models and writes case-finding lists, all under the current folder. `riskstrat COMMAND -h` "
+        "explains each command.\n\n"
+        "Example: riskstrat demo"
     ),
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from riskstrat import __version__
+
+        out.print(f"riskstrat {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+) -> None:
     # A callback keeps `riskstrat COMMAND` a command group even while it has a single command.
     return None

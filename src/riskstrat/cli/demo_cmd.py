@@ -19,13 +19,17 @@ def demo(
     seed: int = typer.Option(42, help="Seed of the synthetic population."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final tables."),
 ) -> None:
-    """Run everything on a synthetic population: generate it, train and register the emergency-
-    admission and high-cost models, compare them with the logistic baseline, the prior-use rule and
-    the true risk, evaluate each new version at the test date (report and models/<name>/card.md;
-    first versions become champion without the gate), then score the population into lists.
+    """Run everything on a synthetic population, under the current folder.
+
+    Generates the population, trains and registers the emergency-admission and high-cost models,
+    compares them with the logistic baseline, the prior-use rule and the true risk, evaluates each
+    new version at the test date (report and models/<name>/card.md; first versions become champion
+    without the gate), then scores the population into lists.
 
     Writes riskstrat-data/, models/, mlflow.db, mlartifacts/ and riskstrat-output/ in the current folder;
     running it again reuses the data and registers new model versions.
+
+    Example: riskstrat demo --people 20000 --seed 42
     """
     from riskstrat.cli.train_cmd import print_comparison
     from riskstrat.demo import DEMO_DATA, ensure_synthetic, run_demo_training

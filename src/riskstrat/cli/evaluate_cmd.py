@@ -54,7 +54,7 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="Data folder (canonical tables)."),
     as_of: str = typer.Option(..., "--as-of", help="Index date (YYYY-MM-DD) whose outcome horizon the data cover."),
     against: str = typer.Option(None, "--against", help="Compare with this model on the same people, e.g. NAME@champion."),
-    out_dir: Path = typer.Option(None, "--out", help="Report folder (default riskstrat-output/evaluations/NAME-vV-DATE)."),
+    out_dir: Path = typer.Option(None, "--out", help="Report folder (default: NAME-vV-DATE in riskstrat-output/evaluations)."),
     card_dir: Path = typer.Option(Path("models"), "--card-dir", help="Where models/<name>/card.md and gate.yaml live."),
     tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for intervals."),
@@ -72,8 +72,9 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the headline table."),
 ) -> None:
     """Evaluate a registered model at a later date (temporal validation) or on another data set
-    (external validation): discrimination, calibration, case finding and subgroups, against the
-    champion if asked. Writes a self-contained HTML report with its tables (CSV) and figures (PNG),
+    (external validation).
+
+    Discrimination, calibration, case finding and subgroups, against the champion if asked. Writes a self-contained HTML report with its tables (CSV) and figures (PNG),
     drafts models/<name>/card.md, and logs an evaluation run that `riskstrat promote` checks.
 
     Example: riskstrat evaluate --model riskstrat-emergency-admission/2 --against riskstrat-emergency-admission@champion

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import EXIT_REFUSED, app, console, fail, out
+from riskstrat.cli.app import EXIT_REFUSED, App, app, console, fail, out
 
-import_app = typer.Typer(
+import_app = App(
     help=(
         "Import a public data format into a validated, pseudonymised canonical data folder.\n\n"
         "Person ids are replaced by keyed pseudonyms (key from $RISKSTRAT_PSEUDONYM_KEY or "

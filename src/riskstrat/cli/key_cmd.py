@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from riskstrat.cli.app import app, out
+from riskstrat.cli.app import App, app, out
 
-key_app = typer.Typer(help="The pseudonymisation key: create it once, keep it secret, use it every month.",
-                      no_args_is_help=True)
+key_app = App(help="The pseudonymisation key: create it once, keep it secret, use it every month.\n\n"
+                   "Example: riskstrat key init", no_args_is_help=True)
 app.add_typer(key_app, name="key")
 
 _KEY_FILE_HELP = "Key file to create (default .riskstrat/pseudonym.key under the current folder)."
@@ -32,7 +32,10 @@ def init(key_file: Path | None = typer.Option(None, "--key-file", help=_KEY_FILE
 @key_app.command("fingerprint")
 def fingerprint(key_file: Path | None = typer.Option(None, "--key-file", help="Key file (default: "
                                                      "$RISKSTRAT_PSEUDONYM_KEY, else .riskstrat/pseudonym.key).")) -> None:
-    """Print the configured key's fingerprint (compare it with dataset.json's pseudonym_key_fingerprint)."""
+    """Print the configured key's fingerprint (compare it with dataset.json's pseudonym_key_fingerprint).
+
+    Example: riskstrat key fingerprint --key-file /secure/riskstrat/pseudonym.key
+    """
     from riskstrat.privacy import key_fingerprint, load_pseudonym_key
 
     out.print(key_fingerprint(load_pseudonym_key(key_file)))

@@ -53,16 +53,17 @@ def monitor(
     data: Path = typer.Option(None, "--data", help="The later data folder (overrides data.path)."),
     lists_dir: Path = typer.Option(None, "--lists", help="The scoring output folder holding the months "
                                                         "(overrides output_dir)."),
-    out_dir: Path = typer.Option(None, "--out", help="Report folder (default riskstrat-output/monitoring/DATE)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override one setting, e.g. --set tracking.uri=..."),
+    out_dir: Path = typer.Option(None, "--out", help="Report folder (default: DATE in riskstrat-output/monitoring)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override one setting, e.g. --set tracking.uri=..."),
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for the AUROC interval."),
     min_group_events: int = typer.Option(20, "--min-group-events", min=1,
                                          help="Tiers and practices with fewer events are flagged small."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the results."),
 ) -> None:
-    """Compare what the published lists predicted with what happened: for each month scored before
-    --as-of whose horizon the data now cover, label the people scored with the outcome of the model
-    that scored them and report observed/expected (overall, by tier and by practice), AUROC and
+    """Compare what the published lists predicted with what happened.
+
+    For each month scored before --as-of whose horizon the data now cover, label the people scored
+    with the outcome of the model that scored them and report observed/expected (overall, by tier and by practice), AUROC and
     calibration; where a random hold-out was kept, the effect of being shown on a list (events per
     1,000 shown against held out, with an interval and what it allows one to conclude). Writes a
     self-contained report with CSV tables and logs a monitoring run to MLflow (no person rows).

@@ -10,25 +10,30 @@ from riskstrat.cli.app import EXIT_REFUSED, app, fail, out, parse_date
 from riskstrat.cli.progress import Stage, libraries_quiet
 
 
+# The --allow-* flags in a panel of their own: publishing despite a guard rail is a decision apart
+# (and their long names need the width of a table without the value column).
+_GUARDS = "Guard rails (each refuses unless allowed)"
+
+
 @app.command()
 def score(
     as_of: str = typer.Option(..., "--as-of", help="Score as of this date (YYYY-MM-DD); the lists are for its month."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML scoring configuration (see configs/scoring.yaml)."),
     data: Path = typer.Option(None, "--data", help="Data folder (overrides data.path)."),
     out_dir: Path = typer.Option(None, "--out", help="Output root (overrides output_dir); the month goes in YYYY-MM/."),
-    overrides: list[str] = typer.Option([], "--set", help="Override one setting, e.g. --set lists.list_size=50."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override one setting, e.g. --set lists.list_size=50."),
     allow_stale_data: bool = typer.Option(
-        False, "--allow-stale-data", help="Score even if --as-of is more than max_data_lag_days (default 62) "
+        False, "--allow-stale-data", rich_help_panel=_GUARDS, help="Score even if --as-of is more than max_data_lag_days (default 62) "
                                           "after the data end; the lists then miss recent events."),
     allow_unmatched_opt_outs: bool = typer.Option(
-        False, "--allow-unmatched-opt-outs", help="Publish even when none of the opt-out file's ids matches anyone "
+        False, "--allow-unmatched-opt-outs", rich_help_panel=_GUARDS, help="Publish even when none of the opt-out file's ids matches anyone "
                                                   "in the data (usually a wrong key or a wrong file), or an unmatched "
                                                   "id looks mis-pasted."),
     allow_population_shrink: bool = typer.Option(
-        False, "--allow-population-shrink", help="Publish even when no one is scored, or far fewer people than last "
+        False, "--allow-population-shrink", rich_help_panel=_GUARDS, help="Publish even when no one is scored, or far fewer people than last "
                                                  "month (max_population_shrink, default 0.2)."),
     allow_unverified_previous_month: bool = typer.Option(
-        False, "--allow-unverified-previous-month", help="Publish even when last month's files cannot be verified "
+        False, "--allow-unverified-previous-month", rich_help_panel=_GUARDS, help="Publish even when last month's files cannot be verified "
                                                          "(edited, truncated, older version): it is treated as "
                                                          "absent and the manifest says why."),
     replace: bool = typer.Option(
@@ -53,9 +58,10 @@ def score(
                                        "the manifest records it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
-    """Score the whole population with the champion models, rank it, explain the listed people
-    and write per-practice case-finding lists (CSV, Excel, HTML), a commissioners' summary and a
-    manifest, all at once.
+    """Score the whole population with the champion models and publish the month's case-finding lists.
+
+    Ranks the population, explains the listed people and writes per-practice lists (CSV, Excel,
+    HTML), a commissioners' summary and a manifest, all at once.
 
     Example: riskstrat score --config configs/scoring.yaml --as-of 2026-11-01
     """

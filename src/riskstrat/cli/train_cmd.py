@@ -50,7 +50,7 @@ def print_timings(timings: dict[str, float], *, engine: str) -> None:
 @app.command()
 def train(
     config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
-    overrides: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=_SET_HELP),
     no_tracking: bool = typer.Option(False, "--no-tracking", help="Train and evaluate without logging to MLflow."),
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; every table validated in "
                                                       "memory), duckdb (SQL over the Parquet folder, for large "
@@ -173,8 +173,10 @@ def _gate_or_fail(name: str, version: str, *, alias: str, uri: str | None, card_
 
 @app.command()
 def features() -> None:
-    """List the features riskstrat builds, with their sources and plain-English descriptions: the
-    clinical features, then the generic covariates of the default training config (features.generic).
+    """List the features riskstrat builds, with their sources and plain-English descriptions.
+
+    The clinical features come first, then the generic covariates of the default training config
+    (features.generic).
 
     Generic covariates are named table__measure or table__group__measure: counts in each window (count_90d, count_365d, count_730d), days since the last event (days_since), a recent-vs-earlier trend (trend_90d_730d: the last 90 days' events minus the earlier rate over 90 days) and cost sums per table (cost_90d, ...: missing, not 0, where the data record no cost).
 
