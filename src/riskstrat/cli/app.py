@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import inspect
 import sys
 import warnings
-
-import inspect
 
 import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
+from riskstrat import __version__
 from riskstrat.quiet import foreign_warnings_hidden, mlflow_events_hidden, show_all
 
 # Exit statuses: 1 for operating-system failures (and bugs, with their traceback), 2 for a riskstrat
@@ -105,7 +105,7 @@ def _tidy_value_types(params, ctx) -> None:
     Typer's ``<int range>``: the range follows it anyway, and the narrower column leaves the option
     names and the help room at 80 columns (Rich cuts words that do not fit)."""
     for param in params:
-        if param.metavar is not None or not hasattr(param, "display_type"):
+        if param.param_type_name != "option" or param.metavar is not None or not hasattr(param, "display_type"):
             continue
         if getattr(param, "is_bool_flag", False):
             param.metavar = ""
@@ -206,9 +206,8 @@ app = App(
 
 
 def _print_version(value: bool) -> None:
+    """``--version``: the package version, then exit (before any command runs)."""
     if value:
-        from riskstrat import __version__
-
         out.print(f"riskstrat {__version__}", highlight=False)
         raise typer.Exit()
 
@@ -218,5 +217,5 @@ def _root(
     version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
-    # A callback keeps `riskstrat COMMAND` a command group even while it has a single command.
+    # The root's own options (--version); a callback also keeps `riskstrat COMMAND` a command group.
     return None
