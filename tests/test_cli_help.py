@@ -79,5 +79,5 @@ def test_commands_are_listed_in_workflow_order():
                       "score", "monitor"]
     panels = re.findall(r"^╭─ ([A-Z][a-z ]+?) ─", text, flags=re.MULTILINE)
     assert panels == ["Options", "Start here", "Data", "Models", "Every month"]
-    # Every command's summary is one short paragraph (no source line breaks in the listing).
+    # Every command is placed in the workflow (a new one goes under "Other" until it is placed).
     assert set(listed) == {p[0] for p in COMMANDS if len(p) == 1}
