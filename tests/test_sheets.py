@@ -208,8 +208,8 @@ def test_an_infinite_number_is_refused_as_xlsxwriter_refuses_it():
 def test_parts_route_checks_itself_against_xlsxwriter_and_steps_aside_when_they_differ(monkeypatch):
     from riskstrat import workbook_parts
 
-    assert workbook_parts.agrees_with_xlsxwriter()
-    monkeypatch.setattr(workbook_parts, "agrees_with_xlsxwriter", lambda: False)
+    assert sheets.parts_agree_with_xlsxwriter()
+    monkeypatch.setattr(sheets, "parts_agree_with_xlsxwriter", lambda: False)
     monkeypatch.setattr(workbook_parts, "workbook_bytes", lambda *a, **k: pytest.fail("parts route used"))
     options = OPTIONS[0]
     assert sheets.xlsx_bytes(hand_made(), **options) == sheets.reference_xlsx_bytes(hand_made(), **options)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from riskstrat.outcomes import UNION_TAGS, EmergencyAdmission, OutcomeConfig
 from riskstrat.errors import RiskstratError
 from riskstrat.io import DataFileError, read_user_text
+from riskstrat.split import suggest_index_dates
 
 
 class _Strict(BaseModel):
@@ -295,8 +296,6 @@ class TrainConfig(_Strict):
         """This config with ``index_dates: auto`` replaced by dates that fit an extract ending ``extract_end``."""
         if self.index_dates != "auto":
             return self
-        from riskstrat.train import suggest_index_dates
-
         train, test = suggest_index_dates(extract_end, horizon_days=self.target.horizon_days)
         return type(self).model_validate({**self.model_dump(), "index_dates": {"train": train, "test": test}})
 

@@ -28,6 +28,11 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.config import TrainConfig
+from riskstrat.engines.spec import CLINICAL, FeatureSpec
+from riskstrat.models import RiskModel, fit_logistic
+from riskstrat.outcomes import HighCost
+from riskstrat.split import training_groups
+from riskstrat.train import labelled_rows, training_design
 
 Stage = Callable[[str], None]
 
@@ -90,8 +95,6 @@ def refit_design(cfg: TrainConfig, dates, *, key_fingerprint: str | None, of_ver
                  of_run: str | None) -> dict:
     """:func:`riskstrat.train.training_design` of the refit: its dates, and ``refit`` (whose settings, and
     that the test people trained), so that ``evaluate`` excludes everyone it was fitted or calibrated on."""
-    from riskstrat.train import training_design
-
     design = training_design(cfg, key_fingerprint=key_fingerprint)
     design["index_dates"] = [str(pd.Timestamp(d).date()) for d in dates]
     design["refit"] = {"of_version": of_version, "of_run": of_run, "evaluated_test_date": design["test_date"],
@@ -103,8 +106,6 @@ def assemble_refit(engine, cfg: TrainConfig, *, dates, feature_names: list[str],
                    stage: Stage = lambda m: None) -> RefitData:
     """Rows at every refit date: the training and test people to fit, the calibration people to calibrate;
     the features of ``spec``, the evaluated model's :class:`riskstrat.engines.spec.FeatureSpec`."""
-    from riskstrat.outcomes import HighCost
-    from riskstrat.train import labelled_rows, training_groups
 
     design = refit_design(cfg, dates, key_fingerprint=None, of_version=None, of_run=None)
     groups = training_groups(engine.records.persons["person_id"], design)
@@ -161,7 +162,6 @@ def fit_refit(data: RefitData, cfg: TrainConfig, evaluated, *, inherited: dict, 
     from sklearn.frozen import FrozenEstimator
 
     from riskstrat.evaluation.drift import reference_profile
-    from riskstrat.models import RiskModel, fit_logistic
 
     trees = int(evaluated.metadata["best_iteration"])
     clf = clone(evaluated.estimator).set_params(n_estimators=trees)
@@ -204,7 +204,6 @@ def refit_for_deployment(engine, cfg: TrainConfig, result, *, extract_end, of_ve
     dates = refit_dates(cfg.index_dates.train, cfg.index_dates.test, horizon_days=cfg.target.horizon_days,
                         extract_end=extract_end)
     stage(f"refit for deployment on {len(dates)} index dates: {', '.join(str(d.date()) for d in dates)}")
-    from riskstrat.engines.spec import CLINICAL, FeatureSpec
 
     stored = result.model.metadata.get("feature_spec")  # the features the evaluated model was built on
     spec = FeatureSpec.from_dict(stored) if stored else CLINICAL

@@ -18,14 +18,15 @@ import pandas as pd
 
 from riskstrat.config import LightGBMConfig, SearchConfig
 from riskstrat.errors import InvalidInputError
+from riskstrat.metrics import auroc
+from riskstrat.models import auto_lightgbm
+from riskstrat.split import person_groups
 
 TUNED = ("learning_rate", "num_leaves", "min_child_samples", "subsample", "colsample_bytree", "reg_lambda")
 
 
 def inner_split(person_ids: pd.Index, *, fraction: float, seed: int) -> np.ndarray:
     """True for rows whose person falls in the inner-validation part."""
-    from riskstrat.train import person_groups
-
     groups = person_groups(person_ids, test_fraction=fraction, calibration_fraction=0.0, seed=seed + 1)
     return (groups.reindex(person_ids) == "test").to_numpy()
 
@@ -51,9 +52,6 @@ def tune_lightgbm(X: pd.DataFrame, y: np.ndarray, *, base: LightGBMConfig, space
     """Search LightGBM's parameters on the training rows; return the best parameters and every trial."""
     import lightgbm as lgb
     import optuna
-
-    from riskstrat.metrics import auroc
-    from riskstrat.models import auto_lightgbm
 
     base, _ = auto_lightgbm(base, n_rows=len(y))  # settings left to auto: chosen from all the training rows
     valid = inner_split(X.index, fraction=space.validation_fraction, seed=seed)

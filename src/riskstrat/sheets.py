@@ -19,6 +19,7 @@ bytes (a rerun of a month does not change its files or their hashes in the manif
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import itertools
 import math
@@ -28,10 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskstrat import workbook_parts
+from riskstrat.workbook_parts import FORMULA_TRIGGERS
+
 __all__ = ["FORMULA_TRIGGERS", "csv_bytes", "csv_bytes_many", "is_formula_like", "neutralise_formula",
            "python_values", "python_values_many", "reference_xlsx_bytes", "write_csv", "write_xlsx", "xlsx_bytes"]
 
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # A workbook's creation date when none is given: fixed, so that reruns give identical bytes.
 FIXED_CREATED = dt.datetime(2000, 1, 1)
 
@@ -177,9 +180,7 @@ def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sh
     are written by xlsxwriter. ``cells`` (optional) are ``table``'s columns as :func:`python_values`
     already gives them (:func:`python_values_many` for many tables at once), not made again.
     """
-    from riskstrat import workbook_parts
-
-    if workbook_parts.agrees_with_xlsxwriter():
+    if parts_agree_with_xlsxwriter():
         data = _parts_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
                                  created=created, cells=cells)
         if data is not None:
@@ -193,8 +194,6 @@ def _parts_xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] =
                       cells: Sequence[list] | None = None) -> bytes | None:
     """:func:`xlsx_bytes` from its parts (:func:`riskstrat.workbook_parts.workbook_bytes`), or None
     for a table that needs xlsxwriter."""
-    from riskstrat import workbook_parts
-
     columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
     return workbook_parts.workbook_bytes(columns, cells, widths, percents=percents, wide=wide, title=title,
                                          notes=notes, sheet=sheet, created=created or FIXED_CREATED)
@@ -352,3 +351,25 @@ def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str]
             about.write_string(i, 0, str(line), quoted_wrap if is_formula_like(str(line)) else wrap)
     finally:
         workbook.close()
+
+
+@functools.lru_cache(maxsize=1)
+def parts_agree_with_xlsxwriter() -> bool:
+    """Whether :func:`riskstrat.workbook_parts.workbook_bytes` writes what the installed xlsxwriter
+    writes, on awkward hand-made tables (every format, escapes, missing values, numbers); checked once
+    per process. When not, :func:`xlsx_bytes` uses xlsxwriter for every table."""
+    table = pd.DataFrame({
+        "Rank": np.array([1, 2, 3], dtype="int64"),
+        "Person ID": pd.array(["a&<b>\"'", "=2+3", None], dtype="str"),
+        "Risk (%)": [41.5, 1e-9, np.nan],
+        "Top reasons": ["  spaced  ", "@SUM(A1)\x07_x0041_", None],
+        "Flag": [True, False, True],
+        "Big": [1.5e300, -0.1 + 0.3, 12345678901234567.0],
+    })
+    options = {"title": "Case-finding list: P & Q <1>", "notes": ["First note.", "-2 is not a formula"],
+               "wide_columns": ("Top reasons",), "created": dt.datetime(2026, 11, 1)}
+    try:
+        return all(_parts_xlsx_bytes(t, **options) == reference_xlsx_bytes(t, **options)
+                   for t in (table, table.iloc[:0], table.iloc[::-1]))
+    except Exception:  # noqa: BLE001 - any failure here means: use xlsxwriter
+        return False

@@ -14,7 +14,6 @@ seen the tested people's earlier rows.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,33 +21,23 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+import riskstrat
 from riskstrat import metrics
 from riskstrat.config import TrainConfig
+from riskstrat.engines import PandasEngine
+from riskstrat.engines.generic import build_spec
+from riskstrat.engines.spec import CLINICAL
 from riskstrat.features import META_COLUMNS, features_for_sources
-from riskstrat.guards import degenerate_reasons, describe_degenerate
+from riskstrat.guards import check_minimum_events, degenerate_reasons, describe_degenerate
 from riskstrat.labels import check_horizon, future_cost
 from riskstrat.outcomes import HighCost
-from riskstrat.models import RiskModel, fit_cost_regressor, fit_lightgbm, fit_logistic, prior_use_score
+from riskstrat.models import RiskModel, auto_lightgbm, fit_cost_regressor, fit_lightgbm, fit_logistic, prior_use_score
 from riskstrat.records import LinkedRecords
+from riskstrat.search import tune_lightgbm
+from riskstrat.split import SPLIT_RULE, person_groups, suggest_index_dates, training_groups  # noqa: F401 - re-exported
+from riskstrat.synth.truth import oracle_risk
 
 Stage = Callable[[str], None]
-
-
-# The person split, named: recorded with every model (``training_design``) so that an evaluation can
-# tell, from a person's pseudonym alone, whether the model was trained or calibrated on them. Change the
-# rule in person_groups and this name together.
-SPLIT_RULE = "blake2b-64 of 'seed:person_id' / 2**64: test below test_fraction, calibration below " \
-             "test_fraction + calibration_fraction, train above"
-
-
-def person_groups(person_ids, *, test_fraction: float, calibration_fraction: float, seed: int) -> pd.Series:
-    """'train' / 'calibration' / 'test' for each person, from a seeded hash of the id (stable across runs)."""
-    ids = pd.Index(pd.unique(np.asarray(person_ids, dtype=object)))
-    u = np.array([int.from_bytes(hashlib.blake2b(f"{seed}:{p}".encode(), digest_size=8).digest(), "big")
-                  for p in ids], dtype=np.float64) / 2.0**64
-    group = np.where(u < test_fraction, "test",
-                     np.where(u < test_fraction + calibration_fraction, "calibration", "train"))
-    return pd.Series(group, index=ids, name="group")
 
 
 def training_design(cfg: TrainConfig, *, key_fingerprint: str | None = None) -> dict:
@@ -63,20 +52,6 @@ def training_design(cfg: TrainConfig, *, key_fingerprint: str | None = None) -> 
                       "test_fraction": cfg.split.test_fraction,
                       "calibration_fraction": cfg.split.calibration_fraction},
             "pseudonym_key_fingerprint": key_fingerprint}
-
-
-def training_groups(person_ids, design: dict) -> pd.Series | None:
-    """The group ('train', 'calibration', 'test') each person was in when the model of ``design``
-    (:func:`training_design`) was trained: as :func:`assemble` split them (with ``temporal_only`` the
-    test group trained). None when the design records no split rule, or another rule than this code's."""
-    split = design.get("split") or {}
-    if split.get("rule") != SPLIT_RULE:
-        return None
-    groups = person_groups(person_ids, test_fraction=split["test_fraction"],
-                           calibration_fraction=split["calibration_fraction"], seed=split["seed"])
-    # A refit for deployment (riskstrat.refit) trains on the test people too.
-    trained_on_test = split.get("mode") == "temporal_only" or bool(design.get("refit"))
-    return groups.replace("test", "train") if trained_on_test else groups
 
 
 def selected_features(cfg: TrainConfig, sources: list[str], spec=None) -> list[str]:
@@ -134,9 +109,6 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     on the reference. ``timings`` (when given) receives the seconds spent per index date
     (``features_labels.<date>``).
     """
-    from riskstrat.engines import PandasEngine
-    from riskstrat.engines.generic import build_spec
-
     engine = PandasEngine(data) if isinstance(data, LinkedRecords) else data
     # The clinical features and the generic covariates of features.generic, their groups read from the data.
     spec = build_spec(cfg.features.generic, engine, until=cfg.index_dates.test, stage=stage)
@@ -211,8 +183,6 @@ def check_events(cfg: TrainConfig, labels: dict[str, np.ndarray], records=None) 
     """:func:`riskstrat.guards.check_minimum_events` with ``cfg.guards``' minimums and the rows each
     eligible person gives a part (split fraction times index dates), so that a refusal says about
     how many people would be needed."""
-    from riskstrat.guards import check_minimum_events
-
     g, sp = cfg.guards, cfg.split
     n_train = len(cfg.index_dates.train)
     shares = {"training": (1 - sp.test_fraction - sp.calibration_fraction) * n_train,
@@ -227,8 +197,6 @@ def check_events(cfg: TrainConfig, labels: dict[str, np.ndarray], records=None) 
 
 def truth_scores(truth: pd.DataFrame | None, cfg: TrainConfig, test_index: pd.Index) -> np.ndarray | None:
     """The oracle's risk for the test rows from a synthetic data set's ground truth, if it has one."""
-    from riskstrat.synth.truth import oracle_risk
-
     return oracle_risk(truth, cfg.target.truth_column, cfg.index_dates.test, test_index)
 
 
@@ -293,11 +261,6 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     data's currency, which tables had costs, whether the model uses cost features) under ``costs``:
     scoring and evaluation refuse data whose money the model would misread.
     """
-    import riskstrat
-    from riskstrat.engines.spec import CLINICAL
-
-    from riskstrat.models import auto_lightgbm
-
     timings = {} if timings is None else timings
     started = time.perf_counter()
     # Settings left to auto scale with the training rows (the rule in models.auto_lightgbm).
@@ -307,8 +270,6 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
         stage(f"LightGBM settings for {len(data.y_train):,} training rows: "
               + ", ".join(f"{k} {v:g}" for k, v in auto.items()) + " (auto; set them in model.lightgbm to fix them)")
     if cfg.model.search.enabled:
-        from riskstrat.search import tune_lightgbm
-
         stage(f"searching LightGBM parameters: up to {cfg.model.search.n_trials} trials on the training people")
         params, trials = tune_lightgbm(data.X_train, data.y_train, base=params, space=cfg.model.search,
                                        seed=cfg.split.seed, stage=stage)
@@ -374,19 +335,3 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
               + describe_degenerate(degenerate, min_distinct_scores=cfg.guards.min_distinct_scores))
     timings["evaluate"] = time.perf_counter() - started
     return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data, search=trials, degenerate=degenerate)
-
-
-def suggest_index_dates(extract_end, *, n_train: int = 5, step_months: int = 3,
-                        horizon_days: int = 365) -> tuple[list[str], str]:
-    """Index dates that fit an extract: the latest first-of-month test date with a full horizon,
-    and ``n_train`` training dates every ``step_months`` whose horizons end by the test date.
-
-    >>> suggest_index_dates("2026-10-31")
-    (['2023-11-01', '2024-02-01', '2024-05-01', '2024-08-01', '2024-11-01'], '2025-11-01')
-    """
-    last_start = pd.Timestamp(extract_end) + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)
-    test = last_start.to_period("M").to_timestamp()  # the first of the month on or before it
-    # The latest first of the month whose horizon ends by the test date (12 months for 365 days).
-    first_train = (test - pd.Timedelta(days=horizon_days)).to_period("M").to_timestamp()
-    train = [first_train - pd.DateOffset(months=step_months * k) for k in range(n_train)]
-    return sorted(str(d.date()) for d in train), str(test.date())

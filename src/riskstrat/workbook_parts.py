@@ -11,7 +11,7 @@ The XML reproduces xlsxwriter's own (its escaping functions are called, not copi
 :func:`riskstrat.sheets._build_xlsx` uses. :func:`workbook_bytes` returns None for a table it does
 not handle the same way (a cell of an unusual type, an infinite number, text xlsxwriter truncates
 or takes for rich text, a header Excel would refuse, no columns...): the caller then uses
-xlsxwriter. :func:`agrees_with_xlsxwriter` compares both on awkward hand-made tables once per
+xlsxwriter. :func:`riskstrat.sheets.parts_agree_with_xlsxwriter` compares both on awkward hand-made tables once per
 process; if the installed xlsxwriter writes anything else, the fast route is not used at all.
 Tests check byte identity on many more tables (tests/test_sheets.py).
 """
@@ -27,9 +27,12 @@ import re
 import zipfile
 from collections.abc import Sequence
 
-from riskstrat.sheets import FORMULA_TRIGGERS as TRIGGERS
+__all__ = ["FORMULA_TRIGGERS", "workbook_bytes"]
 
-__all__ = ["agrees_with_xlsxwriter", "workbook_bytes"]
+# Text starting with one of these is read by a spreadsheet as a formula (riskstrat.sheets neutralises
+# it in CSV files and writes it as plain text in workbooks). Here, the lowest module that needs it.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+TRIGGERS = FORMULA_TRIGGERS
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 WORKSHEET = ('<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
@@ -324,29 +327,3 @@ def workbook_bytes(columns: Sequence[str], cells: Sequence[list], widths: Sequen
             info.compress_type = package.compression
             package.writestr(info, (made[name] if name in made else skeleton[name]).encode("utf-8"))
     return buffer.getvalue()
-
-
-@functools.lru_cache(maxsize=1)
-def agrees_with_xlsxwriter() -> bool:
-    """Whether :func:`workbook_bytes` writes what the installed xlsxwriter writes, on awkward hand-made
-    tables (every format, escapes, missing values, numbers); checked once per process."""
-    import numpy as np
-    import pandas as pd
-
-    from riskstrat import sheets
-
-    table = pd.DataFrame({
-        "Rank": np.array([1, 2, 3], dtype="int64"),
-        "Person ID": pd.array(["a&<b>\"'", "=2+3", None], dtype="str"),
-        "Risk (%)": [41.5, 1e-9, np.nan],
-        "Top reasons": ["  spaced  ", "@SUM(A1)\x07_x0041_", None],
-        "Flag": [True, False, True],
-        "Big": [1.5e300, -0.1 + 0.3, 12345678901234567.0],
-    })
-    options = {"title": "Case-finding list: P & Q <1>", "notes": ["First note.", "-2 is not a formula"],
-               "wide_columns": ("Top reasons",), "created": dt.datetime(2026, 11, 1)}
-    try:
-        return all(sheets._parts_xlsx_bytes(t, **options) == sheets.reference_xlsx_bytes(t, **options)
-                   for t in (table, table.iloc[:0], table.iloc[::-1]))
-    except Exception:  # noqa: BLE001 - any failure here means: use xlsxwriter
-        return False

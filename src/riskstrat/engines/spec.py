@@ -43,6 +43,7 @@ from riskstrat.features import (
     NO_EVENT_DAYS,
     RX_CHAPTERS,
     WINDOWS,
+    features_for_sources,
 )
 from riskstrat.errors import RiskstratError
 from riskstrat.schema import AE_UNPLANNED_DEPARTMENT_TYPES, BNF_UNKNOWN, LONG_TERM_CONDITIONS
@@ -273,8 +274,6 @@ class FeatureSpec:
 
     def features_for_sources(self, sources) -> list[str]:
         """The spec's features that ``sources`` (event tables) can give (clinical ones by their source)."""
-        from riskstrat.features import features_for_sources
-
         have = set(sources)
         clinical = set(features_for_sources(have))
         generic = {d.name for d in self.derived if d.table in have}

@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from riskstrat.features import eligible_persons
+from riskstrat.split import training_groups
+
 IN_SAMPLE = "in-sample"                   # the evaluation date is one of the training dates
 IN_SAMPLE_IN_TIME = "in-sample in time"   # its outcome window overlaps the training labels
 OUT_OF_SAMPLE = "out of sample in time"   # on or after the end of the last training label window
@@ -112,9 +115,6 @@ def seen_in_training(ids: pd.Index, records, design: dict, *, key_fingerprint: s
 
     Returns ``(seen mask or None when unknown, seen people per training date, per group, note)``.
     """
-    from riskstrat.features import eligible_persons
-    from riskstrat.train import training_groups
-
     trained_key = design.get("pseudonym_key_fingerprint")
     if trained_key and key_fingerprint and trained_key != key_fingerprint:
         return (np.zeros(len(ids), dtype=bool), {}, {},

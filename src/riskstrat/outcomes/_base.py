@@ -4,7 +4,7 @@ An outcome is a validated config object (pydantic, ``extra="forbid"``) that know
 people eligible at an index date T over ``[T, T + horizon_days)``. The base class does what is the
 same for every outcome, in one place:
 
-- the extract must cover the whole horizon (:func:`riskstrat.labels.check_horizon`);
+- the extract must cover the whole horizon (:func:`check_horizon`);
 - follow-up ends at registration end; a person who leaves before the horizon ends is censored (NaN)
   unless the outcome (or death, where death ends follow-up) was seen first;
 - death in the horizon is handled as the outcome says (``composite | exclude | negative``).
@@ -23,9 +23,39 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from riskstrat.errors import RiskstratError
+from riskstrat.features import person_positions
 from riskstrat.records import LinkedRecords
 
 DeathHandling = Literal["composite", "exclude", "negative"]
+
+
+class CensoredIndexDateError(RiskstratError, ValueError):
+    """The extract does not cover the whole horizon after this index date."""
+
+
+def _positions_in(df: pd.DataFrame, date_col: str, t: pd.Timestamp, end: pd.Timestamp, ids: pd.Index,
+                  rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row mask, person positions in ``ids``) of the events dated in ``[t, end)`` of people ``ids``
+    (only among ``rows`` when given)."""
+    d = df[date_col]
+    pos = person_positions(df["person_id"], ids)
+    keep = ((d >= t) & (d < end)).to_numpy() & (pos >= 0)
+    if rows is not None:
+        keep &= rows
+    return keep, pos[keep]
+
+
+def check_horizon(index_date, *, horizon_days: int, extract_end) -> None:
+    """Raise CensoredIndexDateError unless the extract covers ``[T, T + horizon)``."""
+    t = pd.Timestamp(index_date).normalize()
+    extract_end = pd.Timestamp(extract_end)
+    if t + pd.Timedelta(days=horizon_days) > extract_end + pd.Timedelta(days=1):
+        raise CensoredIndexDateError(
+            f"index date {t.date()} + {horizon_days} days runs past the end of the data ({extract_end.date()}): "
+            f"its labels would be censored; use an index date on or before "
+            f"{(extract_end + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)).date()} "
+            f"(or let riskstrat choose: index_dates: auto)")
 
 
 class Window:
@@ -41,8 +71,6 @@ class Window:
 
     def positions(self, df: pd.DataFrame, date_col: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Positions in ``ids`` of the people with a row of ``df`` dated in the window (among ``rows``)."""
-        from riskstrat.labels import _positions_in
-
         return _positions_in(df, date_col, self.t, self.end, self.ids, rows=rows)[1]
 
     def anyone(self, positions: np.ndarray) -> np.ndarray:
@@ -81,8 +109,6 @@ class Outcome(BaseModel, ABC):
 
     def labels(self, records: LinkedRecords, index_date, ids: pd.Index, *, extract_end) -> pd.Series:
         """1.0 / 0.0 / NaN (no label) for the people ``ids`` eligible at ``index_date``."""
-        from riskstrat.labels import check_horizon
-
         check_horizon(index_date, horizon_days=self.horizon_days, extract_end=extract_end)
         window = Window(index_date, self.horizon_days, ids)
         persons = records.persons.set_index("person_id").reindex(ids)

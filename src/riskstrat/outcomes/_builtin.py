@@ -9,7 +9,8 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from riskstrat.errors import RiskstratError
-from riskstrat.outcomes._base import DeathHandling, Outcome, Window
+from riskstrat.features import person_positions, sum_by_position
+from riskstrat.outcomes._base import DeathHandling, Outcome, Window, _positions_in
 from riskstrat.records import LinkedRecords
 from riskstrat.schema import (
     ADMISSION_METHODS,
@@ -20,6 +21,30 @@ from riskstrat.schema import (
     SOCIAL_CARE_TYPES,
     TABLES,
 )
+
+
+def future_cost(records: LinkedRecords, index_date, ids: pd.Index, *, horizon_days: int = 365) -> pd.Series:
+    """Total health and social care cost of each person in ``[T, T + horizon)`` (pounds)."""
+    t = pd.Timestamp(index_date)
+    end = t + pd.Timedelta(days=horizon_days)
+    total = np.zeros(len(ids))
+    for name, col in (("inpatient_spells", "admission_date"), ("ae_attendances", "arrival_date"),
+                      ("outpatient_appointments", "appointment_date"), ("gp_contacts", "contact_date"),
+                      ("prescriptions", "issue_date")):
+        if records.has(name):
+            ev = records.get(name)
+            keep, pos = _positions_in(ev, col, t, end, ids)
+            total += sum_by_position(ev["cost"].to_numpy(dtype="float64", na_value=0.0)[keep], pos, len(ids))
+    if records.has("social_care"):
+        sc = records.get("social_care")
+        pos = person_positions(sc["person_id"], ids)
+        sc, pos = sc[pos >= 0], pos[pos >= 0]
+        s = sc["start_date"].where(sc["start_date"] > t, t)
+        e = sc["end_date"].fillna(end).where(lambda x: x < end, end)
+        days = (e - s).dt.days.clip(lower=0)
+        total += sum_by_position(sc["weekly_cost"].fillna(0) * days / 7, pos, len(ids))
+    return pd.Series(total, index=ids)
+
 
 # The admissions unplanned_hospital_use counts by default: not recorded as planned (see its docstring).
 UNPLANNED_ADMISSION_METHODS = ("emergency", "unknown")
@@ -179,8 +204,6 @@ class HighCost(Outcome):
         return "p_high_cost" if self.top_fraction == 0.05 else None  # the generator's threshold
 
     def events(self, records, window):
-        from riskstrat.labels import future_cost
-
         cost = future_cost(records, window.t, window.ids, horizon_days=window.horizon_days).to_numpy()
         observed = cost[window.followed]
         threshold = np.quantile(observed, 1 - self.top_fraction) if len(observed) else np.inf
@@ -236,8 +259,6 @@ class SocialCareEntry(Outcome):
         return "a new " + " or ".join(s.replace("_", " ") for s in self.service_types) + " service"
 
     def events(self, records, window):
-        from riskstrat.features import person_positions
-
         sc = records.get("social_care")
         care = sc["service_type"].isin(self.service_types).to_numpy()
         pos = person_positions(sc["person_id"], window.ids)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.schema import AE_DEPARTMENT_TYPES, AE_UNPLANNED_DEPARTMENT_TYPES
+from riskstrat.split import suggest_index_dates
 
 if TYPE_CHECKING:
     from riskstrat.readers import ImportSummary
@@ -174,7 +175,6 @@ def horizon_support(tables: dict[str, pd.DataFrame], *, extract_end, data_start=
     from riskstrat.guards import people_needed
     from riskstrat.outcomes import parse_outcome
     from riskstrat.records import LinkedRecords
-    from riskstrat.train import suggest_index_dates
 
     persons = tables.get("persons")
     if extract_end is None or persons is None or any(c not in persons for c in _PERSON_COLUMNS):
