@@ -208,10 +208,9 @@ def dependence_figure(values, shap_values, *, feature: str, note: str | None = N
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         xlabel = f"{feature} (symmetric log scale)"
     ax.set(xlabel=textwrap.fill(xlabel, 60), ylabel="SHAP value (log-odds)")
-    ax.set_title(textwrap.fill(f"Dependence: {feature}", 55), fontsize=11)
-    if note:
-        ax.text(0.01, 0.99, textwrap.fill(note, 50), transform=ax.transAxes, va="top", ha="left", fontsize=8,
-                color="#555555")
+    # The note under the title, not on the axes, where it could hide points.
+    ax.set_title(textwrap.fill(f"Dependence: {feature}", 55) + (f"\n{textwrap.fill(note, 70)}" if note else ""),
+                 fontsize=10)
     return fig
 
 
