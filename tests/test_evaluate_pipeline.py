@@ -106,6 +106,23 @@ def test_evaluation_is_logged_and_linked_to_the_version(evaluated, registry):
     assert "evaluation/report.html" in artifacts
 
 
+def test_the_shap_figures_are_in_the_report_its_json_and_the_logged_run(evaluated, registry):
+    import json
+
+    import mlflow
+
+    run, _ = evaluated
+    shap = json.loads((run.out_dir / "evaluation.json").read_text(encoding="utf-8"))["context"]["shap"]
+    assert shap["agrees"] and shap["max_difference"] <= 1e-9 and shap["n_sample"] == min(2000, shap["n_people"])
+    figures = {p.name for p in (run.out_dir / "figures").iterdir()}
+    assert "shap_summary.png" in figures and len([f for f in figures if f.startswith("dependence_")]) == 3
+    html = re.sub(r"\s+", " ", (run.out_dir / "report.html").read_text(encoding="utf-8"))
+    assert f"a random sample of {shap['n_sample']:,} of the {shap['n_people']:,} people evaluated" in html
+    assert "not what causes the outcome" in html
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "evaluation/figures")}
+    assert "evaluation/figures/shap_summary.png" in logged
+
+
 def test_card_and_default_gate_are_drafted(evaluated):
     run, root = evaluated
     card = (root / "models" / NAME / "card.md").read_text()

@@ -1,4 +1,4 @@
-"""Evaluation figures: ROC, precision-recall, calibration by decile, PPV by list size.
+"""Evaluation figures: ROC, precision-recall, calibration by decile, PPV by list size, SHAP summary and dependence.
 
 Each function takes data, computes through :mod:`riskstrat.metrics` (or scikit-learn's curve
 functions) and returns a ``matplotlib.figure.Figure``; :func:`save_figure` writes it out.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["calibration_figure", "decision_curve_figure", "dependence_figure", "pr_figure", "roc_figure", "save_figure",
-           "smoothed_calibration_figure", "topk_ppv_figure"]
+           "shap_summary_figure", "smoothed_calibration_figure", "topk_ppv_figure"]
 
 _FIGSIZE = (6.0, 5.0)
 
@@ -186,11 +186,14 @@ def decision_curve_figure(table) -> Figure:
     return fig
 
 
-def dependence_figure(values, shap_values, *, feature: str) -> Figure:
-    """A feature's value against its SHAP contribution (log-odds), one point per person in the sample.
+def dependence_figure(values, shap_values, *, feature: str, note: str | None = None) -> Figure:
+    """A feature's value against its SHAP contribution (log-odds), one point per person in the sample;
+    ``feature`` names it on the axes, ``note`` (e.g. the sample's size) goes under the title.
 
-    Example: ``dependence_figure(X["age"], shap["age"], feature="age")``.
+    Example: ``dependence_figure(X["age"], shap["age"], feature="Age (years)")``.
     """
+    import textwrap
+
     x = np.asarray(values, dtype=float)
     fig, ax = _new_figure()
     ax.scatter(x, np.asarray(shap_values, dtype=float), s=6, alpha=0.4)
@@ -204,7 +207,44 @@ def dependence_figure(values, shap_values, *, feature: str) -> Figure:
         ax.set_xlim(left=-0.3)  # no empty negative half
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         xlabel = f"{feature} (symmetric log scale)"
-    ax.set(xlabel=xlabel, ylabel="SHAP value (log-odds)", title=f"Dependence: {feature}")
+    ax.set(xlabel=textwrap.fill(xlabel, 60), ylabel="SHAP value (log-odds)")
+    # The note under the title, not on the axes, where it could hide points.
+    ax.set_title(textwrap.fill(f"Dependence: {feature}", 55) + (f"\n{textwrap.fill(note, 70)}" if note else ""),
+                 fontsize=10)
+    return fig
+
+
+def shap_summary_figure(values, data, *, labels: Mapping[str, str] | None = None, max_display: int = 12,
+                        note: str | None = None) -> Figure:
+    """SHAP summary (beeswarm) plot: one row per feature, largest mean |SHAP| first (the rest summed in
+    the last row), one dot per person placed by their SHAP value (log-odds) and coloured by their
+    value of the feature; drawn by ``shap.plots.beeswarm`` on an Agg canvas.
+
+    ``values`` and ``data`` are frames with a column per feature (the same columns); ``labels`` maps
+    column names to what the plot shows; ``note`` (e.g. the sample's size) goes under the title.
+    Example: ``shap_summary_figure(shap_df, X, labels={"age": "Age (years)"})``.
+    """
+    import textwrap
+
+    import shap
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = labels or {}
+    # At most two lines a label, so the rows keep apart.
+    names = [textwrap.fill(textwrap.shorten(labels.get(c, c), 80, placeholder="..."), 42) for c in values.columns]
+    explanation = shap.Explanation(values=np.asarray(values, dtype=float), data=np.asarray(data, dtype=float),
+                                   feature_names=names)
+    rows = min(max_display, values.shape[1])
+    fig = Figure(figsize=(9.0, 0.42 * rows + 1.9), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    # ax given (and plot_size None): shap draws on this figure, not on pyplot's current one.
+    shap.plots.beeswarm(explanation, max_display=max_display, ax=ax, show=False, plot_size=None,
+                        color_bar_label="Feature value (low to high)")
+    ax.tick_params("y", labelsize=9, length=4)
+    ax.set_xlabel("SHAP value: change in the log-odds of the outcome (right: higher risk)", fontsize=10)
+    ax.set_title("How the model uses each feature (SHAP)" + (f"\n{note}" if note else ""), fontsize=11)
     return fig
 
 

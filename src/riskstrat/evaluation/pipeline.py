@@ -18,6 +18,7 @@ from riskstrat.errors import RiskstratError
 from riskstrat.evaluation._evaluate import CANDIDATE, Evaluation, evaluate_scores, headline_table
 from riskstrat.evaluation._groups import subgroup_attributes
 from riskstrat.evaluation._overlap import TrainingOverlap, training_overlap
+from riskstrat.evaluation._shap import SAMPLE_SIZE, ShapSample, shap_figures, shap_sample
 
 Stage = Callable[[str], None]
 
@@ -60,21 +61,18 @@ def model_outcome(risk_model):
     return parse_outcome(described)
 
 
-def global_drivers(risk_model, X: pd.DataFrame, *, n: int = 3000, seed: int = 0, top: int = 10,
-                   n_dependence: int = 3) -> tuple[pd.DataFrame | None, dict]:
-    """Mean |SHAP| (log-odds) per feature on a seeded sample of ``n`` rows, largest first, and
-    dependence figures (feature value against its SHAP value) for the top ``n_dependence``
-    (LightGBM only; otherwise ``(None, {})``)."""
-    from riskstrat import plots
-
-    if risk_model.kind != "lightgbm" or not len(X):
-        return None, {}
-    sample = X.sample(min(n, len(X)), random_state=seed)
-    shap, _ = risk_model.contributions(sample)
-    mean_abs = shap.abs().mean().sort_values(ascending=False).head(top)
-    figures = {f"dependence_{name}": plots.dependence_figure(sample[name], shap[name], feature=name)
-               for name in mean_abs.index[:n_dependence]}
-    return mean_abs.rename("mean_abs_shap").rename_axis("feature").reset_index(), figures
+def global_drivers(risk_model, X: pd.DataFrame, *, n: int = SAMPLE_SIZE, seed: int = 0, top: int = 10,
+                   n_dependence: int = 3, stage: Stage = lambda m: None
+                   ) -> tuple[pd.DataFrame | None, dict, ShapSample | None]:
+    """Mean |SHAP| (log-odds) per feature on a seeded sample of ``n`` rows, largest first, the
+    SHAP figures (summary and the dependence of the top ``n_dependence``: :func:`shap_figures`) and
+    the sample (:func:`shap_sample`); LightGBM only, otherwise ``(None, {}, None)``."""
+    sample = shap_sample(risk_model, X, n=n, seed=seed, stage=stage)
+    if sample is None:
+        return None, {}, None
+    mean_abs = sample.mean_abs().head(top)
+    drivers = mean_abs.rename("mean_abs_shap").rename_axis("feature").reset_index()
+    return drivers, shap_figures(sample, n_dependence=n_dependence), sample
 
 
 @dataclass
@@ -90,7 +88,7 @@ class EvaluationRun:
     gate_path: Path | None
     gate: object                    # list of gate.Criterion: how the default/checked-in gate reads this evaluation
     drivers: pd.DataFrame | None
-    dependence: dict = field(default_factory=dict)   # dependence figures of the top drivers, by file stem
+    dependence: dict = field(default_factory=dict)   # SHAP figures (summary, dependence of the top drivers), by file stem
     overlap: TrainingOverlap | None = None   # the date and people against the model's training (in-sample?)
     unseen: dict | None = None      # with include_seen: the unseen people's n, n_events and headline (or why none)
 
@@ -221,7 +219,11 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         evaluation.metrics.update({f"unseen.{name}.{k}": v for name, row in unseen.pop("frame").iterrows()
                                    for k, v in row.items()})
     evaluation.metrics.update({"people.labelled": float(overlap.n_labelled), "people.seen": float(overlap.n_seen)})
-    drivers, dependence = global_drivers(candidate.risk_model, features, seed=seed)
+    drivers, dependence, explained = global_drivers(candidate.risk_model, features, seed=seed, stage=stage)
+    if explained is not None:
+        stage(f"SHAP figures (shap {explained.shap_version} TreeExplainer) on a sample of {explained.n:,} of the "
+              f"{explained.n_people:,} people" + (f"; equal to LightGBM's pred_contrib on {explained.checked:,} of "
+              f"them (largest difference {explained.max_difference:.1g})" if explained.agrees else ""))
 
     gate_file = Path(card_dir) / candidate.name / gates.GATE_FILE if card_dir else None
     gate = gates.load_gate(gate_file) if gate_file else gates.Gate()
@@ -240,6 +242,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "feature_spec_hash": candidate.risk_model.metadata.get("feature_spec_hash"),
         "min_group_events": min_group_events, "n_boot": n_boot, "baselines": baselines,
         "training_overlap": overlap.to_dict(), "unseen": unseen, "costs": money.as_dict(),
+        "shap": explained.describe() if explained is not None else None,
     }
     from riskstrat import report
 

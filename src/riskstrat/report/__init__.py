@@ -218,7 +218,8 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
 def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=None, criteria=(),
                      extra_figures: dict | None = None) -> Path:
     """Write ``report.html``, ``tables/*.csv``, ``figures/*.png`` and ``evaluation.json`` (one folder,
-    atomically). ``extra_figures`` (name: figure) are added, e.g. the drivers' dependence plots."""
+    atomically). ``extra_figures`` (name: figure) are added, e.g. the SHAP summary and dependence plots
+    (``shap_summary``, ``dependence_<feature>``: shown under the global drivers)."""
     from riskstrat.io import atomic_path, write_json
 
     out_dir = Path(out_dir)
