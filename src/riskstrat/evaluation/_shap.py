@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from riskstrat import plots
+from riskstrat.features import feature
+
 SAMPLE_SIZE = 2000
 CHECK_ROWS = 200        # rows on which TreeExplainer is checked against pred_contrib (each costs as much again)
 TOLERANCE = 1e-9        # log-odds
@@ -39,7 +42,6 @@ def feature_label(name: str) -> str:
     >>> feature_label("days_since_emergency_admission"), feature_label("ltc_copd")
     ('Days since the last emergency admission', 'COPD (long-term condition)')
     """
-    from riskstrat.features import feature
 
     if name in _SHORT:
         return _SHORT[name]
@@ -137,7 +139,6 @@ def shap_sample(risk_model, X: pd.DataFrame, *, n: int = SAMPLE_SIZE, seed: int 
 def shap_figures(sample: ShapSample, *, n_dependence: int = 3, max_display: int = 12) -> dict:
     """The summary (beeswarm) figure and the dependence figures of the ``n_dependence`` features with
     the largest mean |SHAP|, by file stem: ``shap_summary``, ``dependence_<feature>``."""
-    from riskstrat import plots
 
     labels = feature_labels(sample.values.columns)
     note = f"each dot one person of a random sample of {sample.n:,} of the {sample.n_people:,} evaluated"
