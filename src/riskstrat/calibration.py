@@ -8,8 +8,8 @@ takes the margin itself, so one pass over the trees gives both the rank score an
 no reach into scikit-learn's private calibration classes.
 
 >>> import numpy as np
->>> margin = np.array([-3.0, -2.0, -1.0, 0.0, 1.0, 2.0])
->>> cal = MarginCalibrator(method="isotonic").fit(margin, np.array([0, 0, 0, 1, 1, 1]))
+>>> margin = np.linspace(-3, 3, 20)
+>>> cal = MarginCalibrator(method="isotonic").fit(margin, (margin > 0).astype(int))
 >>> cal.predict(np.array([-5.0, 5.0])).tolist()
 [0.0, 1.0]
 """
