@@ -50,8 +50,8 @@ LAYERS: dict[str, list[str]] = {
     # What happens after the index date: outcome definitions and their labels.
     "outcomes": ["riskstrat.outcomes", "riskstrat.labels"],
     # The run's config, the person split and index dates, the models, training, search, refit.
-    "modeling": ["riskstrat.config", "riskstrat.split", "riskstrat.models", "riskstrat.search", "riskstrat.train",
-                 "riskstrat.refit"],
+    "modeling": ["riskstrat.config", "riskstrat.split", "riskstrat.calibration", "riskstrat.models",
+                 "riskstrat.search", "riskstrat.train", "riskstrat.refit"],
     # Metrics, subgroup frames, the gate, drift and monitoring measures, plots.
     "evaluation": ["riskstrat.metrics", "riskstrat.plots", "riskstrat.evaluation"],
     # MLflow, in one place: what training and evaluation log, what scoring loads.

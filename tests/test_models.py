@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from riskstrat.config import LightGBMConfig
-from riskstrat.models import RISK_CEILING, RISK_FLOOR, fit_lightgbm, fit_logistic
+from riskstrat.models import RISK_CEILING, RISK_FLOOR, RiskModel, fit_lightgbm, fit_logistic
 
 
 def _people(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -40,11 +40,39 @@ def test_one_pass_risk_equals_the_calibrated_path(fitted):
 def test_one_pass_reads_the_raw_margin_not_the_probability(fitted):
     model, X = fitted
     raw = model.raw_score(X)
-    calibrated = model.calibrator.calibrated_classifiers_[0].calibrators[0]
-    expected = np.clip(calibrated.predict(raw), RISK_FLOOR, RISK_CEILING)
+    expected = model.predict_risk(X)
     np.testing.assert_allclose(model.risk_from_raw_score(raw), expected, rtol=0, atol=0)
     # A probability in place of the margin would give another risk: the test can tell them apart.
-    assert np.abs(np.clip(calibrated.predict(1 / (1 + np.exp(-raw))), RISK_FLOOR, RISK_CEILING) - expected).max() > 1e-3
+    assert np.abs(model.risk_from_raw_score(1 / (1 + np.exp(-raw))) - expected).max() > 1e-3
+
+
+def test_the_margin_calibrator_equals_scikit_learns_calibrated_classifier(fitted):
+    """The calibrator on the raw margin gives the risks scikit-learn's public calibrated classifier
+    (the model calibrated over its features, as riskstrat did before) gives, to 1e-12."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from riskstrat.calibration import MarginCalibrator
+
+    model, X = fitted
+    X_cal, y_cal = _people(600, 2)
+    reference = CalibratedClassifierCV(FrozenEstimator(model.estimator), method=model.calibrator.method)
+    reference.fit(X_cal.astype("float64"), y_cal)
+    expected = np.clip(reference.predict_proba(X.astype("float64"))[:, 1], RISK_FLOOR, RISK_CEILING)
+    assert isinstance(model.calibrator, MarginCalibrator)
+    np.testing.assert_allclose(model.predict_risk(X), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.risk_and_raw_score(X)[0], expected, rtol=0, atol=1e-12)
+    # A model saved with the feature-level calibrator still predicts through it (in two passes).
+    old = RiskModel("lightgbm", "t", model.feature_names, model.estimator, reference)
+    assert old.risk_from_raw_score(old.raw_score(X)) is None
+    np.testing.assert_allclose(old.risk_and_raw_score(X)[0], expected, rtol=0, atol=0)
+
+
+def test_the_margin_calibrator_refuses_an_unknown_method():
+    from riskstrat.calibration import MarginCalibrator
+
+    with pytest.raises(ValueError, match="sigmoid"):
+        MarginCalibrator(method="platt").fit(np.array([0.0, 1.0]), np.array([0, 1]))
 
 
 def test_models_without_a_margin_calibrator_fall_back_to_predict_risk():

@@ -93,3 +93,11 @@ def test_writing_to_a_read_only_store_is_named_by_every_writer(tmp_path):
     for what, write in writers.items():
         with pytest.raises(tracking.TrackingStoreError, match="is read-only for user"):
             write()
+
+
+def test_sqlalchemy_faults_are_known_without_riskstrat_importing_sqlalchemy():
+    # riskstrat tells SQLAlchemy's errors by their class's module (SQLAlchemy comes with MLflow).
+    exc = pytest.importorskip("sqlalchemy.exc")
+    problem = tracking.store_problem(exc.TimeoutError("QueuePool limit of size 5 reached"), "sqlite:///x/mlflow.db")
+    assert isinstance(problem, tracking.TrackingStoreError) and "cannot be used" in str(problem)
+    assert tracking.store_problem(TimeoutError("QueuePool limit of size 5 reached"), "sqlite:///x") is None

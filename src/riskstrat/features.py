@@ -282,6 +282,25 @@ def _generic_examples() -> list[Feature]:
 # Building
 
 
+# Age bands, defined once (training's subgroup table, the evaluation report, the priority groups):
+# completed years, inclusive; 40-55 and 85+ are the commissioners' priority groups.
+AGE_BANDS: tuple[tuple[int, int | None, str], ...] = (
+    (0, 17, "under 18"), (18, 39, "18-39"), (40, 55, "40-55"), (56, 64, "56-64"), (65, 74, "65-74"),
+    (75, 84, "75-84"), (85, None, "85+"))
+
+def age_band(age) -> pd.Series:
+    """The band of each age in completed years (:data:`AGE_BANDS`).
+
+    >>> age_band([39.9, 40.0, 55.99, 56.0, 85.0]).tolist()
+    ['18-39', '40-55', '40-55', '56-64', '85+']
+    """
+    years = np.floor(pd.Series(age, dtype="float64").to_numpy())
+    out = np.full(len(years), "unknown", dtype=object)
+    for low, high, label in AGE_BANDS:
+        out[(years >= low) & ((years <= high) if high is not None else True)] = label
+    return pd.Series(out, name="age band")
+
+
 def age_on(birth_date: pd.Series, when) -> pd.Series:
     """Age in years on ``when``: completed years (so a birthday counts on the day) plus the
     fraction of the current year of life.
@@ -301,17 +320,38 @@ def age_on(birth_date: pd.Series, when) -> pd.Series:
 
 
 def eligible_persons(records: LinkedRecords, index_date, *, min_age: float = 18, max_age: float = 120) -> pd.DataFrame:
-    """Persons alive and registered on ``index_date`` within the age range, with their age."""
-    t = pd.Timestamp(index_date)
+    """Persons alive and registered on ``index_date`` within the age range, with their age
+    (the rules of :func:`cohort_rules`: no rule excludes them)."""
     p = records.persons
-    age = age_on(p["birth_date"], t)
-    alive = p["death_date"].isna() | (p["death_date"] >= t)
-    registered = (p["registration_start"].isna() | (p["registration_start"] <= t)) & (
-        p["registration_end"].isna() | (p["registration_end"] >= t))
-    keep = alive & registered & (p["birth_date"] < t) & (age >= min_age) & (age <= max_age)
+    rules, age = cohort_rules(p, index_date, min_age=min_age, max_age=max_age)
+    keep = ~np.logical_or.reduce(list(rules.values()))
     out = p.loc[keep, ["person_id", "practice_id", "sex", "deprivation_decile", "ethnicity_group", "birth_date"]].copy()
     out["age"] = age[keep].to_numpy()
     return out
+
+
+def cohort_rules(persons: pd.DataFrame, index_date, *, min_age: float,
+                 max_age: float) -> tuple[dict[str, np.ndarray], pd.Series]:
+    """The cohort's rules on ``index_date``, each as the rows of ``persons`` it excludes, and everyone's age.
+
+    In the order :func:`riskstrat.pipelines.cohort_exclusions` counts them (by the first that applies):
+    died before the date (dying on it still counts as alive), not registered on it (a registration
+    ending on the date still counts), born on or after it, younger than ``min_age``, older than
+    ``max_age`` (age in years, :func:`age_on`). A missing birth date fails the birth and age rules.
+    """
+    t = pd.Timestamp(index_date)
+    p = persons
+    age = age_on(p["birth_date"], t)
+    registered = ((p["registration_start"].isna() | (p["registration_start"] <= t))
+                  & (p["registration_end"].isna() | (p["registration_end"] >= t)))
+    rules = {
+        "died": (p["death_date"].notna() & (p["death_date"] < t)).to_numpy(),
+        "not_registered": ~registered.to_numpy(),
+        "born_after_date": ~(p["birth_date"] < t).to_numpy(),
+        "younger_than_min_age": ~(age >= min_age).to_numpy(),
+        "older_than_max_age": ~(age <= max_age).to_numpy(),
+    }
+    return {name: np.asarray(hit, bool) for name, hit in rules.items()}, age
 
 
 def person_positions(person_id: pd.Series, ids: pd.Index) -> np.ndarray:

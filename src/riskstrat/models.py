@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from riskstrat.calibration import MarginCalibrator, fit_margin_calibrator
 from riskstrat.errors import InvalidInputError
 
 RISK_FLOOR, RISK_CEILING = 0.0005, 0.995
@@ -70,17 +71,18 @@ class RiskModel:
 
     def predict_risk(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Calibrated probability of the outcome for each row of ``X``."""
-        M = _as_matrix(X, self.feature_names)
-        p = (self.calibrator or self.estimator).predict_proba(M)[:, 1]
+        if isinstance(self.calibrator, MarginCalibrator):
+            return self.risk_from_raw_score(self.raw_score(X))
+        p = (self.calibrator or self.estimator).predict_proba(_as_matrix(X, self.feature_names))[:, 1]
         # Calibrators (isotonic above all) can reach 0 or 1; no model of these records is certain.
         return np.clip(p, RISK_FLOOR, RISK_CEILING)
 
     def risk_and_raw_score(self, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated risk and raw score for each row of ``X`` from one pass of the model.
 
-        A LightGBM model's sigmoid or isotonic calibrator was fitted on the classifier's raw margin
-        (``decision_function``), so it maps :meth:`raw_score` to the same risk as
-        :meth:`predict_risk` without a second pass over the trees. Models whose calibrator was fitted
+        A LightGBM model's calibrator (:class:`~riskstrat.calibration.MarginCalibrator`) maps the
+        classifier's raw margin (``decision_function``, :meth:`raw_score`) to the risk, so one pass
+        over the trees gives both. Models whose calibrator was fitted
         on something else (or that have none) get their risk from :meth:`predict_risk` instead.
         """
         raw = self.raw_score(X)
@@ -90,7 +92,7 @@ class RiskModel:
     def risk_from_raw_score(self, raw) -> np.ndarray | None:
         """The calibrated risk for raw scores (:meth:`raw_score`), or None when the calibrator does
         not read the raw score (then only :meth:`predict_risk` gives the risk)."""
-        mapped = _calibrated_from_margin(self.calibrator, self.estimator, np.asarray(raw, dtype="float64"))
+        mapped = _calibrated_from_margin(self.calibrator, np.asarray(raw, dtype="float64"))
         return None if mapped is None else np.clip(mapped, RISK_FLOOR, RISK_CEILING)
 
     def predict_cost(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -121,32 +123,15 @@ class RiskModel:
         return pd.DataFrame(contrib[:, :-1], index=X.index, columns=self.feature_names), contrib[:, -1]
 
 
-def _calibrated_from_margin(calibrator, estimator, margin: np.ndarray) -> np.ndarray | None:
-    """What ``calibrator.predict_proba(X)[:, 1]`` gives, from ``estimator``'s raw margin on ``X``.
+def _calibrated_from_margin(calibrator, margin: np.ndarray) -> np.ndarray | None:
+    """``calibrator``'s probability for the raw margins, or None when it does not read the margin.
 
-    Follows scikit-learn's ``_CalibratedClassifier.predict_proba`` for a binary sigmoid or isotonic
-    calibration of a frozen ``estimator`` read through its ``decision_function`` (LightGBM >= 4.7):
-    each calibrator maps the margin, the tiny overshoot above 1 is cut, and the calibrated
-    classifiers are averaged. Anything else returns None.
+    Models fitted before calibration moved onto the margin hold a ``CalibratedClassifierCV`` over the
+    features: they still predict through it (:meth:`RiskModel.predict_risk`), in two passes.
     """
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.utils.validation import _check_response_method
-
-    if (not isinstance(calibrator, CalibratedClassifierCV) or calibrator.method not in ("sigmoid", "isotonic")
-            or len(getattr(calibrator, "classes_", ())) != 2):
+    if not isinstance(calibrator, MarginCalibrator):
         return None
-    total = np.zeros(len(margin))
-    for calibrated in calibrator.calibrated_classifiers_:
-        inner = getattr(calibrated.estimator, "estimator", calibrated.estimator)  # FrozenEstimator's model
-        if inner is not estimator or len(calibrated.calibrators) != 1:
-            return None
-        if _check_response_method(calibrated.estimator, ["decision_function", "predict_proba"]).__name__ \
-                != "decision_function":
-            return None  # fitted on probabilities (LightGBM before 4.7 had no decision_function)
-        proba = np.asarray(calibrated.calibrators[0].predict(margin), dtype="float64")
-        proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
-        total += proba
-    return total / len(calibrator.calibrated_classifiers_)
+    return calibrator.predict(margin)
 
 
 AUTO_SETTINGS = ("n_estimators", "learning_rate", "min_child_samples")
@@ -182,8 +167,6 @@ def fit_lightgbm(X_train: pd.DataFrame, y_train: np.ndarray, X_cal: pd.DataFrame
     """LightGBM with early stopping on the calibration set, then calibrated on the same held-out set.
     Settings still left to ``auto`` are chosen from the training rows (:func:`auto_lightgbm`)."""
     import lightgbm as lgb
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.frozen import FrozenEstimator
 
     params, _ = auto_lightgbm(params, n_rows=len(y_train))
     names = list(X_train.columns)
@@ -196,8 +179,7 @@ def fit_lightgbm(X_train: pd.DataFrame, y_train: np.ndarray, X_cal: pd.DataFrame
     clf.fit(X_train.astype("float64"), y_train, eval_X=(X_cal.astype("float64"),), eval_y=(y_cal,),
             eval_metric="binary_logloss",
             callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
-    calibrator = CalibratedClassifierCV(FrozenEstimator(clf), method=calibration)
-    calibrator.fit(X_cal.astype("float64"), y_cal)
+    calibrator = fit_margin_calibrator(clf, X_cal.astype("float64"), y_cal, method=calibration)
     return RiskModel("lightgbm", target, names, clf, calibrator,
                      metadata={"best_iteration": int(clf.best_iteration_ or params.n_estimators)})
 

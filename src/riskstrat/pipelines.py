@@ -624,20 +624,11 @@ class PublishedButNotTrackedError(RiskstratError):
 
 def cohort_exclusions(records: LinkedRecords, as_of, *, min_age: float, max_age: float) -> dict[str, int]:
     """People in the data not scored on ``as_of``, by the first reason that applies (counts only;
-    the rules of :func:`riskstrat.features.eligible_persons`)."""
-    from riskstrat.features import age_on
+    the rules of :func:`riskstrat.features.cohort_rules`, as :func:`~riskstrat.features.eligible_persons`)."""
+    from riskstrat.features import cohort_rules
 
-    t = pd.Timestamp(as_of)
     p = records.persons
-    age = age_on(p["birth_date"], t)
-    reasons = {
-        "died": (p["death_date"].notna() & (p["death_date"] < t)).to_numpy(),
-        "not_registered": ~((p["registration_start"].isna() | (p["registration_start"] <= t))
-                            & (p["registration_end"].isna() | (p["registration_end"] >= t))).to_numpy(),
-        "born_after_date": ~(p["birth_date"] < t).to_numpy(),
-        "younger_than_min_age": ~(age >= min_age).to_numpy(),
-        "older_than_max_age": ~(age <= max_age).to_numpy(),
-    }
+    reasons, _ = cohort_rules(p, as_of, min_age=min_age, max_age=max_age)
     counted = np.zeros(len(p), bool)
     out = {}
     for reason, hit in reasons.items():

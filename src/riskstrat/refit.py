@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from riskstrat.calibration import fit_margin_calibrator
 from riskstrat.config import TrainConfig
 from riskstrat.engines.spec import CLINICAL, FeatureSpec
 from riskstrat.models import RiskModel, fit_logistic
@@ -158,8 +159,6 @@ def fit_refit(data: RefitData, cfg: TrainConfig, evaluated, *, inherited: dict, 
     import copy
 
     from sklearn.base import clone
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.frozen import FrozenEstimator
 
     from riskstrat.evaluation.drift import reference_profile
 
@@ -167,7 +166,7 @@ def fit_refit(data: RefitData, cfg: TrainConfig, evaluated, *, inherited: dict, 
     clf = clone(evaluated.estimator).set_params(n_estimators=trees)
     clf.fit(data.X_train.astype("float64"), data.y_train)
     method = getattr(evaluated.calibrator, "method", cfg.model.calibration)
-    calibrator = CalibratedClassifierCV(FrozenEstimator(clf), method=method).fit(data.X_cal.astype("float64"), data.y_cal)
+    calibrator = fit_margin_calibrator(clf, data.X_cal.astype("float64"), data.y_cal, method=method)
     metadata = copy.deepcopy({k: v for k, v in evaluated.metadata.items() if k not in ("degenerate",)})
     latest = max(data.dates)
     labels_end = latest + pd.Timedelta(days=int(cfg.target.horizon_days))

@@ -366,16 +366,18 @@ def metric_key(name: str) -> str:
     return re.sub(r"\.{2,}", ".", _METRIC_UNSAFE.sub("_", str(name)))
 
 
+def _from_sqlalchemy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLAlchemy's (MLflow's SQL store raises them), known by its class's module:
+    SQLAlchemy comes with MLflow, not as a riskstrat dependency, so riskstrat does not import it."""
+    return any(cls.__module__.split(".")[0] == "sqlalchemy" for cls in type(exc).__mro__)
+
+
 def store_problem(exc: BaseException, uri: str) -> TrackingStoreError | None:
     """The tracking store's fault behind ``exc``, in words a person can act on (None if it is not one)."""
     import sqlite3
 
-    try:
-        from sqlalchemy.exc import SQLAlchemyError
-    except ImportError:  # pragma: no cover - MLflow brings SQLAlchemy
-        SQLAlchemyError = ()  # noqa: N806
     text = str(exc).lower()
-    if not isinstance(exc, (sqlite3.Error, SQLAlchemyError)) and "database" not in text:
+    if not isinstance(exc, sqlite3.Error) and not _from_sqlalchemy(exc) and "database" not in text:
         return None
     if "readonly" in text or "read-only" in text or "read only" in text:
         return TrackingStoreError(f"the tracking store {uri} is read-only for user {_user()}: give this user write "

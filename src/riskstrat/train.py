@@ -27,7 +27,7 @@ from riskstrat.config import TrainConfig
 from riskstrat.engines import PandasEngine
 from riskstrat.engines.generic import build_spec
 from riskstrat.engines.spec import CLINICAL
-from riskstrat.features import META_COLUMNS, features_for_sources
+from riskstrat.features import META_COLUMNS, age_band, features_for_sources
 from riskstrat.guards import check_minimum_events, degenerate_reasons, describe_degenerate
 from riskstrat.labels import check_horizon, future_cost
 from riskstrat.outcomes import HighCost
@@ -234,10 +234,9 @@ def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *
             result["lightgbm"].update({f"auroc_minus_{other}": d, f"auroc_minus_{other}_ci_low": lo,
                                        f"auroc_minus_{other}_ci_high": hi})
     oe = metrics.observed_expected_by_decile(y, primary)
-    age_band = pd.cut(meta["age"], [0, 40, 55, 65, 75, 85, 200], right=False,
-                      labels=["18-39", "40-54", "55-64", "65-74", "75-84", "85+"]).astype(str)
+    bands = age_band(meta["age"]).set_axis(meta.index)  # the evaluation report's bands (one definition)
     parts = []
-    for label, groups in (("sex", meta["sex"].astype(str)), ("age band", age_band),
+    for label, groups in (("sex", meta["sex"].astype(str)), ("age band", bands),
                           ("ethnicity", meta["ethnicity_group"].astype(str))):
         sg = metrics.subgroup_metrics(y, primary, groups.reset_index(drop=True),
                                       metrics={"auroc": metrics.auroc, "observed_rate": lambda yt, ys: float(np.mean(yt)),

@@ -5,25 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# Completed years, inclusive; 40-55 and 85+ are the commissioners' priority groups.
-AGE_BANDS: tuple[tuple[int, int | None, str], ...] = (
-    (0, 17, "under 18"), (18, 39, "18-39"), (40, 55, "40-55"), (56, 64, "56-64"), (65, 74, "65-74"),
-    (75, 84, "75-84"), (85, None, "85+"))
+from riskstrat.features import AGE_BANDS, age_band  # noqa: F401 (re-exported: defined once, in features)
 
 ATTRIBUTES = ("age band", "sex", "deprivation quintile", "ethnicity group", "GP practice")
-
-
-def age_band(age) -> pd.Series:
-    """The band of each age in completed years (:data:`AGE_BANDS`).
-
-    >>> age_band([39.9, 40.0, 55.99, 56.0, 85.0]).tolist()
-    ['18-39', '40-55', '40-55', '56-64', '85+']
-    """
-    years = np.floor(pd.Series(age, dtype="float64").to_numpy())
-    out = np.full(len(years), "unknown", dtype=object)
-    for low, high, label in AGE_BANDS:
-        out[(years >= low) & ((years <= high) if high is not None else True)] = label
-    return pd.Series(out, name="age band")
 
 
 def deprivation_quintile(decile) -> pd.Series:

@@ -1,0 +1,78 @@
+"""One definition of each rule: where two parts of riskstrat apply the same rule, they agree.
+
+Age bands (training's subgroup table, the evaluation report, the lists' priority groups) and the
+cohort (who is scored, and the counts of who is not and why).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskstrat.evaluation import age_band, subgroup_attributes
+from riskstrat.features import eligible_persons
+from riskstrat.pipelines import cohort_exclusions
+from riskstrat.tiers import DEFAULT_GROUPS, group_flags
+from riskstrat.train import evaluate
+
+# Ages at every band's edges, in years (a birthday counts on the day: 40.0 is 40 completed years).
+EDGE_AGES = [0.5, 17.99, 18.0, 39.99, 40.0, 54.5, 55.0, 55.99, 56.0, 64.99, 65.0, 74.99, 75.0, 84.99, 85.0, 101.0]
+
+
+def test_training_and_the_evaluation_report_band_ages_alike():
+    rng = np.random.default_rng(0)
+    ages = np.repeat(EDGE_AGES, 4)
+    y = np.tile([0, 1, 0, 1], len(EDGE_AGES))
+    score = rng.uniform(size=len(y))
+    meta = pd.DataFrame({"age": ages, "sex": "female", "ethnicity_group": "white"},
+                        index=pd.Index([f"p{i}" for i in range(len(y))], name="person_id"))
+    _, _, subgroups = evaluate(y, {"lightgbm": score}, meta, top_fractions=(0.05,), n_boot=2, seed=0)
+    training = subgroups[subgroups["attribute"] == "age band"]["n"].astype(int).to_dict()
+    report = subgroup_attributes(meta)["age band"].value_counts().to_dict()
+    assert training == report
+    assert {"under 18", "40-55", "56-64", "85+"} <= set(training)  # 40-55, not 40-54; under-18s apart
+
+
+def test_the_priority_groups_bands_are_the_report_bands():
+    frame = pd.DataFrame({"age": EDGE_AGES, "emergency_admissions_0_3m": 0, "emergency_admissions_3_12m": 0,
+                          "ae_attendances_0_3m": 0, "ae_attendances_3_12m": 0, "cost_total_12m": 0.0})
+    groups = {g.name: g for g in DEFAULT_GROUPS}
+    members = group_flags(frame, groups=[groups["prevention 40–55"], groups["care provision 85+"]])
+    bands = age_band(frame["age"])
+    np.testing.assert_array_equal(members["prevention 40–55"].to_numpy(), (bands == "40-55").to_numpy())
+    np.testing.assert_array_equal(members["care provision 85+"].to_numpy(), (bands == "85+").to_numpy())
+
+
+# Index date 2025-06-01; each person tests one edge of one rule.
+COHORT = {
+    # person: (birth_date, death_date, registration_start, registration_end), expected exclusion (None: scored)
+    "18_today": (("2007-06-01", None, None, None), None),
+    "18_tomorrow": (("2007-06-02", None, None, None), "younger_than_min_age"),
+    "dies_on_the_date": (("1950-01-01", "2025-06-01", None, None), None),
+    "died_the_day_before": (("1950-01-01", "2025-05-31", None, None), "died"),
+    "leaves_on_the_date": (("1950-01-01", None, "2000-01-01", "2025-06-01"), None),
+    "left_the_day_before": (("1950-01-01", None, "2000-01-01", "2025-05-31"), "not_registered"),
+    "joins_on_the_date": (("1950-01-01", None, "2025-06-01", None), None),
+    "joins_the_day_after": (("1950-01-01", None, "2025-06-02", None), "not_registered"),
+    "died_and_left": (("1950-01-01", "2025-01-01", "2000-01-01", "2024-12-31"), "died"),
+    "born_on_the_date": (("2025-06-01", None, None, None), "born_after_date"),
+    "no_birth_date": ((None, None, None, None), "born_after_date"),
+    "121": (("1904-01-01", None, None, None), "older_than_max_age"),
+    "120_today": (("1905-06-01", None, None, None), None),
+}
+
+
+@pytest.mark.parametrize("min_age", [18, 0])
+def test_who_is_scored_and_the_counts_of_who_is_not_follow_one_rule(make_records, min_age):
+    records = make_records(persons=[
+        {"person_id": pid, "birth_date": b, "death_date": d, "registration_start": rs, "registration_end": re}
+        for pid, ((b, d, rs, re), _) in COHORT.items()])
+    scored = set(eligible_persons(records, "2025-06-01", min_age=min_age, max_age=120)["person_id"])
+    counts = cohort_exclusions(records, "2025-06-01", min_age=min_age, max_age=120)
+    expected = {pid: why for pid, (_, why) in COHORT.items()
+                if not (min_age == 0 and why == "younger_than_min_age")}
+    assert scored == {pid for pid in COHORT if expected.get(pid) is None}
+    reasons = ("died", "not_registered", "born_after_date", "younger_than_min_age", "older_than_max_age")
+    assert counts == {r: sum(why == r for why in expected.values()) for r in reasons}
+    assert len(scored) + sum(counts.values()) == len(COHORT)
