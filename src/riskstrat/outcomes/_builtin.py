@@ -58,11 +58,16 @@ def _methods_field():
                  description=f"Admission methods that count, from {list(ADMISSION_METHODS)}.")
 
 
-def _check_methods(v: list[str]) -> list[str]:
-    bad = [m for m in v if m not in ADMISSION_METHODS]
+def _check_known(field: str, v: list[str], allowed) -> list[str]:
+    """``v`` if it is a non-empty list of ``allowed`` values, else a ValueError naming ``field``."""
+    bad = [x for x in v if x not in allowed]
     if bad or not v:
-        raise ValueError(f"admission_methods {bad or v} not known; choose from {list(ADMISSION_METHODS)}")
+        raise ValueError(f"{field} {bad or v} not known; choose from {list(allowed)}")
     return v
+
+
+def _check_methods(v: list[str]) -> list[str]:
+    return _check_known("admission_methods", v, ADMISSION_METHODS)
 
 
 def _admitted(records: LinkedRecords, window: Window, methods: list[str]) -> np.ndarray:
@@ -145,10 +150,7 @@ class UnplannedHospitalUse(_HospitalOutcome):
     @field_validator("ae_department_types")
     @classmethod
     def _known_types(cls, v: list[str]) -> list[str]:
-        bad = [t for t in v if t not in AE_DEPARTMENT_TYPES]
-        if bad or not v:
-            raise ValueError(f"ae_department_types {bad or v} not known; choose from {list(AE_DEPARTMENT_TYPES)}")
-        return v
+        return _check_known("ae_department_types", v, AE_DEPARTMENT_TYPES)
 
     @property
     def words(self) -> str:
@@ -247,10 +249,7 @@ class SocialCareEntry(Outcome):
     @field_validator("service_types")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in SOCIAL_CARE_TYPES]
-        if bad or not v:
-            raise ValueError(f"service_types {bad or v} not known; choose from {list(SOCIAL_CARE_TYPES)}")
-        return v
+        return _check_known("service_types", v, SOCIAL_CARE_TYPES)
 
     @property
     def words(self) -> str:
