@@ -280,8 +280,24 @@ def test_riskstrat_features_lists_and_explains_the_generic_covariates():
     for name in ("vaccinations_12m", "ae_attendances__count_90d", "ae_attendances__days_since",
                  "gp_contacts__trend_90d_730d", "inpatient_spells__cost_730d", "gp_contacts__<contact_type>__count_90d"):
         assert name in result.output
-    assert "missing where the events carry no cost" in result.output
+    # The description wraps within its cell: read it without the table's borders and line breaks.
+    flat = " ".join(result.output.translate({ord(c): " " for c in "│┃"}).split())
+    assert "missing where the events carry no cost" in flat
     assert "social_care__cost_90d" not in result.output  # social care records weekly costs, not one per event
+
+
+def test_riskstrat_features_shows_every_name_whole():
+    # A name cut short ("inpatient_spells__<admission_method>__count…") cannot be told from its
+    # neighbours (count_365d, count_730d): every feature's full name is in the listing.
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app
+    from riskstrat.features import feature_table
+
+    result = CliRunner().invoke(app, ["features"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    cut = [n for n in feature_table(generic=True).name if n not in result.output]
+    assert not cut, f"{len(cut)} feature names cut short, e.g. {cut[:3]}"
 
 
 def test_generic_covariates_speak_through_the_clinical_reason_about_the_same_events():

@@ -180,15 +180,16 @@ def features() -> None:
 
     Generic covariates are named table__measure or table__group__measure: counts in each window (count_90d, count_365d, count_730d), days since the last event (days_since), a recent-vs-earlier trend (trend_90d_730d: the last 90 days' events minus the earlier rate over 90 days) and cost sums per table (cost_90d, ...: missing, not 0, where the data record no cost).
 
-    The groups (admission method, A&E department type, attended or missed, GP contact type, BNF chapter, social care service) are the values the training data record (at most features.generic.max_values a table, each on at least features.generic.min_share of its rows), stored with the model; here a group is shown as <column>. --set features.generic.enabled=false trains on the clinical features alone; --set features.generic.windows=[30,180,365] uses other windows.
+    The groups (admission method, A&E department type, attended or missed, GP contact type, BNF chapter, social care service) are the values the training data record (read from the rows dated before the test date: at most features.generic.max_values a table, each on at least features.generic.min_share of its rows and recorded for at least features.generic.min_people distinct people), stored with the model; here a group is shown as <column>. --set features.generic.enabled=false trains on the clinical features alone; --set features.generic.windows=[30,180,365] uses other windows.
 
     Example: riskstrat features
     """
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from riskstrat.features import FEATURE_NAMES, feature_table
 
-    table = Table("feature", "source", "description")
+    # Names whole (no_wrap): cut short, the generic ones (..._count_365d, ..._count_730d) look alike.
+    table = Table(Column("feature", no_wrap=True), "source", "description")
     for i, row in enumerate(feature_table(generic=True).itertuples()):
         if i == len(FEATURE_NAMES):  # the generic covariates follow the clinical features
             table.add_section()
