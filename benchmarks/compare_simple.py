@@ -8,7 +8,8 @@
 writes). Two models rank the people eligible on ``--as-of`` (T), and both are judged against one
 label computed here, independently of riskstrat's outcome code: **any inpatient stay or emergency
 department visit in the ``--horizon`` days from T** (an A&E attendance counts when its
-``department_type`` is an emergency department or unknown: urgent care and walk-in visits do not).
+``department_type`` is an emergency department, a single-specialty A&E or unknown: urgent care and
+walk-in visits do not).
 
 riskstrat runs as a user would, through its CLI, in a fresh work folder (its own MLflow store, the
 data set's pseudonyms unchanged):
