@@ -55,7 +55,8 @@ def score(
     without_costs: bool = typer.Option(
         False, "--without-costs", help="Score with the cost features missing for everyone (data without the costs the "
                                        "models were trained with, or in another currency): the ranking is degraded; "
-                                       "the manifest records it."),
+                                       "the manifest records it. A model that predicts costs (high_cost) in "
+                                       "another currency needs --currency-rate instead."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Score the whole population with the champion models and publish the month's case-finding lists.
