@@ -51,7 +51,7 @@ def print_timings(timings: dict[str, float], *, engine: str) -> None:
 def train(
     config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=_SET_HELP),
-    no_tracking: bool = typer.Option(False, "--no-tracking", help="Train and evaluate without logging to MLflow."),
+    no_tracking: bool = typer.Option(False, "--no-tracking", help="Train and evaluate without logging to MLflow (and so without the refit for deployment: nothing is registered)."),
     engine: str = typer.Option(None, "--engine", help="Feature engine: pandas (default; every table validated in "
                                                       "memory), duckdb (SQL over the Parquet folder, for large "
                                                       "populations) or spark (the same on Spark: pip install "
