@@ -195,3 +195,23 @@ def test_in_memory_score_equals_each_model_on_the_frame(fitted):
     without_cost = InMemoryFeatures(frame).score(model, model, chunk_size=1000)  # a cost model without regressor
     np.testing.assert_array_equal(without_cost.high_cost_risk, scores.risk)
     assert without_cost.predicted_cost is None
+
+
+def test_people_are_ranked_the_way_their_calibrated_risk_reads(fitted):
+    """A calibration that falls with the raw score (a Platt fit with a negative slope, as a degenerate
+    model can get) turns the rank order round, so rank 1 is the highest risk shown, not the lowest."""
+    from riskstrat.calibration import fit_margin_calibrator
+    from riskstrat.lists import rank_population
+
+    model, X = fitted
+    assert model.rank_direction() == 1
+    X_cal, y_cal = _people(600, 2)
+    upside_down = RiskModel("lightgbm", "t", model.feature_names, model.estimator,
+                            fit_margin_calibrator(model.estimator, X_cal.astype("float64"), 1 - y_cal,
+                                                  method="sigmoid"))
+    assert upside_down.rank_direction() == -1
+    people = X.assign(practice_id="P1", sex="female", age=60.0)
+    risk, raw = upside_down.risk_and_raw_score(X)
+    ranked = rank_population(people, risk, rank_score=raw * upside_down.rank_direction(), groups=())
+    assert ranked["risk"].is_monotonic_decreasing
+    assert not rank_population(people, risk, rank_score=raw, groups=())["risk"].is_monotonic_decreasing  # before

@@ -95,6 +95,15 @@ class RiskModel:
         mapped = _calibrated_from_margin(self.calibrator, np.asarray(raw, dtype="float64"))
         return None if mapped is None else np.clip(mapped, RISK_FLOOR, RISK_CEILING)
 
+    def rank_direction(self) -> int:
+        """1 when the calibrated risk rises with the raw score (every sound model), -1 when it falls:
+        a Platt fit with a negative slope, which a model that learned nothing can get. Ranking people by
+        ``raw score × rank_direction()`` then follows the risk shown beside the rank.
+
+        A calibrator that does not read the raw score (an older saved model) counts as rising."""
+        probe = self.risk_from_raw_score(np.array([-5.0, 5.0]))
+        return -1 if probe is not None and probe[1] < probe[0] else 1
+
     def predict_cost(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Expected health and social care cost over the horizon (pounds), if the model has one."""
         if self.cost_estimator is None:

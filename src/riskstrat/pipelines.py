@@ -896,7 +896,8 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     groups = [GroupRule.model_validate(g) for g in cfg.lists.groups] if cfg.lists.groups else DEFAULT_GROUPS
     population = lists.rank_population(scores.people, scores.risk, high_cost_risk=scores.high_cost_risk,
                                        predicted_cost=scores.predicted_cost, tier_cutoffs=cfg.lists.tiers,
-                                       groups=groups, rank_score=scores.raw, currency=currency)
+                                       groups=groups, rank_score=scores.raw * risk.risk_model.rank_direction(),
+                                       currency=currency)
     timings["prediction"] = time.perf_counter() - t
     drift = _drift(risk.risk_model, features, scores.risk, stage=stage)
 
