@@ -9,6 +9,7 @@ import errno
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -16,6 +17,7 @@ from typing import Callable, Protocol
 import numpy as np
 import pandas as pd
 
+from riskstrat import tracking
 from riskstrat.config import TrainConfig, config_to_dict
 from riskstrat.errors import InvalidInputError, RiskstratError
 from riskstrat.records import LinkedRecords
@@ -83,7 +85,6 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     ``riskstrat.degenerate``, with nothing registered. The stages' seconds are in ``timings`` and
     logged with the run.
     """
-    from riskstrat import tracking
     from riskstrat.engines import PandasEngine, open_engine
     from riskstrat.features import feature_table
     from riskstrat.guards import DegenerateModelError, describe_degenerate
@@ -136,16 +137,12 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
                    "last_event": str(high.date()) if high is not None else None, "extract_end": str(extract_end.date()),
                    **found_end.as_dict(), "sources": engine.sources, "engine": engine.name}
         register = not result.degenerate or g.register_degenerate
-        try:
-            logged = tracking.log_training_run(result, cfg, fingerprint=data_fingerprint(cfg.data.path),
+        fingerprint = data_fingerprint(cfg.data.path)  # once: the refit below logs it too
+        with _store_faults(cfg.tracking.uri):
+            logged = tracking.log_training_run(result, cfg, fingerprint=fingerprint,
                                                features=features, config_dict=config_to_dict(cfg),
                                                data_summary=summary, register=register, degenerate=result.degenerate,
                                                timings=timings)
-        except Exception as exc:  # a corrupt or locked store is the environment's fault, not a bug
-            problem = tracking.store_problem(exc, tracking.tracking_uri(cfg.tracking.uri))
-            if problem is None:
-                raise
-            raise problem from exc
         stage(f"logged run {logged.run_id}; " + (f"registered {logged.model_name} version {logged.model_version}"
                                                  + (" tagged riskstrat.degenerate" if result.degenerate else "")
                                                  if register else "registered nothing (degenerate model)"))
@@ -153,7 +150,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     if logged is not None and logged.model_version is not None and not result.degenerate \
             and cfg.model.refit == "latest":
         _refit_and_log(run, engine, extract_end=extract_end, key_fingerprint=key_fingerprint,
-                       fingerprint=data_fingerprint(cfg.data.path), features=features, stage=stage)
+                       fingerprint=fingerprint, features=features, stage=stage)
     if result.degenerate and (logged is None or logged.model_version is None):
         where = f"run {logged.run_id} is logged with the tag riskstrat.degenerate" if logged else "nothing was logged"
         raise DegenerateModelError(
@@ -166,11 +163,23 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     return run
 
 
+@contextmanager
+def _store_faults(configured_uri):
+    """A corrupt or locked MLflow store is the environment's fault, not a bug: its failure becomes
+    :func:`riskstrat.tracking.store_problem`'s refusal; anything else is raised as it is."""
+    try:
+        yield
+    except Exception as exc:
+        problem = tracking.store_problem(exc, tracking.tracking_uri(configured_uri))
+        if problem is None:
+            raise
+        raise problem from exc
+
+
 def _refit_and_log(run: TrainingRun, engine, *, extract_end, key_fingerprint, fingerprint: dict,
                    features: pd.DataFrame, stage: Stage) -> None:
     """The refit for deployment of a logged, registered run (riskstrat.refit), logged and registered as
     its own version; into ``run.refit`` and ``run.refit_logged``."""
-    from riskstrat import tracking
     from riskstrat.refit import refit_for_deployment
 
     cfg, logged = run.config, run.logged
@@ -180,15 +189,10 @@ def _refit_and_log(run: TrainingRun, engine, *, extract_end, key_fingerprint, fi
                                      key_fingerprint=key_fingerprint, stage=stage)
     seconds = time.perf_counter() - started
     run.timings["refit"] = seconds
-    try:
+    with _store_faults(cfg.tracking.uri):
         run.refit_logged = tracking.log_refit_run(run.refit, cfg, parent=logged, features=features,
                                                   config_dict=config_to_dict(cfg), fingerprint=fingerprint,
                                                   seconds=seconds)
-    except Exception as exc:  # a corrupt or locked store is the environment's fault, not a bug
-        problem = tracking.store_problem(exc, tracking.tracking_uri(cfg.tracking.uri))
-        if problem is None:
-            raise
-        raise problem from exc
     stage(f"logged the refit as run {run.refit_logged.run_id}; registered {logged.model_name} version "
           f"{run.refit_logged.model_version} (refit of version {logged.model_version}, inheriting its evaluation)")
 
