@@ -311,3 +311,21 @@ def test_synthea_111_practices_checked_against_the_source_files():
     expected = counts["ORGANIZATION"].map(lambda o: _code("ORG", o))
     assert sorted(practice.dropna()) == sorted(expected)
     assert practice.nunique() == expected.nunique() == 72
+
+
+@pytest.mark.skipif(not SYNTHEA_111.is_dir(), reason=f"Synthea test export not found at {SYNTHEA_111}")
+def test_synthea_111_conditions_in_add_up_to_register_out_and_what_was_left_out():
+    """conditions.csv rows = register rows + rows that are no register condition + repeats of a condition
+    a person already has (kept once, at its first date), counted from the CSV with pandas."""
+    from riskstrat.readers.synthea import match_ltc
+
+    conditions = pd.read_csv(SYNTHEA_111 / "conditions.csv")
+    hits = match_ltc(conditions["DESCRIPTION"])
+    pairs = pd.DataFrame({"p": conditions.loc[hits["row"], "PATIENT"].to_numpy(), "c": hits["condition"].to_numpy()})
+    tables, summary = read_synthea(SYNTHEA_111, pseudonym_key=KEY)
+    not_ltc = summary.dropped["conditions that are not register long-term conditions"]
+    assert len(tables["ltc_register"]) == len(pairs.drop_duplicates()) == 83
+    assert not_ltc == len(conditions) - hits["row"].nunique() == 4293
+    assert any(n.startswith(f"{len(hits):,} register condition records ({hits['row'].nunique():,} rows of "
+                            f"conditions.csv) give 83 register entries") and f"({len(hits) - 83:,} later records" in n
+               for n in summary.notes)

@@ -552,15 +552,20 @@ def _ltc_register(conditions: pd.DataFrame, pseudonyms: dict, summary: ImportSum
     summary.drop("conditions with a missing or unreadable START", int(no_date.sum()))
     conditions = conditions[~no_date]
     hits = match_ltc(conditions["DESCRIPTION"])
-    summary.drop("conditions that are not register long-term conditions",
-                 int((~conditions.index.isin(hits["row"])).sum()))
+    not_ltc = int((~conditions.index.isin(hits["row"])).sum())
+    summary.drop("conditions that are not register long-term conditions", not_ltc)
     register = pd.DataFrame({
         "person_id": conditions.loc[hits["row"], "PATIENT"].map(pseudonyms).to_numpy(),
         "condition": hits["condition"].to_numpy(),
         "diagnosis_date": conditions.loc[hits["row"], "date"].to_numpy(),
     })
     register = register.sort_values(["person_id", "condition", "diagnosis_date"], kind="stable")
-    return register.drop_duplicates(["person_id", "condition"], keep="first")
+    first = register.drop_duplicates(["person_id", "condition"], keep="first")
+    if len(first) < len(register):  # so that rows in and rows out add up in the report
+        summary.note(f"{len(hits):,} register condition records ({len(conditions) - not_ltc:,} rows of "
+                     f"conditions.csv) give {len(first):,} register entries: each person's condition is "
+                     f"kept once, at its first date ({len(register) - len(first):,} later records of it left out)")
+    return first
 
 
 def bnf_chapter(descriptions: pd.Series) -> pd.Series:
