@@ -381,6 +381,20 @@ def _end_at_death(tables: dict[str, pd.DataFrame], summary: ImportSummary) -> No
                          f"{column} set to the death date")
 
 
+def _register_once(register: pd.DataFrame, summary: ImportSummary, *, records: int, rows: int,
+                   source: str) -> pd.DataFrame:
+    """The long-term-condition register (person_id, condition, diagnosis_date) with each person's condition
+    once, at its first date; ``records`` condition matches from ``rows`` rows of ``source`` gave it, and a
+    note says how many later records were left out, so that the report's rows in add up to rows out."""
+    register = register.sort_values(["person_id", "condition", "diagnosis_date"], kind="stable")
+    first = register.drop_duplicates(["person_id", "condition"], keep="first")
+    if len(first) < len(register):
+        summary.note(f"{records:,} register condition records ({rows:,} rows of {source}) give {len(first):,} "
+                     f"register entries: each person's condition is kept once, at its first date "
+                     f"({len(register) - len(first):,} later records of it left out)")
+    return first
+
+
 def _tidy_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
     """Schema column order and a deterministic row order (same input -> same output bytes)."""
     columns = [c for c in TABLES[name].column_names if c in df.columns]

@@ -166,6 +166,7 @@ from riskstrat.readers import (
     _keep_known_persons,
     _nearest_within,
     _read_source_csv,
+    _register_once,
     _tidy_table,
     _unique_persons,
     _to_date,
@@ -885,8 +886,8 @@ def _ltc_register(conditions: pd.DataFrame, vocab: Vocabulary | None, pseudonyms
     register = first.merge(c[["row", "person_id", "date"]], on="row")
     register = pd.DataFrame({"person_id": register["person_id"].map(pseudonyms), "condition": register["condition"],
                              "diagnosis_date": register["date"]})
-    register = register.sort_values(["person_id", "condition", "diagnosis_date"], kind="stable")
-    return register.drop_duplicates(["person_id", "condition"], keep="first")
+    return _register_once(register, summary, records=len(first), rows=int((~unmatched).sum()),
+                          source="CONDITION_OCCURRENCE.csv")
 
 
 def _condition_report(matched: pd.DataFrame, c: pd.DataFrame, pseudonyms: dict) -> dict[str, dict]:

@@ -103,6 +103,7 @@ from riskstrat.readers import (
     _keep_known_persons,
     _nearest_within,
     _read_source_csv,
+    _register_once,
     _tidy_table,
     _unique_persons,
     _to_date,
@@ -559,13 +560,8 @@ def _ltc_register(conditions: pd.DataFrame, pseudonyms: dict, summary: ImportSum
         "condition": hits["condition"].to_numpy(),
         "diagnosis_date": conditions.loc[hits["row"], "date"].to_numpy(),
     })
-    register = register.sort_values(["person_id", "condition", "diagnosis_date"], kind="stable")
-    first = register.drop_duplicates(["person_id", "condition"], keep="first")
-    if len(first) < len(register):  # so that rows in and rows out add up in the report
-        summary.note(f"{len(hits):,} register condition records ({len(conditions) - not_ltc:,} rows of "
-                     f"conditions.csv) give {len(first):,} register entries: each person's condition is "
-                     f"kept once, at its first date ({len(register) - len(first):,} later records of it left out)")
-    return first
+    return _register_once(register, summary, records=len(hits), rows=len(conditions) - not_ltc,
+                          source="conditions.csv")
 
 
 def bnf_chapter(descriptions: pd.Series) -> pd.Series:
