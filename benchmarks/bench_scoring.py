@@ -426,19 +426,22 @@ def w_bare(args, rep: B.Reporter) -> None:
 
     from riskstrat import tracking
     from riskstrat.engines.duckdb import DuckDBEngine
+    from riskstrat.pipelines import models_spec
 
     cfg = _scoring_config(args, args._datadir, args._lists)
     as_of = _as_of(args, args._datadir)
     month = Path(args._lists) / pd.Timestamp(as_of).strftime("%Y-%m")
     rep.step("set-up (untimed)")
+    loaded = [tracking.load_model(name, alias=cfg.models.alias, uri=cfg.tracking.uri)
+              for name in (cfg.models.risk, cfg.models.high_cost)]
+    risk, cost = (m.risk_model for m in loaded)
+    spec = models_spec(loaded)  # the features the models were trained on, as the run builds them
     engine = DuckDBEngine(args._datadir)
-    queries = {name: engine.aggregate_sql(name, as_of) for name in engine.sources}
-    features = engine.features(as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    queries = {name: engine.aggregate_sql(name, as_of, spec.aggregates_for(name)) for name in engine.sources}
+    features = engine.features(as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
     del engine
     population = pd.read_parquet(month / "population.parquet")
     features = features.loc[population["person_id"].to_numpy()]  # the people scored (opt-outs removed)
-    risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri).risk_model
-    cost = tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri).risk_model
     M = features[risk.feature_names].to_numpy(dtype="float64")
     M_cost = M if cost.feature_names == risk.feature_names else features[cost.feature_names].to_numpy(dtype="float64")
     # Who the run explained: the listed people (before the hold-out), or everyone with lists.explain=all.
