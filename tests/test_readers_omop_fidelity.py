@@ -15,21 +15,11 @@ from riskstrat.codelists import load_codelist, snomed_condition
 from riskstrat.privacy import pseudonymise
 from riskstrat.readers.omop import read_omop
 from riskstrat.schema import LONG_TERM_CONDITIONS
+from test_readers_omop import _cdm  # the CDM folder helper the OMOP reader tests share
 
 KEY = b"test-key"
 SYNTHEA27NJ = Path(__file__).resolve().parents[2] / "shared" / "data" / "omop-synthea27nj"
 needs_export = pytest.mark.skipif(not SYNTHEA27NJ.is_dir(), reason=f"OMOP test export not found at {SYNTHEA27NJ}")
-
-
-def _cdm(tmp_path: Path, **tables: list[dict]) -> Path:
-    src = tmp_path / "cdm"
-    src.mkdir()
-    tables.setdefault("person", [dict(person_id=1, gender_concept_id=8507, year_of_birth=1950)])
-    tables.setdefault("visit_occurrence", [dict(visit_occurrence_id=1, person_id=1, visit_concept_id=9202,
-                                                visit_start_date="2020-01-01")])
-    for name, rows in tables.items():
-        pd.DataFrame(rows).to_csv(src / f"{name}.csv", index=False)
-    return src
 
 
 def _drug(i: int, concept: int, source_value: str = "", source_concept="") -> dict:
