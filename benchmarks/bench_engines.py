@@ -57,8 +57,8 @@ def parse_args(argv):
 
 
 def w_pandas(args, rep: B.Reporter) -> None:
-    from riskstrat.features import build_features
-    from riskstrat.validate import load_records
+    from riskstrat.features.clinical import build_features
+    from riskstrat.data.validate import load_records
 
     rep.step("load_records")
     t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def w_pandas(args, rep: B.Reporter) -> None:
 
 
 def w_duckdb(args, rep: B.Reporter) -> None:
-    from riskstrat.engines.duckdb import DuckDBEngine
+    from riskstrat.features.duckdb import DuckDBEngine
 
     rep.step("DuckDBEngine")
     t0 = time.perf_counter()
@@ -107,9 +107,9 @@ def w_check(args, rep: B.Reporter) -> None:
     import numpy as np
     import pandas as pd
 
-    from riskstrat.engines.duckdb import DuckDBEngine
-    from riskstrat.features import build_features
-    from riskstrat.validate import load_records
+    from riskstrat.features.duckdb import DuckDBEngine
+    from riskstrat.features.clinical import build_features
+    from riskstrat.data.validate import load_records
 
     rep.step("both engines")
     reference = build_features(load_records(args.data), args.index_date)
@@ -123,7 +123,7 @@ def w_check(args, rep: B.Reporter) -> None:
 def w_sql(args, rep: B.Reporter) -> None:
     """Write out the engine's aggregate queries for the bare runs (in a worker: the parent stays small,
     and a worker's peak RSS starts from its parent's size at fork)."""
-    from riskstrat.engines.duckdb import DuckDBEngine
+    from riskstrat.features.duckdb import DuckDBEngine
 
     engine = DuckDBEngine(args.data)
     Path(args._sql).write_text(json.dumps({name: engine.aggregate_sql(name, args.index_date)
@@ -132,7 +132,7 @@ def w_sql(args, rep: B.Reporter) -> None:
 
 
 def w_spark(args, rep: B.Reporter) -> None:
-    from riskstrat.engines.spark import SparkEngine, spark_session
+    from riskstrat.features.spark import SparkEngine, spark_session
 
     rep.step("spark session")
     t0 = time.perf_counter()
@@ -153,8 +153,8 @@ def w_check_spark(args, rep: B.Reporter) -> None:
     import numpy as np
     import pandas as pd
 
-    from riskstrat.engines.duckdb import DuckDBEngine
-    from riskstrat.engines.spark import SparkEngine, spark_session
+    from riskstrat.features.duckdb import DuckDBEngine
+    from riskstrat.features.spark import SparkEngine, spark_session
 
     rep.step("duckdb and spark")
     reference = DuckDBEngine(args.data).features(args.index_date)

@@ -54,7 +54,7 @@ def features_frame(args):
 
     if args.features:
         return pd.read_parquet(args.features)
-    from riskstrat.engines.duckdb import DuckDBEngine
+    from riskstrat.features.duckdb import DuckDBEngine
 
     started = time.perf_counter()
     features = DuckDBEngine(args.data).features(pd.Timestamp(args.index_date), min_age=18, max_age=130)
@@ -69,7 +69,7 @@ def made_up_model(features, seed: int):
     import lightgbm as lgb
     import numpy as np
 
-    from riskstrat.features import FEATURE_NAMES
+    from riskstrat.features.clinical import FEATURE_NAMES
 
     rng = np.random.default_rng(seed)
     X = features[list(FEATURE_NAMES)].astype("float64")
@@ -107,8 +107,8 @@ def main(argv: list[str]) -> int:
     import numpy as np
     import pandas as pd
 
-    from riskstrat.lists import rank_population
-    from riskstrat.reasons import top_reasons
+    from riskstrat.scoring.lists import rank_population
+    from riskstrat.scoring.reasons import top_reasons
 
     features = features_frame(args)
     booster, names = made_up_model(features, args.seed)

@@ -138,7 +138,7 @@ def _as_of(args, data_dir: str) -> str:
 
 
 def _scoring_config(args, data_dir: str, output_dir: str):
-    from riskstrat.config import ScoringConfig, load_config
+    from riskstrat.modeling.config import ScoringConfig, load_config
 
     return load_config(SCORING_CONFIG, [f"data.path={data_dir}", f"tracking.uri={_uri(args._store)}",
                                         f"models.risk={RISK_MODEL}", f"models.high_cost={COST_MODEL}",
@@ -152,9 +152,9 @@ def load_unvalidated(data_dir):
     load_records does not fit in memory; it keeps the few out-of-life event rows validation drops."""
     import pandas as pd
 
-    from riskstrat.io import read_raw_tables
-    from riskstrat.records import LinkedRecords
-    from riskstrat.schema import TABLES
+    from riskstrat.data.io import read_raw_tables
+    from riskstrat.data.records import LinkedRecords
+    from riskstrat.data.schema import TABLES
 
     raw, _ = read_raw_tables(data_dir)
     for name, df in raw.items():
@@ -181,7 +181,7 @@ def _records(args, cfg, rep: B.Reporter):
 
 
 def w_generate(args, rep: B.Reporter) -> None:
-    from riskstrat.synth import write_population
+    from riskstrat.data.synth import write_population
 
     n, out = args._size, Path(args._datadir)
     rep.step("write_population")
@@ -199,8 +199,8 @@ def w_generate(args, rep: B.Reporter) -> None:
 
 def w_train(args, rep: B.Reporter) -> None:
     """Both champions, trained small and registered in the temporary store."""
-    from riskstrat import tracking
-    from riskstrat.config import load_config
+    from riskstrat.registry import tracking
+    from riskstrat.modeling.config import load_config
     from riskstrat.pipelines import load_data, run_training
 
     uri = _uri(args._store)
@@ -236,7 +236,7 @@ def w_train(args, rep: B.Reporter) -> None:
 def _run_timings(output_dir) -> dict:
     """The stage timings of the run just published: the audit log's last "published" line (they are
     kept out of manifest.json so that a rerun's manifest is byte-identical)."""
-    from riskstrat.publish import AUDIT_LOG
+    from riskstrat.scoring.publish import AUDIT_LOG
 
     events = [json.loads(line) for line in (Path(output_dir) / AUDIT_LOG).read_text().splitlines() if line]
     return dict([e for e in events if e["event"] == "published"][-1]["timings_seconds"])
@@ -283,7 +283,7 @@ def w_score(args, rep: B.Reporter) -> None:
     rep.update(imports_seconds=round(time.perf_counter() - t_imports, 2))
     session = None
     if args.engine == "spark":  # the session is not in the run's time: on a cluster it exists already
-        from riskstrat.engines.spark import spark_session
+        from riskstrat.features.spark import spark_session
 
         rep.step("spark session")
         t_session = time.perf_counter()
@@ -337,10 +337,10 @@ def w_shap(args, rep: B.Reporter) -> None:
     import numpy as np
     import pandas as pd
 
-    from riskstrat import tracking
-    from riskstrat.features import build_features
+    from riskstrat.registry import tracking
+    from riskstrat.features.clinical import build_features
     from riskstrat.pipelines import check_feature_spec, load_data
-    from riskstrat.records import LinkedRecords
+    from riskstrat.data.records import LinkedRecords
 
     cfg = _scoring_config(args, args._datadir, args._lists)
     as_of = _as_of(args, args._datadir)
@@ -424,8 +424,8 @@ def w_bare(args, rep: B.Reporter) -> None:
     import numpy as np
     import pandas as pd
 
-    from riskstrat import tracking
-    from riskstrat.engines.duckdb import DuckDBEngine
+    from riskstrat.registry import tracking
+    from riskstrat.features.duckdb import DuckDBEngine
     from riskstrat.pipelines import models_spec
 
     cfg = _scoring_config(args, args._datadir, args._lists)

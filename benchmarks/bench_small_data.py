@@ -4,16 +4,16 @@
     .venv/bin/python benchmarks/bench_small_data.py                               # 1k, 3k, 10k, 20k people
     .venv/bin/python benchmarks/bench_small_data.py --sizes 1000,3000 --variant "mcs50:min_child_samples=50"
 
-For each size a synthetic data set is made as `riskstrat demo` makes it (riskstrat.synth.write_population,
+For each size a synthetic data set is made as `riskstrat demo` makes it (riskstrat.data.synth.write_population,
 seed 42, 5 years from 2021-11-01) in <workdir>/synth-<n>-seed<seed> (reused when there), and assembled
-once with the default config (riskstrat.train.assemble; below 10,000 people split.mode=temporal_only,
+once with the default config (riskstrat.modeling.train.assemble; below 10,000 people split.mode=temporal_only,
 as the demo does, since a held-out group would have too few events). The assembled rows are cached
 (a pickle in the work folder), so a rerun only fits. Then for each variant LightGBM is fitted as
-`riskstrat train` fits it (riskstrat.models.fit_lightgbm: early stopping and sigmoid calibration on the
+`riskstrat train` fits it (riskstrat.modeling.models.fit_lightgbm: early stopping and sigmoid calibration on the
 calibration people, n_jobs=1) and scored on the test rows at the test date: AUROC and calibration slope.
 
 Variants: ``fixed`` (the settings before the auto rule: 1,500 trees at 0.03, min_child_samples 200),
-``auto`` (riskstrat.models.auto_lightgbm, the default now) and any ``--variant NAME:key=value,...``
+``auto`` (riskstrat.modeling.models.auto_lightgbm, the default now) and any ``--variant NAME:key=value,...``
 (explicit LightGBM settings on top of the fixed ones). One seed, one thread: a modest measurement on
 a shared machine; with ~100-300 test events at 1,000-3,000 people the AUROC's 95% interval is about
 +-0.03-0.05 (printed), so differences smaller than that at those sizes are noise.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _benchlib as B  # noqa: E402
 
 FIXED = {"n_estimators": 1500, "learning_rate": 0.03, "min_child_samples": 200}
-TEMPORAL_ONLY_BELOW = 10_000  # as riskstrat.demo
+TEMPORAL_ONLY_BELOW = 10_000  # as riskstrat.pipelines.demo
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -47,10 +47,10 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 def assembled(n: int, *, seed: int, workdir: Path, target: str):
     """The demo's data set of ``n`` people and its assembled training data (cached)."""
-    from riskstrat.config import load_config, path_override
+    from riskstrat.modeling.config import load_config, path_override
     from riskstrat.pipelines import load_data
-    from riskstrat.synth import write_population
-    from riskstrat.train import assemble
+    from riskstrat.data.synth import write_population
+    from riskstrat.modeling.train import assemble
 
     data_dir = workdir / f"synth-{n}-seed{seed}"
     if not (data_dir / "dataset.json").exists():
@@ -63,7 +63,7 @@ def assembled(n: int, *, seed: int, workdir: Path, target: str):
         return pickle.loads(cache.read_bytes()), mode
     cfg = load_config(None, [f"target.name={target}", path_override("data.path", data_dir), f"split.mode={mode}"])
     records = load_data(cfg.data)
-    import riskstrat.io as rio
+    import riskstrat.data.io as rio
 
     extract_end = rio.dataset_metadata(data_dir)["extract_end"]
     data = assemble(records, cfg, extract_end=extract_end)
@@ -73,13 +73,13 @@ def assembled(n: int, *, seed: int, workdir: Path, target: str):
 
 def fit_variant(data, settings: dict | None, *, seed: int) -> dict:
     """Fit LightGBM with ``settings`` (None: the auto rule) and score the test rows."""
-    from riskstrat import metrics
-    from riskstrat.config import LightGBMConfig
-    from riskstrat.models import fit_lightgbm
+    from riskstrat.evaluation import metrics
+    from riskstrat.modeling.config import LightGBMConfig
+    from riskstrat.modeling.models import fit_lightgbm
 
     n_rows = len(data.y_train)
     if settings is None:
-        from riskstrat.models import auto_lightgbm
+        from riskstrat.modeling.models import auto_lightgbm
 
         params, chosen = auto_lightgbm(LightGBMConfig(), n_rows=n_rows)
     else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the synthetic population writer, riskstrat.synth.write_population.
+"""Benchmark the synthetic population writer, riskstrat.data.synth.write_population.
 
     .venv/bin/python benchmarks/bench_synth.py                      # 100,000 people
     .venv/bin/python benchmarks/bench_synth.py --people 20000,100000 --futures 12
@@ -49,7 +49,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def work(args: argparse.Namespace, rep: B.Reporter) -> None:
-    from riskstrat.synth.generator import write_population
+    from riskstrat.data.synth.generator import write_population
 
     n = _sizes(args.people)[0]
     rep.update(people=n, rss_after_import_mib=B.current_rss_mib())
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
         return B.worker_main(result_path, lambda rep: work(args, rep))
 
     out_path = B.RESULTS_DIR / f"{args.name}.json"
-    doc = {"benchmark": "synth", "function": "riskstrat.synth.generator.write_population",
+    doc = {"benchmark": "synth", "function": "riskstrat.data.synth.generator.write_population",
            "settings": {"futures": args.futures, "start": args.start, "years": args.years, "seed": args.seed,
                         "chunk_size": args.chunk_size},
            "environment": B.environment(), "runs": []}

@@ -6,7 +6,7 @@
 
 The training data (features and labels at the default config's dates) are assembled once, in a
 worker, and pickled into the work folder; then every fit runs in its own fresh worker:
-riskstrat.models.fit_lightgbm as training calls it (early stopping and calibration on the
+riskstrat.modeling.models.fit_lightgbm as training calls it (early stopping and calibration on the
 calibration rows), only ``n_jobs`` changed. The thread counts alternate in each round (1, 2, then
 2, 1, ...) so that a change in the machine's load falls on both. The load average is recorded at
 the start and end of every fit: on a shared machine, compare within one run only.
@@ -43,7 +43,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _config(args):
-    from riskstrat.config import load_config
+    from riskstrat.modeling.config import load_config
 
     return load_config(None, [f"data.path={args.data}", f"engine={args.engine}", *args.overrides])
 
@@ -53,8 +53,8 @@ def _pickle(args) -> Path:
 
 
 def w_assemble(args, rep: B.Reporter) -> None:
-    from riskstrat.engines import open_engine
-    from riskstrat.train import assemble, extract_end_of
+    from riskstrat.features.engine import open_engine
+    from riskstrat.modeling.train import assemble, extract_end_of
 
     cfg = _config(args)
     rep.step("assemble")
@@ -70,7 +70,7 @@ def w_assemble(args, rep: B.Reporter) -> None:
 
 
 def w_fit(args, rep: B.Reporter) -> None:
-    from riskstrat.models import fit_lightgbm
+    from riskstrat.modeling.models import fit_lightgbm
 
     cfg = _config(args)
     with open(_pickle(args), "rb") as fh:

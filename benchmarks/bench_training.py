@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/bench_training.py --data riskstrat-data/synthetic --profile
     .venv/bin/python benchmarks/bench_training.py --data /tmp/bench/synth-1m --engine duckdb --stages train
 
-For each size a synthetic data set is generated with riskstrat.synth.write_population (start
+For each size a synthetic data set is generated with riskstrat.data.synth.write_population (start
 2021-11-01, 5 years, so the default config's index dates fit) into <workdir>/synth-<n>-seed<seed>,
 or reused when that folder already holds the same settings (``--regenerate`` forces a new one);
 ``--data DIR`` uses an existing data folder instead (one size only).
@@ -14,19 +14,19 @@ or reused when that folder already holds the same settings (``--regenerate`` for
 Every stage runs in its own fresh subprocess, so the peak RSS reported is that stage's own:
 
     generate   write_population (skipped with --data or a reused folder)
-    load       riskstrat.validate.validate_tables over LazyTables, timing the reads (= load_records)
+    load       riskstrat.data.validate.validate_tables over LazyTables, timing the reads (= load_records)
     features   build_features for ONE index date (default: the config's test date), after load_records
     profile    (--profile) the same under cProfile (top functions into the JSON, the .prof file into
                the work folder), and build_features once per source to split the time by table
-    assemble   riskstrat.train.assemble: features + labels for the config's 5 training dates + test date
-    fit        riskstrat.train.fit_and_evaluate (LightGBM + isotonic calibration, logistic and
+    assemble   riskstrat.modeling.train.assemble: features + labels for the config's 5 training dates + test date
+    fit        riskstrat.modeling.train.fit_and_evaluate (LightGBM + isotonic calibration, logistic and
                prior-use baselines, metrics with evaluation.n_bootstrap bootstrap resamples),
                on the assemble stage's TrainingData (passed through a pickle in the work folder)
     train      (opt-in: --stages train) the whole riskstrat.pipelines.run_training in one process, as
                `riskstrat train --no-tracking` runs it: its stage timings and the run's peak RSS
 
 ``--engine duckdb`` runs load, features, assemble and train through the DuckDB engine
-(riskstrat.engines.open_engine, with every row checked as training does); default pandas.
+(riskstrat.features.engine.open_engine, with every row checked as training does); default pandas.
 
 A stage that fails (exception, MemoryError, killed by the kernel or by the memory guard) is
 recorded with its stage, step and peak RSS, the later stages of that size are skipped, and the
@@ -68,7 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override, e.g. --set model.lightgbm.n_jobs=2 (repeatable)")
     p.add_argument("--load-mode", choices=("load_records", "unvalidated"), default="load_records",
-                   help="how the stages load the data: riskstrat.validate.load_records (default), or unvalidated "
+                   help="how the stages load the data: riskstrat.data.validate.load_records (default), or unvalidated "
                         "(Parquet as read, dates cast, no checks: only to reach the later stages when validation "
                         "does not fit in memory)")
     p.add_argument("--no-truth", action="store_true", help="do not score the ground-truth oracle in the fit stage")
@@ -93,7 +93,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _config(args: argparse.Namespace, data_dir: str):
-    from riskstrat.config import load_config
+    from riskstrat.modeling.config import load_config
 
     return load_config(None, [f"data.path={data_dir}", f"evaluation.n_bootstrap={args.n_bootstrap}",
                               f"engine={args.engine}", *args.overrides])
@@ -110,9 +110,9 @@ def load_unvalidated(data_dir):
     and keeps the few out-of-life event rows validation would drop (95 of 7.9M prescriptions at
     100k people), so features differ from the validated ones in a handful of people.
     """
-    from riskstrat.io import read_raw_tables
-    from riskstrat.records import LinkedRecords
-    from riskstrat.schema import TABLES
+    from riskstrat.data.io import read_raw_tables
+    from riskstrat.data.records import LinkedRecords
+    from riskstrat.data.schema import TABLES
 
     raw, _ = read_raw_tables(data_dir)
     for name, df in raw.items():
@@ -134,7 +134,7 @@ def _load(cfg, rep: B.Reporter, mode: str = "load_records"):
     from riskstrat.pipelines import load_data
 
     if cfg.engine != "pandas":
-        from riskstrat.engines import open_engine
+        from riskstrat.features.engine import open_engine
 
         rep.step(f"open_engine({cfg.engine})")
         t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def _load(cfg, rep: B.Reporter, mode: str = "load_records"):
 
 
 def w_generate(args, rep: B.Reporter) -> None:
-    from riskstrat.synth.generator import write_population
+    from riskstrat.data.synth.generator import write_population
 
     n, out = args._size, Path(args._datadir)
     rep.step("write_population")
@@ -182,7 +182,7 @@ def w_generate(args, rep: B.Reporter) -> None:
 
 
 class TimedTables(Mapping):
-    """Wraps riskstrat.io.LazyTables: adds up the time spent reading files and the rows read."""
+    """Wraps riskstrat.data.io.LazyTables: adds up the time spent reading files and the rows read."""
 
     def __init__(self, tables):
         self.tables, self.seconds, self.rows = tables, 0.0, {}
@@ -205,8 +205,8 @@ class TimedTables(Mapping):
 
 
 def w_load(args, rep: B.Reporter) -> None:
-    from riskstrat.io import LazyTables, table_files
-    from riskstrat.validate import validate_tables
+    from riskstrat.data.io import LazyTables, table_files
+    from riskstrat.data.validate import validate_tables
 
     cfg = _config(args, args._datadir)
     rep.update(rss_after_import_mib=B.current_rss_mib())
@@ -244,7 +244,7 @@ def _index_date(args, cfg) -> str:
 
 
 def w_features(args, rep: B.Reporter) -> None:
-    from riskstrat.features import build_features
+    from riskstrat.features.clinical import build_features
 
     cfg = _config(args, args._datadir)
     records = _load(cfg, rep, args.load_mode)
@@ -265,7 +265,7 @@ def w_profile(args, rep: B.Reporter) -> None:
     import io
     import pstats
 
-    from riskstrat.features import build_features
+    from riskstrat.features.clinical import build_features
 
     cfg = _config(args, args._datadir)
     records = _load(cfg, rep, args.load_mode)
@@ -299,8 +299,8 @@ def w_profile(args, rep: B.Reporter) -> None:
 
 def _time_blocks(records, d, cfg) -> dict[str, float]:
     """Wall time of build_features with one source at a time (persons only as the base)."""
-    from riskstrat.features import build_features
-    from riskstrat.records import LinkedRecords
+    from riskstrat.features.clinical import build_features
+    from riskstrat.data.records import LinkedRecords
 
     out = {}
     base = LinkedRecords({"persons": records.persons})
@@ -316,7 +316,7 @@ def _time_blocks(records, d, cfg) -> dict[str, float]:
 
 
 def w_assemble(args, rep: B.Reporter) -> None:
-    from riskstrat.train import assemble, extract_end_of
+    from riskstrat.modeling.train import assemble, extract_end_of
 
     cfg = _config(args, args._datadir)
     records = _load(cfg, rep, args.load_mode)
@@ -342,7 +342,7 @@ def w_assemble(args, rep: B.Reporter) -> None:
 
 def w_fit(args, rep: B.Reporter) -> None:
     from riskstrat.pipelines import load_truth
-    from riskstrat.train import fit_and_evaluate, truth_scores
+    from riskstrat.modeling.train import fit_and_evaluate, truth_scores
 
     cfg = _config(args, args._datadir)
     rep.step("unpickle TrainingData")

@@ -8,7 +8,7 @@
 
 No models and no data set: each practice gets ``--per-practice`` people (default 1,200, as in the
 synthetic 100k and 1M sets after the cohort: 79,358 / 66 and 793,686 / 666) with seeded risks,
-costs, ages, past-year use and three reasons each, ranked by :func:`riskstrat.lists.rank_population`,
+costs, ages, past-year use and three reasons each, ranked by :func:`riskstrat.scoring.lists.rank_population`,
 and a previous month (the same people with perturbed risks) so that the changes are real. Then the
 steps ``_score_month`` times as **writing** run in this process, in order, each timed (wall
 and CPU seconds; CPU includes finished worker processes):
@@ -77,8 +77,8 @@ def made_up_month(practices: int, per_practice: int, seed: int):
     import numpy as np
     import pandas as pd
 
-    from riskstrat import lists
-    from riskstrat.reasons import REASON_SEPARATOR
+    from riskstrat.scoring import lists
+    from riskstrat.scoring.reasons import REASON_SEPARATOR
 
     rng = np.random.default_rng(seed)
     n = practices * per_practice
@@ -126,8 +126,8 @@ def real_month(path: str):
 
 def write_once(population, previous, reasons, out: Path, *, list_size: int, seed: int, options: dict) -> dict:
     """The writing stage as ``_score_month`` runs it; seconds per step."""
-    from riskstrat import lists
-    from riskstrat.tiers import DEFAULT_GROUPS
+    from riskstrat.scoring import lists
+    from riskstrat.modeling.tiers import DEFAULT_GROUPS
 
     t: dict[str, float] = {}
     cpu: dict[str, float] = {}

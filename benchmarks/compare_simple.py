@@ -63,7 +63,7 @@ def read_table(data: Path, name: str) -> pd.DataFrame | None:
         path = data / f"{name}{suffix}"
         if path.exists():
             frame = reader(path)
-            from riskstrat.schema import TABLES
+            from riskstrat.data.schema import TABLES
 
             for column in TABLES[name].date_columns:
                 if column in frame:
@@ -181,7 +181,7 @@ def riskstrat_risks(data: Path, t: pd.Timestamp, work: Path, target: str, settin
     riskstrat(["score", "--config", str(REPO / "configs" / "scoring.yaml"), "--as-of", t.date().isoformat(),
                "--data", str(data), "--out", str(work / "out"), "--set", f"models.risk={name}",
                "--set", "models.high_cost=null"], work)
-    from riskstrat.published import read_population
+    from riskstrat.scoring.published import read_population
 
     month = work / "out" / t.strftime("%Y-%m")
     _, population = read_population(month, month=t.strftime("%Y-%m"), columns=["person_id", "risk"])
@@ -199,7 +199,7 @@ def own_outcome(data: Path, risks: pd.Series, t: pd.Timestamp, target: str, end:
     from sklearn.metrics import roc_auc_score
 
     from riskstrat.outcomes import parse_outcome
-    from riskstrat.validate import load_records
+    from riskstrat.data.validate import load_records
 
     records = load_records(data)
     labels = parse_outcome({"name": target}).labels(records, t, pd.Index(risks.index), extract_end=end)

@@ -15,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from riskstrat.listpage import chromium
+from riskstrat.scoring.listpage import chromium
 
 
 def main() -> None:

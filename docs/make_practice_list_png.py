@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from riskstrat.listpage import chromium
+from riskstrat.scoring.listpage import chromium
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ def require_spark() -> None:
 @pytest.fixture(scope="module")
 def spark():
     """A local Spark session (``local[2]``) for the test module, stopped at its end."""
-    from riskstrat.engines.spark import spark_session
+    from riskstrat.features.spark import spark_session
 
     session = spark_session()
     yield session
@@ -30,9 +30,9 @@ def write_with_hand_made_cases(synthetic, make_table, folder):
     ``test_engines`` added (one folder: each table costs Spark a few jobs); returns the folder written."""
     import pandas as pd
 
-    from riskstrat.io import write_records_tables
-    from riskstrat.schema import EVENT_TABLES
-    from riskstrat.validate import load_records
+    from riskstrat.data.io import write_records_tables
+    from riskstrat.data.schema import EVENT_TABLES
+    from riskstrat.data.validate import load_records
     from test_engines import out_of_life_case, windows_case
 
     cases = [windows_case(), out_of_life_case()]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from riskstrat.records import LinkedRecords
-from riskstrat.schema import TABLES, empty_table, pandas_dtype
+from riskstrat.data.records import LinkedRecords
+from riskstrat.data.schema import TABLES, empty_table, pandas_dtype
 
 # Defaults for hand-made persons rows, so a test only writes what it is about.
 PERSON_DEFAULTS = {"sex": "female", "deprivation_decile": 5, "ethnicity_group": "white", "practice_id": "P00001"}
@@ -68,7 +68,7 @@ def copy_without_health_costs(data_dir, out_dir):
 
     import numpy as np
 
-    from riskstrat.schema import HEALTH_CARE_COST_TABLES
+    from riskstrat.data.schema import HEALTH_CARE_COST_TABLES
 
     shutil.copytree(data_dir, out_dir)
     for name in HEALTH_CARE_COST_TABLES:

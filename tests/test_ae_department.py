@@ -13,12 +13,12 @@ import pytest
 from pydantic import ValidationError
 
 from riskstrat.outcomes import parse_outcome
-from riskstrat.readers import import_dataset
-from riskstrat.readers.hes import read_hes
-from riskstrat.readers.omop import read_omop
-from riskstrat.readers.report import format_import_report
-from riskstrat.readers.synthea import read_synthea
-from riskstrat.validate import load_records, validate_tables
+from riskstrat.data.readers import import_dataset
+from riskstrat.data.readers.hes import read_hes
+from riskstrat.data.readers.omop import read_omop
+from riskstrat.report.imports import format_import_report
+from riskstrat.data.readers.synthea import read_synthea
+from riskstrat.data.validate import load_records, validate_tables
 
 KEY = b"ae-test-key"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -167,7 +167,7 @@ def test_urgent_care_only_is_not_unplanned_hospital_use_by_default(visits):
 
 
 def test_ae_features_count_the_default_types(visits):
-    from riskstrat.features import build_features
+    from riskstrat.features.clinical import build_features
 
     f = build_features(visits, at(60), min_age=0)
     assert f["ae_attendances_0_3m"].to_dict() == {"ed": 1, "urgent": 0, "walk_in": 0, "blank": 1, "specialty": 1}
@@ -183,9 +183,9 @@ def _without_column(folder: Path) -> None:
 
 
 def test_an_old_data_set_without_the_column_reads_as_unknown(tmp_path, make_table):
-    from riskstrat.engines.duckdb import DuckDBEngine
-    from riskstrat.features import build_features
-    from riskstrat.io import write_records_tables
+    from riskstrat.features.duckdb import DuckDBEngine
+    from riskstrat.features.clinical import build_features
+    from riskstrat.data.io import write_records_tables
 
     ae = make_table("ae_attendances", [{"person_id": "a", "arrival_date": at(-10), "cost": 100.0},
                                        {"person_id": "a", "arrival_date": at(-400), "department_type": "walk_in",
@@ -208,9 +208,9 @@ def test_an_old_data_set_without_the_column_reads_as_unknown(tmp_path, make_tabl
 
 
 def test_an_old_synthetic_data_set_still_trains(tmp_path):
-    from riskstrat.config import load_config
+    from riskstrat.modeling.config import load_config
     from riskstrat.pipelines import run_training
-    from riskstrat.synth import write_population
+    from riskstrat.data.synth import write_population
 
     folder = tmp_path / "synthetic"
     write_population(folder, 1500, start="2021-11-01", years=4, seed=3, truth_dates=[], n_futures=1)

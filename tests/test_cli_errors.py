@@ -114,7 +114,7 @@ def test_a_gate_file_that_is_not_utf8_is_a_refusal_naming_it(tmp_path):
 
 
 def test_a_practice_names_file_saved_by_excel_on_windows_is_a_refusal_naming_it(tmp_path):
-    from riskstrat.io import DataFileError, read_user_csv
+    from riskstrat.data.io import DataFileError, read_user_csv
 
     path = tmp_path / "names.csv"
     path.write_bytes("practice_id,name\nP1,Caf\xe9 Surgery\n".encode("cp1252"))
@@ -127,7 +127,7 @@ def test_a_practice_names_file_saved_by_excel_on_windows_is_a_refusal_naming_it(
 
 @pytest.mark.parametrize("name", ["../../etc/x", "a/b", " high", "high\u200b", "x" * 41])
 def test_a_tier_or_group_name_mlflow_or_the_lists_cannot_hold_is_refused_before_anything_runs(name):
-    from riskstrat.config import ConfigError, ScoringConfig, load_config
+    from riskstrat.modeling.config import ConfigError, ScoringConfig, load_config
 
     with pytest.raises(ConfigError, match="tier name"):
         load_config(None, [f"lists.tiers={{{json.dumps(name)}: 0.05, \"b\": 0.2}}", "lists.holdout_exempt_tiers=[]"],
@@ -137,7 +137,7 @@ def test_a_tier_or_group_name_mlflow_or_the_lists_cannot_hold_is_refused_before_
 
 
 def test_metric_keys_never_hold_a_path():
-    from riskstrat.tracking import metric_key
+    from riskstrat.registry.tracking import metric_key
 
     assert metric_key("count.tier.../../etc/x") == "count.tier._._etc_x"
     assert "/" not in metric_key("a/b") and ".." not in metric_key("a....b")
@@ -145,7 +145,7 @@ def test_metric_keys_never_hold_a_path():
 
 @pytest.mark.parametrize("path", ["/tmp/victim #lists", "[x", "*star", "a: b", "null", "yes"])
 def test_paths_given_as_options_are_taken_as_written_not_as_yaml(path):
-    from riskstrat.config import ScoringConfig, load_config, path_override
+    from riskstrat.modeling.config import ScoringConfig, load_config, path_override
 
     cfg = load_config(None, [path_override("output_dir", path), path_override("data.path", path)], model=ScoringConfig)
     assert str(cfg.output_dir) == path and str(cfg.data.path) == path
@@ -164,9 +164,9 @@ def _fifo(path):
 
 
 def test_a_fifo_or_device_given_as_a_file_is_refused_without_hanging(tmp_path, without_hanging):
-    from riskstrat.config import ConfigError, load_config
-    from riskstrat.io import NotAFileError, file_sha256, open_regular_file, read_user_bytes
-    from riskstrat.privacy import OptOutError, ReidentificationLookupError, read_opt_outs, \
+    from riskstrat.modeling.config import ConfigError, load_config
+    from riskstrat.data.io import NotAFileError, file_sha256, open_regular_file, read_user_bytes
+    from riskstrat.data.privacy import OptOutError, ReidentificationLookupError, read_opt_outs, \
         read_reidentification_lookup
 
     fifo = _fifo(tmp_path / "opt-outs.txt")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from riskstrat.config import ConfigError, TrainConfig, config_to_dict, load_config, parse_overrides
+from riskstrat.modeling.config import ConfigError, TrainConfig, config_to_dict, load_config, parse_overrides
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -18,14 +18,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat import tracking
+from riskstrat.registry import tracking
 from riskstrat.cli import app
-from riskstrat.config import ScoringConfig, load_config
-from riskstrat.costs import CostCurrencyError, check_model_costs, is_cost_feature, uses_costs
-from riskstrat.evaluation.pipeline import run_evaluation
-from riskstrat.features import FEATURE_NAMES, build_features
+from riskstrat.modeling.config import ScoringConfig, load_config
+from riskstrat.features.costs import CostCurrencyError, check_model_costs, is_cost_feature, uses_costs
+from riskstrat.pipelines.evaluate import run_evaluation
+from riskstrat.features.clinical import FEATURE_NAMES, build_features
 from riskstrat.pipelines import load_data, run_scoring, run_training
-from riskstrat.synth import write_population
+from riskstrat.data.synth import write_population
 
 AS_OF = "2025-11-01"
 TRAIN_SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
@@ -90,7 +90,7 @@ def test_cost_features_by_name_include_generic_covariates():
 def test_a_group_named_with_cost_is_a_count_not_money():
     """A sub-type read from the data whose words hold "cost" (a GP contact type "Costochondritis review") gives
     counts, days and trends: never converted at a currency rate nor blanked by --without-costs."""
-    from riskstrat.costs import CostHandling
+    from riskstrat.features.costs import CostHandling
 
     names = ["gp_contacts__costochondritis_review__count_90d", "gp_contacts__costochondritis_review__days_since",
              "gp_contacts__costochondritis_review__trend_90d_730d", "gp_contacts__cost_90d"]

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from riskstrat.data_end import DataEnd, UnknownDataEndError, data_end_of, month_counts, volume_end
+from riskstrat.data.data_end import DataEnd, UnknownDataEndError, data_end_of, month_counts, volume_end
 
 
 def steady(first: str, last: str, *, per_month: int = 20, to_day: int = 28) -> list[str]:
@@ -61,7 +61,7 @@ def test_no_end_and_no_events_is_refused_by_name(tmp_path, make_records):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from riskstrat.synth import write_population
+    from riskstrat.data.synth import write_population
 
     out = tmp_path_factory.mktemp("data-end") / "synthetic"
     write_population(out, 300, start="2021-11-01", years=4, seed=3, truth_dates=[], n_futures=1)
@@ -73,8 +73,8 @@ def test_training_takes_the_data_end_from_the_volume_and_refuses_labels_past_it(
                                                                                 with_a_stray_event, engine):
     # The red team's case for training: one contact dated 2026-06-15 and no dataset.json made 2026-06-15
     # the extract end, so a test date of 2025-06-01 passed with labels the data do not cover.
-    from riskstrat.config import load_config
-    from riskstrat.labels import CensoredIndexDateError
+    from riskstrat.modeling.config import load_config
+    from riskstrat.outcomes.labels import CensoredIndexDateError
     from riskstrat.pipelines import run_training
 
     stray = with_a_stray_event(synthetic, tmp_path / "stray", "2026-06-15")
@@ -86,7 +86,7 @@ def test_training_takes_the_data_end_from_the_volume_and_refuses_labels_past_it(
 
 def test_training_a_high_cost_model_on_data_without_health_care_costs_is_refused(synthetic, tmp_path,
                                                                                  without_health_costs):
-    from riskstrat.config import load_config
+    from riskstrat.modeling.config import load_config
     from riskstrat.outcomes import MissingCostsError
     from riskstrat.pipelines import run_training
 

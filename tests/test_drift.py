@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat import metrics
+from riskstrat.evaluation import metrics
 from riskstrat.evaluation.drift import drift_report, psi_against, reference_profile, status, variable_profile
 
 

@@ -28,9 +28,9 @@ from test_engines import (  # noqa: E402
     write,
 )
 
-from riskstrat.engines.duckdb import DuckDBEngine  # noqa: E402
-from riskstrat.engines.spark import SparkEngine  # noqa: E402
-from riskstrat.validate import ValidationError, load_records  # noqa: E402
+from riskstrat.features.duckdb import DuckDBEngine  # noqa: E402
+from riskstrat.features.spark import SparkEngine  # noqa: E402
+from riskstrat.data.validate import ValidationError, load_records  # noqa: E402
 
 
 def _issues(error: ValidationError) -> list[tuple]:
@@ -113,9 +113,9 @@ def test_the_outcome_tables_and_the_link_checks_are_duckdbs(spark, tmp_path, mak
 def test_without_pyspark_the_engine_names_the_extra(monkeypatch, tmp_path):
     import builtins
 
-    from riskstrat.config import DataConfig
-    from riskstrat.engines import open_engine
-    from riskstrat.engines.spark import SparkUnavailableError
+    from riskstrat.modeling.config import DataConfig
+    from riskstrat.features.engine import open_engine
+    from riskstrat.features.spark import SparkUnavailableError
 
     real_import = builtins.__import__
 
@@ -130,7 +130,7 @@ def test_without_pyspark_the_engine_names_the_extra(monkeypatch, tmp_path):
 
 
 def test_the_monthly_event_counts_and_the_data_end_equal_the_reference(spark, tmp_path, make_table):
-    from riskstrat.data_end import data_end_of
+    from riskstrat.data.data_end import data_end_of
 
     folder = steady_then_stray(tmp_path / "own", make_table)
     engine = SparkEngine(folder, spark=spark)

@@ -44,9 +44,9 @@ from test_engines import (  # noqa: E402,F401 - the shared cases, run here with 
 from test_train_engines import _persons_and, assert_same_training_rows, config  # noqa: E402
 from test_train_engines import data_dir as data_dir  # noqa: E402,F401 - the module's fixture
 
-from riskstrat.engines.spark import SparkEngine, spark_session  # noqa: E402
+from riskstrat.features.spark import SparkEngine, spark_session  # noqa: E402
 from riskstrat.pipelines import run_training  # noqa: E402
-from riskstrat.validate import ValidationError  # noqa: E402
+from riskstrat.data.validate import ValidationError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -20,14 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskstrat.engines import PandasEngine, open_engine
-from riskstrat.engines.duckdb import DuckDBEngine, EngineDataError
-from riskstrat.engines.generic import generic_spec
-from riskstrat.engines.spec import AGGREGATES, aggregate, derive, spec_hash
-from riskstrat.features import FEATURE_NAMES, build_features
-from riskstrat.io import write_records_tables
-from riskstrat.schema import ADMISSION_METHODS, AE_DEPARTMENT_TYPES, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
-from riskstrat.validate import ValidationError, load_records, validate_data_dir
+from riskstrat.features.engine import PandasEngine, open_engine
+from riskstrat.features.duckdb import DuckDBEngine, EngineDataError
+from riskstrat.features.generic import generic_spec
+from riskstrat.features.spec import AGGREGATES, aggregate, derive, spec_hash
+from riskstrat.features.clinical import FEATURE_NAMES, build_features
+from riskstrat.data.io import write_records_tables
+from riskstrat.data.schema import ADMISSION_METHODS, AE_DEPARTMENT_TYPES, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
+from riskstrat.data.validate import ValidationError, load_records, validate_data_dir
 
 T = pd.Timestamp("2024-01-01")
 
@@ -84,7 +84,7 @@ def test_derive_without_event_tables_leaves_their_features_missing():
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> Path:
-    from riskstrat.synth import write_population
+    from riskstrat.data.synth import write_population
 
     out = tmp_path_factory.mktemp("engines") / "synthetic"
     write_population(out, 2000, start="2021-11-01", years=4, seed=11, truth_dates=[], n_futures=1)
@@ -110,7 +110,7 @@ def test_the_engine_knows_its_sources_and_dates(folder_engine, synthetic):
 
 
 def test_open_engine_by_name(synthetic):
-    from riskstrat.config import DataConfig
+    from riskstrat.modeling.config import DataConfig
 
     cfg = DataConfig(path=synthetic)
     assert isinstance(open_engine("duckdb", cfg), DuckDBEngine)
@@ -122,7 +122,7 @@ def test_open_engine_by_name(synthetic):
 def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
     from pydantic import ValidationError
 
-    from riskstrat.config import DataConfig
+    from riskstrat.modeling.config import DataConfig
 
     engine = open_engine("duckdb", DataConfig(path=synthetic, duckdb_memory_limit="512MB"))
     assert engine.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "488.2 MiB"
@@ -133,8 +133,8 @@ def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
 
 
 def test_duckdb_out_of_memory_is_a_refusal_naming_the_setting(synthetic):
-    from riskstrat.config import DataConfig
-    from riskstrat.engines.duckdb import EngineMemoryError
+    from riskstrat.modeling.config import DataConfig
+    from riskstrat.features.duckdb import EngineMemoryError
     from riskstrat.errors import RiskstratError
 
     with pytest.raises(EngineMemoryError, match=r"ran out of memory \(data.duckdb_memory_limit is 1MB\).*--set "
@@ -146,8 +146,8 @@ def test_duckdb_out_of_memory_is_a_refusal_naming_the_setting(synthetic):
 def test_duckdb_on_a_truncated_parquet_file_names_it(synthetic, tmp_path):
     import shutil
 
-    from riskstrat.config import DataConfig
-    from riskstrat.engines.duckdb import EngineDataError
+    from riskstrat.modeling.config import DataConfig
+    from riskstrat.features.duckdb import EngineDataError
 
     data = tmp_path / "data"
     shutil.copytree(synthetic, data)
@@ -414,8 +414,8 @@ def test_both_engines_find_the_data_end_without_dataset_json_and_ignore_future_d
     # A canonical folder of the user's own (no dataset.json): scoring reads the data end from the
     # events, ignoring a date in the future (a typo like 2099 must not move it). This crashed
     # through an engine, whose date_range did not take ``until``.
-    from riskstrat.config import DataConfig
-    from riskstrat.data_end import DataEnd, data_end_of
+    from riskstrat.modeling.config import DataConfig
+    from riskstrat.data.data_end import DataEnd, data_end_of
 
     folder = write(tmp_path / "own", make_table, persons=[person("a")],
                    gp_contacts=[{"person_id": "a", "contact_date": "2024-03-05"},
@@ -444,8 +444,8 @@ def test_every_engine_reads_the_data_end_from_the_event_volume_not_a_stray_date(
                                                                                 make_table):
     # The red team's case: no dataset.json, steady volume to 2024-06 and one event dated 2025-02. The
     # latest event made 2025-02-14 the data end, so a month scored in 2025-03 passed the staleness check.
-    from riskstrat.data_end import DataEnd, data_end_of
-    from riskstrat.guards import StaleDataError, check_data_currency
+    from riskstrat.data.data_end import DataEnd, data_end_of
+    from riskstrat.modeling.guards import StaleDataError, check_data_currency
 
     folder = steady_then_stray(tmp_path / "own", make_table)
     reference = PandasEngine(load_records(folder))
@@ -487,7 +487,7 @@ def test_ids_and_text_with_white_space_are_cleaned_with_or_without_parquet_stati
 
 def test_blank_cost_columns_are_reported_as_validation_reports_them(folder_engine, tmp_path, make_table):
     # GP contacts' costs all blank, A&E's column absent, prescriptions partly costed: unknown, not zero.
-    from riskstrat.validate import validate_data_dir
+    from riskstrat.data.validate import validate_data_dir
 
     folder = write(tmp_path / "d", make_table, persons=[person("a"), person("b")],
                    gp_contacts=[{"person_id": "a", "contact_date": at(-3)}, {"person_id": "b", "contact_date": at(-9)}],
@@ -584,7 +584,7 @@ def _derive_digest() -> str:
 
 
 def test_derive_output_is_pinned_by_its_version():
-    from riskstrat.engines import spec
+    from riskstrat.features.engine import spec
 
     digest = _derive_digest()
     assert spec.DERIVE_VERSION in DERIVE_REFERENCE, f"add DERIVE_REFERENCE[{spec.DERIVE_VERSION}] = {digest!r}"
@@ -594,7 +594,7 @@ def test_derive_output_is_pinned_by_its_version():
 
 
 def test_spec_hash_covers_derive_version_and_feature_order(monkeypatch):
-    from riskstrat.engines import spec
+    from riskstrat.features.engine import spec
 
     before = spec.spec_hash()
     monkeypatch.setattr(spec, "DERIVE_VERSION", spec.DERIVE_VERSION + 1)

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat import tracking
-from riskstrat.config import load_config
-from riskstrat.evaluation.pipeline import TooFewEventsError, run_evaluation
-from riskstrat.labels import CensoredIndexDateError
+from riskstrat.registry import tracking
+from riskstrat.modeling.config import load_config
+from riskstrat.pipelines.evaluate import TooFewEventsError, run_evaluation
+from riskstrat.outcomes.labels import CensoredIndexDateError
 from riskstrat.pipelines import run_training
-from riskstrat.synth import write_population
+from riskstrat.data.synth import write_population
 
 NAME = "eval-emergency"
 AS_OF = "2024-11-01"
@@ -246,9 +246,9 @@ def high_cost(data_dir, registry, tmp_path_factory):
 def test_high_cost_evaluation_has_the_runs_logistic_baseline_and_the_cost(high_cost, data_dir):
     import numpy as np
 
-    from riskstrat.config import DataConfig
-    from riskstrat.features import build_features
-    from riskstrat.labels import future_cost
+    from riskstrat.modeling.config import DataConfig
+    from riskstrat.features.clinical import build_features
+    from riskstrat.outcomes.labels import future_cost
     from riskstrat.pipelines import load_data
 
     run, trained = high_cost
@@ -256,7 +256,7 @@ def test_high_cost_evaluation_has_the_runs_logistic_baseline_and_the_cost(high_c
     assert list(ev.headline.index) == ["candidate", "logistic", "prior_use", "oracle"]
     assert set(ev.comparison["versus"]) == {"logistic", "prior_use", "oracle"}
     # The logistic baseline is the one fitted in the candidate's training run, on the same people.
-    from riskstrat.engines.spec import FeatureSpec
+    from riskstrat.features.spec import FeatureSpec
 
     records = load_data(DataConfig(path=data_dir))
     features = build_features(records, AS_OF, spec=FeatureSpec.from_dict(trained.result.model.metadata["feature_spec"]))
@@ -303,7 +303,7 @@ def test_report_in_headless_chromium(high_cost, tmp_path):
     import html as html_lib
     import json
 
-    from riskstrat.listpage import chromium, find_chromium
+    from riskstrat.scoring.listpage import chromium, find_chromium
 
     if find_chromium() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)")
@@ -332,10 +332,10 @@ TRAINING_DATE = "2023-11-01"   # one of the models' training dates (SMALL); 2023
 def _labelled_groups(data_dir, as_of):
     """The split group of every person labelled at ``as_of`` (the reference: train.person_groups with the
     configured seed and fractions, not the code under test)."""
-    from riskstrat.config import DataConfig
-    from riskstrat.features import build_features
+    from riskstrat.modeling.config import DataConfig
+    from riskstrat.features.clinical import build_features
     from riskstrat.pipelines import load_data
-    from riskstrat.train import person_groups
+    from riskstrat.modeling.train import person_groups
 
     cfg = load_config(None, [f"data.path={data_dir}"])
     records = load_data(DataConfig(path=data_dir))
@@ -427,9 +427,9 @@ def test_a_model_trained_before_the_design_was_recorded(registry, data_dir):
     """Its dates come from its training run's configuration; whether its people were used is unknown,
     and said so."""
     from riskstrat.evaluation._overlap import training_overlap
-    from riskstrat.evaluation.pipeline import training_design_of
+    from riskstrat.pipelines.evaluate import training_design_of
     from riskstrat.pipelines import load_data
-    from riskstrat.config import DataConfig
+    from riskstrat.modeling.config import DataConfig
 
     loaded = tracking.load_model_ref(f"{NAME}/1", uri=registry["uri"])
     del loaded.risk_model.metadata["training_design"]
@@ -476,7 +476,7 @@ def test_a_high_cost_model_is_refused_on_data_without_health_care_costs(high_cos
 
 def test_an_out_folder_riskstrat_did_not_write_is_refused_and_kept(registry, data_dir, tmp_path):
     # The red team's case: --out at a folder of one's own (or the lists' output folder) was deleted, exit 0.
-    from riskstrat.io import FolderNotOursError
+    from riskstrat.data.io import FolderNotOursError
 
     victim = tmp_path / "victim"
     victim.mkdir()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from riskstrat import metrics as m
+from riskstrat.evaluation import metrics as m
 from riskstrat.evaluation import (age_band, deprivation_quintile, evaluate_scores, metric_frame,
                                   subgroup_attributes)
 

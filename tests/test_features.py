@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskstrat.features import (
+from riskstrat.features.clinical import (
     CONTEXT_COLUMNS,
     FEATURE_NAMES,
     NO_EVENT_DAYS,
@@ -22,8 +22,8 @@ from riskstrat.features import (
     feature,
     features_for_sources,
 )
-from riskstrat.records import LinkedRecords
-from riskstrat.schema import (
+from riskstrat.data.records import LinkedRecords
+from riskstrat.data.schema import (
     ADMISSION_METHODS,
     BNF_CHAPTERS,
     EVENT_TABLES,
@@ -497,13 +497,13 @@ def test_every_feature_has_a_description_and_unknown_names_fail():
     ("ltc_copd", {"ltc_copd": 1, "ltc_copd_years": 0.4}, "COPD (diagnosed this year)"),
 ])
 def test_describe_reason_speaks_for_a_group(group, values, text):
-    from riskstrat.features import describe_reason
+    from riskstrat.features.clinical import describe_reason
 
     assert describe_reason(group, values) == text
 
 
 def test_every_feature_has_one_reason_group():
-    from riskstrat.features import REASON_GROUPS, reason_group
+    from riskstrat.features.clinical import REASON_GROUPS, reason_group
 
     grouped = [name for names in REASON_GROUPS.values() for name in names]
     assert len(grouped) == len(set(grouped)) and set(grouped) <= set(FEATURE_NAMES)
@@ -512,7 +512,7 @@ def test_every_feature_has_one_reason_group():
 
 
 def test_person_positions_of_a_categorical_match_a_lookup_of_every_row():
-    from riskstrat.features import person_positions
+    from riskstrat.features.clinical import person_positions
 
     categories = pd.Index(["p3", "p1", "p9", "p2", "p7"], dtype="str")
     rows = pd.Series(pd.Categorical(["p1", "p9", None, "p2", "p1", "p7", "p3"], categories=categories))

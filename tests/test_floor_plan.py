@@ -39,88 +39,68 @@ ORDER = ["base", "data", "features", "outcomes", "modeling", "evaluation", "regi
          "wiring", "cli"]
 
 LAYERS: dict[str, list[str]] = {
-    # What every stage uses: errors, the table schema, file input/output, quieting, guard rails.
-    "base": ["riskstrat", "riskstrat.errors", "riskstrat.schema", "riskstrat.io", "riskstrat.quiet",
-             "riskstrat.guards"],
-    # The linked records: reading, validating, pseudonymising, generating them.
-    "data": ["riskstrat.records", "riskstrat.data_end", "riskstrat.validate", "riskstrat.privacy",
-             "riskstrat.readers", "riskstrat.synth", "riskstrat.codelists"],
-    # Features before the index date: the definitions, the spec, the engines; the data's money.
-    "features": ["riskstrat.features", "riskstrat.engines", "riskstrat.costs"],
+    # What every stage uses: the package, its errors, and quieting foreign libraries.
+    "base": ["riskstrat", "riskstrat.errors", "riskstrat.quiet"],
+    # The linked records: schema, file input/output, reading, validating, pseudonymising, generating them.
+    "data": ["riskstrat.data"],
+    # Features before the index date: the spec, the clinical definitions, generic covariates, engines, costs.
+    "features": ["riskstrat.features"],
     # What happens after the index date: outcome definitions and their labels.
-    "outcomes": ["riskstrat.outcomes", "riskstrat.labels"],
-    # The run's config, the person split and index dates, the models, training, search, refit.
-    "modeling": ["riskstrat.config", "riskstrat.split", "riskstrat.calibration", "riskstrat.models",
-                 "riskstrat.search", "riskstrat.train", "riskstrat.refit"],
+    "outcomes": ["riskstrat.outcomes"],
+    # The run's config, the person split and index dates, the risk pyramid's rules, training, the refit.
+    "modeling": ["riskstrat.modeling"],
     # Metrics, subgroup frames, the gate, drift and monitoring measures, plots.
-    "evaluation": ["riskstrat.metrics", "riskstrat.plots", "riskstrat.evaluation"],
+    "evaluation": ["riskstrat.evaluation"],
     # MLflow, in one place: what training and evaluation log, what scoring loads.
-    "registry": ["riskstrat.tracking"],
-    # The month: tiers and groups, reasons, lists, workbooks, publishing and reading back.
-    "scoring": ["riskstrat.tiers", "riskstrat.reasons", "riskstrat.lists", "riskstrat.sheets",
-                "riskstrat.workbook_parts", "riskstrat.publish", "riskstrat.published", "riskstrat.listpage"],
-    # The evaluation and monitoring reports (Jinja2 templates).
+    "registry": ["riskstrat.registry"],
+    # The month: reasons, lists, workbooks, publishing and reading back, scoring on Spark.
+    "scoring": ["riskstrat.scoring"],
+    # The reports a reader opens: evaluation, monitoring, the import report (Jinja2 templates).
     "report": ["riskstrat.report"],
     # The functions that wire a whole run (each step one call); what the CLI and notebooks call.
-    "wiring": ["riskstrat.pipelines", "riskstrat.evaluation.pipeline", "riskstrat.evaluation.monitor_pipeline",
-               "riskstrat.demo"],
+    "wiring": ["riskstrat.pipelines"],
     # Commands only: parse, call one wiring function, print.
     "cli": ["riskstrat.cli"],
 }
 
 # Arrows that point up today, at any level. Each says why and what removes it (the re-layer plan).
 UPWARD_ALLOWED: dict[tuple[str, str], str] = {
-    ("riskstrat.config", "riskstrat.tiers"):
-        "config validates tier cut-offs and group rules: the rules (cut-offs, GroupRule, check) move down "
-        "to modeling/config beside the other definitions; tiers keeps the assignment",
-    ("riskstrat.engines", "riskstrat.pipelines"):
+    ("riskstrat.data.readers", "riskstrat.report.imports"):
+        "import_data writes the import report: the wiring (pipelines) should call the reader, then the report",
+    ("riskstrat.features.spark", "riskstrat.scoring.spark"):
+        "the Spark engine hands a month to Spark scoring: the wiring should choose the scorer",
+    ("riskstrat.features.engine", "riskstrat.pipelines"):
         "PandasEngine.load reads records through pipelines.load_data: load_data moves down to data/",
-    ("riskstrat.engines.spark_score", "riskstrat.evaluation.drift"):
-        "Spark scoring bins scores for drift: spark_score is scoring on Spark and moves to scoring/",
-    ("riskstrat.engines.spark_score", "riskstrat.lists"):
-        "Spark scoring writes the lists: spark_score moves to scoring/",
-    ("riskstrat.engines.spark_score", "riskstrat.pipelines"):
+    ("riskstrat.scoring.spark", "riskstrat.pipelines"):
         "Spark scoring uses PersonScores and explain_people: they move from pipelines to scoring/, "
         "and spark_score with them",
-    ("riskstrat.evaluation._evaluate", "riskstrat.tiers"):
-        "evaluation reads DEFAULT_TIER_CUTOFFS: the tier rules move down (see config -> tiers)",
-    ("riskstrat.evaluation.gate", "riskstrat.tracking"):
+    ("riskstrat.evaluation.gate", "riskstrat.registry.tracking"):
         "the gate's promote step reads and sets registry aliases: promotion moves to the wiring",
-    ("riskstrat.features", "riskstrat.config"):
+    ("riskstrat.features.clinical", "riskstrat.modeling.config"):
         "generic feature examples build a GenericFeaturesConfig: that config belongs with the feature spec",
-    ("riskstrat.metrics", "riskstrat.tiers"):
-        "observed/expected by tier assigns tiers: the tier rules move down (see config -> tiers)",
-    ("riskstrat.readers.report", "riskstrat.config"):
-        "the import report judges the data against the training config: it moves to report/",
-    ("riskstrat.readers.report", "riskstrat.features"):
-        "the import report counts eligible people: it moves to report/",
-    ("riskstrat.readers.report", "riskstrat.outcomes"):
-        "the import report lists the outcomes the data support: it moves to report/",
-    ("riskstrat.readers.report", "riskstrat.split"):
-        "the import report suggests index dates: it moves to report/",
-    ("riskstrat.refit", "riskstrat.evaluation.drift"):
+    ("riskstrat.modeling.refit", "riskstrat.evaluation.drift"):
         "a refit records the reference profile for drift: the profile (a pure measure) moves below modeling",
-    ("riskstrat.search", "riskstrat.metrics"):
+    ("riskstrat.modeling.search", "riskstrat.evaluation.metrics"):
         "search scores trials with auroc: metrics are pure functions that move below modeling, or "
         "modeling gets its own small measures module",
-    ("riskstrat.train", "riskstrat.evaluation.drift"):
+    ("riskstrat.modeling.train", "riskstrat.evaluation.drift"):
         "training records the reference profile for drift: see refit -> evaluation.drift",
-    ("riskstrat.train", "riskstrat.metrics"):
+    ("riskstrat.modeling.train", "riskstrat.evaluation.metrics"):
         "training reports its held-out metrics: see search -> metrics",
-    ("riskstrat.validate", "riskstrat.lists"):
+    ("riskstrat.data.validate", "riskstrat.scoring.lists"):
         "validation names the no-practice code the lists use: NO_PRACTICE moves down to schema",
 }
 
 # Cycles that exist only through imports inside functions, still to break (members, sorted).
 KNOWN_CYCLES: list[set[str]] = [
-    {"riskstrat.config", "riskstrat.engines.generic", "riskstrat.engines.spec", "riskstrat.features",
-     "riskstrat.lists", "riskstrat.outcomes", "riskstrat.outcomes._base", "riskstrat.outcomes._builtin",
-     "riskstrat.reasons", "riskstrat.validate"},
-    {"riskstrat.engines", "riskstrat.engines.spark", "riskstrat.engines.spark_score", "riskstrat.evaluation.gate",
-     "riskstrat.evaluation.pipeline", "riskstrat.pipelines", "riskstrat.refit", "riskstrat.tracking",
-     "riskstrat.train"},
-    {"riskstrat.readers", "riskstrat.readers._cdm", "riskstrat.readers.hes", "riskstrat.readers.omop",
-     "riskstrat.readers.synthea", "riskstrat.readers.vocab"},
+    {"riskstrat.modeling.config", "riskstrat.features.generic", "riskstrat.features.spec", "riskstrat.features.clinical",
+     "riskstrat.scoring.lists", "riskstrat.outcomes", "riskstrat.outcomes._base", "riskstrat.outcomes._builtin",
+     "riskstrat.scoring.reasons", "riskstrat.data.validate"},
+    {"riskstrat.features.engine", "riskstrat.features.spark", "riskstrat.scoring.spark", "riskstrat.evaluation.gate",
+     "riskstrat.pipelines.evaluate", "riskstrat.pipelines", "riskstrat.modeling.refit", "riskstrat.registry.tracking",
+     "riskstrat.modeling.train"},
+    {"riskstrat.data.readers", "riskstrat.data.readers._cdm", "riskstrat.data.readers.hes", "riskstrat.data.readers.omop",
+     "riskstrat.data.readers.synthea", "riskstrat.data.readers.vocab"},
 ]
 
 # Optional heavy libraries whose import stays inside the function that needs it (start-up time).

@@ -1,4 +1,4 @@
-"""Generic covariates (riskstrat.engines.generic): definitions, engines equal to the reference, missing costs,
+"""Generic covariates (riskstrat.features.generic): definitions, engines equal to the reference, missing costs,
 configured windows, the spec stored with a model and built again at scoring, and their words."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from _spark import spark  # noqa: F401 - the fixture (PySpark imported only when a test asks for it)
 
-from riskstrat.config import FeaturesConfig, GenericFeaturesConfig
-from riskstrat.engines import PandasEngine
-from riskstrat.engines.duckdb import DuckDBEngine
-from riskstrat.engines.generic import build_spec, generic_spec, group_values, parse_name
-from riskstrat.engines.spec import CLINICAL, FeatureSpec, FeatureSpecError, spec_hash
-from riskstrat.features import build_features, describe_value, feature
-from riskstrat.io import write_records_tables
-from riskstrat.models import RiskModel
-from riskstrat.validate import load_records
+from riskstrat.modeling.config import FeaturesConfig, GenericFeaturesConfig
+from riskstrat.features.engine import PandasEngine
+from riskstrat.features.duckdb import DuckDBEngine
+from riskstrat.features.generic import build_spec, generic_spec, group_values, parse_name
+from riskstrat.features.spec import CLINICAL, FeatureSpec, FeatureSpecError, spec_hash
+from riskstrat.features.clinical import build_features, describe_value, feature
+from riskstrat.data.io import write_records_tables
+from riskstrat.modeling.models import RiskModel
+from riskstrat.data.validate import load_records
 
 T = pd.Timestamp("2024-01-01")
 
@@ -119,7 +119,7 @@ def test_engines_equal_the_reference_and_costs_are_missing_not_zero(folder, engi
         from _spark import require_spark
 
         require_spark()
-        from riskstrat.engines.spark import SparkEngine
+        from riskstrat.features.spark import SparkEngine
 
         session = request.getfixturevalue("spark")  # a local session: a few seconds
         made = SparkEngine(folder, spark=session)
@@ -132,7 +132,7 @@ def test_engines_equal_the_reference_and_costs_are_missing_not_zero(folder, engi
     got = made.features(T, spec=spec)
     pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-12, atol=1e-9)
     if engine == "spark":  # scoring in place (mapInPandas per batch) builds the same spec
-        from riskstrat.engines.spark import _to_pandas
+        from riskstrat.features.spark import _to_pandas
 
         month = made.month_features(T, spec=spec)
         in_place = _to_pandas(month.features()).set_index("person_id").loc[reference.index]
@@ -201,7 +201,7 @@ def test_union_of_specs_and_refusal_of_one_name_defined_two_ways():
 
 
 def _loaded(metadata: dict, version="3"):
-    from riskstrat import tracking
+    from riskstrat.registry import tracking
 
     model = RiskModel("lightgbm", "emergency_admission", ["age"], estimator=None, metadata=metadata)
     return tracking.LoadedModel(model, "m", version, "run", "champion")
@@ -255,8 +255,8 @@ def test_generic_features_speak_in_words():
 
 
 def test_a_sub_type_column_counts_only_when_the_schema_has_it(monkeypatch):
-    from riskstrat.engines import generic
-    from riskstrat.schema import TABLES, Table
+    from riskstrat.features.engine import generic
+    from riskstrat.data.schema import TABLES, Table
 
     # A&E groups by department type, a column of the schema; a schema without it gives A&E no groups.
     assert generic.group_column("ae_attendances").column == "department_type"
@@ -292,7 +292,7 @@ def test_riskstrat_features_shows_every_name_whole():
     from typer.testing import CliRunner
 
     from riskstrat.cli import app
-    from riskstrat.features import feature_table
+    from riskstrat.features.clinical import feature_table
 
     result = CliRunner().invoke(app, ["features"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
@@ -301,7 +301,7 @@ def test_riskstrat_features_shows_every_name_whole():
 
 
 def test_generic_covariates_speak_through_the_clinical_reason_about_the_same_events():
-    from riskstrat.reasons import top_reasons
+    from riskstrat.scoring.reasons import top_reasons
 
     # Ada's risk comes from her prescriptions in several windows and from her emergency admissions
     # (clinical and generic): each history is said once, in the clinical words. Her urgent-care visits

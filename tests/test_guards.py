@@ -12,21 +12,23 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat import lists, tracking
+from riskstrat.scoring import lists
+
+from riskstrat.registry import tracking
 from riskstrat.cli import app
 from riskstrat.cli.app import foreign_warnings_hidden
-from riskstrat.config import ConfigError, ScoringConfig, load_config
+from riskstrat.modeling.config import ConfigError, ScoringConfig, load_config
 from riskstrat.errors import RiskstratError
-from riskstrat.features import describe_reason, describe_value
-from riskstrat.guards import (DegenerateModelError, InsufficientEventsError, StaleDataError, check_data_currency,
+from riskstrat.features.clinical import describe_reason, describe_value
+from riskstrat.modeling.guards import (DegenerateModelError, InsufficientEventsError, StaleDataError, check_data_currency,
                               check_minimum_events, degenerate_reasons, likely_cause)
-from riskstrat.io import DataFileError
+from riskstrat.data.io import DataFileError
 from riskstrat.pipelines import ModelDataMismatchError, run_scoring, run_training
-from riskstrat.records import LinkedRecords
-from riskstrat.synth import write_population
-from riskstrat.tiers import cost_band
-from riskstrat.tracking import RegistryError
-from riskstrat.validate import ValidationError
+from riskstrat.data.records import LinkedRecords
+from riskstrat.data.synth import write_population
+from riskstrat.modeling.tiers import cost_band
+from riskstrat.registry.tracking import RegistryError
+from riskstrat.data.validate import ValidationError
 
 # ----------------------------------------------------------------------------- one exception root
 
@@ -213,7 +215,7 @@ def test_score_refuses_stale_data_before_loading_anything(tiny_data, tmp_path):
 
 def test_scoring_config_data_end_wins_over_dataset_json(tiny_data):
     cfg = load_config(None, [f"data.path={tiny_data}", "data.extract_end=2026-05-31"], model=ScoringConfig)
-    from riskstrat.data_end import DataEnd, data_end_of
+    from riskstrat.data.data_end import DataEnd, data_end_of
 
     found = data_end_of(cfg.data.path, configured=cfg.data.extract_end)
     assert found == DataEnd(pd.Timestamp("2026-05-31"), "data.extract_end")
@@ -380,13 +382,13 @@ def test_a_part_without_events_by_chance_takes_the_rate_over_every_part():
                              shares={"training": 2.75, "calibration": 0.75})
 
 
-@pytest.mark.filterwarnings("ignore::riskstrat.privacy.PseudonymKeyWarning")  # a hand-made folder
+@pytest.mark.filterwarnings("ignore::riskstrat.data.privacy.PseudonymKeyWarning")  # a hand-made folder
 def test_training_on_a_long_small_extract_says_how_many_people_would_be_needed(make_records, tmp_path):
     # 500 A&E attendances over 2015-2021 (plentiful over all years), then 20 people with one in the
     # latest testable horizon (test date 2024-11-01 for an extract ending 2025-10-31) among 100.
     import math
 
-    from riskstrat.train import person_groups
+    from riskstrat.modeling.train import person_groups
 
     persons = [{"person_id": f"p{i}", "practice_id": "A1", "birth_date": "1950-06-01",
                 "registration_start": "2000-01-01"} for i in range(100)]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat.labels import TARGETS, CensoredIndexDateError, build_labels, future_cost
+from riskstrat.outcomes.labels import TARGETS, CensoredIndexDateError, build_labels, future_cost
 
 T = pd.Timestamp("2024-01-01")
 H = 365

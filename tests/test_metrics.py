@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from riskstrat import metrics as m
-from riskstrat import plots
+from riskstrat.evaluation import metrics as m
+from riskstrat.evaluation import plots
 
 # A 10-person list case worked by hand. Ranked by score the people are
 # idx 0 (y=1), 1 (0), 3 (1), 8 (0), 9 (0), 6 (0), 5 (0), 4 (0), 2 (0), 7 (1): 3 events in all.

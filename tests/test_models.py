@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat.config import LightGBMConfig
-from riskstrat.models import RISK_CEILING, RISK_FLOOR, RiskModel, fit_lightgbm, fit_logistic
+from riskstrat.modeling.config import LightGBMConfig
+from riskstrat.modeling.models import RISK_CEILING, RISK_FLOOR, RiskModel, fit_lightgbm, fit_logistic
 
 
 def _people(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -52,7 +52,7 @@ def test_the_margin_calibrator_equals_scikit_learns_calibrated_classifier(fitted
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
-    from riskstrat.calibration import MarginCalibrator
+    from riskstrat.modeling.calibration import MarginCalibrator
 
     model, X = fitted
     X_cal, y_cal = _people(600, 2)
@@ -69,7 +69,7 @@ def test_the_margin_calibrator_equals_scikit_learns_calibrated_classifier(fitted
 
 
 def test_the_margin_calibrator_refuses_an_unknown_method():
-    from riskstrat.calibration import MarginCalibrator
+    from riskstrat.modeling.calibration import MarginCalibrator
 
     with pytest.raises(ValueError, match="sigmoid"):
         MarginCalibrator(method="platt").fit(np.array([0.0, 1.0]), np.array([0, 1]))
@@ -90,7 +90,7 @@ def test_log_scaled_equals_the_three_scikit_learn_steps():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    from riskstrat.models import LogScaled, _signed_log1p, fit_logistic
+    from riskstrat.modeling.models import LogScaled, _signed_log1p, fit_logistic
 
     rng = np.random.default_rng(3)
     X = pd.DataFrame({"count": rng.poisson(2.0, 400).astype(float), "cost": rng.gamma(1.0, 900.0, 400),
@@ -171,7 +171,7 @@ def test_a_matrix_of_the_wrong_shape_or_type_is_refused(fitted):
 
 
 def test_in_memory_score_equals_each_model_on_the_frame(fitted):
-    from riskstrat.models import fit_cost_regressor
+    from riskstrat.modeling.models import fit_cost_regressor
     from riskstrat.pipelines import InMemoryFeatures
 
     model, X = fitted
@@ -200,8 +200,8 @@ def test_in_memory_score_equals_each_model_on_the_frame(fitted):
 def test_people_are_ranked_the_way_their_calibrated_risk_reads(fitted):
     """A calibration that falls with the raw score (a Platt fit with a negative slope, as a degenerate
     model can get) turns the rank order round, so rank 1 is the highest risk shown, not the lowest."""
-    from riskstrat.calibration import fit_margin_calibrator
-    from riskstrat.lists import rank_population
+    from riskstrat.modeling.calibration import fit_margin_calibrator
+    from riskstrat.scoring.lists import rank_population
 
     model, X = fitted
     assert model.rank_direction() == 1

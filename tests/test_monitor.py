@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from riskstrat import metrics
-from riskstrat.config import ScoringConfig, load_config
+from riskstrat.evaluation import metrics
+from riskstrat.modeling.config import ScoringConfig, load_config
 from riskstrat.evaluation.monitor import (ScoredMonth, holdout_effect, label_population, monitor_month,
                                           split_by_maturity)
-from riskstrat.evaluation.monitor_pipeline import NothingToMonitorError, run_monitoring, scored_months
-from riskstrat.io import file_sha256
+from riskstrat.pipelines.monitor import NothingToMonitorError, run_monitoring, scored_months
+from riskstrat.data.io import file_sha256
 from riskstrat.outcomes import parse_outcome
-from riskstrat.synth.cut import cut_tables
+from riskstrat.data.synth.cut import cut_tables
 
 T = pd.Timestamp("2025-11-01")
 END = "2026-10-31"  # the later extract: the whole 365-day horizon after T
@@ -158,7 +158,7 @@ def test_monitor_refuses_when_no_month_has_matured_and_says_when_they_will(hand_
 ], ids=["as_of a number", "no such day", "no models", "version a number", "not a hash", "risk model not listed",
         "no outcome"])
 def test_a_manifest_with_missing_or_mistyped_fields_is_refused_naming_it(hand_made, tmp_path, edit, match):
-    from riskstrat.published import ManifestError
+    from riskstrat.scoring.published import ManifestError
 
     _, population = hand_made
     lists = tmp_path / "lists"
@@ -261,9 +261,9 @@ def test_cut_keeps_what_was_known_on_the_date(make_records):
 
 
 def test_synth_extract_end_gives_the_later_extracts_records_up_to_the_date(tmp_path):
-    from riskstrat.io import dataset_metadata, read_raw_tables
-    from riskstrat.schema import TABLES
-    from riskstrat.synth import write_population
+    from riskstrat.data.io import dataset_metadata, read_raw_tables
+    from riskstrat.data.schema import TABLES
+    from riskstrat.data.synth import write_population
 
     later = write_population(tmp_path / "later", 400, start="2021-11-01", years=3, seed=4, n_futures=2)
     earlier = write_population(tmp_path / "earlier", 400, start="2021-11-01", years=3, seed=4, n_futures=2,

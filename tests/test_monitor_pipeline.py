@@ -17,11 +17,11 @@ import pytest
 from test_evaluate_pipeline import _Refs  # the page's src/href references
 from typer.testing import CliRunner
 
-from riskstrat import tracking
-from riskstrat.config import ScoringConfig, load_config
+from riskstrat.registry import tracking
+from riskstrat.modeling.config import ScoringConfig, load_config
 from riskstrat.pipelines import run_scoring, run_training
-from riskstrat.synth import write_population
-from riskstrat.synth.cut import cut_data_dir
+from riskstrat.data.synth import write_population
+from riskstrat.data.synth.cut import cut_data_dir
 
 NAME = "monitor-emergency"
 SMALL = ["model.refit=none",  # one version per run: these tests count versions (tests/test_refit.py: the refit)
@@ -83,7 +83,7 @@ def test_monitor_labels_what_the_later_extract_holds(monitored, world):
     """O/E and events equal a direct count on the later data with the model's own outcome."""
     from riskstrat.outcomes import parse_outcome
     from riskstrat.pipelines import load_data
-    from riskstrat.config import DataConfig
+    from riskstrat.modeling.config import DataConfig
 
     _, out = monitored
     population = pd.read_parquet(world["lists"] / "2024-11" / "population.parquet")
@@ -164,7 +164,7 @@ def _copy_month(world, tmp_path, month: str = "2024-11") -> Path:
 
 
 def _run(world, lists, *, uri=None):
-    from riskstrat.evaluation.monitor_pipeline import run_monitoring
+    from riskstrat.pipelines.monitor import run_monitoring
 
     cfg = load_config(None, [f"data.path={world['later']}", f"output_dir={lists}",
                              f"tracking.uri={uri or world['uri']}"], model=ScoringConfig)
@@ -181,8 +181,8 @@ def _edit_manifest(lists, edit, month: str = "2024-11") -> None:
 
 
 def test_a_population_edited_after_publishing_is_refused(world, tmp_path):
-    from riskstrat.published import TamperedFileError
-    from riskstrat.io import write_parquet
+    from riskstrat.scoring.published import TamperedFileError
+    from riskstrat.data.io import write_parquet
 
     lists = _copy_month(world, tmp_path)
     population = pd.read_parquet(lists / "2024-11" / "population.parquet")
@@ -241,7 +241,7 @@ def registries(world, tmp_path_factory) -> dict:
 ], ids=["other version", "version not here", "other as_of", "other month", "other outcome", "no run id"])
 def test_a_manifest_edited_after_publishing_is_refused(world, registries, tmp_path, edit, error, match):
     from riskstrat.evaluation import monitor_pipeline
-    from riskstrat import published
+    from riskstrat.scoring import published
 
     errors = {"MonthProvenanceError": monitor_pipeline.MonthProvenanceError, "RegistryError": tracking.RegistryError,
               "ManifestError": published.ManifestError}
@@ -253,7 +253,7 @@ def test_a_manifest_edited_after_publishing_is_refused(world, registries, tmp_pa
 
 def test_a_month_scored_with_another_registrys_model_of_the_same_name_is_refused(world, registries, tmp_path):
     """The red team's case: the same name and version, another run, another outcome (it gave O/E 0.30)."""
-    from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
+    from riskstrat.pipelines.monitor import MonthProvenanceError
 
     with pytest.raises(MonthProvenanceError, match=r"was trained in run [0-9a-f]{32}, but this registry's version 1 "
                                                    r"was trained in run [0-9a-f]{32}: the month was scored with "
@@ -267,7 +267,7 @@ def test_a_month_scored_with_another_registrys_model_of_the_same_name_is_refused
     (lambda text: "", r"manifest.json is not valid JSON"),
 ], ids=["truncated", "a list", "empty"])
 def test_a_damaged_manifest_is_a_refusal_naming_it_not_a_traceback(world, tmp_path, damage, match):
-    from riskstrat.published import ManifestError
+    from riskstrat.scoring.published import ManifestError
 
     lists = _copy_month(world, tmp_path)
     path = lists / "2024-11" / "manifest.json"
@@ -279,8 +279,8 @@ def test_a_damaged_manifest_is_a_refusal_naming_it_not_a_traceback(world, tmp_pa
 
 
 def test_a_manifest_naming_another_horizon_than_its_model_is_refused(world, tmp_path, monkeypatch):
-    import riskstrat.evaluation.monitor_pipeline as pipeline
-    from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
+    import riskstrat.pipelines.monitor as pipeline
+    from riskstrat.pipelines.monitor import MonthProvenanceError
 
     # The second line of defence, behind the check against the manifest MLflow recorded (switched off here).
     monkeypatch.setattr(pipeline, "check_recorded", lambda month, **kwargs: None)
@@ -294,7 +294,7 @@ def test_a_manifest_naming_another_horizon_than_its_model_is_refused(world, tmp_
 def test_a_month_planted_as_a_link_to_another_folder_is_refused_not_read(world, tmp_path):
     import shutil
 
-    from riskstrat.publish import PublishError
+    from riskstrat.scoring.publish import PublishError
 
     outside = tmp_path / "elsewhere" / "2024-11"
     shutil.copytree(world["lists"] / "2024-11", outside)  # a look-alike month outside the output folder
@@ -317,9 +317,9 @@ def _copy_published(world, tmp_path) -> Path:
 
 @pytest.mark.parametrize("how", ["a link to an emptied run folder", "an empty month folder"])
 def test_a_month_without_a_manifest_is_refused_naming_it_not_skipped(world, tmp_path, how):
-    from riskstrat.evaluation.monitor_pipeline import scored_months
-    from riskstrat.published import ManifestError
-    from riskstrat.publish import month_run
+    from riskstrat.pipelines.monitor import scored_months
+    from riskstrat.scoring.published import ManifestError
+    from riskstrat.scoring.publish import month_run
 
     lists = _copy_published(world, tmp_path)
     if how == "an empty month folder":
@@ -338,8 +338,8 @@ def test_a_fifo_in_place_of_a_months_manifest_is_refused_without_hanging(world, 
     import os
     import shutil
 
-    from riskstrat.evaluation.monitor_pipeline import scored_months
-    from riskstrat.published import ManifestError
+    from riskstrat.pipelines.monitor import scored_months
+    from riskstrat.scoring.published import ManifestError
 
     lists = _copy_published(world, tmp_path)
     legacy = lists / "2024-10"  # a month folder as an earlier riskstrat wrote it
@@ -355,8 +355,8 @@ def test_a_month_is_read_from_the_run_folder_its_link_was_checked_at(world, tmp_
     followed: the months read, and the folders monitoring reads their populations from, are those checked."""
     import os
 
-    from riskstrat import publish
-    from riskstrat.evaluation.monitor_pipeline import scored_months
+    from riskstrat.scoring import publish
+    from riskstrat.pipelines.monitor import scored_months
 
     lists = _copy_published(world, tmp_path)
     lookalike = tmp_path / "elsewhere" / "2024-11"
@@ -381,8 +381,8 @@ def test_a_population_edited_together_with_its_manifests_hash_is_refused(world, 
     # The manifest's hashes cannot catch this: the copy MLflow recorded at publishing can.
     import json
 
-    from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
-    from riskstrat.io import file_sha256, write_parquet
+    from riskstrat.pipelines.monitor import MonthProvenanceError
+    from riskstrat.data.io import file_sha256, write_parquet
 
     lists = _copy_month(world, tmp_path)
     path = lists / "2024-11" / "population.parquet"
@@ -399,7 +399,7 @@ def test_a_population_edited_together_with_its_manifests_hash_is_refused(world, 
 def test_a_month_no_scoring_run_recorded_is_refused(world, tmp_path):
     import shutil
 
-    from riskstrat.evaluation.monitor_pipeline import MonthProvenanceError
+    from riskstrat.pipelines.monitor import MonthProvenanceError
 
     lists = _copy_month(world, tmp_path)
     store = tmp_path / "other.db"

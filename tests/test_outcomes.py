@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from riskstrat.config import ConfigError, TrainConfig, load_config
+from riskstrat.modeling.config import ConfigError, TrainConfig, load_config
 from riskstrat.outcomes import OUTCOMES, EventOutcome, UnplannedHospitalUse, outcome_words, parse_outcome
 
 T = pd.Timestamp("2024-01-01")

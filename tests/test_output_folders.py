@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from riskstrat.cli import app
 from riskstrat.errors import RiskstratError
-from riskstrat.io import FOLDER_MARKER, FolderNotOursError, atomic_path, check_replaceable
+from riskstrat.data.io import FOLDER_MARKER, FolderNotOursError, atomic_path, check_replaceable
 
 
 def _precious(folder):

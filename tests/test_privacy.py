@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from riskstrat.errors import RiskstratError
-from riskstrat.privacy import (KEY_ENV, OptOutError, PseudonymKeyError, PseudonymKeyWarning, canonical_id,
+from riskstrat.data.privacy import (KEY_ENV, OptOutError, PseudonymKeyError, PseudonymKeyWarning, canonical_id,
                                canonical_ids, check_key_matches, check_opt_out_match, init_pseudonym_key,
                                key_fingerprint, load_pseudonym_key, mask_id, match_opt_outs, read_opt_outs)
 
@@ -176,7 +176,7 @@ def test_data_pseudonymised_under_another_key_are_refused(tmp_path, monkeypatch)
 def test_an_import_records_the_key_fingerprint_not_the_key(tmp_path):
     from test_readers import _tiny_synthea
 
-    from riskstrat.readers import import_dataset
+    from riskstrat.data.readers import import_dataset
 
     import_dataset("synthea", _tiny_synthea(tmp_path), tmp_path / "linked", pseudonym_key=b"secret-key-123")
     meta = json.loads((tmp_path / "linked" / "dataset.json").read_text())
@@ -263,7 +263,7 @@ def test_an_opt_out_file_with_no_ids_is_refused_unless_allowed(tmp_path, content
 
 
 def test_the_empty_opt_out_setting_sits_beside_the_opt_out_file():
-    from riskstrat.config import ScoringConfig, load_config
+    from riskstrat.modeling.config import ScoringConfig, load_config
 
     assert load_config(None, ["allow_empty_opt_out=true"], model=ScoringConfig).allow_empty_opt_out is True
     assert ScoringConfig().allow_empty_opt_out is False
@@ -433,7 +433,7 @@ def test_the_lines_of_a_csv_opt_out_file_are_its_physical_lines(tmp_path):
 
 
 def test_whether_the_data_hold_only_pseudonyms_is_decided_from_every_id():
-    from riskstrat.privacy import are_pseudonyms
+    from riskstrat.data.privacy import are_pseudonyms
 
     assert are_pseudonyms(pd.Series(PEOPLE * 40, dtype="str"))
     assert not are_pseudonyms(pd.Series(PEOPLE * 40 + ["P1"], dtype=object))  # one id past the first 1,000
@@ -595,7 +595,7 @@ def test_a_lookup_folder_that_is_not_there_is_a_refusal_saying_what_to_set(tmp_p
 
 
 def test_a_lookup_with_odd_headers_and_blank_local_ids_is_read(tmp_path):
-    from riskstrat.privacy import read_reidentification_lookup
+    from riskstrat.data.privacy import read_reidentification_lookup
 
     (tmp_path / "P001.csv").write_text("\ufeffPseudonym\u200b, Local_ID \n0a1b2c3d4e5f6071,NA\n1234567890abcdef,\n"
                                        ",L1\n \u200b,L2\n")
@@ -604,7 +604,7 @@ def test_a_lookup_with_odd_headers_and_blank_local_ids_is_read(tmp_path):
 
 
 def test_the_invisible_characters_removed_are_unicode_category_cf_and_the_default_ignorable_code_points():
-    from riskstrat.privacy import _format_characters, _invisible_characters
+    from riskstrat.data.privacy import _format_characters, _invisible_characters
 
     every = {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
     assert set(map(ord, _format_characters())) == every and {0x200B, 0xFEFF, 0x2060, 0x00AD} <= every
@@ -614,7 +614,7 @@ def test_the_invisible_characters_removed_are_unicode_category_cf_and_the_defaul
 
 def test_a_key_from_the_environment_is_the_same_key_as_from_a_file_whatever_the_surrounding_whitespace(tmp_path,
                                                                                                          monkeypatch):
-    from riskstrat.privacy import load_pseudonym_key
+    from riskstrat.data.privacy import load_pseudonym_key
 
     path = tmp_path / "key"
     path.write_text("anything\n")
@@ -630,7 +630,7 @@ def test_a_data_set_without_a_key_fingerprint_is_refused_when_ids_are_matched_an
     import json
     import warnings
 
-    from riskstrat.privacy import PseudonymKeyWarning, check_key_matches
+    from riskstrat.data.privacy import PseudonymKeyWarning, check_key_matches
 
     monkeypatch.setenv(KEY_ENV, "anything")
     (tmp_path / "dataset.json").write_text(json.dumps({"source": "by hand"}))
@@ -640,5 +640,5 @@ def test_a_data_set_without_a_key_fingerprint_is_refused_when_ids_are_matched_an
         warnings.simplefilter("always")
         assert check_key_matches(tmp_path) is None
     assert [w.category for w in seen] == [PseudonymKeyWarning]
-    (tmp_path / "dataset.json").write_text(json.dumps({"generator": "riskstrat.synth"}))  # synthetic: no key
+    (tmp_path / "dataset.json").write_text(json.dumps({"generator": "riskstrat.data.synth"}))  # synthetic: no key
     assert check_key_matches(tmp_path, matches_ids=True) is None

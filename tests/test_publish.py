@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from riskstrat import publish
+from riskstrat.scoring import publish
 from riskstrat.errors import RiskstratError
-from riskstrat.io import write_text
-from riskstrat.publish import (AlreadyPublishedError, OutputLockedError, PublishError, PublishRefusedError,
+from riskstrat.data.io import write_text
+from riskstrat.scoring.publish import (AlreadyPublishedError, OutputLockedError, PublishError, PublishRefusedError,
                                append_audit, check_population, clean_stale, month_folder, output_lock)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -75,7 +75,7 @@ def test_a_run_killed_while_writing_leaves_the_old_month_whole_and_the_next_run_
     proc = child(f"""
         import time
         from pathlib import Path
-        from riskstrat.publish import month_folder
+        from riskstrat.scoring.publish import month_folder
         with month_folder(Path({str(tmp_path)!r}) / "2025-11") as tmp:
             (tmp / "population.parquet").write_text("person-level rows")
             Path({str(marker)!r}).write_text("")
@@ -167,7 +167,7 @@ def test_a_second_writer_is_refused_and_told_who_holds_the_lock(tmp_path):
     proc = child(f"""
         import time
         from pathlib import Path
-        from riskstrat.publish import output_lock
+        from riskstrat.scoring.publish import output_lock
         with output_lock({str(tmp_path)!r}):
             Path({str(marker)!r}).write_text("")
             time.sleep(60)
@@ -358,7 +358,7 @@ def test_an_operation_not_permitted_on_the_lock_or_audit_log_is_a_publish_error_
 
 def test_a_link_planted_at_a_file_the_run_writes_is_replaced_not_followed(tmp_path, root):
     outside = canary_folder(tmp_path)
-    from riskstrat import lists
+    from riskstrat.scoring import lists
 
     with month_folder(root / "2025-11") as tmp:
         (tmp / "practices").mkdir()
@@ -450,9 +450,9 @@ def test_republishing_a_month_is_refused_naming_both_runs_models_unless_replace(
 
 
 def test_the_atomic_writer_replaces_a_linked_folder_without_touching_its_target(tmp_path, root):
-    from riskstrat.io import atomic_path
+    from riskstrat.data.io import atomic_path
 
-    from riskstrat.io import FolderNotOursError
+    from riskstrat.data.io import FolderNotOursError
 
     outside = canary_folder(tmp_path)
     (root / "data").symlink_to(outside, target_is_directory=True)
@@ -475,7 +475,7 @@ def test_the_atomic_writer_replaces_a_linked_folder_without_touching_its_target(
 
 
 def test_an_output_folder_that_cannot_be_created_is_a_refusal_naming_it(tmp_path):
-    from riskstrat.publish import output_root
+    from riskstrat.scoring.publish import output_root
 
     with pytest.raises(PublishError, match=r"/proc/riskstrat-review: cannot create the output folder \(.*\); choose"):
         output_root("/proc/riskstrat-review")

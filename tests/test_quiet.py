@@ -24,9 +24,9 @@ SESSION = textwrap.dedent("""
     foreign = types.ModuleType("otherlib")
     exec("import warnings\\ndef f():\\n    warnings.warn('FOREIGN-WARNING', FutureWarning)", foreign.__dict__)
     foreign.f()
-    import riskstrat.guards
-    exec("import warnings\\ndef g():\\n    warnings.warn('RISKSTRAT-WARNING', UserWarning)", vars(riskstrat.guards))
-    riskstrat.guards.g()
+    import riskstrat.modeling.guards
+    exec("import warnings\\ndef g():\\n    warnings.warn('RISKSTRAT-WARNING', UserWarning)", vars(riskstrat.modeling.guards))
+    riskstrat.modeling.guards.g()
 
     # MLflow's event lines ("Successfully registered model ...") and its INFO log lines.
     from mlflow.utils.logging_utils import eprint
@@ -82,7 +82,7 @@ def test_mlflow_events_hidden_restores_the_stream():
     assert "write" not in vars(stream)
 
 
-@pytest.mark.parametrize("module, shown", [("otherlib", False), ("riskstrat.models", True), ("riskstratx", False)])
+@pytest.mark.parametrize("module, shown", [("otherlib", False), ("riskstrat.modeling.models", True), ("riskstratx", False)])
 def test_foreign_warnings_hidden_by_module(module, shown, monkeypatch):
     import warnings
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat.readers import MissingSourceFileError, import_dataset
-from riskstrat.readers.omop import bnf_from_code, icd10_condition, read_omop
-from riskstrat.readers.synthea import bnf_chapter, match_ltc, read_synthea
-from riskstrat.schema import TABLES
+from riskstrat.data.readers import MissingSourceFileError, import_dataset
+from riskstrat.data.readers.omop import bnf_from_code, icd10_condition, read_omop
+from riskstrat.data.readers.synthea import bnf_chapter, match_ltc, read_synthea
+from riskstrat.data.schema import TABLES
 
 KEY = b"test-key"
 SYNTHEA_111 = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-111"
@@ -38,7 +38,7 @@ def synthea_import(tmp_path_factory):
 
 @needs_synthea
 def test_synthea_import_writes_a_valid_canonical_folder(synthea_import):
-    from riskstrat.validate import load_records
+    from riskstrat.data.validate import load_records
 
     out, summary, report = synthea_import
     assert report.ok
@@ -373,7 +373,7 @@ def _by_person(tables, name, pseudonyms):
 
 @pytest.fixture
 def omop_tables(omop_dir):
-    from riskstrat.privacy import pseudonymise
+    from riskstrat.data.privacy import pseudonymise
 
     tables, summary = read_omop(omop_dir, pseudonym_key=KEY)
     ids = pd.Series(["1", "2", "3", "4", "5"])
@@ -483,7 +483,7 @@ def test_icd10_and_bnf_code_helpers():
 
 
 def test_omop_import_writes_a_valid_folder(omop_dir, tmp_path):
-    from riskstrat.validate import load_records
+    from riskstrat.data.validate import load_records
 
     summary, report = import_dataset("omop", omop_dir, tmp_path / "linked", pseudonym_key=KEY)
     assert report.ok
@@ -555,7 +555,7 @@ def test_cli_import_help_has_an_example(cli):
     ("£120", "USD", None), ("$120", "GBP", None), ("1.234,50", "EUR", None), ("12,5", "EUR", None),
 ])
 def test_numbers_are_read_strictly_and_amounts_as_spreadsheets_write_them(text, currency, number):
-    from riskstrat.readers import ImportSummary, _to_float
+    from riskstrat.data.readers import ImportSummary, _to_float
 
     summary = ImportSummary(source="test")
     got = _to_float(pd.Series([text, None]), summary=summary, source_file="f.csv", column="C", currency=currency)
@@ -567,7 +567,7 @@ def test_numbers_are_read_strictly_and_amounts_as_spreadsheets_write_them(text, 
 
 
 def test_shapes_hide_values():
-    from riskstrat.readers import value_shape
+    from riskstrat.data.readers import value_shape
 
     shapes = value_shape(pd.Series(['=cmd|"/c calc"!A0', "Jane Smith 1950-02-01", "x" * 40, None]))
     assert shapes.tolist()[:3] == ['=ccc|"/c cccc"!cN', "cccc ccccc NNNN-NN-NN", "c" * 23 + "\u2026"]

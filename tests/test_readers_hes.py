@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat.privacy import pseudonymise
-from riskstrat.readers import MissingSourceFileError, import_dataset
-from riskstrat.readers.hes import (
+from riskstrat.data.privacy import pseudonymise
+from riskstrat.data.readers import MissingSourceFileError, import_dataset
+from riskstrat.data.readers.hes import (
     admission_method,
     ae_admitted,
     birth_date_from_mydob,
@@ -380,8 +380,8 @@ def test_a_truncated_gz_file_is_named_not_aborted(tmp_path, monkeypatch):
     import gzip
 
     from riskstrat.cli import app
-    from riskstrat.io import DataFileError
-    from riskstrat.privacy import KEY_ENV
+    from riskstrat.data.io import DataFileError
+    from riskstrat.data.privacy import KEY_ENV
 
     src = tmp_path / "hes"
     src.mkdir()

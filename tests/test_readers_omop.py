@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from riskstrat.codelists import atc_to_bnf, icd10_condition, load_codelist
-from riskstrat.readers.omop import read_omop
-from riskstrat.readers.vocab import Vocabulary, atc_classes, descendants, maps_to, read_vocabulary
-from riskstrat.schema import LONG_TERM_CONDITIONS
+from riskstrat.data.codelists import atc_to_bnf, icd10_condition, load_codelist
+from riskstrat.data.readers.omop import read_omop
+from riskstrat.data.readers.vocab import Vocabulary, atc_classes, descendants, maps_to, read_vocabulary
+from riskstrat.data.schema import LONG_TERM_CONDITIONS
 
 KEY = b"test-key"
 SYNTHEA27NJ = Path(__file__).resolve().parents[2] / "shared" / "data" / "omop-synthea27nj"
@@ -62,7 +62,7 @@ def test_atc_to_bnf_longest_prefix(code, chapter):
 
 
 def test_icd10_condition_is_shared_and_still_importable_from_the_reader():
-    from riskstrat.readers.omop import icd10_condition as from_reader
+    from riskstrat.data.readers.omop import icd10_condition as from_reader
 
     codes = pd.Series(["J44.1", "N18.3", "C50.9", "I50.0", "F32.1", "Z00"])
     assert icd10_condition(codes).iloc[:5].tolist() == ["copd", "ckd", "cancer", "heart_failure", "depression"]
@@ -228,7 +228,7 @@ def test_deaths_from_the_death_table_and_from_the_person_table(tmp_path):
     ], death=[dict(person_id=1, death_date="2020-05-06"), dict(person_id=1, death_date="2020-06-01"),
               dict(person_id=3, death_date="2021-12-30")])
     tables, summary = read_omop(src, pseudonym_key=KEY)
-    from riskstrat.privacy import pseudonymise
+    from riskstrat.data.privacy import pseudonymise
 
     ids = dict(zip(pseudonymise(pd.Series(["1", "2", "3", "4"]), KEY), ["1", "2", "3", "4"]))
     died = tables["persons"].assign(src=lambda d: d["person_id"].map(ids)).set_index("src")["death_date"]
@@ -282,7 +282,7 @@ def test_admission_methods(tmp_path):
     ])
     tables, summary = read_omop(src, pseudonym_key=KEY)
     spells = tables["inpatient_spells"].sort_values(["admission_date", "record_id"])
-    from riskstrat.privacy import pseudonymise
+    from riskstrat.data.privacy import pseudonymise
 
     by_visit = dict(zip(pseudonymise(pd.Series([f"visit_occurrence:{i}" for i in range(1, 12)]), KEY), range(1, 12)))
     got = dict(zip(spells["record_id"].map(by_visit), spells["admission_method"]))
@@ -323,7 +323,7 @@ def test_primary_care_from_provider_specialty_or_care_site(tmp_path, option, gp,
 
 
 def test_visits_deduplicated_by_id_never_by_content(tmp_path):
-    from riskstrat.validate import validate_tables
+    from riskstrat.data.validate import validate_tables
 
     same_day = dict(visit_concept_id=9203, visit_start_date="2020-01-01", visit_end_date="2020-01-01", person_id=1)
     src = _cdm(tmp_path, visit_occurrence=[dict(same_day, visit_occurrence_id=1), dict(same_day, visit_occurrence_id=2),
@@ -394,7 +394,7 @@ def test_a_hospital_care_site_never_becomes_a_practice(tmp_path):
     tables, summary = read_omop(src, pseudonym_key=KEY, practice_from="care_site")
     assert sorted(tables["persons"]["practice_id"].fillna("-")) == ["-"] * 4 + ["CS20", "CS33", "CS35"]
     assert summary.practice_exclusions["people_whose_only_candidate_was_a_hospital"] == 4
-    from riskstrat.readers import import_dataset
+    from riskstrat.data.readers import import_dataset
 
     import_dataset("omop", src, tmp_path / "linked", pseudonym_key=KEY)
     import json
@@ -440,7 +440,7 @@ def test_synthea27nj_counts_checked_by_hand(tmp_path):
     heart failure (4229440, chronic congestive), dementia (378419), stroke (381316), asthma (4051466,
     childhood asthma). No COPD, cancer or depression is recorded in this export.
     """
-    from riskstrat.readers import import_dataset
+    from riskstrat.data.readers import import_dataset
 
     summary, report = import_dataset("omop", SYNTHEA27NJ, tmp_path / "linked", pseudonym_key=KEY)
     rows = summary.output_rows
@@ -451,7 +451,7 @@ def test_synthea27nj_counts_checked_by_hand(tmp_path):
     assert [(i.rule, i.table, i.n_rows) for i in report.issues] == [
         ("blank_cost", "inpatient_spells", 13), ("blank_cost", "ae_attendances", 56),
         ("blank_cost", "gp_contacts", 1722), ("blank_cost", "prescriptions", 883)]
-    from riskstrat.validate import load_records
+    from riskstrat.data.validate import load_records
 
     records = load_records(tmp_path / "linked")
     assert records.persons["death_date"].notna().sum() == 3

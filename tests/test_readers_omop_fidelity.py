@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from riskstrat.codelists import load_codelist, snomed_condition
-from riskstrat.privacy import pseudonymise
-from riskstrat.readers.omop import read_omop
-from riskstrat.schema import LONG_TERM_CONDITIONS
+from riskstrat.data.codelists import load_codelist, snomed_condition
+from riskstrat.data.privacy import pseudonymise
+from riskstrat.data.readers.omop import read_omop
+from riskstrat.data.schema import LONG_TERM_CONDITIONS
 from test_readers_omop import _cdm  # the CDM folder helper the OMOP reader tests share
 
 KEY = b"test-key"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from riskstrat.readers import ImportSummary
-from riskstrat.readers.report import OUTCOMES, format_import_report, import_report, supported_outcomes
+from riskstrat.data.readers import ImportSummary
+from riskstrat.report.imports import OUTCOMES, format_import_report, import_report, supported_outcomes
 
 
 def _persons(n: int = 3, deaths: int = 0) -> pd.DataFrame:
@@ -87,7 +87,7 @@ def test_costs_and_social_care(cost, supported):
 
 
 def test_report_counts_people_without_practice_and_keeps_examples():
-    from riskstrat.validate import ValidationReport
+    from riskstrat.data.validate import ValidationReport
 
     summary = ImportSummary(source="hes")
     summary.source_rows = {"apc.csv": 10}
@@ -107,8 +107,8 @@ def test_report_counts_people_without_practice_and_keeps_examples():
 def test_an_import_without_a_known_end_takes_it_from_the_event_volume_not_a_stray_date():
     # A reader that does not know the extract end wrote the latest event date to dataset.json: one
     # mistyped date (2025-02-14 after steady data to 2024-06) became the data end, explicit from then on.
-    from riskstrat.readers.report import dataset_metadata
-    from riskstrat.validate import ValidationReport
+    from riskstrat.report.imports import dataset_metadata
+    from riskstrat.data.validate import ValidationReport
 
     days = [d for d in pd.date_range("2023-01-01", "2024-06-30") if d.day % 3 == 0] + [pd.Timestamp("2025-02-14")]
     tables = {"persons": _persons(), "ae_attendances": pd.DataFrame({"person_id": "p0", "arrival_date": days})}
@@ -130,8 +130,8 @@ def test_social_care_costs_alone_do_not_support_high_cost():
 
 @pytest.mark.parametrize("bad, warned", [(5, False), (6, True)])  # of 100 present: 5% is the most left unsaid
 def test_unreadable_values_are_printed_and_costs_past_five_percent_warned(bad, warned):
-    from riskstrat.readers.report import unreadable_cost_issues
-    from riskstrat.validate import ValidationReport
+    from riskstrat.report.imports import unreadable_cost_issues
+    from riskstrat.data.validate import ValidationReport
 
     summary = ImportSummary(source="synthea")
     summary.unreadable_values("enc.csv", "TOTAL_CLAIM_COST", "cost", pd.Series(["1"] * (100 - bad) + ["inf"] * bad),
@@ -195,7 +195,7 @@ def test_can_support_counts_the_latest_testable_horizon_not_all_years():
 
 
 def test_enough_events_in_the_latest_horizon_is_yes():
-    from riskstrat.config import GuardsConfig
+    from riskstrat.modeling.config import GuardsConfig
 
     small = GuardsConfig(min_events_train=1, min_events_calibration=1, min_events_test=1)
     verdict = supported_outcomes(_history_then_few(30), extract_end="2025-10-31", data_start="2015-01-01",
@@ -207,7 +207,7 @@ def test_enough_events_in_the_latest_horizon_is_yes():
 
 
 def test_import_report_prints_too_small_with_the_people_needed():
-    from riskstrat.validate import ValidationReport
+    from riskstrat.data.validate import ValidationReport
 
     tables = _history_then_few(3)
     summary = ImportSummary(source="test")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from riskstrat.readers import import_dataset
-from riskstrat.readers.synthea import read_synthea
+from riskstrat.data.readers import import_dataset
+from riskstrat.data.readers.synthea import read_synthea
 
 KEY = b"synthea-test-key"
 
@@ -257,7 +257,7 @@ def test_a_hospital_never_becomes_a_practice_and_the_people_left_without_one_are
     assert summary.practice_exclusions == {"hospitals_excluded": 2, "people_whose_only_candidate_was_a_hospital": 2}
     assert any("2 hospital organizations" in n and "2 people seen for primary care only at a hospital" in n
                for n in summary.notes)
-    from riskstrat.readers.report import format_import_report
+    from riskstrat.report.imports import format_import_report
 
     summary, report = import_dataset("synthea", src, tmp_path / "linked", pseudonym_key=KEY)
     import_report = json.loads((tmp_path / "linked" / "import_report.json").read_text())
@@ -317,7 +317,7 @@ def test_synthea_111_practices_checked_against_the_source_files():
 def test_synthea_111_conditions_in_add_up_to_register_out_and_what_was_left_out():
     """conditions.csv rows = register rows + rows that are no register condition + repeats of a condition
     a person already has (kept once, at its first date), counted from the CSV with pandas."""
-    from riskstrat.readers.synthea import match_ltc
+    from riskstrat.data.readers.synthea import match_ltc
 
     conditions = pd.read_csv(SYNTHEA_111 / "conditions.csv")
     hits = match_ltc(conditions["DESCRIPTION"])

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat import tracking
-from riskstrat.config import LightGBMConfig, load_config
+from riskstrat.registry import tracking
+from riskstrat.modeling.config import LightGBMConfig, load_config
 from riskstrat.evaluation import gate as gates
-from riskstrat.models import auto_lightgbm
+from riskstrat.modeling.models import auto_lightgbm
 from riskstrat.pipelines import run_training
-from riskstrat.refit import REFIT_OF_RUN_TAG, REFIT_OF_VERSION_TAG, REFIT_VERSION_TAG, refit_dates
-from riskstrat.synth import write_population
-from riskstrat.train import person_groups, training_groups
+from riskstrat.modeling.refit import REFIT_OF_RUN_TAG, REFIT_OF_VERSION_TAG, REFIT_VERSION_TAG, refit_dates
+from riskstrat.data.synth import write_population
+from riskstrat.modeling.train import person_groups, training_groups
 
 # The data end 2025-10-31: training at 2023-08-01 and 2023-11-01, tested at 2024-11-01, whose year is the
 # last one the data cover; so the refit's dates run every 3 months from 2023-08-01 to 2024-11-01.

@@ -39,7 +39,7 @@ def test_table_sets_text_left_numbers_right_and_mutes_rows():
 
 
 def test_dependence_plot_spreads_a_long_tail_on_a_symmetric_log_axis():
-    from riskstrat.plots import dependence_figure
+    from riskstrat.evaluation.plots import dependence_figure
 
     rng = np.random.default_rng(0)
     cost = np.concatenate([np.zeros(50), rng.lognormal(5, 2, 950)])   # many zeros, a long tail

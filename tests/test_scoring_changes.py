@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from riskstrat import lists
+from riskstrat.scoring import lists
 
 
 def toy_population(rows) -> pd.DataFrame:

@@ -15,12 +15,14 @@ import pandas as pd
 import pytest
 from markupsafe import Markup
 
-from riskstrat import lists, publish
-from riskstrat.features import (CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES, NO_EVENT_DAYS, describe_reason, describe_value,
+from riskstrat.scoring import lists
+
+from riskstrat.scoring import publish
+from riskstrat.features.clinical import (CONTEXT_COLUMNS, FEATURE_NAMES, FEATURES, NO_EVENT_DAYS, describe_reason, describe_value,
                                 feature, reason_group)
-from riskstrat.models import RiskModel
-from riskstrat.reasons import check_additivity, top_reasons
-from riskstrat.tiers import (DEFAULT_GROUPS, GroupRule, assign_groups, assign_tiers, cost_band, group_flags,
+from riskstrat.modeling.models import RiskModel
+from riskstrat.scoring.reasons import check_additivity, top_reasons
+from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GroupRule, assign_groups, assign_tiers, cost_band, group_flags,
                              rank_by_score)
 
 LIST_SIZE = 25
@@ -494,7 +496,7 @@ def test_a_failure_mid_write_leaves_no_partial_month(tmp_path, features, model, 
     monkeypatch.setattr(lists, "_write_xlsx", broken)
     with pytest.raises(OSError, match="disk full"):
         write(target, pop)
-    # Only the publishing machinery's hidden entries (riskstrat.publish): no month, no run folder left.
+    # Only the publishing machinery's hidden entries (riskstrat.scoring.publish): no month, no run folder left.
     assert [p.name for p in (tmp_path / "months").iterdir() if not p.name.startswith(".")] == []
     assert list((tmp_path / "months" / ".runs").iterdir()) == []
     # A month already written is left whole when its rewrite fails.
@@ -702,7 +704,7 @@ def test_the_page_says_how_many_were_held_back_and_why(tmp_path, features, model
     assert f"{held} people who would be on this list are not shown this month" in notice
     assert "20% of the listed people outside the very high tier" in notice and "always shown" in notice
     assert json.loads((out / "manifest.json").read_text())["holdout"]["exempt_tiers"] == ["very high"]
-    from riskstrat.config import ListsConfig
+    from riskstrat.modeling.config import ListsConfig
 
     assert ListsConfig().holdout_exempt_tiers == ["very high"]
     with pytest.raises(ValueError, match="unknown tiers"):
@@ -744,7 +746,7 @@ HOSTILE = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tc
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_formulas_are_neutralised_in_every_csv_and_workbook(tmp_path, features, model, value):
-    from riskstrat.sheets import neutralise_formula
+    from riskstrat.scoring.sheets import neutralise_formula
 
     assert neutralise_formula(value) == "'" + value and neutralise_formula("3 admissions") == "3 admissions"
     pop = score_month(features, model)
@@ -859,7 +861,7 @@ window.addEventListener("load", function () {
 def test_practice_page_in_headless_chromium(tmp_path, features, model):
     """At 1280x800 the month and data date are in the first screen with at least 5 people, every
     listed person has a reason, and nothing is loaded from anywhere."""
-    from riskstrat.listpage import chromium, find_chromium
+    from riskstrat.scoring.listpage import chromium, find_chromium
 
     if find_chromium() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)")
@@ -892,7 +894,7 @@ def test_practice_page_in_headless_chromium(tmp_path, features, model):
 
 
 def test_page_settings_come_from_the_lists_config(tmp_path):
-    from riskstrat.config import ListsConfig
+    from riskstrat.modeling.config import ListsConfig
     from riskstrat.pipelines import _page_settings
 
     names = tmp_path / "names.csv"

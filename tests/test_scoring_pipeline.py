@@ -20,15 +20,19 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat import lists, publish, tracking
-from riskstrat.config import ScoringConfig, load_config
-from riskstrat.io import data_fingerprint
+from riskstrat.scoring import lists
+
+from riskstrat.scoring import publish
+
+from riskstrat.registry import tracking
+from riskstrat.modeling.config import ScoringConfig, load_config
+from riskstrat.data.io import data_fingerprint
 from riskstrat.errors import RiskstratError
 from riskstrat.pipelines import (ModelDataMismatchError, PublishedButNotTrackedError, load_data, run_scoring,
                                  run_training)
-from riskstrat.privacy import OptOutError
-from riskstrat.publish import AlreadyPublishedError, PublishRefusedError
-from riskstrat.synth import write_population
+from riskstrat.data.privacy import OptOutError
+from riskstrat.scoring.publish import AlreadyPublishedError, PublishRefusedError
+from riskstrat.data.synth import write_population
 
 AS_OF = "2025-11-01"
 MONTH = "2025-11"
@@ -318,12 +322,12 @@ def test_each_model_passes_over_each_person_once(score, tmp_path, monkeypatch):
 
 
 def test_risks_equal_the_calibrated_path_and_ranks_the_raw_score(score, registry, records, tmp_path):
-    from riskstrat.features import build_features
-    from riskstrat.tiers import rank_by_score
+    from riskstrat.features.clinical import build_features
+    from riskstrat.modeling.tiers import rank_by_score
 
     population = pd.read_parquet(Path(score(tmp_path / "lists")["output_dir"]) / "population.parquet")
     model = tracking.load_model(RISK_MODEL, alias="champion", uri=registry["uri"]).risk_model
-    from riskstrat.engines.spec import FeatureSpec
+    from riskstrat.features.spec import FeatureSpec
 
     spec = FeatureSpec.from_dict(model.metadata["feature_spec"])  # the features it was trained on, as stored
     features = build_features(records, AS_OF, spec=spec).loc[population["person_id"].to_numpy()]
@@ -418,8 +422,8 @@ def _with_october(two_months, tmp_path) -> Path:
 
 
 def test_last_month_edited_after_publishing_refuses_this_month_by_default(score, two_months, tmp_path):
-    from riskstrat.io import write_parquet
-    from riskstrat.published import TamperedFileError
+    from riskstrat.data.io import write_parquet
+    from riskstrat.scoring.published import TamperedFileError
 
     out = _with_october(two_months, tmp_path)
     path = out / "2025-10" / "population.parquet"
@@ -449,8 +453,8 @@ def test_an_unverifiable_last_month_is_treated_as_absent_when_allowed_and_the_ma
 
 
 def test_last_month_from_an_older_version_without_tiers_is_a_clear_refusal(score, two_months, tmp_path):
-    from riskstrat.io import file_sha256, write_parquet
-    from riskstrat.published import MissingColumnsError
+    from riskstrat.data.io import file_sha256, write_parquet
+    from riskstrat.scoring.published import MissingColumnsError
 
     out = _with_october(two_months, tmp_path)
     month = out / "2025-10"
@@ -475,7 +479,7 @@ def _with_both_months(two_months, tmp_path) -> Path:
 
 def test_last_month_with_its_population_deleted_is_refused_not_skipped(score, two_months, tmp_path):
     """The red team's case: it was treated as absent, silently (everyone new, no shrink check, exit 0)."""
-    from riskstrat.published import TamperedFileError
+    from riskstrat.scoring.published import TamperedFileError
 
     out = _with_both_months(two_months, tmp_path)
     october = publish.month_run(out, "2025-10")
@@ -494,7 +498,7 @@ def test_last_month_with_its_population_deleted_is_refused_not_skipped(score, tw
 def test_a_month_whose_published_manifest_cannot_be_believed_is_not_compared_silently(score, two_months, tmp_path):
     """A rerun compares its population with the month as published; a manifest that does not parse
     was taken as no month at all (no shrink check)."""
-    from riskstrat.published import ManifestError
+    from riskstrat.scoring.published import ManifestError
 
     out = _with_both_months(two_months, tmp_path)
     (out / "2025-10").unlink()  # no earlier month: the rerun is compared with November as published
@@ -518,7 +522,7 @@ def test_last_month_with_a_fifo_or_link_in_place_of_a_file_is_refused_without_ha
     import os
 
     from riskstrat.pipelines import previous_month
-    from riskstrat.published import PublishedMonthError
+    from riskstrat.scoring.published import PublishedMonthError
 
     out = tmp_path / "lists"
     month = out / "2025-09"  # a month folder as an earlier riskstrat wrote it (a real folder)
@@ -545,7 +549,7 @@ def test_last_month_is_read_from_the_run_folder_its_link_was_checked_at(two_mont
     followed: the month read is the one checked."""
     import os
 
-    from riskstrat.io import file_sha256, write_parquet
+    from riskstrat.data.io import file_sha256, write_parquet
     from riskstrat.pipelines import previous_month
 
     out = _with_both_months(two_months, tmp_path)
@@ -572,7 +576,7 @@ def test_last_month_is_read_from_the_run_folder_its_link_was_checked_at(two_mont
 
 
 def test_with_allow_stale_data_only_stale_data_is_a_warning_not_any_fault(score, tmp_path, monkeypatch):
-    from riskstrat import guards
+    from riskstrat.modeling import guards
 
     def broken(*args, **kwargs):
         raise TypeError("a bug in the currency check")
@@ -781,7 +785,7 @@ def test_a_stray_late_event_does_not_make_stale_data_current(registry, data_dir,
                                                              engine):
     # The data run to 2025-10-31. With no dataset.json, one contact dated 2026-06-15 made the latest event
     # the data end, and a month scored at 2026-07-01 was published from data 8 months old.
-    from riskstrat.guards import StaleDataError
+    from riskstrat.modeling.guards import StaleDataError
 
     stray = with_a_stray_event(data_dir, tmp_path / "stray", "2026-06-15")
     cfg = scoring_config(registry, stray, tmp_path / "lists", f"engine={engine}")
@@ -993,7 +997,7 @@ def test_an_empty_feed_the_models_use_is_refused_unless_allowed(registry, data_d
 
 
 def test_data_pseudonymised_under_another_key_are_refused_before_scoring(registry, data_dir, tmp_path, monkeypatch):
-    from riskstrat.privacy import KEY_ENV, PseudonymKeyError, key_fingerprint
+    from riskstrat.data.privacy import KEY_ENV, PseudonymKeyError, key_fingerprint
 
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)
@@ -1019,7 +1023,7 @@ def test_cli_a_second_run_on_the_same_output_folder_exits_2_naming_the_holder(re
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from riskstrat.publish import output_lock
+        from riskstrat.scoring.publish import output_lock
         with output_lock({str(out)!r}):
             Path({str(marker)!r}).write_text("")
             time.sleep(60)
@@ -1044,7 +1048,7 @@ def test_cli_a_second_run_on_the_same_output_folder_exits_2_naming_the_holder(re
 
 def test_reidentification_lookups_match_in_canonical_form_and_a_foreign_one_is_refused(score, home_practice,
                                                                                         tmp_path):
-    from riskstrat.privacy import PseudonymKeyError
+    from riskstrat.data.privacy import PseudonymKeyError
 
     practice = sorted(home_practice.unique())[0]
     patients = home_practice.index[home_practice == practice]

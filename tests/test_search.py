@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat.config import ConfigError, LightGBMConfig, SearchConfig, load_config
-from riskstrat.search import TUNED, inner_split, tune_lightgbm
+from riskstrat.modeling.config import ConfigError, LightGBMConfig, SearchConfig, load_config
+from riskstrat.modeling.search import TUNED, inner_split, tune_lightgbm
 
 
 def rows(n_people: int = 1500, dates: int = 2, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

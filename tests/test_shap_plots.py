@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from riskstrat.evaluation._shap import feature_label, shap_figures, shap_sample
-from riskstrat.evaluation.pipeline import global_drivers
-from riskstrat.models import RiskModel
+from riskstrat.pipelines.evaluate import global_drivers
+from riskstrat.modeling.models import RiskModel
 
 GENERIC = "ae_attendances__urgent_care__count_90d"
 FEATURES = ["age", "emergency_admissions_0_3m", GENERIC, "ltc_copd", "cost_total_12m"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat import sheets
+from riskstrat.scoring import sheets
 
 
 def hand_made() -> pd.DataFrame:
@@ -123,7 +123,7 @@ def test_python_values_are_plain_with_none_for_missing(values, expected):
 # ---------------------------------------------------------------- workbooks from their parts = xlsxwriter's
 
 def _awkward_tables() -> dict[str, pd.DataFrame]:
-    """Hand-made tables for the parts route (riskstrat.workbook_parts) against xlsxwriter's own bytes."""
+    """Hand-made tables for the parts route (riskstrat.scoring.workbook_parts) against xlsxwriter's own bytes."""
     text = pd.array(["=HYPERLINK(\"x\")", "+44 20", "-minus", "@SUM(A1)", "\ttab", "\rreturn", "plain", None],
                     dtype="str")
     specials = ["a & b <c> \"d\" 'e'", "bell\x07 and \x1f unit", "_x0041_ looks escaped", "\ufffe\uffff",
@@ -206,7 +206,7 @@ def test_an_infinite_number_is_refused_as_xlsxwriter_refuses_it():
 
 
 def test_parts_route_checks_itself_against_xlsxwriter_and_steps_aside_when_they_differ(monkeypatch):
-    from riskstrat import workbook_parts
+    from riskstrat.scoring import workbook_parts
 
     assert sheets.parts_agree_with_xlsxwriter()
     monkeypatch.setattr(sheets, "parts_agree_with_xlsxwriter", lambda: False)

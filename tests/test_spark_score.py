@@ -1,4 +1,4 @@
-"""Scoring inside Spark (``riskstrat.engines.spark_score``) gives the driver's numbers.
+"""Scoring inside Spark (``riskstrat.scoring.spark``) gives the driver's numbers.
 
 The default run fits a small risk model and high-cost pair on the DuckDB engine's features of the
 2,000-person synthetic population with the hand-made lives, repeats and window edges of
@@ -33,14 +33,14 @@ from test_engines import (  # noqa: E402,F401 - synthetic: the module's fixture
 # The slow case's fixtures: the scoring pipeline's data and registered champions (made only when it runs).
 from test_scoring_pipeline import data_dir, registry  # noqa: E402,F401
 
-from riskstrat import lists  # noqa: E402
-from riskstrat.config import LightGBMConfig  # noqa: E402
-from riskstrat.engines.duckdb import DuckDBEngine  # noqa: E402
-from riskstrat.engines.spark import SparkEngine  # noqa: E402
+from riskstrat.scoring import lists  # noqa: E402
+from riskstrat.modeling.config import LightGBMConfig  # noqa: E402
+from riskstrat.features.duckdb import DuckDBEngine  # noqa: E402
+from riskstrat.features.spark import SparkEngine  # noqa: E402
 from riskstrat.evaluation.drift import reference_profile  # noqa: E402
-from riskstrat.models import fit_cost_regressor, fit_lightgbm  # noqa: E402
+from riskstrat.modeling.models import fit_cost_regressor, fit_lightgbm  # noqa: E402
 from riskstrat.pipelines import InMemoryFeatures  # noqa: E402
-from riskstrat.validate import ValidationError  # noqa: E402
+from riskstrat.data.validate import ValidationError  # noqa: E402
 
 AS_OF = "2025-06-01"
 
@@ -76,7 +76,7 @@ def models(folder):
 
 
 def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folder, models):
-    from riskstrat.engines.spark import _to_pandas
+    from riskstrat.features.spark import _to_pandas
 
     risk, cost = models
     warned = {"duckdb": [], "spark": []}
@@ -129,8 +129,8 @@ def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folde
 
 
 def test_spark_converts_and_blanks_the_cost_features_as_the_driver(spark, folder):
-    from riskstrat.costs import CostHandling
-    from riskstrat.engines.spark import _to_pandas
+    from riskstrat.features.costs import CostHandling
+    from riskstrat.features.spark import _to_pandas
     from riskstrat.pipelines import month_features
 
     engine = SparkEngine(folder, spark=spark)

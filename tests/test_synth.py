@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat.labels import build_labels
-from riskstrat.metrics import auroc
-from riskstrat.records import LinkedRecords
-from riskstrat.schema import EVENT_TABLES, TABLES
-from riskstrat.synth import generate_population, write_population
-from riskstrat.validate import load_records, validate_tables
+from riskstrat.outcomes.labels import build_labels
+from riskstrat.evaluation.metrics import auroc
+from riskstrat.data.records import LinkedRecords
+from riskstrat.data.schema import EVENT_TABLES, TABLES
+from riskstrat.data.synth import generate_population, write_population
+from riskstrat.data.validate import load_records, validate_tables
 
 START, YEARS, SEED = "2021-11-01", 4, 42   # extract 2021-11-01 .. 2025-10-31
 FULL_YEARS = (2022, 2023, 2024)
@@ -205,7 +205,7 @@ def test_high_cost_probability_matches_brute_force_on_a_hand_made_future():
     # One future's path: cost without electives R, elective rate L. Brute force: draw the electives
     # (Poisson count, each cost lognormal 1500 x e^(0.9 Z)) many times; the formula's exact part
     # (none or one) plus its unbiased part (two or more) must agree with the share above t.
-    from riskstrat.synth import high_cost_probability
+    from riskstrat.data.synth import high_cost_probability
 
     rng = np.random.default_rng(0)
     rest, rate, t, n = 6000.0, 0.6, 9000.0, 400_000
@@ -227,8 +227,8 @@ def test_high_cost_probability_matches_brute_force_on_a_hand_made_future():
 def test_high_cost_chance_agrees_with_brute_force_futures():
     # The chance from quiet and branch futures (costly emergency admissions integrated out) must
     # equal, person by person, the share of freely simulated futures whose cost passes t.
-    from riskstrat.synth import high_cost_chance
-    from riskstrat.synth.generator import _initial_state, _month_starts, _practices, _simulate_truth
+    from riskstrat.data.synth import high_cost_chance
+    from riskstrat.data.synth.generator import _initial_state, _month_starts, _practices, _simulate_truth
 
     rng = np.random.default_rng(3)
     months = _month_starts(np.datetime64("2022-01-01", "D"), 12)
@@ -259,11 +259,11 @@ def test_high_cost_truth_is_smooth_and_its_threshold_holds_five_percent(populati
 def test_no_fitted_model_beats_the_high_cost_oracle_beyond_noise(population):
     # The oracle is the ceiling: trained a year earlier, LightGBM and logistic regression do not
     # beat it beyond the paired bootstrap's noise, and the oracle is calibrated on the outcome.
-    from riskstrat.config import load_config
-    from riskstrat.features import FEATURE_NAMES, build_features
-    from riskstrat.metrics import calibration_slope, observed_expected_ratio, paired_auroc_difference
-    from riskstrat.models import fit_lightgbm, fit_logistic
-    from riskstrat.synth.truth import oracle_risk
+    from riskstrat.modeling.config import load_config
+    from riskstrat.features.clinical import FEATURE_NAMES, build_features
+    from riskstrat.evaluation.metrics import calibration_slope, observed_expected_ratio, paired_auroc_difference
+    from riskstrat.modeling.models import fit_lightgbm, fit_logistic
+    from riskstrat.data.synth.truth import oracle_risk
 
     # A faster learning rate than the shipped one: the same kind of model in a few seconds.
     cfg = load_config(None, ["target.name=high_cost", "model.lightgbm.learning_rate=0.1",
@@ -324,7 +324,7 @@ def test_write_population_writes_tables_metadata_and_truth_apart(tmp_path):
 
 
 def test_a_failed_write_leaves_no_folder_and_keeps_an_old_one(tmp_path, monkeypatch):
-    import riskstrat.synth.generator as generator
+    import riskstrat.data.synth.generator as generator
 
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")

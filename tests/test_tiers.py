@@ -1,6 +1,6 @@
 """Ranks, tiers and priority groups against the straightforward definitions, on random data with ties.
 
-The fast versions in :mod:`riskstrat.tiers` compare ids only inside runs of equal scores and join
+The fast versions in :mod:`riskstrat.modeling.tiers` compare ids only inside runs of equal scores and join
 group names once per pattern of flags; these references rank everyone by (score descending, index
 ascending) with one lexsort and join person by person, as the month's files were made before.
 """
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat.lists import list_key, rank_population
-from riskstrat.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, assign_groups, assign_tiers,
+from riskstrat.scoring.lists import list_key, rank_population
+from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, assign_groups, assign_tiers,
                              group_flags, rank_by_score, tiers_by_rank, top_fraction_mask)
 
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat import tracking
-from riskstrat.config import load_config
+from riskstrat.registry import tracking
+from riskstrat.modeling.config import load_config
 from riskstrat.pipelines import run_training
-from riskstrat.search import TUNED
-from riskstrat.synth import write_population
+from riskstrat.modeling.search import TUNED
+from riskstrat.data.synth import write_population
 
 SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
          "evaluation.n_bootstrap=20", "model.lightgbm.n_estimators=60",

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat import tracking
+from riskstrat.registry import tracking
 from riskstrat.errors import RiskstratError
 
 

@@ -1,8 +1,8 @@
 """Training through an engine: ``train --engine duckdb`` gives the pandas reference's model, and the
 feature-definition hash travels with every model and is checked where features are built for it.
 
-The reference for the outcome tables is :func:`riskstrat.validate.load_records`; for the model, the
-same run through :class:`riskstrat.engines.PandasEngine`.
+The reference for the outcome tables is :func:`riskstrat.data.validate.load_records`; for the model, the
+same run through :class:`riskstrat.features.engine.PandasEngine`.
 """
 
 from __future__ import annotations
@@ -21,19 +21,19 @@ from hypothesis import HealthCheck, given, settings
 from test_engines import _linked, write
 from typer.testing import CliRunner
 
-from riskstrat import tracking
-from riskstrat.config import ScoringConfig, load_config
-from riskstrat.engines import PandasEngine
-from riskstrat.engines.duckdb import DuckDBEngine
-from riskstrat.engines.spec import FeatureSpec, spec_hash
+from riskstrat.registry import tracking
+from riskstrat.modeling.config import ScoringConfig, load_config
+from riskstrat.features.engine import PandasEngine
+from riskstrat.features.duckdb import DuckDBEngine
+from riskstrat.features.spec import FeatureSpec, spec_hash
 from riskstrat.errors import RiskstratError
-from riskstrat.io import write_records_tables
-from riskstrat.models import RiskModel
+from riskstrat.data.io import write_records_tables
+from riskstrat.modeling.models import RiskModel
 from riskstrat.pipelines import (TRAINING_STAGES, FeatureSpecMismatchError, check_feature_spec, run_scoring,
                                  run_training)
-from riskstrat.schema import EVENT_TABLES
-from riskstrat.synth import write_population
-from riskstrat.validate import ValidationError, load_records
+from riskstrat.data.schema import EVENT_TABLES
+from riskstrat.data.synth import write_population
+from riskstrat.data.validate import ValidationError, load_records
 
 SMALL = ["model.refit=none",  # one version per run: these tests count versions (tests/test_refit.py: the refit)
          "index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
@@ -194,9 +194,9 @@ def registry(data_dir, tmp_path_factory) -> dict:
     run = run_training(cfg)
     tracking.promote("with-hash", run.logged.model_version, alias="champion", uri=uri)
 
-    from riskstrat.config import config_to_dict
-    from riskstrat.features import feature_table
-    from riskstrat.io import data_fingerprint
+    from riskstrat.modeling.config import config_to_dict
+    from riskstrat.features.clinical import feature_table
+    from riskstrat.data.io import data_fingerprint
 
     # As models were logged before the hash and the stored spec: clinical features, neither recorded.
     old_cfg = config(data_dir, f"tracking.uri={uri}", "tracking.registered_model=before-hash",
@@ -251,7 +251,7 @@ def test_a_model_with_another_hash_is_refused_and_one_without_is_warned_about():
 def test_scoring_refuses_a_model_trained_on_other_feature_definitions(registry, data_dir, tmp_path, monkeypatch):
     from riskstrat.cli import app
 
-    monkeypatch.setattr("riskstrat.engines.spec.DERIVE_VERSION", 99)  # this code would compute them otherwise
+    monkeypatch.setattr("riskstrat.features.spec.DERIVE_VERSION", 99)  # this code would compute them otherwise
     out = tmp_path / "lists"
     result = CliRunner().invoke(app, ["score", "--as-of", "2025-10-01", "--data", str(data_dir), "--out", str(out),
                                       "--set", f"tracking.uri={registry['uri']}", "--set", "models.risk=with-hash",

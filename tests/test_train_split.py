@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat.config import ConfigError, load_config
-from riskstrat.records import LinkedRecords
-from riskstrat.schema import TABLES
-from riskstrat.synth import generate_population
-from riskstrat.train import assemble, person_groups, selected_features, suggest_index_dates
+from riskstrat.modeling.config import ConfigError, load_config
+from riskstrat.data.records import LinkedRecords
+from riskstrat.data.schema import TABLES
+from riskstrat.data.synth import generate_population
+from riskstrat.modeling.train import assemble, person_groups, selected_features, suggest_index_dates
 
 # generate_population(start="2021-11-01", years=4) ends on 2025-10-31: a test date of 2024-11-01 has
 # its full year of follow-up, and training dates a year or more earlier have horizons that end by it.

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat import io
-from riskstrat.io import DataFileError, read_raw_tables, write_records_tables
-from riskstrat.schema import TABLES, pandas_dtype
-from riskstrat.validate import (
+from riskstrat.data import io
+from riskstrat.data.io import DataFileError, read_raw_tables, write_records_tables
+from riskstrat.data.schema import TABLES, pandas_dtype
+from riskstrat.data.validate import (
     ValidationError,
     ValidationReport,
     load_records,

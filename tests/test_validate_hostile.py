@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from test_validate import changed, only, valid_tables, write_csvs
 
 from riskstrat.errors import RiskstratError
-from riskstrat.io import dataset_metadata, read_table_file
-from riskstrat.schema import SCHEMA_VERSION, SchemaVersionError
-from riskstrat.validate import load_records, validate_tables
+from riskstrat.data.io import dataset_metadata, read_table_file
+from riskstrat.data.schema import SCHEMA_VERSION, SchemaVersionError
+from riskstrat.data.validate import load_records, validate_tables
 
 
 @pytest.mark.parametrize(("value", "what"), [("2099-01-01", "in the future"), ("1850-06-01", "before 1900")])
@@ -38,7 +38,7 @@ def test_an_event_dated_in_the_future_is_dropped_and_counted():
 
 
 def test_a_future_event_does_not_move_the_extract_end_of_records_built_by_hand(make_records, tmp_path):
-    from riskstrat.data_end import data_end_of
+    from riskstrat.data.data_end import data_end_of
 
     records = make_records(persons=[{"person_id": "p", "birth_date": "1950-01-01"}],
                            gp_contacts=[{"person_id": "p", "contact_date": "2024-06-30"},

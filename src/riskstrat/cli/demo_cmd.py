@@ -32,8 +32,8 @@ def demo(
     Example: riskstrat demo --people 20000 --seed 42
     """
     from riskstrat.cli.train_cmd import print_comparison
-    from riskstrat.demo import DEMO_DATA, ensure_synthetic, run_demo_training
-    from riskstrat.tracking import tracking_uri
+    from riskstrat.pipelines.demo import DEMO_DATA, ensure_synthetic, run_demo_training
+    from riskstrat.registry.tracking import tracking_uri
 
     t0 = time.perf_counter()
     stage = Stage(quiet=quiet)
@@ -45,7 +45,7 @@ def demo(
     for target, run in result.runs.items():
         outcome = run.result.model.metadata["outcome"]["words"]
         print_comparison(run.result, title=f"{target.replace('_', ' ')} ({outcome}): temporal test set")
-    from riskstrat.demo import run_demo_scoring
+    from riskstrat.pipelines.demo import run_demo_scoring
 
     with libraries_quiet(quiet):
         manifest = run_demo_scoring(meta, stage=stage)

@@ -80,9 +80,9 @@ def evaluate(
     Example: riskstrat evaluate --model riskstrat-emergency-admission/2 --against riskstrat-emergency-admission@champion
     --data riskstrat-data/synthetic --as-of 2025-11-01
     """
-    from riskstrat.evaluation.pipeline import run_evaluation
-    from riskstrat.labels import CensoredIndexDateError
-    from riskstrat.validate import ValidationError
+    from riskstrat.pipelines.evaluate import run_evaluation
+    from riskstrat.outcomes.labels import CensoredIndexDateError
+    from riskstrat.data.validate import ValidationError
 
     date = parse_date(as_of)
     try:

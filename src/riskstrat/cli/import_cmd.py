@@ -105,9 +105,9 @@ def import_hes(
 
 
 def _run(kind: str, src_dir: Path, out_dir: Path, key_file: Path | None, options: dict) -> None:
-    from riskstrat.privacy import load_pseudonym_key
-    from riskstrat.readers import import_dataset
-    from riskstrat.validate import ValidationError
+    from riskstrat.data.privacy import load_pseudonym_key
+    from riskstrat.data.readers import import_dataset
+    from riskstrat.data.validate import ValidationError
 
     if not src_dir.is_dir():
         fail(f"{src_dir}: no such folder", EXIT_REFUSED)
@@ -127,8 +127,8 @@ def _run(kind: str, src_dir: Path, out_dir: Path, key_file: Path | None, options
 
 
 def _print_report(out_dir: Path) -> None:
-    from riskstrat.io import read_json
-    from riskstrat.readers import IMPORT_REPORT
-    from riskstrat.readers.report import format_import_report
+    from riskstrat.data.io import read_json
+    from riskstrat.data.readers import IMPORT_REPORT
+    from riskstrat.report.imports import format_import_report
 
     out.print(format_import_report(read_json(out_dir / IMPORT_REPORT)), highlight=False, markup=False)

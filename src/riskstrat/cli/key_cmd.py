@@ -21,7 +21,7 @@ def init(key_file: Path | None = typer.Option(None, "--key-file", help=_KEY_FILE
 
     Example: riskstrat key init --key-file /secure/riskstrat/pseudonym.key
     """
-    from riskstrat.privacy import init_pseudonym_key, key_fingerprint
+    from riskstrat.data.privacy import init_pseudonym_key, key_fingerprint
 
     path = init_pseudonym_key(key_file)
     fingerprint = key_fingerprint(path.read_text().strip().encode())
@@ -36,7 +36,7 @@ def fingerprint(key_file: Path | None = typer.Option(None, "--key-file", help="K
 
     Example: riskstrat key fingerprint --key-file /secure/riskstrat/pseudonym.key
     """
-    from riskstrat.privacy import key_fingerprint, load_pseudonym_key
+    from riskstrat.data.privacy import key_fingerprint, load_pseudonym_key
 
     out.print(key_fingerprint(load_pseudonym_key(key_file)))
 

@@ -71,9 +71,9 @@ def monitor(
 
     Example: riskstrat monitor --config configs/scoring.yaml --data riskstrat-data/synthetic --as-of 2026-11-01
     """
-    from riskstrat.config import ScoringConfig, load_config, path_override
-    from riskstrat.evaluation.monitor_pipeline import run_monitoring
-    from riskstrat.validate import ValidationError
+    from riskstrat.modeling.config import ScoringConfig, load_config, path_override
+    from riskstrat.pipelines.monitor import run_monitoring
+    from riskstrat.data.validate import ValidationError
 
     date = parse_date(as_of)
     extra = [path_override("data.path", data)] if data else []

@@ -66,10 +66,10 @@ def score(
 
     Example: riskstrat score --config configs/scoring.yaml --as-of 2026-11-01
     """
-    from riskstrat.config import ScoringConfig, load_config, path_override
+    from riskstrat.modeling.config import ScoringConfig, load_config, path_override
     from riskstrat.errors import RiskstratError
     from riskstrat.pipelines import PublishedButNotTrackedError, run_scoring
-    from riskstrat.validate import ValidationError
+    from riskstrat.data.validate import ValidationError
 
     date = parse_date(as_of)
     extra = [path_override("data.path", data)] if data else []

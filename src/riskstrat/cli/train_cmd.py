@@ -71,10 +71,10 @@ def train(
 
     Example: riskstrat train --set data.path=riskstrat-data/synthea --set target.name=unplanned_hospital_use --set index_dates=auto
     """
-    from riskstrat.config import load_config
-    from riskstrat.guards import DegenerateModelError
+    from riskstrat.modeling.config import load_config
+    from riskstrat.modeling.guards import DegenerateModelError
     from riskstrat.pipelines import run_training
-    from riskstrat.validate import ValidationError
+    from riskstrat.data.validate import ValidationError
 
     try:
         cfg = load_config(config, [*overrides, *([f"engine={engine}"] if engine else [])])
@@ -97,7 +97,7 @@ def train(
                   f"calibration slope {m.get('calibration_slope', float('nan')):.2f} on {len(run.result.data.y_test):,} "
                   f"test people at {cfg.index_dates.test}")
     if run.result.degenerate:
-        from riskstrat.guards import describe_degenerate
+        from riskstrat.modeling.guards import describe_degenerate
 
         out.print(f"[bold yellow]warning:[/] degenerate model ({describe_degenerate(run.result.degenerate)}); "
                   f"registered with the tag riskstrat.degenerate: promote and score refuse it unless forced",
@@ -140,7 +140,7 @@ def promote(
 
     Example: riskstrat promote riskstrat-emergency-admission 3 --alias champion
     """
-    from riskstrat.tracking import promote as do_promote, refuse_degenerate
+    from riskstrat.registry.tracking import promote as do_promote, refuse_degenerate
 
     if not force:  # a degenerate model is refused before its evaluation is even looked at
         refuse_degenerate(name, version, what=f"make it {alias}", override="pass --force --reason \"...\"",
@@ -186,7 +186,7 @@ def features() -> None:
     """
     from rich.table import Column, Table
 
-    from riskstrat.features import FEATURE_NAMES, feature_table
+    from riskstrat.features.clinical import FEATURE_NAMES, feature_table
 
     # Names whole (no_wrap): cut short, the generic ones (..._count_365d, ..._count_730d) look alike.
     table = Table(Column("feature", no_wrap=True), "source", "description")

@@ -38,8 +38,8 @@ def validate(
 
     Example: riskstrat validate riskstrat-data/synthetic --json validation.json
     """
-    from riskstrat.io import write_json
-    from riskstrat.validate import validate_data_dir
+    from riskstrat.data.io import write_json
+    from riskstrat.data.validate import validate_data_dir
 
     stage = Stage(quiet=quiet)
     _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value, keep_records=False,

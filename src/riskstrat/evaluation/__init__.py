@@ -4,7 +4,7 @@
 - :func:`subgroup_attributes`: age band, sex, deprivation quintile, ethnicity group, GP practice;
 - :func:`evaluate_scores`: a candidate's full evidence against other scores on the same rows;
 - :mod:`riskstrat.evaluation.gate`: the promotion gate read from ``models/<name>/gate.yaml``;
-- :mod:`riskstrat.evaluation.pipeline`: ``riskstrat evaluate`` (registry, data, report, MLflow).
+- :mod:`riskstrat.pipelines.evaluate`: ``riskstrat evaluate`` (registry, data, report, MLflow).
 """
 
 from riskstrat.evaluation._evaluate import (CANDIDATE, CostEvidence, Evaluation, cost_evidence, evaluate_scores,

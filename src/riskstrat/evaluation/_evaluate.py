@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from riskstrat import metrics
+from riskstrat.evaluation import metrics
 from riskstrat.evaluation._frame import MetricFrame, metric_frame
 
 CANDIDATE = "candidate"
@@ -122,7 +122,7 @@ def evaluate_scores(y_true, scores: Mapping[str, np.ndarray], attributes: pd.Dat
     ``cost_true`` (each person's actual cost over the horizon, in ``currency``) adds the cost
     evidence (:func:`cost_evidence`), with ``cost_pred`` the candidate's predicted cost.
     """
-    from riskstrat.tiers import DEFAULT_TIER_CUTOFFS
+    from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS
 
     if CANDIDATE not in scores:
         raise ValueError(f"scores must include {CANDIDATE!r}; got {list(scores)}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from riskstrat.metrics import _check_inputs
+from riskstrat.evaluation.metrics import _check_inputs
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -64,7 +64,7 @@ def metric_frame(metrics: Mapping[str, Metric], y_true, y_score, *, sensitive_fe
     ``sensitive_features`` is a DataFrame (or a mapping of name to array) matched to the rows by
     position; missing values form their own group ("missing").
 
-    >>> from riskstrat.metrics import auroc
+    >>> from riskstrat.evaluation.metrics import auroc
     >>> mf = metric_frame({"auroc": auroc}, [0, 1, 0, 1], [0.1, 0.9, 0.2, 0.3],
     ...                   sensitive_features={"sex": ["f", "f", "m", "m"]}, min_events=1)
     >>> mf.by_group["auroc"].tolist()

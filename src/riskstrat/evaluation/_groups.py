@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from riskstrat.features import AGE_BANDS, age_band  # noqa: F401 (re-exported: defined once, in features)
+from riskstrat.features.clinical import AGE_BANDS, age_band  # noqa: F401 (re-exported: defined once, in features)
 
 ATTRIBUTES = ("age band", "sex", "deprivation quintile", "ethnicity group", "GP practice")
 

@@ -1,6 +1,6 @@
 """Whether an evaluation is in-sample: its date against the model's training label windows, its people
 against the model's training and calibration people (recomputed from the recorded split rule, never
-from stored person ids). Pure: the model's training design (:func:`riskstrat.train.training_design`)
+from stored person ids). Pure: the model's training design (:func:`riskstrat.modeling.train.training_design`)
 and the records in, counts and sentences out.
 """
 
@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from riskstrat.features import eligible_persons
-from riskstrat.split import training_groups
+from riskstrat.features.clinical import eligible_persons
+from riskstrat.modeling.split import training_groups
 
 IN_SAMPLE = "in-sample"                   # the evaluation date is one of the training dates
 IN_SAMPLE_IN_TIME = "in-sample in time"   # its outcome window overlaps the training labels
@@ -140,7 +140,7 @@ def seen_in_training(ids: pd.Index, records, design: dict, *, key_fingerprint: s
 def training_overlap(ids: pd.Index, records, as_of, design: dict, *, include_seen: bool = False,
                      key_fingerprint: str | None = None) -> tuple[TrainingOverlap, np.ndarray | None]:
     """The overlap of an evaluation at ``as_of`` on the labelled people ``ids`` with the model's training
-    (``design``: :func:`riskstrat.train.training_design`, ``{}`` when the model records none), and the
+    (``design``: :func:`riskstrat.modeling.train.training_design`, ``{}`` when the model records none), and the
     mask of the people with rows in training or calibration (None: unknown). The headline figures are on
     the unseen people (``overlap.people == 'unseen'``) unless ``include_seen`` or membership is unknown."""
     seen, by_date, by_group, note = seen_in_training(ids, records, design, key_fingerprint=key_fingerprint)

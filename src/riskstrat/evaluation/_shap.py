@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from riskstrat import plots
-from riskstrat.features import feature
+from riskstrat.evaluation import plots
+from riskstrat.features.clinical import feature
 
 SAMPLE_SIZE = 2000
 CHECK_ROWS = 200        # rows on which TreeExplainer is checked against pred_contrib (each costs as much again)
@@ -103,7 +103,7 @@ class ShapSample:
 
 def shap_sample(risk_model, X: pd.DataFrame, *, n: int = SAMPLE_SIZE, seed: int = 0,
                 check_rows: int = CHECK_ROWS, stage=lambda m: None) -> ShapSample | None:
-    """SHAP values of a LightGBM ``risk_model`` (:class:`riskstrat.models.RiskModel`) on a sample of
+    """SHAP values of a LightGBM ``risk_model`` (:class:`riskstrat.modeling.models.RiskModel`) on a sample of
     ``n`` rows of ``X`` drawn with ``seed``, by ``shap.TreeExplainer``; None for another kind of model.
 
     Should TreeExplainer differ from LightGBM's ``pred_contrib`` by more than 1e-9 on the rows

@@ -3,7 +3,7 @@ feature against a reference profile stored with the model when it was trained.
 
 The profile holds aggregates only (decile edges of each variable and the share of people in each
 bin, plus the share missing), so it can travel inside the model artifact without any person's row.
-PSI is computed exactly as :func:`riskstrat.metrics.psi` on the reference sample, with one more
+PSI is computed exactly as :func:`riskstrat.evaluation.metrics.psi` on the reference sample, with one more
 bin for missing values. Rule of thumb (and the thresholds here): below 0.1 stable, 0.1-0.25 warn,
 above 0.25 alert.
 """

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from riskstrat.errors import RiskstratError
-from riskstrat.io import DataFileError, read_user_text
+from riskstrat.data.io import DataFileError, read_user_text
 
 GATE_FILE = "gate.yaml"
 # Tags of an evaluation run (written by riskstrat evaluate) that the gate reads besides its metrics.
@@ -86,7 +86,7 @@ def load_gate(path: str | Path) -> Gate:
 
 def write_default_gate(card_dir: str | Path, name: str) -> Path | None:
     """Write ``<card_dir>/<name>/gate.yaml`` with the defaults unless one exists; returns it if written."""
-    from riskstrat.io import write_text
+    from riskstrat.data.io import write_text
 
     path = Path(card_dir) / name / GATE_FILE
     if path.exists():
@@ -183,21 +183,21 @@ def check_promotion(name: str, version: str | int, *, alias: str = "champion", u
                     card_dir: str | Path = "models") -> GateResult:
     """The gate of ``name`` against the latest evaluation of ``version`` in MLflow.
 
-    Refuses (:class:`riskstrat.tracking.RegistryError`) a version the registry does not hold. Besides
+    Refuses (:class:`riskstrat.registry.tracking.RegistryError`) a version the registry does not hold. Besides
     the gate file's criteria, the evaluation must be dated after the model's training labels
     (:func:`check_timing`). A refit for deployment (tagged ``riskstrat.refit_of_version``) is checked
     against its own latest evaluation when that one is dated on or after its labels end; otherwise
     against the latest evaluation of the version it refits (``inherited_from``), whose timing is that
     version's: the refit has the same settings, fitted on later labels.
     """
-    from riskstrat import tracking
+    from riskstrat.registry import tracking
 
-    from riskstrat.refit import REFIT_OF_VERSION_TAG
+    from riskstrat.modeling.refit import REFIT_OF_VERSION_TAG
 
     tracking.require_version(name, version, uri=uri)
     gate = load_gate(Path(card_dir) / name / GATE_FILE)
     run = tracking.find_evaluation(name, version, uri=uri)
-    # A refit (riskstrat.refit) is judged by its own evaluation once one is out of sample in time (dated on
+    # A refit (riskstrat.modeling.refit) is judged by its own evaluation once one is out of sample in time (dated on
     # or after its labels end, which are the data end's); until then by the evaluation of the version it refits.
     parent = tracking.version_tags(name, version, uri=uri).get(REFIT_OF_VERSION_TAG)
     inherited_from = None
@@ -234,7 +234,7 @@ def check_promotion(name: str, version: str | int, *, alias: str = "champion", u
 def record_override(name: str, version: str | int, *, reason: str, failures: list[Criterion],
                     uri: str | None = None) -> dict:
     """Record a forced promotion on the version: the reason, the OS user, the time, what failed."""
-    from riskstrat import tracking
+    from riskstrat.registry import tracking
 
     tags = {"riskstrat.gate_override.reason": reason, "riskstrat.gate_override.user": getpass.getuser(),
             "riskstrat.gate_override.time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

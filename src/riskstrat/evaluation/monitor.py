@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskstrat import metrics
+from riskstrat.evaluation import metrics
 from riskstrat.evaluation._frame import MetricFrame, metric_frame
 
 __all__ = ["HOLDOUT_MIN_EVENTS", "HOLDOUT_MIN_HELD", "MonthResult", "ScoredMonth", "holdout_effect",
@@ -66,7 +66,7 @@ class ScoredMonth:
 
 def split_by_maturity(months: Sequence[ScoredMonth], data_end) -> tuple[list[ScoredMonth], list[ScoredMonth]]:
     """(matured, not yet matured): a month has matured when the data run to the last day of its
-    horizon (``as_of + horizon_days - 1``), as :func:`riskstrat.labels.check_horizon` asks.
+    horizon (``as_of + horizon_days - 1``), as :func:`riskstrat.outcomes.labels.check_horizon` asks.
 
     >>> m = ScoredMonth("2025-11", pd.Timestamp("2025-11-01"), "m", "1", 365, "x", {})
     >>> [len(part) for part in split_by_maturity([m], "2026-10-31")], [len(p) for p in split_by_maturity([m], "2026-10-30")]
@@ -197,11 +197,11 @@ def holdout_effect(population: pd.DataFrame, y, *, exempt_tiers: Sequence[str] =
                    outcome_words: str = "the outcome") -> dict:
     """Outcome events per 1,000 among the eligible people shown on the lists against those held out.
 
-    Eligible is the rule the hold-out was drawn by (:func:`riskstrat.lists.holdout_flags`): listed,
+    Eligible is the rule the hold-out was drawn by (:func:`riskstrat.scoring.lists.holdout_flags`): listed,
     outside ``exempt_tiers``; only people with a label count. The hold-out was randomised within
     the eligible, so the difference (shown minus held out) estimates the effect of being shown on a
     list, whatever practices then did (intention to treat). Interval: Newcombe's hybrid score
-    (:func:`riskstrat.metrics.newcombe_difference`). Mean predicted risk per 1,000 in each arm is a
+    (:func:`riskstrat.evaluation.metrics.newcombe_difference`). Mean predicted risk per 1,000 in each arm is a
     check of the randomisation (the two should be close).
     """
     y = pd.Series(y, dtype="float64").reset_index(drop=True)

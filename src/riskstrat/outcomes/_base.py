@@ -24,8 +24,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from riskstrat.errors import RiskstratError
-from riskstrat.features import person_positions
-from riskstrat.records import LinkedRecords
+from riskstrat.features.clinical import person_positions
+from riskstrat.data.records import LinkedRecords
 
 DeathHandling = Literal["composite", "exclude", "negative"]
 

@@ -9,10 +9,10 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from riskstrat.errors import RiskstratError
-from riskstrat.features import person_positions, sum_by_position
+from riskstrat.features.clinical import person_positions, sum_by_position
 from riskstrat.outcomes._base import DeathHandling, Outcome, Window, _positions_in
-from riskstrat.records import LinkedRecords
-from riskstrat.schema import (
+from riskstrat.data.records import LinkedRecords
+from riskstrat.data.schema import (
     ADMISSION_METHODS,
     AE_DEPARTMENT_TYPES,
     AE_UNPLANNED_DEPARTMENT_TYPES,
@@ -127,7 +127,7 @@ class UnplannedHospitalUse(_HospitalOutcome):
     out of the label while the A&E visits before them stay in. Stays recorded as elective, maternity or
     a transfer never count. ``--set 'target.admission_methods=[emergency]'`` counts emergency ones only.
 
-    ``ae_department_types`` chooses the attendances that count (:data:`riskstrat.schema.AE_DEPARTMENT_TYPES`).
+    ``ae_department_types`` chooses the attendances that count (:data:`riskstrat.data.schema.AE_DEPARTMENT_TYPES`).
     By default an emergency department (type 1), a single-specialty A&E (type 2) or an unknown type:
     an urgent treatment centre, minor injury unit (type 3) or walk-in centre (type 4) visit is not the
     unplanned hospital use case finding tries to prevent, and counting them inflated the positives by a
@@ -220,7 +220,7 @@ def check_costs_known(outcome: Outcome, *, row_counts: dict[str, int], blank_cos
     """Refuse (:class:`MissingCostsError`) a high-cost outcome on data in which no health-care table
     with rows has a known cost: blank costs are unknown, not zero, and a top-5% by social-care cost
     alone is another outcome. ``blank_costs``: the ``(table, column)`` cost columns blank in every row
-    (an engine's ``blank_costs``, :func:`riskstrat.validate.blank_costs`). Other outcomes pass."""
+    (an engine's ``blank_costs``, :func:`riskstrat.data.validate.blank_costs`). Other outcomes pass."""
     if not isinstance(outcome, HighCost):
         return
     blank = {table for table, column in blank_costs if column == "cost"}

@@ -1,6 +1,6 @@
 """Reports rendered from Jinja2 templates (``report/templates/``): the evaluation report (HTML,
 autoescaped, self-contained: figures embedded as base64 PNG, no network references) and the model
-card draft (Markdown). Writing goes through :func:`riskstrat.io.atomic_path`.
+card draft (Markdown). Writing goes through :func:`riskstrat.data.io.atomic_path`.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def figures_of(evaluation) -> dict[str, object]:
     """The evaluation's figures by file stem (what goes to PNG and into the report), as matplotlib
     Figures: ``roc``, ``pr``, ``calibration`` (smoothed, the candidate), ``calibration_deciles`` (every
     probability), ``top_k_ppv`` and ``decision_curve``. A notebook shows each inline."""
-    from riskstrat import plots
+    from riskstrat.evaluation import plots
 
     y, scores = evaluation.y, evaluation.scores
     probs = {k: v for k, v in scores.items() if k != "prior_use"}
@@ -115,7 +115,7 @@ def figures_of(evaluation) -> dict[str, object]:
 
 
 def _png(fig) -> bytes:
-    from riskstrat.plots import _close
+    from riskstrat.evaluation.plots import _close
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
@@ -143,7 +143,7 @@ def tables_of(evaluation, drivers: pd.DataFrame | None = None) -> dict[str, pd.D
 
 def _cost_tables(cost) -> dict:
     """The cost evidence's tables for the report, money in the data set's currency."""
-    from riskstrat.io import money
+    from riskstrat.data.io import money
 
     def cash(values):
         return [money(v, cost.currency) for v in values]
@@ -177,7 +177,7 @@ HEADLINE_COLUMNS = ["model", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", 
 def _described(drivers: pd.DataFrame) -> pd.DataFrame:
     """The drivers table with each feature's plain-English meaning (blank for a feature riskstrat
     does not know, e.g. a custom model's)."""
-    from riskstrat.features import feature
+    from riskstrat.features.clinical import feature
 
     def meaning(name: str) -> str:
         try:
@@ -220,7 +220,7 @@ def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=
     """Write ``report.html``, ``tables/*.csv``, ``figures/*.png`` and ``evaluation.json`` (one folder,
     atomically). ``extra_figures`` (name: figure) are added, e.g. the SHAP summary and dependence plots
     (``shap_summary``, ``dependence_<feature>``: shown under the global drivers)."""
-    from riskstrat.io import atomic_path, write_json
+    from riskstrat.data.io import atomic_path, write_json
 
     out_dir = Path(out_dir)
     figures = {**figures_of(evaluation), **(extra_figures or {})}
@@ -278,7 +278,7 @@ def render_card(evaluation, context: dict, *, drivers=None) -> str:
 def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None) -> Path:
     """Write ``card.md`` in ``folder``; if the card there has been approved, write ``card.draft.md`` beside it
     instead (an approved card is a person's signed text: never overwritten)."""
-    from riskstrat.io import write_text
+    from riskstrat.data.io import write_text
 
     folder = Path(folder)
     card = folder / "card.md"
@@ -346,8 +346,8 @@ def render_monitoring(results, *, assessed, pending, context: dict, figures_png:
 def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context: dict) -> Path:
     """Write ``report.html``, ``tables/*.csv``, ``figures/calibration_<month>.png`` and
     ``monitoring.json`` (one folder, atomically)."""
-    from riskstrat import plots
-    from riskstrat.io import atomic_path, write_json
+    from riskstrat.evaluation import plots
+    from riskstrat.data.io import atomic_path, write_json
 
     out_dir = Path(out_dir)
     figures_png = {}

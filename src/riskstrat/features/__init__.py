@@ -1,0 +1,2 @@
+"""Features as of an index date: the spec (as data), the clinical definitions and their words, the generic
+covariates, and the engines that compute them (pandas, the reference; DuckDB; Spark)."""

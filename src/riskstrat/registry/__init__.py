@@ -1,0 +1,1 @@
+"""MLflow in one place: what training and evaluation log, what scoring loads, the aliases."""

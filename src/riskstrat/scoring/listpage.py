@@ -1,0 +1,60 @@
+"""Rendering pages from the Jinja2 templates in ``riskstrat/report/templates`` (autoescaped).
+
+Templates include their stylesheet and script inline, so every page is one self-contained file
+with no network references.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["TEMPLATES", "chromium", "find_chromium", "render"]
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "report" / "templates"
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=False, keep_trailing_newline=True)
+
+
+def render(template: str, /, **context) -> str:
+    """The template ``template`` (a file name in :data:`TEMPLATES`) filled with ``context``, escaped."""
+    return _environment().get_template(template).render(**context)
+
+
+def find_chromium() -> str | None:
+    """The headless browser used to look at pages (Debian's ``chromium``), or None."""
+    import shutil
+
+    return next((path for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (path := shutil.which(name))), None)
+
+
+def chromium(page: str | Path, *, width: int = 1280, height: int = 800, screenshot: str | Path | None = None,
+             timeout: float = 120) -> str:
+    """Open ``page`` in headless Chromium at ``width`` x ``height``: save a PNG, or return the DOM after load.
+
+    Offline and sandboxed from the user's profile (a fresh temporary profile, no background
+    networking, sync or component updates).
+    """
+    import subprocess
+    import tempfile
+
+    browser = find_chromium()
+    if browser is None:
+        raise FileNotFoundError("chromium is not installed (Debian: apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory(prefix="riskstrat-chromium-") as profile:
+        args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                f"--user-data-dir={profile}", f"--window-size={width},{height}", "--virtual-time-budget=3000"]
+        args += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+        done = subprocess.run([*args, Path(page).resolve().as_uri()], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return done.stdout

@@ -1,0 +1,1254 @@
+"""The month's outputs: the ranked population, per-practice case-finding lists, the commissioners'
+summary, and writing them all at once.
+
+The steps are pure functions on DataFrames; :func:`write_month` is the only one that touches disk.
+The batch job joins them like this::
+
+    features, n_opted_out = apply_opt_outs(build_features(records, as_of), opt_out_ids)
+    risk, raw = risk_model.risk_and_raw_score(features)  # one pass of the model
+    population = rank_population(features, risk, rank_score=raw,
+                                 high_cost_risk=cost_model.predict_risk(features),
+                                 predicted_cost=cost_model.predict_cost(features))
+    ids = population.loc[listed_mask(population, list_size=200), "person_id"]
+    shap, base = risk_model.contributions(features.loc[ids])
+    check_additivity(shap, base, pd.Series(raw, index=features.index).loc[ids])
+    population = mark_lists(population, list_size=200, month="2026-11", previous=last_month,
+                            reasons=top_reasons(shap, features.loc[ids]), holdout_fraction=0.1, seed=42)
+    write_month(out, population=population, practice_lists=practice_lists(population, list_size=200),
+                summary=commissioner_summary(population, list_size=200), manifest=manifest,
+                changes=changes_since(last_month, population, list_size=200))
+
+A practice's list is its people ranked by risk, the top ``list_size`` of them ("listed"), minus a
+seeded random hold-out that is not shown this month so that outcomes can be compared later (never
+from the very high tier by default: :func:`holdout_flags`).
+
+The files: CSV and workbooks through :mod:`riskstrat.scoring.sheets` (formulas neutralised, same input same
+bytes); the page from the Jinja2 template ``report/templates/list.html.j2`` (autoescaped, one
+self-contained file); ``summary.csv`` with small numbers suppressed (:func:`suppress_small_numbers`).
+
+People without a registered practice (``practice_id`` missing) are scored, ranked and counted
+like everyone else, but they are not a practice: their top ``list_size`` form one list of their
+own, keyed :data:`NO_PRACTICE` and written to ``no-registered-practice/`` (not under
+``practices/``), for whoever the area asks to reach unregistered people (an inclusion-health or
+care-coordination team). They often are the people at highest risk; leaving them off every list
+would hide them. Their ``practice_id`` stays missing in ``population.parquet``, and the
+commissioners' summary shows them as a row of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from markupsafe import Markup, escape
+
+from riskstrat.scoring import publish
+from riskstrat.errors import InvalidInputError
+from riskstrat.data.io import file_sha256, write_bytes, write_parquet, write_text
+from riskstrat.scoring.reasons import REASON_SEPARATOR
+from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
+from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
+                             rank_by_score, tiers_by_rank)
+
+__all__ = [
+    "NO_PRACTICE",
+    "NO_PRACTICE_NOTE",
+    "PRACTICE_LIST_COLUMNS",
+    "apply_opt_outs",
+    "changes_since",
+    "commissioner_summary",
+    "describe_group",
+    "holdout_flags",
+    "holdout_rule",
+    "listed_mask",
+    "mark_lists",
+    "practice_list",
+    "practice_lists",
+    "rank_population",
+    "suppress_small_numbers",
+    "write_month",
+]
+
+# Columns of a coordinator's list; "Predicted cost" and "High-cost risk (%)" appear only when the
+# run predicted them, and "Local ID" only after re-identification by the practice.
+PRACTICE_LIST_COLUMNS = ("Rank", "Person ID", "Age", "Sex", "Risk (%)", "Tier", "Priority groups", "Predicted cost",
+                         "High-cost risk (%)", "Emergency admissions (12m)", "A&E visits (12m)", "Bed days (12m)",
+                         "Top reasons", "New this month")
+_SAFE_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The list key (and folder) of the people with no registered practice; not a valid practice code.
+NO_PRACTICE = "no-registered-practice"
+NO_PRACTICE_NOTE = ("People with no registered practice are scored and counted, and their highest-risk people "
+                    "(the same list size as a practice) form one separate list in no-registered-practice/, "
+                    "for the team that reaches unregistered people; they are never a practice's patients. "
+                    "In population.parquet their practice_id is blank; in summary.csv they are one row.")
+_NO_PRACTICE_ROW = "no registered practice"
+
+
+def _check_practice_names(frame: pd.DataFrame) -> None:
+    """The check :func:`list_key` makes, alone."""
+    if (frame["practice_id"].astype("str") == NO_PRACTICE).any():
+        raise InvalidInputError(f"a practice may not be called {NO_PRACTICE!r}: that name lists people without a practice")
+
+
+def list_key(frame: pd.DataFrame) -> pd.Series:
+    """The list each person belongs to: their practice_id, or :data:`NO_PRACTICE` when it is missing."""
+    practice = frame["practice_id"].astype("str")
+    if (practice == NO_PRACTICE).any():
+        raise InvalidInputError(f"a practice may not be called {NO_PRACTICE!r}: that name lists people without a practice")
+    blank = practice.isna() | (practice.str.strip() == "")
+    return practice.where(~blank, NO_PRACTICE).astype("str")
+
+
+# ----------------------------------------------------------------------------- ranking
+
+
+def _aligned(values, index: pd.Index, name: str) -> np.ndarray:
+    if values is None:
+        return np.full(len(index), np.nan)
+    if isinstance(values, pd.Series):
+        if not values.index.isin(index).all() or len(values) != len(index):
+            raise ValueError(f"{name} must have one value per person of the features frame")
+        return values.reindex(index).to_numpy(dtype="float64")
+    array = np.asarray(values, dtype="float64").reshape(-1)
+    if len(array) != len(index):
+        raise ValueError(f"{name} has {len(array)} values for {len(index)} people")
+    return array
+
+
+def _past_year(features: pd.DataFrame, stem: str) -> pd.Series:
+    cols = [c for c in (f"{stem}_0_3m", f"{stem}_3_12m") if c in features]
+    if not cols:
+        return pd.Series(np.nan, index=features.index)
+    return features[cols].sum(axis=1, min_count=1)  # missing (source absent) stays missing
+
+
+def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predicted_cost=None,
+                    tier_cutoffs: Mapping[str, float] | None = None,
+                    groups: Sequence[GroupRule] = DEFAULT_GROUPS, rank_score=None,
+                    currency: str = "GBP") -> pd.DataFrame:
+    """One row per person, ranked by ``risk`` (rank 1 = highest, population-wide), sorted by rank.
+
+    ``features`` is :func:`riskstrat.features.clinical.build_features` output (index ``person_id``; columns
+    ``practice_id``, ``sex``, ``age`` and the features); ``risk`` the calibrated emergency-admission
+    risk per row. ``high_cost_risk`` (chance of being in next year's top 5% by cost) and
+    ``predicted_cost`` (pounds) are optional. Columns: person_id, practice_id, rank, practice_rank,
+    risk, tier, groups, high_cost_risk, predicted_cost, predicted_cost_band, age, sex and the past
+    year's emergency_admissions_12m, ae_attendances_12m, emergency_bed_days_12m, cost_total_12m.
+
+    ``rank_score`` (optional) orders people instead of ``risk``; pass the model's raw score so that
+    people on a plateau of an isotonic calibration are still ranked by the model, not by id.
+
+    People whose ``practice_id`` is missing (or blank) keep it missing; ``practice_rank`` then ranks
+    them among themselves (:data:`NO_PRACTICE`). ``currency`` (ISO code) labels the cost bands.
+    """
+    ids = features.index
+    if "practice_id" not in features:
+        raise ValueError("the features frame has no practice_id column")
+    risk_values = _aligned(risk, ids, "risk")
+    by_id = IdOrder(ids)  # the ids checked unique once, and sorted at most once for every tie-break below
+    order_by = pd.Series(_aligned(rank_score, ids, "rank_score") if rank_score is not None else risk_values,
+                         index=ids)
+    rank = rank_by_score(order_by, ids=by_id).to_numpy()
+    by_rank = np.empty(len(ids), dtype=np.int64)  # positions from rank 1 down
+    by_rank[rank - 1] = np.arange(len(ids))
+    high_cost = _aligned(high_cost_risk, ids, "high_cost_risk")
+    cost = _aligned(predicted_cost, ids, "predicted_cost")
+    group_input = features.assign(high_cost_risk=high_cost, predicted_cost=cost)
+    groups_joined = joined_groups(group_input, groups=groups, ids=by_id)
+
+    # The frame is made in rank order, each column taken once (a take of millions of strings costs).
+    def ranked(values) -> np.ndarray | pd.Series:
+        if isinstance(values, pd.Series):  # its dtype kept
+            return values.take(by_rank).reset_index(drop=True)
+        return np.asarray(values)[by_rank]
+
+    pop = pd.DataFrame(index=pd.RangeIndex(len(ids)))
+    pop["person_id"] = pd.array(ids.take(by_rank).astype(str), dtype="str")
+    practice = ranked(features["practice_id"]).astype("str")
+    pop["practice_id"] = practice.where(practice.str.strip() != "", None).astype("str")
+    pop["rank"] = np.arange(1, len(ids) + 1, dtype=np.int64)
+    # Rank within the practice: the count so far of the practice's people, in rank order.
+    practice_codes = pd.factorize(list_key(pop))[0]
+    pop["practice_rank"] = pd.Series(practice_codes).groupby(practice_codes).cumcount().to_numpy() + 1
+    pop["risk"] = ranked(risk_values)
+    pop["tier"] = tiers_by_rank(pop["rank"], cutoffs=tier_cutoffs)  # the same order: not ranked again
+    pop["groups"] = pd.array(groups_joined[by_rank], dtype="str")
+    pop["high_cost_risk"] = ranked(high_cost)
+    pop["predicted_cost"] = ranked(cost)
+    pop["predicted_cost_band"] = cost_band(pop["predicted_cost"], currency=currency)
+    pop["age"] = ranked(features["age"].astype("float64"))
+    pop["sex"] = ranked(features["sex"]).astype("str") if "sex" in features else pd.array([None] * len(ids), dtype="str")
+    pop["emergency_admissions_12m"] = ranked(_past_year(features, "emergency_admissions"))
+    pop["ae_attendances_12m"] = ranked(_past_year(features, "ae_attendances"))
+    for column in ("emergency_bed_days_12m", "cost_total_12m"):
+        pop[column] = ranked(features[column]) if column in features else np.nan
+    order = ["person_id", "practice_id", "rank", "practice_rank", "risk", "tier", "groups", "high_cost_risk",
+             "predicted_cost", "predicted_cost_band", "age", "sex", "emergency_admissions_12m",
+             "ae_attendances_12m", "emergency_bed_days_12m", "cost_total_12m"]
+    return pop[order]
+
+
+def _rerank(population: pd.DataFrame) -> pd.DataFrame:
+    pop = population.sort_values("rank").reset_index(drop=True)
+    pop["rank"] = np.arange(1, len(pop) + 1, dtype="int64")
+    pop["practice_rank"] = pop.groupby(list_key(pop))["rank"].rank(method="first").astype("int64")
+    return pop
+
+
+def apply_opt_outs(frame: pd.DataFrame, opt_out_ids) -> tuple[pd.DataFrame, int]:
+    """Remove people who opted out; returns ``(frame without them, number removed)``.
+
+    Works on the features (index ``person_id``) or a population (column ``person_id``). Apply it to
+    the features, before scoring, so that nothing about these people is ranked or written. On a
+    population the ranks are renumbered; tiers keep their population-wide assignment.
+    """
+    ids = frame["person_id"] if "person_id" in frame.columns else frame.index.to_series()
+    drop = ids.astype(str).isin({str(i) for i in opt_out_ids}).to_numpy()
+    kept = frame.loc[~drop].copy()
+    if "rank" in kept.columns and "practice_rank" in kept.columns:
+        kept = _rerank(kept)
+    return kept, int(drop.sum())
+
+
+# ----------------------------------------------------------------------------- lists, hold-out, changes
+
+
+def _check_list_size(list_size: int) -> int:
+    if int(list_size) != list_size or list_size < 1:
+        raise ValueError(f"list_size must be a positive whole number, got {list_size}")
+    return int(list_size)
+
+
+def listed_mask(population: pd.DataFrame, *, list_size: int) -> pd.Series:
+    """True for each practice's top ``list_size`` people by risk (before any hold-out)."""
+    return population["practice_rank"] <= _check_list_size(list_size)
+
+
+def _uniform_hash(person_ids: pd.Series, *, seed: int, month: str) -> np.ndarray:
+    """A stable pseudo-random number in [0, 1) per person from (seed, month, person_id)."""
+    prefix, sha256 = f"{seed}|{month}|".encode(), hashlib.sha256
+    # The first 8 bytes of each digest as a big-endian whole number: int.from_bytes(digest[:8], "big")
+    # for all people at once (a whole number below 2**64 becomes the same float either way).
+    first = b"".join(sha256(prefix + str(pid).encode()).digest()[:8] for pid in person_ids.astype(str))
+    return np.frombuffer(first, dtype=">u8").astype("float64") / 2.0**64
+
+
+DEFAULT_HOLDOUT_EXEMPT_TIERS = ("very high",)
+
+
+def holdout_rule(*, fraction: float, seed: int, exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> dict:
+    """The hold-out rule as the manifest records it (and the pages explain it)."""
+    return {"fraction": fraction, "seed": seed, "exempt_tiers": list(exempt_tiers),
+            "rule": (f"In each practice, round({fraction:g} x the listed people"
+                     + (f" outside the {' and '.join(exempt_tiers)} tier{'s' if len(exempt_tiers) > 1 else ''}"
+                        if exempt_tiers else "")
+                     + ") are held back at random, chosen by the lowest SHA-256 of (seed, month, person_id)"
+                     + ("; people in an exempt tier are always shown." if exempt_tiers else "."))}
+
+
+def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, seed: int, month: str,
+                  exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> pd.Series:
+    """Listed people held out (not shown) this month: ``round(fraction * eligible)`` per practice.
+
+    Only listed people outside ``exempt_tiers`` can be held out (default: the very high tier is
+    always shown - clinicians will not accept holding back the people most at risk), and the
+    fraction applies to them. The choice is random but reproducible: each eligible person gets a
+    number from a hash of ``(seed, month, person_id)`` and, in each practice, the lowest numbers are
+    held out. Same inputs give the same hold-out whatever the row order. Record it (``mark_lists``
+    stores it in the population) so that outcomes of shown and held-out people can be compared once
+    they mature; :func:`holdout_rule` states the rule for the manifest.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"hold-out fraction must be in [0, 1), got {fraction}")
+    flags = pd.Series(False, index=population.index, name="holdout")
+    eligible = listed_mask(population, list_size=list_size)
+    if exempt_tiers:
+        eligible &= ~_text_in(population["tier"], {str(t) for t in exempt_tiers})
+    if fraction == 0 or not eligible.any():
+        return flags
+    people = population.loc[eligible, ["person_id", "practice_id"]]
+    people = people[["person_id"]].assign(practice_id=list_key(people))
+    people["u"] = _uniform_hash(people["person_id"], seed=seed, month=month)
+    people = people.sort_values(["practice_id", "u", "person_id"])
+    position = people.groupby("practice_id").cumcount()
+    size = people.groupby("practice_id")["person_id"].transform("size")
+    held = position < np.floor(fraction * size + 0.5)
+    flags.loc[held[held].index] = True
+    return flags
+
+
+def _text_categories(values: pd.Series) -> list[str] | None:
+    """A categorical's categories when they are text (each cell's text is then its category's),
+    else None (pandas writes other categories as text its own way, e.g. 1 as "1.0" beside a gap)."""
+    if isinstance(values.dtype, pd.CategoricalDtype) and all(type(c) is str for c in values.cat.categories):
+        return list(values.cat.categories)
+    return None
+
+
+def _text_in(values: pd.Series, wanted: set[str]) -> np.ndarray:
+    """``values.astype("str").isin(wanted)``; a categorical of text through its categories (not every cell as text)."""
+    categories = _text_categories(values)
+    if categories is not None:
+        hit = np.array([c in wanted for c in categories] + [False])
+        return hit[values.cat.codes.to_numpy()]  # code -1 (missing) picks the False at the end
+    return values.astype("str").isin(list(wanted)).to_numpy()
+
+
+def _on_list(frame: pd.DataFrame, list_size: int) -> pd.DataFrame:
+    """(practice_id, person_id, tier) of the people a practice sees on its list."""
+    shown = listed_mask(frame, list_size=list_size)
+    if "holdout" in frame:
+        shown &= ~frame["holdout"].fillna(False).astype(bool)
+    return frame.loc[shown, ["person_id", "practice_rank"]].assign(practice_id=list_key(frame.loc[shown])).astype(
+        {"practice_id": "str", "person_id": "str"})[["practice_id", "person_id", "practice_rank"]]
+
+
+def _strings(values: pd.Series) -> np.ndarray:
+    """``values`` as text in an object array, None for missing (a categorical through its few categories)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        names = np.array([str(c) for c in values.cat.categories] + [None], dtype=object)
+        return names[values.cat.codes.to_numpy()]  # code -1 (missing) picks the None at the end
+    import pyarrow as pa
+
+    return pa.array(values.astype("str")).to_numpy(zero_copy_only=False)
+
+
+def _positions(keys, value_set) -> np.ndarray:
+    """Each of ``keys``' position in ``value_set`` (text, both), -1 where it is not there: one Arrow
+    hash of the value set, not one Python look-up per key."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    where = pc.index_in(pa.array(keys, type=pa.large_string()), value_set=pa.array(value_set, type=pa.large_string()))
+    return pc.fill_null(where, -1).to_numpy(zero_copy_only=False)
+
+
+def _lookup(frame: pd.DataFrame, person_ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``person_ids``: found in ``frame``, their tier there and their list key there
+    (one Arrow hash of ``frame``'s ids serves both; missing where not found)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(frame["person_id"].astype("str"), type=pa.large_string())
+    if len(pc.unique(ids)) != len(ids):  # (a missing id twice counts too, as in pandas' duplicated)
+        raise ValueError("a population lists someone twice: person_id must be unique")
+    _check_practice_names(frame)
+    where = _positions(person_ids.astype("str"), ids)
+    found = where >= 0
+    tiers, keys = np.full(len(where), None, dtype=object), np.full(len(where), None, dtype=object)
+    if found.any():  # the tier and list key of the people found only (not of everyone in frame)
+        at = where[found]
+        tiers[found] = _strings(frame["tier"].take(at))
+        keys[found] = _strings(list_key(frame[["practice_id"]].take(at)))
+    return found, tiers, keys
+
+
+def _previous_tiers(previous: pd.DataFrame | None, person_ids: pd.Series, practice_ids: pd.Series) -> pd.Series:
+    """Each person's tier last month if they were with the same practice then, else missing: a
+    practice that someone joined learns nothing from their old practice's list."""
+    if previous is None:
+        return pd.Series(None, index=person_ids.index, dtype="str")
+    found, tiers, keys = _lookup(previous, person_ids)
+    same = found.copy()
+    same[found] = keys[found] == _strings(practice_ids.iloc[np.flatnonzero(found)])
+    return pd.Series(np.where(same, tiers, None), index=person_ids.index, dtype="str")
+
+
+def _tier_change(before: pd.Series, after: pd.Series) -> pd.Series:
+    """"before → after" where both are known and differ (``after`` compared as text), else missing;
+    only the people with both tiers are looked at."""
+    out = np.full(len(before), None, dtype=object)
+    both = np.flatnonzero((before.notna() & after.notna()).to_numpy())
+    if len(both):
+        was, now = before.iloc[both], after.iloc[both].astype("str")
+        changed = (was != now).to_numpy()
+        out[both[changed]] = (was[changed].astype(object) + " → " + now[changed].astype(object)).to_numpy()
+    return pd.Series(out, index=before.index, dtype="str")
+
+
+def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_size: int) -> pd.DataFrame:
+    """Who is new on each practice's list, who left it and who moved tier, since ``previous``.
+
+    "On the list" means what the practice sees: its top ``list_size`` minus anyone held out
+    (``holdout`` column, when present). One row per (practice, person) on either month's list:
+    practice_id, person_id, new_this_month, left, previous_tier, tier, tier_change ("high → very high").
+    With no previous month everyone on a list is new.
+    """
+    now = _on_list(current, list_size)
+    before = (_on_list(previous, list_size) if previous is not None
+              else pd.DataFrame({"practice_id": pd.Series(dtype="str"), "person_id": pd.Series(dtype="str")}))
+    both = now.merge(before[["practice_id", "person_id"]], on=["practice_id", "person_id"], how="outer",
+                     indicator=True)
+    out = pd.DataFrame({
+        "practice_id": both["practice_id"].astype("str"),
+        "person_id": both["person_id"].astype("str"),
+        "new_this_month": (both["_merge"] == "left_only").to_numpy(),
+        "left": (both["_merge"] == "right_only").to_numpy(),
+    })
+    out["previous_tier"] = _previous_tiers(previous, out["person_id"], out["practice_id"])
+    # Someone who left for another practice: their old practice learns nothing new about them.
+    found, tiers, keys = _lookup(current, out["person_id"])
+    stayed = found & (keys == _strings(out["practice_id"]))
+    out["tier"] = pd.Series(np.where(stayed, tiers, None), index=out.index, dtype="str")
+    out["tier_change"] = _tier_change(out["previous_tier"], out["tier"])
+    out["_rank"] = both["practice_rank"].to_numpy()
+    out = out.sort_values(["practice_id", "left", "_rank", "person_id"], na_position="last")
+    return out.drop(columns="_rank").reset_index(drop=True)
+
+
+def _isin_text(values: pd.Series, wanted: pd.Series) -> np.ndarray:
+    """``values.isin(wanted)`` for text, the value set made by Arrow in one call (pandas makes it
+    one Arrow scalar at a time)."""
+    to_arrow = getattr(values.array, "__arrow_array__", None)
+    if to_arrow is None or not isinstance(wanted.dtype, pd.StringDtype):
+        return values.isin(wanted).to_numpy()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = to_arrow()
+    value_set = pa.array(wanted.to_numpy(dtype=object, na_value=None), type=column.type)
+    return np.asarray(pc.is_in(column, value_set=value_set).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _mapped(keys: pd.Series, mapping: pd.Series) -> pd.Series:
+    """``keys.map(mapping)`` (missing where a key is not in ``mapping``'s index), looked up by Arrow
+    for text keys and a unique text index without missing values."""
+    index = mapping.index
+    if (getattr(keys.array, "__arrow_array__", None) is None or not isinstance(index.dtype, pd.StringDtype)
+            or not index.is_unique or index.hasnans or keys.hasnans):
+        return keys.map(mapping)
+    where = _positions(keys, index)
+    found = where >= 0
+    out = np.full(len(keys), None, dtype=object)
+    out[found] = mapping.to_numpy(dtype=object)[where[found]]
+    return pd.Series(out, index=keys.index)
+
+
+def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous: pd.DataFrame | None = None,
+               reasons: pd.DataFrame | pd.Series | None = None, holdout_fraction: float = 0.0,
+               seed: int = 0, holdout_exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> pd.DataFrame:
+    """The population with this month's list columns added, ready to write.
+
+    Adds ``listed`` (top ``list_size`` of the practice), ``holdout`` (:func:`holdout_flags`, never
+    in ``holdout_exempt_tiers``),
+    ``new_this_month``, ``previous_tier`` and ``tier_change`` (from ``previous``, last month's
+    population) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.scoring.reasons.top_reasons`,
+    indexed by person_id; missing for people not explained).
+    """
+    pop = population.copy(deep=False)  # columns are added, none changed in place
+    pop["listed"] = listed_mask(pop, list_size=list_size)
+    pop["holdout"] = holdout_flags(pop, list_size=list_size, fraction=holdout_fraction, seed=seed, month=month,
+                                   exempt_tiers=holdout_exempt_tiers)
+    # New: on a list now and not on that practice's list last month (changes_since's new_this_month).
+    now = _on_list(pop, list_size)
+    if previous is not None:
+        before = _on_list(previous, list_size)[["practice_id", "person_id"]]
+        now = now.merge(before, on=["practice_id", "person_id"], how="left", indicator=True)
+        now = now.loc[(now["_merge"] == "left_only").to_numpy()]
+    pop["new_this_month"] = _isin_text(pop["person_id"], now["person_id"])
+    pop["previous_tier"] = _previous_tiers(previous, pop["person_id"], list_key(pop))
+    pop["tier_change"] = _tier_change(pop["previous_tier"], pop["tier"])
+    if reasons is not None:
+        text = reasons["reasons"] if isinstance(reasons, pd.DataFrame) else reasons
+        text = pd.Series(text.to_numpy(), index=text.index.astype(str))
+        pop["reasons"] = _mapped(pop["person_id"], text).astype("str")
+    elif "reasons" not in pop:
+        pop["reasons"] = pd.array([None] * len(pop), dtype="str")
+    return pop
+
+
+# ----------------------------------------------------------------------------- tables for people
+
+
+def _whole(values: pd.Series) -> pd.Series:
+    return values.round().astype("Int64")
+
+
+def _has_any(population: pd.DataFrame, column: str) -> bool:
+    return column in population and population[column].notna().any()
+
+
+def _shown(population: pd.DataFrame, list_size: int) -> pd.Series:
+    """The people the practices see: listed, not held out."""
+    shown = listed_mask(population, list_size=list_size)
+    if "holdout" in population:
+        shown &= ~population["holdout"].fillna(False).astype(bool)
+    return shown
+
+
+def _list_table(population: pd.DataFrame, rows: pd.DataFrame, rank=None) -> pd.DataFrame:
+    """The coordinator's table for ``rows`` (shown people, in list order), ranked ``rank`` (default
+    1, 2, ...); ``population`` decides which optional columns every list has."""
+    table = pd.DataFrame({
+        "Rank": np.arange(1, len(rows) + 1, dtype="int64") if rank is None else np.asarray(rank, dtype="int64"),
+        "Person ID": rows["person_id"].astype("str").to_numpy(),
+        "Age": np.floor(rows["age"]).astype("Int64").to_numpy(),
+        "Sex": rows["sex"].astype("str").to_numpy(),
+        "Risk (%)": (rows["risk"] * 100).round(1).to_numpy(),
+        "Tier": rows["tier"].astype("str").to_numpy(),
+        "Priority groups": rows["groups"].fillna("").astype("str").to_numpy(),
+    })
+    if _has_any(population, "predicted_cost_band"):
+        table["Predicted cost"] = rows["predicted_cost_band"].astype("str").fillna("").to_numpy()
+    if _has_any(population, "high_cost_risk"):
+        table["High-cost risk (%)"] = (rows["high_cost_risk"] * 100).round(1).to_numpy()
+    table["Emergency admissions (12m)"] = _whole(rows["emergency_admissions_12m"]).to_numpy()
+    table["A&E visits (12m)"] = _whole(rows["ae_attendances_12m"]).to_numpy()
+    table["Bed days (12m)"] = _whole(rows["emergency_bed_days_12m"]).to_numpy()
+    reasons = rows["reasons"] if "reasons" in rows else pd.Series("", index=rows.index)
+    table["Top reasons"] = reasons.fillna("").astype("str").to_numpy()
+    new = rows["new_this_month"] if "new_this_month" in rows else pd.Series(False, index=rows.index)
+    table["New this month"] = np.where(new.fillna(False).astype(bool), "yes", "")
+    return table
+
+
+def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int) -> pd.DataFrame:
+    """A practice's case-finding list for coordinators: its top ``list_size`` people, minus the hold-out.
+
+    Only that practice's people; ``Rank`` is the position on this list (1 = highest risk).
+    Columns: :data:`PRACTICE_LIST_COLUMNS` (the cost columns only when predicted).
+    ``practice_id`` :data:`NO_PRACTICE` gives the list of the people without a registered practice.
+    """
+    practice_id = str(practice_id)
+    in_practice = list_key(population) == practice_id
+    if not in_practice.any():
+        raise ValueError(f"practice {practice_id!r} has nobody in the scored population")
+    return _list_table(population, population.loc[in_practice & _shown(population, list_size)].sort_values(
+        "practice_rank"))
+
+
+def practice_lists(population: pd.DataFrame, *, list_size: int) -> dict[str, pd.DataFrame]:
+    """:func:`practice_list` for every practice in the population, keyed by practice id (and
+    :data:`NO_PRACTICE` for the people without one, when there are any).
+
+    The population is split once (not filtered again for each practice): the time grows with the
+    population plus the listed people, not with practices times population.
+    """
+    keys = list_key(population)
+    shown = _shown(population, list_size).to_numpy()
+    rows = population.loc[shown].assign(_list=keys[shown].to_numpy()).sort_values(["_list", "practice_rank"])
+    # Every list's table built at once, then cut at the list boundaries (rows are sorted by list).
+    table = _list_table(population, rows, rank=rows.groupby("_list", sort=False).cumcount().to_numpy() + 1)
+    names, starts, sizes = np.unique(rows["_list"].to_numpy(dtype=str), return_index=True, return_counts=True)
+    where = {str(k): (int(a), int(n)) for k, a, n in zip(names, starts, sizes)}
+    out = {}
+    for pid in sorted(keys.unique()):
+        start, size = where.get(pid, (0, 0))
+        out[pid] = table.iloc[start:start + size].reset_index(drop=True)
+    return out
+
+
+def _text_codes(values: pd.Series, names: Sequence[str]) -> np.ndarray:
+    """Each cell's position in ``names`` by its text (-1: missing or not there), as
+    ``pd.Categorical(values.astype("str"), categories=names).codes``; a categorical of text through its categories."""
+    categories = _text_categories(values)
+    if categories is not None:
+        where = {name: i for i, name in enumerate(names)}
+        code_of = np.array([where.get(c, -1) for c in categories] + [-1], dtype=np.int64)
+        return code_of[values.cat.codes.to_numpy()]  # code -1 (missing) picks the -1 at the end
+    return pd.Categorical(values.astype("str"), categories=names).codes.astype(np.int64)
+
+
+def commissioner_summary(population: pd.DataFrame, *, list_size: int,
+                         groups: Sequence[GroupRule] | None = None, currency: str = "GBP") -> pd.DataFrame:
+    """Aggregates per practice for commissioners (no person-level rows), plus an "all practices" row.
+
+    Columns: people; counts per tier and per priority group; expected people with the outcome (sum
+    of risk); listed, held out and shown counts; expected admissions among the listed; the list's
+    expected PPV at its size (mean risk of the listed); expected high-cost people and predicted cost
+    when those were predicted (``predicted cost (£)``, in ``currency``). ``groups`` fixes the group
+    columns (default: the groups present). People without a registered practice are one row,
+    "no registered practice", after the practices.
+    """
+    from riskstrat.data.io import CURRENCY_SYMBOLS
+
+    key_codes, key_names = pd.factorize(list_key(population))  # the few list keys, not a million strings
+    cost_column = f"predicted cost ({CURRENCY_SYMBOLS.get(currency.upper(), currency.upper())})"
+    listed_all = listed_mask(population, list_size=list_size).to_numpy(dtype=bool)
+    held_all = (population["holdout"].fillna(False).astype(bool).to_numpy() if "holdout" in population
+                else np.zeros(len(population), bool))
+    tiers = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
+             else sorted(population["tier"].astype("str").unique()))
+    tier_codes = _text_codes(population["tier"], tiers)
+    # The few distinct joined names, each person pointing at theirs.
+    joined_codes, joined = pd.factorize(population["groups"].fillna("").astype("str"))
+    group_names = [g.name for g in groups] if groups is not None else sorted(
+        {g for names in joined for g in str(names).split(GROUP_SEPARATOR) if g})
+    # One membership column per group, found for each distinct joined name (a whole item of it)
+    # and taken for everyone.
+    padded = [GROUP_SEPARATOR + str(names) + GROUP_SEPARATOR for names in joined]
+    member = (np.array([[GROUP_SEPARATOR + name + GROUP_SEPARATOR in text for name in group_names] for text in padded],
+                       dtype=bool).reshape(len(padded), len(group_names))[joined_codes]
+              if group_names else np.zeros((len(population), 0), bool))
+    risk_all = population["risk"].to_numpy(dtype="float64")
+    optional = {c: population[c].to_numpy(dtype="float64") for c in ("high_cost_risk", "predicted_cost")
+                if c in population}
+
+    def total(values: np.ndarray) -> float:
+        return float(np.where(np.isnan(values), 0.0, values).sum())  # as pandas sums, skipping missing values
+
+    def summarise(rows: np.ndarray) -> dict:
+        """One summary row for the people at positions ``rows`` (in population order)."""
+        risk, listed, held = risk_all[rows], listed_all[rows], held_all[rows]
+        row = {"people": len(rows)}
+        counts = np.bincount(tier_codes[rows][tier_codes[rows] >= 0], minlength=len(tiers))
+        for t, tier in enumerate(tiers):
+            row[f"tier: {tier}"] = int(counts[t])
+        in_groups = member[rows].sum(axis=0)
+        for k, name in enumerate(group_names):
+            row[f"group: {name}"] = int(in_groups[k])
+        row["expected people with the outcome"] = round(total(risk), 2)  # outcome: manifest.json
+        row["listed"] = int(listed.sum())
+        row["held out"] = int((listed & held).sum())
+        row["shown"] = row["listed"] - row["held out"]
+        # No sum of the listed people's risks: with their mean (the PPV) it would give back the
+        # listed count that suppression hides.
+        row["expected PPV of list"] = round(total(risk[listed]) / int(listed.sum()), 4) if listed.any() else math.nan
+        if "high_cost_risk" in optional and not np.isnan(optional["high_cost_risk"][rows]).all():
+            row["expected high-cost people"] = round(total(optional["high_cost_risk"][rows]), 2)
+        if "predicted_cost" in optional and not np.isnan(optional["predicted_cost"][rows]).all():
+            row[cost_column] = round(total(optional["predicted_cost"][rows]), 0)
+        return row
+
+    # Each practice's people found once: positions sorted by practice name, population order kept within.
+    names = sorted(str(k) for k in key_names)
+    ranked = pd.Index(names).get_indexer([str(k) for k in key_names])[key_codes]
+    order = np.argsort(ranked, kind="stable")
+    sizes = np.bincount(ranked, minlength=len(names))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    rows, unregistered = [], None
+    for pid, start, size in zip(names, starts, sizes):
+        if pid == NO_PRACTICE:
+            unregistered = order[start:start + size]
+        else:
+            rows.append({"practice_id": str(pid), **summarise(order[start:start + size])})
+    if unregistered is not None:
+        rows.append({"practice_id": _NO_PRACTICE_ROW, **summarise(unregistered)})
+    rows.append({"practice_id": "all practices", **summarise(np.arange(len(population)))})
+    return pd.DataFrame(rows)
+
+
+SUMMARY_COUNT_COLUMNS = ("people", "listed", "held out", "shown")
+
+
+def _is_count_column(name: str) -> bool:
+    return name in SUMMARY_COUNT_COLUMNS or name.startswith(("tier: ", "group: "))
+
+
+def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_to: int = 5) -> pd.DataFrame:
+    """The commissioners' summary with counts of people made safe to publish.
+
+    NHS-style small-number rules: in every count column (people, tiers, groups, listed, held out,
+    shown) a count from 1 to ``threshold - 1`` is shown as ``"<threshold"`` (default ``"<8"``),
+    0 stays 0 (nobody to single out), and every other count is rounded to the nearest
+    ``round_to`` (default 5; halves round up), so that a suppressed cell cannot be recovered by
+    subtracting from a total. Rounded rows therefore need not add up exactly. Expected values
+    (sums of model risks over everyone) and the PPV (mean risk of the listed) are estimates, not
+    counts of people, and are left as they are; the summary publishes no sum over the listed people,
+    which with the PPV would give back their count.
+    ``threshold=1`` and ``round_to=1`` turn it off. Cells already made safe are left alone, so
+    applying it twice changes nothing.
+
+    >>> suppress_small_numbers(pd.DataFrame({"people": [0, 3, 8, 12, 1234]}))["people"].tolist()
+    ['0', '<8', '10', '10', '1235']
+    """
+    if threshold < 1 or round_to < 1:
+        raise ValueError(f"threshold and round_to must be at least 1, got {threshold} and {round_to}")
+    out = summary.copy()
+
+    def safe(value):
+        if isinstance(value, str) or value is None or (isinstance(value, float) and math.isnan(value)):
+            return value
+        count = int(value)
+        if 0 < count < threshold:
+            return f"<{threshold}"
+        return str(int(math.floor(count / round_to + 0.5)) * round_to)
+
+    for column in out.columns:
+        if _is_count_column(str(column)):
+            out[column] = pd.array([safe(v) for v in out[column].astype(object)], dtype="str")
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _tier_shares(population: pd.DataFrame) -> tuple[list[str], pd.Series]:
+    tier = population["tier"]
+    if _text_categories(tier) is not None:
+        order = list(tier.cat.categories)
+        codes, names = _tier_text_codes(tier)  # counted by code, not as a million texts
+        counts = pd.Series(np.bincount(codes[codes >= 0], minlength=len(names)), index=names)
+    else:
+        tiers = tier.astype("str")
+        order = list(tier.cat.categories) if isinstance(tier.dtype, pd.CategoricalDtype) else sorted(tiers.unique())
+        counts = tiers.value_counts()
+    return order, counts.reindex(order, fill_value=0).cumsum() / max(len(tier), 1)
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.1f}".removesuffix(".0") + "%"
+
+
+def _how_to_read(population: pd.DataFrame, *, outcome_words: str = "an emergency admission",
+                 horizon_words: str = "in the next 12 months") -> list[str]:
+    """The note on every list; tier shares and the hold-out sentence come from the data, so they stay true."""
+    order, shares = _tier_shares(population)
+    tops = [f"{t} the top {_percent(shares[t])}" for t in order[:-1]]
+    notes = [
+        f"Risk (%) is the model's estimate of the chance of {outcome_words} {horizon_words}.",
+        f"Tiers rank everyone registered in the area: {', '.join(tops)}, {order[-1]} the rest." if tops else "",
+        "The reasons are the recorded facts that raise this person's estimate most, strongest first, in the "
+        "person's own numbers (the last 12 months unless said). Age, sex and deprivation are in their own columns. "
+        "They are associations in the data, not causes, and do not replace clinical judgement.",
+        "New this month marks people who were not on last month's list.",
+        "A list alone does not reduce admissions: in the PRISMATIC trial, giving practices a risk tool was followed "
+        "by more emergency admissions, not fewer. What helps is what is done for the people on it.",
+    ]
+    if "holdout" in population and population["holdout"].fillna(False).astype(bool).any():
+        notes.append("To find out what works, a few people who would be on this list are held back at random "
+                     "this month; their outcomes will be compared with those of the people shown.")
+    return [n for n in notes if n]
+
+
+def _provenance(manifest: Mapping) -> list[str]:
+    lines = []
+    if manifest.get("as_of"):
+        lines.append(f"Scored as of {manifest['as_of']}.")
+    if manifest.get("data_end"):
+        lines.append(f"Data run to {manifest['data_end']}.")
+    models = manifest.get("models")
+    if isinstance(models, Mapping):
+        for name, info in models.items():
+            if isinstance(info, Mapping):
+                detail = ", ".join(f"{k} {info[k]}" for k in ("name", "version", "run_id") if info.get(k))
+                lines.append(f"Model {name}: {detail}." if detail else f"Model {name}.")
+            else:
+                lines.append(f"Model {name}: {info}.")
+    if manifest.get("package_version"):
+        lines.append(f"riskstrat {manifest['package_version']}.")
+    return lines
+
+
+def _write_bytes(data: bytes, path: Path) -> str:
+    """Write ``data`` to ``path`` (inside the month's run folder) through the atomic writer (a link
+    planted at ``path`` is replaced, not followed); its SHA-256 for the manifest, from the bytes in
+    hand rather than read back."""
+    write_bytes(data, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> str:
+    return _write_bytes(csv_bytes(table), path)  # formulas neutralised; same input, same bytes
+
+
+def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str], created=None,
+                cells: Sequence[list] | None = None) -> str:
+    """A coordinator's workbook: formatted, frozen header, filters, print set-up, and an About sheet
+    (``cells``: the table's columns as Python values, when already made)."""
+    return _write_bytes(xlsx_bytes(table, title=title, notes=notes, wide_columns=("Top reasons",), created=created,
+                                   cells=cells), path)
+
+
+def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str, int]) -> tuple[list[dict], list[str]]:
+    """Each table's columns as Python values (:func:`riskstrat.scoring.sheets.python_values_many`) and its
+    page rows (:func:`_people_rows`, as text): the rows of all tables of one kind made in one pass
+    and cut apart, as a row depends only on its own cells."""
+    cells = python_values_many(tables)
+    rows: list[str | None] = [None] * len(tables)
+    kinds: dict[tuple, list[int]] = {}
+    for k, table in enumerate(tables):
+        kinds.setdefault(tuple(cells[k]), []).append(k)  # the same columns (tables with a Local ID apart)
+    for names, members in kinds.items():
+        joined = {name: list(itertools.chain.from_iterable(cells[k][name] for k in members)) for name in names}
+        every = _people_row_list(joined, sum(len(tables[k]) for k in members), tier_order)
+        start = 0
+        for k in members:
+            stop = start + len(tables[k])
+            rows[k] = "".join(every[start:stop])
+            start = stop
+    return cells, rows
+
+
+def _write_html(path: Path, **context) -> str:
+    """The practice page from ``report/templates/list.html.j2`` (autoescaped, self-contained)."""
+    from riskstrat.scoring.listpage import render
+
+    return _write_bytes(render("list.html.j2", **context).encode("utf-8"), path)
+
+
+def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
+    """One list's files (list.csv, list.xlsx when asked, list.html, changes.csv) in ``folder``;
+    returns their SHA-256 by path relative to the month (``relative``/name).
+
+    ``job`` holds everything the files say (plain data, so that a worker process can write it),
+    the CSVs as their bytes (made for all lists at once: :func:`riskstrat.scoring.sheets.csv_bytes_many`).
+    """
+    folder.mkdir(parents=True)
+    table = job["table"]
+    files = {"list.csv": _write_bytes(job["csv"], folder / "list.csv")}
+    if job["workbook"]:
+        files["list.xlsx"] = _write_xlsx(table, folder / "list.xlsx", title=job["title"], notes=job["about"],
+                                         created=job["created"],
+                                         cells=None if table.columns.has_duplicates else
+                                         [job["cells"][c] for c in table.columns])
+    files["list.html"] = _write_html(folder / "list.html", **job["page"], people=Markup(job["people_rows"]))
+    if job["changes_csv"] is not None:
+        files["changes.csv"] = _write_bytes(job["changes_csv"], folder / "changes.csv")
+    return {f"{relative}/{name}": digest for name, digest in files.items()}
+
+
+def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int) -> dict[str, str]:
+    """:func:`_write_list` for every (relative folder, job); in ``workers`` processes when more than 1.
+
+    Every file depends only on its own job, so the bytes are the same whichever process writes
+    it, and in whatever order; the manifest sorts the paths.
+    """
+    hashes: dict[str, str] = {}
+    if workers <= 1 or len(jobs) < 2:
+        for relative, job in jobs:
+            hashes.update(_write_list(tmp / relative, relative, job))
+        return hashes
+    import concurrent.futures
+    import multiprocessing
+
+    # forkserver: a worker never inherits the threads of the run (DuckDB, LightGBM, MLflow) that
+    # a fork would copy mid-lock; it imports riskstrat.scoring.lists once, in the server.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["riskstrat.scoring.lists"])
+    chunk = max(1, min(16, len(jobs) // (4 * workers)))
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for written in pool.map(_write_list, [tmp / r for r, _ in jobs], [r for r, _ in jobs], [j for _, j in jobs],
+                                chunksize=chunk):
+            hashes.update(written)
+    return hashes
+
+
+def _month_words(manifest: Mapping) -> str:
+    month = manifest.get("month") or (str(manifest["as_of"])[:7] if manifest.get("as_of") else None)
+    try:
+        return pd.Timestamp(f"{month}-01").strftime("%B %Y") if month else ""
+    except ValueError:
+        return str(month)
+
+
+def _created(manifest: Mapping):
+    """The workbook's creation date: the scoring date, so that a rerun writes the same bytes."""
+    try:
+        return pd.Timestamp(manifest["as_of"]).to_pydatetime() if manifest.get("as_of") else None
+    except (ValueError, TypeError):
+        return None
+
+
+def describe_group(rule: GroupRule) -> str:
+    """A priority group's rule in words.
+
+    >>> describe_group(DEFAULT_GROUPS[3])
+    '3 or more emergency admissions, or 5 or more A&E visits, in the last 12 months.'
+    """
+    parts = []
+    if rule.min_age is not None and rule.max_age is not None:
+        band = f"aged {rule.min_age:g} to {rule.max_age:g}"
+    elif rule.min_age is not None:
+        band = f"aged {rule.min_age:g} or over"
+    elif rule.max_age is not None:
+        band = f"aged {rule.max_age:g} or under"
+    else:
+        band = ""
+    if rule.min_emergency_admissions_12m is not None:
+        parts.append(f"{rule.min_emergency_admissions_12m} or more emergency admissions")
+    if rule.min_ae_attendances_12m is not None:
+        parts.append(f"{rule.min_ae_attendances_12m} or more A&E visits")
+    costs = []
+    if rule.top_fraction_predicted_cost is not None:
+        costs.append(f"in the area's top {_percent(rule.top_fraction_predicted_cost)} by predicted cost next year")
+    if rule.top_fraction_past_cost is not None:
+        costs.append(f"in the area's top {_percent(rule.top_fraction_past_cost)} by health and care cost in the "
+                     "last 12 months")
+    joiner = ", or " if rule.match == "any" else ", and "
+    use = joiner.join(parts)
+    if parts:
+        use += ", in the last 12 months"
+    use = joiner.join([u for u in (use, *costs) if u])
+    text = f"{band}, with {use}" if band and use else (band or use)
+    return text[0].upper() + text[1:] + "."
+
+
+def _tier_definitions(population: pd.DataFrame) -> dict[str, str]:
+    order, shares = _tier_shares(population)
+    care = {"very high": "intensive case management", "high": "care management", "moderate": "disease management",
+            "low": "support for self-care"}
+    out, above = {}, 0.0
+    for tier in order:
+        share = float(shares[tier])
+        where = (f"The area's top {_percent(share)} by risk" if above == 0 else
+                 f"The area's next {_percent(share - above)} by risk (from the top {_percent(above)} to the top "
+                 f"{_percent(share)})" if tier != order[-1] else f"Everyone below the top {_percent(above)}")
+        out[tier] = where + (f", usually offered {care[tier]}." if tier in care else ".")
+        above = share
+    return out
+
+
+def _holdout_notice(held: int, rule: Mapping | None) -> dict | None:
+    """What a list says about its ``held`` people held back this month (None when nobody is)."""
+    if not held:
+        return None
+    rule = rule or {}
+    exempt = list(rule.get("exempt_tiers") or [])
+    fraction = rule.get("fraction")
+    share = f" ({_percent(fraction)} of the listed people{' outside the ' + ' and '.join(exempt) + ' tier' if exempt else ''})" \
+        if fraction else ""
+    people = "person" if held == 1 else "people"
+    return {"headline": f"{held} {people} who would be on this list {'is' if held == 1 else 'are'} not shown this "
+                        "month:",
+            "why": f"held back at random{share} so that their outcomes can be compared with those of the people "
+                   "shown, to learn whether the service helps"
+                   + (f"; everyone in the {' and '.join(exempt)} tier is always shown." if exempt else ".")}
+
+
+def _table_cells(table: pd.DataFrame) -> dict[str, list]:
+    """A table's columns as Python values (None for missing), by column name."""
+    return {name: python_values(values) for name, values in table.items()}
+
+
+def _escaped(values) -> list[str]:
+    """``[str(escape(v)) for v in values]``, escaped in one call when every value is plain text
+    (escaping works character by character, so the joined text escapes to the joined escapes)."""
+    values = list(values)
+    if values and all(type(v) is str for v in values):
+        joined = "\x00".join(values)
+        if joined.count("\x00") == len(values) - 1:
+            return str(escape(joined)).split("\x00")
+    return [str(escape(v)) for v in values]
+
+
+def _escaped_items(values, separator: str) -> list[list[str]]:
+    """Each value's text (missing: empty) cut at ``separator``, then every piece escaped (all
+    pieces in one call; cut first, as an escape such as ``&#39;`` can make a separator)."""
+    items = [str(v or "").split(separator) for v in values]
+    flat = iter(_escaped(itertools.chain.from_iterable(items)))
+    return [[next(flat) for _ in pieces] for pieces in items]
+
+
+def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
+    """The page's table rows (``<tr class="person">`` ... for each person), escaped as the template would.
+
+    Built here rather than in a Jinja loop: the per-cell calls of a template loop were most of the
+    time spent on a page. Every value is escaped with markupsafe, as the autoescaping template
+    would (a column's values in one call: :func:`_escaped`); the markup is the template's row, one
+    line per cell. :func:`write_month` makes every list's rows at once (:func:`_people_row_list`).
+    """
+    return Markup("".join(_people_row_list(_table_cells(table), len(table), tier_order)))
+
+
+def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str, int]) -> list[str]:
+    """:func:`_people_rows` as one string per person, from the table's columns as Python values
+    (``cells``, by column name; ``n`` rows). Each row depends only on that person's cells, so the
+    rows of many lists put together are the rows of each list, one after the other."""
+    def column(name: str, default=None) -> list:
+        """A column's cells, or ``default`` for every row without it."""
+        values = cells.get(name)
+        return [default] * n if values is None else values
+
+    def number(values, missing: str) -> tuple[list[str], list[str]]:
+        whole = [None if v is None else int(v) for v in values]
+        return [str(-1 if v is None else v) for v in whole], [missing if v is None else str(v) for v in whole]
+
+    ranks = [str(int(v)) for v in column("Rank")]
+    new = ["<br><span class=\"new\" title=\"Not on last month's list\">new</span>" if v == "yes" else ""
+           for v in column("New this month")]
+    local = (['<td class="local">' + v + "</td>" for v in _escaped(v or "" for v in column("Local ID"))]
+             if "Local ID" in cells else [""] * n)
+    person = _escaped(column("Person ID"))
+    costs = column("Predicted cost")
+    cost_shown = _escaped("" if cost is None else cost for cost in costs)
+    high_cost = column("High-cost risk (%)")
+    chance_shown = _escaped("" if chance is None else f"{chance:.1f}%" for chance in high_cost)
+    more = []
+    for cost, cost_text, chance, chance_text in zip(costs, cost_shown, high_cost, chance_shown):
+        lines = []
+        if cost not in (None, ""):
+            lines.append("Predicted cost next year: " + cost_text)
+        if chance is not None:
+            lines.append("Chance of being in the area&#39;s top 5% by cost: " + chance_text)
+        more.append('<details class="more"><summary>more</summary>' + "<br>".join(lines) + "</details>"
+                    if lines else "")
+    risks = [float(v) for v in column("Risk (%)")]
+    tiers = [str(v) for v in column("Tier")]
+    tier_cells = {t: (f'<td class="tiername" data-v="{tier_order.get(t, 99)}"><span class="tier t-'
+                      f'{escape(t.replace(" ", "-"))}">{escape(t)}</span></td>') for t in set(tiers)}
+    ages, age_shown = number(column("Age"), "")
+    sexes = _escaped(v or "" for v in column("Sex"))
+    groups = ["<br>".join(g for g in items if g)
+              for items in _escaped_items(column("Priority groups"), GROUP_SEPARATOR)]
+    admissions, admissions_shown = number(column("Emergency admissions (12m)"), "–")
+    ae, ae_shown = number(column("A&E visits (12m)"), "–")
+    beds, beds_shown = number(column("Bed days (12m)"), "–")
+    reasons = []
+    for items in _escaped_items(column("Top reasons"), REASON_SEPARATOR):
+        items = [r for r in items if r.strip()]  # escaping neither adds nor removes white space
+        reasons.append("<li>" + "</li><li>".join(items) + "</li>" if items
+                       else '<li class="none">no single recorded fact stands out</li>')
+    rows = [
+        f'<tr class="person">\n<td class="num" data-v="{ranks[i]}">{ranks[i]}{new[i]}</td>\n{local[i]}\n'
+        f'<td class="pid">{person[i]}{more[i]}</td>\n'
+        f'<td class="num risk" data-v="{risks[i]}">{risks[i]:.1f}%</td>\n{tier_cells[tiers[i]]}\n'
+        f'<td class="num" data-v="{ages[i]}">{age_shown[i]}</td>\n<td>{sexes[i]}</td>\n'
+        f'<td class="groups">{groups[i]}</td>\n'
+        f'<td class="num" data-v="{admissions[i]}">{admissions_shown[i]}</td>\n'
+        f'<td class="num" data-v="{ae[i]}">{ae_shown[i]}</td>\n'
+        f'<td class="num" data-v="{beds[i]}">{beds_shown[i]}</td>\n'
+        f'<td class="reasons"><ul>{reasons[i]}</ul></td>\n</tr>\n'
+        for i in range(n)]
+    return rows
+
+
+def _cell(value):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str) -> pd.DataFrame:
+    key = next((c for c in ("person_id", "pseudonym") if c in lookup.columns), None)
+    if key is None or "local_id" not in lookup.columns:
+        raise ValueError(f"re-identification lookup for practice {practice_id!r} needs columns "
+                         f"'person_id' (or 'pseudonym') and 'local_id', got {list(lookup.columns)}")
+    if lookup[key].duplicated().any():
+        raise ValueError(f"re-identification lookup for practice {practice_id!r} has duplicate pseudonyms")
+    mapping = pd.Series(lookup["local_id"].astype("str").to_numpy(), index=lookup[key].astype("str").to_numpy())
+    out = table.copy()
+    # The practice's own ID comes first: it is what a coordinator searches for in the clinical system.
+    out.insert(out.columns.get_loc("Person ID"), "Local ID",
+               out["Person ID"].astype("str").map(mapping).fillna("").astype("str"))
+    return out
+
+
+def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame]) -> None:
+    for pid in practice_lists:
+        if not _SAFE_PRACTICE_ID.match(str(pid)):
+            raise InvalidInputError(f"practice id {pid!r} cannot be used as a folder name")
+    if not practice_lists:
+        return
+    # Every listed person looked up once (not the whole population once per practice), in a table
+    # of the listed people's home practices only (not an index of the whole population).
+    ids = [table["Person ID"].astype("str").to_numpy(dtype=object) for table in practice_lists.values()]
+    listed = np.concatenate(ids)
+    on_list = np.repeat(np.array([str(pid) for pid in practice_lists], dtype=object), [len(a) for a in ids])
+    person = population["person_id"].astype("str")
+    to_arrow = getattr(person.array, "__arrow_array__", None)
+    if to_arrow is not None:  # Arrow's own look-up (pandas' isin on Arrow text loops in Python)
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        column = to_arrow()
+        wanted = pa.array([v for v in listed if isinstance(v, str)], type=column.type)
+        mine = pc.is_in(column, value_set=wanted).to_numpy(zero_copy_only=False)
+    else:
+        mine = person.isin(listed).to_numpy()
+    at = np.flatnonzero(mine)  # the listed people's rows only
+    home = pd.Series(list_key(population[["practice_id"]].take(at)).to_numpy(),
+                     index=person.take(at).to_numpy(dtype=object))
+    foreign = on_list[pd.Series(listed, dtype=object).map(home).to_numpy(dtype=object) != on_list]
+    if len(foreign):
+        pid = foreign[0]
+        raise ValueError(f"the list for practice {pid!r} holds {int((foreign == pid).sum())} people who are not its "
+                         f"patients")
+
+
+def _registered_by_tier(population: pd.DataFrame, keys: pd.Series) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """The tiers in order, and each list's people per tier (one pass over the population)."""
+    tiers = (list(population["tier"].cat.categories) if isinstance(population["tier"].dtype, pd.CategoricalDtype)
+             else sorted(population["tier"].astype("str").unique()))
+    # Counted by codes (list key x tier as text; missing tiers not counted), not a million pairs of text.
+    key_codes, key_names = pd.factorize(keys)
+    tier_codes, tier_names = _tier_text_codes(population["tier"])
+    known = tier_codes >= 0
+    counts = np.bincount(key_codes[known] * len(tier_names) + tier_codes[known],
+                         minlength=len(key_names) * len(tier_names)).reshape(len(key_names), len(tier_names))
+    by_key: dict[str, dict[str, int]] = {}
+    for k, t in zip(*np.nonzero(counts)):
+        by_key.setdefault(str(key_names[k]), {})[str(tier_names[t])] = int(counts[k, t])
+    return tiers, by_key
+
+
+def _tier_text_codes(tier: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each person's tier as a code into the tiers' distinct texts (-1: missing), and those texts;
+    a categorical of text through its categories."""
+    categories = _text_categories(tier)
+    if categories is not None:
+        names = list(dict.fromkeys(categories))
+        return _text_codes(tier, names), names
+    codes, uniques = pd.factorize(tier.astype("str"))
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+def _tier_counts(tiers: Sequence[str], registered: Mapping[str, int],
+                 list_tiers: Sequence) -> list[tuple[str, int, int]]:
+    """(tier, registered, on the list) for each tier, in order; ``list_tiers``: the list's Tier cells."""
+    on_list = Counter(str(t) for t in list_tiers if t is not None)
+    return [(t, int(registered.get(t, 0)), int(on_list.get(t, 0))) for t in tiers]
+
+
+DEFAULT_FIND_PERSON = ("The Person ID is a pseudonym: ask the team named under 'Who to ask' for your practice's "
+                       "re-identified copy (with your own patient IDs), or search the pseudonym in the system they "
+                       "tell you holds it.")
+DEFAULT_NEXT_STEPS = ("Look at each person's record and decide together (GP, nurse, coordinator) whether a review "
+                      "would help: for example a multidisciplinary review, a medicines review or a care plan.",
+                      "If someone is already well looked after, or the list is wrong about them, note it and move on.")
+# Said to the coordinator; the analyst names the team with lists.contact (configs/scoring.yaml).
+DEFAULT_CONTACT = "the data team that produced this list"
+
+
+def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame],
+                summary: pd.DataFrame, manifest: Mapping, reidentify: Mapping[str, pd.DataFrame] | None = None,
+                changes: pd.DataFrame | None = None, outcome_words: str = "an emergency admission",
+                horizon_words: str = "in the next 12 months", practice_names: Mapping[str, str] | None = None,
+                groups: Sequence[GroupRule] = DEFAULT_GROUPS, find_person: str = DEFAULT_FIND_PERSON,
+                contact: str | None = DEFAULT_CONTACT, next_steps: Sequence[str] = DEFAULT_NEXT_STEPS,
+                suppress_below: int = 8, round_counts_to: int = 5,
+                workbooks: str | Sequence[str] = "all", workers: int = 1, replace: bool = False) -> Path:
+    """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
+
+    Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
+    ``practices/<practice_id>/list.csv``, ``list.xlsx`` and ``list.html`` (and ``changes.csv`` with
+    that practice's rows of ``changes``), ``summary.csv`` (commissioners, with small numbers
+    suppressed: :func:`suppress_small_numbers` with ``suppress_below`` and ``round_counts_to``) and
+    ``manifest.json`` (``manifest`` plus the SHA-256 of every file written). ``reidentify`` maps a
+    practice id to its own lookup (``person_id``/``pseudonym`` -> ``local_id``), applied to that
+    practice's files only. Every file is byte-identical for identical inputs; text that looks
+    like a spreadsheet formula is neutralised in every CSV and workbook (:mod:`riskstrat.scoring.sheets`).
+
+    The page (``list.html``, from ``report/templates/list.html.j2``) is titled with the practice's
+    name from ``practice_names`` (else its code) and the month, and shows at the top the date the
+    data run to (``manifest["data_end"]``) and the date scored (``manifest["as_of"]``). Without a
+    re-identification lookup it says how to find a person (``find_person``); ``contact`` and
+    ``next_steps`` say who to ask and what to do. ``groups`` (the priority group rules) are
+    defined on the page, and the hold-out (``manifest["holdout"]``, :func:`holdout_rule`) is
+    explained with this practice's count.
+
+    The list of people without a registered practice (key :data:`NO_PRACTICE`) goes to
+    ``no-registered-practice/`` (list.csv, list.xlsx, list.html, changes.csv), never under
+    ``practices/``; it is never re-identified. ``outcome_words`` names the outcome the risk is of
+    ("an emergency admission or death", from the model's metadata) and ``horizon_words`` its window.
+
+    ``workbooks`` says whose lists also get ``list.xlsx``: ``"all"`` (default), ``"none"``, or the
+    practice ids that asked for one (the workbooks are most of the writing time). ``workers`` above
+    1 writes the lists' files in that many processes (the same bytes; worth it for hundreds of
+    practices on a machine with cores to spare: ``benchmarks/README.md``).
+
+    The month is published through :func:`riskstrat.scoring.publish.month_folder`: a month already
+    published in the folder is replaced only with ``replace`` (else
+    :class:`riskstrat.scoring.publish.AlreadyPublishedError`, naming both runs' models).
+    """
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a positive whole number, got {workers}")
+    _check_practice_lists(population, practice_lists)
+    if isinstance(workbooks, str):
+        if workbooks not in ("all", "none"):
+            raise ValueError(f"workbooks must be 'all', 'none' or a list of practice ids, got {workbooks!r}")
+        with_workbook = set(practice_lists) if workbooks == "all" else set()
+    else:
+        with_workbook = {str(p) for p in workbooks}
+        missing = sorted(with_workbook - set(practice_lists))
+        if missing:
+            raise ValueError(f"workbooks asked for practices without a list this month: {missing}")
+    unknown = sorted(set(reidentify or {}) - (set(practice_lists) - {NO_PRACTICE}))
+    if unknown:
+        raise ValueError(f"re-identification lookups given for practices without a list: {unknown}")
+    person_columns = {"person_id", "Person ID", "Local ID", "local_id"} & set(summary.columns)
+    if person_columns:
+        raise ValueError(f"the commissioners' summary must not hold person identifiers: {sorted(person_columns)}")
+    summary = suppress_small_numbers(summary, threshold=suppress_below, round_to=round_counts_to)
+    rank = population["rank"].to_numpy()
+    if not (len(rank) < 2 or (np.diff(rank) > 0).all()):  # sorted by rank already, as ranked (no ties): kept
+        population = population.sort_values("rank")
+    population = population.reset_index(drop=True)
+    provenance = _provenance(manifest)
+    tier_order = {str(t): i for i, t in enumerate(population["tier"].cat.categories)} \
+        if isinstance(population["tier"].dtype, pd.CategoricalDtype) else {}
+    how_to_read = _how_to_read(population, outcome_words=outcome_words, horizon_words=horizon_words)
+    tier_words = _tier_definitions(population)
+    group_words = [{"name": g.name, "definition": describe_group(g)} for g in groups]
+    keys = list_key(population)
+    # Each practice's counts and changes, found in one pass (not by filtering everyone per practice).
+    people_by_key = keys.value_counts().to_dict()
+    tier_order_list, registered = _registered_by_tier(population, keys)
+    held_by_key = (keys[population["holdout"].fillna(False).astype(bool).to_numpy()].value_counts().to_dict()
+                   if "holdout" in population else {})
+    # (practice_id dropped once, not from each practice's part; their index does not reach the CSV)
+    changes_by_key = (dict(tuple(changes.drop(columns="practice_id").groupby(
+        changes["practice_id"].astype("str").to_numpy(), sort=False))) if changes is not None else {})
+    no_changes = changes.iloc[:0].drop(columns="practice_id") if changes is not None else None
+    month_words = _month_words(manifest)
+    created = _created(manifest)
+    names = {str(k): str(v) for k, v in (practice_names or {}).items()}
+    data_end = f" Data run to {manifest['data_end']}." if manifest.get("data_end") else ""
+    page = {"data_end": manifest.get("data_end"), "as_of": manifest.get("as_of"), "contact": contact,
+            "next_steps": list(next_steps), "notes": how_to_read, "groups": group_words, "provenance": provenance,
+            "outcome_words": outcome_words, "horizon_words": horizon_words}
+    jobs = []
+    order = sorted(practice_lists)
+    tables = {pid: (_with_local_ids(practice_lists[pid], reidentify[pid], pid) if reidentify and pid in reidentify
+                    else practice_lists[pid]) for pid in order}
+    # Every list's cells (for its workbook) and page rows, made for all lists at once and cut apart.
+    cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], tier_order)
+    for pid, cells, people_rows in zip(order, cells_of, rows_of):
+        unregistered = pid == NO_PRACTICE
+        relative = NO_PRACTICE if unregistered else f"practices/{pid}"
+        table = tables[pid]
+        identified = bool(reidentify and pid in reidentify)
+        label = ("people with no registered practice" if unregistered else
+                 f"{names[str(pid)]} ({pid})" if str(pid) in names else f"practice {pid}")
+        title = f"Case-finding list: {label}" + (f", {month_words}" if month_words else "")
+        people = int(people_by_key.get(str(pid), 0))
+        whom = "adults with no registered practice" if unregistered else "registered adults"
+        intro = (f"The {len(table)} people of {people:,} {whom} with the highest estimated risk of {outcome_words} "
+                 f"{horizon_words}, highest first.")
+        counts = _tier_counts(tier_order_list, registered.get(str(pid), {}), cells["Tier"])
+        held_back = _holdout_notice(int(held_by_key.get(str(pid), 0)), manifest.get("holdout"))
+        about = [intro + data_end, *([] if identified else [f"Finding each person: {find_person}"]),
+                 *([f"Who to ask: {contact}"] if contact else []),
+                 *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
+                 *next_steps, *how_to_read, *provenance]
+        mine = None
+        if changes is not None:
+            mine = changes_by_key.get(str(pid), no_changes)
+        jobs.append((relative, {
+            "table": table, "changes": mine, "workbook": str(pid) in with_workbook, "title": title, "about": about,
+            "created": created, "cells": cells, "people_rows": people_rows,
+            "page": {**page, "heading": title, "intro": intro, "find_person": None if identified else find_person,
+                     "has_local_ids": "Local ID" in table.columns,
+                     "whom_short": "people without a practice" if unregistered else "practice's people",
+                     "whose": "the" if unregistered else "the practice's",
+                     "whose_suffix": " without a practice" if unregistered else "",
+                     "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": on_list, "registered": people_in_tier,
+                                "definition": tier_words.get(t, "")} for t, people_in_tier, on_list in counts],
+                     "holdout": held_back, "n_columns": 12 + ("Local ID" in table.columns)}}))
+    # Every list's CSV, and every practice's changes, from one pandas to_csv per kind of table.
+    for (_, job), data in zip(jobs, csv_bytes_many([job["table"] for _, job in jobs])):
+        job["csv"] = data
+    with_changes = [job for _, job in jobs if job["changes"] is not None]
+    for job, data in zip(with_changes, csv_bytes_many([job["changes"] for job in with_changes])):
+        job["changes_csv"] = data
+    for _, job in jobs:
+        job.setdefault("changes_csv", None)
+        del job["changes"]  # the worker processes need only the bytes
+    out_dir = Path(out_dir)
+    with publish.month_folder(out_dir, replace=replace, models=manifest.get("models")) as tmp:  # riskstrat.scoring.publish
+        write_parquet(population, tmp / "population.parquet")
+        files = {"population.parquet": file_sha256(tmp / "population.parquet"),
+                 **_write_lists(tmp, jobs, workers=workers), "summary.csv": _write_csv(summary, tmp / "summary.csv")}
+        record = {**dict(manifest), "files": dict(sorted(files.items()))}
+        write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", tmp / "manifest.json")
+    return out_dir

@@ -1,0 +1,375 @@
+"""Spreadsheet files people open in Excel: CSV and XLSX writers that cannot run a formula.
+
+A cell whose text starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is taken by
+Excel and LibreOffice as a formula when a CSV is opened (OWASP "CSV injection"). Practice names,
+reasons and identifiers come from data files, so every text cell goes through
+:func:`neutralise_formula`: in a CSV it gets a leading apostrophe (shown by spreadsheets as the
+text itself); in a workbook text is written as a string cell (never a formula) and hostile text
+also carries Excel's "quote prefix", so editing the cell cannot turn it into a formula either.
+
+Workbooks are written with xlsxwriter with a fixed creation date, so the same table gives the same
+bytes (a rerun of a month does not change its files or their hashes in the manifest).
+
+>>> neutralise_formula("=HYPERLINK(\\"http://x\\")")
+'\\'=HYPERLINK("http://x")'
+>>> neutralise_formula("3 emergency admissions"), neutralise_formula(-2)
+('3 emergency admissions', -2)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import itertools
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from riskstrat.scoring import workbook_parts
+from riskstrat.scoring.workbook_parts import FORMULA_TRIGGERS
+
+__all__ = ["FORMULA_TRIGGERS", "csv_bytes", "csv_bytes_many", "is_formula_like", "neutralise_formula",
+           "python_values", "python_values_many", "reference_xlsx_bytes", "write_csv", "write_xlsx", "xlsx_bytes"]
+
+# A workbook's creation date when none is given: fixed, so that reruns give identical bytes.
+FIXED_CREATED = dt.datetime(2000, 1, 1)
+
+
+def is_formula_like(value) -> bool:
+    """True for text a spreadsheet would read as a formula (numbers never are)."""
+    return isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
+
+
+def neutralise_formula(value):
+    """Text that starts like a formula gets a leading apostrophe; anything else is returned as it is."""
+    return "'" + value if is_formula_like(value) else value
+
+
+def _text_columns(table: pd.DataFrame) -> list[str]:
+    # Numbers and booleans (NumPy or nullable) are never formulas; everything else may hold text.
+    return [c for c, dtype in table.dtypes.items() if dtype.kind not in "iufcb"]
+
+
+def _csv_text(value):
+    value = neutralise_formula(value)
+    # A bare carriage return is not quoted when lines end in "\n" and would split the row in a reader.
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
+
+
+def _needs_csv_text(values: pd.Series) -> bool:
+    """Whether any cell of ``values`` is text that :func:`_csv_text` changes."""
+    cells = python_values(values)
+    text = [v for v in cells if type(v) is str]
+    if len(text) < len(cells) and any(v is not None and type(v) is not str for v in cells):
+        return any(isinstance(v, str) and (v.startswith(FORMULA_TRIGGERS) or "\r" in v) for v in cells)
+    # Plain text (and missing values), as a column of a list holds: one pass in C for each test.
+    return any(map(str.startswith, text, itertools.repeat(FORMULA_TRIGGERS))) or "\r" in "".join(text)
+
+
+def csv_bytes(table: pd.DataFrame) -> bytes:
+    """The bytes :func:`write_csv` writes for ``table`` (to hash or write them without reading them back)."""
+    # Most columns, and the headings, hold nothing to change: look first, and copy only to change.
+    changed = [column for column in _text_columns(table) if _needs_csv_text(table[column])]
+    headings = [_csv_text(str(c)) for c in table.columns]
+    safe = table
+    if changed or any(type(c) is not str or c != h for c, h in zip(table.columns, headings)):
+        safe = table.copy(deep=False)
+        for column in changed:
+            safe[column] = safe[column].map(_csv_text, na_action="ignore")
+        safe.columns = headings
+    return b"\xef\xbb\xbf" + safe.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def _rows_stand_alone(dtype) -> bool:
+    """Whether pandas writes each CSV cell of a column of ``dtype`` on its own (dates and times
+    are not: one format for the whole column, picked from all its values)."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
+    return dtype.kind not in "mM" and not isinstance(dtype, pd.PeriodDtype)
+
+
+def csv_bytes_many(tables: Sequence[pd.DataFrame]) -> list[bytes]:
+    """:func:`csv_bytes` of each table, from one pandas ``to_csv`` for each group of tables with the
+    same columns and dtypes (the practices' lists and changes): their rows written together, then
+    cut apart at the line ends. The same bytes, for much less work per table.
+
+    Tables whose cells are written from the whole column (dates), whose text holds line breaks
+    (a row over several lines) or with repeated column names get :func:`csv_bytes` one by one.
+    """
+    out: list[bytes | None] = [None] * len(tables)
+    groups: dict[tuple, list[int]] = {}
+    for k, table in enumerate(tables):
+        if table.columns.has_duplicates or not all(_rows_stand_alone(d) for d in table.dtypes):
+            out[k] = csv_bytes(table)
+        else:
+            groups.setdefault(tuple(zip(table.columns, table.dtypes)), []).append(k)
+    for members in groups.values():
+        if len(members) == 1:
+            out[members[0]] = csv_bytes(tables[members[0]])
+            continue
+        both = pd.concat([tables[k] for k in members], ignore_index=True)
+        text = csv_bytes(both)[3:].decode("utf-8")
+        lines = text.split("\n")
+        if len(lines) != len(both) + 2:  # a line break inside a cell: cut table by table instead
+            for k in members:
+                out[k] = csv_bytes(tables[k])
+            continue
+        head = "\ufeff" + lines[0] + "\n"
+        start = 1
+        for k in members:
+            stop = start + len(tables[k])
+            out[k] = (head + "".join(line + "\n" for line in lines[start:stop])).encode("utf-8")
+            start = stop
+    return out
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``table`` as CSV with every text cell (and heading) neutralised.
+
+    UTF-8 with a byte-order mark so that Excel shows £ and – correctly; ``\\n`` line ends; no
+    timestamps: the same table gives the same bytes (:func:`csv_bytes`).
+    """
+    Path(path).write_bytes(csv_bytes(table))
+    return Path(path)
+
+
+def _cell(value):
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# Above this many rows a workbook streams its rows to disk as they are written (xlsxwriter's
+# constant_memory); smaller ones are built in memory, which is faster for a practice's list.
+STREAM_ROWS = 5_000
+
+
+def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequence[str] = (),
+               sheet: str = "List", wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> Path:
+    """A formatted workbook: ``table`` on ``sheet``, then an "About this list" sheet with ``title`` and ``notes``.
+
+    Header row bold on dark blue, frozen, with filters; columns ending in ``(%)`` hold fractions
+    shown as percentages; ``wide_columns`` wrap. Printing is set up for A4 landscape, fitted to the
+    page width, with the header row repeated on every page and the title and page numbers in the
+    page header and footer. Text is always written as text (:func:`neutralise_formula`).
+    ``created`` (default a fixed date) is the workbook's creation date: same inputs, same bytes.
+    Tables longer than :data:`STREAM_ROWS` rows are streamed (row by row to disk, bounded memory).
+    """
+    if len(table) > STREAM_ROWS:
+        _build_xlsx(str(path), table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
+                    created=created)
+    else:
+        Path(path).write_bytes(xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
+                                          created=created))
+    return Path(path)
+
+
+def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
+               wide_columns: Sequence[str] = (), created: dt.datetime | None = None,
+               cells: Sequence[list] | None = None) -> bytes:
+    """The bytes :func:`write_xlsx` writes for ``table``, built in memory (for a practice's list).
+
+    Put together from its parts (:mod:`riskstrat.scoring.workbook_parts`): byte for byte what xlsxwriter
+    writes (:func:`reference_xlsx_bytes`), about ten times faster; tables that route does not handle
+    are written by xlsxwriter. ``cells`` (optional) are ``table``'s columns as :func:`python_values`
+    already gives them (:func:`python_values_many` for many tables at once), not made again.
+    """
+    if parts_agree_with_xlsxwriter():
+        data = _parts_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
+                                 created=created, cells=cells)
+        if data is not None:
+            return data
+    return reference_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
+                                created=created)
+
+
+def _parts_xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
+                      wide_columns: Sequence[str] = (), created: dt.datetime | None = None,
+                      cells: Sequence[list] | None = None) -> bytes | None:
+    """:func:`xlsx_bytes` from its parts (:func:`riskstrat.scoring.workbook_parts.workbook_bytes`), or None
+    for a table that needs xlsxwriter."""
+    columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
+    return workbook_parts.workbook_bytes(columns, cells, widths, percents=percents, wide=wide, title=title,
+                                         notes=notes, sheet=sheet, created=created or FIXED_CREATED)
+
+
+def reference_xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
+                         wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> bytes:
+    """:func:`xlsx_bytes` written cell by cell by xlsxwriter: the reference the fast route must equal."""
+    buffer = io.BytesIO()
+    _build_xlsx(buffer, table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns, created=created)
+    return buffer.getvalue()
+
+
+def python_values(values: pd.Series) -> list:
+    """A column's cells as plain Python values (str, int, float, bool, ...), None for missing.
+
+    Through Arrow for Arrow-backed columns (pandas' own conversion of a short string column costs
+    about 15 times more per call), ``tolist`` for NumPy ones.
+    """
+    to_arrow = getattr(values.array, "__arrow_array__", None)
+    if to_arrow is not None:
+        arrow = to_arrow()
+        cells = arrow.to_pylist()
+        if str(arrow.type) in ("string", "large_string", "string_view"):
+            return cells  # Arrow text is str or None already
+    elif values.dtype.kind in "iub":
+        return values.tolist()
+    elif values.dtype.kind == "f":
+        return [None if v != v else v for v in values.tolist()]  # NaN is missing
+    else:
+        cells = values.to_numpy(dtype=object, na_value=None).tolist()
+    if any(v is not None and (type(v) not in (str, int, float, bool) or v != v) for v in cells):
+        cells = [_cell(v) for v in cells]  # numpy scalars, NaN, NaT and the like: rare
+    return cells
+
+
+def python_values_many(tables: Sequence[pd.DataFrame]) -> list[dict]:
+    """Each table's columns as :func:`python_values` (a dict by column name, in the table's order),
+    from one call per column for each group of tables with the same columns and dtypes (the
+    practices' lists): their rows put together, converted, then cut apart. The same values as
+    table by table (the conversion is cell by cell), for much less work per table.
+    """
+    out: list[dict | None] = [None] * len(tables)
+    groups: dict[tuple, list[int]] = {}
+    for k, table in enumerate(tables):
+        if table.columns.has_duplicates:
+            out[k] = {c: python_values(v) for c, v in table.items()}
+        else:
+            groups.setdefault(tuple(zip(table.columns, table.dtypes)), []).append(k)
+    for signature, members in groups.items():
+        both = pd.concat([tables[k] for k in members], ignore_index=True) if len(members) > 1 else tables[members[0]]
+        if tuple(zip(both.columns, both.dtypes)) != signature:  # concat changed a dtype: table by table
+            for k in members:
+                out[k] = {c: python_values(v) for c, v in tables[k].items()}
+            continue
+        columns = {c: python_values(v) for c, v in both.items()}
+        start = 0
+        for k in members:
+            stop = start + len(tables[k])
+            out[k] = {c: values[start:stop] for c, values in columns.items()}
+            start = stop
+    return out
+
+
+def _longest_shown(values: list) -> int:
+    """The length of the longest value as text, missing values left out (0 for none)."""
+    if None in values:
+        values = [v for v in values if v is not None]
+    return max(map(len, map(str, values)), default=0)
+
+
+def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequence[list] | None = None
+              ) -> tuple[list[str], list[list], list[int], set[int], set[int]]:
+    """A workbook's List sheet as plain data: column names, each column's cells as Python values
+    (None for missing; percentages as fractions), column widths, the percent and the wide columns.
+    ``cells``: the columns' :func:`python_values` when already made (left unchanged here)."""
+    columns = [str(c) for c in table.columns]
+    percents = {j for j, c in enumerate(columns) if c.endswith("(%)")}
+    wide = {j for j, c in enumerate(columns) if c in set(wide_columns)}
+    if cells is None:
+        cells = [python_values(values) for _, values in table.items()]
+    elif len(cells) != len(columns) or any(len(c) != len(table) for c in cells):
+        raise ValueError(f"cells must be {len(columns)} columns of {len(table)} values, as the table")
+    else:
+        cells = list(cells)  # percentages are replaced below, in this list only
+    # Widths from the values as shown (the first 500 rows), before percentages become fractions.
+    widths = [80 if j in wide else min(max(10, max(len(name), _longest_shown(cells[j][:500])) + 2), 40)
+              for j, name in enumerate(columns)]
+    for j in percents:
+        cells[j] = [round(v / 100, 6) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                    for v in cells[j]]
+    return columns, cells, widths, percents, wide
+
+
+def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str], sheet: str,
+                wide_columns: Sequence[str], created: dt.datetime | None) -> None:
+    import xlsxwriter
+
+    streamed = len(table) > STREAM_ROWS and not isinstance(target, io.BytesIO)
+    workbook = xlsxwriter.Workbook(target, {"strings_to_formulas": False, "strings_to_urls": False,
+                                            "strings_to_numbers": False, "in_memory": not streamed,
+                                            "constant_memory": streamed})
+    try:
+        workbook.set_properties({"title": title, "author": "riskstrat", "created": created or FIXED_CREATED})
+        header = workbook.add_format({"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79",
+                                      "text_wrap": True, "valign": "vcenter"})
+        percent = workbook.add_format({"num_format": "0.0%"})
+        wrap = workbook.add_format({"text_wrap": True, "valign": "top"})
+        quoted = workbook.add_format({"quote_prefix": True})
+        quoted_wrap = workbook.add_format({"quote_prefix": True, "text_wrap": True, "valign": "top"})
+        ws = workbook.add_worksheet(sheet)
+        columns, cells, widths, percents, wide = _prepared(table, wide_columns)
+        for j, name in enumerate(columns):
+            ws.write_string(0, j, name, header)
+        # Cells written row by row (the order a streamed sheet needs, and the order of the shared
+        # strings); how a cell is written depends only on its value.
+        plain = [wrap if j in wide else None for j in range(len(columns))]
+        hostile = [quoted_wrap if j in wide else quoted for j in range(len(columns))]
+        number_format = [percent if j in percents else None for j in range(len(columns))]
+        write_string, write_number, write_boolean, write_blank = (ws.write_string, ws.write_number, ws.write_boolean,
+                                                                  ws.write_blank)
+        for i, row in enumerate(zip(*cells), start=1):
+            for j, value in enumerate(row):
+                kind = type(value)
+                if kind is str:
+                    write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
+                elif kind is int or kind is float:
+                    write_number(i, j, value, number_format[j])
+                elif value is None:
+                    if plain[j] is not None:  # a blank cell without a format is not written at all
+                        write_blank(i, j, None, plain[j])
+                elif kind is bool:
+                    write_boolean(i, j, value)
+                elif isinstance(value, (int, float)):
+                    write_number(i, j, value, number_format[j])
+                elif isinstance(value, str):
+                    write_string(i, j, str(value), hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
+                else:
+                    write_string(i, j, str(value), plain[j])
+        for j, width in enumerate(widths):
+            ws.set_column(j, j, width)
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(len(table), 1), max(len(columns) - 1, 0))
+        ws.set_landscape()
+        ws.set_paper(9)  # A4
+        ws.fit_to_pages(1, 0)  # as wide as one page, as many pages down as needed
+        ws.repeat_rows(0)
+        ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
+        ws.set_header("&L&B" + title.replace("&", "&&"))
+        ws.set_footer("&LPage &P of &N")
+        about = workbook.add_worksheet("About this list")
+        about.set_column(0, 0, 120)
+        about.write_string(0, 0, title, workbook.add_format({"bold": True, "font_size": 14}))
+        for i, line in enumerate(notes, start=1):
+            about.write_string(i, 0, str(line), quoted_wrap if is_formula_like(str(line)) else wrap)
+    finally:
+        workbook.close()
+
+
+@functools.lru_cache(maxsize=1)
+def parts_agree_with_xlsxwriter() -> bool:
+    """Whether :func:`riskstrat.scoring.workbook_parts.workbook_bytes` writes what the installed xlsxwriter
+    writes, on awkward hand-made tables (every format, escapes, missing values, numbers); checked once
+    per process. When not, :func:`xlsx_bytes` uses xlsxwriter for every table."""
+    table = pd.DataFrame({
+        "Rank": np.array([1, 2, 3], dtype="int64"),
+        "Person ID": pd.array(["a&<b>\"'", "=2+3", None], dtype="str"),
+        "Risk (%)": [41.5, 1e-9, np.nan],
+        "Top reasons": ["  spaced  ", "@SUM(A1)\x07_x0041_", None],
+        "Flag": [True, False, True],
+        "Big": [1.5e300, -0.1 + 0.3, 12345678901234567.0],
+    })
+    options = {"title": "Case-finding list: P & Q <1>", "notes": ["First note.", "-2 is not a formula"],
+               "wide_columns": ("Top reasons",), "created": dt.datetime(2026, 11, 1)}
+    try:
+        return all(_parts_xlsx_bytes(t, **options) == reference_xlsx_bytes(t, **options)
+                   for t in (table, table.iloc[:0], table.iloc[::-1]))
+    except Exception:  # noqa: BLE001 - any failure here means: use xlsxwriter
+        return False
