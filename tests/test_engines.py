@@ -584,7 +584,7 @@ def _derive_digest() -> str:
 
 
 def test_derive_output_is_pinned_by_its_version():
-    from riskstrat.features.engine import spec
+    from riskstrat.features import spec
 
     digest = _derive_digest()
     assert spec.DERIVE_VERSION in DERIVE_REFERENCE, f"add DERIVE_REFERENCE[{spec.DERIVE_VERSION}] = {digest!r}"
@@ -594,7 +594,7 @@ def test_derive_output_is_pinned_by_its_version():
 
 
 def test_spec_hash_covers_derive_version_and_feature_order(monkeypatch):
-    from riskstrat.features.engine import spec
+    from riskstrat.features import spec
 
     before = spec.spec_hash()
     monkeypatch.setattr(spec, "DERIVE_VERSION", spec.DERIVE_VERSION + 1)

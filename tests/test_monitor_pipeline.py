@@ -240,7 +240,7 @@ def registries(world, tmp_path_factory) -> dict:
      r"lacks what a published month's manifest holds \(models.monitor-emergency.run_id: Field required\)"),
 ], ids=["other version", "version not here", "other as_of", "other month", "other outcome", "no run id"])
 def test_a_manifest_edited_after_publishing_is_refused(world, registries, tmp_path, edit, error, match):
-    from riskstrat.evaluation import monitor_pipeline
+    from riskstrat.pipelines import monitor as monitor_pipeline
     from riskstrat.scoring import published
 
     errors = {"MonthProvenanceError": monitor_pipeline.MonthProvenanceError, "RegistryError": tracking.RegistryError,

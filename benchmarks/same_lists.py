@@ -1,0 +1,108 @@
+"""Are the month's lists the same, byte for byte, before and after a change?
+
+Runs ``riskstrat demo`` (a synthetic population, training, evaluation and the month's lists) with
+the code of a base revision and with the code of this checkout, each in its own empty folder, and
+compares every file the month published (``riskstrat-output/lists/YYYY-MM/``): the lists, pages,
+workbooks, summaries and the population file.
+
+Files that record the run itself rather than its result (the manifest's run ids and times, the
+audit trail) differ between any two runs, even of the same code; they are listed as not compared,
+with the reason. Everything else must be equal byte for byte.
+
+    python benchmarks/same_lists.py --base c042a56            # the commit before the change
+    python benchmarks/same_lists.py --base HEAD~3 --people 3000 --json /tmp/same.json
+
+Exit status 0 when every compared file is equal, 1 otherwise. Writes JSON (``--json``) with one
+entry per file. It takes two demo runs: about 2 minutes at 3,000 people on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What a run writes about itself: differs between two runs of the same code and data.
+RUN_RECORDS = {
+    "manifest.json": "records the run: MLflow run ids, model versions, start time, durations",
+    "audit.jsonl": "the audit trail of the run (times, run ids)",
+}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_demo(src: Path, folder: Path, *, people: int, seed: int) -> Path:
+    """``riskstrat demo`` with the package at ``src``, in ``folder``; returns the published month."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}
+    subprocess.run([sys.executable, "-m", "riskstrat.cli", "demo", "--people", str(people), "--seed", str(seed),
+                    "--quiet"], cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL)
+    months = sorted(p for p in (folder / "riskstrat-output").rglob("*")
+                    if p.is_dir() and re.fullmatch(r"\d{4}-\d{2}", p.name))
+    if not months:
+        raise SystemExit(f"no published month under {folder / 'riskstrat-output'}")
+    return months[-1]
+
+
+def compare(before: Path, after: Path) -> list[dict]:
+    """One entry per file in either month: equal, different, only in one, or not compared (and why)."""
+    names = sorted({p.relative_to(before).as_posix() for p in before.rglob("*") if p.is_file()}
+                   | {p.relative_to(after).as_posix() for p in after.rglob("*") if p.is_file()})
+    rows = []
+    for name in names:
+        a, b = before / name, after / name
+        why = RUN_RECORDS.get(Path(name).name)
+        if why:
+            rows.append({"file": name, "result": "not compared", "why": why})
+        elif not a.exists() or not b.exists():
+            rows.append({"file": name, "result": "only after" if b.exists() else "only before"})
+        else:
+            same = _digest(a) == _digest(b)
+            rows.append({"file": name, "result": "equal" if same else "different", "bytes": b.stat().st_size})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", required=True, help="the revision to compare against (e.g. a commit)")
+    parser.add_argument("--people", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", type=Path, help="write the comparison here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="same-lists-") as tmp:
+        tmp = Path(tmp)
+        base_tree = tmp / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base_tree), args.base],
+                       check=True)
+        try:
+            print(f"demo with {args.base} ...", flush=True)
+            before = run_demo(base_tree / "src", tmp / "run-base", people=args.people, seed=args.seed)
+            print("demo with this checkout ...", flush=True)
+            after = run_demo(ROOT / "src", tmp / "run-head", people=args.people, seed=args.seed)
+            rows = compare(before, after)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["result"]] = counts.get(row["result"], 0) + 1
+        if row["result"] != "equal":
+            print(f"  {row['result']:>13}  {row['file']}" + (f"  ({row['why']})" if "why" in row else ""))
+    print(f"month {after.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if args.json:
+        args.json.write_text(json.dumps({"base": args.base, "people": args.people, "seed": args.seed,
+                                         "month": after.name, "counts": counts, "files": rows}, indent=2) + "\n")
+    return 0 if set(counts) <= {"equal", "not compared"} else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
