@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from riskstrat.outcomes import parse_outcome
-from riskstrat.data.readers import import_dataset
+from riskstrat.pipelines.imports import import_dataset
 from riskstrat.data.readers.hes import read_hes
 from riskstrat.data.readers.omop import read_omop
 from riskstrat.report.imports import format_import_report

@@ -176,7 +176,7 @@ def test_data_pseudonymised_under_another_key_are_refused(tmp_path, monkeypatch)
 def test_an_import_records_the_key_fingerprint_not_the_key(tmp_path):
     from test_readers import _tiny_synthea
 
-    from riskstrat.data.readers import import_dataset
+    from riskstrat.pipelines.imports import import_dataset
 
     import_dataset("synthea", _tiny_synthea(tmp_path), tmp_path / "linked", pseudonym_key=b"secret-key-123")
     meta = json.loads((tmp_path / "linked" / "dataset.json").read_text())

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from riskstrat.data.readers import MissingSourceFileError, import_dataset
+from riskstrat.data.readers import MissingSourceFileError
+from riskstrat.pipelines.imports import import_dataset
 from riskstrat.data.readers.omop import bnf_from_code, icd10_condition, read_omop
 from riskstrat.data.readers.synthea import bnf_chapter, match_ltc, read_synthea
 from riskstrat.data.schema import TABLES
@@ -555,7 +556,8 @@ def test_cli_import_help_has_an_example(cli):
     ("£120", "USD", None), ("$120", "GBP", None), ("1.234,50", "EUR", None), ("12,5", "EUR", None),
 ])
 def test_numbers_are_read_strictly_and_amounts_as_spreadsheets_write_them(text, currency, number):
-    from riskstrat.data.readers import ImportSummary, _to_float
+    from riskstrat.data.readers import ImportSummary
+    from riskstrat.data.readers._common import _to_float
 
     summary = ImportSummary(source="test")
     got = _to_float(pd.Series([text, None]), summary=summary, source_file="f.csv", column="C", currency=currency)

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from riskstrat.data.privacy import pseudonymise
-from riskstrat.data.readers import MissingSourceFileError, import_dataset
+from riskstrat.data.readers import MissingSourceFileError
+from riskstrat.pipelines.imports import import_dataset
 from riskstrat.data.readers.hes import (
     admission_method,
     ae_admitted,

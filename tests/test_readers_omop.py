@@ -394,7 +394,7 @@ def test_a_hospital_care_site_never_becomes_a_practice(tmp_path):
     tables, summary = read_omop(src, pseudonym_key=KEY, practice_from="care_site")
     assert sorted(tables["persons"]["practice_id"].fillna("-")) == ["-"] * 4 + ["CS20", "CS33", "CS35"]
     assert summary.practice_exclusions["people_whose_only_candidate_was_a_hospital"] == 4
-    from riskstrat.data.readers import import_dataset
+    from riskstrat.pipelines.imports import import_dataset
 
     import_dataset("omop", src, tmp_path / "linked", pseudonym_key=KEY)
     import json
@@ -440,7 +440,7 @@ def test_synthea27nj_counts_checked_by_hand(tmp_path):
     heart failure (4229440, chronic congestive), dementia (378419), stroke (381316), asthma (4051466,
     childhood asthma). No COPD, cancer or depression is recorded in this export.
     """
-    from riskstrat.data.readers import import_dataset
+    from riskstrat.pipelines.imports import import_dataset
 
     summary, report = import_dataset("omop", SYNTHEA27NJ, tmp_path / "linked", pseudonym_key=KEY)
     rows = summary.output_rows

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from riskstrat.data.readers import import_dataset
+from riskstrat.pipelines.imports import import_dataset
 from riskstrat.data.readers.synthea import read_synthea
 
 KEY = b"synthea-test-key"

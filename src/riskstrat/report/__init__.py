@@ -1,4 +1,4 @@
-"""Reports rendered from Jinja2 templates (``report/templates/``): the evaluation report (HTML,
+"""Reports rendered from Jinja2 templates (:mod:`riskstrat.templates`): the evaluation report (HTML,
 autoescaped, self-contained: figures embedded as base64 PNG, no network references) and the model
 card draft (Markdown). Writing goes through :func:`riskstrat.data.io.atomic_path`.
 """
@@ -14,15 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskstrat.data.io import atomic_path, money, write_json, write_text
+from riskstrat.evaluation import plots
+from riskstrat.features.clinical import feature
+from riskstrat.templates import environment
+
 APPROVAL_PLACEHOLDER = "_to be completed by the approver_"
-
-
-def _environment():
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-    return Environment(loader=PackageLoader("riskstrat.report", "templates"), undefined=StrictUndefined,
-                       autoescape=select_autoescape(enabled_extensions=("html",), default=False),
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -103,8 +100,6 @@ def figures_of(evaluation) -> dict[str, object]:
     """The evaluation's figures by file stem (what goes to PNG and into the report), as matplotlib
     Figures: ``roc``, ``pr``, ``calibration`` (smoothed, the candidate), ``calibration_deciles`` (every
     probability), ``top_k_ppv`` and ``decision_curve``. A notebook shows each inline."""
-    from riskstrat.evaluation import plots
-
     y, scores = evaluation.y, evaluation.scores
     probs = {k: v for k, v in scores.items() if k != "prior_use"}
     return {"roc": plots.roc_figure(y, scores), "pr": plots.pr_figure(y, scores),
@@ -115,11 +110,9 @@ def figures_of(evaluation) -> dict[str, object]:
 
 
 def _png(fig) -> bytes:
-    from riskstrat.evaluation.plots import _close
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    _close(fig)
+    plots._close(fig)
     return buffer.getvalue()
 
 
@@ -143,8 +136,6 @@ def tables_of(evaluation, drivers: pd.DataFrame | None = None) -> dict[str, pd.D
 
 def _cost_tables(cost) -> dict:
     """The cost evidence's tables for the report, money in the data set's currency."""
-    from riskstrat.data.io import money
-
     def cash(values):
         return [money(v, cost.currency) for v in values]
 
@@ -177,8 +168,6 @@ HEADLINE_COLUMNS = ["model", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", 
 def _described(drivers: pd.DataFrame) -> pd.DataFrame:
     """The drivers table with each feature's plain-English meaning (blank for a feature riskstrat
     does not know, e.g. a custom model's)."""
-    from riskstrat.features.clinical import feature
-
     def meaning(name: str) -> str:
         try:
             return feature(name).description
@@ -202,7 +191,7 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
     dependence = {k.removeprefix("dependence_"): v for k, v in images.items() if k.startswith("dependence_")}
     unseen = (context.get("unseen") or {}).get("headline")
     unseen = table(pd.DataFrame(unseen).reindex(columns=HEADLINE_COLUMNS), digits={"ici": 4}) if unseen else None
-    return _environment().get_template("evaluation.html").render(
+    return environment().get_template("evaluation.html").render(
         c=context, ev=evaluation, headline=table(headline, digits={"ici": 4}), comparison=table(tables["comparison"]),
         unseen_headline=unseen,
         oe_decile=table(tables["observed_expected_by_decile"], digits={"expected": 1}),
@@ -220,8 +209,6 @@ def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=
     """Write ``report.html``, ``tables/*.csv``, ``figures/*.png`` and ``evaluation.json`` (one folder,
     atomically). ``extra_figures`` (name: figure) are added, e.g. the SHAP summary and dependence plots
     (``shap_summary``, ``dependence_<feature>``: shown under the global drivers)."""
-    from riskstrat.data.io import atomic_path, write_json
-
     out_dir = Path(out_dir)
     figures = {**figures_of(evaluation), **(extra_figures or {})}
     figures_png = {name: _png(fig) for name, fig in figures.items()}
@@ -267,7 +254,7 @@ def render_card(evaluation, context: dict, *, drivers=None) -> str:
     by_group = by_group[by_group["attribute"] != "GP practice"]  # practices: in the report, too many for a card
     practices = evaluation.subgroups.by_group.loc["GP practice"] if "GP practice" in \
         evaluation.subgroups.by_group.index.get_level_values(0) else None
-    return _environment().get_template("card.md").render(
+    return environment().get_template("card.md").render(
         c=context, ev=evaluation, candidate=evaluation.headline.loc["candidate"].to_dict(),
         comparison=evaluation.comparison.to_dict("records"), subgroups=by_group.to_dict("records"),
         weak=weak_groups(evaluation).to_dict("records"), drivers=drivers.to_dict("records") if drivers is not None else [],
@@ -278,8 +265,6 @@ def render_card(evaluation, context: dict, *, drivers=None) -> str:
 def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None) -> Path:
     """Write ``card.md`` in ``folder``; if the card there has been approved, write ``card.draft.md`` beside it
     instead (an approved card is a person's signed text: never overwritten)."""
-    from riskstrat.data.io import write_text
-
     folder = Path(folder)
     card = folder / "card.md"
     target = folder / "card.draft.md" if card.exists() and _approved(card) else card
@@ -338,7 +323,7 @@ def render_monitoring(results, *, assessed, pending, context: dict, figures_png:
             "n_small_practices": int(r.by("GP practice")["small"].sum()),
             "image": base64.b64encode(figures_png[r.month]).decode("ascii") if r.month in figures_png else None,
             "outcome": context["outcomes"][r.month], "horizon_days": context["horizons"][r.month]})
-    return _environment().get_template("monitoring.html").render(
+    return environment().get_template("monitoring.html").render(
         c=context, months=table(tables["months"]), sections=sections, fmt=fmt,
         pending=tables["months"][tables["months"]["status"] != "assessed"].to_dict("records"))
 
@@ -346,9 +331,6 @@ def render_monitoring(results, *, assessed, pending, context: dict, figures_png:
 def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context: dict) -> Path:
     """Write ``report.html``, ``tables/*.csv``, ``figures/calibration_<month>.png`` and
     ``monitoring.json`` (one folder, atomically)."""
-    from riskstrat.evaluation import plots
-    from riskstrat.data.io import atomic_path, write_json
-
     out_dir = Path(out_dir)
     figures_png = {}
     for r in results:

@@ -1,8 +1,8 @@
 """What an import produced and which outcomes the imported data can support.
 
 :func:`supported_outcomes` is a pure function of the canonical tables; :func:`import_report` puts it
-together with the reader's summary and validation's counts into the ``import_report.json`` that
-:func:`riskstrat.data.readers.import_dataset` writes beside the tables, and :func:`dataset_metadata`
+together with the reader's summary and validation's counts into the :data:`IMPORT_REPORT` file that
+:func:`riskstrat.pipelines.imports.import_dataset` writes beside the tables, and :func:`dataset_metadata`
 makes ``dataset.json``. Both are deterministic: the same input gives the same bytes (no clock time).
 
 >>> import pandas as pd
@@ -18,16 +18,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from riskstrat.data.schema import AE_DEPARTMENT_TYPES, AE_UNPLANNED_DEPARTMENT_TYPES
+import riskstrat
+from riskstrat.data.records import LinkedRecords
+from riskstrat.data.schema import AE_DEPARTMENT_TYPES, AE_UNPLANNED_DEPARTMENT_TYPES, COST_COLUMNS, SCHEMA_VERSION
+from riskstrat.data.validate import ValidationIssue, ValidationReport
+from riskstrat.features.clinical import eligible_persons
+from riskstrat.modeling.config import CohortConfig, GuardsConfig, SplitConfig
+from riskstrat.modeling.guards import people_needed
 from riskstrat.modeling.split import suggest_index_dates
+from riskstrat.outcomes import parse_outcome
 
 if TYPE_CHECKING:
     from riskstrat.data.readers import ImportSummary
-    from riskstrat.data.validate import ValidationReport
 
-__all__ = ["OUTCOMES", "MIN_EVENTS", "MIN_EMERGENCY_SHARE", "MAX_UNREADABLE_COST_SHARE", "supported_outcomes",
-           "horizon_support", "ae_department_counts",
+__all__ = ["IMPORT_REPORT", "OUTCOMES", "MIN_EVENTS", "MIN_EMERGENCY_SHARE", "MAX_UNREADABLE_COST_SHARE",
+           "supported_outcomes", "horizon_support", "ae_department_counts",
            "import_report", "dataset_metadata", "format_import_report", "unreadable_cost_issues"]
+
+# The report's file name in an imported folder (beside the tables and dataset.json).
+IMPORT_REPORT = "import_report.json"
 
 OUTCOMES = ("emergency_admission", "unplanned_hospital_use", "death", "high_cost", "social_care_entry")
 # About 100 events are needed to validate a prediction model with stable calibration (Riley et al.,
@@ -170,12 +179,6 @@ def horizon_support(tables: dict[str, pd.DataFrame], *, extract_end, data_start=
     (:func:`people_needed`); ``meets`` is whether the people now reach every one. None when the
     tables lack what eligibility reads or the end is unknown.
     """
-    from riskstrat.modeling.config import CohortConfig, GuardsConfig, SplitConfig
-    from riskstrat.features.clinical import eligible_persons
-    from riskstrat.modeling.guards import people_needed
-    from riskstrat.outcomes import parse_outcome
-    from riskstrat.data.records import LinkedRecords
-
     persons = tables.get("persons")
     if extract_end is None or persons is None or any(c not in persons for c in _PERSON_COLUMNS):
         return None
@@ -265,8 +268,6 @@ def unreadable_cost_issues(summary: "ImportSummary", *,
                            max_share: float = MAX_UNREADABLE_COST_SHARE) -> list:
     """A ``unreadable_cost`` warning (a :class:`~riskstrat.data.validate.ValidationIssue`) for each source cost
     column with more than ``max_share`` of its present values unreadable; the import still completes."""
-    from riskstrat.data.validate import ValidationIssue
-
     issues = []
     for key, e in _unreadable(summary).items():
         if e["kind"] != "cost" or not e["present"] or e["unreadable"] / e["present"] <= max_share:
@@ -286,8 +287,6 @@ def unreadable_cost_issues(summary: "ImportSummary", *,
 
 def _costs_recorded(tables: dict[str, pd.DataFrame]) -> bool:
     """Whether any table holds a cost (``cost`` or social care's ``weekly_cost``) in some row."""
-    from riskstrat.data.schema import COST_COLUMNS
-
     return any(column in frame and frame[column].notna().any()
                for frame in tables.values() if frame is not None for column in COST_COLUMNS)
 
@@ -298,8 +297,6 @@ def import_report(summary: "ImportSummary", validation: "ValidationReport",
 
     Holds no person ids, dates of birth or row examples from validation (those can name people).
     """
-    import riskstrat
-
     dropped = [{"reason": reason, "rows": n, "examples": list(summary.drop_examples.get(reason, []))}
                for reason, n in summary.dropped.items()]
     # Validation: one entry per table (a row can break several rules), naming the rules; no examples
@@ -358,9 +355,6 @@ def extract_end(summary: "ImportSummary") -> str | None:
 
 def dataset_metadata(summary: "ImportSummary") -> dict:
     """``dataset.json`` for an imported folder: format, currency, extract end, riskstrat version."""
-    import riskstrat
-    from riskstrat.data.schema import SCHEMA_VERSION
-
     return {"source_format": summary.source, "currency": summary.currency, "extract_end": extract_end(summary),
             "riskstrat_version": riskstrat.__version__, "schema_version": SCHEMA_VERSION}
 

@@ -1,30 +1,14 @@
-"""Rendering pages from the Jinja2 templates in ``riskstrat/report/templates`` (autoescaped).
+"""Looking at the pages riskstrat writes (practice lists, reports) in a headless browser.
 
-Templates include their stylesheet and script inline, so every page is one self-contained file
-with no network references.
+Pages are rendered by :mod:`riskstrat.templates`; each is one self-contained file with no network
+references, so a browser can open it offline.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["TEMPLATES", "chromium", "find_chromium", "render"]
-
-TEMPLATES = Path(__file__).resolve().parents[1] / "report" / "templates"
-
-
-@lru_cache(maxsize=1)
-def _environment():
-    import jinja2
-
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=False, keep_trailing_newline=True)
-
-
-def render(template: str, /, **context) -> str:
-    """The template ``template`` (a file name in :data:`TEMPLATES`) filled with ``context``, escaped."""
-    return _environment().get_template(template).render(**context)
+__all__ = ["chromium", "find_chromium"]
 
 
 def find_chromium() -> str | None:

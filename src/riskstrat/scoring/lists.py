@@ -23,7 +23,7 @@ seeded random hold-out that is not shown this month so that outcomes can be comp
 from the very high tier by default: :func:`holdout_flags`).
 
 The files: CSV and workbooks through :mod:`riskstrat.scoring.sheets` (formulas neutralised, same input same
-bytes); the page from the Jinja2 template ``report/templates/list.html.j2`` (autoescaped, one
+bytes); the page from the Jinja2 template ``templates/list.html.j2`` (autoescaped, one
 self-contained file); ``summary.csv`` with small numbers suppressed (:func:`suppress_small_numbers`).
 
 People without a registered practice (``practice_id`` missing) are scored, ranked and counted
@@ -57,6 +57,7 @@ from riskstrat.scoring.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
                              rank_by_score, tiers_by_rank)
+from riskstrat.templates import render
 
 __all__ = [
     "NO_PRACTICE",
@@ -779,9 +780,7 @@ def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str
 
 
 def _write_html(path: Path, **context) -> str:
-    """The practice page from ``report/templates/list.html.j2`` (autoescaped, self-contained)."""
-    from riskstrat.scoring.listpage import render
-
+    """The practice page from ``templates/list.html.j2`` (autoescaped, self-contained)."""
     return _write_bytes(render("list.html.j2", **context).encode("utf-8"), path)
 
 
@@ -1129,7 +1128,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     practice's files only. Every file is byte-identical for identical inputs; text that looks
     like a spreadsheet formula is neutralised in every CSV and workbook (:mod:`riskstrat.scoring.sheets`).
 
-    The page (``list.html``, from ``report/templates/list.html.j2``) is titled with the practice's
+    The page (``list.html``, from ``templates/list.html.j2``) is titled with the practice's
     name from ``practice_names`` (else its code) and the month, and shows at the top the date the
     data run to (``manifest["data_end"]``) and the date scored (``manifest["as_of"]``). Without a
     re-identification lookup it says how to find a person (``find_person``); ``contact`` and

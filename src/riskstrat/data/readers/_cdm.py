@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from riskstrat.data.readers import _find_file
+from riskstrat.data.readers._common import _find_file
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 

@@ -87,7 +87,8 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.data.io import DataFileError
-from riskstrat.data.readers import (
+from riskstrat.data.privacy import pseudonymise
+from riskstrat.data.readers._common import (
     ImportSummary,
     MissingSourceFileError,
     _end_at_death,
@@ -394,8 +395,6 @@ def _record_ids(prefix: str, values: pd.Series | None, index: pd.Index, key: byt
 
 
 def _pseudonyms(values: pd.Series, key: bytes) -> pd.Series:
-    from riskstrat.data.privacy import pseudonymise
-
     return pseudonymise(values, key)
 
 

@@ -157,7 +157,8 @@ import pandas as pd
 from riskstrat.data.codelists import (atc_to_bnf, icd10_condition, load_codelist, ltc_concept_pairs, ltc_concepts,
                                   snomed_condition)
 from riskstrat.errors import InvalidInputError
-from riskstrat.data.readers import (
+from riskstrat.data.privacy import pseudonymise
+from riskstrat.data.readers._common import (
     ImportSummary,
     MissingSourceFileError,
     _end_at_death,
@@ -174,7 +175,7 @@ from riskstrat.data.readers import (
 from riskstrat.data.readers._cdm import SUFFIXES, delimiter as _delimiter, find_table
 from riskstrat.data.readers.vocab import (CODE_VOCABULARIES, Vocabulary, atc_classes, atc_links, descendants, maps_to,
                                     read_vocabulary)
-from riskstrat.data.schema import BNF_UNKNOWN
+from riskstrat.data.schema import BNF_UNKNOWN, LONG_TERM_CONDITIONS
 
 __all__ = ["read_omop", "VISIT_CONCEPTS", "AE_DEPARTMENT_TYPES", "CONDITION_CONCEPTS", "ICD10_RANGES", "icd10_condition", "bnf_from_code",
            "GP_SPECIALTIES", "PRIMARY_CARE_PLACES", "PRIMARY_CARE_OPTIONS"]
@@ -407,8 +408,6 @@ def _concepts_of_interest(conditions: pd.DataFrame | None, drugs: pd.DataFrame |
 
 def _record_ids(table: str, ids: pd.Series, key: bytes) -> pd.Series:
     """A keyed hash of ``table:id`` per row (missing where the source id is missing)."""
-    from riskstrat.data.privacy import pseudonymise
-
     text = ids.astype("string").str.strip()
     return pseudonymise((table + ":" + text).where(text.notna() & (text != "")), key)
 
@@ -892,8 +891,6 @@ def _ltc_register(conditions: pd.DataFrame, vocab: Vocabulary | None, pseudonyms
 
 def _condition_report(matched: pd.DataFrame, c: pd.DataFrame, pseudonyms: dict) -> dict[str, dict]:
     """Per register condition: people matched, and people found by each path (a person may be found by several)."""
-    from riskstrat.data.schema import LONG_TERM_CONDITIONS
-
     m = matched.merge(c[["row", "person_id"]], on="row")
     out = {}
     for condition in LONG_TERM_CONDITIONS:

@@ -94,7 +94,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.errors import InvalidInputError
-from riskstrat.data.readers import (
+from riskstrat.data.readers._common import (
     ImportSummary,
     MissingSourceFileError,
     _end_at_death,
@@ -110,6 +110,7 @@ from riskstrat.data.readers import (
     _to_float,
 )
 from riskstrat.data.privacy import pseudonymise
+from riskstrat.data.schema import BNF_UNKNOWN
 
 __all__ = ["read_synthea", "match_ltc", "bnf_chapter", "LTC_PATTERNS", "BNF_PATTERNS", "ENCOUNTER_TABLES",
            "AE_DEPARTMENT_TYPES"]
@@ -580,9 +581,6 @@ def bnf_chapter(descriptions: pd.Series) -> pd.Series:
 
 def _prescriptions(medications: pd.DataFrame, pseudonyms: dict, summary: ImportSummary, *,
                    key: bytes) -> pd.DataFrame:
-    from riskstrat.data.privacy import pseudonymise
-    from riskstrat.data.schema import BNF_UNKNOWN
-
     file = _source_name(summary, "medications")
     meds = medications.assign(date=_to_date(medications["START"], summary=summary, source_file=file, column="START"),
                               chapter=bnf_chapter(medications["DESCRIPTION"]))
