@@ -67,13 +67,6 @@ LAYERS: dict[str, list[str]] = {
 UPWARD_ALLOWED: dict[tuple[str, str], str] = {
     ("riskstrat.data.readers", "riskstrat.report.imports"):
         "import_data writes the import report: the wiring (pipelines) should call the reader, then the report",
-    ("riskstrat.features.spark", "riskstrat.scoring.spark"):
-        "the Spark engine hands a month to Spark scoring: the wiring should choose the scorer",
-    ("riskstrat.features.engine", "riskstrat.pipelines"):
-        "PandasEngine.load reads records through pipelines.load_data: load_data moves down to data/",
-    ("riskstrat.scoring.spark", "riskstrat.pipelines"):
-        "Spark scoring uses PersonScores and explain_people: they move from pipelines to scoring/, "
-        "and spark_score with them",
     ("riskstrat.evaluation.gate", "riskstrat.registry.tracking"):
         "the gate's promote step reads and sets registry aliases: promotion moves to the wiring",
     ("riskstrat.features.clinical", "riskstrat.modeling.config"):
@@ -96,9 +89,6 @@ KNOWN_CYCLES: list[set[str]] = [
     {"riskstrat.modeling.config", "riskstrat.features.generic", "riskstrat.features.spec", "riskstrat.features.clinical",
      "riskstrat.scoring.lists", "riskstrat.outcomes", "riskstrat.outcomes._base", "riskstrat.outcomes._builtin",
      "riskstrat.scoring.reasons", "riskstrat.data.validate"},
-    {"riskstrat.features.engine", "riskstrat.features.spark", "riskstrat.scoring.spark", "riskstrat.evaluation.gate",
-     "riskstrat.pipelines.evaluate", "riskstrat.pipelines", "riskstrat.modeling.refit", "riskstrat.registry.tracking",
-     "riskstrat.modeling.train"},
     {"riskstrat.data.readers", "riskstrat.data.readers._cdm", "riskstrat.data.readers.hes", "riskstrat.data.readers.omop",
      "riskstrat.data.readers.synthea", "riskstrat.data.readers.vocab"},
 ]
