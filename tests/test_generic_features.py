@@ -257,7 +257,7 @@ def test_generic_features_speak_in_words():
 
 
 def test_a_sub_type_column_counts_only_when_the_schema_has_it(monkeypatch):
-    from riskstrat.features.engine import generic
+    from riskstrat.features import generic
     from riskstrat.data.schema import TABLES, Table
 
     # A&E groups by department type, a column of the schema; a schema without it gives A&E no groups.

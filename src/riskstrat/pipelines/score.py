@@ -128,28 +128,15 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     """
     as_of = pd.Timestamp(as_of).normalize()
     month = as_of.strftime("%Y-%m")
-
-    def data_is_current(end) -> None:
-        try:
-            guards.check_data_currency(as_of, end, max_lag_days=cfg.max_data_lag_days)
-        except guards.StaleDataError:  # only the refusal is allowed away: any other fault stays a fault
-            if not cfg.allow_stale_data:
-                raise
-            stage(f"warning: scoring {(as_of - end).days} days after the data end ({end.date()}), as allowed: "
-                  f"recent events are missing, so risks are too low")
-
     t0 = time.perf_counter()
     found_end = data_end_of(cfg.data.path, configured=cfg.data.extract_end)
     if found_end.end is not None:  # refuse before loading anything
-        data_is_current(found_end.end)
+        _check_current(cfg, as_of, found_end.end, stage=stage)
     key_fingerprint = check_key_matches(cfg.data.path, matches_ids=bool(cfg.opt_out_file or cfg.reidentify_dir))
-    allow = cfg.models.allow_degenerate
-    risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri, allow_degenerate=allow)
-    cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri,
-                                allow_degenerate=allow) if cfg.models.high_cost else None)
-    stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
+    risk, cost = _champions(cfg, stage=stage)
+    models = [risk] + ([cost] if cost else [])
     # Before any data is read: the features the models were trained on, built as stored with them.
-    spec = models_spec([risk] + ([cost] if cost else []), stage=stage)
+    spec = models_spec(models, stage=stage)
     opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out)
     # The engine that builds the features: given records, the configured engine over the data folder.
     # Every row checked, as validation does for the pandas engine: the same data are refused by every engine,
@@ -157,105 +144,164 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     engine = PandasEngine(records) if records is not None else open_engine(cfg.engine, cfg.data, stage=stage,
                                                                            check_every_row=True)
     records = engine.records  # the duckdb engine's holds persons only: all the rest needs of people
-    for model in [risk] + ([cost] if cost else []):  # a high-cost model needs health-care costs in the data
-        check_costs_known(model_outcome(model.risk_model), row_counts=engine.row_counts, blank_costs=engine.blank_costs)
-    # The models' money read as they were trained: same currency, costs where they had them (or told how on).
-    costs = check_model_costs([risk] + ([cost] if cost else []), data_currency=currency_of(cfg.data.path),
-                              sources=engine.sources, row_counts=engine.row_counts, blank_costs=engine.blank_costs,
-                              currency_rate=cfg.currency_rate, without_costs=cfg.without_costs, stage=stage,
-                              options=SCORING_COST_OPTIONS)
-    if found_end.end is None:  # read from where the event volume stops, a stray late date left out
-        found_end = data_end_of(cfg.data.path, engine)
-        if found_end.warning:
-            stage(f"warning: {found_end.warning}")
-        if found_end.end is not None:
-            data_is_current(found_end.end)
-    data_end, data_end_source = found_end.end, found_end.source
+    costs = _models_money(cfg, models, engine, stage=stage)
+    found_end = _data_end(cfg, as_of, found_end, engine, stage=stage)
     timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
     features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec,
                               costs=costs)
     try:
-        for model in [risk] + ([cost] if cost else []):
-            check_features_match(model.risk_model, features, engine)
-        empty_sources = check_sources_have_rows([m.risk_model for m in [risk] + ([cost] if cost else [])],
-                                                dict(engine.row_counts), allow=cfg.allow_empty_sources)
-        if empty_sources:
-            stage(f"warning: scoring with no rows in {', '.join(empty_sources)}, as allowed (allow_empty_sources)")
-        n_eligible = len(features)
-        excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
-        # Opt-outs are matched against everyone in the data: ids that match no one at all, that look
-        # mis-pasted, or that are not pseudonyms when the data's ids all are, are refused
-        # (check_opt_out_match); a few matching no one are people who have left.
-        match = match_opt_outs(records.persons["person_id"], opted_out)
-        unmatched_warning = check_opt_out_match(match, len(opted_out), file=cfg.opt_out_file,
-                                                lines=opted_out.line_numbers(match.unmatched),
-                                                allow_unmatched=cfg.allow_unmatched_opt_outs)
-        in_data, unmatched = match.matched, len(match.unmatched)
-        features, n_opted_out = features.without(in_data)
+        _check_models_fit(cfg, models, features, engine, stage=stage)
+        features, in_data, counts = _cohort(cfg, as_of, features, records, opted_out, found_end, stage=stage)
         timings["features"] = time.perf_counter() - t
-        stage(f"features as of {as_of.date()}: {len(records.persons):,} people in the data, "
-              f"{sum(excluded.values()):,} outside the cohort ({_counted(excluded)}), "
-              f"{n_eligible:,} eligible, {n_opted_out:,} removed (opted out)"
-              + (f"; {unmatched:,} of {len(opted_out):,} opt-out ids matched no one in the data" if opted_out else ""))
-        if unmatched_warning:
-            stage(f"warning: {unmatched_warning}")
-        counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
-                  "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
-        if found_end.events_after:  # events after a data end read from the event volume: likely mistyped dates
-            counts["events_after_data_end"] = found_end.events_after
-
-        models = [risk] + ([cost] if cost else [])
-        inputs = {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,
-                  "opt_out_file": _file_digest(cfg.opt_out_file) if cfg.opt_out_file else None,
-                  "reidentify_files": ({p.name: file_sha256(p) for p in sorted(Path(cfg.reidentify_dir).glob("*.csv"))}
-                                       if cfg.reidentify_dir and Path(cfg.reidentify_dir).is_dir() else None),
-                  "config": config_to_dict(cfg)}
-        audit = {"month": month, "as_of": str(as_of.date()),
-                 "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
-
-        with publish.output_lock(cfg.output_dir) as root:
-            try:  # before anything is scored: a published month is replaced only when asked
-                publish.check_republish(root, month, replace=cfg.replace_existing, models=audit["models"])
-            except publish.PublishError as exc:
-                publish.append_audit(root, "refused", **audit, error=str(exc))
-                raise
-            publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
-            try:
-                manifest, summary = _score_month(
-                    cfg, as_of, month, risk=risk, cost=cost, records=records, features=features, opted_out=opted_out,
-                    in_data=in_data, counts=counts, data_end=data_end, data_end_source=data_end_source, inputs=inputs,
-                    costs=costs, timings=timings, stage=stage)
-            except OSError as exc:
-                publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
-                raise _os_error(exc, f"write the {month} lists") from exc
-            except BaseException as exc:
-                publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
-                raise
-            out_dir = Path(manifest["output_dir"])
-            run_folder = publish.month_run(root, month)  # once: not through the month link again
-            written = publish.read_regular(run_folder / "manifest.json")
-            publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(run_folder),
-                                 files={**json.loads(written)["files"],
-                                        "manifest.json": hashlib.sha256(written).hexdigest()},
-                                 opted_out_removed=manifest["counts"]["opted_out_removed"],
-                                 timings_seconds={k: round(v, 3) for k, v in timings.items()})
-            try:
-                # The manifest as published (with its files' hashes): monitor checks the folder's copy against it.
-                run_id = tracking.log_scoring_run(json.loads(written), summary, cfg, timings=timings)
-            except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
-                publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
-                raise PublishedButNotTrackedError(
-                    f"the {month} lists were published to {out_dir} and are complete, but recording the run in MLflow "
-                    f"({cfg.tracking.uri or 'default store'}) failed: {type(exc).__name__}: {exc}. The audit log "
-                    f"{root / publish.AUDIT_LOG} records the month; run the same command again once MLflow works "
-                    f"(a rerun writes the same files and records it)", manifest) from exc
-            publish.append_audit(root, "tracked", **audit, mlflow_run_id=run_id)
+        inputs = _inputs(cfg, key_fingerprint)
+        manifest = _publish(cfg, as_of, month, models=models, inputs=inputs, timings=timings, stage=stage,
+                            score=lambda: _score_month(
+                                cfg, as_of, month, risk=risk, cost=cost, records=records, features=features,
+                                opted_out=opted_out, in_data=in_data, counts=counts, data_end=found_end.end,
+                                data_end_source=found_end.source, inputs=inputs, costs=costs, timings=timings,
+                                stage=stage))
     finally:
         features.release()  # what the engine holds for the month (Spark's cache)
-    stage(f"wrote {manifest['counts']['practices']} practice lists to {out_dir}")
+    stage(f"wrote {manifest['counts']['practices']} practice lists to {manifest['output_dir']}")
     return manifest
 
+
+def _check_current(cfg, as_of: pd.Timestamp, end: pd.Timestamp, *, stage: Stage) -> None:
+    """Refuse data ending too long before ``as_of`` (:func:`riskstrat.modeling.guards.check_data_currency`),
+    or, with ``allow_stale_data``, say so."""
+    try:
+        guards.check_data_currency(as_of, end, max_lag_days=cfg.max_data_lag_days)
+    except guards.StaleDataError:  # only the refusal is allowed away: any other fault stays a fault
+        if not cfg.allow_stale_data:
+            raise
+        stage(f"warning: scoring {(as_of - end).days} days after the data end ({end.date()}), as allowed: "
+              f"recent events are missing, so risks are too low")
+
+
+def _champions(cfg, *, stage: Stage):
+    """The risk model and the high-cost model (None unless configured) from the registry."""
+    allow = cfg.models.allow_degenerate
+    risk = tracking.load_model(cfg.models.risk, alias=cfg.models.alias, uri=cfg.tracking.uri, allow_degenerate=allow)
+    cost = (tracking.load_model(cfg.models.high_cost, alias=cfg.models.alias, uri=cfg.tracking.uri,
+                                allow_degenerate=allow) if cfg.models.high_cost else None)
+    stage(f"loaded {risk.name} v{risk.version}" + (f" and {cost.name} v{cost.version}" if cost else ""))
+    return risk, cost
+
+
+def _models_money(cfg, models, engine, *, stage: Stage):
+    """How the models' money is read in this data (:class:`riskstrat.features.costs.CostHandling`), or a refusal."""
+    for model in models:  # a high-cost model needs health-care costs in the data
+        check_costs_known(model_outcome(model.risk_model), row_counts=engine.row_counts, blank_costs=engine.blank_costs)
+    # The models' money read as they were trained: same currency, costs where they had them (or told how on).
+    return check_model_costs(models, data_currency=currency_of(cfg.data.path), sources=engine.sources,
+                             row_counts=engine.row_counts, blank_costs=engine.blank_costs,
+                             currency_rate=cfg.currency_rate, without_costs=cfg.without_costs, stage=stage,
+                             options=SCORING_COST_OPTIONS)
+
+
+def _data_end(cfg, as_of: pd.Timestamp, found_end, engine, *, stage: Stage):
+    """The data end as configured, else read from where the event volume stops (a stray late date left
+    out), checked for currency."""
+    if found_end.end is not None:
+        return found_end
+    found_end = data_end_of(cfg.data.path, engine)
+    if found_end.warning:
+        stage(f"warning: {found_end.warning}")
+    if found_end.end is not None:
+        _check_current(cfg, as_of, found_end.end, stage=stage)
+    return found_end
+
+
+def _check_models_fit(cfg, models, features: MonthFeatures, engine, *, stage: Stage) -> None:
+    """Every model's features are built from this data, and no table they read is empty (unless allowed)."""
+    for model in models:
+        check_features_match(model.risk_model, features, engine)
+    empty_sources = check_sources_have_rows([m.risk_model for m in models], dict(engine.row_counts),
+                                            allow=cfg.allow_empty_sources)
+    if empty_sources:
+        stage(f"warning: scoring with no rows in {', '.join(empty_sources)}, as allowed (allow_empty_sources)")
+
+
+def _cohort(cfg, as_of: pd.Timestamp, features: MonthFeatures, records: LinkedRecords, opted_out, found_end, *,
+            stage: Stage) -> tuple[MonthFeatures, set, dict]:
+    """The month's features without the people who opted out, the opted-out ids found in the data, and the
+    manifest's counts of who is scored (cohort exclusions, opt-outs)."""
+    n_eligible = len(features)
+    excluded = cohort_exclusions(records, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age)
+    # Opt-outs are matched against everyone in the data: ids that match no one at all, that look
+    # mis-pasted, or that are not pseudonyms when the data's ids all are, are refused
+    # (check_opt_out_match); a few matching no one are people who have left.
+    match = match_opt_outs(records.persons["person_id"], opted_out)
+    unmatched_warning = check_opt_out_match(match, len(opted_out), file=cfg.opt_out_file,
+                                            lines=opted_out.line_numbers(match.unmatched),
+                                            allow_unmatched=cfg.allow_unmatched_opt_outs)
+    in_data, unmatched = match.matched, len(match.unmatched)
+    features, n_opted_out = features.without(in_data)
+    stage(f"features as of {as_of.date()}: {len(records.persons):,} people in the data, "
+          f"{sum(excluded.values()):,} outside the cohort ({_counted(excluded)}), "
+          f"{n_eligible:,} eligible, {n_opted_out:,} removed (opted out)"
+          + (f"; {unmatched:,} of {len(opted_out):,} opt-out ids matched no one in the data" if opted_out else ""))
+    if unmatched_warning:
+        stage(f"warning: {unmatched_warning}")
+    counts = {"excluded_by_cohort": excluded, "eligible": n_eligible, "opted_out_removed": n_opted_out,
+              "opt_out_ids": len(opted_out), "opt_out_ids_matching_no_one": unmatched}
+    if found_end.events_after:  # events after a data end read from the event volume: likely mistyped dates
+        counts["events_after_data_end"] = found_end.events_after
+    return features, in_data, counts
+
+
+def _inputs(cfg, key_fingerprint) -> dict:
+    """What the month was made from, for the manifest and the audit log: the data's fingerprint, the key's,
+    the opt-out file's and look-ups' hashes, and the config."""
+    return {"data": data_fingerprint(cfg.data.path), "pseudonym_key_fingerprint": key_fingerprint,
+            "opt_out_file": _file_digest(cfg.opt_out_file) if cfg.opt_out_file else None,
+            "reidentify_files": ({p.name: file_sha256(p) for p in sorted(Path(cfg.reidentify_dir).glob("*.csv"))}
+                                 if cfg.reidentify_dir and Path(cfg.reidentify_dir).is_dir() else None),
+            "config": config_to_dict(cfg)}
+
+
+def _publish(cfg, as_of: pd.Timestamp, month: str, *, models, inputs: dict, timings: dict,
+             score: Callable[[], tuple[dict, pd.DataFrame]], stage: Stage) -> dict:
+    """Under the output folder's lock: refuse an unwanted republish, ``score()`` (which writes the month),
+    then record it in MLflow, each step in the audit log (the order :func:`run_scoring` describes)."""
+    audit = {"month": month, "as_of": str(as_of.date()),
+             "models": {m.name: {"version": m.version, "run_id": m.run_id} for m in models}}
+    with publish.output_lock(cfg.output_dir) as root:
+        try:  # before anything is scored: a published month is replaced only when asked
+            publish.check_republish(root, month, replace=cfg.replace_existing, models=audit["models"])
+        except publish.PublishError as exc:
+            publish.append_audit(root, "refused", **audit, error=str(exc))
+            raise
+        publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
+        try:
+            manifest, summary = score()
+        except OSError as exc:
+            publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
+            raise _os_error(exc, f"write the {month} lists") from exc
+        except BaseException as exc:
+            publish.append_audit(root, "failed", **audit, error=f"{type(exc).__name__}: {exc}")
+            raise
+        out_dir = Path(manifest["output_dir"])
+        run_folder = publish.month_run(root, month)  # once: not through the month link again
+        written = publish.read_regular(run_folder / "manifest.json")
+        publish.append_audit(root, "published", **audit, output=str(out_dir), run_folder=str(run_folder),
+                             files={**json.loads(written)["files"],
+                                    "manifest.json": hashlib.sha256(written).hexdigest()},
+                             opted_out_removed=manifest["counts"]["opted_out_removed"],
+                             timings_seconds={k: round(v, 3) for k, v in timings.items()})
+        try:
+            # The manifest as published (with its files' hashes): monitor checks the folder's copy against it.
+            run_id = tracking.log_scoring_run(json.loads(written), summary, cfg, timings=timings)
+        except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
+            publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
+            raise PublishedButNotTrackedError(
+                f"the {month} lists were published to {out_dir} and are complete, but recording the run in MLflow "
+                f"({cfg.tracking.uri or 'default store'}) failed: {type(exc).__name__}: {exc}. The audit log "
+                f"{root / publish.AUDIT_LOG} records the month; run the same command again once MLflow works "
+                f"(a rerun writes the same files and records it)", manifest) from exc
+        publish.append_audit(root, "tracked", **audit, mlflow_run_id=run_id)
+    return manifest
 
 def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out, in_data, counts, data_end,
                  data_end_source, inputs, costs, timings, stage) -> tuple[dict, pd.DataFrame]:
