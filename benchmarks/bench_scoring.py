@@ -15,7 +15,7 @@ fresh subprocess so that the peak RSS reported is that stage's own:
                model with few trees (--n-estimators, default 400, about what early stopping keeps
                with the default config at 100k) but the default depth and leaves, trained at one
                index date, registered and promoted to champion in a temporary SQLite MLflow store
-    score      riskstrat.pipelines.run_scoring with configs/scoring.yaml (list size 100, 10%
+    score      riskstrat.pipelines.score.run_scoring with configs/scoring.yaml (list size 100, 10%
                hold-out), exactly as `riskstrat score` runs it: load + validate, features,
                prediction, SHAP for the listed people, writing; the split comes from the
                manifest's timings_seconds, and people/s from the people scored. With
@@ -201,7 +201,8 @@ def w_train(args, rep: B.Reporter) -> None:
     """Both champions, trained small and registered in the temporary store."""
     from riskstrat.registry import tracking
     from riskstrat.modeling.config import load_config
-    from riskstrat.pipelines import load_data, run_training
+    from riskstrat.data.load import load_data
+    from riskstrat.pipelines.train import run_training
 
     uri = _uri(args._store)
     common = [f"data.path={args._datadir}", f"tracking.uri={uri}", f"index_dates.train=[{args.train_date}]",
@@ -278,7 +279,7 @@ def w_score(args, rep: B.Reporter) -> None:
     import mlflow.pyfunc  # noqa: F401
     import sklearn.calibration  # noqa: F401
 
-    from riskstrat.pipelines import run_scoring
+    from riskstrat.pipelines.score import run_scoring
 
     rep.update(imports_seconds=round(time.perf_counter() - t_imports, 2))
     session = None
@@ -339,7 +340,8 @@ def w_shap(args, rep: B.Reporter) -> None:
 
     from riskstrat.registry import tracking
     from riskstrat.features.clinical import build_features
-    from riskstrat.pipelines import check_feature_spec, load_data
+    from riskstrat.data.load import load_data
+    from riskstrat.scoring.checks import check_feature_spec
     from riskstrat.data.records import LinkedRecords
 
     cfg = _scoring_config(args, args._datadir, args._lists)
@@ -426,7 +428,7 @@ def w_bare(args, rep: B.Reporter) -> None:
 
     from riskstrat.registry import tracking
     from riskstrat.features.duckdb import DuckDBEngine
-    from riskstrat.pipelines import models_spec
+    from riskstrat.scoring.checks import models_spec
 
     cfg = _scoring_config(args, args._datadir, args._lists)
     as_of = _as_of(args, args._datadir)

@@ -48,7 +48,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
 def assembled(n: int, *, seed: int, workdir: Path, target: str):
     """The demo's data set of ``n`` people and its assembled training data (cached)."""
     from riskstrat.modeling.config import load_config, path_override
-    from riskstrat.pipelines import load_data
+    from riskstrat.data.load import load_data
     from riskstrat.data.synth import write_population
     from riskstrat.modeling.train import assemble
 

@@ -22,7 +22,7 @@ Every stage runs in its own fresh subprocess, so the peak RSS reported is that s
     fit        riskstrat.modeling.train.fit_and_evaluate (LightGBM + isotonic calibration, logistic and
                prior-use baselines, metrics with evaluation.n_bootstrap bootstrap resamples),
                on the assemble stage's TrainingData (passed through a pickle in the work folder)
-    train      (opt-in: --stages train) the whole riskstrat.pipelines.run_training in one process, as
+    train      (opt-in: --stages train) the whole riskstrat.pipelines.train.run_training in one process, as
                `riskstrat train --no-tracking` runs it: its stage timings and the run's peak RSS
 
 ``--engine duckdb`` runs load, features, assemble and train through the DuckDB engine
@@ -129,9 +129,9 @@ def pd_to_datetime_s(values):
 
 
 def _load(cfg, rep: B.Reporter, mode: str = "load_records"):
-    """The records as the training pipeline loads them (riskstrat.pipelines.load_data), or unvalidated;
+    """The records as the training pipeline loads them (riskstrat.data.load.load_data), or unvalidated;
     with ``engine: duckdb``, the DuckDB engine as training opens it (persons validated, every table checked)."""
-    from riskstrat.pipelines import load_data
+    from riskstrat.data.load import load_data
 
     if cfg.engine != "pandas":
         from riskstrat.features.engine import open_engine
@@ -341,7 +341,7 @@ def w_assemble(args, rep: B.Reporter) -> None:
 
 
 def w_fit(args, rep: B.Reporter) -> None:
-    from riskstrat.pipelines import load_truth
+    from riskstrat.data.load import load_truth
     from riskstrat.modeling.train import fit_and_evaluate, truth_scores
 
     cfg = _config(args, args._datadir)
@@ -366,7 +366,7 @@ def w_fit(args, rep: B.Reporter) -> None:
 
 
 def w_train(args, rep: B.Reporter) -> None:
-    from riskstrat.pipelines import run_training
+    from riskstrat.pipelines.train import run_training
 
     cfg = _config(args, args._datadir)
     rep.step(f"run_training (engine {cfg.engine}, no tracking)")

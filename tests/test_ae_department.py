@@ -209,7 +209,7 @@ def test_an_old_data_set_without_the_column_reads_as_unknown(tmp_path, make_tabl
 
 def test_an_old_synthetic_data_set_still_trains(tmp_path):
     from riskstrat.modeling.config import load_config
-    from riskstrat.pipelines import run_training
+    from riskstrat.pipelines.train import run_training
     from riskstrat.data.synth import write_population
 
     folder = tmp_path / "synthetic"

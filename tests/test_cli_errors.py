@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import riskstrat.cli
-import riskstrat.pipelines
+import riskstrat.pipelines.train
 from riskstrat.cli import app
 from riskstrat.errors import InvalidInputError, RiskstratError
 
@@ -45,7 +45,7 @@ def _train_raising(monkeypatch, exc: BaseException) -> object:
     def run_training(cfg, **kwargs):
         raise exc
 
-    monkeypatch.setattr(riskstrat.pipelines, "run_training", run_training)
+    monkeypatch.setattr(riskstrat.pipelines.train, "run_training", run_training)
     return CliRunner().invoke(app, ["train", "--no-tracking"])
 
 

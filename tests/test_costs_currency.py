@@ -24,7 +24,9 @@ from riskstrat.modeling.config import ScoringConfig, load_config
 from riskstrat.features.costs import CostCurrencyError, check_model_costs, is_cost_feature, uses_costs
 from riskstrat.pipelines.evaluate import run_evaluation
 from riskstrat.features.clinical import FEATURE_NAMES, build_features
-from riskstrat.pipelines import load_data, run_scoring, run_training
+from riskstrat.data.load import load_data
+from riskstrat.pipelines.score import run_scoring
+from riskstrat.pipelines.train import run_training
 from riskstrat.data.synth import write_population
 
 AS_OF = "2025-11-01"

@@ -75,7 +75,7 @@ def test_training_takes_the_data_end_from_the_volume_and_refuses_labels_past_it(
     # the extract end, so a test date of 2025-06-01 passed with labels the data do not cover.
     from riskstrat.modeling.config import load_config
     from riskstrat.outcomes.labels import CensoredIndexDateError
-    from riskstrat.pipelines import run_training
+    from riskstrat.pipelines.train import run_training
 
     stray = with_a_stray_event(synthetic, tmp_path / "stray", "2026-06-15")
     cfg = load_config(None, [f"data.path={stray}", f"engine={engine}", "index_dates.train=[2024-01-01]",
@@ -88,7 +88,7 @@ def test_training_a_high_cost_model_on_data_without_health_care_costs_is_refused
                                                                                  without_health_costs):
     from riskstrat.modeling.config import load_config
     from riskstrat.outcomes import MissingCostsError
-    from riskstrat.pipelines import run_training
+    from riskstrat.pipelines.train import run_training
 
     blank = without_health_costs(synthetic, tmp_path / "blank")
     cfg = load_config(None, [f"data.path={blank}", "engine=duckdb", "target.name=high_cost"])

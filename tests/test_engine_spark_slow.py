@@ -45,7 +45,7 @@ from test_train_engines import _persons_and, assert_same_training_rows, config  
 from test_train_engines import data_dir as data_dir  # noqa: E402,F401 - the module's fixture
 
 from riskstrat.features.spark import SparkEngine, spark_session  # noqa: E402
-from riskstrat.pipelines import run_training  # noqa: E402
+from riskstrat.pipelines.train import run_training  # noqa: E402
 from riskstrat.data.validate import ValidationError  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from riskstrat.registry import tracking
 from riskstrat.modeling.config import load_config
 from riskstrat.pipelines.evaluate import TooFewEventsError, run_evaluation
 from riskstrat.outcomes.labels import CensoredIndexDateError
-from riskstrat.pipelines import run_training
+from riskstrat.pipelines.train import run_training
 from riskstrat.data.synth import write_population
 
 NAME = "eval-emergency"
@@ -249,7 +249,7 @@ def test_high_cost_evaluation_has_the_runs_logistic_baseline_and_the_cost(high_c
     from riskstrat.modeling.config import DataConfig
     from riskstrat.features.clinical import build_features
     from riskstrat.outcomes.labels import future_cost
-    from riskstrat.pipelines import load_data
+    from riskstrat.data.load import load_data
 
     run, trained = high_cost
     ev = run.evaluation
@@ -334,7 +334,7 @@ def _labelled_groups(data_dir, as_of):
     configured seed and fractions, not the code under test)."""
     from riskstrat.modeling.config import DataConfig
     from riskstrat.features.clinical import build_features
-    from riskstrat.pipelines import load_data
+    from riskstrat.data.load import load_data
     from riskstrat.modeling.train import person_groups
 
     cfg = load_config(None, [f"data.path={data_dir}"])
@@ -428,7 +428,7 @@ def test_a_model_trained_before_the_design_was_recorded(registry, data_dir):
     and said so."""
     from riskstrat.evaluation._overlap import training_overlap
     from riskstrat.pipelines.evaluate import training_design_of
-    from riskstrat.pipelines import load_data
+    from riskstrat.data.load import load_data
     from riskstrat.modeling.config import DataConfig
 
     loaded = tracking.load_model_ref(f"{NAME}/1", uri=registry["uri"])

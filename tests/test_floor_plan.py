@@ -66,13 +66,6 @@ LAYERS: dict[str, list[str]] = {
 
 # Arrows that point up today, at any level. Each says why and what removes it (the re-layer plan).
 UPWARD_ALLOWED: dict[tuple[str, str], str] = {
-    ("riskstrat.features.spark", "riskstrat.scoring.spark"):
-        "the Spark engine hands a month to Spark scoring: the wiring should choose the scorer",
-    ("riskstrat.features.engine", "riskstrat.pipelines"):
-        "PandasEngine.load reads records through pipelines.load_data: load_data moves down to data/",
-    ("riskstrat.scoring.spark", "riskstrat.pipelines"):
-        "Spark scoring uses PersonScores and explain_people: they move from pipelines to scoring/, "
-        "and spark_score with them",
     ("riskstrat.evaluation.gate", "riskstrat.registry.tracking"):
         "the gate's promote step reads and sets registry aliases: promotion moves to the wiring",
     ("riskstrat.features.clinical", "riskstrat.modeling.config"):
@@ -95,9 +88,6 @@ KNOWN_CYCLES: list[set[str]] = [
     {"riskstrat.modeling.config", "riskstrat.features.generic", "riskstrat.features.spec", "riskstrat.features.clinical",
      "riskstrat.scoring.lists", "riskstrat.outcomes", "riskstrat.outcomes._base", "riskstrat.outcomes._builtin",
      "riskstrat.scoring.reasons", "riskstrat.data.validate"},
-    {"riskstrat.features.engine", "riskstrat.features.spark", "riskstrat.scoring.spark", "riskstrat.evaluation.gate",
-     "riskstrat.pipelines.evaluate", "riskstrat.pipelines", "riskstrat.modeling.refit", "riskstrat.registry.tracking",
-     "riskstrat.modeling.train"}
 ]
 
 # Optional heavy libraries whose import stays inside the function that needs it (start-up time).

@@ -133,8 +133,9 @@ def test_engines_equal_the_reference_and_costs_are_missing_not_zero(folder, engi
     pd.testing.assert_frame_equal(got, reference, check_exact=False, rtol=1e-12, atol=1e-9)
     if engine == "spark":  # scoring in place (mapInPandas per batch) builds the same spec
         from riskstrat.features.spark import _to_pandas
+        from riskstrat.scoring.spark import SparkMonthFeatures
 
-        month = made.month_features(T, spec=spec)
+        month = SparkMonthFeatures(made, T, spec=spec)
         in_place = _to_pandas(month.features()).set_index("person_id").loc[reference.index]
         month.release()
         pd.testing.assert_frame_equal(in_place, reference[list(in_place.columns)], check_exact=False, rtol=1e-12,
@@ -208,7 +209,8 @@ def _loaded(metadata: dict, version="3"):
 
 
 def test_scoring_builds_the_stored_spec_and_old_models_the_clinical_one(folder):
-    from riskstrat.pipelines import FeatureSpecMismatchError, check_feature_spec, models_spec, month_features
+    from riskstrat.pipelines.score import month_features
+    from riskstrat.scoring.checks import FeatureSpecMismatchError, check_feature_spec, models_spec
 
     spec = build_spec(config(), PandasEngine(load_records(folder)))
     new = _loaded({"feature_spec": spec.to_dict(), "feature_spec_hash": spec.hash()})

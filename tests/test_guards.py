@@ -23,7 +23,9 @@ from riskstrat.features.clinical import describe_reason, describe_value
 from riskstrat.modeling.guards import (DegenerateModelError, InsufficientEventsError, StaleDataError, check_data_currency,
                               check_minimum_events, degenerate_reasons, likely_cause)
 from riskstrat.data.io import DataFileError
-from riskstrat.pipelines import ModelDataMismatchError, run_scoring, run_training
+from riskstrat.pipelines.score import run_scoring
+from riskstrat.pipelines.train import run_training
+from riskstrat.scoring.checks import ModelDataMismatchError
 from riskstrat.data.records import LinkedRecords
 from riskstrat.data.synth import write_population
 from riskstrat.modeling.tiers import cost_band
@@ -326,7 +328,7 @@ def test_foreign_warnings_are_hidden_and_our_own_shown():
 
 
 def test_a_command_prints_no_library_warning(monkeypatch, tmp_path):
-    import riskstrat.pipelines
+    import riskstrat.pipelines.train
 
     def noisy_training(cfg, **kwargs):
         import pandas as pd  # noqa: F401
@@ -337,7 +339,7 @@ def test_a_command_prints_no_library_warning(monkeypatch, tmp_path):
                                module="sklearn.linear_model._logistic")
         raise InsufficientEventsError("too few outcomes (stand-in)")
 
-    monkeypatch.setattr(riskstrat.pipelines, "run_training", noisy_training)
+    monkeypatch.setattr(riskstrat.pipelines.train, "run_training", noisy_training)
     result = CliRunner().invoke(app, ["train", "--no-tracking"])
     assert result.exit_code == 2 and "too few outcomes (stand-in)" in result.output
     for foreign in ("Warning", "incompatible dtype", "lbfgs", "sklearn", "pandas"):
@@ -345,12 +347,12 @@ def test_a_command_prints_no_library_warning(monkeypatch, tmp_path):
 
 
 def test_os_errors_are_a_message_not_a_traceback(monkeypatch):
-    import riskstrat.pipelines
+    import riskstrat.pipelines.train
 
     def full_disk(cfg, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(riskstrat.pipelines, "run_training", full_disk)
+    monkeypatch.setattr(riskstrat.pipelines.train, "run_training", full_disk)
     result = CliRunner().invoke(app, ["train", "--no-tracking"])
     assert result.exit_code == 1 and "No space left on device" in result.output
     assert "Traceback" not in result.output

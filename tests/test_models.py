@@ -172,7 +172,7 @@ def test_a_matrix_of_the_wrong_shape_or_type_is_refused(fitted):
 
 def test_in_memory_score_equals_each_model_on_the_frame(fitted):
     from riskstrat.modeling.models import fit_cost_regressor
-    from riskstrat.pipelines import InMemoryFeatures
+    from riskstrat.scoring.month import InMemoryFeatures
 
     model, X = fitted
     Xc, yc = _people(900, 5)

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from riskstrat.registry import tracking
 from riskstrat.modeling.config import ScoringConfig, load_config
-from riskstrat.pipelines import run_scoring, run_training
+from riskstrat.pipelines.score import run_scoring
+from riskstrat.pipelines.train import run_training
 from riskstrat.data.synth import write_population
 from riskstrat.data.synth.cut import cut_data_dir
 
@@ -82,7 +83,7 @@ def test_the_matured_month_is_assessed_and_the_later_one_waits(monitored):
 def test_monitor_labels_what_the_later_extract_holds(monitored, world):
     """O/E and events equal a direct count on the later data with the model's own outcome."""
     from riskstrat.outcomes import parse_outcome
-    from riskstrat.pipelines import load_data
+    from riskstrat.data.load import load_data
     from riskstrat.modeling.config import DataConfig
 
     _, out = monitored

@@ -12,7 +12,7 @@ import pytest
 
 from riskstrat.evaluation import age_band, subgroup_attributes
 from riskstrat.features.clinical import eligible_persons
-from riskstrat.pipelines import cohort_exclusions
+from riskstrat.scoring.month import cohort_exclusions
 from riskstrat.modeling.tiers import DEFAULT_GROUPS, group_flags
 from riskstrat.modeling.train import evaluate
 

@@ -578,7 +578,7 @@ def test_the_cli_shows_the_key_file_warning(tmp_path, monkeypatch):
     (b'person_id,local_id\n"0a1b,1\n', "not a readable CSV"),
 ])
 def test_every_error_reading_a_lookup_names_the_file_and_what_to_do(tmp_path, content, says):
-    from riskstrat.pipelines import read_reidentification
+    from riskstrat.scoring.inputs import read_reidentification
 
     (tmp_path / "P001.csv").write_bytes(content)
     with pytest.raises(RiskstratError, match=rf"{tmp_path / 'P001.csv'}: .*{says}.*ask the practice for a corrected "
@@ -587,7 +587,7 @@ def test_every_error_reading_a_lookup_names_the_file_and_what_to_do(tmp_path, co
 
 
 def test_a_lookup_folder_that_is_not_there_is_a_refusal_saying_what_to_set(tmp_path):
-    from riskstrat.pipelines import read_reidentification
+    from riskstrat.scoring.inputs import read_reidentification
 
     with pytest.raises(RiskstratError, match=rf"{tmp_path / 'nowhere'}: re-identification folder not found; set "
                                              rf"reidentify_dir"):

@@ -12,7 +12,7 @@ from riskstrat.registry import tracking
 from riskstrat.modeling.config import LightGBMConfig, load_config
 from riskstrat.evaluation import gate as gates
 from riskstrat.modeling.models import auto_lightgbm
-from riskstrat.pipelines import run_training
+from riskstrat.pipelines.train import run_training
 from riskstrat.modeling.refit import REFIT_OF_RUN_TAG, REFIT_OF_VERSION_TAG, REFIT_VERSION_TAG, refit_dates
 from riskstrat.data.synth import write_population
 from riskstrat.modeling.train import person_groups, training_groups

@@ -895,19 +895,19 @@ def test_practice_page_in_headless_chromium(tmp_path, features, model):
 
 def test_page_settings_come_from_the_lists_config(tmp_path):
     from riskstrat.modeling.config import ListsConfig
-    from riskstrat.pipelines import _page_settings
+    from riskstrat.scoring.inputs import page_settings
 
     names = tmp_path / "names.csv"
     names.write_text("practice_id,name\nP001,Riverside Surgery\nP002,Old Name\n", encoding="utf-8")
     cfg = ListsConfig(practice_names={"P002": "Hill Street Practice"}, practice_names_file=names,
                       contact="Jo Bloggs", suppress_below=10)
-    settings = _page_settings(cfg)
+    settings = page_settings(cfg)
     assert settings["practice_names"] == {"P001": "Riverside Surgery", "P002": "Hill Street Practice"}
     assert settings["contact"] == "Jo Bloggs" and settings["find_person"] == lists.DEFAULT_FIND_PERSON
     assert settings["next_steps"] == lists.DEFAULT_NEXT_STEPS and settings["suppress_below"] == 10
     names.write_text("code,title\nP001,x\n", encoding="utf-8")
     with pytest.raises(ValueError, match="practice_id and name"):
-        _page_settings(cfg)
+        page_settings(cfg)
 
 
 # ----------------------------------------------------------------------------- grouped once, same answers

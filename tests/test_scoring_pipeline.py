@@ -28,8 +28,10 @@ from riskstrat.registry import tracking
 from riskstrat.modeling.config import ScoringConfig, load_config
 from riskstrat.data.io import data_fingerprint
 from riskstrat.errors import RiskstratError
-from riskstrat.pipelines import (ModelDataMismatchError, PublishedButNotTrackedError, load_data, run_scoring,
-                                 run_training)
+from riskstrat.data.load import load_data
+from riskstrat.pipelines.score import PublishedButNotTrackedError, run_scoring
+from riskstrat.pipelines.train import run_training
+from riskstrat.scoring.checks import ModelDataMismatchError
 from riskstrat.data.privacy import OptOutError
 from riskstrat.scoring.publish import AlreadyPublishedError, PublishRefusedError
 from riskstrat.data.synth import write_population
@@ -521,7 +523,7 @@ def test_last_month_with_a_fifo_or_link_in_place_of_a_file_is_refused_without_ha
     link to a copy elsewhere was followed (its bytes have the right hash)."""
     import os
 
-    from riskstrat.pipelines import previous_month
+    from riskstrat.scoring.inputs import previous_month
     from riskstrat.scoring.published import PublishedMonthError
 
     out = tmp_path / "lists"
@@ -550,7 +552,7 @@ def test_last_month_is_read_from_the_run_folder_its_link_was_checked_at(two_mont
     import os
 
     from riskstrat.data.io import file_sha256, write_parquet
-    from riskstrat.pipelines import previous_month
+    from riskstrat.scoring.inputs import previous_month
 
     out = _with_both_months(two_months, tmp_path)
     genuine = pd.read_parquet(publish.month_run(out, "2025-10") / "population.parquet")

@@ -39,7 +39,8 @@ from riskstrat.features.duckdb import DuckDBEngine  # noqa: E402
 from riskstrat.features.spark import SparkEngine  # noqa: E402
 from riskstrat.evaluation.drift import reference_profile  # noqa: E402
 from riskstrat.modeling.models import fit_cost_regressor, fit_lightgbm  # noqa: E402
-from riskstrat.pipelines import InMemoryFeatures  # noqa: E402
+from riskstrat.scoring.month import InMemoryFeatures  # noqa: E402
+from riskstrat.scoring.spark import SparkMonthFeatures  # noqa: E402
 from riskstrat.data.validate import ValidationError  # noqa: E402
 
 AS_OF = "2025-06-01"
@@ -81,7 +82,7 @@ def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folde
     risk, cost = models
     warned = {"duckdb": [], "spark": []}
     driver = InMemoryFeatures(DuckDBEngine(folder, stage=warned["duckdb"].append).features(T, min_age=0))
-    in_spark = SparkEngine(folder, spark=spark, stage=warned["spark"].append).month_features(T, min_age=0)
+    in_spark = SparkMonthFeatures(SparkEngine(folder, spark=spark, stage=warned["spark"].append), T, min_age=0)
     assert warned["spark"] == warned["duckdb"] and len(warned["spark"]) >= 2  # repeats dropped, lives
     assert in_spark.columns == driver.columns and len(in_spark) == len(driver) > 1000
 
@@ -131,7 +132,7 @@ def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folde
 def test_spark_converts_and_blanks_the_cost_features_as_the_driver(spark, folder):
     from riskstrat.features.costs import CostHandling
     from riskstrat.features.spark import _to_pandas
-    from riskstrat.pipelines import month_features
+    from riskstrat.pipelines.score import month_features
 
     engine = SparkEngine(folder, spark=spark)
     reference = DuckDBEngine(folder).features(T, min_age=0)
@@ -154,7 +155,7 @@ def test_the_aggregates_are_refused_as_the_spark_engine_refuses_them(spark, tmp_
     _raw_parquet(tmp_path, "gp_contacts", {"person_id": ["a", "nobody", "nobody"],
                                            "contact_date": [at(-3).date(), at(-5).date(), at(-9).date()]})
     reports = []
-    for build in (lambda e: e.features(T), lambda e: e.month_features(T)):
+    for build in (lambda e: e.features(T), lambda e: SparkMonthFeatures(e, T)):
         with pytest.raises(ValidationError) as refused:
             build(SparkEngine(tmp_path, spark=spark))
         reports.append([(i.table, i.column, i.rule, i.n_rows, i.message) for i in refused.value.report.issues])
@@ -166,7 +167,7 @@ def test_the_aggregates_are_refused_as_the_spark_engine_refuses_them(spark, tmp_
 def test_run_scoring_in_spark_writes_the_duckdb_engines_month(registry, data_dir, tmp_path):
     from test_scoring_pipeline import AS_OF as MONTH_DATE, scoring_config
 
-    from riskstrat.pipelines import run_scoring
+    from riskstrat.pipelines.score import run_scoring
 
     months = {engine: Path(run_scoring(scoring_config(registry, data_dir, tmp_path / engine, f"engine={engine}",
                                                       "opt_out_file=" + str(_opt_outs(data_dir, tmp_path))),

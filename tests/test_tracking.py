@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from riskstrat.registry import tracking
 from riskstrat.modeling.config import load_config
-from riskstrat.pipelines import run_training
+from riskstrat.pipelines.train import run_training
 from riskstrat.modeling.search import TUNED
 from riskstrat.data.synth import write_population
 

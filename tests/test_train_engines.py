@@ -29,8 +29,9 @@ from riskstrat.features.spec import FeatureSpec, spec_hash
 from riskstrat.errors import RiskstratError
 from riskstrat.data.io import write_records_tables
 from riskstrat.modeling.models import RiskModel
-from riskstrat.pipelines import (TRAINING_STAGES, FeatureSpecMismatchError, check_feature_spec, run_scoring,
-                                 run_training)
+from riskstrat.pipelines.score import run_scoring
+from riskstrat.pipelines.train import TRAINING_STAGES, run_training
+from riskstrat.scoring.checks import FeatureSpecMismatchError, check_feature_spec
 from riskstrat.data.schema import EVENT_TABLES
 from riskstrat.data.synth import write_population
 from riskstrat.data.validate import ValidationError, load_records

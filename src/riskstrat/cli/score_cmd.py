@@ -68,7 +68,7 @@ def score(
     """
     from riskstrat.modeling.config import ScoringConfig, load_config, path_override
     from riskstrat.errors import RiskstratError
-    from riskstrat.pipelines import PublishedButNotTrackedError, run_scoring
+    from riskstrat.pipelines.score import PublishedButNotTrackedError, run_scoring
     from riskstrat.data.validate import ValidationError
 
     date = parse_date(as_of)

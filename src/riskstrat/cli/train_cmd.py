@@ -40,7 +40,7 @@ def print_comparison(result, *, title: str) -> None:
 
 def print_timings(timings: dict[str, float], *, engine: str) -> None:
     """The stages' seconds on one line (the per-date split in the MLflow run's timings.json)."""
-    from riskstrat.pipelines import TRAINING_STAGES
+    from riskstrat.pipelines.train import TRAINING_STAGES
 
     parts = [f"{stage.replace('_', ' ')} {timings[stage]:,.1f}" for stage in TRAINING_STAGES if stage in timings]
     total = sum(timings[stage] for stage in TRAINING_STAGES if stage in timings)
@@ -73,7 +73,7 @@ def train(
     """
     from riskstrat.modeling.config import load_config
     from riskstrat.modeling.guards import DegenerateModelError
-    from riskstrat.pipelines import run_training
+    from riskstrat.pipelines.train import run_training
     from riskstrat.data.validate import ValidationError
 
     try:

@@ -334,7 +334,7 @@ def cohort_rules(persons: pd.DataFrame, index_date, *, min_age: float,
                  max_age: float) -> tuple[dict[str, np.ndarray], pd.Series]:
     """The cohort's rules on ``index_date``, each as the rows of ``persons`` it excludes, and everyone's age.
 
-    In the order :func:`riskstrat.pipelines.cohort_exclusions` counts them (by the first that applies):
+    In the order :func:`riskstrat.scoring.month.cohort_exclusions` counts them (by the first that applies):
     died before the date (dying on it still counts as alive), not registered on it (a registration
     ending on the date still counts), born on or after it, younger than ``min_age``, older than
     ``max_age`` (age in years, :func:`age_on`). A missing birth date fails the birth and age rules.

@@ -17,10 +17,9 @@ that :meth:`riskstrat.outcomes.Outcome.labels` runs on it unchanged.
 - ``"spark"`` (:class:`riskstrat.features.spark.SparkEngine`, the ``riskstrat[spark]`` extra): the
   DuckDB engine's plan on PySpark DataFrames, in the active Spark session or a local one.
 
-An engine may also score in place: its ``month_features(index_date, min_age=, max_age=)`` returns a
-:class:`riskstrat.pipelines.MonthFeatures` that runs the models where the features are (the Spark
-engine's, :mod:`riskstrat.scoring.spark`); scoring takes every other engine's feature frame
-to the driver (:func:`riskstrat.pipelines.month_features`).
+Scoring may run the models where the features are: the Spark engine's month stays in Spark
+(:mod:`riskstrat.scoring.spark`); every other engine's feature frame comes to the driver (the wiring
+chooses: :func:`riskstrat.pipelines.score.month_features`).
 
 >>> ENGINES
 ('pandas', 'duckdb', 'spark')
@@ -33,8 +32,14 @@ from typing import Literal, Protocol
 
 import pandas as pd
 
-from riskstrat.errors import InvalidInputError
+from riskstrat.data.load import load_data
 from riskstrat.data.records import LinkedRecords
+from riskstrat.data.validate import blank_costs
+from riskstrat.errors import InvalidInputError
+from riskstrat.features.clinical import build_features
+from riskstrat.features.duckdb import DuckDBEngine
+from riskstrat.features.spark import SparkEngine
+from riskstrat.features.spec import DATE_COLUMNS, count_values
 
 __all__ = ["ENGINES", "EngineName", "FeatureEngine", "PandasEngine", "open_engine"]
 
@@ -99,8 +104,6 @@ class PandasEngine:
 
     @property
     def blank_costs(self) -> list[tuple[str, str]]:
-        from riskstrat.data.validate import blank_costs
-
         return blank_costs(self.records)
 
     def tables(self, names: Iterable[str]) -> LinkedRecords:
@@ -114,13 +117,9 @@ class PandasEngine:
         return self.records.event_months(until=until)
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame:
-        from riskstrat.features.clinical import build_features
-
         return build_features(self.records, index_date, min_age=min_age, max_age=max_age, spec=spec)
 
     def value_counts(self, table: str, column: str, *, until=None) -> dict:
-        from riskstrat.features.spec import DATE_COLUMNS, count_values
-
         return count_values(self.records.get(table), column, DATE_COLUMNS[table], until)
 
 
@@ -135,15 +134,9 @@ def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = Fals
     """
     stage = stage or (lambda message: None)
     if name == "pandas":
-        from riskstrat.pipelines import load_data
-
         return PandasEngine(load_data(cfg_data, stage=stage))
     if name in ("duckdb", "spark"):
-        if name == "duckdb":
-            from riskstrat.features.duckdb import DuckDBEngine as Engine
-        else:
-            from riskstrat.features.spark import SparkEngine as Engine
-
+        Engine = DuckDBEngine if name == "duckdb" else SparkEngine
         settings = {"memory_limit": cfg_data.duckdb_memory_limit} if name == "duckdb" else {}
         engine = Engine(cfg_data.path, exclude_sources=cfg_data.exclude_sources,
                         out_of_life_events=cfg_data.out_of_life_events, stage=stage, **settings)

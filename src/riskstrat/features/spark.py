@@ -342,15 +342,6 @@ class SparkEngine(FolderEngine):
             F.max(F.col("_known").isNull()).alias("_is_unknown"), F.min("_row").alias("_person"),
             *[self._aggregate_column(a, t, row_values, keep) for a in aggregates])
 
-    def month_features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None, costs=None):
-        """The features for scoring on ``index_date`` kept in Spark, where the models score them and explain
-        the listed people (:class:`riskstrat.scoring.spark.SparkMonthFeatures`); only one narrow row
-        a person comes to the driver. The same numbers as :meth:`features` and the driver's scoring.
-        ``costs`` (:class:`riskstrat.features.costs.CostHandling`) converts or blanks the cost features per batch."""
-        from riskstrat.scoring.spark import SparkMonthFeatures
-
-        return SparkMonthFeatures(self, index_date, min_age=min_age, max_age=max_age, spec=spec, costs=costs)
-
     def _row_values(self, table_name: str, t: pd.Timestamp) -> dict:
         F, T = self._F, _date(self._F, t)
         values = {"cost": F.coalesce(F.col("cost"), F.lit(0.0)),

@@ -43,7 +43,7 @@ class InsufficientEventsError(RiskstratError):
 class DegenerateModelError(RiskstratError):
     """A model that ranks nobody (one tree, a constant score, chance-level AUROC), refused.
 
-    ``run`` holds the :class:`riskstrat.pipelines.TrainingRun` when training raised it, so that a
+    ``run`` holds the :class:`riskstrat.pipelines.train.TrainingRun` when training raised it, so that a
     caller can still show the metrics that explain the refusal.
     """
 

@@ -1,7 +1,7 @@
 """``riskstrat monitor``: the months published by ``riskstrat score``, checked against what happened.
 
 Wiring only: the months' files (``<output_dir>/YYYY-MM/manifest.json`` and ``population.parquet``),
-the later data (:mod:`riskstrat.pipelines`), each month's model from the registry (for its outcome
+the later data (:mod:`riskstrat.data.load`), each month's model from the registry (for its outcome
 definition), the computation (:mod:`.monitor`), the report (:mod:`riskstrat.report`) and MLflow.
 
 Nothing in a month's folder is believed unverified (:mod:`riskstrat.scoring.published`): every manifest is
@@ -21,8 +21,18 @@ from typing import Callable
 
 import pandas as pd
 
+from riskstrat import report
+from riskstrat.data.data_end import data_end_of
+from riskstrat.data.io import check_replaceable, data_fingerprint
+from riskstrat.data.load import load_data
+from riskstrat.data.privacy import check_key_matches, match_opt_outs
 from riskstrat.errors import RiskstratError
 from riskstrat.evaluation.monitor import MonthResult, ScoredMonth, label_population, monitor_month, split_by_maturity
+from riskstrat.modeling.tiers import LOWEST_TIER
+from riskstrat.pipelines.evaluate import model_outcome
+from riskstrat.registry import tracking
+from riskstrat.scoring import publish
+from riskstrat.scoring.inputs import read_opt_outs
 from riskstrat.scoring.published import MANIFEST, POPULATION, PublishedMonthError, read_manifest, read_population, verify_file
 
 Stage = Callable[[str], None]
@@ -53,14 +63,12 @@ def scored_months(output_dir, *, before) -> list[ScoredMonth]:
     the month's name is refused (:class:`riskstrat.scoring.published.ManifestError`), whatever its date,
     since its date cannot be believed.
     """
-    from riskstrat.scoring.publish import published_months
-
     root = Path(output_dir)
     if not root.is_dir():
         return []
     months = []
     # Through publish.month_run: a month link riskstrat did not make is refused, never read.
-    for name, folder in published_months(root):
+    for name, folder in publish.published_months(root):
         month = ScoredMonth.from_manifest(read_manifest(folder / MANIFEST, month=name), folder=folder)
         if month.as_of < pd.Timestamp(before):
             months.append(month)
@@ -72,8 +80,6 @@ def check_provenance(month: ScoredMonth, *, uri: str | None) -> None:
     version the registry lacks) a month whose manifest's models are not this registry's: each
     model's version must exist here, with the training run id the manifest records, and the risk
     model's training run must be tagged with the outcome the manifest names."""
-    from riskstrat.registry import tracking
-
     where = f"{month.month}/{MANIFEST}"
     for name, recorded in month.manifest["models"].items():
         try:
@@ -105,8 +111,6 @@ def check_recorded(month: ScoredMonth, *, experiment: str, uri: str | None) -> N
     recorded when the month was published (:func:`riskstrat.registry.tracking.recorded_manifests`): the
     manifest carries the hash of every file, so a population edited together with its manifest's hash
     would pass the file check; the copy in MLflow is out of the output folder's writers' reach."""
-    from riskstrat.registry import tracking
-
     as_of = str(month.as_of.date())
     recorded = tracking.recorded_manifests(as_of, experiment=experiment, uri=uri)
     where = f"{month.month}/{MANIFEST}"
@@ -167,15 +171,6 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     are read. Writes the report and its tables to ``out_dir`` (default
     ``riskstrat-output/monitoring/<as_of>``) and logs a monitoring run (aggregates only).
     """
-    from riskstrat import report
-    from riskstrat.registry import tracking
-    from riskstrat.pipelines.evaluate import model_outcome
-    from riskstrat.data.io import check_replaceable, data_fingerprint
-    from riskstrat.data.data_end import data_end_of
-    from riskstrat.pipelines import load_data, read_opt_outs
-    from riskstrat.data.privacy import check_key_matches, match_opt_outs
-    from riskstrat.modeling.tiers import LOWEST_TIER
-
     as_of = pd.Timestamp(as_of).normalize()
     if out_dir:  # before any work: a folder riskstrat did not write is never replaced
         check_replaceable(out_dir, "monitoring report")

@@ -1,8 +1,9 @@
 """Scoring inside Spark: the month's features stay in Spark, where the models score and explain them.
 
-:meth:`riskstrat.features.spark.SparkEngine.month_features` returns a :class:`SparkMonthFeatures`,
-the Spark engine's :class:`riskstrat.pipelines.MonthFeatures`. Each step runs riskstrat's own code
-per partition (``mapInPandas``), so the numbers are those of the driver's path:
+:class:`SparkMonthFeatures` is the Spark engine's :class:`riskstrat.scoring.month.MonthFeatures` (the
+wiring makes it for a :class:`riskstrat.features.spark.SparkEngine`:
+:func:`riskstrat.pipelines.score.month_features`). Each step runs riskstrat's own code per partition
+(``mapInPandas``), so the numbers are those of the driver's path:
 
 1. the aggregates of each table, one Spark job each (the engine's own query), joined per person
    onto the eligible people (computed on the driver, as :meth:`FolderEngine.features` does, and
@@ -16,7 +17,7 @@ per partition (``mapInPandas``), so the numbers are those of the driver's path:
    read: :data:`RANKING_COLUMNS`); ranking, tiers, hold-out and lists stay pandas, on the driver;
 4. drift: :func:`riskstrat.evaluation.drift.bin_counts` per batch, summed;
 5. reasons: the listed people's ids and raw scores joined to the feature frame, and
-   :func:`riskstrat.pipelines.explain_people` (exact TreeSHAP, the model's ``contributions``) per
+   :func:`riskstrat.scoring.month.explain_people` (exact TreeSHAP, the model's ``contributions``) per
    batch; only their ``reasons`` text comes back.
 
 The month's files are written by the driver with the same writer as every engine (a few MB even
@@ -33,8 +34,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskstrat.features.spec import CLINICAL
-from riskstrat.features.clinical import CONTEXT_COLUMNS
+from riskstrat.evaluation.drift import bin_counts, drift_report_of_counts
+from riskstrat.features._folder import per_person
+from riskstrat.features.clinical import CONTEXT_COLUMNS, eligible_persons
+from riskstrat.features.spark import _PANDAS_WARNING, _to_pandas
+from riskstrat.features.spec import CLINICAL, derive
+from riskstrat.scoring import lists
+from riskstrat.scoring.month import PersonScores, explain_people
 
 __all__ = ["RANKING_COLUMNS", "SparkMonthFeatures"]
 
@@ -58,8 +64,6 @@ def _schema(columns: dict[str, str]) -> str:
 
 def _map(frame, fn, schema: str):
     """``frame.mapInPandas(fn, schema)`` without PySpark's warning about pandas 3 (see ``spark.py``)."""
-    from riskstrat.features.spark import _PANDAS_WARNING
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_PANDAS_WARNING)
         return frame.mapInPandas(fn, schema)
@@ -89,9 +93,6 @@ class _Shipped:
 
 def _derive_batches(batches, *, sources: list[str], spec, costless, costs=None):
     """The feature frame of each batch of people joined to their aggregates (NULL: no rows)."""
-    from riskstrat.features._folder import per_person
-    from riskstrat.features.spec import derive
-
     for batch in batches:
         people = batch[["person_id", *_PEOPLE]].set_index("person_id")
         n = len(batch)
@@ -119,8 +120,6 @@ def _score_batches(batches, *, models: _Shipped, outputs: list[str]):
 
 
 def _count_batches(batches, *, profiles: dict[str, dict]):
-    from riskstrat.evaluation.drift import bin_counts
-
     totals = {name: np.zeros(len(p["edges"]) + 2, dtype=np.int64) for name, p in profiles.items()}
     for batch in batches:
         for name, p in profiles.items():
@@ -129,8 +128,6 @@ def _count_batches(batches, *, profiles: dict[str, dict]):
 
 
 def _explain_batches(batches, *, model: _Shipped, options: dict):
-    from riskstrat.pipelines import explain_people
-
     risk_model = model.value()
     for batch in batches:
         X = batch.set_index("person_id")
@@ -144,15 +141,13 @@ def _explain_batches(batches, *, model: _Shipped, options: dict):
 
 
 class SparkMonthFeatures:
-    """One month's features in Spark (see the module docstring): a :class:`riskstrat.pipelines.MonthFeatures`.
+    """One month's features in Spark (see the module docstring): a :class:`riskstrat.scoring.month.MonthFeatures`.
 
-    Made by :meth:`SparkEngine.month_features`; the aggregates are computed (and validation's
+    Made for a :class:`~riskstrat.features.spark.SparkEngine`; the aggregates are computed (and validation's
     findings about them reported, as :meth:`SparkEngine.features` reports them) when it is made.
     """
 
     def __init__(self, engine, index_date, *, min_age: float = 18, max_age: float = 120, spec=None, costs=None):
-        from riskstrat.features.clinical import eligible_persons
-
         t = pd.Timestamp(index_date).normalize()
         self.engine, self.spark = engine, engine.spark
         self.people = eligible_persons(engine.records, t, min_age=min_age, max_age=max_age).set_index("person_id")
@@ -176,8 +171,6 @@ class SparkMonthFeatures:
         return len(self.people)
 
     def without(self, person_ids) -> tuple["SparkMonthFeatures", int]:
-        from riskstrat.scoring import lists
-
         if self._frame is not None:
             raise RuntimeError("remove the opt-outs before scoring")
         kept = copy.copy(self)
@@ -188,8 +181,6 @@ class SparkMonthFeatures:
         """The feature frame as a (cached) Spark DataFrame: ``person_id`` and the features (float64),
         one row per person of :attr:`people`, equal to :meth:`SparkEngine.features` for them."""
         if self._frame is None:
-            from riskstrat.features.spark import _PANDAS_WARNING
-
             p = self.people
             table = pa.table({
                 "person_id": pa.array(p.index.astype(object), type=pa.string()),
@@ -219,9 +210,6 @@ class SparkMonthFeatures:
     def score(self, risk_model, cost_model=None, *, chunk_size: int = 0):
         """One pass of each model over every person, in Spark (Arrow batches bound the memory, not
         ``chunk_size``); the narrow rows come back in the order of :attr:`people`."""
-        from riskstrat.features.spark import _to_pandas
-        from riskstrat.pipelines import PersonScores
-
         outputs = ["risk", "raw"]
         if cost_model is not None:
             outputs.append("high_cost_risk")
@@ -242,9 +230,6 @@ class SparkMonthFeatures:
                             column.get("predicted_cost"))
 
     def drift_report(self, profile: dict, risk) -> dict:
-        from riskstrat.features.spark import _to_pandas
-        from riskstrat.evaluation.drift import drift_report_of_counts
-
         profiles = {name: p for name, p in profile["features"].items() if name in self.columns}
         counted = _to_pandas(_map(self.features().select(*profiles),
                                   lambda batches: _count_batches(batches, profiles=profiles),
@@ -259,8 +244,6 @@ class SparkMonthFeatures:
         """Reasons for ``person_ids`` (None: everyone), computed in Spark. Spark runs it as one job, so
         ``stage`` hears once, before it starts, how many people and where to follow it (the Spark UI)."""
         from pyspark.sql import functions as F
-
-        from riskstrat.features.spark import _to_pandas
 
         ids = scores.people.index if person_ids is None else pd.Index(person_ids)
         raw = scores.raw[scores.people.index.get_indexer(ids)]
