@@ -53,6 +53,7 @@ from markupsafe import Markup, escape
 from riskstrat.scoring import publish
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.io import file_sha256, write_bytes, write_parquet, write_text
+from riskstrat.data.schema import NO_PRACTICE
 from riskstrat.scoring.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
@@ -83,8 +84,6 @@ PRACTICE_LIST_COLUMNS = ("Rank", "Person ID", "Age", "Sex", "Risk (%)", "Tier", 
                          "High-cost risk (%)", "Emergency admissions (12m)", "A&E visits (12m)", "Bed days (12m)",
                          "Top reasons", "New this month")
 _SAFE_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# The list key (and folder) of the people with no registered practice; not a valid practice code.
-NO_PRACTICE = "no-registered-practice"
 NO_PRACTICE_NOTE = ("People with no registered practice are scored and counted, and their highest-risk people "
                     "(the same list size as a practice) form one separate list in no-registered-practice/, "
                     "for the team that reaches unregistered people; they are never a practice's patients. "

@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from riskstrat.errors import InvalidInputError
+from riskstrat.data.io import atomic_path, canonical_to_arrow, dataset_metadata, read_raw_tables
 from riskstrat.data.schema import TABLES
 
 __all__ = ["cut_data_dir", "cut_tables", "cut_truth"]
@@ -67,8 +68,6 @@ def cut_data_dir(data_dir, out_dir, *, extract_end) -> dict:
 
     Refuses a cut date outside the data (on or after its end, or before its start).
     """
-    from riskstrat.data.io import dataset_metadata, read_raw_tables
-
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = dataset_metadata(data_dir)
     end = pd.Timestamp(extract_end).normalize()
@@ -98,8 +97,6 @@ def _write(tables: dict[str, pd.DataFrame], out_dir: Path, *, meta: dict, truth:
     import json
 
     import pyarrow.parquet as pq
-
-    from riskstrat.data.io import atomic_path, canonical_to_arrow
 
     with atomic_path(out_dir, directory=True, kind="data set") as tmp:
         for name, df in tables.items():

@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.errors import InvalidInputError
+from riskstrat.data.io import atomic_path, canonical_to_arrow, check_replaceable
 from riskstrat.data.schema import TABLES, pandas_dtype
 from riskstrat.data.synth import params as P
+from riskstrat.data.synth.cut import cut_tables, cut_truth
 
 K_COND = len(P.CONDITION_NAMES)
 COND_INDEX = {c: i for i, c in enumerate(P.CONDITION_NAMES)}
@@ -787,9 +789,6 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
     from pathlib import Path
 
     import pyarrow.parquet as pq
-
-    from riskstrat.data.io import atomic_path, canonical_to_arrow, check_replaceable
-    from riskstrat.data.synth.cut import cut_tables, cut_truth
 
     out_dir = Path(out_dir)
     check_replaceable(out_dir, "data set")  # before generating anything
