@@ -338,7 +338,7 @@ def w_shap(args, rep: B.Reporter) -> None:
     import pandas as pd
 
     from riskstrat.registry import tracking
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.pipelines import check_feature_spec, load_data
     from riskstrat.data.records import LinkedRecords
 

@@ -24,7 +24,8 @@ from riskstrat.features.engine import PandasEngine, open_engine
 from riskstrat.features.duckdb import DuckDBEngine, EngineDataError
 from riskstrat.features.generic import generic_spec
 from riskstrat.features.spec import AGGREGATES, aggregate, derive, spec_hash
-from riskstrat.features.clinical import FEATURE_NAMES, build_features
+from riskstrat.features.clinical import FEATURE_NAMES
+from riskstrat.features.reference import build_features
 from riskstrat.data.io import write_records_tables
 from riskstrat.data.schema import ADMISSION_METHODS, AE_DEPARTMENT_TYPES, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
 from riskstrat.data.validate import ValidationError, load_records, validate_data_dir
@@ -584,7 +585,7 @@ def _derive_digest() -> str:
 
 
 def test_derive_output_is_pinned_by_its_version():
-    from riskstrat.features.engine import spec
+    from riskstrat.features import spec
 
     digest = _derive_digest()
     assert spec.DERIVE_VERSION in DERIVE_REFERENCE, f"add DERIVE_REFERENCE[{spec.DERIVE_VERSION}] = {digest!r}"
@@ -594,7 +595,7 @@ def test_derive_output_is_pinned_by_its_version():
 
 
 def test_spec_hash_covers_derive_version_and_feature_order(monkeypatch):
-    from riskstrat.features.engine import spec
+    from riskstrat.features import spec
 
     before = spec.spec_hash()
     monkeypatch.setattr(spec, "DERIVE_VERSION", spec.DERIVE_VERSION + 1)

@@ -3,7 +3,7 @@
 An engine answers what scoring and training ask of the data: which sources it has (``has``,
 ``sources``, ``row_counts``), the dates it covers (``date_range``) and its events per month
 (``event_months``: :mod:`riskstrat.data.data_end` reads the data end from them), the feature frame for one index
-date (``features``), equal to :func:`riskstrat.features.clinical.build_features` (the reference), the
+date (``features``), equal to :func:`riskstrat.features.reference.build_features` (the reference), the
 validated persons (``records``) and, for the labels, the validated event tables an outcome reads
 (``tables``): a :class:`~riskstrat.data.records.LinkedRecords` holding persons and just those tables,
 equal to the same tables of the reference's validated records (rows, order, values and dtypes), so
@@ -35,6 +35,9 @@ import pandas as pd
 
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.records import LinkedRecords
+from riskstrat.data.validate import blank_costs
+from riskstrat.features.reference import build_features
+from riskstrat.features.spec import DATE_COLUMNS, count_values
 
 __all__ = ["ENGINES", "EngineName", "FeatureEngine", "PandasEngine", "open_engine"]
 
@@ -79,7 +82,7 @@ class FeatureEngine(Protocol):
 
 
 class PandasEngine:
-    """The reference engine: validated records in memory, :func:`riskstrat.features.clinical.build_features`."""
+    """The reference engine: validated records in memory, :func:`riskstrat.features.reference.build_features`."""
 
     name = "pandas"
 
@@ -99,8 +102,6 @@ class PandasEngine:
 
     @property
     def blank_costs(self) -> list[tuple[str, str]]:
-        from riskstrat.data.validate import blank_costs
-
         return blank_costs(self.records)
 
     def tables(self, names: Iterable[str]) -> LinkedRecords:
@@ -114,13 +115,9 @@ class PandasEngine:
         return self.records.event_months(until=until)
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame:
-        from riskstrat.features.clinical import build_features
-
         return build_features(self.records, index_date, min_age=min_age, max_age=max_age, spec=spec)
 
     def value_counts(self, table: str, column: str, *, until=None) -> dict:
-        from riskstrat.features.spec import DATE_COLUMNS, count_values
-
         return count_values(self.records.get(table), column, DATE_COLUMNS[table], until)
 
 
@@ -139,6 +136,7 @@ def open_engine(name: str, cfg_data, *, stage=None, check_every_row: bool = Fals
 
         return PandasEngine(load_data(cfg_data, stage=stage))
     if name in ("duckdb", "spark"):
+        # Imported when chosen: each engine loads its optional library (duckdb, pyspark) at import.
         if name == "duckdb":
             from riskstrat.features.duckdb import DuckDBEngine as Engine
         else:

@@ -86,7 +86,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     logged with the run.
     """
     from riskstrat.features.engine import PandasEngine, open_engine
-    from riskstrat.features.clinical import feature_table
+    from riskstrat.features.words import feature_table
     from riskstrat.modeling.guards import DegenerateModelError, describe_degenerate
     from riskstrat.features.costs import training_costs
     from riskstrat.data.io import currency_of, data_fingerprint
@@ -278,7 +278,7 @@ def models_spec(loaded_models, *, stage: Stage = _quiet):
 def check_features_match(model, features: pd.DataFrame, records) -> None:
     """Every model feature must be buildable from this data: same names, and its source present
     (``records``: LinkedRecords or a feature engine, anything with ``has(table)``)."""
-    from riskstrat.features.clinical import feature
+    from riskstrat.features.words import feature
 
     missing = [f for f in model.feature_names if f not in features.columns]
     if missing:
@@ -299,7 +299,7 @@ def check_sources_have_rows(models, row_counts: dict[str, int], *, allow: bool) 
     no one had been in hospital: refused (:class:`ModelDataMismatchError`) unless ``allow``; returns
     the empty tables either way (the manifest records them).
     """
-    from riskstrat.features.clinical import feature
+    from riskstrat.features.words import feature
 
     used = {feature(f).source for m in models for f in m.feature_names} - {"persons"}
     empty = sorted(t for t in used if t in row_counts and row_counts[t] == 0)

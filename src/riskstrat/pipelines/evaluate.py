@@ -119,7 +119,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     from riskstrat.registry import tracking
     from riskstrat.modeling.config import DataConfig
     from riskstrat.evaluation import gate as gates
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.features.costs import check_model_costs
     from riskstrat.data.io import check_replaceable, currency_of, data_fingerprint, dataset_metadata
     from riskstrat.data.privacy import FINGERPRINT_FIELD

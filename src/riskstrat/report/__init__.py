@@ -177,7 +177,7 @@ HEADLINE_COLUMNS = ["model", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", 
 def _described(drivers: pd.DataFrame) -> pd.DataFrame:
     """The drivers table with each feature's plain-English meaning (blank for a feature riskstrat
     does not know, e.g. a custom model's)."""
-    from riskstrat.features.clinical import feature
+    from riskstrat.features.words import feature
 
     def meaning(name: str) -> str:
         try:

@@ -135,7 +135,7 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
                     currency: str = "GBP") -> pd.DataFrame:
     """One row per person, ranked by ``risk`` (rank 1 = highest, population-wide), sorted by rank.
 
-    ``features`` is :func:`riskstrat.features.clinical.build_features` output (index ``person_id``; columns
+    ``features`` is :func:`riskstrat.features.reference.build_features` output (index ``person_id``; columns
     ``practice_id``, ``sex``, ``age`` and the features); ``risk`` the calibrated emergency-admission
     risk per row. ``high_cost_risk`` (chance of being in next year's top 5% by cost) and
     ``predicted_cost`` (pounds) are optional. Columns: person_id, practice_id, rank, practice_rank,
