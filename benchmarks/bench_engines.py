@@ -57,7 +57,7 @@ def parse_args(argv):
 
 
 def w_pandas(args, rep: B.Reporter) -> None:
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.data.validate import load_records
 
     rep.step("load_records")
@@ -108,7 +108,7 @@ def w_check(args, rep: B.Reporter) -> None:
     import pandas as pd
 
     from riskstrat.features.duckdb import DuckDBEngine
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.data.validate import load_records
 
     rep.step("both engines")

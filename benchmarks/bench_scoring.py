@@ -339,7 +339,7 @@ def w_shap(args, rep: B.Reporter) -> None:
     import pandas as pd
 
     from riskstrat.registry import tracking
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.data.load import load_data
     from riskstrat.scoring.checks import check_feature_spec
     from riskstrat.data.records import LinkedRecords

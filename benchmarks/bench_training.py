@@ -244,7 +244,7 @@ def _index_date(args, cfg) -> str:
 
 
 def w_features(args, rep: B.Reporter) -> None:
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
 
     cfg = _config(args, args._datadir)
     records = _load(cfg, rep, args.load_mode)
@@ -265,7 +265,7 @@ def w_profile(args, rep: B.Reporter) -> None:
     import io
     import pstats
 
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
 
     cfg = _config(args, args._datadir)
     records = _load(cfg, rep, args.load_mode)
@@ -299,7 +299,7 @@ def w_profile(args, rep: B.Reporter) -> None:
 
 def _time_blocks(records, d, cfg) -> dict[str, float]:
     """Wall time of build_features with one source at a time (persons only as the base)."""
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.data.records import LinkedRecords
 
     out = {}

@@ -167,7 +167,7 @@ def test_urgent_care_only_is_not_unplanned_hospital_use_by_default(visits):
 
 
 def test_ae_features_count_the_default_types(visits):
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
 
     f = build_features(visits, at(60), min_age=0)
     assert f["ae_attendances_0_3m"].to_dict() == {"ed": 1, "urgent": 0, "walk_in": 0, "blank": 1, "specialty": 1}
@@ -184,7 +184,7 @@ def _without_column(folder: Path) -> None:
 
 def test_an_old_data_set_without_the_column_reads_as_unknown(tmp_path, make_table):
     from riskstrat.features.duckdb import DuckDBEngine
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.data.io import write_records_tables
 
     ae = make_table("ae_attendances", [{"person_id": "a", "arrival_date": at(-10), "cost": 100.0},

@@ -23,7 +23,8 @@ from riskstrat.cli import app
 from riskstrat.modeling.config import ScoringConfig, load_config
 from riskstrat.features.costs import CostCurrencyError, check_model_costs, is_cost_feature, uses_costs
 from riskstrat.pipelines.evaluate import run_evaluation
-from riskstrat.features.clinical import FEATURE_NAMES, build_features
+from riskstrat.features.clinical import FEATURE_NAMES
+from riskstrat.features.reference import build_features
 from riskstrat.data.load import load_data
 from riskstrat.pipelines.score import run_scoring
 from riskstrat.pipelines.train import run_training

@@ -24,7 +24,8 @@ from riskstrat.features.engine import PandasEngine, open_engine
 from riskstrat.features.duckdb import DuckDBEngine, EngineDataError
 from riskstrat.features.generic import generic_spec
 from riskstrat.features.spec import AGGREGATES, aggregate, derive, spec_hash
-from riskstrat.features.clinical import FEATURE_NAMES, build_features
+from riskstrat.features.clinical import FEATURE_NAMES
+from riskstrat.features.reference import build_features
 from riskstrat.data.io import write_records_tables
 from riskstrat.data.schema import ADMISSION_METHODS, AE_DEPARTMENT_TYPES, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
 from riskstrat.data.validate import ValidationError, load_records, validate_data_dir

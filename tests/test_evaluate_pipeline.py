@@ -247,7 +247,7 @@ def test_high_cost_evaluation_has_the_runs_logistic_baseline_and_the_cost(high_c
     import numpy as np
 
     from riskstrat.modeling.config import DataConfig
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.outcomes.labels import future_cost
     from riskstrat.data.load import load_data
 
@@ -333,7 +333,7 @@ def _labelled_groups(data_dir, as_of):
     """The split group of every person labelled at ``as_of`` (the reference: train.person_groups with the
     configured seed and fractions, not the code under test)."""
     from riskstrat.modeling.config import DataConfig
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.data.load import load_data
     from riskstrat.modeling.train import person_groups
 

@@ -12,16 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskstrat.features.clinical import (
-    CONTEXT_COLUMNS,
-    FEATURE_NAMES,
-    NO_EVENT_DAYS,
-    build_features,
-    describe_value,
-    eligible_persons,
-    feature,
-    features_for_sources,
-)
+from riskstrat.features.clinical import (CONTEXT_COLUMNS, FEATURE_NAMES, NO_EVENT_DAYS, eligible_persons,
+                                         features_for_sources)
+from riskstrat.features.reference import build_features
+from riskstrat.features.words import describe_value, feature
 from riskstrat.data.records import LinkedRecords
 from riskstrat.data.schema import (
     ADMISSION_METHODS,
@@ -497,13 +491,13 @@ def test_every_feature_has_a_description_and_unknown_names_fail():
     ("ltc_copd", {"ltc_copd": 1, "ltc_copd_years": 0.4}, "COPD (diagnosed this year)"),
 ])
 def test_describe_reason_speaks_for_a_group(group, values, text):
-    from riskstrat.features.clinical import describe_reason
+    from riskstrat.features.words import describe_reason
 
     assert describe_reason(group, values) == text
 
 
 def test_every_feature_has_one_reason_group():
-    from riskstrat.features.clinical import REASON_GROUPS, reason_group
+    from riskstrat.features.words import REASON_GROUPS, reason_group
 
     grouped = [name for names in REASON_GROUPS.values() for name in names]
     assert len(grouped) == len(set(grouped)) and set(grouped) <= set(FEATURE_NAMES)

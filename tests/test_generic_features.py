@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 from _spark import spark  # noqa: F401 - the fixture (PySpark imported only when a test asks for it)
 
-from riskstrat.modeling.config import FeaturesConfig, GenericFeaturesConfig
+from riskstrat.modeling.config import FeaturesConfig
 from riskstrat.features.engine import PandasEngine
 from riskstrat.features.duckdb import DuckDBEngine
-from riskstrat.features.generic import build_spec, generic_spec, group_values, parse_name
+from riskstrat.features.generic import GenericFeaturesConfig, build_spec, generic_spec, group_values, parse_name
 from riskstrat.features.spec import CLINICAL, FeatureSpec, FeatureSpecError, spec_hash
-from riskstrat.features.clinical import build_features, describe_value, feature
+from riskstrat.features.reference import build_features
+from riskstrat.features.words import describe_value, feature
 from riskstrat.data.io import write_records_tables
 from riskstrat.modeling.models import RiskModel
 from riskstrat.data.validate import load_records
@@ -294,7 +295,7 @@ def test_riskstrat_features_shows_every_name_whole():
     from typer.testing import CliRunner
 
     from riskstrat.cli import app
-    from riskstrat.features.clinical import feature_table
+    from riskstrat.features.words import feature_table
 
     result = CliRunner().invoke(app, ["features"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output

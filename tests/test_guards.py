@@ -19,7 +19,7 @@ from riskstrat.cli import app
 from riskstrat.cli.app import foreign_warnings_hidden
 from riskstrat.modeling.config import ConfigError, ScoringConfig, load_config
 from riskstrat.errors import RiskstratError
-from riskstrat.features.clinical import describe_reason, describe_value
+from riskstrat.features.words import describe_reason, describe_value
 from riskstrat.modeling.guards import (DegenerateModelError, InsufficientEventsError, StaleDataError, check_data_currency,
                               check_minimum_events, degenerate_reasons, likely_cause)
 from riskstrat.data.io import DataFileError

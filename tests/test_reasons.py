@@ -1,8 +1,8 @@
 """The fast reasons against the person-by-person definitions, on hostile values.
 
 :func:`riskstrat.scoring.reasons.top_reasons` says each group's words once per distinct key
-(:func:`riskstrat.features.clinical.reason_key`) and walks all people place by place at once. These tests
-hold it to :func:`riskstrat.features.clinical.describe_reason` for every group, currency, ``money`` and
+(:func:`riskstrat.features.words.reason_key`) and walks all people place by place at once. These tests
+hold it to :func:`riskstrat.features.words.describe_reason` for every group, currency, ``money`` and
 ``said`` combination, and to the person-by-person loop that made the month's files before
 (:func:`reference_top_reasons`), on values chosen to sit on and around every threshold the words
 test (NaN, 0, -0, huge, fractional, negative, each threshold plus or minus a little).
@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 import riskstrat.scoring.reasons as reasons
-from riskstrat.features.clinical import (CONTEXT_COLUMNS, DEMOGRAPHIC_FEATURES, FEATURE_NAMES, REASON_GROUPS, describe_reason,
-                                feature, reason_group, reason_inputs)
+from riskstrat.features.clinical import CONTEXT_COLUMNS, FEATURE_NAMES
+from riskstrat.features.words import (DEMOGRAPHIC_FEATURES, REASON_GROUPS, describe_reason, feature, reason_group,
+                                      reason_inputs)
 from riskstrat.scoring.reasons import REASON_SEPARATOR, top_reasons
 
 COLUMNS = list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)

@@ -324,7 +324,7 @@ def test_each_model_passes_over_each_person_once(score, tmp_path, monkeypatch):
 
 
 def test_risks_equal_the_calibrated_path_and_ranks_the_raw_score(score, registry, records, tmp_path):
-    from riskstrat.features.clinical import build_features
+    from riskstrat.features.reference import build_features
     from riskstrat.modeling.tiers import rank_by_score
 
     population = pd.read_parquet(Path(score(tmp_path / "lists")["output_dir"]) / "population.parquet")

@@ -260,7 +260,8 @@ def test_no_fitted_model_beats_the_high_cost_oracle_beyond_noise(population):
     # The oracle is the ceiling: trained a year earlier, LightGBM and logistic regression do not
     # beat it beyond the paired bootstrap's noise, and the oracle is calibrated on the outcome.
     from riskstrat.modeling.config import load_config
-    from riskstrat.features.clinical import FEATURE_NAMES, build_features
+    from riskstrat.features.clinical import FEATURE_NAMES
+    from riskstrat.features.reference import build_features
     from riskstrat.evaluation.metrics import calibration_slope, observed_expected_ratio, paired_auroc_difference
     from riskstrat.modeling.models import fit_lightgbm, fit_logistic
     from riskstrat.data.synth.truth import oracle_risk

@@ -196,7 +196,7 @@ def registry(data_dir, tmp_path_factory) -> dict:
     tracking.promote("with-hash", run.logged.model_version, alias="champion", uri=uri)
 
     from riskstrat.modeling.config import config_to_dict
-    from riskstrat.features.clinical import feature_table
+    from riskstrat.features.words import feature_table
     from riskstrat.data.io import data_fingerprint
 
     # As models were logged before the hash and the stored spec: clinical features, neither recorded.

@@ -186,7 +186,8 @@ def features() -> None:
     """
     from rich.table import Column, Table
 
-    from riskstrat.features.clinical import FEATURE_NAMES, feature_table
+    from riskstrat.features.clinical import FEATURE_NAMES
+    from riskstrat.features.words import feature_table
 
     # Names whole (no_wrap): cut short, the generic ones (..._count_365d, ..._count_730d) look alike.
     table = Table(Column("feature", no_wrap=True), "source", "description")

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.errors import RiskstratError
+from riskstrat.data.io import dataset_metadata
 
 __all__ = ["DataEnd", "MONTH_COLUMNS", "UnknownDataEndError", "combine_months", "data_end_of", "month_counts",
            "volume_end"]
@@ -142,8 +143,6 @@ def data_end_of(data_dir, records=None, *, configured=None, today=None) -> DataE
     dataset.json ``extract_end``, else (given ``records``: LinkedRecords or a feature engine, anything
     with ``event_months(until=)``) read from the event volume up to ``today`` (:func:`volume_end`;
     later dates are in the future, and validation drops them). ``DataEnd(None)`` if unknown."""
-    from riskstrat.data.io import dataset_metadata
-
     if configured is not None:
         return DataEnd(pd.Timestamp(configured).normalize(), "data.extract_end")
     meta = dataset_metadata(Path(data_dir))  # refuses a newer schema version

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.errors import RiskstratError
+from riskstrat.data.io import NotAFileError, dataset_metadata, read_user_bytes
 
 KEY_ENV = "RISKSTRAT_PSEUDONYM_KEY"
 DEFAULT_KEY_FILE = Path(".riskstrat") / "pseudonym.key"
@@ -503,8 +504,6 @@ def _read_text(path: Path, *, what: str, error: type[RiskstratError], todo: str 
     """A text file's content: UTF-16 when it starts with a UTF-16 byte-order mark (Excel's
     "Unicode text"), else UTF-8 with or without one; refusals name the file and what to do
     (``todo`` added)."""
-    from riskstrat.data.io import NotAFileError, read_user_bytes
-
     try:
         raw = read_user_bytes(path, what=what)
     except NotAFileError as exc:
@@ -714,8 +713,6 @@ def check_key_matches(data_dir, *, key_file: str | Path | None = None, matches_i
     nobody because of another key would publish the people who opted out. Otherwise a warning. The
     built-in synthetic population (``generator: riskstrat.data.synth``) has no key: nothing to check.
     """
-    from riskstrat.data.io import dataset_metadata
-
     meta = dataset_metadata(data_dir)
     recorded = meta.get(FINGERPRINT_FIELD)
     if not recorded:

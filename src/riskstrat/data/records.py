@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from riskstrat.data.data_end import combine_months, month_counts
 from riskstrat.data.schema import EVENT_TABLES, TABLES, empty_table, pandas_dtype
 
 
@@ -90,8 +91,6 @@ class LinkedRecords:
     def event_months(self, *, until=None) -> pd.DataFrame:
         """Events per calendar month over all event tables together (dates after ``until`` ignored):
         :func:`riskstrat.data.data_end.month_counts`, what :func:`riskstrat.data.data_end.volume_end` reads."""
-        from riskstrat.data.data_end import combine_months, month_counts
-
         parts = []
         for name in self.sources:
             dates = self.tables[name][TABLES[name].event_date]

@@ -58,6 +58,9 @@ AE_DEPARTMENT_TYPES = ("emergency_department", "single_specialty", "urgent_care"
 # urgent treatment centre or walk-in visit is not the hospital use case finding tries to prevent, and
 # "unknown" stays in so that data without the field keep every attendance (see riskstrat.outcomes).
 AE_UNPLANNED_DEPARTMENT_TYPES = ("emergency_department", "single_specialty", "unknown")
+# The list key (and folder) of the people with no registered practice: not a valid practice code, so
+# validation refuses it as a practice_id and scoring lists those people apart under it.
+NO_PRACTICE = "no-registered-practice"
 SOCIAL_CARE_TYPES = ("home_care", "reablement", "day_care", "residential", "nursing", "direct_payment")
 # Long-term-condition register (QOF-like): code -> plain-English name.
 LONG_TERM_CONDITIONS = {

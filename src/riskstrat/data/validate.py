@@ -61,8 +61,10 @@ import pandas as pd
 import pyarrow as pa
 
 from riskstrat.errors import InvalidInputError, RiskstratError
+from riskstrat.data.io import LazyTables, dataset_metadata, table_files
+from riskstrat.data.privacy import mask_id
 from riskstrat.data.records import LinkedRecords
-from riskstrat.data.schema import COST_COLUMNS, EVENT_TABLES, TABLES, Column, Table, pandas_dtype
+from riskstrat.data.schema import COST_COLUMNS, EVENT_TABLES, NO_PRACTICE, TABLES, Column, Table, pandas_dtype
 
 __all__ = [
     "COST_COLUMNS",
@@ -261,10 +263,6 @@ def validate_data_dir(data_dir: str | Path, *, exclude_sources: Iterable[str] = 
     social care where there is no legal basis to use it) are never read.
     Raises :class:`riskstrat.data.io.DataFileError` when the folder or a file cannot be read.
     """
-    from riskstrat.data.io import LazyTables, table_files
-
-    from riskstrat.data.io import dataset_metadata
-
     exclude = set(exclude_sources)
     if "persons" in exclude:
         raise InvalidInputError("persons cannot be excluded: every other table links to it")
@@ -331,8 +329,6 @@ def _show(value) -> str:
 def _person(value) -> str:
     """A person id (or another pseudonymised key) as examples show it: masked, never in full
     (:func:`riskstrat.data.privacy.mask_id`), since reports are printed, logged and kept."""
-    from riskstrat.data.privacy import mask_id
-
     return mask_id(value)
 
 
@@ -683,8 +679,6 @@ def _check_safe_text(log: _IssueLog, table: Table, col: Column, values: pd.Serie
     rule, what = "unsafe_value", (f"control characters or more than {MAX_ID_LENGTH} characters, which lists and "
                                   f"files cannot hold")
     if col.name == "practice_id":
-        from riskstrat.scoring.lists import NO_PRACTICE
-
         unsafe = (~text.str.match(_SAFE_PRACTICE_ID) | (text.str.len() > MAX_PRACTICE_ID_LENGTH)
                   | (text == NO_PRACTICE)).fillna(False).to_numpy() & uniques.notna().to_numpy()
         bad = bad | unsafe

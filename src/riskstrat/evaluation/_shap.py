@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.evaluation import plots
-from riskstrat.features.clinical import feature
+from riskstrat.features.words import feature
 
 SAMPLE_SIZE = 2000
 CHECK_ROWS = 200        # rows on which TreeExplainer is checked against pred_contrib (each costs as much again)

@@ -36,9 +36,15 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from riskstrat.features.spec import DATE_COLUMNS, aggregates_for, feature_frame
 from riskstrat.errors import RiskstratError
+from riskstrat.data.data_end import combine_months, month_counts
+from riskstrat.data.io import dataset_metadata, read_table_file, table_files
+from riskstrat.data.records import LinkedRecords
 from riskstrat.data.schema import COST_COLUMNS, EVENT_TABLES, TABLES, Column, Table
+from riskstrat.data.validate import (ValidationError, _agree, _coerce_category, _IssueLog, _rows, _text,
+                                     blank_cost_message, validate_tables)
+from riskstrat.features.clinical import eligible_persons
+from riskstrat.features.spec import CLINICAL, DATE_COLUMNS, aggregates_for, count_values, feature_frame
 
 __all__ = ["EngineDataError", "FolderEngine", "TablePlan", "checks", "clamped_ends", "leading_text",
            "months_frame", "out_of_life_tests", "read_window", "scan_requests"]
@@ -51,8 +57,6 @@ class EngineDataError(RiskstratError, ValueError):
 def months_frame(found: list[tuple]) -> tuple[pd.DataFrame, int]:
     """An engine's rows of (month, events, first, last, rows of unknown people) as the monthly counts
     (:func:`riskstrat.data.data_end.month_counts`'s form) and the rows of unknown people."""
-    from riskstrat.data.data_end import month_counts
-
     n_unknown = sum(int(row[4]) for row in found)
     kept = [row for row in found if row[1]]
     frame = pd.DataFrame({"events": [int(r[1]) for r in kept], "first": pd.to_datetime([r[2] for r in kept]),
@@ -215,8 +219,6 @@ def read_window(table: Table, options: dict, aggregates=None) -> int | None | bo
 
 
 def parquet_files(data_dir: Path, exclude: Iterable[str], engine: str) -> dict[str, Path]:
-    from riskstrat.data.io import table_files
-
     exclude = set(exclude)
     files = {name: path for name, path in table_files(data_dir).items() if name not in exclude}
     text = [p.name for p in files.values() if not p.name.endswith(".parquet")]
@@ -266,9 +268,6 @@ class FolderEngine(ABC):
     def __init__(self, data_dir: str | Path, *, exclude_sources: Iterable[str] = (), out_of_life_events: str = "drop",
                  duplicate_rows: str = "drop", unknown_codes: str = "error",
                  stage: Callable[[str], None] | None = None):
-        from riskstrat.data.io import read_table_file
-        from riskstrat.data.validate import ValidationError, _IssueLog, validate_tables
-
         self.data_dir = Path(data_dir)
         self.options = {"out_of_life_events": out_of_life_events, "duplicate_rows": duplicate_rows,
                         "unknown_codes": unknown_codes}
@@ -331,8 +330,6 @@ class FolderEngine(ABC):
         """Events per calendar month over the event tables together (rows as validation keeps them:
         known people, repeats removed, events outside a life left out; dates after ``until`` ignored),
         as :meth:`LinkedRecords.event_months`: one small grouped query per table."""
-        from riskstrat.data.data_end import combine_months
-
         until = pd.Timestamp(until).normalize() if until is not None else None
         parts = []
         for plan in self.plans.values():
@@ -345,9 +342,6 @@ class FolderEngine(ABC):
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame:
         """The feature frame for ``index_date``: equal to ``build_features`` on the validated records
         (``spec``: which features, default the clinical ones)."""
-        from riskstrat.features.spec import CLINICAL
-        from riskstrat.features.clinical import eligible_persons
-
         spec = spec or CLINICAL
         t = pd.Timestamp(index_date).normalize()
         eligible = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age)
@@ -370,8 +364,6 @@ class FolderEngine(ABC):
         """``{value: (rows, people)}`` of ``column`` of ``table`` as validation leaves them, rows dated before
         ``until`` (None: every date), missing left out; this default reads the table through
         :meth:`tables`: engines count in place."""
-        from riskstrat.features.spec import count_values
-
         return count_values(self.tables([table]).get(table), column, DATE_COLUMNS[table], until)
 
     def tables(self, names: Iterable[str]):
@@ -382,10 +374,6 @@ class FolderEngine(ABC):
         itself (with the data set's end from dataset.json, as ``load_records``), so they are the
         reference's tables by construction; the other event tables stay in their files. Raises
         :class:`~riskstrat.data.validate.ValidationError` where validation refuses them."""
-        from riskstrat.data.io import read_table_file
-        from riskstrat.data.records import LinkedRecords
-        from riskstrat.data.validate import ValidationError, validate_tables
-
         wanted = [name for name in EVENT_TABLES if name in set(names) and name in self.plans]
         raw = {name: read_table_file(self.files[name]) for name in ("persons", *wanted)}
         records, report = validate_tables(raw, files={name: self.files[name] for name in raw},
@@ -400,8 +388,6 @@ class FolderEngine(ABC):
         the aggregates read only the rows before each index date, so they cannot see these in later
         rows. One pass over the ids and dates per table (:meth:`_link_counts`); raises
         :class:`~riskstrat.data.validate.ValidationError` with validation's rule names and messages."""
-        from riskstrat.data.validate import ValidationError
-
         latest, found = self._latest_date(), []
         strict = self.options["out_of_life_events"] == "error"
         for name, plan in self.plans.items():
@@ -426,8 +412,6 @@ class FolderEngine(ABC):
 
     def _link_issue(self, name: str, rule: str, n: int, latest: pd.Timestamp) -> tuple:
         """The issue for ``n`` rows of table ``name`` breaking a link rule, worded as validation words it."""
-        from riskstrat.data.validate import _agree, _rows
-
         column = "person_id" if rule == "unknown_person" else None
         text = _LINK_TEXTS[rule].format(n=_rows(n), refer=_agree(n, "refers", "refer"), latest=latest.date())
         return (name, column, rule, "error", n, f"{self._log.where(name, column)}: {text}")
@@ -435,8 +419,6 @@ class FolderEngine(ABC):
     def _latest_date(self) -> pd.Timestamp:
         """The last day the data can hold, as validation takes it: dataset.json's extract end, never
         later than today."""
-        from riskstrat.data.io import dataset_metadata
-
         today = pd.Timestamp.today().normalize()
         end = dataset_metadata(self.data_dir).get("extract_end")
         return min(pd.Timestamp(end), today) if end else today
@@ -446,8 +428,6 @@ class FolderEngine(ABC):
         """Whether ids read as they are, found in no person, hold white space that validation would
         strip (then the plan cleans them from now on: the caller runs its query again). False at once
         when the table's ids are cleaned already."""
-        from riskstrat.data.validate import _text
-
         if plan.ids_verified:
             return False
         values = pd.Series(list(unknown), dtype=object)
@@ -521,8 +501,6 @@ class FolderEngine(ABC):
     # ------------------------------------------------------------------ checks
 
     def _check_table(self, table: Table, path: Path) -> None:
-        from riskstrat.data.validate import _rows, blank_cost_message
-
         log, name = self._log, table.name
         plan = self._plan_class(table, path, self._file_columns(path))
         for col in plan.absent:
@@ -648,8 +626,6 @@ class FolderEngine(ABC):
         """Validation's findings from one table's aggregate pass (rows whose id is not in persons, events
         outside a life, repeats), logged and said once per table (they do not depend on the index date);
         raises :class:`~riskstrat.data.validate.ValidationError` on an error."""
-        from riskstrat.data.validate import ValidationError, _agree, _rows
-
         log, issues = self._log, []
         if n_unknown:
             issues.append(self._link_issue(name, "unknown_person", n_unknown, t))
@@ -679,8 +655,6 @@ class FolderEngine(ABC):
 def code_map(raw: list[str], col: Column) -> tuple[dict[str, str | None], list[str]]:
     """Each distinct raw value of a category column normalised by validation's own code (case, spaces,
     BNF "1" -> "01"): ``{raw: canonical code or None}`` and the raw values that are unknown codes."""
-    from riskstrat.data.validate import _coerce_category
-
     canonical, unknown, missing = _coerce_category(pd.Series(raw, dtype=object), col)
     mapping = {v: None if (bad or miss) else str(c) for v, c, bad, miss
                in zip(raw, canonical.astype(object), unknown, missing)}

@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.errors import RiskstratError
+from riskstrat.data.schema import COST_COLUMNS, EVENT_TABLES, TABLES
+from riskstrat.features.generic import parse_name
 
 __all__ = ["COSTS_KEY", "CostCurrencyError", "CostHandling", "check_model_costs", "cost_features", "cost_params",
            "cost_sources", "cost_tags", "is_cost_feature", "training_costs", "uses_costs"]
@@ -52,8 +54,6 @@ def is_cost_feature(name: str) -> bool:
     """Whether the feature ``name`` is an amount of money: ``cost_*`` and any name holding ``cost``
     (``social_care_weekly_cost``); of the generic covariates only the cost sums ``<table>__cost_<window>``
     (a sub-type read from the data may hold "cost" in its name: its counts are not money)."""
-    from riskstrat.features.generic import parse_name
-
     generic = parse_name(name)
     if generic is not None:
         return generic.measure == "cost"
@@ -71,8 +71,6 @@ def uses_costs(feature_names: Iterable[str]) -> bool:
 
 
 def _tables_with_cost_columns() -> list[str]:
-    from riskstrat.data.schema import COST_COLUMNS, EVENT_TABLES, TABLES
-
     return [t for t in EVENT_TABLES if any(c in TABLES[t].column_names for c in COST_COLUMNS)]
 
 

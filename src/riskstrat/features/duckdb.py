@@ -40,7 +40,9 @@ from riskstrat.features._folder import (
 )
 from riskstrat.errors import RiskstratError
 from riskstrat.features.spec import DATE_COLUMNS, Aggregate, Where, aggregates_for
-from riskstrat.data.schema import EVENT_TABLES, TABLES, Column, Table
+from riskstrat.data.records import LinkedRecords
+from riskstrat.data.schema import EVENT_TABLES, TABLES, Column, Table, pandas_dtype
+from riskstrat.data.validate import ValidationError, _agree, _rows
 
 __all__ = ["DuckDBEngine", "EngineDataError", "EngineMemoryError"]
 
@@ -344,8 +346,6 @@ class DuckDBEngine(FolderEngine):
         data dropped, canonical dtypes). Unknown person ids, and repeats or events outside a life or
         after the data end under the ``error`` options, raise the same
         :class:`~riskstrat.data.validate.ValidationError` as validation."""
-        from riskstrat.data.records import LinkedRecords
-
         wanted = set(names)
         tables = {"persons": self.persons}
         for name in EVENT_TABLES:
@@ -354,9 +354,6 @@ class DuckDBEngine(FolderEngine):
         return LinkedRecords(tables)
 
     def _validated_table(self, plan: _TablePlan) -> pd.DataFrame:
-        from riskstrat.data.schema import pandas_dtype
-        from riskstrat.data.validate import ValidationError, _agree, _rows
-
         table, name, options = plan.table, plan.table.name, self.options
         read = plan.typed(drop_unknown_codes=options["unknown_codes"] == "drop", row_number=True)
         # Exact repeats over every column of the file (extra columns included), the first kept.

@@ -3,7 +3,7 @@
 An engine answers what scoring and training ask of the data: which sources it has (``has``,
 ``sources``, ``row_counts``), the dates it covers (``date_range``) and its events per month
 (``event_months``: :mod:`riskstrat.data.data_end` reads the data end from them), the feature frame for one index
-date (``features``), equal to :func:`riskstrat.features.clinical.build_features` (the reference), the
+date (``features``), equal to :func:`riskstrat.features.reference.build_features` (the reference), the
 validated persons (``records``) and, for the labels, the validated event tables an outcome reads
 (``tables``): a :class:`~riskstrat.data.records.LinkedRecords` holding persons and just those tables,
 equal to the same tables of the reference's validated records (rows, order, values and dtypes), so
@@ -36,7 +36,7 @@ from riskstrat.data.load import load_data
 from riskstrat.data.records import LinkedRecords
 from riskstrat.data.validate import blank_costs
 from riskstrat.errors import InvalidInputError
-from riskstrat.features.clinical import build_features
+from riskstrat.features.reference import build_features
 from riskstrat.features.duckdb import DuckDBEngine
 from riskstrat.features.spark import SparkEngine
 from riskstrat.features.spec import DATE_COLUMNS, count_values
@@ -84,7 +84,7 @@ class FeatureEngine(Protocol):
 
 
 class PandasEngine:
-    """The reference engine: validated records in memory, :func:`riskstrat.features.clinical.build_features`."""
+    """The reference engine: validated records in memory, :func:`riskstrat.features.reference.build_features`."""
 
     name = "pandas"
 

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from riskstrat.features.spec import CLINICAL, Aggregate, Derived, FeatureSpec, Where
 from riskstrat.features.clinical import NO_EVENT_DAYS
 from riskstrat.data.schema import TABLES
 
-__all__ = ["GENERIC_TABLES", "GROUP_COLUMNS", "GroupColumn", "build_spec", "generic_spec", "group_values",
+__all__ = ["GENERIC_TABLES", "GROUP_COLUMNS", "GenericFeaturesConfig", "GroupColumn", "build_spec", "generic_spec", "group_values",
            "parse_name", "slug"]
 
 
@@ -63,6 +65,42 @@ GROUP_COLUMNS: dict[str, GroupColumn] = {
 }
 DEFAULT_WINDOWS = (90, 365, 730)
 _NOT_A_GROUP = {"", "unknown"}
+
+
+class GenericFeaturesConfig(BaseModel):
+    """The training config's ``features.generic``: which generic covariates beside the clinical features."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Add the generic covariates: counts, days since, trend and cost per "
+                                            "event table and sub-type.")
+    windows: list[int] = Field(default_factory=lambda: [90, 365, 730],
+                               description="Windows in days before the index date for the counts and costs; the "
+                                           "trend compares the shortest with the longest.")
+    tables: list[str] | Literal["all"] = Field("all", description="Event tables with generic covariates.")
+    groups: bool = Field(True, description="Also per sub-type (admission method, A&E department type, attended or "
+                                           "missed, GP contact type, BNF chapter, social care service).")
+    costs: bool = Field(True, description="Cost sums per table and window (missing where the data record no cost).")
+    max_values: int = Field(8, ge=1, le=50, description="At most this many sub-types per table (the most frequent).")
+    min_share: float = Field(0.01, ge=0, lt=1, description="A sub-type needs at least this share of the table's rows.")
+    min_people: int = Field(10, ge=1, description="A sub-type needs at least this many distinct people: its value "
+                                                  "is stored with the model and in MLflow, so a free-text value one "
+                                                  "person's records carry (a name, say) never becomes a feature.")
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[int]) -> list[int]:
+        if not v or any(w < 1 or w > 3650 for w in v) or len(set(v)) != len(v):
+            raise ValueError(f"windows must be distinct whole days from 1 to 3650, got {v}")
+        return sorted(v)
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, v):
+        bad = [] if v == "all" else [t for t in v if t not in GENERIC_TABLES]
+        if bad:
+            raise ValueError(f"unknown tables {bad}; choose from {', '.join(GENERIC_TABLES)}")
+        return v
 
 
 def group_column(table: str) -> GroupColumn | None:
@@ -113,7 +151,7 @@ def group_values(counts: dict, *, prefix: str = "", max_values: int, min_share: 
 
 def generic_spec(config: dict, groups: dict[str, dict], *, tables) -> FeatureSpec:
     """The clinical spec plus the generic covariates of ``tables`` (present in the data) for ``config``
-    (``windows``, ``groups``...: :class:`riskstrat.modeling.config.GenericFeaturesConfig` as a dict) and the
+    (``windows``, ``groups``...: :class:`GenericFeaturesConfig` as a dict) and the
     group values ``groups`` (``{table: {"column": name, "values": {slug: [values]}}}``)."""
     windows = sorted(int(w) for w in config["windows"])
     longest = windows[-1]

@@ -17,10 +17,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from riskstrat.outcomes import UNION_TAGS, EmergencyAdmission, OutcomeConfig
 from riskstrat.errors import RiskstratError
 from riskstrat.data.io import DataFileError, read_user_text
+from riskstrat.data.schema import EVENT_TABLES
+from riskstrat.features.clinical import FEATURE_NAMES
+from riskstrat.features.generic import GenericFeaturesConfig
+from riskstrat.features.words import generic_feature
+from riskstrat.outcomes import OUTCOMES, UNION_TAGS, EmergencyAdmission, EventOutcome, OutcomeConfig
 from riskstrat.modeling.split import suggest_index_dates
+from riskstrat.modeling.tiers import LOWEST_TIER, GroupRule, check_tier_cutoffs
 
 
 class _Strict(BaseModel):
@@ -50,8 +55,6 @@ class DataConfig(_Strict):
     @field_validator("exclude_sources")
     @classmethod
     def _known_sources(cls, v: list[str]) -> list[str]:
-        from riskstrat.data.schema import EVENT_TABLES
-
         bad = [s for s in v if s not in EVENT_TABLES]
         if bad:
             raise ValueError(f"unknown sources {bad}; choose from {list(EVENT_TABLES)}")
@@ -83,42 +86,6 @@ class IndexDatesConfig(_Strict):
 TargetConfig = OutcomeConfig
 
 
-class GenericFeaturesConfig(_Strict):
-    """Generic covariates beside the clinical features (:mod:`riskstrat.features.generic`)."""
-
-    enabled: bool = Field(True, description="Add the generic covariates: counts, days since, trend and cost per "
-                                            "event table and sub-type.")
-    windows: list[int] = Field(default_factory=lambda: [90, 365, 730],
-                               description="Windows in days before the index date for the counts and costs; the "
-                                           "trend compares the shortest with the longest.")
-    tables: list[str] | Literal["all"] = Field("all", description="Event tables with generic covariates.")
-    groups: bool = Field(True, description="Also per sub-type (admission method, A&E department type, attended or "
-                                           "missed, GP contact type, BNF chapter, social care service).")
-    costs: bool = Field(True, description="Cost sums per table and window (missing where the data record no cost).")
-    max_values: int = Field(8, ge=1, le=50, description="At most this many sub-types per table (the most frequent).")
-    min_share: float = Field(0.01, ge=0, lt=1, description="A sub-type needs at least this share of the table's rows.")
-    min_people: int = Field(10, ge=1, description="A sub-type needs at least this many distinct people: its value "
-                                                  "is stored with the model and in MLflow, so a free-text value one "
-                                                  "person's records carry (a name, say) never becomes a feature.")
-
-    @field_validator("windows")
-    @classmethod
-    def _windows(cls, v: list[int]) -> list[int]:
-        if not v or any(w < 1 or w > 3650 for w in v) or len(set(v)) != len(v):
-            raise ValueError(f"windows must be distinct whole days from 1 to 3650, got {v}")
-        return sorted(v)
-
-    @field_validator("tables")
-    @classmethod
-    def _tables(cls, v):
-        from riskstrat.features.generic import GENERIC_TABLES
-
-        bad = [] if v == "all" else [t for t in v if t not in GENERIC_TABLES]
-        if bad:
-            raise ValueError(f"unknown tables {bad}; choose from {', '.join(GENERIC_TABLES)}")
-        return v
-
-
 class FeaturesConfig(_Strict):
     include: list[str] | Literal["all"] = "all"
     exclude: list[str] = Field(default_factory=list)
@@ -126,8 +93,6 @@ class FeaturesConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_features(self) -> "FeaturesConfig":
-        from riskstrat.features.clinical import FEATURE_NAMES, generic_feature
-
         names = ([] if self.include == "all" else list(self.include)) + list(self.exclude)
         bad = [n for n in names if n not in FEATURE_NAMES and generic_feature(n) is None]
         if bad:
@@ -354,14 +319,10 @@ class ListsConfig(_Strict):
     @field_validator("tiers")
     @classmethod
     def _tiers_increase(cls, v: dict[str, float]) -> dict[str, float]:
-        from riskstrat.modeling.tiers import check_tier_cutoffs
-
         return check_tier_cutoffs(v)
 
     @model_validator(mode="after")
     def _exempt_tiers_exist(self) -> "ListsConfig":
-        from riskstrat.modeling.tiers import LOWEST_TIER
-
         unknown = [t for t in self.holdout_exempt_tiers if t not in [*self.tiers, LOWEST_TIER]]
         if unknown:
             raise ValueError(f"lists.holdout_exempt_tiers names unknown tiers {unknown}; the tiers are "
@@ -371,8 +332,6 @@ class ListsConfig(_Strict):
     @field_validator("groups")
     @classmethod
     def _valid_groups(cls, v):
-        from riskstrat.modeling.tiers import GroupRule
-
         if v is not None:
             for g in v:
                 GroupRule.model_validate(g)
@@ -531,8 +490,6 @@ def _for_outcome(raw: dict, target_override) -> dict:
     if not (isinstance(target, dict) and isinstance(target_override, dict)
             and ("name" in target_override or "kind" in target_override)):
         return raw
-    from riskstrat.outcomes import OUTCOMES, EventOutcome
-
     chosen = {**target, **target_override}
     cls = EventOutcome if chosen.get("kind") == "event" else OUTCOMES.get(chosen.get("name"))
     if cls is None:

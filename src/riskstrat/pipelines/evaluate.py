@@ -27,7 +27,7 @@ from riskstrat.evaluation._evaluate import CANDIDATE, Evaluation, evaluate_score
 from riskstrat.evaluation._groups import subgroup_attributes
 from riskstrat.evaluation._overlap import TrainingOverlap, labels_end, training_overlap
 from riskstrat.evaluation._shap import SAMPLE_SIZE, ShapSample, shap_figures, shap_sample
-from riskstrat.features.clinical import build_features
+from riskstrat.features.reference import build_features
 from riskstrat.features.costs import check_model_costs
 from riskstrat.modeling.config import DataConfig
 from riskstrat.modeling.models import prior_use_score

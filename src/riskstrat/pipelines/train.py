@@ -18,7 +18,7 @@ from riskstrat.data.io import currency_of, data_fingerprint
 from riskstrat.data.load import load_truth
 from riskstrat.data.privacy import check_key_matches
 from riskstrat.data.records import LinkedRecords
-from riskstrat.features.clinical import feature_table
+from riskstrat.features.words import feature_table
 from riskstrat.features.costs import training_costs
 from riskstrat.features.engine import PandasEngine, open_engine
 from riskstrat.modeling.config import TrainConfig, config_to_dict

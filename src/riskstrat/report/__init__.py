@@ -16,7 +16,7 @@ import pandas as pd
 
 from riskstrat.data.io import atomic_path, money, write_json, write_text
 from riskstrat.evaluation import plots
-from riskstrat.features.clinical import feature
+from riskstrat.features.words import feature
 from riskstrat.templates import environment
 
 APPROVAL_PLACEHOLDER = "_to be completed by the approver_"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from riskstrat.errors import RiskstratError
-from riskstrat.features.clinical import feature
+from riskstrat.features.words import feature
 from riskstrat.features.spec import CLINICAL, FeatureSpec, FeatureSpecError, spec_hash
 
 __all__ = ["FeatureSpecMismatchError", "ModelDataMismatchError", "check_feature_spec", "check_features_match",

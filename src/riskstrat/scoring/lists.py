@@ -53,6 +53,7 @@ from markupsafe import Markup, escape
 from riskstrat.scoring import publish
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.io import file_sha256, write_bytes, write_parquet, write_text
+from riskstrat.data.schema import NO_PRACTICE
 from riskstrat.scoring.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
@@ -84,8 +85,6 @@ PRACTICE_LIST_COLUMNS = ("Rank", "Person ID", "Age", "Sex", "Risk (%)", "Tier", 
                          "High-cost risk (%)", "Emergency admissions (12m)", "A&E visits (12m)", "Bed days (12m)",
                          "Top reasons", "New this month")
 _SAFE_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# The list key (and folder) of the people with no registered practice; not a valid practice code.
-NO_PRACTICE = "no-registered-practice"
 NO_PRACTICE_NOTE = ("People with no registered practice are scored and counted, and their highest-risk people "
                     "(the same list size as a practice) form one separate list in no-registered-practice/, "
                     "for the team that reaches unregistered people; they are never a practice's patients. "
@@ -137,7 +136,7 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
                     currency: str = "GBP") -> pd.DataFrame:
     """One row per person, ranked by ``risk`` (rank 1 = highest, population-wide), sorted by rank.
 
-    ``features`` is :func:`riskstrat.features.clinical.build_features` output (index ``person_id``; columns
+    ``features`` is :func:`riskstrat.features.reference.build_features` output (index ``person_id``; columns
     ``practice_id``, ``sex``, ``age`` and the features); ``risk`` the calibrated emergency-admission
     risk per row. ``high_cost_risk`` (chance of being in next year's top 5% by cost) and
     ``predicted_cost`` (pounds) are optional. Columns: person_id, practice_id, rank, practice_rank,

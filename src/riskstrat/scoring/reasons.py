@@ -2,16 +2,16 @@
 
 The contributions are exact TreeSHAP values on the model's log-odds scale
 (:meth:`riskstrat.modeling.models.RiskModel.contributions`). Only features that *raise* the person's risk
-count. Related features speak as one reason (:data:`riskstrat.features.clinical.REASON_GROUPS`: the window
+count. Related features speak as one reason (:data:`riskstrat.features.words.REASON_GROUPS`: the window
 counts, recency and bed days of emergency admissions are one reason), whose SHAP value is the sum
 of theirs. A reason's share is that value over the sum of the person's positive reason values, so
 the shares never add up to more than 100%; they order and filter the reasons (``share_1..``) but are
 not printed in the words, which a coordinator reads without a model's vocabulary. The words come
-from :func:`riskstrat.features.clinical.describe_reason` and the person's own values ("3 emergency
+from :func:`riskstrat.features.words.describe_reason` and the person's own values ("3 emergency
 admissions in the last 12 months, the last 1 month ago (9 days in hospital)"). For many people at
 once they are said once per distinct combination of what a group's words depend on
-(:func:`riskstrat.features.clinical.reason_key`) and shared, which gives every person exactly the words
-:func:`~riskstrat.features.clinical.describe_reason` gives them alone.
+(:func:`riskstrat.features.words.reason_key`) and shared, which gives every person exactly the words
+:func:`~riskstrat.features.words.describe_reason` gives them alone.
 
 Age, sex and deprivation are columns of every list, so by default they are not reasons
 (``demographic_reasons=False``): the next reason is taken instead, and they are said only for a
@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from riskstrat.features.clinical import (CONTEXT_COLUMNS, DEMOGRAPHIC_FEATURES, FEATURE_NAMES, describe_reason, reason_group,
-                                reason_inputs, reason_key)
+from riskstrat.features.clinical import CONTEXT_COLUMNS, FEATURE_NAMES
+from riskstrat.features.words import DEMOGRAPHIC_FEATURES, describe_reason, reason_group, reason_inputs, reason_key
 
 __all__ = ["REASON_SEPARATOR", "check_additivity", "top_reasons"]
 
@@ -157,13 +157,13 @@ def _strings(texts: np.ndarray) -> pd.api.extensions.ExtensionArray:
 
 class _Words:
     """:func:`describe_reason` for the many people of one :func:`top_reasons` call: said once per
-    distinct key of the group's words (:func:`riskstrat.features.clinical.reason_key`, and the ``said``
+    distinct key of the group's words (:func:`riskstrat.features.words.reason_key`, and the ``said``
     names the group asks about), then shared by everyone with that key.
 
     Keys are compared bit for bit (0.0 and -0.0, and NaNs of different payloads, differ), and the
     words of a key come from :func:`describe_reason` itself on one of its people, so a text is
     exactly what :func:`describe_reason` gives each person. Reading a value or a ``said`` name
-    that :func:`riskstrat.features.clinical.reason_inputs` does not declare raises.
+    that :func:`riskstrat.features.words.reason_inputs` does not declare raises.
     """
 
     def __init__(self, rows: pd.DataFrame, value_names: list[str], groups: list[str], *, currency: str, money: bool):
@@ -227,7 +227,7 @@ class _Reads(dict):
     def _check(self, name) -> None:
         if name not in self.declared:
             raise RuntimeError(f"describe_reason read {name!r} for {self.group!r}, which "
-                               "riskstrat.features.clinical.reason_inputs does not declare; add it there")
+                               "riskstrat.features.words.reason_inputs does not declare; add it there")
 
     def get(self, name, default=None):
         self._check(name)
@@ -254,7 +254,7 @@ class _Said(frozenset):
     def __contains__(self, name) -> bool:
         if name not in self.declared:
             raise RuntimeError(f"describe_reason asked whether {name!r} is said beside {self.group!r}, which "
-                               "riskstrat.features.clinical.reason_inputs does not declare; add it there")
+                               "riskstrat.features.words.reason_inputs does not declare; add it there")
         return super().__contains__(name)
 
 
