@@ -95,7 +95,7 @@ UPWARD_ALLOWED: dict[tuple[str, str], str] = {
 KNOWN_CYCLES: list[set[str]] = [
     {"riskstrat.modeling.config", "riskstrat.features.generic", "riskstrat.features.spec", "riskstrat.features.clinical",
      "riskstrat.scoring.lists", "riskstrat.outcomes", "riskstrat.outcomes._base", "riskstrat.outcomes._builtin",
-     "riskstrat.scoring.reasons", "riskstrat.data.validate"},
+     "riskstrat.features.reasons", "riskstrat.data.validate"},
     {"riskstrat.features.engine", "riskstrat.features.spark", "riskstrat.scoring.spark", "riskstrat.evaluation.gate",
      "riskstrat.pipelines.evaluate", "riskstrat.pipelines", "riskstrat.modeling.refit", "riskstrat.registry.tracking",
      "riskstrat.modeling.train"},

@@ -467,11 +467,11 @@ EXPLAIN_CHUNK = 50_000
 def explain_people(model, features: pd.DataFrame, raw_score, *, n: int, currency: str = "GBP",
                    demographic_reasons: bool = False, money_reasons: bool = False, chunk_size: int = EXPLAIN_CHUNK,
                    stage: Stage = _quiet) -> tuple[pd.DataFrame | None, float]:
-    """Exact SHAP reasons (:func:`riskstrat.scoring.reasons.top_reasons`) for every row of ``features``, in
+    """Exact SHAP reasons (:func:`riskstrat.features.reasons.top_reasons`) for every row of ``features``, in
     chunks of ``chunk_size`` people with a progress line after each; returns the reasons (None for
     nobody) and the largest SHAP additivity error against ``raw_score`` (the model's raw score for
     the same rows, already computed by the prediction: no second pass)."""
-    from riskstrat.scoring.reasons import check_additivity, top_reasons
+    from riskstrat.features.reasons import check_additivity, top_reasons
 
     raw_score = np.asarray(raw_score, dtype="float64")
     parts, max_error, started = [], 0.0, time.perf_counter()
