@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from riskstrat.features.reasons import top_reasons
-from riskstrat.modeling.config import LightGBMConfig
+from riskstrat.modeling.config import LightGBMConfig, ListsConfig
 from riskstrat.modeling.models import fit_lightgbm
 from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS, LOWEST_TIER
 from riskstrat.registry import pyfunc, tracking
@@ -39,16 +39,16 @@ def _people(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """A small LightGBM model logged and registered as the training run logs it, in a temporary SQLite store."""
+    """A small LightGBM model logged and registered as training logs it, in a temporary SQLite store."""
     X, y = _people(3000, 1)
     X_cal, y_cal = _people(1500, 2)
     model = fit_lightgbm(X, y, X_cal, y_cal, params=LightGBMConfig(n_estimators=40, n_jobs=1), target="emergency_admission")
     store = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{store / 'mlflow.db'}"
     tracking.configure(uri)
-    cfg = types.SimpleNamespace(lists=types.SimpleNamespace(tiers=CUTOFFS, reasons=3, demographic_reasons=False))
     with mlflow.start_run(experiment_id=tracking._experiment("pyfunc-test")):
-        info = tracking._log_risk_model(model, {}, X, cfg=cfg, reference=X_cal, name="pyfunc-test")
+        info = pyfunc.log_served_model(model, example=tracking.example_input(X), reference=X_cal,
+                                       lists=ListsConfig(tiers=CUTOFFS), name="pyfunc-test")
     return model, info, X_cal, uri
 
 

@@ -33,6 +33,7 @@ import riskstrat
 from riskstrat.errors import RiskstratError
 from riskstrat.features.clinical import CONTEXT_COLUMNS
 from riskstrat.features.reasons import top_reasons
+from riskstrat.modeling.config import ListsConfig
 from riskstrat.modeling.models import RiskModel
 from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS, LOWEST_TIER, assign_tiers, check_tier_cutoffs
 
@@ -149,19 +150,21 @@ def _package_copy(into: Path) -> Path:
 
 
 def log_served_model(model: RiskModel, *, example: pd.DataFrame, reference: pd.DataFrame,
-                     tier_cutoffs: Mapping[str, float] | None = None, n_reasons: int = 3,
-                     demographic_reasons: bool = False, name: str | None = None):
+                     lists: ListsConfig | None = None, name: str | None = None):
     """Log ``model`` as the active run's pyfunc ``model`` (registered as ``name`` unless None) with
     riskstrat's code, and return MLflow's ModelInfo.
 
     ``example`` is the input example (no real person: :func:`riskstrat.registry.tracking.example_input`);
-    ``reference`` the rows whose risk sets the tier thresholds (aggregates only are kept).
+    ``reference`` the rows whose risk sets the tier thresholds (aggregates only are kept); ``lists``
+    the tiers' cut-offs, how many reasons and whether demographic ones (default: the lists' defaults,
+    as training knows no scoring config).
     """
+    lists = lists or ListsConfig()
     costs = model.metadata.get("costs") or {}
     outcome = (model.metadata.get("outcome") or {}).get("name", model.target)
-    served = RiskPyfunc(thresholds=tier_thresholds(model.predict_risk(reference), cutoffs=tier_cutoffs),
-                        n_reasons=n_reasons, currency=costs.get("currency") or "GBP",
-                        demographic_reasons=demographic_reasons, money_reasons=outcome == "high_cost")
+    served = RiskPyfunc(thresholds=tier_thresholds(model.predict_risk(reference), cutoffs=lists.tiers),
+                        n_reasons=lists.reasons, currency=costs.get("currency") or "GBP",
+                        demographic_reasons=lists.demographic_reasons, money_reasons=outcome == "high_cost")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "risk_model.joblib"
         joblib.dump(model, path)
@@ -169,7 +172,7 @@ def log_served_model(model: RiskModel, *, example: pd.DataFrame, reference: pd.D
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
         return mlflow.pyfunc.log_model(
             name="model", python_model=served, artifacts={"risk_model": str(path)},
-            code_paths=[str(_package_copy(Path(tmp) / "code"))], signature=signature(model, n_reasons=n_reasons),
+            code_paths=[str(_package_copy(Path(tmp) / "code"))], signature=signature(model, n_reasons=lists.reasons),
             input_example=example, registered_model_name=name, pip_requirements=requirements(),
             metadata={"riskstrat_version": riskstrat.__version__, "tier_thresholds": served.thresholds})
 

@@ -189,8 +189,8 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
                            ("top_k_ppv", plots.topk_ppv_figure(y, result.scores))):
             mlflow.log_figure(fig, f"plots/{fname}.png")
             _close(fig)
-        info = _log_risk_model(result.model, result.baselines, result.data.X_train, cfg=cfg,
-                               reference=result.data.X_test, name=name if register else None)
+        info = _log_risk_model(result.model, result.baselines, result.data.X_train, reference=result.data.X_test,
+                               name=name if register else None)
         version = str(info.registered_model_version) if register else None
         if version is not None and (degenerate or spec or costs):
             from mlflow import MlflowClient
@@ -211,16 +211,13 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         return LoggedRun(run.info.run_id, name, version, f"models:/{name}/{version}")
 
 
-def _log_risk_model(model, baselines: dict, X_train: pd.DataFrame, *, cfg, reference: pd.DataFrame,
-                    name: str | None):
+def _log_risk_model(model, baselines: dict, X_train: pd.DataFrame, *, reference: pd.DataFrame, name: str | None):
     """Log ``model`` as the active run's pyfunc ``model`` (:func:`riskstrat.registry.pyfunc.log_served_model`:
-    risk, tier and reasons with the lists' settings in ``cfg``, tier thresholds from the risk of
-    ``reference``; registered as ``name`` unless None) and the baselines as ``baselines/<name>.joblib``;
-    returns MLflow's ModelInfo."""
+    risk, tier and reasons, tier thresholds from the risk of ``reference``; registered as ``name``
+    unless None) and the baselines as ``baselines/<name>.joblib``; returns MLflow's ModelInfo."""
     import mlflow
 
-    info = log_served_model(model, example=example_input(X_train), reference=reference, tier_cutoffs=cfg.lists.tiers,
-                            n_reasons=cfg.lists.reasons, demographic_reasons=cfg.lists.demographic_reasons, name=name)
+    info = log_served_model(model, example=example_input(X_train), reference=reference, name=name)
     with tempfile.TemporaryDirectory() as tmp:
         for bname, bmodel in baselines.items():
             bpath = Path(tmp) / f"{bname}.joblib"
@@ -286,8 +283,7 @@ def log_refit_run(refit, cfg, *, parent: LoggedRun, features: pd.DataFrame, conf
         mlflow.log_dict(r, "refit.json")
         mlflow.log_dict(fingerprint, "data/fingerprint.json")
         mlflow.log_text(features.to_csv(index=False), "features.csv")
-        info = _log_risk_model(refit.model, refit.baselines, refit.data.X_train, cfg=cfg, reference=refit.data.X_cal,
-                               name=name)
+        info = _log_risk_model(refit.model, refit.baselines, refit.data.X_train, reference=refit.data.X_cal, name=name)
         if seconds is not None:
             mlflow.log_metric("seconds.refit", float(seconds))
         version = str(info.registered_model_version)
