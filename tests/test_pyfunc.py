@@ -173,3 +173,31 @@ def test_loads_in_a_clean_venv_from_its_own_files(logged, tmp_path):
     subprocess.run([*pip, "install", "--no-deps", str(wheel)], check=True, timeout=600)
     again, _ = load()
     pd.testing.assert_frame_equal(again, out)
+
+
+@pytest.mark.slow
+def test_spark_udf_gives_the_same_columns(logged):
+    """A Databricks-style job: mlflow.pyfunc.spark_udf over a Spark frame gives one struct per row."""
+    pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install 'riskstrat[spark]'")
+    import os
+    import shutil
+
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        pytest.skip("no Java runtime (17 or later) for a local Spark session")
+    from riskstrat.features.spark import spark_session
+
+    model, info, _, uri = logged
+    tracking.configure(uri)
+    rows, _ = _people(20, 3)
+    spark = spark_session()
+    try:
+        people = spark.createDataFrame(rows)
+        score = mlflow.pyfunc.spark_udf(spark, info.model_uri, env_manager="local")
+        out = people.withColumn("served", score(*[people[c] for c in FEATURES])).select("served.*").toPandas()
+    finally:
+        spark.stop()
+    assert list(out.columns) == ["risk", "tier", "reasons", "reason_1", "reason_2", "reason_3"]
+    np.testing.assert_allclose(out["risk"], model.predict_risk(rows), atol=1e-12)
+    served = mlflow.pyfunc.load_model(info.model_uri).predict(rows)
+    assert out["tier"].tolist() == served["tier"].tolist()
+    assert out["reasons"].tolist() == served["reasons"].tolist()
