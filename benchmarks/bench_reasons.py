@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     import pandas as pd
 
     from riskstrat.scoring.lists import rank_population
-    from riskstrat.scoring.reasons import top_reasons
+    from riskstrat.features.reasons import top_reasons
 
     features = features_frame(args)
     booster, names = made_up_model(features, args.seed)

@@ -78,7 +78,7 @@ def made_up_month(practices: int, per_practice: int, seed: int):
     import pandas as pd
 
     from riskstrat.scoring import lists
-    from riskstrat.scoring.reasons import REASON_SEPARATOR
+    from riskstrat.features.reasons import REASON_SEPARATOR
 
     rng = np.random.default_rng(seed)
     n = practices * per_practice

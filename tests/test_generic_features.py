@@ -304,7 +304,7 @@ def test_riskstrat_features_shows_every_name_whole():
 
 
 def test_generic_covariates_speak_through_the_clinical_reason_about_the_same_events():
-    from riskstrat.scoring.reasons import top_reasons
+    from riskstrat.features.reasons import top_reasons
 
     # Ada's risk comes from her prescriptions in several windows and from her emergency admissions
     # (clinical and generic): each history is said once, in the clinical words. Her urgent-care visits

@@ -1,6 +1,6 @@
 """The fast reasons against the person-by-person definitions, on hostile values.
 
-:func:`riskstrat.scoring.reasons.top_reasons` says each group's words once per distinct key
+:func:`riskstrat.features.reasons.top_reasons` says each group's words once per distinct key
 (:func:`riskstrat.features.words.reason_key`) and walks all people place by place at once. These tests
 hold it to :func:`riskstrat.features.words.describe_reason` for every group, currency, ``money`` and
 ``said`` combination, and to the person-by-person loop that made the month's files before
@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import riskstrat.scoring.reasons as reasons
+import riskstrat.features.reasons as reasons
 from riskstrat.features.clinical import CONTEXT_COLUMNS, FEATURE_NAMES
 from riskstrat.features.words import (DEMOGRAPHIC_FEATURES, REASON_GROUPS, describe_reason, feature, reason_group,
                                       reason_inputs)
-from riskstrat.scoring.reasons import REASON_SEPARATOR, top_reasons
+from riskstrat.features.reasons import REASON_SEPARATOR, top_reasons
 
 COLUMNS = list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)
 GROUPS = list(dict.fromkeys(reason_group(name) for name in FEATURE_NAMES))

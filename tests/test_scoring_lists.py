@@ -21,7 +21,7 @@ from riskstrat.scoring import publish
 from riskstrat.features.clinical import CONTEXT_COLUMNS, FEATURES, FEATURE_NAMES, NO_EVENT_DAYS
 from riskstrat.features.words import describe_reason, describe_value, feature, reason_group
 from riskstrat.modeling.models import RiskModel
-from riskstrat.scoring.reasons import check_additivity, top_reasons
+from riskstrat.features.reasons import check_additivity, top_reasons
 from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GroupRule, assign_groups, assign_tiers, cost_band, group_flags,
                              rank_by_score)
 

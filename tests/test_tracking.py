@@ -51,7 +51,18 @@ def test_round_trip_by_alias_gives_same_predictions(trained):
 
     pyfunc = mlflow.pyfunc.load_model("models:/test-emergency@champion")
     served = pyfunc.predict(X.reset_index(drop=True))
-    np.testing.assert_allclose(np.asarray(served).ravel(), run.result.scores["lightgbm"], atol=1e-12)
+    np.testing.assert_allclose(served["risk"], run.result.scores["lightgbm"], atol=1e-12)
+    # The tiers on demand cut the test people (the reference) as ranking them does; people tied with
+    # a tier's lowest risk all take that tier.
+    from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS, assign_tiers
+
+    risk = pd.Series(run.result.scores["lightgbm"])
+    ranked = assign_tiers(risk, cutoffs=DEFAULT_TIER_CUTOFFS)
+    on_demand = pd.Categorical(served["tier"], categories=ranked.cat.categories, ordered=True)
+    for tier in DEFAULT_TIER_CUTOFFS:
+        lowest = risk[ranked <= tier].min()
+        assert ((on_demand <= tier) == (risk >= lowest)).all()
+        assert ((on_demand <= tier) >= (ranked <= tier)).all()
 
 
 def test_run_logs_metrics_config_and_lineage(trained):

@@ -399,7 +399,7 @@ _USE_OF_SERVICES_SAID = ("elective_admissions_12m", "outpatient_attended_12m", "
 def reason_inputs(group: str, *, money: bool = True) -> ReasonInputs:
     """Everything :func:`describe_reason` reads for ``group`` (with ``money``): its words depend on
     these values and names of ``said`` only (and on the currency), so people who share them share
-    the words. :func:`riskstrat.scoring.reasons.top_reasons` says each distinct combination once; it
+    the words. :func:`riskstrat.features.reasons.top_reasons` says each distinct combination once; it
     refuses a read outside this list, so a new read here must be declared here too.
 
     >>> reason_inputs("GP contacts")

@@ -7,7 +7,6 @@ person-level row (the input example is a synthetic median person, not a real one
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import pickle
 import re
@@ -26,6 +25,7 @@ import pandas as pd
 
 from riskstrat.features.costs import COSTS_KEY, cost_params, cost_tags
 from riskstrat.errors import RiskstratError
+from riskstrat.registry.pyfunc import log_served_model, older_model_problem
 
 DEFAULT_DB = "mlflow.db"
 DEGENERATE_TAG = "riskstrat.degenerate"  # on runs and model versions: reason codes joined by ','
@@ -62,16 +62,6 @@ def _experiment(name: str) -> str:
         db = Path(mlflow.get_tracking_uri().removeprefix("sqlite:///"))
         artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
     return mlflow.create_experiment(name, artifact_location=artifact_location)
-
-
-class RiskPyfunc(mlflow.pyfunc.PythonModel):
-    """The served model: feature frame in, calibrated risk out (not 0/1 labels)."""
-
-    def load_context(self, context) -> None:
-        self.risk_model = joblib.load(context.artifacts["risk_model"])
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
-        return pd.Series(self.risk_model.predict_risk(model_input), name="risk")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -199,7 +189,8 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
                            ("top_k_ppv", plots.topk_ppv_figure(y, result.scores))):
             mlflow.log_figure(fig, f"plots/{fname}.png")
             _close(fig)
-        info = _log_risk_model(result.model, result.baselines, result.data.X_train, name=name if register else None)
+        info = _log_risk_model(result.model, result.baselines, result.data.X_train, reference=result.data.X_test,
+                               name=name if register else None)
         version = str(info.registered_model_version) if register else None
         if version is not None and (degenerate or spec or costs):
             from mlflow import MlflowClient
@@ -220,23 +211,14 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         return LoggedRun(run.info.run_id, name, version, f"models:/{name}/{version}")
 
 
-def _log_risk_model(model, baselines: dict, X_train: pd.DataFrame, *, name: str | None):
-    """Log ``model`` as the active run's pyfunc ``model`` (registered as ``name`` unless None) and the
-    baselines as ``baselines/<name>.joblib``; returns MLflow's ModelInfo."""
+def _log_risk_model(model, baselines: dict, X_train: pd.DataFrame, *, reference: pd.DataFrame, name: str | None):
+    """Log ``model`` as the active run's pyfunc ``model`` (:func:`riskstrat.registry.pyfunc.log_served_model`:
+    risk, tier and reasons, tier thresholds from the risk of ``reference``; registered as ``name``
+    unless None) and the baselines as ``baselines/<name>.joblib``; returns MLflow's ModelInfo."""
     import mlflow
-    from mlflow.models import infer_signature
 
-    example = example_input(X_train)
-    signature = infer_signature(example, pd.Series(model.predict_risk(example), name="risk"))
+    info = log_served_model(model, example=example_input(X_train), reference=reference, name=name)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "risk_model.joblib"
-        joblib.dump(model, path)
-        # Our own class, pickled with the package pinned in the requirements: the generic
-        # CloudPickle warning does not apply.
-        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-        info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts={"risk_model": str(path)},
-                                       signature=signature, input_example=example, registered_model_name=name,
-                                       pip_requirements=_requirements())
         for bname, bmodel in baselines.items():
             bpath = Path(tmp) / f"{bname}.joblib"
             joblib.dump(bmodel, bpath)
@@ -301,7 +283,7 @@ def log_refit_run(refit, cfg, *, parent: LoggedRun, features: pd.DataFrame, conf
         mlflow.log_dict(r, "refit.json")
         mlflow.log_dict(fingerprint, "data/fingerprint.json")
         mlflow.log_text(features.to_csv(index=False), "features.csv")
-        info = _log_risk_model(refit.model, refit.baselines, refit.data.X_train, name=name)
+        info = _log_risk_model(refit.model, refit.baselines, refit.data.X_train, reference=refit.data.X_cal, name=name)
         if seconds is not None:
             mlflow.log_metric("seconds.refit", float(seconds))
         version = str(info.registered_model_version)
@@ -327,12 +309,6 @@ def _close(fig) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{p}=={version(p)}" for p in ("riskstrat", "lightgbm", "scikit-learn", "pandas", "numpy", "joblib")]
 
 
 class RegistryError(RiskstratError, LookupError):
@@ -546,6 +522,8 @@ def _loaded(mv, uri: str, *, alias: str | None) -> LoadedModel:
     try:
         pyfunc = mlflow.pyfunc.load_model(uri)
     except _UNLOADABLE + (MlflowException,) as exc:
+        if (older := older_model_problem(exc, what=f"model {mv.name} version {mv.version}")) is not None:
+            raise older from exc
         raise TrackingStoreError(
             f"the files of model {mv.name} version {mv.version} ({mv.source}) cannot be loaded: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Restore the artifact store, or "

@@ -1,2 +1,2 @@
-"""The month: scores, tiers and groups, reasons, the per-practice lists and workbooks, publishing
+"""The month: scores, tiers and groups, the per-practice lists and workbooks, publishing
 and reading a published month back."""

@@ -54,7 +54,7 @@ from riskstrat.scoring import publish
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.io import file_sha256, write_bytes, write_parquet, write_text
 from riskstrat.data.schema import NO_PRACTICE
-from riskstrat.scoring.reasons import REASON_SEPARATOR
+from riskstrat.features.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
                              rank_by_score, tiers_by_rank)
@@ -440,7 +440,7 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     Adds ``listed`` (top ``list_size`` of the practice), ``holdout`` (:func:`holdout_flags`, never
     in ``holdout_exempt_tiers``),
     ``new_this_month``, ``previous_tier`` and ``tier_change`` (from ``previous``, last month's
-    population) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.scoring.reasons.top_reasons`,
+    population) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.features.reasons.top_reasons`,
     indexed by person_id; missing for people not explained).
     """
     pop = population.copy(deep=False)  # columns are added, none changed in place

@@ -18,7 +18,7 @@ from riskstrat.evaluation import drift
 from riskstrat.features.clinical import cohort_rules
 from riskstrat.outcomes import outcome_words
 from riskstrat.scoring import lists
-from riskstrat.scoring.reasons import check_additivity, top_reasons
+from riskstrat.features.reasons import check_additivity, top_reasons
 
 __all__ = ["EXPLAIN_CHUNK", "InMemoryFeatures", "MonthFeatures", "PersonScores", "cohort_exclusions",
            "explain_people", "month_drift", "outcome_of"]
@@ -72,7 +72,7 @@ EXPLAIN_CHUNK = 50_000
 def explain_people(model, features: pd.DataFrame, raw_score, *, n: int, currency: str = "GBP",
                    demographic_reasons: bool = False, money_reasons: bool = False, chunk_size: int = EXPLAIN_CHUNK,
                    stage: Stage = _quiet) -> tuple[pd.DataFrame | None, float]:
-    """Exact SHAP reasons (:func:`riskstrat.scoring.reasons.top_reasons`) for every row of ``features``, in
+    """Exact SHAP reasons (:func:`riskstrat.features.reasons.top_reasons`) for every row of ``features``, in
     chunks of ``chunk_size`` people with a progress line after each; returns the reasons (None for
     nobody) and the largest SHAP additivity error against ``raw_score`` (the model's raw score for
     the same rows, already computed by the prediction: no second pass)."""

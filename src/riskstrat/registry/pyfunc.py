@@ -1,0 +1,198 @@
+"""The registered model as other tools load it: ``mlflow.pyfunc.load_model``, ``mlflow.pyfunc.spark_udf``,
+``mlflow models serve``.
+
+:class:`RiskPyfunc` takes rows of the model's features (one person for a clinician, or a Spark
+partition) and returns each row's calibrated risk, tier and top reasons in words: the risk from
+:class:`riskstrat.modeling.models.RiskModel`, the reasons from
+:func:`riskstrat.features.reasons.top_reasons` with the lists' settings, and the tier from risk
+thresholds made once, when the model is logged, by ranking a reference population with the lists'
+own rule (:func:`riskstrat.modeling.tiers.assign_tiers` and the configured cut-offs). The monthly
+lists rank the month's whole population; a person scored on demand has no population to rank in,
+so the thresholds stand in for it (someone tied with the threshold takes the higher tier).
+
+The model carries riskstrat's code (MLflow ``code_paths``) and pins the libraries it imports, so it
+loads where riskstrat is not installed; :func:`older_model_problem` names the models logged before
+the package was laid out by stage, whose pickles name classes that no longer exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from importlib.metadata import version
+from pathlib import Path
+
+import joblib
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+import riskstrat
+from riskstrat.errors import RiskstratError
+from riskstrat.features.clinical import CONTEXT_COLUMNS
+from riskstrat.features.reasons import top_reasons
+from riskstrat.modeling.config import ListsConfig
+from riskstrat.modeling.models import RiskModel
+from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS, LOWEST_TIER, assign_tiers, check_tier_cutoffs
+
+__all__ = ["OlderModelError", "RiskPyfunc", "log_served_model", "older_model_problem", "requirements",
+           "tier_of", "tier_thresholds"]
+
+# The distributions riskstrat's modules import when the served model loads (measured in a clean venv by
+# tests/test_pyfunc.py's slow test); pinned to this environment's versions so the pickles load.
+SERVED_REQUIREMENTS = ("lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "pyarrow", "joblib", "pydantic")
+# Extra columns the reasons' words read ("diagnosed 4 years ago") when given; never required.
+_CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
+
+
+class OlderModelError(RiskstratError):
+    """A registered model logged by an older riskstrat whose classes have moved or gone."""
+
+
+def tier_thresholds(risk, *, cutoffs: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The lowest risk of each tier (with those above it) when the reference population ``risk`` is
+    tiered by rank (:func:`~riskstrat.modeling.tiers.assign_tiers`); ``inf`` for a tier nobody reaches.
+
+    >>> tier_thresholds([0.9, 0.1, 0.5, 0.3], cutoffs={"very high": 0.25, "high": 0.5})
+    {'very high': 0.9, 'high': 0.5}
+    """
+    cutoffs = check_tier_cutoffs(DEFAULT_TIER_CUTOFFS if cutoffs is None else cutoffs)
+    risk = pd.Series(np.asarray(risk, dtype="float64"))
+    tiers = assign_tiers(risk, cutoffs=cutoffs)
+    return {name: float(risk[tiers <= name].min()) if (tiers <= name).any() else float("inf") for name in cutoffs}
+
+
+def tier_of(risk, thresholds: Mapping[str, float]) -> np.ndarray:
+    """Each risk's tier: the highest whose threshold it reaches, else ``low`` (an object array of names).
+
+    >>> tier_of([0.95, 0.5, 0.2], {"very high": 0.9, "high": 0.5}).tolist()
+    ['very high', 'high', 'low']
+    """
+    risk = np.asarray(risk, dtype="float64")
+    out = np.full(len(risk), LOWEST_TIER, dtype=object)
+    for name, threshold in reversed(list(thresholds.items())):  # the widest first: higher tiers overwrite
+        out[risk >= threshold] = name
+    return out
+
+
+class RiskPyfunc(mlflow.pyfunc.PythonModel):
+    """The served model: rows of features in; ``risk``, ``tier``, ``reasons`` and ``reason_1..n`` out.
+
+    ``riskstrat score`` unwraps it (``risk_model``) and scores the month itself.
+    """
+
+    def __init__(self, *, thresholds: Mapping[str, float], n_reasons: int = 3, currency: str = "GBP",
+                 demographic_reasons: bool = False, money_reasons: bool = False):
+        self.thresholds = dict(thresholds)
+        self.n_reasons, self.currency = n_reasons, currency
+        self.demographic_reasons, self.money_reasons = demographic_reasons, money_reasons
+        self.risk_model: RiskModel | None = None
+
+    def load_context(self, context) -> None:
+        self.risk_model = joblib.load(context.artifacts["risk_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.explain(model_input)
+
+    def explain(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Risk, tier and reasons for each row of ``rows`` (on the rows' index)."""
+        model = self.risk_model
+        missing = [c for c in model.feature_names if c not in rows.columns]
+        if missing:
+            raise RiskstratError(f"the rows lack {len(missing)} of the model's feature column(s): {missing[:8]}; "
+                                 f"give every feature in the model's signature (mlflow.models.get_model_info)")
+        frame = rows.reset_index(drop=True)  # the reasons match rows on the index: make it unique
+        risk, _ = model.risk_and_raw_score(frame)
+        out = pd.DataFrame({"risk": risk, "tier": tier_of(risk, self.thresholds)})
+        names = [f"reason_{k + 1}" for k in range(self.n_reasons)]
+        if model.kind == "lightgbm" and len(frame):
+            words = top_reasons(model.contributions(frame)[0], frame, n=self.n_reasons, currency=self.currency,
+                                demographic_reasons=self.demographic_reasons, money_reasons=self.money_reasons)
+            out["reasons"] = words["reasons"].astype(object).to_numpy()
+            for name in names:
+                column = words[name].astype(object)
+                out[name] = column.where(column.notna(), None).to_numpy()
+        else:  # a model without SHAP values (logistic) has no reasons to say
+            out["reasons"] = ""
+            for name in names:
+                out[name] = None
+        out.index = rows.index
+        return out
+
+
+def signature(model: RiskModel, *, n_reasons: int):
+    """The model's columns in (its features, required; the reasons' context columns, optional) and out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    context = [c for c in _CONTEXT if c not in model.feature_names]
+    inputs = Schema([ColSpec("double", c) for c in model.feature_names]
+                    + [ColSpec("double", c, required=False) for c in context])
+    outputs = Schema([ColSpec("double", "risk"), ColSpec("string", "tier"), ColSpec("string", "reasons")]
+                     + [ColSpec("string", f"reason_{k + 1}", required=False) for k in range(n_reasons)])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def requirements() -> list[str]:
+    """The model's pip requirements: the libraries its code imports, at this environment's versions
+    (MLflow adds itself). riskstrat is not among them: its code travels with the model."""
+    return [f"{name}=={version(name)}" for name in SERVED_REQUIREMENTS]
+
+
+def _package_copy(into: Path) -> Path:
+    """riskstrat's source (code, code lists, templates) copied under ``into``, without caches."""
+    source = Path(riskstrat.__file__).resolve().parent
+    target = into / "riskstrat"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def log_served_model(model: RiskModel, *, example: pd.DataFrame, reference: pd.DataFrame,
+                     lists: ListsConfig | None = None, name: str | None = None):
+    """Log ``model`` as the active run's pyfunc ``model`` (registered as ``name`` unless None) with
+    riskstrat's code, and return MLflow's ModelInfo.
+
+    ``example`` is the input example (no real person: :func:`riskstrat.registry.tracking.example_input`);
+    ``reference`` the rows whose risk sets the tier thresholds (aggregates only are kept); ``lists``
+    the tiers' cut-offs, how many reasons and whether demographic ones (default: the lists' defaults,
+    as training knows no scoring config).
+    """
+    lists = lists or ListsConfig()
+    costs = model.metadata.get("costs") or {}
+    outcome = (model.metadata.get("outcome") or {}).get("name", model.target)
+    served = RiskPyfunc(thresholds=tier_thresholds(model.predict_risk(reference), cutoffs=lists.tiers),
+                        n_reasons=lists.reasons, currency=costs.get("currency") or "GBP",
+                        demographic_reasons=lists.demographic_reasons, money_reasons=outcome == "high_cost")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "risk_model.joblib"
+        joblib.dump(model, path)
+        # Our own class, its code logged with it: the generic CloudPickle warning does not apply.
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=served, artifacts={"risk_model": str(path)},
+            code_paths=[str(_package_copy(Path(tmp) / "code"))], signature=signature(model, n_reasons=lists.reasons),
+            input_example=example, registered_model_name=name, pip_requirements=requirements(),
+            metadata={"riskstrat_version": riskstrat.__version__, "tier_thresholds": served.thresholds})
+
+
+def older_model_problem(exc: BaseException, *, what: str) -> OlderModelError | None:
+    """The refusal for ``what`` (a model version) when loading it failed because its pickles name a
+    riskstrat class that no longer exists (``riskstrat.tracking.RiskPyfunc``, ``riskstrat.models.RiskModel``,
+    ``riskstrat.calibration.MarginCalibrator`` before the package was laid out by stage); else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("riskstrat."):
+            gone = exc.name
+        elif isinstance(exc, AttributeError) and "riskstrat." in str(exc) and "Can't get attribute" in str(exc):
+            gone = str(exc).splitlines()[0]
+        else:
+            exc = exc.__cause__ or exc.__context__
+            continue
+        return OlderModelError(
+            f"{what} was logged by an older riskstrat: its files name {gone}, which this riskstrat "
+            f"({riskstrat.__version__}) no longer has (the package was laid out by stage). Train the model again "
+            f"(riskstrat train, then riskstrat promote), or use it with the riskstrat that trained it")
+    return None
