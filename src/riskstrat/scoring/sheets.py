@@ -19,7 +19,6 @@ bytes (a rerun of a month does not change its files or their hashes in the manif
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import io
 import itertools
 import math
@@ -29,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskstrat.scoring import workbook_parts
-from riskstrat.scoring.workbook_parts import FORMULA_TRIGGERS
-
 __all__ = ["FORMULA_TRIGGERS", "csv_bytes", "csv_bytes_many", "is_formula_like", "neutralise_formula",
-           "python_values", "python_values_many", "reference_xlsx_bytes", "write_csv", "write_xlsx", "xlsx_bytes"]
+           "python_values", "python_values_many", "write_csv", "write_xlsx", "xlsx_bytes"]
+
+# Text starting with one of these is read by a spreadsheet as a formula.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 # A workbook's creation date when none is given: fixed, so that reruns give identical bytes.
 FIXED_CREATED = dt.datetime(2000, 1, 1)
@@ -175,35 +174,12 @@ def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sh
                cells: Sequence[list] | None = None) -> bytes:
     """The bytes :func:`write_xlsx` writes for ``table``, built in memory (for a practice's list).
 
-    Put together from its parts (:mod:`riskstrat.scoring.workbook_parts`): byte for byte what xlsxwriter
-    writes (:func:`reference_xlsx_bytes`), about ten times faster; tables that route does not handle
-    are written by xlsxwriter. ``cells`` (optional) are ``table``'s columns as :func:`python_values`
-    already gives them (:func:`python_values_many` for many tables at once), not made again.
+    ``cells`` (optional) are ``table``'s columns as :func:`python_values` already gives them
+    (:func:`python_values_many` for many tables at once), not made again.
     """
-    if parts_agree_with_xlsxwriter():
-        data = _parts_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
-                                 created=created, cells=cells)
-        if data is not None:
-            return data
-    return reference_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
-                                created=created)
-
-
-def _parts_xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
-                      wide_columns: Sequence[str] = (), created: dt.datetime | None = None,
-                      cells: Sequence[list] | None = None) -> bytes | None:
-    """:func:`xlsx_bytes` from its parts (:func:`riskstrat.scoring.workbook_parts.workbook_bytes`), or None
-    for a table that needs xlsxwriter."""
-    columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
-    return workbook_parts.workbook_bytes(columns, cells, widths, percents=percents, wide=wide, title=title,
-                                         notes=notes, sheet=sheet, created=created or FIXED_CREATED)
-
-
-def reference_xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
-                         wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> bytes:
-    """:func:`xlsx_bytes` written cell by cell by xlsxwriter: the reference the fast route must equal."""
     buffer = io.BytesIO()
-    _build_xlsx(buffer, table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns, created=created)
+    _build_xlsx(buffer, table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns, created=created,
+                cells=cells)
     return buffer.getvalue()
 
 
@@ -289,7 +265,11 @@ def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequen
 
 
 def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str], sheet: str,
-                wide_columns: Sequence[str], created: dt.datetime | None) -> None:
+                wide_columns: Sequence[str], created: dt.datetime | None,
+                cells: Sequence[list] | None = None) -> None:
+    """Write the workbook of :func:`write_xlsx` to ``target`` (a path, or a BytesIO) through
+    xlsxwriter's public API: streamed row by row (``constant_memory``) for a long table written to
+    a file, in memory otherwise."""
     import xlsxwriter
 
     streamed = len(table) > STREAM_ROWS and not isinstance(target, io.BytesIO)
@@ -305,7 +285,7 @@ def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str]
         quoted = workbook.add_format({"quote_prefix": True})
         quoted_wrap = workbook.add_format({"quote_prefix": True, "text_wrap": True, "valign": "top"})
         ws = workbook.add_worksheet(sheet)
-        columns, cells, widths, percents, wide = _prepared(table, wide_columns)
+        columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
         for j, name in enumerate(columns):
             ws.write_string(0, j, name, header)
         # Cells written row by row (the order a streamed sheet needs, and the order of the shared
@@ -351,25 +331,3 @@ def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str]
             about.write_string(i, 0, str(line), quoted_wrap if is_formula_like(str(line)) else wrap)
     finally:
         workbook.close()
-
-
-@functools.lru_cache(maxsize=1)
-def parts_agree_with_xlsxwriter() -> bool:
-    """Whether :func:`riskstrat.scoring.workbook_parts.workbook_bytes` writes what the installed xlsxwriter
-    writes, on awkward hand-made tables (every format, escapes, missing values, numbers); checked once
-    per process. When not, :func:`xlsx_bytes` uses xlsxwriter for every table."""
-    table = pd.DataFrame({
-        "Rank": np.array([1, 2, 3], dtype="int64"),
-        "Person ID": pd.array(["a&<b>\"'", "=2+3", None], dtype="str"),
-        "Risk (%)": [41.5, 1e-9, np.nan],
-        "Top reasons": ["  spaced  ", "@SUM(A1)\x07_x0041_", None],
-        "Flag": [True, False, True],
-        "Big": [1.5e300, -0.1 + 0.3, 12345678901234567.0],
-    })
-    options = {"title": "Case-finding list: P & Q <1>", "notes": ["First note.", "-2 is not a formula"],
-               "wide_columns": ("Top reasons",), "created": dt.datetime(2026, 11, 1)}
-    try:
-        return all(_parts_xlsx_bytes(t, **options) == reference_xlsx_bytes(t, **options)
-                   for t in (table, table.iloc[:0], table.iloc[::-1]))
-    except Exception:  # noqa: BLE001 - any failure here means: use xlsxwriter
-        return False
