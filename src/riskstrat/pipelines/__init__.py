@@ -9,6 +9,7 @@ import errno
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,8 +349,10 @@ def _as_in_data(ids: pd.Series, lookup: dict[str, str]) -> tuple[pd.Series, int]
     return mapped.fillna(ids.astype(object)).astype(object), int(mapped.isna().sum())
 
 
-def _page_settings(lists_cfg) -> dict:
-    """What the practice pages say beyond the numbers: practice names, how to find a person, whom to ask."""
+def _page_words(lists_cfg, *, outcome: Mapping, groups) -> lists.PageWords:
+    """What the practice pages say beyond the numbers: the outcome (``outcome``: the manifest's
+    ``words`` and ``horizon_words``), the priority ``groups``, practice names, how to find a person,
+    whom to ask, what to do."""
     from riskstrat.scoring import lists
     from riskstrat.data.io import read_user_csv
 
@@ -360,11 +363,10 @@ def _page_settings(lists_cfg) -> dict:
             raise InvalidInputError(f"{lists_cfg.practice_names_file}: needs columns practice_id and name, "
                              f"found {list(table.columns)}")
         names = {**dict(zip(table["practice_id"].str.strip(), table["name"].str.strip())), **names}
-    return {"practice_names": names, "find_person": lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,
-            "contact": lists_cfg.contact or lists.DEFAULT_CONTACT,
-            "next_steps": lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS,
-            "suppress_below": lists_cfg.suppress_below, "round_counts_to": lists_cfg.round_counts_to,
-            "workbooks": lists_cfg.workbooks, "workers": lists_cfg.write_workers}
+    return lists.PageWords(outcome_words=outcome["words"], horizon_words=outcome["horizon_words"], groups=groups,
+                           practice_names=names, find_person=lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,
+                           contact=lists_cfg.contact or lists.DEFAULT_CONTACT,
+                           next_steps=lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS)
 
 
 # What this month's changes read of last month's population (holdout: when it was kept).
@@ -989,7 +991,10 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     }
     lists.write_month(out_dir, population=population, practice_lists=practice_lists, summary=summary,
                       manifest=manifest, reidentify=reidentify, changes=changes,
-                      outcome_words=manifest["outcome"]["words"], horizon_words=manifest["outcome"]["horizon_words"],
-                      groups=groups, replace=cfg.replace_existing, **_page_settings(cfg.lists))
+                      words=_page_words(cfg.lists, outcome=manifest["outcome"], groups=groups),
+                      options=lists.MonthOptions(suppress_below=cfg.lists.suppress_below,
+                                                 round_counts_to=cfg.lists.round_counts_to,
+                                                 workbooks=cfg.lists.workbooks, workers=cfg.lists.write_workers,
+                                                 replace=cfg.replace_existing))
     timings["writing"] = time.perf_counter() - t
     return manifest, summary

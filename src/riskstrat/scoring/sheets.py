@@ -22,7 +22,7 @@ import datetime as dt
 import io
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +264,17 @@ def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequen
     return columns, cells, widths, percents, wide
 
 
+# Each format of a workbook by name (xlsxwriter numbers the formats in the order cells first use them).
+FORMATS = {
+    "header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "text_wrap": True, "valign": "vcenter"},
+    "percent": {"num_format": "0.0%"},
+    "wrap": {"text_wrap": True, "valign": "top"},
+    "quoted": {"quote_prefix": True},
+    "quoted_wrap": {"quote_prefix": True, "text_wrap": True, "valign": "top"},
+    "title": {"bold": True, "font_size": 14},
+}
+
+
 def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str], sheet: str,
                 wide_columns: Sequence[str], created: dt.datetime | None,
                 cells: Sequence[list] | None = None) -> None:
@@ -277,57 +288,66 @@ def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str]
                                             "strings_to_numbers": False, "in_memory": not streamed,
                                             "constant_memory": streamed})
     try:
+        # A fixed creation date (the month's scoring date, else FIXED_CREATED): same inputs, same bytes.
         workbook.set_properties({"title": title, "author": "riskstrat", "created": created or FIXED_CREATED})
-        header = workbook.add_format({"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79",
-                                      "text_wrap": True, "valign": "vcenter"})
-        percent = workbook.add_format({"num_format": "0.0%"})
-        wrap = workbook.add_format({"text_wrap": True, "valign": "top"})
-        quoted = workbook.add_format({"quote_prefix": True})
-        quoted_wrap = workbook.add_format({"quote_prefix": True, "text_wrap": True, "valign": "top"})
+        formats = {name: workbook.add_format(options) for name, options in FORMATS.items()}
         ws = workbook.add_worksheet(sheet)
         columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
-        for j, name in enumerate(columns):
-            ws.write_string(0, j, name, header)
-        # Cells written row by row (the order a streamed sheet needs, and the order of the shared
-        # strings); how a cell is written depends only on its value.
-        plain = [wrap if j in wide else None for j in range(len(columns))]
-        hostile = [quoted_wrap if j in wide else quoted for j in range(len(columns))]
-        number_format = [percent if j in percents else None for j in range(len(columns))]
-        write_string, write_number, write_boolean, write_blank = (ws.write_string, ws.write_number, ws.write_boolean,
-                                                                  ws.write_blank)
-        for i, row in enumerate(zip(*cells), start=1):
-            for j, value in enumerate(row):
-                kind = type(value)
-                if kind is str:
-                    write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
-                elif kind is int or kind is float:
-                    write_number(i, j, value, number_format[j])
-                elif value is None:
-                    if plain[j] is not None:  # a blank cell without a format is not written at all
-                        write_blank(i, j, None, plain[j])
-                elif kind is bool:
-                    write_boolean(i, j, value)
-                elif isinstance(value, (int, float)):
-                    write_number(i, j, value, number_format[j])
-                elif isinstance(value, str):
-                    write_string(i, j, str(value), hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
-                else:
-                    write_string(i, j, str(value), plain[j])
-        for j, width in enumerate(widths):
-            ws.set_column(j, j, width)
-        ws.freeze_panes(1, 0)
-        ws.autofilter(0, 0, max(len(table), 1), max(len(columns) - 1, 0))
-        ws.set_landscape()
-        ws.set_paper(9)  # A4
-        ws.fit_to_pages(1, 0)  # as wide as one page, as many pages down as needed
-        ws.repeat_rows(0)
-        ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
-        ws.set_header("&L&B" + title.replace("&", "&&"))
-        ws.set_footer("&LPage &P of &N")
+        _write_list_cells(ws, columns, cells, percents=percents, wide=wide, formats=formats)
+        _set_up_list_sheet(ws, widths, rows=len(table), title=title)
         about = workbook.add_worksheet("About this list")
         about.set_column(0, 0, 120)
-        about.write_string(0, 0, title, workbook.add_format({"bold": True, "font_size": 14}))
+        about.write_string(0, 0, title, formats["title"])
         for i, line in enumerate(notes, start=1):
-            about.write_string(i, 0, str(line), quoted_wrap if is_formula_like(str(line)) else wrap)
+            about.write_string(i, 0, str(line), formats["quoted_wrap" if is_formula_like(str(line)) else "wrap"])
     finally:
         workbook.close()
+
+
+def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, percents: set[int], wide: set[int],
+                      formats: Mapping) -> None:
+    """The List sheet's header row and cells: text always as text (hostile text with a quote
+    prefix), numbers as numbers (percent columns formatted), blanks only where a format shows."""
+    for j, name in enumerate(columns):
+        ws.write_string(0, j, name, formats["header"])
+    # Cells written row by row (the order a streamed sheet needs, and the order of the shared
+    # strings); how a cell is written depends only on its value.
+    plain = [formats["wrap"] if j in wide else None for j in range(len(columns))]
+    hostile = [formats["quoted_wrap" if j in wide else "quoted"] for j in range(len(columns))]
+    number_format = [formats["percent"] if j in percents else None for j in range(len(columns))]
+    write_string, write_number, write_boolean, write_blank = (ws.write_string, ws.write_number, ws.write_boolean,
+                                                              ws.write_blank)
+    for i, row in enumerate(zip(*cells), start=1):
+        for j, value in enumerate(row):
+            kind = type(value)
+            if kind is str:
+                write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
+            elif kind is int or kind is float:
+                write_number(i, j, value, number_format[j])
+            elif value is None:
+                if plain[j] is not None:  # a blank cell without a format is not written at all
+                    write_blank(i, j, None, plain[j])
+            elif kind is bool:
+                write_boolean(i, j, value)
+            elif isinstance(value, (int, float)):
+                write_number(i, j, value, number_format[j])
+            elif isinstance(value, str):
+                write_string(i, j, str(value), hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
+            else:
+                write_string(i, j, str(value), plain[j])
+
+
+def _set_up_list_sheet(ws, widths: Sequence[float], *, rows: int, title: str) -> None:
+    """Column widths, the frozen and filtered header row, and printing: A4 landscape, one page
+    wide, the header row on every page, the title and page numbers in the page header and footer."""
+    for j, width in enumerate(widths):
+        ws.set_column(j, j, width)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, max(rows, 1), max(len(widths) - 1, 0))
+    ws.set_landscape()
+    ws.set_paper(9)  # A4
+    ws.fit_to_pages(1, 0)  # as wide as one page, as many pages down as needed
+    ws.repeat_rows(0)
+    ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
+    ws.set_header("&L&B" + title.replace("&", "&&"))
+    ws.set_footer("&LPage &P of &N")
