@@ -16,8 +16,8 @@ and CPU seconds; CPU includes finished worker processes):
 practice CSV + workbook + page + changes, summary, manifest with hashes, atomic publish).
 
 ``--population`` takes a published ``population.parquet`` instead (its list columns are dropped
-and made again; no previous month). ``--set KEY=VALUE`` passes extra keyword options to
-``write_month`` (``workbooks=none``, ``workers=2``). ``--hashes FILE`` writes the manifest's file
+and made again; no previous month). ``--set KEY=VALUE`` sets a field of ``write_month``'s options
+(``lists.MonthOptions``: ``workbooks=none``, ``workers=2``). ``--hashes FILE`` writes the manifest's file
 hashes of the last round, to compare two versions' folders byte for byte. The load average is
 recorded before and after each round: on a shared machine compare within one run only.
 JSON goes to benchmarks/results/<name>.json.
@@ -157,7 +157,7 @@ def write_once(population, previous, reasons, out: Path, *, list_size: int, seed
                 "models": {"emergency_admission": {"version": "3", "run_id": "0123abcd"}},
                 "package_version": "bench", "holdout": lists.holdout_rule(fraction=0.1, seed=seed)}
     lists.write_month(out, population=pop, practice_lists=practice_lists, summary=summary, manifest=manifest,
-                      changes=changes, **options)
+                      changes=changes, options=lists.MonthOptions(**options))
     stop("write_month")
     t["writing"] = sum(t.values())
     t["writing_cpu"] = sum(cpu.values())

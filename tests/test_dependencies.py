@@ -21,7 +21,7 @@ DISTRIBUTION_OF = {"sklearn": "scikit-learn", "yaml": "pyyaml"}
 # Extras for working on riskstrat, not for running it: they cannot make a run-time import legal.
 DEVELOPMENT_EXTRAS = {"test"}
 # Private helpers still reached into, each with the issue that removes it (and the pin it forces).
-KNOWN_PRIVATE = {("xlsxwriter.utility", "_preserve_whitespace"): "issue 23: workbooks through xlsxwriter's public API"}
+KNOWN_PRIVATE: dict[tuple[str, str], str] = {}
 
 
 def _normalise(name: str) -> str:

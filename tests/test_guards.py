@@ -278,7 +278,7 @@ def test_their_list_is_written_apart_with_the_data_end_and_the_outcome(mixed_pop
     out = lists.write_month(tmp_path / "2026-11", population=mixed_population, practice_lists=per_list,
                             summary=summary, manifest=manifest,
                             changes=lists.changes_since(None, mixed_population, list_size=2),
-                            outcome_words="an emergency admission or death")
+                            words=lists.PageWords(outcome_words="an emergency admission or death"))
     assert sorted(p.name for p in (out / "practices").iterdir()) == ["A1", "B2"]
     apart = out / lists.NO_PRACTICE
     assert {p.name for p in apart.iterdir()} == {"list.csv", "list.xlsx", "list.html", "changes.csv"}

@@ -801,10 +801,12 @@ def test_page_names_practice_month_dates_and_how_to_find_people(tmp_path, featur
     out = lists.write_month(
         tmp_path / "m", population=pop, practice_lists=lists.practice_lists(pop, list_size=LIST_SIZE),
         summary=lists.commissioner_summary(pop, list_size=LIST_SIZE), manifest=manifest,
-        reidentify={"P001": lookup}, practice_names={"P002": "Riverside <Surgery> & Co"},
-        find_person="Search the pseudonym in the Population Health Portal.",
-        contact="Jo Bloggs, population health team", next_steps=["Offer a multidisciplinary review."],
-        outcome_words="an emergency admission or death")
+        reidentify={"P001": lookup},
+        words=lists.PageWords(practice_names={"P002": "Riverside <Surgery> & Co"},
+                              find_person="Search the pseudonym in the Population Health Portal.",
+                              contact="Jo Bloggs, population health team",
+                              next_steps=["Offer a multidisciplinary review."],
+                              outcome_words="an emergency admission or death"))
     named = (out / "practices" / "P002" / "list.html").read_text()
     top = named[:named.index("<table")]
     assert "<title>Case-finding list: Riverside &lt;Surgery&gt; &amp; Co (P002), November 2026</title>" in named
@@ -871,8 +873,9 @@ def test_practice_page_in_headless_chromium(tmp_path, features, model):
                             summary=lists.commissioner_summary(pop, list_size=LIST_SIZE),
                             manifest={"as_of": "2026-11-01", "month": MONTH, "data_end": "2026-10-31",
                                       "holdout": lists.holdout_rule(fraction=0.1, seed=42)},
-                            contact="Jo Bloggs, population health team (jo.bloggs@example.nhs.uk)",
-                            outcome_words="an emergency admission or death")
+                            words=lists.PageWords(
+                                contact="Jo Bloggs, population health team (jo.bloggs@example.nhs.uk)",
+                                outcome_words="an emergency admission or death"))
     page = (out / "practices" / "P001" / "list.html").read_text()
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", _PROBE + "</body>"))
@@ -895,19 +898,21 @@ def test_practice_page_in_headless_chromium(tmp_path, features, model):
 
 def test_page_settings_come_from_the_lists_config(tmp_path):
     from riskstrat.modeling.config import ListsConfig
-    from riskstrat.scoring.inputs import page_settings
+    from riskstrat.scoring.inputs import page_words
 
     names = tmp_path / "names.csv"
     names.write_text("practice_id,name\nP001,Riverside Surgery\nP002,Old Name\n", encoding="utf-8")
     cfg = ListsConfig(practice_names={"P002": "Hill Street Practice"}, practice_names_file=names,
                       contact="Jo Bloggs", suppress_below=10)
-    settings = page_settings(cfg)
-    assert settings["practice_names"] == {"P001": "Riverside Surgery", "P002": "Hill Street Practice"}
-    assert settings["contact"] == "Jo Bloggs" and settings["find_person"] == lists.DEFAULT_FIND_PERSON
-    assert settings["next_steps"] == lists.DEFAULT_NEXT_STEPS and settings["suppress_below"] == 10
+    outcome = {"words": "an emergency admission or death", "horizon_words": "in the next 6 months"}
+    words = page_words(cfg, outcome=outcome, groups=DEFAULT_GROUPS[:1])
+    assert words.practice_names == {"P001": "Riverside Surgery", "P002": "Hill Street Practice"}
+    assert words.contact == "Jo Bloggs" and words.find_person == lists.DEFAULT_FIND_PERSON
+    assert words.next_steps == lists.DEFAULT_NEXT_STEPS and words.groups == DEFAULT_GROUPS[:1]
+    assert (words.outcome_words, words.horizon_words) == (outcome["words"], outcome["horizon_words"])
     names.write_text("code,title\nP001,x\n", encoding="utf-8")
     with pytest.raises(ValueError, match="practice_id and name"):
-        page_settings(cfg)
+        page_words(cfg, outcome=outcome, groups=DEFAULT_GROUPS)
 
 
 # ----------------------------------------------------------------------------- grouped once, same answers
@@ -945,16 +950,16 @@ def test_workbooks_only_for_the_practices_that_asked(tmp_path, features, model):
     tables = lists.practice_lists(pop, list_size=LIST_SIZE)
     common = dict(population=pop, practice_lists=tables, summary=lists.commissioner_summary(pop, list_size=LIST_SIZE),
                   manifest={"as_of": "2026-11-01"}, changes=lists.changes_since(None, pop, list_size=LIST_SIZE))
-    out = lists.write_month(tmp_path / "some", workbooks=["P002"], **common)
+    out = lists.write_month(tmp_path / "some", options=lists.MonthOptions(workbooks=["P002"]), **common)
     assert sorted(p.parent.name for p in out.rglob("list.xlsx")) == ["P002"]
     assert len(list(out.rglob("list.csv"))) == len(list(out.rglob("list.html"))) == 3
     files = json.loads((out / "manifest.json").read_text())["files"]
     assert [n for n in files if n.endswith(".xlsx")] == ["practices/P002/list.xlsx"]
     everyone = lists.write_month(tmp_path / "all", **common)
     assert (out / "practices/P002/list.xlsx").read_bytes() == (everyone / "practices/P002/list.xlsx").read_bytes()
-    assert not list(lists.write_month(tmp_path / "none", workbooks="none", **common).rglob("*.xlsx"))
+    assert not list(lists.write_month(tmp_path / "none", options=lists.MonthOptions(workbooks="none"), **common).rglob("*.xlsx"))
     with pytest.raises(ValueError, match="without a list this month: \\['P999'\\]"):
-        lists.write_month(tmp_path / "bad", workbooks=["P999"], **common)
+        lists.write_month(tmp_path / "bad", options=lists.MonthOptions(workbooks=["P999"]), **common)
 
 
 # ----------------------------------------------------------------------------- writing fast, same bytes
@@ -978,13 +983,13 @@ def test_writing_in_two_processes_gives_the_same_month_as_one(tmp_path, features
                   changes=lists.changes_since(previous, pop, list_size=LIST_SIZE),
                   reidentify={first: pd.DataFrame({"person_id": tables[first]["Person ID"], "local_id": "=L<1>"})})
     serial = _folder_bytes(lists.write_month(tmp_path / "one" / "2026-11", **common))
-    parallel = _folder_bytes(lists.write_month(tmp_path / "two" / "2026-11", workers=2, **common))
+    parallel = _folder_bytes(lists.write_month(tmp_path / "two" / "2026-11", options=lists.MonthOptions(workers=2), **common))
     assert parallel == serial and len(serial) == 1 + 1 + 1 + 4 * len(tables)
     # The manifest's hashes, taken from the bytes as they were written, are the files' hashes.
     recorded = json.loads(serial.pop("manifest.json"))["files"]
     assert recorded == {name: hashlib.sha256(data).hexdigest() for name, data in serial.items()}
     with pytest.raises(ValueError, match="workers must be a positive whole number, got 0"):
-        lists.write_month(tmp_path / "bad" / "2026-11", workers=0, **common)
+        lists.write_month(tmp_path / "bad" / "2026-11", options=lists.MonthOptions(workers=0), **common)
 
 
 def test_page_rows_are_escaped_cell_by_cell():

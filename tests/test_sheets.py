@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -120,10 +122,10 @@ def test_python_values_are_plain_with_none_for_missing(values, expected):
     assert [type(v) for v in got] == [type(v) for v in expected]
 
 
-# ---------------------------------------------------------------- workbooks from their parts = xlsxwriter's
+# ---------------------------------------------------------------- what Excel shows, against the old writer
 
 def _awkward_tables() -> dict[str, pd.DataFrame]:
-    """Hand-made tables for the parts route (riskstrat.scoring.workbook_parts) against xlsxwriter's own bytes."""
+    """Hand-made tables with every kind of cell, escape and format a workbook meets."""
     text = pd.array(["=HYPERLINK(\"x\")", "+44 20", "-minus", "@SUM(A1)", "\ttab", "\rreturn", "plain", None],
                     dtype="str")
     specials = ["a & b <c> \"d\" 'e'", "bell\x07 and \x1f unit", "_x0041_ looks escaped", "\ufffe\uffff",
@@ -155,11 +157,7 @@ def _awkward_tables() -> dict[str, pd.DataFrame]:
                                               "Last": pd.array(["z"] + [None] * 40, dtype="str")}),
         "blank rows": pd.DataFrame({"A": pd.array([None, "a", None], dtype="str"),
                                     "B": pd.array([None, None, None], dtype="Float64")}),
-        "long list": pd.DataFrame({"Rank": np.arange(1, sheets.STREAM_ROWS + 12, dtype="int64"),
-                                   "Top reasons": [f"reason {i % 7}" for i in range(sheets.STREAM_ROWS + 11)]}),
         "27 columns": pd.DataFrame({f"c{j}": [j, j + 0.5] for j in range(27)}),
-        # the character that joins the shared strings for escaping, in the text itself
-        "private use": pd.DataFrame({"A": ["x\ue000y", " z", "\ue000"]}),
     }
 
 
@@ -171,15 +169,77 @@ OPTIONS = [
      "wide_columns": ("Top reasons", "Notes"), "created": dt.datetime(2031, 2, 3, 4, 5, 6), "sheet": "My list"},
 ]
 
+# Workbooks the hand-written writer (riskstrat.scoring.workbook_parts, removed in issue 23) wrote
+# for these tables and options: what Excel showed then.
+OLD_WORKBOOKS = Path(__file__).with_name("workbooks")
+OLD_CASES = {"everything-usual": ("everything", 0), "everything-odd": ("everything", 2),
+             "edges-bare": ("missing at the edges", 1), "hostile-first-usual": ("hostile first", 0)}
+
+
+def _shown(data: bytes) -> dict:
+    """Everything a reader of the workbook sees, as openpyxl reads it: sheets, each cell's value,
+    type, number format, font, fill, alignment and quote prefix, column widths, frozen panes, the
+    filter, print titles and set-up, page header and footer, and the document's properties."""
+    import openpyxl
+
+    wb = openpyxl.load_workbook(io.BytesIO(data))
+    shown = {"sheets": wb.sheetnames, "active": wb.active.title,
+             "properties": {k: getattr(wb.properties, k) for k in ("title", "creator", "lastModifiedBy", "created",
+                                                                    "modified", "subject", "keywords")}}
+    for ws in wb:
+        widths = {}
+        for dim in ws.column_dimensions.values():
+            if dim.min is not None:
+                widths.update({j: (round(dim.width, 4), dim.customWidth) for j in range(dim.min, dim.max + 1)})
+        setup = ws.page_setup
+        shown[ws.title] = {
+            "dimensions": ws.dimensions,
+            "cells": {c.coordinate: (c.value, c.data_type, c.number_format, c.quotePrefix, c.font.b, c.font.sz,
+                                     c.font.color.rgb if c.font.color is not None else None, c.fill.fill_type,
+                                     c.fill.fgColor.rgb, c.alignment.wrap_text, c.alignment.vertical)
+                      for row in ws.iter_rows() for c in row},
+            "widths": widths, "freeze": ws.freeze_panes, "filter": ws.auto_filter.ref,
+            "print titles": (ws.print_title_rows, ws.print_title_cols), "print area": ws.print_area,
+            "setup": (setup.orientation, setup.paperSize, setup.fitToWidth, setup.fitToHeight,
+                      ws.sheet_properties.pageSetUpPr.fitToPage if ws.sheet_properties.pageSetUpPr else None),
+            "margins": tuple(getattr(ws.page_margins, k) for k in ("left", "right", "top", "bottom", "header",
+                                                                   "footer")),
+            "header": (ws.oddHeader.left.text, ws.oddHeader.center.text, ws.oddHeader.right.text),
+            "footer": (ws.oddFooter.left.text, ws.oddFooter.center.text, ws.oddFooter.right.text),
+            "selected": ws.sheet_view.tabSelected,
+        }
+    return shown
+
+
+@pytest.mark.parametrize("case", list(OLD_CASES))
+def test_workbook_shows_what_the_old_hand_written_writer_showed(case):
+    name, k = OLD_CASES[case]
+    new = sheets.xlsx_bytes(_awkward_tables()[name], **OPTIONS[k])
+    old = (OLD_WORKBOOKS / f"{case}.xlsx").read_bytes()
+    assert _shown(new) == _shown(old)
+
+
+def test_what_the_comparison_sees():
+    """The comparison notices a changed cell, format, width, title and creation date."""
+    table, options = _awkward_tables()["hostile first"], OPTIONS[0]
+    old = _shown((OLD_WORKBOOKS / "hostile-first-usual.xlsx").read_bytes())
+    changed = table.assign(Id=["x", "y"])
+    assert _shown(sheets.xlsx_bytes(changed, **options))["List"]["cells"] != old["List"]["cells"]
+    for other in ({"wide_columns": ()}, {"title": "Other"}, {"created": dt.datetime(2026, 12, 1)}):
+        assert _shown(sheets.xlsx_bytes(table, **{**options, **other})) != old
+    shown = old["List"]
+    assert shown["freeze"] == "A2" and shown["filter"] == "A1:C3" and shown["print titles"] == ("$1:$1", None)
+    assert shown["setup"] == ("landscape", 9, None, 0, True) and shown["header"][0].startswith("&BCase-finding")
+    assert shown["cells"]["B2"][:4] == ("=wrap", "s", "General", True) and shown["widths"][2][0] > 80
+
 
 @pytest.mark.parametrize("name", list(_awkward_tables()))
 @pytest.mark.parametrize("options", OPTIONS, ids=["usual", "bare", "odd"])
-def test_workbook_from_parts_is_xlsxwriters_byte_for_byte(name, options):
+def test_workbook_bytes_are_the_same_for_the_same_table(name, options):
     table = _awkward_tables()[name]
-    from_parts = sheets._parts_xlsx_bytes(table, **options)
-    assert from_parts is not None  # the parts route handles these tables itself
-    assert from_parts == sheets.reference_xlsx_bytes(table, **options)
-    assert sheets.xlsx_bytes(table, **options) == from_parts
+    first = sheets.xlsx_bytes(table, **options)
+    assert sheets.xlsx_bytes(table.copy(), **options) == first
+    assert _shown(first)["List" if "sheet" not in options else options["sheet"]]["cells"]
 
 
 @pytest.mark.parametrize(("case", "table", "options"), [
@@ -187,32 +247,20 @@ def test_workbook_from_parts_is_xlsxwriters_byte_for_byte(name, options):
     ("rich-text look-alike", pd.DataFrame({"A": ["<r>bold?</r>"]}), {}),
     ("a date", pd.DataFrame({"A": pd.array([dt.date(2026, 1, 1), "x"], dtype=object)}), {}),
     ("a header too long for Excel", hand_made(), {"title": "x" * 300}),
-    ("a picture placeholder in the header", hand_made(), {"title": "R&G practice"}),
     ("no columns", pd.DataFrame(index=range(2)), {}),
 ])
-def test_tables_the_parts_route_leaves_to_xlsxwriter_get_xlsxwriters_bytes(case, table, options):
+def test_awkward_tables_still_make_a_workbook(case, table, options):
     options = {"title": "T", "notes": ["n"], "created": dt.datetime(2026, 11, 1), **options}
-    assert sheets._parts_xlsx_bytes(table, **options) is None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # xlsxwriter warns about the header it leaves out
-        assert sheets.xlsx_bytes(table, **options) == sheets.reference_xlsx_bytes(table, **options)
+        warnings.simplefilter("ignore")  # xlsxwriter warns about the text or header it leaves out
+        data = sheets.xlsx_bytes(table, **options)
+    assert _shown(data)["sheets"] == ["List", "About this list"]
 
 
 def test_an_infinite_number_is_refused_as_xlsxwriter_refuses_it():
     table = pd.DataFrame({"x": [1.0, np.inf]})
-    assert sheets._parts_xlsx_bytes(table, title="T") is None
     with pytest.raises(TypeError, match="NAN/INF"):
         sheets.xlsx_bytes(table, title="T")
-
-
-def test_parts_route_checks_itself_against_xlsxwriter_and_steps_aside_when_they_differ(monkeypatch):
-    from riskstrat.scoring import workbook_parts
-
-    assert sheets.parts_agree_with_xlsxwriter()
-    monkeypatch.setattr(sheets, "parts_agree_with_xlsxwriter", lambda: False)
-    monkeypatch.setattr(workbook_parts, "workbook_bytes", lambda *a, **k: pytest.fail("parts route used"))
-    options = OPTIONS[0]
-    assert sheets.xlsx_bytes(hand_made(), **options) == sheets.reference_xlsx_bytes(hand_made(), **options)
 
 
 @pytest.mark.parametrize("table", [
@@ -283,14 +331,14 @@ def test_python_values_of_many_tables_are_each_tables_own():
 
 
 @pytest.mark.parametrize("name", ["hand made", "everything", "percent before wrap", "empty", "blank rows"])
-def test_workbook_from_cells_already_made_is_xlsxwriters(name):
+def test_workbook_from_cells_already_made_is_the_tables(name):
     """The cells a caller already holds (python_values_many) give the same workbook as the table,
     and are not changed (percentages become fractions in the workbook's own copy)."""
     table = _awkward_tables()[name]
     options = OPTIONS[0]
     cells = [sheets.python_values(v) for _, v in table.items()]
     before = [list(c) for c in cells]
-    assert sheets.xlsx_bytes(table, cells=cells, **options) == sheets.reference_xlsx_bytes(table, **options)
+    assert sheets.xlsx_bytes(table, cells=cells, **options) == sheets.xlsx_bytes(table, **options)
     assert cells == before
     with pytest.raises(ValueError, match="cells must be"):
         sheets.xlsx_bytes(table, cells=cells[:-1], **options)

@@ -34,7 +34,7 @@ from riskstrat.pipelines.evaluate import model_outcome
 from riskstrat.registry import tracking
 from riskstrat.scoring import lists, publish
 from riskstrat.scoring.checks import check_features_match, check_sources_have_rows, models_spec
-from riskstrat.scoring.inputs import (as_in_data, page_settings, previous_month, published_population, read_opt_outs,
+from riskstrat.scoring.inputs import (as_in_data, month_options, page_words, previous_month, published_population, read_opt_outs,
                                       read_reidentification)
 from riskstrat.scoring.month import (EXPLAIN_CHUNK, InMemoryFeatures, MonthFeatures, cohort_exclusions, month_drift,
                                      outcome_of)
@@ -416,7 +416,7 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     }
     lists.write_month(out_dir, population=population, practice_lists=practice_lists, summary=summary,
                       manifest=manifest, reidentify=reidentify, changes=changes,
-                      outcome_words=manifest["outcome"]["words"], horizon_words=manifest["outcome"]["horizon_words"],
-                      groups=groups, replace=cfg.replace_existing, **page_settings(cfg.lists))
+                      words=page_words(cfg.lists, outcome=manifest["outcome"], groups=groups),
+                      options=month_options(cfg))
     timings["writing"] = time.perf_counter() - t
     return manifest, summary

@@ -4,7 +4,7 @@ page settings, and the months already published (verified before they are used).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +17,7 @@ from riskstrat.scoring import lists
 from riskstrat.scoring import publish
 from riskstrat.scoring.published import MANIFEST, ManifestError, PublishedMonthError, read_manifest, read_population
 
-__all__ = ["PREVIOUS_COLUMNS", "as_in_data", "page_settings", "previous_month", "published_population",
+__all__ = ["PREVIOUS_COLUMNS", "as_in_data", "month_options", "page_words", "previous_month", "published_population",
            "read_opt_outs", "read_reidentification"]
 
 Stage = Callable[[str], None]
@@ -56,8 +56,10 @@ def as_in_data(ids: pd.Series, lookup: dict[str, str]) -> tuple[pd.Series, int]:
     return mapped.fillna(ids.astype(object)).astype(object), int(mapped.isna().sum())
 
 
-def page_settings(lists_cfg) -> dict:
-    """What the practice pages say beyond the numbers: practice names, how to find a person, whom to ask."""
+def page_words(lists_cfg, *, outcome: Mapping, groups) -> lists.PageWords:
+    """What the practice pages say beyond the numbers: the outcome (``outcome``: the manifest's
+    ``words`` and ``horizon_words``), the priority ``groups``, practice names, how to find a person,
+    whom to ask, what to do."""
     names = dict(lists_cfg.practice_names)
     if lists_cfg.practice_names_file is not None:
         table = read_user_csv(lists_cfg.practice_names_file, what="practice names")
@@ -65,11 +67,17 @@ def page_settings(lists_cfg) -> dict:
             raise InvalidInputError(f"{lists_cfg.practice_names_file}: needs columns practice_id and name, "
                              f"found {list(table.columns)}")
         names = {**dict(zip(table["practice_id"].str.strip(), table["name"].str.strip())), **names}
-    return {"practice_names": names, "find_person": lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,
-            "contact": lists_cfg.contact or lists.DEFAULT_CONTACT,
-            "next_steps": lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS,
-            "suppress_below": lists_cfg.suppress_below, "round_counts_to": lists_cfg.round_counts_to,
-            "workbooks": lists_cfg.workbooks, "workers": lists_cfg.write_workers}
+    return lists.PageWords(outcome_words=outcome["words"], horizon_words=outcome["horizon_words"], groups=groups,
+                           practice_names=names, find_person=lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,
+                           contact=lists_cfg.contact or lists.DEFAULT_CONTACT,
+                           next_steps=lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS)
+
+
+def month_options(cfg) -> lists.MonthOptions:
+    """How the month is written (small-number suppression, workbooks, writers, replacing) from the scoring config."""
+    return lists.MonthOptions(suppress_below=cfg.lists.suppress_below, round_counts_to=cfg.lists.round_counts_to,
+                              workbooks=cfg.lists.workbooks, workers=cfg.lists.write_workers,
+                              replace=cfg.replace_existing)
 
 
 # What this month's changes read of last month's population (holdout: when it was kept).

@@ -37,6 +37,7 @@ commissioners' summary shows them as a row of their own.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -44,6 +45,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,8 @@ from riskstrat.templates import render
 __all__ = [
     "NO_PRACTICE",
     "NO_PRACTICE_NOTE",
+    "MonthOptions",
+    "PageWords",
     "PRACTICE_LIST_COLUMNS",
     "apply_opt_outs",
     "changes_since",
@@ -1108,132 +1112,241 @@ DEFAULT_NEXT_STEPS = ("Look at each person's record and decide together (GP, nur
 DEFAULT_CONTACT = "the data team that produced this list"
 
 
+@dataclass(frozen=True)
+class PageWords:
+    """What a month's pages and workbooks say beyond the numbers.
+
+    ``outcome_words`` names the outcome the risk is of ("an emergency admission or death", from the
+    model's metadata) and ``horizon_words`` its window; a page is titled with the practice's name
+    from ``practice_names`` (else its code); without a re-identification lookup it says how to find
+    a person (``find_person``); ``contact`` and ``next_steps`` say who to ask and what to do;
+    ``groups`` (the priority group rules) are defined on the page.
+    """
+
+    outcome_words: str = "an emergency admission"
+    horizon_words: str = "in the next 12 months"
+    practice_names: Mapping[str, str] = field(default_factory=dict)
+    groups: Sequence[GroupRule] = DEFAULT_GROUPS
+    find_person: str = DEFAULT_FIND_PERSON
+    contact: str | None = DEFAULT_CONTACT
+    next_steps: Sequence[str] = DEFAULT_NEXT_STEPS
+
+
+@dataclass(frozen=True)
+class MonthOptions:
+    """How a month is written.
+
+    ``suppress_below`` and ``round_counts_to``: the summary's small-number suppression
+    (:func:`suppress_small_numbers`). ``workbooks`` says whose lists also get ``list.xlsx``:
+    ``"all"``, ``"none"``, or the practice ids that asked for one (the workbooks are most of the
+    writing time). ``workers`` above 1 writes the lists' files in that many processes (the same
+    bytes; worth it for hundreds of practices on a machine with cores to spare:
+    ``benchmarks/README.md``). ``replace``: replace a month already published in the folder.
+    """
+
+    suppress_below: int = 8
+    round_counts_to: int = 5
+    workbooks: str | Sequence[str] = "all"
+    workers: int = 1
+    replace: bool = False
+
+
 def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame],
                 summary: pd.DataFrame, manifest: Mapping, reidentify: Mapping[str, pd.DataFrame] | None = None,
-                changes: pd.DataFrame | None = None, outcome_words: str = "an emergency admission",
-                horizon_words: str = "in the next 12 months", practice_names: Mapping[str, str] | None = None,
-                groups: Sequence[GroupRule] = DEFAULT_GROUPS, find_person: str = DEFAULT_FIND_PERSON,
-                contact: str | None = DEFAULT_CONTACT, next_steps: Sequence[str] = DEFAULT_NEXT_STEPS,
-                suppress_below: int = 8, round_counts_to: int = 5,
-                workbooks: str | Sequence[str] = "all", workers: int = 1, replace: bool = False) -> Path:
+                changes: pd.DataFrame | None = None, words: PageWords = PageWords(),
+                options: MonthOptions = MonthOptions()) -> Path:
     """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
     ``practices/<practice_id>/list.csv``, ``list.xlsx`` and ``list.html`` (and ``changes.csv`` with
     that practice's rows of ``changes``), ``summary.csv`` (commissioners, with small numbers
-    suppressed: :func:`suppress_small_numbers` with ``suppress_below`` and ``round_counts_to``) and
-    ``manifest.json`` (``manifest`` plus the SHA-256 of every file written). ``reidentify`` maps a
-    practice id to its own lookup (``person_id``/``pseudonym`` -> ``local_id``), applied to that
-    practice's files only. Every file is byte-identical for identical inputs; text that looks
-    like a spreadsheet formula is neutralised in every CSV and workbook (:mod:`riskstrat.scoring.sheets`).
+    suppressed as ``options`` say) and ``manifest.json`` (``manifest`` plus the SHA-256 of every
+    file written). ``reidentify`` maps a practice id to its own lookup (``person_id``/``pseudonym``
+    -> ``local_id``), applied to that practice's files only. Every file is byte-identical for
+    identical inputs; text that looks like a spreadsheet formula is neutralised in every CSV and
+    workbook (:mod:`riskstrat.scoring.sheets`).
 
-    The page (``list.html``, from ``templates/list.html.j2``) is titled with the practice's
-    name from ``practice_names`` (else its code) and the month, and shows at the top the date the
-    data run to (``manifest["data_end"]``) and the date scored (``manifest["as_of"]``). Without a
-    re-identification lookup it says how to find a person (``find_person``); ``contact`` and
-    ``next_steps`` say who to ask and what to do. ``groups`` (the priority group rules) are
-    defined on the page, and the hold-out (``manifest["holdout"]``, :func:`holdout_rule`) is
-    explained with this practice's count.
+    The page (``list.html``, from ``templates/list.html.j2``) says what ``words`` say
+    (:class:`PageWords`), the month, the date the data run to (``manifest["data_end"]``) and the
+    date scored (``manifest["as_of"]``), and explains the hold-out (``manifest["holdout"]``,
+    :func:`holdout_rule`) with this practice's count.
 
     The list of people without a registered practice (key :data:`NO_PRACTICE`) goes to
     ``no-registered-practice/`` (list.csv, list.xlsx, list.html, changes.csv), never under
-    ``practices/``; it is never re-identified. ``outcome_words`` names the outcome the risk is of
-    ("an emergency admission or death", from the model's metadata) and ``horizon_words`` its window.
-
-    ``workbooks`` says whose lists also get ``list.xlsx``: ``"all"`` (default), ``"none"``, or the
-    practice ids that asked for one (the workbooks are most of the writing time). ``workers`` above
-    1 writes the lists' files in that many processes (the same bytes; worth it for hundreds of
-    practices on a machine with cores to spare: ``benchmarks/README.md``).
+    ``practices/``; it is never re-identified. Who gets a workbook, how many processes write and
+    whether a month already published is replaced: ``options`` (:class:`MonthOptions`).
 
     The month is published through :func:`riskstrat.scoring.publish.month_folder`: a month already
-    published in the folder is replaced only with ``replace`` (else
+    published in the folder is replaced only with ``options.replace`` (else
     :class:`riskstrat.scoring.publish.AlreadyPublishedError`, naming both runs' models).
     """
+    with_workbook = _check_month(population, practice_lists, summary, reidentify=reidentify, options=options)
+    summary = suppress_small_numbers(summary, threshold=options.suppress_below, round_to=options.round_counts_to)
+    population = _in_rank_order(population)
+    month = _month_context(population, manifest, words)
+    counts = _list_counts(population)
+    tables = {pid: (_with_local_ids(practice_lists[pid], reidentify[pid], pid) if reidentify and pid in reidentify
+                    else practice_lists[pid]) for pid in sorted(practice_lists)}
+    jobs = _list_jobs(tables, month=month, counts=counts, changes=changes, identified=set(reidentify or {}),
+                      with_workbook=with_workbook)
+    _add_csv_bytes(jobs)
+    return _publish_month(Path(out_dir), population=population, jobs=jobs, summary=summary, manifest=manifest,
+                          options=options)
+
+
+def _check_month(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame], summary: pd.DataFrame, *,
+                 reidentify: Mapping | None, options: MonthOptions) -> set[str]:
+    """Refuse a month :func:`write_month` cannot write; the practices whose lists get a workbook."""
+    workers = options.workers
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive whole number, got {workers}")
     _check_practice_lists(population, practice_lists)
-    if isinstance(workbooks, str):
-        if workbooks not in ("all", "none"):
-            raise ValueError(f"workbooks must be 'all', 'none' or a list of practice ids, got {workbooks!r}")
-        with_workbook = set(practice_lists) if workbooks == "all" else set()
-    else:
-        with_workbook = {str(p) for p in workbooks}
-        missing = sorted(with_workbook - set(practice_lists))
-        if missing:
-            raise ValueError(f"workbooks asked for practices without a list this month: {missing}")
+    with_workbook = _workbook_practices(options.workbooks, practice_lists)
     unknown = sorted(set(reidentify or {}) - (set(practice_lists) - {NO_PRACTICE}))
     if unknown:
         raise ValueError(f"re-identification lookups given for practices without a list: {unknown}")
     person_columns = {"person_id", "Person ID", "Local ID", "local_id"} & set(summary.columns)
     if person_columns:
         raise ValueError(f"the commissioners' summary must not hold person identifiers: {sorted(person_columns)}")
-    summary = suppress_small_numbers(summary, threshold=suppress_below, round_to=round_counts_to)
+    return with_workbook
+
+
+def _workbook_practices(workbooks: str | Sequence[str], practice_lists: Mapping) -> set[str]:
+    """The lists that get a workbook: ``"all"``, ``"none"`` or the practice ids that asked."""
+    if isinstance(workbooks, str):
+        if workbooks not in ("all", "none"):
+            raise ValueError(f"workbooks must be 'all', 'none' or a list of practice ids, got {workbooks!r}")
+        return set(practice_lists) if workbooks == "all" else set()
+    with_workbook = {str(p) for p in workbooks}
+    missing = sorted(with_workbook - set(practice_lists))
+    if missing:
+        raise ValueError(f"workbooks asked for practices without a list this month: {missing}")
+    return with_workbook
+
+
+def _in_rank_order(population: pd.DataFrame) -> pd.DataFrame:
+    """The population sorted by rank (kept as it is when already ranked without ties), index 0..n-1."""
     rank = population["rank"].to_numpy()
-    if not (len(rank) < 2 or (np.diff(rank) > 0).all()):  # sorted by rank already, as ranked (no ties): kept
+    if not (len(rank) < 2 or (np.diff(rank) > 0).all()):
         population = population.sort_values("rank")
-    population = population.reset_index(drop=True)
+    return population.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class _MonthContext:
+    """What every list of the month shares: its words, the page's common fields, the tiers' order."""
+
+    words: PageWords
+    practice_names: dict[str, str]
+    page: dict
+    how_to_read: list[str]
+    provenance: list[str]
+    tier_words: dict[str, str]
+    tier_order: dict[str, int]
+    month_words: str
+    data_end: str
+    created: dt.datetime | None
+    holdout: Mapping | None
+
+
+def _month_context(population: pd.DataFrame, manifest: Mapping, words: PageWords) -> _MonthContext:
+    how_to_read = _how_to_read(population, outcome_words=words.outcome_words, horizon_words=words.horizon_words)
     provenance = _provenance(manifest)
-    tier_order = {str(t): i for i, t in enumerate(population["tier"].cat.categories)} \
-        if isinstance(population["tier"].dtype, pd.CategoricalDtype) else {}
-    how_to_read = _how_to_read(population, outcome_words=outcome_words, horizon_words=horizon_words)
-    tier_words = _tier_definitions(population)
-    group_words = [{"name": g.name, "definition": describe_group(g)} for g in groups]
+    page = {"data_end": manifest.get("data_end"), "as_of": manifest.get("as_of"), "contact": words.contact,
+            "next_steps": list(words.next_steps), "notes": how_to_read,
+            "groups": [{"name": g.name, "definition": describe_group(g)} for g in words.groups],
+            "provenance": provenance, "outcome_words": words.outcome_words, "horizon_words": words.horizon_words}
+    tier = population["tier"]
+    return _MonthContext(
+        words=words, practice_names={str(k): str(v) for k, v in (words.practice_names or {}).items()}, page=page,
+        how_to_read=how_to_read, provenance=provenance,
+        tier_words=_tier_definitions(population),
+        tier_order=({str(t): i for i, t in enumerate(tier.cat.categories)}
+                    if isinstance(tier.dtype, pd.CategoricalDtype) else {}),
+        month_words=_month_words(manifest), created=_created(manifest),
+        data_end=f" Data run to {manifest['data_end']}." if manifest.get("data_end") else "",
+        holdout=manifest.get("holdout"))
+
+
+@dataclass(frozen=True)
+class _ListCounts:
+    """Each list's people, people per tier and people held out, found in one pass over the
+    population (not by filtering everyone per practice)."""
+
+    people: dict
+    tiers: list[str]
+    registered: dict[str, dict[str, int]]
+    held: dict
+
+
+def _list_counts(population: pd.DataFrame) -> _ListCounts:
     keys = list_key(population)
-    # Each practice's counts and changes, found in one pass (not by filtering everyone per practice).
-    people_by_key = keys.value_counts().to_dict()
-    tier_order_list, registered = _registered_by_tier(population, keys)
-    held_by_key = (keys[population["holdout"].fillna(False).astype(bool).to_numpy()].value_counts().to_dict()
-                   if "holdout" in population else {})
-    # (practice_id dropped once, not from each practice's part; their index does not reach the CSV)
-    changes_by_key = (dict(tuple(changes.drop(columns="practice_id").groupby(
-        changes["practice_id"].astype("str").to_numpy(), sort=False))) if changes is not None else {})
-    no_changes = changes.iloc[:0].drop(columns="practice_id") if changes is not None else None
-    month_words = _month_words(manifest)
-    created = _created(manifest)
-    names = {str(k): str(v) for k, v in (practice_names or {}).items()}
-    data_end = f" Data run to {manifest['data_end']}." if manifest.get("data_end") else ""
-    page = {"data_end": manifest.get("data_end"), "as_of": manifest.get("as_of"), "contact": contact,
-            "next_steps": list(next_steps), "notes": how_to_read, "groups": group_words, "provenance": provenance,
-            "outcome_words": outcome_words, "horizon_words": horizon_words}
-    jobs = []
-    order = sorted(practice_lists)
-    tables = {pid: (_with_local_ids(practice_lists[pid], reidentify[pid], pid) if reidentify and pid in reidentify
-                    else practice_lists[pid]) for pid in order}
+    tiers, registered = _registered_by_tier(population, keys)
+    held = (keys[population["holdout"].fillna(False).astype(bool).to_numpy()].value_counts().to_dict()
+            if "holdout" in population else {})
+    return _ListCounts(people=keys.value_counts().to_dict(), tiers=tiers, registered=registered, held=held)
+
+
+def _changes_by_list(changes: pd.DataFrame | None, keys: Sequence[str]) -> dict[str, pd.DataFrame | None]:
+    """Each list's rows of ``changes`` (practice_id dropped; no rows: an empty table), None without changes."""
+    if changes is None:
+        return dict.fromkeys(keys)
+    # practice_id dropped once, not from each practice's part; their index does not reach the CSV
+    parts = dict(tuple(changes.drop(columns="practice_id").groupby(changes["practice_id"].astype("str").to_numpy(),
+                                                                    sort=False)))
+    empty = changes.iloc[:0].drop(columns="practice_id")
+    return {key: parts.get(str(key), empty) for key in keys}
+
+
+def _list_jobs(tables: Mapping[str, pd.DataFrame], *, month: _MonthContext, counts: _ListCounts,
+               changes: pd.DataFrame | None, identified: set, with_workbook: set[str]) -> list[tuple[str, dict]]:
+    """(folder relative to the month, job for :func:`_write_list`) for each list, in order of key."""
+    order = list(tables)
+    mine = _changes_by_list(changes, order)
     # Every list's cells (for its workbook) and page rows, made for all lists at once and cut apart.
-    cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], tier_order)
-    for pid, cells, people_rows in zip(order, cells_of, rows_of):
-        unregistered = pid == NO_PRACTICE
-        relative = NO_PRACTICE if unregistered else f"practices/{pid}"
-        table = tables[pid]
-        identified = bool(reidentify and pid in reidentify)
-        label = ("people with no registered practice" if unregistered else
-                 f"{names[str(pid)]} ({pid})" if str(pid) in names else f"practice {pid}")
-        title = f"Case-finding list: {label}" + (f", {month_words}" if month_words else "")
-        people = int(people_by_key.get(str(pid), 0))
-        whom = "adults with no registered practice" if unregistered else "registered adults"
-        intro = (f"The {len(table)} people of {people:,} {whom} with the highest estimated risk of {outcome_words} "
-                 f"{horizon_words}, highest first.")
-        counts = _tier_counts(tier_order_list, registered.get(str(pid), {}), cells["Tier"])
-        held_back = _holdout_notice(int(held_by_key.get(str(pid), 0)), manifest.get("holdout"))
-        about = [intro + data_end, *([] if identified else [f"Finding each person: {find_person}"]),
-                 *([f"Who to ask: {contact}"] if contact else []),
-                 *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
-                 *next_steps, *how_to_read, *provenance]
-        mine = None
-        if changes is not None:
-            mine = changes_by_key.get(str(pid), no_changes)
-        jobs.append((relative, {
-            "table": table, "changes": mine, "workbook": str(pid) in with_workbook, "title": title, "about": about,
-            "created": created, "cells": cells, "people_rows": people_rows,
-            "page": {**page, "heading": title, "intro": intro, "find_person": None if identified else find_person,
-                     "has_local_ids": "Local ID" in table.columns,
-                     "whom_short": "people without a practice" if unregistered else "practice's people",
-                     "whose": "the" if unregistered else "the practice's",
-                     "whose_suffix": " without a practice" if unregistered else "",
-                     "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": on_list, "registered": people_in_tier,
-                                "definition": tier_words.get(t, "")} for t, people_in_tier, on_list in counts],
-                     "holdout": held_back, "n_columns": 12 + ("Local ID" in table.columns)}}))
-    # Every list's CSV, and every practice's changes, from one pandas to_csv per kind of table.
+    cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], month.tier_order)
+    return [(NO_PRACTICE if pid == NO_PRACTICE else f"practices/{pid}",
+             _list_job(pid, tables[pid], cells=cells, people_rows=people_rows, month=month, counts=counts,
+                       changes=mine[pid], identified=pid in identified, workbook=str(pid) in with_workbook))
+            for pid, cells, people_rows in zip(order, cells_of, rows_of)]
+
+
+def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, month: _MonthContext,
+              counts: _ListCounts, changes: pd.DataFrame | None, identified: bool, workbook: bool) -> dict:
+    """Everything one list's files say, as plain data (a worker process can write it)."""
+    words = month.words
+    unregistered = pid == NO_PRACTICE
+    names = month.practice_names
+    label = ("people with no registered practice" if unregistered else
+             f"{names[str(pid)]} ({pid})" if str(pid) in names else f"practice {pid}")
+    title = f"Case-finding list: {label}" + (f", {month.month_words}" if month.month_words else "")
+    people = int(counts.people.get(str(pid), 0))
+    whom = "adults with no registered practice" if unregistered else "registered adults"
+    intro = (f"The {len(table)} people of {people:,} {whom} with the highest estimated risk of {words.outcome_words} "
+             f"{words.horizon_words}, highest first.")
+    tier_counts = _tier_counts(counts.tiers, counts.registered.get(str(pid), {}), cells["Tier"])
+    held_back = _holdout_notice(int(counts.held.get(str(pid), 0)), month.holdout)
+    about = [intro + month.data_end, *([] if identified else [f"Finding each person: {words.find_person}"]),
+             *([f"Who to ask: {words.contact}"] if words.contact else []),
+             *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
+             *words.next_steps, *month.how_to_read, *month.provenance]
+    local_ids = "Local ID" in table.columns
+    return {
+        "table": table, "changes": changes, "workbook": workbook, "title": title, "about": about,
+        "created": month.created, "cells": cells, "people_rows": people_rows,
+        "page": {**month.page, "heading": title, "intro": intro, "find_person": None if identified else words.find_person,
+                 "has_local_ids": local_ids,
+                 "whom_short": "people without a practice" if unregistered else "practice's people",
+                 "whose": "the" if unregistered else "the practice's",
+                 "whose_suffix": " without a practice" if unregistered else "",
+                 "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": on_list, "registered": people_in_tier,
+                            "definition": month.tier_words.get(t, "")} for t, people_in_tier, on_list in tier_counts],
+                 "holdout": held_back, "n_columns": 12 + local_ids}}
+
+
+def _add_csv_bytes(jobs: Sequence[tuple[str, dict]]) -> None:
+    """Every list's CSV, and every practice's changes, from one pandas to_csv per kind of table
+    (the worker processes then need only the bytes, not the changes table)."""
     for (_, job), data in zip(jobs, csv_bytes_many([job["table"] for _, job in jobs])):
         job["csv"] = data
     with_changes = [job for _, job in jobs if job["changes"] is not None]
@@ -1241,12 +1354,17 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
         job["changes_csv"] = data
     for _, job in jobs:
         job.setdefault("changes_csv", None)
-        del job["changes"]  # the worker processes need only the bytes
-    out_dir = Path(out_dir)
-    with publish.month_folder(out_dir, replace=replace, models=manifest.get("models")) as tmp:  # riskstrat.scoring.publish
+        del job["changes"]
+
+
+def _publish_month(out_dir: Path, *, population: pd.DataFrame, jobs: Sequence[tuple[str, dict]],
+                   summary: pd.DataFrame, manifest: Mapping, options: MonthOptions) -> Path:
+    """Write every file into a temporary folder, the manifest with their hashes last, and publish it."""
+    with publish.month_folder(out_dir, replace=options.replace, models=manifest.get("models")) as tmp:
         write_parquet(population, tmp / "population.parquet")
         files = {"population.parquet": file_sha256(tmp / "population.parquet"),
-                 **_write_lists(tmp, jobs, workers=workers), "summary.csv": _write_csv(summary, tmp / "summary.csv")}
+                 **_write_lists(tmp, jobs, workers=options.workers),
+                 "summary.csv": _write_csv(summary, tmp / "summary.csv")}
         record = {**dict(manifest), "files": dict(sorted(files.items()))}
         write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", tmp / "manifest.json")
     return out_dir

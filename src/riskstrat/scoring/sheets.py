@@ -19,21 +19,20 @@ bytes (a rerun of a month does not change its files or their hashes in the manif
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import io
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from riskstrat.scoring import workbook_parts
-from riskstrat.scoring.workbook_parts import FORMULA_TRIGGERS
-
 __all__ = ["FORMULA_TRIGGERS", "csv_bytes", "csv_bytes_many", "is_formula_like", "neutralise_formula",
-           "python_values", "python_values_many", "reference_xlsx_bytes", "write_csv", "write_xlsx", "xlsx_bytes"]
+           "python_values", "python_values_many", "write_csv", "write_xlsx", "xlsx_bytes"]
+
+# Text starting with one of these is read by a spreadsheet as a formula.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 # A workbook's creation date when none is given: fixed, so that reruns give identical bytes.
 FIXED_CREATED = dt.datetime(2000, 1, 1)
@@ -175,35 +174,12 @@ def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sh
                cells: Sequence[list] | None = None) -> bytes:
     """The bytes :func:`write_xlsx` writes for ``table``, built in memory (for a practice's list).
 
-    Put together from its parts (:mod:`riskstrat.scoring.workbook_parts`): byte for byte what xlsxwriter
-    writes (:func:`reference_xlsx_bytes`), about ten times faster; tables that route does not handle
-    are written by xlsxwriter. ``cells`` (optional) are ``table``'s columns as :func:`python_values`
-    already gives them (:func:`python_values_many` for many tables at once), not made again.
+    ``cells`` (optional) are ``table``'s columns as :func:`python_values` already gives them
+    (:func:`python_values_many` for many tables at once), not made again.
     """
-    if parts_agree_with_xlsxwriter():
-        data = _parts_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
-                                 created=created, cells=cells)
-        if data is not None:
-            return data
-    return reference_xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
-                                created=created)
-
-
-def _parts_xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
-                      wide_columns: Sequence[str] = (), created: dt.datetime | None = None,
-                      cells: Sequence[list] | None = None) -> bytes | None:
-    """:func:`xlsx_bytes` from its parts (:func:`riskstrat.scoring.workbook_parts.workbook_bytes`), or None
-    for a table that needs xlsxwriter."""
-    columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
-    return workbook_parts.workbook_bytes(columns, cells, widths, percents=percents, wide=wide, title=title,
-                                         notes=notes, sheet=sheet, created=created or FIXED_CREATED)
-
-
-def reference_xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
-                         wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> bytes:
-    """:func:`xlsx_bytes` written cell by cell by xlsxwriter: the reference the fast route must equal."""
     buffer = io.BytesIO()
-    _build_xlsx(buffer, table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns, created=created)
+    _build_xlsx(buffer, table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns, created=created,
+                cells=cells)
     return buffer.getvalue()
 
 
@@ -288,8 +264,23 @@ def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequen
     return columns, cells, widths, percents, wide
 
 
+# Each format of a workbook by name (xlsxwriter numbers the formats in the order cells first use them).
+FORMATS = {
+    "header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "text_wrap": True, "valign": "vcenter"},
+    "percent": {"num_format": "0.0%"},
+    "wrap": {"text_wrap": True, "valign": "top"},
+    "quoted": {"quote_prefix": True},
+    "quoted_wrap": {"quote_prefix": True, "text_wrap": True, "valign": "top"},
+    "title": {"bold": True, "font_size": 14},
+}
+
+
 def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str], sheet: str,
-                wide_columns: Sequence[str], created: dt.datetime | None) -> None:
+                wide_columns: Sequence[str], created: dt.datetime | None,
+                cells: Sequence[list] | None = None) -> None:
+    """Write the workbook of :func:`write_xlsx` to ``target`` (a path, or a BytesIO) through
+    xlsxwriter's public API: streamed row by row (``constant_memory``) for a long table written to
+    a file, in memory otherwise."""
     import xlsxwriter
 
     streamed = len(table) > STREAM_ROWS and not isinstance(target, io.BytesIO)
@@ -297,79 +288,66 @@ def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str]
                                             "strings_to_numbers": False, "in_memory": not streamed,
                                             "constant_memory": streamed})
     try:
+        # A fixed creation date (the month's scoring date, else FIXED_CREATED): same inputs, same bytes.
         workbook.set_properties({"title": title, "author": "riskstrat", "created": created or FIXED_CREATED})
-        header = workbook.add_format({"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79",
-                                      "text_wrap": True, "valign": "vcenter"})
-        percent = workbook.add_format({"num_format": "0.0%"})
-        wrap = workbook.add_format({"text_wrap": True, "valign": "top"})
-        quoted = workbook.add_format({"quote_prefix": True})
-        quoted_wrap = workbook.add_format({"quote_prefix": True, "text_wrap": True, "valign": "top"})
+        formats = {name: workbook.add_format(options) for name, options in FORMATS.items()}
         ws = workbook.add_worksheet(sheet)
-        columns, cells, widths, percents, wide = _prepared(table, wide_columns)
-        for j, name in enumerate(columns):
-            ws.write_string(0, j, name, header)
-        # Cells written row by row (the order a streamed sheet needs, and the order of the shared
-        # strings); how a cell is written depends only on its value.
-        plain = [wrap if j in wide else None for j in range(len(columns))]
-        hostile = [quoted_wrap if j in wide else quoted for j in range(len(columns))]
-        number_format = [percent if j in percents else None for j in range(len(columns))]
-        write_string, write_number, write_boolean, write_blank = (ws.write_string, ws.write_number, ws.write_boolean,
-                                                                  ws.write_blank)
-        for i, row in enumerate(zip(*cells), start=1):
-            for j, value in enumerate(row):
-                kind = type(value)
-                if kind is str:
-                    write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
-                elif kind is int or kind is float:
-                    write_number(i, j, value, number_format[j])
-                elif value is None:
-                    if plain[j] is not None:  # a blank cell without a format is not written at all
-                        write_blank(i, j, None, plain[j])
-                elif kind is bool:
-                    write_boolean(i, j, value)
-                elif isinstance(value, (int, float)):
-                    write_number(i, j, value, number_format[j])
-                elif isinstance(value, str):
-                    write_string(i, j, str(value), hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
-                else:
-                    write_string(i, j, str(value), plain[j])
-        for j, width in enumerate(widths):
-            ws.set_column(j, j, width)
-        ws.freeze_panes(1, 0)
-        ws.autofilter(0, 0, max(len(table), 1), max(len(columns) - 1, 0))
-        ws.set_landscape()
-        ws.set_paper(9)  # A4
-        ws.fit_to_pages(1, 0)  # as wide as one page, as many pages down as needed
-        ws.repeat_rows(0)
-        ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
-        ws.set_header("&L&B" + title.replace("&", "&&"))
-        ws.set_footer("&LPage &P of &N")
+        columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
+        _write_list_cells(ws, columns, cells, percents=percents, wide=wide, formats=formats)
+        _set_up_list_sheet(ws, widths, rows=len(table), title=title)
         about = workbook.add_worksheet("About this list")
         about.set_column(0, 0, 120)
-        about.write_string(0, 0, title, workbook.add_format({"bold": True, "font_size": 14}))
+        about.write_string(0, 0, title, formats["title"])
         for i, line in enumerate(notes, start=1):
-            about.write_string(i, 0, str(line), quoted_wrap if is_formula_like(str(line)) else wrap)
+            about.write_string(i, 0, str(line), formats["quoted_wrap" if is_formula_like(str(line)) else "wrap"])
     finally:
         workbook.close()
 
 
-@functools.lru_cache(maxsize=1)
-def parts_agree_with_xlsxwriter() -> bool:
-    """Whether :func:`riskstrat.scoring.workbook_parts.workbook_bytes` writes what the installed xlsxwriter
-    writes, on awkward hand-made tables (every format, escapes, missing values, numbers); checked once
-    per process. When not, :func:`xlsx_bytes` uses xlsxwriter for every table."""
-    table = pd.DataFrame({
-        "Rank": np.array([1, 2, 3], dtype="int64"),
-        "Person ID": pd.array(["a&<b>\"'", "=2+3", None], dtype="str"),
-        "Risk (%)": [41.5, 1e-9, np.nan],
-        "Top reasons": ["  spaced  ", "@SUM(A1)\x07_x0041_", None],
-        "Flag": [True, False, True],
-        "Big": [1.5e300, -0.1 + 0.3, 12345678901234567.0],
-    })
-    options = {"title": "Case-finding list: P & Q <1>", "notes": ["First note.", "-2 is not a formula"],
-               "wide_columns": ("Top reasons",), "created": dt.datetime(2026, 11, 1)}
-    try:
-        return all(_parts_xlsx_bytes(t, **options) == reference_xlsx_bytes(t, **options)
-                   for t in (table, table.iloc[:0], table.iloc[::-1]))
-    except Exception:  # noqa: BLE001 - any failure here means: use xlsxwriter
-        return False
+def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, percents: set[int], wide: set[int],
+                      formats: Mapping) -> None:
+    """The List sheet's header row and cells: text always as text (hostile text with a quote
+    prefix), numbers as numbers (percent columns formatted), blanks only where a format shows."""
+    for j, name in enumerate(columns):
+        ws.write_string(0, j, name, formats["header"])
+    # Cells written row by row (the order a streamed sheet needs, and the order of the shared
+    # strings); how a cell is written depends only on its value.
+    plain = [formats["wrap"] if j in wide else None for j in range(len(columns))]
+    hostile = [formats["quoted_wrap" if j in wide else "quoted"] for j in range(len(columns))]
+    number_format = [formats["percent"] if j in percents else None for j in range(len(columns))]
+    write_string, write_number, write_boolean, write_blank = (ws.write_string, ws.write_number, ws.write_boolean,
+                                                              ws.write_blank)
+    for i, row in enumerate(zip(*cells), start=1):
+        for j, value in enumerate(row):
+            kind = type(value)
+            if kind is str:
+                write_string(i, j, value, hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
+            elif kind is int or kind is float:
+                write_number(i, j, value, number_format[j])
+            elif value is None:
+                if plain[j] is not None:  # a blank cell without a format is not written at all
+                    write_blank(i, j, None, plain[j])
+            elif kind is bool:
+                write_boolean(i, j, value)
+            elif isinstance(value, (int, float)):
+                write_number(i, j, value, number_format[j])
+            elif isinstance(value, str):
+                write_string(i, j, str(value), hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
+            else:
+                write_string(i, j, str(value), plain[j])
+
+
+def _set_up_list_sheet(ws, widths: Sequence[float], *, rows: int, title: str) -> None:
+    """Column widths, the frozen and filtered header row, and printing: A4 landscape, one page
+    wide, the header row on every page, the title and page numbers in the page header and footer."""
+    for j, width in enumerate(widths):
+        ws.set_column(j, j, width)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, max(rows, 1), max(len(widths) - 1, 0))
+    ws.set_landscape()
+    ws.set_paper(9)  # A4
+    ws.fit_to_pages(1, 0)  # as wide as one page, as many pages down as needed
+    ws.repeat_rows(0)
+    ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
+    ws.set_header("&L&B" + title.replace("&", "&&"))
+    ws.set_footer("&LPage &P of &N")
