@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.registry import tracking
+from riskstrat.evaluation.held_out import fit_and_evaluate
 from riskstrat.modeling.config import TrainConfig, config_to_dict
+from riskstrat.modeling.models import model_outcome
 from riskstrat.errors import InvalidInputError, RiskstratError
 from riskstrat.data.records import LinkedRecords
 
@@ -60,7 +62,7 @@ def load_truth(cfg: TrainConfig) -> pd.DataFrame | None:
 
 @dataclass
 class TrainingRun:
-    result: object          # train.TrainingResult
+    result: object          # evaluation.held_out.TrainingResult
     logged: object | None   # tracking.LoggedRun
     config: TrainConfig | None = None  # as run (index_dates: auto resolved to dates)
     timings: dict[str, float] | None = None  # seconds per stage (TRAINING_STAGES, then per index date)
@@ -92,7 +94,7 @@ def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
     from riskstrat.data.io import currency_of, data_fingerprint
     from riskstrat.data.data_end import data_end_of
     from riskstrat.outcomes import check_costs_known
-    from riskstrat.modeling.train import TablesOnDemand, assemble, check_events, fit_and_evaluate, truth_scores
+    from riskstrat.modeling.train import TablesOnDemand, assemble, check_events, truth_scores
 
     from riskstrat.data.privacy import check_key_matches
 
@@ -732,7 +734,6 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     from riskstrat.registry import tracking
     from riskstrat.features.engine import PandasEngine, open_engine
     from riskstrat.data.data_end import data_end_of
-    from riskstrat.pipelines.evaluate import model_outcome
     from riskstrat.modeling.guards import StaleDataError, check_data_currency
     from riskstrat.features.costs import check_model_costs
     from riskstrat.outcomes import check_costs_known

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from riskstrat.modeling.config import TrainConfig, load_config, path_override
+import pandas as pd
+
+from riskstrat.data.io import dataset_metadata, read_json
+from riskstrat.data.synth import write_population
+from riskstrat.modeling.config import ScoringConfig, TrainConfig, load_config, path_override
+from riskstrat.pipelines import load_data, run_scoring, run_training
+from riskstrat.pipelines.evaluate import TooFewEventsError, run_evaluation
+from riskstrat.registry import tracking
 
 DEMO_DATA = Path("riskstrat-data/synthetic")
 DEMO_TARGETS = ("emergency_admission", "high_cost")
@@ -23,9 +30,6 @@ def demo_config(target: str, *, data_dir: Path = DEMO_DATA, overrides: list[str]
 
 def ensure_synthetic(data_dir: Path, *, people: int, seed: int, progress=None) -> tuple[dict, bool]:
     """Generate the synthetic data unless the same (people, seed) set is already there."""
-    from riskstrat.data.io import read_json
-    from riskstrat.data.synth import write_population
-
     meta_path = data_dir / "dataset.json"
     if meta_path.exists():
         meta = read_json(meta_path)
@@ -44,11 +48,6 @@ class DemoResult:
 def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None], overrides: list[str] | None = None,
                       ) -> DemoResult:
     """Train and register both demo models; make a model champion if it has none yet."""
-    from riskstrat.registry import tracking
-    from riskstrat.pipelines import load_data, run_training
-
-    from riskstrat.data.io import dataset_metadata
-
     result = DemoResult()
     records = None
     people = dataset_metadata(data_dir).get("n_people")
@@ -86,8 +85,6 @@ def _evaluate(name: str, version: str, champion: str | None, cfg: TrainConfig, r
     writes the report and models/<name>/card.md. Too few events on a small population is not fatal.
     A model trained with ``split.mode: temporal_only`` has no held-out people: it is evaluated on
     everyone (the report says so), the people never used in training shown apart."""
-    from riskstrat.pipelines.evaluate import TooFewEventsError, run_evaluation
-
     try:
         return run_evaluation(f"{name}/{version}", cfg.data.path, cfg.index_dates.test,
                               against=f"{name}@champion" if champion else None, uri=cfg.tracking.uri,
@@ -100,11 +97,6 @@ def _evaluate(name: str, version: str, champion: str | None, cfg: TrainConfig, r
 
 def run_demo_scoring(meta: dict, *, data_dir: Path = DEMO_DATA, stage: Callable[[str], None]) -> dict:
     """Score the demo population the day after its extract ends, with the champions."""
-    import pandas as pd
-
-    from riskstrat.modeling.config import ScoringConfig, load_config, path_override
-    from riskstrat.pipelines import run_scoring
-
     # Synthetic data: a rerun with fewer people may replace a larger month (the shrink check is for real months),
     # and a rerun of the demo republishes its month on purpose (replace_existing).
     cfg = load_config(None, [path_override("data.path", data_dir), "lists.holdout_fraction=0.1",

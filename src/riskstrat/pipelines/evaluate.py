@@ -14,11 +14,26 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from riskstrat import report
+from riskstrat.data.data_end import data_end_of
+from riskstrat.data.io import check_replaceable, currency_of, data_fingerprint, dataset_metadata
+from riskstrat.data.privacy import FINGERPRINT_FIELD
+from riskstrat.data.synth.truth import oracle_risk, read_truth
+from riskstrat.data.validate import blank_costs
 from riskstrat.errors import RiskstratError
+from riskstrat.evaluation import gate as gates
 from riskstrat.evaluation._evaluate import CANDIDATE, Evaluation, evaluate_scores, headline_table
 from riskstrat.evaluation._groups import subgroup_attributes
-from riskstrat.evaluation._overlap import TrainingOverlap, training_overlap
+from riskstrat.evaluation._overlap import TrainingOverlap, labels_end, training_overlap
 from riskstrat.evaluation._shap import SAMPLE_SIZE, ShapSample, shap_figures, shap_sample
+from riskstrat.features.clinical import build_features
+from riskstrat.features.costs import check_model_costs
+from riskstrat.modeling.config import DataConfig
+from riskstrat.modeling.models import model_outcome, prior_use_score
+from riskstrat.outcomes import HighCost, check_costs_known
+from riskstrat.outcomes.labels import check_horizon, future_cost
+from riskstrat.pipelines import check_features_match, load_data, models_spec
+from riskstrat.registry import tracking
 
 Stage = Callable[[str], None]
 
@@ -36,8 +51,6 @@ def training_design_of(loaded, *, uri: str | None = None) -> dict:
     (:func:`riskstrat.modeling.train.training_design`). A model trained before riskstrat recorded it gets its
     dates and horizon from its training run's logged configuration, and no split rule (whether a
     person was in training is then unknown); ``{}`` when neither exists."""
-    from riskstrat.registry import tracking
-
     design = loaded.risk_model.metadata.get("training_design")
     if design:
         return design
@@ -47,18 +60,6 @@ def training_design_of(loaded, *, uri: str | None = None) -> dict:
         return {}
     return {"index_dates": [str(d) for d in dates["train"]], "test_date": dates.get("test"),
             "horizon_days": int(target["horizon_days"])}
-
-
-def model_outcome(risk_model):
-    """The outcome a fitted model predicts, rebuilt from its metadata (older models: its target name)."""
-    from riskstrat.outcomes import parse_outcome
-
-    described = dict(risk_model.metadata.get("outcome") or {})
-    if not described:
-        return parse_outcome({"name": risk_model.target})
-    if described.get("kind") != "event":
-        described.pop("words", None)  # a property of the built-ins, not a setting
-    return parse_outcome(described)
 
 
 def global_drivers(risk_model, X: pd.DataFrame, *, n: int = SAMPLE_SIZE, seed: int = 0, top: int = 10,
@@ -116,21 +117,6 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     report, tables and figures to ``out_dir``, the model card draft and a default gate to
     ``card_dir/<name>/`` (None: no card), and logs an evaluation run linked to the model version.
     """
-    from riskstrat.registry import tracking
-    from riskstrat.modeling.config import DataConfig
-    from riskstrat.evaluation import gate as gates
-    from riskstrat.features.clinical import build_features
-    from riskstrat.features.costs import check_model_costs
-    from riskstrat.data.io import check_replaceable, currency_of, data_fingerprint, dataset_metadata
-    from riskstrat.data.privacy import FINGERPRINT_FIELD
-    from riskstrat.outcomes.labels import check_horizon, future_cost
-    from riskstrat.outcomes import HighCost, check_costs_known
-    from riskstrat.data.validate import blank_costs
-    from riskstrat.data.synth.truth import oracle_risk, read_truth
-    from riskstrat.modeling.models import prior_use_score
-    from riskstrat.pipelines import check_features_match, load_data, models_spec
-    from riskstrat.data.data_end import data_end_of
-
     as_of = pd.Timestamp(as_of).normalize()
     if out_dir:  # before any work: a folder riskstrat did not write is never replaced
         check_replaceable(out_dir, "evaluation report")
@@ -147,8 +133,6 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     # Features built now must be the ones each model saw: its stored spec (the union of both models').
     spec = models_spec([candidate] + ([champion] if champion else []), stage=stage)
     if champion:
-        from riskstrat.evaluation._overlap import labels_end
-
         end = labels_end(training_design_of(champion, uri=uri))
         if end is not None and as_of < end:  # e.g. a refit for deployment, fitted on labels to the data end
             stage(f"warning: {champion.name} version {champion.version} was trained on outcomes up to the day before "
@@ -244,8 +228,6 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "training_overlap": overlap.to_dict(), "unseen": unseen, "costs": money.as_dict(),
         "shap": explained.describe() if explained is not None else None,
     }
-    from riskstrat import report
-
     out_dir = Path(out_dir) if out_dir else Path("riskstrat-output/evaluations") / (
         f"{candidate.name}-v{candidate.version}-{as_of.date()}")
     report.write_evaluation(out_dir, evaluation, context, drivers=drivers, criteria=criteria,

@@ -21,8 +21,17 @@ from typing import Callable
 
 import pandas as pd
 
+from riskstrat import report
+from riskstrat.data.data_end import data_end_of
+from riskstrat.data.io import check_replaceable, data_fingerprint
+from riskstrat.data.privacy import check_key_matches, match_opt_outs
 from riskstrat.errors import RiskstratError
 from riskstrat.evaluation.monitor import MonthResult, ScoredMonth, label_population, monitor_month, split_by_maturity
+from riskstrat.modeling.models import model_outcome
+from riskstrat.modeling.tiers import LOWEST_TIER
+from riskstrat.pipelines import load_data, read_opt_outs
+from riskstrat.registry import tracking
+from riskstrat.scoring.publish import published_months
 from riskstrat.scoring.published import MANIFEST, POPULATION, PublishedMonthError, read_manifest, read_population, verify_file
 
 Stage = Callable[[str], None]
@@ -53,8 +62,6 @@ def scored_months(output_dir, *, before) -> list[ScoredMonth]:
     the month's name is refused (:class:`riskstrat.scoring.published.ManifestError`), whatever its date,
     since its date cannot be believed.
     """
-    from riskstrat.scoring.publish import published_months
-
     root = Path(output_dir)
     if not root.is_dir():
         return []
@@ -72,8 +79,6 @@ def check_provenance(month: ScoredMonth, *, uri: str | None) -> None:
     version the registry lacks) a month whose manifest's models are not this registry's: each
     model's version must exist here, with the training run id the manifest records, and the risk
     model's training run must be tagged with the outcome the manifest names."""
-    from riskstrat.registry import tracking
-
     where = f"{month.month}/{MANIFEST}"
     for name, recorded in month.manifest["models"].items():
         try:
@@ -105,8 +110,6 @@ def check_recorded(month: ScoredMonth, *, experiment: str, uri: str | None) -> N
     recorded when the month was published (:func:`riskstrat.registry.tracking.recorded_manifests`): the
     manifest carries the hash of every file, so a population edited together with its manifest's hash
     would pass the file check; the copy in MLflow is out of the output folder's writers' reach."""
-    from riskstrat.registry import tracking
-
     as_of = str(month.as_of.date())
     recorded = tracking.recorded_manifests(as_of, experiment=experiment, uri=uri)
     where = f"{month.month}/{MANIFEST}"
@@ -167,15 +170,6 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     are read. Writes the report and its tables to ``out_dir`` (default
     ``riskstrat-output/monitoring/<as_of>``) and logs a monitoring run (aggregates only).
     """
-    from riskstrat import report
-    from riskstrat.registry import tracking
-    from riskstrat.pipelines.evaluate import model_outcome
-    from riskstrat.data.io import check_replaceable, data_fingerprint
-    from riskstrat.data.data_end import data_end_of
-    from riskstrat.pipelines import load_data, read_opt_outs
-    from riskstrat.data.privacy import check_key_matches, match_opt_outs
-    from riskstrat.modeling.tiers import LOWEST_TIER
-
     as_of = pd.Timestamp(as_of).normalize()
     if out_dir:  # before any work: a folder riskstrat did not write is never replaced
         check_replaceable(out_dir, "monitoring report")
