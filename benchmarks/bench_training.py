@@ -19,7 +19,7 @@ Every stage runs in its own fresh subprocess, so the peak RSS reported is that s
     profile    (--profile) the same under cProfile (top functions into the JSON, the .prof file into
                the work folder), and build_features once per source to split the time by table
     assemble   riskstrat.modeling.train.assemble: features + labels for the config's 5 training dates + test date
-    fit        riskstrat.modeling.train.fit_and_evaluate (LightGBM + isotonic calibration, logistic and
+    fit        riskstrat.evaluation.held_out.fit_and_evaluate (LightGBM + isotonic calibration, logistic and
                prior-use baselines, metrics with evaluation.n_bootstrap bootstrap resamples),
                on the assemble stage's TrainingData (passed through a pickle in the work folder)
     train      (opt-in: --stages train) the whole riskstrat.pipelines.train.run_training in one process, as
@@ -342,7 +342,8 @@ def w_assemble(args, rep: B.Reporter) -> None:
 
 def w_fit(args, rep: B.Reporter) -> None:
     from riskstrat.data.load import load_truth
-    from riskstrat.modeling.train import fit_and_evaluate, truth_scores
+    from riskstrat.evaluation.held_out import fit_and_evaluate
+    from riskstrat.modeling.train import truth_scores
 
     cfg = _config(args, args._datadir)
     rep.step("unpickle TrainingData")

@@ -310,37 +310,13 @@ def layer_of(module: str, layers: dict[str, str]) -> str:
     raise KeyError(module)
 
 
-def write_ratchet(path: Path, counts: dict[tuple[str, str], int], *, header: str) -> None:
-    """The function-level ratchet file: one ``importer -> target  count`` a line."""
-    lines = [header] + [f"{i} -> {t}  {n}" for (i, t), n in sorted(counts.items()) if n > 0]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-RATCHET_HEADER = """\
-# Imports of riskstrat's own modules inside functions: importer -> target  statements.
-# A ratchet (tests/test_floor_plan.py): the counts are a ceiling and only go down. Do not add a line;
-# import at the top of the module instead (see that test's docstring). Tighten after removing some:
-#   python tests/_import_graph.py --tighten"""
-
-
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     src = SRC
     for arg in sys.argv[1:]:
         if arg.startswith("--src="):
             src = Path(arg.split("=", 1)[1])
-    import test_floor_plan as contract  # the contract: layers and the ratchet's file
+    import test_floor_plan as contract  # the contract: the layers
 
     layers = {m: layer for layer, ms in contract.LAYERS.items() for m in ms}
-    actual: dict[tuple[str, str], int] = {}
-    for a in own(arrows(src), where="function"):
-        actual[(a.importer, a.target)] = actual.get((a.importer, a.target), 0) + 1
-    if "--tighten" in sys.argv:  # only ever lowers a count or drops a line, never adds one
-        allowed = contract.read_ratchet()
-        write_ratchet(contract.RATCHET, {k: min(n, actual.get(k, 0)) for k, n in allowed.items()},
-                      header=RATCHET_HEADER)
-        print(f"{contract.RATCHET}: {sum(allowed.values())} -> {sum(min(n, actual.get(k, 0)) for k, n in allowed.items())}")
-    elif "--write-ratchet" in sys.argv:  # the first time only: takes today's imports as the ceiling
-        write_ratchet(contract.RATCHET, actual, header=RATCHET_HEADER)
-    else:
-        print(report(src, layers=layers, order=contract.ORDER, show_edges="--edges" in sys.argv))
+    print(report(src, layers=layers, order=contract.ORDER, show_edges="--edges" in sys.argv))

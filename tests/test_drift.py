@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from riskstrat.evaluation import metrics
-from riskstrat.evaluation.drift import drift_report, psi_against, reference_profile, status, variable_profile
+from riskstrat.evaluation.drift import drift_report, psi_against, status
+from riskstrat.modeling.profile import reference_profile, variable_profile
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from riskstrat.evaluation import age_band, subgroup_attributes
 from riskstrat.features.clinical import eligible_persons
 from riskstrat.scoring.month import cohort_exclusions
 from riskstrat.modeling.tiers import DEFAULT_GROUPS, group_flags
-from riskstrat.modeling.train import evaluate
+from riskstrat.evaluation.held_out import evaluate
 
 # Ages at every band's edges, in years (a birthday counts on the day: 40.0 is 40 completed years).
 EDGE_AGES = [0.5, 17.99, 18.0, 39.99, 40.0, 54.5, 55.0, 55.99, 56.0, 64.99, 65.0, 74.99, 75.0, 84.99, 85.0, 101.0]

@@ -11,6 +11,7 @@ import pytest
 from riskstrat.registry import tracking
 from riskstrat.modeling.config import LightGBMConfig, load_config
 from riskstrat.evaluation import gate as gates
+from riskstrat.pipelines.promote import check_promotion
 from riskstrat.modeling.models import auto_lightgbm
 from riskstrat.pipelines.train import run_training
 from riskstrat.modeling.refit import REFIT_OF_RUN_TAG, REFIT_OF_VERSION_TAG, REFIT_VERSION_TAG, refit_dates
@@ -126,7 +127,7 @@ def test_gate_judges_a_refit_by_its_parents_evaluation_until_its_own_is_out_of_s
     parent, refit = run.logged.model_version, run.refit_logged.model_version
 
     def check():
-        return gates.check_promotion("test-refit", refit, uri=cfg.tracking.uri, card_dir=tmp_path)
+        return check_promotion("test-refit", refit, uri=cfg.tracking.uri, card_dir=tmp_path)
 
     first = check()
     assert not first.passed and f"nor of version {parent}" in first.criteria[0].detail
@@ -136,7 +137,7 @@ def test_gate_judges_a_refit_by_its_parents_evaluation_until_its_own_is_out_of_s
     assert inherited.passed and inherited.inherited_from == parent and inherited.evaluation_run_id == parent_run
     assert f"inherited from version {parent}" in inherited.criteria[0].detail
     # The parent's own verdict is the same evaluation, not inherited.
-    own = gates.check_promotion("test-refit", parent, uri=cfg.tracking.uri, card_dir=tmp_path)
+    own = check_promotion("test-refit", parent, uri=cfg.tracking.uri, card_dir=tmp_path)
     assert own.passed and own.inherited_from is None
     # An evaluation of the refit in its own training years is in-sample: the parent's still counts.
     _evaluation(cfg, refit, as_of="2024-11-01", labels_end="2025-11-01", metrics={**GOOD, "n_events": 5.0},

@@ -37,7 +37,7 @@ from riskstrat.scoring import lists  # noqa: E402
 from riskstrat.modeling.config import LightGBMConfig  # noqa: E402
 from riskstrat.features.duckdb import DuckDBEngine  # noqa: E402
 from riskstrat.features.spark import SparkEngine  # noqa: E402
-from riskstrat.evaluation.drift import reference_profile  # noqa: E402
+from riskstrat.modeling.profile import reference_profile  # noqa: E402
 from riskstrat.modeling.models import fit_cost_regressor, fit_lightgbm  # noqa: E402
 from riskstrat.scoring.month import InMemoryFeatures  # noqa: E402
 from riskstrat.scoring.spark import SparkMonthFeatures  # noqa: E402

@@ -27,6 +27,7 @@ from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 from riskstrat import __version__
+from riskstrat.errors import RiskstratError
 from riskstrat.quiet import foreign_warnings_hidden, mlflow_events_hidden, show_all
 
 # Exit statuses: 1 for operating-system failures (and bugs, with their traceback), 2 for a riskstrat
@@ -175,8 +176,6 @@ class _Commands(Group):
         return sorted(names, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER))
 
     def invoke(self, ctx):
-        from riskstrat.errors import RiskstratError
-
         try:
             # MLflow's own event lines ("Created version '2' of model ...") and download bars repeat
             # what riskstrat's stage lines say; shown only with RISKSTRAT_SHOW_WARNINGS.

@@ -140,35 +140,14 @@ def promote(
 
     Example: riskstrat promote riskstrat-emergency-admission 3 --alias champion
     """
-    from riskstrat.registry.tracking import promote as do_promote, refuse_degenerate
+    from riskstrat.pipelines.promote import promote as run_promotion
 
-    if not force:  # a degenerate model is refused before its evaluation is even looked at
-        refuse_degenerate(name, version, what=f"make it {alias}", override="pass --force --reason \"...\"",
-                          uri=tracking_uri)
-    verdict = _gate_or_fail(name, version, alias=alias, uri=tracking_uri, card_dir=card_dir, force=force,
-                            reason=reason)
-    moved = do_promote(name, version, alias=alias, uri=tracking_uri, force=force)
-    if not verdict.passed:
-        from riskstrat.evaluation.gate import record_override
-
-        tags = record_override(name, version, reason=reason, failures=verdict.failures(), uri=tracking_uri)
-        out.print(f"gate overridden by {tags['riskstrat.gate_override.user']}: {reason} (recorded on version {version})")
-    before = f" (was version {moved['previous_version']})" if moved["previous_version"] else ""
+    done = run_promotion(name, version, alias=alias, uri=tracking_uri, card_dir=card_dir, force=force, reason=reason)
+    if done.override is not None:
+        out.print(f"gate overridden by {done.override['riskstrat.gate_override.user']}: {reason} "
+                  f"(recorded on version {version})")
+    before = f" (was version {done.moved['previous_version']})" if done.moved["previous_version"] else ""
     out.print(f"{name}@{alias} -> version {version}{before}")
-
-
-def _gate_or_fail(name: str, version: str, *, alias: str, uri: str | None, card_dir: Path, force: bool,
-                  reason: str | None):
-    """The promotion gate's verdict; exits non-zero listing the failed criteria unless forced with a reason."""
-    from riskstrat.evaluation.gate import check_promotion, require_reason
-
-    require_reason(force=force, reason=reason)  # a refusal (exit 2) before anything is looked up
-    verdict = check_promotion(name, version, alias=alias, uri=uri, card_dir=card_dir)
-    if not verdict.passed and not force:
-        lines = "\n".join(f"  - {c.name}: {c.detail}" for c in verdict.failures())
-        fail(f"{name} version {version} does not pass the promotion gate ({card_dir / name / 'gate.yaml'}):\n{lines}\n"
-             f"nothing was promoted; override with --force --reason \"...\" (recorded on the version)", EXIT_REFUSED)
-    return verdict
 
 
 @app.command()

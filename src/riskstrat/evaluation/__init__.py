@@ -3,7 +3,9 @@
 - :func:`metric_frame`: metrics overall and by group (fairlearn's ``MetricFrame`` shape);
 - :func:`subgroup_attributes`: age band, sex, deprivation quintile, ethnicity group, GP practice;
 - :func:`evaluate_scores`: a candidate's full evidence against other scores on the same rows;
-- :mod:`riskstrat.evaluation.gate`: the promotion gate read from ``models/<name>/gate.yaml``;
+- :mod:`riskstrat.evaluation.held_out`: a training run's models measured on its temporal test set;
+- :mod:`riskstrat.evaluation.gate`: the promotion gate read from ``models/<name>/gate.yaml`` and its
+  criteria (:mod:`riskstrat.pipelines.promote` checks a registered version against them);
 - :mod:`riskstrat.pipelines.evaluate`: ``riskstrat evaluate`` (registry, data, report, MLflow).
 """
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from riskstrat.evaluation import metrics
 from riskstrat.evaluation._frame import MetricFrame, metric_frame
+from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS
 
 CANDIDATE = "candidate"
 # Scores that rank but are not probabilities (no calibration for them).
@@ -122,8 +123,6 @@ def evaluate_scores(y_true, scores: Mapping[str, np.ndarray], attributes: pd.Dat
     ``cost_true`` (each person's actual cost over the horizon, in ``currency``) adds the cost
     evidence (:func:`cost_evidence`), with ``cost_pred`` the candidate's predicted cost.
     """
-    from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS
-
     if CANDIDATE not in scores:
         raise ValueError(f"scores must include {CANDIDATE!r}; got {list(scores)}")
     y, prob = metrics._check_inputs(y_true, scores[CANDIDATE], probability=True)

@@ -1,8 +1,7 @@
 """Drift at every scoring run: population stability index (PSI) of the score and of each input
-feature against a reference profile stored with the model when it was trained.
+feature against the reference profile stored with the model when it was trained
+(:func:`riskstrat.modeling.profile.reference_profile`: aggregates only, no person's row).
 
-The profile holds aggregates only (decile edges of each variable and the share of people in each
-bin, plus the share missing), so it can travel inside the model artifact without any person's row.
 PSI is computed exactly as :func:`riskstrat.evaluation.metrics.psi` on the reference sample, with one more
 bin for missing values. Rule of thumb (and the thresholds here): below 0.1 stable, 0.1-0.25 warn,
 above 0.25 alert.
@@ -17,33 +16,15 @@ WARN, ALERT = 0.1, 0.25
 _FLOOR = 1e-6
 
 
-def variable_profile(values, *, n_bins: int = 10) -> dict:
-    """Decile edges (duplicates merged) and the share of rows in each bin, plus the share missing.
-
-    >>> variable_profile([1.0, 2.0, 3.0, 4.0, np.nan], n_bins=2)
-    {'edges': [2.5], 'shares': [0.4, 0.4], 'missing': 0.2}
-    """
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        raise ValueError("cannot profile an empty variable")
-    if n_bins < 2:
-        raise ValueError(f"n_bins must be at least 2, got {n_bins}")
-    present = x[~np.isnan(x)]
-    if present.size == 0:
-        return {"edges": [], "shares": [0.0], "missing": 1.0}
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, n_bins + 1)[1:-1]))
-    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
-    return {"edges": [float(e) for e in edges], "shares": [float(c / x.size) for c in counts],
-            "missing": float((x.size - present.size) / x.size)}
-
-
 def psi_against(profile: dict, values) -> float:
-    """PSI of ``values`` against a :func:`variable_profile` (missing values are one more bin)."""
+    """PSI of ``values`` against a :func:`~riskstrat.modeling.profile.variable_profile` (missing values are one
+    more bin)."""
     return psi_of_counts(profile, bin_counts(profile, values))
 
 
 def bin_counts(profile: dict, values) -> np.ndarray:
-    """How many of ``values`` fall in each bin of a :func:`variable_profile`, then how many are missing.
+    """How many of ``values`` fall in each bin of a :func:`~riskstrat.modeling.profile.variable_profile`, then
+    how many are missing.
 
     Counts of parts of the data add up to the counts of the whole (an engine can count per partition).
 
@@ -58,7 +39,8 @@ def bin_counts(profile: dict, values) -> np.ndarray:
 
 
 def psi_of_counts(profile: dict, counts) -> float:
-    """PSI against a :func:`variable_profile` of values counted by :func:`bin_counts`."""
+    """PSI against a :func:`~riskstrat.modeling.profile.variable_profile` of values counted by
+    :func:`bin_counts`."""
     counts = np.asarray(counts, dtype=np.int64)
     n = int(counts.sum())
     if n == 0:
@@ -69,13 +51,6 @@ def psi_of_counts(profile: dict, counts) -> float:
         ref, new = ref[:-1], new[:-1]
     ref, new = np.clip(ref, _FLOOR, None), np.clip(new, _FLOOR, None)
     return float(np.sum((new - ref) * np.log(new / ref)))
-
-
-def reference_profile(X: pd.DataFrame, score, *, described: str = "", n_bins: int = 10) -> dict:
-    """The profile of the score and of every column of ``X`` (what the model saw at training time)."""
-    return {"described": described, "n": int(len(X)), "score": variable_profile(score, n_bins=n_bins),
-            "features": {c: variable_profile(X[c].to_numpy(dtype=float, na_value=np.nan), n_bins=n_bins)
-                         for c in X.columns}}
 
 
 def status(value: float) -> str:

@@ -1,15 +1,15 @@
 """The promotion gate: the criteria a model version's evaluation must meet before an alias moves to it.
 
 The criteria live in ``models/<registered-name>/gate.yaml`` (written with the defaults below by the
-first ``riskstrat evaluate`` of that model; a reviewer edits them). ``riskstrat promote`` finds the
-version's latest evaluation in MLflow (by tag) and checks it; ``--force --reason`` overrides, and the
-reason, the OS user and the time are recorded as tags on the version.
+first ``riskstrat evaluate`` of that model; a reviewer edits them). Pure decisions on an evaluation's
+metrics and tags: :mod:`riskstrat.pipelines.promote` (``riskstrat promote``) finds the version's latest
+evaluation in MLflow (by tag) and checks it here; ``--force --reason`` overrides, and the reason, the
+OS user and the time are recorded as tags on the version.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from riskstrat.errors import RiskstratError
-from riskstrat.data.io import DataFileError, read_user_text
+from riskstrat.data.io import DataFileError, read_user_text, write_text
 
 GATE_FILE = "gate.yaml"
 # Tags of an evaluation run (written by riskstrat evaluate) that the gate reads besides its metrics.
@@ -86,8 +86,6 @@ def load_gate(path: str | Path) -> Gate:
 
 def write_default_gate(card_dir: str | Path, name: str) -> Path | None:
     """Write ``<card_dir>/<name>/gate.yaml`` with the defaults unless one exists; returns it if written."""
-    from riskstrat.data.io import write_text
-
     path = Path(card_dir) / name / GATE_FILE
     if path.exists():
         return None
@@ -177,67 +175,3 @@ def require_reason(*, force: bool, reason: str | None) -> None:
     if force and not (reason and reason.strip()):
         raise OverrideWithoutReasonError("--force needs --reason \"...\": the reason is recorded on the model version; "
                                          "nothing was promoted")
-
-
-def check_promotion(name: str, version: str | int, *, alias: str = "champion", uri: str | None = None,
-                    card_dir: str | Path = "models") -> GateResult:
-    """The gate of ``name`` against the latest evaluation of ``version`` in MLflow.
-
-    Refuses (:class:`riskstrat.registry.tracking.RegistryError`) a version the registry does not hold. Besides
-    the gate file's criteria, the evaluation must be dated after the model's training labels
-    (:func:`check_timing`). A refit for deployment (tagged ``riskstrat.refit_of_version``) is checked
-    against its own latest evaluation when that one is dated on or after its labels end; otherwise
-    against the latest evaluation of the version it refits (``inherited_from``), whose timing is that
-    version's: the refit has the same settings, fitted on later labels.
-    """
-    from riskstrat.registry import tracking
-
-    from riskstrat.modeling.refit import REFIT_OF_VERSION_TAG
-
-    tracking.require_version(name, version, uri=uri)
-    gate = load_gate(Path(card_dir) / name / GATE_FILE)
-    run = tracking.find_evaluation(name, version, uri=uri)
-    # A refit (riskstrat.modeling.refit) is judged by its own evaluation once one is out of sample in time (dated on
-    # or after its labels end, which are the data end's); until then by the evaluation of the version it refits.
-    parent = tracking.version_tags(name, version, uri=uri).get(REFIT_OF_VERSION_TAG)
-    inherited_from = None
-    if parent and (run is None or not check_timing(run.data.tags.get(AS_OF_TAG),
-                                                   run.data.tags.get(LABELS_END_TAG)).passed):
-        inherited = tracking.find_evaluation(name, parent, uri=uri)
-        if inherited is not None:
-            run, inherited_from = inherited, parent
-    if run is None:
-        also = (f" (nor of version {parent}, whose settings it refits: evaluate that one, and the refit inherits it)"
-                if parent else "")
-        return GateResult([Criterion("evaluation exists", False,
-                                     f"no evaluation of {name} version {version} in MLflow{also}: run riskstrat evaluate "
-                                     f"--model {name}/{parent or version} --against {name}@{alias} --data DIR "
-                                     f"--as-of DATE")])
-    current = tracking.load_champion_version(name, alias=alias, uri=uri)
-    if current in (str(version), inherited_from):
-        # Re-pointing the alias at the version it holds, or moving it from a version to its own refit
-        # (the same settings on later data), compares with nothing.
-        current = None
-    tags = run.data.tags
-    people = {"unseen": "people not used in training", "all": "all people, those used in training included"}
-    whose = (f"inherited from version {inherited_from}, whose settings version {version} refits on the data up to "
-             f"their end (evaluate version {version} at its labels end or later for its own check): "
-             if inherited_from else "")
-    criteria = [Criterion("evaluation exists", True, f"{whose}run {run.info.run_id} at {tags.get(AS_OF_TAG)}"
-                          + (f" on {people[tags[PEOPLE_TAG]]}" if tags.get(PEOPLE_TAG) in people else "")),
-                check_timing(tags.get(AS_OF_TAG), tags.get(LABELS_END_TAG))]
-    criteria += check_gate(run.data.metrics, gate, champion_version=current,
-                           compared_version=tags.get("riskstrat.against_version"))
-    return GateResult(criteria, run.info.run_id, inherited_from=inherited_from)
-
-
-def record_override(name: str, version: str | int, *, reason: str, failures: list[Criterion],
-                    uri: str | None = None) -> dict:
-    """Record a forced promotion on the version: the reason, the OS user, the time, what failed."""
-    from riskstrat.registry import tracking
-
-    tags = {"riskstrat.gate_override.reason": reason, "riskstrat.gate_override.user": getpass.getuser(),
-            "riskstrat.gate_override.time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "riskstrat.gate_override.failed": "; ".join(c.name for c in failures) or "none"}
-    tracking.tag_model_version(name, version, tags, uri=uri)
-    return tags

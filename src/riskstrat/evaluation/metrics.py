@@ -18,6 +18,8 @@ import pandas as pd
 from scipy import optimize, special
 from sklearn import metrics as skm
 
+from riskstrat.modeling.tiers import assign_tiers
+
 __all__ = [
     "auprc",
     "auroc",
@@ -778,8 +780,6 @@ def observed_expected_by_tier(y_true, y_prob, *, cutoffs=None) -> pd.DataFrame:
     """Observed and expected events by risk tier (:func:`riskstrat.modeling.tiers.assign_tiers`, highest
     tier first). Columns as :func:`observed_expected_by_decile` with ``tier`` for ``decile``.
     """
-    from riskstrat.modeling.tiers import assign_tiers
-
     y, prob = _check_inputs(y_true, y_prob, both_classes=False, probability=True)
     tier = assign_tiers(pd.Series(prob), cutoffs=cutoffs)
     frame = pd.DataFrame({"tier": tier.array, "y": y, "p": prob})

@@ -15,6 +15,7 @@ import pandas as pd
 
 from riskstrat.modeling.calibration import MarginCalibrator, fit_margin_calibrator
 from riskstrat.errors import InvalidInputError
+from riskstrat.outcomes import parse_outcome
 
 RISK_FLOOR, RISK_CEILING = 0.0005, 0.995
 
@@ -130,6 +131,16 @@ class RiskModel:
             raise ValueError("SHAP contributions are available for LightGBM models")
         contrib = self.estimator.booster_.predict(self.feature_matrix(X), pred_contrib=True)
         return pd.DataFrame(contrib[:, :-1], index=X.index, columns=self.feature_names), contrib[:, -1]
+
+
+def model_outcome(risk_model):
+    """The outcome a fitted model predicts, rebuilt from its metadata (older models: its target name)."""
+    described = dict(risk_model.metadata.get("outcome") or {})
+    if not described:
+        return parse_outcome({"name": risk_model.target})
+    if described.get("kind") != "event":
+        described.pop("words", None)  # a property of the built-ins, not a setting
+    return parse_outcome(described)
 
 
 def _calibrated_from_margin(calibrator, margin: np.ndarray) -> np.ndarray | None:

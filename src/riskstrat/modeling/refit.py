@@ -16,11 +16,12 @@ again, and registered as their own version, the one to promote for scoring:
 The refit cannot be judged on these data (it has seen every labelled outcome): it inherits the
 evaluation of the version it refits (the tags say which: :data:`REFIT_OF_VERSION_TAG` ...), and
 ``riskstrat evaluate`` at a date on or after its labels end (its last date plus the horizon) is its
-real check (riskstrat.evaluation.gate reads the inherited evaluation until then).
+real check (riskstrat.pipelines.promote reads the inherited evaluation until then).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,6 +32,7 @@ from riskstrat.modeling.calibration import fit_margin_calibrator
 from riskstrat.modeling.config import TrainConfig
 from riskstrat.features.spec import CLINICAL, FeatureSpec
 from riskstrat.modeling.models import RiskModel, fit_logistic
+from riskstrat.modeling.profile import reference_profile
 from riskstrat.outcomes import HighCost
 from riskstrat.modeling.split import training_groups
 from riskstrat.modeling.train import labelled_rows, training_design
@@ -136,8 +138,9 @@ def assemble_refit(engine, cfg: TrainConfig, *, dates, feature_names: list[str],
 
 
 def inherited_evaluation(result, cfg: TrainConfig, *, version: str | None, run_id: str | None) -> dict:
-    """What a refit inherits from the evaluated run (``result``: :class:`riskstrat.modeling.train.TrainingResult`):
-    its version and run, its test date, people and events, and its LightGBM test metrics."""
+    """What a refit inherits from the evaluated run (``result``:
+    :class:`riskstrat.evaluation.held_out.TrainingResult`): its version and run, its test date, people and
+    events, and its LightGBM test metrics."""
     m = result.metrics["lightgbm"]
     return {"version": version, "run_id": run_id, "test_date": str(pd.Timestamp(cfg.index_dates.test).date()),
             "test_rows": int(len(result.data.y_test)), "test_events": int(result.data.y_test.sum()),
@@ -156,11 +159,7 @@ def fit_refit(data: RefitData, cfg: TrainConfig, evaluated, *, inherited: dict, 
               stage: Stage = lambda m: None) -> RefitResult:
     """``evaluated`` (the evaluated :class:`~riskstrat.modeling.models.RiskModel`) fitted again on ``data``: its
     parameters with the trees it kept, its calibration method on the calibration rows."""
-    import copy
-
     from sklearn.base import clone
-
-    from riskstrat.evaluation.drift import reference_profile
 
     trees = int(evaluated.metadata["best_iteration"])
     clf = clone(evaluated.estimator).set_params(n_estimators=trees)
@@ -198,8 +197,8 @@ def fit_refit(data: RefitData, cfg: TrainConfig, evaluated, *, inherited: dict, 
 def refit_for_deployment(engine, cfg: TrainConfig, result, *, extract_end, of_version: str | None = None,
                          of_run: str | None = None, key_fingerprint: str | None = None,
                          stage: Stage = lambda m: None) -> RefitResult:
-    """The refit of ``result`` (the evaluated :class:`riskstrat.modeling.train.TrainingResult`) on every labelled
-    date up to the latest the data cover (:func:`refit_dates`)."""
+    """The refit of ``result`` (the evaluated :class:`riskstrat.evaluation.held_out.TrainingResult`) on every
+    labelled date up to the latest the data cover (:func:`refit_dates`)."""
     dates = refit_dates(cfg.index_dates.train, cfg.index_dates.test, horizon_days=cfg.target.horizon_days,
                         extract_end=extract_end)
     stage(f"refit for deployment on {len(dates)} index dates: {', '.join(str(d.date()) for d in dates)}")

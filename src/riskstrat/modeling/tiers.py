@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from riskstrat.data.io import CURRENCY_SYMBOLS
+
 __all__ = [
     "COST_BANDS",
     "DEFAULT_GROUPS",
@@ -408,8 +410,6 @@ def cost_band(predicted_cost, *, currency: str = "GBP") -> pd.Series:
     """
     cost = predicted_cost if isinstance(predicted_cost, pd.Series) else pd.Series(predicted_cost, dtype="float64")
     edges = [-math.inf] + [upper for upper, _ in COST_BANDS]
-    from riskstrat.data.io import CURRENCY_SYMBOLS
-
     code = currency.upper()
     symbol = CURRENCY_SYMBOLS.get(code)
     labels = [label if code == "GBP" else

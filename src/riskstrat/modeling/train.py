@@ -1,4 +1,5 @@
-"""Training with a temporal, person-grouped design, and honest evaluation on the later test date.
+"""Training with a temporal, person-grouped design: the rows, the split, the fitted models and their scores
+on the later test date (measured by :mod:`riskstrat.evaluation.held_out`).
 
 Design: people are split once, by a seeded hash of their pseudonym, into a training group, a
 calibration group (early stopping and probability calibration only) and a test group. Training
@@ -22,16 +23,16 @@ import numpy as np
 import pandas as pd
 
 import riskstrat
-from riskstrat.evaluation import metrics
 from riskstrat.modeling.config import TrainConfig
 from riskstrat.features.engine import PandasEngine
 from riskstrat.features.generic import build_spec
 from riskstrat.features.spec import CLINICAL
-from riskstrat.features.clinical import META_COLUMNS, age_band, features_for_sources
-from riskstrat.modeling.guards import check_minimum_events, degenerate_reasons, describe_degenerate
+from riskstrat.features.clinical import META_COLUMNS, features_for_sources
+from riskstrat.modeling.guards import check_minimum_events
 from riskstrat.outcomes.labels import check_horizon, future_cost
 from riskstrat.outcomes import HighCost
 from riskstrat.modeling.models import RiskModel, auto_lightgbm, fit_cost_regressor, fit_lightgbm, fit_logistic, prior_use_score
+from riskstrat.modeling.profile import reference_profile
 from riskstrat.data.records import LinkedRecords
 from riskstrat.modeling.search import tune_lightgbm
 from riskstrat.modeling.split import SPLIT_RULE, person_groups, suggest_index_dates, training_groups  # noqa: F401 - re-exported
@@ -201,64 +202,34 @@ def truth_scores(truth: pd.DataFrame | None, cfg: TrainConfig, test_index: pd.In
 
 
 @dataclass
-class TrainingResult:
+class FittedModels:
+    """What :func:`fit_models` fitted, with each model's scores for the test rows; measured by
+    :func:`riskstrat.evaluation.held_out.evaluate_fitted`."""
+
     model: RiskModel
     baselines: dict[str, RiskModel]
     scores: dict[str, np.ndarray]          # test-set score per model (probabilities, except prior_use)
-    metrics: dict[str, dict[str, float]]   # per model
-    oe_table: pd.DataFrame                 # observed/expected by decile of the primary model
-    subgroups: pd.DataFrame
     data: TrainingData
+    cost_predictions: np.ndarray | None = None  # the expected-cost model's test-set predictions (high-cost target)
     search: pd.DataFrame | None = None     # one row per hyperparameter-search trial, when searched
-    degenerate: list[str] = field(default_factory=list)  # guards.degenerate_reasons of the LightGBM model
-
-    def comparison(self) -> pd.DataFrame:
-        """One row per model: the headline metrics."""
-        cols = ["auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "calibration_slope",
-                "calibration_intercept", "ppv_top_1pct", "ppv_top_5pct", "sensitivity_top_5pct"]
-        return pd.DataFrame(self.metrics).T.reindex(columns=cols)
 
 
-def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *, top_fractions, n_boot: int,
-             seed: int) -> tuple[dict[str, dict[str, float]], pd.DataFrame, pd.DataFrame]:
-    """Metrics per model, the primary model's O/E table and its subgroup AUROCs."""
-    result = {}
-    for name, s in scores.items():
-        is_prob = name != "prior_use"
-        result[name] = metrics.summarise(y, s, is_probability=is_prob, top_fractions=tuple(top_fractions),
-                                         n_boot=n_boot, seed=seed)
-    primary = scores["lightgbm"]
-    for other in ("logistic", "oracle"):
-        if other in scores:
-            d, lo, hi = metrics.paired_auroc_difference(y, primary, scores[other], n_boot=n_boot, seed=seed)
-            result["lightgbm"].update({f"auroc_minus_{other}": d, f"auroc_minus_{other}_ci_low": lo,
-                                       f"auroc_minus_{other}_ci_high": hi})
-    oe = metrics.observed_expected_by_decile(y, primary)
-    bands = age_band(meta["age"]).set_axis(meta.index)  # the evaluation report's bands (one definition)
-    parts = []
-    for label, groups in (("sex", meta["sex"].astype(str)), ("age band", bands),
-                          ("ethnicity", meta["ethnicity_group"].astype(str))):
-        sg = metrics.subgroup_metrics(y, primary, groups.reset_index(drop=True),
-                                      metrics={"auroc": metrics.auroc, "observed_rate": lambda yt, ys: float(np.mean(yt)),
-                                               "expected_rate": lambda yt, ys: float(np.mean(ys))})
-        parts.append(sg.assign(attribute=label))
-    return result, oe, pd.concat(parts)
-
-
-def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray | None = None,
-                     stage: Stage = lambda m: None, timings: dict[str, float] | None = None,
-                     key_fingerprint: str | None = None, costs: dict | None = None) -> TrainingResult:
-    """Fit LightGBM and the baselines, score the temporal test set, compute the metrics.
+def fit_models(data: TrainingData, cfg: TrainConfig, *, stage: Stage = lambda m: None,
+               timings: dict[str, float] | None = None, key_fingerprint: str | None = None,
+               costs: dict | None = None) -> FittedModels:
+    """Fit LightGBM (after the search, when configured), the expected-cost model and the baselines, and
+    score the temporal test set.
 
     The model's metadata records the feature spec its features were built with (``feature_spec``: the
     aggregates, derived rules, feature names, generic config and group values, as JSON-ready data) and
-    its hash (``feature_spec_hash``): scoring builds exactly that spec, and refuses what it cannot build. ``timings`` (when given)
-    receives the seconds of ``fit`` (search, LightGBM, calibration, the cost model, the test
-    predictions), ``fit_baselines`` and ``evaluate`` (metrics and bootstrap intervals). The metadata
-    also records :func:`training_design` (``training_design``), with ``key_fingerprint`` (the data's
-    pseudonym key fingerprint, if any), and ``costs`` (:func:`riskstrat.features.costs.training_costs`: the
-    data's currency, which tables had costs, whether the model uses cost features) under ``costs``:
-    scoring and evaluation refuse data whose money the model would misread.
+    its hash (``feature_spec_hash``): scoring builds exactly that spec, and refuses what it cannot build.
+    ``timings`` (when given) receives the seconds of ``fit`` (search, LightGBM, calibration, the cost
+    model, the test predictions) and ``fit_baselines``. The metadata also records
+    :func:`training_design` (``training_design``), with ``key_fingerprint`` (the data's pseudonym key
+    fingerprint, if any), and ``costs`` (:func:`riskstrat.features.costs.training_costs`: the data's
+    currency, which tables had costs, whether the model uses cost features) under ``costs``: scoring and
+    evaluation refuse data whose money the model would misread. ``reference_profile`` holds the test
+    people's :func:`riskstrat.modeling.profile.reference_profile`, for drift at every scoring run.
     """
     timings = {} if timings is None else timings
     started = time.perf_counter()
@@ -288,22 +259,16 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
     stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
           f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
     scores = {"lightgbm": lgbm.predict_risk(data.X_test)}
-    from riskstrat.evaluation.drift import reference_profile
-
     # Aggregates only (decile edges and shares), for PSI drift at every scoring run.
     lgbm.metadata["reference_profile"] = reference_profile(
         data.X_test, scores["lightgbm"], described=f"test people at {cfg.index_dates.test}")
-    cost_metrics = {}
+    cost_predictions = None
     if data.cost_train is not None:
         lgbm.cost_estimator = fit_cost_regressor(data.X_train, data.cost_train, data.X_cal, data.cost_cal,
                                                  params=configured, seed=cfg.split.seed)
         # The trees early stopping kept, for the refit (riskstrat.modeling.refit).
         lgbm.metadata["cost_best_iteration"] = int(lgbm.cost_estimator.best_iteration_ or configured.n_estimators)
-        cost_metrics = metrics.cost_summary(data.cost_test, lgbm.predict_cost(data.X_test),
-                                            top_fraction=cfg.target.top_fraction)
-        stage(f"expected-cost model fitted: predicted/observed total {cost_metrics['cost_ratio']:.2f}, "
-              f"the top {cfg.target.top_fraction:.0%} by predicted cost carry "
-              f"{cost_metrics['cost_captured_top']:.0%} of next-year cost")
+        cost_predictions = lgbm.predict_cost(data.X_test)
     timings["fit"] = time.perf_counter() - started
     started = time.perf_counter()
     baselines: dict[str, RiskModel] = {}
@@ -312,25 +277,5 @@ def fit_and_evaluate(data: TrainingData, cfg: TrainConfig, *, truth: np.ndarray 
         scores["logistic"] = baselines["logistic"].predict_risk(data.X_test)
     if "prior_use" in cfg.model.baselines:
         scores["prior_use"] = prior_use_score(data.X_test)
-    if truth is not None:
-        scores["oracle"] = truth
     timings["fit_baselines"] = time.perf_counter() - started
-    started = time.perf_counter()
-    stage("baselines fitted; evaluating on the temporal test set")
-    result, oe, subgroups = evaluate(data.y_test, scores, data.meta_test, top_fractions=cfg.evaluation.top_fractions,
-                                     n_boot=cfg.evaluation.n_bootstrap, seed=cfg.split.seed)
-    result["lightgbm"].update(cost_metrics)
-    if truth is not None:
-        for name in result:
-            if name != "oracle":
-                result[name]["auroc_gap_to_oracle"] = result["oracle"]["auroc"] - result[name]["auroc"]
-    m = result["lightgbm"]
-    degenerate = degenerate_reasons(best_iteration=lgbm.metadata["best_iteration"], test_scores=scores["lightgbm"],
-                                    auroc_ci=(m.get("auroc_ci_low"), m.get("auroc_ci_high")),
-                                    min_distinct_scores=cfg.guards.min_distinct_scores)
-    if degenerate:
-        lgbm.metadata["degenerate"] = ",".join(degenerate)
-        stage("the LightGBM model is degenerate: "
-              + describe_degenerate(degenerate, min_distinct_scores=cfg.guards.min_distinct_scores))
-    timings["evaluate"] = time.perf_counter() - started
-    return TrainingResult(lgbm, baselines, scores, result, oe, subgroups, data, search=trials, degenerate=degenerate)
+    return FittedModels(lgbm, baselines, scores, data, cost_predictions=cost_predictions, search=trials)

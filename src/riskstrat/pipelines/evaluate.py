@@ -30,8 +30,8 @@ from riskstrat.evaluation._shap import SAMPLE_SIZE, ShapSample, shap_figures, sh
 from riskstrat.features.reference import build_features
 from riskstrat.features.costs import check_model_costs
 from riskstrat.modeling.config import DataConfig
-from riskstrat.modeling.models import prior_use_score
-from riskstrat.outcomes import HighCost, check_costs_known, parse_outcome
+from riskstrat.modeling.models import model_outcome, prior_use_score
+from riskstrat.outcomes import HighCost, check_costs_known
 from riskstrat.outcomes.labels import check_horizon, future_cost
 from riskstrat.registry import tracking
 from riskstrat.scoring.checks import check_features_match, models_spec
@@ -61,16 +61,6 @@ def training_design_of(loaded, *, uri: str | None = None) -> dict:
         return {}
     return {"index_dates": [str(d) for d in dates["train"]], "test_date": dates.get("test"),
             "horizon_days": int(target["horizon_days"])}
-
-
-def model_outcome(risk_model):
-    """The outcome a fitted model predicts, rebuilt from its metadata (older models: its target name)."""
-    described = dict(risk_model.metadata.get("outcome") or {})
-    if not described:
-        return parse_outcome({"name": risk_model.target})
-    if described.get("kind") != "event":
-        described.pop("words", None)  # a property of the built-ins, not a setting
-    return parse_outcome(described)
 
 
 def global_drivers(risk_model, X: pd.DataFrame, *, n: int = SAMPLE_SIZE, seed: int = 0, top: int = 10,

@@ -29,7 +29,7 @@ from riskstrat.data.privacy import check_key_matches, match_opt_outs
 from riskstrat.errors import RiskstratError
 from riskstrat.evaluation.monitor import MonthResult, ScoredMonth, label_population, monitor_month, split_by_maturity
 from riskstrat.modeling.tiers import LOWEST_TIER
-from riskstrat.pipelines.evaluate import model_outcome
+from riskstrat.modeling.models import model_outcome
 from riskstrat.registry import tracking
 from riskstrat.scoring import publish
 from riskstrat.scoring.inputs import read_opt_outs

@@ -30,7 +30,7 @@ from riskstrat.modeling import guards
 from riskstrat.modeling.config import config_to_dict
 from riskstrat.modeling.tiers import DEFAULT_GROUPS, GroupRule
 from riskstrat.outcomes import check_costs_known
-from riskstrat.pipelines.evaluate import model_outcome
+from riskstrat.modeling.models import model_outcome
 from riskstrat.registry import tracking
 from riskstrat.scoring import lists, publish
 from riskstrat.scoring.checks import check_features_match, check_sources_have_rows, models_spec

@@ -24,7 +24,8 @@ from riskstrat.features.engine import PandasEngine, open_engine
 from riskstrat.modeling.config import TrainConfig, config_to_dict
 from riskstrat.modeling.guards import DegenerateModelError, describe_degenerate
 from riskstrat.modeling.refit import refit_for_deployment
-from riskstrat.modeling.train import TablesOnDemand, assemble, check_events, fit_and_evaluate, truth_scores
+from riskstrat.evaluation.held_out import fit_and_evaluate
+from riskstrat.modeling.train import TablesOnDemand, assemble, check_events, truth_scores
 from riskstrat.outcomes import check_costs_known
 from riskstrat.registry import tracking
 
@@ -39,7 +40,7 @@ def _quiet(message: str) -> None:
 
 @dataclass
 class TrainingRun:
-    result: object          # train.TrainingResult
+    result: object          # evaluation.held_out.TrainingResult
     logged: object | None   # tracking.LoggedRun
     config: TrainConfig | None = None  # as run (index_dates: auto resolved to dates)
     timings: dict[str, float] | None = None  # seconds per stage (TRAINING_STAGES, then per index date)
@@ -118,7 +119,7 @@ def _index_dates(cfg: TrainConfig, extract_end, *, stage: Stage) -> TrainConfig:
 
 
 def _fit(engine, cfg: TrainConfig, data, *, key_fingerprint, timings: dict, stage: Stage):
-    """The model fitted and evaluated on the assembled ``data`` (:func:`riskstrat.modeling.train.fit_and_evaluate`),
+    """The model fitted and evaluated on the assembled ``data`` (:func:`riskstrat.evaluation.held_out.fit_and_evaluate`),
     once every part has the events ``cfg.guards`` asks for."""
     tested = "everyone" if cfg.split.mode == "temporal_only" else "held-out people"
     stage(f"{data.counts['train_rows']:,} training rows ({data.counts['train_people']:,} people), "

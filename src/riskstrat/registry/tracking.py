@@ -7,11 +7,14 @@ person-level row (the input example is a synthetic median person, not a real one
 from __future__ import annotations
 
 import functools
+import getpass
 import os
 import pickle
 import re
+import sqlite3
 import struct
 import tempfile
+import time
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -23,8 +26,11 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from riskstrat.features.costs import COSTS_KEY, cost_params, cost_tags
 from riskstrat.errors import RiskstratError
+from riskstrat.evaluation import plots
+from riskstrat.features.costs import COSTS_KEY, cost_params, cost_tags
+from riskstrat.modeling import refit as rf
+from riskstrat.modeling.guards import DegenerateModelError, describe_degenerate
 from riskstrat.registry.pyfunc import log_served_model, older_model_problem
 
 DEFAULT_DB = "mlflow.db"
@@ -127,11 +133,7 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
     in as metrics ``seconds.<stage>`` and the artifact ``timings.json``, with this logging's own
     seconds added as ``log`` (to the dict too).
     """
-    import time
-
     import mlflow
-
-    from riskstrat.evaluation import plots
 
     started = time.perf_counter()
     configure(cfg.tracking.uri)
@@ -255,8 +257,6 @@ def log_refit_run(refit, cfg, *, parent: LoggedRun, features: pd.DataFrame, conf
     import mlflow
     from mlflow import MlflowClient
 
-    from riskstrat.modeling import refit as rf
-
     configure(cfg.tracking.uri)
     experiment_id = _experiment(cfg.tracking.experiment)
     name = parent.model_name
@@ -320,8 +320,6 @@ class TrackingStoreError(RiskstratError):
 
 
 def _user() -> str:
-    import getpass
-
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -350,8 +348,6 @@ def _from_sqlalchemy(exc: BaseException) -> bool:
 
 def store_problem(exc: BaseException, uri: str) -> TrackingStoreError | None:
     """The tracking store's fault behind ``exc``, in words a person can act on (None if it is not one)."""
-    import sqlite3
-
     text = str(exc).lower()
     if not isinstance(exc, sqlite3.Error) and not _from_sqlalchemy(exc) and "database" not in text:
         return None
@@ -371,8 +367,6 @@ def store_problem(exc: BaseException, uri: str) -> TrackingStoreError | None:
 def _refuse_degenerate(mv, *, what: str, override: str) -> None:
     reasons = (mv.tags or {}).get(DEGENERATE_TAG)
     if reasons:
-        from riskstrat.modeling.guards import DegenerateModelError, describe_degenerate
-
         raise DegenerateModelError(
             f"{mv.name} version {mv.version} is tagged {DEGENERATE_TAG}={reasons} "
             f"({describe_degenerate(reasons.split(','))}): refusing to {what}; {override} to do it anyway",

@@ -54,7 +54,7 @@ from markupsafe import Markup, escape
 
 from riskstrat.scoring import publish
 from riskstrat.errors import InvalidInputError
-from riskstrat.data.io import file_sha256, write_bytes, write_parquet, write_text
+from riskstrat.data.io import CURRENCY_SYMBOLS, file_sha256, write_bytes, write_parquet, write_text
 from riskstrat.data.schema import NO_PRACTICE
 from riskstrat.features.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
@@ -572,8 +572,6 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
     columns (default: the groups present). People without a registered practice are one row,
     "no registered practice", after the practices.
     """
-    from riskstrat.data.io import CURRENCY_SYMBOLS
-
     key_codes, key_names = pd.factorize(list_key(population))  # the few list keys, not a million strings
     cost_column = f"predicted cost ({CURRENCY_SYMBOLS.get(currency.upper(), currency.upper())})"
     listed_all = listed_mask(population, list_size=list_size).to_numpy(dtype=bool)

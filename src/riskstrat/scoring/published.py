@@ -37,7 +37,9 @@ from typing import Annotated, BinaryIO
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from riskstrat.data.io import file_sha256
 from riskstrat.errors import RiskstratError
+from riskstrat.scoring.publish import NotRegularFileError, open_regular, read_regular
 
 __all__ = ["MANIFEST", "ManifestError", "MissingColumnsError", "PublishedMonthError", "TamperedFileError",
            "read_manifest", "read_population", "verify_file"]
@@ -119,8 +121,6 @@ _REPAIR = ("restore the month's folder from a backup, or rescore the month (`ris
 
 def _not_regular(path: Path, exc: OSError, error: type[PublishedMonthError]) -> PublishedMonthError:
     """A published file that is not a regular file, or cannot be opened, as ``error`` naming it."""
-    from riskstrat.scoring.publish import NotRegularFileError
-
     if isinstance(exc, NotRegularFileError):
         return error(f"{path} is {exc.kind}, not a regular file: riskstrat publishes only regular files and reads "
                      f"no link, FIFO or device in their place (one was planted there); move it away, then {_REPAIR}")
@@ -144,8 +144,6 @@ def read_manifest(path: str | Path, *, month: str | None = None) -> dict:
     (:func:`riskstrat.scoring.publish.open_regular`). Returns the manifest as written (a dict, every field
     kept); raises :class:`ManifestError` naming the file and the problem otherwise.
     """
-    from riskstrat.scoring.publish import read_regular
-
     path = Path(path)
     where = _month_words(path, month)
     try:
@@ -181,9 +179,6 @@ def read_manifest(path: str | Path, *, month: str | None = None) -> dict:
 def _verified(month_dir: Path, name: str, manifest: dict) -> Iterator[BinaryIO]:
     """``month_dir / name`` open (at its start) once its SHA-256, streamed from that descriptor,
     equals the one ``manifest`` records; what is read from it next is what was hashed."""
-    from riskstrat.data.io import file_sha256
-    from riskstrat.scoring.publish import open_regular
-
     path = month_dir / name
     expected = manifest.get("files", {}).get(name)
     where = f"{month_dir / MANIFEST}"
