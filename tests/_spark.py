@@ -16,13 +16,9 @@ def require_spark() -> None:
 
 
 @pytest.fixture(scope="module")
-def spark():
-    """A local Spark session (``local[2]``) for the test module, stopped at its end."""
-    from riskstrat.features.spark import spark_session
-
-    session = spark_session()
-    yield session
-    session.stop()
+def spark(spark_local):
+    """The local Spark session (``local[2]``) shared by every Spark test module (conftest's ``spark_local``)."""
+    return spark_local
 
 
 def write_with_hand_made_cases(synthetic, make_table, folder):

@@ -141,3 +141,42 @@ def call_without_hanging(fn, *, fifos=(), timeout: float = 5.0):
 def without_hanging():
     """:func:`call_without_hanging`, as a fixture."""
     return call_without_hanging
+
+
+# ----------------------------------------------------------------------------- shared, read-only data
+# Synthetic populations several test modules read (never write): generated once per session, each with the
+# exact settings its modules used to generate on their own, so every module sees the same records as before.
+# A test that changes a folder copies it first (shutil.copytree, or the helpers above).
+
+
+@pytest.fixture(scope="session")
+def synthetic_2000(tmp_path_factory):
+    """2,000 people over 4 years from 2021-11-01 (seed 11, no ground truth): the engines' population
+    (test_engines.py, and the Spark modules that import its ``synthetic`` fixture)."""
+    from riskstrat.data.synth import write_population
+
+    out = tmp_path_factory.mktemp("engines") / "synthetic"
+    write_population(out, 2000, start="2021-11-01", years=4, seed=11, truth_dates=[], n_futures=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_3000(tmp_path_factory):
+    """3,000 people over 4 years from 2021-11-01 (seed 5, extract end 2025-10-31, ground truth at
+    2024-11-01): the population scoring and tracking train and score on."""
+    from riskstrat.data.synth import write_population
+
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    write_population(out, 3000, start="2021-11-01", years=4, seed=5, truth_dates=["2024-11-01"], n_futures=4)
+    return out
+
+
+@pytest.fixture(scope="session")
+def spark_local():
+    """One local Spark session (``local[2]``) for every Spark test module, started when first asked for and
+    stopped at the end of the run (starting one costs several seconds on 2 cores)."""
+    from riskstrat.features.spark import spark_session
+
+    session = spark_session()
+    yield session
+    session.stop()

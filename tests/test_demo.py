@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from riskstrat.cli import app
+from riskstrat.pipelines import demo
+
+# The default run trains the demo's models small (60 trees at most, 10 bootstrap samples), as the other
+# pipeline tests do: what is checked here (the versions and their refits, the champions, the evaluation's
+# files, the lists, a rerun's identical lists) does not depend on the model's size. The demo as shipped
+# (auto-sized LightGBM, 200 bootstrap samples), about a minute on 2 cores, is the slow case.
+SMALL_MODELS = ["model.lightgbm.n_estimators=60", "evaluation.n_bootstrap=10"]
 
 
-def test_demo_runs_twice_and_writes_only_under_the_working_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("overrides", [pytest.param(SMALL_MODELS, id="small-models"),
+                                       pytest.param([], id="as-shipped", marks=pytest.mark.slow)])
+def test_demo_runs_twice_and_writes_only_under_the_working_folder(tmp_path, monkeypatch, overrides):
+    monkeypatch.setattr(demo, "run_demo_training", functools.partial(demo.run_demo_training, overrides=overrides))
     monkeypatch.chdir(tmp_path)
     first = CliRunner().invoke(app, ["demo", "--people", "3000", "--quiet"])
     assert first.exit_code == 0, first.output

@@ -84,12 +84,9 @@ def test_derive_without_event_tables_leaves_their_features_missing():
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> Path:
-    from riskstrat.data.synth import write_population
-
-    out = tmp_path_factory.mktemp("engines") / "synthetic"
-    write_population(out, 2000, start="2021-11-01", years=4, seed=11, truth_dates=[], n_futures=1)
-    return out
+def synthetic(synthetic_2000) -> Path:
+    """2,000 synthetic people (conftest's session-wide folder; read only)."""
+    return synthetic_2000
 
 
 @pytest.mark.parametrize(("index_date", "options"), [

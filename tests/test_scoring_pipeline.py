@@ -34,7 +34,6 @@ from riskstrat.pipelines.train import run_training
 from riskstrat.scoring.checks import ModelDataMismatchError
 from riskstrat.data.privacy import OptOutError
 from riskstrat.scoring.publish import AlreadyPublishedError, PublishRefusedError
-from riskstrat.data.synth import write_population
 
 AS_OF = "2025-11-01"
 MONTH = "2025-11"
@@ -52,10 +51,9 @@ PERSON_ID = re.compile(r"\b[0-9a-f]{16}\b")  # the synthetic pseudonyms' shape
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "synthetic"
-    write_population(out, 3000, start="2021-11-01", years=4, seed=5, truth_dates=["2024-11-01"], n_futures=4)
-    return out
+def data_dir(synthetic_3000) -> Path:
+    """3,000 synthetic people (conftest's session-wide folder, shared with test_tracking.py; read only)."""
+    return synthetic_3000
 
 
 @pytest.fixture(scope="module")

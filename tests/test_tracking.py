@@ -13,7 +13,6 @@ from riskstrat.registry import tracking
 from riskstrat.modeling.config import load_config
 from riskstrat.pipelines.train import run_training
 from riskstrat.modeling.search import TUNED
-from riskstrat.data.synth import write_population
 
 SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
          "evaluation.n_bootstrap=20", "model.lightgbm.n_estimators=60",
@@ -22,10 +21,9 @@ SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11
 
 
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "synthetic"
-    write_population(out, 3000, start="2021-11-01", years=4, seed=5, truth_dates=["2024-11-01"], n_futures=4)
-    return out
+def small_data(synthetic_3000) -> Path:
+    """3,000 synthetic people (conftest's session-wide folder, shared with test_scoring_pipeline.py; read only)."""
+    return synthetic_3000
 
 
 @pytest.fixture(scope="module")
