@@ -6,8 +6,10 @@ compares every file the month published (``riskstrat-output/lists/YYYY-MM/``): t
 workbooks, summaries and the population file.
 
 Files that record the run itself rather than its result (the manifest's run ids and times, the
-audit trail) differ between any two runs, even of the same code; they are listed as not compared,
-with the reason. Everything else must be equal byte for byte.
+audit trail, the run marker) differ between any two runs, even of the same code; they are listed as
+not compared, with the reason. Everything else must be equal byte for byte, except that a page or
+workbook names the MLflow runs its models came from (random 32-hex run ids): a file that differs
+only there is reported "equal but run ids" (workbooks are compared member by member).
 
     python benchmarks/same_lists.py --base c042a56            # the commit before the change
     python benchmarks/same_lists.py --base HEAD~3 --people 3000 --json /tmp/same.json
@@ -23,9 +25,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +38,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_RECORDS = {
     "manifest.json": "records the run: MLflow run ids, model versions, start time, durations",
     "audit.jsonl": "the audit trail of the run (times, run ids)",
+    ".riskstrat-run": "the marker naming the run that published the month",
 }
+RUN_ID = re.compile(rb"\b[0-9a-f]{32}\b")
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    """A file's bytes, or a workbook's (zip) members, with MLflow run ids masked."""
+    if path.suffix == ".xlsx":
+        with zipfile.ZipFile(path) as zf:
+            return {n: RUN_ID.sub(b"<run>", zf.read(n)) for n in sorted(zf.namelist())}
+    return {"": RUN_ID.sub(b"<run>", path.read_bytes())}
 
 
 def _digest(path: Path) -> str:
@@ -67,8 +81,11 @@ def compare(before: Path, after: Path) -> list[dict]:
         elif not a.exists() or not b.exists():
             rows.append({"file": name, "result": "only after" if b.exists() else "only before"})
         else:
-            same = _digest(a) == _digest(b)
-            rows.append({"file": name, "result": "equal" if same else "different", "bytes": b.stat().st_size})
+            if _digest(a) == _digest(b):
+                result = "equal"
+            else:
+                result = "equal but run ids" if _members(a) == _members(b) else "different"
+            rows.append({"file": name, "result": result, "bytes": b.stat().st_size})
     return rows
 
 
@@ -78,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", type=Path, help="write the comparison here")
+    parser.add_argument("--keep", type=Path, help="copy both published months here (to look at a difference)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="same-lists-") as tmp:
         tmp = Path(tmp)
@@ -90,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             print("demo with this checkout ...", flush=True)
             after = run_demo(ROOT / "src", tmp / "run-head", people=args.people, seed=args.seed)
             rows = compare(before, after)
+            if args.keep:
+                shutil.copytree(before, args.keep / "before", dirs_exist_ok=True)
+                shutil.copytree(after, args.keep / "after", dirs_exist_ok=True)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
     counts: dict[str, int] = {}
@@ -101,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"base": args.base, "people": args.people, "seed": args.seed,
                                          "month": after.name, "counts": counts, "files": rows}, indent=2) + "\n")
-    return 0 if set(counts) <= {"equal", "not compared"} else 1
+    return 0 if set(counts) <= {"equal", "equal but run ids", "not compared"} else 1
 
 
 if __name__ == "__main__":
