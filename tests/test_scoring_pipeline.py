@@ -593,7 +593,8 @@ def test_with_allow_stale_data_only_stale_data_is_a_warning_not_any_fault(score,
 
 
 def test_held_out_people_are_recorded_but_not_shown(score, tmp_path):
-    manifest = score(tmp_path, "lists.holdout_fraction=0.2", "lists.holdout_seed=7")
+    manifest = score(tmp_path, "lists.holdout_fraction=0.2", "lists.holdout_seed=7",
+                     "lists.holdout_approval=Test ICB governance, ref T-1")
     month = Path(manifest["output_dir"])
     population = pd.read_parquet(month / "population.parquet")
     held = population.loc[population["holdout"]]
@@ -916,7 +917,8 @@ def test_cli_score_prints_one_result_line(registry, data_dir, tmp_path, monkeypa
     out = tmp_path / "lists"
     args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet",
             "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
-            "--set", f"models.high_cost={COST_MODEL}", "--set", "lists.holdout_fraction=0.1"]
+            "--set", f"models.high_cost={COST_MODEL}", "--set", "lists.holdout_fraction=0.1",
+            "--set", "lists.holdout_approval=Test ICB governance, ref T-1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / MONTH / "manifest.json").read_text())

@@ -102,6 +102,9 @@ def read_case_managed(path) -> set[str]:
     """Canonical pseudonyms of the people already case-managed: one per line (blank lines and ``#``
     comments skipped) or a CSV with a ``person_id`` column."""
     path = Path(path)
+    if not path.is_file():
+        raise CaseManagedFileError(f"{path}: case-managed file not found{' (it is a folder)' if path.is_dir() else ''}; "
+                                   f"check case_managed_file in the scoring config")
     try:
         text = read_user_text(path, what="case-managed")
     except RiskstratError as exc:
