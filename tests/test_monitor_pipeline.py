@@ -46,7 +46,7 @@ def world(tmp_path_factory) -> dict:
     lists = root / "lists"
     cfg = load_config(None, [f"data.path={earlier}", f"tracking.uri={uri}", f"models.risk={NAME}",
                              "models.high_cost=null", "lists.list_size=100", "lists.holdout_fraction=0.2",
-                             f"output_dir={lists}"], model=ScoringConfig)
+                             "lists.holdout_approval=test approval", f"output_dir={lists}"], model=ScoringConfig)
     for as_of in ("2024-11-01", "2024-12-01"):
         run_scoring(cfg, as_of)
     return {"root": root, "later": later, "earlier": earlier, "uri": uri, "lists": lists}

@@ -591,7 +591,8 @@ def test_with_allow_stale_data_only_stale_data_is_a_warning_not_any_fault(score,
 
 
 def test_held_out_people_are_recorded_but_not_shown(score, tmp_path):
-    manifest = score(tmp_path, "lists.holdout_fraction=0.2", "lists.holdout_seed=7")
+    manifest = score(tmp_path, "lists.holdout_fraction=0.2", "lists.holdout_seed=7",
+                     "lists.holdout_approval=Test ICB governance, ref T-1")
     month = Path(manifest["output_dir"])
     population = pd.read_parquet(month / "population.parquet")
     held = population.loc[population["holdout"]]
@@ -617,6 +618,50 @@ def test_held_out_people_are_recorded_but_not_shown(score, tmp_path):
                                                       "shown": [counts["listed"] - counts["held_out"]]}))
     assert summary.loc["all practices", "held out"] == safe.loc[0, "held out"]  # small numbers suppressed
     assert summary.loc["all practices", "shown"] == safe.loc[0, "shown"]
+
+
+# ----------------------------------------------------------------------------- flags
+
+
+def test_flags_from_the_data_are_shown_or_left_off_and_counted(score, data_dir, tmp_path):
+    """A case-managed file and a later extract flag listed people; lists.exclude_flags leaves the people
+    who died off the lists, and every file and count says so."""
+    first = score(tmp_path / "plain")
+    population = pd.read_parquet(Path(first["output_dir"]) / "population.parquet")
+    listed = population.loc[population["listed"], "person_id"].astype(str).tolist()
+    case_managed, died = listed[:3], listed[3:5]
+    (tmp_path / "case_managed.txt").write_text("\n".join(i.upper() for i in case_managed) + "\n")  # canonical match
+    later = tmp_path / "next"
+    later.mkdir()
+    persons = pd.read_parquet(data_dir / "persons.parquet")
+    persons["death_date"] = persons["death_date"].astype("datetime64[s]")
+    persons.loc[persons["person_id"].astype(str).isin(died), "death_date"] = pd.Timestamp("2025-11-20")
+    persons.to_parquet(later / "persons.parquet")
+    manifest = score(tmp_path / "flags", path_override_item("case_managed_file", tmp_path / "case_managed.txt"),
+                     path_override_item("next_extract", later), "lists.exclude_flags=[died]")
+    flags = manifest["flags"]
+    assert flags["flagged"]["case_managed"] == 3 and flags["flagged"]["died"] == 2 and flags["excluded"] == ["died"]
+    assert manifest["counts"]["left_off_for_flags"] == 2
+    month = Path(manifest["output_dir"])
+    shown = {pid: folder for folder in practice_folders(month) for pid in list_ids(folder)}
+    assert not set(died) & set(shown) and set(case_managed) <= set(shown)
+    table = pd.read_csv(shown[case_managed[0]] / "list.csv", dtype=str, keep_default_na=False)
+    row = table.set_index("Person ID").loc[case_managed[0]]
+    assert "case-managed" in row["Flags"]
+    assert {"Last emergency admission", "Outpatient specialties (12m)", "Long-term conditions"} <= set(table.columns)
+    dead_home = population.set_index("person_id").loc[died[0], "practice_id"]
+    page = (month / "practices" / dead_home / "list.html").read_text()
+    assert "left off for a flag" in page and "died since the data end" in page
+    # Without the settings, nobody is left off and the page says which flags were not checked.
+    plain = (Path(first["output_dir"]) / "practices" / dead_home / "list.html").read_text()
+    assert 'id="left-off"' not in plain and "Not checked this month: case-managed" in plain
+    assert first["counts"]["left_off_for_flags"] == 0
+
+
+def path_override_item(key: str, path) -> str:
+    from riskstrat.modeling.config import path_override
+
+    return path_override(key, path)
 
 
 # ----------------------------------------------------------------------------- all or nothing
@@ -914,7 +959,8 @@ def test_cli_score_prints_one_result_line(registry, data_dir, tmp_path, monkeypa
     out = tmp_path / "lists"
     args = ["score", "--as-of", AS_OF, "--data", str(data_dir), "--out", str(out), "--quiet",
             "--set", f"tracking.uri={registry['uri']}", "--set", f"models.risk={RISK_MODEL}",
-            "--set", f"models.high_cost={COST_MODEL}", "--set", "lists.holdout_fraction=0.1"]
+            "--set", f"models.high_cost={COST_MODEL}", "--set", "lists.holdout_fraction=0.1",
+            "--set", "lists.holdout_approval=Test ICB governance, ref T-1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / MONTH / "manifest.json").read_text())

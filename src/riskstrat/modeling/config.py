@@ -277,11 +277,25 @@ class ScoringModelsConfig(_Strict):
                                                       "(one tree, constant score, chance-level AUROC).")
 
 
+# The flags a clinician checks first, found in the data for each listed person (riskstrat.scoring.facts):
+# on the palliative care register, living in a care home, already case-managed, died or moved since the data end.
+LIST_FLAGS = ("palliative_care", "care_home", "case_managed", "died", "moved")
+ListFlag = Literal["palliative_care", "care_home", "case_managed", "died", "moved"]
+
+
 class ListsConfig(_Strict):
     list_size: int = Field(100, ge=1, description="People per practice list (before the hold-out).")
     reasons: int = Field(3, ge=1, le=10, description="Reasons shown per person.")
     holdout_fraction: float = Field(0.0, ge=0, lt=0.5,
                                     description="Share of each practice's listed people not shown this month.")
+    holdout_approval: str | None = Field(
+        None, description="Who approved holding people back, with their reference (free text, shown on every page), "
+                          "e.g. 'North ICB research governance, ref RG-2026-014'. Required when holdout_fraction > 0.")
+    exclude_flags: list[ListFlag] = Field(
+        default_factory=list,
+        description="Flags whose people are left off the lists (not replaced; each page counts them and says why): "
+                    "any of palliative_care, care_home, case_managed, died, moved. Default: none, flagged people are "
+                    "listed with the flag shown.")
     holdout_seed: int = 42
     holdout_exempt_tiers: list[str] = Field(
         default_factory=lambda: ["very high"],
@@ -329,6 +343,20 @@ class ListsConfig(_Strict):
                              f"{[*self.tiers, LOWEST_TIER]}")
         return self
 
+    @model_validator(mode="after")
+    def _holdout_approved(self) -> "ListsConfig":
+        if self.holdout_fraction > 0 and not (self.holdout_approval or "").strip():
+            raise ValueError(f"lists.holdout_fraction is {self.holdout_fraction:g} but lists.holdout_approval is not "
+                             f"set: holding people back from a clinical list needs an approval; name the approving "
+                             f"body and its reference (lists.holdout_approval: 'North ICB research governance, ref "
+                             f"RG-2026-014'), or set lists.holdout_fraction: 0")
+        return self
+
+    @field_validator("exclude_flags")
+    @classmethod
+    def _flags_once(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
+
     @field_validator("groups")
     @classmethod
     def _valid_groups(cls, v):
@@ -354,6 +382,12 @@ class ScoringConfig(_Strict):
                                                         "with a person_id column.")
     reidentify_dir: Path | None = Field(None, description="Folder of practice lookups <practice_id>.csv "
                                                           "(person_id, local_id), applied to that practice only.")
+    case_managed_file: Path | None = Field(
+        None, description="Pseudonymised ids of people already case-managed (one per line, or a CSV with a person_id "
+                          "column, as opt_out_file): flagged 'case-managed' on the lists.")
+    next_extract: Path | None = Field(
+        None, description="A later extract's folder (its persons table, same pseudonyms): people who died, left "
+                          "their practice or are no longer in it since this data's end are flagged 'died' or 'moved'.")
     output_dir: Path = Path("riskstrat-output/lists")
     chunk_size: int = Field(200_000, ge=1000, description="People predicted / explained per chunk.")
     max_data_lag_days: int = Field(

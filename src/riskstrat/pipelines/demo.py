@@ -102,6 +102,8 @@ def run_demo_scoring(meta: dict, *, data_dir: Path = DEMO_DATA, stage: Callable[
     # Synthetic data: a rerun with fewer people may replace a larger month (the shrink check is for real months),
     # and a rerun of the demo republishes its month on purpose (replace_existing).
     cfg = load_config(None, [path_override("data.path", data_dir), "lists.holdout_fraction=0.1",
+                             # an example: a real hold-out names the body that approved it and its reference
+                             'lists.holdout_approval="Demo ICB research governance committee, ref DEMO-2026-01 (example)"',
                              "allow_population_shrink=true", "replace_existing=true"], model=ScoringConfig)
     as_of = pd.Timestamp(meta["extract_end"]) + pd.Timedelta(days=1)
     return run_scoring(cfg, as_of, stage=stage)

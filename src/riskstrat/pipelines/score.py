@@ -34,6 +34,7 @@ from riskstrat.modeling.models import model_outcome
 from riskstrat.registry import tracking
 from riskstrat.scoring import lists, publish
 from riskstrat.scoring.checks import check_features_match, check_sources_have_rows, models_spec
+from riskstrat.scoring.facts import FACT_TABLES, person_facts, read_case_managed, read_next_persons
 from riskstrat.scoring.inputs import (as_in_data, month_options, page_words, previous_month, published_population, read_opt_outs,
                                       read_reidentification)
 from riskstrat.scoring.month import (EXPLAIN_CHUNK, InMemoryFeatures, MonthFeatures, cohort_exclusions, month_drift,
@@ -129,6 +130,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     as_of = pd.Timestamp(as_of).normalize()
     month = as_of.strftime("%Y-%m")
     t0 = time.perf_counter()
+    lists.check_holdout_approval(fraction=cfg.lists.holdout_fraction, approval=cfg.lists.holdout_approval)
     found_end = data_end_of(cfg.data.path, configured=cfg.data.extract_end)
     if found_end.end is not None:  # refuse before loading anything
         _check_current(cfg, as_of, found_end.end, stage=stage)
@@ -138,6 +140,9 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     # Before any data is read: the features the models were trained on, built as stored with them.
     spec = models_spec(models, stage=stage)
     opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out)
+    # What the flags read besides the records: refused now, before anything is scored.
+    case_managed = read_case_managed(cfg.case_managed_file) if cfg.case_managed_file else None
+    next_persons = read_next_persons(cfg.next_extract) if cfg.next_extract else None
     # The engine that builds the features: given records, the configured engine over the data folder.
     # Every row checked, as validation does for the pandas engine: the same data are refused by every engine,
     # including linkage errors in rows no feature reads.
@@ -160,6 +165,9 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
                                 cfg, as_of, month, risk=risk, cost=cost, records=records, features=features,
                                 opted_out=opted_out, in_data=in_data, counts=counts, data_end=found_end.end,
                                 data_end_source=found_end.source, inputs=inputs, costs=costs, timings=timings,
+                                facts_of=lambda ids: person_facts(
+                                    engine.tables(FACT_TABLES), ids, as_of, data_end=found_end.end,
+                                    case_managed=case_managed, next_persons=next_persons),
                                 stage=stage))
     finally:
         features.release()  # what the engine holds for the month (Spark's cache)
@@ -304,10 +312,11 @@ def _publish(cfg, as_of: pd.Timestamp, month: str, *, models, inputs: dict, timi
     return manifest
 
 def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out, in_data, counts, data_end,
-                 data_end_source, inputs, costs, timings, stage) -> tuple[dict, pd.DataFrame]:
+                 data_end_source, inputs, costs, timings, facts_of, stage) -> tuple[dict, pd.DataFrame]:
     """Score, explain and write one month (the caller holds the output folder's lock); returns the
     manifest and the commissioners' summary. ``costs`` (:class:`riskstrat.features.costs.CostHandling`) says
-    which currency the amounts are in (the models' when converted)."""
+    which currency the amounts are in (the models' when converted); ``facts_of(person_ids)`` gives the
+    listed people's :class:`riskstrat.scoring.facts.PersonFacts`."""
     currency = costs.currency
     prev_month, prev, unverified = previous_month(cfg.output_dir, month, stage=stage,
                                                   allow_unverified=cfg.allow_unverified_previous_month)
@@ -353,6 +362,10 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
              and timings["shap"] > 0 else ")"))
 
     t = time.perf_counter()
+    # What a clinician checks first, for the listed people only (read from the engine's validated tables).
+    facts = facts_of(population.loc[lists.listed_mask(population, list_size=cfg.lists.list_size), "person_id"])
+    timings["facts"] = time.perf_counter() - t
+    t = time.perf_counter()
     if prev is not None:
         # Last month's ids as this month's data write them (one canonical form).
         in_population = canonical_lookup(population["person_id"])
@@ -362,8 +375,9 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
             prev = prev.loc[~prev["person_id"].isin(in_data)]
     population = lists.mark_lists(population, list_size=cfg.lists.list_size, month=month, previous=prev,
                                   reasons=reasons, holdout_fraction=cfg.lists.holdout_fraction,
-                                  seed=cfg.lists.holdout_seed, holdout_exempt_tiers=cfg.lists.holdout_exempt_tiers)
-    practice_lists = lists.practice_lists(population, list_size=cfg.lists.list_size)
+                                  seed=cfg.lists.holdout_seed, holdout_exempt_tiers=cfg.lists.holdout_exempt_tiers,
+                                  facts=facts.table, exclude_flags=cfg.lists.exclude_flags)
+    practice_lists = lists.practice_lists(population, list_size=cfg.lists.list_size, facts=facts.table)
     summary = lists.suppress_small_numbers(  # commissioners' output, to file and to MLflow alike
         lists.commissioner_summary(population, list_size=cfg.lists.list_size, groups=groups, currency=currency),
         threshold=cfg.lists.suppress_below, round_to=cfg.lists.round_counts_to)
@@ -401,6 +415,7 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
                    "reidentify_rows_matching_no_one": lookup_unmatched, "scored": len(population),
                    "listed": int(population["listed"].sum()), "explained": n_explained,
                    "held_out": int(population["holdout"].sum()),
+                   "left_off_for_flags": int(population["left_off"].notna().sum()),
                    "practices": len([p for p in practice_lists if p != lists.NO_PRACTICE]), "tiers": tier_counts,
                    "new_this_month": int(population["new_this_month"].sum()),
                    "no_registered_practice": int(no_practice.sum()),
@@ -410,7 +425,9 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         "shap_additivity_max_error": max_error, "drift": drift,
         "output_dir": str(out_dir),
         "holdout": lists.holdout_rule(fraction=cfg.lists.holdout_fraction, seed=cfg.lists.holdout_seed,
-                                      exempt_tiers=cfg.lists.holdout_exempt_tiers),
+                                      exempt_tiers=cfg.lists.holdout_exempt_tiers,
+                                      approval=cfg.lists.holdout_approval),
+        "flags": facts.as_dict(exclude=cfg.lists.exclude_flags),
         "summary_small_numbers": {"suppress_below": cfg.lists.suppress_below,
                                   "round_counts_to": cfg.lists.round_counts_to},
     }

@@ -53,6 +53,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from riskstrat.scoring import publish
+from riskstrat.scoring.facts import FLAG_WORDS, SEPARATOR as FACT_SEPARATOR
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.io import CURRENCY_SYMBOLS, file_sha256, write_bytes, write_parquet, write_text
 from riskstrat.data.schema import NO_PRACTICE
@@ -68,8 +69,10 @@ __all__ = [
     "MonthOptions",
     "PageWords",
     "PRACTICE_LIST_COLUMNS",
+    "HoldoutApprovalError",
     "apply_opt_outs",
     "changes_since",
+    "check_holdout_approval",
     "commissioner_summary",
     "describe_group",
     "holdout_flags",
@@ -248,14 +251,30 @@ def _uniform_hash(person_ids: pd.Series, *, seed: int, month: str) -> np.ndarray
 DEFAULT_HOLDOUT_EXEMPT_TIERS = ("very high",)
 
 
-def holdout_rule(*, fraction: float, seed: int, exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> dict:
-    """The hold-out rule as the manifest records it (and the pages explain it)."""
+def holdout_rule(*, fraction: float, seed: int, exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS,
+                 approval: str | None = None) -> dict:
+    """The hold-out rule as the manifest records it (and the pages explain it); ``approval`` (who
+    approved it, with their reference: ``lists.holdout_approval``) is recorded when given."""
     return {"fraction": fraction, "seed": seed, "exempt_tiers": list(exempt_tiers),
+            **({"approval": approval} if approval else {}),
             "rule": (f"In each practice, round({fraction:g} x the listed people"
                      + (f" outside the {' and '.join(exempt_tiers)} tier{'s' if len(exempt_tiers) > 1 else ''}"
                         if exempt_tiers else "")
                      + ") are held back at random, chosen by the lowest SHA-256 of (seed, month, person_id)"
                      + ("; people in an exempt tier are always shown." if exempt_tiers else "."))}
+
+
+class HoldoutApprovalError(InvalidInputError):
+    """A hold-out asked for without a stated approval."""
+
+
+def check_holdout_approval(*, fraction: float, approval: str | None) -> None:
+    """Refuse a hold-out (``fraction`` > 0) without ``approval`` (who approved it and their reference)."""
+    if fraction > 0 and not (approval or "").strip():
+        raise HoldoutApprovalError(
+            f"lists.holdout_fraction is {fraction:g} but lists.holdout_approval is not set: holding people back from "
+            f"a clinical list needs an approval; name the approving body and its reference (lists.holdout_approval: "
+            f"'North ICB research governance, ref RG-2026-014'), or set lists.holdout_fraction: 0. Nothing was published")
 
 
 def holdout_flags(population: pd.DataFrame, *, list_size: int, fraction: float, seed: int, month: str,
@@ -311,6 +330,8 @@ def _on_list(frame: pd.DataFrame, list_size: int) -> pd.DataFrame:
     shown = listed_mask(frame, list_size=list_size)
     if "holdout" in frame:
         shown &= ~frame["holdout"].fillna(False).astype(bool)
+    if "left_off" in frame:  # left off for a flag (lists.exclude_flags)
+        shown &= frame["left_off"].isna()
     return frame.loc[shown, ["person_id", "practice_rank"]].assign(practice_id=list_key(frame.loc[shown])).astype(
         {"practice_id": "str", "person_id": "str"})[["practice_id", "person_id", "practice_rank"]]
 
@@ -438,7 +459,8 @@ def _mapped(keys: pd.Series, mapping: pd.Series) -> pd.Series:
 
 def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous: pd.DataFrame | None = None,
                reasons: pd.DataFrame | pd.Series | None = None, holdout_fraction: float = 0.0,
-               seed: int = 0, holdout_exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS) -> pd.DataFrame:
+               seed: int = 0, holdout_exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS,
+               facts: pd.DataFrame | None = None, exclude_flags: Sequence[str] = ()) -> pd.DataFrame:
     """The population with this month's list columns added, ready to write.
 
     Adds ``listed`` (top ``list_size`` of the practice), ``holdout`` (:func:`holdout_flags`, never
@@ -446,11 +468,18 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     ``new_this_month``, ``previous_tier`` and ``tier_change`` (from ``previous``, last month's
     population) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.features.reasons.top_reasons`,
     indexed by person_id; missing for people not explained).
+
+    With ``facts`` (:class:`riskstrat.scoring.facts.PersonFacts`' table, index person_id) it adds
+    ``flags`` (their words, missing for people without facts) and ``left_off``: for listed people not
+    held out who have a flag in ``exclude_flags``, those flags' words (else missing); they are left
+    off the lists (not replaced) and counted on each page.
     """
     pop = population.copy(deep=False)  # columns are added, none changed in place
     pop["listed"] = listed_mask(pop, list_size=list_size)
     pop["holdout"] = holdout_flags(pop, list_size=list_size, fraction=holdout_fraction, seed=seed, month=month,
                                    exempt_tiers=holdout_exempt_tiers)
+    if facts is not None:
+        pop["flags"], pop["left_off"] = _flag_columns(pop, facts, exclude_flags)
     # New: on a list now and not on that practice's list last month (changes_since's new_this_month).
     now = _on_list(pop, list_size)
     if previous is not None:
@@ -469,6 +498,28 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     return pop
 
 
+def _flag_columns(pop: pd.DataFrame, facts: pd.DataFrame, exclude_flags: Sequence[str]) -> tuple[pd.Series, pd.Series]:
+    """Each person's flags in words (missing without facts) and, for the listed people shown whose
+    flags include one of ``exclude_flags``, those flags' words (else missing)."""
+    unknown = sorted(set(exclude_flags) - set(FLAG_WORDS))
+    if unknown:
+        raise ValueError(f"exclude_flags names unknown flags {unknown}; the flags are {list(FLAG_WORDS)}")
+    index = facts.index.astype(str)
+    flags = _mapped(pop["person_id"], pd.Series(facts["flags"].to_numpy(dtype=object), index=index)).astype("str")
+    left_off = pd.Series(None, index=pop.index, dtype=object)
+    excluded = [f for f in FLAG_WORDS if f in set(exclude_flags)]
+    if excluded:
+        words = pd.Series("", index=index, dtype=object)
+        for flag in excluded:
+            hit = facts[flag].to_numpy(dtype=bool)
+            words[hit] = np.where(words[hit] == "", FLAG_WORDS[flag], words[hit] + FACT_SEPARATOR + FLAG_WORDS[flag])
+        words = words[words != ""]
+        eligible = (pop["listed"] & ~pop["holdout"]).to_numpy(dtype=bool)
+        mapped = _mapped(pop["person_id"], words)
+        left_off = mapped.where(eligible & mapped.notna().to_numpy(), None)
+    return flags, left_off.astype("str")
+
+
 # ----------------------------------------------------------------------------- tables for people
 
 
@@ -485,12 +536,15 @@ def _shown(population: pd.DataFrame, list_size: int) -> pd.Series:
     shown = listed_mask(population, list_size=list_size)
     if "holdout" in population:
         shown &= ~population["holdout"].fillna(False).astype(bool)
+    if "left_off" in population:  # left off for a flag (lists.exclude_flags)
+        shown &= population["left_off"].isna().to_numpy()
     return shown
 
 
-def _list_table(population: pd.DataFrame, rows: pd.DataFrame, rank=None) -> pd.DataFrame:
+def _list_table(population: pd.DataFrame, rows: pd.DataFrame, rank=None, facts: pd.DataFrame | None = None) -> pd.DataFrame:
     """The coordinator's table for ``rows`` (shown people, in list order), ranked ``rank`` (default
-    1, 2, ...); ``population`` decides which optional columns every list has."""
+    1, 2, ...); ``population`` decides which optional columns every list has, ``facts`` (index
+    person_id: :class:`riskstrat.scoring.facts.PersonFacts`' table) adds :data:`FACT_COLUMNS`."""
     table = pd.DataFrame({
         "Rank": np.arange(1, len(rows) + 1, dtype="int64") if rank is None else np.asarray(rank, dtype="int64"),
         "Person ID": rows["person_id"].astype("str").to_numpy(),
@@ -507,11 +561,38 @@ def _list_table(population: pd.DataFrame, rows: pd.DataFrame, rank=None) -> pd.D
     table["Emergency admissions (12m)"] = _whole(rows["emergency_admissions_12m"]).to_numpy()
     table["A&E visits (12m)"] = _whole(rows["ae_attendances_12m"]).to_numpy()
     table["Bed days (12m)"] = _whole(rows["emergency_bed_days_12m"]).to_numpy()
+    if facts is not None:
+        _add_facts(table, rows["person_id"].astype("str"), facts)
     reasons = rows["reasons"] if "reasons" in rows else pd.Series("", index=rows.index)
     table["Top reasons"] = reasons.fillna("").astype("str").to_numpy()
     new = rows["new_this_month"] if "new_this_month" in rows else pd.Series(False, index=rows.index)
     table["New this month"] = np.where(new.fillna(False).astype(bool), "yes", "")
     return table
+
+
+# The facts' columns of a list (after "Bed days (12m)"), each only where the data hold its source.
+FACT_COLUMNS = {"flags": "Flags", "last_emergency_admission": "Last emergency admission",
+                "last_emergency_diagnosis": "Last emergency admission: diagnosis chapter",
+                "outpatient_specialties_12m": "Outpatient specialties (12m)",
+                "long_term_conditions": "Long-term conditions"}
+
+
+def _add_facts(table: pd.DataFrame, person_ids: pd.Series, facts: pd.DataFrame) -> None:
+    """:data:`FACT_COLUMNS` of ``facts`` for ``person_ids`` added to ``table`` (dates as YYYY-MM-DD text)."""
+    at = facts.index.astype(str).get_indexer(person_ids.to_numpy(dtype=object))
+    if (at < 0).any():
+        raise ValueError(f"{int((at < 0).sum())} listed people have no facts: compute them for every listed person")
+    for name, heading in FACT_COLUMNS.items():
+        if name not in facts:
+            continue
+        values = facts[name].iloc[at]
+        if name == "last_emergency_admission":
+            values = pd.Series(pd.to_datetime(values).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)).fillna("")
+            table[heading] = values.astype("str").to_numpy()
+        elif name == "outpatient_specialties_12m":
+            table[heading] = values.astype("Int64").to_numpy()
+        else:
+            table[heading] = values.fillna("").astype("str").to_numpy()
 
 
 def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int) -> pd.DataFrame:
@@ -529,9 +610,11 @@ def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int)
         "practice_rank"))
 
 
-def practice_lists(population: pd.DataFrame, *, list_size: int) -> dict[str, pd.DataFrame]:
+def practice_lists(population: pd.DataFrame, *, list_size: int,
+                   facts: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """:func:`practice_list` for every practice in the population, keyed by practice id (and
-    :data:`NO_PRACTICE` for the people without one, when there are any).
+    :data:`NO_PRACTICE` for the people without one, when there are any), with the listed people's
+    ``facts`` (:class:`riskstrat.scoring.facts.PersonFacts`' table) when given.
 
     The population is split once (not filtered again for each practice): the time grows with the
     population plus the listed people, not with practices times population.
@@ -540,7 +623,8 @@ def practice_lists(population: pd.DataFrame, *, list_size: int) -> dict[str, pd.
     shown = _shown(population, list_size).to_numpy()
     rows = population.loc[shown].assign(_list=keys[shown].to_numpy()).sort_values(["_list", "practice_rank"])
     # Every list's table built at once, then cut at the list boundaries (rows are sorted by list).
-    table = _list_table(population, rows, rank=rows.groupby("_list", sort=False).cumcount().to_numpy() + 1)
+    table = _list_table(population, rows, rank=rows.groupby("_list", sort=False).cumcount().to_numpy() + 1,
+                        facts=facts)
     names, starts, sizes = np.unique(rows["_list"].to_numpy(dtype=str), return_index=True, return_counts=True)
     where = {str(k): (int(a), int(n)) for k, a, n in zip(names, starts, sizes)}
     out = {}
@@ -591,6 +675,8 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
                        dtype=bool).reshape(len(padded), len(group_names))[joined_codes]
               if group_names else np.zeros((len(population), 0), bool))
     risk_all = population["risk"].to_numpy(dtype="float64")
+    left_off_all = population["left_off"].notna().to_numpy() if "left_off" in population else None
+    left_off_all = left_off_all if left_off_all is not None and left_off_all.any() else None
     optional = {c: population[c].to_numpy(dtype="float64") for c in ("high_cost_risk", "predicted_cost")
                 if c in population}
 
@@ -611,6 +697,9 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
         row["listed"] = int(listed.sum())
         row["held out"] = int((listed & held).sum())
         row["shown"] = row["listed"] - row["held out"]
+        if left_off_all is not None:  # only when lists.exclude_flags left someone off
+            row["left off (flags)"] = int(left_off_all[rows].sum())
+            row["shown"] -= row["left off (flags)"]
         # No sum of the listed people's risks: with their mean (the PPV) it would give back the
         # listed count that suppression hides.
         row["expected PPV of list"] = round(total(risk[listed]) / int(listed.sum()), 4) if listed.any() else math.nan
@@ -638,7 +727,7 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
     return pd.DataFrame(rows)
 
 
-SUMMARY_COUNT_COLUMNS = ("people", "listed", "held out", "shown")
+SUMMARY_COUNT_COLUMNS = ("people", "listed", "held out", "shown", "left off (flags)")
 
 
 def _is_count_column(name: str) -> bool:
@@ -911,7 +1000,36 @@ def _holdout_notice(held: int, rule: Mapping | None) -> dict | None:
                         "month:",
             "why": f"held back at random{share} so that their outcomes can be compared with those of the people "
                    "shown, to learn whether the service helps"
-                   + (f"; everyone in the {' and '.join(exempt)} tier is always shown." if exempt else ".")}
+                   + (f"; everyone in the {' and '.join(exempt)} tier is always shown." if exempt else ".")
+                   + " Their ranks are not shown: the list is numbered 1, 2, 3, … without them."
+                   + (f" Approved by {rule['approval']}." if rule.get("approval") else "")}
+
+
+def _left_off_notice(reasons: Mapping[str, int], people: int) -> dict | None:
+    """What a list says about its ``people`` left off for a flag (``reasons``: people per flag's words)."""
+    if not people:
+        return None
+    why = "; ".join(f"{n} {words}" for words, n in reasons.items())
+    return {"headline": f"{people} {'person' if people == 1 else 'people'} who would be on this list "
+                        f"{'is' if people == 1 else 'are'} left off for a flag:",
+            "why": f"{why} (the lists leave people with these flags off, as lists.exclude_flags asks; they are not "
+                   "replaced)."}
+
+
+def _flag_notes(flags: Mapping | None) -> list[str]:
+    """The page's words on the flags (``manifest["flags"]``: which were checked, from what, and why not)."""
+    if not flags:
+        return []
+    checked = [f"{FLAG_WORDS[f]} ({source})" for f, source in flags.get("checked", {}).items()]
+    missing = [f"{FLAG_WORDS[f]} ({why})" for f, why in flags.get("not_checked", {}).items()]
+    notes = ["Flags under the Person ID are what to check before a call. " + (
+        "Checked this month: " + "; ".join(checked) + "." if checked else "No flag could be checked this month.")]
+    if missing:
+        notes.append("Not checked this month: " + "; ".join(missing) + ".")
+    notes.append("Behind \"more\": the last emergency admission (date and diagnosis chapter where the data have it), "
+                 "the outpatient specialties seen in 12 months and every long-term condition; list.csv has them in "
+                 "full.")
+    return notes
 
 
 def _table_cells(table: pd.DataFrame) -> dict[str, list]:
@@ -972,9 +1090,10 @@ def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str,
     cost_shown = _escaped("" if cost is None else cost for cost in costs)
     high_cost = column("High-cost risk (%)")
     chance_shown = _escaped("" if chance is None else f"{chance:.1f}%" for chance in high_cost)
+    flags, facts = _fact_cells(cells, n)
     more = []
-    for cost, cost_text, chance, chance_text in zip(costs, cost_shown, high_cost, chance_shown):
-        lines = []
+    for cost, cost_text, chance, chance_text, fact_lines in zip(costs, cost_shown, high_cost, chance_shown, facts):
+        lines = list(fact_lines)
         if cost not in (None, ""):
             lines.append("Predicted cost next year: " + cost_text)
         if chance is not None:
@@ -999,7 +1118,7 @@ def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str,
                        else '<li class="none">no single recorded fact stands out</li>')
     rows = [
         f'<tr class="person">\n<td class="num" data-v="{ranks[i]}">{ranks[i]}{new[i]}</td>\n{local[i]}\n'
-        f'<td class="pid">{person[i]}{more[i]}</td>\n'
+        f'<td class="pid">{person[i]}{flags[i]}{more[i]}</td>\n'
         f'<td class="num risk" data-v="{risks[i]}">{risks[i]:.1f}%</td>\n{tier_cells[tiers[i]]}\n'
         f'<td class="num" data-v="{ages[i]}">{age_shown[i]}</td>\n<td>{sexes[i]}</td>\n'
         f'<td class="groups">{groups[i]}</td>\n'
@@ -1009,6 +1128,32 @@ def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str,
         f'<td class="reasons"><ul>{reasons[i]}</ul></td>\n</tr>\n'
         for i in range(n)]
     return rows
+
+
+def _fact_cells(cells: Mapping[str, list], n: int) -> tuple[list[str], list[list[str]]]:
+    """Each person's flags as badges for the Person ID cell, and their facts as lines (escaped) for
+    the "more" behind it: the last emergency admission, outpatient specialties and every long-term
+    condition (the reasons name three at most). Empty for lists without facts."""
+    if "Flags" not in cells:
+        return [""] * n, [[] for _ in range(n)]
+    badges = ["".join(f'<br><span class="flag">{w}</span>' for w in items if w.strip())
+              for items in _escaped_items(cells["Flags"], FACT_SEPARATOR)]
+    lines: list[list[str]] = [[] for _ in range(n)]
+    if "Last emergency admission" in cells:
+        chapters = cells.get("Last emergency admission: diagnosis chapter") or [None] * n
+        for i, (date, chapter) in enumerate(zip(_escaped(v or "" for v in cells["Last emergency admission"]),
+                                                _escaped(v or "" for v in chapters))):
+            lines[i].append("Last emergency admission: " + (f"{date}{f' ({chapter})' if chapter else ''}" if date
+                                                            else "none recorded"))
+    if "Outpatient specialties (12m)" in cells:
+        for i, count in enumerate(cells["Outpatient specialties (12m)"]):
+            if count is not None:
+                lines[i].append(f"Outpatient specialties in the last 12 months: {int(count)}")
+    if "Long-term conditions" in cells:
+        for i, items in enumerate(_escaped_items(cells["Long-term conditions"], FACT_SEPARATOR)):
+            named = [c for c in items if c.strip()]
+            lines[i].append("Long-term conditions: " + (", ".join(named) if named else "none recorded"))
+    return badges, lines
 
 
 def _cell(value):
@@ -1248,7 +1393,8 @@ class _MonthContext:
 
 
 def _month_context(population: pd.DataFrame, manifest: Mapping, words: PageWords) -> _MonthContext:
-    how_to_read = _how_to_read(population, outcome_words=words.outcome_words, horizon_words=words.horizon_words)
+    how_to_read = _how_to_read(population, outcome_words=words.outcome_words, horizon_words=words.horizon_words) \
+        + _flag_notes(manifest.get("flags"))
     provenance = _provenance(manifest)
     page = {"data_end": manifest.get("data_end"), "as_of": manifest.get("as_of"), "contact": words.contact,
             "next_steps": list(words.next_steps), "notes": how_to_read,
@@ -1275,6 +1421,7 @@ class _ListCounts:
     tiers: list[str]
     registered: dict[str, dict[str, int]]
     held: dict
+    left_off: dict = field(default_factory=dict)  # list key -> (people left off, {flag words: people})
 
 
 def _list_counts(population: pd.DataFrame) -> _ListCounts:
@@ -1282,7 +1429,17 @@ def _list_counts(population: pd.DataFrame) -> _ListCounts:
     tiers, registered = _registered_by_tier(population, keys)
     held = (keys[population["holdout"].fillna(False).astype(bool).to_numpy()].value_counts().to_dict()
             if "holdout" in population else {})
-    return _ListCounts(people=keys.value_counts().to_dict(), tiers=tiers, registered=registered, held=held)
+    left_off = {}
+    if "left_off" in population:
+        off = population["left_off"].notna().to_numpy()
+        for key, words in zip(keys[off], population.loc[off, "left_off"].astype(str)):
+            people, reasons = left_off.get(key, (0, Counter()))
+            reasons.update(words.split(FACT_SEPARATOR))
+            left_off[key] = (people + 1, reasons)
+        order = list(FLAG_WORDS.values())
+        left_off = {k: (n, {w: reasons[w] for w in order if reasons[w]}) for k, (n, reasons) in left_off.items()}
+    return _ListCounts(people=keys.value_counts().to_dict(), tiers=tiers, registered=registered, held=held,
+                       left_off=left_off)
 
 
 def _changes_by_list(changes: pd.DataFrame | None, keys: Sequence[str]) -> dict[str, pd.DataFrame | None]:
@@ -1324,9 +1481,12 @@ def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, m
              f"{words.horizon_words}, highest first.")
     tier_counts = _tier_counts(counts.tiers, counts.registered.get(str(pid), {}), cells["Tier"])
     held_back = _holdout_notice(int(counts.held.get(str(pid), 0)), month.holdout)
+    n_off, off_reasons = counts.left_off.get(str(pid), (0, {}))
+    left_off = _left_off_notice(off_reasons, n_off)
     about = [intro + month.data_end, *([] if identified else [f"Finding each person: {words.find_person}"]),
              *([f"Who to ask: {words.contact}"] if words.contact else []),
              *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
+             *([f"{left_off['headline']} {left_off['why']}"] if left_off else []),
              *words.next_steps, *month.how_to_read, *month.provenance]
     local_ids = "Local ID" in table.columns
     return {
@@ -1339,7 +1499,7 @@ def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, m
                  "whose_suffix": " without a practice" if unregistered else "",
                  "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": on_list, "registered": people_in_tier,
                             "definition": month.tier_words.get(t, "")} for t, people_in_tier, on_list in tier_counts],
-                 "holdout": held_back, "n_columns": 12 + local_ids}}
+                 "holdout": held_back, "left_off": left_off, "n_columns": 12 + local_ids}}
 
 
 def _add_csv_bytes(jobs: Sequence[tuple[str, dict]]) -> None:

@@ -22,6 +22,13 @@ Each file is a small, reviewed table with a ``note`` column saying why a row is 
     wins, so ``C05A`` (haemorrhoid preparations, chapter 01) overrides ``C`` (chapter 02). ATC groups with
     no natural BNF chapter (B06, S03, V03, V04, V07-V10 and anything unlisted) are left unmapped: the
     reader writes "unknown".
+``palliative_care.csv`` (system, code, name, note)
+    The codes that put a person on the lists' palliative care flag: ICD-10 (``icd10``, matched as the
+    code's start without its dot, so ``Z515`` matches ``Z51.5``) and SNOMED CT (``snomed``, exact) codes,
+    looked for in the primary diagnosis of hospital spells (:func:`palliative_code`).
+``icd10_chapters.csv`` (chapter, first, last, name, note)
+    The 22 ICD-10 chapters as inclusive ranges of three-character categories, with a short name for
+    the lists (:func:`icd10_chapter`).
 
 >>> load_codelist("ltc_icd10").columns.tolist()
 ['condition', 'first', 'last', 'note']
@@ -38,9 +45,11 @@ import pandas as pd
 
 from riskstrat.errors import InvalidInputError
 
-__all__ = ["load_codelist", "icd10_condition", "snomed_condition", "ltc_concepts", "ltc_concept_pairs", "atc_to_bnf"]
+__all__ = ["load_codelist", "icd10_chapter", "icd10_condition", "palliative_code", "snomed_condition", "ltc_concepts",
+           "ltc_concept_pairs", "atc_to_bnf"]
 
-CODELISTS = ("ltc_omop", "ltc_omop_descendants", "ltc_snomed", "ltc_icd10", "atc_bnf")
+CODELISTS = ("ltc_omop", "ltc_omop_descendants", "ltc_snomed", "ltc_icd10", "atc_bnf", "palliative_care",
+             "icd10_chapters")
 
 
 @lru_cache(maxsize=None)
@@ -116,4 +125,39 @@ def atc_to_bnf(codes: pd.Series) -> pd.Series:
     for row in table.sort_values("atc", key=lambda s: s.str.len(), ascending=False).itertuples():
         hit = text.str.startswith(row.atc).fillna(False).to_numpy(dtype=bool) & result.isna().to_numpy()
         result[hit] = row.bnf_chapter
+    return result
+
+
+def _icd10_text(codes: pd.Series) -> pd.Series:
+    """ICD-10 codes upper-case, without dots or white space (``" z51.5"`` -> ``"Z515"``)."""
+    return codes.astype("string").str.upper().str.replace(".", "", regex=False).str.strip()
+
+
+def palliative_code(codes: pd.Series) -> np.ndarray:
+    """True for each code on ``palliative_care.csv``: an ICD-10 code starting with a listed one, or a
+    listed SNOMED CT code (``SNOMED:`` prefix allowed).
+
+    >>> palliative_code(pd.Series(["Z51.5", "Z515", "SNOMED:103735009", "Z51.1", None])).tolist()
+    [True, True, True, False, False]
+    """
+    table = _load("palliative_care")
+    icd = tuple(table.loc[table["system"] == "icd10", "code"].str.upper())
+    snomed = set(table.loc[table["system"] == "snomed", "code"])
+    text = _icd10_text(codes)
+    by_icd = text.str.startswith(icd).fillna(False).to_numpy(dtype=bool) if icd else np.zeros(len(codes), bool)
+    by_snomed = codes.astype("string").str.strip().str.removeprefix("SNOMED:").isin(snomed).fillna(False)
+    return by_icd | by_snomed.to_numpy(dtype=bool)
+
+
+def icd10_chapter(codes: pd.Series) -> pd.Series:
+    """The short name of each ICD-10 code's chapter (``icd10_chapters.csv``), else missing.
+
+    >>> icd10_chapter(pd.Series(["I50.9", "J44", "S72.0", "D61", "xyz", None])).tolist()
+    ['circulatory system', 'respiratory system', 'injury and poisoning', 'blood and immune system', nan, nan]
+    """
+    cat = _icd10_text(codes).str.extract(r"^([A-Z]\d\d)", expand=False)
+    result = pd.Series(np.nan, index=codes.index, dtype=object)
+    for row in _load("icd10_chapters").itertuples():
+        hit = (cat >= row.first) & (cat <= row.last) & result.isna()
+        result[hit.fillna(False).to_numpy(dtype=bool)] = row.name
     return result
