@@ -733,10 +733,10 @@ def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_t
     0 stays 0 (nobody to single out), and every other count is rounded to the nearest
     ``round_to`` (default 5; halves round up), so that a suppressed cell cannot be recovered by
     subtracting from a total. Rounded rows therefore need not add up exactly. Expected numbers of
-    people (sums of model risks over everyone) are estimates, not counts of people: they are not
-    suppressed but rounded as the counts are (to the nearest ``round_to``), so they read as the
-    counts beside them; the expected % of the listed (their mean risk) is left as it is. The
-    summary publishes no sum over the listed people, which with that % would give back their count.
+    people (sums of model risks over everyone) are estimates, not counts, but are shown as the counts
+    beside them are (to the nearest person, then the same rule), so that they read alike; the
+    expected % of the listed (their mean risk, to 1 decimal place) is left as it is. The summary
+    publishes no sum over the listed people, which with that % would give back their count.
     ``threshold=1`` and ``round_to=1`` turn it off. Cells already made safe are left alone, so
     applying it twice changes nothing.
 
@@ -755,10 +755,10 @@ def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_t
             return f"<{threshold}"
         return str(int(math.floor(count / round_to + 0.5)) * round_to)
 
-    def rounded(value):
+    def rounded(value):  # an expected number of people: to the nearest whole person, then shown as a count
         if isinstance(value, str) or value is None or (isinstance(value, float) and math.isnan(value)):
             return value
-        return str(int(math.floor(float(value) / round_to + 0.5)) * round_to)
+        return safe(math.floor(float(value) + 0.5))
 
     for column in out.columns:
         if _is_count_column(str(column)):
@@ -1096,8 +1096,9 @@ def _about_summary(summary: pd.DataFrame, manifest: Mapping, words: PageWords, o
         "small_numbers": {
             "rule": (f"Counts of people from 1 to {threshold - 1} are shown as <{threshold}, 0 stays 0, and every "
                      f"other count is rounded to the nearest {round_to} (halves up), so rows need not add up. "
-                     f"Expected numbers of people are rounded the same way but never suppressed; the expected % "
-                     "of listed people is a mean risk, shown to 1 decimal place.")
+                     f"Expected numbers of people are estimates, shown the same way (to the nearest person, then "
+                     f"this rule) so that they read as the counts do; the expected % of listed people is their "
+                     "mean risk, to 1 decimal place.")
             if threshold > 1 or round_to > 1 else "Off: counts are exact.",
             "suppress_below": threshold, "round_counts_to": round_to,
             "count_columns": [str(c) for c in summary.columns if _is_count_column(str(c))],
