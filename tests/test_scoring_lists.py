@@ -439,7 +439,8 @@ def test_commissioner_summary_has_no_person_rows_and_adds_up(features, model):
     # In % (as the pages say risks), not a 0-1 fraction.
     assert summary.iloc[0]["expected % of listed people with the outcome"] == pytest.approx(100 * p1["risk"].mean(),
                                                                                             abs=0.05)
-    assert summary.iloc[0]["listed"] == LIST_SIZE and summary.iloc[0]["shown"] == LIST_SIZE - summary.iloc[0]["held back"]
+    first = summary.iloc[0]
+    assert first["listed"] == LIST_SIZE and first["shown"] == LIST_SIZE - first["held back"]
     assert "group: frequent users" in summary
     assert not [c for c in summary if "held out" in c or "PPV" in c]  # one word for the hold-out: held back
     # Nothing published with the PPV gives back the listed count (sum over listed / PPV = listed).

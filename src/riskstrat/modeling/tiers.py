@@ -3,7 +3,8 @@
 Tiers are by rank in the whole population: the top 0.5% by risk are "very high" (intensive case
 management), the rest of the top 5% "high", the rest of the top 20% "moderate" and everyone else
 "low". People with the same risk are never split between tiers: a tie across a cut-off takes the
-higher tier (so a tier can hold a few more people than its fraction). Priority groups are the cohorts commissioners name (:data:`DEFAULT_GROUPS`).
+higher tier (so a tier can hold a few more people than its fraction). Priority groups are the
+cohorts commissioners name (:data:`DEFAULT_GROUPS`).
 
 >>> risk = pd.Series([0.9, 0.1, 0.5, 0.3], index=["a", "b", "c", "d"])
 >>> assign_tiers(risk, cutoffs={"very high": 0.25, "high": 0.5, "moderate": 0.75}).tolist()

@@ -1145,8 +1145,9 @@ def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int], *, decimals
 def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str, int], *,
                      decimals: int = 1) -> list[str]:
     """:func:`_people_rows` as one string per person, from the table's columns as Python values
-    (``cells``, by column name; ``n`` rows; risks shown to ``decimals``). Each row depends only on that person's cells, so the
-    rows of many lists put together are the rows of each list, one after the other."""
+    (``cells``, by column name; ``n`` rows; risks shown to ``decimals``). Each row depends only on
+    that person's cells, so the rows of many lists put together are the rows of each list, one
+    after the other."""
     def column(name: str, default=None) -> list:
         """A column's cells, or ``default`` for every row without it."""
         values = cells.get(name)
@@ -1353,11 +1354,11 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     ``practices/<practice_id>/list.csv``, ``list.xlsx`` and ``list.html`` (and ``changes.csv`` with
     that practice's rows of ``changes`` in list.csv's words: :data:`CHANGES_COLUMNS`), ``summary.csv``
     (commissioners, with small numbers suppressed as ``options`` say), ``summary.json`` (the month,
-    data date, outcome and small-number rule of summary.csv, and what each column covers) and ``manifest.json`` (``manifest`` plus the SHA-256 of every
-    file written). ``reidentify`` maps a practice id to its own lookup (``person_id``/``pseudonym``
-    -> ``local_id``), applied to that practice's files only. Every file is byte-identical for
-    identical inputs; text that looks like a spreadsheet formula is neutralised in every CSV and
-    workbook (:mod:`riskstrat.scoring.sheets`).
+    data date, outcome and small-number rule of summary.csv, and what each column covers) and
+    ``manifest.json`` (``manifest`` plus the SHA-256 of every file written). ``reidentify`` maps a
+    practice id to its own lookup (``person_id``/``pseudonym`` -> ``local_id``), applied to that
+    practice's files only. Every file is byte-identical for identical inputs; text that looks like a
+    spreadsheet formula is neutralised in every CSV and workbook (:mod:`riskstrat.scoring.sheets`).
 
     The page (``list.html``, from ``templates/list.html.j2``) says what ``words`` say
     (:class:`PageWords`), the month, the date the data run to (``manifest["data_end"]``) and the

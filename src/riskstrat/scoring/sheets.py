@@ -155,9 +155,10 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
 
     Header row bold on dark blue, frozen, with filters; columns ending in ``(%)`` hold the numbers
     as written (90.6, not 0.906), with a plain number format of the decimals they have, so that a
-    filter such as "greater than 50" finds what the cells show; ``wide_columns`` wrap. Printing is set up for A4 landscape, fitted to the
-    page width, with the header row repeated on every page and the title and page numbers in the
-    page header and footer. Text is always written as text (:func:`neutralise_formula`).
+    filter such as "greater than 50" finds what the cells show; ``wide_columns`` wrap. Printing is
+    set up for A4 landscape, fitted to the page width, with the header row repeated on every page
+    and the title and page numbers in the page header and footer. Text is always written as text
+    (:func:`neutralise_formula`).
     ``created`` (default a fixed date) is the workbook's creation date: same inputs, same bytes.
     Tables longer than :data:`STREAM_ROWS` rows are streamed (row by row to disk, bounded memory).
     """
