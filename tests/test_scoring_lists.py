@@ -119,11 +119,11 @@ def test_tiers_of_1000_people_follow_the_pyramid():
     assert set(risk.nlargest(5).index) == set(tiers[tiers == "very high"].index)
 
 
-def test_ties_are_broken_by_person_id_whatever_the_row_order():
+def test_ties_are_ranked_by_person_id_whatever_the_row_order_and_share_a_tier():
     risk = pd.Series([0.5] * 10, index=[f"id{i}" for i in range(10)])
     cutoffs = {"very high": 0.1, "high": 0.3}
     tiers = assign_tiers(risk, cutoffs=cutoffs)
-    assert tiers["id0"] == "very high" and tiers[["id1", "id2"]].eq("high").all()
+    assert tiers.eq("very high").all()  # one risk, one tier: the cut-offs do not split a tie
     shuffled = risk.sample(frac=1, random_state=1)
     assert assign_tiers(shuffled, cutoffs=cutoffs).reindex(risk.index).equals(tiers)
     assert rank_by_score(shuffled).reindex(risk.index).tolist() == list(range(1, 11))
@@ -378,17 +378,18 @@ def test_month_over_month_changes():
     assert pd.isna(ch.loc[("P2", "d"), "tier"]) and pd.isna(ch.loc[("P2", "d"), "tier_change"])
 
 
-def test_first_month_everyone_listed_is_new_and_holdout_is_not_on_the_list():
+def test_first_month_nobody_is_new_and_holdout_is_not_on_the_list():
     now = toy_population([("a", "P1", 1, "high"), ("b", "P1", 2, "high"), ("c", "P1", 3, "low")])
     ch = lists.changes_since(None, now, list_size=2)
-    assert ch["person_id"].tolist() == ["a", "b"] and ch["new_this_month"].all() and not ch["left"].any()
+    # No list last month: nobody is new to it (unknown, not "new"), nobody left it.
+    assert ch["person_id"].tolist() == ["a", "b"] and ch["new_this_month"].isna().all() and not ch["left"].any()
     held = now.assign(holdout=[False, True, False])
     assert lists.changes_since(None, held, list_size=2)["person_id"].tolist() == ["a"]
 
 
 def test_mark_lists_records_new_people_and_tier_moves(tmp_path, features, model):
     first = score_month(features, model, month="2026-10", fraction=0.0)
-    assert first.loc[first["listed"], "new_this_month"].all() and not first.loc[~first["listed"], "new_this_month"].any()
+    assert first["new_this_month"].isna().all()  # the first month: no last month's list to be new to
     assert first["tier_change"].isna().all()
     assert first.loc[first["listed"], "reasons"].notna().all() and first.loc[~first["listed"], "reasons"].isna().all()
     # Last month comes back from its own population.parquet; same data again: nobody new, nothing moved.
@@ -433,13 +434,17 @@ def test_commissioner_summary_has_no_person_rows_and_adds_up(features, model):
     assert total["people"] == len(pop) == summary["people"].iloc[:-1].sum()
     tier_cols = [c for c in summary if c.startswith("tier: ")]
     assert (summary[tier_cols].sum(axis=1) == summary["people"]).all()
-    assert total["expected people with the outcome"] == pytest.approx(pop["risk"].sum(), abs=0.01)
+    assert total["expected people with the outcome (all people)"] == pytest.approx(pop["risk"].sum(), abs=0.01)
     p1 = pop[(pop["practice_id"] == "P001") & pop["listed"]]
-    assert summary.iloc[0]["expected PPV of list"] == pytest.approx(p1["risk"].mean(), abs=1e-4)
-    assert summary.iloc[0]["listed"] == LIST_SIZE and summary.iloc[0]["shown"] == LIST_SIZE - summary.iloc[0]["held out"]
+    # In % (as the pages say risks), not a 0-1 fraction.
+    assert summary.iloc[0]["expected % of listed people with the outcome"] == pytest.approx(100 * p1["risk"].mean(),
+                                                                                            abs=0.05)
+    first = summary.iloc[0]
+    assert first["listed"] == LIST_SIZE and first["shown"] == LIST_SIZE - first["held back"]
     assert "group: frequent users" in summary
+    assert not [c for c in summary if "held out" in c or "PPV" in c]  # one word for the hold-out: held back
     # Nothing published with the PPV gives back the listed count (sum over listed / PPV = listed).
-    ratios = summary.select_dtypes("number").div(summary["expected PPV of list"], axis=0)
+    ratios = summary.select_dtypes("number").div(summary["expected % of listed people with the outcome"] / 100, axis=0)
     assert not (ratios.sub(summary["listed"], axis=0).abs() < 0.5).drop(columns="listed", errors="ignore").any().any()
 
 
@@ -557,9 +562,14 @@ def test_excel_sheet_is_formatted_for_coordinators(tmp_path, features, model):
     header = [c.value for c in ws[1]]
     assert ws.freeze_panes == "A2" and ws.auto_filter.ref
     assert ws[1][0].font.bold
-    risk = ws.cell(2, header.index("Risk (%)") + 1)
     csv = pd.read_csv(out / "practices" / "P003" / "list.csv")
-    assert risk.number_format == "0.0%" and risk.value == pytest.approx(csv["Risk (%)"].iloc[0] / 100)
+    risk = [ws.cell(i, header.index("Risk (%)") + 1) for i in range(2, len(csv) + 2)]
+    # The workbook holds the CSV's numbers (90.6, not 0.906) in a plain number format, so that a filter
+    # "greater than 50" keeps the people who read above 50.
+    assert [c.value for c in risk] == csv["Risk (%)"].tolist()
+    decimals = lists.risk_decimals(pop, list_size=LIST_SIZE)
+    assert {c.number_format for c in risk} == {"0." + "0" * decimals}
+    assert [c.value for c in risk if c.value > 50] == csv.loc[csv["Risk (%)"] > 50, "Risk (%)"].tolist() != []
     assert ws.column_dimensions["A"].width >= 8
 
 
@@ -718,11 +728,13 @@ def test_the_page_says_how_many_were_held_back_and_why(tmp_path, features, model
                                           (2347, "2345"), (2348, "2350")])
 def test_small_counts_are_suppressed_and_the_rest_rounded(count, shown):
     summary = pd.DataFrame({"practice_id": ["P1"], "people": [count], "tier: high": [count],
-                            "group: frequent users": [count], "expected PPV of list": [0.25],
-                            "expected people with the outcome": [1.23]})
+                            "group: frequent users": [count], "expected % of listed people with the outcome": [25.3],
+                            "expected people with the outcome (all people)": [count + 0.4]})
     safe = lists.suppress_small_numbers(summary)
     assert safe.loc[0, ["people", "tier: high", "group: frequent users"]].tolist() == [shown] * 3
-    assert safe.loc[0, "expected PPV of list"] == 0.25 and safe.loc[0, "expected people with the outcome"] == 1.23
+    # An expected number of people reads as the counts beside it (not 107.05 beside 105); the % stays.
+    assert safe.loc[0, "expected people with the outcome (all people)"] == shown
+    assert safe.loc[0, "expected % of listed people with the outcome"] == 25.3
     assert lists.suppress_small_numbers(safe).equals(safe)  # applying it twice changes nothing
     assert lists.suppress_small_numbers(summary, threshold=1, round_to=1).loc[0, "people"] == str(count)
 
@@ -984,7 +996,7 @@ def test_writing_in_two_processes_gives_the_same_month_as_one(tmp_path, features
                   reidentify={first: pd.DataFrame({"person_id": tables[first]["Person ID"], "local_id": "=L<1>"})})
     serial = _folder_bytes(lists.write_month(tmp_path / "one" / "2026-11", **common))
     parallel = _folder_bytes(lists.write_month(tmp_path / "two" / "2026-11", options=lists.MonthOptions(workers=2), **common))
-    assert parallel == serial and len(serial) == 1 + 1 + 1 + 4 * len(tables)
+    assert parallel == serial and len(serial) == 1 + 1 + 1 + 1 + 4 * len(tables)  # parquet, summary.csv/.json, manifest
     # The manifest's hashes, taken from the bytes as they were written, are the files' hashes.
     recorded = json.loads(serial.pop("manifest.json"))["files"]
     assert recorded == {name: hashlib.sha256(data).hexdigest() for name, data in serial.items()}
@@ -1144,3 +1156,195 @@ def test_list_look_ups_through_arrow_match_pandas():
     joined = before.fillna("").astype(object) + " → " + text.fillna("").astype(object)
     reference = np.where(changed, joined.to_numpy(), None)
     assert lists._tier_change(before, after).tolist() == pd.Series(reference, dtype="str").tolist()
+
+
+# ----------------------------------------------------------------------------- every number true of the files
+
+
+def _page_text(html: str) -> str:
+    import html as html_lib
+
+    body = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+
+def _about_lines(path) -> list[str]:
+    import openpyxl
+
+    return [str(r[0]) for r in openpyxl.load_workbook(path)["About this list"].iter_rows(values_only=True)]
+
+
+def two_written_months(tmp_path, features, model):
+    """October (the first month) and November (compared with October), as the batch job writes them."""
+    rule = lists.holdout_rule(fraction=0.1, seed=42)
+    manifest = {"models": {"emergency_admission": {"version": "3"}}, "holdout": rule,
+                "outcome": {"name": "emergency_admission", "words": "an emergency admission"}}
+    october = score_month(features, model, month="2026-10")
+    first = write(tmp_path / "2026-10", october, manifest={**manifest, "as_of": "2026-10-01", "month": "2026-10",
+                                                           "data_end": "2026-09-30", "previous_month": None})
+    later = features.copy()
+    later["emergency_admissions_0_3m"] += np.where(later["practice_id"] == "P001", 2, 0)
+    november = score_month(later, model, previous=october)
+    second = write(tmp_path / "2026-11", november, previous=october,
+                   manifest={**manifest, "as_of": "2026-11-01", "month": "2026-11", "data_end": "2026-10-31",
+                             "previous_month": "2026-10"})
+    return first, second
+
+
+def _check_claims(folder, text: str, population: pd.DataFrame, pid: str) -> int:
+    """Every sentence of ``text`` (a page or an About sheet) that names a column or a count, checked
+    against the list's files and the month's population; returns how many claims were checked."""
+    table = pd.read_csv(folder / "list.csv", dtype={"Person ID": str}, keep_default_na=False, encoding="utf-8-sig")
+    mine = population[population["practice_id"].astype(str) == pid]
+    checked = 0
+    # "X, Y and Z are in their own columns": each is a column of list.csv.
+    for named in re.findall(r"([A-Z][\w ,]*?) (?:is|are) in (?:its|their) own columns?", text):
+        for item in re.split(r", | and ", named):
+            assert item.strip().capitalize() in table.columns, (item, list(table.columns))
+            checked += 1
+    # A column named in the notes is a column of the list.
+    for column in ("Risk (%)", "New this month", "Priority groups", "Top reasons"):
+        if f"{column} " in text:
+            assert column in table.columns
+            checked += 1
+    m = re.search(r"The (\d+) people of ([\d,]+) registered adults", text)
+    assert m and int(m[1]) == len(table) and int(m[2].replace(",", "")) == len(mine)
+    m = re.search(r"about (\d+) in 100 people on this list", text)
+    assert m and int(m[1]) == round(table["Risk (%)"].mean())
+    m = re.search(r"shown to (\d) decimal places?", text)
+    assert m
+    decimals = int(m[1])
+    assert (table["Risk (%)"].round(decimals) == table["Risk (%)"]).all()
+    shown = (table["Risk (%)"] * 10**decimals).round().astype(int).tolist()
+    pairs = [(a, b) for a, b in zip(table.itertuples(), table.iloc[1:].itertuples()) if a[5] == b[5]]
+    assert all(a.Tier == b.Tier for a, b in pairs)  # the same risk shown: the same tier
+    assert len(set(shown)) == len(shown) or "Tied: ranks" in text
+    new = int((table["New this month"] == "yes").sum())
+    if "first month" in text:
+        assert new == 0 and "marks people who were not on last month" not in text
+    else:
+        m = re.search(r"(\d+) (?:people are|person is) new this month", text)
+        assert m and int(m[1]) == new
+    held = int(mine["holdout"].sum())
+    m = re.search(r"(\d+) (?:people|person) who would be on this list (?:are|is) not shown", text)
+    assert (int(m[1]) if m else 0) == held
+    for on_list, registered, tier in re.findall(r"(\d+) of (\d+) (very high|high|moderate|low)\b", text):
+        assert int(on_list) == int((table["Tier"] == tier).sum())
+        assert int(registered) == int((mine["tier"].astype(str) == tier).sum())
+        checked += 1
+    share = population["tier"].astype(str).value_counts(normalize=True)
+    for tier, top in re.findall(r"(very high|high|moderate) the top ([\d.]+)%", text):
+        order = ["very high", "high", "moderate"]
+        assert float(top) == round(100 * share.reindex(order[:order.index(tier) + 1]).sum(), 1)
+        checked += 1
+    return checked + 6
+
+
+def test_every_claim_that_names_a_column_or_a_count_is_true_of_the_files(tmp_path, features, model):
+    first, second = two_written_months(tmp_path, features, model)
+    for month in (first, second):
+        population = pd.read_parquet(month / "population.parquet")
+        for folder in sorted((month / "practices").iterdir()):
+            page = _page_text((folder / "list.html").read_text(encoding="utf-8"))
+            about = " ".join(_about_lines(folder / "list.xlsx"))
+            assert _check_claims(folder, page, population, folder.name) >= 12
+            assert _check_claims(folder, about, population, folder.name) >= 8
+        # summary.csv's headers: each says what it covers, in summary.json.
+        summary = pd.read_csv(month / "summary.csv", dtype=str, encoding="utf-8-sig")
+        about_summary = json.loads((month / "summary.json").read_text(encoding="utf-8"))
+        assert list(about_summary["columns"]) == list(summary.columns)
+        assert all(about_summary["columns"].values())
+
+
+def test_the_first_month_marks_nobody_new_and_says_so(tmp_path, features, model):
+    first, second = two_written_months(tmp_path, features, model)
+    october = (first / "practices" / "P001" / "list.html").read_text(encoding="utf-8")
+    table = pd.read_csv(first / "practices" / "P001" / "list.csv", keep_default_na=False, encoding="utf-8-sig")
+    assert 'class="new"' not in october and not (table["New this month"] == "yes").any()
+    top = _page_text(october[:october.index("<table")])
+    assert "This is the first month of these lists, so nobody is marked new." in top
+    assert "not on last month's list" not in _page_text(october)
+    assert "first month" in " ".join(_about_lines(first / "practices" / "P001" / "list.xlsx"))
+    # November has a month before it: new people are marked, and counted at the top.
+    november = (second / "practices" / "P001" / "list.html").read_text(encoding="utf-8")
+    marked = november.count('class="new"')
+    new = pd.read_csv(second / "practices" / "P001" / "list.csv", keep_default_na=False, encoding="utf-8-sig")
+    assert marked == int((new["New this month"] == "yes").sum()) > 0 and "first month" not in november
+    assert f"{marked} people are new this month" in _page_text(november[:november.index("<table")])
+
+
+def test_risks_shown_to_the_decimals_that_separate_people(tmp_path, features, model):
+    pop = score_month(features, model)
+    # Two people of P001 whose risks differ only in the second decimal, and two tied exactly.
+    mine = pop.index[(pop["practice_id"] == "P001") & pop["listed"] & ~pop["holdout"]]
+    pop = pop.copy()
+    pop.loc[mine[3:5], "risk"] = [0.90612, 0.90598]  # 90.61% and 90.60%: 90.6% for both at 1 decimal
+    pop.loc[mine[5:7], "risk"] = [0.5, 0.5]
+    pop = pop.sort_values("risk", ascending=False, kind="stable")
+    pop["tier"] = lists.tiers_by_rank(pd.Series(np.arange(1, len(pop) + 1), index=pop.index),
+                                      risk=lists.risk_percent(pop["risk"]))
+    assert lists.risk_decimals(pop, list_size=LIST_SIZE) == 2
+    pop["practice_rank"] = pop.groupby("practice_id").cumcount() + 1
+    out = write(tmp_path / "m", pop)
+    table = pd.read_csv(out / "practices" / "P001" / "list.csv", encoding="utf-8-sig")
+    assert {90.61, 90.6} <= set(table["Risk (%)"])
+    page = (out / "practices" / "P001" / "list.html").read_text(encoding="utf-8")
+    texts = re.findall(r'class="num risk" data-v="[^"]+">([^<]+)<', page)
+    assert "90.61%" in texts and "90.60%" in texts and all(re.fullmatch(r"\d+\.\d\d%", t) for t in texts)
+    tied = table.index[table["Risk (%)"] == 50.0]
+    assert len(tied) == 2 and table.loc[tied, "Tier"].nunique() == 1
+    ranks = table.loc[tied, "Rank"].tolist()
+    assert f"Tied: ranks {ranks[0]}–{ranks[1]} (50.00%)" in _page_text(page)
+
+
+def test_summary_says_its_month_data_date_outcome_and_rule(tmp_path, features, model):
+    _, second = two_written_months(tmp_path, features, model)
+    about = json.loads((second / "summary.json").read_text(encoding="utf-8"))
+    assert about["month"] == "2026-11" and about["data_run_to"] == "2026-10-31"
+    assert about["outcome"] == "an emergency admission in the next 12 months"
+    assert about["small_numbers"]["suppress_below"] == 8 and about["small_numbers"]["round_counts_to"] == 5
+    assert "<8" in about["small_numbers"]["rule"] and "nearest 5" in about["small_numbers"]["rule"]
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert manifest["files"]["summary.json"]
+    summary = pd.read_csv(second / "summary.csv", dtype=str, encoding="utf-8-sig")
+    assert "held back" in summary and not [c for c in summary if "held out" in c]
+    expected = [c for c in summary if c.startswith("expected")]
+    assert expected == ["expected people with the outcome (all people)", "expected % of listed people with the outcome"]
+    # Expected people read as the counts do (whole, rounded to 5 or "<8"); the % is a percentage.
+    assert all(v == "<8" or int(v) % 5 == 0 for v in summary["expected people with the outcome (all people)"])
+    percent = summary["expected % of listed people with the outcome"].astype(float)
+    assert percent.between(1, 100).all() and (percent.round(1) == percent).all()
+
+
+def test_changes_csv_speaks_as_list_csv_with_month_rank_and_risk(tmp_path, features, model):
+    first, second = two_written_months(tmp_path, features, model)
+    for month, compared in ((first, "none: this is the first month"), (second, "2026-10")):
+        folder = month / "practices" / "P001"
+        changes = pd.read_csv(folder / "changes.csv", dtype={"Person ID": str}, keep_default_na=False,
+                              encoding="utf-8-sig")
+        table = pd.read_csv(folder / "list.csv", dtype={"Person ID": str}, keep_default_na=False, encoding="utf-8-sig")
+        assert list(changes.columns) == list(lists.CHANGES_COLUMNS)
+        assert (changes["Month"].astype(str) == month.name).all() and (changes["Compared with"] == compared).all()
+        assert set(changes["New this month"]) <= {"yes", ""} and set(changes["Left the list"]) <= {"yes", ""}
+        on_list = changes[changes["Left the list"] == ""].merge(table, on="Person ID", suffixes=("", " in list"))
+        assert len(on_list) == len(table)
+        assert (on_list["Rank"].astype(int) == on_list["Rank in list"]).all()
+        assert (on_list["Risk (%)"].astype(float) == on_list["Risk (%) in list"]).all()
+        assert (on_list["New this month"] == on_list["New this month in list"]).all()
+        assert (changes.loc[changes["Left the list"] == "yes", ["Rank", "Risk (%)"]] == "").all().all()
+    assert (changes["Left the list"] == "yes").any()
+
+
+def test_page_and_workbook_say_how_many_in_100_listed_are_expected_to_have_the_outcome(tmp_path, features, model):
+    pop = score_month(features, model)
+    out = write(tmp_path / "m", pop)
+    for pid in ("P001", "P002", "P003"):
+        table = pd.read_csv(out / "practices" / pid / "list.csv", encoding="utf-8-sig")
+        shown = pop[(pop["practice_id"] == pid) & pop["listed"] & ~pop["holdout"]]
+        share = round(100 * shown["risk"].mean())
+        assert share == round(table["Risk (%)"].mean())
+        sentence = (f"about {share} in 100 people on this list are expected to have an emergency admission in the "
+                    "next 12 months")
+        page = (out / "practices" / pid / "list.html").read_text(encoding="utf-8")
+        assert sentence in _page_text(page[:page.index("<table")])
+        assert any(sentence in line for line in _about_lines(out / "practices" / pid / "list.xlsx"))

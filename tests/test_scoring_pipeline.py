@@ -389,20 +389,22 @@ def test_cli_score_with_a_folder_engine_writes_the_same_month(score, registry, d
 def test_second_month_reports_changes_since_the_first(two_months):
     october, november = two_months["october"], two_months["november"]
     assert october["previous_month"] is None
-    assert october["counts"]["new_this_month"] == october["counts"]["listed"]  # first month: all new
+    assert october["counts"]["new_this_month"] == 0  # first month: no last month's list to be new to
     assert november["previous_month"] == "2025-10"
     new = november["counts"]["new_this_month"]
     assert 0 < new < november["counts"]["listed"]
     month = two_months["out"] / MONTH
     total_new = 0
     for folder in practice_folders(month):
-        changes = pd.read_csv(folder / "changes.csv", dtype={"person_id": str}, encoding="utf-8-sig")
+        changes = pd.read_csv(folder / "changes.csv", dtype={"Person ID": str}, keep_default_na=False,
+                              encoding="utf-8-sig")
         shown = pd.read_csv(folder / "list.csv", dtype={"Person ID": str}, keep_default_na=False,
                             encoding="utf-8-sig")
         flagged = set(shown.loc[shown["New this month"] == "yes", "Person ID"])
-        assert set(changes.loc[changes["new_this_month"], "person_id"]) == flagged
+        assert set(changes.loc[changes["New this month"] == "yes", "Person ID"]) == flagged
+        assert (changes["Month"] == MONTH).all() and (changes["Compared with"] == "2025-10").all()
         # Everyone who left was on October's list of this practice and is not on November's.
-        left = set(changes.loc[changes["left"], "person_id"])
+        left = set(changes.loc[changes["Left the list"] == "yes", "Person ID"])
         assert not left & set(shown["Person ID"])
         assert len(left) == len(flagged)  # lists keep their size, so as many leave as arrive
         total_new += len(flagged)
@@ -614,9 +616,9 @@ def test_held_out_people_are_recorded_but_not_shown(score, tmp_path):
     assert counts["held_out"] == len(held) == int(per_practice["sum"].sum()) > 0
     assert counts["listed"] == int(population["listed"].sum())
     summary = pd.read_csv(month / "summary.csv", encoding="utf-8-sig", dtype=str).set_index("practice_id")
-    safe = lists.suppress_small_numbers(pd.DataFrame({"held out": [counts["held_out"]],
+    safe = lists.suppress_small_numbers(pd.DataFrame({"held back": [counts["held_out"]],
                                                       "shown": [counts["listed"] - counts["held_out"]]}))
-    assert summary.loc["all practices", "held out"] == safe.loc[0, "held out"]  # small numbers suppressed
+    assert summary.loc["all practices", "held back"] == safe.loc[0, "held back"]  # small numbers suppressed
     assert summary.loc["all practices", "shown"] == safe.loc[0, "shown"]
 
 

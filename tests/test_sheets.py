@@ -27,8 +27,8 @@ def hand_made() -> pd.DataFrame:
 
 EXPECTED = [  # what a reader of the workbook sees, row by row
     ["Rank", "Person ID", "Age", "Risk (%)", "Top reasons", "Flag"],
-    [1, "a1", 81, 0.415, "3 emergency admissions", True],
-    [2, "=2+3", None, 0.12, "@SUM(A1)", False],
+    [1, "a1", 81, 41.5, "3 emergency admissions", True],  # percent as written: a filter "> 40" finds it
+    [2, "=2+3", None, 12.0, "@SUM(A1)", False],
     [3, None, 40, None, "", True],  # missing values are blank cells; empty text stays text
 ]
 
@@ -54,7 +54,7 @@ def test_workbook_reads_back_with_the_same_cells_notes_and_title(workbook):
     hostile = [ws.cell(3, 2), ws.cell(3, 5)]
     assert all(c.data_type == "s" and c.quotePrefix for c in hostile)  # text, and editing keeps it text
     assert not ws.cell(2, 2).quotePrefix
-    assert ws.cell(2, 4).number_format == "0.0%"
+    assert ws.cell(2, 4).number_format == "0.0"
     assert ws.cell(2, 5).alignment.wrap_text and ws.column_dimensions["E"].width == pytest.approx(80, abs=1)
     about = [r[0] for r in wb["About this list"].iter_rows(values_only=True)]
     assert about == ["Case-finding list: practice P001", "First note.", "-2 is not a formula"]
@@ -211,12 +211,46 @@ def _shown(data: bytes) -> dict:
     return shown
 
 
+def _percents_as_written(shown: dict, table: pd.DataFrame, sheet: str) -> dict:
+    """What the old writer showed, with its percent columns as workbooks now hold them (issue 24): the
+    table's own numbers (41.5, not 0.415) in a plain number format of the decimals they have."""
+    import openpyxl.utils
+
+    cells = dict(shown[sheet]["cells"])
+    for j, name in enumerate(table.columns, start=1):
+        if not str(name).endswith("(%)"):
+            continue
+        decimals = sheets._decimals(sheets.python_values(table[name]))
+        letter = openpyxl.utils.get_column_letter(j)
+        for i, value in enumerate(sheets.python_values(table[name]), start=2):
+            old = cells[f"{letter}{i}"]
+            cells[f"{letter}{i}"] = (value, old[1], "0." + "0" * decimals if value is not None else old[2], *old[3:])
+    return {**shown, sheet: {**shown[sheet], "cells": cells}}
+
+
 @pytest.mark.parametrize("case", list(OLD_CASES))
 def test_workbook_shows_what_the_old_hand_written_writer_showed(case):
     name, k = OLD_CASES[case]
-    new = sheets.xlsx_bytes(_awkward_tables()[name], **OPTIONS[k])
+    table = _awkward_tables()[name]
+    new = sheets.xlsx_bytes(table, **OPTIONS[k])
     old = (OLD_WORKBOOKS / f"{case}.xlsx").read_bytes()
-    assert _shown(new) == _shown(old)
+    assert _shown(new) == _percents_as_written(_shown(old), table, OPTIONS[k].get("sheet", "List"))
+
+
+def test_percent_columns_filter_as_they_read(tmp_path):
+    """Excel's filter compares a cell's value: a risk that reads 90.6 must be stored as 90.6, so that
+    "greater than 50" finds it (it was 0.906 shown as 90.6%, and the filter found nobody)."""
+    import openpyxl
+
+    table = pd.DataFrame({"Rank": [1, 2, 3], "Risk (%)": [90.613, 55.5, 12.25], "High-cost risk (%)": [3.5, 1.0, 0.2]})
+    path = sheets.write_xlsx(table, tmp_path / "list.xlsx", title="T")
+    ws = openpyxl.load_workbook(path)["List"]
+    risk = [ws.cell(i, 2) for i in range(2, 5)]
+    assert [c.value for c in risk if c.value > 50] == [90.613, 55.5]  # what "greater than 50" keeps
+    assert {c.number_format for c in risk} == {"0.000"} and "%" not in ws.cell(2, 3).number_format
+    assert [ws.cell(i, 3).value for i in range(2, 5)] == [3.5, 1.0, 0.2] and ws.cell(2, 3).number_format == "0.0"
+    assert pd.read_csv(io.BytesIO(sheets.csv_bytes(table)), encoding="utf-8-sig")["Risk (%)"].tolist() == [
+        c.value for c in risk]  # the CSV holds the same numbers
 
 
 def test_what_the_comparison_sees():

@@ -93,18 +93,63 @@ def test_top_fraction_mask_refuses_duplicate_ids():
         top_fraction_mask(pd.Series([1.0, 2.0], index=["a", "a"]), 0.5)
 
 
+def reference_tiers(ranks: np.ndarray, cutoffs, risk=None) -> list[str]:
+    """Tiers by rank; with ``risk``, each person then takes the highest tier of anyone with the same risk."""
+    n = len(ranks)
+    n_top = {t: min(n, math.ceil(f * n - 1e-9)) for t, f in cutoffs.items()}
+    names = list(cutoffs) + ["low"]
+    tiers = [next((i for i, t in enumerate(cutoffs) if r <= n_top[t]), len(cutoffs)) for r in ranks]
+    if risk is not None:
+        best: dict[float, int] = {}
+        for value, tier in zip(risk, tiers):  # (0.0 and -0.0 are one key: the same risk)
+            best[value] = min(best.get(value, tier), tier)
+        tiers = [best[value] for value in risk]
+    return [names[t] for t in tiers]
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_tiers_by_rank_equals_assign_tiers(seed):
     rng = np.random.default_rng(seed)
     score = scores_with_ties(rng, 1500)
     cutoffs = {"very high": 0.01, "high": 0.07, "moderate": 0.3}
     expected = assign_tiers(score, cutoffs=cutoffs)
-    pd.testing.assert_series_equal(tiers_by_rank(reference_rank(score), cutoffs=cutoffs), expected)
+    pd.testing.assert_series_equal(tiers_by_rank(reference_rank(score), cutoffs=cutoffs, risk=score), expected)
     ranks = reference_rank(score).to_numpy()
-    n_top = {t: min(len(score), math.ceil(f * len(score) - 1e-9)) for t, f in cutoffs.items()}
-    reference = np.where(ranks <= n_top["very high"], "very high", np.where(
-        ranks <= n_top["high"], "high", np.where(ranks <= n_top["moderate"], "moderate", "low")))
-    assert expected.astype(str).tolist() == reference.tolist()
+    assert expected.astype(str).tolist() == reference_tiers(ranks, cutoffs, score.tolist())
+    # Ranks alone (no risk) know no ties: each tier holds exactly its fraction.
+    assert tiers_by_rank(reference_rank(score), cutoffs=cutoffs).astype(str).tolist() == reference_tiers(ranks, cutoffs)
+
+
+def test_tied_risks_are_never_split_between_tiers():
+    """Ranks 2-4 share a risk: the cut after rank 2 would split them, so all three take the higher tier,
+    whether the ranks come from the risk itself or from a raw score that orders the tied people."""
+    risk = pd.Series([0.9, 0.5, 0.5, 0.5, 0.1], index=list("abcde"))
+    cutoffs = {"very high": 0.2, "high": 0.4}
+    assert assign_tiers(risk, cutoffs=cutoffs).tolist() == ["very high", "high", "high", "high", "low"]
+    raw = pd.Series([3.0, 1.2, 1.1, 1.0, -2.0], index=risk.index)  # the model's margin separates b, c and d
+    tiers = tiers_by_rank(rank_by_score(raw), cutoffs=cutoffs, risk=risk)
+    assert tiers.tolist() == ["very high", "high", "high", "high", "low"]
+    # A tie at the top takes the top tier: nobody equal to a very high person is less than very high.
+    top = pd.Series([0.9, 0.9, 0.9, 0.2, 0.1])
+    assert assign_tiers(top, cutoffs=cutoffs).astype(str).tolist() == ["very high"] * 3 + ["low"] * 2
+    with pytest.raises(ValueError, match="3 values for 5 ranks"):
+        tiers_by_rank(rank_by_score(raw), cutoffs=cutoffs, risk=[0.1, 0.2, 0.3])
+
+
+def test_rank_population_puts_people_the_lists_show_as_one_risk_in_one_tier():
+    """Risks equal to the lists' precision (3 decimals of a percent) are one risk: one tier, although the
+    raw score ranks them apart and the cut falls between them."""
+    rng = np.random.default_rng(5)
+    people = random_people(rng, 200).assign(practice_id="P1", sex="female")
+    risk = pd.Series(np.linspace(0.01, 0.5, 200), index=people.index)
+    top = risk.nlargest(4).index
+    risk[top] = [0.9061234, 0.9061231, 0.9061229, 0.95]  # three that read 90.612%, and one above them
+    raw = np.log(risk / (1 - risk)).to_numpy() + rng.normal(size=200) * 1e-9
+    pop = rank_population(people.drop(columns=["high_cost_risk", "predicted_cost"]), risk, rank_score=raw,
+                          tier_cutoffs={"very high": 0.01, "high": 0.05})  # very high: the top 2 by rank
+    tiers = pop.set_index("person_id")["tier"].astype(str)
+    assert tiers[top].tolist() == ["very high"] * 4
+    assert (tiers == "very high").sum() == 4 and (tiers == "high").sum() == 10 - 4  # the top 5%: ranks 5-10
 
 
 def random_people(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -150,8 +195,8 @@ def test_rank_population_with_ties_ranks_and_tiers_as_the_references():
     expected_rank = reference_rank(risk)
     assert by_person["rank"].reindex(people.index).tolist() == expected_rank.tolist()
     assert pop["rank"].tolist() == list(range(1, len(people) + 1))
-    expected_tier = np.where(expected_rank <= 150, "high", np.where(expected_rank <= 600, "moderate", "low"))
-    assert by_person["tier"].reindex(people.index).astype(str).tolist() == expected_tier.tolist()
+    expected_tier = reference_tiers(expected_rank.to_numpy(), {"high": 0.05, "moderate": 0.2}, risk.tolist())
+    assert by_person["tier"].reindex(people.index).astype(str).tolist() == expected_tier
     reference_practice_rank = pop.groupby(list_key(pop))["rank"].rank(method="first").astype("int64").rename("practice_rank")
     pd.testing.assert_series_equal(pop["practice_rank"], reference_practice_rank)
     assert pop.loc[pop["practice_id"].isna(), "practice_rank"].tolist() == list(range(1, 1 + pop["practice_id"].isna().sum()))

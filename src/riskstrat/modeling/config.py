@@ -311,8 +311,8 @@ class ListsConfig(_Strict):
     explain: Literal["listed", "all"] = Field(
         "listed", description="Whose reasons are computed (exact SHAP): the listed people (default), or everyone "
                               "scored (reasons for all in population.parquet; about 4,500 people/s on 2 cores).")
-    demographic_reasons: bool = Field(False, description="Show age, sex and deprivation as reasons (they are "
-                                                         "columns of every list already; off by default).")
+    demographic_reasons: bool = Field(False, description="Show age, sex and deprivation as reasons (age and sex "
+                                                         "are columns of every list already; off by default).")
     practice_names: dict[str, str] = Field(default_factory=dict,
                                            description="Practice names by code, for the list titles.")
     practice_names_file: Path | None = Field(None, description="CSV of practice_id,name (added to practice_names).")

@@ -2,7 +2,9 @@
 
 Tiers are by rank in the whole population: the top 0.5% by risk are "very high" (intensive case
 management), the rest of the top 5% "high", the rest of the top 20% "moderate" and everyone else
-"low". Priority groups are the cohorts commissioners name (:data:`DEFAULT_GROUPS`).
+"low". People with the same risk are never split between tiers: a tie across a cut-off takes the
+higher tier (so a tier can hold a few more people than its fraction). Priority groups are the
+cohorts commissioners name (:data:`DEFAULT_GROUPS`).
 
 >>> risk = pd.Series([0.9, 0.1, 0.5, 0.3], index=["a", "b", "c", "d"])
 >>> assign_tiers(risk, cutoffs={"very high": 0.25, "high": 0.5, "moderate": 0.75}).tolist()
@@ -233,18 +235,30 @@ def assign_tiers(risk: pd.Series, *, cutoffs: Mapping[str, float] | None = None)
 
     ``cutoffs`` maps tier names, highest first, to cumulative fractions of the population
     (default :data:`DEFAULT_TIER_CUTOFFS`); everyone below the last is ``"low"``. With 1,000 people
-    the defaults give 5 very high, 45 high, 150 moderate and 800 low. Ties are broken by index.
+    the defaults give 5 very high, 45 high, 150 moderate and 800 low. People with the same risk share
+    a tier: a tie across a cut-off takes the higher tier.
+
+    >>> assign_tiers(pd.Series([0.9, 0.5, 0.5, 0.1]), cutoffs={"high": 0.5}).tolist()
+    ['high', 'high', 'high', 'low']
     """
     cutoffs = check_tier_cutoffs(DEFAULT_TIER_CUTOFFS if cutoffs is None else cutoffs)
-    return tiers_by_rank(rank_by_score(risk), cutoffs=cutoffs)
+    return tiers_by_rank(rank_by_score(risk), cutoffs=cutoffs, risk=risk)
 
 
-def tiers_by_rank(rank: pd.Series, *, cutoffs: Mapping[str, float] | None = None) -> pd.Series:
+def tiers_by_rank(rank: pd.Series, *, cutoffs: Mapping[str, float] | None = None, risk=None) -> pd.Series:
     """:func:`assign_tiers` from ranks already made by :func:`rank_by_score` (1 = highest, one
     rank per person of the population), so that a score ranked once is not ranked again.
 
+    ``risk`` (one value per person, in the order of ``rank``) says who is tied: people with the
+    same risk take the highest tier any of them reaches by rank, so a tie is never split (ranks
+    may come from another score, such as the model's raw margin, that orders people whose risks
+    are equal). Without it every rank is its own risk.
+
     >>> tiers_by_rank(pd.Series([1, 4, 2, 3]), cutoffs={"very high": 0.25, "high": 0.5}).tolist()
     ['very high', 'low', 'high', 'low']
+    >>> tiers_by_rank(pd.Series([1, 4, 2, 3]), cutoffs={"very high": 0.25, "high": 0.5},
+    ...               risk=[0.9, 0.1, 0.5, 0.5]).tolist()
+    ['very high', 'low', 'high', 'high']
     """
     cutoffs = check_tier_cutoffs(DEFAULT_TIER_CUTOFFS if cutoffs is None else cutoffs)
     ranks = rank.to_numpy()
@@ -254,8 +268,22 @@ def tiers_by_rank(rank: pd.Series, *, cutoffs: Mapping[str, float] | None = None
     # Fill from the widest tier inwards so that the top tiers overwrite.
     for code in range(len(cutoffs) - 1, -1, -1):
         codes[ranks <= _n_top(cutoffs[tiers[code]], n)] = code
+    if risk is not None:
+        codes = _ties_share_a_tier(codes, risk, n)
     values = pd.Categorical.from_codes(codes, categories=tiers, ordered=True)
     return pd.Series(values, index=rank.index, name="tier")
+
+
+def _ties_share_a_tier(codes: np.ndarray, risk, n: int) -> np.ndarray:
+    """Each person's tier code lowered to the lowest (highest tier) among those with the same risk."""
+    values = np.asarray(risk, dtype="float64").reshape(-1)
+    if len(values) != n:
+        raise ValueError(f"risk has {len(values)} values for {n} ranks")
+    # One hash of the risks (not a sort): each distinct risk's highest tier, given back to all who hold it.
+    group, distinct = pd.factorize(values)
+    best = np.full(len(distinct), np.iinfo(np.int8).max, dtype=np.int8)
+    np.minimum.at(best, group[group >= 0], codes[group >= 0])  # (a missing risk, -1, ties with nobody)
+    return np.where(group >= 0, best[group], codes).astype(np.int8)
 
 
 class GroupRule(BaseModel):

@@ -68,6 +68,7 @@ __all__ = [
     "NO_PRACTICE_NOTE",
     "MonthOptions",
     "PageWords",
+    "MAX_RISK_DECIMALS",
     "PRACTICE_LIST_COLUMNS",
     "HoldoutApprovalError",
     "apply_opt_outs",
@@ -82,6 +83,8 @@ __all__ = [
     "practice_list",
     "practice_lists",
     "rank_population",
+    "risk_decimals",
+    "risk_percent",
     "suppress_small_numbers",
     "write_month",
 ]
@@ -186,7 +189,8 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     practice_codes = pd.factorize(list_key(pop))[0]
     pop["practice_rank"] = pd.Series(practice_codes).groupby(practice_codes).cumcount().to_numpy() + 1
     pop["risk"] = ranked(risk_values)
-    pop["tier"] = tiers_by_rank(pop["rank"], cutoffs=tier_cutoffs)  # the same order: not ranked again
+    # The same order (not ranked again); people whose risks the lists show as one share a tier.
+    pop["tier"] = tiers_by_rank(pop["rank"], cutoffs=tier_cutoffs, risk=risk_percent(pop["risk"]))
     pop["groups"] = pd.array(groups_joined[by_rank], dtype="str")
     pop["high_cost_risk"] = ranked(high_cost)
     pop["predicted_cost"] = ranked(cost)
@@ -201,6 +205,42 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
              "predicted_cost", "predicted_cost_band", "age", "sex", "emergency_admissions_12m",
              "ae_attendances_12m", "emergency_bed_days_12m", "cost_total_12m"]
     return pop[order]
+
+
+# The most decimals a list shows of a risk in percent; risks equal to this many decimals are the same
+# risk (one tier, one text on the page).
+MAX_RISK_DECIMALS = 3
+
+
+def risk_percent(risk) -> np.ndarray:
+    """Risks (fractions) in percent to :data:`MAX_RISK_DECIMALS` decimals: the risk as the lists know it.
+
+    >>> risk_percent([0.90612345, 0.1]).tolist()
+    [90.612, 10.0]
+    """
+    return np.round(np.asarray(risk, dtype="float64") * 100, MAX_RISK_DECIMALS)
+
+
+def risk_decimals(population: pd.DataFrame, *, list_size: int) -> int:
+    """How many decimals (1 to :data:`MAX_RISK_DECIMALS`) the month's lists show of a risk in percent:
+    the fewest that tell apart any two people on the same list whose risks differ (to
+    :data:`MAX_RISK_DECIMALS` decimals; people the same at that are tied, and share a tier).
+    """
+    shown = _shown(population, list_size).to_numpy()
+    if not shown.any():
+        return 1
+    keys = pd.factorize(list_key(population.loc[shown]))[0]
+    risk = population["risk"].to_numpy(dtype="float64")[shown]
+    order = np.lexsort((risk, keys))  # by list, then risk: a text shared by two risks is shared by those between
+    keys, risk = keys[order], risk[order]
+    same_list = keys[1:] == keys[:-1]
+    known, raw = risk_percent(risk), risk * 100  # as the tiers and the lists' tables make them
+    differ = same_list & (known[1:] != known[:-1])
+    for decimals in range(1, MAX_RISK_DECIMALS):
+        shown_as = np.round(raw, decimals)
+        if not (differ & (shown_as[1:] == shown_as[:-1])).any():
+            return decimals
+    return MAX_RISK_DECIMALS
 
 
 def _rerank(population: pd.DataFrame) -> pd.DataFrame:
@@ -405,7 +445,8 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
     "On the list" means what the practice sees: its top ``list_size`` minus anyone held out
     (``holdout`` column, when present). One row per (practice, person) on either month's list:
     practice_id, person_id, new_this_month, left, previous_tier, tier, tier_change ("high → very high").
-    With no previous month everyone on a list is new.
+    With no previous month (the first month) nobody can be new: ``new_this_month`` is missing
+    (unknown) for everyone on a list.
     """
     now = _on_list(current, list_size)
     before = (_on_list(previous, list_size) if previous is not None
@@ -418,6 +459,8 @@ def changes_since(previous: pd.DataFrame | None, current: pd.DataFrame, *, list_
         "new_this_month": (both["_merge"] == "left_only").to_numpy(),
         "left": (both["_merge"] == "right_only").to_numpy(),
     })
+    if previous is None:  # the first month: no list to be new to
+        out["new_this_month"] = pd.array([pd.NA] * len(out), dtype="boolean")
     out["previous_tier"] = _previous_tiers(previous, out["person_id"], out["practice_id"])
     # Someone who left for another practice: their old practice learns nothing new about them.
     found, tiers, keys = _lookup(current, out["person_id"])
@@ -466,7 +509,8 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     Adds ``listed`` (top ``list_size`` of the practice), ``holdout`` (:func:`holdout_flags`, never
     in ``holdout_exempt_tiers``),
     ``new_this_month``, ``previous_tier`` and ``tier_change`` (from ``previous``, last month's
-    population) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.features.reasons.top_reasons`,
+    population; without it, the first month, ``new_this_month`` is missing: nobody is new to a list
+    that did not exist) and ``reasons`` (the ``reasons`` column of :func:`riskstrat.features.reasons.top_reasons`,
     indexed by person_id; missing for people not explained).
 
     With ``facts`` (:class:`riskstrat.scoring.facts.PersonFacts`' table, index person_id) it adds
@@ -486,7 +530,8 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
         before = _on_list(previous, list_size)[["practice_id", "person_id"]]
         now = now.merge(before, on=["practice_id", "person_id"], how="left", indicator=True)
         now = now.loc[(now["_merge"] == "left_only").to_numpy()]
-    pop["new_this_month"] = _isin_text(pop["person_id"], now["person_id"])
+    pop["new_this_month"] = (_isin_text(pop["person_id"], now["person_id"]) if previous is not None
+                             else pd.array([pd.NA] * len(pop), dtype="boolean"))
     pop["previous_tier"] = _previous_tiers(previous, pop["person_id"], list_key(pop))
     pop["tier_change"] = _tier_change(pop["previous_tier"], pop["tier"])
     if reasons is not None:
@@ -541,16 +586,18 @@ def _shown(population: pd.DataFrame, list_size: int) -> pd.Series:
     return shown
 
 
-def _list_table(population: pd.DataFrame, rows: pd.DataFrame, rank=None, facts: pd.DataFrame | None = None) -> pd.DataFrame:
+def _list_table(population: pd.DataFrame, rows: pd.DataFrame, rank=None, facts: pd.DataFrame | None = None, *,
+                decimals: int = 1) -> pd.DataFrame:
     """The coordinator's table for ``rows`` (shown people, in list order), ranked ``rank`` (default
-    1, 2, ...); ``population`` decides which optional columns every list has, ``facts`` (index
-    person_id: :class:`riskstrat.scoring.facts.PersonFacts`' table) adds :data:`FACT_COLUMNS`."""
+    1, 2, ...), risks in percent to ``decimals`` (:func:`risk_decimals`); ``population`` decides
+    which optional columns every list has, ``facts`` (index person_id:
+    :class:`riskstrat.scoring.facts.PersonFacts`' table) adds :data:`FACT_COLUMNS`."""
     table = pd.DataFrame({
         "Rank": np.arange(1, len(rows) + 1, dtype="int64") if rank is None else np.asarray(rank, dtype="int64"),
         "Person ID": rows["person_id"].astype("str").to_numpy(),
         "Age": np.floor(rows["age"]).astype("Int64").to_numpy(),
         "Sex": rows["sex"].astype("str").to_numpy(),
-        "Risk (%)": (rows["risk"] * 100).round(1).to_numpy(),
+        "Risk (%)": (rows["risk"] * 100).round(decimals).to_numpy(),
         "Tier": rows["tier"].astype("str").to_numpy(),
         "Priority groups": rows["groups"].fillna("").astype("str").to_numpy(),
     })
@@ -598,7 +645,8 @@ def _add_facts(table: pd.DataFrame, person_ids: pd.Series, facts: pd.DataFrame) 
 def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int) -> pd.DataFrame:
     """A practice's case-finding list for coordinators: its top ``list_size`` people, minus the hold-out.
 
-    Only that practice's people; ``Rank`` is the position on this list (1 = highest risk).
+    Only that practice's people; ``Rank`` is the position on this list (1 = highest risk); ``Risk (%)``
+    to the month's :func:`risk_decimals`.
     Columns: :data:`PRACTICE_LIST_COLUMNS` (the cost columns only when predicted).
     ``practice_id`` :data:`NO_PRACTICE` gives the list of the people without a registered practice.
     """
@@ -607,7 +655,7 @@ def practice_list(population: pd.DataFrame, practice_id: str, *, list_size: int)
     if not in_practice.any():
         raise ValueError(f"practice {practice_id!r} has nobody in the scored population")
     return _list_table(population, population.loc[in_practice & _shown(population, list_size)].sort_values(
-        "practice_rank"))
+        "practice_rank"), decimals=risk_decimals(population, list_size=list_size))
 
 
 def practice_lists(population: pd.DataFrame, *, list_size: int,
@@ -624,7 +672,7 @@ def practice_lists(population: pd.DataFrame, *, list_size: int,
     rows = population.loc[shown].assign(_list=keys[shown].to_numpy()).sort_values(["_list", "practice_rank"])
     # Every list's table built at once, then cut at the list boundaries (rows are sorted by list).
     table = _list_table(population, rows, rank=rows.groupby("_list", sort=False).cumcount().to_numpy() + 1,
-                        facts=facts)
+                        facts=facts, decimals=risk_decimals(population, list_size=list_size))
     names, starts, sizes = np.unique(rows["_list"].to_numpy(dtype=str), return_index=True, return_counts=True)
     where = {str(k): (int(a), int(n)) for k, a, n in zip(names, starts, sizes)}
     out = {}
@@ -649,15 +697,16 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
                          groups: Sequence[GroupRule] | None = None, currency: str = "GBP") -> pd.DataFrame:
     """Aggregates per practice for commissioners (no person-level rows), plus an "all practices" row.
 
-    Columns: people; counts per tier and per priority group; expected people with the outcome (sum
-    of risk); listed, held out and shown counts; expected admissions among the listed; the list's
-    expected PPV at its size (mean risk of the listed); expected high-cost people and predicted cost
-    when those were predicted (``predicted cost (£)``, in ``currency``). ``groups`` fixes the group
-    columns (default: the groups present). People without a registered practice are one row,
-    "no registered practice", after the practices.
+    Columns: people; counts per tier and per priority group; expected people with the outcome among
+    all the row's people (sum of risk); listed, held back and shown counts; the expected % of the
+    listed people with the outcome (their mean risk in percent, the list's expected PPV); expected
+    high-cost people and predicted cost of all the row's people when those were predicted
+    (``predicted cost (£, all people)``, in ``currency``). ``groups`` fixes the group columns
+    (default: the groups present). People without a registered practice are one row, "no registered
+    practice", after the practices. :data:`SUMMARY_COLUMN_MEANINGS` says what each column covers.
     """
     key_codes, key_names = pd.factorize(list_key(population))  # the few list keys, not a million strings
-    cost_column = f"predicted cost ({CURRENCY_SYMBOLS.get(currency.upper(), currency.upper())})"
+    cost_column = f"predicted cost ({CURRENCY_SYMBOLS.get(currency.upper(), currency.upper())}, all people)"
     listed_all = listed_mask(population, list_size=list_size).to_numpy(dtype=bool)
     held_all = (population["holdout"].fillna(False).astype(bool).to_numpy() if "holdout" in population
                 else np.zeros(len(population), bool))
@@ -693,18 +742,19 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
         in_groups = member[rows].sum(axis=0)
         for k, name in enumerate(group_names):
             row[f"group: {name}"] = int(in_groups[k])
-        row["expected people with the outcome"] = round(total(risk), 2)  # outcome: manifest.json
+        row[EXPECTED_OUTCOME_COLUMN] = round(total(risk), 2)  # outcome: summary.json; rounded when published
         row["listed"] = int(listed.sum())
-        row["held out"] = int((listed & held).sum())
-        row["shown"] = row["listed"] - row["held out"]
+        row["held back"] = int((listed & held).sum())
+        row["shown"] = row["listed"] - row["held back"]
         if left_off_all is not None:  # only when lists.exclude_flags left someone off
             row["left off (flags)"] = int(left_off_all[rows].sum())
             row["shown"] -= row["left off (flags)"]
         # No sum of the listed people's risks: with their mean (the PPV) it would give back the
         # listed count that suppression hides.
-        row["expected PPV of list"] = round(total(risk[listed]) / int(listed.sum()), 4) if listed.any() else math.nan
+        row[EXPECTED_PERCENT_COLUMN] = (round(100 * total(risk[listed]) / int(listed.sum()), 1) if listed.any()
+                                        else math.nan)
         if "high_cost_risk" in optional and not np.isnan(optional["high_cost_risk"][rows]).all():
-            row["expected high-cost people"] = round(total(optional["high_cost_risk"][rows]), 2)
+            row[EXPECTED_HIGH_COST_COLUMN] = round(total(optional["high_cost_risk"][rows]), 2)
         if "predicted_cost" in optional and not np.isnan(optional["predicted_cost"][rows]).all():
             row[cost_column] = round(total(optional["predicted_cost"][rows]), 0)
         return row
@@ -727,24 +777,57 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
     return pd.DataFrame(rows)
 
 
-SUMMARY_COUNT_COLUMNS = ("people", "listed", "held out", "shown", "left off (flags)")
+SUMMARY_COUNT_COLUMNS = ("people", "listed", "held back", "shown", "left off (flags)")
+EXPECTED_OUTCOME_COLUMN = "expected people with the outcome (all people)"
+EXPECTED_HIGH_COST_COLUMN = "expected high-cost people (all people)"
+EXPECTED_PERCENT_COLUMN = "expected % of listed people with the outcome"
+# What each column of summary.csv covers, as summary.json says it ("tier: " and "group: " columns by prefix).
+SUMMARY_COLUMN_MEANINGS = {
+    "practice_id": "The practice's code; 'no registered practice' for people without one; 'all practices' for "
+                   "everyone.",
+    "people": "People scored in the row (registered adults of the practice).",
+    "tier: ": "People of the row in this tier (tiers rank everyone in the area).",
+    "group: ": "People of the row in this priority group (a person can be in several).",
+    EXPECTED_OUTCOME_COLUMN: "The sum of the estimated risks of all the row's people: how many of them are expected "
+                             "to have the outcome. Rounded as the counts are.",
+    "listed": "The row's top people by risk (the list size per practice), before the hold-out.",
+    "held back": "Listed people held back at random this month (not shown), to compare their outcomes later.",
+    "shown": "Listed people shown on the practice's list: listed minus held back (and minus those left off for "
+             "flags, when lists.exclude_flags left anyone off).",
+    "left off (flags)": "Listed people left off the list for a clinical flag (lists.exclude_flags): not replaced.",
+    EXPECTED_PERCENT_COLUMN: "The mean estimated risk of the listed people, in %: how many in 100 listed people are "
+                             "expected to have the outcome (the list's expected positive predictive value).",
+    EXPECTED_HIGH_COST_COLUMN: "The sum of all the row's people's chances of being in next year's top 5% by cost. "
+                               "Rounded as the counts are.",
+    "predicted cost": "The sum of all the row's people's predicted costs next year, in whole units of the currency.",
+}
+_ROUNDED_ESTIMATES = (EXPECTED_OUTCOME_COLUMN, EXPECTED_HIGH_COST_COLUMN)
 
 
 def _is_count_column(name: str) -> bool:
     return name in SUMMARY_COUNT_COLUMNS or name.startswith(("tier: ", "group: "))
 
 
+def summary_column_meaning(name: str) -> str:
+    """What a column of the commissioners' summary covers (:data:`SUMMARY_COLUMN_MEANINGS`)."""
+    if name in SUMMARY_COLUMN_MEANINGS:
+        return SUMMARY_COLUMN_MEANINGS[name]
+    prefix = next((p for p in ("tier: ", "group: ", "predicted cost") if name.startswith(p)), None)
+    return SUMMARY_COLUMN_MEANINGS[prefix] if prefix else ""
+
+
 def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_to: int = 5) -> pd.DataFrame:
     """The commissioners' summary with counts of people made safe to publish.
 
-    NHS-style small-number rules: in every count column (people, tiers, groups, listed, held out,
+    NHS-style small-number rules: in every count column (people, tiers, groups, listed, held back,
     shown) a count from 1 to ``threshold - 1`` is shown as ``"<threshold"`` (default ``"<8"``),
     0 stays 0 (nobody to single out), and every other count is rounded to the nearest
     ``round_to`` (default 5; halves round up), so that a suppressed cell cannot be recovered by
-    subtracting from a total. Rounded rows therefore need not add up exactly. Expected values
-    (sums of model risks over everyone) and the PPV (mean risk of the listed) are estimates, not
-    counts of people, and are left as they are; the summary publishes no sum over the listed people,
-    which with the PPV would give back their count.
+    subtracting from a total. Rounded rows therefore need not add up exactly. Expected numbers of
+    people (sums of model risks over everyone) are estimates, not counts, but are shown as the counts
+    beside them are (to the nearest person, then the same rule), so that they read alike; the
+    expected % of the listed (their mean risk, to 1 decimal place) is left as it is. The summary
+    publishes no sum over the listed people, which with that % would give back their count.
     ``threshold=1`` and ``round_to=1`` turn it off. Cells already made safe are left alone, so
     applying it twice changes nothing.
 
@@ -763,9 +846,16 @@ def suppress_small_numbers(summary: pd.DataFrame, *, threshold: int = 8, round_t
             return f"<{threshold}"
         return str(int(math.floor(count / round_to + 0.5)) * round_to)
 
+    def rounded(value):  # an expected number of people: to the nearest whole person, then shown as a count
+        if isinstance(value, str) or value is None or (isinstance(value, float) and math.isnan(value)):
+            return value
+        return safe(math.floor(float(value) + 0.5))
+
     for column in out.columns:
         if _is_count_column(str(column)):
             out[column] = pd.array([safe(v) for v in out[column].astype(object)], dtype="str")
+        elif str(column) in _ROUNDED_ESTIMATES:
+            out[column] = pd.array([rounded(v) for v in out[column].astype(object)], dtype="str")
     return out
 
 
@@ -789,18 +879,29 @@ def _percent(share: float) -> str:
     return f"{share * 100:.1f}".removesuffix(".0") + "%"
 
 
+def _first_month(population: pd.DataFrame) -> bool:
+    """Whether the month had no previous month to compare with (:func:`mark_lists` left ``new_this_month`` unknown)."""
+    return "new_this_month" in population and len(population) > 0 and bool(population["new_this_month"].isna().all())
+
+
 def _how_to_read(population: pd.DataFrame, *, outcome_words: str = "an emergency admission",
-                 horizon_words: str = "in the next 12 months") -> list[str]:
-    """The note on every list; tier shares and the hold-out sentence come from the data, so they stay true."""
+                 horizon_words: str = "in the next 12 months", decimals: int = 1) -> list[str]:
+    """The note on every list; tier shares, the risks' decimals (``decimals``), the first month and the
+    hold-out sentence come from the data, so they stay true."""
     order, shares = _tier_shares(population)
     tops = [f"{t} the top {_percent(shares[t])}" for t in order[:-1]]
+    places = f"{decimals} decimal place{'s' if decimals > 1 else ''}"
     notes = [
-        f"Risk (%) is the model's estimate of the chance of {outcome_words} {horizon_words}.",
+        f"Risk (%) is the model's estimate of the chance of {outcome_words} {horizon_words}, shown to {places}: "
+        "enough to tell apart any two people on a list whose estimates differ. People shown with the same risk "
+        "are tied: the same estimate, always in the same tier, and their order among themselves means nothing.",
         f"Tiers rank everyone registered in the area: {', '.join(tops)}, {order[-1]} the rest." if tops else "",
         "The reasons are the recorded facts that raise this person's estimate most, strongest first, in the "
-        "person's own numbers (the last 12 months unless said). Age, sex and deprivation are in their own columns. "
-        "They are associations in the data, not causes, and do not replace clinical judgement.",
-        "New this month marks people who were not on last month's list.",
+        "person's own numbers (the last 12 months unless said). Age and sex are in their own columns (the lists "
+        "have no deprivation column). They are associations in the data, not causes, and do not replace clinical "
+        "judgement.",
+        ("This is the first month of these lists: there is no earlier list to compare with, so nobody is marked new."
+         if _first_month(population) else "New this month marks people who were not on last month's list."),
         "A list alone does not reduce admissions: in the PRISMATIC trial, giving practices a risk tool was followed "
         "by more emergency admissions, not fewer. What helps is what is done for the people on it.",
     ]
@@ -849,7 +950,8 @@ def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[
                                    cells=cells), path)
 
 
-def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str, int]) -> tuple[list[dict], list[str]]:
+def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str, int], *,
+                         decimals: int = 1) -> tuple[list[dict], list[str]]:
     """Each table's columns as Python values (:func:`riskstrat.scoring.sheets.python_values_many`) and its
     page rows (:func:`_people_rows`, as text): the rows of all tables of one kind made in one pass
     and cut apart, as a row depends only on its own cells."""
@@ -860,7 +962,7 @@ def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str
         kinds.setdefault(tuple(cells[k]), []).append(k)  # the same columns (tables with a Local ID apart)
     for names, members in kinds.items():
         joined = {name: list(itertools.chain.from_iterable(cells[k][name] for k in members)) for name in names}
-        every = _people_row_list(joined, sum(len(tables[k]) for k in members), tier_order)
+        every = _people_row_list(joined, sum(len(tables[k]) for k in members), tier_order, decimals=decimals)
         start = 0
         for k in members:
             stop = start + len(tables[k])
@@ -1032,6 +1134,99 @@ def _flag_notes(flags: Mapping | None) -> list[str]:
     return notes
 
 
+def _list_facts(cells: Mapping[str, list], *, month: _MonthContext, outcome_words: str,
+                horizon_words: str) -> list[str]:
+    """What a list says about its own people, from its cells: how many in 100 are expected to have
+    the outcome (their mean risk), who is new (or that this is the first month) and which ranks are tied."""
+    risks = [float(v) for v in cells.get("Risk (%)", []) if v is not None]
+    facts = []
+    if risks:
+        mean = sum(risks) / len(risks)
+        share = ("fewer than 1 in 100 people" if mean < 0.5 else f"about {mean:.0f} in 100 people")
+        facts.append(f"On average {share} on this list are expected to have {outcome_words} {horizon_words} "
+                     "(the mean of their risks): the list is a place to start looking, not a diagnosis.")
+    if month.first_month:
+        facts.append("This is the first month of these lists, so nobody is marked new.")
+    else:
+        new = sum(v == "yes" for v in cells.get("New this month", []))
+        facts.append(f"{new} {'person is' if new == 1 else 'people are'} new this month (marked new: not on "
+                     "last month's list).")
+    runs = _tied_runs(cells.get("Rank", []), risks, decimals=month.decimals)
+    if runs:
+        said = [f"ranks {a}–{b} ({risk:.{month.decimals}f}%)" for a, b, risk in runs[:3]]
+        more = f" and {len(runs) - 3} more group{'s' if len(runs) > 4 else ''}" if len(runs) > 3 else ""
+        facts.append(f"Tied: {', '.join(said)}{more} share one risk; their order among themselves means nothing.")
+    return facts
+
+
+def _tied_runs(ranks: Sequence, risks: Sequence[float], *, decimals: int) -> list[tuple[int, int, float]]:
+    """(first rank, last rank, risk) of each run of neighbours on a list shown with the same risk."""
+    runs, start = [], 0
+    for i in range(1, len(risks) + 1):
+        if i == len(risks) or round(risks[i], decimals) != round(risks[start], decimals):
+            if i - start > 1:
+                runs.append((int(ranks[start]), int(ranks[i - 1]), risks[start]))
+            start = i
+    return runs
+
+
+def _changes_table(changes: pd.DataFrame | None, table: pd.DataFrame, *, month: _MonthContext) -> pd.DataFrame | None:
+    """A list's changes (:func:`changes_since`, without practice_id) in the words of its list.csv:
+    the month, the month compared with, and each person's Rank and Risk (%) as the list shows them
+    (blank for someone who left the list), "yes" for new and left."""
+    if changes is None:
+        return None
+    shown = dict(zip(table["Person ID"].astype("str"), zip(table["Rank"], table["Risk (%)"])))
+    person = changes["person_id"].astype("str")
+    place = [shown.get(p, (None, None)) for p in person]
+    compared = ("none: this is the first month" if month.first_month
+                else month.previous_month or "last month")
+    new = changes["new_this_month"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    left = changes["left"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return pd.DataFrame({
+        "Month": pd.array([month.month_label] * len(changes), dtype="str"),
+        "Compared with": pd.array([compared] * len(changes), dtype="str"),
+        "Rank": pd.array([r for r, _ in place], dtype="Int64"),
+        "Person ID": pd.array(person.to_numpy(), dtype="str"),
+        "Risk (%)": np.array([np.nan if v is None else float(v) for _, v in place], dtype="float64"),
+        "Tier": pd.array(changes["tier"].to_numpy(), dtype="str"),
+        "New this month": pd.array(np.where(new, "yes", ""), dtype="str"),
+        "Left the list": pd.array(np.where(left, "yes", ""), dtype="str"),
+        "Previous tier": pd.array(changes["previous_tier"].to_numpy(), dtype="str"),
+        "Tier change": pd.array(changes["tier_change"].to_numpy(), dtype="str"),
+    })
+
+
+CHANGES_COLUMNS = ("Month", "Compared with", "Rank", "Person ID", "Risk (%)", "Tier", "New this month",
+                   "Left the list", "Previous tier", "Tier change")
+
+
+def _about_summary(summary: pd.DataFrame, manifest: Mapping, words: PageWords, options: MonthOptions) -> dict:
+    """summary.json: what summary.csv is of (month, data date, outcome), its small-number rule and
+    what each column covers."""
+    threshold, round_to = options.suppress_below, options.round_counts_to
+    outcome = manifest.get("outcome")
+    return {
+        "file": "summary.csv",
+        "month": _month_label(manifest) or None,
+        "data_run_to": manifest.get("data_end"),
+        "scored_as_of": manifest.get("as_of"),
+        "outcome": f"{words.outcome_words} {words.horizon_words}",
+        **({"outcome_definition": dict(outcome)} if isinstance(outcome, Mapping) else {}),
+        "small_numbers": {
+            "rule": (f"Counts of people from 1 to {threshold - 1} are shown as <{threshold}, 0 stays 0, and every "
+                     f"other count is rounded to the nearest {round_to} (halves up), so rows need not add up. "
+                     f"Expected numbers of people are estimates, shown the same way (to the nearest person, then "
+                     f"this rule) so that they read as the counts do; the expected % of listed people is their "
+                     "mean risk, to 1 decimal place.")
+            if threshold > 1 or round_to > 1 else "Off: counts are exact.",
+            "suppress_below": threshold, "round_counts_to": round_to,
+            "count_columns": [str(c) for c in summary.columns if _is_count_column(str(c))],
+            "rounded_estimates": [str(c) for c in summary.columns if str(c) in _ROUNDED_ESTIMATES]},
+        "columns": {str(c): summary_column_meaning(str(c)) for c in summary.columns},
+    }
+
+
 def _table_cells(table: pd.DataFrame) -> dict[str, list]:
     """A table's columns as Python values (None for missing), by column name."""
     return {name: python_values(values) for name, values in table.items()}
@@ -1056,7 +1251,7 @@ def _escaped_items(values, separator: str) -> list[list[str]]:
     return [[next(flat) for _ in pieces] for pieces in items]
 
 
-def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
+def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int], *, decimals: int = 1) -> Markup:
     """The page's table rows (``<tr class="person">`` ... for each person), escaped as the template would.
 
     Built here rather than in a Jinja loop: the per-cell calls of a template loop were most of the
@@ -1064,13 +1259,15 @@ def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int]) -> Markup:
     would (a column's values in one call: :func:`_escaped`); the markup is the template's row, one
     line per cell. :func:`write_month` makes every list's rows at once (:func:`_people_row_list`).
     """
-    return Markup("".join(_people_row_list(_table_cells(table), len(table), tier_order)))
+    return Markup("".join(_people_row_list(_table_cells(table), len(table), tier_order, decimals=decimals)))
 
 
-def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str, int]) -> list[str]:
+def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str, int], *,
+                     decimals: int = 1) -> list[str]:
     """:func:`_people_rows` as one string per person, from the table's columns as Python values
-    (``cells``, by column name; ``n`` rows). Each row depends only on that person's cells, so the
-    rows of many lists put together are the rows of each list, one after the other."""
+    (``cells``, by column name; ``n`` rows; risks shown to ``decimals``). Each row depends only on
+    that person's cells, so the rows of many lists put together are the rows of each list, one
+    after the other."""
     def column(name: str, default=None) -> list:
         """A column's cells, or ``default`` for every row without it."""
         values = cells.get(name)
@@ -1119,7 +1316,7 @@ def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str,
     rows = [
         f'<tr class="person">\n<td class="num" data-v="{ranks[i]}">{ranks[i]}{new[i]}</td>\n{local[i]}\n'
         f'<td class="pid">{person[i]}{flags[i]}{more[i]}</td>\n'
-        f'<td class="num risk" data-v="{risks[i]}">{risks[i]:.1f}%</td>\n{tier_cells[tiers[i]]}\n'
+        f'<td class="num risk" data-v="{risks[i]}">{risks[i]:.{decimals}f}%</td>\n{tier_cells[tiers[i]]}\n'
         f'<td class="num" data-v="{ages[i]}">{age_shown[i]}</td>\n<td>{sexes[i]}</td>\n'
         f'<td class="groups">{groups[i]}</td>\n'
         f'<td class="num" data-v="{admissions[i]}">{admissions_shown[i]}</td>\n'
@@ -1302,12 +1499,13 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
     ``practices/<practice_id>/list.csv``, ``list.xlsx`` and ``list.html`` (and ``changes.csv`` with
-    that practice's rows of ``changes``), ``summary.csv`` (commissioners, with small numbers
-    suppressed as ``options`` say) and ``manifest.json`` (``manifest`` plus the SHA-256 of every
-    file written). ``reidentify`` maps a practice id to its own lookup (``person_id``/``pseudonym``
-    -> ``local_id``), applied to that practice's files only. Every file is byte-identical for
-    identical inputs; text that looks like a spreadsheet formula is neutralised in every CSV and
-    workbook (:mod:`riskstrat.scoring.sheets`).
+    that practice's rows of ``changes`` in list.csv's words: :data:`CHANGES_COLUMNS`), ``summary.csv``
+    (commissioners, with small numbers suppressed as ``options`` say), ``summary.json`` (the month,
+    data date, outcome and small-number rule of summary.csv, and what each column covers) and
+    ``manifest.json`` (``manifest`` plus the SHA-256 of every file written). ``reidentify`` maps a
+    practice id to its own lookup (``person_id``/``pseudonym`` -> ``local_id``), applied to that
+    practice's files only. Every file is byte-identical for identical inputs; text that looks like a
+    spreadsheet formula is neutralised in every CSV and workbook (:mod:`riskstrat.scoring.sheets`).
 
     The page (``list.html``, from ``templates/list.html.j2``) says what ``words`` say
     (:class:`PageWords`), the month, the date the data run to (``manifest["data_end"]``) and the
@@ -1326,7 +1524,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     with_workbook = _check_month(population, practice_lists, summary, reidentify=reidentify, options=options)
     summary = suppress_small_numbers(summary, threshold=options.suppress_below, round_to=options.round_counts_to)
     population = _in_rank_order(population)
-    month = _month_context(population, manifest, words)
+    month = _month_context(population, manifest, words, decimals=_decimals_shown(practice_lists.values()))
     counts = _list_counts(population)
     tables = {pid: (_with_local_ids(practice_lists[pid], reidentify[pid], pid) if reidentify and pid in reidentify
                     else practice_lists[pid]) for pid in sorted(practice_lists)}
@@ -1334,7 +1532,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                       with_workbook=with_workbook)
     _add_csv_bytes(jobs)
     return _publish_month(Path(out_dir), population=population, jobs=jobs, summary=summary, manifest=manifest,
-                          options=options)
+                          options=options, about_summary=_about_summary(summary, manifest, words, options))
 
 
 def _check_month(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame], summary: pd.DataFrame, *,
@@ -1390,11 +1588,27 @@ class _MonthContext:
     data_end: str
     created: dt.datetime | None
     holdout: Mapping | None
+    decimals: int = 1
+    first_month: bool = False
+    month_label: str = ""
+    previous_month: str | None = None
 
 
-def _month_context(population: pd.DataFrame, manifest: Mapping, words: PageWords) -> _MonthContext:
-    how_to_read = _how_to_read(population, outcome_words=words.outcome_words, horizon_words=words.horizon_words) \
-        + _flag_notes(manifest.get("flags"))
+def _decimals_shown(tables) -> int:
+    """The decimals the lists' ``Risk (%)`` hold (:func:`risk_decimals` made them; at least 1)."""
+    values = np.concatenate([np.asarray(t["Risk (%)"], dtype="float64") for t in tables if "Risk (%)" in t] or [[]])
+    values = values[~np.isnan(values)]
+    return next((d for d in range(1, MAX_RISK_DECIMALS) if (np.round(values, d) == values).all()), MAX_RISK_DECIMALS)
+
+
+def _month_label(manifest: Mapping) -> str:
+    return str(manifest.get("month") or (str(manifest["as_of"])[:7] if manifest.get("as_of") else ""))
+
+
+def _month_context(population: pd.DataFrame, manifest: Mapping, words: PageWords, *,
+                   decimals: int = 1) -> _MonthContext:
+    how_to_read = _how_to_read(population, outcome_words=words.outcome_words, horizon_words=words.horizon_words,
+                               decimals=decimals) + _flag_notes(manifest.get("flags"))
     provenance = _provenance(manifest)
     page = {"data_end": manifest.get("data_end"), "as_of": manifest.get("as_of"), "contact": words.contact,
             "next_steps": list(words.next_steps), "notes": how_to_read,
@@ -1409,7 +1623,9 @@ def _month_context(population: pd.DataFrame, manifest: Mapping, words: PageWords
                     if isinstance(tier.dtype, pd.CategoricalDtype) else {}),
         month_words=_month_words(manifest), created=_created(manifest),
         data_end=f" Data run to {manifest['data_end']}." if manifest.get("data_end") else "",
-        holdout=manifest.get("holdout"))
+        holdout=manifest.get("holdout"), decimals=decimals, first_month=_first_month(population),
+        month_label=_month_label(manifest),
+        previous_month=str(manifest["previous_month"]) if manifest.get("previous_month") else None)
 
 
 @dataclass(frozen=True)
@@ -1459,10 +1675,12 @@ def _list_jobs(tables: Mapping[str, pd.DataFrame], *, month: _MonthContext, coun
     order = list(tables)
     mine = _changes_by_list(changes, order)
     # Every list's cells (for its workbook) and page rows, made for all lists at once and cut apart.
-    cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], month.tier_order)
+    cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], month.tier_order,
+                                             decimals=month.decimals)
     return [(NO_PRACTICE if pid == NO_PRACTICE else f"practices/{pid}",
              _list_job(pid, tables[pid], cells=cells, people_rows=people_rows, month=month, counts=counts,
-                       changes=mine[pid], identified=pid in identified, workbook=str(pid) in with_workbook))
+                       changes=_changes_table(mine[pid], tables[pid], month=month), identified=pid in identified,
+                       workbook=str(pid) in with_workbook))
             for pid, cells, people_rows in zip(order, cells_of, rows_of)]
 
 
@@ -1483,7 +1701,8 @@ def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, m
     held_back = _holdout_notice(int(counts.held.get(str(pid), 0)), month.holdout)
     n_off, off_reasons = counts.left_off.get(str(pid), (0, {}))
     left_off = _left_off_notice(off_reasons, n_off)
-    about = [intro + month.data_end, *([] if identified else [f"Finding each person: {words.find_person}"]),
+    facts = _list_facts(cells, month=month, outcome_words=words.outcome_words, horizon_words=words.horizon_words)
+    about = [intro + month.data_end, *facts, *([] if identified else [f"Finding each person: {words.find_person}"]),
              *([f"Who to ask: {words.contact}"] if words.contact else []),
              *([f"{held_back['headline']} {held_back['why']}"] if held_back else []),
              *([f"{left_off['headline']} {left_off['why']}"] if left_off else []),
@@ -1499,7 +1718,7 @@ def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, m
                  "whose_suffix": " without a practice" if unregistered else "",
                  "tiers": [{"name": t, "css": t.replace(" ", "-"), "on_list": on_list, "registered": people_in_tier,
                             "definition": month.tier_words.get(t, "")} for t, people_in_tier, on_list in tier_counts],
-                 "holdout": held_back, "left_off": left_off, "n_columns": 12 + local_ids}}
+                 "holdout": held_back, "left_off": left_off, "facts": facts, "n_columns": 12 + local_ids}}
 
 
 def _add_csv_bytes(jobs: Sequence[tuple[str, dict]]) -> None:
@@ -1516,13 +1735,15 @@ def _add_csv_bytes(jobs: Sequence[tuple[str, dict]]) -> None:
 
 
 def _publish_month(out_dir: Path, *, population: pd.DataFrame, jobs: Sequence[tuple[str, dict]],
-                   summary: pd.DataFrame, manifest: Mapping, options: MonthOptions) -> Path:
+                   summary: pd.DataFrame, manifest: Mapping, options: MonthOptions, about_summary: Mapping) -> Path:
     """Write every file into a temporary folder, the manifest with their hashes last, and publish it."""
     with publish.month_folder(out_dir, replace=options.replace, models=manifest.get("models")) as tmp:
         write_parquet(population, tmp / "population.parquet")
         files = {"population.parquet": file_sha256(tmp / "population.parquet"),
                  **_write_lists(tmp, jobs, workers=options.workers),
-                 "summary.csv": _write_csv(summary, tmp / "summary.csv")}
+                 "summary.csv": _write_csv(summary, tmp / "summary.csv"),
+                 "summary.json": _write_bytes((json.dumps(about_summary, indent=2, ensure_ascii=False, default=str)
+                                               + "\n").encode("utf-8"), tmp / "summary.json")}
         record = {**dict(manifest), "files": dict(sorted(files.items()))}
         write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", tmp / "manifest.json")
     return out_dir

@@ -153,10 +153,12 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
                sheet: str = "List", wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> Path:
     """A formatted workbook: ``table`` on ``sheet``, then an "About this list" sheet with ``title`` and ``notes``.
 
-    Header row bold on dark blue, frozen, with filters; columns ending in ``(%)`` hold fractions
-    shown as percentages; ``wide_columns`` wrap. Printing is set up for A4 landscape, fitted to the
-    page width, with the header row repeated on every page and the title and page numbers in the
-    page header and footer. Text is always written as text (:func:`neutralise_formula`).
+    Header row bold on dark blue, frozen, with filters; columns ending in ``(%)`` hold the numbers
+    as written (90.6, not 0.906), with a plain number format of the decimals they have, so that a
+    filter such as "greater than 50" finds what the cells show; ``wide_columns`` wrap. Printing is
+    set up for A4 landscape, fitted to the page width, with the header row repeated on every page
+    and the title and page numbers in the page header and footer. Text is always written as text
+    (:func:`neutralise_formula`).
     ``created`` (default a fixed date) is the workbook's creation date: same inputs, same bytes.
     Tables longer than :data:`STREAM_ROWS` rows are streamed (row by row to disk, bounded memory).
     """
@@ -244,30 +246,36 @@ def _longest_shown(values: list) -> int:
 def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequence[list] | None = None
               ) -> tuple[list[str], list[list], list[int], set[int], set[int]]:
     """A workbook's List sheet as plain data: column names, each column's cells as Python values
-    (None for missing; percentages as fractions), column widths, the percent and the wide columns.
-    ``cells``: the columns' :func:`python_values` when already made (left unchanged here)."""
+    (None for missing), column widths, the percent columns (by position: their decimals) and the wide
+    columns. ``cells``: the columns' :func:`python_values` when already made (left unchanged here)."""
     columns = [str(c) for c in table.columns]
-    percents = {j for j, c in enumerate(columns) if c.endswith("(%)")}
     wide = {j for j, c in enumerate(columns) if c in set(wide_columns)}
     if cells is None:
         cells = [python_values(values) for _, values in table.items()]
     elif len(cells) != len(columns) or any(len(c) != len(table) for c in cells):
         raise ValueError(f"cells must be {len(columns)} columns of {len(table)} values, as the table")
-    else:
-        cells = list(cells)  # percentages are replaced below, in this list only
-    # Widths from the values as shown (the first 500 rows), before percentages become fractions.
+    percents = {j: _decimals(cells[j]) for j, c in enumerate(columns) if c.endswith("(%)")}
+    # Widths from the values as shown (the first 500 rows).
     widths = [80 if j in wide else min(max(10, max(len(name), _longest_shown(cells[j][:500])) + 2), 40)
               for j, name in enumerate(columns)]
-    for j in percents:
-        cells[j] = [round(v / 100, 6) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-                    for v in cells[j]]
-    return columns, cells, widths, percents, wide
+    return columns, list(cells), widths, percents, wide
+
+
+MAX_PERCENT_DECIMALS = 3
+
+
+def _decimals(values: list) -> int:
+    """The decimals (1 to :data:`MAX_PERCENT_DECIMALS`) that show every number of ``values`` as it is."""
+    numbers = [v for v in values if type(v) in (int, float) and math.isfinite(v)]
+    return next((d for d in range(1, MAX_PERCENT_DECIMALS) if all(round(v, d) == v for v in numbers)),
+                MAX_PERCENT_DECIMALS)
 
 
 # Each format of a workbook by name (xlsxwriter numbers the formats in the order cells first use them).
 FORMATS = {
     "header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "text_wrap": True, "valign": "vcenter"},
-    "percent": {"num_format": "0.0%"},
+    # Percent columns hold 90.6 (not 0.906) in a plain number format, so that filters compare what is shown.
+    **{f"number {d}": {"num_format": "0." + "0" * d} for d in range(1, MAX_PERCENT_DECIMALS + 1)},
     "wrap": {"text_wrap": True, "valign": "top"},
     "quoted": {"quote_prefix": True},
     "quoted_wrap": {"quote_prefix": True, "text_wrap": True, "valign": "top"},
@@ -304,7 +312,7 @@ def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str]
         workbook.close()
 
 
-def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, percents: set[int], wide: set[int],
+def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, percents: Mapping[int, int], wide: set[int],
                       formats: Mapping) -> None:
     """The List sheet's header row and cells: text always as text (hostile text with a quote
     prefix), numbers as numbers (percent columns formatted), blanks only where a format shows."""
@@ -314,7 +322,7 @@ def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, perc
     # strings); how a cell is written depends only on its value.
     plain = [formats["wrap"] if j in wide else None for j in range(len(columns))]
     hostile = [formats["quoted_wrap" if j in wide else "quoted"] for j in range(len(columns))]
-    number_format = [formats["percent"] if j in percents else None for j in range(len(columns))]
+    number_format = [formats[f"number {percents[j]}"] if j in percents else None for j in range(len(columns))]
     write_string, write_number, write_boolean, write_blank = (ws.write_string, ws.write_number, ws.write_boolean,
                                                               ws.write_blank)
     for i, row in enumerate(zip(*cells), start=1):
