@@ -407,6 +407,10 @@ def test_counts_of_parts_add_up_to_the_wholes_thresholds():
 def test_age_bands_as_the_lists_say_them():
     assert age_band_index([0.0, 17.99, 18.0, 39.9, 40.0, 55.99, 56.0, 85.0, 120.0, np.nan, -1.0]).tolist() == \
         [0, 0, 1, 1, 2, 2, 3, 6, 6, -1, -1]
+    ages = hostile_values(np.random.default_rng(2), 2000).tolist() + [np.inf, -np.inf, -0.0, 1e300]
+    t = HOSTILE_THRESHOLDS  # one person at a time (describe_reason) as many at once (reason_key)
+    assert [t.unusual_one("gp_contacts_12m", 7.6, a) for a in ages] == \
+        t.unusual("gp_contacts_12m", np.full(len(ages), 7.6), ages).tolist()
 
 
 def realistic_people(rng: np.random.Generator, n: int) -> pd.DataFrame:

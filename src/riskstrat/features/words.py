@@ -8,7 +8,10 @@ The scorer turns a feature and a person's value into a reason with :func:`descri
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 from typing import Callable, Collection, Iterable, Mapping, NamedTuple
 
@@ -269,8 +272,16 @@ MIN_BAND_PEOPLE = 100  # a band with fewer people uses the whole population's pe
 DEGREE_FLOOR = 3  # "much" and "many" are never said of 1 or 2
 DEPRIVED_DECILES = 2  # "lives in a deprived area": national deciles 1-2 only
 _BAND_LOWS = np.array([low for low, _, _ in AGE_BANDS], dtype="float64")
+_BAND_LOWS_LIST = _BAND_LOWS.tolist()
 _BAND_LABELS = tuple(label for _, _, label in AGE_BANDS)
 ALL_AGES = "all"
+
+
+def _band_of_one(age: float) -> int:
+    """:func:`age_band_index` of one age, in plain Python (the same band)."""
+    if age != age or age < 0:  # unknown (NaN) or negative
+        return -1
+    return bisect.bisect_right(_BAND_LOWS_LIST, math.floor(age) if age != math.inf else age) - 1
 
 
 def age_band_index(age) -> np.ndarray:
@@ -297,20 +308,30 @@ class ReasonThresholds:
     def from_dict(cls, values: Mapping[str, Mapping[str, float]] | None) -> "ReasonThresholds":
         return cls({m: {b: float(t) for b, t in by_band.items()} for m, by_band in (values or {}).items()})
 
-    def of(self, measure: str, age) -> np.ndarray:
-        """The threshold that applies to each person of ``age`` (inf where the measure has none)."""
-        by_band = self.values.get(measure)
-        band = age_band_index(age)
-        if not by_band:
-            return np.full(band.shape, np.inf)
-        overall = by_band.get(ALL_AGES, np.inf)
-        table = np.array([by_band.get(label, overall) for label in _BAND_LABELS] + [overall], dtype="float64")
-        return table[band]  # band -1 (unknown age): the last entry, the whole population's
+    @cached_property
+    def _tables(self) -> dict[str, np.ndarray]:
+        """Per measure, the threshold of each band by position, then the whole population's (band -1)."""
+        out = {}
+        for measure in USE_MEASURES:
+            by_band = self.values.get(measure) or {}
+            overall = by_band.get(ALL_AGES, np.inf)
+            out[measure] = np.array([by_band.get(label, overall) for label in _BAND_LABELS] + [overall], dtype="float64")
+        return out
 
-    def unusual(self, measure: str, value, age) -> np.ndarray:
-        """Whether each ``value`` is unusual for people of its ``age`` (a bool array)."""
+    def of(self, measure: str, age, *, band: np.ndarray | None = None) -> np.ndarray:
+        """The threshold that applies to each person of ``age`` (or of ``band``, :func:`age_band_index`
+        of it; inf where the measure has none)."""
+        band = age_band_index(age) if band is None else band
+        return self._tables[measure][band]  # band -1 (unknown age): the last entry, the whole population's
+
+    def unusual_one(self, measure: str, value: float, age: float) -> bool:
+        """:meth:`unusual` for one person (the words of one person are said one at a time)."""
+        return value >= DEGREE_FLOOR and value > float(self._tables[measure][_band_of_one(age)])
+
+    def unusual(self, measure: str, value, age, *, band: np.ndarray | None = None) -> np.ndarray:
+        """Whether each ``value`` is unusual for people of its ``age`` (or ``band``; a bool array)."""
         value = np.asarray(value, dtype="float64")
-        return (value > self.of(measure, age)) & (value >= DEGREE_FLOOR)
+        return (value > self.of(measure, age, band=band)) & (value >= DEGREE_FLOOR)
 
 
 def _measure_values(frame: pd.DataFrame, measure: str) -> np.ndarray | None:
@@ -385,8 +406,8 @@ def _unusual_of(values, thresholds: ReasonThresholds | None) -> Callable[[str, f
     if thresholds is None:
         return lambda measure, value: False
     age = values.get("age")
-    age = np.nan if age is None else float(age)
-    return lambda measure, value: bool(thresholds.unusual(measure, [value], [age])[0])
+    age = math.nan if age is None else float(age)
+    return lambda measure, value: thresholds.unusual_one(measure, value, age)
 
 
 def _count_since(n: float, noun: str, days: float | None) -> str:
@@ -608,10 +629,14 @@ def reason_key(group: str, get: Callable[[str], np.ndarray], *, money: bool = Tr
     def recent(stem: str) -> np.ndarray:
         return v(f"{stem}_0_3m") + v(f"{stem}_3_12m")
 
+    band: list[np.ndarray] = []  # the people's age bands, found once
+
     def unusual(measure: str, value: np.ndarray) -> np.ndarray:
         if thresholds is None:
-            return np.zeros(len(value))
-        return thresholds.unusual(measure, value, get("age")).astype("float64")
+            return np.zeros(len(value), dtype=bool)
+        if not band:
+            band.append(age_band_index(get("age")))
+        return thresholds.unusual(measure, value, None, band=band[0])
 
     if group == "frailty_deficits":
         return [v("frailty_deficits"), *(at_least(name, 0.5) for name, _ in _FRAILTY_NAMED),
@@ -629,7 +654,7 @@ def reason_key(group: str, get: Callable[[str], np.ndarray], *, money: bool = Tr
     if group == "prescriptions":
         items_3m, chapters = v("rx_items_3m"), v("rx_chapters_12m")
         return [items_3m, np.where(items_3m > 0, 0.0, v("rx_items_12m")), np.where(chapters >= 4, chapters, 0.0),
-                unusual("rx_items_3m", items_3m)]
+                unusual("rx_items_3m", items_3m).astype("float64")]
 
     if group == "social care":
         cost = v("cost_social_care_12m")
@@ -639,9 +664,9 @@ def reason_key(group: str, get: Callable[[str], np.ndarray], *, money: bool = Tr
     if group == "costs" and not money:
         uses = {measure: sum(v(name) for name in names) for measure, names in USE_MEASURES.items()
                 if measure != "rx_items_3m"}
+        unusual_uses = sum(unusual(measure, value) * 2.0 ** k for k, (measure, value) in enumerate(uses.items()))
         return [(v("cost_total_12m") > 0).astype("float64"), *uses.values(),
-                (v("cost_social_care_12m") > 0).astype("float64"),
-                *(unusual(measure, value) for measure, value in uses.items())]
+                (v("cost_social_care_12m") > 0).astype("float64"), unusual_uses]  # which uses are unusual: bits
     if group == "long-term conditions":
         n = v("ltc_count")
         return [n, *(np.where(n >= 2, at_least(f"ltc_{code}", 0.5), 0.0) for code in LONG_TERM_CONDITIONS)]
