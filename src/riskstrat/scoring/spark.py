@@ -130,7 +130,8 @@ def _count_batches(batches, *, profiles: dict[str, dict]):
 
 def _use_count_batches(batches):
     for batch in batches:
-        yield use_counts(batch)
+        counts = use_counts(batch)
+        yield counts.assign(measure=counts["measure"].astype(object))  # pandas 3's str: Arrow-chunked, not for Spark
 
 
 def _explain_batches(batches, *, model: _Shipped, options: dict):
