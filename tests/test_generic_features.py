@@ -321,7 +321,9 @@ def test_generic_covariates_speak_through_the_clinical_reason_about_the_same_eve
                            "days_since_emergency_admission": [23.0], "emergency_bed_days_12m": [9.0],
                            "ae_attendances__urgent_care__count_90d": [4.0], "gp_contacts__count_730d": [20.0],
                            "gp_contacts_0_3m": [2.0], "gp_contacts_3_12m": [5.0]}, index=ids)
-    reasons = top_reasons(shap, values, n=3)
+    from riskstrat.features.words import ReasonThresholds
+
+    reasons = top_reasons(shap, values, n=3, thresholds=ReasonThresholds({"rx_items_3m": {"all": 20.0}}))
     said = [reasons.loc["ada", f"reason_{i}"] for i in (1, 2, 3)]
     assert said == ["many medicines: about 11 prescription items a month, from 10 BNF chapters",
                     "3 emergency admissions in the last 12 months, the last 23 days ago (9 days in hospital)",

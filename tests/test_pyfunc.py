@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from riskstrat.features.reasons import top_reasons
+from riskstrat.features.words import reason_thresholds
 from riskstrat.modeling.config import LightGBMConfig, ListsConfig
 from riskstrat.modeling.models import fit_lightgbm
 from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS, LOWEST_TIER
@@ -75,8 +76,11 @@ def test_load_model_gives_risk_tier_and_reasons_per_row(logged):
     assert out["tier"].nunique() >= 2
 
     # The lists' reasons for the same people, in words.
+    # With the words of degree judged against the reference population, stored at logging time.
     frame = rows.reset_index(drop=True)
-    words = top_reasons(model.contributions(frame)[0], frame, n=3)
+    kept = reason_thresholds(reference)
+    assert served.metadata.metadata["reason_thresholds"] == kept.as_dict() and kept.values
+    words = top_reasons(model.contributions(frame)[0], frame, n=3, thresholds=kept)
     assert out["reasons"].tolist() == words["reasons"].tolist()
     said = out["reason_1"].dropna()
     assert len(said) > 20 and all(isinstance(t, str) and any(c.isalpha() for c in t) for t in said)

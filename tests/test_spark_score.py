@@ -114,7 +114,11 @@ def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folde
     profile = risk.metadata["reference_profile"]
     assert in_spark.drift_report(profile, b.risk) == driver.drift_report(profile, a.risk)
 
-    options = {"n": 3, "currency": "GBP", "demographic_reasons": False, "money_reasons": False, "chunk_size": 64}
+    # The words of degree against the same thresholds: Spark counts per batch, the driver at once.
+    thresholds = in_spark.reason_thresholds()
+    assert thresholds == driver.reason_thresholds() and "gp_contacts_12m" in thresholds.values
+    options = {"n": 3, "currency": "GBP", "demographic_reasons": False, "money_reasons": False, "chunk_size": 64,
+               "thresholds": thresholds}
     listed = pd.Index(population.loc[lists.listed_mask(population, list_size=40), "person_id"].to_numpy())
     for who in (listed, None):  # the listed people, then everyone
         want, want_error, want_n = driver.explain(risk, a, who, **options)

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.features.clinical import CONTEXT_COLUMNS, FEATURE_NAMES
-from riskstrat.features.words import DEMOGRAPHIC_FEATURES, describe_reason, reason_group, reason_inputs, reason_key
+from riskstrat.features.words import (DEMOGRAPHIC_FEATURES, ReasonThresholds, describe_reason, reason_group,
+                                      reason_inputs, reason_key)
 
 __all__ = ["REASON_SEPARATOR", "check_additivity", "top_reasons"]
 
@@ -36,7 +37,7 @@ _CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
 
 def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int = 3,
                 min_share: float = 0.05, currency: str = "GBP", demographic_reasons: bool = False,
-                money_reasons: bool = False) -> pd.DataFrame:
+                money_reasons: bool = False, thresholds: ReasonThresholds | None = None) -> pd.DataFrame:
     """The ``n`` features that raise each person's risk most, in words.
 
     ``contributions``: SHAP values (rows = people, columns = feature names); ``features``: the same
@@ -46,6 +47,8 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int =
     Money is written in ``currency`` (the data set's ISO code) and only with ``money_reasons``;
     otherwise costs are said as use of services. Age, sex and deprivation are skipped unless
     ``demographic_reasons``, except for a person with no other reason (then they are the reasons).
+    ``thresholds``: the scored population's (:func:`riskstrat.features.words.reason_thresholds`),
+    above which a use is said with a word of degree ("much use of services"); None: never.
 
     Returns, on the contributions' index, ``reason_1..reason_n`` (text or missing),
     ``share_1..share_n`` (fractions) and ``reasons`` (the texts joined by ``"; "``, ``""`` if none).
@@ -95,7 +98,7 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int =
     # Every feature the frame holds, not only the model's, can be read: the words name the parts of
     # a reason (which frailty deficits, which use of services) from the person's other values.
     value_names = list(dict.fromkeys(names + [c for c in _CONTEXT + FEATURE_NAMES if c in rows.columns]))
-    words = _Words(rows, value_names, groups, currency=currency, money=money_reasons)
+    words = _Words(rows, value_names, groups, currency=currency, money=money_reasons, thresholds=thresholds)
     demographic = [g in DEMOGRAPHIC_FEATURES for g in groups]
     texts = np.full((len(shap), n), None, dtype=object)
     shares = np.full((len(shap), n), np.nan)
@@ -166,8 +169,10 @@ class _Words:
     that :func:`riskstrat.features.words.reason_inputs` does not declare raises.
     """
 
-    def __init__(self, rows: pd.DataFrame, value_names: list[str], groups: list[str], *, currency: str, money: bool):
+    def __init__(self, rows: pd.DataFrame, value_names: list[str], groups: list[str], *, currency: str, money: bool,
+                 thresholds: ReasonThresholds | None = None):
         self.rows, self.groups, self.currency, self.money = rows, groups, currency, money
+        self.thresholds = thresholds
         self.present = frozenset(value_names)
         self._columns: dict[str, np.ndarray] = {}
         self._known: dict[str, dict[bytes, str | None]] = {}
@@ -194,7 +199,8 @@ class _Words:
                 raise RuntimeError(f"reason_key read {name!r} for {group!r}, which reason_inputs does not declare")
             return self.column(name)[who] if name in self.present else np.full(len(who), np.nan)
 
-        key = np.column_stack([np.asarray(k, dtype="float64") for k in reason_key(group, get, money=self.money)]
+        parts = reason_key(group, get, money=self.money, thresholds=self.thresholds)
+        key = np.column_stack([np.asarray(k, dtype="float64") for k in parts]
                               + [said[:, k].astype("float64") for k in said_at] + [np.zeros(len(who))])
         bits = np.ascontiguousarray(key).view(np.int64)
         code = np.zeros(len(who), dtype=np.int64)
@@ -212,7 +218,8 @@ class _Words:
                 i = first[c]
                 person = _Reads(zip(readable, people[c]), inputs.values, group)
                 named = _Said({self.groups[k] for k in said_at if said[i, k]}, inputs.said, group)
-                known[key_bytes] = describe_reason(group, person, currency=self.currency, money=self.money, said=named)
+                known[key_bytes] = describe_reason(group, person, currency=self.currency, money=self.money, said=named,
+                                                   thresholds=self.thresholds)
             out[c] = known[key_bytes]
         return out[code]
 

@@ -8,14 +8,19 @@ The scorer turns a feature and a person's value into a reason with :func:`descri
 
 from __future__ import annotations
 
-from typing import Callable, Collection, Iterable, NamedTuple
+import bisect
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from fractions import Fraction
+from typing import Callable, Collection, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from riskstrat.data.io import money as in_currency
 from riskstrat.data.schema import BNF_CHAPTERS, LONG_TERM_CONDITIONS
-from riskstrat.features.clinical import FEATURES, NO_EVENT_DAYS, RX_CHAPTERS, Feature
+from riskstrat.features.clinical import AGE_BANDS, FEATURES, NO_EVENT_DAYS, RX_CHAPTERS, Feature
 from riskstrat.features.generic import (GENERIC_TABLES, GenericFeaturesConfig, generic_spec, group_column,
                                         parse_name)
 
@@ -176,6 +181,9 @@ def describe_value(name: str, value: float, *, context: dict[str, float] | None 
         return None
     if f.kind == "money":
         return f.reason.format(value=value, money=in_currency(value, currency))
+    if name == "deprivation_decile" and not value <= DEPRIVED_DECILES:
+        # "deprived" only of the most deprived fifth of areas (deciles rank areas nationally)
+        return f"lives in an area of deprivation decile {value:.0f} (1 = most deprived)"
     return f.reason.format(value=value, s=_plural(value))
 
 
@@ -244,6 +252,164 @@ def reason_group(name: str) -> str:
     return _GROUP_OF.get(name) or _generic_reason(name) or name
 
 
+# --------------------------------------------------------------------------------------------
+# Words of degree ("much use of services", "many medicines") are said only of a value that is unusual
+# for the scored population: above the 90th percentile of the people in the person's age band
+# (AGE_BANDS; the whole population's where a band has fewer than MIN_BAND_PEOPLE people or the age
+# is unknown), and never of fewer than DEGREE_FLOOR. Otherwise the reason says the number plainly.
+
+# The uses that words of degree speak of: measure -> the feature columns summed (missing is 0).
+USE_MEASURES: dict[str, tuple[str, ...]] = {
+    "elective_admissions_12m": ("elective_admissions_12m",),
+    "outpatient_attended_12m": ("outpatient_attended_12m",),
+    "gp_contacts_12m": ("gp_contacts_0_3m", "gp_contacts_3_12m"),
+    "emergency_admissions_12m": ("emergency_admissions_0_3m", "emergency_admissions_3_12m"),
+    "ae_attendances_12m": ("ae_attendances_0_3m", "ae_attendances_3_12m"),
+    "rx_items_3m": ("rx_items_3m",),
+}
+DEGREE_QUANTILE = 0.9  # "unusual": above this share of the person's age band
+MIN_BAND_PEOPLE = 100  # a band with fewer people uses the whole population's percentile
+DEGREE_FLOOR = 3  # "much" and "many" are never said of 1 or 2
+DEPRIVED_DECILES = 2  # "lives in a deprived area": national deciles 1-2 only
+_BAND_LOWS = np.array([low for low, _, _ in AGE_BANDS], dtype="float64")
+_BAND_LOWS_LIST = _BAND_LOWS.tolist()
+_BAND_LABELS = tuple(label for _, _, label in AGE_BANDS)
+ALL_AGES = "all"
+
+
+def _band_of_one(age: float) -> int:
+    """:func:`age_band_index` of one age, in plain Python (the same band)."""
+    if age != age or age < 0:  # unknown (NaN) or negative
+        return -1
+    return bisect.bisect_right(_BAND_LOWS_LIST, math.floor(age) if age != math.inf else age) - 1
+
+
+def age_band_index(age) -> np.ndarray:
+    """Each age's band in :data:`AGE_BANDS` by position (completed years), -1 where unknown or negative."""
+    years = np.floor(np.asarray(age, dtype="float64"))
+    band = np.searchsorted(_BAND_LOWS, years, side="right") - 1
+    return np.where(np.isnan(years), -1, band)
+
+
+@dataclass(frozen=True)
+class ReasonThresholds:
+    """The 90th percentile of each use (:data:`USE_MEASURES`) in the scored population, per age band:
+    ``values[measure][band label or "all"]``. A value above its band's (and at least
+    :data:`DEGREE_FLOOR`) is unusual; a measure the population lacks is never unusual. Made by
+    :func:`reason_thresholds` (or :func:`thresholds_from_counts`); kept as plain numbers
+    (:meth:`as_dict`), e.g. in a served model's metadata."""
+
+    values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        return {m: dict(by_band) for m, by_band in self.values.items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Mapping[str, float]] | None) -> "ReasonThresholds":
+        return cls({m: {b: float(t) for b, t in by_band.items()} for m, by_band in (values or {}).items()})
+
+    @cached_property
+    def _tables(self) -> dict[str, np.ndarray]:
+        """Per measure, the threshold of each band by position, then the whole population's (band -1)."""
+        out = {}
+        for measure in USE_MEASURES:
+            by_band = self.values.get(measure) or {}
+            overall = by_band.get(ALL_AGES, np.inf)
+            out[measure] = np.array([by_band.get(label, overall) for label in _BAND_LABELS] + [overall], dtype="float64")
+        return out
+
+    def of(self, measure: str, age, *, band: np.ndarray | None = None) -> np.ndarray:
+        """The threshold that applies to each person of ``age`` (or of ``band``, :func:`age_band_index`
+        of it; inf where the measure has none)."""
+        band = age_band_index(age) if band is None else band
+        return self._tables[measure][band]  # band -1 (unknown age): the last entry, the whole population's
+
+    def unusual_one(self, measure: str, value: float, age: float) -> bool:
+        """:meth:`unusual` for one person (the words of one person are said one at a time)."""
+        return value >= DEGREE_FLOOR and value > float(self._tables[measure][_band_of_one(age)])
+
+    def unusual(self, measure: str, value, age, *, band: np.ndarray | None = None) -> np.ndarray:
+        """Whether each ``value`` is unusual for people of its ``age`` (or ``band``; a bool array)."""
+        value = np.asarray(value, dtype="float64")
+        return (value > self.of(measure, age, band=band)) & (value >= DEGREE_FLOOR)
+
+
+def _measure_values(frame: pd.DataFrame, measure: str) -> np.ndarray | None:
+    columns = [c for c in USE_MEASURES[measure] if c in frame.columns]
+    if not columns:
+        return None
+    total = np.zeros(len(frame))
+    for c in columns:
+        x = frame[c].to_numpy(dtype="float64", na_value=np.nan)
+        total += np.where(np.isnan(x), 0.0, x)
+    return total
+
+
+def use_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """How many people of ``frame`` (the month's features) have each value of each use, per age band
+    (``measure``, ``band`` as in :func:`age_band_index`, ``value``, ``people``): the population's
+    distributions that :func:`thresholds_from_counts` reads; counts of parts (Spark's batches) add up."""
+    band = age_band_index(frame["age"]) if "age" in frame.columns else np.full(len(frame), -1)
+    parts = []
+    for measure in USE_MEASURES:
+        values = _measure_values(frame, measure)
+        if values is None:
+            continue
+        counted = pd.DataFrame({"band": band, "value": values}).value_counts(sort=False).rename("people").reset_index()
+        counted.insert(0, "measure", measure)
+        parts.append(counted)
+    if not parts:
+        return pd.DataFrame({"measure": pd.Series(dtype="str"), "band": pd.Series(dtype="int64"),
+                             "value": pd.Series(dtype="float64"), "people": pd.Series(dtype="int64")})
+    return pd.concat(parts, ignore_index=True)
+
+
+def _percentile(values: np.ndarray, people: np.ndarray) -> float:
+    """The smallest value that at least DEGREE_QUANTILE of the people do not exceed."""
+    order = np.argsort(values, kind="stable")
+    values, cumulative = values[order], np.cumsum(people[order])
+    q = Fraction(DEGREE_QUANTILE).limit_denominator(1000)  # in integers: the same on every engine
+    need = cumulative * q.denominator >= q.numerator * cumulative[-1]
+    return float(values[np.argmax(need)])
+
+
+def thresholds_from_counts(counts: pd.DataFrame) -> ReasonThresholds:
+    """:class:`ReasonThresholds` from :func:`use_counts` (of the whole population, or its parts summed).
+
+    >>> people = pd.DataFrame({"age": [70.5] * 10, "gp_contacts_0_3m": range(10), "gp_contacts_3_12m": 0})
+    >>> thresholds_from_counts(use_counts(people)).values["gp_contacts_12m"]
+    {'all': 8.0}
+    """
+    if not len(counts):
+        return ReasonThresholds({})
+    counts = counts.groupby(["measure", "band", "value"], sort=False)["people"].sum().reset_index()
+    out: dict[str, dict[str, float]] = {}
+    for measure, rows in counts.groupby("measure", sort=False):
+        values, people, band = (rows["value"].to_numpy(dtype="float64"), rows["people"].to_numpy(dtype="int64"),
+                                rows["band"].to_numpy(dtype="int64"))
+        by_band = {ALL_AGES: _percentile(values, people)}
+        for b, label in enumerate(_BAND_LABELS):
+            here = band == b
+            if people[here].sum() >= MIN_BAND_PEOPLE:
+                by_band[label] = _percentile(values[here], people[here])
+        out[str(measure)] = by_band
+    return ReasonThresholds({m: out[m] for m in USE_MEASURES if m in out})
+
+
+def reason_thresholds(frame: pd.DataFrame) -> ReasonThresholds:
+    """The scored population's :class:`ReasonThresholds` (``frame``: everyone's features)."""
+    return thresholds_from_counts(use_counts(frame))
+
+
+def _unusual_of(values, thresholds: ReasonThresholds | None) -> Callable[[str, float], bool]:
+    """For one person (``values``): whether their value of a use is unusual (never without thresholds)."""
+    if thresholds is None:
+        return lambda measure, value: False
+    age = values.get("age")
+    age = math.nan if age is None else float(age)
+    return lambda measure, value: thresholds.unusual_one(measure, value, age)
+
+
 def _count_since(n: float, noun: str, days: float | None) -> str:
     text = f"{n:g} {noun}{_plural(n)} in the last 12 months"
     if days is not None and not np.isnan(days) and days < NO_EVENT_DAYS:
@@ -261,7 +427,7 @@ DEMOGRAPHIC_FEATURES = ("age", "sex_female", "deprivation_decile")
 
 def _frailty(v) -> str | None:
     n = v("frailty_deficits")
-    if n <= 0:
+    if n - (v("age") >= 85) <= 0:  # no deficit, or only age: not frailty (age is a column of its own)
         return None
     named = [words for name, words in _FRAILTY_NAMED if v(name) >= 0.5]
     if v("rx_items_3m") >= 10:
@@ -276,12 +442,12 @@ def _frailty(v) -> str | None:
     return f"{n:g} frailty deficit{_plural(n)}{listed}"
 
 
-def _prescriptions(v) -> str | None:
+def _prescriptions(v, unusual) -> str | None:
     items_3m, items_12m, chapters = v("rx_items_3m"), v("rx_items_12m"), v("rx_chapters_12m")
     if items_3m >= 3:
         per_month = round(items_3m / 3)
         text = f"about {per_month:g} prescription item{_plural(per_month)} a month"
-        if per_month >= 10:
+        if per_month >= 10 and unusual("rx_items_3m", items_3m):  # 10+ a month, and unusual for their age
             text = "many medicines: " + text
     elif items_3m > 0:
         text = f"{items_3m:g} prescription item{_plural(items_3m)} in the last 3 months"
@@ -292,42 +458,53 @@ def _prescriptions(v) -> str | None:
     return text + (f", from {chapters:g} BNF chapters" if chapters >= 4 else "")
 
 
-def _use_of_services(v, said: Collection[str] = ()) -> str | None:
+def _use_of_services(v, unusual, said: Collection[str] = ()) -> str | None:
     """Past-year cost in words of use, for lists that are not about cost.
 
     Emergency admissions and A&E visits are columns of every list, so they are named only when
     nothing else explains the cost; uses that are reasons of their own (``said``: reason groups
-    shown beside this one) are not repeated.
+    shown beside this one) are not repeated. "much use of services" only when a use named is
+    unusual (:class:`ReasonThresholds`); otherwise the uses plainly, "in the last 12 months".
     """
-    other = [(v("elective_admissions_12m"), "planned admission", "elective_admissions_12m"),
-             (v("outpatient_attended_12m"), "outpatient appointment", "outpatient_attended_12m"),
-             (v("gp_contacts_0_3m") + v("gp_contacts_3_12m"), "GP contact", "GP contacts")]
-    urgent = [(v("emergency_admissions_0_3m") + v("emergency_admissions_3_12m"), "emergency admission",
-               "emergency admissions"),
-              (v("ae_attendances_0_3m") + v("ae_attendances_3_12m"), "A&E visit", "A&E visits")]
-    parts = [f"{n:g} {noun}{_plural(n)}" for n, noun, group in other if n > 0 and group not in said]
+    def total(measure: str) -> float:
+        return sum(v(name) for name in USE_MEASURES[measure])
+
+    other = [("elective_admissions_12m", "planned admission", "elective_admissions_12m"),
+             ("outpatient_attended_12m", "outpatient appointment", "outpatient_attended_12m"),
+             ("gp_contacts_12m", "GP contact", "GP contacts")]
+    urgent = [("emergency_admissions_12m", "emergency admission", "emergency admissions"),
+              ("ae_attendances_12m", "A&E visit", "A&E visits")]
+    parts = [(measure, total(measure), noun) for measure, noun, group in other
+             if total(measure) > 0 and group not in said]
     if v("cost_social_care_12m") > 0 and "social care" not in said:
-        parts.append("social care")
+        parts.append((None, None, "social care"))
     if not parts:
-        parts = [f"{n:g} {noun}{_plural(n)}" for n, noun, group in urgent if n > 0 and group not in said]
+        parts = [(measure, total(measure), noun) for measure, noun, group in urgent
+                 if total(measure) > 0 and group not in said]
     if not parts:
         return None
-    return "much use of services: " + ", ".join(parts[:3])  # the page says: the last 12 months unless said
+    parts = parts[:3]
+    words = ", ".join(noun if n is None else f"{n:g} {noun}{_plural(n)}" for _, n, noun in parts)
+    if any(measure is not None and unusual(measure, n) for measure, n, _ in parts):
+        return "much use of services: " + words  # the page says: the last 12 months unless said
+    return words + " in the last 12 months"
 
 
 def describe_reason(group: str, values: dict[str, float], *, currency: str = "GBP", money: bool = True,
-                    said: Collection[str] = ()) -> str | None:
+                    said: Collection[str] = (), thresholds: ReasonThresholds | None = None) -> str | None:
     """Plain words for a reason group (or a single feature) from a person's own values (money in ``currency``).
 
     With ``money=False`` (lists that are not about cost) costs are said as use of services
     ("much use of health and care in the last 12 months: 2 planned admissions, 6 outpatient
     appointments"), never as amounts, leaving out the uses that ``said`` (the other reason groups
-    shown for the person) already name.
+    shown for the person) already name. Words of degree ("much use", "many medicines") are said
+    only of a use above the scored population's ``thresholds`` for the person's age (none without).
 
     >>> describe_reason("emergency admissions", {"emergency_admissions_0_3m": 1, "emergency_admissions_3_12m": 2,
     ...     "emergency_admissions_12_24m": 0, "days_since_emergency_admission": 40, "emergency_bed_days_12m": 9})
     '3 emergency admissions in the last 12 months, the last 1 month ago (9 days in hospital)'
-    >>> describe_reason("prescriptions", {"rx_items_3m": 42, "rx_items_12m": 160, "rx_chapters_12m": 9})
+    >>> describe_reason("prescriptions", {"rx_items_3m": 42, "rx_items_12m": 160, "rx_chapters_12m": 9, "age": 80},
+    ...     thresholds=ReasonThresholds({"rx_items_3m": {"all": 30.0}}))
     'many medicines: about 14 prescription items a month, from 9 BNF chapters'
     """
     def v(name: str) -> float:
@@ -358,7 +535,7 @@ def describe_reason(group: str, values: dict[str, float], *, currency: str = "GB
         n = v("gp_contacts_0_3m") + v("gp_contacts_3_12m")
         return f"{n:g} GP contact{_plural(n)} in the last 12 months" if n > 0 else None
     if group == "prescriptions":
-        return _prescriptions(v)
+        return _prescriptions(v, _unusual_of(values, thresholds))
     if group == "social care":
         for flag in ("care_home_at_index", "home_care_at_index", "reablement_12m"):
             if v(flag) >= 0.5:
@@ -371,7 +548,7 @@ def describe_reason(group: str, values: dict[str, float], *, currency: str = "GB
     if group == "costs":
         total = v("cost_total_12m")
         if not money:
-            return _use_of_services(v, said) if total > 0 else None
+            return _use_of_services(v, _unusual_of(values, thresholds), said) if total > 0 else None
         return f"health and care costs of {in_currency(total, currency)} in the last 12 months" if total > 0 else None
     n = v("ltc_count")  # long-term conditions, named (up to three, so that the reason fits a line)
     if n < 2:
@@ -412,7 +589,7 @@ def reason_inputs(group: str, *, money: bool = True) -> ReasonInputs:
                              "emergency_admissions_0_3m", "emergency_admissions_3_12m", "age"))
     if group == "costs":
         return ReasonInputs(("cost_total_12m",)) if money else \
-            ReasonInputs(("cost_total_12m", *_USE_OF_SERVICES), _USE_OF_SERVICES_SAID)
+            ReasonInputs(("cost_total_12m", *_USE_OF_SERVICES, "age"), _USE_OF_SERVICES_SAID)
     if group == "social care":
         return ReasonInputs(("care_home_at_index", "home_care_at_index", "reablement_12m",
                              "days_since_social_care_start", "cost_social_care_12m"))
@@ -421,7 +598,7 @@ def reason_inputs(group: str, *, money: bool = True) -> ReasonInputs:
     if group in ("emergency admissions", "A&E visits", "GP contacts"):
         return ReasonInputs(REASON_GROUPS[group])
     if group == "prescriptions":
-        return ReasonInputs(("rx_items_3m", "rx_items_12m", "rx_chapters_12m"))
+        return ReasonInputs(("rx_items_3m", "rx_items_12m", "rx_chapters_12m", "age"))
     f = feature(group)  # a feature that speaks alone: describe_value's reads
     if f.kind == "money" and not money:
         return ReasonInputs(())
@@ -432,13 +609,15 @@ def reason_inputs(group: str, *, money: bool = True) -> ReasonInputs:
     return ReasonInputs((group,))
 
 
-def reason_key(group: str, get: Callable[[str], np.ndarray], *, money: bool = True) -> list[np.ndarray]:
+def reason_key(group: str, get: Callable[[str], np.ndarray], *, money: bool = True,
+               thresholds: ReasonThresholds | None = None) -> list[np.ndarray]:
     """What the words of ``group`` depend on, for many people at once: arrays (a value per person)
     such that people equal in all of them get the same :func:`describe_reason` words (given the
     same ``said`` names). ``get(name)`` gives the values of one of :func:`reason_inputs` (NaN where
     missing). Where only a test of a value is said ("any emergency admission this year?"), the
     key holds the test, so that the many people who differ only in unsaid detail share the words;
-    otherwise it holds the values themselves.
+    otherwise it holds the values themselves. A use said with a word of degree adds whether it is
+    unusual for the person's age (``thresholds``, as :func:`describe_reason`).
     """
     def v(name: str) -> np.ndarray:  # as describe_reason's v: missing is 0
         x = get(name)
@@ -449,6 +628,15 @@ def reason_key(group: str, get: Callable[[str], np.ndarray], *, money: bool = Tr
 
     def recent(stem: str) -> np.ndarray:
         return v(f"{stem}_0_3m") + v(f"{stem}_3_12m")
+
+    band: list[np.ndarray] = []  # the people's age bands, found once
+
+    def unusual(measure: str, value: np.ndarray) -> np.ndarray:
+        if thresholds is None:
+            return np.zeros(len(value), dtype=bool)
+        if not band:
+            band.append(age_band_index(get("age")))
+        return thresholds.unusual(measure, value, None, band=band[0])
 
     if group == "frailty_deficits":
         return [v("frailty_deficits"), *(at_least(name, 0.5) for name, _ in _FRAILTY_NAMED),
@@ -465,16 +653,20 @@ def reason_key(group: str, get: Callable[[str], np.ndarray], *, money: bool = Tr
         return [recent("gp_contacts")]
     if group == "prescriptions":
         items_3m, chapters = v("rx_items_3m"), v("rx_chapters_12m")
-        return [items_3m, np.where(items_3m > 0, 0.0, v("rx_items_12m")), np.where(chapters >= 4, chapters, 0.0)]
+        return [items_3m, np.where(items_3m > 0, 0.0, v("rx_items_12m")), np.where(chapters >= 4, chapters, 0.0),
+                unusual("rx_items_3m", items_3m).astype("float64")]
+
     if group == "social care":
         cost = v("cost_social_care_12m")
         return [at_least("care_home_at_index", 0.5), at_least("home_care_at_index", 0.5),
                 at_least("reablement_12m", 0.5), get("days_since_social_care_start"),
                 cost if money else (cost > 0).astype("float64")]
     if group == "costs" and not money:
-        return [(v("cost_total_12m") > 0).astype("float64"), v("elective_admissions_12m"), v("outpatient_attended_12m"),
-                recent("gp_contacts"), recent("emergency_admissions"), recent("ae_attendances"),
-                (v("cost_social_care_12m") > 0).astype("float64")]
+        uses = {measure: sum(v(name) for name in names) for measure, names in USE_MEASURES.items()
+                if measure != "rx_items_3m"}
+        unusual_uses = sum(unusual(measure, value) * 2.0 ** k for k, (measure, value) in enumerate(uses.items()))
+        return [(v("cost_total_12m") > 0).astype("float64"), *uses.values(),
+                (v("cost_social_care_12m") > 0).astype("float64"), unusual_uses]  # which uses are unusual: bits
     if group == "long-term conditions":
         n = v("ltc_count")
         return [n, *(np.where(n >= 2, at_least(f"ltc_{code}", 0.5), 0.0) for code in LONG_TERM_CONDITIONS)]

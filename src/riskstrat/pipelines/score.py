@@ -351,9 +351,11 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     else:
         listed = population.loc[lists.listed_mask(population, list_size=cfg.lists.list_size), "person_id"]
         explain, who = pd.Index(listed.to_numpy()), "listed people"
+    # Words of degree ("much use of services") against the whole month's population, whoever is explained.
+    thresholds = features.reason_thresholds()
     reasons, max_error, n_explained = features.explain(
         risk.risk_model, scores, explain, n=cfg.lists.reasons, currency=currency,
-        demographic_reasons=cfg.lists.demographic_reasons,
+        demographic_reasons=cfg.lists.demographic_reasons, thresholds=thresholds,
         money_reasons=outcome_of(risk.risk_model)["name"] == "high_cost", chunk_size=min(size, EXPLAIN_CHUNK),
         stage=stage if cfg.lists.explain == "all" else _quiet)
     timings["shap"] = time.perf_counter() - t

@@ -8,7 +8,10 @@ partition) and returns each row's calibrated risk, tier and top reasons in words
 thresholds made once, when the model is logged, by ranking a reference population with the lists'
 own rule (:func:`riskstrat.modeling.tiers.assign_tiers` and the configured cut-offs). The monthly
 lists rank the month's whole population; a person scored on demand has no population to rank in,
-so the thresholds stand in for it (someone tied with the threshold takes the higher tier).
+so the thresholds stand in for it (someone tied with the threshold takes the higher tier). For the
+same reason the reasons' words of degree ("much use of services", "many medicines") are judged
+against the reference population's :class:`riskstrat.features.words.ReasonThresholds`, made when
+the model is logged; a model logged before they were stored says every use plainly.
 
 The model carries riskstrat's code (MLflow ``code_paths``) and pins the libraries it imports, so it
 loads where riskstrat is not installed; :func:`older_model_problem` names the models logged before
@@ -33,6 +36,7 @@ import riskstrat
 from riskstrat.errors import RiskstratError
 from riskstrat.features.clinical import CONTEXT_COLUMNS
 from riskstrat.features.reasons import top_reasons
+from riskstrat.features.words import ReasonThresholds, reason_thresholds
 from riskstrat.modeling.config import ListsConfig
 from riskstrat.modeling.models import RiskModel
 from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS, LOWEST_TIER, assign_tiers, check_tier_cutoffs
@@ -84,8 +88,10 @@ class RiskPyfunc(mlflow.pyfunc.PythonModel):
     """
 
     def __init__(self, *, thresholds: Mapping[str, float], n_reasons: int = 3, currency: str = "GBP",
-                 demographic_reasons: bool = False, money_reasons: bool = False):
+                 demographic_reasons: bool = False, money_reasons: bool = False,
+                 reason_thresholds: Mapping[str, Mapping[str, float]] | None = None):
         self.thresholds = dict(thresholds)
+        self.reason_thresholds = ReasonThresholds.from_dict(reason_thresholds).as_dict()
         self.n_reasons, self.currency = n_reasons, currency
         self.demographic_reasons, self.money_reasons = demographic_reasons, money_reasons
         self.risk_model: RiskModel | None = None
@@ -109,7 +115,9 @@ class RiskPyfunc(mlflow.pyfunc.PythonModel):
         names = [f"reason_{k + 1}" for k in range(self.n_reasons)]
         if model.kind == "lightgbm" and len(frame):
             words = top_reasons(model.contributions(frame)[0], frame, n=self.n_reasons, currency=self.currency,
-                                demographic_reasons=self.demographic_reasons, money_reasons=self.money_reasons)
+                                demographic_reasons=self.demographic_reasons, money_reasons=self.money_reasons,
+                                # older pickles lack the attribute: no words of degree
+                                thresholds=ReasonThresholds.from_dict(getattr(self, "reason_thresholds", None)))
             out["reasons"] = words["reasons"].astype(object).to_numpy()
             for name in names:
                 column = words[name].astype(object)
@@ -155,7 +163,8 @@ def log_served_model(model: RiskModel, *, example: pd.DataFrame, reference: pd.D
     riskstrat's code, and return MLflow's ModelInfo.
 
     ``example`` is the input example (no real person: :func:`riskstrat.registry.tracking.example_input`);
-    ``reference`` the rows whose risk sets the tier thresholds (aggregates only are kept); ``lists``
+    ``reference`` the rows whose risk sets the tier thresholds and whose uses set the reasons' words of
+    degree (:func:`riskstrat.features.words.reason_thresholds`; aggregates only are kept); ``lists``
     the tiers' cut-offs, how many reasons and whether demographic ones (default: the lists' defaults,
     as training knows no scoring config).
     """
@@ -164,7 +173,8 @@ def log_served_model(model: RiskModel, *, example: pd.DataFrame, reference: pd.D
     outcome = (model.metadata.get("outcome") or {}).get("name", model.target)
     served = RiskPyfunc(thresholds=tier_thresholds(model.predict_risk(reference), cutoffs=lists.tiers),
                         n_reasons=lists.reasons, currency=costs.get("currency") or "GBP",
-                        demographic_reasons=lists.demographic_reasons, money_reasons=outcome == "high_cost")
+                        demographic_reasons=lists.demographic_reasons, money_reasons=outcome == "high_cost",
+                        reason_thresholds=reason_thresholds(reference).as_dict())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "risk_model.joblib"
         joblib.dump(model, path)
@@ -174,7 +184,8 @@ def log_served_model(model: RiskModel, *, example: pd.DataFrame, reference: pd.D
             name="model", python_model=served, artifacts={"risk_model": str(path)},
             code_paths=[str(_package_copy(Path(tmp) / "code"))], signature=signature(model, n_reasons=lists.reasons),
             input_example=example, registered_model_name=name, pip_requirements=requirements(),
-            metadata={"riskstrat_version": riskstrat.__version__, "tier_thresholds": served.thresholds})
+            metadata={"riskstrat_version": riskstrat.__version__, "tier_thresholds": served.thresholds,
+                      "reason_thresholds": served.reason_thresholds})
 
 
 def older_model_problem(exc: BaseException, *, what: str) -> OlderModelError | None:

@@ -19,6 +19,7 @@ from riskstrat.features.clinical import cohort_rules
 from riskstrat.outcomes import outcome_words
 from riskstrat.scoring import lists
 from riskstrat.features.reasons import check_additivity, top_reasons
+from riskstrat.features.words import ReasonThresholds, reason_thresholds
 
 __all__ = ["EXPLAIN_CHUNK", "InMemoryFeatures", "MonthFeatures", "PersonScores", "cohort_exclusions",
            "explain_people", "month_drift", "outcome_of"]
@@ -71,11 +72,13 @@ EXPLAIN_CHUNK = 50_000
 
 def explain_people(model, features: pd.DataFrame, raw_score, *, n: int, currency: str = "GBP",
                    demographic_reasons: bool = False, money_reasons: bool = False, chunk_size: int = EXPLAIN_CHUNK,
+                   thresholds: ReasonThresholds | None = None,
                    stage: Stage = _quiet) -> tuple[pd.DataFrame | None, float]:
     """Exact SHAP reasons (:func:`riskstrat.features.reasons.top_reasons`) for every row of ``features``, in
     chunks of ``chunk_size`` people with a progress line after each; returns the reasons (None for
     nobody) and the largest SHAP additivity error against ``raw_score`` (the model's raw score for
-    the same rows, already computed by the prediction: no second pass)."""
+    the same rows, already computed by the prediction: no second pass). ``thresholds``: the scored
+    population's (:meth:`MonthFeatures.reason_thresholds`; every chunk is said against the same)."""
     raw_score = np.asarray(raw_score, dtype="float64")
     parts, max_error, started = [], 0.0, time.perf_counter()
     for i in range(0, len(features), chunk_size):
@@ -83,7 +86,7 @@ def explain_people(model, features: pd.DataFrame, raw_score, *, n: int, currency
         shap_values, base = model.contributions(chunk)
         max_error = max(max_error, check_additivity(shap_values, base, raw_score[i:i + chunk_size]))
         parts.append(top_reasons(shap_values, chunk, n=n, currency=currency, demographic_reasons=demographic_reasons,
-                                 money_reasons=money_reasons))
+                                 money_reasons=money_reasons, thresholds=thresholds))
         done = min(i + chunk_size, len(features))
         seconds = time.perf_counter() - started
         stage(f"explaining: {done:,} of {len(features):,} people"
@@ -134,8 +137,14 @@ class MonthFeatures(Protocol):
         """:func:`riskstrat.evaluation.drift.drift_report` of these features and ``risk``."""
         ...
 
+    def reason_thresholds(self) -> ReasonThresholds:
+        """The whole month's :func:`riskstrat.features.words.reason_thresholds` (from
+        :func:`~riskstrat.features.words.use_counts` of everyone), for the reasons' words of degree."""
+        ...
+
     def explain(self, model, scores: PersonScores, person_ids: pd.Index | None, *, n: int, currency: str,
                 demographic_reasons: bool, money_reasons: bool, chunk_size: int,
+                thresholds: ReasonThresholds | None = None,
                 stage: Stage = _quiet) -> tuple[pd.DataFrame | None, float, int]:
         """:func:`explain_people` for ``person_ids`` (None: everyone) with their raw scores from ``scores``:
         the reasons (a ``reasons`` column, index ``person_id``), the largest additivity error, and how
@@ -191,13 +200,16 @@ class InMemoryFeatures:
     def drift_report(self, profile: dict, risk) -> dict:
         return drift.drift_report(profile, self.frame, risk)
 
+    def reason_thresholds(self) -> ReasonThresholds:
+        return reason_thresholds(self.frame)
+
     def explain(self, model, scores: PersonScores, person_ids, *, n, currency, demographic_reasons,
-                money_reasons, chunk_size, stage=_quiet):
+                money_reasons, chunk_size, thresholds=None, stage=_quiet):
         explain = self.frame if person_ids is None else self.frame.loc[np.asarray(person_ids)]
         reasons, max_error = explain_people(
             model, explain, scores.raw[scores.people.index.get_indexer(explain.index)], n=n, currency=currency,
             demographic_reasons=demographic_reasons, money_reasons=money_reasons, chunk_size=chunk_size,
-            stage=stage)
+            thresholds=thresholds, stage=stage)
         return reasons, max_error, len(explain)
 
     def release(self) -> None:

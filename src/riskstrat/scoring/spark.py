@@ -39,6 +39,7 @@ from riskstrat.features._folder import per_person
 from riskstrat.features.clinical import CONTEXT_COLUMNS, eligible_persons
 from riskstrat.features.spark import _PANDAS_WARNING, _to_pandas
 from riskstrat.features.spec import CLINICAL, derive
+from riskstrat.features.words import USE_MEASURES, thresholds_from_counts, use_counts
 from riskstrat.scoring import lists
 from riskstrat.scoring.month import PersonScores, explain_people
 
@@ -125,6 +126,12 @@ def _count_batches(batches, *, profiles: dict[str, dict]):
         for name, p in profiles.items():
             totals[name] += bin_counts(p, batch[name].to_numpy(dtype=float, na_value=np.nan))
     yield pd.DataFrame({"feature": list(totals), "counts": [t.tolist() for t in totals.values()]})
+
+
+def _use_count_batches(batches):
+    for batch in batches:
+        counts = use_counts(batch)
+        yield counts.assign(measure=counts["measure"].astype(object))  # pandas 3's str: Arrow-chunked, not for Spark
 
 
 def _explain_batches(batches, *, model: _Shipped, options: dict):
@@ -239,8 +246,17 @@ class SparkMonthFeatures:
             counts[name] += np.asarray(part, dtype=np.int64)
         return drift_report_of_counts(profile, counts, risk)
 
+    def reason_thresholds(self):
+        """The month's reason thresholds: :func:`riskstrat.features.words.use_counts` per batch, summed on
+        the driver (the same numbers as the in-memory path's)."""
+        columns = ["age", *dict.fromkeys(c for names in USE_MEASURES.values() for c in names)]
+        frame = self.features()
+        counts = _to_pandas(_map(frame.select(*[c for c in columns if c in frame.columns]), _use_count_batches,
+                                 "measure string, band long, value double, people long"))
+        return thresholds_from_counts(counts)
+
     def explain(self, model, scores, person_ids, *, n: int, currency: str, demographic_reasons: bool,
-                money_reasons: bool, chunk_size: int, stage=_quiet):
+                money_reasons: bool, chunk_size: int, thresholds=None, stage=_quiet):
         """Reasons for ``person_ids`` (None: everyone), computed in Spark. Spark runs it as one job, so
         ``stage`` hears once, before it starts, how many people and where to follow it (the Spark UI)."""
         from pyspark.sql import functions as F
@@ -252,7 +268,7 @@ class SparkMonthFeatures:
         if person_ids is not None:
             wanted = F.broadcast(wanted)  # the listed: a few per practice
         options = {"n": n, "currency": currency, "demographic_reasons": demographic_reasons,
-                   "money_reasons": money_reasons, "chunk_size": chunk_size}
+                   "money_reasons": money_reasons, "chunk_size": chunk_size, "thresholds": thresholds}
         shipped = self._ship(model)
         ui = getattr(self.spark.sparkContext, "uiWebUrl", None)
         stage(f"explaining {len(ids):,} people in Spark, one job" + (f": follow it at {ui}" if ui else ""))
