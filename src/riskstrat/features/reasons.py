@@ -13,9 +13,9 @@ once they are said once per distinct combination of what a group's words depend 
 (:func:`riskstrat.features.words.reason_key`) and shared, which gives every person exactly the words
 :func:`~riskstrat.features.words.describe_reason` gives them alone.
 
-Age, sex and deprivation are columns of every list, so by default they are not reasons
-(``demographic_reasons=False``): the next reason is taken instead, and they are said only for a
-person for whom nothing else raises the estimate enough. Costs are said as use of services unless
+Age, sex and deprivation are not reasons by default (``demographic_reasons=False``; age and sex are
+columns of every list, deprivation of none): the next reason is taken instead, and they are said
+only for a person for whom nothing else raises the estimate enough. Costs are said as use of services unless
 ``money_reasons`` (the high-cost list).
 """
 
