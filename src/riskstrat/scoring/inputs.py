@@ -70,7 +70,8 @@ def page_words(lists_cfg, *, outcome: Mapping, groups) -> lists.PageWords:
     return lists.PageWords(outcome_words=outcome["words"], horizon_words=outcome["horizon_words"], groups=groups,
                            practice_names=names, find_person=lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,
                            contact=lists_cfg.contact or lists.DEFAULT_CONTACT,
-                           next_steps=lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS)
+                           next_steps=lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS,
+                           group_names=dict(lists_cfg.page_group_names))
 
 
 def month_options(cfg) -> lists.MonthOptions:
