@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
+import unicodedata
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +25,7 @@ from riskstrat.features.clinical import CONTEXT_COLUMNS, FEATURES, FEATURE_NAMES
 from riskstrat.features.words import describe_reason, describe_value, feature, reason_group
 from riskstrat.modeling.models import RiskModel
 from riskstrat.features.reasons import check_additivity, top_reasons
-from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GroupRule, assign_groups, assign_tiers, cost_band, group_flags,
+from riskstrat.modeling.tiers import (DEFAULT_GROUP_PAGE_NAMES, DEFAULT_GROUPS, GroupRule, assign_groups, assign_tiers, cost_band, group_flags,
                              rank_by_score)
 
 LIST_SIZE = 25
@@ -830,7 +833,7 @@ def test_page_names_practice_month_dates_and_how_to_find_people(tmp_path, featur
     assert "emergency admission or death" in top and "Offer a multidisciplinary review." in named
     assert "<Surgery>" not in named  # autoescaped
     for g in DEFAULT_GROUPS:
-        assert f"<dt>{g.name}</dt>" in named
+        assert f"<dt>{DEFAULT_GROUP_PAGE_NAMES[g.name]}</dt>" in named
     assert "Aged 40 to 55." in named and "3 or more emergency admissions, or 5 or more A&amp;E visits" in named
     assert "by risk, usually offered intensive case management." in named
     identified = (out / "practices" / "P001" / "list.html").read_text()
@@ -1028,7 +1031,7 @@ def test_page_rows_are_escaped_cell_by_cell():
         '<td class="num risk" data-v="41.25">41.2%</td>\n'
         '<td class="tiername" data-v="0"><span class="tier t-very-high">very high</span></td>\n'
         '<td class="num" data-v="81">81</td>\n<td>female</td>\n'
-        '<td class="groups">frail 85+<br>frequent users</td>\n'
+        '<td class="groups"><span class="g">frail 85+</span><br><span class="g">frequent users</span></td>\n'
         '<td class="num" data-v="3">3</td>\n<td class="num" data-v="0">0</td>\n<td class="num" data-v="14">14</td>\n'
         '<td class="reasons"><ul><li>&lt;script&gt;x&lt;/script&gt;</li><li>3 admissions&#39; worth</li></ul></td>\n'
         '</tr>\n'
@@ -1351,3 +1354,167 @@ def test_page_and_workbook_say_how_many_in_100_listed_are_expected_to_have_the_o
         page = (out / "practices" / pid / "list.html").read_text(encoding="utf-8")
         assert sentence in _page_text(page[:page.index("<table")])
         assert any(sentence in line for line in _about_lines(out / "practices" / pid / "list.xlsx"))
+
+
+# ----------------------------------------------------------------------------- the page's layout, keyboard and print
+
+_LAYOUT_PROBE = """<script>
+window.addEventListener("load", function () {
+  var cols = document.querySelectorAll("table.people tr.cols th");
+  function heading(name) { return Array.from(cols).filter(function (th) { return th.textContent.trim() === name; })[0]; }
+  function risks() { return Array.from(document.querySelectorAll("tr.person td.risk")).map(function (td) { return parseFloat(td.dataset.v); }); }
+  var risk = heading("Risk"), rank = heading("Rank"), button = risk.querySelector("button");
+  button.focus();
+  var out = {width: window.innerWidth, scrollWidth: document.documentElement.scrollWidth,
+             reasonsWidth: document.querySelector("tr.person td.reasons").getBoundingClientRect().width,
+             pidBroken: Array.from(document.querySelectorAll("td.pid")).filter(function (td) {
+               var r = document.createRange(); r.selectNodeContents(td.firstChild);
+               return new Set(Array.from(r.getClientRects()).map(function (b) { return Math.round(b.top); })).size > 1; }).length,
+             focusable: Array.from(cols).every(function (th) { var b = th.querySelector("button"); return b && b.tabIndex >= 0; }),
+             focused: document.activeElement === button,
+             focusOutline: getComputedStyle(button).outlineStyle + " " + getComputedStyle(button).outlineWidth,
+             rankBefore: rank.getAttribute("aria-sort"), riskBefore: risk.getAttribute("aria-sort")};
+  button.click();  // what Enter or Space does on a focused button
+  out.riskFirst = risk.getAttribute("aria-sort"); out.rankAfter = rank.getAttribute("aria-sort");
+  out.risksFirst = risks();
+  button.click();
+  out.riskSecond = risk.getAttribute("aria-sort"); out.risksSecond = risks();
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _month_of_91(tmp_path, features, model) -> tuple[Path, pd.DataFrame]:
+    """A practice list of about 91 people (101 listed, 10% held back), as the issue's printed list."""
+    people = make_features(1400, seed=3, practices=("P001",))
+    population = lists.rank_population(people, model.predict_risk(people), predicted_cost=people["cost_total_12m"] * 1.1)
+    ids = population.loc[lists.listed_mask(population, list_size=101), "person_id"]
+    shap, _ = model.contributions(people.loc[ids])
+    population = lists.mark_lists(population, list_size=101, month=MONTH, reasons=top_reasons(shap, people.loc[ids]),
+                                  holdout_fraction=0.1, seed=42)
+    out = lists.write_month(tmp_path / "m", population=population,
+                            practice_lists=lists.practice_lists(population, list_size=101),
+                            summary=lists.commissioner_summary(population, list_size=101),
+                            manifest={"as_of": "2026-11-01", "month": MONTH, "data_end": "2026-10-31",
+                                      "holdout": lists.holdout_rule(fraction=0.1, seed=42)})
+    return out / "practices" / "P001" / "list.html", lists.practice_list(population, "P001", list_size=101)
+
+
+def _chromium_or_skip():
+    from riskstrat.scoring.listpage import find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)")
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (768, 1024)])
+def test_page_fits_the_screen_and_sorts_by_keyboard(tmp_path, features, model, width, height):
+    """No sideways scrolling at 1280 and 768 px, the reasons keep a readable column, a pseudonym is
+    never broken, every heading is a focusable button with a visible focus, the sorted heading
+    carries aria-sort, and the first sort by Risk puts the highest first."""
+    from riskstrat.scoring.listpage import chromium
+
+    _chromium_or_skip()
+    page, table = _month_of_91(tmp_path, features, model)
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", _LAYOUT_PROBE + "</body>"))
+    found = re.search(r'<pre id="probe">(.*?)</pre>', chromium(probe, width=width, height=height), re.S)
+    assert found
+    import html as html_lib
+
+    seen = json.loads(html_lib.unescape(found.group(1)))
+    assert seen["scrollWidth"] <= seen["width"], seen
+    assert seen["reasonsWidth"] >= 200, seen
+    assert seen["pidBroken"] == 0
+    assert seen["focusable"] and seen["focused"], seen
+    assert seen["focusOutline"].startswith("solid") and not seen["focusOutline"].endswith(" 0px"), seen
+    assert (seen["rankBefore"], seen["riskBefore"]) == ("ascending", None)
+    assert (seen["riskFirst"], seen["rankAfter"]) == ("descending", None)
+    assert seen["risksFirst"] == sorted(seen["risksFirst"], reverse=True) and seen["risksFirst"][0] == max(table["Risk (%)"])
+    assert seen["riskSecond"] == "ascending" and seen["risksSecond"] == sorted(seen["risksSecond"])
+    chromium(page, width=width, height=height, screenshot=tmp_path / f"page-{width}.png")  # to look at
+    assert (tmp_path / f"page-{width}.png").stat().st_size > 10_000
+
+
+def test_page_prints_91_people_on_a_few_a4_pages_without_screen_only_text(tmp_path, features, model):
+    from riskstrat.scoring.listpage import print_pdf
+
+    _chromium_or_skip()
+    from _pdf import pdf_pages, pdf_text
+
+    page, table = _month_of_91(tmp_path, features, model)
+    assert 88 <= len(table) <= 94
+    data = print_pdf(page, tmp_path / "list.pdf").read_bytes()
+    text = unicodedata.normalize("NFKC", pdf_text(data))  # "ﬁ" ligatures back to letters
+    flat = re.sub(r"\s+", "", text)
+    assert "Whythisperson" in flat and "Risk" in flat  # the text is read
+    assert "Clickacolumnheading" not in flat
+    assert pdf_pages(data) <= 7, pdf_pages(data)
+    assert flat.count("Case-findinglist:practiceP001") >= pdf_pages(data) - 1  # the heading on every page of the list
+    runs = re.sub(r"(?<! ) (?! )", "", text)  # glyphs of one run come out one space apart; a line break leaves more
+    assert all(pid in runs for pid in table["Person ID"])
+
+
+def test_page_names_groups_in_a_clinicians_words_and_commissioners_keep_theirs(tmp_path, features, model):
+    from riskstrat.modeling.config import ListsConfig
+    from riskstrat.scoring.inputs import page_words
+    from riskstrat.modeling.tiers import DEFAULT_GROUP_PAGE_NAMES
+
+    pop = score_month(features, model)
+    pop.loc[pop.index[:LIST_SIZE], "groups"] = "care provision 85+; frequent users"
+    cfg = ListsConfig(page_group_names={**DEFAULT_GROUP_PAGE_NAMES, "frequent users": "frequent <emergency> care"})
+    words = page_words(cfg, outcome={"words": "an emergency admission", "horizon_words": "in the next 12 months"},
+                       groups=DEFAULT_GROUPS)
+    out = lists.write_month(tmp_path / "m", population=pop, practice_lists=lists.practice_lists(pop, list_size=LIST_SIZE),
+                            summary=lists.commissioner_summary(pop, list_size=LIST_SIZE, groups=DEFAULT_GROUPS),
+                            manifest={"as_of": "2026-11-01", "month": MONTH}, words=words)
+    page = (out / "practices" / "P001" / "list.html").read_text()
+    rows = page[page.index("<tbody>"):page.index("</tbody>")]
+    assert "aged 85 and over: care and support needs" in rows and "frequent &lt;emergency&gt; care" in rows
+    assert "care provision 85+" not in rows and "frequent users" not in rows
+    assert "<dt>aged 85 and over: care and support needs</dt>" in page and "care provision 85+." in page
+    assert "group: care provision 85+" in (out / "summary.csv").read_text(encoding="utf-8-sig")
+    assert "care provision 85+; frequent users" in (out / "practices" / "P001" / "list.csv").read_text(encoding="utf-8-sig")
+
+
+def test_workbook_prints_one_page_wide_at_8_points_with_reasons_wrapped(tmp_path, features, model):
+    import openpyxl
+    from openpyxl.utils import get_column_letter
+    from riskstrat.scoring.sheets import print_scale
+
+    out = write(tmp_path / "m", score_month(features, model))
+    ws = openpyxl.load_workbook(out / "practices" / "P001" / "list.xlsx")["List"]
+    widths = {}
+    for dim in ws.column_dimensions.values():  # xlsxwriter writes runs of equal columns as one range
+        for j in range(dim.min, dim.max + 1):
+            widths[j] = dim.width - 5 / 7  # the stored width holds the 5 pixels of padding
+    columns = [ws.cell(1, j).value for j in range(1, ws.max_column + 1)]
+    shown = [widths.get(j, 8.43) for j in range(1, ws.max_column + 1)]
+    assert 11 * print_scale(shown) >= 8, (dict(zip(columns, shown)), print_scale(shown))
+    reasons = columns.index("Top reasons") + 1
+    assert ws.page_setup.orientation == "landscape" and ws.page_setup.paperSize == 9
+    assert 30 <= widths[reasons] < 60 and ws.cell(2, reasons).alignment.wrap_text
+    for i in range(2, ws.max_row + 1):  # every row tall enough for its wrapped reasons (15 pt a line)
+        text = ws.cell(i, reasons).value or ""
+        need = len(textwrap.wrap(text, round(widths[reasons]) - 2)) or 1
+        assert (ws.row_dimensions[i].height or 15) >= 15 * need, (i, text)
+
+
+def test_score_warns_while_contact_and_find_person_are_unset(tmp_path):
+    from riskstrat.modeling.config import ListsConfig, ScoringConfig, load_config
+    from riskstrat.pipelines.demo import DEMO_CONTACT, DEMO_FIND_PERSON
+    from riskstrat.pipelines.score import run_scoring
+
+    said = []
+    cfg = ScoringConfig(data={"path": str(tmp_path / "nowhere")}, output_dir=tmp_path / "out")
+    with pytest.raises(Exception):
+        run_scoring(cfg, "2026-11-01", stage=said.append)
+    warned = [s for s in said if s.startswith("WARNING")]
+    assert any("lists.contact" in s for s in warned) and any("lists.find_person" in s for s in warned), said
+    from riskstrat.scoring.inputs import unset_page_words
+
+    assert unset_page_words(ListsConfig(contact="Jo Bloggs, jo@example.nhs.uk", find_person="Search the portal.")) == []
+    shipped = load_config(Path(__file__).parents[1] / "configs" / "scoring.yaml", [], model=ScoringConfig).lists
+    assert unset_page_words(shipped) == [] and "@" in shipped.contact and "Pseudonym" in shipped.find_person
+    assert "@" in DEMO_CONTACT and "Person ID" in DEMO_FIND_PERSON

@@ -55,7 +55,7 @@ def test_workbook_reads_back_with_the_same_cells_notes_and_title(workbook):
     assert all(c.data_type == "s" and c.quotePrefix for c in hostile)  # text, and editing keeps it text
     assert not ws.cell(2, 2).quotePrefix
     assert ws.cell(2, 4).number_format == "0.0"
-    assert ws.cell(2, 5).alignment.wrap_text and ws.column_dimensions["E"].width == pytest.approx(80, abs=1)
+    assert ws.cell(2, 5).alignment.wrap_text and ws.column_dimensions["E"].width == pytest.approx(sheets.WIDE_WIDTH, abs=1)
     about = [r[0] for r in wb["About this list"].iter_rows(values_only=True)]
     assert about == ["Case-finding list: practice P001", "First note.", "-2 is not a formula"]
     assert wb["About this list"].cell(3, 1).quotePrefix
@@ -234,7 +234,16 @@ def test_workbook_shows_what_the_old_hand_written_writer_showed(case):
     table = _awkward_tables()[name]
     new = sheets.xlsx_bytes(table, **OPTIONS[k])
     old = (OLD_WORKBOOKS / f"{case}.xlsx").read_bytes()
-    assert _shown(new) == _percents_as_written(_shown(old), table, OPTIONS[k].get("sheet", "List"))
+    # Changed on purpose since (issue 24): the columns' widths, sized to print one A4 landscape page
+    # wide at 8 pt or more, and the About sheet's print set-up (tests/test_scoring_lists.py checks both).
+    assert _without_print_sizes(_shown(new)) == _without_print_sizes(
+        _percents_as_written(_shown(old), table, OPTIONS[k].get("sheet", "List")))
+
+
+def _without_print_sizes(shown: dict) -> dict:
+    dropped = {"About this list": ("widths", "setup")}
+    return {name: ({k: v for k, v in sheet.items() if k not in dropped.get(name, ("widths",))}
+                   if isinstance(sheet, dict) and "widths" in sheet else sheet) for name, sheet in shown.items()}
 
 
 def test_percent_columns_filter_as_they_read(tmp_path):

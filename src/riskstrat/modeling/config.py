@@ -25,7 +25,7 @@ from riskstrat.features.generic import GenericFeaturesConfig
 from riskstrat.features.words import generic_feature
 from riskstrat.outcomes import OUTCOMES, UNION_TAGS, EmergencyAdmission, EventOutcome, OutcomeConfig
 from riskstrat.modeling.split import suggest_index_dates
-from riskstrat.modeling.tiers import LOWEST_TIER, GroupRule, check_tier_cutoffs
+from riskstrat.modeling.tiers import DEFAULT_GROUP_PAGE_NAMES, LOWEST_TIER, GroupRule, check_tier_cutoffs
 
 
 class _Strict(BaseModel):
@@ -329,6 +329,11 @@ class ListsConfig(_Strict):
     tiers: dict[str, float] = Field(default_factory=lambda: {"very high": 0.005, "high": 0.05, "moderate": 0.20})
     groups: list[dict] | None = Field(None, description="Priority groups; default: prevention 40-55, care "
                                                         "provision 85+, high-cost individuals, frequent users.")
+    page_group_names: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_GROUP_PAGE_NAMES),
+        description="Priority groups as the practice pages name them, by group name (a clinician's words, e.g. "
+                    "'care provision 85+': 'aged 85 and over: care and support needs'); a group not named here keeps "
+                    "its name. summary.csv and list.csv keep the groups' own names.")
 
     @field_validator("tiers")
     @classmethod

@@ -26,6 +26,7 @@ from riskstrat.data.io import CURRENCY_SYMBOLS
 __all__ = [
     "COST_BANDS",
     "DEFAULT_GROUPS",
+    "DEFAULT_GROUP_PAGE_NAMES",
     "DEFAULT_TIER_CUTOFFS",
     "GROUP_SEPARATOR",
     "GroupRule",
@@ -335,6 +336,14 @@ DEFAULT_GROUPS: tuple[GroupRule, ...] = (
     GroupRule(name="high-cost individuals", top_fraction_predicted_cost=0.05, top_fraction_past_cost=0.05),
     GroupRule(name="frequent users", min_emergency_admissions_12m=3, min_ae_attendances_12m=5),
 )
+# The default groups as a practice's page names them (a clinician's words); commissioners keep the
+# names above (summary.csv, list.csv). ListsConfig.page_group_names replaces or extends these.
+DEFAULT_GROUP_PAGE_NAMES: Mapping[str, str] = {
+    "prevention 40–55": "aged 40 to 55: prevention",
+    "care provision 85+": "aged 85 and over: care and support needs",
+    "high-cost individuals": "highest use of health and care",
+    "frequent users": "frequent emergency care",
+}
 
 
 def _past_year(frame: pd.DataFrame, stem: str) -> pd.Series:

@@ -25,6 +25,13 @@ DEMO_TARGETS = ("emergency_admission", "high_cost")
 TEMPORAL_ONLY_BELOW = 10_000
 
 
+# Who to ask and how to find a person on the demo's pages: fictional, in the shape a real one takes.
+DEMO_CONTACT = ("Population Health Analytics, NHS Demo Integrated Care Board: phm.analytics@demo-icb.example.nhs.uk, "
+                "01632 960 123 (weekdays 9-5)")
+DEMO_FIND_PERSON = ("Open the Population Health Portal, choose Search > Pseudonym and paste the Person ID: it opens the "
+                    "person's GP record in your clinical system.")
+
+
 def demo_config(target: str, *, data_dir: Path = DEMO_DATA, overrides: list[str] | None = None) -> TrainConfig:
     """The demo's config for a target: the defaults (as in configs/*.yaml) on the demo data."""
     return load_config(None, [f"target.name={target}", path_override("data.path", data_dir), *(overrides or [])])
@@ -105,5 +112,8 @@ def run_demo_scoring(meta: dict, *, data_dir: Path = DEMO_DATA, stage: Callable[
                              # an example: a real hold-out names the body that approved it and its reference
                              'lists.holdout_approval="Demo ICB research governance committee, ref DEMO-2026-01 (example)"',
                              "allow_population_shrink=true", "replace_existing=true"], model=ScoringConfig)
+    # The demo's pages name a (fictional) team and a place to search, as an organisation's must.
+    cfg = cfg.model_copy(update={"lists": cfg.lists.model_copy(update={
+        "contact": DEMO_CONTACT, "find_person": DEMO_FIND_PERSON})})
     as_of = pd.Timestamp(meta["extract_end"]) + pd.Timedelta(days=1)
     return run_scoring(cfg, as_of, stage=stage)

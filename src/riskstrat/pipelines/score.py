@@ -35,7 +35,7 @@ from riskstrat.registry import tracking
 from riskstrat.scoring import lists, publish
 from riskstrat.scoring.checks import check_features_match, check_sources_have_rows, models_spec
 from riskstrat.scoring.facts import FACT_TABLES, person_facts, read_case_managed, read_next_persons
-from riskstrat.scoring.inputs import (as_in_data, month_options, page_words, previous_month, published_population, read_opt_outs,
+from riskstrat.scoring.inputs import (as_in_data, month_options, page_words, previous_month, unset_page_words, published_population, read_opt_outs,
                                       read_reidentification)
 from riskstrat.scoring.month import (EXPLAIN_CHUNK, InMemoryFeatures, MonthFeatures, cohort_exclusions, month_drift,
                                      outcome_of)
@@ -130,6 +130,8 @@ def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | N
     as_of = pd.Timestamp(as_of).normalize()
     month = as_of.strftime("%Y-%m")
     t0 = time.perf_counter()
+    for warning in unset_page_words(cfg.lists):
+        stage(warning)
     lists.check_holdout_approval(fraction=cfg.lists.holdout_fraction, approval=cfg.lists.holdout_approval)
     found_end = data_end_of(cfg.data.path, configured=cfg.data.extract_end)
     if found_end.end is not None:  # refuse before loading anything

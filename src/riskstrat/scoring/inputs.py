@@ -70,7 +70,22 @@ def page_words(lists_cfg, *, outcome: Mapping, groups) -> lists.PageWords:
     return lists.PageWords(outcome_words=outcome["words"], horizon_words=outcome["horizon_words"], groups=groups,
                            practice_names=names, find_person=lists_cfg.find_person or lists.DEFAULT_FIND_PERSON,
                            contact=lists_cfg.contact or lists.DEFAULT_CONTACT,
-                           next_steps=lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS)
+                           next_steps=lists_cfg.next_steps or lists.DEFAULT_NEXT_STEPS,
+                           group_names=dict(lists_cfg.page_group_names))
+
+
+def unset_page_words(lists_cfg) -> list[str]:
+    """Warnings for the page settings an organisation must fill in and has not (``lists.contact``,
+    ``lists.find_person``): without them the pages fall back on words that point at each other."""
+    missing = []
+    if not lists_cfg.contact:
+        missing.append(f"WARNING: lists.contact is not set, so every page says 'Who to ask: {lists.DEFAULT_CONTACT}'. "
+                       "Set it to the team that answers questions and how to reach them (configs/scoring.yaml).")
+    if not lists_cfg.find_person:
+        missing.append("WARNING: lists.find_person is not set, so the pages tell practices to ask the team under "
+                       "'Who to ask' how to find each person. Set it to where a practice searches the pseudonym "
+                       "(configs/scoring.yaml), or give reidentify_dir lookups.")
+    return missing
 
 
 def month_options(cfg) -> lists.MonthOptions:

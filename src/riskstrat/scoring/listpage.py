@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["chromium", "find_chromium"]
+__all__ = ["chromium", "find_chromium", "print_pdf"]
 
 
 def find_chromium() -> str | None:
@@ -42,3 +42,23 @@ def chromium(page: str | Path, *, width: int = 1280, height: int = 800, screensh
     if done.returncode != 0:
         raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     return done.stdout
+
+
+def print_pdf(page: str | Path, pdf: str | Path, *, timeout: float = 120) -> Path:
+    """Print ``page`` to ``pdf`` as headless Chromium prints it (the page's own @page size and margins,
+    print styles applied, no browser header or footer); returns ``pdf``."""
+    import subprocess
+    import tempfile
+
+    browser = find_chromium()
+    if browser is None:
+        raise FileNotFoundError("chromium is not installed (Debian: apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory(prefix="riskstrat-chromium-") as profile:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                               "--disable-component-update", "--disable-sync", "--no-first-run",
+                               f"--user-data-dir={profile}", "--no-pdf-header-footer",
+                               f"--print-to-pdf={Path(pdf).resolve()}", Path(page).resolve().as_uri()],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0 or not Path(pdf).exists():
+        raise RuntimeError(f"chromium failed to print ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return Path(pdf)

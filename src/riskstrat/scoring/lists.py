@@ -59,7 +59,7 @@ from riskstrat.data.io import CURRENCY_SYMBOLS, file_sha256, write_bytes, write_
 from riskstrat.data.schema import NO_PRACTICE
 from riskstrat.features.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
-from riskstrat.modeling.tiers import (DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
+from riskstrat.modeling.tiers import (DEFAULT_GROUP_PAGE_NAMES, DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
                              rank_by_score, tiers_by_rank)
 from riskstrat.templates import render
 
@@ -950,7 +950,8 @@ def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[
                                    cells=cells), path)
 
 
-def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str, int], *,
+def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str, int],
+                         group_names: Mapping[str, str] | None = None, *,
                          decimals: int = 1) -> tuple[list[dict], list[str]]:
     """Each table's columns as Python values (:func:`riskstrat.scoring.sheets.python_values_many`) and its
     page rows (:func:`_people_rows`, as text): the rows of all tables of one kind made in one pass
@@ -962,7 +963,8 @@ def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str
         kinds.setdefault(tuple(cells[k]), []).append(k)  # the same columns (tables with a Local ID apart)
     for names, members in kinds.items():
         joined = {name: list(itertools.chain.from_iterable(cells[k][name] for k in members)) for name in names}
-        every = _people_row_list(joined, sum(len(tables[k]) for k in members), tier_order, decimals=decimals)
+        every = _people_row_list(joined, sum(len(tables[k]) for k in members), tier_order, group_names,
+                                 decimals=decimals)
         start = 0
         for k in members:
             stop = start + len(tables[k])
@@ -1243,15 +1245,19 @@ def _escaped(values) -> list[str]:
     return [str(escape(v)) for v in values]
 
 
-def _escaped_items(values, separator: str) -> list[list[str]]:
+def _escaped_items(values, separator: str, rename: Mapping[str, str] | None = None) -> list[list[str]]:
     """Each value's text (missing: empty) cut at ``separator``, then every piece escaped (all
-    pieces in one call; cut first, as an escape such as ``&#39;`` can make a separator)."""
+    pieces in one call; cut first, as an escape such as ``&#39;`` can make a separator); a piece
+    named in ``rename`` is replaced by its new name before escaping."""
     items = [str(v or "").split(separator) for v in values]
+    if rename:
+        items = [[rename.get(piece, piece) for piece in pieces] for pieces in items]
     flat = iter(_escaped(itertools.chain.from_iterable(items)))
     return [[next(flat) for _ in pieces] for pieces in items]
 
 
-def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int], *, decimals: int = 1) -> Markup:
+def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int],
+                 group_names: Mapping[str, str] | None = None, *, decimals: int = 1) -> Markup:
     """The page's table rows (``<tr class="person">`` ... for each person), escaped as the template would.
 
     Built here rather than in a Jinja loop: the per-cell calls of a template loop were most of the
@@ -1259,15 +1265,16 @@ def _people_rows(table: pd.DataFrame, tier_order: Mapping[str, int], *, decimals
     would (a column's values in one call: :func:`_escaped`); the markup is the template's row, one
     line per cell. :func:`write_month` makes every list's rows at once (:func:`_people_row_list`).
     """
-    return Markup("".join(_people_row_list(_table_cells(table), len(table), tier_order, decimals=decimals)))
+    return Markup("".join(_people_row_list(_table_cells(table), len(table), tier_order, group_names,
+                                           decimals=decimals)))
 
 
-def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str, int], *,
-                     decimals: int = 1) -> list[str]:
+def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str, int],
+                     group_names: Mapping[str, str] | None = None, *, decimals: int = 1) -> list[str]:
     """:func:`_people_rows` as one string per person, from the table's columns as Python values
-    (``cells``, by column name; ``n`` rows; risks shown to ``decimals``). Each row depends only on
-    that person's cells, so the rows of many lists put together are the rows of each list, one
-    after the other."""
+    (``cells``, by column name; ``n`` rows; risks shown to ``decimals``; priority groups named as
+    ``group_names`` say). Each row depends only on that person's cells, so the rows of many lists
+    put together are the rows of each list, one after the other."""
     def column(name: str, default=None) -> list:
         """A column's cells, or ``default`` for every row without it."""
         values = cells.get(name)
@@ -1303,8 +1310,9 @@ def _people_row_list(cells: Mapping[str, list], n: int, tier_order: Mapping[str,
                       f'{escape(t.replace(" ", "-"))}">{escape(t)}</span></td>') for t in set(tiers)}
     ages, age_shown = number(column("Age"), "")
     sexes = _escaped(v or "" for v in column("Sex"))
-    groups = ["<br>".join(g for g in items if g)
-              for items in _escaped_items(column("Priority groups"), GROUP_SEPARATOR)]
+    # One group a line on screen; in print the spans run on (list.css), so each has its own element.
+    groups = ["<br>".join(f'<span class="g">{g}</span>' for g in items if g)
+              for items in _escaped_items(column("Priority groups"), GROUP_SEPARATOR, group_names)]
     admissions, admissions_shown = number(column("Emergency admissions (12m)"), "–")
     ae, ae_shown = number(column("A&E visits (12m)"), "–")
     beds, beds_shown = number(column("Bed days (12m)"), "–")
@@ -1460,7 +1468,8 @@ class PageWords:
     model's metadata) and ``horizon_words`` its window; a page is titled with the practice's name
     from ``practice_names`` (else its code); without a re-identification lookup it says how to find
     a person (``find_person``); ``contact`` and ``next_steps`` say who to ask and what to do;
-    ``groups`` (the priority group rules) are defined on the page.
+    ``groups`` (the priority group rules) are defined on the page, each named as ``group_names``
+    says (a clinician's words; commissioners' files keep the groups' own names).
     """
 
     outcome_words: str = "an emergency admission"
@@ -1470,6 +1479,7 @@ class PageWords:
     find_person: str = DEFAULT_FIND_PERSON
     contact: str | None = DEFAULT_CONTACT
     next_steps: Sequence[str] = DEFAULT_NEXT_STEPS
+    group_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_GROUP_PAGE_NAMES))
 
 
 @dataclass(frozen=True)
@@ -1612,7 +1622,8 @@ def _month_context(population: pd.DataFrame, manifest: Mapping, words: PageWords
     provenance = _provenance(manifest)
     page = {"data_end": manifest.get("data_end"), "as_of": manifest.get("as_of"), "contact": words.contact,
             "next_steps": list(words.next_steps), "notes": how_to_read,
-            "groups": [{"name": g.name, "definition": describe_group(g)} for g in words.groups],
+            "groups": [{"name": g.name, "page_name": (words.group_names or {}).get(g.name, g.name),
+                        "definition": describe_group(g)} for g in words.groups],
             "provenance": provenance, "outcome_words": words.outcome_words, "horizon_words": words.horizon_words}
     tier = population["tier"]
     return _MonthContext(
@@ -1676,7 +1687,7 @@ def _list_jobs(tables: Mapping[str, pd.DataFrame], *, month: _MonthContext, coun
     mine = _changes_by_list(changes, order)
     # Every list's cells (for its workbook) and page rows, made for all lists at once and cut apart.
     cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], month.tier_order,
-                                             decimals=month.decimals)
+                                             month.words.group_names, decimals=month.decimals)
     return [(NO_PRACTICE if pid == NO_PRACTICE else f"practices/{pid}",
              _list_job(pid, tables[pid], cells=cells, people_rows=people_rows, month=month, counts=counts,
                        changes=_changes_table(mine[pid], tables[pid], month=month), identified=pid in identified,

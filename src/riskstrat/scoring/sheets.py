@@ -22,6 +22,7 @@ import datetime as dt
 import io
 import itertools
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -243,6 +244,35 @@ def _longest_shown(values: list) -> int:
     return max(map(len, map(str, values)), default=0)
 
 
+# Printing a List sheet on A4 landscape, fitted to one page wide: the columns' widths (in characters
+# of the default 11 pt font, about 7 pixels each plus 5 of padding) must add to no more than the
+# printable width at the scale that keeps text at 8 pt or more (8/11 of full size).
+A4_LANDSCAPE_PRINTABLE_PX = (297 / 25.4 - 2 * 0.4) * 96  # margins of 0.4 inch (set_margins below)
+MIN_PRINT_POINTS = 8
+COLUMN_CAP = 22  # a longer text column wraps at this width
+WIDE_WIDTH = 46  # the wrapped wide columns (a list's reasons), narrowed down to WIDE_MIN to fit at 8 pt
+WIDE_MIN = 30
+LINE_POINTS = 15  # a row's height per line of the default font
+
+
+def column_pixels(width: float) -> int:
+    """A column of ``width`` characters in Excel's pixels (the default font: 7 pixels a character)."""
+    return int(width * 7 + 5)
+
+
+def print_scale(widths: Sequence[float]) -> float:
+    """The scale "fit to one page wide" prints columns of ``widths`` at on A4 landscape (at most 1)."""
+    return min(1.0, A4_LANDSCAPE_PRINTABLE_PX / max(1, sum(column_pixels(w) for w in widths)))
+
+
+def _lines(value, width: float) -> int:
+    """Lines a wrapped cell ``width`` characters wide takes for ``value`` (wrapped at words, with a
+    character to spare: proportional letters are not all one width)."""
+    if value is None:
+        return 1
+    return sum(max(1, len(textwrap.wrap(part, max(1, int(width) - 2)))) for part in str(value).split("\n"))
+
+
 def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequence[list] | None = None
               ) -> tuple[list[str], list[list], list[int], set[int], set[int]]:
     """A workbook's List sheet as plain data: column names, each column's cells as Python values
@@ -255,9 +285,20 @@ def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequen
     elif len(cells) != len(columns) or any(len(c) != len(table) for c in cells):
         raise ValueError(f"cells must be {len(columns)} columns of {len(table)} values, as the table")
     percents = {j: _decimals(cells[j]) for j, c in enumerate(columns) if c.endswith("(%)")}
-    # Widths from the values as shown (the first 500 rows).
-    widths = [80 if j in wide else min(max(10, max(len(name), _longest_shown(cells[j][:500])) + 2), 40)
+    # Widths from the values as shown (the first 500 rows); a heading wraps at its words (the header
+    # row wraps), so only its longest word counts. Text longer than COLUMN_CAP wraps too: the sheet
+    # then prints one page wide at 8 pt or more.
+    longest = [_longest_shown(cells[j][:500]) for j in range(len(columns))]
+    wide = wide | {j for j in range(len(columns)) if longest[j] > COLUMN_CAP and j not in percents}
+    widths = [WIDE_WIDTH if name in set(wide_columns) else COLUMN_CAP if j in wide
+              else max(6, max(map(len, name.split()), default=0), longest[j]) + 2
               for j, name in enumerate(columns)]
+    narrow = [j for j, name in enumerate(columns) if name in set(wide_columns)]
+    over = sum(map(column_pixels, widths)) - A4_LANDSCAPE_PRINTABLE_PX * 11 / MIN_PRINT_POINTS
+    if over > 0 and narrow:  # the wide columns give up room first
+        cut = min(WIDE_WIDTH - WIDE_MIN, math.ceil(over / 7 / len(narrow)))
+        for j in narrow:
+            widths[j] -= cut
     return columns, list(cells), widths, percents, wide
 
 
@@ -301,10 +342,15 @@ def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str]
         formats = {name: workbook.add_format(options) for name, options in FORMATS.items()}
         ws = workbook.add_worksheet(sheet)
         columns, cells, widths, percents, wide = _prepared(table, wide_columns, cells=cells)
+        if not streamed:  # a streamed sheet writes each row once; its rows keep Excel's own heights
+            _set_row_heights(ws, columns, cells, widths, wide)
         _write_list_cells(ws, columns, cells, percents=percents, wide=wide, formats=formats)
         _set_up_list_sheet(ws, widths, rows=len(table), title=title)
         about = workbook.add_worksheet("About this list")
         about.set_column(0, 0, 120)
+        about.set_landscape()  # the About sheet prints on A4 landscape too, one page wide
+        about.set_paper(9)
+        about.fit_to_pages(1, 0)
         about.write_string(0, 0, title, formats["title"])
         for i, line in enumerate(notes, start=1):
             about.write_string(i, 0, str(line), formats["quoted_wrap" if is_formula_like(str(line)) else "wrap"])
@@ -343,6 +389,18 @@ def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, perc
                 write_string(i, j, str(value), hostile[j] if value.startswith(FORMULA_TRIGGERS) else plain[j])
             else:
                 write_string(i, j, str(value), plain[j])
+
+
+def _set_row_heights(ws, columns: Sequence[str], cells: Sequence[list], widths: Sequence[float],
+                     wide: set[int]) -> None:
+    """Each row as tall as its longest wrapped cell (and the header as its longest heading), so that
+    printed wrapped text never runs into the next row (a program that does not fit rows itself)."""
+    heading_lines = max((_lines(name, widths[j]) for j, name in enumerate(columns)), default=1)
+    ws.set_row(0, LINE_POINTS * heading_lines)
+    for i, row in enumerate(zip(*(cells[j] for j in sorted(wide))), start=1):
+        lines = max((_lines(v, widths[j]) for j, v in zip(sorted(wide), row)), default=1)
+        if lines > 1:
+            ws.set_row(i, LINE_POINTS * lines)
 
 
 def _set_up_list_sheet(ws, widths: Sequence[float], *, rows: int, title: str) -> None:
