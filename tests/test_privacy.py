@@ -640,5 +640,5 @@ def test_a_data_set_without_a_key_fingerprint_is_refused_when_ids_are_matched_an
         warnings.simplefilter("always")
         assert check_key_matches(tmp_path) is None
     assert [w.category for w in seen] == [PseudonymKeyWarning]
-    (tmp_path / "dataset.json").write_text(json.dumps({"generator": "riskstrat.data.synth"}))  # synthetic: no key
+    (tmp_path / "dataset.json").write_text(json.dumps({"generator": "riskstrat.synth"}))  # synthetic: no key
     assert check_key_matches(tmp_path, matches_ids=True) is None

@@ -716,7 +716,7 @@ def check_key_matches(data_dir, *, key_file: str | Path | None = None, matches_i
     meta = dataset_metadata(data_dir)
     recorded = meta.get(FINGERPRINT_FIELD)
     if not recorded:
-        if meta.get("generator") == "riskstrat.data.synth" or not Path(data_dir).is_dir():
+        if meta.get("generator") == "riskstrat.synth" or not Path(data_dir).is_dir():
             # Synthetic: no key. No folder: nothing to check (reading the data says so, naming it).
             return None
         said = (f"{data_dir} records no pseudonymisation key fingerprint ({FINGERPRINT_FIELD} in its "

@@ -42,7 +42,7 @@ def ensure_synthetic(data_dir: Path, *, people: int, seed: int, progress=None) -
     meta_path = data_dir / "dataset.json"
     if meta_path.exists():
         meta = read_json(meta_path)
-        if meta.get("n_people") == people and meta.get("seed") == seed and meta.get("generator") == "riskstrat.data.synth":
+        if meta.get("n_people") == people and meta.get("seed") == seed and meta.get("generator") == "riskstrat.synth":
             return meta, False
     return write_population(data_dir, people, seed=seed, progress=progress), True
 

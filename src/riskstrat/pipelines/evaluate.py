@@ -246,7 +246,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
                 "riskstrat.in_sample": overlap.time}
         if overlap.labels_end:
             tags[gates.LABELS_END_TAG] = overlap.labels_end
-        tags.update({f"riskstrat.features.costs.{k}": v for k, v in money.as_dict().items()})
+        tags.update({f"riskstrat.costs.{k}": v for k, v in money.as_dict().items()})
         if champion:
             tags.update({"riskstrat.against_name": champion.name, "riskstrat.against_version": champion.version})
         run_id = tracking.log_evaluation_run(model_name=candidate.name, model_version=candidate.version,

@@ -274,10 +274,10 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
                 flat.update({f"{r.month}.holdout.{k}": v for k, v in r.holdout.items()
                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
         tags = {"riskstrat.as_of": context["as_of"], "riskstrat.data_sha256": context["data_sha256"],
-                "riskstrat.data.data_end": context["data_end"],
+                "riskstrat.data_end": context["data_end"],
                 "riskstrat.months_assessed": ",".join(m.month for m in assessed),
                 "riskstrat.months_pending": ",".join(m.month for m in pending),
-                "riskstrat.modeling.models": ",".join(sorted({f"{m.model_name}/{m.model_version}" for m in assessed}))}
+                "riskstrat.models": ",".join(sorted({f"{m.model_name}/{m.model_version}" for m in assessed}))}
         run_id = tracking.log_monitoring_run(tags=tags, metrics=flat, folder=out_dir, uri=cfg.tracking.uri)
         stage(f"logged monitoring run {run_id}")
     return MonitoringRun(str(as_of.date()), until, results, assessed, pending, out_dir, run_id)

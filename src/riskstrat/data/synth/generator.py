@@ -765,7 +765,7 @@ def generate_population(n_people: int, *, start: str = "2021-11-01", years: int 
               for name in TABLES if any(name in p for p in parts)}
     truth = finish_truth(pd.concat(truths, ignore_index=True), costs)
     end = _month_starts(np.datetime64(start, "D"), 12 * years)[-1] - np.timedelta64(1, "D")
-    meta = {"generator": "riskstrat.data.synth", "n_people": n_people, "seed": seed, "start": start,
+    meta = {"generator": "riskstrat.synth", "n_people": n_people, "seed": seed, "start": start,
             "extract_end": str(end), "years": years, "n_futures": n_futures,
             "truth_dates": sorted({str(pd.Timestamp(d).date()) for d in truth["index_date"]}) if len(truth) else []}
     return SynthResult(tables=tables, truth=truth, metadata=meta)
@@ -825,7 +825,7 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
         if cut is not None and len(truth):
             truth = cut_truth(truth, extract_end=cut)
         end = str(cut.date()) if cut is not None else str(full_end)
-        meta = {"generator": "riskstrat.data.synth", "n_people": n_people, "seed": seed, "start": start, "currency": "GBP",
+        meta = {"generator": "riskstrat.synth", "n_people": n_people, "seed": seed, "start": start, "currency": "GBP",
                 "extract_end": end, **({"cut_from": str(full_end)} if cut is not None else {}),
                 "years": years, "n_futures": n_futures, "chunk_size": chunk_size,
                 "truth_dates": sorted({str(pd.Timestamp(d).date()) for d in truth["index_date"]}) if len(truth) else [],
