@@ -54,13 +54,14 @@ def _pickle(args) -> Path:
 
 def w_assemble(args, rep: B.Reporter) -> None:
     from riskstrat.features.engine import open_engine
-    from riskstrat.modeling.train import assemble, extract_end_of
+    from riskstrat.data.data_end import data_end_of
+    from riskstrat.modeling.train import assemble
 
     cfg = _config(args)
     rep.step("assemble")
     t0 = time.perf_counter()
     engine = open_engine(cfg.engine, cfg.data)
-    data = assemble(engine, cfg, extract_end=extract_end_of(cfg.data.path, engine, cfg.data.extract_end))
+    data = assemble(engine, cfg, extract_end=data_end_of(cfg.data.path, engine, configured=cfg.data.extract_end).end)
     rep.update(seconds=round(time.perf_counter() - t0, 2), train_rows=len(data.y_train),
                calibration_rows=len(data.y_cal), n_features=len(data.feature_names))
     path = _pickle(args)

@@ -316,11 +316,12 @@ def _time_blocks(records, d, cfg) -> dict[str, float]:
 
 
 def w_assemble(args, rep: B.Reporter) -> None:
-    from riskstrat.modeling.train import assemble, extract_end_of
+    from riskstrat.data.data_end import data_end_of
+    from riskstrat.modeling.train import assemble
 
     cfg = _config(args, args._datadir)
     records = _load(cfg, rep, args.load_mode)
-    extract_end = extract_end_of(cfg.data.path, records, cfg.data.extract_end)
+    extract_end = data_end_of(cfg.data.path, records, configured=cfg.data.extract_end).end
     dates = [str(x) for x in [*cfg.index_dates.train, cfg.index_dates.test]]
     rep.step("assemble")
     stage = B.StageTimer(rep, "per_date")

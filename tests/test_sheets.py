@@ -169,7 +169,7 @@ OPTIONS = [
      "wide_columns": ("Top reasons", "Notes"), "created": dt.datetime(2031, 2, 3, 4, 5, 6), "sheet": "My list"},
 ]
 
-# Workbooks the hand-written writer (riskstrat.scoring.workbook_parts, removed in issue 23) wrote
+# Workbooks the hand-written writer (riskstrat.workbook_parts, removed in issue 23) wrote
 # for these tables and options: what Excel showed then.
 OLD_WORKBOOKS = Path(__file__).with_name("workbooks")
 OLD_CASES = {"everything-usual": ("everything", 0), "everything-odd": ("everything", 2),

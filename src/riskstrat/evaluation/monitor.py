@@ -1,6 +1,6 @@
 """Monitoring after go-live: did the risks a month's lists were made from come true, and did being
 shown on a list change anything? Pure computation on a month's ``population.parquet`` and the
-labels of what happened next; the run (files, registry, MLflow) is :mod:`.monitor_pipeline`.
+labels of what happened next; the run (files, registry, MLflow) is :mod:`riskstrat.pipelines.monitor`.
 
 - :func:`split_by_maturity`: which scored months' outcome horizons the data now cover;
 - :func:`label_population`: each scored person's outcome after the month's index date, with the

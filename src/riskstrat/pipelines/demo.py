@@ -51,7 +51,7 @@ def ensure_synthetic(data_dir: Path, *, people: int, seed: int, progress=None) -
 class DemoResult:
     runs: dict = field(default_factory=dict)        # target -> pipelines.train.TrainingRun
     champions: dict = field(default_factory=dict)   # target -> (name, version, newly promoted?)
-    evaluations: dict = field(default_factory=dict)  # target -> evaluation.pipeline.EvaluationRun, or the reason none
+    evaluations: dict = field(default_factory=dict)  # target -> pipelines.evaluate.EvaluationRun, or the reason none
 
 
 def run_demo_training(*, data_dir: Path = DEMO_DATA, stage: Callable[[str], None], overrides: list[str] | None = None,

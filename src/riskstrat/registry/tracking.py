@@ -35,7 +35,7 @@ from riskstrat.registry.pyfunc import log_served_model, older_model_problem
 
 DEFAULT_DB = "mlflow.db"
 DEGENERATE_TAG = "riskstrat.degenerate"  # on runs and model versions: reason codes joined by ','
-SPEC_TAG = "riskstrat.feature_spec_hash"  # on training runs and model versions: engines.spec.spec_hash()
+SPEC_TAG = "riskstrat.feature_spec_hash"  # on training runs and model versions: features.spec.spec_hash()
 
 # The user's setting, read once: mlflow.set_tracking_uri() writes the variable back into the
 # environment, so reading it later would return whatever an earlier run in this process used.
