@@ -5,11 +5,13 @@ the code of a base revision and with the code of this checkout, each in its own 
 compares every file the month published (``riskstrat-output/lists/YYYY-MM/``): the lists, pages,
 workbooks, summaries and the population file.
 
-Files that record the run itself rather than its result (the manifest's run ids and times, the
-audit trail, the run marker) differ between any two runs, even of the same code; they are listed as
-not compared, with the reason. Everything else must be equal byte for byte, except that a page or
-workbook names the MLflow runs its models came from (random 32-hex run ids): a file that differs
-only there is reported "equal but run ids" (workbooks are compared member by member).
+The run marker and the audit trail record the run itself rather than its result (its id, its time)
+and differ between any two runs, even of the same code: they are listed as not compared, with the
+reason. Everything else must be equal byte for byte, except that a page or workbook names the MLflow
+runs its models came from (random 32-hex run ids): a file that differs only there is reported "equal
+but run ids" (workbooks are compared member by member). The manifest is compared too, with the run
+ids masked, the run's folder named alike, and the hashes of the files that differ only by run ids
+left out (those files are compared themselves).
 
     python benchmarks/same_lists.py --base c042a56            # the commit before the change
     python benchmarks/same_lists.py --base HEAD~3 --people 3000 --json /tmp/same.json
@@ -36,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # What a run writes about itself: differs between two runs of the same code and data.
 RUN_RECORDS = {
-    "manifest.json": "records the run: MLflow run ids, model versions, start time, durations",
     "audit.jsonl": "the audit trail of the run (times, run ids)",
     ".riskstrat-run": "the marker naming the run that published the month",
 }
@@ -68,8 +69,20 @@ def run_demo(src: Path, folder: Path, *, people: int, seed: int) -> Path:
     return months[-1]
 
 
-def compare(before: Path, after: Path) -> list[dict]:
-    """One entry per file in either month: equal, different, only in one, or not compared (and why)."""
+def _manifest(path: Path, run_folder: Path, *, leave_out: set[str]) -> dict:
+    """A manifest as data, with what differs between any two runs made alike (run ids, the run's
+    folder) and the hashes of ``leave_out`` (files compared with run ids masked) left out."""
+    text = path.read_text(encoding="utf-8").replace(str(run_folder), "<run folder>")
+    manifest = json.loads(RUN_ID.sub(b"<run>", text.encode()).decode())
+    if isinstance(manifest.get("files"), dict):
+        manifest["files"] = {k: v for k, v in manifest["files"].items() if k not in leave_out}
+    return manifest
+
+
+def compare(before: Path, after: Path, *, folders: tuple[Path, Path] | None = None) -> list[dict]:
+    """One entry per file in either month: equal, different, only in one, or not compared (and why).
+    ``folders``: the folders the two runs ran in (default: three levels above each month)."""
+    folders = folders or (_run_folder(before), _run_folder(after))
     names = sorted({p.relative_to(before).as_posix() for p in before.rglob("*") if p.is_file()}
                    | {p.relative_to(after).as_posix() for p in after.rglob("*") if p.is_file()})
     rows = []
@@ -86,7 +99,21 @@ def compare(before: Path, after: Path) -> list[dict]:
             else:
                 result = "equal but run ids" if _members(a) == _members(b) else "different"
             rows.append({"file": name, "result": result, "bytes": b.stat().st_size})
+    masked = {r["file"] for r in rows if r["result"] == "equal but run ids"}
+    for row in rows:
+        if row["file"] == MANIFEST and row["result"] == "different":
+            same = (_manifest(before / MANIFEST, folders[0], leave_out=masked)
+                    == _manifest(after / MANIFEST, folders[1], leave_out=masked))
+            row["result"] = "equal but run ids" if same else "different"
     return rows
+
+
+MANIFEST = "manifest.json"
+
+
+def _run_folder(month: Path) -> Path:
+    """The folder the demo ran in (``<folder>/riskstrat-output/lists/YYYY-MM``)."""
+    return month.parents[2]
 
 
 def main(argv: list[str] | None = None) -> int:
