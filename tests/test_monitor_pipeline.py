@@ -292,6 +292,24 @@ def test_a_manifest_naming_another_horizon_than_its_model_is_refused(world, tmp_
         _run(world, lists)
 
 
+def test_the_models_outcome_is_read_from_its_training_run_not_unpickled(world, monkeypatch):
+    from riskstrat.modeling.models import model_outcome
+    from riskstrat.pipelines.monitor import registered_outcome
+
+    uri = world["uri"]
+    expected = model_outcome(tracking.load_model(NAME, version=1, uri=uri).risk_model)
+    assert expected.name == "emergency_admission" and expected.horizon_days == 365
+    loads = []
+    load_model = tracking.load_model
+    monkeypatch.setattr(tracking, "load_model", lambda *a, **k: loads.append(a) or load_model(*a, **k))
+    assert registered_outcome(NAME, "1", uri=uri) == expected
+    assert loads == []
+    # A run that logged no configuration: the model's own metadata say it.
+    monkeypatch.setattr(tracking, "training_config", lambda run_id, **kwargs: None)
+    assert registered_outcome(NAME, "1", uri=uri) == expected
+    assert loads == [(NAME,)]
+
+
 def test_a_month_planted_as_a_link_to_another_folder_is_refused_not_read(world, tmp_path):
     import shutil
 

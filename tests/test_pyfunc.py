@@ -1,12 +1,15 @@
 """The registered model as other tools load it (riskstrat.registry.pyfunc): mlflow.pyfunc.load_model
-gives risk, tier and reasons per row; it loads in a clean environment from its own files; models
-logged before the re-layer are refused in words."""
+gives risk, tier and reasons per row; it loads in a clean environment from its own files (the modules and
+the wheel's package data, nothing else); models logged before the re-layer load and predict as they did,
+a model naming a class that is gone is refused in words; riskstrat's loads leave the import path as it was."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
+import tomllib
 import types
 import venv
 from pathlib import Path
@@ -16,12 +19,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import joblib
+
+import riskstrat
 from riskstrat.features.reasons import top_reasons
+from riskstrat.features.spec import CLINICAL
 from riskstrat.features.words import reason_thresholds
+from riskstrat.modeling.calibration import MarginCalibrator, RawMargin
 from riskstrat.modeling.config import LightGBMConfig, ListsConfig
-from riskstrat.modeling.models import fit_lightgbm
+from riskstrat.modeling.models import LogScaled, RiskModel, fit_lightgbm
 from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS, LOWEST_TIER
 from riskstrat.registry import pyfunc, tracking
+from riskstrat.scoring.checks import FeatureSpecMismatchError, check_feature_spec
 
 FEATURES = ["age", "emergency_admissions_0_3m", "emergency_admissions_3_12m", "emergency_admissions_12_24m",
             "days_since_emergency_admission", "ae_attendances_0_3m", "ae_attendances_3_12m", "rx_items_12m"]
@@ -104,6 +113,11 @@ def test_the_model_carries_its_code_and_installable_requirements(logged):
     assert (local / "code" / "riskstrat" / "registry" / "pyfunc.py").is_file()
     assert (local / "code" / "riskstrat" / "data" / "codelists").is_dir()
     assert not list((local / "code").rglob("__pycache__"))
+    home = Path(riskstrat.__file__).resolve().parent
+    shipped = {str(p.relative_to(local / "code" / "riskstrat")) for p in (local / "code" / "riskstrat").rglob("*")
+               if p.is_file()}
+    assert shipped == {str(p.relative_to(home)) for p in home.rglob("*.py") if "__pycache__" not in p.parts} | {
+        str(p.relative_to(home)) for pattern in pyfunc.PACKAGE_DATA for p in home.glob(pattern)}
     required = (local / "requirements.txt").read_text().split()
     assert not [r for r in required if r.startswith("riskstrat")], required
     assert all("==" in r for r in required), required
@@ -112,27 +126,181 @@ def test_the_model_carries_its_code_and_installable_requirements(logged):
     assert example["columns"] == FEATURES and len(example["data"]) == 1  # a median person, no identifier
 
 
-def test_a_model_from_before_the_relayer_is_refused_in_words(logged, monkeypatch):
-    """A pickle naming riskstrat.tracking.RiskPyfunc (the class before the re-layer) is refused with
-    what to do, not a ModuleNotFoundError."""
-    old = types.ModuleType("riskstrat.tracking")
+# The classes of riskstrat before the re-layer (c042a56), where its models' pickles name them: read with
+# pickletools off the models and baselines `riskstrat demo` registered with that code.
+BEFORE_RELAYER = {"riskstrat.models": {"RiskModel": RiskModel, "LogScaled": LogScaled},
+                  "riskstrat.calibration": {"MarginCalibrator": MarginCalibrator, "RawMargin": RawMargin}}
+
+
+class _RiskPyfuncBeforeRelayer(mlflow.pyfunc.PythonModel):
+    """riskstrat.tracking.RiskPyfunc as it was before the re-layer (the same in all 29 versions of it)."""
+
+    def load_context(self, context) -> None:
+        self.risk_model = joblib.load(context.artifacts["risk_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
+        return pd.Series(self.risk_model.predict_risk(model_input), name="risk")
+
+
+def _log_as_before_relayer(model, *, name: str, uri: str, tmp_path: Path, monkeypatch) -> Path:
+    """Register ``model`` as riskstrat did before the re-layer: its pickles name the classes by their old
+    modules (the classes' ``__module__`` and the old modules put back for the while); returns the
+    joblib file of the risk model."""
+    path = tmp_path / "risk_model.joblib"
+    served = type("RiskPyfunc", (_RiskPyfuncBeforeRelayer,), {"__module__": "riskstrat.tracking"})
+    with monkeypatch.context() as before:
+        for module, classes in {**BEFORE_RELAYER, "riskstrat.tracking": {"RiskPyfunc": served}}.items():
+            old = types.ModuleType(module)
+            for cls_name, cls in classes.items():
+                assert cls.__qualname__ == cls_name
+                setattr(old, cls_name, cls)
+                before.setattr(cls, "__module__", module)
+            before.setitem(sys.modules, module, old)
+        joblib.dump(model, path)
+        tracking.configure(uri)
+        with mlflow.start_run(experiment_id=tracking._experiment("pyfunc-test")):
+            mlflow.pyfunc.log_model(name="model", python_model=served(),
+                                    artifacts={"risk_model": str(path)}, registered_model_name=name,
+                                    pip_requirements=["pandas"])
+    assert not {"riskstrat.models", "riskstrat.calibration", "riskstrat.tracking"} & set(sys.modules)
+    return path
+
+
+def test_a_model_from_before_the_relayer_loads_and_predicts_the_same(logged, tmp_path, monkeypatch):
+    model, _, reference, uri = logged
+    path = _log_as_before_relayer(model, name="before-relayer", uri=uri, tmp_path=tmp_path, monkeypatch=monkeypatch)
+    with pytest.raises(ModuleNotFoundError, match="riskstrat.models"):  # the pickle names the old module
+        joblib.load(path)
+
+    loaded = tracking.load_model("before-relayer", version=1, uri=uri)
+    assert type(loaded.risk_model) is RiskModel and type(loaded.risk_model.calibrator) is MarginCalibrator
+    np.testing.assert_array_equal(loaded.risk_model.predict_risk(reference), model.predict_risk(reference))
+    assert not {"riskstrat.models", "riskstrat.calibration", "riskstrat.tracking"} & set(sys.modules)
+
+    # Served as it was: the risk only, through the old class's new home.
+    with pyfunc.older_class_paths():
+        served = mlflow.pyfunc.load_model("models:/before-relayer/1")
+    assert isinstance(served.unwrap_python_model(), pyfunc.OlderRiskPyfunc)
+    out = served.predict(reference.head(20))
+    np.testing.assert_array_equal(np.asarray(out["risk"] if isinstance(out, pd.DataFrame) else out),
+                                  model.predict_risk(reference.head(20)))
+
+
+def test_a_baseline_from_before_the_relayer_loads(tmp_path, monkeypatch):
+    """The logistic baseline's pipeline holds riskstrat.models.LogScaled."""
+    path = tmp_path / "logistic.joblib"
+    scaled = LogScaled()
+    with monkeypatch.context() as before:
+        old = types.ModuleType("riskstrat.models")
+        old.LogScaled = LogScaled
+        before.setattr(LogScaled, "__module__", "riskstrat.models")
+        before.setitem(sys.modules, "riskstrat.models", old)
+        joblib.dump(scaled, path)
+    with pytest.raises(ModuleNotFoundError):
+        joblib.load(path)
+    assert type(pyfunc.load_risk_model(path)) is LogScaled
+
+
+@pytest.mark.parametrize("metadata, refusal", [
+    ({"feature_spec_hash": "0" * 16}, r"feature definitions 0{16} when trained"),
+    ({"feature_spec": {**CLINICAL.to_dict(), "derive_version": 1}}, r"derive version 1"),
+])
+def test_a_model_from_before_the_relayer_is_still_refused_for_its_features(logged, tmp_path, monkeypatch,
+                                                                         metadata, refusal):
+    """Loading it is no longer the refusal; the checks on what it was trained on still are."""
+    model, _, _, uri = logged
+    older = copy.deepcopy(model)
+    older.metadata = {**older.metadata, **metadata}
+    name = f"before-relayer-{len(refusal)}"
+    _log_as_before_relayer(older, name=name, uri=uri, tmp_path=tmp_path, monkeypatch=monkeypatch)
+    loaded = tracking.load_model(name, version=1, uri=uri)
+    with pytest.raises(FeatureSpecMismatchError, match=refusal):
+        check_feature_spec(loaded)
+
+
+def test_a_model_naming_a_class_that_is_gone_is_refused_in_words(logged, monkeypatch):
+    """A pickle naming a riskstrat class that exists neither where it says nor among the older paths
+    riskstrat knows is refused with what to do, not a ModuleNotFoundError."""
+    old = types.ModuleType("riskstrat.served")
 
     class RiskPyfunc(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
             return pd.Series(0.5, index=model_input.index, name="risk")
 
-    RiskPyfunc.__module__, RiskPyfunc.__qualname__ = "riskstrat.tracking", "RiskPyfunc"
+    RiskPyfunc.__module__, RiskPyfunc.__qualname__ = "riskstrat.served", "RiskPyfunc"
     old.RiskPyfunc = RiskPyfunc
-    monkeypatch.setitem(sys.modules, "riskstrat.tracking", old)
+    monkeypatch.setitem(sys.modules, "riskstrat.served", old)
     uri = logged[3]
     tracking.configure(uri)
     with mlflow.start_run(experiment_id=tracking._experiment("pyfunc-test")):
-        mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), registered_model_name="old-model",
+        mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), registered_model_name="gone-model",
                                 pip_requirements=["pandas"])
-    monkeypatch.delitem(sys.modules, "riskstrat.tracking")  # the module is gone, as after the re-layer
-    with pytest.raises(pyfunc.OlderModelError, match=r"old-model version 1 was logged by an older riskstrat.*"
-                                                     r"riskstrat\.tracking.*Train the model again"):
-        tracking.load_model("old-model", version=1, uri=uri)
+    monkeypatch.delitem(sys.modules, "riskstrat.served")  # the module is gone
+    with pytest.raises(pyfunc.OlderModelError, match=r"gone-model version 1 was logged by an older riskstrat.*"
+                                                     r"riskstrat\.served.*Train the model again"):
+        tracking.load_model("gone-model", version=1, uri=uri)
+
+
+def _riskstrat_modules() -> dict:
+    return {name: module for name, module in sys.modules.items() if name.split(".")[0] == "riskstrat"}
+
+
+def test_riskstrats_loads_leave_the_import_path_as_it_was(logged):
+    model, info, reference, uri = logged
+    home = Path(riskstrat.__file__).resolve().parent
+    path, modules = list(sys.path), _riskstrat_modules()
+    tracking.load_model("pyfunc-test", version=info.registered_model_version, uri=uri)
+    assert sys.path == path
+    tracking.configure(uri)
+    with mlflow.start_run(experiment_id=tracking._experiment("pyfunc-test")):
+        pyfunc.log_served_model(model, example=tracking.example_input(reference), reference=reference)
+    assert sys.path == path
+    assert {k: v for k, v in _riskstrat_modules().items() if k in modules} == modules
+    assert all(Path(m.__file__).resolve().is_relative_to(home) for m in _riskstrat_modules().values())
+
+    # What is put back: MLflow's own load puts the model's code copy first.
+    try:
+        mlflow.pyfunc.load_model(f"models:/pyfunc-test/{info.registered_model_version}")
+        assert sys.path[0].endswith("code") and sys.path[1:] == path
+    finally:
+        sys.path[:] = path
+
+
+def test_import_path_kept_puts_back_the_path_and_riskstrats_modules(tmp_path):
+    path, errors = sys.path, sys.modules["riskstrat.errors"]
+    entries = list(path)
+    copied = types.ModuleType("riskstrat.from_a_model")
+    copied.__file__ = str(tmp_path / "code" / "riskstrat" / "from_a_model.py")
+    with pyfunc.import_path_kept():
+        sys.path = [str(tmp_path / "code"), *sys.path]
+        sys.path.append("/gone")
+        sys.modules["riskstrat.errors"] = types.ModuleType("riskstrat.errors")
+        sys.modules["riskstrat.from_a_model"] = copied
+    assert sys.path is path and sys.path == entries
+    assert sys.modules["riskstrat.errors"] is errors
+    assert "riskstrat.from_a_model" not in sys.modules
+
+
+def test_the_code_copy_holds_the_modules_and_package_data_only(tmp_path):
+    source = tmp_path / "src" / "riskstrat"
+    wanted = ["__init__.py", "scoring/lists.py", "data/codelists/__init__.py", "data/codelists/ltc_icd10.csv",
+              "templates/list.html.j2", "templates/list.css", "templates/list.js", "templates/card.md",
+              "templates/evaluation.html"]
+    stray = ["__pycache__/__init__.cpython-311.pyc", "scoring/__pycache__/lists.cpython-311.pyc", "notes.txt",
+             "data/codelists/draft.xlsx", "templates/list.html.j2.orig", "templates/.list.css.swp", "_speedups.so",
+             "data/synth/big.parquet"]
+    for name in wanted + stray:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(name)
+    copied = pyfunc._package_copy(tmp_path / "code", source=source)
+    assert copied == tmp_path / "code" / "riskstrat"
+    assert sorted(str(p.relative_to(copied)) for p in copied.rglob("*") if p.is_file()) == sorted(wanted)
+    assert (copied / "templates" / "list.css").read_text() == "templates/list.css"
+
+
+def test_the_package_data_copied_is_the_wheels():
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert tuple(pyproject["tool"]["setuptools"]["package-data"]["riskstrat"]) == pyfunc.PACKAGE_DATA
 
 
 def test_tier_of_follows_the_thresholds():

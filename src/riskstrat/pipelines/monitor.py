@@ -1,8 +1,8 @@
 """``riskstrat monitor``: the months published by ``riskstrat score``, checked against what happened.
 
 Wiring only: the months' files (``<output_dir>/YYYY-MM/manifest.json`` and ``population.parquet``),
-the later data (:mod:`riskstrat.data.load`), each month's model from the registry (for its outcome
-definition), the computation (:mod:`.monitor`), the report (:mod:`riskstrat.report`) and MLflow.
+the later data (:mod:`riskstrat.data.load`), each month's model's outcome definition from the registry
+(:func:`registered_outcome`), the computation (:mod:`.monitor`), the report (:mod:`riskstrat.report`) and MLflow.
 
 Nothing in a month's folder is believed unverified (:mod:`riskstrat.scoring.published`): every manifest is
 checked for shape and against its folder's name, every population file against the SHA-256 its
@@ -30,6 +30,7 @@ from riskstrat.errors import RiskstratError
 from riskstrat.evaluation.monitor import MonthResult, ScoredMonth, label_population, monitor_month, split_by_maturity
 from riskstrat.modeling.tiers import LOWEST_TIER
 from riskstrat.modeling.models import model_outcome
+from riskstrat.outcomes import Outcome, parse_outcome
 from riskstrat.registry import tracking
 from riskstrat.scoring import publish
 from riskstrat.scoring.inputs import read_opt_outs
@@ -127,6 +128,20 @@ def check_recorded(month: ScoredMonth, *, experiment: str, uri: str | None) -> N
             f"together with a file and its hash. Restore the month from a backup, or rescore it")
 
 
+def registered_outcome(name: str, version: str, *, uri: str | None) -> Outcome:
+    """The outcome ``name`` version ``version`` was trained for, from its training run's configuration
+    (``config.json``'s ``target``, the settings the model's metadata describe): no model is unpickled. A run
+    that logged no configuration, or one this riskstrat cannot read, gives it from the model itself."""
+    run_id = tracking.registered_version(name, version, uri=uri).run_id
+    target = (tracking.training_config(run_id, uri=uri) or {}).get("target")
+    if isinstance(target, dict):
+        try:
+            return parse_outcome(target)
+        except ValueError:  # pydantic's ValidationError: settings this riskstrat no longer has
+            pass
+    return model_outcome(tracking.load_model(name, version=version, uri=uri).risk_model)
+
+
 def _check_outcome(month: ScoredMonth, outcome) -> None:
     """The loaded model's outcome (name and horizon) must be the one the month's manifest names."""
     recorded = month.manifest["outcome"]
@@ -217,13 +232,12 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
         key = (m.model_name, m.model_version)
         if key not in models:
             try:
-                loaded = tracking.load_model(m.model_name, version=m.model_version, uri=cfg.tracking.uri)
+                models[key] = registered_outcome(m.model_name, m.model_version, uri=cfg.tracking.uri)
             except tracking.RegistryError as exc:
                 raise tracking.RegistryError(
                     f"{m.month} was scored with {m.model_name} version {m.model_version}, whose outcome definition "
                     f"labels it, but the registry cannot give it: {exc}. Point tracking.uri at the registry "
                     f"the month was scored with") from exc
-            models[key] = model_outcome(loaded.risk_model)
         outcome = models[key]
         _check_outcome(m, outcome)
         # Read as verified (hashed again: the data took a while to load).

@@ -13,17 +13,24 @@ same reason the reasons' words of degree ("much use of services", "many medicine
 against the reference population's :class:`riskstrat.features.words.ReasonThresholds`, made when
 the model is logged; a model logged before they were stored says every use plainly.
 
-The model carries riskstrat's code (MLflow ``code_paths``) and pins the libraries it imports, so it
-loads where riskstrat is not installed; :func:`older_model_problem` names the models logged before
-the package was laid out by stage, whose pickles name classes that no longer exist.
+The model carries riskstrat's code (MLflow ``code_paths``: its modules and package data, as the wheel
+holds them) and pins the libraries it imports, so it loads where riskstrat is not installed. Models
+logged before the package was laid out by stage name their classes by the old modules; riskstrat's
+own loads (:func:`older_class_paths`) find them where they live now, and :func:`older_model_problem`
+names a model whose pickles name a class that no longer exists at all. MLflow puts a loaded model's
+code copy first on ``sys.path``; riskstrat's loads put the path back (:func:`import_path_kept`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import sys
 import tempfile
-from collections.abc import Mapping
+import threading
+import types
+from collections.abc import Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
 
@@ -37,22 +44,67 @@ from riskstrat.errors import RiskstratError
 from riskstrat.features.clinical import CONTEXT_COLUMNS
 from riskstrat.features.reasons import top_reasons
 from riskstrat.features.words import ReasonThresholds, reason_thresholds
+from riskstrat.modeling.calibration import MarginCalibrator, RawMargin
 from riskstrat.modeling.config import ListsConfig
-from riskstrat.modeling.models import RiskModel
+from riskstrat.modeling.models import LogScaled, RiskModel
 from riskstrat.modeling.tiers import DEFAULT_TIER_CUTOFFS, LOWEST_TIER, assign_tiers, check_tier_cutoffs
 
-__all__ = ["OlderModelError", "RiskPyfunc", "log_served_model", "older_model_problem", "requirements",
-           "tier_of", "tier_thresholds"]
+__all__ = ["OLDER_CLASS_PATHS", "OlderModelError", "OlderRiskPyfunc", "PACKAGE_DATA", "RiskPyfunc",
+           "import_path_kept", "load_risk_model", "log_served_model", "older_class_paths", "older_model_problem",
+           "requirements", "tier_of", "tier_thresholds"]
 
 # The distributions riskstrat's modules import when the served model loads (measured in a clean venv by
 # tests/test_pyfunc.py's slow test); pinned to this environment's versions so the pickles load.
 SERVED_REQUIREMENTS = ("lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "pyarrow", "joblib", "pydantic")
 # Extra columns the reasons' words read ("diagnosed 4 years ago") when given; never required.
 _CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
+# The package data the wheel holds (pyproject.toml's [tool.setuptools.package-data], held equal by
+# tests/test_pyfunc.py): with the modules, all of riskstrat a model's code copy needs.
+PACKAGE_DATA = ("data/codelists/*.csv", "templates/*.html", "templates/*.j2", "templates/*.md", "templates/*.css",
+                "templates/*.js")
+# sys.path and sys.modules are the process's own: riskstrat loads one model at a time.
+_LOADING = threading.RLock()
 
 
 class OlderModelError(RiskstratError):
-    """A registered model logged by an older riskstrat whose classes have moved or gone."""
+    """A registered model logged by an older riskstrat whose classes have gone."""
+
+
+@contextlib.contextmanager
+def import_path_kept() -> Iterator[None]:
+    """Within: MLflow may change the import path (``mlflow.pyfunc.load_model`` puts the model's code copy
+    first on ``sys.path``, ``log_model`` a temporary folder it then deletes). After: ``sys.path`` is as it
+    was, and riskstrat's modules in ``sys.modules`` are the ones imported before (a riskstrat module first
+    imported within stays only if it came from this riskstrat's folder, not a model's copy)."""
+    with _LOADING:
+        path, entries = sys.path, list(sys.path)
+        home = Path(riskstrat.__file__).resolve().parent
+        before = {name: module for name, module in sys.modules.items() if _is_riskstrat(name)}
+        try:
+            yield
+        finally:
+            sys.path = path
+            path[:] = entries
+            for name in [n for n in sys.modules if _is_riskstrat(n)]:
+                if name in before:
+                    sys.modules[name] = before[name]
+                elif not _from(sys.modules[name], home):
+                    del sys.modules[name]
+
+
+def _is_riskstrat(name: str) -> bool:
+    return name == "riskstrat" or name.startswith("riskstrat.")
+
+
+def _from(module, home: Path) -> bool:
+    where = getattr(module, "__file__", None)
+    return bool(where) and Path(where).resolve().is_relative_to(home)
+
+
+def load_risk_model(path) -> RiskModel:
+    """The risk model joblib-pickled at ``path``, by this riskstrat or one before it was laid out by stage."""
+    with older_class_paths():
+        return joblib.load(path)
 
 
 def tier_thresholds(risk, *, cutoffs: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -97,7 +149,7 @@ class RiskPyfunc(mlflow.pyfunc.PythonModel):
         self.risk_model: RiskModel | None = None
 
     def load_context(self, context) -> None:
-        self.risk_model = joblib.load(context.artifacts["risk_model"])
+        self.risk_model = load_risk_model(context.artifacts["risk_model"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.explain(model_input)
@@ -130,6 +182,52 @@ class RiskPyfunc(mlflow.pyfunc.PythonModel):
         return out
 
 
+class OlderRiskPyfunc(mlflow.pyfunc.PythonModel):
+    """The served model of riskstrat before the package was laid out by stage (``riskstrat.tracking.RiskPyfunc``
+    in the models registered then): rows of features in, the calibrated ``risk`` out, as it was.
+
+    ``riskstrat score`` unwraps it (``risk_model``) as it does :class:`RiskPyfunc`.
+    """
+
+    def load_context(self, context) -> None:
+        self.risk_model = load_risk_model(context.artifacts["risk_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
+        return pd.Series(self.risk_model.predict_risk(model_input), name="risk")
+
+
+# Where the classes an older riskstrat pickled into its registered models live now, by the module
+# the pickles name: those of riskstrat before the package was laid out by stage (December 2026).
+# Read off with pickletools from the models `riskstrat demo` registered then: no other riskstrat
+# class is in them (the metadata are plain data).
+OLDER_CLASS_PATHS: dict[str, dict[str, type]] = {
+    "riskstrat.models": {"RiskModel": RiskModel, "LogScaled": LogScaled},
+    "riskstrat.calibration": {"MarginCalibrator": MarginCalibrator, "RawMargin": RawMargin},
+    "riskstrat.tracking": {"RiskPyfunc": OlderRiskPyfunc},
+}
+
+
+@contextlib.contextmanager
+def older_class_paths() -> Iterator[None]:
+    """Within: the modules older models' pickles name (:data:`OLDER_CLASS_PATHS`) are in ``sys.modules``,
+    each holding only the classes listed for it, so unpickling (joblib's and MLflow's cloudpickle) finds
+    them where they live now; a class not listed stays unknown (:func:`older_model_problem`). After:
+    they are gone again."""
+    with _LOADING:
+        added = {}
+        for old, classes in OLDER_CLASS_PATHS.items():
+            if old not in sys.modules:  # within an outer use, or a module of that name: leave it be
+                module = types.ModuleType(old, f"{old} of an older riskstrat, for unpickling its models")
+                module.__dict__.update(classes)
+                added[old] = sys.modules[old] = module
+        try:
+            yield
+        finally:
+            for old, module in added.items():
+                if sys.modules.get(old) is module:
+                    del sys.modules[old]
+
+
 def signature(model: RiskModel, *, n_reasons: int):
     """The model's columns in (its features, required; the reasons' context columns, optional) and out."""
     from mlflow.models import ModelSignature
@@ -149,11 +247,18 @@ def requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in SERVED_REQUIREMENTS]
 
 
-def _package_copy(into: Path) -> Path:
-    """riskstrat's source (code, code lists, templates) copied under ``into``, without caches."""
-    source = Path(riskstrat.__file__).resolve().parent
+def _package_copy(into: Path, *, source: Path | None = None) -> Path:
+    """riskstrat as its wheel holds it (every ``*.py`` and the :data:`PACKAGE_DATA`: code lists, templates),
+    copied from ``source`` (default: this riskstrat's folder) to ``into/riskstrat``; nothing else there
+    (caches, notes, files left by an editor) goes with a model."""
+    source = Path(riskstrat.__file__).resolve().parent if source is None else Path(source)
     target = into / "riskstrat"
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    files = {p for p in source.rglob("*.py") if "__pycache__" not in p.relative_to(source).parts}
+    files |= {p for pattern in PACKAGE_DATA for p in source.glob(pattern)}
+    for file in sorted(f for f in files if f.is_file()):
+        copied = target / file.relative_to(source)
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, copied)
     return target
 
 
@@ -180,18 +285,19 @@ def log_served_model(model: RiskModel, *, example: pd.DataFrame, reference: pd.D
         joblib.dump(model, path)
         # Our own class, its code logged with it: the generic CloudPickle warning does not apply.
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-        return mlflow.pyfunc.log_model(
-            name="model", python_model=served, artifacts={"risk_model": str(path)},
-            code_paths=[str(_package_copy(Path(tmp) / "code"))], signature=signature(model, n_reasons=lists.reasons),
-            input_example=example, registered_model_name=name, pip_requirements=requirements(),
-            metadata={"riskstrat_version": riskstrat.__version__, "tier_thresholds": served.thresholds,
-                      "reason_thresholds": served.reason_thresholds})
+        with import_path_kept():  # log_model loads the model to check the example, from a folder it deletes
+            return mlflow.pyfunc.log_model(
+                name="model", python_model=served, artifacts={"risk_model": str(path)},
+                code_paths=[str(_package_copy(Path(tmp) / "code"))], signature=signature(model, n_reasons=lists.reasons),
+                input_example=example, registered_model_name=name, pip_requirements=requirements(),
+                metadata={"riskstrat_version": riskstrat.__version__, "tier_thresholds": served.thresholds,
+                          "reason_thresholds": served.reason_thresholds})
 
 
 def older_model_problem(exc: BaseException, *, what: str) -> OlderModelError | None:
     """The refusal for ``what`` (a model version) when loading it failed because its pickles name a
-    riskstrat class that no longer exists (``riskstrat.tracking.RiskPyfunc``, ``riskstrat.models.RiskModel``,
-    ``riskstrat.calibration.MarginCalibrator`` before the package was laid out by stage); else None."""
+    riskstrat class that this riskstrat has neither where they say nor in :data:`OLDER_CLASS_PATHS`;
+    else None."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

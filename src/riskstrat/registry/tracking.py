@@ -31,7 +31,7 @@ from riskstrat.evaluation import plots
 from riskstrat.features.costs import COSTS_KEY, cost_params, cost_tags
 from riskstrat.modeling import refit as rf
 from riskstrat.modeling.guards import DegenerateModelError, describe_degenerate
-from riskstrat.registry.pyfunc import log_served_model, older_model_problem
+from riskstrat.registry.pyfunc import import_path_kept, log_served_model, older_class_paths, older_model_problem
 
 DEFAULT_DB = "mlflow.db"
 DEGENERATE_TAG = "riskstrat.degenerate"  # on runs and model versions: reason codes joined by ','
@@ -509,12 +509,15 @@ _UNLOADABLE = (OSError, EOFError, ValueError, ImportError, AttributeError, KeyEr
 
 def _loaded(mv, uri: str, *, alias: str | None) -> LoadedModel:
     """Our RiskModel of registry version ``mv`` (loaded from ``uri``) with its coordinates; files that
-    cannot be loaded are a :class:`TrackingStoreError` saying what to do."""
+    cannot be loaded are a :class:`TrackingStoreError` saying what to do. A model logged before the package
+    was laid out by stage loads too (:func:`riskstrat.registry.pyfunc.older_class_paths`); the import path
+    is left as it was (:func:`riskstrat.registry.pyfunc.import_path_kept`)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        pyfunc = mlflow.pyfunc.load_model(uri)
+        with import_path_kept(), older_class_paths():
+            pyfunc = mlflow.pyfunc.load_model(uri)
     except _UNLOADABLE + (MlflowException,) as exc:
         if (older := older_model_problem(exc, what=f"model {mv.name} version {mv.version}")) is not None:
             raise older from exc
@@ -529,7 +532,8 @@ def _loaded(mv, uri: str, *, alias: str | None) -> LoadedModel:
 @_store_faults_named
 def load_baseline(run_id: str, name: str, *, uri: str | None = None):
     """The baseline ``name`` (e.g. ``logistic``) fitted in training run ``run_id`` on the same training
-    rows as that run's model, or None when the run logged none (older runs, or not configured)."""
+    rows as that run's model (a run from before the package was laid out by stage too), or None when the
+    run logged none (older runs, or not configured)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -543,7 +547,8 @@ def load_baseline(run_id: str, name: str, *, uri: str | None = None):
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"baselines/{name}.joblib", dst_path=tmp)
         try:
-            return joblib.load(path)
+            with older_class_paths():  # a baseline logged before the re-layer names riskstrat.models
+                return joblib.load(path)
         except _UNLOADABLE as exc:
             raise TrackingStoreError(
                 f"the {name} baseline of training run {run_id} (baselines/{name}.joblib) cannot be loaded: "
