@@ -354,8 +354,9 @@ def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequen
     percents = {j: _decimals(cells[j]) for j, c in enumerate(columns) if c.endswith("(%)")}
     # Widths from the values as shown (the first 500 rows), measured in the default font; a heading
     # wraps at its words (the header row wraps), so only its longest word counts. Text longer than
-    # COLUMN_CAP wraps too, and the wrapped columns give up room (in proportion) until the sheet
-    # prints one page wide at 8 pt or more.
+    # COLUMN_CAP wraps too, and the wrapped columns give up room (in proportion) so that the sheet
+    # prints one page wide at 8 pt or more, as far as WIDE_MIN and WRAP_MIN let them (a list of many
+    # columns then prints smaller: narrower still, its rows grow taller than the pages saved).
     longest = [_longest_shown(cells[j][:500]) for j in range(len(columns))]
     wide = wide | {j for j in range(len(columns)) if longest[j] > COLUMN_CAP and j not in percents}
     heading = [max(map(_width_for, name.split()), default=1) for name in columns]
