@@ -7,6 +7,7 @@ the SHAP checks and the end-to-end month.
 from __future__ import annotations
 
 import json
+import math
 import re
 import textwrap
 import unicodedata
@@ -1481,7 +1482,7 @@ def test_page_names_groups_in_a_clinicians_words_and_commissioners_keep_theirs(t
 def test_workbook_prints_one_page_wide_at_8_points_with_reasons_wrapped(tmp_path, features, model):
     import openpyxl
     from openpyxl.utils import get_column_letter
-    from riskstrat.scoring.sheets import print_scale
+    from riskstrat.scoring.sheets import LINE_POINTS, _lines, print_scale
 
     out = write(tmp_path / "m", score_month(features, model))
     ws = openpyxl.load_workbook(out / "practices" / "P001" / "list.xlsx")["List"]
@@ -1495,10 +1496,18 @@ def test_workbook_prints_one_page_wide_at_8_points_with_reasons_wrapped(tmp_path
     reasons = columns.index("Top reasons") + 1
     assert ws.page_setup.orientation == "landscape" and ws.page_setup.paperSize == 9
     assert 30 <= widths[reasons] < 60 and ws.cell(2, reasons).alignment.wrap_text
-    for i in range(2, ws.max_row + 1):  # every row tall enough for its wrapped reasons (15 pt a line)
+    wrapped = [j for j in range(1, ws.max_column + 1) if ws.cell(2, j).alignment.wrap_text]
+    for i in range(2, ws.max_row + 1):  # every row as tall as its wrapped cells' lines (15 pt a line)
+        need = max(_lines(ws.cell(i, j).value, widths[j]) for j in wrapped)
+        assert (ws.row_dimensions[i].height or 15) == LINE_POINTS * need, i
         text = ws.cell(i, reasons).value or ""
-        need = len(textwrap.wrap(text, round(widths[reasons]) - 2)) or 1
-        assert (ws.row_dimensions[i].height or 15) >= 15 * need, (i, text)
+        # the lines the reasons take: no fewer than at 4 pixels a character (narrower than any Calibri
+        # text), no more than at a digit's 7 pixels a character with a long word's room to spare
+        fewest = math.ceil(len(text) / (widths[reasons] * 7 / 4))
+        most = len(textwrap.wrap(text, round(widths[reasons]) - 8)) or 1
+        assert fewest <= _lines(text, widths[reasons]) <= most, (i, text)
+        assert {ws.cell(i, j).alignment.vertical for j in range(1, ws.max_column + 1)
+                if ws.cell(i, j).value is not None} == {"top"}, i
 
 
 def test_score_warns_while_contact_and_find_person_are_unset(tmp_path):

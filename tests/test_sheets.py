@@ -235,9 +235,20 @@ def test_workbook_shows_what_the_old_hand_written_writer_showed(case):
     new = sheets.xlsx_bytes(table, **OPTIONS[k])
     old = (OLD_WORKBOOKS / f"{case}.xlsx").read_bytes()
     # Changed on purpose since (issue 24): the columns' widths, sized to print one A4 landscape page
-    # wide at 8 pt or more, and the About sheet's print set-up (tests/test_scoring_lists.py checks both).
+    # wide, the About sheet's print set-up (tests/test_scoring_lists.py checks both), and every cell
+    # of the list at the top of its row.
+    sheet = OPTIONS[k].get("sheet", "List")
     assert _without_print_sizes(_shown(new)) == _without_print_sizes(
-        _percents_as_written(_shown(old), table, OPTIONS[k].get("sheet", "List")))
+        _top_aligned(_percents_as_written(_shown(old), table, sheet), sheet))
+
+
+def _top_aligned(shown: dict, sheet: str) -> dict:
+    """``shown`` with the cells written under the header row of ``sheet`` (a value, or a wrapped
+    blank) aligned to the top of their rows."""
+    cells = {ref: (*cell[:10], "top") if int(ref.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")) > 1
+             and (cell[0] is not None or cell[9]) else cell
+             for ref, cell in shown[sheet]["cells"].items()}
+    return {**shown, sheet: {**shown[sheet], "cells": cells}}
 
 
 def _without_print_sizes(shown: dict) -> dict:
@@ -385,3 +396,88 @@ def test_workbook_from_cells_already_made_is_the_tables(name):
     assert cells == before
     with pytest.raises(ValueError, match="cells must be"):
         sheets.xlsx_bytes(table, cells=cells[:-1], **options)
+
+
+# ---------------------------------------------------------------- printing: alignment, row heights
+
+def _long_list(rows: int = 12) -> pd.DataFrame:
+    """A list like a practice's: numbers, short text, text that wraps, and long reasons."""
+    reasons = ["much use of services: 7 outpatient appointments, social care; 5 long-term conditions: high "
+               "blood pressure, COPD, atrial fibrillation, …; 40 GP contacts in the last 12 months", "few", None]
+    return pd.DataFrame({
+        "Rank": np.arange(1, rows + 1, dtype="int64"),
+        "Person ID": pd.array([f"{k:016x}" for k in range(rows)], dtype="str"),
+        "Risk (%)": np.linspace(90.6, 10.2, rows).round(1),
+        "Long-term conditions": pd.array(["high blood pressure; COPD; atrial fibrillation; chronic kidney disease",
+                                          "asthma", None] * (rows // 3) + ["x"] * (rows % 3), dtype="str"),
+        "Top reasons": pd.array((reasons * rows)[:rows], dtype="str"),
+        "New": [True, False] * (rows // 2) + [True] * (rows % 2),
+    })
+
+
+def test_every_cell_of_the_list_sits_at_the_top_of_its_row(tmp_path):
+    """Wrapped text sits at the top of a row; so must the numbers beside it, or a tall row's numbers
+    read as the next row's (and the first row looked cut under the header)."""
+    import openpyxl
+
+    table = _long_list()
+    ws = openpyxl.load_workbook(sheets.write_xlsx(table, tmp_path / "list.xlsx", title="T",
+                                                  wide_columns=("Top reasons",)))["List"]
+    written = [c for row in ws.iter_rows(min_row=2) for c in row if c.value is not None]
+    assert len(written) > 5 * len(table) and {c.alignment.vertical for c in written} == {"top"}
+    assert ws.cell(2, 3).number_format == "0.0" and ws.cell(2, 3).value == 90.6  # the number as it was
+    assert ws.cell(1, 1).alignment.vertical == "center"  # the header row as it was
+
+
+@pytest.mark.parametrize(("text", "width", "lines"), [
+    (None, 10, 1), ("", 10, 1), ("short", 10, 1), ("a\nb", 30, 2), ("a\n\nb", 30, 3),
+    ("word " * 20, 30, 4),  # 35 pixels a word, 207 a line: 5 words a line
+    ("x" * 100, 10, 11),  # no spaces: 674 pixels cut into lines of 67
+])
+def test_lines_of_a_wrapped_cell(text, width, lines):
+    assert sheets._lines(text, width) == lines
+
+
+def test_rows_are_as_tall_as_their_wrapped_text_and_no_taller(tmp_path):
+    """Each row (the first under the header too) is LINE_POINTS a line of its tallest wrapped cell,
+    and the lines are what the text needs: a line's worth of characters fit a line, more do not."""
+    import openpyxl
+
+    table = _long_list()
+    ws = openpyxl.load_workbook(sheets.write_xlsx(table, tmp_path / "list.xlsx", title="T",
+                                                  wide_columns=("Top reasons",)))["List"]
+    width = {name: ws.column_dimensions[letter].width - 5 / 7 for name, letter in
+             (("Top reasons", "E"), ("Long-term conditions", "D"))}
+    for i in range(2, len(table) + 2):
+        need = max(sheets._lines(ws.cell(i, j).value, width[name]) for j, name in ((4, "Long-term conditions"),
+                                                                                    (5, "Top reasons")))
+        assert (ws.row_dimensions[i].height or 15) == sheets.LINE_POINTS * need, i
+    long = table["Top reasons"][0]
+    lines = sheets._lines(long, width["Top reasons"])
+    assert 2 <= lines <= 1 + len(long) * 6.5 / (width["Top reasons"] * 7)  # about 6 pixels a character
+    assert ws.row_dimensions[2].height == sheets.LINE_POINTS * lines  # the first data row: all its lines
+    assert ws.row_dimensions[1].height >= sheets.LINE_POINTS  # the header row's own lines
+
+
+@pytest.mark.slow
+def test_libreoffice_prints_the_list_one_page_wide_with_every_person_and_the_first_under_the_header(tmp_path):
+    """A LibreOffice render (skipped without soffice): one page wide, every Person ID printed, the
+    first person's row starting on page 1 right under the header, its rank and id on one line."""
+    import shutil
+    import subprocess
+
+    soffice, pdftotext = shutil.which("soffice"), shutil.which("pdftotext")
+    if not soffice or not pdftotext:
+        pytest.skip("LibreOffice (soffice) and pdftotext are needed")
+    table = _long_list(30)
+    path = sheets.write_xlsx(table, tmp_path / "list.xlsx", title="T", wide_columns=("Top reasons",))
+    subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path}/profile", "--headless", "--convert-to",
+                    "pdf", "--outdir", str(tmp_path), str(path)], check=True, capture_output=True, timeout=120)
+    text = subprocess.run([pdftotext, "-layout", str(tmp_path / "list.pdf"), "-"], check=True, capture_output=True,
+                          text=True).stdout
+    pages = text.split("\f")
+    assert all(pid in text for pid in table["Person ID"])
+    people = [line.split() for line in pages[0].splitlines() if any(pid in line for pid in table["Person ID"])]
+    # rank 1's cells start on one line: its number, id and risk beside the first words of its text
+    assert people[0][:5] == ["1", table["Person ID"][0], "90.6", "high", "blood"] and "much" in people[0], people[:2]
+    assert "Person ID" in pages[1]  # the header row repeated

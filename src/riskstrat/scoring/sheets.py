@@ -22,7 +22,6 @@ import datetime as dt
 import io
 import itertools
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -237,6 +236,18 @@ def python_values_many(tables: Sequence[pd.DataFrame]) -> list[dict]:
     return out
 
 
+def _widest_shown(values: list) -> int:
+    """The width (in characters, :func:`_width_for`) of the widest value as text, missing values left
+    out (0 for none). Only the values long enough to be the widest are measured."""
+    shown = sorted({str(v) for v in values if v is not None}, key=len, reverse=True)
+    widest = 0.0
+    for text in shown:
+        if len(text) * _OTHER_UNITS * _PX_PER_UNIT < widest:
+            break  # no shorter text can be wider
+        widest = max(widest, _text_pixels(text))
+    return _width_for_pixels(widest) if shown else 0
+
+
 def _longest_shown(values: list) -> int:
     """The length of the longest value as text, missing values left out (0 for none)."""
     if None in values:
@@ -245,14 +256,32 @@ def _longest_shown(values: list) -> int:
 
 
 # Printing a List sheet on A4 landscape, fitted to one page wide: the columns' widths (in characters
-# of the default 11 pt font, about 7 pixels each plus 5 of padding) must add to no more than the
-# printable width at the scale that keeps text at 8 pt or more (8/11 of full size).
+# of the default 11 pt font) must add to no more than the printable width at the scale that keeps
+# text at 8 pt or more (8/11 of full size). Excel draws a column of w characters 7w + 5 pixels wide;
+# LibreOffice about 7.43w + 5.2 (Calibri's digit, 0.507 em, unrounded), and prints at a whole percent
+# a point or two under the exact fit: the print scale is reckoned on LibreOffice's wider columns,
+# with that much to spare, so that both print at 8 pt or more.
 A4_LANDSCAPE_PRINTABLE_PX = (297 / 25.4 - 2 * 0.4) * 96  # margins of 0.4 inch (set_margins below)
 MIN_PRINT_POINTS = 8
+PRINT_SPARE = 0.03  # LibreOffice's fit to width prints up to 2 points of scale under the exact fit
 COLUMN_CAP = 22  # a longer text column wraps at this width
-WIDE_WIDTH = 46  # the wrapped wide columns (a list's reasons), narrowed down to WIDE_MIN to fit at 8 pt
-WIDE_MIN = 30
-LINE_POINTS = 15  # a row's height per line of the default font
+WIDE_WIDTH = 46  # the wrapped wide columns (a list's reasons), narrowed to fit at 8 pt
+WIDE_MIN = 30  # the wide columns are not narrowed below this, the other wrapped ones below WRAP_MIN
+WRAP_MIN = 16
+LINE_POINTS = 15  # a line of the default font in a wrapped row: Excel's 20 pixels (LibreOffice needs 11)
+
+# Calibri's advance widths (1/2048 em; bold, a little wider than regular) for the printable ASCII
+# characters, from its metric-compatible twin Carlito: a wrapped cell's lines are worked out from the
+# text's width in pixels, as Excel and LibreOffice lay it out, not from a count of characters.
+_CALIBRI_UNITS = (
+    463, 667, 898, 1020, 1038, 1493, 1443, 478, 638, 638, 1020, 1020, 528, 627, 547, 880, 1038, 1038, 1038,
+    1038, 1038, 1038, 1038, 1038, 1038, 1038, 565, 565, 1020, 1020, 1020, 949, 1840, 1241, 1148, 1084, 1291,
+    999, 940, 1305, 1292, 546, 678, 1120, 866, 1790, 1349, 1385, 1090, 1405, 1153, 968, 1014, 1337, 1211, 1856,
+    1128, 1064, 979, 665, 880, 665, 1020, 1020, 615, 1011, 1099, 857, 1099, 1031, 648, 971, 1099, 503, 523, 983,
+    503, 1666, 1099, 1101, 1099, 1099, 728, 817, 710, 1099, 969, 1526, 941, 970, 814, 704, 973, 704, 1020)
+_OTHER_UNITS = 1856  # any other character (…, £, é): as wide as Calibri's widest (W)
+_PX_PER_UNIT = 11 / 72 * 96 / 2048  # 11 pt at 96 pixels an inch
+CELL_PADDING_PX = 8  # the room a wrapped cell leaves beside its text (Excel's 5 of the column, and 3 more)
 
 
 def column_pixels(width: float) -> int:
@@ -260,17 +289,55 @@ def column_pixels(width: float) -> int:
     return int(width * 7 + 5)
 
 
+def _printed_pixels(width: float) -> float:
+    """A column of ``width`` characters as LibreOffice draws it (wider than Excel's :func:`column_pixels`)."""
+    return width * 7.43 + 5.2
+
+
 def print_scale(widths: Sequence[float]) -> float:
-    """The scale "fit to one page wide" prints columns of ``widths`` at on A4 landscape (at most 1)."""
-    return min(1.0, A4_LANDSCAPE_PRINTABLE_PX / max(1, sum(column_pixels(w) for w in widths)))
+    """The scale "fit to one page wide" prints columns of ``widths`` at on A4 landscape (at most 1),
+    reckoned on the wider of Excel's and LibreOffice's columns, less the scale LibreOffice rounds off."""
+    return min(1.0, A4_LANDSCAPE_PRINTABLE_PX / max(1.0, sum(map(_printed_pixels, widths))) - PRINT_SPARE)
+
+
+def _text_pixels(text: str) -> float:
+    """The width of ``text`` in the default font (11 pt Calibri, as bold), in pixels."""
+    units = _CALIBRI_UNITS
+    return sum(units[o - 32] if 32 <= (o := ord(c)) < 127 else _OTHER_UNITS for c in text) * _PX_PER_UNIT
+
+
+def _width_for(text: str) -> int:
+    """The narrowest column (in characters) that shows ``text`` on one line."""
+    return _width_for_pixels(_text_pixels(text))
+
+
+def _width_for_pixels(pixels: float) -> int:
+    return max(1, math.ceil((pixels + CELL_PADDING_PX - 5) / 7))
 
 
 def _lines(value, width: float) -> int:
-    """Lines a wrapped cell ``width`` characters wide takes for ``value`` (wrapped at words, with a
-    character to spare: proportional letters are not all one width)."""
+    """Lines a wrapped cell ``width`` characters wide takes for ``value``: its text wrapped at spaces
+    (a word too long for a line is cut), measured in pixels of the default font."""
     if value is None:
         return 1
-    return sum(max(1, len(textwrap.wrap(part, max(1, int(width) - 2)))) for part in str(value).split("\n"))
+    room = column_pixels(width) - CELL_PADDING_PX
+    space = _text_pixels(" ")
+    lines = 0
+    for part in str(value).split("\n"):
+        lines += 1
+        used = 0.0
+        for word in part.split(" "):
+            size = _text_pixels(word)
+            if used and used + space + size <= room:
+                used += space + size
+                continue
+            if used:  # the word starts a new line
+                lines += 1
+            while size > room:  # a word longer than a line runs on over the next lines
+                lines += 1
+                size -= room
+            used = size
+    return lines
 
 
 def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequence[list] | None = None
@@ -285,20 +352,36 @@ def _prepared(table: pd.DataFrame, wide_columns: Sequence[str], *, cells: Sequen
     elif len(cells) != len(columns) or any(len(c) != len(table) for c in cells):
         raise ValueError(f"cells must be {len(columns)} columns of {len(table)} values, as the table")
     percents = {j: _decimals(cells[j]) for j, c in enumerate(columns) if c.endswith("(%)")}
-    # Widths from the values as shown (the first 500 rows); a heading wraps at its words (the header
-    # row wraps), so only its longest word counts. Text longer than COLUMN_CAP wraps too: the sheet
-    # then prints one page wide at 8 pt or more.
+    # Widths from the values as shown (the first 500 rows), measured in the default font; a heading
+    # wraps at its words (the header row wraps), so only its longest word counts. Text longer than
+    # COLUMN_CAP wraps too, and the wrapped columns give up room (in proportion) so that the sheet
+    # prints one page wide at 8 pt or more, as far as WIDE_MIN and WRAP_MIN let them (a list of many
+    # columns then prints smaller: narrower still, its rows grow taller than the pages saved).
     longest = [_longest_shown(cells[j][:500]) for j in range(len(columns))]
     wide = wide | {j for j in range(len(columns)) if longest[j] > COLUMN_CAP and j not in percents}
+    heading = [max(map(_width_for, name.split()), default=1) for name in columns]
     widths = [WIDE_WIDTH if name in set(wide_columns) else COLUMN_CAP if j in wide
-              else max(6, max(map(len, name.split()), default=0), longest[j]) + 2
+              else max(4, heading[j], _widest_shown(cells[j][:500]))
               for j, name in enumerate(columns)]
-    narrow = [j for j, name in enumerate(columns) if name in set(wide_columns)]
-    over = sum(map(column_pixels, widths)) - A4_LANDSCAPE_PRINTABLE_PX * 11 / MIN_PRINT_POINTS
-    if over > 0 and narrow:  # the wide columns give up room first
-        cut = min(WIDE_WIDTH - WIDE_MIN, math.ceil(over / 7 / len(narrow)))
-        for j in narrow:
-            widths[j] -= cut
+    wrapped = sorted(wide)
+    budget = A4_LANDSCAPE_PRINTABLE_PX / (MIN_PRINT_POINTS / 11 + PRINT_SPARE)
+    if wrapped and sum(map(_printed_pixels, widths)) > budget:
+        # Too wide for 8 pt: the wrapped columns share the room left, each in proportion to the text
+        # it holds (so that their rows' lines come out alike), none narrower than WRAP_MIN nor its
+        # heading's longest word, none wider than it was.
+        room = (budget - sum(_printed_pixels(w) for j, w in enumerate(widths) if j not in wide)) / 7.43
+        room -= 5.2 / 7.43 * len(wrapped)
+        text = {j: 1 + sum(len(str(v)) for v in cells[j][:500] if v is not None) for j in wrapped}
+        settled: dict[int, int] = {}
+        while len(settled) < len(wrapped):
+            free = [j for j in wrapped if j not in settled]
+            share = (room - sum(settled.values())) / sum(text[j] for j in free)
+            clamped = {j: min(widths[j], max(WIDE_MIN if columns[j] in set(wide_columns) else WRAP_MIN, heading[j])) for j in free
+                       if not max(WIDE_MIN if columns[j] in set(wide_columns) else WRAP_MIN, heading[j]) <= share * text[j] <= widths[j]}
+            if not clamped:
+                settled.update({j: int(share * text[j]) for j in free})
+            settled.update(clamped)
+        widths = [settled.get(j, w) for j, w in enumerate(widths)]
     return columns, list(cells), widths, percents, wide
 
 
@@ -315,10 +398,13 @@ def _decimals(values: list) -> int:
 # Each format of a workbook by name (xlsxwriter numbers the formats in the order cells first use them).
 FORMATS = {
     "header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "text_wrap": True, "valign": "vcenter"},
+    # Every cell of the list sits at the top of its row, as wrapped text does: a row's cells read
+    # across on one line (at the bottom, a tall row's numbers look like the next row's).
+    "top": {"valign": "top"},
     # Percent columns hold 90.6 (not 0.906) in a plain number format, so that filters compare what is shown.
-    **{f"number {d}": {"num_format": "0." + "0" * d} for d in range(1, MAX_PERCENT_DECIMALS + 1)},
+    **{f"number {d}": {"num_format": "0." + "0" * d, "valign": "top"} for d in range(1, MAX_PERCENT_DECIMALS + 1)},
     "wrap": {"text_wrap": True, "valign": "top"},
-    "quoted": {"quote_prefix": True},
+    "quoted": {"quote_prefix": True, "valign": "top"},
     "quoted_wrap": {"quote_prefix": True, "text_wrap": True, "valign": "top"},
     "title": {"bold": True, "font_size": 14},
 }
@@ -366,9 +452,10 @@ def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, perc
         ws.write_string(0, j, name, formats["header"])
     # Cells written row by row (the order a streamed sheet needs, and the order of the shared
     # strings); how a cell is written depends only on its value.
-    plain = [formats["wrap"] if j in wide else None for j in range(len(columns))]
+    top = formats["top"]
+    plain = [formats["wrap"] if j in wide else top for j in range(len(columns))]
     hostile = [formats["quoted_wrap" if j in wide else "quoted"] for j in range(len(columns))]
-    number_format = [formats[f"number {percents[j]}"] if j in percents else None for j in range(len(columns))]
+    number_format = [formats[f"number {percents[j]}"] if j in percents else top for j in range(len(columns))]
     write_string, write_number, write_boolean, write_blank = (ws.write_string, ws.write_number, ws.write_boolean,
                                                               ws.write_blank)
     for i, row in enumerate(zip(*cells), start=1):
@@ -379,10 +466,10 @@ def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, perc
             elif kind is int or kind is float:
                 write_number(i, j, value, number_format[j])
             elif value is None:
-                if plain[j] is not None:  # a blank cell without a format is not written at all
+                if j in wide:  # a blank cell shows nothing: written only where the column wraps, as before
                     write_blank(i, j, None, plain[j])
             elif kind is bool:
-                write_boolean(i, j, value)
+                write_boolean(i, j, value, top)
             elif isinstance(value, (int, float)):
                 write_number(i, j, value, number_format[j])
             elif isinstance(value, str):
@@ -394,7 +481,8 @@ def _write_list_cells(ws, columns: Sequence[str], cells: Sequence[list], *, perc
 def _set_row_heights(ws, columns: Sequence[str], cells: Sequence[list], widths: Sequence[float],
                      wide: set[int]) -> None:
     """Each row as tall as its longest wrapped cell (and the header as its longest heading), so that
-    printed wrapped text never runs into the next row (a program that does not fit rows itself)."""
+    printed wrapped text never runs into the next row (a program that does not fit rows itself):
+    :data:`LINE_POINTS` a line, the lines as :func:`_lines` lays the text out."""
     heading_lines = max((_lines(name, widths[j]) for j, name in enumerate(columns)), default=1)
     ws.set_row(0, LINE_POINTS * heading_lines)
     for i, row in enumerate(zip(*(cells[j] for j in sorted(wide))), start=1):
