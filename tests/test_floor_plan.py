@@ -69,6 +69,7 @@ LAYERS: dict[str, list[str]] = {
     "cli": ["riskstrat.cli"],
 }
 
+
 class Lazy(NamedTuple):
     """A layer whose functions may import riskstrat modules: which ones (dotted prefixes), and why."""
 
