@@ -5,17 +5,21 @@ Used by ``tests/test_floor_plan.py`` (the contract) and runnable as a report of 
     python tests/_import_graph.py            # cycles, upward arrows, function-level imports, complexity
     python tests/_import_graph.py --edges    # also every arrow, one a line
 
-An arrow is one ``import`` statement naming one of riskstrat's own modules. It is *module-level* when
-it runs on import (top of the file, a class body, a ``try``), *function-level* when it sits inside a
-function, and *typing* when it sits under ``if TYPE_CHECKING:`` (it never runs, so it is left out of
-the graph). ``from riskstrat.x import y`` points at ``riskstrat.x.y`` when ``y`` is a submodule, else at
-``riskstrat.x``. Importing ``riskstrat.a.b`` also runs ``riskstrat/a/__init__.py``: that hidden arrow
-is kept as kind ``package`` so cycles through a package's ``__init__`` are seen too.
+An arrow is one ``import`` statement naming one module, or one ``importlib.import_module("...")`` or
+``__import__("...")`` call whose module name is a literal string (a name computed at run time cannot be
+read). It is *module-level* when it runs on import (top of the file, a class body, a ``try``),
+*function-level* when it sits inside a function, and *typing* when it sits under ``if TYPE_CHECKING:``:
+a typing arrow never runs, so it is left out of the cycle checks (:func:`graph`), but it is still a
+dependency on the module it names, so the contract's upward check counts it. ``from riskstrat.x import
+y`` points at ``riskstrat.x.y`` when ``y`` is a submodule, else at ``riskstrat.x``. Importing
+``riskstrat.a.b`` also runs ``riskstrat/a/__init__.py``: that hidden arrow is kept as kind ``package``
+so cycles through a package's ``__init__`` are seen too.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,17 +71,56 @@ def _resolve_from(node: ast.ImportFrom, importer: str, files: dict[str, Path]) -
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _targets(node: ast.Import | ast.ImportFrom, importer: str, files: dict[str, Path]) -> list[str]:
-    """The modules one import statement names (third-party ones as they are written)."""
+def _deepest(name: str, files: dict[str, Path]) -> str:
+    """The deepest module of ours a dotted name names (``riskstrat.a.B`` -> ``riskstrat.a``); others as written."""
+    if name.split(".")[0] == PACKAGE:
+        while name not in files and "." in name:
+            name = name.rsplit(".", 1)[0]
+    return name
+
+
+def _literal(node: ast.expr | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _dynamic(node: ast.Call) -> list[str] | None:
+    """The module names an ``importlib.import_module(...)`` or ``__import__(...)`` call gives as literal
+    strings (``None`` when the call is neither, or its module name is computed)."""
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if called not in ("import_module", "__import__") or not node.args:
+        return None
+    keywords = {k.arg: k.value for k in node.keywords if k.arg}
+    name = _literal(node.args[0])
+    if name is None:
+        return None
+    if called == "import_module":
+        if name.startswith("."):  # relative to a literal package= (else it cannot be read)
+            package = _literal(node.args[1] if len(node.args) > 1 else keywords.get("package"))
+            try:
+                name = importlib.util.resolve_name(name, package) if package else ""
+            except ImportError:  # beyond the top-level package: it fails when it runs
+                return None
+            if not name:
+                return None
+        return [name]
+    # __import__(name, globals, locals, fromlist, level): a relative one (level > 0) cannot be read.
+    level = node.args[4] if len(node.args) > 4 else keywords.get("level")
+    if level is not None and not (isinstance(level, ast.Constant) and level.value == 0):
+        return None
+    fromlist = node.args[3] if len(node.args) > 3 else keywords.get("fromlist")
+    subs = [_literal(e) for e in fromlist.elts] if isinstance(fromlist, (ast.List, ast.Tuple)) else []
+    if name.split(".")[0] != PACKAGE:  # a third party's submodules are not ours to tell from its names
+        subs = []
+    return [name] + [f"{name}.{sub}" for sub in subs if sub and sub != "*"]
+
+
+def _targets(node: ast.Import | ast.ImportFrom | ast.Call, importer: str, files: dict[str, Path]) -> list[str]:
+    """The modules one import statement or import call names (third-party ones as they are written)."""
+    if isinstance(node, ast.Call):
+        return list(dict.fromkeys(_deepest(name, files) for name in _dynamic(node) or ()))
     if isinstance(node, ast.Import):
-        out = []
-        for alias in node.names:
-            name = alias.name
-            if name.split(".")[0] == PACKAGE:  # the deepest module of ours the dotted name names
-                while name not in files and "." in name:
-                    name = name.rsplit(".", 1)[0]
-            out.append(name)
-        return out
+        return [_deepest(alias.name, files) for alias in node.names]
     module = _resolve_from(node, importer, files) or ""
     if module.split(".")[0] != PACKAGE:
         return [module]
@@ -95,10 +138,15 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def _walk(node: ast.AST, where: str, function: str) -> Iterable[tuple[ast.AST, str, str]]:
-    """Every import statement under ``node`` with where it runs and its enclosing function."""
+    """Every import statement and literal import call under ``node`` with where it runs and its
+    enclosing function."""
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.Import, ast.ImportFrom)):
             yield child, where, function
+        elif isinstance(child, ast.Call):
+            if _dynamic(child):
+                yield child, where, function
+            yield from _walk(child, where, function)  # an import call's arguments may hold another
         elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             name = getattr(child, "name", "<lambda>")
             inner = where if where == "typing" else "function"
@@ -285,8 +333,8 @@ def report(src: Path = SRC, *, layers: dict[str, str] | None = None, order: list
     out += [f"  {a} <-> {b}" for a, b in pairs]
     if layers and order:
         rank = {name: i for i, name in enumerate(order)}
-        up = sorted({(a.importer, a.target, a.where) for a in explicit if a.where != "typing"
-                     and rank[layer_of(a.target, layers)] > rank[layer_of(a.importer, layers)]})
+        up = sorted({(a.importer, a.target, a.where) for a in explicit
+                     if rank[layer_of(a.target, layers)] > rank[layer_of(a.importer, layers)]})
         out.append(f"upward arrows (importer's layer below target's layer): {len(up)}"
                    f" ({sum(1 for u in up if u[2] == 'module')} module-level)")
         out += [f"  {i} [{layer_of(i, layers)}] -> {t} [{layer_of(t, layers)}] ({w})" for i, t, w in up]
@@ -301,11 +349,13 @@ def report(src: Path = SRC, *, layers: dict[str, str] | None = None, order: list
 
 
 def layer_of(module: str, layers: dict[str, str]) -> str:
-    """The layer a module belongs to: the longest declared prefix that names it."""
+    """The layer a module belongs to: the longest declared prefix that names it. The package itself
+    (``riskstrat``) names only its ``__init__.py``: as a prefix it would name every module, and a module
+    nobody placed would land in its layer unseen."""
     parts = module.split(".")
     for depth in range(len(parts), 0, -1):
         name = ".".join(parts[:depth])
-        if name in layers:
+        if name in layers and (name != PACKAGE or module == PACKAGE):
             return layers[name]
     raise KeyError(module)
 

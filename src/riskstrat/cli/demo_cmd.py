@@ -32,8 +32,7 @@ def demo(
     Example: riskstrat demo --people 20000 --seed 42
     """
     from riskstrat.cli.train_cmd import print_comparison
-    from riskstrat.pipelines.demo import DEMO_DATA, ensure_synthetic, run_demo_training
-    from riskstrat.registry.tracking import tracking_uri
+    from riskstrat.pipelines.demo import DEMO_DATA, ensure_synthetic, run_demo_training, tracking_uri
 
     t0 = time.perf_counter()
     stage = Stage(quiet=quiet)

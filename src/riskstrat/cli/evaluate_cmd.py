@@ -15,7 +15,7 @@ def print_headline(run) -> None:
     from rich import box
     from rich.table import Table
 
-    from riskstrat.report import fmt
+    from riskstrat.pipelines.evaluate import fmt
 
     ev = run.evaluation
     table = Table(title=f"{run.candidate.name} v{run.candidate.version}: {run.outcome.words} within "
@@ -80,9 +80,7 @@ def evaluate(
     Example: riskstrat evaluate --model riskstrat-emergency-admission/2 --against riskstrat-emergency-admission@champion
     --data riskstrat-data/synthetic --as-of 2025-11-01
     """
-    from riskstrat.pipelines.evaluate import run_evaluation
-    from riskstrat.outcomes.labels import CensoredIndexDateError
-    from riskstrat.data.validate import ValidationError
+    from riskstrat.pipelines.evaluate import CensoredIndexDateError, ValidationError, run_evaluation
 
     date = parse_date(as_of)
     try:

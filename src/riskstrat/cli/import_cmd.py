@@ -105,9 +105,7 @@ def import_hes(
 
 
 def _run(kind: str, src_dir: Path, out_dir: Path, key_file: Path | None, options: dict) -> None:
-    from riskstrat.data.privacy import load_pseudonym_key
-    from riskstrat.data.validate import ValidationError
-    from riskstrat.pipelines.imports import import_dataset
+    from riskstrat.pipelines.imports import ValidationError, import_dataset, load_pseudonym_key
 
     if not src_dir.is_dir():
         fail(f"{src_dir}: no such folder", EXIT_REFUSED)
@@ -127,7 +125,6 @@ def _run(kind: str, src_dir: Path, out_dir: Path, key_file: Path | None, options
 
 
 def _print_report(out_dir: Path) -> None:
-    from riskstrat.data.io import read_json
-    from riskstrat.report.imports import IMPORT_REPORT, format_import_report
+    from riskstrat.pipelines.imports import import_report_text
 
-    out.print(format_import_report(read_json(out_dir / IMPORT_REPORT)), highlight=False, markup=False)
+    out.print(import_report_text(out_dir), highlight=False, markup=False)

@@ -21,10 +21,9 @@ def init(key_file: Path | None = typer.Option(None, "--key-file", help=_KEY_FILE
 
     Example: riskstrat key init --key-file /secure/riskstrat/pseudonym.key
     """
-    from riskstrat.data.privacy import init_pseudonym_key, key_fingerprint
+    from riskstrat.pipelines.commands import create_key
 
-    path = init_pseudonym_key(key_file)
-    fingerprint = key_fingerprint(path.read_text().strip().encode())
+    path, fingerprint = create_key(key_file)
     out.print(f"created {path} (readable by you only; fingerprint {fingerprint}). Keep it secret and back it up: "
               f"without it next month's pseudonyms will not match this month's.", soft_wrap=True)
 
@@ -36,7 +35,7 @@ def fingerprint(key_file: Path | None = typer.Option(None, "--key-file", help="K
 
     Example: riskstrat key fingerprint --key-file /secure/riskstrat/pseudonym.key
     """
-    from riskstrat.data.privacy import key_fingerprint, load_pseudonym_key
+    from riskstrat.pipelines.commands import key_fingerprint_of
 
-    out.print(key_fingerprint(load_pseudonym_key(key_file)))
+    out.print(key_fingerprint_of(key_file))
 

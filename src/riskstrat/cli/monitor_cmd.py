@@ -14,7 +14,7 @@ from riskstrat.cli.progress import Stage, libraries_quiet
 def print_monitoring(run) -> None:
     """Per assessed month: predicted against observed, by tier, the hold-out statement; then the
     months still to mature."""
-    from riskstrat.report import fmt
+    from riskstrat.pipelines.monitor import fmt
 
     out.print(f"[bold]Monitoring as of {run.as_of}[/] (data to {run.data_end.date()})", highlight=False)
     months = {m.month: m for m in run.assessed}
@@ -71,9 +71,7 @@ def monitor(
 
     Example: riskstrat monitor --config configs/scoring.yaml --data riskstrat-data/synthetic --as-of 2026-11-01
     """
-    from riskstrat.modeling.config import ScoringConfig, load_config, path_override
-    from riskstrat.pipelines.monitor import run_monitoring
-    from riskstrat.data.validate import ValidationError
+    from riskstrat.pipelines.monitor import ScoringConfig, ValidationError, load_config, path_override, run_monitoring
 
     date = parse_date(as_of)
     extra = [path_override("data.path", data)] if data else []

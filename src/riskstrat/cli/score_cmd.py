@@ -8,6 +8,7 @@ import typer
 
 from riskstrat.cli.app import EXIT_REFUSED, app, fail, out, parse_date
 from riskstrat.cli.progress import Stage, libraries_quiet
+from riskstrat.errors import RiskstratError
 
 
 # The --allow-* flags in a panel of their own: publishing despite a guard rail is a decision apart
@@ -66,10 +67,8 @@ def score(
 
     Example: riskstrat score --config configs/scoring.yaml --as-of 2026-11-01
     """
-    from riskstrat.modeling.config import ScoringConfig, load_config, path_override
-    from riskstrat.errors import RiskstratError
-    from riskstrat.pipelines.score import PublishedButNotTrackedError, run_scoring
-    from riskstrat.data.validate import ValidationError
+    from riskstrat.pipelines.score import (PublishedButNotTrackedError, ScoringConfig, ValidationError, load_config,
+                                           path_override, run_scoring)
 
     date = parse_date(as_of)
     extra = [path_override("data.path", data)] if data else []

@@ -37,7 +37,7 @@ def synth(
     Example (an earlier extract of the same people): riskstrat synth --people 20000 --seed 42
     --extract-end 2025-10-31 --out riskstrat-data/synthetic-2025-10
     """
-    from riskstrat.data.synth import write_population
+    from riskstrat.pipelines.commands import write_population
 
     parse_date(start, option="--start")
     parse_date(extract_end, option="--extract-end")

@@ -71,10 +71,7 @@ def train(
 
     Example: riskstrat train --set data.path=riskstrat-data/synthea --set target.name=unplanned_hospital_use --set index_dates=auto
     """
-    from riskstrat.modeling.config import load_config
-    from riskstrat.modeling.guards import DegenerateModelError
-    from riskstrat.pipelines.train import run_training
-    from riskstrat.data.validate import ValidationError
+    from riskstrat.pipelines.train import DegenerateModelError, ValidationError, load_config, run_training
 
     try:
         cfg = load_config(config, [*overrides, *([f"engine={engine}"] if engine else [])])
@@ -97,7 +94,7 @@ def train(
                   f"calibration slope {m.get('calibration_slope', float('nan')):.2f} on {len(run.result.data.y_test):,} "
                   f"test people at {cfg.index_dates.test}")
     if run.result.degenerate:
-        from riskstrat.modeling.guards import describe_degenerate
+        from riskstrat.pipelines.train import describe_degenerate
 
         out.print(f"[bold yellow]warning:[/] degenerate model ({describe_degenerate(run.result.degenerate)}); "
                   f"registered with the tag riskstrat.degenerate: promote and score refuse it unless forced",
@@ -165,13 +162,13 @@ def features() -> None:
     """
     from rich.table import Column, Table
 
-    from riskstrat.features.clinical import FEATURE_NAMES
-    from riskstrat.features.words import feature_table
+    from riskstrat.pipelines.commands import feature_list
 
+    features, n_clinical = feature_list()
     # Names whole (no_wrap): cut short, the generic ones (..._count_365d, ..._count_730d) look alike.
     table = Table(Column("feature", no_wrap=True), "source", "description")
-    for i, row in enumerate(feature_table(generic=True).itertuples()):
-        if i == len(FEATURE_NAMES):  # the generic covariates follow the clinical features
+    for i, row in enumerate(features.itertuples()):
+        if i == n_clinical:  # the generic covariates follow the clinical features
             table.add_section()
         table.add_row(row.name, row.source, row.description)
     out.print(table)

@@ -38,15 +38,14 @@ def validate(
 
     Example: riskstrat validate riskstrat-data/synthetic --json validation.json
     """
-    from riskstrat.data.io import write_json
-    from riskstrat.data.validate import validate_data_dir
+    from riskstrat.pipelines.commands import validate_folder, write_validation_report
 
     stage = Stage(quiet=quiet)
-    _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events.value, keep_records=False,
-                                  on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
+    report = validate_folder(data_dir, out_of_life_events=out_of_life_events.value,
+                             on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
     _print_report(report)
     if json_path is not None:
-        write_json(report.to_dict(), json_path)
+        write_validation_report(report, json_path)
         out.print(f"Wrote the report to {json_path}", highlight=False)
     n_errors, n_warnings = len(report.errors), len(report.warnings)
     if n_errors:

@@ -2,6 +2,9 @@
 
 One module a run, each function one call a step: :mod:`~riskstrat.pipelines.train`,
 :mod:`~riskstrat.pipelines.evaluate`, :mod:`~riskstrat.pipelines.score`,
-:mod:`~riskstrat.pipelines.monitor` and :mod:`~riskstrat.pipelines.demo`. The CLI, notebooks and the
-batch job call these; each takes one validated config object.
+:mod:`~riskstrat.pipelines.monitor`, :mod:`~riskstrat.pipelines.promote`,
+:mod:`~riskstrat.pipelines.imports` and :mod:`~riskstrat.pipelines.demo`; the small commands (synth,
+key, validate, features) in :mod:`~riskstrat.pipelines.commands`. The CLI, notebooks and the batch
+job call these; each run takes one validated config object. A command imports only its pipeline
+module, which re-exports what the command catches or prints with from the layers below.
 """

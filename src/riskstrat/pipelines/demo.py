@@ -17,6 +17,9 @@ from riskstrat.pipelines.score import run_scoring
 from riskstrat.pipelines.train import run_training
 from riskstrat.registry import tracking
 
+# What `riskstrat demo` prints (where the models went), re-exported: the command imports only its pipeline.
+from riskstrat.registry.tracking import tracking_uri as tracking_uri
+
 DEMO_DATA = Path("riskstrat-data/synthetic")
 DEMO_TARGETS = ("emergency_admission", "high_cost")
 # Below this many people the held-out test group would have fewer than guards.min_events_test (100)

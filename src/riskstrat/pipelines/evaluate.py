@@ -36,6 +36,11 @@ from riskstrat.outcomes.labels import check_horizon, future_cost
 from riskstrat.registry import tracking
 from riskstrat.scoring.checks import check_features_match, models_spec
 
+# What `riskstrat evaluate` catches and prints with, re-exported: the command imports only its pipeline.
+from riskstrat.data.validate import ValidationError as ValidationError
+from riskstrat.outcomes.labels import CensoredIndexDateError as CensoredIndexDateError
+from riskstrat.report import fmt as fmt
+
 Stage = Callable[[str], None]
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from riskstrat.data.io import DATASET_META, check_replaceable, write_records_tables
+from riskstrat.data.io import DATASET_META, check_replaceable, read_json, write_records_tables
 from riskstrat.data.privacy import FINGERPRINT_FIELD, key_fingerprint, load_pseudonym_key
 from riskstrat.data.readers import ImportSummary, reader
 from riskstrat.data.validate import ValidationError, ValidationReport, validate_tables
-from riskstrat.report.imports import IMPORT_REPORT, dataset_metadata, import_report, unreadable_cost_issues
+from riskstrat.report.imports import (IMPORT_REPORT, dataset_metadata, format_import_report, import_report,
+                                     unreadable_cost_issues)
 
-__all__ = ["import_dataset"]
+# `riskstrat import` loads the key and catches ValidationError: re-exported so that the command imports
+# only its pipeline.
+__all__ = ["ValidationError", "import_dataset", "import_report_text", "load_pseudonym_key"]
 
 
 def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
@@ -50,3 +53,8 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
                                  indent=2, sort_keys=True) + "\n",
     })
     return summary, report
+
+
+def import_report_text(out_dir: str | Path) -> str:
+    """The import report of an imported folder (``import_report.json``) as text for a terminal."""
+    return format_import_report(read_json(Path(out_dir) / IMPORT_REPORT))

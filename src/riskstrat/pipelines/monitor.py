@@ -36,6 +36,13 @@ from riskstrat.scoring import publish
 from riskstrat.scoring.inputs import read_opt_outs
 from riskstrat.scoring.published import MANIFEST, POPULATION, PublishedMonthError, read_manifest, read_population, verify_file
 
+# What `riskstrat monitor` loads, catches and prints with, re-exported: the command imports only its pipeline.
+from riskstrat.data.validate import ValidationError as ValidationError
+from riskstrat.modeling.config import ScoringConfig as ScoringConfig
+from riskstrat.modeling.config import load_config as load_config
+from riskstrat.modeling.config import path_override as path_override
+from riskstrat.report import fmt as fmt
+
 Stage = Callable[[str], None]
 # Below this share of a month's scored people found in the data, the data are not that population.
 MIN_FOUND = 0.5

@@ -22,12 +22,13 @@ from riskstrat.data.io import currency_of, data_fingerprint, file_sha256
 from riskstrat.data.privacy import (PseudonymKeyError, canonical_lookup, check_key_matches, check_opt_out_match,
                                     match_opt_outs)
 from riskstrat.data.records import LinkedRecords
+from riskstrat.data.validate import ValidationError
 from riskstrat.errors import RiskstratError
 from riskstrat.features.costs import check_model_costs
 from riskstrat.features.engine import PandasEngine, open_engine
 from riskstrat.features.spark import SparkEngine
 from riskstrat.modeling import guards
-from riskstrat.modeling.config import config_to_dict
+from riskstrat.modeling.config import ScoringConfig, config_to_dict, load_config, path_override
 from riskstrat.modeling.tiers import DEFAULT_GROUPS, GroupRule
 from riskstrat.outcomes import check_costs_known
 from riskstrat.modeling.models import model_outcome
@@ -41,7 +42,10 @@ from riskstrat.scoring.month import (EXPLAIN_CHUNK, InMemoryFeatures, MonthFeatu
                                      outcome_of)
 from riskstrat.scoring.spark import SparkMonthFeatures
 
-__all__ = ["PublishedButNotTrackedError", "SCORING_COST_OPTIONS", "month_features", "run_scoring"]
+# What `riskstrat score` loads and catches (the config, the refusals), re-exported so that the command
+# imports only its pipeline.
+__all__ = ["PublishedButNotTrackedError", "SCORING_COST_OPTIONS", "month_features", "run_scoring",
+           "ScoringConfig", "ValidationError", "load_config", "path_override"]
 
 Stage = Callable[[str], None]
 

@@ -18,10 +18,11 @@ from riskstrat.data.io import currency_of, data_fingerprint
 from riskstrat.data.load import load_truth
 from riskstrat.data.privacy import check_key_matches
 from riskstrat.data.records import LinkedRecords
+from riskstrat.data.validate import ValidationError
 from riskstrat.features.words import feature_table
 from riskstrat.features.costs import training_costs
 from riskstrat.features.engine import PandasEngine, open_engine
-from riskstrat.modeling.config import TrainConfig, config_to_dict
+from riskstrat.modeling.config import TrainConfig, config_to_dict, load_config
 from riskstrat.modeling.guards import DegenerateModelError, describe_degenerate
 from riskstrat.modeling.refit import refit_for_deployment
 from riskstrat.evaluation.held_out import fit_and_evaluate
@@ -29,7 +30,10 @@ from riskstrat.modeling.train import TablesOnDemand, assemble, check_events, tru
 from riskstrat.outcomes import check_costs_known
 from riskstrat.registry import tracking
 
-__all__ = ["TRAINING_STAGES", "TrainingRun", "run_training"]
+# What `riskstrat train` loads, catches and says (load_config, the refusals, describe_degenerate),
+# re-exported so that the command imports only its pipeline.
+__all__ = ["TRAINING_STAGES", "TrainingRun", "run_training",
+           "DegenerateModelError", "ValidationError", "describe_degenerate", "load_config"]
 
 Stage = Callable[[str], None]
 
