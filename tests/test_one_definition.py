@@ -1,7 +1,8 @@
 """One definition of each rule: where two parts of riskstrat apply the same rule, they agree.
 
-Age bands (training's subgroup table, the evaluation report, the lists' priority groups) and the
-cohort (who is scored, and the counts of who is not and why).
+Age bands (training's subgroup table, the evaluation report, the lists' priority groups), the
+metrics by group (training's table and the evaluation report's), the cohort (who is scored, and the
+counts of who is not and why), the past year's use (the priority groups and the lists' columns).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstrat.evaluation import age_band, subgroup_attributes
+from riskstrat.evaluation import age_band, evaluate_scores, subgroup_attributes
 from riskstrat.features.clinical import eligible_persons
 from riskstrat.scoring.month import cohort_exclusions
 from riskstrat.modeling.tiers import DEFAULT_GROUPS, group_flags
@@ -28,10 +29,32 @@ def test_training_and_the_evaluation_report_band_ages_alike():
     meta = pd.DataFrame({"age": ages, "sex": "female", "ethnicity_group": "white"},
                         index=pd.Index([f"p{i}" for i in range(len(y))], name="person_id"))
     _, _, subgroups = evaluate(y, {"lightgbm": score}, meta, top_fractions=(0.05,), n_boot=2, seed=0)
-    training = subgroups[subgroups["attribute"] == "age band"]["n"].astype(int).to_dict()
+    training = subgroups.by_group.loc["age band", "n"].astype(int).to_dict()
     report = subgroup_attributes(meta)["age band"].value_counts().to_dict()
     assert training == report
     assert {"under 18", "40-55", "56-64", "85+"} <= set(training)  # 40-55, not 40-54; under-18s apart
+
+
+def test_training_and_the_evaluation_report_measure_groups_alike():
+    # Small groups (fewer than 50 people, fewer than 20 events) and people of no recorded ethnic group
+    # or practice: training's table is the report's, number for number.
+    rng = np.random.default_rng(1)
+    n = 300
+    meta = pd.DataFrame({"age": rng.uniform(18, 95, n), "sex": rng.choice(["female", "male"], n),
+                         "ethnicity_group": rng.choice(["white", "asian", None], n, p=[0.75, 0.15, 0.10]),
+                         "practice_id": rng.choice(["A81001", "B82002", None], n, p=[0.6, 0.35, 0.05]),
+                         "deprivation_decile": rng.choice([1.0, 4.0, 9.0, np.nan], n)},
+                        index=pd.Index([f"p{i}" for i in range(n)], name="person_id"))
+    prob = rng.uniform(0.01, 0.6, n)
+    y = rng.binomial(1, prob)
+    _, _, training = evaluate(y, {"lightgbm": prob}, meta, top_fractions=(0.05,), n_boot=2, seed=0)
+    report = evaluate_scores(y, {"candidate": prob}, subgroup_attributes(meta), n_boot=2).subgroups
+    pd.testing.assert_frame_equal(training.by_group, report.by_group)
+    assert training.min_events == report.min_events == 20
+    by_group = training.by_group
+    assert {("ethnicity group", "unknown"), ("GP practice", "unknown")} <= set(by_group.index)
+    small = by_group[by_group["n"] < 50]
+    assert len(small) and small["auroc"].notna().all() and small["small"].all()  # shown, flagged, not blanked
 
 
 def test_the_priority_groups_bands_are_the_report_bands():

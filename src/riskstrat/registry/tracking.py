@@ -183,7 +183,8 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         mlflow.log_text(features.to_csv(index=False), "features.csv")
         mlflow.log_text(result.comparison().to_csv(), "evaluation/comparison.csv")
         mlflow.log_text(result.oe_table.to_csv(index=False), "evaluation/observed_expected_by_decile.csv")
-        mlflow.log_text(result.subgroups.to_csv(), "evaluation/subgroups.csv")
+        # The evaluation report's table (tables/subgroups.csv): attribute, group, n, n_events, small, metrics.
+        mlflow.log_text(result.subgroups.by_group.reset_index().to_csv(index=False), "evaluation/subgroups.csv")
         y = result.data.y_test
         probs = {k: v for k, v in result.scores.items() if k != "prior_use"}
         for fname, fig in (("roc", plots.roc_figure(y, result.scores)), ("pr", plots.pr_figure(y, result.scores)),
