@@ -15,6 +15,7 @@ from riskstrat.evaluation import age_band, evaluate_scores, subgroup_attributes
 from riskstrat.features.clinical import eligible_persons
 from riskstrat.scoring.month import cohort_exclusions
 from riskstrat.modeling.tiers import DEFAULT_GROUPS, group_flags
+from riskstrat.scoring.lists import rank_population
 from riskstrat.evaluation.held_out import evaluate
 
 # Ages at every band's edges, in years (a birthday counts on the day: 40.0 is 40 completed years).
@@ -99,3 +100,28 @@ def test_who_is_scored_and_the_counts_of_who_is_not_follow_one_rule(make_records
     reasons = ("died", "not_registered", "born_after_date", "younger_than_min_age", "older_than_max_age")
     assert counts == {r: sum(why == r for why in expected.values()) for r in reasons}
     assert len(scored) + sum(counts.values()) == len(COHORT)
+
+
+def test_the_frequent_users_group_and_the_lists_past_year_columns_count_alike():
+    # Missing periods (a source without the field), partial and full counts, on the edges 3 and 5.
+    use = pd.DataFrame({
+        "emergency_admissions_0_3m": [np.nan, np.nan, 1, 3, 0, 2, np.nan, 0],
+        "emergency_admissions_3_12m": [np.nan, 3, 1, 0, 2, 0, np.nan, 0],
+        "ae_attendances_0_3m": [np.nan, 0, np.nan, 0, 4, 5, 1, 2],
+        "ae_attendances_3_12m": [np.nan, 0, 4, 0, 1, np.nan, 3, 2]},
+        index=pd.Index([f"p{i}" for i in range(8)], name="person_id"))
+    features = use.assign(practice_id="A81001", age=60.0, sex="female")
+    frequent = next(g for g in DEFAULT_GROUPS if g.name == "frequent users")
+    members = group_flags(features, groups=[frequent])["frequent users"]
+    listed = rank_population(features, np.linspace(0.9, 0.1, len(features)), groups=[frequent]).set_index("person_id")
+    admissions, ae = listed["emergency_admissions_12m"], listed["ae_attendances_12m"]
+    shown = ((admissions >= frequent.min_emergency_admissions_12m) | (ae >= frequent.min_ae_attendances_12m))
+    assert members.tolist() == shown.reindex(members.index).tolist() == [False, True, False, True, True, True, False, False]
+    assert listed["groups"].reindex(members.index).eq("frequent users").tolist() == members.tolist()
+    # Nothing recorded stays missing on the list (not a 0 the source never said).
+    assert np.isnan(admissions["p0"]) and np.isnan(ae["p0"]) and np.isnan(admissions["p6"])
+    # Without the columns the list shows the count missing; the group cannot be judged and says so.
+    without = features.drop(columns=["ae_attendances_0_3m", "ae_attendances_3_12m"])
+    assert rank_population(without, np.linspace(0.9, 0.1, 8), groups=[])["ae_attendances_12m"].isna().all()
+    with pytest.raises(ValueError, match="ae_attendances_0_3m"):
+        group_flags(without, groups=[frequent])

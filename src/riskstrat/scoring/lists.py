@@ -60,7 +60,7 @@ from riskstrat.data.schema import NO_PRACTICE
 from riskstrat.features.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUP_PAGE_NAMES, DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
-                             rank_by_score, tiers_by_rank)
+                             past_year, rank_by_score, tiers_by_rank)
 from riskstrat.templates import render
 
 __all__ = [
@@ -133,13 +133,6 @@ def _aligned(values, index: pd.Index, name: str) -> np.ndarray:
     return array
 
 
-def _past_year(features: pd.DataFrame, stem: str) -> pd.Series:
-    cols = [c for c in (f"{stem}_0_3m", f"{stem}_3_12m") if c in features]
-    if not cols:
-        return pd.Series(np.nan, index=features.index)
-    return features[cols].sum(axis=1, min_count=1)  # missing (source absent) stays missing
-
-
 def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predicted_cost=None,
                     tier_cutoffs: Mapping[str, float] | None = None,
                     groups: Sequence[GroupRule] = DEFAULT_GROUPS, rank_score=None,
@@ -197,8 +190,8 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     pop["predicted_cost_band"] = cost_band(pop["predicted_cost"], currency=currency)
     pop["age"] = ranked(features["age"].astype("float64"))
     pop["sex"] = ranked(features["sex"]).astype("str") if "sex" in features else pd.array([None] * len(ids), dtype="str")
-    pop["emergency_admissions_12m"] = ranked(_past_year(features, "emergency_admissions"))
-    pop["ae_attendances_12m"] = ranked(_past_year(features, "ae_attendances"))
+    pop["emergency_admissions_12m"] = ranked(past_year(features, "emergency_admissions"))
+    pop["ae_attendances_12m"] = ranked(past_year(features, "ae_attendances"))
     for column in ("emergency_bed_days_12m", "cost_total_12m"):
         pop[column] = ranked(features[column]) if column in features else np.nan
     order = ["person_id", "practice_id", "rank", "practice_rank", "risk", "tier", "groups", "high_cost_risk",
