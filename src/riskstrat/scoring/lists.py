@@ -56,7 +56,7 @@ from riskstrat.scoring import publish
 from riskstrat.scoring.facts import FLAG_WORDS, SEPARATOR as FACT_SEPARATOR
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.io import CURRENCY_SYMBOLS, file_sha256, write_bytes, write_parquet, write_text
-from riskstrat.data.schema import NO_PRACTICE
+from riskstrat.data.schema import NO_PRACTICE, NO_PRACTICE_NAME, SAFE_PRACTICE_ID
 from riskstrat.features.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUP_PAGE_NAMES, DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
@@ -94,12 +94,10 @@ __all__ = [
 PRACTICE_LIST_COLUMNS = ("Rank", "Person ID", "Age", "Sex", "Risk (%)", "Tier", "Priority groups", "Predicted cost",
                          "High-cost risk (%)", "Emergency admissions (12m)", "A&E visits (12m)", "Bed days (12m)",
                          "Top reasons", "New this month")
-_SAFE_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NO_PRACTICE_NOTE = ("People with no registered practice are scored and counted, and their highest-risk people "
                     "(the same list size as a practice) form one separate list in no-registered-practice/, "
                     "for the team that reaches unregistered people; they are never a practice's patients. "
                     "In population.parquet their practice_id is blank; in summary.csv they are one row.")
-_NO_PRACTICE_ROW = "no registered practice"
 
 
 def _check_practice_names(frame: pd.DataFrame) -> None:
@@ -765,7 +763,7 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
         else:
             rows.append({"practice_id": str(pid), **summarise(order[start:start + size])})
     if unregistered is not None:
-        rows.append({"practice_id": _NO_PRACTICE_ROW, **summarise(unregistered)})
+        rows.append({"practice_id": NO_PRACTICE_NAME, **summarise(unregistered)})
     rows.append({"practice_id": "all practices", **summarise(np.arange(len(population)))})
     return pd.DataFrame(rows)
 
@@ -1379,7 +1377,7 @@ def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str)
 
 def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame]) -> None:
     for pid in practice_lists:
-        if not _SAFE_PRACTICE_ID.match(str(pid)):
+        if not re.match(SAFE_PRACTICE_ID, str(pid)):
             raise InvalidInputError(f"practice id {pid!r} cannot be used as a folder name")
     if not practice_lists:
         return
