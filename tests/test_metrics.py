@@ -227,7 +227,8 @@ def test_summarise_of_a_plain_score_has_no_calibration_keys():
     assert "sensitivity_top_7pct" in out
 
 
-# ----------------------------------------------------------------------------- drift, subgroups
+# ----------------------------------------------------------------------------- drift
+# (metrics by group: riskstrat.evaluation.metric_frame, tests/test_evaluation.py)
 
 
 def test_psi_zero_for_identical_and_large_for_shifted():
@@ -236,35 +237,6 @@ def test_psi_zero_for_identical_and_large_for_shifted():
     assert m.psi(reference, reference) == pytest.approx(0.0, abs=1e-12)
     assert m.psi(reference, rng.normal(size=5000)) < 0.1
     assert m.psi(reference, reference + 0.5) > 0.1
-
-
-def test_subgroup_metrics_equal_the_metric_on_each_subgroup_alone():
-    rng = np.random.default_rng(1)
-    n = 600
-    groups = pd.Series(rng.choice(["a", "b", "c"], size=n), name="age_band")
-    p = rng.uniform(size=n)
-    y = rng.binomial(1, p)
-    groups.iloc[:5] = "tiny"  # below min_n
-    table = m.subgroup_metrics(y, p, groups, metrics={"auroc": m.auroc, "brier": m.brier}, min_n=50)
-    assert table.index.name == "age_band"
-    assert list(table.columns) == ["n", "n_positive", "auroc", "brier"]
-    assert table["n"].sum() == n
-    for name in ["a", "b", "c"]:
-        sel = (groups == name).to_numpy()
-        assert table.loc[name, "n"] == sel.sum()
-        assert table.loc[name, "n_positive"] == y[sel].sum()
-        assert table.loc[name, "auroc"] == pytest.approx(m.auroc(y[sel], p[sel]))
-        assert table.loc[name, "brier"] == pytest.approx(m.brier(y[sel], p[sel]))
-    assert np.isnan(table.loc["tiny", "auroc"])
-
-
-def test_subgroup_metrics_nan_for_one_class_group():
-    y = np.array([0] * 60 + [0, 1] * 30)
-    p = np.linspace(0.01, 0.99, 120)
-    groups = pd.Series(["all_negative"] * 60 + ["mixed"] * 60)
-    table = m.subgroup_metrics(y, p, groups, metrics={"auroc": m.auroc})
-    assert np.isnan(table.loc["all_negative", "auroc"])
-    assert not np.isnan(table.loc["mixed", "auroc"])
 
 
 # ----------------------------------------------------------------------------- input errors
@@ -286,7 +258,6 @@ def test_subgroup_metrics_nan_for_one_class_group():
         (lambda: m.sensitivity_at_top([0, 0], [0.1, 0.2], fraction=0.5), "at least one positive"),
         (lambda: m.net_benefit([0, 1], [0.1, 0.2], threshold=1.0), "threshold"),
         (lambda: m.observed_expected_by_decile([0, 1], [0.1, 0.2]), "n_bins"),
-        (lambda: m.subgroup_metrics([0, 1], [0.1, 0.2], pd.Series(["a"]), metrics={}), "groups"),
         (lambda: m.psi([0.1, np.nan], [0.1, 0.2]), "NaN"),
     ],
 )

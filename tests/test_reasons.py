@@ -199,7 +199,7 @@ def reference_top_reasons(contributions, features, *, n=3, min_share=0.05, curre
     for j, c in enumerate(names):
         membership[j, groups.index(reason_group(c))] = 1.0
     shap = contributions.to_numpy(dtype="float64") @ membership
-    value_names = list(dict.fromkeys(names + [c for c in reasons._CONTEXT + FEATURE_NAMES if c in rows.columns]))
+    value_names = list(dict.fromkeys(names + [c for c in reasons.REASON_CONTEXT + FEATURE_NAMES if c in rows.columns]))
     values = rows[value_names].to_numpy(dtype="float64", copy=True)
     if "age" in value_names:
         values[:, value_names.index("age")] = np.floor(values[:, value_names.index("age")])

@@ -74,6 +74,16 @@ def test_run_logs_metrics_config_and_lineage(trained):
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.logged.run_id, "plots")}
     assert artifacts == {"plots/roc.png", "plots/pr.png", "plots/calibration.png", "plots/top_k_ppv.png"}
     assert got.inputs.dataset_inputs[0].dataset.name == "linked-records"
+    # The subgroup table is the evaluation report's (attribute, group, n, n_events, small, metrics).
+    local = mlflow.artifacts.download_artifacts(run_id=run.logged.run_id, artifact_path="evaluation/subgroups.csv",
+                                                tracking_uri=cfg.tracking.uri)
+    logged = pd.read_csv(local, keep_default_na=False)
+    assert list(logged.columns[:5]) == ["attribute", "group", "n", "n_events", "small"]
+    assert {"auroc", "observed_rate", "expected_rate", "o_e_ratio"} <= set(logged.columns)
+    assert list(dict.fromkeys(logged["attribute"])) == ["age band", "sex", "deprivation quintile", "ethnicity group",
+                                                        "GP practice"]
+    assert logged["n"].tolist() == run.result.subgroups.by_group["n"].tolist()
+    assert (logged["attribute"] == "deprivation quintile").sum() > 1  # the decile is a feature, not "unknown"
 
 
 def test_no_person_identifier_reaches_mlflow(trained, small_data):

@@ -11,6 +11,8 @@ bars only repeat or distract.
 - :func:`hide_library_noise` hides them for the rest of a session (a notebook's first cell).
 
 riskstrat's own warnings still show. ``RISKSTRAT_SHOW_WARNINGS=1`` shows everything, for debugging.
+riskstrat's own progress lines go to a ``stage`` callback the caller passes; :func:`no_stage`, the
+default, drops them.
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["foreign_warnings_hidden", "hide_library_noise", "mlflow_events_hidden", "show_all"]
+__all__ = ["foreign_warnings_hidden", "hide_library_noise", "mlflow_events_hidden", "no_stage", "show_all"]
 
 _MLFLOW_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 # Loggers that write set-up chatter at INFO (alembic's migrations run when MLflow creates its database).
 _CHATTY_LOGGERS = ("mlflow", "alembic")
+
+
+def no_stage(message: str) -> None:
+    """The default ``stage`` callback: riskstrat's progress lines go nowhere unless the caller asks."""
+    return None
 
 
 def show_all() -> bool:

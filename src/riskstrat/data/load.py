@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from riskstrat.quiet import no_stage
 from riskstrat.data.records import LinkedRecords
 from riskstrat.data.validate import ValidationError, validate_data_dir
 
@@ -15,11 +16,7 @@ __all__ = ["load_data", "load_truth"]
 Stage = Callable[[str], None]
 
 
-def _quiet(message: str) -> None:
-    return None
-
-
-def load_data(cfg_data, *, stage: Stage = _quiet) -> LinkedRecords:
+def load_data(cfg_data, *, stage: Stage = no_stage) -> LinkedRecords:
     """Read and validate a linked data set (``cfg_data``: a :class:`riskstrat.modeling.config.DataConfig`);
     switched-off sources are never read (raises ValidationError)."""
     records, report = validate_data_dir(cfg_data.path, out_of_life_events=cfg_data.out_of_life_events,

@@ -61,6 +61,10 @@ AE_UNPLANNED_DEPARTMENT_TYPES = ("emergency_department", "single_specialty", "un
 # The list key (and folder) of the people with no registered practice: not a valid practice code, so
 # validation refuses it as a practice_id and scoring lists those people apart under it.
 NO_PRACTICE = "no-registered-practice"
+NO_PRACTICE_NAME = "no registered practice"  # that group in a summary or report table
+# Practice ids become folder names (riskstrat.scoring.lists): letters, digits, '_', '.', '-', starting with a
+# letter or digit. Validation refuses others; writing the lists checks again.
+SAFE_PRACTICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 SOCIAL_CARE_TYPES = ("home_care", "reablement", "day_care", "residential", "nursing", "direct_payment")
 # Long-term-condition register (QOF-like): code -> plain-English name.
 LONG_TERM_CONDITIONS = {
@@ -82,6 +86,7 @@ LONG_TERM_CONDITIONS = {
 # BNF chapters 1-15 as two-digit strings. Prescriptions whose chapter is not known (a drug code with
 # no BNF or ATC mapping) carry BNF_UNKNOWN: they still count as items and towards polypharmacy.
 BNF_UNKNOWN = "unknown"
+VACCINE_CHAPTER = "14"  # BNF chapter 14: immunological products and vaccines (not medicines taken)
 BNF_CHAPTERS = {
     "01": "gastro-intestinal",
     "02": "cardiovascular",

@@ -64,7 +64,8 @@ from riskstrat.errors import InvalidInputError, RiskstratError
 from riskstrat.data.io import LazyTables, dataset_metadata, table_files
 from riskstrat.data.privacy import mask_id
 from riskstrat.data.records import LinkedRecords
-from riskstrat.data.schema import COST_COLUMNS, EVENT_TABLES, NO_PRACTICE, TABLES, Column, Table, pandas_dtype
+from riskstrat.data.schema import (COST_COLUMNS, EVENT_TABLES, NO_PRACTICE, SAFE_PRACTICE_ID, TABLES, Column, Table,
+                                   pandas_dtype)
 
 __all__ = [
     "COST_COLUMNS",
@@ -85,8 +86,6 @@ MAX_EXAMPLES = 5
 EARLIEST_BIRTH = np.datetime64("1900-01-01", "s")
 MAX_ID_LENGTH = 256
 MAX_PRACTICE_ID_LENGTH = 64
-# Practice ids become folder names (riskstrat.scoring.lists): letters, digits, '_', '.', '-', starting with a letter or digit.
-_SAFE_PRACTICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 _STR = pd.StringDtype(na_value=np.nan)
 # A date, optionally followed by an ISO time and zone; only the date part is kept.
@@ -679,7 +678,7 @@ def _check_safe_text(log: _IssueLog, table: Table, col: Column, values: pd.Serie
     rule, what = "unsafe_value", (f"control characters or more than {MAX_ID_LENGTH} characters, which lists and "
                                   f"files cannot hold")
     if col.name == "practice_id":
-        unsafe = (~text.str.match(_SAFE_PRACTICE_ID) | (text.str.len() > MAX_PRACTICE_ID_LENGTH)
+        unsafe = (~text.str.match(SAFE_PRACTICE_ID) | (text.str.len() > MAX_PRACTICE_ID_LENGTH)
                   | (text == NO_PRACTICE)).fillna(False).to_numpy() & uniques.notna().to_numpy()
         bad = bad | unsafe
         rule, what = "unsafe_practice_id", (f"practice ids that cannot be folder names (only letters, digits, '_', "

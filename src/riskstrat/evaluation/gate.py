@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from riskstrat.errors import RiskstratError
 from riskstrat.data.io import DataFileError, read_user_text, write_text
+from riskstrat.modeling.refit import LABELS_END_TAG  # noqa: F401 (read here, defined once with the refit's tags)
 
 GATE_FILE = "gate.yaml"
 # Tags of an evaluation run (written by riskstrat evaluate) that the gate reads besides its metrics.
 AS_OF_TAG = "riskstrat.as_of"
-LABELS_END_TAG = "riskstrat.training_labels_end"   # last training date + horizon: first day after the labels
 PEOPLE_TAG = "riskstrat.people"                     # 'unseen' (not in training or calibration) or 'all'
 
 

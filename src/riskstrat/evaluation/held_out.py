@@ -1,8 +1,10 @@
 """The held-out evaluation of a training run: each fitted model measured on the temporal test set.
 
 :func:`riskstrat.modeling.train.fit_models` fits the models and scores the test rows; here they are
-measured (metrics with bootstrap intervals, the paired AUROC differences, the O/E table, subgroup
-AUROCs, the expected-cost model's capture) and the LightGBM model checked for degeneracy.
+measured (metrics with bootstrap intervals, the paired AUROC differences, the O/E table, the metrics
+by group, the expected-cost model's capture) and the LightGBM model checked for degeneracy. The groups
+are the evaluation report's, measured by the same :func:`~riskstrat.evaluation.metric_frame` (one
+definition: the same groups, metrics and small-group flag in training's table and in the report).
 :func:`fit_and_evaluate` does both, as a training run does.
 """
 
@@ -16,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from riskstrat.evaluation import metrics
-from riskstrat.features.clinical import age_band
+from riskstrat.evaluation._evaluate import subgroup_metric_set
+from riskstrat.evaluation._frame import MetricFrame, metric_frame
+from riskstrat.evaluation._groups import subgroup_attributes
 from riskstrat.modeling.config import TrainConfig
 from riskstrat.modeling.guards import degenerate_reasons, describe_degenerate
 from riskstrat.modeling.models import RiskModel
@@ -32,7 +36,7 @@ class TrainingResult:
     scores: dict[str, np.ndarray]          # test-set score per model (probabilities, except prior_use)
     metrics: dict[str, dict[str, float]]   # per model
     oe_table: pd.DataFrame                 # observed/expected by decile of the primary model
-    subgroups: pd.DataFrame
+    subgroups: MetricFrame                 # the primary model's metrics by group (the evaluation report's)
     data: TrainingData
     search: pd.DataFrame | None = None     # one row per hyperparameter-search trial, when searched
     degenerate: list[str] = field(default_factory=list)  # guards.degenerate_reasons of the LightGBM model
@@ -45,8 +49,14 @@ class TrainingResult:
 
 
 def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *, top_fractions, n_boot: int,
-             seed: int) -> tuple[dict[str, dict[str, float]], pd.DataFrame, pd.DataFrame]:
-    """Metrics per model, the primary model's O/E table and its subgroup AUROCs."""
+             seed: int, min_group_events: int = 20) -> tuple[dict[str, dict[str, float]], pd.DataFrame, MetricFrame]:
+    """Metrics per model, the primary model's O/E table and its metrics by group.
+
+    ``meta`` holds the test rows' ``age``, ``sex``, ``ethnicity_group``, ``practice_id`` (and
+    ``deprivation_decile`` when known), by position; the groups and metrics are the evaluation
+    report's (:func:`~riskstrat.evaluation.subgroup_attributes`, :func:`subgroup_metric_set`), and
+    groups with fewer than ``min_group_events`` events are flagged ``small``.
+    """
     result = {}
     for name, s in scores.items():
         is_prob = name != "prior_use"
@@ -59,15 +69,17 @@ def evaluate(y: np.ndarray, scores: dict[str, np.ndarray], meta: pd.DataFrame, *
             result["lightgbm"].update({f"auroc_minus_{other}": d, f"auroc_minus_{other}_ci_low": lo,
                                        f"auroc_minus_{other}_ci_high": hi})
     oe = metrics.observed_expected_by_decile(y, primary)
-    bands = age_band(meta["age"]).set_axis(meta.index)  # the evaluation report's bands (one definition)
-    parts = []
-    for label, groups in (("sex", meta["sex"].astype(str)), ("age band", bands),
-                          ("ethnicity", meta["ethnicity_group"].astype(str))):
-        sg = metrics.subgroup_metrics(y, primary, groups.reset_index(drop=True),
-                                      metrics={"auroc": metrics.auroc, "observed_rate": lambda yt, ys: float(np.mean(yt)),
-                                               "expected_rate": lambda yt, ys: float(np.mean(ys))})
-        parts.append(sg.assign(attribute=label))
-    return result, oe, pd.concat(parts)
+    subgroups = metric_frame(subgroup_metric_set(y, primary), y, primary, sensitive_features=subgroup_attributes(meta),
+                             min_events=min_group_events)
+    return result, oe, subgroups
+
+
+def _group_columns(data: TrainingData) -> pd.DataFrame:
+    """The test rows' group columns: ``meta_test`` with the deprivation decile when it is a feature."""
+    meta = data.meta_test
+    if "deprivation_decile" in data.X_test and "deprivation_decile" not in meta:
+        meta = meta.assign(deprivation_decile=data.X_test["deprivation_decile"].to_numpy())
+    return meta
 
 
 def evaluate_fitted(fitted: FittedModels, cfg: TrainConfig, *, truth: np.ndarray | None = None,
@@ -90,8 +102,9 @@ def evaluate_fitted(fitted: FittedModels, cfg: TrainConfig, *, truth: np.ndarray
               f"the top {cfg.target.top_fraction:.0%} by predicted cost carry "
               f"{cost_metrics['cost_captured_top']:.0%} of next-year cost")
     stage("baselines fitted; evaluating on the temporal test set")
-    result, oe, subgroups = evaluate(data.y_test, scores, data.meta_test, top_fractions=cfg.evaluation.top_fractions,
-                                     n_boot=cfg.evaluation.n_bootstrap, seed=cfg.split.seed)
+    result, oe, subgroups = evaluate(data.y_test, scores, _group_columns(data),
+                                     top_fractions=cfg.evaluation.top_fractions, n_boot=cfg.evaluation.n_bootstrap,
+                                     seed=cfg.split.seed)
     result["lightgbm"].update(cost_metrics)
     if truth is not None:
         for name in result:

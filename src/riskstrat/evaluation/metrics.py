@@ -1,7 +1,7 @@
 """Evaluation metrics for risk scores: discrimination, calibration, list performance, drift.
 
 Every metric is a plain function ``fn(y_true, y_score, *, ...)`` on arrays, so it plugs into
-:func:`bootstrap_ci` and :func:`subgroup_metrics` (and fairlearn's ``MetricFrame``) unchanged.
+:func:`bootstrap_ci` and :func:`riskstrat.evaluation.metric_frame` (and fairlearn's ``MetricFrame``) unchanged.
 ``y_true`` is binary (0/1 or bool); ``y_score`` is any score where higher means riskier, and
 ``y_prob`` a predicted probability in [0, 1]. Plotting lives in :mod:`riskstrat.evaluation.plots`.
 
@@ -50,7 +50,6 @@ __all__ = [
     "ppv_at_top",
     "psi",
     "sensitivity_at_top",
-    "subgroup_metrics",
     "summarise",
     "top_k_mask",
     "wilson_interval",
@@ -463,42 +462,6 @@ def psi(expected, actual, *, n_bins: int = 10) -> float:
     ref_share = np.clip(ref_share / len(ref), 1e-6, None)
     new_share = np.clip(new_share / len(new), 1e-6, None)
     return float(np.sum((new_share - ref_share) * np.log(new_share / ref_share)))
-
-
-def subgroup_metrics(
-    y_true,
-    y_score,
-    groups: pd.Series,
-    *,
-    metrics: dict[str, Callable[[np.ndarray, np.ndarray], float]],
-    min_n: int = 50,
-) -> pd.DataFrame:
-    """Each metric computed within each group: one row per group, indexed by group value.
-
-    Columns ``n``, ``n_positive`` and one per entry of ``metrics``. A metric is NaN when the
-    group has fewer than ``min_n`` rows or only one outcome class. ``groups`` is matched to the
-    rows by position; missing group values form their own group.
-    Example: ``subgroup_metrics(y, p, persons["age_band"], metrics={"auroc": auroc})``.
-    """
-    y, score = _check_inputs(y_true, y_score, both_classes=False)
-    groups = pd.Series(groups)
-    if len(groups) != len(y):
-        raise ValueError(f"groups has {len(groups)} rows, y_true has {len(y)}")
-    keys = groups.reset_index(drop=True)
-    rows = []
-    index = []
-    # Iterate the groups (not ``.indices``, which drops missing categorical keys).
-    for key, members in keys.groupby(keys, sort=True, dropna=False, observed=True):
-        positions = members.index.to_numpy()
-        y_g, score_g = y[positions], score[positions]
-        row: dict[str, float] = {"n": len(y_g), "n_positive": int(y_g.sum())}
-        usable = len(y_g) >= min_n and y_g.min() != y_g.max()
-        for name, metric in metrics.items():
-            row[name] = float(metric(y_g, score_g)) if usable else np.nan
-        rows.append(row)
-        index.append(key)
-    columns = ["n", "n_positive", *metrics]
-    return pd.DataFrame(rows, index=pd.Index(index, name=groups.name or "group"), columns=columns)
 
 
 def cost_summary(cost_true, cost_pred, *, top_fraction: float = 0.05) -> dict[str, float]:

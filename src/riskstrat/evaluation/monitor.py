@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskstrat.data.schema import NO_PRACTICE_NAME
 from riskstrat.evaluation import metrics
 from riskstrat.evaluation._frame import MetricFrame, metric_frame
 
@@ -32,7 +33,6 @@ __all__ = ["HOLDOUT_MIN_EVENTS", "HOLDOUT_MIN_HELD", "MonthResult", "ScoredMonth
 # fewer than 100 held-out people or 20 events in all, a 95% interval spans well over 50 per 1,000.
 HOLDOUT_MIN_HELD = 100
 HOLDOUT_MIN_EVENTS = 20
-NO_PRACTICE_GROUP = "no registered practice"
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def monitor_month(population: pd.DataFrame, y, *, month: str, tier_order: Sequen
         headline["auroc_ci_low"] = headline["auroc_ci_high"] = float("nan")
     headline["calibration_slope"] = _or_nan(metrics.calibration_slope, yl, risk)
     headline["calibration_intercept"] = _or_nan(metrics.calibration_intercept, yl, risk)
-    practice = labelled["practice_id"].astype(object).where(labelled["practice_id"].notna(), NO_PRACTICE_GROUP)
+    practice = labelled["practice_id"].astype(object).where(labelled["practice_id"].notna(), NO_PRACTICE_NAME)
     groups = metric_frame(GROUP_METRICS, yl, risk, min_events=min_group_events,
                           sensitive_features={"tier": labelled["tier"].astype(str).to_numpy(),
                                               "GP practice": practice.astype(str).to_numpy()})

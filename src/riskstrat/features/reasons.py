@@ -28,11 +28,12 @@ from riskstrat.features.clinical import CONTEXT_COLUMNS, FEATURE_NAMES
 from riskstrat.features.words import (DEMOGRAPHIC_FEATURES, ReasonThresholds, describe_reason, reason_group,
                                       reason_inputs, reason_key)
 
-__all__ = ["REASON_SEPARATOR", "check_additivity", "top_reasons"]
+__all__ = ["REASON_CONTEXT", "REASON_SEPARATOR", "check_additivity", "top_reasons"]
 
 REASON_SEPARATOR = "; "
-# Extra columns describe_reason reads for wording ("diagnosed 4 years ago", "started 2 months ago").
-_CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
+# Extra columns describe_reason reads for wording ("diagnosed 4 years ago", "started 2 months ago"),
+# when given; never required (the served model passes on those it is sent).
+REASON_CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
 
 
 def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int = 3,
@@ -97,7 +98,7 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, n: int =
 
     # Every feature the frame holds, not only the model's, can be read: the words name the parts of
     # a reason (which frailty deficits, which use of services) from the person's other values.
-    value_names = list(dict.fromkeys(names + [c for c in _CONTEXT + FEATURE_NAMES if c in rows.columns]))
+    value_names = list(dict.fromkeys(names + [c for c in REASON_CONTEXT + FEATURE_NAMES if c in rows.columns]))
     words = _Words(rows, value_names, groups, currency=currency, money=money_reasons, thresholds=thresholds)
     demographic = [g in DEMOGRAPHIC_FEATURES for g in groups]
     texts = np.full((len(shap), n), None, dtype=object)

@@ -46,7 +46,7 @@ from riskstrat.features.clinical import (
     features_for_sources,
 )
 from riskstrat.errors import RiskstratError
-from riskstrat.data.schema import AE_UNPLANNED_DEPARTMENT_TYPES, BNF_UNKNOWN, LONG_TERM_CONDITIONS
+from riskstrat.data.schema import AE_UNPLANNED_DEPARTMENT_TYPES, BNF_UNKNOWN, LONG_TERM_CONDITIONS, VACCINE_CHAPTER
 
 __all__ = ["AGGREGATES", "CLINICAL", "ROW_VALUES", "Aggregate", "Derived", "FeatureSpec", "FeatureSpecError", "Where",
            "aggregate", "aggregates_for", "derive", "feature_frame", "spec_hash", "DERIVE_VERSION"]
@@ -102,7 +102,6 @@ DATE_COLUMNS = {"inpatient_spells": "admission_date", "ae_attendances": "arrival
                 "ltc_register": "diagnosis_date", "prescriptions": "issue_date", "social_care": "start_date"}
 
 _EMERGENCY = Where("admission_method", ("emergency",))
-VACCINE_CHAPTER = "14"  # BNF chapter 14: immunological products and vaccines
 _12M = WINDOWS["12m"]
 _NAN = float("nan")
 

@@ -28,7 +28,7 @@ __all__ = ["DegenerateModelError", "InsufficientEventsError", "StaleDataError", 
            "check_minimum_events", "degenerate_reasons", "describe_degenerate", "event_counts", "likely_cause",
            "people_needed"]
 
-DEGENERATE_TAG = "riskstrat.degenerate"
+DEGENERATE_TAG = "riskstrat.degenerate"  # on runs and model versions: reason codes joined by ','
 _DEGENERATE_WORDS = {
     "single-tree": "early stopping kept at most one tree (the model learned nothing beyond the average)",
     "constant-score": "the test scores take fewer than {min_distinct} distinct values (a near-constant score)",

@@ -43,7 +43,9 @@ Stage = Callable[[str], None]
 REFIT_OF_VERSION_TAG = "riskstrat.refit_of_version"   # the evaluated version whose settings were refitted
 REFIT_OF_RUN_TAG = "riskstrat.refit_of_run"           # that version's training run
 REFIT_DATES_TAG = "riskstrat.refit_dates"             # the index dates the refit was fitted on
-REFIT_LABELS_END_TAG = "riskstrat.training_labels_end"  # last refit date + horizon: evaluate on or after it
+# Last training (or refit) date + horizon, the first day after the labels: on a refit and on an evaluation
+# run (riskstrat.evaluation.gate reads it); evaluate on or after it.
+LABELS_END_TAG = "riskstrat.training_labels_end"
 INHERITED_PREFIX = "riskstrat.inherited."             # the parent's test date and metrics, as tags
 REFIT_VERSION_TAG = "riskstrat.refit_version"         # on the evaluated version: its refit
 

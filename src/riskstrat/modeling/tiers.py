@@ -38,6 +38,7 @@ __all__ = [
     "cost_band",
     "group_flags",
     "joined_groups",
+    "past_year",
     "rank_by_score",
     "tiers_by_rank",
     "top_fraction_mask",
@@ -346,12 +347,24 @@ DEFAULT_GROUP_PAGE_NAMES: Mapping[str, str] = {
 }
 
 
-def _past_year(frame: pd.DataFrame, stem: str) -> pd.Series:
+def past_year(frame: pd.DataFrame, stem: str, *, required: bool = False) -> pd.Series:
+    """The past 12 months' count of ``stem`` (``emergency_admissions``, ``ae_attendances``): its
+    ``_0_3m`` and ``_3_12m`` columns summed, one defined count for the priority groups and the lists.
+
+    A person with neither period recorded keeps a missing count (the source may be absent: not 0).
+    Without the columns the count is missing for everyone, or, with ``required``, refused.
+
+    >>> f = pd.DataFrame({"ae_attendances_0_3m": [1, None, None], "ae_attendances_3_12m": [2, 4, None]})
+    >>> past_year(f, "ae_attendances").tolist()
+    [3.0, 4.0, nan]
+    """
     cols = [f"{stem}_0_3m", f"{stem}_3_12m"]
-    missing = [c for c in cols if c not in frame]
-    if missing:
+    if required and (missing := [c for c in cols if c not in frame]):
         raise ValueError(f"priority groups need the columns {missing}")
-    return frame[cols].fillna(0).sum(axis=1)
+    cols = [c for c in cols if c in frame]
+    if not cols:
+        return pd.Series(np.nan, index=frame.index)
+    return frame[cols].sum(axis=1, min_count=1)
 
 
 def _rule_mask(frame: pd.DataFrame, rule: GroupRule, ids: IdOrder | None) -> pd.Series:
@@ -366,10 +379,11 @@ def _rule_mask(frame: pd.DataFrame, rule: GroupRule, ids: IdOrder | None) -> pd.
         if rule.max_age is not None:
             in_band &= years <= rule.max_age
     use: list[pd.Series] = []
+    # A missing count is below every minimum (each at least 1), as no use recorded would be.
     if rule.min_emergency_admissions_12m is not None:
-        use.append(_past_year(frame, "emergency_admissions") >= rule.min_emergency_admissions_12m)
+        use.append(past_year(frame, "emergency_admissions", required=True) >= rule.min_emergency_admissions_12m)
     if rule.min_ae_attendances_12m is not None:
-        use.append(_past_year(frame, "ae_attendances") >= rule.min_ae_attendances_12m)
+        use.append(past_year(frame, "ae_attendances", required=True) >= rule.min_ae_attendances_12m)
     if rule.top_fraction_predicted_cost is not None:
         # A predicted cost in pounds when there is one, else the high-cost model's risk ranks people.
         column = next((c for c in ("predicted_cost", "high_cost_risk") if c in frame and frame[c].notna().any()), None)

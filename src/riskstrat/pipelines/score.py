@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 import riskstrat
+from riskstrat.quiet import no_stage
 from riskstrat.data.data_end import data_end_of
 from riskstrat.data.io import currency_of, data_fingerprint, file_sha256
 from riskstrat.data.privacy import (PseudonymKeyError, canonical_lookup, check_key_matches, check_opt_out_match,
@@ -48,10 +49,6 @@ __all__ = ["PublishedButNotTrackedError", "SCORING_COST_OPTIONS", "month_feature
            "ScoringConfig", "ValidationError", "load_config", "path_override"]
 
 Stage = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    return None
 
 
 # The ways on from a cost refusal, as a scoring run's user gives them.
@@ -104,7 +101,7 @@ def _os_error(exc: OSError, what: str) -> RiskstratError:
     return publish.PublishError(f"could not {what}{where}: {advice}. Nothing was published; the month already there "
                         f"(if any) is untouched")
 
-def run_scoring(cfg, as_of, *, stage: Stage = _quiet, records: LinkedRecords | None = None) -> dict:
+def run_scoring(cfg, as_of, *, stage: Stage = no_stage, records: LinkedRecords | None = None) -> dict:
     """Score everyone as of ``as_of`` with the champion models and publish the month's lists.
 
     Refuses (:class:`riskstrat.modeling.guards.StaleDataError`) a date later than the data end plus
@@ -363,7 +360,7 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         risk.risk_model, scores, explain, n=cfg.lists.reasons, currency=currency,
         demographic_reasons=cfg.lists.demographic_reasons, thresholds=thresholds,
         money_reasons=outcome_of(risk.risk_model)["name"] == "high_cost", chunk_size=min(size, EXPLAIN_CHUNK),
-        stage=stage if cfg.lists.explain == "all" else _quiet)
+        stage=stage if cfg.lists.explain == "all" else no_stage)
     timings["shap"] = time.perf_counter() - t
     stage(f"explained {n_explained:,} {who} (SHAP additivity error {max_error:.1e}"
           + (f", {n_explained / timings['shap']:,.0f} people/s)" if cfg.lists.explain == "all" and n_explained

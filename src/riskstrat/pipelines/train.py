@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from riskstrat.quiet import no_stage
 from riskstrat.data.data_end import data_end_of
 from riskstrat.data.io import currency_of, data_fingerprint
 from riskstrat.data.load import load_truth
@@ -38,10 +39,6 @@ __all__ = ["TRAINING_STAGES", "TrainingRun", "run_training",
 Stage = Callable[[str], None]
 
 
-def _quiet(message: str) -> None:
-    return None
-
-
 @dataclass
 class TrainingRun:
     result: object          # evaluation.held_out.TrainingResult
@@ -56,7 +53,7 @@ class TrainingRun:
 TRAINING_STAGES = ("load", "features_labels", "fit", "fit_baselines", "evaluate", "log", "refit")
 
 
-def run_training(cfg: TrainConfig, *, stage: Stage = _quiet, log: bool = True,
+def run_training(cfg: TrainConfig, *, stage: Stage = no_stage, log: bool = True,
                  records: LinkedRecords | None = None, engine=None) -> TrainingRun:
     """Train, evaluate and (if ``log``) track and register one model as configured.
 

@@ -41,8 +41,7 @@ import pandas as pd
 
 import riskstrat
 from riskstrat.errors import RiskstratError
-from riskstrat.features.clinical import CONTEXT_COLUMNS
-from riskstrat.features.reasons import top_reasons
+from riskstrat.features.reasons import REASON_CONTEXT, top_reasons
 from riskstrat.features.words import ReasonThresholds, reason_thresholds
 from riskstrat.modeling.calibration import MarginCalibrator, RawMargin
 from riskstrat.modeling.config import ListsConfig
@@ -56,8 +55,6 @@ __all__ = ["OLDER_CLASS_PATHS", "OlderModelError", "OlderRiskPyfunc", "PACKAGE_D
 # The distributions riskstrat's modules import when the served model loads (measured in a clean venv by
 # tests/test_pyfunc.py's slow test); pinned to this environment's versions so the pickles load.
 SERVED_REQUIREMENTS = ("lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "pyarrow", "joblib", "pydantic")
-# Extra columns the reasons' words read ("diagnosed 4 years ago") when given; never required.
-_CONTEXT = tuple(CONTEXT_COLUMNS) + ("days_since_social_care_start",)
 # The package data the wheel holds (pyproject.toml's [tool.setuptools.package-data], held equal by
 # tests/test_pyfunc.py): with the modules, all of riskstrat a model's code copy needs.
 PACKAGE_DATA = ("data/codelists/*.csv", "templates/*.html", "templates/*.j2", "templates/*.md", "templates/*.css",
@@ -233,7 +230,7 @@ def signature(model: RiskModel, *, n_reasons: int):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    context = [c for c in _CONTEXT if c not in model.feature_names]
+    context = [c for c in REASON_CONTEXT if c not in model.feature_names]
     inputs = Schema([ColSpec("double", c) for c in model.feature_names]
                     + [ColSpec("double", c, required=False) for c in context])
     outputs = Schema([ColSpec("double", "risk"), ColSpec("string", "tier"), ColSpec("string", "reasons")]

@@ -30,11 +30,10 @@ from riskstrat.errors import RiskstratError
 from riskstrat.evaluation import plots
 from riskstrat.features.costs import COSTS_KEY, cost_params, cost_tags
 from riskstrat.modeling import refit as rf
-from riskstrat.modeling.guards import DegenerateModelError, describe_degenerate
+from riskstrat.modeling.guards import DEGENERATE_TAG, DegenerateModelError, describe_degenerate
 from riskstrat.registry.pyfunc import import_path_kept, log_served_model, older_class_paths, older_model_problem
 
 DEFAULT_DB = "mlflow.db"
-DEGENERATE_TAG = "riskstrat.degenerate"  # on runs and model versions: reason codes joined by ','
 SPEC_TAG = "riskstrat.feature_spec_hash"  # on training runs and model versions: features.spec.spec_hash()
 
 # The user's setting, read once: mlflow.set_tracking_uri() writes the variable back into the
@@ -183,7 +182,8 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         mlflow.log_text(features.to_csv(index=False), "features.csv")
         mlflow.log_text(result.comparison().to_csv(), "evaluation/comparison.csv")
         mlflow.log_text(result.oe_table.to_csv(index=False), "evaluation/observed_expected_by_decile.csv")
-        mlflow.log_text(result.subgroups.to_csv(), "evaluation/subgroups.csv")
+        # The evaluation report's table (tables/subgroups.csv): attribute, group, n, n_events, small, metrics.
+        mlflow.log_text(result.subgroups.by_group.reset_index().to_csv(index=False), "evaluation/subgroups.csv")
         y = result.data.y_test
         probs = {k: v for k, v in result.scores.items() if k != "prior_use"}
         for fname, fig in (("roc", plots.roc_figure(y, result.scores)), ("pr", plots.pr_figure(y, result.scores)),
@@ -264,7 +264,7 @@ def log_refit_run(refit, cfg, *, parent: LoggedRun, features: pd.DataFrame, conf
     r, inh = meta["refit"], refit.inherited
     spec = meta.get("feature_spec_hash")
     tags = {rf.REFIT_OF_VERSION_TAG: str(inh.get("version")), rf.REFIT_OF_RUN_TAG: str(inh.get("run_id")),
-            rf.REFIT_DATES_TAG: ",".join(r["dates"]), rf.REFIT_LABELS_END_TAG: r["labels_end"],
+            rf.REFIT_DATES_TAG: ",".join(r["dates"]), rf.LABELS_END_TAG: r["labels_end"],
             f"{rf.INHERITED_PREFIX}test_date": str(inh.get("test_date")),
             f"{rf.INHERITED_PREFIX}test_events": str(inh.get("test_events")),
             **{f"{rf.INHERITED_PREFIX}lightgbm.{k}": f"{v:.4f}" for k, v in inh.get("metrics", {}).items()}}

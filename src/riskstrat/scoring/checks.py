@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from riskstrat.quiet import no_stage
 from riskstrat.errors import RiskstratError
 from riskstrat.features.words import feature
 from riskstrat.features.spec import CLINICAL, FeatureSpec, FeatureSpecError, spec_hash
@@ -21,10 +22,6 @@ __all__ = ["FeatureSpecMismatchError", "ModelDataMismatchError", "check_feature_
 Stage = Callable[[str], None]
 
 
-def _quiet(message: str) -> None:
-    return None
-
-
 class ModelDataMismatchError(RiskstratError, ValueError):
     """The data cannot give the features a model was trained on."""
 
@@ -33,7 +30,7 @@ class FeatureSpecMismatchError(RiskstratError):
     """A model was trained on feature definitions other than the running code's (a refusal: exit 2)."""
 
 
-def check_feature_spec(loaded, *, stage: Stage = _quiet):
+def check_feature_spec(loaded, *, stage: Stage = no_stage):
     """The features a loaded model (:class:`riskstrat.registry.tracking.LoadedModel`) was trained on, as a
     :class:`riskstrat.features.spec.FeatureSpec` that scoring builds exactly: its stored spec
     (``feature_spec`` in its metadata), or, for a model trained before specs were stored, the clinical
@@ -78,7 +75,7 @@ def check_feature_spec(loaded, *, stage: Stage = _quiet):
     return CLINICAL
 
 
-def models_spec(loaded_models, *, stage: Stage = _quiet):
+def models_spec(loaded_models, *, stage: Stage = no_stage):
     """One :class:`~riskstrat.features.spec.FeatureSpec` for models scored together: the union of their
     specs (:func:`check_feature_spec`); a name two models define differently is refused
     (:class:`FeatureSpecMismatchError`)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from riskstrat.quiet import no_stage
 from riskstrat.data.io import read_user_csv
 from riskstrat.data.privacy import (OptOutIds, ReidentificationLookupError, canonical_ids,
                                     read_opt_outs as read_opt_out_file, read_reidentification_lookup)
@@ -21,10 +22,6 @@ __all__ = ["PREVIOUS_COLUMNS", "as_in_data", "month_options", "page_words", "pre
            "read_opt_outs", "read_reidentification"]
 
 Stage = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    return None
 
 
 def read_opt_outs(path, *, allow_empty: bool = False):
@@ -113,7 +110,7 @@ def _unverified(exc: Exception, allow: bool, *, what: str, why: str, month: str,
 
 
 def previous_month(output_dir, month: str, *, allow_unverified: bool = False,
-                   stage: Stage = _quiet) -> tuple[str | None, pd.DataFrame | None, dict | None]:
+                   stage: Stage = no_stage) -> tuple[str | None, pd.DataFrame | None, dict | None]:
     """The latest earlier month published in ``output_dir`` (every month link, or month folder of an
     earlier riskstrat, named YYYY-MM, whatever it holds): ``(its name, its population, None)``, or
     ``(None, None, None)`` when there is none.
@@ -149,7 +146,7 @@ def previous_month(output_dir, month: str, *, allow_unverified: bool = False,
 
 
 def published_population(output_dir, month: str, *, allow_unverified: bool = False,
-                          stage: Stage = _quiet) -> int | None:
+                          stage: Stage = no_stage) -> int | None:
     """How many people the month already published in ``output_dir`` scored (its manifest, read by
     :func:`riskstrat.scoring.published.read_manifest` from the run folder :func:`riskstrat.scoring.publish.month_run`
     resolves), or None when the month is not published. A manifest that cannot be believed, or

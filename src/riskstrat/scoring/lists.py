@@ -56,11 +56,11 @@ from riskstrat.scoring import publish
 from riskstrat.scoring.facts import FLAG_WORDS, SEPARATOR as FACT_SEPARATOR
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.io import CURRENCY_SYMBOLS, file_sha256, write_bytes, write_parquet, write_text
-from riskstrat.data.schema import NO_PRACTICE
+from riskstrat.data.schema import NO_PRACTICE, NO_PRACTICE_NAME, SAFE_PRACTICE_ID
 from riskstrat.features.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUP_PAGE_NAMES, DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
-                             rank_by_score, tiers_by_rank)
+                             past_year, rank_by_score, tiers_by_rank)
 from riskstrat.templates import render
 
 __all__ = [
@@ -94,12 +94,10 @@ __all__ = [
 PRACTICE_LIST_COLUMNS = ("Rank", "Person ID", "Age", "Sex", "Risk (%)", "Tier", "Priority groups", "Predicted cost",
                          "High-cost risk (%)", "Emergency admissions (12m)", "A&E visits (12m)", "Bed days (12m)",
                          "Top reasons", "New this month")
-_SAFE_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NO_PRACTICE_NOTE = ("People with no registered practice are scored and counted, and their highest-risk people "
                     "(the same list size as a practice) form one separate list in no-registered-practice/, "
                     "for the team that reaches unregistered people; they are never a practice's patients. "
                     "In population.parquet their practice_id is blank; in summary.csv they are one row.")
-_NO_PRACTICE_ROW = "no registered practice"
 
 
 def _check_practice_names(frame: pd.DataFrame) -> None:
@@ -131,13 +129,6 @@ def _aligned(values, index: pd.Index, name: str) -> np.ndarray:
     if len(array) != len(index):
         raise ValueError(f"{name} has {len(array)} values for {len(index)} people")
     return array
-
-
-def _past_year(features: pd.DataFrame, stem: str) -> pd.Series:
-    cols = [c for c in (f"{stem}_0_3m", f"{stem}_3_12m") if c in features]
-    if not cols:
-        return pd.Series(np.nan, index=features.index)
-    return features[cols].sum(axis=1, min_count=1)  # missing (source absent) stays missing
 
 
 def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predicted_cost=None,
@@ -197,8 +188,8 @@ def rank_population(features: pd.DataFrame, risk, *, high_cost_risk=None, predic
     pop["predicted_cost_band"] = cost_band(pop["predicted_cost"], currency=currency)
     pop["age"] = ranked(features["age"].astype("float64"))
     pop["sex"] = ranked(features["sex"]).astype("str") if "sex" in features else pd.array([None] * len(ids), dtype="str")
-    pop["emergency_admissions_12m"] = ranked(_past_year(features, "emergency_admissions"))
-    pop["ae_attendances_12m"] = ranked(_past_year(features, "ae_attendances"))
+    pop["emergency_admissions_12m"] = ranked(past_year(features, "emergency_admissions"))
+    pop["ae_attendances_12m"] = ranked(past_year(features, "ae_attendances"))
     for column in ("emergency_bed_days_12m", "cost_total_12m"):
         pop[column] = ranked(features[column]) if column in features else np.nan
     order = ["person_id", "practice_id", "rank", "practice_rank", "risk", "tier", "groups", "high_cost_risk",
@@ -772,7 +763,7 @@ def commissioner_summary(population: pd.DataFrame, *, list_size: int,
         else:
             rows.append({"practice_id": str(pid), **summarise(order[start:start + size])})
     if unregistered is not None:
-        rows.append({"practice_id": _NO_PRACTICE_ROW, **summarise(unregistered)})
+        rows.append({"practice_id": NO_PRACTICE_NAME, **summarise(unregistered)})
     rows.append({"practice_id": "all practices", **summarise(np.arange(len(population)))})
     return pd.DataFrame(rows)
 
@@ -1386,7 +1377,7 @@ def _with_local_ids(table: pd.DataFrame, lookup: pd.DataFrame, practice_id: str)
 
 def _check_practice_lists(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame]) -> None:
     for pid in practice_lists:
-        if not _SAFE_PRACTICE_ID.match(str(pid)):
+        if not re.match(SAFE_PRACTICE_ID, str(pid)):
             raise InvalidInputError(f"practice id {pid!r} cannot be used as a folder name")
     if not practice_lists:
         return

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from riskstrat.quiet import no_stage
 from riskstrat.data.records import LinkedRecords
 from riskstrat.evaluation import drift
 from riskstrat.features.clinical import cohort_rules
@@ -25,10 +26,6 @@ __all__ = ["EXPLAIN_CHUNK", "InMemoryFeatures", "MonthFeatures", "PersonScores",
            "explain_people", "month_drift", "outcome_of"]
 
 Stage = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    return None
 
 
 def _chunked(fn, frame: pd.DataFrame, size: int):
@@ -73,7 +70,7 @@ EXPLAIN_CHUNK = 50_000
 def explain_people(model, features: pd.DataFrame, raw_score, *, n: int, currency: str = "GBP",
                    demographic_reasons: bool = False, money_reasons: bool = False, chunk_size: int = EXPLAIN_CHUNK,
                    thresholds: ReasonThresholds | None = None,
-                   stage: Stage = _quiet) -> tuple[pd.DataFrame | None, float]:
+                   stage: Stage = no_stage) -> tuple[pd.DataFrame | None, float]:
     """Exact SHAP reasons (:func:`riskstrat.features.reasons.top_reasons`) for every row of ``features``, in
     chunks of ``chunk_size`` people with a progress line after each; returns the reasons (None for
     nobody) and the largest SHAP additivity error against ``raw_score`` (the model's raw score for
@@ -145,7 +142,7 @@ class MonthFeatures(Protocol):
     def explain(self, model, scores: PersonScores, person_ids: pd.Index | None, *, n: int, currency: str,
                 demographic_reasons: bool, money_reasons: bool, chunk_size: int,
                 thresholds: ReasonThresholds | None = None,
-                stage: Stage = _quiet) -> tuple[pd.DataFrame | None, float, int]:
+                stage: Stage = no_stage) -> tuple[pd.DataFrame | None, float, int]:
         """:func:`explain_people` for ``person_ids`` (None: everyone) with their raw scores from ``scores``:
         the reasons (a ``reasons`` column, index ``person_id``), the largest additivity error, and how
         many people were explained."""
@@ -204,7 +201,7 @@ class InMemoryFeatures:
         return reason_thresholds(self.frame)
 
     def explain(self, model, scores: PersonScores, person_ids, *, n, currency, demographic_reasons,
-                money_reasons, chunk_size, thresholds=None, stage=_quiet):
+                money_reasons, chunk_size, thresholds=None, stage=no_stage):
         explain = self.frame if person_ids is None else self.frame.loc[np.asarray(person_ids)]
         reasons, max_error = explain_people(
             model, explain, scores.raw[scores.people.index.get_indexer(explain.index)], n=n, currency=currency,

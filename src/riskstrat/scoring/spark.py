@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskstrat.quiet import no_stage
 from riskstrat.evaluation.drift import bin_counts, drift_report_of_counts
 from riskstrat.features._folder import per_person
 from riskstrat.features.clinical import CONTEXT_COLUMNS, eligible_persons
@@ -53,10 +54,6 @@ def _numeric(spec) -> tuple[str, ...]:
     return tuple(spec.features) + tuple(CONTEXT_COLUMNS)  # derive's columns, all float64
 
 _PEOPLE = ("age", "sex", "deprivation_decile")  # what derive reads of the people
-
-
-def _quiet(message: str) -> None:
-    return None
 
 
 def _schema(columns: dict[str, str]) -> str:
@@ -256,7 +253,7 @@ class SparkMonthFeatures:
         return thresholds_from_counts(counts)
 
     def explain(self, model, scores, person_ids, *, n: int, currency: str, demographic_reasons: bool,
-                money_reasons: bool, chunk_size: int, thresholds=None, stage=_quiet):
+                money_reasons: bool, chunk_size: int, thresholds=None, stage=no_stage):
         """Reasons for ``person_ids`` (None: everyone), computed in Spark. Spark runs it as one job, so
         ``stage`` hears once, before it starts, how many people and where to follow it (the Spark UI)."""
         from pyspark.sql import functions as F

@@ -175,7 +175,7 @@ from riskstrat.data.readers._common import (
 from riskstrat.data.readers._cdm import SUFFIXES, delimiter as _delimiter, find_table
 from riskstrat.data.readers.vocab import (CODE_VOCABULARIES, Vocabulary, atc_classes, atc_links, descendants, maps_to,
                                     read_vocabulary)
-from riskstrat.data.schema import BNF_UNKNOWN, LONG_TERM_CONDITIONS
+from riskstrat.data.schema import BNF_UNKNOWN, LONG_TERM_CONDITIONS, VACCINE_CHAPTER
 
 __all__ = ["read_omop", "VISIT_CONCEPTS", "AE_DEPARTMENT_TYPES", "CONDITION_CONCEPTS", "ICD10_RANGES", "icd10_condition", "bnf_from_code",
            "GP_SPECIALTIES", "PRIMARY_CARE_PLACES", "PRIMARY_CARE_OPTIONS"]
@@ -944,7 +944,6 @@ def bnf_from_code(codes: pd.Series) -> pd.Series:
 VACCINE_VOCABULARIES = ("CVX",)
 VACCINE_CLASSES = ("CVX", "Vaccine", "Vaccine Group")
 VACCINE_ATC = "J07"
-VACCINE_CHAPTER = "14"  # BNF chapter 14: immunological products and vaccines
 
 
 def _drug_concepts(drugs: pd.DataFrame, vocab: Vocabulary) -> pd.DataFrame:
