@@ -448,8 +448,12 @@ def test_an_unverifiable_last_month_is_treated_as_absent_when_allowed_and_the_ma
     unverified = manifest["previous_month_unverified"]
     assert unverified["month"] == "2025-10" and "manifest.json is not valid JSON" in unverified["problem"]
     assert json.loads((out / MONTH / "manifest.json").read_text())["previous_month_unverified"] == unverified
-    # As with no previous month: everyone listed is new.
-    assert manifest["counts"]["new_this_month"] == manifest["counts"]["listed"]
+    # As with no previous month, nobody is marked new; the page says why (not "the first month").
+    assert manifest["counts"]["new_this_month"] == 0
+    page = next((out / MONTH / "practices").glob("*/list.html")).read_text(encoding="utf-8")
+    assert "Last month&#39;s list (2025-10) could not be verified" in page or \
+        "Last month's list (2025-10) could not be verified" in page
+    assert "first month of these lists" not in page
     # Verified months record no problem.
     assert two_months["november"]["previous_month_unverified"] is None
 

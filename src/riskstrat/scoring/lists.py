@@ -870,13 +870,22 @@ def _percent(share: float) -> str:
     return f"{share * 100:.1f}".removesuffix(".0") + "%"
 
 
+def _no_previous_words(unverified_previous: str | None) -> str:
+    """Why nobody is marked new: the first month, or last month's list could not be verified (its month)."""
+    if unverified_previous:
+        return (f"Last month's list ({unverified_previous}) could not be verified, so it is not compared with: "
+                "nobody is marked new this month.")
+    return "This is the first month of these lists: there is no earlier list to compare with, so nobody is marked new."
+
+
 def _first_month(population: pd.DataFrame) -> bool:
     """Whether the month had no previous month to compare with (:func:`mark_lists` left ``new_this_month`` unknown)."""
     return "new_this_month" in population and len(population) > 0 and bool(population["new_this_month"].isna().all())
 
 
 def _how_to_read(population: pd.DataFrame, *, outcome_words: str = "an emergency admission",
-                 horizon_words: str = "in the next 12 months", decimals: int = 1) -> list[str]:
+                 horizon_words: str = "in the next 12 months", decimals: int = 1,
+                 unverified_previous: str | None = None) -> list[str]:
     """The note on every list; tier shares, the risks' decimals (``decimals``), the first month and the
     hold-out sentence come from the data, so they stay true."""
     order, shares = _tier_shares(population)
@@ -891,8 +900,8 @@ def _how_to_read(population: pd.DataFrame, *, outcome_words: str = "an emergency
         "person's own numbers (the last 12 months unless said). Age and sex are in their own columns (the lists "
         "have no deprivation column). They are associations in the data, not causes, and do not replace clinical "
         "judgement.",
-        ("This is the first month of these lists: there is no earlier list to compare with, so nobody is marked new."
-         if _first_month(population) else "New this month marks people who were not on last month's list."),
+        (_no_previous_words(unverified_previous) if _first_month(population)
+         else "New this month marks people who were not on last month's list."),
         "A list alone does not reduce admissions: in the PRISMATIC trial, giving practices a risk tool was followed "
         "by more emergency admissions, not fewer. What helps is what is done for the people on it.",
     ]
@@ -1139,7 +1148,7 @@ def _list_facts(cells: Mapping[str, list], *, month: _MonthContext, outcome_word
         facts.append(f"On average {share} on this list are expected to have {outcome_words} {horizon_words} "
                      "(the mean of their risks): the list is a place to start looking, not a diagnosis.")
     if month.first_month:
-        facts.append("This is the first month of these lists, so nobody is marked new.")
+        facts.append(_no_previous_words(month.unverified_previous))
     else:
         new = sum(v == "yes" for v in cells.get("New this month", []))
         facts.append(f"{new} {'person is' if new == 1 else 'people are'} new this month (marked new: not on "
@@ -1593,6 +1602,7 @@ class _MonthContext:
     first_month: bool = False
     month_label: str = ""
     previous_month: str | None = None
+    unverified_previous: str | None = None  # last month, when it could not be verified
 
 
 def _decimals_shown(tables) -> int:
@@ -1602,6 +1612,12 @@ def _decimals_shown(tables) -> int:
     return next((d for d in range(1, MAX_RISK_DECIMALS) if (np.round(values, d) == values).all()), MAX_RISK_DECIMALS)
 
 
+def _unverified_previous(manifest: Mapping) -> str | None:
+    """The month of last month's list when it could not be verified (treated as absent), else None."""
+    unverified = manifest.get("previous_month_unverified")
+    return str(unverified.get("month")) if isinstance(unverified, Mapping) and unverified.get("month") else None
+
+
 def _month_label(manifest: Mapping) -> str:
     return str(manifest.get("month") or (str(manifest["as_of"])[:7] if manifest.get("as_of") else ""))
 
@@ -1609,7 +1625,8 @@ def _month_label(manifest: Mapping) -> str:
 def _month_context(population: pd.DataFrame, manifest: Mapping, words: PageWords, *,
                    decimals: int = 1) -> _MonthContext:
     how_to_read = _how_to_read(population, outcome_words=words.outcome_words, horizon_words=words.horizon_words,
-                               decimals=decimals) + _flag_notes(manifest.get("flags"))
+                               decimals=decimals,
+                               unverified_previous=_unverified_previous(manifest)) + _flag_notes(manifest.get("flags"))
     provenance = _provenance(manifest)
     page = {"data_end": manifest.get("data_end"), "as_of": manifest.get("as_of"), "contact": words.contact,
             "next_steps": list(words.next_steps), "notes": how_to_read,
@@ -1626,6 +1643,7 @@ def _month_context(population: pd.DataFrame, manifest: Mapping, words: PageWords
         month_words=_month_words(manifest), created=_created(manifest),
         data_end=f" Data run to {manifest['data_end']}." if manifest.get("data_end") else "",
         holdout=manifest.get("holdout"), decimals=decimals, first_month=_first_month(population),
+        unverified_previous=_unverified_previous(manifest),
         month_label=_month_label(manifest),
         previous_month=str(manifest["previous_month"]) if manifest.get("previous_month") else None)
 
