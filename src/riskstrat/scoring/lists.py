@@ -1148,7 +1148,8 @@ def _list_facts(cells: Mapping[str, list], *, month: _MonthContext, outcome_word
         facts.append(f"On average {share} on this list are expected to have {outcome_words} {horizon_words} "
                      "(the mean of their risks): the list is a place to start looking, not a diagnosis.")
     if month.first_month:
-        facts.append(_no_previous_words(month.unverified_previous))
+        facts.append(_no_previous_words(month.unverified_previous) if month.unverified_previous
+                     else "This is the first month of these lists, so nobody is marked new.")
     else:
         new = sum(v == "yes" for v in cells.get("New this month", []))
         facts.append(f"{new} {'person is' if new == 1 else 'people are'} new this month (marked new: not on "
