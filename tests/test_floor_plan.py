@@ -40,7 +40,7 @@ import _import_graph as graph
 
 # Bottom first: a module may import its own layer and the layers before it.
 ORDER = ["base", "data", "features", "outcomes", "modeling", "evaluation", "registry", "scoring", "report",
-         "wiring", "cli"]
+         "wiring", "serve", "cli"]
 
 LAYERS: dict[str, list[str]] = {
     # What every stage uses: the package, its errors, quieting foreign libraries, and the page templates
@@ -65,6 +65,8 @@ LAYERS: dict[str, list[str]] = {
     "report": ["riskstrat.report"],
     # The functions that wire a whole run (each step one call); what the CLI and notebooks call.
     "wiring": ["riskstrat.pipelines"],
+    # The practices' worklist (web), over published months: its app, database, accounts and the months it loads.
+    "serve": ["riskstrat.serve"],
     # Commands only: parse, call one wiring function, print.
     "cli": ["riskstrat.cli"],
 }
@@ -79,7 +81,7 @@ class Lazy(NamedTuple):
 
 # Layers whose modules may import riskstrat modules inside functions.
 LAZY_LAYERS: dict[str, Lazy] = {
-    "cli": Lazy(("riskstrat.pipelines", "riskstrat.errors", "riskstrat.cli"),
+    "cli": Lazy(("riskstrat.pipelines", "riskstrat.serve", "riskstrat.errors", "riskstrat.cli"),
                 "each command imports the pipeline it runs when it runs: `riskstrat --help` and a command's -h "
                 "stay at about 0.15 s instead of the 3 s that pandas, LightGBM and MLflow take to import"),
 }
@@ -88,6 +90,10 @@ LAZY_LAYERS: dict[str, Lazy] = {
 # pyspark is the optional extra riskstrat[spark] (490 MiB and Java; without it every module that
 # names the Spark engine must still import), and optuna serves only the hyperparameter search.
 HEAVY_OPTIONAL = ("pyspark", "optuna")
+
+# The web stack serves the worklist only: imported by riskstrat.serve's modules and nowhere else (a command
+# imports riskstrat.serve inside its function, so `riskstrat --help` never loads them).
+WEB_ONLY = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "itsdangerous")
 
 _HOW_TO_FIX = """\
 How to fix it: import riskstrat's modules at the top of the module, pointing down the layers
@@ -189,6 +195,13 @@ def test_optional_heavy_libraries_are_imported_inside_functions(found):
     top = sorted(heavy_at_the_top(found, HEAVY_OPTIONAL))
     assert not top, "optional heavy libraries imported at a module's top (move each into the function that " \
         "needs it):\n" + "\n".join(f"  {i} -> {t} (line {n})" for i, t, n in top)
+
+
+def test_the_web_stack_is_imported_only_by_the_worklist(found):
+    layers = layer_map()
+    outside = sorted({(a.importer, a.target) for a in found if a.target.split(".")[0] in WEB_ONLY
+                      and graph.layer_of(a.importer, layers) != "serve"})
+    assert not outside, "web libraries imported outside riskstrat.serve: " + ", ".join(f"{i} -> {t}" for i, t in outside)
 
 
 def test_the_lazy_layers_are_the_top_of_the_plan():

@@ -157,6 +157,7 @@ WORKFLOW: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Data", ("synth", "key", "import", "validate")),
     ("Models", ("features", "train", "evaluate", "promote")),
     ("Every month", ("score", "monitor")),
+    ("Worklist", ("serve", "users")),
 )
 _ORDER = [name for _, names in WORKFLOW for name in names]
 _PANEL = {name: panel for panel, names in WORKFLOW for name in names}

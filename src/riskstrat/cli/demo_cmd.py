@@ -68,5 +68,7 @@ def demo(
     out.print(f"Lists for {manifest['month']}: {c['listed']:,} people listed in {c['practices']} practices "
               f"({c['held_out']:,} held out for impact evaluation) in {manifest['output_dir']}")
     out.print(f"  open one: {first / 'list.html'}  (also list.xlsx, list.csv; summary.csv for commissioners)")
+    out.print(f"  worklist: riskstrat serve --lists {Path(manifest['output_dir']).parent} --demo  (a demo coordinator "
+              f"account for one practice; the password is printed when it starts)", soft_wrap=True)
     out.print(f"MLflow: {tracking_uri()}  (browse: mlflow ui --backend-store-uri {tracking_uri()})")
     out.print(f"done in {time.perf_counter() - t0:.0f}s")

@@ -37,7 +37,7 @@ from riskstrat.serve.db import (NOT_APPROPRIATE_REASONS, STATUSES, AuditRow, Lis
 from riskstrat.serve.months import load_months
 from riskstrat.templates import render
 
-__all__ = ["SECURITY_HEADERS", "ServeSettings", "create_app"]
+__all__ = ["SECURITY_HEADERS", "ServeSettings", "create_app", "run_server"]
 
 SESSION_COOKIE = "rs_session"
 LOGIN_COOKIE = "rs_login"
@@ -448,3 +448,10 @@ def _date(text: str) -> dt.date | None:
         return dt.date.fromisoformat(text) if text else None
     except ValueError:
         return None
+
+
+def run_server(app: FastAPI, *, host: str, port: int) -> None:
+    """Serve ``app`` with uvicorn until stopped. No access log: its lines would carry pseudonyms in the URLs."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=True, server_header=False)

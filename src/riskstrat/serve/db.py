@@ -9,18 +9,21 @@ refuse an update or a delete, and the application has no path that changes a row
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Session as OrmSession
 
 from riskstrat.errors import RiskstratError
 
 __all__ = ["AuditRow", "Base", "ListRow", "LoadedMonth", "OptedOut", "PracticeSetting", "Session", "Status",
-           "StatusEvent", "User", "UserPractice", "ServeDatabaseError", "make_engine", "upgrade", "utcnow"]
+           "StatusEvent", "User", "UserPractice", "ServeDatabaseError", "make_engine", "open_database", "upgrade", "utcnow"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -191,3 +194,15 @@ def upgrade(engine: Engine) -> None:
         except sa.exc.OperationalError as exc:
             raise ServeDatabaseError(f"the worklist database {engine.url.render_as_string(hide_password=True)} "
                                      f"cannot be migrated ({exc.orig}); check it is writable") from None
+
+
+@contextlib.contextmanager
+def open_database(url: str) -> Iterator[OrmSession]:
+    """A session on the database at ``url``, migrated to head first."""
+    engine = make_engine(url)
+    upgrade(engine)
+    try:
+        with OrmSession(engine, expire_on_commit=False) as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -34,7 +34,7 @@ from riskstrat.scoring.published import MANIFEST, PublishedMonthError, TamperedF
 from riskstrat.scoring.publish import read_regular
 from riskstrat.serve.db import ListRow, LoadedMonth, OptedOut, Status, StatusEvent, utcnow
 
-__all__ = ["LIST_FILE", "load_months", "month_folders", "purge_notes", "synthetic_only"]
+__all__ = ["LIST_FILE", "demo_practice", "load_months", "month_folders", "purge_notes", "synthetic_only"]
 
 LIST_FILE = re.compile(r"^practices/([^/]+)/list\.csv$")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -176,3 +176,13 @@ def synthetic_only(lists_dir: str | Path) -> bool:
         if not data_dir or dataset_metadata(data_dir).get("generator") != "riskstrat.synth":
             return False
     return True
+
+
+def demo_practice(lists_dir: str | Path) -> str:
+    """The first practice (by id) with a list in the newest month under ``lists_dir``."""
+    month_dir = month_folders(lists_dir)[-1]
+    manifest = read_manifest(month_dir / MANIFEST, month=month_dir.name)
+    practices = sorted(m.group(1) for name in manifest["files"] if (m := LIST_FILE.match(name)))
+    if not practices:
+        raise PublishedMonthError(f"{month_dir} has no practice's list: there is nobody to show")
+    return practices[0]
