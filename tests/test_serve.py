@@ -1,0 +1,323 @@
+"""The worklist (riskstrat serve): each protection tested against the behaviour it prevents.
+
+Published months are built by hand (the files and manifest `riskstrat score` writes, small): the
+server reads them as it reads a real month. scrypt runs with tiny parameters here only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from riskstrat.serve.app import SECURITY_HEADERS, SESSION_COOKIE, ServeSettings, create_app  # noqa: E402
+from riskstrat.serve.auth import ScryptParams, add_user  # noqa: E402
+from riskstrat.serve.db import AuditRow, ListRow, OptedOut, Status, StatusEvent  # noqa: E402
+from riskstrat.serve.months import load_months  # noqa: E402
+
+FAST = ScryptParams(n=2 ** 4, r=8, p=1)
+PASSWORD = "correct horse battery staple"
+COLUMNS = ["Rank", "Person ID", "Age", "Risk (%)", "Tier", "Priority groups", "Top reasons", "New this month"]
+
+# practice -> [(pseudonym, tier, groups, new)]
+MONTH_1 = {"P1": [("aaaa000000000001", "very high", "frequent users", False),
+                  ("aaaa000000000002", "high", "care provision 85+", False),
+                  ("aaaa000000000003", "high", "", False)],
+           "P2": [("bbbb000000000001", "very high", "high-cost individuals", False),
+                  ("bbbb000000000002", "high", "", False)]}
+HELD = "aaaa000000000003"  # listed in P1's file but held back in the population
+
+
+def publish(lists_dir: Path, month: str, practices: dict, *, held: frozenset = frozenset(),
+            opt_out_file: Path | None = None) -> Path:
+    """A published month as `riskstrat score` lays it out: list.csv per practice, population.parquet, manifest."""
+    folder = lists_dir / month
+    files = {}
+    people = []
+    for pid, rows in practices.items():
+        table = pd.DataFrame([{"Rank": i + 1, "Person ID": p, "Age": 80, "Risk (%)": f"{50 - i}.0", "Tier": tier,
+                               "Priority groups": groups, "Top reasons": "much use of services",
+                               "New this month": "yes" if new else ""} for i, (p, tier, groups, new) in enumerate(rows)],
+                             columns=COLUMNS)
+        path = folder / "practices" / pid / "list.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(table.to_csv(index=False).encode("utf-8-sig"))
+        files[f"practices/{pid}/list.csv"] = path
+        people += [{"person_id": p, "practice_id": pid, "holdout": p in held} for p, *_ in rows]
+    pd.DataFrame(people).to_parquet(folder / "population.parquet", index=False)
+    files["population.parquet"] = folder / "population.parquet"
+    manifest = {"month": month, "as_of": f"{month}-01", "models": {"risk": {"version": "1", "run_id": "r1"}},
+                "outcome": {"name": "emergency_admission", "words": "an emergency admission", "horizon_days": 365},
+                "config": {"models": {"risk": "risk"}},
+                "opt_out_file": ({"path": str(opt_out_file), "sha256": hashlib.sha256(opt_out_file.read_bytes())
+                                  .hexdigest()} if opt_out_file else None),
+                "files": {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in files.items()}}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def worklist(tmp_path):
+    """The worklist over one month, with alice (P1), bob (P2), dana (data team) and ada (admin)."""
+    lists = tmp_path / "lists"
+    publish(lists, "2026-10", MONTH_1, held=frozenset({HELD}))
+    settings = ServeSettings(lists_dir=lists, db_url=f"sqlite:///{tmp_path / 'w.db'}", scrypt=FAST,
+                             lockout_after=3, login_attempts_per_minute=50)
+    app = create_app(settings)
+    with app.state.db() as db:
+        add_user(db, "alice", PASSWORD, role="coordinator", practices=["P1"], params=FAST)
+        add_user(db, "bob", PASSWORD, role="coordinator", practices=["P2"], params=FAST)
+        add_user(db, "dana", PASSWORD, role="data_team", params=FAST)
+        add_user(db, "ada", PASSWORD, role="admin", params=FAST)
+    return app
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD):
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return client.post("/login", data={"csrf": token, "username": username, "password": password},
+                       follow_redirects=False)
+
+
+def csrf_of(client: TestClient, url: str = "/") -> str:
+    return re.search(r'<meta name="csrf" content="([^"]+)"', client.get(url).text).group(1)
+
+
+def as_user(app, username: str) -> TestClient:
+    client = TestClient(app)
+    assert login(client, username).status_code == 303
+    return client
+
+
+def audit(app, **where) -> list[AuditRow]:
+    with app.state.db() as db:
+        query = sa.select(AuditRow).order_by(AuditRow.id)
+        for name, value in where.items():
+            query = query.where(getattr(AuditRow, name) == value)
+        return list(db.scalars(query).all())
+
+
+def set_status(client, practice, pseudonym, **fields):
+    data = {"csrf": csrf_of(client, f"/p/{practice}/person/{pseudonym}"), "status": "contacted", **fields}
+    return client.post(f"/p/{practice}/person/{pseudonym}/status", data=data, follow_redirects=False)
+
+
+def test_a_coordinator_sees_only_their_practice_and_the_attempt_is_audited(worklist):
+    alice = as_user(worklist, "alice")
+    assert alice.get("/p/P1").status_code == 200
+    other = "bbbb000000000001"
+    token = csrf_of(alice, "/p/P1")
+    attempts = [alice.get("/p/P2"), alice.get(f"/p/P2/person/{other}"), alice.get(f"/p/P1/person/{other}"),
+                alice.post(f"/p/P2/person/{other}/status", data={"csrf": token, "status": "declined"}),
+                alice.post(f"/p/P1/person/{other}/status", data={"csrf": token, "status": "declined"}),
+                alice.post("/p/P2/export", data={"csrf": token, "pseudonym": other}),
+                alice.post("/p/P1/export", data={"csrf": token, "pseudonym": other})]
+    assert [r.status_code for r in attempts] == [404] * 7
+    assert all(other not in r.text for r in attempts)
+    denied = audit(worklist, username="alice", action="denied")
+    assert len(denied) == 7 and {d.practice_id for d in denied} == {"P1", "P2"}
+    with worklist.state.db() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(Status)) == 0
+    # The list page of P1 holds none of P2's people; the data team sees counts, no person rows.
+    assert other not in alice.get("/p/P1").text
+    dana = as_user(worklist, "dana")
+    assert dana.get("/p/P1").status_code == 404 and "aaaa" not in dana.get("/").text
+
+
+def test_a_post_without_the_csrf_token_is_refused(worklist):
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    assert alice.post(f"/p/P1/person/{person}/status", data={"status": "declined"}).status_code == 403
+    assert alice.post(f"/p/P1/person/{person}/status",
+                      data={"status": "declined", "csrf": "forged"}).status_code == 403
+    assert alice.post("/p/P1/export", data={"pseudonym": person}).status_code == 403
+    with worklist.state.db() as db:
+        assert db.get(Status, ("P1", person)) is None
+    # The login form too (a login CSRF would log the victim into the attacker's account).
+    fresh = TestClient(worklist)
+    fresh.get("/login")
+    assert fresh.post("/login", data={"username": "alice", "password": PASSWORD}).status_code == 403
+    assert set_status(alice, "P1", person).status_code == 303
+
+
+def test_login_rotates_the_session_id(worklist):
+    client = TestClient(worklist)
+    login(client, "bob")
+    planted = client.cookies.get(SESSION_COOKIE)
+    assert planted and client.get("/").status_code == 200
+    login(client, "alice")  # the cookie known before this login is sent with it
+    after = client.cookies.get(SESSION_COOKIE)
+    assert after and after != planted
+    stale = TestClient(worklist, cookies={SESSION_COOKIE: planted})
+    assert stale.get("/p/P2", follow_redirects=False).status_code == 303  # to the login page: the old id is dead
+
+
+def test_the_session_cookie_is_httponly_and_samesite_strict(worklist):
+    response = login(TestClient(worklist), "alice")
+    cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+
+
+def test_a_note_with_a_script_is_escaped(worklist):
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    assert set_status(alice, "P1", person, note='<script>alert("x")</script>').status_code == 303
+    page = alice.get(f"/p/P1/person/{person}").text
+    assert "<script>alert" not in page and "&lt;script&gt;alert(" in page
+    assert len(re.findall(r"<script", page)) == 1  # only worklist.js, by src
+    too_long = set_status(alice, "P1", person, note="x" * 501)
+    assert too_long.status_code == 422
+
+
+def test_filters_are_bound_parameters(worklist):
+    alice = as_user(worklist, "alice")
+    for params in ({"tier": "' OR '1'='1"}, {"group": "%' OR 1=1 --"}, {"status": "x' OR 'a'='a"},
+                   {"tier": "high'; DROP TABLE list_rows; --"}, {"month": "2026-10' OR 1=1 --"}):
+        response = alice.get("/p/P1", params=params)
+        assert response.status_code == 200
+        if "month" not in params:
+            assert "data-pseudonym=" not in response.text
+    assert alice.get("/p/P1", params={"group": "frequent"}).text.count('class="pick"') == 1
+    assert alice.get("/p/P1", params={"tier": "high"}).text.count('class="pick"') == 1
+    assert alice.get("/p/P1").text.count('class="pick"') == 2  # the table survived
+    assert alice.get("/p/P1' OR '1'='1").status_code == 404
+
+
+def test_repeated_wrong_passwords_lock_the_account(worklist):
+    client = TestClient(worklist)
+    for _ in range(3):
+        assert login(client, "alice", "wrong password!!").status_code in (401, 200)
+    refused = login(client, "alice")  # the right password, while locked
+    assert refused.status_code == 401 and "locked" in refused.text
+    assert SESSION_COOKIE not in client.cookies
+    assert [a.action for a in audit(worklist, username="alice")][-2:] == ["login_locked", "login_locked"]
+
+
+def test_login_attempts_are_rate_limited_per_address(tmp_path):
+    lists = tmp_path / "lists"
+    publish(lists, "2026-10", MONTH_1)
+    app = create_app(ServeSettings(lists_dir=lists, db_url=f"sqlite:///{tmp_path / 'w.db'}", scrypt=FAST,
+                                   login_attempts_per_minute=3))
+    client = TestClient(app)
+    codes = [login(client, f"nobody{i}", "whatever password").status_code for i in range(5)]
+    assert codes[:3] == [401] * 3 and codes[3:] == [429, 429]
+
+
+def test_security_headers_on_every_response(worklist):
+    anonymous = TestClient(worklist)
+    alice = as_user(worklist, "alice")
+    responses = [anonymous.get("/login"), anonymous.get("/", follow_redirects=False), anonymous.get("/static/worklist.js"),
+                 alice.get("/p/P1"), alice.get("/p/P2"), alice.get("/nowhere")]
+    for response in responses:
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers.get(name) == value, (response.url, name)
+    csp = SECURITY_HEADERS["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    page = alice.get("/p/P1").text
+    # No inline script, no outside address: everything the page loads comes from the server itself.
+    assert not re.search(r"<script(?![^>]*\bsrc=\"/static/)", page) and "http" not in page.replace("http-equiv", "")
+
+
+def test_the_lookup_file_has_no_form_field(worklist):
+    page = as_user(worklist, "alice").get("/p/P1").text
+    chooser = re.search(r"<input[^>]*id=\"lookup-file\"[^>]*>", page).group(0)
+    assert "name=" not in chooser  # a file input without a name is never submitted
+
+
+def test_a_status_carries_over_to_the_next_month(worklist, tmp_path):
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000002"
+    assert set_status(alice, "P1", person, status="enrolled", next_review="2026-12-01").status_code == 303
+    month_2 = {"P1": [("aaaa000000000009", "very high", "", True), (person, "high", "", False)], "P2": MONTH_1["P2"]}
+    publish(tmp_path / "lists", "2026-11", month_2)
+    with worklist.state.db() as db:
+        assert load_months(db, tmp_path / "lists") == ["2026-10", "2026-11"]
+    page = alice.get("/p/P1").text
+    assert "worklist for 2026-11" in page
+    row = re.search(rf'<tr data-pseudonym="{person}".*?</tr>', page, re.S).group(0)
+    assert "Enrolled in case management" in row and "2026-12-01" in row
+    assert alice.get("/p/P1", params={"status": "enrolled"}).text.count('class="pick"') == 1
+    assert alice.get("/p/P1", params={"new": "yes"}).text.count('class="pick"') == 1
+    assert alice.get("/p/P1", params={"due": "2026-12-31"}).text.count('class="pick"') == 1
+    history = alice.get(f"/p/P1/person/{person}").text
+    assert "2026-10" in history and "2026-11" in history
+    # The other practice's coordinator sees none of it.
+    bob = as_user(worklist, "bob")
+    assert 'class="pick"' not in bob.get("/p/P2", params={"status": "enrolled"}).text
+    assert bob.get(f"/p/P1/person/{person}").status_code == 404
+
+
+def test_not_appropriate_people_are_flagged_or_hidden_with_a_count(worklist):
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    assert set_status(alice, "P1", person, status="not_appropriate").status_code == 422  # a reason is required
+    assert set_status(alice, "P1", person, status="not_appropriate", reason="palliative").status_code == 303
+    assert 'class="not-appropriate' in alice.get("/p/P1").text
+    alice.post("/p/P1/settings", data={"csrf": csrf_of(alice, "/p/P1"), "hide_not_appropriate": "yes"})
+    page = alice.get("/p/P1").text
+    assert f'data-pseudonym="{person}"' not in page and "1 person marked not appropriate is hidden" in page
+
+
+def test_an_opt_out_deletes_statuses_and_notes_and_hides_the_person(worklist, tmp_path):
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    set_status(alice, "P1", person, note="rang, no answer")
+    opt_outs = tmp_path / "opt_out.txt"
+    opt_outs.write_text(person + "\n", encoding="utf-8")
+    month_2 = {"P1": [("aaaa000000000002", "high", "", False)], "P2": MONTH_1["P2"]}
+    publish(tmp_path / "lists", "2026-11", month_2, opt_out_file=opt_outs)
+    with worklist.state.db() as db:
+        load_months(db, tmp_path / "lists")
+        assert db.scalar(sa.select(sa.func.count()).select_from(Status).where(Status.pseudonym == person)) == 0
+        assert db.scalar(sa.select(sa.func.count()).select_from(StatusEvent)
+                         .where(StatusEvent.pseudonym == person)) == 0
+        assert db.scalar(sa.select(sa.func.count()).select_from(ListRow).where(ListRow.pseudonym == person)) == 0
+        assert db.get(OptedOut, person) is not None
+    assert person not in alice.get("/p/P1?month=2026-10").text
+    assert alice.get(f"/p/P1/person/{person}").status_code == 404
+
+
+def test_held_back_people_never_appear(worklist):
+    alice = as_user(worklist, "alice")
+    assert HELD not in alice.get("/p/P1").text
+    assert alice.get(f"/p/P1/person/{HELD}").status_code == 404
+    with worklist.state.db() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(ListRow).where(ListRow.pseudonym == HELD)) == 0
+
+
+def test_views_changes_and_exports_are_audited_without_the_note(worklist):
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    alice.get("/p/P1")
+    set_status(alice, "P1", person, note="secret clinical words")
+    assert alice.post("/p/P1/export", data={"csrf": csrf_of(alice, "/p/P1"),
+                                            "pseudonym": [person, "aaaa000000000002"]}).status_code == 204
+    rows = audit(worklist, username="alice")
+    actions = [(r.action, r.practice_id, r.pseudonym) for r in rows]
+    assert ("list_view", "P1", None) in actions and ("person_view", "P1", person) in actions
+    assert ("status_change", "P1", person) in actions
+    assert ("export", "P1", person) in actions and ("export", "P1", "aaaa000000000002") in actions
+    assert all("secret" not in (r.detail or "") for r in rows)
+    # Append-only in the database itself.
+    with worklist.state.engine.begin() as connection, pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        connection.execute(sa.text("UPDATE audit SET username = 'x'"))
+    with worklist.state.engine.begin() as connection, pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        connection.execute(sa.text("DELETE FROM audit"))
+    # Only the admin exports it.
+    assert alice.get("/admin/audit.csv").status_code == 404
+    exported = as_user(worklist, "ada").get("/admin/audit.csv")
+    assert exported.status_code == 200 and "status_change" in exported.text and "secret" not in exported.text
+
+
+def test_the_database_is_sqlite_in_wal_mode(worklist):
+    with worklist.state.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
