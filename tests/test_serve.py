@@ -45,7 +45,8 @@ def publish(lists_dir: Path, month: str, practices: dict, *, held: frozenset = f
     for pid, rows in practices.items():
         table = pd.DataFrame([{"Rank": i + 1, "Person ID": p, "Age": 80, "Risk (%)": f"{50 - i}.0", "Tier": tier,
                                "Priority groups": groups, "Top reasons": "much use of services",
-                               "New this month": "yes" if new else ""} for i, (p, tier, groups, new) in enumerate(rows)],
+                               "New this month": "yes" if new else ""}
+                              for i, (p, tier, groups, new) in enumerate(rows)],
                              columns=COLUMNS)
         path = folder / "practices" / pid / "list.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,8 +215,8 @@ def test_login_attempts_are_rate_limited_per_address(tmp_path):
 def test_security_headers_on_every_response(worklist):
     anonymous = TestClient(worklist)
     alice = as_user(worklist, "alice")
-    responses = [anonymous.get("/login"), anonymous.get("/", follow_redirects=False), anonymous.get("/static/worklist.js"),
-                 alice.get("/p/P1"), alice.get("/p/P2"), alice.get("/nowhere")]
+    responses = [anonymous.get("/login"), anonymous.get("/", follow_redirects=False),
+                 anonymous.get("/static/worklist.js"), alice.get("/p/P1"), alice.get("/p/P2"), alice.get("/nowhere")]
     for response in responses:
         for name, value in SECURITY_HEADERS.items():
             assert response.headers.get(name) == value, (response.url, name)

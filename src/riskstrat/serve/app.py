@@ -182,6 +182,10 @@ def create_app(settings: ServeSettings, *, load: bool = True) -> FastAPI:
         body = resources.files("riskstrat.templates").joinpath("serve", name).read_bytes()
         return Response(body, media_type=STATIC[name])
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(status_code=204)  # none: a browser's automatic request should not log a 404
+
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request, error: str = ""):
         token = secrets.token_urlsafe(32)

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session as DbSession
 from riskstrat.errors import RiskstratError
 from riskstrat.serve.db import ROLES, Session, User, UserPractice, utcnow
 
-__all__ = ["Account", "AccountError", "ScryptParams", "account_named", "add_user", "authenticate", "end_session", "hash_password", "list_users",
-           "new_session", "remove_user", "session_account", "verify_password"]
+__all__ = ["Account", "AccountError", "ScryptParams", "account_named", "add_user", "authenticate", "end_session",
+           "hash_password", "list_users", "new_session", "remove_user", "session_account", "verify_password"]
 
 USERNAME = r"^[A-Za-z0-9_.@-]{1,64}$"
 MIN_PASSWORD = 12

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session as OrmSession
 from riskstrat.errors import RiskstratError
 
 __all__ = ["AuditRow", "Base", "ListRow", "LoadedMonth", "OptedOut", "PracticeSetting", "Session", "Status",
-           "StatusEvent", "User", "UserPractice", "ServeDatabaseError", "make_engine", "open_database", "upgrade", "utcnow"]
+           "StatusEvent", "User", "UserPractice", "ServeDatabaseError", "make_engine", "open_database",
+           "upgrade", "utcnow"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -38,7 +38,7 @@ __all__ = ["LIST_FILE", "demo_practice", "load_months", "month_folders", "purge_
 
 LIST_FILE = re.compile(r"^practices/([^/]+)/list\.csv$")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-# Columns a published list may carry (re-identified by the practice's look-up at publishing) that the server never stores.
+# Columns a published list may carry (re-identified by the practice's look-up at publishing): never stored here.
 IDENTIFYING_COLUMNS = frozenset({"Local ID", "local_id", "NHS number", "nhs_number", "_practice"})
 
 
