@@ -322,3 +322,27 @@ def test_the_database_is_sqlite_in_wal_mode(worklist):
     with worklist.state.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+
+
+def test_users_add_list_remove_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app
+
+    db = f"sqlite:///{tmp_path / 'users.db'}"
+    runner = CliRunner()
+    added = runner.invoke(app, ["users", "add", "asha", "--practice", "P1", "--db", db], input=PASSWORD + "\n")
+    assert added.exit_code == 0, added.output
+    short = runner.invoke(app, ["users", "add", "ben", "--practice", "P1", "--db", db], input="short\n")
+    assert short.exit_code == 2 and "shorter than 12" in short.output
+    no_practice = runner.invoke(app, ["users", "add", "cy", "--db", db], input=PASSWORD + "\n")
+    assert no_practice.exit_code == 2 and "--practice" in no_practice.output
+    listed = runner.invoke(app, ["users", "list", "--db", db])
+    assert listed.output.split() == ["asha", "coordinator", "P1"]
+    engine = sa.create_engine(db)
+    with engine.connect() as connection:  # scrypt with its salt and (default) parameters, never the password
+        stored = connection.exec_driver_sql("SELECT password_hash FROM users").scalar()
+    assert stored.startswith("scrypt$16384$8$1$") and PASSWORD not in stored
+    assert runner.invoke(app, ["users", "remove", "asha", "--db", db]).exit_code == 0
+    assert runner.invoke(app, ["users", "list", "--db", db]).output.strip() == ""
+    engine.dispose()
