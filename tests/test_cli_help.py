@@ -76,8 +76,8 @@ def test_commands_are_listed_in_workflow_order():
     text = _help(()).output
     listed = re.findall(r"^│ ([a-z]+) ", text, flags=re.MULTILINE)
     assert listed == ["demo", "synth", "key", "import", "validate", "features", "train", "evaluate", "promote",
-                      "score", "monitor"]
+                      "score", "monitor", "serve", "users"]
     panels = re.findall(r"^╭─ ([A-Z][a-z ]+?) ─", text, flags=re.MULTILINE)
-    assert panels == ["Options", "Start here", "Data", "Models", "Every month"]
+    assert panels == ["Options", "Start here", "Data", "Models", "Every month", "Worklist"]
     # Every command is placed in the workflow (a new one goes under "Other" until it is placed).
     assert set(listed) == {p[0] for p in COMMANDS if len(p) == 1}

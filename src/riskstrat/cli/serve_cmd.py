@@ -12,7 +12,8 @@ from riskstrat.cli.app import App, app, out
 
 DEFAULT_DB = "sqlite:///worklist.db"
 users = App(help="The worklist's accounts: coordinators (their practices' people), the data team (counts; person "
-                 "rows only for practices given to them) and admins (the audit).")
+                 "rows only for practices given to them) and admins (the audit).\n\n"
+                 "Example: riskstrat users add asha --practice P81000")
 app.add_typer(users, name="users")
 
 
@@ -102,7 +103,10 @@ def users_add(
 
 @users.command("remove")
 def users_remove(username: str = typer.Argument(...), db: str = _db_option()) -> None:
-    """Remove an account and its sessions (its audit rows stay)."""
+    """Remove an account and its sessions (its audit rows stay).
+
+    Example: riskstrat users remove asha
+    """
     from riskstrat.serve.auth import remove_user
     from riskstrat.serve.db import open_database
 
@@ -113,7 +117,10 @@ def users_remove(username: str = typer.Argument(...), db: str = _db_option()) ->
 
 @users.command("list")
 def users_list(db: str = _db_option()) -> None:
-    """List the accounts: name, role, practices, whether locked now."""
+    """List the accounts: name, role, practices, whether locked now.
+
+    Example: riskstrat users list --db sqlite:///worklist.db
+    """
     from riskstrat.serve.auth import list_users
     from riskstrat.serve.db import open_database
 
