@@ -429,3 +429,39 @@ def test_a_month_no_scoring_run_recorded_is_refused(world, tmp_path):
         con.execute("UPDATE experiments SET name = 'renamed' WHERE name = 'riskstrat-scoring'")
     with pytest.raises(MonthProvenanceError, match=r"no scoring run as of 2024-11-01 .* recorded the month"):
         _run(world, lists, uri=f"sqlite:///{store}")
+
+
+def test_outcomes_by_worklist_status_sit_beside_the_holdout_labelled_observational(world, tmp_path):
+    """--worklist-db: the worklist's status history (a database made by `riskstrat serve`'s schema) splits
+    the month's shown listed people into contacted or enrolled against not contacted."""
+    import datetime as dt
+
+    from sqlalchemy.orm import Session
+
+    from riskstrat.serve.db import StatusEvent, make_engine, upgrade
+
+    population = pd.read_parquet(world["lists"] / "2024-11" / "population.parquet")
+    shown = population.loc[population["listed"] & ~population["holdout"]]
+    contacted = shown.iloc[::3]
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with Session(engine) as db, db.begin():
+        db.add_all(StatusEvent(practice_id=str(r.practice_id), pseudonym=str(r.person_id), month="2024-11",
+                               status="contacted", by="alice", at=dt.datetime(2024, 11, 20))
+                   for r in contacted.itertuples())
+    engine.dispose()
+    out = tmp_path / "report"
+    result = _monitor(world, "--as-of", "2025-11-01", "--out", str(out), "--worklist-db", url)
+    assert result.exit_code == 0, result.output
+    assert "by worklist status (observational, not causal)" in result.output
+    table = pd.read_csv(out / "tables" / "by_worklist_status.csv").set_index("status")
+    assert set(table["comparison"]) == {"observational, not causal"}
+    summary = pd.read_csv(out / "tables" / "summary.csv").loc[0]
+    assert 0 < table.loc["contacted_or_enrolled", "n"] <= len(contacted)
+    assert table["n"].sum() <= len(shown) and table["events"].sum() <= summary["events"]
+    assert table.loc["not_contacted", "n"] >= len(shown) - len(contacted) - summary["people_not_in_data"] \
+        - summary["people_no_label"]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.index("Shown on the list against held out") < html.index("By worklist status (observational, not causal)")
+    assert not any(p in html for p in contacted["person_id"].astype(str))

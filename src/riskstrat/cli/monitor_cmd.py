@@ -39,6 +39,9 @@ def print_monitoring(run) -> None:
             out.print(f"  [{style}]hold-out: {r.holdout['statement']}[/]", highlight=False)
         else:
             out.print("  no hold-out was kept, so the effect of the lists cannot be estimated")
+        if r.month in run.worklist:
+            out.print(f"  [yellow]by worklist status (observational, not causal): "
+                      f"{run.worklist[r.month]['statement']}[/]", highlight=False)
     for m in run.pending:
         out.print(f"[dim]{m.month}: not yet matured (outcomes known once the data reach "
                   f"{(m.matures_on - dt.timedelta(days=1)).date()})[/]", highlight=False)
@@ -58,6 +61,10 @@ def monitor(
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for the AUROC interval."),
     min_group_events: int = typer.Option(20, "--min-group-events", min=1,
                                          help="Tiers and practices with fewer events are flagged small."),
+    worklist_db: str = typer.Option(None, "--worklist-db", metavar="URL",
+                                    help="The worklist's database (the --db of riskstrat serve, e.g. "
+                                         "sqlite:///worklist.db): also report outcomes by worklist status "
+                                         "(observational, beside the hold-out)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the results."),
 ) -> None:
     """Compare what the published lists predicted with what happened.
@@ -68,6 +75,8 @@ def monitor(
     1,000 shown against held out, with an interval and what it allows one to conclude). Writes a
     self-contained report with CSV tables and logs a monitoring run to MLflow (no person rows).
     Months not yet matured are listed with the date they mature; with none matured it refuses (exit 2).
+    With --worklist-db, outcomes of the listed people contacted or enrolled against those listed but not
+    contacted, labelled observational and not causal, beside the hold-out comparison.
 
     Example: riskstrat monitor --config configs/scoring.yaml --data riskstrat-data/synthetic --as-of 2026-11-01
     """
@@ -80,7 +89,7 @@ def monitor(
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         with libraries_quiet(quiet):
             run = run_monitoring(cfg, date, out_dir=out_dir, n_boot=n_boot, min_group_events=min_group_events,
-                                 stage=Stage(quiet=quiet))
+                                 worklist_db=worklist_db, stage=Stage(quiet=quiet))
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was monitored:\n{exc}", EXIT_REFUSED)
     print_monitoring(run)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +28,7 @@ from riskstrat.data.load import load_data
 from riskstrat.data.privacy import check_key_matches, match_opt_outs
 from riskstrat.errors import RiskstratError
 from riskstrat.evaluation.monitor import MonthResult, ScoredMonth, label_population, monitor_month, split_by_maturity
+from riskstrat.evaluation.worklist_outcomes import outcomes_by_status
 from riskstrat.modeling.tiers import LOWEST_TIER
 from riskstrat.modeling.models import model_outcome
 from riskstrat.outcomes import Outcome, parse_outcome
@@ -35,6 +36,7 @@ from riskstrat.registry import tracking
 from riskstrat.scoring import publish
 from riskstrat.scoring.inputs import read_opt_outs
 from riskstrat.scoring.published import MANIFEST, POPULATION, PublishedMonthError, read_manifest, read_population, verify_file
+from riskstrat.pipelines.worklist import read_status_events
 
 # What `riskstrat monitor` loads, catches and prints with, re-exported: the command imports only its pipeline.
 from riskstrat.data.validate import ValidationError as ValidationError
@@ -174,10 +176,11 @@ class MonitoringRun:
     pending: list[ScoredMonth]
     out_dir: Path
     run_id: str | None
+    worklist: dict = field(default_factory=dict)  # month -> outcomes by worklist status (observational)
 
 
 def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int = 200, seed: int = 0,
-                   min_group_events: int = 20, log: bool = True, records=None,
+                   min_group_events: int = 20, log: bool = True, records=None, worklist_db: str | None = None,
                    stage: Stage = lambda m: None) -> MonitoringRun:
     """Monitor every month in ``cfg.output_dir`` scored before ``as_of`` whose horizon has matured.
 
@@ -192,6 +195,11 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
     (:class:`MonthProvenanceError`, :class:`riskstrat.registry.tracking.RegistryError`); all before any data
     are read. Writes the report and its tables to ``out_dir`` (default
     ``riskstrat-output/monitoring/<as_of>``) and logs a monitoring run (aggregates only).
+
+    With ``worklist_db`` (the URL ``riskstrat serve --db`` uses), each month's listed people shown are
+    also compared by the status the worklist recorded in the horizon (contacted or enrolled against
+    listed but not contacted: :func:`riskstrat.evaluation.worklist_outcomes.outcomes_by_status`),
+    labelled observational, beside the randomised hold-out comparison.
     """
     as_of = pd.Timestamp(as_of).normalize()
     if out_dir:  # before any work: a folder riskstrat did not write is never replaced
@@ -230,11 +238,13 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
             raise MonitorDataMismatchError(
                 f"{m.month} was scored on data pseudonymised under another key (fingerprint {scored_key}) than "
                 f"{cfg.data.path} ({key_fingerprint}): nobody would match. Use the data set imported with that key")
+    # Read before the data: a wrong URL is refused before minutes of loading.
+    status_events = read_status_events(worklist_db) if worklist_db else None
     records = records if records is not None else load_data(cfg.data, stage=stage)
     opted_out = read_opt_outs(cfg.opt_out_file, allow_empty=cfg.allow_empty_opt_out)
     in_data = match_opt_outs(records.persons["person_id"], opted_out).matched
 
-    models, results = {}, []
+    models, results, by_status = {}, [], {}
     for m in assessed:
         key = (m.model_name, m.model_version)
         if key not in models:
@@ -271,6 +281,9 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
                                outcome_words=outcome.words, n_boot=n_boot, seed=seed,
                                min_group_events=min_group_events, counts=counts)
         results.append(result)
+        if status_events is not None:
+            by_status[m.month] = outcomes_by_status(population, y, status_events, as_of=m.as_of,
+                                                    horizon_days=outcome.horizon_days, outcome_words=outcome.words)
         h = result.headline
         stage(f"{m.month} ({m.model_name} v{m.model_version}, {outcome.words} within {outcome.horizon_days} days): "
               f"{h['n']:,} labelled, {h['events']:,} events, O/E {h.get('o_e_ratio', float('nan')):.2f}, "
@@ -284,7 +297,8 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
                "outcomes": {m.month: models[(m.model_name, m.model_version)].words for m in assessed},
                "horizons": {m.month: models[(m.model_name, m.model_version)].horizon_days for m in assessed}}
     out_dir = Path(out_dir) if out_dir else Path("riskstrat-output/monitoring") / str(as_of.date())
-    report.write_monitoring(out_dir, results, assessed=assessed, pending=pending, context=context)
+    report.write_monitoring(out_dir, results, assessed=assessed, pending=pending, context=context,
+                            worklist=by_status or None)
     stage(f"wrote the monitoring report and tables to {out_dir}")
     run_id = None
     if log:
@@ -294,6 +308,9 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
             if r.holdout:
                 flat.update({f"{r.month}.holdout.{k}": v for k, v in r.holdout.items()
                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        for month, w in by_status.items():  # counts and rates per status group only
+            flat.update({f"{month}.worklist.{row['status']}.{k}": row[k] for row in w["rows"]
+                         for k in ("n", "events", "per_1000")})
         tags = {"riskstrat.as_of": context["as_of"], "riskstrat.data_sha256": context["data_sha256"],
                 "riskstrat.data_end": context["data_end"],
                 "riskstrat.months_assessed": ",".join(m.month for m in assessed),
@@ -301,4 +318,4 @@ def run_monitoring(cfg, as_of, *, out_dir: str | Path | None = None, n_boot: int
                 "riskstrat.models": ",".join(sorted({f"{m.model_name}/{m.model_version}" for m in assessed}))}
         run_id = tracking.log_monitoring_run(tags=tags, metrics=flat, folder=out_dir, uri=cfg.tracking.uri)
         stage(f"logged monitoring run {run_id}")
-    return MonitoringRun(str(as_of.date()), until, results, assessed, pending, out_dir, run_id)
+    return MonitoringRun(str(as_of.date()), until, results, assessed, pending, out_dir, run_id, by_status)

@@ -274,10 +274,11 @@ def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None) -
 # ----------------------------------------------------------------------------- monitoring
 
 
-def monitoring_tables(results, *, assessed, pending) -> dict[str, pd.DataFrame]:
+def monitoring_tables(results, *, assessed, pending, worklist: dict | None = None) -> dict[str, pd.DataFrame]:
     """The monitoring report's tables by file stem: ``months`` (every month, assessed or when it
-    matures), ``summary`` (one row per assessed month), ``by_tier``, ``by_practice``, ``holdout``.
-    Aggregates only: counts, rates and ratios per month, tier and practice."""
+    matures), ``summary`` (one row per assessed month), ``by_tier``, ``by_practice``, ``holdout``, and
+    with ``worklist`` (month -> outcomes by worklist status) ``by_worklist_status``.
+    Aggregates only: counts, rates and ratios per month, tier, practice and status group."""
     months = []
     for m, status in [*((m, "assessed") for m in assessed), *((m, "not yet matured") for m in pending)]:
         months.append({"month": m.month, "scored_on": str(m.as_of.date()), "model": m.model_name,
@@ -300,17 +301,24 @@ def monitoring_tables(results, *, assessed, pending) -> dict[str, pd.DataFrame]:
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"month": []})
         return frame[["month", *[c for c in frame.columns if c != "month"]]]
 
-    return {"months": months, "summary": pd.DataFrame(summary), "by_tier": month_first(tier),
-            "by_practice": month_first(practice), "holdout": pd.DataFrame(holdout, columns=[
-                "month", "n_shown", "events_shown", "per_1000_shown", "expected_per_1000_shown", "n_held_out",
-                "events_held_out", "per_1000_held_out", "expected_per_1000_held_out", "difference_per_1000",
-                "ci_low_per_1000", "ci_high_per_1000", "alpha", "too_few", "exempt_tiers", "statement"])}
+    tables = {"months": months, "summary": pd.DataFrame(summary), "by_tier": month_first(tier),
+              "by_practice": month_first(practice), "holdout": pd.DataFrame(holdout, columns=[
+                  "month", "n_shown", "events_shown", "per_1000_shown", "expected_per_1000_shown", "n_held_out",
+                  "events_held_out", "per_1000_held_out", "expected_per_1000_held_out", "difference_per_1000",
+                  "ci_low_per_1000", "ci_high_per_1000", "alpha", "too_few", "exempt_tiers", "statement"])}
+    if worklist:
+        # Observational: the file says so in every row, as the report does beside the hold-out.
+        tables["by_worklist_status"] = pd.DataFrame(
+            [{"month": month, **row, "comparison": "observational, not causal"}
+             for month, w in sorted(worklist.items()) for row in w["rows"]])
+    return tables
 
 
 _GROUP_COLUMNS = ["n", "n_events", "expected", "o_e_ratio", "o_e_ci_low", "o_e_ci_high", "auroc", "small"]
 
 
-def render_monitoring(results, *, assessed, pending, context: dict, figures_png: dict[str, bytes]) -> str:
+def render_monitoring(results, *, assessed, pending, context: dict, figures_png: dict[str, bytes],
+                      worklist: dict | None = None) -> str:
     """The self-contained HTML monitoring report."""
     tables = monitoring_tables(results, assessed=assessed, pending=pending)
     by_month = {m.month: m for m in assessed}
@@ -322,21 +330,23 @@ def render_monitoring(results, *, assessed, pending, context: dict, figures_png:
             "practice": table(r.by("GP practice")[["GP practice", *_GROUP_COLUMNS]], digits={"expected": 1}),
             "n_small_practices": int(r.by("GP practice")["small"].sum()),
             "image": base64.b64encode(figures_png[r.month]).decode("ascii") if r.month in figures_png else None,
-            "outcome": context["outcomes"][r.month], "horizon_days": context["horizons"][r.month]})
+            "outcome": context["outcomes"][r.month], "horizon_days": context["horizons"][r.month],
+            "worklist": (worklist or {}).get(r.month)})
     return environment().get_template("monitoring.html").render(
         c=context, months=table(tables["months"]), sections=sections, fmt=fmt,
         pending=tables["months"][tables["months"]["status"] != "assessed"].to_dict("records"))
 
 
-def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context: dict) -> Path:
+def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context: dict,
+                     worklist: dict | None = None) -> Path:
     """Write ``report.html``, ``tables/*.csv``, ``figures/calibration_<month>.png`` and
-    ``monitoring.json`` (one folder, atomically)."""
+    ``monitoring.json`` (one folder, atomically); ``worklist``: month -> outcomes by worklist status."""
     out_dir = Path(out_dir)
     figures_png = {}
     for r in results:
         if len(r.y) >= 10 and 0 < r.y.sum() < len(r.y):
             figures_png[r.month] = _png(plots.calibration_figure(r.y, {f"{r.month} as scored": r.risk}))
-    tables = monitoring_tables(results, assessed=assessed, pending=pending)
+    tables = monitoring_tables(results, assessed=assessed, pending=pending, worklist=worklist)
     with atomic_path(out_dir, directory=True, kind="monitoring report") as tmp:
         tmp = Path(tmp)
         (tmp / "tables").mkdir()
@@ -345,10 +355,13 @@ def write_monitoring(out_dir: str | Path, results, *, assessed, pending, context
             frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
         for month, png in figures_png.items():
             (tmp / "figures" / f"calibration_{month}.png").write_bytes(png)
-        html = render_monitoring(results, assessed=assessed, pending=pending, context=context, figures_png=figures_png)
+        html = render_monitoring(results, assessed=assessed, pending=pending, context=context, figures_png=figures_png,
+                                 worklist=worklist)
         (tmp / "report.html").write_text(html, encoding="utf-8")
         write_json({"context": context, "months": tables["months"].to_dict("records"),
-                    "results": {r.month: {"counts": r.counts, "headline": r.headline, "holdout": r.holdout}
+                    "results": {r.month: {"counts": r.counts, "headline": r.headline, "holdout": r.holdout,
+                                          **({"worklist": worklist[r.month]} if worklist and r.month in worklist
+                                             else {})}
                                 for r in results}}, tmp / "monitoring.json")
     return out_dir
 
