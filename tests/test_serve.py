@@ -321,7 +321,11 @@ def test_views_changes_and_exports_are_audited_without_the_note(worklist):
 def test_the_database_is_sqlite_in_wal_mode(worklist):
     with worklist.state.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        # A practice's months and a person's rows are found by index, not by scanning every month's rows.
+        plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN SELECT DISTINCT month FROM list_rows "
+                                          "WHERE practice_id = 'P1'").all()
+        assert "ix_list_rows_practice_month" in str(plan)
 
 
 def test_users_add_list_remove_from_the_command_line(tmp_path):
@@ -346,3 +350,44 @@ def test_users_add_list_remove_from_the_command_line(tmp_path):
     assert runner.invoke(app, ["users", "remove", "asha", "--db", db]).exit_code == 0
     assert runner.invoke(app, ["users", "list", "--db", db]).output.strip() == ""
     engine.dispose()
+
+
+def test_a_backup_taken_while_serving_restores_the_old_state(worklist, tmp_path):
+    """Backed up live (the sqlite3 backup API, and the sqlite3 command's .backup the README gives),
+    changed, restored: the statuses, notes and audit are the backup's again."""
+    import shutil
+    import sqlite3
+    import subprocess
+
+    db_file, person = tmp_path / "w.db", "aaaa000000000001"
+    alice = as_user(worklist, "alice")
+    assert set_status(alice, "P1", person, status="contacted", note="first call").status_code == 303
+    with sqlite3.connect(db_file) as live, sqlite3.connect(tmp_path / "api-backup.db") as copy:
+        live.backup(copy)  # while the server's engine holds the database open (WAL)
+    cli = shutil.which("sqlite3")
+    if cli:
+        subprocess.run([cli, str(db_file), f".backup '{tmp_path / 'cli-backup.db'}'"], check=True)
+    audited = len(audit(worklist))
+    assert set_status(alice, "P1", person, status="declined", note="second call").status_code == 303
+    assert set_status(alice, "P1", "aaaa000000000002", status="enrolled").status_code == 303
+    worklist.state.engine.dispose()  # the server stopped before a restore
+
+    def restored_state() -> tuple:
+        app = create_app(ServeSettings(lists_dir=tmp_path / "lists", db_url=f"sqlite:///{db_file}", scrypt=FAST))
+        with app.state.db() as db:
+            statuses = [(s.pseudonym, s.status, s.note) for s in db.scalars(sa.select(Status)).all()]
+            n_audit = db.scalar(sa.select(sa.func.count()).select_from(AuditRow))
+        page = as_user(app, "alice").get(f"/p/P1/person/{person}").text
+        app.state.engine.dispose()
+        return statuses, n_audit, "first call" in page and "Contacted" in page
+
+    with sqlite3.connect(tmp_path / "api-backup.db") as copy, sqlite3.connect(db_file) as live:
+        copy.backup(live)
+    assert restored_state() == ([(person, "contacted", "first call")], audited, True)
+    if cli:
+        app = create_app(ServeSettings(lists_dir=tmp_path / "lists", db_url=f"sqlite:///{db_file}", scrypt=FAST))
+        assert set_status(as_user(app, "alice"), "P1", person, status="declined").status_code == 303
+        app.state.engine.dispose()
+        subprocess.run([cli, str(db_file), f".restore '{tmp_path / 'cli-backup.db'}'"], check=True)
+        statuses, n_audit, shown = restored_state()
+        assert statuses == [(person, "contacted", "first call")] and n_audit == audited and shown

@@ -98,7 +98,9 @@ class ListRow(Base):
     risk: Mapped[str] = mapped_column(sa.String(16), default="")
     cells: Mapped[str] = mapped_column(sa.Text)  # the list.csv row as JSON (reasons and facts as the page shows)
 
-    __table_args__ = (sa.Index("ix_list_rows_pseudonym", "pseudonym"),)
+    __table_args__ = (sa.Index("ix_list_rows_pseudonym", "pseudonym"),
+                      sa.Index("ix_list_rows_practice_month", "practice_id", "month"),
+                      sa.Index("ix_list_rows_practice_person", "practice_id", "pseudonym"))
 
 
 class Status(Base):
