@@ -687,7 +687,7 @@ def print_sheet_sentence(points: float, *, list_sheet: str = "List") -> str:
     """The About sheet's sentence on which sheet to print (``points``: the text's printed size)."""
     size = f"{math.floor(points * 10) / 10:g}"
     return (f"To print this list (for a meeting, say), print the {PRINT_SHEET} sheet: the same people in the same "
-            f"order, with the columns needed there, on A4 landscape with text at {size} pt; the {list_sheet} "
+            f"order, with the columns needed there, on A4 landscape with text at about {size} pt; the {list_sheet} "
             "sheet holds every column, to sort and filter on screen.")
 
 
