@@ -943,11 +943,38 @@ def _write_csv(table: pd.DataFrame, path: Path) -> str:
 
 
 def _write_xlsx(table: pd.DataFrame, path: Path, *, title: str, notes: Sequence[str], created=None,
-                cells: Sequence[list] | None = None) -> str:
-    """A coordinator's workbook: formatted, frozen header, filters, print set-up, and an About sheet
-    (``cells``: the table's columns as Python values, when already made)."""
+                cells: Sequence[list] | None = None, print_cells: Mapping[str, list] | None = None) -> str:
+    """A coordinator's workbook: formatted, frozen header, filters, print set-up, the Print sheet
+    (``print_cells``: :func:`_print_cells`) and an About sheet (``cells``: the table's columns as
+    Python values, when already made)."""
     return _write_bytes(xlsx_bytes(table, title=title, notes=notes, wide_columns=("Top reasons",), created=created,
-                                   cells=cells), path)
+                                   cells=cells, print_cells=print_cells), path)
+
+
+# The workbook's Print sheet: the columns a clinician reads at a meeting, in this order, each where
+# the list has it (the last emergency admission with its diagnosis chapter beside the date, as on
+# the page; the reasons one to a line; priority groups in the page's words).
+PRINT_COLUMNS = ("Rank", "Local ID", "Person ID", "Risk (%)", "Tier", "Priority groups", "Flags",
+                 "Last emergency admission", "Top reasons", "Long-term conditions")
+
+
+def _print_cells(cells: Mapping[str, list], group_names: Mapping[str, str] | None = None) -> dict[str, list]:
+    """A list's Print sheet (:data:`PRINT_COLUMNS`) from its columns as Python values (``cells``)."""
+    out = {}
+    for name in PRINT_COLUMNS:
+        if name not in cells:
+            continue
+        values = list(cells[name])
+        if name == "Priority groups" and group_names:
+            values = [v if not v else GROUP_SEPARATOR.join(group_names.get(g, g) for g in str(v).split(GROUP_SEPARATOR))
+                      for v in values]
+        elif name == "Last emergency admission":
+            chapters = cells.get("Last emergency admission: diagnosis chapter") or [None] * len(values)
+            values = [f"{date} ({chapter})" if date and chapter else date for date, chapter in zip(values, chapters)]
+        elif name == "Top reasons":
+            values = [v if not v else "\n".join(str(v).split(REASON_SEPARATOR)) for v in values]
+        out[name] = values
+    return out
 
 
 def _cells_and_rows_many(tables: Sequence[pd.DataFrame], tier_order: Mapping[str, int],
@@ -992,7 +1019,8 @@ def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
         files["list.xlsx"] = _write_xlsx(table, folder / "list.xlsx", title=job["title"], notes=job["about"],
                                          created=job["created"],
                                          cells=None if table.columns.has_duplicates else
-                                         [job["cells"][c] for c in table.columns])
+                                         [job["cells"][c] for c in table.columns],
+                                         print_cells=_print_cells(job["cells"], job["group_names"]))
     files["list.html"] = _write_html(folder / "list.html", **job["page"], people=Markup(job["people_rows"]))
     if job["changes_csv"] is not None:
         files["changes.csv"] = _write_bytes(job["changes_csv"], folder / "changes.csv")
@@ -1731,6 +1759,7 @@ def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, m
     local_ids = "Local ID" in table.columns
     return {
         "table": table, "changes": changes, "workbook": workbook, "title": title, "about": about,
+        "group_names": dict(words.group_names or {}),
         "created": month.created, "cells": cells, "people_rows": people_rows,
         "page": {**month.page, "heading": title, "intro": intro, "find_person": None if identified else words.find_person,
                  "has_local_ids": local_ids,

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMULA_TRIGGERS", "csv_bytes", "csv_bytes_many", "is_formula_like", "neutralise_formula",
+__all__ = ["FORMULA_TRIGGERS", "PRINT_SHEET", "csv_bytes", "csv_bytes_many", "is_formula_like", "neutralise_formula",
            "python_values", "python_values_many", "write_csv", "write_xlsx", "xlsx_bytes"]
 
 # Text starting with one of these is read by a spreadsheet as a formula.
@@ -150,7 +150,8 @@ STREAM_ROWS = 5_000
 
 
 def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequence[str] = (),
-               sheet: str = "List", wide_columns: Sequence[str] = (), created: dt.datetime | None = None) -> Path:
+               sheet: str = "List", wide_columns: Sequence[str] = (), created: dt.datetime | None = None,
+               print_cells: Mapping[str, Sequence] | None = None) -> Path:
     """A formatted workbook: ``table`` on ``sheet``, then an "About this list" sheet with ``title`` and ``notes``.
 
     Header row bold on dark blue, frozen, with filters; columns ending in ``(%)`` hold the numbers
@@ -159,21 +160,24 @@ def write_xlsx(table: pd.DataFrame, path: str | Path, *, title: str, notes: Sequ
     set up for A4 landscape, fitted to the page width, with the header row repeated on every page
     and the title and page numbers in the page header and footer. Text is always written as text
     (:func:`neutralise_formula`).
+    ``print_cells`` (optional: columns by heading, each a list of values in the table's row order)
+    adds a :data:`PRINT_SHEET` sheet between the two, laid out for paper (:func:`_add_print_sheet`),
+    and a sentence on the About sheet saying to print it.
     ``created`` (default a fixed date) is the workbook's creation date: same inputs, same bytes.
     Tables longer than :data:`STREAM_ROWS` rows are streamed (row by row to disk, bounded memory).
     """
     if len(table) > STREAM_ROWS:
         _build_xlsx(str(path), table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
-                    created=created)
+                    created=created, print_cells=print_cells)
     else:
         Path(path).write_bytes(xlsx_bytes(table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns,
-                                          created=created))
+                                          created=created, print_cells=print_cells))
     return Path(path)
 
 
 def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sheet: str = "List",
                wide_columns: Sequence[str] = (), created: dt.datetime | None = None,
-               cells: Sequence[list] | None = None) -> bytes:
+               cells: Sequence[list] | None = None, print_cells: Mapping[str, Sequence] | None = None) -> bytes:
     """The bytes :func:`write_xlsx` writes for ``table``, built in memory (for a practice's list).
 
     ``cells`` (optional) are ``table``'s columns as :func:`python_values` already gives them
@@ -181,7 +185,7 @@ def xlsx_bytes(table: pd.DataFrame, *, title: str, notes: Sequence[str] = (), sh
     """
     buffer = io.BytesIO()
     _build_xlsx(buffer, table, title=title, notes=notes, sheet=sheet, wide_columns=wide_columns, created=created,
-                cells=cells)
+                cells=cells, print_cells=print_cells)
     return buffer.getvalue()
 
 
@@ -315,19 +319,21 @@ def _width_for_pixels(pixels: float) -> int:
     return max(1, math.ceil((pixels + CELL_PADDING_PX - 5) / 7))
 
 
-def _lines(value, width: float) -> int:
+def _lines(value, width: float, *, measure=None) -> int:
     """Lines a wrapped cell ``width`` characters wide takes for ``value``: its text wrapped at spaces
-    (a word too long for a line is cut), measured in pixels of the default font."""
+    (a word too long for a line is cut), measured in pixels of the default font (or by ``measure``,
+    a function of the text giving its width in pixels)."""
     if value is None:
         return 1
+    measure = measure or _text_pixels
     room = column_pixels(width) - CELL_PADDING_PX
-    space = _text_pixels(" ")
+    space = measure(" ")
     lines = 0
     for part in str(value).split("\n"):
         lines += 1
         used = 0.0
         for word in part.split(" "):
-            size = _text_pixels(word)
+            size = measure(word)
             if used and used + space + size <= room:
                 used += space + size
                 continue
@@ -412,7 +418,7 @@ FORMATS = {
 
 def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str], sheet: str,
                 wide_columns: Sequence[str], created: dt.datetime | None,
-                cells: Sequence[list] | None = None) -> None:
+                cells: Sequence[list] | None = None, print_cells: Mapping[str, Sequence] | None = None) -> None:
     """Write the workbook of :func:`write_xlsx` to ``target`` (a path, or a BytesIO) through
     xlsxwriter's public API: streamed row by row (``constant_memory``) for a long table written to
     a file, in memory otherwise."""
@@ -432,6 +438,9 @@ def _build_xlsx(target, table: pd.DataFrame, *, title: str, notes: Sequence[str]
             _set_row_heights(ws, columns, cells, widths, wide)
         _write_list_cells(ws, columns, cells, percents=percents, wide=wide, formats=formats)
         _set_up_list_sheet(ws, widths, rows=len(table), title=title)
+        if print_cells is not None:
+            points = _add_print_sheet(workbook, print_cells, title=title)
+            notes = [print_sheet_sentence(points, list_sheet=sheet), *notes]
         about = workbook.add_worksheet("About this list")
         about.set_column(0, 0, 120)
         about.set_landscape()  # the About sheet prints on A4 landscape too, one page wide
@@ -505,3 +514,236 @@ def _set_up_list_sheet(ws, widths: Sequence[float], *, rows: int, title: str) ->
     ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
     ws.set_header("&L&B" + title.replace("&", "&&"))
     ws.set_footer("&LPage &P of &N")
+
+
+# ----------------------------------------------------------------------------- the Print sheet
+
+# The Print sheet is the list laid out for paper (a practice's multidisciplinary meeting): the
+# columns a clinician reads there, every cell wrapped at the top of its row, 9 pt text on A4
+# landscape with narrow margins, one page wide at full size. Its font is Arial, not the workbook's
+# Calibri: every spreadsheet program has Arial or its metric twin (Liberation Sans, which
+# LibreOffice prints with on Linux), so the widths and line breaks worked out here are the printed ones.
+PRINT_SHEET = "Print"
+PRINT_FONT = "Arial"
+PRINT_POINTS = 9
+PRINT_LINE_POINTS = 12  # a line of 9 pt Arial in a wrapped row: Excel's 16 pixels (LibreOffice needs 10.4)
+PRINT_SIDE_MARGIN = 0.25  # inches, left and right (Excel's "narrow" margins)
+PRINT_PRINTABLE_PX = (297 / 25.4 - 2 * PRINT_SIDE_MARGIN) * 96
+PRINT_FILL = 0.98  # the columns take at most this share of the width: printed at full size, with room to spare
+PRINT_FIXED_MAX = 18  # a column whose values fit on one line this wide (characters) is that wide, never wrapped
+PRINT_WRAP_MIN = 12  # the wrapped columns share the rest, none narrower than this (or its heading's longest word)
+
+# Arial's advance widths (1/2048 em) for the printable ASCII characters, regular and bold, from its
+# metric-compatible twin Liberation Sans.
+_ARIAL_UNITS = (
+    569, 569, 727, 1139, 1139, 1821, 1366, 391, 682, 682, 797, 1196, 569, 682, 569, 569, 1139, 1139, 1139, 1139,
+    1139, 1139, 1139, 1139, 1139, 1139, 569, 569, 1196, 1196, 1196, 1139, 2079, 1366, 1366, 1479, 1479, 1366, 1251,
+    1593, 1479, 569, 1024, 1366, 1139, 1706, 1479, 1593, 1366, 1593, 1479, 1366, 1251, 1479, 1366, 1933, 1366, 1366,
+    1251, 569, 569, 569, 961, 1139, 682, 1139, 1139, 1024, 1139, 1139, 569, 1139, 1139, 455, 455, 1024, 455, 1706,
+    1139, 1139, 1139, 1139, 682, 1024, 569, 1139, 1024, 1479, 1024, 1024, 1024, 684, 532, 684, 1196)
+_ARIAL_BOLD_UNITS = (
+    569, 682, 971, 1139, 1139, 1821, 1479, 487, 682, 682, 797, 1196, 569, 682, 569, 569, 1139, 1139, 1139, 1139,
+    1139, 1139, 1139, 1139, 1139, 1139, 682, 682, 1196, 1196, 1196, 1251, 1997, 1479, 1479, 1479, 1479, 1366, 1251,
+    1593, 1479, 569, 1139, 1479, 1251, 1706, 1479, 1593, 1366, 1593, 1479, 1366, 1251, 1479, 1366, 1933, 1366, 1366,
+    1251, 682, 569, 682, 1196, 1139, 682, 1139, 1251, 1139, 1251, 1139, 682, 1251, 1251, 569, 569, 1139, 569, 1821,
+    1251, 1251, 1251, 1251, 797, 1139, 682, 1251, 1139, 1593, 1139, 1139, 1024, 797, 573, 797, 1196)
+_ARIAL_OTHER_UNITS = 2079  # any other character (…, £, é): as wide as Arial's widest (@)
+_ARIAL_PX_PER_UNIT = PRINT_POINTS / 72 * 96 / 2048
+
+PRINT_FORMATS = {
+    "header": {"bold": True, "font_name": PRINT_FONT, "font_size": PRINT_POINTS, "font_color": "#FFFFFF",
+               "bg_color": "#1F4E79", "text_wrap": True, "valign": "top"},
+    # A light rule under each person, so that a row's wrapped lines read as one person's.
+    "text": {"font_name": PRINT_FONT, "font_size": PRINT_POINTS, "text_wrap": True, "valign": "top",
+             "bottom": 1, "bottom_color": "#BFBFBF"},
+    "quoted": {"font_name": PRINT_FONT, "font_size": PRINT_POINTS, "text_wrap": True, "valign": "top",
+               "bottom": 1, "bottom_color": "#BFBFBF", "quote_prefix": True},
+    **{f"number {d}": {"font_name": PRINT_FONT, "font_size": PRINT_POINTS, "valign": "top", "bottom": 1,
+                       "bottom_color": "#BFBFBF", "num_format": "0." + "0" * d}
+       for d in range(1, MAX_PERCENT_DECIMALS + 1)},
+    "whole": {"font_name": PRINT_FONT, "font_size": PRINT_POINTS, "valign": "top", "bottom": 1,
+              "bottom_color": "#BFBFBF"},
+}
+
+
+_ARIAL_BY_CHARACTER = {False: {chr(32 + k): u for k, u in enumerate(_ARIAL_UNITS)},
+                       True: {chr(32 + k): u for k, u in enumerate(_ARIAL_BOLD_UNITS)}}
+
+
+def _arial_pixels(text: str, *, bold: bool = False) -> float:
+    """The width of ``text`` in :data:`PRINT_POINTS` Arial (bold for headings), in pixels."""
+    units = _ARIAL_BY_CHARACTER[bold]
+    try:
+        return sum(map(units.__getitem__, text)) * _ARIAL_PX_PER_UNIT
+    except KeyError:  # a character beyond printable ASCII: rare
+        return sum(units.get(c, _ARIAL_OTHER_UNITS) for c in text) * _ARIAL_PX_PER_UNIT
+
+
+def _arial_bold_pixels(text: str) -> float:
+    return _arial_pixels(text, bold=True)
+
+
+def print_widths(columns: Sequence[str], cells: Sequence[Sequence]) -> list[int]:
+    """The Print sheet's column widths (characters of the default font) for ``columns`` holding
+    ``cells`` (each column's values, the first 500 rows looked at).
+
+    A column whose values (each line of them) and heading (on two lines) fit in :data:`PRINT_FIXED_MAX`
+    is as wide as they need. The others wrap and share the room left on the page: each starts at
+    :data:`PRINT_WRAP_MIN` (or as wide as its heading needs on two lines), and the room goes, a few characters at a
+    time, to the column where it takes the most lines off the printed rows (a row is as tall as its
+    tallest cell), never past a column's longest line. Reckoned on LibreOffice's wider columns and
+    filling :data:`PRINT_FILL` of the width, so that it prints at full size in LibreOffice and Excel.
+    """
+    heading = [_heading_width(name) for name in columns]
+    pixels: dict[str, float] = {}  # each distinct line measured once (conditions and groups repeat)
+    paragraphs = []
+    for column in cells:
+        lines = [str(v).split("\n") for v in column[:500] if v is not None]
+        paragraphs.append([[pixels[t] if t in pixels else pixels.setdefault(t, _arial_pixels(t)) for t in cell]
+                           for cell in lines])
+    longest = [max([heading[j]] + [_width_for_pixels(px) for cell in paragraphs[j] for px in cell])
+               for j in range(len(columns))]
+    flexible = [j for j in range(len(columns)) if longest[j] > PRINT_FIXED_MAX]
+    widths = list(longest)
+    if not flexible:
+        return widths
+    for j in flexible:
+        widths[j] = min(longest[j], max(PRINT_WRAP_MIN, heading[j]))
+    room = int((PRINT_PRINTABLE_PX * PRINT_FILL - sum(map(_printed_pixels, widths))) / 7.43)
+    if room <= 0:
+        return widths
+    # Each wrapped column's lines at every width it may take (rows by widths), estimated from the
+    # lines' lengths in pixels: a line wrapped at spaces holds about half a word less than its room.
+    n = len(cells[0][:500])
+    tables = {}
+    for j in flexible:
+        rows = [cell for cell in paragraphs[j]]
+        shown = [k for k, v in enumerate(cells[j][:500]) if v is not None]
+        k_most = max((len(c) for c in rows), default=1)
+        lengths = np.full((n, k_most), np.nan)
+        for k, cell in zip(shown, rows):
+            lengths[k, :len(cell)] = cell
+        words = [px for cell in rows for px in cell]
+        slack = 0.5 * (sum(words) / max(1, sum(len(str(v).split()) for v in cells[j][:500] if v is not None))
+                       if words else 0)
+        span = np.arange(widths[j], longest[j] + 1)
+        space = np.maximum(1.0, span * 7 + 5 - CELL_PADDING_PX - slack)[:, None, None]
+        lines = np.where(np.isnan(lengths)[None], 0, np.maximum(1, np.ceil(lengths[None] / space))).sum(axis=2)
+        tables[j] = np.maximum(lines, 1)  # (widths, rows): an empty cell is one line
+    at = {j: 0 for j in flexible}  # each column's width, as a step into its table
+    while room > 0:
+        now = {j: tables[j][at[j]] for j in flexible}
+        best, best_rate, best_step = None, 0.0, 0
+        for j in flexible:
+            steps = tables[j][at[j] + 1:at[j] + 1 + room]
+            if not len(steps):
+                continue
+            others = np.max([now[k] for k in flexible if k != j], axis=0) if len(flexible) > 1 else 1
+            taller = np.maximum(now[j], others).sum() - np.maximum(steps, others).sum(axis=1)
+            fewer = now[j].sum() - steps.sum(axis=1)
+            rate = (taller + 1e-3 * fewer) / np.arange(1, len(steps) + 1)  # lines saved per character given
+            k = int(np.argmax(rate))
+            if rate[k] > best_rate:
+                best, best_rate, best_step = j, float(rate[k]), k + 1
+        if best is None:
+            break  # no more room takes a line off: what is left stays blank
+        at[best] += best_step
+        room -= best_step
+    # Giving room greedily serves the many short rows first; then a few characters at a time move
+    # from one column to another while that takes lines off the rows (the tall rows' long groups).
+    def height(steps: Mapping[int, int]) -> float:
+        lines = [tables[j][steps[j]] for j in flexible]
+        return float(np.max(lines, axis=0).sum() + 1e-3 * np.sum(lines))
+
+    best_height = height(at)
+    for _ in range(200):  # a bound, never reached in practice: each move takes lines off
+        moves = [{**at, giver: at[giver] - k, taker: at[taker] + k}
+                 for giver in flexible for taker in flexible if giver != taker for k in (1, 2, 4, 8, 16)
+                 if at[giver] - k >= 0 and at[taker] + k < len(tables[taker])]
+        heights = [height(m) for m in moves]
+        if not moves or min(heights) >= best_height - 1e-9:
+            break
+        best_height = min(heights)
+        at = moves[heights.index(best_height)]
+    return [widths[j] + at.get(j, 0) for j in range(len(columns))]
+
+
+def _heading_width(name: str) -> int:
+    """The narrowest column (characters) holding the heading ``name`` (bold) on two lines at most."""
+    width = max((_width_for_pixels(_arial_bold_pixels(w)) for w in name.split()), default=1)
+    while _lines(name, width, measure=_arial_bold_pixels) > 2:
+        width += 1
+    return width
+
+
+def print_sheet_scale(widths: Sequence[float]) -> float:
+    """The scale the Print sheet, ``widths`` wide, prints at fitted to one A4 landscape page wide
+    (at most 1; below 1, less the scale LibreOffice rounds off)."""
+    fit = PRINT_PRINTABLE_PX / max(1.0, sum(map(_printed_pixels, widths)))
+    return 1.0 if fit >= 1 else fit - PRINT_SPARE
+
+
+def print_sheet_sentence(points: float, *, list_sheet: str = "List") -> str:
+    """The About sheet's sentence on which sheet to print (``points``: the text's printed size)."""
+    size = f"{math.floor(points * 10) / 10:g}"
+    return (f"To print this list (for a meeting, say), print the {PRINT_SHEET} sheet: the same people in the same "
+            f"order, with the columns needed there, on A4 landscape with text at about {size} pt; the {list_sheet} "
+            "sheet holds every column, to sort and filter on screen.")
+
+
+def _print_lines(value, width: float) -> int:
+    """Lines a Print sheet cell ``width`` characters wide takes for ``value`` (:func:`_lines` in Arial)."""
+    if value is None or not isinstance(value, str) and isinstance(value, (int, float)):
+        return 1
+    text = str(value)
+    if "\n" not in text and len(text) * _ARIAL_OTHER_UNITS * _ARIAL_PX_PER_UNIT <= column_pixels(width) - CELL_PADDING_PX:
+        return 1  # short enough for one line whatever its letters
+    return _lines(text, width, measure=_arial_pixels)
+
+
+def _add_print_sheet(workbook, print_cells: Mapping[str, Sequence], *, title: str) -> float:
+    """Add the :data:`PRINT_SHEET` sheet holding ``print_cells`` (columns by heading): every cell in
+    :data:`PRINT_POINTS` Arial, wrapped at the top of its row, each row as tall as its lines; numbers
+    as numbers (percent columns as the List sheet holds them: 90.6 in a plain number format, so that
+    a filter compares what is shown); frozen, filtered header row; A4 landscape, narrow margins, one
+    page wide, the header row on every page, the title (practice and month) in the page header and
+    "Page N of M" in the footer. Returns the size the text prints at (points: font times scale)."""
+    formats = {name: workbook.add_format(options) for name, options in PRINT_FORMATS.items()}
+    columns = [str(c) for c in print_cells]
+    cells = [list(values) for values in print_cells.values()]
+    rows = len(cells[0]) if cells else 0
+    if any(len(values) != rows for values in cells):
+        raise ValueError(f"print_cells must be columns of one length, not {[len(v) for v in cells]}")
+    widths = print_widths(columns, cells)
+    percents = {j: _decimals(cells[j]) for j, c in enumerate(columns) if c.endswith("(%)")}
+    numbers = [formats[f"number {percents[j]}"] if j in percents else formats["whole"] for j in range(len(columns))]
+    ws = workbook.add_worksheet(PRINT_SHEET)
+    heading_lines = max((_lines(name, w, measure=_arial_bold_pixels) for name, w in zip(columns, widths)), default=1)
+    ws.set_row(0, PRINT_LINE_POINTS * heading_lines)
+    for j, name in enumerate(columns):
+        ws.write_string(0, j, name, formats["header"])
+    for i, row in enumerate(zip(*cells), start=1):
+        # Set before the row's cells are written (the order a streamed sheet needs).
+        ws.set_row(i, PRINT_LINE_POINTS * max(map(_print_lines, row, widths)))
+        for j, value in enumerate(row):
+            if value is None or value == "":
+                ws.write_blank(i, j, None, formats["text"])  # nothing to print; the rule under the row runs on
+            elif isinstance(value, bool):
+                ws.write_string(i, j, "yes" if value else "no", formats["text"])
+            elif isinstance(value, (int, float)):
+                ws.write_number(i, j, value, numbers[j])
+            else:
+                text = str(value)
+                ws.write_string(i, j, text, formats["quoted" if is_formula_like(text) else "text"])
+    for j, width in enumerate(widths):
+        ws.set_column(j, j, width)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, max(rows, 1), max(len(columns) - 1, 0))
+    ws.set_landscape()
+    ws.set_paper(9)  # A4
+    ws.fit_to_pages(1, 0)  # one page wide (at full size: the widths are made to fit), as many pages down as needed
+    ws.repeat_rows(0)
+    ws.set_margins(left=PRINT_SIDE_MARGIN, right=PRINT_SIDE_MARGIN, top=0.6, bottom=0.6)
+    ws.set_header("&L&B" + title.replace("&", "&&"), margin=0.25)
+    ws.set_footer("&LPage &P of &N", margin=0.25)
+    return PRINT_POINTS * print_sheet_scale(widths)
