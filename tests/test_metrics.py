@@ -228,8 +228,9 @@ def test_summarise_keys_and_values(simulated):
     y, p = y[:3000], p[:3000]
     out = m.summarise(y, p, n_boot=50)
     expected_keys = {
-        "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "prevalence", "n", "n_positive",
-        "brier", "calibration_slope", "calibration_intercept",
+        "auroc", "auroc_ci_low", "auroc_ci_high", "bootstrap_resamples_used", "auprc", "prevalence", "n",
+        "n_positive", "brier", "calibration_slope", "calibration_slope_ci_low", "calibration_slope_ci_high",
+        "calibration_slope_not_estimable", "calibration_intercept",
         "ppv_top_0.5pct", "sensitivity_top_0.5pct", "ppv_top_1pct", "sensitivity_top_1pct",
         "ppv_top_2pct", "sensitivity_top_2pct", "ppv_top_5pct", "sensitivity_top_5pct",
     }
@@ -240,6 +241,8 @@ def test_summarise_keys_and_values(simulated):
     assert out["auroc"] == m.auroc(y, p)
     assert out["auroc_ci_low"] < out["auroc"] < out["auroc_ci_high"]
     assert out["ppv_top_5pct"] == m.ppv_at_top(y, p, fraction=0.05)
+    assert out["bootstrap_resamples_used"] == 50 and out["calibration_slope_not_estimable"] == 0
+    assert out["calibration_slope_ci_low"] < out["calibration_slope"] < out["calibration_slope_ci_high"]
 
 
 def test_summarise_of_a_plain_score_has_no_calibration_keys():
