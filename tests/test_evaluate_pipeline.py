@@ -179,7 +179,7 @@ def test_promote_is_gated(evaluated, registry, tmp_path):
     assert tracking.load_champion_version(NAME, alias="challenger", uri=registry["uri"]) is None
     # Version 2 against a strict gate: refused, the failing criterion listed.
     strict = _gate(tmp_path / "strict", min_events=10, min_subgroup_auroc=0.999, calibration_slope_min=0.01,
-                   calibration_slope_max=100, max_auroc_drop=1)
+                   calibration_slope_max=100, auroc_margin=1)
     res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(strict)])
     assert res.exit_code == 2 and "subgroup AUROC floor" in res.output and "nothing was promoted" in res.output
     assert tracking.load_champion_version(NAME, uri=registry["uri"]) == "1"
@@ -194,7 +194,8 @@ def test_promote_is_gated(evaluated, registry, tmp_path):
     # Back to version 1, then version 2 again through a gate it passes: no override needed.
     tracking.promote(NAME, "1", uri=registry["uri"])
     lenient = _gate(tmp_path / "lenient", min_events=10, min_subgroup_auroc=0.0, calibration_slope_min=0.01,
-                    calibration_slope_max=100, max_auroc_drop=1)
+                    calibration_slope_max=100, auroc_margin=1, o_e_min=0.01, o_e_max=100, tiers="false",
+                    subgroup_calibration="false", subgroup_vs_prior_use="false")
     res = cli.invoke(app, ["promote", NAME, "2", *uri, "--card-dir", str(lenient)])
     assert res.exit_code == 0 and f"{NAME}@champion -> version 2 (was version 1)" in res.output
     tracking.promote(NAME, "1", uri=registry["uri"])
@@ -373,7 +374,8 @@ def test_evaluation_at_a_training_date_is_in_sample_and_promote_refuses_it(regis
     assert not timing.passed and "2023-11-01" in timing.detail and "2024-10-31" in timing.detail
     # promote reads that evaluation: refused on the dates even through a gate that passes everything else.
     lenient = _gate(tmp_path / "lenient", min_events=10, min_subgroup_auroc=0.0, calibration_slope_min=0.01,
-                    calibration_slope_max=100, max_auroc_drop=1)
+                    calibration_slope_max=100, auroc_margin=1, o_e_min=0.01, o_e_max=100, tiers="false",
+                    subgroup_calibration="false", subgroup_vs_prior_use="false")
     uri = ["--tracking-uri", registry["uri"], "--card-dir", str(lenient)]
     res = CliRunner().invoke(app, ["promote", NAME, "1", "--alias", "insample", *uri])
     assert res.exit_code == 2, res.output

@@ -132,7 +132,7 @@ def test_observed_expected_sums_to_totals(simulated):
     y, p = simulated
     table = m.observed_expected_by_decile(y, p)
     assert list(table.columns) == [
-        "decile", "n", "observed", "expected", "observed_rate", "expected_rate", "o_e_ratio",
+        "decile", "n", "observed", "expected", "observed_rate", "expected_rate", "o_e_ratio", "o_e_ci_low", "o_e_ci_high",
     ]
     assert table["decile"].tolist() == list(range(1, 11))
     assert table["n"].sum() == len(y)
@@ -165,12 +165,37 @@ def test_bootstrap_ci_contains_estimate_and_is_seeded(simulated):
     assert m.bootstrap_ci(m.auroc, y, p, n_boot=100, seed=3) == (low, high)
 
 
-def test_bootstrap_ci_skips_one_class_resamples():
-    # One positive in 20: about a third of resamples miss it and must be skipped, not crash.
+def test_no_interval_with_one_event_in_20_rows():
+    # One event in 20 rows: an unstratified bootstrap skipped the resamples that missed it and gave
+    # (1.0, 1.0), an interval that excludes 0.5. Now there is none, and the reason says why.
     y = np.zeros(20, dtype=int)
     y[0] = 1
-    low, high = m.bootstrap_ci(m.auroc, y, np.linspace(1, 0, 20), n_boot=50)
-    assert low == high == 1.0
+    for interval in (m.bootstrap_ci(m.auroc, y, np.linspace(1, 0, 20), n_boot=50),
+                     m.auroc_ci(y, np.linspace(1, 0, 20), n_boot=50)):
+        low, high = interval
+        assert np.isnan(low) and np.isnan(high) and interval.reason.startswith("too few events")
+        assert interval.n_used == 0
+    assert all(np.isnan(v) for v in m.paired_auroc_difference(y, np.linspace(1, 0, 20), np.ones(20))[1:])
+    # At the minimum (10 events, 10 without) there is one, from every resample.
+    y10 = np.r_[np.ones(m.MIN_EVENTS_FOR_INTERVAL, int), np.zeros(10, int)]
+    interval = m.auroc_ci(y10, np.random.default_rng(0).uniform(size=20), n_boot=50)
+    assert np.isfinite(interval.low) and interval.n_used == interval.n_boot == 50 and not interval.reason
+
+
+def test_bootstrap_is_stratified_by_outcome_and_counts_its_resamples(simulated):
+    y, p = simulated
+    y, p = y[:600], p[:600]
+    seen = []
+
+    def events_in_resample(yt, ys):
+        seen.append(int(yt.sum()))
+        if len(seen) % 4 == 0:
+            raise ValueError("no value on this resample")
+        return float(np.mean(ys))
+
+    interval = m.bootstrap_ci(events_in_resample, y, p, n_boot=40, seed=2)
+    assert set(seen) == {int(y.sum())}  # every resample keeps the number of events
+    assert interval.n_boot == 40 and interval.n_used == 30  # the 10 that gave no value are counted out
 
 
 def test_auroc_ci_is_bootstrap_ci_of_auroc_without_resorting(simulated):
@@ -179,9 +204,6 @@ def test_auroc_ci_is_bootstrap_ci_of_auroc_without_resorting(simulated):
     for seed in (0, 3):
         assert m.auroc_ci(y, p, n_boot=60, seed=seed) == pytest.approx(
             m.bootstrap_ci(m.auroc, y, p, n_boot=60, seed=seed), abs=1e-12)
-    one_positive = np.zeros(20, dtype=int)
-    one_positive[0] = 1
-    assert m.auroc_ci(one_positive, np.linspace(1, 0, 20), n_boot=50) == (1.0, 1.0)
     with pytest.raises(ValueError, match="n_boot must be at least 1"):
         m.auroc_ci(y, p, n_boot=0)
 
@@ -192,10 +214,10 @@ def test_paired_auroc_difference_matches_resampling_both_scores(simulated):
     b = np.round(a + np.random.default_rng(1).normal(0, 0.05, len(a)), 2)
     d, low, high = m.paired_auroc_difference(y, a, b, n_boot=40, seed=5)
     rng, draws = np.random.default_rng(5), []
-    for _ in range(40):  # the reference: resample people, compute both AUROCs with scikit-learn
-        idx = rng.integers(0, len(y), len(y))
-        if y[idx].min() != y[idx].max():
-            draws.append(m.auroc(y[idx], a[idx]) - m.auroc(y[idx], b[idx]))
+    events, others = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    for _ in range(40):  # the reference: resample events and non-events, both AUROCs with scikit-learn
+        idx = np.r_[events[rng.integers(0, len(events), len(events))], others[rng.integers(0, len(others), len(others))]]
+        draws.append(m.auroc(y[idx], a[idx]) - m.auroc(y[idx], b[idx]))
     assert d == pytest.approx(m.auroc(y, a) - m.auroc(y, b))
     assert (low, high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])), abs=1e-12)
     assert low < d < high
@@ -206,8 +228,9 @@ def test_summarise_keys_and_values(simulated):
     y, p = y[:3000], p[:3000]
     out = m.summarise(y, p, n_boot=50)
     expected_keys = {
-        "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "prevalence", "n", "n_positive",
-        "brier", "calibration_slope", "calibration_intercept",
+        "auroc", "auroc_ci_low", "auroc_ci_high", "bootstrap_resamples_used", "auprc", "prevalence", "n",
+        "n_positive", "brier", "calibration_slope", "calibration_slope_ci_low", "calibration_slope_ci_high",
+        "calibration_slope_not_estimable", "calibration_intercept",
         "ppv_top_0.5pct", "sensitivity_top_0.5pct", "ppv_top_1pct", "sensitivity_top_1pct",
         "ppv_top_2pct", "sensitivity_top_2pct", "ppv_top_5pct", "sensitivity_top_5pct",
     }
@@ -218,6 +241,8 @@ def test_summarise_keys_and_values(simulated):
     assert out["auroc"] == m.auroc(y, p)
     assert out["auroc_ci_low"] < out["auroc"] < out["auroc_ci_high"]
     assert out["ppv_top_5pct"] == m.ppv_at_top(y, p, fraction=0.05)
+    assert out["bootstrap_resamples_used"] == 50 and out["calibration_slope_not_estimable"] == 0
+    assert out["calibration_slope_ci_low"] < out["calibration_slope"] < out["calibration_slope_ci_high"]
 
 
 def test_summarise_of_a_plain_score_has_no_calibration_keys():

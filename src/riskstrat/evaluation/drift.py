@@ -2,9 +2,17 @@
 feature against the reference profile stored with the model when it was trained
 (:func:`riskstrat.modeling.profile.reference_profile`: aggregates only, no person's row).
 
-PSI is computed exactly as :func:`riskstrat.evaluation.metrics.psi` on the reference sample, with one more
+PSI is computed as :func:`riskstrat.evaluation.metrics.psi` on the reference sample, with one more
 bin for missing values. Rule of thumb (and the thresholds here): below 0.1 stable, 0.1-0.25 warn,
 above 0.25 alert.
+
+Empty reference bins (:func:`riskstrat.evaluation.metrics.psi_of_shares`): a bin the reference leaves
+empty is merged before the sum, not floored at a tiny share (a floor of 1e-6 made 2% newly missing
+values a "warn" of 0.2 on its own). An empty value bin joins its neighbour; an empty missing-value
+bin (a feature that was never missing in training) joins the reference's largest bin, so newly
+missing values count as a shift of their share into the commonest values: 2% newly missing gives a
+PSI near 0.005 (stable), 30% newly missing a PSI above 0.25 (alert). The share missing is reported
+beside the PSI (``missing``) so that the change is still seen.
 """
 
 from __future__ import annotations
@@ -12,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from riskstrat.evaluation.metrics import psi_of_shares
+
 WARN, ALERT = 0.1, 0.25
-_FLOOR = 1e-6
 
 
 def psi_against(profile: dict, values) -> float:
@@ -49,8 +58,10 @@ def psi_of_counts(profile: dict, counts) -> float:
     ref = np.append(np.asarray(profile["shares"], dtype=float), profile["missing"])
     if ref[-1] == 0 and new[-1] == 0:  # no missing values on either side: the plain PSI
         ref, new = ref[:-1], new[:-1]
-    ref, new = np.clip(ref, _FLOOR, None), np.clip(new, _FLOOR, None)
-    return float(np.sum((new - ref) * np.log(new / ref)))
+    # An empty reference cell is merged (see the module's docstring): value bins with a neighbour,
+    # the missing cell with the largest value bin.
+    into = [None] * (len(ref) - 1) + [int(np.argmax(ref[:-1]))] if len(new) == len(counts) else None
+    return psi_of_shares(ref, new, into=into)
 
 
 def status(value: float) -> str:
@@ -62,7 +73,8 @@ def drift_report(profile: dict, X: pd.DataFrame, score) -> dict:
     """PSI of the score and of every profiled feature in ``X``; which warn and which alert.
 
     Keys: ``reference`` (what the profile describes), ``score_psi``, ``score_status``,
-    ``features`` ({name: psi}), ``warn`` and ``alert`` (feature names, largest PSI first).
+    ``features`` ({name: psi}), ``missing`` ({name: {"reference": share, "now": share}} for features
+    missing anywhere), ``warn`` and ``alert`` (feature names, largest PSI first).
     """
     counts = {name: bin_counts(p, X[name].to_numpy(dtype=float, na_value=np.nan))
               for name, p in profile["features"].items() if name in X}
@@ -73,11 +85,16 @@ def drift_report_of_counts(profile: dict, counts: dict, score) -> dict:
     """:func:`drift_report` from each feature's :func:`bin_counts` (``{name: counts}``, summed over
     the parts of the data) instead of the feature values."""
     features = {name: psi_of_counts(profile["features"][name], c) for name, c in counts.items()}
+    # The share missing now against the reference's, for features where either has any missing.
+    missing = {name: {"reference": round(float(profile["features"][name]["missing"]), 6),
+                      "now": round(float(c[-1]) / max(int(np.sum(c)), 1), 6)}
+               for name, c in counts.items() if c[-1] or profile["features"][name]["missing"]}
     ranked = sorted(features, key=features.get, reverse=True)
     score_psi = psi_against(profile["score"], score)
     return {"reference": profile.get("described", ""), "reference_n": profile.get("n"),
             "score_psi": round(score_psi, 6), "score_status": status(score_psi),
             "features": {k: round(v, 6) for k, v in features.items()},
+            "missing": missing,
             "warn": [k for k in ranked if status(features[k]) == "warn"],
             "alert": [k for k in ranked if status(features[k]) == "alert"],
             "thresholds": {"warn": WARN, "alert": ALERT}}

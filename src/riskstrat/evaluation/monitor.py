@@ -7,7 +7,9 @@ labels of what happened next; the run (files, registry, MLflow) is :mod:`riskstr
   outcome of the model that scored them (censoring and death as that outcome defines);
 - :func:`monitor_month`: observed/expected overall (exact Poisson interval), by tier and by
   practice (:func:`~riskstrat.evaluation.metric_frame`, small groups flagged), AUROC with its
-  bootstrap interval, calibration slope and intercept;
+  bootstrap interval (stratified by outcome; none below
+  :data:`~riskstrat.evaluation.metrics.MIN_EVENTS_FOR_INTERVAL` events), calibration slope (with its
+  interval, or NaN and the reason) and intercept;
 - :func:`holdout_effect`: outcome events per 1,000 among eligible listed people shown against
   those randomly held out, the difference with Newcombe's interval, and what it allows one to say.
 """
@@ -125,7 +127,8 @@ class MonthResult:
     n_scored: int
     n_labelled: int
     counts: dict                 # why people have no label: not_in_data, unlabelled (censored, not at risk), opted_out
-    headline: dict               # n, events, observed, expected, o_e (CI), auroc (CI), calibration slope, intercept
+    headline: dict               # n, events, observed, expected, o_e (CI), auroc (CI, resamples used, reason when
+                                 # none), calibration slope (CI, reason when not estimable), intercept
     groups: MetricFrame          # by tier and by GP practice
     holdout: dict | None         # holdout_effect, or None when no hold-out was kept
     y: np.ndarray = field(repr=False, default=None)
@@ -164,11 +167,19 @@ def monitor_month(population: pd.DataFrame, y, *, month: str, tier_order: Sequen
         headline["observed_per_1000"] = 1000 * float(yl.mean())
         headline["expected_per_1000"] = 1000 * float(risk.mean())
     headline["auroc"] = _or_nan(metrics.auroc, yl, risk)
-    try:
-        headline["auroc_ci_low"], headline["auroc_ci_high"] = metrics.auroc_ci(yl, risk, n_boot=n_boot, seed=seed)
-    except ValueError:  # one outcome class only: no AUROC
-        headline["auroc_ci_low"] = headline["auroc_ci_high"] = float("nan")
-    headline["calibration_slope"] = _or_nan(metrics.calibration_slope, yl, risk)
+    # Stratified by outcome, and none with fewer than MIN_EVENTS_FOR_INTERVAL events (the reason says so).
+    interval = (metrics.auroc_ci(yl, risk, n_boot=n_boot, seed=seed) if len(yl)
+                else metrics.Interval.none("no labelled people", n_boot=n_boot))
+    headline["auroc_ci_low"], headline["auroc_ci_high"] = interval
+    headline["bootstrap_resamples_used"] = interval.n_used
+    headline["auroc_ci_reason"] = interval.reason
+    fit = None
+    if len(yl) and 0 < yl.sum() < len(yl):
+        fit = metrics.calibration_fit(yl, risk)
+    headline["calibration_slope"] = fit.slope if fit else float("nan")
+    headline["calibration_slope_ci_low"] = fit.slope_ci_low if fit else float("nan")
+    headline["calibration_slope_ci_high"] = fit.slope_ci_high if fit else float("nan")
+    headline["calibration_slope_reason"] = (fit.reason if fit else "one outcome class only")
     headline["calibration_intercept"] = _or_nan(metrics.calibration_intercept, yl, risk)
     practice = labelled["practice_id"].astype(object).where(labelled["practice_id"].notna(), NO_PRACTICE_NAME)
     groups = metric_frame(GROUP_METRICS, yl, risk, min_events=min_group_events,
