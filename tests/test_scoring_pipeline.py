@@ -386,6 +386,28 @@ def test_cli_score_with_a_folder_engine_writes_the_same_month(score, registry, d
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
+def test_score_on_a_stamped_folder_verifies_the_stamp_instead_of_checking_rows(score, registry, data_dir, tmp_path,
+                                                                              monkeypatch):
+    from riskstrat.data import validate as validation
+    from riskstrat.features.duckdb import DuckDBEngine
+
+    calls = []
+    for owner, hook in ((validation, "_check_range"), (validation, "_check_safe_text"), (DuckDBEngine, "_link_counts"),
+                        (DuckDBEngine, "_ids_all_known")):
+        original = getattr(owner, hook)
+        monkeypatch.setattr(owner, hook, lambda *a, _hook=hook, _original=original, **k: calls.append(_hook)
+                            or _original(*a, **k))
+    messages = []
+    for engine in ("pandas", "duckdb"):
+        cfg = scoring_config(registry, data_dir, tmp_path / engine, f"engine={engine}")
+        run_scoring(cfg, AS_OF, stage=messages.append)
+    assert calls == []  # no refusal-only row check ran: the stamp's hashes stood for them
+    assert sum(m.startswith("validation stamp verified (hashes) for persons") for m in messages) == 2, messages
+    a, b = tmp_path / "pandas" / MONTH, tmp_path / "duckdb" / MONTH
+    pd.testing.assert_frame_equal(pd.read_parquet(b / "population.parquet"), pd.read_parquet(a / "population.parquet"),
+                                  check_exact=False, rtol=1e-9, atol=1e-9)
+
+
 def test_second_month_reports_changes_since_the_first(two_months):
     october, november = two_months["october"], two_months["november"]
     assert october["previous_month"] is None
