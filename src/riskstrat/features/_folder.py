@@ -372,9 +372,10 @@ class FolderEngine(ABC):
         :meth:`tables`: engines count in place."""
         return count_values(self.tables([table]).get(table), column, DATE_COLUMNS[table], until)
 
-    def tables(self, names: Iterable[str]):
+    def tables(self, names: Iterable[str], *, people=None):
         """Validated persons and the event tables ``names`` that this data set has, as
-        :class:`~riskstrat.data.records.LinkedRecords`: what an outcome's labels read.
+        :class:`~riskstrat.data.records.LinkedRecords`: what an outcome's labels read. This default
+        reads the whole tables whoever ``people`` names (an engine may read only their rows).
 
         These tables are read on the driver and validated by :func:`riskstrat.data.validate.validate_tables`
         itself (with the data set's end from dataset.json, as ``load_records``), so they are the

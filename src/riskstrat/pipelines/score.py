@@ -169,7 +169,7 @@ def run_scoring(cfg, as_of, *, stage: Stage = no_stage, records: LinkedRecords |
                                 opted_out=opted_out, in_data=in_data, counts=counts, data_end=found_end.end,
                                 data_end_source=found_end.source, inputs=inputs, costs=costs, timings=timings,
                                 facts_of=lambda ids: person_facts(
-                                    engine.tables(FACT_TABLES), ids, as_of, data_end=found_end.end,
+                                    engine.tables(FACT_TABLES, people=ids), ids, as_of, data_end=found_end.end,
                                     case_managed=case_managed, next_persons=next_persons),
                                 stage=stage))
     finally:
