@@ -13,6 +13,7 @@ import importlib.util
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -406,6 +407,23 @@ def test_score_on_a_stamped_folder_verifies_the_stamp_instead_of_checking_rows(s
     a, b = tmp_path / "pandas" / MONTH, tmp_path / "duckdb" / MONTH
     pd.testing.assert_frame_equal(pd.read_parquet(b / "population.parquet"), pd.read_parquet(a / "population.parquet"),
                                   check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_every_second_of_a_score_run_is_in_a_named_stage(registry, data_dir, tmp_path):
+    from riskstrat.cli.score_cmd import process_started
+    from riskstrat.pipelines.score import stage_report
+
+    timings = {}
+    started = time.time()
+    run_scoring(scoring_config(registry, data_dir, tmp_path, "engine=duckdb"), AS_OF, timings=timings, started=started)
+    wall = time.time() - started
+    assert {"startup", "load", "features", "lock", "audit", "prediction", "drift", "shap", "facts", "writing",
+            "mlflow"} <= set(timings)
+    assert abs(sum(timings.values()) - wall) <= 0.02 * wall + 0.05, (sum(timings.values()), wall)
+    report = stage_report(timings, wall=wall)
+    assert report.startswith("seconds: startup ") and ", drift " in report and f"(wall {wall:,.2f})" in report
+    # This process's start, read from /proc: before now, and before this test began.
+    assert process_started() <= started
 
 
 def test_second_month_reports_changes_since_the_first(two_months):
