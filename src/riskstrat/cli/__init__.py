@@ -1,12 +1,6 @@
 """Command-line interface: `riskstrat --help`."""
 
-import time
-
-# Before the CLI's imports: where /proc cannot say when the process started, the stage report's
-# start-up counts from here.
-IMPORTED_AT = time.time()
-
-from riskstrat.cli.app import app  # noqa: E402
+from riskstrat.cli.app import app
 
 # Each module registers its commands on `app` when imported.
 from riskstrat.cli import synth_cmd  # noqa: E402,F401

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+import riskstrat
+
 from riskstrat.cli.app import EXIT_REFUSED, app, fail, out, parse_date
 from riskstrat.cli.progress import Stage, libraries_quiet
 from riskstrat.errors import RiskstratError
@@ -20,7 +22,7 @@ _GUARDS = "Guard rails (each refuses unless allowed)"
 
 def process_started() -> float:
     """When this process started, in seconds since the epoch: from /proc (Linux: the process's start in
-    clock ticks since boot, against the seconds since boot), else when the CLI was first imported."""
+    clock ticks since boot, against the seconds since boot), else when riskstrat was first imported."""
     try:
         with open("/proc/self/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
@@ -28,8 +30,7 @@ def process_started() -> float:
             uptime = float(handle.read().split()[0])
         return time.time() - (uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: starttime
     except (OSError, ValueError, IndexError):
-        from riskstrat.cli import IMPORTED_AT
-        return IMPORTED_AT
+        return riskstrat.IMPORTED_AT
 
 
 @app.command()
