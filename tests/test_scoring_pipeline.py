@@ -13,6 +13,7 @@ import importlib.util
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -384,6 +385,45 @@ def test_cli_score_with_a_folder_engine_writes_the_same_month(score, registry, d
     names = ["summary.csv"] + [p.relative_to(a).as_posix() for p in sorted(a.glob("practices/*/*.csv"))]
     for name in names:  # lists, reasons and changes, as the practices read them
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_score_on_a_stamped_folder_verifies_the_stamp_instead_of_checking_rows(score, registry, data_dir, tmp_path,
+                                                                              monkeypatch):
+    from riskstrat.data import validate as validation
+    from riskstrat.features.duckdb import DuckDBEngine
+
+    calls = []
+    for owner, hook in ((validation, "_check_range"), (validation, "_check_safe_text"), (DuckDBEngine, "_link_counts"),
+                        (DuckDBEngine, "_ids_all_known")):
+        original = getattr(owner, hook)
+        monkeypatch.setattr(owner, hook, lambda *a, _hook=hook, _original=original, **k: calls.append(_hook)
+                            or _original(*a, **k))
+    messages = []
+    for engine in ("pandas", "duckdb"):
+        cfg = scoring_config(registry, data_dir, tmp_path / engine, f"engine={engine}")
+        run_scoring(cfg, AS_OF, stage=messages.append)
+    assert calls == []  # no refusal-only row check ran: the stamp's hashes stood for them
+    assert sum(m.startswith("validation stamp verified (hashes) for persons") for m in messages) == 2, messages
+    a, b = tmp_path / "pandas" / MONTH, tmp_path / "duckdb" / MONTH
+    pd.testing.assert_frame_equal(pd.read_parquet(b / "population.parquet"), pd.read_parquet(a / "population.parquet"),
+                                  check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_every_second_of_a_score_run_is_in_a_named_stage(registry, data_dir, tmp_path):
+    from riskstrat.cli.score_cmd import process_started
+    from riskstrat.pipelines.score import stage_report
+
+    timings = {}
+    started = time.time()
+    run_scoring(scoring_config(registry, data_dir, tmp_path, "engine=duckdb"), AS_OF, timings=timings, started=started)
+    wall = time.time() - started
+    assert {"startup", "load", "features", "lock", "audit", "prediction", "drift", "shap", "facts", "writing",
+            "mlflow"} <= set(timings)
+    assert abs(sum(timings.values()) - wall) <= 0.02 * wall + 0.05, (sum(timings.values()), wall)
+    report = stage_report(timings, wall=wall)
+    assert report.startswith("seconds: startup ") and ", drift " in report and f"(wall {wall:,.2f})" in report
+    # This process's start, read from /proc: before now, and before this test began.
+    assert process_started() <= started
 
 
 def test_second_month_reports_changes_since_the_first(two_months):

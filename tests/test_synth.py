@@ -306,7 +306,8 @@ def test_write_population_writes_tables_metadata_and_truth_apart(tmp_path):
     out = tmp_path / "synthetic"
     meta = write_population(out, 400, **SMALL)
     files = {p.name for p in out.iterdir()}
-    assert files == {"dataset.json", "ground_truth", ".riskstrat-folder"} | {f"{name}.parquet" for name in TABLES}
+    assert files == {"dataset.json", "validated.json", "ground_truth", ".riskstrat-folder"} | {
+        f"{name}.parquet" for name in TABLES}  # validated.json: validated as made (tests/test_stamp.py)
     assert [p.name for p in (out / "ground_truth").iterdir()] == ["truth.parquet"]
     assert json.loads((out / "dataset.json").read_text()) == meta
     assert meta["extract_end"] == "2024-10-31" and meta["truth_dates"] == ["2023-01-01"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import typer
+
+import riskstrat
 
 from riskstrat.cli.app import EXIT_REFUSED, app, fail, out, parse_date
 from riskstrat.cli.progress import Stage, libraries_quiet
@@ -14,6 +18,19 @@ from riskstrat.errors import RiskstratError
 # The --allow-* flags in a panel of their own: publishing despite a guard rail is a decision apart
 # (and their long names need the width of a table without the value column).
 _GUARDS = "Guard rails (each refuses unless allowed)"
+
+
+def process_started() -> float:
+    """When this process started, in seconds since the epoch: from /proc (Linux: the process's start in
+    clock ticks since boot, against the seconds since boot), else when riskstrat was first imported."""
+    try:
+        with open("/proc/self/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        return time.time() - (uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return riskstrat.IMPORTED_AT
 
 
 @app.command()
@@ -68,7 +85,7 @@ def score(
     Example: riskstrat score --config configs/scoring.yaml --as-of 2026-11-01
     """
     from riskstrat.pipelines.score import (PublishedButNotTrackedError, ScoringConfig, ValidationError, load_config,
-                                           path_override, run_scoring)
+                                           path_override, run_scoring, stage_report)
 
     date = parse_date(as_of)
     extra = [path_override("data.path", data)] if data else []
@@ -84,8 +101,11 @@ def score(
     extra += ["without_costs=true"] if without_costs else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
+        timings: dict[str, float] = {}
+        started = process_started()
         with libraries_quiet(quiet):
-            manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet))
+            manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet), timings=timings, started=started)
+        wall = time.time() - started
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was written:\n{exc}", EXIT_REFUSED)
     except PublishedButNotTrackedError:
@@ -100,6 +120,8 @@ def score(
               f"{unmatched}) with "
               f"{models}; {c['listed']:,} listed in {c['practices']} practices ({c['held_out']:,} held out, "
               f"{c['new_this_month']:,} new) -> {manifest['output_dir']}", soft_wrap=True)  # one line, also in logs
+    if not quiet:  # every second of the run in a stage, from the process's start
+        out.print(f"[dim]{stage_report(timings, wall=wall)}[/]", highlight=False, soft_wrap=True)
     if manifest.get("previous_month_unverified"):  # shown even with --quiet: the changes are not since last month
         out.print(f"[yellow]warning: last month ({manifest['previous_month_unverified']['month']}) could not be "
                   f"verified and was treated as absent (see previous_month_unverified in the manifest)[/]",

@@ -29,12 +29,16 @@ def validate(
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write the report (counts, messages and up to 5 example values per "
                              "issue) as JSON to this file."),
+    stamp: bool = typer.Option(
+        False, "--stamp", help="When the folder passes, stamp it (validated.json: what was checked and each file's "
+                               "hash), so that score, train and evaluate verify the hashes instead of checking "
+                               "every row again."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines, only the report."),
 ) -> None:
     """Check a linked data folder: tables, columns, types, codes, dates and links between tables.
 
     Prints the rows per table and every issue found, and exits with status 2 if there are errors.
-    Nothing is written except the optional --json report.
+    Nothing is written except the optional --json report and, with --stamp, the stamp.
 
     Example: riskstrat validate riskstrat-data/synthetic --json validation.json
     """
@@ -42,7 +46,7 @@ def validate(
 
     stage = Stage(quiet=quiet)
     report = validate_folder(data_dir, out_of_life_events=out_of_life_events.value,
-                             on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"))
+                             on_table=lambda name, rows: stage(f"checked {name}: {rows:,} rows"), stamp=stamp)
     _print_report(report)
     if json_path is not None:
         write_validation_report(report, json_path)
@@ -52,7 +56,8 @@ def validate(
         fail(f"{data_dir} failed validation: {n_errors} error{'s' if n_errors != 1 else ''}, "
              f"{n_warnings} warning{'s' if n_warnings != 1 else ''}", EXIT_REFUSED)
     out.print(f"[bold green]OK:[/] {data_dir} passed validation "
-              f"({n_warnings} warning{'s' if n_warnings != 1 else ''})", highlight=False)
+              f"({n_warnings} warning{'s' if n_warnings != 1 else ''})" + ("; stamped (validated.json)" if stamp else ""),
+              highlight=False)
 
 
 def _print_report(report) -> None:

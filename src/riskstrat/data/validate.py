@@ -64,6 +64,7 @@ from riskstrat.errors import InvalidInputError, RiskstratError
 from riskstrat.data.io import LazyTables, dataset_metadata, table_files
 from riskstrat.data.privacy import mask_id
 from riskstrat.data.records import LinkedRecords
+from riskstrat.data.stamp import STAMP, Trust, verify_stamp, write_stamp
 from riskstrat.data.schema import (COST_COLUMNS, EVENT_TABLES, NO_PRACTICE, SAFE_PRACTICE_ID, TABLES, Column, Table,
                                    pandas_dtype)
 
@@ -74,7 +75,9 @@ __all__ = [
     "ValidationReport",
     "blank_cost_message",
     "blank_costs",
+    "data_latest_date",
     "load_records",
+    "stamp_data_dir",
     "validate_data_dir",
     "validate_tables",
 ]
@@ -121,6 +124,7 @@ class ValidationReport:
     issues: list[ValidationIssue] = field(default_factory=list)
     row_counts: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    trust: Trust | None = None  # what a validation stamp proved (validate_data_dir(trust_stamp=True))
 
     @property
     def ok(self) -> bool:
@@ -185,6 +189,7 @@ def validate_tables(
     on_table: Callable[[str, int], None] | None = None,
     keep_records: bool = True,
     latest_date=None,
+    trusted: Mapping[str, bool] | None = None,
 ) -> tuple[LinkedRecords | None, ValidationReport]:
     """Check raw tables against the schema and coerce them to canonical dtypes.
 
@@ -198,6 +203,10 @@ def validate_tables(
     at a time, persons first, and let go once checked. ``keep_records=False`` keeps no table once
     checked, for a report alone (``records`` is then None). ``latest_date`` is the last day the data
     can hold (default today): later events are ``future_event`` rows, later births implausible.
+    ``trusted`` (:class:`riskstrat.data.stamp.Trust`'s ``tables``) names tables whose files a validation
+    stamp proves passed these checks unchanged: they are coerced, and only the checks that drop or
+    change rows run (none when the value is True: the stamp says none were dropped or changed); the
+    checks that can only refuse (ranges, safe text, date order, unique persons, links) do not.
 
     Returns ``(records, report)``; ``records`` is None when the report has any error.
 
@@ -233,11 +242,14 @@ def validate_tables(
     for name, table in TABLES.items():
         if name not in raw:
             continue
-        checked = _check_table(table, raw[name], log, duplicate_rows=duplicate_rows, unknown_codes=unknown_codes)
+        trust = (trusted or {}).get(name)  # None: every check; False: those that drop or change rows; True: none
+        checked = _check_table(table, raw[name], log, duplicate_rows=duplicate_rows, unknown_codes=unknown_codes,
+                               trusted=trust)
         if name == "persons":
             persons = checked if "person_id" not in checked.absent else None
-            _check_birth_dates(log, checked, latest)
-        else:
+            if trust is None:
+                _check_birth_dates(log, checked, latest)
+        elif trust is not True:
             _check_future_events(log, table, checked, latest, out_of_life_events)
             if persons is not None and "person_id" not in checked.absent:
                 _check_people(table, checked, persons, log, out_of_life_events)
@@ -254,12 +266,28 @@ def validate_tables(
     return LinkedRecords(final), report
 
 
-def validate_data_dir(data_dir: str | Path, *, exclude_sources: Iterable[str] = (),
+def data_latest_date(data_dir: str | Path) -> pd.Timestamp:
+    """The last day a data folder can hold, as validation takes it: dataset.json's extract end, never
+    later than today."""
+    end = dataset_metadata(data_dir).get("extract_end")
+    today = pd.Timestamp.today().normalize()
+    return min(pd.Timestamp(end), today) if end else today
+
+
+def _stamp_options(options: Mapping) -> dict[str, str]:
+    """Validation's options that decide what it finds, as a stamp records them (defaults filled in)."""
+    return {name: str(options.get(name, default)) for name, default in
+            (("out_of_life_events", "drop"), ("duplicate_rows", "drop"), ("unknown_codes", "error"))}
+
+
+def validate_data_dir(data_dir: str | Path, *, exclude_sources: Iterable[str] = (), trust_stamp: bool = False,
                       **options) -> tuple[LinkedRecords | None, ValidationReport]:
     """Read every table file in ``data_dir`` and validate it (see :func:`validate_tables`).
 
     Each file is read when validation reaches it. The tables named in ``exclude_sources`` (e.g.
-    social care where there is no legal basis to use it) are never read.
+    social care where there is no legal basis to use it) are never read. With ``trust_stamp`` the
+    folder's validation stamp (:mod:`riskstrat.data.stamp`) is verified and the tables it proves are
+    not checked row by row again (``report.trust`` says which and why the others are).
     Raises :class:`riskstrat.data.io.DataFileError` when the folder or a file cannot be read.
     """
     exclude = set(exclude_sources)
@@ -267,10 +295,29 @@ def validate_data_dir(data_dir: str | Path, *, exclude_sources: Iterable[str] = 
         raise InvalidInputError("persons cannot be excluded: every other table links to it")
     files = {name: path for name, path in table_files(data_dir).items() if name not in exclude}
     if "latest_date" not in options:  # the data set's own end, never later than today
-        end = dataset_metadata(data_dir).get("extract_end")
-        today = pd.Timestamp.today().normalize()
-        options["latest_date"] = min(pd.Timestamp(end), today) if end else today
-    return validate_tables(LazyTables(files), files=files, **options)
+        options["latest_date"] = data_latest_date(data_dir)
+    trust = None
+    if trust_stamp:
+        trust = verify_stamp(data_dir, files, options=_stamp_options(options), latest_date=options["latest_date"])
+        options["trusted"] = trust.tables
+    records, report = validate_tables(LazyTables(files), files=files, **options)
+    report.trust = trust
+    return records, report
+
+
+def stamp_data_dir(data_dir: str | Path, *, on_table: Callable[[str, int], None] | None = None,
+                   **options) -> tuple[ValidationReport, Path | None]:
+    """Validate every table of ``data_dir`` (every row: no stamp is trusted) and, when it passes, stamp
+    the folder (:func:`riskstrat.data.stamp.write_stamp`); returns the report and the stamp's path (None
+    when validation found errors: then nothing is stamped and an older stamp is removed)."""
+    options.setdefault("latest_date", data_latest_date(data_dir))
+    files = table_files(data_dir)
+    _, report = validate_tables(LazyTables(files), files=files, keep_records=False, on_table=on_table, **options)
+    if not report.ok:
+        (Path(data_dir) / STAMP).unlink(missing_ok=True)
+        return report, None
+    return report, write_stamp(data_dir, report, files, options=_stamp_options(options),
+                               latest_date=options["latest_date"])
 
 
 def load_records(data_dir: str | Path, **options) -> LinkedRecords:
@@ -516,7 +563,7 @@ def _normalise_headers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
 
 
 def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_rows: Policy,
-                 unknown_codes: str) -> _Checked:
+                 unknown_codes: str, trusted: bool | None = None) -> _Checked:
     name = table.name
     frame = _normalise_headers(raw, table).reset_index(drop=True)
     del raw  # a table read for this call is then held only through ``frame``, let go below
@@ -561,14 +608,14 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
                 examples = _row_examples(bad, rows, lambda i: _show(values.iloc[i]))
                 log.add(name, col.name, rule, "error", bad.sum(),
                         f"{where}: {_rows(int(bad.sum()))} with {what}{_eg(examples)}; {todo}.", examples)
-        if col.kind in ("id", "str"):
+        if col.kind in ("id", "str") and trusted is None:
             _check_safe_text(log, table, col, values, coerced, rows)
         if not col.nullable and missing.any():
             examples = _row_examples(missing, rows)
             log.add(name, col.name, "missing_value", "error", missing.sum(),
                     f"{where}: {_rows(int(missing.sum()))} with no value{_eg(examples)}, but the column is "
                     f"required; fill them in or remove the rows.", examples)
-        if col.min_value is not None or col.max_value is not None:
+        if (col.min_value is not None or col.max_value is not None) and trusted is None:
             _check_range(log, table, col, coerced, values, rows)
         if col.missing_as is not None and missing.any():
             # A blank says no more than an absent column (codes outside the list stay for unknown_code).
@@ -579,7 +626,7 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
     frame_columns = set(frame.columns)
     del frame, columns, values
     for start, end in table.ordered_dates:
-        if start in absent or end in absent:
+        if start in absent or end in absent or trusted is not None:
             continue
         first, last = df[start].to_numpy(), df[end].to_numpy()
         wrong = last < first  # False where either is missing
@@ -596,8 +643,9 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
                     blank_cost_message(where, name, column, n, absent=absent_cost), action="kept as unknown")
     if drop.any():
         df = _without_rows(df, drop)
-    df = _check_duplicates(log, table, df, extra, duplicate_rows)
-    if name == "persons" and "person_id" not in absent:
+    if trusted is not True:
+        df = _check_duplicates(log, table, df, extra, duplicate_rows)
+    if name == "persons" and "person_id" not in absent and trusted is None:
         _check_unique_persons(log, df)
     return _Checked(df, absent, n)
 

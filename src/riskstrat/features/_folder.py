@@ -41,6 +41,7 @@ from riskstrat.data.data_end import combine_months, month_counts
 from riskstrat.data.io import dataset_metadata, read_table_file, table_files
 from riskstrat.data.records import LinkedRecords
 from riskstrat.data.schema import COST_COLUMNS, EVENT_TABLES, TABLES, Column, Table
+from riskstrat.data.stamp import verify_stamp
 from riskstrat.data.validate import (ValidationError, _agree, _coerce_category, _IssueLog, _rows, _text,
                                      blank_cost_message, validate_tables)
 from riskstrat.features.clinical import eligible_persons
@@ -273,10 +274,14 @@ class FolderEngine(ABC):
                         "unknown_codes": unknown_codes}
         self._stage = stage or (lambda message: None)
         self.files = files = parquet_files(self.data_dir, exclude_sources, self.name)
+        # Validate once, trust by proof: the tables whose files the folder's validation stamp proves
+        # unchanged are not checked row by row again (their plans are still read: codes, clean text).
+        self.trust = verify_stamp(self.data_dir, files, options=self.options, latest_date=self._latest_date())
+        self._stage(self.trust.message())
         # Persons: one row a person, validated by validation itself (the cohort comes from it).
         raw = {"persons": read_table_file(files["persons"])} if "persons" in files else {}
         records, self.report = validate_tables(raw, files={k: v for k, v in files.items() if k == "persons"},
-                                               **self.options)
+                                               trusted=self.trust.tables, **self.options)
         if records is None:
             raise ValidationError(self.report)
         self.persons = records.persons
@@ -295,7 +300,8 @@ class FolderEngine(ABC):
         if not self.report.ok:
             raise ValidationError(self.report)
         self._reported: dict[str, bool] = {}
-        self._links_checked: set[str] = set()
+        # A stamped table's links to persons were checked when it was stamped (persons unchanged too).
+        self._links_checked: set[str] = {name for name in self.plans if self.trust.trusts(name)}
 
     # ------------------------------------------------------------------ what the scoring run asks
 
@@ -366,9 +372,10 @@ class FolderEngine(ABC):
         :meth:`tables`: engines count in place."""
         return count_values(self.tables([table]).get(table), column, DATE_COLUMNS[table], until)
 
-    def tables(self, names: Iterable[str]):
+    def tables(self, names: Iterable[str], *, people=None):
         """Validated persons and the event tables ``names`` that this data set has, as
-        :class:`~riskstrat.data.records.LinkedRecords`: what an outcome's labels read.
+        :class:`~riskstrat.data.records.LinkedRecords`: what an outcome's labels read. This default
+        reads the whole tables whoever ``people`` names (an engine may read only their rows).
 
         These tables are read on the driver and validated by :func:`riskstrat.data.validate.validate_tables`
         itself (with the data set's end from dataset.json, as ``load_records``), so they are the
@@ -377,7 +384,8 @@ class FolderEngine(ABC):
         wanted = [name for name in EVENT_TABLES if name in set(names) and name in self.plans]
         raw = {name: read_table_file(self.files[name]) for name in ("persons", *wanted)}
         records, report = validate_tables(raw, files={name: self.files[name] for name in raw},
-                                          latest_date=self._latest_date(), **self.options)
+                                          latest_date=self._latest_date(), trusted=self.trust.tables,
+                                          **self.options)
         if records is None:
             raise ValidationError(report)
         return LinkedRecords({"persons": self.persons, **{name: records.tables[name] for name in wanted}})
@@ -562,6 +570,10 @@ class FolderEngine(ABC):
         leading = {c.name: leading_text(meta, plan.source[c.name]) for c in table.columns
                    if c.name in plan.source and c.kind in ("id", "str")}
         requests = scan_requests(plan, leading)
+        trusted = self.trust.trusts(table.name)
+        if trusted:  # proven by the stamp: only what the plan needs (codes, clean text and numbers, blank costs)
+            requests = [r for r in requests if r[0] in ("rows", "histogram", "leading", "trailing", "nan")
+                        or (r[0] == "null" and r[1] in COST_COLUMNS)]
         found = {(what, col): n for (what, col, _), n in zip(requests, self._scan_counts(plan, requests))}
 
         def got(what: str, col: str) -> int:
@@ -594,7 +606,7 @@ class FolderEngine(ABC):
                 counts[("missing_value", col.name)] = got("null", col.name)
         for start, end in table.ordered_dates:
             counts[("end_before_start", end)] = got("end_before_start", end)
-        if to_strip:
+        if to_strip and not trusted:
             blanks = self._scan_counts(plan, [("blank", c, None) for c in to_strip])
             counts.update({("missing_value", c): int(n) for c, n in zip(to_strip, blanks)})
         # Ids read as they are may still end in white space: the joins with persons find them (_verify_ids).

@@ -336,9 +336,14 @@ class DuckDBEngine(FolderEngine):
 
     # ------------------------------------------------------------------ the outcome's tables
 
-    def tables(self, names: Iterable[str]):
+    def tables(self, names: Iterable[str], *, people=None):
         """Validated persons and the event tables ``names`` that this data set has, as
         :class:`~riskstrat.data.records.LinkedRecords`: what an outcome's labels read.
+
+        ``people`` (person ids as the data write them; None: everyone): only those people's event rows
+        are read (a filtered scan: the listed people's facts read a few thousand people's rows, not the
+        whole tables), equal to the whole tables' rows of those people; ``filled`` on the records then
+        maps each table to its columns that hold a value in any row of the whole table.
 
         Each table is read whole through the aggregates' cleaning SQL and equals the table
         validation gives (rows in file order, exact repeats removed keeping the first, events
@@ -348,14 +353,36 @@ class DuckDBEngine(FolderEngine):
         :class:`~riskstrat.data.validate.ValidationError` as validation."""
         wanted = set(names)
         tables = {"persons": self.persons}
-        for name in EVENT_TABLES:
-            if name in wanted and name in self.plans:
-                tables[name] = self._validated_table(self.plans[name])
-        return LinkedRecords(tables)
+        filled = {}
+        if people is not None:  # a temporary table (a query, not register: a pending result may be open)
+            self.con.execute("CREATE OR REPLACE TEMP TABLE _people AS SELECT unnest(?::VARCHAR[]) AS person_id",
+                             [pd.Series(list(people), dtype=object).astype(str).unique().tolist()])
+        try:
+            for name in EVENT_TABLES:
+                if name in wanted and name in self.plans:
+                    tables[name] = self._validated_table(self.plans[name], people=people is not None)
+                    if people is not None:
+                        filled[name] = self._filled(self.plans[name])
+        finally:
+            if people is not None:
+                self.con.execute("DROP TABLE IF EXISTS _people")
+        records = LinkedRecords(tables)
+        if people is not None:
+            records.filled = filled
+        return records
 
-    def _validated_table(self, plan: _TablePlan) -> pd.DataFrame:
+    def _filled(self, plan: _TablePlan) -> set[str]:
+        """The table's columns holding a value (as validation leaves them) in at least one row of the file."""
+        columns = [c for c in plan.table.columns if c.name in plan.source]
+        counts = self.con.execute(f"SELECT {', '.join(f'count({plan.expression(c)})' for c in columns)} "
+                                  f"FROM {plan.scan}").fetchall()[0]
+        return {c.name for c, n in zip(columns, counts) if n}
+
+    def _validated_table(self, plan: _TablePlan, *, people: bool = False) -> pd.DataFrame:
         table, name, options = plan.table, plan.table.name, self.options
         read = plan.typed(drop_unknown_codes=options["unknown_codes"] == "drop", row_number=True)
+        if people:  # the registered _people's rows only, by the id as validation cleans it
+            read = f"SELECT * FROM ({read}) WHERE person_id IN (SELECT person_id FROM _people)"
         # Exact repeats over every column of the file (extra columns included), the first kept.
         deduped = f"SELECT * EXCLUDE (_row), min(_row) AS _row FROM ({read}) GROUP BY ALL" \
             if options["duplicate_rows"] != "keep" else read
@@ -378,7 +405,7 @@ class DuckDBEngine(FolderEngine):
             f"count(*) FILTER (WHERE _before_birth AND {counted}), count(*) FILTER (WHERE _after_death AND {counted}), "
             f"count(*) FILTER (WHERE _future) FROM ({joined})").fetchone()
         if unknown and self._verify_ids(plan, self._unknown_ids(plan)):
-            return self._validated_table(plan)  # ids ending in white space: again, cleaning them
+            return self._validated_table(plan, people=people)  # ids ending in white space: again, cleaning them
         log, errors = self._log, []
         if options["duplicate_rows"] == "error" and n_read > n_rows:
             n = n_read - n_rows

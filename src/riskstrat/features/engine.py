@@ -77,9 +77,12 @@ class FeatureEngine(Protocol):
     @property
     def records(self) -> LinkedRecords: ...  # validated persons at least (the duckdb engine: persons only)
 
-    def tables(self, names: Iterable[str]) -> LinkedRecords:
+    def tables(self, names: Iterable[str], *, people=None) -> LinkedRecords:
         """Validated persons and the event tables ``names`` that the data have (others are left out,
-        as absent), as validation leaves them: what an outcome's labels read (``Outcome.tables``)."""
+        as absent), as validation leaves them: what an outcome's labels read (``Outcome.tables``).
+        ``people`` (ids as the data write them): the rows of other people may be left out (the
+        listed people's facts); an engine that leaves them out sets ``filled`` on the records (each
+        table's columns with a value in any row of the whole table)."""
         ...
 
 
@@ -106,8 +109,8 @@ class PandasEngine:
     def blank_costs(self) -> list[tuple[str, str]]:
         return blank_costs(self.records)
 
-    def tables(self, names: Iterable[str]) -> LinkedRecords:
-        keep = {"persons", *names}
+    def tables(self, names: Iterable[str], *, people=None) -> LinkedRecords:
+        keep = {"persons", *names}  # in memory already: whole tables, whoever ``people`` names
         return LinkedRecords({k: v for k, v in self.records.tables.items() if k in keep})
 
     def date_range(self, *, until=None):

@@ -17,7 +17,7 @@ import pandas as pd
 from riskstrat.data.io import write_json
 from riskstrat.data.privacy import init_pseudonym_key, key_fingerprint, load_pseudonym_key
 from riskstrat.data.synth import write_population
-from riskstrat.data.validate import ValidationReport, validate_data_dir
+from riskstrat.data.validate import ValidationReport, stamp_data_dir, validate_data_dir
 from riskstrat.features.clinical import FEATURE_NAMES
 from riskstrat.features.words import feature_table
 
@@ -39,9 +39,13 @@ def key_fingerprint_of(key_file: str | Path | None = None) -> str:
 
 
 def validate_folder(data_dir: str | Path, *, out_of_life_events: str = "drop",
-                    on_table: Callable[[str, int], None] | None = None) -> ValidationReport:
-    """Check every table of a data folder against the schema; the report only (no records kept)."""
+                    on_table: Callable[[str, int], None] | None = None, stamp: bool = False) -> ValidationReport:
+    """Check every table of a data folder against the schema; the report only (no records kept). With
+    ``stamp``, a folder that passes is stamped (:func:`riskstrat.data.validate.stamp_data_dir`; one that
+    fails loses any older stamp)."""
     options = {"on_table": on_table} if on_table is not None else {}
+    if stamp:
+        return stamp_data_dir(data_dir, out_of_life_events=out_of_life_events, **options)[0]
     _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events, keep_records=False, **options)
     return report
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from riskstrat.data.io import DATASET_META, check_replaceable, read_json, write_records_tables
 from riskstrat.data.privacy import FINGERPRINT_FIELD, key_fingerprint, load_pseudonym_key
 from riskstrat.data.readers import ImportSummary, reader
-from riskstrat.data.validate import ValidationError, ValidationReport, validate_tables
+from riskstrat.data.validate import ValidationError, ValidationReport, stamp_data_dir, validate_tables
 from riskstrat.report.imports import (IMPORT_REPORT, dataset_metadata, format_import_report, import_report,
                                      unreadable_cost_issues)
 
@@ -52,6 +52,9 @@ def import_dataset(kind: str, src_dir: str | Path, out_dir: str | Path, *,
         DATASET_META: json.dumps({**dataset_metadata(summary), FINGERPRINT_FIELD: key_fingerprint(key)},
                                  indent=2, sort_keys=True) + "\n",
     })
+    # Validated once more as written (the canonical folder, under the options a run uses) and stamped,
+    # so that runs on it verify the files' hashes instead of checking every row again.
+    stamp_data_dir(out_dir)
     return summary, report
 
 

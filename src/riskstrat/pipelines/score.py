@@ -45,7 +45,8 @@ from riskstrat.scoring.spark import SparkMonthFeatures
 
 # What `riskstrat score` loads and catches (the config, the refusals), re-exported so that the command
 # imports only its pipeline.
-__all__ = ["PublishedButNotTrackedError", "SCORING_COST_OPTIONS", "month_features", "run_scoring",
+__all__ = ["PublishedButNotTrackedError", "SCORING_COST_OPTIONS", "SCORING_STAGES", "StageClock", "month_features",
+           "run_scoring", "stage_report",
            "ScoringConfig", "ValidationError", "load_config", "path_override"]
 
 Stage = Callable[[str], None]
@@ -88,6 +89,38 @@ def _file_digest(path) -> dict | None:
     return {"path": str(path.resolve()), "sha256": file_sha256(path)} if path.is_file() else None
 
 
+# The stages of a scoring run, in order; every second of the run is in one (:class:`StageClock`).
+SCORING_STAGES = ("startup", "load", "features", "fingerprint", "lock", "audit", "previous_month", "prediction", "drift",
+                  "shap", "facts", "writing", "mlflow", "finish")
+
+
+class StageClock:
+    """Seconds per stage with no second left out: each :meth:`lap` gives the time since the previous
+    lap to the stage it names (added up when a stage comes back), so the stages sum to the time since
+    the clock started. ``started`` (seconds since the epoch, e.g. the process's start) puts the time
+    before the clock (interpreter start and imports) in ``startup``."""
+
+    def __init__(self, timings: dict[str, float], *, started: float | None = None):
+        self.timings = timings
+        if started is not None:
+            timings["startup"] = max(time.time() - started, 0.0)
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+def stage_report(timings: dict[str, float], *, wall: float | None = None) -> str:
+    """The stages' seconds on one line, in run order, with their total (and the wall time when given)."""
+    names = [n for n in SCORING_STAGES if n in timings] + [n for n in timings if n not in SCORING_STAGES]
+    total = sum(timings[n] for n in names)
+    parts = [f"{n.replace('_', ' ')} {timings[n]:,.2f}" for n in names]
+    return (f"seconds: {', '.join(parts)}; "
+            f"total {total:,.2f}" + (f" (wall {wall:,.2f})" if wall is not None else ""))
+
+
 def _os_error(exc: OSError, what: str) -> RiskstratError:
     """An OS fault while writing, as a refusal a person can act on."""
     where = f" ({exc.filename})" if exc.filename else ""
@@ -101,7 +134,8 @@ def _os_error(exc: OSError, what: str) -> RiskstratError:
     return publish.PublishError(f"could not {what}{where}: {advice}. Nothing was published; the month already there "
                         f"(if any) is untouched")
 
-def run_scoring(cfg, as_of, *, stage: Stage = no_stage, records: LinkedRecords | None = None) -> dict:
+def run_scoring(cfg, as_of, *, stage: Stage = no_stage, records: LinkedRecords | None = None,
+                timings: dict[str, float] | None = None, started: float | None = None) -> dict:
     """Score everyone as of ``as_of`` with the champion models and publish the month's lists.
 
     Refuses (:class:`riskstrat.modeling.guards.StaleDataError`) a date later than the data end plus
@@ -126,11 +160,14 @@ def run_scoring(cfg, as_of, *, stage: Stage = no_stage, records: LinkedRecords |
     the same files, byte for byte) and records it.
 
     Returns the manifest (also written as ``manifest.json`` and logged to MLflow). Run timings are
-    not in it (a rerun's manifest is byte-identical): they go to the audit log and MLflow.
+    not in it (a rerun's manifest is byte-identical): they go to the audit log and MLflow, and into
+    ``timings`` when given: seconds per stage (:data:`SCORING_STAGES`), every second of the run in one
+    (:class:`StageClock`; ``started``, the process's start in seconds since the epoch, adds ``startup``).
     """
+    timings = {} if timings is None else timings
+    clock = StageClock(timings, started=started)
     as_of = pd.Timestamp(as_of).normalize()
     month = as_of.strftime("%Y-%m")
-    t0 = time.perf_counter()
     for warning in unset_page_words(cfg.lists):
         stage(warning)
     lists.check_holdout_approval(fraction=cfg.lists.holdout_fraction, approval=cfg.lists.holdout_approval)
@@ -154,27 +191,28 @@ def run_scoring(cfg, as_of, *, stage: Stage = no_stage, records: LinkedRecords |
     records = engine.records  # the duckdb engine's holds persons only: all the rest needs of people
     costs = _models_money(cfg, models, engine, stage=stage)
     found_end = _data_end(cfg, as_of, found_end, engine, stage=stage)
-    timings = {"load": time.perf_counter() - t0}
-    t = time.perf_counter()
+    clock.lap("load")
     features = month_features(engine, as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec,
                               costs=costs)
     try:
         _check_models_fit(cfg, models, features, engine, stage=stage)
         features, in_data, counts = _cohort(cfg, as_of, features, records, opted_out, found_end, stage=stage)
-        timings["features"] = time.perf_counter() - t
+        clock.lap("features")
         inputs = _inputs(cfg, key_fingerprint)
-        manifest = _publish(cfg, as_of, month, models=models, inputs=inputs, timings=timings, stage=stage,
+        clock.lap("fingerprint")
+        manifest = _publish(cfg, as_of, month, models=models, inputs=inputs, timings=timings, clock=clock, stage=stage,
                             score=lambda: _score_month(
                                 cfg, as_of, month, risk=risk, cost=cost, records=records, features=features,
                                 opted_out=opted_out, in_data=in_data, counts=counts, data_end=found_end.end,
-                                data_end_source=found_end.source, inputs=inputs, costs=costs, timings=timings,
+                                data_end_source=found_end.source, inputs=inputs, costs=costs, clock=clock,
                                 facts_of=lambda ids: person_facts(
-                                    engine.tables(FACT_TABLES), ids, as_of, data_end=found_end.end,
+                                    engine.tables(FACT_TABLES, people=ids), ids, as_of, data_end=found_end.end,
                                     case_managed=case_managed, next_persons=next_persons),
                                 stage=stage))
     finally:
         features.release()  # what the engine holds for the month (Spark's cache)
     stage(f"wrote {manifest['counts']['practices']} practice lists to {manifest['output_dir']}")
+    clock.lap("finish")
     return manifest
 
 
@@ -272,7 +310,7 @@ def _inputs(cfg, key_fingerprint) -> dict:
             "config": config_to_dict(cfg)}
 
 
-def _publish(cfg, as_of: pd.Timestamp, month: str, *, models, inputs: dict, timings: dict,
+def _publish(cfg, as_of: pd.Timestamp, month: str, *, models, inputs: dict, timings: dict, clock: StageClock,
              score: Callable[[], tuple[dict, pd.DataFrame]], stage: Stage) -> dict:
     """Under the output folder's lock: refuse an unwanted republish, ``score()`` (which writes the month),
     then record it in MLflow, each step in the audit log (the order :func:`run_scoring` describes)."""
@@ -284,7 +322,9 @@ def _publish(cfg, as_of: pd.Timestamp, month: str, *, models, inputs: dict, timi
         except publish.PublishError as exc:
             publish.append_audit(root, "refused", **audit, error=str(exc))
             raise
+        clock.lap("lock")
         publish.append_audit(root, "started", **audit, inputs={k: v for k, v in inputs.items() if k != "config"})
+        clock.lap("audit")
         try:
             manifest, summary = score()
         except OSError as exc:
@@ -301,9 +341,10 @@ def _publish(cfg, as_of: pd.Timestamp, month: str, *, models, inputs: dict, timi
                                     "manifest.json": hashlib.sha256(written).hexdigest()},
                              opted_out_removed=manifest["counts"]["opted_out_removed"],
                              timings_seconds={k: round(v, 3) for k, v in timings.items()})
+        clock.lap("audit")
         try:
             # The manifest as published (with its files' hashes): monitor checks the folder's copy against it.
-            run_id = tracking.log_scoring_run(json.loads(written), summary, cfg, timings=timings)
+            run_id = tracking.log_scoring_run(json.loads(written), summary, cfg, timings=dict(timings))
         except Exception as exc:  # the month is out, complete: say so, and that a rerun is safe
             publish.append_audit(root, "tracking_failed", **audit, error=f"{type(exc).__name__}: {exc}")
             raise PublishedButNotTrackedError(
@@ -311,11 +352,14 @@ def _publish(cfg, as_of: pd.Timestamp, month: str, *, models, inputs: dict, timi
                 f"({cfg.tracking.uri or 'default store'}) failed: {type(exc).__name__}: {exc}. The audit log "
                 f"{root / publish.AUDIT_LOG} records the month; run the same command again once MLflow works "
                 f"(a rerun writes the same files and records it)", manifest) from exc
+        clock.lap("mlflow")
         publish.append_audit(root, "tracked", **audit, mlflow_run_id=run_id)
+        clock.lap("audit")
+    clock.lap("lock")  # letting the lock go
     return manifest
 
 def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out, in_data, counts, data_end,
-                 data_end_source, inputs, costs, timings, facts_of, stage) -> tuple[dict, pd.DataFrame]:
+                 data_end_source, inputs, costs, clock, facts_of, stage) -> tuple[dict, pd.DataFrame]:
     """Score, explain and write one month (the caller holds the output folder's lock); returns the
     manifest and the commissioners' summary. ``costs`` (:class:`riskstrat.features.costs.CostHandling`) says
     which currency the amounts are in (the models' when converted); ``facts_of(person_ids)`` gives the
@@ -332,8 +376,7 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         publish.check_population(len(features), published,
                                  max_shrink=cfg.max_population_shrink, allow=cfg.allow_population_shrink,
                                  previous_month=f"{month} as published")
-
-    t = time.perf_counter()
+    clock.lap("previous_month")
     size = cfg.chunk_size
     # One pass of each model per person: the calibrated risk comes from the raw score, which also
     # ranks (the same order as the calibrated risk, without its ties).
@@ -343,12 +386,12 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
                                        predicted_cost=scores.predicted_cost, tier_cutoffs=cfg.lists.tiers,
                                        groups=groups, rank_score=scores.raw * risk.risk_model.rank_direction(),
                                        currency=currency)
-    timings["prediction"] = time.perf_counter() - t
+    clock.lap("prediction")
     drift = month_drift(risk.risk_model, features, scores.risk, stage=stage)
+    clock.lap("drift")
 
     # Explain the people who go on lists (exact TreeSHAP is ~1000x slower than prediction), or
     # everyone with lists.explain = "all".
-    t = time.perf_counter()
     if cfg.lists.explain == "all":
         explain, who = None, "people"
     else:
@@ -361,16 +404,14 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
         demographic_reasons=cfg.lists.demographic_reasons, thresholds=thresholds,
         money_reasons=outcome_of(risk.risk_model)["name"] == "high_cost", chunk_size=min(size, EXPLAIN_CHUNK),
         stage=stage if cfg.lists.explain == "all" else no_stage)
-    timings["shap"] = time.perf_counter() - t
+    clock.lap("shap")
+    shap_s = clock.timings["shap"]
     stage(f"explained {n_explained:,} {who} (SHAP additivity error {max_error:.1e}"
-          + (f", {n_explained / timings['shap']:,.0f} people/s)" if cfg.lists.explain == "all" and n_explained
-             and timings["shap"] > 0 else ")"))
-
-    t = time.perf_counter()
+          + (f", {n_explained / shap_s:,.0f} people/s)" if cfg.lists.explain == "all" and n_explained
+             and shap_s > 0 else ")"))
     # What a clinician checks first, for the listed people only (read from the engine's validated tables).
     facts = facts_of(population.loc[lists.listed_mask(population, list_size=cfg.lists.list_size), "person_id"])
-    timings["facts"] = time.perf_counter() - t
-    t = time.perf_counter()
+    clock.lap("facts")
     if prev is not None:
         # Last month's ids as this month's data write them (one canonical form).
         in_population = canonical_lookup(population["person_id"])
@@ -440,5 +481,5 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
                       manifest=manifest, reidentify=reidentify, changes=changes,
                       words=page_words(cfg.lists, outcome=manifest["outcome"], groups=groups),
                       options=month_options(cfg))
-    timings["writing"] = time.perf_counter() - t
+    clock.lap("writing")
     return manifest, summary

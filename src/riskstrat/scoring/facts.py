@@ -159,6 +159,11 @@ def _rows(records: LinkedRecords, name: str, ids: pd.Index, date: str, before: p
 
 
 def _has_values(records: LinkedRecords, name: str, column: str) -> bool:
+    """Whether the data's table ``name`` holds a ``column`` value in any row: of the whole table, also when
+    ``records`` hold only the listed people's rows (``filled``, :meth:`FeatureEngine.tables`)."""
+    filled = getattr(records, "filled", None)
+    if filled is not None and name in filled:
+        return records.has(name) and column in filled[name]
     return records.has(name) and column in records.get(name) and bool(records.get(name)[column].notna().any())
 
 

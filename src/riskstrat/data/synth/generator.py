@@ -27,6 +27,7 @@ import pandas as pd
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.io import atomic_path, canonical_to_arrow, check_replaceable
 from riskstrat.data.schema import TABLES, pandas_dtype
+from riskstrat.data.validate import stamp_data_dir
 from riskstrat.data.synth import params as P
 from riskstrat.data.synth.cut import cut_tables, cut_truth
 
@@ -774,7 +775,7 @@ def generate_population(n_people: int, *, start: str = "2021-11-01", years: int 
 def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years: int = 5, seed: int = 42,
                      truth_dates: list[str] | None = None, n_futures: int = 12, chunk_size: int = 50_000,
                      n_practices: int | None = None, extract_end: str | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
+                     progress: Callable[[int, int], None] | None = None, stamp: bool = True) -> dict:
     """Generate and write a synthetic linked data set chunk by chunk (bounded memory), atomically.
 
     Writes one Parquet file per canonical table, ``dataset.json`` (generator settings and the
@@ -784,6 +785,10 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
     ``extract_end`` (a date before the end of the ``years`` simulated) writes the extract as it
     stood on that date (:func:`riskstrat.data.synth.cut.cut_tables`): the same seed without it writes the
     later extract, holding exactly the same records up to that date (a monthly refresh).
+
+    With ``stamp`` (the default) the folder is validated once written and stamped
+    (:func:`riskstrat.data.validate.stamp_data_dir`), so that runs on it verify hashes instead of
+    checking every row again.
     """
     import json
     from pathlib import Path
@@ -834,4 +839,6 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
         if len(truth):
             (tmp / "ground_truth").mkdir()
             truth.to_parquet(tmp / "ground_truth" / "truth.parquet", index=False)
+        if stamp:  # validated once, as made; the stamp names files, not the temporary folder
+            stamp_data_dir(tmp)
     return meta
