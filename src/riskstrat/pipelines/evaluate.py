@@ -294,7 +294,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     card_path = gate_path = None
     if card_dir:
         gate_path = gates.write_default_gate(card_dir, candidate.name)
-        card_path = report.write_card(Path(card_dir) / candidate.name, evaluation, context, drivers=drivers)
+        card_path = report.write_card(Path(card_dir) / candidate.name, evaluation, context, drivers=drivers,
+                                      criteria=criteria)
         stage(f"drafted the model card {card_path}" + (f" and the default gate {gate_path}" if gate_path else ""))
     run_id = None
     if log:

@@ -277,7 +277,7 @@ def _approved(card: Path) -> bool:
     return False
 
 
-def render_card(evaluation, context: dict, *, drivers=None) -> str:
+def render_card(evaluation, context: dict, *, drivers=None, criteria=()) -> str:
     """The model card draft (Markdown)."""
     by_group = evaluation.subgroups.by_group.reset_index()
     by_group = by_group[by_group["attribute"] != "GP practice"]  # practices: in the report, too many for a card
@@ -288,16 +288,19 @@ def render_card(evaluation, context: dict, *, drivers=None) -> str:
         comparison=evaluation.comparison.to_dict("records"), subgroups=by_group.to_dict("records"),
         weak=weak_groups(evaluation).to_dict("records"), drivers=drivers.to_dict("records") if drivers is not None else [],
         practices=practices, fmt=fmt, placeholder=APPROVAL_PLACEHOLDER,
-        case_finding=evaluation.case_finding.to_dict("records"))
+        case_finding=evaluation.case_finding.to_dict("records"), p=report_parts(evaluation, context, criteria),
+        tiers=evaluation.oe_tier.to_dict("records"),
+        meanings=sections.feature_meanings(context.get("features") or []).to_dict("records"),
+        review_date=(pd.Timestamp(context.get("created") or pd.Timestamp.today()) + pd.DateOffset(years=1)).date())
 
 
-def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None) -> Path:
+def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None, criteria=()) -> Path:
     """Write ``card.md`` in ``folder``; if the card there has been approved, write ``card.draft.md`` beside it
     instead (an approved card is a person's signed text: never overwritten)."""
     folder = Path(folder)
     card = folder / "card.md"
     target = folder / "card.draft.md" if card.exists() and _approved(card) else card
-    return write_text(render_card(evaluation, context, drivers=drivers), target)
+    return write_text(render_card(evaluation, context, drivers=drivers, criteria=criteria), target)
 
 
 # ----------------------------------------------------------------------------- monitoring

@@ -239,8 +239,9 @@ def flow_table(context: dict) -> pd.DataFrame:
             col["evaluated"] = f.get("evaluated")
             col["evaluated, with the outcome"] = f.get("evaluated_events")
         rows[label] = col
-    frame = pd.DataFrame(rows)
-    frame = frame.dropna(how="all")
+    frame = pd.DataFrame(rows).dropna(how="all")
+    # Whole numbers with separators; blank where a date has no such figure (e.g. no test rows at a training date).
+    frame = frame.apply(lambda col: [f"{int(v):,}" if v == v and v is not None else "" for v in col])
     return frame.rename_axis("people").reset_index()
 
 
