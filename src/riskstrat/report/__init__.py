@@ -186,7 +186,7 @@ def _named(frame: pd.DataFrame, column: str, model_name: str) -> pd.DataFrame:
 def report_parts(evaluation, context: dict, criteria=()) -> dict:
     """The reviewer's parts of the report (and card): verdict, in-sample warning, conclusions, design
     sentences, sample size, tuning, flow, Table 1, limitations, feature meanings, the TRIPOD+AI items."""
-    return {"verdict": sections.verdict(criteria, evaluation, context),
+    parts = {"verdict": sections.verdict(criteria, evaluation, context),
             "in_sample": sections.in_sample_warning(context),
             "conclusions": sections.conclusions(evaluation, context),
             "design": sections.design_sentences(context), "sample_size": sections.sample_size_sentences(context),
@@ -196,6 +196,8 @@ def report_parts(evaluation, context: dict, criteria=()) -> dict:
             "meanings": sections.feature_meanings(context.get("features") or []),
             "tripod": sections.tripod_items(),
             "min_age": (((context.get("design") or {}).get("training") or {}).get("cohort") or {}).get("min_age", 18)}
+    parts["min_age"] = f"{parts['min_age']:g}"
+    return parts
 
 
 def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], drivers=None, criteria=()) -> str:

@@ -155,6 +155,12 @@ def design_sentences(context: dict) -> list[str]:
                    f"they were eligible. The model's own test date was {t.get('test_date')}"
                    + (f" ({counts['test_rows']:,} people, {counts.get('test_positive', 0):,} events)."
                       if counts.get("test_rows") else "."))
+    used = feature_meanings(context.get("features") or [])
+    sources = sorted({s for s in used["source"] if s})
+    if sources:
+        absent = sorted(set(context.get("sources") or []) - set(sources) - {"persons"})
+        out.append(f"Predictors: {len(used)} from {', '.join(sources)}"
+                   + (f"; none from {', '.join(absent)}, which the evaluated data hold" if absent else "") + ".")
     split = (t.get("split") or {})
     if split.get("mode"):
         out.append(f"Split ({split['mode'].replace('_', ' ')}): {SPLIT_WORDS.get(split['mode'], split['mode'])}; "
@@ -241,7 +247,7 @@ def flow_table(context: dict) -> pd.DataFrame:
         rows[label] = col
     frame = pd.DataFrame(rows).dropna(how="all")
     # Whole numbers with separators; blank where a date has no such figure (e.g. no test rows at a training date).
-    frame = frame.apply(lambda col: [f"{int(v):,}" if v == v and v is not None else "" for v in col])
+    frame = frame.apply(lambda col: [f"{int(v):,}" if v == v and v is not None else "-" for v in col])
     return frame.rename_axis("people").reset_index()
 
 
@@ -282,7 +288,8 @@ def conclusions(evaluation, context: dict) -> list[str]:
     name = context["model_name"]
     out = []
     for row in evaluation.comparison.itertuples():
-        other = MODEL_WORDS.get(row.versus, row.versus)
+        other = (context.get("against") or MODEL_WORDS["champion"]) if row.versus == "champion" else \
+            MODEL_WORDS.get(row.versus, row.versus)
         nums = f"AUROC difference {_num(row.auroc_difference)}, 95% CI {_num(row.ci_low)} to {_num(row.ci_high)}"
         if row.versus == "oracle":
             if row.ci_high < 0:
