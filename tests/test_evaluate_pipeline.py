@@ -72,7 +72,8 @@ def test_report_is_self_contained_with_the_headline_numbers(evaluated):
     assert not re.search(r"https?://", html)
     parser = _Refs()
     parser.feed(html)
-    assert len(parser.refs) >= 6 and all(r.startswith("data:image/png;base64,") for r in parser.refs)
+    # Figures embedded; the only other references are links within the page (the TRIPOD+AI checklist's).
+    assert len(parser.refs) >= 6 and all(r.startswith(("data:image/png;base64,", "#")) for r in parser.refs)
     cand = run.evaluation.headline.loc["candidate"]
     assert f"{cand['auroc']:.3f}" in html and f"{cand['calibration_slope']:.2f}" in html
     assert "85+" in html and "40-55" in html and "deprivation quintile" in html and "PRISMATIC" in html
@@ -286,12 +287,13 @@ window.addEventListener("load", function () {
              decoded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0 && i.naturalHeight > 0; }).length,
              shown: imgs.filter(function (i) { var b = i.getBoundingClientRect(); return b.width > 100 && b.height > 100; }).length,
              headings: Array.from(document.querySelectorAll("h2")).map(function (h) { return h.textContent; }),
-             headlineModels: Array.from(document.querySelector("h2 + p + table").querySelectorAll(
+             headlineModels: Array.from(document.querySelector("#headline + p + .scroll table").querySelectorAll(
                "tbody tr td:first-child")).map(function (td) { return td.textContent; }),
              tables: document.querySelectorAll("table").length,
+             overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth,
              resources: performance.getEntriesByType("resource").map(function (e) { return e.name; }),
              external: Array.from(document.querySelectorAll("[src],[href]")).map(function (e) {
-               return e.getAttribute("src") || e.getAttribute("href"); }).filter(function (u) { return !/^data:image\\/png;base64,/.test(u); })};
+               return e.getAttribute("src") || e.getAttribute("href"); }).filter(function (u) { return !/^(data:image\\/png;base64,|#)/.test(u); })};
   var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
 });
@@ -315,12 +317,16 @@ def test_report_in_headless_chromium(high_cost, tmp_path):
     found = re.search(r'<pre id="probe">(.*?)</pre>', chromium(probe, width=1280, height=800), re.S)
     assert found
     seen = json.loads(html_lib.unescape(found.group(1)))
+    # A tablet's width: wide tables scroll in their own box, the page does not.
+    narrow = re.search(r'<pre id="probe">(.*?)</pre>', chromium(probe, width=768, height=1024), re.S)
+    assert narrow and json.loads(html_lib.unescape(narrow.group(1)))["overflow"] is False
     n_figures = len(list((run.out_dir / "figures").iterdir()))
     assert seen["images"] == n_figures and seen["decoded"] == n_figures and seen["shown"] == n_figures, seen
     assert seen["resources"] == [] and seen["external"] == [], seen
     for heading in ("Headline", "Discrimination", "Calibration", "Case finding", "Cost", "Subgroups", "Global drivers"):
         assert heading in seen["headings"], seen["headings"]
-    assert seen["headlineModels"] == ["candidate", "logistic", "prior_use", "oracle"], seen
+    assert seen["headlineModels"] == [HIGH_COST, "logistic regression", "the prior use rule", "the true risk"], seen
+    assert seen["overflow"] is False
     assert seen["tables"] >= 10
 
 

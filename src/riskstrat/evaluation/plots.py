@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["calibration_figure", "decision_curve_figure", "dependence_figure", "pr_figure", "roc_figure", "save_figure",
+__all__ = ["calibration_band", "calibration_figure", "decision_curve_figure", "dependence_figure", "pr_figure", "roc_figure", "save_figure",
            "shap_summary_figure", "smoothed_calibration_figure", "topk_ppv_figure"]
 
 _FIGSIZE = (6.0, 5.0)
@@ -147,24 +148,64 @@ def topk_ppv_figure(
     return fig
 
 
-def smoothed_calibration_figure(y_true, y_prob) -> Figure:
-    """The smoothed (loess) calibration curve with the decile points and the diagonal, ICI in the title.
+def calibration_band(y_true, y_prob, *, n_boot: int = 100, level: float = 0.95, seed: int = 0):
+    """The smoothed calibration curve (:func:`riskstrat.evaluation.metrics.smoothed_calibration`) with a
+    pointwise bootstrap band: resamples of the people drawn within each outcome (stratified, so every
+    resample has the same events), each curve read at the original curve's points within the risks it
+    pooled (NaN beyond: past the last few people the band stops, while the curve goes on).
+
+    Returns ``(curve, low, high)``: the curve's frame and the band's arrays.
+    """
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(y_prob, dtype=float)
+    curve = metrics.smoothed_calibration(y, p)
+    grid = curve["predicted"].to_numpy()
+    rng = np.random.default_rng(seed)
+    cases, controls = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    curves = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(cases, len(cases)), rng.choice(controls, len(controls))])
+        c = metrics.smoothed_calibration(y[idx], p[idx], n_bins=500)  # coarser pooling: the resamples stay quick
+        x = c["predicted"].to_numpy()
+        # Read only within the resample's own pooled risks: no band is drawn past the data it rests on.
+        curves.append(np.where((grid >= x.min()) & (grid <= x.max()), np.interp(grid, x, c["observed"].to_numpy()),
+                               np.nan))
+    tail = (1 - level) / 2 * 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points past the data: no band there
+        low, high = (np.nanpercentile(np.vstack(curves), [tail, 100 - tail], axis=0) if curves
+                     else (grid * np.nan,) * 2)
+    return curve, low, high
+
+
+def smoothed_calibration_figure(y_true, y_prob, *, n_boot: int = 50, seed: int = 0) -> Figure:
+    """The smoothed (loess) calibration curve with its 95% bootstrap band (:func:`calibration_band`), the
+    decile points and the diagonal, ICI in the title; beneath it, a histogram of the predicted risks on
+    the same axis, so a reader sees how many people each part of the curve rests on.
 
     Lines: the curve, the deciles (points) and the diagonal.
     Example: ``smoothed_calibration_figure(y, p)``.
     """
-    curve = metrics.smoothed_calibration(y_true, y_prob)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    curve, low, high = calibration_band(y_true, y_prob, n_boot=n_boot, seed=seed)
     deciles = metrics.observed_expected_by_decile(y_true, y_prob)
     ici = metrics.integrated_calibration_index(y_true, y_prob)
-    fig, ax = _new_figure()
+    fig = Figure(figsize=(_FIGSIZE[0], _FIGSIZE[1] * 1.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    ax.fill_between(curve["predicted"], low, high, alpha=0.25, linewidth=0, label="95% band (bootstrap)")
     ax.plot(curve["predicted"], curve["observed"], label="smoothed (loess)")
     ax.plot(deciles["expected_rate"], deciles["observed_rate"], marker="o", linestyle="none", label="deciles")
-    top = float(max(curve["predicted"].max(), curve["observed"].max(), deciles["observed_rate"].max()))
+    top = float(np.nanmax([curve["predicted"].max(), curve["observed"].max(), deciles["observed_rate"].max(),
+                           np.nanmax(high) if len(high) else 0]))
     top = min(1.0, top * 1.05) if top > 0 else 1.0
     ax.plot([0, top], [0, top], linestyle="--", color="grey", linewidth=1, label="perfect")
-    ax.set(xlabel="Predicted risk", ylabel="Observed rate", xlim=(0, top), ylim=(0, top),
-           title=f"Calibration (ICI {ici:.4f})")
+    ax.set(ylabel="Observed rate", xlim=(0, top), ylim=(0, top), title=f"Calibration (ICI {ici:.4f})")
     ax.legend(loc="upper left")
+    hist.hist(np.asarray(y_prob, dtype=float), bins=np.linspace(0, top, 41), color="#4c72b0")
+    hist.set(xlabel="Predicted risk", ylabel="People")
     return fig
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 import riskstrat
 from riskstrat.modeling.config import TrainConfig
+from riskstrat.modeling.design import characteristics, participant_flow
 from riskstrat.features.engine import PandasEngine
 from riskstrat.features.generic import build_spec
 from riskstrat.features.spec import CLINICAL
@@ -98,6 +99,9 @@ class TrainingData:
     cost_train: np.ndarray | None = None
     cost_cal: np.ndarray | None = None
     cost_test: np.ndarray | None = None
+    # Aggregates for the design section (riskstrat.modeling.design): the participant flow at each index date
+    # ("flow") and the characteristics of each part ("characteristics": train, calibration, test). No person.
+    summary: dict = field(default_factory=dict)
 
 
 def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: None,
@@ -130,6 +134,7 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     keep = [*names, "label", *(["future_cost"] if isinstance(t, HighCost) else []), *META_COLUMNS, "age",
             "index_date"]
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": [], "test": []}
+    flow = []
     for d in dates:
         started = time.perf_counter()
         f = labelled_rows(engine, records, cfg, d, extract_end=extract_end, spec=spec)
@@ -140,11 +145,15 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
               f"{int(f['label'].isna().sum()):,} without a label")
         labelled = f["label"].notna().to_numpy()
         columns = [c for c in dict.fromkeys(keep) if c in f]
+        flow.append(participant_flow(persons, d, f.index, f["label"], horizon_days=t.horizon_days,
+                                     min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age))
         if pd.Timestamp(d) == test_date:
             parts["test"].append(f.loc[labelled & ((group == "test") | temporal_only), columns])
+            flow[-1]["rows"] = {"test": len(parts["test"][-1])}
         else:
             for part in ("train", "calibration"):
                 parts[part].append(f.loc[labelled & (group == part), columns])
+            flow[-1]["rows"] = {part: len(parts[part][-1]) for part in ("train", "calibration")}
         del f
     train, cal, test = (pd.concat(parts.pop(part)) for part in ("train", "calibration", "test"))
     if any(part["label"].nunique() < 2 for part in (train, cal, test)):
@@ -160,6 +169,8 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     return TrainingData(**costs,
         X_train=train[names], y_train=train["label"].to_numpy(int), X_cal=cal[names], y_cal=cal["label"].to_numpy(int),
         X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names, spec=spec,
+        summary={"flow": flow, "characteristics": {part: characteristics(frame, frame["label"]) for part, frame in
+                                                   (("train", train), ("calibration", cal), ("test", test))}},
         counts={"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
                 "train_positive": int(train["label"].sum()), "calibration_positive": int(cal["label"].sum()),
                 "test_positive": int(test["label"].sum()),
@@ -256,6 +267,12 @@ def fit_models(data: TrainingData, cfg: TrainConfig, *, stage: Stage = lambda m:
     lgbm.metadata["riskstrat_version"] = riskstrat.__version__
     # Dates, horizon and split rule (no person): evaluate tells in-sample dates and people from them.
     lgbm.metadata["training_design"] = training_design(cfg, key_fingerprint=key_fingerprint)
+    # What the evaluation report's design section states: counts, flow, Table 1, the calibration and the tuning.
+    lgbm.metadata["training_summary"] = {
+        **data.summary, "counts": dict(data.counts), "calibration": cfg.model.calibration,
+        "candidate_predictors": len(data.feature_names),
+        "search": ({"trials": int(len(trials)), **cfg.model.search.model_dump(mode="json")} if trials is not None
+                   else {"enabled": False})}
     stage(f"LightGBM fitted ({lgbm.metadata['best_iteration']} trees after early stopping), "
           f"{cfg.model.calibration} calibration on {len(data.y_cal):,} held-out rows")
     scores = {"lightgbm": lgbm.predict_risk(data.X_test)}

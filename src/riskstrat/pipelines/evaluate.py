@@ -30,6 +30,7 @@ from riskstrat.evaluation._shap import SAMPLE_SIZE, ShapSample, shap_figures, sh
 from riskstrat.features.reference import build_features
 from riskstrat.features.costs import check_model_costs
 from riskstrat.modeling.config import DataConfig
+from riskstrat.modeling.design import characteristics, minimum_sample_size, participant_flow
 from riskstrat.modeling.models import model_outcome, prior_use_score
 from riskstrat.outcomes import HighCost, check_costs_known
 from riskstrat.outcomes.labels import check_horizon, future_cost
@@ -80,6 +81,49 @@ def global_drivers(risk_model, X: pd.DataFrame, *, n: int = SAMPLE_SIZE, seed: i
     mean_abs = sample.mean_abs().head(top)
     drivers = mean_abs.rename("mean_abs_shap").rename_axis("feature").reset_index()
     return drivers, shap_figures(sample, n_dependence=n_dependence), sample
+
+
+# The algorithm and its calibration in a reader's words (RiskModel.kind, the calibrator's method).
+ALGORITHMS = {"lightgbm": "LightGBM (gradient-boosted decision trees)", "logistic": "logistic regression"}
+CALIBRATIONS = {"sigmoid": "Platt scaling (a logistic regression of the outcome on the model's score)",
+                "isotonic": "isotonic regression (a stepwise increasing map of the model's score)"}
+
+
+def model_design(loaded, *, uri: str | None = None) -> dict:
+    """What the model's own metadata (and, for a model trained before it recorded them, its training run's
+    logged metrics) say of its design: algorithm, calibration, dates, split, row counts, events per
+    candidate predictor, Riley et al.'s minimum sample size, parameters and tuning. Aggregates only."""
+    model = loaded.risk_model
+    meta = model.metadata
+    summary = meta.get("training_summary") or {}
+    counts = dict(summary.get("counts") or {})
+    if not counts:  # a model from before training_summary: the run's logged data.* metrics
+        logged = tracking.training_run_record(loaded.run_id, uri=uri)["metrics"]
+        counts = {k.removeprefix("data."): int(v) for k, v in logged.items() if k.startswith("data.")}
+    method = getattr(model.calibrator, "method", None) or summary.get("calibration")
+    predictors = int(summary.get("candidate_predictors") or len(model.feature_names))
+    out = {"algorithm": ALGORITHMS.get(model.kind, model.kind), "kind": model.kind,
+           "calibration": CALIBRATIONS.get(method, method) if method else None, "calibration_method": method,
+           "trees": meta.get("best_iteration"), "parameters": meta.get("lightgbm_params") or {},
+           "auto": meta.get("lightgbm_auto") or [], "search": summary.get("search"),
+           "training": training_design_of(loaded, uri=uri), "counts": counts, "candidate_predictors": predictors,
+           "flow": summary.get("flow") or [], "characteristics": summary.get("characteristics") or {},
+           "refit": {k: v for k, v in (meta.get("refit") or {}).items() if k != "inherited"} or None,
+           "riskstrat_version": meta.get("riskstrat_version")}
+    rows, events = counts.get("train_rows"), counts.get("train_positive")
+    if rows and events and 0 < events < rows:
+        out["events_per_predictor"] = events / predictors
+        out["sample_size"] = minimum_sample_size(events / rows, predictors)
+    return out
+
+
+def registry_status(loaded, *, uri: str | None = None) -> dict | None:
+    """:func:`riskstrat.registry.tracking.version_status` of the loaded version, or None when the registry
+    cannot say (the report then says its status is unknown)."""
+    try:
+        return tracking.version_status(loaded.name, loaded.version, uri=uri)
+    except RiskstratError:
+        return None
 
 
 @dataclass
@@ -160,6 +204,9 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     for m in [candidate] + ([champion] if champion else []):
         check_features_match(m.risk_model, features, records)
     labels = outcome.labels(records, as_of, features.index, extract_end=extract_end)
+    cohort = training_design_of(candidate, uri=uri).get("cohort") or {}
+    flow = participant_flow(records.persons, as_of, features.index, labels, horizon_days=outcome.horizon_days,
+                            min_age=cohort.get("min_age", 18), max_age=cohort.get("max_age", 120))
     keep = labels.notna().to_numpy()
     features, y = features[keep], labels[keep].to_numpy(int)
     overlap, seen = training_overlap(features.index, records, as_of, training_design_of(candidate, uri=uri),
@@ -169,6 +216,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         stage(line)
     if overlap.people == "unseen":
         features, y = features[~seen], y[~seen]
+    flow["excluded_seen"] = overlap.n_seen if overlap.people == "unseen" else 0
+    flow["evaluated"], flow["evaluated_events"] = int(len(y)), int(y.sum())
     n_events = int(y.sum())
     stage(f"{len(y):,} people labelled at {as_of.date()} ({int((~keep).sum()):,} without a label"
           + (f", {overlap.n_seen:,} used in training excluded" if overlap.people == "unseen" else "")
@@ -233,6 +282,9 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "min_group_events": min_group_events, "n_boot": n_boot, "baselines": baselines,
         "training_overlap": overlap.to_dict(), "unseen": unseen, "costs": money.as_dict(),
         "shap": explained.describe() if explained is not None else None,
+        "design": model_design(candidate, uri=uri), "flow": flow,
+        "characteristics": characteristics(features, y), "registry": registry_status(candidate, uri=uri),
+        "riskstrat_version": candidate.risk_model.metadata.get("riskstrat_version"),
     }
     out_dir = Path(out_dir) if out_dir else Path("riskstrat-output/evaluations") / (
         f"{candidate.name}-v{candidate.version}-{as_of.date()}")
@@ -242,7 +294,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     card_path = gate_path = None
     if card_dir:
         gate_path = gates.write_default_gate(card_dir, candidate.name)
-        card_path = report.write_card(Path(card_dir) / candidate.name, evaluation, context, drivers=drivers)
+        card_path = report.write_card(Path(card_dir) / candidate.name, evaluation, context, drivers=drivers,
+                                      criteria=criteria)
         stage(f"drafted the model card {card_path}" + (f" and the default gate {gate_path}" if gate_path else ""))
     run_id = None
     if log:

@@ -569,6 +569,54 @@ def training_config(run_id: str, *, uri: str | None = None) -> dict | None:
         return None
 
 
+@_store_faults_named
+def training_run_record(run_id: str, *, uri: str | None = None) -> dict:
+    """What training run ``run_id`` logged besides its model: ``params``, ``metrics`` and ``tags`` (empty
+    dicts when the store does not hold the run). The evaluation report's design section reads the row
+    counts (``data.*``) and settings of models trained before their metadata recorded them."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(uri)
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        return {"params": {}, "metrics": {}, "tags": {}}
+    return {"params": dict(run.data.params), "metrics": dict(run.data.metrics), "tags": dict(run.data.tags)}
+
+
+# The tags riskstrat promote --force writes on a version (riskstrat.pipelines.promote.record_override).
+OVERRIDE_PREFIX = "riskstrat.gate_override."
+
+
+@_store_faults_named
+def version_status(name: str, version: str | int, *, uri: str | None = None) -> dict:
+    """The registry's status of ``name`` version ``version``: ``aliases`` (those pointing at it),
+    ``model_aliases`` (every alias of the model and its version), ``override`` (a forced promotion's record
+    from ``riskstrat promote --force``: reason, user, time, failed; None when none), ``degenerate``, and
+    ``refit`` (its refit for deployment, which inherits its evaluation: the same keys, or None).
+    :class:`RegistryError` for a version the registry does not hold."""
+    from mlflow import MlflowClient
+
+    where = configure(uri)
+    client = MlflowClient()
+    model = client.get_registered_model(name)
+    aliases = {str(k): str(v) for k, v in (getattr(model, "aliases", None) or {}).items()}
+
+    def status(v) -> tuple[dict, dict]:
+        mv = model_version(client, name, v, where=where)
+        tags = dict(mv.tags or {})
+        override = {k.removeprefix(OVERRIDE_PREFIX): val for k, val in tags.items() if k.startswith(OVERRIDE_PREFIX)}
+        return {"version": str(mv.version), "aliases": sorted(a for a, x in aliases.items() if x == str(mv.version)),
+                "override": override or None, "degenerate": tags.get(DEGENERATE_TAG)}, tags
+
+    out, tags = status(version)
+    refit = tags.get(rf.REFIT_VERSION_TAG)
+    out["refit"] = status(refit)[0] if refit else None
+    out["model_aliases"] = aliases
+    return out
+
+
 def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
     """``(name, alias, version)`` from ``NAME@ALIAS`` or ``NAME/VERSION`` (a bare NAME means @champion).
 

@@ -17,6 +17,7 @@ import pandas as pd
 from riskstrat.data.io import atomic_path, money, write_json, write_text
 from riskstrat.evaluation import plots
 from riskstrat.features.words import feature
+from riskstrat.report import _sections as sections
 from riskstrat.templates import environment
 
 APPROVAL_PLACEHOLDER = "_to be completed by the approver_"
@@ -177,10 +178,33 @@ def _described(drivers: pd.DataFrame) -> pd.DataFrame:
     return drivers.assign(meaning=[meaning(n) for n in drivers["feature"]])
 
 
+def _named(frame: pd.DataFrame, column: str, model_name: str) -> pd.DataFrame:
+    """``frame`` with the models in ``column`` named as the report names them (the candidate by its name)."""
+    return frame.assign(**{column: [sections.model_words(str(v), model_name) for v in frame[column]]})
+
+
+def report_parts(evaluation, context: dict, criteria=()) -> dict:
+    """The reviewer's parts of the report (and card): verdict, in-sample warning, conclusions, design
+    sentences, sample size, tuning, flow, Table 1, limitations, feature meanings, the TRIPOD+AI items."""
+    parts = {"verdict": sections.verdict(criteria, evaluation, context),
+            "in_sample": sections.in_sample_warning(context),
+            "conclusions": sections.conclusions(evaluation, context),
+            "design": sections.design_sentences(context), "sample_size": sections.sample_size_sentences(context),
+            "tuning": sections.tuning_sentence(context), "flow": sections.flow_table(context),
+            "table_one": sections.characteristics_table(context),
+            "limitations": sections.limitations(context, evaluation),
+            "meanings": sections.feature_meanings(context.get("features") or []),
+            "tripod": sections.tripod_items(),
+            "min_age": (((context.get("design") or {}).get("training") or {}).get("cohort") or {}).get("min_age", 18)}
+    parts["min_age"] = f"{parts['min_age']:g}"
+    return parts
+
+
 def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], drivers=None, criteria=()) -> str:
     """The self-contained HTML report."""
     tables = tables_of(evaluation, drivers)
-    headline = tables["headline"].reindex(columns=HEADLINE_COLUMNS)
+    name = context["model_name"]
+    headline = _named(tables["headline"].reindex(columns=HEADLINE_COLUMNS), "model", name)
     by_group = evaluation.subgroups.by_group.reset_index()
     subgroup_tables = {attr: table(part.drop(columns="attribute"), muted=part["small"]) for attr, part in
                        by_group.groupby("attribute", sort=False)}
@@ -190,9 +214,12 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
     images = {k: base64.b64encode(v).decode("ascii") for k, v in figures_png.items()}
     dependence = {k.removeprefix("dependence_"): v for k, v in images.items() if k.startswith("dependence_")}
     unseen = (context.get("unseen") or {}).get("headline")
-    unseen = table(pd.DataFrame(unseen).reindex(columns=HEADLINE_COLUMNS), digits={"ici": 4}) if unseen else None
+    unseen = (table(_named(pd.DataFrame(unseen).reindex(columns=HEADLINE_COLUMNS), "model", name), digits={"ici": 4})
+              if unseen else None)
+    parts = report_parts(evaluation, context, criteria)
     return environment().get_template("evaluation.html").render(
-        c=context, ev=evaluation, headline=table(headline, digits={"ici": 4}), comparison=table(tables["comparison"]),
+        c=context, ev=evaluation, headline=table(headline, digits={"ici": 4}),
+        comparison=table(_named(tables["comparison"], "versus", name)),
         unseen_headline=unseen,
         oe_decile=table(tables["observed_expected_by_decile"], digits={"expected": 1}),
         oe_tier=table(tables["observed_expected_by_tier"], digits={"expected": 1}),
@@ -201,7 +228,8 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
         gaps=table(gaps), subgroups=subgroup_tables,
         drivers=table(_described(drivers)) if drivers is not None else None, images=images, criteria=list(criteria),
         dependence=dependence, cost=_cost_tables(evaluation.cost) if evaluation.cost is not None else None,
-        candidate=evaluation.headline.loc["candidate"].to_dict())
+        candidate=evaluation.headline.loc["candidate"].to_dict(), p=parts, flow=table(parts["flow"]),
+        table_one=table(parts["table_one"]), meanings=table(parts["meanings"]), model_words=sections.model_words)
 
 
 def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=None, criteria=(),
@@ -218,6 +246,9 @@ def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=
         (tmp / "figures").mkdir()
         for name, frame in tables_of(evaluation, drivers).items():
             frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
+        # The design's tables beside the evidence's (aggregates only: counts and shares).
+        sections.flow_table(context).to_csv(tmp / "tables" / "participant_flow.csv", index=False)
+        sections.characteristics_table(context).to_csv(tmp / "tables" / "characteristics.csv", index=False)
         if (context.get("unseen") or {}).get("headline"):  # with --include-seen: the unseen people apart
             pd.DataFrame(context["unseen"]["headline"]).to_csv(tmp / "tables" / "headline_unseen.csv", index=False)
         for name, png in figures_png.items():
@@ -248,7 +279,7 @@ def _approved(card: Path) -> bool:
     return False
 
 
-def render_card(evaluation, context: dict, *, drivers=None) -> str:
+def render_card(evaluation, context: dict, *, drivers=None, criteria=()) -> str:
     """The model card draft (Markdown)."""
     by_group = evaluation.subgroups.by_group.reset_index()
     by_group = by_group[by_group["attribute"] != "GP practice"]  # practices: in the report, too many for a card
@@ -259,16 +290,19 @@ def render_card(evaluation, context: dict, *, drivers=None) -> str:
         comparison=evaluation.comparison.to_dict("records"), subgroups=by_group.to_dict("records"),
         weak=weak_groups(evaluation).to_dict("records"), drivers=drivers.to_dict("records") if drivers is not None else [],
         practices=practices, fmt=fmt, placeholder=APPROVAL_PLACEHOLDER,
-        case_finding=evaluation.case_finding.to_dict("records"))
+        case_finding=evaluation.case_finding.to_dict("records"), p=report_parts(evaluation, context, criteria),
+        tiers=evaluation.oe_tier.to_dict("records"),
+        meanings=sections.feature_meanings(context.get("features") or []).to_dict("records"),
+        review_date=(pd.Timestamp(context.get("created") or pd.Timestamp.today()) + pd.DateOffset(years=1)).date())
 
 
-def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None) -> Path:
+def write_card(folder: str | Path, evaluation, context: dict, *, drivers=None, criteria=()) -> Path:
     """Write ``card.md`` in ``folder``; if the card there has been approved, write ``card.draft.md`` beside it
     instead (an approved card is a person's signed text: never overwritten)."""
     folder = Path(folder)
     card = folder / "card.md"
     target = folder / "card.draft.md" if card.exists() and _approved(card) else card
-    return write_text(render_card(evaluation, context, drivers=drivers), target)
+    return write_text(render_card(evaluation, context, drivers=drivers, criteria=criteria), target)
 
 
 # ----------------------------------------------------------------------------- monitoring
