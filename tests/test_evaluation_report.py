@@ -4,6 +4,8 @@ checklist, and the page's accessibility (scope on every header, viewport meta)."
 
 from __future__ import annotations
 
+import html
+import re
 from html.parser import HTMLParser
 from types import SimpleNamespace
 
@@ -16,7 +18,7 @@ from riskstrat.evaluation import subgroup_attributes
 from riskstrat.evaluation._evaluate import evaluate_scores
 from riskstrat.modeling.design import characteristics, max_r2_cs, minimum_sample_size, participant_flow
 from riskstrat.report import _sections as sections
-from riskstrat.report import render_card, render_report
+from riskstrat.report import render_card, render_report, with_interval
 
 
 # ----------------------------------------------------------------------------- Riley et al. (2020)
@@ -157,8 +159,14 @@ class _Parser(HTMLParser):
 
 def test_report_opens_with_the_verdict_naming_each_failed_group_and_the_forced_promotion(small_evaluation):
     page = _page(small_evaluation)
-    first = page[page.index('<div id="verdict"'):page.index("</div>", page.index('<div id="verdict"'))]
-    assert "Gate: FAIL" in first and "age " in first and "events)" in first
+    first = html.unescape(page[page.index('<div id="verdict"'):page.index("</div>", page.index('<div id="verdict"'))])
+    _, _, criteria = small_evaluation
+    failed = [c for c in criteria if not c.passed]
+    assert "Gate: FAIL" in first and f"({len(failed)} of {len(criteria)} criteria failed)" in first
+    # Each failure in the gate's own words, which name the group and its numbers (no second wording).
+    assert all(f"{c.name}: {c.detail}" in first for c in failed)
+    assert re.search(r"subgroup AUROC floor: age band \d+-\d+: AUROC 0\.\d{3} \(95% CI 0\.\d{3} to 0\.\d{3}\)", first)
+    assert "below the floor" in first
     assert "promoted with --force" in first and "alice" in first and "pilot in two practices" in first
     assert "Version 3 is champion" in first
     # The model's name, not "candidate"; the prior use rule, not "prior_use"; no machine path in the first paragraph.
@@ -206,3 +214,42 @@ def test_card_carries_the_gate_design_tiers_meanings_owner_and_monitoring(small_
         assert heading in card
     assert "| `gp_contacts_3_12m` | gp_contacts | GP practice contacts 3 to 12 months ago. |" in card
     assert "Review date: 2027-12-01" in card and "Recalibrate" in card and "Refit the model" in card
+    # What the gate asks, with its intervals, the per-group rule and the margin; figures with their intervals.
+    assert "## How the gate judges" in card and "non-inferiority margin" in card and "90% interval" in card
+    assert "not be shown below the prior use rule's in that group" in card
+    c = ev.headline.loc["candidate"]
+    assert with_interval(c["o_e_ratio"], c["o_e_ci_low"], c["o_e_ci_high"], 2) in card
+
+
+def test_headline_and_group_tables_show_intervals_in_field_words(small_evaluation):
+    ev, _, _ = small_evaluation
+    parsed = _Parser()
+    page = _page(small_evaluation)
+    parsed.feed(page)
+    headline = page[page.index('<h2 id="headline">'):page.index("</table>", page.index('<h2 id="headline">'))]
+    c = ev.headline.loc["candidate"]
+    for heading in ("calibration slope (95% CI)", "O/E (95% CI)", "bootstrap resamples used"):
+        assert f">{heading}</th>" in html.unescape(headline), heading
+    assert with_interval(c["calibration_slope"], c["calibration_slope_ci_low"], c["calibration_slope_ci_high"], 2) \
+        in headline and with_interval(c["o_e_ratio"], c["o_e_ci_low"], c["o_e_ci_high"], 2) in headline
+    assert f">{int(c['bootstrap_resamples_used'])}</td>" in headline
+    groups = page[page.index('<h2 id="subgroups">'):page.index('<h2 id="fairness">')]
+    assert "AUROC minus the prior use rule&#39;s (95% CI)" in groups and "prior use rule&#39;s AUROC" in groups
+    # No code names in any heading.
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", page)
+    assert heads and not [h for h in heads if "_" in h or "reference" in h], heads
+
+
+def test_slope_conclusion_reads_the_interval_as_the_gate_does():
+    gate = gates.Gate()
+    narrow_enough = {"calibration_slope": 0.95, "calibration_slope_ci_low": 0.88, "calibration_slope_ci_high": 1.02}
+    wide = {"calibration_slope": 0.844, "calibration_slope_ci_low": 0.753, "calibration_slope_ci_high": 0.935}
+    assert "lies within 0.8\u20131.2, so it is shown" in sections.slope_conclusion(narrow_enough, gate)
+    assert "too extreme" in sections.slope_conclusion(wide, gate)
+    assert "does not lie within 0.8\u20131.2, so it is not shown" in sections.slope_conclusion(wide, gate)
+    assert gates._range_check("s", 0.844, *gates._slope_90(lambda k: {"candidate.calibration_slope": 0.844,
+                              "candidate.calibration_slope_ci_low": 0.753,
+                              "candidate.calibration_slope_ci_high": 0.935}.get(k)),
+                              lo=0.8, hi=1.2, what="slope").passed is False
+    constant = {"calibration_slope": float("nan"), "calibration_slope_not_estimable": 1.0}
+    assert "cannot be estimated (constant predicted risk)" in sections.slope_conclusion(constant, gate)

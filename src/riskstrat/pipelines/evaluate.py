@@ -285,6 +285,7 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "design": model_design(candidate, uri=uri), "flow": flow,
         "characteristics": characteristics(features, y), "registry": registry_status(candidate, uri=uri),
         "riskstrat_version": candidate.risk_model.metadata.get("riskstrat_version"),
+        "gate": gate.model_dump(),  # the settings the criteria were read with (the report says what they ask)
     }
     out_dir = Path(out_dir) if out_dir else Path("riskstrat-output/evaluations") / (
         f"{candidate.name}-v{candidate.version}-{as_of.date()}")

@@ -62,7 +62,9 @@ _COLUMN_NAMES = {"o_e_ratio": "O/E", "relative_o_e": "relative O/E", "o_e_ci_low
                  "mean_abs_shap": "mean |SHAP|", "events_per_1000_flagged": "events per 1,000 flagged"}
 _COLUMN_WORDS = {"auroc": "AUROC", "auprc": "AUPRC", "ppv": "PPV", "ici": "ICI", "ci": "CI", "brier": "Brier",
                  "shap": "SHAP"}
-_NUMBER = re.compile(r"^(-|[-+]?[^\w\s,.%-]?[\d,]*\.?\d+%?( [A-Z]{3})?)$")  # "0.873", "1,234", "£1,234", "17.8%", "-"
+_N = r"[-+]?[^\w\s,.%-]?[\d,]*\.?\d+%?( [A-Z]{3})?"
+# "0.873", "1,234", "£1,234", "17.8%", "-", and an estimate with its interval "0.873 (0.850 to 0.894)".
+_NUMBER = re.compile(rf"^(-|{_N}( \({_N} to {_N}\))?)$")
 # Metric names where they are values (the subgroup gaps' "metric" column).
 METRIC_NAMES = {"auroc": "AUROC", "o_e_ratio": "O/E"}
 
@@ -162,8 +164,90 @@ def _cost_tables(cost) -> dict:
 
 
 HEADLINE_COLUMNS = ["model", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "auprc_ci_low", "auprc_ci_high",
-                    "brier", "calibration_slope", "calibration_intercept", "ici", "o_e_ratio", "ppv_top_1pct",
-                    "ppv_top_5pct", "sensitivity_top_5pct"]
+                    "brier", "calibration_slope", "calibration_slope_ci_low", "calibration_slope_ci_high",
+                    "calibration_slope_not_estimable", "calibration_intercept", "ici", "o_e_ratio", "o_e_ci_low",
+                    "o_e_ci_high", "ppv_top_1pct", "ppv_top_5pct", "sensitivity_top_5pct", "bootstrap_resamples_used"]
+
+
+def with_interval(value, low, high, digits: int = 3) -> str:
+    """An estimate with its 95% interval in one cell, as a reader says it.
+
+    >>> with_interval(0.8731, 0.85, 0.894), with_interval(0.9, float("nan"), float("nan")), with_interval(None, 1, 2)
+    ('0.873 (0.850 to 0.894)', '0.900 (no interval)', '-')
+    """
+    def finite(x) -> bool:
+        try:
+            return x is not None and math.isfinite(float(x))
+        except (TypeError, ValueError):
+            return False
+
+    if not finite(value):
+        return "-"
+    if finite(low) and finite(high):
+        return f"{fmt(float(value), digits)} ({fmt(float(low), digits)} to {fmt(float(high), digits)})"
+    return f"{fmt(float(value), digits)} (no interval)"
+
+
+def slope_cell(row) -> str:
+    """The calibration slope with its interval, or why it cannot be estimated ("-" for a ranking score)."""
+    code = row.get("calibration_slope_not_estimable")
+    if code is not None and code == code and code:
+        return "not estimable: " + sections.NOT_ESTIMABLE_WORDS.get(float(code), "reason not recorded")
+    return with_interval(row.get("calibration_slope"), row.get("calibration_slope_ci_low"),
+                         row.get("calibration_slope_ci_high"), 2)
+
+
+def headline_view(frame: pd.DataFrame, model_name: str) -> pd.DataFrame:
+    """The headline as the report shows it: each estimate with its 95% interval in one cell, the slope's
+    reason where it cannot be estimated, the bootstrap resamples used. ``frame``: one row per model
+    (a ``model`` column), the columns of :data:`HEADLINE_COLUMNS` or some of them."""
+    f = frame.reindex(columns=HEADLINE_COLUMNS)
+    rows = f.to_dict("records")
+    return pd.DataFrame({
+        "model": [sections.model_words(str(m), model_name) for m in f["model"]],
+        "AUROC (95% CI)": [with_interval(r["auroc"], r["auroc_ci_low"], r["auroc_ci_high"]) for r in rows],
+        "AUPRC (95% CI)": [with_interval(r["auprc"], r["auprc_ci_low"], r["auprc_ci_high"]) for r in rows],
+        "calibration slope (95% CI)": [slope_cell(r) for r in rows],
+        "calibration intercept": f["calibration_intercept"],
+        "O/E (95% CI)": [with_interval(r["o_e_ratio"], r["o_e_ci_low"], r["o_e_ci_high"], 2) for r in rows],
+        "ICI": f["ici"], "Brier": f["brier"], "PPV top 1%": f["ppv_top_1pct"], "PPV top 5%": f["ppv_top_5pct"],
+        "sensitivity top 5%": f["sensitivity_top_5pct"],
+        "bootstrap resamples used": [int(v) if v == v and v is not None else None
+                                     for v in f["bootstrap_resamples_used"]]})
+
+
+def group_view(part: pd.DataFrame) -> pd.DataFrame:
+    """One attribute's groups as the report shows them: AUROC, the prior use rule's AUROC in the group and
+    the paired difference, O/E and the calibration slope, each with its 95% interval."""
+    rows = part.to_dict("records")
+    listed = [c for c in part.columns if str(c).startswith("events_listed")]
+    view = {"group": part["group"].astype(str), "people": part["n"], "events": part["n_events"],
+            "small": part["small"],
+            "AUROC (95% CI)": [with_interval(r.get("auroc"), r.get("auroc_ci_low"), r.get("auroc_ci_high"))
+                               for r in rows]}
+    if "reference_auroc" in part.columns and part["reference_auroc"].notna().any():
+        view["prior use rule's AUROC"] = part["reference_auroc"]
+        view["AUROC minus the prior use rule's (95% CI)"] = [
+            with_interval(r.get("minus_reference"), r.get("minus_reference_ci_low"), r.get("minus_reference_ci_high"))
+            for r in rows]
+    view["O/E (95% CI)"] = [with_interval(r.get("o_e_ratio"), r.get("o_e_ci_low"), r.get("o_e_ci_high"), 2)
+                            for r in rows]
+    if "calibration_slope" in part.columns:
+        view["calibration slope (95% CI)"] = [slope_cell(r) for r in rows]
+    view["observed rate"], view["expected rate"] = part["observed_rate"], part["expected_rate"]
+    for c in listed:
+        view[column_label(c)] = part[c]
+    return pd.DataFrame(view).reset_index(drop=True)
+
+
+def observed_expected_view(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """O/E by decile or tier with its exact Poisson 95% interval in one cell."""
+    rows = frame.to_dict("records")
+    return pd.DataFrame({key: frame[key], "people": frame["n"], "observed": frame["observed"],
+                         "expected": frame["expected"], "observed rate": frame["observed_rate"],
+                         "expected rate": frame["expected_rate"],
+                         "O/E (95% CI)": [with_interval(r["o_e_ratio"], r.get("o_e_ci_low"), r.get("o_e_ci_high"), 2)
+                                          for r in rows]})
 
 
 def _described(drivers: pd.DataFrame) -> pd.DataFrame:
@@ -178,11 +262,6 @@ def _described(drivers: pd.DataFrame) -> pd.DataFrame:
     return drivers.assign(meaning=[meaning(n) for n in drivers["feature"]])
 
 
-def _named(frame: pd.DataFrame, column: str, model_name: str) -> pd.DataFrame:
-    """``frame`` with the models in ``column`` named as the report names them (the candidate by its name)."""
-    return frame.assign(**{column: [sections.model_words(str(v), model_name) for v in frame[column]]})
-
-
 def report_parts(evaluation, context: dict, criteria=()) -> dict:
     """The reviewer's parts of the report (and card): verdict, in-sample warning, conclusions, design
     sentences, sample size, tuning, flow, Table 1, limitations, feature meanings, the TRIPOD+AI items."""
@@ -195,6 +274,10 @@ def report_parts(evaluation, context: dict, criteria=()) -> dict:
             "limitations": sections.limitations(context, evaluation),
             "meanings": sections.feature_meanings(context.get("features") or []),
             "tripod": sections.tripod_items(),
+            "gate_rules": sections.gate_sentences(context), "measures": sections.measures_sentences(context),
+            "slope": slope_cell(evaluation.headline.loc["candidate"].to_dict()),
+            "o_e": with_interval(*(evaluation.headline.loc["candidate"].get(k) for k in
+                                   ("o_e_ratio", "o_e_ci_low", "o_e_ci_high")), 2),
             "min_age": (((context.get("design") or {}).get("training") or {}).get("cohort") or {}).get("min_age", 18)}
     parts["min_age"] = f"{parts['min_age']:g}"
     return parts
@@ -204,9 +287,9 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
     """The self-contained HTML report."""
     tables = tables_of(evaluation, drivers)
     name = context["model_name"]
-    headline = _named(tables["headline"].reindex(columns=HEADLINE_COLUMNS), "model", name)
+    headline = headline_view(tables["headline"], name)
     by_group = evaluation.subgroups.by_group.reset_index()
-    subgroup_tables = {attr: table(part.drop(columns="attribute"), muted=part["small"]) for attr, part in
+    subgroup_tables = {attr: table(group_view(part), muted=part["small"]) for attr, part in
                        by_group.groupby("attribute", sort=False)}
     gaps = tables["subgroup_gaps"].assign(metric=lambda t: t["metric"].map(METRIC_NAMES).fillna(t["metric"]))
     # The list label says the fraction; counts per 1,000 as whole numbers; expected counts to one place.
@@ -214,15 +297,17 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
     images = {k: base64.b64encode(v).decode("ascii") for k, v in figures_png.items()}
     dependence = {k.removeprefix("dependence_"): v for k, v in images.items() if k.startswith("dependence_")}
     unseen = (context.get("unseen") or {}).get("headline")
-    unseen = (table(_named(pd.DataFrame(unseen).reindex(columns=HEADLINE_COLUMNS), "model", name), digits={"ici": 4})
-              if unseen else None)
+    unseen = table(headline_view(pd.DataFrame(unseen), name), digits={"ICI": 4, "Brier": 4}) if unseen else None
     parts = report_parts(evaluation, context, criteria)
     return environment().get_template("evaluation.html").render(
-        c=context, ev=evaluation, headline=table(headline, digits={"ici": 4}),
-        comparison=table(_named(tables["comparison"], "versus", name)),
+        c=context, ev=evaluation, headline=table(headline, digits={"ICI": 4, "Brier": 4}),
+        comparison=table(pd.DataFrame({
+            "compared with": [sections.model_words(str(v), name) for v in tables["comparison"]["versus"]],
+            "AUROC difference (95% CI)": [with_interval(r.auroc_difference, r.ci_low, r.ci_high)
+                                          for r in tables["comparison"].itertuples()]})),
         unseen_headline=unseen,
-        oe_decile=table(tables["observed_expected_by_decile"], digits={"expected": 1}),
-        oe_tier=table(tables["observed_expected_by_tier"], digits={"expected": 1}),
+        oe_decile=table(observed_expected_view(tables["observed_expected_by_decile"], "decile"), digits={"expected": 1}),
+        oe_tier=table(observed_expected_view(tables["observed_expected_by_tier"], "tier"), digits={"expected": 1}),
         case_finding=table(case_finding, digits={"number_needed_to_flag": 2, "events_per_1000_flagged": 0}),
         recalibration=table(tables["recalibration"], digits={"ici": 4}),
         gaps=table(gaps), subgroups=subgroup_tables,
@@ -289,7 +374,7 @@ def render_card(evaluation, context: dict, *, drivers=None, criteria=()) -> str:
         c=context, ev=evaluation, candidate=evaluation.headline.loc["candidate"].to_dict(),
         comparison=evaluation.comparison.to_dict("records"), subgroups=by_group.to_dict("records"),
         weak=weak_groups(evaluation).to_dict("records"), drivers=drivers.to_dict("records") if drivers is not None else [],
-        practices=practices, fmt=fmt, placeholder=APPROVAL_PLACEHOLDER,
+        practices=practices, fmt=fmt, with_interval=with_interval, placeholder=APPROVAL_PLACEHOLDER,
         case_finding=evaluation.case_finding.to_dict("records"), p=report_parts(evaluation, context, criteria),
         tiers=evaluation.oe_tier.to_dict("records"),
         meanings=sections.feature_meanings(context.get("features") or []).to_dict("records"),

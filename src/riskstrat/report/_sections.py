@@ -8,7 +8,6 @@ in; sentences and DataFrames out.
 from __future__ import annotations
 
 import math
-import re
 from functools import lru_cache
 from importlib import resources
 
@@ -16,6 +15,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from riskstrat.evaluation import gate as gates
+from riskstrat.evaluation.metrics import MIN_EVENTS_FOR_INTERVAL, NOT_ESTIMABLE
 from riskstrat.features.words import feature
 from riskstrat.modeling.design import EXCLUSION_WORDS, NO_LABEL_WORDS
 
@@ -29,8 +30,8 @@ SPLIT_WORDS = {
     "temporal_only": "everyone eligible at the test date was tested, including the people whose earlier rows trained "
                      "or calibrated the model (temporal validation only: weaker, as the model has seen these "
                      "people's earlier rows)"}
-# O/E by tier outside this band is called miscalibrated in the conclusions (a factor of 1.25 either way).
-OE_BAND = (0.8, 1.25)
+# Why a slope could not be estimated, by the code a flat metrics dict holds.
+NOT_ESTIMABLE_WORDS = {float(code): words for words, code in NOT_ESTIMABLE.items()}
 
 
 def model_words(name: str, model_name: str) -> str:
@@ -55,25 +56,9 @@ def _group_words(attribute: str, group: str) -> str:
     return f"{attribute} {group}"
 
 
-def _floor_of(detail: str) -> float | None:
-    m = re.search(r"floor (\d*\.\d+)", detail)
-    return float(m.group(1)) if m else None
-
-
-def failure_words(criterion, evaluation) -> str:
-    """A failed criterion in words with its group and numbers. The subgroup floor's detail names only the
-    lowest value: the groups below the floor are read from the subgroup table."""
-    text = f"{criterion.name}: {criterion.detail}"
-    floor = _floor_of(criterion.detail)
-    if "subgroup" in criterion.name and "AUROC" in criterion.name and floor is not None \
-            and not re.search(r"age|sex|deprivation|ethnicity|practice", criterion.detail):
-        reliable = evaluation.subgroups.reliable().reset_index()
-        below = reliable[reliable["auroc"] < floor].sort_values("auroc")
-        if len(below):
-            groups = "; ".join(f"{_group_words(r.attribute, str(r.group))} {_num(r.auroc)} ({int(r.n_events):,} events)"
-                               for r in below.itertuples())
-            text = f"{criterion.name}: {groups} (floor {floor:g}, among groups with enough events)"
-    return text
+def failure_words(criterion) -> str:
+    """A failed criterion in words: the gate's own detail, which names each failed group and its numbers."""
+    return f"{criterion.name}: {criterion.detail}"
 
 
 def status_words(status: dict | None, *, model_name: str, version: str) -> str:
@@ -106,7 +91,7 @@ def verdict(criteria, evaluation, context: dict) -> dict:
     """The report's first line: ``passed`` (every criterion), ``failures`` (each in words with its group and
     numbers), ``n`` criteria, and ``status`` (the registry's, in words)."""
     criteria = list(criteria)
-    failures = [failure_words(c, evaluation) for c in criteria if not c.passed]
+    failures = [failure_words(c) for c in criteria if not c.passed]
     return {"passed": bool(criteria) and not failures, "failures": failures, "n": len(criteria),
             "status": status_words(context.get("registry"), model_name=context["model_name"],
                                    version=str(context["model_version"]))}
@@ -303,32 +288,53 @@ def conclusions(evaluation, context: dict) -> list[str]:
             out.append(f"{name} is no better than {other} ({nums})" + (
                 ": the simpler model would rank people as well." if row.versus in ("logistic", "prior_use")
                 else ": the data cannot tell them apart."))
+    gate = gate_settings(context)
+    band = f"{gate.o_e_min:g}\u2013{gate.o_e_max:g}"
     c = evaluation.headline.loc["candidate"]
-    slope = c.get("calibration_slope")
-    lo, hi = c.get("calibration_slope_ci_low"), c.get("calibration_slope_ci_high")
-    if slope is not None and np.isfinite(slope):
-        ci = f", 95% CI {_num(lo, 2)} to {_num(hi, 2)}" if lo is not None and np.isfinite(lo) else ""
-        shape = ("predictions too extreme (overfitted)" if slope < 0.9 else
-                 "predictions too moderate" if slope > 1.1 else "about right in spread")
-        out.append(f"Calibration slope {_num(slope, 2)}{ci}: {shape}; observed/expected overall "
-                   f"{_num(c.get('o_e_ratio'), 2)} ({'fewer' if c.get('o_e_ratio', 1) < 1 else 'more'} events than "
-                   f"predicted).")
+    out.append(slope_conclusion(c, gate))
+    oe, oe_lo, oe_hi = c.get("o_e_ratio"), c.get("o_e_ci_low"), c.get("o_e_ci_high")
+    if oe is not None and np.isfinite(oe):
+        ci = f" (95% CI {_num(oe_lo, 2)} to {_num(oe_hi, 2)})" if _finite(oe_lo) and _finite(oe_hi) else ""
+        where = ("the interval lies below 1: fewer events than predicted, the risks are too high" if _finite(oe_hi)
+                 and oe_hi < 1 else "the interval lies above 1: more events than predicted, the risks are too low"
+                 if _finite(oe_lo) and oe_lo > 1 else "the interval includes 1")
+        out.append(f"Observed/expected overall {_num(oe, 2)}{ci}: {where}.")
     tiers = evaluation.oe_tier
-    off = tiers[(tiers["o_e_ratio"] < OE_BAND[0]) | (tiers["o_e_ratio"] > OE_BAND[1])]
-    if len(off):
-        worst = off.iloc[(off["o_e_ratio"] - 1).abs().argmax()]
+    has_ci = {"o_e_ci_low", "o_e_ci_high"} <= set(tiers.columns)
+    outside = tiers[(tiers["o_e_ratio"] < gate.o_e_min) | (tiers["o_e_ratio"] > gate.o_e_max)]
+    if len(outside):
+        worst = outside.iloc[(outside["o_e_ratio"] - 1).abs().argmax()]
+        lo, hi = (worst["o_e_ci_low"], worst["o_e_ci_high"]) if has_ci else (np.nan, np.nan)
+        shown = _finite(hi) and hi < gate.o_e_min or _finite(lo) and lo > gate.o_e_max
+        ci = f", 95% CI {_num(lo, 2)} to {_num(hi, 2)}" if _finite(lo) and _finite(hi) else ""
         out.append(f"Calibration is weakest in the {worst['tier']} tier: {int(worst['observed']):,} events observed "
-                   f"against {worst['expected']:.1f} expected (O/E {_num(worst['o_e_ratio'], 2)}, {int(worst['n']):,} "
-                   f"people); the lists show this tier's risks {'too high' if worst['o_e_ratio'] < 1 else 'too low'}.")
+                   f"against {worst['expected']:.1f} expected (O/E {_num(worst['o_e_ratio'], 2)}{ci}, "
+                   f"{int(worst['n']):,} people); "
+                   + (f"its interval lies wholly outside {band}, so the lists show this tier's risks "
+                      f"{'too high' if worst['o_e_ratio'] < 1 else 'too low'} (the gate's tier rule fails it)."
+                      if shown else f"outside {band}, but its interval reaches that range, so it is not shown "
+                      "miscalibrated (the gate's tier rule does not fail it)."))
     else:
-        out.append(f"Every tier's observed/expected is within {OE_BAND[0]}\u2013{OE_BAND[1]}.")
+        out.append(f"Every tier's observed/expected is within {band}.")
     reliable = evaluation.subgroups.reliable().reset_index().dropna(subset=["auroc"])
     if len(reliable):
         low = reliable.sort_values("auroc").iloc[0]
         overall = evaluation.subgroups.overall["auroc"]
-        out.append(f"The lowest AUROC of a group with enough events is {_group_words(low['attribute'], str(low['group']))}: "
-                   f"{_num(low['auroc'])} against {_num(overall)} overall ({int(low['n_events']):,} events); "
-                   f"within a narrow band of a strong predictor such as age, discrimination is lower by construction.")
+        ci = (f", 95% CI {_num(low['auroc_ci_low'])} to {_num(low['auroc_ci_high'])}"
+              if _finite(low.get("auroc_ci_low")) and _finite(low.get("auroc_ci_high")) else "")
+        text = (f"The lowest AUROC of a group with enough events is {_group_words(low['attribute'], str(low['group']))}: "
+                f"{_num(low['auroc'])}{ci}, against {_num(overall)} overall ({int(low['n_events']):,} events); "
+                f"within a narrow band of a strong predictor such as age, discrimination is lower by construction")
+        if _finite(low.get("reference_auroc")) and _finite(low.get("minus_reference_ci_high")):
+            worse = low["minus_reference_ci_high"] < 0
+            text += (f". In that group the prior use rule's AUROC is {_num(low['reference_auroc'])}, a difference of "
+                     f"{_num(low['minus_reference'])} (95% CI {_num(low['minus_reference_ci_low'])} to "
+                     f"{_num(low['minus_reference_ci_high'])}): "
+                     + ("the model is shown worse than the prior use rule there (the gate fails it)." if worse else
+                        "not shown worse than the prior use rule, which is what the gate asks within a group."))
+        else:
+            text += "."
+        out.append(text)
     prob = evaluation.scores.get("candidate")
     if prob is not None and len(prob):
         p99 = float(np.quantile(prob, 0.99))
@@ -336,6 +342,94 @@ def conclusions(evaluation, context: dict) -> list[str]:
         out.append(f"99% of people have a predicted risk of {p99:.2f} or less; the calibration curve above that rests on "
                    f"{above:,} people (see the histogram under it).")
     return out
+
+
+def _finite(x) -> bool:
+    try:
+        return x is not None and bool(np.isfinite(float(x)))
+    except (TypeError, ValueError):
+        return False
+
+
+def gate_settings(context: dict) -> gates.Gate:
+    """The gate the evaluation was judged by (``context['gate']``), or the defaults when none is recorded."""
+    return gates.Gate.model_validate(context.get("gate") or {})
+
+
+def slope_conclusion(c, gate: gates.Gate) -> str:
+    """The calibration slope in words, read as the gate reads it: its 90% interval against the range."""
+    slope = c.get("calibration_slope")
+    if not _finite(slope):
+        reason = NOT_ESTIMABLE_WORDS.get(float(c.get("calibration_slope_not_estimable") or 0), "reason not recorded")
+        return (f"The calibration slope cannot be estimated ({reason}): the model's spread of risks cannot be judged, "
+                "and the gate fails it.")
+    lo, hi = c.get("calibration_slope_ci_low"), c.get("calibration_slope_ci_high")
+    rng = f"{gate.calibration_slope_min:g}\u2013{gate.calibration_slope_max:g}"
+    if not (_finite(lo) and _finite(hi)):
+        return f"Calibration slope {_num(slope, 2)} without an interval (too few events): it cannot be shown within {rng}."
+    se = (hi - lo) / (2 * 1.959963984540054)
+    lo90, hi90 = slope - 1.6448536269514722 * se, slope + 1.6448536269514722 * se
+    shape = ("predictions too extreme (overfitted): the interval lies below 1" if hi < 1 else
+             "predictions too moderate: the interval lies above 1" if lo > 1 else
+             "the interval includes 1 (spread about right)")
+    within = gate.calibration_slope_min <= lo90 and hi90 <= gate.calibration_slope_max
+    return (f"Calibration slope {_num(slope, 2)} (95% CI {_num(lo, 2)} to {_num(hi, 2)}): {shape}; its 90% interval "
+            f"({_num(lo90, 2)} to {_num(hi90, 2)}) " + ("lies within" if within else "does not lie within")
+            + f" {rng}, so it is {'shown' if within else 'not shown'} to be good enough (the gate's rule).")
+
+
+def gate_sentences(context: dict) -> list[str]:
+    """What the gate asks, in words, from the settings the evaluation was judged by."""
+    g = gate_settings(context)
+    groups = context.get("min_group_events", 20)
+    out = [
+        f"Whole evaluation: at least {g.min_events:,} events; the calibration slope's 90% interval within "
+        f"{g.calibration_slope_min:g}\u2013{g.calibration_slope_max:g} and observed/expected's exact Poisson 90% interval "
+        f"within {g.o_e_min:g}\u2013{g.o_e_max:g}. The model must show it is good enough (an equivalence test, 5% each "
+        "side): a point estimate inside the range with a wide interval fails. A slope that cannot be estimated fails.",
+        f"Against the current champion, on the same people: the lower end of the paired 95% interval of the AUROC "
+        f"difference must be at least \u2212{g.auroc_margin:g} (a non-inferiority margin), so an evaluation too small "
+        "to show a difference does not pass for that reason.",
+        ("Against the simpler model: prefer_simpler is on, so a candidate whose AUROC is not above logistic "
+         "regression's beyond the paired interval fails." if g.prefer_simpler else
+         "Against the simpler model: not gated (prefer_simpler is off); the conclusions say when the model is no "
+         "better than logistic regression."),
+        "Groups: " + "; ".join(filter(None, [
+            f"each tier's O/E 95% interval must reach {g.o_e_min:g}\u2013{g.o_e_max:g}" if g.tiers else "",
+            f"each age band, sex, deprivation quintile, ethnicity group and practice with at least {groups} events must "
+            f"have an O/E 95% interval reaching {g.o_e_min:g}\u2013{g.o_e_max:g}" if g.subgroup_calibration else "",
+            "each such group's AUROC must not be shown below the prior use rule's in that group (the paired 95% interval's upper "
+            "end at least 0)" if g.subgroup_vs_prior_use else "",
+            f"each group's AUROC upper 95% bound at least the overall AUROC \u2212 {g.subgroup_auroc_max_gap:g}"
+            if g.subgroup_auroc_max_gap is not None else "",
+            f"each group's AUROC upper 95% bound at least {g.min_subgroup_auroc:g}" if g.min_subgroup_auroc is not None
+            else ""]))
+        + ". A group fails only when it is shown unacceptable: a group has too few events for any model to show it "
+          "acceptable. There is no absolute AUROC floor by default, because within a 15-year age band discrimination "
+          "is lower by construction (age itself separates risk); what is fair to ask within a group is that the model "
+          "ranks its people at least as well as the rule a practice would otherwise use, and that its risks are right "
+          "for them.",
+        "Timing: the evaluation date must be on or after the end of the model's last training label window, or its "
+        "figures are in-sample. Each failed criterion names its group and its numbers; the settings are in "
+        "models/<name>/gate.yaml (see models/README.md)."]
+    return out
+
+
+def measures_sentences(context: dict) -> list[str]:
+    """How the figures are computed, in words (TRIPOD+AI 12e: the performance measures and their rationale)."""
+    n_boot = context.get("n_boot")
+    return [
+        f"AUROC and AUPRC intervals: percentile bootstrap{f' of {n_boot:,} resamples' if n_boot else ''}, stratified by "
+        f"outcome so every resample keeps the events' number (the resamples used are shown); no interval is shown "
+        f"where there are fewer than {MIN_EVENTS_FOR_INTERVAL} events or non-events. Differences between models are "
+        "paired (the same resamples of the same people).",
+        "Calibration slope: logistic regression of the outcome on the logit of the predicted risk, with its Wald "
+        "interval; reported as not estimable, with the reason, when the risk is constant or separates the outcome "
+        "(an optimiser's starting value is never shown as a slope). Observed/expected (overall, by decile, by tier, "
+        "by group): with an exact Poisson interval on the observed count. ICI: the mean absolute difference between "
+        "the loess-smoothed observed risk and the predicted risk (Austin and Steyerberg 2019, not clipped).",
+        "PPV, sensitivity and the events listed at a top-k cut-off count the people tied at the cut-off fractionally "
+        "(the expected value under random tie-breaking), so they do not depend on the rows' order."]
 
 
 def limitations(context: dict, evaluation) -> list[str]:
