@@ -120,6 +120,10 @@ def test_report_is_self_contained(monitored):
     parser.feed(html)
     assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
     assert "Shown on the list against held out" in html and "By GP practice" in html and "2025-11-30" in html
+    # Accessible as the evaluation report: every header cell has its scope, and the page a viewport.
+    headers = re.findall(r"<th\b[^>]*>", html)
+    assert headers and all(re.search(r'scope="(col|row)"', h) for h in headers), headers
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
 
 
 def test_the_monitoring_run_holds_nothing_identifiable(monitored, world):
