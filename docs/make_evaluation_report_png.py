@@ -1,12 +1,12 @@
 """Screenshot the top of an evaluation report for the README (docs/evaluation-report.png).
 
-Run after ``riskstrat evaluate`` (or the walkthrough notebook), on the report it wrote::
-
-    python docs/make_evaluation_report_png.py notebooks/riskstrat-output/evaluations/walkthrough/report.html
-
+Run after ``riskstrat evaluate`` (or the walkthrough notebook), on the report it wrote.
 Photographs ``report.html`` in headless Chromium 1280 pixels wide and keeps the top ``--height``
-pixels (the headline, the comparison, the gate and the first figures), in 256 colours so the file
-stays small.
+pixels (the verdict, the summary, what the numbers show and the design), in 256 colours so the file
+stays small. The README's picture is the demo's emergency-admission model, version 1::
+
+    riskstrat demo && python docs/make_evaluation_report_png.py \
+        riskstrat-output/evaluations/riskstrat-emergency-admission-v1-2025-11-01/report.html
 """
 
 from __future__ import annotations
