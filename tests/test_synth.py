@@ -311,6 +311,11 @@ def test_write_population_writes_tables_metadata_and_truth_apart(tmp_path):
     assert [p.name for p in (out / "ground_truth").iterdir()] == ["truth.parquet"]
     assert json.loads((out / "dataset.json").read_text()) == meta
     assert meta["extract_end"] == "2024-10-31" and meta["truth_dates"] == ["2023-01-01"]
+    # Written again (the README's tour after the demo): its own stamp is riskstrat's, not a stranger's file.
+    twice = tmp_path / "twice"
+    write_population(twice, 300, **SMALL)
+    write_population(twice, 200, **SMALL)
+    assert len(pd.read_parquet(twice / "persons.parquet")) == 200 and (twice / "validated.json").exists()
 
     # The loader reads the tables (and never the truth); they are the ones generated in memory.
     records = load_records(out, duplicate_rows="keep")

@@ -182,7 +182,8 @@ FOLDER_MARKER = ".riskstrat-folder"
 # What a folder of each kind holds (top level; sub-folders: the suffix of their files), and what one
 # written before the marker existed always holds.
 _FOLDER_ENTRIES = {
-    "data set": ({f"{name}.parquet" for name in TABLES} | {"dataset.json", "import_report.json"},
+    # validated.json: the validation stamp (riskstrat.data.stamp.STAMP) synth, import and validate --stamp write.
+    "data set": ({f"{name}.parquet" for name in TABLES} | {"dataset.json", "import_report.json", "validated.json"},
                  {"ground_truth": ".parquet"}),
     "evaluation report": ({"report.html", "evaluation.json"}, {"tables": ".csv", "figures": ".png"}),
     "monitoring report": ({"report.html", "monitoring.json"}, {"tables": ".csv", "figures": ".png"}),
