@@ -113,7 +113,9 @@ def test_cli_train_and_promote(small_data, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     args = ["train", "--set", f"data.path={small_data}", "--set", "tracking.registered_model=cli-model"]
-    for s in SMALL:
+    # No refit: what is checked here (the command's output, its store, promote) is the same for the refit's
+    # version, and the refit is tests/test_refit.py's (this file's ``trained`` makes one too).
+    for s in [*SMALL, "model.refit=none"]:
         args += ["--set", s]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -133,7 +135,8 @@ def test_search_run_logs_the_tuned_parameters_and_trials(small_data, tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = load_config(None, [f"data.path={small_data}", f"tracking.uri={uri}", "tracking.registered_model=test-search",
-                             "model.search.enabled=true", "model.search.n_trials=3", *SMALL])
+                             "model.search.enabled=true", "model.search.n_trials=3", *SMALL,
+                             "model.refit=none"])  # the trials and the tuned settings are the evaluated run's
     run = run_training(cfg)
     trials = run.result.search
     assert len(trials) == 3
