@@ -198,6 +198,30 @@ def synthetic_3000(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def new_mlflow_store(tmp_path_factory):
+    """``new_mlflow_store(folder)`` -> the tracking URI of a new, empty MLflow SQLite store ``folder/mlflow.db``.
+
+    MLflow makes a new store's tables through its alembic migrations, 2-3 s each time (7 s under load); so one
+    empty store is made per worker and each new store is a copy of it. The copy holds no paths of its own but
+    the Default experiment's (riskstrat's experiments, made on first use, keep their artifacts beside the copy).
+    """
+    import shutil
+
+    import mlflow
+
+    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    # The first call makes the tables; through a client of its own, so MLflow's current store is left alone.
+    mlflow.MlflowClient(f"sqlite:///{template}").search_experiments()
+
+    def make(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def spark_local():
     """One local Spark session (``local[2]``) for every Spark test module, started when first asked for and
     stopped at the end of the run (starting one costs several seconds on 2 cores)."""

@@ -62,9 +62,9 @@ def cost_free_dir(data_dir, tmp_path_factory, without_health_costs) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(data_dir, tmp_path_factory) -> dict:
+def registry(data_dir, tmp_path_factory, new_mlflow_store) -> dict:
     store = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    uri = new_mlflow_store(store)
     runs = {}
     no_costs = [f"features.exclude=[{', '.join(COST_FEATURES)}]", "features.generic.costs=false"]
     for name, extra in ((WITH_COSTS, []), (WITHOUT_COSTS, no_costs)):
