@@ -12,6 +12,32 @@ from riskstrat.data.schema import TABLES, empty_table, pandas_dtype
 PERSON_DEFAULTS = {"sex": "female", "deprivation_decile": 5, "ethnicity_group": "white", "practice_id": "P00001"}
 
 
+# ----------------------------------------------------------------------------- order of the files
+# Under `pytest -n 2 --dist loadfile` each file runs whole on one worker, and the run lasts as long as the
+# busier worker. pytest-xdist hands out files largest first by their number of tests, so the one-test files
+# that take a minute (the demo, the notebook) started last and ran alone at the end (367 s against 485 s
+# serially). Here the files known to be long go first, longest first, and the rest follow in their usual
+# order, so the short files fill in behind them. Seconds measured serially on 2 cores (December 2026);
+# a file not named here counts as short.
+LONG_FILES = {
+    "test_scoring_pipeline.py": 58, "test_demo.py": 57, "test_spark_score.py": 37, "test_tracking.py": 30,
+    "test_engine_spark.py": 29, "test_evaluate_pipeline.py": 26, "test_notebook.py": 25,
+    "test_scoring_lists.py": 20, "test_costs_currency.py": 15, "test_train_engines.py": 14, "test_validate.py": 14,
+    "test_synth.py": 13, "test_readers.py": 11, "test_monitor_pipeline.py": 10,
+}
+
+
+def pytest_configure(config):
+    # Keep the order below when handing out files (pytest-xdist's default sorts them by their number of tests).
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long files first, longest first (a stable sort: tests keep their order within a file)."""
+    items.sort(key=lambda item: -LONG_FILES.get(item.path.name, 0))
+
+
 def canonical_table(name: str, rows: list[dict]) -> pd.DataFrame:
     """A canonical table ``name`` from a list of row dicts (missing columns are blank).
 
@@ -169,6 +195,30 @@ def synthetic_3000(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "synthetic"
     write_population(out, 3000, start="2021-11-01", years=4, seed=5, truth_dates=["2024-11-01"], n_futures=4)
     return out
+
+
+@pytest.fixture(scope="session")
+def new_mlflow_store(tmp_path_factory):
+    """``new_mlflow_store(folder)`` -> the tracking URI of a new, empty MLflow SQLite store ``folder/mlflow.db``.
+
+    MLflow makes a new store's tables through its alembic migrations, 2-3 s each time (7 s under load); so one
+    empty store is made per worker and each new store is a copy of it. The copy holds no paths of its own but
+    the Default experiment's (riskstrat's experiments, made on first use, keep their artifacts beside the copy).
+    """
+    import shutil
+
+    import mlflow
+
+    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    # The first call makes the tables; through a client of its own, so MLflow's current store is left alone.
+    mlflow.MlflowClient(f"sqlite:///{template}").search_experiments()
+
+    def make(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ from riskstrat.pipelines.train import run_training
 from riskstrat.data.synth import write_population
 
 AS_OF = "2025-11-01"
-TRAIN_SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
+# No refit: these tests score with version 1 (the evaluated model) and name it; the refit is tests/test_refit.py's.
+TRAIN_SMALL = ["model.refit=none", "index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
                "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
                "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 WITH_COSTS, WITHOUT_COSTS = "cost-model", "no-cost-model"
@@ -61,9 +62,9 @@ def cost_free_dir(data_dir, tmp_path_factory, without_health_costs) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(data_dir, tmp_path_factory) -> dict:
+def registry(data_dir, tmp_path_factory, new_mlflow_store) -> dict:
     store = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    uri = new_mlflow_store(store)
     runs = {}
     no_costs = [f"features.exclude=[{', '.join(COST_FEATURES)}]", "features.generic.costs=false"]
     for name, extra in ((WITH_COSTS, []), (WITHOUT_COSTS, no_costs)):

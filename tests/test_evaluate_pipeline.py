@@ -38,10 +38,10 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(data_dir, tmp_path_factory) -> dict:
+def registry(data_dir, tmp_path_factory, new_mlflow_store) -> dict:
     """Version 1 (champion) and version 2 (a weaker model: 15 trees) of one model."""
     store = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    uri = new_mlflow_store(store)
     base = [f"data.path={data_dir}", f"tracking.uri={uri}", f"tracking.registered_model={NAME}", *SMALL]
     run_training(load_config(None, base))
     run_training(load_config(None, [*base, "model.lightgbm.n_estimators=15"]))

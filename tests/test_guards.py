@@ -145,11 +145,11 @@ DEGENERATE = [*TINY, "guards.min_events_train=1", "guards.min_events_calibration
               "model.lightgbm.min_child_samples=1000"]  # no split possible: one tree, a constant score
 
 
-def test_a_degenerate_model_is_logged_but_not_registered(tiny_data, tmp_path):
+def test_a_degenerate_model_is_logged_but_not_registered(tiny_data, tmp_path, new_mlflow_store):
     import mlflow
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     cfg = load_config(None, [f"data.path={tiny_data}", f"tracking.uri={uri}", "tracking.registered_model=tiny",
                              *DEGENERATE])
     with pytest.raises(DegenerateModelError, match="degenerate and was not registered") as exc:
@@ -174,8 +174,8 @@ def test_the_train_command_shows_a_refused_models_table_with_dates_chosen_for_it
     assert "degenerate and was not registered" in " ".join(result.output.split())
 
 
-def test_a_degenerate_model_registered_on_request_is_refused_by_promote_and_score(tiny_data, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_degenerate_model_registered_on_request_is_refused_by_promote_and_score(tiny_data, tmp_path, new_mlflow_store):
+    uri = new_mlflow_store(tmp_path)
     cfg = load_config(None, [f"data.path={tiny_data}", f"tracking.uri={uri}", "tracking.registered_model=tiny",
                              "guards.register_degenerate=true", *DEGENERATE])
     run = run_training(cfg)

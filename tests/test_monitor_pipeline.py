@@ -34,12 +34,12 @@ PERSON_ID = re.compile(r"\b[0-9a-f]{16}\b")  # the synthetic pseudonyms' shape
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
+def world(tmp_path_factory, new_mlflow_store) -> dict:
     root = tmp_path_factory.mktemp("monitor")
     later, earlier = root / "later", root / "earlier"
     write_population(later, 2500, start="2021-11-01", years=4, seed=21, truth_dates=[], n_futures=2)
     cut_data_dir(later, earlier, extract_end="2024-10-31")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = new_mlflow_store(root)
     logged = run_training(load_config(None, [f"data.path={earlier}", f"tracking.uri={uri}",
                                              f"tracking.registered_model={NAME}", *SMALL])).logged
     tracking.promote(NAME, logged.model_version, alias="champion", uri=uri)

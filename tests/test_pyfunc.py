@@ -48,13 +48,13 @@ def _people(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory):
+def logged(tmp_path_factory, new_mlflow_store):
     """A small LightGBM model logged and registered as training logs it, in a temporary SQLite store."""
     X, y = _people(3000, 1)
     X_cal, y_cal = _people(1500, 2)
     model = fit_lightgbm(X, y, X_cal, y_cal, params=LightGBMConfig(n_estimators=40, n_jobs=1), target="emergency_admission")
     store = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    uri = new_mlflow_store(store)
     tracking.configure(uri)
     with mlflow.start_run(experiment_id=tracking._experiment("pyfunc-test")):
         info = pyfunc.log_served_model(model, example=tracking.example_input(X), reference=X_cal,

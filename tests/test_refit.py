@@ -35,8 +35,8 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(data_dir, tmp_path_factory):
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+def trained(data_dir, tmp_path_factory, new_mlflow_store):
+    uri = new_mlflow_store(tmp_path_factory.mktemp("mlflow"))
     cfg = load_config(None, [f"data.path={data_dir}", f"tracking.uri={uri}", "tracking.registered_model=test-refit",
                              *SMALL])
     return cfg, run_training(cfg)
@@ -154,10 +154,10 @@ def test_gate_judges_a_refit_by_its_parents_evaluation_until_its_own_is_out_of_s
 # ----------------------------------------------------------------------------- refit: none
 
 
-def test_refit_none_registers_only_the_evaluated_version(data_dir, tmp_path):
+def test_refit_none_registers_only_the_evaluated_version(data_dir, tmp_path, new_mlflow_store):
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     cfg = load_config(None, [f"data.path={data_dir}", f"tracking.uri={uri}", "tracking.registered_model=no-refit",
                              "model.refit=none", *SMALL])
     run = run_training(cfg)

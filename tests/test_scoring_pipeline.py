@@ -65,10 +65,10 @@ def home_practice(data_dir) -> pd.Series:
 
 
 @pytest.fixture(scope="module")
-def registry(data_dir, tmp_path_factory) -> dict:
+def registry(data_dir, tmp_path_factory, new_mlflow_store) -> dict:
     """Both models trained, registered and promoted to champion; returns the store and their runs."""
     store = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    uri = new_mlflow_store(store)
     runs = {}
     for target, name in [("emergency_admission", RISK_MODEL), ("high_cost", COST_MODEL)]:
         cfg = load_config(None, [f"data.path={data_dir}", f"tracking.uri={uri}", f"target.name={target}",

@@ -27,9 +27,9 @@ def small_data(synthetic_3000) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(small_data, tmp_path_factory):
+def trained(small_data, tmp_path_factory, new_mlflow_store):
     store = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    uri = new_mlflow_store(store)
     cfg = load_config(None, [f"data.path={small_data}", f"tracking.uri={uri}",
                              "tracking.registered_model=test-emergency", *SMALL])
     return cfg, run_training(cfg), store
@@ -113,7 +113,9 @@ def test_cli_train_and_promote(small_data, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     args = ["train", "--set", f"data.path={small_data}", "--set", "tracking.registered_model=cli-model"]
-    for s in SMALL:
+    # No refit: what is checked here (the command's output, its store, promote) is the same for the refit's
+    # version, and the refit is tests/test_refit.py's (this file's ``trained`` makes one too).
+    for s in [*SMALL, "model.refit=none"]:
         args += ["--set", s]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -128,12 +130,13 @@ def test_cli_train_and_promote(small_data, tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "model.lightgbm.leaves" in bad.output
 
 
-def test_search_run_logs_the_tuned_parameters_and_trials(small_data, tmp_path):
+def test_search_run_logs_the_tuned_parameters_and_trials(small_data, tmp_path, new_mlflow_store):
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     cfg = load_config(None, [f"data.path={small_data}", f"tracking.uri={uri}", "tracking.registered_model=test-search",
-                             "model.search.enabled=true", "model.search.n_trials=3", *SMALL])
+                             "model.search.enabled=true", "model.search.n_trials=3", *SMALL,
+                             "model.refit=none"])  # the trials and the tuned settings are the evaluated run's
     run = run_training(cfg)
     trials = run.result.search
     assert len(trials) == 3

@@ -62,11 +62,11 @@ def test_a_read_only_store_is_named_not_an_autoflush_message(tmp_path):
 
 @pytest.mark.parametrize(("name", "key"), [("very high (top 0.5%)", "tier.very high _top 0.5__"),
                                            ("high", "tier.high"), ("été", "tier._t_")])
-def test_metric_keys_from_names_are_ones_mlflow_accepts(tmp_path, name, key):
+def test_metric_keys_from_names_are_ones_mlflow_accepts(tmp_path, name, key, new_mlflow_store):
     import mlflow
 
     assert tracking.metric_key(f"tier.{name}") == key
-    tracking.configure(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.configure(new_mlflow_store(tmp_path))
     with mlflow.start_run() as run:
         mlflow.log_metrics({tracking.metric_key(f"tier.{name}"): 1.0})
     assert mlflow.get_run(run.info.run_id).data.metrics == {key: 1.0}

@@ -187,10 +187,10 @@ def test_cli_train_with_the_duckdb_engine_prints_the_stage_times(data_dir, tmp_p
 
 
 @pytest.fixture(scope="module")
-def registry(data_dir, tmp_path_factory) -> dict:
+def registry(data_dir, tmp_path_factory, new_mlflow_store) -> dict:
     """A model trained and logged with the hash, and one logged as models were before it (no hash)."""
     store = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    uri = new_mlflow_store(store)
     cfg = config(data_dir, f"tracking.uri={uri}", "tracking.registered_model=with-hash", "engine=duckdb")
     run = run_training(cfg)
     tracking.promote("with-hash", run.logged.model_version, alias="champion", uri=uri)
