@@ -37,12 +37,18 @@ commissioners' summary shows them as a row of their own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
 import json
 import math
+import os
+import pickle
 import re
+import subprocess
+import sys
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +93,7 @@ __all__ = [
     "risk_percent",
     "suppress_small_numbers",
     "write_month",
+    "writer_processes",
 ]
 
 # Columns of a coordinator's list; "Predicted cost" and "High-cost risk (%)" appear only when the
@@ -1027,30 +1034,133 @@ def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
     return {f"{relative}/{name}": digest for name, digest in files.items()}
 
 
-def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int) -> dict[str, str]:
-    """:func:`_write_list` for every (relative folder, job); in ``workers`` processes when more than 1.
+# ``workers="auto"``: helper processes only for a month of this many workbooks or more (a helper's
+# start, about a second of imports, costs more than a few dozen workbooks take), and at most this
+# many processes in all.
+AUTO_WRITERS_MIN_WORKBOOKS = 150
+AUTO_WRITERS_MAX = 4
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def writer_processes(workers: int | str, *, workbooks: int) -> int:
+    """How many processes (the run's own among them) write a month of ``workbooks`` workbooks:
+    ``workers`` when a number; for ``"auto"`` the CPUs this process may use (at most
+    :data:`AUTO_WRITERS_MAX`) when there are :data:`AUTO_WRITERS_MIN_WORKBOOKS` or more, else 1."""
+    if workers == "auto":
+        return max(1, min(_usable_cpus(), AUTO_WRITERS_MAX)) if workbooks >= AUTO_WRITERS_MIN_WORKBOOKS else 1
+    return int(workers)
+
+
+def _write_chunk(tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]:
+    hashes: dict[str, str] = {}
+    for relative, job in chunk:
+        hashes.update(_write_list(tmp / relative, relative, job))
+    return hashes
+
+
+class _Helper:
+    """One helper process (``python -m riskstrat.scoring.writer``) writing chunks of lists on request."""
+
+    def __init__(self):
+        env = dict(os.environ)
+        # The helper imports this very riskstrat, wherever the run found it.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+        self.process = subprocess.Popen([sys.executable, "-m", "riskstrat.scoring.writer"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, env=env)
+
+    def write(self, tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]:
+        try:
+            pickle.dump((str(tmp), list(chunk)), self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.process.stdin.flush()
+            answer = pickle.load(self.process.stdout)
+        except (BrokenPipeError, EOFError, pickle.UnpicklingError):
+            code = self.process.wait()
+            raise publish.PublishError(f"{tmp}: a helper process writing the practices' files ended unexpectedly "
+                                       f"(exit code {code}); nothing was published. Run again, or with "
+                                       f"lists.write_workers: 1 (one process)") from None
+        if answer[0] == "error":
+            _, exc, text = answer
+            exc.add_note(f"in a helper process writing the practices' files:\n{text}")
+            raise exc
+        return answer[1]
+
+    def close(self, *, kill: bool = False) -> None:
+        """End the process and wait for it: after this it writes nothing more."""
+        if kill:
+            self.process.kill()
+        else:
+            try:
+                pickle.dump(None, self.process.stdin)
+                self.process.stdin.close()
+            except OSError:
+                pass
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | str) -> dict[str, str]:
+    """:func:`_write_list` for every (relative folder, job), in :func:`writer_processes` processes:
+    this one and helpers (:mod:`riskstrat.scoring.writer`), each taking the next chunk of lists
+    when done with its last (threads here only hand the chunks over).
 
     Every file depends only on its own job, so the bytes are the same whichever process writes
-    it, and in whatever order; the manifest sorts the paths.
+    it, and in whatever order; the manifest sorts the paths. On any failure every helper is ended
+    and waited for before the error is raised, so nothing is written into the run folder after
+    :func:`riskstrat.scoring.publish.month_folder` removes it.
     """
-    hashes: dict[str, str] = {}
-    if workers <= 1 or len(jobs) < 2:
-        for relative, job in jobs:
-            hashes.update(_write_list(tmp / relative, relative, job))
-        return hashes
-    import concurrent.futures
-    import multiprocessing
+    processes = writer_processes(workers, workbooks=sum(bool(job["workbook"]) for _, job in jobs))
+    if processes <= 1 or len(jobs) < 2:
+        return _write_chunk(tmp, jobs)
+    size = max(1, min(8, len(jobs) // (4 * processes)))
+    chunks = [jobs[k:k + size] for k in range(0, len(jobs), size)]
+    taken = itertools.count()  # next(): atomic under the GIL
+    done: dict[int, dict[str, str]] = {}
+    failed: list[BaseException] = []
+    stop = threading.Event()
 
-    # forkserver: a worker never inherits the threads of the run (DuckDB, LightGBM, MLflow) that
-    # a fork would copy mid-lock; it imports riskstrat.scoring.lists once, in the server.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["riskstrat.scoring.lists"])
-    chunk = max(1, min(16, len(jobs) // (4 * workers)))
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for written in pool.map(_write_list, [tmp / r for r, _ in jobs], [r for r, _ in jobs], [j for _, j in jobs],
-                                chunksize=chunk):
-            hashes.update(written)
-    return hashes
+    def work(write) -> None:
+        while not stop.is_set():
+            k = next(taken)
+            if k >= len(chunks):
+                return
+            done[k] = write(tmp, chunks[k])
+
+    def feed(helper: _Helper) -> None:
+        try:
+            work(helper.write)
+        except BaseException as exc:  # noqa: BLE001 - raised in the run's thread below
+            failed.append(exc)
+            stop.set()
+
+    helpers: list[_Helper] = []
+    threads: list[threading.Thread] = []
+    ok = False
+    try:
+        for _ in range(min(processes - 1, len(chunks) - 1)):
+            helpers.append(_Helper())
+            threads.append(threading.Thread(target=feed, args=(helpers[-1],), daemon=True))
+            threads[-1].start()
+        work(_write_chunk)
+        ok = True
+    finally:
+        if not ok:
+            stop.set()
+        for thread in threads:
+            thread.join()  # a helper finishes the chunk it is writing
+        for helper in helpers:
+            helper.close(kill=not ok and bool(failed))
+    if failed:
+        raise failed[0]
+    return {path: digest for k in range(len(chunks)) for path, digest in done[k].items()}
 
 
 def _month_words(manifest: Mapping) -> str:
@@ -1518,15 +1628,17 @@ class MonthOptions:
     ``suppress_below`` and ``round_counts_to``: the summary's small-number suppression
     (:func:`suppress_small_numbers`). ``workbooks`` says whose lists also get ``list.xlsx``:
     ``"all"``, ``"none"``, or the practice ids that asked for one (the workbooks are most of the
-    writing time). ``workers`` above 1 writes the lists' files in that many processes (the same
-    bytes; worth it for hundreds of practices on a machine with cores to spare:
-    ``benchmarks/README.md``). ``replace``: replace a month already published in the folder.
+    writing time). ``workers``: how many processes write the lists' files, this one among them
+    (the same bytes whichever writes them); ``"auto"`` (the default) uses the CPUs this process may
+    use, at most :data:`AUTO_WRITERS_MAX`, for a month of :data:`AUTO_WRITERS_MIN_WORKBOOKS` workbooks
+    or more, and this process alone for fewer (:func:`writer_processes`; ``benchmarks/README.md``).
+    ``replace``: replace a month already published in the folder.
     """
 
     suppress_below: int = 8
     round_counts_to: int = 5
     workbooks: str | Sequence[str] = "all"
-    workers: int = 1
+    workers: int | str = "auto"
     replace: bool = False
 
 
@@ -1578,8 +1690,8 @@ def _check_month(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataF
                  reidentify: Mapping | None, options: MonthOptions) -> set[str]:
     """Refuse a month :func:`write_month` cannot write; the practices whose lists get a workbook."""
     workers = options.workers
-    if int(workers) != workers or workers < 1:
-        raise ValueError(f"workers must be a positive whole number, got {workers}")
+    if workers != "auto" and (isinstance(workers, (str, bool)) or int(workers) != workers or workers < 1):
+        raise ValueError(f"workers must be a positive whole number or 'auto', got {workers!r}")
     _check_practice_lists(population, practice_lists)
     with_workbook = _workbook_practices(options.workbooks, practice_lists)
     unknown = sorted(set(reidentify or {}) - (set(practice_lists) - {NO_PRACTICE}))
