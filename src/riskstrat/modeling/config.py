@@ -305,10 +305,11 @@ class ListsConfig(_Strict):
         "all", description="Whose lists also get an Excel workbook (list.xlsx): all (default), none, or the "
                            "practice ids that asked for one; the CSV and the page are always written.")
     write_workers: Literal["auto"] | Annotated[int, Field(ge=1, le=8)] = Field(
-        "auto", description="Processes that write the practices' files, the run's own among them (1: the run's "
-                            "process alone; riskstrat score --jobs). auto (default): the CPUs the run may use, at "
-                            "most 4, for a month of 150 workbooks or more (hundreds of practices), else 1. The "
-                            "files are the same bytes either way (benchmarks/README.md, bench_writing.py).")
+        "auto", description="Processes that write the practices' files at once (riskstrat score --jobs): 1, the "
+                            "run's own; more, that many worker processes (joblib, loky) while the run waits. auto "
+                            "(default): the CPUs the run may use, at most 4, for a month of 150 workbooks or more "
+                            "(hundreds of practices), else 1. The files are the same bytes either way "
+                            "(benchmarks/README.md, bench_writing.py).")
     explain: Literal["listed", "all"] = Field(
         "listed", description="Whose reasons are computed (exact SHAP): the listed people (default), or everyone "
                               "scored (reasons for all in population.parquet; about 4,500 people/s on 2 cores).")

@@ -37,23 +37,19 @@ commissioners' summary shows them as a row of their own.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import itertools
 import json
 import math
 import os
-import pickle
 import re
-import subprocess
-import sys
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
@@ -1034,9 +1030,9 @@ def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
     return {f"{relative}/{name}": digest for name, digest in files.items()}
 
 
-# ``workers="auto"``: helper processes only for a month of this many workbooks or more (a helper's
+# ``workers="auto"``: worker processes only for a month of this many workbooks or more (a worker's
 # start, about a second of imports, costs more than a few dozen workbooks take), and at most this
-# many processes in all.
+# many of them.
 AUTO_WRITERS_MIN_WORKBOOKS = 150
 AUTO_WRITERS_MAX = 4
 
@@ -1049,9 +1045,10 @@ def _usable_cpus() -> int:
 
 
 def writer_processes(workers: int | str, *, workbooks: int) -> int:
-    """How many processes (the run's own among them) write a month of ``workbooks`` workbooks:
-    ``workers`` when a number; for ``"auto"`` the CPUs this process may use (at most
-    :data:`AUTO_WRITERS_MAX`) when there are :data:`AUTO_WRITERS_MIN_WORKBOOKS` or more, else 1."""
+    """How many processes write a month of ``workbooks`` workbooks at once (1: the run's own; more:
+    that many worker processes while the run waits): ``workers`` when a number; for ``"auto"`` the
+    CPUs this process may use (at most :data:`AUTO_WRITERS_MAX`) when there are
+    :data:`AUTO_WRITERS_MIN_WORKBOOKS` or more, else 1."""
     if workers == "auto":
         return max(1, min(_usable_cpus(), AUTO_WRITERS_MAX)) if workbooks >= AUTO_WRITERS_MIN_WORKBOOKS else 1
     return int(workers)
@@ -1064,57 +1061,14 @@ def _write_chunk(tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]
     return hashes
 
 
-class _Helper:
-    """One helper process (``python -m riskstrat.scoring.writer``) writing chunks of lists on request."""
-
-    def __init__(self):
-        env = dict(os.environ)
-        # The helper imports this very riskstrat, wherever the run found it.
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-        self.process = subprocess.Popen([sys.executable, "-m", "riskstrat.scoring.writer"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env=env)
-
-    def write(self, tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]:
-        try:
-            pickle.dump((str(tmp), list(chunk)), self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self.process.stdin.flush()
-            answer = pickle.load(self.process.stdout)
-        except (BrokenPipeError, EOFError, pickle.UnpicklingError):
-            code = self.process.wait()
-            raise publish.PublishError(f"{tmp}: a helper process writing the practices' files ended unexpectedly "
-                                       f"(exit code {code}); nothing was published. Run again, or with "
-                                       f"lists.write_workers: 1 (one process)") from None
-        if answer[0] == "error":
-            _, exc, text = answer
-            exc.add_note(f"in a helper process writing the practices' files:\n{text}")
-            raise exc
-        return answer[1]
-
-    def close(self, *, kill: bool = False) -> None:
-        """End the process and wait for it: after this it writes nothing more."""
-        if kill:
-            self.process.kill()
-        else:
-            try:
-                pickle.dump(None, self.process.stdin)
-                self.process.stdin.close()
-            except OSError:
-                pass
-        self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
-
-
 def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | str) -> dict[str, str]:
-    """:func:`_write_list` for every (relative folder, job), in :func:`writer_processes` processes:
-    this one and helpers (:mod:`riskstrat.scoring.writer`), each taking the next chunk of lists
-    when done with its last (threads here only hand the chunks over).
+    """:func:`_write_list` for every (relative folder, job): in this process, or in chunks of lists
+    across :func:`writer_processes` worker processes (joblib's loky backend).
 
     Every file depends only on its own job, so the bytes are the same whichever process writes
-    it, and in whatever order; the manifest sorts the paths. On any failure every helper is ended
-    and waited for before the error is raised, so nothing is written into the run folder after
+    it, and in whatever order; the manifest sorts the paths. A list that fails raises its own error
+    here (joblib re-raises the worker's exception) after joblib has killed and waited for every
+    worker, so nothing is written into the run folder after
     :func:`riskstrat.scoring.publish.month_folder` removes it.
     """
     processes = writer_processes(workers, workbooks=sum(bool(job["workbook"]) for _, job in jobs))
@@ -1122,45 +1076,12 @@ def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | 
         return _write_chunk(tmp, jobs)
     size = max(1, min(8, len(jobs) // (4 * processes)))
     chunks = [jobs[k:k + size] for k in range(0, len(jobs), size)]
-    taken = itertools.count()  # next(): atomic under the GIL
-    done: dict[int, dict[str, str]] = {}
-    failed: list[BaseException] = []
-    stop = threading.Event()
-
-    def work(write) -> None:
-        while not stop.is_set():
-            k = next(taken)
-            if k >= len(chunks):
-                return
-            done[k] = write(tmp, chunks[k])
-
-    def feed(helper: _Helper) -> None:
-        try:
-            work(helper.write)
-        except BaseException as exc:  # noqa: BLE001 - raised in the run's thread below
-            failed.append(exc)
-            stop.set()
-
-    helpers: list[_Helper] = []
-    threads: list[threading.Thread] = []
-    ok = False
-    try:
-        for _ in range(min(processes - 1, len(chunks) - 1)):
-            helpers.append(_Helper())
-            threads.append(threading.Thread(target=feed, args=(helpers[-1],), daemon=True))
-            threads[-1].start()
-        work(_write_chunk)
-        ok = True
-    finally:
-        if not ok:
-            stop.set()
-        for thread in threads:
-            thread.join()  # a helper finishes the chunk it is writing
-        for helper in helpers:
-            helper.close(kill=not ok and bool(failed))
-    if failed:
-        raise failed[0]
-    return {path: digest for k in range(len(chunks)) for path, digest in done[k].items()}
+    # loky: fresh worker processes (no fork of the run's DuckDB/LightGBM/MLflow threads, no rerun
+    # of the caller's script, so no __main__ guard). batch_size=1: a chunk is the unit handed out;
+    # max_nbytes=None: no arrays memory-mapped through a temporary folder.
+    written = joblib.Parallel(n_jobs=min(processes, len(chunks)), backend="loky", batch_size=1, max_nbytes=None)(
+        joblib.delayed(_write_chunk)(tmp, chunk) for chunk in chunks)
+    return {path: digest for hashes in written for path, digest in hashes.items()}
 
 
 def _month_words(manifest: Mapping) -> str:
@@ -1628,10 +1549,11 @@ class MonthOptions:
     ``suppress_below`` and ``round_counts_to``: the summary's small-number suppression
     (:func:`suppress_small_numbers`). ``workbooks`` says whose lists also get ``list.xlsx``:
     ``"all"``, ``"none"``, or the practice ids that asked for one (the workbooks are most of the
-    writing time). ``workers``: how many processes write the lists' files, this one among them
-    (the same bytes whichever writes them); ``"auto"`` (the default) uses the CPUs this process may
-    use, at most :data:`AUTO_WRITERS_MAX`, for a month of :data:`AUTO_WRITERS_MIN_WORKBOOKS` workbooks
-    or more, and this process alone for fewer (:func:`writer_processes`; ``benchmarks/README.md``).
+    writing time). ``workers``: how many processes write the lists' files at once: 1, this one;
+    more, that many joblib (loky) worker processes while this one waits (the same bytes whichever
+    writes them); ``"auto"`` (the default) uses the CPUs this process may use, at most
+    :data:`AUTO_WRITERS_MAX`, for a month of :data:`AUTO_WRITERS_MIN_WORKBOOKS` workbooks or more,
+    and this process alone for fewer (:func:`writer_processes`; ``benchmarks/README.md``).
     ``replace``: replace a month already published in the folder.
     """
 
