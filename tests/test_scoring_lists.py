@@ -6,10 +6,14 @@ the SHAP checks and the end-to-end month.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+import os
 import re
 import textwrap
+import time
 import unicodedata
 import warnings
 from pathlib import Path
@@ -1007,8 +1011,69 @@ def test_writing_in_two_processes_gives_the_same_month_as_one(tmp_path, features
     # The manifest's hashes, taken from the bytes as they were written, are the files' hashes.
     recorded = json.loads(serial.pop("manifest.json"))["files"]
     assert recorded == {name: hashlib.sha256(data).hexdigest() for name, data in serial.items()}
-    with pytest.raises(ValueError, match="workers must be a positive whole number, got 0"):
-        lists.write_month(tmp_path / "bad" / "2026-11", options=lists.MonthOptions(workers=0), **common)
+    for bad in (0, "two", 1.5):
+        with pytest.raises(ValueError, match=f"workers must be a positive whole number or 'auto', got {bad!r}"):
+            lists.write_month(tmp_path / "bad" / "2026-11", options=lists.MonthOptions(workers=bad), **common)
+
+
+def test_auto_writers_use_the_free_cpus_only_for_hundreds_of_workbooks(monkeypatch):
+    monkeypatch.setattr(lists, "_usable_cpus", lambda: 2)
+    assert lists.writer_processes("auto", workbooks=lists.AUTO_WRITERS_MIN_WORKBOOKS - 1) == 1
+    assert lists.writer_processes("auto", workbooks=666) == 2
+    monkeypatch.setattr(lists, "_usable_cpus", lambda: 1)
+    assert lists.writer_processes("auto", workbooks=666) == 1
+    monkeypatch.setattr(lists, "_usable_cpus", lambda: 64)
+    assert lists.writer_processes("auto", workbooks=666) == lists.AUTO_WRITERS_MAX
+    assert lists.writer_processes(3, workbooks=1) == 3
+
+
+def _folder_state(root: Path) -> dict[str, int]:
+    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*"))}
+
+
+def _writer_workers() -> list[str]:
+    """The command lines of this process's live children that are joblib (loky) workers (Linux;
+    empty elsewhere)."""
+    found = []
+    for pid in _children(os.getpid()):
+        with contextlib.suppress(OSError):
+            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "loky.backend.popen_loky" in line:  # not its resource trackers, which write nothing
+                found.append(line)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """The live children of ``pid``, whichever of its threads started them."""
+    return [int(c) for task in sorted(Path(f"/proc/{pid}/task").glob("*"))
+            for c in (task / "children").read_text().split() if (task / "children").exists()]
+
+
+def test_a_list_that_fails_in_any_writer_process_raises_and_leaves_no_worker_running(tmp_path, features, model):
+    """Every list's files, in two worker processes: one list cannot be written (its folder is
+    taken), so its own error reaches the run, and by then every worker has ended: nothing more is
+    written into the folder."""
+    pop = score_month(features, model)
+    tables = lists.practice_lists(pop, list_size=LIST_SIZE)
+    month = lists._month_context(lists._in_rank_order(pop), {"as_of": "2026-11-01", "month": "2026-11"},
+                                 lists.PageWords())
+    jobs = lists._list_jobs({p: tables[p] for p in sorted(tables)}, month=month, counts=lists._list_counts(pop),
+                            changes=None, identified=set(), with_workbook=set(tables))
+    lists._add_csv_bytes(jobs)
+    for clash in (jobs[0][0], jobs[-1][0]):  # in the first chunk handed out, and in the last
+        folder = tmp_path / f"clash-{clash.replace('/', '-')}"
+        (folder / clash).mkdir(parents=True)
+        with pytest.raises(FileExistsError) as raised:
+            lists._write_lists(folder, jobs, workers=2)
+        assert clash in str(raised.value)
+        after = _folder_state(folder)
+        assert _writer_workers() == []  # killed and waited for before the error was raised
+        time.sleep(0.3)
+        assert _folder_state(folder) == after  # and so nothing was written after it
+    # With no clash: the same files as one process writes, and the hashes of what is on disk.
+    written = lists._write_lists(tmp_path / "two", jobs, workers=2)
+    assert written == lists._write_lists(tmp_path / "one", jobs, workers=1)
+    assert written == {k: hashlib.sha256(v).hexdigest() for k, v in _folder_bytes(tmp_path / "two").items()}
 
 
 def test_page_rows_are_escaped_cell_by_cell():

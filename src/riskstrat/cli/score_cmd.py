@@ -75,6 +75,11 @@ def score(
                                        "models were trained with, or in another currency): the ranking is degraded; "
                                        "the manifest records it. A model that predicts costs (high_cost) in "
                                        "another currency needs --currency-rate instead."),
+    jobs: str = typer.Option(None, "--jobs", "-j", help="Processes writing the practices' files at once (1: the "
+                                                        "run's own; more: worker processes): a number, or auto "
+                                                        "(the default: the CPUs free to the run, at most 4, for "
+                                                        "hundreds of practices). The same files either way. "
+                                                        "Overrides lists.write_workers."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result line."),
 ) -> None:
     """Score the whole population with the champion models and publish the month's case-finding lists.
@@ -99,6 +104,7 @@ def score(
     extra += [f"lists.explain={explain}"] if explain else []
     extra += [f"currency_rate={currency_rate!r}"] if currency_rate is not None else []
     extra += ["without_costs=true"] if without_costs else []
+    extra += [f"lists.write_workers={jobs}"] if jobs else []
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         timings: dict[str, float] = {}

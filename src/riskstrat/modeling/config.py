@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -304,10 +304,12 @@ class ListsConfig(_Strict):
     workbooks: Literal["all", "none"] | list[str] = Field(
         "all", description="Whose lists also get an Excel workbook (list.xlsx): all (default), none, or the "
                            "practice ids that asked for one; the CSV and the page are always written.")
-    write_workers: int = Field(
-        1, ge=1, le=8, description="Processes that write the practices' files (1: in the run's own process). The "
-                                   "files are the same bytes either way; 2 pays off only with hundreds of "
-                                   "practices and a core to spare (benchmarks/README.md, bench_writing.py).")
+    write_workers: Literal["auto"] | Annotated[int, Field(ge=1, le=8)] = Field(
+        "auto", description="Processes that write the practices' files at once (riskstrat score --jobs): 1, the "
+                            "run's own; more, that many worker processes (joblib, loky) while the run waits. auto "
+                            "(default): the CPUs the run may use, at most 4, for a month of 150 workbooks or more "
+                            "(hundreds of practices), else 1. The files are the same bytes either way "
+                            "(benchmarks/README.md, bench_writing.py).")
     explain: Literal["listed", "all"] = Field(
         "listed", description="Whose reasons are computed (exact SHAP): the listed people (default), or everyone "
                               "scored (reasons for all in population.parquet; about 4,500 people/s on 2 cores).")

@@ -42,12 +42,14 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
@@ -87,6 +89,7 @@ __all__ = [
     "risk_percent",
     "suppress_small_numbers",
     "write_month",
+    "writer_processes",
 ]
 
 # Columns of a coordinator's list; "Predicted cost" and "High-cost risk (%)" appear only when the
@@ -1027,30 +1030,58 @@ def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
     return {f"{relative}/{name}": digest for name, digest in files.items()}
 
 
-def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int) -> dict[str, str]:
-    """:func:`_write_list` for every (relative folder, job); in ``workers`` processes when more than 1.
+# ``workers="auto"``: worker processes only for a month of this many workbooks or more (a worker's
+# start, about a second of imports, costs more than a few dozen workbooks take), and at most this
+# many of them.
+AUTO_WRITERS_MIN_WORKBOOKS = 150
+AUTO_WRITERS_MAX = 4
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def writer_processes(workers: int | str, *, workbooks: int) -> int:
+    """How many processes write a month of ``workbooks`` workbooks at once (1: the run's own; more:
+    that many worker processes while the run waits): ``workers`` when a number; for ``"auto"`` the
+    CPUs this process may use (at most :data:`AUTO_WRITERS_MAX`) when there are
+    :data:`AUTO_WRITERS_MIN_WORKBOOKS` or more, else 1."""
+    if workers == "auto":
+        return max(1, min(_usable_cpus(), AUTO_WRITERS_MAX)) if workbooks >= AUTO_WRITERS_MIN_WORKBOOKS else 1
+    return int(workers)
+
+
+def _write_chunk(tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]:
+    hashes: dict[str, str] = {}
+    for relative, job in chunk:
+        hashes.update(_write_list(tmp / relative, relative, job))
+    return hashes
+
+
+def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | str) -> dict[str, str]:
+    """:func:`_write_list` for every (relative folder, job): in this process, or in chunks of lists
+    across :func:`writer_processes` worker processes (joblib's loky backend).
 
     Every file depends only on its own job, so the bytes are the same whichever process writes
-    it, and in whatever order; the manifest sorts the paths.
+    it, and in whatever order; the manifest sorts the paths. A list that fails raises its own error
+    here (joblib re-raises the worker's exception) after joblib has killed and waited for every
+    worker, so nothing is written into the run folder after
+    :func:`riskstrat.scoring.publish.month_folder` removes it.
     """
-    hashes: dict[str, str] = {}
-    if workers <= 1 or len(jobs) < 2:
-        for relative, job in jobs:
-            hashes.update(_write_list(tmp / relative, relative, job))
-        return hashes
-    import concurrent.futures
-    import multiprocessing
-
-    # forkserver: a worker never inherits the threads of the run (DuckDB, LightGBM, MLflow) that
-    # a fork would copy mid-lock; it imports riskstrat.scoring.lists once, in the server.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["riskstrat.scoring.lists"])
-    chunk = max(1, min(16, len(jobs) // (4 * workers)))
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for written in pool.map(_write_list, [tmp / r for r, _ in jobs], [r for r, _ in jobs], [j for _, j in jobs],
-                                chunksize=chunk):
-            hashes.update(written)
-    return hashes
+    processes = writer_processes(workers, workbooks=sum(bool(job["workbook"]) for _, job in jobs))
+    if processes <= 1 or len(jobs) < 2:
+        return _write_chunk(tmp, jobs)
+    size = max(1, min(8, len(jobs) // (4 * processes)))
+    chunks = [jobs[k:k + size] for k in range(0, len(jobs), size)]
+    # loky: fresh worker processes (no fork of the run's DuckDB/LightGBM/MLflow threads, no rerun
+    # of the caller's script, so no __main__ guard). batch_size=1: a chunk is the unit handed out;
+    # max_nbytes=None: no arrays memory-mapped through a temporary folder.
+    written = joblib.Parallel(n_jobs=min(processes, len(chunks)), backend="loky", batch_size=1, max_nbytes=None)(
+        joblib.delayed(_write_chunk)(tmp, chunk) for chunk in chunks)
+    return {path: digest for hashes in written for path, digest in hashes.items()}
 
 
 def _month_words(manifest: Mapping) -> str:
@@ -1518,15 +1549,18 @@ class MonthOptions:
     ``suppress_below`` and ``round_counts_to``: the summary's small-number suppression
     (:func:`suppress_small_numbers`). ``workbooks`` says whose lists also get ``list.xlsx``:
     ``"all"``, ``"none"``, or the practice ids that asked for one (the workbooks are most of the
-    writing time). ``workers`` above 1 writes the lists' files in that many processes (the same
-    bytes; worth it for hundreds of practices on a machine with cores to spare:
-    ``benchmarks/README.md``). ``replace``: replace a month already published in the folder.
+    writing time). ``workers``: how many processes write the lists' files at once: 1, this one;
+    more, that many joblib (loky) worker processes while this one waits (the same bytes whichever
+    writes them); ``"auto"`` (the default) uses the CPUs this process may use, at most
+    :data:`AUTO_WRITERS_MAX`, for a month of :data:`AUTO_WRITERS_MIN_WORKBOOKS` workbooks or more,
+    and this process alone for fewer (:func:`writer_processes`; ``benchmarks/README.md``).
+    ``replace``: replace a month already published in the folder.
     """
 
     suppress_below: int = 8
     round_counts_to: int = 5
     workbooks: str | Sequence[str] = "all"
-    workers: int = 1
+    workers: int | str = "auto"
     replace: bool = False
 
 
@@ -1578,8 +1612,8 @@ def _check_month(population: pd.DataFrame, practice_lists: Mapping[str, pd.DataF
                  reidentify: Mapping | None, options: MonthOptions) -> set[str]:
     """Refuse a month :func:`write_month` cannot write; the practices whose lists get a workbook."""
     workers = options.workers
-    if int(workers) != workers or workers < 1:
-        raise ValueError(f"workers must be a positive whole number, got {workers}")
+    if workers != "auto" and (isinstance(workers, (str, bool)) or int(workers) != workers or workers < 1):
+        raise ValueError(f"workers must be a positive whole number or 'auto', got {workers!r}")
     _check_practice_lists(population, practice_lists)
     with_workbook = _workbook_practices(options.workbooks, practice_lists)
     unknown = sorted(set(reidentify or {}) - (set(practice_lists) - {NO_PRACTICE}))

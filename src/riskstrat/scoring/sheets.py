@@ -304,10 +304,16 @@ def print_scale(widths: Sequence[float]) -> float:
     return min(1.0, A4_LANDSCAPE_PRINTABLE_PX / max(1.0, sum(map(_printed_pixels, widths))) - PRINT_SPARE)
 
 
+_CALIBRI_BY_CHARACTER = {chr(32 + k): u for k, u in enumerate(_CALIBRI_UNITS)}
+
+
 def _text_pixels(text: str) -> float:
     """The width of ``text`` in the default font (11 pt Calibri, as bold), in pixels."""
-    units = _CALIBRI_UNITS
-    return sum(units[o - 32] if 32 <= (o := ord(c)) < 127 else _OTHER_UNITS for c in text) * _PX_PER_UNIT
+    units = _CALIBRI_BY_CHARACTER
+    try:
+        return sum(map(units.__getitem__, text)) * _PX_PER_UNIT
+    except KeyError:  # a character beyond printable ASCII: rare
+        return sum(units.get(c, _OTHER_UNITS) for c in text) * _PX_PER_UNIT
 
 
 def _width_for(text: str) -> int:
@@ -319,6 +325,24 @@ def _width_for_pixels(pixels: float) -> int:
     return max(1, math.ceil((pixels + CELL_PADDING_PX - 5) / 7))
 
 
+# Each word's width, and each line's count of wrapped lines at a width, worked out once per process
+# (and per measure): the same words, conditions, group names and reasons fill every practice's
+# lists. Bounded, as words may be names.
+_MEASURED: dict = {}
+_MEASURED_MAX = 100_000
+
+
+def _memo(measure) -> tuple[dict[str, float], dict[tuple[str, int], int]]:
+    """``measure``'s memo: widths by word and lines by (line of text, room in pixels); emptied when
+    it grows past :data:`_MEASURED_MAX`."""
+    memo = _MEASURED.get(measure)
+    if memo is None or len(memo[0]) + len(memo[1]) > _MEASURED_MAX:
+        if len(_MEASURED) > 8:  # measures made on the fly (a test's lambda) are not kept for ever
+            _MEASURED.clear()
+        memo = _MEASURED[measure] = ({}, {})
+    return memo
+
+
 def _lines(value, width: float, *, measure=None) -> int:
     """Lines a wrapped cell ``width`` characters wide takes for ``value``: its text wrapped at spaces
     (a word too long for a line is cut), measured in pixels of the default font (or by ``measure``,
@@ -326,23 +350,35 @@ def _lines(value, width: float, *, measure=None) -> int:
     if value is None:
         return 1
     measure = measure or _text_pixels
+    sizes, wrapped = _memo(measure)
     room = column_pixels(width) - CELL_PADDING_PX
-    space = measure(" ")
     lines = 0
     for part in str(value).split("\n"):
-        lines += 1
-        used = 0.0
-        for word in part.split(" "):
-            size = measure(word)
-            if used and used + space + size <= room:
-                used += space + size
-                continue
-            if used:  # the word starts a new line
-                lines += 1
-            while size > room:  # a word longer than a line runs on over the next lines
-                lines += 1
-                size -= room
-            used = size
+        known = wrapped.get((part, room))
+        if known is None:
+            known = wrapped[part, room] = _part_lines(part, room, sizes, measure)
+        lines += known
+    return lines
+
+
+def _part_lines(part: str, room: int, sizes: dict[str, float], measure) -> int:
+    """Lines one line of text (no line breaks) takes wrapped at spaces in ``room`` pixels."""
+    space = measure(" ")
+    lines = 1
+    used = 0.0
+    for word in part.split(" "):
+        size = sizes.get(word)
+        if size is None:
+            size = sizes[word] = measure(word)
+        if used and used + space + size <= room:
+            used += space + size
+            continue
+        if used:  # the word starts a new line
+            lines += 1
+        while size > room:  # a word longer than a line runs on over the next lines
+            lines += 1
+            size -= room
+        used = size
     return lines
 
 
