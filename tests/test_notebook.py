@@ -49,7 +49,7 @@ def test_walkthrough_notebook_executes(tmp_path, monkeypatch):
     for shown in ("candidate", "logistic", "prior_use", "oracle",      # the comparison
                   "auroc_difference", "events_per_1000_flagged",       # paired differences, case finding
                   "85+", "deprivation quintile", "small",              # subgroups, small groups flagged
-                  "mean_abs_shap", "subgroup AUROC floor"):           # drivers, the gate
+                  "mean_abs_shap", "discrimination within groups"):  # drivers, the gate
         assert shown in text, shown
     assert "candidate.auroc" in text                                     # the MLflow evaluation run was found
     assert (tmp_path / "riskstrat-output" / "evaluations" / "walkthrough" / "report.html").exists()

@@ -24,7 +24,18 @@ SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11
          "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
          "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 REFIT_DATES = ["2023-08-01", "2023-11-01", "2024-02-01", "2024-05-01", "2024-08-01", "2024-11-01"]
-GOOD = {"n_events": 400.0, "candidate.calibration_slope": 1.02, "subgroup.min_auroc": 0.71}
+# An evaluation the default gate passes: intervals inside the ranges, the group shown no worse than prior use.
+GOOD = {"n_events": 400.0, "candidate.n_positive": 400.0, "candidate.auroc": 0.78,
+        "candidate.calibration_slope": 1.02, "candidate.calibration_slope_ci_low": 0.92,
+        "candidate.calibration_slope_ci_high": 1.12, "candidate.calibration_slope_not_estimable": 0.0,
+        "candidate.o_e_ratio": 1.0, "candidate.o_e_ci_low": 0.9, "candidate.o_e_ci_high": 1.1,
+        "tier.very high.o_e_ratio": 1.1, "tier.very high.o_e_ci_low": 0.6, "tier.very high.o_e_ci_high": 1.8,
+        "tier.very high.observed": 11.0, "tier.very high.expected": 10.0,
+        "group.age band.40-55.auroc": 0.61, "group.age band.40-55.auroc_ci_low": 0.55,
+        "group.age band.40-55.auroc_ci_high": 0.67, "group.age band.40-55.o_e_ratio": 0.9,
+        "group.age band.40-55.o_e_ci_low": 0.7, "group.age band.40-55.o_e_ci_high": 1.15,
+        "group.age band.40-55.minus_prior_use": 0.01, "group.age band.40-55.minus_prior_use_ci_low": -0.04,
+        "group.age band.40-55.minus_prior_use_ci_high": 0.06}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +145,8 @@ def test_gate_judges_a_refit_by_its_parents_evaluation_until_its_own_is_out_of_s
     parent_run = _evaluation(cfg, parent, as_of="2024-11-01", labels_end="2024-10-31", metrics=GOOD,
                              folder=tmp_path / "parent")
     inherited = check()
-    assert inherited.passed and inherited.inherited_from == parent and inherited.evaluation_run_id == parent_run
+    assert inherited.passed, inherited.criteria
+    assert inherited.inherited_from == parent and inherited.evaluation_run_id == parent_run
     assert f"inherited from version {parent}" in inherited.criteria[0].detail
     # The parent's own verdict is the same evaluation, not inherited.
     own = check_promotion("test-refit", parent, uri=cfg.tracking.uri, card_dir=tmp_path)
@@ -145,7 +157,8 @@ def test_gate_judges_a_refit_by_its_parents_evaluation_until_its_own_is_out_of_s
     assert check().inherited_from == parent and check().passed
     # A later evaluation of the refit itself is the real check, and it wins, failed or not.
     later = _evaluation(cfg, refit, as_of="2025-11-01", labels_end="2025-11-01",
-                        metrics={**GOOD, "candidate.calibration_slope": 1.6}, folder=tmp_path / "later")
+                        metrics={**GOOD, "candidate.calibration_slope": 1.6,
+                                 "candidate.calibration_slope_ci_low": 1.45, "candidate.calibration_slope_ci_high": 1.75}, folder=tmp_path / "later")
     verdict = check()
     assert verdict.evaluation_run_id == later and verdict.inherited_from is None
     assert [c.name for c in verdict.failures()] == ["calibration slope"]

@@ -410,7 +410,7 @@ def test_score_on_a_stamped_folder_verifies_the_stamp_instead_of_checking_rows(s
 
 
 def test_every_second_of_a_score_run_is_in_a_named_stage(registry, data_dir, tmp_path):
-    from riskstrat.cli.score_cmd import process_started
+    from riskstrat import process_started
     from riskstrat.pipelines.score import stage_report
 
     timings = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -18,19 +17,6 @@ from riskstrat.errors import RiskstratError
 # The --allow-* flags in a panel of their own: publishing despite a guard rail is a decision apart
 # (and their long names need the width of a table without the value column).
 _GUARDS = "Guard rails (each refuses unless allowed)"
-
-
-def process_started() -> float:
-    """When this process started, in seconds since the epoch: from /proc (Linux: the process's start in
-    clock ticks since boot, against the seconds since boot), else when riskstrat was first imported."""
-    try:
-        with open("/proc/self/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        with open("/proc/uptime") as handle:
-            uptime = float(handle.read().split()[0])
-        return time.time() - (uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: starttime
-    except (OSError, ValueError, IndexError):
-        return riskstrat.IMPORTED_AT
 
 
 @app.command()
@@ -108,7 +94,7 @@ def score(
     try:
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         timings: dict[str, float] = {}
-        started = process_started()
+        started = riskstrat.process_started()
         with libraries_quiet(quiet):
             manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet), timings=timings, started=started)
         wall = time.time() - started

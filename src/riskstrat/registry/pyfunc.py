@@ -57,8 +57,9 @@ __all__ = ["OLDER_CLASS_PATHS", "OlderModelError", "OlderRiskPyfunc", "PACKAGE_D
 SERVED_REQUIREMENTS = ("lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "pyarrow", "joblib", "pydantic")
 # The package data the wheel holds (pyproject.toml's [tool.setuptools.package-data], held equal by
 # tests/test_pyfunc.py): with the modules, all of riskstrat a model's code copy needs.
-PACKAGE_DATA = ("data/codelists/*.csv", "templates/*.html", "templates/*.j2", "templates/*.md", "templates/*.css",
-                "templates/*.js")
+PACKAGE_DATA = ("data/codelists/*.csv", "report/*.yaml", "templates/*.html", "templates/*.j2", "templates/*.md",
+                "templates/*.css", "templates/*.js", "templates/serve/*", "serve/migrations/*.py",
+                "serve/migrations/script.py.mako", "serve/migrations/versions/*.py")
 # sys.path and sys.modules are the process's own: riskstrat loads one model at a time.
 _LOADING = threading.RLock()
 
