@@ -14,8 +14,8 @@
    the month loaded into a fresh database (SQLite in WAL mode in the work folder, or ``--db URL``),
    one coordinator account per practice for the first ``--coordinators`` practices (scrypt at its
    default cost). The load time and the server's peak memory are recorded.
-3. **The coordinators** (httpx.AsyncClient, one cookie jar each, all at once, in this process): each
-   logs in, then repeats until ``--rounds`` rounds or ``--duration`` seconds: open the practice's list
+3. **The coordinators** (httpx.AsyncClient, one cookie jar each, all at once, in this process, each
+   from its own address as a reverse proxy reports it in ``X-Forwarded-For``): each logs in, then repeats until ``--rounds`` rounds or ``--duration`` seconds: open the practice's list
    (``GET /p/<code>``, timed as *list page*), open one listed person (*person page*), record a status
    for them (``POST .../status``, with the page's CSRF token, timed as *status update*), each request after
    ``--think`` seconds on average (uniform 0.5 to 1.5 times it: reading the page). ``--think 0`` is a
@@ -163,7 +163,11 @@ async def coordinator(i: int, practice: str, base: str, *, rounds: int, deadline
             return None
         return response
 
-    async with httpx.AsyncClient(base_url=base, timeout=60, follow_redirects=False) as client:
+    # Each coordinator from their own machine, as the reverse proxy in front reports it (uvicorn trusts
+    # X-Forwarded-For from 127.0.0.1): the login rate limit is per client address, and 50 logins from
+    # one address in a minute would be refused as an attack.
+    headers = {"X-Forwarded-For": f"10.0.{i // 250}.{i % 250 + 1}"}
+    async with httpx.AsyncClient(base_url=base, timeout=60, follow_redirects=False, headers=headers) as client:
         form = await timed("login", "GET", "/login", 200)
         if form is None:
             return
