@@ -119,6 +119,9 @@ def test_print_sheet_is_set_up_for_a4_landscape_at_8_points_or_more(tmp_path):
     assert {(c.font.name, c.font.sz) for c in cells} == {("Arial", 9)}
     assert all(c.alignment.wrap_text and c.alignment.vertical == "top" for c in cells if c.data_type == "s")
     assert {c.alignment.vertical for c in cells} == {"top"}
+    # The rank at the left of its column, so it does not run into the pseudonym beside it.
+    ranks = [row[0] for row in ws.iter_rows(min_row=2) if isinstance(row[0].value, int)]
+    assert ranks and {c.alignment.horizontal for c in ranks} == {"left"}
     # The printed size: the font times the scale "one page wide" prints at.
     widths = print_widths_of(ws)
     points = 9 * sheets.print_sheet_scale(widths)

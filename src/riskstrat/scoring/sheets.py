@@ -597,7 +597,9 @@ PRINT_FORMATS = {
     **{f"number {d}": {"font_name": PRINT_FONT, "font_size": PRINT_POINTS, "valign": "top", "bottom": 1,
                        "bottom_color": "#BFBFBF", "num_format": "0." + "0" * d}
        for d in range(1, MAX_PERCENT_DECIMALS + 1)},
-    "whole": {"font_name": PRINT_FONT, "font_size": PRINT_POINTS, "valign": "top", "bottom": 1,
+    # Whole numbers (the rank) at the left, under their heading: right-aligned, "1" ran into the
+    # pseudonym beside it and read as part of it.
+    "whole": {"font_name": PRINT_FONT, "font_size": PRINT_POINTS, "align": "left", "valign": "top", "bottom": 1,
               "bottom_color": "#BFBFBF"},
 }
 
