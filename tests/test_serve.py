@@ -391,3 +391,44 @@ def test_a_backup_taken_while_serving_restores_the_old_state(worklist, tmp_path)
         subprocess.run([cli, str(db_file), f".restore '{tmp_path / 'cli-backup.db'}'"], check=True)
         statuses, n_audit, shown = restored_state()
         assert statuses == [(person, "contacted", "first call")] and n_audit == audited and shown
+
+
+def test_behind_a_trusted_proxy_each_client_address_has_its_own_login_limit(tmp_path, monkeypatch):
+    """uvicorn takes the client's address from X-Forwarded-For only from a proxy it trusts
+    (--forwarded-allow-ips): untrusted, everyone behind the proxy is one address with one limit."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app as cli
+    from riskstrat.serve import app as serve_app
+
+    lists = tmp_path / "lists"
+    publish(lists, "2026-10", MONTH_1)
+    served = {}
+
+    def fake_run(app, **options):  # what uvicorn.run would serve, without a socket
+        config = uvicorn.Config(app, **options)
+        config.load()
+        served["app"] = config.loaded_app
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    app = create_app(ServeSettings(lists_dir=lists, db_url=f"sqlite:///{tmp_path / 'w.db'}", scrypt=FAST,
+                                   login_attempts_per_minute=2))
+
+    def codes(forwarded_allow_ips):
+        serve_app.run_server(app, host="127.0.0.1", port=0, forwarded_allow_ips=forwarded_allow_ips)
+        out = []
+        for address in ("10.1.0.1", "10.1.0.1", "10.1.0.2", "10.1.0.3"):
+            client = TestClient(served["app"], headers={"X-Forwarded-For": address})
+            out.append(login(client, "nobody", "whatever password").status_code)
+        return out
+
+    assert codes("testclient") == [401, 401, 401, 401]  # the proxy (TestClient's address) trusted
+    assert codes(None)[2:] == [429, 429]  # not trusted: one shared limit (a new app would reset it; this one ran on)
+    # The command line passes the option through.
+    seen = {}
+    monkeypatch.setattr(serve_app, "run_server", lambda application, **options: seen.update(options))
+    result = CliRunner().invoke(cli, ["serve", "--lists", str(lists), "--db", f"sqlite:///{tmp_path / 'c.db'}",
+                                      "--forwarded-allow-ips", "10.0.0.5,10.0.0.6"])
+    assert result.exit_code == 0, result.output
+    assert seen["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6"

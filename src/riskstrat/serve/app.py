@@ -454,8 +454,14 @@ def _date(text: str) -> dt.date | None:
         return None
 
 
-def run_server(app: FastAPI, *, host: str, port: int) -> None:
-    """Serve ``app`` with uvicorn until stopped. No access log: its lines would carry pseudonyms in the URLs."""
+def run_server(app: FastAPI, *, host: str, port: int, forwarded_allow_ips: str | None = None) -> None:
+    """Serve ``app`` with uvicorn until stopped. No access log: its lines would carry pseudonyms in the URLs.
+
+    ``forwarded_allow_ips``: the addresses of the reverse proxies whose ``X-Forwarded-For`` names the
+    client (comma-separated; uvicorn's default, None, trusts 127.0.0.1 only). The login rate limit
+    counts per client address: a proxy elsewhere that is not trusted here makes every user behind it
+    one address, sharing one limit."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=True, server_header=False)
+    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=True, server_header=False,
+                forwarded_allow_ips=forwarded_allow_ips)
