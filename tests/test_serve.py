@@ -432,3 +432,124 @@ def test_behind_a_trusted_proxy_each_client_address_has_its_own_login_limit(tmp_
                                       "--forwarded-allow-ips", "10.0.0.5,10.0.0.6"])
     assert result.exit_code == 0, result.output
     assert seen["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6"
+
+
+def test_a_status_change_that_fails_midway_writes_nothing(worklist, monkeypatch):
+    """The status, its history row and its audit row are one transaction: a failure at the audit row
+    (the last write) leaves no status and no history."""
+    from riskstrat.serve import app as serve_app
+
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    token = csrf_of(alice, f"/p/P1/person/{person}")
+    real_audit = serve_app._audit
+
+    def failing_audit(db, account, action, *args, **kwargs):
+        real_audit(db, account, action, *args, **kwargs)
+        if action == "status_change":
+            db.flush()  # the status, the history row and the audit row are in the transaction now
+            raise RuntimeError("the disk failed")
+
+    monkeypatch.setattr(serve_app, "_audit", failing_audit)
+    crashing = TestClient(worklist, raise_server_exceptions=False, cookies=dict(alice.cookies))
+    response = crashing.post(f"/p/P1/person/{person}/status",
+                             data={"csrf": token, "status": "contacted", "note": "rang"}, follow_redirects=False)
+    assert response.status_code == 500
+    with worklist.state.db() as db:
+        assert db.get(Status, ("P1", person)) is None
+        assert db.scalar(sa.select(sa.func.count()).select_from(StatusEvent)) == 0
+    assert audit(worklist, action="status_change") == []
+    monkeypatch.setattr(serve_app, "_audit", real_audit)
+    assert set_status(alice, "P1", person).status_code == 303  # the database is usable: nothing left locked
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_requests_keeps_every_committed_status(tmp_path):
+    """The server in its own process, killed (SIGKILL) while coordinators record statuses: after a
+    restart every status it confirmed is there, each with its history and audit row, and SQLite's
+    integrity check passes."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import httpx
+
+    lists, db_file = tmp_path / "lists", tmp_path / "w.db"
+    publish(lists, "2026-10", MONTH_1)
+    settings = dict(lists_dir=lists, db_url=f"sqlite:///{db_file}", scrypt=FAST)
+    app = create_app(ServeSettings(**settings))
+    with app.state.db() as db:
+        add_user(db, "alice", PASSWORD, role="coordinator", practices=["P1"], params=FAST)
+    app.state.engine.dispose()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = ("import sys; from pathlib import Path; from riskstrat.serve.app import ServeSettings, create_app, "
+              "run_server; from riskstrat.serve.auth import ScryptParams; "
+              f"app = create_app(ServeSettings(lists_dir=Path(sys.argv[1]), db_url=sys.argv[2], "
+              f"scrypt=ScryptParams(n=16, r=8, p=1), secret_key='test')); "
+              f"run_server(app, host='127.0.0.1', port={port})")
+    server = subprocess.Popen([sys.executable, "-c", script, str(lists), settings["db_url"]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{base}/login", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        client = httpx.Client(base_url=base, timeout=5)
+        page = client.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        assert client.post("/login", data={"csrf": token, "username": "alice", "password": PASSWORD}).status_code \
+            in (200, 303)
+        csrf = re.search(r'<meta name="csrf" content="([^"]+)"', client.get("/").text).group(1)
+        confirmed, sent, people = [], [], ["aaaa000000000001", "aaaa000000000002"]
+
+        def record(i: int) -> None:
+            person = people[i % 2]
+            sent.append((person, f"call {i}"))
+            try:
+                response = client.post(f"/p/P1/person/{person}/status",
+                                       data={"csrf": csrf, "status": "contacted", "note": f"call {i}"})
+                if response.status_code in (200, 303):
+                    confirmed.append((person, f"call {i}"))
+            except httpx.TransportError:
+                pass  # the server died under this request
+
+        record(0), record(1)
+        threads = [threading.Thread(target=lambda k=k: [record(k * 1000 + j) for j in range(50)]) for k in range(1, 5)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        server.send_signal(signal.SIGKILL)
+        for t in threads:
+            t.join(10)
+    finally:
+        server.kill()
+        server.wait(10)
+    assert len(confirmed) >= 2
+    with sqlite3_connect(db_file) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    app = create_app(ServeSettings(**settings))
+    with app.state.db() as db:
+        statuses = {s.pseudonym: s.note for s in db.scalars(sa.select(Status)).all()}
+        events = db.scalar(sa.select(sa.func.count()).select_from(StatusEvent))
+        changes = db.scalar(sa.select(sa.func.count()).select_from(AuditRow).where(AuditRow.action == "status_change"))
+    app.state.engine.dispose()
+    assert events == changes >= len(confirmed)  # no change without its history or its audit row
+    assert len(confirmed) < 202  # killed mid-burst, not after it
+    for person in people:  # a note the server confirmed, or the one in flight when it died
+        assert statuses[person] in {note for p, note in sent if p == person}
+
+
+def sqlite3_connect(path):
+    import contextlib
+    import sqlite3
+
+    return contextlib.closing(sqlite3.connect(path))
