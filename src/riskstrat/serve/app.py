@@ -29,12 +29,13 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from riskstrat.serve.auth import (Account, ScryptParams, account_named, authenticate, end_session, new_session,
                                   session_account)
 from riskstrat.serve.db import (NOT_APPROPRIATE_REASONS, STATUSES, AuditRow, ListRow, LoadedMonth, PracticeSetting,
                                 Status, StatusEvent, make_engine, upgrade, utcnow)
-from riskstrat.serve.months import load_months
+from riskstrat.serve.months import load_months, purge_notes
 from riskstrat.templates import render
 
 __all__ = ["SECURITY_HEADERS", "ServeSettings", "create_app", "run_server"]
@@ -112,8 +113,18 @@ def create_app(settings: ServeSettings, *, load: bool = True) -> FastAPI:
     app = FastAPI(title="riskstrat worklist", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.db, app.state.settings = engine, Db, settings
 
+    purged = {"at": time.monotonic()}  # load_months cleared old notes just now
+
+    def purge() -> None:
+        with Db() as db:
+            purge_notes(db, days=settings.note_retention_days)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
+        # A server runs for months: old notes are cleared hourly, not only at a restart.
+        if settings.note_retention_days is not None and time.monotonic() - purged["at"] >= 3600:
+            purged["at"] = time.monotonic()
+            await run_in_threadpool(purge)
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
