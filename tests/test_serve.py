@@ -6,6 +6,7 @@ server reads them as it reads a real month. scrypt runs with tiny parameters her
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -553,3 +554,75 @@ def sqlite3_connect(path):
     import sqlite3
 
     return contextlib.closing(sqlite3.connect(path))
+
+
+def test_logout_ends_the_session_on_the_server(worklist):
+    alice = as_user(worklist, "alice")
+    cookie = alice.cookies.get(SESSION_COOKIE)
+    assert alice.post("/logout", data={"csrf": csrf_of(alice)}, follow_redirects=False).status_code == 303
+    replayed = TestClient(worklist, cookies={SESSION_COOKIE: cookie})  # the cookie kept by someone after logout
+    assert replayed.get("/p/P1", follow_redirects=False).status_code == 303
+
+
+def test_sessions_expire(worklist, monkeypatch):
+    from riskstrat.serve import auth
+
+    alice = as_user(worklist, "alice")
+    assert alice.get("/p/P1").status_code == 200
+    later = auth.utcnow() + dt.timedelta(hours=8, minutes=1)  # the default session lasts 8 hours
+    monkeypatch.setattr(auth, "utcnow", lambda: later)
+    assert alice.get("/p/P1", follow_redirects=False).status_code == 303
+
+
+def test_cookies_are_secure_when_asked(tmp_path):
+    lists = tmp_path / "lists"
+    publish(lists, "2026-10", MONTH_1)
+    app = create_app(ServeSettings(lists_dir=lists, db_url=f"sqlite:///{tmp_path / 'w.db'}", scrypt=FAST,
+                                   secure_cookies=True))
+    with app.state.db() as db:
+        add_user(db, "alice", PASSWORD, role="coordinator", practices=["P1"], params=FAST)
+    client = TestClient(app, base_url="https://testserver")
+    form_cookie = client.get("/login").headers["set-cookie"]
+    response = login(client, "alice")
+    session_cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
+    assert "; secure" in form_cookie.lower() and "; secure" in session_cookie.lower()
+
+
+def test_removing_a_user_ends_their_sessions(worklist, tmp_path):
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app as cli
+
+    alice = as_user(worklist, "alice")
+    assert alice.get("/p/P1").status_code == 200
+    removed = CliRunner().invoke(cli, ["users", "remove", "alice", "--db", f"sqlite:///{tmp_path / 'w.db'}"])
+    assert removed.exit_code == 0, removed.output
+    assert alice.get("/p/P1", follow_redirects=False).status_code == 303
+
+
+def test_the_data_team_sees_person_rows_only_for_a_practice_given_to_them(worklist):
+    dana = as_user(worklist, "dana")
+    assert dana.get("/p/P1").status_code == 404
+    home = dana.get("/").text
+    assert "P1" in home and "aaaa" not in home  # counts per practice, no person
+    with worklist.state.db() as db:
+        add_user(db, "dana", PASSWORD, role="data_team", practices=["P1"], params=FAST, replace=True)
+    dana = as_user(worklist, "dana")
+    assert "aaaa000000000001" in dana.get("/p/P1").text and dana.get("/p/P2").status_code == 404
+
+
+def test_notes_past_their_retention_are_cleared_while_serving(worklist, monkeypatch):
+    """Notes older than the retention are cleared at start-up and while the server runs (hourly),
+    not only when it restarts; the status stays."""
+    from riskstrat.serve import app as serve_app
+
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    set_status(alice, "P1", person, note="rang, no answer")
+    with worklist.state.engine.begin() as connection:
+        connection.execute(sa.update(Status).values(note_at=dt.datetime(2020, 1, 1)))  # written long ago
+    assert "rang, no answer" in alice.get(f"/p/P1/person/{person}").text  # within the hour: not checked yet
+    clock = serve_app.time.monotonic() + 3601
+    monkeypatch.setattr(serve_app.time, "monotonic", lambda: clock)
+    page = alice.get(f"/p/P1/person/{person}").text
+    assert "rang, no answer" not in page and "Contacted" in page
