@@ -626,3 +626,16 @@ def test_notes_past_their_retention_are_cleared_while_serving(worklist, monkeypa
     monkeypatch.setattr(serve_app.time, "monotonic", lambda: clock)
     page = alice.get(f"/p/P1/person/{person}").text
     assert "rang, no answer" not in page and "Contacted" in page
+
+
+def test_the_single_sign_on_header_is_trusted_only_when_configured(worklist, tmp_path):
+    header = {"X-Remote-User": "alice"}
+    assert TestClient(worklist).get("/sso", headers=header, follow_redirects=False).status_code == 404
+    app = create_app(ServeSettings(lists_dir=tmp_path / "lists", db_url=f"sqlite:///{tmp_path / 'w.db'}",
+                                   scrypt=FAST, sso_header="X-Remote-User"))
+    client = TestClient(app)
+    assert client.get("/sso", headers=header, follow_redirects=False).status_code == 303
+    assert client.get("/p/P1").status_code == 200 and client.get("/p/P2").status_code == 404
+    stranger = TestClient(app).get("/sso", headers={"X-Remote-User": "mallory"}, follow_redirects=False)
+    assert stranger.status_code == 403 and SESSION_COOKIE not in stranger.cookies
+    assert [a.action for a in audit(app, username="mallory")] == ["sso_unknown"]
