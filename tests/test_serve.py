@@ -6,6 +6,7 @@ server reads them as it reads a real month. scrypt runs with tiny parameters her
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -391,3 +392,250 @@ def test_a_backup_taken_while_serving_restores_the_old_state(worklist, tmp_path)
         subprocess.run([cli, str(db_file), f".restore '{tmp_path / 'cli-backup.db'}'"], check=True)
         statuses, n_audit, shown = restored_state()
         assert statuses == [(person, "contacted", "first call")] and n_audit == audited and shown
+
+
+def test_behind_a_trusted_proxy_each_client_address_has_its_own_login_limit(tmp_path, monkeypatch):
+    """uvicorn takes the client's address from X-Forwarded-For only from a proxy it trusts
+    (--forwarded-allow-ips): untrusted, everyone behind the proxy is one address with one limit."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app as cli
+    from riskstrat.serve import app as serve_app
+
+    lists = tmp_path / "lists"
+    publish(lists, "2026-10", MONTH_1)
+    served = {}
+
+    def fake_run(app, **options):  # what uvicorn.run would serve, without a socket
+        config = uvicorn.Config(app, **options)
+        config.load()
+        served["app"] = config.loaded_app
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    app = create_app(ServeSettings(lists_dir=lists, db_url=f"sqlite:///{tmp_path / 'w.db'}", scrypt=FAST,
+                                   login_attempts_per_minute=2))
+
+    def codes(forwarded_allow_ips):
+        serve_app.run_server(app, host="127.0.0.1", port=0, forwarded_allow_ips=forwarded_allow_ips)
+        out = []
+        for address in ("10.1.0.1", "10.1.0.1", "10.1.0.2", "10.1.0.3"):
+            client = TestClient(served["app"], headers={"X-Forwarded-For": address})
+            out.append(login(client, "nobody", "whatever password").status_code)
+        return out
+
+    assert codes("testclient") == [401, 401, 401, 401]  # the proxy (TestClient's address) trusted
+    assert codes(None)[2:] == [429, 429]  # not trusted: one shared limit (a new app would reset it; this one ran on)
+    # The command line passes the option through.
+    seen = {}
+    monkeypatch.setattr(serve_app, "run_server", lambda application, **options: seen.update(options))
+    result = CliRunner().invoke(cli, ["serve", "--lists", str(lists), "--db", f"sqlite:///{tmp_path / 'c.db'}",
+                                      "--forwarded-allow-ips", "10.0.0.5,10.0.0.6"])
+    assert result.exit_code == 0, result.output
+    assert seen["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6"
+
+
+def test_a_status_change_that_fails_midway_writes_nothing(worklist, monkeypatch):
+    """The status, its history row and its audit row are one transaction: a failure at the audit row
+    (the last write) leaves no status and no history."""
+    from riskstrat.serve import app as serve_app
+
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    token = csrf_of(alice, f"/p/P1/person/{person}")
+    real_audit = serve_app._audit
+
+    def failing_audit(db, account, action, *args, **kwargs):
+        real_audit(db, account, action, *args, **kwargs)
+        if action == "status_change":
+            db.flush()  # the status, the history row and the audit row are in the transaction now
+            raise RuntimeError("the disk failed")
+
+    monkeypatch.setattr(serve_app, "_audit", failing_audit)
+    crashing = TestClient(worklist, raise_server_exceptions=False, cookies=dict(alice.cookies))
+    response = crashing.post(f"/p/P1/person/{person}/status",
+                             data={"csrf": token, "status": "contacted", "note": "rang"}, follow_redirects=False)
+    assert response.status_code == 500
+    with worklist.state.db() as db:
+        assert db.get(Status, ("P1", person)) is None
+        assert db.scalar(sa.select(sa.func.count()).select_from(StatusEvent)) == 0
+    assert audit(worklist, action="status_change") == []
+    monkeypatch.setattr(serve_app, "_audit", real_audit)
+    assert set_status(alice, "P1", person).status_code == 303  # the database is usable: nothing left locked
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_requests_keeps_every_committed_status(tmp_path):
+    """The server in its own process, killed (SIGKILL) while coordinators record statuses: after a
+    restart every status it confirmed is there, each with its history and audit row, and SQLite's
+    integrity check passes."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import httpx
+
+    lists, db_file = tmp_path / "lists", tmp_path / "w.db"
+    publish(lists, "2026-10", MONTH_1)
+    settings = dict(lists_dir=lists, db_url=f"sqlite:///{db_file}", scrypt=FAST)
+    app = create_app(ServeSettings(**settings))
+    with app.state.db() as db:
+        add_user(db, "alice", PASSWORD, role="coordinator", practices=["P1"], params=FAST)
+    app.state.engine.dispose()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = ("import sys; from pathlib import Path; from riskstrat.serve.app import ServeSettings, create_app, "
+              "run_server; from riskstrat.serve.auth import ScryptParams; "
+              f"app = create_app(ServeSettings(lists_dir=Path(sys.argv[1]), db_url=sys.argv[2], "
+              f"scrypt=ScryptParams(n=16, r=8, p=1), secret_key='test')); "
+              f"run_server(app, host='127.0.0.1', port={port})")
+    server = subprocess.Popen([sys.executable, "-c", script, str(lists), settings["db_url"]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{base}/login", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        client = httpx.Client(base_url=base, timeout=5)
+        page = client.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        assert client.post("/login", data={"csrf": token, "username": "alice", "password": PASSWORD}).status_code \
+            in (200, 303)
+        csrf = re.search(r'<meta name="csrf" content="([^"]+)"', client.get("/").text).group(1)
+        confirmed, sent, people = [], [], ["aaaa000000000001", "aaaa000000000002"]
+
+        def record(i: int) -> None:
+            person = people[i % 2]
+            sent.append((person, f"call {i}"))
+            try:
+                response = client.post(f"/p/P1/person/{person}/status",
+                                       data={"csrf": csrf, "status": "contacted", "note": f"call {i}"})
+                if response.status_code in (200, 303):
+                    confirmed.append((person, f"call {i}"))
+            except httpx.TransportError:
+                pass  # the server died under this request
+
+        record(0), record(1)
+        threads = [threading.Thread(target=lambda k=k: [record(k * 1000 + j) for j in range(50)]) for k in range(1, 5)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        server.send_signal(signal.SIGKILL)
+        for t in threads:
+            t.join(10)
+    finally:
+        server.kill()
+        server.wait(10)
+    assert len(confirmed) >= 2
+    with sqlite3_connect(db_file) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    app = create_app(ServeSettings(**settings))
+    with app.state.db() as db:
+        statuses = {s.pseudonym: s.note for s in db.scalars(sa.select(Status)).all()}
+        events = db.scalar(sa.select(sa.func.count()).select_from(StatusEvent))
+        changes = db.scalar(sa.select(sa.func.count()).select_from(AuditRow).where(AuditRow.action == "status_change"))
+    app.state.engine.dispose()
+    assert events == changes >= len(confirmed)  # no change without its history or its audit row
+    assert len(confirmed) < 202  # killed mid-burst, not after it
+    for person in people:  # a note the server confirmed, or the one in flight when it died
+        assert statuses[person] in {note for p, note in sent if p == person}
+
+
+def sqlite3_connect(path):
+    import contextlib
+    import sqlite3
+
+    return contextlib.closing(sqlite3.connect(path))
+
+
+def test_logout_ends_the_session_on_the_server(worklist):
+    alice = as_user(worklist, "alice")
+    cookie = alice.cookies.get(SESSION_COOKIE)
+    assert alice.post("/logout", data={"csrf": csrf_of(alice)}, follow_redirects=False).status_code == 303
+    replayed = TestClient(worklist, cookies={SESSION_COOKIE: cookie})  # the cookie kept by someone after logout
+    assert replayed.get("/p/P1", follow_redirects=False).status_code == 303
+
+
+def test_sessions_expire(worklist, monkeypatch):
+    from riskstrat.serve import auth
+
+    alice = as_user(worklist, "alice")
+    assert alice.get("/p/P1").status_code == 200
+    later = auth.utcnow() + dt.timedelta(hours=8, minutes=1)  # the default session lasts 8 hours
+    monkeypatch.setattr(auth, "utcnow", lambda: later)
+    assert alice.get("/p/P1", follow_redirects=False).status_code == 303
+
+
+def test_cookies_are_secure_when_asked(tmp_path):
+    lists = tmp_path / "lists"
+    publish(lists, "2026-10", MONTH_1)
+    app = create_app(ServeSettings(lists_dir=lists, db_url=f"sqlite:///{tmp_path / 'w.db'}", scrypt=FAST,
+                                   secure_cookies=True))
+    with app.state.db() as db:
+        add_user(db, "alice", PASSWORD, role="coordinator", practices=["P1"], params=FAST)
+    client = TestClient(app, base_url="https://testserver")
+    form_cookie = client.get("/login").headers["set-cookie"]
+    response = login(client, "alice")
+    session_cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
+    assert "; secure" in form_cookie.lower() and "; secure" in session_cookie.lower()
+
+
+def test_removing_a_user_ends_their_sessions(worklist, tmp_path):
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app as cli
+
+    alice = as_user(worklist, "alice")
+    assert alice.get("/p/P1").status_code == 200
+    removed = CliRunner().invoke(cli, ["users", "remove", "alice", "--db", f"sqlite:///{tmp_path / 'w.db'}"])
+    assert removed.exit_code == 0, removed.output
+    assert alice.get("/p/P1", follow_redirects=False).status_code == 303
+
+
+def test_the_data_team_sees_person_rows_only_for_a_practice_given_to_them(worklist):
+    dana = as_user(worklist, "dana")
+    assert dana.get("/p/P1").status_code == 404
+    home = dana.get("/").text
+    assert "P1" in home and "aaaa" not in home  # counts per practice, no person
+    with worklist.state.db() as db:
+        add_user(db, "dana", PASSWORD, role="data_team", practices=["P1"], params=FAST, replace=True)
+    dana = as_user(worklist, "dana")
+    assert "aaaa000000000001" in dana.get("/p/P1").text and dana.get("/p/P2").status_code == 404
+
+
+def test_notes_past_their_retention_are_cleared_while_serving(worklist, monkeypatch):
+    """Notes older than the retention are cleared at start-up and while the server runs (hourly),
+    not only when it restarts; the status stays."""
+    from riskstrat.serve import app as serve_app
+
+    alice = as_user(worklist, "alice")
+    person = "aaaa000000000001"
+    set_status(alice, "P1", person, note="rang, no answer")
+    with worklist.state.engine.begin() as connection:
+        connection.execute(sa.update(Status).values(note_at=dt.datetime(2020, 1, 1)))  # written long ago
+    assert "rang, no answer" in alice.get(f"/p/P1/person/{person}").text  # within the hour: not checked yet
+    clock = serve_app.time.monotonic() + 3601
+    monkeypatch.setattr(serve_app.time, "monotonic", lambda: clock)
+    page = alice.get(f"/p/P1/person/{person}").text
+    assert "rang, no answer" not in page and "Contacted" in page
+
+
+def test_the_single_sign_on_header_is_trusted_only_when_configured(worklist, tmp_path):
+    header = {"X-Remote-User": "alice"}
+    assert TestClient(worklist).get("/sso", headers=header, follow_redirects=False).status_code == 404
+    app = create_app(ServeSettings(lists_dir=tmp_path / "lists", db_url=f"sqlite:///{tmp_path / 'w.db'}",
+                                   scrypt=FAST, sso_header="X-Remote-User"))
+    client = TestClient(app)
+    assert client.get("/sso", headers=header, follow_redirects=False).status_code == 303
+    assert client.get("/p/P1").status_code == 200 and client.get("/p/P2").status_code == 404
+    stranger = TestClient(app).get("/sso", headers={"X-Remote-User": "mallory"}, follow_redirects=False)
+    assert stranger.status_code == 403 and SESSION_COOKIE not in stranger.cookies
+    assert [a.action for a in audit(app, username="mallory")] == ["sso_unknown"]

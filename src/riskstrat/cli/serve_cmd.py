@@ -36,6 +36,11 @@ def serve(
     sso_header: str | None = typer.Option(None, "--sso-header", help="Trust this request header (set by your "
                                                                       "single sign-on proxy, which must strip it "
                                                                       "from clients) as the user name."),
+    forwarded_allow_ips: str | None = typer.Option(
+        None, "--forwarded-allow-ips", help="The reverse proxy's address(es), comma-separated, whose "
+                                            "X-Forwarded-For gives the client's address (default 127.0.0.1). "
+                                            "Logins are rate-limited per client address: without it, everyone "
+                                            "behind a proxy on another host shares one limit."),
     note_retention_days: int = typer.Option(365, help="Clear notes older than this many days (statuses stay)."),
     demo: bool = typer.Option(False, "--demo", help="Synthetic demo months only: add an account demo-coordinator "
                                                      "for the first practice, with a new password printed here."),
@@ -71,7 +76,7 @@ def serve(
         out.print(f"Demo account for practice {practice} (synthetic data): user demo-coordinator, password "
                   f"{password}", highlight=False)
     out.print(f"Worklist at http://{host}:{port}/ (Ctrl+C stops it)", highlight=False)
-    run_server(application, host=host, port=port)
+    run_server(application, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips)
 
 
 def _password(prompt: bool) -> str:

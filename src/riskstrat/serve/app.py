@@ -29,12 +29,13 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from riskstrat.serve.auth import (Account, ScryptParams, account_named, authenticate, end_session, new_session,
                                   session_account)
 from riskstrat.serve.db import (NOT_APPROPRIATE_REASONS, STATUSES, AuditRow, ListRow, LoadedMonth, PracticeSetting,
                                 Status, StatusEvent, make_engine, upgrade, utcnow)
-from riskstrat.serve.months import load_months
+from riskstrat.serve.months import load_months, purge_notes
 from riskstrat.templates import render
 
 __all__ = ["SECURITY_HEADERS", "ServeSettings", "create_app", "run_server"]
@@ -112,8 +113,18 @@ def create_app(settings: ServeSettings, *, load: bool = True) -> FastAPI:
     app = FastAPI(title="riskstrat worklist", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.db, app.state.settings = engine, Db, settings
 
+    purged = {"at": time.monotonic()}  # load_months cleared old notes just now
+
+    def purge() -> None:
+        with Db() as db:
+            purge_notes(db, days=settings.note_retention_days)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
+        # A server runs for months: old notes are cleared hourly, not only at a restart.
+        if settings.note_retention_days is not None and time.monotonic() - purged["at"] >= 3600:
+            purged["at"] = time.monotonic()
+            await run_in_threadpool(purge)
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
@@ -454,8 +465,14 @@ def _date(text: str) -> dt.date | None:
         return None
 
 
-def run_server(app: FastAPI, *, host: str, port: int) -> None:
-    """Serve ``app`` with uvicorn until stopped. No access log: its lines would carry pseudonyms in the URLs."""
+def run_server(app: FastAPI, *, host: str, port: int, forwarded_allow_ips: str | None = None) -> None:
+    """Serve ``app`` with uvicorn until stopped. No access log: its lines would carry pseudonyms in the URLs.
+
+    ``forwarded_allow_ips``: the addresses of the reverse proxies whose ``X-Forwarded-For`` names the
+    client (comma-separated; uvicorn's default, None, trusts 127.0.0.1 only). The login rate limit
+    counts per client address: a proxy elsewhere that is not trusted here makes every user behind it
+    one address, sharing one limit."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=True, server_header=False)
+    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=True, server_header=False,
+                forwarded_allow_ips=forwarded_allow_ips)
