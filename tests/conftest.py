@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from riskstrat.data.records import LinkedRecords
 from riskstrat.data.schema import TABLES, empty_table, pandas_dtype
 
 # Defaults for hand-made persons rows, so a test only writes what it is about.
 PERSON_DEFAULTS = {"sex": "female", "deprivation_decile": 5, "ethnicity_group": "white", "practice_id": "P00001"}
+
+
+# ----------------------------------------------------------------------------- one BLAS thread a worker
+# Under `pytest -n 2` two workers share 2 cores, and OpenBLAS starts a thread per core in each: the threads
+# wait on each other, spinning. `riskstrat demo --people 3000` (test_demo's size) took 61.5 s CPU with 2 BLAS
+# threads and 30.4 s with 1 (the logistic fits' matrix products; same lists, byte for byte). So each worker,
+# and each process it starts (CLI, notebook kernel), uses one BLAS thread, unless the environment says otherwise.
+# LightGBM already uses one thread (model.lightgbm.n_jobs).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
 
 
 # ----------------------------------------------------------------------------- order of the files
