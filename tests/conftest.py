@@ -18,7 +18,9 @@ PERSON_DEFAULTS = {"sex": "female", "deprivation_decile": 5, "ethnicity_group": 
 # ----------------------------------------------------------------------------- one BLAS thread a worker
 # Under `pytest -n 2` two workers share 2 cores, and OpenBLAS starts a thread per core in each: the threads
 # wait on each other, spinning. `riskstrat demo --people 3000` (test_demo's size) took 61.5 s CPU with 2 BLAS
-# threads and 30.4 s with 1 (the logistic fits' matrix products; same lists, byte for byte). So each worker,
+# threads and 30.4 s with 1 (the logistic fits' matrix products; same lists, byte for byte); test_demo,
+# test_evaluate_pipeline and test_scoring_pipeline under `-n 2`: 210 s CPU and 130 s wall with 2 threads, 177 s
+# and 113 s with 1 (load 1-2; serially, one process alone, 1 thread still saves 4%). So each worker,
 # and each process it starts (CLI, notebook kernel), uses one BLAS thread, unless the environment says otherwise.
 # LightGBM already uses one thread (model.lightgbm.n_jobs).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
