@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from riskstrat.data.records import LinkedRecords
 from riskstrat.data.schema import TABLES, empty_table, pandas_dtype
 
 # Defaults for hand-made persons rows, so a test only writes what it is about.
 PERSON_DEFAULTS = {"sex": "female", "deprivation_decile": 5, "ethnicity_group": "white", "practice_id": "P00001"}
+
+
+# ----------------------------------------------------------------------------- one BLAS thread a worker
+# Under `pytest -n 2` two workers share 2 cores, and OpenBLAS starts a thread per core in each: the threads
+# wait on each other, spinning. `riskstrat demo --people 3000` (test_demo's size) took 61.5 s CPU with 2 BLAS
+# threads and 30.4 s with 1 (the logistic fits' matrix products; same lists, byte for byte); test_demo,
+# test_evaluate_pipeline and test_scoring_pipeline under `-n 2`: 210 s CPU and 130 s wall with 2 threads, 177 s
+# and 113 s with 1 (load 1-2; serially, one process alone, 1 thread still saves 4%). So each worker,
+# and each process it starts (CLI, notebook kernel), uses one BLAS thread, unless the environment says otherwise.
+# LightGBM already uses one thread (model.lightgbm.n_jobs).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
 
 
 # ----------------------------------------------------------------------------- order of the files
@@ -23,6 +39,7 @@ LONG_FILES = {
     "test_scoring_pipeline.py": 58, "test_demo.py": 57, "test_spark_score.py": 37, "test_tracking.py": 30,
     "test_engine_spark.py": 29, "test_evaluate_pipeline.py": 26, "test_notebook.py": 25,
     "test_scoring_lists.py": 20, "test_costs_currency.py": 15, "test_train_engines.py": 14, "test_validate.py": 14,
+    "test_gate.py": 12,  # its LightGBM on the 3,000-person population: 12 s in the whole run (s23); test_serve.py 3.5 s
     "test_synth.py": 13, "test_readers.py": 11, "test_monitor_pipeline.py": 10,
 }
 
