@@ -82,6 +82,15 @@ def test_practice_ids_equal_but_for_case_or_unicode_form_are_refused_naming_them
     assert "case-insensitive file system" in issue.message
 
 
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_practice_id_is_a_report_not_a_crash(blank):
+    # The defect (found by the randomly damaged tables below): a blank practice id became a missing
+    # value in pandas 3's string column, and the case-collision check passed it to unicodedata: TypeError.
+    records, report = validate_tables(changed("persons", 1, "practice_id", blank))
+    assert not [i for i in report.issues if i.rule.startswith("practice_id_case") or i.rule == "practice_id_trimmed"]
+    assert records is None or records.persons["practice_id"].iloc[1] != blank
+
+
 def test_a_practice_id_written_with_white_space_beside_its_plain_spelling_is_merged_and_said():
     # The defect: "A81001\n" was trimmed into A81001 without a word.
     records, report = validate_tables(changed("persons", 1, "practice_id", "A81001\n"))

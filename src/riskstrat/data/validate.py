@@ -670,8 +670,10 @@ def _practice_spellings(log: _IssueLog, table: Table, codes: np.ndarray, raw: pd
     import unicodedata
 
     written = pd.Series([None if pd.isna(v) else str(v) for v in raw], dtype=object)
-    stripped = written.map(lambda v: None if v is None or not v.strip() else v.strip())
-    folded = stripped.map(lambda v: None if v is None else unicodedata.normalize("NFKC", v).casefold())
+    # pd.isna, not "is None": pandas 3 infers the string dtype for a mapped column, which holds a
+    # missing value as NaN, so the next map sees a float.
+    stripped = written.map(lambda v: None if pd.isna(v) or not v.strip() else v.strip())
+    folded = stripped.map(lambda v: None if pd.isna(v) else unicodedata.normalize("NFKC", v).casefold())
     per_value = np.bincount(codes[codes >= 0], minlength=len(raw)) if len(raw) else np.zeros(0, int)
 
     def spellings(group: pd.Index) -> str:
