@@ -5,21 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _gate_metrics import GOOD
+
 from riskstrat.evaluation.gate import Gate, GateError, check_gate, default_gate_yaml, load_gate
 
-GOOD = {"n_events": 400.0, "candidate.n_positive": 400.0, "candidate.auroc": 0.78,
-        "candidate.calibration_slope": 1.02, "candidate.calibration_slope_ci_low": 0.92,
-        "candidate.calibration_slope_ci_high": 1.12, "candidate.calibration_slope_not_estimable": 0.0,
-        "candidate.o_e_ratio": 1.0,
-        "minus_champion.auroc": 0.012, "minus_champion.auroc_ci_low": 0.004, "minus_champion.auroc_ci_high": 0.020,
-        "minus_logistic.auroc": 0.0, "minus_logistic.auroc_ci_low": -0.016, "minus_logistic.auroc_ci_high": 0.016,
-        "tier.very high.o_e_ratio": 1.1, "tier.very high.o_e_ci_low": 0.6, "tier.very high.o_e_ci_high": 1.8,
-        "tier.very high.observed": 11.0, "tier.very high.expected": 10.0,
-        "group.age band.40-55.auroc": 0.61, "group.age band.40-55.auroc_ci_low": 0.55,
-        "group.age band.40-55.auroc_ci_high": 0.67, "group.age band.40-55.o_e_ratio": 0.9,
-        "group.age band.40-55.o_e_ci_low": 0.7, "group.age band.40-55.o_e_ci_high": 1.15,
-        "group.age band.40-55.minus_prior_use": 0.01, "group.age band.40-55.minus_prior_use_ci_low": -0.04,
-        "group.age band.40-55.minus_prior_use_ci_high": 0.06}
 ALL = ["minimum events", "not worse than the champion", "calibration slope", "calibration in the large",
        "calibration by tier", "calibration within groups", "discrimination within groups"]
 

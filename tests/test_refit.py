@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _gate_metrics import GOOD
+
 from riskstrat.registry import tracking
 from riskstrat.modeling.config import LightGBMConfig, load_config
 from riskstrat.evaluation import gate as gates
@@ -24,18 +26,6 @@ SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11
          "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
          "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 REFIT_DATES = ["2023-08-01", "2023-11-01", "2024-02-01", "2024-05-01", "2024-08-01", "2024-11-01"]
-# An evaluation the default gate passes: intervals inside the ranges, the group shown no worse than prior use.
-GOOD = {"n_events": 400.0, "candidate.n_positive": 400.0, "candidate.auroc": 0.78,
-        "candidate.calibration_slope": 1.02, "candidate.calibration_slope_ci_low": 0.92,
-        "candidate.calibration_slope_ci_high": 1.12, "candidate.calibration_slope_not_estimable": 0.0,
-        "candidate.o_e_ratio": 1.0, "candidate.o_e_ci_low": 0.9, "candidate.o_e_ci_high": 1.1,
-        "tier.very high.o_e_ratio": 1.1, "tier.very high.o_e_ci_low": 0.6, "tier.very high.o_e_ci_high": 1.8,
-        "tier.very high.observed": 11.0, "tier.very high.expected": 10.0,
-        "group.age band.40-55.auroc": 0.61, "group.age band.40-55.auroc_ci_low": 0.55,
-        "group.age band.40-55.auroc_ci_high": 0.67, "group.age band.40-55.o_e_ratio": 0.9,
-        "group.age band.40-55.o_e_ci_low": 0.7, "group.age band.40-55.o_e_ci_high": 1.15,
-        "group.age band.40-55.minus_prior_use": 0.01, "group.age band.40-55.minus_prior_use_ci_low": -0.04,
-        "group.age band.40-55.minus_prior_use_ci_high": 0.06}
 
 
 @pytest.fixture(scope="module")

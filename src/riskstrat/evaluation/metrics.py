@@ -212,6 +212,15 @@ def _too_few_for_interval(y: np.ndarray) -> str:
     return ""
 
 
+def _interval_inputs(y_true, y_score, *, alpha: float, n_boot: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The checked outcome and score of a bootstrap interval, and why there can be none ("" if it can)."""
+    y, score = _check_inputs(y_true, y_score, both_classes=False)
+    _check_alpha(alpha)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    return y, score, _too_few_for_interval(y)
+
+
 def _stratified_draws(y: np.ndarray, *, n_boot: int, seed: int):
     """``n_boot`` bootstrap resamples (row positions) stratified by outcome: the events and the
     non-events are each resampled with replacement to their own number, so every resample has the
@@ -256,11 +265,7 @@ def bootstrap_ci(
     (NaN, reason "too few events").
     Example: ``low, high = bootstrap_ci(auroc, y, p, n_boot=500, seed=1)``.
     """
-    y, score = _check_inputs(y_true, y_score, both_classes=False)
-    _check_alpha(alpha)
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    reason = _too_few_for_interval(y)
+    y, score, reason = _interval_inputs(y_true, y_score, alpha=alpha, n_boot=n_boot)
     if reason:
         return Interval.none(reason, n_boot=n_boot)
     values = []
@@ -315,11 +320,7 @@ def auroc_ci(y_true, y_score, *, n_boot: int = 200, alpha: float = 0.05, seed: i
     The same resamples and result as ``bootstrap_ci(auroc, ...)``, computed without re-sorting
     each resample (see :func:`_bootstrap_aurocs`); none with too few events.
     """
-    y, score = _check_inputs(y_true, y_score, both_classes=False)
-    _check_alpha(alpha)
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    reason = _too_few_for_interval(y)
+    y, score, reason = _interval_inputs(y_true, y_score, alpha=alpha, n_boot=n_boot)
     if reason:
         return Interval.none(reason, n_boot=n_boot)
     draws = _bootstrap_aurocs(y, [score], n_boot=n_boot, seed=seed)[:, 0]
