@@ -672,3 +672,77 @@ def test_link_check_never_trusts_ids_it_cannot_read_as_text_or_an_unused_diction
         reference = {(i.rule, i.n_rows) for i in refused.report.errors}
     assert reference == {("unknown_person", 1)}
     assert _link_check(tmp_path, monkeypatch) == (False, reference)
+
+
+# ----------------------------------------------------------------------------- every index date in one pass
+
+
+def assert_every_date_agrees(folder: Path, dates, *, spec=None, **options) -> list[pd.DataFrame]:
+    """``DuckDBEngine.features_at(dates)`` (one pass over each table) equals ``features`` at each date on a
+    fresh engine, frame by frame (to 1e-9), with the same validation findings."""
+    one_at_a_time = DuckDBEngine(folder)
+    expected = [one_at_a_time.features(d, spec=spec, **options) for d in dates]
+    engine = DuckDBEngine(folder)
+    got = list(engine.features_at(dates, spec=spec, **options))
+    assert len(got) == len(dates)
+    for frame, reference in zip(got, expected):
+        pd.testing.assert_frame_equal(frame, reference, check_exact=False, rtol=1e-12, atol=1e-9)
+    assert [i.message for i in engine.report.issues] == [i.message for i in one_at_a_time.report.issues]
+    return got
+
+
+def test_every_index_date_from_one_pass_equals_each_date_alone(synthetic, monkeypatch):
+    from riskstrat.modeling.config import load_config
+    from riskstrat.features.generic import build_spec
+
+    engine = DuckDBEngine(synthetic)
+    spec = build_spec(load_config(None, [f"data.path={synthetic}"]).features.generic, engine, until="2024-11-01")
+    dates = ["2023-08-01", "2023-11-01", "2024-11-01"]
+    expected = [engine.features(d, spec=spec) for d in dates]
+    # A spy: the per-date aggregate query is never run (each table is read once for every date).
+    monkeypatch.setattr(DuckDBEngine, "_aggregate_frame", lambda *a, **k: pytest.fail("a query per date"))
+    got = list(DuckDBEngine(synthetic).features_at(dates, spec=spec))
+    for frame, reference in zip(got, expected):
+        pd.testing.assert_frame_equal(frame, reference, check_exact=False, rtol=1e-12, atol=1e-9)
+    assert len(spec.aggregates) > len(AGGREGATES) and len(got[0]) > 300
+
+
+def test_every_index_date_from_one_pass_with_repeats_lives_and_windows(tmp_path, make_table):
+    # Repeats, rows outside a life, end dates after death, events on T and at the windows' edges, seen from
+    # dates on either side of them: the joint window's one cleaning is exact for each date.
+    dates = [at(-95), at(-30), T, at(2), at(400)]
+    for case, tables in (("windows", windows_case()), ("lives", out_of_life_case())):
+        folder = write(tmp_path / case, make_table, **tables)
+        assert_every_date_agrees(folder, dates, min_age=0)
+
+
+def test_tables_the_one_pass_cannot_read_are_built_a_date_at_a_time(tmp_path, make_table, monkeypatch):
+    # An id that is no person's is refused with the report the per-date features give; under
+    # out_of_life_events='error' every row is read and counted at each date, by the per-date queries.
+    tables = out_of_life_case()
+    tables["gp_contacts"] = tables["gp_contacts"] + [{"person_id": "stranger", "contact_date": at(-3)}]
+    folder = write(tmp_path / "d", make_table, **tables)
+    with pytest.raises(ValidationError) as per_date:
+        per_date_engine = DuckDBEngine(folder)
+        [per_date_engine.features(d) for d in (T, at(2))]
+    with pytest.raises(ValidationError) as one_pass:
+        list(DuckDBEngine(folder).features_at([T, at(2)]))
+    assert one_pass.value.report.format() == per_date.value.report.format()
+    assert [i.rule for i in one_pass.value.report.issues if i.severity == "error"] == ["unknown_person"]
+
+    folder = write(tmp_path / "e", make_table, **windows_case())
+    engine = DuckDBEngine(folder, out_of_life_events="error")
+    queries, original = [], DuckDBEngine._aggregate_frame
+
+    def spy(self, plan, t, aggregates):
+        queries.append(t)
+        return original(self, plan, t, aggregates)
+
+    monkeypatch.setattr(DuckDBEngine, "_aggregate_frame", spy)
+    got = list(engine.features_at([T, at(2)]))
+    assert len(queries) == 2 * len(engine.plans)  # every table, a query per date
+    monkeypatch.undo()
+    for frame, d in zip(got, (T, at(2))):
+        pd.testing.assert_frame_equal(frame, DuckDBEngine(folder, out_of_life_events="error").features(d),
+                                      check_exact=False, rtol=1e-12, atol=1e-9)
+

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -350,16 +350,29 @@ class FolderEngine(ABC):
         (``spec``: which features, default the clinical ones)."""
         spec = spec or CLINICAL
         t = pd.Timestamp(index_date).normalize()
+        people, cohort_of_key = self._cohort(t, min_age=min_age, max_age=max_age)
+        values: dict[str, np.ndarray] = {}
+        for plan in self.plans.values():
+            values.update(self._aggregate(plan, t, cohort_of_key, len(people), spec.aggregates_for(plan.table.name)))
+        return feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless)
+
+    def features_at(self, index_dates: Iterable, *, min_age: float = 18, max_age: float = 120,
+                    spec=None) -> Iterator[pd.DataFrame]:
+        """The feature frame at each of ``index_dates`` in turn (a generator), each equal to
+        :meth:`features` at that date. This default builds them one date at a time; an engine may read
+        the events once for every date (DuckDB: :meth:`riskstrat.features.duckdb.DuckDBEngine.features_at`)."""
+        for index_date in index_dates:
+            yield self.features(index_date, min_age=min_age, max_age=max_age, spec=spec)
+
+    def _cohort(self, t: pd.Timestamp, *, min_age: float, max_age: float) -> tuple[pd.DataFrame, np.ndarray]:
+        """The people eligible at ``t`` (persons' columns, indexed by ``person_id``) and, for each person key
+        of the engine, that person's position among them (-1: not eligible)."""
         eligible = eligible_persons(self._persons_only, t, min_age=min_age, max_age=max_age)
         # Persons row -> position in the cohort; the extra last slot (-1) is where a key of -1 lands.
         position = np.full(len(self.persons) + 1, -1, dtype=np.int64)
         position[self.persons.index.get_indexer(eligible.index)] = np.arange(len(eligible))
         cohort_of_key = position if self._person_key_rows is None else position[self._person_key_rows]
-        people = eligible.set_index("person_id")
-        values: dict[str, np.ndarray] = {}
-        for plan in self.plans.values():
-            values.update(self._aggregate(plan, t, cohort_of_key, len(people), spec.aggregates_for(plan.table.name)))
-        return feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless)
+        return eligible.set_index("person_id"), cohort_of_key
 
     @property
     def costless(self) -> set[str]:

@@ -27,7 +27,7 @@ chooses: :func:`riskstrat.pipelines.score.month_features`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Literal, Protocol
 
 import pandas as pd
@@ -69,6 +69,11 @@ class FeatureEngine(Protocol):
 
     # ``spec``: a riskstrat.features.spec.FeatureSpec (default the clinical one): which aggregates and features.
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame: ...
+
+    # The feature frame at each of several index dates in turn (a generator), each equal to ``features`` at
+    # that date; an engine may read the events once for all of them (DuckDB).
+    def features_at(self, index_dates: Iterable, *, min_age: float = 18, max_age: float = 120,
+                    spec=None) -> Iterator[pd.DataFrame]: ...
 
     # Rows per value of one column of an event table, over every date (the generic covariates' groups).
     # {value: (rows, distinct people)} of an event table's column, rows dated before ``until`` (None: all).
@@ -121,6 +126,11 @@ class PandasEngine:
 
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame:
         return build_features(self.records, index_date, min_age=min_age, max_age=max_age, spec=spec)
+
+    def features_at(self, index_dates: Iterable, *, min_age: float = 18, max_age: float = 120,
+                    spec=None) -> Iterator[pd.DataFrame]:
+        for index_date in index_dates:
+            yield self.features(index_date, min_age=min_age, max_age=max_age, spec=spec)
 
     def value_counts(self, table: str, column: str, *, until=None) -> dict:
         return count_values(self.records.get(table), column, DATE_COLUMNS[table], until)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from riskstrat.modeling.calibration import MarginCalibrator, fit_margin_calibrator
 from riskstrat.errors import InvalidInputError
@@ -290,13 +291,20 @@ class LogScaled:
         return self
 
 
+LOGISTIC_BLAS_THREADS = 1  # BLAS threads of the logistic baseline's fit (see fit_logistic)
+
+
 def fit_logistic(X_train: pd.DataFrame, y_train: np.ndarray, *, target: str = "") -> RiskModel:
     """Logistic regression on the same features (median-imputed, log-scaled counts, standardised)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     pipe = make_pipeline(LogScaled(), LogisticRegression(C=1.0, max_iter=2000))
-    pipe.fit(X_train, y_train)
+    # One BLAS thread: the solver's products are memory-bound, and two OpenBLAS threads on a busy 2-core
+    # machine spin on each other (100k people: 9-11 s of CPU with one thread, 15-16 s with two). One
+    # thread also gives the same coefficients on every machine (the sums' order depends on the threads).
+    with threadpool_limits(limits=LOGISTIC_BLAS_THREADS, user_api="blas"):
+        pipe.fit(X_train, y_train)
     return RiskModel("logistic", target, list(X_train.columns), pipe)
 
 

@@ -119,8 +119,10 @@ def assemble_refit(engine, cfg: TrainConfig, *, dates, feature_names: list[str],
     keep = [*feature_names, "label", *(["future_cost"] if cost else [])]
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": []}
     by_date, latest = {}, None
-    for d in dates:
-        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end, spec=spec)
+    frames = engine.features_at(dates, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
+    for d, features in zip(dates, frames):  # every date from one pass over the events where the engine can
+        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end, spec=spec, features=features)
+        del features
         f = f.loc[f["label"].notna(), keep]
         group = groups.reindex(f.index).to_numpy()
         for part in parts:

@@ -135,9 +135,13 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
             "index_date"]
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": [], "test": []}
     flow = []
-    for d in dates:
-        started = time.perf_counter()
-        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end, spec=spec)
+    # Every date's features from one pass over the events where the engine can (DuckDB), a date at a time
+    # otherwise; the first date's seconds then hold that pass.
+    frames = engine.features_at(dates, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
+    started = time.perf_counter()
+    for d, features in zip(dates, frames):
+        f = labelled_rows(engine, records, cfg, d, extract_end=extract_end, spec=spec, features=features)
+        del features
         if timings is not None:
             timings[f"features_labels.{pd.Timestamp(d).date()}"] = time.perf_counter() - started
         group = groups.reindex(f.index).to_numpy()
@@ -155,6 +159,7 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
                 parts[part].append(f.loc[labelled & (group == part), columns])
             flow[-1]["rows"] = {part: len(parts[part][-1]) for part in ("train", "calibration")}
         del f
+        started = time.perf_counter()
     train, cal, test = (pd.concat(parts.pop(part)) for part in ("train", "calibration", "test"))
     if any(part["label"].nunique() < 2 for part in (train, cal, test)):
         # A part with one class cannot be fitted or judged: refused as the guards refuse too few events
@@ -178,12 +183,14 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     )
 
 
-def labelled_rows(engine, records, cfg: TrainConfig, index_date, *, extract_end, spec=None) -> pd.DataFrame:
+def labelled_rows(engine, records, cfg: TrainConfig, index_date, *, extract_end, spec=None,
+                  features: pd.DataFrame | None = None) -> pd.DataFrame:
     """Everyone eligible at ``index_date``: the engine's features (those of ``spec``, a
-    :class:`riskstrat.features.spec.FeatureSpec`), ``label`` (NaN: no label), ``future_cost`` (high-cost
-    target only) and ``index_date``."""
+    :class:`riskstrat.features.spec.FeatureSpec`; ``features``: that frame, already built), ``label``
+    (NaN: no label), ``future_cost`` (high-cost target only) and ``index_date``."""
     t = cfg.target
-    f = engine.features(index_date, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
+    f = features if features is not None else engine.features(
+        index_date, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
     f["label"] = t.labels(records, index_date, f.index, extract_end=extract_end).to_numpy()
     if isinstance(t, HighCost):
         f["future_cost"] = future_cost(records, index_date, f.index, horizon_days=t.horizon_days).to_numpy()
