@@ -372,11 +372,18 @@ def w_train(args, rep: B.Reporter) -> None:
 
     cfg = _config(args, args._datadir)
     rep.step(f"run_training (engine {cfg.engine}, no tracking)")
-    t0 = time.perf_counter()
-    run = run_training(cfg, log=False)
-    seconds = time.perf_counter() - t0
+    marks = []
+    t0, c0 = time.perf_counter(), time.process_time()
+
+    def stage(message: str) -> None:  # wall and CPU (every thread of the process) at each stage message
+        marks.append({"wall": round(time.perf_counter() - t0, 2), "cpu": round(time.process_time() - c0, 2),
+                      "message": message[:100]})
+
+    run = run_training(cfg, log=False, stage=stage)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     data = run.result.data
-    rep.update(seconds=round(seconds, 2), engine=cfg.engine, timings={k: round(v, 2) for k, v in run.timings.items()},
+    rep.update(seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), marks=marks, engine=cfg.engine,
+               timings={k: round(v, 2) for k, v in run.timings.items()},
                train_rows=len(data.y_train), rows=len(data.y_train), rows_per_s=round(len(data.y_train) / seconds, 1),
                best_iteration=run.result.model.metadata.get("best_iteration"),
                auroc=round(run.result.metrics["lightgbm"]["auroc"], 4))
@@ -493,7 +500,8 @@ def main(argv: list[str]) -> int:
             print("  " + ", ".join(f"{m} AUROC {v.get('auroc')}" for m, v in fit["metrics"].items()))
         train = entry["stages"].get("train", {})
         if train.get("ok"):
-            print(f"\n{int(size):,} people, run_training ({train['engine']} engine): {train['seconds']} s, peak "
+            print(f"\n{int(size):,} people, run_training ({train['engine']} engine): {train['seconds']} s "
+                  f"({train.get('cpu_seconds')} s CPU), peak "
                   f"{train.get('peak_rss_mib')} MiB, AUROC {train['auroc']}; stages (s): "
                   + ", ".join(f"{k} {v}" for k, v in train["timings"].items() if not k.startswith("features_labels.")))
         prof = entry["stages"].get("profile", {})
