@@ -499,6 +499,25 @@ def _mapped(keys: pd.Series, mapping: pd.Series) -> pd.Series:
     return pd.Series(out, index=keys.index)
 
 
+def _mapped_text(keys: pd.Series, mapping: pd.Series) -> pd.Series:
+    """``_mapped(keys, mapping).astype("str")``; for text values taken by Arrow straight into the
+    text column (not made one Python string at a time: ~0.6 s a million people)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    index = mapping.index
+    if (getattr(keys.array, "__arrow_array__", None) is None or not isinstance(index.dtype, pd.StringDtype)
+            or not index.is_unique or index.hasnans or keys.hasnans):
+        return _mapped(keys, mapping).astype("str")
+    values = pa.array(mapping.to_numpy(dtype=object, na_value=None), from_pandas=True)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return _mapped(keys, mapping).astype("str")  # numbers and the like: pandas writes them as text its way
+    where = _positions(keys, index)
+    found = where >= 0
+    taken = pc.take(values.cast(pa.large_string()), pa.array(np.where(found, where, 0), mask=~found))
+    return pd.Series(pd.array(taken, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=keys.index)
+
+
 def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous: pd.DataFrame | None = None,
                reasons: pd.DataFrame | pd.Series | None = None, holdout_fraction: float = 0.0,
                seed: int = 0, holdout_exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS,
@@ -536,7 +555,7 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     if reasons is not None:
         text = reasons["reasons"] if isinstance(reasons, pd.DataFrame) else reasons
         text = pd.Series(text.to_numpy(), index=text.index.astype(str))
-        pop["reasons"] = _mapped(pop["person_id"], text).astype("str")
+        pop["reasons"] = _mapped_text(pop["person_id"], text)
     elif "reasons" not in pop:
         pop["reasons"] = pd.array([None] * len(pop), dtype="str")
     return pop
