@@ -76,7 +76,7 @@ def test_commands_are_listed_in_workflow_order():
     text = _help(()).output
     listed = re.findall(r"^│ ([a-z]+) ", text, flags=re.MULTILINE)
     assert listed == ["demo", "synth", "key", "import", "validate", "features", "train", "evaluate", "promote",
-                      "score", "monitor", "serve", "users"]
+                      "score", "monitor", "workbook", "serve", "users"]
     panels = re.findall(r"^╭─ ([A-Z][a-z ]+?) ─", text, flags=re.MULTILINE)
     assert panels == ["Options", "Start here", "Data", "Models", "Every month", "Worklist"]
     # Every command is placed in the workflow (a new one goes under "Other" until it is placed).

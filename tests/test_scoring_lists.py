@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 from markupsafe import Markup
@@ -26,6 +28,7 @@ from markupsafe import Markup
 from riskstrat.scoring import lists
 
 from riskstrat.scoring import publish
+from riskstrat.scoring.published import TamperedFileError
 from riskstrat.features.clinical import CONTEXT_COLUMNS, FEATURES, FEATURE_NAMES, NO_EVENT_DAYS
 from riskstrat.features.words import describe_reason, describe_value, feature, reason_group
 from riskstrat.modeling.models import RiskModel
@@ -980,9 +983,33 @@ def test_workbooks_only_for_the_practices_that_asked(tmp_path, features, model):
     assert [n for n in files if n.endswith(".xlsx")] == ["practices/P002/list.xlsx"]
     everyone = lists.write_month(tmp_path / "all", **common)
     assert (out / "practices/P002/list.xlsx").read_bytes() == (everyone / "practices/P002/list.xlsx").read_bytes()
-    assert not list(lists.write_month(tmp_path / "none", options=lists.MonthOptions(workbooks="none"), **common).rglob("*.xlsx"))
+    none = lists.write_month(tmp_path / "none", options=lists.MonthOptions(workbooks="none"), **common)
+    assert not list(none.rglob("*.xlsx"))
     with pytest.raises(ValueError, match="without a list this month: \\['P999'\\]"):
         lists.write_month(tmp_path / "bad", options=lists.MonthOptions(workbooks=["P999"]), **common)
+    # A month with every workbook holds no recipe (its files as before); the others hold one for each
+    # list left without, from which the workbook comes back byte for byte.
+    assert not list(everyone.rglob(lists.WORKBOOK_RECIPE))
+    assert sorted(p.parent.name for p in out.rglob(lists.WORKBOOK_RECIPE)) == ["P001", "P003"]
+    manifest = json.loads((none / "manifest.json").read_text())
+    for pid in tables:
+        expected = (everyone / "practices" / pid / "list.xlsx").read_bytes()
+        assert lists.published_workbook(none, pid, manifest=manifest) == expected
+        assert lists.published_workbook(everyone, pid, manifest=json.loads((everyone / "manifest.json").read_text())
+                                        ) == expected
+    # Only the people asked for: one person fewer, one row fewer.
+    recipe = json.loads((none / "practices/P001" / lists.WORKBOOK_RECIPE).read_text())
+    ids = recipe["cells"][recipe["columns"].index("Person ID")]
+    fewer = openpyxl.load_workbook(io.BytesIO(lists.published_workbook(none, "P001", manifest=manifest,
+                                                                       people=set(ids[1:]))))
+    assert fewer["List"].max_row == len(ids) and fewer["List"]["B2"].value == ids[1]
+    with pytest.raises(lists.WorkbookUnavailableError, match="no list for practice 'P999'"):
+        lists.published_workbook(none, "P999", manifest=manifest)
+    with pytest.raises(lists.WorkbookUnavailableError, match="holds Person ID .re-identified"):
+        lists.published_workbook(none, "P001", manifest=manifest, refuse_columns={"Local ID", "Person ID"})
+    (none / "practices/P001" / lists.WORKBOOK_RECIPE).write_text(json.dumps({**recipe, "title": "edited"}))
+    with pytest.raises(TamperedFileError):
+        lists.published_workbook(none, "P001", manifest=manifest)
 
 
 # ----------------------------------------------------------------------------- writing fast, same bytes

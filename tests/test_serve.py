@@ -639,3 +639,75 @@ def test_the_single_sign_on_header_is_trusted_only_when_configured(worklist, tmp
     stranger = TestClient(app).get("/sso", headers={"X-Remote-User": "mallory"}, follow_redirects=False)
     assert stranger.status_code == 403 and SESSION_COOKIE not in stranger.cookies
     assert [a.action for a in audit(app, username="mallory")] == ["sso_unknown"]
+
+
+def _add_recipe(folder: Path, practice: str, rows: list) -> dict:
+    """A workbook recipe for ``practice``'s list (as `riskstrat score` publishes one with `lists.workbooks: none`)."""
+    from riskstrat.scoring.lists import RECIPE_VERSION, WORKBOOK_RECIPE
+
+    records = [[i + 1, p, 80, 50.0 - i, tier, groups, "much use of services", "yes" if new else ""]
+               for i, (p, tier, groups, new) in enumerate(rows)]
+    recipe = {"recipe_version": RECIPE_VERSION, "title": f"Case-finding list: practice {practice}, October 2026",
+              "notes": ["About these people."], "created": "2026-10-01T00:00:00", "group_names": {},
+              "columns": COLUMNS, "cells": [list(column) for column in zip(*records)]}
+    path = folder / "practices" / practice / WORKBOOK_RECIPE
+    path.write_text(json.dumps(recipe), encoding="utf-8")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][f"practices/{practice}/{WORKBOOK_RECIPE}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return recipe
+
+
+def test_the_workbook_is_served_to_the_practice_only_without_held_back_people_and_audited(tmp_path):
+    import io
+
+    import openpyxl
+
+    from riskstrat.scoring.lists import recipe_workbook
+
+    lists_dir = tmp_path / "lists"
+    folder = publish(lists_dir, "2026-10", MONTH_1, held=frozenset({HELD}))
+    recipe = _add_recipe(folder, "P1", MONTH_1["P1"])
+    app = create_app(ServeSettings(lists_dir=lists_dir, db_url=f"sqlite:///{tmp_path / 'w.db'}", scrypt=FAST))
+    with app.state.db() as db:
+        add_user(db, "alice", PASSWORD, role="coordinator", practices=["P1"], params=FAST)
+        add_user(db, "bob", PASSWORD, role="coordinator", practices=["P2"], params=FAST)
+    alice, bob = as_user(app, "alice"), as_user(app, "bob")
+    assert 'href="/p/P1/workbook?month=2026-10"' in alice.get("/p/P1").text
+    got = alice.get("/p/P1/workbook?month=2026-10")
+    assert got.status_code == 200 and got.headers["content-type"].startswith("application/vnd.openxmlformats")
+    shown = {p for p, *_ in MONTH_1["P1"] if p != HELD}
+    assert got.content == recipe_workbook(recipe, people=shown)  # the run's bytes, less the held-back person
+    sheet = openpyxl.load_workbook(io.BytesIO(got.content))["List"]
+    assert [sheet.cell(row=r, column=2).value for r in range(2, sheet.max_row + 1)] == sorted(shown)
+    # Another practice's coordinator gets the same 404 as for a practice that does not exist, audited.
+    assert bob.get("/p/P1/workbook?month=2026-10").status_code == 404
+    assert alice.get("/p/P1/workbook?month=2026-09").status_code == 404
+    assert [(r.username, r.action, r.practice_id) for r in audit(app) if "workbook" in r.action
+            or r.action == "denied"] == [("alice", "workbook", "P1"), ("bob", "denied", "P1")]
+    # P2 has no recipe and no workbook in this month: refused, saying so, audited.
+    refused = bob.get("/p/P2/workbook?month=2026-10")
+    assert refused.status_code == 409 and "cannot be given" in refused.text and str(tmp_path) not in refused.text
+    assert audit(app, username="bob", action="workbook_refused")
+
+
+def test_riskstrat_workbook_writes_a_practices_workbook_from_a_published_month(tmp_path):
+    from typer.testing import CliRunner
+
+    from riskstrat.cli import app
+    from riskstrat.scoring.lists import recipe_workbook
+
+    folder = publish(tmp_path / "lists", "2026-10", MONTH_1)
+    recipe = _add_recipe(folder, "P1", MONTH_1["P1"])
+    target = tmp_path / "P1.xlsx"
+    args = ["workbook", "--lists", str(tmp_path / "lists"), "--month", "2026-10", "--practice", "P1", "--out",
+            str(target)]
+    runner = CliRunner()
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert target.read_bytes() == recipe_workbook(recipe)  # everyone on the list, as the run would have written
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "exists already" in again.output
+    for month, practice, words in (("2026-13", "P1", "not a published month"), ("2026-10", "P9", "no list for")):
+        refused = runner.invoke(app, [*args[:4], month, "--practice", practice, "--out", str(tmp_path / "x.xlsx")])
+        assert refused.exit_code == 2 and words in refused.output, refused.output

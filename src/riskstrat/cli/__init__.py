@@ -13,6 +13,7 @@ from riskstrat.cli import evaluate_cmd  # noqa: E402,F401
 from riskstrat.cli import key_cmd  # noqa: E402,F401
 from riskstrat.cli import monitor_cmd  # noqa: E402,F401
 from riskstrat.cli import serve_cmd  # noqa: E402,F401
+from riskstrat.cli import workbook_cmd  # noqa: E402,F401
 
 
 def main() -> None:

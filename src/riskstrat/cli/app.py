@@ -156,7 +156,7 @@ WORKFLOW: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Start here", ("demo",)),
     ("Data", ("synth", "key", "import", "validate")),
     ("Models", ("features", "train", "evaluate", "promote")),
-    ("Every month", ("score", "monitor")),
+    ("Every month", ("score", "monitor", "workbook")),
     ("Worklist", ("serve", "users")),
 )
 _ORDER = [name for _, names in WORKFLOW for name in names]

@@ -303,7 +303,9 @@ class ListsConfig(_Strict):
                     "not accept hiding the people most at risk); the fraction applies to the other listed people.")
     workbooks: Literal["all", "none"] | list[str] = Field(
         "all", description="Whose lists also get an Excel workbook (list.xlsx): all (default), none, or the "
-                           "practice ids that asked for one; the CSV and the page are always written.")
+                           "practice ids that asked for one; the CSV and the page are always written, and a list "
+                           "without its workbook carries workbook.json, from which `riskstrat workbook` and the "
+                           "worklist build it when asked (the same bytes).")
     write_workers: Literal["auto"] | Annotated[int, Field(ge=1, le=8)] = Field(
         "auto", description="Processes that write the practices' files at once (riskstrat score --jobs): 1, the "
                             "run's own; more, that many worker processes (joblib, loky) while the run waits. auto "

@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import itertools
 import json
 import math
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
 
-from riskstrat.scoring import publish
+from riskstrat.scoring import publish, published
 from riskstrat.scoring.facts import FLAG_WORDS, SEPARATOR as FACT_SEPARATOR
 from riskstrat.errors import InvalidInputError
 from riskstrat.data.io import CURRENCY_SYMBOLS, file_sha256, write_bytes, write_parquet, write_text
@@ -72,7 +73,9 @@ __all__ = [
     "PageWords",
     "MAX_RISK_DECIMALS",
     "PRACTICE_LIST_COLUMNS",
+    "WORKBOOK_RECIPE",
     "HoldoutApprovalError",
+    "WorkbookUnavailableError",
     "apply_opt_outs",
     "changes_since",
     "check_holdout_approval",
@@ -84,7 +87,9 @@ __all__ = [
     "mark_lists",
     "practice_list",
     "practice_lists",
+    "published_workbook",
     "rank_population",
+    "recipe_workbook",
     "risk_decimals",
     "risk_percent",
     "suppress_small_numbers",
@@ -494,6 +499,25 @@ def _mapped(keys: pd.Series, mapping: pd.Series) -> pd.Series:
     return pd.Series(out, index=keys.index)
 
 
+def _mapped_text(keys: pd.Series, mapping: pd.Series) -> pd.Series:
+    """``_mapped(keys, mapping).astype("str")``; for text values taken by Arrow straight into the
+    text column (not made one Python string at a time: ~0.6 s a million people)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    index = mapping.index
+    if (getattr(keys.array, "__arrow_array__", None) is None or not isinstance(index.dtype, pd.StringDtype)
+            or not index.is_unique or index.hasnans or keys.hasnans):
+        return _mapped(keys, mapping).astype("str")
+    values = pa.array(mapping.to_numpy(dtype=object, na_value=None), from_pandas=True)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return _mapped(keys, mapping).astype("str")  # numbers and the like: pandas writes them as text its way
+    where = _positions(keys, index)
+    found = where >= 0
+    taken = pc.take(values.cast(pa.large_string()), pa.array(np.where(found, where, 0), mask=~found))
+    return pd.Series(pd.array(taken, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=keys.index)
+
+
 def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous: pd.DataFrame | None = None,
                reasons: pd.DataFrame | pd.Series | None = None, holdout_fraction: float = 0.0,
                seed: int = 0, holdout_exempt_tiers: Sequence[str] = DEFAULT_HOLDOUT_EXEMPT_TIERS,
@@ -531,7 +555,7 @@ def mark_lists(population: pd.DataFrame, *, list_size: int, month: str, previous
     if reasons is not None:
         text = reasons["reasons"] if isinstance(reasons, pd.DataFrame) else reasons
         text = pd.Series(text.to_numpy(), index=text.index.astype(str))
-        pop["reasons"] = _mapped(pop["person_id"], text).astype("str")
+        pop["reasons"] = _mapped_text(pop["person_id"], text)
     elif "reasons" not in pop:
         pop["reasons"] = pd.array([None] * len(pop), dtype="str")
     return pop
@@ -1018,16 +1042,112 @@ def _write_list(folder: Path, relative: str, job: Mapping) -> dict[str, str]:
     folder.mkdir(parents=True)
     table = job["table"]
     files = {"list.csv": _write_bytes(job["csv"], folder / "list.csv")}
+    cells = [python_values(v) for _, v in table.items()] if table.columns.has_duplicates else \
+        [job["cells"][c] for c in table.columns]
     if job["workbook"]:
         files["list.xlsx"] = _write_xlsx(table, folder / "list.xlsx", title=job["title"], notes=job["about"],
-                                         created=job["created"],
-                                         cells=None if table.columns.has_duplicates else
-                                         [job["cells"][c] for c in table.columns],
+                                         created=job["created"], cells=cells,
                                          print_cells=_print_cells(job["cells"], job["group_names"]))
+    else:  # what the workbook would say, to build it when asked (published_workbook): the same bytes
+        files[WORKBOOK_RECIPE] = _write_bytes(_recipe_bytes(table, cells, job), folder / WORKBOOK_RECIPE)
     files["list.html"] = _write_html(folder / "list.html", **job["page"], people=Markup(job["people_rows"]))
     if job["changes_csv"] is not None:
         files["changes.csv"] = _write_bytes(job["changes_csv"], folder / "changes.csv")
     return {f"{relative}/{name}": digest for name, digest in files.items()}
+
+
+# A list published without its workbook holds this instead: everything the workbook says (title,
+# About notes, creation date, the page's group names, every cell as written), so that the workbook can
+# be built later from the published month, byte for byte as the run would have written it.
+WORKBOOK_RECIPE = "workbook.json"
+RECIPE_VERSION = 1
+
+
+def _recipe_bytes(table: pd.DataFrame, cells: Sequence[list], job: Mapping) -> bytes:
+    """The :data:`WORKBOOK_RECIPE` of a list: JSON holding the workbook's inputs (the cells as the
+    workbook writes them: text, whole and decimal numbers, true/false and null round-trip exactly)."""
+    created = job["created"]
+    recipe = {"recipe_version": RECIPE_VERSION, "title": job["title"], "notes": list(job["about"]),
+              "created": created.isoformat() if created is not None else None,
+              "group_names": job["group_names"], "columns": [str(c) for c in table.columns], "cells": list(cells)}
+    return (json.dumps(recipe, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+class WorkbookUnavailableError(InvalidInputError):
+    """A practice's workbook cannot be given from a published month: the message says why and what to do."""
+
+
+def _list_folder(practice_id: str) -> str:
+    return NO_PRACTICE if str(practice_id) == NO_PRACTICE else f"practices/{practice_id}"
+
+
+def published_workbook(month_dir: str | Path, practice_id: str, *, people: set[str] | None = None,
+                       refuse_columns: Collection[str] = (), manifest: dict | None = None) -> bytes:
+    """The workbook (``list.xlsx`` bytes) of ``practice_id``'s list in the published month at
+    ``month_dir``: the month's own ``list.xlsx`` when it was written, else built from the list's
+    :data:`WORKBOOK_RECIPE` (written instead of the workbook when ``lists.workbooks`` left it out),
+    byte for byte what the run would have written. Every file read is verified against the
+    month's manifest first (:class:`riskstrat.scoring.published.TamperedFileError` otherwise).
+
+    ``people`` (optional: Person IDs): only these people's rows (the worklist server passes the
+    people it still shows, without anyone who opted out since publishing); the bytes are the run's
+    when nobody is left out. ``refuse_columns``: a list holding any of these columns is not given (the
+    server refuses lists re-identified at publishing: it holds pseudonyms only). Raises
+    :class:`WorkbookUnavailableError` when the month has no list for the practice, or neither file.
+    """
+    month_dir = Path(month_dir)
+    manifest = manifest if manifest is not None else published.read_manifest(month_dir / published.MANIFEST,
+                                                                               month=month_dir.name)
+    folder = _list_folder(practice_id)
+    files = manifest["files"]
+    if f"{folder}/list.csv" not in files:
+        raise WorkbookUnavailableError(f"{month_dir} has no list for practice {practice_id!r}: check the practice "
+                                       f"id (the month's lists are under {month_dir / 'practices'})")
+    if f"{folder}/list.xlsx" in files:
+        data = published.read_verified(month_dir, f"{folder}/list.xlsx", manifest)
+        if people is not None or refuse_columns:
+            listed = pd.read_csv(io.BytesIO(published.read_verified(month_dir, f"{folder}/list.csv", manifest)),
+                                 dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            _refuse_columns(listed.columns, refuse_columns, month_dir / folder)
+            if people is not None and set(listed["Person ID"]) - set(people):
+                raise WorkbookUnavailableError(
+                    f"{month_dir / folder / 'list.xlsx'} holds people who are no longer shown (opted out since the "
+                    f"month was published): it is not given out; rescore the month to publish it without them")
+        return data
+    if f"{folder}/{WORKBOOK_RECIPE}" not in files:
+        raise WorkbookUnavailableError(
+            f"{month_dir / folder} has neither list.xlsx nor {WORKBOOK_RECIPE} (published by an older riskstrat): "
+            f"rescore the month (`riskstrat score --as-of {manifest.get('as_of')}`) to make its workbook")
+    recipe = json.loads(published.read_verified(month_dir, f"{folder}/{WORKBOOK_RECIPE}", manifest))
+    _refuse_columns(recipe.get("columns", []), refuse_columns, month_dir / folder)
+    return recipe_workbook(recipe, people=people)
+
+
+def _refuse_columns(columns, refused: Collection[str], where: Path) -> None:
+    found = sorted(set(map(str, columns)) & set(refused))
+    if found:
+        raise WorkbookUnavailableError(f"the list in {where} holds {', '.join(found)} (re-identified when it was "
+                                       f"published): its workbook is not given out here")
+
+
+def recipe_workbook(recipe: Mapping, *, people: set[str] | None = None) -> bytes:
+    """The workbook bytes a :data:`WORKBOOK_RECIPE` (parsed) describes; ``people``: as
+    :func:`published_workbook`."""
+    if recipe.get("recipe_version") != RECIPE_VERSION:
+        raise WorkbookUnavailableError(f"a workbook recipe of version {recipe.get('recipe_version')!r} cannot be read "
+                                       f"by this riskstrat (it reads version {RECIPE_VERSION}): rescore the month")
+    columns, cells = list(recipe["columns"]), [list(c) for c in recipe["cells"]]
+    if people is not None and "Person ID" in columns:
+        ids = cells[columns.index("Person ID")]
+        keep = [k for k, pid in enumerate(ids) if pid in people]
+        if len(keep) < len(ids):
+            cells = [[column[k] for k in keep] for column in cells]
+    table = pd.DataFrame(index=pd.RangeIndex(len(cells[0]) if cells else 0),
+                         columns=pd.Index(columns, dtype=object))  # the workbook reads its headings and length only
+    by_name = dict(zip(columns, cells))
+    created = dt.datetime.fromisoformat(recipe["created"]) if recipe.get("created") else None
+    return xlsx_bytes(table, title=recipe["title"], notes=recipe["notes"], wide_columns=("Top reasons",),
+                      created=created, cells=cells, print_cells=_print_cells(by_name, recipe.get("group_names")))
 
 
 # ``workers="auto"``: worker processes only for a month of this many workbooks or more (a worker's

@@ -42,7 +42,7 @@ from riskstrat.errors import RiskstratError
 from riskstrat.scoring.publish import NotRegularFileError, open_regular, read_regular
 
 __all__ = ["MANIFEST", "ManifestError", "MissingColumnsError", "PublishedMonthError", "TamperedFileError",
-           "read_manifest", "read_population", "verify_file"]
+           "read_manifest", "read_population", "read_verified", "verify_file"]
 
 MANIFEST = "manifest.json"
 POPULATION = "population.parquet"
@@ -211,6 +211,13 @@ def verify_file(month_dir: str | Path, name: str, manifest: dict) -> Path:
     with _verified(Path(month_dir), name, manifest):
         pass
     return Path(month_dir) / name
+
+
+def read_verified(month_dir: str | Path, name: str, manifest: dict) -> bytes:
+    """The bytes of ``month_dir / name``, read through the descriptor they were verified through
+    (:func:`verify_file`'s checks and errors)."""
+    with _verified(Path(month_dir), name, manifest) as fh:
+        return fh.read()
 
 
 def read_population(month_dir: str | Path, *, month: str | None = None, columns: Sequence[str] | None = None,

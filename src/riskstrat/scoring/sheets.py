@@ -19,6 +19,7 @@ bytes (a rerun of a month does not change its files or their hashes in the manif
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import itertools
 import math
@@ -633,13 +634,15 @@ def print_widths(columns: Sequence[str], cells: Sequence[Sequence]) -> list[int]
     filling :data:`PRINT_FILL` of the width, so that it prints at full size in LibreOffice and Excel.
     """
     heading = [_heading_width(name) for name in columns]
-    pixels: dict[str, float] = {}  # each distinct line measured once (conditions and groups repeat)
+    # Each distinct line measured once per process (conditions, groups and reasons repeat across lists).
+    pixels = _memo(_arial_pixels)[0]
     paragraphs = []
     for column in cells:
         lines = [str(v).split("\n") for v in column[:500] if v is not None]
         paragraphs.append([[pixels[t] if t in pixels else pixels.setdefault(t, _arial_pixels(t)) for t in cell]
                            for cell in lines])
-    longest = [max([heading[j]] + [_width_for_pixels(px) for cell in paragraphs[j] for px in cell])
+    # The widest line's width (_width_for_pixels never falls as the pixels grow).
+    longest = [max(heading[j], _width_for_pixels(max(map(max, paragraphs[j]))) if paragraphs[j] else 0)
                for j in range(len(columns))]
     flexible = [j for j in range(len(columns)) if longest[j] > PRINT_FIXED_MAX]
     widths = list(longest)
@@ -659,9 +662,11 @@ def print_widths(columns: Sequence[str], cells: Sequence[Sequence]) -> list[int]
         shown = [k for k, v in enumerate(cells[j][:500]) if v is not None]
         k_most = max((len(c) for c in rows), default=1)
         lengths = np.full((n, k_most), np.nan)
-        for k, cell in zip(shown, rows):
-            lengths[k, :len(cell)] = cell
-        words = [px for cell in rows for px in cell]
+        counts = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
+        words = list(itertools.chain.from_iterable(rows))
+        if words:  # each cell's lines into its row, all at once
+            lengths[np.repeat(np.asarray(shown, dtype=np.intp), counts),
+                    np.arange(len(words)) - np.repeat(np.cumsum(counts) - counts, counts)] = words
         slack = 0.5 * (sum(words) / max(1, sum(len(str(v).split()) for v in cells[j][:500] if v is not None))
                        if words else 0)
         span = np.arange(widths[j], longest[j] + 1)
@@ -698,14 +703,21 @@ def print_widths(columns: Sequence[str], cells: Sequence[Sequence]) -> list[int]
         moves = [{**at, giver: at[giver] - k, taker: at[taker] + k}
                  for giver in flexible for taker in flexible if giver != taker for k in (1, 2, 4, 8, 16)
                  if at[giver] - k >= 0 and at[taker] + k < len(tables[taker])]
-        heights = [height(m) for m in moves]
-        if not moves or min(heights) >= best_height - 1e-9:
+        if not moves:
             break
-        best_height = min(heights)
-        at = moves[heights.index(best_height)]
+        # Every move's height at once (moves by columns by rows): the counts are whole numbers, so the
+        # sums are exact and the same as :func:`height`'s move by move, and argmin takes the first lowest.
+        lines = np.stack([np.stack([tables[j][m[j]] for j in flexible]) for m in moves])
+        heights = lines.max(axis=1).sum(axis=1) + 1e-3 * lines.sum(axis=(1, 2))
+        k = int(np.argmin(heights))
+        if heights[k] >= best_height - 1e-9:
+            break
+        best_height = float(heights[k])
+        at = moves[k]
     return [widths[j] + at.get(j, 0) for j in range(len(columns))]
 
 
+@functools.lru_cache(maxsize=1024)  # the same few headings on every list
 def _heading_width(name: str) -> int:
     """The narrowest column (characters) holding the heading ``name`` (bold) on two lines at most."""
     width = max((_width_for_pixels(_arial_bold_pixels(w)) for w in name.split()), default=1)

@@ -31,11 +31,13 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from riskstrat.scoring.lists import WorkbookUnavailableError, published_workbook
+from riskstrat.scoring.published import MANIFEST, PublishedMonthError, read_manifest
 from riskstrat.serve.auth import (Account, ScryptParams, account_named, authenticate, end_session, new_session,
                                   session_account)
 from riskstrat.serve.db import (NOT_APPROPRIATE_REASONS, STATUSES, AuditRow, ListRow, LoadedMonth, PracticeSetting,
                                 Status, StatusEvent, make_engine, upgrade, utcnow)
-from riskstrat.serve.months import load_months, purge_notes
+from riskstrat.serve.months import IDENTIFYING_COLUMNS, load_months, purge_notes
 from riskstrat.templates import render
 
 __all__ = ["SECURITY_HEADERS", "ServeSettings", "create_app", "run_server"]
@@ -52,6 +54,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 STATIC = {"worklist.js": "text/javascript; charset=utf-8", "worklist.css": "text/css; charset=utf-8"}
 
 
@@ -436,6 +439,33 @@ def create_app(settings: ServeSettings, *, load: bool = True) -> FastAPI:
                     _audit(db, account.username, "export", practice, pseudonym)
         return Response(status_code=204)
 
+    @app.get("/p/{practice}/workbook")
+    def workbook(request: Request, practice: str, month: str = ""):
+        """The practice's workbook for ``month`` (list.xlsx: List, Print and About sheets), as the run
+        wrote it or would have (:func:`riskstrat.scoring.lists.published_workbook`), with only the
+        people the worklist shows; audited."""
+        account = require(request)
+        with Db() as db:
+            practice_or_404(db, account, practice, None, "workbook")
+            if month not in months_of(db, practice):
+                db.commit()
+                raise HTTPException(404, "Not found")
+            shown = set(db.scalars(sa.select(ListRow.pseudonym).where(ListRow.month == month,
+                                                                      ListRow.practice_id == practice)).all())
+            db.commit()  # ends the read
+        month_dir = Path(settings.lists_dir) / month
+        try:
+            data = published_workbook(month_dir, practice, people=shown, refuse_columns=IDENTIFYING_COLUMNS,
+                                      manifest=read_manifest(month_dir / MANIFEST, month=month))
+        except (WorkbookUnavailableError, PublishedMonthError) as exc:
+            with Db() as db, db.begin():
+                _audit(db, account.username, "workbook_refused", practice, None, month)
+            raise HTTPException(409, f"The workbook for {month} cannot be given: {_reason(exc)}") from None
+        with Db() as db, db.begin():
+            _audit(db, account.username, "workbook", practice, None, f"{month}; {len(shown)} rows")
+        return Response(data, media_type=XLSX, headers={
+            "Content-Disposition": f'attachment; filename="{practice}-{month}.xlsx"'})
+
     @app.get("/admin/audit.csv")
     def audit_csv(request: Request):
         account = require(request)
@@ -456,6 +486,13 @@ def create_app(settings: ServeSettings, *, load: bool = True) -> FastAPI:
                                  headers={"Content-Disposition": 'attachment; filename="worklist-audit.csv"'})
 
     return app
+
+
+def _reason(exc: Exception) -> str:
+    """A refusal's reason for the page, without the server's folders (the message names them for the log)."""
+    if isinstance(exc, WorkbookUnavailableError) and "re-identified" in str(exc):
+        return "its list was re-identified when it was published; ask the data team for it."
+    return "the published month's files could not be verified or hold no workbook; ask the data team."
 
 
 def _date(text: str) -> dt.date | None:
