@@ -581,6 +581,7 @@ class _Checked:
     df: pd.DataFrame  # canonical columns (nullable bools); index = 0-based input row positions
     absent: set[str]  # required columns missing from the input
     n_raw: int
+    keys: tuple[pd.Series, pd.Index] | None = None  # persons: the ids once each and their look-up, made once
 
 
 def _normalise_headers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
@@ -1012,10 +1013,14 @@ class _RepeatedRows:
         entries = np.empty(len(key), self._ENTRY)
         entries["hash"] = _row_hashes(key, _content_words)
         entries["row"] = key.index.to_numpy()
-        bucket = entries["hash"] >> np.uint64(64 - self._BUCKET_BITS)
-        for b in np.unique(bucket):
-            with open(self._files[int(b)], "ab") as handle:
-                entries[bucket == b].tofile(handle)
+        bucket = (entries["hash"] >> np.uint64(64 - self._BUCKET_BITS)).astype(np.int64)
+        order = np.argsort(bucket, kind="stable")
+        entries, bucket = entries[order], bucket[order]
+        bounds = np.searchsorted(bucket, np.arange((1 << self._BUCKET_BITS) + 1))
+        for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if hi > lo:
+                with open(self._files[b], "ab") as handle:
+                    entries[lo:hi].tofile(handle)
 
     def positions(self) -> np.ndarray:
         """The positions of the rows whose hash another row shares, ascending."""
@@ -1089,10 +1094,13 @@ def _check_unique_persons(log: _IssueLog, persons: pd.DataFrame) -> None:
 def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _IssueLog, policy: Policy) -> None:
     """Unknown person ids, and event dates before birth or after death."""
     name, events = table.name, checked.df
-    keys = persons.df["person_id"].dropna().drop_duplicates()
+    if persons.keys is None:  # hashed once for every table (and every piece of one)
+        keys = persons.df["person_id"].dropna().drop_duplicates()
+        persons.keys = keys, pd.Index(keys)
+    keys, lookup = persons.keys
     ids = events["person_id"]  # a categorical (_coerce_person_key)
     codes, ids_u = ids.cat.codes.to_numpy(), ids.cat.categories
-    at = _spread(pd.Index(keys).get_indexer(ids_u), codes, -1)  # position in keys, -1 if unknown
+    at = _spread(lookup.get_indexer(ids_u), codes, -1)  # position in keys, -1 if unknown
     rows = events.index.to_numpy()
     unknown = (at < 0) & (codes >= 0)
     if unknown.any():
