@@ -67,9 +67,8 @@ def test_a_messy_folder_checked_in_pieces_gives_the_whole_tables_report(messy, m
     assert pieces == []
     assert {i["rule"] for i in whole["issues"]} >= {"duplicate_rows", "unknown_code", "negative_cost",
                                                     "unknown_person", "future_event", "event_after_death"}
-    for policy in ("drop", "error"):
-        assert report_of(messy, chunk_rows=PIECE, duplicate_rows=policy) == \
-            report_of(messy, duplicate_rows=policy)
+    for options in ({"duplicate_rows": "error"}, {"unknown_codes": "drop"}, {"out_of_life_events": "error"}):
+        assert report_of(messy, chunk_rows=PIECE, **options) == report_of(messy, **options)
     assert report_of(messy, chunk_rows=PIECE) == whole
     assert {"prescriptions", "gp_contacts", "outpatient_appointments"} <= set(pieces)
 

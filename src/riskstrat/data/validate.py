@@ -582,6 +582,7 @@ class _Checked:
     absent: set[str]  # required columns missing from the input
     n_raw: int
     keys: tuple[pd.Series, pd.Index] | None = None  # persons: the ids once each and their look-up, made once
+    costs_filled: set[str] = field(default_factory=set)  # cost columns with a value in some row (before any drop)
 
 
 def _normalise_headers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
@@ -678,9 +679,10 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
             log.add(name, end, "end_before_start", "error", wrong.sum(),
                     f"{log.where(name, end)}: {_rows(int(wrong.sum()))} with {end} before {start}"
                     f"{_eg(examples)}; correct the dates or remove the rows.", examples)
+    filled = {c for c in table.column_names if c in COST_COLUMNS and c in frame_columns and df[c].notna().any()}
     for column in (c for c in table.column_names if c in COST_COLUMNS):
         absent_cost = column not in frame_columns
-        blank = df[column].isna().all() if costs_filled is None else column not in costs_filled
+        blank = column not in (filled if costs_filled is None else costs_filled)
         if n_whole and (absent_cost or blank):
             where = log.where(name) if absent_cost else log.where(name, column)
             log.add(name, column, "blank_cost", "warning", n_whole,
@@ -693,7 +695,7 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
         df = _check_duplicates(log, table, df, extra, duplicate_rows)
     if name == "persons" and "person_id" not in absent and trusted is None:
         _check_unique_persons(log, df)
-    return _Checked(df, absent, n)
+    return _Checked(df, absent, n, costs_filled=filled)
 
 
 def _check_in_chunks(table: Table, source: LazyTables, log: _IssueLog, persons: _Checked | None, *, rows: int,
@@ -717,8 +719,7 @@ def _check_in_chunks(table: Table, source: LazyTables, log: _IssueLog, persons: 
             checked = _check_table(table, piece, aside, duplicate_rows=duplicate_rows, unknown_codes=unknown_codes,
                                    positions=np.arange(first, first + len(piece)), hashes=repeats)
             del piece
-            filled |= {c for c in table.column_names if c in COST_COLUMNS and c in checked.df
-                       and checked.df[c].notna().any()}
+            filled |= checked.costs_filled
             _check_future_events(aside, table, checked, latest, out_of_life_events)
             if persons is not None and "person_id" not in checked.absent:
                 _check_people(table, checked, persons, aside, out_of_life_events)
