@@ -33,6 +33,7 @@ from riskstrat.data.load import load_data
 from riskstrat.pipelines.score import PublishedButNotTrackedError, run_scoring
 from riskstrat.pipelines.train import run_training
 from riskstrat.scoring.checks import ModelDataMismatchError
+from riskstrat.scoring.month import InMemoryFeatures
 from riskstrat.data.privacy import OptOutError
 from riskstrat.scoring.publish import AlreadyPublishedError, PublishRefusedError
 
@@ -362,6 +363,27 @@ def test_rerun_of_the_same_month_gives_identical_person_level_files(score, tmp_p
     files_a = json.loads((a / "manifest.json").read_text())["files"]
     files_b = json.loads((b / "manifest.json").read_text())["files"]
     assert {n: files_a[n] for n in names} == {n: files_b[n] for n in names}
+
+
+def test_a_tiny_chunk_size_writes_the_files_of_one_chunk_and_the_features_go_before_the_lists(score, tmp_path,
+                                                                                               monkeypatch):
+    said, release, write = [], InMemoryFeatures.release, lists.write_month
+    monkeypatch.setattr(InMemoryFeatures, "release", lambda self: said.append("release") or release(self))
+    monkeypatch.setattr(lists, "write_month", lambda *a, **k: said.append("write") or write(*a, **k))
+    one = score(tmp_path / "one", "chunk_size=1000000")
+    assert said[:2] == ["release", "write"]  # no feature frame held while the lists are written
+    tiny = score(tmp_path / "tiny", "chunk_size=1000")
+    assert tiny["counts"]["scored"] > 2 * 1000  # three chunks
+    a, b = Path(one["output_dir"]), Path(tiny["output_dir"])
+
+    def written(month: Path) -> list[str]:  # all but the manifest (it records the chunk size) and run marker
+        return sorted(p.relative_to(month).as_posix() for p in month.rglob("*")
+                      if p.is_file() and p.name != "manifest.json" and not p.name.startswith("."))
+
+    names = written(a)
+    assert names == written(b) and "population.parquet" in names and any(n.endswith("list.xlsx") for n in names)
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=[pytest.mark.slow, pytest.mark.skipif(

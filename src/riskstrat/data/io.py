@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,6 +116,23 @@ def find_table_file(data_dir: Path, table: str) -> Path | None:
     return None
 
 
+def _parquet_text(path: Path) -> list[str]:
+    """The text columns of a riskstrat Parquet file (read dictionary-encoded), after checking its schema version."""
+    schema = pq.read_schema(path)
+    meta = schema.metadata or {}
+    check_schema_version((meta.get(b"riskstrat_schema_version") or b"").decode("utf-8", "replace"), str(path))
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    # self_destruct frees each Arrow column once converted, so the table and the frame are
+    # not both whole in memory; then the pool hands the buffers back to the system.
+    frame = table.to_pandas(date_as_object=False, self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()
+    return frame
+
+
 def read_table_file(path: Path) -> pd.DataFrame:
     """Read one table file as it is: Parquet with its types, CSV with every column as text.
 
@@ -124,17 +142,7 @@ def read_table_file(path: Path) -> pd.DataFrame:
     """
     try:
         if path.name.endswith(".parquet"):
-            schema = pq.read_schema(path)
-            meta = schema.metadata or {}
-            check_schema_version((meta.get(b"riskstrat_schema_version") or b"").decode("utf-8", "replace"), str(path))
-            text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-            table = pq.read_table(path, read_dictionary=text)
-            # self_destruct frees each Arrow column once converted, so the table and the frame are
-            # not both whole in memory; then the pool hands the buffers back to the system.
-            frame = table.to_pandas(date_as_object=False, self_destruct=True, split_blocks=True)
-            del table
-            pa.default_memory_pool().release_unused()
-            return frame
+            return _frame(pq.read_table(path, read_dictionary=_parquet_text(path)))
         # utf-8-sig strips a byte-order mark; keep everything as text and let validation parse.
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
     except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError) as exc:
@@ -158,6 +166,50 @@ class LazyTables(Mapping[str, pd.DataFrame]):
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return read_table_file(self.files[name])
+
+    def parquet_rows(self, name: str) -> int | None:
+        """The rows of table ``name``'s file from its Parquet footer (None for CSV or an unreadable file)."""
+        path = self.files[name]
+        if not path.name.endswith(".parquet"):
+            return None
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError, pa.ArrowException):
+            return None  # read whole, where the error is reported as it always was
+
+    def chunks(self, name: str, rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+        """Table ``name``'s Parquet file in pieces of ``rows`` rows, each as :func:`read_table_file` reads
+        the whole file, with the position of its first row (memory holds one piece at a time)."""
+        path = self.files[name]
+        try:
+            file = pq.ParquetFile(path, read_dictionary=_parquet_text(path))
+            first = 0
+            for batch in file.iter_batches(batch_size=rows):
+                yield first, _frame(pa.Table.from_batches([batch]))
+                first += batch.num_rows
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise DataFileError(f"{path}: cannot be read ({exc})") from exc
+
+    def rows_at(self, name: str, positions) -> pd.DataFrame:
+        """The rows of table ``name``'s Parquet file at 0-based ``positions`` (ascending), as
+        :func:`read_table_file` reads them, indexed by their positions: one row group read at a time."""
+        path = self.files[name]
+        positions = np.asarray(positions, dtype=np.int64)
+        try:
+            file = pq.ParquetFile(path, read_dictionary=_parquet_text(path))
+            parts, start = [], 0
+            for group in range(file.metadata.num_row_groups):
+                end = start + file.metadata.row_group(group).num_rows
+                lo, hi = np.searchsorted(positions, [start, end])
+                if hi > lo:
+                    parts.append(file.read_row_group(group).take(pa.array(positions[lo:hi] - start)))
+                start = end
+            table = pa.concat_tables(parts).unify_dictionaries() if parts else file.schema_arrow.empty_table()
+            frame = _frame(table.combine_chunks())
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise DataFileError(f"{path}: cannot be read ({exc})") from exc
+        frame.index = pd.Index(positions)
+        return frame
 
     def __contains__(self, name) -> bool:  # Mapping's default would read the file to find out
         return name in self.files

@@ -51,6 +51,7 @@ other pseudonymised keys (``person_id``, ``record_id``) only masked (``6d…1a (
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,6 +87,9 @@ Severity = Literal["error", "warning"]
 Policy = Literal["drop", "keep", "error"]
 
 MAX_EXAMPLES = 5
+# Rows of an event table checked at a time when only a report is wanted (validate, --stamp): about
+# 100 bytes a row while checked, so some 400 MB a piece, whatever the table's size.
+CHUNK_ROWS = 4_000_000
 EARLIEST_BIRTH = np.datetime64("1900-01-01", "s")
 MAX_ID_LENGTH = 256
 MAX_PRACTICE_ID_LENGTH = 64
@@ -190,6 +194,7 @@ def validate_tables(
     keep_records: bool = True,
     latest_date=None,
     trusted: Mapping[str, bool] | None = None,
+    chunk_rows: int | None = None,
 ) -> tuple[LinkedRecords | None, ValidationReport]:
     """Check raw tables against the schema and coerce them to canonical dtypes.
 
@@ -207,6 +212,9 @@ def validate_tables(
     stamp proves passed these checks unchanged: they are coerced, and only the checks that drop or
     change rows run (none when the value is True: the stamp says none were dropped or changed); the
     checks that can only refuse (ranges, safe text, date order, unique persons, links) do not.
+    ``chunk_rows`` (a report alone, ``raw`` a :class:`~riskstrat.data.io.LazyTables`): an event table whose
+    Parquet file has more rows is checked in pieces of that many rows (:func:`_check_in_chunks`: the
+    same findings and counts, memory bounded by a piece and the rows that break a rule).
 
     Returns ``(records, report)``; ``records`` is None when the report has any error.
 
@@ -243,6 +251,17 @@ def validate_tables(
         if name not in raw:
             continue
         trust = (trusted or {}).get(name)  # None: every check; False: those that drop or change rows; True: none
+        if (chunk_rows and not keep_records and trust is None and name != "persons" and isinstance(raw, LazyTables)
+                and (raw.parquet_rows(name) or 0) > chunk_rows):
+            n_read, n_kept = _check_in_chunks(table, raw, log, persons, rows=chunk_rows, duplicate_rows=duplicate_rows,
+                                              unknown_codes=unknown_codes, latest=latest,
+                                              out_of_life_events=out_of_life_events)
+            report.row_counts[name] = n_kept
+            if n_read > n_kept:
+                report.dropped[name] = n_read - n_kept
+            if on_table is not None:
+                on_table(name, n_kept)
+            continue
         checked = _check_table(table, raw[name], log, duplicate_rows=duplicate_rows, unknown_codes=unknown_codes,
                                trusted=trust)
         if name == "persons":
@@ -311,6 +330,7 @@ def stamp_data_dir(data_dir: str | Path, *, on_table: Callable[[str, int], None]
     the folder (:func:`riskstrat.data.stamp.write_stamp`); returns the report and the stamp's path (None
     when validation found errors: then nothing is stamped and an older stamp is removed)."""
     options.setdefault("latest_date", data_latest_date(data_dir))
+    options.setdefault("chunk_rows", CHUNK_ROWS)
     files = table_files(data_dir)
     _, report = validate_tables(LazyTables(files), files=files, keep_records=False, on_table=on_table, **options)
     if not report.ok:
@@ -382,8 +402,20 @@ def _day(value) -> str:
     return np.datetime_as_string(np.datetime64(value, "D"), unit="D")
 
 
+# While a table is checked in pieces (:func:`_check_in_chunks`): the positions of every row any check
+# names, gathered for the exact second look at those rows. Every rule that names rows goes through
+# :func:`_row_examples` (unknown codes through :func:`_note`), so nothing a rule finds is missed.
+_named_rows: list[np.ndarray] | None = None
+
+
+def _note(mask: np.ndarray, rows: np.ndarray) -> None:
+    if _named_rows is not None:
+        _named_rows.append(np.asarray(rows)[np.asarray(mask, bool)])
+
+
 def _row_examples(mask: np.ndarray, rows: np.ndarray, shown=None) -> tuple[str, ...]:
     """'row N: value' for the first offending rows; ``rows`` holds 0-based input positions."""
+    _note(mask, rows)
     hits = np.flatnonzero(mask)[:MAX_EXAMPLES]
     if shown is None:
         return tuple(f"row {rows[i] + 1}" for i in hits)
@@ -549,6 +581,8 @@ class _Checked:
     df: pd.DataFrame  # canonical columns (nullable bools); index = 0-based input row positions
     absent: set[str]  # required columns missing from the input
     n_raw: int
+    keys: tuple[pd.Series, pd.Index] | None = None  # persons: the ids once each and their look-up, made once
+    costs_filled: set[str] = field(default_factory=set)  # cost columns with a value in some row (before any drop)
 
 
 def _normalise_headers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
@@ -563,20 +597,27 @@ def _normalise_headers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
 
 
 def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_rows: Policy,
-                 unknown_codes: str, trusted: bool | None = None) -> _Checked:
+                 unknown_codes: str, trusted: bool | None = None, positions: np.ndarray | None = None,
+                 whole: tuple[int, set[str]] | None = None, hashes: "_RepeatedRows | None" = None) -> _Checked:
+    """One table's own checks (not its links to persons). ``positions``: the rows' 0-based places in the
+    file (default 0, 1, ...), as messages number them, and the result's index. A piece of a table
+    (:func:`_check_in_chunks`): ``whole`` gives the whole table's rows and the cost columns with a value in
+    any row (for the empty-table, missing-column and blank-cost findings), and ``hashes``, when given,
+    takes the rows' content hashes instead of the repeats being looked for here."""
     name = table.name
     frame = _normalise_headers(raw, table).reset_index(drop=True)
     del raw  # a table read for this call is then held only through ``frame``, let go below
     n = len(frame)
-    rows = np.arange(n)
-    if n == 0:
+    rows = np.arange(n) if positions is None else np.asarray(positions, dtype=np.int64)
+    n_whole, costs_filled = whole if whole is not None else (n, None)
+    if n_whole == 0:
         log.add(name, None, "empty_table", "warning", 0,
                 f"{log.where(name)} has no rows, so the {name} table contributes nothing.")
     absent = {c.name for c in table.columns if c.required and c.name not in frame.columns}
     for col in table.columns:
         if col.name in absent:
             found = ", ".join(map(str, frame.columns)) or "none"
-            log.add(name, col.name, "missing_column", "error", n,
+            log.add(name, col.name, "missing_column", "error", n_whole,
                     f"{log.where(name)} has no column {col.name}, which is required "
                     f"(columns found: {found}); add it or rename the matching column.")
     extras = [c for c in frame.columns if c not in table.column_names]
@@ -602,6 +643,7 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
         where = log.where(name, col.name)
         if bad.any():
             if col.kind == "category":
+                _note(bad, rows)
                 drop |= _report_unknown_codes(log, table, col, values, bad, unknown_codes)
             elif col.kind in _BAD_VALUE:
                 rule, what, todo = _BAD_VALUE[col.kind]
@@ -623,6 +665,8 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
 
     df = pd.DataFrame(columns, copy=False)
     extra = frame[extras]
+    if positions is not None:
+        df.index = extra.index = pd.Index(rows)
     frame_columns = set(frame.columns)
     del frame, columns, values
     for start, end in table.ordered_dates:
@@ -635,19 +679,63 @@ def _check_table(table: Table, raw: pd.DataFrame, log: _IssueLog, *, duplicate_r
             log.add(name, end, "end_before_start", "error", wrong.sum(),
                     f"{log.where(name, end)}: {_rows(int(wrong.sum()))} with {end} before {start}"
                     f"{_eg(examples)}; correct the dates or remove the rows.", examples)
+    filled = {c for c in table.column_names if c in COST_COLUMNS and c in frame_columns and df[c].notna().any()}
     for column in (c for c in table.column_names if c in COST_COLUMNS):
         absent_cost = column not in frame_columns
-        if n and (absent_cost or df[column].isna().all()):
+        blank = column not in (filled if costs_filled is None else costs_filled)
+        if n_whole and (absent_cost or blank):
             where = log.where(name) if absent_cost else log.where(name, column)
-            log.add(name, column, "blank_cost", "warning", n,
-                    blank_cost_message(where, name, column, n, absent=absent_cost), action="kept as unknown")
+            log.add(name, column, "blank_cost", "warning", n_whole,
+                    blank_cost_message(where, name, column, n_whole, absent=absent_cost), action="kept as unknown")
     if drop.any():
         df = _without_rows(df, drop)
-    if trusted is not True:
+    if hashes is not None:
+        hashes.add(df, extra)
+    elif trusted is not True:
         df = _check_duplicates(log, table, df, extra, duplicate_rows)
     if name == "persons" and "person_id" not in absent and trusted is None:
         _check_unique_persons(log, df)
-    return _Checked(df, absent, n)
+    return _Checked(df, absent, n, costs_filled=filled)
+
+
+def _check_in_chunks(table: Table, source: LazyTables, log: _IssueLog, persons: _Checked | None, *, rows: int,
+                     duplicate_rows: Policy, unknown_codes: str, latest: np.datetime64,
+                     out_of_life_events: Policy) -> tuple[int, int]:
+    """One event table of a Parquet file checked in pieces of ``rows`` rows, memory bounded by a piece and the
+    rows that break a rule, with the findings, messages and counts of checking it whole: a first pass runs
+    every check on each piece (findings set aside, only the positions of the rows they name kept) and spills
+    each row's content hash (:class:`_RepeatedRows`); a second checks, as one table, exactly the rows named
+    or sharing a hash, numbered by their places in the file. A row no rule names and no other row repeats
+    changes no finding, so leaving it out of the second pass changes nothing but the counts of rows and
+    which cost columns have a value, both carried from the first. Returns (rows read, rows kept)."""
+    global _named_rows
+    name, named, n_read = table.name, [], 0
+    filled: set[str] = set()
+    repeats = _RepeatedRows()
+    try:
+        _named_rows = named
+        for first, piece in source.chunks(name, rows):
+            aside = _IssueLog(log.files)  # the second pass words the findings
+            checked = _check_table(table, piece, aside, duplicate_rows=duplicate_rows, unknown_codes=unknown_codes,
+                                   positions=np.arange(first, first + len(piece)), hashes=repeats)
+            del piece
+            filled |= checked.costs_filled
+            _check_future_events(aside, table, checked, latest, out_of_life_events)
+            if persons is not None and "person_id" not in checked.absent:
+                _check_people(table, checked, persons, aside, out_of_life_events)
+            n_read += checked.n_raw
+            del checked
+        _named_rows = None
+        look_again = np.unique(np.concatenate([*named, repeats.positions()]))
+    finally:
+        _named_rows = None
+        repeats.close()
+    checked = _check_table(table, source.rows_at(name, look_again), log, duplicate_rows=duplicate_rows,
+                           unknown_codes=unknown_codes, positions=look_again, whole=(n_read, filled))
+    _check_future_events(log, table, checked, latest, out_of_life_events)
+    if persons is not None and "person_id" not in checked.absent:
+        _check_people(table, checked, persons, log, out_of_life_events)
+    return n_read, n_read - (checked.n_raw - len(checked.df))
 
 
 def blank_cost_message(where: str, table: str, column: str, n: int, *, absent: bool) -> str:
@@ -880,7 +968,7 @@ def _without_rows(df: pd.DataFrame, drop: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(columns, index=index, copy=False)
 
 
-def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+def _row_hashes(frame: pd.DataFrame, words: Callable[[pd.Series], np.ndarray] | None = None) -> np.ndarray:
     """A 64-bit hash of each row, equal for equal rows, combined column by column in place: three
     arrays of 8 bytes a row are alive at once (the running hash, one column's words and a scratch
     array). Text is hashed through its factorised codes (categorical codes as they are), never as
@@ -888,12 +976,73 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
     combined = np.zeros(len(frame), dtype=np.uint64)
     scratch = np.empty(len(frame), dtype=np.uint64)
     for _, column in frame.items():  # by position: extra columns may share a name
-        words = _column_words(column)
-        _mix64(words, scratch)
+        column_words = (words or _column_words)(column)
+        _mix64(column_words, scratch)
         combined *= np.uint64(1_000_003)  # uint64 arithmetic wraps around
-        combined ^= words
-        del words
+        combined ^= column_words
+        del column_words
     return combined
+
+
+def _content_words(column: pd.Series) -> np.ndarray:
+    """As :func:`_column_words`, but text by its content, not by its place among one frame's values: equal
+    in every piece of a table read in pieces (each piece factorises its own text)."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        per_value = pd.util.hash_array(np.asarray(column.cat.categories, dtype=object))
+        return _spread(per_value, column.cat.codes.to_numpy(), np.uint64(0x9E3779B97F4A7C15))
+    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+        return pd.util.hash_pandas_object(column, index=False).to_numpy().copy()
+    return _column_words(column)
+
+
+class _RepeatedRows:
+    """Rows whose content hash repeats anywhere in a table checked in pieces: each piece's hashes and
+    positions are spilled to disk in buckets by their top bits, and :meth:`positions` reads back one
+    bucket at a time (memory holds a bucket, not the table's hashes). The rows found are compared
+    exactly afterwards (:func:`_check_duplicates`), so a hash shared by chance costs a look, nothing else."""
+
+    _BUCKET_BITS = 5
+    _ENTRY = np.dtype([("hash", "<u8"), ("row", "<i8")])
+
+    def __init__(self):
+        self._dir = tempfile.TemporaryDirectory(prefix="riskstrat-repeats-")
+        self._files = [Path(self._dir.name) / f"{b:02d}.bin" for b in range(1 << self._BUCKET_BITS)]
+
+    def add(self, df: pd.DataFrame, extra: pd.DataFrame) -> None:
+        key = pd.concat([df, extra.loc[df.index]], axis=1) if len(extra.columns) else df
+        entries = np.empty(len(key), self._ENTRY)
+        entries["hash"] = _row_hashes(key, _content_words)
+        entries["row"] = key.index.to_numpy()
+        bucket = (entries["hash"] >> np.uint64(64 - self._BUCKET_BITS)).astype(np.int64)
+        order = np.argsort(bucket, kind="stable")
+        entries, bucket = entries[order], bucket[order]
+        bounds = np.searchsorted(bucket, np.arange((1 << self._BUCKET_BITS) + 1))
+        for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if hi > lo:
+                with open(self._files[b], "ab") as handle:
+                    entries[lo:hi].tofile(handle)
+
+    def positions(self) -> np.ndarray:
+        """The positions of the rows whose hash another row shares, ascending."""
+        found = []
+        for path in self._files:
+            if not path.exists():
+                continue
+            entries = np.fromfile(path, self._ENTRY)
+            hashes = entries["hash"]
+            order = np.argsort(hashes, kind="stable")
+            ordered = hashes[order]
+            same = ordered[1:] == ordered[:-1]
+            shared = np.zeros(len(ordered), bool)
+            shared[1:] |= same
+            shared[:-1] |= same
+            found.append(entries["row"][order[shared]])
+            del entries, hashes, order, ordered
+        return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+    def close(self) -> None:
+        self._dir.cleanup()
 
 
 def _column_words(column: pd.Series) -> np.ndarray:
@@ -946,10 +1095,13 @@ def _check_unique_persons(log: _IssueLog, persons: pd.DataFrame) -> None:
 def _check_people(table: Table, checked: _Checked, persons: _Checked, log: _IssueLog, policy: Policy) -> None:
     """Unknown person ids, and event dates before birth or after death."""
     name, events = table.name, checked.df
-    keys = persons.df["person_id"].dropna().drop_duplicates()
+    if persons.keys is None:  # hashed once for every table (and every piece of one)
+        keys = persons.df["person_id"].dropna().drop_duplicates()
+        persons.keys = keys, pd.Index(keys)
+    keys, lookup = persons.keys
     ids = events["person_id"]  # a categorical (_coerce_person_key)
     codes, ids_u = ids.cat.codes.to_numpy(), ids.cat.categories
-    at = _spread(pd.Index(keys).get_indexer(ids_u), codes, -1)  # position in keys, -1 if unknown
+    at = _spread(lookup.get_indexer(ids_u), codes, -1)  # position in keys, -1 if unknown
     rows = events.index.to_numpy()
     unknown = (at < 0) & (codes >= 0)
     if unknown.any():

@@ -17,7 +17,7 @@ import pandas as pd
 from riskstrat.data.io import write_json
 from riskstrat.data.privacy import init_pseudonym_key, key_fingerprint, load_pseudonym_key
 from riskstrat.data.synth import write_population
-from riskstrat.data.validate import ValidationReport, stamp_data_dir, validate_data_dir
+from riskstrat.data.validate import CHUNK_ROWS, ValidationReport, stamp_data_dir, validate_data_dir
 from riskstrat.features.clinical import FEATURE_NAMES
 from riskstrat.features.words import feature_table
 
@@ -46,7 +46,8 @@ def validate_folder(data_dir: str | Path, *, out_of_life_events: str = "drop",
     options = {"on_table": on_table} if on_table is not None else {}
     if stamp:
         return stamp_data_dir(data_dir, out_of_life_events=out_of_life_events, **options)[0]
-    _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events, keep_records=False, **options)
+    _, report = validate_data_dir(data_dir, out_of_life_events=out_of_life_events, keep_records=False,
+                                  chunk_rows=CHUNK_ROWS, **options)
     return report
 
 

@@ -159,9 +159,10 @@ class InMemoryFeatures:
     def __init__(self, frame: pd.DataFrame):
         self.frame = frame
         self.columns = list(frame.columns)
+        self._rows = len(frame)
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return self._rows
 
     def without(self, person_ids) -> tuple["InMemoryFeatures", int]:
         if len(person_ids) == 0:  # nothing to remove: no copy of the month's features (2 GB at 5M people)
@@ -210,7 +211,8 @@ class InMemoryFeatures:
         return reasons, max_error, len(explain)
 
     def release(self) -> None:
-        return None
+        # The month's features (2 GB at 5M people) are not held while the lists are written.
+        self.frame = None
 
 
 def cohort_exclusions(records: LinkedRecords, as_of, *, min_age: float, max_age: float) -> dict[str, int]:
