@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def score(
     """
     from riskstrat.pipelines.score import (PublishedButNotTrackedError, ScoringConfig, ValidationError, load_config,
                                            path_override, run_scoring, stage_report)
+
+    # The 240,000 objects the imports made (MLflow's, scikit-learn's...) live until the process ends: kept out
+    # of the collector's full passes, which walked them all each time (1.15 against 0.51 s of CPU at 100k people).
+    gc.freeze()
 
     date = parse_date(as_of)
     extra = [path_override("data.path", data)] if data else []
