@@ -54,8 +54,10 @@ def exit_now(code=0) -> None:
         shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None or stream.closed:
+            continue
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+        except OSError:  # a closed pipe (riskstrat ... | head): nothing more can be said
             pass
     os._exit(status)
