@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import errno
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,33 @@ def test_help_shows_the_spark_extra_in_full(command):
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})
     assert result.exit_code == 0
     assert "pip install 'riskstrat[spark]'" in result.output
+
+
+# The command's process ends without the interpreter's teardown (riskstrat.cli.exit_now), but as sys.exit would:
+# the status, then the atexit callbacks, threads waited for and everything printed flushed.
+_EXIT_SCRIPT = """
+import atexit, sys, threading, time
+import riskstrat.cli
+atexit.register(lambda: print("atexit ran", flush=False))
+threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished", flush=False))).start()
+sys.argv = ["riskstrat", *sys.argv[1:]]
+riskstrat.cli.main()
+print("not reached")
+"""
+
+
+@pytest.mark.parametrize("args, status, said", [(["--version"], 0, "riskstrat "),
+                                                (["score"], 2, "Missing option")])
+def test_the_process_ends_as_sys_exit_would(args, status, said):
+    done = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == status
+    assert said in done.stdout + done.stderr
+    assert "thread finished" in done.stdout and "atexit ran" in done.stdout
+    assert done.stdout.index("thread finished") < done.stdout.index("atexit ran")
+    assert "not reached" not in done.stdout
+
+
+def test_exit_now_with_a_message_says_it_and_ends_with_status_1():
+    done = subprocess.run([sys.executable, "-c", "import riskstrat.cli; riskstrat.cli.exit_now('stopped: why')"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr.strip()) == (1, "stopped: why")

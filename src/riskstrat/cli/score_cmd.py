@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -95,8 +96,14 @@ def score(
         cfg = load_config(config, [*overrides, *extra], model=ScoringConfig)
         timings: dict[str, float] = {}
         started = riskstrat.process_started()
-        with libraries_quiet(quiet):
-            manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet), timings=timings, started=started)
+        # The 240,000 objects the imports made (MLflow's, scikit-learn's...) outlive the run: kept out of the
+        # collector's full passes, which walked them all each time (1.15 against 0.51 s of CPU at 100k people).
+        gc.freeze()
+        try:
+            with libraries_quiet(quiet):
+                manifest = run_scoring(cfg, date, stage=Stage(quiet=quiet), timings=timings, started=started)
+        finally:
+            gc.unfreeze()  # collected as usual again (a test process runs many commands)
         wall = time.time() - started
     except ValidationError as exc:
         fail(f"the data failed validation; nothing was written:\n{exc}", EXIT_REFUSED)

@@ -695,12 +695,15 @@ def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, ta
     at = np.full(len(frame), -1, dtype=np.int64)
     at[known] = cohort_of_key[person[known].astype(np.int64)]
     hit = at >= 0
+    target = at[hit]  # once for every aggregate of the table (a copy per aggregate at 1M people adds up)
     values = {}
     for a in (aggregates_for(table_name) if aggregates is None else aggregates):
-        column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)
+        column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)[hit]
         if a.kind == "any":
             column = (column > 0).astype("float64")
+        else:
+            np.copyto(column, a.fill, where=np.isnan(column))
         out = np.full(n_people, a.fill, dtype="float64")
-        out[at[hit]] = np.where(np.isnan(column[hit]), a.fill, column[hit])
+        out[target] = column
         values[a.name] = out
     return values
