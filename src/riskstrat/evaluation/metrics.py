@@ -881,21 +881,41 @@ def _local_linear(x: np.ndarray, y: np.ndarray, weight: np.ndarray, at: np.ndarr
     total = weight.sum()
     k = min(total, max(2.0, math.floor(frac * total + 1e-10)))
     out = np.empty(len(at))
-    for j, x0 in enumerate(at):
-        d = np.abs(x - x0)
-        order = np.argsort(d, kind="stable")
-        reach = np.searchsorted(np.cumsum(weight[order]), k - 1e-9)
-        h = d[order[min(reach, len(order) - 1)]] * max(1.0, frac)
-        if h == 0:
-            here = d == 0
-            out[j] = weight[here] @ y[here] / weight[here].sum()
-            continue
+    # All points of a block at once (an array a point by x); blocks bound the memory at any len(at).
+    step = max(1, _LOESS_BLOCK // max(1, len(x)))
+    for start in range(0, len(at), step):
+        out[start:start + step] = _local_linear_block(x, y, weight, at[start:start + step], k=k, frac=frac)
+    return out
+
+
+# Cells (points evaluated x rows) per block of the loess: about 2 MB an array.
+_LOESS_BLOCK = 1 << 18
+
+
+def _local_linear_block(x, y, weight, at, *, k: float, frac: float) -> np.ndarray:
+    """:func:`_local_linear` at the points ``at``, one row of arrays per point."""
+    d = np.abs(x[None, :] - at[:, None])
+    order = np.argsort(d, axis=1, kind="stable")
+    # The window's radius: the distance of the nearest row at which the people counted reach k.
+    reach = (np.cumsum(weight[order], axis=1) < k - 1e-9).sum(axis=1)
+    rows = np.arange(len(at))
+    h = d[rows, order[rows, np.minimum(reach, len(x) - 1)]] * max(1.0, frac)
+    out = np.empty(len(at))
+    tied = h == 0  # every one of the k nearest sits at the point itself: their mean
+    if tied.any():
+        here = d[tied] == 0
+        out[tied] = (here * weight) @ y / (here @ weight)
+    fit = ~tied
+    if fit.any():
+        d, h = d[fit], h[fit][:, None]
         w = weight * (1 - np.clip(d / h, 0, 1) ** 3) ** 3
-        sw = w.sum()
+        sw = w.sum(axis=1)
         mx, my = w @ x / sw, w @ y / sw
-        sxx = w @ ((x - mx) ** 2)
-        slope = (w @ ((x - mx) * (y - my))) / sxx if sxx > 0 else 0.0
-        out[j] = my + slope * (x0 - mx)
+        dx = x - mx[:, None]
+        sxx = np.einsum("ij,ij->i", w, dx ** 2)
+        sxy = np.einsum("ij,ij->i", w, dx * (y - my[:, None]))
+        slope = np.divide(sxy, sxx, out=np.zeros(len(sxx)), where=sxx > 0)
+        out[fit] = my + slope * (at[fit] - mx)
     return out
 
 
