@@ -33,8 +33,9 @@ from riskstrat.data.synth import write_population
 AS_OF = "2025-11-01"
 # No refit: these tests score with version 1 (the evaluated model) and name it; the refit is tests/test_refit.py's.
 TRAIN_SMALL = ["model.refit=none", "index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
-               "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
-               "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
+               "evaluation.n_bootstrap=10", "evaluation.figures=false", "model.lightgbm.n_estimators=40",
+               "model.baselines=[prior_use]", "guards.min_events_train=20",
+               "guards.min_events_calibration=20", "guards.min_events_test=20"]
 WITH_COSTS, WITHOUT_COSTS = "cost-model", "no-cost-model"
 COST_FEATURES = [f for f in FEATURE_NAMES if is_cost_feature(f)]
 
@@ -210,7 +211,7 @@ def test_evaluate_refuses_usd_data_and_converts_with_a_rate(registry, usd_dir, t
                        uri=registry["uri"], log=False)
     run = run_evaluation(f"{WITH_COSTS}/1", usd_dir, "2024-11-01", out_dir=tmp_path / "report", card_dir=None,
                          uri=registry["uri"], n_boot=10, min_events=20, include_seen=True, log=False,
-                         currency_rate=0.5)
+                         currency_rate=0.5, figures=False)
     assert run.evaluation.n_events >= 20
 
 

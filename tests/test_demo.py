@@ -15,7 +15,7 @@ from riskstrat.pipelines import demo
 # pipeline tests do: what is checked here (the versions and their refits, the champions, the evaluation's
 # files, the lists, a rerun's identical lists) does not depend on the model's size. The demo as shipped
 # (auto-sized LightGBM, 200 bootstrap samples), about a minute on 2 cores, is the slow case.
-SMALL_MODELS = ["model.lightgbm.n_estimators=60", "evaluation.n_bootstrap=10"]
+SMALL_MODELS = ["model.lightgbm.n_estimators=60", "evaluation.n_bootstrap=10", "evaluation.figures=false"]
 
 
 @pytest.mark.parametrize("overrides", [pytest.param(SMALL_MODELS, id="small-models"),

@@ -26,8 +26,9 @@ NAME = "eval-emergency"
 AS_OF = "2024-11-01"
 SMALL = ["model.refit=none",  # one version per run: these tests count versions (tests/test_refit.py: the refit)
          "index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
-         "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=60", "model.baselines=[prior_use]",
-         "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
+         "evaluation.n_bootstrap=10", "evaluation.figures=false", "model.lightgbm.n_estimators=60",
+         "model.baselines=[prior_use]", "guards.min_events_train=20",
+         "guards.min_events_calibration=20", "guards.min_events_test=20"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,8 @@ def registry(data_dir, tmp_path_factory, new_mlflow_store) -> dict:
 def evaluated(registry, data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     run = run_evaluation(f"{NAME}/2", data_dir, AS_OF, against=f"{NAME}@champion", out_dir=root / "report",
-                         card_dir=root / "models", uri=registry["uri"], n_boot=20, min_events=50)
+                         card_dir=root / "models", uri=registry["uri"], n_boot=20, min_events=50,
+                         band_resamples=5)  # the figures are looked at, not the band's width
     return run, root
 
 
@@ -241,7 +243,8 @@ def high_cost(data_dir, registry, tmp_path_factory):
     trained = run_training(load_config(None, base))
     root = tmp_path_factory.mktemp("evaluation-high-cost")
     run = run_evaluation(f"{HIGH_COST}/1", data_dir, AS_OF, out_dir=root / "report", card_dir=None,
-                         uri=registry["uri"], n_boot=20, min_events=50, log=False, include_seen=True)
+                         uri=registry["uri"], n_boot=20, min_events=50, log=False, include_seen=True,
+                         band_resamples=5)
     return run, trained
 
 
@@ -360,7 +363,7 @@ def test_evaluation_at_a_training_date_is_in_sample_and_promote_refuses_it(regis
     from riskstrat.cli import app
 
     run = run_evaluation(f"{NAME}/1", data_dir, TRAINING_DATE, out_dir=tmp_path / "report", card_dir=tmp_path / "models",
-                         uri=registry["uri"], n_boot=10, min_events=20)
+                         uri=registry["uri"], n_boot=10, min_events=20, figures=False)
     o = run.overlap
     assert o.time == "in-sample" and o.labels_end == "2024-10-31" and o.people == "unseen"
     # Everyone labelled at a training date in the training or calibration group had a row then: the
@@ -389,7 +392,7 @@ def test_evaluation_at_a_training_date_is_in_sample_and_promote_refuses_it(regis
     assert tracking.load_champion_version(NAME, alias="insample", uri=registry["uri"]) is None
     # At the test date the dates are out of sample: the same gate lets it through.
     later = run_evaluation(f"{NAME}/1", data_dir, AS_OF, out_dir=tmp_path / "later", card_dir=None,
-                           uri=registry["uri"], n_boot=10, min_events=20)
+                           uri=registry["uri"], n_boot=10, min_events=20, figures=False)
     assert later.overlap.time == "out of sample in time"
     assert {c.name: c.passed for c in later.gate}["evaluated after the training labels"]
     res = CliRunner().invoke(app, ["promote", NAME, "1", "--alias", "insample", *uri])
@@ -397,10 +400,14 @@ def test_evaluation_at_a_training_date_is_in_sample_and_promote_refuses_it(regis
     assert tracking.load_champion_version(NAME, alias="insample", uri=registry["uri"]) == "1"
 
 
+def default_html(run) -> str:
+    return (run.out_dir / "report.html").read_text(encoding="utf-8")
+
+
 def test_unseen_people_by_default_and_everyone_when_asked(evaluated, registry, data_dir):
     default, _ = evaluated  # version 2 at the test date, people not used in training only
     both = run_evaluation(f"{NAME}/2", data_dir, AS_OF, card_dir=None, uri=registry["uri"], n_boot=20, min_events=50,
-                          log=False, include_seen=True, out_dir=default.out_dir.parent / "both")
+                          log=False, include_seen=True, out_dir=default.out_dir.parent / "both", figures=False)
     o = both.overlap
     assert default.overlap.people == "unseen" and o.people == "all" and o.time == "out of sample in time"
     assert both.evaluation.n == o.n_labelled == o.n_seen + o.n_unseen and default.evaluation.n == o.n_unseen
@@ -418,6 +425,12 @@ def test_unseen_people_by_default_and_everyone_when_asked(evaluated, registry, d
     html = (both.out_dir / "report.html").read_text(encoding="utf-8")
     assert f"Tested on all {o.n_labelled:,} people, including {o.n_seen:,} people who were" in html
     assert "The people not used in training only" in html and (both.out_dir / "tables" / "headline_unseen.csv").exists()
+    # Without figures (evaluation.figures: false) the report says so, draws none, and keeps every table.
+    assert "Figures not drawn" in html and "data:image/png" not in html
+    assert "Figures not drawn" not in default_html(default)
+    assert not list((both.out_dir / "figures").iterdir()) and both.dependence == {}
+    tables = {p.name for p in (default.out_dir / "tables").iterdir()}
+    assert {p.name for p in (both.out_dir / "tables").iterdir()} >= tables
 
 
 def test_training_records_its_design_without_people(registry):
@@ -429,6 +442,9 @@ def test_training_records_its_design_without_people(registry):
     assert design["split"]["seed"] == 42 and design["split"]["rule"].startswith("blake2b")
     logged = mlflow.artifacts.load_dict(f"runs:/{loaded.run_id}/training_design.json")
     assert logged == design
+    # Trained with evaluation.figures: false (tests/test_tracking.py has the plots): the run logs none.
+    artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri=registry["uri"]).list_artifacts(loaded.run_id)}
+    assert "training_design.json" in artifacts and "plots" not in artifacts
 
 
 def test_a_model_trained_before_the_design_was_recorded(registry, data_dir):

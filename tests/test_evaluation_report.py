@@ -23,6 +23,26 @@ from riskstrat.report import render_card, render_report, with_interval
 
 # ----------------------------------------------------------------------------- Riley et al. (2020)
 
+def test_the_calibration_band_has_the_resamples_asked_for_and_none_at_zero():
+    from riskstrat.evaluation import metrics
+    from riskstrat.evaluation.plots import calibration_band, smoothed_calibration_figure
+
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.01, 0.6, size=1200)
+    y = rng.binomial(1, p)
+    curve, low, high = calibration_band(y, p, n_boot=0)
+    pd.testing.assert_frame_equal(curve, metrics.smoothed_calibration(y, p))
+    assert np.isnan(low).all() and np.isnan(high).all()  # evaluation.calibration_band_resamples: 0, the curve alone
+    _, low, high = calibration_band(y, p, n_boot=8)
+    inside = np.isfinite(low)
+    assert inside.mean() > 0.9 and (low[inside] <= high[inside]).all() and (high[inside] > low[inside]).mean() > 0.9
+    observed = curve["observed"].to_numpy()[inside]
+    assert ((low[inside] <= observed) & (observed <= high[inside])).mean() > 0.8
+    labels = [smoothed_calibration_figure(y, p, n_boot=n).axes[0].get_legend_handles_labels()[1] for n in (0, 3)]
+    assert labels == [["smoothed (loess)", "deciles", "perfect"], ["95% band (bootstrap)", "smoothed (loess)", "deciles",
+                                                                   "perfect"]]
+
+
 def test_minimum_sample_size_matches_pmsampsize():
     # pmsampsize's documented binary example: R2cs 0.288, 24 parameters, prevalence 0.174 -> 623, 662, 221; 662.
     s = minimum_sample_size(0.174, 24, r2_cs=0.288)

@@ -115,7 +115,8 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 TINY = ["model.refit=none",  # one version per run: these tests count versions (tests/test_refit.py: the refit)
-        "index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01", "evaluation.n_bootstrap=50"]
+        "index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01", "evaluation.n_bootstrap=50",
+        "evaluation.figures=false"]
 
 
 def test_training_refuses_too_few_events_before_fitting(tiny_data):

@@ -102,6 +102,58 @@ def test_ici_equals_the_mean_distance_from_statsmodels_lowess_without_clipping()
     np.testing.assert_allclose(curve["observed"], smooth, atol=1e-10)
 
 
+def _local_linear_loop(x, y, weight, at, *, frac):
+    """The loess as it was first written, one point at a time: the reference the vectorised one must equal."""
+    import math
+
+    total = weight.sum()
+    k = min(total, max(2.0, math.floor(frac * total + 1e-10)))
+    out = np.empty(len(at))
+    for j, x0 in enumerate(at):
+        d = np.abs(x - x0)
+        order = np.argsort(d, kind="stable")
+        reach = np.searchsorted(np.cumsum(weight[order]), k - 1e-9)
+        h = d[order[min(reach, len(order) - 1)]] * max(1.0, frac)
+        if h == 0:
+            here = d == 0
+            out[j] = weight[here] @ y[here] / weight[here].sum()
+            continue
+        w = weight * (1 - np.clip(d / h, 0, 1) ** 3) ** 3
+        sw = w.sum()
+        mx, my = w @ x / sw, w @ y / sw
+        sxx = w @ ((x - mx) ** 2)
+        slope = (w @ ((x - mx) * (y - my))) / sxx if sxx > 0 else 0.0
+        out[j] = my + slope * (x0 - mx)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the "one x" case, in both
+@pytest.mark.parametrize("case", ["pooled", "ties", "narrow", "wide", "heavy point", "one x", "long grid"])
+def test_the_vectorised_loess_equals_the_loop_one_point_at_a_time(case, monkeypatch):
+    rng = np.random.default_rng(sum(map(ord, case)))
+    n = {"long grid": 700}.get(case, 300)
+    x = np.sort(rng.uniform(0, 0.6, size=n))
+    if case == "ties":
+        x = np.round(x, 2)  # many rows at one distance from a point: the stable order decides the window
+    if case == "one x":
+        x = np.full(n, 0.2)  # no spread: the slope is 0, every point gets the weighted mean
+    y = rng.uniform(0, 1, size=n)
+    weight = rng.integers(1, 40, size=n).astype(float)
+    frac = {"narrow": 0.02, "wide": 1.7, "heavy point": 0.01}.get(case, 0.75)
+    if case == "heavy point":
+        weight[n // 2] = 10 * weight.sum()  # one row outweighs the window: radius 0 there, its own mean
+    at = np.concatenate([x, rng.uniform(-0.1, 0.7, size=50)])
+    if case == "long grid":
+        monkeypatch.setattr(m, "_LOESS_BLOCK", 3 * n + 7)  # several blocks, the last one short
+    expected = _local_linear_loop(x, y, weight, at, frac=frac)
+    got = m._local_linear(x, y, weight, at, frac=frac)
+    # A window whose every row sits on its edge has no weight (0/0 in both): NaN in the same places.
+    assert np.isfinite(expected).mean() > 0.8
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    if case == "heavy point":
+        assert got[n // 2] == pytest.approx(y[n // 2], abs=1e-12)
+
+
 # ----------------------------------------------------------------------------- PSI
 
 

@@ -27,8 +27,8 @@ from riskstrat.data.synth.cut import cut_data_dir
 NAME = "monitor-emergency"
 SMALL = ["model.refit=none",  # one version per run: these tests count versions (tests/test_refit.py: the refit)
          "index_dates.train=[2022-08-01, 2022-11-01]", "index_dates.test=2023-11-01",
-         "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
-         "split.mode=temporal_only",
+         "evaluation.n_bootstrap=10", "evaluation.figures=false", "model.lightgbm.n_estimators=40",
+         "model.baselines=[prior_use]", "split.mode=temporal_only",
          "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 PERSON_ID = re.compile(r"\b[0-9a-f]{16}\b")  # the synthetic pseudonyms' shape
 

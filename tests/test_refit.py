@@ -23,7 +23,7 @@ from riskstrat.modeling.train import person_groups, training_groups
 # The data end 2025-10-31: training at 2023-08-01 and 2023-11-01, tested at 2024-11-01, whose year is the
 # last one the data cover; so the refit's dates run every 3 months from 2023-08-01 to 2024-11-01.
 SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01", "evaluation.n_bootstrap=10",
-         "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
+         "evaluation.figures=false", "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
          "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 REFIT_DATES = ["2023-08-01", "2023-11-01", "2024-02-01", "2024-05-01", "2024-08-01", "2024-11-01"]
 

@@ -42,7 +42,8 @@ MONTH = "2025-11"
 LIST_SIZE = 100
 TRAIN_SMALL = ["model.refit=none",  # one version per run: these tests count versions (tests/test_refit.py: the refit)
                "index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
-               "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=60",
+               "evaluation.n_bootstrap=10", "evaluation.figures=false", "model.lightgbm.n_estimators=60",
+               "model.baselines=[prior_use]",  # scoring uses neither the logistic baseline nor the figures
                # 3,000 people have fewer test events than the guards' defaults ask; tests/test_guards.py tests those.
                "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
 RISK_MODEL, COST_MODEL = "test-emergency", "test-high-cost"

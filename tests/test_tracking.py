@@ -18,6 +18,8 @@ SMALL = ["index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11
          "evaluation.n_bootstrap=20", "model.lightgbm.n_estimators=60",
          # 3,000 people have fewer test events than the guards' defaults ask; tests/test_guards.py tests those.
          "guards.min_events_train=20", "guards.min_events_calibration=20", "guards.min_events_test=20"]
+# For runs whose tests look at neither the refit, the logistic baseline nor the plots (``trained``'s tests do).
+LEAN = ["model.refit=none", "model.baselines=[prior_use]", "evaluation.figures=false"]
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +116,9 @@ def test_cli_train_and_promote(small_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["train", "--set", f"data.path={small_data}", "--set", "tracking.registered_model=cli-model"]
     # No refit: what is checked here (the command's output, its store, promote) is the same for the refit's
-    # version, and the refit is tests/test_refit.py's (this file's ``trained`` makes one too).
-    for s in [*SMALL, "model.refit=none"]:
+    # version, and the refit is tests/test_refit.py's (this file's ``trained`` makes one too); nor the logistic
+    # baseline and the plots, which ``trained`` logs and its tests check.
+    for s in [*SMALL, *LEAN]:
         args += ["--set", s]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -136,7 +139,7 @@ def test_search_run_logs_the_tuned_parameters_and_trials(small_data, tmp_path, n
     uri = new_mlflow_store(tmp_path)
     cfg = load_config(None, [f"data.path={small_data}", f"tracking.uri={uri}", "tracking.registered_model=test-search",
                              "model.search.enabled=true", "model.search.n_trials=3", *SMALL,
-                             "model.refit=none"])  # the trials and the tuned settings are the evaluated run's
+                             *LEAN])  # the trials and the tuned settings are the evaluated run's
     run = run_training(cfg)
     trials = run.result.search
     assert len(trials) == 3

@@ -38,8 +38,9 @@ from riskstrat.data.validate import ValidationError, load_records
 
 SMALL = ["model.refit=none",  # one version per run: these tests count versions (tests/test_refit.py: the refit)
          "index_dates.train=[2023-08-01, 2023-11-01]", "index_dates.test=2024-11-01",
-         "evaluation.n_bootstrap=10", "model.lightgbm.n_estimators=40", "model.baselines=[prior_use]",
-         "guards.min_events_train=10", "guards.min_events_calibration=10", "guards.min_events_test=10"]
+         "evaluation.n_bootstrap=10", "evaluation.figures=false", "model.lightgbm.n_estimators=40",
+         "model.baselines=[prior_use]", "guards.min_events_train=10",
+         "guards.min_events_calibration=10", "guards.min_events_test=10"]
 
 
 @pytest.fixture(scope="module")

@@ -880,22 +880,100 @@ def _local_linear(x: np.ndarray, y: np.ndarray, weight: np.ndarray, at: np.ndarr
     """
     total = weight.sum()
     k = min(total, max(2.0, math.floor(frac * total + 1e-10)))
+    at = np.asarray(at, dtype=float)
+    h = _window_radius(x, weight, at, k - 1e-9) * max(1.0, frac)
     out = np.empty(len(at))
-    for j, x0 in enumerate(at):
-        d = np.abs(x - x0)
-        order = np.argsort(d, kind="stable")
-        reach = np.searchsorted(np.cumsum(weight[order]), k - 1e-9)
-        h = d[order[min(reach, len(order) - 1)]] * max(1.0, frac)
-        if h == 0:
-            here = d == 0
-            out[j] = weight[here] @ y[here] / weight[here].sum()
-            continue
-        w = weight * (1 - np.clip(d / h, 0, 1) ** 3) ** 3
-        sw = w.sum()
+    # Points a block at a time, a row of the block's arrays per point: small enough to stay in cache.
+    step = max(1, _LOESS_BLOCK // max(1, len(x)))
+    for start in range(0, len(at), step):
+        block = slice(start, start + step)
+        out[block] = _local_linear_block(x, y, weight, at[block], h[block])
+    return out
+
+
+# Cells (points x rows) in a block of the loess's arrays.
+_LOESS_BLOCK = 1 << 14
+
+
+def _window_radius(x, weight, at, k) -> np.ndarray:
+    """For each point of ``at``, the smallest distance |x_i - point| within which the rows' weights add up
+    to ``k`` (the distance of the farthest row when none does): the loess window's radius, found by
+    bisection over x sorted (the rows within a distance of a point are a run of it) instead of sorting
+    the distances from every point."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    cum = np.concatenate([[0.0], np.cumsum(weight[order])])
+    n, m = len(xs), len(at)
+    split = np.searchsorted(xs, at, side="right")  # rows [0, split) at or left of the point, the rest right
+    steps = int(n).bit_length() + 1
+
+    def dist(idx):
+        return np.abs(xs[np.clip(idx, 0, n - 1)] - at)
+
+    def within(r):
+        """Weight of the rows at most r from each point (|x - point| computed as the loess does)."""
+        # Left: the first index in [0, split) whose distance is <= r (distances fall towards the point).
+        lo, hi = np.zeros(m, dtype=np.int64), split.copy()
+        for _ in range(steps):
+            mid = (lo + hi) // 2
+            go = (lo < hi) & (dist(mid) > r)
+            lo, hi = np.where(go, mid + 1, lo), np.where((lo < hi) & ~go, mid, hi)
+        first = lo
+        # Right: the first index in [split, n) whose distance is > r (distances rise away from it).
+        lo, hi = split.copy(), np.full(m, n, dtype=np.int64)
+        for _ in range(steps):
+            mid = (lo + hi) // 2
+            go = (lo < hi) & (dist(mid) <= r)
+            lo, hi = np.where(go, mid + 1, lo), np.where((lo < hi) & ~go, mid, hi)
+        return cum[lo] - cum[first]
+
+    # The nearest radius on the left: the largest i < split whose distance already gathers k
+    # (the weight within d_i grows as i moves away from the point).
+    lo, hi = np.zeros(m, dtype=np.int64), split.copy()  # first i in [0, split) that does not gather k
+    for _ in range(steps):
+        mid = (lo + hi) // 2
+        go = (lo < hi) & (within(dist(mid)) >= k)
+        lo, hi = np.where(go, mid + 1, lo), np.where((lo < hi) & ~go, mid, hi)
+    left = np.where(lo > 0, dist(lo - 1), np.inf)
+    # On the right: the first j >= split whose distance gathers k.
+    lo, hi = split.copy(), np.full(m, n, dtype=np.int64)
+    for _ in range(steps):
+        mid = (lo + hi) // 2
+        go = (lo < hi) & (within(dist(mid)) < k)
+        lo, hi = np.where(go, mid + 1, lo), np.where((lo < hi) & ~go, mid, hi)
+    right = np.where(lo < n, dist(lo), np.inf)
+    h = np.minimum(left, right)
+    return np.where(np.isfinite(h), h, np.maximum(dist(np.zeros(m, dtype=np.int64)), dist(np.full(m, n - 1))))
+
+
+def _local_linear_block(x, y, weight, at, h) -> np.ndarray:
+    """:func:`_local_linear` at the points ``at`` with window radii ``h``, one row of arrays per point."""
+    d = np.abs(x[None, :] - at[:, None])
+    out = np.empty(len(at))
+    tied = h == 0  # every one of the k nearest sits at the point itself: their mean
+    if tied.any():
+        here = d[tied] == 0
+        out[tied] = (here * weight) @ y / (here @ weight)
+    fit = ~tied
+    if fit.any():
+        # The tricube weight (1 - min(d/h, 1)^3)^3 in place (cubes as products: within an ulp of ** 3).
+        w = d[fit]  # a copy (boolean index)
+        w /= h[fit][:, None]
+        np.minimum(w, 1, out=w)
+        cube = w * w
+        cube *= w
+        np.subtract(1, cube, out=cube)
+        np.multiply(cube, cube, out=w)
+        w *= cube
+        w *= weight
+        sw = w.sum(axis=1)
         mx, my = w @ x / sw, w @ y / sw
-        sxx = w @ ((x - mx) ** 2)
-        slope = (w @ ((x - mx) * (y - my))) / sxx if sxx > 0 else 0.0
-        out[j] = my + slope * (x0 - mx)
+        dx = x - mx[:, None]
+        sxy = np.einsum("ij,ij,ij->i", w, dx, y - my[:, None])
+        dx *= dx
+        sxx = np.einsum("ij,ij->i", w, dx)
+        slope = np.divide(sxy, sxx, out=np.zeros(len(sxx)), where=sxx > 0)
+        out[fit] = my + slope * (at[fit] - mx)
     return out
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from riskstrat.evaluation import metrics
+from riskstrat.modeling.config import CALIBRATION_BAND_RESAMPLES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -178,10 +179,11 @@ def calibration_band(y_true, y_prob, *, n_boot: int = 100, level: float = 0.95, 
     return curve, low, high
 
 
-def smoothed_calibration_figure(y_true, y_prob, *, n_boot: int = 50, seed: int = 0) -> Figure:
-    """The smoothed (loess) calibration curve with its 95% bootstrap band (:func:`calibration_band`), the
-    decile points and the diagonal, ICI in the title; beneath it, a histogram of the predicted risks on
-    the same axis, so a reader sees how many people each part of the curve rests on.
+def smoothed_calibration_figure(y_true, y_prob, *, n_boot: int = CALIBRATION_BAND_RESAMPLES, seed: int = 0) -> Figure:
+    """The smoothed (loess) calibration curve with its 95% bootstrap band (:func:`calibration_band` with
+    ``n_boot`` resamples; none at 0), the decile points and the diagonal, ICI in the title; beneath it, a
+    histogram of the predicted risks on the same axis, so a reader sees how many people each part of the
+    curve rests on.
 
     Lines: the curve, the deciles (points) and the diagonal.
     Example: ``smoothed_calibration_figure(y, p)``.
@@ -195,11 +197,13 @@ def smoothed_calibration_figure(y_true, y_prob, *, n_boot: int = 50, seed: int =
     fig = Figure(figsize=(_FIGSIZE[0], _FIGSIZE[1] * 1.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    ax.fill_between(curve["predicted"], low, high, alpha=0.25, linewidth=0, label="95% band (bootstrap)")
+    banded = bool(np.isfinite(high).any())  # no band with 0 resamples (evaluation.calibration_band_resamples)
+    if banded:
+        ax.fill_between(curve["predicted"], low, high, alpha=0.25, linewidth=0, label="95% band (bootstrap)")
     ax.plot(curve["predicted"], curve["observed"], label="smoothed (loess)")
     ax.plot(deciles["expected_rate"], deciles["observed_rate"], marker="o", linestyle="none", label="deciles")
     top = float(np.nanmax([curve["predicted"].max(), curve["observed"].max(), deciles["observed_rate"].max(),
-                           np.nanmax(high) if len(high) else 0]))
+                           np.nanmax(high) if banded else 0]))
     top = min(1.0, top * 1.05) if top > 0 else 1.0
     ax.plot([0, top], [0, top], linestyle="--", color="grey", linewidth=1, label="perfect")
     ax.set(ylabel="Observed rate", xlim=(0, top), ylim=(0, top), title=f"Calibration (ICI {ici:.4f})")

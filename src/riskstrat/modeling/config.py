@@ -209,9 +209,20 @@ class ModelConfig(_Strict):
     baselines: list[Literal["logistic", "prior_use"]] = Field(default_factory=lambda: ["logistic", "prior_use"])
 
 
+# The report's calibration band: its bootstrap resamples by default (evaluation.calibration_band_resamples).
+CALIBRATION_BAND_RESAMPLES = 50
+
+
 class EvaluationConfig(_Strict):
     top_fractions: list[float] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
     n_bootstrap: int = Field(200, ge=1, description="Bootstrap resamples for confidence intervals.")
+    calibration_band_resamples: int = Field(
+        CALIBRATION_BAND_RESAMPLES, ge=0,
+        description="Bootstrap resamples behind the 95% band of the evaluation report's smoothed calibration curve "
+                    "(0: the curve without a band).")
+    figures: bool = Field(True, description="Draw the figures: the evaluation report's PNGs and the training run's "
+                                            "plots/ in MLflow. false leaves them out (the report says so); every "
+                                            "table, number and list is the same.")
     truth_path: Path | None = Field(None, description="Ground truth of a synthetic data set; default "
                                                       "<data.path>/ground_truth/truth.parquet when it exists.")
 

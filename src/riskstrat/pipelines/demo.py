@@ -100,7 +100,8 @@ def _evaluate(name: str, version: str, champion: str | None, cfg: TrainConfig, r
     try:
         return run_evaluation(f"{name}/{version}", cfg.data.path, cfg.index_dates.test,
                               against=f"{name}@champion" if champion else None, uri=cfg.tracking.uri,
-                              n_boot=cfg.evaluation.n_bootstrap, records=records, stage=stage,
+                              n_boot=cfg.evaluation.n_bootstrap, figures=cfg.evaluation.figures,
+                              band_resamples=cfg.evaluation.calibration_band_resamples, records=records, stage=stage,
                               include_seen=cfg.split.mode == "temporal_only")
     except TooFewEventsError as exc:
         stage(f"no evaluation of {name} version {version}: {exc}")

@@ -29,7 +29,7 @@ from riskstrat.evaluation._overlap import TrainingOverlap, labels_end, training_
 from riskstrat.evaluation._shap import SAMPLE_SIZE, ShapSample, shap_figures, shap_sample
 from riskstrat.features.reference import build_features
 from riskstrat.features.costs import check_model_costs
-from riskstrat.modeling.config import DataConfig
+from riskstrat.modeling.config import CALIBRATION_BAND_RESAMPLES, DataConfig
 from riskstrat.modeling.design import characteristics, minimum_sample_size, participant_flow
 from riskstrat.modeling.models import model_outcome, prior_use_score
 from riskstrat.outcomes import HighCost, check_costs_known
@@ -70,17 +70,17 @@ def training_design_of(loaded, *, uri: str | None = None) -> dict:
 
 
 def global_drivers(risk_model, X: pd.DataFrame, *, n: int = SAMPLE_SIZE, seed: int = 0, top: int = 10,
-                   n_dependence: int = 3, stage: Stage = lambda m: None
+                   n_dependence: int = 3, figures: bool = True, stage: Stage = lambda m: None
                    ) -> tuple[pd.DataFrame | None, dict, ShapSample | None]:
     """Mean |SHAP| (log-odds) per feature on a seeded sample of ``n`` rows, largest first, the
-    SHAP figures (summary and the dependence of the top ``n_dependence``: :func:`shap_figures`) and
-    the sample (:func:`shap_sample`); LightGBM only, otherwise ``(None, {}, None)``."""
+    SHAP figures (summary and the dependence of the top ``n_dependence``: :func:`shap_figures`; none
+    without ``figures``) and the sample (:func:`shap_sample`); LightGBM only, otherwise ``(None, {}, None)``."""
     sample = shap_sample(risk_model, X, n=n, seed=seed, stage=stage)
     if sample is None:
         return None, {}, None
     mean_abs = sample.mean_abs().head(top)
     drivers = mean_abs.rename("mean_abs_shap").rename_axis("feature").reset_index()
-    return drivers, shap_figures(sample, n_dependence=n_dependence), sample
+    return drivers, shap_figures(sample, n_dependence=n_dependence) if figures else {}, sample
 
 
 # The algorithm and its calibration in a reader's words (RiskModel.kind, the calibrator's method).
@@ -148,8 +148,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
                    out_dir: str | Path | None = None, card_dir: str | Path | None = "models",
                    uri: str | None = None, n_boot: int = 200, seed: int = 0, min_events: int = 100,
                    min_group_events: int = 20, log: bool = True, records=None, include_seen: bool = False,
-                   currency_rate: float | None = None, without_costs: bool = False,
-                   stage: Stage = lambda m: None) -> EvaluationRun:
+                   currency_rate: float | None = None, without_costs: bool = False, figures: bool = True,
+                   band_resamples: int = CALIBRATION_BAND_RESAMPLES, stage: Stage = lambda m: None) -> EvaluationRun:
     """Evaluate ``model`` (``NAME@ALIAS`` or ``NAME/VERSION``) at ``as_of`` on the data in ``data_dir``.
 
     The figures are on the people the model was neither trained nor calibrated on (recomputed from the
@@ -166,6 +166,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
     (multiplied by it into the model's currency) or ``without_costs`` leaves the cost features missing. Writes the
     report, tables and figures to ``out_dir``, the model card draft and a default gate to
     ``card_dir/<name>/`` (None: no card), and logs an evaluation run linked to the model version.
+    ``figures`` (``evaluation.figures``): draw the figures; ``band_resamples``
+    (``evaluation.calibration_band_resamples``): the smoothed calibration band's bootstrap resamples.
     """
     as_of = pd.Timestamp(as_of).normalize()
     if out_dir:  # before any work: a folder riskstrat did not write is never replaced
@@ -258,7 +260,8 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         evaluation.metrics.update({f"unseen.{name}.{k}": v for name, row in unseen.pop("frame").iterrows()
                                    for k, v in row.items()})
     evaluation.metrics.update({"people.labelled": float(overlap.n_labelled), "people.seen": float(overlap.n_seen)})
-    drivers, dependence, explained = global_drivers(candidate.risk_model, features, seed=seed, stage=stage)
+    drivers, dependence, explained = global_drivers(candidate.risk_model, features, seed=seed, figures=figures,
+                                                    stage=stage)
     if explained is not None:
         stage(f"SHAP figures (shap {explained.shap_version} TreeExplainer) on a sample of {explained.n:,} of the "
               f"{explained.n_people:,} people" + (f"; equal to LightGBM's pred_contrib on {explained.checked:,} of "
@@ -286,11 +289,12 @@ def run_evaluation(model: str, data_dir: str | Path, as_of, *, against: str | No
         "characteristics": characteristics(features, y), "registry": registry_status(candidate, uri=uri),
         "riskstrat_version": candidate.risk_model.metadata.get("riskstrat_version"),
         "gate": gate.model_dump(),  # the settings the criteria were read with (the report says what they ask)
+        "figures": figures, "calibration_band_resamples": band_resamples,
     }
     out_dir = Path(out_dir) if out_dir else Path("riskstrat-output/evaluations") / (
         f"{candidate.name}-v{candidate.version}-{as_of.date()}")
     report.write_evaluation(out_dir, evaluation, context, drivers=drivers, criteria=criteria,
-                            extra_figures=dependence)
+                            extra_figures=dependence, figures=figures, band_resamples=band_resamples)
     stage(f"wrote the report, tables and figures to {out_dir}")
     card_path = gate_path = None
     if card_dir:

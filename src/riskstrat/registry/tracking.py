@@ -186,11 +186,12 @@ def log_training_run(result, cfg, *, fingerprint: dict, features: pd.DataFrame, 
         mlflow.log_text(result.subgroups.by_group.reset_index().to_csv(index=False), "evaluation/subgroups.csv")
         y = result.data.y_test
         probs = {k: v for k, v in result.scores.items() if k != "prior_use"}
-        for fname, fig in (("roc", plots.roc_figure(y, result.scores)), ("pr", plots.pr_figure(y, result.scores)),
-                           ("calibration", plots.calibration_figure(y, probs)),
-                           ("top_k_ppv", plots.topk_ppv_figure(y, result.scores))):
-            mlflow.log_figure(fig, f"plots/{fname}.png")
-            _close(fig)
+        if cfg.evaluation.figures:  # false: no plots/ (quick runs; the metrics and tables are the same)
+            for fname, fig in (("roc", plots.roc_figure(y, result.scores)), ("pr", plots.pr_figure(y, result.scores)),
+                               ("calibration", plots.calibration_figure(y, probs)),
+                               ("top_k_ppv", plots.topk_ppv_figure(y, result.scores))):
+                mlflow.log_figure(fig, f"plots/{fname}.png")
+                _close(fig)
         info = _log_risk_model(result.model, result.baselines, result.data.X_train, reference=result.data.X_test,
                                name=name if register else None)
         version = str(info.registered_model_version) if register else None

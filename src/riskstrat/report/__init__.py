@@ -99,14 +99,15 @@ def table(frame: pd.DataFrame, *, index: bool = False, digits: dict | None = Non
             "muted": [bool(m) for m in muted] if muted is not None else [False] * len(rows)}
 
 
-def figures_of(evaluation) -> dict[str, object]:
+def figures_of(evaluation, *, band_resamples: int = plots.CALIBRATION_BAND_RESAMPLES) -> dict[str, object]:
     """The evaluation's figures by file stem (what goes to PNG and into the report), as matplotlib
-    Figures: ``roc``, ``pr``, ``calibration`` (smoothed, the candidate), ``calibration_deciles`` (every
-    probability), ``top_k_ppv`` and ``decision_curve``. A notebook shows each inline."""
+    Figures: ``roc``, ``pr``, ``calibration`` (smoothed, the candidate, its band from ``band_resamples``
+    bootstrap resamples), ``calibration_deciles`` (every probability), ``top_k_ppv`` and
+    ``decision_curve``. A notebook shows each inline."""
     y, scores = evaluation.y, evaluation.scores
     probs = {k: v for k, v in scores.items() if k != "prior_use"}
     return {"roc": plots.roc_figure(y, scores), "pr": plots.pr_figure(y, scores),
-            "calibration": plots.smoothed_calibration_figure(y, scores["candidate"]),
+            "calibration": plots.smoothed_calibration_figure(y, scores["candidate"], n_boot=band_resamples),
             "calibration_deciles": plots.calibration_figure(y, probs),
             "top_k_ppv": plots.topk_ppv_figure(y, scores),
             "decision_curve": plots.decision_curve_figure(evaluation.decision_curve)}
@@ -318,13 +319,19 @@ def render_report(evaluation, context: dict, *, figures_png: dict[str, bytes], d
 
 
 def write_evaluation(out_dir: str | Path, evaluation, context: dict, *, drivers=None, criteria=(),
-                     extra_figures: dict | None = None) -> Path:
+                     extra_figures: dict | None = None, figures: bool = True,
+                     band_resamples: int = plots.CALIBRATION_BAND_RESAMPLES) -> Path:
     """Write ``report.html``, ``tables/*.csv``, ``figures/*.png`` and ``evaluation.json`` (one folder,
     atomically). ``extra_figures`` (name: figure) are added, e.g. the SHAP summary and dependence plots
-    (``shap_summary``, ``dependence_<feature>``: shown under the global drivers)."""
+    (``shap_summary``, ``dependence_<feature>``: shown under the global drivers). ``band_resamples``: the
+    smoothed calibration band's bootstrap resamples; without ``figures`` no figure is drawn (the report
+    says so) and ``extra_figures`` are closed unsaved."""
     out_dir = Path(out_dir)
-    figures = {**figures_of(evaluation), **(extra_figures or {})}
-    figures_png = {name: _png(fig) for name, fig in figures.items()}
+    drawn = {**figures_of(evaluation, band_resamples=band_resamples), **(extra_figures or {})} if figures else {}
+    if not figures:
+        for fig in (extra_figures or {}).values():
+            plots._close(fig)
+    figures_png = {name: _png(fig) for name, fig in drawn.items()}
     with atomic_path(out_dir, directory=True, kind="evaluation report") as tmp:
         tmp = Path(tmp)
         (tmp / "tables").mkdir()
