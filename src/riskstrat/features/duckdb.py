@@ -592,6 +592,9 @@ class DuckDBEngine(FolderEngine):
     # Rows a batch when the one pass's sorted result is read into the held arrays: the result is never
     # whole twice (at a million people, fetching it whole held DuckDB's and numpy's copies at once).
     _fetch_rows = 1 << 20
+    # Rows of a table's slice aggregated at a time (a block of people's): at a million people a date reads
+    # about 32M prescriptions, whose aggregates held 4-5 GiB of per-row temporaries at once.
+    _block_rows = 4_000_000
 
     def _rows_for_dates(self, plan: _TablePlan, dates: list[pd.Timestamp], aggregates) -> dict | None:
         """The cleaned rows of a table that the aggregates read at any of ``dates``, sorted by date:
@@ -694,13 +697,29 @@ class DuckDBEngine(FolderEngine):
         outside = rows["outside"][start:stop]
         self._report_findings(plan.table.name, t, n_unknown=0, n_outside=int(outside.sum()), n_kept=stop - start,
                               n_read=int(rows["copies"][start:stop].sum()))
-        day_slice = day[start:stop].astype("datetime64[D]")
-        frame = rows["frame"].iloc[start:stop].assign(**{rows["date"]: day_slice.astype("datetime64[s]")})
-        del day_slice
-        position = cohort_of_key[frame["person_id"].to_numpy()]
+        position = cohort_of_key[rows["frame"]["person_id"].to_numpy()[start:stop]]
         if self.options["out_of_life_events"] == "drop":
-            position = np.where(outside, -1, position)  # dropped rows belong to no one
-        return table_aggregates(frame, plan.table.name, t, ids, positions=lambda _: position, aggregates=aggregates)
+            position[outside] = -1  # dropped rows belong to no one
+        # The cohort in blocks of people, each block's rows taken out of the slice in their order: a
+        # person's aggregates read only their own rows, so each block's values are the whole slice's, bit for
+        # bit, while the reference's per-row temporaries (days, positions, masks, values) stay a block's size.
+        n_blocks = max(1, -(-(stop - start) // self._block_rows))
+        bounds = np.linspace(0, len(ids), n_blocks + 1).astype(np.int64)
+        out: dict[str, np.ndarray] = {}
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if n_blocks == 1:
+                at, block = slice(start, stop), position
+            else:
+                at = np.flatnonzero((position >= lo) & (position < hi))
+                block, at = position[at] - lo, at + start
+            frame = rows["frame"].iloc[at] if n_blocks == 1 else rows["frame"].take(at)
+            frame[rows["date"]] = rows["day"][at].astype("datetime64[D]").astype("datetime64[s]")
+            got = table_aggregates(frame, plan.table.name, t, ids[lo:hi], positions=lambda _, b=block: b,
+                                   aggregates=aggregates)
+            del frame, at, block
+            for name, values in got.items():
+                out.setdefault(name, np.empty(len(ids)))[lo:hi] = values
+        return out
 
     def value_counts(self, table: str, column: str, *, until=None) -> dict:
         """``{value: (rows, people)}`` of ``column`` (as validation leaves it; missing left out), rows dated
