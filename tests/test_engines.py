@@ -746,3 +746,15 @@ def test_tables_the_one_pass_cannot_read_are_built_a_date_at_a_time(tmp_path, ma
         pd.testing.assert_frame_equal(frame, DuckDBEngine(folder, out_of_life_events="error").features(d),
                                       check_exact=False, rtol=1e-12, atol=1e-9)
 
+
+
+def test_one_pass_in_blocks_of_people_equals_the_whole_slice_bit_for_bit(tmp_path, make_table, monkeypatch):
+    # Each date's slice aggregated a block of people at a time (as at a million people) gives the very same
+    # values as the slice at once: a person's aggregates read only their own rows, in the same order.
+    folder = write(tmp_path / "d", make_table, **windows_case())
+    dates = [at(-30), T, at(400)]
+    whole = assert_every_date_agrees(folder, dates, min_age=0)
+    monkeypatch.setattr(DuckDBEngine, "_block_rows", 2)
+    blocks = list(DuckDBEngine(folder).features_at(dates, min_age=0))
+    for frame, reference in zip(blocks, whole):
+        pd.testing.assert_frame_equal(frame, reference, check_exact=True)

@@ -23,6 +23,7 @@ refused with :class:`EngineDataError` (use the pandas engine for those).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -62,8 +63,19 @@ class _Connection:
         self._con, self._memory_limit = con, memory_limit
 
     def execute(self, *args, **kwargs):
-        try:
+        with self._errors():
             return self._con.execute(*args, **kwargs)
+
+    def batches(self, sql: str, rows: int) -> Iterator[pa.RecordBatch]:
+        """The result of ``sql`` as Arrow record batches of about ``rows`` rows, read as they are asked for."""
+        with self._errors():
+            reader = self._con.sql(sql).to_arrow_reader(rows)
+            yield from reader
+
+    @contextmanager
+    def _errors(self):
+        try:
+            yield
         except (duckdb.IOException, duckdb.InvalidInputException) as exc:
             # A file that cannot be read (truncated, not Parquet, unreadable): DuckDB's first line names it.
             raise EngineDataError(f"the DuckDB engine cannot read the data: {str(exc).splitlines()[0]}; restore the "
@@ -570,69 +582,109 @@ class DuckDBEngine(FolderEngine):
                     values.update(self._aggregate_rows(rows[name], plan, t, cohort_of_key, people.index, aggregates))
             if n_done == len(dates):
                 rows.clear()  # the rows go before the last frame is handed on
-            yield feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless)
+            frame = feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless)
+            # The frame holds copies of the aggregates: they go before the caller labels it (at a million
+            # people and 197 features, 1.2 GiB the generator would otherwise hold through each yield).
+            del values, people, cohort_of_key
+            yield frame
+            del frame
+
+    # Rows a batch when the one pass's sorted result is read into the held arrays: the result is never
+    # whole twice (at a million people, fetching it whole held DuckDB's and numpy's copies at once).
+    _fetch_rows = 1 << 20
+    # Rows of a table's slice aggregated at a time (a block of people's): at a million people a date reads
+    # about 32M prescriptions, whose aggregates held 4-5 GiB of per-row temporaries at once.
+    _block_rows = 4_000_000
 
     def _rows_for_dates(self, plan: _TablePlan, dates: list[pd.Timestamp], aggregates) -> dict | None:
         """The cleaned rows of a table that the aggregates read at any of ``dates``, sorted by date:
-        ``frame`` (the date column, the columns the aggregates read, ``person_id`` = the person key),
-        ``day`` (the date as days since 1970), ``copies`` (rows read for each kept row) and ``outside``
-        (dated outside the person's life); None when this table is built a date at a time."""
+        ``frame`` (the columns the aggregates read but the date, coded and text columns as categoricals,
+        ``person_id`` = the person key), ``day`` (the date as days since 1970; each date's slice gets its
+        date column back from it), ``copies`` (rows read for each kept row) and ``outside`` (dated outside
+        the person's life); None when this table is built a date at a time."""
         table, name = plan.table, plan.table.name
         span = read_window(table, self.options, aggregates)
         if span is False:
             return None
         date = DATE_COLUMNS[name]
-        needed = {date}
+        needed = set()
         for a in aggregates:
             needed |= {w.column for w in a.where} | ({"end_date"} if a.ongoing else set())
             needed |= set(_ROW_VALUE_COLUMNS.get(a.value, (a.value,) if a.value else ()))
-        columns = [c for c in table.columns if c.name in needed]
+        columns = [c for c in table.columns if c.name in needed and c.name != date]
         where = f"{_quote(date)} < {_date(max(dates))}" + (
             f" AND {_quote(date)} >= {_date(min(dates))} - {span}" if span is not None else "")
         read = f"SELECT * FROM ({plan.typed(drop_unknown_codes=self.options['unknown_codes'] == 'drop')}) WHERE {where}"
         dedup = (f"SELECT *, count(*) AS _copies FROM ({read}) GROUP BY ALL"
                  if self.options["duplicate_rows"] == "drop" else f"SELECT *, 1 AS _copies FROM ({read})")
         ends = clamped_ends(table, self.options["out_of_life_events"])
-        selected = []
+        categories = {c.name: list(c.categories) for c in columns if c.kind == "category" and c.categories}
+        selected, joins = [], []
         for c in columns:
             value = (f"CASE WHEN r.{_quote(c.name)} > p.death_date THEN p.death_date ELSE r.{_quote(c.name)} END"
                      if c.name in ends else f"r.{_quote(c.name)}")
-            if c.kind == "category" and c.categories:  # codes, not a string per row
-                value = f"coalesce(list_position([{', '.join(map(_literal, c.categories))}], {value}), 0) - 1"
+            if c.name in categories:  # codes, not a string per row
+                value = f"coalesce(list_position([{', '.join(map(_literal, categories[c.name]))}], {value}), 0) - 1"
+            elif c.kind in ("id", "str", "category"):
+                # Text: held as codes into its distinct values in the window (a string a row was 19 bytes a
+                # GP contact), found by one grouped scan of the column and joined back.
+                codes = _quote(f"_codes_{len(joins)}")
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {codes} AS SELECT v, CAST(row_number() OVER "
+                                 f"(ORDER BY v) - 1 AS INTEGER) AS code FROM (SELECT DISTINCT {_quote(c.name)} AS v "
+                                 f"FROM ({read}) WHERE {_quote(c.name)} IS NOT NULL)")
+                categories[c.name] = [v for (v,) in self.con.execute(f"SELECT v FROM {codes} ORDER BY code").fetchall()]
+                joins.append(f"LEFT JOIN {codes} k{len(joins)} ON k{len(joins)}.v = {value}")
+                value = f"coalesce(k{len(joins) - 1}.code, -1)"
             elif c.kind == "bool":
                 value = f"coalesce(CAST({value} AS TINYINT), -1)"
             selected.append(f"{value} AS {_quote(c.name)}")
         outside = " OR ".join(_outside("r", c, side) for c, side in out_of_life_tests(table, self.options[
             "out_of_life_events"])) or "false"
-        found = self.con.execute(
-            f"SELECT {', '.join(selected)}, coalesce(p.rowid, -1) AS _person, r._copies, ({outside}) AS _outside "
-            f"FROM ({dedup}) r LEFT JOIN persons p ON r.person_id = p.person_id "
-            f"ORDER BY r.{_quote(date)}").fetchnumpy()
-        person = np.asarray(found.pop("_person"), dtype=np.int64)
-        if (person < 0).any():
+        sql = (f"SELECT {''.join(v + ', ' for v in selected)}CAST(coalesce(p.rowid, -1) AS BIGINT) AS _person, "
+               f"CAST(r.{_quote(date)} - DATE '1970-01-01' AS INTEGER) AS _day, "
+               f"CAST(r._copies AS INTEGER) AS _copies, ({outside}) AS _outside "
+               f"FROM ({dedup}) r LEFT JOIN persons p ON r.person_id = p.person_id {' '.join(joins)} "
+               f"ORDER BY r.{_quote(date)}")
+        kinds = {c.name: (np.int32 if c.name in categories else np.int8 if c.kind == "bool" else
+                          "datetime64[D]" if c.kind == "date" else np.float64) for c in columns}
+        kinds.update(_person=np.int32 if len(self.persons) < 2**31 else np.int64, _day=np.int32, _copies=np.int32,
+                     _outside=bool)
+        held = self._fetch_sorted(sql, kinds, upper=self.row_counts.get(name, 0))
+        for k in range(len(joins)):
+            self.con.execute(f"DROP TABLE IF EXISTS {_quote(f'_codes_{k}')}")
+        if held is None:
             return None  # ids not in persons: counted and named (or cleaned) a date at a time, as features() does
         frame = {}
         for c in columns:
-            values = found[c.name]
-            if c.kind == "category" and c.categories:
-                values = pd.Categorical.from_codes(np.asarray(values, dtype=np.int64), categories=list(c.categories))
+            values = held[c.name]
+            if c.name in categories:
+                values = pd.Categorical.from_codes(values, categories=categories[c.name])
             elif c.kind == "bool":
-                raw = np.asarray(values, dtype=np.int8)
-                values = pd.arrays.BooleanArray(raw == 1, raw < 0)
+                values = pd.arrays.BooleanArray(values == 1, values < 0)
             elif c.kind == "date":
-                values = np.ma.filled(values.astype("datetime64[s]"), np.datetime64("NaT")) \
-                    if np.ma.isMaskedArray(values) else np.asarray(values).astype("datetime64[s]")
-            elif np.ma.isMaskedArray(values):
-                values = values.astype("float64").filled(np.nan) if c.kind == "float" else \
-                    np.asarray(values.astype(object).filled(None))
+                values = values.astype("datetime64[s]")
             frame[c.name] = values
-        frame["person_id"] = person.astype(np.int32 if len(person) and person.max() < 2**31 else np.int64)
-        del person
-        # 4-byte columns where they fit: at a million people these are 80M prescription rows.
-        day = np.asarray(frame[date]).astype("datetime64[D]").astype(np.int32)
-        return {"frame": pd.DataFrame(frame), "day": day, "span": span,
-                "copies": np.asarray(found["_copies"], dtype=np.int32),
-                "outside": np.asarray(found["_outside"], dtype=bool)}
+        frame["person_id"] = held["_person"]
+        return {"frame": pd.DataFrame(frame, copy=False), "day": held["_day"], "span": span, "date": date,
+                "copies": held["_copies"], "outside": held["_outside"]}
+
+    def _fetch_sorted(self, sql: str, kinds: dict, *, upper: int) -> dict[str, np.ndarray] | None:
+        """The result of ``sql`` as one numpy array a column (``kinds``: column -> dtype), read a batch at a
+        time into arrays of ``upper`` rows (the file's rows: more than the result has; the pages past its
+        end are never touched, so never resident); None as soon as a row has no person (``_person`` -1)."""
+        arrays = {name: np.empty(upper, dtype=kind) for name, kind in kinds.items()}
+        n = 0
+        for batch in self.con.batches(sql, self._fetch_rows):
+            person = batch.column("_person").to_numpy()
+            if (person < 0).any():
+                return None
+            if n + len(batch) > len(arrays["_day"]):  # more rows than the file said: grow (never expected)
+                arrays = {k: np.concatenate([a[:n], np.empty(n + len(batch), a.dtype)]) for k, a in arrays.items()}
+            for name, values in arrays.items():
+                column = person if name == "_person" else batch.column(name).to_numpy(zero_copy_only=False)
+                values[n:n + len(batch)] = column
+            n += len(batch)
+        return {name: values[:n] for name, values in arrays.items()}
 
     def _aggregate_rows(self, rows: dict, plan: _TablePlan, t: pd.Timestamp, cohort_of_key: np.ndarray,
                         ids: pd.Index, aggregates) -> dict[str, np.ndarray]:
@@ -645,11 +697,29 @@ class DuckDBEngine(FolderEngine):
         outside = rows["outside"][start:stop]
         self._report_findings(plan.table.name, t, n_unknown=0, n_outside=int(outside.sum()), n_kept=stop - start,
                               n_read=int(rows["copies"][start:stop].sum()))
-        frame = rows["frame"].iloc[start:stop]
-        position = cohort_of_key[frame["person_id"].to_numpy()]
+        position = cohort_of_key[rows["frame"]["person_id"].to_numpy()[start:stop]]
         if self.options["out_of_life_events"] == "drop":
-            position = np.where(outside, -1, position)  # dropped rows belong to no one
-        return table_aggregates(frame, plan.table.name, t, ids, positions=lambda _: position, aggregates=aggregates)
+            position[outside] = -1  # dropped rows belong to no one
+        # The cohort in blocks of people, each block's rows taken out of the slice in their order: a
+        # person's aggregates read only their own rows, so each block's values are the whole slice's, bit for
+        # bit, while the reference's per-row temporaries (days, positions, masks, values) stay a block's size.
+        n_blocks = max(1, -(-(stop - start) // self._block_rows))
+        bounds = np.linspace(0, len(ids), n_blocks + 1).astype(np.int64)
+        out: dict[str, np.ndarray] = {}
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if n_blocks == 1:
+                at, block = slice(start, stop), position
+            else:
+                at = np.flatnonzero((position >= lo) & (position < hi))
+                block, at = position[at] - lo, at + start
+            frame = rows["frame"].iloc[at] if n_blocks == 1 else rows["frame"].take(at)
+            frame[rows["date"]] = rows["day"][at].astype("datetime64[D]").astype("datetime64[s]")
+            got = table_aggregates(frame, plan.table.name, t, ids[lo:hi], positions=lambda _, b=block: b,
+                                   aggregates=aggregates)
+            del frame, at, block
+            for name, values in got.items():
+                out.setdefault(name, np.empty(len(ids)))[lo:hi] = values
+        return out
 
     def value_counts(self, table: str, column: str, *, until=None) -> dict:
         """``{value: (rows, people)}`` of ``column`` (as validation leaves it; missing left out), rows dated
