@@ -158,6 +158,21 @@ def _rows(records: LinkedRecords, name: str, ids: pd.Index, date: str, before: p
     return rows
 
 
+def _names_held(person: np.ndarray, condition: np.ndarray, n: int) -> np.ndarray:
+    """Each of ``n`` people's long-term conditions in words, in :data:`LONG_TERM_CONDITIONS` order, "; "-joined
+    ("" for none): rows ``person`` (position of the row's person) hold ``condition`` (a code); codes that are
+    not long-term conditions are left out. One pass per condition, not one per person."""
+    words = np.full(n, "", dtype=object)
+    for code, name in LONG_TERM_CONDITIONS.items():
+        held = np.zeros(n, dtype=bool)
+        held[person[condition == code]] = True
+        first = held & (words == "")
+        words[first] = name
+        later = held & ~first
+        words[later] = words[later] + (SEPARATOR + name)
+    return words
+
+
 def _has_values(records: LinkedRecords, name: str, column: str) -> bool:
     """Whether the data's table ``name`` holds a ``column`` value in any row: of the whole table, also when
     ``records`` hold only the listed people's rows (``filled``, :meth:`FeatureEngine.tables`)."""
@@ -210,10 +225,8 @@ def person_facts(records: LinkedRecords, person_ids, as_of, *, data_end=None, ca
 
     ltc = _rows(records, "ltc_register", ids, "diagnosis_date", t)
     if ltc is not None:
-        held = ltc.assign(condition=ltc["condition"].astype(str)).groupby("person_id")["condition"].agg(set)
-        names = [(code, name) for code, name in LONG_TERM_CONDITIONS.items()]
         out["long_term_conditions"] = pd.Series(
-            [SEPARATOR.join(name for code, name in names if code in held.get(pid, ())) for pid in ids],
+            _names_held(ids.get_indexer(ltc["person_id"]), ltc["condition"].astype(str).to_numpy(object), len(ids)),
             index=ids, dtype="string")
 
     sc = _rows(records, "social_care", ids, "start_date", t)
