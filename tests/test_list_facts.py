@@ -107,6 +107,19 @@ def test_facts_from_hand_made_records(records):
                                                           "died": 1, "moved": 4}
 
 
+def test_each_person_keeps_their_facts_whatever_the_lists_order(records):
+    # The facts are worked out by each row's position among the listed people: another order, a repeat and an
+    # id the data do not have must not move a fact to someone else.
+    kwargs = dict(data_end=DATA_END, next_persons=next_extract())
+    whole = person_facts(records, list("abcdef"), AS_OF, **kwargs).table
+    got = person_facts(records, ["e", "a", "zz", "c", "a", "b"], AS_OF, **kwargs).table
+    assert got.index.tolist() == ["e", "a", "zz", "c", "b"]
+    pd.testing.assert_frame_equal(got.loc[list("eacb")], whole.loc[list("eacb")])
+    stranger = got.loc["zz"]
+    assert pd.isna(stranger["last_emergency_admission"]) and stranger["outpatient_specialties_12m"] == 0
+    assert stranger["long_term_conditions"] == "" and not stranger[["palliative_care", "care_home"]].any()
+
+
 def test_a_flag_without_its_source_is_not_checked_and_says_why(make_records):
     tables = records_tables()
     for row in tables["inpatient_spells"]:

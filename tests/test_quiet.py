@@ -94,3 +94,50 @@ def test_foreign_warnings_hidden_by_module(module, shown, monkeypatch):
         with foreign_warnings_hidden():
             warnings.warn_explicit("a warning", UserWarning, "file.py", 1, module=module)
     assert bool(caught) is shown
+
+
+# The CLI wraps every command in mlflow_events_hidden; a command that needs no MLflow must not import it
+# (1.5-2 s of CPU with FastAPI and pyspark behind it), and one that imports it later still gets it silenced.
+LOADED = textwrap.dedent("""
+    import sys
+    import riskstrat.cli as cli
+
+    try:
+        cli.app(sys.argv[1:])
+    except SystemExit as exc:
+        assert exc.code in (0, None), exc.code
+    print("LOADED", sorted(m for m in ("mlflow", "fastapi", "pyspark", "lightgbm", "sklearn") if m in sys.modules))
+""")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["score", "--help"], ["train", "--help"], ["synth", "--help"],
+                                  ["key", "init", "--key-file", "{tmp}/k.key"]])
+def test_commands_that_need_no_mlflow_do_not_import_it(args, tmp_path):
+    env = dict(os.environ, PYTHONPATH=SRC)
+    done = subprocess.run([sys.executable, "-c", LOADED, *[a.format(tmp=tmp_path) for a in args]],
+                          capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert "LOADED []" in done.stdout, done.stdout + done.stderr
+
+
+IMPORTED_INSIDE = textwrap.dedent("""
+    import sys
+    from riskstrat.quiet import mlflow_events_hidden
+
+    with mlflow_events_hidden():
+        assert "mlflow" not in sys.modules  # hiding MLflow's events does not import it
+        with mlflow_events_hidden():  # nested, before the import: the outer block restores
+            from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream, eprint
+            eprint("MLFLOW-INSIDE")
+        eprint("MLFLOW-OUTER")
+    eprint("MLFLOW-AFTER")
+    print("patched", "write" in vars(stream), "hooks", [type(f).__name__ for f in sys.meta_path if "Silence" in type(f).__name__])
+""")
+
+
+def test_mlflow_imported_inside_the_block_is_silenced_then_restored():
+    env = {k: v for k, v in os.environ.items() if k != "RISKSTRAT_SHOW_WARNINGS"}
+    done = subprocess.run([sys.executable, "-c", IMPORTED_INSIDE], capture_output=True, text=True,
+                          env=dict(env, PYTHONPATH=SRC), timeout=120, check=True)
+    assert "MLFLOW-INSIDE" not in done.stderr and "MLFLOW-OUTER" not in done.stderr, done.stderr
+    assert "MLFLOW-AFTER" in done.stderr
+    assert "patched False hooks []" in done.stdout

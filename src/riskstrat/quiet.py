@@ -17,8 +17,10 @@ default, drops them.
 
 from __future__ import annotations
 
+import importlib.abc
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,21 +58,75 @@ def foreign_warnings_hidden() -> Iterator[None]:
         yield
 
 
-def _hide_mlflow_events() -> Callable[[], None]:
-    """Silence MLflow's event stream and download bars; returns the function that restores them."""
-    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream
+_MLFLOW_LOGGING = "mlflow.utils.logging_utils"
 
+
+def _silence(stream) -> bool:
+    """Replace the MLflow stream's write; False if an enclosing block replaced it already (it restores it)."""
+    # MLflow's own enable/disable switch is not enough: log_model re-enables it part-way through
+    # (its events-and-warnings context), so the stream's write is replaced.
+    if "write" in vars(stream):
+        return False
+    stream.write = lambda text: None
+    return True
+
+
+class _SilenceWhenImported(importlib.abc.MetaPathFinder):
+    """Silences MLflow's event stream as its module is imported, for a block that began before MLflow was.
+
+    Hiding MLflow's events must not import MLflow (1.5-2 s of CPU, with FastAPI and pyspark behind it):
+    the CLI wraps every command in :func:`mlflow_events_hidden`, and most commands never load MLflow.
+    This finder finds the module with the finders after it and runs the silencing once the module has run."""
+
+    def __init__(self) -> None:
+        self.stream = None
+
+    def find_spec(self, name, path, target=None):
+        if name != _MLFLOW_LOGGING or self.stream is not None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        run = spec.loader.exec_module  # the loader is this spec's own: patching it touches no other module
+
+        def exec_module(module) -> None:
+            run(module)
+            self.stream = module.MLFLOW_LOGGING_STREAM
+            _silence(self.stream)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _hide_mlflow_events() -> Callable[[], None]:
+    """Silence MLflow's event stream and download bars, now or, if MLflow is not imported yet, when it is;
+    returns the function that restores them."""
     before = os.environ.get(_MLFLOW_PROGRESS_BAR)
     os.environ[_MLFLOW_PROGRESS_BAR] = "false"
-    # MLflow's own enable/disable switch is not enough: log_model re-enables it part-way through
-    # (its events-and-warnings context), so the stream's write is replaced. A nested call finds it
-    # replaced already and leaves it to the outer one.
-    silenced_here = "write" not in vars(stream)
-    if silenced_here:
-        stream.write = lambda text: None
+    loaded = sys.modules.get(_MLFLOW_LOGGING)
+    hook = None
+    if loaded is not None:
+        stream = loaded.MLFLOW_LOGGING_STREAM
+        silenced_here = _silence(stream)  # a nested call finds it replaced already and leaves it to the outer one
+    elif not any(isinstance(finder, _SilenceWhenImported) for finder in sys.meta_path):
+        hook = _SilenceWhenImported()
+        sys.meta_path.insert(0, hook)
+        stream, silenced_here = None, False
+    else:  # an enclosing block waits for MLflow's import already, and restores what it silences
+        stream, silenced_here = None, False
 
     def restore() -> None:
-        if silenced_here:
+        nonlocal stream, silenced_here
+        if hook is not None:
+            if hook in sys.meta_path:
+                sys.meta_path.remove(hook)
+            stream, silenced_here = hook.stream, hook.stream is not None
+        if silenced_here and "write" in vars(stream):
             del stream.write
         if before is None:
             os.environ.pop(_MLFLOW_PROGRESS_BAR, None)
@@ -100,6 +156,8 @@ def hide_library_noise() -> None:
     if show_all():
         return
     _filter_foreign_warnings()
-    _hide_mlflow_events()  # imports MLflow, which sets its logger's level: set ours after
+    import mlflow  # noqa: F401  MLflow sets its logger's level when imported: import it, then set ours
+
+    _hide_mlflow_events()
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

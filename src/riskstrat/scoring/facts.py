@@ -147,15 +147,61 @@ def read_next_persons(folder) -> pd.DataFrame:
                          "death_date": column("death_date", True).to_numpy()}).dropna(subset=["person_id"])
 
 
-def _rows(records: LinkedRecords, name: str, ids: pd.Index, date: str, before: pd.Timestamp) -> pd.DataFrame | None:
-    """The rows of table ``name`` of the people ``ids`` dated before ``before`` (None: the data lack the table)."""
+class _Listed:
+    """The listed people's ids (as the data write them, unique) and where each table row's person is among them:
+    by the person column's categorical codes (records key every event table over the same persons' ids), so
+    that no row's id is turned into a string or looked up by its text."""
+
+    def __init__(self, ids: pd.Index) -> None:
+        self.ids = ids
+        self._categories, self._of_code = None, None
+
+    def positions(self, person: pd.Series) -> np.ndarray:
+        """Each row's position in ``ids`` (-1: not listed)."""
+        categories = person.cat.categories
+        if categories is not self._categories:
+            code = categories.get_indexer(self.ids.astype(categories.dtype))  # each listed id's code (-1: none)
+            listed = code >= 0
+            self._of_code = np.full(len(categories) + 1, -1, dtype=np.int64)  # the last slot: a missing id's (-1)
+            self._of_code[code[listed]] = np.flatnonzero(listed)
+            self._categories = categories
+        return self._of_code[person.cat.codes.to_numpy()]
+
+    def spread(self, at: np.ndarray, values: pd.Series, **fill) -> pd.Series:
+        """``values`` (one per position ``at``) as a Series over ``ids``: missing elsewhere, or ``fill_value``."""
+        return values.set_axis(at).reindex(np.arange(len(self.ids)), **fill).set_axis(self.ids)
+
+    def have(self, at: np.ndarray) -> np.ndarray:
+        """True for each listed person at one of the positions ``at``."""
+        hit = np.zeros(len(self.ids), dtype=bool)
+        hit[at] = True
+        return hit
+
+
+def _rows(records: LinkedRecords, name: str, listed: _Listed, date: str, before: pd.Timestamp) -> pd.DataFrame | None:
+    """The rows of table ``name`` of the listed people dated before ``before``, with ``_at``, the row's person's
+    position among them (None: the data lack the table)."""
     if not records.has(name):
         return None
     table = records.get(name)
-    keep = table["person_id"].isin(ids).to_numpy(dtype=bool) & (table[date] < before).fillna(False).to_numpy(bool)
-    rows = table.loc[keep].copy()
-    rows["person_id"] = rows["person_id"].astype(str)
-    return rows
+    at = listed.positions(table["person_id"])
+    keep = (at >= 0) & (table[date] < before).fillna(False).to_numpy(bool)
+    return table.loc[keep].assign(_at=at[keep])
+
+
+def _names_held(person: np.ndarray, condition: np.ndarray, n: int) -> np.ndarray:
+    """Each of ``n`` people's long-term conditions in words, in :data:`LONG_TERM_CONDITIONS` order, "; "-joined
+    ("" for none): rows ``person`` (position of the row's person) hold ``condition`` (a code); codes that are
+    not long-term conditions are left out. One pass per condition, not one per person."""
+    words = np.full(n, "", dtype=object)
+    for code, name in LONG_TERM_CONDITIONS.items():
+        held = np.zeros(n, dtype=bool)
+        held[person[condition == code]] = True
+        first = held & (words == "")
+        words[first] = name
+        later = held & ~first
+        words[later] = words[later] + (SEPARATOR + name)
+    return words
 
 
 def _has_values(records: LinkedRecords, name: str, column: str) -> bool:
@@ -184,43 +230,43 @@ def person_facts(records: LinkedRecords, person_ids, as_of, *, data_end=None, ca
     for flag in FLAG_WORDS:
         out[flag] = False
 
-    ip = _rows(records, "inpatient_spells", ids, "admission_date", t)
+    listed = _Listed(ids)
+    ip = _rows(records, "inpatient_spells", listed, "admission_date", t)
     if ip is not None:
         if "primary_diagnosis" not in ip:  # an optional column the source may not have
             ip["primary_diagnosis"] = pd.Series(pd.NA, index=ip.index, dtype="string")
         emergency = ip.loc[(ip["admission_method"].astype("string") == "emergency").fillna(False).to_numpy(bool)]
-        last = emergency.sort_values(["person_id", "admission_date", "primary_diagnosis"], na_position="first") \
-            .groupby("person_id").tail(1).set_index("person_id")
-        out["last_emergency_admission"] = last["admission_date"].reindex(ids).astype("datetime64[s]")
+        last = emergency.sort_values(["_at", "admission_date", "primary_diagnosis"], na_position="first") \
+            .groupby("_at").tail(1)
+        at = last["_at"].to_numpy()
+        out["last_emergency_admission"] = listed.spread(at, last["admission_date"]).astype("datetime64[s]")
         if _has_values(records, "inpatient_spells", "primary_diagnosis"):
-            out["last_emergency_diagnosis"] = icd10_chapter(last["primary_diagnosis"]).reindex(ids).astype("string")
-            palliative = ip.loc[palliative_code(ip["primary_diagnosis"]), "person_id"]
-            out["palliative_care"] = ids.isin(palliative)
+            out["last_emergency_diagnosis"] = listed.spread(at, icd10_chapter(last["primary_diagnosis"])) \
+                .astype("string")
+            out["palliative_care"] = listed.have(ip.loc[palliative_code(ip["primary_diagnosis"]), "_at"].to_numpy())
             checked["palliative_care"] = FLAG_SOURCES["palliative_care"]
     if "palliative_care" not in checked:
         not_checked["palliative_care"] = _WHY_NOT["palliative_care"]
 
     if _has_values(records, "outpatient_appointments", "specialty"):
-        op = _rows(records, "outpatient_appointments", ids, "appointment_date", t)
+        op = _rows(records, "outpatient_appointments", listed, "appointment_date", t)
         op = op.loc[(op["appointment_date"] >= t - pd.Timedelta(days=WINDOWS["12m"][1])).to_numpy(bool)]
         specialty = op["specialty"].astype("string").str.strip().str.lower()
         distinct = op.assign(_s=specialty).dropna(subset=["_s"]).loc[lambda f: f["_s"] != ""] \
-            .groupby("person_id")["_s"].nunique()
-        out["outpatient_specialties_12m"] = distinct.reindex(ids, fill_value=0).astype("Int64")
+            .groupby("_at")["_s"].nunique()
+        out["outpatient_specialties_12m"] = listed.spread(distinct.index.to_numpy(), distinct, fill_value=0).astype("Int64")
 
-    ltc = _rows(records, "ltc_register", ids, "diagnosis_date", t)
+    ltc = _rows(records, "ltc_register", listed, "diagnosis_date", t)
     if ltc is not None:
-        held = ltc.assign(condition=ltc["condition"].astype(str)).groupby("person_id")["condition"].agg(set)
-        names = [(code, name) for code, name in LONG_TERM_CONDITIONS.items()]
         out["long_term_conditions"] = pd.Series(
-            [SEPARATOR.join(name for code, name in names if code in held.get(pid, ())) for pid in ids],
+            _names_held(ltc["_at"].to_numpy(), ltc["condition"].astype(str).to_numpy(object), len(ids)),
             index=ids, dtype="string")
 
-    sc = _rows(records, "social_care", ids, "start_date", t)
+    sc = _rows(records, "social_care", listed, "start_date", t)
     if sc is not None:
         ongoing = (sc["end_date"].isna() | (sc["end_date"] >= t)).to_numpy(bool)
         home = sc["service_type"].astype(str).isin(CARE_HOME_TYPES).to_numpy(bool)
-        out["care_home"] = ids.isin(sc.loc[ongoing & home, "person_id"])
+        out["care_home"] = listed.have(sc.loc[ongoing & home, "_at"].to_numpy())
         checked["care_home"] = FLAG_SOURCES["care_home"]
     else:
         not_checked["care_home"] = _WHY_NOT["care_home"]
