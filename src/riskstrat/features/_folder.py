@@ -45,7 +45,8 @@ from riskstrat.data.stamp import verify_stamp
 from riskstrat.data.validate import (ValidationError, _agree, _coerce_category, _IssueLog, _rows, _text,
                                      blank_cost_message, validate_tables)
 from riskstrat.features.clinical import eligible_persons
-from riskstrat.features.spec import CLINICAL, DATE_COLUMNS, aggregates_for, count_values, feature_frame
+from riskstrat.features.spec import CLINICAL, DATE_COLUMNS, PersonAggregates, aggregates_for, count_values
+from riskstrat.features.spec import compact as compact_values
 
 __all__ = ["EngineDataError", "FolderEngine", "TablePlan", "checks", "clamped_ends", "leading_text",
            "months_frame", "out_of_life_tests", "read_window", "scan_requests"]
@@ -348,13 +349,22 @@ class FolderEngine(ABC):
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame:
         """The feature frame for ``index_date``: equal to ``build_features`` on the validated records
         (``spec``: which features, default the clinical ones)."""
+        return self.person_aggregates(index_date, min_age=min_age, max_age=max_age, spec=spec).frame()
+
+    def person_aggregates(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None,
+                          compact: bool = False) -> PersonAggregates:
+        """The cohort at ``index_date`` and its aggregates (:class:`~riskstrat.features.spec.PersonAggregates`),
+        whose :meth:`~riskstrat.features.spec.PersonAggregates.frame` is :meth:`features` (of any of the
+        people); ``compact``: each aggregate kept in the smallest type that holds it exactly
+        (:func:`~riskstrat.features.spec.compact`), as soon as it is made (the month's scoring)."""
         spec = spec or CLINICAL
         t = pd.Timestamp(index_date).normalize()
         people, cohort_of_key = self._cohort(t, min_age=min_age, max_age=max_age)
         values: dict[str, np.ndarray] = {}
         for plan in self.plans.values():
-            values.update(self._aggregate(plan, t, cohort_of_key, len(people), spec.aggregates_for(plan.table.name)))
-        return feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless)
+            values.update(self._aggregate(plan, t, cohort_of_key, len(people), spec.aggregates_for(plan.table.name),
+                                          compact=compact))
+        return PersonAggregates(people, values, set(self.plans), spec=spec, costless=self.costless)
 
     def features_at(self, index_dates: Iterable, *, min_age: float = 18, max_age: float = 120,
                     spec=None) -> Iterator[pd.DataFrame]:
@@ -629,10 +639,10 @@ class FolderEngine(ABC):
     # ------------------------------------------------------------------ aggregates
 
     def _aggregate(self, plan: TablePlan, t: pd.Timestamp, cohort_of_key: np.ndarray,
-                   n_people: int, aggregates=None) -> dict[str, np.ndarray]:
+                   n_people: int, aggregates=None, *, compact: bool = False) -> dict[str, np.ndarray]:
         """The ``aggregates`` of one table (default the clinical ones) for the ``n_people`` people of the
         cohort; ``cohort_of_key[key]`` is the cohort position of the person whose key is ``key`` (-1: not
-        in the cohort)."""
+        in the cohort). ``compact``: see :func:`per_person`."""
         name = plan.table.name
         aggregates = aggregates_for(name) if aggregates is None else list(aggregates)
         frame, n_read = self._aggregate_frame(plan, t, aggregates)
@@ -641,10 +651,11 @@ class FolderEngine(ABC):
         unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
         n_unknown = int(frame.loc[unknown, "_rows"].sum())
         if n_unknown and self._verify_ids(plan, frame.loc[unknown, "person_id"]):
-            return self._aggregate(plan, t, cohort_of_key, n_people, aggregates)  # ids ending in white space: again
+            return self._aggregate(plan, t, cohort_of_key, n_people, aggregates,  # ids ending in white space: again
+                                   compact=compact)
         self._report_findings(name, t, n_unknown=n_unknown, n_outside=int(frame["_n_out_of_life"].sum()),
                               n_kept=int(frame["_rows"].sum()), n_read=n_read)
-        return per_person(frame, cohort_of_key, n_people, name, aggregates)
+        return per_person(frame, cohort_of_key, n_people, name, aggregates, compact=compact)
 
     def _report_findings(self, name: str, t: pd.Timestamp, *, n_unknown: int, n_outside: int, n_kept: int,
                          n_read: int) -> None:
@@ -687,9 +698,11 @@ def code_map(raw: list[str], col: Column) -> tuple[dict[str, str | None], list[s
 
 
 def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, table_name: str,
-               aggregates=None) -> dict[str, np.ndarray]:
+               aggregates=None, *, compact: bool = False) -> dict[str, np.ndarray]:
     """The table's aggregates (columns of ``frame``, one row per person id, ``_person`` the person key) in
-    cohort order; a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``."""
+    cohort order; a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``.
+    ``compact``: each in the smallest type that gives it back exactly as float64
+    (:func:`~riskstrat.features.spec.compact`; one float64 column at a time is held, not the table's)."""
     person = frame["_person"].to_numpy(dtype="float64", na_value=np.nan)
     known = ~np.isnan(person)
     at = np.full(len(frame), -1, dtype=np.int64)
@@ -705,5 +718,5 @@ def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, ta
             np.copyto(column, a.fill, where=np.isnan(column))
         out = np.full(n_people, a.fill, dtype="float64")
         out[target] = column
-        values[a.name] = out
+        values[a.name] = compact_values(out) if compact else out
     return values
