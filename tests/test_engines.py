@@ -96,10 +96,22 @@ def test_equal_to_the_reference_on_a_synthetic_population(folder_engine, synthet
     assert len(got) > 300 and (got["emergency_admissions_0_3m"] > 0).any()
 
 
-def test_the_months_aggregates_kept_compact_give_every_block_of_the_frame_bit_for_bit(folder_engine, synthetic):
-    # Scoring keeps the aggregates (each in the smallest exact type) and derives the frame a block at a time.
+def test_the_months_aggregates_kept_compact_give_every_block_of_the_frame_bit_for_bit(folder_engine, synthetic,
+                                                                                       monkeypatch):
+    # Scoring keeps the aggregates (each in the smallest exact type, taken from the engine's result a part
+    # at a time) and derives the frame a block of people at a time.
     whole = folder_engine(synthetic).features("2025-10-01")
+    parts = []
+
+    def in_parts(self, plan, t, aggregates):
+        frame, _ = self._aggregate_frame(plan, t, aggregates)
+        for i in range(0, len(frame), 300):
+            parts.append(plan.table.name)
+            yield frame.iloc[i:i + 300], int(frame["_read"].iloc[i:i + 300].sum())
+
+    monkeypatch.setattr(folder_engine, "_aggregate_parts", in_parts)
     kept = folder_engine(synthetic).person_aggregates("2025-10-01", compact=True)
+    assert parts.count("prescriptions") > 2
     stored = sum(v.nbytes for v in kept.values.values())
     assert len(kept) == len(whole) and stored < 0.4 * 8 * len(kept) * len(kept.values)
     assert kept.columns == list(whole.columns)

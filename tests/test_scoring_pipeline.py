@@ -390,6 +390,7 @@ def test_duckdb_blocks_of_people_write_the_files_of_the_whole_frame(score, liste
     # The folder engines keep the month's aggregates and derive the feature frame a block of people at a
     # time (BlockedFeatures): blocks of 1,000 (three, with opt-outs and the drift and reasons counted per
     # block) must write what the whole frame in memory (InMemoryFeatures) writes, byte for byte.
+    from riskstrat.features.duckdb import DuckDBEngine
     from riskstrat.features.spec import PersonAggregates
     from riskstrat.pipelines import score as pipeline
 
@@ -405,6 +406,15 @@ def test_duckdb_blocks_of_people_write_the_files_of_the_whole_frame(score, liste
     monkeypatch.setattr(pipeline, "month_features", unblocked)
     one = score(tmp_path / "one", *options, "chunk_size=1000000", reload=True)
     monkeypatch.setattr(pipeline, "month_features", whole)
+    monkeypatch.setattr(DuckDBEngine, "_part_vectors", 1)  # the aggregates from DuckDB 2,048 people at a time
+    fetched, parts = [], DuckDBEngine._aggregate_parts
+
+    def counted(self, plan, *a):
+        for part in parts(self, plan, *a):
+            fetched.append(plan.table.name)
+            yield part
+
+    monkeypatch.setattr(DuckDBEngine, "_aggregate_parts", counted)
     said, derived, frame = [], [], PersonAggregates.frame
     release, write = BlockedFeatures.release, lists.write_month
     monkeypatch.setattr(PersonAggregates, "frame", lambda self, rows=None: derived.append(rows) or frame(self, rows))
@@ -412,6 +422,7 @@ def test_duckdb_blocks_of_people_write_the_files_of_the_whole_frame(score, liste
     monkeypatch.setattr(lists, "write_month", lambda *a, **k: said.append("write") or write(*a, **k))
     blocks = score(tmp_path / "blocks", *options, "chunk_size=1000", reload=True)
     assert said[:2] == ["release", "write"]  # no aggregates held while the lists are written
+    assert max(fetched.count(name) for name in set(fetched)) >= 2
     scored = blocks["counts"]["scored"]
     assert blocks["counts"]["opted_out_removed"] == 5 and 2 * 1000 < scored < 3 * 1000
     assert all(rows is not None for rows in derived)  # never everyone at once: blocks of people
