@@ -442,6 +442,37 @@ def test_duckdb_blocks_of_people_write_the_files_of_the_whole_frame(score, liste
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
+def test_blocked_features_score_count_and_explain_as_the_whole_frame(registry, data_dir):
+    # BlockedFeatures against InMemoryFeatures on the same DuckDB month, asked in either order: drift and
+    # thresholds before scoring (passes of their own) and after (counted in the scoring pass); everyone explained.
+    from riskstrat.features.duckdb import DuckDBEngine
+    from riskstrat.features.spec import FeatureSpec
+
+    risk, cost = (tracking.load_model(name, alias="champion", uri=registry["uri"]).risk_model
+                  for name in (RISK_MODEL, COST_MODEL))
+    spec = FeatureSpec.union([FeatureSpec.from_dict(m.metadata["feature_spec"]) for m in (risk, cost)])
+    whole = InMemoryFeatures(DuckDBEngine(data_dir).features(AS_OF, spec=spec))
+    blocked = BlockedFeatures(DuckDBEngine(data_dir).person_aggregates(AS_OF, spec=spec, compact=True))
+    profile = risk.metadata["reference_profile"]
+    assert blocked.columns == whole.columns and len(blocked) == len(whole) > 2000
+    a = whole.score(risk, cost, chunk_size=100_000)
+    before = blocked.drift_report(profile, a.risk), blocked.reason_thresholds()
+    b = blocked.score(risk, cost, chunk_size=700)
+    for name in ("risk", "raw", "high_cost_risk", "predicted_cost"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+    assert b.people.index.equals(a.people.index)
+    pd.testing.assert_frame_equal(b.people, a.people[list(b.people.columns)])
+    assert before[0] == blocked.drift_report(profile, b.risk) == whole.drift_report(profile, a.risk)
+    assert before[1] == blocked.reason_thresholds() == whole.reason_thresholds()
+    options = {"n": 3, "currency": "GBP", "demographic_reasons": False, "money_reasons": False, "chunk_size": 500,
+               "thresholds": before[1]}
+    for who in (a.people.index[::-7], None):  # some people out of order, then everyone
+        want, want_error, want_n = whole.explain(risk, a, who, **options)
+        got, error, n = blocked.explain(risk, b, who, **options)
+        assert n == want_n and error == want_error
+        pd.testing.assert_frame_equal(got, want)
+
+
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=[pytest.mark.slow, pytest.mark.skipif(
     importlib.util.find_spec("pyspark") is None, reason="the spark extra is not installed")])])
 def test_cli_score_with_a_folder_engine_writes_the_same_month(score, registry, data_dir, tmp_path, engine):
