@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from riskstrat.features.engine import PandasEngine, open_engine
 from riskstrat.features.duckdb import DuckDBEngine, EngineDataError
 from riskstrat.features.generic import generic_spec
-from riskstrat.features.spec import AGGREGATES, aggregate, derive, spec_hash
+from riskstrat.features.spec import AGGREGATES, aggregate, compact, derive, spec_hash
 from riskstrat.features.clinical import FEATURE_NAMES
 from riskstrat.features.reference import build_features
 from riskstrat.data.io import write_records_tables
@@ -94,6 +94,42 @@ def synthetic(synthetic_2000) -> Path:
 def test_equal_to_the_reference_on_a_synthetic_population(folder_engine, synthetic, index_date, options):
     got = assert_engines_agree(synthetic, pd.Timestamp(index_date), engine=folder_engine, **options)
     assert len(got) > 300 and (got["emergency_admissions_0_3m"] > 0).any()
+
+
+def test_the_months_aggregates_kept_compact_give_every_block_of_the_frame_bit_for_bit(folder_engine, synthetic,
+                                                                                       monkeypatch):
+    # Scoring keeps the aggregates (each in the smallest exact type, taken from the engine's result a part
+    # at a time) and derives the frame a block of people at a time.
+    whole = folder_engine(synthetic).features("2025-10-01")
+    parts = []
+
+    def in_parts(self, plan, t, aggregates):
+        frame, _ = self._aggregate_frame(plan, t, aggregates)
+        for i in range(0, len(frame), 300):
+            parts.append(plan.table.name)
+            yield frame.iloc[i:i + 300], int(frame["_read"].iloc[i:i + 300].sum())
+
+    monkeypatch.setattr(folder_engine, "_aggregate_parts", in_parts)
+    kept = folder_engine(synthetic).person_aggregates("2025-10-01", compact=True)
+    assert parts.count("prescriptions") > 2
+    stored = sum(v.nbytes for v in kept.values.values())
+    assert len(kept) == len(whole) and stored < 0.4 * 8 * len(kept) * len(kept.values)
+    assert kept.columns == list(whole.columns)
+    blocks = pd.concat([kept.frame(slice(i, i + 300)) for i in range(0, len(kept), 300)])
+    pd.testing.assert_frame_equal(blocks, whole, check_exact=True)
+    some = np.random.default_rng(7).permutation(len(kept))[:250]
+    pd.testing.assert_frame_equal(kept.frame(some), whole.iloc[some], check_exact=True)
+
+
+@pytest.mark.parametrize(("values", "dtype"), [
+    ([0.0, 3.0, 255.0], "uint8"), ([-1.0, 7.0], "int8"), ([0.0, 70_000.0], "uint32"), ([731.0, 12.0, np.nan], "float16"),
+    ([9_000.0, np.nan], "float32"), ([1.25, 0.5], "float32"), ([12.34, 0.0], "float64"), ([0.0, -0.0], "float64"),
+    ([np.inf, 1.0], "float32"), ([], "float64")])
+def test_compact_keeps_each_value_bit_for_bit_in_the_smallest_type(values, dtype):
+    x = np.array(values, dtype="float64")
+    small = compact(x)
+    assert small.dtype == dtype
+    assert np.array_equal(small.astype("float64").view("int64"), x.view("int64"))
 
 
 def test_the_engine_knows_its_sources_and_dates(folder_engine, synthetic):

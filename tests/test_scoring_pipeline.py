@@ -33,7 +33,7 @@ from riskstrat.data.load import load_data
 from riskstrat.pipelines.score import PublishedButNotTrackedError, run_scoring
 from riskstrat.pipelines.train import run_training
 from riskstrat.scoring.checks import ModelDataMismatchError
-from riskstrat.scoring.month import InMemoryFeatures
+from riskstrat.scoring.month import BlockedFeatures, InMemoryFeatures
 from riskstrat.data.privacy import OptOutError
 from riskstrat.scoring.publish import AlreadyPublishedError, PublishRefusedError
 
@@ -385,6 +385,93 @@ def test_a_tiny_chunk_size_writes_the_files_of_one_chunk_and_the_features_go_bef
     assert names == written(b) and "population.parquet" in names and any(n.endswith("list.xlsx") for n in names)
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_duckdb_blocks_of_people_write_the_files_of_the_whole_frame(score, listed_both_months, tmp_path, monkeypatch):
+    # The folder engines keep the month's aggregates and derive the feature frame a block of people at a
+    # time (BlockedFeatures): blocks of 1,000 (three, with opt-outs and the drift and reasons counted per
+    # block) must write what the whole frame in memory (InMemoryFeatures) writes, byte for byte.
+    from riskstrat.features.duckdb import DuckDBEngine
+    from riskstrat.features.spec import PersonAggregates
+    from riskstrat.pipelines import score as pipeline
+
+    opt_out = tmp_path / "opt_out.txt"
+    opt_out.write_text("\n".join(listed_both_months) + "\n")
+    options = ["engine=duckdb", f"opt_out_file={opt_out}"]
+    whole = pipeline.month_features
+
+    def unblocked(engine, index_date, *, costs=None, **kw):
+        frame = engine.features(index_date, **kw)
+        return InMemoryFeatures(costs.apply(frame) if costs is not None and costs.changes_features else frame)
+
+    monkeypatch.setattr(pipeline, "month_features", unblocked)
+    one = score(tmp_path / "one", *options, "chunk_size=1000000", reload=True)
+    monkeypatch.setattr(pipeline, "month_features", whole)
+    monkeypatch.setattr(DuckDBEngine, "_part_vectors", 1)  # the aggregates from DuckDB 2,048 people at a time
+    fetched, parts = [], DuckDBEngine._aggregate_parts
+
+    def counted(self, plan, *a):
+        for part in parts(self, plan, *a):
+            fetched.append(plan.table.name)
+            yield part
+
+    monkeypatch.setattr(DuckDBEngine, "_aggregate_parts", counted)
+    said, derived, frame = [], [], PersonAggregates.frame
+    release, write = BlockedFeatures.release, lists.write_month
+    monkeypatch.setattr(PersonAggregates, "frame", lambda self, rows=None: derived.append(rows) or frame(self, rows))
+    monkeypatch.setattr(BlockedFeatures, "release", lambda self: said.append("release") or release(self))
+    monkeypatch.setattr(lists, "write_month", lambda *a, **k: said.append("write") or write(*a, **k))
+    blocks = score(tmp_path / "blocks", *options, "chunk_size=1000", reload=True)
+    assert said[:2] == ["release", "write"]  # no aggregates held while the lists are written
+    assert max(fetched.count(name) for name in set(fetched)) >= 2
+    scored = blocks["counts"]["scored"]
+    assert blocks["counts"]["opted_out_removed"] == 5 and 2 * 1000 < scored < 3 * 1000
+    assert all(rows is not None for rows in derived)  # never everyone at once: blocks of people
+    # Three blocks scored (the drift and the reasons' thresholds counted on the way), then the explained again.
+    assert [len(rows) for rows in derived if not isinstance(rows, slice)] == [1000, 1000, scored - 2000,
+                                                                              blocks["counts"]["explained"]]
+    assert blocks["counts"] == one["counts"] and blocks["drift"] == one["drift"]
+    a, b = Path(one["output_dir"]), Path(blocks["output_dir"])
+
+    def written(month: Path) -> list[str]:  # all but the manifest (it records the chunk size) and run marker
+        return sorted(p.relative_to(month).as_posix() for p in month.rglob("*")
+                      if p.is_file() and p.name != "manifest.json" and not p.name.startswith("."))
+
+    names = written(a)
+    assert names == written(b) and "population.parquet" in names and any(n.endswith("list.html") for n in names)
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_blocked_features_score_count_and_explain_as_the_whole_frame(registry, data_dir):
+    # BlockedFeatures against InMemoryFeatures on the same DuckDB month, asked in either order: drift and
+    # thresholds before scoring (passes of their own) and after (counted in the scoring pass); everyone explained.
+    from riskstrat.features.duckdb import DuckDBEngine
+    from riskstrat.features.spec import FeatureSpec
+
+    risk, cost = (tracking.load_model(name, alias="champion", uri=registry["uri"]).risk_model
+                  for name in (RISK_MODEL, COST_MODEL))
+    spec = FeatureSpec.union([FeatureSpec.from_dict(m.metadata["feature_spec"]) for m in (risk, cost)])
+    whole = InMemoryFeatures(DuckDBEngine(data_dir).features(AS_OF, spec=spec))
+    blocked = BlockedFeatures(DuckDBEngine(data_dir).person_aggregates(AS_OF, spec=spec, compact=True))
+    profile = risk.metadata["reference_profile"]
+    assert blocked.columns == whole.columns and len(blocked) == len(whole) > 2000
+    a = whole.score(risk, cost, chunk_size=100_000)
+    before = blocked.drift_report(profile, a.risk), blocked.reason_thresholds()
+    b = blocked.score(risk, cost, chunk_size=700)
+    for name in ("risk", "raw", "high_cost_risk", "predicted_cost"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+    assert b.people.index.equals(a.people.index)
+    pd.testing.assert_frame_equal(b.people, a.people[list(b.people.columns)])
+    assert before[0] == blocked.drift_report(profile, b.risk) == whole.drift_report(profile, a.risk)
+    assert before[1] == blocked.reason_thresholds() == whole.reason_thresholds()
+    options = {"n": 3, "currency": "GBP", "demographic_reasons": False, "money_reasons": False, "chunk_size": 500,
+               "thresholds": before[1]}
+    for who in (a.people.index[::-7], None):  # some people out of order, then everyone
+        want, want_error, want_n = whole.explain(risk, a, who, **options)
+        got, error, n = blocked.explain(risk, b, who, **options)
+        assert n == want_n and error == want_error
+        pd.testing.assert_frame_equal(got, want)
 
 
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=[pytest.mark.slow, pytest.mark.skipif(

@@ -45,7 +45,8 @@ from riskstrat.data.stamp import verify_stamp
 from riskstrat.data.validate import (ValidationError, _agree, _coerce_category, _IssueLog, _rows, _text,
                                      blank_cost_message, validate_tables)
 from riskstrat.features.clinical import eligible_persons
-from riskstrat.features.spec import CLINICAL, DATE_COLUMNS, aggregates_for, count_values, feature_frame
+from riskstrat.features.spec import CLINICAL, DATE_COLUMNS, PersonAggregates, aggregates_for, count_values
+from riskstrat.features.spec import compact as compact_values
 
 __all__ = ["EngineDataError", "FolderEngine", "TablePlan", "checks", "clamped_ends", "leading_text",
            "months_frame", "out_of_life_tests", "read_window", "scan_requests"]
@@ -348,13 +349,22 @@ class FolderEngine(ABC):
     def features(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None) -> pd.DataFrame:
         """The feature frame for ``index_date``: equal to ``build_features`` on the validated records
         (``spec``: which features, default the clinical ones)."""
+        return self.person_aggregates(index_date, min_age=min_age, max_age=max_age, spec=spec).frame()
+
+    def person_aggregates(self, index_date, *, min_age: float = 18, max_age: float = 120, spec=None,
+                          compact: bool = False) -> PersonAggregates:
+        """The cohort at ``index_date`` and its aggregates (:class:`~riskstrat.features.spec.PersonAggregates`),
+        whose :meth:`~riskstrat.features.spec.PersonAggregates.frame` is :meth:`features` (of any of the
+        people); ``compact``: each aggregate kept in the smallest type that holds it exactly
+        (:func:`~riskstrat.features.spec.compact`), as soon as it is made (the month's scoring)."""
         spec = spec or CLINICAL
         t = pd.Timestamp(index_date).normalize()
         people, cohort_of_key = self._cohort(t, min_age=min_age, max_age=max_age)
         values: dict[str, np.ndarray] = {}
         for plan in self.plans.values():
-            values.update(self._aggregate(plan, t, cohort_of_key, len(people), spec.aggregates_for(plan.table.name)))
-        return feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless)
+            values.update(self._aggregate(plan, t, cohort_of_key, len(people), spec.aggregates_for(plan.table.name),
+                                          compact=compact))
+        return PersonAggregates(people, values, set(self.plans), spec=spec, costless=self.costless)
 
     def features_at(self, index_dates: Iterable, *, min_age: float = 18, max_age: float = 120,
                     spec=None) -> Iterator[pd.DataFrame]:
@@ -490,6 +500,12 @@ class FolderEngine(ABC):
         persons), ``_person`` (the person key, :attr:`_person_key_rows`; missing for an unknown id) and
         every aggregate of ``aggregates`` (the table's) as of ``t``; and the rows read before repeats were removed (see
         :func:`read_window`)."""
+
+    def _aggregate_parts(self, plan: TablePlan, t: pd.Timestamp, aggregates) -> Iterator[tuple[pd.DataFrame, int]]:
+        """:meth:`_aggregate_frame` in parts of its rows (each part's frame, and the rows read for it before
+        repeats were removed): this default gives it in one part; an engine that can hand its result over
+        in pieces (DuckDB) holds one part at a time."""
+        yield self._aggregate_frame(plan, t, aggregates)
 
     @abstractmethod
     def _date_span(self, plan: TablePlan, until: pd.Timestamp | None) -> tuple:
@@ -629,22 +645,32 @@ class FolderEngine(ABC):
     # ------------------------------------------------------------------ aggregates
 
     def _aggregate(self, plan: TablePlan, t: pd.Timestamp, cohort_of_key: np.ndarray,
-                   n_people: int, aggregates=None) -> dict[str, np.ndarray]:
+                   n_people: int, aggregates=None, *, compact: bool = False) -> dict[str, np.ndarray]:
         """The ``aggregates`` of one table (default the clinical ones) for the ``n_people`` people of the
         cohort; ``cohort_of_key[key]`` is the cohort position of the person whose key is ``key`` (-1: not
-        in the cohort)."""
+        in the cohort). ``compact``: see :func:`per_person`."""
         name = plan.table.name
         aggregates = aggregates_for(name) if aggregates is None else list(aggregates)
-        frame, n_read = self._aggregate_frame(plan, t, aggregates)
-
-        # Validation's findings from the same pass.
-        unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
-        n_unknown = int(frame.loc[unknown, "_rows"].sum())
-        if n_unknown and self._verify_ids(plan, frame.loc[unknown, "person_id"]):
-            return self._aggregate(plan, t, cohort_of_key, n_people, aggregates)  # ids ending in white space: again
-        self._report_findings(name, t, n_unknown=n_unknown, n_outside=int(frame["_n_out_of_life"].sum()),
-                              n_kept=int(frame["_rows"].sum()), n_read=n_read)
-        return per_person(frame, cohort_of_key, n_people, name, aggregates)
+        # Part by part (an engine may hand its result over in pieces): each part's aggregates taken into
+        # compact arrays before the next part is read, so a table's frame is never held whole.
+        parts, unknown_ids = [], []
+        n_unknown = n_outside = n_kept = n_read = 0
+        for frame, read in self._aggregate_parts(plan, t, aggregates):
+            # Validation's findings from the same pass.
+            unknown = frame["_is_unknown"].fillna(False).astype(bool) & frame["person_id"].notna()
+            if unknown.any():
+                n_unknown += int(frame.loc[unknown, "_rows"].sum())
+                unknown_ids.append(frame.loc[unknown, "person_id"])
+            n_outside += int(frame["_n_out_of_life"].sum())
+            n_kept += int(frame["_rows"].sum())
+            n_read += read
+            parts.append(_person_values(frame, cohort_of_key, aggregates, compact=compact))
+            del frame
+        if n_unknown and self._verify_ids(plan, pd.concat(unknown_ids)):
+            return self._aggregate(plan, t, cohort_of_key, n_people, aggregates,  # ids ending in white space: again
+                                   compact=compact)
+        self._report_findings(name, t, n_unknown=n_unknown, n_outside=n_outside, n_kept=n_kept, n_read=n_read)
+        return _assembled(parts, n_people, aggregates, compact=compact)
 
     def _report_findings(self, name: str, t: pd.Timestamp, *, n_unknown: int, n_outside: int, n_kept: int,
                          n_read: int) -> None:
@@ -687,9 +713,20 @@ def code_map(raw: list[str], col: Column) -> tuple[dict[str, str | None], list[s
 
 
 def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, table_name: str,
-               aggregates=None) -> dict[str, np.ndarray]:
+               aggregates=None, *, compact: bool = False) -> dict[str, np.ndarray]:
     """The table's aggregates (columns of ``frame``, one row per person id, ``_person`` the person key) in
-    cohort order; a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``."""
+    cohort order; a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``.
+    ``compact``: each in the smallest type that gives it back exactly as float64
+    (:func:`~riskstrat.features.spec.compact`; one float64 column at a time is held, not the table's)."""
+    aggregates = aggregates_for(table_name) if aggregates is None else list(aggregates)
+    return _assembled([_person_values(frame, cohort_of_key, aggregates, compact=compact)], n_people, aggregates,
+                      compact=compact)
+
+
+def _person_values(frame: pd.DataFrame, cohort_of_key: np.ndarray, aggregates,
+                   *, compact: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The cohort positions of the people of ``frame`` (part of a table's aggregate rows) who are in the
+    cohort, and their values of each aggregate (``fill`` for a missing one), compact if asked."""
     person = frame["_person"].to_numpy(dtype="float64", na_value=np.nan)
     known = ~np.isnan(person)
     at = np.full(len(frame), -1, dtype=np.int64)
@@ -697,13 +734,24 @@ def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, ta
     hit = at >= 0
     target = at[hit]  # once for every aggregate of the table (a copy per aggregate at 1M people adds up)
     values = {}
-    for a in (aggregates_for(table_name) if aggregates is None else aggregates):
+    for a in aggregates:
         column = frame[a.name].to_numpy(dtype="float64", na_value=np.nan)[hit]
         if a.kind == "any":
             column = (column > 0).astype("float64")
         else:
             np.copyto(column, a.fill, where=np.isnan(column))
+        values[a.name] = compact_values(column) if compact else column
+    return target, values
+
+
+def _assembled(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], n_people: int, aggregates,
+               *, compact: bool = False) -> dict[str, np.ndarray]:
+    """Each aggregate for the ``n_people`` of the cohort from the parts' (:func:`_person_values`), ``fill``
+    for the people in none; one float64 column at a time."""
+    values = {}
+    for a in aggregates:
         out = np.full(n_people, a.fill, dtype="float64")
-        out[target] = column
-        values[a.name] = out
+        for target, part in parts:
+            out[target] = part.pop(a.name)  # the part's column goes as it is placed
+        values[a.name] = compact_values(out) if compact else out
     return values

@@ -48,8 +48,9 @@ from riskstrat.features.clinical import (
 from riskstrat.errors import RiskstratError
 from riskstrat.data.schema import AE_UNPLANNED_DEPARTMENT_TYPES, BNF_UNKNOWN, LONG_TERM_CONDITIONS, VACCINE_CHAPTER
 
-__all__ = ["AGGREGATES", "CLINICAL", "ROW_VALUES", "Aggregate", "Derived", "FeatureSpec", "FeatureSpecError", "Where",
-           "aggregate", "aggregates_for", "derive", "feature_frame", "spec_hash", "DERIVE_VERSION"]
+__all__ = ["AGGREGATES", "CLINICAL", "ROW_VALUES", "Aggregate", "Derived", "FeatureSpec", "FeatureSpecError",
+           "PersonAggregates", "Where", "aggregate", "aggregates_for", "compact", "derive", "feature_frame", "spec_hash",
+           "DERIVE_VERSION"]
 
 AggregateKind = Literal["count", "sum", "min_days", "max_days", "any", "distinct"]
 
@@ -470,3 +471,66 @@ def feature_frame(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sourc
             result[column] = people[column]
     result.index.name = "person_id"
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# The month's aggregates kept, its feature frame made a block of people at a time.
+
+
+def compact(values: np.ndarray) -> np.ndarray:
+    """``values`` (float64) in the smallest type that gives every one of them back bit for bit as
+    float64 (counts in 1 or 2 bytes, days with a missing fill in float16/float32), else as they are.
+
+    The month's aggregates kept this way take about a third of their float64 size (most are counts)."""
+    x = np.asarray(values, dtype="float64")
+    if not len(x):
+        return x
+    missing = np.isnan(x)
+    present = x if not missing.any() else x[~missing]
+    if not len(present) or not np.isfinite(present).all() or (np.floor(present) != present).any():
+        candidates = ["float32"]
+    else:
+        low, high = float(present.min()), float(present.max())
+        if missing.any():
+            candidates = ["float16"] if -2048 <= low and high <= 2048 else ["float32"]
+        else:
+            candidates = [t for t in ("uint8", "int8", "uint16", "int16", "uint32", "int32")
+                          if np.iinfo(t).min <= low and high <= np.iinfo(t).max][:1] or ["float32"]
+    small = x.astype(candidates[0])
+    # Bit for bit (a -0.0 or a cost with cents would not survive the trip): kept only when exact.
+    if np.array_equal(small.astype("float64").view("int64"), x.view("int64")):
+        return small
+    return x
+
+
+class PersonAggregates:
+    """One index date's cohort (``people``, :func:`riskstrat.features.clinical.eligible_persons` indexed by
+    ``person_id``) and every aggregate of ``spec`` of the tables in ``sources``, one value a person in the
+    people's order (any numeric type: :func:`compact`); :meth:`frame` derives the feature frame of any of
+    the people.
+
+    :func:`derive` works person by person, so the frame of some rows equals those rows of the whole
+    frame, bit for bit: scoring derives a block of people at a time instead of holding the month's
+    frame (at 5M people, 4M eligible × 200 columns, 6.4 GB in float64)."""
+
+    def __init__(self, people: pd.DataFrame, values: dict[str, np.ndarray], sources: set[str], *,
+                 spec: FeatureSpec | None = None, costless=()):
+        self.people, self.values, self.sources = people, values, set(sources)
+        self.spec, self.costless = spec or CLINICAL, set(costless)
+
+    def __len__(self) -> int:
+        return len(self.people)
+
+    def frame(self, rows=None) -> pd.DataFrame:
+        """:func:`feature_frame` of the people at positions ``rows`` (a slice or an integer array, in that
+        order; None: everyone)."""
+        if rows is None:
+            people, values = self.people, self.values
+        else:
+            people, values = self.people.iloc[rows], {name: v[rows] for name, v in self.values.items()}
+        return feature_frame(people, values, self.sources, spec=self.spec, costless=self.costless)
+
+    @property
+    def columns(self) -> list[str]:
+        """The feature frame's columns."""
+        return list(self.frame(slice(0, 0)).columns)

@@ -26,6 +26,7 @@ from riskstrat.data.records import LinkedRecords
 from riskstrat.data.validate import ValidationError
 from riskstrat.errors import RiskstratError
 from riskstrat.features.costs import check_model_costs
+from riskstrat.features._folder import FolderEngine
 from riskstrat.features.engine import PandasEngine, open_engine
 from riskstrat.features.spark import SparkEngine
 from riskstrat.modeling import guards
@@ -39,7 +40,7 @@ from riskstrat.scoring.checks import check_features_match, check_sources_have_ro
 from riskstrat.scoring.facts import FACT_TABLES, person_facts, read_case_managed, read_next_persons
 from riskstrat.scoring.inputs import (as_in_data, month_options, page_words, previous_month, unset_page_words, published_population, read_opt_outs,
                                       read_reidentification)
-from riskstrat.scoring.month import (EXPLAIN_CHUNK, InMemoryFeatures, MonthFeatures, cohort_exclusions, month_drift,
+from riskstrat.scoring.month import (EXPLAIN_CHUNK, BlockedFeatures, InMemoryFeatures, MonthFeatures, cohort_exclusions, month_drift,
                                      outcome_of)
 from riskstrat.scoring.spark import SparkMonthFeatures
 
@@ -67,14 +68,18 @@ class PublishedButNotTrackedError(RiskstratError):
 
 def month_features(engine, index_date, *, min_age: float, max_age: float, spec=None, costs=None) -> MonthFeatures:
     """The features for scoring on ``index_date``, where the models will run: kept in Spark for the Spark
-    engine (:class:`riskstrat.scoring.spark.SparkMonthFeatures`), else the engine's feature frame in
-    memory (:class:`riskstrat.scoring.month.InMemoryFeatures`). ``spec`` (a
+    engine (:class:`riskstrat.scoring.spark.SparkMonthFeatures`), the aggregates in memory and the frame
+    derived a block of people at a time for DuckDB (:class:`riskstrat.scoring.month.BlockedFeatures`),
+    else the engine's feature frame in memory (:class:`riskstrat.scoring.month.InMemoryFeatures`). ``spec`` (a
     :class:`riskstrat.features.spec.FeatureSpec`, default the clinical one) says which features; ``costs``
     (:class:`riskstrat.features.costs.CostHandling`) converts or blanks the cost features once they are built."""
     changes = costs is not None and costs.changes_features
     if isinstance(engine, SparkEngine):
         return SparkMonthFeatures(engine, index_date, min_age=min_age, max_age=max_age, spec=spec,
                                   costs=costs if changes else None)
+    if isinstance(engine, FolderEngine):  # the aggregates kept, the frame derived a block of people at a time
+        aggregates = engine.person_aggregates(index_date, min_age=min_age, max_age=max_age, spec=spec, compact=True)
+        return BlockedFeatures(aggregates, costs=costs if changes else None)
     frame = engine.features(index_date, min_age=min_age, max_age=max_age, spec=spec)
     return InMemoryFeatures(costs.apply(frame) if changes else frame)
 

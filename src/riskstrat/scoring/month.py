@@ -1,5 +1,6 @@
 """The month's people, features and scores: what scoring asks of the features wherever an engine keeps
-them (:class:`MonthFeatures`; in memory: :class:`InMemoryFeatures`), the models' outputs
+them (:class:`MonthFeatures`; in memory: :class:`InMemoryFeatures`, or derived a block of people at a
+time from the aggregates: :class:`BlockedFeatures`), the models' outputs
 (:class:`PersonScores`), their reasons (:func:`explain_people`), and who is left out of the cohort.
 """
 
@@ -20,10 +21,11 @@ from riskstrat.features.clinical import cohort_rules
 from riskstrat.outcomes import outcome_words
 from riskstrat.scoring import lists
 from riskstrat.features.reasons import check_additivity, top_reasons
-from riskstrat.features.words import ReasonThresholds, reason_thresholds
+from riskstrat.features.spec import PersonAggregates
+from riskstrat.features.words import ReasonThresholds, reason_thresholds, thresholds_from_counts, use_counts
 
-__all__ = ["EXPLAIN_CHUNK", "InMemoryFeatures", "MonthFeatures", "PersonScores", "cohort_exclusions",
-           "explain_people", "month_drift", "outcome_of"]
+__all__ = ["BLOCK_SIZE", "EXPLAIN_CHUNK", "RANKING_COLUMNS", "BlockedFeatures", "InMemoryFeatures", "MonthFeatures",
+           "PersonScores", "cohort_exclusions", "explain_people", "month_drift", "outcome_of"]
 
 Stage = Callable[[str], None]
 
@@ -76,17 +78,25 @@ def explain_people(model, features: pd.DataFrame, raw_score, *, n: int, currency
     nobody) and the largest SHAP additivity error against ``raw_score`` (the model's raw score for
     the same rows, already computed by the prediction: no second pass). ``thresholds``: the scored
     population's (:meth:`MonthFeatures.reason_thresholds`; every chunk is said against the same)."""
+    chunks = (features.iloc[i:i + chunk_size] for i in range(0, len(features), chunk_size))
+    return _explain_chunks(model, chunks, raw_score, n=n, currency=currency, demographic_reasons=demographic_reasons,
+                           money_reasons=money_reasons, thresholds=thresholds, stage=stage)
+
+
+def _explain_chunks(model, chunks, raw_score, *, n: int, currency: str, demographic_reasons: bool,
+                    money_reasons: bool, thresholds: ReasonThresholds | None,
+                    stage: Stage) -> tuple[pd.DataFrame | None, float]:
+    """:func:`explain_people` of the feature frames ``chunks`` (people in the order of ``raw_score``)."""
     raw_score = np.asarray(raw_score, dtype="float64")
-    parts, max_error, started = [], 0.0, time.perf_counter()
-    for i in range(0, len(features), chunk_size):
-        chunk = features.iloc[i:i + chunk_size]
+    parts, max_error, started, done = [], 0.0, time.perf_counter(), 0
+    for chunk in chunks:
         shap_values, base = model.contributions(chunk)
-        max_error = max(max_error, check_additivity(shap_values, base, raw_score[i:i + chunk_size]))
+        max_error = max(max_error, check_additivity(shap_values, base, raw_score[done:done + len(chunk)]))
         parts.append(top_reasons(shap_values, chunk, n=n, currency=currency, demographic_reasons=demographic_reasons,
                                  money_reasons=money_reasons, thresholds=thresholds))
-        done = min(i + chunk_size, len(features))
+        done += len(chunk)
         seconds = time.perf_counter() - started
-        stage(f"explaining: {done:,} of {len(features):,} people"
+        stage(f"explaining: {done:,} of {len(raw_score):,} people"
               + (f" ({done / seconds:,.0f} people/s)" if seconds > 0 else ""))
     return (pd.concat(parts) if parts else None), max_error
 
@@ -213,6 +223,135 @@ class InMemoryFeatures:
     def release(self) -> None:
         # The month's features (2 GB at 5M people) are not held while the lists are written.
         self.frame = None
+
+
+# The features lists.rank_population and the priority groups read (besides practice_id and sex).
+RANKING_COLUMNS = ("age", "emergency_admissions_0_3m", "emergency_admissions_3_12m", "ae_attendances_0_3m",
+                   "ae_attendances_3_12m", "emergency_bed_days_12m", "cost_total_12m")
+
+# People whose features are derived at once when scoring has not said (its chunk_size does).
+BLOCK_SIZE = 200_000
+
+
+class BlockedFeatures:
+    """The month's aggregates in memory (:class:`riskstrat.features.spec.PersonAggregates`, each in the
+    smallest type that holds it exactly), the feature frame derived from them a block of people at a
+    time and never held whole (at 5M people it would be 6.4 GB in float64): the folder engines' month.
+
+    :meth:`score` makes one pass over the blocks (``chunk_size`` people each) and keeps of each block
+    the models' outputs, the columns the ranking reads (:data:`RANKING_COLUMNS`), the counts the risk
+    model's drift check reads and the counts of the reason thresholds; :meth:`explain` derives the
+    explained people's rows again. Each block's frame is those rows of the whole frame, bit for bit, so
+    every number is the whole frame's (the same files as :class:`InMemoryFeatures`). ``costs``
+    (:class:`riskstrat.features.costs.CostHandling`) converts or blanks the cost features of each block;
+    ``rows``: the positions of the people scored (None: all; opt-outs leave theirs out)."""
+
+    def __init__(self, aggregates: PersonAggregates, *, costs=None, rows: np.ndarray | None = None,
+                 columns: list[str] | None = None):
+        self.aggregates, self.costs, self.rows = aggregates, costs, rows
+        self.columns = list(columns) if columns is not None else aggregates.columns
+        self._rows = len(aggregates) if rows is None else len(rows)
+        self._size = BLOCK_SIZE
+        self._counted: tuple | None = None  # (the profile, its drift counts, the use counts) of the scoring pass
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def _positions(self, start: int, stop: int):
+        return slice(start, stop) if self.rows is None else self.rows[start:stop]
+
+    def _frame(self, rows) -> pd.DataFrame:
+        frame = self.aggregates.frame(rows)
+        return frame if self.costs is None else self.costs.apply(frame)
+
+    def _blocks(self, size: int):
+        for start in range(0, len(self), size):
+            yield self._frame(self._positions(start, start + size))
+
+    def without(self, person_ids) -> tuple["BlockedFeatures", int]:
+        if len(person_ids) == 0:
+            return self, 0
+        everyone = self.aggregates.people.index
+        rows = np.arange(len(everyone)) if self.rows is None else self.rows
+        kept, removed = lists.apply_opt_outs(pd.DataFrame({"_row": rows}, index=everyone[rows]), person_ids)
+        return BlockedFeatures(self.aggregates, costs=self.costs, rows=kept["_row"].to_numpy(),
+                               columns=self.columns), removed
+
+    def score(self, risk_model, cost_model=None, *, chunk_size: int) -> PersonScores:
+        self._size = chunk_size
+        shared = cost_model is not None and cost_model.feature_names == risk_model.feature_names
+        with_cost = cost_model is not None and cost_model.cost_estimator is not None
+        profile = risk_model.metadata.get("reference_profile")
+        drift_counts = {name: np.zeros(len(p["edges"]) + 2, dtype=np.int64)
+                        for name, p in (profile or {"features": {}})["features"].items() if name in self.columns}
+        ranking = [c for c in RANKING_COLUMNS if c in self.columns]
+        outputs: list[list[np.ndarray]] = [[] for _ in range(2 if cost_model is None else 4)]
+        kept: dict[str, list[np.ndarray]] = {c: [] for c in ranking}
+        uses = []
+        for frame in self._blocks(chunk_size):
+            M = risk_model.feature_matrix(frame)  # one matrix read by every model, as InMemoryFeatures.score
+            parts = list(risk_model.risk_and_raw_score(M))
+            if cost_model is not None:
+                M_cost = M if shared else cost_model.feature_matrix(frame)
+                parts.append(cost_model.risk_and_raw_score(M_cost)[0])
+                parts.append(cost_model.predict_cost(M_cost) if with_cost else np.zeros(0))
+            del M
+            for out, part in zip(outputs, parts):
+                out.append(np.asarray(part))
+            for name, p in zip(drift_counts, (profile["features"][n] for n in drift_counts)):
+                drift_counts[name] += drift.bin_counts(p, frame[name].to_numpy(dtype=float, na_value=np.nan))
+            uses.append(use_counts(frame))
+            for c in ranking:
+                kept[c].append(frame[c].to_numpy())
+        self._counted = (profile, drift_counts, uses)
+        everyone = self.aggregates.people
+        them = everyone if self.rows is None else everyone.iloc[self.rows]
+        people = pd.DataFrame({c: _joined(kept.pop(c), "float64") for c in ranking}, index=them.index)
+        people["practice_id"] = them["practice_id"].astype("string")  # as feature_frame makes them
+        people["sex"] = them["sex"]
+        people.index.name = "person_id"
+        risk, raw, *cost = (_joined(out, "float64") for out in outputs)
+        if cost_model is None:
+            return PersonScores(people, risk, raw)
+        return PersonScores(people, risk, raw, cost[0], cost[1] if with_cost else None)
+
+    def drift_report(self, profile: dict, risk) -> dict:
+        if self._counted is not None and self._counted[0] is profile:
+            counts = self._counted[1]
+        else:  # not the profile counted while scoring: a pass of its own
+            counts = {name: np.zeros(len(p["edges"]) + 2, dtype=np.int64)
+                      for name, p in profile["features"].items() if name in self.columns}
+            for frame in self._blocks(self._size):
+                for name in counts:
+                    counts[name] += drift.bin_counts(profile["features"][name],
+                                                     frame[name].to_numpy(dtype=float, na_value=np.nan))
+        return drift.drift_report_of_counts(profile, counts, risk)
+
+    def reason_thresholds(self) -> ReasonThresholds:
+        uses = self._counted[2] if self._counted is not None else [use_counts(f) for f in self._blocks(self._size)]
+        return thresholds_from_counts(pd.concat(uses, ignore_index=True)) if uses else reason_thresholds(
+            self._frame(slice(0, 0)))
+
+    def explain(self, model, scores: PersonScores, person_ids, *, n, currency, demographic_reasons,
+                money_reasons, chunk_size, thresholds=None, stage=no_stage):
+        ids = scores.people.index if person_ids is None else pd.Index(np.asarray(person_ids))
+        at = scores.people.index.get_indexer(ids)  # scores.people is in the order of self's people
+        if (at < 0).any():
+            raise KeyError(f"{int((at < 0).sum())} people to explain are not among the people scored")
+        rows = at if self.rows is None else self.rows[at]
+        chunks = (self._frame(rows[i:i + chunk_size]) for i in range(0, len(rows), chunk_size))
+        reasons, max_error = _explain_chunks(model, chunks, scores.raw[at], n=n, currency=currency,
+                                             demographic_reasons=demographic_reasons, money_reasons=money_reasons,
+                                             thresholds=thresholds, stage=stage)
+        return reasons, max_error, len(ids)
+
+    def release(self) -> None:
+        # The aggregates (about a third of the frame they make) are not held while the lists are written.
+        self.aggregates = self._counted = None
+
+
+def _joined(parts: list[np.ndarray], dtype: str) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 def cohort_exclusions(records: LinkedRecords, as_of, *, min_age: float, max_age: float) -> dict[str, int]:
