@@ -166,6 +166,23 @@ def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
         DataConfig(path=synthetic, duckdb_memory_limit="lots")
 
 
+def test_duckdb_spills_into_a_private_temporary_folder_not_the_current_one(synthetic, tmp_path, monkeypatch):
+    import gc
+    import tempfile
+
+    from riskstrat.modeling.config import DataConfig
+
+    monkeypatch.chdir(tmp_path)
+    engine = open_engine("duckdb", DataConfig(path=synthetic, duckdb_memory_limit="512MB"))
+    spill = Path(engine.con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+    assert spill.is_dir() and spill.parent == Path(tempfile.gettempdir()) and spill.name.startswith("riskstrat-duckdb-")
+    engine.features("2024-11-01")
+    assert not (tmp_path / ".tmp").exists()
+    del engine
+    gc.collect()
+    assert not spill.exists()  # removed with the engine
+
+
 def test_duckdb_out_of_memory_is_a_refusal_naming_the_setting(synthetic):
     from riskstrat.modeling.config import DataConfig
     from riskstrat.features.duckdb import EngineMemoryError

@@ -23,6 +23,9 @@ refused with :class:`EngineDataError` (use the pandas engine for those).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -213,6 +216,12 @@ class DuckDBEngine(FolderEngine):
         # No progress bar on stdout (the CLI prints one result line); row order never matters here.
         self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET preserve_insertion_order = false")
+        # DuckDB spills beyond its memory limit into ".tmp" in the current folder by default: wherever the
+        # command was started, perhaps a shared or synced folder. A private temporary folder instead,
+        # removed when the engine goes (or at exit).
+        spill = tempfile.mkdtemp(prefix="riskstrat-duckdb-")
+        weakref.finalize(self, shutil.rmtree, spill, ignore_errors=True)
+        self.con.execute(f"SET temp_directory = {_literal(spill)}")
         if self._settings["threads"] is not None:
             self.con.execute(f"SET threads = {int(self._settings['threads'])}")
         if self._settings["memory_limit"] is not None:
