@@ -4,7 +4,10 @@ The default run fits a small risk model and high-cost pair on the DuckDB engine'
 2,000-person synthetic population with the hand-made lives, repeats and window edges of
 ``test_engines.py`` added (no MLflow), then scores, ranks, counts drift and explains the same
 people in Spark and on the driver: the same features, warnings, risks, ranks, tiers, groups,
-drift report and reasons; and an unknown person is refused as the Spark engine refuses it. The ``slow`` case
+drift report and reasons; and an unknown person is refused as the Spark engine refuses it. The Spark engine
+and the month's aggregates are made once for the module (``month``): opening the engine and computing
+each table's aggregates are most of Spark's work here, and the cost variants reuse the aggregates from
+Spark's cache. The ``slow`` case
 runs ``run_scoring`` end to end with registered champions, DuckDB against Spark: every file of the
 month the same, byte for byte, and the manifest the same but for the engine's name and the folder.
 Skipped when PySpark (the ``spark`` extra) or Java is not installed.
@@ -76,14 +79,47 @@ def models(folder):
     return risk, cost
 
 
-def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folder, models):
+@pytest.fixture(scope="module")
+def month(spark, folder):
+    """The month's features in Spark (costs as the data give them) and what the Spark engine said while
+    they were made. Made once: its aggregates stay cached in Spark until the scoring case releases them
+    (as a run does, through the month without its opt-outs), and the same engine's same aggregates with
+    other cost handling are read from that cache rather than computed again (2 Spark jobs a table
+    instead of 6)."""
+    heard = []
+    return SparkMonthFeatures(SparkEngine(folder, spark=spark, stage=heard.append), T, min_age=0), list(heard)
+
+
+# The cost variants first, while the month's aggregates are cached (the next case releases them, as a run does).
+def test_spark_converts_and_blanks_the_cost_features_as_the_driver(month, folder):
+    from riskstrat.features.costs import CostHandling
+    from riskstrat.features.spark import _to_pandas
+    from riskstrat.pipelines.score import month_features
+
+    engine, duckdb = month[0].engine, DuckDBEngine(folder)
+    reference = duckdb.features(T, min_age=0)
+    for costs in (CostHandling("USD", "GBP", rate=0.5), CostHandling("GBP", "GBP", without_costs=True)):
+        driver = month_features(duckdb, T, min_age=0, max_age=120, costs=costs).frame
+        in_spark = month_features(engine, T, min_age=0, max_age=120, costs=costs)
+        assert isinstance(in_spark, SparkMonthFeatures) and in_spark.costs == costs
+        features = _to_pandas(in_spark.features()).set_index("person_id").loc[driver.index]
+        for name in ("cost_total_12m", "social_care_weekly_cost", "age"):
+            pd.testing.assert_series_equal(features[name], driver[name], check_exact=False, rtol=1e-12)
+        expected = reference["cost_total_12m"] * 0.5 if costs.rate else np.nan
+        np.testing.assert_allclose(driver["cost_total_12m"], expected)
+        assert (driver["age"] == reference["age"]).all()
+        # Its own feature frame only: releasing it all would also drop the cached aggregates it shares with `month`.
+        in_spark.features().unpersist()
+
+
+def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(month, folder, models):
     from riskstrat.features.spark import _to_pandas
 
     risk, cost = models
-    warned = {"duckdb": [], "spark": []}
-    driver = InMemoryFeatures(DuckDBEngine(folder, stage=warned["duckdb"].append).features(T, min_age=0))
-    in_spark = SparkMonthFeatures(SparkEngine(folder, spark=spark, stage=warned["spark"].append), T, min_age=0)
-    assert warned["spark"] == warned["duckdb"] and len(warned["spark"]) >= 2  # repeats dropped, lives
+    in_spark, heard = month
+    warned = []
+    driver = InMemoryFeatures(DuckDBEngine(folder, stage=warned.append).features(T, min_age=0))
+    assert heard == warned and len(heard) >= 2  # repeats dropped, lives
     assert in_spark.columns == driver.columns and len(in_spark) == len(driver) > 1000
 
     opted_out = driver.frame.index[::97]
@@ -131,24 +167,6 @@ def test_spark_scores_ranks_counts_drift_and_explains_as_the_driver(spark, folde
         assert got.index.equals(want.index) and (got["reasons"] != "").sum() > n / 2
         assert error == pytest.approx(want_error, abs=1e-12) and error < 1e-6
     in_spark.release()
-
-
-def test_spark_converts_and_blanks_the_cost_features_as_the_driver(spark, folder):
-    from riskstrat.features.costs import CostHandling
-    from riskstrat.features.spark import _to_pandas
-    from riskstrat.pipelines.score import month_features
-
-    engine = SparkEngine(folder, spark=spark)
-    reference = DuckDBEngine(folder).features(T, min_age=0)
-    for costs in (CostHandling("USD", "GBP", rate=0.5), CostHandling("GBP", "GBP", without_costs=True)):
-        driver = month_features(DuckDBEngine(folder), T, min_age=0, max_age=120, costs=costs).frame
-        in_spark = _to_pandas(month_features(engine, T, min_age=0, max_age=120, costs=costs).features())
-        in_spark = in_spark.set_index("person_id").loc[driver.index]
-        for name in ("cost_total_12m", "social_care_weekly_cost", "age"):
-            pd.testing.assert_series_equal(in_spark[name], driver[name], check_exact=False, rtol=1e-12)
-        expected = reference["cost_total_12m"] * 0.5 if costs.rate else np.nan
-        np.testing.assert_allclose(driver["cost_total_12m"], expected)
-        assert (driver["age"] == reference["age"]).all()
 
 
 def test_the_aggregates_are_refused_as_the_spark_engine_refuses_them(spark, tmp_path):
