@@ -754,6 +754,7 @@ def test_every_index_date_from_one_pass_equals_each_date_alone(synthetic, monkey
     expected = [engine.features(d, spec=spec) for d in dates]
     # A spy: the per-date aggregate query is never run (each table is read once for every date).
     monkeypatch.setattr(DuckDBEngine, "_aggregate_frame", lambda *a, **k: pytest.fail("a query per date"))
+    monkeypatch.setattr(DuckDBEngine, "_aggregate_parts", lambda *a, **k: pytest.fail("a query per date"))
     got = list(DuckDBEngine(synthetic).features_at(dates, spec=spec))
     for frame, reference in zip(got, expected):
         pd.testing.assert_frame_equal(frame, reference, check_exact=False, rtol=1e-12, atol=1e-9)
@@ -785,13 +786,13 @@ def test_tables_the_one_pass_cannot_read_are_built_a_date_at_a_time(tmp_path, ma
 
     folder = write(tmp_path / "e", make_table, **windows_case())
     engine = DuckDBEngine(folder, out_of_life_events="error")
-    queries, original = [], DuckDBEngine._aggregate_frame
+    queries, original = [], DuckDBEngine._aggregate_parts
 
     def spy(self, plan, t, aggregates):
         queries.append(t)
         return original(self, plan, t, aggregates)
 
-    monkeypatch.setattr(DuckDBEngine, "_aggregate_frame", spy)
+    monkeypatch.setattr(DuckDBEngine, "_aggregate_parts", spy)
     got = list(engine.features_at([T, at(2)]))
     assert len(queries) == 2 * len(engine.plans)  # every table, a query per date
     monkeypatch.undo()
