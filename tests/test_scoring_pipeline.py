@@ -456,6 +456,7 @@ def test_blocked_features_score_count_and_explain_as_the_whole_frame(registry, d
     blocked = BlockedFeatures(DuckDBEngine(data_dir).person_aggregates(AS_OF, spec=spec, compact=True))
     profile = risk.metadata["reference_profile"]
     assert blocked.columns == whole.columns and len(blocked) == len(whole) > 2000
+    pd.testing.assert_frame_equal(blocked.frame, whole.frame, check_exact=True)  # derived at once when asked
     a = whole.score(risk, cost, chunk_size=100_000)
     before = blocked.drift_report(profile, a.risk), blocked.reason_thresholds()
     b = blocked.score(risk, cost, chunk_size=700)

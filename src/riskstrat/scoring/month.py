@@ -264,6 +264,12 @@ class BlockedFeatures:
         frame = self.aggregates.frame(rows)
         return frame if self.costs is None else self.costs.apply(frame)
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The whole feature frame of the people scored, derived at once (what :class:`InMemoryFeatures`
+        holds; the scoring run never asks for it: at millions of people it is gigabytes)."""
+        return self._frame(self._positions(0, len(self)))
+
     def _blocks(self, size: int):
         for start in range(0, len(self), size):
             yield self._frame(self._positions(start, start + size))
