@@ -409,7 +409,7 @@ class ScoringConfig(_Strict):
         None, description="A later extract's folder (its persons table, same pseudonyms): people who died, left "
                           "their practice or are no longer in it since this data's end are flagged 'died' or 'moved'.")
     output_dir: Path = Path("riskstrat-output/lists")
-    chunk_size: int = Field(200_000, ge=1000, description="People predicted / explained per chunk.")
+    chunk_size: int = Field(200_000, ge=1000, description="People derived (DuckDB engine), predicted and explained per chunk.")
     max_data_lag_days: int = Field(
         62, ge=0, description="Latest scoring date, in days after the data end (data.extract_end, else dataset.json "
                               "extract_end, else where the monthly event volume stops): two months covers a monthly extract that "
