@@ -366,6 +366,20 @@ def test_rerun_of_the_same_month_gives_identical_person_level_files(score, tmp_p
     assert {n: files_a[n] for n in names} == {n: files_b[n] for n in names}
 
 
+def _same_month_files(a: Path, b: Path) -> list[str]:
+    """The files two months wrote (all but the manifest, which records the chunk size, and the run marker),
+    asserted the same names and the same bytes; returns the names."""
+    def written(month: Path) -> list[str]:
+        return sorted(p.relative_to(month).as_posix() for p in month.rglob("*")
+                      if p.is_file() and p.name != "manifest.json" and not p.name.startswith("."))
+
+    names = written(a)
+    assert names == written(b)
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    return names
+
+
 def test_a_tiny_chunk_size_writes_the_files_of_one_chunk_and_the_features_go_before_the_lists(score, tmp_path,
                                                                                                monkeypatch):
     said, release, write = [], InMemoryFeatures.release, lists.write_month
@@ -375,16 +389,8 @@ def test_a_tiny_chunk_size_writes_the_files_of_one_chunk_and_the_features_go_bef
     assert said[:2] == ["release", "write"]  # no feature frame held while the lists are written
     tiny = score(tmp_path / "tiny", "chunk_size=1000")
     assert tiny["counts"]["scored"] > 2 * 1000  # three chunks
-    a, b = Path(one["output_dir"]), Path(tiny["output_dir"])
-
-    def written(month: Path) -> list[str]:  # all but the manifest (it records the chunk size) and run marker
-        return sorted(p.relative_to(month).as_posix() for p in month.rglob("*")
-                      if p.is_file() and p.name != "manifest.json" and not p.name.startswith("."))
-
-    names = written(a)
-    assert names == written(b) and "population.parquet" in names and any(n.endswith("list.xlsx") for n in names)
-    for name in names:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    names = _same_month_files(Path(one["output_dir"]), Path(tiny["output_dir"]))
+    assert "population.parquet" in names and any(n.endswith("list.xlsx") for n in names)
 
 
 def test_duckdb_blocks_of_people_write_the_files_of_the_whole_frame(score, listed_both_months, tmp_path, monkeypatch):
@@ -431,16 +437,8 @@ def test_duckdb_blocks_of_people_write_the_files_of_the_whole_frame(score, liste
     assert [len(rows) for rows in derived if not isinstance(rows, slice)] == [1000, 1000, scored - 2000,
                                                                               blocks["counts"]["explained"]]
     assert blocks["counts"] == one["counts"] and blocks["drift"] == one["drift"]
-    a, b = Path(one["output_dir"]), Path(blocks["output_dir"])
-
-    def written(month: Path) -> list[str]:  # all but the manifest (it records the chunk size) and run marker
-        return sorted(p.relative_to(month).as_posix() for p in month.rglob("*")
-                      if p.is_file() and p.name != "manifest.json" and not p.name.startswith("."))
-
-    names = written(a)
-    assert names == written(b) and "population.parquet" in names and any(n.endswith("list.html") for n in names)
-    for name in names:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    names = _same_month_files(Path(one["output_dir"]), Path(blocks["output_dir"]))
+    assert "population.parquet" in names and any(n.endswith("list.html") for n in names)
 
 
 def test_blocked_features_score_count_and_explain_as_the_whole_frame(registry, data_dir):
