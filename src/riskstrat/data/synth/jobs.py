@@ -41,8 +41,9 @@ from riskstrat.errors import InvalidInputError
 __all__ = ["OrderedJobs", "WorkerStopped", "check_jobs"]
 
 
-class WorkerStopped(RuntimeError):
-    """A worker process ended without handing its result over (killed, out of memory, crashed)."""
+class WorkerStopped(ChildProcessError):
+    """A worker process ended without handing its result over (killed, out of memory, crashed). An
+    operating-system failure (an ``OSError``): the CLI prints it without a traceback, with status 1."""
 
 
 def check_jobs(jobs: object) -> int:
