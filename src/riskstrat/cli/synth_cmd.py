@@ -26,8 +26,8 @@ def synth(
     jobs: int = typer.Option(
         1, "--jobs", "-j", min=1,
         help="Worker processes that generate chunks side by side (this process writes them in order): the same "
-             "files, byte for byte, as --jobs 1. Each worker holds up to two chunks; one per core is the most "
-             "that helps."),
+             "files, byte for byte, as --jobs 1. Each worker needs about the memory of a --jobs 1 run (it makes "
+             "one chunk while handing the last over); more workers than free cores do not help."),
     extract_end: str = typer.Option(
         None, "--extract-end", help="Write the extract as it stood on this date (YYYY-MM-DD, before the end of the "
                                     "years simulated): the same command without it writes the later extract, with "
@@ -39,7 +39,7 @@ def synth(
 
     Example: riskstrat synth --people 20000 --seed 42 --out riskstrat-data/synthetic
 
-    Example (5 million people on 2 cores): riskstrat synth --people 5000000 --seed 7 --jobs 2 --out big
+    Example (5 million people, 2 cores): riskstrat synth --people 5000000 --seed 7 --futures 2 --jobs 2 --out big
 
     Example (an earlier extract of the same people): riskstrat synth --people 20000 --seed 42
     --extract-end 2025-10-31 --out riskstrat-data/synthetic-2025-10

@@ -58,14 +58,15 @@ def _send_all(conn, outbox: queue.Queue) -> None:
     """(In the worker.) Hand each result to the parent; the parent gone, end the worker at once."""
     while True:
         message = outbox.get()
+        if message is None:
+            outbox.task_done()
+            return
         try:
-            if message is None:
-                return
             conn.send_bytes(message)
         except OSError:  # the parent has ended (a broken pipe): nothing is waiting for this work
             os._exit(1)
-        finally:
-            outbox.task_done()
+        del message  # not kept while waiting for the next one
+        outbox.task_done()
 
 
 def _serve(conn, fn: Callable[[Any], Any], items: list[tuple[int, Any]]) -> None:
