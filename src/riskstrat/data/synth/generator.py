@@ -858,6 +858,8 @@ def write_population(out_dir, n_people: int, *, start: str = "2021-11-01", years
     ``jobs`` above 1 makes the chunks in that many worker processes (:class:`riskstrat.data.synth.jobs.OrderedJobs`)
     while this process writes them in order: the same files, byte for byte, as ``jobs=1``; about two
     chunks per worker in memory at once. A worker that fails stops the run and nothing is written.
+    Workers are spawned (fresh interpreters that import the calling script): a script that calls this
+    with ``jobs`` above 1 needs the ``if __name__ == "__main__":`` guard, as for any ``multiprocessing``.
 
     With ``stamp`` (the default) the folder is validated once written and stamped
     (:func:`riskstrat.data.validate.stamp_data_dir`), so that runs on it verify hashes instead of
