@@ -40,7 +40,7 @@ LONG_FILES = {
     "test_engine_spark.py": 29, "test_evaluate_pipeline.py": 26, "test_notebook.py": 25,
     "test_scoring_lists.py": 20, "test_costs_currency.py": 15, "test_train_engines.py": 14, "test_validate.py": 14,
     "test_gate.py": 12,  # its LightGBM on the 3,000-person population: 12 s in the whole run (s23); test_serve.py 3.5 s
-    "test_synth.py": 13, "test_readers.py": 11, "test_monitor_pipeline.py": 10,
+    "test_synth.py": 13, "test_readers.py": 11, "test_synth_jobs.py": 10, "test_monitor_pipeline.py": 10,
 }
 
 
