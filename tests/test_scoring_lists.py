@@ -1089,7 +1089,6 @@ def test_a_list_that_fails_in_any_writer_process_raises_and_leaves_no_worker_run
                                  lists.PageWords())
     jobs = lists._list_jobs({p: tables[p] for p in sorted(tables)}, month=month, counts=lists._list_counts(pop),
                             changes=None, identified=set(), with_workbook=set(tables))
-    lists._add_csv_bytes(jobs)
     for clash in (jobs[0][0], jobs[-1][0]):  # in the first chunk handed out, and in the last
         folder = tmp_path / f"clash-{clash.replace('/', '-')}"
         (folder / clash).mkdir(parents=True)

@@ -1175,15 +1175,19 @@ def writer_processes(workers: int | str, *, workbooks: int) -> int:
 
 
 def _write_chunk(tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]:
+    """The files of a chunk of lists (:func:`_list_jobs`): their contents made together
+    (:func:`_ready_jobs`), then written list by list."""
     hashes: dict[str, str] = {}
-    for relative, job in chunk:
+    for (relative, _), job in zip(chunk, _ready_jobs([job for _, job in chunk])):
         hashes.update(_write_list(tmp / relative, relative, job))
     return hashes
 
 
 def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | str) -> dict[str, str]:
-    """:func:`_write_list` for every (relative folder, job): in this process, or in chunks of lists
-    across :func:`writer_processes` worker processes (joblib's loky backend).
+    """Every list's files (:func:`_list_jobs`): in this process, or in chunks of lists across
+    :func:`writer_processes` worker processes (joblib's loky backend), each making its lists'
+    pages, CSVs and workbooks from their rows (:func:`_write_chunk`): the run hands out the lists
+    and waits, rather than making every list's contents first while the workers wait.
 
     Every file depends only on its own job, so the bytes are the same whichever process writes
     it, and in whatever order; the manifest sorts the paths. A list that fails raises its own error
@@ -1723,7 +1727,6 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                     else practice_lists[pid]) for pid in sorted(practice_lists)}
     jobs = _list_jobs(tables, month=month, counts=counts, changes=changes, identified=set(reidentify or {}),
                       with_workbook=with_workbook)
-    _add_csv_bytes(jobs)
     return _publish_month(Path(out_dir), population=population, jobs=jobs, summary=summary, manifest=manifest,
                           options=options, about_summary=_about_summary(summary, manifest, words, options))
 
@@ -1874,17 +1877,47 @@ def _changes_by_list(changes: pd.DataFrame | None, keys: Sequence[str]) -> dict[
 
 def _list_jobs(tables: Mapping[str, pd.DataFrame], *, month: _MonthContext, counts: _ListCounts,
                changes: pd.DataFrame | None, identified: set, with_workbook: set[str]) -> list[tuple[str, dict]]:
-    """(folder relative to the month, job for :func:`_write_list`) for each list, in order of key."""
+    """(folder relative to the month, job) for each list, in order of key: what :func:`_ready_jobs`
+    turns into its files' contents (in the process that writes them: :func:`_write_lists`), as
+    plain data: the list, its rows of ``changes``, the month and the list's own counts."""
     order = list(tables)
     mine = _changes_by_list(changes, order)
-    # Every list's cells (for its workbook) and page rows, made for all lists at once and cut apart.
-    cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], month.tier_order,
-                                             month.words.group_names, decimals=month.decimals)
     return [(NO_PRACTICE if pid == NO_PRACTICE else f"practices/{pid}",
-             _list_job(pid, tables[pid], cells=cells, people_rows=people_rows, month=month, counts=counts,
-                       changes=_changes_table(mine[pid], tables[pid], month=month), identified=pid in identified,
-                       workbook=str(pid) in with_workbook))
-            for pid, cells, people_rows in zip(order, cells_of, rows_of)]
+             {"pid": pid, "table": tables[pid], "changes": mine[pid], "month": month,
+              "counts": _counts_of(counts, str(pid)), "identified": pid in identified,
+              "workbook": str(pid) in with_workbook})
+            for pid in order]
+
+
+def _counts_of(counts: _ListCounts, key: str) -> _ListCounts:
+    """``counts`` of the list ``key`` alone (what its job carries to the process that writes it)."""
+    return _ListCounts(people={key: counts.people[key]} if key in counts.people else {}, tiers=counts.tiers,
+                       registered={key: counts.registered[key]} if key in counts.registered else {},
+                       held={key: counts.held[key]} if key in counts.held else {},
+                       left_off={key: counts.left_off[key]} if key in counts.left_off else {})
+
+
+def _ready_jobs(jobs: Sequence[dict]) -> list[dict]:
+    """Each list's files' contents (:func:`_list_job`, with its CSVs as bytes) from its job
+    (:func:`_list_jobs`): the cells and page rows of all ``jobs`` of one month made in one pass and
+    cut apart, and their CSVs from one pandas to_csv per kind of table
+    (:func:`riskstrat.scoring.sheets.csv_bytes_many`); every list's files depend on its job alone."""
+    ready: list[dict | None] = [None] * len(jobs)
+    months: dict[int, list[int]] = {}
+    for k, job in enumerate(jobs):
+        months.setdefault(id(job["month"]), []).append(k)
+    for members in months.values():
+        month = jobs[members[0]]["month"]
+        tables = [jobs[k]["table"] for k in members]
+        cells_of, rows_of = _cells_and_rows_many(tables, month.tier_order, month.words.group_names,
+                                                 decimals=month.decimals)
+        for k, cells, people_rows in zip(members, cells_of, rows_of):
+            job = jobs[k]
+            ready[k] = _list_job(job["pid"], job["table"], cells=cells, people_rows=people_rows, month=month,
+                                 counts=job["counts"], changes=_changes_table(job["changes"], job["table"], month=month),
+                                 identified=job["identified"], workbook=job["workbook"])
+    _add_csv_bytes(ready)
+    return ready
 
 
 def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, month: _MonthContext,
@@ -1925,15 +1958,14 @@ def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, m
                  "holdout": held_back, "left_off": left_off, "facts": facts, "n_columns": 12 + local_ids}}
 
 
-def _add_csv_bytes(jobs: Sequence[tuple[str, dict]]) -> None:
-    """Every list's CSV, and every practice's changes, from one pandas to_csv per kind of table
-    (the worker processes then need only the bytes, not the changes table)."""
-    for (_, job), data in zip(jobs, csv_bytes_many([job["table"] for _, job in jobs])):
+def _add_csv_bytes(jobs: Sequence[dict]) -> None:
+    """Every list's CSV, and every practice's changes, from one pandas to_csv per kind of table."""
+    for job, data in zip(jobs, csv_bytes_many([job["table"] for job in jobs])):
         job["csv"] = data
-    with_changes = [job for _, job in jobs if job["changes"] is not None]
+    with_changes = [job for job in jobs if job["changes"] is not None]
     for job, data in zip(with_changes, csv_bytes_many([job["changes"] for job in with_changes])):
         job["changes_csv"] = data
-    for _, job in jobs:
+    for job in jobs:
         job.setdefault("changes_csv", None)
         del job["changes"]
 
