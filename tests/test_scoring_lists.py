@@ -1099,10 +1099,29 @@ def test_a_list_that_fails_in_any_writer_process_raises_and_leaves_no_worker_run
         assert _writer_workers() == []  # killed and waited for before the error was raised
         time.sleep(0.3)
         assert _folder_state(folder) == after  # and so nothing was written after it
+    # The run's own files, written while the workers write the lists, fail: the workers are stopped first.
+    folder = tmp_path / "meanwhile"
+
+    def meanwhile():
+        deadline = time.monotonic() + 20
+        while not (folder / "practices").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the workers are writing lists
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        lists._write_lists(folder, jobs, workers=2, meanwhile=meanwhile)
+    after = _folder_state(folder)
+    assert _writer_workers() == []
+    time.sleep(0.3)
+    assert _folder_state(folder) == after
     # With no clash: the same files as one process writes, and the hashes of what is on disk.
-    written = lists._write_lists(tmp_path / "two", jobs, workers=2)
-    assert written == lists._write_lists(tmp_path / "one", jobs, workers=1)
+    def summary_file(where):
+        return lambda: {"summary.csv": lists._write_bytes(b"x\n", where / "summary.csv")}
+
+    written = lists._write_lists(tmp_path / "two", jobs, workers=2, meanwhile=summary_file(tmp_path / "two"))
+    assert written == lists._write_lists(tmp_path / "one", jobs, workers=1, meanwhile=summary_file(tmp_path / "one"))
     assert written == {k: hashlib.sha256(v).hexdigest() for k, v in _folder_bytes(tmp_path / "two").items()}
+    assert "summary.csv" in written and len(written) == 1 + 3 * len(jobs)  # list.csv, list.xlsx, list.html each
 
 
 def test_page_rows_are_escaped_cell_by_cell():

@@ -45,8 +45,9 @@ import json
 import math
 import os
 import re
+import warnings
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1183,29 +1184,41 @@ def _write_chunk(tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]
     return hashes
 
 
-def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | str) -> dict[str, str]:
+def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | str,
+                 meanwhile: Callable[[], dict[str, str]] | None = None) -> dict[str, str]:
     """Every list's files (:func:`_list_jobs`): in this process, or in chunks of lists across
     :func:`writer_processes` worker processes (joblib's loky backend), each making its lists'
     pages, CSVs and workbooks from their rows (:func:`_write_chunk`): the run hands out the lists
-    and waits, rather than making every list's contents first while the workers wait.
+    and does ``meanwhile`` (the month's other files; their hashes by path) while the workers write,
+    rather than making every list's contents first while the workers wait.
 
     Every file depends only on its own job, so the bytes are the same whichever process writes
     it, and in whatever order; the manifest sorts the paths. A list that fails raises its own error
     here (joblib re-raises the worker's exception) after joblib has killed and waited for every
-    worker, so nothing is written into the run folder after
-    :func:`riskstrat.scoring.publish.month_folder` removes it.
+    worker, and so does a failure of ``meanwhile`` (the workers are stopped first), so nothing is
+    written into the run folder after :func:`riskstrat.scoring.publish.month_folder` removes it.
     """
     processes = writer_processes(workers, workbooks=sum(bool(job["workbook"]) for _, job in jobs))
     if processes <= 1 or len(jobs) < 2:
-        return _write_chunk(tmp, jobs)
+        return {**(meanwhile() if meanwhile else {}), **_write_chunk(tmp, jobs)}
     size = max(1, min(8, len(jobs) // (4 * processes)))
     chunks = [jobs[k:k + size] for k in range(0, len(jobs), size)]
     # loky: fresh worker processes (no fork of the run's DuckDB/LightGBM/MLflow threads, no rerun
     # of the caller's script, so no __main__ guard). batch_size=1: a chunk is the unit handed out;
-    # max_nbytes=None: no arrays memory-mapped through a temporary folder.
-    written = joblib.Parallel(n_jobs=min(processes, len(chunks)), backend="loky", batch_size=1, max_nbytes=None)(
+    # max_nbytes=None: no arrays memory-mapped through a temporary folder. A generator: the chunks
+    # are handed out now, and the run goes on with ``meanwhile`` while they are written.
+    written = joblib.Parallel(n_jobs=min(processes, len(chunks)), backend="loky", batch_size=1, max_nbytes=None,
+                              return_as="generator_unordered")(
         joblib.delayed(_write_chunk)(tmp, chunk) for chunk in chunks)
-    return {path: digest for hashes in written for path, digest in hashes.items()}
+    try:
+        hashes = meanwhile() if meanwhile else {}
+        for part in written:
+            hashes.update(part)
+    finally:
+        with warnings.catch_warnings():  # joblib's word that the lists left were cancelled: the error says why
+            warnings.simplefilter("ignore", UserWarning)
+            written.close()  # after a failure: every worker killed and waited for before the error goes on
+    return hashes
 
 
 def _month_words(manifest: Mapping) -> str:
@@ -1362,9 +1375,8 @@ def _changes_table(changes: pd.DataFrame | None, table: pd.DataFrame, *, month: 
     (blank for someone who left the list), "yes" for new and left."""
     if changes is None:
         return None
-    shown = dict(zip(table["Person ID"].astype("str"), zip(table["Rank"], table["Risk (%)"])))
     person = changes["person_id"].astype("str")
-    place = [shown.get(p, (None, None)) for p in person]
+    rank, risk = _places(table, person)
     compared = ("none: this is the first month" if month.first_month
                 else month.previous_month or "last month")
     new = changes["new_this_month"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -1372,15 +1384,33 @@ def _changes_table(changes: pd.DataFrame | None, table: pd.DataFrame, *, month: 
     return pd.DataFrame({
         "Month": pd.array([month.month_label] * len(changes), dtype="str"),
         "Compared with": pd.array([compared] * len(changes), dtype="str"),
-        "Rank": pd.array([r for r, _ in place], dtype="Int64"),
+        "Rank": rank,
         "Person ID": pd.array(person.to_numpy(), dtype="str"),
-        "Risk (%)": np.array([np.nan if v is None else float(v) for _, v in place], dtype="float64"),
+        "Risk (%)": risk,
         "Tier": pd.array(changes["tier"].to_numpy(), dtype="str"),
         "New this month": pd.array(np.where(new, "yes", ""), dtype="str"),
         "Left the list": pd.array(np.where(left, "yes", ""), dtype="str"),
         "Previous tier": pd.array(changes["previous_tier"].to_numpy(), dtype="str"),
         "Tier change": pd.array(changes["tier_change"].to_numpy(), dtype="str"),
     })
+
+
+def _places(table: pd.DataFrame, person: pd.Series) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray]:
+    """Each of ``person``'s (text) Rank and Risk (%) on the list ``table`` (missing for someone not
+    on it): looked up all at once, or person by person where the list repeats a Person ID (the last
+    row of it counts, as a dictionary of the rows would say)."""
+    shown = table["Person ID"].astype("str")
+    if not shown.is_unique:
+        places = dict(zip(shown, zip(table["Rank"], table["Risk (%)"])))
+        place = [places.get(p, (None, None)) for p in person]
+        return (pd.array([r for r, _ in place], dtype="Int64"),
+                np.array([np.nan if v is None else float(v) for _, v in place], dtype="float64"))
+    at = pd.Index(shown.to_numpy()).get_indexer(person.to_numpy())
+    found = at >= 0
+    rank = pd.array(table["Rank"], dtype="Int64").take(at, allow_fill=True)
+    risk = np.full(len(at), np.nan)
+    risk[found] = table["Risk (%)"].to_numpy(dtype="float64", na_value=np.nan)[at[found]]
+    return rank, risk
 
 
 CHANGES_COLUMNS = ("Month", "Compared with", "Rank", "Person ID", "Risk (%)", "Tier", "New this month",
@@ -1974,12 +2004,14 @@ def _publish_month(out_dir: Path, *, population: pd.DataFrame, jobs: Sequence[tu
                    summary: pd.DataFrame, manifest: Mapping, options: MonthOptions, about_summary: Mapping) -> Path:
     """Write every file into a temporary folder, the manifest with their hashes last, and publish it."""
     with publish.month_folder(out_dir, replace=options.replace, models=manifest.get("models")) as tmp:
-        write_parquet(population, tmp / "population.parquet")
-        files = {"population.parquet": file_sha256(tmp / "population.parquet"),
-                 **_write_lists(tmp, jobs, workers=options.workers),
-                 "summary.csv": _write_csv(summary, tmp / "summary.csv"),
-                 "summary.json": _write_bytes((json.dumps(about_summary, indent=2, ensure_ascii=False, default=str)
-                                               + "\n").encode("utf-8"), tmp / "summary.json")}
+        def meanwhile() -> dict[str, str]:  # the month's other files, while the lists are written
+            write_parquet(population, tmp / "population.parquet")
+            return {"population.parquet": file_sha256(tmp / "population.parquet"),
+                    "summary.csv": _write_csv(summary, tmp / "summary.csv"),
+                    "summary.json": _write_bytes((json.dumps(about_summary, indent=2, ensure_ascii=False, default=str)
+                                                  + "\n").encode("utf-8"), tmp / "summary.json")}
+
+        files = _write_lists(tmp, jobs, workers=options.workers, meanwhile=meanwhile)
         record = {**dict(manifest), "files": dict(sorted(files.items()))}
         write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", tmp / "manifest.json")
     return out_dir
