@@ -1124,6 +1124,35 @@ def test_a_list_that_fails_in_any_writer_process_raises_and_leaves_no_worker_run
     assert "summary.csv" in written and len(written) == 1 + 3 * len(jobs)  # list.csv, list.xlsx, list.html each
 
 
+def test_writers_started_ahead_write_the_month_and_stop_when_dropped(tmp_path, features, model):
+    """Worker processes started before the run's own work on the lists (start_writers) are the ones
+    that write them (no second start), with the same bytes; dropped unused, their start is waited
+    for (not killed half-started, with loky's traceback and joblib's warning) and they stay idle."""
+    import gc
+
+    pop = score_month(features, model)
+    tables = lists.practice_lists(pop, list_size=LIST_SIZE)
+    common = dict(population=pop, practice_lists=tables, summary=lists.commissioner_summary(pop, list_size=LIST_SIZE),
+                  manifest={"as_of": "2026-11-01", "month": "2026-11"}, options=lists.MonthOptions(workers=2))
+    writers = lists.start_writers(pop["practice_id"], options=common["options"])
+    writers.wait()
+    started = sorted(_children(os.getpid()))
+    assert len(_writer_workers()) == 2
+    ahead = _folder_bytes(lists.write_month(tmp_path / "ahead" / "2026-11", writers=writers, **common))
+    assert sorted(_children(os.getpid())) == started  # the same processes wrote the lists
+    assert ahead == _folder_bytes(lists.write_month(tmp_path / "one" / "2026-11",
+                                                    **{**common, "options": lists.MonthOptions(workers=1)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unused = lists.start_writers(pop["practice_id"], options=lists.MonthOptions(workers=2))
+        del unused
+        gc.collect()
+    assert sorted(_children(os.getpid())) == started
+    # None started for a month this process writes alone, or a refused number of workers.
+    for options in (lists.MonthOptions(), lists.MonthOptions(workers=1), lists.MonthOptions(workers="two")):
+        assert lists.start_writers(pop["practice_id"], options=options)._starting is None
+
+
 def test_page_rows_are_escaped_cell_by_cell():
     """The page's rows against hand-written HTML: hostile text escaped, missing numbers shown as dashes."""
     table = pd.DataFrame({

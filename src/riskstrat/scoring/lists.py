@@ -37,6 +37,7 @@ commissioners' summary shows them as a row of their own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -65,7 +66,7 @@ from riskstrat.features.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUP_PAGE_NAMES, DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
                              past_year, rank_by_score, tiers_by_rank)
-from riskstrat.templates import render
+from riskstrat.templates import environment, render
 
 __all__ = [
     "NO_PRACTICE",
@@ -1175,6 +1176,59 @@ def writer_processes(workers: int | str, *, workbooks: int) -> int:
     return int(workers)
 
 
+def _writer_ready() -> int:
+    """Run in a worker started ahead (:func:`start_writers`): what writing a list needs, imported and
+    compiled (unpickling this function imported this module); the worker's process id."""
+    import xlsxwriter  # noqa: F401  (imported where a workbook is built)
+
+    environment().get_template("list.html.j2")
+    return os.getpid()
+
+
+class StartedWriters:
+    """Worker processes started ahead of :func:`write_month` (:func:`start_writers`): hand it to
+    ``write_month(writers=...)``, which waits for their start and then writes with them. Dropped
+    unused (the run failed first), it waits for their start too, rather than kill them half-started
+    (which makes loky print a traceback beside the run's own error): they are then left idle, as
+    joblib leaves its workers after every month written, and end with the run."""
+
+    def __init__(self, starting=None):
+        self._starting = starting
+
+    def wait(self) -> None:
+        """Wait until every worker has started (they stay, idle, for the lists)."""
+        if self._starting is not None:
+            starting, self._starting = self._starting, None
+            for _ in starting:
+                pass
+
+    def __del__(self):
+        with contextlib.suppress(Exception):  # a worker that could not start: the run is failing already
+            self.wait()
+
+
+def start_writers(practice_ids: pd.Series, *, options: MonthOptions) -> StartedWriters:
+    """Start the worker processes :func:`write_month` will write a month with (one list per practice
+    in ``practice_ids``, everyone's practice, missing for none; ``options`` as it will be given),
+    without waiting: their start (about a second of imports each) then runs beside the run's own
+    work on the lists (marking them, the summary, the changes). None are started where the month
+    will be written in this process alone (:func:`writer_processes`)."""
+    if isinstance(options.workbooks, str):
+        workbooks = (practice_ids.nunique() + bool(practice_ids.isna().any())) if options.workbooks == "all" else 0
+    else:
+        workbooks = len(options.workbooks)
+    workers = options.workers
+    if workers != "auto" and (isinstance(workers, (str, bool)) or int(workers) != workers or workers < 1):
+        return StartedWriters()  # write_month refuses it, saying why
+    if writer_processes(workers, workbooks=workbooks) <= 1:
+        return StartedWriters()
+    # The same joblib settings as _write_lists, so that it finds these workers and reuses them.
+    processes = writer_processes(workers, workbooks=workbooks)
+    return StartedWriters(joblib.Parallel(n_jobs=processes, backend="loky", batch_size=1, max_nbytes=None,
+                                          return_as="generator_unordered")(
+        joblib.delayed(_writer_ready)() for _ in range(processes)))
+
+
 def _write_chunk(tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]:
     """The files of a chunk of lists (:func:`_list_jobs`): their contents made together
     (:func:`_ready_jobs`), then written list by list."""
@@ -1721,7 +1775,7 @@ class MonthOptions:
 def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame],
                 summary: pd.DataFrame, manifest: Mapping, reidentify: Mapping[str, pd.DataFrame] | None = None,
                 changes: pd.DataFrame | None = None, words: PageWords = PageWords(),
-                options: MonthOptions = MonthOptions()) -> Path:
+                options: MonthOptions = MonthOptions(), writers: StartedWriters | None = None) -> Path:
     """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
@@ -1747,6 +1801,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     The month is published through :func:`riskstrat.scoring.publish.month_folder`: a month already
     published in the folder is replaced only with ``options.replace`` (else
     :class:`riskstrat.scoring.publish.AlreadyPublishedError`, naming both runs' models).
+    ``writers``: worker processes started ahead for this month (:func:`start_writers`).
     """
     with_workbook = _check_month(population, practice_lists, summary, reidentify=reidentify, options=options)
     summary = suppress_small_numbers(summary, threshold=options.suppress_below, round_to=options.round_counts_to)
@@ -1757,6 +1812,8 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                     else practice_lists[pid]) for pid in sorted(practice_lists)}
     jobs = _list_jobs(tables, month=month, counts=counts, changes=changes, identified=set(reidentify or {}),
                       with_workbook=with_workbook)
+    if writers is not None:
+        writers.wait()
     return _publish_month(Path(out_dir), population=population, jobs=jobs, summary=summary, manifest=manifest,
                           options=options, about_summary=_about_summary(summary, manifest, words, options))
 
