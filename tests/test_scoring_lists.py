@@ -1047,6 +1047,9 @@ def test_auto_writers_use_the_free_cpus_only_for_hundreds_of_workbooks(monkeypat
     monkeypatch.setattr(lists, "_usable_cpus", lambda: 2)
     assert lists.writer_processes("auto", workbooks=lists.AUTO_WRITERS_MIN_WORKBOOKS - 1) == 1
     assert lists.writer_processes("auto", workbooks=666) == 2
+    # Without workbooks, for many lists only (their pages and CSVs).
+    assert lists.writer_processes("auto", workbooks=0, lists=lists.AUTO_WRITERS_MIN_LISTS - 1) == 1
+    assert lists.writer_processes("auto", workbooks=0, lists=666) == 2
     monkeypatch.setattr(lists, "_usable_cpus", lambda: 1)
     assert lists.writer_processes("auto", workbooks=666) == 1
     monkeypatch.setattr(lists, "_usable_cpus", lambda: 64)

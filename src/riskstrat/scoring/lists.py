@@ -1153,9 +1153,11 @@ def recipe_workbook(recipe: Mapping, *, people: set[str] | None = None) -> bytes
 
 
 # ``workers="auto"``: worker processes only for a month of this many workbooks or more (a worker's
-# start, about a second of imports, costs more than a few dozen workbooks take), and at most this
-# many of them.
+# start, about a second of imports, costs more than a few dozen workbooks take), or of this many
+# lists without them (a list's page and CSVs take about a quarter of its workbook's time), and at
+# most this many of them.
 AUTO_WRITERS_MIN_WORKBOOKS = 150
+AUTO_WRITERS_MIN_LISTS = 400
 AUTO_WRITERS_MAX = 4
 
 
@@ -1166,13 +1168,15 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def writer_processes(workers: int | str, *, workbooks: int) -> int:
-    """How many processes write a month of ``workbooks`` workbooks at once (1: the run's own; more:
-    that many worker processes while the run waits): ``workers`` when a number; for ``"auto"`` the
-    CPUs this process may use (at most :data:`AUTO_WRITERS_MAX`) when there are
-    :data:`AUTO_WRITERS_MIN_WORKBOOKS` or more, else 1."""
+def writer_processes(workers: int | str, *, workbooks: int, lists: int = 0) -> int:
+    """How many processes write a month of ``lists`` lists and ``workbooks`` workbooks at once (1:
+    the run's own; more: that many worker processes while the run writes the month's other files):
+    ``workers`` when a number; for ``"auto"`` the CPUs this process may use (at most
+    :data:`AUTO_WRITERS_MAX`) when there are :data:`AUTO_WRITERS_MIN_WORKBOOKS` workbooks or more,
+    or :data:`AUTO_WRITERS_MIN_LISTS` lists or more, else 1."""
     if workers == "auto":
-        return max(1, min(_usable_cpus(), AUTO_WRITERS_MAX)) if workbooks >= AUTO_WRITERS_MIN_WORKBOOKS else 1
+        many = workbooks >= AUTO_WRITERS_MIN_WORKBOOKS or lists >= AUTO_WRITERS_MIN_LISTS
+        return max(1, min(_usable_cpus(), AUTO_WRITERS_MAX)) if many else 1
     return int(workers)
 
 
@@ -1213,17 +1217,16 @@ def start_writers(practice_ids: pd.Series, *, options: MonthOptions) -> StartedW
     without waiting: their start (about a second of imports each) then runs beside the run's own
     work on the lists (marking them, the summary, the changes). None are started where the month
     will be written in this process alone (:func:`writer_processes`)."""
-    if isinstance(options.workbooks, str):
-        workbooks = (practice_ids.nunique() + bool(practice_ids.isna().any())) if options.workbooks == "all" else 0
-    else:
-        workbooks = len(options.workbooks)
+    n_lists = int(practice_ids.nunique()) + bool(practice_ids.isna().any())
+    workbooks = (n_lists if options.workbooks == "all" else 0) if isinstance(options.workbooks, str) \
+        else len(options.workbooks)
     workers = options.workers
     if workers != "auto" and (isinstance(workers, (str, bool)) or int(workers) != workers or workers < 1):
         return StartedWriters()  # write_month refuses it, saying why
-    if writer_processes(workers, workbooks=workbooks) <= 1:
+    if writer_processes(workers, workbooks=workbooks, lists=n_lists) <= 1:
         return StartedWriters()
     # The same joblib settings as _write_lists, so that it finds these workers and reuses them.
-    processes = writer_processes(workers, workbooks=workbooks)
+    processes = writer_processes(workers, workbooks=workbooks, lists=n_lists)
     return StartedWriters(joblib.Parallel(n_jobs=processes, backend="loky", batch_size=1, max_nbytes=None,
                                           return_as="generator_unordered")(
         joblib.delayed(_writer_ready)() for _ in range(processes)))
@@ -1252,7 +1255,7 @@ def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | 
     worker, and so does a failure of ``meanwhile`` (the workers are stopped first), so nothing is
     written into the run folder after :func:`riskstrat.scoring.publish.month_folder` removes it.
     """
-    processes = writer_processes(workers, workbooks=sum(bool(job["workbook"]) for _, job in jobs))
+    processes = writer_processes(workers, workbooks=sum(bool(job["workbook"]) for _, job in jobs), lists=len(jobs))
     if processes <= 1 or len(jobs) < 2:
         return {**(meanwhile() if meanwhile else {}), **_write_chunk(tmp, jobs)}
     size = max(1, min(8, len(jobs) // (4 * processes)))
@@ -1758,10 +1761,11 @@ class MonthOptions:
     (:func:`suppress_small_numbers`). ``workbooks`` says whose lists also get ``list.xlsx``:
     ``"all"``, ``"none"``, or the practice ids that asked for one (the workbooks are most of the
     writing time). ``workers``: how many processes write the lists' files at once: 1, this one;
-    more, that many joblib (loky) worker processes while this one waits (the same bytes whichever
-    writes them); ``"auto"`` (the default) uses the CPUs this process may use, at most
-    :data:`AUTO_WRITERS_MAX`, for a month of :data:`AUTO_WRITERS_MIN_WORKBOOKS` workbooks or more,
-    and this process alone for fewer (:func:`writer_processes`; ``benchmarks/README.md``).
+    more, that many joblib (loky) worker processes while this one writes the month's other files
+    (the same bytes whichever writes them); ``"auto"`` (the default) uses the CPUs this process may
+    use, at most :data:`AUTO_WRITERS_MAX`, for a month of :data:`AUTO_WRITERS_MIN_WORKBOOKS`
+    workbooks or :data:`AUTO_WRITERS_MIN_LISTS` lists or more, and this process alone for fewer
+    (:func:`writer_processes`; ``benchmarks/README.md``).
     ``replace``: replace a month already published in the folder.
     """
 
