@@ -1047,6 +1047,9 @@ def test_auto_writers_use_the_free_cpus_only_for_hundreds_of_workbooks(monkeypat
     monkeypatch.setattr(lists, "_usable_cpus", lambda: 2)
     assert lists.writer_processes("auto", workbooks=lists.AUTO_WRITERS_MIN_WORKBOOKS - 1) == 1
     assert lists.writer_processes("auto", workbooks=666) == 2
+    # Without workbooks, for many lists only (their pages and CSVs).
+    assert lists.writer_processes("auto", workbooks=0, lists=lists.AUTO_WRITERS_MIN_LISTS - 1) == 1
+    assert lists.writer_processes("auto", workbooks=0, lists=666) == 2
     monkeypatch.setattr(lists, "_usable_cpus", lambda: 1)
     assert lists.writer_processes("auto", workbooks=666) == 1
     monkeypatch.setattr(lists, "_usable_cpus", lambda: 64)
@@ -1089,7 +1092,6 @@ def test_a_list_that_fails_in_any_writer_process_raises_and_leaves_no_worker_run
                                  lists.PageWords())
     jobs = lists._list_jobs({p: tables[p] for p in sorted(tables)}, month=month, counts=lists._list_counts(pop),
                             changes=None, identified=set(), with_workbook=set(tables))
-    lists._add_csv_bytes(jobs)
     for clash in (jobs[0][0], jobs[-1][0]):  # in the first chunk handed out, and in the last
         folder = tmp_path / f"clash-{clash.replace('/', '-')}"
         (folder / clash).mkdir(parents=True)
@@ -1100,10 +1102,58 @@ def test_a_list_that_fails_in_any_writer_process_raises_and_leaves_no_worker_run
         assert _writer_workers() == []  # killed and waited for before the error was raised
         time.sleep(0.3)
         assert _folder_state(folder) == after  # and so nothing was written after it
+    # The run's own files, written while the workers write the lists, fail: the workers are stopped first.
+    folder = tmp_path / "meanwhile"
+
+    def meanwhile():
+        deadline = time.monotonic() + 20
+        while not (folder / "practices").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the workers are writing lists
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        lists._write_lists(folder, jobs, workers=2, meanwhile=meanwhile)
+    after = _folder_state(folder)
+    assert _writer_workers() == []
+    time.sleep(0.3)
+    assert _folder_state(folder) == after
     # With no clash: the same files as one process writes, and the hashes of what is on disk.
-    written = lists._write_lists(tmp_path / "two", jobs, workers=2)
-    assert written == lists._write_lists(tmp_path / "one", jobs, workers=1)
+    def summary_file(where):
+        return lambda: {"summary.csv": lists._write_bytes(b"x\n", where / "summary.csv")}
+
+    written = lists._write_lists(tmp_path / "two", jobs, workers=2, meanwhile=summary_file(tmp_path / "two"))
+    assert written == lists._write_lists(tmp_path / "one", jobs, workers=1, meanwhile=summary_file(tmp_path / "one"))
     assert written == {k: hashlib.sha256(v).hexdigest() for k, v in _folder_bytes(tmp_path / "two").items()}
+    assert "summary.csv" in written and len(written) == 1 + 3 * len(jobs)  # list.csv, list.xlsx, list.html each
+
+
+def test_writers_started_ahead_write_the_month_and_stop_when_dropped(tmp_path, features, model):
+    """Worker processes started before the run's own work on the lists (start_writers) are the ones
+    that write them (no second start), with the same bytes; dropped unused, their start is waited
+    for (not killed half-started, with loky's traceback and joblib's warning) and they stay idle."""
+    import gc
+
+    pop = score_month(features, model)
+    tables = lists.practice_lists(pop, list_size=LIST_SIZE)
+    common = dict(population=pop, practice_lists=tables, summary=lists.commissioner_summary(pop, list_size=LIST_SIZE),
+                  manifest={"as_of": "2026-11-01", "month": "2026-11"}, options=lists.MonthOptions(workers=2))
+    writers = lists.start_writers(pop["practice_id"], options=common["options"])
+    writers.wait()
+    started = sorted(_children(os.getpid()))
+    assert len(_writer_workers()) == 2
+    ahead = _folder_bytes(lists.write_month(tmp_path / "ahead" / "2026-11", writers=writers, **common))
+    assert sorted(_children(os.getpid())) == started  # the same processes wrote the lists
+    assert ahead == _folder_bytes(lists.write_month(tmp_path / "one" / "2026-11",
+                                                    **{**common, "options": lists.MonthOptions(workers=1)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unused = lists.start_writers(pop["practice_id"], options=lists.MonthOptions(workers=2))
+        del unused
+        gc.collect()
+    assert sorted(_children(os.getpid())) == started
+    # None started for a month this process writes alone, or a refused number of workers.
+    for options in (lists.MonthOptions(), lists.MonthOptions(workers=1), lists.MonthOptions(workers="two")):
+        assert lists.start_writers(pop["practice_id"], options=options)._starting is None
 
 
 def test_page_rows_are_escaped_cell_by_cell():

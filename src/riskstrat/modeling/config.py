@@ -319,9 +319,10 @@ class ListsConfig(_Strict):
                            "worklist build it when asked (the same bytes).")
     write_workers: Literal["auto"] | Annotated[int, Field(ge=1, le=8)] = Field(
         "auto", description="Processes that write the practices' files at once (riskstrat score --jobs): 1, the "
-                            "run's own; more, that many worker processes (joblib, loky) while the run waits. auto "
-                            "(default): the CPUs the run may use, at most 4, for a month of 150 workbooks or more "
-                            "(hundreds of practices), else 1. The files are the same bytes either way "
+                            "run's own; more, that many worker processes (joblib, loky) while the run writes the "
+                            "month's other files. auto (default): the CPUs the run may use, at most 4, for a month of "
+                            "150 workbooks or more, or 400 lists or more (hundreds of practices), else 1. The files "
+                            "are the same bytes either way "
                             "(benchmarks/README.md, bench_writing.py).")
     explain: Literal["listed", "all"] = Field(
         "listed", description="Whose reasons are computed (exact SHAP): the listed people (default), or everyone "

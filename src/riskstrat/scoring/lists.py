@@ -37,6 +37,7 @@ commissioners' summary shows them as a row of their own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -45,8 +46,9 @@ import json
 import math
 import os
 import re
+import warnings
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +66,7 @@ from riskstrat.features.reasons import REASON_SEPARATOR
 from riskstrat.scoring.sheets import csv_bytes, csv_bytes_many, python_values, python_values_many, xlsx_bytes
 from riskstrat.modeling.tiers import (DEFAULT_GROUP_PAGE_NAMES, DEFAULT_GROUPS, GROUP_SEPARATOR, GroupRule, IdOrder, cost_band, joined_groups,
                              past_year, rank_by_score, tiers_by_rank)
-from riskstrat.templates import render
+from riskstrat.templates import environment, render
 
 __all__ = [
     "NO_PRACTICE",
@@ -1151,9 +1153,11 @@ def recipe_workbook(recipe: Mapping, *, people: set[str] | None = None) -> bytes
 
 
 # ``workers="auto"``: worker processes only for a month of this many workbooks or more (a worker's
-# start, about a second of imports, costs more than a few dozen workbooks take), and at most this
-# many of them.
+# start, about a second of imports, costs more than a few dozen workbooks take), or of this many
+# lists without them (a list's page and CSVs take about a quarter of its workbook's time), and at
+# most this many of them.
 AUTO_WRITERS_MIN_WORKBOOKS = 150
+AUTO_WRITERS_MIN_LISTS = 400
 AUTO_WRITERS_MAX = 4
 
 
@@ -1164,44 +1168,114 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def writer_processes(workers: int | str, *, workbooks: int) -> int:
-    """How many processes write a month of ``workbooks`` workbooks at once (1: the run's own; more:
-    that many worker processes while the run waits): ``workers`` when a number; for ``"auto"`` the
-    CPUs this process may use (at most :data:`AUTO_WRITERS_MAX`) when there are
-    :data:`AUTO_WRITERS_MIN_WORKBOOKS` or more, else 1."""
+def writer_processes(workers: int | str, *, workbooks: int, lists: int = 0) -> int:
+    """How many processes write a month of ``lists`` lists and ``workbooks`` workbooks at once (1:
+    the run's own; more: that many worker processes while the run writes the month's other files):
+    ``workers`` when a number; for ``"auto"`` the CPUs this process may use (at most
+    :data:`AUTO_WRITERS_MAX`) when there are :data:`AUTO_WRITERS_MIN_WORKBOOKS` workbooks or more,
+    or :data:`AUTO_WRITERS_MIN_LISTS` lists or more, else 1."""
     if workers == "auto":
-        return max(1, min(_usable_cpus(), AUTO_WRITERS_MAX)) if workbooks >= AUTO_WRITERS_MIN_WORKBOOKS else 1
+        many = workbooks >= AUTO_WRITERS_MIN_WORKBOOKS or lists >= AUTO_WRITERS_MIN_LISTS
+        return max(1, min(_usable_cpus(), AUTO_WRITERS_MAX)) if many else 1
     return int(workers)
 
 
+def _writer_ready() -> int:
+    """Run in a worker started ahead (:func:`start_writers`): what writing a list needs, imported and
+    compiled (unpickling this function imported this module); the worker's process id."""
+    import xlsxwriter  # noqa: F401  (imported where a workbook is built)
+
+    environment().get_template("list.html.j2")
+    return os.getpid()
+
+
+class StartedWriters:
+    """Worker processes started ahead of :func:`write_month` (:func:`start_writers`): hand it to
+    ``write_month(writers=...)``, which waits for their start and then writes with them. Dropped
+    unused (the run failed first), it waits for their start too, rather than kill them half-started
+    (which makes loky print a traceback beside the run's own error): they are then left idle, as
+    joblib leaves its workers after every month written, and end with the run."""
+
+    def __init__(self, starting=None):
+        self._starting = starting
+
+    def wait(self) -> None:
+        """Wait until every worker has started (they stay, idle, for the lists)."""
+        if self._starting is not None:
+            starting, self._starting = self._starting, None
+            for _ in starting:
+                pass
+
+    def __del__(self):
+        with contextlib.suppress(Exception):  # a worker that could not start: the run is failing already
+            self.wait()
+
+
+def start_writers(practice_ids: pd.Series, *, options: MonthOptions) -> StartedWriters:
+    """Start the worker processes :func:`write_month` will write a month with (one list per practice
+    in ``practice_ids``, everyone's practice, missing for none; ``options`` as it will be given),
+    without waiting: their start (about a second of imports each) then runs beside the run's own
+    work on the lists (marking them, the summary, the changes). None are started where the month
+    will be written in this process alone (:func:`writer_processes`)."""
+    n_lists = int(practice_ids.nunique()) + bool(practice_ids.isna().any())
+    workbooks = (n_lists if options.workbooks == "all" else 0) if isinstance(options.workbooks, str) \
+        else len(options.workbooks)
+    workers = options.workers
+    if workers != "auto" and (isinstance(workers, (str, bool)) or int(workers) != workers or workers < 1):
+        return StartedWriters()  # write_month refuses it, saying why
+    if writer_processes(workers, workbooks=workbooks, lists=n_lists) <= 1:
+        return StartedWriters()
+    # The same joblib settings as _write_lists, so that it finds these workers and reuses them.
+    processes = writer_processes(workers, workbooks=workbooks, lists=n_lists)
+    return StartedWriters(joblib.Parallel(n_jobs=processes, backend="loky", batch_size=1, max_nbytes=None,
+                                          return_as="generator_unordered")(
+        joblib.delayed(_writer_ready)() for _ in range(processes)))
+
+
 def _write_chunk(tmp: Path, chunk: Sequence[tuple[str, dict]]) -> dict[str, str]:
+    """The files of a chunk of lists (:func:`_list_jobs`): their contents made together
+    (:func:`_ready_jobs`), then written list by list."""
     hashes: dict[str, str] = {}
-    for relative, job in chunk:
+    for (relative, _), job in zip(chunk, _ready_jobs([job for _, job in chunk])):
         hashes.update(_write_list(tmp / relative, relative, job))
     return hashes
 
 
-def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | str) -> dict[str, str]:
-    """:func:`_write_list` for every (relative folder, job): in this process, or in chunks of lists
-    across :func:`writer_processes` worker processes (joblib's loky backend).
+def _write_lists(tmp: Path, jobs: Sequence[tuple[str, dict]], *, workers: int | str,
+                 meanwhile: Callable[[], dict[str, str]] | None = None) -> dict[str, str]:
+    """Every list's files (:func:`_list_jobs`): in this process, or in chunks of lists across
+    :func:`writer_processes` worker processes (joblib's loky backend), each making its lists'
+    pages, CSVs and workbooks from their rows (:func:`_write_chunk`): the run hands out the lists
+    and does ``meanwhile`` (the month's other files; their hashes by path) while the workers write,
+    rather than making every list's contents first while the workers wait.
 
     Every file depends only on its own job, so the bytes are the same whichever process writes
     it, and in whatever order; the manifest sorts the paths. A list that fails raises its own error
     here (joblib re-raises the worker's exception) after joblib has killed and waited for every
-    worker, so nothing is written into the run folder after
-    :func:`riskstrat.scoring.publish.month_folder` removes it.
+    worker, and so does a failure of ``meanwhile`` (the workers are stopped first), so nothing is
+    written into the run folder after :func:`riskstrat.scoring.publish.month_folder` removes it.
     """
-    processes = writer_processes(workers, workbooks=sum(bool(job["workbook"]) for _, job in jobs))
+    processes = writer_processes(workers, workbooks=sum(bool(job["workbook"]) for _, job in jobs), lists=len(jobs))
     if processes <= 1 or len(jobs) < 2:
-        return _write_chunk(tmp, jobs)
+        return {**(meanwhile() if meanwhile else {}), **_write_chunk(tmp, jobs)}
     size = max(1, min(8, len(jobs) // (4 * processes)))
     chunks = [jobs[k:k + size] for k in range(0, len(jobs), size)]
     # loky: fresh worker processes (no fork of the run's DuckDB/LightGBM/MLflow threads, no rerun
     # of the caller's script, so no __main__ guard). batch_size=1: a chunk is the unit handed out;
-    # max_nbytes=None: no arrays memory-mapped through a temporary folder.
-    written = joblib.Parallel(n_jobs=min(processes, len(chunks)), backend="loky", batch_size=1, max_nbytes=None)(
+    # max_nbytes=None: no arrays memory-mapped through a temporary folder. A generator: the chunks
+    # are handed out now, and the run goes on with ``meanwhile`` while they are written.
+    written = joblib.Parallel(n_jobs=min(processes, len(chunks)), backend="loky", batch_size=1, max_nbytes=None,
+                              return_as="generator_unordered")(
         joblib.delayed(_write_chunk)(tmp, chunk) for chunk in chunks)
-    return {path: digest for hashes in written for path, digest in hashes.items()}
+    try:
+        hashes = meanwhile() if meanwhile else {}
+        for part in written:
+            hashes.update(part)
+    finally:
+        with warnings.catch_warnings():  # joblib's word that the lists left were cancelled: the error says why
+            warnings.simplefilter("ignore", UserWarning)
+            written.close()  # after a failure: every worker killed and waited for before the error goes on
+    return hashes
 
 
 def _month_words(manifest: Mapping) -> str:
@@ -1358,9 +1432,8 @@ def _changes_table(changes: pd.DataFrame | None, table: pd.DataFrame, *, month: 
     (blank for someone who left the list), "yes" for new and left."""
     if changes is None:
         return None
-    shown = dict(zip(table["Person ID"].astype("str"), zip(table["Rank"], table["Risk (%)"])))
     person = changes["person_id"].astype("str")
-    place = [shown.get(p, (None, None)) for p in person]
+    rank, risk = _places(table, person)
     compared = ("none: this is the first month" if month.first_month
                 else month.previous_month or "last month")
     new = changes["new_this_month"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -1368,15 +1441,33 @@ def _changes_table(changes: pd.DataFrame | None, table: pd.DataFrame, *, month: 
     return pd.DataFrame({
         "Month": pd.array([month.month_label] * len(changes), dtype="str"),
         "Compared with": pd.array([compared] * len(changes), dtype="str"),
-        "Rank": pd.array([r for r, _ in place], dtype="Int64"),
+        "Rank": rank,
         "Person ID": pd.array(person.to_numpy(), dtype="str"),
-        "Risk (%)": np.array([np.nan if v is None else float(v) for _, v in place], dtype="float64"),
+        "Risk (%)": risk,
         "Tier": pd.array(changes["tier"].to_numpy(), dtype="str"),
         "New this month": pd.array(np.where(new, "yes", ""), dtype="str"),
         "Left the list": pd.array(np.where(left, "yes", ""), dtype="str"),
         "Previous tier": pd.array(changes["previous_tier"].to_numpy(), dtype="str"),
         "Tier change": pd.array(changes["tier_change"].to_numpy(), dtype="str"),
     })
+
+
+def _places(table: pd.DataFrame, person: pd.Series) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray]:
+    """Each of ``person``'s (text) Rank and Risk (%) on the list ``table`` (missing for someone not
+    on it): looked up all at once, or person by person where the list repeats a Person ID (the last
+    row of it counts, as a dictionary of the rows would say)."""
+    shown = table["Person ID"].astype("str")
+    if not shown.is_unique:
+        places = dict(zip(shown, zip(table["Rank"], table["Risk (%)"])))
+        place = [places.get(p, (None, None)) for p in person]
+        return (pd.array([r for r, _ in place], dtype="Int64"),
+                np.array([np.nan if v is None else float(v) for _, v in place], dtype="float64"))
+    at = pd.Index(shown.to_numpy()).get_indexer(person.to_numpy())
+    found = at >= 0
+    rank = pd.array(table["Rank"], dtype="Int64").take(at, allow_fill=True)
+    risk = np.full(len(at), np.nan)
+    risk[found] = table["Risk (%)"].to_numpy(dtype="float64", na_value=np.nan)[at[found]]
+    return rank, risk
 
 
 CHANGES_COLUMNS = ("Month", "Compared with", "Rank", "Person ID", "Risk (%)", "Tier", "New this month",
@@ -1670,10 +1761,11 @@ class MonthOptions:
     (:func:`suppress_small_numbers`). ``workbooks`` says whose lists also get ``list.xlsx``:
     ``"all"``, ``"none"``, or the practice ids that asked for one (the workbooks are most of the
     writing time). ``workers``: how many processes write the lists' files at once: 1, this one;
-    more, that many joblib (loky) worker processes while this one waits (the same bytes whichever
-    writes them); ``"auto"`` (the default) uses the CPUs this process may use, at most
-    :data:`AUTO_WRITERS_MAX`, for a month of :data:`AUTO_WRITERS_MIN_WORKBOOKS` workbooks or more,
-    and this process alone for fewer (:func:`writer_processes`; ``benchmarks/README.md``).
+    more, that many joblib (loky) worker processes while this one writes the month's other files
+    (the same bytes whichever writes them); ``"auto"`` (the default) uses the CPUs this process may
+    use, at most :data:`AUTO_WRITERS_MAX`, for a month of :data:`AUTO_WRITERS_MIN_WORKBOOKS`
+    workbooks or :data:`AUTO_WRITERS_MIN_LISTS` lists or more, and this process alone for fewer
+    (:func:`writer_processes`; ``benchmarks/README.md``).
     ``replace``: replace a month already published in the folder.
     """
 
@@ -1687,7 +1779,7 @@ class MonthOptions:
 def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists: Mapping[str, pd.DataFrame],
                 summary: pd.DataFrame, manifest: Mapping, reidentify: Mapping[str, pd.DataFrame] | None = None,
                 changes: pd.DataFrame | None = None, words: PageWords = PageWords(),
-                options: MonthOptions = MonthOptions()) -> Path:
+                options: MonthOptions = MonthOptions(), writers: StartedWriters | None = None) -> Path:
     """Write the month's outputs into ``out_dir`` all at once (a failure leaves no partial month).
 
     Writes ``population.parquet`` (everyone scored, sorted by rank, for analysts),
@@ -1713,6 +1805,7 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
     The month is published through :func:`riskstrat.scoring.publish.month_folder`: a month already
     published in the folder is replaced only with ``options.replace`` (else
     :class:`riskstrat.scoring.publish.AlreadyPublishedError`, naming both runs' models).
+    ``writers``: worker processes started ahead for this month (:func:`start_writers`).
     """
     with_workbook = _check_month(population, practice_lists, summary, reidentify=reidentify, options=options)
     summary = suppress_small_numbers(summary, threshold=options.suppress_below, round_to=options.round_counts_to)
@@ -1723,7 +1816,8 @@ def write_month(out_dir: str | Path, *, population: pd.DataFrame, practice_lists
                     else practice_lists[pid]) for pid in sorted(practice_lists)}
     jobs = _list_jobs(tables, month=month, counts=counts, changes=changes, identified=set(reidentify or {}),
                       with_workbook=with_workbook)
-    _add_csv_bytes(jobs)
+    if writers is not None:
+        writers.wait()
     return _publish_month(Path(out_dir), population=population, jobs=jobs, summary=summary, manifest=manifest,
                           options=options, about_summary=_about_summary(summary, manifest, words, options))
 
@@ -1874,17 +1968,47 @@ def _changes_by_list(changes: pd.DataFrame | None, keys: Sequence[str]) -> dict[
 
 def _list_jobs(tables: Mapping[str, pd.DataFrame], *, month: _MonthContext, counts: _ListCounts,
                changes: pd.DataFrame | None, identified: set, with_workbook: set[str]) -> list[tuple[str, dict]]:
-    """(folder relative to the month, job for :func:`_write_list`) for each list, in order of key."""
+    """(folder relative to the month, job) for each list, in order of key: what :func:`_ready_jobs`
+    turns into its files' contents (in the process that writes them: :func:`_write_lists`), as
+    plain data: the list, its rows of ``changes``, the month and the list's own counts."""
     order = list(tables)
     mine = _changes_by_list(changes, order)
-    # Every list's cells (for its workbook) and page rows, made for all lists at once and cut apart.
-    cells_of, rows_of = _cells_and_rows_many([tables[pid] for pid in order], month.tier_order,
-                                             month.words.group_names, decimals=month.decimals)
     return [(NO_PRACTICE if pid == NO_PRACTICE else f"practices/{pid}",
-             _list_job(pid, tables[pid], cells=cells, people_rows=people_rows, month=month, counts=counts,
-                       changes=_changes_table(mine[pid], tables[pid], month=month), identified=pid in identified,
-                       workbook=str(pid) in with_workbook))
-            for pid, cells, people_rows in zip(order, cells_of, rows_of)]
+             {"pid": pid, "table": tables[pid], "changes": mine[pid], "month": month,
+              "counts": _counts_of(counts, str(pid)), "identified": pid in identified,
+              "workbook": str(pid) in with_workbook})
+            for pid in order]
+
+
+def _counts_of(counts: _ListCounts, key: str) -> _ListCounts:
+    """``counts`` of the list ``key`` alone (what its job carries to the process that writes it)."""
+    return _ListCounts(people={key: counts.people[key]} if key in counts.people else {}, tiers=counts.tiers,
+                       registered={key: counts.registered[key]} if key in counts.registered else {},
+                       held={key: counts.held[key]} if key in counts.held else {},
+                       left_off={key: counts.left_off[key]} if key in counts.left_off else {})
+
+
+def _ready_jobs(jobs: Sequence[dict]) -> list[dict]:
+    """Each list's files' contents (:func:`_list_job`, with its CSVs as bytes) from its job
+    (:func:`_list_jobs`): the cells and page rows of all ``jobs`` of one month made in one pass and
+    cut apart, and their CSVs from one pandas to_csv per kind of table
+    (:func:`riskstrat.scoring.sheets.csv_bytes_many`); every list's files depend on its job alone."""
+    ready: list[dict | None] = [None] * len(jobs)
+    months: dict[int, list[int]] = {}
+    for k, job in enumerate(jobs):
+        months.setdefault(id(job["month"]), []).append(k)
+    for members in months.values():
+        month = jobs[members[0]]["month"]
+        tables = [jobs[k]["table"] for k in members]
+        cells_of, rows_of = _cells_and_rows_many(tables, month.tier_order, month.words.group_names,
+                                                 decimals=month.decimals)
+        for k, cells, people_rows in zip(members, cells_of, rows_of):
+            job = jobs[k]
+            ready[k] = _list_job(job["pid"], job["table"], cells=cells, people_rows=people_rows, month=month,
+                                 counts=job["counts"], changes=_changes_table(job["changes"], job["table"], month=month),
+                                 identified=job["identified"], workbook=job["workbook"])
+    _add_csv_bytes(ready)
+    return ready
 
 
 def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, month: _MonthContext,
@@ -1925,15 +2049,14 @@ def _list_job(pid: str, table: pd.DataFrame, *, cells: dict, people_rows: str, m
                  "holdout": held_back, "left_off": left_off, "facts": facts, "n_columns": 12 + local_ids}}
 
 
-def _add_csv_bytes(jobs: Sequence[tuple[str, dict]]) -> None:
-    """Every list's CSV, and every practice's changes, from one pandas to_csv per kind of table
-    (the worker processes then need only the bytes, not the changes table)."""
-    for (_, job), data in zip(jobs, csv_bytes_many([job["table"] for _, job in jobs])):
+def _add_csv_bytes(jobs: Sequence[dict]) -> None:
+    """Every list's CSV, and every practice's changes, from one pandas to_csv per kind of table."""
+    for job, data in zip(jobs, csv_bytes_many([job["table"] for job in jobs])):
         job["csv"] = data
-    with_changes = [job for _, job in jobs if job["changes"] is not None]
+    with_changes = [job for job in jobs if job["changes"] is not None]
     for job, data in zip(with_changes, csv_bytes_many([job["changes"] for job in with_changes])):
         job["changes_csv"] = data
-    for _, job in jobs:
+    for job in jobs:
         job.setdefault("changes_csv", None)
         del job["changes"]
 
@@ -1942,12 +2065,14 @@ def _publish_month(out_dir: Path, *, population: pd.DataFrame, jobs: Sequence[tu
                    summary: pd.DataFrame, manifest: Mapping, options: MonthOptions, about_summary: Mapping) -> Path:
     """Write every file into a temporary folder, the manifest with their hashes last, and publish it."""
     with publish.month_folder(out_dir, replace=options.replace, models=manifest.get("models")) as tmp:
-        write_parquet(population, tmp / "population.parquet")
-        files = {"population.parquet": file_sha256(tmp / "population.parquet"),
-                 **_write_lists(tmp, jobs, workers=options.workers),
-                 "summary.csv": _write_csv(summary, tmp / "summary.csv"),
-                 "summary.json": _write_bytes((json.dumps(about_summary, indent=2, ensure_ascii=False, default=str)
-                                               + "\n").encode("utf-8"), tmp / "summary.json")}
+        def meanwhile() -> dict[str, str]:  # the month's other files, while the lists are written
+            write_parquet(population, tmp / "population.parquet")
+            return {"population.parquet": file_sha256(tmp / "population.parquet"),
+                    "summary.csv": _write_csv(summary, tmp / "summary.csv"),
+                    "summary.json": _write_bytes((json.dumps(about_summary, indent=2, ensure_ascii=False, default=str)
+                                                  + "\n").encode("utf-8"), tmp / "summary.json")}
+
+        files = _write_lists(tmp, jobs, workers=options.workers, meanwhile=meanwhile)
         record = {**dict(manifest), "files": dict(sorted(files.items()))}
         write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", tmp / "manifest.json")
     return out_dir
