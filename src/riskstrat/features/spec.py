@@ -49,7 +49,8 @@ from riskstrat.errors import RiskstratError
 from riskstrat.data.schema import AE_UNPLANNED_DEPARTMENT_TYPES, BNF_UNKNOWN, LONG_TERM_CONDITIONS, VACCINE_CHAPTER
 
 __all__ = ["AGGREGATES", "CLINICAL", "ROW_VALUES", "Aggregate", "Derived", "FeatureSpec", "FeatureSpecError",
-           "PersonAggregates", "Where", "aggregate", "aggregates_for", "compact", "derive", "derive_block", "feature_frame", "spec_hash",
+           "PersonAggregates", "Where", "aggregate", "aggregates_for", "compact", "derive", "derive_block",
+           "feature_frame", "spec_hash",
            "DERIVE_VERSION"]
 
 AggregateKind = Literal["count", "sum", "min_days", "max_days", "any", "distinct"]
