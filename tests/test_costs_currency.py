@@ -231,3 +231,18 @@ def test_cli_refusals_exit_2_naming_the_model_and_currencies(registry, usd_dir, 
     both = CliRunner().invoke(app, ["score", "--as-of", AS_OF, "--data", str(usd_dir), "--currency-rate", "0.5",
                                     "--without-costs", "--set", f"tracking.uri={registry['uri']}"])
     assert both.exit_code == 2 and "choose one" in " ".join(both.output.split())
+
+
+@pytest.mark.parametrize("handling", [dict(rate=0.5), dict(without_costs=True), dict()])
+def test_cost_handling_of_a_block_equals_that_of_the_frame(handling):
+    # Scoring's blocks of people (a row per column, no frame) get the cost features converted or blanked
+    # as the frame's are: the same numbers, bit for bit.
+    from riskstrat.features.costs import CostHandling
+
+    costs = CostHandling(data_currency="USD", currency="GBP", **handling)
+    rng = np.random.default_rng(3)
+    columns = ["age", "cost_total_12m", "inpatient_spells__cost_365d", "inpatient_spells__count_365d"]
+    frame = pd.DataFrame(rng.random((50, len(columns))) * 1000, columns=columns)
+    block = np.array(frame.to_numpy().T, order="C")  # a copy of its own (the frame's values are read-only)
+    costs.apply_block(block, columns)
+    np.testing.assert_array_equal(block.T, costs.apply(frame).to_numpy(dtype="float64"))

@@ -45,3 +45,25 @@ def test_drift_report_flags_the_shifted_feature(reference):
     assert report["alert"] == ["age"] and report["score_status"] == "stable"
     assert report["features"]["age"] > 0.25 and report["reference"] == "test set at 2024-11-01"
     assert [status(v) for v in (0.05, 0.1, 0.2, 0.3)] == ["stable", "stable", "warn", "alert"]
+
+
+@pytest.mark.parametrize("n_edges", [1, 3, 16, 17, 40])
+def test_bin_counts_equal_a_binary_search_per_value(n_edges):
+    # bin_counts compares values with each edge for a profile's few edges (a binary search beyond): the same
+    # counts as searchsorted(side="right") per value, with missing, infinite, -0.0 and values on an edge.
+    from riskstrat.evaluation.drift import bin_counts
+
+    rng = np.random.default_rng(n_edges)
+    for _ in range(20):
+        x = rng.integers(-3, 12, 3000).astype(float)
+        x[rng.random(3000) < 0.2] = np.nan
+        x[rng.random(3000) < 0.03] = np.inf
+        x[rng.random(3000) < 0.03] = -np.inf
+        x[rng.random(3000) < 0.05] = -0.0
+        edges = np.sort(rng.choice([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 7.0, 11.0, np.inf], n_edges))  # repeats too
+        present = x[~np.isnan(x)]
+        want = np.append(np.bincount(np.searchsorted(edges, present, side="right"), minlength=n_edges + 1),
+                         np.isnan(x).sum())
+        got = bin_counts({"edges": edges.tolist()}, x)
+        assert got.dtype == np.int64 and got.tolist() == want.tolist()
+    assert bin_counts({"edges": [0.5]}, np.array([])).tolist() == [0, 0, 0]

@@ -644,6 +644,28 @@ def test_derive_output_is_pinned_by_its_version():
         f"DERIVE_REFERENCE[{spec.DERIVE_VERSION + 1}] = {digest!r}")
 
 
+def test_derive_block_into_a_used_block_equals_derive_bit_for_bit():
+    # Scoring derives each block of people into the first block's memory (derive_block's ``into``), from the
+    # aggregates kept in their smallest exact types (compact): every value as derive's frame, bit for bit,
+    # whatever the memory held before (here NaN and the previous values).
+    from riskstrat.features.spec import compact, derive_block
+
+    every = {a.table for a in AGGREGATES}
+    for sources in (every, every - {"social_care", "ltc_register"}):
+        people, values = _derive_fixed_input(sources)
+        want = derive(people, values, sources)
+        small = {name: compact(v) for name, v in values.items()}
+        assert {v.dtype.name for v in small.values()} - {"float64"}  # some cast on the way into the block
+        block, columns = derive_block(people, small, sources)
+        assert columns == list(want.columns) and block.flags["C_CONTIGUOUS"]
+        for dirty in (np.full_like(block, np.nan), block[::-1].copy()):
+            again, _ = derive_block(people, small, sources, into=dirty)
+            assert again is dirty
+            np.testing.assert_array_equal(again.T.view("int64"), want.to_numpy().view("int64"))
+    with pytest.raises(ValueError, match="C-ordered float64 array of shape"):
+        derive_block(people, small, sources, into=np.empty((len(columns), 2)))
+
+
 def test_spec_hash_covers_derive_version_and_feature_order(monkeypatch):
     from riskstrat.features import spec
 

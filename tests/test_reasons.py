@@ -479,3 +479,25 @@ def test_explain_people_says_the_words_against_the_thresholds_it_is_given():
     assert words["reasons"].iloc[0].startswith("much use of services")
     words, _ = explain_people(Model(), people.loc[heavy], np.ones(1), n=3, chunk_size=1)
     assert "much" not in words["reasons"].iloc[0]
+
+
+def test_use_counts_are_the_counts_of_each_band_and_value():
+    # use_counts counts each (age band, value) pair by number (factorised values within bands): the
+    # pairs and people a frame's value_counts gives, and so the same thresholds.
+    from riskstrat.features.words import (USE_MEASURES, _measure_values, age_band_index, thresholds_from_counts,
+                                          use_counts)
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    frame = pd.DataFrame({"age": rng.uniform(10, 105, n),
+                          **{c: rng.poisson(2.0, n).astype(float) for cs in USE_MEASURES.values() for c in cs}})
+    frame.loc[frame.index[::13], "age"] = np.nan
+    frame.loc[frame.index[::7], "rx_items_3m"] = np.nan
+    want = pd.concat([pd.DataFrame({"band": age_band_index(frame["age"]), "value": _measure_values(frame, m)})
+                      .value_counts().rename("people").reset_index().assign(measure=m) for m in USE_MEASURES])
+    key = ["measure", "band", "value"]
+    got = use_counts(frame)
+    pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                  want[got.columns].sort_values(key).reset_index(drop=True), check_dtype=False)
+    assert thresholds_from_counts(got) == thresholds_from_counts(want)
+    assert use_counts(frame.iloc[:0]).empty

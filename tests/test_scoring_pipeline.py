@@ -422,9 +422,11 @@ def test_duckdb_blocks_of_people_write_the_files_of_the_whole_frame(score, liste
             yield part
 
     monkeypatch.setattr(DuckDBEngine, "_aggregate_parts", counted)
-    said, derived, frame = [], [], PersonAggregates.frame
+    said, derived, frame, block = [], [], PersonAggregates.frame, PersonAggregates.block
     release, write = BlockedFeatures.release, lists.write_month
     monkeypatch.setattr(PersonAggregates, "frame", lambda self, rows=None: derived.append(rows) or frame(self, rows))
+    monkeypatch.setattr(PersonAggregates, "block",
+                        lambda self, rows=None, **kw: derived.append(rows) or block(self, rows, **kw))
     monkeypatch.setattr(BlockedFeatures, "release", lambda self: said.append("release") or release(self))
     monkeypatch.setattr(lists, "write_month", lambda *a, **k: said.append("write") or write(*a, **k))
     blocks = score(tmp_path / "blocks", *options, "chunk_size=1000", reload=True)

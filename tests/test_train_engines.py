@@ -73,6 +73,25 @@ def test_duckdb_tables_equal_the_validated_tables(data_dir):
     assert list(PandasEngine(load_records(data_dir)).tables(["social_care"]).tables) == ["persons", "social_care"]
 
 
+def test_a_few_peoples_tables_are_their_rows_of_the_validated_tables(data_dir):
+    # The listed people's facts read only their rows (a temporary table of them, read once): the whole
+    # tables' rows of those people, in file order, with person_id keyed over every person, whatever order
+    # or repeats the ids come in; asked twice of one engine, the same.
+    reference = load_records(data_dir)
+    ids = reference.persons["person_id"].astype(str).to_numpy()[::11]
+    engine = DuckDBEngine(data_dir)
+    for asked in (list(ids[::-1]) + list(ids[:5]), list(ids)):
+        got = engine.tables(EVENT_TABLES, people=asked)
+        assert list(got.tables) == list(reference.tables)
+        for name, table in reference.tables.items():
+            if name == "persons":
+                continue
+            theirs = table.loc[table["person_id"].astype(str).isin(set(ids))].reset_index(drop=True)
+            assert 0 < len(theirs) < len(table), name
+            pd.testing.assert_frame_equal(got.tables[name], theirs, check_exact=True, obj=name)
+            assert got.tables[name]["person_id"].cat.categories.equals(pd.Index(reference.persons["person_id"]))
+
+
 def at(day: str) -> pd.Timestamp:
     return pd.Timestamp(day)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import pandas as pd
 
@@ -21,13 +21,17 @@ class LinkedRecords:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     # What validation did on the way in (rows dropped per table, empty tables), for run counts.
     validation: dict = field(default_factory=dict, compare=False, repr=False)
+    # The persons' ids as :func:`person_categories` makes them, when the caller holds them already (an
+    # engine asked for tables again and again: 0.3-0.5 s a table at 1M people to make them anew).
+    person_ids: InitVar[pd.Index | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, person_ids: pd.Index | None = None) -> None:
         unknown = set(self.tables) - set(TABLES)
         if unknown:
             raise ValueError(f"unknown tables {sorted(unknown)}; known: {sorted(TABLES)}")
         if "persons" not in self.tables:
             raise ValueError("a linked data set needs a 'persons' table")
+        self._categories = person_ids
         self.tables = {name: self._keyed(name, _with_defaults(name, df)) for name, df in self.tables.items()}
 
     def _keyed(self, name: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -44,8 +48,7 @@ class LinkedRecords:
 
     def _person_categories(self) -> pd.Index:
         if getattr(self, "_categories", None) is None:
-            ids = self.tables["persons"]["person_id"]
-            self._categories = pd.Index(ids.dropna().unique(), dtype=ids.dtype)
+            self._categories = person_categories(self.tables["persons"])
         return self._categories
 
     @property
@@ -98,6 +101,12 @@ class LinkedRecords:
                 dates = dates[dates <= pd.Timestamp(until)]
             parts.append(month_counts(dates))
         return combine_months(parts)
+
+
+def person_categories(persons: pd.DataFrame) -> pd.Index:
+    """The categories of the event tables' ``person_id``: the persons' ids, in their order."""
+    ids = persons["person_id"]
+    return pd.Index(ids.dropna().unique(), dtype=ids.dtype)
 
 
 def _with_defaults(name: str, df: pd.DataFrame) -> pd.DataFrame:

@@ -42,9 +42,19 @@ def bin_counts(profile: dict, values) -> np.ndarray:
     """
     x = np.asarray(values, dtype=float)
     edges = np.asarray(profile["edges"], dtype=float)
-    present = x[~np.isnan(x)]
-    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
-    return np.append(counts, x.size - present.size).astype(np.int64)
+    missing = int(np.count_nonzero(np.isnan(x)))
+    if len(edges) > _FEW_EDGES:
+        counts = np.bincount(np.searchsorted(edges, x[~np.isnan(x)], side="right"), minlength=len(edges) + 1)
+        return np.append(counts, missing).astype(np.int64)
+    # A value's bin is the number of edges at or below it (searchsorted's side="right"), so the values
+    # from bin j up are those at or above edge j (never a missing one): one comparison per edge, a
+    # few times faster than a binary search per value for the few edges a profile has.
+    from_bin = [x.size - missing, *(int(np.count_nonzero(x >= edge)) for edge in edges), 0]
+    return np.append(np.subtract(from_bin[:-1], from_bin[1:]), missing).astype(np.int64)
+
+
+# Up to this many edges, bin_counts compares every value with each edge; beyond, a binary search per value.
+_FEW_EDGES = 16
 
 
 def psi_of_counts(profile: dict, counts) -> float:

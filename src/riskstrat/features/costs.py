@@ -118,6 +118,15 @@ class CostHandling:
             frame[name] = np.nan if self.without_costs else frame[name].to_numpy(dtype="float64") * self.rate
         return frame
 
+    def apply_block(self, block: np.ndarray, columns: Sequence[str]) -> None:
+        """:meth:`apply` in place on a block of features with a row per column (``columns``, as
+        :func:`riskstrat.features.spec.derive_block` makes it): the same numbers."""
+        if not self.changes_features:
+            return
+        for i, name in enumerate(columns):
+            if is_cost_feature(name):
+                block[i] = np.nan if self.without_costs else block[i] * self.rate
+
     def convert(self, amounts):
         """Amounts in the data's currency (the evaluation's actual costs) in the run's currency."""
         return amounts if self.rate is None else np.asarray(amounts, dtype="float64") * self.rate

@@ -23,6 +23,7 @@ refused with :class:`EngineDataError` (use the pandas engine for those).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import weakref
@@ -47,7 +48,7 @@ from riskstrat.features._folder import (
 from riskstrat.errors import RiskstratError
 from riskstrat.features.reference import table_aggregates
 from riskstrat.features.spec import CLINICAL, DATE_COLUMNS, Aggregate, Where, aggregates_for, feature_frame
-from riskstrat.data.records import LinkedRecords
+from riskstrat.data.records import LinkedRecords, person_categories
 from riskstrat.data.schema import EVENT_TABLES, TABLES, Column, Table, pandas_dtype
 from riskstrat.data.validate import ValidationError, _agree, _rows
 
@@ -169,16 +170,17 @@ class _TablePlan(TablePlan):
             return f"(CASE WHEN isnan(CAST({raw} AS DOUBLE)) THEN NULL ELSE CAST({raw} AS DOUBLE) END)"
         return raw  # bool
 
-    def typed(self, *, drop_unknown_codes: bool, row_number: bool = False) -> str:
+    def typed(self, *, drop_unknown_codes: bool, row_number: bool = False, only: str | None = None) -> str:
         """SELECT of every schema column (validated form) plus the file's extra columns, as read
-        (``row_number``: and the row's place in the file, ``_row``, from 0)."""
+        (``row_number``: and the row's place in the file, ``_row``, from 0; ``only``: the rows whose
+        person id, cleaned, is in this one-column query, found before any other column is converted)."""
         parts = [f"{self.expression(c)} AS {_quote(c.name)}" for c in self.table.columns]
         parts += [f"{_quote(e)} AS {_quote('_extra_' + e)}" for e in self.extras]
         scan = self.scan
         if row_number:
             parts.append("file_row_number AS _row")
             scan = f"read_parquet({_literal(str(self.path))}, file_row_number = true)"
-        where = []
+        where = [f"{self.expression(self.table.column('person_id'))} IN ({only})"] if only else []
         if drop_unknown_codes:
             for col in self.table.columns:
                 bad = self.unknown_codes(col)
@@ -395,10 +397,18 @@ class DuckDBEngine(FolderEngine):
         finally:
             if people is not None:
                 self.con.execute("DROP TABLE IF EXISTS _people")
-        records = LinkedRecords(tables)
+        known = self._person_dtype
+        records = LinkedRecords(tables, person_ids=None if known is None else known.categories)
         if people is not None:
             records.filled = filled
         return records
+
+    @functools.cached_property
+    def _person_dtype(self) -> pd.CategoricalDtype | None:
+        """The event tables' ``person_id`` dtype (:class:`~riskstrat.data.records.LinkedRecords`), made once:
+        its codes are the persons' rows (None if the ids were not one a row, which validation refuses)."""
+        categories = person_categories(self.persons)
+        return pd.CategoricalDtype(categories) if len(categories) == len(self.persons) else None
 
     def _filled(self, plan: _TablePlan) -> set[str]:
         """The table's columns holding a value (as validation leaves them) in at least one row of the file."""
@@ -408,10 +418,25 @@ class DuckDBEngine(FolderEngine):
         return {c.name for c, n in zip(columns, counts) if n}
 
     def _validated_table(self, plan: _TablePlan, *, people: bool = False) -> pd.DataFrame:
+        if not people:
+            return self._validated_rows(plan, plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop",
+                                                         row_number=True), people=False)
+        # The registered _people's rows only, by the id as validation cleans it: found while the file is
+        # read (before the other columns are converted) and kept, so that the checks and the rows read
+        # the file once, not twice.
+        read = plan.typed(drop_unknown_codes=self.options["unknown_codes"] == "drop", row_number=True,
+                          only="SELECT person_id FROM _people")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _their_rows AS {read}")
+        try:
+            return self._validated_rows(plan, "SELECT * FROM _their_rows", people=True)
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS _their_rows")
+            self.con.execute("DROP TABLE IF EXISTS _their_rows_joined")
+
+    def _validated_rows(self, plan: _TablePlan, read: str, *, people: bool) -> pd.DataFrame:
+        """The table ``plan`` as validation leaves it, from ``read`` (its typed rows with ``_row``; ``people``:
+        a few people's, kept as a temporary table)."""
         table, name, options = plan.table, plan.table.name, self.options
-        read = plan.typed(drop_unknown_codes=options["unknown_codes"] == "drop", row_number=True)
-        if people:  # the registered _people's rows only, by the id as validation cleans it
-            read = f"SELECT * FROM ({read}) WHERE person_id IN (SELECT person_id FROM _people)"
         # Exact repeats over every column of the file (extra columns included), the first kept.
         deduped = f"SELECT * EXCLUDE (_row), min(_row) AS _row FROM ({read}) GROUP BY ALL" \
             if options["duplicate_rows"] != "keep" else read
@@ -424,9 +449,13 @@ class DuckDBEngine(FolderEngine):
         after = " OR ".join(_outside("r", c, side) for c, side in tests if side == "death") or "false"
         latest = self._latest_date()
         future = f"coalesce(r.{_quote(table.event_date)} > {_date(latest)}, false)" if table.event_date else "false"
-        joined = (f"SELECT {', '.join(columns)}, r._row, p.person_id IS NULL AND r.person_id IS NOT NULL AS _unknown, "
+        joined = (f"SELECT {', '.join(columns)}, r._row, p._row AS _person, "
+                  f"p.person_id IS NULL AND r.person_id IS NOT NULL AS _unknown, "
                   f"({before}) AS _before_birth, ({after}) AS _after_death, {future} AS _future "
                   f"FROM ({deduped}) r LEFT JOIN persons p ON r.person_id = p.person_id")
+        if people:  # a few people's rows: joined to their persons once for the counts and the rows
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _their_rows_joined AS {joined}")
+            joined = "SELECT * FROM _their_rows_joined"
         # Future events go first, as validation drops them before it looks at lives (under drop).
         counted = "NOT _future" if policy == "drop" else "true"
         n_read, n_rows, unknown, before_birth, after_death, n_future = self.con.execute(
@@ -454,10 +483,17 @@ class DuckDBEngine(FolderEngine):
 
         keep = "NOT _unknown" + (" AND NOT (_before_birth OR _after_death OR _future)" if policy == "drop" else "")
         names = [c.name for c in table.columns if c.name != "record_id" or "record_id" in plan.source]
-        frame = self.con.execute(f"SELECT {', '.join(map(_quote, names))} FROM ({joined}) WHERE {keep} "
+        frame = self.con.execute(f"SELECT {', '.join(map(_quote, names))}, _person FROM ({joined}) WHERE {keep} "
                                  f"ORDER BY _row").df()
         out = {}
         for col in (table.column(n) for n in names):
+            if col.name == "person_id" and self._person_dtype is not None:
+                # The person's place in persons is the category's code (no look-up of each id among a
+                # million, as LinkedRecords would make); a row without an id has none (-1: missing).
+                at = frame["_person"].to_numpy(dtype="float64", na_value=np.nan)
+                out[col.name] = pd.Categorical.from_codes(np.where(np.isnan(at), -1, at).astype(np.int64),
+                                                          dtype=self._person_dtype)
+                continue
             values = frame[col.name]
             if col.kind == "date":
                 values = values.astype("datetime64[s]")

@@ -49,7 +49,8 @@ from riskstrat.errors import RiskstratError
 from riskstrat.data.schema import AE_UNPLANNED_DEPARTMENT_TYPES, BNF_UNKNOWN, LONG_TERM_CONDITIONS, VACCINE_CHAPTER
 
 __all__ = ["AGGREGATES", "CLINICAL", "ROW_VALUES", "Aggregate", "Derived", "FeatureSpec", "FeatureSpecError",
-           "PersonAggregates", "Where", "aggregate", "aggregates_for", "compact", "derive", "feature_frame", "spec_hash",
+           "PersonAggregates", "Where", "aggregate", "aggregates_for", "compact", "derive", "derive_block",
+           "feature_frame", "spec_hash",
            "DERIVE_VERSION"]
 
 AggregateKind = Literal["count", "sum", "min_days", "max_days", "any", "distinct"]
@@ -377,6 +378,21 @@ def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set
            spec: FeatureSpec | None = None, costless=()) -> pd.DataFrame:
     """The feature frame (the spec's features, then CONTEXT_COLUMNS, all float64) for the cohort ``people``.
 
+    :func:`derive_block`'s block handed to pandas without a copy, indexed as ``people``.
+    """
+    block, columns = derive_block(people, aggregates, sources, spec=spec, costless=costless)
+    return pd.DataFrame(block.T, index=people.index, columns=columns, copy=False)
+
+
+def derive_block(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str], *,
+                 spec: FeatureSpec | None = None, costless=(),
+                 into: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """:func:`derive`'s values as one float64 array with a row per column (the spec's features, then
+    CONTEXT_COLUMNS: the column names returned beside it), each column contiguous: what scoring reads
+    a block of people at a time without a frame around it. ``into``: an array of that shape to fill
+    (a block reused: a fresh one of hundreds of megabytes is mapped from the system, page by page,
+    each time), else a new one.
+
     ``people`` is :func:`riskstrat.features.clinical.eligible_persons` indexed by ``person_id``;
     ``aggregates`` maps every aggregate of ``spec`` (default :data:`CLINICAL`) of the tables in
     ``sources`` to one value per person in that order, people without rows already holding the
@@ -385,14 +401,29 @@ def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set
     """
     spec = spec or CLINICAL
     n = len(people)
+    columns = list(spec.features) + list(CONTEXT_COLUMNS)
+    if into is None:
+        block = np.empty((len(columns), n), dtype="float64")
+    elif into.shape != (len(columns), n) or into.dtype != np.float64 or not into.flags["C_CONTIGUOUS"]:
+        raise ValueError(f"derive_block fills a C-ordered float64 array of shape {(len(columns), n)}, "
+                         f"got {into.dtype} of shape {into.shape}")
+    else:
+        block = into
+    row_of = {name: i for i, name in enumerate(columns)}
     out: dict[str, np.ndarray] = {
         "age": people["age"].round(2).to_numpy(dtype="float64"),
         "sex_female": (people["sex"] == "female").to_numpy(dtype="float64"),
         "deprivation_decile": people["deprivation_decile"].to_numpy(dtype="float64", na_value=np.nan),
     }
+    placed: dict[str, np.ndarray] = {}  # columns already in their row of the block (out holds that row)
     for a in spec.aggregates:
         if a.table in sources and not a.name.startswith("_"):
-            out[a.name] = np.asarray(aggregates[a.name], dtype="float64")
+            if a.name in row_of:  # cast straight into its row: no float64 copy on the way
+                row = block[row_of[a.name]]
+                row[...] = aggregates[a.name]
+                out[a.name] = placed[a.name] = row
+            else:
+                out[a.name] = np.asarray(aggregates[a.name], dtype="float64")
     for d in spec.derived:
         if d.table in sources:
             out[d.name] = _derived(d, aggregates, costless)
@@ -439,13 +470,14 @@ def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set
         deficits = deficits + ((out["emergency_admissions_0_3m"] + out["emergency_admissions_3_12m"]) > 0)
     out["frailty_deficits"] = deficits + (out["age"] >= 85)
 
-    # One float64 block in the frame's column order, filled column by column and handed to pandas
-    # without a copy: a frame built from the dict and then reordered held about three copies at once.
-    columns = list(spec.features) + list(CONTEXT_COLUMNS)
-    block = np.empty((len(columns), n), dtype="float64")
+    # Filled column by column: a frame built from the dict and then reordered held about three copies at once.
     for i, name in enumerate(columns):
-        block[i] = out.pop(name) if name in out else np.nan
-    return pd.DataFrame(block.T, index=people.index, columns=columns, copy=False)
+        value = out.pop(name, None)
+        if value is None:
+            block[i] = np.nan
+        elif value is not placed.get(name):
+            block[i] = value
+    return block, columns
 
 
 def _derived(d: Derived, aggregates: dict[str, np.ndarray], costless) -> np.ndarray:
@@ -529,6 +561,16 @@ class PersonAggregates:
         else:
             people, values = self.people.iloc[rows], {name: v[rows] for name, v in self.values.items()}
         return feature_frame(people, values, self.sources, spec=self.spec, costless=self.costless)
+
+    def block(self, rows=None, *, into: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+        """:func:`derive_block` of the people at positions ``rows`` (as :meth:`frame`; ``into`` as there):
+        the values with a row per column, and the column names (the frame's without the people's
+        practice, sex and ethnic group)."""
+        if rows is None:
+            people, values = self.people, self.values
+        else:
+            people, values = self.people.iloc[rows], {name: v[rows] for name, v in self.values.items()}
+        return derive_block(people, values, self.sources, spec=self.spec, costless=self.costless, into=into)
 
     @property
     def columns(self) -> list[str]:

@@ -355,9 +355,14 @@ def use_counts(frame: pd.DataFrame) -> pd.DataFrame:
         values = _measure_values(frame, measure)
         if values is None:
             continue
-        counted = pd.DataFrame({"band": band, "value": values}).value_counts(sort=False).rename("people").reset_index()
-        counted.insert(0, "measure", measure)
-        parts.append(counted)
+        # Each (band, value) pair counted by its number: the values' codes within the bands' (from -1),
+        # a few times faster than counting the pairs of a frame.
+        codes, uniques = pd.factorize(values)
+        people = np.bincount((band + 1) * len(uniques) + codes, minlength=(len(_BAND_LOWS) + 1) * len(uniques))
+        pair = np.flatnonzero(people)
+        parts.append(pd.DataFrame({"measure": measure, "band": pair // max(len(uniques), 1) - 1,
+                                   "value": np.asarray(uniques, dtype="float64")[pair % max(len(uniques), 1)],
+                                   "people": people[pair].astype("int64")}))
     if not parts:
         return pd.DataFrame({"measure": pd.Series(dtype="str"), "band": pd.Series(dtype="int64"),
                              "value": pd.Series(dtype="float64"), "people": pd.Series(dtype="int64")})

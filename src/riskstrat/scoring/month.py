@@ -22,7 +22,8 @@ from riskstrat.outcomes import outcome_words
 from riskstrat.scoring import lists
 from riskstrat.features.reasons import check_additivity, top_reasons
 from riskstrat.features.spec import PersonAggregates
-from riskstrat.features.words import ReasonThresholds, reason_thresholds, thresholds_from_counts, use_counts
+from riskstrat.features.words import (USE_MEASURES, ReasonThresholds, reason_thresholds, thresholds_from_counts,
+                                      use_counts)
 
 __all__ = ["BLOCK_SIZE", "EXPLAIN_CHUNK", "RANKING_COLUMNS", "BlockedFeatures", "InMemoryFeatures", "MonthFeatures",
            "PersonScores", "cohort_exclusions", "explain_people", "month_drift", "outcome_of"]
@@ -229,6 +230,9 @@ class InMemoryFeatures:
 RANKING_COLUMNS = ("age", "emergency_admissions_0_3m", "emergency_admissions_3_12m", "ae_attendances_0_3m",
                    "ae_attendances_3_12m", "emergency_bed_days_12m", "cost_total_12m")
 
+# The features the reason thresholds' use counts read (:func:`riskstrat.features.words.use_counts`).
+USE_COLUMNS = ("age", *dict.fromkeys(c for columns in USE_MEASURES.values() for c in columns))
+
 # People whose features are derived at once when scoring has not said (its chunk_size does).
 BLOCK_SIZE = 200_000
 
@@ -271,8 +275,15 @@ class BlockedFeatures:
         return self._frame(self._positions(0, len(self)))
 
     def _blocks(self, size: int):
+        """:meth:`_block` of each ``size`` people in turn, every block derived into the first one's memory
+        (read a block before asking for the next: it is overwritten)."""
+        first = None
         for start in range(0, len(self), size):
-            yield self._frame(self._positions(start, start + size))
+            n = min(size, len(self) - start)
+            into = None if first is None else first.reshape(-1)[:len(first) * n].reshape(len(first), n)
+            block, at = self._block(self._positions(start, start + size), into=into)
+            first = block if first is None else first
+            yield block, at
 
     def without(self, person_ids) -> tuple["BlockedFeatures", int]:
         if len(person_ids) == 0:
@@ -282,6 +293,14 @@ class BlockedFeatures:
         kept, removed = lists.apply_opt_outs(pd.DataFrame({"_row": rows}, index=everyone[rows]), person_ids)
         return BlockedFeatures(self.aggregates, costs=self.costs, rows=kept["_row"].to_numpy(),
                                columns=self.columns), removed
+
+    def _block(self, rows, *, into: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
+        """The features of the people at ``rows`` with a row per column (no frame around them: the models,
+        the drift and the use counts read each column as one contiguous array) and each column's row."""
+        block, columns = self.aggregates.block(rows, into=into)
+        if self.costs is not None:
+            self.costs.apply_block(block, columns)
+        return block, {name: i for i, name in enumerate(columns)}
 
     def score(self, risk_model, cost_model=None, *, chunk_size: int) -> PersonScores:
         self._size = chunk_size
@@ -294,21 +313,21 @@ class BlockedFeatures:
         outputs: list[list[np.ndarray]] = [[] for _ in range(2 if cost_model is None else 4)]
         kept: dict[str, list[np.ndarray]] = {c: [] for c in ranking}
         uses = []
-        for frame in self._blocks(chunk_size):
-            M = risk_model.feature_matrix(frame)  # one matrix read by every model, as InMemoryFeatures.score
+        for block, at in self._blocks(chunk_size):
+            M = _model_matrix(risk_model, block, at)  # one matrix read by every model, as InMemoryFeatures.score
             parts = list(risk_model.risk_and_raw_score(M))
             if cost_model is not None:
-                M_cost = M if shared else cost_model.feature_matrix(frame)
+                M_cost = M if shared else _model_matrix(cost_model, block, at)
                 parts.append(cost_model.risk_and_raw_score(M_cost)[0])
                 parts.append(cost_model.predict_cost(M_cost) if with_cost else np.zeros(0))
             del M
             for out, part in zip(outputs, parts):
                 out.append(np.asarray(part))
             for name, p in zip(drift_counts, (profile["features"][n] for n in drift_counts)):
-                drift_counts[name] += drift.bin_counts(p, frame[name].to_numpy(dtype=float, na_value=np.nan))
-            uses.append(use_counts(frame))
+                drift_counts[name] += drift.bin_counts(p, block[at[name]])
+            uses.append(_use_counts(block, at))
             for c in ranking:
-                kept[c].append(frame[c].to_numpy())
+                kept[c].append(block[at[c]].copy())
         self._counted = (profile, drift_counts, uses)
         everyone = self.aggregates.people
         them = everyone if self.rows is None else everyone.iloc[self.rows]
@@ -327,14 +346,13 @@ class BlockedFeatures:
         else:  # not the profile counted while scoring: a pass of its own
             counts = {name: np.zeros(len(p["edges"]) + 2, dtype=np.int64)
                       for name, p in profile["features"].items() if name in self.columns}
-            for frame in self._blocks(self._size):
+            for block, at in self._blocks(self._size):
                 for name in counts:
-                    counts[name] += drift.bin_counts(profile["features"][name],
-                                                     frame[name].to_numpy(dtype=float, na_value=np.nan))
+                    counts[name] += drift.bin_counts(profile["features"][name], block[at[name]])
         return drift.drift_report_of_counts(profile, counts, risk)
 
     def reason_thresholds(self) -> ReasonThresholds:
-        uses = self._counted[2] if self._counted is not None else [use_counts(f) for f in self._blocks(self._size)]
+        uses = self._counted[2] if self._counted is not None else [_use_counts(*b) for b in self._blocks(self._size)]
         return thresholds_from_counts(pd.concat(uses, ignore_index=True)) if uses else reason_thresholds(
             self._frame(slice(0, 0)))
 
@@ -354,6 +372,24 @@ class BlockedFeatures:
     def release(self) -> None:
         # The aggregates (about a third of the frame they make) are not held while the lists are written.
         self.aggregates = self._counted = None
+
+
+def _model_matrix(model, block: np.ndarray, at: dict[str, int]) -> np.ndarray:
+    """``model``'s feature matrix (:meth:`RiskModel.feature_matrix`: float64, column-major) of a block with a
+    row per column: a view of it, without a copy, when the model's features are consecutive rows in its
+    order (the month's features are the models' own), else those rows taken once."""
+    names = model.feature_names
+    if not all(name in at for name in names):  # refused as a frame without them is
+        return model.feature_matrix(pd.DataFrame({name: block[i] for name, i in at.items()}, copy=False))
+    first = at[names[0]] if names else 0
+    if [at[name] for name in names] == list(range(first, first + len(names))):
+        return block[first:first + len(names)].T
+    return block.take([at[name] for name in names], axis=0).T
+
+
+def _use_counts(block: np.ndarray, at: dict[str, int]) -> pd.DataFrame:
+    """:func:`riskstrat.features.words.use_counts` of a block with a row per column (the columns it reads only)."""
+    return use_counts(pd.DataFrame({c: block[at[c]] for c in USE_COLUMNS if c in at}, copy=False))
 
 
 def _joined(parts: list[np.ndarray], dtype: str) -> np.ndarray:
