@@ -374,7 +374,7 @@ def _sum_present(parts: list[np.ndarray | None]) -> np.ndarray | None:
 
 
 def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str], *,
-           spec: FeatureSpec | None = None, costless=()) -> pd.DataFrame:
+           spec: FeatureSpec | None = None, costless=(), consume: bool = False) -> pd.DataFrame:
     """The feature frame (the spec's features, then CONTEXT_COLUMNS, all float64) for the cohort ``people``.
 
     ``people`` is :func:`riskstrat.features.clinical.eligible_persons` indexed by ``person_id``;
@@ -382,6 +382,8 @@ def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set
     ``sources`` to one value per person in that order, people without rows already holding the
     aggregate's ``fill``. Features of tables not in ``sources`` are missing (NaN). ``costless``: tables
     whose cost is blank in every row (the engine's ``blank_costs``): their generic costs are missing.
+    ``consume``: ``aggregates`` is emptied as the frame is filled (the caller's last use of them), so that
+    each aggregate is freed once copied into the frame instead of every one outliving the whole frame.
     """
     spec = spec or CLINICAL
     n = len(people)
@@ -442,6 +444,8 @@ def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set
     # One float64 block in the frame's column order, filled column by column and handed to pandas
     # without a copy: a frame built from the dict and then reordered held about three copies at once.
     columns = list(spec.features) + list(CONTEXT_COLUMNS)
+    if consume:  # from here on only ``out`` holds what the frame needs: each column goes as it is copied
+        aggregates.clear()
     block = np.empty((len(columns), n), dtype="float64")
     for i, name in enumerate(columns):
         block[i] = out.pop(name) if name in out else np.nan
@@ -461,10 +465,11 @@ def _derived(d: Derived, aggregates: dict[str, np.ndarray], costless) -> np.ndar
 
 
 def feature_frame(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str], *,
-                  spec: FeatureSpec | None = None, costless=()) -> pd.DataFrame:
+                  spec: FeatureSpec | None = None, costless=(), consume: bool = False) -> pd.DataFrame:
     """What every engine's ``features`` returns: :func:`derive`'s frame with the people's practice, sex
-    and ethnic group (:data:`~riskstrat.features.clinical.META_COLUMNS`) added, indexed by ``person_id``."""
-    result = derive(people, aggregates, sources, spec=spec, costless=costless)
+    and ethnic group (:data:`~riskstrat.features.clinical.META_COLUMNS`) added, indexed by ``person_id``
+    (``consume``: see :func:`derive`)."""
+    result = derive(people, aggregates, sources, spec=spec, costless=costless, consume=consume)
     result["practice_id"] = people["practice_id"].astype("string")
     for column in META_COLUMNS:
         if column != "practice_id":
