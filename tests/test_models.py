@@ -118,6 +118,32 @@ def test_log_scaled_equals_the_three_scikit_learn_steps():
                                atol=1e-8)
 
 
+def test_log_scaled_a_few_columns_at_a_time_equals_the_whole_matrix_bit_for_bit():
+    from riskstrat.modeling.models import _COLUMN_BLOCK, LogScaled
+
+    rng = np.random.default_rng(5)
+    k = 2 * _COLUMN_BLOCK + 3  # three blocks, the last one short
+    X = pd.DataFrame(rng.gamma(0.7, 3.0, (500, k)) * rng.choice([-1.0, 1.0, 1.0], (500, k)),
+                     columns=[f"f{j}" for j in range(k)])
+    X[X > 6] = np.nan
+    X["f4"] = np.nan
+    # The whole matrix at once, column-major: how the transform was computed before it went by blocks.
+    A = X.to_numpy(dtype="float64", copy=True, na_value=np.nan).copy(order="F")
+    median = np.array([np.nanmedian(c) if (~np.isnan(c)).any() else 0.0 for c in A.T])
+    np.copyto(A, np.broadcast_to(median, A.shape), where=np.isnan(A))
+    A = np.sign(A) * np.log1p(np.abs(A))
+    mean, scale = np.array([c.mean() for c in A.T]), np.array([c.std() for c in A.T])
+    scale[scale == 0] = 1.0
+    expected = (A - mean) / scale
+    ours = LogScaled()
+    fitted = ours.fit_transform(X)
+    assert fitted.flags["C_CONTIGUOUS"]  # the solver's layout: it takes the array without copying it
+    np.testing.assert_array_equal(fitted, expected)
+    again = ours.transform(X)
+    assert again.flags["F_CONTIGUOUS"]  # predictions read a column-major array, as before
+    np.testing.assert_array_equal(again, expected)
+
+
 # ----------------------------------------------------------------------------- one feature matrix per chunk
 
 

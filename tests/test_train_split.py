@@ -105,6 +105,34 @@ def test_features_are_the_selected_ones(population, assembled):
     assert not any(n.startswith("social_care__") for n in dropped)
 
 
+def test_each_part_is_its_dates_rows_in_one_row_major_matrix(population, assembled):
+    """The parts are the labelled rows of each date's feature frame, stacked in date order; their features
+    are one row-major float64 matrix that the frame holds without a copy (LightGBM's Dataset and the
+    logistic solver take it as it is)."""
+    from riskstrat.features.engine import PandasEngine
+    from riskstrat.modeling.split import training_groups
+    from riskstrat.modeling.train import labelled_rows, training_design
+
+    records, extract_end = population
+    cfg, engine = config(), PandasEngine(records)
+    groups = training_groups(records.persons["person_id"], training_design(cfg))
+    names = assembled.feature_names
+    expected = {"train": [], "calibration": []}
+    for d in cfg.index_dates.train:
+        f = labelled_rows(engine, engine.tables(cfg.target.tables), cfg, d, extract_end=pd.Timestamp(extract_end),
+                          spec=assembled.spec)
+        f = f[f["label"].notna()]
+        for part in expected:
+            expected[part].append(f.loc[groups.reindex(f.index).to_numpy() == part])
+    for part, X, y in (("train", assembled.X_train, assembled.y_train), ("calibration", assembled.X_cal, assembled.y_cal)):
+        want = pd.concat(expected[part])
+        pd.testing.assert_frame_equal(X, want[names])
+        np.testing.assert_array_equal(y, want["label"].to_numpy(int))
+        values = X.to_numpy()
+        assert values.flags["C_CONTIGUOUS"] and values.dtype == np.float64
+        assert np.shares_memory(values, X.to_numpy())  # a view of the one matrix, not a copy
+
+
 def test_training_label_windows_end_by_the_test_date(population, assembled):
     cfg = config()
     horizon = pd.Timedelta(days=cfg.target.horizon_days)

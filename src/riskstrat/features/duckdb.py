@@ -636,9 +636,9 @@ class DuckDBEngine(FolderEngine):
                     values.update(self._aggregate_rows(rows[name], plan, t, cohort_of_key, people.index, aggregates))
             if n_done == len(dates):
                 rows.clear()  # the rows go before the last frame is handed on
-            frame = feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless)
-            # The frame holds copies of the aggregates: they go before the caller labels it (at a million
-            # people and 197 features, 1.2 GiB the generator would otherwise hold through each yield).
+            # Each aggregate is freed as it is copied into the frame (consume), and none is held through the
+            # yield: at a million people and 197 features, a frame's size (1.2 GiB) less at the date's peak.
+            frame = feature_frame(people, values, set(self.plans), spec=spec, costless=self.costless, consume=True)
             del values, people, cohort_of_key
             yield frame
             del frame

@@ -375,17 +375,17 @@ def _sum_present(parts: list[np.ndarray | None]) -> np.ndarray | None:
 
 
 def derive(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str], *,
-           spec: FeatureSpec | None = None, costless=()) -> pd.DataFrame:
+           spec: FeatureSpec | None = None, costless=(), consume: bool = False) -> pd.DataFrame:
     """The feature frame (the spec's features, then CONTEXT_COLUMNS, all float64) for the cohort ``people``.
 
     :func:`derive_block`'s block handed to pandas without a copy, indexed as ``people``.
     """
-    block, columns = derive_block(people, aggregates, sources, spec=spec, costless=costless)
+    block, columns = derive_block(people, aggregates, sources, spec=spec, costless=costless, consume=consume)
     return pd.DataFrame(block.T, index=people.index, columns=columns, copy=False)
 
 
 def derive_block(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str], *,
-                 spec: FeatureSpec | None = None, costless=(),
+                 spec: FeatureSpec | None = None, costless=(), consume: bool = False,
                  into: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
     """:func:`derive`'s values as one float64 array with a row per column (the spec's features, then
     CONTEXT_COLUMNS: the column names returned beside it), each column contiguous: what scoring reads
@@ -398,6 +398,8 @@ def derive_block(people: pd.DataFrame, aggregates: dict[str, np.ndarray], source
     ``sources`` to one value per person in that order, people without rows already holding the
     aggregate's ``fill``. Features of tables not in ``sources`` are missing (NaN). ``costless``: tables
     whose cost is blank in every row (the engine's ``blank_costs``): their generic costs are missing.
+    ``consume``: ``aggregates`` is emptied as the frame is filled (the caller's last use of them), so that
+    each aggregate is freed once copied into the frame instead of every one outliving the whole frame.
     """
     spec = spec or CLINICAL
     n = len(people)
@@ -471,6 +473,8 @@ def derive_block(people: pd.DataFrame, aggregates: dict[str, np.ndarray], source
     out["frailty_deficits"] = deficits + (out["age"] >= 85)
 
     # Filled column by column: a frame built from the dict and then reordered held about three copies at once.
+    if consume:  # from here on only ``out`` and the block hold what the frame needs: each aggregate goes now
+        aggregates.clear()
     for i, name in enumerate(columns):
         value = out.pop(name, None)
         if value is None:
@@ -493,10 +497,11 @@ def _derived(d: Derived, aggregates: dict[str, np.ndarray], costless) -> np.ndar
 
 
 def feature_frame(people: pd.DataFrame, aggregates: dict[str, np.ndarray], sources: set[str], *,
-                  spec: FeatureSpec | None = None, costless=()) -> pd.DataFrame:
+                  spec: FeatureSpec | None = None, costless=(), consume: bool = False) -> pd.DataFrame:
     """What every engine's ``features`` returns: :func:`derive`'s frame with the people's practice, sex
-    and ethnic group (:data:`~riskstrat.features.clinical.META_COLUMNS`) added, indexed by ``person_id``."""
-    result = derive(people, aggregates, sources, spec=spec, costless=costless)
+    and ethnic group (:data:`~riskstrat.features.clinical.META_COLUMNS`) added, indexed by ``person_id``
+    (``consume``: see :func:`derive_block`)."""
+    result = derive(people, aggregates, sources, spec=spec, costless=costless, consume=consume)
     result["practice_id"] = people["practice_id"].astype("string")
     for column in META_COLUMNS:
         if column != "practice_id":

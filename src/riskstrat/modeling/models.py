@@ -226,22 +226,31 @@ def _signed_log1p(X):
     return np.sign(X) * np.log1p(np.abs(X))
 
 
-def _float_copy(X) -> np.ndarray:
-    """One float64 copy of a frame or array, column-major (each column contiguous for the per-column
-    work). A frame is taken whole by ``to_numpy``: not column by column through ``np.asarray(X.iloc[:, j])``,
-    which under pandas 3 looks each numpy attribute up in the index first (0.7 s a lookup on the 2.2M
-    non-unique person ids of a training matrix, 27 s of the logistic baseline's fit at 1M people)."""
+def _float_values(X) -> np.ndarray:
+    """A frame's or array's values as float64, without a copy where they already are (a frame whose
+    features are one float64 block: :class:`riskstrat.modeling.train.PartRows`). A frame is taken whole by
+    ``to_numpy``: not column by column through ``np.asarray(X.iloc[:, j])``, which under pandas 3 looks
+    each numpy attribute up in the index first (0.7 s a lookup on the 2.2M non-unique person ids of a
+    training matrix, 27 s of the logistic baseline's fit at 1M people)."""
     values = X.to_numpy(dtype="float64", na_value=np.nan) if hasattr(X, "to_numpy") else X
-    return np.array(values, dtype="float64", order="F", copy=True)
+    return np.asarray(values, dtype="float64")
+
+
+# Columns transformed at a time: one block's contiguous copy is small (8 columns of 3M rows: 190 MB), and a
+# row of it is one cache line of the row-major input and output.
+_COLUMN_BLOCK = 8
 
 
 class LogScaled:
     """Median-impute, signed log1p, standardise: scikit-learn's ``SimpleImputer(strategy="median",
-    keep_empty_features=True)``, ``FunctionTransformer(_signed_log1p)`` and ``StandardScaler()`` in a row,
-    done in place on one float64 copy of the matrix.
+    keep_empty_features=True)``, ``FunctionTransformer(_signed_log1p)`` and ``StandardScaler()`` in a row.
 
-    The three-step pipeline held about 4.5 copies of the training matrix at its peak (3.9 GiB over a
-    0.9 GiB matrix at 2.2M rows); this holds one. Equal to the three steps to rounding (tested).
+    Fitting gives one row-major float64 array, the layout the logistic solver asks for (it copies any
+    other); transforming gives a column-major one, as before, so the predictions' sums run as they did. Either
+    is filled a few columns at a time: each block's columns are copied out contiguous, their
+    statistics and values computed there exactly as on whole columns, and written into place. The
+    three-step pipeline held about 4.5 copies of the training matrix at its peak (3.9 GiB over a 0.9 GiB
+    matrix at 2.2M rows); this holds the input and the result. Equal to the three steps to rounding (tested).
     """
 
     def fit(self, X, y=None):
@@ -249,40 +258,47 @@ class LogScaled:
         return self
 
     def fit_transform(self, X, y=None) -> np.ndarray:
-        A = _float_copy(X)
-        self.median_ = np.asarray([np.nanmedian(c) if (~np.isnan(c)).any() else 0.0 for c in A.T])
-        self._log(A)
-        self.mean_ = np.array([c.mean() for c in A.T])
-        var = np.array([c.var() for c in A.T])
-        # StandardScaler's test for a constant column (a variance within rounding of 0 is left unscaled)
-        eps, n = np.finfo(np.float64).eps, A.shape[0]
-        constant = var <= n * eps * var + (n * self.mean_ * eps) ** 2
-        self.scale_ = np.where(constant, 1.0, np.sqrt(var))
-        A -= self.mean_
-        A /= self.scale_
-        return A
+        return self._scaled(X, fit=True)
 
-    def _logged(self, X) -> np.ndarray:
-        A = _float_copy(X)
-        self._log(A)
-        return A
+    def transform(self, X) -> np.ndarray:
+        return self._scaled(X, fit=False)
 
-    def _log(self, A: np.ndarray) -> None:
+    def _scaled(self, X, *, fit: bool) -> np.ndarray:
+        values = _float_values(X)
+        n, k = values.shape
+        out = np.empty((n, k), dtype="float64", order="C" if fit else "F")
+        if fit:
+            self.median_, self.mean_, self.scale_ = np.zeros(k), np.zeros(k), np.ones(k)
+        for lo in range(0, k, _COLUMN_BLOCK):
+            hi = min(lo + _COLUMN_BLOCK, k)
+            A = np.array(values[:, lo:hi], dtype="float64", order="F", copy=True)  # each column contiguous
+            if fit:
+                self.median_[lo:hi] = [np.nanmedian(c) if (~np.isnan(c)).any() else 0.0 for c in A.T]
+            self._log(A, self.median_[lo:hi])
+            if fit:
+                mean = np.array([c.mean() for c in A.T])
+                var = np.array([c.var() for c in A.T])
+                # StandardScaler's test for a constant column (a variance within rounding of 0 is left unscaled)
+                eps = np.finfo(np.float64).eps
+                constant = var <= n * eps * var + (n * mean * eps) ** 2
+                self.mean_[lo:hi], self.scale_[lo:hi] = mean, np.where(constant, 1.0, np.sqrt(var))
+            A -= self.mean_[lo:hi]
+            A /= self.scale_[lo:hi]
+            out[:, lo:hi] = A
+            del A
+        return out
+
+    @staticmethod
+    def _log(A: np.ndarray, median: np.ndarray) -> None:
         """Missing values set to the column's median, then the signed log1p, in place."""
         missing = np.isnan(A)
         if missing.any():
-            np.copyto(A, np.broadcast_to(self.median_, A.shape), where=missing)
+            np.copyto(A, np.broadcast_to(median, A.shape), where=missing)
         del missing
         negative = A < 0
         np.abs(A, out=A)
         np.log1p(A, out=A)
         np.negative(A, out=A, where=negative)
-
-    def transform(self, X) -> np.ndarray:
-        A = self._logged(X)
-        A -= self.mean_
-        A /= self.scale_
-        return A
 
     def get_params(self, deep=True):  # a scikit-learn transformer without parameters
         return {}

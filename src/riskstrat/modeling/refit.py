@@ -35,7 +35,7 @@ from riskstrat.modeling.models import RiskModel, fit_logistic
 from riskstrat.modeling.profile import reference_profile
 from riskstrat.outcomes import HighCost
 from riskstrat.modeling.split import training_groups
-from riskstrat.modeling.train import labelled_rows, training_design
+from riskstrat.modeling.train import PartRows, labelled_rows, training_design
 
 Stage = Callable[[str], None]
 
@@ -116,24 +116,28 @@ def assemble_refit(engine, cfg: TrainConfig, *, dates, feature_names: list[str],
     groups = training_groups(engine.records.persons["person_id"], design)
     records = engine.tables(cfg.target.tables)
     cost = isinstance(cfg.target, HighCost)
-    keep = [*feature_names, "label", *(["future_cost"] if cost else [])]
-    parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": []}
+    others = ["label", *(["future_cost"] if cost else [])]
+    parts = {part: PartRows(feature_names, others) for part in ("train", "calibration")}
     by_date, latest = {}, None
     frames = engine.features_at(dates, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
     for d, features in zip(dates, frames):  # every date from one pass over the events where the engine can
         f = labelled_rows(engine, records, cfg, d, extract_end=extract_end, spec=spec, features=features)
         del features
-        f = f.loc[f["label"].notna(), keep]
+        labelled = f["label"].notna().to_numpy()
         group = groups.reindex(f.index).to_numpy()
-        for part in parts:
-            parts[part].append(f.loc[group == part])
-        by_date[str(pd.Timestamp(d).date())] = len(f)
-        stage(f"refit rows at {pd.Timestamp(d).date()}: {len(f):,} people, {int(f['label'].sum()):,} with the outcome")
-        latest = f
-    train, cal = pd.concat(parts["train"]), pd.concat(parts["calibration"])
+        for part, rows in parts.items():
+            rows.add(f, labelled & (group == part))
+        by_date[str(pd.Timestamp(d).date())] = int(labelled.sum())
+        stage(f"refit rows at {pd.Timestamp(d).date()}: {int(labelled.sum()):,} people, "
+              f"{int(f['label'].sum()):,} with the outcome")
+        if d == dates[-1]:  # everyone labelled at the latest date: the drift reference
+            latest = PartRows(feature_names, [])
+            latest.add(f, labelled)
+        del f
+    (X_train, train), (X_cal, cal) = (parts.pop(part).join() for part in ("train", "calibration"))
     return RefitData(
-        X_train=train[feature_names], y_train=train["label"].to_numpy(int), X_cal=cal[feature_names],
-        y_cal=cal["label"].to_numpy(int), X_latest=latest[feature_names], dates=[pd.Timestamp(d) for d in dates],
+        X_train=X_train, y_train=train["label"].to_numpy(int), X_cal=X_cal,
+        y_cal=cal["label"].to_numpy(int), X_latest=latest.join()[0], dates=[pd.Timestamp(d) for d in dates],
         cost_train=train["future_cost"].to_numpy() if cost else None,
         cost_cal=cal["future_cost"].to_numpy() if cost else None,
         counts={"train_rows": len(train), "calibration_rows": len(cal), "train_positive": int(train["label"].sum()),

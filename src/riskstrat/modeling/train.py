@@ -129,11 +129,9 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
     records = engine.tables(t.tables)  # persons and what the outcome reads
     test_date = pd.Timestamp(cfg.index_dates.test)
     # Each date's rows go straight to their part (training and calibration rows before the test date,
-    # held-out people at it), only the columns used kept: at a million people one concatenation of every
-    # date's frames, then its split, held three copies of 3M rows at once.
-    keep = [*names, "label", *(["future_cost"] if isinstance(t, HighCost) else []), *META_COLUMNS, "age",
-            "index_date"]
-    parts: dict[str, list[pd.DataFrame]] = {"train": [], "calibration": [], "test": []}
+    # held-out people at it): the features into one float64 matrix a part, the other columns beside it.
+    others = ["label", *(["future_cost"] if isinstance(t, HighCost) else []), *META_COLUMNS, "age", "index_date"]
+    parts = {part: PartRows(names, others) for part in ("train", "calibration", "test")}
     flow = []
     # Every date's features from one pass over the events where the engine can (DuckDB), a date at a time
     # otherwise; the first date's seconds then hold that pass.
@@ -148,19 +146,15 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
         stage(f"features and labels at {d}: {len(f):,} people, {int(f['label'].sum()):,} with the outcome, "
               f"{int(f['label'].isna().sum()):,} without a label")
         labelled = f["label"].notna().to_numpy()
-        columns = [c for c in dict.fromkeys(keep) if c in f]
         flow.append(participant_flow(persons, d, f.index, f["label"], horizon_days=t.horizon_days,
                                      min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age))
         if pd.Timestamp(d) == test_date:
-            parts["test"].append(f.loc[labelled & ((group == "test") | temporal_only), columns])
-            flow[-1]["rows"] = {"test": len(parts["test"][-1])}
+            flow[-1]["rows"] = {"test": parts["test"].add(f, labelled & ((group == "test") | temporal_only))}
         else:
-            for part in ("train", "calibration"):
-                parts[part].append(f.loc[labelled & (group == part), columns])
-            flow[-1]["rows"] = {part: len(parts[part][-1]) for part in ("train", "calibration")}
+            flow[-1]["rows"] = {part: parts[part].add(f, labelled & (group == part)) for part in ("train", "calibration")}
         del f
         started = time.perf_counter()
-    train, cal, test = (pd.concat(parts.pop(part)) for part in ("train", "calibration", "test"))
+    (X_train, train), (X_cal, cal), (X_test, test) = (parts.pop(part).join() for part in ("train", "calibration", "test"))
     if any(part["label"].nunique() < 2 for part in (train, cal, test)):
         # A part with one class cannot be fitted or judged: refused as the guards refuse too few events
         # (the minimums are at least 1), with the rate and the people needed.
@@ -172,15 +166,65 @@ def assemble(data, cfg: TrainConfig, *, extract_end, stage: Stage = lambda m: No
         costs = {"cost_train": train["future_cost"].to_numpy(), "cost_cal": cal["future_cost"].to_numpy(),
                  "cost_test": test["future_cost"].to_numpy()}
     return TrainingData(**costs,
-        X_train=train[names], y_train=train["label"].to_numpy(int), X_cal=cal[names], y_cal=cal["label"].to_numpy(int),
-        X_test=test[names], y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names, spec=spec,
-        summary={"flow": flow, "characteristics": {part: characteristics(frame, frame["label"]) for part, frame in
-                                                   (("train", train), ("calibration", cal), ("test", test))}},
+        X_train=X_train, y_train=train["label"].to_numpy(int), X_cal=X_cal, y_cal=cal["label"].to_numpy(int),
+        X_test=X_test, y_test=test["label"].to_numpy(int), meta_test=meta, feature_names=names, spec=spec,
+        summary={"flow": flow, "characteristics": {
+            part: characteristics(_described(X, frame), frame["label"])
+            for part, X, frame in (("train", X_train, train), ("calibration", X_cal, cal), ("test", X_test, test))}},
         counts={"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
                 "train_positive": int(train["label"].sum()), "calibration_positive": int(cal["label"].sum()),
                 "test_positive": int(test["label"].sum()),
                 "train_people": int(train.index.nunique()), "test_people": int(test.index.nunique())},
     )
+
+
+class PartRows:
+    """One part's rows (training, calibration or test), gathered date by date and joined once.
+
+    Each date gives its chosen rows' features (a float64 copy of those rows only) and their ``others``
+    columns (label, groups, date); :meth:`join` copies the features into one row-major float64 matrix,
+    each date's block freed as it is copied, and puts the feature frame over it without a copy. The
+    part is so held about once: the dates' frames and their concatenation held it twice, and its
+    column selection sometimes a third time (a million people, 5 dates, 197 features: 4.4 GB a copy).
+    Row-major, LightGBM builds its Dataset from the matrix as it is, and the logistic baseline's solver
+    gets the row-major array it asks for from :class:`~riskstrat.modeling.models.LogScaled`.
+    """
+
+    def __init__(self, names: list[str], others: list[str]):
+        self.names, self.others = list(names), list(others)
+        self._blocks: list[np.ndarray] = []
+        self._others: list[pd.DataFrame] = []
+
+    def add(self, frame: pd.DataFrame, rows: np.ndarray) -> int:
+        """Add the rows of ``frame`` where ``rows`` (a boolean mask) is true; returns their number."""
+        # The features are one float64 block of the engine's frame: this is a view, and only the rows are copied.
+        values = frame[self.names].to_numpy(dtype="float64")
+        self._blocks.append(values[rows])
+        self._others.append(frame.loc[rows, [c for c in dict.fromkeys(self.others) if c in frame]])
+        return int(len(self._blocks[-1]))
+
+    def join(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The part's features (a frame over one row-major float64 matrix) and its other columns, in the
+        order the rows were added, indexed by person."""
+        others = pd.concat(self._others) if self._others else pd.DataFrame(columns=self.others)
+        self._others = []
+        X = np.empty((len(others), len(self.names)), dtype="float64")
+        at = 0
+        while self._blocks:
+            block = self._blocks.pop(0)
+            X[at:at + len(block)] = block
+            at += len(block)
+            del block  # freed as soon as it is copied: the part is never held twice
+        return pd.DataFrame(X, index=others.index, columns=self.names, copy=False), others
+
+
+# The feature columns riskstrat.modeling.design.characteristics reads beside a part's other columns.
+_DESCRIBED = ("age", "sex_female", "deprivation_decile", "emergency_admissions_0_3m", "emergency_admissions_3_12m")
+
+
+def _described(X: pd.DataFrame, others: pd.DataFrame) -> pd.DataFrame:
+    """A part's other columns with the features its Table 1 reads (:func:`characteristics`)."""
+    return others.assign(**{c: X[c].to_numpy() for c in _DESCRIBED if c in X.columns and c not in others})
 
 
 def labelled_rows(engine, records, cfg: TrainConfig, index_date, *, extract_end, spec=None,
