@@ -166,6 +166,25 @@ def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
         DataConfig(path=synthetic, duckdb_memory_limit="lots")
 
 
+def test_duckdb_without_a_limit_gets_half_the_available_memory_not_duckdbs_80_percent(synthetic, monkeypatch):
+    from riskstrat.features import duckdb as duckdb_engine
+    from riskstrat.features.duckdb import EngineMemoryError, default_memory_limit
+    from riskstrat.modeling.config import DataConfig
+
+    assert default_memory_limit(8 << 30) == "4096MiB"
+    assert default_memory_limit(3 << 30) == "1536MiB"
+    assert default_memory_limit(1 << 29) == "1024MiB"  # at least 1 GiB, however little is free
+    available = int(Path("/proc/meminfo").read_text().split("MemAvailable:")[1].split()[0]) * 1024
+    assert int(default_memory_limit()[:-3]) == pytest.approx(available / 2 / 2**20, rel=0.1)
+    monkeypatch.setattr(duckdb_engine, "default_memory_limit", lambda: "1536MiB")
+    engine = open_engine("duckdb", DataConfig(path=synthetic))
+    assert engine.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "1.5 GiB"
+    monkeypatch.setattr(duckdb_engine, "default_memory_limit", lambda: "1MiB")  # the refusal says it was chosen
+    with pytest.raises(EngineMemoryError, match=r"data.duckdb_memory_limit is unset: half the memory available when "
+                                                r"the engine opened, 1MiB\).*--set data.duckdb_memory_limit="):
+        open_engine("duckdb", DataConfig(path=synthetic)).features("2024-11-01")
+
+
 def test_duckdb_spills_into_a_private_temporary_folder_not_the_current_one(synthetic, tmp_path, monkeypatch):
     import gc
     import tempfile

@@ -51,7 +51,7 @@ from riskstrat.data.records import LinkedRecords
 from riskstrat.data.schema import EVENT_TABLES, TABLES, Column, Table, pandas_dtype
 from riskstrat.data.validate import ValidationError, _agree, _rows
 
-__all__ = ["DuckDBEngine", "EngineDataError", "EngineMemoryError"]
+__all__ = ["DuckDBEngine", "EngineDataError", "EngineMemoryError", "default_memory_limit"]
 
 
 class EngineMemoryError(RiskstratError):
@@ -62,8 +62,9 @@ class _Connection:
     """A DuckDB connection whose out-of-memory error names the setting to change (every query of the
     engine runs through :meth:`execute`); everything else is DuckDB's own."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, memory_limit: str | None):
-        self._con, self._memory_limit = con, memory_limit
+    def __init__(self, con: duckdb.DuckDBPyConnection, memory_limit: str | None, *, chosen: bool = False):
+        # ``chosen``: the limit is riskstrat's default (data.duckdb_memory_limit unset), not the user's.
+        self._con, self._memory_limit, self._chosen = con, memory_limit, chosen
 
     def execute(self, *args, **kwargs):
         with self._errors():
@@ -84,7 +85,9 @@ class _Connection:
             raise EngineDataError(f"the DuckDB engine cannot read the data: {str(exc).splitlines()[0]}; restore the "
                                   f"file from the extract (riskstrat validate DIR checks a folder)") from None
         except duckdb.OutOfMemoryException as exc:
-            given = (f"data.duckdb_memory_limit is {self._memory_limit}" if self._memory_limit else
+            given = (f"data.duckdb_memory_limit is unset: half the memory available when the engine opened, "
+                     f"{self._memory_limit}" if self._chosen else
+                     f"data.duckdb_memory_limit is {self._memory_limit}" if self._memory_limit else
                      "data.duckdb_memory_limit is unset (DuckDB's default, 80% of the machine's memory)")
             raise EngineMemoryError(
                 f"the DuckDB engine ran out of memory ({given}): raise it, e.g. --set data.duckdb_memory_limit=8GB, or "
@@ -92,6 +95,26 @@ class _Connection:
 
     def __getattr__(self, name: str):
         return getattr(self._con, name)
+
+
+def default_memory_limit(available_bytes: int | None = None) -> str | None:
+    """DuckDB's memory when ``data.duckdb_memory_limit`` is unset: half the memory available when the engine
+    opens (``available_bytes``, default Linux's ``MemAvailable``), at least 1 GiB, as ``"<n>MiB"``; None
+    (DuckDB's own default, 80% of the machine's physical memory) where the available memory cannot be read.
+
+    Why not DuckDB's default: it counts neither the other processes of a shared machine nor the run's
+    own memory beside DuckDB's (at 5M people the month's aggregates and feature blocks are 2-3 GiB in
+    Python), and a process past the machine's memory is killed without a message, where DuckDB given
+    less spills to disk (slower) or refuses with :class:`EngineMemoryError` naming the setting."""
+    if available_bytes is None:
+        try:
+            with open("/proc/meminfo") as meminfo:
+                fields = dict(line.split(":", 1) for line in meminfo)
+            available_bytes = int(fields["MemAvailable"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            return None
+    return f"{max(available_bytes // 2, 1 << 30) >> 20}MiB"
+
 
 _DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP_US")
 _NUMBER_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
@@ -193,7 +216,8 @@ class DuckDBEngine(FolderEngine):
 
     ``exclude_sources`` are never read; ``out_of_life_events``, ``duplicate_rows`` and
     ``unknown_codes`` are validation's options (:func:`riskstrat.data.validate.validate_tables`).
-    ``threads`` and ``memory_limit`` (e.g. ``"4GB"``) go to DuckDB; DuckDB spills to disk beyond it.
+    ``threads`` and ``memory_limit`` (e.g. ``"4GB"``) go to DuckDB; DuckDB spills to disk beyond it. Without
+    ``memory_limit`` DuckDB gets half the memory available when the engine opens (:func:`default_memory_limit`).
     Raises :class:`~riskstrat.data.validate.ValidationError` when validation would refuse the data.
     """
 
@@ -212,7 +236,10 @@ class DuckDBEngine(FolderEngine):
                          duplicate_rows=duplicate_rows, unknown_codes=unknown_codes, stage=stage)
 
     def _connect(self) -> None:
-        self.con = _Connection(duckdb.connect(), self._settings["memory_limit"])
+        limit, chosen = self._settings["memory_limit"], False
+        if limit is None:
+            limit, chosen = default_memory_limit(), True
+        self.con = _Connection(duckdb.connect(), limit, chosen=chosen and limit is not None)
         # No progress bar on stdout (the CLI prints one result line); row order never matters here.
         self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET preserve_insertion_order = false")
@@ -224,8 +251,8 @@ class DuckDBEngine(FolderEngine):
         self.con.execute(f"SET temp_directory = {_literal(spill)}")
         if self._settings["threads"] is not None:
             self.con.execute(f"SET threads = {int(self._settings['threads'])}")
-        if self._settings["memory_limit"] is not None:
-            self.con.execute(f"SET memory_limit = {_literal(self._settings['memory_limit'])}")
+        if limit is not None:
+            self.con.execute(f"SET memory_limit = {_literal(limit)}")
         self._person_ids = pa.array(self.persons["person_id"].astype(object), type=pa.string())
         self.con.register("_persons_frame", pa.table({
             "person_id": self._person_ids,
