@@ -325,6 +325,28 @@ def _raw_parquet(folder: Path, name: str, columns: dict) -> None:
     pq.write_table(pa.table(columns), folder / f"{name}.parquet")
 
 
+def test_duckdb_aggregates_in_blocks_of_people_equal_the_whole_pass(synthetic, tmp_path, make_table, monkeypatch):
+    # A table too big for DuckDB's memory is aggregated in blocks of people (each rescanning the file), so that
+    # the repeats it removes fit: the same features bit for bit, and the same findings.
+    from riskstrat.features.duckdb import DuckDBEngine
+
+    repeats = write(tmp_path / "d", make_table, **out_of_life_case())
+    for folder, date, limit in ((synthetic, "2025-10-01", 20_000), (repeats, T, 100)):
+        whole_engine = DuckDBEngine(folder)
+        whole = whole_engine.features(date)
+        assert whole_engine._person_blocks(whole_engine.plans["prescriptions" if folder == synthetic else "gp_contacts"],
+                                           pd.Timestamp(date), None) == 1
+        blocked = DuckDBEngine(folder)
+        monkeypatch.setattr(blocked, "_memory_limit_bytes", lambda: limit)  # a few hundred rows a block (one, tiny)
+        queries = []
+        execute = blocked.con.execute
+        monkeypatch.setattr(blocked.con, "execute", lambda sql, *a: queries.append(sql) or execute(sql, *a))
+        pd.testing.assert_frame_equal(blocked.features(date), whole, check_exact=True)
+        assert sum("hash(person_id) % " in q for q in queries) > (10 if folder == synthetic else 1)
+        assert blocked.report.to_dict() == whole_engine.report.to_dict()
+        monkeypatch.undo()
+
+
 def test_codes_written_loosely_are_read_as_validation_reads_them(folder_engine, tmp_path):
     folder = tmp_path / "d"
     _raw_parquet(folder, "persons", {"person_id": [" a", "b"], "birth_date": pa.array([pd.Timestamp("1950-01-01").date()] * 2),
