@@ -105,6 +105,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--store", default=None,
                    help="MLflow store folder for the benchmark's champions: reused when it holds them (trained "
                         "there otherwise, and kept), e.g. to train once at 100k and score 1M")
+    p.add_argument("--no-bare", dest="bare", action="store_false",
+                   help="score only, no bare run after it (its untimed set-up holds the whole feature matrix twice: "
+                        "at 5M people and 197 features about 16 GB)")
     p.add_argument("--keep", action="store_true", help="keep the MLflow store and the written lists")
     p.add_argument("--mem-limit-gib", type=float, default=18.0,
                    help="kill a stage whose resident memory passes this (default 18)")
@@ -298,9 +301,10 @@ def w_score(args, rep: B.Reporter) -> None:
     t0 = time.perf_counter()
 
     def stage(message: str) -> None:
-        marks.append({"at_s": round(time.perf_counter() - t0, 2), "message": message, "rss_mib": B.current_rss_mib(),
-                      "peak_so_far_mib": B.peak_rss_mib()})
-        print(f"    {marks[-1]['at_s']:7.1f} s  {message}", flush=True)
+        marks.append({"at_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time(), 2),
+                      "message": message, "rss_mib": B.current_rss_mib(), "peak_so_far_mib": B.peak_rss_mib()})
+        print(f"    {marks[-1]['at_s']:7.1f} s  (CPU {marks[-1]['cpu_s']:7.1f} s, RSS {marks[-1]['rss_mib']:,.0f} MiB)  {message}",
+              flush=True)
         rep.step(_next_step(message))
         rep.update(progress=marks)
 
@@ -439,7 +443,7 @@ def w_bare(args, rep: B.Reporter) -> None:
               for name in (cfg.models.risk, cfg.models.high_cost)]
     risk, cost = (m.risk_model for m in loaded)
     spec = models_spec(loaded)  # the features the models were trained on, as the run builds them
-    engine = DuckDBEngine(args._datadir)
+    engine = DuckDBEngine(args._datadir, memory_limit=cfg.data.duckdb_memory_limit)  # the run's DuckDB memory
     queries = {name: engine.aggregate_sql(name, as_of, spec.aggregates_for(name)) for name in engine.sources}
     features = engine.features(as_of, min_age=cfg.cohort.min_age, max_age=cfg.cohort.max_age, spec=spec)
     del engine
@@ -467,6 +471,8 @@ def w_bare(args, rep: B.Reporter) -> None:
     rep.step("bare query")
     t0 = time.perf_counter()
     con = duckdb.connect()
+    if cfg.data.duckdb_memory_limit:
+        con.execute(f"SET memory_limit = '{cfg.data.duckdb_memory_limit}'")
     persons = str(Path(args._datadir) / "persons.parquet").replace("'", "''")
     con.execute("CREATE TEMP TABLE persons AS SELECT person_id, CAST(birth_date AS DATE) AS birth_date, "
                 f"CAST(death_date AS DATE) AS death_date FROM read_parquet('{persons}')")
@@ -547,7 +553,7 @@ def _median_ratios(rounds: list[dict]) -> dict | None:
     import statistics
 
     done = [_ratios(r["score"], r["bare"]) for r in rounds
-            if r["score"].get("status") == "ok" and r["bare"].get("status") == "ok"]
+            if r["score"].get("status") == "ok" and (r["bare"] or {}).get("status") == "ok"]
     if not done:
         return None
     out = {k: round(statistics.median(d[k] for d in done), 3) for k in done[0]}
@@ -639,6 +645,10 @@ def _run_all(args, doc: dict, out_path: Path, sizes: list[int], workdir: Path, s
                 if r["status"] != "ok":
                     print(f"[bench_scoring] {n:,}: score round {round_ + 1} FAILED: {r.get('failure')}", flush=True)
                     break
+            if not args.bare:
+                entry["rounds"].append({"score": r, "bare": None})
+                B.write_json(out_path, doc)
+                continue
             bare = worker("bare", n, data_dirs[n], lists_dir, load_mode=r.get("load_mode"))
             bare["status"] = "ok" if bare.get("ok") else "FAILED"
             entry["rounds"].append({"score": r, "bare": bare})

@@ -166,6 +166,25 @@ def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
         DataConfig(path=synthetic, duckdb_memory_limit="lots")
 
 
+def test_duckdb_without_a_limit_gets_half_the_available_memory_not_duckdbs_80_percent(synthetic, monkeypatch):
+    from riskstrat.features import duckdb as duckdb_engine
+    from riskstrat.features.duckdb import EngineMemoryError, default_memory_limit
+    from riskstrat.modeling.config import DataConfig
+
+    assert default_memory_limit(8 << 30) == "4096MiB"
+    assert default_memory_limit(3 << 30) == "1536MiB"
+    assert default_memory_limit(1 << 29) == "1024MiB"  # at least 1 GiB, however little is free
+    available = int(Path("/proc/meminfo").read_text().split("MemAvailable:")[1].split()[0]) * 1024
+    assert int(default_memory_limit()[:-3]) == pytest.approx(available / 2 / 2**20, rel=0.1)
+    monkeypatch.setattr(duckdb_engine, "default_memory_limit", lambda: "1536MiB")
+    engine = open_engine("duckdb", DataConfig(path=synthetic))
+    assert engine.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "1.5 GiB"
+    monkeypatch.setattr(duckdb_engine, "default_memory_limit", lambda: "1MiB")  # the refusal says it was chosen
+    with pytest.raises(EngineMemoryError, match=r"data.duckdb_memory_limit is unset: half the memory available when "
+                                                r"the engine opened, 1MiB\).*--set data.duckdb_memory_limit="):
+        open_engine("duckdb", DataConfig(path=synthetic)).features("2024-11-01")
+
+
 def test_duckdb_spills_into_a_private_temporary_folder_not_the_current_one(synthetic, tmp_path, monkeypatch):
     import gc
     import tempfile
@@ -304,6 +323,28 @@ def test_out_of_life_events_repeats_and_record_ids(folder_engine, tmp_path, make
 def _raw_parquet(folder: Path, name: str, columns: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns), folder / f"{name}.parquet")
+
+
+def test_duckdb_aggregates_in_blocks_of_people_equal_the_whole_pass(synthetic, tmp_path, make_table, monkeypatch):
+    # A table too big for DuckDB's memory is aggregated in blocks of people (each rescanning the file), so that
+    # the repeats it removes fit: the same features bit for bit, and the same findings.
+    from riskstrat.features.duckdb import DuckDBEngine
+
+    repeats = write(tmp_path / "d", make_table, **out_of_life_case())
+    for folder, date, limit in ((synthetic, "2025-10-01", 20_000), (repeats, T, 100)):
+        whole_engine = DuckDBEngine(folder)
+        whole = whole_engine.features(date)
+        assert whole_engine._person_blocks(whole_engine.plans["prescriptions" if folder == synthetic else "gp_contacts"],
+                                           pd.Timestamp(date), None) == 1
+        blocked = DuckDBEngine(folder)
+        monkeypatch.setattr(blocked, "_memory_limit_bytes", lambda: limit)  # a few hundred rows a block (one, tiny)
+        queries = []
+        execute = blocked.con.execute
+        monkeypatch.setattr(blocked.con, "execute", lambda sql, *a: queries.append(sql) or execute(sql, *a))
+        pd.testing.assert_frame_equal(blocked.features(date), whole, check_exact=True)
+        assert sum("hash(person_id) % " in q for q in queries) > (10 if folder == synthetic else 1)
+        assert blocked.report.to_dict() == whole_engine.report.to_dict()
+        monkeypatch.undo()
 
 
 def test_codes_written_loosely_are_read_as_validation_reads_them(folder_engine, tmp_path):

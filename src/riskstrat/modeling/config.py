@@ -41,8 +41,10 @@ class DataConfig(_Strict):
     out_of_life_events: Literal["drop", "keep", "error"] = "drop"
     duckdb_memory_limit: str | None = Field(
         None, description="The DuckDB engine's memory for its queries, e.g. '3GB'; beyond it DuckDB spills to its temporary "
-                    "folder on disk (slower, bounded). Default DuckDB's own: 80% of the machine's memory. Set it on a "
-                    "shared machine or for millions of people (benchmarks/README.md: 5M people).")
+                    "folder on disk (slower, bounded). Default: half the memory available when the engine opens, at least "
+                    "1 GiB (not DuckDB's own 80% of the machine's memory, which counts neither other processes nor the "
+                    "run's own memory). Set it to bound the whole run, e.g. 2GB for 5M people in 6 GiB "
+                    "(benchmarks/README.md).")
 
     @field_validator("duckdb_memory_limit")
     @classmethod

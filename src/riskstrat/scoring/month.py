@@ -327,6 +327,8 @@ class BlockedFeatures:
                 drift_counts[name] += drift.bin_counts(p, block[at[name]])
             uses.append(_use_counts(block, at))
             for c in ranking:
+                # A copy: the block's memory is filled again by the next block (and a view would keep a
+                # 2-D block alive: at 5M people every block, 300 MB each, held to the end of the pass).
                 kept[c].append(block[at[c]].copy())
         self._counted = (profile, drift_counts, uses)
         everyone = self.aggregates.people
