@@ -432,7 +432,7 @@ def w_bare(args, rep: B.Reporter) -> None:
     import pandas as pd
 
     from riskstrat.registry import tracking
-    from riskstrat.features.duckdb import DuckDBEngine
+    from riskstrat.features.duckdb import DuckDBEngine, default_memory_limit
     from riskstrat.scoring.checks import models_spec
 
     cfg = _scoring_config(args, args._datadir, args._lists)
@@ -471,8 +471,9 @@ def w_bare(args, rep: B.Reporter) -> None:
     rep.step("bare query")
     t0 = time.perf_counter()
     con = duckdb.connect()
-    if cfg.data.duckdb_memory_limit:
-        con.execute(f"SET memory_limit = '{cfg.data.duckdb_memory_limit}'")
+    limit = cfg.data.duckdb_memory_limit or default_memory_limit()  # the same limit the run's engine takes
+    if limit:
+        con.execute(f"SET memory_limit = '{limit}'")
     persons = str(Path(args._datadir) / "persons.parquet").replace("'", "''")
     con.execute("CREATE TEMP TABLE persons AS SELECT person_id, CAST(birth_date AS DATE) AS birth_date, "
                 f"CAST(death_date AS DATE) AS death_date FROM read_parquet('{persons}')")

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from riskstrat.registry import tracking
 from riskstrat.cli import app
 from riskstrat.modeling.config import ScoringConfig, load_config
-from riskstrat.features.costs import CostCurrencyError, check_model_costs, is_cost_feature, uses_costs
+from riskstrat.features.costs import CostCurrencyError, CostHandling, check_model_costs, is_cost_feature, uses_costs
 from riskstrat.pipelines.evaluate import run_evaluation
 from riskstrat.features.clinical import FEATURE_NAMES
 from riskstrat.features.reference import build_features
@@ -95,7 +95,6 @@ def test_cost_features_by_name_include_generic_covariates():
 def test_a_group_named_with_cost_is_a_count_not_money():
     """A sub-type read from the data whose words hold "cost" (a GP contact type "Costochondritis review") gives
     counts, days and trends: never converted at a currency rate nor blanked by --without-costs."""
-    from riskstrat.features.costs import CostHandling
 
     names = ["gp_contacts__costochondritis_review__count_90d", "gp_contacts__costochondritis_review__days_since",
              "gp_contacts__costochondritis_review__trend_90d_730d", "gp_contacts__cost_90d"]

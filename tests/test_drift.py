@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from riskstrat.evaluation import metrics
-from riskstrat.evaluation.drift import drift_report, psi_against, status
+from riskstrat.evaluation.drift import bin_counts, drift_report, psi_against, status
 from riskstrat.modeling.profile import reference_profile, variable_profile
 
 
@@ -51,7 +51,6 @@ def test_drift_report_flags_the_shifted_feature(reference):
 def test_bin_counts_equal_a_binary_search_per_value(n_edges):
     # bin_counts compares values with each edge for a profile's few edges (a binary search beyond): the same
     # counts as searchsorted(side="right") per value, with missing, infinite, -0.0 and values on an edge.
-    from riskstrat.evaluation.drift import bin_counts
 
     rng = np.random.default_rng(n_edges)
     for _ in range(20):

@@ -21,11 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskstrat.features.engine import PandasEngine, open_engine
-from riskstrat.features.duckdb import DuckDBEngine, EngineDataError
+from riskstrat.features import duckdb as duckdb_engine
+from riskstrat.features.duckdb import DuckDBEngine, EngineDataError, EngineMemoryError, default_memory_limit
 from riskstrat.features.generic import generic_spec
 from riskstrat.features.spec import AGGREGATES, aggregate, compact, derive, spec_hash
 from riskstrat.features.clinical import FEATURE_NAMES
 from riskstrat.features.reference import build_features
+from riskstrat.modeling.config import DataConfig
 from riskstrat.data.io import write_records_tables
 from riskstrat.data.schema import ADMISSION_METHODS, AE_DEPARTMENT_TYPES, EVENT_TABLES, LONG_TERM_CONDITIONS, SOCIAL_CARE_TYPES
 from riskstrat.data.validate import ValidationError, load_records, validate_data_dir
@@ -144,8 +146,6 @@ def test_the_engine_knows_its_sources_and_dates(folder_engine, synthetic):
 
 
 def test_open_engine_by_name(synthetic):
-    from riskstrat.modeling.config import DataConfig
-
     cfg = DataConfig(path=synthetic)
     assert isinstance(open_engine("duckdb", cfg), DuckDBEngine)
     assert isinstance(open_engine("pandas", cfg), PandasEngine)
@@ -156,8 +156,6 @@ def test_open_engine_by_name(synthetic):
 def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
     from pydantic import ValidationError
 
-    from riskstrat.modeling.config import DataConfig
-
     engine = open_engine("duckdb", DataConfig(path=synthetic, duckdb_memory_limit="512MB"))
     assert engine.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "488.2 MiB"
     unlimited = open_engine("duckdb", DataConfig(path=synthetic))
@@ -167,15 +165,12 @@ def test_the_duckdb_memory_limit_comes_from_the_data_config(synthetic):
 
 
 def test_duckdb_without_a_limit_gets_half_the_available_memory_not_duckdbs_80_percent(synthetic, monkeypatch):
-    from riskstrat.features import duckdb as duckdb_engine
-    from riskstrat.features.duckdb import EngineMemoryError, default_memory_limit
-    from riskstrat.modeling.config import DataConfig
-
-    assert default_memory_limit(8 << 30) == "4096MiB"
-    assert default_memory_limit(3 << 30) == "1536MiB"
-    assert default_memory_limit(1 << 29) == "1024MiB"  # at least 1 GiB, however little is free
-    available = int(Path("/proc/meminfo").read_text().split("MemAvailable:")[1].split()[0]) * 1024
-    assert int(default_memory_limit()[:-3]) == pytest.approx(available / 2 / 2**20, rel=0.1)
+    assert default_memory_limit(available_bytes=8 << 30) == "4096MiB"
+    assert default_memory_limit(available_bytes=3 << 30) == "1536MiB"
+    assert default_memory_limit(available_bytes=1 << 29) == "1024MiB"  # at least 1 GiB, however little is free
+    # A container's limit counts where it leaves less than the host's MemAvailable (which does not show it).
+    assert default_memory_limit(available_bytes=16 << 30, cgroup_bytes=4 << 30) == "2048MiB"
+    assert default_memory_limit(available_bytes=4 << 30, cgroup_bytes=16 << 30) == "2048MiB"
     monkeypatch.setattr(duckdb_engine, "default_memory_limit", lambda: "1536MiB")
     engine = open_engine("duckdb", DataConfig(path=synthetic))
     assert engine.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "1.5 GiB"
@@ -189,7 +184,7 @@ def test_duckdb_spills_into_a_private_temporary_folder_not_the_current_one(synth
     import gc
     import tempfile
 
-    from riskstrat.modeling.config import DataConfig
+
 
     monkeypatch.chdir(tmp_path)
     engine = open_engine("duckdb", DataConfig(path=synthetic, duckdb_memory_limit="512MB"))
@@ -203,7 +198,6 @@ def test_duckdb_spills_into_a_private_temporary_folder_not_the_current_one(synth
 
 
 def test_duckdb_out_of_memory_is_a_refusal_naming_the_setting(synthetic):
-    from riskstrat.modeling.config import DataConfig
     from riskstrat.features.duckdb import EngineMemoryError
     from riskstrat.errors import RiskstratError
 
@@ -216,7 +210,7 @@ def test_duckdb_out_of_memory_is_a_refusal_naming_the_setting(synthetic):
 def test_duckdb_on_a_truncated_parquet_file_names_it(synthetic, tmp_path):
     import shutil
 
-    from riskstrat.modeling.config import DataConfig
+
     from riskstrat.features.duckdb import EngineDataError
 
     data = tmp_path / "data"
@@ -506,7 +500,7 @@ def test_both_engines_find_the_data_end_without_dataset_json_and_ignore_future_d
     # A canonical folder of the user's own (no dataset.json): scoring reads the data end from the
     # events, ignoring a date in the future (a typo like 2099 must not move it). This crashed
     # through an engine, whose date_range did not take ``until``.
-    from riskstrat.modeling.config import DataConfig
+
     from riskstrat.data.data_end import DataEnd, data_end_of
 
     folder = write(tmp_path / "own", make_table, persons=[person("a")],

@@ -27,6 +27,7 @@ from riskstrat.features.words import (DEGREE_FLOOR, DEMOGRAPHIC_FEATURES, MIN_BA
                                       reason_group, reason_inputs, reason_thresholds, thresholds_from_counts,
                                       use_counts)
 from riskstrat.features.reasons import REASON_SEPARATOR, top_reasons
+from riskstrat.features.words import USE_MEASURES, _measure_values, age_band_index, thresholds_from_counts, use_counts
 
 COLUMNS = list(FEATURE_NAMES) + list(CONTEXT_COLUMNS)
 GROUPS = list(dict.fromkeys(reason_group(name) for name in FEATURE_NAMES))
@@ -484,8 +485,6 @@ def test_explain_people_says_the_words_against_the_thresholds_it_is_given():
 def test_use_counts_are_the_counts_of_each_band_and_value():
     # use_counts counts each (age band, value) pair by number (factorised values within bands): the
     # pairs and people a frame's value_counts gives, and so the same thresholds.
-    from riskstrat.features.words import (USE_MEASURES, _measure_values, age_band_index, thresholds_from_counts,
-                                          use_counts)
 
     rng = np.random.default_rng(5)
     n = 5000

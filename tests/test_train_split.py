@@ -10,7 +10,10 @@ from riskstrat.modeling.config import ConfigError, load_config
 from riskstrat.data.records import LinkedRecords
 from riskstrat.data.schema import TABLES
 from riskstrat.data.synth import generate_population
-from riskstrat.modeling.train import assemble, person_groups, selected_features, suggest_index_dates
+from riskstrat.features.engine import PandasEngine
+from riskstrat.modeling.split import training_groups
+from riskstrat.modeling.train import (assemble, labelled_rows, person_groups, selected_features, suggest_index_dates,
+                                      training_design)
 
 # generate_population(start="2021-11-01", years=4) ends on 2025-10-31: a test date of 2024-11-01 has
 # its full year of follow-up, and training dates a year or more earlier have horizons that end by it.
@@ -109,9 +112,6 @@ def test_each_part_is_its_dates_rows_in_one_row_major_matrix(population, assembl
     """The parts are the labelled rows of each date's feature frame, stacked in date order; their features
     are one row-major float64 matrix that the frame holds without a copy (LightGBM's Dataset and the
     logistic solver take it as it is)."""
-    from riskstrat.features.engine import PandasEngine
-    from riskstrat.modeling.split import training_groups
-    from riskstrat.modeling.train import labelled_rows, training_design
 
     records, extract_end = population
     cfg, engine = config(), PandasEngine(records)
@@ -130,7 +130,9 @@ def test_each_part_is_its_dates_rows_in_one_row_major_matrix(population, assembl
         np.testing.assert_array_equal(y, want["label"].to_numpy(int))
         values = X.to_numpy()
         assert values.flags["C_CONTIGUOUS"] and values.dtype == np.float64
-        assert np.shares_memory(values, X.to_numpy())  # a view of the one matrix, not a copy
+        # Two reads share memory: the frame hands out its one matrix, not a copy made per read (as a frame of
+        # several blocks, or of a copy per column, would).
+        assert np.shares_memory(values, X.to_numpy())
 
 
 def test_training_label_windows_end_by_the_test_date(population, assembled):

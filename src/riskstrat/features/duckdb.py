@@ -98,15 +98,36 @@ class _Connection:
         return getattr(self._con, name)
 
 
-def default_memory_limit(available_bytes: int | None = None) -> str | None:
+def _cgroup_room() -> int | None:
+    """Bytes this process's control group may still take (cgroup v2 ``memory.max`` less
+    ``memory.current``, or v1's ``limit_in_bytes`` less ``usage_in_bytes``); None when it has no limit or
+    none can be read. A container's limit is not in ``/proc/meminfo``, which shows the host's memory."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit, usage = Path(limit_file).read_text().strip(), Path(usage_file).read_text().strip()
+        except OSError:
+            continue
+        if limit == "max" or not limit.isdigit() or not usage.isdigit() or int(limit) >= 1 << 60:
+            return None  # no limit ("max"; v1 writes a huge number instead)
+        return max(int(limit) - int(usage), 0)
+    return None
+
+
+def default_memory_limit(*, available_bytes: int | None = None, cgroup_bytes: int | None = None) -> str | None:
     """DuckDB's memory when ``data.duckdb_memory_limit`` is unset: half the memory available when the engine
-    opens (``available_bytes``, default Linux's ``MemAvailable``), at least 1 GiB, as ``"<n>MiB"``; None
-    (DuckDB's own default, 80% of the machine's physical memory) where the available memory cannot be read.
+    opens, at least 1 GiB, as ``"<n>MiB"``. Available is the smaller of Linux's ``MemAvailable``
+    (``available_bytes``) and the room left under the process's control group limit (``cgroup_bytes``: a
+    container's limit, which ``MemAvailable`` does not show). None (DuckDB's own default, 80% of the
+    machine's physical memory) where the available memory cannot be read, e.g. off Linux.
 
     Why not DuckDB's default: it counts neither the other processes of a shared machine nor the run's
     own memory beside DuckDB's (at 5M people the month's aggregates and feature blocks are 2-3 GiB in
     Python), and a process past the machine's memory is killed without a message, where DuckDB given
-    less spills to disk (slower) or refuses with :class:`EngineMemoryError` naming the setting."""
+    less spills to disk (slower) or refuses with :class:`EngineMemoryError` naming the setting. The
+    1 GiB floor can be more than is free on a nearly full machine: below it DuckDB cannot aggregate a
+    large table at all, and the refusal names the setting."""
     if available_bytes is None:
         try:
             with open("/proc/meminfo") as meminfo:
@@ -114,6 +135,10 @@ def default_memory_limit(available_bytes: int | None = None) -> str | None:
             available_bytes = int(fields["MemAvailable"].split()[0]) * 1024
         except (OSError, KeyError, ValueError):
             return None
+        if cgroup_bytes is None:
+            cgroup_bytes = _cgroup_room()
+    if cgroup_bytes is not None:
+        available_bytes = min(available_bytes, cgroup_bytes)
     return f"{max(available_bytes // 2, 1 << 30) >> 20}MiB"
 
 
@@ -637,7 +662,8 @@ class DuckDBEngine(FolderEngine):
                 yield frame, int(frame["_read"].sum())
 
     # DuckDB's bytes a row while repeats are removed (the GROUP BY ALL over every column of the file): about
-    # 110 measured for GP contacts' 5 columns at 5M people, taken as 24 a column and 16 more.
+    # 110 measured for GP contacts' 5 columns at 5M people, taken with room to spare as 24 a column and 16
+    # more (136 for those 5 columns). The 5M month at a 2 GB limit ran in blocks so sized with nothing spilled.
     _dedup_bytes_per_column, _dedup_bytes_per_row = 24, 16
 
     def _person_blocks(self, plan: _TablePlan, t: pd.Timestamp, aggregates) -> int:

@@ -398,8 +398,9 @@ def derive_block(people: pd.DataFrame, aggregates: dict[str, np.ndarray], source
     ``sources`` to one value per person in that order, people without rows already holding the
     aggregate's ``fill``. Features of tables not in ``sources`` are missing (NaN). ``costless``: tables
     whose cost is blank in every row (the engine's ``blank_costs``): their generic costs are missing.
-    ``consume``: ``aggregates`` is emptied as the frame is filled (the caller's last use of them), so that
-    each aggregate is freed once copied into the frame instead of every one outliving the whole frame.
+    ``consume``: ``aggregates`` is emptied before the block's last columns are filled (the caller's last
+    use of them), so that the aggregates not cast straight into the block are freed then, instead of
+    outliving the whole frame.
     """
     spec = spec or CLINICAL
     n = len(people)

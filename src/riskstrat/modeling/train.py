@@ -197,9 +197,9 @@ class PartRows:
 
     def add(self, frame: pd.DataFrame, rows: np.ndarray) -> int:
         """Add the rows of ``frame`` where ``rows`` (a boolean mask) is true; returns their number."""
-        # The features are one float64 block of the engine's frame: this is a view, and only the rows are copied.
-        values = frame[self.names].to_numpy(dtype="float64")
-        self._blocks.append(values[rows])
+        # Rows first, then columns: only the chosen rows are copied, whether or not the chosen columns are
+        # one run of the frame's float64 block (a subset with gaps would copy every row of the date).
+        self._blocks.append(frame.loc[rows, self.names].to_numpy(dtype="float64"))
         self._others.append(frame.loc[rows, [c for c in dict.fromkeys(self.others) if c in frame]])
         return int(len(self._blocks[-1]))
 

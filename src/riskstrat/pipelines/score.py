@@ -429,7 +429,8 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
             # Someone who opted out since last month must not reappear in this month's changes as "left".
             prev = prev.loc[~prev["person_id"].isin(in_data)]
     # The processes that will write the lists start now, beside the run's own work on them.
-    writers = lists.start_writers(population["practice_id"], options=month_options(cfg))
+    options = month_options(cfg)
+    writers = lists.start_writers(population["practice_id"], options=options)
     population = lists.mark_lists(population, list_size=cfg.lists.list_size, month=month, previous=prev,
                                   reasons=reasons, holdout_fraction=cfg.lists.holdout_fraction,
                                   seed=cfg.lists.holdout_seed, holdout_exempt_tiers=cfg.lists.holdout_exempt_tiers,
@@ -491,6 +492,6 @@ def _score_month(cfg, as_of, month, *, risk, cost, records, features, opted_out,
     lists.write_month(out_dir, population=population, practice_lists=practice_lists, summary=summary,
                       manifest=manifest, reidentify=reidentify, changes=changes,
                       words=page_words(cfg.lists, outcome=manifest["outcome"], groups=groups),
-                      options=month_options(cfg), writers=writers)
+                      options=options, writers=writers)
     clock.lap("writing")
     return manifest, summary

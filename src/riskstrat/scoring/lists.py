@@ -1223,10 +1223,10 @@ def start_writers(practice_ids: pd.Series, *, options: MonthOptions) -> StartedW
     workers = options.workers
     if workers != "auto" and (isinstance(workers, (str, bool)) or int(workers) != workers or workers < 1):
         return StartedWriters()  # write_month refuses it, saying why
-    if writer_processes(workers, workbooks=workbooks, lists=n_lists) <= 1:
+    processes = writer_processes(workers, workbooks=workbooks, lists=n_lists)
+    if processes <= 1:
         return StartedWriters()
     # The same joblib settings as _write_lists, so that it finds these workers and reuses them.
-    processes = writer_processes(workers, workbooks=workbooks, lists=n_lists)
     return StartedWriters(joblib.Parallel(n_jobs=processes, backend="loky", batch_size=1, max_nbytes=None,
                                           return_as="generator_unordered")(
         joblib.delayed(_writer_ready)() for _ in range(processes)))

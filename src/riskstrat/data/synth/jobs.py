@@ -24,6 +24,7 @@ loop in one process. Item ``k`` goes to worker ``k % jobs`` (items cost about th
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -67,6 +68,22 @@ def _send_all(conn, outbox: queue.Queue) -> None:
             os._exit(1)
         del message  # not kept while waiting for the next one
         outbox.task_done()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a worker is started: an ignored signal stays ignored through the new
+    interpreter's exec, and Python installs its KeyboardInterrupt handler only over the default one, so
+    a Ctrl-C during the worker's second of imports leaves no traceback of it (the parent handles it)."""
+    before = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or before is None:
+        yield  # only the main thread may change a handler, and one not set from Python cannot be put back
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _serve(conn, fn: Callable[[Any], Any], items: list[tuple[int, Any]]) -> None:
@@ -129,7 +146,8 @@ class OrderedJobs:
                 mine = [(k, self.items[k]) for k in range(w, len(self.items), n)]
                 process = context.Process(target=_serve, args=(writer, self.fn, mine),
                                           name=f"{self.name}-{w}", daemon=True)
-                process.start()
+                with _sigint_ignored():  # the worker is born ignoring Ctrl-C, not only once _serve runs
+                    process.start()
                 writer.close()  # the worker's end: a dead worker then reads as end-of-file here
                 self._workers.append((process, reader))
         except BaseException:
