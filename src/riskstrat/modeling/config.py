@@ -41,10 +41,11 @@ class DataConfig(_Strict):
     out_of_life_events: Literal["drop", "keep", "error"] = "drop"
     duckdb_memory_limit: str | None = Field(
         None, description="The DuckDB engine's memory for its queries, e.g. '3GB'; beyond it DuckDB spills to its temporary "
-                    "folder on disk (slower, bounded). Default: half the memory available when the engine opens, at least "
-                    "1 GiB (not DuckDB's own 80% of the machine's memory, which counts neither other processes nor the "
-                    "run's own memory). Set it to bound the whole run, e.g. 2GB for 5M people in 6 GiB "
-                    "(benchmarks/README.md).")
+                    "folder on disk (slower, bounded). Default: half the memory available when the engine opens (the "
+                    "smaller of Linux's MemAvailable and a container's cgroup room), at least 1 GiB; off Linux, DuckDB's "
+                    "own 80% of the machine's memory, which counts neither other processes nor the run's own memory. "
+                    "Set it to bound the whole run: at 2GB the monthly run of a fresh 5M-person population peaked at "
+                    "6,103 MiB (benchmarks/README.md).")
 
     @field_validator("duckdb_memory_limit")
     @classmethod
