@@ -562,21 +562,21 @@ class PersonAggregates:
     def frame(self, rows=None) -> pd.DataFrame:
         """:func:`feature_frame` of the people at positions ``rows`` (a slice or an integer array, in that
         order; None: everyone)."""
-        if rows is None:
-            people, values = self.people, self.values
-        else:
-            people, values = self.people.iloc[rows], {name: v[rows] for name, v in self.values.items()}
+        people, values = self._at(rows)
         return feature_frame(people, values, self.sources, spec=self.spec, costless=self.costless)
 
     def block(self, rows=None, *, into: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """:func:`derive_block` of the people at positions ``rows`` (as :meth:`frame`; ``into`` as there):
         the values with a row per column, and the column names (the frame's without the people's
         practice, sex and ethnic group)."""
-        if rows is None:
-            people, values = self.people, self.values
-        else:
-            people, values = self.people.iloc[rows], {name: v[rows] for name, v in self.values.items()}
+        people, values = self._at(rows)
         return derive_block(people, values, self.sources, spec=self.spec, costless=self.costless, into=into)
+
+    def _at(self, rows) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """The people at positions ``rows`` and their aggregates (None: everyone)."""
+        if rows is None:
+            return self.people, self.values
+        return self.people.iloc[rows], {name: v[rows] for name, v in self.values.items()}
 
     @property
     def columns(self) -> list[str]:

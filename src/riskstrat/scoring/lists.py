@@ -1990,23 +1990,18 @@ def _counts_of(counts: _ListCounts, key: str) -> _ListCounts:
 
 def _ready_jobs(jobs: Sequence[dict]) -> list[dict]:
     """Each list's files' contents (:func:`_list_job`, with its CSVs as bytes) from its job
-    (:func:`_list_jobs`): the cells and page rows of all ``jobs`` of one month made in one pass and
-    cut apart, and their CSVs from one pandas to_csv per kind of table
+    (:func:`_list_jobs`, all of one month): the cells and page rows of all ``jobs`` made in one pass
+    and cut apart, and their CSVs from one pandas to_csv per kind of table
     (:func:`riskstrat.scoring.sheets.csv_bytes_many`); every list's files depend on its job alone."""
-    ready: list[dict | None] = [None] * len(jobs)
-    months: dict[int, list[int]] = {}
-    for k, job in enumerate(jobs):
-        months.setdefault(id(job["month"]), []).append(k)
-    for members in months.values():
-        month = jobs[members[0]]["month"]
-        tables = [jobs[k]["table"] for k in members]
-        cells_of, rows_of = _cells_and_rows_many(tables, month.tier_order, month.words.group_names,
-                                                 decimals=month.decimals)
-        for k, cells, people_rows in zip(members, cells_of, rows_of):
-            job = jobs[k]
-            ready[k] = _list_job(job["pid"], job["table"], cells=cells, people_rows=people_rows, month=month,
-                                 counts=job["counts"], changes=_changes_table(job["changes"], job["table"], month=month),
-                                 identified=job["identified"], workbook=job["workbook"])
+    if not jobs:
+        return []
+    month = jobs[0]["month"]
+    cells_of, rows_of = _cells_and_rows_many([job["table"] for job in jobs], month.tier_order,
+                                             month.words.group_names, decimals=month.decimals)
+    ready = [_list_job(job["pid"], job["table"], cells=cells, people_rows=people_rows, month=month,
+                       counts=job["counts"], changes=_changes_table(job["changes"], job["table"], month=month),
+                       identified=job["identified"], workbook=job["workbook"])
+             for job, cells, people_rows in zip(jobs, cells_of, rows_of)]
     _add_csv_bytes(ready)
     return ready
 
