@@ -688,6 +688,7 @@ def test_the_workbook_is_served_to_the_practice_only_without_held_back_people_an
     # P2 has no recipe and no workbook in this month: refused, saying so, audited.
     refused = bob.get("/p/P2/workbook?month=2026-10")
     assert refused.status_code == 409 and "cannot be given" in refused.text and str(tmp_path) not in refused.text
+    assert "published without one by an older riskstrat" in refused.text  # the refusal's own reason, not a guess
     assert audit(app, username="bob", action="workbook_refused")
 
 
@@ -708,6 +709,10 @@ def test_riskstrat_workbook_writes_a_practices_workbook_from_a_published_month(t
     assert target.read_bytes() == recipe_workbook(recipe)  # everyone on the list, as the run would have written
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "exists already" in again.output
+    planted = tmp_path / "planted.xlsx"  # a link planted at --out is refused, not followed to its target
+    planted.symlink_to(tmp_path / "elsewhere.xlsx")
+    linked = runner.invoke(app, [*args[:-1], str(planted)])
+    assert linked.exit_code == 2 and "exists already" in linked.output and not (tmp_path / "elsewhere.xlsx").exists()
     for month, practice, words in (("2026-13", "P1", "not a published month"), ("2026-10", "P9", "no list for")):
         refused = runner.invoke(app, [*args[:4], month, "--practice", practice, "--out", str(tmp_path / "x.xlsx")])
         assert refused.exit_code == 2 and words in refused.output, refused.output

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from riskstrat.cli.app import app, out, refuse
+from riskstrat.data.io import write_bytes
 
 
 @app.command()
@@ -29,8 +30,8 @@ def workbook(
     from riskstrat.pipelines.workbook import month_workbook
 
     target = out_path or Path(f"{practice}-{month}.xlsx")
-    if target.exists():
+    if target.exists() or target.is_symlink():
         refuse(f"{target} exists already: give another --out, or move it away first")
     data = month_workbook(lists, month=month, practice=practice)
-    target.write_bytes(data)
+    write_bytes(data, target)  # atomic; a link planted at the target is replaced, never followed
     out.print(f"Wrote {target} ({len(data):,} bytes): {practice}'s workbook for {month}", highlight=False)

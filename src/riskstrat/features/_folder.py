@@ -648,7 +648,8 @@ class FolderEngine(ABC):
                    n_people: int, aggregates=None, *, compact: bool = False) -> dict[str, np.ndarray]:
         """The ``aggregates`` of one table (default the clinical ones) for the ``n_people`` people of the
         cohort; ``cohort_of_key[key]`` is the cohort position of the person whose key is ``key`` (-1: not
-        in the cohort). ``compact``: see :func:`per_person`."""
+        in the cohort). ``compact``: each in the smallest type that gives it back exactly as float64
+        (:func:`~riskstrat.features.spec.compact`; one float64 column at a time is held, not the table's)."""
         name = plan.table.name
         aggregates = aggregates_for(name) if aggregates is None else list(aggregates)
         # Part by part (an engine may hand its result over in pieces): each part's aggregates taken into
@@ -713,14 +714,11 @@ def code_map(raw: list[str], col: Column) -> tuple[dict[str, str | None], list[s
 
 
 def per_person(frame: pd.DataFrame, cohort_of_key: np.ndarray, n_people: int, table_name: str,
-               aggregates=None, *, compact: bool = False) -> dict[str, np.ndarray]:
+               aggregates=None) -> dict[str, np.ndarray]:
     """The table's aggregates (columns of ``frame``, one row per person id, ``_person`` the person key) in
-    cohort order; a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``.
-    ``compact``: each in the smallest type that gives it back exactly as float64
-    (:func:`~riskstrat.features.spec.compact`; one float64 column at a time is held, not the table's)."""
+    cohort order; a person without rows, or whose aggregate is missing, gets the aggregate's ``fill``."""
     aggregates = aggregates_for(table_name) if aggregates is None else list(aggregates)
-    return _assembled([_person_values(frame, cohort_of_key, aggregates, compact=compact)], n_people, aggregates,
-                      compact=compact)
+    return _assembled([_person_values(frame, cohort_of_key, aggregates)], n_people, aggregates)
 
 
 def _person_values(frame: pd.DataFrame, cohort_of_key: np.ndarray, aggregates,

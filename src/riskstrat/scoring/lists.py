@@ -1076,7 +1076,12 @@ def _recipe_bytes(table: pd.DataFrame, cells: Sequence[list], job: Mapping) -> b
 
 
 class WorkbookUnavailableError(InvalidInputError):
-    """A practice's workbook cannot be given from a published month: the message says why and what to do."""
+    """A practice's workbook cannot be given from a published month: the message says why and what to do
+    (naming the folders); ``reason``, the same without them, for a coordinator's page."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _list_folder(practice_id: str) -> str:
@@ -1104,7 +1109,8 @@ def published_workbook(month_dir: str | Path, practice_id: str, *, people: set[s
     files = manifest["files"]
     if f"{folder}/list.csv" not in files:
         raise WorkbookUnavailableError(f"{month_dir} has no list for practice {practice_id!r}: check the practice "
-                                       f"id (the month's lists are under {month_dir / 'practices'})")
+                                       f"id (the month's lists are under {month_dir / 'practices'})",
+                                       reason="the month has no list for this practice.")
     if f"{folder}/list.xlsx" in files:
         data = published.read_verified(month_dir, f"{folder}/list.xlsx", manifest)
         if people is not None or refuse_columns:
@@ -1114,30 +1120,38 @@ def published_workbook(month_dir: str | Path, practice_id: str, *, people: set[s
             if people is not None and set(listed["Person ID"]) - set(people):
                 raise WorkbookUnavailableError(
                     f"{month_dir / folder / 'list.xlsx'} holds people who are no longer shown (opted out since the "
-                    f"month was published): it is not given out; rescore the month to publish it without them")
+                    f"month was published): it is not given out; rescore the month to publish it without them",
+                    reason="it holds people who opted out since the month was published; ask the data team to "
+                           "rescore the month.")
         return data
     if f"{folder}/{WORKBOOK_RECIPE}" not in files:
         raise WorkbookUnavailableError(
             f"{month_dir / folder} has neither list.xlsx nor {WORKBOOK_RECIPE} (published by an older riskstrat): "
-            f"rescore the month (`riskstrat score --as-of {manifest.get('as_of')}`) to make its workbook")
+            f"rescore the month (`riskstrat score --as-of {manifest.get('as_of')}`) to make its workbook",
+            reason="the month was published without one by an older riskstrat; ask the data team to rescore it.")
     recipe = json.loads(published.read_verified(month_dir, f"{folder}/{WORKBOOK_RECIPE}", manifest))
     _refuse_columns(recipe.get("columns", []), refuse_columns, month_dir / folder)
-    return recipe_workbook(recipe, people=people)
+    return recipe_workbook(recipe, people=people, where=month_dir / folder / WORKBOOK_RECIPE)
 
 
 def _refuse_columns(columns, refused: Collection[str], where: Path) -> None:
     found = sorted(set(map(str, columns)) & set(refused))
     if found:
         raise WorkbookUnavailableError(f"the list in {where} holds {', '.join(found)} (re-identified when it was "
-                                       f"published): its workbook is not given out here")
+                                       f"published): its workbook is not given out here",
+                                       reason="its list was re-identified when it was published; ask the data team "
+                                              "for it.")
 
 
-def recipe_workbook(recipe: Mapping, *, people: set[str] | None = None) -> bytes:
+def recipe_workbook(recipe: Mapping, *, people: set[str] | None = None, where: Path | None = None) -> bytes:
     """The workbook bytes a :data:`WORKBOOK_RECIPE` (parsed) describes; ``people``: as
-    :func:`published_workbook`."""
+    :func:`published_workbook`; ``where``: the recipe's file, for the messages."""
     if recipe.get("recipe_version") != RECIPE_VERSION:
-        raise WorkbookUnavailableError(f"a workbook recipe of version {recipe.get('recipe_version')!r} cannot be read "
-                                       f"by this riskstrat (it reads version {RECIPE_VERSION}): rescore the month")
+        raise WorkbookUnavailableError(f"{where or 'a workbook recipe'} is of version {recipe.get('recipe_version')!r}, "
+                                       f"which this riskstrat cannot read (it reads version {RECIPE_VERSION}): "
+                                       f"rescore the month",
+                                       reason="it was published by another riskstrat version; ask the data team to "
+                                              "rescore the month.")
     columns, cells = list(recipe["columns"]), [list(c) for c in recipe["cells"]]
     if people is not None and "Person ID" in columns:
         ids = cells[columns.index("Person ID")]
@@ -1973,7 +1987,7 @@ def _list_jobs(tables: Mapping[str, pd.DataFrame], *, month: _MonthContext, coun
     plain data: the list, its rows of ``changes``, the month and the list's own counts."""
     order = list(tables)
     mine = _changes_by_list(changes, order)
-    return [(NO_PRACTICE if pid == NO_PRACTICE else f"practices/{pid}",
+    return [(_list_folder(pid),
              {"pid": pid, "table": tables[pid], "changes": mine[pid], "month": month,
               "counts": _counts_of(counts, str(pid)), "identified": pid in identified,
               "workbook": str(pid) in with_workbook})

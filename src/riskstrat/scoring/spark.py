@@ -42,13 +42,10 @@ from riskstrat.features.spark import _PANDAS_WARNING, _to_pandas
 from riskstrat.features.spec import CLINICAL, derive
 from riskstrat.features.words import USE_MEASURES, thresholds_from_counts, use_counts
 from riskstrat.scoring import lists
-from riskstrat.scoring.month import PersonScores, explain_people
+from riskstrat.scoring.month import RANKING_COLUMNS, PersonScores, explain_people
 
 __all__ = ["RANKING_COLUMNS", "SparkMonthFeatures"]
 
-# The features lists.rank_population and the priority groups read (besides practice_id and sex).
-RANKING_COLUMNS = ("age", "emergency_admissions_0_3m", "emergency_admissions_3_12m", "ae_attendances_0_3m",
-                   "ae_attendances_3_12m", "emergency_bed_days_12m", "cost_total_12m")
 
 def _numeric(spec) -> tuple[str, ...]:
     return tuple(spec.features) + tuple(CONTEXT_COLUMNS)  # derive's columns, all float64

@@ -490,9 +490,9 @@ def create_app(settings: ServeSettings, *, load: bool = True) -> FastAPI:
 
 def _reason(exc: Exception) -> str:
     """A refusal's reason for the page, without the server's folders (the message names them for the log)."""
-    if isinstance(exc, WorkbookUnavailableError) and "re-identified" in str(exc):
-        return "its list was re-identified when it was published; ask the data team for it."
-    return "the published month's files could not be verified or hold no workbook; ask the data team."
+    if isinstance(exc, WorkbookUnavailableError):
+        return exc.reason
+    return "the published month's files could not be verified; ask the data team."
 
 
 def _date(text: str) -> dt.date | None:
